@@ -1,0 +1,12 @@
+"""warmrec: session-based and sequential next-item recommendation for small, cold domains."""
+
+__version__ = "0.1.0"
+
+from warmrec.data import Batch, EvalSet, ItemVocab, SequenceData, SequenceDataset  # noqa: E402
+from warmrec.evaluation import evaluate  # noqa: E402
+from warmrec.registry import available_models, get_model  # noqa: E402
+
+__all__ = [
+    "__version__", "Batch", "EvalSet", "ItemVocab", "SequenceData", "SequenceDataset",
+    "evaluate", "get_model", "available_models",
+]

@@ -1,0 +1,186 @@
+"""The containers models see: training data, evaluation examples and scoring batches.
+
+- :class:`SequenceDataset` -- training sequences plus the vocabulary and optional side features.
+- :class:`EvalSet` -- next-item examples (a history and one target each), built so that a target
+  never sees its own future.
+- :class:`Batch` -- what ``Recommender.score`` receives: left-padded histories (most recent item
+  last) and, where known, user indices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+import torch
+
+from warmrec.data.schema import ITEM, TIME, USER, sequence_key
+from warmrec.data.sequences import SequenceData, pad_windows
+from warmrec.data.vocab import ItemVocab
+from warmrec.errors import DataError
+
+
+@dataclass
+class SequenceDataset:
+    """Training data: time-ordered sequences over an :class:`ItemVocab`.
+
+    ``users`` gives a user index (1-based, 0 = unknown) per sequence when the log has a
+    ``user_id`` column; ``user_vocab`` maps raw user ids to those indices. Feature tables are keyed
+    by raw ``item_id`` / ``user_id``.
+    """
+
+    sequences: SequenceData
+    vocab: ItemVocab
+    key: str
+    users: np.ndarray | None = None
+    user_vocab: ItemVocab | None = None
+    item_features: pl.DataFrame | None = None
+    user_features: pl.DataFrame | None = None
+    frame: pl.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def n_items(self) -> int:
+        """Width of a score matrix (real items + the padding index)."""
+        return len(self.vocab)
+
+    @classmethod
+    def from_frame(cls, df: pl.DataFrame, vocab: ItemVocab | None = None, *,
+                   user_vocab: ItemVocab | None = None,
+                   item_features: pl.DataFrame | None = None,
+                   user_features: pl.DataFrame | None = None) -> SequenceDataset:
+        """Build from a canonical table; the vocabulary defaults to the table's own items."""
+        vocab = vocab or ItemVocab.from_ids(df[ITEM])
+        key = sequence_key(df)
+        seqs = SequenceData.from_frame(df, vocab, key)
+        users = None
+        if USER in df.columns:
+            user_vocab = user_vocab or ItemVocab.from_ids(df[USER])
+            if key == USER:
+                users = user_vocab.encode(seqs.keys)
+            else:
+                first_user = df.group_by(key).agg(pl.col(USER).first())
+                first_user = pl.DataFrame({key: seqs.keys}).join(first_user, on=key, how="left")
+                users = user_vocab.encode(first_user[USER])
+        return cls(seqs, vocab, key, users, user_vocab, item_features, user_features, df)
+
+    def item_counts(self) -> np.ndarray:
+        """Training occurrences per item index (length ``n_items``, index 0 is 0)."""
+        return np.bincount(self.sequences.items, minlength=self.n_items).astype(np.float64)
+
+
+@dataclass
+class EvalSet:
+    """Next-item examples: example ``j`` has history ``items[starts[j]:ends[j]]`` and one target.
+
+    Build with :meth:`from_frames` (history table + target table, e.g. leave-one-out) or
+    :meth:`from_sessions` (every next item of held-out sessions).
+    """
+
+    items: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    targets: np.ndarray
+    n_items: int
+    keys: pl.Series
+    users: np.ndarray | None = None
+    n_dropped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def history(self, j: int) -> np.ndarray:
+        return self.items[self.starts[j] : self.ends[j]]
+
+    def batch(self, index: np.ndarray, maxlen: int) -> Batch:
+        """A scoring batch of the examples at ``index`` with histories cut to ``maxlen``."""
+        index = np.asarray(index)
+        mat = pad_windows(self.items, self.starts[index], self.ends[index], maxlen)
+        users = torch.from_numpy(self.users[index]) if self.users is not None else None
+        return Batch(torch.from_numpy(mat), users)
+
+    def subset(self, index: np.ndarray) -> EvalSet:
+        index = np.asarray(index)
+        return EvalSet(self.items, self.starts[index], self.ends[index], self.targets[index],
+                       self.n_items, self.keys.gather(index),
+                       self.users[index] if self.users is not None else None, 0)
+
+    @classmethod
+    def from_frames(cls, history: pl.DataFrame, targets: pl.DataFrame, vocab: ItemVocab, *,
+                    user_vocab: ItemVocab | None = None) -> EvalSet:
+        """Each row of ``targets`` is one example; its history is every earlier event of the same
+        key in ``history`` and in ``targets`` (stable time order, history rows first on ties).
+
+        Targets whose item is unknown to the vocabulary are dropped and counted in ``n_dropped``.
+        """
+        key = sequence_key(targets)
+        if key not in history.columns and history.height:
+            raise DataError("history and targets use different sequence keys", field=key,
+                            expected=key, found=", ".join(history.columns))
+        cols = [key, ITEM, TIME] + ([USER] if USER in targets.columns and key != USER else [])
+        h = history.select([c for c in cols if c in history.columns]).with_columns(
+            pl.lit(False).alias("_is_target"))
+        t = targets.select(cols).with_columns(pl.lit(True).alias("_is_target"))
+        if USER in cols and USER not in h.columns:
+            h = h.with_columns(pl.lit(None, dtype=t[USER].dtype).alias(USER))
+        h = h.select(t.columns)
+        allev = pl.concat([h, t], how="vertical_relaxed").with_row_index("_row")
+        allev = allev.with_columns(pl.Series("_idx", vocab.encode(allev[ITEM])))
+        allev = allev.sort([key, TIME, "_is_target", "_row"])
+        # positions before each event within its key
+        allev = allev.with_columns(pl.int_range(pl.len()).over(key).alias("_pos"))
+        is_t = allev["_is_target"].to_numpy()
+        idx = allev["_idx"].to_numpy().astype(np.int64)
+        pos = np.arange(allev.height, dtype=np.int64)
+        within = allev["_pos"].to_numpy().astype(np.int64)
+        starts_all = pos - within
+        # history excludes unknown items: keep them in the array but they are 0 (padding);
+        # compact by removing zeros so that padding never appears inside a history.
+        keep = idx > 0
+        new_pos = np.cumsum(keep) - keep  # position in compacted array of each event
+        items = idx[keep]
+        sel = is_t & (idx > 0)
+        ends = new_pos[sel]
+        starts = new_pos[starts_all[sel]]
+        # new_pos at start: number of kept events before the key start
+        users = None
+        if user_vocab is not None:
+            ucol = USER if USER in allev.columns else key
+            users = user_vocab.encode(allev.filter(pl.Series(sel))[ucol])
+        return cls(items, starts, ends, idx[sel], len(vocab), allev.filter(pl.Series(sel))[key],
+                   users, int((is_t & (idx == 0)).sum()))
+
+    @classmethod
+    def from_sessions(cls, sessions: pl.DataFrame, vocab: ItemVocab, *, last_only: bool = False,
+                      user_vocab: ItemVocab | None = None) -> EvalSet:
+        """Every next item of each held-out sequence (or only the last) given its prefix."""
+        key = sequence_key(sessions)
+        seqs = SequenceData.from_frame(sessions, vocab, key)
+        if last_only:
+            ok = seqs.lengths >= 2
+            ends = seqs.offsets[1:][ok] - 1
+            seq = np.nonzero(ok)[0]
+        else:
+            ends, _ = seqs.prefix_targets(1)
+            seq = seqs.sequence_of(ends)
+        users = None
+        if user_vocab is not None and USER in sessions.columns:
+            first_user = sessions.group_by(key).agg(pl.col(USER).first())
+            first_user = pl.DataFrame({key: seqs.keys}).join(first_user, on=key, how="left")
+            users = user_vocab.encode(first_user[USER])[seq]
+        return cls(seqs.items, seqs.offsets[seq], ends, seqs.items[ends], len(vocab),
+                   seqs.keys.gather(seq), users, 0)
+
+
+@dataclass
+class Batch:
+    """Histories to score: ``items`` is ``[B, L]`` left-padded with 0, most recent item last."""
+
+    items: torch.Tensor
+    users: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.items.shape[0]
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(self.items.to(device), None if self.users is None else self.users.to(device))

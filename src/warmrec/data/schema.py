@@ -1,0 +1,93 @@
+"""Canonical interaction table and its validation.
+
+Everything downstream of the readers sees one Polars table with these columns:
+
+- ``session_id`` or ``user_id`` (the sequence key; raw ids, integer or string),
+- ``item_id`` (raw ids, integer or string),
+- ``timestamp`` (Float64, Unix seconds; for logs without time, the event order),
+- optional ``rating`` (Float64), and any feature columns.
+
+:func:`validate_interactions` casts to these types and raises :class:`~warmrec.errors.DataError`
+naming the source, the field, what was found and what was expected.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from warmrec.errors import DataError
+
+SESSION = "session_id"
+USER = "user_id"
+ITEM = "item_id"
+TIME = "timestamp"
+RATING = "rating"
+
+ID_TYPES = (pl.Int64, pl.Utf8)
+
+
+def sequence_key(df: pl.DataFrame) -> str:
+    """The column that groups events into sequences: ``session_id`` if present, else ``user_id``."""
+    if SESSION in df.columns:
+        return SESSION
+    if USER in df.columns:
+        return USER
+    raise DataError(
+        "no sequence key column", field=SESSION, expected="'session_id' or 'user_id'",
+        found=", ".join(df.columns) or "no columns",
+    )
+
+
+def _cast_id(df: pl.DataFrame, col: str, source: str | None) -> pl.Series:
+    s = df[col]
+    if s.dtype in (pl.Utf8, pl.String, pl.Categorical):
+        return s.cast(pl.Utf8)
+    if s.dtype.is_integer():
+        return s.cast(pl.Int64)
+    if s.dtype.is_float():
+        if s.is_not_null().all() and (s == s.round(0)).all():
+            return s.cast(pl.Int64)
+    raise DataError(
+        "unsupported id type", path=source, field=col, expected="integer or string ids",
+        found=str(s.dtype),
+    )
+
+
+def validate_interactions(df: pl.DataFrame, *, source: str | None = None) -> pl.DataFrame:
+    """Check and cast a table to the canonical schema; return the cast table.
+
+    Raises :class:`DataError` when a required column is missing, a value is null, or a column
+    has a type that cannot be cast.
+    """
+    if df.width == 0 or df.height == 0:
+        raise DataError("no interactions", path=source, expected="at least one row",
+                        found="an empty table")
+    key = sequence_key(df)
+    for col in (ITEM, TIME):
+        if col not in df.columns:
+            raise DataError("missing column", path=source, field=col,
+                            expected=f"a column '{col}'", found=", ".join(df.columns))
+    out = {}
+    for col in (SESSION, USER, ITEM):
+        if col in df.columns:
+            out[col] = _cast_id(df, col, source)
+    ts = df[TIME]
+    if ts.dtype.is_numeric():
+        out[TIME] = ts.cast(pl.Float64)
+    elif ts.dtype in (pl.Datetime, pl.Date):
+        out[TIME] = ts.cast(pl.Datetime("ms")).dt.epoch("ms").cast(pl.Float64) / 1000.0
+    else:
+        raise DataError("timestamps must be numbers or datetimes", path=source, field=TIME,
+                        expected="Unix seconds or a datetime", found=str(ts.dtype))
+    if RATING in df.columns:
+        if not df[RATING].dtype.is_numeric():
+            raise DataError("ratings must be numeric", path=source, field=RATING,
+                            expected="a number", found=str(df[RATING].dtype))
+        out[RATING] = df[RATING].cast(pl.Float64)
+    for col in (key, ITEM, TIME):
+        nulls = out[col].null_count()
+        if nulls:
+            row = int(out[col].is_null().arg_max())
+            raise DataError(f"{nulls} missing value(s), first at data row {row + 1}",
+                            path=source, field=col, expected="a value", found="null")
+    return df.with_columns(**{k: v for k, v in out.items()})

@@ -1,0 +1,118 @@
+"""ItemVocab: raw item id <-> dense index, with index 0 reserved for padding.
+
+The vocabulary travels with every saved model (``vocab.json``), so raw ids go in and raw ids
+come out. Unknown raw ids encode to 0 (padding), which every model ignores.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from warmrec.errors import DataError
+
+PAD = 0
+
+
+class ItemVocab:
+    """A fixed mapping from raw ids (all ints or all strings) to indices ``1..n``; 0 is padding.
+
+    ``len(vocab)`` counts the padding index, so it is the width of a score matrix.
+    """
+
+    def __init__(self, ids: Sequence | np.ndarray | pl.Series) -> None:
+        series = pl.Series("id", ids) if not isinstance(ids, pl.Series) else ids.rename("id")
+        if series.dtype.is_integer():
+            series = series.cast(pl.Int64)
+        elif series.dtype in (pl.Utf8, pl.String):
+            pass
+        elif series.len() == 0:
+            series = series.cast(pl.Int64)
+        else:
+            raise DataError("vocabulary ids must be integers or strings", field="item_id",
+                            expected="int or str", found=str(series.dtype))
+        if series.n_unique() != series.len():
+            raise DataError("vocabulary ids must be unique", field="item_id",
+                            expected="unique ids", found=f"{series.len() - series.n_unique()} duplicates")
+        self._ids = series
+        self._index = pl.DataFrame({"id": series, "idx": np.arange(1, series.len() + 1, dtype=np.int64)})
+
+    @classmethod
+    def from_ids(cls, ids: Iterable | pl.Series) -> ItemVocab:
+        """Build a vocabulary of the distinct ids, in sorted order (independent of row order)."""
+        s = ids if isinstance(ids, pl.Series) else pl.Series("id", list(ids))
+        return cls(s.drop_nulls().unique().sort())
+
+    @property
+    def ids(self) -> pl.Series:
+        """Raw ids in index order (index ``i`` holds ``ids[i - 1]``)."""
+        return self._ids
+
+    @property
+    def is_str(self) -> bool:
+        return self._ids.dtype in (pl.Utf8, pl.String)
+
+    def __len__(self) -> int:
+        return self._ids.len() + 1
+
+    @property
+    def n_items(self) -> int:
+        """Number of real items (without padding)."""
+        return self._ids.len()
+
+    def _coerce(self, values: pl.Series) -> pl.Series:
+        if self.is_str:
+            return values.cast(pl.Utf8)
+        if values.dtype in (pl.Utf8, pl.String):
+            return values.cast(pl.Int64, strict=False)
+        return values.cast(pl.Int64, strict=False)
+
+    def encode(self, values: Iterable | pl.Series | np.ndarray) -> np.ndarray:
+        """Raw ids -> int64 indices; unknown ids become 0 (padding)."""
+        s = values if isinstance(values, pl.Series) else pl.Series("id", list(values) if not isinstance(values, np.ndarray) else values)
+        s = self._coerce(s.rename("id"))
+        if s.len() == 0:
+            return np.zeros(0, dtype=np.int64)
+        out = s.replace_strict(self._index["id"], self._index["idx"], default=0, return_dtype=pl.Int64)
+        return out.fill_null(0).to_numpy().astype(np.int64, copy=False)
+
+    def decode(self, indices: Iterable[int] | np.ndarray) -> list:
+        """Indices -> raw ids; raises on padding or out-of-range indices."""
+        idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64)
+        if idx.size and (idx.min() < 1 or idx.max() >= len(self)):
+            raise DataError("index out of the vocabulary", field="item index",
+                            expected=f"1..{len(self) - 1}", found=str(idx[(idx < 1) | (idx >= len(self))][0]))
+        return self._ids.gather(idx - 1).to_list()
+
+    def __contains__(self, raw) -> bool:
+        return bool(self.encode([raw])[0])
+
+    def to_dict(self) -> dict:
+        return {"kind": "str" if self.is_str else "int", "ids": self._ids.to_list()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ItemVocab:
+        ids = d["ids"]
+        if d.get("kind") == "str":
+            return cls(pl.Series("id", ids, dtype=pl.Utf8))
+        return cls(pl.Series("id", ids, dtype=pl.Int64))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict()))
+
+    @classmethod
+    def load(cls, path: str | Path) -> ItemVocab:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, ValueError, KeyError) as e:
+            raise DataError(f"cannot read vocabulary: {e}", path=path) from e
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ItemVocab) and self._ids.equals(other._ids)
+
+    def __repr__(self) -> str:
+        return f"ItemVocab({self.n_items} items, {'str' if self.is_str else 'int'} ids)"

@@ -1,0 +1,188 @@
+"""The Recommender protocol and the small base class every model shares.
+
+A model offers ``fit(train, valid=None) -> self`` and ``score(batch) -> Tensor[B, n_items]``
+(higher is better; column 0 is padding). The base class adds ``recommend`` (raw ids in, top-k raw
+ids out, with exclusions), and ``save``/``load`` as a directory: ``model.safetensors`` (weights or
+statistics), ``config.json`` (model name, config, warmrec version, extra metadata) and
+``vocab.json``. Nothing is pickled; writes are atomic.
+
+Subclasses implement ``fit``, ``score``, ``get_state`` (name -> array) and ``set_state``.
+A constructor stores its config and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from warmrec.config import build_config, config_dict
+from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
+from warmrec.data.sequences import pad_windows
+from warmrec.data.vocab import ItemVocab
+from warmrec.errors import ModelError
+from warmrec.io import atomic_dir
+
+FORMAT_VERSION = 1
+
+
+class UnknownItemWarning(UserWarning):
+    """A history named items the model's vocabulary does not know; they were ignored."""
+
+
+@runtime_checkable
+class RecommenderProtocol(Protocol):
+    def fit(self, train: SequenceDataset, valid: EvalSet | None = None) -> Any: ...
+    def score(self, batch: Batch) -> torch.Tensor: ...
+
+
+@dataclass
+class NoConfig:
+    """Models without settings."""
+
+
+class Recommender:
+    """Base class: config handling, recommend, save and load."""
+
+    name: ClassVar[str] = "base"
+    Config: ClassVar[type] = NoConfig
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        self.config = build_config(self.Config, config, **overrides)
+        self.vocab: ItemVocab | None = None
+        self.user_vocab: ItemVocab | None = None
+        self.meta: dict[str, Any] = {}
+
+    # -- to implement -------------------------------------------------------------------------
+    def fit(self, train: SequenceDataset, valid: EvalSet | None = None) -> Recommender:
+        raise NotImplementedError
+
+    def score(self, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def get_state(self) -> dict[str, torch.Tensor | np.ndarray]:
+        raise NotImplementedError
+
+    def set_state(self, state: dict[str, torch.Tensor]) -> None:
+        raise NotImplementedError
+
+    # -- shared -------------------------------------------------------------------------------
+    @property
+    def n_items(self) -> int:
+        self._check_fitted()
+        return len(self.vocab)
+
+    @property
+    def history_len(self) -> int:
+        """How many recent items of a history ``score`` looks at."""
+        return int(getattr(self.config, "max_len", 50))
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.vocab is not None
+
+    def _check_fitted(self) -> None:
+        if self.vocab is None:
+            raise ModelError(f"model '{self.name}' is not fitted: call fit() or load() first")
+
+    def _bind(self, train: SequenceDataset) -> None:
+        """Remember the training vocabularies (call at the start of ``fit``)."""
+        self.vocab = train.vocab
+        self.user_vocab = train.user_vocab
+
+    def encode_histories(self, histories: Sequence[Sequence[Any]]) -> Batch:
+        """Raw-id histories -> a scoring batch; unknown items are dropped with a warning."""
+        self._check_fitted()
+        enc, unknown = [], []
+        for h in histories:
+            idx = self.vocab.encode(list(h)) if len(h) else np.zeros(0, dtype=np.int64)
+            unknown.extend(x for x, i in zip(h, idx) if i == 0)
+            enc.append(idx[idx > 0])
+        if unknown:
+            warnings.warn(
+                f"{len(unknown)} unknown item id(s) ignored, e.g. {unknown[0]!r}",
+                UnknownItemWarning, stacklevel=3,
+            )
+        lens = np.array([len(e) for e in enc], dtype=np.int64)
+        items = np.concatenate(enc) if enc else np.zeros(0, dtype=np.int64)
+        ends = np.cumsum(lens)
+        mat = pad_windows(items, ends - lens, ends, max(self.history_len, 1))
+        return Batch(torch.from_numpy(mat))
+
+    def recommend(self, histories: Sequence[Sequence[Any]], k: int = 10, *,
+                  exclude_seen: bool = False,
+                  exclude: Sequence[Any] | None = None) -> list[list[Any]]:
+        """Top-``k`` raw item ids for each raw-id history (most recent item last)."""
+        batch = self.encode_histories(histories)
+        with torch.no_grad():
+            scores = self.score(batch).float().clone()
+        scores[:, 0] = -torch.inf
+        if exclude_seen:
+            scores.scatter_(1, batch.items, -torch.inf)
+        if exclude:
+            ids = self.vocab.encode(list(exclude))
+            ids = ids[ids > 0]
+            scores[:, torch.from_numpy(ids)] = -torch.inf
+        k = min(k, scores.shape[1] - 1)
+        vals, idx = torch.topk(scores, k, dim=1)
+        out = []
+        for row_v, row_i in zip(vals, idx):
+            keep = torch.isfinite(row_v)
+            out.append(self.vocab.decode(row_i[keep].numpy()))
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model directory atomically; returns its path."""
+        self._check_fitted()
+        state = {
+            k: (torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v)
+            .detach().cpu().contiguous()
+            for k, v in self.get_state().items()
+        }
+        from warmrec import __version__
+
+        info = {
+            "format": FORMAT_VERSION,
+            "model": self.name,
+            "config": config_dict(self.config),
+            "warmrec_version": __version__,
+            "meta": self.meta,
+        }
+        with atomic_dir(path) as tmp:
+            save_file(state, str(tmp / "model.safetensors"))
+            (tmp / "config.json").write_text(json.dumps(info, indent=2, default=str))
+            self.vocab.save(tmp / "vocab.json")
+            if self.user_vocab is not None:
+                self.user_vocab.save(tmp / "users.json")
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recommender:
+        """Load a model directory written by :meth:`save` (any registered model from the base)."""
+        p = Path(path)
+        cfg_path = p / "config.json"
+        if not cfg_path.is_file():
+            raise ModelError(f"{p}: not a warmrec model directory (no config.json)")
+        try:
+            info = json.loads(cfg_path.read_text())
+        except ValueError as e:
+            raise ModelError(f"{cfg_path}: invalid JSON: {e}") from e
+        from warmrec.registry import model_class
+
+        klass = model_class(info.get("model", "?"))
+        if cls is not Recommender and not issubclass(klass, cls):
+            raise ModelError(f"{p}: holds a '{klass.name}' model, not '{cls.name}'")
+        model = klass(info.get("config", {}))
+        model.meta = info.get("meta", {})
+        model.vocab = ItemVocab.load(p / "vocab.json")
+        if (p / "users.json").is_file():
+            model.user_vocab = ItemVocab.load(p / "users.json")
+        model.set_state(load_file(str(p / "model.safetensors")))
+        return model
