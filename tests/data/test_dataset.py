@@ -1,0 +1,48 @@
+"""EvalSet construction: histories never see the future; users; dropped unknown targets."""
+
+import numpy as np
+import polars as pl
+
+from warmrec.data.dataset import EvalSet, SequenceDataset
+from warmrec.data.vocab import ItemVocab
+
+
+def test_from_frames_history_is_strictly_earlier():
+    hist = pl.DataFrame({"user_id": [1, 1, 2], "item_id": [1, 2, 3], "timestamp": [1.0, 2.0, 1.0]})
+    tgt = pl.DataFrame({"user_id": [1, 2, 2], "item_id": [3, 1, 2], "timestamp": [3.0, 5.0, 6.0]})
+    v = ItemVocab.from_ids([1, 2, 3])
+    es = EvalSet.from_frames(hist, tgt, v)
+    assert len(es) == 3
+    got = {(k, tuple(v.decode(es.history(j))), v.decode([es.targets[j]])[0])
+           for j, k in enumerate(es.keys.to_list())}
+    assert got == {(1, (1, 2), 3), (2, (3,), 1), (2, (3, 1), 2)}
+    b = es.batch(np.arange(3), 2)
+    assert b.items.shape == (3, 2)
+
+
+def test_from_frames_drops_unknown_targets_and_skips_unknown_history():
+    hist = pl.DataFrame({"user_id": [1, 1], "item_id": [9, 2], "timestamp": [1.0, 2.0]})
+    tgt = pl.DataFrame({"user_id": [1, 1], "item_id": [7, 3], "timestamp": [3.0, 4.0]})
+    v = ItemVocab.from_ids([2, 3])
+    es = EvalSet.from_frames(hist, tgt, v)
+    assert es.n_dropped == 1 and len(es) == 1
+    assert v.decode(es.history(0)) == [2]
+
+
+def test_from_sessions_all_and_last():
+    df = pl.DataFrame({"session_id": [1, 1, 1, 2, 2, 3], "item_id": [1, 2, 3, 2, 1, 3],
+                       "timestamp": [1.0, 2, 3, 4, 5, 6]})
+    v = ItemVocab.from_ids([1, 2, 3])
+    es = EvalSet.from_sessions(df, v)
+    assert v.decode(es.targets) == [2, 3, 1]
+    assert [v.decode(es.history(j)) for j in range(3)] == [[1], [1, 2], [2]]
+    last = EvalSet.from_sessions(df, v, last_only=True)
+    assert v.decode(last.targets) == [3, 1]
+
+
+def test_dataset_users_and_counts():
+    df = pl.DataFrame({"user_id": ["a", "a", "b"], "session_id": [1, 1, 2], "item_id": [1, 2, 2],
+                       "timestamp": [1.0, 2, 3]})
+    ds = SequenceDataset.from_frame(df)
+    assert ds.key == "session_id" and ds.user_vocab.decode(ds.users) == ["a", "b"]
+    assert ds.item_counts().tolist() == [0, 1, 2]

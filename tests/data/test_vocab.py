@@ -1,0 +1,54 @@
+"""ItemVocab: padding at 0, unknown ids, round trips."""
+
+import numpy as np
+import polars as pl
+import pytest
+
+from warmrec.data.vocab import ItemVocab
+from warmrec.errors import DataError
+
+
+def test_sorted_ids_and_padding():
+    v = ItemVocab.from_ids([30, 10, 20, 10])
+    assert len(v) == 4 and v.n_items == 3
+    assert v.encode([10, 20, 30]).tolist() == [1, 2, 3]
+    assert v.decode([3, 1]) == [30, 10]
+
+
+def test_unknown_ids_encode_to_padding():
+    v = ItemVocab.from_ids(["a", "b"])
+    assert v.encode(["b", "zzz", "a"]).tolist() == [2, 0, 1]
+    assert "a" in v and "zzz" not in v
+
+
+def test_int_vocab_accepts_string_digits():
+    v = ItemVocab.from_ids([5, 7])
+    assert v.encode(pl.Series(["7", "x"])).tolist() == [2, 0]
+
+
+def test_decode_rejects_padding_and_out_of_range():
+    v = ItemVocab.from_ids([1, 2])
+    with pytest.raises(DataError, match="expected 1..2"):
+        v.decode([0])
+    with pytest.raises(DataError):
+        v.decode([3])
+
+
+def test_duplicates_rejected():
+    with pytest.raises(DataError, match="unique"):
+        ItemVocab([1, 1])
+
+
+@pytest.mark.parametrize("ids", [[3, 1, 2], ["x", "y"]])
+def test_save_load_round_trip(tmp_path, ids):
+    v = ItemVocab.from_ids(ids)
+    v.save(tmp_path / "v.json")
+    w = ItemVocab.load(tmp_path / "v.json")
+    assert v == w and w.is_str == v.is_str
+    assert np.array_equal(w.encode(ids), v.encode(ids))
+
+
+def test_load_bad_file(tmp_path):
+    (tmp_path / "v.json").write_text("{not json")
+    with pytest.raises(DataError, match="v.json"):
+        ItemVocab.load(tmp_path / "v.json")
