@@ -14,7 +14,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def cyclic_log(n_sessions: int = 200, n_items: int = 20, length: int = 8, seed: int = 0) -> pl.DataFrame:
+def cyclic_log(
+    n_sessions: int = 200, n_items: int = 20, length: int = 8, seed: int = 0
+) -> pl.DataFrame:
     """Sessions that walk a cycle ``i -> i + 1 (mod n_items)`` from a random start.
 
     The next item is always (last item + 1) mod n_items, shifted to ids 1..n_items.

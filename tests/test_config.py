@@ -28,7 +28,9 @@ def test_build_and_unknown_key():
 
 
 def test_overrides_parse_toml_literals():
-    cfg = apply_overrides({"model": {"d": 1}}, ["model.d=32", "train.lr=0.01", "name=abc", "x=[1, 2]"])
+    cfg = apply_overrides(
+        {"model": {"d": 1}}, ["model.d=32", "train.lr=0.01", "name=abc", "x=[1, 2]"]
+    )
     assert cfg == {"model": {"d": 32}, "train": {"lr": 0.01}, "name": "abc", "x": [1, 2]}
     assert parse_value("true") is True
     with pytest.raises(ConfigError, match="key=value"):

@@ -7,6 +7,13 @@ from warmrec.evaluation import evaluate  # noqa: E402
 from warmrec.registry import available_models, get_model  # noqa: E402
 
 __all__ = [
-    "__version__", "Batch", "EvalSet", "ItemVocab", "SequenceData", "SequenceDataset",
-    "evaluate", "get_model", "available_models",
+    "__version__",
+    "Batch",
+    "EvalSet",
+    "ItemVocab",
+    "SequenceData",
+    "SequenceDataset",
+    "evaluate",
+    "get_model",
+    "available_models",
 ]

@@ -13,8 +13,10 @@ def test_from_frames_history_is_strictly_earlier():
     v = ItemVocab.from_ids([1, 2, 3])
     es = EvalSet.from_frames(hist, tgt, v)
     assert len(es) == 3
-    got = {(k, tuple(v.decode(es.history(j))), v.decode([es.targets[j]])[0])
-           for j, k in enumerate(es.keys.to_list())}
+    got = {
+        (k, tuple(v.decode(es.history(j))), v.decode([es.targets[j]])[0])
+        for j, k in enumerate(es.keys.to_list())
+    }
     assert got == {(1, (1, 2), 3), (2, (3,), 1), (2, (3, 1), 2)}
     b = es.batch(np.arange(3), 2)
     assert b.items.shape == (3, 2)
@@ -30,8 +32,13 @@ def test_from_frames_drops_unknown_targets_and_skips_unknown_history():
 
 
 def test_from_sessions_all_and_last():
-    df = pl.DataFrame({"session_id": [1, 1, 1, 2, 2, 3], "item_id": [1, 2, 3, 2, 1, 3],
-                       "timestamp": [1.0, 2, 3, 4, 5, 6]})
+    df = pl.DataFrame(
+        {
+            "session_id": [1, 1, 1, 2, 2, 3],
+            "item_id": [1, 2, 3, 2, 1, 3],
+            "timestamp": [1.0, 2, 3, 4, 5, 6],
+        }
+    )
     v = ItemVocab.from_ids([1, 2, 3])
     es = EvalSet.from_sessions(df, v)
     assert v.decode(es.targets) == [2, 3, 1]
@@ -41,8 +48,14 @@ def test_from_sessions_all_and_last():
 
 
 def test_dataset_users_and_counts():
-    df = pl.DataFrame({"user_id": ["a", "a", "b"], "session_id": [1, 1, 2], "item_id": [1, 2, 2],
-                       "timestamp": [1.0, 2, 3]})
+    df = pl.DataFrame(
+        {
+            "user_id": ["a", "a", "b"],
+            "session_id": [1, 1, 2],
+            "item_id": [1, 2, 2],
+            "timestamp": [1.0, 2, 3],
+        }
+    )
     ds = SequenceDataset.from_frame(df)
     assert ds.key == "session_id" and ds.user_vocab.decode(ds.users) == ["a", "b"]
     assert ds.item_counts().tolist() == [0, 1, 2]

@@ -45,10 +45,15 @@ class SequenceDataset:
         return len(self.vocab)
 
     @classmethod
-    def from_frame(cls, df: pl.DataFrame, vocab: ItemVocab | None = None, *,
-                   user_vocab: ItemVocab | None = None,
-                   item_features: pl.DataFrame | None = None,
-                   user_features: pl.DataFrame | None = None) -> SequenceDataset:
+    def from_frame(
+        cls,
+        df: pl.DataFrame,
+        vocab: ItemVocab | None = None,
+        *,
+        user_vocab: ItemVocab | None = None,
+        item_features: pl.DataFrame | None = None,
+        user_features: pl.DataFrame | None = None,
+    ) -> SequenceDataset:
         """Build from a canonical table; the vocabulary defaults to the table's own items."""
         vocab = vocab or ItemVocab.from_ids(df[ITEM])
         key = sequence_key(df)
@@ -101,13 +106,26 @@ class EvalSet:
 
     def subset(self, index: np.ndarray) -> EvalSet:
         index = np.asarray(index)
-        return EvalSet(self.items, self.starts[index], self.ends[index], self.targets[index],
-                       self.n_items, self.keys.gather(index),
-                       self.users[index] if self.users is not None else None, 0)
+        return EvalSet(
+            self.items,
+            self.starts[index],
+            self.ends[index],
+            self.targets[index],
+            self.n_items,
+            self.keys.gather(index),
+            self.users[index] if self.users is not None else None,
+            0,
+        )
 
     @classmethod
-    def from_frames(cls, history: pl.DataFrame, targets: pl.DataFrame, vocab: ItemVocab, *,
-                    user_vocab: ItemVocab | None = None) -> EvalSet:
+    def from_frames(
+        cls,
+        history: pl.DataFrame,
+        targets: pl.DataFrame,
+        vocab: ItemVocab,
+        *,
+        user_vocab: ItemVocab | None = None,
+    ) -> EvalSet:
         """Each row of ``targets`` is one example; its history is every earlier event of the same
         key in ``history`` and in ``targets`` (stable time order, history rows first on ties).
 
@@ -115,11 +133,16 @@ class EvalSet:
         """
         key = sequence_key(targets)
         if key not in history.columns and history.height:
-            raise DataError("history and targets use different sequence keys", field=key,
-                            expected=key, found=", ".join(history.columns))
+            raise DataError(
+                "history and targets use different sequence keys",
+                field=key,
+                expected=key,
+                found=", ".join(history.columns),
+            )
         cols = [key, ITEM, TIME] + ([USER] if USER in targets.columns and key != USER else [])
         h = history.select([c for c in cols if c in history.columns]).with_columns(
-            pl.lit(False).alias("_is_target"))
+            pl.lit(False).alias("_is_target")
+        )
         t = targets.select(cols).with_columns(pl.lit(True).alias("_is_target"))
         if USER in cols and USER not in h.columns:
             h = h.with_columns(pl.lit(None, dtype=t[USER].dtype).alias(USER))
@@ -147,12 +170,26 @@ class EvalSet:
         if user_vocab is not None:
             ucol = USER if USER in allev.columns else key
             users = user_vocab.encode(allev.filter(pl.Series(sel))[ucol])
-        return cls(items, starts, ends, idx[sel], len(vocab), allev.filter(pl.Series(sel))[key],
-                   users, int((is_t & (idx == 0)).sum()))
+        return cls(
+            items,
+            starts,
+            ends,
+            idx[sel],
+            len(vocab),
+            allev.filter(pl.Series(sel))[key],
+            users,
+            int((is_t & (idx == 0)).sum()),
+        )
 
     @classmethod
-    def from_sessions(cls, sessions: pl.DataFrame, vocab: ItemVocab, *, last_only: bool = False,
-                      user_vocab: ItemVocab | None = None) -> EvalSet:
+    def from_sessions(
+        cls,
+        sessions: pl.DataFrame,
+        vocab: ItemVocab,
+        *,
+        last_only: bool = False,
+        user_vocab: ItemVocab | None = None,
+    ) -> EvalSet:
         """Every next item of each held-out sequence (or only the last) given its prefix."""
         key = sequence_key(sessions)
         seqs = SequenceData.from_frame(sessions, vocab, key)
@@ -168,8 +205,16 @@ class EvalSet:
             first_user = sessions.group_by(key).agg(pl.col(USER).first())
             first_user = pl.DataFrame({key: seqs.keys}).join(first_user, on=key, how="left")
             users = user_vocab.encode(first_user[USER])[seq]
-        return cls(seqs.items, seqs.offsets[seq], ends, seqs.items[ends], len(vocab),
-                   seqs.keys.gather(seq), users, 0)
+        return cls(
+            seqs.items,
+            seqs.offsets[seq],
+            ends,
+            seqs.items[ends],
+            len(vocab),
+            seqs.keys.gather(seq),
+            users,
+            0,
+        )
 
 
 @dataclass

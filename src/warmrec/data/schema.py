@@ -33,7 +33,9 @@ def sequence_key(df: pl.DataFrame) -> str:
     if USER in df.columns:
         return USER
     raise DataError(
-        "no sequence key column", field=SESSION, expected="'session_id' or 'user_id'",
+        "no sequence key column",
+        field=SESSION,
+        expected="'session_id' or 'user_id'",
         found=", ".join(df.columns) or "no columns",
     )
 
@@ -48,7 +50,10 @@ def _cast_id(df: pl.DataFrame, col: str, source: str | None) -> pl.Series:
         if s.is_not_null().all() and (s == s.round(0)).all():
             return s.cast(pl.Int64)
     raise DataError(
-        "unsupported id type", path=source, field=col, expected="integer or string ids",
+        "unsupported id type",
+        path=source,
+        field=col,
+        expected="integer or string ids",
         found=str(s.dtype),
     )
 
@@ -60,13 +65,19 @@ def validate_interactions(df: pl.DataFrame, *, source: str | None = None) -> pl.
     has a type that cannot be cast.
     """
     if df.width == 0 or df.height == 0:
-        raise DataError("no interactions", path=source, expected="at least one row",
-                        found="an empty table")
+        raise DataError(
+            "no interactions", path=source, expected="at least one row", found="an empty table"
+        )
     key = sequence_key(df)
     for col in (ITEM, TIME):
         if col not in df.columns:
-            raise DataError("missing column", path=source, field=col,
-                            expected=f"a column '{col}'", found=", ".join(df.columns))
+            raise DataError(
+                "missing column",
+                path=source,
+                field=col,
+                expected=f"a column '{col}'",
+                found=", ".join(df.columns),
+            )
     out = {}
     for col in (SESSION, USER, ITEM):
         if col in df.columns:
@@ -77,17 +88,32 @@ def validate_interactions(df: pl.DataFrame, *, source: str | None = None) -> pl.
     elif ts.dtype in (pl.Datetime, pl.Date):
         out[TIME] = ts.cast(pl.Datetime("ms")).dt.epoch("ms").cast(pl.Float64) / 1000.0
     else:
-        raise DataError("timestamps must be numbers or datetimes", path=source, field=TIME,
-                        expected="Unix seconds or a datetime", found=str(ts.dtype))
+        raise DataError(
+            "timestamps must be numbers or datetimes",
+            path=source,
+            field=TIME,
+            expected="Unix seconds or a datetime",
+            found=str(ts.dtype),
+        )
     if RATING in df.columns:
         if not df[RATING].dtype.is_numeric():
-            raise DataError("ratings must be numeric", path=source, field=RATING,
-                            expected="a number", found=str(df[RATING].dtype))
+            raise DataError(
+                "ratings must be numeric",
+                path=source,
+                field=RATING,
+                expected="a number",
+                found=str(df[RATING].dtype),
+            )
         out[RATING] = df[RATING].cast(pl.Float64)
     for col in (key, ITEM, TIME):
         nulls = out[col].null_count()
         if nulls:
             row = int(out[col].is_null().arg_max())
-            raise DataError(f"{nulls} missing value(s), first at data row {row + 1}",
-                            path=source, field=col, expected="a value", found="null")
+            raise DataError(
+                f"{nulls} missing value(s), first at data row {row + 1}",
+                path=source,
+                field=col,
+                expected="a value",
+                found="null",
+            )
     return df.with_columns(**{k: v for k, v in out.items()})

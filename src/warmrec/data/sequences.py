@@ -61,8 +61,9 @@ class SequenceData:
         return self.items[self.offsets[i] : self.offsets[i + 1]]
 
     @classmethod
-    def from_frame(cls, df: pl.DataFrame, vocab: ItemVocab, key: str | None = None,
-                   drop_unknown: bool = True) -> SequenceData:
+    def from_frame(
+        cls, df: pl.DataFrame, vocab: ItemVocab, key: str | None = None, drop_unknown: bool = True
+    ) -> SequenceData:
         """Group a canonical table into time-ordered sequences (stable: ties keep row order).
 
         Sequences appear in order of their first event time; events of unknown items are dropped.
@@ -78,8 +79,12 @@ class SequenceData:
         counts = enc.group_by(key, maintain_order=True).len()
         offsets = np.zeros(counts.height + 1, dtype=np.int64)
         np.cumsum(counts["len"].to_numpy(), out=offsets[1:])
-        return cls(offsets, enc["_idx"].to_numpy().astype(np.int64, copy=False), counts[key],
-                   enc[TIME].to_numpy())
+        return cls(
+            offsets,
+            enc["_idx"].to_numpy().astype(np.int64, copy=False),
+            counts[key],
+            enc[TIME].to_numpy(),
+        )
 
     def subset(self, index: np.ndarray) -> SequenceData:
         """The sequences at ``index`` (in that order), as a new compact store."""

@@ -33,13 +33,23 @@ class ItemVocab:
         elif series.len() == 0:
             series = series.cast(pl.Int64)
         else:
-            raise DataError("vocabulary ids must be integers or strings", field="item_id",
-                            expected="int or str", found=str(series.dtype))
+            raise DataError(
+                "vocabulary ids must be integers or strings",
+                field="item_id",
+                expected="int or str",
+                found=str(series.dtype),
+            )
         if series.n_unique() != series.len():
-            raise DataError("vocabulary ids must be unique", field="item_id",
-                            expected="unique ids", found=f"{series.len() - series.n_unique()} duplicates")
+            raise DataError(
+                "vocabulary ids must be unique",
+                field="item_id",
+                expected="unique ids",
+                found=f"{series.len() - series.n_unique()} duplicates",
+            )
         self._ids = series
-        self._index = pl.DataFrame({"id": series, "idx": np.arange(1, series.len() + 1, dtype=np.int64)})
+        self._index = pl.DataFrame(
+            {"id": series, "idx": np.arange(1, series.len() + 1, dtype=np.int64)}
+        )
 
     @classmethod
     def from_ids(cls, ids: Iterable | pl.Series) -> ItemVocab:
@@ -73,19 +83,31 @@ class ItemVocab:
 
     def encode(self, values: Iterable | pl.Series | np.ndarray) -> np.ndarray:
         """Raw ids -> int64 indices; unknown ids become 0 (padding)."""
-        s = values if isinstance(values, pl.Series) else pl.Series("id", list(values) if not isinstance(values, np.ndarray) else values)
+        s = (
+            values
+            if isinstance(values, pl.Series)
+            else pl.Series("id", list(values) if not isinstance(values, np.ndarray) else values)
+        )
         s = self._coerce(s.rename("id"))
         if s.len() == 0:
             return np.zeros(0, dtype=np.int64)
-        out = s.replace_strict(self._index["id"], self._index["idx"], default=0, return_dtype=pl.Int64)
+        out = s.replace_strict(
+            self._index["id"], self._index["idx"], default=0, return_dtype=pl.Int64
+        )
         return out.fill_null(0).to_numpy().astype(np.int64, copy=False)
 
     def decode(self, indices: Iterable[int] | np.ndarray) -> list:
         """Indices -> raw ids; raises on padding or out-of-range indices."""
-        idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64)
+        idx = np.asarray(
+            list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64
+        )
         if idx.size and (idx.min() < 1 or idx.max() >= len(self)):
-            raise DataError("index out of the vocabulary", field="item index",
-                            expected=f"1..{len(self) - 1}", found=str(idx[(idx < 1) | (idx >= len(self))][0]))
+            raise DataError(
+                "index out of the vocabulary",
+                field="item index",
+                expected=f"1..{len(self) - 1}",
+                found=str(idx[(idx < 1) | (idx >= len(self))][0]),
+            )
         return self._ids.gather(idx - 1).to_list()
 
     def __contains__(self, raw) -> bool:

@@ -64,8 +64,9 @@ def _sample_protocol(protocol: str) -> tuple[str, int] | None:
     return m.group(1), int(m.group(2))
 
 
-def _sample_negatives(targets: np.ndarray, n: int, n_items: int, probs: np.ndarray | None,
-                      rng: np.random.Generator) -> np.ndarray:
+def _sample_negatives(
+    targets: np.ndarray, n: int, n_items: int, probs: np.ndarray | None, rng: np.random.Generator
+) -> np.ndarray:
     """``[B, n]`` item indices in ``1..n_items-1``, none equal to its row's target."""
     b = len(targets)
     if probs is None:
@@ -153,15 +154,19 @@ def evaluate(
             tgt = torch.from_numpy(eval_set.targets[idx]).long()
             t_score = scores.gather(1, tgt[:, None])
             if sampled:
-                neg = torch.from_numpy(_sample_negatives(eval_set.targets[idx], sampled[1],
-                                                         n_items, probs, rng))
+                neg = torch.from_numpy(
+                    _sample_negatives(eval_set.targets[idx], sampled[1], n_items, probs, rng)
+                )
                 cand = scores.gather(1, neg)
                 r = (cand >= t_score).sum(1) + 1
             else:
                 # ties against the model: every other item scoring >= the target ranks above it
                 r = (scores >= t_score).sum(1)
-                r = torch.where(torch.isinf(t_score[:, 0]) & (t_score[:, 0] < 0),
-                                torch.full_like(r, n_items - 1), r)
+                r = torch.where(
+                    torch.isinf(t_score[:, 0]) & (t_score[:, 0] < 0),
+                    torch.full_like(r, n_items - 1),
+                    r,
+                )
             ranks[idx] = r.numpy()
             if kmax:
                 topk_all[idx] = torch.topk(scores, kmax, dim=1).indices.numpy()

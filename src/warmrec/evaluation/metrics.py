@@ -89,7 +89,9 @@ def mean_popularity(topk: np.ndarray, item_counts: np.ndarray) -> np.ndarray:
     return np.nanmean(vals, axis=1)
 
 
-def category_hits(topk: np.ndarray, targets: np.ndarray, item_cats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def category_hits(
+    topk: np.ndarray, targets: np.ndarray, item_cats: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Category-level HR@K and AP@K.
 
     ``item_cats`` is a boolean ``[n_items, n_categories]`` matrix. A recommended item is relevant

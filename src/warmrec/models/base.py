@@ -108,7 +108,8 @@ class Recommender:
         if unknown:
             warnings.warn(
                 f"{len(unknown)} unknown item id(s) ignored, e.g. {unknown[0]!r}",
-                UnknownItemWarning, stacklevel=3,
+                UnknownItemWarning,
+                stacklevel=3,
             )
         lens = np.array([len(e) for e in enc], dtype=np.int64)
         items = np.concatenate(enc) if enc else np.zeros(0, dtype=np.int64)
@@ -116,9 +117,14 @@ class Recommender:
         mat = pad_windows(items, ends - lens, ends, max(self.history_len, 1))
         return Batch(torch.from_numpy(mat))
 
-    def recommend(self, histories: Sequence[Sequence[Any]], k: int = 10, *,
-                  exclude_seen: bool = False,
-                  exclude: Sequence[Any] | None = None) -> list[list[Any]]:
+    def recommend(
+        self,
+        histories: Sequence[Sequence[Any]],
+        k: int = 10,
+        *,
+        exclude_seen: bool = False,
+        exclude: Sequence[Any] | None = None,
+    ) -> list[list[Any]]:
         """Top-``k`` raw item ids for each raw-id history (most recent item last)."""
         batch = self.encode_histories(histories)
         with torch.no_grad():
@@ -143,7 +149,9 @@ class Recommender:
         self._check_fitted()
         state = {
             k: (torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v)
-            .detach().cpu().contiguous()
+            .detach()
+            .cpu()
+            .contiguous()
             for k, v in self.get_state().items()
         }
         from warmrec import __version__

@@ -52,4 +52,3 @@ class SessionPop(Pop):
         local[:, 0] = 0
         glob = self.counts / (self.counts.max() + 1.0)  # in [0, 1): breaks ties among local counts
         return local + glob.unsqueeze(0)
-

@@ -1,0 +1,5 @@
+"""``python -m warmrec`` runs the CLI."""
+
+from warmrec.cli.main import main
+
+main()

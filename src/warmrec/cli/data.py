@@ -1,0 +1,141 @@
+"""``warmrec data ...``: stats, gaps, sessionize, split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from warmrec.cli.common import (
+    data_options,
+    echo_mapping,
+    emit_json,
+    format_table,
+    load_config,
+    read_data,
+)
+
+
+@click.group()
+def data() -> None:
+    """Inspect and prepare interaction logs."""
+
+
+@data.command()
+@click.argument("path")
+@data_options
+@click.option("--plots", "plots_dir", default=None, help="Write PNG plots into this folder.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def stats(path, fmt, cols, no_timestamp, order, plots_dir, as_json):
+    """Sizes, length distribution, sparsity, popularity concentration, time span."""
+    from warmrec.data.stats import describe, item_counts, length_counts
+
+    inter = read_data(path, fmt, cols, no_timestamp, order)
+    d = describe(inter.interactions)
+    if plots_dir:
+        from warmrec.reports.plots import plot_length_distribution, plot_popularity
+
+        out = Path(plots_dir)
+        plot_length_distribution(length_counts(inter.interactions), out / "lengths.png")
+        plot_popularity(item_counts(inter.interactions), out / "popularity.png")
+        d["plots"] = [str(out / "lengths.png"), str(out / "popularity.png")]
+    if as_json:
+        emit_json(d)
+    else:
+        echo_mapping(d)
+
+
+@data.command()
+@click.argument("path")
+@data_options
+@click.option(
+    "--key", default=None, help="Column whose gaps are analysed (default user_id, else session_id)."
+)
+@click.option("--plot", "plot_path", default=None, help="Write the gap histogram as PNG.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def gaps(path, fmt, cols, no_timestamp, order, key, plot_path, as_json):
+    """Inactivity gaps between consecutive events: quantiles, histogram, suggested threshold."""
+    from warmrec.data.schema import sequence_key
+    from warmrec.data.sessionize import gap_analysis
+
+    df = read_data(path, fmt, cols, no_timestamp, order).interactions
+    key = key or ("user_id" if "user_id" in df.columns else sequence_key(df))
+    rep = gap_analysis(df, key=key)
+    d = rep.to_dict()
+    if plot_path:
+        from warmrec.reports.plots import plot_gap_histogram
+
+        plot_gap_histogram(rep.edges, rep.counts, rep.suggested_threshold, plot_path)
+        d["plot"] = plot_path
+    if as_json:
+        emit_json(d)
+    else:
+        echo_mapping({k: v for k, v in d.items() if not isinstance(v, list | dict)})
+
+
+@data.command()
+@click.argument("path")
+@data_options
+@click.option(
+    "--gap",
+    "gap_seconds",
+    type=float,
+    default=1800.0,
+    show_default=True,
+    help="Inactivity gap (seconds) that starts a new session.",
+)
+@click.option("--key", default="user_id", show_default=True)
+@click.option("--collapse-repeats", is_flag=True, help="Drop consecutive repeats of an item.")
+@click.option("--out", "out", required=True, help="Output Parquet file.")
+@click.option("--json", "as_json", is_flag=True)
+def sessionize(
+    path, fmt, cols, no_timestamp, order, gap_seconds, key, collapse_repeats, out, as_json
+):
+    """Cut each user's events into sessions at inactivity gaps; writes Parquet."""
+    from warmrec.data.sessionize import sessionize as do_sessionize
+    from warmrec.io import write_parquet
+
+    df = read_data(path, fmt, cols, no_timestamp, order).interactions
+    res = do_sessionize(df, gap_seconds=gap_seconds, key=key, collapse_repeats=collapse_repeats)
+    write_parquet(res, out)
+    d = {"events": res.height, "sessions": res["session_id"].n_unique(), "out": out}
+    emit_json(d) if as_json else echo_mapping(d)
+
+
+@data.command()
+@click.argument("path")
+@data_options
+@click.option(
+    "--method", default="loo", show_default=True, help="loo, temporal, last_session or user."
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Split options, e.g. --set test_start=1.5e9 or --set seed=3.",
+)
+@click.option("--out", "out", required=True, help="Output folder for train/valid/test Parquet.")
+@click.option("--json", "as_json", is_flag=True)
+def split(path, fmt, cols, no_timestamp, order, method, sets, out, as_json):
+    """Split a log into train / valid / test Parquet files."""
+    from warmrec.data.split import split as do_split
+    from warmrec.io import write_parquet
+
+    df = read_data(path, fmt, cols, no_timestamp, order).interactions
+    opts = load_config(None, sets)
+    sp = do_split(df, method, **opts)
+    outdir = Path(out)
+    for part in ("train", "valid", "test"):
+        write_parquet(getattr(sp, part), outdir / f"{part}.parquet")
+    d = sp.describe()
+    if as_json:
+        emit_json(d)
+    else:
+        import polars as pl
+
+        rows = [
+            {"part": k, **v} if isinstance(v, dict) else {"part": k, "value": v}
+            for k, v in d.items()
+        ]
+        click.echo(format_table(pl.DataFrame(rows)))

@@ -1,0 +1,181 @@
+"""``warmrec train``, ``evaluate``, ``recommend`` and ``models``."""
+
+from __future__ import annotations
+
+import click
+
+from warmrec.cli.common import (
+    data_options,
+    echo_mapping,
+    emit_json,
+    format_table,
+    load_config,
+    parse_cols,
+)
+
+
+def _data_cfg(path, fmt, cols, no_timestamp, order) -> dict:
+    d = {}
+    if path:
+        d["path"] = path
+    if fmt:
+        d["format"] = fmt
+    if cols:
+        d["columns"] = parse_cols(cols)
+    if no_timestamp:
+        d["no_timestamp"] = True
+    if order:
+        d["order"] = order
+    return d
+
+
+def _base(path, fmt, cols, no_timestamp, order, split) -> dict:
+    base: dict = {}
+    d = _data_cfg(path, fmt, cols, no_timestamp, order)
+    if d:
+        base["data"] = d
+    if split:
+        base["split"] = {"method": split}
+    return base
+
+
+def _merge_flags(cfg: dict, flags: dict) -> dict:
+    for sec, vals in flags.items():
+        cfg[sec] = {**cfg.get(sec, {}), **vals}
+    return cfg
+
+
+@click.command()
+@click.option(
+    "--model", "model_name", default=None, help="Registered model name (see `warmrec models`)."
+)
+@click.option("--data", "path", default=None, help="Interaction log (file or folder).")
+@data_options
+@click.option("--split", default=None, help="loo (default), temporal, last_session or user.")
+@click.option("--config", "config_file", default=None, help="TOML experiment file.")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value, e.g. --set model.max_len=50 --set train.epochs=20.",
+)
+@click.option("--out", required=True, help="Model directory to write.")
+@click.option("--json", "as_json", is_flag=True)
+def train(model_name, path, fmt, cols, no_timestamp, order, split, config_file, sets, out, as_json):
+    """Fit a model (selected on validation) and save it."""
+    from warmrec.experiments.run import run_train
+
+    cfg = load_config(config_file, ())
+    flags = _base(path, fmt, cols, no_timestamp, order, split)
+    if model_name:
+        flags["model"] = {"name": model_name}
+    cfg = load_config(None, sets, _merge_flags(cfg, flags))
+    res = run_train(cfg, out)
+    if as_json:
+        emit_json(res)
+    else:
+        click.echo(f"saved {res['model']} to {res['out']} (fit {res['fit_s']:.1f} s)")
+        echo_mapping({f"valid {k}": v for k, v in res["valid"].items()})
+
+
+@click.command("evaluate")
+@click.argument("model_dir")
+@click.option("--data", "path", default=None, help="Interaction log (default: the training data).")
+@data_options
+@click.option("--split", default=None, help="Split method (default: the one used in training).")
+@click.option("--part", default="test", show_default=True, help="test or valid.")
+@click.option("--metrics", default=None, help="Comma-separated, e.g. hr@10,ndcg@10,mrr@20.")
+@click.option(
+    "--protocol", default=None, help="full (default) or sampled-uniform-N / sampled-pop-N."
+)
+@click.option("--exclude-seen", is_flag=True, help="Never rank items already in the history.")
+@click.option("--config", "config_file", default=None)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+@click.option("--json", "as_json", is_flag=True)
+def evaluate_cmd(
+    model_dir,
+    path,
+    fmt,
+    cols,
+    no_timestamp,
+    order,
+    split,
+    part,
+    metrics,
+    protocol,
+    exclude_seen,
+    config_file,
+    sets,
+    as_json,
+):
+    """Evaluate a saved model on the test (or validation) part; prints the metrics table."""
+    from warmrec.experiments.run import run_evaluate
+
+    cfg = load_config(config_file, ())
+    flags = _base(path, fmt, cols, no_timestamp, order, split)
+    ev = {}
+    if metrics:
+        ev["metrics"] = [m.strip() for m in metrics.split(",") if m.strip()]
+    if protocol:
+        ev["protocol"] = protocol
+    if exclude_seen:
+        ev["exclude_seen"] = True
+    if ev:
+        flags["eval"] = ev
+    cfg = load_config(None, sets, _merge_flags(cfg, flags))
+    res, info = run_evaluate(model_dir, cfg, part)
+    if as_json:
+        emit_json({**info, "protocol": res.protocol, "metrics": res.summary})
+    else:
+        click.echo(f"{info['model']} on {info['n']} {part} examples ({res.protocol} ranking)")
+        click.echo(format_table(res.table))
+
+
+@click.command()
+@click.argument("model_dir")
+@click.option("--items", required=True, help="Comma-separated raw item ids, oldest first.")
+@click.option("-k", "k", default=10, show_default=True, type=int)
+@click.option("--exclude-seen", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+def recommend(model_dir, items, k, exclude_seen, as_json):
+    """Top-k next items for one history of raw item ids."""
+    import warnings
+
+    from warmrec.models.base import Recommender
+
+    model = Recommender.load(model_dir)
+    hist = [x.strip() for x in items.split(",") if x.strip()]
+    if not model.vocab.is_str:
+        conv = []
+        for x in hist:
+            try:
+                conv.append(int(x))
+            except ValueError:
+                conv.append(x)
+        hist = conv
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        recs = model.recommend([hist], k, exclude_seen=exclude_seen)[0]
+    for w in caught:
+        click.echo(f"warmrec: warning: {w.message}", err=True)
+    if as_json:
+        emit_json({"model": model.name, "history": hist, "items": recs})
+    else:
+        for r, item in enumerate(recs, 1):
+            click.echo(f"{r:>3}  {item}")
+
+
+@click.command("models")
+@click.option("--json", "as_json", is_flag=True)
+def list_models(as_json):
+    """List the registered models."""
+    from warmrec.registry import available_models, model_class
+
+    names = available_models()
+    if as_json:
+        emit_json(names)
+    else:
+        for n in names:
+            doc = (model_class(n).__doc__ or "").strip().splitlines()
+            click.echo(f"{n:<12} {doc[0] if doc else ''}")

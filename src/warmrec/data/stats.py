@@ -1,0 +1,65 @@
+"""Descriptive statistics of an interaction log: sizes, lengths, sparsity, popularity, time span."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from warmrec.data.schema import ITEM, SESSION, TIME, USER, sequence_key
+
+
+def gini(counts: np.ndarray) -> float:
+    """Gini coefficient of item popularity (0 = uniform, towards 1 = concentrated)."""
+    x = np.sort(np.asarray(counts, dtype=np.float64))
+    n = len(x)
+    if n == 0 or x.sum() == 0:
+        return 0.0
+    cum = np.cumsum(x)
+    return float((n + 1 - 2 * (cum / cum[-1]).sum()) / n)
+
+
+def describe(df: pl.DataFrame) -> dict[str, Any]:
+    """Summary of a canonical table (one pass of group-bys; fine for tens of millions of rows)."""
+    key = sequence_key(df)
+    lengths = df.group_by(key).len()["len"].to_numpy()
+    counts = df.group_by(ITEM).len()["len"].to_numpy()
+    n_events, n_items, n_seq = df.height, len(counts), len(lengths)
+    top = np.sort(counts)[::-1]
+    k1 = max(1, int(np.ceil(0.01 * n_items)))
+    k20 = max(1, int(np.ceil(0.2 * n_items)))
+    tmin, tmax = df[TIME].min(), df[TIME].max()
+    out: dict[str, Any] = {
+        "sequence_key": key,
+        "sequences": n_seq,
+        "items": n_items,
+        "events": n_events,
+        "users": df[USER].n_unique() if USER in df.columns else None,
+        "sessions": df[SESSION].n_unique() if SESSION in df.columns else None,
+        "length_mean": float(lengths.mean()),
+        "length_median": float(np.median(lengths)),
+        "length_min": int(lengths.min()),
+        "length_max": int(lengths.max()),
+        "length_p90": float(np.quantile(lengths, 0.9)),
+        "density": n_events / (n_seq * n_items),
+        "sparsity": 1.0 - n_events / (n_seq * n_items),
+        "item_events_top1pct_share": float(top[:k1].sum() / n_events),
+        "item_events_top20pct_share": float(top[:k20].sum() / n_events),
+        "item_gini": gini(counts),
+        "items_seen_once": int((counts == 1).sum()),
+        "time_min": float(tmin),
+        "time_max": float(tmax),
+        "time_span_days": float(tmax - tmin) / 86400.0,
+    }
+    return out
+
+
+def length_counts(df: pl.DataFrame) -> np.ndarray:
+    """Sequence lengths (one per session or user)."""
+    return df.group_by(sequence_key(df)).len()["len"].to_numpy()
+
+
+def item_counts(df: pl.DataFrame) -> np.ndarray:
+    """Event count of every item, most popular first."""
+    return np.sort(df.group_by(ITEM).len()["len"].to_numpy())[::-1]

@@ -1,0 +1,119 @@
+"""Experiment runs from one config dict (a TOML file plus overrides): train, evaluate.
+
+Config sections::
+
+    [data]   path, format, columns = {canonical = "file column"}, no_timestamp, order
+    [split]  method = "loo" | "temporal" | "last_session" | "user", plus that split's options
+    [model]  name, plus the model's own config keys
+    [train]  training-loop settings of neural models (epochs, lr, patience, ...)
+    [eval]   metrics = [...], protocol = "full", exclude_seen = false
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from warmrec.errors import ConfigError
+from warmrec.evaluation.evaluate import DEFAULT_METRICS, EvalResult
+from warmrec.experiments.pipeline import Prepared, evaluate_model, fit_model, prepare, read, timed
+
+SECTIONS = {"data", "split", "model", "train", "eval"}
+
+
+def check_sections(cfg: dict[str, Any]) -> None:
+    unknown = sorted(set(cfg) - SECTIONS)
+    if unknown:
+        raise ConfigError(
+            f"unknown config section(s) {', '.join(unknown)}; valid: {', '.join(sorted(SECTIONS))}"
+        )
+
+
+def prepare_from_config(cfg: dict[str, Any], vocab=None, user_vocab=None) -> Prepared:
+    check_sections(cfg)
+    d = dict(cfg.get("data", {}))
+    if "path" not in d:
+        raise ConfigError("no data path: give --data PATH or [data] path in the config")
+    inter = read(
+        d.pop("path"),
+        format=d.pop("format", None),
+        columns=d.pop("columns", None),
+        no_timestamp=d.pop("no_timestamp", False),
+        order=d.pop("order", None),
+    )
+    if d:
+        raise ConfigError(f"unknown [data] key(s): {', '.join(sorted(d))}")
+    sp = dict(cfg.get("split", {}))
+    method = sp.pop("method", "loo")
+    return prepare(
+        inter.interactions,
+        split=method,
+        split_options=sp,
+        vocab=vocab,
+        user_vocab=user_vocab,
+        item_features=inter.item_features,
+        user_features=inter.user_features,
+    )
+
+
+def eval_options(cfg: dict[str, Any]) -> dict[str, Any]:
+    e = dict(cfg.get("eval", {}))
+    out = {
+        "metrics": tuple(e.pop("metrics", DEFAULT_METRICS)),
+        "protocol": e.pop("protocol", "full"),
+        "exclude_seen": bool(e.pop("exclude_seen", False)),
+    }
+    if e:
+        raise ConfigError(
+            f"unknown [eval] key(s): {', '.join(sorted(e))}; valid: exclude_seen, metrics, protocol"
+        )
+    return out
+
+
+def run_train(cfg: dict[str, Any], out: str | Path) -> dict[str, Any]:
+    """Read, split, fit (selecting on validation) and save; returns validation metrics + timings."""
+    prep = prepare_from_config(cfg)
+    m = dict(cfg.get("model", {}))
+    name = m.pop("name", None)
+    if not name:
+        raise ConfigError("no model: give --model NAME or [model] name in the config")
+    model, fit_s = timed(fit_model, name, prep, m, cfg.get("train", {}))
+    ev = eval_options(cfg)
+    res, eval_s = timed(evaluate_model, model, prep.valid, prep, **ev)
+    model.meta["run"] = {
+        "data": cfg.get("data", {}),
+        "split": cfg.get("split", {}),
+        "fit_seconds": fit_s,
+        "valid": res.summary,
+    }
+    model.save(out)
+    return {
+        "model": name,
+        "out": str(out),
+        "fit_s": fit_s,
+        "valid_eval_s": eval_s,
+        "valid": res.summary,
+        "n_valid": res.n_examples,
+    }
+
+
+def run_evaluate(
+    model_dir: str | Path, cfg: dict[str, Any], part: str = "test"
+) -> tuple[EvalResult, dict[str, Any]]:
+    """Evaluate a saved model on the ``part`` of a dataset split the same way as in training."""
+    from warmrec.models.base import Recommender
+
+    model = Recommender.load(model_dir)
+    run = model.meta.get("run", {})
+    cfg = dict(cfg)
+    if "data" not in cfg or "path" not in cfg.get("data", {}):
+        if "path" not in run.get("data", {}):
+            raise ConfigError("no data path: give --data PATH")
+        cfg["data"] = run["data"]
+    cfg.setdefault("split", run.get("split", {}))
+    prep = prepare_from_config(cfg, vocab=model.vocab, user_vocab=model.user_vocab)
+    if part not in ("test", "valid"):
+        raise ConfigError(f"--part must be test or valid, found {part!r}")
+    es = prep.test if part == "test" else prep.valid
+    res, eval_s = timed(evaluate_model, model, es, prep, **eval_options(cfg))
+    return res, {"model": model.name, "part": part, "eval_s": eval_s, "n": res.n_examples}
