@@ -1,0 +1,286 @@
+"""Bad input raises DataError (or ConfigError) naming the file, the line or field, expected vs found."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from warmrec.data.datasets import load_dataset
+from warmrec.data.readers import load_interactions
+from warmrec.errors import ConfigError, DataError
+
+HEADER = "session_id,item_id,timestamp\n"
+
+
+def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    f = tmp_path / name
+    f.write_bytes(content.encode() if isinstance(content, str) else content)
+    return f
+
+
+def error_of(path: Path, **kw) -> DataError:
+    with pytest.raises(DataError) as info:
+        load_interactions(path, **kw)
+    return info.value
+
+
+def test_wrong_delimiter_given_explicitly(tmp_path):
+    f = write(tmp_path, "tabbed.csv", "session_id\titem_id\ttimestamp\n1\t2\t3\n")
+    err = error_of(f, sep=",")
+    assert err.path == str(f) and err.field == "item_id"
+    assert "tab-separated" in str(err) and "sep='\\t'" in str(err)
+    assert "tabbed.csv" in str(err)
+
+
+def test_data_rows_with_another_delimiter(tmp_path):
+    f = write(tmp_path, "mixed.csv", HEADER + "1;2;3\n")
+    err = error_of(f)
+    assert err.line == 2 and err.field == "item_id"
+    assert "semicolons" in str(err) and "mixed.csv, line 2" in str(err)
+
+
+def test_line_with_too_many_fields(tmp_path):
+    f = write(tmp_path, "ragged.csv", HEADER + "1,2,3\n1,2,3,4\n")
+    err = error_of(f)
+    assert err.line == 3
+    assert err.expected == "3 fields separated by comma"
+    assert "4 field(s)" in err.found
+
+
+def test_missing_item_column(tmp_path):
+    f = write(tmp_path, "noitem.csv", "session_id,thing,timestamp\n1,2,3\n")
+    err = error_of(f)
+    assert err.field == "item_id" and "'thing'" in err.found
+    assert "columns={'item_id'" in err.expected
+
+
+def test_missing_key_column(tmp_path):
+    f = write(tmp_path, "nokey.csv", "item_id,timestamp\n1,2\n")
+    err = error_of(f)
+    assert err.field == "session_id" and "user_id" in err.expected
+
+
+def test_missing_timestamp_names_the_options(tmp_path):
+    f = write(tmp_path, "notime.csv", "user_id,item_id\n1,2\n")
+    err = error_of(f)
+    assert err.field == "timestamp"
+    assert "order=" in str(err) and "no_timestamp=True" in str(err)
+
+
+def test_unparsable_iso_timestamp_names_line_and_value(tmp_path):
+    f = write(tmp_path, "iso.csv", HEADER + "1,2,2014-04-07T10:00:00Z\n1,3,2014-13-45T10:00:00Z\n")
+    err = error_of(f)
+    assert err.line == 3 and err.field == "timestamp"
+    assert err.found == "'2014-13-45T10:00:00Z'" and "ISO 8601" in err.expected
+
+
+def test_unparsable_numeric_timestamp_names_line_and_value(tmp_path):
+    f = write(tmp_path, "num.csv", HEADER + "1,2,10\n1,3,11\n1,4,abc\n")
+    err = error_of(f)
+    assert err.line == 4 and err.found == "'abc'"
+
+
+def test_unparsable_first_timestamp(tmp_path):
+    f = write(tmp_path, "first.csv", HEADER + "1,2,yesterday\n")
+    err = error_of(f)
+    assert err.line == 2 and "yesterday" in err.found
+
+
+def test_empty_file(tmp_path):
+    f = write(tmp_path, "empty.csv", "")
+    err = error_of(f)
+    assert "empty file" in str(err) and err.found == "0 bytes" and "empty.csv" in str(err)
+
+
+def test_header_only(tmp_path):
+    f = write(tmp_path, "header.csv", HEADER)
+    err = error_of(f)
+    assert err.line == 2 and "header but no data rows" in str(err)
+
+
+def test_non_utf8_bytes(tmp_path):
+    f = write(tmp_path, "latin.csv", HEADER.encode() + b"1,2,3\n1,caf\xe9,4\n")
+    err = error_of(f)
+    assert err.line == 3 and "UTF-8" in str(err) and "\\xe9" in err.found
+
+
+def test_non_utf8_header(tmp_path):
+    f = write(tmp_path, "latinhead.csv", b"sessi\xf3n,item_id,timestamp\n1,2,3\n")
+    err = error_of(f)
+    assert err.line == 1 and "UTF-8" in str(err)
+
+
+def test_mapping_to_a_column_that_does_not_exist(tmp_path):
+    f = write(tmp_path, "map.csv", HEADER + "1,2,3\n")
+    err = error_of(f, columns={"item_id": "ItemId"})
+    assert err.field == "item_id" and err.expected == "a column 'ItemId'"
+    assert "'item_id'" in err.found
+
+
+def test_order_column_that_does_not_exist(tmp_path):
+    f = write(tmp_path, "order.csv", "user_id,item_id\n1,2\n")
+    err = error_of(f, order="pos")
+    assert err.field == "order" and "'pos'" in err.expected
+
+
+def test_order_column_that_is_not_numeric(tmp_path):
+    f = write(tmp_path, "order.csv", "user_id,item_id,pos\n1,2,1\n1,3,second\n")
+    err = error_of(f, order="pos")
+    assert err.line == 3 and err.found == "'second'"
+
+
+def test_missing_value_names_the_line(tmp_path):
+    f = write(tmp_path, "hole.csv", HEADER + "1,2,3\n1,,4\n")
+    err = error_of(f)
+    assert err.line == 3 and err.field == "item_id"
+
+
+def test_path_that_does_not_exist(tmp_path):
+    err = error_of(tmp_path / "absent.csv")
+    assert "absent.csv" in str(err) and "no such file" in str(err)
+
+
+def test_unknown_suffix(tmp_path):
+    f = write(tmp_path, "log.json", "{}")
+    err = error_of(f)
+    assert "'.json'" in err.found and "format=" in err.expected
+
+
+def test_folder_without_interaction_files(tmp_path):
+    write(tmp_path, "notes.md", "hello")
+    err = error_of(tmp_path)
+    assert "notes.md" in err.found
+
+
+def test_not_a_parquet_file(tmp_path):
+    f = write(tmp_path, "log.parquet", "this is not parquet")
+    err = error_of(f)
+    assert "Parquet" in str(err) and "log.parquet" in str(err)
+
+
+def test_parquet_bad_value_names_the_row(tmp_path):
+    import polars as pl
+
+    f = tmp_path / "log.parquet"
+    pl.DataFrame({"user_id": [1, 2], "item_id": [1, 2], "timestamp": ["5", "soon"]}).write_parquet(
+        f
+    )
+    err = error_of(f)
+    assert "at row 2" in str(err) and err.found == "'soon'" and err.line is None
+
+
+def test_bad_recbole_header(tmp_path):
+    f = write(tmp_path, "bad.inter", "user_id:token\titem_id\n1\t2\n")
+    err = error_of(f)
+    assert err.line == 1 and err.field == "item_id"
+    assert "token_seq" in err.expected and err.found == "'item_id'"
+
+
+def test_unknown_recbole_type(tmp_path):
+    f = write(tmp_path, "bad.inter", "user_id:token\titem_id:int\ttimestamp:float\n1\t2\t3\n")
+    err = error_of(f)
+    assert err.field == "item_id:int"
+
+
+def test_bad_recbole_float_value(tmp_path):
+    write(tmp_path, "t.inter", "user_id:token\titem_id:token\ttimestamp:float\n1\t2\t3\n")
+    write(tmp_path, "t.item", "item_id:token\tprice:float\n2\tcheap\n")
+    err = error_of(tmp_path)
+    assert err.path.endswith("t.item") and err.line == 2 and err.field == "price"
+
+
+def test_recbole_feature_file_without_key(tmp_path):
+    write(tmp_path, "t.inter", "user_id:token\titem_id:token\ttimestamp:float\n1\t2\t3\n")
+    write(tmp_path, "t.item", "movie:token\tprice:float\n2\t1\n")
+    err = error_of(tmp_path)
+    assert err.field == "item_id" and "movie" in err.found
+
+
+def test_order_and_no_timestamp_is_a_config_error(tmp_path):
+    f = write(tmp_path, "x.csv", "user_id,item_id,pos\n1,2,3\n")
+    with pytest.raises(ConfigError):
+        load_interactions(f, order="pos", no_timestamp=True)
+
+
+# ------------------------------------------------------------------ named dataset formats
+
+
+def test_movielens_1m_line_with_missing_field(tmp_path):
+    f = write(tmp_path, "ratings.dat", "1::1193::5::978300760\n1::661::3\n")
+    with pytest.raises(DataError) as info:
+        load_dataset("movielens-1m", f)
+    assert info.value.line == 2 and "'::'" in info.value.expected
+
+
+def test_yoochoose_bad_timestamp(tmp_path):
+    f = write(
+        tmp_path,
+        "yoochoose-clicks.dat",
+        "1,2014-04-07T10:51:09.277Z,214536502,0\n1,07/04/2014 10:54,214536500,0\n",
+    )
+    with pytest.raises(DataError) as info:
+        load_dataset("yoochoose-clicks", f)
+    assert info.value.line == 2 and "07/04/2014" in info.value.found
+
+
+def test_headerless_dataset_with_a_short_line(tmp_path):
+    f = write(tmp_path, "ratings_Books.csv", "A1,0001,4.0,1019865600\nA2,0002,5.0\n")
+    with pytest.raises(DataError) as info:
+        load_dataset("amazon-books", f)
+    assert info.value.line == 2 and info.value.field == "timestamp"
+
+
+def test_headerless_dataset_with_a_long_line(tmp_path):
+    f = write(tmp_path, "ratings_Books.csv", "A1,0001,4.0,1019865600\nA2,0002,5.0,1,9\n")
+    with pytest.raises(DataError) as info:
+        load_dataset("amazon-books", f)
+    assert info.value.line == 2 and "4 fields" in info.value.expected
+
+
+def test_dataset_file_not_found_in_folder(tmp_path):
+    write(tmp_path, "other.txt", "x")
+    with pytest.raises(DataError) as info:
+        load_dataset("movielens-100k", tmp_path)
+    assert info.value.expected == "u.data" and "other.txt" in info.value.found
+
+
+def test_diginetica_missing_column(tmp_path):
+    f = write(
+        tmp_path, "train-item-views.csv", "sessionId;itemId;timeframe;eventdate\n1;2;3;2016-05-09\n"
+    )
+    with pytest.raises(DataError) as info:
+        load_dataset("diginetica", f)
+    assert info.value.field == "userId"
+
+
+def test_online_retail_unparsable_date(tmp_path):
+    f = write(
+        tmp_path,
+        "retail.csv",
+        "InvoiceNo,StockCode,Quantity,InvoiceDate\n1,A,1,12/1/2010 8:26\n2,B,1,someday\n",
+    )
+    with pytest.raises(DataError) as info:
+        load_dataset("online-retail", f)
+    assert info.value.line == 3 and info.value.found == "'someday'"
+
+
+def test_unknown_dataset_and_option():
+    with pytest.raises(ConfigError, match="unknown dataset"):
+        load_dataset("netflix-prize", ".")
+    with pytest.raises(ConfigError, match="takes no option"):
+        load_dataset("movielens-100k", ".", columns={"a": "b"})
+
+
+def test_dataset_path_that_does_not_exist(tmp_path):
+    with pytest.raises(DataError) as info:
+        load_dataset("movielens-1m", tmp_path / "missing")
+    assert "ratings.dat" in info.value.expected
+
+
+def test_dataset_folder_with_several_candidates(tmp_path):
+    write(tmp_path, "ratings_Books.csv", "A1,0001,4.0,1019865600\n")
+    write(tmp_path, "ratings_Beauty.csv", "A1,0001,4.0,1019865600\n")
+    with pytest.raises(DataError) as info:
+        load_dataset("amazon-ratings", tmp_path)
+    assert "ratings_Beauty.csv" in info.value.found and "ratings_Books.csv" in info.value.found

@@ -1,0 +1,370 @@
+"""Tests for warmrec.data.datasets: each raw format on a tiny hand-made file, and download()."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from warmrec.data import datasets
+from warmrec.data.datasets import (
+    DATASETS,
+    DatasetSpec,
+    download,
+    get_spec,
+    list_datasets,
+    load_dataset,
+)
+from warmrec.data.readers import load_interactions
+from warmrec.errors import WarmrecError
+
+DS = Path(__file__).resolve().parents[1] / "fixtures" / "datasets"
+
+
+def utc(*args: int) -> float:
+    return datetime(*args, tzinfo=timezone.utc).timestamp()
+
+
+# ------------------------------------------------------------------ registry
+
+
+def test_registry_has_the_named_datasets():
+    names = list_datasets()
+    for name in (
+        "movielens-100k",
+        "movielens-1m",
+        "movielens-20m",
+        "yoochoose-clicks",
+        "yoochoose-buys",
+        "amazon-ratings",
+        "amazon-books",
+        "mars",
+        "hahow",
+        "online-retail",
+        "diginetica",
+        "retailrocket",
+        "sasrec",
+    ):
+        assert name in names
+    assert names == sorted(names)
+    assert get_spec("ML-1M") is DATASETS["movielens-1m"]
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_specs_are_well_formed(name):
+    spec = DATASETS[name]
+    assert spec.name == name and spec.description and spec.license and spec.files
+    assert len(spec.sha256) in (0, len(spec.urls)) and len(spec.md5) in (0, len(spec.urls))
+    for digest in spec.sha256:
+        assert digest is None or (len(digest) == 64 and int(digest, 16) >= 0)
+    for digest in spec.md5:
+        assert digest is None or len(digest) == 32
+    assert all(u.startswith(("http://", "https://")) for u in spec.urls)
+    assert callable(spec.parser)
+
+
+# ------------------------------------------------------------------ formats
+
+
+def test_movielens_100k():
+    r = load_dataset("movielens-100k", DS / "ml-100k")
+    df = r.interactions
+    assert df.columns == ["user_id", "item_id", "timestamp", "rating"]
+    assert df["user_id"].to_list() == [196, 186, 22, 196]
+    assert df["item_id"].to_list() == [242, 302, 377, 51]
+    assert df["rating"].to_list() == [3.0, 3.0, 1.0, 2.0]
+    assert df["timestamp"].to_list() == [881250949.0, 891717742.0, 878887116.0, 881250950.0]
+    items = r.item_features.sort("item_id")
+    assert items["item_id"].to_list() == [51, 242, 302, 377]
+    assert items["title"][0] == "Café Noir (1994)"  # latin-1 decoded
+    assert items["genres"].to_list() == [
+        ["Drama", "Romance", "War", "Western"],
+        ["Comedy"],
+        ["Crime", "Film-Noir", "Mystery", "Thriller"],
+        ["Children's", "Comedy"],
+    ]
+    users = r.user_features
+    assert users["user_id"].to_list() == [196, 186, 22]
+    assert users["age"].to_list() == [49, 39, 25]
+    assert users["zip_code"].to_list() == ["55105", "00000", "40206"]
+
+
+def test_movielens_1m():
+    r = load_dataset("ml-1m", DS / "ml-1m" / "ratings.dat")
+    df = r.interactions
+    assert df.rows() == [
+        (1, 1193, 978300760.0, 5.0),
+        (1, 661, 978302109.0, 3.0),
+        (2, 1193, 978298413.0, 4.0),
+    ]
+    assert r.item_features["genres"].to_list() == [
+        ["Drama"],
+        ["Animation", "Children's", "Musical"],
+    ]
+    assert r.user_features.row(1) == (2, "M", 56, 16, "70072")
+
+
+def test_movielens_20m():
+    r = load_dataset("movielens-20m", DS / "ml-20m")
+    df = r.interactions
+    assert df.rows() == [
+        (1, 2, 1112486027.0, 3.5),
+        (1, 29, 1112484676.0, 3.5),
+        (2, 3, 974820889.0, 4.0),
+    ]
+    items = r.item_features
+    assert items["title"][1] == "City of Lost Children, The (Cité des enfants perdus, La) (1995)"
+    assert items["genres"][2].to_list() == ["Comedy", "Romance"]
+
+
+def test_yoochoose_clicks():
+    r = load_dataset("yoochoose-clicks", DS / "yoochoose")
+    df = r.interactions
+    assert df.columns == ["session_id", "item_id", "timestamp"]
+    assert df["session_id"].to_list() == [1, 1, 1, 2, 2]
+    assert df["item_id"].to_list() == [214536502, 214536500, 214536506, 214662742, 214536502]
+    assert df["timestamp"][0] == pytest.approx(utc(2014, 4, 7, 10, 51, 9) + 0.277)
+    assert df["timestamp"][4] == pytest.approx(utc(2014, 4, 7, 13, 57, 19) + 0.373)
+    cats = dict(r.item_features.iter_rows())
+    assert cats == {214536502: "2053", 214536500: "0", 214536506: "0", 214662742: "S"}
+
+
+def test_yoochoose_buys():
+    df = load_dataset("yoochoose-buys", DS / "yoochoose").interactions
+    assert df.columns == ["session_id", "item_id", "timestamp", "price", "quantity"]
+    assert df["session_id"].to_list() == [420374, 420374, 281626]
+    assert df["price"].to_list() == [12462.0, 10471.0, 0.0]
+    assert df["quantity"].to_list() == [1, 2, 1]
+    assert df["timestamp"][2] == pytest.approx(utc(2014, 4, 6, 9, 40, 13) + 0.032)
+
+
+def test_amazon_ratings_keep_string_ids():
+    df = load_dataset("amazon-books", DS / "amazon").interactions
+    assert df["user_id"].to_list() == [
+        "AH2L9G3DQHHAJ",
+        "A2IIIDRK3PRRZY",
+        "A1TADCM7YWPQ8M",
+        "AWGH7V0BDOJKB",
+    ]
+    assert df["item_id"].to_list() == ["0000000116", "0000000116", "0000000868", "B000JMLBHU"]
+    assert df["rating"].to_list() == [4.0, 1.0, 4.0, 5.0]
+    assert df["timestamp"].to_list() == [1019865600.0, 1395619200.0, 1031702400.0, 1367280000.0]
+    generic = load_dataset("amazon-ratings", DS / "amazon" / "ratings_Books.csv").interactions
+    assert generic.equals(df)
+
+
+def test_mars_default_and_overridden_columns(tmp_path):
+    df = load_dataset("mars", DS / "mars").interactions
+    assert df.columns == ["user_id", "item_id", "timestamp", "watch_percentage"]
+    assert df["user_id"].to_list() == [1, 1, 2] and df["item_id"].to_list() == [1, 5, 1]
+    assert df["timestamp"].to_list() == [
+        utc(2018, 6, 18, 9, 56, 29),
+        utc(2018, 6, 18, 10),
+        utc(2018, 6, 19, 12),
+    ]
+    assert df["watch_percentage"].to_list() == [33, 100, 50]
+    f = tmp_path / "mooc.csv"
+    f.write_text("learner,course,ts\n7,c1,100\n7,c2,200\n")
+    other = load_dataset(
+        "mars", f, columns={"user_id": "learner", "item_id": "course", "timestamp": "ts"}
+    ).interactions
+    assert other.rows() == [(7, "c1", 100.0), (7, "c2", 200.0)]
+
+
+def test_hahow_lists_features_and_parts():
+    r = load_dataset("hahow", DS / "hahow")
+    u1, u2 = "54ccaa73a784960a00948687", "5520a1d5d9a86d0a008aa8b5"
+    c1, c2 = "5d8c9c4a8e7cd200218e48cd", "5f7c210c1de6bc45d6e3e2c5"
+    assert r.interactions.rows() == [(u1, c1, 0.0), (u1, c2, 1.0), (u2, c2, 2.0)]
+    courses = r.item_features
+    assert courses["item_id"].to_list() == [c1, c2]
+    assert courses["groups"].to_list() == [["程式", "設計"], ["藝術"]]
+    assert courses["sub_groups"][0].to_list() == ["程式語言", "網頁設計"]
+    assert courses["course_price"].to_list() == [1200.0, 800.0]
+    users = r.user_features
+    assert users["interests"].to_list() == [["程式_程式語言", "設計_平面設計"], ["藝術_繪畫與插畫"]]
+    assert users["recreation_names"][1].to_list() == ["旅遊", "攝影"]
+    both = load_dataset("hahow", DS / "hahow", parts=("train.csv", "val_seen.csv")).interactions
+    assert both.rows()[-1] == (u2, c1, 3.0)
+
+
+def test_online_retail_sessions_are_invoices():
+    r = load_dataset("online-retail", DS / "online-retail")
+    df = r.interactions
+    assert df["session_id"].to_list() == ["536365", "536365", "536366", "536380"]
+    assert df["item_id"].to_list() == ["85123A", "71053", "22633", "85123A"]
+    assert df["user_id"].to_list() == [17850, 17850, None, 17850]
+    assert df["timestamp"].to_list() == [
+        utc(2010, 12, 1, 8, 26),
+        utc(2010, 12, 1, 8, 26),
+        utc(2010, 12, 1, 8, 28),
+        utc(2010, 12, 13, 18, 26),
+    ]
+    assert df["quantity"].to_list() == [6, 6, 6, 3]
+    assert df["price"].to_list() == [2.55, 3.39, 1.85, 2.55]
+    desc = dict(r.item_features.iter_rows())
+    assert desc["85123A"] == "WHITE HANGING HEART T-LIGHT HOLDER, LARGE"
+    returns = load_dataset("online-retail", DS / "online-retail", keep_returns=True).interactions
+    assert returns.height == 5 and returns["quantity"].to_list()[3] == -1
+
+
+def test_online_retail_latin1_export(tmp_path):
+    f = tmp_path / "data.csv"
+    f.write_bytes(
+        b"InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID\n"
+        b"1,A,CR\xc8ME,2,2010-12-01 08:26:00,1.5,12\n"
+    )
+    r = load_dataset("online-retail", f)
+    assert r.interactions["timestamp"].to_list() == [utc(2010, 12, 1, 8, 26)]
+    assert r.item_features["description"].to_list() == ["CRÈME"]
+
+
+def test_diginetica_time_is_date_plus_timeframe():
+    df = load_dataset("diginetica", DS / "diginetica").interactions
+    assert df.columns == ["session_id", "user_id", "item_id", "timestamp"]
+    assert df["session_id"].to_list() == [1, 1, 2]
+    assert df["user_id"].to_list() == [None, None, 4]
+    assert df["item_id"].to_list() == [81766, 31331, 32118]
+    assert df["timestamp"].to_list() == pytest.approx(
+        [utc(2016, 5, 9) + 526.309, utc(2016, 5, 9) + 1031.018, utc(2016, 5, 10) + 243.569]
+    )
+
+
+def test_retailrocket_milliseconds_and_event_filter():
+    df = load_dataset("retailrocket", DS / "retailrocket").interactions
+    assert df["user_id"].to_list() == [257597, 992329, 111016, 111016]
+    assert df["item_id"].to_list() == [355908, 248676, 355908, 355908]
+    assert df["timestamp"].to_list() == pytest.approx(
+        [1433221332.117, 1433224214.164, 1433221999.827, 1433222000.0], abs=1e-6
+    )
+    assert df["event"].to_list() == ["view", "view", "addtocart", "transaction"]
+    assert df["transaction_id"].to_list() == [None, None, None, 4000]
+    views = load_dataset("retailrocket", DS / "retailrocket", events=["view"]).interactions
+    assert views["user_id"].to_list() == [257597, 992329]
+
+
+def test_sasrec_lines_in_file_order():
+    df = load_dataset("sasrec", DS / "sasrec" / "ml-1m.txt").interactions
+    assert df.rows() == [(1, 1, 0.0), (1, 2, 1.0), (2, 3, 2.0), (1, 3, 3.0)]
+
+
+def test_load_interactions_accepts_dataset_names():
+    r = load_interactions(DS / "sasrec" / "ml-1m.txt", format="sasrec")
+    assert r.interactions.height == 4
+
+
+# ------------------------------------------------------------------ download
+
+
+def _spec(tmp_path: Path, payload: bytes, name: str, sha: str | None, **kw) -> DatasetSpec:
+    src = tmp_path / "remote" / name
+    src.parent.mkdir(exist_ok=True)
+    src.write_bytes(payload)
+    base = DATASETS["sasrec"]
+    return dataclasses.replace(base, name="tiny", urls=(src.as_uri(),), sha256=(sha,), **kw)
+
+
+def test_download_file_url_verifies_sha256(tmp_path, monkeypatch):
+    payload = b"1 1\n1 2\n2 1\n"
+    sha = hashlib.sha256(payload).hexdigest()
+    monkeypatch.setitem(DATASETS, "tiny", _spec(tmp_path, payload, "tiny.txt", sha))
+    dest = download("tiny", tmp_path / "data")
+    assert (dest / "tiny.txt").read_bytes() == payload
+    assert load_dataset("tiny", dest).interactions.height == 3
+
+
+def test_download_checksum_mismatch_keeps_nothing(tmp_path, monkeypatch):
+    monkeypatch.setitem(DATASETS, "tiny", _spec(tmp_path, b"1 1\n", "tiny.txt", "0" * 64))
+    with pytest.raises(WarmrecError, match="checksum mismatch") as info:
+        download("tiny", tmp_path / "data")
+    assert "0" * 64 in str(info.value)
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_download_checks_md5_when_no_sha256(tmp_path, monkeypatch):
+    spec = _spec(tmp_path, b"1 1\n", "tiny.txt", None, md5=("f" * 32,))
+    monkeypatch.setitem(DATASETS, "tiny", spec)
+    with pytest.raises(WarmrecError, match="md5"):
+        download("tiny", tmp_path / "data")
+
+
+def test_download_unpacks_zip(tmp_path, monkeypatch):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("ml-100k/u.data", "1\t2\t5\t881250949\n")
+    payload = buf.getvalue()
+    spec = _spec(
+        tmp_path,
+        payload,
+        "ml-100k.zip",
+        hashlib.sha256(payload).hexdigest(),
+        parser=datasets.parse_movielens_100k,
+        files=("u.data",),
+    )
+    monkeypatch.setitem(DATASETS, "tiny", spec)
+    dest = download("tiny", tmp_path / "data")
+    assert (dest / "ml-100k" / "u.data").is_file()
+    assert load_dataset("tiny", dest).interactions.rows() == [(1, 2, 881250949.0, 5.0)]
+
+
+def test_download_refuses_zip_members_outside_dest(tmp_path, monkeypatch):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("../evil.txt", "x")
+    spec = _spec(tmp_path, buf.getvalue(), "evil.zip", None)
+    monkeypatch.setitem(DATASETS, "tiny", spec)
+    with pytest.raises(WarmrecError, match="outside"):
+        download("tiny", tmp_path / "data")
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_download_keeps_a_verified_file(tmp_path, monkeypatch):
+    payload = b"1 1\n"
+    monkeypatch.setitem(
+        DATASETS, "tiny", _spec(tmp_path, payload, "tiny.txt", hashlib.sha256(payload).hexdigest())
+    )
+    download("tiny", tmp_path / "data")
+
+    def no_network(url, timeout):
+        raise AssertionError("should not download again")
+
+    monkeypatch.setattr(datasets, "_open_url", no_network)
+    download("tiny", tmp_path / "data")
+    with pytest.raises(AssertionError):
+        download("tiny", tmp_path / "data", force=True)
+
+
+def test_download_without_network_is_a_clear_error(tmp_path, monkeypatch):
+    def offline(url, timeout):
+        raise WarmrecError(f"could not open {url}: no route to host")
+
+    monkeypatch.setattr(datasets, "_open_url", offline)
+    with pytest.raises(WarmrecError) as info:
+        download("movielens-100k", tmp_path)
+    text = str(info.value)
+    assert "ml-100k.zip" in text and "load_dataset('movielens-100k'" in text
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_of_a_dataset_without_url(tmp_path):
+    with pytest.raises(WarmrecError, match="no direct download") as info:
+        download("retailrocket", tmp_path)
+    assert "kaggle" in str(info.value)
+
+
+def test_default_opener_reports_unreachable_urls(tmp_path):
+    with pytest.raises(WarmrecError, match="could not open"):
+        datasets._open_url((tmp_path / "absent.bin").as_uri(), 1.0)
+
+
+def test_item_ids_align_with_feature_keys(tmp_path):
+    (tmp_path / "u.data").write_text("1\tx7\t3\t881250949\n")
+    (tmp_path / "u.item").write_text("7|Seven|||url|" + "|".join(["0"] * 19) + "\n")
+    r = load_dataset("movielens-100k", tmp_path)
+    assert r.interactions.schema["item_id"] == r.item_features.schema["item_id"] == pl.Utf8

@@ -1,0 +1,273 @@
+"""Tests for warmrec.data.readers on tiny hand-made files with known canonical values."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from warmrec.data.readers import (
+    Interactions,
+    Source,
+    detect_format,
+    load_interactions,
+    normalise_ids,
+    scale_epoch,
+    to_seconds,
+)
+from warmrec.errors import ConfigError, DataError
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def utc(*args: int) -> float:
+    return datetime(*args, tzinfo=timezone.utc).timestamp()
+
+
+def test_csv_common_names_are_recognised():
+    r = load_interactions(FIX / "sessions.csv")
+    df = r.interactions
+    assert isinstance(r, Interactions)
+    assert df.columns == ["session_id", "item_id", "timestamp"]
+    assert df["session_id"].to_list() == [1, 1, 2, 2]
+    assert df["item_id"].to_list() == [10, 11, 10, 12]
+    assert df["timestamp"].to_list() == [1400000000.0, 1400000060.0, 1400000100.0, 1400000200.0]
+    assert df.schema["item_id"] == pl.Int64 and df.schema["timestamp"] == pl.Float64
+    assert r.item_features is None and r.user_features is None
+    assert r.source.endswith("sessions.csv")
+
+
+def test_tsv_milliseconds_become_seconds_and_rating_is_float():
+    df = load_interactions(FIX / "sessions_ms.tsv").interactions
+    assert df["session_id"].to_list() == ["a", "a", "b"]
+    assert df["item_id"].to_list() == ["x1", "x2", "x1"]
+    assert df["timestamp"].to_list() == [1400000000.0, 1400000060.0, 1400000100.0]
+    assert df["rating"].to_list() == [4.5, 3.0, 5.0]
+
+
+def test_explicit_mapping_and_extra_columns(tmp_path):
+    f = tmp_path / "log.csv"
+    f.write_text("visitor,product,when,price\nv1,p1,10,2.5\nv1,p2,20,3.0\n")
+    df = load_interactions(
+        f,
+        columns={"user_id": "visitor", "item_id": "product", "timestamp": "when", "price": "price"},
+    ).interactions
+    assert df.columns == ["user_id", "item_id", "timestamp", "price"]
+    assert df["user_id"].to_list() == ["v1", "v1"]
+    assert df["price"].to_list() == [2.5, 3.0]
+
+
+def test_iso_timestamps_are_parsed_as_utc():
+    df = load_interactions(FIX / "iso_times.csv").interactions
+    assert df["user_id"].to_list() == ["u1", "u1", "u2"]
+    assert df["timestamp"].to_list() == [
+        utc(2014, 4, 7, 10, 51, 9),
+        utc(2014, 4, 7, 10, 52, 9) + 0.5,
+        utc(2014, 4, 8),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2014-04-07T10:51:09.277Z", utc(2014, 4, 7, 10, 51, 9) + 0.277),
+        ("2014-04-07T12:51:09+02:00", utc(2014, 4, 7, 10, 51, 9)),
+        ("2014-04-07T12:51:09+0200", utc(2014, 4, 7, 10, 51, 9)),
+        ("2014-04-07 10:51:09.5", utc(2014, 4, 7, 10, 51, 9) + 0.5),
+        ("2014-04-07 10:51", utc(2014, 4, 7, 10, 51)),
+        ("2014-04-07", utc(2014, 4, 7)),
+    ],
+)
+def test_iso_layouts(tmp_path, text, expected):
+    f = tmp_path / "t.csv"
+    f.write_text(f"user_id,item_id,timestamp\n1,1,{text}\n")
+    assert load_interactions(f).interactions["timestamp"].to_list() == [pytest.approx(expected)]
+
+
+def test_timezone_offsets_are_converted_to_utc(tmp_path):
+    f = tmp_path / "tz.csv"
+    f.write_text(
+        "user_id,item_id,timestamp\n1,1,2014-04-07T12:00:00+02:00\n1,2,2014-04-07T13:00:00+02:00\n"
+    )
+    df = load_interactions(f).interactions
+    assert df["timestamp"].to_list() == [utc(2014, 4, 7, 10), utc(2014, 4, 7, 11)]
+
+
+def test_order_column_becomes_timestamp():
+    df = load_interactions(FIX / "no_time.csv", order="pos").interactions
+    assert df["timestamp"].to_list() == [2.0, 1.0, 1.0]
+    assert "pos" not in df.columns
+
+
+def test_no_timestamp_uses_file_order():
+    df = load_interactions(FIX / "no_time.csv", no_timestamp=True).interactions
+    assert df["timestamp"].to_list() == [0.0, 1.0, 2.0]
+    assert df["item_id"].to_list() == [5, 6, 5]
+
+
+def test_no_timestamp_ignores_an_existing_time_column():
+    df = load_interactions(FIX / "sessions.csv", no_timestamp=True).interactions
+    assert df["timestamp"].to_list() == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_order_and_no_timestamp_together_is_a_config_error():
+    with pytest.raises(ConfigError, match="not both"):
+        load_interactions(FIX / "no_time.csv", order="pos", no_timestamp=True)
+
+
+def test_leading_zero_ids_stay_strings():
+    df = load_interactions(FIX / "leading_zero.csv").interactions
+    assert df["item_id"].to_list() == ["007", "7", "0"]
+    assert df["session_id"].to_list() == [1, 1, 2]
+
+
+def test_semicolon_separator_is_sniffed():
+    df = load_interactions(FIX / "semicolon.csv").interactions
+    assert df["user_id"].to_list() == [1, 2]
+    assert df["timestamp"].to_list() == [10.0, 20.0]
+
+
+def test_parquet_with_datetime_column(tmp_path):
+    f = tmp_path / "log.parquet"
+    pl.DataFrame(
+        {
+            "SessionId": ["s1", "s1"],
+            "ItemId": [3, 4],
+            "Time": [datetime(2020, 1, 1), datetime(2020, 1, 1, 0, 1)],
+        }
+    ).write_parquet(f)
+    df = load_interactions(f).interactions
+    assert df["session_id"].to_list() == ["s1", "s1"]
+    assert df["item_id"].to_list() == [3, 4]
+    assert df["timestamp"].to_list() == [utc(2020, 1, 1), utc(2020, 1, 1, 0, 1)]
+
+
+def test_parquet_numeric_string_ids_become_integers(tmp_path):
+    f = tmp_path / "log.parquet"
+    pl.DataFrame(
+        {"user_id": ["1", "2"], "item_id": ["5", "05"], "timestamp": [1, 2]}
+    ).write_parquet(f)
+    df = load_interactions(f).interactions
+    assert df["user_id"].to_list() == [1, 2]
+    assert df["item_id"].to_list() == ["5", "05"]
+
+
+def test_folder_of_split_files_is_one_log():
+    r = load_interactions(FIX / "split")
+    df = r.interactions
+    assert df["session_id"].to_list() == [1, 1, 2, 2, 3]
+    assert df["item_id"].to_list() == [10, 11, 10, 12, 11]
+    assert df["timestamp"].to_list() == [100.0, 110.0, 50.0, 60.0, 70.0]
+    assert detect_format(FIX / "split") == "folder"
+
+
+def test_folder_with_no_timestamp_numbers_rows_across_files(tmp_path):
+    (tmp_path / "a.csv").write_text("user_id,item_id\n1,1\n1,2\n")
+    (tmp_path / "b.csv").write_text("user_id,item_id\n2,1\n")
+    df = load_interactions(tmp_path, no_timestamp=True).interactions
+    assert df["timestamp"].to_list() == [0.0, 1.0, 2.0]
+
+
+def test_folder_mixing_integer_and_string_ids_gives_strings(tmp_path):
+    (tmp_path / "a.csv").write_text("user_id,item_id,timestamp\n1,1,5\n")
+    (tmp_path / "b.csv").write_text("user_id,item_id,timestamp\n2,x,6\n")
+    df = load_interactions(tmp_path).interactions
+    assert df["item_id"].to_list() == ["1", "x"]
+
+
+def test_recbole_folder_reads_inter_item_and_user():
+    r = load_interactions(FIX / "recbole")
+    df = r.interactions
+    assert df.columns == ["user_id", "item_id", "timestamp", "rating"]
+    assert df["user_id"].to_list() == [1, 1, 2]
+    assert df["item_id"].to_list() == [10, 11, 10]
+    assert df["timestamp"].to_list() == [100.0, 200.0, 150.0]
+    assert df["rating"].to_list() == [4.0, 5.0, 3.0]
+    items = r.item_features
+    assert items is not None and items.columns == ["item_id", "title", "year", "emb"]
+    assert items["item_id"].to_list() == [10, 11]
+    assert items["title"].to_list() == [["Toy", "Story"], ["Heat"]]
+    assert items["year"].to_list() == ["1995", "1995"]
+    assert items["emb"].to_list() == [[0.5, 1.5], [2.0, 3.0]]
+    users = r.user_features
+    assert users is not None and users["user_id"].to_list() == [1, 2]
+    assert users["gender"].to_list() == ["M", "F"]
+
+
+def test_recbole_inter_path_finds_sibling_feature_files():
+    r = load_interactions(FIX / "recbole" / "tiny.inter")
+    assert r.item_features is not None and r.user_features is not None
+    assert detect_format(FIX / "recbole" / "tiny.inter") == "recbole"
+
+
+def test_format_override_and_dataset_name(tmp_path):
+    f = tmp_path / "log.dat"
+    f.write_text("user_id\titem_id\ttimestamp\n1\t2\t3\n")
+    assert load_interactions(f, format="tsv").interactions["item_id"].to_list() == [2]
+    ml = load_interactions(FIX / "datasets" / "ml-100k", format="movielens-100k")
+    assert ml.interactions.height == 4
+
+
+def test_unknown_format_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown format"):
+        load_interactions(FIX / "sessions.csv", format="xml")
+
+
+def test_types_sampled_from_the_head_fall_back_to_text(tmp_path):
+    rows = "".join(f"{i % 7},{i},{1000 + i}\n" for i in range(10_050))
+    f = tmp_path / "late.csv"
+    f.write_text("user_id,item_id,timestamp\n" + rows + "7,abc,99999\n")
+    df = load_interactions(f).interactions
+    assert df.height == 10_051
+    assert df.schema["item_id"] == pl.Utf8
+    assert df["item_id"][-1] == "abc" and df["item_id"][0] == "0"
+    assert df["timestamp"][-1] == 99999.0
+
+
+def test_normalise_ids_rules():
+    assert normalise_ids(pl.Series(["1", "22", None])).to_list() == [1, 22, None]
+    for bad in (["01", "1"], ["+1"], ["-0"], ["1", "a"]):
+        assert normalise_ids(pl.Series(bad)).dtype == pl.Utf8
+
+
+def test_scale_epoch_detects_milliseconds_and_microseconds():
+    assert scale_epoch(pl.Series([1.4e9, 1.5e9])).to_list() == [1.4e9, 1.5e9]
+    assert scale_epoch(pl.Series([1.4e12, 1.5e12])).to_list() == [1.4e9, 1.5e9]
+    assert scale_epoch(pl.Series([1.4e15])).to_list() == [1.4e9]
+
+
+def test_to_seconds_with_explicit_format():
+    s = pl.Series(["12/13/2010 18:26", "12/1/2010 8:26"])
+    out = to_seconds(s, Source(Path("x.csv")), fmt="%m/%d/%Y %H:%M")
+    assert out.to_list() == [utc(2010, 12, 13, 18, 26), utc(2010, 12, 1, 8, 26)]
+
+
+def test_repr_is_short():
+    r = load_interactions(FIX / "sessions.csv")
+    assert repr(r).startswith("Interactions(source=") and "4x3" in repr(r)
+
+
+def test_shared_ml100k(ml100k):
+    r = load_interactions(ml100k)
+    df = r.interactions
+    assert df.height == 100_000
+    assert df["user_id"].n_unique() == 943 and df["item_id"].n_unique() == 1682
+    assert df.row(0) == (196, 242, 881250949.0, 3.0)
+    assert r.item_features is not None and r.item_features.height == 1682
+    assert r.user_features is not None and r.user_features.height == 943
+    assert r.item_features.schema["item_id"] == df.schema["item_id"]
+
+
+def test_shared_nowplaying_folder(nowplaying):
+    df = load_interactions(nowplaying).interactions
+    assert df.height == 489_367 + 58_277 + 57_616
+    assert df.columns == ["session_id", "item_id", "timestamp"]
+    assert df.schema["session_id"] == pl.Int64
+    assert df["timestamp"].min() >= utc(2014, 1, 1) and df["timestamp"].max() < utc(2015, 7, 1)
+
+
+def test_missing_path_is_a_data_error(tmp_path):
+    with pytest.raises(DataError):
+        load_interactions(tmp_path / "nope.csv")
