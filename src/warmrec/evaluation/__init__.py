@@ -1,5 +1,25 @@
 """Honest offline evaluation: full-catalogue ranking metrics, protocols, statistics."""
 
 from warmrec.evaluation.evaluate import DEFAULT_METRICS, EvalResult, evaluate
+from warmrec.evaluation.stats import (
+    PairedTest,
+    SeedSummary,
+    bootstrap_ci,
+    compare,
+    paired_test,
+    seed_summary,
+    summarize_seeds,
+)
 
-__all__ = ["evaluate", "EvalResult", "DEFAULT_METRICS"]
+__all__ = [
+    "evaluate",
+    "EvalResult",
+    "DEFAULT_METRICS",
+    "bootstrap_ci",
+    "paired_test",
+    "PairedTest",
+    "compare",
+    "seed_summary",
+    "SeedSummary",
+    "summarize_seeds",
+]

@@ -4,12 +4,17 @@ Protocols:
 
 - ``"full"`` (default): the target is ranked against the whole catalogue.
 - ``"sampled-uniform-N"`` / ``"sampled-pop-N"``: the target is ranked against N sampled items
-  (uniformly, or in proportion to training popularity; never the target itself). Sampled metrics
-  are known to disagree with full ranking; they exist only under these explicit names.
+  (uniformly, or in proportion to training popularity ``item_counts``; drawn with replacement,
+  never the target itself nor padding). Sampled metrics are known to disagree with full ranking;
+  they exist only under these explicit names. The negatives of example ``j`` depend only on
+  ``seed`` and ``j``, so results do not depend on ``batch_size``.
 
 In every protocol the target's rank counts ties against the model, padding is never ranked, and
 NaN scores rank last. With ``exclude_seen=True`` every item of the (whole) history is removed
 before ranking -- including the target if it was seen, which then counts as a miss.
+
+A model with ``training``/``eval``/``train`` (a ``torch.nn.Module``) is put in eval mode while it
+is scored and restored afterwards.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ from tqdm.auto import tqdm
 
 from warmrec.data.dataset import EvalSet
 from warmrec.data.sequences import pad_windows
-from warmrec.errors import ConfigError
+from warmrec.errors import ConfigError, ModelError
 from warmrec.evaluation import metrics as M
 
 DEFAULT_METRICS = ("hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20", "mrr@20")
 
 _SAMPLED = re.compile(r"^sampled-(uniform|pop)-(\d+)$")
+_NEG_CHUNK = 1024  # examples per independently seeded block of negatives
 
 
 @dataclass
@@ -61,24 +67,74 @@ def _sample_protocol(protocol: str) -> tuple[str, int] | None:
         raise ConfigError(
             f"unknown protocol '{protocol}'; expected 'full', 'sampled-uniform-N' or 'sampled-pop-N'"
         )
+    if int(m.group(2)) < 1:
+        raise ConfigError(f"protocol '{protocol}': N must be at least 1")
     return m.group(1), int(m.group(2))
 
 
 def _sample_negatives(
-    targets: np.ndarray, n: int, n_items: int, probs: np.ndarray | None, rng: np.random.Generator
+    targets: np.ndarray,
+    n: int,
+    n_items: int,
+    probs: np.ndarray | None,
+    rng: np.random.Generator,
+    cdf: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``[B, n]`` item indices in ``1..n_items-1``, none equal to its row's target."""
+    """``[B, n]`` item indices in ``1..n_items-1``, none equal to its row's target.
+
+    Uniform: exact uniform over the other items. Popularity: inverse-CDF sampling from ``probs``
+    with the target's own mass cut out (no rejection loop, so a very popular target costs
+    nothing extra).
+    """
     b = len(targets)
     if probs is None:
         # draw from n_items - 2 values and shift past the target: exact uniform over the rest
         draw = rng.integers(1, n_items - 1, size=(b, n))
         return np.where(draw >= targets[:, None], draw + 1, draw)
-    out = rng.choice(n_items, size=(b, n), p=probs)
-    bad = out == targets[:, None]
+    if cdf is None:
+        cdf = np.cumsum(probs)
+    p_t = probs[targets][:, None]
+    below = (cdf[targets] - probs[targets])[:, None]  # mass of the items before the target
+    u = rng.random((b, n)) * (1.0 - p_t)
+    u = np.where(u >= below, u + p_t, u)
+    out = np.minimum(np.searchsorted(cdf, u, side="right"), n_items - 1)
+    bad = (out == targets[:, None]) | (probs[out] <= 0)  # only floating-point edge cases
     while bad.any():
         out[bad] = rng.choice(n_items, size=int(bad.sum()), p=probs)
         bad = out == targets[:, None]
     return out
+
+
+class _Negatives:
+    """Negatives per example, drawn in fixed blocks of examples seeded by ``(seed, block)``."""
+
+    def __init__(
+        self, targets: np.ndarray, n: int, n_items: int, probs: np.ndarray | None, seed: int
+    ) -> None:
+        self.targets, self.n, self.n_items, self.probs, self.seed = targets, n, n_items, probs, seed
+        self.cdf = None if probs is None else np.cumsum(probs)
+        self.cache: dict[int, np.ndarray] = {}
+
+    def _block(self, c: int) -> np.ndarray:
+        if c not in self.cache:
+            rng = np.random.default_rng([self.seed, c])
+            t = self.targets[c * _NEG_CHUNK : (c + 1) * _NEG_CHUNK]
+            self.cache = {c: _sample_negatives(t, self.n, self.n_items, self.probs, rng, self.cdf)}
+            # keep only the newest block: batches walk forward through the examples
+        return self.cache[c]
+
+    def get(self, lo: int, hi: int) -> np.ndarray:
+        c0, c1 = lo // _NEG_CHUNK, (hi - 1) // _NEG_CHUNK
+        if c0 == c1:
+            return self._block(c0)[lo - c0 * _NEG_CHUNK : hi - c0 * _NEG_CHUNK]
+        parts = [self._block(c) for c in range(c0, c1 + 1)]
+        return np.concatenate(parts)[lo - c0 * _NEG_CHUNK : hi - c0 * _NEG_CHUNK]
+
+
+def _mean(vals: np.ndarray) -> float:
+    """Mean ignoring NaN (per-example popularity of an empty list); NaN when nothing is left."""
+    ok = ~np.isnan(vals)
+    return float(vals[ok].mean()) if ok.any() else float("nan")
 
 
 def evaluate(
@@ -105,75 +161,110 @@ def evaluate(
         protocol: ``"full"`` or a named sampled protocol.
         exclude_seen: remove history items before ranking.
         item_counts: training count per item index (popularity metric, popularity sampling).
+        batch_size: examples scored at once (results do not depend on it).
         seed: seed of negative sampling.
+
+    Raises:
+        ConfigError: unknown metric or protocol, missing or misshapen ``item_counts`` /
+            ``item_categories``.
+        ModelError: ``model.score`` returned a matrix of the wrong shape.
     """
     specs = [M.parse_metric(m) for m in metrics]
     sampled = _sample_protocol(protocol)
     list_specs = [s for s in specs if s.name in M.LIST_METRICS]
+    n = len(eval_set)
+    n_items = eval_set.n_items
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    if item_counts is not None:
+        item_counts = np.asarray(item_counts, dtype=np.float64)
+        if item_counts.shape != (n_items,):
+            raise ConfigError(
+                f"item_counts has shape {item_counts.shape}, expected ({n_items},) "
+                "(one count per item index, padding included)"
+            )
+    if item_categories is not None:
+        item_categories = np.asarray(item_categories).astype(bool, copy=False)
+        if item_categories.ndim != 2 or item_categories.shape[0] != n_items:
+            raise ConfigError(
+                f"item_categories has shape {item_categories.shape}, "
+                f"expected ({n_items}, n_categories)"
+            )
     if any(s.name == "popularity" for s in list_specs) and item_counts is None:
         raise ConfigError("metric popularity@K needs item_counts (training counts per item)")
     if any(s.name.startswith("cat_") for s in list_specs) and item_categories is None:
         raise ConfigError("category metrics need item_categories")
     if sampled and list_specs:
         raise ConfigError("list metrics (coverage, popularity, category) need the 'full' protocol")
-    n = len(eval_set)
-    n_items = eval_set.n_items
     probs = None
     if sampled and sampled[0] == "pop":
         if item_counts is None:
             raise ConfigError("protocol sampled-pop-N needs item_counts")
-        w = np.asarray(item_counts, dtype=np.float64).copy()
+        w = item_counts.copy()
         w[0] = 0.0
+        if not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+            raise ConfigError("item_counts must be finite, non-negative and not all zero")
         probs = w / w.sum()
+        if n and (probs[eval_set.targets] >= 1.0).any():
+            raise ConfigError(
+                f"protocol {protocol}: a target holds all the popularity mass, "
+                "so there is no other item to sample"
+            )
     if sampled and sampled[1] >= n_items - 1:
         raise ConfigError(f"protocol {protocol}: N must be below the catalogue size {n_items - 1}")
-    rng = np.random.default_rng(seed)
+    negatives = _Negatives(eval_set.targets, sampled[1], n_items, probs, seed) if sampled else None
     kmax = max([s.k for s in list_specs], default=0)
+    ktop = min(kmax, n_items)
     ranks = np.zeros(n, dtype=np.int64)
     topk_all = np.zeros((n, kmax), dtype=np.int64) if kmax else None
     maxlen = int(getattr(model, "history_len", 50))
     was_training = getattr(model, "training", None)
+    switch_mode = isinstance(was_training, bool) and callable(getattr(model, "eval", None))
+    if switch_mode:
+        model.eval()
     starts = range(0, n, batch_size)
-    with torch.no_grad():
-        for lo in tqdm(starts, desc="evaluate", disable=not progress, leave=False):
-            idx = np.arange(lo, min(lo + batch_size, n))
-            batch = eval_set.batch(idx, maxlen)
-            scores = model.score(batch).detach().float().cpu()
-            if scores.shape != (len(idx), n_items):
-                raise ConfigError(
-                    f"model.score returned shape {tuple(scores.shape)}, expected {(len(idx), n_items)}"
-                )
-            scores = torch.nan_to_num(scores, nan=-torch.inf)
-            scores[:, 0] = -torch.inf
-            if exclude_seen:
-                hl = int((eval_set.ends[idx] - eval_set.starts[idx]).max(initial=0))
-                if hl:
-                    full = pad_windows(eval_set.items, eval_set.starts[idx], eval_set.ends[idx], hl)
-                    scores.scatter_(1, torch.from_numpy(full), -torch.inf)
-                    scores[:, 0] = -torch.inf
-            tgt = torch.from_numpy(eval_set.targets[idx]).long()
-            t_score = scores.gather(1, tgt[:, None])
-            if sampled:
-                neg = torch.from_numpy(
-                    _sample_negatives(eval_set.targets[idx], sampled[1], n_items, probs, rng)
-                )
-                cand = scores.gather(1, neg)
-                r = (cand >= t_score).sum(1) + 1
-            else:
-                # ties against the model: every other item scoring >= the target ranks above it
-                r = (scores >= t_score).sum(1)
-                r = torch.where(
-                    torch.isinf(t_score[:, 0]) & (t_score[:, 0] < 0),
-                    torch.full_like(r, n_items - 1),
-                    r,
-                )
-            ranks[idx] = r.numpy()
-            if kmax:
-                topk_all[idx] = torch.topk(scores, kmax, dim=1).indices.numpy()
-                fin = torch.isfinite(torch.topk(scores, kmax, dim=1).values).numpy()
-                topk_all[idx] = np.where(fin, topk_all[idx], 0)
-    if was_training is not None and hasattr(model, "train"):
-        model.train(was_training)
+    try:
+        with torch.no_grad():
+            for lo in tqdm(starts, desc="evaluate", disable=not progress, leave=False):
+                hi = min(lo + batch_size, n)
+                idx = np.arange(lo, hi)
+                batch = eval_set.batch(idx, maxlen)
+                scores = torch.as_tensor(model.score(batch)).detach().float().cpu()
+                if scores.shape != (len(idx), n_items):
+                    raise ModelError(
+                        f"model.score returned shape {tuple(scores.shape)}, "
+                        f"expected {(len(idx), n_items)}"
+                    )
+                # NaN ranks last; a new tensor, so the model's own output is never modified
+                scores = torch.where(torch.isnan(scores), -torch.inf, scores)
+                scores[:, 0] = -torch.inf
+                if exclude_seen:
+                    hl = int((eval_set.ends[idx] - eval_set.starts[idx]).max(initial=0))
+                    if hl:
+                        full = pad_windows(
+                            eval_set.items, eval_set.starts[idx], eval_set.ends[idx], hl
+                        )
+                        scores.scatter_(1, torch.from_numpy(full), -torch.inf)
+                        scores[:, 0] = -torch.inf
+                tgt = torch.from_numpy(eval_set.targets[idx]).long()
+                t_score = scores.gather(1, tgt[:, None])
+                if sampled:
+                    cand = scores.gather(1, torch.from_numpy(negatives.get(lo, hi)))
+                    # ties against the model; a -inf target ties with everything -> rank N + 1
+                    r = (cand >= t_score).sum(1) + 1
+                else:
+                    # ties against the model: every other item scoring >= the target ranks above it
+                    r = (scores >= t_score).sum(1)
+                    lost = torch.isneginf(t_score[:, 0])  # NaN, excluded or -inf target: last
+                    r = torch.where(lost, torch.full_like(r, n_items - 1), r)
+                ranks[idx] = r.numpy()
+                if kmax:
+                    vals, top = torch.topk(scores, ktop, dim=1)
+                    top = torch.where(torch.isfinite(vals), top, 0).numpy()
+                    topk_all[idx, :ktop] = top
+    finally:
+        if switch_mode:
+            model.train(was_training)
     summary: dict[str, float] = {}
     per_example: dict[str, np.ndarray] = {}
     for s in specs:
@@ -183,10 +274,10 @@ def evaluate(
             summary[s.label] = M.coverage(topk_all[:, : s.k], n_items) if n else 0.0
             continue
         elif s.name == "popularity":
-            vals = M.mean_popularity(topk_all[:, : s.k], np.asarray(item_counts, dtype=np.float64))
+            vals = M.mean_popularity(topk_all[:, : s.k], item_counts)
         else:
             hr, ap = M.category_hits(topk_all[:, : s.k], eval_set.targets, item_categories)
             vals = hr if s.name == "cat_hr" else ap
         per_example[s.label] = vals
-        summary[s.label] = float(np.nanmean(vals)) if n else 0.0
+        summary[s.label] = _mean(vals) if n else 0.0
     return EvalResult(summary, per_example, ranks, protocol, n)

@@ -84,9 +84,27 @@ def coverage(topk: np.ndarray, n_items: int) -> float:
 
 
 def mean_popularity(topk: np.ndarray, item_counts: np.ndarray) -> np.ndarray:
-    """Mean training count of the recommended items, per example."""
-    vals = np.where(topk > 0, item_counts[np.clip(topk, 0, None)], np.nan)
-    return np.nanmean(vals, axis=1)
+    """Mean training count of the recommended items, per example (NaN for an empty list)."""
+    valid = topk > 0
+    vals = np.where(valid, item_counts[np.clip(topk, 0, None)], 0.0)
+    n = valid.sum(axis=1)
+    return np.where(n > 0, vals.sum(axis=1) / np.maximum(n, 1), np.nan)
+
+
+def _n_related(item_cats: np.ndarray, targets: np.ndarray, block: int = 1 << 22) -> np.ndarray:
+    """Per target: how many real items share at least one category with it.
+
+    Computed once per distinct category pattern of the targets, in blocks of patterns, so memory
+    stays at about ``block`` floats whatever the number of examples.
+    """
+    patterns, inv = np.unique(item_cats[targets], axis=0, return_inverse=True)
+    cats = item_cats[1:].astype(np.float32)
+    step = max(1, block // max(len(cats), 1))
+    counts = [
+        ((cats @ patterns[i : i + step].T.astype(np.float32)) > 0).sum(axis=0)
+        for i in range(0, len(patterns), step)
+    ]
+    return np.concatenate(counts)[np.ravel(inv)]
 
 
 def category_hits(
@@ -96,16 +114,25 @@ def category_hits(
 
     ``item_cats`` is a boolean ``[n_items, n_categories]`` matrix. A recommended item is relevant
     when it shares a category with the target. HR@K: any relevant item in the top K. AP@K: the
-    mean of precision@i over relevant positions i, divided by ``min(K, relevant items in the
-    catalogue)``.
+    sum of precision@i over relevant positions i, divided by ``min(K, relevant items in the
+    catalogue)``. Padding slots (0) in ``topk`` are never relevant.
     """
-    tc = item_cats[targets]  # [B, C]
-    rec = item_cats[np.clip(topk, 0, None)]  # [B, K, C]
-    rel = (rec & tc[:, None, :]).any(axis=2) & (topk > 0)  # [B, K]
-    hr = rel.any(axis=1).astype(np.float64)
-    k = topk.shape[1]
-    n_rel = (item_cats[1:].astype(np.int64) @ tc.T.astype(np.int64) > 0).sum(axis=0)
-    prec = np.cumsum(rel, axis=1) / np.arange(1, k + 1)
-    denom = np.minimum(k, n_rel).astype(np.float64)
-    ap = np.where(denom > 0, (prec * rel).sum(axis=1) / np.maximum(denom, 1), 0.0)
+    item_cats = np.asarray(item_cats, dtype=bool)
+    targets = np.asarray(targets)
+    b, k = topk.shape
+    hr = np.zeros(b, dtype=np.float64)
+    ap = np.zeros(b, dtype=np.float64)
+    if b == 0:
+        return hr, ap
+    n_rel = _n_related(item_cats, targets)
+    step = max(1, (1 << 24) // max(k * item_cats.shape[1], 1))  # bound the [rows, K, C] block
+    for lo in range(0, b, step):
+        sl = slice(lo, lo + step)
+        tc = item_cats[targets[sl]]  # [B, C]
+        rec = item_cats[np.clip(topk[sl], 0, None)]  # [B, K, C]
+        rel = (rec & tc[:, None, :]).any(axis=2) & (topk[sl] > 0)  # [B, K]
+        hr[sl] = rel.any(axis=1)
+        prec = np.cumsum(rel, axis=1) / np.arange(1, k + 1)
+        denom = np.minimum(k, n_rel[sl]).astype(np.float64)
+        ap[sl] = np.where(denom > 0, (prec * rel).sum(axis=1) / np.maximum(denom, 1), 0.0)
     return hr, ap

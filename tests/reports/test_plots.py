@@ -1,0 +1,93 @@
+"""Plots are written as valid PNG files; bad input raises warmrec errors."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import polars as pl
+import pytest
+
+from warmrec.errors import ConfigError, DataError
+from warmrec.reports.plots import (
+    bar_plot,
+    figure_png,
+    line_plot,
+    new_figure,
+    plot_gap_histogram,
+    plot_length_distribution,
+    plot_popularity,
+)
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == PNG and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+CURVE = pl.DataFrame(
+    {
+        "frac": [0.5, 0.1, 0.2] * 2,
+        "ndcg": [0.2, 0.1, 0.15, 0.22, 0.12, 0.14],
+        "lo": [0.19, 0.09, 0.14, 0.2, 0.11, 0.13],
+        "hi": [0.21, 0.11, 0.16, 0.24, 0.13, 0.15],
+        "strategy": ["scratch"] * 3 + ["finetune"] * 3,
+    }
+)
+
+
+def test_line_plot(tmp_path):
+    p = line_plot(
+        CURVE, "frac", "ndcg", "strategy", tmp_path / "a" / "line.png", "NDCG", lo="lo", hi="hi"
+    )
+    w, h = png_size(p)
+    assert w > 300 and h > 200
+    assert line_plot(CURVE, "frac", "ndcg", None, tmp_path / "plain.png", logx=True).is_file()
+    assert sorted(x.name for x in (tmp_path / "a").iterdir()) == ["line.png"]  # no temp files
+
+
+def test_bar_plot(tmp_path):
+    p = bar_plot(CURVE, "frac", "ndcg", "strategy", tmp_path / "bar.png", "bars", lo="lo", hi="hi")
+    png_size(p)
+    df = pl.DataFrame({"model": ["pop", "sasrec"], "hr": [0.1, 0.3]})
+    png_size(bar_plot(df, "model", "hr", None, tmp_path / "bar2.png"))
+
+
+def test_plots_reject_bad_columns_and_empty_tables(tmp_path):
+    with pytest.raises(ConfigError, match="recall"):
+        line_plot(CURVE, "frac", "recall", "strategy", tmp_path / "x.png")
+    with pytest.raises(ConfigError, match="model"):
+        bar_plot(CURVE, "frac", "ndcg", "model", tmp_path / "x.png")
+    with pytest.raises(DataError, match="nothing to plot"):
+        line_plot(CURVE.head(0), "frac", "ndcg", None, tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_data_stats_plots(tmp_path):
+    rng = np.random.default_rng(0)
+    png_size(plot_length_distribution(rng.integers(1, 30, 500), tmp_path / "len_small.png"))
+    png_size(plot_length_distribution(rng.geometric(0.01, 5000), tmp_path / "len_tail.png"))
+    png_size(plot_popularity(np.r_[0, rng.zipf(1.5, 2000)], tmp_path / "pop.png"))
+    edges = np.r_[0.0, np.geomspace(1, 1e7, 30)]
+    png_size(plot_gap_histogram(edges, rng.integers(0, 100, 30), 1800.0, tmp_path / "gap.png"))
+    png_size(plot_gap_histogram([1, 2, 3], [5, 6], None, tmp_path / "gap_lin.png"))
+
+
+def test_data_stats_plots_reject_bad_input(tmp_path):
+    with pytest.raises(DataError, match="lengths"):
+        plot_length_distribution([], tmp_path / "x.png")
+    with pytest.raises(DataError, match="counts"):
+        plot_popularity([0, 0], tmp_path / "x.png")
+    with pytest.raises(DataError, match="edges"):
+        plot_gap_histogram([0, 1, 2], [1, 2, 3], 10, tmp_path / "x.png")
+    with pytest.raises(DataError, match="increase"):
+        plot_gap_histogram([0, 2, 1], [1, 2], 10, tmp_path / "x.png")
+
+
+def test_figure_png_bytes():
+    fig, ax = new_figure()
+    ax.plot([1, 2], [3, 4])
+    assert figure_png(fig).startswith(PNG)
