@@ -1,0 +1,493 @@
+"""Train / validation / test splits that never let the future leak into training.
+
+Four protocols, each a function returning a :class:`Split`, and :func:`split` to pick one by name:
+
+========================  ===========  =====================================================
+name                      kind         held out
+========================  ===========  =====================================================
+``"loo"``                 next_item    each user's last event (test), second last (valid)
+``"temporal"``            sessions /   everything after global cut-offs
+                          next_item
+``"last_session"``        sessions     each user's last session, or the last days' sessions
+``"user"``                sessions     whole users (cold start)
+========================  ===========  =====================================================
+
+``kind="next_item"``: each held-out row is one target whose history is every earlier event of its
+user (:meth:`EvalSet.from_frames`). ``kind="sessions"``: every next item of each held-out
+sequence is a target given the sequence's prefix (:meth:`EvalSet.from_sessions`).
+
+Order and ties: events are ordered by timestamp; two events of the same key with the same
+timestamp keep their original row order (every sort here is stable), so the row order of the
+input decides ties, as in RecBole.
+
+Held-out filtering (session protocols, and ``temporal`` on user logs), as in GRU4Rec's
+preprocessing: held-out events whose item never occurs in ``train`` are removed (no model could
+score them), then held-out sessions left with fewer than ``min_session_length`` (2) events are
+dropped. Both held-out parts are filtered against ``train`` only. ``Split.info`` counts what went.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from warmrec.data.dataset import EvalSet
+from warmrec.data.filters import TimeLike, to_seconds
+from warmrec.data.schema import ITEM, SESSION, TIME, USER, sequence_key
+from warmrec.data.sessionize import stable_sort
+from warmrec.data.vocab import ItemVocab
+from warmrec.errors import ConfigError, DataError
+
+KINDS = ("next_item", "sessions")
+DAY = 86400.0
+_PART = "_part"
+TRAIN, VALID, TEST, DROPPED = 0, 1, 2, 3
+
+
+@dataclass
+class Split:
+    """The three parts of a split and how to evaluate them.
+
+    Attributes:
+        train, valid, test: canonical tables (``valid`` may be empty).
+        kind: ``"next_item"`` (held-out rows are targets with the user's full past as history)
+            or ``"sessions"`` (held-out sequences are evaluated at every next item).
+        key: the column the split was made on (``user_id`` for per-user splits, ``session_id``
+            for session logs); defaults to the sequence key of ``train``.
+        info: how the split was made (method, cut-offs, what held-out filtering dropped).
+    """
+
+    train: pl.DataFrame
+    valid: pl.DataFrame
+    test: pl.DataFrame
+    kind: str  # "next_item" or "sessions"
+    key: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(f"Split.kind: expected one of {KINDS}, found {self.kind!r}")
+        if self.key is None:
+            self.key = sequence_key(self.train)
+
+    def _targets_frame(self, df: pl.DataFrame) -> pl.DataFrame:
+        # next-item examples are keyed on the split key: a user's history spans all sessions
+        if self.key == USER and SESSION in df.columns:
+            return df.drop(SESSION)
+        return df
+
+    def valid_set(self, vocab: ItemVocab, user_vocab: ItemVocab | None = None) -> EvalSet:
+        """Validation examples: ``valid`` given ``train`` (next_item) or ``valid``'s sessions."""
+        if self.kind == "next_item":
+            return EvalSet.from_frames(
+                self._targets_frame(self.train),
+                self._targets_frame(self.valid),
+                vocab,
+                user_vocab=user_vocab,
+            )
+        return EvalSet.from_sessions(self.valid, vocab, user_vocab=user_vocab)
+
+    def test_set(self, vocab: ItemVocab, user_vocab: ItemVocab | None = None) -> EvalSet:
+        """Test examples: ``test`` given ``train`` + ``valid`` (next_item) or ``test``'s sessions."""
+        if self.kind == "next_item":
+            hist = pl.concat([self.train, self.valid], how="vertical_relaxed")
+            return EvalSet.from_frames(
+                self._targets_frame(hist),
+                self._targets_frame(self.test),
+                vocab,
+                user_vocab=user_vocab,
+            )
+        return EvalSet.from_sessions(self.test, vocab, user_vocab=user_vocab)
+
+    def describe(self) -> dict[str, Any]:
+        """Rows, keys, items (and users / sessions where present) per part, plus ``info``.
+
+        For held-out parts, ``targets`` is the number of evaluation examples the part yields
+        (before vocabulary filtering) and ``items_not_in_train`` the distinct items unseen in
+        training.
+        """
+        train_items = self.train[ITEM].unique() if self.train.height else None
+        out: dict[str, Any] = {"kind": self.kind, "key": self.key}
+        for name, df in (("train", self.train), ("valid", self.valid), ("test", self.test)):
+            d: dict[str, Any] = {
+                "rows": df.height,
+                "keys": df[self.key].n_unique() if df.height else 0,
+                "items": df[ITEM].n_unique() if df.height else 0,
+            }
+            for col in (USER, SESSION):
+                if col in df.columns and col != self.key:
+                    d[col.removesuffix("_id") + "s"] = df[col].n_unique() if df.height else 0
+            if df.height:
+                d["time"] = [float(df[TIME].min()), float(df[TIME].max())]
+            if name != "train":
+                if self.kind == "next_item":
+                    d["targets"] = df.height
+                else:
+                    d["targets"] = df.height - (df[sequence_key(df)].n_unique() if df.height else 0)
+                seen = (
+                    df[ITEM].is_in(train_items.implode())
+                    if train_items is not None
+                    else pl.Series([False] * df.height)
+                )
+                d["items_not_in_train"] = df.filter(~seen)[ITEM].n_unique() if df.height else 0
+            out[name] = d
+        out["info"] = dict(self.info)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _require(df: pl.DataFrame, cols: list[str]) -> None:
+    for col in cols:
+        if col not in df.columns:
+            raise DataError(
+                "missing column",
+                field=col,
+                expected=f"a column '{col}'",
+                found=", ".join(df.columns) or "no columns",
+            )
+    if df.height == 0:
+        raise DataError(
+            "no interactions to split", expected="at least one row", found="an empty table"
+        )
+
+
+def _user_key(df: pl.DataFrame, key: str | None) -> str:
+    return key or (USER if USER in df.columns else sequence_key(df))
+
+
+def _parts(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Train, valid and test rows by the ``_part`` column (input order kept within each)."""
+    lf = df.lazy()
+    parts = pl.collect_all(
+        [lf.filter(pl.col(_PART) == p).drop(_PART) for p in (TRAIN, VALID, TEST)]
+    )
+    return parts[0], parts[1], parts[2]
+
+
+def _filter_held_out(
+    train_items: pl.Series, part: pl.DataFrame, key: str | None, min_len: int, info: dict, name: str
+) -> pl.DataFrame:
+    """Remove events of items not in ``train_items``; drop sequences shorter than ``min_len``."""
+    rows, n0 = part.height, (part[key].n_unique() if key else 0)
+    out = part.filter(pl.col(ITEM).is_in(train_items.implode()))
+    info[f"{name}_unseen_events_removed"] = rows - out.height
+    if key is not None and min_len > 1:
+        out = out.lazy().filter(pl.len().over(key) >= min_len).collect()
+        info[f"{name}_short_sequences_dropped"] = n0 - out[key].n_unique()
+    return out
+
+
+def _finish(
+    df: pl.DataFrame,
+    kind: str,
+    key: str,
+    info: dict,
+    drop_unseen: bool,
+    min_session_length: int,
+    eval_key: str | None,
+) -> Split:
+    train, valid, test = _parts(df)
+    if drop_unseen:
+        items = train[ITEM].unique()
+        valid = _filter_held_out(items, valid, eval_key, min_session_length, info, "valid")
+        test = _filter_held_out(items, test, eval_key, min_session_length, info, "test")
+    return Split(train, valid, test, kind, key, info)
+
+
+def _last_two(keys: pl.Series) -> np.ndarray:
+    """Part of each row of a table sorted by ``keys``: a key's last row -> TEST, second last ->
+    VALID, the rest -> TRAIN; keys with fewer than 3 rows stay in TRAIN."""
+    gid = keys.rle_id().to_numpy()
+    counts = np.bincount(gid)
+    ends = np.cumsum(counts)
+    n = counts[gid]
+    rev = ends[gid] - 1 - np.arange(len(gid))  # rows after this one within its key
+    part = np.full(len(gid), TRAIN, dtype=np.int32)
+    part[(n >= 3) & (rev == 0)] = TEST
+    part[(n >= 3) & (rev == 1)] = VALID
+    return part
+
+
+def recbole_time(ts: pl.Series) -> pl.Series:
+    """RecBole's ordering key: ``(t - min) / (max - min)`` in float64, then held as float32.
+
+    Distinct seconds that round to the same float32 become ties (broken by row order).
+    """
+    lo, hi = ts.min(), ts.max()
+    span = (hi - lo) if hi is not None and hi > lo else 1.0
+    return ((ts.cast(pl.Float64) - lo) / span).cast(pl.Float32).cast(pl.Float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# protocols
+
+
+def leave_one_out(df: pl.DataFrame, key: str | None = None, time_order: str = "stable") -> Split:
+    """Per user: last event -> test, second last -> valid, the rest -> train.
+
+    ::
+
+        user a:  e1 ─ e2 ─ e3 ─ e4 ─ e5 ─ e6      time ─►
+                 └──────── train ───────┘ valid test
+        user b:  e1 ─ e2                         (< 3 events: all in train)
+
+    Events are ordered by timestamp per ``key`` (``user_id`` if present, else the sequence key);
+    ties keep the input row order. Users with fewer than 3 events keep everything in train.
+    Returns ``kind="next_item"``; rows come back sorted by key, then time. Nothing is filtered:
+    a held-out item unseen in training is dropped later by the vocabulary (``EvalSet.n_dropped``).
+
+    ``time_order="recbole"`` orders by RecBole's key instead (:func:`recbole_time`): the
+    min-max-normalised timestamp held as float32, stable. This reproduces RecBole's leave-one-out
+    exactly (on ml-100k it changes the test item of 4 users). In that mode the returned tables
+    carry the normalised value in ``timestamp`` (so every later stable sort keeps RecBole's
+    order) and the original seconds in ``timestamp_raw``.
+    """
+    key = _user_key(df, key)
+    _require(df, [key, ITEM, TIME])
+    if time_order == "recbole":
+        df = df.with_columns(
+            pl.col(TIME).alias("timestamp_raw"), recbole_time(df[TIME]).alias(TIME)
+        )
+    elif time_order != "stable":
+        raise ConfigError(f"time_order: expected 'stable' or 'recbole', found {time_order!r}")
+    s = stable_sort(df, [key, TIME])
+    s = s.with_columns(pl.Series(_PART, _last_two(s[key])))
+    info = {"method": "loo", "time_order": time_order}
+    return Split(*_parts(s), "next_item", key, info)
+
+
+def temporal_split(
+    df: pl.DataFrame,
+    test_start: TimeLike,
+    valid_start: TimeLike | None = None,
+    *,
+    assign: str = "start",
+    min_session_length: int = 2,
+    drop_unseen: bool = True,
+) -> Split:
+    """Global cut-offs: train before ``valid_start``, valid up to ``test_start``, test after.
+
+    ::
+
+                        valid_start         test_start
+        ────────────────────┼───────────────────┼──────────────►  time
+          train             │  valid            │  test
+          [a1 a2 a3]        │  [c1 c2]          │  [e1 e2 e3]
+                  [b1 b2 b│b3]  (crosses: dropped with assign="start")
+
+    Session logs (a ``session_id`` column) give ``kind="sessions"``. With ``assign="start"``
+    (default) a session belongs to the part where it starts, and a session that crosses a later
+    cut-off is dropped, so parts never overlap in time: every train event is before
+    ``valid_start``, every valid event in ``[valid_start, test_start)``, every test event at or
+    after ``test_start``. With ``assign="end"`` (GRU4Rec's rule) a session belongs to the part
+    where it ends; nothing is dropped, train still holds nothing from after its cut-off, but a
+    held-out session may begin before its cut-off.
+
+    User logs (no ``session_id``) give ``kind="next_item"``: each event goes to the part of its own
+    timestamp; every held-out event is a target whose history is all earlier events of its user.
+
+    ``valid_start=None`` leaves ``valid`` empty. Held-out events of items unseen in train are
+    removed and (sessions) held-out sessions shorter than ``min_session_length`` dropped
+    (``drop_unseen=False`` keeps them). Row order of the input is kept within each part.
+    """
+    ts = to_seconds(test_start, "test_start")
+    vs = ts if valid_start is None else to_seconds(valid_start, "valid_start")
+    if vs > ts:
+        raise ConfigError(f"valid_start ({valid_start!r}) is after test_start ({test_start!r})")
+    if assign not in ("start", "end"):
+        raise ConfigError(f"assign: expected 'start' or 'end', found {assign!r}")
+    info: dict[str, Any] = {"method": "temporal", "valid_start": vs, "test_start": ts}
+    if SESSION in df.columns:
+        _require(df, [SESSION, ITEM, TIME])
+        first = pl.col(TIME).min().over(SESSION)
+        last = pl.col(TIME).max().over(SESSION)
+        ref = first if assign == "start" else last
+        part = pl.when(ref >= ts).then(TEST).when(ref >= vs).then(VALID).otherwise(TRAIN)
+        info["assign"] = assign
+        if assign == "start":
+            # a session that starts before a cut-off and ends at or after it
+            cross = ((first < vs) & (last >= vs)) | ((first >= vs) & (first < ts) & (last >= ts))
+            part = pl.when(cross).then(DROPPED).otherwise(part)
+        s = df.lazy().with_columns(part.alias(_PART)).collect()
+        if assign == "start":
+            crossing = s.lazy().filter(pl.col(_PART) == DROPPED).select(pl.col(SESSION).n_unique())
+            info["crossing_sessions_dropped"] = int(crossing.collect().item())
+        return _finish(s, "sessions", SESSION, info, drop_unseen, min_session_length, SESSION)
+    key = _user_key(df, None)
+    _require(df, [key, ITEM, TIME])
+    t = pl.col(TIME)
+    s = df.with_columns(
+        pl.when(t >= ts).then(TEST).when(t >= vs).then(VALID).otherwise(TRAIN).alias(_PART)
+    )
+    return _finish(s, "next_item", key, info, drop_unseen, 0, None)
+
+
+def last_session_split(
+    df: pl.DataFrame,
+    *,
+    test_days: float = 1.0,
+    valid_days: float = 1.0,
+    by_user: bool | None = None,
+    assign: str = "start",
+    min_session_length: int = 2,
+    drop_unseen: bool = True,
+) -> Split:
+    """Hold out the most recent sessions: per user, or the last days of the log.
+
+    Per user (``by_user``; the default when the table has both ``user_id`` and ``session_id``)::
+
+        user a:  [s1] [s2] [s3] [s4]           time ─►
+                 └─ train ─┘ valid test
+        user b:  [s1] [s2]                       (< 3 sessions: all in train)
+
+    Each user's sessions are ordered by start time (ties: the session whose first row comes first
+    in the input); the last goes to test, the second last to valid. A session must belong to one
+    user. Users with fewer than 3 sessions keep everything in train.
+
+    By time (session logs without users, or ``by_user=False``), like GRU4Rec's last-day split::
+
+                                   tmax - test_days - valid_days   tmax - test_days   tmax
+        ──────────────────────────────────────┼──────────────────────────┼──────────────┤
+          train                               │  valid                   │  test
+
+    the cut-offs are counted back from the last timestamp ``tmax`` and the split is
+    :func:`temporal_split` with those cut-offs (``assign`` as there: by default a session belongs
+    to the window it starts in and sessions crossing a cut-off are dropped).
+
+    Both give ``kind="sessions"`` with held-out filtering (see the module docstring).
+    """
+    if SESSION not in df.columns:
+        raise DataError(
+            "last_session needs sessions; sessionize the log first",
+            field=SESSION,
+            expected="a 'session_id' column",
+            found=", ".join(df.columns),
+        )
+    if by_user is None:
+        by_user = USER in df.columns
+    if not by_user:
+        _require(df, [SESSION, ITEM, TIME])
+        tmax = float(df[TIME].max())
+        ts = tmax - test_days * DAY
+        vs = ts - valid_days * DAY
+        sp = temporal_split(
+            df,
+            ts,
+            vs if valid_days > 0 else None,
+            assign=assign,
+            min_session_length=min_session_length,
+            drop_unseen=drop_unseen,
+        )
+        sp.info.update(
+            method="last_session", by_user=False, test_days=test_days, valid_days=valid_days
+        )
+        return sp
+    _require(df, [USER, SESSION, ITEM, TIME])
+    s = df.with_row_index("_row")
+    sess = (
+        s.lazy()
+        .group_by(SESSION)
+        .agg(
+            pl.col(USER).first(),
+            pl.col(USER).n_unique().alias("_nu"),
+            pl.col(TIME).min().alias("_start"),
+            pl.col("_row").min().alias("_first"),
+        )
+        .collect()
+    )
+    bad = sess.filter(pl.col("_nu") > 1)
+    if bad.height:
+        raise DataError(
+            "a session holds events of several users",
+            field=SESSION,
+            expected="one user per session",
+            found=f"{bad.height} such sessions, e.g. {bad[SESSION][0]!r}",
+        )
+    sess = sess.sort([USER, "_start", "_first"])
+    sess = sess.select(SESSION, pl.Series(_PART, _last_two(sess[USER]))).lazy()
+    s = s.lazy().join(sess, on=SESSION, how="left", maintain_order="left").drop("_row").collect()
+    info = {"method": "last_session", "by_user": True}
+    return _finish(s, "sessions", USER, info, drop_unseen, min_session_length, SESSION)
+
+
+def user_split(
+    df: pl.DataFrame,
+    test_frac: float = 0.1,
+    valid_frac: float = 0.1,
+    seed: int | np.random.Generator = 0,
+    *,
+    key: str | None = None,
+    min_session_length: int = 2,
+    drop_unseen: bool = True,
+) -> Split:
+    """User-disjoint split for cold start: whole users go to test, valid or train.
+
+    ::
+
+        users:   u1 u2 u3 u4 u5 u6 u7 u8 u9 u10   (shuffled with the seed)
+                 └──── train ─────┘ └ valid ┘ └ test ┘
+        every event of a held-out user is held out; time plays no part.
+
+    The distinct users (sorted, then permuted by ``seed``) are cut into ``round(test_frac * n)``
+    test users, ``round(valid_frac * n)`` valid users and the rest. ``key`` defaults to
+    ``user_id`` if present, else the sequence key (then sessions are the units). Returns
+    ``kind="sessions"``: every next item of each held-out sequence (session if the table has
+    ``session_id``, else the user's whole sequence) is a target given its prefix.
+    """
+    key = _user_key(df, key)
+    _require(df, [key, ITEM, TIME])
+    if not (0 <= test_frac < 1 and 0 <= valid_frac < 1 and test_frac + valid_frac < 1):
+        raise ConfigError(
+            f"user_split: fractions must be >= 0 with a sum < 1, found "
+            f"test_frac={test_frac}, valid_frac={valid_frac}"
+        )
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    users = df[key].unique().sort()
+    n = users.len()
+    n_test, n_valid = round(test_frac * n), round(valid_frac * n)
+    part = np.full(n, TRAIN, dtype=np.int32)
+    perm = rng.permutation(n)
+    part[perm[:n_test]] = TEST
+    part[perm[n_test : n_test + n_valid]] = VALID
+    lookup = pl.DataFrame({key: users, _PART: part})
+    s = df.lazy().join(lookup.lazy(), on=key, how="left", maintain_order="left").collect()
+    info = {
+        "method": "user",
+        "test_frac": test_frac,
+        "valid_frac": valid_frac,
+        "seed": seed if isinstance(seed, int) else "generator",
+    }
+    return _finish(s, "sessions", key, info, drop_unseen, min_session_length, sequence_key(df))
+
+
+METHODS: dict[str, Callable[..., Split]] = {
+    "loo": leave_one_out,
+    "temporal": temporal_split,
+    "last_session": last_session_split,
+    "user": user_split,
+}
+
+
+def split(df: pl.DataFrame, method: str, **kw: Any) -> Split:
+    """Split by protocol name: ``"loo"``, ``"temporal"``, ``"last_session"`` or ``"user"``.
+
+    Keyword arguments go to the protocol's function (:func:`leave_one_out`,
+    :func:`temporal_split`, :func:`last_session_split`, :func:`user_split`); an unknown one raises
+    :class:`~warmrec.errors.ConfigError`.
+    """
+    fn = METHODS.get(method)
+    if fn is None:
+        raise ConfigError(f"unknown split method {method!r}; expected one of {', '.join(METHODS)}")
+    try:
+        inspect.signature(fn).bind(df, **kw)
+    except TypeError as e:
+        raise ConfigError(f"split {method!r}: {e}") from e
+    return fn(df, **kw)

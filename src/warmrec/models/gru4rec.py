@@ -1,0 +1,242 @@
+"""GRU4Rec: session-based recommendation with recurrent networks.
+
+Hidasi, Karatzoglou, Baltrunas & Tikk, "Session-based Recommendations with Recurrent Neural
+Networks", ICLR 2016; Hidasi & Karatzoglou, "Recurrent Neural Networks with Top-k Gains for
+Session-based Recommendations", CIKM 2018. Follows hidasib/GRU4Rec_PyTorch_Official where
+practical:
+
+- session-parallel mini-batches: ``batch_size`` lanes each walk one sequence event by event; when
+  a sequence ends its lane takes the next one (in order of first event time) and its hidden state
+  is reset; lanes left without sequences idle until the epoch's last event;
+- the hidden state is carried across mini-batches (truncated back-propagation of one step);
+- "constrained embedding" (``tied=True``, the official default): the input embedding is the output
+  weight matrix ``Wy``, with an output bias ``By``;
+- losses: cross-entropy or BPR-max (with ``bpr_reg`` score regularisation and an ELU of
+  ``elu_param`` on the scores) over the batch's other targets plus ``n_negatives`` items sampled
+  by ``count ** pop_alpha``, shared across the mini-batch, with optional ``logq`` correction;
+- initialisation: Glorot-uniform per gate block, zero biases (the official compatibility mode).
+
+Deviations (documented on purpose):
+
+- the default ``loss="ce"`` is the *full* softmax (exact, and cheap for catalogues up to ~1e5
+  items); ``"sampled_ce"`` is the official sampled cross-entropy;
+- the optimizer is the shared loop's (AdamW by default; ``optimizer="adagrad"`` is the closest to
+  the official IndexedAdagradM, which has momentum and sparse updates);
+- negatives that equal a row's target (including the batch's own repeated targets) are removed
+  from its candidates; the official code keeps them;
+- the loss is a mean over the active lanes (official: sum divided by the batch size);
+- the logQ correction uses the expected number of draws of each candidate (see
+  :mod:`warmrec.models.losses`), not the official raw-count mix;
+- scoring re-runs the GRU over the last ``max_len`` items of a history instead of carrying the
+  state through the test session.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from warmrec.data.dataset import Batch, SequenceDataset
+from warmrec.data.sequences import SequenceData
+from warmrec.errors import ConfigError
+from warmrec.models.layers import GRUBlock, ItemEmbedding, right_align
+from warmrec.models.losses import LossSpec, make_loss
+from warmrec.models.neural import NeuralRecommender
+from warmrec.registry import register_model
+
+
+@dataclass
+class GRU4RecConfig:
+    """GRU4Rec settings (official defaults where they exist).
+
+    ``embedding_dim`` is used only with ``tied=False`` (0 = ``hidden_size``). ``session_order``:
+    ``"time"`` (official) or ``"random"`` (reshuffled every epoch). ``max_len``: history items
+    used when scoring.
+    """
+
+    hidden_size: int = 100
+    n_layers: int = 1
+    tied: bool = True
+    embedding_dim: int = 0
+    dropout_embed: float = 0.0
+    dropout_hidden: float = 0.0
+    max_len: int = 50
+    session_order: str = "time"
+    loss: str = "ce"
+    n_negatives: int = 2048
+    pop_alpha: float = 0.5
+    logq: float = 0.0
+    bpr_reg: float = 1.0
+    elu_param: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.session_order not in ("time", "random"):
+            raise ConfigError(
+                f"GRU4RecConfig.session_order: expected 'time' or 'random', "
+                f"found {self.session_order!r}"
+            )
+        if self.loss not in ("ce", "sampled_ce", "bpr-max"):
+            raise ConfigError(
+                f"GRU4RecConfig.loss: expected 'ce', 'sampled_ce' or 'bpr-max', found {self.loss!r}"
+            )
+
+
+def session_parallel_schedule(lengths: np.ndarray, n_lanes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start step and lane of each sequence under session-parallel batching.
+
+    Sequence ``i`` occupies ``lengths[i] - 1`` steps (one per (input, target) pair); it goes to
+    the lane that frees first (lowest lane on ties), in the given order. A heap over lanes: one
+    Python step per *sequence*, not per event.
+    """
+    steps = np.clip(np.asarray(lengths, dtype=np.int64) - 1, 0, None)
+    start = np.zeros(len(steps), dtype=np.int64)
+    lane = np.zeros(len(steps), dtype=np.int64)
+    heap = [(0, j) for j in range(n_lanes)]
+    for i, n in enumerate(steps.tolist()):
+        if n == 0:
+            continue
+        t, j = heapq.heappop(heap)
+        start[i], lane[i] = t, j
+        heapq.heappush(heap, (t + n, j))
+    return start, lane
+
+
+class SessionParallelData:
+    """Session-parallel mini-batches: step ``t`` gives every lane's input, target, reset flag."""
+
+    def __init__(self, seqs: SequenceData, order: str = "time") -> None:
+        self.seqs = seqs
+        self.order = order
+        self._cache: dict[int, tuple[torch.Tensor, ...]] = {}
+
+    def _steps(self, batch_size: int, perm: np.ndarray | None) -> tuple[torch.Tensor, ...]:
+        seqs = self.seqs if perm is None else self.seqs.subset(perm)
+        lens = seqs.lengths
+        start, lane = session_parallel_schedule(lens, batch_size)
+        n = np.clip(lens - 1, 0, None)
+        t_total = int((start + n).max(initial=0))
+        inputs = np.zeros((t_total, batch_size), dtype=np.int64)
+        targets = np.zeros((t_total, batch_size), dtype=np.int64)
+        reset = np.zeros((t_total, batch_size), dtype=bool)
+        seq = np.repeat(np.arange(len(seqs)), n)
+        j = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+        t, lanes = start[seq] + j, lane[seq]
+        src = seqs.offsets[seq] + j
+        inputs[t, lanes] = seqs.items[src]
+        targets[t, lanes] = seqs.items[src + 1]
+        has = n > 0
+        reset[start[has], lane[has]] = True
+        if t_total:
+            reset[0] = True
+        return torch.from_numpy(inputs), torch.from_numpy(targets), torch.from_numpy(reset)
+
+    def n_batches(self, batch_size: int) -> int:
+        return int(self._get(batch_size, None)[0].shape[0])
+
+    def _get(self, batch_size: int, rng: np.random.Generator | None) -> tuple[torch.Tensor, ...]:
+        if self.order == "random" and rng is not None:
+            return self._steps(batch_size, rng.permutation(len(self.seqs)))
+        if batch_size not in self._cache:
+            self._cache[batch_size] = self._steps(batch_size, None)
+        return self._cache[batch_size]
+
+    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[dict[str, Any]]:
+        inputs, targets, reset = self._get(batch_size, rng)
+        for t in range(inputs.shape[0]):
+            yield {"items": inputs[t], "targets": targets[t], "reset": reset[t]}
+
+
+class GRU4RecNet(nn.Module):
+    """Embedding (or the tied output table) -> GRU -> scores against ``Wy`` + ``By``."""
+
+    def __init__(self, n_items: int, cfg: GRU4RecConfig) -> None:
+        super().__init__()
+        h = cfg.hidden_size
+        self.item = ItemEmbedding(n_items, h, tied=cfg.tied, bias=True)
+        in_dim = h
+        self.input = None
+        if not cfg.tied:
+            in_dim = cfg.embedding_dim or h
+            self.input = nn.Embedding(n_items, in_dim, padding_idx=0)
+        self.drop_embed = nn.Dropout(cfg.dropout_embed)
+        self.gru = GRUBlock(in_dim, h, cfg.n_layers, cfg.dropout_hidden)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        def glorot(t: torch.Tensor) -> None:
+            sigma = math.sqrt(6.0 / (t.shape[0] + t.shape[1]))
+            t.uniform_(-sigma, sigma)
+
+        glorot(self.item.output_weight)
+        self.item.output_weight[0].zero_()
+        if self.input is not None:
+            glorot(self.input.weight)
+            self.input.weight[0].zero_()
+        for name, p in self.gru.gru.named_parameters():
+            if name.startswith("weight"):
+                for block in p.chunk(3, 0):
+                    glorot(block)
+            else:
+                p.zero_()
+
+    def embed(self, items: torch.Tensor) -> torch.Tensor:
+        e = self.item(items) if self.input is None else self.input(items)
+        return self.drop_embed(e)
+
+
+@register_model("gru4rec")
+class GRU4Rec(NeuralRecommender):
+    """GRU4Rec (Hidasi et al. 2016, 2018) with session-parallel mini-batches."""
+
+    Config = GRU4RecConfig
+    test_config: ClassVar[dict[str, Any]] = {"hidden_size": 32, "max_len": 10}
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self._hidden = None
+
+    def build_net(self, n_items: int) -> GRU4RecNet:
+        return GRU4RecNet(n_items, self.config)
+
+    def prepare(self, train: SequenceDataset) -> None:
+        c = self.config
+        spec = LossSpec(
+            loss=c.loss,
+            n_negatives=c.n_negatives,
+            negative_sampling="pop",
+            pop_alpha=c.pop_alpha,
+            in_batch=True,
+            logq=c.logq,
+            bpr_reg=c.bpr_reg,
+            elu_param=c.elu_param,
+        )
+        self.loss_fn = make_loss(spec, self.n_items, train.item_counts())
+        self._hidden = None
+
+    def training_data(self, train: SequenceDataset) -> SessionParallelData:
+        return SessionParallelData(train.sequences, self.config.session_order)
+
+    def training_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        x, y, reset = batch["items"], batch["targets"], batch["reset"]
+        h = self._hidden
+        if h is None or h.shape[1] != len(x) or h.device != x.device:
+            h = self.net.gru.init_state(len(x), x.device)
+        h = h.detach() * (~reset).to(h.dtype)[None, :, None]
+        out, h = self.net.gru.step(self.net.embed(x), h)
+        self._hidden = h.detach()
+        keep = y > 0
+        item = self.net.item
+        return self.loss_fn(out[keep], y[keep], item.output_weight, item.output_bias)
+
+    def forward_scores(self, batch: Batch) -> torch.Tensor:
+        items, lens = right_align(batch.items[:, -self.config.max_len :])
+        hidden = self.net.gru(self.net.embed(items), lens)
+        return self.net.item.logits(hidden)

@@ -1,0 +1,288 @@
+"""Item2Vec: gensim Word2Vec item embeddings used as a next-item recommender.
+
+Sessions are treated as sentences of item tokens and a skip-gram (or CBOW) Word2Vec model with
+negative sampling is trained on them, as in Barkan & Koenigstein, "Item2Vec: Neural Item Embedding
+for Collaborative Filtering" (IEEE MLSP 2016). Caselles-Dupre, Lesaint & Royo-Letelier,
+"Word2vec applied to Recommendation: Hyperparameters Matter" (RecSys 2018) showed that settings
+left at their NLP defaults cost a lot in recommendation -- above all the exponent of the
+negative-sampling distribution (``ns_exponent``: 0.75 in word2vec, while negative values, which
+sample rare items more, did best on their music-listening data), the window, sub-sampling and the
+number of epochs -- so all of them are config fields here. Sequences longer than gensim's
+sentence limit (10,000 tokens) are cut into pieces rather than silently truncated.
+
+Scoring. Item vectors (gensim's input vectors) are L2-normalised into a matrix ``[n_items, d]``
+(row 0 and items without a vector are zero). A history's query is the recency-weighted mean of the
+vectors of its last ``n_recent`` items (weight ``recency_decay ** lag``, lag 0 = most recent item;
+items without a vector get weight 0), normalised; an item's score is its cosine with the query, a
+single matmul for the whole batch. Item2Vec is not order-aware: it learns co-occurrence, not
+"what comes next" (``learns_sequences = False``). Items of the history are scored like any other
+item (they usually score highest); use ``exclude_seen`` in ``recommend``/``evaluate`` to drop them.
+
+Documented choices:
+
+- Items that never got a vector (not in the training data, or below ``min_count``) and the padding
+  column score ``-inf``: below every other item, never recommended, and a target among them ranks
+  last in :func:`warmrec.evaluate`.
+- A history with no item that has a vector (empty, or only unseen items) falls back to training
+  popularity, scaled into ``(0, 1]``.
+- Per-epoch training loss: gensim accumulates a cumulative float32 counter over the whole
+  ``train()`` call; the callback resets it at the start of every epoch, which yields the same
+  per-epoch delta without the counter saturating on large corpora. It is gensim's summed negative
+  log-likelihood of the epoch, a diagnostic, not comparable across corpus sizes.
+- Determinism: with ``workers=1`` the same ``seed`` gives the same vectors (gensim seeds its vector
+  initialisation and its sampling from ``seed``; more workers make the order of updates vary).
+- Vectors are normalised here, not with gensim's ``get_normed_vectors`` (it caches the norms of
+  its first call, which would be stale in later epochs). The saved state is ``vectors``,
+  ``known`` (which items have a vector) and ``counts`` (training popularity, for the fallback).
+- gensim (the optional extra ``warmrec[item2vec]``) is needed only by ``fit``: a saved model loads
+  and scores with torch alone. Nothing is saved with gensim's pickle-based ``save``; the state is
+  the normalised vector matrix in safetensors.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
+from warmrec.errors import ConfigError, ModelError
+from warmrec.evaluation.evaluate import evaluate
+from warmrec.models.base import Recommender
+from warmrec.registry import register_model
+
+# gensim silently truncates sentences longer than this many tokens; longer sequences are cut.
+_MAX_SENTENCE = 10_000
+
+
+@dataclass
+class Item2VecConfig:
+    """Settings of :class:`Item2Vec`.
+
+    Word2Vec (passed to gensim): ``vector_size``, ``window``, ``min_count``, ``sg`` (True =
+    skip-gram, False = CBOW), ``negative`` (negative samples per positive), ``ns_exponent``
+    (exponent of the negative-sampling distribution, Caselles-Dupre et al. 2018), ``epochs``,
+    ``alpha``/``min_alpha`` (linearly decayed learning rate), ``sample`` (sub-sampling threshold of
+    frequent items), ``workers`` (1 for determinism), ``seed``.
+
+    Scoring: ``n_recent`` most recent history items form the query, weighted
+    ``recency_decay ** lag``. Validation: ``eval_k`` is the K of Recall@K / MRR@K recorded per
+    epoch; ``keep_best`` keeps the vectors of the epoch with the best validation MRR@K.
+    """
+
+    vector_size: int = 64
+    window: int = 5
+    min_count: int = 1
+    sg: bool = True
+    negative: int = 5
+    ns_exponent: float = 0.75
+    epochs: int = 10
+    alpha: float = 0.025
+    min_alpha: float = 0.0001
+    sample: float = 1e-3
+    workers: int = 1
+    seed: int = 0
+    n_recent: int = 5
+    recency_decay: float = 0.5
+    eval_k: int = 20
+    keep_best: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("vector_size", "window", "min_count", "epochs", "workers", "n_recent"):
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"Item2VecConfig.{name}: expected an integer >= 1, found {getattr(self, name)!r}"
+                )
+        if self.negative < 1:
+            raise ConfigError(
+                f"Item2VecConfig.negative: expected >= 1 (negative sampling), found {self.negative!r}"
+            )
+        if not self.alpha > 0 or self.min_alpha < 0:
+            raise ConfigError(
+                f"Item2VecConfig: expected alpha > 0 and min_alpha >= 0, "
+                f"found alpha={self.alpha!r}, min_alpha={self.min_alpha!r}"
+            )
+        if self.sample < 0:
+            raise ConfigError(f"Item2VecConfig.sample: expected >= 0, found {self.sample!r}")
+        if not 0 < self.recency_decay <= 1:
+            raise ConfigError(
+                f"Item2VecConfig.recency_decay: expected a value in (0, 1], "
+                f"found {self.recency_decay!r}"
+            )
+        if self.eval_k < 1:
+            raise ConfigError(f"Item2VecConfig.eval_k: expected >= 1, found {self.eval_k!r}")
+
+
+def _sentences(train: SequenceDataset) -> list[list[str]]:
+    """Training sequences as lists of str item-index tokens, cut every ``_MAX_SENTENCE`` items."""
+    seqs = train.sequences
+    tokens = seqs.items.astype(str)
+    pos = np.arange(len(tokens), dtype=np.int64)
+    within = pos - np.repeat(seqs.offsets[:-1], seqs.lengths)
+    cuts = np.flatnonzero(within % _MAX_SENTENCE == 0)
+    bounds = np.append(cuts, len(tokens))
+    return [tokens[a:b].tolist() for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+@register_model("item2vec")
+class Item2Vec(Recommender):
+    """Word2Vec item embeddings; scores are cosines to a recency-weighted history query."""
+
+    Config = Item2VecConfig
+    learns_sequences: ClassVar[bool] = False
+    requires: ClassVar[tuple[str, ...]] = ("gensim",)  # to fit; loading and scoring need torch only
+    test_config: ClassVar[dict[str, Any]] = {
+        "vector_size": 16,
+        "window": 3,
+        "epochs": 5,
+        "sample": 0.0,
+        "n_recent": 3,
+    }
+
+    @property
+    def history_len(self) -> int:
+        return int(self.config.n_recent)
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(self, train: SequenceDataset, valid: EvalSet | None = None) -> Item2Vec:
+        """Train Word2Vec on the training sequences; record loss (and validation metrics)."""
+        try:
+            from gensim.models import Word2Vec
+            from gensim.models.callbacks import CallbackAny2Vec
+        except ImportError as e:  # pragma: no cover - gensim is a dev dependency
+            raise ModelError(
+                "model 'item2vec' needs gensim to fit: pip install 'warmrec[item2vec]'"
+            ) from e
+        if train.sequences.n_events == 0:
+            raise ModelError("item2vec: the training data has no events")
+        if valid is not None and valid.n_items != len(train.vocab):
+            raise ModelError(
+                f"item2vec: validation set has {valid.n_items} item columns, "
+                f"expected {len(train.vocab)} (built with the training vocabulary)"
+            )
+        self._bind(train)
+        cfg = self.config
+        self.counts = torch.from_numpy(train.item_counts()).float()
+        self.history: list[dict[str, float]] = []
+        metrics = (f"recall@{cfg.eval_k}", f"mrr@{cfg.eval_k}")
+        best: dict[str, Any] = {"mrr": -1.0, "epoch": None, "state": None}
+        model_ref = self
+
+        class _EpochLog(CallbackAny2Vec):
+            """Per-epoch loss and validation metrics, and the best epoch's vectors."""
+
+            def __init__(self) -> None:
+                self.epoch = 0
+
+            def on_epoch_begin(self, w2v: Any) -> None:
+                w2v.running_training_loss = 0.0
+
+            def on_epoch_end(self, w2v: Any) -> None:
+                self.epoch += 1
+                row: dict[str, float] = {
+                    "epoch": self.epoch,
+                    "loss": float(w2v.get_latest_training_loss()),
+                }
+                if valid is not None:
+                    model_ref._set_vectors(w2v.wv)
+                    res = evaluate(model_ref, valid, metrics)
+                    row.update({m: float(res[m]) for m in metrics})
+                    if row[metrics[1]] > best["mrr"]:
+                        best.update(mrr=row[metrics[1]], epoch=self.epoch)
+                        if cfg.keep_best:
+                            best["state"] = (model_ref.vectors.clone(), model_ref.known.clone())
+                model_ref.history.append(row)
+
+        w2v = Word2Vec(
+            vector_size=cfg.vector_size,
+            window=cfg.window,
+            min_count=cfg.min_count,
+            sg=int(cfg.sg),
+            hs=0,
+            negative=cfg.negative,
+            ns_exponent=cfg.ns_exponent,
+            alpha=cfg.alpha,
+            min_alpha=cfg.min_alpha,
+            sample=cfg.sample,
+            workers=cfg.workers,
+            seed=cfg.seed,
+            compute_loss=True,
+        )
+        sentences = _sentences(train)
+        w2v.build_vocab(sentences)
+        if len(w2v.wv) == 0:
+            raise ModelError(
+                f"item2vec: no item occurs at least min_count={cfg.min_count} times in training"
+            )
+        w2v.train(
+            sentences,
+            total_examples=w2v.corpus_count,
+            epochs=cfg.epochs,
+            compute_loss=True,
+            callbacks=[_EpochLog()],
+        )
+        self._set_vectors(w2v.wv)
+        kept_epoch = cfg.epochs
+        if best["state"] is not None:
+            self.vectors, self.known = best["state"]
+            kept_epoch = best["epoch"]
+        # best_epoch: by validation MRR@K (None without validation); kept_epoch: whose vectors
+        # the model holds (the best one with keep_best, else the last)
+        self.meta = {
+            "history": copy.deepcopy(self.history),
+            "best_epoch": best["epoch"],
+            "kept_epoch": kept_epoch,
+        }
+        return self
+
+    def _set_vectors(self, wv: Any) -> None:
+        """Normalised gensim vectors -> ``vectors [n_items, d]`` and ``known [n_items]``."""
+        n = len(self.vocab)
+        idx = np.asarray(wv.index_to_key).astype(np.int64)
+        mat = torch.zeros(n, wv.vector_size)
+        # normalised here: gensim's get_normed_vectors caches norms from its first call
+        vecs = torch.from_numpy(np.array(wv.vectors, dtype=np.float32))
+        mat[torch.from_numpy(idx)] = torch.nn.functional.normalize(vecs, dim=1)
+        known = torch.zeros(n, dtype=torch.bool)
+        known[torch.from_numpy(idx)] = True
+        self.vectors, self.known = mat, known
+
+    # -- scoring ----------------------------------------------------------------------------
+    def score(self, batch: Batch) -> torch.Tensor:
+        """Cosine of every item to the history query; ``[B, n_items]`` float32 (see module doc)."""
+        self._check_fitted()
+        items = batch.items[:, -self.config.n_recent :].long().cpu()
+        length = items.shape[1]
+        lag = torch.arange(length - 1, -1, -1, dtype=torch.float32)
+        w = (self.config.recency_decay**lag).unsqueeze(0) * self.known[items].float()  # [B, L]
+        query = torch.einsum("bl,bld->bd", w, self.vectors[items])
+        query = torch.nn.functional.normalize(query, dim=1)
+        scores = query @ self.vectors.T
+        empty = w.sum(1) == 0
+        if empty.any():
+            pop = self.counts / self.counts.max().clamp_min(1.0)
+            scores[empty] = pop.unsqueeze(0).expand(int(empty.sum()), -1)
+        scores.masked_fill_(~self.known, -torch.inf)
+        return scores
+
+    # -- state ------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, torch.Tensor]:
+        return {"vectors": self.vectors, "known": self.known, "counts": self.counts}
+
+    def set_state(self, state: dict[str, torch.Tensor]) -> None:
+        for key in ("vectors", "known", "counts"):
+            if key not in state:
+                raise ModelError(f"item2vec state lacks '{key}' (found: {', '.join(state)})")
+        n = len(self.vocab) if self.vocab is not None else state["vectors"].shape[0]
+        if state["vectors"].shape[0] != n or state["known"].shape != (n,):
+            raise ModelError(
+                f"item2vec state has {state['vectors'].shape[0]} item rows, expected {n} "
+                "(one per vocabulary index, padding included)"
+            )
+        self.vectors = state["vectors"].float()
+        self.known = state["known"].bool()
+        self.counts = state["counts"].float()
+        self.history = list(self.meta.get("history", []))

@@ -1,0 +1,317 @@
+"""Building blocks shared by the neural models.
+
+- :class:`ItemEmbedding` -- item table (row 0 = padding, kept at zero) with a tied or separate
+  output layer; ``output_weight``/``output_bias`` feed the losses of :mod:`warmrec.models.losses`.
+- :class:`PositionalEmbedding` -- learned absolute positions of a left-padded window.
+- :class:`TransformerBlock` / :class:`TransformerStack` -- pre-LN blocks with causal or
+  bidirectional attention through ``torch.nn.functional.scaled_dot_product_attention``.
+- :class:`GRUBlock` -- a (multi-layer) GRU that runs over left-padded histories or steps one event
+  at a time (session-parallel training).
+- :class:`FeatureEmbedding` -- categorical side features (item or user) -> embeddings, summed or
+  concatenated; :func:`feature_table` turns a feature frame into the index table it reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from warmrec.data.vocab import ItemVocab
+from warmrec.errors import ConfigError, DataError
+
+
+class ItemEmbedding(nn.Module):
+    """Item input embeddings and the matching output layer.
+
+    With ``tied=True`` the output weight is the input table itself (no second parameter, so
+    saving never meets shared tensors); otherwise a separate ``[n_items, d]`` table is used.
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        dim: int,
+        *,
+        tied: bool = True,
+        bias: bool = False,
+        init_std: float = 0.02,
+    ) -> None:
+        super().__init__()
+        self.tied = tied
+        self.embed = nn.Embedding(n_items, dim, padding_idx=0)
+        nn.init.normal_(self.embed.weight, std=init_std)
+        with torch.no_grad():
+            self.embed.weight[0].zero_()
+        self.out = None
+        if not tied:
+            self.out = nn.Parameter(torch.randn(n_items, dim) * init_std)
+        self.bias = nn.Parameter(torch.zeros(n_items)) if bias else None
+
+    @property
+    def n_items(self) -> int:
+        return self.embed.num_embeddings
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        return self.embed(items)
+
+    @property
+    def output_weight(self) -> torch.Tensor:
+        return self.embed.weight if self.out is None else self.out
+
+    @property
+    def output_bias(self) -> torch.Tensor | None:
+        return self.bias
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Scores of every item: ``[..., d] -> [..., n_items]``."""
+        out = hidden @ self.output_weight.T
+        return out + self.bias if self.bias is not None else out
+
+
+class PositionalEmbedding(nn.Module):
+    """Learned positions ``0..max_len-1`` of a left-padded window (last column = most recent)."""
+
+    def __init__(self, max_len: int, dim: int, init_std: float = 0.02) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(max_len, dim)
+        nn.init.normal_(self.embed.weight, std=init_std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x[B, L, d]`` -> positions for its ``L`` columns (the last ``L`` of ``max_len``)."""
+        length = x.shape[1]
+        max_len = self.embed.num_embeddings
+        if length > max_len:
+            raise ConfigError(f"sequence of length {length} exceeds max_len {max_len}")
+        pos = torch.arange(max_len - length, max_len, device=x.device)
+        return self.embed(pos)[None]
+
+
+def attention_mask(valid: torch.Tensor, causal: bool) -> torch.Tensor:
+    """Boolean ``[B, 1, L, L]`` mask (True = may attend) for left-padded rows.
+
+    Padding keys are masked; every query may attend to itself, so no row is empty (padding rows
+    produce finite values that the caller zeroes).
+    """
+    length = valid.shape[1]
+    eye = torch.eye(length, dtype=torch.bool, device=valid.device)
+    mask = valid[:, None, None, :] | eye
+    if causal:
+        mask = mask & torch.ones(length, length, dtype=torch.bool, device=valid.device).tril()
+    return mask
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LN block: ``x + Attn(LN(x))`` then ``x + FFN(LN(x))`` (GELU feed-forward).
+
+    ``norm_first=False`` gives the post-LN block of BERT (and RecBole's SASRec):
+    ``LN(x + Attn(x))`` then ``LN(x + FFN(x))``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        n_heads: int,
+        ffn_dim: int | None = None,
+        dropout: float = 0.1,
+        attn_dropout: float | None = None,
+        norm_first: bool = True,
+    ) -> None:
+        super().__init__()
+        self.norm_first = norm_first
+        if dim % n_heads:
+            raise ConfigError(f"dimension {dim} is not divisible by n_heads {n_heads}")
+        self.n_heads = n_heads
+        self.attn_dropout = dropout if attn_dropout is None else attn_dropout
+        self.ln1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.ln2 = nn.LayerNorm(dim)
+        ffn_dim = ffn_dim or 4 * dim
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, ffn_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn_dim, dim)
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, length, d = x.shape
+        h = self.ln1(x) if self.norm_first else x
+        q, k, v = self.qkv(h).view(b, length, 3, self.n_heads, d // self.n_heads).unbind(2)
+        a = F.scaled_dot_product_attention(
+            q.transpose(1, 2),
+            k.transpose(1, 2),
+            v.transpose(1, 2),
+            attn_mask=mask,
+            dropout_p=self.attn_dropout if self.training else 0.0,
+        )
+        a = self.drop(self.proj(a.transpose(1, 2).reshape(b, length, d)))
+        if not self.norm_first:
+            x = self.ln1(x + a)
+            return self.ln2(x + self.drop(self.ffn(x)))
+        x = x + a
+        return x + self.drop(self.ffn(self.ln2(x)))
+
+
+class TransformerStack(nn.Module):
+    """``n_layers`` pre-LN blocks and a final LayerNorm; padding positions are kept at zero."""
+
+    def __init__(
+        self,
+        dim: int,
+        n_layers: int,
+        n_heads: int,
+        ffn_dim: int | None = None,
+        dropout: float = 0.1,
+        causal: bool = True,
+        attn_dropout: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.causal = causal
+        self.blocks = nn.ModuleList(
+            TransformerBlock(dim, n_heads, ffn_dim, dropout, attn_dropout) for _ in range(n_layers)
+        )
+        self.ln = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask(valid, self.causal)
+        keep = valid[..., None].to(x.dtype)
+        x = x * keep
+        for block in self.blocks:
+            x = block(x, mask) * keep
+        return self.ln(x) * keep
+
+
+def right_align(items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ``[B, L]`` -> right-padded ``[B, L]`` (first item first) and the lengths."""
+    length = items.shape[1]
+    lens = (items > 0).sum(dim=1)
+    col = torch.arange(length, device=items.device)[None, :]
+    idx = (col + (length - lens)[:, None]).clamp_max(length - 1)
+    out = items.gather(1, idx) * (col < lens[:, None])
+    return out, lens
+
+
+class GRUBlock(nn.Module):
+    """A multi-layer GRU with dropout on its output.
+
+    ``forward`` runs over left-padded histories and returns the state after the last item (a
+    history without items gives the zero state); ``step`` advances one event for a batch.
+    """
+
+    def __init__(
+        self, input_dim: int, hidden_dim: int, n_layers: int = 1, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.n_layers = n_layers
+        self.hidden_dim = hidden_dim
+        self.gru = nn.GRU(
+            input_dim,
+            hidden_dim,
+            n_layers,
+            batch_first=True,
+            dropout=dropout if n_layers > 1 else 0.0,
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def init_state(self, batch: int, device: torch.device | str) -> torch.Tensor:
+        return torch.zeros(self.n_layers, batch, self.hidden_dim, device=device)
+
+    def step(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x[B, d_in]``, ``h[n_layers, B, H]`` -> (output ``[B, H]``, new state)."""
+        out, h = self.gru(x[:, None, :], h)
+        return self.drop(out[:, 0]), h
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Right-padded inputs ``x[B, L, d_in]`` with ``lengths`` -> last output ``[B, H]``."""
+        out = torch.zeros(x.shape[0], self.hidden_dim, device=x.device, dtype=x.dtype)
+        nz = lengths > 0
+        if nz.any():
+            packed = nn.utils.rnn.pack_padded_sequence(
+                x[nz], lengths[nz].cpu(), batch_first=True, enforce_sorted=False
+            )
+            _, h = self.gru(packed)
+            out[nz] = h[-1]
+        return self.drop(out)
+
+
+class FeatureEmbedding(nn.Module):
+    """Categorical features -> one vector per row.
+
+    ``cardinalities[f]`` is the number of values of feature ``f`` including 0 = missing (its
+    embedding is zero). ``combine="sum"`` gives ``[..., dim]``; ``"concat"`` gives
+    ``[..., dim * n_features]``.
+    """
+
+    def __init__(
+        self, cardinalities: Sequence[int], dim: int, combine: str = "sum", init_std: float = 0.02
+    ) -> None:
+        super().__init__()
+        if combine not in ("sum", "concat"):
+            raise ConfigError(f"feature combine '{combine}': expected 'sum' or 'concat'")
+        self.combine = combine
+        self.tables = nn.ModuleList(nn.Embedding(int(c), dim, padding_idx=0) for c in cardinalities)
+        for t in self.tables:
+            nn.init.normal_(t.weight, std=init_std)
+            with torch.no_grad():
+                t.weight[0].zero_()
+
+    @property
+    def out_dim(self) -> int:
+        d = self.tables[0].embedding_dim if len(self.tables) else 0
+        return d if self.combine == "sum" else d * len(self.tables)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``features[..., n_features]`` integer codes -> embeddings."""
+        if features.shape[-1] != len(self.tables):
+            raise ConfigError(
+                f"expected {len(self.tables)} feature columns, found {features.shape[-1]}"
+            )
+        parts = [t(features[..., i]) for i, t in enumerate(self.tables)]
+        return torch.stack(parts, 0).sum(0) if self.combine == "sum" else torch.cat(parts, -1)
+
+
+def feature_table(
+    features: pl.DataFrame, vocab: ItemVocab, columns: Sequence[str], key: str = "item_id"
+) -> tuple[np.ndarray, list[int]]:
+    """Encode categorical ``columns`` of a feature frame keyed by raw ``key`` ids.
+
+    Returns ``(table, cardinalities)``: ``table[i, f]`` is the code (1-based, 0 = missing) of
+    feature ``f`` for vocabulary index ``i``; values are coded in sorted order. Rows of unknown
+    ids are ignored; ids absent from the frame get 0.
+    """
+    missing = [c for c in [key, *columns] if c not in features.columns]
+    if missing:
+        raise DataError(
+            "feature table lacks columns",
+            field=missing[0],
+            expected=", ".join([key, *columns]),
+            found=", ".join(features.columns),
+        )
+    if features[key].n_unique() != features.height:
+        raise DataError(
+            "feature table has duplicate ids",
+            field=key,
+            expected="unique ids",
+            found=f"{features.height - features[key].n_unique()} duplicates",
+        )
+    idx = vocab.encode(features[key])
+    keep = idx > 0
+    table = np.zeros((len(vocab), len(columns)), dtype=np.int64)
+    cards = []
+    for f, col in enumerate(columns):
+        values = features[col]
+        levels = values.drop_nulls().unique().sort()
+        codes = (
+            pl.Series(values)
+            .replace_strict(
+                levels, pl.Series(np.arange(1, levels.len() + 1)), default=0, return_dtype=pl.Int64
+            )
+            .to_numpy()
+        )
+        table[idx[keep], f] = codes[keep]
+        cards.append(levels.len() + 1)
+    return table, cards

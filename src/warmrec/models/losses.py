@@ -1,0 +1,356 @@
+"""Next-item training objectives as modules, selectable by name.
+
+Every loss takes the sequence representations at the positions that have a target, the targets,
+and the output item table, and returns a scalar::
+
+    loss(hidden[N, d], targets[N], weight[n_items, d], bias[n_items] | None) -> Tensor[]
+
+Row 0 of ``weight`` is padding: it is never a target and never a candidate. Losses that need
+negatives draw them with :class:`NegativeSampler` from the global torch RNG (so the training
+loop's seeding and checkpointed RNG state make them reproducible).
+
+- ``"ce"`` -- full softmax cross-entropy over the whole catalogue.
+- ``"sampled_ce"`` -- sampled softmax: the target against ``n_negatives`` items drawn uniformly or
+  by popularity (``count ** pop_alpha``), shared across the batch, optionally together with the
+  other targets of the batch (``in_batch``). Logits are corrected by ``logq * log E[count]``, the
+  expected number of times each candidate was drawn (Bengio & Senecal 2008; Yi et al. 2019).
+  Negatives equal to a row's target ("accidental hits") are removed.
+- ``"bce"`` -- binary cross-entropy with sampled negatives, as in the original SASRec (Kang &
+  McAuley 2018: one uniform negative per position by default).
+- ``"gbce"`` -- generalised BCE (Petrov & Macdonald, "gSASRec", RecSys 2023): the positive term is
+  ``log sigmoid(s+) ** beta`` with ``beta = alpha * (t * (1 - 1/alpha) + 1/alpha)``, ``alpha`` the
+  negative sampling rate ``k / (n_items - 1)`` and ``t`` the calibration parameter.
+- ``"bpr-max"`` -- BPR-max (Hidasi & Karatzoglou, CIKM 2018):
+  ``-log sum_j s_j sigmoid(r_i - r_j) + reg * sum_j s_j r_j**2`` with ``s`` the softmax of the
+  negative scores; optionally an ELU on all scores first (GRU4Rec's ``elu_param``).
+
+Scale conventions: every loss is a mean over rows (positions). The BCE-family sums the negative
+terms of a row (so gSASRec's per-element mean equals ours divided by ``1 + k``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from warmrec.errors import ConfigError
+
+LOSSES = ("ce", "sampled_ce", "bce", "gbce", "bpr-max")
+
+
+# -- pure functions of logits (hand-checkable) --------------------------------------------------
+def sampled_softmax_from_logits(
+    pos: torch.Tensor, neg: torch.Tensor, neg_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean of ``-log softmax([pos, neg])[0]`` per row; ``neg_mask`` False removes a negative."""
+    if neg_mask is not None:
+        neg = neg.masked_fill(~neg_mask, -torch.inf)
+    logits = torch.cat([pos[:, None], neg], dim=1)
+    return (torch.logsumexp(logits, dim=1) - pos).mean()
+
+
+def bce_from_logits(
+    pos: torch.Tensor, neg: torch.Tensor, neg_mask: torch.Tensor | None = None, beta: float = 1.0
+) -> torch.Tensor:
+    """Mean over rows of ``-(beta * log sigmoid(pos) + sum_j log sigmoid(-neg_j))``."""
+    neg_term = F.logsigmoid(-neg)
+    if neg_mask is not None:
+        neg_term = neg_term * neg_mask
+    return -(beta * F.logsigmoid(pos) + neg_term.sum(dim=1)).mean()
+
+
+def gbce_beta(n_negatives: int, n_real_items: int, t: float) -> float:
+    """gSASRec's ``beta`` for ``n_negatives`` drawn from ``n_real_items - 1`` non-targets."""
+    alpha = n_negatives / max(n_real_items - 1, 1)
+    return alpha * (t * (1.0 - 1.0 / alpha) + 1.0 / alpha)
+
+
+def bpr_max_from_logits(
+    pos: torch.Tensor,
+    neg: torch.Tensor,
+    neg_mask: torch.Tensor | None = None,
+    reg: float = 1.0,
+    elu_param: float = 0.0,
+) -> torch.Tensor:
+    """BPR-max averaged over rows (Hidasi & Karatzoglou 2018, eq. 6 and 8)."""
+    if elu_param > 0:
+        pos = F.elu(pos, elu_param)
+        neg = F.elu(neg, elu_param)
+    if neg_mask is None:
+        s = torch.softmax(neg, dim=1)
+        has_neg = torch.ones_like(pos, dtype=torch.bool)
+    else:
+        s = torch.softmax(neg.masked_fill(~neg_mask, -1e30), dim=1) * neg_mask
+        s = s / s.sum(dim=1, keepdim=True).clamp_min(1e-30)
+        has_neg = neg_mask.any(dim=1)
+    ranking = -torch.log((s * torch.sigmoid(pos[:, None] - neg)).sum(dim=1) + 1e-24)
+    ranking = torch.where(has_neg, ranking, torch.zeros_like(ranking))
+    return (ranking + reg * (s * neg.square()).sum(dim=1)).mean()
+
+
+# -- negative sampling ---------------------------------------------------------------------------
+class NegativeSampler:
+    """Draws negative item indices ``1..n_items-1`` uniformly or by ``count ** alpha``.
+
+    Uses the global torch RNG (seeded and checkpointed by the training loop).
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        distribution: str = "uniform",
+        item_counts: np.ndarray | None = None,
+        alpha: float = 1.0,
+    ) -> None:
+        if distribution not in ("uniform", "pop"):
+            raise ConfigError(f"negative sampling '{distribution}': expected 'uniform' or 'pop'")
+        if n_items < 2:
+            raise ConfigError("negative sampling needs at least one real item")
+        self.n_items = n_items
+        self.distribution = distribution
+        if distribution == "pop":
+            if item_counts is None:
+                raise ConfigError("popularity sampling needs item counts")
+            w = np.asarray(item_counts, dtype=np.float64).copy() ** alpha
+            w[0] = 0.0
+            if w.sum() <= 0:
+                raise ConfigError("popularity sampling: all item counts are zero")
+            self.probs = torch.from_numpy(w / w.sum()).float()
+        else:
+            p = torch.full((n_items,), 1.0 / (n_items - 1))
+            p[0] = 0.0
+            self.probs = p
+
+    def sample(self, shape: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
+        n = math.prod(shape)
+        if self.distribution == "uniform":
+            out = torch.randint(1, self.n_items, (n,))
+        else:
+            out = torch.multinomial(self.probs, n, replacement=True)
+        return out.reshape(shape).to(device)
+
+
+# -- loss modules --------------------------------------------------------------------------------
+def _candidate_logits(
+    hidden: torch.Tensor, items: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """Logits of shared candidates ``items[M]`` -> ``[N, M]``, or per-row ``items[N, M]``."""
+    if items.dim() == 1:
+        out = hidden @ weight[items].T
+        return out + bias[items] if bias is not None else out
+    out = torch.einsum("nd,nmd->nm", hidden, weight[items])
+    return out + bias[items] if bias is not None else out
+
+
+def _target_logits(
+    hidden: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    out = (hidden * weight[targets]).sum(dim=1)
+    return out + bias[targets] if bias is not None else out
+
+
+class FullCrossEntropy(nn.Module):
+    """Softmax cross-entropy over every real item."""
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        targets: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        logits = hidden @ weight.T
+        if bias is not None:
+            logits = logits + bias
+        logits[:, 0] = -torch.inf
+        return F.cross_entropy(logits, targets)
+
+
+class SampledLoss(nn.Module):
+    """Base of the losses that score the target against sampled negatives.
+
+    ``shared=True`` draws one set of ``n_negatives`` for the whole batch (a matrix product);
+    ``False`` draws ``n_negatives`` per row. ``in_batch`` adds the batch's targets as negatives
+    (shared mode only).
+    """
+
+    def __init__(
+        self,
+        sampler: NegativeSampler,
+        n_negatives: int,
+        *,
+        shared: bool = True,
+        in_batch: bool = False,
+    ) -> None:
+        super().__init__()
+        if n_negatives < 0 or (n_negatives == 0 and not in_batch):
+            raise ConfigError(f"n_negatives must be positive, found {n_negatives}")
+        if in_batch and not shared:
+            raise ConfigError("in-batch negatives need shared negatives")
+        self.sampler = sampler
+        self.n_negatives = n_negatives
+        self.shared = shared
+        self.in_batch = in_batch
+
+    def negatives(self, targets: torch.Tensor) -> torch.Tensor:
+        """``[M]`` shared or ``[N, M]`` per-row candidate negatives."""
+        if self.shared:
+            neg = self.sampler.sample((self.n_negatives,), targets.device)
+            return torch.cat([targets, neg]) if self.in_batch else neg
+        return self.sampler.sample((len(targets), self.n_negatives), targets.device)
+
+    def logits(self, hidden, targets, weight, bias):
+        neg_items = self.negatives(targets)
+        pos = _target_logits(hidden, targets, weight, bias)
+        neg = _candidate_logits(hidden, neg_items, weight, bias)
+        mask = (neg_items[None, :] if neg_items.dim() == 1 else neg_items) != targets[:, None]
+        return pos, neg, neg_items, mask
+
+
+class SampledSoftmax(SampledLoss):
+    """Sampled softmax with ``logq``-weighted correction by expected candidate counts."""
+
+    def __init__(
+        self,
+        sampler: NegativeSampler,
+        n_negatives: int,
+        *,
+        logq: float = 1.0,
+        in_batch: bool = False,
+        item_counts: np.ndarray | None = None,
+    ) -> None:
+        super().__init__(sampler, n_negatives, shared=True, in_batch=in_batch)
+        self.logq = logq
+        data_p = None
+        if in_batch:
+            if item_counts is None:
+                raise ConfigError("in-batch negatives need item counts for the logQ correction")
+            c = np.asarray(item_counts, dtype=np.float64)
+            data_p = torch.from_numpy(c / max(c.sum(), 1.0)).float()
+        self.data_p = data_p
+
+    def expected_count(self, items: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """Expected number of draws of each item into the candidate set."""
+        e = self.n_negatives * self.sampler.probs.to(items.device)[items]
+        if self.data_p is not None:
+            e = e + batch_size * self.data_p.to(items.device)[items]
+        return e
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        targets: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        pos, neg, neg_items, mask = self.logits(hidden, targets, weight, bias)
+        if self.logq:
+            n = len(targets)
+            pos = pos - self.logq * torch.log(self.expected_count(targets, n).clamp_min(1e-12))
+            neg = neg - self.logq * torch.log(self.expected_count(neg_items, n).clamp_min(1e-12))
+        return sampled_softmax_from_logits(pos, neg, mask)
+
+
+class BinaryCrossEntropy(SampledLoss):
+    """BCE with sampled negatives; ``beta != 1`` gives gBCE (see :func:`gbce_beta`)."""
+
+    def __init__(
+        self,
+        sampler: NegativeSampler,
+        n_negatives: int = 1,
+        *,
+        shared: bool = False,
+        beta: float = 1.0,
+    ) -> None:
+        super().__init__(sampler, n_negatives, shared=shared)
+        self.beta = beta
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        targets: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        pos, neg, _, mask = self.logits(hidden, targets, weight, bias)
+        return bce_from_logits(pos, neg, mask, self.beta)
+
+
+class BPRMax(SampledLoss):
+    """BPR-max with score regularisation over shared (and optionally in-batch) negatives."""
+
+    def __init__(
+        self,
+        sampler: NegativeSampler,
+        n_negatives: int,
+        *,
+        reg: float = 1.0,
+        elu_param: float = 0.0,
+        in_batch: bool = False,
+    ) -> None:
+        super().__init__(sampler, n_negatives, shared=True, in_batch=in_batch)
+        self.reg = reg
+        self.elu_param = elu_param
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        targets: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        pos, neg, _, mask = self.logits(hidden, targets, weight, bias)
+        return bpr_max_from_logits(pos, neg, mask, self.reg, self.elu_param)
+
+
+@dataclass
+class LossSpec:
+    """Loss settings shared by the model configs (see the module docstring)."""
+
+    loss: str = "ce"
+    n_negatives: int = 256
+    negative_sampling: str = "uniform"
+    pop_alpha: float = 0.75
+    shared_negatives: bool = True
+    in_batch: bool = False
+    logq: float = 1.0
+    gbce_t: float = 0.75
+    bpr_reg: float = 1.0
+    elu_param: float = 0.0
+
+
+def make_loss(spec: LossSpec, n_items: int, item_counts: np.ndarray | None = None) -> nn.Module:
+    """Build the loss ``spec.loss`` for a catalogue of ``n_items`` (padding included)."""
+    name = spec.loss.lower()
+    if name not in LOSSES:
+        raise ConfigError(f"unknown loss '{spec.loss}'; expected one of {', '.join(LOSSES)}")
+    if name == "ce":
+        return FullCrossEntropy()
+    sampler = NegativeSampler(n_items, spec.negative_sampling, item_counts, spec.pop_alpha)
+    if name == "sampled_ce":
+        return SampledSoftmax(
+            sampler,
+            spec.n_negatives,
+            logq=spec.logq,
+            in_batch=spec.in_batch,
+            item_counts=item_counts,
+        )
+    if name == "bce":
+        return BinaryCrossEntropy(sampler, spec.n_negatives, shared=spec.shared_negatives)
+    if name == "gbce":
+        beta = gbce_beta(spec.n_negatives, n_items - 1, spec.gbce_t)
+        return BinaryCrossEntropy(
+            sampler, spec.n_negatives, shared=spec.shared_negatives, beta=beta
+        )
+    return BPRMax(
+        sampler,
+        spec.n_negatives,
+        reg=spec.bpr_reg,
+        elu_param=spec.elu_param,
+        in_batch=spec.in_batch,
+    )

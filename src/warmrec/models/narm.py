@@ -1,0 +1,176 @@
+"""NARM: neural attentive session-based recommendation.
+
+Li, Ren, Chen, Ren, Lian & Ma, "Neural Attentive Session-based Recommendation", CIKM 2017.
+
+A GRU encodes the item sequence. The **global** encoder is the last hidden state
+``c_g = h_t``; the **local** encoder attends over every hidden state of the sequence with
+``alpha_tj = v^T sigmoid(A1 h_t + A2 h_j)`` (no softmax, as in the paper and its code) and gives
+``c_l = sum_j alpha_tj h_j``. The **bilinear decoder** scores item ``i`` as
+``emb_i^T B [c_g; c_l]`` with the same item embeddings as the input (``B`` is ``2H -> D``), which
+makes the full softmax one matrix product. Dropout on the input embeddings (0.25) and on the
+concatenated context (0.5), as in the paper.
+
+Training: the paper augments every session into all its prefixes, each predicting its next item.
+Here the same pairs come from :class:`~warmrec.models.neural.WindowData` in one pass per window:
+the GRU runs once over the window and the attention at position ``t`` sees only ``j <= t``
+(a masked ``[B, L, L]`` score matrix), so position ``t``'s output is exactly the prefix model's.
+Windows of ``max_len`` bound the prefixes of very long sequences (the paper's sessions are short).
+
+Deviations: the loss is any of :mod:`warmrec.models.losses` (full softmax CE by default, as in
+the paper); the optimizer is the shared loop's (paper: Adam, lr 1e-3, batch 512); scoring uses
+the last ``max_len`` items of a history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from warmrec.data.dataset import Batch, SequenceDataset
+from warmrec.models.layers import GRUBlock, ItemEmbedding
+from warmrec.models.losses import LossSpec, make_loss
+from warmrec.models.neural import NeuralRecommender, WindowData
+from warmrec.registry import register_model
+
+
+@dataclass
+class NARMConfig:
+    """NARM settings (paper defaults: ``embedding_dim=50``, ``hidden_size=100``).
+
+    ``window_stride`` (0 = ``max_len``) spaces the training windows of long sequences;
+    ``random_phase`` moves their boundaries every epoch (see :class:`WindowData`).
+    ``n_negatives = 0`` takes the loss's default (256 shared negatives; 1 per row for ``"bce"``).
+    ``init_std``: standard deviation of the item embeddings at initialisation (1.0 is PyTorch's
+    ``nn.Embedding`` default, used by the common PyTorch NARM code; with the transformers' 0.02
+    the GRU sees near-zero inputs and NARM learns far more slowly).
+    """
+
+    embedding_dim: int = 50
+    hidden_size: int = 100
+    n_layers: int = 1
+    dropout_embed: float = 0.25
+    dropout_context: float = 0.5
+    init_std: float = 1.0
+    max_len: int = 50
+    window_stride: int = 0
+    random_phase: bool = False
+    loss: str = "ce"
+    n_negatives: int = 0
+    negative_sampling: str = "uniform"
+    pop_alpha: float = 0.75
+    logq: float = 1.0
+
+
+def right_shift(inputs: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Left-padded ``[B, L]`` windows -> right-padded (first item first), same shift for
+    ``others``; returns ``(inputs, *others, lengths)``."""
+    length = inputs.shape[1]
+    lens = (inputs > 0).sum(dim=1)
+    col = torch.arange(length, device=inputs.device)[None, :]
+    idx = (col + (length - lens)[:, None]).clamp_max(length - 1)
+    keep = col < lens[:, None]
+    out = tuple(t.gather(1, idx) * keep for t in (inputs, *others))
+    return (*out, lens)
+
+
+class NARMNet(nn.Module):
+    """Embedding -> GRU -> global + local attention -> bilinear query ``[.., D]``."""
+
+    def __init__(self, n_items: int, cfg: NARMConfig) -> None:
+        super().__init__()
+        d, h = cfg.embedding_dim, cfg.hidden_size
+        self.item = ItemEmbedding(n_items, d, tied=True, init_std=cfg.init_std)
+        self.emb_drop = nn.Dropout(cfg.dropout_embed)
+        self.gru = GRUBlock(d, h, cfg.n_layers)
+        self.a1 = nn.Linear(h, h, bias=False)
+        self.a2 = nn.Linear(h, h, bias=False)
+        self.v = nn.Linear(h, 1, bias=False)
+        self.ctx_drop = nn.Dropout(cfg.dropout_context)
+        self.b = nn.Linear(2 * h, d, bias=False)
+
+    def states(self, items: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        """GRU outputs ``[B, L, H]`` of right-padded ``items`` (zeros after each length)."""
+        b, length = items.shape
+        out = torch.zeros(b, length, self.gru.hidden_dim, device=items.device)
+        nz = lens > 0
+        if nz.any():
+            x = self.emb_drop(self.item(items[nz]))
+            packed = nn.utils.rnn.pack_padded_sequence(
+                x, lens[nz].cpu(), batch_first=True, enforce_sorted=False
+            )
+            h, _ = self.gru.gru(packed)
+            h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=length)
+            out = out.to(h.dtype)
+            out[nz] = h
+        return out
+
+    def forward(self, items: torch.Tensor, lens: torch.Tensor, last_only: bool) -> torch.Tensor:
+        """Queries ``[B, L, D]`` for every position (or ``[B, D]`` at each row's last item)."""
+        h = self.states(items, lens)
+        length = items.shape[1]
+        col = torch.arange(length, device=items.device)
+        if last_only:
+            last = (lens - 1).clamp_min(0)
+            h_t = h[torch.arange(len(h), device=h.device), last][:, None]  # [B, 1, H]
+            allowed = (col[None, :] < lens[:, None])[:, None, :]  # [B, 1, L]
+        else:
+            h_t = h
+            allowed = (col[None, :, None] >= col[None, None, :]) & (
+                col[None, None, :] < lens[:, None, None]
+            )  # [B, t, j]: j <= t, j real
+        e = self.v(torch.sigmoid(self.a1(h_t)[:, :, None, :] + self.a2(h)[:, None, :, :]))
+        alpha = e.squeeze(-1) * allowed
+        c_local = alpha @ h  # [B, T, H]
+        c = self.ctx_drop(torch.cat([h_t, c_local], dim=-1))
+        q = self.b(c)
+        return q[:, 0] if last_only else q
+
+
+@register_model("narm")
+class NARM(NeuralRecommender):
+    """NARM (Li et al. 2017) on the shared training loop."""
+
+    Config = NARMConfig
+    test_config: ClassVar[dict[str, Any]] = {
+        "embedding_dim": 32,
+        "hidden_size": 32,
+        "dropout_embed": 0.0,
+        "dropout_context": 0.0,
+        "max_len": 8,
+    }
+
+    def build_net(self, n_items: int) -> NARMNet:
+        return NARMNet(n_items, self.config)
+
+    def prepare(self, train: SequenceDataset) -> None:
+        c = self.config
+        k = c.n_negatives or (1 if c.loss == "bce" else 256)
+        spec = LossSpec(
+            loss=c.loss,
+            n_negatives=k,
+            negative_sampling=c.negative_sampling,
+            pop_alpha=c.pop_alpha,
+            shared_negatives=c.loss != "bce",
+            logq=c.logq,
+        )
+        self.loss_fn = make_loss(spec, self.n_items, train.item_counts())
+
+    def training_data(self, train: SequenceDataset) -> WindowData:
+        c = self.config
+        return WindowData(
+            train.sequences, c.max_len, c.window_stride or None, random_phase=c.random_phase
+        )
+
+    def training_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        items, targets, lens = right_shift(batch["items"], batch["targets"])
+        q = self.net(items, lens, last_only=False)
+        keep = targets > 0
+        item = self.net.item
+        return self.loss_fn(q[keep], targets[keep], item.output_weight, item.output_bias)
+
+    def forward_scores(self, batch: Batch) -> torch.Tensor:
+        items, lens = right_shift(batch.items[:, -self.config.max_len :])
+        return self.net.item.logits(self.net(items, lens, last_only=True))

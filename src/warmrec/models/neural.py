@@ -1,0 +1,247 @@
+"""NeuralRecommender: the base of every model trained by :mod:`warmrec.training.loop`.
+
+A neural model holds ``self.net`` (an ``nn.Module`` built by :meth:`build_net` from its config and
+the vocabulary size) and defines
+
+- :meth:`training_data` -- the model's training examples, built once from the compact
+  :class:`~warmrec.data.sequences.SequenceData` (an object with ``n_batches(batch_size)`` and
+  ``batches(batch_size, rng)`` yielding dicts of tensors);
+- :meth:`training_step` -- ``batch -> scalar loss`` (the objective; the loop calls backward);
+- :meth:`forward_scores` -- ``Batch -> [B, n_items]`` scores (``score`` wraps it in eval mode
+  without gradients).
+
+``fit`` hands everything to the one training loop. ``get_state``/``set_state`` are the net's
+``state_dict``, so ``save``/``load`` from :class:`~warmrec.models.base.Recommender` just work.
+
+:class:`WindowData` is the windowed "all positions are targets" form used by the transformer
+models: each sequence ``x_1..x_n`` gives inputs ``x_1..x_{n-1}`` and targets ``x_2..x_n``, cut
+from the end into windows of ``max_len`` positions so that every position is a target exactly
+once. With ``stride < max_len`` windows overlap and each keeps as targets only the positions the
+previous (later) window did not already cover, so later targets see at least
+``max_len - stride`` items of context. Batches are built with :func:`pad_windows` (vectorised).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
+from warmrec.data.sequences import SequenceData, pad_windows
+from warmrec.errors import ModelError
+from warmrec.models.base import Recommender
+
+
+def window_layout(
+    offsets: np.ndarray,
+    lengths: np.ndarray,
+    max_len: int,
+    stride: int,
+    phase: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Windows over sequences: ``(starts, in_ends, n_targets)``, one entry per window.
+
+    Sequence ``i`` has ``m = lengths[i] - 1`` (input, target) pairs. Without ``phase`` its
+    windows end at ``m, m - stride, m - 2 * stride, ...`` (relative pair index); window ``k``
+    keeps its last ``stride`` targets, the earliest all of its targets. With ``phase[i] = o > 0``
+    one more window ends at ``m`` keeping only its last ``o`` targets and the others end at
+    ``m - o - k * stride`` -- the same targets, each now seen with a different context.
+    """
+    pairs = np.clip(np.asarray(lengths, dtype=np.int64) - 1, 0, None)
+    seq_idx = np.nonzero(pairs)[0]
+    m = pairs[seq_idx]
+    o = np.zeros_like(m) if phase is None else np.asarray(phase, dtype=np.int64)[seq_idx]
+    o = np.minimum(o, m - 1).clip(0)
+    base = m - o  # pairs covered by the regular windows
+    n_reg = 1 + np.maximum(0, -(-(base - max_len) // stride))
+    n_win = n_reg + (o > 0)
+    total = int(n_win.sum())
+    owner = np.repeat(np.arange(len(seq_idx)), n_win)
+    k = np.arange(total) - np.repeat(np.cumsum(n_win) - n_win, n_win)  # 0 = latest window
+    extra = (o > 0)[owner]
+    kr = k - extra  # index among the regular windows (-1 = the extra latest window)
+    rel_end = np.where(kr < 0, m[owner], base[owner] - kr * stride)
+    earliest = kr == n_reg[owner] - 1
+    n_targets = np.where(kr < 0, o[owner], np.where(earliest, np.minimum(rel_end, max_len), stride))
+    start = np.asarray(offsets, dtype=np.int64)[seq_idx][owner]
+    return start, start + rel_end, n_targets.astype(np.int64)
+
+
+class WindowData:
+    """Left-padded training windows over a :class:`SequenceData`, every position a target once.
+
+    Window ``w`` holds the inputs ``items[in_end[w] - max_len : in_end[w]]`` (clipped to its
+    sequence) and the targets one step later; only its last ``n_targets[w]`` target columns count.
+    With ``random_phase`` every epoch shifts the window boundaries of each sequence longer than
+    ``max_len`` by a random offset (see :func:`window_layout`): each target is still trained once
+    per epoch, but with a context that changes from epoch to epoch (one extra window per long
+    sequence).
+    """
+
+    def __init__(
+        self,
+        seqs: SequenceData,
+        max_len: int,
+        stride: int | None = None,
+        *,
+        random_phase: bool = False,
+    ) -> None:
+        self.stride = max_len if not stride else min(int(stride), max_len)
+        self.max_len = max_len
+        self.items = seqs.items
+        self.random_phase = random_phase
+        self._offsets = seqs.offsets
+        self._lengths = seqs.lengths
+        self.starts, self.in_ends, self.n_targets = window_layout(
+            seqs.offsets, self._lengths, max_len, self.stride
+        )
+
+    def relayout(self, rng: np.random.Generator) -> None:
+        """Draw new window phases (``random_phase``)."""
+        long = self._lengths - 1 > self.max_len
+        phase = np.where(long, rng.integers(0, self.stride, size=len(self._lengths)), 0)
+        self.starts, self.in_ends, self.n_targets = window_layout(
+            self._offsets, self._lengths, self.max_len, self.stride, phase
+        )
+
+    def __len__(self) -> int:
+        return len(self.in_ends)
+
+    @property
+    def n_targets_total(self) -> int:
+        return int(self.n_targets.sum())
+
+    def window(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and targets ``[n, max_len]`` of the windows at ``index`` (targets 0 = none)."""
+        s, e, L = self.starts[index], self.in_ends[index], self.max_len
+        inputs = pad_windows(self.items, s, e, L)
+        targets = pad_windows(self.items, s + 1, e + 1, L)
+        targets[np.arange(L)[None, :] < (L - self.n_targets[index])[:, None]] = 0
+        return inputs, targets
+
+    def n_batches(self, batch_size: int) -> int:
+        n = len(self)
+        if self.random_phase:  # at most one extra window per long sequence
+            n += int((self._lengths - 1 > self.max_len).sum())
+        return -(-n // batch_size)
+
+    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[dict[str, Any]]:
+        if self.random_phase:
+            self.relayout(rng)
+        order = rng.permutation(len(self))
+        for lo in range(0, len(order), batch_size):
+            inputs, targets = self.window(order[lo : lo + batch_size])
+            yield {"items": torch.from_numpy(inputs), "targets": torch.from_numpy(targets)}
+
+
+class NeuralRecommender(Recommender):
+    """Base class of the models trained by the shared loop (see the module docstring)."""
+
+    net: nn.Module | None = None
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.net = None
+        self.device = torch.device("cpu")
+        self.train_result = None
+
+    # -- to implement -------------------------------------------------------------------------
+    def build_net(self, n_items: int) -> nn.Module:
+        raise NotImplementedError
+
+    def prepare(self, train: SequenceDataset) -> None:
+        """Set up what training needs beyond the net (losses, samplers); called by the loop."""
+
+    def training_data(self, train: SequenceDataset) -> Any:
+        """The training examples (default: :class:`WindowData` of ``max_len``, with the config's
+        ``window_stride`` and ``random_phase`` when it has them)."""
+        return WindowData(
+            train.sequences,
+            self.history_len,
+            getattr(self.config, "window_stride", 0) or None,
+            random_phase=bool(getattr(self.config, "random_phase", False)),
+        )
+
+    def training_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_scores(self, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def optimizer_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """Parameter groups for the optimizer (override for per-layer learning rates: a group
+        may carry ``lr_scale``); default: weight decay on matrices only."""
+        from warmrec.training.loop import decay_groups
+
+        return decay_groups(self.net, weight_decay)
+
+    # -- shared -------------------------------------------------------------------------------
+    def init_net(self) -> None:
+        """(Re)build the net for the bound vocabulary and move it to ``self.device``."""
+        self._check_fitted()
+        self.net = self.build_net(self.n_items).to(self.device)
+
+    def to(self, device: torch.device | str) -> NeuralRecommender:
+        self.device = torch.device(device)
+        if self.net is not None:
+            self.net.to(self.device)
+        return self
+
+    @property
+    def training(self) -> bool:
+        return bool(self.net is not None and self.net.training)
+
+    def train(self, mode: bool = True) -> None:
+        if self.net is not None:
+            self.net.train(mode)
+
+    def fit(
+        self,
+        train: SequenceDataset,
+        valid: EvalSet | None = None,
+        *,
+        trainer: Any = None,
+        **trainer_overrides: Any,
+    ) -> NeuralRecommender:
+        """Train with the shared loop; ``trainer`` is a ``TrainerConfig`` or a mapping, and
+        keyword arguments override its fields (``epochs=5``, ``lr=1e-3``, ...)."""
+        from warmrec.config import build_config
+        from warmrec.training.loop import TrainerConfig
+        from warmrec.training.loop import train as run_training
+
+        cfg = build_config(TrainerConfig, trainer, **trainer_overrides)
+        self.train_result = run_training(self, train, valid, cfg)
+        return self
+
+    def score(self, batch: Batch) -> torch.Tensor:
+        if self.net is None:
+            self._check_fitted()
+            raise ModelError(f"model '{self.name}' has no network: call fit() or load() first")
+        was_training = self.net.training
+        self.net.eval()
+        try:
+            with torch.no_grad():
+                out = self.forward_scores(batch.to(self.device))
+        finally:
+            self.net.train(was_training)
+        return out.float().cpu()
+
+    def get_state(self) -> dict[str, torch.Tensor]:
+        if self.net is None:
+            raise ModelError(f"model '{self.name}' has no network to save")
+        return {k: v.detach() for k, v in self.net.state_dict().items()}
+
+    def set_state(self, state: dict[str, torch.Tensor]) -> None:
+        self._check_fitted()
+        self.net = self.build_net(self.n_items)
+        missing, unexpected = self.net.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ModelError(
+                f"model '{self.name}': weights do not match the network "
+                f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})"
+            )
+        self.net.to(self.device)

@@ -1,0 +1,367 @@
+"""Rule baselines: first-order Markov, association rules (AR) and sequential rules (SR).
+
+All three learn a sparse item-to-item matrix ``W`` (``W[a, b]`` = strength of the rule
+``a -> b``) in one pass of vectorised counting and score a batch with one sparse product
+``Q @ W``, where ``Q`` holds the last history item (or, for AR, the last ``n_last`` items with a
+decay). ``W`` is kept as a SciPy CSR matrix and saved as its ``indptr``/``indices``/``data``
+arrays; no dense ``[n_items, n_items]`` matrix is ever built.
+
+Rules follow the reference implementations of Ludewig & Jannach, "Evaluation of session-based
+recommendation algorithms" (UMUAI 2018; session-rec): rules are counted over pairs of *events*
+(an item repeated within a session pairs with itself, so repeat consumption can be recommended).
+
+Popularity fallback (shared with :mod:`warmrec.models.knn`): where the rule scores tie -- most
+visibly the items with no rule at all, or an empty history -- a small popularity term breaks the
+tie. Row ``b`` gets ``s_b * count / (max_count + 1)`` added, with ``s_b`` half the smallest
+positive rule score of that row (1 for a row without any), so every item with a rule ranks above
+every item without one and the rest are ordered by training popularity. ``pop_fallback=False``
+returns the raw rule scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
+from warmrec.errors import ConfigError
+from warmrec.models.base import Recommender
+from warmrec.registry import register_model
+
+# ---------------------------------------------------------------------------------------------
+# shared sparse helpers (also used by knn.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def csr_state(prefix: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:
+    """A CSR matrix as three named arrays (``{prefix}_indptr``, ``_indices``, ``_data``)."""
+    return {
+        f"{prefix}_indptr": np.asarray(m.indptr, dtype=np.int64),
+        f"{prefix}_indices": np.asarray(m.indices, dtype=np.int64),
+        f"{prefix}_data": np.asarray(m.data, dtype=np.float32),
+    }
+
+
+def csr_from_state(
+    prefix: str, state: dict[str, torch.Tensor], shape: tuple[int, int]
+) -> sp.csr_matrix:
+    """Inverse of :func:`csr_state`."""
+    return sp.csr_matrix(
+        (
+            state[f"{prefix}_data"].numpy().astype(np.float32),
+            state[f"{prefix}_indices"].numpy().astype(np.int64),
+            state[f"{prefix}_indptr"].numpy().astype(np.int64),
+        ),
+        shape=shape,
+    )
+
+
+def event_sequence_ids(train: SequenceDataset) -> np.ndarray:
+    """Sequence index of every training event (aligned with ``train.sequences.items``)."""
+    seqs = train.sequences
+    return np.repeat(np.arange(len(seqs), dtype=np.int64), seqs.lengths)
+
+
+def session_item_matrix(
+    train: SequenceDataset, binary: bool, row_of_seq: np.ndarray | None = None
+) -> sp.csr_matrix:
+    """``[n_sequences, n_items]`` CSR of item counts per sequence (or 0/1 with ``binary``).
+
+    ``row_of_seq`` optionally renumbers the rows (sequence ``i`` goes to row ``row_of_seq[i]``).
+    """
+    seqs = train.sequences
+    rows = event_sequence_ids(train)
+    if row_of_seq is not None:
+        rows = row_of_seq[rows]
+    m = sp.csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (rows, seqs.items)),
+        shape=(len(seqs), train.n_items),
+    )
+    m.sum_duplicates()
+    m.sort_indices()
+    if binary:
+        m.data[:] = 1.0
+    return m
+
+
+def prune_rows(m: sp.csr_matrix, k: int, tiebreak: np.ndarray | None = None) -> sp.csr_matrix:
+    """Keep the ``k`` largest entries of every row (``k <= 0`` keeps all).
+
+    Ties are broken by ``tiebreak[column]`` (higher first, e.g. popularity), then by the lower
+    column index. Only rows longer than ``k`` are sorted.
+    """
+    if k <= 0 or m.nnz == 0:
+        return m
+    counts = np.diff(m.indptr)
+    if counts.max() <= k:
+        return m
+    row_of = np.repeat(np.arange(m.shape[0], dtype=np.int64), counts)
+    pos = np.nonzero((counts > k)[row_of])[0]  # entries of the rows to prune, row after row
+    rows, cols = row_of[pos], m.indices[pos]
+    tb = tiebreak[cols] if tiebreak is not None else np.zeros(len(pos))
+    order = np.lexsort((cols, -tb, -m.data[pos], rows))
+    long_counts = counts[counts > k]
+    rank = np.arange(len(pos)) - np.repeat(np.cumsum(long_counts) - long_counts, long_counts)
+    keep = np.ones(m.nnz, dtype=bool)
+    keep[pos[order[rank >= k]]] = False
+    indptr = np.zeros(m.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row_of[keep], minlength=m.shape[0]), out=indptr[1:])
+    return sp.csr_matrix((m.data[keep], m.indices[keep], indptr), shape=m.shape)
+
+
+def scores_with_fallback(r: sp.csr_matrix, counts: torch.Tensor, fallback: bool) -> torch.Tensor:
+    """Dense float32 ``[B, n_items]`` scores from sparse non-negative ``r`` plus the popularity
+    fallback described in the module docstring (column 0 stays 0)."""
+    r = r.tocsr()
+    r.eliminate_zeros()
+    b, n = r.shape
+    if fallback:
+        scale = np.ones(b, dtype=np.float32)
+        nonempty = np.diff(r.indptr) > 0
+        if r.nnz:
+            scale[nonempty] = 0.5 * np.minimum.reduceat(r.data, r.indptr[:-1][nonempty])
+        pop = (counts.double() / (float(counts.max()) + 1.0)).float() if len(counts) else counts
+        out = torch.outer(torch.from_numpy(scale), pop)
+    else:
+        out = torch.zeros(b, n, dtype=torch.float32)
+    if r.nnz:
+        rows = np.repeat(np.arange(b, dtype=np.int64), np.diff(r.indptr))
+        flat = torch.from_numpy(rows * n + r.indices.astype(np.int64))
+        out.view(-1)[flat] += torch.from_numpy(r.data.astype(np.float32))
+    out[:, 0] = 0.0
+    return out
+
+
+def last_items_query(
+    items: np.ndarray, n_items: int, n_last: int = 1, decay: float = 1.0
+) -> sp.csr_matrix:
+    """``[B, n_items]`` CSR query from left-padded histories: the ``j``-th most recent of the last
+    ``n_last`` items gets weight ``decay ** j`` (the last item 1); repeats add up."""
+    b, width = items.shape
+    n = max(min(n_last, width), 0)
+    cols = items[:, width - n :]
+    w = np.power(float(decay), np.arange(n - 1, -1, -1, dtype=np.float64)).astype(np.float32)
+    mask = cols > 0
+    rows = np.broadcast_to(np.arange(b)[:, None], cols.shape)
+    q = sp.csr_matrix(
+        (np.broadcast_to(w[None, :], cols.shape)[mask], (rows[mask], cols[mask])),
+        shape=(b, n_items),
+    )
+    q.sum_duplicates()
+    return q
+
+
+def _check(cond: bool, cls: type, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"{cls.__name__}: {message}")
+
+
+# ---------------------------------------------------------------------------------------------
+# item-to-item base
+# ---------------------------------------------------------------------------------------------
+
+
+class ItemToItemRecommender(Recommender):
+    """Base of models that score with one sparse item-to-item matrix ``W`` from recent items.
+
+    Subclasses implement :meth:`build_matrix` (training data -> CSR ``[n_items, n_items]``).
+    Config fields used when present: ``topk`` (keep the strongest ``topk`` entries per row;
+    0 keeps all), ``n_last`` and ``decay`` (query from the last items), ``pop_fallback``.
+    """
+
+    def build_matrix(self, train: SequenceDataset) -> sp.csr_matrix:
+        raise NotImplementedError
+
+    @property
+    def history_len(self) -> int:
+        return max(50, int(getattr(self.config, "n_last", 1)))
+
+    def fit(self, train: SequenceDataset, valid: EvalSet | None = None) -> ItemToItemRecommender:
+        self._bind(train)
+        counts = train.item_counts()
+        w = self.build_matrix(train).tocsr().astype(np.float32)
+        w.eliminate_zeros()
+        w.sort_indices()
+        w = prune_rows(w, int(getattr(self.config, "topk", 0)), tiebreak=counts)
+        self.counts = torch.from_numpy(counts.astype(np.float32))
+        self.matrix = w
+        return self
+
+    def score(self, batch: Batch) -> torch.Tensor:
+        self._check_fitted()
+        items = batch.items.detach().cpu().numpy()
+        q = last_items_query(
+            items,
+            self.n_items,
+            int(getattr(self.config, "n_last", 1)),
+            float(getattr(self.config, "decay", 1.0)),
+        )
+        return scores_with_fallback(
+            q @ self.matrix, self.counts, bool(getattr(self.config, "pop_fallback", True))
+        )
+
+    def get_state(self) -> dict[str, Any]:
+        return {"counts": self.counts, **csr_state("w", self.matrix)}
+
+    def set_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.counts = state["counts"].float()
+        n = len(self.vocab)
+        self.matrix = csr_from_state("w", state, (n, n))
+
+
+# ---------------------------------------------------------------------------------------------
+# Markov
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MarkovConfig:
+    """``topk``: transitions kept per item (0 = all); ``pop_fallback``: see module docstring."""
+
+    topk: int = 0
+    pop_fallback: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.topk >= 0, type(self), f"topk must be >= 0, found {self.topk}")
+
+
+@register_model("markov")
+class Markov(ItemToItemRecommender):
+    """First-order Markov chain: ``score(b | history) = #transitions last_item -> b``.
+
+    Counts consecutive pairs ``(x_t, x_{t+1})`` within each training sequence (self-transitions
+    included); unnormalised counts rank exactly like the maximum-likelihood transition
+    probabilities ``P(b | a)`` for a fixed ``a``.
+    """
+
+    Config = MarkovConfig
+
+    def build_matrix(self, train: SequenceDataset) -> sp.csr_matrix:
+        items = train.sequences.items
+        seq = event_sequence_ids(train)
+        same = seq[:-1] == seq[1:]
+        n = train.n_items
+        return sp.csr_matrix(
+            (np.ones(int(same.sum()), dtype=np.float32), (items[:-1][same], items[1:][same])),
+            shape=(n, n),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Association rules
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ARConfig:
+    """``n_last``: how many recent history items query the rules (the ``j``-th most recent weighs
+    ``decay ** j``); ``topk``: rules kept per item (0 = all)."""
+
+    n_last: int = 1
+    decay: float = 1.0
+    topk: int = 0
+    pop_fallback: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.n_last >= 1, type(self), f"n_last must be >= 1, found {self.n_last}")
+        _check(0.0 < self.decay <= 1.0, type(self), f"decay must be in (0, 1], found {self.decay}")
+        _check(self.topk >= 0, type(self), f"topk must be >= 0, found {self.topk}")
+
+
+@register_model("ar")
+class AssociationRules(ItemToItemRecommender):
+    """Association rules of size two (Agrawal et al. 1993) as used for sessions by Ludewig &
+    Jannach (2018): ``W[a, b]`` = number of pairs of events ``(a, b)`` at two different positions
+    of the same sequence, order ignored (so ``W`` is symmetric).
+
+    With per-sequence item counts ``S`` this is ``S^T S`` minus ``diag(item counts)`` (an item
+    occurring ``c`` times pairs with itself ``c (c - 1)`` times). Scores come from the last item,
+    or from the last ``n_last`` items with weights ``decay ** j``.
+    """
+
+    Config = ARConfig
+    learns_sequences: ClassVar[bool] = False  # order-free co-occurrence
+
+    def build_matrix(self, train: SequenceDataset) -> sp.csr_matrix:
+        s = session_item_matrix(train, binary=False)
+        c = (s.T @ s).tocsr()
+        return c - sp.diags(np.asarray(s.sum(axis=0)).ravel(), format="csr")
+
+
+# ---------------------------------------------------------------------------------------------
+# Sequential rules
+# ---------------------------------------------------------------------------------------------
+
+SR_WEIGHTS = ("div", "linear", "same", "quadratic", "log")
+
+
+def sr_weight(d: np.ndarray | int, kind: str) -> np.ndarray:
+    """Weight of a rule ``a -> b`` whose events are ``d >= 1`` positions apart."""
+    d = np.asarray(d, dtype=np.float64)
+    if kind == "div":
+        return 1.0 / d
+    if kind == "linear":
+        return np.clip(1.0 - 0.1 * d, 0.0, None)
+    if kind == "same":
+        return np.ones_like(d)
+    if kind == "quadratic":
+        return 1.0 / (d * d)
+    if kind == "log":
+        return 1.0 / np.log10(d + 1.7)
+    raise ConfigError(f"unknown weighting '{kind}'; expected one of {', '.join(SR_WEIGHTS)}")
+
+
+@dataclass
+class SRConfig:
+    """``steps``: largest distance between the two events of a rule; ``weighting``: weight by
+    distance ``d`` -- ``div`` 1/d, ``linear`` max(1 - 0.1 d, 0), ``same`` 1, ``quadratic`` 1/d^2,
+    ``log`` 1/log10(d + 1.7); ``topk``: rules kept per item (0 = all)."""
+
+    steps: int = 10
+    weighting: str = "div"
+    topk: int = 0
+    pop_fallback: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.steps >= 1, type(self), f"steps must be >= 1, found {self.steps}")
+        _check(
+            self.weighting in SR_WEIGHTS,
+            type(self),
+            f"weighting must be one of {', '.join(SR_WEIGHTS)}, found {self.weighting!r}",
+        )
+        _check(self.topk >= 0, type(self), f"topk must be >= 0, found {self.topk}")
+
+
+@register_model("sr")
+class SequentialRules(ItemToItemRecommender):
+    """Sequential rules (Ludewig & Jannach 2018, "Evaluation of session-based recommendation
+    algorithms"): ``W[a, b] = sum w(d)`` over every pair of events ``a`` then ``b`` that are
+    ``d <= steps`` positions apart in the same sequence, ``a`` first. Scored from the last item.
+
+    Like the reference implementation, ``a -> a`` rules from repeated items are kept; unlike it,
+    ``linear`` weights are clipped at 0 instead of going negative for ``d > 10``.
+    """
+
+    Config = SRConfig
+
+    def build_matrix(self, train: SequenceDataset) -> sp.csr_matrix:
+        items = train.sequences.items
+        seq = event_sequence_ids(train)
+        n = train.n_items
+        src, dst, wts = [], [], []
+        for d in range(1, min(self.config.steps, max(len(items) - 1, 0)) + 1):
+            same = seq[:-d] == seq[d:]
+            src.append(items[:-d][same])
+            dst.append(items[d:][same])
+            wts.append(
+                np.full(int(same.sum()), sr_weight(d, self.config.weighting), dtype=np.float32)
+            )
+        if not src:
+            return sp.csr_matrix((n, n), dtype=np.float32)
+        return sp.csr_matrix(
+            (np.concatenate(wts), (np.concatenate(src), np.concatenate(dst))), shape=(n, n)
+        )

@@ -1,0 +1,141 @@
+"""SASRec: self-attentive sequential recommendation.
+
+Kang & McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018.
+
+Item embeddings (scaled by ``sqrt(d)`` as in the original) plus learned positions go through
+``n_layers`` causal pre-LN transformer blocks; the representation at each position scores the
+next item against the (tied) item table. Training predicts the next item at *every* position of
+each (windowed) training sequence -- no per-prefix expansion -- with any loss of
+:mod:`warmrec.models.losses`: ``"ce"`` (full softmax, the strong default on small and mid-sized
+catalogues, as in "SASRec+", Klenitskiy & Vasilev 2023), ``"bce"`` (the paper's objective, one
+uniform negative per position), ``"gbce"`` (gSASRec), ``"sampled_ce"`` or ``"bpr-max"``.
+
+Differences from the paper's code: pre-LN blocks with GELU feed-forward of width ``ffn_dim``
+(the paper: ReLU, width ``d``, layer-norm on queries only); key padding is masked but each
+position may attend to itself; negatives are not filtered against the whole user history
+(only the target itself is excluded).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from warmrec.data.dataset import Batch, SequenceDataset
+from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, TransformerStack
+from warmrec.models.losses import LossSpec, make_loss
+from warmrec.models.neural import NeuralRecommender
+from warmrec.registry import register_model
+
+
+@dataclass
+class SASRecConfig:
+    """SASRec settings; loss fields as in :class:`~warmrec.models.losses.LossSpec`.
+
+    ``window_stride`` (0 = ``max_len``) sets how far apart training windows of long sequences
+    start; smaller strides give early targets of each window more context at more compute.
+    ``random_phase`` shifts the window boundaries of long sequences every epoch, so a target is
+    seen with a different context each epoch (see :class:`~warmrec.models.neural.WindowData`).
+    ``n_negatives = 0`` takes the loss's default: 1 for ``"bce"`` (as in the paper), 256 for the
+    other sampled losses. ``"bce"``/``"gbce"`` draw negatives per position (as SASRec and gSASRec
+    do) unless ``shared_negatives``; ``"sampled_ce"``/``"bpr-max"`` always share them across the
+    batch. Sharing is much cheaper but, when the negatives are a large share of a small
+    catalogue, makes BCE-type losses train poorly.
+    """
+
+    max_len: int = 50
+    d: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    ffn_dim: int = 256
+    dropout: float = 0.2
+    attn_dropout: float = 0.2
+    emb_scale: bool = True
+    tied: bool = True
+    output_bias: bool = False
+    window_stride: int = 0
+    random_phase: bool = False
+    loss: str = "ce"
+    n_negatives: int = 0
+    negative_sampling: str = "uniform"
+    pop_alpha: float = 0.75
+    shared_negatives: bool = False
+    logq: float = 1.0
+    gbce_t: float = 0.75
+    bpr_reg: float = 1.0
+
+
+class SASRecNet(nn.Module):
+    """The network: ``items[B, L] -> hidden[B, L, d]``; ``item.logits`` scores items."""
+
+    def __init__(self, n_items: int, cfg: SASRecConfig) -> None:
+        super().__init__()
+        self.item = ItemEmbedding(n_items, cfg.d, tied=cfg.tied, bias=cfg.output_bias)
+        self.pos = PositionalEmbedding(cfg.max_len, cfg.d)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.encoder = TransformerStack(
+            cfg.d,
+            cfg.n_layers,
+            cfg.n_heads,
+            cfg.ffn_dim,
+            cfg.dropout,
+            causal=True,
+            attn_dropout=cfg.attn_dropout,
+        )
+        self.scale = math.sqrt(cfg.d) if cfg.emb_scale else 1.0
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        x = self.item(items) * self.scale
+        x = x + self.pos(x)
+        return self.encoder(self.drop(x), items > 0)
+
+
+@register_model("sasrec")
+class SASRec(NeuralRecommender):
+    """SASRec (Kang & McAuley 2018) on the shared training loop."""
+
+    Config = SASRecConfig
+    test_config: ClassVar[dict[str, Any]] = {
+        "d": 32,
+        "n_layers": 1,
+        "n_heads": 1,
+        "ffn_dim": 64,
+        "max_len": 10,
+        "dropout": 0.1,
+        "attn_dropout": 0.1,
+    }
+
+    def build_net(self, n_items: int) -> SASRecNet:
+        return SASRecNet(n_items, self.config)
+
+    def loss_spec(self) -> LossSpec:
+        c = self.config
+        k = c.n_negatives or (1 if c.loss == "bce" else 256)
+        return LossSpec(
+            loss=c.loss,
+            n_negatives=k,
+            negative_sampling=c.negative_sampling,
+            pop_alpha=c.pop_alpha,
+            shared_negatives=c.shared_negatives,
+            logq=c.logq,
+            gbce_t=c.gbce_t,
+            bpr_reg=c.bpr_reg,
+        )
+
+    def prepare(self, train: SequenceDataset) -> None:
+        self.loss_fn = make_loss(self.loss_spec(), self.n_items, train.item_counts())
+
+    def training_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden = self.net(batch["items"])
+        targets = batch["targets"]
+        keep = targets > 0
+        item = self.net.item
+        return self.loss_fn(hidden[keep], targets[keep], item.output_weight, item.output_bias)
+
+    def forward_scores(self, batch: Batch) -> torch.Tensor:
+        items = batch.items[:, -self.config.max_len :]
+        return self.net.item.logits(self.net(items)[:, -1])

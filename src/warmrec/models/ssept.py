@@ -1,0 +1,328 @@
+"""SSE-PT: personalized transformer with stochastic shared embeddings.
+
+Wu, Li, Hsieh & Sharpnack, "SSE-PT: Sequential Recommendation Via Personalized Transformer",
+RecSys 2020 (SSE: Wu, Li, Hsieh & Sharpnack, "Stochastic Shared Embeddings", NeurIPS 2019).
+Follows the authors' code (wuliwei9278/SSE-PT) where practical.
+
+SASRec with a user embedding: at every position the input is the concatenation
+``[sqrt(d_i) * item_emb ; sqrt(d_u) * user_emb]`` (width ``d_i + d_u``) plus a learned position;
+causal pre-LN transformer blocks produce ``o_t``, which scores item ``l`` for user ``u`` as
+``o_t . [item_l ; user_u]``.
+
+**Stochastic Shared Embeddings** (training only): with probability ``sse_user`` a sequence's
+user index is replaced by a uniformly random user (the paper's ``1 - threshold_user``; 0.92 on
+MovieLens-1M), and with probability ``sse_item`` each input event is replaced by a random item
+(``1 - threshold_item``; 0.1). As in the official sampler, a replaced event changes both the
+input at its position (and so the previous position's target, which is the same event) and its
+own target, which becomes another random item. Replacements are drawn from torch's RNG (seeded
+by the training loop).
+
+Users: ``SequenceDataset.users`` / ``Batch.users`` are user-vocabulary indices; ``0`` is an
+unknown user (a new user at serving time, a history without a user, a log without ``user_id``).
+An unknown user gets the **mean** of the trained user embeddings (with no users at all the single
+row 0 is trained and used for everyone, so the model is a SASRec of width ``d_i + d_u``).
+
+Optional item side features (``item_features``, via :mod:`warmrec.models.features`) are added to
+the item embedding of the input and output (off by default).
+
+Deviations from the official code: full softmax cross-entropy by default (the paper: BCE with
+one negative; ``loss="bce"`` is available); for any loss the user half of the score,
+``o_t[d_i:] . user_u``, is dropped: it is the same for every candidate of a row, so it changes no
+ranking and cancels in softmax losses (for the BCE losses it is a per-row offset the official
+code learns); pre-LN blocks with GELU feed-forward (the official: ReLU of width ``d``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from warmrec.data.dataset import Batch, SequenceDataset
+from warmrec.data.sequences import SequenceData
+from warmrec.errors import ConfigError
+from warmrec.models.features import FeatureEmbedder, SideFeatures
+from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, TransformerStack
+from warmrec.models.losses import LossSpec, make_loss
+from warmrec.models.neural import NeuralRecommender, WindowData
+from warmrec.registry import register_model
+
+
+class UserWindowData(WindowData):
+    """:class:`WindowData` whose batches also carry each window's user index (``"users"``).
+
+    ``users`` holds one user index per sequence (``None``: all 0, unknown). Batching mirrors
+    :meth:`WindowData.batches`; the user of a window is looked up from its start at batch time,
+    so it stays right when ``random_phase`` moves the windows.
+    """
+
+    def __init__(
+        self,
+        seqs: SequenceData,
+        users: np.ndarray | None,
+        max_len: int,
+        stride: int | None = None,
+        *,
+        random_phase: bool = False,
+    ) -> None:
+        super().__init__(seqs, max_len, stride, random_phase=random_phase)
+        self.seq_offsets = np.asarray(seqs.offsets, dtype=np.int64)
+        self.seq_users = (
+            np.zeros(len(seqs), dtype=np.int64)
+            if users is None
+            else np.asarray(users, dtype=np.int64)
+        )
+
+    def window_users(self, index: np.ndarray) -> np.ndarray:
+        seq = np.searchsorted(self.seq_offsets, self.starts[index], side="right") - 1
+        return self.seq_users[seq]
+
+    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[dict[str, Any]]:
+        if self.random_phase:
+            self.relayout(rng)
+        order = rng.permutation(len(self))
+        for lo in range(0, len(order), batch_size):
+            idx = order[lo : lo + batch_size]
+            inputs, targets = self.window(idx)
+            yield {
+                "items": torch.from_numpy(inputs),
+                "targets": torch.from_numpy(targets),
+                "users": torch.from_numpy(self.window_users(idx)),
+            }
+
+
+def n_users_of(model: NeuralRecommender) -> int:
+    """Rows of a user table: the user vocabulary (with index 0), or 1 when there is none."""
+    return len(model.user_vocab) if model.user_vocab is not None else 1
+
+
+def batch_users(batch: Batch, n_users: int) -> torch.Tensor:
+    """``Batch.users`` (0 where unknown or out of range), zeros when the batch has none."""
+    if batch.users is None:
+        return torch.zeros(len(batch), dtype=torch.long, device=batch.items.device)
+    u = batch.users.to(batch.items.device).long()
+    return torch.where((u > 0) & (u < n_users), u, torch.zeros_like(u))
+
+
+@dataclass
+class SSEPTConfig:
+    """SSE-PT settings (official ml-1m run: ``d_item = d_user = 50``, 2 blocks, 1 head,
+    dropout 0.2, ``sse_user = 0.92``, ``sse_item = 0.1``).
+
+    ``item_features``: item side-feature columns (see :mod:`warmrec.models.features`) added to
+    the item embeddings; ``numeric_features`` forces those columns to bucketised numbers.
+    ``window_stride`` / ``random_phase``: training windows as in SASRec (:class:`WindowData`).
+    """
+
+    max_len: int = 50
+    d_item: int = 50
+    d_user: int = 50
+    n_layers: int = 2
+    n_heads: int = 1
+    ffn_dim: int = 0
+    dropout: float = 0.2
+    attn_dropout: float = 0.2
+    sse_item: float = 0.1
+    sse_user: float = 0.92
+    window_stride: int = 0
+    random_phase: bool = False
+    loss: str = "ce"
+    n_negatives: int = 0
+    negative_sampling: str = "uniform"
+    pop_alpha: float = 0.75
+    logq: float = 1.0
+    gbce_t: float = 0.75
+    item_features: tuple[str, ...] = ()
+    numeric_features: tuple[str, ...] = ()
+    n_bins: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("sse_item", "sse_user", "dropout", "attn_dropout"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ConfigError(f"SSEPTConfig.{name}: expected a value in [0, 1], found {v!r}")
+
+
+class SSEPTNet(nn.Module):
+    """``items[B, L], users[B] -> hidden[B, L, d_item + d_user]``."""
+
+    def __init__(
+        self, n_items: int, n_users: int, cfg: SSEPTConfig, item_specs: list | None = None
+    ) -> None:
+        super().__init__()
+        d = cfg.d_item + cfg.d_user
+        self.d_item = cfg.d_item
+        self.n_users = n_users
+        self.item = ItemEmbedding(n_items, cfg.d_item)
+        self.user = nn.Embedding(n_users, cfg.d_user)
+        nn.init.normal_(self.user.weight, std=0.02)
+        self.item_feat = FeatureEmbedder(item_specs, n_items, cfg.d_item) if item_specs else None
+        self.pos = PositionalEmbedding(cfg.max_len, d)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.encoder = TransformerStack(
+            d,
+            cfg.n_layers,
+            cfg.n_heads,
+            cfg.ffn_dim or 4 * d,
+            cfg.dropout,
+            causal=True,
+            attn_dropout=cfg.attn_dropout,
+        )
+        self.scale_i = math.sqrt(cfg.d_item)
+        self.scale_u = math.sqrt(cfg.d_user)
+
+    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+        """User embeddings; index 0 (unknown) -> the mean of the real users' embeddings."""
+        emb = self.user(users)
+        if self.n_users > 1:
+            mean = self.user.weight[1:].mean(0)
+            emb = torch.where((users == 0)[..., None], mean, emb)
+        return emb
+
+    def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        e = self.item(items)
+        return e if self.item_feat is None else e + self.item_feat(items)
+
+    def output_weight(self) -> torch.Tensor:
+        if self.item_feat is None:
+            return self.item.output_weight
+        n = self.item.n_items
+        return self.item.output_weight + self.item_feat(
+            torch.arange(n, device=self.pos.embed.weight.device)
+        )
+
+    def forward(self, items: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        e_i = self.item_vectors(items) * self.scale_i
+        e_u = self.user_vectors(users)[:, None, :].expand(-1, items.shape[1], -1) * self.scale_u
+        x = torch.cat([e_i, e_u], dim=-1)
+        x = x + self.pos(x)
+        return self.encoder(self.drop(x), items > 0)
+
+
+def sse_replace(
+    items: torch.Tensor,
+    targets: torch.Tensor,
+    users: torch.Tensor,
+    *,
+    p_item: float,
+    p_user: float,
+    n_items: int,
+    n_users: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stochastic Shared Embeddings on a batch of windows (see the module docstring).
+
+    ``items``/``targets`` are ``[B, L]`` left-padded windows (target ``t`` = input ``t + 1``);
+    padding stays padding and positions without a target keep none.
+    """
+    if p_item > 0 and n_items > 1:
+        hit = (torch.rand(items.shape, device=items.device) < p_item) & (items > 0)
+        r_in = torch.randint(1, n_items, items.shape, device=items.device)
+        r_out = torch.randint(1, n_items, items.shape, device=items.device)
+        items = torch.where(hit, r_in, items)
+        prev = torch.zeros_like(hit)
+        prev[:, :-1] = hit[:, 1:]  # the previous position's target is this event
+        shifted = torch.zeros_like(r_in)
+        shifted[:, :-1] = r_in[:, 1:]
+        t = torch.where(prev & (targets > 0), shifted, targets)
+        targets = torch.where(hit & (t > 0), r_out, t)
+    if p_user > 0 and n_users > 2:
+        hit = torch.rand(users.shape, device=users.device) < p_user
+        users = torch.where(hit, torch.randint(1, n_users, users.shape, device=users.device), users)
+    return items, targets, users
+
+
+@register_model("ssept")
+class SSEPT(NeuralRecommender):
+    """SSE-PT (Wu et al. 2020) on the shared training loop."""
+
+    Config = SSEPTConfig
+    test_config: ClassVar[dict[str, Any]] = {
+        "d_item": 32,
+        "d_user": 8,
+        "n_layers": 1,
+        "n_heads": 1,
+        "max_len": 8,
+        "dropout": 0.0,
+        "attn_dropout": 0.0,
+        "sse_item": 0.0,
+        "sse_user": 0.0,
+    }
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self._features: SideFeatures | None = None
+
+    def _bind(self, train: SequenceDataset) -> None:
+        super()._bind(train)
+        c = self.config
+        self._features = SideFeatures.fit(
+            train,
+            c.item_features,
+            (),
+            kinds={n: "numeric" for n in c.numeric_features},
+            n_bins=c.n_bins,
+        )
+        self.meta["features"] = self._features.to_meta()
+
+    def build_net(self, n_items: int) -> SSEPTNet:
+        item_specs, _ = SideFeatures.specs_from_meta(self.meta.get("features"))
+        net = SSEPTNet(n_items, n_users_of(self), self.config, item_specs)
+        f = self._features
+        if net.item_feat is not None and f is not None and f.item is not None:
+            net.item_feat.set_codes(f.item.codes)
+        return net
+
+    def prepare(self, train: SequenceDataset) -> None:
+        c = self.config
+        k = c.n_negatives or (1 if c.loss == "bce" else 256)
+        spec = LossSpec(
+            loss=c.loss,
+            n_negatives=k,
+            negative_sampling=c.negative_sampling,
+            pop_alpha=c.pop_alpha,
+            shared_negatives=c.loss != "bce",
+            logq=c.logq,
+            gbce_t=c.gbce_t,
+        )
+        self.loss_fn = make_loss(spec, self.n_items, train.item_counts())
+
+    def training_data(self, train: SequenceDataset) -> UserWindowData:
+        c = self.config
+        return UserWindowData(
+            train.sequences,
+            train.users,
+            c.max_len,
+            c.window_stride or None,
+            random_phase=c.random_phase,
+        )
+
+    def training_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        c = self.config
+        n_users = self.net.n_users
+        users = batch["users"].long()
+        users = torch.where(users < n_users, users, torch.zeros_like(users))
+        items, targets, users = sse_replace(
+            batch["items"],
+            batch["targets"],
+            users,
+            p_item=c.sse_item,
+            p_user=c.sse_user,
+            n_items=self.n_items,
+            n_users=n_users,
+        )
+        hidden = self.net(items, users)[..., : c.d_item]
+        keep = targets > 0
+        return self.loss_fn(
+            hidden[keep], targets[keep], self.net.output_weight(), self.net.item.output_bias
+        )
+
+    def forward_scores(self, batch: Batch) -> torch.Tensor:
+        items = batch.items[:, -self.config.max_len :]
+        users = batch_users(batch, self.net.n_users)
+        hidden = self.net(items, users)[:, -1, : self.config.d_item]
+        return hidden @ self.net.output_weight().T

@@ -1,0 +1,234 @@
+"""Training checkpoints: safetensors + JSON, written atomically, never pickled.
+
+A checkpoint is one directory, replaced as a whole by :func:`warmrec.io.atomic_dir` (a crash leaves
+the previous checkpoint intact):
+
+``model.safetensors``, ``config.json``, ``vocab.json`` [``users.json``]
+    The model directory exactly as ``Recommender.save`` writes it (loadable with ``load``).
+``trainer_state.safetensors``
+    Every tensor of the trainer state: ``optimizer/<param>/<key>`` (the optimizer's per-parameter
+    state), ``best/<name>`` (the best weights so far) and ``rng/torch`` (``rng/cuda/<i>``).
+``trainer_state.json``
+    Everything else: epoch, history, best epoch and metric, patience counter, the optimizer's
+    param groups and non-tensor state, the LR scheduler's state, the numpy generator's
+    ``bit_generator.state``, the trainer and model configs.
+
+The optimizer state dict is flattened into tensors plus a JSON structure, so loading needs no
+pickle (and no ``torch.load``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from warmrec.config import config_dict
+from warmrec.errors import ConfigError, ModelError
+from warmrec.io import atomic_dir
+
+CHECKPOINT_FORMAT = 1
+LATEST = "latest"
+
+
+@dataclass
+class RunState:
+    """The loop's own progress: what a resumed run needs besides weights and optimizer."""
+
+    epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_metric: float = -math.inf
+    best_weights: dict[str, torch.Tensor] | None = None
+    bad_evals: int = 0
+    stopped: bool = False
+    train_seconds: float = 0.0
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return None  # callables (scheduler lambdas) are rebuilt from the config
+
+
+def _float(x: float) -> float | str:
+    return x if math.isfinite(x) else repr(x)
+
+
+def _unfloat(x: Any) -> float:
+    return float(x)
+
+
+def flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimizer ``state_dict`` -> (tensors by ``optimizer/<param>/<key>``, JSON structure)."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, pstate in state["state"].items():
+        for key, value in pstate.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer/{pid}/{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[key] = _jsonable(value)
+    return tensors, {"param_groups": _jsonable(state["param_groups"]), "scalars": scalars}
+
+
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`flatten_optimizer`."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if not name.startswith("optimizer/"):
+            continue
+        _, pid, key = name.split("/", 2)
+        state.setdefault(int(pid), {})[key] = value
+    for pid, values in info.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(values)
+    groups = info["param_groups"]
+    for g in groups:
+        if "betas" in g and isinstance(g["betas"], list):
+            g["betas"] = tuple(g["betas"])
+    return {"state": state, "param_groups": groups}
+
+
+def checkpoint_path(checkpoint_dir: str | Path) -> Path:
+    return Path(checkpoint_dir) / LATEST
+
+
+def _complete(p: Path) -> bool:
+    return (p / "trainer_state.json").is_file() and (p / "trainer_state.safetensors").is_file()
+
+
+def find_checkpoint(checkpoint_dir: str | Path) -> Path | None:
+    """The latest complete checkpoint, or None.
+
+    :func:`~warmrec.io.atomic_dir` moves the previous directory aside (``.latest.old``) just
+    before renaming the new one into place; a kill between the two renames leaves only the aside
+    copy, which is then the one to resume from.
+    """
+    p = checkpoint_path(checkpoint_dir)
+    if _complete(p):
+        return p
+    aside = p.with_name(f".{LATEST}.old")
+    return aside if _complete(aside) else None
+
+
+def has_checkpoint(checkpoint_dir: str | Path) -> bool:
+    return find_checkpoint(checkpoint_dir) is not None
+
+
+def save_checkpoint(
+    checkpoint_dir: str | Path,
+    model: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    run: RunState,
+    rng: np.random.Generator,
+    trainer_config: Any,
+) -> Path:
+    """Write the whole training state as ``<checkpoint_dir>/latest`` atomically."""
+    path = checkpoint_path(checkpoint_dir)
+    tensors, opt_info = flatten_optimizer(optimizer.state_dict())
+    if run.best_weights is not None:
+        for k, v in run.best_weights.items():
+            tensors[f"best/{k}"] = v.detach().cpu().contiguous()
+    tensors["rng/torch"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng/cuda/{i}"] = s
+    info = {
+        "format": CHECKPOINT_FORMAT,
+        "model": model.name,
+        "model_config": config_dict(model.config),
+        "trainer_config": config_dict(trainer_config),
+        "epoch": run.epoch,
+        "history": _jsonable(run.history),
+        "best_epoch": run.best_epoch,
+        "best_metric": _float(run.best_metric),
+        "has_best": run.best_weights is not None,
+        "bad_evals": run.bad_evals,
+        "stopped": run.stopped,
+        "train_seconds": run.train_seconds,
+        "optimizer": opt_info,
+        "scheduler": _jsonable(scheduler.state_dict()) if scheduler is not None else None,
+        "numpy_rng": _jsonable(rng.bit_generator.state),
+    }
+    with atomic_dir(path) as tmp:
+        inner = model.save(tmp / "_model")
+        for f in inner.iterdir():
+            f.replace(tmp / f.name)
+        shutil.rmtree(inner)
+        save_file(tensors, str(tmp / "trainer_state.safetensors"))
+        (tmp / "trainer_state.json").write_text(json.dumps(info, indent=1))
+    return path
+
+
+def load_checkpoint(
+    checkpoint_dir: str | Path,
+    model: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    rng: np.random.Generator,
+) -> RunState:
+    """Restore weights, optimizer, scheduler and RNG states in place; return the run state.
+
+    ``model`` must already be bound to the training vocabulary and have its net built.
+    """
+    path = find_checkpoint(checkpoint_dir)
+    if path is None:
+        raise ModelError(f"{checkpoint_dir}: no checkpoint to resume from")
+    try:
+        info = json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{path}: unreadable checkpoint: {e}") from e
+    if info.get("format") != CHECKPOINT_FORMAT:
+        raise ModelError(
+            f"{path}: checkpoint format {info.get('format')!r}, expected {CHECKPOINT_FORMAT}"
+        )
+    if info["model"] != model.name or info["model_config"] != config_dict(model.config):
+        raise ConfigError(
+            f"{path}: checkpoint of model '{info['model']}' with config {info['model_config']}, "
+            f"cannot resume '{model.name}' with config {config_dict(model.config)}"
+        )
+    weights = load_file(str(path / "model.safetensors"))
+    model.net.load_state_dict(weights)
+    tensors = load_file(str(path / "trainer_state.safetensors"))
+    optimizer.load_state_dict(unflatten_optimizer(tensors, info["optimizer"]))
+    if scheduler is not None and info.get("scheduler") is not None:
+        scheduler.load_state_dict(dict(info["scheduler"]))
+    torch.set_rng_state(tensors["rng/torch"])
+    cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng/cuda/")]
+    if cuda_states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda_states)
+    rng.bit_generator.state = info["numpy_rng"]
+    device = next(model.net.parameters()).device
+    best = None
+    if info.get("has_best"):
+        best = {
+            k[len("best/") :]: v.to(device) for k, v in tensors.items() if k.startswith("best/")
+        }
+    return RunState(
+        epoch=int(info["epoch"]),
+        history=info["history"],
+        best_epoch=int(info["best_epoch"]),
+        best_metric=_unfloat(info["best_metric"]),
+        best_weights=best,
+        bad_evals=int(info["bad_evals"]),
+        stopped=bool(info["stopped"]),
+        train_seconds=float(info.get("train_seconds", 0.0)),
+    )

@@ -1,0 +1,406 @@
+"""THE training loop: every neural model, transfer strategy and meta-learner trains through it.
+
+``train(model, train_data, valid_set, config)`` takes a
+:class:`~warmrec.models.neural.NeuralRecommender` and runs epochs of
+
+    for batch in model.training_data(train).batches(batch_size, rng):
+        loss = model.training_step(batch); loss.backward(); clip; step; schedule
+
+-- the only ``backward()`` in warmrec. After every ``eval_every`` epochs it evaluates the model on
+the validation :class:`~warmrec.data.dataset.EvalSet` with :func:`warmrec.evaluate` (full ranking),
+keeps the best weights by ``valid_metric``, stops after ``patience`` evaluations without
+improvement and restores the best weights at the end. Validation is the only thing that selects.
+
+Randomness: ``seed`` seeds torch (weight init, dropout, negative sampling) and a numpy
+``Generator`` passed explicitly to the batch iterators. Same seed, same machine, same thread count
+-> same result. With ``checkpoint_dir`` the full state (weights, optimizer, scheduler, RNG states,
+best weights, history) is written atomically every ``checkpoint_every`` epochs; ``resume=True``
+continues from it and ends exactly where an uninterrupted run would.
+
+Logging: one JSON object per epoch (loss, wall and CPU seconds of training, learning rate,
+validation metrics) appended to ``log_path``; TensorBoard scalars under
+``tensorboard_dir`` when the ``tensorboard`` package is installed; a tqdm bar with ``progress``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from warmrec.config import build_config
+from warmrec.data.dataset import EvalSet, SequenceDataset
+from warmrec.errors import ConfigError, ModelError
+from warmrec.evaluation.evaluate import evaluate
+from warmrec.evaluation.metrics import parse_metric
+from warmrec.training.checkpoint import RunState, has_checkpoint, load_checkpoint, save_checkpoint
+
+OPTIMIZERS = ("adamw", "adam", "adagrad", "sgd")
+SCHEDULES = ("none", "cosine", "linear")
+
+
+@dataclass
+class TrainerConfig:
+    """Settings of the training loop (model settings live in the model's own config).
+
+    ``patience`` counts evaluations without improvement (0 = never stop early). ``schedule``:
+    ``"none"``, ``"cosine"`` (decay to 0) or ``"linear"`` (decay to 0), each after
+    ``warmup_steps`` optimizer steps of linear warm-up. ``grad_clip`` is a max global norm
+    (0 = off). ``device="auto"`` picks CUDA when available. ``num_threads=0`` leaves torch's
+    setting. ``time_budget_s > 0`` starts no epoch once that much training time is spent (not
+    reproducible across machines; for benchmarks).
+    """
+
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adamw"
+    momentum: float = 0.0
+    grad_clip: float = 0.0
+    schedule: str = "none"
+    warmup_steps: int = 0
+    patience: int = 0
+    valid_metric: str = "ndcg@10"
+    valid_metrics: tuple[str, ...] = ("hr@10",)
+    valid_batch_size: int = 1024
+    exclude_seen: bool = False
+    eval_every: int = 1
+    restore_best: bool = True
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int = 0
+    log_path: str = ""
+    tensorboard_dir: str = ""
+    progress: bool = False
+    checkpoint_dir: str = ""
+    checkpoint_every: int = 1
+    resume: bool = False
+    time_budget_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.optimizer = self.optimizer.lower()
+        self.schedule = self.schedule.lower()
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"TrainerConfig.optimizer: expected one of {', '.join(OPTIMIZERS)}, "
+                f"found {self.optimizer!r}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"TrainerConfig.schedule: expected one of {', '.join(SCHEDULES)}, "
+                f"found {self.schedule!r}"
+            )
+        for name in ("epochs", "batch_size", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"TrainerConfig.{name}: expected >= 1, found {getattr(self, name)}"
+                )
+        if self.lr <= 0:
+            raise ConfigError(f"TrainerConfig.lr: expected > 0, found {self.lr}")
+        parse_metric(self.valid_metric)
+        for m in self.valid_metrics:
+            parse_metric(m)
+        if self.resume and not self.checkpoint_dir:
+            raise ConfigError("TrainerConfig.resume needs checkpoint_dir")
+
+
+@dataclass
+class TrainResult:
+    """Per-epoch ``history`` (loss, seconds, validation metrics), the best epoch and metric."""
+
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_metric: float
+    stopped_early: bool = False
+    resumed_from: int = 0
+    train_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history)
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        times = [h["train_seconds"] for h in self.history]
+        return float(np.median(times)) if times else 0.0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"TrainerConfig.device: {e}") from e
+
+
+def decay_groups(net: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Parameter groups with weight decay on matrices only (not on biases and norms)."""
+    decay = [p for p in net.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in net.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def make_optimizer(
+    params: torch.nn.Module | list[dict[str, Any]], cfg: TrainerConfig
+) -> torch.optim.Optimizer:
+    """The optimizer over a module (see :func:`decay_groups`) or explicit parameter groups.
+
+    A group may carry ``lr_scale`` (its learning rate is ``cfg.lr * lr_scale``); frozen
+    parameters (``requires_grad=False``) are left out.
+    """
+    if isinstance(params, torch.nn.Module):
+        params = decay_groups(params, cfg.weight_decay)
+    groups = []
+    for g in params:
+        g = dict(g)
+        g["params"] = [p for p in g["params"] if p.requires_grad]
+        scale = g.pop("lr_scale", None)
+        if scale is not None:
+            g["lr"] = cfg.lr * scale
+        if g["params"]:
+            groups.append(g)
+    if not groups:
+        raise ModelError("nothing to train: every parameter is frozen")
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    if cfg.optimizer == "adagrad":
+        return torch.optim.Adagrad(groups, lr=cfg.lr)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Multiplier of the base learning rate after ``step`` optimizer steps."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "none":
+        return 1.0
+    span = max(total - warmup, 1)
+    progress = min(max(step - warmup, 0) / span, 1.0)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0 - progress
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainerConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total_steps, cfg.warmup_steps, cfg.schedule)
+    )
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+class _Loggers:
+    """JSON-lines file and optional TensorBoard writer."""
+
+    def __init__(self, cfg: TrainerConfig) -> None:
+        self.log_path = Path(cfg.log_path) if cfg.log_path else None
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.tb = None
+        if cfg.tensorboard_dir:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                warnings.warn("tensorboard is not installed; tensorboard_dir ignored", stacklevel=3)
+            else:
+                self.tb = SummaryWriter(cfg.tensorboard_dir)
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.log_path is not None:
+            with self.log_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for k, v in record.items():
+                if k != "epoch" and isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, record["epoch"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def train(
+    model: Any,
+    train_data: SequenceDataset,
+    valid_set: EvalSet | None = None,
+    config: TrainerConfig | Mapping[str, Any] | None = None,
+    *,
+    fresh: bool = True,
+    callbacks: Sequence[Callable[[int, dict[str, Any], Any], bool | None]] = (),
+    **overrides: Any,
+) -> TrainResult:
+    """Train ``model`` (a NeuralRecommender) on ``train_data``; see the module docstring.
+
+    ``fresh=True`` binds the training vocabulary and builds a new net; ``fresh=False`` trains
+    the net the model already has (fine-tuning: the caller has set the vocabulary, weights and
+    any frozen parameters). The optimizer covers ``model.optimizer_groups(weight_decay)``.
+    Each callback is called as ``callback(epoch, record, model)`` after every epoch; returning
+    True stops training (callbacks are not part of checkpoints).
+    """
+    cfg = build_config(TrainerConfig, config, **overrides)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    if fresh:
+        model.device = device
+        model._bind(train_data)
+        model.init_net()
+    else:
+        if model.net is None or model.vocab is None:
+            raise ModelError(f"model '{model.name}': fresh=False needs a model with a network")
+        if len(model.vocab) != train_data.n_items:
+            raise ModelError(
+                f"model '{model.name}' has {len(model.vocab)} item indices but the training "
+                f"data has {train_data.n_items}: build the data with the model's vocabulary"
+            )
+        model.to(device)
+    model.prepare(train_data)
+    data = model.training_data(train_data)
+    n_batches = data.n_batches(cfg.batch_size)
+    if n_batches == 0:
+        raise ModelError(
+            f"model '{model.name}': no training examples (every sequence is shorter than 2 items)"
+        )
+    optimizer = make_optimizer(model.optimizer_groups(cfg.weight_decay), cfg)
+    scheduler = make_scheduler(optimizer, cfg, n_batches * cfg.epochs)
+    metrics = [cfg.valid_metric] + [m for m in cfg.valid_metrics if m != cfg.valid_metric]
+    key_metric = parse_metric(cfg.valid_metric).label
+
+    run = RunState()
+    resumed_from = 0
+    if cfg.resume and has_checkpoint(cfg.checkpoint_dir):
+        run = load_checkpoint(cfg.checkpoint_dir, model, optimizer, scheduler, rng)
+        resumed_from = run.epoch
+    loggers = _Loggers(cfg)
+    epochs = tqdm(
+        range(run.epoch + 1, cfg.epochs + 1),
+        desc=f"train {model.name}",
+        disable=not cfg.progress,
+        initial=run.epoch,
+        total=cfg.epochs,
+    )
+    try:
+        for epoch in epochs:
+            if run.stopped:
+                break
+            if cfg.time_budget_s and run.train_seconds >= cfg.time_budget_s:
+                break
+            model.net.train()
+            t0, c0 = time.perf_counter(), time.process_time()
+            total = torch.zeros((), device=device)
+            steps = 0
+            batches = tqdm(
+                data.batches(cfg.batch_size, rng),
+                total=n_batches,
+                leave=False,
+                desc=f"epoch {epoch}",
+                disable=not cfg.progress,
+            )
+            for batch in batches:
+                loss = model.training_step(_to_device(batch, device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.net.parameters(), cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                total += loss.detach()
+                steps += 1
+            mean_loss = float(total) / max(steps, 1)
+            if not math.isfinite(mean_loss):
+                raise ModelError(
+                    f"model '{model.name}': training loss is {mean_loss} at epoch "
+                    f"{epoch}; lower the learning rate or clip gradients"
+                )
+            seconds = time.perf_counter() - t0
+            run.train_seconds += seconds
+            record: dict[str, Any] = {
+                "epoch": epoch,
+                "loss": mean_loss,
+                "train_seconds": seconds,
+                "train_cpu_seconds": time.process_time() - c0,
+                "lr": optimizer.param_groups[0]["lr"],
+            }
+            last = epoch == cfg.epochs
+            if valid_set is not None and (epoch % cfg.eval_every == 0 or last):
+                t1 = time.perf_counter()
+                res = evaluate(
+                    model,
+                    valid_set,
+                    metrics,
+                    exclude_seen=cfg.exclude_seen,
+                    batch_size=cfg.valid_batch_size,
+                )
+                record.update({f"valid_{k}": v for k, v in res.summary.items()})
+                record["eval_seconds"] = time.perf_counter() - t1
+                value = res.summary[key_metric]
+                if value > run.best_metric:
+                    run.best_metric, run.best_epoch, run.bad_evals = value, epoch, 0
+                    run.best_weights = {
+                        k: v.detach().clone() for k, v in model.net.state_dict().items()
+                    }
+                else:
+                    run.bad_evals += 1
+                    if cfg.patience and run.bad_evals >= cfg.patience:
+                        run.stopped = True
+            elif valid_set is None:
+                run.best_epoch = epoch
+            run.epoch = epoch
+            run.history.append(record)
+            loggers.log(record)
+            epochs.set_postfix(
+                loss=f"{mean_loss:.4f}",
+                **(
+                    {key_metric: f"{record[f'valid_{key_metric}']:.4f}"}
+                    if f"valid_{key_metric}" in record
+                    else {}
+                ),
+            )
+            if any([bool(cb(epoch, record, model)) for cb in callbacks]):
+                run.stopped = True
+            if cfg.checkpoint_dir and (epoch % cfg.checkpoint_every == 0 or last or run.stopped):
+                save_checkpoint(cfg.checkpoint_dir, model, optimizer, scheduler, run, rng, cfg)
+    finally:
+        loggers.close()
+        epochs.close()
+    if cfg.restore_best and run.best_weights is not None:
+        model.net.load_state_dict(run.best_weights)
+    model.net.eval()
+    return TrainResult(
+        history=run.history,
+        best_epoch=run.best_epoch,
+        best_metric=run.best_metric if run.best_weights is not None else math.nan,
+        stopped_early=run.stopped,
+        resumed_from=resumed_from,
+        train_seconds=run.train_seconds,
+    )

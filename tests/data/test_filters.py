@@ -1,0 +1,114 @@
+"""Filters on hand-made tables with known answers."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+
+from warmrec.data.filters import (
+    k_core,
+    min_item_support,
+    min_sequence_length,
+    time_window,
+    to_seconds,
+)
+from warmrec.errors import ConfigError, DataError
+
+
+def _sessions(seqs: dict[int, str]) -> pl.DataFrame:
+    """``{session: "abc"}`` -> one event per letter, timestamps in order."""
+    rows, t = [], 0.0
+    for s, items in seqs.items():
+        for it in items:
+            rows.append((s, it, t))
+            t += 1.0
+    return pl.DataFrame(rows, schema=["session_id", "item_id", "timestamp"], orient="row")
+
+
+def test_min_item_support_counts_events_and_keeps_order():
+    df = _sessions({1: "aab", 2: "cba"})
+    out = min_item_support(df, 2)
+    assert out["item_id"].to_list() == ["a", "a", "b", "b", "a"]
+    assert min_item_support(df, 4).height == 0
+    assert min_item_support(df, 0).equals(df)
+
+
+def test_min_sequence_length_uses_the_sequence_key():
+    df = _sessions({1: "ab", 2: "c", 3: "def"}).with_columns(user_id=pl.Series([7, 7, 7, 8, 8, 8]))
+    assert min_sequence_length(df, 2)["session_id"].unique().sort().to_list() == [1, 3]
+    # per user: user 7 has 3 events (sessions 1 and 2), user 8 has 3
+    assert min_sequence_length(df, 3, key="user_id").height == 6
+    assert min_sequence_length(df.drop("session_id"), 4).height == 0
+    with pytest.raises(DataError):
+        min_sequence_length(df, 2, key="nope")
+
+
+def test_k_core_iterates_to_a_fixed_point():
+    # a3 b3 c1 d1 e2 f1 -> drop c d f -> sessions 3 and 5 have one event -> e has one -> s2 has
+    # one -> only sessions 1 and 4 survive (four rounds)
+    df = _sessions({1: "ab", 2: "ace", 3: "bd", 4: "ab", 5: "ef"})
+    out = k_core(df, 2, 2)
+    assert out["session_id"].to_list() == [1, 1, 4, 4]
+    assert out["item_id"].to_list() == ["a", "b", "a", "b"]
+    with pytest.warns(RuntimeWarning, match="converge"):
+        k_core(df, 2, 2, max_iter=2)
+
+
+def _reference_k_core(df: pl.DataFrame, k_i: int, k_s: int) -> set:
+    rows = set(zip(df["session_id"], df["item_id"], df["timestamp"]))
+    while True:
+        items, seqs = {}, {}
+        for s, i, _ in rows:
+            items[i] = items.get(i, 0) + 1
+            seqs[s] = seqs.get(s, 0) + 1
+        keep = {r for r in rows if items[r[1]] >= k_i and seqs[r[0]] >= k_s}
+        if keep == rows:
+            return rows
+        rows = keep
+
+
+def test_k_core_matches_a_reference_on_random_data():
+    rng = np.random.default_rng(0)
+    n = 600
+    df = pl.DataFrame(
+        {
+            "session_id": rng.integers(0, 120, n),
+            "item_id": rng.zipf(1.6, n) % 60,
+            "timestamp": np.arange(n, dtype=float),
+        }
+    )
+    out = k_core(df, 3, 4)
+    assert 0 < out.height < n
+    assert set(zip(out["session_id"], out["item_id"], out["timestamp"])) == _reference_k_core(
+        df, 3, 4
+    )
+    assert (out.group_by("item_id").len()["len"] >= 3).all()
+    assert (out.group_by("session_id").len()["len"] >= 4).all()
+
+
+def test_time_window_events_and_whole_sequences():
+    df = _sessions({1: "abc", 2: "de", 3: "fg"})  # times 0..6
+    assert time_window(df, 2, 5)["timestamp"].to_list() == [2.0, 3.0, 4.0]
+    assert time_window(df, start=5)["item_id"].to_list() == ["f", "g"]
+    assert time_window(df, end=1)["item_id"].to_list() == ["a"]
+    whole = time_window(df, 2, 5, whole_sequences=True)
+    assert whole["session_id"].to_list() == [2, 2]
+    assert time_window(df, 0, 7, whole_sequences=True).height == 7
+    with pytest.raises(ConfigError):
+        time_window(df, 5, 2)
+
+
+def test_to_seconds():
+    assert to_seconds(12) == 12.0
+    assert to_seconds("1970-01-02") == 86400.0
+    assert to_seconds("1970-01-01T00:01:00") == 60.0
+    assert to_seconds(dt.date(1970, 1, 3)) == 2 * 86400.0
+    aware = dt.datetime(1970, 1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    assert to_seconds(aware) == 0.0
+    with pytest.raises(ConfigError):
+        to_seconds("yesterday")
+    with pytest.raises(ConfigError):
+        to_seconds(True)

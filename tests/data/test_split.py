@@ -1,0 +1,387 @@
+"""Splits: exact rows on hand-made tables, no leakage, and RecBole's ml-100k order."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from warmrec.data.split import (
+    Split,
+    last_session_split,
+    leave_one_out,
+    split,
+    temporal_split,
+    user_split,
+)
+from warmrec.data.synthetic import SyntheticConfig, generate
+from warmrec.data.vocab import ItemVocab
+from warmrec.errors import ConfigError, DataError
+
+DAY = 86400.0
+
+
+def _rows(df: pl.DataFrame, *cols: str) -> list[tuple]:
+    return list(zip(*(df[c].to_list() for c in cols)))
+
+
+def _no_leak_per_key(sp: Split, key: str) -> None:
+    """Per key, every train event is no later than every valid/test event."""
+    tr = sp.train.group_by(key).agg(pl.col("timestamp").max().alias("tmax"))
+    for part in (sp.valid, sp.test):
+        if part.height == 0:
+            continue
+        ho = part.group_by(key).agg(pl.col("timestamp").min().alias("tmin"))
+        j = tr.join(ho, on=key)
+        assert (j["tmax"] <= j["tmin"]).all()
+    v = sp.valid.group_by(key).agg(pl.col("timestamp").max().alias("vmax"))
+    t = sp.test.group_by(key).agg(pl.col("timestamp").min().alias("tmin"))
+    j = v.join(t, on=key)
+    assert (j["vmax"] <= j["tmin"]).all()
+
+
+def _no_leak_global(sp: Split) -> None:
+    parts = [p for p in (sp.train, sp.valid, sp.test) if p.height]
+    for a, b in zip(parts, parts[1:]):
+        assert a["timestamp"].max() <= b["timestamp"].min()
+
+
+# --- leave-one-out ---------------------------------------------------------------------------
+
+LOO = pl.DataFrame(
+    [
+        (1, 10, 1.0),
+        (3, 1, 5.0),
+        (1, 11, 2.0),
+        (2, 20, 1.0),
+        (1, 12, 3.0),
+        (3, 2, 1.0),
+        (1, 13, 3.0),
+        (2, 21, 2.0),
+        (3, 3, 3.0),
+        (3, 4, 4.0),
+    ],
+    schema=["user_id", "item_id", "timestamp"],
+    orient="row",
+)
+
+
+def test_leave_one_out_exact_rows():
+    sp = leave_one_out(LOO)
+    assert sp.kind == "next_item" and sp.key == "user_id"
+    # user 1: 12 and 13 tie at t=3 -> file order: 13 is last
+    assert _rows(sp.test, "user_id", "item_id") == [(1, 13), (3, 1)]
+    assert _rows(sp.valid, "user_id", "item_id") == [(1, 12), (3, 4)]
+    assert _rows(sp.train, "user_id", "item_id") == [
+        (1, 10),
+        (1, 11),
+        (2, 20),
+        (2, 21),
+        (3, 2),
+        (3, 3),
+    ]
+    _no_leak_per_key(sp, "user_id")
+
+
+def test_leave_one_out_eval_sets():
+    sp = leave_one_out(LOO)
+    # test items 13 and 1 never occur in train: a train vocabulary drops both examples
+    ts = sp.test_set(ItemVocab.from_ids(sp.train["item_id"]))
+    assert len(ts) == 0 and ts.n_dropped == 2
+    vocab_all = ItemVocab.from_ids(LOO["item_id"])
+    ts = sp.test_set(vocab_all)
+    assert vocab_all.decode(ts.targets.tolist()) == [13, 1] and ts.n_dropped == 0
+    assert vocab_all.decode(ts.history(0)) == [10, 11, 12]
+    assert vocab_all.decode(ts.history(1)) == [2, 3, 4]
+    vs = sp.valid_set(vocab_all, user_vocab=ItemVocab.from_ids(LOO["user_id"]))
+    assert vocab_all.decode(vs.history(0)) == [10, 11]
+    assert vs.users.tolist() == [1, 3]
+
+
+def test_leave_one_out_with_sessions_keys_on_user():
+    df = LOO.with_columns(session_id=pl.col("user_id") * 100 + (pl.col("timestamp") > 2))
+    sp = leave_one_out(df)
+    vocab = ItemVocab.from_ids(df["item_id"])
+    ts = sp.test_set(vocab)
+    # history spans the user's sessions
+    assert vocab.decode(ts.history(0)) == [10, 11, 12]
+
+
+def test_leave_one_out_recbole_order_merges_close_seconds():
+    # span 1e9 s: float32 near 1.0 cannot tell seconds 10 apart, so file order decides
+    df = pl.DataFrame(
+        {
+            "user_id": [1, 1, 1, 2],
+            "item_id": [5, 6, 7, 8],
+            "timestamp": [0.0, 1e9 - 10, 1e9 - 20, 1e9],
+        }
+    )
+    plain = leave_one_out(df)
+    assert _rows(plain.test, "item_id") == [(6,)]
+    rb = leave_one_out(df, time_order="recbole")
+    assert _rows(rb.test, "item_id") == [(7,)]
+    assert _rows(rb.valid, "item_id") == [(6,)]
+    assert rb.test["timestamp_raw"].to_list() == [1e9 - 20]
+    assert rb.train["timestamp"].to_list() == [0.0, 1.0]
+    vocab = ItemVocab.from_ids(df["item_id"])
+    assert vocab.decode(rb.test_set(vocab).history(0)) == [5, 6]
+    with pytest.raises(ConfigError):
+        leave_one_out(df, time_order="nope")
+
+
+def test_leave_one_out_reproduces_recbole_on_ml100k(ml100k):
+    df = pl.read_csv(ml100k / "ml-100k.inter", separator="\t")
+    df = df.rename({c: c.split(":")[0] for c in df.columns}).select(
+        "user_id", "item_id", "timestamp"
+    )
+    plain, rb = leave_one_out(df), leave_one_out(df, time_order="recbole")
+    assert plain.test.height == rb.test.height == 943
+    assert plain.train.height == 100_000 - 2 * 943
+    # the shared README: 4 users get a different test item, 406 positions differ in all
+    ta, tb = plain.test.sort("user_id"), rb.test.sort("user_id")
+    assert int((ta["item_id"] != tb["item_id"]).sum()) == 4
+
+    def order(sp: Split) -> pl.DataFrame:
+        parts = [
+            p.select("user_id", "item_id").with_columns(part=pl.lit(i))
+            for i, p in enumerate((sp.train, sp.valid, sp.test))
+        ]
+        return pl.concat(parts).with_row_index().sort(["user_id", "part", "index"])
+
+    assert int((order(plain)["item_id"] != order(rb)["item_id"]).sum()) == 406
+    _no_leak_per_key(plain, "user_id")
+    _no_leak_per_key(rb, "user_id")
+
+
+# --- temporal ----------------------------------------------------------------------------------
+
+SESS = pl.DataFrame(
+    [  # session, item, time
+        (1, "a", 0.0),
+        (1, "b", 10.0),  # train
+        (2, "a", 50.0),
+        (2, "c", 105.0),  # starts in train, crosses valid_start=100
+        (3, "b", 100.0),
+        (3, "a", 120.0),
+        (3, "x", 130.0),  # valid; x unseen in train
+        (4, "c", 150.0),
+        (4, "b", 210.0),  # starts in valid, crosses test_start=200
+        (5, "a", 200.0),
+        (5, "b", 220.0),  # test
+        (6, "y", 230.0),
+        (6, "a", 240.0),  # test; y unseen -> one event left -> dropped
+        (7, "c", 20.0),
+        (7, "a", 30.0),  # train
+    ],
+    schema=["session_id", "item_id", "timestamp"],
+    orient="row",
+)
+
+
+def test_temporal_sessions_assign_start():
+    sp = temporal_split(SESS, test_start=200, valid_start=100)
+    assert sp.kind == "sessions"
+    assert _rows(sp.train, "session_id", "item_id") == [(1, "a"), (1, "b"), (7, "c"), (7, "a")]
+    assert _rows(sp.valid, "session_id", "item_id") == [(3, "b"), (3, "a")]
+    assert _rows(sp.test, "session_id", "item_id") == [(5, "a"), (5, "b")]
+    assert sp.info["crossing_sessions_dropped"] == 2
+    assert sp.info["valid_unseen_events_removed"] == 1
+    assert sp.info["test_short_sequences_dropped"] == 1
+    assert sp.train["timestamp"].max() < 100 <= sp.valid["timestamp"].min()
+    assert sp.valid["timestamp"].max() < 200 <= sp.test["timestamp"].min()
+    _no_leak_global(sp)
+    vocab = ItemVocab.from_ids(sp.train["item_id"])
+    vs = sp.valid_set(vocab)
+    assert len(vs) == 1 and vocab.decode(vs.targets.tolist()) == ["a"]
+
+
+def test_temporal_sessions_assign_end_is_grunrec_rule():
+    sp = temporal_split(SESS, test_start=200, valid_start=100, assign="end")
+    assert sorted(sp.train["session_id"].unique().to_list()) == [1, 7]
+    assert sorted(sp.valid["session_id"].unique().to_list()) == [2, 3]
+    assert sorted(sp.test["session_id"].unique().to_list()) == [4, 5]
+    assert sp.train["timestamp"].max() < 100
+    assert sp.valid["timestamp"].max() < 200
+
+
+def test_temporal_without_valid_and_keep_unseen():
+    sp = temporal_split(SESS, test_start=200, drop_unseen=False)
+    assert sp.valid.height == 0
+    assert sorted(sp.test["session_id"].unique().to_list()) == [5, 6]
+    assert sorted(sp.train["session_id"].unique().to_list()) == [1, 2, 3, 7]
+    with pytest.raises(ConfigError):
+        temporal_split(SESS, test_start=100, valid_start=200)
+    with pytest.raises(ConfigError):
+        temporal_split(SESS, test_start=100, assign="middle")
+
+
+def test_temporal_user_log_is_next_item():
+    df = pl.DataFrame(
+        [
+            (1, 1, 0.0),
+            (1, 2, 50.0),
+            (2, 1, 60.0),
+            (1, 2, 120.0),
+            (2, 9, 130.0),
+            (2, 2, 210.0),
+            (1, 1, 220.0),
+        ],
+        schema=["user_id", "item_id", "timestamp"],
+        orient="row",
+    )
+    sp = temporal_split(df, "1970-01-01T00:03:20", valid_start=100)  # 200 s and 100 s
+    assert sp.kind == "next_item" and sp.key == "user_id"
+    assert _rows(sp.train, "user_id", "item_id") == [(1, 1), (1, 2), (2, 1)]
+    assert _rows(sp.valid, "user_id", "item_id") == [(1, 2)]  # item 9 unseen in train
+    assert sp.info["valid_unseen_events_removed"] == 1
+    assert _rows(sp.test, "user_id", "item_id") == [(2, 2), (1, 1)]
+    _no_leak_global(sp)
+    vocab = ItemVocab.from_ids(df["item_id"])
+    ts = sp.test_set(vocab)
+    # user 1's history holds its valid event too
+    j = ts.keys.to_list().index(1)
+    assert vocab.decode(ts.history(j)) == [1, 2, 2]
+
+
+# --- last session ------------------------------------------------------------------------------
+
+
+def test_last_session_per_user():
+    df = pl.DataFrame(
+        [  # user, session, item, time
+            ("u", 1, "a", 0.0),
+            ("u", 1, "b", 1.0),
+            ("u", 2, "a", 100.0),
+            ("u", 2, "c", 101.0),
+            ("u", 3, "b", 200.0),
+            ("u", 3, "c", 201.0),
+            ("u", 4, "a", 300.0),
+            ("u", 4, "b", 301.0),
+            ("v", 5, "a", 0.0),
+            ("v", 5, "c", 5.0),
+            ("v", 6, "b", 50.0),
+            ("v", 6, "a", 60.0),
+        ],
+        schema=["user_id", "session_id", "item_id", "timestamp"],
+        orient="row",
+    )
+    sp = last_session_split(df.reverse())
+    assert sp.kind == "sessions" and sp.key == "user_id"
+    assert sorted(sp.test["session_id"].unique().to_list()) == [4]
+    assert sorted(sp.valid["session_id"].unique().to_list()) == [3]
+    assert sorted(sp.train["session_id"].unique().to_list()) == [1, 2, 5, 6]
+    _no_leak_per_key(sp, "user_id")
+    vocab = ItemVocab.from_ids(sp.train["item_id"])
+    ts = sp.test_set(vocab)
+    assert len(ts) == 1 and vocab.decode(ts.history(0)) == ["a"]
+    bad = df.with_columns(
+        pl.when(pl.col("item_id") == "c")
+        .then(pl.lit("v"))
+        .otherwise(pl.col("user_id"))
+        .alias("user_id")
+    )
+    with pytest.raises(DataError, match="several users"):
+        last_session_split(bad)
+
+
+def test_last_session_by_days_is_grunrec_last_day():
+    rows = []
+    for s, start in enumerate([0.0, 1.0 * DAY, 2.7 * DAY, 3.2 * DAY, 3.6 * DAY, 4.5 * DAY]):
+        rows += [(s, "a", start), (s, "b", start + 60), (s, "a", start + 120)]
+    rows += [(9, "a", 3.4 * DAY), (9, "b", 3.6 * DAY)]  # crosses the test cut-off
+    df = pl.DataFrame(rows, schema=["session_id", "item_id", "timestamp"], orient="row")
+    tmax = 4.5 * DAY + 120
+    sp = last_session_split(df, test_days=1.0, valid_days=1.0)
+    assert sp.info["test_start"] == tmax - DAY and sp.info["valid_start"] == tmax - 2 * DAY
+    assert sp.info["method"] == "last_session" and sp.info["crossing_sessions_dropped"] == 1
+    assert sp.train["session_id"].unique().sort().to_list() == [0, 1]
+    assert sp.valid["session_id"].unique().sort().to_list() == [2, 3]
+    assert sp.test["session_id"].unique().sort().to_list() == [4, 5]
+    _no_leak_global(sp)
+    nov = last_session_split(df, test_days=1.0, valid_days=0)
+    assert nov.valid.height == 0
+    assert nov.train["session_id"].unique().sort().to_list() == [0, 1, 2, 3]
+    with pytest.raises(DataError, match="sessionize"):
+        last_session_split(df.rename({"session_id": "user_id"}))
+
+
+# --- user split ---------------------------------------------------------------------------------
+
+
+def test_user_split_is_user_disjoint_and_seeded():
+    df = generate(SyntheticConfig(n_sessions=600, n_users=100, seed=2))
+    sp = user_split(df, test_frac=0.2, valid_frac=0.1, seed=7)
+    assert sp.kind == "sessions" and sp.key == "user_id"
+    users = [set(p["user_id"].unique().to_list()) for p in (sp.train, sp.valid, sp.test)]
+    assert not (users[0] & users[1] or users[0] & users[2] or users[1] & users[2])
+    n = df["user_id"].n_unique()
+    assert len(users[2]) <= round(0.2 * n) and len(users[2]) >= round(0.2 * n) - 3
+    again = user_split(df, test_frac=0.2, valid_frac=0.1, seed=7)
+    assert again.test.equals(sp.test)
+    other = user_split(df, test_frac=0.2, valid_frac=0.1, seed=8)
+    assert not other.test.equals(sp.test)
+    gen = user_split(df, 0.2, 0.1, np.random.default_rng(7))
+    assert gen.test.equals(sp.test)
+    vocab = ItemVocab.from_ids(sp.train["item_id"])
+    ts = sp.test_set(vocab)
+    lens = sp.test.group_by("session_id").len()["len"]
+    assert len(ts) == int((lens - 1).sum())
+    with pytest.raises(ConfigError):
+        user_split(df, 0.6, 0.5)
+
+
+# --- dispatch, describe, leakage on synthetic data ----------------------------------------------
+
+
+def test_split_dispatch_and_errors():
+    assert split(LOO, "loo").test.height == 2
+    with pytest.raises(ConfigError, match="unknown split method"):
+        split(LOO, "random")
+    with pytest.raises(ConfigError, match="unexpected keyword"):
+        split(LOO, "loo", test_frac=0.1)
+    with pytest.raises(ConfigError):
+        Split(LOO, LOO, LOO, kind="ranking")
+    with pytest.raises(DataError):
+        leave_one_out(LOO.drop("timestamp"))
+
+
+def test_describe():
+    d = temporal_split(SESS, test_start=200, valid_start=100).describe()
+    assert d["kind"] == "sessions" and d["key"] == "session_id"
+    assert d["train"] == {"rows": 4, "keys": 2, "items": 3, "time": [0.0, 30.0]}
+    assert d["valid"]["targets"] == 1 and d["test"]["targets"] == 1
+    assert d["valid"]["items_not_in_train"] == 0
+    assert d["info"]["method"] == "temporal"
+    d = leave_one_out(LOO).describe()
+    assert d["test"]["items_not_in_train"] == 2 and d["test"]["targets"] == 2
+
+
+@pytest.mark.parametrize(
+    "method,kw",
+    [
+        ("loo", {}),
+        (
+            "temporal",
+            {"test_start": 1_400_000_000.0 + 60 * DAY, "valid_start": 1_400_000_000.0 + 50 * DAY},
+        ),
+        ("last_session", {}),
+        ("last_session", {"by_user": False, "test_days": 5, "valid_days": 5}),
+        ("user", {"seed": 1}),
+    ],
+)
+def test_no_leakage_on_synthetic(method, kw):
+    df = generate(SyntheticConfig(n_sessions=2000, n_users=300, seed=4))
+    sp = split(df, method, **kw)
+    assert sp.test.height > 0 and sp.train.height > 0
+    if method in ("loo", "last_session") and kw.get("by_user", True):
+        _no_leak_per_key(sp, "user_id")
+    elif method != "user":
+        _no_leak_global(sp)
+    vocab = ItemVocab.from_ids(sp.train["item_id"])
+    assert len(sp.test_set(vocab)) > 0
+    if sp.valid.height:
+        assert len(sp.valid_set(vocab)) > 0
+    total = sp.train.height + sp.valid.height + sp.test.height
+    assert total <= df.height
+    if method == "loo":
+        assert total == df.height

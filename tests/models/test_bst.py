@@ -1,0 +1,134 @@
+"""BST: learns a known next item, personalises through user features, keeps its feature
+encoding and codes through save/load, scores the whole catalogue in one product."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from tests.conftest import cyclic_log
+from warmrec import EvalSet, SequenceDataset, evaluate, get_model
+from warmrec.data.dataset import Batch
+from warmrec.data.vocab import ItemVocab
+from warmrec.models import Recommender
+from warmrec.models.bst import BST
+
+FAST = {
+    "d": 32,
+    "n_heads": 2,
+    "ffn_dim": 64,
+    "max_len": 8,
+    "dropout": 0.0,
+    "attn_dropout": 0.0,
+    "mlp": (32,),
+    "mlp_dropout": 0.0,
+    "feature_dim": 8,
+}
+
+
+@pytest.fixture(scope="module")
+def cyclic_split():
+    df = cyclic_log(n_sessions=200, n_items=20, length=8, seed=0)
+    vocab = ItemVocab.from_ids(df["item_id"])
+    train = SequenceDataset.from_frame(df.filter(pl.col("session_id") < 160), vocab)
+    valid = EvalSet.from_sessions(df.filter(pl.col("session_id") >= 160), vocab)
+    return train, valid
+
+
+@pytest.fixture(scope="module")
+def segments():
+    """Two-item sessions whose second item is set by the user's segment (a user feature):
+    segment s -> item 13 + s. Items carry a colour feature."""
+    rng = np.random.default_rng(0)
+    n, n_users = 400, 40
+    users = rng.integers(1, n_users + 1, n)
+    first = rng.integers(1, 13, n)
+    second = 13 + users % 4
+    df = pl.DataFrame(
+        {
+            "session_id": np.repeat(np.arange(n), 2),
+            "user_id": np.repeat(users, 2),
+            "item_id": np.stack([first, second], 1).ravel(),
+            "timestamp": np.tile([0.0, 1.0], n) + np.repeat(np.arange(n), 2) * 10.0,
+        }
+    )
+    user_features = pl.DataFrame(
+        {
+            "user_id": np.arange(1, n_users + 1),
+            "segment": [f"s{u % 4}" for u in range(1, n_users + 1)],
+            "age": [str(20 + u) for u in range(1, n_users + 1)],
+        }
+    )
+    item_features = pl.DataFrame(
+        {"item_id": np.arange(1, 17), "colour": [["red"], ["blue", "red"]] * 8}
+    )
+    train = SequenceDataset.from_frame(
+        df.filter(pl.col("session_id") < 300),
+        item_features=item_features,
+        user_features=user_features,
+    )
+    held = df.filter(pl.col("session_id") >= 300)
+    valid = EvalSet.from_sessions(held, train.vocab, user_vocab=train.user_vocab)
+    anonymous = EvalSet.from_sessions(held, train.vocab)
+    return train, valid, anonymous
+
+
+def test_bst_learns_the_cycle_without_features(cyclic_split):
+    train, valid = cyclic_split
+    model = get_model("bst", FAST).fit(train, valid, epochs=4, lr=1e-2, batch_size=32, seed=0)
+    assert isinstance(model, BST)
+    assert model.net.item_feat is None and model.net.user_feat is None
+    assert evaluate(model, valid, ["hr@10"])["hr@10"] >= 0.9
+    assert model.recommend([[3, 4, 5]], k=1) == [[6]]
+
+
+def test_user_features_personalise(segments):
+    train, valid, anonymous = segments
+    cfg = dict(
+        FAST,
+        max_len=4,
+        item_features=("colour",),
+        user_features=("segment", "age"),
+        numeric_features=("age",),
+        n_bins=4,
+    )
+    model = get_model("bst", cfg).fit(train, valid, epochs=8, lr=1e-2, batch_size=64)
+    assert [s["name"] for s in model.meta["features"]["user"]["specs"]] == ["segment", "age"]
+    assert evaluate(model, valid, ["hr@1"])["hr@1"] >= 0.9
+    # unknown users have no features: the segment cannot be told, so at most ~1/4 are right
+    assert evaluate(model, anonymous, ["hr@1"])["hr@1"] < 0.5
+
+
+def test_features_survive_save_load(segments, tmp_path):
+    train, valid, _ = segments
+    cfg = dict(FAST, max_len=4, item_features=("colour",), user_features=("segment",))
+    model = get_model("bst", cfg).fit(train, epochs=1, batch_size=64)
+    codes = model.net.item_feat.codes.clone()
+    assert codes[1:17, 0].tolist() == [2, 1] * 8  # colours "blue" < "red"; first value
+    assert codes[1:17, 1].tolist() == [0, 2] * 8
+    model.save(tmp_path / "m")
+    loaded = Recommender.load(tmp_path / "m")
+    assert isinstance(loaded, BST) and loaded.meta["features"] == model.meta["features"]
+    assert torch.equal(loaded.net.item_feat.codes, codes)
+    assert torch.equal(loaded.net.user_feat.codes, model.net.user_feat.codes)
+    batch = valid.batch(np.arange(30), loaded.history_len)
+    assert batch.users is not None
+    assert torch.equal(model.score(batch), loaded.score(batch))
+    # item features enter the candidates' representations: change one value's embedding
+    before = model.score(batch)
+    with torch.no_grad():
+        model.net.item_feat.multi[0].weight[1] += 1.0  # "blue": only even item indices
+    diff = (model.score(batch) - before).abs().amax(0)
+    assert (diff[2:17:2] > 0).all()
+
+
+def test_unknown_users_score_like_featureless_users(segments):
+    train, _, _ = segments
+    cfg = dict(FAST, max_len=4, item_features=(), user_features=("segment",))
+    model = get_model("bst", cfg).fit(train, epochs=1, batch_size=64)
+    items = model.encode_histories([[3], [5]]).items
+    s = model.score(Batch(items))
+    assert s.shape == (2, model.n_items) and torch.isfinite(s).all()
+    torch.testing.assert_close(model.score(Batch(items, torch.tensor([0, 10**6]))), s)

@@ -1,0 +1,180 @@
+"""Conformance suite: every registered model (``warmrec.available_models()``) passes these checks.
+
+Models added later are covered automatically. The data is ``cyclic_log`` from ``conftest``: the
+next item is always ``last + 1`` (mod 20), so a model that learns sequences has a known answer.
+
+Hooks a model class may declare (all optional, read with ``getattr``):
+
+- ``test_config: ClassVar[dict]`` -- the config used here instead of the defaults, e.g. a small,
+  fast network (few epochs, small dimensions). It must still learn the cyclic data.
+- ``learns_sequences: ClassVar[bool] = True`` -- ``False`` exempts an order-free model (co-occurrence,
+  popularity) from the HR@1 learning check; Pop and SessionPop are exempt by name.
+- ``requires: ClassVar[tuple[str, ...]]`` -- importable modules the model needs (e.g.
+  ``("gensim",)``); the model is skipped when one is missing. A ``ModuleNotFoundError`` raised by
+  ``fit`` also skips it.
+
+Checks: ``fit`` returns self; ``score`` is float32 ``[B, n_items]`` and each row depends on its own
+history only; padding is never recommended; ``exclude_seen`` and ``exclude`` are respected; save
+then load gives identical scores; unknown history items warn (``UnknownItemWarning``) and are
+ignored; an empty history still gets ``k`` items; an unknown config key raises ``ConfigError``;
+sequence-aware models reach HR@1 >= 0.9 on held-out cyclic sessions.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import pytest
+import torch
+
+from tests.conftest import cyclic_log
+from warmrec import EvalSet, SequenceDataset, available_models, evaluate, get_model
+from warmrec.errors import ConfigError
+from warmrec.models.base import Recommender, UnknownItemWarning
+from warmrec.registry import model_class
+
+MODELS = available_models()
+EXEMPT_FROM_LEARNING = {"pop", "sessionpop"}
+N_ITEMS = 20
+HISTORIES = [[3, 4, 5], [10], [18, 19, 20, 1, 2, 3, 4], [7, 7, 8]]
+
+_FITTED: dict[str, tuple[Recommender, Any]] = {}
+
+
+@pytest.fixture(scope="module")
+def train() -> SequenceDataset:
+    return SequenceDataset.from_frame(cyclic_log(n_items=N_ITEMS))
+
+
+@pytest.fixture(scope="module")
+def held_out(train: SequenceDataset) -> EvalSet:
+    df = cyclic_log(n_sessions=40, n_items=N_ITEMS, seed=1)
+    return EvalSet.from_sessions(df, train.vocab)
+
+
+def _config(name: str) -> dict[str, Any]:
+    return dict(getattr(model_class(name), "test_config", {}) or {})
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def fitted(request: pytest.FixtureRequest, train: SequenceDataset) -> tuple[Recommender, Any]:
+    """``(model, what fit returned)``, fitted once per model and module."""
+    name = request.param
+    klass = model_class(name)
+    missing = [m for m in getattr(klass, "requires", ()) if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"model '{name}' needs missing package(s): {', '.join(missing)}")
+    if name not in _FITTED:
+        torch.manual_seed(0)
+        model = get_model(name, _config(name))
+        try:
+            result = model.fit(train)
+        except ModuleNotFoundError as e:  # an optional dependency missing at fit time
+            pytest.skip(f"model '{name}': {e}")
+        _FITTED[name] = (model, result)
+    return _FITTED[name]
+
+
+def _scores(model: Recommender, histories: list[list[Any]]) -> torch.Tensor:
+    with torch.no_grad():
+        return model.score(model.encode_histories(histories))
+
+
+def test_fit_returns_self(fitted):
+    model, result = fitted
+    assert result is model
+    assert model.is_fitted
+
+
+def test_score_shape_and_dtype(fitted):
+    model, _ = fitted
+    s = _scores(model, HISTORIES)
+    assert isinstance(s, torch.Tensor)
+    assert s.shape == (len(HISTORIES), N_ITEMS + 1)
+    assert s.dtype == torch.float32
+
+
+def test_rows_scored_independently(fitted):
+    """A history's scores do not depend on the other histories of the batch."""
+    model, _ = fitted
+    together = _scores(model, HISTORIES)
+    for i, h in enumerate(HISTORIES):
+        alone = _scores(model, [h])[0]
+        fin = torch.isfinite(alone)
+        assert torch.equal(fin, torch.isfinite(together[i]))
+        torch.testing.assert_close(together[i][fin], alone[fin], rtol=1e-5, atol=1e-6)
+
+
+def test_padding_never_recommended(fitted):
+    model, _ = fitted
+    real = set(model.vocab.ids.to_list())
+    for recs in model.recommend(HISTORIES + [[]], k=N_ITEMS + 5):
+        assert recs, "no recommendation at all"
+        assert set(recs) <= real
+        assert len(set(recs)) == len(recs)
+    for recs in model.recommend(HISTORIES, k=5):
+        assert len(recs) == 5
+
+
+def test_exclude_seen_and_exclude(fitted):
+    model, _ = fitted
+    recs = model.recommend(HISTORIES, k=5, exclude_seen=True)
+    for h, r in zip(HISTORIES, recs):
+        assert len(r) == 5
+        assert not set(r) & set(h)
+    banned = [4, 6, 11]
+    for r in model.recommend(HISTORIES, k=5, exclude=banned):
+        assert len(r) == 5
+        assert not set(r) & set(banned)
+    both = model.recommend(HISTORIES, k=5, exclude_seen=True, exclude=banned)
+    for h, r in zip(HISTORIES, both):
+        assert len(r) == 5
+        assert not set(r) & (set(h) | set(banned))
+
+
+def test_save_load_identical(fitted, tmp_path):
+    model, _ = fitted
+    path = model.save(tmp_path / "m")
+    loaded = Recommender.load(path)
+    assert type(loaded) is type(model)
+    assert loaded.config == model.config
+    assert loaded.vocab == model.vocab
+    assert torch.equal(_scores(model, HISTORIES), _scores(loaded, HISTORIES))
+    assert loaded.recommend(HISTORIES, k=7) == model.recommend(HISTORIES, k=7)
+    assert type(model).load(path).name == model.name
+
+
+def test_unknown_items_warn_and_are_ignored(fitted):
+    model, _ = fitted
+    clean = [[3, 4, 5], [10]]
+    dirty = [[999, 3, 4, 12345, 5], [10, 777]]
+    with pytest.warns(UnknownItemWarning):
+        got = model.recommend(dirty, k=5)
+    assert got == model.recommend(clean, k=5)
+    with pytest.warns(UnknownItemWarning):
+        batch = model.encode_histories(dirty)
+    assert torch.equal(model.score(batch), _scores(model, clean))
+
+
+def test_empty_history(fitted):
+    model, _ = fitted
+    recs = model.recommend([[], [3, 4], []], k=5)
+    assert [len(r) for r in recs] == [5, 5, 5]
+    with pytest.warns(UnknownItemWarning):
+        only_unknown = model.recommend([[424242]], k=5)
+    assert only_unknown == [recs[0]]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_unknown_config_key(name):
+    with pytest.raises(ConfigError, match="no_such_key"):
+        get_model(name, {"no_such_key": 1})
+
+
+def test_learns_next_item(fitted, held_out):
+    model, _ = fitted
+    if model.name in EXEMPT_FROM_LEARNING or not getattr(model, "learns_sequences", True):
+        pytest.skip(f"'{model.name}' is exempt from the sequence learning check")
+    res = evaluate(model, held_out, ["hr@1"])
+    assert res["hr@1"] >= 0.9, f"{model.name}: HR@1 {res['hr@1']:.3f} on the cyclic data"

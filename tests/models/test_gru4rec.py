@@ -1,0 +1,120 @@
+"""GRU4Rec: session-parallel batching, learning a known next item, losses, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from tests.conftest import cyclic_log
+from warmrec import EvalSet, SequenceData, SequenceDataset, evaluate, get_model
+from warmrec.data.vocab import ItemVocab
+from warmrec.errors import ConfigError
+from warmrec.models import Recommender
+from warmrec.models.gru4rec import GRU4Rec, SessionParallelData, session_parallel_schedule
+
+FAST = {"hidden_size": 24, "max_len": 8}
+
+
+@pytest.fixture(scope="module")
+def cyclic_split():
+    df = cyclic_log(n_sessions=200, n_items=20, length=8, seed=0)
+    vocab = ItemVocab.from_ids(df["item_id"])
+    train = SequenceDataset.from_frame(df.filter(pl.col("session_id") < 160), vocab)
+    valid = EvalSet.from_sessions(df.filter(pl.col("session_id") >= 160), vocab)
+    return train, valid
+
+
+def _seqs(lengths):
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    items = np.arange(1, offsets[-1] + 1, dtype=np.int64)
+    return SequenceData(offsets, items, pl.Series("k", list(range(len(lengths)))))
+
+
+def test_schedule_by_hand():
+    # steps per sequence: 2, 1, 3, 0, 1 on two lanes
+    start, lane = session_parallel_schedule(np.array([3, 2, 4, 1, 2]), 2)
+    # seq0 -> lane 0 at t0 (free at 2); seq1 -> lane 1 at t0 (free at 1);
+    # seq2 -> lane 1 at t1 (free at 4); seq3 has no pair; seq4 -> lane 0 at t2
+    assert start[[0, 1, 2, 4]].tolist() == [0, 0, 1, 2]
+    assert lane[[0, 1, 2, 4]].tolist() == [0, 1, 1, 0]
+
+
+def test_session_parallel_batches_by_hand():
+    seqs = _seqs([3, 2, 4, 1, 2])  # items 1-3 | 4-5 | 6-9 | 10 | 11-12
+    data = SessionParallelData(seqs)
+    steps = list(data.batches(2, np.random.default_rng(0)))
+    assert len(steps) == data.n_batches(2) == 4
+    x = torch.stack([s["items"] for s in steps]).tolist()
+    y = torch.stack([s["targets"] for s in steps]).tolist()
+    r = torch.stack([s["reset"] for s in steps]).tolist()
+    assert x == [[1, 4], [2, 6], [11, 7], [0, 8]]
+    assert y == [[2, 5], [3, 7], [12, 8], [0, 9]]
+    assert r == [[True, True], [False, True], [True, False], [False, False]]
+
+
+def test_every_pair_is_trained_once_with_many_lanes():
+    seqs = _seqs([5, 1, 3, 8, 2, 2, 6])
+    x, y, _ = SessionParallelData(seqs)._steps(3, None)
+    pairs = sorted(zip(x[y > 0].tolist(), y[y > 0].tolist()))
+    want = sorted((int(a), int(a) + 1) for i in range(len(seqs)) for a in seqs[i][:-1])
+    assert pairs == want
+
+
+def test_random_session_order_changes_with_the_generator():
+    seqs = _seqs([3] * 20)
+    data = SessionParallelData(seqs, order="random")
+    a = torch.stack([s["items"] for s in data.batches(4, np.random.default_rng(0))])
+    b = torch.stack([s["items"] for s in data.batches(4, np.random.default_rng(1))])
+    assert not torch.equal(a, b)
+
+
+def test_gru4rec_learns_the_cycle(cyclic_split):
+    train, valid = cyclic_split
+    model = get_model("gru4rec", FAST).fit(train, valid, epochs=3, lr=1e-2, batch_size=16)
+    assert isinstance(model, GRU4Rec)
+    assert evaluate(model, valid, ["hr@10"])["hr@10"] >= 0.9
+    assert model.recommend([[7, 8, 9]], k=1) == [[10]]
+
+
+@pytest.mark.parametrize("loss", ["sampled_ce", "bpr-max"])
+def test_gru4rec_learns_with_sampled_losses(cyclic_split, loss):
+    train, valid = cyclic_split
+    cfg = dict(FAST, loss=loss, n_negatives=8)
+    model = get_model("gru4rec", cfg).fit(train, valid, epochs=4, lr=1e-2, batch_size=16)
+    assert evaluate(model, valid, ["hr@10"])["hr@10"] >= 0.9
+
+
+def test_scoring_matches_the_training_recurrence(cyclic_split):
+    train, _ = cyclic_split
+    model = get_model("gru4rec", FAST).fit(train, epochs=1, batch_size=16)
+    net = model.net.eval()
+    hist = torch.tensor([3, 4, 5])
+    h = net.gru.init_state(1, "cpu")
+    with torch.no_grad():
+        for item in hist:
+            out, h = net.gru.step(net.embed(item[None]), h)
+        want = net.item.logits(out)
+    from warmrec.data.dataset import Batch
+
+    got = model.score(Batch(torch.tensor([[0, 0, 0, 0, 0, 3, 4, 5]])))
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_gru4rec_save_load_roundtrip(cyclic_split, tmp_path):
+    train, valid = cyclic_split
+    model = get_model("gru4rec", dict(FAST, tied=False, embedding_dim=12)).fit(
+        train, epochs=1, batch_size=16
+    )
+    loaded = Recommender.load(model.save(tmp_path / "g"))
+    batch = valid.batch(np.arange(12), loaded.history_len)
+    assert isinstance(loaded, GRU4Rec)
+    assert torch.equal(model.score(batch), loaded.score(batch))
+
+
+def test_gru4rec_config_errors():
+    with pytest.raises(ConfigError, match="session_order"):
+        get_model("gru4rec", {"session_order": "length"})
+    with pytest.raises(ConfigError, match="loss"):
+        get_model("gru4rec", {"loss": "gbce"})

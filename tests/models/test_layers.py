@@ -1,0 +1,119 @@
+"""Layers: tied embeddings, attention masks, causality, padding invariance, GRU, features."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+import torch
+
+from warmrec.data.vocab import ItemVocab
+from warmrec.errors import ConfigError, DataError
+from warmrec.models import layers as Ly
+
+
+def test_item_embedding_tied_and_untied():
+    tied = Ly.ItemEmbedding(6, 4, tied=True)
+    assert tied.output_weight is tied.embed.weight
+    assert list(tied.state_dict()) == ["embed.weight"]  # no second copy to save
+    assert tied.embed.weight[0].abs().sum() == 0
+    h = torch.randn(2, 3, 4)
+    assert torch.allclose(tied.logits(h), h @ tied.embed.weight.T)
+    untied = Ly.ItemEmbedding(6, 4, tied=False, bias=True)
+    assert untied.output_weight is not untied.embed.weight
+    assert set(untied.state_dict()) == {"embed.weight", "out", "bias"}
+    assert untied.logits(h).shape == (2, 3, 6)
+
+
+def test_attention_mask_causal_and_padding():
+    valid = torch.tensor([[False, True, True]])
+    m = Ly.attention_mask(valid, causal=True)[0, 0]
+    assert m.tolist() == [[True, False, False], [False, True, False], [False, True, True]]
+    b = Ly.attention_mask(valid, causal=False)[0, 0]
+    assert b.tolist() == [[True, True, True], [False, True, True], [False, True, True]]
+
+
+def _stack(causal: bool) -> tuple[torch.nn.Module, Ly.ItemEmbedding]:
+    torch.manual_seed(0)
+    stack = Ly.TransformerStack(8, n_layers=2, n_heads=2, ffn_dim=16, dropout=0.0, causal=causal)
+    return stack.eval(), Ly.ItemEmbedding(10, 8)
+
+
+def test_causal_stack_ignores_the_future_and_zeroes_padding():
+    stack, emb = _stack(causal=True)
+    a = torch.tensor([[0, 3, 4, 5]])
+    b = torch.tensor([[0, 3, 4, 9]])
+    ha, hb = stack(emb(a), a > 0), stack(emb(b), b > 0)
+    assert torch.allclose(ha[:, :3], hb[:, :3], atol=1e-6)
+    assert not torch.allclose(ha[:, 3], hb[:, 3])
+    assert ha[0, 0].abs().sum() == 0
+    assert torch.isfinite(ha).all()
+
+
+def test_bidirectional_stack_sees_the_future():
+    stack, emb = _stack(causal=False)
+    a = torch.tensor([[0, 3, 4, 5]])
+    b = torch.tensor([[0, 3, 4, 9]])
+    assert not torch.allclose(stack(emb(a), a > 0)[:, 1], stack(emb(b), b > 0)[:, 1])
+
+
+def test_left_padding_does_not_change_real_positions():
+    stack, emb = _stack(causal=True)
+    pos = Ly.PositionalEmbedding(6, 8)
+    short = torch.tensor([[3, 4, 5]])
+    long = torch.tensor([[0, 0, 0, 3, 4, 5]])
+
+    def run(x):
+        e = emb(x)
+        return stack(e + pos(e), x > 0)
+
+    assert torch.allclose(run(short), run(long)[:, 3:], atol=1e-5)
+    with pytest.raises(ConfigError, match="max_len"):
+        pos(torch.zeros(1, 7, 8))
+
+
+def test_right_align():
+    x = torch.tensor([[0, 0, 1, 2], [3, 4, 5, 6], [0, 0, 0, 0]])
+    out, lens = Ly.right_align(x)
+    assert out.tolist() == [[1, 2, 0, 0], [3, 4, 5, 6], [0, 0, 0, 0]]
+    assert lens.tolist() == [2, 4, 0]
+
+
+def test_gru_block_padded_run_equals_steps():
+    torch.manual_seed(0)
+    gru = Ly.GRUBlock(4, 5, n_layers=2).eval()
+    x = torch.randn(2, 3, 4)
+    lens = torch.tensor([3, 2])
+    out = gru(x, lens)
+    for b in range(2):
+        h = gru.init_state(1, "cpu")
+        for t in range(int(lens[b])):
+            o, h = gru.step(x[b : b + 1, t], h)
+        assert torch.allclose(out[b], o[0], atol=1e-6)
+    assert gru(x, torch.tensor([0, 1]))[0].abs().sum() == 0  # empty history: zero state
+
+
+def test_feature_embedding_sum_and_concat():
+    torch.manual_seed(0)
+    fe = Ly.FeatureEmbedding([3, 4], 5, combine="sum")
+    codes = torch.tensor([[1, 2], [0, 0]])
+    out = fe(codes)
+    assert out.shape == (2, 5) and fe.out_dim == 5
+    assert torch.allclose(out[0], fe.tables[0].weight[1] + fe.tables[1].weight[2])
+    assert out[1].abs().sum() == 0  # missing values embed to zero
+    cat = Ly.FeatureEmbedding([3, 4], 5, combine="concat")
+    assert cat(codes).shape == (2, 10) and cat.out_dim == 10
+    with pytest.raises(ConfigError, match="feature columns"):
+        fe(torch.zeros(2, 3, dtype=torch.long))
+
+
+def test_feature_table_from_frame():
+    vocab = ItemVocab.from_ids([10, 20, 30])
+    feats = pl.DataFrame(
+        {"item_id": [30, 10, 99], "genre": ["b", "a", "c"], "year": [1990, None, 2000]}
+    )
+    table, cards = Ly.feature_table(feats, vocab, ["genre", "year"])
+    # genre levels a, b, c -> 1, 2, 3; year levels 1990, 2000 -> 1, 2; item 20 absent -> 0
+    assert table.tolist() == [[0, 0], [1, 0], [0, 0], [2, 1]]
+    assert cards == [4, 3]
+    with pytest.raises(DataError, match="lacks columns"):
+        Ly.feature_table(feats, vocab, ["color"])

@@ -1,0 +1,143 @@
+"""Losses against values computed by hand on tiny tensors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from warmrec.errors import ConfigError
+from warmrec.models import losses as L
+
+
+def sig(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def test_full_ce_excludes_padding_column():
+    hidden = torch.tensor([[1.0, 0.0]])
+    weight = torch.tensor([[5.0, 5.0], [1.0, 0.0], [0.0, 1.0]])  # row 0 = padding, high score
+    loss = L.FullCrossEntropy()(hidden, torch.tensor([1]), weight)
+    # logits of items 1, 2: 1 and 0 -> -log(e / (e + 1))
+    assert loss.item() == pytest.approx(math.log(1 + math.exp(-1)), rel=1e-6)
+    bias = torch.tensor([0.0, 0.0, 1.0])
+    loss_b = L.FullCrossEntropy()(hidden, torch.tensor([1]), weight, bias)
+    assert loss_b.item() == pytest.approx(math.log(2.0), rel=1e-6)  # both logits 1
+
+
+def test_sampled_softmax_from_logits_and_mask():
+    pos = torch.tensor([2.0, 0.0])
+    neg = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    got = L.sampled_softmax_from_logits(pos, neg)
+    row0 = math.log(1 + math.exp(-1) + math.exp(-2))
+    row1 = math.log(3.0)
+    assert got.item() == pytest.approx((row0 + row1) / 2, rel=1e-6)
+    mask = torch.tensor([[True, False], [False, False]])
+    got = L.sampled_softmax_from_logits(pos, neg, mask)
+    assert got.item() == pytest.approx((math.log(1 + math.exp(-1)) + 0.0) / 2, rel=1e-6)
+
+
+def test_bce_and_gbce_from_logits():
+    pos = torch.tensor([0.0])
+    neg = torch.tensor([[0.0, 2.0]])
+    want = -(math.log(0.5) + math.log(0.5) + math.log(sig(-2.0)))
+    assert L.bce_from_logits(pos, neg).item() == pytest.approx(want, rel=1e-6)
+    want_b = -(0.25 * math.log(0.5) + math.log(0.5) + math.log(sig(-2.0)))
+    assert L.bce_from_logits(pos, neg, beta=0.25).item() == pytest.approx(want_b, rel=1e-6)
+    mask = torch.tensor([[True, False]])
+    assert L.bce_from_logits(pos, neg, mask).item() == pytest.approx(2 * math.log(2), rel=1e-6)
+
+
+def test_gbce_beta_formula():
+    # 1 negative out of 10 non-targets: alpha = 0.1
+    assert L.gbce_beta(1, 11, 0.5) == pytest.approx(0.1 * (0.5 * (1 - 10) + 10))
+    assert L.gbce_beta(1, 11, 0.0) == pytest.approx(1.0)  # t = 0: plain BCE
+    assert L.gbce_beta(1, 11, 1.0) == pytest.approx(0.1)  # t = 1: beta = alpha
+
+
+def test_bpr_max_by_hand():
+    pos = torch.tensor([1.0])
+    neg = torch.tensor([[0.0, 1.0]])
+    s0, s1 = 1 / (1 + math.e), math.e / (1 + math.e)
+    ranking = -math.log(s0 * sig(1.0) + s1 * sig(0.0))
+    want = ranking + 0.5 * (s0 * 0.0 + s1 * 1.0)
+    got = L.bpr_max_from_logits(pos, neg, reg=0.5)
+    assert got.item() == pytest.approx(want, rel=1e-6)
+    # a masked negative drops out of the softmax weights
+    got_m = L.bpr_max_from_logits(pos, neg, torch.tensor([[True, False]]), reg=0.5)
+    assert got_m.item() == pytest.approx(-math.log(sig(1.0)), rel=1e-6)
+
+
+def test_bpr_max_elu():
+    pos = torch.tensor([1.0])
+    neg = torch.tensor([[-1.0]])
+    e = 0.5 * (math.exp(-1.0) - 1.0)  # elu(-1, 0.5)
+    want = -math.log(sig(1.0 - e)) + 1.0 * e * e
+    assert L.bpr_max_from_logits(pos, neg, elu_param=0.5).item() == pytest.approx(want, rel=1e-6)
+
+
+def test_sampled_softmax_logq_by_hand():
+    counts = np.array([0.0, 3.0, 1.0, 0.0])
+    sampler = L.NegativeSampler(4, "pop", counts, alpha=1.0)  # p = [0, .75, .25, 0]
+    loss = L.SampledSoftmax(sampler, 2, logq=1.0)
+    loss.negatives = lambda targets: torch.tensor([1, 2])  # fixed draw
+    hidden = torch.tensor([[1.0, 0.0]])
+    weight = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.5, 0.0], [0.0, 0.0]])
+    got = loss(hidden, torch.tensor([2]), weight)
+    # target 2 (logit .5), negatives 1 (logit 1) and 2 (= target: accidental hit, removed)
+    pos = 0.5 - math.log(2 * 0.25)
+    neg1 = 1.0 - math.log(2 * 0.75)
+    want = math.log(math.exp(pos) + math.exp(neg1)) - pos
+    assert got.item() == pytest.approx(want, rel=1e-6)
+    loss0 = L.SampledSoftmax(sampler, 2, logq=0.0)
+    loss0.negatives = lambda targets: torch.tensor([1, 2])
+    want0 = math.log(math.exp(0.5) + math.exp(1.0)) - 0.5
+    assert loss0(hidden, torch.tensor([2]), weight).item() == pytest.approx(want0, rel=1e-6)
+
+
+def test_in_batch_candidates_and_expected_counts():
+    counts = np.array([0.0, 1.0, 1.0, 2.0])
+    sampler = L.NegativeSampler(4, "uniform")
+    loss = L.SampledSoftmax(sampler, 3, in_batch=True, item_counts=counts, logq=0.0)
+    torch.manual_seed(0)
+    targets = torch.tensor([1, 3])
+    neg = loss.negatives(targets)
+    assert neg[:2].tolist() == [1, 3] and len(neg) == 5
+    e = loss.expected_count(torch.tensor([1, 3]), batch_size=2)
+    assert e.tolist() == pytest.approx([3 / 3 + 2 * 0.25, 3 / 3 + 2 * 0.5])
+
+
+def test_sampler_never_draws_padding_or_unseen():
+    torch.manual_seed(0)
+    uni = L.NegativeSampler(5).sample((2000,))
+    assert uni.min() >= 1 and uni.max() <= 4
+    pop = L.NegativeSampler(5, "pop", np.array([0, 8, 0, 2, 0]), alpha=1.0).sample((4000,))
+    assert set(pop.unique().tolist()) == {1, 3}
+    assert (pop == 1).float().mean().item() == pytest.approx(0.8, abs=0.03)
+    a = L.NegativeSampler(5, "pop", np.array([0, 8, 0, 2, 0]), alpha=0.5)
+    assert a.probs[1].item() == pytest.approx(math.sqrt(8) / (math.sqrt(8) + math.sqrt(2)))
+
+
+@pytest.mark.parametrize("name", L.LOSSES)
+def test_make_loss_every_name_gives_finite_gradients(name):
+    torch.manual_seed(0)
+    spec = L.LossSpec(loss=name, n_negatives=4, in_batch=name == "bpr-max")
+    counts = np.array([0.0, 2, 3, 4, 5, 6])
+    loss_fn = L.make_loss(spec, 6, counts)
+    hidden = torch.randn(3, 4, requires_grad=True)
+    weight = torch.randn(6, 4, requires_grad=True)
+    loss = loss_fn(hidden, torch.tensor([1, 2, 5]), weight)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(hidden.grad).all()
+    assert weight.grad[0].abs().sum() == 0  # padding never scored
+
+
+def test_make_loss_rejects_unknown_names_and_settings():
+    with pytest.raises(ConfigError, match="unknown loss"):
+        L.make_loss(L.LossSpec(loss="hinge"), 5)
+    with pytest.raises(ConfigError, match="negative sampling"):
+        L.make_loss(L.LossSpec(loss="bce", negative_sampling="zipf"), 5)
+    with pytest.raises(ConfigError, match="item counts"):
+        L.make_loss(L.LossSpec(loss="sampled_ce", negative_sampling="pop"), 5)

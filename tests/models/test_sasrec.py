@@ -1,0 +1,151 @@
+"""SASRec: windowed training data, learning a known next item, every loss, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from tests.conftest import cyclic_log
+from warmrec import EvalSet, SequenceData, SequenceDataset, evaluate, get_model
+from warmrec.data.vocab import ItemVocab
+from warmrec.models import Recommender
+from warmrec.models.neural import WindowData
+from warmrec.models.sasrec import SASRec
+
+FAST = {
+    "d": 16,
+    "n_layers": 1,
+    "n_heads": 1,
+    "ffn_dim": 32,
+    "max_len": 8,
+    "dropout": 0.0,
+    "attn_dropout": 0.0,
+}
+
+
+@pytest.fixture(scope="module")
+def cyclic_split():
+    df = cyclic_log(n_sessions=200, n_items=20, length=8, seed=0)
+    vocab = ItemVocab.from_ids(df["item_id"])
+    train = SequenceDataset.from_frame(df.filter(pl.col("session_id") < 160), vocab)
+    valid = EvalSet.from_sessions(df.filter(pl.col("session_id") >= 160), vocab)
+    return train, valid
+
+
+def _seqs(lengths):
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    items = np.arange(1, offsets[-1] + 1, dtype=np.int64)
+    return SequenceData(offsets, items, pl.Series("k", list(range(len(lengths)))))
+
+
+@pytest.mark.parametrize("stride", [None, 2, 3])
+def test_windows_make_every_position_a_target_once(stride):
+    seqs = _seqs([1, 2, 5, 9, 4])
+    wd = WindowData(seqs, max_len=4, stride=stride)
+    inputs, targets = wd.window(np.arange(len(wd)))
+    # pairs: every item except each sequence's first is a target exactly once
+    firsts = set(seqs.offsets[:-1] + 1)
+    want = sorted(i for i in seqs.items.tolist() if i not in firsts)
+    got = sorted(targets[targets > 0].tolist())
+    assert got == want and wd.n_targets_total == len(want)
+    # each target follows its input within the same sequence
+    ok = targets > 0
+    assert (targets[ok] == inputs[ok] + 1).all()
+
+
+def test_window_layout_for_a_long_sequence():
+    wd = WindowData(_seqs([9]), max_len=4)  # 8 pairs -> windows of 4 ending at the latest
+    inputs, targets = wd.window(np.arange(len(wd)))
+    assert inputs.tolist() == [[5, 6, 7, 8], [1, 2, 3, 4]]
+    assert targets.tolist() == [[6, 7, 8, 9], [2, 3, 4, 5]]
+    wd2 = WindowData(_seqs([9]), max_len=4, stride=2)
+    inputs, targets = wd2.window(np.arange(len(wd2)))
+    assert inputs.tolist() == [[5, 6, 7, 8], [3, 4, 5, 6], [1, 2, 3, 4]]
+    # overlapping windows keep only targets not already covered by a later window
+    assert targets.tolist() == [[0, 0, 8, 9], [0, 0, 6, 7], [2, 3, 4, 5]]
+
+
+def test_random_phase_keeps_every_target_once_and_varies_contexts():
+    seqs = _seqs([3, 12, 20, 5])
+    wd = WindowData(seqs, max_len=4, random_phase=True)
+    plain = WindowData(seqs, max_len=4)
+    want = sorted(t for t in plain.window(np.arange(len(plain)))[1].ravel().tolist() if t > 0)
+    rng = np.random.default_rng(0)
+    layouts = set()
+    for _ in range(6):
+        batches = list(wd.batches(3, rng))
+        assert len(batches) <= wd.n_batches(3)
+        t = torch.cat([b["targets"] for b in batches])
+        x = torch.cat([b["items"] for b in batches])
+        assert sorted(t[t > 0].tolist()) == want
+        assert (t[t > 0] == x[t > 0] + 1).all()
+        layouts.add(tuple(sorted(wd.in_ends.tolist())))
+    assert len(layouts) > 1
+
+
+def test_window_batches_are_a_shuffled_partition():
+    wd = WindowData(_seqs([3, 6, 2, 7]), max_len=3)
+    rng = np.random.default_rng(0)
+    batches = list(wd.batches(2, rng))
+    assert len(batches) == wd.n_batches(2)
+    t = torch.cat([b["targets"] for b in batches])
+    assert sorted(t[t > 0].tolist()) == sorted(
+        wd.window(np.arange(len(wd)))[1]
+        .ravel()[wd.window(np.arange(len(wd)))[1].ravel() > 0]
+        .tolist()
+    )
+
+
+def test_sasrec_learns_the_cycle(cyclic_split):
+    train, valid = cyclic_split
+    model = get_model("sasrec", FAST).fit(train, valid, epochs=4, lr=1e-2, batch_size=32, seed=0)
+    assert isinstance(model, SASRec)
+    assert evaluate(model, valid, ["hr@10"])["hr@10"] >= 0.9
+    # raw ids in, raw ids out: after 3, 4, 5 comes 6
+    assert model.recommend([[3, 4, 5]], k=1) == [[6]]
+
+
+@pytest.mark.parametrize(
+    "loss,extra",
+    [
+        ("bce", {}),  # one negative per position, as in the paper
+        ("gbce", {"n_negatives": 2, "gbce_t": 0.5}),
+        ("sampled_ce", {"n_negatives": 8}),
+        ("bpr-max", {"n_negatives": 8}),
+    ],
+)
+def test_sasrec_learns_with_every_loss(cyclic_split, loss, extra):
+    train, valid = cyclic_split
+    cfg = dict(FAST, loss=loss, **extra)
+    model = get_model("sasrec", cfg).fit(train, valid, epochs=6, lr=1e-2, batch_size=32)
+    hist = model.train_result.history
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    assert evaluate(model, valid, ["hr@10"])["hr@10"] >= 0.9
+
+
+def test_sasrec_save_load_roundtrip(cyclic_split, tmp_path):
+    train, valid = cyclic_split
+    model = get_model("sasrec", FAST).fit(train, epochs=1, batch_size=64)
+    model.save(tmp_path / "m")
+    loaded = Recommender.load(tmp_path / "m")
+    assert isinstance(loaded, SASRec) and loaded.config == model.config
+    batch = valid.batch(np.arange(10), loaded.history_len)
+    assert torch.equal(model.score(batch), loaded.score(batch))
+
+
+def test_scores_ignore_history_beyond_max_len(cyclic_split):
+    train, valid = cyclic_split
+    model = get_model("sasrec", FAST).fit(train, epochs=1, batch_size=64)
+    short = model.recommend([[1, 2, 3, 4, 5, 6, 7, 8]], k=5)
+    long = model.recommend([[19, 20, 1, 2, 3, 4, 5, 6, 7, 8]], k=5)
+    assert short == long
+
+
+def test_window_settings_reach_the_training_data(cyclic_split):
+    train, _ = cyclic_split
+    model = get_model("sasrec", dict(FAST, window_stride=4, random_phase=True))
+    model._bind(train)
+    wd = model.training_data(train)
+    assert wd.random_phase and wd.stride == 4 and wd.max_len == 8

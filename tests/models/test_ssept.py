@@ -1,0 +1,172 @@
+"""SSE-PT: SSE replacement rates, determinism without SSE, unknown users, personalisation,
+learning a known next item, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from tests.conftest import cyclic_log
+from warmrec import EvalSet, SequenceDataset, evaluate, get_model
+from warmrec.data.dataset import Batch
+from warmrec.data.sequences import SequenceData
+from warmrec.data.vocab import ItemVocab
+from warmrec.models import Recommender
+from warmrec.models.ssept import SSEPT, UserWindowData, sse_replace
+
+FAST = {
+    "d_item": 16,
+    "d_user": 8,
+    "n_layers": 1,
+    "n_heads": 1,
+    "ffn_dim": 32,
+    "max_len": 8,
+    "dropout": 0.0,
+    "attn_dropout": 0.0,
+    "sse_item": 0.0,
+    "sse_user": 0.0,
+}
+
+
+def with_users(df: pl.DataFrame, n_users: int) -> pl.DataFrame:
+    return df.with_columns((pl.col("session_id") % n_users + 1).alias("user_id"))
+
+
+@pytest.fixture(scope="module")
+def cyclic_split():
+    df = with_users(cyclic_log(n_sessions=200, n_items=20, length=8, seed=0), 10)
+    vocab = ItemVocab.from_ids(df["item_id"])
+    train = SequenceDataset.from_frame(df.filter(pl.col("session_id") < 160), vocab)
+    valid = EvalSet.from_sessions(
+        df.filter(pl.col("session_id") >= 160), vocab, user_vocab=train.user_vocab
+    )
+    return train, valid
+
+
+def test_sse_replace_rates_and_padding():
+    torch.manual_seed(0)
+    items = torch.randint(1, 50, (400, 20))
+    items[:, :5] = 0  # left padding
+    targets = torch.roll(items, -1, 1)
+    targets[:, -1] = 7
+    targets[:, :8] = 0  # positions without a target (covered by a later window)
+    users = torch.randint(1, 30, (20000,))
+    same = sse_replace(items, targets, users, p_item=0.0, p_user=0.0, n_items=50, n_users=30)
+    assert all(torch.equal(a, b) for a, b in zip(same, (items, targets, users)))
+    # a huge catalogue: a random replacement practically never equals the original item
+    big = 10**9
+    x, y, u = sse_replace(items, targets, users, p_item=0.25, p_user=0.5, n_items=big, n_users=30)
+    assert torch.equal(x[:, :5], items[:, :5]) and (x[:, 5:] > 0).all()
+    assert (y[:, :8] == 0).all() and (y[:, 8:] > 0).all()
+    assert ((x >= 0) & (x < big)).all() and ((u >= 1) & (u < 30)).all()
+    changed = (x != items)[:, 5:].float().mean().item()
+    assert 0.23 < changed < 0.27
+    assert 0.46 < (u != users).float().mean().item() < 0.5  # 0.5 * (1 - 1/29) expected
+    # a replaced input is also the previous position's target (the same event), unless that
+    # position was replaced too (its own target is then another random item)
+    hit = (x != items)[:, 9:] & (x == items)[:, 8:-1]
+    assert hit.sum() > 100
+    assert torch.equal(y[:, 8:-1][hit], x[:, 9:][hit])
+    assert ((y != targets) & (x == items) & (torch.roll(x, -1, 1) == torch.roll(items, -1, 1)))[
+        :, 8:-1
+    ].sum() == 0  # untouched events keep their targets
+    x1, _, _ = sse_replace(items, targets, users, p_item=1.0, p_user=0.0, n_items=big, n_users=30)
+    assert (x1[:, 5:] != items[:, 5:]).all()
+
+
+def test_user_windows_carry_the_sequence_user():
+    seqs = SequenceData(np.array([0, 3, 3, 9]), np.arange(1, 10), pl.Series("k", [0, 1, 2]))
+    wd = UserWindowData(seqs, np.array([4, 5, 6]), max_len=4)
+    batch = next(wd.batches(10, np.random.default_rng(0)))
+    by_target = {}
+    for t, u in zip(batch["targets"], batch["users"]):
+        for v in t[t > 0].tolist():
+            by_target[v] = int(u)
+    assert by_target == {2: 4, 3: 4, 5: 6, 6: 6, 7: 6, 8: 6, 9: 6}
+    moving = UserWindowData(seqs, np.array([4, 5, 6]), max_len=2, random_phase=True)
+    for seed in range(3):  # windows move every epoch; each keeps its sequence's user
+        for b in moving.batches(2, np.random.default_rng(seed)):
+            first = b["items"][:, -1]
+            assert (b["users"] == torch.where(first <= 3, 4, 6)).all()
+
+
+def test_ssept_learns_the_cycle_with_sse(cyclic_split):
+    train, valid = cyclic_split
+    cfg = dict(FAST, sse_item=0.05, sse_user=0.5)
+    model = get_model("ssept", cfg).fit(train, valid, epochs=5, lr=1e-2, batch_size=32, seed=0)
+    assert isinstance(model, SSEPT)
+    assert evaluate(model, valid, ["hr@10"])["hr@10"] >= 0.9
+    assert model.recommend([[3, 4, 5]], k=1) == [[6]]
+
+
+def test_without_sse_training_is_deterministic_and_single_user_equals_unknown():
+    df = cyclic_log(n_sessions=60, n_items=20, length=6, seed=3).with_columns(
+        pl.lit("only").alias("user_id")
+    )
+    train = SequenceDataset.from_frame(df)
+    assert train.user_vocab.n_items == 1
+    a = get_model("ssept", FAST).fit(train, epochs=2, batch_size=32, seed=5)
+    b = get_model("ssept", FAST).fit(train, epochs=2, batch_size=32, seed=5)
+    items = a.encode_histories([[3, 4, 5], [10, 11]]).items
+    known = Batch(items, torch.tensor([1, 1]))
+    unknown = Batch(items, torch.tensor([0, 0]))
+    assert torch.equal(a.score(known), b.score(known))
+    # the unknown user gets the mean user embedding, i.e. the single user's
+    torch.testing.assert_close(a.score(unknown), a.score(known))
+    torch.testing.assert_close(a.score(Batch(items)), a.score(known))
+
+
+def test_unknown_and_out_of_range_users_get_the_mean_user(cyclic_split):
+    train, _ = cyclic_split
+    model = get_model("ssept", FAST).fit(train, epochs=1, batch_size=64)
+    items = model.encode_histories([[3, 4, 5], [9]]).items
+    s0 = model.score(Batch(items, torch.tensor([0, 0])))
+    assert torch.isfinite(s0[:, 1:]).all()
+    torch.testing.assert_close(model.score(Batch(items)), s0)
+    torch.testing.assert_close(model.score(Batch(items, torch.tensor([999, -1]))), s0)
+    net = model.net
+    with torch.no_grad():
+        mean = net.user.weight[1:].mean(0)
+        torch.testing.assert_close(net.user_vectors(torch.tensor([0]))[0], mean)
+
+
+def test_users_personalise():
+    """Sessions of two items whose second item depends only on the user (user u -> item 12 + u):
+    SSE-PT (no SSE) learns it from the user embedding; the item history alone cannot."""
+    rng = np.random.default_rng(0)
+    n = 400
+    users = rng.integers(1, 5, n)
+    first = rng.integers(1, 13, n)
+    second = 12 + users
+    df = pl.DataFrame(
+        {
+            "session_id": np.repeat(np.arange(n), 2),
+            "user_id": np.repeat(users, 2),
+            "item_id": np.stack([first, second], 1).ravel(),
+            "timestamp": np.tile([0.0, 1.0], n) + np.repeat(np.arange(n), 2) * 10.0,
+        }
+    )
+    train = SequenceDataset.from_frame(df.filter(pl.col("session_id") < 300))
+    valid = EvalSet.from_sessions(
+        df.filter(pl.col("session_id") >= 300), train.vocab, user_vocab=train.user_vocab
+    )
+    cfg = dict(FAST, max_len=4)
+    model = get_model("ssept", cfg).fit(train, valid, epochs=8, lr=1e-2, batch_size=64)
+    hr1 = evaluate(model, valid, ["hr@1"])["hr@1"]
+    assert hr1 >= 0.9
+    no_users = EvalSet.from_sessions(df.filter(pl.col("session_id") >= 300), train.vocab)
+    assert evaluate(model, no_users, ["hr@1"])["hr@1"] < 0.5
+
+
+def test_ssept_save_load_roundtrip(cyclic_split, tmp_path):
+    train, valid = cyclic_split
+    model = get_model("ssept", FAST).fit(train, epochs=1, batch_size=64)
+    model.save(tmp_path / "m")
+    loaded = Recommender.load(tmp_path / "m")
+    assert isinstance(loaded, SSEPT) and loaded.config == model.config
+    assert loaded.user_vocab is not None and len(loaded.user_vocab) == len(train.user_vocab)
+    batch = valid.batch(np.arange(20), loaded.history_len)
+    assert batch.users is not None and (batch.users > 0).all()
+    assert torch.equal(model.score(batch), loaded.score(batch))

@@ -1,0 +1,215 @@
+"""Checkpoints: no pickle, atomic layout, exact resume (in process and after SIGKILL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import cyclic_log
+from warmrec import EvalSet, SequenceDataset, get_model
+from warmrec.data.vocab import ItemVocab
+from warmrec.errors import ConfigError
+from warmrec.models import Recommender
+from warmrec.training.checkpoint import (
+    LATEST,
+    find_checkpoint,
+    flatten_optimizer,
+    unflatten_optimizer,
+)
+from warmrec.training.loop import train
+
+TINY = {
+    "d": 16,
+    "n_layers": 1,
+    "n_heads": 1,
+    "ffn_dim": 32,
+    "max_len": 8,
+    "dropout": 0.2,
+    "attn_dropout": 0.1,
+}
+
+
+@pytest.fixture(scope="module")
+def data():
+    df = cyclic_log(n_sessions=120, n_items=30, length=10, seed=2)
+    vocab = ItemVocab.from_ids(df["item_id"])
+    train_ds = SequenceDataset.from_frame(df.filter(pl.col("session_id") < 100), vocab)
+    valid = EvalSet.from_sessions(df.filter(pl.col("session_id") >= 100), vocab, last_only=True)
+    return train_ds, valid
+
+
+def test_optimizer_state_roundtrip_without_pickle():
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(net.parameters(), lr=0.1)
+    for _ in range(3):
+        opt.zero_grad()
+        net(torch.randn(4, 3)).square().sum().backward()
+        opt.step()
+    tensors, info = flatten_optimizer(opt.state_dict())
+    json.dumps(info)  # the structure is plain JSON
+    opt2 = torch.optim.AdamW(torch.nn.Linear(3, 2).parameters(), lr=0.5)
+    opt2.load_state_dict(unflatten_optimizer(tensors, json.loads(json.dumps(info))))
+    a, b = opt.state_dict(), opt2.state_dict()
+    assert a["param_groups"] == b["param_groups"]
+    for pid in a["state"]:
+        for key, value in a["state"][pid].items():
+            assert torch.equal(value, b["state"][pid][key])
+
+
+def test_checkpoint_is_a_model_directory_with_json_and_safetensors(data, tmp_path):
+    train_ds, valid = data
+    model = get_model("sasrec", TINY)
+    train(model, train_ds, valid, epochs=2, batch_size=32, checkpoint_dir=str(tmp_path))
+    ckpt = tmp_path / LATEST
+    names = sorted(p.name for p in ckpt.iterdir())
+    assert names == [
+        "config.json",
+        "model.safetensors",
+        "trainer_state.json",
+        "trainer_state.safetensors",
+        "vocab.json",
+    ]
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    assert state["epoch"] == 2 and len(state["history"]) == 2
+    assert state["trainer_config"]["epochs"] == 2 and "bit_generator" in state["numpy_rng"]
+    tensors = load_file(str(ckpt / "trainer_state.safetensors"))
+    assert "rng/torch" in tensors and any(k.startswith("optimizer/") for k in tensors)
+    assert any(k.startswith("best/") for k in tensors)
+    loaded = Recommender.load(ckpt)  # the checkpoint is itself a loadable model
+    batch = valid.batch(range(5), loaded.history_len)
+    assert loaded.score(batch).shape == (5, train_ds.n_items)
+
+
+def test_resume_in_process_matches_an_uninterrupted_run(data, tmp_path):
+    train_ds, valid = data
+    kw = dict(batch_size=16, lr=5e-3, seed=7)
+    full = get_model("sasrec", TINY)
+    res_full = train(full, train_ds, valid, epochs=4, **kw)
+    first = get_model("sasrec", TINY)
+    train(first, train_ds, valid, epochs=2, checkpoint_dir=str(tmp_path), **kw)
+    second = get_model("sasrec", TINY)
+    res = train(second, train_ds, valid, epochs=4, checkpoint_dir=str(tmp_path), resume=True, **kw)
+    assert res.resumed_from == 2
+    strip = [{k: v for k, v in h.items() if "seconds" not in k} for h in res.history]
+    want = [{k: v for k, v in h.items() if "seconds" not in k} for h in res_full.history]
+    assert strip == want
+    a, b = full.net.state_dict(), second.net.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_another_model_config(data, tmp_path):
+    train_ds, valid = data
+    train(
+        get_model("sasrec", TINY),
+        train_ds,
+        valid,
+        epochs=1,
+        batch_size=32,
+        checkpoint_dir=str(tmp_path),
+    )
+    with pytest.raises(ConfigError, match="cannot resume"):
+        train(
+            get_model("sasrec", dict(TINY, d=8, ffn_dim=16)),
+            train_ds,
+            valid,
+            epochs=2,
+            batch_size=32,
+            checkpoint_dir=str(tmp_path),
+            resume=True,
+        )
+
+
+def test_find_checkpoint_falls_back_to_the_copy_moved_aside(tmp_path):
+    assert find_checkpoint(tmp_path) is None
+    aside = tmp_path / f".{LATEST}.old"
+    aside.mkdir()
+    (aside / "trainer_state.json").write_text("{}")
+    (aside / "trainer_state.safetensors").write_bytes(b"")
+    assert find_checkpoint(tmp_path) == aside
+
+
+WORKER = r"""
+import json, sys
+import polars as pl
+import torch
+from safetensors.torch import save_file
+from warmrec import EvalSet, SequenceDataset, get_model
+from warmrec.data.vocab import ItemVocab
+
+data, ckpt, out, resume = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+df = pl.read_parquet(data)
+vocab = ItemVocab.from_ids(df["item_id"])
+train = SequenceDataset.from_frame(df.filter(pl.col("session_id") < 500), vocab)
+valid = EvalSet.from_sessions(df.filter(pl.col("session_id") >= 500), vocab, last_only=True)
+model = get_model("sasrec", {"d": 32, "n_layers": 2, "n_heads": 2, "ffn_dim": 64, "max_len": 20,
+                             "dropout": 0.3, "attn_dropout": 0.1})
+model.fit(train, valid, epochs=6, batch_size=32, lr=3e-3, seed=11, num_threads=1,
+          schedule="cosine", warmup_steps=20, checkpoint_dir=ckpt, checkpoint_every=1,
+          resume=resume)
+r = model.train_result
+hist = [{k: v for k, v in h.items() if "seconds" not in k} for h in r.history]
+save_file({k: v.contiguous() for k, v in model.net.state_dict().items()}, out + ".safetensors")
+with open(out + ".json", "w") as f:
+    json.dump({"history": hist, "best_epoch": r.best_epoch, "best_metric": r.best_metric,
+               "resumed_from": r.resumed_from}, f)
+"""
+
+
+def _run(args, **kw):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER, *map(str, args)],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        **kw,
+    )
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
+    df = cyclic_log(n_sessions=560, n_items=100, length=20, seed=5)
+    data = tmp_path / "data.parquet"
+    df.write_parquet(data)
+    # the run that gets killed
+    ckpt = tmp_path / "ckpt"
+    proc = _run([data, ckpt, tmp_path / "killed", 0])
+    state = ckpt / LATEST / "trainer_state.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state.is_file():
+            try:
+                if json.loads(state.read_text())["epoch"] >= 2:
+                    break
+            except ValueError:
+                pass
+        time.sleep(0.02)
+    assert proc.poll() is None, "the worker ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = json.loads(state.read_text())["epoch"]
+    assert 2 <= killed_at < 6
+    # resume in a new process, and an uninterrupted run with the same seed
+    resumed = _run([data, ckpt, tmp_path / "resumed", 1])
+    assert resumed.wait(timeout=600) == 0
+    full = _run([data, tmp_path / "ckpt_full", tmp_path / "full", 0])
+    assert full.wait(timeout=600) == 0
+    r = json.loads((tmp_path / "resumed.json").read_text())
+    f = json.loads((tmp_path / "full.json").read_text())
+    assert r["resumed_from"] == killed_at and f["resumed_from"] == 0
+    assert r["history"] == f["history"]
+    assert (r["best_epoch"], r["best_metric"]) == (f["best_epoch"], f["best_metric"])
+    wr = load_file(str(tmp_path / "resumed.safetensors"))
+    wf = load_file(str(tmp_path / "full.safetensors"))
+    assert wr.keys() == wf.keys() and all(torch.equal(wr[k], wf[k]) for k in wr)

@@ -1,0 +1,185 @@
+"""The training loop: determinism, early stopping with best weights, schedules, logging."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+
+from tests.conftest import cyclic_log
+from warmrec import EvalSet, SequenceDataset, get_model
+from warmrec.config import build_config
+from warmrec.data.vocab import ItemVocab
+from warmrec.errors import ConfigError, ModelError
+from warmrec.training.loop import TrainerConfig, lr_factor, train
+
+TINY = {
+    "d": 16,
+    "n_layers": 1,
+    "n_heads": 1,
+    "ffn_dim": 32,
+    "max_len": 8,
+    "dropout": 0.1,
+    "attn_dropout": 0.1,
+}
+
+
+@pytest.fixture(scope="module")
+def data():
+    df = cyclic_log(n_sessions=120, n_items=20, length=8, seed=1)
+    vocab = ItemVocab.from_ids(df["item_id"])
+    train_ds = SequenceDataset.from_frame(df.filter(pl.col("session_id") < 100), vocab)
+    valid = EvalSet.from_sessions(df.filter(pl.col("session_id") >= 100), vocab, last_only=True)
+    return train_ds, valid
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.net.state_dict().items()}
+
+
+def test_same_seed_same_result_other_seed_differs(data):
+    train_ds, valid = data
+    runs = [
+        get_model("sasrec", TINY).fit(train_ds, valid, epochs=2, batch_size=16, seed=s)
+        for s in (3, 3, 4)
+    ]
+    a, b, c = (_weights(m) for m in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    assert [h["loss"] for h in runs[0].train_result.history] == [
+        h["loss"] for h in runs[1].train_result.history
+    ]
+
+
+def test_early_stopping_restores_the_best_weights(data):
+    train_ds, valid = data
+    # the cycle is learnt perfectly within a few epochs; then ndcg cannot improve any more
+    long = get_model("sasrec", TINY).fit(
+        train_ds, valid, epochs=40, patience=2, lr=1e-2, batch_size=16
+    )
+    res = long.train_result
+    scores = [h["valid_ndcg@10"] for h in res.history]
+    best = scores.index(max(scores)) + 1
+    assert res.best_metric == pytest.approx(1.0) and res.best_epoch == best
+    assert res.stopped_early and res.epochs_run == best + 2
+    # the restored weights are those after the best epoch: equal to a run that ended there
+    short = get_model("sasrec", TINY).fit(train_ds, valid, epochs=best, lr=1e-2, batch_size=16)
+    w_long, w_short = _weights(long), _weights(short)
+    assert all(torch.equal(w_long[k], w_short[k]) for k in w_long)
+
+
+def test_without_validation_the_last_epoch_is_kept(data):
+    train_ds, _ = data
+    model = get_model("sasrec", TINY).fit(train_ds, epochs=2, batch_size=32)
+    assert model.train_result.best_epoch == 2 and math.isnan(model.train_result.best_metric)
+    assert "valid_ndcg@10" not in model.train_result.history[-1]
+
+
+def test_lr_schedules_by_hand():
+    assert lr_factor(0, 100, 10, "none") == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10, "none") == pytest.approx(1.0)
+    assert lr_factor(50, 100, 0, "none") == 1.0
+    assert lr_factor(10, 110, 10, "cosine") == pytest.approx(1.0)
+    assert lr_factor(60, 110, 10, "cosine") == pytest.approx(0.5)
+    assert lr_factor(110, 110, 10, "cosine") == pytest.approx(0.0)
+    assert lr_factor(35, 110, 10, "linear") == pytest.approx(0.75)
+
+
+def test_schedule_reaches_zero_and_log_lines(data, tmp_path):
+    train_ds, valid = data
+    log = tmp_path / "logs" / "train.jsonl"
+    model = get_model("sasrec", TINY)
+    res = train(
+        model,
+        train_ds,
+        valid,
+        TrainerConfig(
+            epochs=3, batch_size=32, schedule="linear", warmup_steps=2, log_path=str(log)
+        ),
+    )
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2, 3]
+    assert {"loss", "train_seconds", "lr", "valid_ndcg@10", "valid_hr@10"} <= set(lines[0])
+    assert lines[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert res.history == lines
+
+
+@pytest.mark.parametrize("opt", ["adam", "adagrad", "sgd"])
+def test_other_optimizers_train(data, opt):
+    train_ds, valid = data
+    model = get_model("gru4rec", {"hidden_size": 16, "max_len": 8})
+    res = train(
+        model,
+        train_ds,
+        valid,
+        optimizer=opt,
+        lr=0.05,
+        momentum=0.5,
+        epochs=2,
+        batch_size=16,
+        grad_clip=1.0,
+    )
+    assert res.history[-1]["loss"] < res.history[0]["loss"]
+
+
+def test_trainer_config_rejects_bad_values():
+    with pytest.raises(ConfigError, match="unknown key"):
+        build_config(TrainerConfig, {"epoch": 3})
+    with pytest.raises(ConfigError, match="optimizer"):
+        TrainerConfig(optimizer="lbfgs")
+    with pytest.raises(ConfigError, match="schedule"):
+        TrainerConfig(schedule="step")
+    with pytest.raises(ConfigError, match="metric"):
+        TrainerConfig(valid_metric="auc")
+    with pytest.raises(ConfigError, match="checkpoint_dir"):
+        TrainerConfig(resume=True)
+    with pytest.raises(ConfigError, match="batch_size"):
+        TrainerConfig(batch_size=0)
+
+
+def test_only_the_loop_calls_backward():
+    src = Path(__file__).resolve().parents[2] / "src" / "warmrec"
+    callers = [
+        p.relative_to(src).as_posix()
+        for p in src.rglob("*.py")
+        if re.search(r"\.backward\(", p.read_text())
+    ]
+    assert callers == ["training/loop.py"]
+
+
+def test_fine_tuning_keeps_the_net_and_respects_frozen_parameters(data):
+    train_ds, valid = data
+    model = get_model("sasrec", TINY).fit(train_ds, epochs=1, batch_size=32)
+    before = _weights(model)
+    model.net.item.embed.weight.requires_grad_(False)
+    res = train(model, train_ds, valid, epochs=1, batch_size=32, fresh=False)
+    after = _weights(model)
+    assert torch.equal(before["item.embed.weight"], after["item.embed.weight"])
+    assert not torch.equal(before["pos.embed.weight"], after["pos.embed.weight"])
+    assert res.epochs_run == 1
+    other = get_model("sasrec", TINY)
+    with pytest.raises(ModelError, match="fresh=False"):
+        train(other, train_ds, valid, epochs=1, fresh=False)
+
+
+def test_lr_scale_groups_and_callbacks(data):
+    train_ds, valid = data
+    model = get_model("sasrec", TINY)
+    model.optimizer_groups = lambda wd: [
+        {"params": list(model.net.encoder.parameters()), "lr_scale": 0.1},
+        {"params": [p for n, p in model.net.named_parameters() if not n.startswith("encoder")]},
+    ]
+    seen = []
+
+    def stop_at_two(epoch, record, m):
+        seen.append((epoch, record["loss"]))
+        return epoch == 2
+
+    res = train(model, train_ds, valid, epochs=5, batch_size=32, lr=0.01, callbacks=[stop_at_two])
+    assert [e for e, _ in seen] == [1, 2] and res.epochs_run == 2 and res.stopped_early
+    assert res.history[0]["lr"] == pytest.approx(0.001)  # the first group's scaled rate
