@@ -273,12 +273,25 @@ def _random_log(seed: int) -> tuple[pl.DataFrame, list[list[int]], np.ndarray]:
     return df, sessions, np.asarray(last)
 
 
-def _reference(sessions, last, hist, *, k, sample_size, cosine, weighting="same", decay="same",
-               idf_w=0.0, n_items=26):
+def _reference(
+    sessions,
+    last,
+    hist,
+    *,
+    k,
+    sample_size,
+    cosine,
+    weighting="same",
+    decay="same",
+    idf_w=0.0,
+    n_items=26,
+):
     sets = [set(s) for s in sessions]
     m = len(hist)
-    pos_w = {it: position_weight(np.array([p]), np.array([m]), weighting)[0]
-             for p, it in enumerate(hist, 1)}  # a later position overwrites an earlier one
+    pos_w = {
+        it: position_weight(np.array([p]), np.array([m]), weighting)[0]
+        for p, it in enumerate(hist, 1)
+    }  # a later position overwrites an earlier one
     qset = set(hist)
     recency = sorted(range(len(sets)), key=lambda i: last[i])  # oldest first (stable)
     rank = {s: r for r, s in enumerate(recency)}
@@ -320,17 +333,33 @@ def test_sknn_matches_reference(seed):
         np.testing.assert_allclose(row, ref, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize(("weighting", "decay"), [("div", "div"), ("linear", "quadratic"),
-                                                  ("log", "linear")])
+@pytest.mark.parametrize(
+    ("weighting", "decay"), [("div", "div"), ("linear", "quadratic"), ("log", "linear")]
+)
 def test_vsknn_matches_reference(weighting, decay):
     df, sessions, last = _random_log(3)
     data = SequenceDataset.from_frame(df)
     rng = np.random.default_rng(7)
     hists = [rng.integers(1, 26, size=int(rng.integers(1, 9))).tolist() for _ in range(25)]
-    m = VSKNN(k=1000, sample_size=15, weighting=weighting, decay=decay, idf_weighting=0.5,
-              pop_fallback=False).fit(data)
+    m = VSKNN(
+        k=1000,
+        sample_size=15,
+        weighting=weighting,
+        decay=decay,
+        idf_weighting=0.5,
+        pop_fallback=False,
+    ).fit(data)
     got = raw_scores(m, hists)
     for h, row in zip(hists, got):
-        ref = _reference(sessions, last, h, k=1000, sample_size=15, cosine=False,
-                         weighting=weighting, decay=decay, idf_w=0.5)
+        ref = _reference(
+            sessions,
+            last,
+            h,
+            k=1000,
+            sample_size=15,
+            cosine=False,
+            weighting=weighting,
+            decay=decay,
+            idf_w=0.5,
+        )
         np.testing.assert_allclose(row, ref, rtol=1e-5, atol=1e-6)

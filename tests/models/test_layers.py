@@ -117,3 +117,16 @@ def test_feature_table_from_frame():
     assert cards == [4, 3]
     with pytest.raises(DataError, match="lacks columns"):
         Ly.feature_table(feats, vocab, ["color"])
+
+
+def test_post_ln_stack_is_causal_and_has_no_final_norm():
+    torch.manual_seed(0)
+    stack = Ly.TransformerStack(8, 2, 2, 16, dropout=0.0, norm_first=False).eval()
+    assert not any(k.startswith("ln.") for k in stack.state_dict())
+    emb = Ly.ItemEmbedding(10, 8)
+    a, b = torch.tensor([[0, 3, 4, 5]]), torch.tensor([[0, 3, 4, 9]])
+    ha, hb = stack(emb(a), a > 0), stack(emb(b), b > 0)
+    assert torch.allclose(ha[:, :3], hb[:, :3], atol=1e-6)
+    assert not torch.allclose(ha[:, 3], hb[:, 3])
+    # each block ends with a LayerNorm: real positions have zero mean, unit variance
+    assert torch.allclose(ha[0, 1:].mean(-1), torch.zeros(3), atol=1e-5)

@@ -157,7 +157,10 @@ class TransformerBlock(nn.Module):
 
 
 class TransformerStack(nn.Module):
-    """``n_layers`` pre-LN blocks and a final LayerNorm; padding positions are kept at zero."""
+    """``n_layers`` pre-LN blocks and a final LayerNorm; padding positions are kept at zero.
+
+    ``norm_first=False`` stacks post-LN blocks without the final LayerNorm.
+    """
 
     def __init__(
         self,
@@ -168,13 +171,15 @@ class TransformerStack(nn.Module):
         dropout: float = 0.1,
         causal: bool = True,
         attn_dropout: float | None = None,
+        norm_first: bool = True,
     ) -> None:
         super().__init__()
         self.causal = causal
         self.blocks = nn.ModuleList(
-            TransformerBlock(dim, n_heads, ffn_dim, dropout, attn_dropout) for _ in range(n_layers)
+            TransformerBlock(dim, n_heads, ffn_dim, dropout, attn_dropout, norm_first)
+            for _ in range(n_layers)
         )
-        self.ln = nn.LayerNorm(dim)
+        self.ln = nn.LayerNorm(dim) if norm_first else nn.Identity()
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         mask = attention_mask(valid, self.causal)

@@ -55,6 +55,8 @@ class SASRecConfig:
     dropout: float = 0.2
     attn_dropout: float = 0.2
     emb_scale: bool = True
+    emb_norm: bool = False
+    norm_first: bool = True
     tied: bool = True
     output_bias: bool = False
     window_stride: int = 0
@@ -85,12 +87,14 @@ class SASRecNet(nn.Module):
             cfg.dropout,
             causal=True,
             attn_dropout=cfg.attn_dropout,
+            norm_first=cfg.norm_first,
         )
+        self.emb_norm = nn.LayerNorm(cfg.d) if cfg.emb_norm else nn.Identity()
         self.scale = math.sqrt(cfg.d) if cfg.emb_scale else 1.0
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         x = self.item(items) * self.scale
-        x = x + self.pos(x)
+        x = self.emb_norm(x + self.pos(x))
         return self.encoder(self.drop(x), items > 0)
 
 
