@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from warmrec.data.filters import (
+    contiguous_runs,
     k_core,
     min_item_support,
     min_sequence_length,
@@ -68,6 +69,17 @@ def _reference_k_core(df: pl.DataFrame, k_i: int, k_s: int) -> set:
         if keep == rows:
             return rows
         rows = keep
+
+
+def test_filters_agree_on_contiguous_and_interleaved_rows():
+    df = _sessions({1: "ab", 2: "ace", 3: "bd", 4: "ab", 5: "ef", 6: "a"})
+    mixed = df.sample(fraction=1.0, shuffle=True, seed=0)
+    assert contiguous_runs(df["session_id"]).tolist() == [2, 3, 2, 2, 2, 1]
+    assert contiguous_runs(mixed["session_id"]) is None
+    for f in (lambda d: k_core(d, 2, 2), lambda d: min_sequence_length(d, 3)):
+        a, b = f(df), f(mixed)
+        assert a.sort("timestamp").equals(b.sort("timestamp"))
+        assert b.equals(mixed.filter(pl.col("timestamp").is_in(a["timestamp"].implode())))
 
 
 def test_k_core_matches_a_reference_on_random_data():

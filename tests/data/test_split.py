@@ -195,6 +195,17 @@ def test_temporal_sessions_assign_start():
     assert len(vs) == 1 and vocab.decode(vs.targets.tolist()) == ["a"]
 
 
+@pytest.mark.parametrize("assign", ["start", "end"])
+def test_temporal_same_result_when_sessions_are_not_contiguous(assign):
+    # interleaved rows take the window path, contiguous ones the per-run NumPy path
+    shuffled = SESS.sample(fraction=1.0, shuffle=True, seed=1)
+    a = temporal_split(SESS, test_start=200, valid_start=100, assign=assign)
+    b = temporal_split(shuffled, test_start=200, valid_start=100, assign=assign)
+    for x, y in ((a.train, b.train), (a.valid, b.valid), (a.test, b.test)):
+        assert x.sort("session_id", "timestamp").equals(y.sort("session_id", "timestamp"))
+    assert a.info == b.info
+
+
 def test_temporal_sessions_assign_end_is_grunrec_rule():
     sp = temporal_split(SESS, test_start=200, valid_start=100, assign="end")
     assert sorted(sp.train["session_id"].unique().to_list()) == [1, 7]
@@ -274,6 +285,10 @@ def test_last_session_per_user():
     vocab = ItemVocab.from_ids(sp.train["item_id"])
     ts = sp.test_set(vocab)
     assert len(ts) == 1 and vocab.decode(ts.history(0)) == ["a"]
+    # interleaved rows (window path) give the same parts as contiguous ones (NumPy path)
+    mixed = last_session_split(df.sample(fraction=1.0, shuffle=True, seed=2))
+    for x, y in ((sp.train, mixed.train), (sp.valid, mixed.valid), (sp.test, mixed.test)):
+        assert x.sort("timestamp", "user_id").equals(y.sort("timestamp", "user_id"))
     bad = df.with_columns(
         pl.when(pl.col("item_id") == "c")
         .then(pl.lit("v"))
@@ -282,6 +297,8 @@ def test_last_session_per_user():
     )
     with pytest.raises(DataError, match="several users"):
         last_session_split(bad)
+    with pytest.raises(DataError, match="several users"):
+        last_session_split(bad.sample(fraction=1.0, shuffle=True, seed=0))
 
 
 def test_last_session_by_days_is_grunrec_last_day():

@@ -173,6 +173,11 @@ def test_yoochoose_preset_scaled_down():
     assert lens.mean() == pytest.approx(3.568, rel=0.03)
     span = df["timestamp"].max() - df["timestamp"].min()
     assert 170 * 86400 < span < 190 * 86400
+    small = generate_sessions(large=True, scale=0.002, seed=1, n_items=2000, n_topics=20)
+    assert small["session_id"].n_unique() == round(9_249_729 * 0.002)
+    assert small["user_id"].n_unique() <= round(9_249_729 * 0.002) // 3
+    with pytest.raises(ConfigError):
+        SyntheticConfig.yoochoose(scale=0)
 
 
 @pytest.mark.slow

@@ -109,6 +109,17 @@ def test_in_batch_candidates_and_expected_counts():
     assert e.tolist() == pytest.approx([3 / 3 + 2 * 0.25, 3 / 3 + 2 * 0.5])
 
 
+def test_in_batch_only_bpr_max_by_hand():
+    sampler = L.NegativeSampler(4, "pop", np.array([0.0, 1, 1, 1]))
+    loss = L.BPRMax(sampler, 0, reg=0.0, in_batch=True)
+    hidden = torch.tensor([[1.0], [2.0]])
+    weight = torch.tensor([[0.0], [1.0], [0.5], [0.0]])
+    # row 0: target 1 (score 1) against item 2 (0.5); row 1: target 2 (1.0) against item 1 (2.0)
+    got = loss(hidden, torch.tensor([1, 2]), weight)
+    want = (-math.log(sig(0.5)) - math.log(sig(-1.0))) / 2
+    assert got.item() == pytest.approx(want, rel=1e-6)
+
+
 def test_sampler_never_draws_padding_or_unseen():
     torch.manual_seed(0)
     uni = L.NegativeSampler(5).sample((2000,))

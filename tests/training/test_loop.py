@@ -183,3 +183,17 @@ def test_lr_scale_groups_and_callbacks(data):
     res = train(model, train_ds, valid, epochs=5, batch_size=32, lr=0.01, callbacks=[stop_at_two])
     assert [e for e, _ in seen] == [1, 2] and res.epochs_run == 2 and res.stopped_early
     assert res.history[0]["lr"] == pytest.approx(0.001)  # the first group's scaled rate
+
+
+def test_tensorboard_when_installed_else_a_warning(data, tmp_path):
+    import importlib.util
+
+    train_ds, _ = data
+    model = get_model("sasrec", TINY)
+    tb = tmp_path / "tb"
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.warns(UserWarning, match="tensorboard"):
+            train(model, train_ds, epochs=1, batch_size=64, tensorboard_dir=str(tb))
+    else:  # pragma: no cover - depends on the environment
+        train(model, train_ds, epochs=1, batch_size=64, tensorboard_dir=str(tb))
+        assert any(tb.iterdir())

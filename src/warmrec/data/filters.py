@@ -6,7 +6,10 @@ count per sequence work on the *sequence key*: ``session_id`` when the table has
 e.g. ``key="user_id"`` for a per-user k-core of a session log. Counts are events (rows), so an
 item clicked twice in one session counts twice.
 
-Each filter is one or two window expressions (``.over``), so a 33M-event log filters in seconds.
+Speed (a 33M-event, 9M-session log filters in about a second of CPU per filter): per-item counts
+are window expressions run by Polars' lazy engine (with Polars 2 it is several times faster there
+than eager); per-sequence counts come from run lengths with NumPy when each sequence's rows are
+contiguous (:func:`contiguous_runs`, e.g. after sessionising), else from a window expression.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import warnings
 
+import numpy as np
 import polars as pl
 
 from warmrec.data.schema import ITEM, TIME, sequence_key
@@ -75,13 +79,48 @@ def min_item_support(df: pl.DataFrame, n: int) -> pl.DataFrame:
     return _filter(df, pl.len().over(ITEM) >= n)
 
 
+def contiguous_runs(keys: pl.Series) -> np.ndarray | None:
+    """Lengths of the runs of equal consecutive ``keys`` if every key's rows are contiguous (as
+    after :func:`~warmrec.data.sessionize.sessionize`, or in a log sorted by session), else None.
+
+    Per-sequence counts then come from the runs with NumPy instead of a hash-grouped window,
+    which is several times faster on millions of sequences; the check itself costs one pass.
+    """
+    if keys.len() == 0:
+        return None
+    rle = keys.rle()
+    values = rle.struct.field("value")
+    if values.n_unique() != values.len():
+        return None
+    return rle.struct.field("len").to_numpy().astype(np.int64)
+
+
+def _long_enough(df: pl.DataFrame, key: str, n: int) -> pl.Series | pl.Expr:
+    """Row mask: the row's sequence has at least ``n`` events (a Series, or a window Expr)."""
+    lens = contiguous_runs(df[key])
+    if lens is None:
+        return pl.len().over(key) >= n
+    return pl.Series("_ok", np.repeat(lens >= n, lens))
+
+
+def _filter_mask(
+    df: pl.DataFrame, mask: pl.Series | pl.Expr, extra: pl.Expr | None = None
+) -> pl.DataFrame:
+    lf = df.lazy()
+    if isinstance(mask, pl.Series):
+        lf = lf.with_columns(mask.alias("_ok"))
+        mask = pl.col("_ok")
+    cond = mask if extra is None else (mask & extra)
+    return lf.filter(cond).drop("_ok", strict=False).collect()
+
+
 def min_sequence_length(df: pl.DataFrame, n: int, key: str | None = None) -> pl.DataFrame:
     """Keep sequences (sessions, or users) with at least ``n`` events."""
     _check_n(n, "min_sequence_length")
     key = _key(df, key)
     if n <= 1:
         return df
-    return _filter(df, pl.len().over(key) >= n)
+    return _filter_mask(df, _long_enough(df, key, n))
 
 
 def k_core(
@@ -93,14 +132,19 @@ def k_core(
     _check_n(k_items, "k_items")
     _check_n(k_sequences, "k_sequences")
     key = _key(df, key)
-    cond = (pl.len().over(ITEM) >= k_items) & (pl.len().over(key) >= k_sequences)
+
+    def step(frame: pl.DataFrame) -> pl.DataFrame:
+        return _filter_mask(
+            frame, _long_enough(frame, key, k_sequences), pl.len().over(ITEM) >= k_items
+        )
+
     out = df
     for _ in range(max_iter):
-        nxt = _filter(out, cond)
+        nxt = step(out)
         if nxt.height == out.height:
             return nxt
         out = nxt
-    if out.height and _filter(out, cond).height != out.height:
+    if out.height and step(out).height != out.height:
         warnings.warn(f"k_core did not converge in {max_iter} rounds", RuntimeWarning, stacklevel=2)
     return out
 

@@ -69,22 +69,25 @@ class SequenceData:
         Sequences appear in order of their first event time; events of unknown items are dropped.
         """
         key = key or sequence_key(df)
-        enc = df.select(key, ITEM, TIME).with_columns(
-            pl.Series("_idx", vocab.encode(df[ITEM])),
-        )
+        enc = df.select(key, TIME).with_columns(pl.Series("_idx", vocab.encode(df[ITEM])))
         if drop_unknown:
             enc = enc.filter(pl.col("_idx") > 0)
-        enc = enc.with_columns(pl.col(TIME).min().over(key).alias("_first"))
-        enc = enc.sort(["_first", key, TIME], maintain_order=True)
-        counts = enc.group_by(key, maintain_order=True).len()
-        offsets = np.zeros(counts.height + 1, dtype=np.int64)
-        np.cumsum(counts["len"].to_numpy(), out=offsets[1:])
-        return cls(
-            offsets,
-            enc["_idx"].to_numpy().astype(np.int64, copy=False),
-            counts[key],
-            enc[TIME].to_numpy(),
-        )
+        # stable within a key (the row index breaks timestamp ties), then NumPy over the runs:
+        # several times faster than window expressions at tens of millions of rows
+        enc = enc.with_row_index("_row").sort([key, TIME, "_row"])
+        runs = enc[key].rle()
+        lens = runs.struct.field("len").to_numpy().astype(np.int64)
+        heads = np.zeros(len(lens), dtype=np.int64)
+        np.cumsum(lens[:-1], out=heads[1:])
+        ts = enc[TIME].to_numpy()
+        order = np.argsort(ts[heads], kind="stable")  # by first event time, ties by key
+        new_lens = lens[order]
+        offsets = np.zeros(len(lens) + 1, dtype=np.int64)
+        np.cumsum(new_lens, out=offsets[1:])
+        gather = np.repeat(heads[order] - offsets[:-1], new_lens) + np.arange(offsets[-1])
+        items = enc["_idx"].to_numpy().astype(np.int64, copy=False)[gather]
+        keys = runs.struct.field("value").gather(order).rename(key)
+        return cls(offsets, items, keys, ts[gather])
 
     def subset(self, index: np.ndarray) -> SequenceData:
         """The sequences at ``index`` (in that order), as a new compact store."""

@@ -12,9 +12,10 @@ The generative story (every knob is a field of :class:`SyntheticConfig`):
    over the topics, ranked within each topic (rank 0 is the most popular; Zipf popularity
    ``1 / (rank + 1) ** zipf_exponent``). Each item gets ``n_successors`` successors by the rule
    above and a title of ``title_words`` consecutive words of its topic's vocabulary, starting
-   near its quantile's position in that vocabulary (so titles are similar for items in similar latent positions, across domains too). Raw ids are
-   a seeded permutation: ints ``1..n_items`` for a single domain, strings ``"s17"`` / ``"t4"``
-   for the source / target of :func:`generate_cross_domain`.
+   near its quantile's position in that vocabulary (so titles are similar for items in similar
+   latent positions, across domains too). Raw ids are a seeded permutation: ints ``1..n_items``
+   for a single domain, strings ``"s17"`` / ``"t4"`` for the source / target of
+   :func:`generate_cross_domain`.
 3. **Sessions**: a user (``n_users``) has a favourite topic; a session starts there with
    ``user_topic_prob`` (else in a topic drawn by topic popularity) at a Zipf-popular item. Each
    next item is one of the current item's successors with ``successor_prob`` (successor ``j``
@@ -26,9 +27,9 @@ The generative story (every knob is a field of :class:`SyntheticConfig`):
    (median ``between_gap_median`` s) clipped to ``[between_gap_min, between_gap_max]``; each
    user's activity is placed uniformly at random inside ``span_days`` from ``start_time`` (a user
    whose activity is longer than that starts at ``start_time`` and runs past the end), so
-   sessions are spread evenly over the span. Timestamps are whole seconds. With
-   the defaults every within-session gap is below 20 minutes and every between-session gap above
-   2 hours, so sessionising at 30 minutes recovers the sessions exactly.
+   sessions are spread evenly over the span. Timestamps are whole seconds. With the defaults
+   every within-session gap is below 20 minutes and every between-session gap above 2 hours, so
+   sessionising at 30 minutes recovers the sessions exactly.
 
 Rows are sorted by user, then time; session ids are ``0..n_sessions-1`` in that order, which is
 exactly the numbering :func:`~warmrec.data.sessionize.sessionize` gives a user log.
@@ -134,23 +135,29 @@ class SyntheticConfig:
         return self.n_users if self.n_users is not None else max(1, self.n_sessions // 4)
 
     @classmethod
-    def yoochoose(cls, seed: int = 0, **kw) -> SyntheticConfig:
+    def yoochoose(cls, seed: int = 0, scale: float = 1.0, **kw) -> SyntheticConfig:
         """A YOOCHOOSE-clicks-sized log: 9,249,729 sessions, ~33.0M events, 52,739 items.
 
         Sessions may have one event (as in the raw YOOCHOOSE log) and there are no real users
         (``n_users`` = sessions / 3 only spaces the sessions in time); 182 days of data.
+        ``scale`` multiplies the number of sessions (the catalogue stays 52,739 items, like
+        GRU4Rec's 1/64 and 1/4 subsets of the same log); ``kw`` overrides any field.
         """
+        if scale <= 0:
+            raise ConfigError(f"SyntheticConfig.yoochoose: scale must be > 0, found {scale}")
         base = dict(
-            n_sessions=9_249_729,
+            n_sessions=max(1, round(9_249_729 * scale)),
             n_items=52_739,
             n_topics=500,
             seed=seed,
-            n_users=3_083_243,
+            n_users=max(1, round(9_249_729 * scale) // 3),
             mean_length=3.568,
             min_length=1,
             max_length=200,
             span_days=182.0,
         )
+        if "n_sessions" in kw and "n_users" not in kw:
+            base["n_users"] = max(1, kw["n_sessions"] // 3)
         base.update(kw)
         return cls(**base)
 
@@ -446,12 +453,14 @@ def generate_sessions(
     seed: int = 0,
     *,
     large: bool = False,
+    scale: float = 1.0,
     **knobs,
 ) -> pl.DataFrame:
     """A synthetic session log; ``knobs`` are any other :class:`SyntheticConfig` fields.
 
     Defaults: 1,000 sessions over 500 items in 10 topics, or with ``large=True`` the
-    YOOCHOOSE-sized preset :meth:`SyntheticConfig.yoochoose` (explicit sizes still win).
+    YOOCHOOSE-sized preset :meth:`SyntheticConfig.yoochoose` times ``scale`` (explicit sizes
+    still win).
     """
     given = {
         k: v
@@ -459,7 +468,7 @@ def generate_sessions(
         if v is not None
     }
     cfg = (
-        SyntheticConfig.yoochoose(seed, **given, **knobs)
+        SyntheticConfig.yoochoose(seed, scale, **given, **knobs)
         if large
         else SyntheticConfig(seed=seed, **given, **knobs)
     )

@@ -200,6 +200,8 @@ class SampledLoss(nn.Module):
     def negatives(self, targets: torch.Tensor) -> torch.Tensor:
         """``[M]`` shared or ``[N, M]`` per-row candidate negatives."""
         if self.shared:
+            if self.n_negatives == 0:
+                return targets  # in-batch negatives only
             neg = self.sampler.sample((self.n_negatives,), targets.device)
             return torch.cat([targets, neg]) if self.in_batch else neg
         return self.sampler.sample((len(targets), self.n_negatives), targets.device)
