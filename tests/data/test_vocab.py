@@ -52,3 +52,8 @@ def test_load_bad_file(tmp_path):
     (tmp_path / "v.json").write_text("{not json")
     with pytest.raises(DataError, match="v.json"):
         ItemVocab.load(tmp_path / "v.json")
+
+
+def test_mixed_type_history_encodes_unknown_to_padding():
+    v = ItemVocab.from_ids([1, 2, 3])
+    assert v.encode([1, "zzz", "3"]).tolist() == [1, 0, 3]

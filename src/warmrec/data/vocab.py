@@ -83,11 +83,16 @@ class ItemVocab:
 
     def encode(self, values: Iterable | pl.Series | np.ndarray) -> np.ndarray:
         """Raw ids -> int64 indices; unknown ids become 0 (padding)."""
-        s = (
-            values
-            if isinstance(values, pl.Series)
-            else pl.Series("id", list(values) if not isinstance(values, np.ndarray) else values)
-        )
+        if isinstance(values, pl.Series):
+            s = values
+        elif isinstance(values, np.ndarray):
+            s = pl.Series("id", values)
+        else:
+            vals = list(values)
+            try:
+                s = pl.Series("id", vals)
+            except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
+                s = pl.Series("id", [str(v) for v in vals])  # mixed types: compare as text
         s = self._coerce(s.rename("id"))
         if s.len() == 0:
             return np.zeros(0, dtype=np.int64)
