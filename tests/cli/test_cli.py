@@ -1,0 +1,132 @@
+"""The CLI end to end: every command on small files, JSON output, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import cyclic_log
+from warmrec.cli.main import cli
+
+BASELINES = "pop,markov,sr,sknn"
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def log_csv(tmp_path):
+    p = tmp_path / "log.csv"
+    df = cyclic_log(n_sessions=60, n_items=12, length=6).with_columns(
+        (pl.col("session_id") % 15).alias("user_id")
+    )
+    df.write_csv(p)
+    return p
+
+
+def run(runner, args):
+    res = runner.invoke(cli, args, catch_exceptions=False)
+    return res
+
+
+def test_models_lists_registered(runner):
+    res = run(runner, ["models", "--json"])
+    names = json.loads(res.output)
+    assert {"pop", "sknn", "vsknn", "markov"} <= set(names)
+
+
+def test_data_stats_json_and_plots(runner, log_csv, tmp_path):
+    res = run(runner, ["data", "stats", str(log_csv), "--json", "--plots", str(tmp_path / "p")])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert d["events"] == 360 and d["items"] == 12 and d["sessions"] == 60
+    assert (tmp_path / "p" / "lengths.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_gaps_sessionize_split(runner, log_csv, tmp_path):
+    res = run(runner, ["data", "gaps", str(log_csv), "--json"])
+    assert res.exit_code == 0 and "suggested_threshold" in json.loads(res.output)
+    out = tmp_path / "s.parquet"
+    res = run(runner, ["data", "sessionize", str(log_csv), "--gap", "1800", "--out", str(out),
+                       "--json"])
+    assert res.exit_code == 0, res.output
+    s = pl.read_parquet(out)
+    # cyclic sessions are 10,000 s apart per session id, so every user's gap splits them
+    assert s["session_id"].n_unique() == 60
+    res = run(runner, ["data", "split", str(log_csv), "--method", "user", "--set", "seed=1",
+                       "--out", str(tmp_path / "sp")])
+    assert res.exit_code == 0, res.output
+    parts = {p: pl.read_parquet(tmp_path / "sp" / f"{p}.parquet") for p in ("train", "test")}
+    assert set(parts["train"]["user_id"]).isdisjoint(set(parts["test"]["user_id"]))
+
+
+def test_train_evaluate_recommend(runner, log_csv, tmp_path):
+    mdir = tmp_path / "model"
+    res = run(runner, ["train", "--model", "markov", "--data", str(log_csv), "--split", "user",
+                       "--out", str(mdir), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["valid"]["hr@10"] > 0.9
+    assert (mdir / "model.safetensors").exists() and (mdir / "vocab.json").exists()
+    res = run(runner, ["evaluate", str(mdir), "--metrics", "hr@1,mrr@10", "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert d["metrics"]["hr@1"] > 0.9 and d["part"] == "test"
+    res = run(runner, ["recommend", str(mdir), "--items", "3,4", "-k", "2", "--json"])
+    assert json.loads(res.output)["items"][0] == 5
+
+
+def test_train_with_toml_config_and_set(runner, log_csv, tmp_path):
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text(f'[data]\npath = "{log_csv}"\n[split]\nmethod = "user"\n[model]\nname = "sr"\n')
+    res = run(runner, ["train", "--config", str(cfg), "--set", "model.steps=3", "--out",
+                       str(tmp_path / "m"), "--json"])
+    assert res.exit_code == 0, res.output
+    conf = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert conf["model"] == "sr" and conf["config"]["steps"] == 3
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["train", "--model", "nope", "--data", "LOG", "--out", "X"], "unknown model 'nope'"),
+        (["train", "--model", "sr", "--data", "LOG", "--set", "model.bogus=1", "--out", "X"],
+         "'bogus'"),
+        (["data", "stats", "/does/not/exist.csv"], "/does/not/exist.csv"),
+        (["evaluate", "/does/not/exist"], "not a warmrec model directory"),
+        (["train", "--model", "sr", "--data", "LOG", "--split", "nope", "--out", "X"], "nope"),
+    ],
+)
+def test_errors_are_one_line_and_exit_2(runner, log_csv, tmp_path, args, needle):
+    args = [str(log_csv) if a == "LOG" else (str(tmp_path / "o") if a == "X" else a)
+            for a in args]
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warmrec: error:") and needle in lines[0]
+
+
+def test_demo_writes_table(runner, tmp_path):
+    out = tmp_path / "demo"
+    res = run(runner, ["demo", "--models", BASELINES, "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    models = [r["model"] for r in d["results"]]
+    assert sorted(models) == sorted(BASELINES.split(","))
+    by = {r["model"]: r for r in d["results"]}
+    assert by["sr"]["ndcg@10"] > 2 * by["pop"]["ndcg@10"]
+    assert (out / "results.md").read_text().startswith("# warmrec demo")
+    assert pl.read_csv(out / "results.csv").height == 4
+
+
+def test_python_dash_m_runs_the_cli():
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "warmrec", "--version"], capture_output=True,
+                         text=True, check=True)
+    assert "warmrec" in res.stdout
