@@ -60,9 +60,15 @@ def run_warmrec(path: str) -> dict:
     test = EvalSet.from_sessions(sp.test, vocab)
     t["sequences"] = time.perf_counter() - t1
     t["total"] = time.perf_counter() - t0
-    return {"times": t, "train_sessions": len(train.sequences), "train_events":
-            train.sequences.n_events, "items": vocab.n_items, "test_examples": len(test),
-            "checksum": int(train.sequences.items[::9973].sum()), "polars": pl.__version__}
+    return {
+        "times": t,
+        "train_sessions": len(train.sequences),
+        "train_events": train.sequences.n_events,
+        "items": vocab.n_items,
+        "test_examples": len(test),
+        "checksum": int(train.sequences.items[::9973].sum()),
+        "polars": pl.__version__,
+    }
 
 
 def run_pandas(path: str) -> dict:
@@ -97,8 +103,9 @@ def run_pandas(path: str) -> dict:
     t["split"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     codes, uniques = pd.factorize(train["item_id"], sort=True)
-    train = train.assign(idx=codes + 1, first=train.groupby("session_id")["timestamp"]
-                         .transform("min"))
+    train = train.assign(
+        idx=codes + 1, first=train.groupby("session_id")["timestamp"].transform("min")
+    )
     train = train.sort_values(["first", "session_id", "timestamp"], kind="mergesort")
     lens = train.groupby("session_id", sort=False).size().to_numpy()
     offsets = np.concatenate([[0], np.cumsum(lens)])
@@ -108,9 +115,15 @@ def run_pandas(path: str) -> dict:
     n_test = int(len(test_idx) - test["session_id"].nunique())
     t["sequences"] = time.perf_counter() - t1
     t["total"] = time.perf_counter() - t0
-    return {"times": t, "train_sessions": len(lens), "train_events": int(offsets[-1]),
-            "items": len(uniques), "test_examples": n_test,
-            "checksum": int(items[::9973].sum()), "pandas": pd.__version__}
+    return {
+        "times": t,
+        "train_sessions": len(lens),
+        "train_events": int(offsets[-1]),
+        "items": len(uniques),
+        "test_examples": n_test,
+        "checksum": int(items[::9973].sum()),
+        "pandas": pd.__version__,
+    }
 
 
 def child(which: str, path: str) -> None:
@@ -121,10 +134,14 @@ def child(which: str, path: str) -> None:
 
 
 def in_child(which: str, path: str) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", which, "--data", path],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", which, "--data", path],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def generate(path: Path, scale: float) -> dict:
@@ -135,9 +152,13 @@ def generate(path: Path, scale: float) -> dict:
     df = generate_sessions(large=True, scale=scale, seed=0).drop("user_id")
     gen_s = time.perf_counter() - t0
     write_parquet(df, path)
-    return {"events": df.height, "sessions": df["session_id"].n_unique(),
-            "items": df["item_id"].n_unique(), "generate_s": gen_s,
-            "write_s": time.perf_counter() - t0 - gen_s}
+    return {
+        "events": df.height,
+        "sessions": df["session_id"].n_unique(),
+        "items": df["item_id"].n_unique(),
+        "generate_s": gen_s,
+        "write_s": time.perf_counter() - t0 - gen_s,
+    }
 
 
 def main() -> None:
@@ -188,15 +209,19 @@ def write_report(a, gen: dict, w: dict, p: dict | None) -> None:
         lines.append(f"| {s} | {ws:.2f} | {ps:.2f} | {ps / ws:.1f}x |")
     lines += [
         f"| peak RSS MB | {w['peak_rss_mb']:,.0f} | "
-        + (f"{p['peak_rss_mb']:,.0f}" if p else "-") + " | |",
+        + (f"{p['peak_rss_mb']:,.0f}" if p else "-")
+        + " | |",
         "",
         "| output | warmrec | pandas |",
         "|---|---|---|",
     ]
     for k in ("train_sessions", "train_events", "items", "test_examples", "checksum"):
         lines.append(f"| {k} | {w[k]:,} | {p[k]:,} |" if p else f"| {k} | {w[k]:,} | - |")
-    lines += ["", "Targets: warmrec total under 30 s, peak RSS under 6 GB, at least 5x faster "
-              "than pandas.", ""]
+    lines += [
+        "",
+        "Targets: warmrec total under 30 s, peak RSS under 6 GB, at least 5x faster than pandas.",
+        "",
+    ]
     atomic_write_text(a.out, "\n".join(lines))
     print("\n".join(lines))
 
