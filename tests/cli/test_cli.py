@@ -52,14 +52,27 @@ def test_gaps_sessionize_split(runner, log_csv, tmp_path):
     res = run(runner, ["data", "gaps", str(log_csv), "--json"])
     assert res.exit_code == 0 and "suggested_threshold" in json.loads(res.output)
     out = tmp_path / "s.parquet"
-    res = run(runner, ["data", "sessionize", str(log_csv), "--gap", "1800", "--out", str(out),
-                       "--json"])
+    res = run(
+        runner, ["data", "sessionize", str(log_csv), "--gap", "1800", "--out", str(out), "--json"]
+    )
     assert res.exit_code == 0, res.output
     s = pl.read_parquet(out)
     # cyclic sessions are 10,000 s apart per session id, so every user's gap splits them
     assert s["session_id"].n_unique() == 60
-    res = run(runner, ["data", "split", str(log_csv), "--method", "user", "--set", "seed=1",
-                       "--out", str(tmp_path / "sp")])
+    res = run(
+        runner,
+        [
+            "data",
+            "split",
+            str(log_csv),
+            "--method",
+            "user",
+            "--set",
+            "seed=1",
+            "--out",
+            str(tmp_path / "sp"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     parts = {p: pl.read_parquet(tmp_path / "sp" / f"{p}.parquet") for p in ("train", "test")}
     assert set(parts["train"]["user_id"]).isdisjoint(set(parts["test"]["user_id"]))
@@ -67,8 +80,21 @@ def test_gaps_sessionize_split(runner, log_csv, tmp_path):
 
 def test_train_evaluate_recommend(runner, log_csv, tmp_path):
     mdir = tmp_path / "model"
-    res = run(runner, ["train", "--model", "markov", "--data", str(log_csv), "--split", "user",
-                       "--out", str(mdir), "--json"])
+    res = run(
+        runner,
+        [
+            "train",
+            "--model",
+            "markov",
+            "--data",
+            str(log_csv),
+            "--split",
+            "user",
+            "--out",
+            str(mdir),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["valid"]["hr@10"] > 0.9
     assert (mdir / "model.safetensors").exists() and (mdir / "vocab.json").exists()
@@ -83,8 +109,19 @@ def test_train_evaluate_recommend(runner, log_csv, tmp_path):
 def test_train_with_toml_config_and_set(runner, log_csv, tmp_path):
     cfg = tmp_path / "exp.toml"
     cfg.write_text(f'[data]\npath = "{log_csv}"\n[split]\nmethod = "user"\n[model]\nname = "sr"\n')
-    res = run(runner, ["train", "--config", str(cfg), "--set", "model.steps=3", "--out",
-                       str(tmp_path / "m"), "--json"])
+    res = run(
+        runner,
+        [
+            "train",
+            "--config",
+            str(cfg),
+            "--set",
+            "model.steps=3",
+            "--out",
+            str(tmp_path / "m"),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     conf = json.loads((tmp_path / "m" / "config.json").read_text())
     assert conf["model"] == "sr" and conf["config"]["steps"] == 3
@@ -94,16 +131,17 @@ def test_train_with_toml_config_and_set(runner, log_csv, tmp_path):
     "args, needle",
     [
         (["train", "--model", "nope", "--data", "LOG", "--out", "X"], "unknown model 'nope'"),
-        (["train", "--model", "sr", "--data", "LOG", "--set", "model.bogus=1", "--out", "X"],
-         "'bogus'"),
+        (
+            ["train", "--model", "sr", "--data", "LOG", "--set", "model.bogus=1", "--out", "X"],
+            "'bogus'",
+        ),
         (["data", "stats", "/does/not/exist.csv"], "/does/not/exist.csv"),
         (["evaluate", "/does/not/exist"], "not a warmrec model directory"),
         (["train", "--model", "sr", "--data", "LOG", "--split", "nope", "--out", "X"], "nope"),
     ],
 )
 def test_errors_are_one_line_and_exit_2(runner, log_csv, tmp_path, args, needle):
-    args = [str(log_csv) if a == "LOG" else (str(tmp_path / "o") if a == "X" else a)
-            for a in args]
+    args = [str(log_csv) if a == "LOG" else (str(tmp_path / "o") if a == "X" else a) for a in args]
     res = runner.invoke(cli, args)
     assert res.exit_code == 2
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
@@ -127,6 +165,7 @@ def test_python_dash_m_runs_the_cli():
     import subprocess
     import sys
 
-    res = subprocess.run([sys.executable, "-m", "warmrec", "--version"], capture_output=True,
-                         text=True, check=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "warmrec", "--version"], capture_output=True, text=True, check=True
+    )
     assert "warmrec" in res.stdout

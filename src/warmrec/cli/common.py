@@ -98,7 +98,8 @@ def format_table(df: pl.DataFrame) -> str:
         tbl_hide_column_data_types=True,
         tbl_hide_dataframe_shape=True,
         tbl_rows=200,
-        tbl_cols=50, tbl_width_chars=250,
+        tbl_cols=50,
+        tbl_width_chars=250,
         fmt_str_lengths=60,
         float_precision=4,
     ):

@@ -17,5 +17,15 @@ try:  # Item2Vec fits with gensim (extra warmrec[item2vec]); warmrec imports wit
 except ImportError:  # pragma: no cover
     pass
 
-__all__ = ["Recommender", "Pop", "SessionPop", "NeuralRecommender", "SASRec", "GRU4Rec",
-           "NARM", "SSEPT", "BERT4Rec", "BST"]
+__all__ = [
+    "Recommender",
+    "Pop",
+    "SessionPop",
+    "NeuralRecommender",
+    "SASRec",
+    "GRU4Rec",
+    "NARM",
+    "SSEPT",
+    "BERT4Rec",
+    "BST",
+]

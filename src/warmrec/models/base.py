@@ -133,8 +133,9 @@ class Recommender:
         if exclude_seen:  # the whole history, not only the last history_len items scored
             seen = [self.vocab.encode(list(h)) for h in histories if len(h)]
             seen_idx = np.concatenate(seen) if seen else np.zeros(0, dtype=np.int64)
-            seen_row = np.repeat([i for i, h in enumerate(histories) if len(h)],
-                                 [len(s) for s in seen]).astype(np.int64)
+            seen_row = np.repeat(
+                [i for i, h in enumerate(histories) if len(h)], [len(s) for s in seen]
+            ).astype(np.int64)
             scores[torch.from_numpy(seen_row), torch.from_numpy(seen_idx)] = -torch.inf
             scores[:, 0] = -torch.inf
         if exclude:

@@ -11,9 +11,15 @@ catalogues, as in "SASRec+", Klenitskiy & Vasilev 2023), ``"bce"`` (the paper's 
 uniform negative per position), ``"gbce"`` (gSASRec), ``"sampled_ce"`` or ``"bpr-max"``.
 
 Differences from the paper's code: pre-LN blocks with GELU feed-forward of width ``ffn_dim``
-(the paper: ReLU, width ``d``, layer-norm on queries only); key padding is masked but each
-position may attend to itself; negatives are not filtered against the whole user history
-(only the target itself is excluded).
+(the paper: ReLU, width ``d``, layer-norm on queries only); ``norm_first=False, emb_norm=True,
+emb_scale=False`` gives RecBole's variant instead (post-LN, LayerNorm on the summed embeddings);
+key padding is masked but each position may attend to itself; negatives are not filtered
+against the whole user history (only the target itself is excluded); window boundaries move
+every epoch (``random_phase``), so long histories are seen with varying contexts.
+
+Measured on ml-100k (leave-one-out, max_len 50, full ranking, 1 CPU thread): about 6 s per
+epoch against RecBole's 140 s; with ``dropout=attn_dropout=0.5``, the RecBole variant, batch 32,
+lr 2e-3 with cosine decay, validation-selected test NDCG@10 was 0.061-0.063 (RecBole: 0.0636).
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ class SASRecConfig:
     tied: bool = True
     output_bias: bool = False
     window_stride: int = 0
-    random_phase: bool = False
+    random_phase: bool = True
     loss: str = "ce"
     n_negatives: int = 0
     negative_sampling: str = "uniform"

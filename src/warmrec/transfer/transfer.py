@@ -1,0 +1,380 @@
+"""Pre-train on a source domain, transfer to a data-scarce target domain.
+
+:func:`transfer` turns a trained source model into a target model and trains it with the shared
+loop (:func:`warmrec.training.loop.train` with ``fresh=False``):
+
+1. **Same model, target vocabulary.** A model of the source's class and config (``max_len``
+   optionally changed) is bound to the target training data (item and user vocabularies).
+2. **Every non-item weight is copied** from the source (transformer/GRU blocks, norms, heads,
+   side-feature value tables, BERT4Rec's ``[MASK]`` row, ...).
+3. **Item tables are initialised** by :func:`warmrec.transfer.embeddings.init_item_embeddings`:
+   the input table, and for untied models the output table, output bias and GRU4Rec's separate
+   input table. The tables are stacked column-wise and initialised together, so every method
+   keeps an item's input and output rows consistent (one rank match, one set of text
+   neighbours, one linear map); ``"random"`` draws each table at its own scale and sets output
+   biases to zero (the models' own bias init). Items present in both domains copy their rows.
+4. **Users are new.** SSE-PT's user table is re-drawn, normal with the standard deviation of the
+   source's user rows. BST's and SSE-PT's side features are encoded with the *source's* feature
+   encoding so that the copied feature embeddings mean the same values; a target without those
+   columns, or whose values the source never saw, raises :class:`~warmrec.errors.ModelError`.
+5. **Positions.** With a different target ``max_len`` the learned positions (last row = most
+   recent item) are cropped to the most recent ``max_len`` rows, or extended to older positions
+   by ``position_init``: ``"repeat"`` (default; new older positions copy the oldest learned one,
+   every learned position keeps its vector) or ``"interpolate"`` (the learned rows are
+   stretched linearly over the new length, so recent positions move slightly too).
+6. **Strategy** (:mod:`warmrec.transfer.strategies`) decides what trains and at which rate;
+   ``"scratch"`` ignores the source weights (a fresh net of the same config: the baseline).
+
+The returned model trains further with ``warmrec.training.loop.train(model, data, valid, cfg,
+fresh=False)``; its ``fit`` starts a new network, as for any model.
+
+``model.meta["transfer"]`` records the provenance: source model and name, strategy and options,
+init and options, position handling, shared items, and the names of the target-specific state
+entries (used by :func:`warmrec.transfer.adapters.save_adapters`).
+:func:`pretrain` is the thin source-side counterpart (it stores training item counts in
+``meta["item_counts"]`` for the popularity-based inits).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from warmrec.config import build_config, config_dict
+from warmrec.data.dataset import EvalSet, SequenceDataset
+from warmrec.data.schema import ITEM, USER
+from warmrec.errors import ConfigError, ModelError
+from warmrec.models.base import Recommender
+from warmrec.models.features import (
+    EncodedFeatures,
+    FeatureEmbedder,
+    SideFeatures,
+    encode_features,
+)
+from warmrec.models.layers import ItemEmbedding, PositionalEmbedding
+from warmrec.models.neural import NeuralRecommender
+from warmrec.registry import get_model
+from warmrec.transfer.embeddings import METHODS, init_item_embeddings, shared_items
+from warmrec.transfer.strategies import StrategyOptions, apply_strategy
+
+POSITION_INITS = ("repeat", "interpolate")
+
+
+# -- pieces --------------------------------------------------------------------------------------
+def item_table_keys(net: nn.Module) -> list[str]:
+    """State keys of the item-indexed tables: ItemEmbedding input/output/bias, root ``input``."""
+    keys = []
+    for name, mod in net.named_modules():
+        if isinstance(mod, ItemEmbedding):
+            keys.append(f"{name}.embed.weight")
+            if mod.out is not None:
+                keys.append(f"{name}.out")
+            if mod.bias is not None:
+                keys.append(f"{name}.bias")
+        elif name == "input" and isinstance(mod, nn.Embedding):
+            keys.append("input.weight")
+    return keys
+
+
+def resize_positions(weight: torch.Tensor, max_len: int, how: str = "repeat") -> torch.Tensor:
+    """Positions ``[L, d]`` (last row = most recent) -> ``[max_len, d]`` (see module doc)."""
+    if how not in POSITION_INITS:
+        raise ConfigError(f"position_init {how!r}: expected one of {', '.join(POSITION_INITS)}")
+    length = weight.shape[0]
+    if max_len <= length:
+        return weight[length - max_len :].clone()
+    if how == "repeat":
+        return torch.cat([weight[:1].expand(max_len - length, -1), weight], 0).clone()
+    return F.interpolate(weight.T[None], size=max_len, mode="linear", align_corners=True)[0].T
+
+
+def _transfer_features(source: Recommender, target: Recommender, train: SequenceDataset) -> None:
+    """Encode the target's side features with the source's encoding (see module doc)."""
+    feats = source.meta.get("features")
+    if feats is None or not hasattr(target, "_features"):
+        return
+    item_specs, user_specs = SideFeatures.specs_from_meta(feats)
+    encoded: dict[str, EncodedFeatures | None] = {"item": None, "user": None}
+    for what, specs, frame, vocab, key in (
+        ("item", item_specs, train.item_features, target.vocab, ITEM),
+        ("user", user_specs, train.user_features, target.user_vocab, USER),
+    ):
+        if not specs:
+            continue
+        names = [s.name for s in specs]
+        if frame is None or vocab is None or any(n not in frame.columns for n in names):
+            found = "no table" if frame is None else ", ".join(frame.columns)
+            if frame is not None and vocab is None:
+                found = "no user ids in the target log"
+            raise ModelError(
+                f"{source.name}: the source model uses {what} features {names}; the target "
+                f"data does not have them (found: {found}); features must match to transfer"
+            )
+        codes = encode_features(frame, vocab, specs, key=key)
+        col = 0
+        for s in specs:
+            block = codes[1:, col : col + s.width]
+            col += s.width
+            if block.size and s.kind != "numeric" and not block.any():
+                raise ModelError(
+                    f"{source.name}: no value of {what} feature '{s.name}' in the target data is "
+                    "known to the source model; features must match to transfer"
+                )
+        encoded[what] = EncodedFeatures(specs, codes)
+    target._features = SideFeatures(encoded["item"], encoded["user"])
+    target.meta["features"] = copy.deepcopy(feats)
+
+
+def _jsonable(options: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in options.items():
+        try:
+            json.dumps(v)
+            out[k] = v
+        except (TypeError, ValueError):
+            out[k] = f"<{type(v).__name__}>"
+    return out
+
+
+def _init_tables(
+    init: str,
+    src_state: dict[str, torch.Tensor],
+    keys: list[str],
+    source: NeuralRecommender,
+    target: NeuralRecommender,
+    target_train: SequenceDataset,
+    init_kwargs: dict[str, Any],
+    seed: int,
+) -> dict[str, torch.Tensor]:
+    n_src, n_tgt = len(source.vocab), len(target.vocab)
+    parts, extras, widths, vectors = [], [], [], []
+    for key in keys:
+        t = src_state[key].detach().float().cpu()
+        vectors.append(t.ndim == 1)
+        t = t[:, None] if t.ndim == 1 else t
+        parts.append(t[:n_src])
+        extras.append(t[n_src:])
+        widths.append(t.shape[1])
+    if init == "random":
+        rows = []
+        for i, (part, is_bias) in enumerate(zip(parts, vectors)):
+            if is_bias:  # the models' own bias init (zero); shared items still copy theirs
+                bias = torch.zeros(n_tgt, 1)
+                t_idx, s_idx = shared_items(source.vocab, target.vocab)
+                bias[torch.from_numpy(t_idx)] = part[torch.from_numpy(s_idx)]
+                rows.append(bias)
+            else:
+                rows.append(
+                    init_item_embeddings("random", part, source.vocab, target.vocab, seed=seed + i)
+                )
+        wide = torch.cat(rows, 1)
+    else:
+        wide = init_item_embeddings(
+            init,
+            torch.cat(parts, 1),
+            source.vocab,
+            target.vocab,
+            target_train=target_train,
+            seed=seed,
+            **init_kwargs,
+        )
+    out = {}
+    for key, piece, extra, is_bias in zip(keys, wide.split(widths, 1), extras, vectors):
+        full = torch.cat([piece, extra], 0)  # special rows (BERT4Rec [MASK]) copied
+        out[key] = full[:, 0] if is_bias else full
+    return out
+
+
+def build_target_model(
+    source_model: NeuralRecommender,
+    target_train: SequenceDataset,
+    *,
+    init: str,
+    max_len: int | None = None,
+    position_init: str = "repeat",
+    init_options: Mapping[str, Any] | None = None,
+    source_counts: np.ndarray | None = None,
+    source_titles: Mapping[Any, str] | None = None,
+    target_titles: Mapping[Any, str] | None = None,
+    copy_weights: bool = True,
+    seed: int = 0,
+) -> tuple[NeuralRecommender, dict[str, Any]]:
+    """Steps 1-5 of the module docstring, without training: ``(target model, info)``."""
+    source = source_model
+    if not isinstance(source, NeuralRecommender):
+        raise ModelError(
+            f"transfer needs a neural model, found '{getattr(source, 'name', source)}'"
+        )
+    if source.net is None or source.vocab is None:
+        raise ModelError(f"source model '{source.name}' has no trained network")
+    if init not in METHODS:
+        raise ConfigError(f"init {init!r}: expected one of {', '.join(METHODS)}")
+    if position_init not in POSITION_INITS:
+        raise ConfigError(
+            f"position_init {position_init!r}: expected one of {', '.join(POSITION_INITS)}"
+        )
+    cfg = config_dict(source.config)
+    if max_len is not None:
+        if "max_len" not in cfg:
+            raise ConfigError(f"model '{source.name}' has no max_len setting")
+        cfg["max_len"] = int(max_len)
+    target = type(source)(cfg)
+    Recommender._bind(target, target_train)
+    _transfer_features(source, target, target_train)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        target.net = target.build_net(target.n_items)
+    info: dict[str, Any] = {"n_shared_items": 0, "target_specific": []}
+    if not copy_weights:
+        return target, info
+    src_state = {k: v.detach().cpu() for k, v in source.net.state_dict().items()}
+    tgt_state = target.net.state_dict()
+    new: dict[str, torch.Tensor] = {}
+    specific: list[str] = []
+
+    keys = item_table_keys(source.net)
+    if keys != item_table_keys(target.net):
+        raise ModelError(f"{source.name}: source and target nets have different item tables")
+    init_kwargs = dict(init_options or {})
+    if init in ("popularity", "item2vec"):
+        counts = source_counts if source_counts is not None else source.meta.get("item_counts")
+        if counts is None:
+            raise ConfigError(
+                f"init {init!r} needs the source's item counts: pass source_counts= or "
+                "pre-train with warmrec.transfer.pretrain (which stores them)"
+            )
+        init_kwargs.setdefault("source_counts", np.asarray(counts, dtype=np.float64))
+    if init == "text":
+        init_kwargs.setdefault("source_titles", source_titles)
+        init_kwargs.setdefault("target_titles", target_titles)
+    new.update(_init_tables(init, src_state, keys, source, target, target_train, init_kwargs, seed))
+    specific += keys
+
+    for name, mod in target.net.named_modules():
+        if isinstance(mod, PositionalEmbedding):
+            key = f"{name}.embed.weight"
+            new[key] = resize_positions(src_state[key], mod.embed.num_embeddings, position_init)
+            if new[key].shape != src_state[key].shape:
+                specific.append(key)
+        elif isinstance(mod, FeatureEmbedder):
+            key = f"{name}.codes"
+            new[key] = tgt_state[key]  # the target's items/users, source encoding
+            specific.append(key)
+        elif name == "user" and isinstance(mod, nn.Embedding):
+            key = "user.weight"
+            g = torch.Generator().manual_seed(seed + 7919)
+            std = src_state[key][1:].std() if src_state[key].shape[0] > 2 else torch.tensor(0.02)
+            new[key] = torch.randn(mod.weight.shape, generator=g) * std
+            specific.append(key)
+    for key, value in tgt_state.items():
+        if key in new:
+            continue
+        if key not in src_state or src_state[key].shape != value.shape:
+            found = tuple(src_state[key].shape) if key in src_state else "absent"
+            raise ModelError(
+                f"{source.name}: cannot copy weight {key!r} from the source (source shape "
+                f"{found}, target {tuple(value.shape)})"
+            )
+        new[key] = src_state[key]
+    target.net.load_state_dict(new)
+    info["n_shared_items"] = int(len(shared_items(source.vocab, target.vocab)[0]))
+    info["target_specific"] = specific
+    return target, info
+
+
+# -- the API -------------------------------------------------------------------------------------
+def transfer(
+    source_model: NeuralRecommender,
+    target_train: SequenceDataset,
+    target_valid: EvalSet | None = None,
+    *,
+    strategy: str,
+    init: str,
+    trainer: Mapping[str, Any] | Any = None,
+    max_len: int | None = None,
+    position_init: str = "repeat",
+    strategy_options: Mapping[str, Any] | None = None,
+    init_options: Mapping[str, Any] | None = None,
+    source_counts: np.ndarray | None = None,
+    source_titles: Mapping[Any, str] | None = None,
+    target_titles: Mapping[Any, str] | None = None,
+    source_name: str | None = None,
+    seed: int = 0,
+) -> NeuralRecommender:
+    """Transfer ``source_model`` to the target domain and train it (see the module docstring).
+
+    ``trainer``: :class:`~warmrec.training.loop.TrainerConfig` fields (its ``seed`` defaults to
+    ``seed``); ``strategy_options``: :class:`~warmrec.transfer.strategies.StrategyOptions`;
+    ``init_options``: keyword options of :func:`init_item_embeddings` (``noise``, ``overflow``,
+    ``top_k``, ``text_encoder``, ``item2vec_config``, ``n_anchors``, ``ridge``, ...);
+    ``source_counts`` defaults to ``source_model.meta["item_counts"]``; titles map raw ids to
+    text (``init="text"``). Returns the trained target model (``train_result`` set).
+    """
+    from warmrec.training.loop import TrainerConfig
+    from warmrec.training.loop import train as run_training
+
+    s_opts = build_config(StrategyOptions, {"seed": seed, **dict(strategy_options or {})})
+    target, info = build_target_model(
+        source_model,
+        target_train,
+        init=init,
+        max_len=max_len,
+        position_init=position_init,
+        init_options=init_options,
+        source_counts=source_counts,
+        source_titles=source_titles,
+        target_titles=target_titles,
+        copy_weights=strategy != "scratch",
+        seed=seed,
+    )
+    apply_strategy(target, strategy, s_opts)
+    t_cfg = dict(
+        config_dict(trainer) if hasattr(trainer, "__dataclass_fields__") else trainer or {}
+    )
+    t_cfg.setdefault("seed", seed)
+    cfg = build_config(TrainerConfig, t_cfg)
+    target.meta["item_counts"] = target_train.item_counts().astype(np.int64).tolist()
+    target.meta["transfer"] = {
+        "source": {
+            "model": source_model.name,
+            "name": source_name,
+            "n_items": source_model.vocab.n_items,
+            "max_len": getattr(source_model.config, "max_len", None),
+        },
+        "strategy": strategy,
+        "strategy_options": _jsonable(config_dict(s_opts)),
+        "init": "random (scratch)" if strategy == "scratch" else init,
+        "init_options": _jsonable(dict(init_options or {})),
+        "position_init": position_init,
+        "max_len": getattr(target.config, "max_len", None),
+        "n_shared_items": info["n_shared_items"],
+        "target_specific": info["target_specific"],
+        "n_trainable": int(sum(p.numel() for p in target.net.parameters() if p.requires_grad)),
+        "seed": seed,
+    }
+    target.train_result = run_training(target, target_train, target_valid, cfg, fresh=False)
+    return target
+
+
+def pretrain(
+    model_name: str,
+    source_train: SequenceDataset,
+    source_valid: EvalSet | None = None,
+    model_config: Mapping[str, Any] | None = None,
+    trainer: Mapping[str, Any] | Any = None,
+) -> NeuralRecommender:
+    """Fit a neural model on the source domain; stores ``meta["item_counts"]`` for transfer."""
+    model = get_model(model_name, dict(model_config or {}))
+    if not isinstance(model, NeuralRecommender):
+        raise ModelError(f"pretrain needs a neural model, '{model_name}' is not one")
+    model.fit(source_train, source_valid, trainer=trainer)
+    model.meta["item_counts"] = source_train.item_counts().astype(np.int64).tolist()
+    model.meta["role"] = "source"
+    return model

@@ -1,0 +1,283 @@
+"""transfer(): source -> target model on tiny synthetic cross-domain data, every strategy."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from warmrec import EvalSet, SequenceDataset, get_model
+from warmrec.data.synthetic import generate_cross_domain
+from warmrec.data.vocab import ItemVocab
+from warmrec.errors import ConfigError, ModelError
+from warmrec.models.base import Recommender
+from warmrec.transfer import (
+    build_target_model,
+    load_adapters,
+    pretrain,
+    save_adapters,
+    titles_from_frame,
+    transfer,
+)
+from warmrec.transfer.transfer import resize_positions
+
+TRAINER = {"epochs": 1, "batch_size": 32, "lr": 1e-2}
+CONFIGS = {
+    "sasrec": {"d": 16, "n_layers": 1, "n_heads": 1, "ffn_dim": 16, "max_len": 8},
+    "ssept": {"d_item": 16, "d_user": 8, "n_layers": 1, "max_len": 8},
+    "bert4rec": {"d": 16, "n_layers": 1, "n_heads": 1, "ffn_dim": 16, "max_len": 8},
+    "gru4rec": {"hidden_size": 16, "n_negatives": 8, "tied": False, "embedding_dim": 8},
+    "narm": {"embedding_dim": 16, "hidden_size": 16, "max_len": 8},
+    "bst": {
+        "d": 16,
+        "n_heads": 1,
+        "ffn_dim": 16,
+        "max_len": 8,
+        "mlp": (16,),
+        "item_features": ("topic",),
+        "user_features": (),
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def domains():
+    cd = generate_cross_domain(200, 60, 60, 30, seed=0)
+    s_vocab = ItemVocab.from_ids(cd.source_items["item_id"])
+    t_vocab = ItemVocab.from_ids(cd.target_items["item_id"])
+    s_feat = cd.source_items.select("item_id", "topic")
+    t_feat = cd.target_items.select("item_id", "topic")
+    src = SequenceDataset.from_frame(cd.source, s_vocab, item_features=s_feat)
+    tgt = SequenceDataset.from_frame(cd.target, t_vocab, item_features=t_feat)
+    valid = EvalSet.from_sessions(cd.target.filter(pl.col("session_id") % 4 == 0), t_vocab)
+    return cd, src, tgt, valid
+
+
+@pytest.fixture(scope="module")
+def sources(domains):
+    _, src, _, _ = domains
+    return {name: pretrain(name, src, None, cfg, TRAINER) for name, cfg in CONFIGS.items()}
+
+
+def state(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.net.state_dict().items()}
+
+
+def eval_scores(model, valid: EvalSet) -> torch.Tensor:
+    return model.score(valid.batch(np.arange(len(valid)), 8))
+
+
+def test_pretrain_records_item_counts(sources, domains):
+    _, src, _, _ = domains
+    m = sources["sasrec"]
+    assert m.meta["role"] == "source"
+    assert m.meta["item_counts"] == src.item_counts().astype(int).tolist()
+
+
+ITEM = {"item.embed.weight"}
+POS = {"pos.embed.weight"}
+
+
+@pytest.mark.parametrize(
+    "strategy, frozen",
+    [
+        ("finetune", set()),
+        ("discriminative", set()),
+        ("freeze_embeddings", ITEM | POS),
+        ("freeze_encoder", "encoder"),
+        ("adapters", "all but item"),
+        ("lora", "all but item"),
+    ],
+)
+def test_each_strategy_trains_only_what_it_should(strategy, frozen, sources, domains):
+    _, _, tgt, valid = domains
+    source = sources["sasrec"]
+    start, _ = build_target_model(source, tgt, init="popularity", seed=3)
+    before = state(start)
+    names = set(before)
+    if frozen == "encoder":
+        frozen = {n for n in names if n.startswith("encoder.")}
+    elif frozen == "all but item":
+        frozen = names - ITEM
+    model = transfer(
+        source, tgt, valid, strategy=strategy, init="popularity", trainer=TRAINER, seed=3
+    )
+    after = state(model)
+    same = {k for k in names if torch.equal(before[k], after[k])}
+    assert same == frozen
+    extra = set(after) - names  # adapters / LoRA only
+    assert all(("adapter" in k or "lora" in k) for k in extra)
+    assert bool(extra) == (strategy in ("adapters", "lora"))
+    # the copied encoder weights are the source's
+    src_state = state(source)
+    assert torch.equal(
+        before["encoder.blocks.0.qkv.weight"], src_state["encoder.blocks.0.qkv.weight"]
+    )
+    meta = model.meta["transfer"]
+    assert meta["strategy"] == strategy and meta["init"] == "popularity"
+    assert meta["source"]["model"] == "sasrec" and meta["source"]["n_items"] == 60
+    s = eval_scores(model, valid)
+    assert s.shape == (len(valid), 31) and torch.isfinite(s).all()
+
+
+def test_scratch_ignores_the_source(sources, domains):
+    _, _, tgt, valid = domains
+    source = sources["sasrec"]
+    model = transfer(source, tgt, valid, strategy="scratch", init="popularity", trainer=TRAINER)
+    assert model.meta["transfer"]["init"] == "random (scratch)"
+    w = model.net.state_dict()["encoder.blocks.0.qkv.weight"]
+    assert not torch.allclose(w, source.net.state_dict()["encoder.blocks.0.qkv.weight"], atol=0.01)
+    assert model.train_result.epochs_run == 1
+
+
+@pytest.mark.parametrize("name", ["ssept", "bert4rec", "gru4rec", "narm", "bst"])
+def test_every_model_transfers(name, sources, domains):
+    _, _, tgt, valid = domains
+    source = sources[name]
+    start, info = build_target_model(source, tgt, init="popularity")
+    s_state, t_state = state(source), state(start)
+    copied = [k for k in t_state if k not in info["target_specific"]]
+    assert copied and all(torch.equal(t_state[k], s_state[k]) for k in copied)
+    for key in info["target_specific"]:
+        if key.endswith("embed.weight") or key.endswith(".out"):
+            assert t_state[key].shape[0] - len(tgt.vocab) == s_state[key].shape[0] - 60 - 1
+    if name == "bert4rec":  # the [MASK] row is copied
+        assert torch.equal(t_state["item.embed.weight"][-1], s_state["item.embed.weight"][-1])
+    if name == "ssept":  # target users are new: a fresh table of the target's size
+        assert t_state["user.weight"].shape[0] == len(tgt.user_vocab)
+    if name == "gru4rec":  # untied: input table, output table and bias all initialised
+        assert {"input.weight", "item.out", "item.bias"} <= set(info["target_specific"])
+    model = transfer(source, tgt, valid, strategy="finetune", init="popularity", trainer=TRAINER)
+    s = eval_scores(model, valid)
+    assert s.shape == (len(valid), 31) and torch.isfinite(s[:, 1:]).all()
+    assert model.train_result.epochs_run == 1
+
+
+def test_bst_needs_matching_features(sources, domains):
+    cd, _, tgt, _ = domains
+    source = sources["bst"]
+    no_topic = SequenceDataset.from_frame(
+        cd.target, tgt.vocab, item_features=cd.target_items.select("item_id", "rank")
+    )
+    with pytest.raises(ModelError, match="features must match"):
+        build_target_model(source, no_topic, init="mean")
+    alien = cd.target_items.select("item_id", (pl.col("topic") + 100).alias("topic"))
+    unseen = SequenceDataset.from_frame(cd.target, tgt.vocab, item_features=alien)
+    with pytest.raises(ModelError, match="known to the source"):
+        build_target_model(source, unseen, init="mean")
+    model, _ = build_target_model(source, tgt, init="mean")
+    codes = model.net.item_feat.codes
+    want = tgt.item_features.sort("item_id")["topic"].to_numpy() + 1  # levels "0".."9" -> 1..10
+    assert codes[1:, 0].tolist() == want.tolist()
+
+
+def test_positions_are_cropped_or_extended(sources, domains):
+    _, _, tgt, _ = domains
+    source = sources["sasrec"]
+    pos = source.net.pos.embed.weight.detach()
+    short, info = build_target_model(source, tgt, init="mean", max_len=5)
+    assert torch.equal(short.net.pos.embed.weight, pos[-5:])  # the most recent positions
+    assert short.config.max_len == 5 and "pos.embed.weight" in info["target_specific"]
+    long, _ = build_target_model(source, tgt, init="mean", max_len=12)
+    w = long.net.pos.embed.weight
+    assert w.shape == (12, 16) and torch.equal(w[4:], pos)
+    assert torch.equal(w[:4], pos[:1].expand(4, -1))
+    interp = resize_positions(pos, 15, "interpolate")
+    assert torch.allclose(interp[0], pos[0]) and torch.allclose(interp[-1], pos[-1])
+    assert torch.allclose(interp[7], (pos[3] + pos[4]) / 2, atol=1e-6)  # 7 * 7 / 14 = 3.5
+    assert torch.allclose(resize_positions(pos, 8, "interpolate"), pos)
+    model = transfer(
+        source, tgt, None, strategy="finetune", init="mean", trainer=TRAINER, max_len=12
+    )
+    assert model.meta["transfer"]["max_len"] == 12
+
+
+def test_items_present_in_both_domains_copy_their_source_rows(sources, domains):
+    cd, _, _, _ = domains
+    source = sources["sasrec"]
+    renamed = cd.target.with_columns(pl.col("item_id").replace({"t1": "s5", "t2": "s9"}))
+    vocab = ItemVocab.from_ids(renamed["item_id"])
+    tgt = SequenceDataset.from_frame(renamed, vocab)
+    src_w = source.net.item.embed.weight.detach()
+    for init in ("random", "popularity", "mean", "item2vec"):
+        model, info = build_target_model(source, tgt, init=init)
+        assert info["n_shared_items"] == 2
+        w = model.net.item.embed.weight
+        for raw in ("s5", "s9"):
+            i, j = vocab.encode([raw])[0], source.vocab.encode([raw])[0]
+            assert torch.equal(w[i], src_w[j])
+    gru = sources["gru4rec"]  # untied: input table, output table and output bias
+    s_state = state(gru)
+    for init in ("random", "popularity"):
+        model, _ = build_target_model(gru, tgt, init=init)
+        t_state = state(model)
+        for key in ("input.weight", "item.out", "item.bias"):
+            i, j = vocab.encode(["s5"])[0], gru.vocab.encode(["s5"])[0]
+            assert torch.equal(t_state[key][i], s_state[key][j])
+
+
+def test_text_init_through_transfer_uses_titles(sources, domains):
+    cd, _, tgt, _ = domains
+    source = sources["sasrec"]
+    words = sorted({w for t in cd.source_items["title"].to_list() for w in t.split()})
+    index = {w: i for i, w in enumerate(words)}
+
+    def encode(texts):
+        out = np.zeros((len(texts), len(words)), dtype=np.float32)
+        for r, t in enumerate(texts):
+            for w in t.split():
+                if w in index:
+                    out[r, index[w]] += 1
+        return out
+
+    model = transfer(
+        source,
+        tgt,
+        None,
+        strategy="freeze_embeddings",
+        init="text",
+        trainer=TRAINER,
+        init_options={"text_encoder": encode, "top_k": 1},
+        source_titles=titles_from_frame(cd.source_items),
+        target_titles=titles_from_frame(cd.target_items),
+    )
+    assert model.meta["transfer"]["init_options"] == {"text_encoder": "<function>", "top_k": 1}
+    # item tables were frozen: each row is still exactly one source row (top-1 neighbour)
+    w, src_w = model.net.item.embed.weight[1:], source.net.item.embed.weight[1:]
+    assert all(bool((src_w == row).all(1).any()) for row in w)
+
+
+def test_saved_transferred_models_load_back(sources, domains, tmp_path):
+    _, _, tgt, valid = domains
+    source = sources["sasrec"]
+    plain = transfer(source, tgt, valid, strategy="finetune", init="mean", trainer=TRAINER)
+    plain.save(tmp_path / "plain")
+    loaded = Recommender.load(tmp_path / "plain")
+    assert torch.equal(eval_scores(loaded, valid), eval_scores(plain, valid))
+    assert loaded.meta["transfer"]["strategy"] == "finetune"
+    # adapters: the base is the *source* model; the adapter dir carries the target tables
+    source.save(tmp_path / "source")
+    adapted = transfer(source, tgt, valid, strategy="adapters", init="mean", trainer=TRAINER)
+    save_adapters(adapted, tmp_path / "ad")
+    back = load_adapters(tmp_path / "source", tmp_path / "ad")
+    assert back.vocab == tgt.vocab
+    assert torch.equal(eval_scores(back, valid), eval_scores(adapted, valid))
+
+
+def test_transfer_errors(sources, domains):
+    _, src, tgt, _ = domains
+    plain_source = get_model("sasrec", CONFIGS["sasrec"]).fit(src, epochs=1, batch_size=64)
+    with pytest.raises(ConfigError, match="item counts"):
+        build_target_model(plain_source, tgt, init="popularity")
+    counts = src.item_counts()
+    model, _ = build_target_model(plain_source, tgt, init="popularity", source_counts=counts)
+    assert model.net.item.embed.weight.shape == (31, 16)
+    with pytest.raises(ConfigError, match="init"):
+        build_target_model(plain_source, tgt, init="nearest")
+    with pytest.raises(ConfigError, match="position_init"):
+        build_target_model(plain_source, tgt, init="mean", position_init="zero")
+    with pytest.raises(ModelError, match="neural"):
+        build_target_model(get_model("pop"), tgt, init="mean")
+    with pytest.raises(ModelError, match="no trained network"):
+        build_target_model(get_model("sasrec"), tgt, init="mean")
