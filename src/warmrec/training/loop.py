@@ -28,7 +28,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,6 +217,67 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def optimizer_step(
+    model: Any,
+    batch: Any,
+    optimizer: torch.optim.Optimizer,
+    grad_clip: float = 0.0,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """One optimisation step: ``training_step`` -> ``backward`` -> clip -> ``step``.
+
+    The only ``backward()`` in warmrec; :func:`train` and :func:`inner_steps` both call it.
+    Returns the (attached) loss.
+    """
+    if device is not None:
+        batch = _to_device(batch, device)
+    loss = model.training_step(batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.net.parameters(), grad_clip)
+    optimizer.step()
+    return loss
+
+
+def inner_steps(
+    model: Any,
+    batches: Iterable[Any] | Callable[[], Iterable[Any]],
+    optimizer_cfg: TrainerConfig | Mapping[str, Any] | None,
+    n_steps: int,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> list[float]:
+    """``n_steps`` optimisation steps of ``model`` (which has its net) on the given batches.
+
+    For meta-learning (Reptile's inner loop) and few-shot adaptation: no epochs, no validation,
+    no schedule. ``batches`` is a re-iterable (a list) or a callable returning a fresh iterator
+    (a new pass, e.g. ``lambda: data.batches(bs, rng)``); passes repeat until ``n_steps`` steps
+    are done. ``optimizer_cfg`` supplies ``optimizer``, ``lr``, ``momentum``, ``weight_decay``
+    and ``grad_clip`` (:class:`TrainerConfig` fields); a new optimizer over
+    ``model.optimizer_groups`` is made unless ``optimizer`` is given. The net is put in training
+    mode and stays there. Returns the loss of every step.
+    """
+    cfg = build_config(TrainerConfig, optimizer_cfg)
+    if model.net is None:
+        raise ModelError(f"model '{model.name}': inner_steps needs a model with a network")
+    if optimizer is None:
+        optimizer = make_optimizer(model.optimizer_groups(cfg.weight_decay), cfg)
+    device = next(model.net.parameters()).device
+    model.net.train()
+    losses: list[float] = []
+    while len(losses) < n_steps:
+        before = len(losses)
+        for batch in batches() if callable(batches) else batches:
+            loss = optimizer_step(model, batch, optimizer, cfg.grad_clip, device)
+            losses.append(float(loss.detach()))
+            if len(losses) >= n_steps:
+                break
+        if len(losses) == before:
+            raise ModelError(f"model '{model.name}': inner_steps got no batches")
+    return losses
+
+
 class _Loggers:
     """JSON-lines file and optional TensorBoard writer."""
 
@@ -327,12 +388,7 @@ def train(
                 disable=not cfg.progress,
             )
             for batch in batches:
-                loss = model.training_step(_to_device(batch, device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.net.parameters(), cfg.grad_clip)
-                optimizer.step()
+                loss = optimizer_step(model, batch, optimizer, cfg.grad_clip, device)
                 scheduler.step()
                 total += loss.detach()
                 steps += 1

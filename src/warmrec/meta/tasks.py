@@ -1,0 +1,216 @@
+"""Users or sequences of a :class:`~warmrec.data.dataset.SequenceDataset` as few-shot tasks.
+
+A **task** is one user (``by="user"``: all of the user's sequences, in time order) or one
+sequence (``by="sequence"``: a session, or a user when the data is keyed by user). Its events,
+concatenated in time order, are cut into
+
+    support = the first ``n_s`` events          query = the events after them
+
+with ``n_s = n_support`` or ``round(support_frac * n)``, clipped so that the support has at
+least 2 events (one input/target pair) and the query at least 1. Support events all come before
+query events, so adapting on the support never sees the query's future.
+
+- :meth:`TaskSet.support_dataset` -- the support as a :class:`SequenceDataset` on the source
+  vocabulary (each sequence of the task cut at the boundary); ``model.training_data`` of it
+  gives batches that the model's own ``training_step`` accepts (any model, any objective).
+- :meth:`TaskSet.query_batch` -- next-item windows (:class:`~warmrec.models.neural.WindowData`
+  format, ``{"items", "targets"}``) over the task's full sequences, with the support events as
+  context only: every target is a query event. For causal models (SASRec, NARM, ...).
+- :meth:`TaskSet.sample` -- a meta-batch of task indices.
+
+Tasks with fewer than ``min_len`` events are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from warmrec.data.dataset import SequenceDataset
+from warmrec.data.sequences import SequenceData
+from warmrec.errors import ConfigError, DataError
+from warmrec.models.neural import WindowData
+
+TASK_UNITS = ("user", "sequence")
+
+
+@dataclass
+class TaskSet:
+    """Few-shot tasks over ``dataset`` (see the module docstring).
+
+    Attributes:
+        dataset: the source data (sequences, vocabulary).
+        seq_offsets: int64 ``[n_tasks + 1]``; task ``t`` owns the sequences
+            ``seq_index[seq_offsets[t]:seq_offsets[t + 1]]`` (time order).
+        seq_index: int64 sequence indices into ``dataset.sequences``.
+        n_support: int64 ``[n_tasks]`` support events per task.
+        by: ``"user"`` or ``"sequence"``.
+    """
+
+    dataset: SequenceDataset
+    seq_offsets: np.ndarray
+    seq_index: np.ndarray
+    n_support: np.ndarray
+    by: str
+
+    def __len__(self) -> int:
+        return len(self.n_support)
+
+    def sequences(self, t: int) -> np.ndarray:
+        """Sequence indices of task ``t`` (time order)."""
+        return self.seq_index[self.seq_offsets[t] : self.seq_offsets[t + 1]]
+
+    def n_events(self, t: int) -> int:
+        return int(self.dataset.sequences.lengths[self.sequences(t)].sum())
+
+    def _cuts(self, t: int) -> tuple[SequenceData, np.ndarray]:
+        """The task's sequences and, per sequence, how many leading events are support."""
+        seqs = self.dataset.sequences.subset(self.sequences(t))
+        lens = seqs.lengths
+        before = np.cumsum(lens) - lens  # task events before each sequence
+        return seqs, np.clip(int(self.n_support[t]) - before, 0, lens)
+
+    def support(self, t: int) -> SequenceData:
+        """Support events of task ``t``: each of its sequences cut at the boundary."""
+        seqs, n_sup = self._cuts(t)
+        keep = np.nonzero(n_sup)[0]
+        offsets = np.zeros(len(keep) + 1, dtype=np.int64)
+        np.cumsum(n_sup[keep], out=offsets[1:])
+        gather = np.repeat(seqs.offsets[keep] - offsets[:-1], n_sup[keep]) + np.arange(offsets[-1])
+        ts = seqs.timestamps[gather] if seqs.timestamps is not None else None
+        return SequenceData(offsets, seqs.items[gather], seqs.keys.gather(keep), ts)
+
+    def query(self, t: int) -> tuple[SequenceData, np.ndarray]:
+        """``(sequences, context)``: the task's sequences holding query events, and per
+        sequence how many leading events are support (context only, never targets)."""
+        seqs, n_sup = self._cuts(t)
+        keep = np.nonzero(n_sup < seqs.lengths)[0]
+        return seqs.subset(keep), n_sup[keep]
+
+    def support_dataset(self, t: int) -> SequenceDataset:
+        """The support of task ``t`` as training data on the source vocabularies."""
+        ds = self.dataset
+        sup = self.support(t)
+        users = None
+        if ds.users is not None:
+            seqs, n_sup = self._cuts(t)
+            users = ds.users[self.sequences(t)][n_sup > 0]
+        return SequenceDataset(
+            sup,
+            ds.vocab,
+            ds.key,
+            users,
+            ds.user_vocab,
+            ds.item_features,
+            ds.user_features,
+        )
+
+    def query_batch(self, t: int, max_len: int) -> dict[str, Any]:
+        """All query targets of task ``t`` as windows ``{"items", "targets"}`` ``[n, max_len]``;
+        support events appear only as inputs (target 0 = not counted)."""
+        seqs, context = self.query(t)
+        data = WindowData(seqs, max_len)
+        index = np.arange(len(data))
+        inputs, targets = data.window(index)
+        # flat position of the target in column c of window w: in_end[w] - max_len + 1 + c
+        pos = data.in_ends[index][:, None] - max_len + 1 + np.arange(max_len)[None, :]
+        seq = seqs.sequence_of(data.starts[index])
+        first_query = (seqs.offsets[:-1] + context)[seq]
+        targets[pos < first_query[:, None]] = 0
+        batch: dict[str, Any] = {
+            "items": torch.from_numpy(inputs),
+            "targets": torch.from_numpy(targets),
+        }
+        if self.dataset.users is not None:
+            users = self.dataset.users[self.sequences(t)]
+            n_sup = self._cuts(t)[1]
+            users = users[n_sup < self.dataset.sequences.lengths[self.sequences(t)]]
+            batch["users"] = torch.from_numpy(users[seq].astype(np.int64))
+        return batch
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` distinct task indices (all tasks, shuffled, when ``n >= len(self)``)."""
+        return rng.choice(len(self), size=min(n, len(self)), replace=False)
+
+    def split(self, n_holdout: int, seed: int | np.random.Generator = 0) -> tuple[TaskSet, TaskSet]:
+        """``(train, held_out)`` task sets with ``n_holdout`` random tasks held out."""
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(self))
+        return self.select(np.sort(order[n_holdout:])), self.select(np.sort(order[:n_holdout]))
+
+    def select(self, tasks: np.ndarray) -> TaskSet:
+        """The tasks at ``tasks`` (in that order)."""
+        tasks = np.asarray(tasks, dtype=np.int64)
+        counts = np.diff(self.seq_offsets)[tasks]
+        offsets = np.zeros(len(tasks) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        gather = np.repeat(self.seq_offsets[tasks] - offsets[:-1], counts) + np.arange(offsets[-1])
+        return TaskSet(
+            self.dataset, offsets, self.seq_index[gather], self.n_support[tasks], self.by
+        )
+
+
+def make_tasks(
+    dataset: SequenceDataset,
+    by: str = "sequence",
+    min_len: int = 4,
+    support_frac: float = 0.5,
+    n_support: int | None = None,
+) -> TaskSet:
+    """Users (``by="user"``) or sequences (``by="sequence"``) of ``dataset`` as tasks.
+
+    ``n_support`` (events) wins over ``support_frac``; either is clipped per task to
+    ``[2, n - 1]``. Tasks with fewer than ``max(min_len, 3)`` events are dropped. Building
+    tasks draws no random numbers (tasks come in order of their first event); sampling does
+    (:meth:`TaskSet.sample`, :meth:`TaskSet.split` take a generator or seed).
+    """
+    if by not in TASK_UNITS:
+        raise ConfigError(f"make_tasks by={by!r}: expected one of {', '.join(TASK_UNITS)}")
+    if n_support is None and not 0.0 < support_frac < 1.0:
+        raise ConfigError(f"make_tasks support_frac: expected in (0, 1), found {support_frac}")
+    if n_support is not None and n_support < 2:
+        raise ConfigError(f"make_tasks n_support: expected >= 2, found {n_support}")
+    seqs = dataset.sequences
+    n_seq = len(seqs)
+    if by == "user" and dataset.key != "user_id":
+        if dataset.users is None:
+            raise DataError(
+                "make_tasks by='user' needs user ids",
+                field="user_id",
+                expected="a user_id column in the log",
+                found=f"sequences keyed by {dataset.key} without users",
+            )
+        owner = np.asarray(dataset.users, dtype=np.int64)
+        seq_index = np.argsort(owner, kind="stable")  # within a user: order of first event
+        bounds = np.flatnonzero(np.diff(owner[seq_index])) + 1
+        seq_offsets = np.concatenate([[0], bounds, [n_seq]]).astype(np.int64)
+        first = seq_index[seq_offsets[:-1]]
+        order = np.argsort(first, kind="stable")  # tasks by first event
+        counts = np.diff(seq_offsets)[order]
+        new_off = np.zeros(len(order) + 1, dtype=np.int64)
+        np.cumsum(counts, out=new_off[1:])
+        gather = np.repeat(seq_offsets[:-1][order] - new_off[:-1], counts) + np.arange(n_seq)
+        seq_index, seq_offsets = seq_index[gather], new_off
+    else:
+        seq_index = np.arange(n_seq, dtype=np.int64)
+        seq_offsets = np.arange(n_seq + 1, dtype=np.int64)
+    lens = seqs.lengths[seq_index]
+    totals = np.add.reduceat(lens, seq_offsets[:-1]) if n_seq else np.zeros(0, np.int64)
+    if n_support is not None:
+        sup = np.full(len(totals), int(n_support), dtype=np.int64)
+    else:
+        sup = np.rint(support_frac * totals).astype(np.int64)
+    sup = np.clip(sup, 2, totals - 1)
+    tasks = TaskSet(dataset, seq_offsets, seq_index, sup, by)
+    keep = np.flatnonzero(totals >= max(min_len, 3))
+    if len(keep) == 0:
+        raise DataError(
+            "make_tasks: no task is long enough",
+            field="min_len",
+            expected=f">= 1 task with at least {max(min_len, 3)} events",
+            found=f"longest task has {int(totals.max()) if len(totals) else 0}",
+        )
+    return tasks.select(keep)
