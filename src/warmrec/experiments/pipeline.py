@@ -100,6 +100,8 @@ def fit_model(
     """
     model = get_model(name, model_config or {})
     params = inspect.signature(model.fit).parameters
+    if train_config and "trainer" in params:  # NeuralRecommender.fit(train, valid, trainer=)
+        return model.fit(prepared.train, prepared.valid, trainer=train_config)
     if train_config:
         if "train_config" not in params:
             raise ConfigError(

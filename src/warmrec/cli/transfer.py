@@ -1,0 +1,311 @@
+"""``warmrec pretrain``, ``warmrec transfer`` and ``warmrec study transfer``.
+
+``pretrain`` fits a neural model on a source log and saves it (with the source's training item
+counts and, when the data has an item ``title`` feature, the item titles, both in the model's
+meta); ``transfer`` turns such a model into a target-domain model and fine-tunes it on the
+target's training split with the shared training loop (selected on validation); ``study
+transfer`` runs :func:`warmrec.experiments.transfer_study.run_transfer_study`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from warmrec.cli.common import (
+    data_options,
+    echo_mapping,
+    emit_json,
+    format_table,
+    load_config,
+    read_data,
+)
+from warmrec.errors import ConfigError
+
+TRANSFER_SECTIONS = {"train", "split", "strategy", "init", "transfer"}
+
+
+def _titles(item_features) -> dict[Any, str] | None:
+    if item_features is None or "title" not in item_features.columns:
+        return None
+    from warmrec.transfer import titles_from_frame
+
+    return titles_from_frame(item_features)
+
+
+def _sections(cfg: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(cfg) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"unknown config section(s) {', '.join(unknown)}; valid: {', '.join(sorted(allowed))}"
+        )
+
+
+def _split_name(frame, split: str | None) -> str:
+    from warmrec.experiments.transfer_study import choose_split
+
+    return choose_split(frame, split or "auto")
+
+
+def _set_option(f):
+    return click.option(
+        "--set",
+        "sets",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override a config value, e.g. --set model.d=32 --set train.epochs=10.",
+    )(f)
+
+
+@click.command()
+@click.option("--model", "model_name", default="sasrec", show_default=True, help="Neural model.")
+@click.option("--data", "path", required=True, help="Source-domain interaction log.")
+@data_options
+@click.option("--split", default=None, help="auto (default), loo, last_session or user.")
+@click.option("--config", "config_file", default=None, help="TOML file: [model], [train].")
+@_set_option
+@click.option("--out", required=True, help="Model directory to write.")
+@click.option("--json", "as_json", is_flag=True)
+def pretrain(
+    model_name, path, fmt, cols, no_timestamp, order, split, config_file, sets, out, as_json
+):
+    """Pre-train a neural model on a source domain (selected on validation) and save it."""
+    from warmrec.experiments.pipeline import evaluate_model, prepare, timed
+    from warmrec.transfer import pretrain as do_pretrain
+
+    cfg = load_config(config_file, sets)
+    _sections(cfg, {"model", "train", "split"})
+    inter = read_data(path, fmt, cols, no_timestamp, order)
+    sp = dict(cfg.get("split", {}))
+    method_opt = sp.pop("method", None)
+    method = _split_name(inter.interactions, split or method_opt)
+    prep = prepare(
+        inter.interactions,
+        split=method,
+        split_options=sp,
+        item_features=inter.item_features,
+        user_features=inter.user_features,
+    )
+    m = dict(cfg.get("model", {}))
+    name = m.pop("name", model_name)
+    model, fit_s = timed(do_pretrain, name, prep.train, prep.valid, m, cfg.get("train", {}))
+    res = evaluate_model(model, prep.valid, prep)
+    titles = _titles(inter.item_features)
+    if titles:
+        model.meta["item_titles"] = [[k, v] for k, v in titles.items()]
+    model.meta["run"] = {
+        "data": {"path": str(path)},
+        "split": {"method": method, **sp},
+        "fit_seconds": fit_s,
+        "valid": res.summary,
+    }
+    model.save(out)
+    out_info = {"model": name, "out": str(out), "fit_s": fit_s, "split": method}
+    out_info.update(valid=res.summary, n_valid=res.n_examples, titles=len(titles or {}))
+    if as_json:
+        emit_json(out_info)
+    else:
+        click.echo(f"saved pre-trained {name} to {out} (fit {fit_s:.1f} s, split {method})")
+        echo_mapping({f"valid {k}": v for k, v in res.summary.items()})
+
+
+@click.command("transfer")
+@click.option("--from", "source_dir", required=True, help="A model directory from `pretrain`.")
+@click.option("--data", "path", required=True, help="Target-domain interaction log.")
+@data_options
+@click.option("--strategy", default="finetune", show_default=True, help="Transfer strategy.")
+@click.option("--init", "init", default="popularity", show_default=True, help="Item-table init.")
+@click.option("--split", default=None, help="auto (default), loo, last_session or user.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--config", "config_file", default=None, help="TOML file: [train], [strategy]...")
+@_set_option
+@click.option("--out", required=True, help="Model directory to write.")
+@click.option("--json", "as_json", is_flag=True)
+def transfer_cmd(
+    source_dir,
+    path,
+    fmt,
+    cols,
+    no_timestamp,
+    order,
+    strategy,
+    init,
+    split,
+    seed,
+    config_file,
+    sets,
+    out,
+    as_json,
+):
+    """Transfer a pre-trained model to a target domain, fine-tune, save, print validation metrics.
+
+    Config sections: [train] (training loop), [strategy] (StrategyOptions), [init] (init
+    options), [transfer] (max_len, position_init), [split] (split options).
+    """
+    from warmrec.experiments.pipeline import evaluate_model, prepare, timed
+    from warmrec.models.base import Recommender
+    from warmrec.transfer import transfer
+
+    cfg = load_config(config_file, sets)
+    _sections(cfg, TRANSFER_SECTIONS)
+    source = Recommender.load(source_dir)
+    inter = read_data(path, fmt, cols, no_timestamp, order)
+    sp = dict(cfg.get("split", {}))
+    method_opt = sp.pop("method", None)
+    method = _split_name(inter.interactions, split or method_opt)
+    prep = prepare(
+        inter.interactions,
+        split=method,
+        split_options=sp,
+        item_features=inter.item_features,
+        user_features=inter.user_features,
+    )
+    src_titles = source.meta.get("item_titles")
+    tr = dict(cfg.get("transfer", {}))
+    bad = sorted(set(tr) - {"max_len", "position_init"})
+    if bad:
+        raise ConfigError(
+            f"unknown [transfer] key(s): {', '.join(bad)}; valid: max_len, position_init"
+        )
+    model, fit_s = timed(
+        transfer,
+        source,
+        prep.train,
+        prep.valid,
+        strategy=strategy,
+        init=init,
+        trainer=cfg.get("train", {}),
+        strategy_options=cfg.get("strategy"),
+        init_options=cfg.get("init"),
+        source_titles=dict((k, v) for k, v in src_titles) if src_titles else None,
+        target_titles=_titles(inter.item_features),
+        source_name=str(source_dir),
+        seed=seed,
+        **tr,
+    )
+    res = evaluate_model(model, prep.valid, prep)
+    model.meta["run"] = {
+        "data": {"path": str(path)},
+        "split": {"method": method, **sp},
+        "fit_seconds": fit_s,
+        "valid": res.summary,
+    }
+    model.save(out)
+    info = {
+        "model": model.name,
+        "out": str(out),
+        "strategy": strategy,
+        "init": model.meta["transfer"]["init"],
+        "fit_s": fit_s,
+        "split": method,
+        "n_trainable": model.meta["transfer"]["n_trainable"],
+        "valid": res.summary,
+        "n_valid": res.n_examples,
+    }
+    if as_json:
+        emit_json(info)
+    else:
+        click.echo(
+            f"saved {model.name} ({strategy}, init {info['init']}) to {out} (fit {fit_s:.1f} s)"
+        )
+        echo_mapping({f"valid {k}": v for k, v in res.summary.items()})
+
+
+def _csv(value: str, what: str, conv=str) -> tuple:
+    try:
+        items = tuple(conv(x.strip()) for x in value.split(",") if x.strip())
+    except ValueError as e:
+        raise click.BadParameter(f"expected a comma-separated list, found {value!r}") from e
+    if not items:
+        raise click.BadParameter(f"expected at least one value, found {value!r}", param_hint=what)
+    return items
+
+
+@click.group()
+def study() -> None:
+    """Multi-run studies (mean and CI over seeds, tests, plots, report)."""
+
+
+@study.command("transfer")
+@click.option("--source", "source_path", required=True, help="Source-domain log.")
+@click.option("--target", "target_path", required=True, help="Target-domain log.")
+@click.option("--format", "fmt", default=None, help="Input format of both logs.")
+@click.option("--model", "model_name", default="sasrec", show_default=True)
+@click.option(
+    "--strategies", default="scratch,finetune,freeze_embeddings", show_default=True, help="CSV."
+)
+@click.option("--inits", default="popularity", show_default=True, help="Comma-separated inits.")
+@click.option("--fractions", default="0.05,0.1,0.25,0.5,1", show_default=True)
+@click.option("--seeds", "n_seeds", default=3, show_default=True, type=int, help="Seeds 0..N-1.")
+@click.option("--baselines", default="pop,sknn", show_default=True, help="'' for none.")
+@click.option("--split", default="auto", show_default=True, help="Target split.")
+@click.option("--config", "config_file", default=None, help="TOML: [model] [train] [source_train]")
+@_set_option
+@click.option("--out", default="warmrec-out/transfer-study", show_default=True)
+@click.option("--no-resume", is_flag=True, help="Discard earlier runs in --out.")
+@click.option("--json", "as_json", is_flag=True)
+def study_transfer(
+    source_path,
+    target_path,
+    fmt,
+    model_name,
+    strategies,
+    inits,
+    fractions,
+    n_seeds,
+    baselines,
+    split,
+    config_file,
+    sets,
+    out,
+    no_resume,
+    as_json,
+):
+    """Transfer vs scratch vs baselines over fractions of target data and seeds."""
+    from warmrec.experiments.pipeline import read
+    from warmrec.experiments.transfer_study import run_transfer_study
+
+    if n_seeds < 1:
+        raise click.BadParameter(f"expected >= 1, found {n_seeds}", param_hint="--seeds")
+    cfg = load_config(config_file, sets)
+    _sections(cfg, {"model", "train", "source_train", "strategy", "init"})
+    src = read(source_path, format=fmt)
+    tgt = read(target_path, format=fmt)
+    res = run_transfer_study(
+        src.interactions,
+        tgt.interactions,
+        model=model_name,
+        strategies=_csv(strategies, "--strategies"),
+        inits=_csv(inits, "--inits"),
+        fractions=_csv(fractions, "--fractions", float),
+        seeds=tuple(range(n_seeds)),
+        model_config=cfg.get("model"),
+        trainer=cfg.get("train"),
+        source_trainer=cfg.get("source_train"),
+        baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()),
+        out_dir=out,
+        resume=not no_resume,
+        source_titles=_titles(src.item_features),
+        target_titles=_titles(tgt.item_features),
+        split=split,
+        strategy_options=cfg.get("strategy"),
+        init_options=cfg.get("init"),
+        progress=not as_json,
+    )
+    if as_json:
+        emit_json(
+            {
+                "info": res.info,
+                "computed": res.computed,
+                "summary": res.summary.to_dicts(),
+                "paths": {k: str(v) for k, v in res.paths.items()},
+            }
+        )
+    else:
+        for k, v in res.info.items():
+            click.echo(f"{k}: {v}")
+        click.echo(format_table(res.table))
+        click.echo(f"runs computed now: {len(res.computed)}")
+        click.echo(f"written: {Path(out) / 'results.md'}, {res.paths['report_html']}")

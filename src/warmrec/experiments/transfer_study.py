@@ -1,0 +1,507 @@
+"""Transfer study: how much does pre-training on a large source domain help a data-scarce target?
+
+:func:`run_transfer_study` pre-trains one model on the source (cached in ``out_dir/source``),
+splits the target once (valid and test are the full held-out sets, so every figure is measured
+on the same examples), and for every fraction of the target's *training* sequences and every
+seed (nested subsamples: for one seed, the 5 % sample is part of the 10 % sample) runs
+
+- the ``baselines`` (e.g. ``pop``, ``sknn``) on the subsample,
+- the model from scratch (``strategy="scratch"``: the same network, random init),
+- every ``strategy x init`` of :func:`warmrec.transfer.transfer`,
+
+each selected on validation and evaluated on test by full-catalogue ranking. Each finished run
+is written atomically as one JSON file in ``out_dir/runs/`` (key: fraction, seed, method), so an
+interrupted study resumes without redoing finished runs. The aggregate is the mean and 95 % CI
+over seeds (:func:`~warmrec.evaluation.stats.seed_summary`) and a paired test against scratch on
+per-example NDCG@10 pooled over seeds (:func:`~warmrec.evaluation.stats.paired_test`), written as
+a table (CSV + Markdown), plots (metric against the fraction of target data, one line per method)
+and a Markdown + HTML report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from tqdm.auto import tqdm
+
+from warmrec.config import config_dict
+from warmrec.data.dataset import SequenceDataset
+from warmrec.data.schema import SESSION, USER, sequence_key
+from warmrec.errors import ConfigError
+from warmrec.evaluation.evaluate import EvalResult
+from warmrec.evaluation.stats import paired_test, seed_summary
+from warmrec.experiments.pipeline import Prepared, evaluate_model, fit_model, prepare
+from warmrec.io import atomic_write_text
+
+STUDY_METRICS = ("hr@10", "ndcg@10", "mrr@10")
+TEST_METRIC = "ndcg@10"
+SPLITS = ("auto", "loo", "last_session", "user")
+LONG_HISTORY = 20  # median events per user from which "auto" uses leave-one-out
+
+
+@dataclass
+class StudyResult:
+    """What a study produced.
+
+    ``runs``: one row per run (``fraction, seed, method, kind, strategy, init``, the metrics,
+    ``fit_s``, ``n_train_sequences``); ``summary``: one row per (fraction, method) with, for
+    each metric, the mean over seeds and its CI (``<metric>``, ``<metric>_lo``, ``<metric>_hi``),
+    ``n_seeds``, and against scratch on pooled per-example NDCG@10: ``ratio`` (mean / scratch
+    mean), ``diff``, ``diff_lo``, ``diff_hi``, ``p_value``; ``table``: the display table;
+    ``computed``: the runs computed by this call (the rest were read from ``out_dir/runs``).
+    """
+
+    runs: pl.DataFrame
+    summary: pl.DataFrame
+    table: pl.DataFrame
+    out_dir: Path
+    paths: dict[str, Path] = field(default_factory=dict)
+    computed: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def ratio(self, method: str, fraction: float) -> float:
+        """``method``'s mean NDCG@10 over scratch's at ``fraction``."""
+        row = self.summary.filter(
+            (pl.col("method") == method) & ((pl.col("fraction") - fraction).abs() < 1e-12)
+        )
+        if row.height == 0:
+            raise ConfigError(f"no result for method {method!r} at fraction {fraction}")
+        return float(row["ratio"][0])
+
+    def best_transfer(self, fraction: float) -> tuple[str, float]:
+        """The transfer method with the highest mean NDCG@10 at ``fraction``, and its ratio."""
+        rows = self.summary.filter(
+            (pl.col("kind") == "transfer") & ((pl.col("fraction") - fraction).abs() < 1e-12)
+        ).sort(TEST_METRIC, descending=True)
+        if rows.height == 0:
+            raise ConfigError(f"no transfer result at fraction {fraction}")
+        return str(rows["method"][0]), float(rows["ratio"][0])
+
+
+# -- pieces ----------------------------------------------------------------------------------------
+def choose_split(frame: pl.DataFrame, split: str = "auto", long_history: int = LONG_HISTORY) -> str:
+    """``"auto"``: leave-one-out when the log has users with long histories (median events per
+    user >= ``long_history``) or no sessions, else ``"last_session"``; other names pass through."""
+    if split not in SPLITS:
+        raise ConfigError(f"study split {split!r}: expected one of {', '.join(SPLITS)}")
+    if split != "auto":
+        return split
+    if SESSION not in frame.columns:
+        return "loo"
+    if USER in frame.columns:
+        per_user = frame.group_by(USER).len()["len"]
+        if float(per_user.median()) >= long_history:
+            return "loo"
+    return "last_session"
+
+
+def subsample_keys(train: pl.DataFrame, fraction: float, seed: int) -> pl.Series:
+    """The sequence keys (sessions, else users) :func:`subsample_train` keeps, sorted."""
+    if not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"target fraction: expected 0 < fraction <= 1, found {fraction}")
+    units = train[sequence_key(train)].unique().sort()
+    keep_n = max(1, round(fraction * units.len()))
+    perm = np.random.default_rng(seed).permutation(units.len())
+    return units.gather(np.sort(perm[:keep_n]))
+
+
+def subsample_train(prep: Prepared, fraction: float, seed: int) -> Prepared:
+    """``prep`` with its training sequences (sessions, else users) subsampled to ``fraction``.
+
+    Seeded and nested: for one seed the units are permuted once and the first
+    ``max(1, round(fraction * n))`` kept, so a smaller fraction's sample is part of a larger
+    one's. Valid, test and the vocabularies are unchanged.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"target fraction: expected 0 < fraction <= 1, found {fraction}")
+    if fraction >= 1.0:
+        return prep
+    train = prep.split.train
+    key = sequence_key(train)
+    keep = subsample_keys(train, fraction, seed)
+    keep_n = keep.len()
+    sub = train.filter(pl.col(key).is_in(keep.implode()))
+    data = SequenceDataset.from_frame(
+        sub,
+        prep.vocab,
+        user_vocab=prep.user_vocab,
+        item_features=prep.item_features,
+        user_features=prep.user_features,
+    )
+    info = {**prep.info, "fraction": fraction, "seed": seed, "train_units": keep_n}
+    return Prepared(
+        prep.frame,
+        prep.split,
+        prep.vocab,
+        prep.user_vocab,
+        data,
+        prep.valid,
+        prep.test,
+        prep.item_features,
+        prep.user_features,
+        info,
+    )
+
+
+def method_name(strategy: str, init: str) -> str:
+    """``"scratch"`` or ``"<strategy>+<init>"``."""
+    return "scratch" if strategy == "scratch" else f"{strategy}+{init}"
+
+
+def run_key(fraction: float, seed: int, method: str) -> str:
+    """File stem of a run: ``f0.05_s1_finetune+popularity``."""
+    return f"f{fraction:g}_s{seed}_{method}"
+
+
+def _fingerprint(frame: pl.DataFrame) -> str:
+    h = hashlib.sha256()
+    h.update(",".join(frame.columns).encode())
+    h.update(str(frame.shape).encode())
+    h.update(frame.hash_rows(seed=0).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _describe(v: Any) -> Any:
+    """A JSON-stable description of an option (callables by qualified name)."""
+    if callable(v):
+        return f"<{getattr(v, '__module__', '')}.{getattr(v, '__qualname__', type(v).__name__)}>"
+    if hasattr(v, "__dataclass_fields__"):
+        return config_dict(v)
+    try:
+        json.dumps(v)
+        return v
+    except (TypeError, ValueError):
+        return repr(v)
+
+
+def _run_record(
+    fraction: float,
+    seed: int,
+    method: str,
+    kind: str,
+    strategy: str | None,
+    init: str | None,
+    res: EvalResult,
+    fit_s: float,
+    prep: Prepared,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "fraction": fraction,
+        "seed": seed,
+        "method": method,
+        "kind": kind,
+        "strategy": strategy,
+        "init": init,
+        "metrics": {k: float(v) for k, v in res.summary.items()},
+        "per_example": {k: np.asarray(v, dtype=float).tolist() for k, v in res.per_example.items()},
+        "n_test": res.n_examples,
+        "fit_s": fit_s,
+        "n_train_sequences": len(prep.train.sequences),
+        **(extra or {}),
+    }
+
+
+# -- the study -------------------------------------------------------------------------------------
+def run_transfer_study(
+    source_frame: pl.DataFrame,
+    target_frame: pl.DataFrame,
+    *,
+    model: str = "sasrec",
+    strategies: Sequence[str] = ("scratch", "finetune", "freeze_embeddings"),
+    inits: Sequence[str] = ("popularity",),
+    fractions: Sequence[float] = (0.05, 0.1, 0.25, 0.5, 1.0),
+    seeds: Sequence[int] = (0, 1, 2),
+    model_config: Mapping[str, Any] | None = None,
+    trainer: Mapping[str, Any] | None = None,
+    source_trainer: Mapping[str, Any] | None = None,
+    baselines: Sequence[str] = ("pop", "sknn"),
+    out_dir: str | Path = "warmrec-out/transfer-study",
+    resume: bool = True,
+    source_titles: Mapping[Any, str] | None = None,
+    target_titles: Mapping[Any, str] | None = None,
+    split: str = "auto",
+    source_split: str = "auto",
+    metrics: Sequence[str] = STUDY_METRICS,
+    strategy_options: Mapping[str, Any] | None = None,
+    init_options: Mapping[str, Any] | None = None,
+    n_boot: int = 5000,
+    progress: bool = True,
+) -> StudyResult:
+    """Run (or resume) a transfer study; see the module docstring.
+
+    ``trainer`` are :class:`~warmrec.training.loop.TrainerConfig` fields for the target runs
+    (``seed`` is set per run), ``source_trainer`` those of pre-training (default ``trainer``).
+    ``"scratch"`` in ``strategies`` is the from-scratch baseline (it ignores ``inits``); it is
+    always run, since every other method is compared against it. ``split`` /
+    ``source_split``: ``"auto"`` (:func:`choose_split`), ``"loo"``, ``"last_session"`` or
+    ``"user"``. With ``resume=False`` earlier runs and the cached source model are discarded.
+    An ``out_dir`` holding a study with other settings raises :class:`ConfigError`.
+    """
+    from warmrec.models.base import Recommender
+    from warmrec.transfer import METHODS, STRATEGIES, pretrain, transfer
+
+    out = Path(out_dir)
+    fractions = [float(f) for f in fractions]
+    seeds = [int(s) for s in seeds]
+    for f in fractions:
+        if not 0.0 < f <= 1.0:
+            raise ConfigError(f"target fraction: expected 0 < fraction <= 1, found {f}")
+    if not fractions or not seeds:
+        raise ConfigError("a transfer study needs at least one fraction and one seed")
+    for s in strategies:
+        if s not in STRATEGIES:
+            raise ConfigError(f"transfer strategy {s!r}: expected one of {', '.join(STRATEGIES)}")
+    for i in inits:
+        if i not in METHODS:
+            raise ConfigError(f"init {i!r}: expected one of {', '.join(METHODS)}")
+    strategies = ["scratch", *[s for s in dict.fromkeys(strategies) if s != "scratch"]]
+    inits = list(dict.fromkeys(inits)) or ["random"]
+    trainer = dict(trainer or {})
+    source_trainer = dict(source_trainer if source_trainer is not None else trainer)
+    model_config = dict(model_config or {})
+    t_split = choose_split(target_frame, split)
+    s_split = choose_split(source_frame, source_split)
+
+    settings = {
+        "model": model,
+        "model_config": model_config,
+        "trainer": trainer,
+        "source_trainer": source_trainer,
+        "split": t_split,
+        "source_split": s_split,
+        "metrics": list(metrics),
+        "strategy_options": dict(strategy_options or {}),
+        "init_options": {k: _describe(v) for k, v in (init_options or {}).items()},
+        "source_data": _fingerprint(source_frame),
+        "target_data": _fingerprint(target_frame),
+    }
+    runs_dir, src_dir, settings_path = out / "runs", out / "source", out / "study.json"
+    if not resume:
+        for p in (runs_dir, src_dir):
+            if p.exists():
+                shutil.rmtree(p)
+        settings_path.unlink(missing_ok=True)
+    if settings_path.exists():
+        old = json.loads(settings_path.read_text())
+        if old != json.loads(json.dumps(settings, default=str)):
+            diff = sorted(k for k in settings if old.get(k) != json.loads(json.dumps(settings[k])))
+            raise ConfigError(
+                f"{out}: holds a study with other settings ({', '.join(diff)}); "
+                "use another output folder or resume=False"
+            )
+    atomic_write_text(settings_path, json.dumps(settings, indent=2, default=str))
+
+    # the target split (once) and the runs to do
+    target = prepare(target_frame, split=t_split)
+    plan: list[tuple[float, int, str, str, str | None, str | None]] = []
+    for f in fractions:
+        for s in seeds:
+            plan += [(f, s, b, "baseline", None, None) for b in baselines]
+            for strat in strategies:
+                for init in ["random"] if strat == "scratch" else inits:
+                    kind = "scratch" if strat == "scratch" else "transfer"
+                    plan.append((f, s, method_name(strat, init), kind, strat, init))
+    done = {p.stem for p in runs_dir.glob("*.json")} if runs_dir.exists() else set()
+    todo = [p for p in plan if run_key(p[0], p[1], p[2]) not in done]
+
+    source_model = None
+    pretrain_s = 0.0
+    if any(p[3] in ("scratch", "transfer") for p in todo):
+        if (src_dir / "config.json").exists():
+            source_model = Recommender.load(src_dir)
+        else:
+            src = prepare(source_frame, split=s_split)
+            t0 = time.perf_counter()
+            source_model = pretrain(model, src.train, src.valid, model_config, source_trainer)
+            pretrain_s = time.perf_counter() - t0
+            source_model.meta["pretrain_seconds"] = pretrain_s
+            source_model.save(src_dir)
+
+    computed: list[str] = []
+    bar = tqdm(
+        total=len(plan),
+        initial=len(plan) - len(todo),
+        desc="transfer study",
+        disable=not progress,
+    )
+    try:
+        for f, s, method, kind, strat, init in todo:
+            bar.set_postfix_str(f"{method} f={f:g} seed={s}")
+            prep = subsample_train(target, f, s)
+            t0 = time.perf_counter()
+            extra: dict[str, Any] = {}
+            if kind == "baseline":
+                fitted = fit_model(method, prep)
+            else:
+                fitted = transfer(
+                    source_model,
+                    prep.train,
+                    prep.valid,
+                    strategy=strat,
+                    init=init,
+                    trainer={**trainer, "seed": s},
+                    strategy_options=strategy_options,
+                    init_options=init_options,
+                    source_titles=source_titles,
+                    target_titles=target_titles,
+                    source_name="source",
+                    seed=s,
+                )
+                tr = getattr(fitted, "train_result", None)
+                extra["best_epoch"] = getattr(tr, "best_epoch", None)
+                extra["n_trainable"] = fitted.meta["transfer"]["n_trainable"]
+            fit_s = time.perf_counter() - t0
+            res = evaluate_model(fitted, prep.test, prep, metrics=tuple(metrics))
+            rec = _run_record(f, s, method, kind, strat, init, res, fit_s, prep, extra)
+            key = run_key(f, s, method)
+            atomic_write_text(runs_dir / f"{key}.json", json.dumps(rec, default=float))
+            computed.append(key)
+            bar.update(1)
+    finally:
+        bar.close()
+
+    records = [
+        json.loads((runs_dir / f"{run_key(p[0], p[1], p[2])}.json").read_text()) for p in plan
+    ]
+    runs = runs_frame(records, metrics)
+    summary = summarize_study(records, metrics, n_boot=n_boot)
+    info = {
+        "model": model,
+        "split": t_split,
+        "source_split": s_split,
+        "target_train_sequences": len(target.train.sequences),
+        "target_items": target.vocab.n_items,
+        "test_examples": len(target.test),
+        "valid_examples": len(target.valid),
+        "fractions": fractions,
+        "seeds": seeds,
+        "protocol": "full-catalogue ranking, seen items not excluded",
+    }
+    if source_model is not None:
+        info["source_items"] = source_model.vocab.n_items
+    result = StudyResult(runs, summary, display_table(summary, metrics), out, {}, computed, info)
+    result.paths = write_outputs(result, metrics)
+    return result
+
+
+# -- aggregation and outputs -----------------------------------------------------------------------
+def runs_frame(records: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> pl.DataFrame:
+    """One row per run record."""
+    rows = []
+    for r in records:
+        row = {k: r.get(k) for k in ("fraction", "seed", "method", "kind", "strategy", "init")}
+        row.update({m: r["metrics"].get(m) for m in metrics})
+        row.update(fit_s=r["fit_s"], n_train_sequences=r["n_train_sequences"])
+        rows.append(row)
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def summarize_study(
+    records: Sequence[Mapping[str, Any]],
+    metrics: Sequence[str],
+    *,
+    test_metric: str = TEST_METRIC,
+    n_boot: int = 5000,
+) -> pl.DataFrame:
+    """Mean and CI over seeds per (fraction, method) and the paired test against scratch."""
+    groups: dict[tuple[float, str], list[Mapping[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["fraction"], r["method"]), []).append(r)
+    rows = []
+    for (f, method), rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["seed"])
+        row: dict[str, Any] = {
+            "fraction": f,
+            "method": method,
+            "kind": rs[0]["kind"],
+            "n_seeds": len(rs),
+        }
+        for m in metrics:
+            s = seed_summary([r["metrics"][m] for r in rs])
+            row.update({m: s.mean, f"{m}_lo": s.lo, f"{m}_hi": s.hi})
+        row["fit_s"] = float(np.mean([r["fit_s"] for r in rs]))
+        base = {r["seed"]: r for r in groups.get((f, "scratch"), [])}
+        row.update(ratio=None, diff=None, diff_lo=None, diff_hi=None, p_value=None)
+        if base:
+            b_mean = float(np.mean([r["metrics"][test_metric] for r in base.values()]))
+            row["ratio"] = row[test_metric] / b_mean if b_mean > 0 else float("nan")
+        paired = [r for r in rs if r["seed"] in base]
+        if method != "scratch" and paired and test_metric in paired[0]["per_example"]:
+            a = np.concatenate([r["per_example"][test_metric] for r in paired])
+            b = np.concatenate([base[r["seed"]]["per_example"][test_metric] for r in paired])
+            t = paired_test(a, b, n_boot=n_boot, seed=0)
+            row.update(diff=t.mean_diff, diff_lo=t.ci[0], diff_hi=t.ci[1], p_value=t.p_value)
+        rows.append(row)
+    df = pl.DataFrame(rows, infer_schema_length=None)
+    return df.with_columns(
+        [pl.col(c).cast(pl.Float64) for c in ("ratio", "diff", "diff_lo", "diff_hi", "p_value")]
+    ).sort(["fraction", test_metric], descending=[False, True])
+
+
+def display_table(summary: pl.DataFrame, metrics: Sequence[str]) -> pl.DataFrame:
+    """The summary with ``mean [lo, hi]`` text columns, for Markdown and the terminal."""
+    from warmrec.reports.tables import with_ci
+
+    df = summary
+    for m in metrics:
+        df = with_ci(df, m, f"{m}_lo", f"{m}_hi", name=f"{m} [95% CI]")
+    cols = ["fraction", "method", "n_seeds", *[f"{m} [95% CI]" for m in metrics]]
+    return df.select(*cols, "ratio", "diff", "p_value", "fit_s")
+
+
+def write_outputs(result: StudyResult, metrics: Sequence[str]) -> dict[str, Path]:
+    """Table (CSV + Markdown), one plot per metric and the Markdown + HTML report."""
+    from warmrec.reports.plots import line_plot
+    from warmrec.reports.report import Heading, Image, Table, Text, write_report
+    from warmrec.reports.tables import write_csv, write_markdown
+
+    out = result.out_dir
+    paths = {
+        "runs_csv": write_csv(result.runs, out / "runs.csv"),
+        "summary_csv": write_csv(result.summary, out / "summary.csv"),
+        "table_md": write_markdown(result.table, out / "results.md", title="Transfer study"),
+    }
+    images = []
+    for m in metrics:
+        p = line_plot(
+            result.summary,
+            "fraction",
+            m,
+            "method",
+            out / f"{m.replace('@', '_at_')}_vs_fraction.png",
+            f"{m} vs target data (mean, 95% CI over seeds)",
+            lo=f"{m}_lo",
+            hi=f"{m}_hi",
+            xlabel="fraction of target training sequences",
+            ylabel=m,
+            logx=True,
+        )
+        paths[f"plot_{m}"] = p
+        images.append(Image(p, alt=f"{m} vs fraction", caption=f"{m} vs fraction"))
+    info = "\n".join(f"{k}: {v}" for k, v in result.info.items())
+    blocks = [
+        Heading("Setting"),
+        Text(info),
+        Heading("Results"),
+        Text(
+            "Mean over seeds with the 95 % t-interval; ratio = NDCG@10 / scratch's NDCG@10; "
+            "diff and p_value: paired bootstrap test against scratch on per-example NDCG@10 "
+            "pooled over seeds."
+        ),
+        Table(result.table),
+        Heading("Plots"),
+        *images,
+    ]
+    for suffix in ("md", "html"):
+        paths[f"report_{suffix}"] = write_report(out / f"report.{suffix}", "Transfer study", blocks)
+    return paths

@@ -1,0 +1,116 @@
+"""`warmrec pretrain`, `warmrec transfer` and `warmrec study transfer` on tiny synthetic data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from warmrec.cli.main import cli
+from warmrec.data.synthetic import generate_cross_domain
+from warmrec.models.base import Recommender
+
+SETS = [
+    "--set",
+    "model.d=16",
+    "--set",
+    "model.n_layers=1",
+    "--set",
+    "model.n_heads=1",
+    "--set",
+    "model.ffn_dim=16",
+    "--set",
+    "model.max_len=8",
+    "--set",
+    "train.epochs=2",
+    "--set",
+    "train.batch_size=64",
+]
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("logs")
+    cd = generate_cross_domain(300, 120, 60, 30, seed=0)
+    src, tgt = d / "source.csv", d / "target.csv"
+    cd.source.write_csv(src)
+    cd.target.write_csv(tgt)
+    return src, tgt
+
+
+def run(args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def pretrained(logs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("src") / "model"
+    res = run(["pretrain", "--model", "sasrec", "--data", logs[0], *SETS, "--out", out, "--json"])
+    assert res.exit_code == 0, res.output
+    return out, json.loads(res.output)
+
+
+def test_pretrain_saves_model_with_item_counts(pretrained):
+    out, info = pretrained
+    model = Recommender.load(out)
+    assert model.name == "sasrec" and model.config.d == 16
+    counts = model.meta["item_counts"]
+    assert len(counts) == len(model.vocab) and sum(counts) > 0
+    assert info["model"] == "sasrec" and 0 <= info["valid"]["ndcg@10"] <= 1
+
+
+def test_transfer_fine_tunes_on_the_target(pretrained, logs, tmp_path):
+    src, _ = pretrained
+    out = tmp_path / "tgt"
+    args = ["transfer", "--from", src, "--data", logs[1], "--strategy", "freeze_embeddings"]
+    args += ["--init", "popularity", "--set", "train.epochs=2", "--out", out, "--json"]
+    res = run(args)
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    assert info["strategy"] == "freeze_embeddings" and info["init"] == "popularity"
+    model = Recommender.load(out)
+    assert model.meta["transfer"]["strategy"] == "freeze_embeddings"
+    assert all(str(i).startswith("t") for i in model.vocab.ids.to_list())  # target catalogue
+    assert set(info["valid"]) >= {"ndcg@10", "hr@10"}
+    assert 0 < info["n_trainable"]
+    text = run(
+        ["transfer", "--from", src, "--data", logs[1], "--set", "train.epochs=1"]
+        + ["--out", tmp_path / "t2"]
+    )
+    assert text.exit_code == 0 and "valid ndcg@10" in text.output
+
+
+def test_transfer_errors_are_one_line(pretrained, logs, tmp_path):
+    src, _ = pretrained
+    res = run(
+        ["transfer", "--from", src, "--data", logs[1], "--strategy", "bogus"]
+        + ["--out", tmp_path / "x"]
+    )
+    assert res.exit_code == 2
+    assert res.output.strip().count("\n") == 0 and "strategy 'bogus'" in res.output
+    res = run(
+        ["transfer", "--from", src, "--data", logs[1], "--set", "nosuch.k=1"]
+        + ["--out", tmp_path / "x"]
+    )
+    assert res.exit_code == 2 and "unknown config section" in res.output
+    res = run(["pretrain", "--model", "pop", "--data", logs[0], "--out", tmp_path / "p"])
+    assert res.exit_code == 2 and "neural" in res.output
+
+
+def test_study_transfer(logs, tmp_path):
+    out = tmp_path / "study"
+    args = ["study", "transfer", "--source", logs[0], "--target", logs[1]]
+    args += ["--strategies", "scratch,finetune", "--inits", "popularity", "--fractions", "0.5,1"]
+    args += ["--seeds", "1", "--baselines", "pop", *SETS, "--out", out, "--json"]
+    res = run(args)
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    methods = {r["method"] for r in info["summary"]}
+    assert methods == {"pop", "scratch", "finetune+popularity"}
+    assert len(info["computed"]) == 6
+    assert (out / "report.html").exists() and (out / "results.md").exists()
+    again = run(args)  # resumes: nothing recomputed
+    assert again.exit_code == 0 and json.loads(again.output)["computed"] == []
+    bad = run([*args[:-3], "--fractions", "0,1", "--out", out, "--json"])
+    assert bad.exit_code == 2 and "fraction" in bad.output

@@ -1,0 +1,28 @@
+"""The transfer part of the demo, on tiny settings (the real one takes minutes)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from warmrec.experiments.demo import run_transfer_demo
+
+TINY = {"source_sessions": 300, "target_sessions": 120, "n_source_items": 60}
+
+
+def test_transfer_demo_runs_scratch_and_transfer(tmp_path):
+    res = run_transfer_demo(
+        tmp_path,
+        data={**TINY, "n_target_items": 30},
+        model_config={"d": 16, "max_len": 8, "ffn_dim": 16},
+        source_trainer={"epochs": 1},
+        trainer={"epochs": 1},
+        strategies=("scratch", "finetune"),
+        inits=("popularity",),
+        fractions=(0.5,),
+        seeds=(0,),
+        progress=False,
+    )
+    assert set(res.summary["method"]) == {"pop", "sknn", "scratch", "finetune+popularity"}
+    assert res.summary.filter(pl.col("method") == "scratch")["ratio"][0] == 1.0
+    assert res.best_transfer(0.5)[0] == "finetune+popularity"
+    assert (tmp_path / "results.md").exists()

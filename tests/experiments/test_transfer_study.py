@@ -1,0 +1,162 @@
+"""run_transfer_study on tiny synthetic cross-domain data: outputs, aggregation, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+import warmrec.transfer
+from warmrec.data.synthetic import generate_cross_domain
+from warmrec.errors import ConfigError
+from warmrec.experiments.pipeline import prepare
+from warmrec.experiments.transfer_study import (
+    choose_split,
+    run_key,
+    run_transfer_study,
+    subsample_keys,
+    subsample_train,
+)
+
+MODEL = {"d": 16, "n_layers": 1, "n_heads": 1, "ffn_dim": 16, "max_len": 8}
+TRAINER = {"epochs": 2, "batch_size": 64, "lr": 5e-3}
+KW = dict(
+    model_config=MODEL,
+    trainer=TRAINER,
+    strategies=("scratch", "finetune", "freeze_embeddings"),
+    inits=("popularity",),
+    fractions=(0.5, 1.0),
+    seeds=(0, 1),
+    baselines=("pop",),
+    n_boot=200,
+    progress=False,
+)
+
+
+@pytest.fixture(scope="module")
+def cd():
+    return generate_cross_domain(300, 120, 60, 30, seed=0)
+
+
+@pytest.fixture(scope="module")
+def study(cd, tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    return run_transfer_study(cd.source, cd.target, out_dir=out, **KW)
+
+
+def test_study_runs_every_method_and_writes_outputs(study):
+    methods = {"pop", "scratch", "finetune+popularity", "freeze_embeddings+popularity"}
+    assert set(study.runs["method"]) == methods
+    assert study.runs.height == 2 * 2 * len(methods)  # fractions x seeds x methods
+    assert len(study.computed) == study.runs.height
+    assert len(list((study.out_dir / "runs").glob("*.json"))) == study.runs.height
+    assert study.summary.height == 2 * len(methods)
+    # the smaller fraction trains on fewer sequences, evaluated on the same test set
+    n = study.runs.group_by("fraction").agg(pl.col("n_train_sequences").max()).sort("fraction")
+    assert n["n_train_sequences"][0] < n["n_train_sequences"][1]
+    for key in ("runs_csv", "summary_csv", "table_md", "plot_ndcg@10", "report_md", "report_html"):
+        assert study.paths[key].exists(), key
+    assert "scratch" in study.paths["table_md"].read_text()
+    assert "<img" in study.paths["report_html"].read_text()
+
+
+def test_summary_matches_the_runs(study):
+    runs, summ = study.runs, study.summary
+    for f in (0.5, 1.0):
+        vals = runs.filter((pl.col("fraction") == f) & (pl.col("method") == "finetune+popularity"))
+        row = summ.filter((pl.col("fraction") == f) & (pl.col("method") == "finetune+popularity"))
+        assert row["ndcg@10"][0] == pytest.approx(vals["ndcg@10"].mean())
+        assert row["ndcg@10_lo"][0] <= row["ndcg@10"][0] <= row["ndcg@10_hi"][0]
+        scratch = runs.filter((pl.col("fraction") == f) & (pl.col("method") == "scratch"))
+        assert row["ratio"][0] == pytest.approx(vals["ndcg@10"].mean() / scratch["ndcg@10"].mean())
+        assert 0 < row["p_value"][0] <= 1
+    s = summ.filter(pl.col("method") == "scratch")
+    assert s["ratio"].to_list() == [1.0, 1.0] and s["p_value"].is_null().all()
+    name, ratio = study.best_transfer(0.5)
+    assert name in ("finetune+popularity", "freeze_embeddings+popularity")
+    assert ratio == pytest.approx(study.ratio(name, 0.5))
+
+
+def test_run_files_hold_per_example_values(study):
+    rec = json.loads((study.out_dir / "runs" / f"{run_key(0.5, 1, 'scratch')}.json").read_text())
+    per = np.asarray(rec["per_example"]["ndcg@10"])
+    assert len(per) == rec["n_test"] > 0
+    assert per.mean() == pytest.approx(rec["metrics"]["ndcg@10"])
+
+
+def test_resume_recomputes_only_missing_runs(cd, tmp_path, monkeypatch):
+    first = run_transfer_study(cd.source, cd.target, out_dir=tmp_path, **{**KW, "seeds": (0,)})
+    key = run_key(0.5, 0, "finetune+popularity")
+    (tmp_path / "runs" / f"{key}.json").unlink()
+    calls = {"pretrain": 0, "transfer": 0}
+    real_pretrain, real_transfer = warmrec.transfer.pretrain, warmrec.transfer.transfer
+
+    def count(name, fn):
+        def wrapped(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+
+        return wrapped
+
+    monkeypatch.setattr(warmrec.transfer, "pretrain", count("pretrain", real_pretrain))
+    monkeypatch.setattr(warmrec.transfer, "transfer", count("transfer", real_transfer))
+    second = run_transfer_study(cd.source, cd.target, out_dir=tmp_path, **{**KW, "seeds": (0,)})
+    assert second.computed == [key]
+    assert calls == {"pretrain": 0, "transfer": 1}  # cached source, one transfer run
+    assert second.runs.drop("fit_s").equals(first.runs.drop("fit_s"))
+    assert second.summary.drop("fit_s").equals(first.summary.drop("fit_s"))
+    third = run_transfer_study(cd.source, cd.target, out_dir=tmp_path, **{**KW, "seeds": (0,)})
+    assert third.computed == [] and calls["transfer"] == 1
+
+
+def test_other_settings_in_the_same_folder_are_refused(cd, tmp_path):
+    kw = {**KW, "seeds": (0,), "fractions": (1.0,), "strategies": ("scratch",), "baselines": ()}
+    run_transfer_study(cd.source, cd.target, out_dir=tmp_path, **kw)
+    with pytest.raises(ConfigError, match="other settings.*trainer"):
+        run_transfer_study(
+            cd.source, cd.target, out_dir=tmp_path, **{**kw, "trainer": {"epochs": 1}}
+        )
+    res = run_transfer_study(
+        cd.source, cd.target, out_dir=tmp_path, resume=False, **{**kw, "trainer": {"epochs": 1}}
+    )
+    assert len(res.computed) == 1
+
+
+def test_bad_arguments_raise(cd, tmp_path):
+    with pytest.raises(ConfigError, match="fraction"):
+        run_transfer_study(cd.source, cd.target, out_dir=tmp_path, **{**KW, "fractions": (0,)})
+    with pytest.raises(ConfigError, match="strategy 'nope'"):
+        run_transfer_study(cd.source, cd.target, out_dir=tmp_path, **{**KW, "strategies": ["nope"]})
+    with pytest.raises(ConfigError, match="split"):
+        choose_split(cd.target, "bogus")
+
+
+def test_subsample_is_seeded_nested_and_keeps_eval_sets(cd):
+    prep = prepare(cd.target, split="last_session")
+    train = prep.split.train
+    n = train["session_id"].n_unique()
+    a = subsample_train(prep, 0.25, seed=3)
+    b = subsample_train(prep, 0.25, seed=3)
+    d = subsample_train(prep, 0.25, seed=4)
+    assert len(a.train.sequences) == round(0.25 * n) < len(prep.train.sequences)
+    assert np.array_equal(a.train.sequences.items, b.train.sequences.items)
+    assert not np.array_equal(a.train.sequences.items, d.train.sequences.items)
+    small = set(subsample_keys(train, 0.25, 3).to_list())
+    assert len(small) == round(0.25 * n)
+    assert small <= set(subsample_keys(train, 0.5, 3).to_list())
+    assert small != set(subsample_keys(train, 0.25, 4).to_list())
+    kept = train.filter(pl.col("session_id").is_in(list(small)))
+    assert a.train.sequences.items.size == kept.height  # exactly those sessions' events
+    assert a.test is prep.test and a.valid is prep.valid and a.vocab is prep.vocab
+    assert subsample_train(prep, 1.0, 0) is prep
+
+
+def test_choose_split(cd):
+    short = cd.target.with_columns(pl.col("session_id").alias("user_id"))  # 1 session a user
+    assert choose_split(short) == "last_session"
+    long = cd.target.with_columns(pl.lit(1).alias("user_id"))
+    assert choose_split(long) == "loo"
+    assert choose_split(cd.target.drop("session_id")) == "loo"
+    assert choose_split(cd.target, "user") == "user"
