@@ -19,7 +19,7 @@ from warmrec.io import atomic_write_text, write_csv
 BASELINES = ("pop", "sessionpop", "markov", "ar", "sr", "itemknn", "sknn", "vsknn")
 NEURAL = ("sasrec", "gru4rec")
 DEMO_METRICS = ("hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20", "mrr@20", "coverage@20")
-NEURAL_DEMO_TRAIN = {"epochs": 30, "patience": 5}
+NEURAL_DEMO_TRAIN = {"epochs": 20, "patience": 3}
 
 
 def default_split(frame: pl.DataFrame) -> str:
