@@ -53,3 +53,27 @@ def test_prefix_targets_and_subset():
     assert sub.keys.to_list() == [3, 1]
     assert v.decode(sub.items) == [50, 20, 30, 10]
     assert sub.padded(2).tolist() == [[0, 5], [3, 1]]
+
+
+def test_presorted_and_shuffled_input_give_the_same_sequences():
+    rng = np.random.default_rng(0)
+    n = 400
+    df = pl.DataFrame(
+        {
+            "session_id": np.repeat(np.arange(50), 8),
+            "item_id": rng.integers(1, 30, n),
+            "timestamp": np.repeat(rng.permutation(50) * 100.0, 8) + np.tile(np.arange(8), 50) // 2,
+        }
+    )  # sorted by key and time, with ties inside sessions and sessions out of time order
+    v = ItemVocab.from_ids(df["item_id"])
+    a = SequenceData.from_frame(df, v)
+    b = SequenceData.from_frame(df.sample(fraction=1.0, shuffle=True, seed=1), v)
+    assert a.keys.to_list() == sorted(
+        a.keys.to_list(), key=lambda k: df.filter(pl.col("session_id") == k)["timestamp"].min()
+    )
+    assert np.array_equal(a.offsets, b.offsets)
+    # ties inside a session keep row order, so only the multiset per session must agree
+    for i in range(len(a)):
+        assert sorted(a[i].tolist()) == sorted(b[i].tolist())
+    c = SequenceData.from_frame(df.reverse().reverse(), v)
+    assert np.array_equal(a.items, c.items)
