@@ -155,3 +155,23 @@ def test_sessionize_collapse_keeps_repeats_across_sessions():
     out = sessionize(df, 1800, collapse_repeats=True)
     assert out["item_id"].to_list() == [5, 6, 6]
     assert out["session_id"].to_list() == [0, 0, 1]
+
+
+def test_stable_sort_fast_path_matches_the_generic_sort():
+    from warmrec.data.schema import is_sorted_by_key_time
+    from warmrec.data.sessionize import stable_sort
+
+    df = pl.DataFrame(
+        {
+            "user_id": [1, 1, 1, 2, 2],
+            "item_id": [5, 6, 7, 8, 9],
+            "timestamp": [1.0, 1.0, 3.0, 0.0, 2.0],
+        }
+    )
+    assert is_sorted_by_key_time(df, "user_id")
+    assert stable_sort(df, ["user_id", "timestamp"]).equals(df)
+    shuffled = df[[3, 0, 4, 1, 2]]
+    assert not is_sorted_by_key_time(shuffled, "user_id")
+    assert stable_sort(shuffled, ["user_id", "timestamp"]).equals(df)
+    unsorted_time = df.with_columns(pl.Series("timestamp", [1.0, 0.5, 3.0, 0.0, 2.0]))
+    assert not is_sorted_by_key_time(unsorted_time, "user_id")

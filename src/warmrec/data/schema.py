@@ -13,6 +13,7 @@ naming the source, the field, what was found and what was expected.
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from warmrec.errors import DataError
@@ -38,6 +39,20 @@ def sequence_key(df: pl.DataFrame) -> str:
         expected="'session_id' or 'user_id'",
         found=", ".join(df.columns) or "no columns",
     )
+
+
+def is_sorted_by_key_time(df: pl.DataFrame, key: str) -> bool:
+    """Whether rows already come grouped by ``key`` in ascending order, time-ordered within.
+
+    Such a table needs no (stable) sort by key and time: real click logs usually arrive so.
+    """
+    if df.height < 2:
+        return True
+    if not df[key].is_sorted():
+        return False
+    k = df[key].to_numpy()
+    t = df[TIME].to_numpy()
+    return bool(np.all((k[1:] != k[:-1]) | (t[1:] >= t[:-1])))
 
 
 def _cast_id(df: pl.DataFrame, col: str, source: str | None) -> pl.Series:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from warmrec.data.schema import ITEM, TIME, sequence_key
+from warmrec.data.schema import ITEM, TIME, is_sorted_by_key_time, sequence_key
 from warmrec.data.vocab import ItemVocab
 
 
@@ -28,16 +28,6 @@ def pad_windows(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, maxlen:
     valid = pos >= starts[:, None]
     out = np.where(valid, items[np.clip(pos, 0, max(len(items) - 1, 0))] if len(items) else 0, 0)
     return out.astype(np.int64, copy=False)
-
-
-def _sorted_by_key_time(df: pl.DataFrame, key: str) -> bool:
-    """Whether rows already come grouped by ``key`` in ascending order, time-ordered within."""
-    if df.height < 2 or not df[key].is_sorted():
-        return df.height < 2
-    k = df[key].to_numpy()
-    t = df[TIME].to_numpy()
-    same = k[1:] == k[:-1]
-    return bool(np.all(~same | (t[1:] >= t[:-1])))
 
 
 @dataclass
@@ -84,7 +74,7 @@ class SequenceData:
             enc = enc.filter(pl.col("_idx") > 0)
         # stable within a key (the row index breaks timestamp ties), then NumPy over the runs:
         # several times faster than window expressions at tens of millions of rows
-        if not _sorted_by_key_time(enc, key):
+        if not is_sorted_by_key_time(enc, key):
             enc = enc.with_row_index("_row").sort([key, TIME, "_row"])
         runs = enc[key].rle()
         lens = runs.struct.field("len").to_numpy().astype(np.int64)

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import polars as pl
 
-from warmrec.data.schema import ITEM, SESSION, TIME, USER, sequence_key
+from warmrec.data.schema import ITEM, SESSION, TIME, USER, is_sorted_by_key_time, sequence_key
 from warmrec.errors import DataError
 
 DEFAULT_GAP = 1800.0
@@ -122,6 +122,8 @@ def stable_sort(df: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     is ~4x slower than the in-memory one; window expressions are the other way round, so the
     filters and splits run those lazily.
     """
+    if len(by) == 2 and by[1] == TIME and is_sorted_by_key_time(df, by[0]):
+        return df  # already in that order (ties keep their order trivially)
     return df.with_row_index("_row").sort([*by, "_row"]).drop("_row")
 
 
