@@ -56,7 +56,7 @@ from warmrec.data.dataset import Batch, SequenceDataset
 from warmrec.errors import ConfigError
 from warmrec.models.features import FeatureEmbedder, FeatureSpec, SideFeatures
 from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, TransformerStack
-from warmrec.models.losses import LossSpec, make_loss
+from warmrec.models.losses import loss_spec_from_config, make_loss
 from warmrec.models.neural import NeuralRecommender
 from warmrec.models.ssept import UserWindowData, batch_users, n_users_of
 from warmrec.registry import register_model
@@ -202,16 +202,7 @@ class BST(NeuralRecommender):
         return net
 
     def prepare(self, train: SequenceDataset) -> None:
-        c = self.config
-        k = c.n_negatives or (1 if c.loss == "bce" else 256)
-        spec = LossSpec(
-            loss=c.loss,
-            n_negatives=k,
-            negative_sampling=c.negative_sampling,
-            pop_alpha=c.pop_alpha,
-            shared_negatives=c.loss != "bce",
-            logq=c.logq,
-        )
+        spec = loss_spec_from_config(self.config)
         self.loss_fn = make_loss(spec, self.n_items, train.item_counts())
 
     def training_data(self, train: SequenceDataset) -> UserWindowData:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -324,6 +325,25 @@ class LossSpec:
     gbce_t: float = 0.75
     bpr_reg: float = 1.0
     elu_param: float = 0.0
+
+
+def loss_spec_from_config(config: Any) -> LossSpec:
+    """The :class:`LossSpec` of a model config with ``loss``, ``n_negatives``,
+    ``negative_sampling``, ``pop_alpha``, ``logq`` (and optionally ``gbce_t``) fields.
+
+    ``n_negatives = 0`` means the default: 1 for BCE (the original SASRec objective), else 256;
+    negatives are shared across the batch except for BCE.
+    """
+    k = config.n_negatives or (1 if config.loss == "bce" else 256)
+    return LossSpec(
+        loss=config.loss,
+        n_negatives=k,
+        negative_sampling=config.negative_sampling,
+        pop_alpha=config.pop_alpha,
+        shared_negatives=config.loss != "bce",
+        logq=config.logq,
+        gbce_t=getattr(config, "gbce_t", LossSpec.gbce_t),
+    )
 
 
 def make_loss(spec: LossSpec, n_items: int, item_counts: np.ndarray | None = None) -> nn.Module:

@@ -31,7 +31,7 @@ from torch import nn
 
 from warmrec.data.dataset import Batch, SequenceDataset
 from warmrec.models.layers import GRUBlock, ItemEmbedding
-from warmrec.models.losses import LossSpec, make_loss
+from warmrec.models.losses import loss_spec_from_config, make_loss
 from warmrec.models.neural import NeuralRecommender, WindowData
 from warmrec.registry import register_model
 
@@ -146,16 +146,7 @@ class NARM(NeuralRecommender):
         return NARMNet(n_items, self.config)
 
     def prepare(self, train: SequenceDataset) -> None:
-        c = self.config
-        k = c.n_negatives or (1 if c.loss == "bce" else 256)
-        spec = LossSpec(
-            loss=c.loss,
-            n_negatives=k,
-            negative_sampling=c.negative_sampling,
-            pop_alpha=c.pop_alpha,
-            shared_negatives=c.loss != "bce",
-            logq=c.logq,
-        )
+        spec = loss_spec_from_config(self.config)
         self.loss_fn = make_loss(spec, self.n_items, train.item_counts())
 
     def training_data(self, train: SequenceDataset) -> WindowData:

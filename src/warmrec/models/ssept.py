@@ -48,7 +48,7 @@ from warmrec.data.sequences import SequenceData
 from warmrec.errors import ConfigError
 from warmrec.models.features import FeatureEmbedder, SideFeatures
 from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, TransformerStack
-from warmrec.models.losses import LossSpec, make_loss
+from warmrec.models.losses import loss_spec_from_config, make_loss
 from warmrec.models.neural import NeuralRecommender, WindowData
 from warmrec.registry import register_model
 
@@ -278,17 +278,7 @@ class SSEPT(NeuralRecommender):
         return net
 
     def prepare(self, train: SequenceDataset) -> None:
-        c = self.config
-        k = c.n_negatives or (1 if c.loss == "bce" else 256)
-        spec = LossSpec(
-            loss=c.loss,
-            n_negatives=k,
-            negative_sampling=c.negative_sampling,
-            pop_alpha=c.pop_alpha,
-            shared_negatives=c.loss != "bce",
-            logq=c.logq,
-            gbce_t=c.gbce_t,
-        )
+        spec = loss_spec_from_config(self.config)
         self.loss_fn = make_loss(spec, self.n_items, train.item_counts())
 
     def training_data(self, train: SequenceDataset) -> UserWindowData:
