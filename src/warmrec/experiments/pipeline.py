@@ -99,15 +99,12 @@ def fit_model(
     models without one it must be empty.
     """
     model = get_model(name, model_config or {})
-    params = inspect.signature(model.fit).parameters
-    if train_config and "trainer" in params:  # NeuralRecommender.fit(train, valid, trainer=)
-        return model.fit(prepared.train, prepared.valid, trainer=train_config)
     if train_config:
-        if "train_config" not in params:
+        if "trainer" not in inspect.signature(model.fit).parameters:
             raise ConfigError(
                 f"model '{name}' takes no training settings; got {', '.join(sorted(train_config))}"
             )
-        return model.fit(prepared.train, prepared.valid, train_config=train_config)
+        return model.fit(prepared.train, prepared.valid, trainer=train_config)
     return model.fit(prepared.train, prepared.valid)
 
 
