@@ -77,3 +77,21 @@ def test_presorted_and_shuffled_input_give_the_same_sequences():
         assert sorted(a[i].tolist()) == sorted(b[i].tolist())
     c = SequenceData.from_frame(df.reverse().reverse(), v)
     assert np.array_equal(a.items, c.items)
+
+
+def test_stable_argsort_matches_a_stable_sort_on_every_path():
+    from warmrec.data.sequences import stable_argsort
+
+    rng = np.random.default_rng(1)
+    cases = [
+        rng.integers(0, 50, 5_000).astype(np.float64),  # whole floats with many ties: packed
+        rng.integers(-(10**9), 10**9, 5_000),  # ints: packed
+        rng.integers(0, 50, 5_000) + 0.5,  # fractional floats: stable Polars sort
+        np.array([0.0, 2.0**62, -1.0, 2.0**62]),  # span too wide to pack
+        np.array([3.0]),
+        np.zeros(0),
+    ]
+    for v in cases:
+        got = stable_argsort(v)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, np.argsort(v, kind="stable"))

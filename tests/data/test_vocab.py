@@ -57,3 +57,31 @@ def test_load_bad_file(tmp_path):
 def test_mixed_type_history_encodes_unknown_to_padding():
     v = ItemVocab.from_ids([1, 2, 3])
     assert v.encode([1, "zzz", "3"]).tolist() == [1, 0, 3]
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        [5, 3, 10, 7],  # compact range: dense lookup table
+        [1, 2**40, 17, -3],  # sparse range: hash lookup
+    ],
+)
+def test_encode_paths_agree_with_a_dict(ids):
+    v = ItemVocab(ids)
+    lookup = {raw: i + 1 for i, raw in enumerate(ids)}  # index order = given order
+    probe = [*ids, 4, 11, 2, -1, -(2**62), 2**62, 0]
+    want = [lookup.get(x, 0) for x in probe]
+    assert v.encode(probe).tolist() == want
+    assert v.encode(np.array(probe)).tolist() == want
+    with_null = pl.Series([ids[0], None, ids[1], 99_999_999], dtype=pl.Int64)
+    assert v.encode(with_null).tolist() == [lookup[ids[0]], 0, lookup[ids[1]], 0]
+
+
+def test_dense_encode_in_range_is_a_pure_gather():
+    rng = np.random.default_rng(0)
+    ids = rng.choice(10_000, size=3_000, replace=False)
+    v = ItemVocab(ids)
+    vals = rng.choice(ids, size=20_000)
+    idx = v.encode(vals)
+    assert idx.dtype == np.int64
+    np.testing.assert_array_equal(ids[idx - 1], vals)

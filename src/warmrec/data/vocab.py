@@ -16,6 +16,8 @@ import polars as pl
 from warmrec.errors import DataError
 
 PAD = 0
+_LUT_SLACK = 8  # a dense lookup table is used when max id - min id < 8 x the number of ids
+_LUT_MIN = 1 << 16  # ... or below this many slots, whatever the number of ids
 
 
 class ItemVocab:
@@ -50,6 +52,13 @@ class ItemVocab:
         self._index = pl.DataFrame(
             {"id": series, "idx": np.arange(1, series.len() + 1, dtype=np.int64)}
         )
+        self._lut: tuple[int, int, pl.Series] | None = None
+        if series.dtype == pl.Int64 and series.len():
+            lo, hi = int(series.min()), int(series.max())
+            if hi - lo < max(_LUT_SLACK * series.len(), _LUT_MIN):
+                table = np.zeros(hi - lo + 1, dtype=np.int64)
+                table[series.to_numpy() - lo] = np.arange(1, series.len() + 1)
+                self._lut = (lo, hi, pl.Series("idx", table))
 
     @classmethod
     def from_ids(cls, ids: Iterable | pl.Series) -> ItemVocab:
@@ -96,10 +105,22 @@ class ItemVocab:
         s = self._coerce(s.rename("id"))
         if s.len() == 0:
             return np.zeros(0, dtype=np.int64)
+        if self._lut is not None and s.dtype == pl.Int64:
+            return self._encode_dense(s)
         out = s.replace_strict(
             self._index["id"], self._index["idx"], default=0, return_dtype=pl.Int64
         )
         return out.fill_null(0).to_numpy().astype(np.int64, copy=False)
+
+    def _encode_dense(self, s: pl.Series) -> np.ndarray:
+        """Integer ids through the dense lookup table (a gather instead of a hash lookup)."""
+        lo, hi, table = self._lut  # type: ignore[misc]
+        s = s.fill_null(lo - 1) if s.null_count() else s
+        mn, mx = s.min(), s.max()
+        if lo <= mn and mx <= hi:
+            return table.gather(s - lo).to_numpy()
+        out = table.gather(s.clip(lo, hi) - lo)
+        return out.zip_with((s >= lo) & (s <= hi), pl.Series([0])).to_numpy()
 
     def decode(self, indices: Iterable[int] | np.ndarray) -> list:
         """Indices -> raw ids; raises on padding or out-of-range indices."""
