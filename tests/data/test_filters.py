@@ -124,3 +124,20 @@ def test_to_seconds():
         to_seconds("yesterday")
     with pytest.raises(ConfigError):
         to_seconds(True)
+
+
+def test_item_support_same_on_dense_ints_sparse_ints_and_strings():
+    rng = np.random.default_rng(3)
+    items = rng.zipf(1.6, 3_000) % 400
+    df = pl.DataFrame(
+        {"session_id": np.arange(3_000) // 4, "item_id": items, "timestamp": np.arange(3_000.0)}
+    )
+    dense = min_item_support(df, 5)  # bincount path
+    sparse = min_item_support(df.with_columns(pl.col("item_id") * 10**12), 5)  # window path
+    text = min_item_support(df.with_columns(pl.col("item_id").cast(pl.Utf8)), 5)
+    counts = df["item_id"].value_counts()
+    kept = set(counts.filter(pl.col("count") >= 5)["item_id"].to_list())
+    assert set(dense["item_id"].to_list()) == kept
+    assert dense.height == df.filter(pl.col("item_id").is_in(list(kept))).height
+    assert sparse["item_id"].to_list() == [i * 10**12 for i in dense["item_id"].to_list()]
+    assert text["item_id"].to_list() == [str(i) for i in dense["item_id"].to_list()]

@@ -85,3 +85,11 @@ def test_dense_encode_in_range_is_a_pure_gather():
     idx = v.encode(vals)
     assert idx.dtype == np.int64
     np.testing.assert_array_equal(ids[idx - 1], vals)
+
+
+@pytest.mark.parametrize("scale", [1, 10**12])  # compact ids (bincount) and sparse ids (hash)
+def test_from_ids_is_sorted_distinct_on_both_paths(scale):
+    raw = pl.Series([7, 3, 3, None, 9, 7, -2]) * scale
+    v = ItemVocab.from_ids(raw)
+    assert v.ids.to_list() == [-2 * scale, 3 * scale, 7 * scale, 9 * scale]
+    assert v.ids.dtype == pl.Int64

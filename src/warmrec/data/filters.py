@@ -76,7 +76,22 @@ def min_item_support(df: pl.DataFrame, n: int) -> pl.DataFrame:
     _check_n(n, "min_item_support")
     if n <= 1:
         return df
+    counts = _dense_counts(df[ITEM])
+    if counts is not None:
+        return df.filter(pl.Series(counts >= n))
     return _filter(df, pl.len().over(ITEM) >= n)
+
+
+def _dense_counts(ids: pl.Series) -> np.ndarray | None:
+    """Per-row count of the row's id, by ``bincount`` when the ids are integers in a compact
+    range (at most 8 slots per row); None otherwise (a hash-grouped window is used instead)."""
+    if not ids.dtype.is_integer() or ids.len() == 0 or ids.null_count():
+        return None
+    lo, hi = int(ids.min()), int(ids.max())
+    if hi - lo >= 8 * ids.len():
+        return None
+    off = ids.to_numpy() - lo
+    return np.bincount(off)[off]
 
 
 def contiguous_runs(keys: pl.Series) -> np.ndarray | None:
@@ -90,7 +105,7 @@ def contiguous_runs(keys: pl.Series) -> np.ndarray | None:
         return None
     rle = keys.rle()
     values = rle.struct.field("value")
-    if values.n_unique() != values.len():
+    if not keys.is_sorted() and values.n_unique() != values.len():
         return None
     return rle.struct.field("len").to_numpy().astype(np.int64)
 
@@ -106,6 +121,8 @@ def _long_enough(df: pl.DataFrame, key: str, n: int) -> pl.Series | pl.Expr:
 def _filter_mask(
     df: pl.DataFrame, mask: pl.Series | pl.Expr, extra: pl.Expr | None = None
 ) -> pl.DataFrame:
+    if isinstance(mask, pl.Series) and extra is None:
+        return df.filter(mask)
     lf = df.lazy()
     if isinstance(mask, pl.Series):
         lf = lf.with_columns(mask.alias("_ok"))

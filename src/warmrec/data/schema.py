@@ -131,4 +131,6 @@ def validate_interactions(df: pl.DataFrame, *, source: str | None = None) -> pl.
                 expected="a value",
                 found="null",
             )
-    return df.with_columns(**{k: v for k, v in out.items()})
+    # one contiguous chunk per column: later NumPy views are zero-copy and column appends
+    # need no realignment (a many-file Parquet read can arrive in hundreds of chunks)
+    return df.with_columns(**{k: v for k, v in out.items()}).rechunk()

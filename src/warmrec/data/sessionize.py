@@ -224,14 +224,43 @@ def sessionize(
             found=str(gap_seconds),
         )
     base = df.drop(SESSION) if (SESSION in df.columns and key != SESSION) else df
-    out = _sorted_with_gaps(base, key)
-    new = pl.col("_gap").is_null() | (pl.col("_gap") > gap_seconds)
-    out = out.with_columns((new.cast(pl.Int64).cum_sum() - 1).alias(SESSION)).drop("_gap")
+    ids = _presorted_session_ids(base, key, gap_seconds)
+    if ids is not None:
+        out = base.with_columns(pl.Series(SESSION, ids))
+    else:
+        out = _sorted_with_gaps(base, key)
+        new = pl.col("_gap").is_null() | (pl.col("_gap") > gap_seconds)
+        out = out.with_columns((new.cast(pl.Int64).cum_sum() - 1).alias(SESSION)).drop("_gap")
     cols = [c for c in base.columns if c != key]
     out = out.select(key, SESSION, *cols)
     if collapse_repeats:
         out = _collapse_sorted(out, SESSION)
     return out
+
+
+def _presorted_session_ids(df: pl.DataFrame, key: str, gap_seconds: float) -> np.ndarray | None:
+    """Session ids of a log already sorted by numeric ``key`` then time, else None.
+
+    The sortedness check and the cut points share one NumPy pass over the two columns, so a
+    log that arrives in order (as click logs usually do) is sessionised without any sort.
+    """
+    if df.height == 0 or not df[key].dtype.is_integer() or not df[TIME].dtype.is_numeric():
+        return None
+    if not df[key].is_sorted():
+        return None
+    k = df[key].to_numpy()
+    t = df[TIME].to_numpy()
+    new_key = k[1:] != k[:-1]
+    dt = t[1:] - t[:-1]
+    if not np.all(new_key | (dt >= 0)):
+        return None
+    new = np.empty(df.height, dtype=np.int64)
+    new[0] = 1
+    np.logical_or(new_key, dt > gap_seconds, out=new_key)
+    new[1:] = new_key
+    ids = np.cumsum(new, out=new)
+    ids -= 1
+    return ids
 
 
 def _collapse_sorted(df: pl.DataFrame, key: str) -> pl.DataFrame:

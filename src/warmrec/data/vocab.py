@@ -64,7 +64,13 @@ class ItemVocab:
     def from_ids(cls, ids: Iterable | pl.Series) -> ItemVocab:
         """Build a vocabulary of the distinct ids, in sorted order (independent of row order)."""
         s = ids if isinstance(ids, pl.Series) else pl.Series("id", list(ids))
-        return cls(s.drop_nulls().unique().sort())
+        s = s.drop_nulls()
+        if s.dtype.is_integer() and s.len():
+            lo, hi = int(s.min()), int(s.max())
+            if hi - lo < 8 * s.len():  # compact integer ids: a bincount instead of a hash
+                seen = np.flatnonzero(np.bincount(s.cast(pl.Int64).to_numpy() - lo))
+                return cls(pl.Series("id", seen + lo, dtype=pl.Int64))
+        return cls(s.unique().sort())
 
     @property
     def ids(self) -> pl.Series:
