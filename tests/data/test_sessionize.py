@@ -112,6 +112,21 @@ def test_sessionize_threshold_is_strict_and_ids_deterministic():
     assert shuffled.equals(out)
 
 
+def test_sessionize_presorted_integer_keys_take_the_same_cuts():
+    # sorted by (int key, time): the NumPy path; shuffled: the sort + window path
+    df = pl.DataFrame(
+        {
+            "user_id": [1, 1, 1, 1, 2, 2, 5],
+            "item_id": [1, 2, 3, 4, 5, 6, 7],
+            "timestamp": [0.0, 1800.0, 3601.0, 3601.0, 10.0, 5000.0, 0.0],
+        }
+    )
+    out = sessionize(df, 1800)
+    assert out["session_id"].to_list() == [0, 0, 1, 1, 2, 3, 4]
+    assert out["item_id"].to_list() == [1, 2, 3, 4, 5, 6, 7]
+    assert sessionize(df.sample(fraction=1.0, shuffle=True, seed=0), 1800).equals(out)
+
+
 def test_sessionize_keeps_ties_in_row_order_and_replaces_session_id():
     df = pl.DataFrame(
         {
