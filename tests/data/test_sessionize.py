@@ -118,7 +118,7 @@ def test_sessionize_presorted_integer_keys_take_the_same_cuts():
         {
             "user_id": [1, 1, 1, 1, 2, 2, 5],
             "item_id": [1, 2, 3, 4, 5, 6, 7],
-            "timestamp": [0.0, 1800.0, 3601.0, 3601.0, 10.0, 5000.0, 0.0],
+            "timestamp": [0.0, 1800.0, 3601.0, 3700.0, 10.0, 5000.0, 0.0],
         }
     )
     out = sessionize(df, 1800)
