@@ -130,3 +130,17 @@ def test_post_ln_stack_is_causal_and_has_no_final_norm():
     assert not torch.allclose(ha[:, 3], hb[:, 3])
     # each block ends with a LayerNorm: real positions have zero mean, unit variance
     assert torch.allclose(ha[0, 1:].mean(-1), torch.zeros(3), atol=1e-5)
+
+
+def test_seen_item_bias_histories_and_in_place_offset():
+    from warmrec.models.layers import SeenItemBias
+
+    items = torch.tensor([[0, 4, 2, 4]])
+    h = SeenItemBias.prefix_histories(items)
+    assert h[0].tolist() == [[0, 0, 0, 0], [0, 4, 0, 0], [0, 4, 2, 0], [0, 4, 2, 4]]
+    bias = SeenItemBias()
+    with torch.no_grad():
+        bias.value.fill_(-3.0)
+    logits = torch.zeros(1, 6)
+    bias.add_(logits, items)  # item 4 twice: offset once; padding untouched
+    assert logits[0].tolist() == [0.0, 0.0, -3.0, 0.0, -3.0, 0.0]

@@ -152,3 +152,48 @@ def test_make_loss_rejects_unknown_names_and_settings():
         L.make_loss(L.LossSpec(loss="bce", negative_sampling="zipf"), 5)
     with pytest.raises(ConfigError, match="item counts"):
         L.make_loss(L.LossSpec(loss="sampled_ce", negative_sampling="pop"), 5)
+
+
+def test_seen_mask_matches_brute_force():
+    g = torch.Generator().manual_seed(0)
+    history = torch.randint(0, 12, (40, 7), generator=g)  # 0 = padding
+    shared = torch.randint(1, 12, (9,), generator=g)
+    per_row = torch.randint(1, 12, (40, 5), generator=g)
+    for items in (shared, per_row):
+        rows = items.expand(40, -1) if items.dim() == 1 else items
+        want = torch.tensor(
+            [[float(int(x) in set(h.tolist())) for x in r] for h, r in zip(history, rows)]
+        )
+        assert torch.equal(L.seen_mask(history, items), want)
+
+
+def test_full_ce_with_seen_offset_by_hand():
+    hidden = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    weight = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])  # items 1-3 tie
+    history = torch.tensor([[0, 2, 2], [0, 0, 0]])  # row 0 saw item 2 (twice); row 1 nothing
+    value = torch.tensor(-1.0, requires_grad=True)
+    loss = L.FullCrossEntropy()(hidden, torch.tensor([1, 1]), weight, seen=(history, value))
+    # row 0: logits 1, 0, 1 -> -log(e / (2e + 1)); row 1: 1, 1, 1 -> log 3
+    want = (math.log((2 * math.e + 1) / math.e) + math.log(3.0)) / 2
+    assert loss.item() == pytest.approx(want, rel=1e-6)
+    loss.backward()
+    # d/dvalue of row 0's loss = softmax weight of item 2 = 1 / (2e + 1), counted once
+    assert value.grad.item() == pytest.approx(0.5 / (2 * math.e + 1), rel=1e-5)
+
+
+def test_sampled_losses_offset_seen_targets_and_negatives():
+    torch.manual_seed(0)
+    hidden = torch.randn(4, 3)
+    weight = torch.randn(10, 3)
+    targets = torch.tensor([1, 2, 3, 4])
+    history = torch.tensor([[1, 5], [0, 0], [3, 0], [0, 6]])
+    loss = L.make_loss(L.LossSpec(loss="bce", n_negatives=3, shared_negatives=False), 10)
+    value = torch.tensor(2.0)
+    torch.manual_seed(1)
+    pos, neg, neg_items, _ = loss.logits(hidden, targets, weight, None, (history, value))
+    torch.manual_seed(1)
+    pos0, neg0, same_items, _ = loss.logits(hidden, targets, weight, None)
+    assert torch.equal(neg_items, same_items)
+    assert torch.allclose(pos - pos0, torch.tensor([2.0, 0.0, 2.0, 0.0]))
+    hit = torch.stack([torch.isin(neg_items[i], history[i]) for i in range(4)]).float()
+    assert torch.allclose(neg - neg0, 2.0 * hit)

@@ -9,6 +9,7 @@ import torch
 
 from tests.conftest import cyclic_log
 from warmrec import EvalSet, SequenceData, SequenceDataset, evaluate, get_model
+from warmrec.data.dataset import Batch
 from warmrec.data.vocab import ItemVocab
 from warmrec.models import Recommender
 from warmrec.models.neural import WindowData
@@ -137,10 +138,55 @@ def test_sasrec_save_load_roundtrip(cyclic_split, tmp_path):
 
 def test_scores_ignore_history_beyond_max_len(cyclic_split):
     train, valid = cyclic_split
-    model = get_model("sasrec", FAST).fit(train, epochs=1, batch_size=64)
+    model = get_model("sasrec", {**FAST, "seen_bias": False}).fit(train, epochs=1, batch_size=64)
     short = model.recommend([[1, 2, 3, 4, 5, 6, 7, 8]], k=5)
     long = model.recommend([[19, 20, 1, 2, 3, 4, 5, 6, 7, 8]], k=5)
     assert short == long
+
+
+def test_seen_bias_offsets_every_history_item_even_beyond_max_len(cyclic_split):
+    train, _ = cyclic_split
+    model = get_model("sasrec", FAST).fit(train, epochs=1, batch_size=64)
+    with torch.no_grad():
+        model.net.seen.value.fill_(-100.0)
+    short = torch.as_tensor(model.vocab.encode([0, 0, 1, 2, 3, 4, 5, 6, 7, 8]))[None]
+    long = torch.as_tensor(model.vocab.encode([19, 20, 1, 2, 3, 4, 5, 6, 7, 8]))[None]
+    assert model.history_len >= 10
+    a = model.score(Batch(short))[0]
+    b = model.score(Batch(long))[0]
+    idx = model.vocab.encode([19, 20])
+    assert torch.allclose(b[idx], a[idx] - 100.0)  # outside the window, still seen
+    rest = np.setdiff1d(np.arange(1, len(model.vocab)), idx)
+    assert torch.allclose(a[rest], b[rest])  # the network output itself is window-limited
+
+
+def _random_sessions(repeats: bool, n: int = 300, length: int = 8, n_items: int = 30, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(n):
+        if repeats:  # a few items of the session come back again and again
+            items = rng.choice(rng.choice(n_items, 3, replace=False), length)
+        else:  # never the same item twice in a session
+            items = rng.choice(n_items, length, replace=False)
+        rows += [(s, int(i) + 1, float(t)) for t, i in enumerate(items)]
+    return pl.DataFrame(rows, schema=["session_id", "item_id", "timestamp"], orient="row")
+
+
+@pytest.mark.parametrize("repeats", [False, True])
+def test_seen_bias_learns_the_domains_repeat_behaviour(repeats):
+    df = _random_sessions(repeats)
+    vocab = ItemVocab.from_ids(df["item_id"])
+    train = SequenceDataset.from_frame(df.filter(pl.col("session_id") < 250), vocab)
+    valid = EvalSet.from_sessions(df.filter(pl.col("session_id") >= 250), vocab)
+    model = get_model("sasrec", FAST).fit(train, epochs=8, lr=1e-2, batch_size=32, seed=0)
+    value = float(model.net.seen.value.detach())
+    assert value > 0.3 if repeats else value < -0.3
+    plain = get_model("sasrec", {**FAST, "seen_bias": False})
+    plain.fit(train, epochs=8, lr=1e-2, batch_size=32, seed=0)
+    # knowing the domain's repeat behaviour ranks the next item higher
+    assert (
+        evaluate(model, valid, ["mrr@10"])["mrr@10"] > evaluate(plain, valid, ["mrr@10"])["mrr@10"]
+    )
 
 
 def test_window_settings_reach_the_training_data(cyclic_split):

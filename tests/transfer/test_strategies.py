@@ -33,6 +33,7 @@ BLOCK = [
     "ffn.3.bias",
 ]
 EMBED = {"item.embed.weight", "pos.embed.weight"}
+DOMAIN = {"seen.value"}  # SeenItemBias: trains under every strategy
 ENCODER = {f"encoder.blocks.{i}.{n}" for i in range(2) for n in BLOCK} | {
     "encoder.ln.weight",
     "encoder.ln.bias",
@@ -71,16 +72,17 @@ def test_roles_of_sasrec_parameters(train_data):
     assert {n for n, r in roles.items() if r == "item"} == {"item.embed.weight"}
     assert {n for n, r in roles.items() if r == "position"} == {"pos.embed.weight"}
     assert {n for n, r in roles.items() if r == "encoder"} == ENCODER
+    assert {n for n, r in roles.items() if r == "domain"} == DOMAIN
 
 
 @pytest.mark.parametrize(
     "strategy, want",
     [
-        ("finetune", EMBED | ENCODER),
-        ("scratch", EMBED | ENCODER),
-        ("discriminative", EMBED | ENCODER),
-        ("freeze_embeddings", ENCODER),
-        ("freeze_encoder", EMBED),
+        ("finetune", EMBED | ENCODER | DOMAIN),
+        ("scratch", EMBED | ENCODER | DOMAIN),
+        ("discriminative", EMBED | ENCODER | DOMAIN),
+        ("freeze_embeddings", ENCODER | DOMAIN),
+        ("freeze_encoder", EMBED | DOMAIN),
     ],
 )
 def test_plain_strategies_train_exactly_their_parameters(strategy, want, train_data):
@@ -88,7 +90,7 @@ def test_plain_strategies_train_exactly_their_parameters(strategy, want, train_d
     report = apply_strategy(model, strategy)
     assert trainable(model) == want == set(report.trainable)
     same, changed = run_loop(model, train_data)
-    assert same == (EMBED | ENCODER) - want  # frozen: bit-identical
+    assert same == (EMBED | ENCODER | DOMAIN) - want  # frozen: bit-identical
     assert changed == want  # everything that trains moved
 
 
@@ -97,11 +99,11 @@ def test_freeze_by_glob_patterns_with_exceptions(train_data):
     apply_strategy(
         model, "freeze", {"freeze": ["encoder.blocks.*"], "train": ["encoder.blocks.1.ffn.*"]}
     )
-    want = EMBED | {"encoder.ln.weight", "encoder.ln.bias"}
+    want = EMBED | DOMAIN | {"encoder.ln.weight", "encoder.ln.bias"}
     want |= {f"encoder.blocks.1.{n}" for n in BLOCK if n.startswith("ffn.")}
     assert trainable(model) == want
     same, changed = run_loop(model, train_data)
-    assert changed == want and same == (EMBED | ENCODER) - want
+    assert changed == want and same == (EMBED | ENCODER | DOMAIN) - want
     # frozen parameters are not in the optimizer at all
     opt = make_optimizer(model.optimizer_groups(0.0), TrainerConfig())
     in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
@@ -116,9 +118,9 @@ def test_adapter_strategies_train_adapters_and_item_tables_only(strategy, train_
     part = "adapter" if strategy == "adapters" else "lora"
     added = {n for n, _ in model.net.named_parameters() if part in n}
     assert added and report.injected
-    assert trainable(model) == added | {"item.embed.weight"}
+    assert trainable(model) == added | {"item.embed.weight"} | DOMAIN
     same, changed = run_loop(model, train_data)
-    assert changed == added | {"item.embed.weight"}
+    assert changed == added | {"item.embed.weight"} | DOMAIN
     assert same == ENCODER | {"pos.embed.weight"}
 
 

@@ -73,6 +73,38 @@ class ItemEmbedding(nn.Module):
         return out + self.bias if self.bias is not None else out
 
 
+class SeenItemBias(nn.Module):
+    """A learned score offset for items already in the user's sequence (repeat-aware scoring).
+
+    One scalar ``value``, starting at 0, is added to the score of every item that occurs in the
+    history the prediction is made from. Training learns its sign and size from the data: in a
+    log where users never return to an item (movie ratings) it goes strongly negative, so the
+    model stops spending its top slots on seen items; in music sessions, where repeats are
+    common, it goes positive. Nothing about the evaluation changes: the model simply learns the
+    repeat behaviour of the domain (RepeatNet, Ren et al. 2019, models the same choice with a
+    repeat/explore switch). Padding (index 0) is never offset.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.value = nn.Parameter(torch.zeros(()))
+
+    @staticmethod
+    def prefix_histories(items: torch.Tensor) -> torch.Tensor:
+        """``items[B, L] -> [B, L, L]``: row ``t`` holds ``items[:, :t + 1]`` (the input up to and
+        including position ``t``, what the prediction at ``t`` sees), 0 elsewhere."""
+        length = items.shape[1]
+        causal = torch.ones(length, length, dtype=torch.bool, device=items.device).tril()
+        return items[:, None, :] * causal
+
+    def add_(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """Add the offset in place to ``logits[B, n_items]`` (no autograd) at ``history[B, H]``."""
+        col0 = logits[:, 0].clone()
+        logits.scatter_(1, history, logits.gather(1, history) + self.value)
+        logits[:, 0] = col0
+        return logits
+
+
 class PositionalEmbedding(nn.Module):
     """Learned positions ``0..max_len-1`` of a left-padded window (last column = most recent)."""
 

@@ -24,6 +24,10 @@ loop's seeding and checkpointed RNG state make them reproducible).
   ``-log sum_j s_j sigmoid(r_i - r_j) + reg * sum_j s_j r_j**2`` with ``s`` the softmax of the
   negative scores; optionally an ELU on all scores first (GRU4Rec's ``elu_param``).
 
+Every loss also takes ``seen=(history[N, H], value)``: the items each row's prediction is made
+from (0 = padding) and a learned scalar added to the logit of any candidate among them
+(:class:`~warmrec.models.layers.SeenItemBias`).
+
 Scale conventions: every loss is a mean over rows (positions). The BCE-family sums the negative
 terms of a row (so gSASRec's per-element mean equals ours divided by ``1 + k``).
 """
@@ -137,6 +141,30 @@ class NegativeSampler:
 
 
 # -- loss modules --------------------------------------------------------------------------------
+Seen = tuple[torch.Tensor, torch.Tensor]  # (history[N, H] item indices, 0 = padding; offset [])
+
+
+def seen_mask(history: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """Float 0/1 ``[N, M]``: whether each candidate is in its row's history ``[N, H]``.
+
+    ``items`` is ``[M]`` (candidates shared by every row) or ``[N, M]`` (per row). Candidates are
+    never 0, so padding in the history never matches.
+    """
+    ordered = history.sort(dim=1).values.contiguous()
+    query = items.expand(len(history), -1).contiguous() if items.dim() == 1 else items
+    at = torch.searchsorted(ordered, query).clamp_max(ordered.shape[1] - 1)
+    return (ordered.gather(1, at) == query).float()
+
+
+def _full_seen(logits: torch.Tensor, seen: Seen | None) -> torch.Tensor:
+    if seen is None:
+        return logits
+    history, value = seen
+    mask = torch.zeros_like(logits).scatter_(1, history, 1.0)
+    mask[:, 0] = 0.0
+    return logits + value * mask
+
+
 def _candidate_logits(
     hidden: torch.Tensor, items: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 ) -> torch.Tensor:
@@ -164,10 +192,12 @@ class FullCrossEntropy(nn.Module):
         targets: torch.Tensor,
         weight: torch.Tensor,
         bias: torch.Tensor | None = None,
+        seen: Seen | None = None,
     ) -> torch.Tensor:
         logits = hidden @ weight.T
         if bias is not None:
             logits = logits + bias
+        logits = _full_seen(logits, seen)
         logits[:, 0] = -torch.inf
         return F.cross_entropy(logits, targets)
 
@@ -207,10 +237,14 @@ class SampledLoss(nn.Module):
             return torch.cat([targets, neg]) if self.in_batch else neg
         return self.sampler.sample((len(targets), self.n_negatives), targets.device)
 
-    def logits(self, hidden, targets, weight, bias):
+    def logits(self, hidden, targets, weight, bias, seen: Seen | None = None):
         neg_items = self.negatives(targets)
         pos = _target_logits(hidden, targets, weight, bias)
         neg = _candidate_logits(hidden, neg_items, weight, bias)
+        if seen is not None:
+            history, value = seen
+            pos = pos + value * seen_mask(history, targets[:, None])[:, 0]
+            neg = neg + value * seen_mask(history, neg_items)
         mask = (neg_items[None, :] if neg_items.dim() == 1 else neg_items) != targets[:, None]
         return pos, neg, neg_items, mask
 
@@ -250,8 +284,9 @@ class SampledSoftmax(SampledLoss):
         targets: torch.Tensor,
         weight: torch.Tensor,
         bias: torch.Tensor | None = None,
+        seen: Seen | None = None,
     ) -> torch.Tensor:
-        pos, neg, neg_items, mask = self.logits(hidden, targets, weight, bias)
+        pos, neg, neg_items, mask = self.logits(hidden, targets, weight, bias, seen)
         if self.logq:
             n = len(targets)
             pos = pos - self.logq * torch.log(self.expected_count(targets, n).clamp_min(1e-12))
@@ -279,8 +314,9 @@ class BinaryCrossEntropy(SampledLoss):
         targets: torch.Tensor,
         weight: torch.Tensor,
         bias: torch.Tensor | None = None,
+        seen: Seen | None = None,
     ) -> torch.Tensor:
-        pos, neg, _, mask = self.logits(hidden, targets, weight, bias)
+        pos, neg, _, mask = self.logits(hidden, targets, weight, bias, seen)
         return bce_from_logits(pos, neg, mask, self.beta)
 
 
@@ -306,8 +342,9 @@ class BPRMax(SampledLoss):
         targets: torch.Tensor,
         weight: torch.Tensor,
         bias: torch.Tensor | None = None,
+        seen: Seen | None = None,
     ) -> torch.Tensor:
-        pos, neg, _, mask = self.logits(hidden, targets, weight, bias)
+        pos, neg, _, mask = self.logits(hidden, targets, weight, bias, seen)
         return bpr_max_from_logits(pos, neg, mask, self.reg, self.elu_param)
 
 

@@ -161,7 +161,7 @@ class NeuralRecommender(Recommender):
         ``window_stride`` and ``random_phase`` when it has them)."""
         return WindowData(
             train.sequences,
-            self.history_len,
+            int(getattr(self.config, "max_len", self.history_len)),
             getattr(self.config, "window_stride", 0) or None,
             random_phase=bool(getattr(self.config, "random_phase", False)),
         )

@@ -34,7 +34,12 @@ import torch
 from torch import nn
 
 from warmrec.data.dataset import Batch, SequenceDataset
-from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, TransformerStack
+from warmrec.models.layers import (
+    ItemEmbedding,
+    PositionalEmbedding,
+    SeenItemBias,
+    TransformerStack,
+)
 from warmrec.models.losses import LossSpec, make_loss
 from warmrec.models.neural import NeuralRecommender
 from warmrec.registry import register_model
@@ -48,6 +53,10 @@ class SASRecConfig:
     start; smaller strides give early targets of each window more context at more compute.
     ``random_phase`` shifts the window boundaries of long sequences every epoch, so a target is
     seen with a different context each epoch (see :class:`~warmrec.models.neural.WindowData`).
+    ``seen_bias`` adds a learned offset to the scores of items already in the history
+    (:class:`~warmrec.models.layers.SeenItemBias`): it learns whether the domain repeats items;
+    at scoring time it covers the last ``seen_len`` items of the history (the network itself
+    reads the last ``max_len``), in training the items before each position of the window.
     ``n_negatives = 0`` takes the loss's default: 1 for ``"bce"`` (as in the paper), 256 for the
     other sampled losses. ``"bce"``/``"gbce"`` draw negatives per position (as SASRec and gSASRec
     do) unless ``shared_negatives``; ``"sampled_ce"``/``"bpr-max"`` always share them across the
@@ -67,6 +76,8 @@ class SASRecConfig:
     norm_first: bool = True
     tied: bool = True
     output_bias: bool = False
+    seen_bias: bool = True
+    seen_len: int = 200
     window_stride: int = 0
     random_phase: bool = True
     loss: str = "ce"
@@ -99,6 +110,7 @@ class SASRecNet(nn.Module):
         )
         self.emb_norm = nn.LayerNorm(cfg.d) if cfg.emb_norm else nn.Identity()
         self.scale = math.sqrt(cfg.d) if cfg.emb_scale else 1.0
+        self.seen = SeenItemBias() if cfg.seen_bias else None
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         x = self.item(items) * self.scale
@@ -120,6 +132,11 @@ class SASRec(NeuralRecommender):
         "dropout": 0.1,
         "attn_dropout": 0.1,
     }
+
+    @property
+    def history_len(self) -> int:
+        c = self.config
+        return max(c.max_len, c.seen_len) if c.seen_bias else c.max_len
 
     def build_net(self, n_items: int) -> SASRecNet:
         return SASRecNet(n_items, self.config)
@@ -146,8 +163,16 @@ class SASRec(NeuralRecommender):
         targets = batch["targets"]
         keep = targets > 0
         item = self.net.item
-        return self.loss_fn(hidden[keep], targets[keep], item.output_weight, item.output_bias)
+        seen = None
+        if self.net.seen is not None:
+            seen = (SeenItemBias.prefix_histories(batch["items"])[keep], self.net.seen.value)
+        return self.loss_fn(
+            hidden[keep], targets[keep], item.output_weight, item.output_bias, seen=seen
+        )
 
     def forward_scores(self, batch: Batch) -> torch.Tensor:
         items = batch.items[:, -self.config.max_len :]
-        return self.net.item.logits(self.net(items)[:, -1])
+        logits = self.net.item.logits(self.net(items)[:, -1])
+        if self.net.seen is not None:
+            self.net.seen.add_(logits, batch.items)  # the whole history given, not just the window
+        return logits

@@ -10,8 +10,9 @@ Parameters are sorted into **roles** by the module that holds them (:func:`param
 table, output bias -- and a root ``input`` embedding such as GRU4Rec's untied one),
 ``"position"`` (:class:`~warmrec.models.layers.PositionalEmbedding`), ``"feature"``
 (:class:`~warmrec.models.features.FeatureEmbedder` side-feature tables), ``"user"`` (a root
-``user`` embedding, SSE-PT), ``"adapter"`` (adapter/LoRA layers) and ``"encoder"`` (everything
-else: transformer/GRU blocks, norms, heads).
+``user`` embedding, SSE-PT), ``"adapter"`` (adapter/LoRA layers), ``"domain"`` (the
+:class:`~warmrec.models.layers.SeenItemBias` scalar: how the domain treats repeats, so it trains
+under every strategy) and ``"encoder"`` (everything else: transformer/GRU blocks, norms, heads).
 
 Strategies (:data:`STRATEGIES`):
 
@@ -49,7 +50,13 @@ from torch import nn
 from warmrec.config import build_config
 from warmrec.errors import ConfigError, ModelError
 from warmrec.models.features import FeatureEmbedder
-from warmrec.models.layers import GRUBlock, ItemEmbedding, PositionalEmbedding, TransformerBlock
+from warmrec.models.layers import (
+    GRUBlock,
+    ItemEmbedding,
+    PositionalEmbedding,
+    SeenItemBias,
+    TransformerBlock,
+)
 from warmrec.transfer.adapters import inject_adapters, inject_lora, is_adapter_name
 
 STRATEGIES = (
@@ -62,7 +69,7 @@ STRATEGIES = (
     "lora",
     "discriminative",
 )
-ROLES = ("item", "position", "feature", "user", "adapter", "encoder")
+ROLES = ("item", "position", "feature", "user", "adapter", "domain", "encoder")
 
 
 @dataclass
@@ -110,6 +117,8 @@ def _module_roles(net: nn.Module) -> dict[str, str]:
             roles[name] = "position"
         elif isinstance(mod, FeatureEmbedder):
             roles[name] = "feature"
+        elif isinstance(mod, SeenItemBias):
+            roles[name] = "domain"
         elif name == "input" and isinstance(mod, nn.Embedding):
             roles[name] = "item"
         elif name == "user" and isinstance(mod, nn.Embedding):
@@ -228,10 +237,10 @@ def apply_strategy(
     if strategy == "freeze_embeddings":
         frozen += role_patterns(net, ("item", "position", "feature"))
     elif strategy == "freeze_encoder":
-        keep = {"item", "position", "feature", "user"}
+        keep = {"item", "position", "feature", "user", "domain"}
         frozen += [n for n, r in roles.items() if r not in keep]
     elif strategy in ("adapters", "lora"):
-        keep = {"adapter", "item", "user"}
+        keep = {"adapter", "item", "user", "domain"}
         frozen += [n for n, r in roles.items() if r not in keep]
     _set_trainable(net, frozen, opts.train)
     report = StrategyReport(
