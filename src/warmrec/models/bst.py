@@ -55,7 +55,7 @@ from torch import nn
 from warmrec.data.dataset import Batch, SequenceDataset
 from warmrec.errors import ConfigError
 from warmrec.models.features import FeatureEmbedder, FeatureSpec, SideFeatures
-from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, TransformerStack
+from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, SeenItemBias, TransformerStack
 from warmrec.models.losses import loss_spec_from_config, make_loss
 from warmrec.models.neural import NeuralRecommender
 from warmrec.models.ssept import UserWindowData, batch_users, n_users_of
@@ -70,9 +70,13 @@ class BSTConfig:
     bucketised into ``n_bins`` quantile bins; ``feature_dim``: width of each user-feature
     embedding; ``mlp``: hidden widths of the head. ``window_stride`` / ``random_phase``:
     training windows as in SASRec (:class:`~warmrec.models.neural.WindowData`).
+    ``seen_bias`` / ``seen_len``: a learned score offset for items already in the history
+    (:class:`~warmrec.models.layers.SeenItemBias`, as in SASRec).
     """
 
     max_len: int = 50
+    seen_bias: bool = True
+    seen_len: int = 200
     d: int = 64
     n_layers: int = 1
     n_heads: int = 8
@@ -113,6 +117,7 @@ class BSTNet(nn.Module):
         super().__init__()
         d = cfg.d
         self.item = ItemEmbedding(n_items, d, bias=True)
+        self.seen = SeenItemBias() if cfg.seen_bias else None
         self.item_feat = FeatureEmbedder(item_specs, n_items, d) if item_specs else None
         self.user_feat = (
             FeatureEmbedder(user_specs, n_users, cfg.feature_dim, "concat") if user_specs else None
@@ -223,10 +228,14 @@ class BST(NeuralRecommender):
         targets = batch["targets"]
         keep = targets > 0
         return self.loss_fn(
-            q[keep], targets[keep], self.net.item_matrix(), self.net.item.output_bias
+            q[keep],
+            targets[keep],
+            self.net.item_matrix(),
+            self.net.item.output_bias,
+            seen=self.seen_for_loss(batch["items"], keep),
         )
 
     def forward_scores(self, batch: Batch) -> torch.Tensor:
         items = batch.items[:, -self.config.max_len :]
         q = self.net(items, batch_users(batch, n_users_of(self)))[:, -1]
-        return q @ self.net.item_matrix().T + self.net.item.output_bias
+        return self.add_seen(q @ self.net.item_matrix().T + self.net.item.output_bias, batch)

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from warmrec.data.dataset import Batch, SequenceDataset
-from warmrec.models.layers import GRUBlock, ItemEmbedding
+from warmrec.models.layers import GRUBlock, ItemEmbedding, SeenItemBias
 from warmrec.models.losses import loss_spec_from_config, make_loss
 from warmrec.models.neural import NeuralRecommender, WindowData
 from warmrec.registry import register_model
@@ -46,6 +46,8 @@ class NARMConfig:
     ``init_std``: standard deviation of the item embeddings at initialisation (1.0 is PyTorch's
     ``nn.Embedding`` default, used by the common PyTorch NARM code; with the transformers' 0.02
     the GRU sees near-zero inputs and NARM learns far more slowly).
+    ``seen_bias`` / ``seen_len``: a learned score offset for items already in the history
+    (:class:`~warmrec.models.layers.SeenItemBias`, as in SASRec).
     """
 
     embedding_dim: int = 50
@@ -55,6 +57,8 @@ class NARMConfig:
     dropout_context: float = 0.5
     init_std: float = 1.0
     max_len: int = 50
+    seen_bias: bool = True
+    seen_len: int = 200
     window_stride: int = 0
     random_phase: bool = False
     loss: str = "ce"
@@ -83,6 +87,7 @@ class NARMNet(nn.Module):
         super().__init__()
         d, h = cfg.embedding_dim, cfg.hidden_size
         self.item = ItemEmbedding(n_items, d, tied=True, init_std=cfg.init_std)
+        self.seen = SeenItemBias() if cfg.seen_bias else None
         self.emb_drop = nn.Dropout(cfg.dropout_embed)
         self.gru = GRUBlock(d, h, cfg.n_layers)
         self.a1 = nn.Linear(h, h, bias=False)
@@ -160,8 +165,9 @@ class NARM(NeuralRecommender):
         q = self.net(items, lens, last_only=False)
         keep = targets > 0
         item = self.net.item
-        return self.loss_fn(q[keep], targets[keep], item.output_weight, item.output_bias)
+        seen = self.seen_for_loss(items, keep)
+        return self.loss_fn(q[keep], targets[keep], item.output_weight, item.output_bias, seen=seen)
 
     def forward_scores(self, batch: Batch) -> torch.Tensor:
         items, lens = right_shift(batch.items[:, -self.config.max_len :])
-        return self.net.item.logits(self.net(items, lens, last_only=True))
+        return self.add_seen(self.net.item.logits(self.net(items, lens, last_only=True)), batch)

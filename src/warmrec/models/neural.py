@@ -34,6 +34,7 @@ from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.data.sequences import SequenceData, pad_windows
 from warmrec.errors import ModelError
 from warmrec.models.base import Recommender
+from warmrec.models.layers import SeenItemBias
 
 
 def window_layout(
@@ -180,6 +181,30 @@ class NeuralRecommender(Recommender):
         return decay_groups(self.net, weight_decay)
 
     # -- shared -------------------------------------------------------------------------------
+    @property
+    def history_len(self) -> int:
+        """``max_len``, or ``seen_len`` when longer and the model has a seen-item bias."""
+        c = self.config
+        n = int(getattr(c, "max_len", 50))
+        if getattr(c, "seen_bias", False):
+            n = max(n, int(getattr(c, "seen_len", n)))
+        return n
+
+    def seen_for_loss(self, items: torch.Tensor, keep: torch.Tensor) -> tuple | None:
+        """The losses' ``seen`` argument for windows ``items[B, L]`` (first item first, or
+        left-padded) at the target positions ``keep[B, L]``; None without a seen-item bias."""
+        seen = getattr(self.net, "seen", None)
+        if seen is None:
+            return None
+        return SeenItemBias.prefix_histories(items)[keep], seen.value
+
+    def add_seen(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Offset the scores of the items in the batch's histories (a seen-item bias)."""
+        seen = getattr(self.net, "seen", None)
+        if seen is not None:
+            seen.add_(logits, batch.items)
+        return logits
+
     def init_net(self) -> None:
         """(Re)build the net for the bound vocabulary and move it to ``self.device``."""
         self._check_fitted()

@@ -133,11 +133,6 @@ class SASRec(NeuralRecommender):
         "attn_dropout": 0.1,
     }
 
-    @property
-    def history_len(self) -> int:
-        c = self.config
-        return max(c.max_len, c.seen_len) if c.seen_bias else c.max_len
-
     def build_net(self, n_items: int) -> SASRecNet:
         return SASRecNet(n_items, self.config)
 
@@ -163,16 +158,12 @@ class SASRec(NeuralRecommender):
         targets = batch["targets"]
         keep = targets > 0
         item = self.net.item
-        seen = None
-        if self.net.seen is not None:
-            seen = (SeenItemBias.prefix_histories(batch["items"])[keep], self.net.seen.value)
+        seen = self.seen_for_loss(batch["items"], keep)
         return self.loss_fn(
             hidden[keep], targets[keep], item.output_weight, item.output_bias, seen=seen
         )
 
     def forward_scores(self, batch: Batch) -> torch.Tensor:
         items = batch.items[:, -self.config.max_len :]
-        logits = self.net.item.logits(self.net(items)[:, -1])
-        if self.net.seen is not None:
-            self.net.seen.add_(logits, batch.items)  # the whole history given, not just the window
-        return logits
+        # the seen-item offset covers the whole history given (seen_len), not just the window
+        return self.add_seen(self.net.item.logits(self.net(items)[:, -1]), batch)

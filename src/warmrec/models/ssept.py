@@ -47,7 +47,7 @@ from warmrec.data.dataset import Batch, SequenceDataset
 from warmrec.data.sequences import SequenceData
 from warmrec.errors import ConfigError
 from warmrec.models.features import FeatureEmbedder, SideFeatures
-from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, TransformerStack
+from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, SeenItemBias, TransformerStack
 from warmrec.models.losses import loss_spec_from_config, make_loss
 from warmrec.models.neural import NeuralRecommender, WindowData
 from warmrec.registry import register_model
@@ -117,9 +117,13 @@ class SSEPTConfig:
     ``item_features``: item side-feature columns (see :mod:`warmrec.models.features`) added to
     the item embeddings; ``numeric_features`` forces those columns to bucketised numbers.
     ``window_stride`` / ``random_phase``: training windows as in SASRec (:class:`WindowData`).
+    ``seen_bias`` / ``seen_len``: a learned score offset for items already in the history
+    (:class:`~warmrec.models.layers.SeenItemBias`, as in SASRec).
     """
 
     max_len: int = 50
+    seen_bias: bool = True
+    seen_len: int = 200
     d_item: int = 50
     d_user: int = 50
     n_layers: int = 2
@@ -159,6 +163,7 @@ class SSEPTNet(nn.Module):
         self.d_item = cfg.d_item
         self.n_users = n_users
         self.item = ItemEmbedding(n_items, cfg.d_item)
+        self.seen = SeenItemBias() if cfg.seen_bias else None
         self.user = nn.Embedding(n_users, cfg.d_user)
         nn.init.normal_(self.user.weight, std=0.02)
         self.item_feat = FeatureEmbedder(item_specs, n_items, cfg.d_item) if item_specs else None
@@ -307,12 +312,17 @@ class SSEPT(NeuralRecommender):
         )
         hidden = self.net(items, users)[..., : c.d_item]
         keep = targets > 0
+        seen = self.seen_for_loss(batch["items"], keep)  # what the user really saw (before SSE)
         return self.loss_fn(
-            hidden[keep], targets[keep], self.net.output_weight(), self.net.item.output_bias
+            hidden[keep],
+            targets[keep],
+            self.net.output_weight(),
+            self.net.item.output_bias,
+            seen=seen,
         )
 
     def forward_scores(self, batch: Batch) -> torch.Tensor:
         items = batch.items[:, -self.config.max_len :]
         users = batch_users(batch, self.net.n_users)
         hidden = self.net(items, users)[:, -1, : self.config.d_item]
-        return hidden @ self.net.output_weight().T
+        return self.add_seen(hidden @ self.net.output_weight().T, batch)
