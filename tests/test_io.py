@@ -25,3 +25,18 @@ def test_atomic_dir_keeps_old_on_failure(tmp_path):
     with atomic_dir(d) as t:
         (t / "f").write_text("new")
     assert (d / "f").read_text() == "new"
+
+
+def test_atomic_outputs_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "report.md", "x")
+        with atomic_dir(tmp_path / "model") as d:
+            (d / "w").write_text("y")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "report.md").stat().st_mode) == 0o644  # not mkstemp's 0600
+    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o755  # not mkdtemp's 0700

@@ -15,11 +15,20 @@ from pathlib import Path
 import polars as pl
 
 
+def _mode(base: int) -> int:
+    """``base`` less the process umask: the mode a plain ``open``/``mkdir`` would give (temporary
+    files and directories are created private, 0600/0700, and would otherwise keep that)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return base & ~mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
+        os.fchmod(fd, _mode(0o666))
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -63,6 +72,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
     try:
+        tmp.chmod(_mode(0o777))
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
