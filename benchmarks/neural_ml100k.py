@@ -28,8 +28,10 @@ import numpy as np
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 RECBOLE_BEST_VALID = 0.0742  # RecBole SASRec's best validation NDCG@10 (../shared/peers/recbole)
 RECBOLE_REF_TEST = 0.0636  # its test NDCG@10 at that point (3,500 s run)
+POP_NDCG10 = 0.0220  # warmrec Pop on the same split (benchmarks/results/baselines.md)
 
-# model -> (model config, trainer settings); trained with early stopping on validation NDCG@10
+# run name -> (model config, trainer settings); trained with early stopping on validation
+# NDCG@10. A name "model-variant" runs ``model`` with that config (e.g. sasrec-plain: no seen bias).
 RUNS = {
     "sasrec": (
         {
@@ -49,11 +51,15 @@ RUNS = {
         },
     ),
     "gru4rec": ({}, {"epochs": 100, "batch_size": 32, "patience": 10}),
+    "narm-plain": ({"seen_bias": False}, {"epochs": 100, "batch_size": 32, "patience": 10}),
     "narm": ({}, {"epochs": 100, "batch_size": 32, "patience": 10}),
     "ssept": ({}, {"epochs": 100, "batch_size": 32, "patience": 10}),
     "bert4rec": ({}, {"epochs": 200, "batch_size": 32, "patience": 10}),
     "bst": ({}, {"epochs": 100, "batch_size": 32, "patience": 5}),
 }
+
+
+RUNS["sasrec-plain"] = ({**RUNS["sasrec"][0], "seen_bias": False}, RUNS["sasrec"][1])
 
 
 def child(model: str, seed: int, budget: float) -> dict:
@@ -76,9 +82,12 @@ def child(model: str, seed: int, budget: float) -> dict:
     cfg, trainer = RUNS[model]
     trainer = {**trainer, "seed": seed, "time_budget_s": budget}
     t0 = time.perf_counter()
-    m = get_model(model, cfg).fit(prep.train, prep.valid, **trainer)
+    m = get_model(model.split("-")[0], cfg).fit(prep.train, prep.valid, **trainer)
     fit_s = time.perf_counter() - t0
-    res = evaluate_model(m, prep.test, prep, metrics=("ndcg@10", "hr@10", "mrr@10"))
+    metrics = ("ndcg@10", "hr@10", "mrr@10")
+    res = evaluate_model(m, prep.test, prep, metrics=metrics)
+    excl = evaluate_model(m, prep.test, prep, metrics=metrics, exclude_seen=True)
+    seen = getattr(m.net, "seen", None)
     h = m.train_result.history
     best = m.train_result.best_epoch
     reach = next((x["epoch"] for x in h if x.get("valid_ndcg@10", 0) >= RECBOLE_BEST_VALID), None)
@@ -86,6 +95,8 @@ def child(model: str, seed: int, budget: float) -> dict:
         "model": model,
         "seed": seed,
         "test": res.summary,
+        "test_seen_excluded": excl.summary,
+        "seen_bias": float(seen.value.detach()) if seen is not None else None,
         "best_valid": m.train_result.best_metric,
         "best_epoch": best,
         "epochs": len(h),
@@ -168,6 +179,7 @@ def run_rectools(python: str, budget: float, out: Path) -> dict | None:
         "best_valid": r["valid"]["ndcg@10"],
         "train_s_to_best": r["train_s_to_chosen_epoch"],
         "peak_rss_mb": r["peak_rss_mb_process_so_far"],
+        "test_seen_excluded": r.get("test_filter_viewed"),
     }
 
 
@@ -206,50 +218,90 @@ def main() -> None:
     write(a, rows, rb, rt)
 
 
+def _mean_std(values: list[float]) -> str:
+    v = np.array(values, dtype=float)
+    return f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}"
+
+
 def write(a, rows, rb, rt) -> None:
     from warmrec.io import atomic_write_text
 
     out = [
         "# Neural models on ml-100k, side by side with RecBole and RecTools",
         "",
-        f"Command: `python benchmarks/neural_ml100k.py --seeds {a.seeds} --budget {a.budget:g} "
+        f"Command: `python benchmarks/neural_ml100k.py --models {a.models} --seeds {a.seeds} "
+        f"--budget {a.budget:g} --one-seed {a.one_seed} --one-seed-budget {a.one_seed_budget:g} "
         f"--recbole-budget {a.recbole_budget:g} --rectools-budget {a.rectools_budget:g}`  ",
         f"Machine: {platform.machine()}, 2 cores, Python {platform.python_version()}, one torch "
-        "thread per run, runs one after another. Leave-one-out (RecBole time order), full "
-        "ranking, seen items not excluded, max length 50, selection on validation NDCG@10.",
+        "thread per run, runs one after another (the machine was shared with other jobs). "
+        "Leave-one-out (RecBole time order), full ranking over all 1,682 items, max length 50, "
+        "selection on validation NDCG@10. Main columns: seen items **not** excluded (the peers' "
+        "protocol); the last column gives the same models with seen items excluded after scoring.",
         "",
         "| model | seeds | test NDCG@10 (mean ± std) | test HR@10 | best valid NDCG@10 | "
-        "s / epoch | epochs to best | train s to best | train s to valid 0.0742 | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "s / epoch | epochs to best | train s to best | train s to valid 0.0742 | peak RSS MB "
+        "| learned seen bias | test NDCG@10, seen excluded |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    means = {}
     for model in dict.fromkeys(r["model"] for r in rows):
         sub = [r for r in rows if r["model"] == model]
-        nd = np.array([r["test"]["ndcg@10"] for r in sub])
-        hr = np.array([r["test"]["hr@10"] for r in sub])
+        nd = [r["test"]["ndcg@10"] for r in sub]
+        means[model] = float(np.mean(nd))
         reach = [r["train_s_to_recbole_best"] for r in sub if r["train_s_to_recbole_best"]]
+        bias = [r["seen_bias"] for r in sub if r.get("seen_bias") is not None]
         out.append(
-            f"| warmrec {model} | {len(sub)} | {nd.mean():.4f} ± {nd.std(ddof=1) if len(sub) > 1 else 0:.4f} "
-            f"| {hr.mean():.4f} | {np.mean([r['best_valid'] for r in sub]):.4f} | "
+            f"| warmrec {model} | {len(sub)} | {_mean_std(nd)} "
+            f"| {np.mean([r['test']['hr@10'] for r in sub]):.4f} "
+            f"| {np.mean([r['best_valid'] for r in sub]):.4f} | "
             f"{np.mean([r['s_per_epoch'] for r in sub]):.1f} | "
             f"{np.mean([r['best_epoch'] for r in sub]):.0f} | "
             f"{np.mean([r['train_s_to_best'] for r in sub]):.0f} | "
             + (f"{np.mean(reach):.0f} ({len(reach)}/{len(sub)} runs)" if reach else "not reached")
-            + f" | {max(r['peak_rss_mb'] for r in sub):.0f} |"
+            + f" | {max(r['peak_rss_mb'] for r in sub):.0f} | "
+            + (f"{np.mean(bias):+.2f}" if bias else "-")
+            + f" | {_mean_std([r['test_seen_excluded']['ndcg@10'] for r in sub])} |"
         )
     for name, p in (("RecBole SASRec", rb), ("RecTools SASRec (softmax)", rt)):
         if p:
+            ex = p.get("test_seen_excluded")
             out.append(
                 f"| {name} (budget) | 1 | {p['test'].get('ndcg@10', float('nan')):.4f} | "
                 f"{p['test'].get('hit@10', p['test'].get('hr@10', float('nan'))):.4f} | "
                 f"{p['best_valid']:.4f} | {p['s_per_epoch']:.1f} | - | "
                 f"{p.get('train_s_to_best', float('nan')):.0f} | - | "
-                f"{p['peak_rss_mb'] or float('nan'):.0f} |"
+                f"{p['peak_rss_mb'] or float('nan'):.0f} | - | "
+                + (f"{ex['ndcg@10']:.4f}" if ex else "not reported")
+                + " |"
             )
+    pop = POP_NDCG10
     out += [
         "",
         f"Reference (../shared/peers/recbole, 3,500 s run): RecBole SASRec test NDCG@10 "
-        f"{RECBOLE_REF_TEST}, best validation {RECBOLE_BEST_VALID} after ~2,730 s of training.",
+        f"{RECBOLE_REF_TEST}, best validation {RECBOLE_BEST_VALID} after ~2,730 s of training. "
+        f"Pop (benchmarks/results/baselines.md, same split): test NDCG@10 {pop}.",
+        "",
+        "## Targets of issue #3 (computed from the table)",
+        "",
     ]
+    peer = max(RECBOLE_REF_TEST, rt["test"]["ndcg@10"] if rt else 0.0)
+    if "sasrec" in means:
+        out.append(
+            f"- warmrec SASRec / best peer SASRec ({peer:.4f}): "
+            f"**{means['sasrec'] / peer:.2f}x** (target 1.10x)"
+        )
+    if "sasrec-plain" in means:
+        out.append(
+            f"- the same without the seen-item bias (paper-faithful SASRec): "
+            f"{means['sasrec-plain'] / peer:.2f}x"
+        )
+    if means:
+        best = max(means, key=means.get)
+        out.append(f"- best warmrec model ({best}) / best peer: {means[best] / peer:.2f}x")
+        low = min(means, key=means.get)
+        out.append(
+            f"- weakest warmrec neural model ({low}) / Pop: {means[low] / pop:.2f}x (target 2x)"
+        )
     atomic_write_text(a.out, "\n".join(out) + "\n")
     print("\n".join(out))
 
