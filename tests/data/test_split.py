@@ -10,6 +10,7 @@ from warmrec.data.split import (
     Split,
     last_session_split,
     leave_one_out,
+    new_user_domains,
     split,
     temporal_split,
     user_split,
@@ -201,6 +202,17 @@ def test_temporal_same_result_when_sessions_are_not_contiguous(assign):
     shuffled = SESS.sample(fraction=1.0, shuffle=True, seed=1)
     a = temporal_split(SESS, test_start=200, valid_start=100, assign=assign)
     b = temporal_split(shuffled, test_start=200, valid_start=100, assign=assign)
+    for x, y in ((a.train, b.train), (a.valid, b.valid), (a.test, b.test)):
+        assert x.sort("session_id", "timestamp").equals(y.sort("session_id", "timestamp"))
+    assert a.info == b.info
+
+
+@pytest.mark.parametrize("assign", ["start", "end"])
+def test_temporal_contiguous_sessions_out_of_time_order(assign):
+    # rows of each session together but not time-ordered within: the per-run min/max path
+    mixed = SESS.sort("session_id", "timestamp", descending=[False, True])
+    a = temporal_split(SESS, test_start=200, valid_start=100, assign=assign)
+    b = temporal_split(mixed, test_start=200, valid_start=100, assign=assign)
     for x, y in ((a.train, b.train), (a.valid, b.valid), (a.test, b.test)):
         assert x.sort("session_id", "timestamp").equals(y.sort("session_id", "timestamp"))
     assert a.info == b.info
@@ -402,3 +414,73 @@ def test_no_leakage_on_synthetic(method, kw):
     assert total <= df.height
     if method == "loo":
         assert total == df.height
+
+
+def _new_user_log() -> pl.DataFrame:
+    """u1 early (2 events before t=5, 2 after), u2 early, u3 first at t=5, u4 later; shuffled."""
+    rows = [
+        (4, 40, 9.0),
+        (1, 10, 1.0),
+        (3, 30, 6.0),
+        (2, 20, 3.0),
+        (1, 11, 5.0),
+        (3, 99, 5.0),
+        (1, 12, 2.0),
+        (4, 10, 7.0),
+        (2, 21, 4.0),
+        (1, 13, 8.0),
+    ]
+    return pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+
+
+def test_new_user_domains_cut_at_a_time():
+    df = _new_user_log()
+    pair = new_user_domains(df, 5)
+    # source: early users' events before t=5, in input row order
+    assert _rows(pair.source, "user_id", "item_id") == [(1, 10), (2, 20), (1, 12), (2, 21)]
+    # target: every event of the users whose first event is at or after t=5
+    assert _rows(pair.target, "user_id", "item_id") == [(4, 40), (3, 30), (3, 99), (4, 10)]
+    assert pair.source["timestamp"].max() < pair.target["timestamp"].min()
+    assert pair.cutoff == 5.0
+    assert pair.info == {
+        "cutoff": 5.0,
+        "source_users": 2,
+        "source_events": 4,
+        "target_users": 2,
+        "target_events": 4,
+        "dropped_events": 2,  # u1 at t=5 and t=8
+        "target_items": 4,
+        "target_items_not_in_source": 3,  # 30, 40, 99 (10 is shared)
+    }
+    assert new_user_domains(df, "1970-01-01T00:00:05").info == pair.info
+
+
+def test_new_user_domains_by_share_of_new_users():
+    df = _new_user_log()
+    half = new_user_domains(df, new_user_share=0.5)  # first events 1, 3, 5, 7 -> cut at 5
+    assert half.cutoff == 5.0 and half.info["target_users"] == 2
+    assert half.target.equals(new_user_domains(df, 5).target)
+    quarter = new_user_domains(df, new_user_share=0.25)  # one new user: u4, cut at 7
+    assert quarter.cutoff == 7.0
+    assert set(quarter.target["user_id"]) == {4}
+    assert sorted(quarter.source["timestamp"].to_list()) == [1, 2, 3, 4, 5, 5, 6]
+    tied = df.with_columns(
+        pl.when(pl.col("user_id") == 4).then(pl.col("timestamp") - 2).otherwise("timestamp")
+    )  # u3 and u4 both start at t=5: both are new even for one new user's share
+    assert set(new_user_domains(tied, new_user_share=0.25).target["user_id"]) == {3, 4}
+
+
+def test_new_user_domains_bad_arguments():
+    df = _new_user_log()
+    with pytest.raises(ConfigError, match="exactly one"):
+        new_user_domains(df)
+    with pytest.raises(ConfigError, match="exactly one"):
+        new_user_domains(df, 5, new_user_share=0.5)
+    with pytest.raises(ConfigError, match="share"):
+        new_user_domains(df, new_user_share=1.0)
+    with pytest.raises(ConfigError, match="no early user"):
+        new_user_domains(df, 1)
+    with pytest.raises(ConfigError, match="no new user"):
+        new_user_domains(df, 100)
+    with pytest.raises(DataError, match="missing column"):
+        new_user_domains(df.drop("timestamp"), 5)

@@ -16,6 +16,9 @@ name                      kind         held out
 user (:meth:`EvalSet.from_frames`). ``kind="sessions"``: every next item of each held-out
 sequence is a target given the sequence's prefix (:meth:`EvalSet.from_sessions`).
 
+For transfer studies, :func:`new_user_domains` cuts one log into two domains at a point in time:
+a source of the early users' early events and a target of the users who arrive later.
+
 Order and ties: events are ordered by timestamp; two events of the same key with the same
 timestamp keep their original row order (every sort here is stable), so the row order of the
 input decides ties, as in RecBole.
@@ -217,6 +220,21 @@ def _check_one_user(bad: pl.DataFrame) -> None:
         )
 
 
+def _run_bounds(t: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and last time of each run of ``lens`` consecutive rows.
+
+    Rows already time-ordered within every run (as after sessionising) need two gathers; any
+    other order takes a min/max reduction per run.
+    """
+    ends = np.cumsum(lens)
+    heads = ends - lens
+    up = t[1:] >= t[:-1]
+    up[ends[:-1] - 1] = True  # a run's last row may be later than the next run's first
+    if up.all():
+        return t[heads], t[ends - 1]
+    return np.minimum.reduceat(t, heads), np.maximum.reduceat(t, heads)
+
+
 def _when(use_np: bool, cond, a, b):
     """``where(cond, a, b)`` with NumPy arrays, or as a Polars expression."""
     if use_np:
@@ -332,10 +350,7 @@ def temporal_split(
         info["assign"] = assign
         lens = contiguous_runs(df[SESSION])
         if lens is not None:  # each session's rows are contiguous: per-run NumPy
-            t = df[TIME].to_numpy()
-            heads = np.r_[0, np.cumsum(lens)[:-1]]
-            first = np.minimum.reduceat(t, heads)
-            last = np.maximum.reduceat(t, heads)
+            first, last = _run_bounds(df[TIME].to_numpy(), lens)
             use_np = True
         else:
             first = pl.col(TIME).min().over(SESSION)
@@ -348,7 +363,7 @@ def temporal_split(
             cross = ((first < vs) & (last >= vs)) | ((first >= vs) & (first < ts) & (last >= ts))
             part = _when(use_np, cross, DROPPED, part)
         if use_np:
-            s = df.with_columns(pl.Series(_PART, np.repeat(part, lens).astype(np.int32)))
+            s = df.with_columns(pl.Series(_PART, np.repeat(part.astype(np.int32), lens)))
             n_cross = int((part == DROPPED).sum())
         else:
             s = df.lazy().with_columns(part.alias(_PART)).collect()
@@ -516,6 +531,91 @@ def user_split(
         "seed": seed if isinstance(seed, int) else "generator",
     }
     return _finish(s, "sessions", key, info, drop_unseen, min_session_length, sequence_key(df))
+
+
+@dataclass
+class DomainPair:
+    """A source and a target domain cut from one log (:func:`new_user_domains`).
+
+    ``cutoff`` is in Unix seconds; ``info`` counts users and events on each side, the early
+    users' events dropped after the cut-off, and target items the source never saw.
+    """
+
+    source: pl.DataFrame
+    target: pl.DataFrame
+    cutoff: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def new_user_domains(
+    df: pl.DataFrame,
+    cutoff: TimeLike | None = None,
+    *,
+    new_user_share: float | None = None,
+    key: str | None = None,
+) -> DomainPair:
+    """Early users before ``cutoff`` as the source domain, later new users as the target.
+
+    ::
+
+                                cutoff
+        ───────────────────────────┼──────────────────►  time
+        u1   a a a    a    a   a   │ a  a        early user: events before the cut-off
+        u2        b b b  b         │                 -> source; later ones dropped
+        u3                         │  c c c c    new user (first event at or after the
+        u4                         │     d d d    cut-off): all events -> target
+
+    A user whose first event is before ``cutoff`` is *early*: their events before the cut-off
+    form the source, their later events are dropped (they would let the source see the
+    target's period). A user whose first event is at or after ``cutoff`` is *new*: all their
+    events form the target. The two domains share no user and no time: every source event is
+    before every target event, so pre-training on the source never sees the target's future.
+    Items keep their raw ids (shared items are matched by id in transfer).
+
+    Give ``cutoff`` (seconds, a date or an ISO string) or ``new_user_share``: the cut-off is
+    then the first-event time of the user at rank ``n - round(share * n)`` in order of first
+    events, so about that share of users is new (users tied on that time are all new). ``key``
+    defaults to ``user_id`` if present, else the sequence key. Row order is kept.
+    """
+    if (cutoff is None) == (new_user_share is None):
+        raise ConfigError("new_user_domains: give exactly one of cutoff and new_user_share")
+    key = _user_key(df, key)
+    _require(df, [key, ITEM, TIME])
+    first = pl.col(TIME).min().over(key)
+    if new_user_share is not None:
+        if not 0.0 < new_user_share < 1.0:
+            raise ConfigError(
+                f"new_user_domains new_user_share: expected 0 < share < 1, found {new_user_share}"
+            )
+        starts = np.sort(df.group_by(key).agg(pl.col(TIME).min())[TIME].to_numpy())
+        n_new = min(max(round(new_user_share * len(starts)), 1), len(starts) - 1)
+        cut = float(starts[len(starts) - n_new]) if len(starts) > 1 else float(starts[0])
+    else:
+        cut = to_seconds(cutoff, "cutoff")
+    marked = df.with_columns((first < cut).alias(_PART))
+    early = marked.filter(pl.col(_PART))
+    source = early.filter(pl.col(TIME) < cut).drop(_PART)
+    target = marked.filter(~pl.col(_PART)).drop(_PART)
+    if source.height == 0 or target.height == 0:
+        side = "no early user" if source.height == 0 else "no new user"
+        raise ConfigError(
+            f"new_user_domains cutoff {cut:g}: expected early and new users, found {side} "
+            f"(first events from {df[TIME].min():g} to {marked.select(first.max()).item():g})"
+        )
+    src_items = source[ITEM].unique().implode()
+    info = {
+        "cutoff": cut,
+        "source_users": source[key].n_unique(),
+        "source_events": source.height,
+        "target_users": target[key].n_unique(),
+        "target_events": target.height,
+        "dropped_events": early.height - source.height,
+        "target_items": target[ITEM].n_unique(),
+        "target_items_not_in_source": target.filter(~pl.col(ITEM).is_in(src_items))[
+            ITEM
+        ].n_unique(),
+    }
+    return DomainPair(source, target, cut, info)
 
 
 METHODS: dict[str, Callable[..., Split]] = {
