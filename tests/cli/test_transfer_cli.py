@@ -114,3 +114,26 @@ def test_study_transfer(logs, tmp_path):
     assert again.exit_code == 0 and json.loads(again.output)["computed"] == []
     bad = run([*args[:-3], "--fractions", "0,1", "--out", out, "--json"])
     assert bad.exit_code == 2 and "fraction" in bad.output
+
+
+def test_study_transfer_with_reptile_from_toml(logs, tmp_path):
+    out = tmp_path / "study"
+    toml = tmp_path / "study.toml"
+    toml.write_text(
+        "[reptile]\nmeta_iterations = 3\nmeta_batch_size = 2\ninner_steps = 2\n"
+        'n_support = 3\ndevice = "cpu"\n'
+    )
+    args = ["study", "transfer", "--source", logs[0], "--target", logs[1]]
+    args += ["--strategies", "scratch,reptile", "--inits", "mean", "--fractions", "1"]
+    args += ["--seeds", "1", "--baselines", "", *SETS, "--config", toml, "--out", out, "--json"]
+    res = run(args)
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    assert {r["method"] for r in info["summary"]} == {"scratch", "reptile+mean"}
+    assert info["info"]["reptile"]["meta_iterations"] == 3
+    assert Recommender.load(out / "reptile" / "s0").meta["reptile"]["inner_steps"] == 2
+    again = run(args)
+    assert again.exit_code == 0 and json.loads(again.output)["computed"] == []
+    toml.write_text("[reptile]\nbogus = 1\n")
+    bad = run([*args[:-3], "--out", tmp_path / "other", "--json"])
+    assert bad.exit_code == 2 and "bogus" in bad.output

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 import warmrec.transfer
 from warmrec.data.synthetic import generate_cross_domain
@@ -19,6 +20,7 @@ from warmrec.experiments.transfer_study import (
     subsample_keys,
     subsample_train,
 )
+from warmrec.models.base import Recommender
 
 MODEL = {"d": 16, "n_layers": 1, "n_heads": 1, "ffn_dim": 16, "max_len": 8}
 TRAINER = {"epochs": 2, "batch_size": 64, "lr": 5e-3}
@@ -160,3 +162,103 @@ def test_choose_split(cd):
     assert choose_split(long) == "loo"
     assert choose_split(cd.target.drop("session_id")) == "loo"
     assert choose_split(cd.target, "user") == "user"
+
+
+REPTILE_CFG = {
+    "meta_iterations": 4,
+    "meta_batch_size": 2,
+    "inner_steps": 2,
+    "inner_lr": 0.01,
+    "n_support": 3,
+    "device": "cpu",
+}
+REPTILE_KW = {
+    **KW,
+    "strategies": ("scratch", "reptile"),
+    "inits": ("popularity", "mean"),
+    "fractions": (0.5,),
+    "reptile_config": REPTILE_CFG,
+}
+
+
+def test_reptile_method_is_meta_trained_once_per_seed_cached_and_resumed(cd, tmp_path, monkeypatch):
+    import warmrec.meta
+
+    calls = {"pretrain": 0, "reptile": 0, "transfer": 0}
+    seen_seeds: list[int] = []
+    real = {
+        "pretrain": warmrec.transfer.pretrain,
+        "reptile": warmrec.meta.reptile_pretrain,
+        "transfer": warmrec.transfer.transfer,
+    }
+
+    def count(name):
+        def wrapped(*a, **k):
+            calls[name] += 1
+            if name == "reptile":
+                seen_seeds.append(a[3]["seed"])
+            return real[name](*a, **k)
+
+        return wrapped
+
+    monkeypatch.setattr(warmrec.transfer, "pretrain", count("pretrain"))
+    monkeypatch.setattr(warmrec.meta, "reptile_pretrain", count("reptile"))
+    monkeypatch.setattr(warmrec.transfer, "transfer", count("transfer"))
+
+    first = run_transfer_study(cd.source, cd.target, out_dir=tmp_path, **REPTILE_KW)
+    rep = first.runs.filter(pl.col("strategy") == "reptile")
+    assert set(rep["method"]) == {"reptile+popularity", "reptile+mean"}
+    assert rep.height == 2 * 2  # seeds x inits
+    assert set(rep["kind"]) == {"transfer"} and rep["ndcg@10"].is_not_null().all()
+    row = first.summary.filter(pl.col("method") == "reptile+mean")
+    assert row.height == 1 and row["n_seeds"][0] == 2 and 0 < row["p_value"][0] <= 1
+    # one Reptile model per seed (not per init or fraction), one ordinary source model
+    assert calls == {"pretrain": 1, "reptile": 2, "transfer": 2 + 2 * 2}
+    assert sorted(seen_seeds) == [0, 1]
+    r0, r1 = (Recommender.load(tmp_path / "reptile" / f"s{s}") for s in (0, 1))
+    plain = Recommender.load(tmp_path / "source")
+    assert r0.meta["reptile"]["meta_iterations"] == 4 and r0.meta["reptile"]["seed"] == 0
+    w0, w1 = (m.net.state_dict()["item.embed.weight"] for m in (r0, r1))
+    assert not torch.equal(w0, w1)  # seeded per study seed
+    assert not torch.equal(w0, plain.net.state_dict()["item.embed.weight"])
+    rec = json.loads((tmp_path / "runs" / f"{run_key(0.5, 1, 'reptile+mean')}.json").read_text())
+    assert rec["pretraining"] == "reptile" and rec["strategy"] == "reptile"
+
+    # resume: nothing recomputed, nothing (meta-)trained
+    again = run_transfer_study(cd.source, cd.target, out_dir=tmp_path, **REPTILE_KW)
+    assert again.computed == []
+    assert calls == {"pretrain": 1, "reptile": 2, "transfer": 6}
+    assert again.runs.drop("fit_s").equals(first.runs.drop("fit_s"))
+
+    # a lost Reptile run is recomputed from the cached seed-1 model, identically
+    key = run_key(0.5, 1, "reptile+popularity")
+    (tmp_path / "runs" / f"{key}.json").unlink()
+    third = run_transfer_study(cd.source, cd.target, out_dir=tmp_path, **REPTILE_KW)
+    assert third.computed == [key]
+    assert calls == {"pretrain": 1, "reptile": 2, "transfer": 7}
+    assert third.runs.drop("fit_s").equals(first.runs.drop("fit_s"))
+
+
+def test_reptile_settings_are_guarded(cd, tmp_path):
+    kw = {**KW, "seeds": (0,), "fractions": (1.0,), "strategies": ("scratch",), "baselines": ()}
+    run_transfer_study(cd.source, cd.target, out_dir=tmp_path, **kw)
+    # adding Reptile to a study that never ran it is accepted and recorded
+    kw_r = {**kw, "strategies": ("scratch", "reptile"), "reptile_config": REPTILE_CFG}
+    res = run_transfer_study(cd.source, cd.target, out_dir=tmp_path, **kw_r)
+    assert res.computed == [run_key(1.0, 0, "reptile+popularity")]
+    settings = json.loads((tmp_path / "study.json").read_text())
+    assert settings["reptile"]["meta_iterations"] == 4 and "seed" not in settings["reptile"]
+    # a study without Reptile keeps the record; other Reptile settings are refused
+    assert run_transfer_study(cd.source, cd.target, out_dir=tmp_path, **kw).computed == []
+    assert json.loads((tmp_path / "study.json").read_text())["reptile"] == settings["reptile"]
+    other = {**kw_r, "reptile_config": {**REPTILE_CFG, "meta_iterations": 5}}
+    with pytest.raises(ConfigError, match="other settings.*reptile"):
+        run_transfer_study(cd.source, cd.target, out_dir=tmp_path, **other)
+    with pytest.raises(ConfigError, match="seed"):
+        run_transfer_study(
+            cd.source, cd.target, out_dir=tmp_path, **{**kw_r, "reptile_config": {"seed": 1}}
+        )
+    with pytest.raises(ConfigError, match="bogus"):
+        run_transfer_study(
+            cd.source, cd.target, out_dir=tmp_path, **{**kw_r, "reptile_config": {"bogus": 1}}
+        )

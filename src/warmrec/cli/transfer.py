@@ -4,7 +4,8 @@
 counts and, when the data has an item ``title`` feature, the item titles, both in the model's
 meta); ``transfer`` turns such a model into a target-domain model and fine-tunes it on the
 target's training split with the shared training loop (selected on validation); ``study
-transfer`` runs :func:`warmrec.experiments.transfer_study.run_transfer_study`.
+transfer`` runs :func:`warmrec.experiments.transfer_study.run_transfer_study` (``--strategies``
+may name ``reptile``; its :class:`~warmrec.meta.ReptileConfig` is the TOML ``[reptile]`` section).
 """
 
 from __future__ import annotations
@@ -234,14 +235,22 @@ def study() -> None:
 @click.option("--format", "fmt", default=None, help="Input format of both logs.")
 @click.option("--model", "model_name", default="sasrec", show_default=True)
 @click.option(
-    "--strategies", default="scratch,finetune,freeze_embeddings", show_default=True, help="CSV."
+    "--strategies",
+    default="scratch,finetune,freeze_embeddings",
+    show_default=True,
+    help="Comma-separated strategies; 'reptile' meta-trains the source first ([reptile] in TOML).",
 )
 @click.option("--inits", default="popularity", show_default=True, help="Comma-separated inits.")
 @click.option("--fractions", default="0.05,0.1,0.25,0.5,1", show_default=True)
 @click.option("--seeds", "n_seeds", default=3, show_default=True, type=int, help="Seeds 0..N-1.")
 @click.option("--baselines", default="pop,sknn", show_default=True, help="'' for none.")
 @click.option("--split", default="auto", show_default=True, help="Target split.")
-@click.option("--config", "config_file", default=None, help="TOML: [model] [train] [source_train]")
+@click.option(
+    "--config",
+    "config_file",
+    default=None,
+    help="TOML: [model] [train] [source_train] [strategy] [init] [reptile]",
+)
 @_set_option
 @click.option("--out", default="warmrec-out/transfer-study", show_default=True)
 @click.option("--no-resume", is_flag=True, help="Discard earlier runs in --out.")
@@ -270,7 +279,7 @@ def study_transfer(
     if n_seeds < 1:
         raise click.BadParameter(f"expected >= 1, found {n_seeds}", param_hint="--seeds")
     cfg = load_config(config_file, sets)
-    _sections(cfg, {"model", "train", "source_train", "strategy", "init"})
+    _sections(cfg, {"model", "train", "source_train", "strategy", "init", "reptile"})
     src = read(source_path, format=fmt)
     tgt = read(target_path, format=fmt)
     res = run_transfer_study(
@@ -292,6 +301,7 @@ def study_transfer(
         split=split,
         strategy_options=cfg.get("strategy"),
         init_options=cfg.get("init"),
+        reptile_config=cfg.get("reptile"),
         progress=not as_json,
     )
     if as_json:

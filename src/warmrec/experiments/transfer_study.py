@@ -8,6 +8,10 @@ seed (nested subsamples: for one seed, the 5 % sample is part of the 10 % sample
 - the ``baselines`` (e.g. ``pop``, ``sknn``) on the subsample,
 - the model from scratch (``strategy="scratch"``: the same network, random init),
 - every ``strategy x init`` of :func:`warmrec.transfer.transfer`,
+- with ``"reptile"`` among the strategies, ``reptile x init``: the initialisation meta-trained
+  on the source by :func:`warmrec.meta.reptile_pretrain` (users or sessions as tasks; one model
+  per seed, cached in ``out_dir/reptile/s<seed>``), then fine-tuned on the target subsample
+  (``strategy="finetune"``) with each item-table init,
 
 each selected on validation and evaluated on test by full-catalogue ranking. Each finished run
 is written atomically as one JSON file in ``out_dir/runs/`` (key: fraction, seed, method), so an
@@ -33,7 +37,7 @@ import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
-from warmrec.config import config_dict
+from warmrec.config import build_config, config_dict
 from warmrec.data.dataset import SequenceDataset
 from warmrec.data.schema import SESSION, USER, sequence_key
 from warmrec.errors import ConfigError
@@ -41,9 +45,11 @@ from warmrec.evaluation.evaluate import EvalResult
 from warmrec.evaluation.stats import paired_test, seed_summary
 from warmrec.experiments.pipeline import Prepared, evaluate_model, fit_model, prepare
 from warmrec.io import atomic_write_text
+from warmrec.registry import get_model
 
 STUDY_METRICS = ("hr@10", "ndcg@10", "mrr@10")
 TEST_METRIC = "ndcg@10"
+REPTILE = "reptile"  # the study's Reptile method: meta-trained source, then "finetune"
 SPLITS = ("auto", "loo", "last_session", "user")
 LONG_HISTORY = 20  # median events per user from which "auto" uses leave-one-out
 
@@ -234,6 +240,7 @@ def run_transfer_study(
     metrics: Sequence[str] = STUDY_METRICS,
     strategy_options: Mapping[str, Any] | None = None,
     init_options: Mapping[str, Any] | None = None,
+    reptile_config: Mapping[str, Any] | None = None,
     n_boot: int = 5000,
     progress: bool = True,
 ) -> StudyResult:
@@ -242,11 +249,16 @@ def run_transfer_study(
     ``trainer`` are :class:`~warmrec.training.loop.TrainerConfig` fields for the target runs
     (``seed`` is set per run), ``source_trainer`` those of pre-training (default ``trainer``).
     ``"scratch"`` in ``strategies`` is the from-scratch baseline (it ignores ``inits``); it is
-    always run, since every other method is compared against it. ``split`` /
-    ``source_split``: ``"auto"`` (:func:`choose_split`), ``"loo"``, ``"last_session"`` or
-    ``"user"``. With ``resume=False`` earlier runs and the cached source model are discarded.
+    always run, since every other method is compared against it. ``"reptile"`` (also in
+    ``strategies``) meta-trains the source model with :func:`warmrec.meta.reptile_pretrain`
+    (``reptile_config``: :class:`~warmrec.meta.ReptileConfig` fields; its ``seed`` is the
+    study's seed) once per seed, then fine-tunes it on the target as ``"finetune"`` does.
+    ``split`` / ``source_split``: ``"auto"`` (:func:`choose_split`), ``"loo"``,
+    ``"last_session"`` or ``"user"``. With ``resume=False`` earlier runs and the cached source
+    (and Reptile) models are discarded.
     An ``out_dir`` holding a study with other settings raises :class:`ConfigError`.
     """
+    from warmrec import meta
     from warmrec.models.base import Recommender
     from warmrec.transfer import METHODS, STRATEGIES, pretrain, transfer
 
@@ -258,9 +270,10 @@ def run_transfer_study(
             raise ConfigError(f"target fraction: expected 0 < fraction <= 1, found {f}")
     if not fractions or not seeds:
         raise ConfigError("a transfer study needs at least one fraction and one seed")
+    allowed = (*STRATEGIES, REPTILE)
     for s in strategies:
-        if s not in STRATEGIES:
-            raise ConfigError(f"transfer strategy {s!r}: expected one of {', '.join(STRATEGIES)}")
+        if s not in allowed:
+            raise ConfigError(f"transfer strategy {s!r}: expected one of {', '.join(allowed)}")
     for i in inits:
         if i not in METHODS:
             raise ConfigError(f"init {i!r}: expected one of {', '.join(METHODS)}")
@@ -271,6 +284,11 @@ def run_transfer_study(
     model_config = dict(model_config or {})
     t_split = choose_split(target_frame, split)
     s_split = choose_split(source_frame, source_split)
+    reptile_config = dict(reptile_config or {})
+    if "seed" in reptile_config:
+        raise ConfigError("reptile_config: 'seed' is set by the study (one Reptile model per seed)")
+    r_settings = config_dict(build_config(meta.ReptileConfig, reptile_config))
+    del r_settings["seed"]
 
     settings = {
         "model": model,
@@ -285,16 +303,24 @@ def run_transfer_study(
         "source_data": _fingerprint(source_frame),
         "target_data": _fingerprint(target_frame),
     }
+    if REPTILE in strategies:
+        settings[REPTILE] = r_settings
     runs_dir, src_dir, settings_path = out / "runs", out / "source", out / "study.json"
+    reptile_dir = out / REPTILE
     if not resume:
-        for p in (runs_dir, src_dir):
+        for p in (runs_dir, src_dir, reptile_dir):
             if p.exists():
                 shutil.rmtree(p)
         settings_path.unlink(missing_ok=True)
     if settings_path.exists():
         old = json.loads(settings_path.read_text())
-        if old != json.loads(json.dumps(settings, default=str)):
-            diff = sorted(k for k in settings if old.get(k) != json.loads(json.dumps(settings[k])))
+        if REPTILE in old:  # Reptile ran here: its settings stay recorded while its runs exist
+            settings.setdefault(REPTILE, old[REPTILE])
+        new = json.loads(json.dumps(settings, default=str))
+        if REPTILE not in old:  # adding Reptile to a study that never ran it is fine
+            new.pop(REPTILE, None)
+        if old != new:
+            diff = sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
             raise ConfigError(
                 f"{out}: holds a study with other settings ({', '.join(diff)}); "
                 "use another output folder or resume=False"
@@ -316,11 +342,40 @@ def run_transfer_study(
 
     source_model = None
     pretrain_s = 0.0
-    if any(p[3] in ("scratch", "transfer") for p in todo):
+    src_prep: list[Prepared] = []  # the source split, made at most once
+
+    def source_prep() -> Prepared:
+        if not src_prep:
+            src_prep.append(prepare(source_frame, split=s_split))
+        return src_prep[0]
+
+    reptile_models: dict[int, Any] = {}
+
+    def reptile_model(seed: int):
+        """The Reptile-trained source model of ``seed``, from its cache or trained and saved."""
+        if seed not in reptile_models:
+            path = reptile_dir / f"s{seed}"
+            if (path / "config.json").exists():
+                reptile_models[seed] = Recommender.load(path)
+            else:
+                src = source_prep()
+                t0 = time.perf_counter()
+                m = meta.reptile_pretrain(
+                    get_model(model, model_config),
+                    src.train,
+                    src.valid,
+                    {**reptile_config, "seed": seed},
+                )
+                m.meta["pretrain_seconds"] = time.perf_counter() - t0
+                m.save(path)
+                reptile_models[seed] = m
+        return reptile_models[seed]
+
+    if any(p[3] in ("scratch", "transfer") and p[4] != REPTILE for p in todo):
         if (src_dir / "config.json").exists():
             source_model = Recommender.load(src_dir)
         else:
-            src = prepare(source_frame, split=s_split)
+            src = source_prep()
             t0 = time.perf_counter()
             source_model = pretrain(model, src.train, src.valid, model_config, source_trainer)
             pretrain_s = time.perf_counter() - t0
@@ -338,23 +393,28 @@ def run_transfer_study(
         for f, s, method, kind, strat, init in todo:
             bar.set_postfix_str(f"{method} f={f:g} seed={s}")
             prep = subsample_train(target, f, s)
-            t0 = time.perf_counter()
             extra: dict[str, Any] = {}
+            base, strat_used = source_model, strat
+            if strat == REPTILE:  # meta-trained (or loaded) outside the run's fit time
+                base, strat_used = reptile_model(s), "finetune"
+                extra["pretraining"] = REPTILE
+                extra["reptile_pretrain_s"] = base.meta.get("pretrain_seconds")
+            t0 = time.perf_counter()
             if kind == "baseline":
                 fitted = fit_model(method, prep)
             else:
                 fitted = transfer(
-                    source_model,
+                    base,
                     prep.train,
                     prep.valid,
-                    strategy=strat,
+                    strategy=strat_used,
                     init=init,
                     trainer={**trainer, "seed": s},
                     strategy_options=strategy_options,
                     init_options=init_options,
                     source_titles=source_titles,
                     target_titles=target_titles,
-                    source_name="source",
+                    source_name=f"{REPTILE}/s{s}" if strat == REPTILE else "source",
                     seed=s,
                 )
                 tr = getattr(fitted, "train_result", None)
@@ -389,6 +449,8 @@ def run_transfer_study(
     }
     if source_model is not None:
         info["source_items"] = source_model.vocab.n_items
+    if REPTILE in strategies:
+        info["reptile"] = settings[REPTILE]
     result = StudyResult(runs, summary, display_table(summary, metrics), out, {}, computed, info)
     result.paths = write_outputs(result, metrics)
     return result

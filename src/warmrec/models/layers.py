@@ -79,8 +79,9 @@ class SeenItemBias(nn.Module):
     One scalar ``value``, starting at 0, is added to the score of every item that occurs in the
     history the prediction is made from. Training learns its sign and size from the data: in a
     log where users never return to an item (movie ratings) it goes strongly negative, so the
-    model stops spending its top slots on seen items; in music sessions, where repeats are
-    common, it goes positive. Nothing about the evaluation changes: the model simply learns the
+    model stops spending its top slots on seen items; where items keep coming back it goes
+    positive (on nowplaying-1m sessions, where 10 % of next items repeat one of the session, it
+    still learned about -1.3). Nothing about the evaluation changes: the model simply learns the
     repeat behaviour of the domain (RepeatNet, Ren et al. 2019, models the same choice with a
     repeat/explore switch). Padding (index 0) is never offset.
     """
