@@ -203,3 +203,23 @@ def test_errors(data) -> None:
     with pytest.raises(ModelError, match="item columns"):
         get_model("item2vec").fit(train, other)
     assert len(valid) > 0
+
+
+def test_seen_offset_moves_history_items_below_the_rest(fitted: Item2Vec, tmp_path) -> None:
+    fitted.save(tmp_path / "m")
+    moved = Recommender.load(tmp_path / "m")
+    moved.config.seen_offset = -2.0
+    assert moved.history_len == moved.config.seen_len  # the offset looks past n_recent
+    batch = Batch(torch.tensor([[0, 150, 3, 17, 5]]))
+    plain, off = fitted.score(batch)[0], moved.score(batch)[0]
+    hist = [150, 3, 17, 5]
+    torch.testing.assert_close(off[hist], plain[hist] - 2.0)
+    rest = [i for i in range(1, len(plain)) if i not in hist]
+    torch.testing.assert_close(off[rest], plain[rest])
+    assert torch.isneginf(off[0])
+    # without the offset the history items lead the list; with it none is recommended
+    assert len(set(fitted.recommend([[3, 17, 5]], k=3)[0]) & {3, 17, 5}) >= 2
+    recs = moved.recommend([[3, 17, 5]], k=10)[0]
+    assert not {3, 17, 5} & set(recs) and {cluster_of(r) for r in recs} == {0}
+    with pytest.raises(ConfigError, match="seen_offset"):
+        get_model("item2vec", seen_offset=float("-inf"))

@@ -42,6 +42,7 @@ Documented choices:
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -71,6 +72,12 @@ class Item2VecConfig:
     Scoring: ``n_recent`` most recent history items form the query, weighted
     ``recency_decay ** lag``. Validation: ``eval_k`` is the K of Recall@K / MRR@K recorded per
     epoch; ``keep_best`` keeps the vectors of the epoch with the best validation MRR@K.
+
+    ``seen_offset`` is added to the score of every item among the last ``seen_len`` history items.
+    Word2Vec has no way to learn whether a domain repeats items, and a history item is always
+    the closest item to a query built from it. Cosines lie in [-1, 1], so -2 puts every seen item
+    below every unseen one. Choose it on validation like any other setting; 0 (the default)
+    changes nothing.
     """
 
     vector_size: int = 64
@@ -89,6 +96,8 @@ class Item2VecConfig:
     recency_decay: float = 0.5
     eval_k: int = 20
     keep_best: bool = True
+    seen_offset: float = 0.0
+    seen_len: int = 200
 
     def __post_init__(self) -> None:
         for name in ("vector_size", "window", "min_count", "epochs", "workers", "n_recent"):
@@ -114,6 +123,11 @@ class Item2VecConfig:
             )
         if self.eval_k < 1:
             raise ConfigError(f"Item2VecConfig.eval_k: expected >= 1, found {self.eval_k!r}")
+        if not math.isfinite(self.seen_offset) or self.seen_len < 1:
+            raise ConfigError(
+                "Item2VecConfig: expected a finite seen_offset and seen_len >= 1, found "
+                f"seen_offset={self.seen_offset!r}, seen_len={self.seen_len!r}"
+            )
 
 
 def _sentences(train: SequenceDataset) -> list[list[str]]:
@@ -144,7 +158,8 @@ class Item2Vec(Recommender):
 
     @property
     def history_len(self) -> int:
-        return int(self.config.n_recent)
+        c = self.config
+        return max(c.n_recent, c.seen_len) if c.seen_offset else int(c.n_recent)
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, train: SequenceDataset, valid: EvalSet | None = None) -> Item2Vec:
@@ -265,6 +280,11 @@ class Item2Vec(Recommender):
         if empty.any():
             pop = self.counts / self.counts.max().clamp_min(1.0)
             scores[empty] = pop.unsqueeze(0).expand(int(empty.sum()), -1)
+        if self.config.seen_offset:
+            seen = batch.items[:, -self.config.seen_len :].long().cpu()
+            col0 = scores[:, 0].clone()
+            scores.scatter_(1, seen, scores.gather(1, seen) + self.config.seen_offset)
+            scores[:, 0] = col0
         scores.masked_fill_(~self.known, -torch.inf)
         return scores
 
