@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 import polars as pl
 
-from warmrec.data.schema import ITEM, TIME, sequence_key
+from warmrec.data.schema import ITEM, TIME, compact_offsets, sequence_key
 from warmrec.errors import ConfigError, DataError
 
 TimeLike = float | int | str | dt.datetime | dt.date
@@ -83,15 +83,10 @@ def min_item_support(df: pl.DataFrame, n: int) -> pl.DataFrame:
 
 
 def _dense_counts(ids: pl.Series) -> np.ndarray | None:
-    """Per-row count of the row's id, by ``bincount`` when the ids are integers in a compact
-    range (at most 8 slots per row); None otherwise (a hash-grouped window is used instead)."""
-    if not ids.dtype.is_integer() or ids.len() == 0 or ids.null_count():
-        return None
-    lo, hi = int(ids.min()), int(ids.max())
-    if hi - lo >= 8 * ids.len():
-        return None
-    off = ids.to_numpy() - lo
-    return np.bincount(off)[off]
+    """Per-row count of the row's id by ``bincount`` for compact integer ids
+    (:func:`~warmrec.data.schema.compact_offsets`); None otherwise (a hash window is used)."""
+    off = compact_offsets(ids)
+    return None if off is None else np.bincount(off)[off]
 
 
 def contiguous_runs(keys: pl.Series) -> np.ndarray | None:

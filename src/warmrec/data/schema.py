@@ -41,6 +41,21 @@ def sequence_key(df: pl.DataFrame) -> str:
     )
 
 
+COMPACT_SLACK = 8  # integer ids count as compact when max - min < 8 x the number of values
+
+
+def compact_offsets(ids: pl.Series) -> np.ndarray | None:
+    """``ids - min(ids)`` as int64 NumPy when ``ids`` are non-null integers in a compact range
+    (span below ``COMPACT_SLACK`` x their count), so that ``bincount`` or a lookup table can
+    replace a hash; None otherwise."""
+    if not ids.dtype.is_integer() or ids.len() == 0 or ids.null_count():
+        return None
+    lo, hi = int(ids.min()), int(ids.max())
+    if hi - lo >= COMPACT_SLACK * ids.len():
+        return None
+    return ids.cast(pl.Int64).to_numpy() - lo
+
+
 def is_sorted_by_key_time(df: pl.DataFrame, key: str) -> bool:
     """Whether rows already come grouped by ``key`` in ascending order, time-ordered within.
 

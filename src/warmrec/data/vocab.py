@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from warmrec.data.schema import COMPACT_SLACK, compact_offsets
 from warmrec.errors import DataError
 
 PAD = 0
-_LUT_SLACK = 8  # a dense lookup table is used when max id - min id < 8 x the number of ids
-_LUT_MIN = 1 << 16  # ... or below this many slots, whatever the number of ids
+_LUT_MIN = 1 << 16  # a dense lookup table for integer ids below this many slots, or when they
+# are compact (:data:`~warmrec.data.schema.COMPACT_SLACK` slots per id)
 
 
 class ItemVocab:
@@ -55,7 +56,7 @@ class ItemVocab:
         self._lut: tuple[int, int, pl.Series] | None = None
         if series.dtype == pl.Int64 and series.len():
             lo, hi = int(series.min()), int(series.max())
-            if hi - lo < max(_LUT_SLACK * series.len(), _LUT_MIN):
+            if hi - lo < max(COMPACT_SLACK * series.len(), _LUT_MIN):
                 table = np.zeros(hi - lo + 1, dtype=np.int64)
                 table[series.to_numpy() - lo] = np.arange(1, series.len() + 1)
                 self._lut = (lo, hi, pl.Series("idx", table))
@@ -65,11 +66,10 @@ class ItemVocab:
         """Build a vocabulary of the distinct ids, in sorted order (independent of row order)."""
         s = ids if isinstance(ids, pl.Series) else pl.Series("id", list(ids))
         s = s.drop_nulls()
-        if s.dtype.is_integer() and s.len():
-            lo, hi = int(s.min()), int(s.max())
-            if hi - lo < 8 * s.len():  # compact integer ids: a bincount instead of a hash
-                seen = np.flatnonzero(np.bincount(s.cast(pl.Int64).to_numpy() - lo))
-                return cls(pl.Series("id", seen + lo, dtype=pl.Int64))
+        off = compact_offsets(s)
+        if off is not None:  # compact integer ids: a bincount instead of a hash
+            seen = np.flatnonzero(np.bincount(off)) + int(s.min())
+            return cls(pl.Series("id", seen, dtype=pl.Int64))
         return cls(s.unique().sort())
 
     @property

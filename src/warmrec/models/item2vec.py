@@ -53,6 +53,7 @@ from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.errors import ConfigError, ModelError
 from warmrec.evaluation.evaluate import evaluate
 from warmrec.models.base import Recommender
+from warmrec.models.layers import offset_items_
 from warmrec.registry import register_model
 
 # gensim silently truncates sentences longer than this many tokens; longer sequences are cut.
@@ -282,9 +283,7 @@ class Item2Vec(Recommender):
             scores[empty] = pop.unsqueeze(0).expand(int(empty.sum()), -1)
         if self.config.seen_offset:
             seen = batch.items[:, -self.config.seen_len :].long().cpu()
-            col0 = scores[:, 0].clone()
-            scores.scatter_(1, seen, scores.gather(1, seen) + self.config.seen_offset)
-            scores[:, 0] = col0
+            offset_items_(scores, seen, self.config.seen_offset)
         scores.masked_fill_(~self.known, -torch.inf)
         return scores
 

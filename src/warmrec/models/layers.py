@@ -73,6 +73,14 @@ class ItemEmbedding(nn.Module):
         return out + self.bias if self.bias is not None else out
 
 
+def offset_items_(scores: torch.Tensor, items: torch.Tensor, value: torch.Tensor | float) -> None:
+    """Add ``value`` in place (no autograd) to ``scores[b, i]`` for every item ``i`` in row ``b``
+    of ``items[B, H]``, once per item however often it occurs; padding (column 0) is untouched."""
+    col0 = scores[:, 0].clone()
+    scores.scatter_(1, items, scores.gather(1, items) + value)
+    scores[:, 0] = col0
+
+
 class SeenItemBias(nn.Module):
     """A learned score offset for items already in the user's sequence (repeat-aware scoring).
 
@@ -100,9 +108,7 @@ class SeenItemBias(nn.Module):
 
     def add_(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """Add the offset in place to ``logits[B, n_items]`` (no autograd) at ``history[B, H]``."""
-        col0 = logits[:, 0].clone()
-        logits.scatter_(1, history, logits.gather(1, history) + self.value)
-        logits[:, 0] = col0
+        offset_items_(logits, history, self.value)
         return logits
 
 
