@@ -16,7 +16,8 @@ from warmrec import EvalSet, SequenceDataset, get_model
 from warmrec.config import build_config
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ConfigError, ModelError
-from warmrec.training.loop import TrainerConfig, lr_factor, train
+from warmrec.training import loop
+from warmrec.training.loop import TrainerConfig, lr_factor, make_optimizer, train
 
 TINY = {
     "d": 16,
@@ -125,6 +126,36 @@ def test_other_optimizers_train(data, opt):
         grad_clip=1.0,
     )
     assert res.history[-1]["loss"] < res.history[0]["loss"]
+
+
+@pytest.mark.parametrize("name", ["adamw", "adam", "adagrad", "sgd"])
+def test_fused_optimizers_match_the_reference_update(name, monkeypatch):
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Embedding(50, 8), torch.nn.Linear(8, 3)) for _ in "ab"]
+    nets[1].load_state_dict(nets[0].state_dict())
+    start = [p.detach().clone() for p in nets[0].parameters()]
+    cfg = TrainerConfig(optimizer=name, lr=0.05, momentum=0.9, weight_decay=0.01)
+    fused = make_optimizer(nets[0], cfg)
+    assert fused.defaults["fused"] is True
+    monkeypatch.setattr(loop, "_can_fuse", lambda params: False)
+    ref = make_optimizer(nets[1], cfg)
+    assert not ref.defaults.get("fused")
+    for step in range(3):
+        x = torch.randint(0, 50, (7,), generator=torch.Generator().manual_seed(step))
+        for net, opt in zip(nets, (fused, ref), strict=True):
+            opt.zero_grad()
+            net(x).square().sum().backward()
+            opt.step()
+    for a, b, s in zip(nets[0].parameters(), nets[1].parameters(), start, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert not torch.equal(a, s)
+
+
+def test_no_fused_kernel_across_devices():
+    net = torch.nn.Linear(4, 2)
+    net.bias = torch.nn.Parameter(torch.zeros(2, device="meta"))
+    assert not loop._can_fuse(list(net.parameters()))
+    assert loop._can_fuse([net.weight])
 
 
 def test_trainer_config_rejects_bad_values():
