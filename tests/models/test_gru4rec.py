@@ -54,6 +54,19 @@ def test_session_parallel_batches_by_hand():
     assert r == [[True, True], [False, True], [True, False], [False, False]]
 
 
+def test_lane_histories_for_the_seen_bias_by_hand():
+    seqs = _seqs([3, 2, 4, 1, 2])  # items 1-3 | 4-5 | 6-9 | 10 | 11-12 (schedule as above)
+    steps = list(SessionParallelData(seqs, seen_len=2).batches(2, np.random.default_rng(0)))
+    hist = torch.stack([s["history"] for s in steps]).tolist()
+    assert hist == [
+        [[1, 0], [4, 0]],
+        [[2, 1], [6, 0]],
+        [[11, 0], [7, 6]],
+        [[0, 0], [8, 7]],  # lane 0 idles in the last step
+    ]
+    assert "history" not in next(SessionParallelData(seqs).batches(2, np.random.default_rng(0)))
+
+
 def test_every_pair_is_trained_once_with_many_lanes():
     seqs = _seqs([5, 1, 3, 8, 2, 2, 6])
     x, y, _ = SessionParallelData(seqs)._steps(3, None)
@@ -96,6 +109,7 @@ def test_scoring_matches_the_training_recurrence(cyclic_split):
         for item in hist:
             out, h = net.gru.step(net.embed(item[None]), h)
         want = net.item.logits(out)
+        want[0, hist] += net.seen.value  # the seen-item bias on the history's items
     from warmrec.data.dataset import Batch
 
     got = model.score(Batch(torch.tensor([[0, 0, 0, 0, 0, 3, 4, 5]])))

@@ -10,7 +10,7 @@ from warmrec import EvalSet, SequenceDataset, evaluate, get_model
 from warmrec.data.vocab import ItemVocab
 from warmrec.registry import model_class
 
-SEEN_MODELS = ["sasrec", "narm", "ssept", "bst"]
+SEEN_MODELS = ["sasrec", "narm", "ssept", "bst", "gru4rec"]
 
 
 def _random_sessions(repeats: bool, n: int = 300, length: int = 8, n_items: int = 30, seed=0):

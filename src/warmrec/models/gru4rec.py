@@ -28,7 +28,11 @@ Deviations (documented on purpose):
 - the logQ correction uses the expected number of draws of each candidate (see
   :mod:`warmrec.models.losses`), not the official raw-count mix;
 - scoring re-runs the GRU over the last ``max_len`` items of a history instead of carrying the
-  state through the test session.
+  state through the test session;
+- ``seen_bias=True`` (default, as in warmrec's other sequence models) adds one learned scalar to
+  the score of the items already in the lane's sequence (its last ``seen_len`` items), in
+  training and in scoring (:class:`~warmrec.models.layers.SeenItemBias`); ``seen_bias=False`` is
+  the official model.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from torch import nn
 from warmrec.data.dataset import Batch, SequenceDataset
 from warmrec.data.sequences import SequenceData
 from warmrec.errors import ConfigError
-from warmrec.models.layers import GRUBlock, ItemEmbedding, right_align
+from warmrec.models.layers import GRUBlock, ItemEmbedding, SeenItemBias, right_align
 from warmrec.models.losses import LossSpec, make_loss
 from warmrec.models.neural import NeuralRecommender
 from warmrec.registry import register_model
@@ -58,7 +62,8 @@ class GRU4RecConfig:
 
     ``embedding_dim`` is used only with ``tied=False`` (0 = ``hidden_size``). ``session_order``:
     ``"time"`` (official) or ``"random"`` (reshuffled every epoch). ``max_len``: history items
-    used when scoring.
+    used when scoring. ``seen_bias`` / ``seen_len``: a learned score offset for the last
+    ``seen_len`` items of the sequence so far (see :class:`~warmrec.models.layers.SeenItemBias`).
     """
 
     hidden_size: int = 100
@@ -75,6 +80,8 @@ class GRU4RecConfig:
     logq: float = 0.0
     bpr_reg: float = 1.0
     elu_param: float = 0.5
+    seen_bias: bool = True
+    seen_len: int = 200
 
     def __post_init__(self) -> None:
         if self.session_order not in ("time", "random"):
@@ -109,11 +116,16 @@ def session_parallel_schedule(lengths: np.ndarray, n_lanes: int) -> tuple[np.nda
 
 
 class SessionParallelData:
-    """Session-parallel mini-batches: step ``t`` gives every lane's input, target, reset flag."""
+    """Session-parallel mini-batches: step ``t`` gives every lane's input, target, reset flag.
 
-    def __init__(self, seqs: SequenceData, order: str = "time") -> None:
+    With ``seen_len > 0`` a step also gives ``history[B, seen_len]``: the last ``seen_len`` items
+    of each lane's sequence up to and including its input (0-padded; all 0 on idle lanes).
+    """
+
+    def __init__(self, seqs: SequenceData, order: str = "time", seen_len: int = 0) -> None:
         self.seqs = seqs
         self.order = order
+        self.seen_len = int(seen_len)
         self._cache: dict[int, tuple[torch.Tensor, ...]] = {}
 
     def _steps(self, batch_size: int, perm: np.ndarray | None) -> tuple[torch.Tensor, ...]:
@@ -135,7 +147,15 @@ class SessionParallelData:
         reset[start[has], lane[has]] = True
         if t_total:
             reset[0] = True
-        return torch.from_numpy(inputs), torch.from_numpy(targets), torch.from_numpy(reset)
+        out = [torch.from_numpy(inputs), torch.from_numpy(targets), torch.from_numpy(reset)]
+        if self.seen_len:  # where each lane's input sits in ``items`` and where its sequence starts
+            pos = np.full((t_total, batch_size), -1, dtype=np.int64)
+            first = np.zeros((t_total, batch_size), dtype=np.int64)
+            pos[t, lanes] = src
+            first[t, lanes] = seqs.offsets[seq]
+            items = torch.from_numpy(np.concatenate([seqs.items, [0]]).astype(np.int64))
+            out += [torch.from_numpy(pos), torch.from_numpy(first), items]
+        return tuple(out)
 
     def n_batches(self, batch_size: int) -> int:
         return int(self._get(batch_size, None)[0].shape[0])
@@ -148,9 +168,16 @@ class SessionParallelData:
         return self._cache[batch_size]
 
     def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[dict[str, Any]]:
-        inputs, targets, reset = self._get(batch_size, rng)
+        inputs, targets, reset, *where = self._get(batch_size, rng)
+        back = torch.arange(self.seen_len)
         for t in range(inputs.shape[0]):
-            yield {"items": inputs[t], "targets": targets[t], "reset": reset[t]}
+            batch = {"items": inputs[t], "targets": targets[t], "reset": reset[t]}
+            if where:
+                pos, first, items = where
+                idx = pos[t, :, None] - back  # [B, seen_len], most recent first
+                inside = idx >= first[t, :, None]
+                batch["history"] = items[torch.where(inside, idx, -1)]  # -1 -> the padding 0
+            yield batch
 
 
 class GRU4RecNet(nn.Module):
@@ -167,6 +194,7 @@ class GRU4RecNet(nn.Module):
             self.input = nn.Embedding(n_items, in_dim, padding_idx=0)
         self.drop_embed = nn.Dropout(cfg.dropout_embed)
         self.gru = GRUBlock(in_dim, h, cfg.n_layers, cfg.dropout_hidden)
+        self.seen = SeenItemBias() if cfg.seen_bias else None
         self.reset_parameters()
 
     @torch.no_grad()
@@ -222,7 +250,10 @@ class GRU4Rec(NeuralRecommender):
         self._hidden = None
 
     def training_data(self, train: SequenceDataset) -> SessionParallelData:
-        return SessionParallelData(train.sequences, self.config.session_order)
+        c = self.config
+        return SessionParallelData(
+            train.sequences, c.session_order, c.seen_len if c.seen_bias else 0
+        )
 
     def training_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         x, y, reset = batch["items"], batch["targets"], batch["reset"]
@@ -234,9 +265,12 @@ class GRU4Rec(NeuralRecommender):
         self._hidden = h.detach()
         keep = y > 0
         item = self.net.item
-        return self.loss_fn(out[keep], y[keep], item.output_weight, item.output_bias)
+        seen = None
+        if self.net.seen is not None:
+            seen = (batch["history"][keep], self.net.seen.value)
+        return self.loss_fn(out[keep], y[keep], item.output_weight, item.output_bias, seen=seen)
 
     def forward_scores(self, batch: Batch) -> torch.Tensor:
         items, lens = right_align(batch.items[:, -self.config.max_len :])
         hidden = self.net.gru(self.net.embed(items), lens)
-        return self.net.item.logits(hidden)
+        return self.add_seen(self.net.item.logits(hidden), batch)
