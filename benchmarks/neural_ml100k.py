@@ -60,6 +60,8 @@ RUNS = {
 
 
 RUNS["sasrec-plain"] = ({**RUNS["sasrec"][0], "seen_bias": False}, RUNS["sasrec"][1])
+RUNS["gru4rec-plain"] = ({"seen_bias": False}, RUNS["gru4rec"][1])
+WORK = Path(__file__).resolve().parent / "_work" / "neural_ml100k"
 
 
 def child(model: str, seed: int, budget: float) -> dict:
@@ -91,6 +93,7 @@ def child(model: str, seed: int, budget: float) -> dict:
     h = m.train_result.history
     best = m.train_result.best_epoch
     reach = next((x["epoch"] for x in h if x.get("valid_ndcg@10", 0) >= RECBOLE_BEST_VALID), None)
+    cum = np.cumsum([x["train_seconds"] for x in h]).tolist()
     return {
         "model": model,
         "seed": seed,
@@ -105,72 +108,71 @@ def child(model: str, seed: int, budget: float) -> dict:
         "train_s_to_recbole_best": (
             sum(x["train_seconds"] for x in h if x["epoch"] <= reach) if reach else None
         ),
+        "curve": [[c, x.get("valid_ndcg@10", 0.0)] for c, x in zip(cum, h, strict=True)],
         "fit_s": fit_s,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
-def in_child(args: list[str]) -> dict:
+def in_child(args: list[str], reuse: bool) -> dict:
+    """One run in its own process; its result is kept in ``_work`` (``--reuse`` takes it back)."""
+    cache = WORK / f"{args[0]}_s{args[1]}_b{float(args[2]):g}.json"
+    if reuse and cache.exists():
+        return json.loads(cache.read_text())
     proc = subprocess.run(
         [sys.executable, __file__, "--child", *args], capture_output=True, text=True
     )
     if proc.returncode:
         raise RuntimeError(proc.stderr[-3000:])
-    return json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
+    out = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(out))
+    return out
 
 
-def run_recbole(python: str, budget: float, work: Path) -> dict | None:
+def run_recbole(python: str, model: str, budget: float, work: Path, reuse: bool) -> dict | None:
+    """RecBole ``model`` under a training budget, one torch thread (as every warmrec run)."""
     script = SHARED / "peers" / "recbole" / "run_recbole_ml100k.py"
-    if not Path(python).exists():
-        return None
-    subprocess.run(
-        [
-            python,
-            "-W",
-            "ignore",
-            str(script),
-            "--models",
-            "SASRec",
-            "--budget",
-            f"SASRec={budget:g}",
-            "--out",
-            str(work),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    r = json.loads((work / "logs" / "SASRec.json").read_text())
+    log = work / "logs" / f"{model}.json"
+    if not (reuse and log.exists()):
+        if not Path(python).exists():
+            return None
+        subprocess.run(
+            [python, "-W", "ignore", str(script), "--models", model, "--threads", "1"]
+            + ["--budget", f"{model}={budget:g}", "--out", str(work)],
+            check=True,
+            capture_output=True,
+        )
+    return recbole_summary(log)
+
+
+def recbole_summary(log: Path) -> dict:
+    """A RecBole run's figures, with its training seconds to its best validation epoch."""
+    r = json.loads(log.read_text())
+    best = r["best_epoch_0based"]
     return {
         "test": r["test"],
         "s_per_epoch": r["train_epoch_s_mean"],
         "epochs": r["epochs_run"],
         "best_valid": r["best_valid_ndcg@10"],
+        "train_s_to_best": float(sum(r["train_epoch_s_all"][: best + 1])),
         "peak_rss_mb": r.get("peak_rss_mb_self"),
+        "threads": r.get("torch_threads"),
+        "stopped_by": r.get("stopped_by"),
     }
 
 
-def run_rectools(python: str, budget: float, out: Path) -> dict | None:
+def run_rectools(python: str, budget: float, out: Path, reuse: bool) -> dict | None:
     script = SHARED / "peers" / "rectools" / "run_rectools_ml100k.py"
-    if not Path(python).exists():
-        return None
-    subprocess.run(
-        [
-            python,
-            str(script),
-            "--models",
-            "SASRec-softmax",
-            "--max-epochs",
-            "300",
-            "--patience",
-            "50",
-            "--budget",
-            f"{budget:g}",
-            "--out",
-            str(out),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    if not (reuse and out.exists()):
+        if not Path(python).exists():
+            return None
+        subprocess.run(
+            [python, str(script), "--models", "SASRec-softmax", "--max-epochs", "300"]
+            + ["--patience", "50", "--budget", f"{budget:g}", "--out", str(out)],
+            check=True,
+            capture_output=True,
+        )
     r = json.loads(out.read_text())["models"][0]
     return {
         "test": r["test"],
@@ -195,6 +197,12 @@ def main() -> None:
     ap.add_argument("--recbole-budget", type=float, default=300.0)
     ap.add_argument("--rectools-python", default=".peers/rectools/bin/python")
     ap.add_argument("--rectools-budget", type=float, default=300.0)
+    ap.add_argument(
+        "--recbole-gru4rec-ref",
+        default=str(WORK.parent / "recbole_gru4rec_long" / "logs" / "GRU4Rec.json"),
+        help="a long RecBole GRU4Rec run (its best validation is GRU4Rec's time-to-target)",
+    )
+    ap.add_argument("--reuse", action="store_true", help="reuse runs kept in benchmarks/_work")
     ap.add_argument("--out", default="benchmarks/results/neural_ml100k.md")
     a = ap.parse_args()
     if a.child:
@@ -206,16 +214,18 @@ def main() -> None:
         seeds = a.seeds.split(",")[:1] if model in one else a.seeds.split(",")
         budget = a.one_seed_budget if model in one else a.budget
         for seed in seeds:
-            r = in_child([model, seed, str(budget)])
-            print(json.dumps(r), flush=True)
+            r = in_child([model, seed, str(budget)], a.reuse)
+            print(json.dumps({k: v for k, v in r.items() if k != "curve"}), flush=True)
             rows.append(r)
-    work = Path("benchmarks/_work").resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    rb = run_recbole(a.recbole_python, a.recbole_budget, work / "recbole_sasrec")
+    WORK.mkdir(parents=True, exist_ok=True)
+    rb = run_recbole(a.recbole_python, "SASRec", a.recbole_budget, WORK / "recbole", a.reuse)
     print("recbole", rb, flush=True)
-    rt = run_rectools(a.rectools_python, a.rectools_budget, work / "rectools_sasrec.json")
+    rt_out = WORK / "rectools_sasrec.json"
+    rt = run_rectools(a.rectools_python, a.rectools_budget, rt_out, a.reuse)
     print("rectools", rt, flush=True)
-    write(a, rows, rb, rt)
+    ref = Path(a.recbole_gru4rec_ref)
+    gru_ref = recbole_summary(ref) if ref.exists() else None
+    write(a, rows, rb, rt, gru_ref)
 
 
 def _mean_std(values: list[float]) -> str:
@@ -223,32 +233,62 @@ def _mean_std(values: list[float]) -> str:
     return f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}"
 
 
-def write(a, rows, rb, rt) -> None:
+REFERENCE = {  # warmrec run name -> the RecBole model whose best validation score is its target
+    "sasrec": "SASRec",
+    "sasrec-plain": "SASRec",
+    "gru4rec": "GRU4Rec",
+    "gru4rec-plain": "GRU4Rec",
+}
+
+
+def time_to(curve: list, target: float) -> float | None:
+    """Training seconds until validation NDCG@10 first reaches ``target`` (None: never)."""
+    return next((c for c, v in curve if v >= target), None)
+
+
+def write(a, rows, rb, rt, gru_ref) -> None:
     from warmrec.io import atomic_write_text
 
+    refs = {"SASRec": {"best_valid": RECBOLE_BEST_VALID, "train_s_to_best": 2730.0}}
+    if gru_ref:
+        refs["GRU4Rec"] = gru_ref
     out = [
         "# Neural models on ml-100k, side by side with RecBole and RecTools",
         "",
         f"Command: `python benchmarks/neural_ml100k.py --models {a.models} --seeds {a.seeds} "
-        f"--budget {a.budget:g} --one-seed {a.one_seed} --one-seed-budget {a.one_seed_budget:g} "
-        f"--recbole-budget {a.recbole_budget:g} --rectools-budget {a.rectools_budget:g}`  ",
+        f"--budget {a.budget:g}"
+        + (
+            f" --one-seed {a.one_seed} --one-seed-budget {a.one_seed_budget:g}"
+            if a.one_seed
+            else ""
+        )
+        + f" --recbole-budget {a.recbole_budget:g} --rectools-budget {a.rectools_budget:g}`  ",
         f"Machine: {platform.machine()}, 2 cores, Python {platform.python_version()}, one torch "
-        "thread per run, runs one after another (the machine was shared with other jobs). "
+        "thread per run (peers too), runs one after another. "
         "Leave-one-out (RecBole time order), full ranking over all 1,682 items, max length 50, "
         "selection on validation NDCG@10. Main columns: seen items **not** excluded (the peers' "
         "protocol); the last column gives the same models with seen items excluded after scoring.",
         "",
         "| model | seeds | test NDCG@10 (mean ± std) | test HR@10 | best valid NDCG@10 | "
-        "s / epoch | epochs to best | train s to best | train s to valid 0.0742 | peak RSS MB "
-        "| learned seen bias | test NDCG@10, seen excluded |",
+        "s / epoch | epochs to best | train s to best | train s to RecBole's best valid | "
+        "peak RSS MB | learned seen bias | test NDCG@10, seen excluded |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    means = {}
+    means, reach_s = {}, {}
     for model in dict.fromkeys(r["model"] for r in rows):
         sub = [r for r in rows if r["model"] == model]
         nd = [r["test"]["ndcg@10"] for r in sub]
         means[model] = float(np.mean(nd))
-        reach = [r["train_s_to_recbole_best"] for r in sub if r["train_s_to_recbole_best"]]
+        ref = refs.get(REFERENCE.get(model, ""))
+        reach = "-"
+        if ref:
+            hit = [t for r in sub if (t := time_to(r["curve"], ref["best_valid"])) is not None]
+            reach = f"not reached ({ref['best_valid']:.4f})"
+            if hit:
+                reach_s[model] = (float(np.mean(hit)), len(hit), len(sub))
+                reach = (
+                    f"{np.mean(hit):.0f} ({len(hit)}/{len(sub)} runs reach {ref['best_valid']:.4f})"
+                )
         bias = [r["seen_bias"] for r in sub if r.get("seen_bias") is not None]
         out.append(
             f"| warmrec {model} | {len(sub)} | {_mean_std(nd)} "
@@ -256,17 +296,21 @@ def write(a, rows, rb, rt) -> None:
             f"| {np.mean([r['best_valid'] for r in sub]):.4f} | "
             f"{np.mean([r['s_per_epoch'] for r in sub]):.1f} | "
             f"{np.mean([r['best_epoch'] for r in sub]):.0f} | "
-            f"{np.mean([r['train_s_to_best'] for r in sub]):.0f} | "
-            + (f"{np.mean(reach):.0f} ({len(reach)}/{len(sub)} runs)" if reach else "not reached")
-            + f" | {max(r['peak_rss_mb'] for r in sub):.0f} | "
+            f"{np.mean([r['train_s_to_best'] for r in sub]):.0f} | {reach} | "
+            f"{max(r['peak_rss_mb'] for r in sub):.0f} | "
             + (f"{np.mean(bias):+.2f}" if bias else "-")
             + f" | {_mean_std([r['test_seen_excluded']['ndcg@10'] for r in sub])} |"
         )
-    for name, p in (("RecBole SASRec", rb), ("RecTools SASRec (softmax)", rt)):
+    peers = (
+        ("RecBole SASRec (budget)", rb),
+        ("RecTools SASRec (softmax) (budget)", rt),
+        ("RecBole GRU4Rec (reference run)", gru_ref),
+    )
+    for name, p in peers:
         if p:
             ex = p.get("test_seen_excluded")
             out.append(
-                f"| {name} (budget) | 1 | {p['test'].get('ndcg@10', float('nan')):.4f} | "
+                f"| {name} | 1 | {p['test'].get('ndcg@10', float('nan')):.4f} | "
                 f"{p['test'].get('hit@10', p['test'].get('hr@10', float('nan'))):.4f} | "
                 f"{p['best_valid']:.4f} | {p['s_per_epoch']:.1f} | - | "
                 f"{p.get('train_s_to_best', float('nan')):.0f} | - | "
@@ -277,9 +321,17 @@ def write(a, rows, rb, rt) -> None:
     pop = POP_NDCG10
     out += [
         "",
-        f"Reference (../shared/peers/recbole, 3,500 s run): RecBole SASRec test NDCG@10 "
-        f"{RECBOLE_REF_TEST}, best validation {RECBOLE_BEST_VALID} after ~2,730 s of training. "
-        f"Pop (benchmarks/results/baselines.md, same split): test NDCG@10 {pop}.",
+        f"References: RecBole SASRec (../shared/peers/recbole, 3,500 s run, 2 threads, quiet "
+        f"machine): test NDCG@10 {RECBOLE_REF_TEST}, best validation {RECBOLE_BEST_VALID} after "
+        "~2,730 s of training. "
+        + (
+            f"RecBole GRU4Rec (`{a.recbole_gru4rec_ref}`, {gru_ref['threads']} thread, "
+            f"{gru_ref['epochs']} epochs, {gru_ref['stopped_by']}): best validation "
+            f"{gru_ref['best_valid']:.4f} after {gru_ref['train_s_to_best']:.0f} s of training. "
+            if gru_ref
+            else "No RecBole GRU4Rec reference run. "
+        )
+        + f"Pop (benchmarks/results/baselines.md, same split): test NDCG@10 {pop}.",
         "",
         "## Targets of issue #3 (computed from the table)",
         "",
@@ -302,6 +354,21 @@ def write(a, rows, rb, rt) -> None:
         out.append(
             f"- weakest warmrec neural model ({low}) / Pop: {means[low] / pop:.2f}x (target 2x)"
         )
+    for model, (secs, n_hit, n) in reach_s.items():
+        ref = refs[REFERENCE[model]]
+        out.append(
+            f"- {model}: time to RecBole {REFERENCE[model]}'s best validation "
+            f"({ref['best_valid']:.4f}): {secs:.0f} s against {ref['train_s_to_best']:.0f} s, "
+            f"**{ref['train_s_to_best'] / secs:.0f}x sooner** ({n_hit}/{n} runs; target 10x)"
+        )
+    for name, p in (("RecBole SASRec", rb), ("RecTools SASRec", rt), ("RecBole GRU4Rec", gru_ref)):
+        model = "gru4rec" if "GRU4Rec" in name else "sasrec"
+        mine = [r["s_per_epoch"] for r in rows if r["model"] == model]
+        if p and mine:
+            out.append(
+                f"- {model} time per epoch: {np.mean(mine):.1f} s against {name}'s "
+                f"{p['s_per_epoch']:.1f} s ({p['s_per_epoch'] / np.mean(mine):.2f}x)"
+            )
     atomic_write_text(a.out, "\n".join(out) + "\n")
     print("\n".join(out))
 
