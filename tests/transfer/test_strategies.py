@@ -158,14 +158,15 @@ def test_discriminative_depths_of_a_gru(train_data):
     assert depths["item.embed.weight"] == 0 and depths["item.bias"] == 0
 
 
-def test_freeze_encoder_on_gru4rec_trains_item_tables_only(train_data):
+def test_freeze_encoder_on_gru4rec_trains_item_tables_and_the_seen_bias_only(train_data):
     model = get_model("gru4rec", {"hidden_size": 8, "n_negatives": 4})
     model._bind(train_data)
     model.init_net()
     apply_strategy(model, "freeze_encoder")
-    assert trainable(model) == {"item.embed.weight", "item.bias"}
+    tables = {"item.embed.weight", "item.bias", "seen.value"}  # the seen-item bias is "domain"
+    assert trainable(model) == tables
     same, changed = run_loop(model, train_data)
-    assert changed == {"item.embed.weight", "item.bias"}
+    assert changed == tables
     assert {k for k in same if k.startswith("gru.")} == {
         f"gru.gru.{w}_l0" for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
     }
