@@ -86,7 +86,9 @@ def test_reptile_step_is_interpolation(cyclic_data, task_ids):
     theta = [p.detach().clone() for p in model.net.parameters()]
     lr, eps = 0.1, 0.3
     grads = [_grad(copy.deepcopy(model), tasks, t) for t in task_ids]
-    cfg = ReptileConfig(inner_steps=1, inner_lr=lr, inner_optimizer="sgd", outer_lr=eps)
+    cfg = ReptileConfig(
+        inner_steps=1, inner_lr=lr, inner_optimizer="sgd", outer_lr=eps, grad_clip=0.0
+    )
     reptile_step(model, tasks, np.array(task_ids), cfg, eps, np.random.default_rng(0))
     for i, (p, th) in enumerate(zip(model.net.parameters(), theta)):
         phi_mean = th - lr * sum(g[i] for g in grads) / len(grads)  # mean of phi_i
@@ -108,6 +110,7 @@ def test_pretrain_first_outer_step_uses_outer_lr(cyclic_data):
         "inner_lr": 0.1,
         "inner_optimizer": "sgd",
         "outer_lr": 0.25,
+        "grad_clip": 0.0,
         "seed": 7,
         "device": "cpu",
     }
@@ -148,6 +151,19 @@ def test_meta_init_adapts_faster_than_random(cyclic_data, meta_model):
     assert np.mean([h["inner_loss"] for h in hist[-5:]]) < np.mean(
         [h["inner_loss"] for h in hist[:5]]
     )
+
+
+def test_default_inner_loop_beats_an_adam_inner_loop(cyclic_data):
+    src, held = cyclic_data
+    cfg = {"meta_iterations": 30, "meta_batch_size": 4, "n_support": 4, "seed": 0, "device": "cpu"}
+    default = reptile_pretrain(get_model("sasrec", CFG), src, None, cfg)
+    adam = {"inner_optimizer": "adam", "inner_lr": 1e-3, "grad_clip": 0.0}  # the old defaults
+    old = reptile_pretrain(get_model("sasrec", CFG), src, None, {**cfg, **adam})
+    held_tasks = make_tasks(held, n_support=4)
+    meta = _query_loss(default, held_tasks, k=3)
+    # measured: 0.24 nats after 3 adaptation steps, against 2.92 (Adam) and 3.12 (random init)
+    assert meta < _query_loss(old, held_tasks, k=3) - 1.0
+    assert meta < _query_loss(_fresh(src, 0), held_tasks, k=3) - 1.5
 
 
 def test_deterministic_with_seed(cyclic_data):
