@@ -11,10 +11,9 @@ import torch
 from tests.conftest import cyclic_log
 from warmrec import EvalSet, SequenceDataset, evaluate, get_model
 from warmrec.data.dataset import Batch
-from warmrec.data.sequences import SequenceData
 from warmrec.data.vocab import ItemVocab
 from warmrec.models import Recommender
-from warmrec.models.ssept import SSEPT, UserWindowData, sse_replace
+from warmrec.models.ssept import SSEPT, sse_replace
 
 FAST = {
     "d_item": 16,
@@ -74,22 +73,6 @@ def test_sse_replace_rates_and_padding():
     ].sum() == 0  # untouched events keep their targets
     x1, _, _ = sse_replace(items, targets, users, p_item=1.0, p_user=0.0, n_items=big, n_users=30)
     assert (x1[:, 5:] != items[:, 5:]).all()
-
-
-def test_user_windows_carry_the_sequence_user():
-    seqs = SequenceData(np.array([0, 3, 3, 9]), np.arange(1, 10), pl.Series("k", [0, 1, 2]))
-    wd = UserWindowData(seqs, np.array([4, 5, 6]), max_len=4)
-    batch = next(wd.batches(10, np.random.default_rng(0)))
-    by_target = {}
-    for t, u in zip(batch["targets"], batch["users"]):
-        for v in t[t > 0].tolist():
-            by_target[v] = int(u)
-    assert by_target == {2: 4, 3: 4, 5: 6, 6: 6, 7: 6, 8: 6, 9: 6}
-    moving = UserWindowData(seqs, np.array([4, 5, 6]), max_len=2, random_phase=True)
-    for seed in range(3):  # windows move every epoch; each keeps its sequence's user
-        for b in moving.batches(2, np.random.default_rng(seed)):
-            first = b["items"][:, -1]
-            assert (b["users"] == torch.where(first <= 3, 4, 6)).all()
 
 
 def test_ssept_learns_the_cycle_with_sse(cyclic_split):

@@ -38,7 +38,6 @@ from warmrec.data.dataset import Batch, SequenceDataset
 from warmrec.data.sequences import SequenceData, pad_windows
 from warmrec.errors import ConfigError
 from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, TransformerStack
-from warmrec.models.losses import loss_spec_from_config, make_loss
 from warmrec.models.neural import NeuralRecommender
 from warmrec.registry import register_model
 
@@ -200,10 +199,6 @@ class BERT4Rec(NeuralRecommender):
 
     def build_net(self, n_items: int) -> BERT4RecNet:
         return BERT4RecNet(n_items, self.config)
-
-    def prepare(self, train: SequenceDataset) -> None:
-        spec = loss_spec_from_config(self.config)
-        self.loss_fn = make_loss(spec, self.n_items, train.item_counts())
 
     def training_data(self, train: SequenceDataset) -> MaskedWindowData:
         c = self.config

@@ -52,13 +52,11 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from warmrec.data.dataset import Batch, SequenceDataset
+from warmrec.data.dataset import Batch
 from warmrec.errors import ConfigError
-from warmrec.models.features import FeatureEmbedder, FeatureSpec, SideFeatures
+from warmrec.models.features import FeatureEmbedder, FeatureSpec
 from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, SeenItemBias, TransformerStack
-from warmrec.models.losses import loss_spec_from_config, make_loss
-from warmrec.models.neural import NeuralRecommender
-from warmrec.models.ssept import UserWindowData, batch_users, n_users_of
+from warmrec.models.user_features import FeatureSequenceModel, batch_users, n_users_of
 from warmrec.registry import register_model
 
 
@@ -164,7 +162,7 @@ class BSTNet(nn.Module):
 
 
 @register_model("bst")
-class BST(NeuralRecommender):
+class BST(FeatureSequenceModel):
     """Behavior Sequence Transformer (Chen et al. 2019), full-catalogue variant."""
 
     Config = BSTConfig
@@ -179,46 +177,10 @@ class BST(NeuralRecommender):
         "mlp_dropout": 0.0,
     }
 
-    def __init__(self, config: Any = None, **overrides: Any) -> None:
-        super().__init__(config, **overrides)
-        self._features: SideFeatures | None = None
-
-    def _bind(self, train: SequenceDataset) -> None:
-        super()._bind(train)
-        c = self.config
-        self._features = SideFeatures.fit(
-            train,
-            c.item_features,
-            c.user_features,
-            kinds={n: "numeric" for n in c.numeric_features},
-            n_bins=c.n_bins,
-        )
-        self.meta["features"] = self._features.to_meta()
-
     def build_net(self, n_items: int) -> BSTNet:
-        item_specs, user_specs = SideFeatures.specs_from_meta(self.meta.get("features"))
+        item_specs, user_specs = self.feature_specs()
         net = BSTNet(n_items, n_users_of(self), self.config, item_specs, user_specs)
-        f = self._features
-        if f is not None:
-            if net.item_feat is not None and f.item is not None:
-                net.item_feat.set_codes(f.item.codes)
-            if net.user_feat is not None and f.user is not None:
-                net.user_feat.set_codes(f.user.codes)
-        return net
-
-    def prepare(self, train: SequenceDataset) -> None:
-        spec = loss_spec_from_config(self.config)
-        self.loss_fn = make_loss(spec, self.n_items, train.item_counts())
-
-    def training_data(self, train: SequenceDataset) -> UserWindowData:
-        c = self.config
-        return UserWindowData(
-            train.sequences,
-            train.users,
-            c.max_len,
-            c.window_stride or None,
-            random_phase=c.random_phase,
-        )
+        return self.attach_features(net)
 
     def training_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         users = batch["users"].long()

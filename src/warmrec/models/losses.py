@@ -366,10 +366,11 @@ class LossSpec:
 
 def loss_spec_from_config(config: Any) -> LossSpec:
     """The :class:`LossSpec` of a model config with ``loss``, ``n_negatives``,
-    ``negative_sampling``, ``pop_alpha``, ``logq`` (and optionally ``gbce_t``) fields.
+    ``negative_sampling``, ``pop_alpha``, ``logq`` (and optionally ``gbce_t``, ``bpr_reg``,
+    ``shared_negatives``) fields.
 
     ``n_negatives = 0`` means the default: 1 for BCE (the original SASRec objective), else 256;
-    negatives are shared across the batch except for BCE.
+    without a ``shared_negatives`` field, negatives are shared across the batch except for BCE.
     """
     k = config.n_negatives or (1 if config.loss == "bce" else 256)
     return LossSpec(
@@ -377,9 +378,10 @@ def loss_spec_from_config(config: Any) -> LossSpec:
         n_negatives=k,
         negative_sampling=config.negative_sampling,
         pop_alpha=config.pop_alpha,
-        shared_negatives=config.loss != "bce",
+        shared_negatives=getattr(config, "shared_negatives", config.loss != "bce"),
         logq=config.logq,
         gbce_t=getattr(config, "gbce_t", LossSpec.gbce_t),
+        bpr_reg=getattr(config, "bpr_reg", LossSpec.bpr_reg),
     )
 
 

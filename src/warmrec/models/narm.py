@@ -29,10 +29,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from warmrec.data.dataset import Batch, SequenceDataset
+from warmrec.data.dataset import Batch
 from warmrec.models.layers import GRUBlock, ItemEmbedding, SeenItemBias
-from warmrec.models.losses import loss_spec_from_config, make_loss
-from warmrec.models.neural import NeuralRecommender, WindowData
+from warmrec.models.neural import NeuralRecommender
 from warmrec.registry import register_model
 
 
@@ -149,16 +148,6 @@ class NARM(NeuralRecommender):
 
     def build_net(self, n_items: int) -> NARMNet:
         return NARMNet(n_items, self.config)
-
-    def prepare(self, train: SequenceDataset) -> None:
-        spec = loss_spec_from_config(self.config)
-        self.loss_fn = make_loss(spec, self.n_items, train.item_counts())
-
-    def training_data(self, train: SequenceDataset) -> WindowData:
-        c = self.config
-        return WindowData(
-            train.sequences, c.max_len, c.window_stride or None, random_phase=c.random_phase
-        )
 
     def training_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         items, targets, lens = right_shift(batch["items"], batch["targets"])

@@ -35,6 +35,7 @@ from warmrec.data.sequences import SequenceData, pad_windows
 from warmrec.errors import ModelError
 from warmrec.models.base import Recommender
 from warmrec.models.layers import SeenItemBias
+from warmrec.models.losses import loss_spec_from_config, make_loss
 
 
 def window_layout(
@@ -155,7 +156,13 @@ class NeuralRecommender(Recommender):
         raise NotImplementedError
 
     def prepare(self, train: SequenceDataset) -> None:
-        """Set up what training needs beyond the net (losses, samplers); called by the loop."""
+        """Set up what training needs beyond the net (losses, samplers); called by the loop.
+
+        Default: ``self.loss_fn`` from the config's loss fields
+        (:func:`~warmrec.models.losses.loss_spec_from_config`) when it has a ``loss``."""
+        if hasattr(self.config, "loss"):
+            spec = loss_spec_from_config(self.config)
+            self.loss_fn = make_loss(spec, self.n_items, train.item_counts())
 
     def training_data(self, train: SequenceDataset) -> Any:
         """The training examples (default: :class:`WindowData` of ``max_len``, with the config's

@@ -39,14 +39,13 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from warmrec.data.dataset import Batch, SequenceDataset
+from warmrec.data.dataset import Batch
 from warmrec.models.layers import (
     ItemEmbedding,
     PositionalEmbedding,
     SeenItemBias,
     TransformerStack,
 )
-from warmrec.models.losses import LossSpec, make_loss
 from warmrec.models.neural import NeuralRecommender
 from warmrec.registry import register_model
 
@@ -141,23 +140,6 @@ class SASRec(NeuralRecommender):
 
     def build_net(self, n_items: int) -> SASRecNet:
         return SASRecNet(n_items, self.config)
-
-    def loss_spec(self) -> LossSpec:
-        c = self.config
-        k = c.n_negatives or (1 if c.loss == "bce" else 256)
-        return LossSpec(
-            loss=c.loss,
-            n_negatives=k,
-            negative_sampling=c.negative_sampling,
-            pop_alpha=c.pop_alpha,
-            shared_negatives=c.shared_negatives,
-            logq=c.logq,
-            gbce_t=c.gbce_t,
-            bpr_reg=c.bpr_reg,
-        )
-
-    def prepare(self, train: SequenceDataset) -> None:
-        self.loss_fn = make_loss(self.loss_spec(), self.n_items, train.item_counts())
 
     def training_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         hidden = self.net(batch["items"])

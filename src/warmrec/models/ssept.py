@@ -35,78 +35,18 @@ code learns); pre-LN blocks with GELU feed-forward (the official: ReLU of width 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
-from warmrec.data.dataset import Batch, SequenceDataset
-from warmrec.data.sequences import SequenceData
+from warmrec.data.dataset import Batch
 from warmrec.errors import ConfigError
-from warmrec.models.features import FeatureEmbedder, SideFeatures
+from warmrec.models.features import FeatureEmbedder
 from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, SeenItemBias, TransformerStack
-from warmrec.models.losses import loss_spec_from_config, make_loss
-from warmrec.models.neural import NeuralRecommender, WindowData
+from warmrec.models.user_features import FeatureSequenceModel, batch_users, n_users_of
 from warmrec.registry import register_model
-
-
-class UserWindowData(WindowData):
-    """:class:`WindowData` whose batches also carry each window's user index (``"users"``).
-
-    ``users`` holds one user index per sequence (``None``: all 0, unknown). Batching mirrors
-    :meth:`WindowData.batches`; the user of a window is looked up from its start at batch time,
-    so it stays right when ``random_phase`` moves the windows.
-    """
-
-    def __init__(
-        self,
-        seqs: SequenceData,
-        users: np.ndarray | None,
-        max_len: int,
-        stride: int | None = None,
-        *,
-        random_phase: bool = False,
-    ) -> None:
-        super().__init__(seqs, max_len, stride, random_phase=random_phase)
-        self.seq_offsets = np.asarray(seqs.offsets, dtype=np.int64)
-        self.seq_users = (
-            np.zeros(len(seqs), dtype=np.int64)
-            if users is None
-            else np.asarray(users, dtype=np.int64)
-        )
-
-    def window_users(self, index: np.ndarray) -> np.ndarray:
-        seq = np.searchsorted(self.seq_offsets, self.starts[index], side="right") - 1
-        return self.seq_users[seq]
-
-    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[dict[str, Any]]:
-        if self.random_phase:
-            self.relayout(rng)
-        order = rng.permutation(len(self))
-        for lo in range(0, len(order), batch_size):
-            idx = order[lo : lo + batch_size]
-            inputs, targets = self.window(idx)
-            yield {
-                "items": torch.from_numpy(inputs),
-                "targets": torch.from_numpy(targets),
-                "users": torch.from_numpy(self.window_users(idx)),
-            }
-
-
-def n_users_of(model: NeuralRecommender) -> int:
-    """Rows of a user table: the user vocabulary (with index 0), or 1 when there is none."""
-    return len(model.user_vocab) if model.user_vocab is not None else 1
-
-
-def batch_users(batch: Batch, n_users: int) -> torch.Tensor:
-    """``Batch.users`` (0 where unknown or out of range), zeros when the batch has none."""
-    if batch.users is None:
-        return torch.zeros(len(batch), dtype=torch.long, device=batch.items.device)
-    u = batch.users.to(batch.items.device).long()
-    return torch.where((u > 0) & (u < n_users), u, torch.zeros_like(u))
 
 
 @dataclass
@@ -242,7 +182,7 @@ def sse_replace(
 
 
 @register_model("ssept")
-class SSEPT(NeuralRecommender):
+class SSEPT(FeatureSequenceModel):
     """SSE-PT (Wu et al. 2020) on the shared training loop."""
 
     Config = SSEPTConfig
@@ -258,43 +198,9 @@ class SSEPT(NeuralRecommender):
         "sse_user": 0.0,
     }
 
-    def __init__(self, config: Any = None, **overrides: Any) -> None:
-        super().__init__(config, **overrides)
-        self._features: SideFeatures | None = None
-
-    def _bind(self, train: SequenceDataset) -> None:
-        super()._bind(train)
-        c = self.config
-        self._features = SideFeatures.fit(
-            train,
-            c.item_features,
-            (),
-            kinds={n: "numeric" for n in c.numeric_features},
-            n_bins=c.n_bins,
-        )
-        self.meta["features"] = self._features.to_meta()
-
     def build_net(self, n_items: int) -> SSEPTNet:
-        item_specs, _ = SideFeatures.specs_from_meta(self.meta.get("features"))
-        net = SSEPTNet(n_items, n_users_of(self), self.config, item_specs)
-        f = self._features
-        if net.item_feat is not None and f is not None and f.item is not None:
-            net.item_feat.set_codes(f.item.codes)
-        return net
-
-    def prepare(self, train: SequenceDataset) -> None:
-        spec = loss_spec_from_config(self.config)
-        self.loss_fn = make_loss(spec, self.n_items, train.item_counts())
-
-    def training_data(self, train: SequenceDataset) -> UserWindowData:
-        c = self.config
-        return UserWindowData(
-            train.sequences,
-            train.users,
-            c.max_len,
-            c.window_stride or None,
-            random_phase=c.random_phase,
-        )
+        item_specs, _ = self.feature_specs()
+        return self.attach_features(SSEPTNet(n_items, n_users_of(self), self.config, item_specs))
 
     def training_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         c = self.config

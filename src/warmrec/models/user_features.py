@@ -1,0 +1,129 @@
+"""What SSE-PT and BST share: user-aware training windows and side features bound at fit time.
+
+:class:`UserWindowData` gives :class:`~warmrec.models.neural.WindowData` batches a ``"users"``
+column. :class:`FeatureSequenceModel` is the base of the neural models that read users and side
+features (:mod:`warmrec.models.features`): its ``_bind`` fits :class:`SideFeatures` on the
+training set (item columns ``config.item_features``, user columns ``config.user_features`` when
+the config has them) and keeps them in ``meta["features"]`` so a saved model rebuilds the same
+embedders; :meth:`FeatureSequenceModel.attach_features` hands the fitted code matrices to a
+freshly built net.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from warmrec.data.dataset import Batch, SequenceDataset
+from warmrec.data.sequences import SequenceData
+from warmrec.models.features import FeatureSpec, SideFeatures
+from warmrec.models.neural import NeuralRecommender, WindowData
+
+
+class UserWindowData(WindowData):
+    """:class:`WindowData` whose batches also carry each window's user index (``"users"``).
+
+    ``users`` holds one user index per sequence (``None``: all 0, unknown). Batching mirrors
+    :meth:`WindowData.batches`; the user of a window is looked up from its start at batch time,
+    so it stays right when ``random_phase`` moves the windows.
+    """
+
+    def __init__(
+        self,
+        seqs: SequenceData,
+        users: np.ndarray | None,
+        max_len: int,
+        stride: int | None = None,
+        *,
+        random_phase: bool = False,
+    ) -> None:
+        super().__init__(seqs, max_len, stride, random_phase=random_phase)
+        self.seq_offsets = np.asarray(seqs.offsets, dtype=np.int64)
+        self.seq_users = (
+            np.zeros(len(seqs), dtype=np.int64)
+            if users is None
+            else np.asarray(users, dtype=np.int64)
+        )
+
+    def window_users(self, index: np.ndarray) -> np.ndarray:
+        seq = np.searchsorted(self.seq_offsets, self.starts[index], side="right") - 1
+        return self.seq_users[seq]
+
+    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[dict[str, Any]]:
+        if self.random_phase:
+            self.relayout(rng)
+        order = rng.permutation(len(self))
+        for lo in range(0, len(order), batch_size):
+            idx = order[lo : lo + batch_size]
+            inputs, targets = self.window(idx)
+            yield {
+                "items": torch.from_numpy(inputs),
+                "targets": torch.from_numpy(targets),
+                "users": torch.from_numpy(self.window_users(idx)),
+            }
+
+
+def n_users_of(model: NeuralRecommender) -> int:
+    """Rows of a user table: the user vocabulary (with index 0), or 1 when there is none."""
+    return len(model.user_vocab) if model.user_vocab is not None else 1
+
+
+def batch_users(batch: Batch, n_users: int) -> torch.Tensor:
+    """``Batch.users`` (0 where unknown or out of range), zeros when the batch has none."""
+    if batch.users is None:
+        return torch.zeros(len(batch), dtype=torch.long, device=batch.items.device)
+    u = batch.users.to(batch.items.device).long()
+    return torch.where((u > 0) & (u < n_users), u, torch.zeros_like(u))
+
+
+class FeatureSequenceModel(NeuralRecommender):
+    """A neural sequence model with users and side features (SSE-PT, BST).
+
+    Its config has ``item_features``, ``numeric_features``, ``n_bins``, ``max_len``,
+    ``window_stride``, ``random_phase`` and optionally ``user_features``.
+    """
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self._features: SideFeatures | None = None
+
+    def _bind(self, train: SequenceDataset) -> None:
+        super()._bind(train)
+        c = self.config
+        self._features = SideFeatures.fit(
+            train,
+            c.item_features,
+            getattr(c, "user_features", ()),
+            kinds={n: "numeric" for n in c.numeric_features},
+            n_bins=c.n_bins,
+        )
+        self.meta["features"] = self._features.to_meta()
+
+    def feature_specs(self) -> tuple[list[FeatureSpec], list[FeatureSpec]]:
+        """Item and user feature specs, as fitted (or as saved in ``meta``)."""
+        return SideFeatures.specs_from_meta(self.meta.get("features"))
+
+    def attach_features(self, net: nn.Module) -> nn.Module:
+        """Give a freshly built net the fitted code matrices (its ``item_feat`` / ``user_feat``;
+        a loaded model gets them from its saved state instead)."""
+        f = self._features
+        if f is not None:
+            for name, side in (("item_feat", f.item), ("user_feat", f.user)):
+                embedder = getattr(net, name, None)
+                if embedder is not None and side is not None:
+                    embedder.set_codes(side.codes)
+        return net
+
+    def training_data(self, train: SequenceDataset) -> UserWindowData:
+        c = self.config
+        return UserWindowData(
+            train.sequences,
+            train.users,
+            c.max_len,
+            c.window_stride or None,
+            random_phase=c.random_phase,
+        )
