@@ -13,6 +13,7 @@ from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ConfigError
 from warmrec.models import Recommender
 from warmrec.models.gru4rec import GRU4Rec, SessionParallelData, session_parallel_schedule
+from warmrec.models.neural import WindowData
 
 FAST = {"hidden_size": 24, "max_len": 8}
 
@@ -132,3 +133,17 @@ def test_gru4rec_config_errors():
         get_model("gru4rec", {"session_order": "length"})
     with pytest.raises(ConfigError, match="loss"):
         get_model("gru4rec", {"loss": "gbce"})
+    with pytest.raises(ConfigError, match="training"):
+        get_model("gru4rec", {"training": "prefixes"})
+
+
+@pytest.mark.parametrize("seen_bias", [True, False])
+def test_gru4rec_learns_the_cycle_with_window_training(cyclic_split, seen_bias):
+    train, valid = cyclic_split
+    cfg = dict(FAST, training="windows", seen_bias=seen_bias)
+    model = get_model("gru4rec", cfg)
+    model._bind(train)
+    assert type(model.training_data(train)) is WindowData
+    model.fit(train, valid, epochs=4, lr=1e-2, batch_size=16, seed=0)
+    assert evaluate(model, valid, ["hr@10"])["hr@10"] >= 0.9
+    assert model.recommend([[7, 8, 9]], k=1) == [[10]]

@@ -92,6 +92,21 @@ def test_gru_block_padded_run_equals_steps():
     assert gru(x, torch.tensor([0, 1]))[0].abs().sum() == 0  # empty history: zero state
 
 
+def test_gru_block_outputs_at_every_position_equal_steps():
+    torch.manual_seed(0)
+    gru = Ly.GRUBlock(4, 5, n_layers=2).eval()
+    x = torch.randn(3, 4, 4)
+    lens = torch.tensor([4, 2, 0])
+    out = gru.outputs(x, lens)
+    assert out.shape == (3, 4, 5)
+    for b in range(3):
+        h = gru.init_state(1, "cpu")
+        for t in range(int(lens[b])):
+            o, h = gru.step(x[b : b + 1, t], h)
+            assert torch.allclose(out[b, t], o[0], atol=1e-6)
+        assert out[b, int(lens[b]) :].abs().sum() == 0  # nothing after the row's length
+
+
 def test_feature_embedding_sum_and_concat():
     torch.manual_seed(0)
     fe = Ly.FeatureEmbedding([3, 4], 5, combine="sum")

@@ -12,7 +12,8 @@ from tests.conftest import cyclic_log
 from warmrec import EvalSet, SequenceDataset, evaluate, get_model
 from warmrec.data.vocab import ItemVocab
 from warmrec.models import Recommender
-from warmrec.models.narm import NARM, right_shift
+from warmrec.models.layers import right_shift
+from warmrec.models.narm import NARM
 
 FAST = {
     "embedding_dim": 16,

@@ -231,19 +231,27 @@ class TransformerStack(nn.Module):
 
 def right_align(items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded ``[B, L]`` -> right-padded ``[B, L]`` (first item first) and the lengths."""
-    length = items.shape[1]
-    lens = (items > 0).sum(dim=1)
-    col = torch.arange(length, device=items.device)[None, :]
+    return right_shift(items)
+
+
+def right_shift(inputs: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Left-padded ``[B, L]`` windows -> right-padded (first item first), same shift for
+    ``others``; returns ``(inputs, *others, lengths)``."""
+    length = inputs.shape[1]
+    lens = (inputs > 0).sum(dim=1)
+    col = torch.arange(length, device=inputs.device)[None, :]
     idx = (col + (length - lens)[:, None]).clamp_max(length - 1)
-    out = items.gather(1, idx) * (col < lens[:, None])
-    return out, lens
+    keep = col < lens[:, None]
+    out = tuple(t.gather(1, idx) * keep for t in (inputs, *others))
+    return (*out, lens)
 
 
 class GRUBlock(nn.Module):
     """A multi-layer GRU with dropout on its output.
 
-    ``forward`` runs over left-padded histories and returns the state after the last item (a
-    history without items gives the zero state); ``step`` advances one event for a batch.
+    ``forward`` runs over right-padded histories and returns the state after the last item (a
+    history without items gives the zero state); ``outputs`` returns the output at every
+    position; ``step`` advances one event for a batch.
     """
 
     def __init__(
@@ -279,6 +287,21 @@ class GRUBlock(nn.Module):
             )
             _, h = self.gru(packed)
             out[nz] = h[-1]
+        return self.drop(out)
+
+    def outputs(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Right-padded inputs ``x[B, L, d_in]`` -> the output at every position ``[B, L, H]``
+        (zeros from each row's length on)."""
+        b, length = x.shape[:2]
+        out = torch.zeros(b, length, self.hidden_dim, device=x.device, dtype=x.dtype)
+        nz = lengths > 0
+        if nz.any():
+            packed = nn.utils.rnn.pack_padded_sequence(
+                x[nz], lengths[nz].cpu(), batch_first=True, enforce_sorted=False
+            )
+            h, _ = self.gru(packed)
+            h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=length)
+            out[nz] = h
         return self.drop(out)
 
 

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from warmrec.data.dataset import Batch
-from warmrec.models.layers import GRUBlock, ItemEmbedding, SeenItemBias
+from warmrec.models.layers import GRUBlock, ItemEmbedding, SeenItemBias, right_shift
 from warmrec.models.neural import NeuralRecommender
 from warmrec.registry import register_model
 
@@ -67,18 +67,6 @@ class NARMConfig:
     logq: float = 1.0
 
 
-def right_shift(inputs: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Left-padded ``[B, L]`` windows -> right-padded (first item first), same shift for
-    ``others``; returns ``(inputs, *others, lengths)``."""
-    length = inputs.shape[1]
-    lens = (inputs > 0).sum(dim=1)
-    col = torch.arange(length, device=inputs.device)[None, :]
-    idx = (col + (length - lens)[:, None]).clamp_max(length - 1)
-    keep = col < lens[:, None]
-    out = tuple(t.gather(1, idx) * keep for t in (inputs, *others))
-    return (*out, lens)
-
-
 class NARMNet(nn.Module):
     """Embedding -> GRU -> global + local attention -> bilinear query ``[.., D]``."""
 
@@ -97,19 +85,7 @@ class NARMNet(nn.Module):
 
     def states(self, items: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
         """GRU outputs ``[B, L, H]`` of right-padded ``items`` (zeros after each length)."""
-        b, length = items.shape
-        out = torch.zeros(b, length, self.gru.hidden_dim, device=items.device)
-        nz = lens > 0
-        if nz.any():
-            x = self.emb_drop(self.item(items[nz]))
-            packed = nn.utils.rnn.pack_padded_sequence(
-                x, lens[nz].cpu(), batch_first=True, enforce_sorted=False
-            )
-            h, _ = self.gru.gru(packed)
-            h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=length)
-            out = out.to(h.dtype)
-            out[nz] = h
-        return out
+        return self.gru.outputs(self.emb_drop(self.item(items)), lens)
 
     def forward(self, items: torch.Tensor, lens: torch.Tensor, last_only: bool) -> torch.Tensor:
         """Queries ``[B, L, D]`` for every position (or ``[B, D]`` at each row's last item)."""
