@@ -20,6 +20,9 @@ BASELINES = ("pop", "sessionpop", "markov", "ar", "sr", "itemknn", "sknn", "vskn
 NEURAL = ("sasrec", "gru4rec")
 DEMO_METRICS = ("hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20", "mrr@20", "coverage@20")
 NEURAL_DEMO_TRAIN = {"epochs": 20, "patience": 3}
+# GRU4Rec's session-parallel epoch over the demo's ~300 short sessions is a dozen steps with the
+# loop's default 128 lanes; 32 lanes (GRU4Rec's usual size) give it enough updates per epoch
+MODEL_DEMO_TRAIN = {"gru4rec": {"batch_size": 32}}
 
 
 def default_split(frame: pl.DataFrame) -> str:
@@ -66,7 +69,12 @@ def run_demo(
     for name in tqdm(names, desc="demo", disable=not progress):
         train_cfg = None
         if name in NEURAL:
-            train_cfg = {**NEURAL_DEMO_TRAIN, "seed": seed, **(neural_train or {})}
+            train_cfg = {
+                **NEURAL_DEMO_TRAIN,
+                **MODEL_DEMO_TRAIN.get(name, {}),
+                "seed": seed,
+                **(neural_train or {}),
+            }
         model, fit_s = timed(fit_model, name, prep, None, train_cfg)
         res, eval_s = timed(evaluate_model, model, prep.test, prep, metrics=DEMO_METRICS)
         rows.append({"model": name, **res.summary, "fit_s": fit_s, "eval_s": eval_s})
