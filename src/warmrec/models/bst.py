@@ -56,7 +56,12 @@ from warmrec.data.dataset import Batch
 from warmrec.errors import ConfigError
 from warmrec.models.features import FeatureEmbedder, FeatureSpec
 from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, SeenItemBias, TransformerStack
-from warmrec.models.user_features import FeatureSequenceModel, batch_users, n_users_of
+from warmrec.models.user_features import (
+    FeatureSequenceModel,
+    batch_users,
+    known_users,
+    n_users_of,
+)
 from warmrec.registry import register_model
 
 
@@ -183,18 +188,9 @@ class BST(FeatureSequenceModel):
         return self.attach_features(net)
 
     def training_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        users = batch["users"].long()
-        n_users = n_users_of(self)
-        users = torch.where(users < n_users, users, torch.zeros_like(users))
-        q = self.net(batch["items"], users)
-        targets = batch["targets"]
-        keep = targets > 0
-        return self.loss_fn(
-            q[keep],
-            targets[keep],
-            self.net.item_matrix(),
-            self.net.item.output_bias,
-            seen=self.seen_for_loss(batch["items"], keep),
+        q = self.net(batch["items"], known_users(batch["users"], n_users_of(self)))
+        return self.window_loss(
+            q, batch["items"], batch["targets"], self.net.item_matrix(), self.net.item.output_bias
         )
 
     def forward_scores(self, batch: Batch) -> torch.Tensor:

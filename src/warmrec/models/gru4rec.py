@@ -295,12 +295,8 @@ class GRU4Rec(NeuralRecommender):
     def _window_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         items, targets, lens = right_shift(batch["items"], batch["targets"])
         out = self.net.gru.outputs(self.net.embed(items), lens)
-        keep = targets > 0
         item = self.net.item
-        seen = self.seen_for_loss(items, keep)
-        return self.loss_fn(
-            out[keep], targets[keep], item.output_weight, item.output_bias, seen=seen
-        )
+        return self.window_loss(out, items, targets, item.output_weight, item.output_bias)
 
     def forward_scores(self, batch: Batch) -> torch.Tensor:
         items, lens = right_align(batch.items[:, -self.config.max_len :])

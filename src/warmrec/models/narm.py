@@ -128,10 +128,8 @@ class NARM(NeuralRecommender):
     def training_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         items, targets, lens = right_shift(batch["items"], batch["targets"])
         q = self.net(items, lens, last_only=False)
-        keep = targets > 0
         item = self.net.item
-        seen = self.seen_for_loss(items, keep)
-        return self.loss_fn(q[keep], targets[keep], item.output_weight, item.output_bias, seen=seen)
+        return self.window_loss(q, items, targets, item.output_weight, item.output_bias)
 
     def forward_scores(self, batch: Batch) -> torch.Tensor:
         items, lens = right_shift(batch.items[:, -self.config.max_len :])

@@ -205,6 +205,21 @@ class NeuralRecommender(Recommender):
             return None
         return SeenItemBias.prefix_histories(items)[keep], seen.value
 
+    def window_loss(
+        self,
+        hidden: torch.Tensor,
+        items: torch.Tensor,
+        targets: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """``self.loss_fn`` over every target position of windows: queries ``hidden[B, L, D]``,
+        inputs ``items[B, L]`` (whose prefixes feed the seen-item bias) and ``targets[B, L]``
+        (0 = no target), scored against ``weight`` / ``bias``."""
+        keep = targets > 0
+        seen = self.seen_for_loss(items, keep)
+        return self.loss_fn(hidden[keep], targets[keep], weight, bias, seen=seen)
+
     def add_seen(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Offset the scores of the items in the batch's histories (a seen-item bias)."""
         seen = getattr(self.net, "seen", None)

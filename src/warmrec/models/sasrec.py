@@ -142,13 +142,13 @@ class SASRec(NeuralRecommender):
         return SASRecNet(n_items, self.config)
 
     def training_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        hidden = self.net(batch["items"])
-        targets = batch["targets"]
-        keep = targets > 0
         item = self.net.item
-        seen = self.seen_for_loss(batch["items"], keep)
-        return self.loss_fn(
-            hidden[keep], targets[keep], item.output_weight, item.output_bias, seen=seen
+        return self.window_loss(
+            self.net(batch["items"]),
+            batch["items"],
+            batch["targets"],
+            item.output_weight,
+            item.output_bias,
         )
 
     def forward_scores(self, batch: Batch) -> torch.Tensor:

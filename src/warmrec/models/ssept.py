@@ -45,7 +45,12 @@ from warmrec.data.dataset import Batch
 from warmrec.errors import ConfigError
 from warmrec.models.features import FeatureEmbedder
 from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, SeenItemBias, TransformerStack
-from warmrec.models.user_features import FeatureSequenceModel, batch_users, n_users_of
+from warmrec.models.user_features import (
+    FeatureSequenceModel,
+    batch_users,
+    known_users,
+    n_users_of,
+)
 from warmrec.registry import register_model
 
 
@@ -205,8 +210,7 @@ class SSEPT(FeatureSequenceModel):
     def training_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         c = self.config
         n_users = self.net.n_users
-        users = batch["users"].long()
-        users = torch.where(users < n_users, users, torch.zeros_like(users))
+        users = known_users(batch["users"], n_users)
         items, targets, users = sse_replace(
             batch["items"],
             batch["targets"],
@@ -217,14 +221,9 @@ class SSEPT(FeatureSequenceModel):
             n_users=n_users,
         )
         hidden = self.net(items, users)[..., : c.d_item]
-        keep = targets > 0
-        seen = self.seen_for_loss(batch["items"], keep)  # what the user really saw (before SSE)
-        return self.loss_fn(
-            hidden[keep],
-            targets[keep],
-            self.net.output_weight(),
-            self.net.item.output_bias,
-            seen=seen,
+        # the seen-item bias reads what the user really saw (before SSE replaced events)
+        return self.window_loss(
+            hidden, batch["items"], targets, self.net.output_weight(), self.net.item.output_bias
         )
 
     def forward_scores(self, batch: Batch) -> torch.Tensor:

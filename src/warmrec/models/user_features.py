@@ -72,6 +72,12 @@ def n_users_of(model: NeuralRecommender) -> int:
     return len(model.user_vocab) if model.user_vocab is not None else 1
 
 
+def known_users(users: torch.Tensor, n_users: int) -> torch.Tensor:
+    """Training users as ``long``, 0 (unknown) where outside a table of ``n_users`` rows."""
+    users = users.long()
+    return torch.where(users < n_users, users, torch.zeros_like(users))
+
+
 def batch_users(batch: Batch, n_users: int) -> torch.Tensor:
     """``Batch.users`` (0 where unknown or out of range), zeros when the batch has none."""
     if batch.users is None:
