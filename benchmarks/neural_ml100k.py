@@ -95,7 +95,6 @@ def child(model: str, seed: int, budget: float) -> dict:
     seen = getattr(m.net, "seen", None)
     h = m.train_result.history
     best = m.train_result.best_epoch
-    reach = next((x["epoch"] for x in h if x.get("valid_ndcg@10", 0) >= RECBOLE_BEST_VALID), None)
     cum = np.cumsum([x["train_seconds"] for x in h]).tolist()
     return {
         "model": model,
@@ -108,9 +107,6 @@ def child(model: str, seed: int, budget: float) -> dict:
         "epochs": len(h),
         "s_per_epoch": m.train_result.seconds_per_epoch,
         "train_s_to_best": sum(x["train_seconds"] for x in h if x["epoch"] <= best),
-        "train_s_to_recbole_best": (
-            sum(x["train_seconds"] for x in h if x["epoch"] <= reach) if reach else None
-        ),
         "curve": [[c, x.get("valid_ndcg@10", 0.0)] for c, x in zip(cum, h, strict=True)],
         "fit_s": fit_s,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
