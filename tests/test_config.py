@@ -1,30 +1,77 @@
-"""Typed configs: unknown keys rejected, TOML literals in --set, type checks."""
+"""Typed configs: unknown keys rejected, TOML literals in --set, one-line errors, TOML paths."""
 
-from dataclasses import dataclass
+from typing import Literal
 
 import pytest
+from pydantic import Field
 
-from warmrec.config import apply_overrides, build_config, load_toml, parse_value
+from warmrec.config import (
+    ConfigModel,
+    apply_overrides,
+    build_config,
+    config_dict,
+    load_toml,
+    parse_value,
+)
 from warmrec.errors import ConfigError
 
 
-@dataclass
-class Cfg:
-    d: int = 64
+class Cfg(ConfigModel):
+    d: int = Field(64, gt=0)
+    """Width."""
     lr: float = 1e-3
+    """Learning rate."""
     tied: bool = True
+    """Tied."""
     name: str = "x"
+    """Name."""
+    kind: Literal["a", "b"] = "a"
+    """Kind."""
+    widths: tuple[int, ...] = (1,)
+    """Widths."""
 
 
 def test_build_and_unknown_key():
     assert build_config(Cfg, {"d": 32}).d == 32
     assert build_config(Cfg, {"lr": 1}).lr == 1.0
-    with pytest.raises(ConfigError, match="'dd'.*valid keys: d, lr, name, tied"):
+    assert build_config(Cfg, {"widths": [2, 3]}).widths == (2, 3)
+    assert build_config(Cfg, build_config(Cfg, {"d": 8}), name="y").d == 8
+    with pytest.raises(ConfigError, match="'dd'.*valid keys: d, kind, lr, name, tied, widths"):
         build_config(Cfg, {"dd": 3})
-    with pytest.raises(ConfigError, match="true/false"):
+    with pytest.raises(ConfigError, match="true or false"):
         build_config(Cfg, {"tied": "yes"})
     with pytest.raises(ConfigError, match="integer"):
         build_config(Cfg, {"d": 1.5})
+
+
+@pytest.mark.parametrize(
+    ("values", "line"),
+    [
+        ({"d": "abc"}, "Cfg.d: expected an integer > 0, found 'abc'"),
+        ({"d": 0}, "Cfg.d: expected an integer > 0, found 0"),
+        ({"kind": "c"}, "Cfg.kind: expected one of 'a', 'b', found 'c'"),
+        ({"tied": 1}, "Cfg.tied: expected true or false, found 1"),
+        ({"lr": "fast"}, "Cfg.lr: expected a number, found 'fast'"),
+    ],
+)
+def test_errors_are_one_line_with_key_found_expected(values, line):
+    with pytest.raises(ConfigError) as e:
+        build_config(Cfg, values)
+    assert str(e.value) == line
+
+
+def test_assignment_is_validated_and_dict_is_json():
+    c = build_config(Cfg)
+    with pytest.raises(Exception, match="greater than 0"):
+        c.d = -1
+    assert config_dict(c) == {
+        "d": 64,
+        "lr": 1e-3,
+        "tied": True,
+        "name": "x",
+        "kind": "a",
+        "widths": [1],
+    }
 
 
 def test_overrides_parse_toml_literals():
@@ -44,3 +91,20 @@ def test_load_toml_errors(tmp_path):
         load_toml(p)
     with pytest.raises(ConfigError, match="not found"):
         load_toml(tmp_path / "missing.toml")
+
+
+def test_load_toml_resolves_relative_paths_against_the_file(tmp_path, monkeypatch):
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    p = folder / "run.toml"
+    p.write_text(
+        '[data]\npath = "../data/log.csv"\n[train]\nlog_path = "logs/x.jsonl"\n'
+        'checkpoint_dir = "/abs/ckpt"\nlr = 0.1\n[model]\nname = "sasrec"\n'
+    )
+    monkeypatch.chdir(tmp_path.parent)  # a cwd unrelated to the file
+    cfg = load_toml(p)
+    assert cfg["data"]["path"] == str(folder / "../data/log.csv")
+    assert cfg["train"]["log_path"] == str(folder / "logs/x.jsonl")
+    assert cfg["train"]["checkpoint_dir"] == "/abs/ckpt"
+    assert cfg["model"]["name"] == "sasrec" and cfg["train"]["lr"] == 0.1
+    assert load_toml(p, resolve=False)["data"]["path"] == "../data/log.csv"

@@ -1,17 +1,27 @@
-"""Typed configs: dataclasses built from mappings, unknown keys rejected; TOML files; ``--set`` overrides.
+"""Typed configs: pydantic v2 models, unknown keys rejected; TOML files; ``--set`` overrides.
 
-A model's config is a dataclass beside the model. :func:`build_config` fills it from a mapping
-and names any unknown key with the valid ones; :func:`apply_overrides` applies ``a.b=c`` strings
-(values parsed as TOML literals, falling back to plain strings).
+Every config of warmrec (each model's, the trainer's, the transfer strategies', Reptile's) is a
+:class:`ConfigModel`: a pydantic model with ``extra="forbid"``, ``Literal`` choices, constrained
+numbers and one docstring per field (they become the JSON Schema's descriptions, see
+:func:`config_schema`). :func:`build_config` fills one from a mapping and turns pydantic's
+``ValidationError`` into a one-line :class:`~warmrec.errors.ConfigError` naming the key, what
+was found and what is expected (``SASRecConfig.d: expected an integer > 0, found 'abc'``).
+:func:`apply_overrides` applies ``a.b=c`` strings (values parsed as TOML literals, falling back to
+plain strings). :func:`load_toml` reads an experiment file and resolves its relative paths
+against the file's folder.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import sys
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+import annotated_types
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -20,43 +30,160 @@ else:  # pragma: no cover
 
 from warmrec.errors import ConfigError
 
-T = TypeVar("T")
+T = TypeVar("T", bound=BaseModel)
 
 
-def build_config(cls: type[T], values: Mapping[str, Any] | T | None = None, **overrides: Any) -> T:
-    """An instance of dataclass ``cls`` from ``values`` and ``overrides``; unknown keys raise."""
-    if values is not None and dataclasses.is_dataclass(values) and not isinstance(values, Mapping):
-        values = dataclasses.asdict(values)
-    merged = dict(values or {})
-    merged.update(overrides)
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(merged) - set(names))
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) {', '.join(repr(u) for u in unknown)} for {cls.__name__}; "
-            f"valid keys: {', '.join(sorted(names))}"
+class ConfigModel(BaseModel):
+    """Base of every warmrec config: unknown keys rejected, assignments validated, attribute
+    docstrings as field descriptions."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_assignment=True,
+        use_attribute_docstrings=True,
+        validate_default=False,
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strict_flags(cls, data: Any) -> Any:
+        """true/false fields take only booleans (pydantic would read "yes" or 1 as true)."""
+        if isinstance(data, Mapping):
+            for name, info in cls.model_fields.items():
+                v = data.get(name)
+                if info.annotation in (bool, bool | None) and v is not None:
+                    if not isinstance(v, bool):
+                        raise ValueError(f"{name}: expected true or false, found {v!r}")
+        return data
+
+
+# -- one-line errors ---------------------------------------------------------------------------
+def _constraints(metadata: Iterable[Any]) -> list[str]:
+    out = []
+    for m in metadata:
+        for attr, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+            v = getattr(m, attr, None)
+            if v is not None and isinstance(
+                m, annotated_types.BaseMetadata | annotated_types.Interval
+            ):
+                out.append(f"{op} {v}")
+        if isinstance(m, annotated_types.MinLen) and m.min_length:
+            out.append(f"at least {m.min_length} long")
+    return out
+
+
+def describe_type(annotation: Any, metadata: Iterable[Any] = ()) -> str:
+    """What a value of ``annotation`` (with ``metadata`` constraints) must be, in words."""
+    origin = get_origin(annotation)
+    if origin is typing.Annotated:
+        base, *meta = get_args(annotation)
+        return describe_type(base, [*meta, *metadata])
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(annotation))
+    if origin in (Union, types.UnionType):
+        parts = [describe_type(a) for a in get_args(annotation) if a is not type(None)]
+        none = type(None) in get_args(annotation)
+        text = " or ".join(parts)
+        return f"{text} or none" if none else text
+    cons = _constraints(metadata)
+    tail = (" " + " and ".join(cons)) if cons else ""
+    if annotation is bool:
+        return "true or false"
+    if annotation is int:
+        return "an integer" + tail
+    if annotation is float:
+        return "a number" + tail
+    if annotation is str:
+        return "a string" + tail
+    if origin in (tuple, list):
+        args = [a for a in get_args(annotation) if a is not Ellipsis]
+        inner = describe_type(args[0]) if args else "values"
+        return f"a list of {inner}" + tail
+    if origin is dict:
+        return "a table"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return f"a table of {annotation.__name__} settings"
+    return getattr(annotation, "__name__", str(annotation)) + tail
+
+
+def _field_at(cls: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, list[Any]] | None:
+    """The (annotation, constraints) of the field at ``loc`` (nested models followed)."""
+    model: Any = cls
+    info = None
+    for part in loc:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        info = model.model_fields.get(str(part))
+        if info is None:
+            return None
+        model = info.annotation
+    if info is None:
+        return None
+    return info.annotation, list(info.metadata)
+
+
+def error_line(cls: type[BaseModel], err: ValidationError) -> str:
+    """One line for a pydantic ``ValidationError`` of ``cls``: key, found, expected."""
+    errors = err.errors(include_url=False)
+    first = errors[0]
+    loc = tuple(p for p in first.get("loc", ()) if not isinstance(p, int))
+    name = cls.__name__
+    key = ".".join([name, *(str(p) for p in loc)])
+    kind = first.get("type", "")
+    more = f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else ""
+    if kind == "extra_forbidden":
+        parent = _field_at(cls, loc[:-1]) if len(loc) > 1 else (cls, [])
+        owner = parent[0] if parent else cls
+        valid = sorted(owner.model_fields) if isinstance(owner, type) else []
+        where = ".".join([name, *(str(p) for p in loc[:-1])])
+        return (
+            f"unknown key {str(loc[-1])!r} for {where}; valid keys: {', '.join(valid)}" + more
         )
-    for k, v in list(merged.items()):
-        default = names[k].default
-        if isinstance(v, list) and isinstance(default, tuple):
-            merged[k] = tuple(v)
-        if isinstance(default, bool) and not isinstance(v, bool):
-            raise ConfigError(f"{cls.__name__}.{k}: expected true/false, found {v!r}")
-        if isinstance(default, int) and not isinstance(default, bool) and isinstance(v, float):
-            if not v.is_integer():
-                raise ConfigError(f"{cls.__name__}.{k}: expected an integer, found {v!r}")
-            merged[k] = int(v)
-        if isinstance(default, float) and isinstance(v, int) and not isinstance(v, bool):
-            merged[k] = float(v)
+    if kind == "value_error" or kind == "assertion_error" or not loc:
+        msg = str(first.get("msg", "")).removeprefix("Value error, ")
+        head, sep, rest = msg.partition(": ")
+        if sep and head.isidentifier() and head in cls.model_fields and not loc:
+            return f"{name}.{head}: {rest}{more}"
+        return f"{key}: {msg}{more}"
+    found = first.get("input")
+    field = _field_at(cls, loc)
+    expected = describe_type(*field) if field else str(first.get("msg", "")).lower()
+    return f"{key}: expected {expected}, found {found!r}{more}"
+
+
+def _plain(values: Any) -> dict[str, Any]:
+    if values is None:
+        return {}
+    if isinstance(values, BaseModel):
+        return values.model_dump()
+    if isinstance(values, Mapping):
+        return dict(values)
+    raise ConfigError(f"expected a table of settings, found {type(values).__name__} {values!r}")
+
+
+def build_config(cls: type[T], values: Mapping[str, Any] | BaseModel | None = None, **overrides: Any) -> T:
+    """An instance of config model ``cls`` from ``values`` (a mapping or another config) and
+    ``overrides``; any bad key or value raises a one-line :class:`ConfigError`."""
+    merged = _plain(values)
+    merged.update(overrides)
     try:
-        return cls(**merged)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{cls.__name__}: {e}") from e
+        return cls.model_validate(merged)
+    except ValidationError as e:
+        raise ConfigError(error_line(cls, e)) from None
 
 
 def config_dict(cfg: Any) -> dict[str, Any]:
-    """A JSON-friendly dict of a dataclass config."""
-    return dataclasses.asdict(cfg)
+    """A JSON-friendly dict of a config (``model_dump(mode="json")``)."""
+    if isinstance(cfg, BaseModel):
+        return cfg.model_dump(mode="json")
+    if isinstance(cfg, Mapping):
+        return dict(cfg)
+    raise ConfigError(f"expected a config, found {type(cfg).__name__}")
+
+
+def config_schema(cls: type[BaseModel]) -> dict[str, Any]:
+    """The JSON Schema of config model ``cls`` (field docstrings as descriptions)."""
+    return cls.model_json_schema()
 
 
 def parse_value(text: str) -> Any:
@@ -87,13 +214,32 @@ def apply_overrides(config: dict[str, Any], overrides: Iterable[str]) -> dict[st
     return config
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML experiment file, with errors that name the file and line."""
+def _is_path_key(key: str) -> bool:
+    return key == "path" or key.endswith("_dir") or key.endswith("_path")
+
+
+def resolve_paths(cfg: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Make the relative paths of a config relative to ``base``: ``[data] path`` and every key
+    named ``path`` or ending in ``_dir`` / ``_path`` (in place and returned; ``~`` expanded)."""
+    for k, v in cfg.items():
+        if isinstance(v, dict):
+            resolve_paths(v, base)
+        elif isinstance(v, str) and v and _is_path_key(k):
+            p = Path(v).expanduser()
+            cfg[k] = str(p if p.is_absolute() else base / p)
+    return cfg
+
+
+def load_toml(path: str | Path, *, resolve: bool = True) -> dict[str, Any]:
+    """Read a TOML experiment file, with errors that name the file and line. Relative paths in it
+    (``[data] path``, ``*_dir``, ``*_path``) are resolved against the file's folder, not the
+    working directory (``resolve=False`` keeps them as written)."""
     p = Path(path)
     try:
         with p.open("rb") as f:
-            return tomllib.load(f)
+            cfg = tomllib.load(f)
     except FileNotFoundError as e:
         raise ConfigError(f"{p}: config file not found") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: invalid TOML: {e}") from e
+    return resolve_paths(cfg, p.resolve().parent) if resolve else cfg

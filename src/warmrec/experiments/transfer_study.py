@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from pydantic import BaseModel
 from tqdm.auto import tqdm
 
 from warmrec.config import build_config, config_dict
@@ -180,7 +181,7 @@ def _describe(v: Any) -> Any:
     """A JSON-stable description of an option (callables by qualified name)."""
     if callable(v):
         return f"<{getattr(v, '__module__', '')}.{getattr(v, '__qualname__', type(v).__name__)}>"
-    if hasattr(v, "__dataclass_fields__"):
+    if isinstance(v, BaseModel):
         return config_dict(v)
     try:
         json.dumps(v)

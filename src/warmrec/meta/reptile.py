@@ -35,17 +35,18 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field, field_validator
 
-from warmrec.config import build_config, config_dict
+from warmrec.config import ConfigModel, build_config, config_dict
 from warmrec.data.dataset import EvalSet, SequenceDataset
 from warmrec.errors import ConfigError, ModelError
 from warmrec.evaluation.evaluate import evaluate
 from warmrec.evaluation.metrics import parse_metric
-from warmrec.meta.tasks import TASK_UNITS, TaskSet, make_tasks
+from warmrec.meta.tasks import TaskSet, make_tasks
 from warmrec.models.neural import NeuralRecommender
 from warmrec.registry import get_model
 from warmrec.training.loop import TrainerConfig, inner_steps, resolve_device
@@ -53,8 +54,7 @@ from warmrec.training.loop import TrainerConfig, inner_steps, resolve_device
 INNER_OPTIMIZERS = ("sgd", "adam")
 
 
-@dataclass
-class ReptileConfig:
+class ReptileConfig(ConfigModel):
     """Settings of :func:`reptile_pretrain` (unknown keys are rejected).
 
     Outer loop: ``meta_iterations``, ``meta_batch_size`` (tasks per outer step), ``outer_lr``
@@ -72,52 +72,56 @@ class ReptileConfig:
     fine-tuning never recovered from it. Without clipping, SGD at 0.5 diverged on nowplaying.
     """
 
-    meta_iterations: int = 500
-    meta_batch_size: int = 5
-    inner_steps: int = 5
-    inner_lr: float = 0.5
-    inner_optimizer: str = "sgd"
-    inner_batch_size: int = 32
-    outer_lr: float = 1.0
-    outer_lr_final: float = 0.0
-    grad_clip: float = 1.0
-    tasks_by: str = "sequence"
-    min_len: int = 4
-    support_frac: float = 0.5
-    n_support: int = 0
-    eval_every: int = 0
+    meta_iterations: int = Field(500, ge=1)
+    """Outer (meta) steps."""
+    meta_batch_size: int = Field(5, ge=1)
+    """Tasks per outer step."""
+    inner_steps: int = Field(5, ge=1)
+    """Optimizer steps on each task's support set."""
+    inner_lr: float = Field(0.5, gt=0)
+    """Learning rate of the inner loop."""
+    inner_optimizer: Literal["sgd", "adam"] = "sgd"
+    """Optimizer of the inner loop."""
+    inner_batch_size: int = Field(32, ge=1)
+    """Support windows per inner batch."""
+    outer_lr: float = Field(1.0, gt=0)
+    """Outer step size epsilon at the start."""
+    outer_lr_final: float = Field(0.0, ge=0)
+    """Outer step size at the end (annealed linearly)."""
+    grad_clip: float = Field(1.0, ge=0)
+    """Max global gradient norm of inner steps (0 = off)."""
+    tasks_by: Literal["user", "sequence"] = "sequence"
+    """What a task is (unless tasks are given)."""
+    min_len: int = Field(4, ge=1)
+    """Tasks with fewer events are left out (at least 3 are always needed)."""
+    support_frac: float = Field(0.5, gt=0, lt=1)
+    """Share of a task's events in its support set."""
+    n_support: int = Field(0, ge=0)
+    """Support events per task (0 = use ``support_frac``)."""
+    eval_every: int = Field(0, ge=0)
+    """Validate every this many iterations (0 = only at the end)."""
     valid_metric: str = "ndcg@10"
-    valid_batch_size: int = 1024
+    """The validation metric."""
+    valid_batch_size: int = Field(1024, ge=1)
+    """Histories per validation batch."""
     device: str = "auto"
+    """``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ..."""
     seed: int = 0
+    """Seeds task sampling and the inner loops."""
 
-    def __post_init__(self) -> None:
-        self.inner_optimizer = self.inner_optimizer.lower()
-        if self.inner_optimizer not in INNER_OPTIMIZERS:
-            raise ConfigError(
-                f"ReptileConfig.inner_optimizer: expected one of {', '.join(INNER_OPTIMIZERS)}, "
-                f"found {self.inner_optimizer!r}"
-            )
-        if self.tasks_by not in TASK_UNITS:
-            raise ConfigError(
-                f"ReptileConfig.tasks_by: expected one of {', '.join(TASK_UNITS)}, "
-                f"found {self.tasks_by!r}"
-            )
-        for name in ("meta_iterations", "meta_batch_size", "inner_steps", "inner_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"ReptileConfig.{name}: expected >= 1, found {getattr(self, name)}"
-                )
-        for name in ("inner_lr", "outer_lr"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(
-                    f"ReptileConfig.{name}: expected > 0, found {getattr(self, name)}"
-                )
-        if self.outer_lr_final < 0:
-            raise ConfigError(
-                f"ReptileConfig.outer_lr_final: expected >= 0, found {self.outer_lr_final}"
-            )
-        parse_metric(self.valid_metric)
+    @field_validator("inner_optimizer", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+    @field_validator("valid_metric")
+    @classmethod
+    def _metric(cls, v: str) -> str:
+        try:
+            parse_metric(v)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        return v
 
     def inner_trainer(self) -> TrainerConfig:
         """The inner loop's optimizer settings as :class:`TrainerConfig` fields."""

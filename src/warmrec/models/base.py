@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -23,12 +22,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from warmrec.config import build_config, config_dict
+from warmrec.config import ConfigModel, build_config, config_dict
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.data.sequences import pad_windows
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ModelError
 from warmrec.io import atomic_dir
+from warmrec.models.settings import HistorySettings
 
 FORMAT_VERSION = 1
 
@@ -43,8 +43,7 @@ class RecommenderProtocol(Protocol):
     def score(self, batch: Batch) -> torch.Tensor: ...
 
 
-@dataclass
-class NoConfig:
+class NoConfig(ConfigModel):
     """Models without settings."""
 
 
@@ -52,7 +51,7 @@ class Recommender:
     """Base class: config handling, recommend, save and load."""
 
     name: ClassVar[str] = "base"
-    Config: ClassVar[type] = NoConfig
+    Config: ClassVar[type[ConfigModel]] = NoConfig
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         self.config = build_config(self.Config, config, **overrides)
@@ -81,8 +80,10 @@ class Recommender:
 
     @property
     def history_len(self) -> int:
-        """How many recent items of a history ``score`` looks at."""
-        return int(getattr(self.config, "max_len", 50))
+        """How many recent items of a history ``score`` looks at (the config's ``max_len``,
+        else 50)."""
+        c = self.config
+        return c.max_len if isinstance(c, HistorySettings) else 50
 
     @property
     def is_fitted(self) -> bool:

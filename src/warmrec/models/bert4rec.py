@@ -27,49 +27,37 @@ epoch.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
 from warmrec.data.dataset import Batch, SequenceDataset
 from warmrec.data.sequences import SequenceData, pad_windows
-from warmrec.errors import ConfigError
 from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, TransformerStack
 from warmrec.models.neural import NeuralRecommender
+from warmrec.models.settings import HistorySettings, LossSettings, TransformerSettings
 from warmrec.registry import register_model
 
 
-@dataclass
-class BERT4RecConfig:
+class BERT4RecConfig(TransformerSettings, HistorySettings, LossSettings):
     """BERT4Rec settings (paper: ``d=64``, 2 layers, 2 heads, dropout 0.1; ``mask_prob`` 0.2
     on MovieLens-1M, ``max_len`` 200 there)."""
 
-    max_len: int = 50
-    d: int = 64
-    n_layers: int = 2
-    n_heads: int = 2
-    ffn_dim: int = 256
-    dropout: float = 0.1
-    attn_dropout: float = 0.1
-    mask_prob: float = 0.2
-    mask_last_prob: float = 0.1
-    window_stride: int = 0
-    loss: str = "ce"
-    n_negatives: int = 0
-    negative_sampling: str = "uniform"
-    pop_alpha: float = 0.75
-    logq: float = 1.0
-
-    def __post_init__(self) -> None:
-        for name in ("mask_prob", "mask_last_prob"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ConfigError(f"BERT4RecConfig.{name}: expected a value in [0, 1], found {v!r}")
-        if self.max_len < 2:
-            raise ConfigError(f"BERT4RecConfig.max_len: expected >= 2, found {self.max_len}")
+    max_len: int = Field(50, ge=2)
+    """Window length, the ``[MASK]`` slot included at scoring time."""
+    dropout: float = Field(0.1, ge=0, lt=1)
+    """Dropout on the embeddings and inside the blocks (paper: 0.1)."""
+    attn_dropout: float = Field(0.1, ge=0, lt=1)
+    """Dropout on the attention weights (paper: 0.1)."""
+    mask_prob: float = Field(0.2, ge=0, le=1)
+    """Share of a window's items replaced by ``[MASK]`` (Cloze task)."""
+    mask_last_prob: float = Field(0.1, ge=0, le=1)
+    """Share of windows whose only masked item is the last (matches next-item scoring)."""
+    window_stride: int = Field(0, ge=0)
+    """How far apart the training windows of long sequences start (0 = ``max_len``)."""
 
 
 class MaskedWindowData:

@@ -46,16 +46,22 @@ embeddings), user ``age`` (bucketised), ``gender``, ``occupation``. Absent colum
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from warmrec.data.dataset import Batch
-from warmrec.errors import ConfigError
 from warmrec.models.features import FeatureEmbedder, FeatureSpec
 from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, SeenItemBias, TransformerStack
+from warmrec.models.settings import (
+    LossSettings,
+    SeenBiasSettings,
+    TransformerSettings,
+    UserFeatureSettings,
+    WindowSettings,
+)
 from warmrec.models.user_features import (
     FeatureSequenceModel,
     batch_users,
@@ -65,45 +71,28 @@ from warmrec.models.user_features import (
 from warmrec.registry import register_model
 
 
-@dataclass
-class BSTConfig:
+class BSTConfig(
+    TransformerSettings, WindowSettings, SeenBiasSettings, LossSettings, UserFeatureSettings
+):
     """BST settings (paper: 1 transformer layer, 8 heads, MLP 1024-512-256, LeakyReLU).
+    The default feature columns are ml-100k's (absent columns are skipped)."""
 
-    ``item_features`` / ``user_features``: side-feature columns; ``numeric_features``: columns
-    bucketised into ``n_bins`` quantile bins; ``feature_dim``: width of each user-feature
-    embedding; ``mlp``: hidden widths of the head. ``window_stride`` / ``random_phase``:
-    training windows as in SASRec (:class:`~warmrec.models.neural.WindowData`).
-    ``seen_bias`` / ``seen_len``: a learned score offset for items already in the history
-    (:class:`~warmrec.models.layers.SeenItemBias`, as in SASRec).
-    """
-
-    max_len: int = 50
-    seen_bias: bool = True
-    seen_len: int = 200
-    d: int = 64
-    n_layers: int = 1
-    n_heads: int = 8
-    ffn_dim: int = 256
-    dropout: float = 0.2
-    attn_dropout: float = 0.2
-    mlp: tuple[int, ...] = (256,)
-    mlp_dropout: float = 0.2
-    feature_dim: int = 16
+    n_layers: int = Field(1, ge=1)
+    """Transformer blocks (paper: 1)."""
+    n_heads: int = Field(8, ge=1)
+    """Attention heads per block (paper: 8); must divide ``d``."""
+    mlp: tuple[Annotated[int, Field(ge=1)], ...] = (256,)
+    """Hidden widths of the MLP head."""
+    mlp_dropout: float = Field(0.2, ge=0, lt=1)
+    """Dropout after each MLP layer."""
+    feature_dim: int = Field(16, ge=1)
+    """Width of each user-feature embedding."""
     item_features: tuple[str, ...] = ("class",)
+    """Item feature columns (ml-100k: the genres)."""
     user_features: tuple[str, ...] = ("age", "gender", "occupation")
+    """User feature columns (ml-100k's)."""
     numeric_features: tuple[str, ...] = ("age",)
-    n_bins: int = 10
-    window_stride: int = 0
-    random_phase: bool = False
-    loss: str = "ce"
-    n_negatives: int = 0
-    negative_sampling: str = "uniform"
-    pop_alpha: float = 0.75
-    logq: float = 1.0
-
-    def __post_init__(self) -> None:
-        if any(int(w) < 1 for w in self.mlp):
-            raise ConfigError(f"BSTConfig.mlp: expected positive widths, found {self.mlp!r}")
+    """Columns bucketised as numbers."""
 
 
 class BSTNet(nn.Module):

@@ -44,16 +44,15 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
 from warmrec.data.dataset import Batch, SequenceDataset
 from warmrec.data.sequences import SequenceData
-from warmrec.errors import ConfigError
 from warmrec.models.layers import (
     GRUBlock,
     ItemEmbedding,
@@ -61,56 +60,49 @@ from warmrec.models.layers import (
     right_align,
     right_shift,
 )
-from warmrec.models.losses import LossSpec, make_loss
+from warmrec.models.losses import loss_spec_from_config, make_loss
 from warmrec.models.neural import NeuralRecommender, WindowData
+from warmrec.models.settings import LossSettings, SeenBiasSettings, WindowSettings
 from warmrec.registry import register_model
 
 
-@dataclass
-class GRU4RecConfig:
-    """GRU4Rec settings (official defaults where they exist).
+class GRU4RecConfig(WindowSettings, SeenBiasSettings, LossSettings):
+    """GRU4Rec settings (official defaults where they exist). ``max_len``: history items used
+    when scoring (and the window length of ``training="windows"``)."""
 
-    ``embedding_dim`` is used only with ``tied=False`` (0 = ``hidden_size``). ``session_order``:
-    ``"time"`` (official) or ``"random"`` (reshuffled every epoch). ``max_len``: history items
-    used when scoring. ``seen_bias`` / ``seen_len``: a learned score offset for the last
-    ``seen_len`` items of the sequence so far (see :class:`~warmrec.models.layers.SeenItemBias`).
-    ``training``: ``"session_parallel"`` (official) or ``"windows"`` (``max_len`` windows,
-    a prediction at every position, full back-propagation through the window).
-    """
-
-    hidden_size: int = 100
-    n_layers: int = 1
+    hidden_size: int = Field(100, ge=1)
+    """GRU units (and, with ``tied=True``, the item embedding width)."""
+    n_layers: int = Field(1, ge=1)
+    """Stacked GRU layers."""
     tied: bool = True
-    embedding_dim: int = 0
-    dropout_embed: float = 0.0
-    dropout_hidden: float = 0.0
-    max_len: int = 50
-    session_order: str = "time"
-    training: str = "session_parallel"
-    loss: str = "ce"
-    n_negatives: int = 2048
-    pop_alpha: float = 0.5
-    logq: float = 0.0
-    bpr_reg: float = 1.0
-    elu_param: float = 0.5
-    seen_bias: bool = True
-    seen_len: int = 200
-
-    def __post_init__(self) -> None:
-        if self.session_order not in ("time", "random"):
-            raise ConfigError(
-                f"GRU4RecConfig.session_order: expected 'time' or 'random', "
-                f"found {self.session_order!r}"
-            )
-        if self.training not in ("session_parallel", "windows"):
-            raise ConfigError(
-                f"GRU4RecConfig.training: expected 'session_parallel' or 'windows', "
-                f"found {self.training!r}"
-            )
-        if self.loss not in ("ce", "sampled_ce", "bpr-max"):
-            raise ConfigError(
-                f"GRU4RecConfig.loss: expected 'ce', 'sampled_ce' or 'bpr-max', found {self.loss!r}"
-            )
+    """The official "constrained embedding": the input embedding is the output weight matrix."""
+    embedding_dim: int = Field(0, ge=0)
+    """Input embedding width with ``tied=False`` (0 = ``hidden_size``)."""
+    dropout_embed: float = Field(0.0, ge=0, lt=1)
+    """Dropout on the input embeddings."""
+    dropout_hidden: float = Field(0.0, ge=0, lt=1)
+    """Dropout on the GRU outputs."""
+    session_order: Literal["time", "random"] = "time"
+    """Order in which session-parallel lanes take sequences: by first event time (official) or
+    reshuffled every epoch."""
+    training: Literal["session_parallel", "windows"] = "session_parallel"
+    """``"session_parallel"`` (official: lanes walk sequences event by event, one-step
+    back-propagation) or ``"windows"`` (``max_len`` windows, a prediction at every position,
+    full back-propagation through the window)."""
+    loss: Literal["ce", "sampled_ce", "bpr-max"] = "ce"
+    """``"ce"`` (full softmax), ``"sampled_ce"`` or ``"bpr-max"``."""
+    n_negatives: int = Field(2048, ge=0)
+    """Negatives sampled per mini-batch (shared), on top of the batch's other targets."""
+    negative_sampling: Literal["uniform", "pop"] = "pop"
+    """How negatives are drawn (official: by ``count ** pop_alpha``)."""
+    pop_alpha: float = Field(0.5, ge=0)
+    """Exponent of the popularity sampling distribution (official 0.5)."""
+    in_batch: bool = True
+    """Also use the batch's other targets as negatives (official)."""
+    logq: float = Field(0.0, ge=0)
+    """Strength of the logQ correction of ``"sampled_ce"`` (official default off)."""
+    elu_param: float = Field(0.5, ge=0)
+    """ELU applied to the scores of ``"bpr-max"`` (official 0.5)."""
 
 
 def session_parallel_schedule(lengths: np.ndarray, n_lanes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -253,17 +245,7 @@ class GRU4Rec(NeuralRecommender):
         return GRU4RecNet(n_items, self.config)
 
     def prepare(self, train: SequenceDataset) -> None:
-        c = self.config
-        spec = LossSpec(
-            loss=c.loss,
-            n_negatives=c.n_negatives,
-            negative_sampling="pop",
-            pop_alpha=c.pop_alpha,
-            in_batch=True,
-            logq=c.logq,
-            bpr_reg=c.bpr_reg,
-            elu_param=c.elu_param,
-        )
+        spec = loss_spec_from_config(self.config)
         self.loss_fn = make_loss(spec, self.n_items, train.item_counts())
         self._hidden = None
 

@@ -42,15 +42,15 @@ Documented choices:
 from __future__ import annotations
 
 import copy
-import math
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from pydantic import Field
 
+from warmrec.config import ConfigModel
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
-from warmrec.errors import ConfigError, ModelError
+from warmrec.errors import ModelError
 from warmrec.evaluation.evaluate import evaluate
 from warmrec.models.base import Recommender
 from warmrec.models.layers import offset_items_
@@ -60,19 +60,8 @@ from warmrec.registry import register_model
 _MAX_SENTENCE = 10_000
 
 
-@dataclass
-class Item2VecConfig:
-    """Settings of :class:`Item2Vec`.
-
-    Word2Vec (passed to gensim): ``vector_size``, ``window``, ``min_count``, ``sg`` (True =
-    skip-gram, False = CBOW), ``negative`` (negative samples per positive), ``ns_exponent``
-    (exponent of the negative-sampling distribution, Caselles-Dupre et al. 2018), ``epochs``,
-    ``alpha``/``min_alpha`` (linearly decayed learning rate), ``sample`` (sub-sampling threshold of
-    frequent items), ``workers`` (1 for determinism), ``seed``.
-
-    Scoring: ``n_recent`` most recent history items form the query, weighted
-    ``recency_decay ** lag``. Validation: ``eval_k`` is the K of Recall@K / MRR@K recorded per
-    epoch; ``keep_best`` keeps the vectors of the epoch with the best validation MRR@K.
+class Item2VecConfig(ConfigModel):
+    """Settings of :class:`Item2Vec`: Word2Vec's (passed to gensim), then scoring and validation.
 
     ``seen_offset`` is added to the score of every item among the last ``seen_len`` history items.
     Word2Vec has no way to learn whether a domain repeats items, and a history item is always
@@ -81,54 +70,42 @@ class Item2VecConfig:
     changes nothing.
     """
 
-    vector_size: int = 64
-    window: int = 5
-    min_count: int = 1
+    vector_size: int = Field(64, ge=1)
+    """Embedding width."""
+    window: int = Field(5, ge=1)
+    """Context window (items on each side)."""
+    min_count: int = Field(1, ge=1)
+    """Items seen fewer times are dropped."""
     sg: bool = True
-    negative: int = 5
+    """Skip-gram (True) or CBOW (False)."""
+    negative: int = Field(5, ge=1)
+    """Negative samples per positive (negative sampling)."""
     ns_exponent: float = 0.75
-    epochs: int = 10
-    alpha: float = 0.025
-    min_alpha: float = 0.0001
-    sample: float = 1e-3
-    workers: int = 1
+    """Exponent of the negative-sampling distribution (Caselles-Dupre et al. 2018)."""
+    epochs: int = Field(10, ge=1)
+    """Passes over the sequences."""
+    alpha: float = Field(0.025, gt=0)
+    """Initial learning rate (decayed linearly to ``min_alpha``)."""
+    min_alpha: float = Field(0.0001, ge=0)
+    """Final learning rate."""
+    sample: float = Field(1e-3, ge=0)
+    """Sub-sampling threshold of frequent items."""
+    workers: int = Field(1, ge=1)
+    """gensim worker threads (1 for determinism)."""
     seed: int = 0
-    n_recent: int = 5
-    recency_decay: float = 0.5
-    eval_k: int = 20
+    """Random seed."""
+    n_recent: int = Field(5, ge=1)
+    """Most recent history items forming the query."""
+    recency_decay: float = Field(0.5, gt=0, le=1)
+    """The query weighs the item ``lag`` steps back ``recency_decay ** lag``."""
+    eval_k: int = Field(20, ge=1)
+    """The K of the Recall@K / MRR@K recorded on validation per epoch."""
     keep_best: bool = True
-    seen_offset: float = 0.0
-    seen_len: int = 200
-
-    def __post_init__(self) -> None:
-        for name in ("vector_size", "window", "min_count", "epochs", "workers", "n_recent"):
-            if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"Item2VecConfig.{name}: expected an integer >= 1, found {getattr(self, name)!r}"
-                )
-        if self.negative < 1:
-            raise ConfigError(
-                f"Item2VecConfig.negative: expected >= 1 (negative sampling), found {self.negative!r}"
-            )
-        if not self.alpha > 0 or self.min_alpha < 0:
-            raise ConfigError(
-                f"Item2VecConfig: expected alpha > 0 and min_alpha >= 0, "
-                f"found alpha={self.alpha!r}, min_alpha={self.min_alpha!r}"
-            )
-        if self.sample < 0:
-            raise ConfigError(f"Item2VecConfig.sample: expected >= 0, found {self.sample!r}")
-        if not 0 < self.recency_decay <= 1:
-            raise ConfigError(
-                f"Item2VecConfig.recency_decay: expected a value in (0, 1], "
-                f"found {self.recency_decay!r}"
-            )
-        if self.eval_k < 1:
-            raise ConfigError(f"Item2VecConfig.eval_k: expected >= 1, found {self.eval_k!r}")
-        if not math.isfinite(self.seen_offset) or self.seen_len < 1:
-            raise ConfigError(
-                "Item2VecConfig: expected a finite seen_offset and seen_len >= 1, found "
-                f"seen_offset={self.seen_offset!r}, seen_len={self.seen_len!r}"
-            )
+    """Keep the vectors of the epoch with the best validation MRR@K."""
+    seen_offset: float = Field(0.0, allow_inf_nan=False)
+    """Added to the score of items among the last ``seen_len`` history items (0 = off)."""
+    seen_len: int = Field(200, ge=1)
+    """History items the seen offset covers."""
 
 
 def _sentences(train: SequenceDataset) -> list[list[str]]:

@@ -20,22 +20,23 @@ popularity fallback of :func:`warmrec.models.rules.scores_with_fallback`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from pydantic import Field
 
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.errors import ConfigError
 from warmrec.models.base import Recommender
 from warmrec.models.rules import (
     ItemToItemRecommender,
-    _check,
+    ItemToItemSettings,
     scores_with_fallback,
     session_item_matrix,
 )
+from warmrec.models.settings import HistorySettings
 from warmrec.registry import register_model
 
 # ---------------------------------------------------------------------------------------------
@@ -43,22 +44,17 @@ from warmrec.registry import register_model
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class ItemKNNConfig:
-    """``topk``: neighbours kept per item (0 = all); ``lambda_``: support regularisation;
-    ``alpha``: asymmetry of the cosine (0.5 = symmetric); ``binary``: count a session once per
-    item (True) or count every event as Hidasi et al.'s code does (False)."""
+class ItemKNNConfig(ItemToItemSettings):
+    """Item-kNN settings."""
 
-    topk: int = 100
-    lambda_: float = 20.0
-    alpha: float = 0.5
+    topk: int = Field(100, ge=0)
+    """Neighbours kept per item (0 = all)."""
+    lambda_: float = Field(20.0, ge=0)
+    """Support regularisation (damps rare items)."""
+    alpha: float = Field(0.5, ge=0, le=1)
+    """Asymmetry of the cosine (0.5 = symmetric)."""
     binary: bool = True
-    pop_fallback: bool = True
-
-    def __post_init__(self) -> None:
-        _check(self.topk >= 0, type(self), f"topk must be >= 0, found {self.topk}")
-        _check(self.lambda_ >= 0, type(self), f"lambda_ must be >= 0, found {self.lambda_}")
-        _check(0.0 <= self.alpha <= 1.0, type(self), f"alpha must be in [0, 1], found {self.alpha}")
+    """Count a session once per item (True) or every event, as Hidasi et al.'s code (False)."""
 
 
 @register_model("itemknn")
@@ -138,22 +134,15 @@ def _row_ids(m: sp.csr_matrix) -> np.ndarray:
     return np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
 
 
-@dataclass
-class SKNNConfig:
-    """``k``: neighbours; ``sample_size``: candidate sessions per history, the most recent ones
-    sharing an item (0 = all); ``max_len``: recent history items forming the current session."""
+class SKNNConfig(HistorySettings):
+    """Session-kNN settings; ``max_len``: recent history items forming the current session."""
 
-    k: int = 100
-    sample_size: int = 500
-    max_len: int = 50
+    k: int = Field(100, ge=1)
+    """Neighbour sessions."""
+    sample_size: int = Field(500, ge=0)
+    """Candidate sessions per history: the most recent ones sharing an item (0 = all)."""
     pop_fallback: bool = True
-
-    def __post_init__(self) -> None:
-        _check(self.k >= 1, type(self), f"k must be >= 1, found {self.k}")
-        _check(
-            self.sample_size >= 0, type(self), f"sample_size must be >= 0, found {self.sample_size}"
-        )
-        _check(self.max_len >= 1, type(self), f"max_len must be >= 1, found {self.max_len}")
+    """Rank items without any score by popularity."""
 
 
 class _SessionKNNBase(Recommender):
@@ -292,38 +281,17 @@ class SKNN(_SessionKNNBase):
         return self._finish(self._item_scores(neigh))
 
 
-@dataclass
-class VSKNNConfig:
-    """SKNN's ``k``, ``sample_size``, ``max_len`` plus: ``weighting`` of the current session's
-    positions (see :func:`position_weight`); ``decay`` of a neighbour by how far back its most
-    recent shared item lies (see :func:`neighbour_decay`); ``idf_weighting``: item scores are
-    multiplied by ``1 + idf_weighting * log(n_sessions / sessions_with_item)`` (0 = off)."""
+class VSKNNConfig(SKNNConfig):
+    """V-SKNN settings: SKNN's plus the vector weighting."""
 
-    k: int = 100
-    sample_size: int = 500
-    max_len: int = 50
-    weighting: str = "div"
-    decay: str = "div"
-    idf_weighting: float = 0.0
-    pop_fallback: bool = True
-
-    def __post_init__(self) -> None:
-        SKNNConfig.__post_init__(self)  # type: ignore[arg-type]
-        _check(
-            self.weighting in POSITION_WEIGHTS,
-            type(self),
-            f"weighting must be one of {', '.join(POSITION_WEIGHTS)}, found {self.weighting!r}",
-        )
-        _check(
-            self.decay in NEIGHBOUR_DECAYS,
-            type(self),
-            f"decay must be one of {', '.join(NEIGHBOUR_DECAYS)}, found {self.decay!r}",
-        )
-        _check(
-            self.idf_weighting >= 0,
-            type(self),
-            f"idf_weighting must be >= 0, found {self.idf_weighting}",
-        )
+    weighting: Literal["div", "linear", "same", "quadratic", "log"] = "div"
+    """Weight of the current session's positions (see :func:`position_weight`)."""
+    decay: Literal["div", "linear", "same", "quadratic", "log"] = "div"
+    """Decay of a neighbour by how far back its most recent shared item lies (see
+    :func:`neighbour_decay`)."""
+    idf_weighting: float = Field(0.0, ge=0)
+    """Item scores are multiplied by ``1 + idf_weighting * log(n_sessions /
+    sessions_with_item)`` (0 = off)."""
 
 
 @register_model("vsknn")

@@ -35,15 +35,17 @@ terms of a row (so gSASRec's per-element mean equals ours divided by ``1 + k``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
+from warmrec.config import ConfigModel
 from warmrec.errors import ConfigError
+from warmrec.models.settings import LossName, LossSettings
 
 LOSSES = ("ce", "sampled_ce", "bce", "gbce", "bpr-max")
 
@@ -348,40 +350,53 @@ class BPRMax(SampledLoss):
         return bpr_max_from_logits(pos, neg, mask, self.reg, self.elu_param)
 
 
-@dataclass
-class LossSpec:
-    """Loss settings shared by the model configs (see the module docstring)."""
+class LossSpec(ConfigModel):
+    """A resolved loss: what :func:`make_loss` builds (see the module docstring)."""
 
-    loss: str = "ce"
-    n_negatives: int = 256
-    negative_sampling: str = "uniform"
-    pop_alpha: float = 0.75
+    loss: LossName = "ce"
+    """The objective (see the module docstring)."""
+    n_negatives: int = Field(256, ge=1)
+    """Negatives per row of the sampled losses."""
+    negative_sampling: Literal["uniform", "pop"] = "uniform"
+    """Uniform or popularity (``count ** pop_alpha``) negatives."""
+    pop_alpha: float = Field(0.75, ge=0)
+    """Exponent of the popularity sampling distribution."""
     shared_negatives: bool = True
+    """One set of negatives for the whole batch (else one per row; BCE-type losses only)."""
     in_batch: bool = False
-    logq: float = 1.0
-    gbce_t: float = 0.75
-    bpr_reg: float = 1.0
-    elu_param: float = 0.0
+    """Also use the batch's other targets as negatives."""
+    logq: float = Field(1.0, ge=0)
+    """Strength of the logQ correction of sampled softmax."""
+    gbce_t: float = Field(0.75, ge=0, le=1)
+    """gSASRec's calibration parameter."""
+    bpr_reg: float = Field(1.0, ge=0)
+    """BPR-max score regularisation."""
+    elu_param: float = Field(0.0, ge=0)
+    """ELU on the BPR-max scores (0 = off)."""
 
 
-def loss_spec_from_config(config: Any) -> LossSpec:
-    """The :class:`LossSpec` of a model config with ``loss``, ``n_negatives``,
-    ``negative_sampling``, ``pop_alpha``, ``logq`` (and optionally ``gbce_t``, ``bpr_reg``,
-    ``shared_negatives``) fields.
+def loss_spec_from_config(config: LossSettings) -> LossSpec:
+    """The :class:`LossSpec` of a model config composed with
+    :class:`~warmrec.models.settings.LossSettings`.
 
     ``n_negatives = 0`` means the default: 1 for BCE (the original SASRec objective), else 256;
-    without a ``shared_negatives`` field, negatives are shared across the batch except for BCE.
+    ``shared_negatives = None`` shares negatives across the batch except for BCE.
     """
+    if not isinstance(config, LossSettings):
+        raise ConfigError(f"{type(config).__name__} has no loss settings")
     k = config.n_negatives or (1 if config.loss == "bce" else 256)
+    shared = config.shared_negatives
     return LossSpec(
         loss=config.loss,
         n_negatives=k,
         negative_sampling=config.negative_sampling,
         pop_alpha=config.pop_alpha,
-        shared_negatives=getattr(config, "shared_negatives", config.loss != "bce"),
+        shared_negatives=config.loss != "bce" if shared is None else shared,
+        in_batch=config.in_batch,
         logq=config.logq,
-        gbce_t=getattr(config, "gbce_t", LossSpec.gbce_t),
-        bpr_reg=getattr(config, "bpr_reg", LossSpec.bpr_reg),
+        gbce_t=config.gbce_t,
+        bpr_reg=config.bpr_reg,
+        elu_param=config.elu_param,
     )
 
 

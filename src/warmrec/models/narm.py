@@ -23,48 +23,36 @@ the last ``max_len`` items of a history.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from warmrec.data.dataset import Batch
 from warmrec.models.layers import GRUBlock, ItemEmbedding, SeenItemBias, right_shift
 from warmrec.models.neural import NeuralRecommender
+from warmrec.models.settings import LossSettings, SeenBiasSettings, WindowSettings
 from warmrec.registry import register_model
 
 
-@dataclass
-class NARMConfig:
-    """NARM settings (paper defaults: ``embedding_dim=50``, ``hidden_size=100``).
+class NARMConfig(WindowSettings, SeenBiasSettings, LossSettings):
+    """NARM settings (paper defaults: ``embedding_dim=50``, ``hidden_size=100``)."""
 
-    ``window_stride`` (0 = ``max_len``) spaces the training windows of long sequences;
-    ``random_phase`` moves their boundaries every epoch (see :class:`WindowData`).
-    ``n_negatives = 0`` takes the loss's default (256 shared negatives; 1 per row for ``"bce"``).
-    ``init_std``: standard deviation of the item embeddings at initialisation (1.0 is PyTorch's
+    embedding_dim: int = Field(50, ge=1)
+    """Item embedding width."""
+    hidden_size: int = Field(100, ge=1)
+    """GRU units."""
+    n_layers: int = Field(1, ge=1)
+    """Stacked GRU layers."""
+    dropout_embed: float = Field(0.25, ge=0, lt=1)
+    """Dropout on the input embeddings (paper: 0.25)."""
+    dropout_context: float = Field(0.5, ge=0, lt=1)
+    """Dropout on the concatenated global and local context (paper: 0.5)."""
+    init_std: float = Field(1.0, gt=0)
+    """Standard deviation of the item embeddings at initialisation (1.0 is PyTorch's
     ``nn.Embedding`` default, used by the common PyTorch NARM code; with the transformers' 0.02
-    the GRU sees near-zero inputs and NARM learns far more slowly).
-    ``seen_bias`` / ``seen_len``: a learned score offset for items already in the history
-    (:class:`~warmrec.models.layers.SeenItemBias`, as in SASRec).
-    """
-
-    embedding_dim: int = 50
-    hidden_size: int = 100
-    n_layers: int = 1
-    dropout_embed: float = 0.25
-    dropout_context: float = 0.5
-    init_std: float = 1.0
-    max_len: int = 50
-    seen_bias: bool = True
-    seen_len: int = 200
-    window_stride: int = 0
-    random_phase: bool = False
-    loss: str = "ce"
-    n_negatives: int = 0
-    negative_sampling: str = "uniform"
-    pop_alpha: float = 0.75
-    logq: float = 1.0
+    the GRU sees near-zero inputs and NARM learns far more slowly)."""
 
 
 class NARMNet(nn.Module):

@@ -24,18 +24,23 @@ previous (later) window did not already cover, so later targets see at least
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from warmrec.config import build_config
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.data.sequences import SequenceData, pad_windows
 from warmrec.errors import ModelError
 from warmrec.models.base import Recommender
 from warmrec.models.layers import SeenItemBias
 from warmrec.models.losses import loss_spec_from_config, make_loss
+from warmrec.models.settings import LossSettings, SeenBiasSettings, WindowSettings
+
+if TYPE_CHECKING:
+    from warmrec.training.loop import TrainerConfig
 
 
 def window_layout(
@@ -144,6 +149,22 @@ class NeuralRecommender(Recommender):
     """Base class of the models trained by the shared loop (see the module docstring)."""
 
     net: nn.Module | None = None
+    default_trainer: ClassVar[dict[str, Any]] = {}
+    """The model's best-known :class:`~warmrec.training.loop.TrainerConfig` settings (batch size,
+    learning rate, schedule, ...), used where the caller sets nothing; document where measured."""
+
+    @classmethod
+    def trainer_config(cls, trainer: Any = None, **overrides: Any) -> TrainerConfig:
+        """The :class:`~warmrec.training.loop.TrainerConfig` of a run: :attr:`default_trainer`
+        under ``trainer`` (a mapping or a TrainerConfig, whose explicitly set fields count)
+        under ``overrides``. Raises a one-line ConfigError on a bad key or value."""
+        from warmrec.training.loop import TrainerConfig
+
+        if isinstance(trainer, TrainerConfig):
+            given = trainer.model_dump(exclude_unset=True)
+        else:
+            given = dict(trainer or {})
+        return build_config(TrainerConfig, {**cls.default_trainer, **given}, **overrides)
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
@@ -158,20 +179,23 @@ class NeuralRecommender(Recommender):
     def prepare(self, train: SequenceDataset) -> None:
         """Set up what training needs beyond the net (losses, samplers); called by the loop.
 
-        Default: ``self.loss_fn`` from the config's loss fields
-        (:func:`~warmrec.models.losses.loss_spec_from_config`) when it has a ``loss``."""
-        if hasattr(self.config, "loss"):
+        Default: ``self.loss_fn`` from the config's loss settings
+        (:func:`~warmrec.models.losses.loss_spec_from_config`) when it has them."""
+        if isinstance(self.config, LossSettings):
             spec = loss_spec_from_config(self.config)
             self.loss_fn = make_loss(spec, self.n_items, train.item_counts())
 
     def training_data(self, train: SequenceDataset) -> Any:
-        """The training examples (default: :class:`WindowData` of ``max_len``, with the config's
-        ``window_stride`` and ``random_phase`` when it has them)."""
+        """The training examples (default: :class:`WindowData` of the config's
+        :class:`~warmrec.models.settings.WindowSettings`)."""
+        c = self.config
+        if not isinstance(c, WindowSettings):
+            raise ModelError(
+                f"model '{self.name}': {type(c).__name__} has no window settings; "
+                "override training_data"
+            )
         return WindowData(
-            train.sequences,
-            int(getattr(self.config, "max_len", self.history_len)),
-            getattr(self.config, "window_stride", 0) or None,
-            random_phase=bool(getattr(self.config, "random_phase", False)),
+            train.sequences, c.max_len, c.window_stride or None, random_phase=c.random_phase
         )
 
     def training_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -192,9 +216,9 @@ class NeuralRecommender(Recommender):
     def history_len(self) -> int:
         """``max_len``, or ``seen_len`` when longer and the model has a seen-item bias."""
         c = self.config
-        n = int(getattr(c, "max_len", 50))
-        if getattr(c, "seen_bias", False):
-            n = max(n, int(getattr(c, "seen_len", n)))
+        n = super().history_len
+        if isinstance(c, SeenBiasSettings) and c.seen_bias:
+            n = max(n, c.seen_len)
         return n
 
     def seen_for_loss(self, items: torch.Tensor, keep: torch.Tensor) -> tuple | None:
@@ -255,12 +279,11 @@ class NeuralRecommender(Recommender):
         **trainer_overrides: Any,
     ) -> NeuralRecommender:
         """Train with the shared loop; ``trainer`` is a ``TrainerConfig`` or a mapping, and
-        keyword arguments override its fields (``epochs=5``, ``lr=1e-3``, ...)."""
-        from warmrec.config import build_config
-        from warmrec.training.loop import TrainerConfig
+        keyword arguments override its fields (``epochs=5``, ``lr=1e-3``, ...). The class's
+        :attr:`default_trainer` fills the fields the caller does not set."""
         from warmrec.training.loop import train as run_training
 
-        cfg = build_config(TrainerConfig, trainer, **trainer_overrides)
+        cfg = self.trainer_config(trainer, **trainer_overrides)
         self.train_result = run_training(self, train, valid, cfg)
         return self
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.models.base import Recommender
+from warmrec.models.settings import HistorySettings
 from warmrec.registry import register_model
 
 
@@ -31,11 +30,8 @@ class Pop(Recommender):
         self.counts = state["counts"].float()
 
 
-@dataclass
-class SessionPopConfig:
+class SessionPopConfig(HistorySettings):
     """``max_len``: how many recent history items count."""
-
-    max_len: int = 50
 
 
 @register_model("sessionpop")

@@ -20,13 +20,14 @@ returns the raw rule scores.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from pydantic import Field
 
+from warmrec.config import ConfigModel
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.errors import ConfigError
 from warmrec.models.base import Recommender
@@ -155,9 +156,22 @@ def last_items_query(
     return q
 
 
-def _check(cond: bool, cls: type, message: str) -> None:
-    if not cond:
-        raise ConfigError(f"{cls.__name__}: {message}")
+class ItemToItemSettings(ConfigModel):
+    """Settings every item-to-item model shares."""
+
+    topk: int = Field(0, ge=0)
+    """Strongest entries kept per row of the item-to-item matrix (0 = all)."""
+    pop_fallback: bool = True
+    """Rank items without any score by popularity (else they tie at 0)."""
+
+
+class RecentItemsSettings(ConfigModel):
+    """How the query is built from the last history items."""
+
+    n_last: int = Field(1, ge=1)
+    """How many recent history items query the matrix."""
+    decay: float = Field(1.0, gt=0, le=1)
+    """The ``j``-th most recent item weighs ``decay ** j``."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,8 +183,8 @@ class ItemToItemRecommender(Recommender):
     """Base of models that score with one sparse item-to-item matrix ``W`` from recent items.
 
     Subclasses implement :meth:`build_matrix` (training data -> CSR ``[n_items, n_items]``).
-    Config fields used when present: ``topk`` (keep the strongest ``topk`` entries per row;
-    0 keeps all), ``n_last`` and ``decay`` (query from the last items), ``pop_fallback``.
+    Its config is an :class:`ItemToItemSettings` (``topk``, ``pop_fallback``), with
+    :class:`RecentItemsSettings` (``n_last``, ``decay``) to query from several recent items.
     """
 
     def build_matrix(self, train: SequenceDataset) -> sp.csr_matrix:
@@ -178,7 +192,11 @@ class ItemToItemRecommender(Recommender):
 
     @property
     def history_len(self) -> int:
-        return max(50, int(getattr(self.config, "n_last", 1)))
+        return max(50, self._recent()[0])
+
+    def _recent(self) -> tuple[int, float]:
+        c = self.config
+        return (c.n_last, c.decay) if isinstance(c, RecentItemsSettings) else (1, 1.0)
 
     def fit(self, train: SequenceDataset, valid: EvalSet | None = None) -> ItemToItemRecommender:
         self._bind(train)
@@ -186,7 +204,7 @@ class ItemToItemRecommender(Recommender):
         w = self.build_matrix(train).tocsr().astype(np.float32)
         w.eliminate_zeros()
         w.sort_indices()
-        w = prune_rows(w, int(getattr(self.config, "topk", 0)), tiebreak=counts)
+        w = prune_rows(w, self.config.topk, tiebreak=counts)
         self.counts = torch.from_numpy(counts.astype(np.float32))
         self.matrix = w
         return self
@@ -194,15 +212,9 @@ class ItemToItemRecommender(Recommender):
     def score(self, batch: Batch) -> torch.Tensor:
         self._check_fitted()
         items = batch.items.detach().cpu().numpy()
-        q = last_items_query(
-            items,
-            self.n_items,
-            int(getattr(self.config, "n_last", 1)),
-            float(getattr(self.config, "decay", 1.0)),
-        )
-        return scores_with_fallback(
-            q @ self.matrix, self.counts, bool(getattr(self.config, "pop_fallback", True))
-        )
+        n_last, decay = self._recent()
+        q = last_items_query(items, self.n_items, n_last, decay)
+        return scores_with_fallback(q @ self.matrix, self.counts, self.config.pop_fallback)
 
     def get_state(self) -> dict[str, Any]:
         return {"counts": self.counts, **csr_state("w", self.matrix)}
@@ -218,15 +230,8 @@ class ItemToItemRecommender(Recommender):
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class MarkovConfig:
-    """``topk``: transitions kept per item (0 = all); ``pop_fallback``: see module docstring."""
-
-    topk: int = 0
-    pop_fallback: bool = True
-
-    def __post_init__(self) -> None:
-        _check(self.topk >= 0, type(self), f"topk must be >= 0, found {self.topk}")
+class MarkovConfig(ItemToItemSettings):
+    """Markov chain settings (``topk``: transitions kept per item)."""
 
 
 @register_model("markov")
@@ -256,20 +261,9 @@ class Markov(ItemToItemRecommender):
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class ARConfig:
-    """``n_last``: how many recent history items query the rules (the ``j``-th most recent weighs
-    ``decay ** j``); ``topk``: rules kept per item (0 = all)."""
-
-    n_last: int = 1
-    decay: float = 1.0
-    topk: int = 0
-    pop_fallback: bool = True
-
-    def __post_init__(self) -> None:
-        _check(self.n_last >= 1, type(self), f"n_last must be >= 1, found {self.n_last}")
-        _check(0.0 < self.decay <= 1.0, type(self), f"decay must be in (0, 1], found {self.decay}")
-        _check(self.topk >= 0, type(self), f"topk must be >= 0, found {self.topk}")
+class ARConfig(ItemToItemSettings, RecentItemsSettings):
+    """Association-rule settings (``n_last`` recent items weighted ``decay ** j`` query the
+    rules; ``topk``: rules kept per item)."""
 
 
 @register_model("ar")
@@ -315,25 +309,14 @@ def sr_weight(d: np.ndarray | int, kind: str) -> np.ndarray:
     raise ConfigError(f"unknown weighting '{kind}'; expected one of {', '.join(SR_WEIGHTS)}")
 
 
-@dataclass
-class SRConfig:
-    """``steps``: largest distance between the two events of a rule; ``weighting``: weight by
-    distance ``d`` -- ``div`` 1/d, ``linear`` max(1 - 0.1 d, 0), ``same`` 1, ``quadratic`` 1/d^2,
-    ``log`` 1/log10(d + 1.7); ``topk``: rules kept per item (0 = all)."""
+class SRConfig(ItemToItemSettings):
+    """Sequential-rule settings."""
 
-    steps: int = 10
-    weighting: str = "div"
-    topk: int = 0
-    pop_fallback: bool = True
-
-    def __post_init__(self) -> None:
-        _check(self.steps >= 1, type(self), f"steps must be >= 1, found {self.steps}")
-        _check(
-            self.weighting in SR_WEIGHTS,
-            type(self),
-            f"weighting must be one of {', '.join(SR_WEIGHTS)}, found {self.weighting!r}",
-        )
-        _check(self.topk >= 0, type(self), f"topk must be >= 0, found {self.topk}")
+    steps: int = Field(10, ge=1)
+    """Largest distance between the two events of a rule."""
+    weighting: Literal["div", "linear", "same", "quadratic", "log"] = "div"
+    """Weight by distance ``d``: ``div`` 1/d, ``linear`` max(1 - 0.1 d, 0), ``same`` 1,
+    ``quadratic`` 1/d^2, ``log`` 1/log10(d + 1.7)."""
 
 
 @register_model("sr")

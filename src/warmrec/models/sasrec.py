@@ -33,10 +33,10 @@ about 0.06 without it (RecBole 0.0636).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from warmrec.data.dataset import Batch
@@ -47,21 +47,20 @@ from warmrec.models.layers import (
     TransformerStack,
 )
 from warmrec.models.neural import NeuralRecommender
+from warmrec.models.settings import (
+    LossSettings,
+    SeenBiasSettings,
+    TransformerSettings,
+    WindowSettings,
+)
 from warmrec.registry import register_model
 
 
-@dataclass
-class SASRecConfig:
-    """SASRec settings; loss fields as in :class:`~warmrec.models.losses.LossSpec`.
+class SASRecConfig(TransformerSettings, WindowSettings, SeenBiasSettings, LossSettings):
+    """SASRec settings. The defaults are the best measured on ml-100k (RecBole's post-LN
+    variant with strong dropout; see the module docstring): ``dropout = attn_dropout = 0.5``,
+    ``norm_first = False``, ``emb_norm = True``, ``emb_scale = False``, the seen-item bias on.
 
-    ``window_stride`` (0 = ``max_len``) sets how far apart training windows of long sequences
-    start; smaller strides give early targets of each window more context at more compute.
-    ``random_phase`` shifts the window boundaries of long sequences every epoch, so a target is
-    seen with a different context each epoch (see :class:`~warmrec.models.neural.WindowData`).
-    ``seen_bias`` adds a learned offset to the scores of items already in the history
-    (:class:`~warmrec.models.layers.SeenItemBias`): it learns whether the domain repeats items;
-    at scoring time it covers the last ``seen_len`` items of the history (the network itself
-    reads the last ``max_len``), in training the items before each position of the window.
     ``n_negatives = 0`` takes the loss's default: 1 for ``"bce"`` (as in the paper), 256 for the
     other sampled losses. ``"bce"``/``"gbce"`` draw negatives per position (as SASRec and gSASRec
     do) unless ``shared_negatives``; ``"sampled_ce"``/``"bpr-max"`` always share them across the
@@ -69,30 +68,25 @@ class SASRecConfig:
     catalogue, makes BCE-type losses train poorly.
     """
 
-    max_len: int = 50
-    d: int = 64
-    n_layers: int = 2
-    n_heads: int = 2
-    ffn_dim: int = 256
-    dropout: float = 0.2
-    attn_dropout: float = 0.2
-    emb_scale: bool = True
-    emb_norm: bool = False
-    norm_first: bool = True
+    dropout: float = Field(0.5, ge=0, lt=1)
+    """Dropout on the embeddings and inside the blocks (0.5: best on ml-100k)."""
+    attn_dropout: float = Field(0.5, ge=0, lt=1)
+    """Dropout on the attention weights (0.5: best on ml-100k)."""
+    emb_scale: bool = False
+    """Scale the item embeddings by ``sqrt(d)`` (the paper; off in the RecBole variant)."""
+    emb_norm: bool = True
+    """LayerNorm on the summed item and position embeddings (the RecBole variant)."""
+    norm_first: bool = False
+    """Pre-LN blocks (True) or post-LN blocks as in RecBole (False)."""
     tied: bool = True
+    """Score items against the input item table (tied output embedding)."""
     output_bias: bool = False
-    seen_bias: bool = True
-    seen_len: int = 200
-    window_stride: int = 0
+    """A learned per-item output bias."""
     random_phase: bool = True
-    loss: str = "ce"
-    n_negatives: int = 0
-    negative_sampling: str = "uniform"
-    pop_alpha: float = 0.75
-    shared_negatives: bool = False
-    logq: float = 1.0
-    gbce_t: float = 0.75
-    bpr_reg: float = 1.0
+    """Shift the window boundaries of long sequences every epoch."""
+    shared_negatives: bool | None = False
+    """Share one set of negatives across the batch for ``"bce"``/``"gbce"`` (default: draw per
+    position, as SASRec and gSASRec do)."""
 
 
 class SASRecNet(nn.Module):

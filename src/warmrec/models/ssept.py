@@ -35,16 +35,21 @@ code learns); pre-LN blocks with GELU feed-forward (the official: ReLU of width 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+from pydantic import Field, model_validator
 from torch import nn
 
 from warmrec.data.dataset import Batch
-from warmrec.errors import ConfigError
 from warmrec.models.features import FeatureEmbedder
 from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, SeenItemBias, TransformerStack
+from warmrec.models.settings import (
+    FeatureSettings,
+    LossSettings,
+    SeenBiasSettings,
+    WindowSettings,
+)
 from warmrec.models.user_features import (
     FeatureSequenceModel,
     batch_users,
@@ -54,47 +59,35 @@ from warmrec.models.user_features import (
 from warmrec.registry import register_model
 
 
-@dataclass
-class SSEPTConfig:
+class SSEPTConfig(WindowSettings, SeenBiasSettings, LossSettings, FeatureSettings):
     """SSE-PT settings (official ml-1m run: ``d_item = d_user = 50``, 2 blocks, 1 head,
-    dropout 0.2, ``sse_user = 0.92``, ``sse_item = 0.1``).
+    dropout 0.2, ``sse_user = 0.92``, ``sse_item = 0.1``)."""
 
-    ``item_features``: item side-feature columns (see :mod:`warmrec.models.features`) added to
-    the item embeddings; ``numeric_features`` forces those columns to bucketised numbers.
-    ``window_stride`` / ``random_phase``: training windows as in SASRec (:class:`WindowData`).
-    ``seen_bias`` / ``seen_len``: a learned score offset for items already in the history
-    (:class:`~warmrec.models.layers.SeenItemBias`, as in SASRec).
-    """
+    d_item: int = Field(50, ge=1)
+    """Width of the item embeddings."""
+    d_user: int = Field(50, ge=1)
+    """Width of the user embeddings (the transformer's width is ``d_item + d_user``)."""
+    n_layers: int = Field(2, ge=1)
+    """Transformer blocks."""
+    n_heads: int = Field(1, ge=1)
+    """Attention heads per block; must divide ``d_item + d_user``."""
+    ffn_dim: int = Field(0, ge=0)
+    """Width of each block's feed-forward layer (0 = 4 x the transformer's width)."""
+    dropout: float = Field(0.2, ge=0, lt=1)
+    """Dropout on the embeddings and inside the blocks."""
+    attn_dropout: float = Field(0.2, ge=0, lt=1)
+    """Dropout on the attention weights."""
+    sse_item: float = Field(0.1, ge=0, le=1)
+    """Probability of replacing an input event by a random item (SSE, training only)."""
+    sse_user: float = Field(0.92, ge=0, le=1)
+    """Probability of replacing a sequence's user by a random user (SSE, training only)."""
 
-    max_len: int = 50
-    seen_bias: bool = True
-    seen_len: int = 200
-    d_item: int = 50
-    d_user: int = 50
-    n_layers: int = 2
-    n_heads: int = 1
-    ffn_dim: int = 0
-    dropout: float = 0.2
-    attn_dropout: float = 0.2
-    sse_item: float = 0.1
-    sse_user: float = 0.92
-    window_stride: int = 0
-    random_phase: bool = False
-    loss: str = "ce"
-    n_negatives: int = 0
-    negative_sampling: str = "uniform"
-    pop_alpha: float = 0.75
-    logq: float = 1.0
-    gbce_t: float = 0.75
-    item_features: tuple[str, ...] = ()
-    numeric_features: tuple[str, ...] = ()
-    n_bins: int = 10
-
-    def __post_init__(self) -> None:
-        for name in ("sse_item", "sse_user", "dropout", "attn_dropout"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ConfigError(f"SSEPTConfig.{name}: expected a value in [0, 1], found {v!r}")
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> SSEPTConfig:
+        d = self.d_item + self.d_user
+        if d % self.n_heads:
+            raise ValueError(f"n_heads: expected a divisor of d_item + d_user = {d}, found {self.n_heads}")
+        return self
 
 
 class SSEPTNet(nn.Module):

@@ -26,18 +26,20 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field, field_validator, model_validator
 from tqdm.auto import tqdm
 
-from warmrec.config import build_config
+from warmrec.config import ConfigModel, build_config
 from warmrec.data.dataset import EvalSet, SequenceDataset
 from warmrec.errors import ConfigError, ModelError
 from warmrec.evaluation.evaluate import evaluate
@@ -46,72 +48,119 @@ from warmrec.training.checkpoint import RunState, has_checkpoint, load_checkpoin
 
 OPTIMIZERS = ("adamw", "adam", "adagrad", "sgd")
 SCHEDULES = ("none", "cosine", "linear")
+EPOCHS_VALIDATED = 100  # the cap when validation can stop training early
+EPOCHS_UNVALIDATED = 20
 
 
-@dataclass
-class TrainerConfig:
+class TrainerConfig(ConfigModel):
     """Settings of the training loop (model settings live in the model's own config).
 
-    ``patience`` counts evaluations without improvement (0 = never stop early). ``schedule``:
-    ``"none"``, ``"cosine"`` (decay to 0) or ``"linear"`` (decay to 0), each after
-    ``warmup_steps`` optimizer steps of linear warm-up. ``grad_clip`` is a max global norm
-    (0 = off). ``device="auto"`` picks CUDA when available. ``num_threads=0`` leaves torch's
-    setting. ``time_budget_s > 0`` starts no epoch once that much training time is spent (not
+    The defaults are generic; a model class may set ``default_trainer`` (its best-known
+    settings, e.g. SASRec's batch size, learning rate and schedule), which
+    :meth:`~warmrec.models.neural.NeuralRecommender.fit` merges under the caller's settings.
+    ``time_budget_s > 0`` starts no epoch once that much training time is spent (not
     reproducible across machines; for benchmarks).
     """
 
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    optimizer: str = "adamw"
-    momentum: float = 0.0
-    grad_clip: float = 0.0
-    schedule: str = "none"
-    warmup_steps: int = 0
-    patience: int = 0
+    epochs: int | None = Field(None, ge=1)
+    """Most epochs. None: 100 with a validation set (early stopping by ``patience`` ends
+    training soon after validation stops improving), 20 without one."""
+    batch_size: int = Field(128, ge=1)
+    """Training examples (windows, lanes) per optimizer step."""
+    lr: float = Field(1e-3, gt=0)
+    """Learning rate."""
+    weight_decay: float = Field(0.0, ge=0)
+    """Decoupled weight decay on weight matrices (not on biases and norms)."""
+    optimizer: Literal["adamw", "adam", "adagrad", "sgd"] = "adamw"
+    """The optimizer."""
+    momentum: float = Field(0.0, ge=0, lt=1)
+    """Momentum of ``"sgd"``."""
+    grad_clip: float = Field(0.0, ge=0)
+    """Max global gradient norm (0 = off)."""
+    schedule: Literal["none", "cosine", "linear"] = "none"
+    """Learning-rate schedule after warm-up: constant, or cosine / linear decay to 0 at the
+    end of ``epochs``."""
+    warmup_steps: int = Field(0, ge=0)
+    """Optimizer steps of linear warm-up."""
+    patience: int = Field(5, ge=0)
+    """Evaluations without improvement of ``valid_metric`` before training stops (0 = never
+    stop early)."""
     valid_metric: str = "ndcg@10"
+    """The validation metric that selects the best epoch."""
     valid_metrics: tuple[str, ...] = ("hr@10",)
-    valid_batch_size: int = 1024
+    """Further validation metrics recorded per epoch."""
+    valid_batch_size: int = Field(1024, ge=1)
+    """Histories per validation batch."""
     exclude_seen: bool = False
-    eval_every: int = 1
+    """Exclude history items when validating."""
+    eval_every: int = Field(1, ge=1)
+    """Validate every this many epochs (and after the last)."""
     restore_best: bool = True
+    """Keep the weights of the best validated epoch at the end."""
     seed: int = 0
+    """Seeds torch and the batch order."""
     device: str = "auto"
-    num_threads: int = 0
+    """``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ..."""
+    num_threads: int = Field(0, ge=0)
+    """torch CPU threads (0 = leave torch's setting)."""
     log_path: str = ""
+    """Append one JSON line per epoch to this file."""
     tensorboard_dir: str = ""
-    progress: bool = False
+    """Write TensorBoard scalars here (needs the ``tensorboard`` package)."""
+    progress: bool | None = None
+    """Show a progress bar (epoch, loss, validation metric, time); None = when stderr is a
+    terminal."""
     checkpoint_dir: str = ""
-    checkpoint_every: int = 1
+    """Write the full training state here (atomically), to resume."""
+    checkpoint_every: int = Field(1, ge=1)
+    """Checkpoint every this many epochs (and at the end)."""
     resume: bool = False
-    time_budget_s: float = 0.0
+    """Continue from ``checkpoint_dir`` when it holds a checkpoint."""
+    time_budget_s: float = Field(0.0, ge=0)
+    """Start no epoch once this much training time is spent (0 = no budget)."""
 
-    def __post_init__(self) -> None:
-        self.optimizer = self.optimizer.lower()
-        self.schedule = self.schedule.lower()
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(
-                f"TrainerConfig.optimizer: expected one of {', '.join(OPTIMIZERS)}, "
-                f"found {self.optimizer!r}"
-            )
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(
-                f"TrainerConfig.schedule: expected one of {', '.join(SCHEDULES)}, "
-                f"found {self.schedule!r}"
-            )
-        for name in ("epochs", "batch_size", "eval_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"TrainerConfig.{name}: expected >= 1, found {getattr(self, name)}"
-                )
-        if self.lr <= 0:
-            raise ConfigError(f"TrainerConfig.lr: expected > 0, found {self.lr}")
-        parse_metric(self.valid_metric)
-        for m in self.valid_metrics:
-            parse_metric(m)
+    @field_validator("optimizer", "schedule", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+    @field_validator("valid_metric")
+    @classmethod
+    def _metric(cls, v: str) -> str:
+        _check_metric(v)
+        return v
+
+    @field_validator("valid_metrics")
+    @classmethod
+    def _metrics(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for m in v:
+            _check_metric(m)
+        return v
+
+    @model_validator(mode="after")
+    def _resume_needs_dir(self) -> TrainerConfig:
         if self.resume and not self.checkpoint_dir:
-            raise ConfigError("TrainerConfig.resume needs checkpoint_dir")
+            raise ValueError("resume: expected checkpoint_dir to be set, found none")
+        return self
+
+    def max_epochs(self, validated: bool) -> int:
+        """``epochs``, or its default for a run with (``validated``) or without validation."""
+        if self.epochs is not None:
+            return self.epochs
+        return EPOCHS_VALIDATED if validated else EPOCHS_UNVALIDATED
+
+    def show_progress(self) -> bool:
+        """``progress``, or whether stderr is a terminal when it is None."""
+        if self.progress is None:
+            return bool(getattr(sys.stderr, "isatty", lambda: False)())
+        return self.progress
+
+
+def _check_metric(name: str) -> None:
+    try:
+        parse_metric(name)
+    except ConfigError as e:
+        raise ValueError(str(e)) from None
 
 
 @dataclass
@@ -368,7 +417,9 @@ def train(
             f"model '{model.name}': no training examples (every sequence is shorter than 2 items)"
         )
     optimizer = make_optimizer(model.optimizer_groups(cfg.weight_decay), cfg)
-    scheduler = make_scheduler(optimizer, cfg, n_batches * cfg.epochs)
+    n_epochs = cfg.max_epochs(valid_set is not None)
+    show = cfg.show_progress()
+    scheduler = make_scheduler(optimizer, cfg, n_batches * n_epochs)
     metrics = [cfg.valid_metric] + [m for m in cfg.valid_metrics if m != cfg.valid_metric]
     key_metric = parse_metric(cfg.valid_metric).label
 
@@ -379,11 +430,12 @@ def train(
         resumed_from = run.epoch
     loggers = _Loggers(cfg)
     epochs = tqdm(
-        range(run.epoch + 1, cfg.epochs + 1),
+        range(run.epoch + 1, n_epochs + 1),
         desc=f"train {model.name}",
-        disable=not cfg.progress,
+        disable=not show,
         initial=run.epoch,
-        total=cfg.epochs,
+        total=n_epochs,
+        unit="epoch",
     )
     try:
         for epoch in epochs:
@@ -400,7 +452,7 @@ def train(
                 total=n_batches,
                 leave=False,
                 desc=f"epoch {epoch}",
-                disable=not cfg.progress,
+                disable=not show,
             )
             for batch in batches:
                 loss = optimizer_step(model, batch, optimizer, cfg.grad_clip, device)
@@ -422,7 +474,7 @@ def train(
                 "train_cpu_seconds": time.process_time() - c0,
                 "lr": optimizer.param_groups[0]["lr"],
             }
-            last = epoch == cfg.epochs
+            last = epoch == n_epochs
             if valid_set is not None and (epoch % cfg.eval_every == 0 or last):
                 t1 = time.perf_counter()
                 res = evaluate(
@@ -449,14 +501,11 @@ def train(
             run.epoch = epoch
             run.history.append(record)
             loggers.log(record)
-            epochs.set_postfix(
-                loss=f"{mean_loss:.4f}",
-                **(
-                    {key_metric: f"{record[f'valid_{key_metric}']:.4f}"}
-                    if f"valid_{key_metric}" in record
-                    else {}
-                ),
-            )
+            shown = {"loss": f"{mean_loss:.4f}"}
+            if f"valid_{key_metric}" in record:
+                shown[key_metric] = f"{record[f'valid_{key_metric}']:.4f}"
+                shown["best"] = f"{run.best_metric:.4f} (epoch {run.best_epoch})"
+            epochs.set_postfix(shown)
             if any([bool(cb(epoch, record, model)) for cb in callbacks]):
                 run.stopped = True
             if cfg.checkpoint_dir and (epoch % cfg.checkpoint_every == 0 or last or run.stopped):

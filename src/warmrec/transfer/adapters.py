@@ -42,20 +42,20 @@ import json
 import math
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from warmrec.config import build_config, config_dict
+from warmrec.config import ConfigModel, build_config, config_dict
 from warmrec.data.vocab import ItemVocab
-from warmrec.errors import ConfigError, ModelError
+from warmrec.errors import ModelError
 from warmrec.io import atomic_dir
 from warmrec.models.layers import GRUBlock, TransformerBlock
 
@@ -67,52 +67,36 @@ ADAPTER_CONFIG = "adapter_config.json"
 
 
 # -- configs -------------------------------------------------------------------------------------
-@dataclass
-class AdapterConfig:
-    """Bottleneck adapters: width ``bottleneck``, ``activation`` (gelu/relu/tanh), dropout inside
-    the adapter, and where to put them (``attention``/``ffn`` sublayers, ``gru`` layers)."""
+class AdapterConfig(ConfigModel):
+    """Bottleneck adapters and where to put them."""
 
-    bottleneck: int = 16
-    activation: str = "gelu"
-    dropout: float = 0.0
+    bottleneck: int = Field(16, ge=1)
+    """Width of the adapter's bottleneck."""
+    activation: Literal["gelu", "relu", "tanh"] = "gelu"
+    """Activation inside the adapter."""
+    dropout: float = Field(0.0, ge=0, lt=1)
+    """Dropout inside the adapter."""
     attention: bool = True
+    """Adapt the attention sublayers of transformer blocks."""
     ffn: bool = True
+    """Adapt the feed-forward sublayers of transformer blocks."""
     gru: bool = True
-
-    def __post_init__(self) -> None:
-        if self.bottleneck < 1:
-            raise ConfigError(f"AdapterConfig.bottleneck: expected >= 1, found {self.bottleneck}")
-        if self.activation not in _ACTIVATIONS:
-            raise ConfigError(
-                f"AdapterConfig.activation: expected one of {', '.join(_ACTIVATIONS)}, "
-                f"found {self.activation!r}"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"AdapterConfig.dropout: expected [0, 1), found {self.dropout}")
+    """Adapt GRU layers."""
 
 
-@dataclass
-class LoraConfig:
-    """LoRA of rank ``r`` and scale ``alpha / r`` on the attention projections ``targets``
-    (any of ``q``, ``k``, ``v``, ``out``), with dropout on the LoRA input."""
+class LoraConfig(ConfigModel):
+    """LoRA of rank ``r`` and scale ``alpha / r`` on attention projections."""
 
-    r: int = 8
+    r: int = Field(8, ge=1)
+    """Rank of the update ``B A``."""
     alpha: float = 16.0
-    dropout: float = 0.0
-    targets: tuple[str, ...] = _LORA_TARGETS
-
-    def __post_init__(self) -> None:
-        self.targets = tuple(self.targets)
-        if self.r < 1:
-            raise ConfigError(f"LoraConfig.r: expected >= 1, found {self.r}")
-        bad = [t for t in self.targets if t not in _LORA_TARGETS]
-        if bad or not self.targets:
-            raise ConfigError(
-                f"LoraConfig.targets: expected a non-empty subset of {_LORA_TARGETS}, "
-                f"found {self.targets!r}"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"LoraConfig.dropout: expected [0, 1), found {self.dropout}")
+    """Scale numerator: the update is scaled by ``alpha / r``."""
+    dropout: float = Field(0.0, ge=0, lt=1)
+    """Dropout on the LoRA input."""
+    targets: Annotated[tuple[Literal["q", "k", "v", "out"], ...], Field(min_length=1)] = (
+        _LORA_TARGETS
+    )
+    """Attention projections adapted: any of ``q``, ``k``, ``v``, ``out``."""
 
     @property
     def scaling(self) -> float:
@@ -453,8 +437,8 @@ def save_adapters(model: Any, path: str | Path, *, include: Sequence[str] | None
         "format": 1,
         "model": model.name,
         "config": config_dict(model.config),
-        "adapter": asdict(a_cfg) if a_cfg is not None else None,
-        "lora": asdict(l_cfg) if l_cfg is not None else None,
+        "adapter": config_dict(a_cfg) if a_cfg is not None else None,
+        "lora": config_dict(l_cfg) if l_cfg is not None else None,
         "extra_keys": extra,
         "meta": model.meta,
         "warmrec_version": __version__,

@@ -42,12 +42,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
-from warmrec.config import build_config
+from warmrec.config import ConfigModel, build_config
 from warmrec.errors import ConfigError, ModelError
 from warmrec.models.features import FeatureEmbedder
 from warmrec.models.layers import (
@@ -57,7 +58,13 @@ from warmrec.models.layers import (
     SeenItemBias,
     TransformerBlock,
 )
-from warmrec.transfer.adapters import inject_adapters, inject_lora, is_adapter_name
+from warmrec.transfer.adapters import (
+    AdapterConfig,
+    LoraConfig,
+    inject_adapters,
+    inject_lora,
+    is_adapter_name,
+)
 
 STRATEGIES = (
     "scratch",
@@ -72,28 +79,36 @@ STRATEGIES = (
 ROLES = ("item", "position", "feature", "user", "adapter", "domain", "encoder")
 
 
-@dataclass
-class StrategyOptions:
-    """Options of :func:`apply_strategy` (unknown keys are rejected).
+StrategyName = Literal[
+    "scratch",
+    "finetune",
+    "freeze",
+    "freeze_embeddings",
+    "freeze_encoder",
+    "adapters",
+    "lora",
+    "discriminative",
+]
 
-    ``freeze`` / ``train``: glob patterns frozen / kept trainable (``train`` wins); ``lr_decay``
-    and ``new_tables_full_lr``: ``"discriminative"``; ``adapter`` / ``lora``: fields of
-    :class:`~warmrec.transfer.adapters.AdapterConfig` / :class:`LoraConfig`; ``seed``: adapter
-    and scratch initialisation.
-    """
+
+class StrategyOptions(ConfigModel):
+    """Options of :func:`apply_strategy` (unknown keys are rejected)."""
 
     freeze: tuple[str, ...] = ()
+    """Glob patterns of parameter names to freeze (strategy ``"freeze"``)."""
     train: tuple[str, ...] = ()
-    lr_decay: float = 0.5
+    """Glob patterns kept trainable whatever else freezes them (``train`` wins)."""
+    lr_decay: float = Field(0.5, gt=0, le=1)
+    """``"discriminative"``: each layer further from the output gets ``lr_decay`` times the
+    learning rate of the layer above."""
     new_tables_full_lr: bool = True
-    adapter: dict[str, Any] = field(default_factory=dict)
-    lora: dict[str, Any] = field(default_factory=dict)
+    """``"discriminative"``: newly initialised tables train at the full learning rate."""
+    adapter: AdapterConfig = Field(default_factory=AdapterConfig)
+    """Bottleneck adapter settings (strategy ``"adapters"``)."""
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    """LoRA settings (strategy ``"lora"``)."""
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        self.freeze, self.train = tuple(self.freeze), tuple(self.train)
-        if not 0.0 < self.lr_decay <= 1.0:
-            raise ConfigError(f"StrategyOptions.lr_decay: expected (0, 1], found {self.lr_decay}")
+    """Seed of adapter and scratch initialisation."""
 
 
 @dataclass

@@ -335,8 +335,10 @@ def transfer(
         seed=seed,
     )
     apply_strategy(target, strategy, s_opts)
-    t_cfg = dict(
-        config_dict(trainer) if hasattr(trainer, "__dataclass_fields__") else trainer or {}
+    t_cfg = (
+        trainer.model_dump(exclude_unset=True)
+        if isinstance(trainer, TrainerConfig)
+        else dict(trainer or {})
     )
     t_cfg.setdefault("seed", seed)
     cfg = build_config(TrainerConfig, t_cfg)

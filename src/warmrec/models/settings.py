@@ -1,0 +1,146 @@
+"""Setting groups shared by several model configs, defined once and composed by inheritance.
+
+- :class:`HistorySettings` -- ``max_len``, the recent history a model reads;
+- :class:`WindowSettings` -- training windows (``window_stride``, ``random_phase``, see
+  :class:`~warmrec.models.neural.WindowData`);
+- :class:`SeenBiasSettings` -- the learned seen-item bias (``seen_bias``, ``seen_len``, see
+  :class:`~warmrec.models.layers.SeenItemBias`);
+- :class:`LossSettings` -- the next-item loss (:mod:`warmrec.models.losses`);
+- :class:`TransformerSettings` -- width, depth, heads and dropout of a transformer stack, with
+  ``d % n_heads == 0`` checked;
+- :class:`FeatureSettings` / :class:`UserFeatureSettings` -- side-feature columns
+  (:mod:`warmrec.models.features`).
+
+A model's config subclasses the groups it uses (``class SASRecConfig(TransformerSettings,
+WindowSettings, SeenBiasSettings, LossSettings)``); code that needs a group tests
+``isinstance(config, Group)`` instead of probing attributes. No torch import here.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from warmrec.config import ConfigModel
+
+LossName = Literal["ce", "sampled_ce", "bce", "gbce", "bpr-max"]
+
+
+class HistorySettings(ConfigModel):
+    """How much of a history the model reads."""
+
+    max_len: int = Field(50, ge=1)
+    """Most recent history items the model reads (and the length of its training windows)."""
+
+
+class WindowSettings(HistorySettings):
+    """Training windows of ``max_len`` positions, every position a target once."""
+
+    window_stride: int = Field(0, ge=0)
+    """How far apart the training windows of long sequences start (0 = ``max_len``); smaller
+    strides give the early targets of each window more context, at more compute."""
+
+    random_phase: bool = False
+    """Shift the window boundaries of long sequences every epoch, so a target is seen with a
+    different context each epoch."""
+
+
+class SeenBiasSettings(HistorySettings):
+    """A learned score offset for items already in the history."""
+
+    seen_bias: bool = True
+    """Learn one scalar added to the scores of items already in the history: the model learns
+    whether its domain repeats items (ml-100k users never rate a movie twice)."""
+
+    seen_len: int = Field(200, ge=1)
+    """How many recent history items the seen-item bias covers at scoring time (may exceed
+    ``max_len``: the network reads ``max_len``, the bias looks further back)."""
+
+
+class LossSettings(ConfigModel):
+    """The next-item training objective (see :mod:`warmrec.models.losses`)."""
+
+    loss: LossName = "ce"
+    """``"ce"`` full softmax, ``"sampled_ce"`` sampled softmax with logQ correction, ``"bce"``
+    (SASRec paper), ``"gbce"`` (gSASRec) or ``"bpr-max"`` (GRU4Rec)."""
+
+    n_negatives: int = Field(0, ge=0)
+    """Negatives per row for the sampled losses; 0 = the loss's default (1 for ``"bce"``, as in
+    the SASRec paper; 256 for the others)."""
+
+    negative_sampling: Literal["uniform", "pop"] = "uniform"
+    """How negatives are drawn: uniformly or by ``count ** pop_alpha``."""
+
+    pop_alpha: float = Field(0.75, ge=0)
+    """Exponent of the popularity sampling distribution."""
+
+    shared_negatives: bool | None = None
+    """Share one set of negatives across the batch (cheap) or draw per position (``"bce"`` /
+    ``"gbce"`` only; ``"sampled_ce"`` / ``"bpr-max"`` always share). None: shared except for
+    ``"bce"``."""
+
+    in_batch: bool = False
+    """Also use the batch's other targets as negatives (``"sampled_ce"``, ``"bpr-max"``)."""
+
+    logq: float = Field(1.0, ge=0)
+    """Strength of the logQ correction of ``"sampled_ce"`` (0 = off, 1 = full)."""
+
+    gbce_t: float = Field(0.75, ge=0, le=1)
+    """gSASRec's calibration parameter ``t`` of ``"gbce"``."""
+
+    bpr_reg: float = Field(1.0, ge=0)
+    """Score regularisation of ``"bpr-max"``."""
+
+    elu_param: float = Field(0.0, ge=0)
+    """ELU applied to the scores of ``"bpr-max"`` first (0 = off; GRU4Rec's ``elu_param``)."""
+
+
+class TransformerSettings(ConfigModel):
+    """A stack of transformer blocks of width ``d``."""
+
+    d: int = Field(64, gt=0)
+    """Width of the item embeddings and the transformer."""
+
+    n_layers: int = Field(2, ge=1)
+    """Transformer blocks."""
+
+    n_heads: int = Field(2, ge=1)
+    """Attention heads per block; must divide ``d``."""
+
+    ffn_dim: int = Field(256, ge=1)
+    """Width of each block's feed-forward layer."""
+
+    dropout: float = Field(0.2, ge=0, lt=1)
+    """Dropout on the embeddings and inside the blocks."""
+
+    attn_dropout: float = Field(0.2, ge=0, lt=1)
+    """Dropout on the attention weights."""
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> TransformerSettings:
+        if self.d % self.n_heads:
+            raise ValueError(
+                f"n_heads: expected a divisor of d = {self.d}, found {self.n_heads}"
+            )
+        return self
+
+
+class FeatureSettings(ConfigModel):
+    """Item side-feature columns added to the item embeddings."""
+
+    item_features: tuple[str, ...] = ()
+    """Item feature columns used (a missing column is skipped with a warning)."""
+
+    numeric_features: tuple[str, ...] = ()
+    """Feature columns bucketised as numbers into ``n_bins`` quantile bins."""
+
+    n_bins: int = Field(10, ge=1)
+    """Quantile bins of a numeric feature."""
+
+
+class UserFeatureSettings(FeatureSettings):
+    """Item and user side-feature columns."""
+
+    user_features: tuple[str, ...] = ()
+    """User feature columns used (a missing column is skipped with a warning)."""
