@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import annotated_types
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -63,9 +64,7 @@ def _constraints(metadata: Iterable[Any]) -> list[str]:
     for m in metadata:
         for attr, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
             v = getattr(m, attr, None)
-            if v is not None and isinstance(
-                m, annotated_types.BaseMetadata | annotated_types.Interval
-            ):
+            if v is not None and isinstance(m, annotated_types.BaseMetadata):
                 out.append(f"{op} {v}")
         if isinstance(m, annotated_types.MinLen) and m.min_length:
             out.append(f"at least {m.min_length} long")
@@ -77,14 +76,13 @@ def describe_type(annotation: Any, metadata: Iterable[Any] = ()) -> str:
     origin = get_origin(annotation)
     if origin is typing.Annotated:
         base, *meta = get_args(annotation)
-        return describe_type(base, [*meta, *metadata])
+        flat = [x for m in meta for x in (m.metadata if isinstance(m, FieldInfo) else [m])]
+        return describe_type(base, [*flat, *metadata])
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(annotation))
     if origin in (Union, types.UnionType):
-        parts = [describe_type(a) for a in get_args(annotation) if a is not type(None)]
-        none = type(None) in get_args(annotation)
-        text = " or ".join(parts)
-        return f"{text} or none" if none else text
+        parts = [describe_type(a, metadata) for a in get_args(annotation) if a is not type(None)]
+        return " or ".join(parts)  # None means "unset": TOML cannot write it
     cons = _constraints(metadata)
     tail = (" " + " and ".join(cons)) if cons else ""
     if annotation is bool:
@@ -98,7 +96,7 @@ def describe_type(annotation: Any, metadata: Iterable[Any] = ()) -> str:
     if origin in (tuple, list):
         args = [a for a in get_args(annotation) if a is not Ellipsis]
         inner = describe_type(args[0]) if args else "values"
-        return f"a list of {inner}" + tail
+        return f"a list, each {inner}" + (f", {tail.strip()}" if tail else "")
     if origin is dict:
         return "a table"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -126,9 +124,10 @@ def error_line(cls: type[BaseModel], err: ValidationError) -> str:
     """One line for a pydantic ``ValidationError`` of ``cls``: key, found, expected."""
     errors = err.errors(include_url=False)
     first = errors[0]
-    loc = tuple(p for p in first.get("loc", ()) if not isinstance(p, int))
+    full = tuple(first.get("loc", ()))
+    loc = tuple(p for p in full if not isinstance(p, int))
     name = cls.__name__
-    key = ".".join([name, *(str(p) for p in loc)])
+    key = name + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in full)
     kind = first.get("type", "")
     more = f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else ""
     if kind == "extra_forbidden":

@@ -168,10 +168,20 @@ def recommend(model_dir, items, k, exclude_seen, as_json):
 
 @click.command("models")
 @click.option("--json", "as_json", is_flag=True)
-def list_models(as_json):
-    """List the registered models."""
-    from warmrec.registry import available_models, model_class
+@click.option(
+    "--schema",
+    "schema",
+    default=None,
+    metavar="NAME",
+    help="Print the JSON Schema of a model's config (or of the trainer's: --schema train).",
+)
+def list_models(as_json, schema):
+    """List the registered models, or print a config's JSON Schema."""
+    from warmrec.registry import available_models, config_schema, model_class
 
+    if schema:
+        emit_json(config_schema(schema))
+        return
     names = available_models()
     if as_json:
         emit_json(names)

@@ -17,6 +17,7 @@ from typing import Any
 from warmrec.errors import ConfigError
 from warmrec.evaluation.evaluate import DEFAULT_METRICS, EvalResult
 from warmrec.experiments.pipeline import Prepared, evaluate_model, fit_model, prepare, read, timed
+from warmrec.registry import check_configs
 
 SECTIONS = {"data", "split", "model", "train", "eval"}
 
@@ -71,14 +72,18 @@ def eval_options(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_train(cfg: dict[str, Any], out: str | Path) -> dict[str, Any]:
-    """Read, split, fit (selecting on validation) and save; returns validation metrics + timings."""
-    prep = prepare_from_config(cfg)
+    """Read, split, fit (selecting on validation) and save; returns validation metrics + timings.
+
+    The model and trainer settings are validated before any data is read."""
+    check_sections(cfg)
     m = dict(cfg.get("model", {}))
     name = m.pop("name", None)
     if not name:
         raise ConfigError("no model: give --model NAME or [model] name in the config")
-    model, fit_s = timed(fit_model, name, prep, m, cfg.get("train", {}))
+    check_configs(name, m, cfg.get("train", {}))
     ev = eval_options(cfg)
+    prep = prepare_from_config(cfg)
+    model, fit_s = timed(fit_model, name, prep, m, cfg.get("train", {}))
     res, eval_s = timed(evaluate_model, model, prep.valid, prep, **ev)
     model.meta["run"] = {
         "data": cfg.get("data", {}),
