@@ -76,7 +76,9 @@ def test_model_configs_reject_bad_values_at_construction():
         get_model("ssept", {"n_heads": 3})
     with pytest.raises(ConfigError, match="unknown key 'x' for GRU4RecConfig"):
         get_model("gru4rec", {"x": 1})
-    with pytest.raises(ConfigError, match=r"BSTConfig.mlp\[1\]: expected a list, each an integer >= 1, found 0"):
+    with pytest.raises(
+        ConfigError, match=r"BSTConfig.mlp\[1\]: expected a list, each an integer >= 1, found 0"
+    ):
         get_model("bst", {"mlp": [64, 0]})
 
 

@@ -135,9 +135,7 @@ def error_line(cls: type[BaseModel], err: ValidationError) -> str:
         owner = parent[0] if parent else cls
         valid = sorted(owner.model_fields) if isinstance(owner, type) else []
         where = ".".join([name, *(str(p) for p in loc[:-1])])
-        return (
-            f"unknown key {str(loc[-1])!r} for {where}; valid keys: {', '.join(valid)}" + more
-        )
+        return f"unknown key {str(loc[-1])!r} for {where}; valid keys: {', '.join(valid)}" + more
     if kind == "value_error" or kind == "assertion_error" or not loc:
         msg = str(first.get("msg", "")).removeprefix("Value error, ")
         head, sep, rest = msg.partition(": ")
@@ -160,7 +158,9 @@ def _plain(values: Any) -> dict[str, Any]:
     raise ConfigError(f"expected a table of settings, found {type(values).__name__} {values!r}")
 
 
-def build_config(cls: type[T], values: Mapping[str, Any] | BaseModel | None = None, **overrides: Any) -> T:
+def build_config(
+    cls: type[T], values: Mapping[str, Any] | BaseModel | None = None, **overrides: Any
+) -> T:
     """An instance of config model ``cls`` from ``values`` (a mapping or another config) and
     ``overrides``; any bad key or value raises a one-line :class:`ConfigError`."""
     merged = _plain(values)

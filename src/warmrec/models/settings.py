@@ -120,9 +120,7 @@ class TransformerSettings(ConfigModel):
     @model_validator(mode="after")
     def _heads_divide_width(self) -> TransformerSettings:
         if self.d % self.n_heads:
-            raise ValueError(
-                f"n_heads: expected a divisor of d = {self.d}, found {self.n_heads}"
-            )
+            raise ValueError(f"n_heads: expected a divisor of d = {self.d}, found {self.n_heads}")
         return self
 
 

@@ -86,7 +86,9 @@ class SSEPTConfig(WindowSettings, SeenBiasSettings, LossSettings, FeatureSetting
     def _heads_divide_width(self) -> SSEPTConfig:
         d = self.d_item + self.d_user
         if d % self.n_heads:
-            raise ValueError(f"n_heads: expected a divisor of d_item + d_user = {d}, found {self.n_heads}")
+            raise ValueError(
+                f"n_heads: expected a divisor of d_item + d_user = {d}, found {self.n_heads}"
+            )
         return self
 
 
