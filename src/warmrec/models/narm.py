@@ -102,6 +102,9 @@ class NARM(NeuralRecommender):
     """NARM (Li et al. 2017) on the shared training loop."""
 
     Config = NARMConfig
+    default_trainer: ClassVar[dict[str, Any]] = {"batch_size": 32}
+    """Batch 32 (lr 1e-3, AdamW, early stopping), as in ``benchmarks/neural_ml100k.py``
+    (``benchmarks/results/neural_ml100k.md``, ml-100k leave-one-out: test NDCG@10 0.0674 +- 0.0078 over 3 seeds)."""
     test_config: ClassVar[dict[str, Any]] = {
         "embedding_dim": 32,
         "hidden_size": 32,

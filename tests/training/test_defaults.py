@@ -1,0 +1,103 @@
+"""Defaults are the best settings we know: each neural model's benchmarked settings are its
+defaults (model config and ``default_trainer``), merged under the caller's trainer settings;
+early stopping is on; progress shows on a terminal."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+from warmrec.models.gru4rec import GRU4Rec
+from warmrec.models.neural import NeuralRecommender
+from warmrec.models.sasrec import SASRec
+from warmrec.registry import available_models, get_model, model_class
+from warmrec.training.loop import TrainerConfig
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "neural_ml100k.py"
+
+
+def _bench_runs() -> dict:
+    spec = importlib.util.spec_from_file_location("neural_ml100k_bench", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.RUNS
+
+
+def test_sasrec_defaults_are_the_benchmarked_settings():
+    model_cfg, trainer = _bench_runs()["sasrec"]
+    cfg = SASRec().config
+    for k, v in model_cfg.items():
+        assert getattr(cfg, k) == v, k
+    t = SASRec.trainer_config()
+    for k in ("batch_size", "lr", "schedule", "warmup_steps"):
+        assert getattr(t, k) == trainer[k], k
+    assert t.max_epochs(validated=True) == trainer["epochs"]
+    assert 0 < t.patience <= trainer["patience"]  # stops soon after validation stops improving
+
+
+def test_gru4rec_defaults_to_its_best_training():
+    model_cfg, _ = _bench_runs()["gru4rec-windows"]
+    cfg = GRU4Rec().config
+    assert all(getattr(cfg, k) == v for k, v in model_cfg.items())
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in available_models() if issubclass(model_class(n), NeuralRecommender)]
+)
+def test_every_neural_model_trains_with_its_benchmark_batch_size(name):
+    runs = _bench_runs()
+    if name in runs:
+        assert model_class(name).trainer_config().batch_size == runs[name][1]["batch_size"]
+
+
+def test_default_trainer_sits_under_the_callers_settings():
+    t = SASRec.trainer_config({"lr": 1e-2}, epochs=3)
+    assert (t.lr, t.epochs, t.batch_size, t.schedule) == (1e-2, 3, 32, "cosine")
+    explicit = TrainerConfig(batch_size=64)  # only explicitly set fields override
+    t = SASRec.trainer_config(explicit)
+    assert (t.batch_size, t.lr) == (64, 2e-3)
+    model = get_model("sasrec")
+    assert model.trainer_config().batch_size == 32
+
+
+def test_early_stopping_is_on_and_the_epoch_cap_generous():
+    t = TrainerConfig()
+    assert t.patience > 0
+    assert t.max_epochs(validated=True) >= 50
+    assert t.max_epochs(validated=False) <= 20  # nothing can stop it early
+    assert TrainerConfig(epochs=7).max_epochs(validated=True) == 7
+
+
+def test_progress_defaults_to_whether_stderr_is_a_terminal(monkeypatch):
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    assert TrainerConfig().show_progress() is False
+    monkeypatch.setattr("sys.stderr", Tty())
+    assert TrainerConfig().show_progress() is True
+    assert TrainerConfig(progress=False).show_progress() is False
+
+
+def test_progress_shows_epoch_loss_validation_metric_and_time(capsys):
+    import polars as pl
+
+    from tests.conftest import cyclic_log
+    from warmrec import EvalSet, SequenceDataset
+    from warmrec.data.vocab import ItemVocab
+
+    df = cyclic_log(n_sessions=40, n_items=10, length=6, seed=1)
+    vocab = ItemVocab.from_ids(df["item_id"])
+    train = SequenceDataset.from_frame(df.filter(pl.col("session_id") < 30), vocab)
+    valid = EvalSet.from_sessions(df.filter(pl.col("session_id") >= 30), vocab, last_only=True)
+    tiny = {"d": 8, "n_layers": 1, "n_heads": 1, "ffn_dim": 8, "max_len": 6}
+    get_model("sasrec", tiny).fit(train, valid, epochs=2, batch_size=16, progress=True)
+    err = capsys.readouterr().err
+    assert "2/2" in err and "epoch" in err  # epoch counter and unit
+    assert "loss=" in err and "ndcg@10=" in err and "best=" in err
+    assert re.search(r"\d\d:\d\d", err)  # elapsed time
