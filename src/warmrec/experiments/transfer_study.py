@@ -31,14 +31,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from tqdm.auto import tqdm
 
-from warmrec.config import build_config, config_dict
+from warmrec.config import ConfigModel, build_config, config_dict
 from warmrec.data.dataset import SequenceDataset
 from warmrec.data.schema import SESSION, USER, sequence_key
 from warmrec.errors import ConfigError
@@ -53,6 +53,51 @@ TEST_METRIC = "ndcg@10"
 REPTILE = "reptile"  # the study's Reptile method: meta-trained source, then "finetune"
 SPLITS = ("auto", "loo", "last_session", "user")
 LONG_HISTORY = 20  # median events per user from which "auto" uses leave-one-out
+
+
+StudySplit = Literal["auto", "loo", "last_session", "user"]
+StudyMethod = Literal[
+    "scratch",
+    "finetune",
+    "freeze",
+    "freeze_embeddings",
+    "freeze_encoder",
+    "adapters",
+    "lora",
+    "discriminative",
+    "reptile",
+]
+
+
+class StudySettings(ConfigModel):
+    """The scalar settings of :func:`run_transfer_study`, validated before any work is done."""
+
+    model: str = "sasrec"
+    """The registered model pre-trained on the source and transferred."""
+    strategies: tuple[StudyMethod, ...] = ("scratch", "finetune", "freeze_embeddings")
+    """Transfer strategies compared (``"scratch"`` always runs; ``"reptile"`` meta-trains)."""
+    inits: tuple[Literal["random", "mean", "popularity", "text", "item2vec"], ...] = ("popularity",)
+    """Item-table initialisations of the target's new items."""
+    fractions: Annotated[tuple[Annotated[float, Field(gt=0, le=1)], ...], Field(min_length=1)] = (
+        0.05,
+        0.1,
+        0.25,
+        0.5,
+        1.0,
+    )
+    """Shares of the target's training sequences (target fraction, 0 < fraction <= 1)."""
+    seeds: Annotated[tuple[int, ...], Field(min_length=1)] = (0, 1, 2)
+    """One run per seed (nested subsamples per seed)."""
+    split: StudySplit = "auto"
+    """The target's split (``"auto"``: see :func:`choose_split`)."""
+    source_split: StudySplit = "auto"
+    """The source's split."""
+    metrics: tuple[str, ...] = STUDY_METRICS
+    """Test metrics reported."""
+    baselines: tuple[str, ...] = ("pop", "sknn")
+    """Models fitted on each target subsample for reference."""
+    n_boot: int = Field(5000, ge=1)
+    """Bootstrap resamples of the confidence intervals."""
 
 
 @dataclass
@@ -261,23 +306,26 @@ def run_transfer_study(
     """
     from warmrec import meta
     from warmrec.models.base import Recommender
-    from warmrec.transfer import METHODS, STRATEGIES, pretrain, transfer
+    from warmrec.transfer import pretrain, transfer
 
     out = Path(out_dir)
-    fractions = [float(f) for f in fractions]
-    seeds = [int(s) for s in seeds]
-    for f in fractions:
-        if not 0.0 < f <= 1.0:
-            raise ConfigError(f"target fraction: expected 0 < fraction <= 1, found {f}")
-    if not fractions or not seeds:
-        raise ConfigError("a transfer study needs at least one fraction and one seed")
-    allowed = (*STRATEGIES, REPTILE)
-    for s in strategies:
-        if s not in allowed:
-            raise ConfigError(f"transfer strategy {s!r}: expected one of {', '.join(allowed)}")
-    for i in inits:
-        if i not in METHODS:
-            raise ConfigError(f"init {i!r}: expected one of {', '.join(METHODS)}")
+    study = build_config(
+        StudySettings,
+        model=model,
+        strategies=tuple(strategies),
+        inits=tuple(inits),
+        fractions=tuple(fractions),
+        seeds=tuple(seeds),
+        split=split,
+        source_split=source_split,
+        metrics=tuple(metrics),
+        baselines=tuple(baselines),
+        n_boot=n_boot,
+    )
+    fractions = list(study.fractions)
+    seeds = list(study.seeds)
+    strategies = study.strategies
+    inits = study.inits
     strategies = ["scratch", *[s for s in dict.fromkeys(strategies) if s != "scratch"]]
     inits = list(dict.fromkeys(inits)) or ["random"]
     trainer = dict(trainer or {})
