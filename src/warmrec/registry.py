@@ -67,14 +67,14 @@ def check_configs(
     ``(model config, TrainerConfig or None)``. Raises a one-line ConfigError or ModelError."""
     from warmrec.config import build_config
     from warmrec.errors import ConfigError
+    from warmrec.models.neural import NeuralRecommender
 
     klass = model_class(name)
     cfg = build_config(klass.Config, model_config or {})
-    trainer_config = getattr(klass, "trainer_config", None)
-    if trainer_config is None:
+    if not issubclass(klass, NeuralRecommender):
         if train_config:
             raise ConfigError(
                 f"model '{name}' takes no training settings; got {', '.join(sorted(train_config))}"
             )
         return cfg, None
-    return cfg, trainer_config(train_config or {})
+    return cfg, klass.trainer_config(train_config or {})

@@ -20,8 +20,10 @@ from torch import nn
 
 from warmrec.data.dataset import Batch, SequenceDataset
 from warmrec.data.sequences import SequenceData
+from warmrec.errors import ModelError
 from warmrec.models.features import FeatureSpec, SideFeatures
 from warmrec.models.neural import NeuralRecommender, WindowData
+from warmrec.models.settings import FeatureSettings, UserFeatureSettings, WindowSettings
 
 
 class UserWindowData(WindowData):
@@ -89,8 +91,9 @@ def batch_users(batch: Batch, n_users: int) -> torch.Tensor:
 class FeatureSequenceModel(NeuralRecommender):
     """A neural sequence model with users and side features (SSE-PT, BST).
 
-    Its config has ``item_features``, ``numeric_features``, ``n_bins``, ``max_len``,
-    ``window_stride``, ``random_phase`` and optionally ``user_features``.
+    Its config is a :class:`~warmrec.models.settings.FeatureSettings` (item columns; a
+    :class:`~warmrec.models.settings.UserFeatureSettings` adds user columns) and a
+    :class:`~warmrec.models.settings.WindowSettings`.
     """
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
@@ -100,10 +103,12 @@ class FeatureSequenceModel(NeuralRecommender):
     def _bind(self, train: SequenceDataset) -> None:
         super()._bind(train)
         c = self.config
+        if not isinstance(c, FeatureSettings):
+            raise ModelError(f"model '{self.name}': {type(c).__name__} has no feature settings")
         self._features = SideFeatures.fit(
             train,
             c.item_features,
-            getattr(c, "user_features", ()),
+            c.user_features if isinstance(c, UserFeatureSettings) else (),
             kinds={n: "numeric" for n in c.numeric_features},
             n_bins=c.n_bins,
         )
@@ -126,6 +131,7 @@ class FeatureSequenceModel(NeuralRecommender):
 
     def training_data(self, train: SequenceDataset) -> UserWindowData:
         c = self.config
+        assert isinstance(c, WindowSettings)
         return UserWindowData(
             train.sequences,
             train.users,

@@ -60,11 +60,16 @@ from warmrec.models.features import (
 )
 from warmrec.models.layers import ItemEmbedding, PositionalEmbedding
 from warmrec.models.neural import NeuralRecommender
+from warmrec.models.settings import HistorySettings
 from warmrec.registry import get_model
 from warmrec.transfer.embeddings import METHODS, init_item_embeddings, shared_items
 from warmrec.transfer.strategies import StrategyOptions, apply_strategy
 
 POSITION_INITS = ("repeat", "interpolate")
+
+
+def _max_len(config: Any) -> int | None:
+    return config.max_len if isinstance(config, HistorySettings) else None
 
 
 # -- pieces --------------------------------------------------------------------------------------
@@ -348,14 +353,14 @@ def transfer(
             "model": source_model.name,
             "name": source_name,
             "n_items": source_model.vocab.n_items,
-            "max_len": getattr(source_model.config, "max_len", None),
+            "max_len": _max_len(source_model.config),
         },
         "strategy": strategy,
         "strategy_options": _jsonable(config_dict(s_opts)),
         "init": "random (scratch)" if strategy == "scratch" else init,
         "init_options": _jsonable(dict(init_options or {})),
         "position_init": position_init,
-        "max_len": getattr(target.config, "max_len", None),
+        "max_len": _max_len(target.config),
         "n_shared_items": info["n_shared_items"],
         "target_specific": info["target_specific"],
         "n_trainable": int(sum(p.numel() for p in target.net.parameters() if p.requires_grad)),
