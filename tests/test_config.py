@@ -62,8 +62,10 @@ def test_errors_are_one_line_with_key_found_expected(values, line):
 
 def test_assignment_is_validated_and_dict_is_json():
     c = build_config(Cfg)
-    with pytest.raises(Exception, match="greater than 0"):
+    with pytest.raises(ConfigError, match=r"^Cfg.d: expected an integer > 0, found -1$"):
         c.d = -1
+    with pytest.raises(ConfigError, match=r"^Cfg.kind: expected one of 'a', 'b', found 'z'$"):
+        Cfg(kind="z")
     assert config_dict(c) == {
         "d": 64,
         "lr": 1e-3,

@@ -36,7 +36,8 @@ T = TypeVar("T", bound=BaseModel)
 
 class ConfigModel(BaseModel):
     """Base of every warmrec config: unknown keys rejected, assignments validated, attribute
-    docstrings as field descriptions."""
+    docstrings as field descriptions; a bad value raises a one-line :class:`ConfigError`
+    whether the config is built, constructed directly or assigned to."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -44,6 +45,18 @@ class ConfigModel(BaseModel):
         use_attribute_docstrings=True,
         validate_default=False,
     )
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise ConfigError(error_line(type(self), e)) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as e:
+            raise ConfigError(error_line(type(self), e)) from None
 
     @model_validator(mode="before")
     @classmethod
