@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from warmrec.models.gru4rec import GRU4Rec
 from warmrec.models.neural import NeuralRecommender
 from warmrec.models.sasrec import SASRec
 from warmrec.registry import available_models, get_model, model_class
@@ -37,12 +36,6 @@ def test_sasrec_defaults_are_the_benchmarked_settings():
         assert getattr(t, k) == trainer[k], k
     assert t.max_epochs(validated=True) == trainer["epochs"]
     assert 0 < t.patience <= trainer["patience"]  # stops soon after validation stops improving
-
-
-def test_gru4rec_defaults_to_its_best_training():
-    model_cfg, _ = _bench_runs()["gru4rec-windows"]
-    cfg = GRU4Rec().config
-    assert all(getattr(cfg, k) == v for k, v in model_cfg.items())
 
 
 @pytest.mark.parametrize(

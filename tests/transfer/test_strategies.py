@@ -37,6 +37,8 @@ DOMAIN = {"seen.value"}  # SeenItemBias: trains under every strategy
 ENCODER = {f"encoder.blocks.{i}.{n}" for i in range(2) for n in BLOCK} | {
     "encoder.ln.weight",
     "encoder.ln.bias",
+    "emb_norm.weight",  # SASRec's default (RecBole's variant) normalises the input embeddings
+    "emb_norm.bias",
 }
 
 

@@ -97,7 +97,7 @@ def test_each_strategy_trains_only_what_it_should(strategy, frozen, sources, dom
     before = state(start)
     names = set(before)
     if frozen == "encoder":
-        frozen = {n for n in names if n.startswith("encoder.")}
+        frozen = {n for n in names if n.startswith(("encoder.", "emb_norm."))}
     elif frozen == "all but item":
         frozen = names - ITEM - {"seen.value"}  # the domain's repeat bias always trains
     model = transfer(
