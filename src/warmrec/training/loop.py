@@ -19,7 +19,9 @@ continues from it and ends exactly where an uninterrupted run would.
 
 Logging: one JSON object per epoch (loss, wall and CPU seconds of training, learning rate,
 validation metrics) appended to ``log_path``; TensorBoard scalars under
-``tensorboard_dir`` when the ``tensorboard`` package is installed; a tqdm bar with ``progress``.
+``tensorboard_dir`` when the ``tensorboard`` package is installed; a tqdm bar (epoch, loss,
+validation metric, best so far, elapsed time) with ``progress``, by default when stderr is a
+terminal.
 """
 
 from __future__ import annotations
