@@ -17,7 +17,17 @@ from warmrec.transfer.strategies import (
     parameter_roles,
 )
 
-CFG = {"d": 16, "n_layers": 2, "n_heads": 1, "ffn_dim": 16, "max_len": 6, "dropout": 0.0}
+# the pre-LN SASRec (one final LayerNorm "encoder.ln"), not the post-LN default
+CFG = {
+    "d": 16,
+    "n_layers": 2,
+    "n_heads": 1,
+    "ffn_dim": 16,
+    "max_len": 6,
+    "dropout": 0.0,
+    "norm_first": True,
+    "emb_norm": False,
+}
 BLOCK = [
     "ln1.weight",
     "ln1.bias",
@@ -37,8 +47,6 @@ DOMAIN = {"seen.value"}  # SeenItemBias: trains under every strategy
 ENCODER = {f"encoder.blocks.{i}.{n}" for i in range(2) for n in BLOCK} | {
     "encoder.ln.weight",
     "encoder.ln.bias",
-    "emb_norm.weight",  # SASRec's default (RecBole's variant) normalises the input embeddings
-    "emb_norm.bias",
 }
 
 
