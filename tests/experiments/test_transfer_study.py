@@ -129,7 +129,9 @@ def test_other_settings_in_the_same_folder_are_refused(cd, tmp_path):
 def test_bad_arguments_raise(cd, tmp_path):
     with pytest.raises(ConfigError, match="fraction"):
         run_transfer_study(cd.source, cd.target, out_dir=tmp_path, **{**KW, "fractions": (0,)})
-    with pytest.raises(ConfigError, match=r"StudySettings.strategies\[0\]: expected .*found 'nope'"):
+    with pytest.raises(
+        ConfigError, match=r"StudySettings.strategies\[0\]: expected .*found 'nope'"
+    ):
         run_transfer_study(cd.source, cd.target, out_dir=tmp_path, **{**KW, "strategies": ["nope"]})
     with pytest.raises(ConfigError, match="split"):
         choose_split(cd.target, "bogus")
