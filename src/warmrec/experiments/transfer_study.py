@@ -47,6 +47,8 @@ from warmrec.evaluation.stats import paired_test, seed_summary
 from warmrec.experiments.pipeline import Prepared, evaluate_model, fit_model, prepare
 from warmrec.io import atomic_write_text
 from warmrec.registry import get_model
+from warmrec.transfer.embeddings import InitMethod
+from warmrec.transfer.strategies import StrategyName
 
 STUDY_METRICS = ("hr@10", "ndcg@10", "mrr@10")
 TEST_METRIC = "ndcg@10"
@@ -56,17 +58,7 @@ LONG_HISTORY = 20  # median events per user from which "auto" uses leave-one-out
 
 
 StudySplit = Literal["auto", "loo", "last_session", "user"]
-StudyMethod = Literal[
-    "scratch",
-    "finetune",
-    "freeze",
-    "freeze_embeddings",
-    "freeze_encoder",
-    "adapters",
-    "lora",
-    "discriminative",
-    "reptile",
-]
+StudyMethod = Literal[StrategyName, "reptile"]
 
 
 class StudySettings(ConfigModel):
@@ -76,7 +68,7 @@ class StudySettings(ConfigModel):
     """The registered model pre-trained on the source and transferred."""
     strategies: tuple[StudyMethod, ...] = ("scratch", "finetune", "freeze_embeddings")
     """Transfer strategies compared (``"scratch"`` always runs; ``"reptile"`` meta-trains)."""
-    inits: tuple[Literal["random", "mean", "popularity", "text", "item2vec"], ...] = ("popularity",)
+    inits: tuple[InitMethod, ...] = ("popularity",)
     """Item-table initialisations of the target's new items."""
     fractions: Annotated[tuple[Annotated[float, Field(gt=0, le=1)], ...], Field(min_length=1)] = (
         0.05,

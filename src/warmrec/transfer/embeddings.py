@@ -43,7 +43,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -54,6 +54,8 @@ from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ConfigError, ModelError
 
 METHODS = ("random", "mean", "popularity", "text", "item2vec")
+InitMethod = Literal["random", "mean", "popularity", "text", "item2vec"]
+"""The item-table initialisations (the names of :data:`METHODS`), as a config type."""
 
 TextEncoder = Callable[[list[str]], np.ndarray]
 
