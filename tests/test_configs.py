@@ -69,7 +69,8 @@ def test_train_refuses_a_bad_setting_in_one_line_before_reading_data(tmp_path, s
 def test_model_configs_reject_bad_values_at_construction():
     from warmrec.errors import ConfigError
 
-    for values in ({"loss": "nope"}, {"n_heads": 3, "d": 64}, {"seen_bias": "yes"}):
+    bad = ({"loss": "nope"}, {"n_heads": 3, "d": 64}, {"seen_bias": "yes"}, {"shared_negatives": 1})
+    for values in bad:
         with pytest.raises(ConfigError, match=r"^SASRecConfig\.\w+: expected"):
             get_model("sasrec", values)
     with pytest.raises(ConfigError, match="SSEPTConfig.n_heads: expected a divisor of"):
