@@ -1,0 +1,27 @@
+"""The result of reading a log: :class:`Interactions`, the canonical table and its feature tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+
+@dataclass
+class Interactions:
+    """A validated canonical interaction table with optional item and user feature tables."""
+
+    interactions: pl.DataFrame
+    item_features: pl.DataFrame | None = None
+    user_features: pl.DataFrame | None = None
+    source: str = ""
+
+    def __repr__(self) -> str:
+        def shape(df: pl.DataFrame | None) -> str:
+            return "None" if df is None else f"{df.height}x{df.width}"
+
+        return (
+            f"Interactions(source={self.source!r}, interactions={shape(self.interactions)}, "
+            f"item_features={shape(self.item_features)}, "
+            f"user_features={shape(self.user_features)})"
+        )
