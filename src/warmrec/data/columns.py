@@ -15,9 +15,10 @@ from pathlib import Path
 
 import polars as pl
 
-from warmrec.data.schema import ITEM, RATING, SESSION, TIME, USER, validate_interactions
+from warmrec.data.checks import MAX_ID_LENGTH, TIME_OUTLIERS, check_ids, check_sessions, check_times
+from warmrec.data.schema import ITEM, ORDINAL, RATING, SESSION, TIME, USER, validate_interactions
 from warmrec.data.text import SEPARATORS, Source, read_text, sep_name
-from warmrec.errors import DataError
+from warmrec.errors import ConfigError, DataError
 
 ALIASES: dict[str, tuple[str, ...]] = {
     SESSION: ("sessionid", "session"),
@@ -42,17 +43,64 @@ ISO_FORMATS = (
     "%Y-%m-%d",
 )
 _NOT_PLAIN_INT = r"^(\+|-0|0.)"
-_MS_ABOVE, _US_ABOVE = 1e11, 1e14
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_MS_ABOVE, _US_ABOVE, _NS_ABOVE = 1e11, 1e14, 1e17
+TIME_UNITS = ("auto", "s", "ms", "us", "ns", ORDINAL)
+UNIT_SCALE = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
 
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """How to map a file's columns: see :func:`load_interactions`."""
+    """How to map a file's columns and read its values: see :func:`load_interactions`.
+
+    ``time_unit`` is one of :data:`TIME_UNITS` (``None`` = ``"auto"``); ``max_id_length`` and
+    ``time_outliers`` are the limits of :mod:`warmrec.data.checks`.
+    """
 
     columns: dict[str, str] | None = None
     sep: str | None = None
     order: str | None = None
     no_timestamp: bool = False
+    time_unit: str | None = None
+    max_id_length: int = MAX_ID_LENGTH
+    time_outliers: str = "error"
+
+    def __post_init__(self) -> None:
+        if self.time_unit is not None and self.time_unit not in TIME_UNITS:
+            raise ConfigError(
+                f"unknown time unit {self.time_unit!r}: expected one of {', '.join(TIME_UNITS)}"
+            )
+        if self.order is not None and self.no_timestamp:
+            raise ConfigError("pass either --order COLUMN or --no-timestamp, not both")
+        if (self.order is not None or self.no_timestamp) and self.time_unit not in (
+            None,
+            "auto",
+            ORDINAL,
+        ):
+            what = "--order" if self.order is not None else "--no-timestamp"
+            raise ConfigError(
+                f"{what} gives event positions, not times: --time-unit {self.time_unit} "
+                "does not apply (leave it out, or use --time-unit ordinal)"
+            )
+        if not isinstance(self.max_id_length, int) or self.max_id_length < 1:
+            raise ConfigError(
+                f"max_id_length must be a positive integer, found {self.max_id_length!r}"
+            )
+        if self.time_outliers not in TIME_OUTLIERS:
+            raise ConfigError(
+                f"time_outliers must be one of {', '.join(TIME_OUTLIERS)}, "
+                f"found {self.time_outliers!r}"
+            )
+
+    @property
+    def ordinal(self) -> bool:
+        """Whether the timestamps are event positions (not seconds)."""
+        return self.time_unit == ORDINAL or self.order is not None or self.no_timestamp
+
+    @property
+    def unit(self) -> str | None:
+        """The unit of numeric timestamps, ``None`` to tell it from their size."""
+        return None if self.time_unit in (None, "auto", ORDINAL) else self.time_unit
 
 
 def file_order(n: int) -> pl.Expr:
@@ -145,7 +193,25 @@ def resolve_columns(found: Sequence[str], opts: ReadOptions, src: Source) -> dic
     if opts.no_timestamp:
         mapping.pop(TIME, None)
     _require_columns(mapping, found, opts, src)
+    _refuse_duplicates(mapping, found, src)
     return mapping
+
+
+def _refuse_duplicates(mapping: dict[str, str], found: list[str], src: Source) -> None:
+    """Refuse a header that names a column the mapping uses more than once."""
+    for canon, col in mapping.items():
+        at = [i + 1 for i, c in enumerate(found) if c == col]
+        if len(at) > 1:
+            raise DataError(
+                f"duplicated column {col!r} in the header: which copy holds the "
+                f"{canon} values is ambiguous",
+                path=src.path,
+                line=None if src.first_line is None else 1,
+                field=canon,
+                expected="each column name once (rename one copy)",
+                found=f"{col!r} at columns {', '.join(map(str, at))} of "
+                f"{describe_header(found, src.sep)}",
+            )
 
 
 def _norm(name: str) -> str:
@@ -195,6 +261,17 @@ def _require_columns(
 def describe_header(found: Sequence[str], sep: str | None) -> str:
     """The columns found, with a hint when the separator looks wrong."""
     text = f"columns {', '.join(repr(c) for c in found)}" if found else "no columns"
+    if found and all(_NUMBER.match(c) for c in found):
+        text += (
+            " (the first line looks like data, not a header"
+            + (
+                ": a headerless 'user item' file is the SASRec format, read it with --format sasrec"
+                if len(found) == 2
+                else "; add a header line naming the columns"
+            )
+            + ")"
+        )
+        return text
     if sep is not None and len(found) == 1:
         other = [c for c in SEPARATORS if c != sep and c != " " and c in found[0]]
         if other:
@@ -223,7 +300,7 @@ def to_canonical(
     df = pl.DataFrame(converted)
     if opts.no_timestamp:
         df = df.with_columns(file_order(df.height))
-    return finish(df, src)
+    return finish(df, src, opts)
 
 
 def _convert(
@@ -234,14 +311,21 @@ def _convert(
     if name == TIME:
         if opts.order is not None:
             return to_float(s, src, TIME, expected="a number (the order column)")
-        return to_seconds(s, src, fmt=time_format)
+        if opts.ordinal:
+            return to_float(s, src, TIME, expected="a number (a position: --time-unit ordinal)")
+        return to_seconds(s, src, fmt=time_format, unit=opts.unit)
     if name == RATING:
         return to_float(s, src, RATING)
     return infer_extra(s)
 
 
-def finish(df: pl.DataFrame, src: Source) -> pl.DataFrame:
-    """Check required values (naming the line), order the columns and validate."""
+def finish(df: pl.DataFrame, src: Source, opts: ReadOptions | None = None) -> pl.DataFrame:
+    """Check required values (naming the line), order the columns and validate.
+
+    Also runs the checks of :mod:`warmrec.data.checks` (ids; one user per session; negative and
+    far outlying timestamps unless ``opts`` says the timestamps are positions).
+    """
+    opts = opts or ReadOptions()
     key = SESSION if SESSION in df.columns else USER
     for col in (key, ITEM, TIME):
         if col in df.columns and df[col].null_count():
@@ -253,6 +337,10 @@ def finish(df: pl.DataFrame, src: Source) -> pl.DataFrame:
                 expected="a value",
                 found="an empty cell" + _sep_hint(df, row, src),
             )
+    check_ids(df, src, opts.max_id_length)
+    check_sessions(df, src)
+    if not opts.ordinal and TIME in df.columns and df[TIME].dtype.is_numeric():
+        check_times(df, src, opts.time_outliers)
     front = [c for c in CANONICAL_ORDER if c in df.columns]
     df = df.select(front + [c for c in df.columns if c not in front])
     return validate_interactions(df, source=str(src.path))
@@ -304,13 +392,24 @@ def to_float(
 
 
 def to_seconds(
-    s: pl.Series, src: Source, *, fmt: str | None = None, column: str = TIME
+    s: pl.Series,
+    src: Source,
+    *,
+    fmt: str | None = None,
+    column: str = TIME,
+    unit: str | None = None,
 ) -> pl.Series:
-    """Unix seconds (Float64) from numbers, datetimes or ISO 8601 text (see module docstring)."""
+    """Unix seconds (Float64) from numbers, datetimes or ISO 8601 text (see module docstring).
+
+    ``unit`` (``s``, ``ms``, ``us``, ``ns``) says what numbers count; ``None`` tells it from
+    their size (:func:`scale_epoch`). Date-times carry their own unit: with ``unit`` given
+    they are refused, as the option then contradicts the file.
+    """
     if isinstance(s.dtype, pl.Datetime) or s.dtype == pl.Date:
+        _refuse_unit(unit, src, column, str(s.dtype))
         return datetime_seconds(s)
     if s.dtype.is_numeric():
-        return scale_epoch(s.cast(pl.Float64))
+        return _scale(s.cast(pl.Float64), unit)
     if s.dtype != pl.Utf8:
         raise DataError(
             "timestamps must be numbers or date-times",
@@ -324,7 +423,8 @@ def to_seconds(
     if present.len() == 0:
         return text.cast(pl.Float64, strict=False)
     if fmt is None and _is_number(present[0]):
-        return scale_epoch(to_float(text, src, column, expected=TIME_EXPECTED))
+        return _scale(to_float(text, src, column, expected=TIME_EXPECTED), unit)
+    _refuse_unit(unit, src, column, f"date-time text {present[0]!r}")
     fmt = fmt or iso_format(present[0])
     try:
         if fmt is None:
@@ -337,6 +437,21 @@ def to_seconds(
         ) from exc
     _raise_unparsed(dt, text, src, column, TIME_EXPECTED)
     return datetime_seconds(dt)
+
+
+def _scale(s: pl.Series, unit: str | None) -> pl.Series:
+    return scale_epoch(s) if unit is None else s / UNIT_SCALE[unit]
+
+
+def _refuse_unit(unit: str | None, src: Source, column: str, found: str) -> None:
+    if unit is not None:
+        raise DataError(
+            f"--time-unit {unit} applies to numeric timestamps",
+            path=src.path,
+            field=column,
+            expected="numbers (or leave --time-unit out: date-times carry their own unit)",
+            found=found,
+        )
 
 
 def iso_format(value: str) -> str | None:
@@ -360,14 +475,20 @@ def datetime_seconds(s: pl.Series) -> pl.Series:
 
 
 def scale_epoch(s: pl.Series) -> pl.Series:
-    """Numbers that look like milliseconds (or microseconds) since the epoch, as seconds."""
-    hi, lo = s.max(), s.min()
-    if hi is None or lo is None:
+    """Numbers that look like milliseconds (or micro-, nanoseconds) since the epoch, as seconds.
+
+    The unit is judged on the median magnitude (above 1e17: ns, 1e14: us, 1e11: ms, else s),
+    so that one bogus value cannot rescale a whole column; it is then refused as an outlier
+    (:mod:`warmrec.data.checks`).
+    """
+    mid = s.abs().median()
+    if mid is None:
         return s
-    top = max(abs(hi), abs(lo))
-    if top > _US_ABOVE:
+    if mid > _NS_ABOVE:
+        return s / 1e9
+    if mid > _US_ABOVE:
         return s / 1e6
-    if top > _MS_ABOVE:
+    if mid > _MS_ABOVE:
         return s / 1e3
     return s
 

@@ -9,12 +9,17 @@ import polars as pl
 
 @dataclass
 class Interactions:
-    """A validated canonical interaction table with optional item and user feature tables."""
+    """A validated canonical interaction table with optional item and user feature tables.
+
+    ``time_unit`` is ``"s"`` when ``timestamp`` holds Unix seconds and ``"ordinal"`` when it holds
+    event positions (see :func:`warmrec.data.schema.require_seconds`).
+    """
 
     interactions: pl.DataFrame
     item_features: pl.DataFrame | None = None
     user_features: pl.DataFrame | None = None
     source: str = ""
+    time_unit: str = "s"
 
     def __repr__(self) -> str:
         def shape(df: pl.DataFrame | None) -> str:

@@ -77,7 +77,7 @@ from warmrec.data.columns import (
 )
 from warmrec.data.formats import read_file
 from warmrec.data.interactions import Interactions
-from warmrec.data.schema import ITEM, RATING, SESSION, TIME, USER
+from warmrec.data.schema import ITEM, ORDINAL, RATING, SECONDS, SESSION, TIME, USER
 from warmrec.data.text import Source, first_line, read_text, require_rows, sniff_header
 from warmrec.errors import DataError
 
@@ -175,10 +175,14 @@ def _result(
     src: Path,
     items: pl.DataFrame | None = None,
     users: pl.DataFrame | None = None,
+    *,
+    time_unit: str = SECONDS,
 ) -> Interactions:
     df, items = align_keys(df, items, ITEM)
     df, users = align_keys(df, users, USER)
-    return Interactions(df, item_features=items, user_features=users, source=str(src))
+    return Interactions(
+        df, item_features=items, user_features=users, source=str(src), time_unit=time_unit
+    )
 
 
 # --------------------------------------------------------------------------- MovieLens
@@ -343,11 +347,12 @@ def parse_hahow(path: Path, *, parts: Sequence[str] = ("train.csv",)) -> Interac
     df = finish(
         df.with_columns(normalise_ids(df[USER]), normalise_ids(df[ITEM])),
         Source(files[0], first_line=None),
+        ReadOptions(time_unit=ORDINAL),
     )
     main = files[0]
     items = _hahow_table(_sibling(main, "courses.csv"), "course_id", ITEM, HAHOW_COURSE_LISTS)
     users = _hahow_table(_sibling(main, "users.csv"), "user_id", USER, HAHOW_USER_LISTS)
-    return _result(df, main, items, users)
+    return _result(df, main, items, users, time_unit=ORDINAL)
 
 
 def _hahow_part(f: Path) -> pl.DataFrame:
@@ -580,4 +585,4 @@ def parse_sasrec(path: Path) -> Interactions:
     f = locate(path, ("*.txt",))
     raw, src = _read_headerless(f, " ", [USER, ITEM])
     df = to_canonical(raw, _identity(raw, [USER, ITEM]), src, ReadOptions(no_timestamp=True))
-    return _result(df, f)
+    return _result(df, f, time_unit=ORDINAL)

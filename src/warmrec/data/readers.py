@@ -40,12 +40,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from warmrec.data import catalogue
+from warmrec.data.checks import MAX_ID_LENGTH
 from warmrec.data.columns import (
     ALIASES,
     CANONICAL_ORDER,
     ID_COLUMNS,
     ISO_FORMATS,
     TIME_EXPECTED,
+    TIME_UNITS,
     ReadOptions,
     align_keys,
     datetime_seconds,
@@ -74,6 +76,7 @@ from warmrec.data.formats import (
     recbole_header,
 )
 from warmrec.data.interactions import Interactions
+from warmrec.data.schema import ORDINAL
 from warmrec.data.text import (
     SEP_NAMES,
     SEPARATORS,
@@ -98,6 +101,8 @@ __all__ = [
     "SEP_NAMES",
     "SUFFIX_FORMATS",
     "TIME_EXPECTED",
+    "TIME_UNITS",
+    "MAX_ID_LENGTH",
     "Interactions",
     "ReadOptions",
     "Source",
@@ -139,11 +144,18 @@ def load_interactions(
     sep: str | None = None,
     order: str | None = None,
     no_timestamp: bool = False,
+    time_unit: str | None = None,
+    max_id_length: int = MAX_ID_LENGTH,
+    time_outliers: str = "error",
 ) -> Interactions:
     """Read an interaction log into the canonical table (see the module docstring).
 
     ``format`` overrides detection: ``csv``, ``tsv``, ``parquet``, ``recbole``, ``folder`` or a
-    dataset name from :func:`warmrec.data.datasets.list_datasets`.
+    dataset name from :func:`warmrec.data.datasets.list_datasets`. ``time_unit`` is one of
+    :data:`~warmrec.data.columns.TIME_UNITS`; ``max_id_length`` and ``time_outliers`` are the
+    limits of :mod:`warmrec.data.checks`. The result's ``time_unit`` is ``"ordinal"`` when the
+    timestamps are positions (``time_unit="ordinal"``, ``order``, ``no_timestamp`` or a
+    dataset format without times), else ``"s"``.
     """
     p = Path(path)
     if not p.exists():
@@ -153,13 +165,27 @@ def load_interactions(
             expected="an existing file or folder",
             found="nothing at that path",
         )
-    if order is not None and no_timestamp:
-        raise ConfigError("pass either order='<column>' or no_timestamp=True, not both")
+    opts = ReadOptions(
+        columns=columns,
+        sep=sep,
+        order=order,
+        no_timestamp=no_timestamp,
+        time_unit=time_unit,
+        max_id_length=max_id_length,
+        time_outliers=time_outliers,
+    )
     fmt = (format or detect_format(p)).lower()
-    opts = ReadOptions(columns=columns, sep=sep, order=order, no_timestamp=no_timestamp)
     if fmt in FORMATS:
-        return read_file(p, fmt, opts)
+        out = read_file(p, fmt, opts)
+        if opts.ordinal:
+            out.time_unit = ORDINAL
+        return out
     if catalogue.has_dataset(fmt):
+        if time_unit not in (None, "auto"):
+            raise ConfigError(
+                f"--time-unit applies to csv, tsv, parquet, recbole and folder logs; dataset "
+                f"format {fmt!r} knows the unit of its own files"
+            )
         return catalogue.load_dataset(fmt, p, **({"columns": columns} if columns else {}))
     raise ConfigError(
         f"unknown format {format!r}: expected one of {', '.join(FORMATS)} "
