@@ -12,9 +12,33 @@ import polars as pl
 
 from warmrec.config import apply_overrides, load_toml
 
+TIME_UNITS = ("auto", "s", "ms", "us", "ns", "ordinal")  # warmrec.data.columns.TIME_UNITS
+_TIME_UNIT = "warmrec.time_unit"
+
+
+def _keep_time_unit(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.meta[_TIME_UNIT] = value
+
+
+def time_unit() -> str | None:
+    """The --time-unit of the running command (kept in the click context, not a parameter)."""
+    ctx = click.get_current_context(silent=True)
+    return None if ctx is None else ctx.meta.get(_TIME_UNIT)
+
 
 def data_options(f):
-    """--format, --col canonical=column, --no-timestamp, --order COL for any command that reads data."""
+    """--format, --col canonical=column, --no-timestamp, --order COL, --time-unit for any command
+    that reads data. --time-unit reaches the reader through :func:`time_unit`."""
+    f = click.option(
+        "--time-unit",
+        type=click.Choice(TIME_UNITS),
+        default=None,
+        expose_value=False,
+        callback=_keep_time_unit,
+        help="Unit of numeric timestamps: s, ms, us, ns, or ordinal (event positions, not "
+        "times: no time spans, gaps or splits by days); default auto (s, ms, us or ns by size).",
+    )(f)
     f = click.option(
         "--order",
         "order",
@@ -59,7 +83,14 @@ def read_data(
 ):
     from warmrec.experiments.pipeline import read
 
-    return read(path, format=fmt, columns=parse_cols(cols), no_timestamp=no_timestamp, order=order)
+    return read(
+        path,
+        format=fmt,
+        columns=parse_cols(cols),
+        no_timestamp=no_timestamp,
+        order=order,
+        time_unit=time_unit(),
+    )
 
 
 def load_config(

@@ -31,7 +31,7 @@ def stats(path, fmt, cols, no_timestamp, order, plots_dir, as_json):
     from warmrec.data.stats import describe, item_counts, length_counts
 
     inter = read_data(path, fmt, cols, no_timestamp, order)
-    d = describe(inter.interactions)
+    d = describe(inter.interactions, time_unit=inter.time_unit)
     if plots_dir:
         from warmrec.reports.plots import plot_length_distribution, plot_popularity
 
@@ -55,10 +55,12 @@ def stats(path, fmt, cols, no_timestamp, order, plots_dir, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def gaps(path, fmt, cols, no_timestamp, order, key, plot_path, as_json):
     """Inactivity gaps between consecutive events: quantiles, histogram, suggested threshold."""
-    from warmrec.data.schema import sequence_key
+    from warmrec.data.schema import require_seconds, sequence_key
     from warmrec.data.sessionize import gap_analysis
 
-    df = read_data(path, fmt, cols, no_timestamp, order).interactions
+    inter = read_data(path, fmt, cols, no_timestamp, order)
+    require_seconds(inter.time_unit, "data gaps", source=inter.source)
+    df = inter.interactions
     key = key or ("user_id" if "user_id" in df.columns else sequence_key(df))
     rep = gap_analysis(df, key=key)
     d = rep.to_dict()
@@ -92,10 +94,13 @@ def sessionize(
     path, fmt, cols, no_timestamp, order, gap_seconds, key, collapse_repeats, out, as_json
 ):
     """Cut each user's events into sessions at inactivity gaps; writes Parquet."""
+    from warmrec.data.schema import require_seconds
     from warmrec.data.sessionize import sessionize as do_sessionize
     from warmrec.io import write_parquet
 
-    df = read_data(path, fmt, cols, no_timestamp, order).interactions
+    inter = read_data(path, fmt, cols, no_timestamp, order)
+    require_seconds(inter.time_unit, "data sessionize (a gap in seconds)", source=inter.source)
+    df = inter.interactions
     res = do_sessionize(df, gap_seconds=gap_seconds, key=key, collapse_repeats=collapse_repeats)
     write_parquet(res, out)
     d = {"events": res.height, "sessions": res["session_id"].n_unique(), "out": out}
@@ -119,11 +124,14 @@ def sessionize(
 @click.option("--json", "as_json", is_flag=True)
 def split(path, fmt, cols, no_timestamp, order, method, sets, out, as_json):
     """Split a log into train / valid / test Parquet files."""
+    from warmrec.data.split import require_split_time
     from warmrec.data.split import split as do_split
     from warmrec.io import write_parquet
 
-    df = read_data(path, fmt, cols, no_timestamp, order).interactions
+    inter = read_data(path, fmt, cols, no_timestamp, order)
+    df = inter.interactions
     opts = load_config(None, sets)
+    require_split_time(df, method, opts, inter.time_unit)
     sp = do_split(df, method, **opts)
     outdir = Path(out)
     for part in ("train", "valid", "test"):

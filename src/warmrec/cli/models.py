@@ -11,6 +11,7 @@ from warmrec.cli.common import (
     format_table,
     load_config,
     parse_cols,
+    time_unit,
 )
 
 
@@ -26,6 +27,8 @@ def _data_cfg(path, fmt, cols, no_timestamp, order) -> dict:
         d["no_timestamp"] = True
     if order:
         d["order"] = order
+    if unit := time_unit():
+        d["time_unit"] = unit
     return d
 
 

@@ -45,7 +45,7 @@ import polars as pl
 
 from warmrec.data.dataset import EvalSet
 from warmrec.data.filters import TimeLike, contiguous_runs, to_seconds
-from warmrec.data.schema import ITEM, SESSION, TIME, USER, sequence_key
+from warmrec.data.schema import ITEM, ORDINAL, SESSION, TIME, USER, require_seconds, sequence_key
 from warmrec.data.sessionize import stable_sort
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ConfigError, DataError
@@ -641,3 +641,34 @@ def split(df: pl.DataFrame, method: str, **kw: Any) -> Split:
     except TypeError as e:
         raise ConfigError(f"split {method!r}: {e}") from e
     return fn(df, **kw)
+
+
+def require_split_time(
+    df: pl.DataFrame, method: str, options: dict[str, Any], time_unit: str
+) -> None:
+    """Refuse a split that counts days on a log whose timestamps are positions (``ordinal``).
+
+    ``last_session`` by time (``test_days``/``valid_days``) needs seconds; ``temporal`` on an
+    ordinal log takes its cut-offs as positions, so dates and ISO strings are refused there.
+    ``loo``, ``user`` and ``last_session`` per user only use the order of events.
+    """
+    if time_unit != ORDINAL:
+        return
+    if method == "last_session":
+        by_user = options.get("by_user")
+        if by_user is False or (by_user is None and USER not in df.columns):
+            require_seconds(
+                time_unit, "the last_session split by days (no users to split per user)"
+            )
+    if method == "temporal":
+        for name in ("test_start", "valid_start"):
+            value = options.get(name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise DataError(
+                    f"temporal split: {name} must be a position on an ordinal log",
+                    field=name,
+                    expected="a number (an event position: the log's timestamps are positions)",
+                    found=repr(value),
+                )

@@ -45,12 +45,18 @@ def read(
     columns: dict[str, str] | None = None,
     no_timestamp: bool = False,
     order: str | None = None,
+    time_unit: str | None = None,
 ):
     """Read any supported log into :class:`warmrec.data.readers.Interactions`."""
     from warmrec.data.readers import load_interactions
 
     return load_interactions(
-        path, format=format, columns=columns, no_timestamp=no_timestamp, order=order
+        path,
+        format=format,
+        columns=columns,
+        no_timestamp=no_timestamp,
+        order=order,
+        time_unit=time_unit,
     )
 
 

@@ -2,7 +2,7 @@
 
 Config sections::
 
-    [data]   path, format, columns = {canonical = "file column"}, no_timestamp, order
+    [data]   path, format, columns = {canonical = "file column"}, no_timestamp, order, time_unit
     [split]  method = "loo" | "temporal" | "last_session" | "user", plus that split's options
     [model]  name, plus the model's own config keys
     [train]  training-loop settings of neural models (epochs, lr, patience, ...)
@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from warmrec.data.split import require_split_time
 from warmrec.errors import ConfigError
 from warmrec.evaluation.evaluate import DEFAULT_METRICS, EvalResult
 from warmrec.experiments.pipeline import Prepared, evaluate_model, fit_model, prepare, read, timed
@@ -40,11 +41,13 @@ def prepare_from_config(cfg: dict[str, Any], vocab=None, user_vocab=None) -> Pre
         columns=d.pop("columns", None),
         no_timestamp=d.pop("no_timestamp", False),
         order=d.pop("order", None),
+        time_unit=d.pop("time_unit", None),
     )
     if d:
         raise ConfigError(f"unknown [data] key(s): {', '.join(sorted(d))}")
     sp = dict(cfg.get("split", {}))
     method = sp.pop("method", "loo")
+    require_split_time(inter.interactions, method, sp, inter.time_unit)
     return prepare(
         inter.interactions,
         split=method,
