@@ -33,7 +33,8 @@ mars                   ASSUMED (no public spec found): a CSV with a header holdi
 hahow                  ASSUMED from the NTU ADL 2022 Hahow course data: ``train.csv`` with
                        ``user_id,course_id`` where ``course_id`` is a space-separated list of the
                        user's purchases, taken to be in purchase order (there is no time): the
-                       timestamp is the position in file order, list order within a user.
+                       timestamp is the position in file order, list order within a user
+                       (an ordinal log: ``time_unit`` ``"ordinal"``).
                        ``parts=("train.csv", "val_seen.csv")`` appends later purchases.
                        ``courses.csv`` -> item features (``groups``, ``sub_groups``, ``topics`` as
                        lists split on ``,``); ``users.csv`` -> user features (``interests``,
@@ -52,7 +53,8 @@ retailrocket           ``events.csv``: ``timestamp,visitorid,event,itemid,transa
                        header, timestamp in ms. user = visitor; ``event`` and ``transaction_id``
                        kept; ``events=("view",)`` keeps only those event types.
 sasrec                 SASRec's plain text: ``user item`` per line, space-separated, no header;
-                       file order is time order (timestamp = line index). ``sasrec-ml-1m`` adds
+                       file order is time order (timestamp = line index; an ordinal log,
+                       ``time_unit`` ``"ordinal"``: no time span in days). ``sasrec-ml-1m`` adds
                        the URL of the SASRec authors' preprocessed MovieLens-1M file.
 =====================  ============================================================================
 """

@@ -17,11 +17,21 @@ The rules, in one place:
   ``sep`` is given; ``.tsv`` defaults to tab. Fields may be quoted with ``"``.
 - **Ids.** Read as text; a column whose every value is a plain decimal integer (no sign, no
   leading zero) becomes Int64, otherwise it stays a string, so ``"007"`` and ``"7"`` never merge.
-- **Timestamps.** Numbers are Unix seconds; if the largest is above 1e11 they are taken as
-  milliseconds (above 1e14, microseconds). Text is parsed as ISO 8601 date-times in the
-  layout of the column's first value (:data:`ISO_FORMATS`; without a zone: UTC). A log without timestamps is accepted only with ``order="column"`` (that numeric
-  column becomes the timestamp) or ``no_timestamp=True`` (file order 0, 1, 2, ... becomes the
-  timestamp, and any time column is ignored).
+  Text ids must hold no control character (NUL, newline, ...) and at most 256 characters
+  (``max_id_length``); the header must not name a column it uses twice; a ``session_id`` must
+  belong to one ``user_id`` (:mod:`warmrec.data.checks`).
+- **Timestamps.** Numbers are Unix seconds unless ``time_unit`` (``--time-unit``) says ``ms``,
+  ``us`` or ``ns``; by default (``auto``) the unit is judged on the median magnitude: above 1e11
+  milliseconds, above 1e14 microseconds, above 1e17 nanoseconds. Text is parsed as ISO 8601
+  date-times in the layout of the column's first value (:data:`ISO_FORMATS`; without a zone:
+  UTC). Negative times and far outliers are refused with their line (``time_outliers="warn"``
+  keeps outliers, :mod:`warmrec.data.checks`). A log without timestamps is accepted only with
+  ``order="column"`` (that numeric column becomes the timestamp) or ``no_timestamp=True`` (file
+  order 0, 1, 2, ... becomes the timestamp, and any time column is ignored).
+- **Ordinal logs.** With ``time_unit="ordinal"``, ``order`` or ``no_timestamp`` (and for the
+  ``sasrec`` and ``hahow`` datasets) the timestamps are event positions, not seconds: the result's
+  ``time_unit`` is ``"ordinal"``, and what counts seconds (time spans, inactivity gaps, splits by
+  days) refuses such a log (:func:`warmrec.data.schema.require_seconds`).
 - **Order.** Rows keep file order; nothing is sorted here. A folder is read file by file in
   name order and concatenated.
 
