@@ -20,7 +20,15 @@ from warmrec.data.catalogue import (
 )
 from warmrec.data.download import download
 from warmrec.data.parsers import (
+    HAHOW_COURSE_LISTS,
+    HAHOW_USER_LISTS,
+    MARS_COLUMNS,
+    MARS_EXTRAS,
     ML100K_GENRES,
+    RETAIL_COLUMNS,
+    RETAIL_REQUIRED,
+    RETAIL_TIME_FORMATS,
+    YOOCHOOSE_TIME,
     locate,
     parse_amazon_ratings,
     parse_diginetica,
@@ -38,6 +46,14 @@ from warmrec.data.parsers import (
 )
 
 __all__ = [
+    "HAHOW_COURSE_LISTS",
+    "HAHOW_USER_LISTS",
+    "MARS_COLUMNS",
+    "MARS_EXTRAS",
+    "RETAIL_COLUMNS",
+    "RETAIL_REQUIRED",
+    "RETAIL_TIME_FORMATS",
+    "YOOCHOOSE_TIME",
     "AMAZON_CATEGORIES",
     "DATASETS",
     "DATASET_ALIASES",
