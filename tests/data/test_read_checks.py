@@ -72,6 +72,11 @@ def test_id_length_limit_is_an_option(tmp_path):
         load_interactions(f, max_id_length=0)
 
 
+def test_id_limit_counts_characters_not_bytes(tmp_path):
+    f = write(tmp_path, "accents.csv", HEADER + "1," + "é" * 200 + ",100\n")  # 400 bytes
+    assert load_interactions(f).interactions["item_id"].str.len_chars().to_list() == [200]
+
+
 def test_quoted_id_spanning_lines_gets_a_hint(tmp_path):
     # a stray quote closed by another one 300 characters and a line later
     f = write(tmp_path, "quote.csv", HEADER + '1,"' + "x" * 150 + "\n" + "y" * 150 + '",100\n')

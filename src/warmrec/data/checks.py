@@ -46,7 +46,10 @@ def check_ids(df: pl.DataFrame, src: Source, max_length: int = MAX_ID_LENGTH) ->
         if col not in df.columns or df[col].dtype != pl.Utf8:
             continue
         s = df[col]
-        too_long = s.str.len_chars() > max_length
+        if (s.str.len_bytes().max() or 0) > max_length:  # cheap bound: bytes >= characters
+            too_long = (s.str.len_chars() > max_length).fill_null(False)
+        else:
+            too_long = pl.Series([False])
         if too_long.any():
             row = int(too_long.arg_max())
             value = s[row]
