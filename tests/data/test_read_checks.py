@@ -239,6 +239,14 @@ def test_sasrec_format_is_ordinal(tmp_path):
     f = write(tmp_path, "ml-1m.txt", "1 1\n1 2\n2 3\n")
     r = load_interactions(f, format="sasrec")
     assert r.time_unit == "ordinal" and r.interactions["timestamp"].to_list() == [0.0, 1.0, 2.0]
+    with pytest.raises(ConfigError, match="--time-unit ms applies to csv"):
+        load_interactions(f, format="sasrec", time_unit="ms")
+
+
+def test_dataset_times_taken_as_positions(tmp_path):
+    f = write(tmp_path, "ratings_Books.csv", "A1,0001,4.0,1019865600\nA2,0002,5.0,1019865700\n")
+    assert load_interactions(f, format="amazon-books").time_unit == "s"
+    assert load_interactions(f, format="amazon-books", time_unit="ordinal").time_unit == "ordinal"
 
 
 # ------------------------------------------------------------------ sessions

@@ -191,12 +191,16 @@ def load_interactions(
             out.time_unit = ORDINAL
         return out
     if catalogue.has_dataset(fmt):
-        if time_unit not in (None, "auto"):
+        if time_unit not in (None, "auto", ORDINAL):
             raise ConfigError(
-                f"--time-unit applies to csv, tsv, parquet, recbole and folder logs; dataset "
-                f"format {fmt!r} knows the unit of its own files"
+                f"--time-unit {time_unit} applies to csv, tsv, parquet, recbole and folder "
+                f"logs; dataset format {fmt!r} knows the unit of its own files (only "
+                "--time-unit ordinal applies: take its times as mere positions)"
             )
-        return catalogue.load_dataset(fmt, p, **({"columns": columns} if columns else {}))
+        out = catalogue.load_dataset(fmt, p, **({"columns": columns} if columns else {}))
+        if time_unit == ORDINAL:
+            out.time_unit = ORDINAL
+        return out
     raise ConfigError(
         f"unknown format {format!r}: expected one of {', '.join(FORMATS)} "
         f"or a dataset name ({', '.join(catalogue.list_datasets())})"
