@@ -23,7 +23,8 @@ The rules, in one place:
   column becomes the timestamp) or ``no_timestamp=True`` (file order 0, 1, 2, ... becomes the
   timestamp, and any time column is ignored).
 - **Order.** Rows keep file order; nothing is sorted here. A folder is read file by file in
-  name order and concatenated.
+  name order and concatenated; a folder of train/valid/test files is a split folder
+  (:mod:`warmrec.data.splitdir`): its parts are kept in ``Interactions.parts``.
 
 Every problem raises :class:`~warmrec.errors.DataError` naming the file, the line (counted from
 1, header included; Parquet: the row) or the field, what was expected and what was found.
@@ -36,7 +37,9 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import polars as pl
 
 from warmrec.data.schema import ITEM, RATING, SESSION, TIME, USER, validate_interactions
@@ -82,12 +85,20 @@ _MS_ABOVE, _US_ABOVE = 1e11, 1e14
 
 @dataclass
 class Interactions:
-    """A validated canonical interaction table with optional item and user feature tables."""
+    """A validated canonical interaction table with optional item and user feature tables.
+
+    ``parts`` is set when the source was a split folder (:mod:`warmrec.data.splitdir`):
+    ``{"train": ..., "valid": ..., "test": ...}`` canonical tables (``valid`` may be absent) and
+    ``interactions`` is their concatenation; ``split_info`` then says where the split came from
+    (files, row counts, and the manifest's method and options when the folder has one).
+    """
 
     interactions: pl.DataFrame
     item_features: pl.DataFrame | None = None
     user_features: pl.DataFrame | None = None
     source: str = ""
+    parts: dict[str, pl.DataFrame] | None = None
+    split_info: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         def shape(df: pl.DataFrame | None) -> str:
@@ -258,6 +269,10 @@ def _read_parquet(p: Path, opts: ReadOptions) -> Interactions:
 
 
 def _read_folder(p: Path, opts: ReadOptions) -> Interactions:
+    """A folder of files read as one log; a split folder (train/valid/test files) also keeps its
+    parts (:mod:`warmrec.data.splitdir`). Overlapping files are refused."""
+    from warmrec.data import splitdir
+
     files = folder_files(p) if p.is_dir() else []
     if not files:
         raise DataError(
@@ -266,13 +281,35 @@ def _read_folder(p: Path, opts: ReadOptions) -> Interactions:
             expected="*.csv, *.tsv, *.txt or *.parquet files",
             found=_listing(p) if p.is_dir() else "a file",
         )
-    parts = [_READERS[SUFFIX_FORMATS[f.suffix.lower()]](f, opts).interactions for f in files]
-    df = concat_logs(parts, opts, p)
-    return Interactions(df, source=str(p))
+    named = {part: f for f in files if (part := splitdir.part_of(f)) is not None}
+    manifest = splitdir.verify_manifest(p, named)
+    part_files = splitdir.split_parts(files, p)
+    if part_files is not None:
+        files = [part_files[k] for k in splitdir.PARTS if k in part_files]
+    tables = [_READERS[SUFFIX_FORMATS[f.suffix.lower()]](f, opts).interactions for f in files]
+    df = concat_logs(tables, opts, p)
+    # the parts again, now with the merged table's types (and file-order timestamps)
+    bounds = np.cumsum([0] + [t.height for t in tables])
+    pieces = {f.name: df.slice(int(a), int(b - a)) for f, a, b in zip(files, bounds, bounds[1:])}
+    splitdir.check_no_overlap(pieces, p, split=part_files is not None)
+    if part_files is None:
+        return Interactions(df, source=str(p))
+    parts = {k: pieces[part_files[k].name] for k in splitdir.PARTS if k in part_files}
+    info: dict[str, Any] = {
+        "method": "given",
+        "folder": str(p),
+        "files": {k: f.name for k, f in part_files.items()},
+        "rows": {k: v.height for k, v in parts.items()},
+    }
+    if manifest is not None:
+        info["manifest"] = {"method": manifest.get("method"), "options": manifest.get("options")}
+    return Interactions(df, source=str(p), parts=parts, split_info=info)
 
 
 def concat_logs(parts: Sequence[pl.DataFrame], opts: ReadOptions, path: Path) -> pl.DataFrame:
-    """Concatenate canonical tables (ids of mixed types become strings) and re-validate."""
+    """Concatenate canonical tables (ids of mixed types become strings) and re-validate.
+
+    Rows keep their order (the parts are consecutive row ranges of the result)."""
     df = pl.concat(parts, how="diagonal_relaxed")
     if opts.no_timestamp:
         df = df.with_columns(file_order(df.height))

@@ -84,7 +84,7 @@ def run_demo(
         "data": source,
         "split": split,
         "train_sequences": len(prep.train.sequences),
-        "items": prep.vocab.n_items,
+        "items": prep.vocab.n_ids,
         "test_examples": len(prep.test),
         "protocol": "full-catalogue ranking, seen items not excluded",
     }

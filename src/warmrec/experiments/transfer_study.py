@@ -440,7 +440,7 @@ def run_transfer_study(
         "split": t_split,
         "source_split": s_split,
         "target_train_sequences": len(target.train.sequences),
-        "target_items": target.vocab.n_items,
+        "target_items": target.vocab.n_ids,
         "test_examples": len(target.test),
         "valid_examples": len(target.valid),
         "fractions": fractions,
@@ -448,7 +448,7 @@ def run_transfer_study(
         "protocol": "full-catalogue ranking, seen items not excluded",
     }
     if source_model is not None:
-        info["source_items"] = source_model.vocab.n_items
+        info["source_items"] = source_model.vocab.n_ids
     if REPTILE in strategies:
         info["reptile"] = settings[REPTILE]
     result = StudyResult(runs, summary, display_table(summary, metrics), out, {}, computed, info)
