@@ -36,7 +36,29 @@ _EXPORTS: dict[str, str] = {
     "available_models": "warmrec.registry",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "__version__",
+    "Batch",
+    "EvalSet",
+    "SequenceDataset",
+    "SequenceData",
+    "ItemVocab",
+    "Interactions",
+    "load_interactions",
+    "load_dataset",
+    "list_datasets",
+    "download",
+    "gap_analysis",
+    "sessionize",
+    "Split",
+    "split",
+    "default_split",
+    "Prepared",
+    "prepare",
+    "evaluate",
+    "get_model",
+    "available_models",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -42,6 +42,16 @@ def data_options(f):
     return f
 
 
+def resplit_option(f):
+    """--resplit: merge a split folder's train/valid/test files and split them again."""
+    return click.option(
+        "--resplit",
+        is_flag=True,
+        help="For a folder of train/valid/test files (used as given by default): merge them "
+        "and split again (by --split, or the default split).",
+    )(f)
+
+
 def parse_cols(cols: tuple[str, ...]) -> dict[str, str] | None:
     if not cols:
         return None

@@ -161,7 +161,11 @@ def prepare(
     if resplit and parts is not None:
         info["resplit"] = True
     info["split_info"] = dict(sp.info)
-    info["sizes"] = {"train_sequences": len(train.sequences), "valid": len(valid), "test": len(test)}
+    info["sizes"] = {
+        "train_sequences": len(train.sequences),
+        "valid": len(valid),
+        "test": len(test),
+    }
     return Prepared(
         frame, sp, vocab, user_vocab, train, valid, test, item_features, user_features, info, enc
     )
@@ -242,10 +246,6 @@ class _Views:
 
 def _seq_users(sub: pl.DataFrame, key: str, seqs: SequenceData) -> np.ndarray:
     """A user index per sequence of ``seqs`` (the user of its first known event)."""
-    first = (
-        sub.filter(pl.col(IDX) > 0)
-        .group_by(key, maintain_order=True)
-        .agg(pl.col(UIDX).first())
-    )
+    first = sub.filter(pl.col(IDX) > 0).group_by(key, maintain_order=True).agg(pl.col(UIDX).first())
     got = pl.DataFrame({key: seqs.keys}).join(first, on=key, how="left", maintain_order="left")
     return got[UIDX].fill_null(0).to_numpy().astype(np.int64)

@@ -107,9 +107,7 @@ class SequenceData:
         return cls.from_encoded(enc, key, drop_unknown)
 
     @classmethod
-    def from_encoded(
-        cls, enc: pl.DataFrame, key: str, drop_unknown: bool = True
-    ) -> SequenceData:
+    def from_encoded(cls, enc: pl.DataFrame, key: str, drop_unknown: bool = True) -> SequenceData:
         """:meth:`from_frame` of an already encoded table: columns ``key``, ``timestamp`` and
         :data:`IDX` (item indices). A table already sorted by key and time is not sorted again."""
         enc = enc.select(key, TIME, IDX)

@@ -40,7 +40,13 @@ from warmrec.data.schema import ITEM, SESSION, TIME, USER
 from warmrec.errors import DataError
 
 PARTS = ("train", "valid", "test")
-PART_NAMES = {"train": "train", "valid": "valid", "validation": "valid", "val": "valid", "test": "test"}
+PART_NAMES = {
+    "train": "train",
+    "valid": "valid",
+    "validation": "valid",
+    "val": "valid",
+    "test": "test",
+}
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "warmrec-split"
 MANIFEST_VERSION = 1

@@ -3,7 +3,8 @@
 Config sections::
 
     [data]   path, format, columns = {canonical = "file column"}, no_timestamp, order
-    [split]  method = "loo" | "temporal" | "last_session" | "user", plus that split's options
+    [split]  method = "loo" | "temporal" | "last_session" | "user", plus that split's options;
+             a folder of train/valid/test files is used as given unless resplit = true
     [model]  name, plus the model's own config keys
     [train]  training-loop settings of neural models (epochs, lr, patience, ...)
     [eval]   metrics = [...], protocol = "full", exclude_seen = false
@@ -44,15 +45,12 @@ def prepare_from_config(cfg: dict[str, Any], vocab=None, user_vocab=None) -> Pre
     if d:
         raise ConfigError(f"unknown [data] key(s): {', '.join(sorted(d))}")
     sp = dict(cfg.get("split", {}))
-    method = sp.pop("method", "loo")
+    method = sp.pop("method", None)
+    resplit = bool(sp.pop("resplit", False))
+    if method is None and (inter.parts is None or resplit):
+        method = "loo"  # train's default; a split folder is used as given
     return prepare(
-        inter.interactions,
-        split=method,
-        split_options=sp,
-        vocab=vocab,
-        user_vocab=user_vocab,
-        item_features=inter.item_features,
-        user_features=inter.user_features,
+        inter, split=method, split_options=sp, resplit=resplit, vocab=vocab, user_vocab=user_vocab
     )
 
 
