@@ -213,11 +213,14 @@ def test_given_user_split_continues_the_train_history(tmp_path):
     root = tmp_path / "u"
     _write(root, "train.csv", [("a", 1, 1), ("a", 2, 2), ("b", 3, 1), ("b", 4, 2)], h)
     _write(root, "valid.csv", [("a", 3, 3)], h)
-    _write(root, "test.csv", [("a", 4, 4), ("b", 1, 3)], h)
+    _write(root, "test.csv", [("a", 4, 4), ("b", 1, 3), ("c", 1, 5), ("c", 2, 6)], h)
     prep = prepare(load_interactions(root))
+    # user c is new in test: its first event has no history and is dropped, its second is kept
+    assert len(prep.test) == 3 and prep.test.n_dropped == 1
+    assert prep.split.info["test_without_history_dropped"] == 1
     assert prep.split.kind == "next_item" and prep.info["split"] == "given"
-    hist = {prep.test.keys[j]: prep.vocab.decode(prep.test.history(j)) for j in range(2)}
-    assert hist == {"a": [1, 2, 3], "b": [3, 4]}  # train + valid history of the same user
+    hist = {prep.test.keys[j]: prep.vocab.decode(prep.test.history(j)) for j in range(3)}
+    assert hist == {"a": [1, 2, 3], "b": [3, 4], "c": [1]}  # the user's own earlier events
     assert prep.vocab.decode([prep.valid.history(0)[-1]]) == [2]
 
 

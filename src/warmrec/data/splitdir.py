@@ -20,7 +20,9 @@ Given-split semantics (:func:`given_split`):
   A session may appear in one part only.
 - **User logs** (``user_id`` and no ``session_id``): ``kind="next_item"``. Each valid event is a
   target whose history is the user's earlier train events (and earlier valid events); each test
-  event continues the user's train + valid history. Users may appear in several parts.
+  event continues the user's train + valid history. Users may appear in several parts; a held-out
+  event with no earlier event of its user (a user new in that part) has no history to continue
+  and is dropped (counted in ``EvalSet.n_dropped`` and the split's ``info``).
 - Nothing is filtered: held-out items never seen in train stay (they are in the vocabulary and
   ranked, but no model learnt them); :meth:`~warmrec.data.split.Split.describe` counts them.
 - The same event (same key, item and time) in two files is refused, naming both files.

@@ -92,6 +92,8 @@ def run_train(cfg: dict[str, Any], out: str | Path) -> dict[str, Any]:
         "valid_eval_s": eval_s,
         "valid": res.summary,
         "n_valid": res.n_examples,
+        "split": prep.info["split"],
+        "split_info": prep.info["split_info"],
     }
 
 
