@@ -572,6 +572,12 @@ def test_last_session_warns_below_a_minimum_test_size():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         last_session_split(_basket_log(n_days=30))  # 10 % of 1,503 sessions: no warning
+        temporal_split(_basket_log(n_days=30), 25 * DAY)
+    with pytest.warns(DataWarning, match="temporal split: only 3 test"):
+        temporal_split(_basket_log(n_days=30), 30 * DAY)
+    users = _basket_log(n_days=30).rename({"session_id": "user_id"})
+    with pytest.warns(DataWarning, match="temporal split: only 9 test"):
+        temporal_split(users, 30 * DAY)
 
 
 def test_last_session_share_options_are_checked():

@@ -67,7 +67,7 @@ def parse_cols(cols: tuple[str, ...]) -> dict[str, str] | None:
 def read_data(
     path: str, fmt: str | None, cols: tuple[str, ...], no_timestamp: bool, order: str | None
 ):
-    from warmrec.experiments.pipeline import read
+    from warmrec.data.prepared import read
 
     return read(path, format=fmt, columns=parse_cols(cols), no_timestamp=no_timestamp, order=order)
 

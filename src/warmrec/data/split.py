@@ -180,7 +180,7 @@ def _share_cut(starts: np.ndarray, share: float) -> float:
 def _warn_small_test(n_test: int, n: int, minimum: int, method: str) -> None:
     if n_test < minimum:
         warnings.warn(
-            f"{method} split: only {n_test} test sequences of {n} (fewer than {minimum}); "
+            f"{method} split: only {n_test} test sequences (of {n}; fewer than {minimum}); "
             "metrics on so few examples are noisy: hold out a larger share or period",
             DataWarning,
             stacklevel=3,
@@ -333,6 +333,7 @@ def temporal_split(
     assign: str = "start",
     min_session_length: int = 2,
     drop_unseen: bool = True,
+    min_test_sessions: int = MIN_TEST_SESSIONS,
 ) -> Split:
     """Global cut-offs: train before ``valid_start``, valid up to ``test_start``, test after.
 
@@ -357,7 +358,9 @@ def temporal_split(
 
     ``valid_start=None`` leaves ``valid`` empty. Held-out events of items unseen in train are
     removed and (sessions) held-out sessions shorter than ``min_session_length`` dropped
-    (``drop_unseen=False`` keeps them). Row order of the input is kept within each part.
+    (``drop_unseen=False`` keeps them). Row order of the input is kept within each part. Fewer
+    than ``min_test_sessions`` test sessions (user logs: test events) give a
+    :class:`~warmrec.errors.DataWarning`.
     """
     ts = to_seconds(test_start, "test_start")
     vs = ts if valid_start is None else to_seconds(valid_start, "valid_start")
@@ -392,14 +395,19 @@ def temporal_split(
             n_cross = int(n_cross.collect().item())
         if assign == "start":
             info["crossing_sessions_dropped"] = n_cross
-        return _finish(s, "sessions", SESSION, info, drop_unseen, min_session_length, SESSION)
+        sp = _finish(s, "sessions", SESSION, info, drop_unseen, min_session_length, SESSION)
+        n_test, n = sp.test[SESSION].n_unique(), df[SESSION].n_unique()
+        _warn_small_test(n_test, n, min_test_sessions, "temporal")
+        return sp
     key = _user_key(df, None)
     _require(df, [key, ITEM, TIME])
     t = pl.col(TIME)
     s = df.with_columns(
         pl.when(t >= ts).then(TEST).when(t >= vs).then(VALID).otherwise(TRAIN).alias(_PART)
     )
-    return _finish(s, "next_item", key, info, drop_unseen, 0, None)
+    sp = _finish(s, "next_item", key, info, drop_unseen, 0, None)
+    _warn_small_test(sp.test.height, df.height, min_test_sessions, "temporal")
+    return sp
 
 
 def last_session_split(
@@ -485,6 +493,7 @@ def last_session_split(
             assign=assign,
             min_session_length=min_session_length,
             drop_unseen=drop_unseen,
+            min_test_sessions=0,  # warned below, with the numbers of this split
         )
         n = len(starts)
         sp.info.update(
