@@ -229,3 +229,16 @@ def test_interactions_not_split_still_use_the_named_method(tmp_path):
     assert inter.parts is None
     with pytest.raises(ConfigError, match="given"):
         prepare(inter, split="given")
+
+
+def test_demo_uses_a_split_folder_as_given_unless_resplit(tmp_path):
+    from warmrec.experiments.demo import run_demo
+
+    data = _session_split_folder(tmp_path / "sp")
+    kw = {"models": ("pop",), "progress": False, "transfer": False}
+    _, info = run_demo(data, out=tmp_path / "o1", **kw)
+    assert info["split"] == "given" and info["test_examples"] == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, info = run_demo(data, out=tmp_path / "o2", split="loo", resplit=True, **kw)
+    assert info["split"] == "loo"
