@@ -284,8 +284,6 @@ def _read_folder(p: Path, opts: ReadOptions) -> Interactions:
     named = {part: f for f in files if (part := splitdir.part_of(f)) is not None}
     manifest = splitdir.verify_manifest(p, named)
     part_files = splitdir.split_parts(files, p)
-    if part_files is not None:
-        files = [part_files[k] for k in splitdir.PARTS if k in part_files]
     tables = [_READERS[SUFFIX_FORMATS[f.suffix.lower()]](f, opts).interactions for f in files]
     df = concat_logs(tables, opts, p)
     # the parts again, now with the merged table's types (and file-order timestamps)

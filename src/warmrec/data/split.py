@@ -93,7 +93,10 @@ class Split:
         return df
 
     def valid_set(self, vocab: ItemVocab, user_vocab: ItemVocab | None = None) -> EvalSet:
-        """Validation examples: ``valid`` given ``train`` (next_item) or ``valid``'s sessions."""
+        """Validation examples: ``valid`` given ``train`` (next_item) or ``valid``'s sessions.
+
+        Encodes this part alone; :func:`warmrec.prepare` encodes all parts once and cuts the
+        same examples from that (use it when you need more than one part)."""
         if self.kind == "next_item":
             return EvalSet.from_frames(
                 self._targets_frame(self.train),
