@@ -84,9 +84,14 @@ def test_gaps_and_sessionize_refuse_positions(runner, positions_csv, tmp_path):
 
 
 def test_split_by_days_refuses_positions(runner, positions_csv, tmp_path):
-    args = ["data", "split", str(positions_csv), "--time-unit", "ordinal", "--out", str(tmp_path)]
-    res = invoke(runner, [*args, "--method", "last_session", "--set", "by_user=false"])
+    out = str(tmp_path / "split")
+    args = ["data", "split", str(positions_csv), "--time-unit", "ordinal", "--out", out]
+    by_days = ["--set", "by_user=false", "--set", "test_days=1"]
+    res = invoke(runner, [*args, "--method", "last_session", *by_days])
     assert res.exit_code == 2 and "last_session split by days" in res.output
+    # the default last_session holds out a share of sessions: positions are enough
+    res = invoke(runner, [*args, "--method", "last_session", "--set", "by_user=false", "--json"])
+    assert res.exit_code == 0, res.output
     res = invoke(runner, [*args, "--method", "temporal", "--set", "test_start='2020-01-01'"])
     assert res.exit_code == 2 and "must be a position" in res.output
     res = invoke(runner, [*args, "--method", "temporal", "--set", "test_start=150", "--json"])
@@ -102,6 +107,8 @@ def test_train_refuses_a_split_by_days_on_positions(runner, positions_csv, tmp_p
         "last_session",
         "--set",
         "split.by_user=false",
+        "--set",
+        "split.test_days=1",
         "--out",
         str(tmp_path / "m"),
     ]

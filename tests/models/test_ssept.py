@@ -89,7 +89,7 @@ def test_without_sse_training_is_deterministic_and_single_user_equals_unknown():
         pl.lit("only").alias("user_id")
     )
     train = SequenceDataset.from_frame(df)
-    assert train.user_vocab.n_items == 1
+    assert train.user_vocab.n_ids == 1
     a = get_model("ssept", FAST).fit(train, epochs=2, batch_size=32, seed=5)
     b = get_model("ssept", FAST).fit(train, epochs=2, batch_size=32, seed=5)
     items = a.encode_histories([[3, 4, 5], [10, 11]]).items

@@ -66,6 +66,16 @@ def data_options(f):
     return f
 
 
+def resplit_option(f):
+    """--resplit: merge a split folder's train/valid/test files and split them again."""
+    return click.option(
+        "--resplit",
+        is_flag=True,
+        help="For a folder of train/valid/test files (used as given by default): merge them "
+        "and split again (by --split, or the default split).",
+    )(f)
+
+
 def parse_cols(cols: tuple[str, ...]) -> dict[str, str] | None:
     if not cols:
         return None
@@ -81,7 +91,7 @@ def parse_cols(cols: tuple[str, ...]) -> dict[str, str] | None:
 def read_data(
     path: str, fmt: str | None, cols: tuple[str, ...], no_timestamp: bool, order: str | None
 ):
-    from warmrec.experiments.pipeline import read
+    from warmrec.data.prepared import read
 
     return read(
         path,

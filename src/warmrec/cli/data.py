@@ -120,22 +120,28 @@ def sessionize(
     metavar="KEY=VALUE",
     help="Split options, e.g. --set test_start=1.5e9 or --set seed=3.",
 )
-@click.option("--out", "out", required=True, help="Output folder for train/valid/test Parquet.")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    help="Output folder: train/valid/test Parquet and manifest.json, written as one unit.",
+)
 @click.option("--json", "as_json", is_flag=True)
 def split(path, fmt, cols, no_timestamp, order, method, sets, out, as_json):
-    """Split a log into train / valid / test Parquet files."""
+    """Split a log into a split folder: train / valid / test Parquet files and a manifest.
+
+    The folder is written as one unit (a temporary folder renamed into place); reading it back
+    (e.g. ``warmrec train --data OUT``) uses the split as given and checks the manifest."""
     from warmrec.data.split import require_split_time
     from warmrec.data.split import split as do_split
-    from warmrec.io import write_parquet
+    from warmrec.data.splitdir import write_split
 
     inter = read_data(path, fmt, cols, no_timestamp, order)
     df = inter.interactions
     opts = load_config(None, sets)
     require_split_time(df, method, opts, inter.time_unit)
     sp = do_split(df, method, **opts)
-    outdir = Path(out)
-    for part in ("train", "valid", "test"):
-        write_parquet(getattr(sp, part), outdir / f"{part}.parquet")
+    write_split(sp, out, method=method, options=opts, source=str(path))
     d = sp.describe()
     if as_json:
         emit_json(d)

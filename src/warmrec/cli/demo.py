@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
-from warmrec.cli.common import emit_json, format_table
+from warmrec.cli.common import emit_json, format_table, resplit_option
 
 
 @click.command()
 @click.option("--data", default=None, help="A real dataset (default: generated synthetic data).")
 @click.option("--format", "fmt", default=None, help="Input format or dataset name.")
 @click.option("--split", default=None, help="Split method (default: last_session or loo).")
+@resplit_option
 @click.option("--models", default=None, help="Comma-separated model names (default: all).")
 @click.option("--out", default="warmrec-out/demo", show_default=True, help="Output folder.")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -20,7 +21,7 @@ from warmrec.cli.common import emit_json, format_table
     help="Skip the transfer study (run only without --data/--models).",
 )
 @click.option("--json", "as_json", is_flag=True)
-def demo(data, fmt, split, models, out, seed, no_transfer, as_json):
+def demo(data, fmt, split, resplit, models, out, seed, no_transfer, as_json):
     """Generate data (or read --data), fit every baseline, evaluate, print the table."""
     from warmrec.experiments.demo import run_demo
 
@@ -31,6 +32,7 @@ def demo(data, fmt, split, models, out, seed, no_transfer, as_json):
         out=out,
         models=names,
         split=split,
+        resplit=resplit,
         seed=seed,
         progress=not as_json,
         transfer=False if no_transfer else None,

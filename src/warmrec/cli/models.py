@@ -11,6 +11,7 @@ from warmrec.cli.common import (
     format_table,
     load_config,
     parse_cols,
+    resplit_option,
     time_unit,
 )
 
@@ -32,13 +33,15 @@ def _data_cfg(path, fmt, cols, no_timestamp, order) -> dict:
     return d
 
 
-def _base(path, fmt, cols, no_timestamp, order, split) -> dict:
+def _base(path, fmt, cols, no_timestamp, order, split, resplit=False) -> dict:
     base: dict = {}
     d = _data_cfg(path, fmt, cols, no_timestamp, order)
     if d:
         base["data"] = d
     if split:
         base["split"] = {"method": split}
+    if resplit:
+        base.setdefault("split", {})["resplit"] = True
     return base
 
 
@@ -55,6 +58,7 @@ def _merge_flags(cfg: dict, flags: dict) -> dict:
 @click.option("--data", "path", default=None, help="Interaction log (file or folder).")
 @data_options
 @click.option("--split", default=None, help="loo (default), temporal, last_session or user.")
+@resplit_option
 @click.option("--config", "config_file", default=None, help="TOML experiment file.")
 @click.option(
     "--set",
@@ -65,12 +69,25 @@ def _merge_flags(cfg: dict, flags: dict) -> dict:
 )
 @click.option("--out", required=True, help="Model directory to write.")
 @click.option("--json", "as_json", is_flag=True)
-def train(model_name, path, fmt, cols, no_timestamp, order, split, config_file, sets, out, as_json):
+def train(
+    model_name,
+    path,
+    fmt,
+    cols,
+    no_timestamp,
+    order,
+    split,
+    resplit,
+    config_file,
+    sets,
+    out,
+    as_json,
+):
     """Fit a model (selected on validation) and save it."""
     from warmrec.experiments.run import run_train
 
     cfg = load_config(config_file, ())
-    flags = _base(path, fmt, cols, no_timestamp, order, split)
+    flags = _base(path, fmt, cols, no_timestamp, order, split, resplit)
     if model_name:
         flags["model"] = {"name": model_name}
     cfg = load_config(None, sets, _merge_flags(cfg, flags))
@@ -87,6 +104,7 @@ def train(model_name, path, fmt, cols, no_timestamp, order, split, config_file, 
 @click.option("--data", "path", default=None, help="Interaction log (default: the training data).")
 @data_options
 @click.option("--split", default=None, help="Split method (default: the one used in training).")
+@resplit_option
 @click.option("--part", default="test", show_default=True, help="test or valid.")
 @click.option("--metrics", default=None, help="Comma-separated, e.g. hr@10,ndcg@10,mrr@20.")
 @click.option(
@@ -104,6 +122,7 @@ def evaluate_cmd(
     no_timestamp,
     order,
     split,
+    resplit,
     part,
     metrics,
     protocol,
@@ -116,7 +135,7 @@ def evaluate_cmd(
     from warmrec.experiments.run import run_evaluate
 
     cfg = load_config(config_file, ())
-    flags = _base(path, fmt, cols, no_timestamp, order, split)
+    flags = _base(path, fmt, cols, no_timestamp, order, split, resplit)
     ev = {}
     if metrics:
         ev["metrics"] = [m.strip() for m in metrics.split(",") if m.strip()]

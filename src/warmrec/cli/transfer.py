@@ -22,6 +22,7 @@ from warmrec.cli.common import (
     format_table,
     load_config,
     read_data,
+    resplit_option,
 )
 from warmrec.errors import ConfigError
 
@@ -44,10 +45,13 @@ def _sections(cfg: dict[str, Any], allowed: set[str]) -> None:
         )
 
 
-def _split_name(frame, split: str | None) -> str:
-    from warmrec.experiments.transfer_study import choose_split
+def _split_name(inter, split: str | None, resplit: bool = False) -> str | None:
+    """The split method: None for a split folder used as given, else ``split`` or the default."""
+    from warmrec.data.split import default_split
 
-    return choose_split(frame, split or "auto")
+    if inter.parts is not None and not resplit and split in (None, "auto"):
+        return None
+    return default_split(inter.interactions) if split in (None, "auto") else split
 
 
 def _set_option(f):
@@ -65,12 +69,24 @@ def _set_option(f):
 @click.option("--data", "path", required=True, help="Source-domain interaction log.")
 @data_options
 @click.option("--split", default=None, help="auto (default), loo, last_session or user.")
+@resplit_option
 @click.option("--config", "config_file", default=None, help="TOML file: [model], [train].")
 @_set_option
 @click.option("--out", required=True, help="Model directory to write.")
 @click.option("--json", "as_json", is_flag=True)
 def pretrain(
-    model_name, path, fmt, cols, no_timestamp, order, split, config_file, sets, out, as_json
+    model_name,
+    path,
+    fmt,
+    cols,
+    no_timestamp,
+    order,
+    split,
+    resplit,
+    config_file,
+    sets,
+    out,
+    as_json,
 ):
     """Pre-train a neural model on a source domain (selected on validation) and save it."""
     from warmrec.experiments.pipeline import evaluate_model, prepare, timed
@@ -81,14 +97,9 @@ def pretrain(
     inter = read_data(path, fmt, cols, no_timestamp, order)
     sp = dict(cfg.get("split", {}))
     method_opt = sp.pop("method", None)
-    method = _split_name(inter.interactions, split or method_opt)
-    prep = prepare(
-        inter.interactions,
-        split=method,
-        split_options=sp,
-        item_features=inter.item_features,
-        user_features=inter.user_features,
-    )
+    method = _split_name(inter, split or method_opt, resplit)
+    prep = prepare(inter, split=method, split_options=sp, resplit=resplit)
+    method = prep.info["split"]
     m = dict(cfg.get("model", {}))
     name = m.pop("name", model_name)
     model, fit_s = timed(do_pretrain, name, prep.train, prep.valid, m, cfg.get("train", {}))
@@ -98,7 +109,7 @@ def pretrain(
         model.meta["item_titles"] = [[k, v] for k, v in titles.items()]
     model.meta["run"] = {
         "data": {"path": str(path)},
-        "split": {"method": method, **sp},
+        "split": {"method": method, **sp, **({"resplit": True} if resplit else {})},
         "fit_seconds": fit_s,
         "valid": res.summary,
     }
@@ -119,6 +130,7 @@ def pretrain(
 @click.option("--strategy", default="finetune", show_default=True, help="Transfer strategy.")
 @click.option("--init", "init", default="popularity", show_default=True, help="Item-table init.")
 @click.option("--split", default=None, help="auto (default), loo, last_session or user.")
+@resplit_option
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--config", "config_file", default=None, help="TOML file: [train], [strategy]...")
 @_set_option
@@ -134,6 +146,7 @@ def transfer_cmd(
     strategy,
     init,
     split,
+    resplit,
     seed,
     config_file,
     sets,
@@ -155,14 +168,9 @@ def transfer_cmd(
     inter = read_data(path, fmt, cols, no_timestamp, order)
     sp = dict(cfg.get("split", {}))
     method_opt = sp.pop("method", None)
-    method = _split_name(inter.interactions, split or method_opt)
-    prep = prepare(
-        inter.interactions,
-        split=method,
-        split_options=sp,
-        item_features=inter.item_features,
-        user_features=inter.user_features,
-    )
+    method = _split_name(inter, split or method_opt, resplit)
+    prep = prepare(inter, split=method, split_options=sp, resplit=resplit)
+    method = prep.info["split"]
     src_titles = source.meta.get("item_titles")
     tr = dict(cfg.get("transfer", {}))
     bad = sorted(set(tr) - {"max_len", "position_init"})
@@ -189,7 +197,7 @@ def transfer_cmd(
     res = evaluate_model(model, prep.valid, prep)
     model.meta["run"] = {
         "data": {"path": str(path)},
-        "split": {"method": method, **sp},
+        "split": {"method": method, **sp, **({"resplit": True} if resplit else {})},
         "fit_seconds": fit_s,
         "valid": res.summary,
     }

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import polars as pl
 
+from warmrec.data import splitdir
 from warmrec.data.columns import (
     ReadOptions,
     align_keys,
@@ -115,6 +118,8 @@ def _read_parquet(p: Path, opts: ReadOptions) -> Interactions:
 
 
 def _read_folder(p: Path, opts: ReadOptions) -> Interactions:
+    """A folder of files read as one log; a split folder (train/valid/test files) also keeps its
+    parts (:mod:`warmrec.data.splitdir`). Overlapping files are refused."""
     files = folder_files(p) if p.is_dir() else []
     if not files:
         raise DataError(
@@ -123,13 +128,33 @@ def _read_folder(p: Path, opts: ReadOptions) -> Interactions:
             expected="*.csv, *.tsv, *.txt or *.parquet files",
             found=_listing(p) if p.is_dir() else "a file",
         )
-    parts = [_READERS[SUFFIX_FORMATS[f.suffix.lower()]](f, opts).interactions for f in files]
-    df = concat_logs(parts, opts, p)
-    return Interactions(df, source=str(p))
+    named = {part: f for f in files if (part := splitdir.part_of(f)) is not None}
+    manifest = splitdir.verify_manifest(p, named)
+    part_files = splitdir.split_parts(files, p)
+    tables = [_READERS[SUFFIX_FORMATS[f.suffix.lower()]](f, opts).interactions for f in files]
+    df = concat_logs(tables, opts, p)
+    # the parts again, now with the merged table's types (and file-order timestamps)
+    bounds = np.cumsum([0] + [t.height for t in tables])
+    pieces = {f.name: df.slice(int(a), int(b - a)) for f, a, b in zip(files, bounds, bounds[1:])}
+    splitdir.check_no_overlap(pieces, p, split=part_files is not None)
+    if part_files is None:
+        return Interactions(df, source=str(p))
+    parts = {k: pieces[part_files[k].name] for k in splitdir.PARTS if k in part_files}
+    info: dict[str, Any] = {
+        "method": "given",
+        "folder": str(p),
+        "files": {k: f.name for k, f in part_files.items()},
+        "rows": {k: v.height for k, v in parts.items()},
+    }
+    if manifest is not None:
+        info["manifest"] = {"method": manifest.get("method"), "options": manifest.get("options")}
+    return Interactions(df, source=str(p), parts=parts, split_info=info)
 
 
 def concat_logs(parts: Sequence[pl.DataFrame], opts: ReadOptions, path: Path) -> pl.DataFrame:
-    """Concatenate canonical tables (ids of mixed types become strings) and re-validate."""
+    """Concatenate canonical tables (ids of mixed types become strings) and re-validate.
+
+    Rows keep their order (the parts are consecutive row ranges of the result)."""
     df = pl.concat(parts, how="diagonal_relaxed")
     if opts.no_timestamp:
         df = df.with_columns(file_order(df.height))

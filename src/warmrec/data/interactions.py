@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -13,6 +14,11 @@ class Interactions:
 
     ``time_unit`` is ``"s"`` when ``timestamp`` holds Unix seconds and ``"ordinal"`` when it holds
     event positions (see :func:`warmrec.data.schema.require_seconds`).
+
+    ``parts`` is set when the source was a split folder (:mod:`warmrec.data.splitdir`):
+    ``{"train": ..., "valid": ..., "test": ...}`` canonical tables (``valid`` may be absent) and
+    ``interactions`` is their concatenation; ``split_info`` then says where the split came from
+    (files, row counts, and the manifest's method and options when the folder has one).
     """
 
     interactions: pl.DataFrame
@@ -20,6 +26,8 @@ class Interactions:
     user_features: pl.DataFrame | None = None
     source: str = ""
     time_unit: str = "s"
+    parts: dict[str, pl.DataFrame] | None = None
+    split_info: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         def shape(df: pl.DataFrame | None) -> str:

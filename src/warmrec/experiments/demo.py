@@ -13,6 +13,8 @@ from typing import Any
 import polars as pl
 from tqdm.auto import tqdm
 
+from warmrec.data.readers import Interactions
+from warmrec.data.split import default_split  # noqa: F401  (the one default policy, re-exported)
 from warmrec.experiments.pipeline import Prepared, evaluate_model, fit_model, prepare, read, timed
 from warmrec.io import atomic_write_text, write_csv
 
@@ -25,19 +27,16 @@ NEURAL_DEMO_TRAIN = {"epochs": 20, "patience": 3}
 MODEL_DEMO_TRAIN = {"gru4rec": {"batch_size": 32}}
 
 
-def default_split(frame: pl.DataFrame) -> str:
-    """Session logs: each user's (or the latest) last session held out; user logs: leave-one-out."""
-    return "last_session" if "session_id" in frame.columns else "loo"
-
-
-def demo_data(data: str | Path | None, fmt: str | None, seed: int) -> tuple[pl.DataFrame, str]:
+def demo_data(
+    data: str | Path | None, fmt: str | None, seed: int
+) -> tuple[pl.DataFrame | Interactions, str]:
+    """The generated target domain, or what ``data`` reads as (a split folder keeps its parts)."""
     if data is None:
         from warmrec.data.synthetic import generate_cross_domain
 
         cd = generate_cross_domain(seed=seed)
         return cd.target, "synthetic cross-domain (target domain)"
-    inter = read(data, format=fmt)
-    return inter.interactions, str(data)
+    return read(data, format=fmt), str(data)
 
 
 def run_demo(
@@ -51,6 +50,7 @@ def run_demo(
     neural_train: dict[str, Any] | None = None,
     progress: bool = True,
     transfer: bool | None = None,
+    resplit: bool = False,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Fit and evaluate ``models`` (default: every baseline, SASRec and GRU4Rec); write the table
     as Markdown and CSV under ``out``. Returns (table, info).
@@ -60,9 +60,9 @@ def run_demo(
     transfer method's NDCG@10 ratio to scratch at each fraction."""
     from warmrec.registry import available_models
 
-    frame, source = demo_data(data, fmt, seed)
-    split = split or default_split(frame)
-    prep: Prepared = prepare(frame, split=split)
+    loaded, source = demo_data(data, fmt, seed)
+    prep: Prepared = prepare(loaded, split=split, resplit=resplit)
+    split = prep.info["split"]
     known = set(available_models())
     names = [m for m in (models or BASELINES + NEURAL) if m in known]
     rows = []
@@ -84,7 +84,7 @@ def run_demo(
         "data": source,
         "split": split,
         "train_sequences": len(prep.train.sequences),
-        "items": prep.vocab.n_items,
+        "items": prep.vocab.n_ids,
         "test_examples": len(prep.test),
         "protocol": "full-catalogue ranking, seen items not excluded",
     }

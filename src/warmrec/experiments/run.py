@@ -3,7 +3,8 @@
 Config sections::
 
     [data]   path, format, columns = {canonical = "file column"}, no_timestamp, order, time_unit
-    [split]  method = "loo" | "temporal" | "last_session" | "user", plus that split's options
+    [split]  method = "loo" | "temporal" | "last_session" | "user", plus that split's options;
+             a folder of train/valid/test files is used as given unless resplit = true
     [model]  name, plus the model's own config keys
     [train]  training-loop settings of neural models (epochs, lr, patience, ...)
     [eval]   metrics = [...], protocol = "full", exclude_seen = false
@@ -46,16 +47,13 @@ def prepare_from_config(cfg: dict[str, Any], vocab=None, user_vocab=None) -> Pre
     if d:
         raise ConfigError(f"unknown [data] key(s): {', '.join(sorted(d))}")
     sp = dict(cfg.get("split", {}))
-    method = sp.pop("method", "loo")
+    method = sp.pop("method", None)
+    resplit = bool(sp.pop("resplit", False))
+    if method is None and (inter.parts is None or resplit):
+        method = "loo"  # train's default; a split folder is used as given
     require_split_time(inter.interactions, method, sp, inter.time_unit)
     return prepare(
-        inter.interactions,
-        split=method,
-        split_options=sp,
-        vocab=vocab,
-        user_vocab=user_vocab,
-        item_features=inter.item_features,
-        user_features=inter.user_features,
+        inter, split=method, split_options=sp, resplit=resplit, vocab=vocab, user_vocab=user_vocab
     )
 
 
@@ -97,6 +95,8 @@ def run_train(cfg: dict[str, Any], out: str | Path) -> dict[str, Any]:
         "valid_eval_s": eval_s,
         "valid": res.summary,
         "n_valid": res.n_examples,
+        "split": prep.info["split"],
+        "split_info": prep.info["split_info"],
     }
 
 

@@ -39,7 +39,8 @@ from tqdm.auto import tqdm
 
 from warmrec.config import build_config, config_dict
 from warmrec.data.dataset import SequenceDataset
-from warmrec.data.schema import SESSION, USER, sequence_key
+from warmrec.data.schema import sequence_key
+from warmrec.data.split import default_split
 from warmrec.errors import ConfigError
 from warmrec.evaluation.evaluate import EvalResult
 from warmrec.evaluation.stats import paired_test, seed_summary
@@ -95,19 +96,13 @@ class StudyResult:
 
 # -- pieces ----------------------------------------------------------------------------------------
 def choose_split(frame: pl.DataFrame, split: str = "auto", long_history: int = LONG_HISTORY) -> str:
-    """``"auto"``: leave-one-out when the log has users with long histories (median events per
-    user >= ``long_history``) or no sessions, else ``"last_session"``; other names pass through."""
+    """``"auto"``: :func:`warmrec.data.split.default_split` (the one default policy); other
+    names pass through."""
     if split not in SPLITS:
         raise ConfigError(f"study split {split!r}: expected one of {', '.join(SPLITS)}")
     if split != "auto":
         return split
-    if SESSION not in frame.columns:
-        return "loo"
-    if USER in frame.columns:
-        per_user = frame.group_by(USER).len()["len"]
-        if float(per_user.median()) >= long_history:
-            return "loo"
-    return "last_session"
+    return default_split(frame, long_history=long_history)
 
 
 def subsample_keys(train: pl.DataFrame, fraction: float, seed: int) -> pl.Series:
@@ -440,7 +435,7 @@ def run_transfer_study(
         "split": t_split,
         "source_split": s_split,
         "target_train_sequences": len(target.train.sequences),
-        "target_items": target.vocab.n_items,
+        "target_items": target.vocab.n_ids,
         "test_examples": len(target.test),
         "valid_examples": len(target.valid),
         "fractions": fractions,
@@ -448,7 +443,7 @@ def run_transfer_study(
         "protocol": "full-catalogue ranking, seen items not excluded",
     }
     if source_model is not None:
-        info["source_items"] = source_model.vocab.n_items
+        info["source_items"] = source_model.vocab.n_ids
     if REPTILE in strategies:
         info["reptile"] = settings[REPTILE]
     result = StudyResult(runs, summary, display_table(summary, metrics), out, {}, computed, info)

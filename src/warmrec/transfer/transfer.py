@@ -345,7 +345,7 @@ def transfer(
         "source": {
             "model": source_model.name,
             "name": source_name,
-            "n_items": source_model.vocab.n_items,
+            "n_items": source_model.vocab.n_ids,
             "max_len": getattr(source_model.config, "max_len", None),
         },
         "strategy": strategy,
