@@ -197,7 +197,7 @@ def test_save_adapters_only_and_load_on_the_base(data, tmp_path):
         p.requires_grad_(False)
     want = scores(model, valid)
     save_adapters(model, tmp_path / "ad")
-    size = (tmp_path / "ad" / "adapters.safetensors").stat().st_size
+    size = (tmp_path / "ad" / "model.safetensors").stat().st_size
     assert size * 4 < (tmp_path / "base" / "model.safetensors").stat().st_size
     loaded = load_adapters(tmp_path / "base", tmp_path / "ad")
     assert torch.equal(scores(loaded, valid), want)

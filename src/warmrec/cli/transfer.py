@@ -21,6 +21,7 @@ from warmrec.cli.common import (
     emit_json,
     format_table,
     load_config,
+    parse_cols,
     read_data,
 )
 from warmrec.errors import ConfigError
@@ -73,6 +74,7 @@ def pretrain(
     model_name, path, fmt, cols, no_timestamp, order, split, config_file, sets, out, as_json
 ):
     """Pre-train a neural model on a source domain (selected on validation) and save it."""
+    from warmrec.artifacts import DataSource, RunInfo
     from warmrec.experiments.pipeline import evaluate_model, prepare, timed
     from warmrec.transfer import pretrain as do_pretrain
 
@@ -95,13 +97,15 @@ def pretrain(
     res = evaluate_model(model, prep.valid, prep)
     titles = _titles(inter.item_features)
     if titles:
-        model.meta["item_titles"] = [[k, v] for k, v in titles.items()]
-    model.meta["run"] = {
-        "data": {"path": str(path)},
-        "split": {"method": method, **sp},
-        "fit_seconds": fit_s,
-        "valid": res.summary,
-    }
+        model.meta.item_titles = [(k, v) for k, v in titles.items()]
+    model.meta.run = RunInfo(
+        data=DataSource.of(
+            path, format=fmt, columns=parse_cols(cols), no_timestamp=no_timestamp, order=order
+        ),
+        split={"method": method, **sp},
+        fit_seconds=fit_s,
+        valid=res.summary,
+    )
     model.save(out)
     out_info = {"model": name, "out": str(out), "fit_s": fit_s, "split": method}
     out_info.update(valid=res.summary, n_valid=res.n_examples, titles=len(titles or {}))
@@ -145,6 +149,7 @@ def transfer_cmd(
     Config sections: [train] (training loop), [strategy] (StrategyOptions), [init] (init
     options), [transfer] (max_len, position_init), [split] (split options).
     """
+    from warmrec.artifacts import DataSource, RunInfo
     from warmrec.experiments.pipeline import evaluate_model, prepare, timed
     from warmrec.models.base import Recommender
     from warmrec.transfer import transfer
@@ -163,7 +168,7 @@ def transfer_cmd(
         item_features=inter.item_features,
         user_features=inter.user_features,
     )
-    src_titles = source.meta.get("item_titles")
+    src_titles = source.meta.item_titles
     tr = dict(cfg.get("transfer", {}))
     bad = sorted(set(tr) - {"max_len", "position_init"})
     if bad:
@@ -187,21 +192,23 @@ def transfer_cmd(
         **tr,
     )
     res = evaluate_model(model, prep.valid, prep)
-    model.meta["run"] = {
-        "data": {"path": str(path)},
-        "split": {"method": method, **sp},
-        "fit_seconds": fit_s,
-        "valid": res.summary,
-    }
+    model.meta.run = RunInfo(
+        data=DataSource.of(
+            path, format=fmt, columns=parse_cols(cols), no_timestamp=no_timestamp, order=order
+        ),
+        split={"method": method, **sp},
+        fit_seconds=fit_s,
+        valid=res.summary,
+    )
     model.save(out)
     info = {
         "model": model.name,
         "out": str(out),
         "strategy": strategy,
-        "init": model.meta["transfer"]["init"],
+        "init": model.meta.transfer.init,
         "fit_s": fit_s,
         "split": method,
-        "n_trainable": model.meta["transfer"]["n_trainable"],
+        "n_trainable": model.meta.transfer.n_trainable,
         "valid": res.summary,
         "n_valid": res.n_examples,
     }

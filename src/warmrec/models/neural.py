@@ -285,6 +285,13 @@ class NeuralRecommender(Recommender):
     def set_state(self, state: dict[str, torch.Tensor]) -> None:
         self._check_fitted()
         self.net = self.build_net(self.n_items)
+        own = self.net.state_dict()
+        for k, v in state.items():
+            if k in own and tuple(own[k].shape) != tuple(v.shape):
+                raise ModelError(
+                    f"model '{self.name}': weight {k!r} has shape {tuple(v.shape)}, the config "
+                    f"and vocabulary give {tuple(own[k].shape)}"
+                )
         missing, unexpected = self.net.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ModelError(
