@@ -166,7 +166,7 @@ def test_a_vocabulary_with_ids_swapped(saved):
 
 
 def test_not_a_directory_and_an_adapter_directory(tmp_path, saved):
-    assert "no such model directory" in _error(tmp_path / "nothing")
+    assert "no such directory" in _error(tmp_path / "nothing")
     info = json.loads((saved / "config.json").read_text())
     info["kind"] = "adapter"
     (saved / "config.json").write_text(json.dumps(info))

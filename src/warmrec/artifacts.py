@@ -390,7 +390,7 @@ def read_info(path: str | Path) -> Artifact:
     """Read and check ``<path>/config.json`` (or a format-1 adapter's ``adapter_config.json``)."""
     p = Path(path)
     if not p.is_dir():
-        raise ModelError(f"{p}: no such model directory")
+        raise ModelError(f"{p}: not a warmrec model directory (no such directory)")
     cfg_path = p / CONFIG_FILE
     legacy_adapter = not cfg_path.is_file() and (p / LEGACY_ADAPTER_CONFIG).is_file()
     if legacy_adapter:
