@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import stat
 
 import pytest
@@ -143,8 +144,14 @@ def test_missing_vocabulary(saved):
     assert "vocab.json" in msg and "missing" in msg
 
 
-def test_a_pickle_in_place_of_the_weights(saved, sasrec):
-    torch.save(sasrec.net.state_dict(), saved / "model.safetensors")
+@pytest.mark.parametrize("how", ["torch.save", "pickle"])
+def test_a_pickle_in_place_of_the_weights(saved, sasrec, how):
+    state = sasrec.net.state_dict()
+    if how == "torch.save":
+        torch.save(state, saved / "model.safetensors")
+    else:
+        data = pickle.dumps({k: v.tolist() for k, v in state.items()}, protocol=4)
+        (saved / "model.safetensors").write_bytes(data)
     msg = _error(saved)
     assert "model.safetensors" in msg and "pickle" in msg
 

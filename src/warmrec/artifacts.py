@@ -39,13 +39,12 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from warmrec.data.vocab import ItemVocab
-from warmrec.errors import DataError, ModelError
+from warmrec.errors import DataError, ModelError, WarmrecError
 from warmrec.io import _mode, atomic_dir
 
 FORMAT_VERSION = 2
@@ -56,6 +55,9 @@ VOCAB_FILE = "vocab.json"
 USERS_FILE = "users.json"
 LEGACY_ADAPTER_CONFIG = "adapter_config.json"  # format-1 adapter directories
 LEGACY_ADAPTER_WEIGHTS = "adapters.safetensors"
+
+if TYPE_CHECKING:  # torch is imported where weights are read or written, not to read a meta
+    import torch
 
 
 # -- the typed meta ------------------------------------------------------------------------------
@@ -333,6 +335,7 @@ def write_artifact(
 def model_weights(model: Any) -> dict[str, torch.Tensor]:
     """A Recommender's ``get_state()`` as contiguous CPU tensors."""
     import numpy as np
+    import torch
 
     out = {}
     for k, v in model.get_state().items():
@@ -348,6 +351,11 @@ def save_model(
     from warmrec.config import config_dict
 
     model._check_fitted()
+    a_cfg = l_cfg = None
+    if getattr(model, "net", None) is not None:  # neural models: adapters travel with the model
+        from warmrec.transfer.adapters import adapter_configs
+
+        a_cfg, l_cfg = adapter_configs(model.net)
     return write_artifact(
         path,
         model=model.name,
@@ -356,6 +364,8 @@ def save_model(
         meta=model.meta,
         vocab=model.vocab,
         user_vocab=model.user_vocab,
+        adapter=config_dict(a_cfg) if a_cfg is not None else None,
+        lora=config_dict(l_cfg) if l_cfg is not None else None,
         extra=extra,
     )
 
@@ -427,15 +437,17 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     p = Path(path)
     if not p.is_file():
         raise ModelError(f"{p}: missing (the weights of the directory)")
-    with p.open("rb") as f:
-        head = f.read(8)
-    if head[:2] == b"PK" or head[:1] == b"\x80":
-        raise ModelError(
-            f"{p}: a pickle / torch.save file, not safetensors; warmrec never loads pickles"
-        )
     try:
         return load_file(str(p))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        with p.open("rb") as f:
+            head = f.read(2)
+        if head == b"PK" or (
+            head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+        ):
+            raise ModelError(
+                f"{p}: a pickle / torch.save file, not safetensors; warmrec never loads pickles"
+            ) from None
         size = p.stat().st_size
         raise ModelError(
             f"{p}: not a valid safetensors file, truncated or damaged ({size} bytes; "
@@ -472,7 +484,6 @@ def read_vocab(path: str | Path, record: VocabRecord | None, *, required: bool) 
 
 def build_model(art: Artifact) -> Any:
     """An unfitted model of the directory's class and config (errors name ``config.json``)."""
-    from warmrec.errors import WarmrecError
     from warmrec.registry import model_class
 
     cfg_path = art.path / CONFIG_FILE
@@ -498,7 +509,6 @@ def load_vocabs(art: Artifact, model: Any) -> None:
 
 def set_weights(model: Any, state: dict[str, torch.Tensor], where: Path) -> None:
     """``model.set_state(state)``; a mismatch with the config is one error naming ``where``."""
-    from warmrec.errors import WarmrecError
 
     try:
         model.set_state(state)
@@ -523,7 +533,28 @@ def load_model(path: str | Path, expect: type | None = None) -> Any:
             f"{art.path}: holds a '{art.info.model}' model, not '{getattr(expect, 'name', expect)}'"
         )
     load_vocabs(art, model)
-    set_weights(model, read_weights(art.weights_path), art.weights_path)
+    state = read_weights(art.weights_path)
+    if art.info.adapter is None and art.info.lora is None:
+        set_weights(model, state, art.weights_path)
+        return model
+    # a model saved with adapters/LoRA in its net (e.g. by `transfer --strategy adapters`)
+    from warmrec.transfer.adapters import (
+        inject_adapters,
+        inject_lora,
+        is_adapter_name,
+        load_adapter_state,
+    )
+
+    set_weights(model, {k: v for k, v in state.items() if not is_adapter_name(k)}, art.weights_path)
+    try:
+        if art.info.adapter is not None:
+            inject_adapters(model.net, art.info.adapter, seed=0)
+        if art.info.lora is not None:
+            inject_lora(model.net, art.info.lora, seed=0)
+        load_adapter_state(model.net, {k: v for k, v in state.items() if is_adapter_name(k)})
+    except WarmrecError as e:
+        raise ModelError(f"{art.weights_path}: {_first_line(e)}") from None
+    model.net.eval()
     return model
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import shutil
 
 import pytest
 import torch
@@ -205,6 +207,31 @@ def test_save_adapters_only_and_load_on_the_base(data, tmp_path):
         save_adapters(Recommender.load(tmp_path / "base"), tmp_path / "none")
     with pytest.raises(ModelError, match="not an adapter directory"):
         load_adapters(tmp_path / "base", tmp_path / "base")
+    with pytest.raises(ModelError, match="load_adapters"):
+        Recommender.load(tmp_path / "ad")
+    # a format-1 adapter directory (adapter_config.json + adapters.safetensors) still loads
+    old = tmp_path / "old"
+    old.mkdir()
+    info = json.loads((tmp_path / "ad" / "config.json").read_text())
+    keep = ("model", "config", "adapter", "lora", "extra_keys", "meta", "warmrec_version")
+    legacy = {"format": 1, **{k: info[k] for k in keep}}
+    (old / "adapter_config.json").write_text(json.dumps(legacy))
+    shutil.copy(tmp_path / "ad" / "model.safetensors", old / "adapters.safetensors")
+    assert torch.equal(scores(load_adapters(tmp_path / "base", old), valid), want)
+
+
+def test_tampered_adapter_weights_are_one_line(data, tmp_path):
+    train, _ = data
+    model = bound("sasrec", train)
+    model.save(tmp_path / "base")
+    inject_adapters(model.net, {"bottleneck": 2}, seed=0)
+    save_adapters(model, tmp_path / "ad")
+    weights = tmp_path / "ad" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ModelError) as e:
+        load_adapters(tmp_path / "base", tmp_path / "ad")
+    msg = str(e.value)
+    assert str(weights) in msg and "truncated" in msg and "\n" not in msg
 
 
 def _structure(net: torch.nn.Module) -> list[tuple[str, type, int]]:
@@ -269,3 +296,20 @@ def test_unloading_a_copy_leaves_the_original_adapted(data):
     assert _hooks(twin.net) == 0 and _hooks(model.net) == 1
     assert torch.equal(scores(model, valid), want)
     assert not torch.allclose(scores(twin, valid), want, atol=1e-3)
+
+
+@pytest.mark.parametrize("key", ["sasrec", "gru4rec-2layers"])
+def test_a_model_saved_with_adapters_loads_as_a_whole(key, data, tmp_path):
+    """Issue 9: a directory made by ``transfer --strategy adapters`` must load for evaluate."""
+    train, valid = data
+    model = bound(key, train)
+    inject_adapters(model.net, {"bottleneck": 3}, seed=0)
+    if key == "sasrec":
+        inject_lora(model.net, {"r": 2, "targets": ("q", "v")}, seed=0)
+        perturb(model.net, "lora_B")
+    perturb(model.net, "up")
+    want = scores(model, valid)
+    model.save(tmp_path / "m")
+    loaded = Recommender.load(tmp_path / "m")
+    assert torch.equal(scores(loaded, valid), want)
+    assert sorted(loaded.net.state_dict()) == sorted(model.net.state_dict())
