@@ -289,3 +289,23 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     wr = load_file(str(tmp_path / "resumed.safetensors"))
     wf = load_file(str(tmp_path / "full.safetensors"))
     assert wr.keys() == wf.keys() and all(torch.equal(wr[k], wf[k]) for k in wr)
+
+
+def test_cli_rerun_with_another_seed_is_one_line_exit_2(tmp_path):
+    from click.testing import CliRunner
+
+    from warmrec.cli.main import cli
+
+    log = tmp_path / "log.csv"
+    cyclic_log(n_sessions=40, n_items=12, length=6).write_csv(log)
+    args = ["train", "--model", "sasrec", "--data", str(log), "--out", str(tmp_path / "m")]
+    for k, v in {**TINY, "d": 8, "ffn_dim": 16}.items():
+        args += ["--set", f"model.{k}={v}"]
+    ckpt = ["--set", f"train.checkpoint_dir={tmp_path / 'c'}", "--set", "train.resume=true"]
+    args += ["--set", "train.epochs=1", "--set", "train.device=cpu", *ckpt]
+    runner = CliRunner()
+    assert runner.invoke(cli, args).exit_code == 0
+    res = runner.invoke(cli, [*args, "--set", "train.seed=5"])
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert "train.seed=0 in the checkpoint, 5 now" in lines[0]
