@@ -59,6 +59,10 @@ RESUME_FREE = frozenset(
 """Trainer settings that may differ between a checkpoint and the run resuming from it."""
 
 
+class ResumeWarning(UserWarning):
+    """Training resumed from a checkpoint (the message says from which epoch)."""
+
+
 @dataclass
 class RunState:
     """The loop's own progress: what a resumed run needs besides weights and optimizer."""

@@ -42,15 +42,15 @@ from warmrec.data.dataset import EvalSet, SequenceDataset
 from warmrec.errors import ConfigError, ModelError
 from warmrec.evaluation.evaluate import evaluate
 from warmrec.evaluation.metrics import parse_metric
-from warmrec.training.checkpoint import RunState, has_checkpoint, load_checkpoint, save_checkpoint
+from warmrec.training.checkpoint import (
+    ResumeWarning,
+    RunState,
+    has_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 OPTIMIZERS = ("adamw", "adam", "adagrad", "sgd")
-
-
-class ResumeWarning(UserWarning):
-    """Training resumed from a checkpoint (says from which epoch)."""
-
-
 SCHEDULES = ("none", "cosine", "linear")
 
 

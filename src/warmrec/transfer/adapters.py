@@ -27,13 +27,21 @@ are its three row blocks, each with its own ``(A, B)`` pair (choose them with
 ``LoraConfig.targets``); ``out`` is ``proj``. :func:`merge_and_unload` folds ``B A`` into the
 weights; :func:`unload` removes every adapter and LoRA layer without merging.
 
-How they attach: the new layers become child modules of the module they adapt (``proj.adapter``,
-``ffn.3.adapter``, ``gru.adapters.0``, ``qkv.lora``) and act through forward hooks (or, for a
-multi-layer GRU, a per-instance ``forward``), so **no base parameter is renamed**: name-pattern
-freezing, ``load_state_dict`` of base weights and ``deepcopy``/``functional_call`` keep working.
-Adapter weights are every state entry with an ``adapter``, ``adapters`` or ``lora`` name part
-(:func:`adapter_state_dict`). :func:`save_adapters` writes them (safetensors + JSON config) and
-:func:`load_adapters` puts them back on a base model directory.
+How they attach (as peft's layer wrappers): the adapted module is replaced in its parent by a
+wrapper that holds it -- :class:`AdaptedLinear` for a Linear (``lora`` and/or ``adapter``
+children), :class:`AdaptedGRU` for a GRU (``adapters.<layer>``). A wrapper registers the base
+layer's own Parameters under their own names, so **no base parameter is renamed**
+(``proj.weight``, ``proj.adapter.down.weight``, ``qkv.lora.lora_A``, ``gru.weight_ih_l0``,
+``gru.adapters.0.up.bias``): name-pattern freezing, ``load_state_dict`` of base weights and
+``deepcopy``/``functional_call`` keep working. The one hook (the GRU's top adapter on the
+``GRUBlock`` output) is registered through a handle the wrapper keeps; :func:`unload` removes
+it and puts the original module objects back, holding the current Parameters. Nothing is stored
+on the net or the model besides the wrappers (:func:`adapter_configs` reads the configs back
+from them). Adapter weights are every state entry with an ``adapter``, ``adapters`` or ``lora``
+name part (:func:`adapter_state_dict`). :func:`save_adapters` writes them as an artifact
+directory of kind ``"adapter"`` (:mod:`warmrec.artifacts`) and :func:`load_adapters` puts them
+back on a base model directory; a model saved whole with adapters in its net records their
+configs and loads whole.
 """
 
 from __future__ import annotations
