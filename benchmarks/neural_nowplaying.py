@@ -143,10 +143,10 @@ def child(protocol: str, name: str, seed: int, budget: float, config: dict) -> d
         model = fit_model(name, prep, config)
         info = {}
         if name == "item2vec":
-            hist = model.meta["history"]
+            hist = model.meta.history
             info = {
                 "epochs": len(hist),
-                "best_epoch": model.meta["best_epoch"],
+                "best_epoch": model.meta.best_epoch,
                 "stop": "epochs",
                 "history": hist,
             }

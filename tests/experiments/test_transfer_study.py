@@ -217,7 +217,7 @@ def test_reptile_method_is_meta_trained_once_per_seed_cached_and_resumed(cd, tmp
     assert sorted(seen_seeds) == [0, 1]
     r0, r1 = (Recommender.load(tmp_path / "reptile" / f"s{s}") for s in (0, 1))
     plain = Recommender.load(tmp_path / "source")
-    assert r0.meta["reptile"]["meta_iterations"] == 4 and r0.meta["reptile"]["seed"] == 0
+    assert r0.meta.reptile.meta_iterations == 4 and r0.meta.reptile.seed == 0
     w0, w1 = (m.net.state_dict()["item.embed.weight"] for m in (r0, r1))
     assert not torch.equal(w0, w1)  # seeded per study seed
     assert not torch.equal(w0, plain.net.state_dict()["item.embed.weight"])

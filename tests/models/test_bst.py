@@ -95,7 +95,7 @@ def test_user_features_personalise(segments):
         n_bins=4,
     )
     model = get_model("bst", cfg).fit(train, valid, epochs=8, lr=1e-2, batch_size=64)
-    assert [s["name"] for s in model.meta["features"]["user"]["specs"]] == ["segment", "age"]
+    assert [s.name for s in model.meta.features.user.specs] == ["segment", "age"]
     assert evaluate(model, valid, ["hr@1"])["hr@1"] >= 0.9
     # unknown users have no features: the segment cannot be told, so at most ~1/4 are right
     assert evaluate(model, anonymous, ["hr@1"])["hr@1"] < 0.5
@@ -110,7 +110,7 @@ def test_features_survive_save_load(segments, tmp_path):
     assert codes[1:17, 1].tolist() == [0, 2] * 8
     model.save(tmp_path / "m")
     loaded = Recommender.load(tmp_path / "m")
-    assert isinstance(loaded, BST) and loaded.meta["features"] == model.meta["features"]
+    assert isinstance(loaded, BST) and loaded.meta.features == model.meta.features
     assert torch.equal(loaded.net.item_feat.codes, codes)
     assert torch.equal(loaded.net.user_feat.codes, model.net.user_feat.codes)
     batch = valid.batch(np.arange(30), loaded.history_len)

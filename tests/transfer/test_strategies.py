@@ -146,7 +146,7 @@ def test_discriminative_learning_rates_decay_from_the_top(train_data):
     assert depths["item.embed.weight"] == depths["pos.embed.weight"] == 2
     # another strategy removes the per-layer override
     apply_strategy(model, "finetune")
-    assert "optimizer_groups" not in model.__dict__
+    assert model.lr_scales is None and "optimizer_groups" not in model.__dict__
 
 
 def test_discriminative_depths_of_a_gru(train_data):

@@ -21,6 +21,7 @@ from warmrec.cli.common import (
     emit_json,
     format_table,
     load_config,
+    parse_cols,
     read_data,
     resplit_option,
 )
@@ -89,6 +90,7 @@ def pretrain(
     as_json,
 ):
     """Pre-train a neural model on a source domain (selected on validation) and save it."""
+    from warmrec.artifacts import DataSource, RunInfo
     from warmrec.experiments.pipeline import evaluate_model, prepare, timed
     from warmrec.transfer import pretrain as do_pretrain
 
@@ -106,13 +108,15 @@ def pretrain(
     res = evaluate_model(model, prep.valid, prep)
     titles = _titles(inter.item_features)
     if titles:
-        model.meta["item_titles"] = [[k, v] for k, v in titles.items()]
-    model.meta["run"] = {
-        "data": {"path": str(path)},
-        "split": {"method": method, **sp, **({"resplit": True} if resplit else {})},
-        "fit_seconds": fit_s,
-        "valid": res.summary,
-    }
+        model.meta.item_titles = [(k, v) for k, v in titles.items()]
+    model.meta.run = RunInfo(
+        data=DataSource.of(
+            path, format=fmt, columns=parse_cols(cols), no_timestamp=no_timestamp, order=order
+        ),
+        split={"method": method, **sp, **({"resplit": True} if resplit else {})},
+        fit_seconds=fit_s,
+        valid=res.summary,
+    )
     model.save(out)
     out_info = {"model": name, "out": str(out), "fit_s": fit_s, "split": method}
     out_info.update(valid=res.summary, n_valid=res.n_examples, titles=len(titles or {}))
@@ -158,6 +162,7 @@ def transfer_cmd(
     Config sections: [train] (training loop), [strategy] (StrategyOptions), [init] (init
     options), [transfer] (max_len, position_init), [split] (split options).
     """
+    from warmrec.artifacts import DataSource, RunInfo
     from warmrec.experiments.pipeline import evaluate_model, prepare, timed
     from warmrec.models.base import Recommender
     from warmrec.transfer import transfer
@@ -171,7 +176,7 @@ def transfer_cmd(
     method = _split_name(inter, split or method_opt, resplit)
     prep = prepare(inter, split=method, split_options=sp, resplit=resplit)
     method = prep.info["split"]
-    src_titles = source.meta.get("item_titles")
+    src_titles = source.meta.item_titles
     tr = dict(cfg.get("transfer", {}))
     bad = sorted(set(tr) - {"max_len", "position_init"})
     if bad:
@@ -195,21 +200,23 @@ def transfer_cmd(
         **tr,
     )
     res = evaluate_model(model, prep.valid, prep)
-    model.meta["run"] = {
-        "data": {"path": str(path)},
-        "split": {"method": method, **sp, **({"resplit": True} if resplit else {})},
-        "fit_seconds": fit_s,
-        "valid": res.summary,
-    }
+    model.meta.run = RunInfo(
+        data=DataSource.of(
+            path, format=fmt, columns=parse_cols(cols), no_timestamp=no_timestamp, order=order
+        ),
+        split={"method": method, **sp, **({"resplit": True} if resplit else {})},
+        fit_seconds=fit_s,
+        valid=res.summary,
+    )
     model.save(out)
     info = {
         "model": model.name,
         "out": str(out),
         "strategy": strategy,
-        "init": model.meta["transfer"]["init"],
+        "init": model.meta.transfer.init,
         "fit_s": fit_s,
         "split": method,
-        "n_trainable": model.meta["transfer"]["n_trainable"],
+        "n_trainable": model.meta.transfer.n_trainable,
         "valid": res.summary,
         "n_valid": res.n_examples,
     }

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from warmrec.artifacts import DataSource, RunInfo
 from warmrec.data.split import require_split_time
 from warmrec.errors import ConfigError
 from warmrec.evaluation.evaluate import DEFAULT_METRICS, EvalResult
@@ -29,6 +30,14 @@ def check_sections(cfg: dict[str, Any]) -> None:
         raise ConfigError(
             f"unknown config section(s) {', '.join(unknown)}; valid: {', '.join(sorted(SECTIONS))}"
         )
+
+
+def data_source(data: dict[str, Any]) -> DataSource | None:
+    """The ``[data]`` section as a :class:`~warmrec.artifacts.DataSource` (absolute path)."""
+    d = dict(data)
+    if "path" not in d:
+        return None
+    return DataSource.of(d.pop("path"), **d)
 
 
 def prepare_from_config(cfg: dict[str, Any], vocab=None, user_vocab=None) -> Prepared:
@@ -81,12 +90,12 @@ def run_train(cfg: dict[str, Any], out: str | Path) -> dict[str, Any]:
     model, fit_s = timed(fit_model, name, prep, m, cfg.get("train", {}))
     ev = eval_options(cfg)
     res, eval_s = timed(evaluate_model, model, prep.valid, prep, **ev)
-    model.meta["run"] = {
-        "data": cfg.get("data", {}),
-        "split": cfg.get("split", {}),
-        "fit_seconds": fit_s,
-        "valid": res.summary,
-    }
+    model.meta.run = RunInfo(
+        data=data_source(cfg.get("data", {})),
+        split=cfg.get("split", {}),
+        fit_seconds=fit_s,
+        valid=res.summary,
+    )
     model.save(out)
     return {
         "model": name,
@@ -107,13 +116,13 @@ def run_evaluate(
     from warmrec.models.base import Recommender
 
     model = Recommender.load(model_dir)
-    run = model.meta.get("run", {})
+    run = model.meta.run or RunInfo()
     cfg = dict(cfg)
     if "data" not in cfg or "path" not in cfg.get("data", {}):
-        if "path" not in run.get("data", {}):
-            raise ConfigError("no data path: give --data PATH")
-        cfg["data"] = run["data"]
-    cfg.setdefault("split", run.get("split", {}))
+        if run.data is None:
+            raise ConfigError(f"{model_dir}: the model does not record its data: give --data PATH")
+        cfg["data"] = run.data.read_options()
+    cfg.setdefault("split", dict(run.split))
     prep = prepare_from_config(cfg, vocab=model.vocab, user_vocab=model.user_vocab)
     if part not in ("test", "valid"):
         raise ConfigError(f"--part must be test or valid, found {part!r}")

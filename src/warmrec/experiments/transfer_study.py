@@ -361,7 +361,7 @@ def run_transfer_study(
                     src.valid,
                     {**reptile_config, "seed": seed},
                 )
-                m.meta["pretrain_seconds"] = time.perf_counter() - t0
+                m.meta.pretrain_seconds = time.perf_counter() - t0
                 m.save(path)
                 reptile_models[seed] = m
         return reptile_models[seed]
@@ -374,7 +374,7 @@ def run_transfer_study(
             t0 = time.perf_counter()
             source_model = pretrain(model, src.train, src.valid, model_config, source_trainer)
             pretrain_s = time.perf_counter() - t0
-            source_model.meta["pretrain_seconds"] = pretrain_s
+            source_model.meta.pretrain_seconds = pretrain_s
             source_model.save(src_dir)
 
     computed: list[str] = []
@@ -393,7 +393,7 @@ def run_transfer_study(
             if strat == REPTILE:  # meta-trained (or loaded) outside the run's fit time
                 base, strat_used = reptile_model(s), "finetune"
                 extra["pretraining"] = REPTILE
-                extra["reptile_pretrain_s"] = base.meta.get("pretrain_seconds")
+                extra["reptile_pretrain_s"] = base.meta.pretrain_seconds
             t0 = time.perf_counter()
             if kind == "baseline":
                 fitted = fit_model(method, prep)
@@ -414,7 +414,7 @@ def run_transfer_study(
                 )
                 tr = getattr(fitted, "train_result", None)
                 extra["best_epoch"] = getattr(tr, "best_epoch", None)
-                extra["n_trainable"] = fitted.meta["transfer"]["n_trainable"]
+                extra["n_trainable"] = fitted.meta.transfer.n_trainable
             fit_s = time.perf_counter() - t0
             res = evaluate_model(fitted, prep.test, prep, metrics=tuple(metrics))
             rec = _run_record(f, s, method, kind, strat, init, res, fit_s, prep, extra)

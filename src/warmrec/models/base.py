@@ -2,8 +2,9 @@
 
 A model offers ``fit(train, valid=None) -> self`` and ``score(batch) -> Tensor[B, n_items]``
 (higher is better; column 0 is padding). The base class adds ``recommend`` (raw ids in, top-k raw
-ids out, with exclusions), and ``save``/``load`` as a directory: ``model.safetensors`` (weights or
-statistics), ``config.json`` (model name, config, warmrec version, extra metadata) and
+ids out, with exclusions), and ``save``/``load`` as a directory in the one artifact format of
+:mod:`warmrec.artifacts`: ``model.safetensors`` (weights or statistics), ``config.json`` (model
+name, config, warmrec version, the typed :class:`~warmrec.artifacts.ModelMeta`) and
 ``vocab.json``. Nothing is pickled; writes are atomic.
 
 Subclasses implement ``fit``, ``score``, ``get_state`` (name -> array) and ``set_state``.
@@ -12,7 +13,6 @@ A constructor stores its config and nothing else.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,16 +21,13 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
-from warmrec.config import build_config, config_dict
+from warmrec.artifacts import ModelMeta
+from warmrec.config import build_config
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.data.sequences import pad_windows
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ModelError
-from warmrec.io import atomic_dir
-
-FORMAT_VERSION = 1
 
 
 class UnknownItemWarning(UserWarning):
@@ -58,7 +55,7 @@ class Recommender:
         self.config = build_config(self.Config, config, **overrides)
         self.vocab: ItemVocab | None = None
         self.user_vocab: ItemVocab | None = None
-        self.meta: dict[str, Any] = {}
+        self.meta: ModelMeta = ModelMeta()
 
     # -- to implement -------------------------------------------------------------------------
     def fit(self, train: SequenceDataset, valid: EvalSet | None = None) -> Recommender:
@@ -151,52 +148,14 @@ class Recommender:
         return out
 
     def save(self, path: str | Path) -> Path:
-        """Write the model directory atomically; returns its path."""
-        self._check_fitted()
-        state = {
-            k: (torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v)
-            .detach()
-            .cpu()
-            .contiguous()
-            for k, v in self.get_state().items()
-        }
-        from warmrec import __version__
+        """Write the model directory atomically (:mod:`warmrec.artifacts`); returns its path."""
+        from warmrec.artifacts import save_model
 
-        info = {
-            "format": FORMAT_VERSION,
-            "model": self.name,
-            "config": config_dict(self.config),
-            "warmrec_version": __version__,
-            "meta": self.meta,
-        }
-        with atomic_dir(path) as tmp:
-            save_file(state, str(tmp / "model.safetensors"))
-            (tmp / "config.json").write_text(json.dumps(info, indent=2, default=str))
-            self.vocab.save(tmp / "vocab.json")
-            if self.user_vocab is not None:
-                self.user_vocab.save(tmp / "users.json")
-        return Path(path)
+        return save_model(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> Recommender:
         """Load a model directory written by :meth:`save` (any registered model from the base)."""
-        p = Path(path)
-        cfg_path = p / "config.json"
-        if not cfg_path.is_file():
-            raise ModelError(f"{p}: not a warmrec model directory (no config.json)")
-        try:
-            info = json.loads(cfg_path.read_text())
-        except ValueError as e:
-            raise ModelError(f"{cfg_path}: invalid JSON: {e}") from e
-        from warmrec.registry import model_class
+        from warmrec.artifacts import load_model
 
-        klass = model_class(info.get("model", "?"))
-        if cls is not Recommender and not issubclass(klass, cls):
-            raise ModelError(f"{p}: holds a '{klass.name}' model, not '{cls.name}'")
-        model = klass(info.get("config", {}))
-        model.meta = info.get("meta", {})
-        model.vocab = ItemVocab.load(p / "vocab.json")
-        if (p / "users.json").is_file():
-            model.user_vocab = ItemVocab.load(p / "users.json")
-        model.set_state(load_file(str(p / "model.safetensors")))
-        return model
+        return load_model(path, None if cls is Recommender else cls)

@@ -42,7 +42,13 @@ from warmrec.data.dataset import EvalSet, SequenceDataset
 from warmrec.errors import ConfigError, ModelError
 from warmrec.evaluation.evaluate import evaluate
 from warmrec.evaluation.metrics import parse_metric
-from warmrec.training.checkpoint import RunState, has_checkpoint, load_checkpoint, save_checkpoint
+from warmrec.training.checkpoint import (
+    ResumeWarning,
+    RunState,
+    has_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 OPTIMIZERS = ("adamw", "adam", "adagrad", "sgd")
 SCHEDULES = ("none", "cosine", "linear")
@@ -375,8 +381,15 @@ def train(
     run = RunState()
     resumed_from = 0
     if cfg.resume and has_checkpoint(cfg.checkpoint_dir):
-        run = load_checkpoint(cfg.checkpoint_dir, model, optimizer, scheduler, rng)
+        run = load_checkpoint(cfg.checkpoint_dir, model, optimizer, scheduler, rng, cfg)
         resumed_from = run.epoch
+        done = run.stopped or run.epoch >= cfg.epochs
+        warnings.warn(
+            f"resumed {model.name} from checkpoint {cfg.checkpoint_dir} at epoch {run.epoch}"
+            + (" (already finished: no epoch to run)" if done else ""),
+            ResumeWarning,
+            stacklevel=2,
+        )
     loggers = _Loggers(cfg)
     epochs = tqdm(
         range(run.epoch + 1, cfg.epochs + 1),
