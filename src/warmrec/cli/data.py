@@ -26,11 +26,11 @@ def data() -> None:
 @data_options
 @click.option("--plots", "plots_dir", default=None, help="Write PNG plots into this folder.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def stats(path, fmt, cols, no_timestamp, order, plots_dir, as_json):
+def stats(path, fmt, cols, no_timestamp, order, sep, plots_dir, as_json):
     """Sizes, length distribution, sparsity, popularity concentration, time span."""
     from warmrec.data.stats import describe, item_counts, length_counts
 
-    inter = read_data(path, fmt, cols, no_timestamp, order)
+    inter = read_data(path, fmt, cols, no_timestamp, order, sep)
     d = describe(inter.interactions)
     if plots_dir:
         from warmrec.reports.plots import plot_length_distribution, plot_popularity
@@ -53,12 +53,12 @@ def stats(path, fmt, cols, no_timestamp, order, plots_dir, as_json):
 )
 @click.option("--plot", "plot_path", default=None, help="Write the gap histogram as PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def gaps(path, fmt, cols, no_timestamp, order, key, plot_path, as_json):
+def gaps(path, fmt, cols, no_timestamp, order, sep, key, plot_path, as_json):
     """Inactivity gaps between consecutive events: quantiles, histogram, suggested threshold."""
     from warmrec.data.schema import sequence_key
     from warmrec.data.sessionize import gap_analysis
 
-    df = read_data(path, fmt, cols, no_timestamp, order).interactions
+    df = read_data(path, fmt, cols, no_timestamp, order, sep).interactions
     key = key or ("user_id" if "user_id" in df.columns else sequence_key(df))
     rep = gap_analysis(df, key=key)
     d = rep.to_dict()
@@ -89,13 +89,13 @@ def gaps(path, fmt, cols, no_timestamp, order, key, plot_path, as_json):
 @click.option("--out", "out", required=True, help="Output Parquet file.")
 @click.option("--json", "as_json", is_flag=True)
 def sessionize(
-    path, fmt, cols, no_timestamp, order, gap_seconds, key, collapse_repeats, out, as_json
+    path, fmt, cols, no_timestamp, order, sep, gap_seconds, key, collapse_repeats, out, as_json
 ):
     """Cut each user's events into sessions at inactivity gaps; writes Parquet."""
     from warmrec.data.sessionize import sessionize as do_sessionize
     from warmrec.io import write_parquet
 
-    df = read_data(path, fmt, cols, no_timestamp, order).interactions
+    df = read_data(path, fmt, cols, no_timestamp, order, sep).interactions
     res = do_sessionize(df, gap_seconds=gap_seconds, key=key, collapse_repeats=collapse_repeats)
     write_parquet(res, out)
     d = {"events": res.height, "sessions": res["session_id"].n_unique(), "out": out}
@@ -117,12 +117,12 @@ def sessionize(
 )
 @click.option("--out", "out", required=True, help="Output folder for train/valid/test Parquet.")
 @click.option("--json", "as_json", is_flag=True)
-def split(path, fmt, cols, no_timestamp, order, method, sets, out, as_json):
+def split(path, fmt, cols, no_timestamp, order, sep, method, sets, out, as_json):
     """Split a log into train / valid / test Parquet files."""
     from warmrec.data.split import split as do_split
     from warmrec.io import write_parquet
 
-    df = read_data(path, fmt, cols, no_timestamp, order).interactions
+    df = read_data(path, fmt, cols, no_timestamp, order, sep).interactions
     opts = load_config(None, sets)
     sp = do_split(df, method, **opts)
     outdir = Path(out)
