@@ -39,10 +39,31 @@ def stats(path, fmt, cols, no_timestamp, order, sep, plots_dir, as_json):
         plot_length_distribution(length_counts(inter.interactions), out / "lengths.png")
         plot_popularity(item_counts(inter.interactions), out / "popularity.png")
         d["plots"] = [str(out / "lengths.png"), str(out / "popularity.png")]
+    ordinal = no_timestamp or order is not None
+    if not ordinal:
+        for k in ("time_min", "time_max"):
+            if isinstance(d.get(k), int | float):
+                d[f"{k}_utc"] = utc_date(d[k])
     if as_json:
         emit_json(d)
     else:
+        if not ordinal:  # dates instead of Unix seconds
+            d = {k: d.get(f"{k}_utc", v) for k, v in d.items() if not k.endswith("_utc")}
         echo_mapping(d)
+
+
+def utc_date(seconds: float) -> str:
+    """Unix seconds as an ISO 8601 UTC date-time (``2015-03-01T12:00:00Z``)."""
+    from datetime import UTC, datetime
+
+    try:
+        t = datetime.fromtimestamp(float(seconds), tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"{seconds:.6g} s"
+    text = t.strftime("%Y-%m-%dT%H:%M:%S")
+    if t.microsecond:
+        text += f".{t.microsecond:06d}".rstrip("0")
+    return text + "Z"
 
 
 @data.command()
@@ -65,12 +86,14 @@ def gaps(path, fmt, cols, no_timestamp, order, sep, key, plot_path, as_json):
     if plot_path:
         from warmrec.reports.plots import plot_gap_histogram
 
-        plot_gap_histogram(rep.edges, rep.counts, rep.suggested_threshold, plot_path)
-        d["plot"] = plot_path
+        plot_gap_histogram(rep.bin_edges, rep.counts, rep.suggested_threshold, plot_path)
+        d["plot"] = str(plot_path)
     if as_json:
         emit_json(d)
     else:
-        echo_mapping({k: v for k, v in d.items() if not isinstance(v, list | dict)})
+        flat = {k: v for k, v in d.items() if not isinstance(v, list | dict)}
+        flat.update({f"gap {q} (s)": v for q, v in rep.quantiles.items()})
+        echo_mapping(flat)
 
 
 @data.command()

@@ -38,6 +38,7 @@ _REWRITES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?<![\w.])no_timestamp=True"), "--no-timestamp"),
     (re.compile(r"(?<![\w.])sep=('[^']*'|\"[^\"]*\")"), r"--sep \1"),
     (re.compile(r"(?<![\w.])format='([^']*)'"), r"--format \1"),
+    (re.compile(r"(?<![\w.])fallback='([^']*)'"), r"--fallback \1"),
 ]
 
 

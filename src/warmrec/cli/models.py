@@ -149,17 +149,32 @@ def evaluate_cmd(
 @click.command()
 @click.argument("model_dir")
 @click.option("--items", required=True, help="Comma-separated raw item ids, oldest first.")
-@click.option("-k", "k", default=10, show_default=True, type=int)
+@click.option("-k", "k", default=10, show_default=True, type=int, help="How many items (>= 1).")
 @click.option("--exclude-seen", is_flag=True)
+@click.option(
+    "--fallback",
+    type=click.Choice(["none", "popular"]),
+    default="none",
+    show_default=True,
+    help="For a history with no known item: refuse (none) or the most popular training items.",
+)
 @click.option("--json", "as_json", is_flag=True)
-def recommend(model_dir, items, k, exclude_seen, as_json):
+def recommend(model_dir, items, k, exclude_seen, fallback, as_json):
     """Top-k next items for one history of raw item ids."""
     import warnings
 
+    from warmrec.errors import ConfigError
     from warmrec.models.base import Recommender
 
-    model = Recommender.load(model_dir)
+    if k < 1:
+        raise ConfigError(f"-k: expected a whole number >= 1, found {k}")
     hist = [x.strip() for x in items.split(",") if x.strip()]
+    if not hist and fallback == "none":
+        raise ConfigError(
+            f"--items: expected comma-separated item ids, found {items!r} "
+            "(for an empty history pass --fallback popular)"
+        )
+    model = Recommender.load(model_dir)
     if not model.vocab.is_str:
         conv = []
         for x in hist:
@@ -170,7 +185,12 @@ def recommend(model_dir, items, k, exclude_seen, as_json):
         hist = conv
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        recs = model.recommend([hist], k, exclude_seen=exclude_seen)[0]
+        recs = model.recommend(
+            [hist],
+            k,
+            exclude_seen=exclude_seen,
+            fallback=None if fallback == "none" else fallback,
+        )[0]
     for w in caught:
         click.echo(f"warmrec: warning: {w.message}", err=True)
     if as_json:

@@ -248,6 +248,7 @@ class Item2Vec(Recommender):
         # best_epoch: by validation MRR@K (None without validation); kept_epoch: whose vectors
         # the model holds (the best one with keep_best, else the last)
         self.meta = {
+            **self.meta,  # item_counts from _bind
             "history": copy.deepcopy(self.history),
             "best_epoch": best["epoch"],
             "kept_epoch": kept_epoch,
