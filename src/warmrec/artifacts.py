@@ -82,6 +82,8 @@ class DataSource(_Record):
     """``--order``: the column giving the event order."""
     time_unit: str | None = None
     """``--time-unit`` of the timestamps, where given."""
+    sep: str | None = None
+    """``--sep``: the field separator of a delimited text file, where given."""
 
     @classmethod
     def of(
@@ -93,6 +95,7 @@ class DataSource(_Record):
         no_timestamp: bool = False,
         order: str | None = None,
         time_unit: str | None = None,
+        sep: str | None = None,
     ) -> DataSource:
         """A record of reading ``path`` with these options; an existing path is made absolute."""
         p = Path(path).expanduser()
@@ -104,6 +107,7 @@ class DataSource(_Record):
             no_timestamp=bool(no_timestamp),
             order=order,
             time_unit=time_unit,
+            sep=sep,
         )
 
     def read_options(self) -> dict[str, Any]:

@@ -508,7 +508,7 @@ def _sessions_of_long_users() -> pl.DataFrame:
 
 
 def test_one_default_split_policy_for_every_caller():
-    from warmrec.cli.transfer import _split_name
+    from warmrec.experiments.transfer_run import _split_name
     from warmrec.data.readers import Interactions
     from warmrec.data.split import default_split
     from warmrec.experiments.demo import default_split as demo_default

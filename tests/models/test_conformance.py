@@ -23,6 +23,7 @@ sequence-aware models reach HR@1 >= 0.9 on held-out cyclic sessions.
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from typing import Any
 
 import pytest
@@ -30,7 +31,7 @@ import torch
 
 from tests.conftest import cyclic_log
 from warmrec import EvalSet, SequenceDataset, available_models, evaluate, get_model
-from warmrec.errors import ConfigError
+from warmrec.errors import ConfigError, ModelError
 from warmrec.models.base import Recommender, UnknownItemWarning
 from warmrec.registry import model_class
 
@@ -109,7 +110,7 @@ def test_rows_scored_independently(fitted):
 def test_padding_never_recommended(fitted):
     model, _ = fitted
     real = set(model.vocab.ids.to_list())
-    for recs in model.recommend(HISTORIES + [[]], k=N_ITEMS + 5):
+    for recs in model.recommend(HISTORIES + [[]], k=N_ITEMS + 5, fallback="popular"):
         assert recs, "no recommendation at all"
         assert set(recs) <= real
         assert len(set(recs)) == len(recs)
@@ -157,13 +158,25 @@ def test_unknown_items_warn_and_are_ignored(fitted):
     assert torch.equal(model.score(batch), _scores(model, clean))
 
 
-def test_empty_history(fitted):
+def test_empty_history(fitted, train):
+    """No known item: an error, or the most popular training items when asked for."""
     model, _ = fitted
-    recs = model.recommend([[], [3, 4], []], k=5)
+    for hist in ([[], [3, 4]], [[424242]]):
+        with pytest.raises(ModelError, match="no item the model knows"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UnknownItemWarning)
+                model.recommend(hist, k=5)
+    recs = model.recommend([[], [3, 4], []], k=5, fallback="popular")
     assert [len(r) for r in recs] == [5, 5, 5]
+    counts = train.item_counts()
+    got = sorted((counts[i] for i in model.vocab.encode(recs[0])), reverse=True)
+    assert got == sorted(counts[1:], reverse=True)[:5] and recs[2] == recs[0]
     with pytest.warns(UnknownItemWarning):
-        only_unknown = model.recommend([[424242]], k=5)
+        only_unknown = model.recommend([[424242]], k=5, fallback="popular")
     assert only_unknown == [recs[0]]
+    for k in (0, -5):
+        with pytest.raises(ModelError, match="k: expected"):
+            model.recommend([[3, 4]], k=k)
 
 
 @pytest.mark.parametrize("name", MODELS)

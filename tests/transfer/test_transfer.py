@@ -268,6 +268,8 @@ def test_saved_transferred_models_load_back(sources, domains, tmp_path):
 def test_transfer_errors(sources, domains):
     _, src, tgt, _ = domains
     plain_source = get_model("sasrec", CONFIGS["sasrec"]).fit(src, epochs=1, batch_size=64)
+    assert plain_source.meta.item_counts == src.item_counts().tolist()  # stored at fit
+    plain_source.meta.item_counts = None
     with pytest.raises(ConfigError, match="item counts"):
         build_target_model(plain_source, tgt, init="popularity")
     counts = src.item_counts()

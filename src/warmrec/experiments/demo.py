@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from warmrec.data.readers import Interactions
 from warmrec.data.split import default_split  # noqa: F401  (the one default policy, re-exported)
+from warmrec.errors import ConfigError
 from warmrec.experiments.pipeline import Prepared, evaluate_model, fit_model, prepare, read, timed
 from warmrec.io import atomic_write_text, write_csv
 
@@ -46,6 +47,7 @@ def run_demo(
     out: str | Path = "warmrec-out/demo",
     models: tuple[str, ...] | None = None,
     split: str | None = None,
+    split_options: dict[str, Any] | None = None,
     seed: int = 0,
     neural_train: dict[str, Any] | None = None,
     progress: bool = True,
@@ -57,14 +59,15 @@ def run_demo(
 
     ``transfer`` (default: when neither ``data`` nor ``models`` is given) also runs
     :func:`run_transfer_demo` into ``out/transfer``; ``info`` then names its table and the best
-    transfer method's NDCG@10 ratio to scratch at each fraction."""
-    from warmrec.registry import available_models
+    transfer method's NDCG@10 ratio to scratch at each fraction, and ``info["transfer_summary"]``
+    holds the study's summary rows (fraction, method, metrics with CIs, ratio to scratch).
 
+    ``split_options`` go to the split function (e.g. ``test_days`` of ``last_session``). An
+    unknown model name raises :class:`~warmrec.errors.ConfigError` before any data is read."""
+    names = check_models(models)
     loaded, source = demo_data(data, fmt, seed)
-    prep: Prepared = prepare(loaded, split=split, resplit=resplit)
+    prep: Prepared = prepare(loaded, split=split, split_options=split_options, resplit=resplit)
     split = prep.info["split"]
-    known = set(available_models())
-    names = [m for m in (models or BASELINES + NEURAL) if m in known]
     rows = []
     for name in tqdm(names, desc="demo", disable=not progress):
         train_cfg = None
@@ -98,7 +101,24 @@ def run_demo(
         for f in study.info["fractions"]:
             name, ratio = study.best_transfer(f)
             info[f"transfer_best@{f:g}"] = f"{name}: {ratio:.2f} x scratch NDCG@10"
+        info["transfer_summary"] = study.summary.to_dicts()
     return table, info
+
+
+def check_models(models: tuple[str, ...] | list[str] | None) -> list[str]:
+    """The demo's model names (default: every baseline, SASRec and GRU4Rec); an unknown or empty
+    name list raises :class:`~warmrec.errors.ConfigError` naming it and the available models."""
+    from warmrec.registry import available_models
+
+    if models is None:
+        return list(BASELINES + NEURAL)
+    known = available_models()
+    names = [m.strip() for m in models if m and m.strip()]
+    unknown = [m for m in names if m not in known]
+    if unknown or not names:
+        what = f"unknown model(s) {', '.join(repr(m) for m in unknown)}" if unknown else "no model"
+        raise ConfigError(f"demo models: {what}; available: {', '.join(known)}")
+    return names
 
 
 def render_markdown(table: pl.DataFrame, info: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ Config sections::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,54 @@ from warmrec.artifacts import DataSource, RunInfo
 from warmrec.data.split import require_split_time
 from warmrec.errors import ConfigError
 from warmrec.evaluation.evaluate import DEFAULT_METRICS, EvalResult
-from warmrec.experiments.pipeline import Prepared, evaluate_model, fit_model, prepare, read, timed
+from warmrec.experiments.pipeline import Prepared, evaluate_model, fit_model, prepare, timed
 
 SECTIONS = {"data", "split", "model", "train", "eval"}
+DATA_KEYS = ("path", "format", "columns", "no_timestamp", "order", "time_unit")
+"""The keys of ``model.meta.run.data`` (:class:`~warmrec.artifacts.DataSource`): how the training
+data was read (``sep`` and ``time_unit`` are kept only when given)."""
+
+
+def data_record(d: Mapping[str, Any]) -> dict[str, Any]:
+    """How a log was read, as saved in ``model.meta.run.data``: the path made absolute (so
+    ``evaluate`` works from any directory), the format, the column mapping, ``no_timestamp`` and
+    ``order``. Raises :class:`ConfigError` on an unknown ``[data]`` key or a missing path."""
+    d = dict(d)
+    if "path" not in d or d["path"] in (None, ""):
+        raise ConfigError("no data path: give --data PATH or [data] path in the config")
+    unknown = sorted(set(d) - {*DATA_KEYS, "sep"})
+    if unknown:
+        raise ConfigError(
+            f"unknown [data] key(s): {', '.join(unknown)}; valid: {', '.join(DATA_KEYS)}, sep"
+        )
+    path = Path(d["path"]).expanduser()
+    rec: dict[str, Any] = {
+        "path": str(path.resolve()) if path.exists() else str(d["path"]),
+        "format": d.get("format"),
+        "columns": dict(d["columns"]) if d.get("columns") else None,
+        "no_timestamp": bool(d.get("no_timestamp") or False),
+        "order": d.get("order"),
+    }
+    for key in ("sep", "time_unit"):
+        if d.get(key) is not None:
+            rec[key] = d[key]
+    return rec
+
+
+def read_data(record: Mapping[str, Any]):
+    """Read the log a :func:`data_record` describes -> :class:`~warmrec.data.readers.Interactions`."""
+    from warmrec.data.readers import load_interactions
+
+    rec = data_record(record)
+    return load_interactions(
+        rec["path"],
+        format=rec["format"],
+        columns=rec["columns"],
+        no_timestamp=rec["no_timestamp"],
+        order=rec["order"],
+        sep=rec.get("sep"),
+        time_unit=rec.get("time_unit"),
+    )
 
 
 def check_sections(cfg: dict[str, Any]) -> None:
@@ -32,29 +78,16 @@ def check_sections(cfg: dict[str, Any]) -> None:
         )
 
 
-def data_source(data: dict[str, Any]) -> DataSource | None:
+def data_source(data: Mapping[str, Any]) -> DataSource | None:
     """The ``[data]`` section as a :class:`~warmrec.artifacts.DataSource` (absolute path)."""
-    d = dict(data)
-    if "path" not in d:
+    if not data or "path" not in data:
         return None
-    return DataSource.of(d.pop("path"), **d)
+    return DataSource(**data_record(data))
 
 
 def prepare_from_config(cfg: dict[str, Any], vocab=None, user_vocab=None) -> Prepared:
     check_sections(cfg)
-    d = dict(cfg.get("data", {}))
-    if "path" not in d:
-        raise ConfigError("no data path: give --data PATH or [data] path in the config")
-    inter = read(
-        d.pop("path"),
-        format=d.pop("format", None),
-        columns=d.pop("columns", None),
-        no_timestamp=d.pop("no_timestamp", False),
-        order=d.pop("order", None),
-        time_unit=d.pop("time_unit", None),
-    )
-    if d:
-        raise ConfigError(f"unknown [data] key(s): {', '.join(sorted(d))}")
+    inter = read_data(cfg.get("data", {}))
     sp = dict(cfg.get("split", {}))
     method = sp.pop("method", None)
     resplit = bool(sp.pop("resplit", False))

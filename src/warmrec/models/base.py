@@ -90,9 +90,11 @@ class Recommender:
             raise ModelError(f"model '{self.name}' is not fitted: call fit() or load() first")
 
     def _bind(self, train: SequenceDataset) -> None:
-        """Remember the training vocabularies (call at the start of ``fit``)."""
+        """Remember the training vocabularies and item counts (call at the start of ``fit``);
+        the counts (``meta.item_counts``) rank ``recommend(..., fallback="popular")``."""
         self.vocab = train.vocab
         self.user_vocab = train.user_vocab
+        self.meta.item_counts = train.item_counts().astype(np.int64).tolist()
 
     def encode_histories(self, histories: Sequence[Sequence[Any]]) -> Batch:
         """Raw-id histories -> a scoring batch; unknown items are dropped with a warning."""
@@ -121,11 +123,35 @@ class Recommender:
         *,
         exclude_seen: bool = False,
         exclude: Sequence[Any] | None = None,
+        fallback: str | None = None,
     ) -> list[list[Any]]:
-        """Top-``k`` raw item ids for each raw-id history (most recent item last)."""
+        """Top-``k`` raw item ids for each raw-id history (most recent item last).
+
+        A history with no item the model knows (empty, or only unknown ids) raises
+        :class:`ModelError`, unless ``fallback="popular"``: it then gets the most frequent
+        training items (``meta.item_counts``)."""
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ModelError(f"k: expected a whole number >= 1, found {k!r}")
+        if fallback not in (None, "popular"):
+            raise ModelError(f"fallback: expected None or 'popular', found {fallback!r}")
         batch = self.encode_histories(histories)
+        empty = (batch.items == 0).all(dim=1)
+        if bool(empty.any()) and fallback is None:
+            where = f"history {int(empty.nonzero()[0, 0])}" if len(histories) > 1 else "the history"
+            raise ModelError(
+                f"{where} has no item the model knows (empty, or only unknown ids); "
+                "pass fallback='popular' for the most popular training items"
+            )
         with torch.no_grad():
             scores = self.score(batch).float().clone()
+        if bool(empty.any()):
+            counts = self.meta.item_counts
+            if counts is None or len(counts) != scores.shape[1]:
+                raise ModelError(
+                    f"model '{self.name}' has no training item counts (meta.item_counts) "
+                    "for fallback='popular': fit or save it with this version of warmrec"
+                )
+            scores[empty] = torch.as_tensor(counts, dtype=scores.dtype)
         scores[:, 0] = -torch.inf
         if exclude_seen:  # the whole history, not only the last history_len items scored
             seen = [self.vocab.encode(list(h)) for h in histories if len(h)]

@@ -143,12 +143,27 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; a named device must exist on this machine."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(name)
+        dev = torch.device(name)
     except RuntimeError as e:
         raise ConfigError(f"TrainerConfig.device: {e}") from e
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0 or (dev.index is not None and dev.index >= n):
+            build = "a CPU-only build" if torch.version.cuda is None else f"{n} CUDA device(s)"
+            raise ConfigError(
+                f"TrainerConfig.device: expected a device this machine has (cpu or auto), "
+                f"found {name!r} but torch {torch.__version__} has {build}"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(
+            f"TrainerConfig.device: expected a device this machine has (cpu or auto), "
+            f"found {name!r} but MPS is not available"
+        )
+    return dev
 
 
 def decay_groups(net: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
