@@ -508,10 +508,10 @@ def _sessions_of_long_users() -> pl.DataFrame:
 
 
 def test_one_default_split_policy_for_every_caller():
-    from warmrec.experiments.transfer_run import _split_name
     from warmrec.data.readers import Interactions
     from warmrec.data.split import default_split
     from warmrec.experiments.demo import default_split as demo_default
+    from warmrec.experiments.transfer_run import _split_name
     from warmrec.experiments.transfer_study import choose_split
 
     long_users = _sessions_of_long_users()
