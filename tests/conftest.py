@@ -1,13 +1,18 @@
-"""Shared fixtures: tiny data with a known next item, and paths to the shared real datasets."""
+"""Shared fixtures: tiny data with a known next item, tiny network configs, and paths to the
+shared real datasets."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 import pytest
+
+from warmrec import EvalSet, SequenceData, SequenceDataset
+from warmrec.data.vocab import ItemVocab
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -33,6 +38,59 @@ def cyclic_log(
 @pytest.fixture
 def cyclic() -> pl.DataFrame:
     return cyclic_log()
+
+
+@pytest.fixture(scope="module")
+def cyclic_split() -> tuple[SequenceDataset, EvalSet]:
+    """``(train, valid)`` of ``cyclic_log()``: sessions 0-159 train, 160-199 held out."""
+    df = cyclic_log(n_sessions=200, n_items=20, length=8, seed=0)
+    vocab = ItemVocab.from_ids(df["item_id"])
+    train = SequenceDataset.from_frame(df.filter(pl.col("session_id") < 160), vocab)
+    valid = EvalSet.from_sessions(df.filter(pl.col("session_id") >= 160), vocab)
+    return train, valid
+
+
+def ranged_sequences(lengths: list[int]) -> SequenceData:
+    """``SequenceData`` of sequences with these lengths, holding items ``1, 2, 3, ...`` in order."""
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    items = np.arange(1, offsets[-1] + 1, dtype=np.int64)
+    return SequenceData(offsets, items, pl.Series("k", list(range(len(lengths)))))
+
+
+# The one tiny network per neural model that tests train in about a second. Tests that need
+# another size say so with overrides of ``tiny_net``.
+TINY_NETS: dict[str, dict[str, Any]] = {
+    "sasrec": {"d": 16, "n_layers": 1, "n_heads": 1, "ffn_dim": 16, "max_len": 8},
+    "bert4rec": {"d": 16, "n_layers": 1, "n_heads": 1, "ffn_dim": 16, "max_len": 8},
+    "ssept": {"d_item": 16, "d_user": 8, "n_layers": 1, "n_heads": 1, "max_len": 8},
+    "bst": {"d": 16, "n_heads": 1, "ffn_dim": 16, "max_len": 8, "mlp": (16,)},
+    "gru4rec": {"hidden_size": 16, "max_len": 8},
+    "narm": {"embedding_dim": 16, "hidden_size": 16, "max_len": 8},
+}
+# Every dropout rate of each model's config (``dropout_all`` sets them together).
+DROPOUT_KEYS: dict[str, tuple[str, ...]] = {
+    "sasrec": ("dropout", "attn_dropout"),
+    "bert4rec": ("dropout", "attn_dropout"),
+    "ssept": ("dropout", "attn_dropout"),
+    "bst": ("dropout", "attn_dropout", "mlp_dropout"),
+    "gru4rec": ("dropout_embed", "dropout_hidden"),
+    "narm": ("dropout_embed", "dropout_context"),
+}
+
+
+def tiny_net(
+    model: str = "sasrec", *, dropout_all: float | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """A fresh config dict for a tiny ``model`` network (``TINY_NETS``).
+
+    ``dropout_all`` sets every dropout rate of the model (``None``: the model's defaults);
+    ``overrides`` replace or add single keys and win over ``dropout_all``.
+    """
+    cfg = dict(TINY_NETS[model])
+    if dropout_all is not None:
+        cfg.update(dict.fromkeys(DROPOUT_KEYS[model], dropout_all))
+    cfg.update(overrides)
+    return cfg
 
 
 def require_shared(name: str) -> Path:

@@ -8,33 +8,13 @@ import polars as pl
 import pytest
 import torch
 
-from tests.conftest import cyclic_log
+from tests.conftest import tiny_net
 from warmrec import EvalSet, SequenceDataset, evaluate, get_model
 from warmrec.data.dataset import Batch
-from warmrec.data.vocab import ItemVocab
 from warmrec.models import Recommender
 from warmrec.models.bst import BST
 
-FAST = {
-    "d": 32,
-    "n_heads": 2,
-    "ffn_dim": 64,
-    "max_len": 8,
-    "dropout": 0.0,
-    "attn_dropout": 0.0,
-    "mlp": (32,),
-    "mlp_dropout": 0.0,
-    "feature_dim": 8,
-}
-
-
-@pytest.fixture(scope="module")
-def cyclic_split():
-    df = cyclic_log(n_sessions=200, n_items=20, length=8, seed=0)
-    vocab = ItemVocab.from_ids(df["item_id"])
-    train = SequenceDataset.from_frame(df.filter(pl.col("session_id") < 160), vocab)
-    valid = EvalSet.from_sessions(df.filter(pl.col("session_id") >= 160), vocab)
-    return train, valid
+FAST = tiny_net("bst", d=32, n_heads=2, ffn_dim=64, mlp=(32,), feature_dim=8, dropout_all=0.0)
 
 
 @pytest.fixture(scope="module")

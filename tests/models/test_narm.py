@@ -4,33 +4,15 @@ item; save/load gives identical scores."""
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
-import pytest
 import torch
 
-from tests.conftest import cyclic_log
-from warmrec import EvalSet, SequenceDataset, evaluate, get_model
-from warmrec.data.vocab import ItemVocab
+from tests.conftest import tiny_net
+from warmrec import evaluate, get_model
 from warmrec.models import Recommender
 from warmrec.models.layers import right_shift
 from warmrec.models.narm import NARM
 
-FAST = {
-    "embedding_dim": 16,
-    "hidden_size": 16,
-    "max_len": 8,
-    "dropout_embed": 0.0,
-    "dropout_context": 0.0,
-}
-
-
-@pytest.fixture(scope="module")
-def cyclic_split():
-    df = cyclic_log(n_sessions=200, n_items=20, length=8, seed=0)
-    vocab = ItemVocab.from_ids(df["item_id"])
-    train = SequenceDataset.from_frame(df.filter(pl.col("session_id") < 160), vocab)
-    valid = EvalSet.from_sessions(df.filter(pl.col("session_id") >= 160), vocab)
-    return train, valid
+FAST = tiny_net("narm", dropout_all=0.0)
 
 
 def test_right_shift_moves_items_and_targets_together():

@@ -8,25 +8,14 @@ import polars as pl
 import pytest
 import torch
 
-from tests.conftest import cyclic_log
+from tests.conftest import cyclic_log, tiny_net
 from warmrec import EvalSet, SequenceDataset, evaluate, get_model
 from warmrec.data.dataset import Batch
 from warmrec.data.vocab import ItemVocab
 from warmrec.models import Recommender
 from warmrec.models.ssept import SSEPT, sse_replace
 
-FAST = {
-    "d_item": 16,
-    "d_user": 8,
-    "n_layers": 1,
-    "n_heads": 1,
-    "ffn_dim": 32,
-    "max_len": 8,
-    "dropout": 0.0,
-    "attn_dropout": 0.0,
-    "sse_item": 0.0,
-    "sse_user": 0.0,
-}
+FAST = tiny_net("ssept", ffn_dim=32, dropout_all=0.0, sse_item=0.0, sse_user=0.0)
 
 
 def with_users(df: pl.DataFrame, n_users: int) -> pl.DataFrame:

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import cyclic_log
+from tests.conftest import cyclic_log, tiny_net
 from warmrec import EvalSet, SequenceDataset, get_model
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ConfigError
@@ -28,15 +28,7 @@ from warmrec.training.checkpoint import (
 )
 from warmrec.training.loop import train
 
-TINY = {
-    "d": 16,
-    "n_layers": 1,
-    "n_heads": 1,
-    "ffn_dim": 32,
-    "max_len": 8,
-    "dropout": 0.2,
-    "attn_dropout": 0.1,
-}
+TINY = tiny_net("sasrec", ffn_dim=32, dropout=0.2, attn_dropout=0.1)
 
 
 @pytest.fixture(scope="module")

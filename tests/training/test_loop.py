@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 import torch
 
-from tests.conftest import cyclic_log
+from tests.conftest import cyclic_log, tiny_net
 from warmrec import EvalSet, SequenceDataset, get_model
 from warmrec.config import build_config
 from warmrec.data.vocab import ItemVocab
@@ -19,15 +19,7 @@ from warmrec.errors import ConfigError, ModelError
 from warmrec.training import loop
 from warmrec.training.loop import TrainerConfig, lr_factor, make_optimizer, train
 
-TINY = {
-    "d": 16,
-    "n_layers": 1,
-    "n_heads": 1,
-    "ffn_dim": 32,
-    "max_len": 8,
-    "dropout": 0.1,
-    "attn_dropout": 0.1,
-}
+TINY = tiny_net("sasrec", ffn_dim=32, dropout_all=0.1)
 
 
 @pytest.fixture(scope="module")
