@@ -19,7 +19,8 @@ import torch
 from tests.conftest import cyclic_log
 from warmrec import Batch, EvalSet, SequenceDataset, evaluate, get_model
 from warmrec.errors import ConfigError
-from warmrec.models.knn import SKNN, VSKNN, ItemKNN, neighbour_decay, position_weight
+from warmrec.models.knn import SKNN, VSKNN, ItemKNN
+from warmrec.models.weighting import distance_weight, position_weight
 
 A, B, C, D = 1, 2, 3, 4
 R6 = np.sqrt(6.0)
@@ -204,20 +205,6 @@ def test_vsknn_idf(tiny):
     )
 
 
-def test_position_weight_and_decay_functions():
-    p, m = np.array([1, 2, 3, 4]), np.full(4, 4)
-    np.testing.assert_allclose(position_weight(p, m, "div"), [0.25, 0.5, 0.75, 1])
-    np.testing.assert_allclose(position_weight(p, m, "linear"), [0.7, 0.8, 0.9, 1])
-    np.testing.assert_allclose(position_weight(p, m, "quadratic"), [1 / 16, 0.25, 9 / 16, 1])
-    np.testing.assert_allclose(position_weight(p, m, "same"), [1, 1, 1, 1])
-    np.testing.assert_allclose(position_weight(p, m, "log"), 1 / np.log10([4.7, 3.7, 2.7, 1.7]))
-    assert position_weight(np.array([1]), np.array([15]), "linear")[0] == 0.0
-    s = np.array([1, 2, 4, 20])
-    np.testing.assert_allclose(neighbour_decay(s, "div"), [1, 0.5, 0.25, 0.05])
-    np.testing.assert_allclose(neighbour_decay(s, "linear"), [0.9, 0.8, 0.6, 0.0])
-    np.testing.assert_allclose(neighbour_decay(s, "quadratic"), [1, 0.25, 1 / 16, 1 / 400])
-
-
 def test_vsknn_uses_order_where_sknn_cannot(cyclic_data):
     """SKNN sees a set: on the cycle the item before the history and the one after tie. V-SKNN's
     recency weights break the tie toward the next item once the history has a direction."""
@@ -313,7 +300,7 @@ def _reference(
     out = np.zeros(n_items)
     for sim, i in sims[:k]:
         step = next(j for j, it in enumerate(reversed(hist), 1) if it in sets[i])
-        w = sim * neighbour_decay(np.array([step]), decay)[0]
+        w = sim * distance_weight(np.array([step]), decay)[0]
         for x in sets[i]:
             out[x] += w * (1.0 + idf_w * idf[x])
     return out

@@ -25,7 +25,6 @@ from warmrec.models.rules import (
     last_items_query,
     prune_rows,
     scores_with_fallback,
-    sr_weight,
 )
 
 A, B, C, D = 1, 2, 3, 4
@@ -175,15 +174,6 @@ def test_sr_one_step_same_weight_is_markov(tiny):
     sr = SequentialRules(steps=1, weighting="same", pop_fallback=False).fit(tiny)
     mk = Markov(pop_fallback=False).fit(tiny)
     np.testing.assert_array_equal(dense(sr), dense(mk))
-
-
-def test_sr_weight_functions():
-    d = np.array([1, 2, 4, 20])
-    np.testing.assert_allclose(sr_weight(d, "div"), [1, 0.5, 0.25, 0.05])
-    np.testing.assert_allclose(sr_weight(d, "linear"), [0.9, 0.8, 0.6, 0.0])
-    np.testing.assert_allclose(sr_weight(d, "quadratic"), [1, 0.25, 1 / 16, 1 / 400])
-    np.testing.assert_allclose(sr_weight(d, "same"), [1, 1, 1, 1])
-    np.testing.assert_allclose(sr_weight(d, "log"), 1 / np.log10(d + 1.7))
 
 
 def test_sr_learns_the_cycle(cyclic):
