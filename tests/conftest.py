@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
-from warmrec import EvalSet, SequenceData, SequenceDataset
+from warmrec import Batch, EvalSet, SequenceData, SequenceDataset
 from warmrec.data.vocab import ItemVocab
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -48,6 +49,47 @@ def cyclic_split() -> tuple[SequenceDataset, EvalSet]:
     train = SequenceDataset.from_frame(df.filter(pl.col("session_id") < 160), vocab)
     valid = EvalSet.from_sessions(df.filter(pl.col("session_id") >= 160), vocab)
     return train, valid
+
+
+def session_frame(rows: list[tuple[str, str, float]]) -> pl.DataFrame:
+    """A log from ``(session_id, item_id, timestamp)`` rows."""
+    df = pl.DataFrame(rows, schema=["session_id", "item_id", "timestamp"], orient="row")
+    return df.with_columns(pl.col("timestamp").cast(pl.Float64))
+
+
+HAND_MADE = [
+    ("s1", "a", 1),
+    ("s1", "b", 2),
+    ("s1", "c", 3),
+    ("s2", "b", 10),
+    ("s2", "c", 11),
+    ("s2", "d", 12),
+    ("s3", "a", 20),
+    ("s3", "c", 21),
+    ("s3", "a", 22),
+    ("s3", "d", 23),
+]
+
+
+def hand_made() -> SequenceDataset:
+    """The hand-made sessions of the popularity, rule and kNN tests (a=1, b=2, c=3, d=4):
+    ``s1: a b c`` (t 1-3), ``s2: b c d`` (t 10-12), ``s3: a c a d`` (t 20-23)."""
+    return SequenceDataset.from_frame(session_frame(HAND_MADE))
+
+
+def padded_batch(histories: list[list[int]]) -> Batch:
+    """Encoded histories as one left-padded batch (an empty history is all padding)."""
+    width = max(1, max(len(h) for h in histories))
+    mat = np.zeros((len(histories), width), dtype=np.int64)
+    for i, h in enumerate(histories):
+        if h:
+            mat[i, width - len(h) :] = h
+    return Batch(torch.from_numpy(mat))
+
+
+def raw_scores(model, histories: list[list[int]]) -> np.ndarray:
+    """``model.score`` of encoded histories, as a ``[len(histories), n_items + 1]`` array."""
+    return model.score(padded_batch(histories)).numpy()
 
 
 def ranged_sequences(lengths: list[int]) -> SequenceData:

@@ -14,10 +14,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-import torch
 
-from tests.conftest import cyclic_log
-from warmrec import Batch, EvalSet, SequenceDataset, evaluate, get_model
+from tests.conftest import cyclic_log, hand_made, raw_scores, session_frame
+from warmrec import EvalSet, SequenceDataset, evaluate, get_model
 from warmrec.errors import ConfigError
 from warmrec.models.knn import SKNN, VSKNN, ItemKNN
 from warmrec.models.weighting import distance_weight, position_weight
@@ -26,38 +25,9 @@ A, B, C, D = 1, 2, 3, 4
 R6 = np.sqrt(6.0)
 
 
-def _frame(rows: list[tuple[str, str, float]]) -> pl.DataFrame:
-    df = pl.DataFrame(rows, schema=["session_id", "item_id", "timestamp"], orient="row")
-    return df.with_columns(pl.col("timestamp").cast(pl.Float64))
-
-
 @pytest.fixture(scope="module")
 def tiny() -> SequenceDataset:
-    return SequenceDataset.from_frame(
-        _frame(
-            [
-                ("s1", "a", 1),
-                ("s1", "b", 2),
-                ("s1", "c", 3),
-                ("s2", "b", 10),
-                ("s2", "c", 11),
-                ("s2", "d", 12),
-                ("s3", "a", 20),
-                ("s3", "c", 21),
-                ("s3", "a", 22),
-                ("s3", "d", 23),
-            ]
-        )
-    )
-
-
-def raw_scores(model, histories: list[list[int]]) -> np.ndarray:
-    width = max(len(h) for h in histories)
-    mat = np.zeros((len(histories), width), dtype=np.int64)
-    for i, h in enumerate(histories):
-        if h:
-            mat[i, width - len(h) :] = h
-    return model.score(Batch(torch.from_numpy(mat))).numpy()
+    return hand_made()
 
 
 def sym(pairs: dict[tuple[int, int], float]) -> np.ndarray:
@@ -155,7 +125,7 @@ def test_sknn_sample_takes_most_recent_sessions(tiny):
 def test_sknn_recency_is_the_last_event():
     # "long" starts first but ends last, so it is the most recent session
     data = SequenceDataset.from_frame(
-        _frame(
+        session_frame(
             [
                 ("long", "x", 0),
                 ("long", "y", 100),

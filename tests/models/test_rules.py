@@ -10,13 +10,12 @@ Item counts: a 3, b 2, c 3, d 2. Expected rule matrices are written out by hand 
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
 import pytest
 import scipy.sparse as sp
 import torch
 
-from tests.conftest import cyclic_log
-from warmrec import Batch, EvalSet, SequenceDataset, evaluate, get_model
+from tests.conftest import cyclic_log, hand_made, raw_scores
+from warmrec import EvalSet, SequenceDataset, evaluate, get_model
 from warmrec.errors import ConfigError
 from warmrec.models.rules import (
     AssociationRules,
@@ -32,34 +31,11 @@ A, B, C, D = 1, 2, 3, 4
 
 @pytest.fixture(scope="module")
 def tiny() -> SequenceDataset:
-    rows = [
-        ("s1", "a", 1),
-        ("s1", "b", 2),
-        ("s1", "c", 3),
-        ("s2", "b", 10),
-        ("s2", "c", 11),
-        ("s2", "d", 12),
-        ("s3", "a", 20),
-        ("s3", "c", 21),
-        ("s3", "a", 22),
-        ("s3", "d", 23),
-    ]
-    df = pl.DataFrame(rows, schema=["session_id", "item_id", "timestamp"], orient="row")
-    df = df.with_columns(pl.col("timestamp").cast(pl.Float64))
-    return SequenceDataset.from_frame(df)
+    return hand_made()
 
 
 def dense(model) -> np.ndarray:
     return model.matrix.toarray()
-
-
-def raw_scores(model, histories: list[list[int]]) -> np.ndarray:
-    width = max(len(h) for h in histories)
-    mat = np.zeros((len(histories), width), dtype=np.int64)
-    for i, h in enumerate(histories):
-        if h:
-            mat[i, width - len(h) :] = h
-    return model.score(Batch(torch.from_numpy(mat))).numpy()
 
 
 def expected(rows: dict[int, dict[int, float]]) -> np.ndarray:
