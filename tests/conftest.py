@@ -12,8 +12,9 @@ import polars as pl
 import pytest
 import torch
 
-from warmrec import Batch, EvalSet, SequenceData, SequenceDataset
+from warmrec import Batch, EvalSet, SequenceData, SequenceDataset, evaluate
 from warmrec.data.vocab import ItemVocab
+from warmrec.models.base import Recommender
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -97,6 +98,21 @@ def ranged_sequences(lengths: list[int]) -> SequenceData:
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     items = np.arange(1, offsets[-1] + 1, dtype=np.int64)
     return SequenceData(offsets, items, pl.Series("k", list(range(len(lengths)))))
+
+
+def assert_learns_cycle(model: Recommender, valid: EvalSet, history: tuple[int, ...] = (3, 4, 5)):
+    """On held-out ``cyclic_log`` sessions: HR@10 >= 0.9, and ``history``'s next item on top."""
+    assert evaluate(model, valid, ["hr@10"])["hr@10"] >= 0.9
+    assert model.recommend([list(history)], k=1) == [[history[-1] + 1]]
+
+
+def assert_roundtrip(model: Recommender, valid: EvalSet, path: Path, n: int = 10) -> Recommender:
+    """Save then load gives the same class, config and scores on ``n`` held-out histories."""
+    loaded = Recommender.load(model.save(path))
+    assert type(loaded) is type(model) and loaded.config == model.config
+    batch = valid.batch(np.arange(n), loaded.history_len)
+    assert torch.equal(model.score(batch), loaded.score(batch))
+    return loaded
 
 
 # The one tiny network per neural model that tests train in about a second. Tests that need
