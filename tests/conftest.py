@@ -42,14 +42,28 @@ def cyclic() -> pl.DataFrame:
     return cyclic_log()
 
 
+def split_cyclic(
+    n_sessions: int = 200,
+    n_items: int = 20,
+    length: int = 8,
+    seed: int = 0,
+    *,
+    n_train: int = 160,
+    last_only: bool = False,
+) -> tuple[SequenceDataset, EvalSet]:
+    """``(train, valid)`` of a ``cyclic_log``: its first ``n_train`` sessions, and the rest held
+    out (every position, or the last one only)."""
+    df = cyclic_log(n_sessions=n_sessions, n_items=n_items, length=length, seed=seed)
+    vocab = ItemVocab.from_ids(df["item_id"])
+    train = SequenceDataset.from_frame(df.filter(pl.col("session_id") < n_train), vocab)
+    held = df.filter(pl.col("session_id") >= n_train)
+    return train, EvalSet.from_sessions(held, vocab, last_only=last_only)
+
+
 @pytest.fixture(scope="module")
 def cyclic_split() -> tuple[SequenceDataset, EvalSet]:
     """``(train, valid)`` of ``cyclic_log()``: sessions 0-159 train, 160-199 held out."""
-    df = cyclic_log(n_sessions=200, n_items=20, length=8, seed=0)
-    vocab = ItemVocab.from_ids(df["item_id"])
-    train = SequenceDataset.from_frame(df.filter(pl.col("session_id") < 160), vocab)
-    valid = EvalSet.from_sessions(df.filter(pl.col("session_id") >= 160), vocab)
-    return train, valid
+    return split_cyclic()
 
 
 def session_frame(rows: list[tuple[str, str, float]]) -> pl.DataFrame:
