@@ -7,26 +7,13 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from tests.conftest import tiny_net
 from warmrec.cli.main import cli
 from warmrec.data.synthetic import generate_cross_domain
 from warmrec.models.base import Recommender
 
-SETS = [
-    "--set",
-    "model.d=16",
-    "--set",
-    "model.n_layers=1",
-    "--set",
-    "model.n_heads=1",
-    "--set",
-    "model.ffn_dim=16",
-    "--set",
-    "model.max_len=8",
-    "--set",
-    "train.epochs=2",
-    "--set",
-    "train.batch_size=64",
-]
+SETTINGS = {**{f"model.{k}": v for k, v in tiny_net("sasrec").items()}, "train.epochs": 2}
+SETS = [a for k, v in {**SETTINGS, "train.batch_size": 64}.items() for a in ("--set", f"{k}={v}")]
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import warmrec.transfer
+from tests.conftest import tiny_net
 from warmrec.data.synthetic import generate_cross_domain
 from warmrec.errors import ConfigError
 from warmrec.experiments.pipeline import prepare
@@ -22,7 +23,7 @@ from warmrec.experiments.transfer_study import (
 )
 from warmrec.models.base import Recommender
 
-MODEL = {"d": 16, "n_layers": 1, "n_heads": 1, "ffn_dim": 16, "max_len": 8}
+MODEL = tiny_net("sasrec")
 TRAINER = {"epochs": 2, "batch_size": 64, "lr": 5e-3}
 KW = dict(
     model_config=MODEL,

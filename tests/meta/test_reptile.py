@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 import torch
 
-from tests.conftest import cyclic_log
+from tests.conftest import cyclic_log, tiny_net
 from warmrec import EvalSet, SequenceDataset, evaluate, get_model
 from warmrec.config import build_config
 from warmrec.data.synthetic import generate_cross_domain
@@ -24,15 +24,7 @@ from warmrec.meta import (
 )
 from warmrec.training.loop import inner_steps
 
-CFG = {
-    "d": 16,
-    "n_layers": 1,
-    "n_heads": 1,
-    "ffn_dim": 16,
-    "max_len": 10,
-    "dropout": 0.0,
-    "attn_dropout": 0.0,
-}
+CFG = tiny_net("sasrec", max_len=10, dropout_all=0.0)
 META = {
     "meta_iterations": 30,
     "meta_batch_size": 4,

@@ -10,14 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-import polars as pl
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import cyclic_log
-from warmrec import EvalSet, SequenceDataset, get_model
-from warmrec.data.vocab import ItemVocab
+from tests.conftest import cyclic_log, split_cyclic, tiny_net
+from warmrec import get_model
 from warmrec.errors import ConfigError
 from warmrec.models import Recommender
 from warmrec.training.checkpoint import (
@@ -28,24 +26,12 @@ from warmrec.training.checkpoint import (
 )
 from warmrec.training.loop import ResumeWarning, train
 
-TINY = {
-    "d": 16,
-    "n_layers": 1,
-    "n_heads": 1,
-    "ffn_dim": 32,
-    "max_len": 8,
-    "dropout": 0.2,
-    "attn_dropout": 0.1,
-}
+TINY = tiny_net("sasrec", ffn_dim=32, dropout=0.2, attn_dropout=0.1)
 
 
 @pytest.fixture(scope="module")
 def data():
-    df = cyclic_log(n_sessions=120, n_items=30, length=10, seed=2)
-    vocab = ItemVocab.from_ids(df["item_id"])
-    train_ds = SequenceDataset.from_frame(df.filter(pl.col("session_id") < 100), vocab)
-    valid = EvalSet.from_sessions(df.filter(pl.col("session_id") >= 100), vocab, last_only=True)
-    return train_ds, valid
+    return split_cyclic(120, n_items=30, length=10, seed=2, n_train=100, last_only=True)
 
 
 def test_optimizer_state_roundtrip_without_pickle():

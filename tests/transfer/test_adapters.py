@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from tests.conftest import cyclic_log
+from tests.conftest import cyclic_log, tiny_net
 from warmrec import EvalSet, SequenceDataset, get_model
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ConfigError, ModelError
@@ -27,17 +27,17 @@ from warmrec.transfer.adapters import (
     unload,
 )
 
-TRANSFORMER = {"d": 16, "n_layers": 2, "n_heads": 2, "ffn_dim": 32, "max_len": 8}
+TRANSFORMER = tiny_net("sasrec", n_layers=2, n_heads=2, ffn_dim=32)
 MODELS = {
     "sasrec": TRANSFORMER,
     "sasrec-postln": {**TRANSFORMER, "norm_first": False},
     "bert4rec": TRANSFORMER,
-    "ssept": {"d_item": 16, "d_user": 8, "n_layers": 1, "max_len": 8},
-    "bst": {"d": 16, "n_heads": 2, "ffn_dim": 32, "max_len": 8, "mlp": (16,)},
-    "gru4rec": {"hidden_size": 16, "max_len": 8},
-    "gru4rec-2layers": {"hidden_size": 16, "n_layers": 2, "max_len": 8},
-    "narm": {"embedding_dim": 16, "hidden_size": 16, "max_len": 8},
-    "narm-2layers": {"embedding_dim": 16, "hidden_size": 16, "n_layers": 2, "max_len": 8},
+    "ssept": tiny_net("ssept"),
+    "bst": tiny_net("bst", n_heads=2, ffn_dim=32),
+    "gru4rec": tiny_net("gru4rec"),
+    "gru4rec-2layers": tiny_net("gru4rec", n_layers=2),
+    "narm": tiny_net("narm"),
+    "narm-2layers": tiny_net("narm", n_layers=2),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import cyclic_log
+from tests.conftest import cyclic_log, tiny_net
 from warmrec import SequenceDataset, get_model
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ConfigError, ModelError
@@ -17,7 +17,7 @@ from warmrec.transfer.strategies import (
     parameter_roles,
 )
 
-CFG = {"d": 16, "n_layers": 2, "n_heads": 1, "ffn_dim": 16, "max_len": 6, "dropout": 0.0}
+CFG = tiny_net("sasrec", n_layers=2, max_len=6, dropout=0.0)
 BLOCK = [
     "ln1.weight",
     "ln1.bias",

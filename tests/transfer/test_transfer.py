@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 import torch
 
+from tests.conftest import tiny_net
 from warmrec import EvalSet, SequenceDataset, get_model
 from warmrec.data.synthetic import generate_cross_domain
 from warmrec.data.vocab import ItemVocab
@@ -24,20 +25,12 @@ from warmrec.transfer.transfer import resize_positions
 
 TRAINER = {"epochs": 1, "batch_size": 32, "lr": 1e-2}
 CONFIGS = {
-    "sasrec": {"d": 16, "n_layers": 1, "n_heads": 1, "ffn_dim": 16, "max_len": 8},
-    "ssept": {"d_item": 16, "d_user": 8, "n_layers": 1, "max_len": 8},
-    "bert4rec": {"d": 16, "n_layers": 1, "n_heads": 1, "ffn_dim": 16, "max_len": 8},
-    "gru4rec": {"hidden_size": 16, "n_negatives": 8, "tied": False, "embedding_dim": 8},
-    "narm": {"embedding_dim": 16, "hidden_size": 16, "max_len": 8},
-    "bst": {
-        "d": 16,
-        "n_heads": 1,
-        "ffn_dim": 16,
-        "max_len": 8,
-        "mlp": (16,),
-        "item_features": ("topic",),
-        "user_features": (),
-    },
+    "sasrec": tiny_net("sasrec"),
+    "ssept": tiny_net("ssept"),
+    "bert4rec": tiny_net("bert4rec"),
+    "gru4rec": tiny_net("gru4rec", n_negatives=8, tied=False, embedding_dim=8),
+    "narm": tiny_net("narm"),
+    "bst": tiny_net("bst", item_features=("topic",), user_features=()),
 }
 
 

@@ -30,6 +30,7 @@ import torch
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.errors import ConfigError
 from warmrec.models.base import Recommender
+from warmrec.models.weighting import WEIGHTINGS, distance_weight
 from warmrec.registry import register_model
 
 # ---------------------------------------------------------------------------------------------
@@ -296,23 +297,7 @@ class AssociationRules(ItemToItemRecommender):
 # Sequential rules
 # ---------------------------------------------------------------------------------------------
 
-SR_WEIGHTS = ("div", "linear", "same", "quadratic", "log")
-
-
-def sr_weight(d: np.ndarray | int, kind: str) -> np.ndarray:
-    """Weight of a rule ``a -> b`` whose events are ``d >= 1`` positions apart."""
-    d = np.asarray(d, dtype=np.float64)
-    if kind == "div":
-        return 1.0 / d
-    if kind == "linear":
-        return np.clip(1.0 - 0.1 * d, 0.0, None)
-    if kind == "same":
-        return np.ones_like(d)
-    if kind == "quadratic":
-        return 1.0 / (d * d)
-    if kind == "log":
-        return 1.0 / np.log10(d + 1.7)
-    raise ConfigError(f"unknown weighting '{kind}'; expected one of {', '.join(SR_WEIGHTS)}")
+SR_WEIGHTS = WEIGHTINGS
 
 
 @dataclass
@@ -358,7 +343,9 @@ class SequentialRules(ItemToItemRecommender):
             src.append(items[:-d][same])
             dst.append(items[d:][same])
             wts.append(
-                np.full(int(same.sum()), sr_weight(d, self.config.weighting), dtype=np.float32)
+                np.full(
+                    int(same.sum()), distance_weight(d, self.config.weighting), dtype=np.float32
+                )
             )
         if not src:
             return sp.csr_matrix((n, n), dtype=np.float32)
