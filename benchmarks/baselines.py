@@ -90,7 +90,7 @@ def child(protocol: str, model: str) -> dict:
         "prep_s": prep_s,
         "n_test": res.n_examples,
         "train_seqs": len(prep.train.sequences),
-        "items": prep.vocab.n_items,
+        "items": prep.vocab.n_ids,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 

@@ -64,7 +64,7 @@ def run_warmrec(path: str) -> dict:
         "times": t,
         "train_sessions": len(train.sequences),
         "train_events": train.sequences.n_events,
-        "items": vocab.n_items,
+        "items": vocab.n_ids,
         "test_examples": len(test),
         "checksum": int(train.sequences.items[::9973].sum()),
         "polars": pl.__version__,

@@ -143,10 +143,10 @@ def child(protocol: str, name: str, seed: int, budget: float, config: dict) -> d
         model = fit_model(name, prep, config)
         info = {}
         if name == "item2vec":
-            hist = model.meta["history"]
+            hist = model.meta.history
             info = {
                 "epochs": len(hist),
-                "best_epoch": model.meta["best_epoch"],
+                "best_epoch": model.meta.best_epoch,
                 "stop": "epochs",
                 "history": hist,
             }
@@ -169,7 +169,7 @@ def child(protocol: str, name: str, seed: int, budget: float, config: dict) -> d
         "n_test": test.n_examples,
         "train_seqs": len(prep.train.sequences),
         "train_events": int(prep.train.sequences.n_events),
-        "items": prep.vocab.n_items,
+        "items": prep.vocab.n_ids,
         "threads": threads,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "test_ranks": test.ranks.tolist(),

@@ -32,6 +32,7 @@ def test_example_config_is_valid(path):
     build_config(TrainerConfig, cfg.get("train", {}))
     split = dict(cfg.get("split", {}))
     method = METHODS[split.pop("method", "loo")]
+    assert split.pop("resplit", False) in (True, False)  # split folders: merge and split again
     assert set(split) <= set(inspect.signature(method).parameters)
     eval_options(cfg)
     assert f"--config configs/{path.name}" in path.read_text().splitlines()[0]

@@ -52,3 +52,11 @@ class ConfigError(WarmrecError):
 
 class ModelError(WarmrecError):
     """A model used wrongly (not fitted, incompatible file, unknown name, ...)."""
+
+
+class WarmrecWarning(UserWarning):
+    """Base class of the warnings warmrec gives on purpose (filter them with this class)."""
+
+
+class DataWarning(WarmrecWarning):
+    """Input that is accepted but probably not what was meant (e.g. a very small test part)."""

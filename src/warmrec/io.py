@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,15 +63,72 @@ def write_csv(df: pl.DataFrame, path: str | Path) -> None:
     atomic_write_text(path, df.write_csv())
 
 
+STALE_AFTER_S = 24 * 3600.0  # a temporary folder naming no live owner is stale after this
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists, under another user
+        return True
+    return True
+
+
+def _tmp_prefix(p: Path) -> str:
+    return f".{p.name}.{os.getpid()}@{socket.gethostname()}."
+
+
+def clean_stale(path: str | Path, *, max_age_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove the temporary directories that killed writers of ``path`` left behind.
+
+    :func:`atomic_dir` names its temporary directory ``.<name>.<pid>@<host>.<random>.tmp``; one
+    whose process (on this host) is gone is removed at once. One that names no process of this
+    host (another host, or the older ``.<name>.<random>.tmp`` form) is removed once it is older
+    than ``max_age_s``. Returns the removed paths.
+    """
+    import time
+
+    p = Path(path)
+    head, host = f".{p.name}.", socket.gethostname()
+    removed: list[Path] = []
+    if not p.parent.is_dir():
+        return removed
+    now = time.time()
+    for q in p.parent.iterdir():
+        name = q.name
+        if not (name.startswith(head) and name.endswith(".tmp") and q.is_dir()):
+            continue
+        owner = name[len(head) : -len(".tmp")].rsplit(".", 1)[0]
+        pid, _, at = owner.partition("@")
+        if pid.isdigit() and at in ("", host):
+            stale = int(pid) != os.getpid() and not _alive(int(pid))
+        else:
+            try:
+                stale = now - q.stat().st_mtime > max_age_s
+            except OSError:
+                continue
+        if stale:
+            shutil.rmtree(q, ignore_errors=True)
+            removed.append(q)
+    return removed
+
+
+clean_stale_temp_dirs = clean_stale  # the name the data layer used
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary directory; on success it replaces ``path`` in one rename.
 
     An existing ``path`` is moved aside first and removed only once the new one is in place.
+    Temporary directories of killed earlier writers are removed first (:func:`clean_stale`).
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
+    clean_stale(p)
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(p), suffix=".tmp", dir=p.parent))
     try:
         tmp.chmod(_mode(0o777))
         yield tmp
@@ -84,5 +142,6 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         os.replace(p, old)
     os.replace(tmp, p)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    aside = p.with_name(f".{p.name}.old")  # also one left by a writer killed between renames
+    if old is not None or aside.exists():
+        shutil.rmtree(aside, ignore_errors=True)

@@ -1,20 +1,59 @@
-"""One small registry: model name -> Recommender class."""
+"""One small registry: model name -> Recommender class.
+
+The built-in models are listed in :data:`BUILTIN_MODELS` as ``"module:Class"`` entries and imported
+only when first asked for, so ``import warmrec.registry`` and :func:`available_models` load no model
+code (and no torch). A model module registers its class with :func:`register_model` when it is
+imported; the registry itself never imports a module that imports it back at top level.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
 from warmrec.errors import ModelError
 
-_MODELS: dict[str, type] = {}
+BUILTIN_MODELS: dict[str, str] = {
+    "ar": "warmrec.models.rules:AssociationRules",
+    "bert4rec": "warmrec.models.bert4rec:BERT4Rec",
+    "bst": "warmrec.models.bst:BST",
+    "gru4rec": "warmrec.models.gru4rec:GRU4Rec",
+    "item2vec": "warmrec.models.item2vec:Item2Vec",
+    "itemknn": "warmrec.models.knn:ItemKNN",
+    "markov": "warmrec.models.rules:Markov",
+    "narm": "warmrec.models.narm:NARM",
+    "pop": "warmrec.models.popularity:Pop",
+    "sasrec": "warmrec.models.sasrec:SASRec",
+    "sessionpop": "warmrec.models.popularity:SessionPop",
+    "sknn": "warmrec.models.knn:SKNN",
+    "sr": "warmrec.models.rules:SequentialRules",
+    "ssept": "warmrec.models.ssept:SSEPT",
+    "vsknn": "warmrec.models.knn:VSKNN",
+}
+"""Built-in model name -> ``"module:Class"``, imported on first use."""
+
+_MODELS: dict[str, type] = {}  # registered (imported) classes
+
+
+def _where(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def register_model(name: str) -> Callable[[type], type]:
-    """Class decorator: make a Recommender available as ``name`` (case-insensitive)."""
+    """Class decorator: make a Recommender available as ``name`` (case-insensitive).
+
+    A built-in name can only be registered by the class :data:`BUILTIN_MODELS` names.
+    """
 
     def deco(cls: type) -> type:
         key = name.lower()
+        builtin = BUILTIN_MODELS.get(key)
+        if builtin is not None and builtin != _where(cls):
+            raise ModelError(
+                f"model name '{name}' is the built-in {builtin}; found {_where(cls)}: choose "
+                "another name"
+            )
         if key in _MODELS and _MODELS[key] is not cls:
             raise ModelError(f"model name '{name}' registered twice")
         cls.name = key
@@ -24,18 +63,19 @@ def register_model(name: str) -> Callable[[type], type]:
     return deco
 
 
-def _ensure_loaded() -> None:
-    import warmrec.models  # noqa: F401  (registers the built-in models)
-
-
 def model_class(name: str) -> type:
-    _ensure_loaded()
-    try:
-        return _MODELS[name.lower()]
-    except KeyError:
-        raise ModelError(
-            f"unknown model '{name}'; available: {', '.join(sorted(_MODELS))}"
-        ) from None
+    """The Recommender class registered as ``name`` (importing a built-in model's module)."""
+    key = name.lower()
+    if key in _MODELS:
+        return _MODELS[key]
+    entry = BUILTIN_MODELS.get(key)
+    if entry is None:
+        raise ModelError(f"unknown model '{name}'; available: {', '.join(available_models())}")
+    module, _, qualname = entry.partition(":")
+    importlib.import_module(module)  # its @register_model fills _MODELS
+    if key not in _MODELS:
+        raise ModelError(f"built-in model '{key}': {module} did not register {qualname}")
+    return _MODELS[key]
 
 
 def get_model(name: str, config: dict[str, Any] | None = None, **overrides: Any):
@@ -44,8 +84,9 @@ def get_model(name: str, config: dict[str, Any] | None = None, **overrides: Any)
 
 
 def available_models() -> list[str]:
-    _ensure_loaded()
-    return sorted(_MODELS)
+    """Every registered name: the built-ins and those registered since (nothing is imported)."""
+    return sorted(BUILTIN_MODELS.keys() | _MODELS.keys())
+
 
 
 def config_schema(name: str) -> dict[str, Any]:

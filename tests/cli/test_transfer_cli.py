@@ -7,26 +7,13 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from tests.conftest import tiny_net
 from warmrec.cli.main import cli
 from warmrec.data.synthetic import generate_cross_domain
 from warmrec.models.base import Recommender
 
-SETS = [
-    "--set",
-    "model.d=16",
-    "--set",
-    "model.n_layers=1",
-    "--set",
-    "model.n_heads=1",
-    "--set",
-    "model.ffn_dim=16",
-    "--set",
-    "model.max_len=8",
-    "--set",
-    "train.epochs=2",
-    "--set",
-    "train.batch_size=64",
-]
+SETTINGS = {**{f"model.{k}": v for k, v in tiny_net("sasrec").items()}, "train.epochs": 2}
+SETS = [a for k, v in {**SETTINGS, "train.batch_size": 64}.items() for a in ("--set", f"{k}={v}")]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +42,7 @@ def test_pretrain_saves_model_with_item_counts(pretrained):
     out, info = pretrained
     model = Recommender.load(out)
     assert model.name == "sasrec" and model.config.d == 16
-    counts = model.meta["item_counts"]
+    counts = model.meta.item_counts
     assert len(counts) == len(model.vocab) and sum(counts) > 0
     assert info["model"] == "sasrec" and 0 <= info["valid"]["ndcg@10"] <= 1
 
@@ -70,7 +57,7 @@ def test_transfer_fine_tunes_on_the_target(pretrained, logs, tmp_path):
     info = json.loads(res.output)
     assert info["strategy"] == "freeze_embeddings" and info["init"] == "popularity"
     model = Recommender.load(out)
-    assert model.meta["transfer"]["strategy"] == "freeze_embeddings"
+    assert model.meta.transfer.strategy == "freeze_embeddings"
     assert all(str(i).startswith("t") for i in model.vocab.ids.to_list())  # target catalogue
     assert set(info["valid"]) >= {"ndcg@10", "hr@10"}
     assert 0 < info["n_trainable"]
@@ -131,7 +118,7 @@ def test_study_transfer_with_reptile_from_toml(logs, tmp_path):
     info = json.loads(res.output)
     assert {r["method"] for r in info["summary"]} == {"scratch", "reptile+mean"}
     assert info["info"]["reptile"]["meta_iterations"] == 3
-    assert Recommender.load(out / "reptile" / "s0").meta["reptile"]["inner_steps"] == 2
+    assert Recommender.load(out / "reptile" / "s0").meta.reptile.inner_steps == 2
     again = run(args)
     assert again.exit_code == 0 and json.loads(again.output)["computed"] == []
     toml.write_text("[reptile]\nbogus = 1\n")

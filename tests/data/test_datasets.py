@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 from warmrec.data import datasets
+from warmrec.data import download as data_download
 from warmrec.data.datasets import (
     DATASETS,
     DatasetSpec,
@@ -334,7 +335,7 @@ def test_download_keeps_a_verified_file(tmp_path, monkeypatch):
     def no_network(url, timeout):
         raise AssertionError("should not download again")
 
-    monkeypatch.setattr(datasets, "_open_url", no_network)
+    monkeypatch.setattr(data_download, "_open_url", no_network)
     download("tiny", tmp_path / "data")
     with pytest.raises(AssertionError):
         download("tiny", tmp_path / "data", force=True)
@@ -344,7 +345,7 @@ def test_download_without_network_is_a_clear_error(tmp_path, monkeypatch):
     def offline(url, timeout):
         raise WarmrecError(f"could not open {url}: no route to host")
 
-    monkeypatch.setattr(datasets, "_open_url", offline)
+    monkeypatch.setattr(data_download, "_open_url", offline)
     with pytest.raises(WarmrecError) as info:
         download("movielens-100k", tmp_path)
     text = str(info.value)
@@ -360,7 +361,7 @@ def test_download_of_a_dataset_without_url(tmp_path):
 
 def test_default_opener_reports_unreachable_urls(tmp_path):
     with pytest.raises(WarmrecError, match="could not open"):
-        datasets._open_url((tmp_path / "absent.bin").as_uri(), 1.0)
+        data_download._open_url((tmp_path / "absent.bin").as_uri(), 1.0)
 
 
 def test_item_ids_align_with_feature_keys(tmp_path):

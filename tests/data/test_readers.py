@@ -271,3 +271,73 @@ def test_shared_nowplaying_folder(nowplaying):
 def test_missing_path_is_a_data_error(tmp_path):
     with pytest.raises(DataError):
         load_interactions(tmp_path / "nope.csv")
+
+
+# --- split folders: parts kept, overlaps refused, manifests checked ---------------------------
+
+_H = "session_id,item_id,timestamp\n"
+
+
+def _sessions(path: Path, rows: list[tuple]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_H + "".join(",".join(str(v) for v in r) + "\n" for r in rows))
+
+
+def _split_folder(root: Path) -> Path:
+    _sessions(root / "train.csv", [(1, 1, 1), (1, 2, 2), (2, 2, 3), (2, 3, 4)])
+    _sessions(root / "valid.csv", [(3, 1, 5), (3, 3, 6)])
+    _sessions(root / "test.csv", [(4, 2, 7), (4, 3, 8)])
+    return root
+
+
+def test_split_folder_keeps_its_parts(tmp_path):
+    r = load_interactions(_split_folder(tmp_path / "s"))
+    assert r.parts is not None
+    assert {k: v["session_id"].unique().to_list() for k, v in r.parts.items()} == {
+        "train": [1, 2],
+        "valid": [3],
+        "test": [4],
+    }
+    assert r.interactions.height == 8
+    assert r.split_info["files"] == {"train": "train.csv", "valid": "valid.csv", "test": "test.csv"}
+    assert r.split_info["rows"] == {"train": 4, "valid": 2, "test": 2}
+
+
+def test_full_log_beside_its_own_parts_is_refused(tmp_path):
+    root = tmp_path / "s"
+    _sessions(root / "train.csv", [(1, 1, 1), (1, 2, 2)])
+    _sessions(root / "valid.csv", [(2, 1, 3), (2, 2, 4)])
+    _sessions(root / "all.csv", [(1, 1, 1), (1, 2, 2), (2, 1, 3), (2, 2, 4)])
+    with pytest.raises(DataError, match="all.csv") as e:
+        load_interactions(root)
+    assert "train.csv" in str(e.value)
+
+
+def test_identical_events_in_two_files_are_refused(tmp_path):
+    _sessions(tmp_path / "a.csv", [(1, 1, 1), (1, 2, 2)])
+    _sessions(tmp_path / "b.csv", [(2, 1, 3), (1, 2, 2)])
+    with pytest.raises(DataError, match="overlap") as e:
+        load_interactions(tmp_path)
+    assert "a.csv" in str(e.value) and "b.csv" in str(e.value)
+
+
+def test_a_session_in_two_parts_is_refused(tmp_path):
+    root = _split_folder(tmp_path / "s")
+    _sessions(root / "test.csv", [(2, 2, 7), (2, 3, 8)])
+    with pytest.raises(DataError, match="two parts") as e:
+        load_interactions(root)
+    assert "test.csv" in str(e.value) and "train.csv" in str(e.value)
+
+
+def test_split_folder_without_test_is_refused(tmp_path):
+    root = tmp_path / "s"
+    _sessions(root / "train.parquet.csv", [(1, 1, 1)])  # not a part name: a plain log
+    assert load_interactions(root).parts is None
+    pl.DataFrame({"session_id": [1], "item_id": [1], "timestamp": [1.0]}).write_parquet(
+        root / "train.parquet"
+    )
+    with pytest.raises(DataError, match="other interaction files|no test"):
+        load_interactions(root)
+    (root / "train.parquet.csv").unlink()
+    with pytest.raises(DataError, match="incomplete split folder: no test"):
+        load_interactions(root)

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+
 import numpy as np
 import polars as pl
 import pytest
@@ -484,3 +492,229 @@ def test_new_user_domains_bad_arguments():
         new_user_domains(df, 100)
     with pytest.raises(DataError, match="missing column"):
         new_user_domains(df.drop("timestamp"), 5)
+
+
+# --- one default split policy ------------------------------------------------------------------
+
+
+def _sessions_of_long_users() -> pl.DataFrame:
+    """Users with 30 events each, cut into sessions of 3: a rating log sessionised by gaps."""
+    rows = [
+        (u, f"{u}-{k // 3}", 1 + (u + k) % 7, 1000.0 * u + k) for u in range(6) for k in range(30)
+    ]
+    return pl.DataFrame(
+        rows, schema=["user_id", "session_id", "item_id", "timestamp"], orient="row"
+    )
+
+
+def test_one_default_split_policy_for_every_caller():
+    from warmrec.data.readers import Interactions
+    from warmrec.data.split import default_split
+    from warmrec.experiments.demo import default_split as demo_default
+    from warmrec.experiments.transfer_run import _split_name
+    from warmrec.experiments.transfer_study import choose_split
+
+    long_users = _sessions_of_long_users()
+    short = long_users.drop("user_id")
+    users_only = long_users.drop("session_id")
+    assert default_split(long_users) == "loo"  # demo said last_session here
+    assert default_split(short) == "last_session"
+    assert default_split(users_only) == "loo"
+    for frame in (long_users, short, users_only):
+        want = default_split(frame)
+        assert demo_default(frame) == want
+        assert choose_split(frame) == want
+        assert _split_name(Interactions(frame), None) == want
+
+
+def test_prepare_uses_the_default_policy():
+    from warmrec.data.prepared import prepare
+
+    assert prepare(_sessions_of_long_users()).info["split"] == "loo"
+
+
+# --- last_session by time: a share of sessions, stated, with a warning below a minimum ----------
+
+
+def _basket_log(n_days: int = 400, per_day: int = 50, last_day: int = 3) -> pl.DataFrame:
+    """Many sessions a day for ``n_days`` days, then a last day holding only ``last_day``."""
+    rows = []
+    s = 0
+    for d in range(n_days + 1):
+        for _ in range(per_day if d < n_days else last_day):
+            t = d * DAY + (s % per_day) * 60.0 + (43200.0 if d == n_days else 0.0)
+            rows += [(s, 1 + s % 9, t), (s, 1 + (s + 1) % 9, t + 10), (s, 1 + (s + 2) % 9, t + 20)]
+            s += 1
+    return pl.DataFrame(rows, schema=["session_id", "item_id", "timestamp"], orient="row")
+
+
+def test_last_session_default_holds_out_a_share_of_sessions():
+    df = _basket_log()
+    n = df["session_id"].n_unique()
+    sp = last_session_split(df)  # before: the last day only, 3 of 20,003 sessions
+    share = sp.test["session_id"].n_unique() / n
+    assert 0.08 <= share <= 0.12, share
+    assert sp.info["test_share"] == 0.1 and abs(sp.info["test_session_share"] - share) < 1e-12
+    assert sp.info["test_period_days"] > 30
+    assert 0.08 <= sp.valid["session_id"].n_unique() / n <= 0.12
+    assert sp.train["timestamp"].max() < sp.info["valid_start"] <= sp.valid["timestamp"].min()
+    days = last_session_split(df, test_days=1.0)  # an explicit period still works
+    assert days.test["session_id"].n_unique() == 3 and days.info["valid_days"] == 1.0
+
+
+def test_last_session_warns_below_a_minimum_test_size():
+    from warmrec.errors import DataWarning
+
+    with pytest.warns(DataWarning, match="only 3 test sequences"):
+        last_session_split(_basket_log(n_days=30), test_days=1.0)
+    with pytest.warns(DataWarning):
+        split(_basket_log(n_days=30), "last_session", test_share=0.001)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        last_session_split(_basket_log(n_days=30))  # 10 % of 1,503 sessions: no warning
+        temporal_split(_basket_log(n_days=30), 25 * DAY)
+    with pytest.warns(DataWarning, match="temporal split: only 3 test"):
+        temporal_split(_basket_log(n_days=30), 30 * DAY)
+    users = _basket_log(n_days=30).rename({"session_id": "user_id"})
+    with pytest.warns(DataWarning, match="temporal split: only 9 test"):
+        temporal_split(users, 30 * DAY)
+
+
+def test_last_session_share_options_are_checked():
+    with pytest.raises(ConfigError, match="test_share"):
+        last_session_split(_basket_log(n_days=5), test_share=1.5)
+    with pytest.raises(ConfigError, match="valid_days needs test_days"):
+        last_session_split(_basket_log(n_days=5), valid_days=1.0)
+
+
+# --- split folders written as one unit, with a manifest ------------------------------------------
+
+
+def test_write_split_round_trips_with_a_manifest(tmp_path):
+    from warmrec.data.prepared import prepare
+    from warmrec.data.readers import load_interactions
+    from warmrec.data.splitdir import read_manifest, write_split
+
+    df = _basket_log(n_days=20)
+    sp = last_session_split(df)
+    doc = write_split(sp, tmp_path / "out", method="last_session", options={})
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "manifest.json",
+        "test.parquet",
+        "train.parquet",
+        "valid.parquet",
+    ]
+    assert read_manifest(tmp_path / "out") == json.loads(json.dumps(doc, default=str))
+    assert doc["files"]["test"]["rows"] == sp.test.height
+    inter = load_interactions(tmp_path / "out")
+    assert inter.split_info["manifest"]["method"] == "last_session"
+    prep = prepare(inter)
+    assert prep.info["split"] == "given" and prep.split.test.equals(sp.test)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dir left
+
+
+def test_partial_or_mixed_split_folders_are_refused(tmp_path):
+    from warmrec.data.readers import load_interactions
+    from warmrec.data.splitdir import write_split
+
+    df = _basket_log(n_days=20)
+    out = tmp_path / "out"
+    write_split(last_session_split(df), out, method="last_session")
+    other = tmp_path / "other"
+    write_split(leave_one_out(df), other, method="loo")
+    (out / "test.parquet").unlink()  # a writer killed half-way (the old, file-by-file one)
+    with pytest.raises(DataError, match="partial split folder") as e:
+        load_interactions(out)
+    assert "test.parquet" in str(e.value)
+    shutil.copy(other / "test.parquet", out / "test.parquet")  # a part of another split
+    with pytest.raises(DataError, match="does not match its manifest") as e:
+        load_interactions(out)
+    assert "test.parquet" in str(e.value)
+    (out / "manifest.json").write_text("{not json")
+    with pytest.raises(DataError, match="manifest"):
+        load_interactions(out)
+
+
+def test_write_split_never_replaces_a_folder_of_other_files(tmp_path):
+    from warmrec.data.splitdir import write_split
+
+    sp = last_session_split(_basket_log(n_days=20))
+    (tmp_path / "log.csv").write_text("keep me")
+    with pytest.raises(DataError, match="refusing to replace it with a split folder"):
+        write_split(sp, tmp_path, method="last_session")
+    assert (tmp_path / "log.csv").read_text() == "keep me"
+    write_split(sp, tmp_path / "out", method="last_session")
+    write_split(sp, tmp_path / "out", method="last_session")  # an earlier split is replaced
+
+
+def test_cli_data_split_writes_one_unit_that_train_reads_as_given(tmp_path):
+    from click.testing import CliRunner
+
+    from warmrec.cli.main import cli
+
+    log = tmp_path / "log.parquet"
+    _basket_log(n_days=20).write_parquet(log)
+    out = tmp_path / "sp"
+    r = CliRunner().invoke(
+        cli, ["data", "split", str(log), "--method", "last_session", "--out", str(out), "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "manifest.json").read_text())["method"] == "last_session"
+    r = CliRunner().invoke(
+        cli, ["train", "--model", "pop", "--data", str(out), "--out", str(tmp_path / "m"), "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--model",
+            "pop",
+            "--data",
+            str(out),
+            "--split",
+            "loo",
+            "--out",
+            str(tmp_path / "m2"),
+        ],
+    )
+    assert r.exit_code == 2 and "--resplit" in r.output
+    r = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--model",
+            "pop",
+            "--data",
+            str(out),
+            "--split",
+            "loo",
+            "--resplit",
+            "--out",
+            str(tmp_path / "m3"),
+            "--json",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+
+
+def test_atomic_dir_removes_temp_dirs_of_killed_writers(tmp_path):
+    from warmrec.io import atomic_dir
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    old = time.time() - 3600
+    stale = tmp_path / f".out.{dead.pid}.abc123.tmp"
+    legacy = tmp_path / ".out.zz9_x.tmp"  # the older form, no process id: removed when a day old
+    fresh_legacy = tmp_path / ".out.yy8_x.tmp"
+    live = tmp_path / f".out.{os.getppid()}.def456.tmp"  # a live writer: kept
+    for d in (stale, legacy, fresh_legacy, live):
+        d.mkdir()
+        (d / "train.parquet").write_bytes(b"x")
+        os.utime(d, (old, old))
+    os.utime(legacy, (old - 2 * 86400, old - 2 * 86400))
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "f").write_text("1")
+    assert not stale.exists() and not legacy.exists()
+    assert fresh_legacy.exists() and live.exists()
+    assert (tmp_path / "out" / "f").read_text() == "1"

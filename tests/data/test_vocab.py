@@ -10,7 +10,7 @@ from warmrec.errors import DataError
 
 def test_sorted_ids_and_padding():
     v = ItemVocab.from_ids([30, 10, 20, 10])
-    assert len(v) == 4 and v.n_items == 3
+    assert len(v) == 4 and v.n_ids == 3 and v.n_items == 4
     assert v.encode([10, 20, 30]).tolist() == [1, 2, 3]
     assert v.decode([3, 1]) == [30, 10]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from tests.conftest import tiny_net
 from warmrec.experiments.demo import run_demo, run_transfer_demo
 
 TINY = {"source_sessions": 300, "target_sessions": 120, "n_source_items": 60}
@@ -14,7 +15,7 @@ def test_transfer_demo_runs_scratch_and_transfer(tmp_path):
     res = run_transfer_demo(
         tmp_path,
         data={**TINY, "n_target_items": 30},
-        model_config={"d": 16, "max_len": 8, "ffn_dim": 16},
+        model_config=tiny_net("sasrec"),
         source_trainer={"epochs": 1},
         trainer={"epochs": 1},
         strategies=("scratch", "finetune"),

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import warmrec.transfer
+from tests.conftest import tiny_net
 from warmrec.data.synthetic import generate_cross_domain
 from warmrec.errors import ConfigError
 from warmrec.experiments.pipeline import prepare
@@ -22,7 +23,7 @@ from warmrec.experiments.transfer_study import (
 )
 from warmrec.models.base import Recommender
 
-MODEL = {"d": 16, "n_layers": 1, "n_heads": 1, "ffn_dim": 16, "max_len": 8}
+MODEL = tiny_net("sasrec")
 TRAINER = {"epochs": 2, "batch_size": 64, "lr": 5e-3}
 KW = dict(
     model_config=MODEL,
@@ -219,7 +220,7 @@ def test_reptile_method_is_meta_trained_once_per_seed_cached_and_resumed(cd, tmp
     assert sorted(seen_seeds) == [0, 1]
     r0, r1 = (Recommender.load(tmp_path / "reptile" / f"s{s}") for s in (0, 1))
     plain = Recommender.load(tmp_path / "source")
-    assert r0.meta["reptile"]["meta_iterations"] == 4 and r0.meta["reptile"]["seed"] == 0
+    assert r0.meta.reptile.meta_iterations == 4 and r0.meta.reptile.seed == 0
     w0, w1 = (m.net.state_dict()["item.embed.weight"] for m in (r0, r1))
     assert not torch.equal(w0, w1)  # seeded per study seed
     assert not torch.equal(w0, plain.net.state_dict()["item.embed.weight"])

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 import torch
 
-from tests.conftest import cyclic_log
+from tests.conftest import cyclic_log, tiny_net
 from warmrec import EvalSet, SequenceDataset, evaluate, get_model
 from warmrec.config import build_config
 from warmrec.data.synthetic import generate_cross_domain
@@ -24,15 +24,7 @@ from warmrec.meta import (
 )
 from warmrec.training.loop import inner_steps
 
-CFG = {
-    "d": 16,
-    "n_layers": 1,
-    "n_heads": 1,
-    "ffn_dim": 16,
-    "max_len": 10,
-    "dropout": 0.0,
-    "attn_dropout": 0.0,
-}
+CFG = tiny_net("sasrec", max_len=10, dropout_all=0.0)
 META = {
     "meta_iterations": 30,
     "meta_batch_size": 4,
@@ -121,7 +113,7 @@ def test_pretrain_first_outer_step_uses_outer_lr(cyclic_data):
     for p, th, gi in zip(model.net.parameters(), theta, g):
         torch.testing.assert_close(p.detach(), th + 0.25 * (-0.1 * gi), rtol=1e-5, atol=1e-7)
     assert model.reptile_result.history[0]["epsilon"] == 0.25
-    assert model.meta["reptile"]["n_tasks"] == 1
+    assert model.meta.reptile.n_tasks == 1
 
 
 def _query_loss(model, tasks, k, lr=0.05):
@@ -232,9 +224,9 @@ def test_reptile_then_transfer():
         trainer={"epochs": 1, "batch_size": 32, "lr": 1e-2, "device": "cpu"},
         seed=0,
     )
-    info = target.meta["transfer"]
-    assert info["strategy"] == "finetune" and info["source"]["pretraining"] == "reptile"
-    assert info["source"]["reptile"]["meta_iterations"] == 3
+    info = target.meta.transfer
+    assert info.strategy == "finetune" and info.source.pretraining == "reptile"
+    assert info.source.reptile.meta_iterations == 3
     assert len(target.vocab) == len(t_vocab)
     assert target.reptile_source.vocab is s_vocab
     scores = target.recommend([list(cd.target["item_id"][:3])], k=5)

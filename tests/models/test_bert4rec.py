@@ -4,47 +4,18 @@ cover every item, the [MASK] row is never a candidate, learning a known next ite
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
-import pytest
 import torch
 
-from tests.conftest import cyclic_log
-from warmrec import EvalSet, SequenceData, SequenceDataset, evaluate, get_model
+from tests.conftest import assert_learns_cycle, assert_roundtrip, ranged_sequences, tiny_net
+from warmrec import get_model
 from warmrec.data.sequences import pad_windows
-from warmrec.data.vocab import ItemVocab
-from warmrec.models import Recommender
 from warmrec.models.bert4rec import BERT4Rec, MaskedWindowData
 
-FAST = {
-    "d": 32,
-    "n_layers": 1,
-    "n_heads": 1,
-    "ffn_dim": 64,
-    "max_len": 8,
-    "dropout": 0.0,
-    "attn_dropout": 0.0,
-    "mask_prob": 0.3,
-    "mask_last_prob": 0.2,
-}
-
-
-@pytest.fixture(scope="module")
-def cyclic_split():
-    df = cyclic_log(n_sessions=200, n_items=20, length=8, seed=0)
-    vocab = ItemVocab.from_ids(df["item_id"])
-    train = SequenceDataset.from_frame(df.filter(pl.col("session_id") < 160), vocab)
-    valid = EvalSet.from_sessions(df.filter(pl.col("session_id") >= 160), vocab)
-    return train, valid
-
-
-def _seqs(lengths):
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    items = np.arange(1, offsets[-1] + 1, dtype=np.int64)
-    return SequenceData(offsets, items, pl.Series("k", list(range(len(lengths)))))
+FAST = tiny_net("bert4rec", d=32, ffn_dim=64, dropout_all=0.0, mask_prob=0.3, mask_last_prob=0.2)
 
 
 def test_windows_cover_every_item_of_each_sequence():
-    seqs = _seqs([1, 2, 5, 9, 4])
+    seqs = ranged_sequences([1, 2, 5, 9, 4])
     data = MaskedWindowData(seqs, max_len=4, mask_token=99, mask_prob=0.2)
     w = pad_windows(data.items, data.starts, data.ends, 4)
     covered = set(w[w > 0].tolist())
@@ -56,7 +27,7 @@ def test_windows_cover_every_item_of_each_sequence():
 
 def test_mask_rate_and_invariants():
     rng = np.random.default_rng(0)
-    data = MaskedWindowData(_seqs([3]), max_len=20, mask_token=1000, mask_prob=0.2)
+    data = MaskedWindowData(ranged_sequences([3]), max_len=20, mask_token=1000, mask_prob=0.2)
     windows = rng.integers(1, 1000, size=(4000, 20))
     windows[:, :6] = 0  # padding
     windows[:50, :19] = 0  # one-item windows
@@ -70,7 +41,7 @@ def test_mask_rate_and_invariants():
     rate = masked[50:].sum() / (windows[50:] > 0).sum()
     assert 0.19 < rate < 0.215  # 0.2 plus the forced masks of windows that drew none
     last = MaskedWindowData(
-        _seqs([3]), max_len=20, mask_token=1000, mask_prob=0.2, mask_last_prob=1.0
+        ranged_sequences([3]), max_len=20, mask_token=1000, mask_prob=0.2, mask_last_prob=1.0
     )
     inputs, targets = last.mask(windows, rng)
     assert (inputs[:, -1] == 1000).all() and (inputs[:, :-1] != 1000).all()
@@ -103,15 +74,10 @@ def test_bert4rec_learns_the_cycle(cyclic_split):
     assert isinstance(model, BERT4Rec)
     hist = model.train_result.history
     assert hist[-1]["loss"] < hist[0]["loss"]
-    assert evaluate(model, valid, ["hr@10"])["hr@10"] >= 0.9
-    assert model.recommend([[3, 4, 5]], k=1) == [[6]]
+    assert_learns_cycle(model, valid)
 
 
 def test_bert4rec_save_load_roundtrip(cyclic_split, tmp_path):
     train, valid = cyclic_split
     model = get_model("bert4rec", FAST).fit(train, epochs=1, batch_size=64)
-    model.save(tmp_path / "m")
-    loaded = Recommender.load(tmp_path / "m")
-    assert isinstance(loaded, BERT4Rec) and loaded.config == model.config
-    batch = valid.batch(np.arange(10), loaded.history_len)
-    assert torch.equal(model.score(batch), loaded.score(batch))
+    assert_roundtrip(model, valid, tmp_path / "m")

@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
 import pytest
 import torch
 
-from tests.conftest import cyclic_log
-from warmrec import EvalSet, SequenceData, SequenceDataset, evaluate, get_model
-from warmrec.data.vocab import ItemVocab
+from tests.conftest import assert_learns_cycle, assert_roundtrip, ranged_sequences, tiny_net
+from warmrec import evaluate, get_model
 from warmrec.errors import ConfigError
-from warmrec.models import Recommender
 from warmrec.models.gru4rec import GRU4Rec, SessionParallelData, session_parallel_schedule
 from warmrec.models.neural import WindowData
 
-FAST = {"hidden_size": 24, "max_len": 8}
-
-
-@pytest.fixture(scope="module")
-def cyclic_split():
-    df = cyclic_log(n_sessions=200, n_items=20, length=8, seed=0)
-    vocab = ItemVocab.from_ids(df["item_id"])
-    train = SequenceDataset.from_frame(df.filter(pl.col("session_id") < 160), vocab)
-    valid = EvalSet.from_sessions(df.filter(pl.col("session_id") >= 160), vocab)
-    return train, valid
-
-
-def _seqs(lengths):
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    items = np.arange(1, offsets[-1] + 1, dtype=np.int64)
-    return SequenceData(offsets, items, pl.Series("k", list(range(len(lengths)))))
+FAST = tiny_net("gru4rec", hidden_size=24)
 
 
 def test_schedule_by_hand():
@@ -43,7 +25,7 @@ def test_schedule_by_hand():
 
 
 def test_session_parallel_batches_by_hand():
-    seqs = _seqs([3, 2, 4, 1, 2])  # items 1-3 | 4-5 | 6-9 | 10 | 11-12
+    seqs = ranged_sequences([3, 2, 4, 1, 2])  # items 1-3 | 4-5 | 6-9 | 10 | 11-12
     data = SessionParallelData(seqs)
     steps = list(data.batches(2, np.random.default_rng(0)))
     assert len(steps) == data.n_batches(2) == 4
@@ -56,7 +38,9 @@ def test_session_parallel_batches_by_hand():
 
 
 def test_lane_histories_for_the_seen_bias_by_hand():
-    seqs = _seqs([3, 2, 4, 1, 2])  # items 1-3 | 4-5 | 6-9 | 10 | 11-12 (schedule as above)
+    seqs = ranged_sequences(
+        [3, 2, 4, 1, 2]
+    )  # items 1-3 | 4-5 | 6-9 | 10 | 11-12 (schedule as above)
     steps = list(SessionParallelData(seqs, seen_len=2).batches(2, np.random.default_rng(0)))
     hist = torch.stack([s["history"] for s in steps]).tolist()
     assert hist == [
@@ -69,7 +53,7 @@ def test_lane_histories_for_the_seen_bias_by_hand():
 
 
 def test_every_pair_is_trained_once_with_many_lanes():
-    seqs = _seqs([5, 1, 3, 8, 2, 2, 6])
+    seqs = ranged_sequences([5, 1, 3, 8, 2, 2, 6])
     x, y, _ = SessionParallelData(seqs)._steps(3, None)
     pairs = sorted(zip(x[y > 0].tolist(), y[y > 0].tolist()))
     want = sorted((int(a), int(a) + 1) for i in range(len(seqs)) for a in seqs[i][:-1])
@@ -77,7 +61,7 @@ def test_every_pair_is_trained_once_with_many_lanes():
 
 
 def test_random_session_order_changes_with_the_generator():
-    seqs = _seqs([3] * 20)
+    seqs = ranged_sequences([3] * 20)
     data = SessionParallelData(seqs, order="random")
     a = torch.stack([s["items"] for s in data.batches(4, np.random.default_rng(0))])
     b = torch.stack([s["items"] for s in data.batches(4, np.random.default_rng(1))])
@@ -88,8 +72,7 @@ def test_gru4rec_learns_the_cycle(cyclic_split):
     train, valid = cyclic_split
     model = get_model("gru4rec", FAST).fit(train, valid, epochs=3, lr=1e-2, batch_size=16)
     assert isinstance(model, GRU4Rec)
-    assert evaluate(model, valid, ["hr@10"])["hr@10"] >= 0.9
-    assert model.recommend([[7, 8, 9]], k=1) == [[10]]
+    assert_learns_cycle(model, valid, (7, 8, 9))
 
 
 @pytest.mark.parametrize("loss", ["sampled_ce", "bpr-max"])
@@ -122,10 +105,7 @@ def test_gru4rec_save_load_roundtrip(cyclic_split, tmp_path):
     model = get_model("gru4rec", dict(FAST, tied=False, embedding_dim=12)).fit(
         train, epochs=1, batch_size=16
     )
-    loaded = Recommender.load(model.save(tmp_path / "g"))
-    batch = valid.batch(np.arange(12), loaded.history_len)
-    assert isinstance(loaded, GRU4Rec)
-    assert torch.equal(model.score(batch), loaded.score(batch))
+    assert_roundtrip(model, valid, tmp_path / "g", n=12)
 
 
 def test_gru4rec_config_errors():
@@ -145,5 +125,4 @@ def test_gru4rec_learns_the_cycle_with_window_training(cyclic_split, seen_bias):
     model._bind(train)
     assert type(model.training_data(train)) is WindowData
     model.fit(train, valid, epochs=4, lr=1e-2, batch_size=16, seed=0)
-    assert evaluate(model, valid, ["hr@10"])["hr@10"] >= 0.9
-    assert model.recommend([[7, 8, 9]], k=1) == [[10]]
+    assert_learns_cycle(model, valid, (7, 8, 9))

@@ -123,9 +123,9 @@ def test_history_per_epoch_and_validation_improves(fitted: Item2Vec) -> None:
         assert h["loss"] > 0 and np.isfinite(h["loss"])
     assert hist[-1]["loss"] < 0.5 * hist[0]["loss"]  # per-epoch values, not a cumulative sum
     assert hist[0]["recall@20"] < 0.5 < 0.9 < hist[-1]["recall@20"]
-    assert fitted.meta["history"] == hist
+    assert fitted.meta.history == hist
     best = max(range(len(hist)), key=lambda i: hist[i]["mrr@20"])
-    assert fitted.meta["best_epoch"] == fitted.meta["kept_epoch"] == best + 1
+    assert fitted.meta.best_epoch == fitted.meta.kept_epoch == best + 1
 
 
 def cross_cluster_log(n_sessions: int = 100, seed: int = 5) -> pl.DataFrame:
@@ -146,7 +146,7 @@ def cross_cluster_log(n_sessions: int = 100, seed: int = 5) -> pl.DataFrame:
 def test_keep_best_keeps_the_best_validation_epoch(data, fitted: Item2Vec) -> None:
     train, valid = data
     res = evaluate(fitted, valid, ("recall@20", "mrr@20"))
-    best = fitted.history[fitted.meta["kept_epoch"] - 1]
+    best = fitted.history[fitted.meta.kept_epoch - 1]
     assert res["mrr@20"] == pytest.approx(best["mrr@20"])
     assert res["recall@20"] == pytest.approx(best["recall@20"])
     # validation MRR falls to 0 once clusters are learnt: keep_best keeps an early epoch
@@ -154,8 +154,8 @@ def test_keep_best_keeps_the_best_validation_epoch(data, fitted: Item2Vec) -> No
     kept = get_model("item2vec", FAST).fit(train, jump)
     last = get_model("item2vec", FAST, keep_best=False).fit(train, jump)
     assert kept.history == last.history
-    assert kept.meta["best_epoch"] == kept.meta["kept_epoch"] < FAST["epochs"]
-    assert last.meta["kept_epoch"] == FAST["epochs"]
+    assert kept.meta.best_epoch == kept.meta.kept_epoch < FAST["epochs"]
+    assert last.meta.kept_epoch == FAST["epochs"]
     assert last.history[-1]["mrr@20"] == 0.0
     top = max(h["mrr@20"] for h in kept.history)
     assert evaluate(kept, jump, ("mrr@20",))["mrr@20"] == pytest.approx(top) and top > 0
@@ -166,7 +166,7 @@ def test_without_validation_no_metrics(data) -> None:
     train, _ = data
     model = get_model("item2vec", FAST, epochs=3).fit(train)
     assert [set(h) for h in model.history] == [{"epoch", "loss"}] * 3
-    assert model.meta["best_epoch"] is None and model.meta["kept_epoch"] == 3
+    assert model.meta.best_epoch is None and model.meta.kept_epoch == 3
 
 
 def test_save_load_identical_scores_no_pickle(fitted: Item2Vec, tmp_path) -> None:

@@ -14,49 +14,20 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-import torch
 
-from tests.conftest import cyclic_log
-from warmrec import Batch, EvalSet, SequenceDataset, evaluate, get_model
+from tests.conftest import cyclic_log, hand_made, raw_scores, session_frame
+from warmrec import EvalSet, SequenceDataset, evaluate, get_model
 from warmrec.errors import ConfigError
-from warmrec.models.knn import SKNN, VSKNN, ItemKNN, neighbour_decay, position_weight
+from warmrec.models.knn import SKNN, VSKNN, ItemKNN
+from warmrec.models.weighting import distance_weight, position_weight
 
 A, B, C, D = 1, 2, 3, 4
 R6 = np.sqrt(6.0)
 
 
-def _frame(rows: list[tuple[str, str, float]]) -> pl.DataFrame:
-    df = pl.DataFrame(rows, schema=["session_id", "item_id", "timestamp"], orient="row")
-    return df.with_columns(pl.col("timestamp").cast(pl.Float64))
-
-
 @pytest.fixture(scope="module")
 def tiny() -> SequenceDataset:
-    return SequenceDataset.from_frame(
-        _frame(
-            [
-                ("s1", "a", 1),
-                ("s1", "b", 2),
-                ("s1", "c", 3),
-                ("s2", "b", 10),
-                ("s2", "c", 11),
-                ("s2", "d", 12),
-                ("s3", "a", 20),
-                ("s3", "c", 21),
-                ("s3", "a", 22),
-                ("s3", "d", 23),
-            ]
-        )
-    )
-
-
-def raw_scores(model, histories: list[list[int]]) -> np.ndarray:
-    width = max(len(h) for h in histories)
-    mat = np.zeros((len(histories), width), dtype=np.int64)
-    for i, h in enumerate(histories):
-        if h:
-            mat[i, width - len(h) :] = h
-    return model.score(Batch(torch.from_numpy(mat))).numpy()
+    return hand_made()
 
 
 def sym(pairs: dict[tuple[int, int], float]) -> np.ndarray:
@@ -154,7 +125,7 @@ def test_sknn_sample_takes_most_recent_sessions(tiny):
 def test_sknn_recency_is_the_last_event():
     # "long" starts first but ends last, so it is the most recent session
     data = SequenceDataset.from_frame(
-        _frame(
+        session_frame(
             [
                 ("long", "x", 0),
                 ("long", "y", 100),
@@ -202,20 +173,6 @@ def test_vsknn_idf(tiny):
     np.testing.assert_allclose(
         raw_scores(m, [[A, B]])[0], [0, 0.875 * f, 1.25 * f, 1.375, 0.625 * f], rtol=1e-6
     )
-
-
-def test_position_weight_and_decay_functions():
-    p, m = np.array([1, 2, 3, 4]), np.full(4, 4)
-    np.testing.assert_allclose(position_weight(p, m, "div"), [0.25, 0.5, 0.75, 1])
-    np.testing.assert_allclose(position_weight(p, m, "linear"), [0.7, 0.8, 0.9, 1])
-    np.testing.assert_allclose(position_weight(p, m, "quadratic"), [1 / 16, 0.25, 9 / 16, 1])
-    np.testing.assert_allclose(position_weight(p, m, "same"), [1, 1, 1, 1])
-    np.testing.assert_allclose(position_weight(p, m, "log"), 1 / np.log10([4.7, 3.7, 2.7, 1.7]))
-    assert position_weight(np.array([1]), np.array([15]), "linear")[0] == 0.0
-    s = np.array([1, 2, 4, 20])
-    np.testing.assert_allclose(neighbour_decay(s, "div"), [1, 0.5, 0.25, 0.05])
-    np.testing.assert_allclose(neighbour_decay(s, "linear"), [0.9, 0.8, 0.6, 0.0])
-    np.testing.assert_allclose(neighbour_decay(s, "quadratic"), [1, 0.25, 1 / 16, 1 / 400])
 
 
 def test_vsknn_uses_order_where_sknn_cannot(cyclic_data):
@@ -313,7 +270,7 @@ def _reference(
     out = np.zeros(n_items)
     for sim, i in sims[:k]:
         step = next(j for j, it in enumerate(reversed(hist), 1) if it in sets[i])
-        w = sim * neighbour_decay(np.array([step]), decay)[0]
+        w = sim * distance_weight(np.array([step]), decay)[0]
         for x in sets[i]:
             out[x] += w * (1.0 + idf_w * idf[x])
     return out

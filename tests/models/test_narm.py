@@ -3,34 +3,14 @@ item; save/load gives identical scores."""
 
 from __future__ import annotations
 
-import numpy as np
-import polars as pl
-import pytest
 import torch
 
-from tests.conftest import cyclic_log
-from warmrec import EvalSet, SequenceDataset, evaluate, get_model
-from warmrec.data.vocab import ItemVocab
-from warmrec.models import Recommender
+from tests.conftest import assert_learns_cycle, assert_roundtrip, tiny_net
+from warmrec import evaluate, get_model
 from warmrec.models.layers import right_shift
 from warmrec.models.narm import NARM
 
-FAST = {
-    "embedding_dim": 16,
-    "hidden_size": 16,
-    "max_len": 8,
-    "dropout_embed": 0.0,
-    "dropout_context": 0.0,
-}
-
-
-@pytest.fixture(scope="module")
-def cyclic_split():
-    df = cyclic_log(n_sessions=200, n_items=20, length=8, seed=0)
-    vocab = ItemVocab.from_ids(df["item_id"])
-    train = SequenceDataset.from_frame(df.filter(pl.col("session_id") < 160), vocab)
-    valid = EvalSet.from_sessions(df.filter(pl.col("session_id") >= 160), vocab)
-    return train, valid
+FAST = tiny_net("narm", dropout_all=0.0)
 
 
 def test_right_shift_moves_items_and_targets_together():
@@ -73,8 +53,7 @@ def test_narm_learns_the_cycle(cyclic_split):
     assert isinstance(model, NARM)
     hist = model.train_result.history
     assert hist[-1]["loss"] < hist[0]["loss"]
-    assert evaluate(model, valid, ["hr@10"])["hr@10"] >= 0.9
-    assert model.recommend([[3, 4, 5]], k=1) == [[6]]
+    assert_learns_cycle(model, valid)
 
 
 def test_narm_sampled_loss_trains(cyclic_split):
@@ -87,8 +66,4 @@ def test_narm_sampled_loss_trains(cyclic_split):
 def test_narm_save_load_roundtrip(cyclic_split, tmp_path):
     train, valid = cyclic_split
     model = get_model("narm", FAST).fit(train, epochs=1, batch_size=64)
-    model.save(tmp_path / "m")
-    loaded = Recommender.load(tmp_path / "m")
-    assert isinstance(loaded, NARM) and loaded.config == model.config
-    batch = valid.batch(np.arange(10), loaded.history_len)
-    assert torch.equal(model.score(batch), loaded.score(batch))
+    assert_roundtrip(model, valid, tmp_path / "m")

@@ -10,13 +10,12 @@ Item counts: a 3, b 2, c 3, d 2. Expected rule matrices are written out by hand 
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
 import pytest
 import scipy.sparse as sp
 import torch
 
-from tests.conftest import cyclic_log
-from warmrec import Batch, EvalSet, SequenceDataset, evaluate, get_model
+from tests.conftest import cyclic_log, hand_made, raw_scores
+from warmrec import EvalSet, SequenceDataset, evaluate, get_model
 from warmrec.errors import ConfigError
 from warmrec.models.rules import (
     AssociationRules,
@@ -25,7 +24,6 @@ from warmrec.models.rules import (
     last_items_query,
     prune_rows,
     scores_with_fallback,
-    sr_weight,
 )
 
 A, B, C, D = 1, 2, 3, 4
@@ -33,34 +31,11 @@ A, B, C, D = 1, 2, 3, 4
 
 @pytest.fixture(scope="module")
 def tiny() -> SequenceDataset:
-    rows = [
-        ("s1", "a", 1),
-        ("s1", "b", 2),
-        ("s1", "c", 3),
-        ("s2", "b", 10),
-        ("s2", "c", 11),
-        ("s2", "d", 12),
-        ("s3", "a", 20),
-        ("s3", "c", 21),
-        ("s3", "a", 22),
-        ("s3", "d", 23),
-    ]
-    df = pl.DataFrame(rows, schema=["session_id", "item_id", "timestamp"], orient="row")
-    df = df.with_columns(pl.col("timestamp").cast(pl.Float64))
-    return SequenceDataset.from_frame(df)
+    return hand_made()
 
 
 def dense(model) -> np.ndarray:
     return model.matrix.toarray()
-
-
-def raw_scores(model, histories: list[list[int]]) -> np.ndarray:
-    width = max(len(h) for h in histories)
-    mat = np.zeros((len(histories), width), dtype=np.int64)
-    for i, h in enumerate(histories):
-        if h:
-            mat[i, width - len(h) :] = h
-    return model.score(Batch(torch.from_numpy(mat))).numpy()
 
 
 def expected(rows: dict[int, dict[int, float]]) -> np.ndarray:
@@ -175,15 +150,6 @@ def test_sr_one_step_same_weight_is_markov(tiny):
     sr = SequentialRules(steps=1, weighting="same", pop_fallback=False).fit(tiny)
     mk = Markov(pop_fallback=False).fit(tiny)
     np.testing.assert_array_equal(dense(sr), dense(mk))
-
-
-def test_sr_weight_functions():
-    d = np.array([1, 2, 4, 20])
-    np.testing.assert_allclose(sr_weight(d, "div"), [1, 0.5, 0.25, 0.05])
-    np.testing.assert_allclose(sr_weight(d, "linear"), [0.9, 0.8, 0.6, 0.0])
-    np.testing.assert_allclose(sr_weight(d, "quadratic"), [1, 0.25, 1 / 16, 1 / 400])
-    np.testing.assert_allclose(sr_weight(d, "same"), [1, 1, 1, 1])
-    np.testing.assert_allclose(sr_weight(d, "log"), 1 / np.log10(d + 1.7))
 
 
 def test_sr_learns_the_cycle(cyclic):

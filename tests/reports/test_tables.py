@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 
 from warmrec.errors import ConfigError
+from warmrec.reports.report import write_table
 from warmrec.reports.tables import (
     format_value,
     to_html_table,
@@ -13,7 +14,6 @@ from warmrec.reports.tables import (
     with_ci,
     write_csv,
     write_markdown,
-    write_table,
 )
 
 DF = pl.DataFrame(

@@ -10,14 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-import polars as pl
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import cyclic_log
-from warmrec import EvalSet, SequenceDataset, get_model
-from warmrec.data.vocab import ItemVocab
+from tests.conftest import cyclic_log, split_cyclic, tiny_net
+from warmrec import get_model
 from warmrec.errors import ConfigError
 from warmrec.models import Recommender
 from warmrec.training.checkpoint import (
@@ -26,26 +24,14 @@ from warmrec.training.checkpoint import (
     flatten_optimizer,
     unflatten_optimizer,
 )
-from warmrec.training.loop import train
+from warmrec.training.loop import ResumeWarning, train
 
-TINY = {
-    "d": 16,
-    "n_layers": 1,
-    "n_heads": 1,
-    "ffn_dim": 32,
-    "max_len": 8,
-    "dropout": 0.2,
-    "attn_dropout": 0.1,
-}
+TINY = tiny_net("sasrec", ffn_dim=32, dropout=0.2, attn_dropout=0.1)
 
 
 @pytest.fixture(scope="module")
 def data():
-    df = cyclic_log(n_sessions=120, n_items=30, length=10, seed=2)
-    vocab = ItemVocab.from_ids(df["item_id"])
-    train_ds = SequenceDataset.from_frame(df.filter(pl.col("session_id") < 100), vocab)
-    valid = EvalSet.from_sessions(df.filter(pl.col("session_id") >= 100), vocab, last_only=True)
-    return train_ds, valid
+    return split_cyclic(120, n_items=30, length=10, seed=2, n_train=100, last_only=True)
 
 
 def test_optimizer_state_roundtrip_without_pickle():
@@ -128,6 +114,82 @@ def test_resume_refuses_another_model_config(data, tmp_path):
             checkpoint_dir=str(tmp_path),
             resume=True,
         )
+
+
+def _finished(data, tmp_path, **kw):
+    train_ds, valid = data
+    model = get_model("sasrec", TINY)
+    train(model, train_ds, valid, epochs=2, batch_size=32, checkpoint_dir=str(tmp_path), **kw)
+    return model
+
+
+def test_rerun_into_a_finished_checkpoint_with_another_seed_is_refused(data, tmp_path):
+    """Issue 9: ``--set train.seed=5`` into a finished checkpoint returned the old model."""
+    train_ds, valid = data
+    _finished(data, tmp_path, seed=0)
+    with pytest.raises(ConfigError, match=r"train\.seed=0 in the checkpoint, 5 now"):
+        train(
+            get_model("sasrec", TINY),
+            train_ds,
+            valid,
+            epochs=2,
+            batch_size=32,
+            seed=5,
+            checkpoint_dir=str(tmp_path),
+            resume=True,
+        )
+
+
+def test_resume_names_every_differing_key(data, tmp_path):
+    train_ds, valid = data
+    _finished(data, tmp_path)
+    with pytest.raises(ConfigError) as e:
+        train(
+            get_model("sasrec", dict(TINY, dropout=0.1)),
+            train_ds,
+            valid,
+            epochs=2,
+            batch_size=16,
+            lr=0.01,
+            checkpoint_dir=str(tmp_path),
+            resume=True,
+        )
+    msg = str(e.value)
+    assert "\n" not in msg
+    for key in ("model.dropout", "train.batch_size", "train.lr"):
+        assert key in msg
+
+
+def test_resume_says_that_it_resumed_and_from_which_epoch(data, tmp_path):
+    train_ds, valid = data
+    first = _finished(data, tmp_path)
+    model = get_model("sasrec", TINY)
+    with pytest.warns(ResumeWarning, match="at epoch 2 .already finished"):
+        res = train(
+            model,
+            train_ds,
+            valid,
+            epochs=2,
+            batch_size=32,
+            checkpoint_dir=str(tmp_path),
+            resume=True,
+            progress=False,  # settings of where/how to run may differ
+            valid_batch_size=7,
+        )
+    assert res.resumed_from == 2
+    a, b = first.net.state_dict(), model.net.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.warns(ResumeWarning, match="at epoch 2$"):
+        res = train(
+            get_model("sasrec", TINY),
+            train_ds,
+            valid,
+            epochs=3,
+            batch_size=32,
+            checkpoint_dir=str(tmp_path),
+            resume=True,
+        )
+    assert res.resumed_from == 2 and len(res.history) == 3
 
 
 def test_find_checkpoint_falls_back_to_the_copy_moved_aside(tmp_path):
@@ -213,3 +275,23 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     wr = load_file(str(tmp_path / "resumed.safetensors"))
     wf = load_file(str(tmp_path / "full.safetensors"))
     assert wr.keys() == wf.keys() and all(torch.equal(wr[k], wf[k]) for k in wr)
+
+
+def test_cli_rerun_with_another_seed_is_one_line_exit_2(tmp_path):
+    from click.testing import CliRunner
+
+    from warmrec.cli.main import cli
+
+    log = tmp_path / "log.csv"
+    cyclic_log(n_sessions=40, n_items=12, length=6).write_csv(log)
+    args = ["train", "--model", "sasrec", "--data", str(log), "--out", str(tmp_path / "m")]
+    for k, v in {**TINY, "d": 8, "ffn_dim": 16}.items():
+        args += ["--set", f"model.{k}={v}"]
+    ckpt = ["--set", f"train.checkpoint_dir={tmp_path / 'c'}", "--set", "train.resume=true"]
+    args += ["--set", "train.epochs=1", "--set", "train.device=cpu", *ckpt]
+    runner = CliRunner()
+    assert runner.invoke(cli, args).exit_code == 0
+    res = runner.invoke(cli, [*args, "--set", "train.seed=5"])
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert "train.seed=0 in the checkpoint, 5 now" in lines[0]

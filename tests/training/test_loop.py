@@ -7,36 +7,22 @@ import math
 import re
 from pathlib import Path
 
-import polars as pl
 import pytest
 import torch
 
-from tests.conftest import cyclic_log
-from warmrec import EvalSet, SequenceDataset, get_model
+from tests.conftest import split_cyclic, tiny_net
+from warmrec import get_model
 from warmrec.config import build_config
-from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ConfigError, ModelError
 from warmrec.training import loop
 from warmrec.training.loop import TrainerConfig, lr_factor, make_optimizer, train
 
-TINY = {
-    "d": 16,
-    "n_layers": 1,
-    "n_heads": 1,
-    "ffn_dim": 32,
-    "max_len": 8,
-    "dropout": 0.1,
-    "attn_dropout": 0.1,
-}
+TINY = tiny_net("sasrec", ffn_dim=32, dropout_all=0.1)
 
 
 @pytest.fixture(scope="module")
 def data():
-    df = cyclic_log(n_sessions=120, n_items=20, length=8, seed=1)
-    vocab = ItemVocab.from_ids(df["item_id"])
-    train_ds = SequenceDataset.from_frame(df.filter(pl.col("session_id") < 100), vocab)
-    valid = EvalSet.from_sessions(df.filter(pl.col("session_id") >= 100), vocab, last_only=True)
-    return train_ds, valid
+    return split_cyclic(120, seed=1, n_train=100, last_only=True)
 
 
 def _weights(model):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
+import shutil
 
 import pytest
 import torch
 
-from tests.conftest import cyclic_log
+from tests.conftest import cyclic_log, tiny_net
 from warmrec import EvalSet, SequenceDataset, get_model
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ConfigError, ModelError
@@ -25,17 +27,17 @@ from warmrec.transfer.adapters import (
     unload,
 )
 
-TRANSFORMER = {"d": 16, "n_layers": 2, "n_heads": 2, "ffn_dim": 32, "max_len": 8}
+TRANSFORMER = tiny_net("sasrec", n_layers=2, n_heads=2, ffn_dim=32)
 MODELS = {
     "sasrec": TRANSFORMER,
     "sasrec-postln": {**TRANSFORMER, "norm_first": False},
     "bert4rec": TRANSFORMER,
-    "ssept": {"d_item": 16, "d_user": 8, "n_layers": 1, "max_len": 8},
-    "bst": {"d": 16, "n_heads": 2, "ffn_dim": 32, "max_len": 8, "mlp": (16,)},
-    "gru4rec": {"hidden_size": 16, "max_len": 8},
-    "gru4rec-2layers": {"hidden_size": 16, "n_layers": 2, "max_len": 8},
-    "narm": {"embedding_dim": 16, "hidden_size": 16, "max_len": 8},
-    "narm-2layers": {"embedding_dim": 16, "hidden_size": 16, "n_layers": 2, "max_len": 8},
+    "ssept": tiny_net("ssept"),
+    "bst": tiny_net("bst", n_heads=2, ffn_dim=32),
+    "gru4rec": tiny_net("gru4rec"),
+    "gru4rec-2layers": tiny_net("gru4rec", n_layers=2),
+    "narm": tiny_net("narm"),
+    "narm-2layers": tiny_net("narm", n_layers=2),
 }
 
 
@@ -197,7 +199,7 @@ def test_save_adapters_only_and_load_on_the_base(data, tmp_path):
         p.requires_grad_(False)
     want = scores(model, valid)
     save_adapters(model, tmp_path / "ad")
-    size = (tmp_path / "ad" / "adapters.safetensors").stat().st_size
+    size = (tmp_path / "ad" / "model.safetensors").stat().st_size
     assert size * 4 < (tmp_path / "base" / "model.safetensors").stat().st_size
     loaded = load_adapters(tmp_path / "base", tmp_path / "ad")
     assert torch.equal(scores(loaded, valid), want)
@@ -205,3 +207,109 @@ def test_save_adapters_only_and_load_on_the_base(data, tmp_path):
         save_adapters(Recommender.load(tmp_path / "base"), tmp_path / "none")
     with pytest.raises(ModelError, match="not an adapter directory"):
         load_adapters(tmp_path / "base", tmp_path / "base")
+    with pytest.raises(ModelError, match="load_adapters"):
+        Recommender.load(tmp_path / "ad")
+    # a format-1 adapter directory (adapter_config.json + adapters.safetensors) still loads
+    old = tmp_path / "old"
+    old.mkdir()
+    info = json.loads((tmp_path / "ad" / "config.json").read_text())
+    keep = ("model", "config", "adapter", "lora", "extra_keys", "meta", "warmrec_version")
+    legacy = {"format": 1, **{k: info[k] for k in keep}}
+    (old / "adapter_config.json").write_text(json.dumps(legacy))
+    shutil.copy(tmp_path / "ad" / "model.safetensors", old / "adapters.safetensors")
+    assert torch.equal(scores(load_adapters(tmp_path / "base", old), valid), want)
+
+
+def test_tampered_adapter_weights_are_one_line(data, tmp_path):
+    train, _ = data
+    model = bound("sasrec", train)
+    model.save(tmp_path / "base")
+    inject_adapters(model.net, {"bottleneck": 2}, seed=0)
+    save_adapters(model, tmp_path / "ad")
+    weights = tmp_path / "ad" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ModelError) as e:
+        load_adapters(tmp_path / "base", tmp_path / "ad")
+    msg = str(e.value)
+    assert str(weights) in msg and "truncated" in msg and "\n" not in msg
+
+
+def _structure(net: torch.nn.Module) -> list[tuple[str, type, int]]:
+    return [(n, type(m), id(m)) for n, m in net.named_modules()]
+
+
+def _hooks(net: torch.nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in net.modules())
+
+
+@pytest.mark.parametrize("key", ["sasrec", "gru4rec", "gru4rec-2layers", "narm"])
+def test_unload_restores_the_exact_original_modules_and_outputs(key, data):
+    train, valid = data
+    model = bound(key, train)
+    before = _structure(model.net)
+    params = [(n, id(p)) for n, p in model.net.named_parameters()]
+    text = repr(model.net)
+    base = scores(model, valid)
+    inject_adapters(model.net, {"bottleneck": 4}, seed=0)
+    if key == "sasrec":
+        inject_lora(model.net, {"r": 2}, seed=0)
+        perturb(model.net, "lora_B")
+    perturb(model.net, "up")
+    assert not torch.allclose(scores(model, valid), base, atol=1e-3)
+    assert _structure(model.net) != before
+    unload(model.net)
+    assert _structure(model.net) == before  # the very same module objects, in place
+    assert [(n, id(p)) for n, p in model.net.named_parameters()] == params
+    assert repr(model.net) == text and _hooks(model.net) == 0
+    assert torch.equal(scores(model, valid), base)
+
+
+@pytest.mark.parametrize("strategy", ["adapters", "lora", "discriminative", "freeze_encoder"])
+def test_strategies_add_no_attribute_to_the_model_or_its_modules(strategy, data):
+    from warmrec.transfer.strategies import apply_strategy
+
+    train, _ = data
+    for key in ("sasrec", "gru4rec-2layers"):
+        if strategy == "lora" and key != "sasrec":
+            continue
+        model = bound(key, train)
+        attrs = set(model.__dict__)
+        mods = {n: set(m.__dict__) for n, m in model.net.named_modules()}
+        apply_strategy(model, strategy, {"adapter": {"bottleneck": 4}, "lora": {"r": 2}})
+        assert set(model.__dict__) == attrs
+        assert not [k for k in model.net.__dict__ if "warmrec" in k]
+        for name, keys in mods.items():
+            mod = model.net.get_submodule(name) if name else model.net
+            if type(mod).__module__.startswith("warmrec.transfer"):
+                continue  # the wrapper modules themselves
+            assert set(mod.__dict__) == keys, name  # no replaced forward, no stray state
+
+
+def test_unloading_a_copy_leaves_the_original_adapted(data):
+    train, valid = data
+    model = bound("gru4rec-2layers", train)
+    inject_adapters(model.net, {"bottleneck": 4}, seed=0)
+    perturb(model.net, "up")
+    want = scores(model, valid)
+    twin = copy.deepcopy(model)
+    unload(twin.net)
+    assert _hooks(twin.net) == 0 and _hooks(model.net) == 1
+    assert torch.equal(scores(model, valid), want)
+    assert not torch.allclose(scores(twin, valid), want, atol=1e-3)
+
+
+@pytest.mark.parametrize("key", ["sasrec", "gru4rec-2layers"])
+def test_a_model_saved_with_adapters_loads_as_a_whole(key, data, tmp_path):
+    """Issue 9: a directory made by ``transfer --strategy adapters`` must load for evaluate."""
+    train, valid = data
+    model = bound(key, train)
+    inject_adapters(model.net, {"bottleneck": 3}, seed=0)
+    if key == "sasrec":
+        inject_lora(model.net, {"r": 2, "targets": ("q", "v")}, seed=0)
+        perturb(model.net, "lora_B")
+    perturb(model.net, "up")
+    want = scores(model, valid)
+    model.save(tmp_path / "m")
+    loaded = Recommender.load(tmp_path / "m")
+    assert torch.equal(scores(loaded, valid), want)
+    assert sorted(loaded.net.state_dict()) == sorted(model.net.state_dict())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import cyclic_log
+from tests.conftest import cyclic_log, tiny_net
 from warmrec import SequenceDataset, get_model
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ConfigError, ModelError
@@ -18,16 +18,7 @@ from warmrec.transfer.strategies import (
 )
 
 # the pre-LN SASRec (one final LayerNorm "encoder.ln"), not the post-LN default
-CFG = {
-    "d": 16,
-    "n_layers": 2,
-    "n_heads": 1,
-    "ffn_dim": 16,
-    "max_len": 6,
-    "dropout": 0.0,
-    "norm_first": True,
-    "emb_norm": False,
-}
+CFG = tiny_net("sasrec", n_layers=2, max_len=6, dropout=0.0, norm_first=True, emb_norm=False)
 BLOCK = [
     "ln1.weight",
     "ln1.bias",
@@ -156,7 +147,7 @@ def test_discriminative_learning_rates_decay_from_the_top(train_data):
     assert depths["item.embed.weight"] == depths["pos.embed.weight"] == 2
     # another strategy removes the per-layer override
     apply_strategy(model, "finetune")
-    assert "optimizer_groups" not in model.__dict__
+    assert model.lr_scales is None and "optimizer_groups" not in model.__dict__
 
 
 def test_discriminative_depths_of_a_gru(train_data):

@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 import torch
 
+from tests.conftest import tiny_net
 from warmrec import EvalSet, SequenceDataset, get_model
 from warmrec.data.synthetic import generate_cross_domain
 from warmrec.data.vocab import ItemVocab
@@ -24,20 +25,12 @@ from warmrec.transfer.transfer import resize_positions
 
 TRAINER = {"epochs": 1, "batch_size": 32, "lr": 1e-2}
 CONFIGS = {
-    "sasrec": {"d": 16, "n_layers": 1, "n_heads": 1, "ffn_dim": 16, "max_len": 8},
-    "ssept": {"d_item": 16, "d_user": 8, "n_layers": 1, "max_len": 8},
-    "bert4rec": {"d": 16, "n_layers": 1, "n_heads": 1, "ffn_dim": 16, "max_len": 8},
-    "gru4rec": {"hidden_size": 16, "n_negatives": 8, "tied": False, "embedding_dim": 8},
-    "narm": {"embedding_dim": 16, "hidden_size": 16, "max_len": 8},
-    "bst": {
-        "d": 16,
-        "n_heads": 1,
-        "ffn_dim": 16,
-        "max_len": 8,
-        "mlp": (16,),
-        "item_features": ("topic",),
-        "user_features": (),
-    },
+    "sasrec": tiny_net("sasrec"),
+    "ssept": tiny_net("ssept"),
+    "bert4rec": tiny_net("bert4rec"),
+    "gru4rec": tiny_net("gru4rec", n_negatives=8, tied=False, embedding_dim=8),
+    "narm": tiny_net("narm"),
+    "bst": tiny_net("bst", item_features=("topic",), user_features=()),
 }
 
 
@@ -71,8 +64,8 @@ def eval_scores(model, valid: EvalSet) -> torch.Tensor:
 def test_pretrain_records_item_counts(sources, domains):
     _, src, _, _ = domains
     m = sources["sasrec"]
-    assert m.meta["role"] == "source"
-    assert m.meta["item_counts"] == src.item_counts().astype(int).tolist()
+    assert m.meta.role == "source"
+    assert m.meta.item_counts == src.item_counts().astype(int).tolist()
 
 
 ITEM = {"item.embed.weight"}
@@ -114,9 +107,9 @@ def test_each_strategy_trains_only_what_it_should(strategy, frozen, sources, dom
     assert torch.equal(
         before["encoder.blocks.0.qkv.weight"], src_state["encoder.blocks.0.qkv.weight"]
     )
-    meta = model.meta["transfer"]
-    assert meta["strategy"] == strategy and meta["init"] == "popularity"
-    assert meta["source"]["model"] == "sasrec" and meta["source"]["n_items"] == 60
+    meta = model.meta.transfer
+    assert meta.strategy == strategy and meta.init == "popularity"
+    assert meta.source.model == "sasrec" and meta.source.n_items == 60
     s = eval_scores(model, valid)
     assert s.shape == (len(valid), 31) and torch.isfinite(s).all()
 
@@ -125,7 +118,7 @@ def test_scratch_ignores_the_source(sources, domains):
     _, _, tgt, valid = domains
     source = sources["sasrec"]
     model = transfer(source, tgt, valid, strategy="scratch", init="popularity", trainer=TRAINER)
-    assert model.meta["transfer"]["init"] == "random (scratch)"
+    assert model.meta.transfer.init == "random (scratch)"
     w = model.net.state_dict()["encoder.blocks.0.qkv.weight"]
     assert not torch.allclose(w, source.net.state_dict()["encoder.blocks.0.qkv.weight"], atol=0.01)
     assert model.train_result.epochs_run == 1
@@ -190,7 +183,7 @@ def test_positions_are_cropped_or_extended(sources, domains):
     model = transfer(
         source, tgt, None, strategy="finetune", init="mean", trainer=TRAINER, max_len=12
     )
-    assert model.meta["transfer"]["max_len"] == 12
+    assert model.meta.transfer.max_len == 12
 
 
 def test_items_present_in_both_domains_copy_their_source_rows(sources, domains):
@@ -242,7 +235,7 @@ def test_text_init_through_transfer_uses_titles(sources, domains):
         source_titles=titles_from_frame(cd.source_items),
         target_titles=titles_from_frame(cd.target_items),
     )
-    assert model.meta["transfer"]["init_options"] == {"text_encoder": "<function>", "top_k": 1}
+    assert model.meta.transfer.init_options == {"text_encoder": "<function>", "top_k": 1}
     # item tables were frozen: each row is still exactly one source row (top-1 neighbour)
     w, src_w = model.net.item.embed.weight[1:], source.net.item.embed.weight[1:]
     assert all(bool((src_w == row).all(1).any()) for row in w)
@@ -255,7 +248,7 @@ def test_saved_transferred_models_load_back(sources, domains, tmp_path):
     plain.save(tmp_path / "plain")
     loaded = Recommender.load(tmp_path / "plain")
     assert torch.equal(eval_scores(loaded, valid), eval_scores(plain, valid))
-    assert loaded.meta["transfer"]["strategy"] == "finetune"
+    assert loaded.meta.transfer.strategy == "finetune"
     # adapters: the base is the *source* model; the adapter dir carries the target tables
     source.save(tmp_path / "source")
     adapted = transfer(source, tgt, valid, strategy="adapters", init="mean", trainer=TRAINER)
@@ -268,6 +261,8 @@ def test_saved_transferred_models_load_back(sources, domains, tmp_path):
 def test_transfer_errors(sources, domains):
     _, src, tgt, _ = domains
     plain_source = get_model("sasrec", CONFIGS["sasrec"]).fit(src, epochs=1, batch_size=64)
+    assert plain_source.meta.item_counts == src.item_counts().tolist()  # stored at fit
+    plain_source.meta.item_counts = None
     with pytest.raises(ConfigError, match="item counts"):
         build_target_model(plain_source, tgt, init="popularity")
     counts = src.item_counts()

@@ -1,20 +1,55 @@
-"""Shared CLI plumbing: config files plus --set overrides, data options, output as table or JSON."""
+"""Shared CLI plumbing: config files plus --set overrides, data options, output as table or JSON.
+
+Only ``click`` and the standard library are imported at module level: ``warmrec --help`` must not
+pay for polars, numpy, scipy or torch; commands import what they need when they run.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import polars as pl
 
-from warmrec.config import apply_overrides, load_toml
+if TYPE_CHECKING:
+    import polars as pl
+
+TIME_UNITS = ("auto", "s", "ms", "us", "ns", "ordinal")  # warmrec.data.columns.TIME_UNITS
+_TIME_UNIT = "warmrec.time_unit"
+
+
+def _keep_time_unit(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.meta[_TIME_UNIT] = value
+
+
+def time_unit() -> str | None:
+    """The --time-unit of the running command (kept in the click context, not a parameter)."""
+    ctx = click.get_current_context(silent=True)
+    return None if ctx is None else ctx.meta.get(_TIME_UNIT)
 
 
 def data_options(f):
-    """--format, --col canonical=column, --no-timestamp, --order COL for any command that reads data."""
+    """--format, --col canonical=column, --no-timestamp, --order COL, --sep, --time-unit for any
+    command that reads data. --time-unit reaches the reader through :func:`time_unit`."""
+    f = click.option(
+        "--time-unit",
+        type=click.Choice(TIME_UNITS),
+        default=None,
+        expose_value=False,
+        callback=_keep_time_unit,
+        help="Unit of numeric timestamps: s, ms, us, ns, or ordinal (event positions, not "
+        "times: no time spans, gaps or splits by days); default auto (s, ms, us or ns by size).",
+    )(f)
+    f = click.option(
+        "--sep",
+        "sep",
+        default=None,
+        metavar="CHAR",
+        help="Field separator of a delimited text file (default: by the suffix, ',' or tab).",
+    )(f)
     f = click.option(
         "--order",
         "order",
@@ -42,6 +77,16 @@ def data_options(f):
     return f
 
 
+def resplit_option(f):
+    """--resplit: merge a split folder's train/valid/test files and split them again."""
+    return click.option(
+        "--resplit",
+        is_flag=True,
+        help="For a folder of train/valid/test files (used as given by default): merge them "
+        "and split again (by --split, or the default split).",
+    )(f)
+
+
 def parse_cols(cols: tuple[str, ...]) -> dict[str, str] | None:
     if not cols:
         return None
@@ -54,18 +99,76 @@ def parse_cols(cols: tuple[str, ...]) -> dict[str, str] | None:
     return out
 
 
-def read_data(
-    path: str, fmt: str | None, cols: tuple[str, ...], no_timestamp: bool, order: str | None
-):
-    from warmrec.experiments.pipeline import read
+def data_config(
+    path: str | None,
+    fmt: str | None,
+    cols: tuple[str, ...],
+    no_timestamp: bool,
+    order: str | None,
+    sep: str | None = None,
+) -> dict[str, Any]:
+    """The ``[data]`` config section the data options describe (only what was given)."""
+    d: dict[str, Any] = {}
+    if path:
+        d["path"] = path
+    if fmt:
+        d["format"] = fmt
+    if cols:
+        d["columns"] = parse_cols(cols)
+    if no_timestamp:
+        d["no_timestamp"] = True
+    if order:
+        d["order"] = order
+    if sep is not None:
+        d["sep"] = sep
+    unit = time_unit()
+    if unit is not None:
+        d["time_unit"] = unit
+    return d
 
-    return read(path, format=fmt, columns=parse_cols(cols), no_timestamp=no_timestamp, order=order)
+
+def flag_config(
+    path, fmt, cols, no_timestamp, order, sep, split, resplit: bool = False
+) -> dict[str, Any]:
+    """``[data]`` and ``[split] method`` (and ``resplit``) from command-line flags (sections only
+    when given)."""
+    base: dict[str, Any] = {}
+    d = data_config(path, fmt, cols, no_timestamp, order, sep)
+    if d:
+        base["data"] = d
+    if split:
+        base["split"] = {"method": split}
+    if resplit:
+        base.setdefault("split", {})["resplit"] = True
+    return base
+
+
+def merge_flags(cfg: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
+    """Flags over the TOML file, key by key within each section."""
+    for sec, vals in flags.items():
+        cfg[sec] = {**cfg.get(sec, {}), **vals}
+    return cfg
+
+
+def read_data(
+    path: str,
+    fmt: str | None,
+    cols: tuple[str, ...],
+    no_timestamp: bool,
+    order: str | None,
+    sep: str | None = None,
+):
+    from warmrec.experiments.run import read_data as read_record
+
+    return read_record(data_config(path, fmt, cols, no_timestamp, order, sep))
 
 
 def load_config(
     config_file: str | None, sets: tuple[str, ...], base: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """TOML file (if any) over ``base``, then ``--set`` overrides."""
+    from warmrec.config import apply_overrides, load_toml
+
     cfg: dict[str, Any] = dict(base or {})
     if config_file:
         for k, v in load_toml(config_file).items():
@@ -89,10 +192,13 @@ def _clean(v: Any) -> Any:
 
 
 def emit_json(obj: Any) -> None:
-    click.echo(json.dumps(_clean(obj), indent=2, default=str))
+    """Pretty JSON on stdout; non-ASCII text stays as it is (not ``\\u`` escapes)."""
+    click.echo(json.dumps(_clean(obj), indent=2, default=str, ensure_ascii=False))
 
 
 def format_table(df: pl.DataFrame) -> str:
+    import polars as pl
+
     with pl.Config(
         tbl_formatting="ASCII_MARKDOWN",
         tbl_hide_column_data_types=True,

@@ -26,12 +26,12 @@ def data() -> None:
 @data_options
 @click.option("--plots", "plots_dir", default=None, help="Write PNG plots into this folder.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def stats(path, fmt, cols, no_timestamp, order, plots_dir, as_json):
+def stats(path, fmt, cols, no_timestamp, order, sep, plots_dir, as_json):
     """Sizes, length distribution, sparsity, popularity concentration, time span."""
     from warmrec.data.stats import describe, item_counts, length_counts
 
-    inter = read_data(path, fmt, cols, no_timestamp, order)
-    d = describe(inter.interactions)
+    inter = read_data(path, fmt, cols, no_timestamp, order, sep)
+    d = describe(inter.interactions, time_unit=inter.time_unit)
     if plots_dir:
         from warmrec.reports.plots import plot_length_distribution, plot_popularity
 
@@ -39,10 +39,31 @@ def stats(path, fmt, cols, no_timestamp, order, plots_dir, as_json):
         plot_length_distribution(length_counts(inter.interactions), out / "lengths.png")
         plot_popularity(item_counts(inter.interactions), out / "popularity.png")
         d["plots"] = [str(out / "lengths.png"), str(out / "popularity.png")]
+    ordinal = no_timestamp or order is not None
+    if not ordinal:
+        for k in ("time_min", "time_max"):
+            if isinstance(d.get(k), int | float):
+                d[f"{k}_utc"] = utc_date(d[k])
     if as_json:
         emit_json(d)
     else:
+        if not ordinal:  # dates instead of Unix seconds
+            d = {k: d.get(f"{k}_utc", v) for k, v in d.items() if not k.endswith("_utc")}
         echo_mapping(d)
+
+
+def utc_date(seconds: float) -> str:
+    """Unix seconds as an ISO 8601 UTC date-time (``2015-03-01T12:00:00Z``)."""
+    from datetime import UTC, datetime
+
+    try:
+        t = datetime.fromtimestamp(float(seconds), tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"{seconds:.6g} s"
+    text = t.strftime("%Y-%m-%dT%H:%M:%S")
+    if t.microsecond:
+        text += f".{t.microsecond:06d}".rstrip("0")
+    return text + "Z"
 
 
 @data.command()
@@ -53,24 +74,28 @@ def stats(path, fmt, cols, no_timestamp, order, plots_dir, as_json):
 )
 @click.option("--plot", "plot_path", default=None, help="Write the gap histogram as PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def gaps(path, fmt, cols, no_timestamp, order, key, plot_path, as_json):
+def gaps(path, fmt, cols, no_timestamp, order, sep, key, plot_path, as_json):
     """Inactivity gaps between consecutive events: quantiles, histogram, suggested threshold."""
-    from warmrec.data.schema import sequence_key
+    from warmrec.data.schema import require_seconds, sequence_key
     from warmrec.data.sessionize import gap_analysis
 
-    df = read_data(path, fmt, cols, no_timestamp, order).interactions
+    inter = read_data(path, fmt, cols, no_timestamp, order, sep)
+    require_seconds(inter.time_unit, "data gaps", source=inter.source)
+    df = inter.interactions
     key = key or ("user_id" if "user_id" in df.columns else sequence_key(df))
     rep = gap_analysis(df, key=key)
     d = rep.to_dict()
     if plot_path:
         from warmrec.reports.plots import plot_gap_histogram
 
-        plot_gap_histogram(rep.edges, rep.counts, rep.suggested_threshold, plot_path)
-        d["plot"] = plot_path
+        plot_gap_histogram(rep.bin_edges, rep.counts, rep.suggested_threshold, plot_path)
+        d["plot"] = str(plot_path)
     if as_json:
         emit_json(d)
     else:
-        echo_mapping({k: v for k, v in d.items() if not isinstance(v, list | dict)})
+        flat = {k: v for k, v in d.items() if not isinstance(v, list | dict)}
+        flat.update({f"gap {q} (s)": v for q, v in rep.quantiles.items()})
+        echo_mapping(flat)
 
 
 @data.command()
@@ -89,13 +114,16 @@ def gaps(path, fmt, cols, no_timestamp, order, key, plot_path, as_json):
 @click.option("--out", "out", required=True, help="Output Parquet file.")
 @click.option("--json", "as_json", is_flag=True)
 def sessionize(
-    path, fmt, cols, no_timestamp, order, gap_seconds, key, collapse_repeats, out, as_json
+    path, fmt, cols, no_timestamp, order, sep, gap_seconds, key, collapse_repeats, out, as_json
 ):
     """Cut each user's events into sessions at inactivity gaps; writes Parquet."""
+    from warmrec.data.schema import require_seconds
     from warmrec.data.sessionize import sessionize as do_sessionize
     from warmrec.io import write_parquet
 
-    df = read_data(path, fmt, cols, no_timestamp, order).interactions
+    inter = read_data(path, fmt, cols, no_timestamp, order, sep)
+    require_seconds(inter.time_unit, "data sessionize (a gap in seconds)", source=inter.source)
+    df = inter.interactions
     res = do_sessionize(df, gap_seconds=gap_seconds, key=key, collapse_repeats=collapse_repeats)
     write_parquet(res, out)
     d = {"events": res.height, "sessions": res["session_id"].n_unique(), "out": out}
@@ -115,19 +143,28 @@ def sessionize(
     metavar="KEY=VALUE",
     help="Split options, e.g. --set test_start=1.5e9 or --set seed=3.",
 )
-@click.option("--out", "out", required=True, help="Output folder for train/valid/test Parquet.")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    help="Output folder: train/valid/test Parquet and manifest.json, written as one unit.",
+)
 @click.option("--json", "as_json", is_flag=True)
-def split(path, fmt, cols, no_timestamp, order, method, sets, out, as_json):
-    """Split a log into train / valid / test Parquet files."""
-    from warmrec.data.split import split as do_split
-    from warmrec.io import write_parquet
+def split(path, fmt, cols, no_timestamp, order, sep, method, sets, out, as_json):
+    """Split a log into a split folder: train / valid / test Parquet files and a manifest.
 
-    df = read_data(path, fmt, cols, no_timestamp, order).interactions
+    The folder is written as one unit (a temporary folder renamed into place); reading it back
+    (e.g. ``warmrec train --data OUT``) uses the split as given and checks the manifest."""
+    from warmrec.data.split import require_split_time
+    from warmrec.data.split import split as do_split
+    from warmrec.data.splitdir import write_split
+
+    inter = read_data(path, fmt, cols, no_timestamp, order, sep)
+    df = inter.interactions
     opts = load_config(None, sets)
+    require_split_time(df, method, opts, inter.time_unit)
     sp = do_split(df, method, **opts)
-    outdir = Path(out)
-    for part in ("train", "valid", "test"):
-        write_parquet(getattr(sp, part), outdir / f"{part}.parquet")
+    write_split(sp, out, method=method, options=opts, source=str(path))
     d = sp.describe()
     if as_json:
         emit_json(d)

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import click
 
-from warmrec.cli.common import emit_json, format_table
+from warmrec.cli.common import emit_json, format_table, load_config, resplit_option
 
 
 @click.command()
 @click.option("--data", default=None, help="A real dataset (default: generated synthetic data).")
 @click.option("--format", "fmt", default=None, help="Input format or dataset name.")
-@click.option("--split", default=None, help="Split method (default: last_session or loo).")
+@click.option(
+    "--split",
+    default=None,
+    help="loo, temporal, last_session or user (default: last_session for session logs, else loo).",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="split.KEY=VALUE",
+    help="Split options, as in `warmrec train`, e.g. --set split.test_days=7.",
+)
+@resplit_option
 @click.option("--models", default=None, help="Comma-separated model names (default: all).")
 @click.option("--out", default="warmrec-out/demo", show_default=True, help="Output folder.")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -20,23 +32,39 @@ from warmrec.cli.common import emit_json, format_table
     help="Skip the transfer study (run only without --data/--models).",
 )
 @click.option("--json", "as_json", is_flag=True)
-def demo(data, fmt, split, models, out, seed, no_transfer, as_json):
+def demo(data, fmt, split, sets, resplit, models, out, seed, no_transfer, as_json):
     """Generate data (or read --data), fit every baseline, evaluate, print the table."""
-    from warmrec.experiments.demo import run_demo
+    from warmrec.errors import ConfigError
+    from warmrec.experiments.demo import check_models, run_demo
 
-    names = tuple(m.strip() for m in models.split(",")) if models else None
+    names = tuple(m.strip() for m in models.split(",")) if models is not None else None
+    check_models(names)  # before any data is read
+    cfg = load_config(None, sets)
+    bad = sorted(set(cfg) - {"split"})
+    if bad:
+        raise ConfigError(
+            f"--set {bad[0]}.KEY: demo takes only split options (--set split.KEY=VALUE)"
+        )
+    split_options = dict(cfg.get("split", {}))
+    split = split or split_options.pop("method", None)
     table, info = run_demo(
         data,
         fmt=fmt,
         out=out,
         models=names,
         split=split,
+        split_options=split_options,
+        resplit=resplit,
         seed=seed,
         progress=not as_json,
         transfer=False if no_transfer else None,
     )
+    transfer_rows = info.pop("transfer_summary", None)
     if as_json:
-        emit_json({"info": info, "results": table.to_dicts()})
+        res = {"info": info, "results": table.to_dicts()}
+        if transfer_rows is not None:
+            res["transfer"] = transfer_rows
+        emit_json(res)
     else:
         for k, v in info.items():
             click.echo(f"{k}: {v}")

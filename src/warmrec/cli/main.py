@@ -1,7 +1,16 @@
-"""The ``warmrec`` entry point: command groups, and one-line errors with a non-zero exit."""
+"""The ``warmrec`` entry point: command groups, and one-line errors with a non-zero exit.
+
+Commands are loaded on first use (:class:`WarmrecGroup` knows them by name), and no command module
+imports numpy, polars, scipy or torch at module level, so ``warmrec --help`` and ``--version``
+start fast. Library messages name Python keyword arguments (``columns={'item_id': '<name>'}``,
+``order='<column>'``, ``no_timestamp=True``, ``sep=';'``); :func:`cli_language` rewrites them
+into the flags a CLI user types (``--col item_id=<name>``, ``--order <column>``, ...).
+"""
 
 from __future__ import annotations
 
+import importlib
+import re
 import sys
 
 import click
@@ -9,15 +18,54 @@ import click
 from warmrec import __version__
 from warmrec.errors import WarmrecError
 
+# command name -> (module, attribute); loaded when the command is used or listed
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("warmrec.cli.data", "data"),
+    "train": ("warmrec.cli.models", "train"),
+    "evaluate": ("warmrec.cli.models", "evaluate_cmd"),
+    "recommend": ("warmrec.cli.models", "recommend"),
+    "models": ("warmrec.cli.models", "list_models"),
+    "demo": ("warmrec.cli.demo", "demo"),
+    "pretrain": ("warmrec.cli.transfer", "pretrain"),
+    "transfer": ("warmrec.cli.transfer", "transfer_cmd"),
+    "study": ("warmrec.cli.transfer", "study"),
+}
+
+_REWRITES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"columns=\{'(\w+)': '([^']*)'\}"), r"--col \1=\2"),
+    (re.compile(r"columns=\{[^}]*\}"), "--col CANONICAL=COLUMN"),
+    (re.compile(r"(?<![\w.])order='([^']*)'"), r"--order \1"),
+    (re.compile(r"(?<![\w.])no_timestamp=True"), "--no-timestamp"),
+    (re.compile(r"(?<![\w.])sep=('[^']*'|\"[^\"]*\")"), r"--sep \1"),
+    (re.compile(r"(?<![\w.])format='([^']*)'"), r"--format \1"),
+    (re.compile(r"(?<![\w.])fallback='([^']*)'"), r"--fallback \1"),
+]
+
+
+def cli_language(message: str) -> str:
+    """A library message with Python keyword arguments rewritten as CLI flags."""
+    for pattern, repl in _REWRITES:
+        message = pattern.sub(repl, message)
+    return message
+
 
 class WarmrecGroup(click.Group):
     """Turns warmrec's own exceptions into one line on stderr and exit status 2."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in COMMANDS:
+            module, attr = COMMANDS[name]
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return self.commands.get(name)
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except WarmrecError as e:
-            click.echo(f"warmrec: error: {e}", err=True)
+            click.echo(f"warmrec: error: {cli_language(str(e))}", err=True)
             sys.exit(2)
         except FileNotFoundError as e:
             click.echo(f"warmrec: error: {e.filename or e}: no such file or directory", err=True)
@@ -28,22 +76,6 @@ class WarmrecGroup(click.Group):
 @click.version_option(__version__, prog_name="warmrec")
 def cli() -> None:
     """warmrec: next-item recommendation for small, cold domains."""
-
-
-def _register() -> None:
-    from warmrec.cli import data, demo, models
-    from warmrec.cli import transfer as transfer_cli
-
-    cli.add_command(data.data)
-    for cmd in (models.train, models.evaluate_cmd, models.recommend, models.list_models):
-        cli.add_command(cmd)
-    cli.add_command(demo.demo)
-    cli.add_command(transfer_cli.pretrain)
-    cli.add_command(transfer_cli.transfer_cmd)
-    cli.add_command(transfer_cli.study)
-
-
-_register()
 
 
 def main() -> None:

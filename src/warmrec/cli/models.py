@@ -8,69 +8,85 @@ from warmrec.cli.common import (
     data_options,
     echo_mapping,
     emit_json,
+    flag_config,
     format_table,
     load_config,
-    parse_cols,
+    merge_flags,
+    resplit_option,
 )
 
 
-def _data_cfg(path, fmt, cols, no_timestamp, order) -> dict:
-    d = {}
-    if path:
-        d["path"] = path
-    if fmt:
-        d["format"] = fmt
-    if cols:
-        d["columns"] = parse_cols(cols)
-    if no_timestamp:
-        d["no_timestamp"] = True
-    if order:
-        d["order"] = order
-    return d
+def training_options(f):
+    """The training-loop settings most runs change, as flags (each one is ``--set train.KEY=``)."""
+    opts = [
+        ("--epochs", int, "Maximum number of epochs."),
+        ("--patience", int, "Stop after this many evaluations without improvement (0 = never)."),
+        ("--seed", int, "Random seed of the training run."),
+        ("--device", str, "auto (CUDA when available), cpu, cuda or cuda:N."),
+        ("--checkpoint-dir", str, "Write a resumable checkpoint here after each epoch."),
+    ]
+    f = click.option(
+        "--resume",
+        is_flag=True,
+        default=None,
+        help="Continue from the checkpoint in --checkpoint-dir.",
+    )(f)
+    for flag, typ, text in reversed(opts):
+        f = click.option(flag, default=None, type=typ, help=text)(f)
+    return f
 
 
-def _base(path, fmt, cols, no_timestamp, order, split) -> dict:
-    base: dict = {}
-    d = _data_cfg(path, fmt, cols, no_timestamp, order)
-    if d:
-        base["data"] = d
-    if split:
-        base["split"] = {"method": split}
-    return base
+TRAIN_FLAGS = ("epochs", "patience", "seed", "device", "checkpoint_dir", "resume")
 
 
-def _merge_flags(cfg: dict, flags: dict) -> dict:
-    for sec, vals in flags.items():
-        cfg[sec] = {**cfg.get(sec, {}), **vals}
-    return cfg
-
-
-@click.command()
+@click.command(
+    epilog="Neural models only: the training options above, and any other training-loop "
+    "setting with --set train.KEY=VALUE (e.g. --set train.lr=0.003 --set train.batch_size=256)."
+)
 @click.option(
     "--model", "model_name", default=None, help="Registered model name (see `warmrec models`)."
 )
 @click.option("--data", "path", default=None, help="Interaction log (file or folder).")
 @data_options
 @click.option("--split", default=None, help="loo (default), temporal, last_session or user.")
+@resplit_option
+@training_options
 @click.option("--config", "config_file", default=None, help="TOML experiment file.")
 @click.option(
     "--set",
     "sets",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override a config value, e.g. --set model.max_len=50 --set train.epochs=20.",
+    help="Override a config value, e.g. --set model.max_len=50 --set train.lr=0.003.",
 )
 @click.option("--out", required=True, help="Model directory to write.")
 @click.option("--json", "as_json", is_flag=True)
-def train(model_name, path, fmt, cols, no_timestamp, order, split, config_file, sets, out, as_json):
+def train(
+    model_name,
+    path,
+    fmt,
+    cols,
+    no_timestamp,
+    order,
+    sep,
+    split,
+    resplit,
+    config_file,
+    sets,
+    out,
+    as_json,
+    **train_flags,
+):
     """Fit a model (selected on validation) and save it."""
     from warmrec.experiments.run import run_train
 
-    cfg = load_config(config_file, ())
-    flags = _base(path, fmt, cols, no_timestamp, order, split)
+    flags = flag_config(path, fmt, cols, no_timestamp, order, sep, split, resplit)
     if model_name:
         flags["model"] = {"name": model_name}
-    cfg = load_config(None, sets, _merge_flags(cfg, flags))
+    tr = {k: v for k, v in train_flags.items() if v is not None}
+    if tr:
+        flags["train"] = tr
+    cfg = load_config(None, sets, merge_flags(load_config(config_file, ()), flags))
     res = run_train(cfg, out)
     if as_json:
         emit_json(res)
@@ -84,6 +100,7 @@ def train(model_name, path, fmt, cols, no_timestamp, order, split, config_file, 
 @click.option("--data", "path", default=None, help="Interaction log (default: the training data).")
 @data_options
 @click.option("--split", default=None, help="Split method (default: the one used in training).")
+@resplit_option
 @click.option("--part", default="test", show_default=True, help="test or valid.")
 @click.option("--metrics", default=None, help="Comma-separated, e.g. hr@10,ndcg@10,mrr@20.")
 @click.option(
@@ -100,7 +117,9 @@ def evaluate_cmd(
     cols,
     no_timestamp,
     order,
+    sep,
     split,
+    resplit,
     part,
     metrics,
     protocol,
@@ -113,7 +132,7 @@ def evaluate_cmd(
     from warmrec.experiments.run import run_evaluate
 
     cfg = load_config(config_file, ())
-    flags = _base(path, fmt, cols, no_timestamp, order, split)
+    flags = flag_config(path, fmt, cols, no_timestamp, order, sep, split, resplit)
     ev = {}
     if metrics:
         ev["metrics"] = [m.strip() for m in metrics.split(",") if m.strip()]
@@ -123,7 +142,7 @@ def evaluate_cmd(
         ev["exclude_seen"] = True
     if ev:
         flags["eval"] = ev
-    cfg = load_config(None, sets, _merge_flags(cfg, flags))
+    cfg = load_config(None, sets, merge_flags(cfg, flags))
     res, info = run_evaluate(model_dir, cfg, part)
     if as_json:
         emit_json({**info, "protocol": res.protocol, "metrics": res.summary})
@@ -135,17 +154,32 @@ def evaluate_cmd(
 @click.command()
 @click.argument("model_dir")
 @click.option("--items", required=True, help="Comma-separated raw item ids, oldest first.")
-@click.option("-k", "k", default=10, show_default=True, type=int)
+@click.option("-k", "k", default=10, show_default=True, type=int, help="How many items (>= 1).")
 @click.option("--exclude-seen", is_flag=True)
+@click.option(
+    "--fallback",
+    type=click.Choice(["none", "popular"]),
+    default="none",
+    show_default=True,
+    help="For a history with no known item: refuse (none) or the most popular training items.",
+)
 @click.option("--json", "as_json", is_flag=True)
-def recommend(model_dir, items, k, exclude_seen, as_json):
+def recommend(model_dir, items, k, exclude_seen, fallback, as_json):
     """Top-k next items for one history of raw item ids."""
     import warnings
 
+    from warmrec.errors import ConfigError
     from warmrec.models.base import Recommender
 
-    model = Recommender.load(model_dir)
+    if k < 1:
+        raise ConfigError(f"-k: expected a whole number >= 1, found {k}")
     hist = [x.strip() for x in items.split(",") if x.strip()]
+    if not hist and fallback == "none":
+        raise ConfigError(
+            f"--items: expected comma-separated item ids, found {items!r} "
+            "(for an empty history pass --fallback popular)"
+        )
+    model = Recommender.load(model_dir)
     if not model.vocab.is_str:
         conv = []
         for x in hist:
@@ -156,7 +190,12 @@ def recommend(model_dir, items, k, exclude_seen, as_json):
         hist = conv
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        recs = model.recommend([hist], k, exclude_seen=exclude_seen)[0]
+        recs = model.recommend(
+            [hist],
+            k,
+            exclude_seen=exclude_seen,
+            fallback=None if fallback == "none" else fallback,
+        )[0]
     for w in caught:
         click.echo(f"warmrec: warning: {w.message}", err=True)
     if as_json:

@@ -1,5 +1,6 @@
-"""``warmrec pretrain``, ``warmrec transfer`` and ``warmrec study transfer``.
+"""``warmrec pretrain``, ``warmrec transfer`` and ``warmrec study transfer``: options and output.
 
+The pipelines are :func:`warmrec.experiments.transfer_run.run_pretrain` / ``run_transfer``.
 ``pretrain`` fits a neural model on a source log and saves it (with the source's training item
 counts and, when the data has an item ``title`` feature, the item titles, both in the model's
 meta); ``transfer`` turns such a model into a target-domain model and fine-tunes it on the
@@ -11,7 +12,6 @@ may name ``reptile``; its :class:`~warmrec.meta.ReptileConfig` is the TOML ``[re
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -19,35 +19,12 @@ from warmrec.cli.common import (
     data_options,
     echo_mapping,
     emit_json,
+    flag_config,
     format_table,
     load_config,
-    read_data,
+    merge_flags,
+    resplit_option,
 )
-from warmrec.errors import ConfigError
-
-TRANSFER_SECTIONS = {"train", "split", "strategy", "init", "transfer"}
-
-
-def _titles(item_features) -> dict[Any, str] | None:
-    if item_features is None or "title" not in item_features.columns:
-        return None
-    from warmrec.transfer import titles_from_frame
-
-    return titles_from_frame(item_features)
-
-
-def _sections(cfg: dict[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(cfg) - allowed)
-    if unknown:
-        raise ConfigError(
-            f"unknown config section(s) {', '.join(unknown)}; valid: {', '.join(sorted(allowed))}"
-        )
-
-
-def _split_name(frame, split: str | None) -> str:
-    from warmrec.experiments.transfer_study import choose_split
-
-    return choose_split(frame, split or "auto")
 
 
 def _set_option(f):
@@ -61,55 +38,46 @@ def _set_option(f):
 
 
 @click.command()
-@click.option("--model", "model_name", default="sasrec", show_default=True, help="Neural model.")
+@click.option("--model", "model_name", default=None, help="Neural model (default: sasrec).")
 @click.option("--data", "path", required=True, help="Source-domain interaction log.")
 @data_options
 @click.option("--split", default=None, help="auto (default), loo, last_session or user.")
+@resplit_option
 @click.option("--config", "config_file", default=None, help="TOML file: [model], [train].")
 @_set_option
 @click.option("--out", required=True, help="Model directory to write.")
 @click.option("--json", "as_json", is_flag=True)
 def pretrain(
-    model_name, path, fmt, cols, no_timestamp, order, split, config_file, sets, out, as_json
+    model_name,
+    path,
+    fmt,
+    cols,
+    no_timestamp,
+    order,
+    sep,
+    split,
+    resplit,
+    config_file,
+    sets,
+    out,
+    as_json,
 ):
     """Pre-train a neural model on a source domain (selected on validation) and save it."""
-    from warmrec.experiments.pipeline import evaluate_model, prepare, timed
-    from warmrec.transfer import pretrain as do_pretrain
+    from warmrec.experiments.transfer_run import run_pretrain
 
-    cfg = load_config(config_file, sets)
-    _sections(cfg, {"model", "train", "split"})
-    inter = read_data(path, fmt, cols, no_timestamp, order)
-    sp = dict(cfg.get("split", {}))
-    method_opt = sp.pop("method", None)
-    method = _split_name(inter.interactions, split or method_opt)
-    prep = prepare(
-        inter.interactions,
-        split=method,
-        split_options=sp,
-        item_features=inter.item_features,
-        user_features=inter.user_features,
-    )
-    m = dict(cfg.get("model", {}))
-    name = m.pop("name", model_name)
-    model, fit_s = timed(do_pretrain, name, prep.train, prep.valid, m, cfg.get("train", {}))
-    res = evaluate_model(model, prep.valid, prep)
-    titles = _titles(inter.item_features)
-    if titles:
-        model.meta["item_titles"] = [[k, v] for k, v in titles.items()]
-    model.meta["run"] = {
-        "data": {"path": str(path)},
-        "split": {"method": method, **sp},
-        "fit_seconds": fit_s,
-        "valid": res.summary,
-    }
-    model.save(out)
-    out_info = {"model": name, "out": str(out), "fit_s": fit_s, "split": method}
-    out_info.update(valid=res.summary, n_valid=res.n_examples, titles=len(titles or {}))
+    flags = flag_config(path, fmt, cols, no_timestamp, order, sep, split, resplit)
+    if model_name:
+        flags["model"] = {"name": model_name}
+    cfg = load_config(None, sets, merge_flags(load_config(config_file, ()), flags))
+    info = run_pretrain(cfg, out)
     if as_json:
-        emit_json(out_info)
+        emit_json(info)
     else:
-        click.echo(f"saved pre-trained {name} to {out} (fit {fit_s:.1f} s, split {method})")
-        echo_mapping({f"valid {k}": v for k, v in res.summary.items()})
+        click.echo(
+            f"saved pre-trained {info['model']} to {out} "
+            f"(fit {info['fit_s']:.1f} s, split {info['split']})"
+        )
+        echo_mapping({f"valid {k}": v for k, v in info["valid"].items()})
 
 
 @click.command("transfer")
@@ -119,6 +87,7 @@ def pretrain(
 @click.option("--strategy", default="finetune", show_default=True, help="Transfer strategy.")
 @click.option("--init", "init", default="popularity", show_default=True, help="Item-table init.")
 @click.option("--split", default=None, help="auto (default), loo, last_session or user.")
+@resplit_option
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--config", "config_file", default=None, help="TOML file: [train], [strategy]...")
 @_set_option
@@ -131,9 +100,11 @@ def transfer_cmd(
     cols,
     no_timestamp,
     order,
+    sep,
     strategy,
     init,
     split,
+    resplit,
     seed,
     config_file,
     sets,
@@ -145,73 +116,19 @@ def transfer_cmd(
     Config sections: [train] (training loop), [strategy] (StrategyOptions), [init] (init
     options), [transfer] (max_len, position_init), [split] (split options).
     """
-    from warmrec.experiments.pipeline import evaluate_model, prepare, timed
-    from warmrec.models.base import Recommender
-    from warmrec.transfer import transfer
+    from warmrec.experiments.transfer_run import run_transfer
 
-    cfg = load_config(config_file, sets)
-    _sections(cfg, TRANSFER_SECTIONS)
-    source = Recommender.load(source_dir)
-    inter = read_data(path, fmt, cols, no_timestamp, order)
-    sp = dict(cfg.get("split", {}))
-    method_opt = sp.pop("method", None)
-    method = _split_name(inter.interactions, split or method_opt)
-    prep = prepare(
-        inter.interactions,
-        split=method,
-        split_options=sp,
-        item_features=inter.item_features,
-        user_features=inter.user_features,
-    )
-    src_titles = source.meta.get("item_titles")
-    tr = dict(cfg.get("transfer", {}))
-    bad = sorted(set(tr) - {"max_len", "position_init"})
-    if bad:
-        raise ConfigError(
-            f"unknown [transfer] key(s): {', '.join(bad)}; valid: max_len, position_init"
-        )
-    model, fit_s = timed(
-        transfer,
-        source,
-        prep.train,
-        prep.valid,
-        strategy=strategy,
-        init=init,
-        trainer=cfg.get("train", {}),
-        strategy_options=cfg.get("strategy"),
-        init_options=cfg.get("init"),
-        source_titles=dict((k, v) for k, v in src_titles) if src_titles else None,
-        target_titles=_titles(inter.item_features),
-        source_name=str(source_dir),
-        seed=seed,
-        **tr,
-    )
-    res = evaluate_model(model, prep.valid, prep)
-    model.meta["run"] = {
-        "data": {"path": str(path)},
-        "split": {"method": method, **sp},
-        "fit_seconds": fit_s,
-        "valid": res.summary,
-    }
-    model.save(out)
-    info = {
-        "model": model.name,
-        "out": str(out),
-        "strategy": strategy,
-        "init": model.meta["transfer"]["init"],
-        "fit_s": fit_s,
-        "split": method,
-        "n_trainable": model.meta["transfer"]["n_trainable"],
-        "valid": res.summary,
-        "n_valid": res.n_examples,
-    }
+    flags = flag_config(path, fmt, cols, no_timestamp, order, sep, split, resplit)
+    cfg = load_config(None, sets, merge_flags(load_config(config_file, ()), flags))
+    info = run_transfer(cfg, out, source=source_dir, strategy=strategy, init=init, seed=seed)
     if as_json:
         emit_json(info)
     else:
         click.echo(
-            f"saved {model.name} ({strategy}, init {info['init']}) to {out} (fit {fit_s:.1f} s)"
+            f"saved {info['model']} ({strategy}, init {info['init']}) to {out} "
+            f"(fit {info['fit_s']:.1f} s)"
         )
-        echo_mapping({f"valid {k}": v for k, v in res.summary.items()})
+        echo_mapping({f"valid {k}": v for k, v in info["valid"].items()})
 
 
 def _csv(value: str, what: str, conv=str) -> tuple:
@@ -274,12 +191,13 @@ def study_transfer(
 ):
     """Transfer vs scratch vs baselines over fractions of target data and seeds."""
     from warmrec.experiments.pipeline import read
+    from warmrec.experiments.transfer_run import check_sections, item_titles
     from warmrec.experiments.transfer_study import run_transfer_study
 
     if n_seeds < 1:
         raise click.BadParameter(f"expected >= 1, found {n_seeds}", param_hint="--seeds")
     cfg = load_config(config_file, sets)
-    _sections(cfg, {"model", "train", "source_train", "strategy", "init", "reptile"})
+    check_sections(cfg, {"model", "train", "source_train", "strategy", "init", "reptile"})
     src = read(source_path, format=fmt)
     tgt = read(target_path, format=fmt)
     res = run_transfer_study(
@@ -296,8 +214,8 @@ def study_transfer(
         baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()),
         out_dir=out,
         resume=not no_resume,
-        source_titles=_titles(src.item_features),
-        target_titles=_titles(tgt.item_features),
+        source_titles=item_titles(src.item_features),
+        target_titles=item_titles(tgt.item_features),
         split=split,
         strategy_options=cfg.get("strategy"),
         init_options=cfg.get("init"),

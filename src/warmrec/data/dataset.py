@@ -5,20 +5,25 @@
   never sees its own future.
 - :class:`Batch` -- what ``Recommender.score`` receives: left-padded histories (most recent item
   last) and, where known, user indices.
+
+torch is imported lazily (in :meth:`EvalSet.batch`): importing ``warmrec.data`` never loads it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-import torch
 
 from warmrec.data.schema import ITEM, TIME, USER, sequence_key
 from warmrec.data.sequences import SequenceData, pad_windows
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import DataError
+
+if TYPE_CHECKING:  # torch is imported only where a Batch is built: ``warmrec.data`` stays light
+    import torch
 
 
 @dataclass
@@ -99,6 +104,8 @@ class EvalSet:
 
     def batch(self, index: np.ndarray, maxlen: int) -> Batch:
         """A scoring batch of the examples at ``index`` with histories cut to ``maxlen``."""
+        import torch
+
         index = np.asarray(index)
         mat = pad_windows(self.items, self.starts[index], self.ends[index], maxlen)
         users = torch.from_numpy(self.users[index]) if self.users is not None else None
@@ -150,36 +157,14 @@ class EvalSet:
         allev = pl.concat([h, t], how="vertical_relaxed").with_row_index("_row")
         allev = allev.with_columns(pl.Series("_idx", vocab.encode(allev[ITEM])))
         allev = allev.sort([key, TIME, "_is_target", "_row"])
-        # positions before each event within its key
-        allev = allev.with_columns(pl.int_range(pl.len()).over(key).alias("_pos"))
         is_t = allev["_is_target"].to_numpy()
         idx = allev["_idx"].to_numpy().astype(np.int64)
-        pos = np.arange(allev.height, dtype=np.int64)
-        within = allev["_pos"].to_numpy().astype(np.int64)
-        starts_all = pos - within
-        # history excludes unknown items: keep them in the array but they are 0 (padding);
-        # compact by removing zeros so that padding never appears inside a history.
-        keep = idx > 0
-        new_pos = np.cumsum(keep) - keep  # position in compacted array of each event
-        items = idx[keep]
-        sel = is_t & (idx > 0)
-        ends = new_pos[sel]
-        starts = new_pos[starts_all[sel]]
-        # new_pos at start: number of kept events before the key start
+        ex = sorted_examples(allev[key], idx, is_t)
         users = None
         if user_vocab is not None:
             ucol = USER if USER in allev.columns else key
-            users = user_vocab.encode(allev.filter(pl.Series(sel))[ucol])
-        return cls(
-            items,
-            starts,
-            ends,
-            idx[sel],
-            len(vocab),
-            allev.filter(pl.Series(sel))[key],
-            users,
-            int((is_t & (idx == 0)).sum()),
-        )
+            users = user_vocab.encode(allev.filter(pl.Series(ex.selected))[ucol])
+        return ex.eval_set(len(vocab), allev.filter(pl.Series(ex.selected))[key], users)
 
     @classmethod
     def from_sessions(
@@ -193,6 +178,23 @@ class EvalSet:
         """Every next item of each held-out sequence (or only the last) given its prefix."""
         key = sequence_key(sessions)
         seqs = SequenceData.from_frame(sessions, vocab, key)
+        seq_users = None
+        if user_vocab is not None and USER in sessions.columns:
+            first_user = sessions.group_by(key).agg(pl.col(USER).first())
+            first_user = pl.DataFrame({key: seqs.keys}).join(first_user, on=key, how="left")
+            seq_users = user_vocab.encode(first_user[USER])
+        return cls.from_sequences(seqs, len(vocab), seq_users, last_only=last_only)
+
+    @classmethod
+    def from_sequences(
+        cls,
+        seqs: SequenceData,
+        n_items: int,
+        seq_users: np.ndarray | None = None,
+        *,
+        last_only: bool = False,
+    ) -> EvalSet:
+        """:meth:`from_sessions` of encoded sequences (``seq_users``: a user index per sequence)."""
         if last_only:
             ok = seqs.lengths >= 2
             ends = seqs.offsets[1:][ok] - 1
@@ -200,21 +202,64 @@ class EvalSet:
         else:
             ends, _ = seqs.prefix_targets(1)
             seq = seqs.sequence_of(ends)
-        users = None
-        if user_vocab is not None and USER in sessions.columns:
-            first_user = sessions.group_by(key).agg(pl.col(USER).first())
-            first_user = pl.DataFrame({key: seqs.keys}).join(first_user, on=key, how="left")
-            users = user_vocab.encode(first_user[USER])[seq]
         return cls(
             seqs.items,
             seqs.offsets[seq],
             ends,
             seqs.items[ends],
-            len(vocab),
+            n_items,
             seqs.keys.gather(seq),
-            users,
+            seq_users[seq] if seq_users is not None else None,
             0,
         )
+
+
+@dataclass
+class SortedExamples:
+    """Next-item examples cut from events sorted by key, then time (history before targets on
+    ties): see :func:`sorted_examples`."""
+
+    items: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    targets: np.ndarray
+    selected: np.ndarray
+    n_dropped: int
+
+    def eval_set(self, n_items: int, keys: pl.Series, users: np.ndarray | None) -> EvalSet:
+        return EvalSet(
+            self.items,
+            self.starts,
+            self.ends,
+            self.targets,
+            n_items,
+            keys,
+            users,
+            self.n_dropped,
+        )
+
+
+def sorted_examples(keys: pl.Series, idx: np.ndarray, is_target: np.ndarray) -> SortedExamples:
+    """Each target event (``is_target``, known item) is one example whose history is every
+    earlier known event of its key. ``keys``/``idx`` (item indices, 0 = unknown) are per event,
+    sorted by key, then time. Unknown items never appear inside a history; unknown targets are
+    counted in ``n_dropped``. ``selected`` marks the events that became examples."""
+    n = len(idx)
+    gid = keys.rle_id().to_numpy() if n else np.zeros(0, dtype=np.int64)
+    heads = np.flatnonzero(np.r_[True, gid[1:] != gid[:-1]]) if n else np.zeros(0, np.int64)
+    starts_all = heads[gid] if n else np.zeros(0, dtype=np.int64)
+    # unknown items are removed from the array so that padding never appears inside a history
+    keep = idx > 0
+    new_pos = np.cumsum(keep) - keep  # position in the compacted array of each event
+    sel = is_target & keep
+    return SortedExamples(
+        idx[keep],
+        new_pos[starts_all[sel]],
+        new_pos[sel],
+        idx[sel],
+        sel,
+        int((is_target & ~keep).sum()),
+    )
 
 
 @dataclass

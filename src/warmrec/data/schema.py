@@ -4,7 +4,9 @@ Everything downstream of the readers sees one Polars table with these columns:
 
 - ``session_id`` or ``user_id`` (the sequence key; raw ids, integer or string),
 - ``item_id`` (raw ids, integer or string),
-- ``timestamp`` (Float64, Unix seconds; for logs without time, the event order),
+- ``timestamp`` (Float64, Unix seconds; for logs without time, the event order: such logs are
+  *ordinal*, :data:`ORDINAL`, and anything that reads the timestamps as seconds (time spans,
+  inactivity gaps, splits by days) refuses them, see :func:`require_seconds`),
 - optional ``rating`` (Float64), and any feature columns.
 
 :func:`validate_interactions` casts to these types and raises :class:`~warmrec.errors.DataError`
@@ -25,6 +27,23 @@ TIME = "timestamp"
 RATING = "rating"
 
 ID_TYPES = (pl.Int64, pl.Utf8)
+
+SECONDS = "s"
+ORDINAL = "ordinal"
+"""``time_unit`` of a log whose timestamps are event positions (0, 1, 2, ...), not seconds."""
+
+
+def require_seconds(time_unit: str, what: str, *, source: str | None = None) -> None:
+    """Raise :class:`DataError` when ``what`` needs seconds and the log's timestamps are positions."""
+    if time_unit == ORDINAL:
+        raise DataError(
+            f"{what} needs timestamps in seconds",
+            path=source,
+            field=TIME,
+            expected="a log with times (or, if these numbers are seconds, --time-unit s)",
+            found="event positions (an ordinal log: --time-unit ordinal, --order, "
+            "--no-timestamp or a format without times such as sasrec)",
+        )
 
 
 def sequence_key(df: pl.DataFrame) -> str:

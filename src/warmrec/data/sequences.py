@@ -16,6 +16,8 @@ import polars as pl
 from warmrec.data.schema import ITEM, TIME, is_sorted_by_key_time, sequence_key
 from warmrec.data.vocab import ItemVocab
 
+IDX = "_idx"  # the column of encoded item indices in tables passed to SequenceData.from_encoded
+
 
 def pad_windows(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, maxlen: int) -> np.ndarray:
     """Left-padded ``[n, maxlen]`` matrix of ``items[starts[j]:ends[j]]``, keeping the last ``maxlen``.
@@ -101,9 +103,16 @@ class SequenceData:
         Sequences appear in order of their first event time; events of unknown items are dropped.
         """
         key = key or sequence_key(df)
-        enc = df.select(key, TIME).with_columns(pl.Series("_idx", vocab.encode(df[ITEM])))
+        enc = df.select(key, TIME).with_columns(pl.Series(IDX, vocab.encode(df[ITEM])))
+        return cls.from_encoded(enc, key, drop_unknown)
+
+    @classmethod
+    def from_encoded(cls, enc: pl.DataFrame, key: str, drop_unknown: bool = True) -> SequenceData:
+        """:meth:`from_frame` of an already encoded table: columns ``key``, ``timestamp`` and
+        :data:`IDX` (item indices). A table already sorted by key and time is not sorted again."""
+        enc = enc.select(key, TIME, IDX)
         if drop_unknown:
-            enc = enc.filter(pl.col("_idx") > 0)
+            enc = enc.filter(pl.col(IDX) > 0)
         # stable within a key (the row index breaks timestamp ties), then NumPy over the runs:
         # several times faster than window expressions at tens of millions of rows
         if not is_sorted_by_key_time(enc, key):
@@ -118,7 +127,7 @@ class SequenceData:
         if len(order) and bool((order == np.arange(len(order))).all()):
             return cls(
                 np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
-                enc["_idx"].to_numpy().astype(np.int64, copy=False),
+                enc[IDX].to_numpy().astype(np.int64, copy=False),
                 runs.struct.field("value").rename(key),
                 ts,
             )
@@ -130,9 +139,9 @@ class SequenceData:
         gather = np.repeat((heads[order] - offsets[:-1]).astype(dt), new_lens)
         gather += np.arange(offsets[-1], dtype=dt)
         # one multi-threaded Polars gather of both columns instead of two NumPy fancy-indexings
-        out = enc.select("_idx", TIME).gather(gather)
+        out = enc.select(IDX, TIME).gather(gather)
         keys = runs.struct.field("value").gather(order).rename(key)
-        items = out["_idx"].to_numpy().astype(np.int64, copy=False)
+        items = out[IDX].to_numpy().astype(np.int64, copy=False)
         return cls(offsets, items, keys, out[TIME].to_numpy())
 
     def subset(self, index: np.ndarray) -> SequenceData:

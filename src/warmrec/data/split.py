@@ -8,7 +8,7 @@ name                      kind         held out
 ``"loo"``                 next_item    each user's last event (test), second last (valid)
 ``"temporal"``            sessions /   everything after global cut-offs
                           next_item
-``"last_session"``        sessions     each user's last session, or the last days' sessions
+``"last_session"``        sessions     each user's last session, or the latest 10 % of sessions
 ``"user"``                sessions     whole users (cold start)
 ========================  ===========  =====================================================
 
@@ -36,6 +36,7 @@ log (33M events, 9M sessions) splits in about 3 s of CPU.
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,13 +46,16 @@ import polars as pl
 
 from warmrec.data.dataset import EvalSet
 from warmrec.data.filters import TimeLike, contiguous_runs, to_seconds
-from warmrec.data.schema import ITEM, SESSION, TIME, USER, sequence_key
+from warmrec.data.schema import ITEM, ORDINAL, SESSION, TIME, USER, require_seconds, sequence_key
 from warmrec.data.sessionize import stable_sort
 from warmrec.data.vocab import ItemVocab
-from warmrec.errors import ConfigError, DataError
+from warmrec.errors import ConfigError, DataError, DataWarning
 
 KINDS = ("next_item", "sessions")
 DAY = 86400.0
+DEFAULT_TEST_SHARE = 0.1  # last_session by time: the latest 10 % of sessions are the test part
+MIN_TEST_SESSIONS = 100  # fewer held-out test sequences than this give a DataWarning
+LONG_HISTORY = 20  # default_split: median events per user from which a log counts as user-keyed
 _PART = "_part"
 TRAIN, VALID, TEST, DROPPED = 0, 1, 2, 3
 
@@ -89,7 +93,10 @@ class Split:
         return df
 
     def valid_set(self, vocab: ItemVocab, user_vocab: ItemVocab | None = None) -> EvalSet:
-        """Validation examples: ``valid`` given ``train`` (next_item) or ``valid``'s sessions."""
+        """Validation examples: ``valid`` given ``train`` (next_item) or ``valid``'s sessions.
+
+        Encodes this part alone; :func:`warmrec.prepare` encodes all parts once and cuts the
+        same examples from that (use it when you need more than one part)."""
         if self.kind == "next_item":
             return EvalSet.from_frames(
                 self._targets_frame(self.train),
@@ -163,6 +170,23 @@ def _require(df: pl.DataFrame, cols: list[str]) -> None:
     if df.height == 0:
         raise DataError(
             "no interactions to split", expected="at least one row", found="an empty table"
+        )
+
+
+def _share_cut(starts: np.ndarray, share: float) -> float:
+    """The start time (of sorted session ``starts``) from which about ``share`` of them lie."""
+    n = len(starts)
+    k = min(max(round(share * n), 1), max(n - 1, 1))
+    return float(starts[n - k])
+
+
+def _warn_small_test(n_test: int, n: int, minimum: int, method: str) -> None:
+    if n_test < minimum:
+        warnings.warn(
+            f"{method} split: only {n_test} test sequences (of {n}; fewer than {minimum}); "
+            "metrics on so few examples are noisy: hold out a larger share or period",
+            DataWarning,
+            stacklevel=3,
         )
 
 
@@ -312,6 +336,7 @@ def temporal_split(
     assign: str = "start",
     min_session_length: int = 2,
     drop_unseen: bool = True,
+    min_test_sessions: int = MIN_TEST_SESSIONS,
 ) -> Split:
     """Global cut-offs: train before ``valid_start``, valid up to ``test_start``, test after.
 
@@ -336,7 +361,9 @@ def temporal_split(
 
     ``valid_start=None`` leaves ``valid`` empty. Held-out events of items unseen in train are
     removed and (sessions) held-out sessions shorter than ``min_session_length`` dropped
-    (``drop_unseen=False`` keeps them). Row order of the input is kept within each part.
+    (``drop_unseen=False`` keeps them). Row order of the input is kept within each part. Fewer
+    than ``min_test_sessions`` test sessions (user logs: test events) give a
+    :class:`~warmrec.errors.DataWarning`.
     """
     ts = to_seconds(test_start, "test_start")
     vs = ts if valid_start is None else to_seconds(valid_start, "valid_start")
@@ -371,21 +398,29 @@ def temporal_split(
             n_cross = int(n_cross.collect().item())
         if assign == "start":
             info["crossing_sessions_dropped"] = n_cross
-        return _finish(s, "sessions", SESSION, info, drop_unseen, min_session_length, SESSION)
+        sp = _finish(s, "sessions", SESSION, info, drop_unseen, min_session_length, SESSION)
+        n_test, n = sp.test[SESSION].n_unique(), df[SESSION].n_unique()
+        _warn_small_test(n_test, n, min_test_sessions, "temporal")
+        return sp
     key = _user_key(df, None)
     _require(df, [key, ITEM, TIME])
     t = pl.col(TIME)
     s = df.with_columns(
         pl.when(t >= ts).then(TEST).when(t >= vs).then(VALID).otherwise(TRAIN).alias(_PART)
     )
-    return _finish(s, "next_item", key, info, drop_unseen, 0, None)
+    sp = _finish(s, "next_item", key, info, drop_unseen, 0, None)
+    _warn_small_test(sp.test.height, df.height, min_test_sessions, "temporal")
+    return sp
 
 
 def last_session_split(
     df: pl.DataFrame,
     *,
-    test_days: float = 1.0,
-    valid_days: float = 1.0,
+    test_days: float | None = None,
+    valid_days: float | None = None,
+    test_share: float = DEFAULT_TEST_SHARE,
+    valid_share: float | None = None,
+    min_test_sessions: int = MIN_TEST_SESSIONS,
     by_user: bool | None = None,
     assign: str = "start",
     min_session_length: int = 2,
@@ -403,15 +438,24 @@ def last_session_split(
     in the input); the last goes to test, the second last to valid. A session must belong to one
     user. Users with fewer than 3 sessions keep everything in train.
 
-    By time (session logs without users, or ``by_user=False``), like GRU4Rec's last-day split::
+    By time (session logs without users, or ``by_user=False``)::
 
-                                   tmax - test_days - valid_days   tmax - test_days   tmax
-        ──────────────────────────────────────┼──────────────────────────┼──────────────┤
-          train                               │  valid                   │  test
+                                          valid_start          test_start           tmax
+        ──────────────────────────────────────┼────────────────────┼──────────────────┤
+          train                               │  valid             │  test
 
-    the cut-offs are counted back from the last timestamp ``tmax`` and the split is
+    By default the test part is the latest ``test_share`` (10 %) of sessions: ``test_start`` is
+    the start time of the session at rank ``n - round(test_share * n)`` in order of session
+    starts, and ``valid_start`` likewise for ``test_share + valid_share`` (``valid_share``
+    defaults to ``test_share``; 0 leaves valid empty). A fixed period ("the last day") can hold
+    almost nothing: on a basket log one day kept 6 test sessions of 21,064. ``test_days`` /
+    ``valid_days`` instead count the cut-offs back from the last timestamp ``tmax`` in days, like
+    GRU4Rec's last-day split (``valid_days`` defaults to ``test_days`` then). The split is
     :func:`temporal_split` with those cut-offs (``assign`` as there: by default a session belongs
-    to the window it starts in and sessions crossing a cut-off are dropped).
+    to the window it starts in and sessions crossing a cut-off are dropped). ``info`` states the
+    cut-offs, the period they cover (``test_days``, ``valid_days``) and the share of sessions
+    each part holds; fewer than ``min_test_sessions`` test sessions give a
+    :class:`~warmrec.errors.DataWarning`.
 
     Both give ``kind="sessions"`` with held-out filtering (see the module docstring).
     """
@@ -427,19 +471,46 @@ def last_session_split(
     if not by_user:
         _require(df, [SESSION, ITEM, TIME])
         tmax = float(df[TIME].max())
-        ts = tmax - test_days * DAY
-        vs = ts - valid_days * DAY
+        starts = np.sort(df.group_by(SESSION).agg(pl.col(TIME).min())[TIME].to_numpy())
+        if test_days is not None:
+            vdays = test_days if valid_days is None else valid_days
+            ts = tmax - test_days * DAY
+            vs = ts - vdays * DAY if vdays > 0 else None
+            how = {"test_days": test_days, "valid_days": vdays}
+        else:
+            if valid_days is not None:
+                raise ConfigError("last_session: valid_days needs test_days (or use valid_share)")
+            vshare = test_share if valid_share is None else valid_share
+            if not (0 < test_share < 1 and 0 <= vshare < 1 and test_share + vshare < 1):
+                raise ConfigError(
+                    "last_session: expected 0 < test_share < 1, 0 <= valid_share and a sum "
+                    f"below 1, found test_share={test_share}, valid_share={vshare}"
+                )
+            ts = _share_cut(starts, test_share)
+            vs = _share_cut(starts, test_share + vshare) if vshare > 0 else None
+            how = {"test_share": test_share, "valid_share": vshare}
         sp = temporal_split(
             df,
             ts,
-            vs if valid_days > 0 else None,
+            vs,
             assign=assign,
             min_session_length=min_session_length,
             drop_unseen=drop_unseen,
+            min_test_sessions=0,  # warned below, with the numbers of this split
         )
+        n = len(starts)
         sp.info.update(
-            method="last_session", by_user=False, test_days=test_days, valid_days=valid_days
+            method="last_session",
+            by_user=False,
+            **how,
+            test_period_days=(tmax - ts) / DAY,
+            valid_period_days=(ts - vs) / DAY if vs is not None else 0.0,
+            test_sessions=sp.test[SESSION].n_unique(),
+            valid_sessions=sp.valid[SESSION].n_unique(),
+            sessions=n,
         )
+        sp.info["test_session_share"] = sp.info["test_sessions"] / max(n, 1)
+        _warn_small_test(sp.info["test_sessions"], n, min_test_sessions, "last_session")
         return sp
     _require(df, [USER, SESSION, ITEM, TIME])
     lens = contiguous_runs(df[SESSION])
@@ -626,6 +697,28 @@ METHODS: dict[str, Callable[..., Split]] = {
 }
 
 
+def default_split(frame: pl.DataFrame, *, long_history: int = LONG_HISTORY) -> str:
+    """THE default split method for a log (used by ``prepare``, ``demo``, ``pretrain``,
+    ``transfer`` and the transfer study when no method is named).
+
+    - no ``session_id`` column (a user log): ``"loo"`` (each user's last event is the test);
+    - sessions and users whose median history has ``long_history`` (20) or more events (e.g. a
+      rating log sessionised by gaps): ``"loo"`` over the users' whole histories;
+    - otherwise (a session log): ``"last_session"``: each user's last session, or without users
+      the latest 10 % of sessions (:func:`last_session_split`).
+
+    A split folder (train/valid/test files) is used as given instead: see
+    :func:`warmrec.data.prepared.prepare`.
+    """
+    if SESSION not in frame.columns:
+        return "loo"
+    if USER in frame.columns and frame.height:
+        per_user = frame.group_by(USER).len()["len"]
+        if float(per_user.median()) >= long_history:
+            return "loo"
+    return "last_session"
+
+
 def split(df: pl.DataFrame, method: str, **kw: Any) -> Split:
     """Split by protocol name: ``"loo"``, ``"temporal"``, ``"last_session"`` or ``"user"``.
 
@@ -641,3 +734,35 @@ def split(df: pl.DataFrame, method: str, **kw: Any) -> Split:
     except TypeError as e:
         raise ConfigError(f"split {method!r}: {e}") from e
     return fn(df, **kw)
+
+
+def require_split_time(
+    df: pl.DataFrame, method: str, options: dict[str, Any], time_unit: str
+) -> None:
+    """Refuse a split that counts days on a log whose timestamps are positions (``ordinal``).
+
+    ``last_session`` by time (``test_days``/``valid_days``) needs seconds; ``temporal`` on an
+    ordinal log takes its cut-offs as positions, so dates and ISO strings are refused there.
+    ``loo``, ``user`` and ``last_session`` per user only use the order of events.
+    """
+    if time_unit != ORDINAL:
+        return
+    if method == "last_session":
+        by_user = options.get("by_user")
+        by_days = options.get("test_days") is not None or options.get("valid_days") is not None
+        if by_days and (by_user is False or (by_user is None and USER not in df.columns)):
+            require_seconds(
+                time_unit, "the last_session split by days (no users to split per user)"
+            )
+    if method == "temporal":
+        for name in ("test_start", "valid_start"):
+            value = options.get(name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise DataError(
+                    f"temporal split: {name} must be a position on an ordinal log",
+                    field=name,
+                    expected="a number (an event position: the log's timestamps are positions)",
+                    found=repr(value),
+                )

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from warmrec.data.schema import ITEM, SESSION, TIME, USER, sequence_key
+from warmrec.data.schema import ITEM, ORDINAL, SECONDS, SESSION, TIME, USER, sequence_key
 
 
 def gini(counts: np.ndarray) -> float:
@@ -20,8 +20,12 @@ def gini(counts: np.ndarray) -> float:
     return float((n + 1 - 2 * (cum / cum[-1]).sum()) / n)
 
 
-def describe(df: pl.DataFrame) -> dict[str, Any]:
-    """Summary of a canonical table (one pass of group-bys; fine for tens of millions of rows)."""
+def describe(df: pl.DataFrame, time_unit: str = SECONDS) -> dict[str, Any]:
+    """Summary of a canonical table (one pass of group-bys; fine for tens of millions of rows).
+
+    On an ordinal log (``time_unit="ordinal"``: timestamps are event positions) ``time_min`` and
+    ``time_max`` are positions and ``time_span_days`` is ``None``: there is no time to measure.
+    """
     key = sequence_key(df)
     lengths = df.group_by(key).len()["len"].to_numpy()
     counts = df.group_by(ITEM).len()["len"].to_numpy()
@@ -50,7 +54,8 @@ def describe(df: pl.DataFrame) -> dict[str, Any]:
         "items_seen_once": int((counts == 1).sum()),
         "time_min": float(tmin),
         "time_max": float(tmax),
-        "time_span_days": float(tmax - tmin) / 86400.0,
+        "time_span_days": None if time_unit == ORDINAL else float(tmax - tmin) / 86400.0,
+        "time_unit": time_unit,
     }
     return out
 

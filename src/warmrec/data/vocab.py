@@ -24,7 +24,9 @@ _LUT_MIN = 1 << 16  # a dense lookup table for integer ids below this many slots
 class ItemVocab:
     """A fixed mapping from raw ids (all ints or all strings) to indices ``1..n``; 0 is padding.
 
-    ``len(vocab)`` counts the padding index, so it is the width of a score matrix.
+    Counting convention, the same everywhere in warmrec: ``n_items`` (and ``len(vocab)``) counts
+    the padding index, so it is the width of a score matrix and equals ``model.n_items``,
+    ``SequenceDataset.n_items`` and ``EvalSet.n_items``; ``n_ids`` is the number of real ids.
     """
 
     def __init__(self, ids: Sequence | np.ndarray | pl.Series) -> None:
@@ -86,7 +88,12 @@ class ItemVocab:
 
     @property
     def n_items(self) -> int:
-        """Number of real items (without padding)."""
+        """Width of a score matrix: the real ids plus the padding index 0 (``len(vocab)``)."""
+        return self._ids.len() + 1
+
+    @property
+    def n_ids(self) -> int:
+        """Number of real ids (without the padding index)."""
         return self._ids.len()
 
     def _coerce(self, values: pl.Series) -> pl.Series:
@@ -169,4 +176,4 @@ class ItemVocab:
         return isinstance(other, ItemVocab) and self._ids.equals(other._ids)
 
     def __repr__(self) -> str:
-        return f"ItemVocab({self.n_items} items, {'str' if self.is_str else 'int'} ids)"
+        return f"ItemVocab({self.n_ids} items, {'str' if self.is_str else 'int'} ids)"

@@ -13,6 +13,9 @@ from typing import Any
 import polars as pl
 from tqdm.auto import tqdm
 
+from warmrec.data.readers import Interactions
+from warmrec.data.split import default_split  # noqa: F401  (the one default policy, re-exported)
+from warmrec.errors import ConfigError
 from warmrec.experiments.pipeline import Prepared, evaluate_model, fit_model, prepare, read, timed
 from warmrec.io import atomic_write_text, write_csv
 
@@ -25,19 +28,16 @@ NEURAL_DEMO_TRAIN = {"epochs": 20, "patience": 3}
 MODEL_DEMO_TRAIN = {"gru4rec": {"batch_size": 32}}
 
 
-def default_split(frame: pl.DataFrame) -> str:
-    """Session logs: each user's (or the latest) last session held out; user logs: leave-one-out."""
-    return "last_session" if "session_id" in frame.columns else "loo"
-
-
-def demo_data(data: str | Path | None, fmt: str | None, seed: int) -> tuple[pl.DataFrame, str]:
+def demo_data(
+    data: str | Path | None, fmt: str | None, seed: int
+) -> tuple[pl.DataFrame | Interactions, str]:
+    """The generated target domain, or what ``data`` reads as (a split folder keeps its parts)."""
     if data is None:
         from warmrec.data.synthetic import generate_cross_domain
 
         cd = generate_cross_domain(seed=seed)
         return cd.target, "synthetic cross-domain (target domain)"
-    inter = read(data, format=fmt)
-    return inter.interactions, str(data)
+    return read(data, format=fmt), str(data)
 
 
 def run_demo(
@@ -47,24 +47,27 @@ def run_demo(
     out: str | Path = "warmrec-out/demo",
     models: tuple[str, ...] | None = None,
     split: str | None = None,
+    split_options: dict[str, Any] | None = None,
     seed: int = 0,
     neural_train: dict[str, Any] | None = None,
     progress: bool = True,
     transfer: bool | None = None,
+    resplit: bool = False,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Fit and evaluate ``models`` (default: every baseline, SASRec and GRU4Rec); write the table
     as Markdown and CSV under ``out``. Returns (table, info).
 
     ``transfer`` (default: when neither ``data`` nor ``models`` is given) also runs
     :func:`run_transfer_demo` into ``out/transfer``; ``info`` then names its table and the best
-    transfer method's NDCG@10 ratio to scratch at each fraction."""
-    from warmrec.registry import available_models
+    transfer method's NDCG@10 ratio to scratch at each fraction, and ``info["transfer_summary"]``
+    holds the study's summary rows (fraction, method, metrics with CIs, ratio to scratch).
 
-    frame, source = demo_data(data, fmt, seed)
-    split = split or default_split(frame)
-    prep: Prepared = prepare(frame, split=split)
-    known = set(available_models())
-    names = [m for m in (models or BASELINES + NEURAL) if m in known]
+    ``split_options`` go to the split function (e.g. ``test_days`` of ``last_session``). An
+    unknown model name raises :class:`~warmrec.errors.ConfigError` before any data is read."""
+    names = check_models(models)
+    loaded, source = demo_data(data, fmt, seed)
+    prep: Prepared = prepare(loaded, split=split, split_options=split_options, resplit=resplit)
+    split = prep.info["split"]
     rows = []
     for name in tqdm(names, desc="demo", disable=not progress):
         train_cfg = None
@@ -84,7 +87,7 @@ def run_demo(
         "data": source,
         "split": split,
         "train_sequences": len(prep.train.sequences),
-        "items": prep.vocab.n_items,
+        "items": prep.vocab.n_ids,
         "test_examples": len(prep.test),
         "protocol": "full-catalogue ranking, seen items not excluded",
     }
@@ -98,7 +101,24 @@ def run_demo(
         for f in study.info["fractions"]:
             name, ratio = study.best_transfer(f)
             info[f"transfer_best@{f:g}"] = f"{name}: {ratio:.2f} x scratch NDCG@10"
+        info["transfer_summary"] = study.summary.to_dicts()
     return table, info
+
+
+def check_models(models: tuple[str, ...] | list[str] | None) -> list[str]:
+    """The demo's model names (default: every baseline, SASRec and GRU4Rec); an unknown or empty
+    name list raises :class:`~warmrec.errors.ConfigError` naming it and the available models."""
+    from warmrec.registry import available_models
+
+    if models is None:
+        return list(BASELINES + NEURAL)
+    known = available_models()
+    names = [m.strip() for m in models if m and m.strip()]
+    unknown = [m for m in names if m not in known]
+    if unknown or not names:
+        what = f"unknown model(s) {', '.join(repr(m) for m in unknown)}" if unknown else "no model"
+        raise ConfigError(f"demo models: {what}; available: {', '.join(known)}")
+    return names
 
 
 def render_markdown(table: pl.DataFrame, info: dict[str, Any]) -> str:

@@ -1,90 +1,37 @@
 """The end-to-end steps behind ``warmrec train`` / ``evaluate`` / ``demo``: read, split, fit, evaluate.
 
-The CLI is a thin face over these functions; notebooks and scripts call them directly.
+The CLI is a thin face over these functions; notebooks and scripts call them directly. The
+dataset step (:func:`prepare`, :class:`Prepared`, :func:`read`) lives in the data layer,
+:mod:`warmrec.data.prepared` (``warmrec.prepare``); it is re-exported here for old imports.
 """
 
 from __future__ import annotations
 
 import inspect
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from warmrec.data.dataset import EvalSet, SequenceDataset
-from warmrec.data.schema import ITEM, USER
+from warmrec.data.dataset import EvalSet
+from warmrec.data.prepared import Prepared, prepare, read
+from warmrec.data.schema import ITEM
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ConfigError
 from warmrec.evaluation.evaluate import DEFAULT_METRICS, EvalResult, evaluate
 from warmrec.registry import get_model
 
-
-@dataclass
-class Prepared:
-    """A dataset read, split and encoded: what every model is fitted and evaluated on."""
-
-    frame: pl.DataFrame
-    split: Any
-    vocab: ItemVocab
-    user_vocab: ItemVocab | None
-    train: SequenceDataset
-    valid: EvalSet
-    test: EvalSet
-    item_features: pl.DataFrame | None = None
-    user_features: pl.DataFrame | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-def read(
-    path: str | Path,
-    *,
-    format: str | None = None,
-    columns: dict[str, str] | None = None,
-    no_timestamp: bool = False,
-    order: str | None = None,
-):
-    """Read any supported log into :class:`warmrec.data.readers.Interactions`."""
-    from warmrec.data.readers import load_interactions
-
-    return load_interactions(
-        path, format=format, columns=columns, no_timestamp=no_timestamp, order=order
-    )
-
-
-def prepare(
-    frame: pl.DataFrame,
-    *,
-    split: str = "loo",
-    split_options: dict[str, Any] | None = None,
-    vocab: ItemVocab | None = None,
-    user_vocab: ItemVocab | None = None,
-    item_features: pl.DataFrame | None = None,
-    user_features: pl.DataFrame | None = None,
-) -> Prepared:
-    """Split a canonical table and encode it. The vocabulary covers the whole catalogue (every item
-    in the log) unless one is given (a saved model's), so held-out items are ranked too."""
-    from warmrec.data.split import split as do_split
-
-    sp = do_split(frame, split, **(split_options or {}))
-    vocab = vocab or ItemVocab.from_ids(frame[ITEM])
-    if user_vocab is None and USER in frame.columns:
-        user_vocab = ItemVocab.from_ids(frame[USER])
-    train = SequenceDataset.from_frame(
-        sp.train,
-        vocab,
-        user_vocab=user_vocab,
-        item_features=item_features,
-        user_features=user_features,
-    )
-    valid = sp.valid_set(vocab, user_vocab)
-    test = sp.test_set(vocab, user_vocab)
-    info = {"split": split, **{f"split_{k}": v for k, v in (split_options or {}).items()}}
-    return Prepared(
-        frame, sp, vocab, user_vocab, train, valid, test, item_features, user_features, info
-    )
+__all__ = [
+    "Prepared",
+    "prepare",
+    "read",
+    "fit_model",
+    "evaluate_model",
+    "timed",
+    "results_frame",
+    "item_categories",
+]
 
 
 def fit_model(

@@ -2,8 +2,9 @@
 
 Config sections::
 
-    [data]   path, format, columns = {canonical = "file column"}, no_timestamp, order
-    [split]  method = "loo" | "temporal" | "last_session" | "user", plus that split's options
+    [data]   path, format, columns = {canonical = "file column"}, no_timestamp, order, time_unit
+    [split]  method = "loo" | "temporal" | "last_session" | "user", plus that split's options;
+             a folder of train/valid/test files is used as given unless resplit = true
     [model]  name, plus the model's own config keys
     [train]  training-loop settings of neural models (epochs, lr, patience, ...)
     [eval]   metrics = [...], protocol = "full", exclude_seen = false
@@ -11,15 +12,63 @@ Config sections::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from warmrec.artifacts import DataSource, RunInfo
+from warmrec.data.split import require_split_time
 from warmrec.errors import ConfigError
 from warmrec.evaluation.evaluate import DEFAULT_METRICS, EvalResult
-from warmrec.experiments.pipeline import Prepared, evaluate_model, fit_model, prepare, read, timed
+from warmrec.experiments.pipeline import Prepared, evaluate_model, fit_model, prepare, timed
 from warmrec.registry import check_configs
 
 SECTIONS = {"data", "split", "model", "train", "eval"}
+DATA_KEYS = ("path", "format", "columns", "no_timestamp", "order", "time_unit")
+"""The keys of ``model.meta.run.data`` (:class:`~warmrec.artifacts.DataSource`): how the training
+data was read (``sep`` and ``time_unit`` are kept only when given)."""
+
+
+def data_record(d: Mapping[str, Any]) -> dict[str, Any]:
+    """How a log was read, as saved in ``model.meta.run.data``: the path made absolute (so
+    ``evaluate`` works from any directory), the format, the column mapping, ``no_timestamp`` and
+    ``order``. Raises :class:`ConfigError` on an unknown ``[data]`` key or a missing path."""
+    d = dict(d)
+    if "path" not in d or d["path"] in (None, ""):
+        raise ConfigError("no data path: give --data PATH or [data] path in the config")
+    unknown = sorted(set(d) - {*DATA_KEYS, "sep"})
+    if unknown:
+        raise ConfigError(
+            f"unknown [data] key(s): {', '.join(unknown)}; valid: {', '.join(DATA_KEYS)}, sep"
+        )
+    path = Path(d["path"]).expanduser()
+    rec: dict[str, Any] = {
+        "path": str(path.resolve()) if path.exists() else str(d["path"]),
+        "format": d.get("format"),
+        "columns": dict(d["columns"]) if d.get("columns") else None,
+        "no_timestamp": bool(d.get("no_timestamp") or False),
+        "order": d.get("order"),
+    }
+    for key in ("sep", "time_unit"):
+        if d.get(key) is not None:
+            rec[key] = d[key]
+    return rec
+
+
+def read_data(record: Mapping[str, Any]):
+    """Read the log a :func:`data_record` describes -> :class:`~warmrec.data.readers.Interactions`."""
+    from warmrec.data.readers import load_interactions
+
+    rec = data_record(record)
+    return load_interactions(
+        rec["path"],
+        format=rec["format"],
+        columns=rec["columns"],
+        no_timestamp=rec["no_timestamp"],
+        order=rec["order"],
+        sep=rec.get("sep"),
+        time_unit=rec.get("time_unit"),
+    )
 
 
 def check_sections(cfg: dict[str, Any]) -> None:
@@ -30,30 +79,24 @@ def check_sections(cfg: dict[str, Any]) -> None:
         )
 
 
+def data_source(data: Mapping[str, Any]) -> DataSource | None:
+    """The ``[data]`` section as a :class:`~warmrec.artifacts.DataSource` (absolute path)."""
+    if not data or "path" not in data:
+        return None
+    return DataSource(**data_record(data))
+
+
 def prepare_from_config(cfg: dict[str, Any], vocab=None, user_vocab=None) -> Prepared:
     check_sections(cfg)
-    d = dict(cfg.get("data", {}))
-    if "path" not in d:
-        raise ConfigError("no data path: give --data PATH or [data] path in the config")
-    inter = read(
-        d.pop("path"),
-        format=d.pop("format", None),
-        columns=d.pop("columns", None),
-        no_timestamp=d.pop("no_timestamp", False),
-        order=d.pop("order", None),
-    )
-    if d:
-        raise ConfigError(f"unknown [data] key(s): {', '.join(sorted(d))}")
+    inter = read_data(cfg.get("data", {}))
     sp = dict(cfg.get("split", {}))
-    method = sp.pop("method", "loo")
+    method = sp.pop("method", None)
+    resplit = bool(sp.pop("resplit", False))
+    if method is None and (inter.parts is None or resplit):
+        method = "loo"  # train's default; a split folder is used as given
+    require_split_time(inter.interactions, method, sp, inter.time_unit)
     return prepare(
-        inter.interactions,
-        split=method,
-        split_options=sp,
-        vocab=vocab,
-        user_vocab=user_vocab,
-        item_features=inter.item_features,
-        user_features=inter.user_features,
+        inter, split=method, split_options=sp, resplit=resplit, vocab=vocab, user_vocab=user_vocab
     )
 
 
@@ -85,12 +128,12 @@ def run_train(cfg: dict[str, Any], out: str | Path) -> dict[str, Any]:
     prep = prepare_from_config(cfg)
     model, fit_s = timed(fit_model, name, prep, m, cfg.get("train", {}))
     res, eval_s = timed(evaluate_model, model, prep.valid, prep, **ev)
-    model.meta["run"] = {
-        "data": cfg.get("data", {}),
-        "split": cfg.get("split", {}),
-        "fit_seconds": fit_s,
-        "valid": res.summary,
-    }
+    model.meta.run = RunInfo(
+        data=data_source(cfg.get("data", {})),
+        split=cfg.get("split", {}),
+        fit_seconds=fit_s,
+        valid=res.summary,
+    )
     model.save(out)
     return {
         "model": name,
@@ -99,6 +142,8 @@ def run_train(cfg: dict[str, Any], out: str | Path) -> dict[str, Any]:
         "valid_eval_s": eval_s,
         "valid": res.summary,
         "n_valid": res.n_examples,
+        "split": prep.info["split"],
+        "split_info": prep.info["split_info"],
     }
 
 
@@ -109,13 +154,13 @@ def run_evaluate(
     from warmrec.models.base import Recommender
 
     model = Recommender.load(model_dir)
-    run = model.meta.get("run", {})
+    run = model.meta.run or RunInfo()
     cfg = dict(cfg)
     if "data" not in cfg or "path" not in cfg.get("data", {}):
-        if "path" not in run.get("data", {}):
-            raise ConfigError("no data path: give --data PATH")
-        cfg["data"] = run["data"]
-    cfg.setdefault("split", run.get("split", {}))
+        if run.data is None:
+            raise ConfigError(f"{model_dir}: the model does not record its data: give --data PATH")
+        cfg["data"] = run.data.read_options()
+    cfg.setdefault("split", dict(run.split))
     prep = prepare_from_config(cfg, vocab=model.vocab, user_vocab=model.user_vocab)
     if part not in ("test", "valid"):
         raise ConfigError(f"--part must be test or valid, found {part!r}")

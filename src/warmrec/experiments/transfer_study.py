@@ -40,7 +40,8 @@ from tqdm.auto import tqdm
 
 from warmrec.config import ConfigModel, build_config, config_dict
 from warmrec.data.dataset import SequenceDataset
-from warmrec.data.schema import SESSION, USER, sequence_key
+from warmrec.data.schema import sequence_key
+from warmrec.data.split import default_split
 from warmrec.errors import ConfigError
 from warmrec.evaluation.evaluate import EvalResult
 from warmrec.evaluation.stats import paired_test, seed_summary
@@ -133,19 +134,13 @@ class StudyResult:
 
 # -- pieces ----------------------------------------------------------------------------------------
 def choose_split(frame: pl.DataFrame, split: str = "auto", long_history: int = LONG_HISTORY) -> str:
-    """``"auto"``: leave-one-out when the log has users with long histories (median events per
-    user >= ``long_history``) or no sessions, else ``"last_session"``; other names pass through."""
+    """``"auto"``: :func:`warmrec.data.split.default_split` (the one default policy); other
+    names pass through."""
     if split not in SPLITS:
         raise ConfigError(f"study split {split!r}: expected one of {', '.join(SPLITS)}")
     if split != "auto":
         return split
-    if SESSION not in frame.columns:
-        return "loo"
-    if USER in frame.columns:
-        per_user = frame.group_by(USER).len()["len"]
-        if float(per_user.median()) >= long_history:
-            return "loo"
-    return "last_session"
+    return default_split(frame, long_history=long_history)
 
 
 def subsample_keys(train: pl.DataFrame, fraction: float, seed: int) -> pl.Series:
@@ -407,7 +402,7 @@ def run_transfer_study(
                     src.valid,
                     {**reptile_config, "seed": seed},
                 )
-                m.meta["pretrain_seconds"] = time.perf_counter() - t0
+                m.meta.pretrain_seconds = time.perf_counter() - t0
                 m.save(path)
                 reptile_models[seed] = m
         return reptile_models[seed]
@@ -420,7 +415,7 @@ def run_transfer_study(
             t0 = time.perf_counter()
             source_model = pretrain(model, src.train, src.valid, model_config, source_trainer)
             pretrain_s = time.perf_counter() - t0
-            source_model.meta["pretrain_seconds"] = pretrain_s
+            source_model.meta.pretrain_seconds = pretrain_s
             source_model.save(src_dir)
 
     computed: list[str] = []
@@ -439,7 +434,7 @@ def run_transfer_study(
             if strat == REPTILE:  # meta-trained (or loaded) outside the run's fit time
                 base, strat_used = reptile_model(s), "finetune"
                 extra["pretraining"] = REPTILE
-                extra["reptile_pretrain_s"] = base.meta.get("pretrain_seconds")
+                extra["reptile_pretrain_s"] = base.meta.pretrain_seconds
             t0 = time.perf_counter()
             if kind == "baseline":
                 fitted = fit_model(method, prep)
@@ -460,7 +455,7 @@ def run_transfer_study(
                 )
                 tr = getattr(fitted, "train_result", None)
                 extra["best_epoch"] = getattr(tr, "best_epoch", None)
-                extra["n_trainable"] = fitted.meta["transfer"]["n_trainable"]
+                extra["n_trainable"] = fitted.meta.transfer.n_trainable
             fit_s = time.perf_counter() - t0
             res = evaluate_model(fitted, prep.test, prep, metrics=tuple(metrics))
             rec = _run_record(f, s, method, kind, strat, init, res, fit_s, prep, extra)
@@ -481,7 +476,7 @@ def run_transfer_study(
         "split": t_split,
         "source_split": s_split,
         "target_train_sequences": len(target.train.sequences),
-        "target_items": target.vocab.n_items,
+        "target_items": target.vocab.n_ids,
         "test_examples": len(target.test),
         "valid_examples": len(target.valid),
         "fractions": fractions,
@@ -489,7 +484,7 @@ def run_transfer_study(
         "protocol": "full-catalogue ranking, seen items not excluded",
     }
     if source_model is not None:
-        info["source_items"] = source_model.vocab.n_items
+        info["source_items"] = source_model.vocab.n_ids
     if REPTILE in strategies:
         info["reptile"] = settings[REPTILE]
     result = StudyResult(runs, summary, display_table(summary, metrics), out, {}, computed, info)

@@ -206,7 +206,7 @@ def reptile_pretrain(
 
     The model is bound to the source vocabulary and gets a new net (as ``fit`` does); ``tasks``
     defaults to :func:`make_tasks` with the config's task settings. Sets
-    ``model.reptile_result`` and ``model.meta["reptile"]`` / ``meta["item_counts"]`` (for
+    ``model.reptile_result`` and ``model.meta.reptile`` / ``meta.item_counts`` (for
     :func:`warmrec.transfer.transfer`); returns the model, net in eval mode.
     """
     cfg = build_config(ReptileConfig, config, **overrides)
@@ -265,9 +265,9 @@ def reptile_pretrain(
         time.perf_counter() - t0,
         {"n_tasks": len(tasks)},
     )
-    model.meta["item_counts"] = source_train.item_counts().astype(np.int64).tolist()
-    model.meta["role"] = "source"
-    model.meta["reptile"] = {
+    model.meta.item_counts = source_train.item_counts().astype(np.int64).tolist()
+    model.meta.role = "source"
+    model.meta.reptile = {
         **config_dict(cfg),
         "n_tasks": len(tasks),
         "best_iteration": best_iter,
@@ -295,7 +295,7 @@ def reptile_then_transfer(
 
     ``reptile_config``'s ``seed`` defaults to ``seed``; ``transfer_options`` go to ``transfer``
     (``max_len``, ``init_options``, ``strategy_options``, ...). The target records
-    ``meta["transfer"]["source"]["pretraining"] = "reptile"`` and the Reptile settings; the
+    ``meta.transfer.source.pretraining = "reptile"`` and the Reptile settings; the
     meta-trained source model is attached as ``target.reptile_source``.
     """
     from warmrec.transfer.transfer import transfer
@@ -318,7 +318,7 @@ def reptile_then_transfer(
         seed=seed,
         **transfer_options,
     )
-    target.meta["transfer"]["source"]["pretraining"] = "reptile"
-    target.meta["transfer"]["source"]["reptile"] = source.meta["reptile"]
+    target.meta.transfer.source.pretraining = "reptile"
+    target.meta.transfer.source.reptile = source.meta.reptile
     target.reptile_source = source
     return target

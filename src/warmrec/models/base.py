@@ -2,8 +2,9 @@
 
 A model offers ``fit(train, valid=None) -> self`` and ``score(batch) -> Tensor[B, n_items]``
 (higher is better; column 0 is padding). The base class adds ``recommend`` (raw ids in, top-k raw
-ids out, with exclusions), and ``save``/``load`` as a directory: ``model.safetensors`` (weights or
-statistics), ``config.json`` (model name, config, warmrec version, extra metadata) and
+ids out, with exclusions), and ``save``/``load`` as a directory in the one artifact format of
+:mod:`warmrec.artifacts`: ``model.safetensors`` (weights or statistics), ``config.json`` (model
+name, config, warmrec version, the typed :class:`~warmrec.artifacts.ModelMeta`) and
 ``vocab.json``. Nothing is pickled; writes are atomic.
 
 Subclasses implement ``fit``, ``score``, ``get_state`` (name -> array) and ``set_state``.
@@ -12,7 +13,6 @@ A constructor stores its config and nothing else.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,17 +20,14 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
-from warmrec.config import ConfigModel, build_config, config_dict
+from warmrec.artifacts import ModelMeta
+from warmrec.config import ConfigModel, build_config
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.data.sequences import pad_windows
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ModelError
-from warmrec.io import atomic_dir
 from warmrec.models.settings import HistorySettings
-
-FORMAT_VERSION = 1
 
 
 class UnknownItemWarning(UserWarning):
@@ -57,7 +54,7 @@ class Recommender:
         self.config = build_config(self.Config, config, **overrides)
         self.vocab: ItemVocab | None = None
         self.user_vocab: ItemVocab | None = None
-        self.meta: dict[str, Any] = {}
+        self.meta: ModelMeta = ModelMeta()
 
     # -- to implement -------------------------------------------------------------------------
     def fit(self, train: SequenceDataset, valid: EvalSet | None = None) -> Recommender:
@@ -94,9 +91,11 @@ class Recommender:
             raise ModelError(f"model '{self.name}' is not fitted: call fit() or load() first")
 
     def _bind(self, train: SequenceDataset) -> None:
-        """Remember the training vocabularies (call at the start of ``fit``)."""
+        """Remember the training vocabularies and item counts (call at the start of ``fit``);
+        the counts (``meta.item_counts``) rank ``recommend(..., fallback="popular")``."""
         self.vocab = train.vocab
         self.user_vocab = train.user_vocab
+        self.meta.item_counts = train.item_counts().astype(np.int64).tolist()
 
     def encode_histories(self, histories: Sequence[Sequence[Any]]) -> Batch:
         """Raw-id histories -> a scoring batch; unknown items are dropped with a warning."""
@@ -125,11 +124,35 @@ class Recommender:
         *,
         exclude_seen: bool = False,
         exclude: Sequence[Any] | None = None,
+        fallback: str | None = None,
     ) -> list[list[Any]]:
-        """Top-``k`` raw item ids for each raw-id history (most recent item last)."""
+        """Top-``k`` raw item ids for each raw-id history (most recent item last).
+
+        A history with no item the model knows (empty, or only unknown ids) raises
+        :class:`ModelError`, unless ``fallback="popular"``: it then gets the most frequent
+        training items (``meta.item_counts``)."""
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ModelError(f"k: expected a whole number >= 1, found {k!r}")
+        if fallback not in (None, "popular"):
+            raise ModelError(f"fallback: expected None or 'popular', found {fallback!r}")
         batch = self.encode_histories(histories)
+        empty = (batch.items == 0).all(dim=1)
+        if bool(empty.any()) and fallback is None:
+            where = f"history {int(empty.nonzero()[0, 0])}" if len(histories) > 1 else "the history"
+            raise ModelError(
+                f"{where} has no item the model knows (empty, or only unknown ids); "
+                "pass fallback='popular' for the most popular training items"
+            )
         with torch.no_grad():
             scores = self.score(batch).float().clone()
+        if bool(empty.any()):
+            counts = self.meta.item_counts
+            if counts is None or len(counts) != scores.shape[1]:
+                raise ModelError(
+                    f"model '{self.name}' has no training item counts (meta.item_counts) "
+                    "for fallback='popular': fit or save it with this version of warmrec"
+                )
+            scores[empty] = torch.as_tensor(counts, dtype=scores.dtype)
         scores[:, 0] = -torch.inf
         if exclude_seen:  # the whole history, not only the last history_len items scored
             seen = [self.vocab.encode(list(h)) for h in histories if len(h)]
@@ -152,52 +175,14 @@ class Recommender:
         return out
 
     def save(self, path: str | Path) -> Path:
-        """Write the model directory atomically; returns its path."""
-        self._check_fitted()
-        state = {
-            k: (torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v)
-            .detach()
-            .cpu()
-            .contiguous()
-            for k, v in self.get_state().items()
-        }
-        from warmrec import __version__
+        """Write the model directory atomically (:mod:`warmrec.artifacts`); returns its path."""
+        from warmrec.artifacts import save_model
 
-        info = {
-            "format": FORMAT_VERSION,
-            "model": self.name,
-            "config": config_dict(self.config),
-            "warmrec_version": __version__,
-            "meta": self.meta,
-        }
-        with atomic_dir(path) as tmp:
-            save_file(state, str(tmp / "model.safetensors"))
-            (tmp / "config.json").write_text(json.dumps(info, indent=2, default=str))
-            self.vocab.save(tmp / "vocab.json")
-            if self.user_vocab is not None:
-                self.user_vocab.save(tmp / "users.json")
-        return Path(path)
+        return save_model(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> Recommender:
         """Load a model directory written by :meth:`save` (any registered model from the base)."""
-        p = Path(path)
-        cfg_path = p / "config.json"
-        if not cfg_path.is_file():
-            raise ModelError(f"{p}: not a warmrec model directory (no config.json)")
-        try:
-            info = json.loads(cfg_path.read_text())
-        except ValueError as e:
-            raise ModelError(f"{cfg_path}: invalid JSON: {e}") from e
-        from warmrec.registry import model_class
+        from warmrec.artifacts import load_model
 
-        klass = model_class(info.get("model", "?"))
-        if cls is not Recommender and not issubclass(klass, cls):
-            raise ModelError(f"{p}: holds a '{klass.name}' model, not '{cls.name}'")
-        model = klass(info.get("config", {}))
-        model.meta = info.get("meta", {})
-        model.vocab = ItemVocab.load(p / "vocab.json")
-        if (p / "users.json").is_file():
-            model.user_vocab = ItemVocab.load(p / "users.json")
-        model.set_state(load_file(str(p / "model.safetensors")))
-        return model
+        return load_model(path, None if cls is Recommender else cls)

@@ -30,7 +30,7 @@ per-feature vectors are summed (``"sum"``, ``[..., dim]``) or concatenated (``"c
 
 Using it in a model (see :mod:`warmrec.models.bst`, :mod:`warmrec.models.ssept`): override
 ``_bind`` to call :meth:`SideFeatures.fit` on the training set and store ``to_meta()`` in
-``self.meta["features"]`` (saved in ``config.json``); ``build_net`` reads the specs back with
+``self.meta.features`` (saved in ``config.json``); ``build_net`` reads the specs back with
 :meth:`SideFeatures.specs_from_meta`, builds :class:`FeatureEmbedder` modules and, when freshly
 fitted, fills their codes. A loaded model gets its codes from the saved weights, so scoring
 needs no feature table.
@@ -51,6 +51,7 @@ import polars as pl
 import torch
 from torch import nn
 
+from warmrec.artifacts import FeaturesMeta
 from warmrec.data.dataset import SequenceDataset
 from warmrec.data.schema import ITEM, USER
 from warmrec.data.vocab import ItemVocab
@@ -374,10 +375,10 @@ class SideFeatures:
 
     @staticmethod
     def specs_from_meta(
-        meta: Mapping[str, Any] | None,
+        meta: Mapping[str, Any] | FeaturesMeta | None,
     ) -> tuple[list[FeatureSpec], list[FeatureSpec]]:
         """``(item_specs, user_specs)`` stored by :meth:`to_meta` (empty lists when absent)."""
-        meta = meta or {}
+        meta = meta.model_dump() if isinstance(meta, FeaturesMeta) else (meta or {})
 
         def one(d: Mapping[str, Any] | None) -> list[FeatureSpec]:
             return [FeatureSpec.from_dict(s) for s in (d or {}).get("specs", [])]

@@ -224,11 +224,9 @@ class Item2Vec(Recommender):
             kept_epoch = best["epoch"]
         # best_epoch: by validation MRR@K (None without validation); kept_epoch: whose vectors
         # the model holds (the best one with keep_best, else the last)
-        self.meta = {
-            "history": copy.deepcopy(self.history),
-            "best_epoch": best["epoch"],
-            "kept_epoch": kept_epoch,
-        }
+        self.meta.history = copy.deepcopy(self.history)
+        self.meta.best_epoch = best["epoch"]
+        self.meta.kept_epoch = kept_epoch
         return self
 
     def _set_vectors(self, wv: Any) -> None:
@@ -281,4 +279,4 @@ class Item2Vec(Recommender):
         self.vectors = state["vectors"].float()
         self.known = state["known"].bool()
         self.counts = state["counts"].float()
-        self.history = list(self.meta.get("history", []))
+        self.history = list(self.meta.history or [])

@@ -20,7 +20,7 @@ popularity fallback of :func:`warmrec.models.rules.scores_with_fallback`.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,7 +28,6 @@ import torch
 from pydantic import Field
 
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
-from warmrec.errors import ConfigError
 from warmrec.models.base import Recommender
 from warmrec.models.rules import (
     ItemToItemRecommender,
@@ -37,6 +36,7 @@ from warmrec.models.rules import (
     session_item_matrix,
 )
 from warmrec.models.settings import HistorySettings
+from warmrec.models.weighting import WEIGHTINGS, Weighting, distance_weight, position_weight
 from warmrec.registry import register_model
 
 # ---------------------------------------------------------------------------------------------
@@ -89,45 +89,8 @@ class ItemKNN(ItemToItemRecommender):
 # Session-kNN
 # ---------------------------------------------------------------------------------------------
 
-POSITION_WEIGHTS = ("div", "linear", "same", "quadratic", "log")
-NEIGHBOUR_DECAYS = ("div", "linear", "same", "quadratic", "log")
-
-
-def position_weight(p: np.ndarray, m: np.ndarray, kind: str) -> np.ndarray:
-    """Weight of the item at position ``p`` (1-based) of a current session of length ``m``:
-    ``div`` p/m, ``linear`` max(1 - 0.1 (m - p), 0), ``same`` 1, ``quadratic`` (p/m)^2,
-    ``log`` 1/log10(m - p + 1.7). The most recent item weighs 1 (``log``: about 4.3)."""
-    p = np.asarray(p, dtype=np.float64)
-    m = np.asarray(m, dtype=np.float64)
-    if kind == "div":
-        return p / m
-    if kind == "linear":
-        return np.clip(1.0 - 0.1 * (m - p), 0.0, None)
-    if kind == "same":
-        return np.ones_like(p)
-    if kind == "quadratic":
-        return (p / m) ** 2
-    if kind == "log":
-        return 1.0 / np.log10(m - p + 1.7)
-    raise ConfigError(f"unknown weighting '{kind}'; expected one of {', '.join(POSITION_WEIGHTS)}")
-
-
-def neighbour_decay(step: np.ndarray, kind: str) -> np.ndarray:
-    """Decay of a neighbour whose most recent shared item is ``step`` positions from the end of the
-    current session (1 = the last item): ``div`` 1/step, ``linear`` max(1 - 0.1 step, 0),
-    ``same`` 1, ``quadratic`` 1/step^2, ``log`` 1/log10(step + 1.7)."""
-    s = np.asarray(step, dtype=np.float64)
-    if kind == "div":
-        return 1.0 / s
-    if kind == "linear":
-        return np.clip(1.0 - 0.1 * s, 0.0, None)
-    if kind == "same":
-        return np.ones_like(s)
-    if kind == "quadratic":
-        return 1.0 / (s * s)
-    if kind == "log":
-        return 1.0 / np.log10(s + 1.7)
-    raise ConfigError(f"unknown decay '{kind}'; expected one of {', '.join(NEIGHBOUR_DECAYS)}")
+POSITION_WEIGHTS = WEIGHTINGS
+NEIGHBOUR_DECAYS = WEIGHTINGS
 
 
 def _row_ids(m: sp.csr_matrix) -> np.ndarray:
@@ -284,11 +247,12 @@ class SKNN(_SessionKNNBase):
 class VSKNNConfig(SKNNConfig):
     """V-SKNN settings: SKNN's plus the vector weighting."""
 
-    weighting: Literal["div", "linear", "same", "quadratic", "log"] = "div"
-    """Weight of the current session's positions (see :func:`position_weight`)."""
-    decay: Literal["div", "linear", "same", "quadratic", "log"] = "div"
+    weighting: Weighting = "div"
+    """Weight of the current session's positions (see
+    :func:`~warmrec.models.weighting.position_weight`)."""
+    decay: Weighting = "div"
     """Decay of a neighbour by how far back its most recent shared item lies (see
-    :func:`neighbour_decay`)."""
+    :func:`~warmrec.models.weighting.distance_weight`)."""
     idf_weighting: float = Field(0.0, ge=0)
     """Item scores are multiplied by ``1 + idf_weighting * log(n_sessions /
     sessions_with_item)`` (0 = off)."""
@@ -326,7 +290,9 @@ class VSKNN(_SessionKNNBase):
 
         neigh = self._neighbours(overlap, vec)
         if cfg.decay != "same" and neigh.nnz:
-            neigh.data = neigh.data * neighbour_decay(self._steps(neigh, hist), cfg.decay)
+            neigh.data = neigh.data * distance_weight(
+                self._steps(neigh, hist), cfg.decay, key="decay"
+            )
         r = self._item_scores(neigh)
         if cfg.idf_weighting > 0 and r.nnz:
             r.data = r.data * (1.0 + cfg.idf_weighting * self._idf[r.indices])

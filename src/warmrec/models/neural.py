@@ -171,6 +171,9 @@ class NeuralRecommender(Recommender):
         self.net = None
         self.device = torch.device("cpu")
         self.train_result = None
+        self.lr_scales: dict[str, float] | None = None
+        """Per-parameter learning-rate scales by name (set by the ``"discriminative"`` transfer
+        strategy); None: every parameter trains at the full rate."""
 
     # -- to implement -------------------------------------------------------------------------
     def build_net(self, n_items: int) -> nn.Module:
@@ -205,11 +208,22 @@ class NeuralRecommender(Recommender):
         raise NotImplementedError
 
     def optimizer_groups(self, weight_decay: float) -> list[dict[str, Any]]:
-        """Parameter groups for the optimizer (override for per-layer learning rates: a group
-        may carry ``lr_scale``); default: weight decay on matrices only."""
+        """Parameter groups for the optimizer: weight decay on matrices only; with
+        :attr:`lr_scales`, one group per (scale, matrix or not) carrying ``lr_scale``, highest
+        scale first."""
         from warmrec.training.loop import decay_groups
 
-        return decay_groups(self.net, weight_decay)
+        if self.lr_scales is None:
+            return decay_groups(self.net, weight_decay)
+        groups: dict[tuple[float, bool], list[torch.Tensor]] = {}
+        for name, p in self.net.named_parameters():
+            if p.requires_grad:
+                key = (float(self.lr_scales.get(name, 1.0)), p.dim() >= 2)
+                groups.setdefault(key, []).append(p)
+        return [
+            {"params": ps, "weight_decay": weight_decay if matrix else 0.0, "lr_scale": scale}
+            for (scale, matrix), ps in sorted(groups.items(), key=lambda kv: (-kv[0][0], kv[0][1]))
+        ]
 
     # -- shared -------------------------------------------------------------------------------
     @property
@@ -308,6 +322,13 @@ class NeuralRecommender(Recommender):
     def set_state(self, state: dict[str, torch.Tensor]) -> None:
         self._check_fitted()
         self.net = self.build_net(self.n_items)
+        own = self.net.state_dict()
+        for k, v in state.items():
+            if k in own and tuple(own[k].shape) != tuple(v.shape):
+                raise ModelError(
+                    f"model '{self.name}': weight {k!r} has shape {tuple(v.shape)}, the config "
+                    f"and vocabulary give {tuple(own[k].shape)}"
+                )
         missing, unexpected = self.net.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ModelError(

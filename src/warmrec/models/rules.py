@@ -20,7 +20,7 @@ returns the raw rule scores.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,8 +29,8 @@ from pydantic import Field
 
 from warmrec.config import ConfigModel
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
-from warmrec.errors import ConfigError
 from warmrec.models.base import Recommender
+from warmrec.models.weighting import WEIGHTINGS, Weighting, distance_weight
 from warmrec.registry import register_model
 
 # ---------------------------------------------------------------------------------------------
@@ -290,23 +290,7 @@ class AssociationRules(ItemToItemRecommender):
 # Sequential rules
 # ---------------------------------------------------------------------------------------------
 
-SR_WEIGHTS = ("div", "linear", "same", "quadratic", "log")
-
-
-def sr_weight(d: np.ndarray | int, kind: str) -> np.ndarray:
-    """Weight of a rule ``a -> b`` whose events are ``d >= 1`` positions apart."""
-    d = np.asarray(d, dtype=np.float64)
-    if kind == "div":
-        return 1.0 / d
-    if kind == "linear":
-        return np.clip(1.0 - 0.1 * d, 0.0, None)
-    if kind == "same":
-        return np.ones_like(d)
-    if kind == "quadratic":
-        return 1.0 / (d * d)
-    if kind == "log":
-        return 1.0 / np.log10(d + 1.7)
-    raise ConfigError(f"unknown weighting '{kind}'; expected one of {', '.join(SR_WEIGHTS)}")
+SR_WEIGHTS = WEIGHTINGS
 
 
 class SRConfig(ItemToItemSettings):
@@ -314,7 +298,7 @@ class SRConfig(ItemToItemSettings):
 
     steps: int = Field(10, ge=1)
     """Largest distance between the two events of a rule."""
-    weighting: Literal["div", "linear", "same", "quadratic", "log"] = "div"
+    weighting: Weighting = "div"
     """Weight by distance ``d``: ``div`` 1/d, ``linear`` max(1 - 0.1 d, 0), ``same`` 1,
     ``quadratic`` 1/d^2, ``log`` 1/log10(d + 1.7)."""
 
@@ -341,7 +325,9 @@ class SequentialRules(ItemToItemRecommender):
             src.append(items[:-d][same])
             dst.append(items[d:][same])
             wts.append(
-                np.full(int(same.sum()), sr_weight(d, self.config.weighting), dtype=np.float32)
+                np.full(
+                    int(same.sum()), distance_weight(d, self.config.weighting), dtype=np.float32
+                )
             )
         if not src:
             return sp.csr_matrix((n, n), dtype=np.float32)

@@ -4,7 +4,7 @@
 column. :class:`FeatureSequenceModel` is the base of the neural models that read users and side
 features (:mod:`warmrec.models.features`): its ``_bind`` fits :class:`SideFeatures` on the
 training set (item columns ``config.item_features``, user columns ``config.user_features`` when
-the config has them) and keeps them in ``meta["features"]`` so a saved model rebuilds the same
+the config has them) and keeps them in ``meta.features`` so a saved model rebuilds the same
 embedders; :meth:`FeatureSequenceModel.attach_features` hands the fitted code matrices to a
 freshly built net.
 """
@@ -112,11 +112,11 @@ class FeatureSequenceModel(NeuralRecommender):
             kinds={n: "numeric" for n in c.numeric_features},
             n_bins=c.n_bins,
         )
-        self.meta["features"] = self._features.to_meta()
+        self.meta.features = self._features.to_meta()
 
     def feature_specs(self) -> tuple[list[FeatureSpec], list[FeatureSpec]]:
         """Item and user feature specs, as fitted (or as saved in ``meta``)."""
-        return SideFeatures.specs_from_meta(self.meta.get("features"))
+        return SideFeatures.specs_from_meta(self.meta.features)
 
     def attach_features(self, net: nn.Module) -> nn.Module:
         """Give a freshly built net the fitted code matrices (its ``item_feat`` / ``user_feat``;

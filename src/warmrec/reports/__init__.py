@@ -13,6 +13,7 @@ from warmrec.reports.report import (
     write_html,
     write_markdown_report,
     write_report,
+    write_table,
 )
 from warmrec.reports.tables import (
     format_value,
@@ -21,7 +22,6 @@ from warmrec.reports.tables import (
     with_ci,
     write_csv,
     write_markdown,
-    write_table,
 )
 
 __all__ = [

@@ -22,7 +22,7 @@ import polars as pl
 
 from warmrec import io
 from warmrec.errors import ConfigError, DataError
-from warmrec.reports.tables import to_html_table, to_markdown
+from warmrec.reports.tables import to_html_table, to_markdown, write_csv, write_markdown
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -176,3 +176,22 @@ def write_report(path: str | Path, title: str, blocks: Sequence[Block]) -> Path:
     if suffix == ".md":
         return write_markdown_report(path, title, blocks)
     raise ConfigError(f"{path}: unknown report format '{suffix}'; expected .html or .md")
+
+
+def write_table(df: pl.DataFrame, path: str | Path, *, digits: int = 4) -> Path:
+    """Write ``df`` in the format its suffix names: ``.md``, ``.csv``, ``.html`` or ``.parquet``.
+
+    An ``.html`` table is a one-table report page (:func:`write_html`).
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".md":
+        return write_markdown(df, p, digits=digits)
+    if suffix == ".csv":
+        return write_csv(df, p)
+    if suffix in (".html", ".htm"):
+        return write_html(p, p.stem, [Table(df, digits=digits)])
+    if suffix == ".parquet":
+        io.write_parquet(df, p)
+        return p
+    raise ConfigError(f"{p}: unknown table format '{suffix}'; expected .md, .csv, .html, .parquet")

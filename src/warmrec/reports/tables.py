@@ -1,7 +1,9 @@
 """Result tables (Polars) as Markdown, HTML and CSV text, and written atomically to files.
 
 Numbers are formatted in one place (:func:`format_value`): floats with ``digits`` decimals, and in
-scientific notation when fixed decimals would hide them (p-values like ``3.2e-05``).
+scientific notation when fixed decimals would hide them (p-values like ``3.2e-05``). A table
+written in any format chosen by suffix, HTML pages included, is :func:`warmrec.reports.write_table`
+(in :mod:`warmrec.reports.report`, which builds on this module).
 """
 
 from __future__ import annotations
@@ -113,21 +115,3 @@ def write_csv(df: pl.DataFrame, path: str | Path) -> Path:
     """Write ``df`` as CSV (full precision) atomically."""
     io.write_csv(df, path)
     return Path(path)
-
-
-def write_table(df: pl.DataFrame, path: str | Path, *, digits: int = 4) -> Path:
-    """Write ``df`` in the format its suffix names: ``.md``, ``.csv``, ``.html`` or ``.parquet``."""
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix == ".md":
-        return write_markdown(df, p, digits=digits)
-    if suffix == ".csv":
-        return write_csv(df, p)
-    if suffix in (".html", ".htm"):
-        from warmrec.reports.report import Table, write_html
-
-        return write_html(p, p.stem, [Table(df, digits=digits)])
-    if suffix == ".parquet":
-        io.write_parquet(df, p)
-        return p
-    raise ConfigError(f"{p}: unknown table format '{suffix}'; expected .md, .csv, .html, .parquet")

@@ -4,7 +4,8 @@ A checkpoint is one directory, replaced as a whole by :func:`warmrec.io.atomic_d
 the previous checkpoint intact):
 
 ``model.safetensors``, ``config.json``, ``vocab.json`` [``users.json``]
-    The model directory exactly as ``Recommender.save`` writes it (loadable with ``load``).
+    The model directory exactly as ``Recommender.save`` writes it (loadable with ``load``), by
+    the one artifact writer :func:`warmrec.artifacts.save_model`.
 ``trainer_state.safetensors``
     Every tensor of the trainer state: ``optimizer/<param>/<key>`` (the optimizer's per-parameter
     state), ``best/<name>`` (the best weights so far) and ``rng/torch`` (``rng/cuda/<i>``).
@@ -15,27 +16,51 @@ the previous checkpoint intact):
 
 The optimizer state dict is flattened into tensors plus a JSON structure, so loading needs no
 pickle (and no ``torch.load``).
+
+Resuming (:func:`load_checkpoint`) checks that the model name and config and the trainer
+settings that shape the result (:func:`resume_mismatch`: everything but :data:`RESUME_FREE`,
+which are where and how to run: device, threads, logging, checkpointing, and ``epochs`` to
+train longer) are those of the checkpoint, and refuses with a :class:`ConfigError` naming the
+keys that differ: a changed ``seed`` or ``lr`` never silently returns the old model.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
+from warmrec.artifacts import read_weights, save_model, save_weights
 from warmrec.config import config_dict
 from warmrec.errors import ConfigError, ModelError
-from warmrec.io import atomic_dir
 
 CHECKPOINT_FORMAT = 1
 LATEST = "latest"
+RESUME_FREE = frozenset(
+    {
+        "epochs",
+        "device",
+        "num_threads",
+        "log_path",
+        "tensorboard_dir",
+        "progress",
+        "checkpoint_dir",
+        "checkpoint_every",
+        "resume",
+        "valid_batch_size",
+        "time_budget_s",
+    }
+)
+"""Trainer settings that may differ between a checkpoint and the run resuming from it."""
+
+
+class ResumeWarning(UserWarning):
+    """Training resumed from a checkpoint (the message says from which epoch)."""
 
 
 @dataclass
@@ -168,14 +193,39 @@ def save_checkpoint(
         "scheduler": _jsonable(scheduler.state_dict()) if scheduler is not None else None,
         "numpy_rng": _jsonable(rng.bit_generator.state),
     }
-    with atomic_dir(path) as tmp:
-        inner = model.save(tmp / "_model")
-        for f in inner.iterdir():
-            f.replace(tmp / f.name)
-        shutil.rmtree(inner)
-        save_file(tensors, str(tmp / "trainer_state.safetensors"))
+
+    def trainer_files(tmp: Path) -> None:
+        save_weights(tensors, tmp / "trainer_state.safetensors")
         (tmp / "trainer_state.json").write_text(json.dumps(info, indent=1))
+
+    save_model(model, path, extra=trainer_files)
     return path
+
+
+def _diff(saved: dict[str, Any], now: dict[str, Any], ignore: frozenset = frozenset()) -> list:
+    keys = sorted((set(saved) | set(now)) - ignore)
+    return [
+        (k, saved.get(k, "<absent>"), now.get(k, "<absent>"))
+        for k in keys
+        if _jsonable(saved.get(k, "<absent>")) != _jsonable(now.get(k, "<absent>"))
+    ]
+
+
+def resume_mismatch(info: dict[str, Any], model: Any, trainer_config: Any) -> str | None:
+    """Why a run with this model and trainer config cannot resume from a checkpoint's
+    ``trainer_state.json`` (``info``), or None when it can (see the module docstring)."""
+    if info.get("model") != model.name:
+        return f"model '{info.get('model')}' in the checkpoint, '{model.name}' now"
+    parts = [
+        f"model.{k}={a!r} in the checkpoint, {b!r} now"
+        for k, a, b in _diff(info.get("model_config", {}), config_dict(model.config))
+    ]
+    if trainer_config is not None and "trainer_config" in info:
+        parts += [
+            f"train.{k}={a!r} in the checkpoint, {b!r} now"
+            for k, a, b in _diff(info["trainer_config"], config_dict(trainer_config), RESUME_FREE)
+        ]
+    return "; ".join(parts) or None
 
 
 def load_checkpoint(
@@ -184,10 +234,12 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     rng: np.random.Generator,
+    trainer_config: Any = None,
 ) -> RunState:
     """Restore weights, optimizer, scheduler and RNG states in place; return the run state.
 
-    ``model`` must already be bound to the training vocabulary and have its net built.
+    ``model`` must already be bound to the training vocabulary and have its net built. With
+    ``trainer_config`` the checkpoint's trainer settings must match it (see the module doc).
     """
     path = find_checkpoint(checkpoint_dir)
     if path is None:
@@ -200,14 +252,21 @@ def load_checkpoint(
         raise ModelError(
             f"{path}: checkpoint format {info.get('format')!r}, expected {CHECKPOINT_FORMAT}"
         )
-    if info["model"] != model.name or info["model_config"] != config_dict(model.config):
+    why = resume_mismatch(info, model, trainer_config)
+    if why is not None:
         raise ConfigError(
-            f"{path}: checkpoint of model '{info['model']}' with config {info['model_config']}, "
-            f"cannot resume '{model.name}' with config {config_dict(model.config)}"
+            f"{path}: cannot resume, the checkpoint was made with other settings ({why}); "
+            "use the same settings, another checkpoint_dir, or resume=false to start over"
         )
-    weights = load_file(str(path / "model.safetensors"))
-    model.net.load_state_dict(weights)
-    tensors = load_file(str(path / "trainer_state.safetensors"))
+    weights = read_weights(path / "model.safetensors")
+    try:
+        model.net.load_state_dict(weights)
+    except RuntimeError as e:
+        raise ModelError(
+            f"{path / 'model.safetensors'}: weights do not fit the model: "
+            f"{str(e).strip().splitlines()[0]}"
+        ) from None
+    tensors = read_weights(path / "trainer_state.safetensors")
     optimizer.load_state_dict(unflatten_optimizer(tensors, info["optimizer"]))
     if scheduler is not None and info.get("scheduler") is not None:
         scheduler.load_state_dict(dict(info["scheduler"]))

@@ -46,7 +46,13 @@ from warmrec.data.dataset import EvalSet, SequenceDataset
 from warmrec.errors import ConfigError, ModelError
 from warmrec.evaluation.evaluate import evaluate
 from warmrec.evaluation.metrics import parse_metric
-from warmrec.training.checkpoint import RunState, has_checkpoint, load_checkpoint, save_checkpoint
+from warmrec.training.checkpoint import (
+    ResumeWarning,
+    RunState,
+    has_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 OPTIMIZERS = ("adamw", "adam", "adagrad", "sgd")
 SCHEDULES = ("none", "cosine", "linear")
@@ -190,12 +196,27 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; a named device must exist on this machine."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(name)
+        dev = torch.device(name)
     except RuntimeError as e:
         raise ConfigError(f"TrainerConfig.device: {e}") from e
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0 or (dev.index is not None and dev.index >= n):
+            build = "a CPU-only build" if torch.version.cuda is None else f"{n} CUDA device(s)"
+            raise ConfigError(
+                f"TrainerConfig.device: expected a device this machine has (cpu or auto), "
+                f"found {name!r} but torch {torch.__version__} has {build}"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(
+            f"TrainerConfig.device: expected a device this machine has (cpu or auto), "
+            f"found {name!r} but MPS is not available"
+        )
+    return dev
 
 
 def decay_groups(net: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -430,8 +451,15 @@ def train(
     run = RunState()
     resumed_from = 0
     if cfg.resume and has_checkpoint(cfg.checkpoint_dir):
-        run = load_checkpoint(cfg.checkpoint_dir, model, optimizer, scheduler, rng)
+        run = load_checkpoint(cfg.checkpoint_dir, model, optimizer, scheduler, rng, cfg)
         resumed_from = run.epoch
+        done = run.stopped or run.epoch >= cfg.epochs
+        warnings.warn(
+            f"resumed {model.name} from checkpoint {cfg.checkpoint_dir} at epoch {run.epoch}"
+            + (" (already finished: no epoch to run)" if done else ""),
+            ResumeWarning,
+            stacklevel=2,
+        )
     loggers = _Loggers(cfg)
     epochs = tqdm(
         range(run.epoch + 1, n_epochs + 1),

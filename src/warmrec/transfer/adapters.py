@@ -27,18 +27,25 @@ are its three row blocks, each with its own ``(A, B)`` pair (choose them with
 ``LoraConfig.targets``); ``out`` is ``proj``. :func:`merge_and_unload` folds ``B A`` into the
 weights; :func:`unload` removes every adapter and LoRA layer without merging.
 
-How they attach: the new layers become child modules of the module they adapt (``proj.adapter``,
-``ffn.3.adapter``, ``gru.adapters.0``, ``qkv.lora``) and act through forward hooks (or, for a
-multi-layer GRU, a per-instance ``forward``), so **no base parameter is renamed**: name-pattern
-freezing, ``load_state_dict`` of base weights and ``deepcopy``/``functional_call`` keep working.
-Adapter weights are every state entry with an ``adapter``, ``adapters`` or ``lora`` name part
-(:func:`adapter_state_dict`). :func:`save_adapters` writes them (safetensors + JSON config) and
-:func:`load_adapters` puts them back on a base model directory.
+How they attach (as peft's layer wrappers): the adapted module is replaced in its parent by a
+wrapper that holds it -- :class:`AdaptedLinear` for a Linear (``lora`` and/or ``adapter``
+children), :class:`AdaptedGRU` for a GRU (``adapters.<layer>``). A wrapper registers the base
+layer's own Parameters under their own names, so **no base parameter is renamed**
+(``proj.weight``, ``proj.adapter.down.weight``, ``qkv.lora.lora_A``, ``gru.weight_ih_l0``,
+``gru.adapters.0.up.bias``): name-pattern freezing, ``load_state_dict`` of base weights and
+``deepcopy``/``functional_call`` keep working. The one hook (the GRU's top adapter on the
+``GRUBlock`` output) is registered through a handle the wrapper keeps; :func:`unload` removes
+it and puts the original module objects back, holding the current Parameters. Nothing is stored
+on the net or the model besides the wrappers (:func:`adapter_configs` reads the configs back
+from them). Adapter weights are every state entry with an ``adapter``, ``adapters`` or ``lora``
+name part (:func:`adapter_state_dict`). :func:`save_adapters` writes them as an artifact
+directory of kind ``"adapter"`` (:mod:`warmrec.artifacts`) and :func:`load_adapters` puts them
+back on a base model directory; a model saved whole with adapters in its net records their
+configs and loads whole.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Iterable, Sequence
@@ -49,21 +56,16 @@ from typing import Annotated, Any, Literal
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from warmrec.config import ConfigModel, build_config, config_dict
-from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ModelError
-from warmrec.io import atomic_dir
 from warmrec.models.layers import GRUBlock, TransformerBlock
 
 ADAPTER_PARTS = ("adapter", "adapters", "lora")
 _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
 _LORA_TARGETS = ("q", "k", "v", "out")
-ADAPTER_FILE = "adapters.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 # -- configs -------------------------------------------------------------------------------------
@@ -178,19 +180,49 @@ class LoraLayer(nn.Module):
         return F.linear(self.drop(x), self.delta_weight()) * self.scaling
 
 
-# -- hooks (module-level functions: deepcopy- and functional_call-safe) -------------------------
-def _adapter_hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-    return module.adapter(output)
+# -- wrappers ------------------------------------------------------------------------------------
+class AdaptedLinear(nn.Linear):
+    """A Linear wrapped with LoRA (``lora``) and/or a bottleneck adapter (``adapter``):
+    ``adapter(W x + b + lora(x))``.
 
+    It holds the base layer (:attr:`base_layer`, restored by :func:`unload`) and registers the
+    base layer's own ``weight``/``bias`` Parameters under their own names, so the wrapped net's
+    parameter names are the base net's plus ``.lora.*``/``.adapter.*``: name-pattern freezing,
+    ``load_state_dict`` of base weights, ``deepcopy`` and ``functional_call`` keep working.
+    It is a Linear (``in_features``/``out_features``), so an adapter and LoRA can share one.
+    """
 
-def _lora_hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-    return output + module.lora(args[0])
+    def __init__(self, base: nn.Linear) -> None:
+        nn.Module.__init__(self)
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.weight = base.weight
+        self.bias = base.bias
+        self.base_layer = base  # replaced by a plain attribute below (not a registered child)
+        self.lora: LoraLayer | None = None
+        self.adapter: BottleneckAdapter | None = None
+        self.lora_config: LoraConfig | None = None
+        self.adapter_config: AdapterConfig | None = None
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "base_layer":  # held, not registered: its parameters are ours already
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
-def _gru_block_hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-    lengths = args[1]
-    adapted = module.gru.adapters[-1](output)
-    return torch.where((lengths > 0).to(output.device)[:, None], adapted, output)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.linear(x, self.weight, self.bias)
+        if self.lora is not None:
+            out = out + self.lora(x)
+        if self.adapter is not None:
+            out = self.adapter(out)
+        return out
+
+    def restored(self) -> nn.Linear:
+        """The base layer with this wrapper's (possibly trained or merged) Parameters."""
+        base = self.base_layer
+        base.weight = self.weight
+        base.bias = self.bias
+        return base
 
 
 def _apply_seq(adapter: nn.Module, out: torch.Tensor | PackedSequence) -> Any:
@@ -211,35 +243,80 @@ def _dropout_seq(out: torch.Tensor | PackedSequence, p: float, training: bool) -
     return F.dropout(out, p, True)
 
 
-def _adapted_gru_forward(self: nn.GRU, input: Any, hx: torch.Tensor | None = None) -> Any:
-    """``nn.GRU.forward`` with an adapter on every layer's output sequence (see module doc)."""
-    if self.num_layers == 1:
-        out, h = nn.GRU.forward(self, input, hx)
-        return _apply_seq(self.adapters[0], out), h
-    x, states = input, []
-    for k, template in enumerate(self._warmrec_templates):
-        params = {
-            f"{n}_l0": getattr(self, f"{n}_l{k}")
-            for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-            if hasattr(self, f"{n}_l{k}")
-        }
-        h0 = None if hx is None else hx[k : k + 1]
-        with warnings.catch_warnings():  # cuDNN: per-layer weights are not one flat buffer
-            warnings.filterwarnings("ignore", message=".*contiguous chunk of memory.*")
-            out, h = torch.func.functional_call(template, params, (x, h0))
-        x = _apply_seq(self.adapters[k], out)
-        if k < self.num_layers - 1:
-            x = _dropout_seq(x, self.dropout, self.training)
-        states.append(h)
-    return x, torch.cat(states, 0)
+_GRU_PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
-def _templates(gru: nn.GRU) -> list[nn.GRU]:
-    """One-layer GRUs (unregistered; their own weights are never used) for layer-wise runs."""
-    sizes = [gru.input_size] + [gru.hidden_size] * (gru.num_layers - 1)
-    return [
-        nn.GRU(s, gru.hidden_size, 1, bias=gru.bias, batch_first=gru.batch_first) for s in sizes
-    ]
+class AdaptedGRU(nn.Module):
+    """An ``nn.GRU`` with a bottleneck adapter on every layer's output sequence (module doc).
+
+    Holds the base GRU (:attr:`base_layer`) and registers its Parameters under their own names
+    (``weight_ih_l0``, ...), so no parameter is renamed; the adapters are ``adapters.<layer>``.
+    A fused multi-layer GRU has no seam between layers, so it runs layer by layer (the same
+    weights, through ``torch.func.functional_call`` on one-layer templates). The top adapter is
+    also applied to the last-state output of the enclosing ``GRUBlock.forward`` by a forward hook
+    whose handle this wrapper keeps and :func:`unload` removes.
+    """
+
+    def __init__(self, base: nn.GRU, adapters: nn.ModuleList, config: AdapterConfig) -> None:
+        super().__init__()
+        for k in range(base.num_layers):
+            for n in _GRU_PARAMS:
+                p = getattr(base, f"{n}_l{k}", None)
+                if p is not None:
+                    self.register_parameter(f"{n}_l{k}", p)
+        self.input_size, self.hidden_size = base.input_size, base.hidden_size
+        self.num_layers, self.bias = base.num_layers, base.bias
+        self.batch_first, self.dropout = base.batch_first, base.dropout
+        self.adapters = adapters
+        self.adapter_config = config
+        object.__setattr__(self, "base_layer", base)
+        # one-layer GRUs run with this wrapper's weights (their own are never used): the base
+        # GRU itself when it has one layer, else unregistered one-layer templates
+        sizes = [base.input_size] + [base.hidden_size] * (base.num_layers - 1)
+        templates = (
+            [base]
+            if base.num_layers == 1
+            else [
+                nn.GRU(s, base.hidden_size, 1, bias=base.bias, batch_first=base.batch_first)
+                for s in sizes
+            ]
+        )
+        object.__setattr__(self, "_templates", templates)
+        self._block_handle: Any = None
+
+    def forward(self, input: Any, hx: torch.Tensor | None = None) -> Any:
+        x, states = input, []
+        for k, template in enumerate(self._templates):
+            params = {
+                f"{n}_l0": getattr(self, f"{n}_l{k}")
+                for n in _GRU_PARAMS
+                if f"{n}_l{k}" in self._parameters
+            }
+            h0 = None if hx is None else hx[k : k + 1]
+            with warnings.catch_warnings():  # cuDNN: per-layer weights are not one flat buffer
+                warnings.filterwarnings("ignore", message=".*contiguous chunk of memory.*")
+                out, h = torch.func.functional_call(template, params, (x, h0))
+            x = _apply_seq(self.adapters[k], out)
+            if k < self.num_layers - 1:
+                x = _dropout_seq(x, self.dropout, self.training)
+            states.append(h)
+        return x, torch.cat(states, 0)
+
+    def adapt_block_output(
+        self, block: nn.Module, args: tuple, output: torch.Tensor
+    ) -> torch.Tensor:
+        """Forward hook of the enclosing ``GRUBlock``: the top adapter on its last-state output
+        (rows without history stay zero)."""
+        lengths = args[1]
+        adapted = self.adapters[-1](output)
+        return torch.where((lengths > 0).to(output.device)[:, None], adapted, output)
+
+    def restored(self) -> nn.GRU:
+        """The base GRU with this wrapper's (possibly trained) Parameters."""
+        base = self.base_layer
+        for name, p in self._parameters.items():
+            setattr(base, name, p)
+        return base
 
 
 # -- injectors -----------------------------------------------------------------------------------
@@ -252,25 +329,34 @@ def _device_of(module: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def _register(module: nn.Module, hook: Any, prepend: bool = False) -> None:
-    module.register_forward_hook(hook, prepend=prepend)
+def _wrap_linear(parent: nn.Module, name: str) -> AdaptedLinear:
+    """``parent.<name>`` as an :class:`AdaptedLinear` (wrapping it on first use)."""
+    lin = parent._modules[name]
+    if not isinstance(lin, AdaptedLinear):
+        lin = AdaptedLinear(lin)
+        setattr(parent, name, lin)
+    return lin
 
 
-def _remove(module: nn.Module, hook: Any) -> None:
-    """Drop ``hook`` from ``module``'s forward hooks (found by identity: copies stay safe)."""
-    for hid, fn in list(module._forward_hooks.items()):
-        if fn is hook:
-            del module._forward_hooks[hid]
+def adapter_configs(net: nn.Module) -> tuple[AdapterConfig | None, LoraConfig | None]:
+    """The bottleneck-adapter and LoRA configs injected into ``net`` (None where absent)."""
+    a_cfg = l_cfg = None
+    for mod in net.modules():
+        if isinstance(mod, (AdaptedLinear, AdaptedGRU)) and mod.adapter_config is not None:
+            a_cfg = mod.adapter_config
+        if isinstance(mod, AdaptedLinear) and mod.lora_config is not None:
+            l_cfg = mod.lora_config
+    return a_cfg, l_cfg
 
 
 def inject_adapters(
     net: nn.Module, config: AdapterConfig | dict[str, Any] | None = None, *, seed: int | None = None
 ) -> list[str]:
-    """Attach bottleneck adapters to every transformer and GRU block of ``net``; returns the
-    names of the adapted modules. Raises :class:`ModelError` when nothing can be adapted or the
-    net already has adapters."""
+    """Wrap the sublayers of every transformer and GRU block of ``net`` with bottleneck adapters;
+    returns the names of the adapted modules. Raises :class:`ModelError` when nothing can be
+    adapted or the net already has adapters."""
     cfg = build_config(AdapterConfig, config)
-    if getattr(net, "_warmrec_adapter_config", None) is not None:
+    if adapter_configs(net)[0] is not None:
         raise ModelError("the net already has bottleneck adapters")
     gen = _generator(seed)
     done: list[str] = []
@@ -278,97 +364,107 @@ def inject_adapters(
     def make(dim: int) -> BottleneckAdapter:
         return BottleneckAdapter(dim, cfg.bottleneck, cfg.activation, cfg.dropout, gen)
 
-    for name, mod in net.named_modules():
+    for name, mod in list(net.named_modules()):
         if isinstance(mod, TransformerBlock):
             targets = []
             if cfg.attention:
-                targets.append(("proj", mod.proj))
+                targets.append((mod, "proj", "proj"))
             if cfg.ffn:
-                targets.append((f"ffn.{len(mod.ffn) - 1}", mod.ffn[-1]))
-            for sub, lin in targets:
+                last = str(len(mod.ffn) - 1)
+                targets.append((mod.ffn, last, f"ffn.{last}"))
+            for parent, child, sub in targets:
+                lin = _wrap_linear(parent, child)
                 lin.adapter = make(lin.out_features).to(_device_of(lin))
-                _register(lin, _adapter_hook)
+                lin.adapter_config = cfg
                 done.append(f"{name}.{sub}")
         elif isinstance(mod, GRUBlock) and cfg.gru:
             gru = mod.gru
-            gru.adapters = nn.ModuleList(make(gru.hidden_size) for _ in range(gru.num_layers)).to(
-                _device_of(gru)
-            )
-            if gru.num_layers > 1:
-                gru._warmrec_templates = _templates(gru)
-            gru.forward = _adapted_gru_forward.__get__(gru)
-            _register(mod, _gru_block_hook)
+            adapters = nn.ModuleList(make(gru.hidden_size) for _ in range(gru.num_layers))
+            wrapper = AdaptedGRU(gru, adapters.to(_device_of(gru)), cfg)
+            mod.gru = wrapper
+            wrapper._block_handle = mod.register_forward_hook(wrapper.adapt_block_output)
             done.append(f"{name}.gru")
     if not done:
         raise ModelError(
             f"{type(net).__name__} has no transformer or GRU block to adapt "
             "(or the AdapterConfig switched every place off)"
         )
-    net._warmrec_adapter_config = cfg
     return done
 
 
 def inject_lora(
     net: nn.Module, config: LoraConfig | dict[str, Any] | None = None, *, seed: int | None = None
 ) -> list[str]:
-    """Attach LoRA to the attention projections of every transformer block; returns the names
+    """Wrap the attention projections of every transformer block with LoRA; returns the names
     of the adapted Linear layers."""
     cfg = build_config(LoraConfig, config)
-    if getattr(net, "_warmrec_lora_config", None) is not None:
+    if adapter_configs(net)[1] is not None:
         raise ModelError("the net already has LoRA layers")
     gen = _generator(seed)
     done: list[str] = []
-    for name, mod in net.named_modules():
+    for name, mod in list(net.named_modules()):
         if not isinstance(mod, TransformerBlock):
             continue
         d = mod.proj.out_features
         qkv = [(i * d, (i + 1) * d) for i, t in enumerate(("q", "k", "v")) if t in cfg.targets]
-        todo = [("qkv", mod.qkv, qkv)] if qkv else []
+        todo = [("qkv", qkv)] if qkv else []
         if "out" in cfg.targets:
-            todo.append(("proj", mod.proj, [(0, d)]))
-        for sub, lin, slices in todo:
+            todo.append(("proj", [(0, d)]))
+        for sub, slices in todo:
+            lin = _wrap_linear(mod, sub)
             lin.lora = LoraLayer(
                 lin.in_features, lin.out_features, slices, cfg.r, cfg.alpha, cfg.dropout, gen
             ).to(_device_of(lin))
-            _register(lin, _lora_hook, prepend=True)  # inside the Linear: before adapters
+            lin.lora_config = cfg
             done.append(f"{name}.{sub}")
     if not done:
         raise ModelError(f"{type(net).__name__} has no attention layer for LoRA")
-    net._warmrec_lora_config = cfg
     return done
+
+
+def _parents(net: nn.Module, kind: type) -> list[tuple[nn.Module, str, nn.Module]]:
+    """``(parent, child name, child)`` for every submodule of type ``kind``."""
+    return [
+        (parent, child_name, child)
+        for parent in list(net.modules())
+        for child_name, child in list(parent._modules.items())
+        if isinstance(child, kind)
+    ]
+
+
+def _unwrap_linear(parent: nn.Module, name: str, lin: AdaptedLinear) -> None:
+    if lin.lora is None and lin.adapter is None:
+        setattr(parent, name, lin.restored())
 
 
 def merge_and_unload(net: nn.Module) -> int:
     """Fold every LoRA update into its base weight and remove the LoRA layers; returns how many
-    were merged. The merged net computes the same function with plain Linear layers."""
+    were merged. The merged net computes the same function with plain Linear layers (or
+    adapter-only wrappers where bottleneck adapters remain)."""
     n = 0
-    for mod in list(net.modules()):
-        if isinstance(mod, nn.Linear) and isinstance(getattr(mod, "lora", None), LoraLayer):
-            with torch.no_grad():
-                mod.weight += mod.lora.scaling * mod.lora.delta_weight().to(mod.weight.dtype)
-            _remove(mod, _lora_hook)
-            del mod.lora
-            n += 1
-    net.__dict__.pop("_warmrec_lora_config", None)
+    for parent, name, lin in _parents(net, AdaptedLinear):
+        if lin.lora is None:
+            continue
+        with torch.no_grad():
+            lin.weight += lin.lora.scaling * lin.lora.delta_weight().to(lin.weight.dtype)
+        lin.lora = None
+        lin.lora_config = None
+        _unwrap_linear(parent, name, lin)
+        n += 1
     return n
 
 
 def unload(net: nn.Module) -> None:
-    """Remove every adapter and LoRA layer without merging: the net is its base again."""
-    for mod in list(net.modules()):
-        if isinstance(mod, nn.Linear):
-            for key, hook in (("adapter", _adapter_hook), ("lora", _lora_hook)):
-                if key in mod._modules:
-                    _remove(mod, hook)
-                    del mod._modules[key]
-        elif isinstance(mod, GRUBlock):
-            _remove(mod, _gru_block_hook)
-            gru = mod.gru
-            gru.__dict__.pop("forward", None)
-            gru.__dict__.pop("_warmrec_templates", None)
-            gru._modules.pop("adapters", None)
-    net.__dict__.pop("_warmrec_adapter_config", None)
-    net.__dict__.pop("_warmrec_lora_config", None)
+    """Remove every adapter and LoRA layer without merging: the net is its base again (the
+    original module objects, holding the current base Parameters)."""
+    for parent, name, lin in _parents(net, AdaptedLinear):
+        lin.lora = lin.adapter = None
+        lin.lora_config = lin.adapter_config = None
+        _unwrap_linear(parent, name, lin)
+    for parent, name, gru in _parents(net, AdaptedGRU):
+        if gru._block_handle is not None:
+            gru._block_handle.remove()
+        setattr(parent, name, gru.restored())
 
 
 # -- adapter-only state ---------------------------------------------------------------------------
@@ -408,49 +504,44 @@ def _matches(name: str, patterns: Iterable[str]) -> bool:
 def save_adapters(model: Any, path: str | Path, *, include: Sequence[str] | None = None) -> Path:
     """Write the adapter-only weights of a NeuralRecommender to directory ``path``.
 
-    ``adapters.safetensors`` holds the adapter/LoRA weights plus the state entries matching the
+    The directory is an artifact of kind ``"adapter"`` (:mod:`warmrec.artifacts`):
+    ``model.safetensors`` holds the adapter/LoRA weights plus the state entries matching the
     ``include`` glob patterns; by default ``include`` is every non-adapter parameter that trains
     (``requires_grad``) plus the entries a transfer made target-specific
-    (``model.meta["transfer"]["target_specific"]``: item tables, users, cropped positions...).
-    ``adapter_config.json`` holds the model name and config, the adapter/LoRA configs and the
-    meta; the vocabularies are saved when target-specific tables are included.
+    (``model.meta.transfer.target_specific``: item tables, users, cropped positions...).
+    ``config.json`` holds the model name and config, the adapter/LoRA configs and the meta; the
+    vocabularies are saved when target-specific tables are included.
     """
+    from warmrec.artifacts import write_artifact
+
     net = model.net
     if net is None:
         raise ModelError(f"model '{model.name}' has no network")
-    a_cfg = getattr(net, "_warmrec_adapter_config", None)
-    l_cfg = getattr(net, "_warmrec_lora_config", None)
+    a_cfg, l_cfg = adapter_configs(net)
     if a_cfg is None and l_cfg is None:
         raise ModelError(f"model '{model.name}' has no adapters or LoRA to save")
     if include is None:
         trainable = [n for n, p in net.named_parameters() if p.requires_grad]
-        specific = list(model.meta.get("transfer", {}).get("target_specific", []))
+        transfer = model.meta.transfer
+        specific = list(transfer.target_specific) if transfer is not None else []
         include = [n for n in trainable if not is_adapter_name(n)] + specific
     state = net.state_dict()
     out = adapter_state_dict(net)
     extra = sorted(k for k in state if not is_adapter_name(k) and _matches(k, include))
     out.update({k: state[k].detach() for k in extra})
-    out = {k: v.cpu().contiguous() for k, v in out.items()}
-    from warmrec import __version__
-
-    info = {
-        "format": 1,
-        "model": model.name,
-        "config": config_dict(model.config),
-        "adapter": config_dict(a_cfg) if a_cfg is not None else None,
-        "lora": config_dict(l_cfg) if l_cfg is not None else None,
-        "extra_keys": extra,
-        "meta": model.meta,
-        "warmrec_version": __version__,
-    }
-    with atomic_dir(path) as tmp:
-        save_file(out, str(tmp / ADAPTER_FILE))
-        (tmp / ADAPTER_CONFIG).write_text(json.dumps(info, indent=2, default=str))
-        if extra and model.vocab is not None:
-            model.vocab.save(tmp / "vocab.json")
-            if model.user_vocab is not None:
-                model.user_vocab.save(tmp / "users.json")
-    return Path(path)
+    return write_artifact(
+        path,
+        kind="adapter",
+        model=model.name,
+        config=config_dict(model.config),
+        weights=out,
+        meta=model.meta,
+        vocab=model.vocab if extra else None,
+        user_vocab=model.user_vocab if extra else None,
+        adapter=config_dict(a_cfg) if a_cfg is not None else None,
+        lora=config_dict(l_cfg) if l_cfg is not None else None,
+        extra_keys=extra,
+    )
 
 
 def load_adapters(base_model_dir: str | Path, adapter_dir: str | Path) -> Any:
@@ -461,35 +552,31 @@ def load_adapters(base_model_dir: str | Path, adapter_dir: str | Path) -> Any:
     adapter-file entry loaded. Raises :class:`ModelError` when the two do not fit or some weight
     is in neither.
     """
+    from warmrec.artifacts import (
+        USERS_FILE,
+        VOCAB_FILE,
+        build_model,
+        read_info,
+        read_vocab,
+        read_weights,
+    )
     from warmrec.models.base import Recommender
-    from warmrec.registry import model_class
 
-    a_dir = Path(adapter_dir)
-    cfg_path = a_dir / ADAPTER_CONFIG
-    if not cfg_path.is_file():
-        raise ModelError(f"{a_dir}: not an adapter directory (no {ADAPTER_CONFIG})")
-    try:
-        info = json.loads(cfg_path.read_text())
-    except ValueError as e:
-        raise ModelError(f"{cfg_path}: invalid JSON: {e}") from e
+    art = read_info(adapter_dir)
+    a_dir = art.path
+    if art.info.kind != "adapter":
+        raise ModelError(f"{a_dir}: a model directory, not an adapter directory")
     base = Recommender.load(base_model_dir)
-    if info.get("model") != base.name:
-        raise ModelError(
-            f"{a_dir}: adapters for a '{info.get('model')}' model, base is '{base.name}'"
-        )
-    model = model_class(info["model"])(info.get("config", {}))
-    model.meta = dict(info.get("meta") or base.meta)
-    model.vocab = (
-        ItemVocab.load(a_dir / "vocab.json") if (a_dir / "vocab.json").is_file() else (base.vocab)
-    )
-    model.user_vocab = (
-        ItemVocab.load(a_dir / "users.json")
-        if (a_dir / "users.json").is_file()
-        else base.user_vocab
-    )
+    if art.info.model != base.name:
+        raise ModelError(f"{a_dir}: adapters for a '{art.info.model}' model, base is '{base.name}'")
+    model = build_model(art)
+    vocab = read_vocab(a_dir / VOCAB_FILE, art.info.vocab, required=False)
+    users = read_vocab(a_dir / USERS_FILE, art.info.users, required=False)
+    model.vocab = vocab if vocab is not None else base.vocab
+    model.user_vocab = users if users is not None else base.user_vocab
     model.device = base.device
     model.net = model.build_net(model.n_items)
-    state = load_file(str(a_dir / ADAPTER_FILE))
+    state = read_weights(art.weights_path)
     own = model.net.state_dict()
     base_state = base.net.state_dict()
     fill = {
@@ -503,10 +590,13 @@ def load_adapters(base_model_dir: str | Path, adapter_dir: str | Path) -> Any:
             "in the adapter file; save the adapters with include= patterns that cover them"
         )
     model.net.load_state_dict(fill)
-    if info.get("adapter") is not None:
-        inject_adapters(model.net, info["adapter"])
-    if info.get("lora") is not None:
-        inject_lora(model.net, info["lora"])
-    load_adapter_state(model.net, state)
+    if art.info.adapter is not None:
+        inject_adapters(model.net, art.info.adapter)
+    if art.info.lora is not None:
+        inject_lora(model.net, art.info.lora)
+    try:
+        load_adapter_state(model.net, state)
+    except ModelError as e:
+        raise ModelError(f"{art.weights_path}: {e}") from None
     model.net.eval()
     return model

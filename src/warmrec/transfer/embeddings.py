@@ -63,7 +63,7 @@ TextEncoder = Callable[[list[str]], np.ndarray]
 # -- helpers -------------------------------------------------------------------------------------
 def shared_items(source_vocab: ItemVocab, target_vocab: ItemVocab) -> tuple[np.ndarray, np.ndarray]:
     """``(target_index, source_index)`` of the raw ids present in both vocabularies."""
-    if target_vocab.n_items == 0:
+    if target_vocab.n_ids == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     ids = target_vocab.ids
     src = source_vocab.encode(ids)

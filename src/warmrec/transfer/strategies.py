@@ -3,7 +3,9 @@
 A strategy is applied to a model that already has its network (e.g. a target model made by
 :func:`warmrec.transfer.transfer`), before the one training loop runs with ``fresh=False``. It
 sets ``requires_grad`` (the loop's optimizer leaves frozen parameters out, so they stay
-bit-identical) and, for per-layer rates, overrides the model's ``optimizer_groups`` hook.
+bit-identical) and, for per-layer rates, sets the model's ``lr_scales`` (read by its
+``optimizer_groups``). It never replaces a method or adds an attribute to the model: adapters
+are wrapper modules inside the net (:mod:`warmrec.transfer.adapters`).
 
 Parameters are sorted into **roles** by the module that holds them (:func:`parameter_roles`):
 ``"item"`` (every :class:`~warmrec.models.layers.ItemEmbedding` -- input table, untied output
@@ -241,7 +243,7 @@ def apply_strategy(
     net = model.net
     if net is None:
         raise ModelError(f"model '{model.name}' has no network: fit, load or transfer it first")
-    model.__dict__.pop("optimizer_groups", None)  # drop an earlier "discriminative" override
+    model.lr_scales = None  # drop an earlier "discriminative" setting
     injected: list[str] = []
     if strategy == "adapters":
         injected = inject_adapters(net, opts.adapter, seed=opts.seed)
@@ -267,11 +269,7 @@ def apply_strategy(
     if strategy == "discriminative":
         depths = layer_depths(net, opts.new_tables_full_lr)
         report.lr_scales = {n: opts.lr_decay**d for n, d in depths.items()}
-
-        def groups(weight_decay: float) -> list[dict[str, Any]]:
-            return layerwise_groups(model.net, weight_decay, opts.lr_decay, opts.new_tables_full_lr)
-
-        model.optimizer_groups = groups
+        model.lr_scales = dict(report.lr_scales)
     if not report.trainable:
         raise ModelError(f"strategy {strategy!r} left nothing to train")
     return report

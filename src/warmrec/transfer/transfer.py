@@ -28,16 +28,15 @@ loop (:func:`warmrec.training.loop.train` with ``fresh=False``):
 The returned model trains further with ``warmrec.training.loop.train(model, data, valid, cfg,
 fresh=False)``; its ``fit`` starts a new network, as for any model.
 
-``model.meta["transfer"]`` records the provenance: source model and name, strategy and options,
+``model.meta.transfer`` (:class:`~warmrec.artifacts.TransferInfo`) records the provenance: source model and name, strategy and options,
 init and options, position handling, shared items, and the names of the target-specific state
 entries (used by :func:`warmrec.transfer.adapters.save_adapters`).
 :func:`pretrain` is the thin source-side counterpart (it stores training item counts in
-``meta["item_counts"]`` for the popularity-based inits).
+``meta.item_counts`` for the popularity-based inits).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -102,7 +101,7 @@ def resize_positions(weight: torch.Tensor, max_len: int, how: str = "repeat") ->
 
 def _transfer_features(source: Recommender, target: Recommender, train: SequenceDataset) -> None:
     """Encode the target's side features with the source's encoding (see module doc)."""
-    feats = source.meta.get("features")
+    feats = source.meta.features
     if feats is None or not hasattr(target, "_features"):
         return
     item_specs, user_specs = SideFeatures.specs_from_meta(feats)
@@ -134,7 +133,7 @@ def _transfer_features(source: Recommender, target: Recommender, train: Sequence
                 )
         encoded[what] = EncodedFeatures(specs, codes)
     target._features = SideFeatures(encoded["item"], encoded["user"])
-    target.meta["features"] = copy.deepcopy(feats)
+    target.meta.features = feats.model_copy(deep=True)
 
 
 def _jsonable(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -249,7 +248,7 @@ def build_target_model(
         raise ModelError(f"{source.name}: source and target nets have different item tables")
     init_kwargs = dict(init_options or {})
     if init in ("popularity", "item2vec"):
-        counts = source_counts if source_counts is not None else source.meta.get("item_counts")
+        counts = source_counts if source_counts is not None else source.meta.item_counts
         if counts is None:
             raise ConfigError(
                 f"init {init!r} needs the source's item counts: pass source_counts= or "
@@ -319,7 +318,7 @@ def transfer(
     ``seed``); ``strategy_options``: :class:`~warmrec.transfer.strategies.StrategyOptions`;
     ``init_options``: keyword options of :func:`init_item_embeddings` (``noise``, ``overflow``,
     ``top_k``, ``text_encoder``, ``item2vec_config``, ``n_anchors``, ``ridge``, ...);
-    ``source_counts`` defaults to ``source_model.meta["item_counts"]``; titles map raw ids to
+    ``source_counts`` defaults to ``source_model.meta.item_counts``; titles map raw ids to
     text (``init="text"``). Returns the trained target model (``train_result`` set).
     """
     from warmrec.training.loop import TrainerConfig
@@ -347,12 +346,12 @@ def transfer(
     )
     t_cfg.setdefault("seed", seed)
     cfg = build_config(TrainerConfig, t_cfg)
-    target.meta["item_counts"] = target_train.item_counts().astype(np.int64).tolist()
-    target.meta["transfer"] = {
+    target.meta.item_counts = target_train.item_counts().astype(np.int64).tolist()
+    target.meta.transfer = {
         "source": {
             "model": source_model.name,
             "name": source_name,
-            "n_items": source_model.vocab.n_items,
+            "n_items": source_model.vocab.n_ids,
             "max_len": _max_len(source_model.config),
         },
         "strategy": strategy,
@@ -377,11 +376,11 @@ def pretrain(
     model_config: Mapping[str, Any] | None = None,
     trainer: Mapping[str, Any] | Any = None,
 ) -> NeuralRecommender:
-    """Fit a neural model on the source domain; stores ``meta["item_counts"]`` for transfer."""
+    """Fit a neural model on the source domain; stores ``meta.item_counts`` for transfer."""
     model = get_model(model_name, dict(model_config or {}))
     if not isinstance(model, NeuralRecommender):
         raise ModelError(f"pretrain needs a neural model, '{model_name}' is not one")
     model.fit(source_train, source_valid, trainer=trainer)
-    model.meta["item_counts"] = source_train.item_counts().astype(np.int64).tolist()
-    model.meta["role"] = "source"
+    model.meta.item_counts = source_train.item_counts().astype(np.int64).tolist()
+    model.meta.role = "source"
     return model

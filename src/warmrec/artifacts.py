@@ -1,0 +1,567 @@
+"""THE directory format of models, checkpoints and adapters: one writer, one reader.
+
+Every such directory holds:
+
+``config.json``
+    :class:`ArtifactInfo`: format version (:data:`FORMAT_VERSION`), ``kind`` (``"model"`` or
+    ``"adapter"``), model name, model config, warmrec version, the typed :class:`ModelMeta`
+    (how the data was read, the split, transfer provenance, feature encodings, ...), and for each
+    vocabulary file its number of ids and SHA-256, so a vocabulary changed after saving is refused.
+``model.safetensors``
+    The weights (or statistics) by name; an adapter directory holds only the adapter weights
+    (plus the target-specific entries listed in ``extra_keys``).
+``vocab.json`` [``users.json``]
+    The item (and user) vocabulary (:class:`~warmrec.data.vocab.ItemVocab`).
+
+A checkpoint is a model directory with two more files (``trainer_state.*``, written by
+:mod:`warmrec.training.checkpoint` through the ``extra`` hook of :func:`write_artifact`).
+
+Writes go through :func:`warmrec.io.atomic_dir` (a temporary directory renamed into place), and
+every file of the directory gets the same permissions (``0666`` less the umask; safetensors
+writes through a private temporary file). Nothing is read with pickle.
+
+Reading (:func:`read_info`, :func:`read_weights`, :func:`read_vocab`, :func:`load_model`) checks
+each file and turns every problem -- no such directory, invalid JSON, unknown model name, weights
+that are not safetensors (a pickle, a truncated file), weights that do not fit the config, a
+missing or edited vocabulary -- into one :class:`~warmrec.errors.ModelError` line naming the file.
+
+Format 1 (before the typed meta) is still read: its ``meta`` dict is converted to
+:class:`ModelMeta` (relative data paths resolved against the working directory, unknown keys
+dropped with a warning) and its vocabularies are loaded without a checksum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from warmrec.data.vocab import ItemVocab
+from warmrec.errors import DataError, ModelError, WarmrecError
+from warmrec.io import _mode, atomic_dir
+
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+VOCAB_FILE = "vocab.json"
+USERS_FILE = "users.json"
+LEGACY_ADAPTER_CONFIG = "adapter_config.json"  # format-1 adapter directories
+LEGACY_ADAPTER_WEIGHTS = "adapters.safetensors"
+
+if TYPE_CHECKING:  # torch is imported where weights are read or written, not to read a meta
+    import torch
+
+
+# -- the typed meta ------------------------------------------------------------------------------
+class _Record(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, ser_json_inf_nan="constants"
+    )
+
+
+class DataSource(_Record):
+    """How a log was read: enough to read it again from any working directory."""
+
+    path: str
+    """Absolute path of the file or folder (or a dataset name that is not a path)."""
+    format: str | None = None
+    """``--format`` (None: detected from the path)."""
+    columns: dict[str, str] | None = None
+    """``--col`` mapping, canonical name -> file column."""
+    no_timestamp: bool = False
+    """``--no-timestamp``: file order is the event order."""
+    order: str | None = None
+    """``--order``: the column giving the event order."""
+    time_unit: str | None = None
+    """``--time-unit`` of the timestamps, where given."""
+    sep: str | None = None
+    """``--sep``: the field separator of a delimited text file, where given."""
+
+    @classmethod
+    def of(
+        cls,
+        path: str | Path,
+        *,
+        format: str | None = None,
+        columns: Mapping[str, str] | None = None,
+        no_timestamp: bool = False,
+        order: str | None = None,
+        time_unit: str | None = None,
+        sep: str | None = None,
+    ) -> DataSource:
+        """A record of reading ``path`` with these options; an existing path is made absolute."""
+        p = Path(path).expanduser()
+        text = str(p.resolve()) if p.exists() or p.is_absolute() else str(path)
+        return cls(
+            path=text,
+            format=format,
+            columns=dict(columns) if columns else None,
+            no_timestamp=bool(no_timestamp),
+            order=order,
+            time_unit=time_unit,
+            sep=sep,
+        )
+
+    def read_options(self) -> dict[str, Any]:
+        """The ``[data]`` config section that reads this source again."""
+        return self.model_dump(exclude_none=True)
+
+
+class RunInfo(_Record):
+    """What ``train``/``pretrain``/``transfer`` did: data, split, fit time, validation metrics."""
+
+    data: DataSource | None = None
+    split: dict[str, Any] = {}
+    """Split method and options (``{"method": "loo", ...}``)."""
+    fit_seconds: float | None = None
+    valid: dict[str, float] = {}
+    """Validation metrics of the saved model."""
+
+
+class ReptileInfo(_Record):
+    """Reptile pre-training: its :class:`~warmrec.meta.ReptileConfig` fields plus the outcome."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    n_tasks: int | None = None
+    best_iteration: int | None = None
+
+
+class TransferSource(_Record):
+    """The source model a transferred model started from."""
+
+    model: str
+    name: str | None = None
+    """The source's directory or label, where known."""
+    n_items: int
+    max_len: int | None = None
+    pretraining: str | None = None
+    """``"reptile"`` when the source was meta-trained."""
+    reptile: ReptileInfo | None = None
+
+
+class TransferInfo(_Record):
+    """Provenance of a transferred model (:func:`warmrec.transfer.transfer`)."""
+
+    source: TransferSource
+    strategy: str
+    strategy_options: dict[str, Any] = {}
+    init: str
+    init_options: dict[str, Any] = {}
+    position_init: str = "repeat"
+    max_len: int | None = None
+    n_shared_items: int = 0
+    target_specific: list[str] = []
+    """State entries made for the target (item tables, users, cropped positions, ...)."""
+    n_trainable: int = 0
+    seed: int = 0
+
+
+class FeatureSpecRecord(_Record):
+    """One encoded side-feature column (:class:`~warmrec.models.features.FeatureSpec`)."""
+
+    name: str
+    kind: str
+    levels: list[str] = []
+    edges: list[float] = []
+    width: int = 1
+
+
+class FeatureSide(_Record):
+    """The encoded item or user features: specs, and the asked-for columns that were absent."""
+
+    specs: list[FeatureSpecRecord] = []
+    skipped: list[str] = []
+
+
+class FeaturesMeta(_Record):
+    """Side-feature encodings of a model (:meth:`SideFeatures.to_meta`)."""
+
+    item: FeatureSide | None = None
+    user: FeatureSide | None = None
+
+
+class ModelMeta(_Record):
+    """What a model records besides its config and weights (``model.meta``); saved in
+    ``config.json``. Every field is optional; assignments are validated."""
+
+    run: RunInfo | None = None
+    transfer: TransferInfo | None = None
+    features: FeaturesMeta | None = None
+    item_titles: list[tuple[int | str, str]] | None = None
+    """``[raw id, title]`` pairs of the training items (for text-similarity transfer)."""
+    item_counts: list[int] | None = None
+    """Training interaction count per item index (for popularity-matched transfer)."""
+    role: str | None = None
+    """``"source"`` for a model pre-trained to be transferred."""
+    pretrain_seconds: float | None = None
+    reptile: ReptileInfo | None = None
+    history: list[dict[str, Any]] | None = None
+    """Per-epoch records of models that train outside the loop (item2vec)."""
+    best_epoch: int | None = None
+    kept_epoch: int | None = None
+
+    @classmethod
+    def from_legacy(cls, meta: Mapping[str, Any] | None, where: str = "") -> ModelMeta:
+        """Convert a format-1 ``meta`` dict (see the module docstring)."""
+        d = dict(meta or {})
+        unknown = sorted(set(d) - set(cls.model_fields))
+        if unknown:
+            warnings.warn(
+                f"{where}: meta key(s) {', '.join(unknown)} are not part of ModelMeta; dropped",
+                stacklevel=3,
+            )
+            for k in unknown:
+                d.pop(k)
+        run = d.get("run")
+        if isinstance(run, Mapping) and isinstance(run.get("data"), Mapping):
+            data = dict(run["data"])
+            if "path" in data:
+                p = Path(str(data["path"])).expanduser()
+                data["path"] = str(p if p.is_absolute() else Path.cwd() / p)
+                d["run"] = {**run, "data": data}
+            else:
+                d["run"] = {**run, "data": None}
+        return cls.model_validate(d)
+
+
+class VocabRecord(_Record):
+    """A vocabulary file as saved: its number of ids and the SHA-256 of its bytes."""
+
+    n_ids: int
+    sha256: str
+
+
+class ArtifactInfo(_Record):
+    """The content of ``config.json`` (see the module docstring)."""
+
+    format: int = FORMAT_VERSION
+    kind: Literal["model", "adapter"] = "model"
+    model: str
+    config: dict[str, Any] = {}
+    warmrec_version: str = "?"
+    meta: ModelMeta = ModelMeta()
+    weights: str = WEIGHTS_FILE
+    vocab: VocabRecord | None = None
+    users: VocabRecord | None = None
+    adapter: dict[str, Any] | None = None
+    """Bottleneck-adapter config (adapter directories)."""
+    lora: dict[str, Any] | None = None
+    """LoRA config (adapter directories)."""
+    extra_keys: list[str] = []
+    """Non-adapter state entries an adapter directory carries."""
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, v: int) -> int:
+        if v not in READABLE_FORMATS:
+            raise ValueError(f"format {v} is not one this warmrec reads ({READABLE_FORMATS})")
+        return v
+
+
+# -- writing -------------------------------------------------------------------------------------
+def same_modes(folder: Path) -> None:
+    """Give every file under ``folder`` mode ``0666`` less the umask (what ``open`` gives)."""
+    mode = _mode(0o666)
+    for f in folder.rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            f.chmod(mode)
+
+
+def save_weights(state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Write tensors as safetensors (contiguous CPU copies)."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(path))
+
+
+def _write_vocab(vocab: ItemVocab, path: Path) -> VocabRecord:
+    data = json.dumps(vocab.to_dict()).encode("utf-8")
+    path.write_bytes(data)
+    return VocabRecord(n_ids=vocab.n_ids, sha256=hashlib.sha256(data).hexdigest())
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=str)
+
+
+def write_artifact(
+    path: str | Path,
+    *,
+    model: str,
+    config: Mapping[str, Any],
+    weights: Mapping[str, torch.Tensor],
+    meta: ModelMeta | None = None,
+    vocab: ItemVocab | None = None,
+    user_vocab: ItemVocab | None = None,
+    kind: Literal["model", "adapter"] = "model",
+    adapter: Mapping[str, Any] | None = None,
+    lora: Mapping[str, Any] | None = None,
+    extra_keys: list[str] | tuple[str, ...] = (),
+    extra: Callable[[Path], None] | None = None,
+) -> Path:
+    """Write one artifact directory atomically (see the module docstring); returns its path.
+
+    ``extra(tmp)`` may add files to the temporary directory before it is renamed into place.
+    """
+    from warmrec import __version__
+
+    with atomic_dir(path) as tmp:
+        save_weights(weights, tmp / WEIGHTS_FILE)
+        v_rec = _write_vocab(vocab, tmp / VOCAB_FILE) if vocab is not None else None
+        u_rec = _write_vocab(user_vocab, tmp / USERS_FILE) if user_vocab is not None else None
+        info = ArtifactInfo(
+            kind=kind,
+            model=model,
+            config=dict(config),
+            warmrec_version=__version__,
+            meta=meta if meta is not None else ModelMeta(),
+            vocab=v_rec,
+            users=u_rec,
+            adapter=dict(adapter) if adapter is not None else None,
+            lora=dict(lora) if lora is not None else None,
+            extra_keys=list(extra_keys),
+        )
+        (tmp / CONFIG_FILE).write_text(_json(info.model_dump(mode="python")))
+        if extra is not None:
+            extra(tmp)
+        same_modes(tmp)
+    return Path(path)
+
+
+def model_weights(model: Any) -> dict[str, torch.Tensor]:
+    """A Recommender's ``get_state()`` as contiguous CPU tensors."""
+    import numpy as np
+    import torch
+
+    out = {}
+    for k, v in model.get_state().items():
+        t = torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v
+        out[k] = t.detach().cpu().contiguous()
+    return out
+
+
+def save_model(
+    model: Any, path: str | Path, *, extra: Callable[[Path], None] | None = None
+) -> Path:
+    """Write a fitted Recommender's directory (``Recommender.save``)."""
+    from warmrec.config import config_dict
+
+    model._check_fitted()
+    a_cfg = l_cfg = None
+    if getattr(model, "net", None) is not None:  # neural models: adapters travel with the model
+        from warmrec.transfer.adapters import adapter_configs
+
+        a_cfg, l_cfg = adapter_configs(model.net)
+    return write_artifact(
+        path,
+        model=model.name,
+        config=config_dict(model.config),
+        weights=model_weights(model),
+        meta=model.meta,
+        vocab=model.vocab,
+        user_vocab=model.user_vocab,
+        adapter=config_dict(a_cfg) if a_cfg is not None else None,
+        lora=config_dict(l_cfg) if l_cfg is not None else None,
+        extra=extra,
+    )
+
+
+# -- reading -------------------------------------------------------------------------------------
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _validation_text(e: ValidationError) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+    more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    return f"field '{loc}': {err['msg']}{more}"
+
+
+@dataclass
+class Artifact:
+    """An artifact directory's ``config.json``, read and checked (weights are read on demand)."""
+
+    path: Path
+    info: ArtifactInfo
+    legacy: bool = False
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / self.info.weights
+
+
+def read_info(path: str | Path) -> Artifact:
+    """Read and check ``<path>/config.json`` (or a format-1 adapter's ``adapter_config.json``)."""
+    p = Path(path)
+    if not p.is_dir():
+        raise ModelError(f"{p}: not a warmrec model directory (no such directory)")
+    cfg_path = p / CONFIG_FILE
+    legacy_adapter = not cfg_path.is_file() and (p / LEGACY_ADAPTER_CONFIG).is_file()
+    if legacy_adapter:
+        cfg_path = p / LEGACY_ADAPTER_CONFIG
+    elif not cfg_path.is_file():
+        raise ModelError(f"{p}: not a warmrec model directory (no {CONFIG_FILE})")
+    try:
+        raw = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ModelError(f"{cfg_path}: not a text file ({e.reason})") from e
+    except ValueError as e:
+        raise ModelError(f"{cfg_path}: invalid JSON: {e}") from e
+    if not isinstance(raw, dict):
+        raise ModelError(f"{cfg_path}: expected a JSON object, found {type(raw).__name__}")
+    legacy = raw.get("format") == 1
+    if legacy:
+        raw = dict(raw)
+        raw["meta"] = ModelMeta.from_legacy(raw.get("meta"), str(cfg_path)).model_dump()
+        if legacy_adapter:
+            raw["kind"] = "adapter"
+            raw["weights"] = LEGACY_ADAPTER_WEIGHTS
+    try:
+        info = ArtifactInfo.model_validate(raw)
+    except ValidationError as e:
+        raise ModelError(f"{cfg_path}: {_validation_text(e)}") from None
+    return Artifact(p, info, legacy)
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a safetensors file; a pickle, a truncated or otherwise broken file is one error."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"{p}: missing (the weights of the directory)")
+    try:
+        return load_file(str(p))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        with p.open("rb") as f:
+            head = f.read(2)
+        if head == b"PK" or (
+            head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+        ):
+            raise ModelError(
+                f"{p}: a pickle / torch.save file, not safetensors; warmrec never loads pickles"
+            ) from None
+        size = p.stat().st_size
+        raise ModelError(
+            f"{p}: not a valid safetensors file, truncated or damaged ({size} bytes; "
+            f"{_first_line(e)})"
+        ) from None
+
+
+def read_vocab(path: str | Path, record: VocabRecord | None, *, required: bool) -> ItemVocab | None:
+    """Load a vocabulary file and check it against its record in ``config.json``."""
+    p = Path(path)
+    if not p.is_file():
+        if required or record is not None:
+            raise ModelError(f"{p}: missing (the directory's vocabulary)")
+        return None
+    data = p.read_bytes()
+    try:
+        vocab = ItemVocab.from_dict(json.loads(data))
+    except (ValueError, KeyError, TypeError, DataError) as e:
+        raise ModelError(f"{p}: not a valid vocabulary: {_first_line(e)}") from None
+    if record is not None:
+        if vocab.n_ids != record.n_ids:
+            raise ModelError(
+                f"{p}: {vocab.n_ids} ids, {CONFIG_FILE} records {record.n_ids} "
+                "(the file was changed after saving)"
+            )
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != record.sha256:
+            raise ModelError(
+                f"{p}: checksum {digest[:12]}... differs from the {record.sha256[:12]}... "
+                f"recorded in {CONFIG_FILE} (the file was changed after saving)"
+            )
+    return vocab
+
+
+def build_model(art: Artifact) -> Any:
+    """An unfitted model of the directory's class and config (errors name ``config.json``)."""
+    from warmrec.registry import model_class
+
+    cfg_path = art.path / CONFIG_FILE
+    try:
+        klass = model_class(art.info.model)
+    except ModelError as e:
+        raise ModelError(f"{cfg_path}: {e}") from None
+    try:
+        model = klass(art.info.config)
+    except (WarmrecError, TypeError, ValueError) as e:
+        raise ModelError(
+            f"{cfg_path}: invalid '{art.info.model}' config: {_first_line(e)}"
+        ) from None
+    model.meta = art.info.meta.model_copy(deep=True)
+    return model
+
+
+def load_vocabs(art: Artifact, model: Any) -> None:
+    """Give ``model`` the directory's vocabularies (checked)."""
+    model.vocab = read_vocab(art.path / VOCAB_FILE, art.info.vocab, required=True)
+    model.user_vocab = read_vocab(art.path / USERS_FILE, art.info.users, required=False)
+
+
+def set_weights(model: Any, state: dict[str, torch.Tensor], where: Path) -> None:
+    """``model.set_state(state)``; a mismatch with the config is one error naming ``where``."""
+
+    try:
+        model.set_state(state)
+    except (WarmrecError, RuntimeError, ValueError, KeyError, IndexError) as e:
+        raise ModelError(
+            f"{where}: weights do not fit the '{model.name}' model of {CONFIG_FILE}: "
+            f"{_first_line(e)}"
+        ) from None
+
+
+def load_model(path: str | Path, expect: type | None = None) -> Any:
+    """Load a model directory (``Recommender.load``); ``expect``: the class it must be (a base)."""
+    art = read_info(path)
+    if art.info.kind != "model":
+        raise ModelError(
+            f"{art.path}: holds {art.info.kind}s for a '{art.info.model}' model, not a model; "
+            "load it with warmrec.transfer.load_adapters(base_dir, adapter_dir)"
+        )
+    model = build_model(art)
+    if expect is not None and not isinstance(model, expect):
+        raise ModelError(
+            f"{art.path}: holds a '{art.info.model}' model, not '{getattr(expect, 'name', expect)}'"
+        )
+    load_vocabs(art, model)
+    state = read_weights(art.weights_path)
+    if art.info.adapter is None and art.info.lora is None:
+        set_weights(model, state, art.weights_path)
+        return model
+    # a model saved with adapters/LoRA in its net (e.g. by `transfer --strategy adapters`)
+    from warmrec.transfer.adapters import (
+        inject_adapters,
+        inject_lora,
+        is_adapter_name,
+        load_adapter_state,
+    )
+
+    set_weights(model, {k: v for k, v in state.items() if not is_adapter_name(k)}, art.weights_path)
+    try:
+        if art.info.adapter is not None:
+            inject_adapters(model.net, art.info.adapter, seed=0)
+        if art.info.lora is not None:
+            inject_lora(model.net, art.info.lora, seed=0)
+        load_adapter_state(model.net, {k: v for k, v in state.items() if is_adapter_name(k)})
+    except WarmrecError as e:
+        raise ModelError(f"{art.weights_path}: {_first_line(e)}") from None
+    model.net.eval()
+    return model
+
+
+def is_artifact(path: str | Path) -> bool:
+    """Whether ``path`` looks like an artifact directory (has a ``config.json``)."""
+    return os.path.isfile(Path(path) / CONFIG_FILE)

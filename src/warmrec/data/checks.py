@@ -1,0 +1,161 @@
+"""Plausibility checks on the values a reader produced, each naming the line it refuses.
+
+Run by :func:`warmrec.data.columns.finish` on every log read from a file:
+
+- **Ids** (``session_id``, ``user_id``, ``item_id`` read as text) must hold no control character
+  (NUL, tab, newline, ... U+0000-U+001F, U+007F) and at most :data:`MAX_ID_LENGTH` (256)
+  characters (``max_id_length=`` of :func:`~warmrec.data.readers.load_interactions` changes the
+  limit). A longer "id" is almost always a broken file: an unbalanced quote that swallowed the
+  lines after it, or a text column mapped as an id.
+- **Sessions** must belong to one user: when a log has both ``session_id`` and ``user_id``, a
+  session id found under two users is refused (the session ids repeat per user, e.g. basket
+  numbers, and would merge baskets of different users).
+- **Timestamps** in seconds (not positions, see :data:`~warmrec.data.schema.ORDINAL`) must not be
+  negative, and none may lie far outside the bulk of the log: with ``lo`` and ``hi`` the
+  timestamps of rank ``k`` from either end (``k = max(1, n // 1000)``), a value more than
+  ``max(10 x (hi - lo), 365 days)`` before ``lo`` or after ``hi`` is an outlier (one bogus
+  ``0`` in a 2020 log made an 18,520-day "time span"). Outliers are refused by default
+  (``time_outliers="error"``); ``time_outliers="warn"`` keeps them with a warning naming the
+  line. Logs of fewer than :data:`OUTLIER_MIN_EVENTS` (50) events, or spanning at most 365 days,
+  are never flagged (too few values to tell a bulk from an outlier).
+"""
+
+from __future__ import annotations
+
+import warnings
+from datetime import datetime, timezone
+
+import numpy as np
+import polars as pl
+
+from warmrec.data.schema import ITEM, SESSION, TIME, USER
+from warmrec.data.text import Source, clip
+
+MAX_ID_LENGTH = 256
+"""Default longest id (characters) a reader accepts; ``max_id_length=`` changes it."""
+TIME_OUTLIERS = ("error", "warn")
+OUTLIER_MIN_GAP = 365 * 86400.0
+OUTLIER_FACTOR = 10.0
+OUTLIER_MIN_EVENTS = 50
+_CONTROL = r"[\x00-\x1f\x7f]"
+
+
+def check_ids(df: pl.DataFrame, src: Source, max_length: int = MAX_ID_LENGTH) -> None:
+    """Refuse text ids holding control characters or longer than ``max_length`` characters."""
+    for col in (SESSION, USER, ITEM):
+        if col not in df.columns or df[col].dtype != pl.Utf8:
+            continue
+        s = df[col]
+        if (s.str.len_bytes().max() or 0) > max_length:  # cheap bound: bytes >= characters
+            too_long = (s.str.len_chars() > max_length).fill_null(False)
+        else:
+            too_long = pl.Series([False])
+        if too_long.any():
+            row = int(too_long.arg_max())
+            value = s[row]
+            hint = (
+                '; it spans several lines: is a quote (") unbalanced?'
+                if "\n" in value
+                else "; is a text column mapped as an id?"
+            )
+            raise src.row_error(
+                f"id longer than {max_length} characters",
+                row,
+                col,
+                expected=f"an id of at most {max_length} characters (max_id_length=...)",
+                found=f"{len(value):,} characters {clip(value, 40)!r}{hint}",
+            )
+        bad = s.str.contains(_CONTROL)
+        if bad.any():
+            row = int(bad.fill_null(False).arg_max())
+            raise src.row_error(
+                "control character in an id",
+                row,
+                col,
+                expected="an id without control characters (NUL, tab, newline, ...)",
+                found=repr(clip(s[row], 60)),
+            )
+
+
+def check_sessions(df: pl.DataFrame, src: Source) -> None:
+    """Refuse a session id that appears under more than one user."""
+    if SESSION not in df.columns or USER not in df.columns:
+        return
+    pairs = df.select(SESSION, USER).with_row_index("_row").filter(pl.col(USER).is_not_null())
+    n_pairs = pairs.select(pl.struct(SESSION, USER).n_unique()).item()
+    if n_pairs == pairs[SESSION].n_unique():
+        return
+    first = pairs.group_by(SESSION, maintain_order=True).agg(
+        pl.col(USER).first().alias("_u0"), pl.col("_row").first().alias("_r0")
+    )
+    clash = (
+        pairs.join(first, on=SESSION, how="inner")
+        .filter(pl.col(USER) != pl.col("_u0"))
+        .sort("_row")
+        .row(0, named=True)
+    )
+    line0 = "" if src.first_line is None else f" (line {src.first_line + clash['_r0']})"
+    raise src.row_error(
+        "a session id is shared by several users",
+        clash["_row"],
+        SESSION,
+        expected="session ids unique across users (one user per session); if they repeat "
+        "per user (basket or visit numbers), they are not session ids on their own: map a "
+        "globally unique column with --col session_id=..., or leave session_id unmapped and "
+        "sessionize the user log",
+        found=f"session {clash[SESSION]!r} under user {clash[USER]!r} here and user "
+        f"{clash['_u0']!r}{line0}",
+    )
+
+
+def _date(seconds: float) -> str:
+    try:
+        return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return "out of the calendar's range"
+
+
+def check_times(df: pl.DataFrame, src: Source, outliers: str = "error") -> None:
+    """Refuse negative timestamps (seconds) and far outliers (see the module docstring)."""
+    if TIME not in df.columns or df.height == 0:
+        return
+    t = df[TIME].cast(pl.Float64).to_numpy()
+    neg = t < 0
+    if neg.any():
+        row = int(neg.argmax())
+        raise src.row_error(
+            "negative timestamp",
+            row,
+            TIME,
+            expected="Unix time >= 0 (1970 or later); for positions, not times, "
+            "--time-unit ordinal",
+            found=f"{t[row]:g} s ({_date(float(t[row]))})",
+        )
+    n = len(t)
+    if n < OUTLIER_MIN_EVENTS or float(t.max() - t.min()) <= OUTLIER_MIN_GAP:
+        return
+    k = max(1, n // 1000)
+    part = np.partition(t, [k, n - 1 - k])
+    lo, hi = float(part[k]), float(part[n - 1 - k])
+    margin = max(OUTLIER_FACTOR * (hi - lo), OUTLIER_MIN_GAP)
+    far = (t < lo - margin) | (t > hi + margin)
+    if not far.any():
+        return
+    row = int(far.argmax())
+    v = float(t[row])
+    days = (lo - v if v < lo else v - hi) / 86400.0
+    side = "before" if v < lo else "after"
+    found = (
+        f"{v:g} s ({_date(v)}), {days:,.0f} days {side} the bulk of the log "
+        f"({_date(lo)} .. {_date(hi)}); {int(far.sum())} such value(s)"
+    )
+    expected = "timestamps near the others (a bogus value, or another unit: --time-unit s/ms/us/ns)"
+    if outliers == "warn":
+        where = src.path if src.first_line is None else f"{src.path}, line {src.first_line + row}"
+        warnings.warn(
+            f"{where}: field '{TIME}': far outlier timestamp kept (found {found})",
+            UserWarning,
+            stacklevel=2,
+        )
+        return
+    raise src.row_error("far outlier timestamp", row, TIME, expected=expected, found=found)

@@ -1,0 +1,521 @@
+"""Column resolution and value conversion: file columns -> the canonical table.
+
+:func:`resolve_columns` maps canonical names to file columns (a mapping first, then common
+aliases); :func:`to_canonical` converts ids, timestamps and ratings by the rules of
+:mod:`warmrec.data.readers` and validates the result (:mod:`warmrec.data.schema`). Errors name the
+file, line and field through :class:`~warmrec.data.text.Source`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from warmrec.data.checks import MAX_ID_LENGTH, TIME_OUTLIERS, check_ids, check_sessions, check_times
+from warmrec.data.schema import ITEM, ORDINAL, RATING, SESSION, TIME, USER, validate_interactions
+from warmrec.data.text import SEPARATORS, Source, read_text, sep_name
+from warmrec.errors import ConfigError, DataError
+
+ALIASES: dict[str, tuple[str, ...]] = {
+    SESSION: ("sessionid", "session"),
+    USER: ("userid", "user"),
+    ITEM: ("itemid", "item"),
+    TIME: ("timestamp", "time", "ts"),
+    RATING: ("rating",),
+}
+ID_COLUMNS = (SESSION, USER, ITEM)
+CANONICAL_ORDER = (SESSION, USER, ITEM, TIME, RATING)
+TIME_EXPECTED = "Unix seconds or an ISO 8601 date-time"
+ISO_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.fZ",
+    "%Y-%m-%dT%H:%M:%S%.f%:z",
+    "%Y-%m-%dT%H:%M:%S%.f%z",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.fZ",
+    "%Y-%m-%d %H:%M:%S%.f%:z",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+)
+_NOT_PLAIN_INT = r"^(\+|-0|0.)"
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_MS_ABOVE, _US_ABOVE, _NS_ABOVE = 1e11, 1e14, 1e17
+TIME_UNITS = ("auto", "s", "ms", "us", "ns", ORDINAL)
+UNIT_SCALE = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to map a file's columns and read its values: see :func:`load_interactions`.
+
+    ``time_unit`` is one of :data:`TIME_UNITS` (``None`` = ``"auto"``); ``max_id_length`` and
+    ``time_outliers`` are the limits of :mod:`warmrec.data.checks`.
+    """
+
+    columns: dict[str, str] | None = None
+    sep: str | None = None
+    order: str | None = None
+    no_timestamp: bool = False
+    time_unit: str | None = None
+    max_id_length: int = MAX_ID_LENGTH
+    time_outliers: str = "error"
+
+    def __post_init__(self) -> None:
+        if self.time_unit is not None and self.time_unit not in TIME_UNITS:
+            raise ConfigError(
+                f"unknown time unit {self.time_unit!r}: expected one of {', '.join(TIME_UNITS)}"
+            )
+        if self.order is not None and self.no_timestamp:
+            raise ConfigError("pass either --order COLUMN or --no-timestamp, not both")
+        if (self.order is not None or self.no_timestamp) and self.time_unit not in (
+            None,
+            "auto",
+            ORDINAL,
+        ):
+            what = "--order" if self.order is not None else "--no-timestamp"
+            raise ConfigError(
+                f"{what} gives event positions, not times: --time-unit {self.time_unit} "
+                "does not apply (leave it out, or use --time-unit ordinal)"
+            )
+        if not isinstance(self.max_id_length, int) or self.max_id_length < 1:
+            raise ConfigError(
+                f"max_id_length must be a positive integer, found {self.max_id_length!r}"
+            )
+        if self.time_outliers not in TIME_OUTLIERS:
+            raise ConfigError(
+                f"time_outliers must be one of {', '.join(TIME_OUTLIERS)}, "
+                f"found {self.time_outliers!r}"
+            )
+
+    @property
+    def ordinal(self) -> bool:
+        """Whether the timestamps are event positions (not seconds)."""
+        return self.time_unit == ORDINAL or self.order is not None or self.no_timestamp
+
+    @property
+    def unit(self) -> str | None:
+        """The unit of numeric timestamps, ``None`` to tell it from their size."""
+        return None if self.time_unit in (None, "auto", ORDINAL) else self.time_unit
+
+
+def file_order(n: int) -> pl.Expr:
+    """The timestamp column for logs whose only time information is the row order."""
+    return pl.int_range(0, n, dtype=pl.Int64).cast(pl.Float64).alias(TIME)
+
+
+def align_keys(
+    df: pl.DataFrame, feats: pl.DataFrame | None, key: str
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Give the key column the same type in the log and the feature table (strings if they differ)."""
+    if feats is None or key not in df.columns or df[key].dtype == feats[key].dtype:
+        return df, feats
+    return df.with_columns(pl.col(key).cast(pl.Utf8)), feats.with_columns(pl.col(key).cast(pl.Utf8))
+
+
+def sample_dtypes(
+    path: Path,
+    mapping: dict[str, str],
+    *,
+    sep: str,
+    has_header: bool = True,
+    names: Sequence[str] | None = None,
+    quote_char: str | None = '"',
+    n: int = 10_000,
+) -> dict[str, pl.DataType]:
+    """Native types for the mapped columns, judged on the first ``n`` rows read as text.
+
+    Ids become Int64 only if the sample holds plain integers (see :func:`normalise_ids`);
+    timestamps and ratings Float64 if the sample holds numbers. Ids with leading zeros that
+    first appear after the sample in an all-integer column would be read as integers: pass
+    the file through :func:`read_text` without ``dtypes`` if that matters.
+    """
+    head = read_text(
+        path,
+        sep=sep,
+        has_header=has_header,
+        names=names,
+        n_rows=n,
+        quote_char=quote_char,
+        select=sorted(set(mapping.values())),
+    )
+    out: dict[str, pl.DataType] = {}
+    for canon, col in mapping.items():
+        s = head[col]
+        if canon in ID_COLUMNS and normalise_ids(s).dtype == pl.Int64:
+            out[col] = pl.Int64
+        elif canon in (TIME, RATING) and _all_numbers(s):
+            out[col] = pl.Float64
+    extras = {col for canon, col in mapping.items() if canon not in CANONICAL_ORDER}
+    return {col: dtype for col, dtype in out.items() if col not in extras}
+
+
+def _all_numbers(s: pl.Series) -> bool:
+    return s.str.strip_chars().cast(pl.Float64, strict=False).null_count() == s.null_count()
+
+
+# --------------------------------------------------------------------------- columns
+
+
+def resolve_columns(found: Sequence[str], opts: ReadOptions, src: Source) -> dict[str, str]:
+    """Map canonical (and extra) names to file columns; raise naming what is missing."""
+    found = list(found)
+    mapping: dict[str, str] = {}
+    for canon, col in (opts.columns or {}).items():
+        if col not in found:
+            raise DataError(
+                "the column mapping names a column that is not in the file",
+                path=src.path,
+                field=canon,
+                expected=f"a column '{col}'",
+                found=describe_header(found, src.sep),
+            )
+        mapping[canon] = col
+    if opts.order is not None:
+        if opts.order not in found:
+            raise DataError(
+                "the order column is not in the file",
+                path=src.path,
+                field="order",
+                expected=f"a column '{opts.order}'",
+                found=describe_header(found, src.sep),
+            )
+        mapping[TIME] = opts.order
+    for canon in ALIASES:
+        if canon not in mapping:
+            col = find_alias(found, canon, set(mapping.values()))
+            if col is not None:
+                mapping[canon] = col
+    if opts.no_timestamp:
+        mapping.pop(TIME, None)
+    _require_columns(mapping, found, opts, src)
+    _refuse_duplicates(mapping, found, src)
+    return mapping
+
+
+def _refuse_duplicates(mapping: dict[str, str], found: list[str], src: Source) -> None:
+    """Refuse a header that names a column the mapping uses more than once."""
+    for canon, col in mapping.items():
+        at = [i + 1 for i, c in enumerate(found) if c == col]
+        if len(at) > 1:
+            raise DataError(
+                f"duplicated column {col!r} in the header: which copy holds the "
+                f"{canon} values is ambiguous",
+                path=src.path,
+                line=None if src.first_line is None else 1,
+                field=canon,
+                expected="each column name once (rename one copy)",
+                found=f"{col!r} at columns {', '.join(map(str, at))} of "
+                f"{describe_header(found, src.sep)}",
+            )
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s_\-]", "", name).lower()
+
+
+def find_alias(found: Sequence[str], canon: str, taken: set[str]) -> str | None:
+    if canon in found and canon not in taken:
+        return canon
+    return next((c for c in found if _norm(c) in ALIASES[canon] and c not in taken), None)
+
+
+def _require_columns(
+    mapping: dict[str, str], found: list[str], opts: ReadOptions, src: Source
+) -> None:
+    head = describe_header(found, src.sep)
+    if ITEM not in mapping:
+        raise DataError(
+            "no item column",
+            path=src.path,
+            field=ITEM,
+            expected="a column item_id/ItemId/item or columns={'item_id': '<name>'}",
+            found=head,
+        )
+    if SESSION not in mapping and USER not in mapping:
+        raise DataError(
+            "no session or user column",
+            path=src.path,
+            field=SESSION,
+            expected="a column session_id/SessionId/session or user_id/UserId/user, "
+            "or columns={'session_id': '<name>'}",
+            found=head,
+        )
+    if TIME not in mapping and not opts.no_timestamp:
+        raise DataError(
+            "no timestamp column",
+            path=src.path,
+            field=TIME,
+            expected="a column timestamp/Time/time/ts, or columns={'timestamp': "
+            "'<name>'}; for a log without time pass order='<column>' "
+            "(an order column becomes the timestamp) or no_timestamp=True "
+            "(file order becomes the timestamp)",
+            found=head,
+        )
+
+
+def describe_header(found: Sequence[str], sep: str | None) -> str:
+    """The columns found, with a hint when the separator looks wrong."""
+    text = f"columns {', '.join(repr(c) for c in found)}" if found else "no columns"
+    if found and all(_NUMBER.match(c) for c in found):
+        text += (
+            " (the first line looks like data, not a header"
+            + (
+                ": a headerless 'user item' file is the SASRec format, read it with --format sasrec"
+                if len(found) == 2
+                else "; add a header line naming the columns"
+            )
+            + ")"
+        )
+        return text
+    if sep is not None and len(found) == 1:
+        other = [c for c in SEPARATORS if c != sep and c != " " and c in found[0]]
+        if other:
+            text += (
+                f" (one column when split on {sep_name(sep)}: the header looks "
+                f"{sep_name(other[0])}-separated; pass sep={other[0]!r})"
+            )
+    return text
+
+
+# --------------------------------------------------------------------------- values
+
+
+def to_canonical(
+    raw: pl.DataFrame,
+    mapping: dict[str, str],
+    src: Source,
+    opts: ReadOptions | None = None,
+    *,
+    time_format: str | None = None,
+) -> pl.DataFrame:
+    """Rename mapped columns, convert ids/timestamps/ratings by the rules above, validate."""
+    opts = opts or ReadOptions()
+    df = raw.select([pl.col(col).alias(canon) for canon, col in mapping.items()])
+    converted = {c: _convert(df[c], c, src, opts, time_format) for c in df.columns}
+    df = pl.DataFrame(converted)
+    if opts.no_timestamp:
+        df = df.with_columns(file_order(df.height))
+    return finish(df, src, opts)
+
+
+def _convert(
+    s: pl.Series, name: str, src: Source, opts: ReadOptions, time_format: str | None
+) -> pl.Series:
+    if name in ID_COLUMNS:
+        return normalise_ids(s)
+    if name == TIME:
+        if opts.order is not None:
+            return to_float(s, src, TIME, expected="a number (the order column)")
+        if opts.ordinal:
+            return to_float(s, src, TIME, expected="a number (a position: --time-unit ordinal)")
+        return to_seconds(s, src, fmt=time_format, unit=opts.unit)
+    if name == RATING:
+        return to_float(s, src, RATING)
+    return infer_extra(s)
+
+
+def finish(df: pl.DataFrame, src: Source, opts: ReadOptions | None = None) -> pl.DataFrame:
+    """Check required values (naming the line), order the columns and validate.
+
+    Also runs the checks of :mod:`warmrec.data.checks` (ids; one user per session; negative and
+    far outlying timestamps unless ``opts`` says the timestamps are positions).
+    """
+    opts = opts or ReadOptions()
+    key = SESSION if SESSION in df.columns else USER
+    for col in (key, ITEM, TIME):
+        if col in df.columns and df[col].null_count():
+            row = int(df[col].is_null().arg_max())
+            raise src.row_error(
+                "missing value",
+                row,
+                col,
+                expected="a value",
+                found="an empty cell" + _sep_hint(df, row, src),
+            )
+    check_ids(df, src, opts.max_id_length)
+    check_sessions(df, src)
+    if not opts.ordinal and TIME in df.columns and df[TIME].dtype.is_numeric():
+        check_times(df, src, opts.time_outliers)
+    front = [c for c in CANONICAL_ORDER if c in df.columns]
+    df = df.select(front + [c for c in df.columns if c not in front])
+    return validate_interactions(df, source=str(src.path))
+
+
+def _sep_hint(df: pl.DataFrame, row: int, src: Source) -> str:
+    if src.sep is None:
+        return ""
+    cells = [str(v) for v in df.row(row) if isinstance(v, str)]
+    other = [c for c in SEPARATORS if c not in (src.sep, " ") and any(c in v for v in cells)]
+    return (
+        (f" (the line holds {sep_name(other[0])}s: is the separator {sep_name(src.sep)} right?)")
+        if other
+        else ""
+    )
+
+
+def normalise_ids(s: pl.Series) -> pl.Series:
+    """Text ids that are all plain decimal integers become Int64; other ids are unchanged."""
+    if s.dtype != pl.Utf8:
+        return s
+    as_int = s.cast(pl.Int64, strict=False)
+    if as_int.null_count() != s.null_count() or s.str.contains(_NOT_PLAIN_INT).any():
+        return s
+    return as_int
+
+
+def infer_extra(s: pl.Series) -> pl.Series:
+    """An extra text column as Int64 or Float64 when every value is one, else unchanged."""
+    if s.dtype != pl.Utf8:
+        return s
+    as_int = normalise_ids(s)
+    if as_int.dtype != pl.Utf8:
+        return as_int
+    as_float = s.cast(pl.Float64, strict=False)
+    return as_float if as_float.null_count() == s.null_count() else s
+
+
+def to_float(
+    s: pl.Series, src: Source, column: str, *, expected: str = "a number", rows: bool = True
+) -> pl.Series:
+    """Cast to Float64, raising on the first value that is not a number."""
+    if s.dtype.is_numeric():
+        return s.cast(pl.Float64)
+    text = s.cast(pl.Utf8).str.strip_chars()
+    out = text.cast(pl.Float64, strict=False)
+    _raise_unparsed(out, text, src, column, expected, rows=rows)
+    return out
+
+
+def to_seconds(
+    s: pl.Series,
+    src: Source,
+    *,
+    fmt: str | None = None,
+    column: str = TIME,
+    unit: str | None = None,
+) -> pl.Series:
+    """Unix seconds (Float64) from numbers, datetimes or ISO 8601 text (see module docstring).
+
+    ``unit`` (``s``, ``ms``, ``us``, ``ns``) says what numbers count; ``None`` tells it from
+    their size (:func:`scale_epoch`). Date-times carry their own unit: with ``unit`` given
+    they are refused, as the option then contradicts the file.
+    """
+    if isinstance(s.dtype, pl.Datetime) or s.dtype == pl.Date:
+        _refuse_unit(unit, src, column, str(s.dtype))
+        return datetime_seconds(s)
+    if s.dtype.is_numeric():
+        return _scale(s.cast(pl.Float64), unit)
+    if s.dtype != pl.Utf8:
+        raise DataError(
+            "timestamps must be numbers or date-times",
+            path=src.path,
+            field=column,
+            expected=TIME_EXPECTED,
+            found=str(s.dtype),
+        )
+    text = s.str.strip_chars()
+    present = text.drop_nulls()
+    if present.len() == 0:
+        return text.cast(pl.Float64, strict=False)
+    if fmt is None and _is_number(present[0]):
+        return _scale(to_float(text, src, column, expected=TIME_EXPECTED), unit)
+    _refuse_unit(unit, src, column, f"date-time text {present[0]!r}")
+    fmt = fmt or iso_format(present[0])
+    try:
+        if fmt is None:
+            raise ValueError("not ISO 8601")
+        dt = text.str.to_datetime(format=fmt, strict=False, time_unit="us")
+    except (ValueError, pl.exceptions.PolarsError) as exc:
+        row = int(text.is_not_null().arg_max())
+        raise src.row_error(
+            "unparsable timestamp", row, column, expected=TIME_EXPECTED, found=repr(present[0])
+        ) from exc
+    _raise_unparsed(dt, text, src, column, TIME_EXPECTED)
+    return datetime_seconds(dt)
+
+
+def _scale(s: pl.Series, unit: str | None) -> pl.Series:
+    return scale_epoch(s) if unit is None else s / UNIT_SCALE[unit]
+
+
+def _refuse_unit(unit: str | None, src: Source, column: str, found: str) -> None:
+    if unit is not None:
+        raise DataError(
+            f"--time-unit {unit} applies to numeric timestamps",
+            path=src.path,
+            field=column,
+            expected="numbers (or leave --time-unit out: date-times carry their own unit)",
+            found=found,
+        )
+
+
+def iso_format(value: str) -> str | None:
+    """The first layout of :data:`ISO_FORMATS` that parses ``value``; ``None`` if none does.
+
+    A column is parsed with the layout of its first value, so a value in another layout is
+    reported with its line.
+    """
+    probe = pl.Series([value])
+    for fmt in ISO_FORMATS:
+        if probe.str.to_datetime(fmt, strict=False, time_unit="us").null_count() == 0:
+            return fmt
+    return None
+
+
+def datetime_seconds(s: pl.Series) -> pl.Series:
+    """Unix seconds of a Date/Datetime column (naive values are taken as UTC)."""
+    if s.dtype == pl.Date:
+        s = s.cast(pl.Datetime("us"))
+    return s.dt.epoch("us").cast(pl.Float64) / 1e6
+
+
+def scale_epoch(s: pl.Series) -> pl.Series:
+    """Numbers that look like milliseconds (or micro-, nanoseconds) since the epoch, as seconds.
+
+    The unit is judged on the median magnitude (above 1e17: ns, 1e14: us, 1e11: ms, else s),
+    so that one bogus value cannot rescale a whole column; it is then refused as an outlier
+    (:mod:`warmrec.data.checks`).
+    """
+    mid = s.abs().median()
+    if mid is None:
+        return s
+    if mid > _NS_ABOVE:
+        return s / 1e9
+    if mid > _US_ABOVE:
+        return s / 1e6
+    if mid > _MS_ABOVE:
+        return s / 1e3
+    return s
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _raise_unparsed(
+    parsed: pl.Series,
+    text: pl.Series,
+    src: Source,
+    column: str,
+    expected: str,
+    *,
+    rows: bool = True,
+) -> None:
+    bad = parsed.is_null() & text.is_not_null()
+    if bad.any():
+        row = int(bad.arg_max())
+        value = repr(text[row])
+        if not rows:
+            raise DataError(
+                "unparsable value", path=src.path, field=column, expected=expected, found=value
+            )
+        raise src.row_error(f"unparsable {column}", row, column, expected=expected, found=value)

@@ -1,0 +1,225 @@
+"""Delimited text: the header line, separator sniffing, the Polars CSV scan, and diagnosis.
+
+Every function here knows bytes and lines, not canonical columns (those are
+:mod:`warmrec.data.columns`). :class:`Source` carries the file and the line of data row 0 so that
+errors elsewhere can name the line; :func:`diagnose` turns a parser failure into a
+:class:`~warmrec.errors.DataError` naming the first bad line (bad UTF-8, a wrong number of fields).
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from warmrec.errors import DataError
+
+SEPARATORS = ("\t", ",", ";", "|", " ")
+SEP_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe", " ": "space"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where rows come from, to name the file and line in errors.
+
+    ``first_line`` is the file line of data row 0 (2 with a header, 1 without); ``None`` for
+    formats without lines (Parquet), whose errors name the row instead.
+    """
+
+    path: Path
+    first_line: int | None = 2
+    sep: str | None = field(default=None)
+
+    def row_error(
+        self, message: str, row: int, column: str | None, *, expected: str, found: str
+    ) -> DataError:
+        if self.first_line is None:
+            return DataError(
+                f"{message} at row {row + 1}",
+                path=self.path,
+                field=column,
+                expected=expected,
+                found=found,
+            )
+        return DataError(
+            message,
+            path=self.path,
+            line=self.first_line + row,
+            field=column,
+            expected=expected,
+            found=found,
+        )
+
+
+def first_line(path: Path) -> str:
+    """The header line of a text file, decoded; raises on an empty file or bad bytes."""
+    with open(path, "rb") as f:
+        raw = f.readline(1 << 20)
+    if not raw.strip():
+        found = "0 bytes" if path.stat().st_size == 0 else "an empty first line"
+        raise DataError(
+            "empty file",
+            path=path,
+            line=1,
+            expected="a header line followed by data rows",
+            found=found,
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            "not valid UTF-8 text",
+            path=path,
+            line=1,
+            expected="UTF-8 text",
+            found=f"bytes {raw[exc.start : exc.start + 4]!r}",
+        ) from exc
+    return text.lstrip("\ufeff").rstrip("\r\n")
+
+
+def sniff_header(path: Path, sep: str | None = None) -> tuple[str, list[str]]:
+    """The separator (given or sniffed) and the header cells of a delimited text file."""
+    line = first_line(path)
+    if sep is None:
+        counts = {c: line.count(c) for c in SEPARATORS}
+        sep = max(SEPARATORS, key=lambda c: (counts[c], -SEPARATORS.index(c)))
+        sep = sep if counts[sep] else ","
+    return sep, [cell.strip().strip('"') for cell in line.split(sep)]
+
+
+def read_text(
+    path: Path,
+    *,
+    sep: str,
+    has_header: bool = True,
+    names: Sequence[str] | None = None,
+    select: Sequence[str] | None = None,
+    quote_char: str | None = '"',
+    encoding: str = "utf8",
+    dtypes: dict[str, pl.DataType] | None = None,
+    n_rows: int | None = None,
+) -> pl.DataFrame:
+    """Read a delimited text file; columns are text unless ``dtypes`` names a type.
+
+    ``dtypes`` is a fast path (native parsing, see :func:`sample_dtypes`): if a value later in
+    the file does not fit, the file is read again as text and the caller's checks name the
+    line. Structural problems (bad bytes, a wrong number of fields) raise a
+    :class:`DataError` with the line. ``encoding`` other than utf8 decodes in memory (for
+    small files such as MovieLens' latin-1 ``u.item``).
+    """
+    kw = dict(
+        separator=sep,
+        has_header=has_header,
+        new_columns=names,
+        quote_char=quote_char,
+        infer_schema=False,
+        n_rows=n_rows,
+    )
+    try:
+        if encoding != "utf8":
+            df = pl.read_csv(path, encoding=encoding, **kw)
+            return df.select(select) if select else df
+        if dtypes:
+            try:
+                lf = pl.scan_csv(path, schema_overrides=dtypes, raise_if_empty=False, **kw)
+                return (lf.select(select) if select else lf).collect()
+            except pl.exceptions.ComputeError:
+                pass  # a value that does not fit the sampled type: read as text below
+        lf = pl.scan_csv(path, raise_if_empty=False, **kw)
+        return (lf.select(select) if select else lf).collect()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        n_fields = len(names) if names is not None else None
+        raise diagnose(path, sep, exc, n_fields=n_fields, has_header=has_header) from exc
+
+
+def diagnose(
+    path: Path, sep: str, exc: Exception, *, n_fields: int | None = None, has_header: bool = True
+) -> DataError:
+    """Turn a parser failure into a DataError naming the first bad line."""
+    bad = first_bad_utf8(path)
+    if bad is not None:
+        line, data = bad
+        return DataError(
+            "not valid UTF-8 text",
+            path=path,
+            line=line,
+            expected="UTF-8 text",
+            found=f"bytes {data!r}",
+        )
+    lines = pl.scan_csv(
+        path,
+        has_header=False,
+        separator="\x00",
+        quote_char=None,
+        infer_schema=False,
+        new_columns=["line"],
+        truncate_ragged_lines=True,
+        raise_if_empty=False,
+    ).collect()["line"]
+    counts = lines.str.count_matches(sep, literal=True) + 1
+    want = (
+        n_fields
+        if n_fields is not None
+        else (int(counts[0]) if has_header and len(counts) else None)
+    )
+    if want is not None:
+        ragged = (counts != want) & lines.is_not_null()
+        if ragged.any():
+            row = int(ragged.arg_max())
+            return DataError(
+                "wrong number of fields",
+                path=path,
+                line=row + 1,
+                expected=f"{want} fields separated by {sep_name(sep)}",
+                found=f"{counts[row]} field(s): {clip(lines[row])!r}",
+            )
+    return DataError(
+        "could not read the file",
+        path=path,
+        expected=f"{sep_name(sep)}-separated text",
+        found=short_error(exc),
+    )
+
+
+def first_bad_utf8(path: Path, chunk: int = 1 << 24) -> tuple[int, bytes] | None:
+    """``(line, bytes)`` of the first invalid UTF-8 sequence in a file, or ``None``."""
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    newlines = 0
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                start = max(exc.start, 0)
+                return newlines + block.count(b"\n", 0, start) + 1, block[start : start + 4]
+            newlines += block.count(b"\n")
+    return None
+
+
+def require_rows(raw: pl.DataFrame, src: Source) -> None:
+    """Raise if a file holds a header but no data rows."""
+    if raw.height == 0:
+        what = "the file has a header but no data rows" if src.first_line == 2 else "no data rows"
+        raise DataError(
+            what,
+            path=src.path,
+            line=src.first_line,
+            expected="at least one data row",
+            found="end of file",
+        )
+
+
+def sep_name(sep: str) -> str:
+    return SEP_NAMES.get(sep, repr(sep))
+
+
+def clip(text: str | None, n: int = 80) -> str:
+    text = text or ""
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def short_error(exc: Exception) -> str:
+    return clip(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, 160)

@@ -1,0 +1,127 @@
+"""`data gaps --plot`, `data stats` dates, non-ASCII JSON, `recommend` argument checks and the
+popularity fallback, a CUDA device on a machine without one."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import cyclic_log
+from warmrec.cli.main import cli
+
+
+def run(args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def one_line(res) -> str:
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warmrec: error:"), res.output
+    return lines[0]
+
+
+@pytest.fixture
+def log_csv(tmp_path):
+    p = tmp_path / "log.csv"
+    df = cyclic_log(n_sessions=40, n_items=10, length=5)
+    df.with_columns(pl.col("timestamp") + 1.6e9).write_csv(p)
+    return p
+
+
+def test_gaps_plot_and_quantiles_in_text(log_csv, tmp_path):
+    png = tmp_path / "gaps.png"
+    res = run(["data", "gaps", log_csv, "--plot", png])
+    assert res.exit_code == 0, res.output
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    for q in ("50%", "90%", "99%"):
+        assert f"gap {q}" in res.output
+    d = json.loads(run(["data", "gaps", log_csv, "--json"]).output)
+    assert d["quantiles"]["50%"] == 60.0
+
+
+def test_stats_prints_dates(log_csv, tmp_path):
+    res = run(["data", "stats", log_csv])
+    assert res.exit_code == 0, res.output
+    assert "e+09" not in res.output
+    assert "2020-09-13T12:26:40Z" in res.output  # 1.6e9 s
+    d = json.loads(run(["data", "stats", log_csv, "--json"]).output)
+    assert d["time_min"] == 1.6e9 and d["time_min_utc"] == "2020-09-13T12:26:40Z"
+    p = tmp_path / "nots.csv"
+    pl.DataFrame({"session_id": [1, 1, 2], "item_id": [1, 2, 3]}).write_csv(p)
+    text = run(["data", "stats", p, "--no-timestamp"]).output
+    assert "1970" not in text  # file positions are not dates
+
+
+@pytest.fixture
+def text_model(tmp_path):
+    """A Markov model over non-ASCII string ids."""
+    p = tmp_path / "log.csv"
+    names = ["café", "naïve", "東京", "zoë"]
+    rows = [(s, names[(s + j) % 4], s * 1000 + j) for s in range(30) for j in range(4)]
+    pl.DataFrame(rows, schema=["session_id", "item_id", "timestamp"], orient="row").write_csv(p)
+    out = tmp_path / "m"
+    res = run(["train", "--model", "markov", "--data", p, "--out", out])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_json_keeps_non_ascii(text_model):
+    res = run(["recommend", text_model, "--items", "café", "-k", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    assert "naïve" in res.output and "\\u" not in res.output
+    assert json.loads(res.output)["items"][0] == "naïve"
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--items", "café", "-k", "-5"], "-k: expected a whole number >= 1, found -5"),
+        (["--items", "café", "-k", "0"], "found 0"),
+        (["--items", ""], "--fallback popular"),
+        (["--items", " , "], "--fallback popular"),
+        (["--items", "nosuch,other"], "--fallback popular"),
+    ],
+)
+def test_recommend_refuses_bad_arguments(text_model, extra, needle):
+    line = one_line(run(["recommend", text_model, *extra]))
+    assert needle in line and "fallback=" not in line
+
+
+def test_recommend_popular_fallback(text_model):
+    for items in ("", "nosuch"):
+        res = run(["recommend", text_model, "--items", items, "--fallback", "popular", "--json"])
+        assert res.exit_code == 0, res.output
+        assert len(json.loads(res.stdout)["items"]) == 4
+
+
+def test_sasrec_recommend_unknown_history_is_an_error(log_csv, tmp_path):
+    out = tmp_path / "sas"
+    sets = ["model.d=8", "model.n_heads=1", "model.n_layers=1", "model.max_len=5"]
+    args = ["train", "--model", "sasrec", "--data", log_csv, "--epochs", "1", "--out", out]
+    res = run(args + [x for s in sets for x in ("--set", s)])
+    assert res.exit_code == 0, res.output
+    assert "no item the model knows" in one_line(run(["recommend", out, "--items", "99999"]))
+    ok = run(["recommend", out, "--items", "99999", "--fallback", "popular", "--json"])
+    assert ok.exit_code == 0, ok.output
+    items = json.loads(ok.stdout)["items"]
+    assert len(items) == 10 and items != list(range(1, 11))
+
+
+def test_cuda_device_without_cuda_is_a_config_error(monkeypatch, log_csv, tmp_path):
+    import torch
+
+    from warmrec.errors import ConfigError
+    from warmrec.training.loop import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(ConfigError, match="TrainerConfig.device.*'cuda'"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"
+    args = ["train", "--model", "sasrec", "--data", log_csv, "--set", "train.device=cuda:0"]
+    line = one_line(run(args + ["--out", tmp_path / "m"]))
+    assert "'cuda:0'" in line

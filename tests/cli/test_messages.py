@@ -1,0 +1,90 @@
+"""Errors speak the CLI's language (flags, not Python keyword arguments); `train --help` shows
+the common training options."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from warmrec.cli.main import cli, cli_language
+
+
+def run(args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def one_line(res) -> str:
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warmrec: error:"), res.output
+    return lines[0]
+
+
+PY_KWARGS = ("columns=", "no_timestamp=", "order='", "sep=", "format='")
+
+
+@pytest.mark.parametrize(
+    "text, header, needles",
+    [
+        ("s,x,t\n1,2,3\n", "no item column", ["--col item_id=<name>"]),
+        ("item_id,t\n1,3\n", "no session or user column", ["--col session_id=<name>"]),
+        (
+            "session_id,item_id\n1,2\n",
+            "no timestamp column",
+            ["--col timestamp=<name>", "--order <column>", "--no-timestamp"],
+        ),
+        ("session_id;item_id;timestamp\n1;2;3\n", "no item column", ["--sep ';'"]),
+    ],
+)
+def test_data_errors_name_cli_flags(tmp_path, text, header, needles):
+    p = tmp_path / ("log.tsv" if ";" in text else "log.csv")
+    p.write_text(text)
+    line = one_line(run(["data", "stats", p]))
+    assert header in line
+    for n in needles:
+        assert n in line
+    assert not any(k in line for k in PY_KWARGS), line
+
+
+def test_sep_flag_reads_what_the_hint_suggests(tmp_path):
+    p = tmp_path / "log.tsv"
+    p.write_text("session_id;item_id;timestamp\n1;2;3\n1;3;4\n")
+    res = run(["data", "stats", p, "--sep", ";", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["events"] == 2
+
+
+def test_order_and_no_timestamp_together(tmp_path):
+    p = tmp_path / "log.csv"
+    p.write_text("session_id,item_id,pos\n1,2,0\n")
+    line = one_line(run(["data", "stats", p, "--order", "pos", "--no-timestamp"]))
+    assert "--order COLUMN or --no-timestamp" in line
+
+
+def test_cli_language_rewrites_keyword_arguments():
+    assert cli_language("or columns={'item_id': '<name>'}") == "or --col item_id=<name>"
+    assert cli_language("pass sep=';')") == "pass --sep ';')"
+    assert cli_language("a suffix .csv or format='...'") == "a suffix .csv or --format ..."
+    assert cli_language("time_order='recbole' stays") == "time_order='recbole' stays"
+
+
+def test_train_help_lists_training_options():
+    res = run(["train", "--help"])
+    assert res.exit_code == 0
+    for flag in ("--epochs", "--seed", "--patience", "--device", "--checkpoint-dir", "--resume"):
+        assert flag in res.output
+    assert "--set train.KEY=VALUE" in res.output
+
+
+def test_train_flags_reach_the_trainer(tmp_path):
+    from tests.conftest import cyclic_log
+
+    p = tmp_path / "log.csv"
+    cyclic_log(n_sessions=30, n_items=8, length=5).write_csv(p)
+    base = ["train", "--model", "sasrec", "--data", p, "--out", tmp_path / "m"]
+    assert "resume needs checkpoint_dir" in one_line(run([*base, "--resume"]))
+    assert "device" in one_line(run([*base, "--device", "nosuchdevice"]))
+    bad = run(["train", "--model", "pop", "--data", p, "--epochs", "2", "--out", tmp_path / "x"])
+    assert "takes no training settings" in one_line(bad)

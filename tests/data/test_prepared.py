@@ -1,0 +1,244 @@
+"""The encoded dataset: one encoding, views equal to the per-part constructors, given splits,
+the package's import weight and one counting convention for n_items."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+import warmrec
+from warmrec.data.dataset import EvalSet, SequenceDataset
+from warmrec.data.prepared import Prepared, prepare
+from warmrec.data.readers import load_interactions
+from warmrec.data.split import split as do_split
+from warmrec.data.synthetic import SyntheticConfig, generate
+from warmrec.data.vocab import ItemVocab
+from warmrec.errors import ConfigError
+
+SRC = str(Path(warmrec.__file__).resolve().parents[1])
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+
+
+# --- exports and import weight ----------------------------------------------------------------
+
+
+def test_prepare_is_exported_from_the_package_and_the_old_module():
+    from warmrec.experiments import pipeline
+
+    assert warmrec.prepare is prepare and warmrec.Prepared is Prepared
+    assert pipeline.prepare is prepare and pipeline.Prepared is Prepared
+    assert set(warmrec.__all__) >= {"prepare", "Prepared", "default_split", "split"}
+    for name in warmrec.__all__:
+        assert getattr(warmrec, name) is not None
+
+
+def test_import_warmrec_data_does_not_import_torch():
+    r = _run(
+        "import sys, warmrec.data, warmrec.data.prepared, warmrec.data.readers, "
+        "warmrec.data.split, warmrec.data.splitdir\n"
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    assert r.returncode == 0, r.stderr
+
+
+def test_import_warmrec_imports_neither_torch_nor_scipy():
+    r = _run(
+        "import sys, warmrec\n"
+        "print(warmrec.__version__)\n"
+        "bad = [m for m in ('torch', 'scipy', 'polars') if m in sys.modules]\n"
+        "assert not bad, bad"
+    )
+    assert r.returncode == 0, r.stderr
+
+
+# --- one encoding, views equal to the per-part constructors -------------------------------------
+
+
+def _user_session_log() -> pl.DataFrame:
+    return generate(SyntheticConfig(n_sessions=400, n_users=60, n_items=80, seed=3))
+
+
+def _same_eval(a: EvalSet, b: EvalSet) -> None:
+    assert len(a) == len(b) and a.n_items == b.n_items and a.n_dropped == b.n_dropped
+    for j in range(len(a)):
+        assert np.array_equal(a.history(j), b.history(j))
+    assert np.array_equal(a.targets, b.targets)
+    assert a.keys.to_list() == b.keys.to_list()
+    assert (a.users is None) == (b.users is None)
+    if a.users is not None:
+        assert np.array_equal(a.users, b.users)
+
+
+def _same_train(a: SequenceDataset, b: SequenceDataset) -> None:
+    assert a.key == b.key
+    assert np.array_equal(a.sequences.offsets, b.sequences.offsets)
+    assert np.array_equal(a.sequences.items, b.sequences.items)
+    assert a.sequences.keys.to_list() == b.sequences.keys.to_list()
+    assert (a.users is None) == (b.users is None)
+    if a.users is not None:
+        assert np.array_equal(a.users, b.users)
+
+
+@pytest.mark.parametrize(
+    ("method", "opts", "drop"),
+    [
+        ("loo", {}, None),
+        ("loo", {}, "session_id"),
+        ("last_session", {}, None),
+        ("last_session", {"by_user": False}, "user_id"),
+        ("user", {"seed": 2}, None),
+    ],
+)
+def test_views_equal_the_per_part_constructors(method, opts, drop):
+    df = _user_session_log()
+    if drop:
+        df = df.drop(drop)
+    prep = prepare(df, split=method, split_options=opts)
+    sp = do_split(df, method, **opts)
+    vocab = ItemVocab.from_ids(df["item_id"])
+    uv = ItemVocab.from_ids(df["user_id"]) if "user_id" in df.columns else None
+    assert prep.vocab == vocab
+    _same_train(prep.train, SequenceDataset.from_frame(sp.train, vocab, user_vocab=uv))
+    _same_eval(prep.valid, sp.valid_set(vocab, uv))
+    _same_eval(prep.test, sp.test_set(vocab, uv))
+
+
+def test_views_with_a_smaller_vocabulary_drop_unknown_items_like_before():
+    df = _user_session_log()
+    vocab = ItemVocab.from_ids(df["item_id"].unique().sort().head(50))
+    prep = prepare(df, split="loo", vocab=vocab)
+    sp = do_split(df, "loo")
+    uv = ItemVocab.from_ids(df["user_id"])
+    _same_train(prep.train, SequenceDataset.from_frame(sp.train, vocab, user_vocab=uv))
+    _same_eval(prep.test, sp.test_set(vocab, uv))
+    assert prep.test.n_dropped > 0
+
+
+def test_the_log_is_encoded_once(monkeypatch):
+    calls: list[int] = []
+    real = ItemVocab.encode
+
+    def counting(self, values):
+        calls.append(len(values))
+        return real(self, values)
+
+    monkeypatch.setattr(ItemVocab, "encode", counting)
+    df = _user_session_log().drop("user_id")
+    prep = prepare(df, split="last_session", split_options={"by_user": False})
+    assert len(calls) == 1  # one encoding of all events (before: train, valid and test apart)
+    assert calls[0] == prep.split.train.height + prep.split.valid.height + prep.split.test.height
+    # the views are cut from that one encoded table
+    assert prep.encoded is not None and prep.encoded.height == calls[0]
+    assert set(prep.encoded["_part"].unique().to_list()) == {0, 1, 2}
+
+
+def test_n_items_counts_padding_in_vocab_data_and_models():
+    df = _user_session_log()
+    prep = prepare(df, split="loo")
+    model = warmrec.get_model("pop").fit(prep.train, prep.valid)
+    n = prep.vocab.n_ids + 1
+    assert prep.vocab.n_items == len(prep.vocab) == n
+    assert prep.train.n_items == prep.valid.n_items == prep.test.n_items == model.n_items == n
+    assert prep.vocab.n_ids == df["item_id"].n_unique()
+
+
+# --- split folders used as given -------------------------------------------------------------
+
+
+def _write(folder: Path, name: str, rows: list[tuple], header: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [header] + ["\t".join(str(v) for v in r) for r in rows]
+    (folder / name).write_text("\n".join(lines) + "\n")
+
+
+def _session_split_folder(root: Path) -> Path:
+    h = "session_id\titem_id\ttimestamp"
+    train = [(s, 1 + (s + k) % 6, 1000 * s + k) for s in range(1, 9) for k in range(4)]
+    valid = [(20, 1, 50), (20, 2, 51), (20, 3, 52)]
+    test = [(30, 2, 40), (30, 3, 41), (31, 4, 9000), (31, 5, 9001), (31, 6, 9002)]
+    _write(root, "train.csv", train, h)
+    _write(root, "valid.csv", valid, h)
+    _write(root, "test.csv", test, h)
+    return root
+
+
+def test_a_split_folder_is_used_as_given_and_reported(tmp_path):
+    inter = load_interactions(_session_split_folder(tmp_path / "sp"))
+    assert inter.parts is not None and set(inter.parts) == {"train", "valid", "test"}
+    assert inter.interactions.height == sum(p.height for p in inter.parts.values())
+    prep = prepare(inter)
+    assert prep.info["split"] == "given"
+    assert prep.info["split_info"]["files"] == {
+        "train": "train.csv",
+        "valid": "valid.csv",
+        "test": "test.csv",
+    }
+    assert prep.split.kind == "sessions"
+    assert prep.split.test["session_id"].unique().sort().to_list() == [30, 31]
+    # each test session predicted from its own prefixes: 1 + 2 targets
+    assert len(prep.test) == 3 and len(prep.valid) == 2
+    assert sorted(prep.test.keys.to_list()) == [30, 31, 31]
+
+
+def test_resplit_merges_the_parts_and_splits_again(tmp_path):
+    inter = load_interactions(_session_split_folder(tmp_path / "sp"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prep = prepare(inter, split="last_session", resplit=True)
+    assert prep.info["split"] == "last_session" and prep.info["resplit"] is True
+    assert prep.split.train.height + prep.split.test.height < inter.interactions.height + 1
+    with pytest.raises(ConfigError, match="resplit"):
+        prepare(inter, split="loo")
+    with pytest.raises(ConfigError, match="resplit"):
+        prepare(inter, split_options={"test_days": 2})
+
+
+def test_given_user_split_continues_the_train_history(tmp_path):
+    h = "user_id\titem_id\ttimestamp"
+    root = tmp_path / "u"
+    _write(root, "train.csv", [("a", 1, 1), ("a", 2, 2), ("b", 3, 1), ("b", 4, 2)], h)
+    _write(root, "valid.csv", [("a", 3, 3)], h)
+    _write(root, "test.csv", [("a", 4, 4), ("b", 1, 3), ("c", 1, 5), ("c", 2, 6)], h)
+    prep = prepare(load_interactions(root))
+    # user c is new in test: its first event has no history and is dropped, its second is kept
+    assert len(prep.test) == 3 and prep.test.n_dropped == 1
+    assert prep.split.info["test_without_history_dropped"] == 1
+    assert prep.split.kind == "next_item" and prep.info["split"] == "given"
+    hist = {prep.test.keys[j]: prep.vocab.decode(prep.test.history(j)) for j in range(3)}
+    assert hist == {"a": [1, 2, 3], "b": [3, 4], "c": [1]}  # the user's own earlier events
+    assert prep.vocab.decode([prep.valid.history(0)[-1]]) == [2]
+
+
+def test_interactions_not_split_still_use_the_named_method(tmp_path):
+    inter = load_interactions(Path(__file__).parents[1] / "fixtures" / "split")
+    assert inter.parts is None
+    with pytest.raises(ConfigError, match="given"):
+        prepare(inter, split="given")
+
+
+def test_demo_uses_a_split_folder_as_given_unless_resplit(tmp_path):
+    from warmrec.experiments.demo import run_demo
+
+    data = _session_split_folder(tmp_path / "sp")
+    kw = {"models": ("pop",), "progress": False, "transfer": False}
+    _, info = run_demo(data, out=tmp_path / "o1", **kw)
+    assert info["split"] == "given" and info["test_examples"] == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, info = run_demo(data, out=tmp_path / "o2", split="loo", resplit=True, **kw)
+    assert info["split"] == "loo"

@@ -1,0 +1,277 @@
+"""The one artifact format: typed meta, same file modes, one-line errors for tampered directories,
+format-1 directories still load, and a model records how its data was read."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import stat
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import save_file
+
+from tests.conftest import cyclic_log
+from warmrec import SequenceDataset, get_model
+from warmrec.artifacts import (
+    FORMAT_VERSION,
+    DataSource,
+    ModelMeta,
+    RunInfo,
+    read_info,
+)
+from warmrec.data.vocab import ItemVocab
+from warmrec.errors import ModelError
+from warmrec.models import Recommender
+
+TINY = {"d": 8, "n_layers": 1, "n_heads": 1, "ffn_dim": 16, "max_len": 6}
+
+
+@pytest.fixture(scope="module")
+def train_ds():
+    df = cyclic_log(n_sessions=40, n_items=30, length=6, seed=1)
+    return SequenceDataset.from_frame(df, ItemVocab.from_ids(df["item_id"]))
+
+
+@pytest.fixture(scope="module")
+def sasrec(train_ds):
+    model = get_model("sasrec", TINY)
+    model.fit(train_ds, None, epochs=1, batch_size=32, device="cpu")
+    return model
+
+
+@pytest.fixture
+def saved(sasrec, tmp_path):
+    sasrec.meta = ModelMeta(role="source", item_counts=[0] * len(sasrec.vocab))
+    return sasrec.save(tmp_path / "m")
+
+
+def _error(path) -> str:
+    with pytest.raises(ModelError) as e:
+        Recommender.load(path)
+    msg = str(e.value)
+    assert "\n" not in msg, msg
+    return msg
+
+
+# -- the format ----------------------------------------------------------------------------------
+def test_config_json_records_format_meta_and_vocabulary(saved, sasrec):
+    info = json.loads((saved / "config.json").read_text())
+    assert info["format"] == FORMAT_VERSION == 2 and info["kind"] == "model"
+    assert info["model"] == "sasrec" and info["meta"]["role"] == "source"
+    assert info["vocab"]["n_ids"] == sasrec.vocab.n_ids == 30
+    assert len(info["vocab"]["sha256"]) == 64 and info["users"] is None
+    loaded = Recommender.load(saved)
+    assert isinstance(loaded.meta, ModelMeta) and loaded.meta.role == "source"
+    assert loaded.meta == sasrec.meta
+
+
+def test_meta_is_a_typed_record():
+    meta = ModelMeta()
+    with pytest.raises(ValueError):
+        meta.no_such_field = 1
+    with pytest.raises(ValueError):
+        meta.pretrain_seconds = "soon"
+    meta.run = {"data": {"path": "/x/log.csv", "columns": {"item_id": "IID"}}, "valid": {"hr": 1}}
+    assert isinstance(meta.run, RunInfo) and isinstance(meta.run.data, DataSource)
+    assert meta.run.data.columns == {"item_id": "IID"} and meta.run.valid == {"hr": 1.0}
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_every_file_of_a_model_directory_gets_the_same_mode(sasrec, tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        path = sasrec.save(tmp_path / f"m{umask:o}")
+    finally:
+        os.umask(old)
+    modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in path.iterdir()}
+    assert set(modes) == {"config.json", "model.safetensors", "vocab.json"}
+    assert set(modes.values()) == {0o666 & ~umask}, modes
+
+
+def test_checkpoint_files_get_the_same_mode_too(train_ds, tmp_path):
+    model = get_model("sasrec", TINY)
+    model.fit(train_ds, None, epochs=1, batch_size=32, checkpoint_dir=str(tmp_path / "c"))
+    modes = {stat.S_IMODE(f.stat().st_mode) for f in (tmp_path / "c" / "latest").iterdir()}
+    assert len(modes) == 1
+
+
+# -- tampered directories: one line naming the file and the problem ----------------------------
+def test_wrong_model_name(saved):
+    info = json.loads((saved / "config.json").read_text())
+    info["model"] = "nosuchmodel"
+    (saved / "config.json").write_text(json.dumps(info))
+    msg = _error(saved)
+    assert "config.json" in msg and "unknown model 'nosuchmodel'" in msg
+
+
+def test_weights_that_do_not_fit_the_config(saved):
+    info = json.loads((saved / "config.json").read_text())
+    info["config"]["d"] = 16
+    info["config"]["ffn_dim"] = 32
+    (saved / "config.json").write_text(json.dumps(info))
+    msg = _error(saved)
+    assert "model.safetensors" in msg and "has shape" in msg and "config and vocabulary" in msg
+
+
+def test_invalid_json(saved):
+    text = (saved / "config.json").read_text()
+    (saved / "config.json").write_text(text[: len(text) // 2])
+    msg = _error(saved)
+    assert "config.json" in msg and "invalid JSON" in msg
+
+
+def test_config_json_with_a_bad_field(saved):
+    info = json.loads((saved / "config.json").read_text())
+    info["meta"]["item_counts"] = "many"
+    (saved / "config.json").write_text(json.dumps(info))
+    msg = _error(saved)
+    assert "config.json" in msg and "meta.item_counts" in msg
+
+
+def test_truncated_weights(saved):
+    data = (saved / "model.safetensors").read_bytes()
+    (saved / "model.safetensors").write_bytes(data[: len(data) // 2])
+    msg = _error(saved)
+    assert "model.safetensors" in msg and "truncated" in msg
+
+
+def test_missing_vocabulary(saved):
+    (saved / "vocab.json").unlink()
+    msg = _error(saved)
+    assert "vocab.json" in msg and "missing" in msg
+
+
+@pytest.mark.parametrize("how", ["torch.save", "pickle"])
+def test_a_pickle_in_place_of_the_weights(saved, sasrec, how):
+    state = sasrec.net.state_dict()
+    if how == "torch.save":
+        torch.save(state, saved / "model.safetensors")
+    else:
+        data = pickle.dumps({k: v.tolist() for k, v in state.items()}, protocol=4)
+        (saved / "model.safetensors").write_bytes(data)
+    msg = _error(saved)
+    assert "model.safetensors" in msg and "pickle" in msg
+
+
+def test_a_vocabulary_with_ten_ids_cut_out(saved):
+    vocab = json.loads((saved / "vocab.json").read_text())
+    vocab["ids"] = vocab["ids"][:-10]
+    (saved / "vocab.json").write_text(json.dumps(vocab))
+    msg = _error(saved)
+    assert "vocab.json" in msg and "20 ids" in msg and "records 30" in msg
+
+
+def test_a_vocabulary_with_ids_swapped(saved):
+    vocab = json.loads((saved / "vocab.json").read_text())
+    vocab["ids"][0], vocab["ids"][1] = vocab["ids"][1], vocab["ids"][0]
+    (saved / "vocab.json").write_text(json.dumps(vocab))
+    msg = _error(saved)
+    assert "vocab.json" in msg and "checksum" in msg
+
+
+def test_not_a_directory_and_an_adapter_directory(tmp_path, saved):
+    assert "no such directory" in _error(tmp_path / "nothing")
+    info = json.loads((saved / "config.json").read_text())
+    info["kind"] = "adapter"
+    (saved / "config.json").write_text(json.dumps(info))
+    assert "load_adapters" in _error(saved)
+
+
+# -- format 1 ------------------------------------------------------------------------------------
+def test_a_format_1_directory_still_loads(sasrec, tmp_path, monkeypatch):
+    d = tmp_path / "old"
+    d.mkdir()
+    save_file(
+        {k: v.contiguous() for k, v in sasrec.net.state_dict().items()}, d / "model.safetensors"
+    )
+    sasrec.vocab.save(d / "vocab.json")
+    meta = {
+        "run": {
+            "data": {"path": "logs/x.csv"},
+            "split": {"method": "loo"},
+            "valid": {"hr@10": 0.5},
+        },
+        "role": "source",
+        "something_else": 3,
+    }
+    info = {"format": 1, "model": "sasrec", "config": TINY, "warmrec_version": "0", "meta": meta}
+    (d / "config.json").write_text(json.dumps(info))
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(UserWarning, match="something_else"):
+        loaded = Recommender.load(d)
+    assert loaded.meta.role == "source"
+    assert loaded.meta.run.data.path == str(tmp_path / "logs" / "x.csv")
+    with pytest.warns(UserWarning):
+        assert read_info(d).legacy
+
+
+# -- the data source travels with the model --------------------------------------------------
+@pytest.fixture
+def mapped_log(tmp_path):
+    """A log whose columns need ``--col`` (as tests/fixtures/sessions.csv: SessionId, ...)."""
+    df = cyclic_log(n_sessions=30, n_items=10, length=5, seed=3)
+    work = tmp_path / "work"
+    work.mkdir()
+    df.rename({"session_id": "SessionId", "item_id": "ItemId", "timestamp": "Time"}).write_csv(
+        work / "log.csv"
+    )
+    return work
+
+
+COLS = ["--col", "session_id=SessionId", "--col", "item_id=ItemId", "--col", "timestamp=Time"]
+
+
+def _cli(args):
+    from warmrec.cli.main import cli
+
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    return res
+
+
+def test_a_model_trained_with_a_column_mapping_evaluates_from_another_directory(
+    mapped_log, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(mapped_log)
+    _cli(["train", "--model", "pop", "--data", "log.csv", *COLS, "--out", "m"])
+    meta = Recommender.load(mapped_log / "m").meta
+    assert meta.run.data.path == str(mapped_log / "log.csv")
+    assert meta.run.data.columns == {
+        "session_id": "SessionId",
+        "item_id": "ItemId",
+        "timestamp": "Time",
+    }
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    res = _cli(["evaluate", str(mapped_log / "m"), "--json"])
+    out = json.loads(res.output)
+    assert out["n"] == 30 and out["part"] == "test"
+
+
+def test_a_pretrained_model_with_a_column_mapping_can_be_evaluated(
+    mapped_log, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(mapped_log)
+    sets = ["--set", "model.d=8", "--set", "model.n_heads=1", "--set", "model.n_layers=1"]
+    sets += ["--set", "model.ffn_dim=16", "--set", "train.epochs=1", "--set", "train.device=cpu"]
+    _cli(["pretrain", "--data", "log.csv", *COLS, "--split", "loo", *sets, "--out", "p"])
+    monkeypatch.chdir(tmp_path)
+    res = _cli(["evaluate", str(mapped_log / "p"), "--json"])
+    assert json.loads(res.output)["n"] == 30
+
+
+def test_data_source_of_makes_paths_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.csv").write_text("a\n")
+    src = DataSource.of("x.csv", columns={"item_id": "a"})
+    assert src.path == str(tmp_path / "x.csv")
+    assert src.read_options() == {
+        "path": src.path,
+        "columns": {"item_id": "a"},
+        "no_timestamp": False,
+    }
+    assert DataSource.of("ml-100k").path == "ml-100k"  # a dataset name stays a name
