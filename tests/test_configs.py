@@ -88,7 +88,7 @@ def test_models_schema_prints_the_json_schema():
     from click.testing import CliRunner
 
     from warmrec.cli.main import cli
-    from warmrec.registry import config_schema
+    from warmrec.schema import config_schema
 
     res = CliRunner().invoke(cli, ["models", "--schema", "sasrec"])
     assert res.exit_code == 0, res.output

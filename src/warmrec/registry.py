@@ -86,36 +86,3 @@ def get_model(name: str, config: dict[str, Any] | None = None, **overrides: Any)
 def available_models() -> list[str]:
     """Every registered name: the built-ins and those registered since (nothing is imported)."""
     return sorted(BUILTIN_MODELS.keys() | _MODELS.keys())
-
-
-
-def config_schema(name: str) -> dict[str, Any]:
-    """The JSON Schema of a model's config, or of the trainer's for ``name="train"``."""
-    if name.lower() in ("train", "trainer"):
-        from warmrec.training.loop import TrainerConfig
-
-        return TrainerConfig.model_json_schema()
-    return model_class(name).Config.model_json_schema()
-
-
-def check_configs(
-    name: str,
-    model_config: dict[str, Any] | None = None,
-    train_config: dict[str, Any] | None = None,
-) -> tuple[Any, Any]:
-    """Build and validate a model's config and, for a neural model, its trainer settings (the
-    class's ``default_trainer`` under ``train_config``) without touching any data: the
-    ``(model config, TrainerConfig or None)``. Raises a one-line ConfigError or ModelError."""
-    from warmrec.config import build_config
-    from warmrec.errors import ConfigError
-    from warmrec.models.neural import NeuralRecommender
-
-    klass = model_class(name)
-    cfg = build_config(klass.Config, model_config or {})
-    if not issubclass(klass, NeuralRecommender):
-        if train_config:
-            raise ConfigError(
-                f"model '{name}' takes no training settings; got {', '.join(sorted(train_config))}"
-            )
-        return cfg, None
-    return cfg, klass.trainer_config(train_config or {})

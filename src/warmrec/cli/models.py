@@ -216,9 +216,11 @@ def recommend(model_dir, items, k, exclude_seen, fallback, as_json):
 )
 def list_models(as_json, schema):
     """List the registered models, or print a config's JSON Schema."""
-    from warmrec.registry import available_models, config_schema, model_class
+    from warmrec.registry import available_models, model_class
 
     if schema:
+        from warmrec.schema import config_schema
+
         emit_json(config_schema(schema))
         return
     names = available_models()

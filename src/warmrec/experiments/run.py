@@ -21,7 +21,6 @@ from warmrec.data.split import require_split_time
 from warmrec.errors import ConfigError
 from warmrec.evaluation.evaluate import DEFAULT_METRICS, EvalResult
 from warmrec.experiments.pipeline import Prepared, evaluate_model, fit_model, prepare, timed
-from warmrec.registry import check_configs
 
 SECTIONS = {"data", "split", "model", "train", "eval"}
 DATA_KEYS = ("path", "format", "columns", "no_timestamp", "order", "time_unit")
@@ -123,6 +122,8 @@ def run_train(cfg: dict[str, Any], out: str | Path) -> dict[str, Any]:
     name = m.pop("name", None)
     if not name:
         raise ConfigError("no model: give --model NAME or [model] name in the config")
+    from warmrec.schema import check_configs
+
     check_configs(name, m, cfg.get("train", {}))
     ev = eval_options(cfg)
     prep = prepare_from_config(cfg)

@@ -1,0 +1,45 @@
+"""Config schemas and up-front validation of a run's settings.
+
+:func:`config_schema` gives the JSON Schema of a model's config (or of the trainer's), for
+``warmrec models --schema NAME``, search spaces and serving metadata. :func:`check_configs`
+builds a model's config and its trainer settings without touching any data, so a bad value is
+reported in one line before a log is read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from warmrec.config import ConfigModel, build_config
+from warmrec.errors import ConfigError
+from warmrec.models.neural import NeuralRecommender
+from warmrec.registry import model_class
+from warmrec.training.loop import TrainerConfig
+
+TRAINER_NAMES = ("train", "trainer")
+
+
+def config_schema(name: str) -> dict[str, Any]:
+    """The JSON Schema of a registered model's config, or of the trainer's for ``"train"``."""
+    if name.lower() in TRAINER_NAMES:
+        return TrainerConfig.model_json_schema()
+    return model_class(name).Config.model_json_schema()
+
+
+def check_configs(
+    name: str,
+    model_config: dict[str, Any] | None = None,
+    train_config: dict[str, Any] | None = None,
+) -> tuple[ConfigModel, TrainerConfig | None]:
+    """Build and validate a model's config and, for a neural model, its trainer settings (the
+    class's ``default_trainer`` under ``train_config``) without touching any data: the
+    ``(model config, TrainerConfig or None)``. Raises a one-line ConfigError or ModelError."""
+    klass = model_class(name)
+    cfg = build_config(klass.Config, model_config or {})
+    if not issubclass(klass, NeuralRecommender):
+        if train_config:
+            raise ConfigError(
+                f"model '{name}' takes no training settings; got {', '.join(sorted(train_config))}"
+            )
+        return cfg, None
+    return cfg, klass.trainer_config(train_config or {})
