@@ -58,6 +58,7 @@ OPTIMIZERS = ("adamw", "adam", "adagrad", "sgd")
 SCHEDULES = ("none", "cosine", "linear")
 EPOCHS_VALIDATED = 100  # the cap when validation can stop training early
 EPOCHS_UNVALIDATED = 20
+WARMUP_SHARE = 10  # warm-up takes at most 1 / WARMUP_SHARE of a run's optimizer steps
 
 
 class TrainerConfig(ConfigModel):
@@ -89,7 +90,8 @@ class TrainerConfig(ConfigModel):
     """Learning-rate schedule after warm-up: constant, or cosine / linear decay to 0 at the
     end of ``epochs``."""
     warmup_steps: int = Field(0, ge=0)
-    """Optimizer steps of linear warm-up."""
+    """Optimizer steps of linear warm-up, at most a tenth of the run's steps (so a model's
+    default warm-up cannot swallow a short run on small data)."""
     patience: int = Field(5, ge=0)
     """Evaluations without improvement of ``valid_metric`` before training stops (0 = never
     stop early). 5 was measured on ml-100k with SASRec's defaults (2026-11-30): training stopped
@@ -291,8 +293,9 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
 def make_scheduler(
     optimizer: torch.optim.Optimizer, cfg: TrainerConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
+    warmup = min(cfg.warmup_steps, total_steps // WARMUP_SHARE)
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total_steps, cfg.warmup_steps, cfg.schedule)
+        optimizer, lambda s: lr_factor(s, total_steps, warmup, cfg.schedule)
     )
 
 
