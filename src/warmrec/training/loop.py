@@ -152,7 +152,9 @@ class TrainerConfig(ConfigModel):
     @model_validator(mode="after")
     def _resume_needs_dir(self) -> TrainerConfig:
         if self.resume and not self.checkpoint_dir:
-            raise ValueError("resume: expected checkpoint_dir to be set, found none")
+            raise ValueError(
+                "resume needs checkpoint_dir (--checkpoint-dir or train.checkpoint_dir), found none"
+            )
         return self
 
     def max_epochs(self, validated: bool) -> int:
