@@ -37,7 +37,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Path as PathParam, Query, Request
+from fastapi import FastAPI, Query
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
@@ -152,33 +153,38 @@ class BodyLimit:
                 if too_big:
                     await _problem(413, f"body over {self.limit} bytes")(scope, receive, send)
                     return
-        seen = 0
-        started = False
-
-        async def counted() -> dict:
-            nonlocal seen
+        # read the body (bounded) before the app sees it: FastAPI turns errors raised while
+        # it reads a body into a 400, so the limit is enforced here, then the body replayed
+        chunks, seen = [], 0
+        while True:
             msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return msg
-
-        async def tracked_send(msg: dict) -> None:
-            nonlocal started
-            if msg["type"] == "http.response.start":
-                started = True
-            await send(msg)
-
-        try:
-            await self.app(scope, counted, tracked_send)
-        except _TooLarge:
-            if not started:
+            if msg["type"] != "http.request":
+                await self.app(scope, _replay([msg]), send)
+                return
+            body = msg.get("body", b"")
+            seen += len(body)
+            if seen > self.limit:
                 await _problem(413, f"body over {self.limit} bytes")(scope, receive, send)
+                return
+            chunks.append(body)
+            if not msg.get("more_body", False):
+                break
+        whole = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([whole], receive), send)
 
 
-class _TooLarge(Exception):
-    pass
+def _replay(msgs: list[dict], then: Any = None) -> Any:
+    """An ASGI ``receive`` that returns ``msgs``, then defers to ``then`` (disconnects)."""
+    queue = list(msgs)
+
+    async def receive() -> dict:
+        if queue:
+            return queue.pop(0)
+        if then is not None:
+            return await then()
+        return {"type": "http.disconnect"}
+
+    return receive
 
 
 def _problem(status: int, detail: str) -> JSONResponse:
@@ -210,7 +216,7 @@ def create_app(
         raise ValueError("create_app needs a model_dir or a bundle")
     holder: dict[str, Any] = {"bundle": bundle}
     source = Path(model_dir) if model_dir is not None else bundle.path
-    sessions = store or SessionStore(max_sessions, max_events, session_ttl_s)
+    sessions = store if store is not None else SessionStore(max_sessions, max_events, session_ttl_s)
     reload_lock = asyncio.Lock()
 
     @asynccontextmanager

@@ -205,14 +205,10 @@ class ModelBundle:
             scores = self.score_matrix([idx])
         ex = self.encode(list(exclude))[0] if exclude else None
         rs = self.encode(list(restrict_to))[0] if restrict_to is not None else None
-        vals, top = top_k(
-            scores, k, seen=[idx] if exclude_seen else None, exclude=ex, restrict=rs
-        )
+        vals, top = top_k(scores, k, seen=[idx] if exclude_seen else None, exclude=ex, restrict=rs)
         v, t = vals[0], top[0]
         keep = torch.isfinite(v)
-        return Ranked(
-            self.decode(t[keep].tolist()), v[keep].tolist(), unknown, fallback_used
-        )
+        return Ranked(self.decode(t[keep].tolist()), v[keep].tolist(), unknown, fallback_used)
 
     def warm_up(self, rounds: int = 3) -> None:
         """Score a few one-item and full-length histories (allocators, lazy init, caches)."""
