@@ -51,8 +51,10 @@ MAX_HISTORY = 1000
 MAX_LIST = 10_000
 MAX_ID_LEN = 128
 MAX_BODY_BYTES = 1 << 20
+MAX_SAFE_INT = 2**53 - 1
+"""Integer ids beyond +-(2**53 - 1) (not exact in JSON numbers everywhere) are sent as strings."""
 
-IntId = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
+IntId = Annotated[StrictInt, Field(ge=-MAX_SAFE_INT, le=MAX_SAFE_INT)]
 StrId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LEN)]
 ItemId = IntId | StrId
 SessionId = Annotated[str, PathParam(min_length=1, max_length=MAX_ID_LEN)]
