@@ -90,3 +90,15 @@ def test_real_server_answers_and_reloads_without_dropping_requests(server):
         for w in workers:
             w.join()
     assert statuses and set(statuses) == {200}
+
+
+def test_sighup_reloads_in_place(server):
+    with httpx.Client(base_url=server, timeout=10) as c:
+        before = c.get("/metadata").json()["loaded_at"]
+        pid = c.get("/metadata").json()["pid"]
+        os.kill(pid, signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while c.get("/metadata").json()["loaded_at"] == before:
+            assert time.monotonic() < deadline, "SIGHUP did not reload the model"
+            time.sleep(0.1)
+        assert c.post("/recommend", json={"items": [1]}).status_code == 200

@@ -11,13 +11,14 @@ Endpoints (OpenAPI docs at ``/docs``, the schema at ``/openapi.json``):
     Server-side session state (:class:`~warmrec.serving.state.SessionStore`: bounded LRU + TTL).
 ``GET /health``, ``GET /metadata``
     Liveness; the model's name, config, vocabulary size, warmrec version, limits, store stats.
-``POST /admin/reload``
+``POST /admin/reload`` (or ``SIGHUP`` to a one-worker server)
     Re-reads the model directory the server was started with (a new ``warmrec train --out DIR``
     replaces it atomically) and swaps it in atomically: a request takes a reference to the
     current bundle when it starts, so in-flight requests finish on the old model and no request
     is dropped; a directory that does not load leaves the old model serving (409). With
-    ``--workers N`` each worker holds its own model: send ``SIGHUP`` to the uvicorn master
-    instead, which restarts the workers one by one (each loads and warms up the new model).
+    ``--workers N`` each worker holds its own model and a request reaches one of them: send
+    ``SIGHUP`` to the uvicorn master instead, which restarts the workers one by one (each loads
+    and warms up the new model). A one-worker server reloads in place on ``SIGHUP``.
 
 Errors are 4xx, never 5xx: a malformed body or a value out of its limits -> 422 (FastAPI's
 validation error); a history with no known item and no fallback asked for -> 400 naming the
@@ -33,6 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -221,11 +224,43 @@ def create_app(
     sessions = store if store is not None else SessionStore(max_sessions, max_events, session_ttl_s)
     reload_lock = asyncio.Lock()
 
+    async def do_reload() -> ModelBundle:
+        """Load the directory again off the event loop, then swap (one reload at a time)."""
+        import anyio
+
+        if source is None:
+            raise WarmrecError("the app was built from a bundle without a directory")
+        async with reload_lock:
+            new = await anyio.to_thread.run_sync(lambda: ModelBundle.load(source, threads=threads))
+            holder["bundle"] = new
+        return new
+
+    async def reload_quietly() -> None:
+        try:
+            await do_reload()
+        except WarmrecError as e:  # SIGHUP has no one to answer: say it on stderr
+            print(
+                f"warmrec serve: reload failed, still serving the old model: {e}", file=sys.stderr
+            )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if holder["bundle"] is None:
             holder["bundle"] = ModelBundle.load(source, threads=threads)
-        yield
+        hup = getattr(signal, "SIGHUP", None)
+        installed = False
+        if hup is not None:
+            try:  # only in the main thread of a process (not under TestClient)
+                loop = asyncio.get_running_loop()
+                loop.add_signal_handler(hup, lambda: loop.create_task(reload_quietly()))
+                installed = True
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+        try:
+            yield
+        finally:
+            if installed:
+                asyncio.get_running_loop().remove_signal_handler(hup)
 
     from warmrec import __version__
 
@@ -336,16 +371,10 @@ def create_app(
     async def reload() -> Any:
         """Re-read the model directory and swap it in atomically (in-flight requests finish on
         the old model; a directory that does not load leaves the old model serving)."""
-        import anyio
-
-        async with reload_lock:
-            try:
-                new = await anyio.to_thread.run_sync(
-                    lambda: ModelBundle.load(source, threads=threads)
-                )
-            except WarmrecError as e:
-                return _problem(409, f"reload failed, still serving the old model: {e}")
-            holder["bundle"] = new
+        try:
+            new = await do_reload()
+        except WarmrecError as e:
+            return _problem(409, f"reload failed, still serving the old model: {e}")
         return new.metadata()
 
     return app

@@ -27,6 +27,7 @@ the ``[1, n_items]`` output layer and top-k, which both paths run as the same ke
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -238,4 +239,5 @@ class ModelBundle:
             "model_dir": str(self.path) if self.path else None,
             "loaded_at": self.loaded_at,
             "threads": torch.get_num_threads(),
+            "pid": os.getpid(),
         }
