@@ -173,8 +173,9 @@ def load_table(args, workdir: Path) -> list[dict]:
     rows = []
     for name in args.models:
         mdir = workdir / name
-        fit_s = train(name, args.data, mdir, args.epochs)
-        print(f"{name}: trained in {fit_s:.1f} s", flush=True)
+        if not mdir.exists():  # a --workdir of an earlier run keeps its models
+            fit_s = train(name, args.data, mdir, args.epochs)
+            print(f"{name}: trained in {fit_s:.1f} s", flush=True)
         server = Server(mdir)
         try:
             wrk(server.url, script, body_file, None, 2, 2)  # warm the connections
@@ -206,17 +207,17 @@ def infer_table(args, workdir: Path) -> list[dict]:
         b = ModelBundle.load(mdir, threads=1)
         m = b.model
         L = b.history_len
-        items = torch.from_numpy(
-            (np.arange(L, dtype=np.int64) % b.n_items + 1).reshape(1, L)
-        )
+        items = torch.from_numpy((np.arange(L, dtype=np.int64) % b.n_items + 1).reshape(1, L))
         m.net.eval()
+        for p in m.net.parameters():  # tracing keeps weights as constants: no autograd
+            p.requires_grad_(False)
 
         def eager(x, m=m):
             return m.forward_scores(Batch(x))
 
         paths = {"eager": eager}
         try:
-            with torch.inference_mode():
+            with torch.no_grad():
                 paths["torchscript"] = torch.jit.trace(eager, (items,), check_trace=False)
         except Exception as e:  # noqa: BLE001 - a path that does not build is reported
             print(f"{name}: torchscript failed: {e!s:.200}")
