@@ -89,6 +89,28 @@ def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT / "src")}
 
 
+def synthetic_log(path: Path, n_items: int, n_sessions: int = 50_000, seed: int = 0) -> Path:
+    """A session log over ``n_items`` items: each session (2-20 events) walks from a
+    Zipf-popular start by small random steps, so that neighbours share items."""
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    lens = rng.integers(2, 21, n_sessions)
+    start = np.minimum(rng.zipf(1.3, n_sessions), n_items) - 1
+    start = (start * 7919) % n_items  # popular items spread over the catalogue
+    sid = np.repeat(np.arange(n_sessions), lens)
+    steps = rng.integers(1, 6, int(lens.sum()))
+    first = np.concatenate([[0], np.cumsum(lens)[:-1]])
+    steps[first] = 0
+    walk = np.cumsum(steps)
+    walk -= np.repeat(walk[first], lens)
+    items = (np.repeat(start, lens) + walk) % n_items + 1
+    t = np.arange(len(items), dtype=np.float64)
+    pl.DataFrame({"session_id": sid, "item_id": items, "timestamp": t}).write_csv(path)
+    return path
+
+
 def train(name: str, data: Path, out: Path, epochs: int) -> float:
     from warmrec.experiments.run import run_train
 
@@ -287,7 +309,7 @@ def markdown(args, load, infer, pred) -> str:
     ]
     if load:
         lines += [
-            f"## Latency under load (ml-100k, 1 worker, 1 torch thread, wrk {args.seconds} s per rate)",
+            f"## Latency under load ({args.data.name}, 1 worker, 1 torch thread, wrk {args.seconds} s per rate)",
             "",
             "| model | target rps | conns | achieved rps | p50 ms | p90 ms | p99 ms | max ms | errors |",
             "|---|---|---|---|---|---|---|---|---|",
@@ -329,7 +351,10 @@ def markdown(args, load, infer, pred) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument(
+        "--synthetic", type=int, default=0, help="A synthetic log over this many items instead."
+    )
     ap.add_argument("--models", default="pop,vsknn,sasrec,gru4rec")
     ap.add_argument("--rates", default="50,200,500")
     ap.add_argument("--seconds", type=int, default=10)
@@ -344,6 +369,11 @@ def main() -> None:
     args = ap.parse_args()
     args.load_start = os.getloadavg()[0]
     args.models = [m for m in args.models.split(",") if m]
+    if args.synthetic:
+        (args.workdir or Path(tempfile.gettempdir())).mkdir(parents=True, exist_ok=True)
+        args.data = synthetic_log(
+            (args.workdir or Path(tempfile.mkdtemp())) / "synthetic.csv", args.synthetic
+        )
     args.rates = [int(r) for r in args.rates.split(",") if r]
     if not args.no_load and shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk (or pass --no-load)")

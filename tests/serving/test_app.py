@@ -208,3 +208,28 @@ def test_sasrec_serves(sasrec_dir):
         assert r.status_code == 200 and len(r.json()["items"]) == 5
         meta = c.get("/metadata").json()
         assert meta["model"] == "sasrec" and meta["history_len"] >= 8
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
+def test_traced_engine_matches_eager(tmp_path, name):
+    from tests.conftest import tiny_net
+
+    d = save_model(name, tmp_path / name, **tiny_net(name))
+    traced = ModelBundle.load(d)
+    eager = ModelBundle.load(d, engine="eager")
+    assert traced.engine == "torchscript" and eager.engine == "eager"
+    for hist in ([3], [3, 4, 5], list(range(1, 15))):
+        a, b = traced.recommend(hist, 5), eager.recommend(hist, 5)
+        assert a.items == b.items
+        assert a.scores == pytest.approx(b.scores, rel=1e-4, abs=1e-5)
+
+
+def test_a_model_without_a_net_runs_eager(pop_dir):
+    assert ModelBundle.load(pop_dir).engine == "eager"
+
+
+def test_a_trace_that_differs_from_eager_is_not_used(sasrec_dir, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.jit, "trace", lambda fn, args, **kw: lambda x: fn(x) + 1)
+    assert ModelBundle.load(sasrec_dir).engine == "eager"

@@ -106,12 +106,28 @@ def predict_cmd(
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="Worker processes.")
 @click.option("--threads", default=1, show_default=True, type=int, help="Torch threads per worker.")
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "eager", "torchscript"]),
+    default="auto",
+    show_default=True,
+    help="Inference path of neural models: auto = a TorchScript trace checked against eager.",
+)
 @click.option("--max-sessions", default=100_000, show_default=True, type=int)
 @click.option("--max-events", default=200, show_default=True, type=int, help="Kept per session.")
 @click.option("--session-ttl", default=1800.0, show_default=True, type=float, help="Seconds.")
 @click.option("--log-level", default="warning", show_default=True)
 def serve(
-    model_dir, host, port, workers, threads, max_sessions, max_events, session_ttl, log_level
+    model_dir,
+    host,
+    port,
+    workers,
+    threads,
+    engine,
+    max_sessions,
+    max_events,
+    session_ttl,
+    log_level,
 ):
     """Serve a model directory over HTTP (FastAPI on uvicorn; docs at /docs)."""
     import os
@@ -142,6 +158,7 @@ def serve(
         {
             "WARMREC_SERVE_MODEL": os.path.abspath(model_dir),
             "WARMREC_SERVE_THREADS": str(threads),
+            "WARMREC_SERVE_ENGINE": engine,
             "WARMREC_SERVE_MAX_SESSIONS": str(max_sessions),
             "WARMREC_SERVE_MAX_EVENTS": str(max_events),
             "WARMREC_SERVE_SESSION_TTL": str(session_ttl),

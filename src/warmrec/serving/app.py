@@ -210,6 +210,7 @@ def create_app(
     *,
     bundle: ModelBundle | None = None,
     threads: int = 1,
+    engine: str = "auto",
     max_sessions: int = 100_000,
     max_events: int = 200,
     session_ttl_s: float = 1800.0,
@@ -231,7 +232,9 @@ def create_app(
         if source is None:
             raise WarmrecError("the app was built from a bundle without a directory")
         async with reload_lock:
-            new = await anyio.to_thread.run_sync(lambda: ModelBundle.load(source, threads=threads))
+            new = await anyio.to_thread.run_sync(
+                lambda: ModelBundle.load(source, threads=threads, engine=engine)
+            )
             holder["bundle"] = new
         return new
 
@@ -246,7 +249,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if holder["bundle"] is None:
-            holder["bundle"] = ModelBundle.load(source, threads=threads)
+            holder["bundle"] = ModelBundle.load(source, threads=threads, engine=engine)
         hup = getattr(signal, "SIGHUP", None)
         installed = False
         if hup is not None:
@@ -382,12 +385,13 @@ def create_app(
 
 def app_from_env() -> FastAPI:
     """The app ``warmrec serve`` starts in each uvicorn worker (settings from the environment:
-    ``WARMREC_SERVE_MODEL``, ``WARMREC_SERVE_THREADS``, ``WARMREC_SERVE_MAX_SESSIONS``,
+    ``WARMREC_SERVE_MODEL``, ``WARMREC_SERVE_THREADS``, ``WARMREC_SERVE_ENGINE``, ``WARMREC_SERVE_MAX_SESSIONS``,
     ``WARMREC_SERVE_SESSION_TTL``, ``WARMREC_SERVE_MAX_EVENTS``)."""
     env = os.environ
     return create_app(
         env["WARMREC_SERVE_MODEL"],
         threads=int(env.get("WARMREC_SERVE_THREADS", "1")),
+        engine=env.get("WARMREC_SERVE_ENGINE", "auto"),
         max_sessions=int(env.get("WARMREC_SERVE_MAX_SESSIONS", "100000")),
         session_ttl_s=float(env.get("WARMREC_SERVE_SESSION_TTL", "1800")),
         max_events=int(env.get("WARMREC_SERVE_MAX_EVENTS", "200")),

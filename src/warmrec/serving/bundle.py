@@ -16,11 +16,15 @@ writes) with what serving needs and the model does not offer:
 - :meth:`ModelBundle.warm_up` scores a few batches before the port opens, so the first request
   pays no allocation or lazy-initialisation cost.
 
-Inference path. Eager PyTorch is kept for every model family: measured on the 2-core CPU
-machine (``benchmarks/serving.py --infer``, figures in ``benchmarks/results/serving.md``),
-TorchScript tracing and ``torch.compile`` did not beat eager scoring of one history by a margin
-that pays for their start-up cost and fragility (the score of a one-row batch is dominated by
-the ``[1, n_items]`` output layer and top-k, which both paths run as the same kernels).
+Inference path (``engine``). Measured on the shared 2-core CPU machine
+(``benchmarks/serving.py --infer``: one history of ``max_len`` items, the score of the whole
+catalogue plus top-10, one thread; figures in ``benchmarks/results/serving.md``), median per
+call: SASRec eager 0.74 ms, TorchScript trace 0.43 ms, ``torch.compile`` 0.44 ms (16-61 s to
+compile); GRU4Rec eager 1.29 ms, trace 1.06 ms, compile 1.61 ms. The winner, a TorchScript
+trace of the model's ``forward_scores`` for a one-history batch, is the default (``"auto"``)
+for neural models: it is traced at load time and **checked** against eager scoring on
+histories of several lengths (1, half, full); any failure or difference falls back to eager
+(``self.engine`` says which runs). Multi-row batches (batch prediction) always run eager.
 
 :func:`top_k` is shared with batch prediction (:mod:`warmrec.serving.predict`).
 """
@@ -41,6 +45,7 @@ import torch
 from warmrec.errors import WarmrecError
 
 RawId = int | str
+ENGINES = ("auto", "eager", "torchscript")
 
 
 class EmptyHistoryError(WarmrecError):
@@ -93,7 +98,16 @@ def top_k(
 class ModelBundle:
     """A model loaded once, with a fast raw-id index; see the module docstring."""
 
-    def __init__(self, model: Any, path: str | Path | None = None, *, threads: int = 1) -> None:
+    def __init__(
+        self,
+        model: Any,
+        path: str | Path | None = None,
+        *,
+        threads: int = 1,
+        engine: str = "eager",
+    ) -> None:
+        if engine not in ENGINES:
+            raise WarmrecError(f"engine: expected one of {', '.join(ENGINES)}, found {engine!r}")
         self.model = model
         self.path = Path(path).resolve() if path is not None else None
         self.threads = threads
@@ -107,14 +121,54 @@ class ModelBundle:
         self.n_items = len(ids)
         self.history_len = max(int(model.history_len), 1)
         counts = model.meta.item_counts
+        self.engine = "eager"
+        self._traced: Any = None
+        if engine != "eager":
+            self._trace()
         self._popular = (
             torch.as_tensor(counts, dtype=torch.float32)
             if counts is not None and len(counts) == self.n_items + 1
             else None
         )
 
+    def _trace(self) -> None:
+        """Trace ``forward_scores`` for one history; keep it only if it matches eager."""
+        from warmrec.data.dataset import Batch
+
+        m = self.model
+        if not (hasattr(m, "forward_scores") and getattr(m, "net", None) is not None):
+            return
+        if self.n_items == 0:
+            return
+        m.net.eval()
+        for p in m.net.parameters():
+            p.requires_grad_(False)
+        L = self.history_len
+
+        def fn(items: torch.Tensor) -> torch.Tensor:
+            return m.forward_scores(Batch(items))
+
+        def hist(n: int) -> torch.Tensor:
+            row = np.zeros((1, L), dtype=np.int64)
+            row[0, L - n :] = (np.arange(n, dtype=np.int64) * 7919) % self.n_items + 1
+            return torch.from_numpy(row)
+
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                traced = torch.jit.trace(fn, (hist(L),), check_trace=False)
+                for n in sorted({1, 2, max(1, L // 2), L}):
+                    x = hist(n)
+                    if not torch.allclose(traced(x).float(), fn(x).float(), rtol=1e-4, atol=1e-5):
+                        return
+        except Exception:  # noqa: BLE001 - any model that does not trace runs eager
+            return
+        self._traced, self.engine = traced, "torchscript"
+
     @classmethod
-    def load(cls, path: str | Path, *, threads: int = 1, warm_up: bool = True) -> ModelBundle:
+    def load(
+        cls, path: str | Path, *, threads: int = 1, warm_up: bool = True, engine: str = "auto"
+    ) -> ModelBundle:
         """Load any model directory (:func:`warmrec.artifacts.load_model`) on the CPU."""
         from warmrec.artifacts import load_model, read_info
 
@@ -123,7 +177,7 @@ class ModelBundle:
         model = load_model(path)
         if hasattr(model, "to") and hasattr(model, "net"):
             model.to("cpu")
-        bundle = cls(model, path, threads=threads)
+        bundle = cls(model, path, threads=threads, engine=engine)
         bundle.trained_with = read_info(path).info.warmrec_version
         if warm_up:
             bundle.warm_up()
@@ -167,6 +221,9 @@ class ModelBundle:
         items = np.concatenate(histories) if len(histories) else np.zeros(0, dtype=np.int64)
         ends = np.cumsum(lens)
         mat = pad_windows(items, ends - lens, ends, self.history_len)
+        if self._traced is not None and len(histories) == 1:
+            with torch.no_grad():
+                return self._traced(torch.from_numpy(mat)).float().clone()
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out = self.model.score(Batch(torch.from_numpy(mat)))
@@ -239,5 +296,6 @@ class ModelBundle:
             "model_dir": str(self.path) if self.path else None,
             "loaded_at": self.loaded_at,
             "threads": torch.get_num_threads(),
+            "engine": self.engine,
             "pid": os.getpid(),
         }

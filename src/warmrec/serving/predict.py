@@ -232,7 +232,7 @@ def predict(
     if fallback not in (None, "popular"):
         raise ConfigError(f"fallback: expected None or 'popular', found {fallback!r}")
     if isinstance(model, str | Path):
-        bundle = ModelBundle.load(model, threads=0, warm_up=False)
+        bundle = ModelBundle.load(model, threads=0, warm_up=False, engine="eager")
     elif isinstance(model, ModelBundle):
         bundle = model
     else:
@@ -329,7 +329,7 @@ def run_predict(
     """``warmrec predict``: load a model directory, read its histories, write the top-k file.
 
     ``threads``: torch threads (0: torch's default, all cores)."""
-    bundle = ModelBundle.load(model_dir, threads=threads, warm_up=False)
+    bundle = ModelBundle.load(model_dir, threads=threads, warm_up=False, engine="eager")
     if k < 1:
         raise ConfigError(f"-k: expected a whole number >= 1, found {k}")
     _check_out(Path(out))  # before reading any data
