@@ -233,3 +233,12 @@ def test_a_trace_that_differs_from_eager_is_not_used(sasrec_dir, monkeypatch):
 
     monkeypatch.setattr(torch.jit, "trace", lambda fn, args, **kw: lambda x: fn(x) + 1)
     assert ModelBundle.load(sasrec_dir).engine == "eager"
+
+
+@pytest.mark.parametrize("engine", ["auto", "eager"])
+def test_masking_never_touches_the_models_state(pop_dir, sasrec_dir, engine):
+    for d in (pop_dir, sasrec_dir):
+        b = ModelBundle.load(d, engine=engine)
+        first = b.recommend([3, 4], 3)
+        b.recommend([3, 4], 3, exclude=first.items, exclude_seen=True, restrict_to=[1, 2])
+        assert b.recommend([3, 4], 3) == first

@@ -76,23 +76,24 @@ def top_k(
     Column 0 (padding) is never returned; ``seen[i]`` (indices) are masked in row ``i``;
     ``exclude`` in every row; with ``restrict`` only those indices may be returned. Masked
     entries are ``-inf``; callers drop non-finite values (a row can have fewer than ``k``)."""
-    scores[:, 0] = -torch.inf
-    if restrict is not None:
-        keep = torch.zeros(scores.shape[1], dtype=torch.bool)
-        keep[torch.from_numpy(np.asarray(restrict, dtype=np.int64))] = True
-        keep[0] = False
-        scores[:, ~keep] = -torch.inf
-    if seen is not None:
-        lens = [len(s) for s in seen]
-        if sum(lens):
-            rows = np.repeat(np.arange(len(seen)), lens)
-            cols = np.concatenate([np.asarray(s, dtype=np.int64) for s in seen])
-            scores[torch.from_numpy(rows), torch.from_numpy(cols)] = -torch.inf
-            scores[:, 0] = -torch.inf
-    if exclude is not None and len(exclude):
-        scores[:, torch.from_numpy(np.asarray(exclude, dtype=np.int64))] = -torch.inf
-    k = max(0, min(k, scores.shape[1] - 1))
-    return torch.topk(scores, k, dim=1)
+    with torch.inference_mode():  # scores may be inference tensors: mask them in the mode
+        scores[:, 0] = -torch.inf
+        if restrict is not None:
+            keep = torch.zeros(scores.shape[1], dtype=torch.bool)
+            keep[torch.from_numpy(np.asarray(restrict, dtype=np.int64))] = True
+            keep[0] = False
+            scores[:, ~keep] = -torch.inf
+        if seen is not None:
+            lens = [len(s) for s in seen]
+            if sum(lens):
+                rows = np.repeat(np.arange(len(seen)), lens)
+                cols = np.concatenate([np.asarray(s, dtype=np.int64) for s in seen])
+                scores[torch.from_numpy(rows), torch.from_numpy(cols)] = -torch.inf
+                scores[:, 0] = -torch.inf
+        if exclude is not None and len(exclude):
+            scores[:, torch.from_numpy(np.asarray(exclude, dtype=np.int64))] = -torch.inf
+        k = max(0, min(k, scores.shape[1] - 1))
+        return torch.topk(scores, k, dim=1)
 
 
 class ModelBundle:
@@ -222,12 +223,16 @@ class ModelBundle:
         ends = np.cumsum(lens)
         mat = pad_windows(items, ends - lens, ends, self.history_len)
         if self._traced is not None and len(histories) == 1:
-            with torch.no_grad():
-                return self._traced(torch.from_numpy(mat)).float().clone()
+            with torch.inference_mode():
+                out = self._traced(torch.from_numpy(mat)).float()
+            return out.clone() if out._is_view() or not out.is_contiguous() else out
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out = self.model.score(Batch(torch.from_numpy(mat)))
-        return out.float().clone()
+        out = out.float()
+        # masking writes in place: copy only what may alias the model's state (a view, e.g.
+        # Pop's expanded counts); a fresh output (a matmul's) is used as it is
+        return out.clone() if out._is_view() or not out.is_contiguous() else out
 
     def recommend(
         self,
