@@ -24,11 +24,12 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def server(pop_dir):
+def server(pop_dir, request):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    extra = getattr(request, "param", [])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "warmrec", "serve", str(pop_dir), "--port", str(port)],
+        [sys.executable, "-m", "warmrec", "serve", str(pop_dir), "--port", str(port), *extra],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -48,7 +49,7 @@ def server(pop_dir):
             pytest.fail("server did not answer /health within 60 s")
         time.sleep(0.2)
     try:
-        yield url
+        yield url, proc
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -59,6 +60,7 @@ def server(pop_dir):
 
 
 def test_real_server_answers_and_reloads_without_dropping_requests(server):
+    server, _ = server
     with httpx.Client(base_url=server, timeout=10) as c:
         # the model is warm before the port opens: the first answer is a normal one
         r = c.post("/recommend", json={"items": [1, 2, "zz"], "k": 3})
@@ -93,6 +95,7 @@ def test_real_server_answers_and_reloads_without_dropping_requests(server):
 
 
 def test_sighup_reloads_in_place(server):
+    server, _ = server
     with httpx.Client(base_url=server, timeout=10) as c:
         before = c.get("/metadata").json()["loaded_at"]
         pid = c.get("/metadata").json()["pid"]
@@ -102,3 +105,24 @@ def test_sighup_reloads_in_place(server):
             assert time.monotonic() < deadline, "SIGHUP did not reload the model"
             time.sleep(0.1)
         assert c.post("/recommend", json={"items": [1]}).status_code == 200
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server", [["--workers", "2"]], indirect=True)
+def test_sighup_restarts_every_worker_without_dropping_requests(server):
+    url, proc = server
+    fresh = {"Connection": "close"}  # a new connection per request reaches any worker
+    with httpx.Client(base_url=url, timeout=10, headers=fresh) as c:
+        before = {c.get("/metadata").json()["pid"] for _ in range(10)}
+        proc.send_signal(signal.SIGHUP)
+        codes: list[int] = []
+        deadline = time.monotonic() + 120
+        while True:
+            assert time.monotonic() < deadline, "SIGHUP did not restart the workers"
+            codes.append(c.post("/recommend", json={"items": [1], "k": 3}).status_code)
+            meta = c.get("/metadata")
+            codes.append(meta.status_code)
+            if meta.json()["pid"] not in before:
+                break
+            time.sleep(0.05)
+    assert set(codes) == {200}

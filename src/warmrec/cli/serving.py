@@ -129,7 +129,11 @@ def serve(
     session_ttl,
     log_level,
 ):
-    """Serve a model directory over HTTP (FastAPI on uvicorn; docs at /docs)."""
+    """Serve a model directory over HTTP (FastAPI on uvicorn; docs at /docs).
+
+    Reload a new model written to MODEL_DIR without dropping requests: POST /admin/reload (one
+    worker), or SIGHUP to this process (any number of workers)."""
+    import inspect
     import os
 
     from warmrec.artifacts import read_info
@@ -165,8 +169,14 @@ def serve(
         }
     )
     click.echo(f"warmrec: serving {model_dir} on http://{host}:{port} (docs at /docs)", err=True)
+    extra = {}
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+        # SIGHUP restarts the workers one by one; a new worker is ready once its model is loaded
+        # and warmed up, which takes longer than uvicorn's default 5 s on a busy machine
+        extra["timeout_worker_healthcheck"] = 300
     uvicorn.run(
         "warmrec.serving.app:app_from_env",
+        **extra,
         factory=True,
         host=host,
         port=port,
