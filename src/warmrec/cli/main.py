@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("warmrec.cli.transfer", "pretrain"),
     "transfer": ("warmrec.cli.transfer", "transfer_cmd"),
     "study": ("warmrec.cli.transfer", "study"),
+    "predict": ("warmrec.cli.serving", "predict_cmd"),
+    "serve": ("warmrec.cli.serving", "serve"),
 }
 
 _REWRITES: list[tuple[re.Pattern[str], str]] = [

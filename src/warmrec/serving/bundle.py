@@ -1,0 +1,306 @@
+"""A loaded model ready to answer: any model directory, warmed up, on the fastest inference path.
+
+:class:`ModelBundle` wraps a :class:`~warmrec.models.base.Recommender` read by
+:func:`warmrec.artifacts.load_model` (any directory that ``train``, ``pretrain`` or ``transfer``
+writes) with what serving needs and the model does not offer:
+
+- raw ids -> indices through a Python dict built once (no DataFrame per request); an integer
+  vocabulary also accepts the ids as decimal strings, a string vocabulary accepts integers;
+- the **unknown ids** of a history are reported, not dropped silently;
+- ranking returns **scores** with the ids, with ``exclude_seen``, an ``exclude`` list and a
+  ``restrict_to`` list (only these items may be recommended);
+- an empty or fully unknown history is refused (:class:`EmptyHistoryError`) unless the caller
+  asks for ``fallback="popular"`` (the training counts ``meta.item_counts``);
+- inference under :func:`torch.inference_mode`, with ``torch.set_num_threads(threads)`` (one
+  thread per worker by default: a server runs one worker per core);
+- :meth:`ModelBundle.warm_up` scores a few batches before the port opens, so the first request
+  pays no allocation or lazy-initialisation cost.
+
+Inference path (``engine``). Measured on the shared 2-core CPU machine
+(``benchmarks/serving.py --infer``: one history of ``max_len`` items, the score of the whole
+catalogue plus top-10, one thread; figures in ``benchmarks/results/serving.md``), median per
+call: SASRec eager 0.74 ms, TorchScript trace 0.43 ms, ``torch.compile`` 0.44 ms (16-61 s to
+compile); GRU4Rec eager 1.29 ms, trace 1.06 ms, compile 1.61 ms. The winner, a TorchScript
+trace of the model's ``forward_scores`` for a one-history batch, is the default (``"auto"``)
+for neural models: it is traced at load time and **checked** against eager scoring on
+histories of several lengths (1, half, full); any failure or difference falls back to eager
+(``self.engine`` says which runs). Multi-row batches (batch prediction) always run eager.
+
+:func:`top_k` is shared with batch prediction (:mod:`warmrec.serving.predict`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from warmrec.errors import WarmrecError
+
+RawId = int | str
+ENGINES = ("auto", "eager", "torchscript")
+
+
+class EmptyHistoryError(WarmrecError):
+    """A history with no item the model knows, and no fallback asked for."""
+
+
+@dataclass
+class Ranked:
+    """One answer: ranked raw ids with their scores, the unknown ids of the history, and
+    whether the popularity fallback answered."""
+
+    items: list[RawId]
+    scores: list[float]
+    unknown: list[RawId] = field(default_factory=list)
+    fallback_used: bool = False
+
+
+def top_k(
+    scores: torch.Tensor,
+    k: int,
+    *,
+    seen: Sequence[np.ndarray] | None = None,
+    exclude: np.ndarray | None = None,
+    restrict: np.ndarray | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` (values, indices) of each row of ``scores`` ``[B, n_items]`` (modified in place).
+
+    Column 0 (padding) is never returned; ``seen[i]`` (indices) are masked in row ``i``;
+    ``exclude`` in every row; with ``restrict`` only those indices may be returned. Masked
+    entries are ``-inf``; callers drop non-finite values (a row can have fewer than ``k``)."""
+    with torch.inference_mode():  # scores may be inference tensors: mask them in the mode
+        scores[:, 0] = -torch.inf
+        if restrict is not None:
+            keep = torch.zeros(scores.shape[1], dtype=torch.bool)
+            keep[torch.from_numpy(np.asarray(restrict, dtype=np.int64))] = True
+            keep[0] = False
+            scores[:, ~keep] = -torch.inf
+        if seen is not None:
+            lens = [len(s) for s in seen]
+            if sum(lens):
+                rows = np.repeat(np.arange(len(seen)), lens)
+                cols = np.concatenate([np.asarray(s, dtype=np.int64) for s in seen])
+                scores[torch.from_numpy(rows), torch.from_numpy(cols)] = -torch.inf
+                scores[:, 0] = -torch.inf
+        if exclude is not None and len(exclude):
+            scores[:, torch.from_numpy(np.asarray(exclude, dtype=np.int64))] = -torch.inf
+        k = max(0, min(k, scores.shape[1] - 1))
+        return torch.topk(scores, k, dim=1)
+
+
+class ModelBundle:
+    """A model loaded once, with a fast raw-id index; see the module docstring."""
+
+    def __init__(
+        self,
+        model: Any,
+        path: str | Path | None = None,
+        *,
+        threads: int = 1,
+        engine: str = "eager",
+    ) -> None:
+        if engine not in ENGINES:
+            raise WarmrecError(f"engine: expected one of {', '.join(ENGINES)}, found {engine!r}")
+        self.model = model
+        self.path = Path(path).resolve() if path is not None else None
+        self.threads = threads
+        self.loaded_at = time.time()
+        self.trained_with: str | None = None
+        vocab = model.vocab
+        ids = vocab.ids.to_list()
+        self._is_str = vocab.is_str
+        self._index: dict[Any, int] = {raw: i + 1 for i, raw in enumerate(ids)}
+        self._ids = ids
+        self.n_items = len(ids)
+        self.history_len = max(int(model.history_len), 1)
+        counts = model.meta.item_counts
+        self.engine = "eager"
+        self._traced: Any = None
+        if engine != "eager":
+            self._trace()
+        self._popular = (
+            torch.as_tensor(counts, dtype=torch.float32)
+            if counts is not None and len(counts) == self.n_items + 1
+            else None
+        )
+
+    def _trace(self) -> None:
+        """Trace ``forward_scores`` for one history; keep it only if it matches eager."""
+        from warmrec.data.dataset import Batch
+
+        m = self.model
+        if not (hasattr(m, "forward_scores") and getattr(m, "net", None) is not None):
+            return
+        if self.n_items == 0:
+            return
+        m.net.eval()
+        for p in m.net.parameters():
+            p.requires_grad_(False)
+        L = self.history_len
+
+        def fn(items: torch.Tensor) -> torch.Tensor:
+            return m.forward_scores(Batch(items))
+
+        def hist(n: int) -> torch.Tensor:
+            row = np.zeros((1, L), dtype=np.int64)
+            row[0, L - n :] = (np.arange(n, dtype=np.int64) * 7919) % self.n_items + 1
+            return torch.from_numpy(row)
+
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                traced = torch.jit.trace(fn, (hist(L),), check_trace=False)
+                for n in sorted({1, 2, max(1, L // 2), L}):
+                    x = hist(n)
+                    if not torch.allclose(traced(x).float(), fn(x).float(), rtol=1e-4, atol=1e-5):
+                        return
+        except Exception:  # noqa: BLE001 - any model that does not trace runs eager
+            return
+        self._traced, self.engine = traced, "torchscript"
+
+    @classmethod
+    def load(
+        cls, path: str | Path, *, threads: int = 1, warm_up: bool = True, engine: str = "auto"
+    ) -> ModelBundle:
+        """Load any model directory (:func:`warmrec.artifacts.load_model`) on the CPU."""
+        from warmrec.artifacts import load_model, read_info
+
+        if threads >= 1:
+            torch.set_num_threads(threads)
+        model = load_model(path)
+        if hasattr(model, "to") and hasattr(model, "net"):
+            model.to("cpu")
+        bundle = cls(model, path, threads=threads, engine=engine)
+        bundle.trained_with = read_info(path).info.warmrec_version
+        if warm_up:
+            bundle.warm_up()
+        return bundle
+
+    # -- ids ----------------------------------------------------------------------------------
+    def index_of(self, raw: Any) -> int:
+        """The index of one raw id (0 when unknown)."""
+        if isinstance(raw, bool):
+            return 0
+        if self._is_str:
+            return self._index.get(raw if isinstance(raw, str) else str(raw), 0)
+        if isinstance(raw, str):
+            text = raw.strip()
+            if not text.lstrip("-").isdigit():
+                return 0
+            raw = int(text)
+        return self._index.get(raw, 0)
+
+    def encode(self, raw: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
+        """Indices of the known ids (in order) and the unknown raw ids."""
+        idx = np.fromiter((self.index_of(x) for x in raw), dtype=np.int64, count=len(raw))
+        unknown = [x for x, i in zip(raw, idx) if i == 0]
+        return idx[idx > 0], unknown
+
+    def decode(self, idx: Sequence[int]) -> list[RawId]:
+        ids = self._ids
+        return [ids[i - 1] for i in idx]
+
+    # -- scoring ------------------------------------------------------------------------------
+    @property
+    def can_fallback(self) -> bool:
+        return self._popular is not None
+
+    def score_matrix(self, histories: Sequence[np.ndarray]) -> torch.Tensor:
+        """Scores ``[B, n_items + 1]`` of encoded histories (each non-empty), as a fresh tensor."""
+        from warmrec.data.dataset import Batch
+        from warmrec.data.sequences import pad_windows
+
+        lens = np.array([len(h) for h in histories], dtype=np.int64)
+        items = np.concatenate(histories) if len(histories) else np.zeros(0, dtype=np.int64)
+        ends = np.cumsum(lens)
+        mat = pad_windows(items, ends - lens, ends, self.history_len)
+        if self._traced is not None and len(histories) == 1:
+            with torch.inference_mode():
+                out = self._traced(torch.from_numpy(mat)).float()
+            return out.clone() if out._is_view() or not out.is_contiguous() else out
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = self.model.score(Batch(torch.from_numpy(mat)))
+        out = out.float()
+        # masking writes in place: copy only what may alias the model's state (a view, e.g.
+        # Pop's expanded counts); a fresh output (a matmul's) is used as it is
+        return out.clone() if out._is_view() or not out.is_contiguous() else out
+
+    def recommend(
+        self,
+        history: Sequence[Any],
+        k: int = 10,
+        *,
+        exclude_seen: bool = False,
+        exclude: Sequence[Any] | None = None,
+        restrict_to: Sequence[Any] | None = None,
+        fallback: str | None = None,
+    ) -> Ranked:
+        """Top-``k`` raw ids and scores after one raw-id history (most recent last).
+
+        Raises :class:`EmptyHistoryError` for a history with no known item unless
+        ``fallback="popular"`` (the most frequent training items; scores are the counts)."""
+        idx, unknown = self.encode(list(history))
+        fallback_used = False
+        if len(idx) == 0:
+            if fallback != "popular":
+                what = "is empty" if not len(history) else "has only unknown item ids"
+                raise EmptyHistoryError(
+                    f"the history {what}: no item the model knows; "
+                    "ask for fallback='popular' for the most popular training items"
+                )
+            if self._popular is None:
+                raise EmptyHistoryError(
+                    f"model '{self.model.name}' has no training item counts for "
+                    "fallback='popular' (saved by an older warmrec)"
+                )
+            scores = self._popular.clone().unsqueeze(0)
+            fallback_used = True
+        else:
+            scores = self.score_matrix([idx])
+        ex = self.encode(list(exclude))[0] if exclude else None
+        rs = self.encode(list(restrict_to))[0] if restrict_to is not None else None
+        vals, top = top_k(scores, k, seen=[idx] if exclude_seen else None, exclude=ex, restrict=rs)
+        v, t = vals[0], top[0]
+        keep = torch.isfinite(v)
+        return Ranked(self.decode(t[keep].tolist()), v[keep].tolist(), unknown, fallback_used)
+
+    def warm_up(self, rounds: int = 3) -> None:
+        """Score a few one-item and full-length histories (allocators, lazy init, caches)."""
+        if self.n_items == 0:
+            return
+        short = np.array([1], dtype=np.int64)
+        full = (np.arange(self.history_len, dtype=np.int64) % self.n_items) + 1
+        for _ in range(rounds):
+            top_k(self.score_matrix([short]), 10)
+            top_k(self.score_matrix([full]), 10)
+
+    def metadata(self) -> dict[str, Any]:
+        """Model name, config, vocabulary size, versions, where it was loaded from and when."""
+        from warmrec import __version__
+
+        m = self.model
+        cfg = m.config.model_dump(mode="json") if hasattr(m.config, "model_dump") else {}
+        return {
+            "model": m.name,
+            "config": cfg,
+            "n_items": self.n_items,
+            "history_len": self.history_len,
+            "item_id_type": "str" if self._is_str else "int",
+            "popular_fallback": self.can_fallback,
+            "warmrec_version": __version__,
+            "trained_with_version": self.trained_with,
+            "model_dir": str(self.path) if self.path else None,
+            "loaded_at": self.loaded_at,
+            "threads": torch.get_num_threads(),
+            "engine": self.engine,
+            "pid": os.getpid(),
+        }

@@ -1,0 +1,346 @@
+"""Batch prediction: the top-K raw item ids and scores for every user or session, to a file.
+
+:func:`predict` scores :class:`Histories` in chunks and streams each chunk's top-K rows to the
+output file, so that memory holds one chunk's ``[rows, n_items]`` score matrix at a time
+(``max_cells`` bounds ``rows * n_items``: a 121K-item catalogue gets ~270 rows per chunk).
+The file -- CSV or Parquet by its suffix -- is written under a temporary name in the same
+folder and renamed into place at the end: a crash never leaves a partial file under the name.
+
+Output: one row per (sequence, rank): ``<key>`` (``session_id`` or ``user_id``, the sequence key
+of the data), ``rank`` (1 = best), ``item_id`` (raw id), ``score`` (the model's score; for the
+popularity fallback the training count).
+
+Which histories (:func:`histories_from_data`, ``part``):
+
+``all`` (default)
+    every sequence of the whole log, all its events in time order: predictions of the items
+    that come *next*, after the data (the ``pred.csv`` of a deployed recommender);
+``train``
+    each training sequence in full;
+``valid`` / ``test``
+    the last prefix of each sequence of that part of the split: the history before its last
+    held-out event (the split is the model's own, as ``warmrec evaluate`` does).
+
+Item ids the model does not know are left out of a history; a sequence with no known item is
+skipped (counted in :attr:`PredictSummary.n_skipped`) unless ``fallback="popular"``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from warmrec.errors import ConfigError
+from warmrec.serving.bundle import ModelBundle, top_k
+
+PARTS = ("all", "train", "valid", "test")
+MAX_CELLS = 1 << 25  # scores held at once (128 MiB of float32)
+
+
+@dataclass
+class Histories:
+    """Encoded histories: history ``j`` is ``items[starts[j]:ends[j]]`` (most recent last),
+    named by ``keys[j]`` (a Series named after the sequence key)."""
+
+    keys: pl.Series
+    items: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    n_skipped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+
+@dataclass
+class PredictSummary:
+    out: Path
+    n_sequences: int
+    n_rows: int
+    n_skipped: int
+    n_fallback: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.n_sequences / self.seconds if self.seconds > 0 else float("inf")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "n_sequences": self.n_sequences,
+            "n_rows": self.n_rows,
+            "n_skipped": self.n_skipped,
+            "n_fallback": self.n_fallback,
+            "seconds": self.seconds,
+            "sequences_per_s": self.per_second,
+        }
+
+
+def histories_from_frame(frame: pl.DataFrame, vocab: Any) -> Histories:
+    """Every sequence of a canonical table, all its events in time order (stable on ties)."""
+    from warmrec.data.schema import ITEM, TIME, sequence_key
+
+    key = sequence_key(frame)
+    df = frame.select(key, ITEM, *([TIME] if TIME in frame.columns else []))
+    df = df.with_row_index("_row").sort([key, *([TIME] if TIME in df.columns else []), "_row"])
+    idx = vocab.encode(df[ITEM])
+    df = df.with_columns(pl.Series("_idx", idx)).filter(pl.col("_idx") > 0)
+    n_all = frame[key].n_unique()
+    counts = df.group_by(key, maintain_order=True).len()
+    lens = counts["len"].to_numpy().astype(np.int64)
+    ends = np.cumsum(lens)
+    return Histories(
+        counts[key],
+        df["_idx"].to_numpy().astype(np.int64),
+        ends - lens,
+        ends,
+        n_skipped=n_all - counts.height,
+    )
+
+
+def _last_prefixes(es: Any) -> Histories:
+    """The longest history per key of an EvalSet (the last prefix of each sequence)."""
+    lens = es.ends - es.starts
+    df = pl.DataFrame({"k": es.keys, "j": np.arange(len(es)), "n": lens})
+    best = df.sort(["n", "j"]).group_by("k", maintain_order=True).last().sort("j")
+    j = best["j"].to_numpy()
+    keep = lens[j] > 0
+    j = j[keep]
+    return Histories(
+        es.keys.gather(j), es.items, es.starts[j], es.ends[j], n_skipped=int((~keep).sum())
+    )
+
+
+def histories_from_data(
+    model: Any, cfg: Mapping[str, Any] | None = None, part: str = "all"
+) -> Histories:
+    """The histories of ``part`` (see the module docstring) of the data a config describes
+    (``[data]``, ``[split]``; default: the data and split recorded in the model directory)."""
+    from warmrec.artifacts import RunInfo
+    from warmrec.experiments.run import prepare_from_config, read_data
+
+    if part not in PARTS:
+        raise ConfigError(f"--part: expected one of {', '.join(PARTS)}, found {part!r}")
+    cfg = dict(cfg or {})
+    run = model.meta.run or RunInfo()
+    if "path" not in cfg.get("data", {}):
+        if run.data is None:
+            raise ConfigError("the model does not record its data: give --data PATH")
+        cfg["data"] = run.data.read_options()
+    if part == "all":
+        return histories_from_frame(read_data(cfg["data"]).interactions, model.vocab)
+    cfg.setdefault("split", dict(run.split))
+    prep = prepare_from_config(cfg, vocab=model.vocab, user_vocab=model.user_vocab)
+    if part == "train":
+        s = prep.train.sequences
+        keep = s.lengths > 0
+        return Histories(
+            s.keys.filter(pl.Series(keep)),
+            s.items,
+            s.offsets[:-1][keep],
+            s.offsets[1:][keep],
+            n_skipped=int((~keep).sum()),
+        )
+    h = _last_prefixes(prep.valid if part == "valid" else prep.test)
+    h.keys = h.keys.rename(prep.train.key)
+    return h
+
+
+def _check_out(path: Path) -> None:
+    if path.suffix.lower() not in (".csv", ".parquet"):
+        raise ConfigError(f"--out: expected a .csv or .parquet file, found {str(path)!r}")
+
+
+class _Writer:
+    """Chunks of rows to a CSV or Parquet file under a temporary name, renamed at close."""
+
+    def __init__(self, path: Path) -> None:
+        _check_out(path)
+        self.path, self.parquet = path, path.suffix.lower() == ".parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self._f = None if self.parquet else open(self.tmp, "wb")  # noqa: SIM115
+        self._pq = None
+        self.rows = 0
+
+    def write(self, df: pl.DataFrame) -> None:
+        if self.parquet:
+            import pyarrow.parquet as pq
+
+            table = df.to_arrow()
+            if self._pq is None:
+                self._pq = pq.ParquetWriter(str(self.tmp), table.schema)
+            self._pq.write_table(table)
+        else:
+            df.write_csv(self._f, include_header=self.rows == 0)
+        self.rows += df.height
+
+    def close(self, empty: pl.DataFrame) -> None:
+        if self.rows == 0:
+            self.write(empty)
+        if self._pq is not None:
+            self._pq.close()
+        if self._f is not None:
+            self._f.close()
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(self.tmp, 0o666 & ~mask)
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        for h in (self._pq, self._f):
+            if h is not None:
+                try:
+                    h.close()
+                except Exception:  # noqa: BLE001 - cleaning up after the real error
+                    pass
+        self.tmp.unlink(missing_ok=True)
+
+
+def predict(
+    model: Any,
+    histories: Histories,
+    out: str | Path,
+    *,
+    k: int = 10,
+    exclude_seen: bool = False,
+    fallback: str | None = None,
+    batch_size: int = 512,
+    max_cells: int = MAX_CELLS,
+    progress: bool = True,
+) -> PredictSummary:
+    """Write the top-``k`` items of every history to ``out`` (``.csv`` or ``.parquet``).
+
+    ``model``: a Recommender, a :class:`ModelBundle` or a model directory. Empty histories
+    (no known item) get the popularity fallback with ``fallback="popular"``."""
+    from tqdm.auto import tqdm
+
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"-k: expected a whole number >= 1, found {k!r}")
+    if fallback not in (None, "popular"):
+        raise ConfigError(f"fallback: expected None or 'popular', found {fallback!r}")
+    if isinstance(model, str | Path):
+        bundle = ModelBundle.load(model, threads=0, warm_up=False, engine="eager")
+    elif isinstance(model, ModelBundle):
+        bundle = model
+    else:
+        bundle = ModelBundle(model)
+    out = Path(out)
+    writer = _Writer(out)
+    t0 = time.perf_counter()
+    key = histories.keys.name or "session_id"
+    n_cols = bundle.n_items + 1
+    rows = max(1, min(batch_size, max_cells // n_cols))
+    lens = histories.ends - histories.starts
+    nonempty = np.flatnonzero(lens > 0)
+    empty = np.flatnonzero(lens <= 0)
+    n_fallback = 0
+    vocab_ids = bundle.model.vocab.ids
+    id_dtype = vocab_ids.dtype
+    key_dtype = histories.keys.dtype
+    schema = {key: key_dtype, "rank": pl.Int32, "item_id": id_dtype, "score": pl.Float32}
+
+    def emit(sel: np.ndarray, vals: torch.Tensor, idx: torch.Tensor) -> None:
+        kk = vals.shape[1]
+        v = vals.numpy().reshape(-1)
+        i = idx.numpy().reshape(-1).astype(np.int64)
+        ok = np.isfinite(v)
+        row = np.repeat(sel, kk)[ok]
+        ranks = np.tile(np.arange(1, kk + 1, dtype=np.int32), len(sel))[ok]
+        writer.write(
+            pl.DataFrame(
+                {
+                    key: histories.keys.gather(row),
+                    "rank": ranks,
+                    "item_id": vocab_ids.gather(i[ok] - 1),
+                    "score": v[ok].astype(np.float32),
+                },
+                schema=schema,
+            )
+        )
+
+    try:
+        with tqdm(
+            total=len(nonempty) + (len(empty) if fallback else 0),
+            unit="seq",
+            disable=not progress,
+            desc="predict",
+        ) as bar:
+            for lo in range(0, len(nonempty), rows):
+                sel = nonempty[lo : lo + rows]
+                hist = [histories.items[histories.starts[j] : histories.ends[j]] for j in sel]
+                scores = bundle.score_matrix(hist)
+                vals, idx = top_k(scores, k, seen=hist if exclude_seen else None)
+                emit(sel, vals, idx)
+                bar.update(len(sel))
+            if fallback and len(empty):
+                if not bundle.can_fallback:
+                    raise ConfigError(
+                        f"model '{bundle.model.name}' has no training item counts for the "
+                        "popularity fallback"
+                    )
+                for lo in range(0, len(empty), rows):
+                    sel = empty[lo : lo + rows]
+                    scores = bundle._popular.unsqueeze(0).repeat(len(sel), 1)
+                    vals, idx = top_k(scores, k)
+                    emit(sel, vals, idx)
+                    bar.update(len(sel))
+                n_fallback = len(empty)
+        writer.close(pl.DataFrame(schema=schema))
+    except BaseException:
+        writer.abort()
+        raise
+    secs = time.perf_counter() - t0
+    return PredictSummary(
+        out,
+        len(nonempty) + n_fallback,
+        writer.rows,
+        histories.n_skipped + (0 if fallback else len(empty)),
+        n_fallback,
+        secs,
+    )
+
+
+def run_predict(
+    model_dir: str | Path,
+    cfg: Mapping[str, Any] | None,
+    out: str | Path,
+    *,
+    part: str = "all",
+    k: int = 10,
+    exclude_seen: bool = False,
+    fallback: str | None = None,
+    batch_size: int = 512,
+    threads: int = 0,
+    progress: bool = True,
+) -> PredictSummary:
+    """``warmrec predict``: load a model directory, read its histories, write the top-k file.
+
+    ``threads``: torch threads (0: torch's default, all cores)."""
+    bundle = ModelBundle.load(model_dir, threads=threads, warm_up=False, engine="eager")
+    if k < 1:
+        raise ConfigError(f"-k: expected a whole number >= 1, found {k}")
+    _check_out(Path(out))  # before reading any data
+    hist = histories_from_data(bundle.model, cfg, part)
+    return predict(
+        bundle,
+        hist,
+        out,
+        k=k,
+        exclude_seen=exclude_seen,
+        fallback=fallback,
+        batch_size=batch_size,
+        progress=progress,
+    )

@@ -1,0 +1,148 @@
+"""Batch prediction: the top-k of every sequence to CSV/Parquet, chunked, atomic; the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import cyclic_log, session_frame
+from warmrec.cli.main import cli
+from warmrec.errors import ConfigError
+from warmrec.models.base import Recommender
+from warmrec.serving.predict import Histories, histories_from_frame, predict
+
+
+@pytest.fixture(scope="module")
+def model(pop_dir):
+    return Recommender.load(pop_dir)
+
+
+FRAME = session_frame(
+    [
+        ("s1", "3", 1),
+        ("s1", "4", 2),
+        ("s2", "7", 1),
+        ("s3", "zz", 1),
+        ("s2", "8", 3),
+        ("s2", "9", 2),
+    ]
+)
+
+
+def test_histories_are_time_ordered_without_unknown_items(model):
+    frame = FRAME.with_columns(pl.col("item_id").cast(pl.Int64, strict=False))
+    h = histories_from_frame(frame, model.vocab)
+    assert h.keys.to_list() == ["s1", "s2"] and h.n_skipped == 1  # s3 has only an unknown id
+    got = [model.vocab.decode(h.items[a:b]) for a, b in zip(h.starts, h.ends)]
+    assert got == [[3, 4], [7, 9, 8]]
+
+
+def test_rows_match_recommend(model, tmp_path):
+    df = cyclic_log(n_sessions=30)
+    h = histories_from_frame(df, model.vocab)
+    res = predict(model, h, tmp_path / "p.csv", k=4, exclude_seen=True, progress=False)
+    out = pl.read_csv(tmp_path / "p.csv")
+    assert out.columns == ["session_id", "rank", "item_id", "score"]
+    assert res.n_sequences == 30 and res.n_rows == out.height == 30 * 4
+    for key in (0, 7, 29):
+        hist = df.filter(pl.col("session_id") == key).sort("timestamp")["item_id"].to_list()
+        rows = out.filter(pl.col("session_id") == key).sort("rank")
+        assert rows["rank"].to_list() == [1, 2, 3, 4]
+        assert rows["item_id"].to_list() == model.recommend([hist], 4, exclude_seen=True)[0]
+
+
+def test_chunking_and_formats_give_the_same_rows(model, tmp_path):
+    h = histories_from_frame(cyclic_log(n_sessions=50), model.vocab)
+    predict(model, h, tmp_path / "one.csv", k=3, progress=False)
+    predict(model, h, tmp_path / "many.parquet", k=3, max_cells=21 * 7, progress=False)
+    a, b = pl.read_csv(tmp_path / "one.csv"), pl.read_parquet(tmp_path / "many.parquet")
+    assert a.height == b.height == 150
+    assert a["item_id"].to_list() == b["item_id"].to_list()
+    np.testing.assert_allclose(a["score"].to_numpy(), b["score"].to_numpy())
+
+
+def test_empty_histories_skipped_or_fallback(model, tmp_path):
+    h = Histories(
+        pl.Series("session_id", ["a", "b"]),
+        np.array([3], dtype=np.int64),
+        np.array([0, 1]),
+        np.array([1, 1]),
+    )
+    res = predict(model, h, tmp_path / "p.csv", k=2, progress=False)
+    assert res.n_sequences == 1 and res.n_skipped == 1
+    res = predict(model, h, tmp_path / "p.csv", k=2, fallback="popular", progress=False)
+    assert res.n_sequences == 2 and res.n_fallback == 1
+    assert pl.read_csv(tmp_path / "p.csv")["session_id"].to_list() == ["a", "a", "b", "b"]
+
+
+def test_a_failed_run_leaves_the_old_file_and_no_temporary(model, tmp_path, monkeypatch):
+    out = tmp_path / "p.csv"
+    out.write_text("old\n")
+    h = histories_from_frame(cyclic_log(n_sessions=20), model.vocab)
+    calls = []
+
+    def failing_score(batch):
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("boom")
+        return type(model).score(model, batch)
+
+    monkeypatch.setattr(model, "score", failing_score)
+    with pytest.raises(RuntimeError):
+        predict(model, h, out, k=2, max_cells=21 * 5, progress=False)
+    assert out.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["p.csv"]
+
+
+@pytest.mark.parametrize(("k", "out"), [(0, "p.csv"), (2, "p.txt")])
+def test_bad_arguments(model, tmp_path, k, out):
+    h = histories_from_frame(cyclic_log(n_sessions=5), model.vocab)
+    with pytest.raises(ConfigError):
+        predict(model, h, tmp_path / out, k=k, progress=False)
+
+
+@pytest.fixture
+def trained(tmp_path):
+    log = tmp_path / "log.csv"
+    cyclic_log(n_sessions=40, n_items=12, length=6).write_csv(log)
+    res = CliRunner().invoke(
+        cli, ["train", "--model", "pop", "--data", str(log), "--out", str(tmp_path / "m")]
+    )
+    assert res.exit_code == 0, res.output
+    return tmp_path / "m", log
+
+
+def test_cli_predict_from_recorded_data(trained, tmp_path):
+    model_dir, _ = trained
+    out = tmp_path / "pred.parquet"
+    res = CliRunner().invoke(
+        cli, ["predict", str(model_dir), "-k", "3", "--out", str(out), "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    assert info["n_sequences"] == 40 and info["n_rows"] == 120
+    assert pl.read_parquet(out).height == 120
+
+
+@pytest.mark.parametrize("flags", [["--part", "test"], ["--split", "test"]])
+def test_cli_predict_last_prefix_of_test(trained, tmp_path, flags):
+    model_dir, log = trained
+    out = tmp_path / "pred.csv"
+    args = ["predict", str(model_dir), "--data", str(log), *flags, "-k", "2", "--out", str(out)]
+    res = CliRunner().invoke(cli, [*args, "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "wrote" in res.output and pl.read_csv(out)["rank"].max() == 2
+
+
+def test_cli_predict_errors_in_one_line(trained, tmp_path):
+    model_dir, _ = trained
+    res = CliRunner().invoke(cli, ["predict", str(model_dir), "--out", str(tmp_path / "x.json")])
+    assert res.exit_code == 2 and ".csv or .parquet" in res.output
+    res = CliRunner().invoke(
+        cli, ["predict", str(tmp_path / "none"), "--out", str(tmp_path / "x.csv")]
+    )
+    assert res.exit_code == 2 and "not a warmrec model directory" in res.output
