@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("warmrec.cli.transfer", "pretrain"),
     "transfer": ("warmrec.cli.transfer", "transfer_cmd"),
     "study": ("warmrec.cli.transfer", "study"),
+    "tune": ("warmrec.cli.tune", "tune"),
 }
 
 _REWRITES: list[tuple[re.Pattern[str], str]] = [
