@@ -19,6 +19,7 @@ import csv
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,7 +193,10 @@ def importance_of(rows: list[TrialRow]) -> dict[str, float]:
             study.add_trial(
                 optuna.trial.create_trial(params=params, distributions=dists, value=r.value)
             )
-        return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            imp = optuna.importance.get_param_importances(study)
+        return {k: float(v) for k, v in imp.items()}
     except Exception:  # noqa: BLE001 - importance is a diagnostic; fall back
         return _rank_importance(done)
 
@@ -250,7 +254,7 @@ def finish(
             "split": base_cfg.get("split", {}),
             "model": {"name": model_name, **cfgs["model"]},
             "train": cfgs["train"],
-            "eval": base_cfg.get("eval", {}),
+            "eval": {"metrics": eval_metrics(metric), **base_cfg.get("eval", {})},
         }
         atomic_write_text(out / "best.toml", dump_toml(best_cfg))
         summary["best"] = {
