@@ -18,7 +18,8 @@ Ray must be installed on every node (``pip install 'warmrec[ray]'``) with warmre
 
 from __future__ import annotations
 
-import os
+import contextlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,6 @@ def search_ray(
         raise ConfigError(f"--trials: expected an integer >= 1, found {trials}")
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     started = False
     if not ray.is_initialized():
         if address:
@@ -131,7 +131,8 @@ def search_ray(
                 verbose=1 if progress else 0,
             ),
         )
-        grid = tuner.fit()
+        with contextlib.redirect_stdout(sys.stderr):  # Ray's status tables: keep --json clean
+            grid = tuner.fit()
         return _rows(grid)
     finally:
         if started:
