@@ -21,8 +21,6 @@ import pytest
 
 from tests.conftest import cyclic_log
 
-pytest.importorskip("ray")  # in the `all` extra; skipped only where it is not installed
-
 ROOT = Path(__file__).resolve().parents[2]
 RAY = Path(sys.executable).parent / "ray"
 pytestmark = pytest.mark.slow

@@ -47,6 +47,7 @@ from warmrec.cli.common import (
     help="Stop trials whose per-epoch validation metric is below the median (ASHA on Ray).",
 )
 @click.option("--cpus-per-trial", type=float, default=1.0, show_default=True, help="Ray only.")
+@click.option("--gpus-per-trial", type=float, default=0.0, show_default=True, help="Ray only.")
 @click.option(
     "--max-failures", type=int, default=2, show_default=True, help="Ray: retries per trial."
 )
@@ -78,6 +79,7 @@ def tune(
     seed,
     pruner,
     cpus_per_trial,
+    gpus_per_trial,
     max_failures,
     config_file,
     sets,
@@ -104,6 +106,7 @@ def tune(
         pruner=pruner,
         progress=progress,
         cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
         max_failures=max_failures,
     )
     if as_json:

@@ -33,6 +33,7 @@ def run_tune(
     pruner: str = "median",
     progress: bool = False,
     cpus_per_trial: float = 1.0,
+    gpus_per_trial: float = 0.0,
     max_failures: int = 2,
 ) -> dict[str, Any]:
     """Run a search; ``cfg`` holds the ``[data]``, ``[split]`` and ``[eval]`` sections."""
@@ -84,6 +85,7 @@ def run_tune(
             max_concurrent=n_jobs,
             seed=seed,
             cpus_per_trial=cpus_per_trial,
+            gpus_per_trial=gpus_per_trial,
             max_failures=max_failures,
             progress=progress,
         )
