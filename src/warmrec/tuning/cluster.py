@@ -95,7 +95,8 @@ def search_ray(
         if address:
             ray.init(address=address, log_to_driver=progress)
         else:
-            ray.init(
+            ray.init(  # a fresh local instance, never a cluster found on disk
+                address="local",
                 num_cpus=max(1, int(max_concurrent * cpus_per_trial)),
                 include_dashboard=False,
                 log_to_driver=progress,

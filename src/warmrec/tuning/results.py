@@ -168,37 +168,52 @@ def plot(rows: list[TrialRow], out: Path, metric: str, importance: dict[str, flo
     return written
 
 
-def importance_of(rows: list[TrialRow]) -> dict[str, float]:
-    """Parameter importance from the completed trials (Optuna's fANOVA when it can run, else the
-    absolute rank correlation of each numeric parameter with the score); {} with < 3 trials."""
+def importance_of(rows: list[TrialRow], space: Any = None) -> dict[str, float]:
+    """Parameter importance from the completed trials: Optuna's fANOVA over the space's
+    distributions when it can run, else the absolute rank correlation of each numeric parameter
+    with the score; {} with fewer than 3 completed trials."""
     done = [r for r in rows if r.state == "complete" and r.value is not None]
     if len(done) < 3:
         return {}
     try:
         import optuna
-        from optuna.distributions import CategoricalDistribution, FloatDistribution
 
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        dists = _distributions(space)
         study = optuna.create_study(direction="maximize")
         for r in done:
-            dists = {}
-            for k, v in r.params.items():
-                if isinstance(v, (bool, str)):
-                    dists[k] = CategoricalDistribution([v])
-                else:
-                    dists[k] = FloatDistribution(-1e300, 1e300)
-            params = {
-                k: (float(v) if k in dists and not isinstance(v, (bool, str)) else v)
-                for k, v in r.params.items()
-            }
+            params = {k: v for k, v in r.params.items() if k in dists}
             study.add_trial(
-                optuna.trial.create_trial(params=params, distributions=dists, value=r.value)
+                optuna.trial.create_trial(
+                    params=params, distributions={k: dists[k] for k in params}, value=r.value
+                )
             )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            imp = optuna.importance.get_param_importances(study)
+            imp = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
+            )
         return {k: float(v) for k, v in imp.items()}
     except Exception:  # noqa: BLE001 - importance is a diagnostic; fall back
         return _rank_importance(done)
+
+
+def _distributions(space: Any) -> dict[str, Any]:
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    out: dict[str, Any] = {}
+    for p in space.params:
+        if p.type == "categorical":
+            out[p.name] = CategoricalDistribution(list(p.choices))
+        elif p.type == "int":
+            out[p.name] = IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
+        else:
+            out[p.name] = FloatDistribution(float(p.low), float(p.high), log=p.log, step=p.step)
+    return out
 
 
 def _rank_importance(done: list[TrialRow]) -> dict[str, float]:
@@ -283,7 +298,7 @@ def finish(
             summary["best"]["refit_valid"] = outcome.valid
             summary["best"]["test"] = {k: float(v) for k, v in test.summary.items()}
             summary["best"]["refit_s"] = time.perf_counter() - t0
-    importance = importance_of(rows)
+    importance = importance_of(rows, space)
     summary["importance"] = importance
     summary["plots"] = plot(rows, out, metric, importance)
     summary["rows"] = [asdict(r) for r in rows]
