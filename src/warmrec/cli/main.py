@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "study": ("warmrec.cli.transfer", "study"),
     "predict": ("warmrec.cli.serving", "predict_cmd"),
     "serve": ("warmrec.cli.serving", "serve"),
+    "tune": ("warmrec.cli.tune", "tune"),
 }
 
 _REWRITES: list[tuple[re.Pattern[str], str]] = [

@@ -60,6 +60,13 @@ TRAIN_FLAGS = ("epochs", "patience", "seed", "device", "checkpoint_dir", "resume
     help="Override a config value, e.g. --set model.max_len=50 --set train.lr=0.003.",
 )
 @click.option("--out", required=True, help="Model directory to write.")
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Data-parallel training on N Ray Train workers (neural models; same global batch).",
+)
+@click.option("--address", default=None, help="Ray cluster HOST:PORT for --workers.")
 @click.option("--json", "as_json", is_flag=True)
 def train(
     model_name,
@@ -74,6 +81,8 @@ def train(
     config_file,
     sets,
     out,
+    workers,
+    address,
     as_json,
     **train_flags,
 ):
@@ -87,6 +96,19 @@ def train(
     if tr:
         flags["train"] = tr
     cfg = load_config(None, sets, merge_flags(load_config(config_file, ()), flags))
+    if workers is not None:
+        from warmrec.tuning.distributed import train_distributed
+
+        res = train_distributed(cfg, out, workers=workers, address=address)
+        res.pop("history", None)
+        if as_json:
+            emit_json(res)
+        else:
+            click.echo(
+                f"saved {res['model']} to {res['out']} ({workers} workers, best validation "
+                f"{res['best_metric']:.4f} at epoch {res['best_epoch']})"
+            )
+        return
     res = run_train(cfg, out)
     if as_json:
         emit_json(res)

@@ -42,6 +42,7 @@ Documented choices:
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -140,8 +141,19 @@ class Item2Vec(Recommender):
         return max(c.n_recent, c.seen_len) if c.seen_offset else int(c.n_recent)
 
     # -- training ---------------------------------------------------------------------------
-    def fit(self, train: SequenceDataset, valid: EvalSet | None = None) -> Item2Vec:
-        """Train Word2Vec on the training sequences; record loss (and validation metrics)."""
+    def fit(
+        self,
+        train: SequenceDataset,
+        valid: EvalSet | None = None,
+        *,
+        callbacks: Sequence[Callable[[int, dict[str, Any], Any], bool | None]] = (),
+    ) -> Item2Vec:
+        """Train Word2Vec on the training sequences; record loss (and validation metrics).
+
+        Each callback is called as ``callback(epoch, record, model)`` after every epoch, the
+        model holding that epoch's vectors (the training loop's convention). gensim cannot stop
+        between epochs, so returning True is ignored; an exception (a tuner's pruning signal)
+        ends training and propagates."""
         try:
             from gensim.models import Word2Vec
             from gensim.models.callbacks import CallbackAny2Vec
@@ -188,6 +200,11 @@ class Item2Vec(Recommender):
                         if cfg.keep_best:
                             best["state"] = (model_ref.vectors.clone(), model_ref.known.clone())
                 model_ref.history.append(row)
+                if callbacks:
+                    if valid is None:
+                        model_ref._set_vectors(w2v.wv)
+                    for cb in callbacks:
+                        cb(self.epoch, dict(row), model_ref)
 
         w2v = Word2Vec(
             vector_size=cfg.vector_size,

@@ -23,7 +23,7 @@ previous (later) window did not already cover, so later targets see at least
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -290,15 +290,18 @@ class NeuralRecommender(Recommender):
         valid: EvalSet | None = None,
         *,
         trainer: Any = None,
+        callbacks: Sequence[Callable[[int, dict[str, Any], Any], bool | None]] = (),
         **trainer_overrides: Any,
     ) -> NeuralRecommender:
         """Train with the shared loop; ``trainer`` is a ``TrainerConfig`` or a mapping, and
         keyword arguments override its fields (``epochs=5``, ``lr=1e-3``, ...). The class's
-        :attr:`default_trainer` fills the fields the caller does not set."""
+        :attr:`default_trainer` fills the fields the caller does not set. ``callbacks`` go to
+        the loop: ``callback(epoch, record, model)`` after every epoch (True stops training;
+        an exception, e.g. a tuner's pruning signal, ends it)."""
         from warmrec.training.loop import train as run_training
 
         cfg = self.trainer_config(trainer, **trainer_overrides)
-        self.train_result = run_training(self, train, valid, cfg)
+        self.train_result = run_training(self, train, valid, cfg, callbacks=callbacks)
         return self
 
     def score(self, batch: Batch) -> torch.Tensor:

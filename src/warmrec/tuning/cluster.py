@@ -1,0 +1,179 @@
+"""Search on a Ray cluster: Ray Tune with the same spaces (OptunaSearch + ASHA).
+
+:func:`search_ray` connects to a cluster (``address="HOST:PORT"``) or starts Ray on this machine,
+and runs :func:`~warmrec.tuning.trial.run_trial` as Ray Tune trials:
+
+- the space's :meth:`~warmrec.tuning.space.SearchSpace.suggest` is the define-by-run function of
+  ``OptunaSearch`` (TPE), so the local and the cluster backend sample the same space;
+- each epoch's validation value is reported (``tune.report``) and ASHA stops weak trials at its
+  rungs; the last report of a finished trial carries ``done = True`` and every validation metric;
+- every trial reserves ``cpus_per_trial`` CPUs (and ``gpus_per_trial`` GPUs) and reads and splits
+  the data itself from the ``[data]``/``[split]`` record (a path every node can read): nothing
+  big goes through the object store, and the test part is never built into a trial's view;
+- a trial whose node or process dies is retried from scratch up to ``max_failures`` times.
+
+The result rows are the same :class:`~warmrec.tuning.results.TrialRow` as the local backend's.
+Ray must be installed on every node (``pip install 'warmrec[ray]'``) with warmrec importable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from warmrec.errors import ConfigError
+from warmrec.tuning.results import TrialRow
+from warmrec.tuning.space import SearchSpace
+
+METRIC = "value"
+
+
+def _trainable(config: dict[str, Any], *, model_name: str, space: SearchSpace, base: dict) -> None:
+    """One Ray Tune trial: read the data here, fit, report per epoch, report the outcome."""
+    import time
+
+    from ray import tune
+
+    from warmrec.experiments.run import prepare_from_config
+    from warmrec.tuning.trial import SearchData, run_trial
+
+    t0 = time.perf_counter()
+    prepared = prepare_from_config(dict(base))
+    data = SearchData.from_prepared(prepared)
+    del prepared  # the trial keeps train and validation only
+
+    def report(epoch: int, value: float) -> None:
+        tune.report({METRIC: value, "epoch": epoch, "done": False})
+
+    ex = bool(base.get("eval", {}).get("exclude_seen", False))
+    outcome, _ = run_trial(model_name, space, config, data, report, exclude_seen=ex)
+    tune.report(
+        {
+            METRIC: outcome.value,
+            "epoch": outcome.epochs,
+            "done": True,
+            "valid": outcome.valid,
+            "seconds": time.perf_counter() - t0,
+        }
+    )
+
+
+def search_ray(
+    model_name: str,
+    space: SearchSpace,
+    base: dict[str, Any],
+    out: str | Path,
+    *,
+    trials: int,
+    timeout: float | None = None,
+    address: str | None = None,
+    max_concurrent: int = 1,
+    seed: int = 0,
+    cpus_per_trial: float = 1.0,
+    gpus_per_trial: float = 0.0,
+    max_failures: int = 2,
+    grace_period: int = 1,
+    reduction_factor: int = 2,
+    progress: bool = False,
+) -> list[TrialRow]:
+    """Run the search with Ray Tune; returns every trial as a :class:`TrialRow`."""
+    try:
+        import ray
+        from ray import tune
+        from ray.tune.schedulers import ASHAScheduler
+        from ray.tune.search.optuna import OptunaSearch
+    except ImportError as e:  # pragma: no cover - ray is in the `all` extra
+        raise ConfigError("--backend ray needs Ray: pip install 'warmrec[ray]'") from e
+    if trials < 1:
+        raise ConfigError(f"--trials: expected an integer >= 1, found {trials}")
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    started = False
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=progress)
+        else:
+            ray.init(  # a fresh local instance, never a cluster found on disk
+                address="local",
+                num_cpus=max(1, int(max_concurrent * cpus_per_trial)),
+                include_dashboard=False,
+                log_to_driver=progress,
+            )
+        started = True
+    try:
+        searcher = OptunaSearch(space=space.suggest, metric=METRIC, mode="max", seed=seed)
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=100_000,
+            grace_period=grace_period,
+            reduction_factor=reduction_factor,
+        )
+        trainable = tune.with_parameters(
+            _trainable, model_name=model_name, space=space, base=dict(base)
+        )
+        resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, resources),
+            tune_config=tune.TuneConfig(
+                metric=METRIC,
+                mode="max",
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=trials,
+                max_concurrent_trials=max_concurrent,
+                time_budget_s=timeout,
+            ),
+            run_config=tune.RunConfig(
+                name="search",
+                storage_path=str(out / "ray"),
+                failure_config=tune.FailureConfig(max_failures=max_failures),
+                verbose=1 if progress else 0,
+            ),
+        )
+        with contextlib.redirect_stdout(sys.stderr):  # Ray's status tables: keep --json clean
+            grid = tuner.fit()
+        return _rows(grid)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _rows(grid: Any) -> list[TrialRow]:
+    failures: dict[str, int] = {}
+    try:  # the number of retries lives on Ray's Trial objects
+        for t in grid._experiment_analysis.trials:
+            failures[t.trial_id] = int(getattr(t, "num_failures", 0))
+    except AttributeError:  # pragma: no cover - private API moved
+        pass
+    rows = []
+    for i, res in enumerate(grid):
+        m = res.metrics or {}
+        df = res.metrics_dataframe
+        curve: list[float] = []
+        if df is not None and METRIC in df.columns:
+            keep = df[~df["done"].astype(bool)] if "done" in df.columns else df
+            curve = [float(v) for v in keep[METRIC].tolist()]
+        if m.get("done"):
+            state = "complete"
+        elif res.error is not None:
+            state = "failed"
+        else:
+            state = "pruned"
+        params = {k: v for k, v in (res.config or {}).items()}
+        trial_id = m.get("trial_id", "")
+        rows.append(
+            TrialRow(
+                number=i,
+                state=state,
+                params=params,
+                value=float(m[METRIC]) if METRIC in m else None,
+                valid=dict(m.get("valid") or {}),
+                epochs=int(m.get("epoch", len(curve))),
+                seconds=float(m.get("seconds", m.get("time_total_s", 0.0)) or 0.0),
+                curve=curve,
+                retries=failures.get(trial_id, 0),
+            )
+        )
+    return rows

@@ -1,0 +1,179 @@
+"""Search on one machine: Optuna (TPE), pruning on the per-epoch validation metric, SQLite storage.
+
+:func:`search_local` runs trials of :func:`~warmrec.tuning.trial.run_trial` in an Optuna study
+stored in ``OUT/study.db`` (SQLite). Each epoch's validation value is reported to the trial
+(``trial.report``) through the training loop's callbacks (Item2Vec: its per-epoch hook); the
+pruner (median by default) raises ``TrialPruned`` there, which ends the fit. ``n_jobs`` runs that
+many trials at once in threads (the constant-liar TPE keeps them apart).
+
+Resuming: running the same search into the same folder continues the study. ``trials`` is the
+total number of finished trials wanted (complete + pruned + failed); trials left RUNNING by a
+killed process are marked failed and their parameters queued again, so a ``kill -9`` costs at
+most the trials that were running. The data is read and split once per process; trials see only
+train and validation (:class:`~warmrec.tuning.trial.SearchData`).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from warmrec.errors import ConfigError, ModelError
+from warmrec.tuning.results import TrialRow
+from warmrec.tuning.space import SearchSpace
+from warmrec.tuning.trial import SearchData, run_trial
+
+STUDY_NAME = "warmrec"
+FINISHED = ("COMPLETE", "PRUNED", "FAIL")
+
+
+def make_pruner(name: str | Any = "median") -> Any:
+    """``"median"`` (after 3 complete trials and 1 epoch), ``"none"``, or an Optuna pruner."""
+    import optuna
+
+    if not isinstance(name, str):
+        return name
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError(f"pruner: expected median or none, found {name!r}")
+
+
+def open_study(out: Path, seed: int, pruner: Any = "median") -> Any:
+    """The study in ``out/study.db`` (created, or loaded to resume); stale RUNNING trials of a
+    killed search are marked failed and their parameters queued again."""
+    import optuna
+    from optuna.trial import TrialState
+
+    out.mkdir(parents=True, exist_ok=True)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{(out / 'study.db').resolve()}")
+    sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    study = optuna.create_study(
+        study_name=STUDY_NAME,
+        storage=storage,
+        sampler=sampler,
+        pruner=make_pruner(pruner),
+        direction="maximize",
+        load_if_exists=True,
+    )
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+    return study
+
+
+def rows_of(study: Any) -> list[TrialRow]:
+    """The study's trials as backend-independent rows."""
+    states = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state.name not in states:
+            continue
+        ua = t.user_attrs
+        curve = [float(t.intermediate_values[k]) for k in sorted(t.intermediate_values)]
+        if t.state.name == "COMPLETE":
+            value = t.value
+        elif curve:
+            value = max(curve)
+        else:
+            value = None
+        seconds = ua.get("seconds")
+        if seconds is None and t.datetime_start and t.datetime_complete:
+            seconds = (t.datetime_complete - t.datetime_start).total_seconds()
+        rows.append(
+            TrialRow(
+                number=t.number,
+                state=states[t.state.name],
+                params=dict(t.params),
+                value=value,
+                valid=dict(ua.get("valid", {})),
+                epochs=int(ua.get("epochs", len(curve))),
+                seconds=float(seconds or 0.0),
+                curve=curve,
+                retries=1 if "retry_of" in ua else 0,
+            )
+        )
+    return rows
+
+
+def search_local(
+    model_name: str,
+    space: SearchSpace,
+    data: SearchData,
+    out: str | Path,
+    *,
+    trials: int,
+    timeout: float | None = None,
+    n_jobs: int = 1,
+    seed: int = 0,
+    pruner: str | Any = "median",
+    exclude_seen: bool = False,
+    progress: bool = False,
+) -> list[TrialRow]:
+    """Run (or resume) the search in ``out``; returns every trial as a :class:`TrialRow`."""
+    import optuna
+
+    if trials < 1:
+        raise ConfigError(f"--trials: expected an integer >= 1, found {trials}")
+    if n_jobs < 1:
+        raise ConfigError(f"--n-jobs: expected an integer >= 1, found {n_jobs}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out = Path(out)
+    study = open_study(out, seed, pruner)
+    done = sum(
+        t.state.name in FINISHED and not t.user_attrs.get("interrupted") for t in study.trials
+    )
+    remaining = trials - done
+    t_start = time.perf_counter()
+
+    def objective(trial: Any) -> float:
+        values = space.suggest(trial)
+
+        def report(epoch: int, value: float) -> None:
+            trial.report(value, epoch)
+            if trial.should_prune():
+                trial.set_user_attr("epochs", epoch)
+                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+        t0 = time.perf_counter()
+        try:
+            outcome, _ = run_trial(
+                model_name, space, values, data, report, exclude_seen=exclude_seen
+            )
+        finally:
+            trial.set_user_attr("seconds", time.perf_counter() - t0)
+        trial.set_user_attr("valid", outcome.valid)
+        trial.set_user_attr("epochs", outcome.epochs)
+        return outcome.value
+
+    def show(study: Any, trial: Any) -> None:
+        if not progress:
+            return
+        n = sum(t.state.name in FINISHED for t in study.trials)
+        try:
+            best = f"{study.best_value:.4f}"
+        except ValueError:
+            best = "-"
+        value = "-" if trial.value is None else f"{trial.value:.4f}"
+        print(
+            f"trial {trial.number} {trial.state.name.lower()}: {space.metric} {value} "
+            f"(best {best}; {n} finished, {time.perf_counter() - t_start:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    if remaining > 0:
+        study.optimize(
+            objective,
+            n_trials=remaining,
+            timeout=timeout,
+            n_jobs=n_jobs,
+            catch=(ModelError,),
+            callbacks=[show],
+            gc_after_trial=False,
+        )
+    return rows_of(study)

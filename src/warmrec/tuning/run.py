@@ -1,0 +1,103 @@
+"""``warmrec tune`` as a function: check the space, search (Optuna or Ray), then finish once.
+
+:func:`run_tune` validates the space against the model's configs before any data is read, runs
+the search with the chosen backend, and hands the trials to
+:func:`warmrec.tuning.results.finish`, which evaluates the best configuration on the test part
+-- once, after the search.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from warmrec.errors import ConfigError
+from warmrec.tuning.space import load_space
+
+BACKENDS = ("optuna", "ray")
+
+
+def run_tune(
+    cfg: dict[str, Any],
+    *,
+    model: str | None,
+    space_path: str | Path,
+    trials: int,
+    out: str | Path,
+    backend: str = "optuna",
+    address: str | None = None,
+    timeout: float | None = None,
+    n_jobs: int = 1,
+    seed: int = 0,
+    pruner: str = "median",
+    progress: bool = False,
+    cpus_per_trial: float = 1.0,
+    gpus_per_trial: float = 0.0,
+    max_failures: int = 2,
+) -> dict[str, Any]:
+    """Run a search; ``cfg`` holds the ``[data]``, ``[split]`` and ``[eval]`` sections."""
+    from warmrec.experiments.run import check_sections, prepare_from_config
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend: expected one of {', '.join(BACKENDS)}, found {backend!r}")
+    check_sections(cfg)
+    name = model or cfg.get("model", {}).get("name")
+    space = load_space(space_path, name)
+    base = {k: cfg[k] for k in ("data", "split", "eval") if k in cfg}
+    if "data" not in base or not base["data"].get("path"):
+        raise ConfigError("no data path: give --data PATH or [data] path in the config")
+    from warmrec.experiments.run import data_record
+
+    base["data"] = {k: v for k, v in data_record(base["data"]).items() if v is not None}
+    out = Path(out)
+    exclude_seen = bool(base.get("eval", {}).get("exclude_seen", False))
+    t0 = time.perf_counter()
+    prepared = prepare_from_config(dict(base))
+    if backend == "optuna":
+        from warmrec.tuning.local import search_local
+        from warmrec.tuning.trial import SearchData
+
+        rows = search_local(
+            space.model,
+            space,
+            SearchData.from_prepared(prepared),
+            out,
+            trials=trials,
+            timeout=timeout,
+            n_jobs=n_jobs,
+            seed=seed,
+            pruner=pruner,
+            exclude_seen=exclude_seen,
+            progress=progress,
+        )
+    else:
+        from warmrec.tuning.cluster import search_ray
+
+        rows = search_ray(
+            space.model,
+            space,
+            base,
+            out,
+            trials=trials,
+            timeout=timeout,
+            address=address,
+            max_concurrent=n_jobs,
+            seed=seed,
+            cpus_per_trial=cpus_per_trial,
+            gpus_per_trial=gpus_per_trial,
+            max_failures=max_failures,
+            progress=progress,
+        )
+    from warmrec.tuning.results import finish
+
+    return finish(
+        rows=rows,
+        model_name=space.model,
+        space=space,
+        base_cfg=base,
+        prepared=prepared,
+        out=out,
+        backend=backend,
+        wall_s=time.perf_counter() - t0,
+    )

@@ -1,0 +1,132 @@
+"""One trial, the same for every backend: fit on train, report per epoch, score on validation.
+
+:func:`run_trial` builds the model from the space's fixed values and a trial's sampled values,
+fits it on the training part with a per-epoch callback (the training loop's ``callbacks``, or
+Item2Vec's per-epoch hook) that hands the validation metric to the backend's ``report`` -- which
+may raise the backend's pruning signal -- and scores the fitted model with
+:func:`~warmrec.evaluation.evaluate.evaluate` on the validation part. A trial only ever sees a
+:class:`SearchData` (train and validation): the test part is not within its reach.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from warmrec.data.dataset import EvalSet, SequenceDataset
+from warmrec.evaluation.evaluate import evaluate
+from warmrec.evaluation.metrics import parse_metric
+from warmrec.tuning.space import SearchSpace
+
+Report = Callable[[int, float], None]
+"""``report(epoch, validation_value)``; may raise to prune the trial."""
+
+
+@dataclass(frozen=True)
+class SearchData:
+    """What a trial may use: the training sequences and the validation set (no test)."""
+
+    train: SequenceDataset
+    valid: EvalSet
+    item_counts: Any = None
+
+    @classmethod
+    def from_prepared(cls, prepared: Any) -> SearchData:
+        return cls(prepared.train, prepared.valid, prepared.train.item_counts())
+
+
+@dataclass
+class TrialOutcome:
+    """A finished trial's validation score, all validation metrics, epochs and curve."""
+
+    value: float
+    valid: dict[str, float]
+    epochs: int
+    seconds: float
+    curve: list[float] = field(default_factory=list)
+
+
+def eval_metrics(metric: str, extra: tuple[str, ...] = ()) -> list[str]:
+    """The search metric first, then ``extra`` (hr@10, mrr@10, ndcg@10 by default), no repeats."""
+    out = [metric]
+    for m in extra or ("recall@10", "mrr@10", "ndcg@10"):
+        if parse_metric(m).label != parse_metric(metric).label and m not in out:
+            out.append(m)
+    return out
+
+
+def model_configs(
+    model_name: str, space: SearchSpace, values: Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The ``[model]`` and ``[train]`` settings of a trial; a neural model's trainer selects its
+    best epoch by the search metric unless the space fixes ``train.valid_metric``."""
+    from warmrec.models.neural import NeuralRecommender
+    from warmrec.registry import model_class
+
+    cfgs = space.configs(values)
+    if issubclass(model_class(model_name), NeuralRecommender):
+        cfgs["train"].setdefault("valid_metric", space.metric)
+    return cfgs
+
+
+def run_trial(
+    model_name: str,
+    space: SearchSpace,
+    values: Mapping[str, Any],
+    data: SearchData,
+    report: Report | None = None,
+    *,
+    exclude_seen: bool = False,
+) -> tuple[TrialOutcome, Any]:
+    """Fit one configuration and score it on validation: ``(outcome, fitted model)``."""
+    from warmrec.models.neural import NeuralRecommender
+    from warmrec.registry import get_model
+
+    cfgs = model_configs(model_name, space, values)
+    metric = space.metric
+    label = parse_metric(metric).label
+    curve: list[float] = []
+
+    def on_epoch(epoch: int, record: dict[str, Any], model: Any) -> None:
+        value = record.get(f"valid_{label}", record.get(label))
+        if value is None:  # Item2Vec records recall/mrr at its own K: measure the search metric
+            value = evaluate(model, data.valid, [metric], exclude_seen=exclude_seen)[label]
+        curve.append(float(value))
+        if report is not None:
+            report(epoch, float(value))
+
+    t0 = time.perf_counter()
+    model = get_model(model_name, cfgs["model"])
+    if isinstance(model, NeuralRecommender):
+        model.fit(data.train, data.valid, trainer=cfgs["train"], callbacks=[on_epoch])
+    elif _takes_callbacks(model):
+        model.fit(data.train, data.valid, callbacks=[on_epoch])
+    else:  # no epochs: one report after fitting
+        model.fit(data.train, data.valid)
+    res = evaluate(
+        model,
+        data.valid,
+        eval_metrics(metric),
+        exclude_seen=exclude_seen,
+        item_counts=data.item_counts,
+    )
+    seconds = time.perf_counter() - t0
+    value = float(res.summary[label])
+    if not curve and report is not None:
+        report(1, value)
+    outcome = TrialOutcome(
+        value=value,
+        valid={k: float(v) for k, v in res.summary.items()},
+        epochs=len(curve) or 1,
+        seconds=seconds,
+        curve=curve or [value],
+    )
+    return outcome, model
+
+
+def _takes_callbacks(model: Any) -> bool:
+    import inspect
+
+    return "callbacks" in inspect.signature(model.fit).parameters

@@ -1,0 +1,277 @@
+"""Local search: pruning of a planted bad region, validation-only trials, resume after kill -9,
+and ``warmrec tune`` end to end (best.toml feeds ``warmrec train --config``)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import cyclic_log, split_cyclic
+from warmrec.cli.main import cli
+from warmrec.tuning.local import open_study, search_local
+from warmrec.tuning.space import parse_space
+from warmrec.tuning.trial import SearchData, run_trial
+
+ROOT = Path(__file__).resolve().parents[2]
+SPACE = """
+[search]
+metric = "recall@5"
+[model]
+vector_size = 16
+window = 3
+epochs = 4
+sample = 0.0
+n_recent = 1
+negative = { type = "int", low = 2, high = 8 }
+sg = { type = "categorical", choices = [true, false] }
+"""
+
+
+@pytest.fixture(scope="module")
+def data() -> SearchData:
+    train, valid = split_cyclic()
+    return SearchData(train, valid, train.item_counts())
+
+
+@pytest.fixture
+def log_csv(tmp_path: Path) -> Path:
+    p = tmp_path / "log.csv"
+    cyclic_log(n_sessions=120, n_items=20, length=8).write_csv(p)
+    return p
+
+
+def test_pruning_stops_the_planted_bad_region_early(tmp_path: Path, data: SearchData) -> None:
+    # alpha = 1e-8 never moves the random vectors: validation recall@5 stays ~0.41 while
+    # alpha = 0.05 reaches ~0.98 after one epoch. The median pruner must cut the bad trials.
+    space = parse_space(
+        {
+            "search": {"metric": "recall@5"},
+            "model": {
+                "vector_size": 16,
+                "window": 3,
+                "epochs": 6,
+                "sample": 0.0,
+                "n_recent": 1,
+                "alpha": {"type": "categorical", "choices": [0.05, 1e-8]},
+                "negative": {"type": "int", "low": 2, "high": 8},
+            },
+        }
+    )
+    space.check("item2vec")
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    # the pruner's two start-up trials are good ones; then TPE samples freely
+    study = open_study(tmp_path / "s", seed=3, pruner=pruner)
+    for negative in (4, 6):
+        study.enqueue_trial({"model.alpha": 0.05, "model.negative": negative})
+    rows = search_local(
+        "item2vec", space, data, tmp_path / "s", trials=8, pruner=pruner, exclude_seen=True, seed=3
+    )
+    bad = [r for r in rows if r.params["model.alpha"] < 1e-3]
+    good = [r for r in rows if r.params["model.alpha"] > 1e-3]
+    assert bad and good
+    late_bad = [r for r in bad if r.number >= 2]  # after the pruner's start-up trials
+    assert late_bad, "TPE sampled no bad trial after the start-up trials"
+    assert all(r.state == "pruned" and r.epochs < 6 for r in late_bad)
+    assert all(r.state == "complete" and r.epochs == 6 for r in good)
+    assert max(r.value for r in good) > 0.9
+
+
+def test_trials_score_on_validation_and_neural_models_report_each_epoch(
+    data: SearchData,
+) -> None:
+    space = parse_space(
+        {
+            "search": {"metric": "ndcg@10"},
+            "model": {"hidden_size": 16, "n_negatives": 0},
+            "train": {
+                "epochs": 2,
+                "patience": 0,
+                "lr": {"type": "log", "low": 1e-3, "high": 1e-2},
+            },
+        }
+    )
+    space.check("gru4rec")
+    seen: list[tuple[int, float]] = []
+    out, model = run_trial(
+        "gru4rec", space, {"train.lr": 5e-3}, data, lambda e, v: seen.append((e, v))
+    )
+    assert [e for e, _ in seen] == [1, 2] and out.epochs == 2
+    assert out.curve == [v for _, v in seen]
+    assert out.value == pytest.approx(max(out.curve))  # the loop keeps the best epoch
+    assert model.train_result.history[0]["valid_ndcg@10"] == pytest.approx(seen[0][1])
+
+
+def test_the_test_part_is_never_touched_during_the_search(
+    tmp_path: Path, log_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import warmrec.experiments.run as run_mod
+    import warmrec.models.item2vec as i2v_mod
+    import warmrec.training.loop as loop_mod
+    import warmrec.tuning.local as local_mod
+    import warmrec.tuning.trial as trial_mod
+    from warmrec.tuning.run import run_tune
+
+    ev_mod = importlib.import_module("warmrec.evaluation.evaluate")
+    events: list[str] = []
+    test_sets: list[object] = []
+    real_prepare = run_mod.prepare_from_config
+    real_eval = ev_mod.evaluate
+    real_search = local_mod.search_local
+
+    def prepare_spy(*a, **k):
+        prep = real_prepare(*a, **k)
+        test_sets.append(prep.test)
+        return prep
+
+    def eval_spy(model, eval_set, *a, **k):
+        events.append("TEST" if any(eval_set is t for t in test_sets) else "valid")
+        return real_eval(model, eval_set, *a, **k)
+
+    def search_spy(*a, **k):
+        rows = real_search(*a, **k)
+        events.append("search done")
+        return rows
+
+    monkeypatch.setattr(run_mod, "prepare_from_config", prepare_spy)
+    for mod in (ev_mod, trial_mod, loop_mod, i2v_mod):
+        monkeypatch.setattr(mod, "evaluate", eval_spy)
+    monkeypatch.setattr(local_mod, "search_local", search_spy)
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE)
+    res = run_tune(
+        {"data": {"path": str(log_csv)}},
+        model="item2vec",
+        space_path=space,
+        trials=4,
+        out=tmp_path / "out",
+        pruner="none",
+    )
+    done = events.index("search done")
+    assert events[:done].count("valid") >= 4 * 4  # every epoch of every trial, on validation
+    assert "TEST" not in events[:done]
+    assert events[done:].count("TEST") == 1  # once, for the best trial
+    assert set(res["best"]["test"]) == {"recall@5", "recall@10", "mrr@10", "ndcg@10"}
+
+
+def test_tune_cli_writes_results_and_a_config_train_takes(tmp_path: Path, log_csv: Path) -> None:
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(
+        cli,
+        [
+            "tune",
+            "--model",
+            "item2vec",
+            "--data",
+            str(log_csv),
+            "--space",
+            str(space),
+            "--trials",
+            "4",
+            "--n-jobs",
+            "2",
+            "--out",
+            str(out),
+            "--json",
+            "--no-progress",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert res["trials"] == 4 and res["best"] is not None
+    for f in (
+        "trials.csv",
+        "trials.md",
+        "best.toml",
+        "summary.json",
+        "history.png",
+        "importance.png",
+    ):
+        assert (out / f).is_file(), f
+    lines = (out / "trials.csv").read_text().splitlines()
+    assert lines[0].startswith("trial,state,model.negative,model.sg,valid_recall@5,epochs,seconds")
+    assert len(lines) == 5
+    r2 = CliRunner().invoke(
+        cli, ["train", "--config", str(out / "best.toml"), "--out", str(tmp_path / "m"), "--json"]
+    )
+    assert r2.exit_code == 0, r2.output
+    trained = json.loads(r2.output)
+    # same data, split and settings (seeded, one worker): the same validation score
+    assert trained["valid"]["recall@5"] == pytest.approx(res["best"]["valid"]["recall@5"])
+
+
+def test_a_bad_space_fails_in_one_line_before_reading_data(tmp_path: Path) -> None:
+    space = tmp_path / "space.toml"
+    space.write_text('[model]\nwindw = { type = "int", low = 1, high = 3 }\n')
+    r = CliRunner().invoke(
+        cli,
+        [
+            "tune",
+            "--model",
+            "item2vec",
+            "--data",
+            str(tmp_path / "missing.csv"),
+            "--space",
+            str(space),
+            "--trials",
+            "2",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert r.exit_code == 2
+    assert "unknown key 'windw'" in r.output and "Traceback" not in r.output
+
+
+def _finished(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        study = optuna.load_study(study_name="warmrec", storage=f"sqlite:///{db}")
+    except Exception:  # noqa: BLE001 - not created yet
+        return 0
+    return sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
+
+
+@pytest.mark.slow  # two CLI processes: ~20 s on a loaded 2-core machine
+def test_a_search_killed_with_sigkill_resumes(tmp_path: Path, log_csv: Path) -> None:
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE.replace("epochs = 4", "epochs = 12"))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "warmrec", "tune", "--model", "item2vec", "--data",
+           str(log_csv), "--space", str(space), "--out", str(out), "--no-progress",
+           "--pruner", "none"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen([*cmd, "--trials", "40"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    db = out / "study.db"
+    deadline = time.monotonic() + 90
+    try:
+        while _finished(db) < 3 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = _finished(db)
+    assert 3 <= before < 40, "the search was not killed mid-way"
+    assert not (out / "summary.json").exists()
+    r = subprocess.run([*cmd, "--trials", str(before + 2), "--json"], env=env,
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    study = optuna.load_study(study_name="warmrec", storage=f"sqlite:///{db}")
+    states = [t.state.name for t in study.trials]
+    assert "RUNNING" not in states
+    assert _finished(db) == before + 2  # the earlier trials were kept, two more were run
+    assert res["best"] is not None and res["n_complete"] == before + 2

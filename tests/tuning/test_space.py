@@ -1,0 +1,112 @@
+"""Search spaces: TOML data checked against the model's typed config before anything runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from warmrec.errors import ConfigError
+from warmrec.tuning.space import load_space, parse_space
+
+SPACES = Path(__file__).resolve().parents[2] / "configs" / "spaces"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "space.toml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("model", ["item2vec", "sasrec", "gru4rec"])
+def test_shipped_spaces_fit_their_models(model: str) -> None:
+    space = load_space(SPACES / f"{model}.toml")
+    assert space.model == model and space.params
+
+
+def test_every_kind_and_condition(tmp_path: Path) -> None:
+    p = _write(
+        tmp_path,
+        """
+[model]
+vector_size = 8
+window = { type = "int", low = 1, high = 9, step = 2 }
+alpha = { type = "log", low = 1e-4, high = 0.1 }
+ns_exponent = { type = "float", low = -1.0, high = 1.0 }
+sg = { type = "categorical", choices = [true, false] }
+negative = { type = "int", low = 2, high = 10, when = { "model.sg" = true } }
+""",
+    )
+    space = load_space(p, "item2vec")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen_sg = set()
+    for _ in range(20):
+        t = study.ask()
+        v = space.suggest(t)
+        study.tell(t, 0.0)
+        seen_sg.add(v["model.sg"])
+        assert ("model.negative" in v) == v["model.sg"]  # conditional
+        assert v["model.window"] in (1, 3, 5, 7, 9)
+        assert 1e-4 <= v["model.alpha"] <= 0.1
+        cfg = space.configs(v)
+        assert cfg["model"]["vector_size"] == 8
+    assert seen_sg == {True, False}
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ('[model]\nwindw = { type = "int", low = 1, high = 5 }', "unknown key 'windw'"),
+        ('[model]\nwindow = { type = "int", low = 0, high = 5 }', "model.window = 0"),
+        ('[model]\nalpha = { type = "float", low = -1.0, high = 0.1 }', "model.alpha = -1.0"),
+        ('[model]\nsg = { type = "categorical", choices = [true, "x"] }', "model.sg = 'x'"),
+        ('[model]\nwindow = 0\nalpha = { type = "log", low = 0.01, high = 0.1 }', "fixed values"),
+        ('[train]\nlr = { type = "log", low = 1e-4, high = 1e-2 }', "takes no training settings"),
+        ('[model]\nwindow = { type = "normal", low = 1, high = 5 }', "expected type one of"),
+        ('[model]\nwindow = { type = "int", low = 5, high = 1 }', "low <= high"),
+        ('[model]\nalpha = { type = "log", low = 0.0, high = 0.1 }', "log scale needs low > 0"),
+        (
+            '[model]\nnegative = { type = "int", low = 2, high = 5, when = { "model.sg" = true } }',
+            "is not a parameter",
+        ),
+        ("[model]\nwindow = 3", "no parameter to search"),
+        ('[modle]\nwindow = { type = "int", low = 1, high = 5 }', "unknown table [modle]"),
+    ],
+)
+def test_bad_spaces_are_refused_before_anything_runs(
+    tmp_path: Path, text: str, needle: str
+) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_space(_write(tmp_path, text), "item2vec")
+    assert needle in str(e.value)
+    assert str(tmp_path / "space.toml") in str(e.value)  # names the file
+    assert "\n" not in str(e.value)
+
+
+def test_trainer_params_checked_for_neural_models(tmp_path: Path) -> None:
+    ok = '[train]\nlr = { type = "log", low = 1e-4, high = 1e-2 }\n'
+    assert load_space(_write(tmp_path, ok), "sasrec").names == ["train.lr"]
+    bad = '[train]\nlr = { type = "float", low = 0.0, high = 1e-2 }\n'
+    with pytest.raises(ConfigError, match="train.lr = 0.0"):
+        load_space(_write(tmp_path, bad), "sasrec")
+
+
+def test_space_for_another_model_is_refused(tmp_path: Path) -> None:
+    p = _write(
+        tmp_path, '[search]\nmodel = "sasrec"\n[model]\nd = { type = "int", low = 8, high = 16 }'
+    )
+    with pytest.raises(ConfigError, match="for model 'sasrec'"):
+        load_space(p, "item2vec")
+
+
+def test_bad_metric() -> None:
+    with pytest.raises(ConfigError, match="metric"):
+        parse_space(
+            {
+                "search": {"metric": "bogus@x"},
+                "model": {"window": {"type": "int", "low": 1, "high": 2}},
+            }
+        )
