@@ -217,3 +217,13 @@ def test_bpr_max_fused_backward_equals_autograd(elu, reg, masked):
     torch.testing.assert_close(fused, ref)
     for a, b in zip(torch.autograd.grad(fused, [pos, neg]), torch.autograd.grad(ref, [pos, neg])):
         torch.testing.assert_close(a, b)
+
+
+def test_popularity_draws_follow_the_distribution():
+    counts = np.array([0.0, 10.0, 0.0, 30.0, 60.0])  # item 2 never drawn, 0 is padding
+    sampler = L.NegativeSampler(5, "pop", counts, alpha=1.0)
+    torch.manual_seed(0)
+    draws = sampler.sample((200_000,))
+    freq = np.bincount(draws.numpy(), minlength=5) / len(draws)
+    assert freq[0] == 0 and freq[2] == 0
+    np.testing.assert_allclose(freq[[1, 3, 4]], [0.1, 0.3, 0.6], atol=0.005)
