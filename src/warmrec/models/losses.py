@@ -130,7 +130,6 @@ class _BPRMaxFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, pos, neg, mask, reg, elu_param):  # type: ignore[override]
-        n = pos.shape[0]
         if elu_param > 0:
             big_p, big_x = F.elu(pos, elu_param), F.elu(neg, elu_param)
         else:
@@ -138,13 +137,14 @@ class _BPRMaxFunction(torch.autograd.Function):
         if mask is None:
             top = big_x.amax(dim=1, keepdim=True)
             s = (big_x - top).exp_()
-            has = torch.ones(n, dtype=torch.bool, device=pos.device)
         else:
-            top = big_x.masked_fill(~mask, -torch.inf).amax(dim=1, keepdim=True)
-            has = mask.any(dim=1)
-            top = torch.where(has[:, None], top, torch.zeros_like(top))
-            s = (big_x - top).exp_().masked_fill_(~mask, 0.0)
-        s.div_(s.sum(dim=1, keepdim=True).clamp_min_(1e-30))
+            off = ~mask
+            top = big_x.masked_fill(off, -torch.inf).amax(dim=1, keepdim=True)
+            top = torch.nan_to_num(top, neginf=0.0)  # a row without negatives: s = 0
+            s = (big_x - top).exp_().masked_fill_(off, 0.0)
+        total = s.sum(dim=1, keepdim=True)
+        has = total[:, 0] > 0
+        s.div_(total.clamp_min_(1e-30))
         sig = (big_p[:, None] - big_x).sigmoid_()
         a = _rowdot(s, sig)
         sx = s * big_x
@@ -169,9 +169,9 @@ class _BPRMaxFunction(torch.autograd.Function):
         t.mul_(s)
         ssig = s * sig
         d_pos = inv * (a - _rowdot(ssig, sig))
-        if alpha > 0:  # elu'(x) = 1 for x > 0, elu(x) + alpha otherwise
-            t.mul_(torch.where(big_x > 0, 1.0, big_x + alpha))
-            d_pos = d_pos * torch.where(big_p > 0, 1.0, big_p + alpha)
+        if alpha > 0:  # through the ELU, from its output (one fused pass)
+            t = torch.ops.aten.elu_backward(t, alpha, 1, 1, True, big_x)
+            d_pos = torch.ops.aten.elu_backward(d_pos, alpha, 1, 1, True, big_p)
         return d_pos, t, None, None, None
 
 
