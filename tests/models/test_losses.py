@@ -227,3 +227,12 @@ def test_popularity_draws_follow_the_distribution():
     freq = np.bincount(draws.numpy(), minlength=5) / len(draws)
     assert freq[0] == 0 and freq[2] == 0
     np.testing.assert_allclose(freq[[1, 3, 4]], [0.1, 0.3, 0.6], atol=0.005)
+
+
+def test_alias_table_reproduces_the_distribution_exactly():
+    p = np.array([0.05, 0.4, 0.1, 0.25, 0.2])
+    keep, alias = L.alias_table(p)
+    n = len(p)
+    got = keep / n
+    np.add.at(got, alias, (1 - keep) / n)
+    np.testing.assert_allclose(got, p, atol=1e-12)

@@ -176,6 +176,25 @@ class _BPRMaxFunction(torch.autograd.Function):
 
 
 # -- negative sampling ---------------------------------------------------------------------------
+def alias_table(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Walker's alias table (Vose's construction) of the distribution ``p`` (positive, summing
+    to 1): draw a slot ``i`` uniformly, keep it with probability ``keep[i]``, else take
+    ``alias[i]``; every ``i`` then comes out with probability ``p[i]``."""
+    n = len(p)
+    q = (np.asarray(p, dtype=np.float64) * n).tolist()
+    keep = np.ones(n, dtype=np.float64)
+    alias = np.arange(n, dtype=np.int64)
+    small = [i for i, v in enumerate(q) if v < 1.0]
+    large = [i for i, v in enumerate(q) if v >= 1.0]
+    while small and large:
+        lo, hi = small.pop(), large[-1]
+        keep[lo], alias[lo] = q[lo], hi
+        q[hi] -= 1.0 - q[lo]
+        if q[hi] < 1.0:
+            small.append(large.pop())
+    return keep, alias  # slots left in either list keep themselves (rounding)
+
+
 class NegativeSampler:
     """Draws negative item indices ``1..n_items-1`` uniformly or by ``count ** alpha``.
 
@@ -203,9 +222,11 @@ class NegativeSampler:
             if w.sum() <= 0:
                 raise ConfigError("popularity sampling: all item counts are zero")
             self.probs = torch.from_numpy(w / w.sum()).float()
-            cdf = np.cumsum(w / w.sum())
-            cdf[-1] = 1.0
-            self._cdf = torch.from_numpy(cdf)  # float64: the last items keep their share
+            support = np.nonzero(w)[0]
+            keep, alias = alias_table(w[support] / w[support].sum())
+            self._support = torch.from_numpy(support.astype(np.int64))
+            self._keep = torch.from_numpy(keep)
+            self._alias = torch.from_numpy(support[alias].astype(np.int64))
         else:
             p = torch.full((n_items,), 1.0 / (n_items - 1))
             p[0] = 0.0
@@ -216,10 +237,11 @@ class NegativeSampler:
         if self.distribution == "uniform":
             out = torch.randint(1, self.n_items, (n,))
         else:
-            # inverse-CDF draws: a binary search per draw instead of torch.multinomial's
-            # pass over the whole catalogue per call (1 ms a call for 121K items)
-            u = torch.rand(n, dtype=torch.float64)
-            out = torch.searchsorted(self._cdf, u, right=True).clamp_max_(self.n_items - 1)
+            # alias method: two table reads per draw, where torch.multinomial passes over the
+            # whole catalogue per call (1-2 ms a call for 121K items)
+            slot = torch.randint(0, len(self._support), (n,))
+            take = torch.rand(n, dtype=torch.float64) < self._keep[slot]
+            out = torch.where(take, self._support[slot], self._alias[slot])
         return out.reshape(shape).to(device)
 
 
