@@ -129,12 +129,48 @@ def run_warmrec(epochs: int, test: bool, config: dict, trainer: dict) -> dict:
     return out
 
 
+def profile_warmrec(config: dict, trainer: dict, n_steps: int) -> str:
+    """torch.profiler's top operators (self CPU time) over ``n_steps`` training steps of the
+    loop (after 10 warm-up steps), from the start of the epoch."""
+    import numpy as np
+    import polars as pl
+    import torch
+    from torch.profiler import profile
+
+    from warmrec.data.dataset import SequenceDataset
+    from warmrec.models.gru4rec import GRU4Rec
+    from warmrec.training.loop import make_optimizer, optimizer_step
+
+    torch.set_num_threads(1)
+    schema = {"session_id": pl.Utf8, "item_id": pl.Utf8, "timestamp": pl.Int64}
+    ds = SequenceDataset.from_frame(
+        pl.read_csv(DATA / "train.csv", separator="\t", schema_overrides=schema)
+    )
+    model = GRU4Rec(**config)
+    tc = model.trainer_config(trainer)
+    torch.manual_seed(0)
+    model._bind(ds)
+    model.init_net()
+    model.prepare(ds)
+    it = model.training_data(ds).batches(tc.batch_size, np.random.default_rng(0))
+    batches = [next(it) for _ in range(n_steps + 10)]
+    opt = make_optimizer(model.optimizer_groups(0.0), tc)
+    model.net.train()
+    for b in batches[:10]:
+        optimizer_step(model, b, opt)
+    with profile() as prof:
+        for b in batches[10:]:
+            optimizer_step(model, b, opt)
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--test", action="store_true", help="also score test.csv")
     ap.add_argument("--skip-official", action="store_true")
     ap.add_argument("--dense", action="store_true", help="also run warmrec with dense tables")
+    ap.add_argument("--profile", type=int, default=0, help="profile this many steps")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
     rows = []
@@ -147,10 +183,19 @@ def main() -> None:
         cfg = {**WARMREC_CONFIG, "sparse_items": False}
         rows.append(("warmrec GRU4Rec, dense tables", run_warmrec(1, False, cfg, TRAINER)))
         print(rows[-1], flush=True)
-    write(rows, args)
+    profiles = {}
+    if args.profile:
+        profiles["row-wise tables (default)"] = profile_warmrec(
+            WARMREC_CONFIG, TRAINER, args.profile
+        )
+        dense = {**WARMREC_CONFIG, "sparse_items": False}
+        profiles["dense tables (`sparse_items=False`)"] = profile_warmrec(
+            dense, TRAINER, args.profile
+        )
+    write(rows, args, profiles)
 
 
-def write(rows: list, args: argparse.Namespace) -> None:
+def write(rows: list, args: argparse.Namespace, profiles: dict) -> None:
     import torch
 
     cmd = "python benchmarks/gru4rec_speed.py " + shlex.join(sys.argv[1:])
@@ -186,6 +231,9 @@ def write(rows: list, args: argparse.Namespace) -> None:
         for name, r in rows:
             if "recall" in r:
                 lines.append(f"| {name} | {r['recall']:.4f} | {r['mrr']:.4f} |")
+    for name, table in profiles.items():
+        lines += ["", f"Top operators, warmrec, {name}, {args.profile} steps:", "", "```"]
+        lines += [table.rstrip(), "```"]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
