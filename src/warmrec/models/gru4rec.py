@@ -22,7 +22,9 @@ Deviations (documented on purpose):
 - the default ``loss="ce"`` is the *full* softmax (exact, and cheap for catalogues up to ~1e5
   items); ``"sampled_ce"`` is the official sampled cross-entropy;
 - the optimizer is the shared loop's (AdamW by default; ``optimizer="adagrad"`` is the closest to
-  the official IndexedAdagradM, which has momentum and sparse updates);
+  the official IndexedAdagradM). With a sampled loss the item tables are updated row-wise, as in
+  the official code (``sparse_items``): Adagrad exactly as the official (without its momentum),
+  AdamW as lazy AdamW on the tables;
 - negatives that equal a row's target (including the batch's own repeated targets) are removed
   from its candidates; the official code keeps them;
 - the loss is a mean over the active lanes (official: sum divided by the batch size);
@@ -115,7 +117,7 @@ class GRU4RecConfig(WindowSettings, SeenBiasSettings, LossSettings):
     their lookups give sparse gradients and the optimizer updates only those rows (as the
     official IndexedAdagrad does). Adagrad and SGD then make exactly the dense update; Adam and
     AdamW become lazy Adam on the tables (see :func:`warmrec.training.loop.make_optimizer`).
-    Measured on nowplaying-1m (121K items): ``benchmarks/results/speed.md``."""
+    Measured on nowplaying-1m (121K items): ``benchmarks/results/gru4rec_speed.md``."""
 
 
 def session_parallel_schedule(lengths: np.ndarray, n_lanes: int) -> tuple[np.ndarray, np.ndarray]:
