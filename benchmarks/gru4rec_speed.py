@@ -124,7 +124,7 @@ def run_warmrec(epochs: int, test: bool, config: dict, trainer: dict) -> dict:
     out: dict = {"wall": time.perf_counter() - t0, "load": (l0, load())}
     n_events = int((ds.sequences.lengths - 1).clip(0).sum())
     out["epochs"] = [
-        (h["train_seconds"], round(n_events / h["train_seconds"]))
+        (h["train_seconds"], round(n_events / h["train_seconds"]), None)
         for h in model.train_result.history
     ]
     if test:
