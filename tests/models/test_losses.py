@@ -199,3 +199,40 @@ def test_sampled_losses_offset_seen_targets_and_negatives():
     assert torch.allclose(pos - pos0, torch.tensor([2.0, 0.0, 2.0, 0.0]))
     hit = torch.stack([torch.isin(neg_items[i], history[i]) for i in range(4)]).float()
     assert torch.allclose(neg - neg0, 2.0 * hit)
+
+
+@pytest.mark.parametrize("elu", [0.0, 0.5])
+@pytest.mark.parametrize("reg", [0.0, 1.0])
+@pytest.mark.parametrize("masked", [False, True])
+def test_bpr_max_fused_backward_equals_autograd(elu, reg, masked):
+    g = torch.Generator().manual_seed(0)
+    pos = torch.randn(6, generator=g, dtype=torch.float64).requires_grad_()
+    neg = (3 * torch.randn(6, 9, generator=g, dtype=torch.float64)).requires_grad_()
+    mask = None
+    if masked:
+        mask = torch.rand(6, 9, generator=g) > 0.3
+        mask[2] = False  # a row without negatives contributes 0
+    fused = L.bpr_max_from_logits(pos, neg, mask, reg, elu)
+    ref = L.bpr_max_reference(pos, neg, mask, reg, elu)
+    torch.testing.assert_close(fused, ref)
+    for a, b in zip(torch.autograd.grad(fused, [pos, neg]), torch.autograd.grad(ref, [pos, neg])):
+        torch.testing.assert_close(a, b)
+
+
+def test_popularity_draws_follow_the_distribution():
+    counts = np.array([0.0, 10.0, 0.0, 30.0, 60.0])  # item 2 never drawn, 0 is padding
+    sampler = L.NegativeSampler(5, "pop", counts, alpha=1.0)
+    torch.manual_seed(0)
+    draws = sampler.sample((200_000,))
+    freq = np.bincount(draws.numpy(), minlength=5) / len(draws)
+    assert freq[0] == 0 and freq[2] == 0
+    np.testing.assert_allclose(freq[[1, 3, 4]], [0.1, 0.3, 0.6], atol=0.005)
+
+
+def test_alias_table_reproduces_the_distribution_exactly():
+    p = np.array([0.05, 0.4, 0.1, 0.25, 0.2])
+    keep, alias = L.alias_table(p)
+    n = len(p)
+    got = keep / n
+    np.add.at(got, alias, (1 - keep) / n)
+    np.testing.assert_allclose(got, p, atol=1e-12)

@@ -295,3 +295,20 @@ def test_cli_rerun_with_another_seed_is_one_line_exit_2(tmp_path):
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert res.exit_code == 2 and len(lines) == 1, res.output
     assert "train.seed=0 in the checkpoint, 5 now" in lines[0]
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adagrad"])
+def test_resume_with_row_wise_item_updates_matches(data, tmp_path, optimizer):
+    # GRU4Rec with BPR-max: a sparse item table (RowAdam / RowAdagrad) beside a dense optimizer
+    train_ds, _ = data
+    cfg = {"hidden_size": 16, "max_len": 8, "loss": "bpr-max", "n_negatives": 8}
+    kw = dict(batch_size=16, lr=5e-3, seed=7, optimizer=optimizer)
+    full = get_model("gru4rec", cfg)
+    train(full, train_ds, None, epochs=2, **kw)
+    first = get_model("gru4rec", cfg)
+    train(first, train_ds, None, epochs=1, checkpoint_dir=str(tmp_path), **kw)
+    second = get_model("gru4rec", cfg)
+    res = train(second, train_ds, None, epochs=2, checkpoint_dir=str(tmp_path), resume=True, **kw)
+    assert res.resumed_from == 1
+    a, b = full.net.state_dict(), second.net.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

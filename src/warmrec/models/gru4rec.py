@@ -22,7 +22,9 @@ Deviations (documented on purpose):
 - the default ``loss="ce"`` is the *full* softmax (exact, and cheap for catalogues up to ~1e5
   items); ``"sampled_ce"`` is the official sampled cross-entropy;
 - the optimizer is the shared loop's (AdamW by default; ``optimizer="adagrad"`` is the closest to
-  the official IndexedAdagradM, which has momentum and sparse updates);
+  the official IndexedAdagradM). With a sampled loss the item tables are updated row-wise, as in
+  the official code (``sparse_items``): Adagrad exactly as the official (without its momentum),
+  AdamW as lazy AdamW on the tables;
 - negatives that equal a row's target (including the batch's own repeated targets) are removed
   from its candidates; the official code keeps them;
 - the loss is a mean over the active lanes (official: sum divided by the batch size);
@@ -49,6 +51,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
@@ -108,6 +111,13 @@ class GRU4RecConfig(WindowSettings, SeenBiasSettings, LossSettings):
     """Strength of the logQ correction of ``"sampled_ce"`` (official default off)."""
     elu_param: float = Field(0.5, ge=0)
     """ELU applied to the scores of ``"bpr-max"`` (official 0.5)."""
+    sparse_items: bool = True
+    """Update the item tables row-wise: with a sampled loss (``"sampled_ce"``, ``"bpr-max"``) and
+    session-parallel training a mini-batch touches only its inputs, targets and negatives, so
+    their lookups give sparse gradients and the optimizer updates only those rows (as the
+    official IndexedAdagrad does). Adagrad and SGD then make exactly the dense update; Adam and
+    AdamW become lazy Adam on the tables (see :func:`warmrec.training.loop.make_optimizer`).
+    Measured on nowplaying-1m (121K items): ``benchmarks/results/gru4rec_speed.md``."""
 
 
 def session_parallel_schedule(lengths: np.ndarray, n_lanes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -230,9 +240,10 @@ class GRU4RecNet(nn.Module):
             else:
                 p.zero_()
 
-    def embed(self, items: torch.Tensor) -> torch.Tensor:
-        e = self.item(items) if self.input is None else self.input(items)
-        return self.drop_embed(e)
+    def embed(self, items: torch.Tensor, sparse: bool = False) -> torch.Tensor:
+        """Input embeddings of ``items`` (``sparse=True``: a sparse gradient on the table)."""
+        table = self.item.embed.weight if self.input is None else self.input.weight
+        return self.drop_embed(F.embedding(items, table, padding_idx=0, sparse=sparse))
 
 
 @register_model("gru4rec")
@@ -255,7 +266,24 @@ class GRU4Rec(NeuralRecommender):
     def prepare(self, train: SequenceDataset) -> None:
         spec = loss_spec_from_config(self.config)
         self.loss_fn = make_loss(spec, self.n_items, train.item_counts())
+        if self._sparse:
+            self.loss_fn.sparse_rows = True
         self._hidden = None
+
+    @property
+    def _sparse(self) -> bool:
+        """Whether training looks the item tables up with sparse gradients (``sparse_items``
+        with session-parallel training and a sampled loss)."""
+        c = self.config
+        return c.sparse_items and c.training == "session_parallel" and c.loss != "ce"
+
+    def sparse_parameters(self) -> list[torch.Tensor]:
+        if self.net is None or not self._sparse:
+            return []
+        tables = [self.net.item.output_weight]
+        if self.net.input is not None:
+            tables.append(self.net.input.weight)
+        return tables
 
     def training_data(self, train: SequenceDataset) -> SessionParallelData | WindowData:
         c = self.config
@@ -273,7 +301,7 @@ class GRU4Rec(NeuralRecommender):
         if h is None or h.shape[1] != len(x) or h.device != x.device:
             h = self.net.gru.init_state(len(x), x.device)
         h = h.detach() * (~reset).to(h.dtype)[None, :, None]
-        out, h = self.net.gru.step(self.net.embed(x), h)
+        out, h = self.net.gru.step(self.net.embed(x, self._sparse), h)
         self._hidden = h.detach()
         keep = y > 0
         item = self.net.item

@@ -207,23 +207,49 @@ class NeuralRecommender(Recommender):
     def forward_scores(self, batch: Batch) -> torch.Tensor:
         raise NotImplementedError
 
+    def sparse_parameters(self) -> list[torch.Tensor]:
+        """Parameters whose gradients :meth:`training_step` makes sparse (tables of which a
+        mini-batch touches few rows, looked up with ``sparse=True``); the optimizer updates only
+        those rows (see :func:`~warmrec.training.loop.make_optimizer`). Default: none."""
+        return []
+
     def optimizer_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """Parameter groups for the optimizer: weight decay on matrices only; with
         :attr:`lr_scales`, one group per (scale, matrix or not) carrying ``lr_scale``, highest
-        scale first."""
+        scale first. The :meth:`sparse_parameters` go into groups of their own marked
+        ``sparse=True``."""
         from warmrec.training.loop import decay_groups
 
         if self.lr_scales is None:
-            return decay_groups(self.net, weight_decay)
-        groups: dict[tuple[float, bool], list[torch.Tensor]] = {}
-        for name, p in self.net.named_parameters():
-            if p.requires_grad:
-                key = (float(self.lr_scales.get(name, 1.0)), p.dim() >= 2)
-                groups.setdefault(key, []).append(p)
-        return [
-            {"params": ps, "weight_decay": weight_decay if matrix else 0.0, "lr_scale": scale}
-            for (scale, matrix), ps in sorted(groups.items(), key=lambda kv: (-kv[0][0], kv[0][1]))
-        ]
+            groups = decay_groups(self.net, weight_decay)
+        else:
+            by_key: dict[tuple[float, bool], list[torch.Tensor]] = {}
+            for name, p in self.net.named_parameters():
+                if p.requires_grad:
+                    key = (float(self.lr_scales.get(name, 1.0)), p.dim() >= 2)
+                    by_key.setdefault(key, []).append(p)
+            groups = [
+                {
+                    "params": ps,
+                    "weight_decay": weight_decay if matrix else 0.0,
+                    "lr_scale": scale,
+                }
+                for (scale, matrix), ps in sorted(
+                    by_key.items(), key=lambda kv: (-kv[0][0], kv[0][1])
+                )
+            ]
+        sparse_ids = {id(p) for p in self.sparse_parameters()}
+        if not sparse_ids:
+            return groups
+        out = []
+        for g in groups:
+            dense = [p for p in g["params"] if id(p) not in sparse_ids]
+            sparse = [p for p in g["params"] if id(p) in sparse_ids]
+            if dense:
+                out.append({**g, "params": dense})
+            if sparse:
+                out.append({**g, "params": sparse, "sparse": True})
+        return out
 
     # -- shared -------------------------------------------------------------------------------
     @property

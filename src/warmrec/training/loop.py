@@ -240,21 +240,33 @@ def make_optimizer(
     """The optimizer over a module (see :func:`decay_groups`) or explicit parameter groups.
 
     A group may carry ``lr_scale`` (its learning rate is ``cfg.lr * lr_scale``); frozen
-    parameters (``requires_grad=False``) are left out.
+    parameters (``requires_grad=False``) are left out. A group with ``sparse=True`` holds tables
+    whose gradients are sparse (only the rows a mini-batch touched, e.g. GRU4Rec's item table):
+    it gets the sparse-aware form of ``cfg.optimizer`` (see :class:`SparseAwareOptimizer`).
     """
     if isinstance(params, torch.nn.Module):
         params = decay_groups(params, cfg.weight_decay)
-    groups = []
+    dense_groups, sparse_groups = [], []
     for g in params:
         g = dict(g)
         g["params"] = [p for p in g["params"] if p.requires_grad]
         scale = g.pop("lr_scale", None)
         if scale is not None:
             g["lr"] = cfg.lr * scale
+        sparse = bool(g.pop("sparse", False))
         if g["params"]:
-            groups.append(g)
-    if not groups:
+            (sparse_groups if sparse else dense_groups).append(g)
+    if not dense_groups and not sparse_groups:
         raise ModelError("nothing to train: every parameter is frozen")
+    parts = []
+    if dense_groups:
+        parts.append(_dense_optimizer(dense_groups, cfg))
+    if sparse_groups:
+        parts.append(_sparse_optimizer(sparse_groups, cfg))
+    return parts[0] if len(parts) == 1 else SparseAwareOptimizer(parts)
+
+
+def _dense_optimizer(groups: list[dict[str, Any]], cfg: TrainerConfig) -> torch.optim.Optimizer:
     kw: dict[str, Any] = {"lr": cfg.lr}
     if _can_fuse([p for g in groups for p in g["params"]]):
         kw["fused"] = True
@@ -265,6 +277,118 @@ def make_optimizer(
     if cfg.optimizer == "adagrad":
         return torch.optim.Adagrad(groups, **kw)
     return torch.optim.SGD(groups, momentum=cfg.momentum, **kw)
+
+
+def _sparse_optimizer(groups: list[dict[str, Any]], cfg: TrainerConfig) -> torch.optim.Optimizer:
+    """``cfg.optimizer`` for tables with sparse gradients, updating only the touched rows
+    (:mod:`warmrec.training.rowwise`): Adagrad exactly as the dense one (an untouched row's
+    update is zero under both); Adam and AdamW as lazy Adam(W) (the moments of a row move only
+    when it is touched; weight decay, decoupled, on the touched rows); SGD is torch's (which
+    takes sparse gradients)."""
+    from warmrec.training.rowwise import RowAdagrad, RowAdam
+
+    if cfg.optimizer in ("adam", "adamw"):
+        if cfg.optimizer == "adam":  # Adam's L2 penalty is not decoupled: not row-wise exact
+            groups = [{**g, "weight_decay": 0.0} for g in groups]
+        return RowAdam(groups, lr=cfg.lr)
+    if cfg.optimizer == "adagrad":
+        return RowAdagrad(groups, lr=cfg.lr)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+
+
+class SparseAwareOptimizer(torch.optim.Optimizer):
+    """Several optimizers stepped as one: the dense parameters' (fused where possible) and the
+    sparse tables' (:func:`_sparse_optimizer`).
+
+    ``param_groups`` are the parts' own group dicts, so a learning-rate scheduler that sets
+    ``group["lr"]`` reaches every part; ``state_dict`` numbers parameters consecutively across
+    the parts, in the standard layout (so checkpoints flatten it like any other optimizer).
+    """
+
+    def __init__(self, parts: list[torch.optim.Optimizer]) -> None:  # noqa: D107
+        # no super().__init__: it would copy the parts' groups into new dicts
+        self.parts = parts
+        self.param_groups = [g for part in parts for g in part.param_groups]
+        self.defaults = dict(parts[0].defaults)
+        self._optimizer_step_pre_hooks: dict = {}
+        self._optimizer_step_post_hooks: dict = {}
+        self._optimizer_state_dict_pre_hooks: dict = {}
+        self._optimizer_state_dict_post_hooks: dict = {}
+        self._optimizer_load_state_dict_pre_hooks: dict = {}
+        self._optimizer_load_state_dict_post_hooks: dict = {}
+
+    @property
+    def state(self) -> dict[torch.Tensor, Any]:  # type: ignore[override]
+        return {p: s for part in self.parts for p, s in part.state.items()}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for part in self.parts:
+            part.zero_grad(set_to_none=set_to_none)
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = closure() if closure is not None else None
+        for part in self.parts:
+            part.step()
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[int, Any] = {}
+        groups: list[dict[str, Any]] = []
+        offset = 0
+        for part in self.parts:
+            sd = part.state_dict()
+            state.update({pid + offset: s for pid, s in sd["state"].items()})
+            for g in sd["param_groups"]:
+                groups.append({**g, "params": [pid + offset for pid in g["params"]]})
+            offset += sum(len(g["params"]) for g in sd["param_groups"])
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups):
+            raise ModelError(
+                f"optimizer state has {len(groups)} parameter groups, expected "
+                f"{len(self.param_groups)}"
+            )
+        first, offset = 0, 0
+        for part in self.parts:
+            own = groups[first : first + len(part.param_groups)]
+            n = sum(len(g["params"]) for g in own)
+            part.load_state_dict(
+                {
+                    "state": {
+                        pid - offset: s
+                        for pid, s in state_dict["state"].items()
+                        if offset <= int(pid) < offset + n
+                    },
+                    "param_groups": [
+                        {**g, "params": [pid - offset for pid in g["params"]]} for g in own
+                    ],
+                }
+            )
+            first += len(part.param_groups)
+            offset += n
+        self.param_groups = [g for part in self.parts for g in part.param_groups]
+
+
+def clip_grad_norm(params: Iterable[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """``torch.nn.utils.clip_grad_norm_`` that also takes sparse gradients (coalesced first:
+    a row looked up twice counts once, with its summed gradient)."""
+    params = [p for p in params if p.grad is not None]
+    if not any(p.grad.is_sparse for p in params):
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+    norms = []
+    for p in params:
+        if p.grad.is_sparse:
+            p.grad = p.grad.coalesce()
+            norms.append(torch.linalg.vector_norm(p.grad._values()))
+        else:
+            norms.append(torch.linalg.vector_norm(p.grad))
+    total = torch.linalg.vector_norm(torch.stack(norms))
+    scale = (max_norm / (total + 1e-6)).clamp_max(1.0)
+    for p in params:
+        p.grad.mul_(scale)
+    return total
 
 
 def _can_fuse(params: list[torch.Tensor]) -> bool:
@@ -329,7 +453,7 @@ def optimizer_step(
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.net.parameters(), grad_clip)
+        clip_grad_norm(model.net.parameters(), grad_clip)
     optimizer.step()
     return loss
 
