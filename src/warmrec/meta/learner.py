@@ -157,7 +157,7 @@ class MetaLearner:
         logits = logits.masked_fill(
             torch.arange(logits.shape[1], device=logits.device) == 0, float("-inf")
         )
-        return torch.nn.functional.cross_entropy(logits.float(), targets.to(logits.device))
+        return torch.nn.functional.cross_entropy(logits, targets.to(logits.device))
 
     def example_losses(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """``[n]`` losses, one per target position of ``batch`` (row-major), each the model's

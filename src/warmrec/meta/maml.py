@@ -258,7 +258,13 @@ class TaskStream:
                 steps = cfg.inner_steps
                 tasks.append(
                     make_task(
-                        self.meta.base, items, k, cfg.n_query, steps, rng, self.train.vocab,
+                        self.meta.base,
+                        items,
+                        k,
+                        cfg.n_query,
+                        steps,
+                        rng,
+                        self.train.vocab,
                         self.train.key,
                     )
                 )
@@ -283,6 +289,14 @@ class MetaModel:
         self.epoch = 0
         self.train_result = None
         self.last_stats: dict[str, float] = {}
+        self.item_counts: torch.Tensor | None = None
+        """Training counts per item (the loss's ``prepare`` input; saved for adaptation)."""
+        if getattr(base, "loss_fn", None) is None and hasattr(base, "prepare"):
+            counts = base.meta.item_counts if base.meta.item_counts else None
+            self.item_counts = torch.as_tensor(
+                counts if counts is not None else np.ones(len(base.vocab)), dtype=torch.float64
+            )
+            base.prepare(_Counts(self.item_counts.numpy()))
 
     # -- what the training loop uses ------------------------------------------------------
     @property
@@ -297,6 +311,7 @@ class MetaModel:
 
     def prepare(self, train: SequenceDataset) -> None:
         self.base.prepare(train)
+        self.item_counts = torch.as_tensor(train.item_counts(), dtype=torch.float64)
 
     def training_data(self, train: SequenceDataset) -> TaskStream:
         return TaskStream(self, train)
@@ -309,7 +324,9 @@ class MetaModel:
             return {n: self.net.lrs[_key(n)][step] for n in trainable(self.net.base)}
         return self.config.inner_lr
 
-    def inner_loss(self, learner: MetaLearner, batch: dict[str, torch.Tensor], step: int) -> torch.Tensor:
+    def inner_loss(
+        self, learner: MetaLearner, batch: dict[str, torch.Tensor], step: int
+    ) -> torch.Tensor:
         self.net.base.train()
         if self.net.loss_net is not None:
             losses = learner.example_losses(batch)
@@ -330,8 +347,10 @@ class MetaModel:
             loss = self.inner_loss(learner, batch, step)
             learner.adapt(loss, self._lr(step), grad_clip=self.config.inner_grad_clip)
             if weights is not None and (weights[step] > 0 or step == len(task.support) - 1):
-                w = float(weights[step]) if step < len(task.support) - 1 else float(
-                    weights[step:].sum()
+                w = (
+                    float(weights[step])
+                    if step < len(task.support) - 1
+                    else float(weights[step:].sum())
                 )
                 if w > 0:
                     self.net.base.eval()
@@ -367,9 +386,7 @@ class MetaModel:
         rng = rng or np.random.default_rng(self.config.seed)
         items = np.asarray(history, dtype=np.int64)
         items = items[items > 0]
-        sup = support_batches(
-            self.base, items, self.config.inner_steps, rng, self.vocab, "user_id"
-        )
+        sup = support_batches(self.base, items, self.config.inner_steps, rng, self.vocab, "user_id")
         with torch.enable_grad():
             sup = [_to(b, self.device) for b in sup]
             learner, _ = self.run_task(Task(sup, None, None), True)  # type: ignore[arg-type]
@@ -380,7 +397,9 @@ class MetaModel:
         rows = []
         batch = batch.to(self.device)
         for i in range(len(batch)):
-            one = Batch(batch.items[i : i + 1], None if batch.users is None else batch.users[i : i + 1])
+            one = Batch(
+                batch.items[i : i + 1], None if batch.users is None else batch.users[i : i + 1]
+            )
             learner = self.adapt(one.items[0].cpu().numpy(), rng)
             self.net.base.eval()
             with torch.no_grad():
@@ -393,6 +412,8 @@ class MetaModel:
         from warmrec.artifacts import save_model, save_weights
 
         extras = self.net.extras()
+        if self.item_counts is not None:
+            extras["item_counts"] = self.item_counts
         cfg = config_dict(self.config)
 
         def extra(folder: Path) -> None:
@@ -416,8 +437,11 @@ class MetaModel:
             cfg = json.loads(meta_json.read_text())
         except json.JSONDecodeError as e:
             raise ModelError(f"{meta_json}: invalid JSON ({e.msg}, line {e.lineno})") from None
-        model = cls(base, {**cfg, **overrides})
         state = {k: v for k, v in read_weights(p / "meta.safetensors").items() if k != "_none"}
+        counts = state.pop("item_counts", None)
+        if counts is not None:
+            base.meta.item_counts = counts.to(torch.int64).tolist()
+        model = cls(base, {**cfg, **overrides})
         missing, unexpected = model.net.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("base.")]
         if missing or unexpected:
@@ -426,6 +450,17 @@ class MetaModel:
                 f"unexpected {list(unexpected)[:5]})"
             )
         return model
+
+
+class _Counts:
+    """What a model's ``prepare`` reads of its training data: the item counts."""
+
+    def __init__(self, counts: np.ndarray) -> None:
+        self.counts = np.asarray(counts, dtype=np.float64)
+        self.n_items = len(self.counts)
+
+    def item_counts(self) -> np.ndarray:
+        return self.counts
 
 
 def _to(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
