@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pytest
 from click.testing import CliRunner
 
 from warmrec.cli.main import cli
@@ -44,6 +45,7 @@ def test_shot_eval_set_reveals_k_and_targets_the_next():
         assert es.targets[j] == items[3]
 
 
+@pytest.mark.slow
 def test_study_cli_runs_end_to_end_and_resumes(tmp_path):
     log = tmp_path / "log.csv"
     planted_log().write_csv(log)
