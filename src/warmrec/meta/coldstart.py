@@ -19,7 +19,9 @@ fine-tuning of the global model: ``inner_steps`` SGD steps), ``reptile``, ``maml
 ``mamlpp``, ``mamlpp_loss`` (MAML++ with the learned adaptive loss). The inner learning rate is
 searched on meta-valid users for ``finetune`` (``lr_grid``) and the meta-methods are meta-trained
 at the learning rate chosen there (MAML++ then learns its own rates): the same steps and the
-same search for all; nothing is chosen on meta-test users.
+same search for all; nothing is chosen on meta-test users. GRU4Rec is trained with
+``training="windows"`` unless the model config says otherwise (a task's inner loss must not carry
+a session-parallel hidden state over from other users).
 
 :func:`run_coldstart_study` runs every (seed, method), writes each finished run atomically to
 ``out/runs/<seed>-<method>.json`` (resume: finished runs are read back, not redone), the global
@@ -275,7 +277,12 @@ def pretrain_global(
 
     if cache is not None and (cache / "config.json").is_file():
         return load_model(cache)
-    model = get_model(model_name, dict(model_config or {}))
+    config = dict(model_config or {})
+    if model_name == "gru4rec":
+        # tasks need a per-task loss: session-parallel batches carry a hidden state across
+        # batches (and users); windows are also GRU4Rec's best form on ml-100k user histories
+        config.setdefault("training", "windows")
+    model = get_model(model_name, config)
     valid = shot_eval_set(split.data, split.valid, max(settings.shots))
     train = split.subset(split.train)
     model.fit(train, valid, **{"seed": seed, "progress": False, **settings.pretrain})
