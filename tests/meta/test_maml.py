@@ -223,3 +223,16 @@ def test_save_and_load_keep_inner_lrs_and_loss_network(tmp_path):
     sub = valid.subset(np.arange(2))
     b = sub.batch(np.arange(2), meta.history_len)
     torch.testing.assert_close(back.score(b), meta.score(b))
+
+
+def test_second_order_through_bidirectional_attention():
+    """BERT4Rec's fused attention kernel has no double backward: second-order steps use the
+    math kernel (this raised 'derivative ... not implemented' before)."""
+    m, train, _ = tiny("bert4rec")
+    meta = MetaModel(m, algorithm="maml", inner_steps=2, inner_grad_clip=0.0)
+    task = task_for(meta, train, k=7, n_query=1)
+    assert task.support
+    ps = list(trainable(meta.net.base).values())
+    grads = torch.autograd.grad(meta.training_step([task]), ps, allow_unused=True)
+    assert all(g is None or torch.isfinite(g).all() for g in grads)
+    assert any(g is not None and float(g.abs().sum()) > 0 for g in grads)
