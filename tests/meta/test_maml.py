@@ -193,7 +193,15 @@ def test_meta_train_goes_through_the_loop(monkeypatch, algorithm):
     m, train, _ = tiny()
     monkeypatch.setattr(loop, "optimizer_step", counting)
     before = {k: v.clone() for k, v in m.net.state_dict().items()}
-    meta = meta_train(m, train, algorithm=algorithm, meta_epochs=1, meta_batch_size=12)
+    meta = meta_train(
+        m,
+        train,
+        algorithm=algorithm,
+        meta_epochs=1,
+        meta_batch_size=12,
+        inner_steps=1,
+        train_shots=(2, 3),
+    )
     assert len(calls) == TaskStream(meta, train).n_batches(12) >= 2
     changed = any(not torch.equal(before[k], v) for k, v in meta.net.base.state_dict().items())
     assert changed
