@@ -244,3 +244,16 @@ def test_second_order_through_bidirectional_attention():
     grads = torch.autograd.grad(meta.training_step([task]), ps, allow_unused=True)
     assert all(g is None or torch.isfinite(g).all() for g in grads)
     assert any(g is not None and float(g.abs().sum()) > 0 for g in grads)
+
+
+def test_seen_offset_is_differentiable_and_counts_each_item_once():
+    from warmrec.models.layers import offset_items_
+
+    value = torch.tensor(0.5, requires_grad=True)
+    scores = torch.zeros(2, 5, requires_grad=True)
+    out = scores * 1.0
+    offset_items_(out, torch.tensor([[0, 2, 2], [3, 1, 0]]), value)
+    expect = torch.tensor([[0, 0, 0.5, 0, 0], [0, 0.5, 0, 0.5, 0]])
+    torch.testing.assert_close(out.detach(), expect)
+    torch.nn.functional.cross_entropy(out, torch.tensor([2, 4])).backward()
+    assert value.grad is not None and torch.isfinite(value.grad)
