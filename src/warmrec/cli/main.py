@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("warmrec.cli.serving", "serve"),
     "tune": ("warmrec.cli.tune", "tune"),
 }
+# group name -> {subcommand name -> (module, attribute)}: subcommands living in other modules
+SUBCOMMANDS: dict[str, dict[str, tuple[str, str]]] = {
+    "study": {"coldstart": ("warmrec.cli.coldstart", "study_coldstart")},
+}
 
 _REWRITES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"columns=\{'(\w+)': '([^']*)'\}"), r"--col \1=\2"),
@@ -61,7 +65,10 @@ class WarmrecGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in self.commands and name in COMMANDS:
             module, attr = COMMANDS[name]
-            self.add_command(getattr(importlib.import_module(module), attr), name)
+            cmd = getattr(importlib.import_module(module), attr)
+            for sub, (sub_module, sub_attr) in SUBCOMMANDS.get(name, {}).items():
+                cmd.add_command(getattr(importlib.import_module(sub_module), sub_attr), sub)
+            self.add_command(cmd, name)
         return self.commands.get(name)
 
     def invoke(self, ctx: click.Context):

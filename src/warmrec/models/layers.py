@@ -74,11 +74,15 @@ class ItemEmbedding(nn.Module):
 
 
 def offset_items_(scores: torch.Tensor, items: torch.Tensor, value: torch.Tensor | float) -> None:
-    """Add ``value`` in place (no autograd) to ``scores[b, i]`` for every item ``i`` in row ``b``
-    of ``items[B, H]``, once per item however often it occurs; padding (column 0) is untouched."""
-    col0 = scores[:, 0].clone()
-    scores.scatter_(1, items, scores.gather(1, items) + value)
-    scores[:, 0] = col0
+    """Add ``value`` in place to ``scores[b, i]`` for every item ``i`` in row ``b`` of
+    ``items[B, H]``, once per item however often it occurs; padding (column 0) is untouched.
+
+    One ``add_`` of a mask, so autograd can differentiate through scoring (the meta-learners'
+    query loss is the cross-entropy of these scores, and ``value`` gets its gradient)."""
+    mask = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
+    mask.scatter_(1, items, True)
+    mask[:, 0] = False
+    scores.add_(mask.to(scores.dtype) * value)
 
 
 class SeenItemBias(nn.Module):

@@ -1,0 +1,506 @@
+"""MAML, FO-MAML, MAML++ and Reptile behind one interface, trained by THE training loop.
+
+A :class:`MetaModel` wraps a fitted (pre-trained) neural model. Its ``net`` is a
+:class:`MetaNet`: the model's own network plus, for MAML++, learnable per-layer per-step inner
+learning rates and, with ``adaptive_loss``, a :class:`~warmrec.meta.adaptive_loss.LossNetwork`.
+Its ``training_data`` streams meta-batches of tasks (one user sequence each: support = the first
+``k`` events, ``k`` drawn from ``train_shots``; query = the next ``n_query`` events) and its
+``training_step(tasks)`` returns the meta-objective of the meta-batch, so
+:func:`warmrec.training.loop.train` does the outer update with its one ``backward()``
+(contract 3). The inner loop takes its gradients with :func:`torch.autograd.grad`
+(:class:`~warmrec.meta.learner.MetaLearner`).
+
+Per task, from the current weights ``theta`` (fast weights ``phi_0 = theta``)::
+
+    phi_{s+1} = phi_s - alpha_s * grad_phi L_inner(phi_s; support)     s = 0..S-1
+    meta-loss = sum_s v_s * L_query(phi_{s+1})      (v = one-hot on the last step unless MAML++)
+
+- ``"maml"``: second order (the graph of every inner step is kept);
+- ``"fomaml"``: first order (inner gradients detached);
+- ``"mamlpp"`` (Antoniou et al. 2019, "How to train your MAML"): multi-step loss whose weights
+  ``v`` start uniform and anneal to the last step over ``msl_epochs`` (:func:`step_weights`,
+  the paper's code), learnable ``alpha[layer, step]`` (LSLR), cosine-annealed outer learning
+  rate (the loop's ``schedule="cosine"``), derivative-order annealing (first order for the first
+  ``first_order_epochs`` epochs, then second order);
+- ``"reptile"``: first-order inner steps, then the surrogate ``0.5 * ||theta - stopgrad(phi_S)||^2``
+  whose gradient is ``theta - phi_S``: with the outer optimizer SGD at ``outer_lr`` (epsilon)
+  this is Reptile's update ``theta += epsilon * (phi_S - theta)`` (averaged over the meta-batch);
+- ``"finetune"``: no meta-training; :meth:`MetaModel.score` still adapts every history (the
+  per-user fine-tuning baseline, same steps and learning rate as the meta methods), and
+  ``inner_steps=0`` is the global model without adaptation.
+
+``L_inner`` is the model's own ``training_step`` on the support (or, with ``adaptive_loss``, the
+learned weighting of its per-example values); ``L_query`` is the full-softmax cross-entropy of
+the model's *scores* of each query item given everything before it
+(:meth:`~warmrec.meta.learner.MetaLearner.query_loss`), the quantity the cold-start protocol
+ranks by. Inner steps run with the net in training mode, query losses and scoring in eval mode.
+
+:meth:`MetaModel.score` adapts to each history of a scoring batch (its revealed events: the
+support) and scores with the adapted weights: a query item is never given to adaptation because
+a :class:`~warmrec.data.dataset.Batch` holds histories only. A one-event history has no
+(input, target) pair for a next-item objective: it is scored without adaptation.
+
+Saving (:meth:`MetaModel.save`): the adapted-from model as a normal model directory
+(:func:`warmrec.artifacts.save_model`) plus ``meta.safetensors`` (learned inner learning rates,
+loss network) and ``meta.json`` (the :class:`MetaConfig`), written in the same atomic directory;
+:meth:`MetaModel.load` reads it back for adaptation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+import torch
+from pydantic import Field
+from torch import nn
+
+from warmrec.config import ConfigModel, build_config, config_dict
+from warmrec.data.dataset import Batch, SequenceDataset
+from warmrec.data.sequences import SequenceData, pad_windows
+from warmrec.errors import ConfigError, ModelError
+from warmrec.meta.adaptive_loss import LossNetwork
+from warmrec.meta.learner import MetaLearner, trainable
+
+ALGORITHMS = ("maml", "fomaml", "mamlpp", "reptile", "finetune")
+Algorithm = Literal["maml", "fomaml", "mamlpp", "reptile", "finetune"]
+
+
+class MetaConfig(ConfigModel):
+    """Settings of a meta-learner (unknown keys are rejected)."""
+
+    algorithm: Algorithm = "mamlpp"
+    """``maml``, ``fomaml``, ``mamlpp``, ``reptile`` or ``finetune`` (no meta-training)."""
+    inner_steps: int = Field(3, ge=0)
+    """Inner SGD steps on the support (training and adaptation; 0 = no adaptation)."""
+    inner_lr: float = Field(0.05, gt=0)
+    """Inner learning rate (MAML++: the initial value of every learned rate)."""
+    inner_grad_clip: float = Field(1.0, ge=0)
+    """Max global norm of an inner gradient (0 = off)."""
+    learn_inner_lr: bool | None = None
+    """Learnable per-layer per-step inner rates (None: on for ``mamlpp`` only)."""
+    multi_step_loss: bool | None = None
+    """Query loss after every inner step (None: on for ``mamlpp`` only)."""
+    msl_epochs: int = Field(5, ge=1)
+    """Epochs over which the multi-step weights anneal to the last step."""
+    first_order_epochs: int = Field(2, ge=0)
+    """MAML++: first-order epochs before second order."""
+    adaptive_loss: bool = False
+    """Learned per-example weighting of the inner loss (:mod:`warmrec.meta.adaptive_loss`)."""
+    loss_hidden: int = Field(16, ge=1)
+    """Hidden units of the loss network."""
+    train_shots: tuple[int, ...] = (2, 3, 5, 10)
+    """Support sizes drawn for meta-training tasks (each >= 2)."""
+    n_query: int = Field(3, ge=1)
+    """Query events per training task."""
+    meta_epochs: int = Field(5, ge=0)
+    """Outer epochs (passes over the meta-train users)."""
+    meta_batch_size: int = Field(8, ge=1)
+    """Tasks per outer step."""
+    outer_lr: float = Field(1e-3, gt=0)
+    """Outer learning rate (Reptile: epsilon, with SGD)."""
+    seed: int = 0
+    """Seeds task sampling, support batches and the outer loop."""
+    device: str = "cpu"
+    """Device of meta-training and adaptation."""
+
+    def model_post_init(self, _context: Any) -> None:
+        if any(k < 2 for k in self.train_shots) or not self.train_shots:
+            raise ConfigError(
+                f"meta train_shots: expected support sizes >= 2, found {list(self.train_shots)}"
+            )
+
+    @property
+    def learns_lr(self) -> bool:
+        return self.algorithm == "mamlpp" if self.learn_inner_lr is None else self.learn_inner_lr
+
+    @property
+    def uses_msl(self) -> bool:
+        return self.algorithm == "mamlpp" if self.multi_step_loss is None else self.multi_step_loss
+
+    def first_order(self, epoch: int) -> bool:
+        """Whether inner steps are first order during (0-based) ``epoch``."""
+        if self.algorithm in ("fomaml", "reptile", "finetune"):
+            return True
+        if self.algorithm == "mamlpp":
+            return epoch < self.first_order_epochs
+        return False
+
+    def step_weights(self, epoch: int) -> np.ndarray:
+        """Query-loss weight of each inner step during (0-based) ``epoch``."""
+        n = max(self.inner_steps, 1)
+        if not self.uses_msl or n == 1 or epoch >= self.msl_epochs:
+            w = np.zeros(n)
+            w[-1] = 1.0
+            return w
+        return step_weights(n, epoch, self.msl_epochs)
+
+
+def step_weights(n_steps: int, epoch: int, msl_epochs: int) -> np.ndarray:
+    """MAML++'s multi-step loss weights (Antoniou et al.'s code): uniform at epoch 0; every
+    epoch the first ``n - 1`` lose ``1 / n / msl_epochs`` (down to ``0.03 / n``) and the last
+    gains what they lose (up to ``1 - (n - 1) * 0.03 / n``)."""
+    w = np.full(n_steps, 1.0 / n_steps)
+    decay = 1.0 / n_steps / msl_epochs
+    floor = 0.03 / n_steps
+    w[:-1] = np.maximum(w[:-1] - epoch * decay, floor)
+    w[-1] = min(w[-1] + epoch * (n_steps - 1) * decay, 1.0 - (n_steps - 1) * floor)
+    return w
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "__")
+
+
+class MetaNet(nn.Module):
+    """The model's network plus the meta-learned extras (inner rates, loss network)."""
+
+    def __init__(self, base: nn.Module, cfg: MetaConfig) -> None:
+        super().__init__()
+        self.base = base
+        self.lrs = nn.ParameterDict()
+        if cfg.learns_lr and cfg.inner_steps:
+            for name in trainable(base):
+                self.lrs[_key(name)] = nn.Parameter(torch.full((cfg.inner_steps,), cfg.inner_lr))
+        self.loss_net = LossNetwork(cfg.loss_hidden) if cfg.adaptive_loss else None
+
+    def extras(self) -> dict[str, torch.Tensor]:
+        """The meta-learned tensors that are not the model's weights."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("base.")}
+
+
+class Task:
+    """One few-shot task: support batches (one per inner step, the model's own training
+    format) and query histories / targets (every query item after all earlier events)."""
+
+    def __init__(self, support: list[dict[str, torch.Tensor]], hist: Batch, targets: torch.Tensor):
+        self.support, self.hist, self.targets = support, hist, targets
+
+    def to(self, device: torch.device) -> Task:
+        return Task(
+            [_to(b, device) for b in self.support],
+            None if self.hist is None else self.hist.to(device),
+            None if self.targets is None else self.targets.to(device),
+        )
+
+
+def support_batches(
+    model: Any, items: np.ndarray, n_steps: int, rng: np.random.Generator, vocab: Any, key: str
+) -> list[dict[str, torch.Tensor]]:
+    """``n_steps`` batches of the model's own training data on one support sequence (fresh
+    draws each step, e.g. BERT4Rec's masks); empty when the support gives no target."""
+    if len(items) < 2 or n_steps == 0:
+        return []
+    seqs = SequenceData(
+        np.array([0, len(items)], dtype=np.int64),
+        np.asarray(items, dtype=np.int64),
+        pl.Series("key", [0]),
+    )
+    data = model.training_data(SequenceDataset(seqs, vocab, key))
+    out = []
+    for _ in range(n_steps):
+        batch = next(iter(data.batches(1 << 16, rng)), None)
+        if batch is None or ("targets" in batch and not bool((batch["targets"] > 0).any())):
+            continue
+        out.append(batch)
+    return out
+
+
+def make_task(
+    model: Any,
+    items: np.ndarray,
+    k: int,
+    n_query: int,
+    n_steps: int,
+    rng: np.random.Generator,
+    vocab: Any,
+    key: str,
+) -> Task:
+    """Support = ``items[:k]``, query = ``items[k:k + n_query]``."""
+    query = items[k : k + n_query]
+    sup = support_batches(model, items[:k], n_steps, rng, vocab, key)
+    ends = np.arange(k, k + len(query), dtype=np.int64)
+    mat = pad_windows(
+        np.array(items, np.int64), np.zeros(len(query), np.int64), ends, model.history_len
+    )
+    return Task(sup, Batch(torch.from_numpy(mat)), torch.from_numpy(np.array(query, np.int64)))
+
+
+class TaskStream:
+    """Meta-batches of tasks over the sequences of a dataset (``n_batches`` / ``batches`` as
+    the training loop expects)."""
+
+    def __init__(self, meta: MetaModel, train: SequenceDataset) -> None:
+        self.meta, self.train = meta, train
+        need = min(meta.config.train_shots) + 1
+        self.eligible = np.flatnonzero(train.sequences.lengths >= need)
+        if len(self.eligible) == 0:
+            raise ModelError(f"meta-training: no user has at least {need} events")
+
+    def n_batches(self, batch_size: int) -> int:
+        return math.ceil(len(self.eligible) / batch_size)
+
+    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[list[Task]]:
+        cfg, seqs = self.meta.config, self.train.sequences
+        order = rng.permutation(self.eligible)
+        shots = np.asarray(cfg.train_shots)
+        for lo in range(0, len(order), batch_size):
+            tasks = []
+            for s in order[lo : lo + batch_size]:
+                items = seqs.items[seqs.offsets[s] : seqs.offsets[s + 1]]
+                ok = shots[shots < len(items)]
+                k = int(rng.choice(ok))
+                steps = cfg.inner_steps
+                tasks.append(
+                    make_task(
+                        self.meta.base,
+                        items,
+                        k,
+                        cfg.n_query,
+                        steps,
+                        rng,
+                        self.train.vocab,
+                        self.train.key,
+                    )
+                )
+            yield tasks
+
+
+class MetaModel:
+    """A meta-learner over a fitted neural model (module docstring); trained by
+    :func:`warmrec.training.loop.train`, scored by :func:`warmrec.evaluate`."""
+
+    def __init__(self, base: Any, config: MetaConfig | Mapping[str, Any] | None = None, **kw: Any):
+        if getattr(base, "net", None) is None:
+            raise ModelError(
+                f"model '{getattr(base, 'name', base)}': meta-learning needs a fitted neural model"
+            )
+        self.config = build_config(MetaConfig, config, **kw)
+        self.base = base
+        self.net = MetaNet(base.net, self.config)
+        self.name = f"{self.config.algorithm}[{base.name}]"
+        self.vocab = base.vocab
+        self.device = torch.device(self.config.device)
+        self.epoch = 0
+        self.train_result = None
+        self.last_stats: dict[str, float] = {}
+        self.item_counts: torch.Tensor | None = None
+        """Training counts per item (the loss's ``prepare`` input; saved for adaptation)."""
+        if getattr(base, "loss_fn", None) is None and hasattr(base, "prepare"):
+            counts = base.meta.item_counts if base.meta.item_counts else None
+            self.item_counts = torch.as_tensor(
+                counts if counts is not None else np.ones(len(base.vocab)), dtype=torch.float64
+            )
+            base.prepare(_Counts(self.item_counts.numpy()))
+
+    # -- what the training loop uses ------------------------------------------------------
+    @property
+    def history_len(self) -> int:
+        return self.base.history_len
+
+    def to(self, device: torch.device | str) -> MetaModel:
+        self.device = torch.device(device)
+        self.base.to(self.device)
+        self.net.to(self.device)
+        return self
+
+    def prepare(self, train: SequenceDataset) -> None:
+        self.base.prepare(train)
+        self.item_counts = torch.as_tensor(train.item_counts(), dtype=torch.float64)
+
+    def training_data(self, train: SequenceDataset) -> TaskStream:
+        return TaskStream(self, train)
+
+    def optimizer_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        return [{"params": list(self.net.parameters()), "weight_decay": weight_decay}]
+
+    def _lr(self, step: int) -> float | dict[str, torch.Tensor]:
+        if len(self.net.lrs):
+            return {n: self.net.lrs[_key(n)][step] for n in trainable(self.net.base)}
+        return self.config.inner_lr
+
+    def inner_loss(
+        self, learner: MetaLearner, batch: dict[str, torch.Tensor], step: int
+    ) -> torch.Tensor:
+        self.net.base.train()
+        if self.net.loss_net is not None:
+            losses = learner.example_losses(batch)
+            return self.net.loss_net(losses, step, self.config.inner_steps)
+        return learner.loss(batch)
+
+    def run_task(
+        self, task: Task, first_order: bool, weights: np.ndarray | None = None
+    ) -> tuple[MetaLearner, torch.Tensor | None]:
+        """Adapt to the task's support; with ``weights``, also the weighted query loss after
+        each step (the query is used for nothing else)."""
+        learner = MetaLearner(self.base, first_order)
+        meta_loss = None
+        if weights is not None and not task.support:
+            self.net.base.eval()
+            meta_loss = learner.query_loss(task.hist, task.targets)
+        for step, batch in enumerate(task.support):
+            loss = self.inner_loss(learner, batch, step)
+            learner.adapt(loss, self._lr(step), grad_clip=self.config.inner_grad_clip)
+            if weights is not None and (weights[step] > 0 or step == len(task.support) - 1):
+                w = (
+                    float(weights[step])
+                    if step < len(task.support) - 1
+                    else float(weights[step:].sum())
+                )
+                if w > 0:
+                    self.net.base.eval()
+                    q = w * learner.query_loss(task.hist, task.targets)
+                    meta_loss = q if meta_loss is None else meta_loss + q
+        return learner, meta_loss
+
+    def training_step(self, tasks: list[Task]) -> torch.Tensor:
+        cfg = self.config
+        if cfg.algorithm == "finetune":
+            raise ModelError("algorithm 'finetune' has no meta-training (meta_epochs must be 0)")
+        fo = cfg.first_order(self.epoch)
+        total = None
+        q_losses = []
+        for task in tasks:
+            task = task.to(self.device)
+            if cfg.algorithm == "reptile":
+                learner, _ = self.run_task(task, True)
+                loss = sum(
+                    0.5 * ((p - learner.params[n].detach()) ** 2).sum()
+                    for n, p in trainable(self.net.base).items()
+                )
+            else:
+                _, loss = self.run_task(task, fo, cfg.step_weights(self.epoch))
+                q_losses.append(float(loss.detach()))
+            total = loss if total is None else total + loss
+        self.last_stats = {"query_loss": float(np.mean(q_losses)) if q_losses else math.nan}
+        return total / len(tasks)
+
+    # -- scoring: adapt to each history, then score --------------------------------------------
+    def adapt(self, history: np.ndarray, rng: np.random.Generator | None = None) -> MetaLearner:
+        """A learner adapted to one history (its revealed events, oldest first)."""
+        rng = rng or np.random.default_rng(self.config.seed)
+        items = np.asarray(history, dtype=np.int64)
+        items = items[items > 0]
+        sup = support_batches(self.base, items, self.config.inner_steps, rng, self.vocab, "user_id")
+        with torch.enable_grad():
+            sup = [_to(b, self.device) for b in sup]
+            learner, _ = self.run_task(Task(sup, None, None), True)  # type: ignore[arg-type]
+        return learner
+
+    def score(self, batch: Batch) -> torch.Tensor:
+        rng = np.random.default_rng(self.config.seed)
+        rows = []
+        batch = batch.to(self.device)
+        for i in range(len(batch)):
+            one = Batch(
+                batch.items[i : i + 1], None if batch.users is None else batch.users[i : i + 1]
+            )
+            learner = self.adapt(one.items[0].cpu().numpy(), rng)
+            self.net.base.eval()
+            with torch.no_grad():
+                rows.append(learner.scores(one))
+        return torch.cat(rows).float().cpu()
+
+    # -- files ------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """The base model's directory plus ``meta.safetensors`` and ``meta.json``."""
+        from warmrec.artifacts import save_model, save_weights
+
+        extras = self.net.extras()
+        if self.item_counts is not None:
+            extras["item_counts"] = self.item_counts
+        cfg = config_dict(self.config)
+
+        def extra(folder: Path) -> None:
+            save_weights(extras or {"_none": torch.zeros(0)}, folder / "meta.safetensors")
+            (folder / "meta.json").write_text(json.dumps(cfg, indent=2))
+
+        return save_model(self.base, path, extra=extra)
+
+    @classmethod
+    def load(cls, path: str | Path, **overrides: Any) -> MetaModel:
+        """Read a directory written by :meth:`save` (``overrides`` change e.g. ``inner_steps``
+        -- not the shapes of learned tensors)."""
+        from warmrec.artifacts import load_model, read_weights
+
+        p = Path(path)
+        base = load_model(p)
+        meta_json = p / "meta.json"
+        if not meta_json.is_file():
+            raise ModelError(f"{meta_json}: missing (not a meta-trained model directory)")
+        try:
+            cfg = json.loads(meta_json.read_text())
+        except json.JSONDecodeError as e:
+            raise ModelError(f"{meta_json}: invalid JSON ({e.msg}, line {e.lineno})") from None
+        state = {k: v for k, v in read_weights(p / "meta.safetensors").items() if k != "_none"}
+        counts = state.pop("item_counts", None)
+        if counts is not None:
+            base.meta.item_counts = counts.to(torch.int64).tolist()
+        model = cls(base, {**cfg, **overrides})
+        missing, unexpected = model.net.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("base.")]
+        if missing or unexpected:
+            raise ModelError(
+                f"{p / 'meta.safetensors'}: does not fit {meta_json} (missing {missing[:5]}, "
+                f"unexpected {list(unexpected)[:5]})"
+            )
+        return model
+
+
+class _Counts:
+    """What a model's ``prepare`` reads of its training data: the item counts."""
+
+    def __init__(self, counts: np.ndarray) -> None:
+        self.counts = np.asarray(counts, dtype=np.float64)
+        self.n_items = len(self.counts)
+
+    def item_counts(self) -> np.ndarray:
+        return self.counts
+
+
+def _to(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def meta_train(
+    base: Any,
+    train: SequenceDataset,
+    config: MetaConfig | Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> MetaModel:
+    """Meta-train a copy of ``base`` (a fitted neural model; left unchanged) on the users
+    (sequences) of ``train`` through :func:`warmrec.training.loop.train`; returns the
+    :class:`MetaModel`."""
+    import copy
+
+    from warmrec.training.loop import train as run_training
+
+    meta = MetaModel(copy.deepcopy(base), config, **overrides)
+    cfg = meta.config
+    if cfg.meta_epochs == 0 or cfg.algorithm == "finetune" or cfg.inner_steps == 0:
+        return meta
+    reptile = cfg.algorithm == "reptile"
+    trainer = {
+        "epochs": cfg.meta_epochs,
+        "batch_size": cfg.meta_batch_size,
+        "lr": cfg.outer_lr,
+        "optimizer": "sgd" if reptile else "adam",
+        "schedule": "cosine" if cfg.algorithm == "mamlpp" else "none",
+        "warmup_steps": 0,
+        "seed": cfg.seed,
+        "device": cfg.device,
+        "progress": False,
+    }
+
+    def on_epoch(epoch: int, record: dict[str, Any], model: Any) -> None:
+        model.epoch = epoch  # epochs completed: the schedules' next (0-based) epoch
+
+    meta.epoch = 0
+    meta.train_result = run_training(meta, train, None, trainer, fresh=False, callbacks=[on_epoch])
+    meta.net.eval()
+    return meta

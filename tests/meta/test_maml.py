@@ -1,0 +1,259 @@
+"""Numeric tests of the meta-learners on tiny networks (float64, no dropout)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import split_cyclic
+from warmrec import get_model
+from warmrec.meta.learner import MetaLearner, trainable
+from warmrec.meta.maml import MetaModel, TaskStream, make_task, meta_train, step_weights
+
+SEQ = np.array([3, 4, 5, 6, 7, 8, 9, 10], dtype=np.int64)
+
+
+def tiny(name: str = "sasrec", **extra):
+    train, valid = split_cyclic(n_sessions=30, n_items=12, length=8, n_train=24, last_only=True)
+    cfg = {**get_model(name).test_config, **extra}
+    if name == "sasrec":
+        cfg.update(d=8, ffn_dim=16, dropout=0.0, attn_dropout=0.0)
+    if name == "gru4rec":
+        cfg.update(hidden_size=8, training="windows")
+    torch.manual_seed(0)
+    m = get_model(name, cfg).fit(train, epochs=1, progress=False, seed=0)
+    m.net.double()
+    return m, train, valid
+
+
+def task_for(meta: MetaModel, train, k: int = 4, n_query: int = 2):
+    rng = np.random.default_rng(0)
+    return make_task(
+        meta.base, SEQ, k, n_query, meta.config.inner_steps, rng, train.vocab, train.key
+    )
+
+
+def meta_loss(meta: MetaModel, task, first_order: bool) -> torch.Tensor:
+    return meta.run_task(task, first_order, meta.config.step_weights(meta.epoch))[1]
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
+def test_maml_meta_gradient_matches_finite_differences(name):
+    m, train, _ = tiny(name)
+    meta = MetaModel(m, algorithm="maml", inner_steps=2, inner_lr=0.5, inner_grad_clip=0.0)
+    task = task_for(meta, train)
+    params = list(trainable(meta.net.base).values())
+    g2 = torch.autograd.grad(meta_loss(meta, task, False), params, allow_unused=True)
+    g1 = torch.autograd.grad(meta_loss(meta, task, True), params, allow_unused=True)
+    gen = torch.Generator().manual_seed(1)
+    v = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
+
+    def at(eps: float) -> float:
+        with torch.no_grad():
+            for p, d in zip(params, v):
+                p.add_(eps * d)
+        out = float(meta_loss(meta, task, False).detach())
+        with torch.no_grad():
+            for p, d in zip(params, v):
+                p.sub_(eps * d)
+        return out
+
+    eps = 1e-5
+    fd = (at(eps) - at(-eps)) / (2 * eps)
+
+    def dot(g):
+        return float(sum((gi * d).sum() for gi, d in zip(g, v) if gi is not None))
+
+    assert dot(g2) == pytest.approx(fd, rel=1e-4, abs=1e-7)
+    # the first-order gradient is a different number: the test can tell them apart
+    assert abs(dot(g1) - fd) > 1e-3 * abs(fd)
+
+
+def test_fomaml_equals_gradient_of_hand_adapted_reference():
+    m, train, _ = tiny()
+    meta = MetaModel(m, algorithm="fomaml", inner_steps=3, inner_lr=0.3, inner_grad_clip=0.0)
+    task = task_for(meta, train)
+    got = torch.autograd.grad(meta.training_step([task]), list(trainable(meta.net.base).values()))
+
+    ref = copy.deepcopy(m)
+    ps = [p for p in ref.net.parameters() if p.requires_grad]
+    ref.net.train()
+    for batch in task.support:
+        g = torch.autograd.grad(ref.training_step(batch), ps, allow_unused=True)
+        with torch.no_grad():
+            for p, gi in zip(ps, g):
+                if gi is not None:
+                    p -= 0.3 * gi
+    ref.net.eval()
+    logits = ref.forward_scores(task.hist)
+    logits = logits.masked_fill(torch.arange(logits.shape[1]) == 0, float("-inf"))
+    want = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, task.targets), ps)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_mamlpp_step_weights_follow_the_schedule_and_lrs_get_gradients():
+    w0 = step_weights(3, 0, 5)
+    np.testing.assert_allclose(w0, [1 / 3] * 3)
+    w2 = step_weights(3, 2, 5)
+    assert w2[0] == pytest.approx(1 / 3 - 2 / 15) and w2[-1] == pytest.approx(1 / 3 + 4 / 15)
+    assert w2.sum() == pytest.approx(1.0)
+    w9 = step_weights(3, 9, 5)
+    assert w9[0] == pytest.approx(0.01) and w9[-1] == pytest.approx(0.98)
+
+    m, train, _ = tiny()
+    meta = MetaModel(m, algorithm="mamlpp", inner_steps=3, msl_epochs=4, first_order_epochs=1)
+    assert meta.config.first_order(0) and not meta.config.first_order(1)
+    np.testing.assert_allclose(meta.config.step_weights(4), [0, 0, 1])
+    task = task_for(meta, train)
+    for epoch in (0, 2):  # first order, then second order
+        meta.epoch = epoch
+        lrs = list(meta.net.lrs.values())
+        grads = torch.autograd.grad(meta.training_step([task]), lrs)
+        for g in grads:
+            assert g.shape == (3,)
+            assert torch.isfinite(g).all() and (g != 0).all()
+
+
+def test_loss_network_receives_gradients_and_starts_neutral():
+    m, train, _ = tiny()
+    meta = MetaModel(m, algorithm="maml", inner_steps=2, adaptive_loss=True).to("cpu")
+    meta.net.loss_net.double()
+    losses = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    torch.testing.assert_close(
+        meta.net.loss_net.weights(losses, 0, 2), torch.ones(3, dtype=torch.float64)
+    )
+    task = task_for(meta, train)
+    ps = list(meta.net.loss_net.parameters())
+    grads = torch.autograd.grad(meta.training_step([task]), ps)
+    assert any(float(g.abs().sum()) > 0 for g in grads)
+    assert all(torch.isfinite(g).all() for g in grads)
+
+
+def test_adaptation_never_sees_a_query_item():
+    m, train, valid = tiny()
+    meta = MetaModel(m, algorithm="finetune", inner_steps=2)
+    # training tasks: the support batches hold only the first k events
+    task = task_for(meta, train, k=4, n_query=3)
+    for b in task.support:
+        assert set(b["items"].unique().tolist()) <= {0, *SEQ[:4].tolist()}
+        assert set(b["targets"].unique().tolist()) <= {0, *SEQ[1:4].tolist()}
+    # scoring: adaptation gets the history only
+    seen: list[set[int]] = []
+    orig = meta.base.training_step
+
+    def spy(batch):
+        seen.append(set(batch["items"].unique().tolist()) | set(batch["targets"].unique().tolist()))
+        return orig(batch)
+
+    meta.base.training_step = spy
+    sub = valid.subset(np.arange(3))
+    meta.score(sub.batch(np.arange(3), meta.history_len))
+    assert seen
+    allowed = set(sub.items[sub.starts[0] : sub.ends[-1]].tolist()) | {0}
+    for s in seen:
+        assert s <= allowed
+    assert len(seen) == 3 * 2  # 3 users x 2 inner steps
+
+
+def test_second_order_runs_without_cudnn_and_gru_double_backward_on_cpu():
+    m, train, _ = tiny("gru4rec")
+    flags: list[bool] = []
+    orig = m.training_step
+
+    def spy(batch):
+        flags.append(torch.backends.cudnn.enabled)
+        return orig(batch)
+
+    m.training_step = spy
+    learner = MetaLearner(m, first_order=False)
+    batch = task_for(MetaModel(m, algorithm="maml", inner_steps=1), train).support[0]
+    fast = learner.clone()
+    fast.adapt(fast.loss(batch), 0.1)
+    assert flags == [False]
+    assert torch.backends.cudnn.enabled is True or not torch.backends.cudnn.is_available()
+    learner.clone(first_order=True).loss(batch)
+    assert flags[-1] == torch.backends.cudnn.enabled
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml", "mamlpp", "reptile"])
+def test_meta_train_goes_through_the_loop(monkeypatch, algorithm):
+    import warmrec.training.loop as loop
+
+    calls = []
+    real = loop.optimizer_step
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    m, train, _ = tiny()
+    monkeypatch.setattr(loop, "optimizer_step", counting)
+    before = {k: v.clone() for k, v in m.net.state_dict().items()}
+    meta = meta_train(
+        m,
+        train,
+        algorithm=algorithm,
+        meta_epochs=1,
+        meta_batch_size=12,
+        inner_steps=1,
+        train_shots=(2, 3),
+    )
+    assert len(calls) == TaskStream(meta, train).n_batches(12) >= 2
+    changed = any(not torch.equal(before[k], v) for k, v in meta.net.base.state_dict().items())
+    assert changed
+    for k, v in m.net.state_dict().items():  # the pretrained model is left as it was
+        assert torch.equal(before[k], v)
+
+
+def test_save_and_load_keep_inner_lrs_and_loss_network(tmp_path):
+    m, train, valid = tiny()
+    m.net.float()
+    meta = meta_train(
+        m,
+        train,
+        algorithm="mamlpp",
+        meta_epochs=1,
+        adaptive_loss=True,
+        meta_batch_size=24,
+        inner_steps=2,
+        train_shots=(2, 3),
+    )
+    with torch.no_grad():
+        next(iter(meta.net.lrs.values()))[1] = 0.123
+    meta.save(tmp_path / "mm")
+    back = MetaModel.load(tmp_path / "mm")
+    for k, v in meta.net.extras().items():
+        torch.testing.assert_close(back.net.extras()[k], v)
+    sub = valid.subset(np.arange(2))
+    b = sub.batch(np.arange(2), meta.history_len)
+    torch.testing.assert_close(back.score(b), meta.score(b))
+
+
+def test_second_order_through_bidirectional_attention():
+    """BERT4Rec's fused attention kernel has no double backward: second-order steps use the
+    math kernel (this raised 'derivative ... not implemented' before)."""
+    m, train, _ = tiny("bert4rec")
+    meta = MetaModel(m, algorithm="maml", inner_steps=2, inner_grad_clip=0.0)
+    task = task_for(meta, train, k=7, n_query=1)
+    assert task.support
+    ps = list(trainable(meta.net.base).values())
+    grads = torch.autograd.grad(meta.training_step([task]), ps, allow_unused=True)
+    assert all(g is None or torch.isfinite(g).all() for g in grads)
+    assert any(g is not None and float(g.abs().sum()) > 0 for g in grads)
+
+
+def test_seen_offset_is_differentiable_and_counts_each_item_once():
+    from warmrec.models.layers import offset_items_
+
+    value = torch.tensor(0.5, requires_grad=True)
+    scores = torch.zeros(2, 5, requires_grad=True)
+    out = scores * 1.0
+    offset_items_(out, torch.tensor([[0, 2, 2], [3, 1, 0]]), value)
+    expect = torch.tensor([[0, 0, 0.5, 0, 0], [0, 0.5, 0, 0.5, 0]])
+    torch.testing.assert_close(out.detach(), expect)
+    torch.nn.functional.cross_entropy(out, torch.tensor([2, 4])).backward()
+    assert value.grad is not None and torch.isfinite(value.grad)
