@@ -40,13 +40,19 @@ def meta_loss(meta: MetaModel, task, first_order: bool) -> torch.Tensor:
     return meta.run_task(task, first_order, meta.config.step_weights(meta.epoch))[1]
 
 
-@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
-def test_maml_meta_gradient_matches_finite_differences(name):
-    m, train, _ = tiny(name)
+@pytest.mark.parametrize(
+    ("name", "extra"),
+    [("sasrec", {}), ("gru4rec", {}), ("gru4rec", {"loss": "bpr-max", "n_negatives": 8})],
+)
+def test_maml_meta_gradient_matches_finite_differences(name, extra):
+    """(BPR-max: its fused backward is differentiable once; second order takes its plain form.)"""
+    m, train, _ = tiny(name, **extra)
     meta = MetaModel(m, algorithm="maml", inner_steps=2, inner_lr=0.5, inner_grad_clip=0.0)
     task = task_for(meta, train)
     params = list(trainable(meta.net.base).values())
+    torch.manual_seed(7)  # the same negatives in every evaluation (sampled losses)
     g2 = torch.autograd.grad(meta_loss(meta, task, False), params, allow_unused=True)
+    torch.manual_seed(7)
     g1 = torch.autograd.grad(meta_loss(meta, task, True), params, allow_unused=True)
     gen = torch.Generator().manual_seed(1)
     v = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
@@ -55,6 +61,7 @@ def test_maml_meta_gradient_matches_finite_differences(name):
         with torch.no_grad():
             for p, d in zip(params, v):
                 p.add_(eps * d)
+        torch.manual_seed(7)
         out = float(meta_loss(meta, task, False).detach())
         with torch.no_grad():
             for p, d in zip(params, v):
@@ -67,7 +74,9 @@ def test_maml_meta_gradient_matches_finite_differences(name):
     def dot(g):
         return float(sum((gi * d).sum() for gi, d in zip(g, v) if gi is not None))
 
-    assert dot(g2) == pytest.approx(fd, rel=1e-4, abs=1e-7)
+    # BPR-max (ELU, softmax-weighted negatives) is the stiffest: its central difference is good to
+    # ~2e-4; without its plain form in second order the gradient was 21 % off
+    assert dot(g2) == pytest.approx(fd, rel=1e-3 if extra else 1e-4, abs=1e-7)
     # the first-order gradient is a different number: the test can tell them apart
     assert abs(dot(g1) - fd) > 1e-3 * abs(fd)
 

@@ -51,13 +51,21 @@ from warmrec.errors import ModelError
 def no_cudnn(active: bool = True) -> Iterator[None]:
     """Inside the block when ``active``: cuDNN disabled (its GRU has no double backward) and
     scaled-dot-product attention on the math kernel (the fused CPU/CUDA attention kernels have
-    no double backward either: BERT4Rec's second-order steps failed without it)."""
+    no double backward either: BERT4Rec's second-order steps failed without it), and losses in
+    their plain autograd form (:func:`warmrec.models.losses.twice_differentiable`: BPR-max's
+    fused backward has no double backward)."""
     if not active:
         yield
         return
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    with torch.backends.cudnn.flags(enabled=False), sdpa_kernel(SDPBackend.MATH):
+    from warmrec.models.losses import twice_differentiable
+
+    with (
+        torch.backends.cudnn.flags(enabled=False),
+        sdpa_kernel(SDPBackend.MATH),
+        twice_differentiable(),
+    ):
         yield
 
 

@@ -34,7 +34,9 @@ terms of a row (so gSASRec's per-element mean equals ours divided by ``1 + k``).
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -90,8 +92,27 @@ def bpr_max_from_logits(
     ``r_i`` the target's score, a row's loss is ``-log sum_j s_j sigmoid(r_i - r_j) +
     reg * sum_j s_j r_j**2``; a row without negatives contributes 0. Computed by
     :class:`_BPRMaxFunction`: its hand-written backward makes about half the passes over the
-    ``[N, M]`` scores that autograd's does (:func:`bpr_max_reference` is the plain form)."""
+    ``[N, M]`` scores that autograd's does (:func:`bpr_max_reference` is the plain form). Inside
+    :func:`twice_differentiable` (second-order meta-learning) the plain form is used, since the
+    fused backward can be differentiated only once."""
+    if _TWICE_DIFFERENTIABLE:
+        return bpr_max_reference(pos, neg, neg_mask, reg, elu_param)
     return _BPRMaxFunction.apply(pos, neg, neg_mask, float(reg), float(elu_param))
+
+
+_TWICE_DIFFERENTIABLE = False
+
+
+@contextlib.contextmanager
+def twice_differentiable() -> Iterator[None]:
+    """Inside the block, losses avoid hand-written backwards (which have no double backward),
+    so that second-order meta-gradients flow through them."""
+    global _TWICE_DIFFERENTIABLE
+    before, _TWICE_DIFFERENTIABLE = _TWICE_DIFFERENTIABLE, True
+    try:
+        yield
+    finally:
+        _TWICE_DIFFERENTIABLE = before
 
 
 def bpr_max_reference(
