@@ -79,10 +79,10 @@ def offset_items_(scores: torch.Tensor, items: torch.Tensor, value: torch.Tensor
 
     One ``add_`` of a mask, so autograd can differentiate through scoring (the meta-learners'
     query loss is the cross-entropy of these scores, and ``value`` gets its gradient)."""
-    mask = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
-    mask.scatter_(1, items, True)
-    mask[:, 0] = False
-    scores.add_(mask.to(scores.dtype) * value)
+    mask = torch.zeros_like(scores)  # a float mask: a bool scatter_ does not trace (TorchScript)
+    mask.scatter_(1, items, 1.0)
+    mask[:, 0] = 0.0
+    scores.add_(mask * value)
 
 
 class SeenItemBias(nn.Module):
