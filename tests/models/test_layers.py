@@ -159,3 +159,25 @@ def test_seen_item_bias_histories_and_in_place_offset():
     logits = torch.zeros(1, 6)
     bias.add_(logits, items)  # item 4 twice: offset once; padding untouched
     assert logits[0].tolist() == [0.0, 0.0, -3.0, 0.0, -3.0, 0.0]
+
+
+def test_offset_items_without_autograd_matches_the_differentiable_path():
+    """Evaluation and serving take a gather/scatter over the history columns; training and
+    meta-learning a mask: the same numbers, each item once, padding untouched."""
+    from warmrec.models.layers import offset_items_
+
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randn(4, 9, generator=gen)
+    items = torch.tensor([[0, 0, 3, 3], [1, 2, 3, 4], [0, 0, 0, 0], [8, 8, 8, 1]])
+    fast = scores.clone()
+    with torch.no_grad():
+        offset_items_(fast, items, torch.tensor(-1.5))
+    value = torch.tensor(-1.5, requires_grad=True)
+    slow = scores.clone()
+    offset_items_(slow, items, value)
+    torch.testing.assert_close(fast, slow.detach())
+    expect = scores.clone()
+    for b, row in enumerate(items.tolist()):
+        for i in set(row) - {0}:
+            expect[b, i] -= 1.5
+    torch.testing.assert_close(fast, expect)

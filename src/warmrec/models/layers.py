@@ -77,9 +77,20 @@ def offset_items_(scores: torch.Tensor, items: torch.Tensor, value: torch.Tensor
     """Add ``value`` in place to ``scores[b, i]`` for every item ``i`` in row ``b`` of
     ``items[B, H]``, once per item however often it occurs; padding (column 0) is untouched.
 
-    One ``add_`` of a mask, so autograd can differentiate through scoring (the meta-learners'
-    query loss is the cross-entropy of these scores, and ``value`` gets its gradient)."""
-    mask = torch.zeros_like(scores)  # a float mask: a bool scatter_ does not trace (TorchScript)
+    Without autograd (evaluation, serving): a gather and a scatter over the ``[B, H]`` history
+    columns only (a repeated item writes the same value twice, padding gets ``+ 0``). When a
+    gradient is needed (the meta-learners' query loss is the cross-entropy of these scores and
+    ``value`` gets its gradient): one ``add_`` of a ``[B, n_items]`` mask, since a scatter's
+    output saved for backward must not be changed in place afterwards. Both trace (TorchScript).
+    """
+    grad = torch.is_grad_enabled() and (
+        scores.requires_grad or (isinstance(value, torch.Tensor) and value.requires_grad)
+    )
+    if not grad:
+        offset = (items > 0).to(scores.dtype) * value
+        scores.scatter_(1, items, scores.gather(1, items) + offset)
+        return
+    mask = torch.zeros_like(scores)  # a float mask: a bool scatter_ does not trace
     mask.scatter_(1, items, 1.0)
     mask[:, 0] = 0.0
     scores.add_(mask * value)
