@@ -43,13 +43,13 @@ from pydantic import Field, field_validator
 
 from warmrec.config import ConfigModel, build_config, config_dict
 from warmrec.data.dataset import EvalSet, SequenceDataset
-from warmrec.errors import ConfigError, ModelError
+from warmrec.errors import ModelError
 from warmrec.evaluation.evaluate import evaluate
 from warmrec.evaluation.metrics import parse_metric
 from warmrec.meta.tasks import TaskSet, make_tasks
 from warmrec.models.neural import NeuralRecommender
 from warmrec.registry import get_model
-from warmrec.training.loop import TrainerConfig, inner_steps, resolve_device
+from warmrec.training.loop import TrainerConfig, check_metric, inner_steps, resolve_device
 
 INNER_OPTIMIZERS = ("sgd", "adam")
 
@@ -117,10 +117,7 @@ class ReptileConfig(ConfigModel):
     @field_validator("valid_metric")
     @classmethod
     def _metric(cls, v: str) -> str:
-        try:
-            parse_metric(v)
-        except ConfigError as e:
-            raise ValueError(str(e)) from None
+        check_metric(v)
         return v
 
     def inner_trainer(self) -> TrainerConfig:

@@ -139,14 +139,14 @@ class TrainerConfig(ConfigModel):
     @field_validator("valid_metric")
     @classmethod
     def _metric(cls, v: str) -> str:
-        _check_metric(v)
+        check_metric(v)
         return v
 
     @field_validator("valid_metrics")
     @classmethod
     def _metrics(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for m in v:
-            _check_metric(m)
+            check_metric(m)
         return v
 
     @model_validator(mode="after")
@@ -170,7 +170,9 @@ class TrainerConfig(ConfigModel):
         return self.progress
 
 
-def _check_metric(name: str) -> None:
+def check_metric(name: str) -> None:
+    """A metric name the validators accept (:func:`~warmrec.evaluation.metrics.parse_metric`),
+    raised as ``ValueError`` so pydantic reports it as a one-line config error."""
     try:
         parse_metric(name)
     except ConfigError as e:

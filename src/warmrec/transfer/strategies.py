@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from pydantic import Field
@@ -68,16 +68,6 @@ from warmrec.transfer.adapters import (
     is_adapter_name,
 )
 
-STRATEGIES = (
-    "scratch",
-    "finetune",
-    "freeze",
-    "freeze_embeddings",
-    "freeze_encoder",
-    "adapters",
-    "lora",
-    "discriminative",
-)
 ROLES = ("item", "position", "feature", "user", "adapter", "domain", "encoder")
 
 
@@ -91,6 +81,7 @@ StrategyName = Literal[
     "lora",
     "discriminative",
 ]
+STRATEGIES: tuple[str, ...] = get_args(StrategyName)
 
 
 class StrategyOptions(ConfigModel):
