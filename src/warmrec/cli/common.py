@@ -163,6 +163,25 @@ def read_data(
     return read_record(data_config(path, fmt, cols, no_timestamp, order, sep))
 
 
+def command_config(
+    config_file: str | None, sets: tuple[str, ...], flags: dict[str, Any]
+) -> dict[str, Any]:
+    """A command's config: the TOML file, the command-line flags over it (key by key within each
+    section), then the ``--set`` overrides."""
+    return load_config(None, sets, merge_flags(load_config(config_file, ()), flags))
+
+
+def set_option(example: str = "--set model.d=32 --set train.epochs=10"):
+    """``--set KEY=VALUE`` (repeatable): a config value over the TOML file and the flags."""
+    return click.option(
+        "--set",
+        "sets",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help=f"Override a config value, e.g. {example}.",
+    )
+
+
 def load_config(
     config_file: str | None, sets: tuple[str, ...], base: dict[str, Any] | None = None
 ) -> dict[str, Any]:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import click
 
 from warmrec.cli.common import (
+    command_config,
     data_options,
     echo_mapping,
     emit_json,
     flag_config,
     format_table,
-    load_config,
-    merge_flags,
     resplit_option,
+    set_option,
 )
 
 
@@ -52,13 +52,7 @@ TRAIN_FLAGS = ("epochs", "patience", "seed", "device", "checkpoint_dir", "resume
 @resplit_option
 @training_options
 @click.option("--config", "config_file", default=None, help="TOML experiment file.")
-@click.option(
-    "--set",
-    "sets",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config value, e.g. --set model.max_len=50 --set train.lr=0.003.",
-)
+@set_option("--set model.max_len=50 --set train.lr=0.003")
 @click.option("--out", required=True, help="Model directory to write.")
 @click.option(
     "--workers",
@@ -95,7 +89,7 @@ def train(
     tr = {k: v for k, v in train_flags.items() if v is not None}
     if tr:
         flags["train"] = tr
-    cfg = load_config(None, sets, merge_flags(load_config(config_file, ()), flags))
+    cfg = command_config(config_file, sets, flags)
     if workers is not None:
         from warmrec.tuning.distributed import train_distributed
 
@@ -130,7 +124,7 @@ def train(
 )
 @click.option("--exclude-seen", is_flag=True, help="Never rank items already in the history.")
 @click.option("--config", "config_file", default=None)
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+@set_option("--set eval.exclude_seen=true")
 @click.option("--json", "as_json", is_flag=True)
 def evaluate_cmd(
     model_dir,
@@ -153,7 +147,6 @@ def evaluate_cmd(
     """Evaluate a saved model on the test (or validation) part; prints the metrics table."""
     from warmrec.experiments.run import run_evaluate
 
-    cfg = load_config(config_file, ())
     flags = flag_config(path, fmt, cols, no_timestamp, order, sep, split, resplit)
     ev = {}
     if metrics:
@@ -164,7 +157,7 @@ def evaluate_cmd(
         ev["exclude_seen"] = True
     if ev:
         flags["eval"] = ev
-    cfg = load_config(None, sets, merge_flags(cfg, flags))
+    cfg = command_config(config_file, sets, flags)
     res, info = run_evaluate(model_dir, cfg, part)
     if as_json:
         emit_json({**info, "protocol": res.protocol, "metrics": res.summary})

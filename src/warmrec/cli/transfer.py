@@ -16,25 +16,16 @@ from pathlib import Path
 import click
 
 from warmrec.cli.common import (
+    command_config,
     data_options,
     echo_mapping,
     emit_json,
     flag_config,
     format_table,
     load_config,
-    merge_flags,
     resplit_option,
+    set_option,
 )
-
-
-def _set_option(f):
-    return click.option(
-        "--set",
-        "sets",
-        multiple=True,
-        metavar="KEY=VALUE",
-        help="Override a config value, e.g. --set model.d=32 --set train.epochs=10.",
-    )(f)
 
 
 @click.command()
@@ -44,7 +35,7 @@ def _set_option(f):
 @click.option("--split", default=None, help="auto (default), loo, last_session or user.")
 @resplit_option
 @click.option("--config", "config_file", default=None, help="TOML file: [model], [train].")
-@_set_option
+@set_option()
 @click.option("--out", required=True, help="Model directory to write.")
 @click.option("--json", "as_json", is_flag=True)
 def pretrain(
@@ -68,7 +59,7 @@ def pretrain(
     flags = flag_config(path, fmt, cols, no_timestamp, order, sep, split, resplit)
     if model_name:
         flags["model"] = {"name": model_name}
-    cfg = load_config(None, sets, merge_flags(load_config(config_file, ()), flags))
+    cfg = command_config(config_file, sets, flags)
     info = run_pretrain(cfg, out)
     if as_json:
         emit_json(info)
@@ -90,7 +81,7 @@ def pretrain(
 @resplit_option
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--config", "config_file", default=None, help="TOML file: [train], [strategy]...")
-@_set_option
+@set_option()
 @click.option("--out", required=True, help="Model directory to write.")
 @click.option("--json", "as_json", is_flag=True)
 def transfer_cmd(
@@ -119,7 +110,7 @@ def transfer_cmd(
     from warmrec.experiments.transfer_run import run_transfer
 
     flags = flag_config(path, fmt, cols, no_timestamp, order, sep, split, resplit)
-    cfg = load_config(None, sets, merge_flags(load_config(config_file, ()), flags))
+    cfg = command_config(config_file, sets, flags)
     info = run_transfer(cfg, out, source=source_dir, strategy=strategy, init=init, seed=seed)
     if as_json:
         emit_json(info)
@@ -168,7 +159,7 @@ def study() -> None:
     default=None,
     help="TOML: [model] [train] [source_train] [strategy] [init] [reptile]",
 )
-@_set_option
+@set_option()
 @click.option("--out", default="warmrec-out/transfer-study", show_default=True)
 @click.option("--no-resume", is_flag=True, help="Discard earlier runs in --out.")
 @click.option("--json", "as_json", is_flag=True)

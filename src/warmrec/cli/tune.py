@@ -6,13 +6,13 @@ from __future__ import annotations
 import click
 
 from warmrec.cli.common import (
+    command_config,
     data_options,
     echo_mapping,
     emit_json,
     flag_config,
-    load_config,
-    merge_flags,
     resplit_option,
+    set_option,
 )
 
 
@@ -54,7 +54,7 @@ from warmrec.cli.common import (
 @click.option(
     "--config", "config_file", default=None, help="TOML experiment file ([data], [split], [eval])."
 )
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config value.")
+@set_option('--set split.seed=3 --set eval.metrics=["ndcg@10"]')
 @click.option("--out", required=True, help="Output folder (study, tables, plots, best.toml).")
 @click.option(
     "--progress/--no-progress", default=True, show_default=True, help="A line per trial on stderr."
@@ -91,7 +91,7 @@ def tune(
     from warmrec.tuning.run import run_tune
 
     flags = flag_config(path, fmt, cols, no_timestamp, order, sep, split, resplit)
-    cfg = load_config(None, sets, merge_flags(load_config(config_file, ()), flags))
+    cfg = command_config(config_file, sets, flags)
     res = run_tune(
         cfg,
         model=model_name,
