@@ -40,18 +40,9 @@ def data_record(d: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(
             f"unknown [data] key(s): {', '.join(unknown)}; valid: {', '.join(DATA_KEYS)}, sep"
         )
-    path = Path(d["path"]).expanduser()
-    rec: dict[str, Any] = {
-        "path": str(path.resolve()) if path.exists() else str(d["path"]),
-        "format": d.get("format"),
-        "columns": dict(d["columns"]) if d.get("columns") else None,
-        "no_timestamp": bool(d.get("no_timestamp") or False),
-        "order": d.get("order"),
-    }
-    for key in ("sep", "time_unit"):
-        if d.get(key) is not None:
-            rec[key] = d[key]
-    return rec
+    path = d.pop("path")
+    d["no_timestamp"] = bool(d.get("no_timestamp") or False)
+    return DataSource.of(path, **d).model_dump()
 
 
 def read_data(record: Mapping[str, Any]):
