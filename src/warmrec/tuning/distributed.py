@@ -8,15 +8,21 @@ worker reads and splits the data itself, builds the same model from the same see
 - takes every ``world``-th batch of the common batch order (all workers draw the order from the
   same seed), each batch ``global batch / world`` examples, so one optimizer step sees the same
   number of examples as a single worker at the global batch size;
-- averages the gradients across workers as they are accumulated during ``backward()``
-  (``Tensor.register_post_accumulate_grad_hook`` + ``all_reduce``), so every worker takes the
-  same step and the weights stay identical -- without wrapping the net in ``DistributedDataParallel``
-  (which would hide the net's attributes from the model's own methods);
+- averages the gradients across workers during ``backward()`` in **buckets**, as torch's
+  ``DistributedDataParallel`` does (:class:`GradBuckets`): the dense parameters are grouped, in
+  reverse registration order (roughly the order backward produces their gradients), into buckets
+  of about ``bucket_mb`` MB; a ``register_post_accumulate_grad_hook`` marks a parameter ready, and
+  a bucket whose parameters are all ready is flattened into one buffer and all-reduced
+  asynchronously while backward goes on; a callback queued on the autograd engine launches what
+  is left at the end of backward, waits for every reduction and writes the means back. Buckets
+  are launched in a fixed order on every worker (the collectives must match). Sparse gradients
+  (GRU4Rec's item table) cannot be flattened: each is all-reduced on its own, as DDP does.
+  The net is not wrapped in ``DistributedDataParallel`` itself: the models call their nets'
+  submodules and attributes directly (not only ``forward``), which DDP's reducer does not see;
+  ``bucket_mb=0`` keeps the former one all-reduce per parameter (for comparison);
 - validates like a single run (every worker computes the same numbers, so early stopping agrees).
 
-Worker 0 saves the model. This is DDP in its simplest form (one all-reduce per parameter instead
-of DDP's buckets): correct and enough for two or a few CPU workers; on many GPUs use DDP's
-bucketing (a wrapper that forwards attribute access) -- see the module's notes in the report.
+Worker 0 saves the model.
 """
 
 from __future__ import annotations
@@ -51,7 +57,8 @@ class ShardedData:
 
 
 def average_gradients(net: Any, world: int) -> list[Any]:
-    """Hooks that all-reduce (mean) each parameter's gradient once it is accumulated."""
+    """Hooks that all-reduce (mean) each parameter's gradient once it is accumulated (one
+    collective per parameter; :class:`GradBuckets` with ``bucket_mb=0``)."""
     import torch.distributed as dist
 
     def hook(p: Any) -> None:
@@ -59,6 +66,124 @@ def average_gradients(net: Any, world: int) -> list[Any]:
         p.grad.div_(world)
 
     return [p.register_post_accumulate_grad_hook(hook) for p in net.parameters() if p.requires_grad]
+
+
+DEFAULT_BUCKET_MB = 25.0
+"""DDP's default bucket size (``bucket_cap_mb``)."""
+
+
+class GradBuckets:
+    """Bucketed gradient averaging across the default process group during ``backward()``.
+
+    ``params``: the trained parameters (those without ``requires_grad`` are skipped);
+    ``sparse``: those whose gradients are sparse (each reduced on its own); ``all_reduce``: the
+    collective (``torch.distributed.all_reduce`` by default; tests may count calls). After a
+    backward, :attr:`collectives` is the number of all-reduces it launched.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        world: int,
+        *,
+        bucket_mb: float = DEFAULT_BUCKET_MB,
+        sparse: Any = (),
+        all_reduce: Any = None,
+    ) -> None:
+        import torch.distributed as dist
+
+        if bucket_mb < 0:
+            raise ConfigError(f"bucket_mb: expected a number >= 0, found {bucket_mb}")
+        self.world = world
+        self._all_reduce = all_reduce or dist.all_reduce
+        sparse_ids = {id(p) for p in sparse}
+        params = [p for p in params if p.requires_grad]
+        cap = bucket_mb * 2**20
+        self.buckets: list[list[Any]] = []
+        current: list[Any] = []
+        size = 0
+        for p in reversed(params):
+            if id(p) in sparse_ids:  # a bucket of its own, in its place in the order
+                if current:
+                    self.buckets.append(current)
+                    current, size = [], 0
+                self.buckets.append([p])
+                continue
+            nbytes = p.numel() * p.element_size()
+            if current and (
+                size + nbytes > cap or p.dtype != current[0].dtype or p.device != current[0].device
+            ):
+                self.buckets.append(current)
+                current, size = [], 0
+            current.append(p)
+            size += nbytes
+        if current:
+            self.buckets.append(current)
+        self.sparse = sparse_ids
+        self._bucket_of = {id(p): i for i, b in enumerate(self.buckets) for p in b}
+        self._hooks = [p.register_post_accumulate_grad_hook(self._ready) for p in params]
+        self.collectives = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pending = [len(b) for b in self.buckets]
+        self._next = 0  # the next bucket to launch (launches go in bucket order)
+        self._works: list[tuple[int, Any, Any]] = []
+        self._queued = False
+
+    def remove(self) -> None:
+        """Remove the hooks."""
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+
+    def _ready(self, p: Any) -> None:
+        if not self._queued:  # first gradient of this backward: finish when backward ends
+            import torch
+
+            self.collectives = 0
+            torch.autograd.Variable._execution_engine.queue_callback(self._finish)
+            self._queued = True
+        self._pending[self._bucket_of[id(p)]] -= 1
+        while self._next < len(self.buckets) and self._pending[self._next] == 0:
+            self._launch(self._next)
+
+    def _launch(self, i: int) -> None:
+        import torch
+        import torch.distributed as dist
+
+        self._next = i + 1
+        self.collectives += 1
+        bucket = self.buckets[i]
+        p = bucket[0]
+        if id(p) in self.sparse:  # a sparse (or absent) gradient: on its own, synchronously
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            self._all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad.div_(self.world)
+            return
+        flat = torch.cat(
+            [(q.grad if q.grad is not None else torch.zeros_like(q)).reshape(-1) for q in bucket]
+        )
+        work = self._all_reduce(flat, op=dist.ReduceOp.SUM, async_op=True)
+        self._works.append((i, flat, work))
+
+    def _finish(self) -> None:
+        try:
+            while self._next < len(self.buckets):  # parameters without a gradient this step
+                self._launch(self._next)
+            for i, flat, work in self._works:
+                if work is not None:
+                    work.wait()
+                flat.div_(self.world)
+                offset = 0
+                for q in self.buckets[i]:
+                    n = q.numel()
+                    if q.grad is not None:
+                        q.grad.copy_(flat[offset : offset + n].view_as(q.grad))
+                    offset += n
+        finally:
+            self._reset()
 
 
 def _worker(config: dict[str, Any]) -> None:
@@ -89,10 +214,19 @@ def _worker(config: dict[str, Any]) -> None:
     model.training_data = lambda data: ShardedData(inner(data), rank, world)
     hooks: list[Any] = []
     orig_prepare = model.prepare
+    bucket_mb = float(config.get("bucket_mb", DEFAULT_BUCKET_MB))
 
     def prepare(data: Any) -> None:  # the net exists now: hook its gradients
         orig_prepare(data)
-        hooks.extend(average_gradients(model.net, world))
+        if bucket_mb > 0:
+            hooks.append(
+                GradBuckets(
+                    model.net.parameters(), world, bucket_mb=bucket_mb,
+                    sparse=model.sparse_parameters(),
+                )
+            )  # fmt: skip
+        else:
+            hooks.extend(average_gradients(model.net, world))
 
     model.prepare = prepare
     try:
@@ -124,14 +258,18 @@ def train_distributed(
     address: str | None = None,
     use_gpu: bool = False,
     cpus_per_worker: float = 1.0,
+    bucket_mb: float = DEFAULT_BUCKET_MB,
 ) -> dict[str, Any]:
-    """Train ``cfg``'s neural model on ``workers`` Ray Train workers; returns worker 0's record."""
+    """Train ``cfg``'s neural model on ``workers`` Ray Train workers; returns worker 0's record.
+    ``bucket_mb``: the gradient bucket size (0: one all-reduce per parameter)."""
     from warmrec.models.neural import NeuralRecommender
     from warmrec.registry import model_class
     from warmrec.schema import check_configs
 
     if workers < 1:
         raise ConfigError(f"--workers: expected an integer >= 1, found {workers}")
+    if bucket_mb < 0:
+        raise ConfigError(f"bucket_mb: expected a number >= 0, found {bucket_mb}")
     name = cfg.get("model", {}).get("name")
     if not name:
         raise ConfigError("no model: give --model NAME or [model] name in the config")
@@ -157,7 +295,12 @@ def train_distributed(
     try:
         trainer = TorchTrainer(
             _worker,
-            train_loop_config={"cfg": cfg, "out": str(out), "record": str(record)},
+            train_loop_config={
+                "cfg": cfg,
+                "out": str(out),
+                "record": str(record),
+                "bucket_mb": bucket_mb,
+            },
             scaling_config=ScalingConfig(
                 num_workers=workers,
                 use_gpu=use_gpu,
