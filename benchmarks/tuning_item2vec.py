@@ -180,8 +180,7 @@ def main() -> None:
             f"{k} {v:.2f}" for k, v in sorted(res["importance"].items(), key=lambda x: -x[1])
         ),
         "",
-        "Validation Recall@10 per epoch of every trial (dotted: pruned): "
-        f"`{stem}_curves.png`.",
+        f"Validation Recall@10 per epoch of every trial (dotted: pruned): `{stem}_curves.png`.",
         "",
         "## Trials",
         "",

@@ -60,7 +60,9 @@ def default_run(data: str, space_path: str) -> dict:
     space = tomllib.loads(Path(space_path).read_text())
     fixed = {k: v for k, v in space["train"].items() if not isinstance(v, dict)}
     fixed["valid_metric"] = space["search"]["metric"]
-    prep = prepare_from_config({"data": {"path": data}, "split": {"method": "loo", "time_order": "recbole"}})
+    prep = prepare_from_config(
+        {"data": {"path": data}, "split": {"method": "loo", "time_order": "recbole"}}
+    )
     t0 = time.perf_counter()
     model = get_model("sasrec", {})
     model.fit(prep.train, prep.valid, trainer=fixed)
@@ -95,7 +97,9 @@ def main() -> None:
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, *tune_cmd[1:]], env=env, stdout=subprocess.PIPE, check=True)
+    proc = subprocess.run(
+        [sys.executable, *tune_cmd[1:]], env=env, stdout=subprocess.PIPE, check=True
+    )
     tune_wall = time.perf_counter() - t0
     res = json.loads(proc.stdout)
     total = time.perf_counter() - t_all
@@ -144,7 +148,9 @@ def main() -> None:
         f"Best setting (trial {best['trial']}, {best['epochs']} epochs): `{best['params']}`",
         "",
         "Parameter importance: "
-        + ", ".join(f"{k} {v:.2f}" for k, v in sorted(res["importance"].items(), key=lambda x: -x[1])),
+        + ", ".join(
+            f"{k} {v:.2f}" for k, v in sorted(res["importance"].items(), key=lambda x: -x[1])
+        ),
         "",
         "## Trials",
         "",
