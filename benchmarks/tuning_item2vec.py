@@ -27,6 +27,7 @@ benchmarks/results/tuning_item2vec_<dataset>_curves.png.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -88,6 +89,14 @@ def main() -> None:
     ap.add_argument("--valid-sample", type=int, default=0, help="trials: N validation examples")
     ap.add_argument("--max-epochs", type=int, default=0, help="lower the space's epochs high")
     ap.add_argument("--max-window", type=int, default=0, help="lower the space's window high")
+    ap.add_argument("--timeout", type=float, default=0, help="stop starting trials after S s")
+    ap.add_argument(
+        "--part",
+        choices=("all", "fixed", "search", "report"),
+        default="all",
+        help="fixed / search / report: one step (the first two may run at once)",
+    )
+    ap.add_argument("--load-log", default="", help="report: /proc/loadavg lines of the run")
     args = ap.parse_args()
     if args.dataset != "ml-100k" and args.data == ap.get_default("data"):
         args.data = str(SHARED / "data" / args.dataset)
@@ -98,7 +107,7 @@ def main() -> None:
     from warmrec.tuning.run import run_tune
 
     load = LoadSampler()
-    t_all = time.perf_counter()
+    out = Path(args.out)
     cfg = {"data": {"path": args.data}, "split": dict(PROTOCOLS[args.dataset])}
     space_path, bounds = bounded_space(args)
     prep = prepare_from_config(dict(cfg))
@@ -106,23 +115,31 @@ def main() -> None:
     if args.valid_sample and args.valid_sample < len(prep.valid):
         pick = np.random.default_rng(0).choice(len(prep.valid), args.valid_sample, replace=False)
         search_valid = prep.valid.subset(np.sort(pick))
-    rows = [
-        fixed(prep, "gensim defaults", GENSIM_DEFAULTS),
-        fixed(prep, "warmrec defaults", {}, search_valid),
-    ]
-    t0 = time.perf_counter()
-    if search_valid is prep.valid:
-        res = run_tune(
-            cfg, model="item2vec", space_path=space_path, trials=args.trials, out=args.out,
-            progress=True,
-        )  # fmt: skip
-    else:
-        res = sampled_search(cfg, prep, search_valid, space_path, args)
-    wall = time.perf_counter() - t0
+    if args.part in ("all", "fixed"):
+        rows = [
+            fixed(prep, "gensim defaults", GENSIM_DEFAULTS),
+            fixed(prep, "warmrec defaults", {}, search_valid),
+        ]
+        (out / "fixed.json").write_text(json.dumps(rows, indent=2, default=float))
+    if args.part in ("all", "search"):
+        t0 = time.perf_counter()
+        if search_valid is prep.valid:
+            run_tune(
+                cfg, model="item2vec", space_path=space_path, trials=args.trials, out=args.out,
+                progress=True, timeout=args.timeout or None,
+            )  # fmt: skip
+        else:
+            sampled_search(cfg, prep, search_valid, space_path, args)
+        (out / "search_wall.json").write_text(json.dumps({"wall_s": time.perf_counter() - t0}))
+    if args.part not in ("all", "report"):
+        return
+    rows = json.loads((out / "fixed.json").read_text())
+    res = json.loads((out / "summary.json").read_text())
+    wall = json.loads((out / "search_wall.json").read_text())["wall_s"]
     best = res["best"]
     rows.append(
         {
-            "name": f"tuned ({args.trials} trials)",
+            "name": f"tuned ({res['trials']} trials)",
             "cfg": best["params"],
             "valid": best["valid"],
             "test": best["test"],
@@ -134,7 +151,8 @@ def main() -> None:
     if args.dataset == "ml-100k":
         stem = "tuning_item2vec_ml100k"
     shutil.copy(Path(args.out) / "curves.png", results / f"{stem}_curves.png")
-    total = time.perf_counter() - t_all
+    loads = load_range(args.load_log) if args.load_log else load.stop()
+    argv = " ".join(drop_options(sys.argv[1:], ("--part", "--load-log")))
     protocol = (
         "Leave-one-out (RecBole time order)"
         if args.dataset == "ml-100k"
@@ -144,11 +162,16 @@ def main() -> None:
     lines = [
         f"# Item2Vec tuned vs defaults on {args.dataset}",
         "",
-        f"Command: `OMP_NUM_THREADS=1 nice -n 5 python benchmarks/tuning_item2vec.py "
-        f"{' '.join(sys.argv[1:])}`  ",
+        "Commands (the fixed settings and the search ran at the same time, as two processes; "
+        "then the report):  ",
+        *(
+            f"`OMP_NUM_THREADS=1 nice -n 5 python benchmarks/tuning_item2vec.py --part {part} "
+            f"{argv}`  "
+            for part in ("fixed", "search", "report")
+        ),
         f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other helpers' work "
-        f"and the lead (timings are noisy); 1-minute load average during the run {load.stop()}; "
-        f"Python {platform.python_version()}; whole benchmark {total:.0f} s.",
+        f"and the lead (timings are noisy); 1-minute load average during the run {loads}; "
+        f"Python {platform.python_version()}.",
         "",
         f"{protocol}, full ranking over {prep.train.n_items - 1:,} items, seen items not excluded by the "
         "evaluation. Trials scored on validation Recall@10 (space: "
@@ -171,7 +194,8 @@ def main() -> None:
         f"vs warmrec defaults: {rows[2]['test']['recall@10'] / rows[1]['test']['recall@10'] - 1:+.0%}.",
         "",
         f"Trials: {res['trials']} ({res['n_complete']} complete, {res['n_pruned']} pruned), "
-        f"search wall time {res['wall_s']:.0f} s (time column of the tuned row: search + refit).",
+        f"search wall time {res['wall_s']:.0f} s (time column of the tuned row: search + refit"
+        f"{'; --timeout ' + format(args.timeout, 'g') + ' s: no trial started after it' if args.timeout else ''}).",
         "",
         f"Best setting (trial {best['trial']}): `{best['params']}`",
         "",
@@ -225,11 +249,33 @@ def sampled_search(cfg: dict, prep, search_valid, space_path: str, args) -> dict
     space = load_space(space_path, "item2vec")
     t0 = time.perf_counter()
     data = SearchData(prep.train, search_valid, prep.train.item_counts())
-    rows = search_local("item2vec", space, data, Path(args.out), trials=args.trials, progress=True)
+    rows = search_local(
+        "item2vec", space, data, Path(args.out), trials=args.trials, progress=True,
+        timeout=args.timeout or None,
+    )  # fmt: skip
     return finish(
         rows=rows, model_name="item2vec", space=space, base_cfg=cfg, prepared=prep,
         out=Path(args.out), backend="optuna", wall_s=time.perf_counter() - t0,
     )  # fmt: skip
+
+
+def drop_options(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    """``argv`` without the options ``names`` and their values."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in names:
+            skip = True
+        elif not a.startswith(tuple(f"{n}=" for n in names)):
+            out.append(a)
+    return out
+
+
+def load_range(path: str) -> str:
+    """min-max (mean) of the 1-minute load averages logged in ``path`` (``/proc/loadavg`` lines)."""
+    s = [float(line.split()[0]) for line in Path(path).read_text().splitlines() if line.strip()]
+    return f"{min(s):.1f}-{max(s):.1f} (mean {sum(s) / len(s):.1f}, {len(s)} samples)"
 
 
 class LoadSampler:

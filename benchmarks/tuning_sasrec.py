@@ -9,6 +9,9 @@ threads) and is fitted once and tested once with the same ``evaluate()`` call.
 
     OMP_NUM_THREADS=1 nice -n 5 python benchmarks/tuning_sasrec.py --trials 30 --out /tmp/tune-sasrec
 
+``--part default`` and ``--part search`` run the two halves (at the same time, in two processes);
+``--part report`` writes the results from their files in ``--out``.
+
 Writes benchmarks/results/tuning_sasrec_ml100k.md (+ the optimisation history plot).
 """
 
@@ -79,49 +82,95 @@ def default_run(data: str, space_path: str) -> dict:
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default=str(SHARED / "data" / "ml-100k"))
-    ap.add_argument("--trials", type=int, default=30)
-    ap.add_argument("--out", default="/tmp/tune-sasrec")
-    ap.add_argument("--space", default=str(ROOT / "configs" / "spaces" / "sasrec.toml"))
-    args = ap.parse_args()
-    load = LoadSampler()
-    t_all = time.perf_counter()
-    default = default_run(args.data, args.space)
-    print("default:", json.dumps(default), flush=True)
-    tune_cmd = [
+def tune_command(args) -> list[str]:
+    cmd = [
         "python", "-m", "warmrec", "tune", "--model", "sasrec", "--data", args.data,
         "--split", "loo", "--set", "split.time_order=recbole", "--space", args.space,
         "--trials", str(args.trials), "--out", args.out, "--json",
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, *tune_cmd[1:]], env=env, stdout=subprocess.PIPE, check=True
+    if args.timeout:
+        cmd += ["--timeout", str(args.timeout)]
+    return cmd
+
+
+def load_range(path: str) -> str:
+    """min-max (mean) of the 1-minute load averages logged in ``path`` (``/proc/loadavg`` lines)."""
+    s = [float(line.split()[0]) for line in Path(path).read_text().splitlines() if line.strip()]
+    return f"{min(s):.1f}-{max(s):.1f} (mean {sum(s) / len(s):.1f}, {len(s)} samples)"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=str(SHARED / "data" / "ml-100k"))
+    ap.add_argument("--trials", type=int, default=30)
+    ap.add_argument("--timeout", type=float, default=0, help="the search's --timeout (seconds)")
+    ap.add_argument("--out", default="/tmp/tune-sasrec")
+    ap.add_argument("--space", default=str(ROOT / "configs" / "spaces" / "sasrec.toml"))
+    ap.add_argument(
+        "--part",
+        choices=("all", "default", "search", "report"),
+        default="all",
+        help="default / search / report: one step (the first two may run at once)",
     )
-    tune_wall = time.perf_counter() - t0
-    res = json.loads(proc.stdout)
-    total = time.perf_counter() - t_all
-    loads = load.stop()
+    ap.add_argument("--load-log", default="", help="report: /proc/loadavg lines of the run")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tune_cmd = tune_command(args)
+    load = LoadSampler()
+    if args.part in ("all", "default"):
+        default = default_run(args.data, args.space)
+        (out / "default.json").write_text(json.dumps(default, indent=2))
+        print("default:", json.dumps(default), flush=True)
+    if args.part in ("all", "search"):
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+        t0 = time.perf_counter()
+        subprocess.run(
+            [sys.executable, *tune_cmd[1:]], env=env, stdout=subprocess.DEVNULL, check=True
+        )
+        (out / "search_wall.json").write_text(json.dumps({"wall_s": time.perf_counter() - t0}))
+    if args.part not in ("all", "report"):
+        return
+    loads = load_range(args.load_log) if args.load_log else load.stop()
+    default = json.loads((out / "default.json").read_text())
+    res = json.loads((out / "summary.json").read_text())
+    tune_wall = json.loads((out / "search_wall.json").read_text())["wall_s"]
     best = res["best"]
     results = ROOT / "benchmarks" / "results"
     for name in ("history.png", "importance.png"):
-        if (Path(args.out) / name).exists():
-            shutil.copy(Path(args.out) / name, results / f"tuning_sasrec_ml100k_{name}")
+        if (out / name).exists():
+            shutil.copy(out / name, results / f"tuning_sasrec_ml100k_{name}")
     rows = [
-        ("SASRec defaults", default["valid"], default["test"], f"{default['seconds']:.0f} (fit + eval, {default['epochs']} epochs, best {default['best_epoch']})"),
-        (f"tuned ({res['trials']} trials)", best["valid"], best["test"], f"{tune_wall:.0f} (search + refit + test)"),
-    ]  # fmt: skip
+        (
+            "SASRec defaults",
+            default["valid"],
+            default["test"],
+            f"{default['seconds']:.0f} (fit + eval, {default['epochs']} epochs, best "
+            f"{default['best_epoch']})",
+        ),
+        (
+            f"tuned ({res['trials']} trials)",
+            best["valid"],
+            best["test"],
+            f"{tune_wall:.0f} (search + refit + test)",
+        ),
+    ]
     rel = {m: best["test"][m] / default["test"][m] - 1 for m in ("ndcg@10", "recall@10")}
+    timeout = f" --timeout {args.timeout:g}" if args.timeout else ""
     lines = [
-        "# SASRec on ml-100k: 30-trial search vs the defaults",
+        "# SASRec on ml-100k: a tuned search vs the defaults",
         "",
-        f"Command: `OMP_NUM_THREADS=1 nice -n 5 python benchmarks/tuning_sasrec.py --trials {args.trials} --out {args.out}`  ",
-        f"The search inside it: `{' '.join(tune_cmd)}`  ",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other helpers' work and "
-        f"the lead; 1-minute load average during the run {loads}; Python "
-        f"{platform.python_version()}; one torch thread per trial, trials one after another.",
+        "Commands (the default fit and the search ran at the same time, as two processes):  ",
+        f"`OMP_NUM_THREADS=1 nice -n 5 python benchmarks/tuning_sasrec.py --part default --out "
+        f"{args.out}`  ",
+        f"`OMP_NUM_THREADS=1 nice -n 5 python benchmarks/tuning_sasrec.py --part search --trials "
+        f"{args.trials}{timeout} --out {args.out}`, which runs `{' '.join(tune_cmd)}`  ",
+        f"`python benchmarks/tuning_sasrec.py --part report --trials {args.trials}{timeout} --out "
+        f"{args.out} --load-log LOG` (this file)  ",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with four other helpers' "
+        f"benchmarks and tests and the lead; 1-minute load average during the run {loads}; "
+        f"Python {platform.python_version()}; one torch thread per trial, trials one after "
+        "another.",
         "",
         "Leave-one-out (RecBole time order), full ranking over all items, seen items not excluded "
         "by the evaluation. Trials scored on validation NDCG@10 (Optuna TPE, median pruning on the "
@@ -143,7 +192,7 @@ def main() -> None:
         "",
         f"Trials: {res['trials']} ({res['n_complete']} complete, {res['n_pruned']} pruned, "
         f"{res['n_failed']} failed); search wall time {res['wall_s']:.0f} s (read + split + "
-        f"trials + refit + test); whole benchmark {total:.0f} s.",
+        "trials; the refit and the test evaluation come after).",
         "",
         f"Best setting (trial {best['trial']}, {best['epochs']} epochs): `{best['params']}`",
         "",
@@ -152,12 +201,15 @@ def main() -> None:
             f"{k} {v:.2f}" for k, v in sorted(res["importance"].items(), key=lambda x: -x[1])
         ),
         "",
+        "Plots: `tuning_sasrec_ml100k_history.png` (optimisation history), "
+        "`tuning_sasrec_ml100k_importance.png`.",
+        "",
         "## Trials",
         "",
-        (Path(args.out) / "trials.md").read_text(),
+        (out / "trials.md").read_text(),
     ]
     (results / "tuning_sasrec_ml100k.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[:24]))
+    print("\n".join(lines[:26]))
 
 
 if __name__ == "__main__":
