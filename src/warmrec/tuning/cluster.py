@@ -6,7 +6,7 @@ and runs :func:`~warmrec.tuning.trial.run_trial` as Ray Tune trials:
 - the space's :meth:`~warmrec.tuning.space.SearchSpace.suggest` is the define-by-run function of
   ``OptunaSearch`` (TPE), so the local and the cluster backend sample the same space;
 - each epoch's validation value is reported (``tune.report``) and ASHA stops weak trials at its
-  rungs; the last report of a finished trial carries ``done = True`` and every validation metric;
+  rungs; the last report of a finished trial carries ``finished = True`` and every validation metric;
 - every trial reserves ``cpus_per_trial`` CPUs (and ``gpus_per_trial`` GPUs) and reads and splits
   the data itself from the ``[data]``/``[split]`` record (a path every node can read): nothing
   big goes through the object store, and the test part is never built into a trial's view;
@@ -28,6 +28,9 @@ from warmrec.tuning.results import TrialRow
 from warmrec.tuning.space import SearchSpace
 
 METRIC = "value"
+FINISHED = "finished"
+"""True in a trial's last report once it ran to its end. Not Ray's own ``done``, which Ray also
+sets on the last result of a trial its scheduler (ASHA) stopped: that one is pruned."""
 
 
 def _trainable(config: dict[str, Any], *, model_name: str, space: SearchSpace, base: dict) -> None:
@@ -45,7 +48,7 @@ def _trainable(config: dict[str, Any], *, model_name: str, space: SearchSpace, b
     del prepared  # the trial keeps train and validation only
 
     def report(epoch: int, value: float) -> None:
-        tune.report({METRIC: value, "epoch": epoch, "done": False})
+        tune.report({METRIC: value, "epoch": epoch, FINISHED: False})
 
     ex = bool(base.get("eval", {}).get("exclude_seen", False))
     outcome, _ = run_trial(model_name, space, config, data, report, exclude_seen=ex)
@@ -53,7 +56,7 @@ def _trainable(config: dict[str, Any], *, model_name: str, space: SearchSpace, b
         {
             METRIC: outcome.value,
             "epoch": outcome.epochs,
-            "done": True,
+            FINISHED: True,
             "valid": outcome.valid,
             "seconds": time.perf_counter() - t0,
         }
@@ -153,9 +156,9 @@ def _rows(grid: Any) -> list[TrialRow]:
         df = res.metrics_dataframe
         curve: list[float] = []
         if df is not None and METRIC in df.columns:
-            keep = df[~df["done"].astype(bool)] if "done" in df.columns else df
+            keep = df[~df[FINISHED].fillna(False).astype(bool)] if FINISHED in df.columns else df
             curve = [float(v) for v in keep[METRIC].tolist()]
-        if m.get("done"):
+        if m.get(FINISHED):
             state = "complete"
         elif res.error is not None:
             state = "failed"

@@ -1,0 +1,36 @@
+"""Ray Tune results -> trial rows: a trial that ASHA stopped is pruned, even though Ray marks its
+last result ``done`` (as it does for a trial that ran to its end)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pandas as pd
+
+from warmrec.tuning.cluster import _rows
+
+
+def _result(reports: list[dict], error=None) -> SimpleNamespace:
+    last = {**reports[-1], "done": True, "trial_id": "t"}  # Ray sets its own `done` at the end
+    return SimpleNamespace(
+        metrics=last, metrics_dataframe=pd.DataFrame(reports), config={"model.x": 1}, error=error
+    )
+
+
+def test_asha_stopped_trials_are_pruned_and_finished_ones_complete() -> None:
+    finished = _result(
+        [
+            {"value": 0.1, "epoch": 1, "finished": False},
+            {"value": 0.2, "epoch": 2, "finished": False},
+            {"value": 0.2, "epoch": 2, "finished": True, "valid": {"recall@10": 0.2}},
+        ]
+    )
+    stopped = _result([{"value": 0.05, "epoch": 1, "finished": False}])
+    rows = _rows(_Grid([finished, stopped]))
+    assert [r.state for r in rows] == ["complete", "pruned"]
+    assert rows[0].curve == [0.1, 0.2] and rows[0].epochs == 2 and rows[0].value == 0.2
+    assert rows[1].curve == [0.05] and rows[1].epochs == 1
+
+
+class _Grid(list):
+    _experiment_analysis = SimpleNamespace(trials=[])
