@@ -89,7 +89,9 @@ def tune_command(args) -> list[str]:
         "--trials", str(args.trials), "--out", args.out, "--json",
     ]  # fmt: skip
     if args.timeout:
-        cmd += ["--timeout", str(args.timeout)]
+        cmd += ["--timeout", f"{args.timeout:g}"]
+    if args.n_jobs > 1:
+        cmd += ["--n-jobs", str(args.n_jobs)]
     return cmd
 
 
@@ -104,6 +106,7 @@ def main() -> None:
     ap.add_argument("--data", default=str(SHARED / "data" / "ml-100k"))
     ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--timeout", type=float, default=0, help="the search's --timeout (seconds)")
+    ap.add_argument("--n-jobs", type=int, default=1, help="the search's --n-jobs")
     ap.add_argument("--out", default="/tmp/tune-sasrec")
     ap.add_argument("--space", default=str(ROOT / "configs" / "spaces" / "sasrec.toml"))
     ap.add_argument(
@@ -157,6 +160,7 @@ def main() -> None:
     ]
     rel = {m: best["test"][m] / default["test"][m] - 1 for m in ("ndcg@10", "recall@10")}
     timeout = f" --timeout {args.timeout:g}" if args.timeout else ""
+    timeout += f" --n-jobs {args.n_jobs}" if args.n_jobs > 1 else ""
     lines = [
         "# SASRec on ml-100k: a tuned search vs the defaults",
         "",
@@ -169,8 +173,8 @@ def main() -> None:
         f"{args.out} --load-log LOG` (this file)  ",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with four other helpers' "
         f"benchmarks and tests and the lead; 1-minute load average during the run {loads}; "
-        f"Python {platform.python_version()}; one torch thread per trial, trials one after "
-        "another.",
+        f"Python {platform.python_version()}; one torch thread per trial, "
+        f"{args.n_jobs} trial(s) at a time.",
         "",
         "Leave-one-out (RecBole time order), full ranking over all items, seen items not excluded "
         "by the evaluation. Trials scored on validation NDCG@10 (Optuna TPE, median pruning on the "
