@@ -141,7 +141,9 @@ def main() -> None:
         {
             "name": f"tuned ({res['trials']} trials)",
             "cfg": best["params"],
-            "valid": best["valid"],
+            # on the whole validation part (the refit's), like the fixed rows; the search's
+            # score may come from a sample (--valid-sample)
+            "valid": best.get("refit_valid") or best["valid"],
             "test": best["test"],
             "seconds": wall,
         }

@@ -34,3 +34,29 @@ def test_asha_stopped_trials_are_pruned_and_finished_ones_complete() -> None:
 
 class _Grid(list):
     _experiment_analysis = SimpleNamespace(trials=[])
+
+
+def test_curve_plot_shows_trials_pruned_after_one_epoch(tmp_path, monkeypatch) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.axes import Axes
+
+    from warmrec.tuning.results import TrialRow, plot
+
+    drawn = []
+    real = Axes.plot
+
+    def spy(self, *args, **kw):
+        lines = real(self, *args, **kw)
+        drawn.extend(lines)
+        return lines
+
+    monkeypatch.setattr(Axes, "plot", spy)
+    rows = [
+        TrialRow(0, "complete", {"x": 1}, 0.2, epochs=3, curve=[0.1, 0.15, 0.2]),
+        TrialRow(1, "pruned", {"x": 2}, 0.05, epochs=1, curve=[0.05]),
+    ]
+    plot(rows, tmp_path, "recall@10", {})
+    one = [ln for ln in drawn if list(ln.get_ydata()) == [0.05]]
+    assert one and one[0].get_marker() not in (None, "None", "", " ")  # a visible point

@@ -157,7 +157,8 @@ def plot(rows: list[TrialRow], out: Path, metric: str, importance: dict[str, flo
     for r in rows:
         if r.curve:
             style = "-" if r.state == "complete" else ":"
-            ax.plot(range(1, len(r.curve) + 1), r.curve, style, lw=1, alpha=0.7)
+            # a marker on every point: a trial pruned after its first epoch is one point
+            ax.plot(range(1, len(r.curve) + 1), r.curve, style, lw=1, alpha=0.7, marker=".")
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"validation {metric}")
     ax.set_title("validation per epoch, every trial (dotted: pruned)")
