@@ -108,6 +108,7 @@ def main() -> None:
 
     load = LoadSampler()
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     cfg = {"data": {"path": args.data}, "split": dict(PROTOCOLS[args.dataset])}
     space_path, bounds = bounded_space(args)
     prep = prepare_from_config(dict(cfg))
@@ -164,12 +165,20 @@ def main() -> None:
     lines = [
         f"# Item2Vec tuned vs defaults on {args.dataset}",
         "",
-        "Commands (the fixed settings and the search ran at the same time, as two processes; "
-        "then the report):  ",
         *(
-            f"`OMP_NUM_THREADS=1 nice -n 5 python benchmarks/tuning_item2vec.py --part {part} "
-            f"{argv}`  "
-            for part in ("fixed", "search", "report")
+            [
+                "Commands (the fixed settings and the search ran at the same time, as two "
+                "processes; then the report):  ",
+                *(
+                    f"`OMP_NUM_THREADS=1 nice -n 5 python benchmarks/tuning_item2vec.py --part "
+                    f"{part} {argv}`  "
+                    for part in ("fixed", "search", "report")
+                ),
+            ]
+            if args.part == "report"
+            else [
+                f"Command: `OMP_NUM_THREADS=1 nice -n 5 python benchmarks/tuning_item2vec.py {argv}`  "
+            ]
         ),
         f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other helpers' work "
         f"and the lead (timings are noisy); 1-minute load average during the run {loads}; "
