@@ -21,6 +21,12 @@ beside it so that a shortfall is visible.
 items, the score of the whole catalogue plus top-10): eager, ``torch.jit.trace`` and
 ``torch.compile``, one torch thread.
 
+``--knn`` measures V-SKNN's ``recommend`` in-process, per request (k=10, the request bodies'
+histories): the scoring before issue 12's rework (``tests/models/knn_legacy.py``: sparse products
+over all sessions and the whole catalogue, dense ranking), the current scoring with the dense
+ranking (``--engine eager``), and the served path (``engine="sparse"``: candidate items only),
+interleaved request by request so that machine load hits all three alike.
+
 ``--predict`` measures batch prediction (``warmrec.serving.predict``) in sequences/s.
 
 Usage::
@@ -283,6 +289,59 @@ def infer_table(args, workdir: Path) -> list[dict]:
     return rows
 
 
+def knn_table(args, workdir: Path) -> list[dict]:
+    """V-SKNN per-request latency in-process: legacy vs current-dense vs current-sparse."""
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from tests.models.knn_legacy import Legacy
+
+    from warmrec.serving.bundle import ModelBundle
+
+    torch.set_num_threads(1)
+    mdir = workdir / "vsknn"
+    if not mdir.exists():
+        train("vsknn", args.data, mdir, args.epochs)
+    body_file = workdir / "bodies.jsonl"
+    if not body_file.exists():
+        bodies(args.data, body_file)
+    hists = [json.loads(line)["items"] for line in open(body_file)][: args.knn_requests]
+    legacy = ModelBundle.load(mdir, engine="eager")
+    oracle = Legacy(legacy.model)
+    legacy.model.score = lambda batch: oracle.score(batch.items.numpy())
+    paths = {
+        "before (legacy scoring, dense ranking)": legacy,
+        "after, dense ranking (engine eager)": ModelBundle.load(mdir, engine="eager"),
+        "after, sparse ranking (served: engine sparse)": ModelBundle.load(mdir),
+    }
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    cpu: dict[str, list[float]] = {name: [] for name in paths}
+    for h in hists:
+        for name, b in paths.items():
+            c0, t0 = time.thread_time(), time.perf_counter()
+            b.recommend(h, 10)
+            times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.thread_time() - c0)
+    rows = []
+    for name, ts in times.items():
+        a, c = 1e3 * np.asarray(ts), 1e3 * np.asarray(cpu[name])
+        rows.append(
+            {
+                "path": name,
+                "n": len(a),
+                "median_ms": float(np.median(a)),
+                "p90_ms": float(np.percentile(a, 90)),
+                "p99_ms": float(np.percentile(a, 99)),
+                "cpu_median_ms": float(np.median(c)),
+                "cpu_p90_ms": float(np.percentile(c, 90)),
+                "cpu_mean_ms": float(c.mean()),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def predict_table(args, workdir: Path) -> list[dict]:
     from warmrec.serving.predict import run_predict
 
@@ -299,7 +358,7 @@ def predict_table(args, workdir: Path) -> list[dict]:
     return rows
 
 
-def markdown(args, load, infer, pred) -> str:
+def markdown(args, load, infer, pred, knn=()) -> str:
     cmd = "python benchmarks/serving.py " + " ".join(sys.argv[1:])
     lines = [
         "# Serving benchmark",
@@ -338,6 +397,24 @@ def markdown(args, load, infer, pred) -> str:
                 f"| {r['first_3_s']:.2f} |"
             )
         lines.append("")
+    if knn:
+        lines += [
+            f"## V-SKNN per request, in-process ({args.data.name}, k=10, 1 thread)",
+            "",
+            "Wall time, and the thread's CPU time (`time.thread_time`, which a loaded machine's "
+            "preemption does not inflate).",
+            "",
+            "| path | requests | median ms | p90 ms | p99 ms | CPU median ms | CPU p90 ms "
+            "| CPU mean ms |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in knn:
+            lines.append(
+                f"| {r['path']} | {r['n']} | {r['median_ms']:.3f} | {r['p90_ms']:.3f} "
+                f"| {r['p99_ms']:.3f} | {r['cpu_median_ms']:.3f} | {r['cpu_p90_ms']:.3f} "
+                f"| {r['cpu_mean_ms']:.3f} |"
+            )
+        lines.append("")
     if pred:
         lines += [
             "## Batch prediction (`warmrec predict`, all users, k=10, all cores)",
@@ -374,6 +451,8 @@ def main() -> None:
     ap.add_argument("--no-load", action="store_true")
     ap.add_argument("--infer", action="store_true")
     ap.add_argument("--predict", action="store_true")
+    ap.add_argument("--knn", action="store_true", help="V-SKNN per-request latency in-process.")
+    ap.add_argument("--knn-requests", type=int, default=2000)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -394,7 +473,8 @@ def main() -> None:
     load = [] if args.no_load else load_table(args, workdir)
     infer = infer_table(args, workdir) if args.infer else []
     pred = predict_table(args, workdir) if args.predict else []
-    text = markdown(args, load, infer, pred)
+    knn = knn_table(args, workdir) if args.knn else []
+    text = markdown(args, load, infer, pred, knn)
     print(text)
     if args.out:
         args.out.write_text(text + "\n")

@@ -77,6 +77,7 @@ def test_fast_scores_equal_legacy(data, cls, cfg):
 def test_sorted_and_dense_grouping_agree(data, monkeypatch, limit):
     """Both ways of adding overlaps (dense buffer, sort) give the legacy scores."""
     monkeypatch.setattr(knn, "DENSE_GROUP_LIMIT", limit)
+    monkeypatch.setattr(knn, "DENSE_GROUP_SPREAD", 1 << 30)
     model = VSKNN(k=6, sample_size=10, idf_weighting=0.5).fit(data)
     _same(model, _histories(2))
 

@@ -11,11 +11,19 @@
   2018).
 
 The session models keep the training sessions as a binary ``[n_sessions, n_items]`` CSR matrix
-``X`` whose rows are ordered by each session's last timestamp (oldest first). Scoring a batch is
-vectorised: ``Q @ X^T`` gives every (history, candidate session) overlap; the ``sample_size`` most
-recent candidates per history are the right-most entries of each row; the ``k`` most similar of
-those are the neighbours ``N``; item scores are ``N @ X``. Ties among scores are broken by the
-popularity fallback of :func:`warmrec.models.rules.scores_with_fallback`.
+``X`` whose rows are ordered by each session's last timestamp (oldest first), and its transpose
+as an index item -> sessions holding it (oldest first). Scoring a batch touches only what the
+histories reach, never the whole catalogue or all sessions: for each distinct history item, the
+``sample_size`` most recent sessions holding it (the most recent ``sample_size`` sessions sharing
+any item are among these, with all their shared items, so their overlaps are exact); overlaps
+summed per (history, session); the ``sample_size`` most recent candidates; the ``k`` most similar
+of those are the neighbours (ties: the more recent); item scores are summed over the neighbours'
+items only. All of it is vectorised over the batch (no Python loop over sessions or rows), and
+the sums are added in the order of the sparse products ``Q @ X^T`` and ``N @ X`` that an earlier
+version computed, so the scores are bit-identical to it (``tests/models/knn_legacy.py``).
+:meth:`~_SessionKNNBase.sparse_scores` returns the scores before the popularity fallback of
+:func:`warmrec.models.rules.scores_with_fallback` (which breaks ties among scores); serving ranks
+one history from them (:class:`warmrec.models.rules.FallbackRanker`) without a dense row.
 """
 
 from __future__ import annotations
@@ -219,7 +227,9 @@ class _SessionKNNBase(Recommender):
         entry = _expand(lo, hi)
         owner = np.repeat(np.arange(len(lo)), hi - lo)
         n_sess = len(self._sess_ptr) - 1
-        keys, overlap = _group_sum(rows[owner] * n_sess + self._item_sess[entry], w[owner])
+        keys, overlap = _group_sum(
+            rows[owner] * n_sess + self._item_sess[entry], w[owner], positive=True
+        )
         rows, sess = keys // n_sess, keys % n_sess
         if cfg.sample_size > 0:  # keys are sorted: the right-most of a row are the most recent
             ends = np.searchsorted(rows, rows, side="right")
@@ -300,22 +310,25 @@ def _expand(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 DENSE_GROUP_LIMIT = 1 << 20
 """Largest key range :func:`_group_sum` accumulates in a dense buffer (else it sorts)."""
+DENSE_GROUP_SPREAD = 32
+"""... and only when the range is at most this many times the number of keys (a sparse range
+is cheaper to sort than to sweep)."""
 
 
 def _group_sum(
-    keys: np.ndarray, weights: np.ndarray, dense_limit: int | None = None
+    keys: np.ndarray, weights: np.ndarray, dense_limit: int | None = None, positive: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Distinct ``keys`` (sorted) and the sums of their ``weights``, each added in input order
     (``np.bincount``), so that the sums equal a sequential accumulation. A small key range
-    (``<= dense_limit``) is accumulated in dense buffers, a larger one after a sort."""
+    (``<= dense_limit`` and dense enough) is accumulated in dense buffers, else after a sort;
+    ``positive``: the weights are all > 0, so a key is present where its sum is."""
     limit = DENSE_GROUP_LIMIT if dense_limit is None else dense_limit
     if not len(keys):
         return keys.astype(np.int64), weights.astype(np.float64)
     top = int(keys.max()) + 1
-    if top <= limit:
+    if top <= limit and top <= DENSE_GROUP_SPREAD * len(keys):
         sums = np.bincount(keys, weights=weights, minlength=top)
-        present = np.bincount(keys, minlength=top) > 0
-        at = np.flatnonzero(present)
+        at = np.flatnonzero(sums if positive else np.bincount(keys, minlength=top))
         return at.astype(np.int64), sums[at]
     uniq, inv = np.unique(keys, return_inverse=True)
     return uniq, np.bincount(inv.ravel(), weights=weights, minlength=len(uniq))

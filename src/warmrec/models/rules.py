@@ -161,6 +161,7 @@ class FallbackRanker:
             self.order = np.arange(self.n, dtype=np.int64)
         self.rank = np.empty(self.n, dtype=np.int64)
         self.rank[self.order] = np.arange(self.n)
+        self.pop_max = np.float32(self.pop.max()) if self.n else np.float32(0.0)
 
     def top_k(
         self,
@@ -194,17 +195,30 @@ class FallbackRanker:
             kth = np.partition(cs, len(cs) - k)[len(cs) - k]
             keep = cs >= kth
             ci, cs = ci[keep], cs[keep]
-        if allowed is not None:
-            pool = np.unique(np.asarray(allowed, dtype=np.int64))
-            pool = pool[(pool > 0) & (pool < self.n)]
-            pool = pool[np.argsort(self.rank[pool], kind="stable")]
-        else:
-            need = k + len(idx) + (len(blocked) if blocked is not None else 0) + 1
-            pool = self.order[:need]
-        drop = np.isin(pool, idx) | (pool == 0)
+            # every other item scores at most scale * max(pop) (0 without the fallback)
+            if kth > (scale * self.pop_max if self.fallback else 0.0):
+                best = np.lexsort((ci, -cs))[:k]
+                return cs[best], ci[best]
+        mark = np.zeros(self.n, dtype=bool)  # per call: requests may run in threads
+        mark[idx[(idx >= 0) & (idx < self.n)]] = True
+        mark[0] = True
         if blocked is not None:
-            drop |= np.isin(pool, blocked)
-        pool = pool[~drop][:k]
+            mark[blocked[(blocked >= 0) & (blocked < self.n)]] = True
+        if allowed is not None:
+            pool = np.asarray(allowed, dtype=np.int64)
+            pool = pool[(pool > 0) & (pool < self.n)]
+            pool = np.unique(pool)
+            pool = pool[np.argsort(self.rank[pool], kind="stable")]
+            pool = pool[~mark[pool]][:k]
+        else:
+            pool = np.zeros(0, dtype=np.int64)
+            start, step = 0, k + 1 + len(idx)
+            while len(pool) < k and start < self.n:
+                chunk = self.order[start : start + step]
+                pool = np.concatenate([pool, chunk[~mark[chunk]]])
+                start += step
+                step *= 2
+            pool = pool[:k]
         ps = scale * self.pop[pool] if self.fallback else np.zeros(len(pool), dtype=np.float32)
         all_i = np.concatenate([ci, pool])
         all_s = np.concatenate([cs, ps.astype(np.float32)])

@@ -25,6 +25,11 @@ trace of the model's ``forward_scores`` for a one-history batch, is the default 
 for neural models: it is traced at load time and **checked** against eager scoring on
 histories of several lengths (1, half, full); any failure or difference falls back to eager
 (``self.engine`` says which runs). Multi-row batches (batch prediction) always run eager.
+Session-kNN models (SKNN, V-SKNN) run ``"sparse"`` unless ``engine="eager"``: one history is
+ranked from the model's sparse candidate scores (``sparse_scores``) by
+:class:`~warmrec.models.rules.FallbackRanker` -- the same scores as the dense row, ties ordered
+by the lower index -- instead of a catalogue-wide row plus ``torch.topk`` (on the synthetic
+100,000-item catalogue that row and its top-k were most of a request's cost).
 
 :func:`top_k` is shared with batch prediction (:mod:`warmrec.serving.predict`).
 """
