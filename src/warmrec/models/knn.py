@@ -176,11 +176,19 @@ class _SessionKNNBase(Recommender):
         """The neighbourhood scores of a batch before the popularity fallback: a ``[B, n_items]``
         CSR (sorted indices) holding the positive score of every item some neighbour holds;
         :meth:`score` is ``scores_with_fallback`` of it."""
+        indptr, indices, data = self.candidate_scores(batch)
+        return sp.csr_matrix((data, indices, indptr), shape=(len(indptr) - 1, len(self.vocab)))
+
+    def candidate_scores(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`sparse_scores` as its CSR arrays ``(indptr, indices, data)``, without building
+        the SciPy matrix (the serving path: its construction costs more than a row's ranking)."""
         self._check_fitted()
         hist = batch.items.detach().cpu().numpy()[:, -self.config.max_len :]
         return self._scores_of(np.ascontiguousarray(hist, dtype=np.int64))
 
-    def _scores_of(self, hist: np.ndarray) -> sp.csr_matrix:  # pragma: no cover - abstract
+    def _scores_of(
+        self, hist: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _query(self, hist: np.ndarray, weighting: str) -> _Query:
@@ -255,8 +263,8 @@ class _SessionKNNBase(Recommender):
         sim: np.ndarray,
         decay: str = "same",
         idf_weighting: float = 0.0,
-    ) -> sp.csr_matrix:
-        """``[B, n_items]`` CSR of ``sum over neighbours n holding i of sim(n) * decay(step(n))``
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """CSR arrays ``(indptr, indices, data)`` of ``[B, n_items]``: ``sum over neighbours n holding i of sim(n) * decay(step(n))``
         (times the IDF factor), added in session order (as ``N @ X`` of the reference); exact
         zeros are dropped. ``step(n)``: how far back the most recent history item ``n`` holds."""
         n_items = len(self.vocab)
@@ -281,8 +289,9 @@ class _SessionKNNBase(Recommender):
         nz = r != 0
         ukeys, r = ukeys[nz], r[nz]
         urows = ukeys // n_items
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(urows, minlength=b))])
-        return sp.csr_matrix((r, ukeys % n_items, indptr), shape=(b, n_items))
+        indptr = np.zeros(b + 1, dtype=np.int64)
+        np.cumsum(np.bincount(urows, minlength=b), out=indptr[1:])
+        return indptr, ukeys % n_items, r
 
     def _finish(self, r: sp.csr_matrix) -> torch.Tensor:
         return scores_with_fallback(r, self.counts, bool(self.config.pop_fallback))
@@ -350,7 +359,7 @@ class SKNN(_SessionKNNBase):
 
     Config = SKNNConfig
 
-    def _scores_of(self, hist: np.ndarray) -> sp.csr_matrix:
+    def _scores_of(self, hist: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         q = self._query(hist, "same")
 
         def cosine(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
@@ -392,7 +401,7 @@ class VSKNN(_SessionKNNBase):
 
     Config = VSKNNConfig
 
-    def _scores_of(self, hist: np.ndarray) -> sp.csr_matrix:
+    def _scores_of(self, hist: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         cfg = self.config
         q = self._query(hist, cfg.weighting)
 

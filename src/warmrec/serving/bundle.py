@@ -26,7 +26,7 @@ for neural models: it is traced at load time and **checked** against eager scori
 histories of several lengths (1, half, full); any failure or difference falls back to eager
 (``self.engine`` says which runs). Multi-row batches (batch prediction) always run eager.
 Session-kNN models (SKNN, V-SKNN) run ``"sparse"`` unless ``engine="eager"``: one history is
-ranked from the model's sparse candidate scores (``sparse_scores``) by
+ranked from the model's sparse candidate scores (``candidate_scores``) by
 :class:`~warmrec.models.rules.FallbackRanker` -- the same scores as the dense row, ties ordered
 by the lower index -- instead of a catalogue-wide row plus ``torch.topk`` (on the synthetic
 100,000-item catalogue that row and its top-k were most of a request's cost).
@@ -180,7 +180,7 @@ class ModelBundle:
 
         m = self.model
         counts = getattr(m, "counts", None)
-        if not hasattr(m, "sparse_scores") or counts is None or len(counts) != self.n_items + 1:
+        if not hasattr(m, "candidate_scores") or counts is None or len(counts) != self.n_items + 1:
             return
         self._ranker = FallbackRanker(counts, bool(getattr(m.config, "pop_fallback", False)))
         self.engine = "sparse"
@@ -310,13 +310,13 @@ class ModelBundle:
         """:meth:`recommend` through the model's sparse scores (see :meth:`_sparse`)."""
         from warmrec.data.dataset import Batch
 
-        r = self.model.sparse_scores(Batch(torch.from_numpy(self._padded([idx]))))
-        lo, hi = r.indptr[0], r.indptr[1]
+        indptr, indices, data = self.model.candidate_scores(
+            Batch(torch.from_numpy(self._padded([idx])))
+        )
+        lo, hi = indptr[0], indptr[1]
         parts = [p for p in (idx if exclude_seen else None, ex) if p is not None and len(p)]
         blocked = np.concatenate(parts) if parts else None
-        vals, top = self._ranker.top_k(
-            r.indices[lo:hi], r.data[lo:hi], k, blocked=blocked, allowed=rs
-        )
+        vals, top = self._ranker.top_k(indices[lo:hi], data[lo:hi], k, blocked=blocked, allowed=rs)
         return Ranked(self.decode(top.tolist()), vals.tolist(), unknown, False)
 
     def warm_up(self, rounds: int = 3) -> None:
