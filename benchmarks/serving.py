@@ -121,11 +121,14 @@ def synthetic_log(path: Path, n_items: int, n_sessions: int = 50_000, seed: int 
     return path
 
 
-def train(name: str, data: Path, out: Path, epochs: int, sampled: bool = False) -> float:
+def train(
+    name: str, data: Path, out: Path, epochs: int, sampled: bool = False, sessions: int = 0
+) -> float:
     """Fit ``name`` and save it to ``out``; seconds taken. With ``sampled`` (large catalogues) the
-    neural models are fitted directly on the whole log without validation (a full-catalogue
-    evaluation of 50,000 histories would cost more than the epoch; serving cost does not depend
-    on accuracy); otherwise through ``warmrec train``'s pipeline."""
+    neural models are fitted directly without validation (a full-catalogue evaluation of 50,000
+    histories would cost more than the epoch; serving cost does not depend on accuracy), on the
+    first ``sessions`` sessions of the log (0 = all) but with the whole log's vocabulary, so that
+    the served catalogue keeps its size; otherwise through ``warmrec train``'s pipeline."""
     t0 = time.perf_counter()
     model = {"name": name, **MODELS[name], **(SAMPLED.get(name, {}) if sampled else {})}
     if sampled and name in SAMPLED:
@@ -133,10 +136,15 @@ def train(name: str, data: Path, out: Path, epochs: int, sampled: bool = False) 
 
         from warmrec import get_model
         from warmrec.data.dataset import SequenceDataset
+        from warmrec.data.vocab import ItemVocab
 
+        frame = pl.read_csv(data)
+        vocab = ItemVocab.from_ids(frame["item_id"])
+        if sessions:
+            frame = frame.filter(pl.col("session_id") < sessions)
         cfg = {k: v for k, v in model.items() if k != "name"}
         m = get_model(name, cfg)
-        m.fit(SequenceDataset.from_frame(pl.read_csv(data)), trainer={"epochs": epochs})
+        m.fit(SequenceDataset.from_frame(frame, vocab), trainer={"epochs": epochs})
         m.save(out)
         return time.perf_counter() - t0
     from warmrec.experiments.run import run_train
@@ -222,7 +230,7 @@ def load_table(args, workdir: Path) -> list[dict]:
     for name in args.models:
         mdir = workdir / name
         if not mdir.exists():  # a --workdir of an earlier run keeps its models
-            fit_s = train(name, args.data, mdir, args.epochs, args.sampled)
+            fit_s = train(name, args.data, mdir, args.epochs, args.sampled, args.train_sessions)
             print(f"{name}: trained in {fit_s:.1f} s", flush=True)
         server = Server(mdir)
         try:
@@ -251,7 +259,7 @@ def infer_table(args, workdir: Path) -> list[dict]:
     for name in ("sasrec", "gru4rec"):
         mdir = workdir / name
         if not mdir.exists():
-            train(name, args.data, mdir, args.epochs, args.sampled)
+            train(name, args.data, mdir, args.epochs, args.sampled, args.train_sessions)
         b = ModelBundle.load(mdir, threads=1)
         m = b.model
         L = b.history_len
@@ -364,7 +372,7 @@ def predict_table(args, workdir: Path) -> list[dict]:
     for name in args.models:
         mdir = workdir / name
         if not mdir.exists():
-            train(name, args.data, mdir, args.epochs, args.sampled)
+            train(name, args.data, mdir, args.epochs, args.sampled, args.train_sessions)
         res = run_predict(
             mdir, {"data": {"path": str(args.data)}}, workdir / f"{name}.parquet", progress=False
         )
@@ -461,6 +469,12 @@ def main() -> None:
         "--sampled",
         action="store_true",
         help="Train SASRec/GRU4Rec with a sampled loss (default with --synthetic).",
+    )
+    ap.add_argument(
+        "--train-sessions",
+        type=int,
+        default=0,
+        help="With --sampled: fit on the first N sessions only (vocabulary of the whole log).",
     )
     ap.add_argument("--infer-seconds", type=float, default=3.0)
     ap.add_argument("--no-load", action="store_true")
