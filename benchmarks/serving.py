@@ -21,6 +21,12 @@ beside it so that a shortfall is visible.
 items, the score of the whole catalogue plus top-10): eager, ``torch.jit.trace`` and
 ``torch.compile``, one torch thread.
 
+``--knn`` measures V-SKNN's ``recommend`` in-process, per request (k=10, the request bodies'
+histories): the scoring before issue 12's rework (``tests/models/knn_legacy.py``: sparse products
+over all sessions and the whole catalogue, dense ranking), the current scoring with the dense
+ranking (``--engine eager``), and the served path (``engine="sparse"``: candidate items only),
+interleaved request by request so that machine load hits all three alike.
+
 ``--predict`` measures batch prediction (``warmrec.serving.predict``) in sequences/s.
 
 Usage::
@@ -52,6 +58,10 @@ MODELS = {
     "sasrec": {"max_len": 50},
     "gru4rec": {"max_len": 50},
 }
+# Large catalogues (--synthetic): a full softmax over 100K items does not fit a CPU epoch, so the
+# neural models train with a sampled loss there (SASRec sampled softmax, GRU4Rec BPR-max with
+# sampled negatives); serving cost does not depend on the loss.
+SAMPLED = {"sasrec": {"loss": "sampled_ce"}, "gru4rec": {"loss": "bpr-max"}}
 
 LUA = r"""
 local bodies = {}
@@ -111,13 +121,37 @@ def synthetic_log(path: Path, n_items: int, n_sessions: int = 50_000, seed: int 
     return path
 
 
-def train(name: str, data: Path, out: Path, epochs: int) -> float:
+def train(
+    name: str, data: Path, out: Path, epochs: int, sampled: bool = False, sessions: int = 0
+) -> float:
+    """Fit ``name`` and save it to ``out``; seconds taken. With ``sampled`` (large catalogues) the
+    neural models are fitted directly without validation (a full-catalogue evaluation of 50,000
+    histories would cost more than the epoch; serving cost does not depend on accuracy), on the
+    first ``sessions`` sessions of the log (0 = all) but with the whole log's vocabulary, so that
+    the served catalogue keeps its size; otherwise through ``warmrec train``'s pipeline."""
+    t0 = time.perf_counter()
+    model = {"name": name, **MODELS[name], **(SAMPLED.get(name, {}) if sampled else {})}
+    if sampled and name in SAMPLED:
+        import polars as pl
+
+        from warmrec import get_model
+        from warmrec.data.dataset import SequenceDataset
+        from warmrec.data.vocab import ItemVocab
+
+        frame = pl.read_csv(data)
+        vocab = ItemVocab.from_ids(frame["item_id"])
+        if sessions:
+            frame = frame.filter(pl.col("session_id") < sessions)
+        cfg = {k: v for k, v in model.items() if k != "name"}
+        m = get_model(name, cfg)
+        m.fit(SequenceDataset.from_frame(frame, vocab), trainer={"epochs": epochs})
+        m.save(out)
+        return time.perf_counter() - t0
     from warmrec.experiments.run import run_train
 
-    cfg = {"data": {"path": str(data)}, "model": {"name": name, **MODELS[name]}}
+    cfg = {"data": {"path": str(data)}, "model": model}
     if name in ("sasrec", "gru4rec"):
         cfg["train"] = {"epochs": epochs, "patience": 0}
-    t0 = time.perf_counter()
     run_train(cfg, out)
     return time.perf_counter() - t0
 
@@ -196,7 +230,7 @@ def load_table(args, workdir: Path) -> list[dict]:
     for name in args.models:
         mdir = workdir / name
         if not mdir.exists():  # a --workdir of an earlier run keeps its models
-            fit_s = train(name, args.data, mdir, args.epochs)
+            fit_s = train(name, args.data, mdir, args.epochs, args.sampled, args.train_sessions)
             print(f"{name}: trained in {fit_s:.1f} s", flush=True)
         server = Server(mdir)
         try:
@@ -225,7 +259,7 @@ def infer_table(args, workdir: Path) -> list[dict]:
     for name in ("sasrec", "gru4rec"):
         mdir = workdir / name
         if not mdir.exists():
-            train(name, args.data, mdir, args.epochs)
+            train(name, args.data, mdir, args.epochs, args.sampled, args.train_sessions)
         b = ModelBundle.load(mdir, threads=1)
         m = b.model
         L = b.history_len
@@ -278,6 +312,59 @@ def infer_table(args, workdir: Path) -> list[dict]:
     return rows
 
 
+def knn_table(args, workdir: Path) -> list[dict]:
+    """V-SKNN per-request latency in-process: legacy vs current-dense vs current-sparse."""
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from tests.models.knn_legacy import Legacy
+
+    from warmrec.serving.bundle import ModelBundle
+
+    torch.set_num_threads(1)
+    mdir = workdir / "vsknn"
+    if not mdir.exists():
+        train("vsknn", args.data, mdir, args.epochs)
+    body_file = workdir / "bodies.jsonl"
+    if not body_file.exists():
+        bodies(args.data, body_file)
+    hists = [json.loads(line)["items"] for line in open(body_file)][: args.knn_requests]
+    legacy = ModelBundle.load(mdir, engine="eager")
+    oracle = Legacy(legacy.model)
+    legacy.model.score = lambda batch: oracle.score(batch.items.numpy())
+    paths = {
+        "before (legacy scoring, dense ranking)": legacy,
+        "after, dense ranking (engine eager)": ModelBundle.load(mdir, engine="eager"),
+        "after, sparse ranking (served: engine sparse)": ModelBundle.load(mdir),
+    }
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    cpu: dict[str, list[float]] = {name: [] for name in paths}
+    for h in hists:
+        for name, b in paths.items():
+            c0, t0 = time.thread_time(), time.perf_counter()
+            b.recommend(h, 10)
+            times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.thread_time() - c0)
+    rows = []
+    for name, ts in times.items():
+        a, c = 1e3 * np.asarray(ts), 1e3 * np.asarray(cpu[name])
+        rows.append(
+            {
+                "path": name,
+                "n": len(a),
+                "median_ms": float(np.median(a)),
+                "p90_ms": float(np.percentile(a, 90)),
+                "p99_ms": float(np.percentile(a, 99)),
+                "cpu_median_ms": float(np.median(c)),
+                "cpu_p90_ms": float(np.percentile(c, 90)),
+                "cpu_mean_ms": float(c.mean()),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def predict_table(args, workdir: Path) -> list[dict]:
     from warmrec.serving.predict import run_predict
 
@@ -285,7 +372,7 @@ def predict_table(args, workdir: Path) -> list[dict]:
     for name in args.models:
         mdir = workdir / name
         if not mdir.exists():
-            train(name, args.data, mdir, args.epochs)
+            train(name, args.data, mdir, args.epochs, args.sampled, args.train_sessions)
         res = run_predict(
             mdir, {"data": {"path": str(args.data)}}, workdir / f"{name}.parquet", progress=False
         )
@@ -294,7 +381,7 @@ def predict_table(args, workdir: Path) -> list[dict]:
     return rows
 
 
-def markdown(args, load, infer, pred) -> str:
+def markdown(args, load, infer, pred, knn=()) -> str:
     cmd = "python benchmarks/serving.py " + " ".join(sys.argv[1:])
     lines = [
         "# Serving benchmark",
@@ -333,6 +420,24 @@ def markdown(args, load, infer, pred) -> str:
                 f"| {r['first_3_s']:.2f} |"
             )
         lines.append("")
+    if knn:
+        lines += [
+            f"## V-SKNN per request, in-process ({args.data.name}, k=10, 1 thread)",
+            "",
+            "Wall time, and the thread's CPU time (`time.thread_time`, which a loaded machine's "
+            "preemption does not inflate).",
+            "",
+            "| path | requests | median ms | p90 ms | p99 ms | CPU median ms | CPU p90 ms "
+            "| CPU mean ms |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in knn:
+            lines.append(
+                f"| {r['path']} | {r['n']} | {r['median_ms']:.3f} | {r['p90_ms']:.3f} "
+                f"| {r['p99_ms']:.3f} | {r['cpu_median_ms']:.3f} | {r['cpu_p90_ms']:.3f} "
+                f"| {r['cpu_mean_ms']:.3f} |"
+            )
+        lines.append("")
     if pred:
         lines += [
             "## Batch prediction (`warmrec predict`, all users, k=10, all cores)",
@@ -360,15 +465,29 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--sat-conns", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument(
+        "--sampled",
+        action="store_true",
+        help="Train SASRec/GRU4Rec with a sampled loss (default with --synthetic).",
+    )
+    ap.add_argument(
+        "--train-sessions",
+        type=int,
+        default=0,
+        help="With --sampled: fit on the first N sessions only (vocabulary of the whole log).",
+    )
     ap.add_argument("--infer-seconds", type=float, default=3.0)
     ap.add_argument("--no-load", action="store_true")
     ap.add_argument("--infer", action="store_true")
     ap.add_argument("--predict", action="store_true")
+    ap.add_argument("--knn", action="store_true", help="V-SKNN per-request latency in-process.")
+    ap.add_argument("--knn-requests", type=int, default=2000)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     args.load_start = os.getloadavg()[0]
     args.models = [m for m in args.models.split(",") if m]
+    args.sampled = args.sampled or bool(args.synthetic)
     if args.synthetic:
         (args.workdir or Path(tempfile.gettempdir())).mkdir(parents=True, exist_ok=True)
         args.data = synthetic_log(
@@ -383,7 +502,8 @@ def main() -> None:
     load = [] if args.no_load else load_table(args, workdir)
     infer = infer_table(args, workdir) if args.infer else []
     pred = predict_table(args, workdir) if args.predict else []
-    text = markdown(args, load, infer, pred)
+    knn = knn_table(args, workdir) if args.knn else []
+    text = markdown(args, load, infer, pred, knn)
     print(text)
     if args.out:
         args.out.write_text(text + "\n")

@@ -111,7 +111,8 @@ def predict_cmd(
     type=click.Choice(["auto", "eager", "torchscript"]),
     default="auto",
     show_default=True,
-    help="Inference path of neural models: auto = a TorchScript trace checked against eager.",
+    help="Inference path: auto = a TorchScript trace checked against eager for neural models, "
+    "sparse candidate ranking for session-kNN models; eager = plain model.score + top-k.",
 )
 @click.option("--max-sessions", default=100_000, show_default=True, type=int)
 @click.option("--max-events", default=200, show_default=True, type=int, help="Kept per session.")

@@ -11,11 +11,19 @@
   2018).
 
 The session models keep the training sessions as a binary ``[n_sessions, n_items]`` CSR matrix
-``X`` whose rows are ordered by each session's last timestamp (oldest first). Scoring a batch is
-vectorised: ``Q @ X^T`` gives every (history, candidate session) overlap; the ``sample_size`` most
-recent candidates per history are the right-most entries of each row; the ``k`` most similar of
-those are the neighbours ``N``; item scores are ``N @ X``. Ties among scores are broken by the
-popularity fallback of :func:`warmrec.models.rules.scores_with_fallback`.
+``X`` whose rows are ordered by each session's last timestamp (oldest first), and its transpose
+as an index item -> sessions holding it (oldest first). Scoring a batch touches only what the
+histories reach, never the whole catalogue or all sessions: for each distinct history item, the
+``sample_size`` most recent sessions holding it (the most recent ``sample_size`` sessions sharing
+any item are among these, with all their shared items, so their overlaps are exact); overlaps
+summed per (history, session); the ``sample_size`` most recent candidates; the ``k`` most similar
+of those are the neighbours (ties: the more recent); item scores are summed over the neighbours'
+items only. All of it is vectorised over the batch (no Python loop over sessions or rows), and
+the sums are added in the order of the sparse products ``Q @ X^T`` and ``N @ X`` that an earlier
+version computed, so the scores are bit-identical to it (``tests/models/knn_legacy.py``).
+:meth:`~_SessionKNNBase.sparse_scores` returns the scores before the popularity fallback of
+:func:`warmrec.models.rules.scores_with_fallback` (which breaks ties among scores); serving ranks
+one history from them (:class:`warmrec.models.rules.FallbackRanker`) without a dense row.
 """
 
 from __future__ import annotations
@@ -93,10 +101,6 @@ POSITION_WEIGHTS = WEIGHTINGS
 NEIGHBOUR_DECAYS = WEIGHTINGS
 
 
-def _row_ids(m: sp.csr_matrix) -> np.ndarray:
-    return np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
-
-
 class SKNNConfig(HistorySettings):
     """Session-kNN settings; ``max_len``: recent history items forming the current session."""
 
@@ -138,9 +142,14 @@ class _SessionKNNBase(Recommender):
             (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(n_sess, n_items)
         )
         self.sessions = x
-        self._xt = x.T.tocsr()
+        # the index item -> sessions holding it, oldest first (rows are in recency order)
+        xt = x.T.tocsr()
+        xt.sort_indices()
+        self._item_ptr = xt.indptr.astype(np.int64)
+        self._item_sess = xt.indices.astype(np.int64)
+        self._sess_ptr = np.asarray(indptr, dtype=np.int64)
+        self._sess_items = np.asarray(indices, dtype=np.int64)
         self._sess_len = np.diff(indptr).astype(np.float64)
-        self._keys = _row_ids(x) * n_items + indices  # sorted: rows, then sorted columns
         df = np.bincount(indices, minlength=n_items).astype(np.float64)
         self._idf = np.where(df > 0, np.log(max(n_sess, 1) / np.maximum(df, 1.0)), 0.0)
 
@@ -159,10 +168,34 @@ class _SessionKNNBase(Recommender):
         )
 
     # -- scoring ------------------------------------------------------------------------------
-    def _query(self, hist: np.ndarray, weighting: str) -> tuple[sp.csr_matrix, np.ndarray]:
-        """Current sessions as a ``[B, n_items]`` CSR of position weights (an item repeated in the
-        session keeps the weight of its last position) and the distinct item count per row."""
-        b = hist.shape[0]
+    def score(self, batch: Batch) -> torch.Tensor:
+        """Dense ``[B, n_items]`` scores: :meth:`sparse_scores` plus the popularity fallback."""
+        return self._finish(self.sparse_scores(batch))
+
+    def sparse_scores(self, batch: Batch) -> sp.csr_matrix:
+        """The neighbourhood scores of a batch before the popularity fallback: a ``[B, n_items]``
+        CSR (sorted indices) holding the positive score of every item some neighbour holds;
+        :meth:`score` is ``scores_with_fallback`` of it."""
+        indptr, indices, data = self.candidate_scores(batch)
+        return sp.csr_matrix((data, indices, indptr), shape=(len(indptr) - 1, len(self.vocab)))
+
+    def candidate_scores(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`sparse_scores` as its CSR arrays ``(indptr, indices, data)``, without building
+        the SciPy matrix (the serving path: its construction costs more than a row's ranking)."""
+        self._check_fitted()
+        hist = batch.items.detach().cpu().numpy()[:, -self.config.max_len :]
+        return self._scores_of(np.ascontiguousarray(hist, dtype=np.int64))
+
+    def _scores_of(
+        self, hist: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _query(self, hist: np.ndarray, weighting: str) -> _Query:
+        """The current sessions of left-padded ``hist [B, W]``: per (row, distinct item), in
+        (row, item) order, the weight of the item's last position and its step back (1 = the
+        last column); and the distinct item count per row (zero-weight items included)."""
+        b, width = hist.shape
         n_items = len(self.vocab)
         nz = hist > 0
         pos = np.cumsum(nz, axis=1)
@@ -172,47 +205,142 @@ class _SessionKNNBase(Recommender):
         keys = rows * n_items + hist[rows, cols]
         order = np.argsort(keys, kind="stable")
         uniq, first = np.unique(keys[order], return_index=True)
-        wmax = np.maximum.reduceat(w[order], first) if len(first) else w[:0]
+        if len(first):
+            wmax = np.maximum.reduceat(w[order], first)
+            step = np.minimum.reduceat(width - cols[order], first)
+        else:
+            wmax, step = w[:0], cols[:0]
         urows = uniq // n_items
-        q = sp.csr_matrix((wmax, (urows, uniq % n_items)), shape=(b, n_items))
-        return q, np.bincount(urows, minlength=b).astype(np.float64)
+        n_distinct = np.bincount(urows, minlength=b).astype(np.float64)
+        return _Query(
+            b, width, uniq, urows, uniq % n_items, wmax, step.astype(np.int64), n_distinct
+        )
 
-    def _contains(self, sess: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Whether training session ``sess[j]`` holds item ``items[j]``."""
-        keys = sess * len(self.vocab) + items
-        i = np.searchsorted(self._keys, keys)
-        i = np.minimum(i, len(self._keys) - 1)
-        return (self._keys[i] == keys) & (items > 0) if len(self._keys) else items < 0
+    def _neighbours(self, q: _Query, sim_of) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Neighbours of each current session, ``(rows, sessions, similarities)`` ordered by
+        (row, session): the ``sample_size`` most recent sessions sharing an item of positive
+        weight, then the ``k`` most similar of them (ties: the more recent first).
+        ``sim_of(rows, sessions, overlaps)`` -> similarities.
 
-    def _neighbours(self, overlap: sp.csr_matrix, sim_of) -> sp.csr_matrix:
-        """Recency sample then top-``k`` by similarity per row: returns sparse ``[B, n_sessions]``
-        similarities of the neighbours. ``sim_of(rows, cols, overlap_values)`` -> similarities."""
+        Only the ``sample_size`` most recent sessions of each query item are read: the most
+        recent ``sample_size`` sessions of the union are among them, with every item they
+        share, so their overlaps are exact. Overlaps add the query weights in item order (as
+        the sparse product ``Q @ X^T`` of the reference does)."""
         cfg = self.config
-        overlap = overlap.tocsr()
-        overlap.eliminate_zeros()
-        overlap.sort_indices()
-        rows = _row_ids(overlap)
-        cols = overlap.indices.astype(np.int64)
-        vals = overlap.data.astype(np.float64)
-        if cfg.sample_size > 0:  # the right-most entries are the most recent sessions
-            from_end = overlap.indptr[rows + 1] - np.arange(overlap.nnz) - 1
-            keep = from_end < cfg.sample_size
-            rows, cols, vals = rows[keep], cols[keep], vals[keep]
-        sim = sim_of(rows, cols, vals)
+        keep = q.weight > 0
+        rows, items, w = q.rows[keep], q.items[keep], q.weight[keep]
+        lo, hi = self._item_ptr[items], self._item_ptr[items + 1]
+        if cfg.sample_size > 0:
+            lo = np.maximum(lo, hi - cfg.sample_size)
+        entry = _expand(lo, hi)
+        owner = np.repeat(np.arange(len(lo)), hi - lo)
+        n_sess = len(self._sess_ptr) - 1
+        keys, overlap = _group_sum(
+            rows[owner] * n_sess + self._item_sess[entry], w[owner], positive=True
+        )
+        rows, sess = keys // n_sess, keys % n_sess
+        if cfg.sample_size > 0:  # keys are sorted: the right-most of a row are the most recent
+            ends = np.searchsorted(rows, rows, side="right")
+            recent = ends - np.arange(len(rows)) - 1 < cfg.sample_size
+            rows, sess, overlap = rows[recent], sess[recent], overlap[recent]
+        sim = sim_of(rows, sess, overlap)
         ok = sim > 0
-        rows, cols, sim = rows[ok], cols[ok], sim[ok]
-        order = np.lexsort((-cols, -sim, rows))  # by row, similarity desc, recency desc
-        rows, cols, sim = rows[order], cols[order], sim[order]
-        counts = np.bincount(rows, minlength=overlap.shape[0])
+        rows, sess, sim = rows[ok], sess[ok], sim[ok]
+        order = np.lexsort((-sess, -sim, rows))  # by row, similarity desc, recency desc
+        rows, sess, sim = rows[order], sess[order], sim[order]
+        counts = np.bincount(rows, minlength=q.b)
         rank = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
         top = rank < cfg.k
-        return sp.csr_matrix((sim[top], (rows[top], cols[top])), shape=overlap.shape)
+        rows, sess, sim = rows[top], sess[top], sim[top]
+        order = np.lexsort((sess, rows))
+        return rows[order], sess[order], sim[order]
 
-    def _item_scores(self, neigh: sp.csr_matrix) -> sp.csr_matrix:
-        return (neigh @ self.sessions).tocsr()
+    def _item_scores(
+        self,
+        q: _Query,
+        rows: np.ndarray,
+        sess: np.ndarray,
+        sim: np.ndarray,
+        decay: str = "same",
+        idf_weighting: float = 0.0,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """CSR arrays ``(indptr, indices, data)`` of ``[B, n_items]``: ``sum over neighbours n holding i of sim(n) * decay(step(n))``
+        (times the IDF factor), added in session order (as ``N @ X`` of the reference); exact
+        zeros are dropped. ``step(n)``: how far back the most recent history item ``n`` holds."""
+        n_items = len(self.vocab)
+        b = q.b
+        lo, hi = self._sess_ptr[sess], self._sess_ptr[sess + 1]
+        cnt = hi - lo
+        owner = np.repeat(np.arange(len(sess)), cnt)
+        items = self._sess_items[_expand(lo, hi)]
+        keys = rows[owner] * n_items + items
+        if decay != "same" and len(keys) and len(q.keys):
+            at = np.minimum(np.searchsorted(q.keys, keys), len(q.keys) - 1)
+            far = q.width + 1  # not reached (cannot happen: a neighbour shares an item)
+            step_of = np.where(q.keys[at] == keys, q.step[at], far)
+            step = np.full(len(sess), far, dtype=np.int64)
+            held = cnt > 0
+            step[held] = np.minimum.reduceat(step_of, (np.cumsum(cnt) - cnt)[held])
+            step = np.where(step == far, q.width, step)
+            sim = sim * distance_weight(np.maximum(step, 1), decay, key="decay")
+        ukeys, r = _group_sum(keys, sim[owner], dense_limit=0)
+        if idf_weighting > 0 and len(r):
+            r = r * (1.0 + idf_weighting * self._idf[ukeys % n_items])
+        nz = r != 0
+        ukeys, r = ukeys[nz], r[nz]
+        urows = ukeys // n_items
+        indptr = np.zeros(b + 1, dtype=np.int64)
+        np.cumsum(np.bincount(urows, minlength=b), out=indptr[1:])
+        return indptr, ukeys % n_items, r
 
     def _finish(self, r: sp.csr_matrix) -> torch.Tensor:
         return scores_with_fallback(r, self.counts, bool(self.config.pop_fallback))
+
+
+class _Query:
+    """The current sessions of a batch (see :meth:`_SessionKNNBase._query`)."""
+
+    __slots__ = ("b", "width", "keys", "rows", "items", "weight", "step", "n_distinct")
+
+    def __init__(self, b, width, keys, rows, items, weight, step, n_distinct) -> None:
+        self.b, self.width, self.keys, self.rows, self.items = b, width, keys, rows, items
+        self.weight, self.step, self.n_distinct = weight, step, n_distinct
+
+
+def _expand(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The concatenated ranges ``lo[j]:hi[j]``."""
+    cnt = hi - lo
+    total = int(cnt.sum())
+    if not total:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.cumsum(cnt) - cnt
+    return np.arange(total, dtype=np.int64) - np.repeat(starts - lo, cnt)
+
+
+DENSE_GROUP_LIMIT = 1 << 20
+"""Largest key range :func:`_group_sum` accumulates in a dense buffer (else it sorts)."""
+DENSE_GROUP_SPREAD = 32
+"""... and only when the range is at most this many times the number of keys (a sparse range
+is cheaper to sort than to sweep)."""
+
+
+def _group_sum(
+    keys: np.ndarray, weights: np.ndarray, dense_limit: int | None = None, positive: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct ``keys`` (sorted) and the sums of their ``weights``, each added in input order
+    (``np.bincount``), so that the sums equal a sequential accumulation. A small key range
+    (``<= dense_limit`` and dense enough) is accumulated in dense buffers, else after a sort;
+    ``positive``: the weights are all > 0, so a key is present where its sum is."""
+    limit = DENSE_GROUP_LIMIT if dense_limit is None else dense_limit
+    if not len(keys):
+        return keys.astype(np.int64), weights.astype(np.float64)
+    top = int(keys.max()) + 1
+    if top <= limit and top <= DENSE_GROUP_SPREAD * len(keys):
+        sums = np.bincount(keys, weights=weights, minlength=top)
+        at = np.flatnonzero(sums if positive else np.bincount(keys, minlength=top))
+        return at.astype(np.int64), sums[at]
+    uniq, inv = np.unique(keys, return_inverse=True)
+    return uniq, np.bincount(inv.ravel(), weights=weights, minlength=len(uniq))
 
 
 @register_model("sknn")
@@ -231,17 +359,13 @@ class SKNN(_SessionKNNBase):
 
     Config = SKNNConfig
 
-    def score(self, batch: Batch) -> torch.Tensor:
-        self._check_fitted()
-        hist = batch.items.detach().cpu().numpy()[:, -self.config.max_len :]
-        q, n_distinct = self._query(hist, "same")
-        overlap = q @ self._xt
+    def _scores_of(self, hist: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        q = self._query(hist, "same")
 
         def cosine(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
-            return vals / np.sqrt(n_distinct[rows] * self._sess_len[cols])
+            return vals / np.sqrt(q.n_distinct[rows] * self._sess_len[cols])
 
-        neigh = self._neighbours(overlap, cosine)
-        return self._finish(self._item_scores(neigh))
+        return self._item_scores(q, *self._neighbours(q, cosine))
 
 
 class VSKNNConfig(SKNNConfig):
@@ -277,40 +401,12 @@ class VSKNN(_SessionKNNBase):
 
     Config = VSKNNConfig
 
-    def score(self, batch: Batch) -> torch.Tensor:
-        self._check_fitted()
+    def _scores_of(self, hist: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         cfg = self.config
-        hist = batch.items.detach().cpu().numpy()[:, -cfg.max_len :]
-        q, n_distinct = self._query(hist, cfg.weighting)
-        q.eliminate_zeros()
-        overlap = q @ self._xt
+        q = self._query(hist, cfg.weighting)
 
         def vec(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
-            return vals / n_distinct[rows]
+            return vals / q.n_distinct[rows]
 
-        neigh = self._neighbours(overlap, vec)
-        if cfg.decay != "same" and neigh.nnz:
-            neigh.data = neigh.data * distance_weight(
-                self._steps(neigh, hist), cfg.decay, key="decay"
-            )
-        r = self._item_scores(neigh)
-        if cfg.idf_weighting > 0 and r.nnz:
-            r.data = r.data * (1.0 + cfg.idf_weighting * self._idf[r.indices])
-        return self._finish(r)
-
-    def _steps(self, neigh: sp.csr_matrix, hist: np.ndarray) -> np.ndarray:
-        """For each neighbour entry: positions back (1 = last) of the most recent history item
-        the neighbour session holds. Walks back one column at a time over unresolved entries."""
-        rows = _row_ids(neigh)
-        sess = neigh.indices.astype(np.int64)
-        steps = np.zeros(len(rows), dtype=np.int64)
-        todo = np.arange(len(rows))
-        width = hist.shape[1]
-        for j in range(1, width + 1):
-            found = self._contains(sess[todo], hist[rows[todo], width - j])
-            steps[todo[found]] = j
-            todo = todo[~found]
-            if not len(todo):
-                break
-        steps[todo] = width  # not reached: every neighbour shares an item
-        return np.maximum(steps, 1)
+        rows, sess, sim = self._neighbours(q, vec)
+        return self._item_scores(q, rows, sess, sim, cfg.decay, cfg.idf_weighting)

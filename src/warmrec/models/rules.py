@@ -137,6 +137,95 @@ def scores_with_fallback(r: sp.csr_matrix, counts: torch.Tensor, fallback: bool)
     return out
 
 
+class FallbackRanker:
+    """The top-``k`` of one row of :func:`scores_with_fallback` without building the dense row.
+
+    Given the row's sparse scores ``r`` (indices and positive values), the scores of the items
+    ``r`` holds are computed exactly as the dense row has them (float32
+    ``scale * pop + r``), and the best of the other items are read from a popularity order made
+    once (``count`` descending, index ascending; without the fallback every other item scores 0
+    and the order is the index). The answer is ordered by score descending, ties by the lower
+    index, and equals the dense ranking up to the order of tied scores (``torch.topk`` leaves
+    that unspecified). One approximation: two items with different counts whose scaled
+    popularities round to the same float32 (counts above ~1.6e7) keep their popularity order.
+    """
+
+    def __init__(self, counts: torch.Tensor, fallback: bool) -> None:
+        self.n = len(counts)
+        self.fallback = fallback
+        if fallback and self.n:
+            self.pop = (counts.double() / (float(counts.max()) + 1.0)).float().numpy()
+            self.order = np.argsort(-self.pop, kind="stable")
+        else:
+            self.pop = np.zeros(self.n, dtype=np.float32)
+            self.order = np.arange(self.n, dtype=np.int64)
+        self.rank = np.empty(self.n, dtype=np.int64)
+        self.rank[self.order] = np.arange(self.n)
+        self.pop_max = np.float32(self.pop.max()) if self.n else np.float32(0.0)
+
+    def top_k(
+        self,
+        idx: np.ndarray,
+        val: np.ndarray,
+        k: int,
+        *,
+        blocked: np.ndarray | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores float32, indices)`` of the best ``k`` items of one row whose sparse scores
+        are ``val`` at ``idx``; index 0 and ``blocked`` are never returned, and with ``allowed``
+        only those indices are."""
+        k = max(0, min(k, self.n - 1))
+        none = (np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64))
+        if k == 0:
+            return none
+        idx = np.asarray(idx, dtype=np.int64)
+        scale = np.float32(0.5 * val.min()) if (self.fallback and len(val)) else np.float32(1.0)
+        cand = val.astype(np.float32)
+        if self.fallback:
+            cand = scale * self.pop[idx] + cand
+        blocked = None if blocked is None or not len(blocked) else np.asarray(blocked, np.int64)
+        ok = idx > 0
+        if blocked is not None:
+            ok &= ~np.isin(idx, blocked)
+        if allowed is not None:
+            ok &= np.isin(idx, allowed)
+        ci, cs = idx[ok], cand[ok]
+        if len(ci) > k:  # keep the k best and everything tied with the k-th
+            kth = np.partition(cs, len(cs) - k)[len(cs) - k]
+            keep = cs >= kth
+            ci, cs = ci[keep], cs[keep]
+            # every other item scores at most scale * max(pop) (0 without the fallback)
+            if kth > (scale * self.pop_max if self.fallback else 0.0):
+                best = np.lexsort((ci, -cs))[:k]
+                return cs[best], ci[best]
+        mark = np.zeros(self.n, dtype=bool)  # per call: requests may run in threads
+        mark[idx[(idx >= 0) & (idx < self.n)]] = True
+        mark[0] = True
+        if blocked is not None:
+            mark[blocked[(blocked >= 0) & (blocked < self.n)]] = True
+        if allowed is not None:
+            pool = np.asarray(allowed, dtype=np.int64)
+            pool = pool[(pool > 0) & (pool < self.n)]
+            pool = np.unique(pool)
+            pool = pool[np.argsort(self.rank[pool], kind="stable")]
+            pool = pool[~mark[pool]][:k]
+        else:
+            pool = np.zeros(0, dtype=np.int64)
+            start, step = 0, k + 1 + len(idx)
+            while len(pool) < k and start < self.n:
+                chunk = self.order[start : start + step]
+                pool = np.concatenate([pool, chunk[~mark[chunk]]])
+                start += step
+                step *= 2
+            pool = pool[:k]
+        ps = scale * self.pop[pool] if self.fallback else np.zeros(len(pool), dtype=np.float32)
+        all_i = np.concatenate([ci, pool])
+        all_s = np.concatenate([cs, ps.astype(np.float32)])
+        best = np.lexsort((all_i, -all_s))[:k]
+        return all_s[best], all_i[best]
+
+
 def last_items_query(
     items: np.ndarray, n_items: int, n_last: int = 1, decay: float = 1.0
 ) -> sp.csr_matrix:

@@ -25,6 +25,11 @@ trace of the model's ``forward_scores`` for a one-history batch, is the default 
 for neural models: it is traced at load time and **checked** against eager scoring on
 histories of several lengths (1, half, full); any failure or difference falls back to eager
 (``self.engine`` says which runs). Multi-row batches (batch prediction) always run eager.
+Session-kNN models (SKNN, V-SKNN) run ``"sparse"`` unless ``engine="eager"``: one history is
+ranked from the model's sparse candidate scores (``candidate_scores``) by
+:class:`~warmrec.models.rules.FallbackRanker` -- the same scores as the dense row, ties ordered
+by the lower index -- instead of a catalogue-wide row plus ``torch.topk`` (on the synthetic
+100,000-item catalogue that row and its top-k were most of a request's cost).
 
 :func:`top_k` is shared with batch prediction (:mod:`warmrec.serving.predict`).
 """
@@ -124,8 +129,10 @@ class ModelBundle:
         counts = model.meta.item_counts
         self.engine = "eager"
         self._traced: Any = None
+        self._ranker: Any = None
         if engine != "eager":
             self._trace()
+            self._sparse()
         self._popular = (
             torch.as_tensor(counts, dtype=torch.float32)
             if counts is not None and len(counts) == self.n_items + 1
@@ -165,6 +172,18 @@ class ModelBundle:
         except Exception:  # noqa: BLE001 - any model that does not trace runs eager
             return
         self._traced, self.engine = traced, "torchscript"
+
+    def _sparse(self) -> None:
+        """Models with sparse scores plus a popularity fallback (the session-kNN family) rank
+        one history from their candidate items, without a dense catalogue-wide row."""
+        from warmrec.models.rules import FallbackRanker
+
+        m = self.model
+        counts = getattr(m, "counts", None)
+        if not hasattr(m, "candidate_scores") or counts is None or len(counts) != self.n_items + 1:
+            return
+        self._ranker = FallbackRanker(counts, bool(getattr(m.config, "pop_fallback", False)))
+        self.engine = "sparse"
 
     @classmethod
     def load(
@@ -213,15 +232,19 @@ class ModelBundle:
     def can_fallback(self) -> bool:
         return self._popular is not None
 
-    def score_matrix(self, histories: Sequence[np.ndarray]) -> torch.Tensor:
-        """Scores ``[B, n_items + 1]`` of encoded histories (each non-empty), as a fresh tensor."""
-        from warmrec.data.dataset import Batch
+    def _padded(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         from warmrec.data.sequences import pad_windows
 
         lens = np.array([len(h) for h in histories], dtype=np.int64)
         items = np.concatenate(histories) if len(histories) else np.zeros(0, dtype=np.int64)
         ends = np.cumsum(lens)
-        mat = pad_windows(items, ends - lens, ends, self.history_len)
+        return pad_windows(items, ends - lens, ends, self.history_len)
+
+    def score_matrix(self, histories: Sequence[np.ndarray]) -> torch.Tensor:
+        """Scores ``[B, n_items + 1]`` of encoded histories (each non-empty), as a fresh tensor."""
+        from warmrec.data.dataset import Batch
+
+        mat = self._padded(histories)
         if self._traced is not None and len(histories) == 1:
             with torch.inference_mode():
                 out = self._traced(torch.from_numpy(mat)).float()
@@ -264,14 +287,37 @@ class ModelBundle:
                 )
             scores = self._popular.clone().unsqueeze(0)
             fallback_used = True
-        else:
-            scores = self.score_matrix([idx])
         ex = self.encode(list(exclude))[0] if exclude else None
         rs = self.encode(list(restrict_to))[0] if restrict_to is not None else None
+        if not fallback_used and self._ranker is not None:
+            return self._rank_sparse(idx, unknown, k, exclude_seen, ex, rs)
+        if not fallback_used:
+            scores = self.score_matrix([idx])
         vals, top = top_k(scores, k, seen=[idx] if exclude_seen else None, exclude=ex, restrict=rs)
         v, t = vals[0], top[0]
         keep = torch.isfinite(v)
         return Ranked(self.decode(t[keep].tolist()), v[keep].tolist(), unknown, fallback_used)
+
+    def _rank_sparse(
+        self,
+        idx: np.ndarray,
+        unknown: list[Any],
+        k: int,
+        exclude_seen: bool,
+        ex: np.ndarray | None,
+        rs: np.ndarray | None,
+    ) -> Ranked:
+        """:meth:`recommend` through the model's sparse scores (see :meth:`_sparse`)."""
+        from warmrec.data.dataset import Batch
+
+        indptr, indices, data = self.model.candidate_scores(
+            Batch(torch.from_numpy(self._padded([idx])))
+        )
+        lo, hi = indptr[0], indptr[1]
+        parts = [p for p in (idx if exclude_seen else None, ex) if p is not None and len(p)]
+        blocked = np.concatenate(parts) if parts else None
+        vals, top = self._ranker.top_k(indices[lo:hi], data[lo:hi], k, blocked=blocked, allowed=rs)
+        return Ranked(self.decode(top.tolist()), vals.tolist(), unknown, False)
 
     def warm_up(self, rounds: int = 3) -> None:
         """Score a few one-item and full-length histories (allocators, lazy init, caches)."""
@@ -282,6 +328,8 @@ class ModelBundle:
         for _ in range(rounds):
             top_k(self.score_matrix([short]), 10)
             top_k(self.score_matrix([full]), 10)
+            if self._ranker is not None:
+                self._rank_sparse(full, [], 10, True, None, None)
 
     def metadata(self) -> dict[str, Any]:
         """Model name, config, vocabulary size, versions, where it was loaded from and when."""

@@ -1,0 +1,117 @@
+"""Session-kNN models are served from their sparse scores (``engine == "sparse"``): the answer
+equals the ranking of the dense score row (same masks: seen, exclude, restrict_to, index 0),
+scores bit for bit, ties ordered by the lower index."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.models.test_knn_fast import _log
+from warmrec import SequenceDataset
+from warmrec.models.knn import SKNN, VSKNN
+from warmrec.models.rules import FallbackRanker, scores_with_fallback
+from warmrec.serving.bundle import ModelBundle
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["fallback", "no-fallback"])
+def bundles(request, tmp_path_factory):
+    data = SequenceDataset.from_frame(_log(0))
+    path = tmp_path_factory.mktemp("knn") / "vsknn"
+    VSKNN(k=6, sample_size=12, idf_weighting=0.4, pop_fallback=request.param).fit(data).save(path)
+    return ModelBundle.load(path), ModelBundle.load(path, engine="eager")
+
+
+def _reference(bundle, history, k, exclude_seen, exclude, restrict):
+    """The dense row, masked as ``top_k`` masks it, ranked by (score desc, index asc)."""
+    idx, _ = bundle.encode(history)
+    row = bundle.score_matrix([idx])[0].numpy().astype(np.float64)
+    ok = np.ones(len(row), dtype=bool)
+    ok[0] = False
+    if exclude_seen:
+        ok[idx] = False
+    if exclude:
+        ok[bundle.encode(exclude)[0]] = False
+    if restrict is not None:
+        keep = np.zeros(len(row), dtype=bool)
+        keep[bundle.encode(restrict)[0]] = True
+        ok &= keep
+    cand = np.flatnonzero(ok)
+    best = cand[np.lexsort((cand, -row[cand]))][:k]
+    return bundle.decode(best.tolist()), row[best].astype(np.float32).tolist()
+
+
+CASES = [
+    (10, False, None, None),
+    (10, True, None, None),
+    (1, True, None, None),
+    (40, True, [3, 4, 5], None),  # more than the candidates: the fallback fills
+    (5, False, [1, 2], list(range(1, 20))),
+    (8, True, None, [2, 7, 9]),  # fewer allowed items than k
+    (8, True, None, []),
+    (100, False, None, None),  # the whole catalogue
+]
+
+
+@pytest.mark.parametrize(("k", "exclude_seen", "exclude", "restrict"), CASES)
+def test_sparse_answer_equals_dense_ranking(bundles, k, exclude_seen, exclude, restrict):
+    sparse, eager = bundles
+    assert sparse.engine == "sparse" and eager.engine == "eager"
+    rng = np.random.default_rng(k)
+    for _ in range(25):
+        hist = rng.integers(1, 31, size=int(rng.integers(1, 15))).tolist()
+        got = sparse.recommend(
+            hist, k, exclude_seen=exclude_seen, exclude=exclude, restrict_to=restrict
+        )
+        items, scores = _reference(sparse, hist, k, exclude_seen, exclude, restrict)
+        assert got.items == items
+        assert got.scores == scores
+        dense = eager.recommend(
+            hist, k, exclude_seen=exclude_seen, exclude=exclude, restrict_to=restrict
+        )
+        assert dense.scores == got.scores  # same values; tied items may come in another order
+
+
+def test_unknown_ids_and_fallback_request_unchanged(bundles):
+    sparse, eager = bundles
+    a = sparse.recommend([999, 3, "x"], 5)
+    assert a.unknown == [999, "x"]
+    b = sparse.recommend([999], 5, fallback="popular")
+    c = eager.recommend([999], 5, fallback="popular")
+    assert b.fallback_used and (b.items, b.scores) == (c.items, c.scores)
+
+
+def test_ranker_matches_dense_row_with_ties():
+    """Many equal counts and equal scores: the ranker's order is (score desc, index asc)."""
+    counts = torch.tensor([0, 5, 5, 1, 0, 5, 2, 2, 0, 1], dtype=torch.float32)
+    import scipy.sparse as sp
+
+    for fallback in (True, False):
+        ranker = FallbackRanker(counts, fallback)
+        for cols, vals in [([], []), ([3, 8], [0.5, 0.5]), ([1, 4, 9], [2.0, 0.25, 2.0])]:
+            r = sp.csr_matrix(
+                (
+                    np.asarray(vals, dtype=np.float64),
+                    np.asarray(cols, dtype=np.int64),
+                    [0, len(cols)],
+                ),
+                shape=(1, 10),
+            )
+            row = scores_with_fallback(r, counts, fallback)[0].numpy()
+            cand = np.arange(1, 10)
+            want = cand[np.lexsort((cand, -row[cand]))]
+            for k in (1, 3, 9, 20):
+                s, i = ranker.top_k(r.indices, r.data, k)
+                assert i.tolist() == want[:k].tolist()
+                assert s.tolist() == row[want[:k]].tolist()
+
+
+def test_sknn_is_served_sparse_too(tmp_path):
+    data = SequenceDataset.from_frame(_log(1))
+    SKNN(k=4, sample_size=10).fit(data).save(tmp_path / "m")
+    b = ModelBundle.load(tmp_path / "m")
+    assert b.engine == "sparse"
+    items, scores = _reference(b, [3, 4], 10, True, None, None)
+    got = b.recommend([3, 4], 10, exclude_seen=True)
+    assert (got.items, got.scores) == (items, scores)
