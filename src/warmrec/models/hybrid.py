@@ -237,9 +237,24 @@ class Hybrid(Recommender):
         with torch.no_grad():
             for lo in range(0, len(valid), batch_size):
                 idx = np.arange(lo, min(lo + batch_size, len(valid)))
-                parts = self.member_scores(valid.batch(idx, self.history_len))
+                a, b = self.member_scores(valid.batch(idx, self.history_len))
+                rows = torch.arange(len(idx))
+                tgt = torch.from_numpy(valid.targets[idx])
+                buf = torch.empty_like(a)
+                hit = torch.empty(a.shape, dtype=torch.bool)
                 for g, w in enumerate(grid):
-                    ranks[g, idx] = target_ranks(fuse(parts, w), valid.targets[idx])
+                    # fuse()'s arithmetic, into reused buffers; normalised lists hold no NaN and
+                    # -inf at padding, so ranks are counted as target_ranks() counts them
+                    if w >= 1.0:
+                        fused = a
+                    elif w <= 0.0:
+                        fused = b
+                    else:
+                        fused = torch.mul(a, w, out=buf).add_(b, alpha=1.0 - w)
+                    t = fused[rows, tgt][:, None]
+                    r = torch.ge(fused, t, out=hit).sum(dim=1)
+                    lost = ~(t[:, 0] > -torch.inf)
+                    ranks[g, idx] = torch.where(lost, a.shape[1] - 1, r).numpy()
         f = M.RANK_METRICS[spec.name]
         return [
             (w, float(f(ranks[g], spec.k).mean()) if len(valid) else 0.0)
