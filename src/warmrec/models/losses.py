@@ -204,8 +204,10 @@ class _BPRMaxFunction(torch.autograd.Function):
         d_pos = inv * (a - u.sum(dim=1) * inv_z)
         c = ((-inv * a - g * reg * r) * inv_z)[:, None]
         if reg:
-            t = torch.add(big_x, 2.0).mul_(big_x)
-            t = torch.addcmul(c, t, (g * reg * inv_z)[:, None]).mul_(e)
+            # (an out-of-place addcmul broadcasting two [N, 1] operands took a slow path:
+            # 2.8 ms a step in the profile, against about 0.3 ms for each in-place pass)
+            t = torch.add(big_x, 2.0).mul_(big_x).mul_((g * reg * inv_z)[:, None]).add_(c)
+            t.mul_(e)
         else:
             t = e * c
         t.addcmul_(u, (inv * inv_z)[:, None])
