@@ -236,3 +236,48 @@ def test_alias_table_reproduces_the_distribution_exactly():
     got = keep / n
     np.add.at(got, alias, (1 - keep) / n)
     np.testing.assert_allclose(got, p, atol=1e-12)
+
+
+def test_equal_positions_by_hand():
+    cand = torch.tensor([5, 3, 5, 7])
+    rows, cols = L.equal_positions(cand, torch.tensor([5, 2, 7, 3]))
+    got = sorted(zip(rows.tolist(), cols.tolist()))
+    assert got == [(0, 0), (0, 2), (2, 3), (3, 1)]
+    rows, cols = L.equal_positions(cand, torch.tensor([1, 9]))
+    assert len(rows) == len(cols) == 0
+
+
+@pytest.mark.parametrize("elu", [0.0, 0.5])
+def test_bpr_max_module_drops_accidental_hits_as_the_dense_mask_does(elu):
+    """The module's sparse drop positions give the reference (dense mask, autograd) loss and
+    gradients, with in-batch candidates (every row hits its own target) and repeated targets."""
+    counts = np.ones(30)
+    counts[0] = 0
+    loss = L.make_loss(
+        L.LossSpec(
+            loss="bpr-max",
+            n_negatives=40,
+            negative_sampling="pop",
+            pop_alpha=0.5,
+            in_batch=True,
+            elu_param=elu,
+        ),
+        30,
+        counts,
+    )
+    g = torch.Generator().manual_seed(3)
+    hidden = torch.randn(8, 4, generator=g, dtype=torch.float64).requires_grad_()
+    weight = torch.randn(30, 4, generator=g, dtype=torch.float64).requires_grad_()
+    bias = torch.randn(30, generator=g, dtype=torch.float64).requires_grad_()
+    targets = torch.tensor([3, 3, 7, 1, 29, 7, 12, 3])
+    torch.manual_seed(0)
+    got = loss(hidden, targets, weight, bias)
+    torch.manual_seed(0)
+    pos, neg, _, mask = loss.logits(hidden, targets, weight, bias)
+    want = L.bpr_max_reference(pos, neg, mask, loss.reg, elu)
+    torch.testing.assert_close(got, want)
+    for a, b in zip(
+        torch.autograd.grad(got, [hidden, weight, bias]),
+        torch.autograd.grad(want, [hidden, weight, bias]),
+    ):
+        torch.testing.assert_close(a, b)

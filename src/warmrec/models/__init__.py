@@ -4,6 +4,7 @@ from warmrec.models.base import Recommender
 from warmrec.models.bert4rec import BERT4Rec
 from warmrec.models.bst import BST
 from warmrec.models.gru4rec import GRU4Rec
+from warmrec.models.hybrid import Hybrid
 from warmrec.models.knn import SKNN, VSKNN, ItemKNN  # noqa: F401
 from warmrec.models.narm import NARM
 from warmrec.models.neural import NeuralRecommender
@@ -24,6 +25,7 @@ __all__ = [
     "NeuralRecommender",
     "SASRec",
     "GRU4Rec",
+    "Hybrid",
     "NARM",
     "SSEPT",
     "BERT4Rec",

@@ -1,0 +1,156 @@
+"""Hybrid: per-list normalisation, the members reproduced at weight 0 / 1, the weight chosen on
+validation only, and its state round-trip."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import split_cyclic
+from warmrec import evaluate, get_model
+from warmrec.data.dataset import Batch, EvalSet
+from warmrec.errors import ConfigError, ModelError
+from warmrec.models.base import Recommender
+from warmrec.models.hybrid import Hybrid, fuse, normalise
+
+
+@pytest.fixture(scope="module")
+def data():
+    return split_cyclic()
+
+
+def test_zscore_known_answer():
+    s = torch.tensor([[9.0, 1.0, 2.0, 3.0], [5.0, 4.0, 4.0, 4.0], [0.0, 1.0, -math.inf, 3.0]])
+    z = normalise(s, "zscore")
+    c = math.sqrt(1.5)
+    torch.testing.assert_close(z[0, 1:], torch.tensor([-c, 0.0, c]))  # population std
+    assert torch.equal(z[1, 1:], torch.zeros(3))  # a flat list adds nothing
+    assert z[2, 2] == -math.inf and torch.isfinite(z[2, [1, 3]]).all()
+    torch.testing.assert_close(z[2, [1, 3]], torch.tensor([-1.0, 1.0]))
+    assert (z[:, 0] == -math.inf).all()  # padding
+
+
+def test_minmax_known_answer():
+    s = torch.tensor([[0.0, 2.0, 4.0, 3.0], [0.0, 7.0, 7.0, 7.0]])
+    m = normalise(s, "minmax")
+    torch.testing.assert_close(m[0, 1:], torch.tensor([0.0, 1.0, 0.5]))
+    assert torch.equal(m[1, 1:], torch.zeros(3))
+
+
+def test_fuse_ends_are_the_members():
+    a = torch.tensor([[-math.inf, 1.0, 2.0]])
+    b = torch.tensor([[-math.inf, -math.inf, 0.5]])
+    assert fuse([a, b], 1.0) is a and fuse([a, b], 0.0) is b
+    torch.testing.assert_close(fuse([a, b], 0.25)[0, 2], torch.tensor(0.25 * 2 + 0.75 * 0.5))
+
+
+@pytest.mark.parametrize("fusion", ["zscore", "minmax"])
+def test_weight_one_and_zero_reproduce_each_member(data, fusion):
+    """Known answer: w = 1 ranks every validation target as the first member, w = 0 as the
+    second (the repo's own ``evaluate`` counts the ranks)."""
+    train, valid = data
+    first = get_model("markov").fit(train)
+    second = get_model("pop").fit(train)
+    for w, member in ((1.0, first), (0.0, second)):
+        h = Hybrid.from_members(first, second, weight=w, fusion=fusion).fit(train)
+        got = evaluate(h, valid, ["mrr@20"])
+        want = evaluate(member, valid, ["mrr@20"])
+        assert np.array_equal(got.ranks, want.ranks)
+
+
+def test_fit_trains_unfitted_members_and_loop_settings_reach_the_network(data):
+    train, valid = data
+    h = get_model(
+        "hybrid",
+        {"network_config": {"d": 8, "n_layers": 1, "n_heads": 1, "ffn_dim": 8, "max_len": 6}},
+    )
+    h.fit(train, valid, trainer={"epochs": 1, "batch_size": 64})
+    net = h.members["network"]
+    assert net.is_fitted and len(net.train_result.history) == 1
+    assert h.members["neighbours"].is_fitted
+    assert h.weight_ in h.config.weight_grid
+    with pytest.raises(ConfigError, match="no member to fit takes training settings"):
+        Hybrid({"network": "markov", "weight": 0.5}).fit(train, trainer={"epochs": 1})
+
+
+class _Fixed(Recommender):
+    """A stub member: every history gets the same score list."""
+
+    name = "fixed"
+
+    def __init__(self, vocab, scores: list[float]) -> None:
+        super().__init__()
+        self.vocab = vocab
+        self.row = torch.tensor(scores)
+
+    def score(self, batch: Batch) -> torch.Tensor:
+        return self.row.expand(len(batch), -1).clone()
+
+
+def _eval_set(targets: list[int], n_items: int) -> EvalSet:
+    import polars as pl
+
+    t = np.asarray(targets)
+    return EvalSet(
+        np.ones(len(t), dtype=np.int64),
+        np.arange(len(t)),
+        np.arange(len(t)) + 1,
+        t,
+        n_items,
+        pl.Series("key", np.arange(len(t))),
+    )
+
+
+def test_weight_chosen_on_validation_only(data):
+    """Member A puts item 1 first, member B item 2: a validation set whose targets are item 2
+    picks w = 0, one whose targets are item 1 picks w = 1; the curve is kept in meta.history."""
+    train, _ = data
+    n = len(train.vocab)
+    a_row = [0.0] * n
+    b_row = [0.0] * n
+    a_row[1], a_row[2] = 3.0, 1.0
+    b_row[2], b_row[1] = 3.0, 1.0
+    picks = {}
+    for target in (1, 2):
+        a, b = _Fixed(train.vocab, a_row), _Fixed(train.vocab, b_row)
+        h = Hybrid.from_members(a, b, weight_grid=[0.0, 0.3, 0.7, 1.0])
+        h.fit(train, _eval_set([target] * 5, n))
+        picks[target] = h.weight_
+        curve = {r["weight"]: r["mrr@20"] for r in h.meta.history}
+        assert curve[h.weight_] == max(curve.values()) == 1.0
+    assert picks == {1: 0.7, 2: 0.0}  # ties go to the first weight of the grid
+
+
+def test_validation_curve_matches_evaluate(data):
+    """Each point of the validation curve is what ``evaluate`` gives the fixed-weight hybrid."""
+    train, valid = data
+    first = get_model("markov").fit(train)
+    second = get_model("pop").fit(train)
+    h = Hybrid.from_members(first, second, weight_grid=[0.0, 0.2, 0.9, 1.0]).fit(train, valid)
+    for w, v in h.validation_curve(valid, batch_size=7):
+        fixed = Hybrid.from_members(first, second, weight=w).fit(train)
+        assert v == pytest.approx(evaluate(fixed, valid, ["mrr@20"])["mrr@20"], abs=1e-12)
+
+
+def test_chosen_weight_survives_save_and_load(data, tmp_path):
+    train, valid = data
+    h = get_model("hybrid", {"network": "markov", "neighbours": "pop"}).fit(train, valid)
+    loaded = Recommender.load(h.save(tmp_path / "h"))
+    assert loaded.weight_ == h.weight_
+    batch = valid.batch(np.arange(10), loaded.history_len)
+    assert torch.equal(h.score(batch), loaded.score(batch))
+
+
+def test_errors(data):
+    train, _ = data
+    with pytest.raises(ModelError, match="needs a validation set"):
+        Hybrid({"network": "markov", "neighbours": "pop"}).fit(train)
+    with pytest.raises(ConfigError, match="weight_grid"):
+        Hybrid({"weight_grid": [0.5, 1.5]})
+    with pytest.raises(ConfigError, match="select_metric"):
+        Hybrid({"select_metric": "coverage@10"})
+    with pytest.raises(ConfigError, match="weight"):
+        Hybrid({"weight": -0.1})
