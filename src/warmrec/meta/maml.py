@@ -178,14 +178,23 @@ class Task:
     """One few-shot task: support batches (one per inner step, the model's own training
     format) and query histories / targets (every query item after all earlier events)."""
 
-    def __init__(self, support: list[dict[str, torch.Tensor]], hist: Batch, targets: torch.Tensor):
+    def __init__(
+        self,
+        support: list[dict[str, torch.Tensor]],
+        hist: Batch,
+        targets: torch.Tensor,
+        query: dict[str, torch.Tensor] | None = None,
+    ):
         self.support, self.hist, self.targets = support, hist, targets
+        self.query = query
+        """A query batch in the model's own format (rating tasks); None: ``hist``/``targets``."""
 
     def to(self, device: torch.device) -> Task:
         return Task(
             [_to(b, device) for b in self.support],
             None if self.hist is None else self.hist.to(device),
             None if self.targets is None else self.targets.to(device),
+            None if self.query is None else _to(self.query, device),
         )
 
 
@@ -333,6 +342,11 @@ class MetaModel:
             return self.net.loss_net(losses, step, self.config.inner_steps)
         return learner.loss(batch)
 
+    def query_loss(self, learner: MetaLearner, task: Task) -> torch.Tensor:
+        """The meta-objective of one task under the learner's fast weights (next-item
+        cross-entropy of the query items; subclasses change it, e.g. rating MSE)."""
+        return learner.query_loss(task.hist, task.targets)
+
     def run_task(
         self, task: Task, first_order: bool, weights: np.ndarray | None = None
     ) -> tuple[MetaLearner, torch.Tensor | None]:
@@ -342,7 +356,7 @@ class MetaModel:
         meta_loss = None
         if weights is not None and not task.support:
             self.net.base.eval()
-            meta_loss = learner.query_loss(task.hist, task.targets)
+            meta_loss = self.query_loss(learner, task)
         for step, batch in enumerate(task.support):
             loss = self.inner_loss(learner, batch, step)
             learner.adapt(loss, self._lr(step), grad_clip=self.config.inner_grad_clip)
@@ -354,7 +368,7 @@ class MetaModel:
                 )
                 if w > 0:
                     self.net.base.eval()
-                    q = w * learner.query_loss(task.hist, task.targets)
+                    q = w * self.query_loss(learner, task)
                     meta_loss = q if meta_loss is None else meta_loss + q
         return learner, meta_loss
 
@@ -471,16 +485,19 @@ def meta_train(
     base: Any,
     train: SequenceDataset,
     config: MetaConfig | Mapping[str, Any] | None = None,
+    *,
+    cls: type[MetaModel] | None = None,
     **overrides: Any,
 ) -> MetaModel:
     """Meta-train a copy of ``base`` (a fitted neural model; left unchanged) on the users
     (sequences) of ``train`` through :func:`warmrec.training.loop.train`; returns the
-    :class:`MetaModel`."""
+    :class:`MetaModel` (or ``cls``, e.g. :class:`~warmrec.meta.rating.RatingMetaModel` with
+    ``train`` a :class:`~warmrec.meta.rating.RatingData`)."""
     import copy
 
     from warmrec.training.loop import train as run_training
 
-    meta = MetaModel(copy.deepcopy(base), config, **overrides)
+    meta = (cls or MetaModel)(copy.deepcopy(base), config, **overrides)
     cfg = meta.config
     if cfg.meta_epochs == 0 or cfg.algorithm == "finetune" or cfg.inner_steps == 0:
         return meta
