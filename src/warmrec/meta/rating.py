@@ -102,9 +102,7 @@ class RatingData:
         user = np.repeat(np.arange(len(self)), self.lengths)
         for lo in range(0, len(order), batch_size):
             pos = order[lo : lo + batch_size]
-            yield rating_batch(
-                self.items, self.ratings, self.offsets[user[pos]], pos, self.max_len
-            )
+            yield rating_batch(self.items, self.ratings, self.offsets[user[pos]], pos, self.max_len)
 
 
 def rating_batch(
@@ -299,9 +297,7 @@ class RatingTaskStream:
                 items, ratings = self.data.user(int(u))
                 ok = shots[shots < len(items)]
                 k = int(rng.choice(ok))
-                tasks.append(
-                    self.meta.make_task(items, ratings, k, cfg.n_query, self.data.max_len)
-                )
+                tasks.append(self.meta.make_task(items, ratings, k, cfg.n_query, self.data.max_len))
             yield tasks
 
 
