@@ -36,7 +36,7 @@ MODELS = {
 
 def study(args: argparse.Namespace) -> dict:
     from warmrec.data.prepared import read
-    from warmrec.meta.coldstart import run_coldstart_study
+    from warmrec.meta.coldstart import MELO_METHODS, METHODS, run_coldstart_study
 
     log = read(args.data, format=args.format).interactions
     settings = {
@@ -53,12 +53,21 @@ def study(args: argparse.Namespace) -> dict:
             "msl_epochs": max(args.meta_epochs, 1),
         },
     }
+    if args.protocol == "melo":
+        settings.update(
+            protocol="melo",
+            melo_test_users=args.melo_test_users,
+            rating_trainer={"epochs": args.rating_epochs, "lr": 1e-3, "batch_size": 128},
+        )
+        settings.pop("max_test_users")
     t0 = time.perf_counter()
     res = run_coldstart_study(
         log,
         model=args.model,
         model_config=MODELS[args.model],
-        methods=args.methods.split(","),
+        methods=(
+            args.methods or ",".join(MELO_METHODS if args.protocol == "melo" else METHODS)
+        ).split(","),
         seeds=tuple(range(args.seeds)),
         settings=settings,
         out_dir=args.out,
@@ -197,9 +206,10 @@ def main() -> None:
     p.add_argument("--format", default=None)
     p.add_argument("--results", default=str(RESULTS), help="Markdown file written.")
     p.add_argument("--skip-timing", action="store_true")
-    p.add_argument(
-        "--methods", default="pop,sknn,global,finetune,reptile,fomaml,maml,mamlpp,mamlpp_loss"
-    )
+    p.add_argument("--methods", default=None, help="Default: every method of the protocol.")
+    p.add_argument("--protocol", default="ranking", choices=["ranking", "melo"])
+    p.add_argument("--melo-test-users", type=int, default=1000)
+    p.add_argument("--rating-epochs", type=int, default=5)
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--valid-users", type=int, default=60)
     p.add_argument("--test-users", type=int, default=150)
