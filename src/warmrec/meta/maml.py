@@ -66,6 +66,7 @@ from warmrec.data.sequences import SequenceData, pad_windows
 from warmrec.errors import ConfigError, ModelError
 from warmrec.meta.adaptive_loss import LossNetwork
 from warmrec.meta.learner import MetaLearner, trainable
+from warmrec.meta.tasks import sub_windows
 
 ALGORITHMS = ("maml", "fomaml", "mamlpp", "reptile", "finetune")
 Algorithm = Literal["maml", "fomaml", "mamlpp", "reptile", "finetune"]
@@ -97,7 +98,14 @@ class MetaConfig(ConfigModel):
     train_shots: tuple[int, ...] = (2, 3, 5, 10)
     """Support sizes drawn for meta-training tasks (each >= 2)."""
     n_query: int = Field(3, ge=1)
-    """Query events per training task."""
+    """Query events per training task (MELO: number of query items)."""
+    n_support_windows: int = Field(1, ge=1)
+    """MELO: the support of a training task is split into up to this many contiguous
+    sub-windows (separate training sequences; :func:`warmrec.meta.tasks.sub_windows`)."""
+    min_window: int = Field(2, ge=2)
+    """MELO: minimum sub-window size (events)."""
+    max_seq_len: int = Field(0, ge=0)
+    """MELO: a user's events are cut to the first this many for training tasks (0 = all)."""
     meta_epochs: int = Field(5, ge=0)
     """Outer epochs (passes over the meta-train users)."""
     meta_batch_size: int = Field(8, ge=1)
@@ -199,16 +207,30 @@ class Task:
 
 
 def support_batches(
-    model: Any, items: np.ndarray, n_steps: int, rng: np.random.Generator, vocab: Any, key: str
+    model: Any,
+    items: np.ndarray,
+    n_steps: int,
+    rng: np.random.Generator,
+    vocab: Any,
+    key: str,
+    windows: list[tuple[int, int]] | None = None,
 ) -> list[dict[str, torch.Tensor]]:
     """``n_steps`` batches of the model's own training data on one support sequence (fresh
-    draws each step, e.g. BERT4Rec's masks); empty when the support gives no target."""
-    if len(items) < 2 or n_steps == 0:
+    draws each step, e.g. BERT4Rec's masks); empty when the support gives no target.
+    ``windows``: ``[start, end)`` sub-windows of ``items``, each its own training sequence."""
+    if windows is None:
+        windows = [(0, len(items))]
+    windows = [(a, b) for a, b in windows if b - a >= 2]
+    if not windows or n_steps == 0:
         return []
+    items = np.asarray(items, dtype=np.int64)
+    lens = np.array([b - a for a, b in windows], dtype=np.int64)
+    offsets = np.zeros(len(windows) + 1, dtype=np.int64)
+    np.cumsum(lens, out=offsets[1:])
     seqs = SequenceData(
-        np.array([0, len(items)], dtype=np.int64),
-        np.asarray(items, dtype=np.int64),
-        pl.Series("key", [0]),
+        offsets,
+        np.concatenate([items[a:b] for a, b in windows]),
+        pl.Series("key", list(range(len(windows)))),
     )
     data = model.training_data(SequenceDataset(seqs, vocab, key))
     out = []
@@ -229,10 +251,14 @@ def make_task(
     rng: np.random.Generator,
     vocab: Any,
     key: str,
+    windows: list[tuple[int, int]] | None = None,
 ) -> Task:
-    """Support = ``items[:k]``, query = ``items[k:k + n_query]``."""
+    """Support = ``items[:k]`` (in ``windows``: sub-windows of it), query =
+    ``items[k:k + n_query]``: every support event precedes every query event."""
     query = items[k : k + n_query]
-    sup = support_batches(model, items[:k], n_steps, rng, vocab, key)
+    if windows is not None and windows and windows[-1][1] > k:
+        raise ModelError(f"make_task: a support window ends at {windows[-1][1]}, after k={k}")
+    sup = support_batches(model, items[:k], n_steps, rng, vocab, key, windows)
     ends = np.arange(k, k + len(query), dtype=np.int64)
     mat = pad_windows(
         np.array(items, np.int64), np.zeros(len(query), np.int64), ends, model.history_len
@@ -262,19 +288,29 @@ class TaskStream:
             tasks = []
             for s in order[lo : lo + batch_size]:
                 items = seqs.items[seqs.offsets[s] : seqs.offsets[s + 1]]
+                if cfg.max_seq_len:
+                    items = items[: cfg.max_seq_len]
                 ok = shots[shots < len(items)]
-                k = int(rng.choice(ok))
-                steps = cfg.inner_steps
+                k = int(rng.choice(ok)) if len(ok) else len(items) - 1
+                windows, (_, q_end) = sub_windows(
+                    len(items),
+                    k,
+                    cfg.n_query,
+                    n_windows=cfg.n_support_windows,
+                    min_window=cfg.min_window,
+                    rng=rng if cfg.n_support_windows > 1 else None,  # 1 window: no draw
+                )
                 tasks.append(
                     make_task(
                         self.meta.base,
-                        items,
+                        items[:q_end],
                         k,
                         cfg.n_query,
-                        steps,
+                        cfg.inner_steps,
                         rng,
                         self.train.vocab,
                         self.train.key,
+                        windows if cfg.n_support_windows > 1 else None,
                     )
                 )
             yield tasks
