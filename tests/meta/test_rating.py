@@ -14,22 +14,14 @@ from warmrec.meta.rating import (
     evaluate_ratings,
     fit_rating_model,
     melo_ratings,
+    planted_offset_ratings,
 )
 from warmrec.registry import get_model
 
 
 def offset_ratings(n_users: int = 80, n_items: int = 12, length: int = 14, seed: int = 0):
-    """Items drawn at random (they say nothing about the user); rating = 5 * (0.55 + a small
-    item effect + a per-user offset of -0.25 or +0.25). The offset is learnable only from the
-    user's own revealed ratings, i.e. by adaptation."""
-    rng = np.random.default_rng(seed)
-    effect = rng.uniform(-0.05, 0.05, size=n_items + 1)
-    rows = []
-    for u in range(n_users):
-        off = 0.25 if u % 2 else -0.25
-        for t, i in enumerate(rng.integers(1, n_items + 1, size=length)):
-            rows.append((u + 1, int(i), 5 * (0.55 + effect[i] + off), float(u * 100 + t)))
-    return pl.DataFrame(rows, schema=["user_id", "item_id", "rating", "timestamp"], orient="row")
+    """Ratings with a per-user offset of +-1.25 stars learnable only by adaptation."""
+    return planted_offset_ratings(n_users, n_items, length, 0.25, seed)
 
 
 def test_melo_filter_items_then_users_and_cut_to_max_len():

@@ -367,3 +367,25 @@ def evaluate_ratings(
         },
         "per_user": per_user,
     }
+
+
+def planted_offset_ratings(
+    n_users: int = 80,
+    n_items: int = 12,
+    length: int = 14,
+    offset: float = 0.25,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """Synthetic ratings with a planted per-user preference that only adaptation can find:
+    items are drawn at random (they say nothing about the user) and ``rating = 5 * (0.55 +
+    item effect in [-0.05, 0.05] + o_u)`` with ``o_u = -offset`` for even users and ``+offset``
+    for odd ones. A global model sees items, never ratings, so it cannot know ``o_u``; a few
+    revealed ratings of the user give it away (``offset * 5`` stars)."""
+    rng = np.random.default_rng(seed)
+    effect = rng.uniform(-0.05, 0.05, size=n_items + 1)
+    rows = []
+    for u in range(n_users):
+        off = offset if u % 2 else -offset
+        for t, i in enumerate(rng.integers(1, n_items + 1, size=length)):
+            rows.append((u + 1, int(i), 5 * (0.55 + effect[i] + off), float(u * 100 + t)))
+    return pl.DataFrame(rows, schema=["user_id", "item_id", "rating", "timestamp"], orient="row")
