@@ -89,6 +89,30 @@ def _rss_kib(field: str) -> int:
     return 0
 
 
+def from_runs(args: argparse.Namespace) -> dict:
+    """The table of whatever (seed, method) runs ``args.out/runs`` holds (an interrupted study:
+    nothing is computed; each row's n_seeds says how many seeds it has)."""
+    from warmrec.meta.coldstart import (
+        MELO_METRICS,
+        METRICS,
+        display_table,
+        summarize,
+    )
+
+    melo = args.protocol == "melo"
+    runs = sorted(Path(args.out, "runs").glob("*-*.json"))
+    records = [json.loads(f.read_text()) for f in runs if not f.name.endswith("-lr.json")]
+    metrics = MELO_METRICS if melo else METRICS
+    summary = summarize(records, (1, 3, 5, 10), metrics, higher_better=not melo)
+    return {
+        "table": display_table(summary, metrics),
+        "summary": summary,
+        "seconds": float("nan"),
+        "settings": {"from_runs": str(Path(args.out, "runs")), "runs": [f.stem for f in runs]},
+        "records": records,
+    }
+
+
 def timing_child(algorithm: str, n_iter: int, meta_batch: int, model: str, data: str) -> None:
     """Run in a subprocess: print JSON with seconds per meta-iteration and memory.
 
@@ -222,6 +246,11 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "warmrec-out" / "bench-coldstart"))
     p.add_argument("--child", default=None)
     p.add_argument("--skip-study", action="store_true")
+    p.add_argument(
+        "--from-runs",
+        action="store_true",
+        help="Only tabulate the finished runs in --out (an interrupted study).",
+    )
     args = p.parse_args()
     if args.child:
         timing_child(args.child, args.iters, args.meta_batch, args.model, args.data)
@@ -229,7 +258,10 @@ def main() -> None:
     import os
 
     load = os.getloadavg()
-    res = study(args) if not args.skip_study else None
+    if args.from_runs:
+        res = from_runs(args)
+    else:
+        res = study(args) if not args.skip_study else None
     times = timings(args) if not args.skip_timing else []
     results = Path(args.results)
     lines = [
@@ -245,7 +277,12 @@ def main() -> None:
     ]
     if res is not None:
         lines += [
-            f"## Study ({args.model}, {args.seeds} seed(s), {res['seconds']:.0f} s)",
+            f"## Study ({args.model}, {args.seeds} seed(s), "
+            + (
+                "tabulated from the finished runs)"
+                if args.from_runs
+                else f"{res['seconds']:.0f} s)"
+            ),
             "",
             f"Model {json.dumps(MODELS[args.model])}; settings {json.dumps(res['settings'])}.",
             "",
