@@ -28,14 +28,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "ml-100k"
 RESULTS = ROOT / "benchmarks" / "results" / "coldstart.md"
-MODEL = {"d": 32, "n_layers": 1, "n_heads": 1, "ffn_dim": 64, "max_len": 50}
+MODELS = {
+    "sasrec": {"d": 32, "n_layers": 1, "n_heads": 1, "ffn_dim": 64, "max_len": 50},
+    "gru4rec": {"hidden_size": 64, "training": "windows", "loss": "ce", "max_len": 50},
+}
 
 
 def study(args: argparse.Namespace) -> dict:
     from warmrec.data.prepared import read
-    from warmrec.meta.coldstart import run_coldstart_study
+    from warmrec.meta.coldstart import MELO_METHODS, METHODS, run_coldstart_study
 
-    log = read(DATA, format=None).interactions
+    log = read(args.data, format=args.format).interactions
     settings = {
         "shots": (1, 3, 5, 10),
         "max_valid_users": args.valid_users,
@@ -50,12 +53,21 @@ def study(args: argparse.Namespace) -> dict:
             "msl_epochs": max(args.meta_epochs, 1),
         },
     }
+    if args.protocol == "melo":
+        settings.update(
+            protocol="melo",
+            melo_test_users=args.melo_test_users,
+            rating_trainer={"epochs": args.rating_epochs, "lr": 1e-3, "batch_size": 128},
+        )
+        settings.pop("max_test_users")
     t0 = time.perf_counter()
     res = run_coldstart_study(
         log,
         model=args.model,
-        model_config=MODEL,
-        methods=args.methods.split(","),
+        model_config=MODELS[args.model],
+        methods=(
+            args.methods or ",".join(MELO_METHODS if args.protocol == "melo" else METHODS)
+        ).split(","),
         seeds=tuple(range(args.seeds)),
         settings=settings,
         out_dir=args.out,
@@ -70,8 +82,48 @@ def study(args: argparse.Namespace) -> dict:
     }
 
 
-def timing_child(algorithm: str, n_iter: int, meta_batch: int, model: str) -> None:
-    """Run in a subprocess: print JSON with seconds per meta-iteration and extra peak RSS."""
+def _rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def from_runs(args: argparse.Namespace) -> dict:
+    """The table of whatever (seed, method) runs ``args.out/runs`` holds (an interrupted study:
+    nothing is computed; each row's n_seeds says how many seeds it has)."""
+    from warmrec.meta.coldstart import (
+        MELO_METRICS,
+        METRICS,
+        display_table,
+        summarize,
+    )
+
+    melo = args.protocol == "melo"
+    runs = sorted(Path(args.out, "runs").glob("*-*.json"))
+    records = [json.loads(f.read_text()) for f in runs if not f.name.endswith("-lr.json")]
+    metrics = MELO_METRICS if melo else METRICS
+    summary = summarize(records, (1, 3, 5, 10), metrics, higher_better=not melo)
+    return {
+        "table": display_table(summary, metrics),
+        "summary": summary,
+        "seconds": float("nan"),
+        "settings": {"from_runs": str(Path(args.out, "runs")), "runs": [f.stem for f in runs]},
+        "records": records,
+    }
+
+
+def timing_child(algorithm: str, n_iter: int, meta_batch: int, model: str, data: str) -> None:
+    """Run in a subprocess: print JSON with seconds per meta-iteration and memory.
+
+    Memory, two ways: ``graph_mib`` = bytes of the tensors autograd saves for the backward of
+    one meta-iteration (``saved_tensors_hooks``, storages counted once: exact and independent
+    of the machine's load; this is what second order keeps and first order drops), and
+    ``extra_peak_mib`` = the process's resident high-water mark during the timed steps above its
+    resident size before them (glibc arenas trimmed, ``VmHWM`` reset through
+    ``/proc/self/clear_refs``, so earlier pre-training does not hide the peak)."""
+    import ctypes
+
     import numpy as np
     import torch
 
@@ -82,10 +134,11 @@ def timing_child(algorithm: str, n_iter: int, meta_batch: int, model: str) -> No
     from warmrec.training.loop import make_optimizer, optimizer_step
 
     torch.manual_seed(0)
-    data = user_sequences(read(DATA).interactions)
-    split = split_users(data, ColdStartSettings(), 0)
+    torch.set_num_threads(1)
+    data_ = user_sequences(read(data).interactions)
+    split = split_users(data_, ColdStartSettings(), 0)
     train = split.subset(split.train)
-    m = get_model(model, MODEL)
+    m = get_model(model, MODELS[model])
     m.fit(train, epochs=1, progress=False)
     cfg = {"algorithm": algorithm, "inner_steps": 3, "meta_batch_size": meta_batch}
     if algorithm == "mamlpp":
@@ -98,19 +151,40 @@ def timing_child(algorithm: str, n_iter: int, meta_batch: int, model: str) -> No
     tasks = [next(batches) for _ in range(n_iter + 1)]
     opt = make_optimizer(meta.optimizer_groups(0.0), _cfg())
     optimizer_step(meta, tasks[0], opt)  # warm-up
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    seen: set[int] = set()
+    saved = [0]
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        st = t.untyped_storage()
+        if st.data_ptr() not in seen:
+            seen.add(st.data_ptr())
+            saved[0] += st.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        optimizer_step(meta, tasks[0], opt)
+    graph_mib = saved[0] / 2**20
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        reset = True
+    except OSError:
+        reset = False
+    before = _rss_kib("VmRSS")
     t0 = time.perf_counter()
     for t in tasks[1:]:
         optimizer_step(meta, t, opt)
     sec = (time.perf_counter() - t0) / n_iter
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = _rss_kib("VmHWM")
     print(
         json.dumps(
             {
                 "algorithm": algorithm,
                 "s_per_iter": sec,
-                "extra_peak_mib": (after - before) / 1024,
-                "peak_mib": after / 1024,
+                "graph_mib": graph_mib,
+                "extra_peak_mib": (after - before) / 1024 if reset else None,
+                "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             }
         )
     )
@@ -137,6 +211,8 @@ def timings(args: argparse.Namespace) -> list[dict]:
                 str(args.meta_batch),
                 "--model",
                 args.model,
+                "--data",
+                str(args.data),
             ],
             capture_output=True,
             text=True,
@@ -149,10 +225,15 @@ def timings(args: argparse.Namespace) -> list[dict]:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--model", default="sasrec")
-    p.add_argument(
-        "--methods", default="pop,sknn,global,finetune,reptile,fomaml,maml,mamlpp,mamlpp_loss"
-    )
+    p.add_argument("--model", default="sasrec", choices=sorted(MODELS))
+    p.add_argument("--data", default=str(DATA), help="Interaction log (default ml-100k).")
+    p.add_argument("--format", default=None)
+    p.add_argument("--results", default=str(RESULTS), help="Markdown file written.")
+    p.add_argument("--skip-timing", action="store_true")
+    p.add_argument("--methods", default=None, help="Default: every method of the protocol.")
+    p.add_argument("--protocol", default="ranking", choices=["ranking", "melo"])
+    p.add_argument("--melo-test-users", type=int, default=1000)
+    p.add_argument("--rating-epochs", type=int, default=5)
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--valid-users", type=int, default=60)
     p.add_argument("--test-users", type=int, default=150)
@@ -165,17 +246,26 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "warmrec-out" / "bench-coldstart"))
     p.add_argument("--child", default=None)
     p.add_argument("--skip-study", action="store_true")
+    p.add_argument(
+        "--from-runs",
+        action="store_true",
+        help="Only tabulate the finished runs in --out (an interrupted study).",
+    )
     args = p.parse_args()
     if args.child:
-        timing_child(args.child, args.iters, args.meta_batch, args.model)
+        timing_child(args.child, args.iters, args.meta_batch, args.model, args.data)
         return
     import os
 
     load = os.getloadavg()
-    res = study(args) if not args.skip_study else None
-    times = timings(args)
+    if args.from_runs:
+        res = from_runs(args)
+    else:
+        res = study(args) if not args.skip_study else None
+    times = timings(args) if not args.skip_timing else []
+    results = Path(args.results)
     lines = [
-        "# Cold start on ml-100k (issue #10)",
+        f"# Cold start on {Path(args.data).name} (issue #10)",
         "",
         "```",
         "OMP_NUM_THREADS=1 python benchmarks/coldstart.py " + " ".join(sys.argv[1:]),
@@ -187,33 +277,43 @@ def main() -> None:
     ]
     if res is not None:
         lines += [
-            f"## Study ({args.model}, {args.seeds} seed(s), {res['seconds']:.0f} s)",
+            f"## Study ({args.model}, {args.seeds} seed(s), "
+            + (
+                "tabulated from the finished runs)"
+                if args.from_runs
+                else f"{res['seconds']:.0f} s)"
+            ),
             "",
-            f"Model {json.dumps(MODEL)}; settings {json.dumps(res['settings'])}.",
+            f"Model {json.dumps(MODELS[args.model])}; settings {json.dumps(res['settings'])}.",
             "",
             _markdown(res["table"]),
             "",
         ]
-    lines += [
-        "## Time per meta-iteration and peak memory (CPU)",
-        "",
-        f"One outer step of {args.meta_batch} tasks, 3 inner steps, mean of {args.iters} steps; "
-        "extra peak RSS = ru_maxrss after minus before the timed steps (its own process).",
-        "",
-        "| algorithm | order | s / meta-iteration | extra peak RSS (MiB) | peak RSS (MiB) |",
-        "|---|---|---|---|---|",
-    ]
+    if times:
+        lines += [
+            "## Time per meta-iteration and memory (CPU)",
+            "",
+            f"One outer step of {args.meta_batch} tasks, 3 inner steps, mean of {args.iters} "
+            "steps, one torch thread, each algorithm in its own process. graph = tensors autograd "
+            "saves for the backward of one meta-iteration (exact); extra peak RSS = resident "
+            "high-water mark during the timed steps minus the resident size before them.",
+            "",
+            "| algorithm | order | s / meta-iteration | graph (MiB) | extra peak RSS (MiB) "
+            "| process peak RSS (MiB) |",
+            "|---|---|---|---|---|---|",
+        ]
     for r in times:
         order = "second" if r["algorithm"] in ("maml", "mamlpp") else "first"
+        extra = "n/a" if r["extra_peak_mib"] is None else f"{r['extra_peak_mib']:.1f}"
         lines.append(
-            f"| {r['algorithm']} | {order} | {r['s_per_iter']:.3f} | {r['extra_peak_mib']:.1f} | "
-            f"{r['peak_mib']:.0f} |"
+            f"| {r['algorithm']} | {order} | {r['s_per_iter']:.3f} | {r['graph_mib']:.1f} | "
+            f"{extra} | {r['peak_mib']:.0f} |"
         )
     notes = ""
-    if RESULTS.is_file() and "<!-- notes -->" in RESULTS.read_text():
-        notes = RESULTS.read_text().split("<!-- notes -->", 1)[1]
-    RESULTS.write_text("\n".join(lines) + "\n\n<!-- notes -->" + notes)
-    print(RESULTS.read_text())
+    if results.is_file() and "<!-- notes -->" in results.read_text():
+        notes = results.read_text().split("<!-- notes -->", 1)[1]
+    results.write_text("\n".join(lines) + "\n\n<!-- notes -->" + notes)
+    print(results.read_text())
 
 
 def _markdown(df) -> str:

@@ -61,6 +61,10 @@ def test_demo_json_holds_the_transfer_rows(tmp_path, monkeypatch):
         seeds=(0, 1),
     )
     monkeypatch.setattr(demo, "run_transfer_demo", tiny)
+    monkeypatch.setattr(demo, "COLDSTART_SHOTS", (1, 3))
+    monkeypatch.setattr(demo, "COLDSTART_METHODS", ("global", "finetune"))
+    monkeypatch.setitem(demo.COLDSTART_SETTINGS, "shots", (1, 3))
+    monkeypatch.setitem(demo.COLDSTART_SETTINGS, "rating_trainer", {"epochs": 2})
     monkeypatch.setattr(demo, "BASELINES", ("pop",))
     monkeypatch.setattr(demo, "NEURAL", ())
     res = run(["demo", "--out", tmp_path / "d", "--json"])
@@ -72,3 +76,5 @@ def test_demo_json_holds_the_transfer_rows(tmp_path, monkeypatch):
     assert fin["fraction"] == 0.5 and fin["ratio"] is not None
     assert {"ndcg@10", "ndcg@10_lo", "ndcg@10_hi"} <= set(fin)
     assert "transfer_summary" not in d["info"]
+    assert {r["method"] for r in d["coldstart"]} == {"global", "finetune"}
+    assert "coldstart_rmse@3" in d["info"]

@@ -96,3 +96,64 @@ def test_min_len_sampling_and_errors():
     assert len(train) == 4 and len(held) == 2
     all_seqs = np.concatenate([train.seq_index, held.seq_index])
     assert sorted(all_seqs.tolist()) == list(range(6))
+
+
+def test_sub_windows_support_precedes_query_and_respects_melo_options():
+    from warmrec.meta.tasks import sub_windows
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(rng.integers(2, 60))
+        k = int(rng.integers(1, 40))
+        nq, nw, mw = int(rng.integers(1, 6)), int(rng.integers(1, 5)), int(rng.integers(1, 5))
+        ml = int(rng.integers(0, 40))
+        if (min(n, ml) if ml else n) < 2:
+            continue
+        sup, (q0, q1) = sub_windows(n, k, nq, n_windows=nw, min_window=mw, max_len=ml, rng=rng)
+        cut = min(n, ml) if ml else n
+        assert sup[0][0] == 0 and sup[-1][1] == q0  # support = the first k events, contiguous
+        assert all(a < b and b <= c for (a, b), (c, _) in zip(sup, sup[1:] + [(q0, q1)]))
+        assert all(b == c for (_, b), (c, _) in zip(sup, sup[1:]))
+        assert 1 <= len(sup) <= nw
+        if q0 >= mw:
+            assert all(b - a >= mw for a, b in sup)
+        assert q0 < q1 <= min(q0 + nq, cut)  # query after the support, n_query, max_len
+    assert sub_windows(10, 6, 2, n_windows=3, min_window=2) == ([(0, 2), (2, 4), (4, 6)], (6, 8))
+    assert sub_windows(10, 5, 9, n_windows=3, min_window=2) == ([(0, 3), (3, 5)], (5, 10))
+    assert sub_windows(100, 50, 3, max_len=30) == ([(0, 29)], (29, 30))
+
+
+def test_meta_tasks_with_sub_windows_never_train_across_a_window_or_on_the_query():
+    from tests.conftest import tiny_net
+    from warmrec.data.sequences import SequenceData
+    from warmrec.data.vocab import ItemVocab
+    from warmrec.meta.maml import MetaModel, TaskStream
+    from warmrec.registry import get_model
+
+    items = np.arange(1, 21, dtype=np.int64)
+    seqs = SequenceData(np.array([0, 20]), items, pl.Series("key", ["u"]))
+    ds = SequenceDataset(seqs, ItemVocab.from_ids(pl.Series(np.arange(1, 21))), "user_id")
+    model = get_model("sasrec", tiny_net("sasrec", max_len=10))
+    model.fit(ds, epochs=1, progress=False)
+    meta = MetaModel(
+        model,
+        {
+            "train_shots": (8,),
+            "n_query": 2,
+            "n_support_windows": 3,
+            "min_window": 2,
+            "max_seq_len": 12,
+            "inner_steps": 2,
+        },
+    )
+    stream = TaskStream(meta, ds)
+    (task,) = next(stream.batches(1, np.random.default_rng(0)))
+    for b in task.support:
+        x, t = b["items"].numpy(), b["targets"].numpy()
+        assert t.max() <= 8  # item ids 1..8 = the first 8 events: no query item is a target
+        # a next-item target is its input's successor inside one window (ids are consecutive)
+        for row_x, row_t in zip(x, t):
+            keep = (row_t > 0) & (row_x > 0)
+            assert np.all(row_t[keep] == row_x[keep] + 1)
+        assert (t > 0).sum() < 7  # 3 windows of 8 events give 8 - 3 = 5 targets, not 7
+    assert task.targets.tolist() == [9, 10]

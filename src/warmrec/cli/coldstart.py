@@ -3,7 +3,9 @@
 Meta-train / meta-valid / meta-test users, ``--shots`` revealed events per test user, every
 method of ``--methods`` over ``--seeds`` seeds; writes the table (95 % CIs, paired tests
 against per-user fine-tuning), the NDCG@10-vs-shots plot and a Markdown + HTML report to
-``--out``, and resumes there after an interruption (``--no-resume`` starts over). A TOML
+``--out``, and resumes there after an interruption (``--no-resume`` starts over).
+``--protocol melo`` is MELO's own setting instead (rating regression, RMSE and MAE;
+:mod:`warmrec.meta.rating`). A TOML
 ``--config`` may hold ``[model]``, ``[pretrain]`` (trainer of the global model), ``[meta]``
 (:class:`~warmrec.meta.maml.MetaConfig`) and ``[coldstart]``
 (:class:`~warmrec.meta.coldstart.ColdStartSettings`) sections.
@@ -36,8 +38,15 @@ def _csv(value: str, what: str, conv=str) -> tuple:
 @click.option("--model", "model_name", default="sasrec", show_default=True)
 @click.option(
     "--methods",
-    default="pop,sknn,global,finetune,reptile,fomaml,maml,mamlpp,mamlpp_loss",
-    show_default=True,
+    default=None,
+    help="Default: pop,sknn,global,finetune,reptile,fomaml,maml,mamlpp,mamlpp_loss "
+    "(--protocol melo: the same without pop and sknn).",
+)
+@click.option(
+    "--protocol",
+    default=None,
+    help="ranking (default: next item over the catalogue) or melo (MELO's rating regression: "
+    "RMSE, MAE; items >= 50 and users >= 5 ratings, 1,000 test users, first 30 ratings).",
 )
 @click.option("--shots", default="1,3,5,10", show_default=True)
 @click.option("--seeds", "n_seeds", default=3, show_default=True, type=int, help="Seeds 0..N-1.")
@@ -56,6 +65,7 @@ def study_coldstart(
     fmt,
     model_name,
     methods,
+    protocol,
     shots,
     n_seeds,
     order,
@@ -68,7 +78,7 @@ def study_coldstart(
     """Meta-learning for new users: reveal k events, adapt, rank the next over the catalogue."""
     from warmrec.data.prepared import read
     from warmrec.errors import ConfigError
-    from warmrec.meta.coldstart import run_coldstart_study
+    from warmrec.meta.coldstart import MELO_METHODS, METHODS, run_coldstart_study
 
     if n_seeds < 1:
         raise click.BadParameter(f"expected >= 1, found {n_seeds}", param_hint="--seeds")
@@ -83,6 +93,10 @@ def study_coldstart(
     settings["shots"] = _csv(shots, "--shots", int)
     if order:
         settings["order"] = order
+    if protocol:
+        settings["protocol"] = protocol
+    if methods is None:
+        methods = ",".join(MELO_METHODS if settings.get("protocol") == "melo" else METHODS)
     if "pretrain" in cfg:
         settings["pretrain"] = cfg["pretrain"]
     if "meta" in cfg:

@@ -31,8 +31,13 @@ from warmrec.cli.common import emit_json, format_table, load_config, resplit_opt
     is_flag=True,
     help="Skip the transfer study (run only without --data/--models).",
 )
+@click.option(
+    "--no-coldstart",
+    is_flag=True,
+    help="Skip the user cold-start study (run only without --data/--models).",
+)
 @click.option("--json", "as_json", is_flag=True)
-def demo(data, fmt, split, sets, resplit, models, out, seed, no_transfer, as_json):
+def demo(data, fmt, split, sets, resplit, models, out, seed, no_transfer, no_coldstart, as_json):
     """Generate data (or read --data), fit every baseline, evaluate, print the table."""
     from warmrec.errors import ConfigError
     from warmrec.experiments.demo import check_models, run_demo
@@ -58,12 +63,16 @@ def demo(data, fmt, split, sets, resplit, models, out, seed, no_transfer, as_jso
         seed=seed,
         progress=not as_json,
         transfer=False if no_transfer else None,
+        coldstart=False if no_coldstart else None,
     )
     transfer_rows = info.pop("transfer_summary", None)
+    coldstart_rows = info.pop("coldstart_summary", None)
     if as_json:
         res = {"info": info, "results": table.to_dicts()}
         if transfer_rows is not None:
             res["transfer"] = transfer_rows
+        if coldstart_rows is not None:
+            res["coldstart"] = coldstart_rows
         emit_json(res)
     else:
         for k, v in info.items():
@@ -75,3 +84,8 @@ def demo(data, fmt, split, sets, resplit, models, out, seed, no_transfer, as_jso
 
             click.echo("\ntransfer study (synthetic source -> target):")
             click.echo(Path(info["transfer_results"]).read_text())
+        if "coldstart_results" in info:
+            from pathlib import Path
+
+            click.echo("\nuser cold start (synthetic ratings, planted per-user offset):")
+            click.echo(Path(info["coldstart_results"]).read_text())

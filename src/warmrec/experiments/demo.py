@@ -53,6 +53,7 @@ def run_demo(
     progress: bool = True,
     transfer: bool | None = None,
     resplit: bool = False,
+    coldstart: bool | None = None,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Fit and evaluate ``models`` (default: every baseline, SASRec and GRU4Rec); write the table
     as Markdown and CSV under ``out``. Returns (table, info).
@@ -61,6 +62,10 @@ def run_demo(
     :func:`run_transfer_demo` into ``out/transfer``; ``info`` then names its table and the best
     transfer method's NDCG@10 ratio to scratch at each fraction, and ``info["transfer_summary"]``
     holds the study's summary rows (fraction, method, metrics with CIs, ratio to scratch).
+
+    ``coldstart`` (same default as ``transfer``) also runs :func:`run_coldstart_demo` into
+    ``out/coldstart``; ``info["coldstart_rmse@k"]`` then gives each method's RMSE at ``k``
+    revealed ratings and ``info["coldstart_summary"]`` the study's summary rows.
 
     ``split_options`` go to the split function (e.g. ``test_days`` of ``last_session``). An
     unknown model name raises :class:`~warmrec.errors.ConfigError` before any data is read."""
@@ -102,7 +107,67 @@ def run_demo(
             name, ratio = study.best_transfer(f)
             info[f"transfer_best@{f:g}"] = f"{name}: {ratio:.2f} x scratch NDCG@10"
         info["transfer_summary"] = study.summary.to_dicts()
+    if coldstart if coldstart is not None else (data is None and models is None):
+        cs = run_coldstart_demo(
+            outdir / "coldstart", seed=seed, methods=COLDSTART_METHODS, progress=progress
+        )
+        info["coldstart_results"] = str(cs.paths["table_md"])
+        for k in COLDSTART_SHOTS:
+            rows_k = cs.summary.filter(pl.col("shots") == k).sort("rmse")
+            info[f"coldstart_rmse@{k}"] = ", ".join(
+                f"{m} {r:.3f}" for m, r in zip(rows_k["method"], rows_k["rmse"])
+            )
+        info["coldstart_summary"] = cs.summary.to_dicts()
     return table, info
+
+
+# -- the cold-start part (``warmrec demo`` without --data / --models) ----------------------------
+COLDSTART_SHOTS = (1, 3, 5)
+COLDSTART_METHODS = ("global", "finetune", "fomaml")
+COLDSTART_SETTINGS = {
+    "protocol": "melo",
+    "shots": COLDSTART_SHOTS,
+    "melo_min_item": 1,
+    "melo_test_users": 12,
+    "max_valid_users": 6,
+    "lr_grid": (0.3,),
+    "pretrain": {"epochs": 1},
+    "rating_trainer": {"epochs": 8, "lr": 1e-2, "batch_size": 64},
+    "meta": {"meta_epochs": 1, "inner_steps": 3, "train_shots": (2, 3, 5), "meta_batch_size": 8},
+}
+COLDSTART_MODEL = {"d": 8, "n_layers": 1, "n_heads": 1, "ffn_dim": 16, "max_len": 30}
+
+
+def run_coldstart_demo(
+    out: str | Path = "warmrec-out/demo/coldstart",
+    *,
+    seed: int = 0,
+    n_users: int = 60,
+    methods: tuple[str, ...] = COLDSTART_METHODS,
+    settings: dict[str, Any] | None = None,
+    progress: bool = True,
+):
+    """A small user cold-start study on synthetic ratings with a planted per-user preference
+    that only adaptation can find (:func:`~warmrec.meta.rating.planted_offset_ratings`: each
+    user rates everything 1.25 stars above or below the item's mean, items say nothing about
+    which): the global model against per-user fine-tuning and FO-MAML after k = 1, 3, 5
+    revealed ratings, in MELO's rating setting (RMSE, MAE). Returns the
+    :class:`~warmrec.meta.coldstart.ColdStartResult`."""
+    from warmrec.meta.coldstart import run_coldstart_study
+    from warmrec.meta.rating import planted_offset_ratings
+
+    frame = planted_offset_ratings(n_users=n_users, seed=seed)
+    return run_coldstart_study(
+        frame,
+        model="sasrec",
+        model_config=COLDSTART_MODEL,
+        methods=methods,
+        seeds=(seed,),
+        settings={**COLDSTART_SETTINGS, **(settings or {})},
+        out_dir=out,
+        resume=False,
+        progress=progress,
+    )
 
 
 def check_models(models: tuple[str, ...] | list[str] | None) -> list[str]:

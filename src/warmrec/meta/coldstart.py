@@ -71,6 +71,9 @@ META_METHODS = {
     "mamlpp_loss": {"algorithm": "mamlpp", "adaptive_loss": True},
 }
 METRICS = ("hr@10", "ndcg@10", "mrr@10")
+MELO_METHODS = ("global", "finetune", "reptile", "maml", "fomaml", "mamlpp", "mamlpp_loss")
+"""Methods of the ``melo`` protocol (Pop and SKNN rank items; they predict no rating)."""
+MELO_METRICS = ("rmse", "mae")
 BASELINE = "finetune"
 
 
@@ -95,6 +98,19 @@ class ColdStartSettings(ConfigModel):
     """Trainer settings of the global model (fit on meta-train users, validated on meta-valid)."""
     meta: dict[str, Any] = Field(default_factory=dict)
     """:class:`~warmrec.meta.maml.MetaConfig` settings shared by the meta-methods."""
+    protocol: Literal["ranking", "melo"] = "ranking"
+    """``ranking``: next item over the full catalogue (HR, NDCG, MRR @10); ``melo``: MELO's
+    rating regression (:mod:`warmrec.meta.rating`: MSE on rating / 5, RMSE and MAE)."""
+    melo_min_user: int = Field(5, ge=1)
+    """``melo``: users need at least this many ratings (after the item filter)."""
+    melo_min_item: int = Field(50, ge=1)
+    """``melo``: items need at least this many ratings."""
+    melo_test_users: int = Field(1000, ge=1)
+    """``melo``: random meta-test users (capped so that half the users stay meta-train)."""
+    melo_max_len: int = Field(30, ge=2)
+    """``melo``: each user's sequence is cut to its first this many ratings."""
+    rating_trainer: dict[str, Any] = Field(default_factory=dict)
+    """``melo``: trainer settings of the global rating model (backbone + head)."""
 
 
 @dataclass
@@ -301,8 +317,17 @@ class ColdStartResult:
     paths: dict[str, Path]
 
 
-def summarize(records: Sequence[Mapping[str, Any]], shots: Sequence[int]) -> pl.DataFrame:
-    """Per (shots, method): mean and 95 % CI over seeds, ratio and paired test vs finetune."""
+def summarize(
+    records: Sequence[Mapping[str, Any]],
+    shots: Sequence[int],
+    metrics: Sequence[str] = METRICS,
+    higher_better: bool = True,
+) -> pl.DataFrame:
+    """Per (shots, method): mean and 95 % CI over seeds, ratio and paired test vs finetune.
+
+    Ranking: ratio = NDCG@10 / finetune's, paired test on per-user NDCG@10. Rating
+    (``higher_better=False``, metrics RMSE, MAE): ratio = RMSE / finetune's, paired test on
+    per-user mean squared error (a negative diff is better)."""
     rows = []
     by: dict[str, dict[int, Mapping[str, Any]]] = {}
     for r in records:
@@ -312,7 +337,7 @@ def summarize(records: Sequence[Mapping[str, Any]], shots: Sequence[int]) -> pl.
         for k in shots:
             key = str(k)
             row: dict[str, Any] = {"shots": k, "method": method, "n_seeds": len(runs)}
-            for m in METRICS:
+            for m in metrics:
                 s = seed_summary([runs[s]["metrics"][key][m] for s in sorted(runs)])
                 row.update({m: s.mean, f"{m}_lo": s.lo, f"{m}_hi": s.hi})
             row.update(ratio=None, diff=None, diff_lo=None, diff_hi=None, p_value=None)
@@ -322,6 +347,11 @@ def summarize(records: Sequence[Mapping[str, Any]], shots: Sequence[int]) -> pl.
                 a = np.concatenate([runs[s]["per_user"][key] for s in paired])
                 bm = float(b.mean())
                 row["ratio"] = float(a.mean()) / bm if bm > 0 else None
+                if not higher_better:
+                    first = metrics[0]
+                    bm = float(np.mean([base[s]["metrics"][key][first] for s in paired]))
+                    am = float(np.mean([runs[s]["metrics"][key][first] for s in paired]))
+                    row["ratio"] = am / bm if bm > 0 else None
                 if method != BASELINE:
                     t = paired_test(a, b, n_boot=5000, seed=0)
                     row.update(
@@ -330,22 +360,23 @@ def summarize(records: Sequence[Mapping[str, Any]], shots: Sequence[int]) -> pl.
             rows.append(row)
     df = pl.DataFrame(rows, infer_schema_length=None)
     cols = ("ratio", "diff", "diff_lo", "diff_hi", "p_value")
+    primary = "ndcg@10" if higher_better else metrics[0]
     return df.with_columns([pl.col(c).cast(pl.Float64) for c in cols]).sort(
-        ["shots", "ndcg@10"], descending=[False, True]
+        ["shots", primary], descending=[False, higher_better]
     )
 
 
-def display_table(summary: pl.DataFrame) -> pl.DataFrame:
+def display_table(summary: pl.DataFrame, metrics: Sequence[str] = METRICS) -> pl.DataFrame:
     from warmrec.reports.tables import with_ci
 
     df = summary
-    for m in METRICS:
+    for m in metrics:
         df = with_ci(df, m, f"{m}_lo", f"{m}_hi", name=f"{m} [95% CI]")
     return df.select(
         "shots",
         "method",
         "n_seeds",
-        *[f"{m} [95% CI]" for m in METRICS],
+        *[f"{m} [95% CI]" for m in metrics],
         "ratio",
         "diff",
         "p_value",
@@ -353,7 +384,11 @@ def display_table(summary: pl.DataFrame) -> pl.DataFrame:
 
 
 def write_outputs(
-    out: Path, summary: pl.DataFrame, table: pl.DataFrame, info: Mapping[str, Any]
+    out: Path,
+    summary: pl.DataFrame,
+    table: pl.DataFrame,
+    info: Mapping[str, Any],
+    metric: str = "ndcg@10",
 ) -> dict[str, Path]:
     from warmrec.reports.plots import line_plot
     from warmrec.reports.report import Heading, Image, Table, Text, write_report
@@ -363,32 +398,42 @@ def write_outputs(
         "summary_csv": write_csv(summary, out / "summary.csv"),
         "table_md": write_markdown(table, out / "results.md", title="Cold-start study"),
     }
+    name = metric.replace("@", "_at_")
     plot = line_plot(
         summary,
         "shots",
-        "ndcg@10",
+        metric,
         "method",
-        out / "ndcg_at_10_vs_shots.png",
-        "NDCG@10 vs revealed interactions (mean, 95% CI over seeds)",
-        lo="ndcg@10_lo",
-        hi="ndcg@10_hi",
+        out / f"{name}_vs_shots.png",
+        f"{metric.upper()} vs revealed interactions (mean, 95% CI over seeds)",
+        lo=f"{metric}_lo",
+        hi=f"{metric}_hi",
         xlabel="revealed interactions k",
-        ylabel="ndcg@10",
+        ylabel=metric,
     )
     paths["plot"] = plot
+    if metric == "ndcg@10":
+        explain = (
+            "Mean over seeds with the 95 % t-interval (meta-test users, full-catalogue ranking "
+            "of the event after the k revealed ones); ratio = NDCG@10 / per-user fine-tuning's; "
+            "diff and p_value: paired bootstrap test against per-user fine-tuning on per-user "
+            "NDCG@10 pooled over seeds."
+        )
+    else:
+        explain = (
+            "MELO's rating setting. Mean over seeds with the 95 % t-interval (meta-test users; "
+            "RMSE and MAE in stars over every rating after the k revealed ones); ratio = RMSE / "
+            "per-user fine-tuning's (< 1 is better); diff and p_value: paired bootstrap test "
+            "against per-user fine-tuning on per-user mean squared error pooled over seeds."
+        )
     blocks = [
         Heading("Setting"),
         Text("\n".join(f"{k}: {v}" for k, v in info.items())),
         Heading("Results"),
-        Text(
-            "Mean over seeds with the 95 % t-interval (meta-test users, full-catalogue ranking of "
-            "the event after the k revealed ones); ratio = NDCG@10 / per-user fine-tuning's; "
-            "diff and p_value: paired bootstrap test against per-user fine-tuning on per-user "
-            "NDCG@10 pooled over seeds."
-        ),
+        Text(explain),
         Table(table),
         Heading("Plot"),
-        Image(plot, alt="ndcg@10 vs shots", caption="NDCG@10 vs shots"),
+        Image(plot, alt=f"{metric} vs shots", caption=f"{metric} vs shots"),
     ]
     for suffix in ("md", "html"):
         paths[f"report_{suffix}"] = write_report(
@@ -413,6 +458,18 @@ def run_coldstart_study(
     import shutil
 
     cfg = build_config(ColdStartSettings, settings)
+    if cfg.protocol == "melo":
+        return run_melo_study(
+            frame,
+            model=model,
+            model_config=model_config,
+            methods=methods,
+            seeds=seeds,
+            settings=cfg,
+            out_dir=out_dir,
+            resume=resume,
+            progress=progress,
+        )
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise ConfigError(f"cold-start methods {bad}: expected among {', '.join(METHODS)}")
@@ -463,4 +520,183 @@ def run_coldstart_study(
         "settings": json.dumps(config_dict(cfg)),
     }
     paths = write_outputs(out, summary, table, info)
+    return ColdStartResult(summary, table, records, computed, paths)
+
+
+# -- MELO's rating setting -------------------------------------------------------------------
+
+
+def split_rating_users(
+    data: Any, settings: ColdStartSettings, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(train, valid, test)`` user indices of a :class:`~warmrec.meta.rating.RatingData`:
+    random, user-disjoint; valid and test users have more than ``max(shots)`` ratings; test
+    holds ``melo_test_users`` of them, capped so that at least half of all users stay
+    meta-train."""
+    lens = data.lengths
+    eligible = np.flatnonzero(lens > max(settings.shots))
+    n = len(lens)
+    n_valid = int(round(settings.valid_users * len(eligible)))
+    n_test = min(settings.melo_test_users, len(eligible) - n_valid, n - n_valid - (n + 1) // 2)
+    if n_valid < 1 or n_test < 1:
+        raise DataError(
+            "too few users for the MELO split",
+            field="shots",
+            expected=f"users with > {max(settings.shots)} ratings for meta-valid and meta-test",
+            found=f"{len(eligible)} eligible of {n} users",
+        )
+    order = np.random.default_rng(seed).permutation(eligible)
+    test, valid = order[:n_test], order[n_test : n_test + n_valid]
+    if settings.max_valid_users:
+        valid = valid[: settings.max_valid_users]
+    held = np.zeros(n, bool)
+    held[order[: n_test + n_valid]] = True
+    return np.flatnonzero(~held), np.sort(valid), np.sort(test)
+
+
+def run_melo_study(
+    frame: pl.DataFrame,
+    *,
+    model: str = "sasrec",
+    model_config: Mapping[str, Any] | None = None,
+    methods: Sequence[str] = MELO_METHODS,
+    seeds: Sequence[int] = (0, 1, 2),
+    settings: ColdStartSettings | Mapping[str, Any] | None = None,
+    out_dir: str | Path = "warmrec-out/coldstart-melo",
+    resume: bool = True,
+    progress: bool = False,
+) -> ColdStartResult:
+    """The study in MELO's rating setting (``protocol="melo"``; :mod:`warmrec.meta.rating`):
+    the backbone is pre-trained on next items of the meta-train users, then backbone + rating
+    head on their ratings (the global model); the inner learning rate is chosen for per-user
+    fine-tuning on meta-valid users (lowest mean RMSE over the shots) and used by every
+    method; results per (seed, method) in ``out/runs`` (resume)."""
+    import shutil
+
+    from warmrec.artifacts import load_model, read_weights, save_weights
+    from warmrec.meta.maml import meta_train
+    from warmrec.meta.rating import (
+        RatingMetaModel,
+        RatingModel,
+        evaluate_ratings,
+        fit_rating_model,
+        melo_ratings,
+    )
+    from warmrec.registry import get_model
+
+    cfg = build_config(ColdStartSettings, settings)
+    bad = [m for m in methods if m not in MELO_METHODS]
+    if bad:
+        raise ConfigError(
+            f"cold-start methods {bad} under protocol 'melo': expected among "
+            f"{', '.join(MELO_METHODS)} (pop and sknn predict no rating)"
+        )
+    out = Path(out_dir)
+    if not resume and out.exists():
+        shutil.rmtree(out)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    data = melo_ratings(
+        frame, min_user=cfg.melo_min_user, min_item=cfg.melo_min_item, max_len=cfg.melo_max_len
+    )
+    model_config = dict(model_config or {})
+    if model == "gru4rec":
+        model_config.setdefault("training", "windows")
+    records, computed = [], []
+    n_users: dict[str, int] = {}
+    for seed in seeds:
+        tr, va, te = split_rating_users(data, cfg, seed)
+        n_users = {"train": len(tr), "valid": len(va), "test": len(te)}
+        train = data.subset(tr)
+        gm: Any = None
+        lr = None
+
+        def evaluate(m: Any, users: np.ndarray) -> dict[int, Any]:
+            return {k: evaluate_ratings(m, data, users, k) for k in cfg.shots}
+
+        for method in methods:
+            path = out / "runs" / f"{seed}-{method}.json"
+            if path.is_file():
+                records.append(json.loads(path.read_text()))
+                continue
+            if gm is None:
+                cache = out / "models" / f"global-s{seed}"
+                if (cache / "head.safetensors").is_file():
+                    gm = RatingModel(load_model(cache))
+                    gm.net.head.load_state_dict(read_weights(cache / "head.safetensors"))
+                else:
+                    backbone = get_model(model, model_config)
+                    backbone.fit(
+                        train.sequences(), **{"seed": seed, "progress": False, **cfg.pretrain}
+                    )
+                    gm = fit_rating_model(backbone, train, {"seed": seed, **cfg.rating_trainer})
+                    backbone.save(cache)
+                    save_weights(gm.net.head.state_dict(), cache / "head.safetensors")
+            lr_file = out / "runs" / f"{seed}-lr.json"
+            if lr is None and method != "global":
+                if lr_file.is_file():
+                    lr = json.loads(lr_file.read_text())["inner_lr"]
+                else:
+                    best = np.inf
+                    for cand in cfg.lr_grid:
+                        ft = RatingMetaModel(
+                            gm,
+                            {**cfg.meta, "seed": seed, "algorithm": "finetune", "inner_lr": cand},
+                        )
+                        v = np.mean([r["summary"]["rmse"] for r in evaluate(ft, va).values()])
+                        if v < best:
+                            best, lr = v, cand
+                    atomic_write_text(lr_file, json.dumps({"inner_lr": lr}))
+            if progress:
+                print(f"[coldstart melo] seed {seed} {method} ...", flush=True)
+            t0 = time.perf_counter()
+            meta_cfg = {**cfg.meta, "seed": seed}
+            info: dict[str, Any] = {}
+            if method == "global":
+                m = RatingMetaModel(gm, {**meta_cfg, "algorithm": "finetune", "inner_steps": 0})
+            elif method == "finetune":
+                m = RatingMetaModel(gm, {**meta_cfg, "algorithm": "finetune", "inner_lr": lr})
+            else:
+                m = meta_train(
+                    gm,
+                    train,
+                    {**meta_cfg, **META_METHODS[method], "inner_lr": lr},
+                    cls=RatingMetaModel,
+                )
+                if m.train_result is not None:
+                    info["meta_seconds_per_epoch"] = m.train_result.seconds_per_epoch
+            if method != "global":
+                info["inner_lr"] = lr
+            fit_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            res = evaluate(m, te)
+            rec = {
+                "seed": seed,
+                "method": method,
+                "fit_s": fit_s,
+                "eval_s": time.perf_counter() - t1,
+                "metrics": {str(k): r["summary"] for k, r in res.items()},
+                "per_user": {str(k): r["per_user"] for k, r in res.items()},
+                "n_users": n_users,
+                **info,
+            }
+            atomic_write_text(path, json.dumps(rec))
+            records.append(rec)
+            computed.append(f"{seed}-{method}")
+    summary = summarize(records, cfg.shots, MELO_METRICS, higher_better=False)
+    table = display_table(summary, MELO_METRICS)
+    info = {
+        "protocol": "melo (rating regression: MSE on rating / 5; RMSE, MAE in stars)",
+        "model": model,
+        "methods": ", ".join(methods),
+        "seeds": ", ".join(map(str, seeds)),
+        "users": f"{len(data)} after the filter (items >= {cfg.melo_min_item} ratings, users "
+        f">= {cfg.melo_min_user}; first {cfg.melo_max_len} ratings each); per seed {n_users}"
+        + (
+            f" (meta-test capped below the {cfg.melo_test_users} requested)"
+            if n_users.get("test", 0) < cfg.melo_test_users
+            else ""
+        ),
+        "settings": json.dumps(config_dict(cfg)),
+    }
+    paths = write_outputs(out, summary, table, info, metric="rmse")
     return ColdStartResult(summary, table, records, computed, paths)

@@ -169,7 +169,10 @@ class MetaLearner:
 
     def example_losses(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """``[n]`` losses, one per target position of ``batch`` (row-major), each the model's
-        ``training_step`` on the batch with only that target kept."""
+        ``training_step`` on the batch with only that target kept (a model with its own
+        ``example_losses``, e.g. :class:`~warmrec.meta.rating.RatingModel`, gives them)."""
+        if hasattr(self.model, "example_losses"):
+            return self._call("example_losses", batch)
         if "targets" not in batch or "reset" in batch:
             raise ModelError(
                 f"model '{self.model.name}': per-example losses need window batches with "

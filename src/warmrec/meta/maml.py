@@ -66,6 +66,7 @@ from warmrec.data.sequences import SequenceData, pad_windows
 from warmrec.errors import ConfigError, ModelError
 from warmrec.meta.adaptive_loss import LossNetwork
 from warmrec.meta.learner import MetaLearner, trainable
+from warmrec.meta.tasks import sub_windows
 
 ALGORITHMS = ("maml", "fomaml", "mamlpp", "reptile", "finetune")
 Algorithm = Literal["maml", "fomaml", "mamlpp", "reptile", "finetune"]
@@ -97,7 +98,14 @@ class MetaConfig(ConfigModel):
     train_shots: tuple[int, ...] = (2, 3, 5, 10)
     """Support sizes drawn for meta-training tasks (each >= 2)."""
     n_query: int = Field(3, ge=1)
-    """Query events per training task."""
+    """Query events per training task (MELO: number of query items)."""
+    n_support_windows: int = Field(1, ge=1)
+    """MELO: the support of a training task is split into up to this many contiguous
+    sub-windows (separate training sequences; :func:`warmrec.meta.tasks.sub_windows`)."""
+    min_window: int = Field(2, ge=2)
+    """MELO: minimum sub-window size (events)."""
+    max_seq_len: int = Field(0, ge=0)
+    """MELO: a user's events are cut to the first this many for training tasks (0 = all)."""
     meta_epochs: int = Field(5, ge=0)
     """Outer epochs (passes over the meta-train users)."""
     meta_batch_size: int = Field(8, ge=1)
@@ -178,28 +186,51 @@ class Task:
     """One few-shot task: support batches (one per inner step, the model's own training
     format) and query histories / targets (every query item after all earlier events)."""
 
-    def __init__(self, support: list[dict[str, torch.Tensor]], hist: Batch, targets: torch.Tensor):
+    def __init__(
+        self,
+        support: list[dict[str, torch.Tensor]],
+        hist: Batch,
+        targets: torch.Tensor,
+        query: dict[str, torch.Tensor] | None = None,
+    ):
         self.support, self.hist, self.targets = support, hist, targets
+        self.query = query
+        """A query batch in the model's own format (rating tasks); None: ``hist``/``targets``."""
 
     def to(self, device: torch.device) -> Task:
         return Task(
             [_to(b, device) for b in self.support],
             None if self.hist is None else self.hist.to(device),
             None if self.targets is None else self.targets.to(device),
+            None if self.query is None else _to(self.query, device),
         )
 
 
 def support_batches(
-    model: Any, items: np.ndarray, n_steps: int, rng: np.random.Generator, vocab: Any, key: str
+    model: Any,
+    items: np.ndarray,
+    n_steps: int,
+    rng: np.random.Generator,
+    vocab: Any,
+    key: str,
+    windows: list[tuple[int, int]] | None = None,
 ) -> list[dict[str, torch.Tensor]]:
     """``n_steps`` batches of the model's own training data on one support sequence (fresh
-    draws each step, e.g. BERT4Rec's masks); empty when the support gives no target."""
-    if len(items) < 2 or n_steps == 0:
+    draws each step, e.g. BERT4Rec's masks); empty when the support gives no target.
+    ``windows``: ``[start, end)`` sub-windows of ``items``, each its own training sequence."""
+    if windows is None:
+        windows = [(0, len(items))]
+    windows = [(a, b) for a, b in windows if b - a >= 2]
+    if not windows or n_steps == 0:
         return []
+    items = np.asarray(items, dtype=np.int64)
+    lens = np.array([b - a for a, b in windows], dtype=np.int64)
+    offsets = np.zeros(len(windows) + 1, dtype=np.int64)
+    np.cumsum(lens, out=offsets[1:])
     seqs = SequenceData(
-        np.array([0, len(items)], dtype=np.int64),
-        np.asarray(items, dtype=np.int64),
-        pl.Series("key", [0]),
+        offsets,
+        np.concatenate([items[a:b] for a, b in windows]),
+        pl.Series("key", list(range(len(windows)))),
     )
     data = model.training_data(SequenceDataset(seqs, vocab, key))
     out = []
@@ -220,10 +251,14 @@ def make_task(
     rng: np.random.Generator,
     vocab: Any,
     key: str,
+    windows: list[tuple[int, int]] | None = None,
 ) -> Task:
-    """Support = ``items[:k]``, query = ``items[k:k + n_query]``."""
+    """Support = ``items[:k]`` (in ``windows``: sub-windows of it), query =
+    ``items[k:k + n_query]``: every support event precedes every query event."""
     query = items[k : k + n_query]
-    sup = support_batches(model, items[:k], n_steps, rng, vocab, key)
+    if windows is not None and windows and windows[-1][1] > k:
+        raise ModelError(f"make_task: a support window ends at {windows[-1][1]}, after k={k}")
+    sup = support_batches(model, items[:k], n_steps, rng, vocab, key, windows)
     ends = np.arange(k, k + len(query), dtype=np.int64)
     mat = pad_windows(
         np.array(items, np.int64), np.zeros(len(query), np.int64), ends, model.history_len
@@ -253,19 +288,29 @@ class TaskStream:
             tasks = []
             for s in order[lo : lo + batch_size]:
                 items = seqs.items[seqs.offsets[s] : seqs.offsets[s + 1]]
+                if cfg.max_seq_len:
+                    items = items[: cfg.max_seq_len]
                 ok = shots[shots < len(items)]
-                k = int(rng.choice(ok))
-                steps = cfg.inner_steps
+                k = int(rng.choice(ok)) if len(ok) else len(items) - 1
+                windows, (_, q_end) = sub_windows(
+                    len(items),
+                    k,
+                    cfg.n_query,
+                    n_windows=cfg.n_support_windows,
+                    min_window=cfg.min_window,
+                    rng=rng if cfg.n_support_windows > 1 else None,  # 1 window: no draw
+                )
                 tasks.append(
                     make_task(
                         self.meta.base,
-                        items,
+                        items[:q_end],
                         k,
                         cfg.n_query,
-                        steps,
+                        cfg.inner_steps,
                         rng,
                         self.train.vocab,
                         self.train.key,
+                        windows if cfg.n_support_windows > 1 else None,
                     )
                 )
             yield tasks
@@ -333,6 +378,11 @@ class MetaModel:
             return self.net.loss_net(losses, step, self.config.inner_steps)
         return learner.loss(batch)
 
+    def query_loss(self, learner: MetaLearner, task: Task) -> torch.Tensor:
+        """The meta-objective of one task under the learner's fast weights (next-item
+        cross-entropy of the query items; subclasses change it, e.g. rating MSE)."""
+        return learner.query_loss(task.hist, task.targets)
+
     def run_task(
         self, task: Task, first_order: bool, weights: np.ndarray | None = None
     ) -> tuple[MetaLearner, torch.Tensor | None]:
@@ -342,7 +392,7 @@ class MetaModel:
         meta_loss = None
         if weights is not None and not task.support:
             self.net.base.eval()
-            meta_loss = learner.query_loss(task.hist, task.targets)
+            meta_loss = self.query_loss(learner, task)
         for step, batch in enumerate(task.support):
             loss = self.inner_loss(learner, batch, step)
             learner.adapt(loss, self._lr(step), grad_clip=self.config.inner_grad_clip)
@@ -354,7 +404,7 @@ class MetaModel:
                 )
                 if w > 0:
                     self.net.base.eval()
-                    q = w * learner.query_loss(task.hist, task.targets)
+                    q = w * self.query_loss(learner, task)
                     meta_loss = q if meta_loss is None else meta_loss + q
         return learner, meta_loss
 
@@ -471,16 +521,19 @@ def meta_train(
     base: Any,
     train: SequenceDataset,
     config: MetaConfig | Mapping[str, Any] | None = None,
+    *,
+    cls: type[MetaModel] | None = None,
     **overrides: Any,
 ) -> MetaModel:
     """Meta-train a copy of ``base`` (a fitted neural model; left unchanged) on the users
     (sequences) of ``train`` through :func:`warmrec.training.loop.train`; returns the
-    :class:`MetaModel`."""
+    :class:`MetaModel` (or ``cls``, e.g. :class:`~warmrec.meta.rating.RatingMetaModel` with
+    ``train`` a :class:`~warmrec.meta.rating.RatingData`)."""
     import copy
 
     from warmrec.training.loop import train as run_training
 
-    meta = MetaModel(copy.deepcopy(base), config, **overrides)
+    meta = (cls or MetaModel)(copy.deepcopy(base), config, **overrides)
     cfg = meta.config
     if cfg.meta_epochs == 0 or cfg.algorithm == "finetune" or cfg.inner_steps == 0:
         return meta

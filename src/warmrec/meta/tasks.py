@@ -19,6 +19,13 @@ query events, so adapting on the support never sees the query's future.
 - :meth:`TaskSet.sample` -- a meta-batch of task indices.
 
 Tasks with fewer than ``min_len`` events are left out.
+
+MELO's sub-window options (:func:`sub_windows`, used by the meta-learners' task stream,
+:class:`~warmrec.meta.maml.TaskStream`, through :class:`~warmrec.meta.maml.MetaConfig`): a
+user's events are cut to the first ``max_len``; the support (the first ``k``) is split into up
+to ``n_windows`` contiguous sub-windows of at least ``min_window`` events each (each one a
+separate training sequence, so no next-item target crosses a window boundary); the query is
+the next ``n_query`` events. Every support window ends before the query starts.
 """
 
 from __future__ import annotations
@@ -214,3 +221,47 @@ def make_tasks(
             found=f"longest task has {int(totals.max()) if len(totals) else 0}",
         )
     return tasks.select(keep)
+
+
+def sub_windows(
+    n_events: int,
+    k: int,
+    n_query: int,
+    *,
+    n_windows: int = 1,
+    min_window: int = 2,
+    max_len: int = 0,
+    rng: np.random.Generator | None = None,
+) -> tuple[list[tuple[int, int]], tuple[int, int]]:
+    """MELO's sub-windows of one user's ``n_events`` events (module docstring).
+
+    Returns ``(support, query)``: ``support`` a list of ``[start, end)`` windows covering the
+    first ``k`` events in order (``min(n_windows, k // min_window)`` of them, at least one;
+    sizes random with ``rng``, else as equal as possible, each >= ``min_window`` when ``k``
+    allows), ``query`` = ``[k, min(k + n_query, n))`` with ``n = min(n_events, max_len)``
+    (``max_len`` 0 = no cut). ``k`` is clipped to ``n - 1`` so the query is never empty."""
+    if n_windows < 1 or min_window < 1 or n_query < 1 or max_len < 0:
+        raise ConfigError(
+            f"sub_windows: expected n_windows, min_window, n_query >= 1 and max_len >= 0, "
+            f"found {n_windows}, {min_window}, {n_query}, {max_len}"
+        )
+    n = min(n_events, max_len) if max_len else n_events
+    if n < 2:
+        raise DataError(
+            "sub_windows: a task needs a support and a query event",
+            field="n_events",
+            expected=">= 2 (after max_len)",
+            found=str(n),
+        )
+    k = int(min(max(k, 1), n - 1))
+    m = max(1, min(n_windows, k // min_window))
+    base = min(min_window, k // m)
+    extra = k - m * base
+    if rng is None:
+        add = np.full(m, extra // m) + (np.arange(m) < extra % m)
+    else:
+        add = rng.multinomial(extra, np.full(m, 1.0 / m))
+    ends = np.cumsum(base + add)
+    starts = np.concatenate([[0], ends[:-1]])
+    support = [(int(a), int(b)) for a, b in zip(starts, ends)]
+    return support, (k, int(min(k + n_query, n)))

@@ -35,7 +35,7 @@ from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.data.sequences import SequenceData, pad_windows
 from warmrec.errors import ModelError
 from warmrec.models.base import Recommender
-from warmrec.models.layers import SeenItemBias
+from warmrec.models.layers import ItemEmbedding, SeenItemBias
 from warmrec.models.losses import loss_spec_from_config, make_loss
 from warmrec.models.settings import LossSettings, SeenBiasSettings, WindowSettings
 
@@ -290,6 +290,40 @@ class NeuralRecommender(Recommender):
         if seen is not None:
             seen.add_(logits, batch.items)
         return logits
+
+    def _output_layer(self) -> ItemEmbedding:
+        item = getattr(self.net, "item", None)
+        if not isinstance(item, ItemEmbedding):
+            raise ModelError(
+                f"model '{self.name}': a head over the backbone needs net.item (an "
+                f"ItemEmbedding output layer), found {type(item).__name__}"
+            )
+        return item
+
+    def sequence_representation(self, batch: Batch) -> torch.Tensor:
+        """``[B, d]``: the vector of each history that the output layer scores the catalogue
+        with (what :meth:`forward_scores` gives ``net.item.logits``): the backbone's sequence
+        representation, for heads over any model (e.g. rating regression,
+        :mod:`warmrec.meta.rating`). Differentiable; works under ``functional_call``."""
+        item = self._output_layer()
+        got: list[torch.Tensor] = []
+        logits = item.logits
+
+        def grab(hidden: torch.Tensor) -> torch.Tensor:
+            got.append(hidden)
+            return logits(hidden)
+
+        item.logits = grab  # type: ignore[method-assign]
+        try:
+            self.forward_scores(batch)
+        finally:
+            del item.logits
+        return got[-1]
+
+    def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        """``[..., d]``: the output-layer vectors of ``items`` (what :meth:`forward_scores`
+        scores a history's representation against)."""
+        return self._output_layer().output_weight[items]
 
     def init_net(self) -> None:
         """(Re)build the net for the bound vocabulary and move it to ``self.device``."""
