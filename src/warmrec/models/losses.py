@@ -331,8 +331,113 @@ def _target_logits(
     return out + bias[targets] if bias is not None else out
 
 
+CE_CHUNK_ELEMENTS = 1 << 18
+"""Logits per row chunk of :class:`FullCrossEntropy` (256K floats, 1 MiB: the chunk's passes stay
+in a core's L2 cache, and ``[N, n_items]`` is never materialised at once)."""
+
+
+def _first_occurrence(history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``history[N, H]`` sorted per row, and a 0/1 float weight that is 1 at the first copy of
+    each real item (0 for repeats and padding): a gather over it counts every item once."""
+    ordered = history.sort(dim=1).values
+    first = torch.ones_like(ordered, dtype=torch.bool)
+    first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    return ordered, (first & (ordered > 0)).float()
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Full-softmax cross-entropy of ``hidden @ weight.T + bias`` (+ the seen-item offset), the
+    mean over rows, computed chunk by chunk of rows with its gradient in the same pass.
+
+    Per chunk: the logits (one matmul), the seen offset (a gather and a scatter over the history
+    columns), ``log_softmax``, the loss terms at the targets, then ``softmax - onehot`` in place
+    and the gradients of ``hidden``, ``weight``, ``bias`` and the offset from it. Against
+    autograd's ``cross_entropy`` over a ``[N, n_items]`` matrix this makes about half the passes
+    over the logits, keeps each chunk in cache, and needs ``[chunk, n_items]`` memory instead of
+    several ``[N, n_items]`` buffers. Backward only scales the saved gradients by the incoming
+    one (once differentiable; :func:`twice_differentiable` falls back to the plain form)."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, value, targets, history, chunk):  # type: ignore[override]
+        n = hidden.shape[0]
+        with torch.no_grad():
+            grad_h = torch.empty_like(hidden)
+            grad_w = torch.zeros_like(weight)
+            grad_b = torch.zeros_like(bias) if bias is not None else None
+            grad_v = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
+            total = torch.zeros((), dtype=torch.float64, device=hidden.device)
+            if history is not None:
+                history, first = _first_occurrence(history)
+                offset = (history > 0).to(hidden.dtype) * value  # padding gets + 0
+            for lo in range(0, n, chunk):
+                hi = min(lo + chunk, n)
+                h, t = hidden[lo:hi], targets[lo:hi, None]
+                logits = h @ weight.T if bias is None else torch.addmm(bias, h, weight.T)
+                if history is not None:
+                    hist = history[lo:hi]
+                    logits.scatter_(1, hist, logits.gather(1, hist) + offset[lo:hi])
+                logits[:, 0] = -torch.inf
+                p = torch.log_softmax(logits, dim=1)
+                del logits
+                total -= p.gather(1, t).sum(dtype=torch.float64)
+                p.exp_()  # softmax
+                p.scatter_add_(1, t, torch.full_like(t, -1.0, dtype=p.dtype))  # - onehot
+                if history is not None:
+                    grad_v += (p.gather(1, hist) * first[lo:hi]).sum()
+                if grad_b is not None:
+                    grad_b += p.sum(dim=0)
+                torch.mm(p, weight, out=grad_h[lo:hi])
+                grad_w.addmm_(p.T, h)
+            scale = 1.0 / max(n, 1)
+            grad_h.mul_(scale)
+            grad_w.mul_(scale)
+            if grad_b is not None:
+                grad_b.mul_(scale)
+            grad_v.mul_(scale)
+        ctx.save_for_backward(grad_h, grad_w, grad_b, grad_v)
+        ctx.has_value = value is not None
+        ctx.value_shape = value.shape if value is not None else ()
+        return (total * scale).to(hidden.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):  # type: ignore[override]
+        grad_h, grad_w, grad_b, grad_v = ctx.saved_tensors
+        return (
+            grad_h * grad,
+            grad_w * grad,
+            grad_b * grad if grad_b is not None else None,
+            (grad_v * grad).reshape(ctx.value_shape) if ctx.has_value else None,
+            None,
+            None,
+            None,
+        )
+
+
+def full_ce_reference(
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    seen: Seen | None = None,
+) -> torch.Tensor:
+    """Full-softmax cross-entropy with autograd ops (what :class:`FullCrossEntropy` computes; the
+    reference its tests check, and the twice-differentiable form)."""
+    logits = hidden @ weight.T
+    if bias is not None:
+        logits = logits + bias
+    logits = _full_seen(logits, seen)
+    logits[:, 0] = -torch.inf
+    return F.cross_entropy(logits, targets)
+
+
 class FullCrossEntropy(nn.Module):
-    """Softmax cross-entropy over every real item."""
+    """Softmax cross-entropy over every real item, in row chunks of about ``chunk_elements``
+    logits with a fused gradient (see :class:`_LinearCrossEntropy`)."""
+
+    def __init__(self, chunk_elements: int = CE_CHUNK_ELEMENTS) -> None:
+        super().__init__()
+        self.chunk_elements = chunk_elements
 
     def forward(
         self,
@@ -342,12 +447,13 @@ class FullCrossEntropy(nn.Module):
         bias: torch.Tensor | None = None,
         seen: Seen | None = None,
     ) -> torch.Tensor:
-        logits = hidden @ weight.T
-        if bias is not None:
-            logits = logits + bias
-        logits = _full_seen(logits, seen)
-        logits[:, 0] = -torch.inf
-        return F.cross_entropy(logits, targets)
+        if _TWICE_DIFFERENTIABLE or not torch.is_grad_enabled():
+            return full_ce_reference(hidden, targets, weight, bias, seen)
+        history, value = seen if seen is not None else (None, None)
+        if value is not None and not isinstance(value, torch.Tensor):
+            value = torch.tensor(float(value), dtype=hidden.dtype, device=hidden.device)
+        chunk = max(32, self.chunk_elements // max(weight.shape[0], 1))
+        return _LinearCrossEntropy.apply(hidden, weight, bias, value, targets, history, chunk)
 
 
 class SampledLoss(nn.Module):

@@ -50,6 +50,7 @@ from torch import nn
 
 from warmrec.data.dataset import Batch
 from warmrec.models.layers import (
+    FastDropout,
     ItemEmbedding,
     PositionalEmbedding,
     SeenItemBias,
@@ -105,7 +106,7 @@ class SASRecNet(nn.Module):
         super().__init__()
         self.item = ItemEmbedding(n_items, cfg.d, tied=cfg.tied, bias=cfg.output_bias)
         self.pos = PositionalEmbedding(cfg.max_len, cfg.d)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = FastDropout(cfg.dropout)
         self.encoder = TransformerStack(
             cfg.d,
             cfg.n_layers,
