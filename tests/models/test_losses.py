@@ -281,3 +281,30 @@ def test_fused_full_ce_never_materialises_all_logits(monkeypatch):
     w = torch.randn(50, 4, requires_grad=True)
     L.FullCrossEntropy(chunk_elements=32 * 50)(h, torch.randint(1, 50, (100,)), w).backward()
     assert shapes and max(s[0] for s in shapes) == 32 and len(shapes) == 4
+
+
+def test_auto_loss_resolves_by_catalogue_size_and_logs_it(caplog):
+    spec = L.LossSpec(loss="auto", auto_full_max_items=100, n_negatives=64)
+    assert L.resolve_loss(spec, 100).loss == "ce"
+    big = L.resolve_loss(spec, 101)
+    assert big.loss == "sampled_ce" and big.n_negatives == 64
+    assert L.resolve_loss(L.LossSpec(loss="bce"), 10**6).loss == "bce"
+    with caplog.at_level("INFO", logger="warmrec.models.losses"):
+        small_loss = L.make_loss(spec, 50)
+        big_loss = L.make_loss(spec, 500)
+    assert isinstance(small_loss, L.FullCrossEntropy) and small_loss.name == "ce"
+    assert isinstance(big_loss, L.SampledSoftmax) and big_loss.name == "sampled_ce"
+    assert big_loss.logq == 1.0 and big_loss.n_negatives == 64
+    assert (
+        "loss 'auto' on 500 items" in caplog.text and "sampled_ce with 64 negatives" in caplog.text
+    )
+
+
+def test_auto_is_the_default_and_takes_1024_negatives_when_sampled():
+    from warmrec.models.sasrec import SASRecConfig
+
+    cfg = build_config(SASRecConfig, {"auto_full_max_items": 10})
+    spec = L.loss_spec_from_config(cfg)
+    assert spec.loss == "auto" and spec.n_negatives == L.AUTO_NEGATIVES == 1024
+    assert L.make_loss(spec, 11).n_negatives == 1024
+    assert L.make_loss(spec, 10).name == "ce"

@@ -9,7 +9,13 @@ Row 0 of ``weight`` is padding: it is never a target and never a candidate. Loss
 negatives draw them with :class:`NegativeSampler` from the global torch RNG (so the training
 loop's seeding and checkpointed RNG state make them reproducible).
 
-- ``"ce"`` -- full softmax cross-entropy over the whole catalogue.
+- ``"auto"`` -- ``"ce"`` on catalogues of up to ``auto_full_max_items`` items (20,000 by default),
+  ``"sampled_ce"`` (1,024 shared uniform negatives, logQ-corrected) above: full softmax costs
+  ``O(targets x items x d)`` per epoch, sampled softmax a constant. :func:`resolve_loss` makes the
+  choice; :func:`make_loss` logs it and names it on the loss module (``loss.name``), and the
+  training loop records it (``TrainResult.extra["loss"]``, the saved model's run info).
+- ``"ce"`` -- full softmax cross-entropy over the whole catalogue, in row chunks with a fused
+  gradient (:class:`FullCrossEntropy`: never ``[N, n_items]`` logits at once).
 - ``"sampled_ce"`` -- sampled softmax: the target against ``n_negatives`` items drawn uniformly or
   by popularity (``count ** pop_alpha``), shared across the batch, optionally together with the
   other targets of the batch (``in_batch``). Logits are corrected by ``logq * log E[count]``, the
@@ -35,6 +41,7 @@ terms of a row (so gSASRec's per-element mean equals ours divided by ``1 + k``).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Iterator
 from typing import Literal
@@ -50,6 +57,13 @@ from warmrec.errors import ConfigError
 from warmrec.models.settings import LossName, LossSettings
 
 LOSSES = ("ce", "sampled_ce", "bce", "gbce", "bpr-max")
+AUTO_FULL_MAX_ITEMS = 20_000
+"""Default largest catalogue on which ``loss = "auto"`` means the full softmax."""
+AUTO_NEGATIVES = 1024
+"""Negatives of the sampled softmax that ``loss = "auto"`` picks above that size (when
+``n_negatives`` is left at 0)."""
+
+log = logging.getLogger(__name__)
 
 
 # -- pure functions of logits (hand-checkable) --------------------------------------------------
@@ -611,6 +625,8 @@ class LossSpec(ConfigModel):
 
     loss: LossName = "ce"
     """The objective (see the module docstring)."""
+    auto_full_max_items: int = Field(AUTO_FULL_MAX_ITEMS, ge=1)
+    """Largest catalogue on which ``"auto"`` means ``"ce"``."""
     n_negatives: int = Field(256, ge=1)
     """Negatives per row of the sampled losses."""
     negative_sampling: Literal["uniform", "pop"] = "uniform"
@@ -635,15 +651,17 @@ def loss_spec_from_config(config: LossSettings) -> LossSpec:
     """The :class:`LossSpec` of a model config composed with
     :class:`~warmrec.models.settings.LossSettings`.
 
-    ``n_negatives = 0`` means the default: 1 for BCE (the original SASRec objective), else 256;
+    ``n_negatives = 0`` means the default: 1 for BCE (the original SASRec objective),
+    :data:`AUTO_NEGATIVES` for ``"auto"`` (used if it resolves to sampled softmax), else 256;
     ``shared_negatives = None`` shares negatives across the batch except for BCE.
     """
     if not isinstance(config, LossSettings):
         raise ConfigError(f"{type(config).__name__} has no loss settings")
-    k = config.n_negatives or (1 if config.loss == "bce" else 256)
+    k = config.n_negatives or {"bce": 1, "auto": AUTO_NEGATIVES}.get(config.loss, 256)
     shared = config.shared_negatives
     return LossSpec(
         loss=config.loss,
+        auto_full_max_items=config.auto_full_max_items,
         n_negatives=k,
         negative_sampling=config.negative_sampling,
         pop_alpha=config.pop_alpha,
@@ -656,11 +674,43 @@ def loss_spec_from_config(config: LossSettings) -> LossSpec:
     )
 
 
+def resolve_loss(spec: LossSpec, n_items: int) -> LossSpec:
+    """``spec`` with ``"auto"`` replaced by the loss it means for ``n_items`` items (padding
+    included): ``"ce"`` up to ``spec.auto_full_max_items``, else ``"sampled_ce"`` with
+    ``spec.n_negatives`` (a model config's ``n_negatives = 0`` gives :data:`AUTO_NEGATIVES`, see
+    :func:`loss_spec_from_config`). Other losses pass unchanged."""
+    if spec.loss != "auto":
+        return spec
+    return spec.model_copy(
+        update={"loss": "ce" if n_items <= spec.auto_full_max_items else "sampled_ce"}
+    )
+
+
 def make_loss(spec: LossSpec, n_items: int, item_counts: np.ndarray | None = None) -> nn.Module:
-    """Build the loss ``spec.loss`` for a catalogue of ``n_items`` (padding included)."""
+    """Build the loss ``spec.loss`` for a catalogue of ``n_items`` (padding included); ``"auto"``
+    is resolved first (:func:`resolve_loss`), the choice logged. The module's ``name`` is the
+    loss it computes."""
+    if spec.loss == "auto":
+        chosen = resolve_loss(spec, n_items)
+        log.info(
+            "loss 'auto' on %d items (full softmax up to %d): %s%s",
+            n_items,
+            spec.auto_full_max_items,
+            chosen.loss,
+            f" with {chosen.n_negatives} negatives" if chosen.loss == "sampled_ce" else "",
+        )
+        spec = chosen
     name = spec.loss.lower()
     if name not in LOSSES:
         raise ConfigError(f"unknown loss '{spec.loss}'; expected one of {', '.join(LOSSES)}")
+    module = _build_loss(name, spec, n_items, item_counts)
+    module.name = name
+    return module
+
+
+def _build_loss(
+    name: str, spec: LossSpec, n_items: int, item_counts: np.ndarray | None
+) -> nn.Module:
     if name == "ce":
         return FullCrossEntropy()
     sampler = NegativeSampler(n_items, spec.negative_sampling, item_counts, spec.pop_alpha)
