@@ -108,6 +108,10 @@ def child(model: str, seed: int, budget: float) -> dict:
         "s_per_epoch": m.train_result.seconds_per_epoch,
         "train_s_to_best": sum(x["train_seconds"] for x in h if x["epoch"] <= best),
         "curve": [[c, x.get("valid_ndcg@10", 0.0)] for c, x in zip(cum, h, strict=True)],
+        "curve_cpu": [
+            [c, x.get("valid_ndcg@10", 0.0)]
+            for c, x in zip(np.cumsum([x["train_cpu_seconds"] for x in h]).tolist(), h, strict=True)
+        ],
         "fit_s": fit_s,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
