@@ -379,7 +379,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_w = torch.zeros_like(weight)
             grad_b = torch.zeros_like(bias) if bias is not None else None
             grad_v = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
-            total = torch.zeros((), dtype=torch.float64, device=hidden.device)
+            total = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
             if history is not None:
                 history, first = _first_occurrence(history)
                 offset = (history > 0).to(hidden.dtype) * value  # padding gets + 0
@@ -393,7 +393,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 logits[:, 0] = -torch.inf
                 p = torch.log_softmax(logits, dim=1)
                 del logits
-                total -= p.gather(1, t).sum(dtype=torch.float64)
+                total -= p.gather(1, t).sum()
                 p.exp_()  # softmax
                 p.scatter_add_(1, t, torch.full_like(t, -1.0, dtype=p.dtype))  # - onehot
                 if history is not None:
@@ -411,7 +411,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         ctx.save_for_backward(grad_h, grad_w, grad_b, grad_v)
         ctx.has_value = value is not None
         ctx.value_shape = value.shape if value is not None else ()
-        return (total * scale).to(hidden.dtype)
+        return total * scale
 
     @staticmethod
     @torch.autograd.function.once_differentiable
