@@ -97,7 +97,7 @@ def test_models_schema_prints_the_json_schema():
     props = schema["properties"]
     assert schema["additionalProperties"] is False
     assert props["d"]["exclusiveMinimum"] == 0 and props["d"]["description"]
-    assert set(props["loss"]["enum"]) == {"ce", "sampled_ce", "bce", "gbce", "bpr-max"}
+    assert set(props["loss"]["enum"]) == {"ce", "sampled_ce", "bce", "gbce", "bpr-max", "auto"}
     assert all(p.get("description") for p in props.values())  # one docstring per field
     train = config_schema("train")["properties"]
     assert train["optimizer"]["enum"] == ["adamw", "adam", "adagrad", "sgd"]

@@ -124,6 +124,8 @@ class RunInfo(_Record):
     fit_seconds: float | None = None
     valid: dict[str, float] = {}
     """Validation metrics of the saved model."""
+    loss: str | None = None
+    """The training loss the model used (``loss = "auto"`` resolved by catalogue size)."""
 
 
 class ReptileInfo(_Record):

@@ -181,3 +181,40 @@ def test_offset_items_without_autograd_matches_the_differentiable_path():
         for i in set(row) - {0}:
             expect[b, i] -= 1.5
     torch.testing.assert_close(fast, expect)
+
+
+@pytest.mark.parametrize("p", [0.5, 0.2, 0.9])
+def test_fast_dropout_keeps_the_expectation_and_its_rate(p):
+    torch.manual_seed(0)
+    x = torch.ones(200_000)
+    y = Ly.fast_dropout(x, p)
+    dropped = (y == 0).float().mean().item()
+    assert abs(dropped - p) < 0.01  # p in steps of 1/256
+    assert abs(y.mean().item() - 1.0) < 0.02
+    assert torch.equal(Ly.fast_dropout(x, p, training=False), x)
+
+
+def test_fast_dropout_is_seeded_and_differentiable():
+    x = torch.randn(4, 7, 3, requires_grad=True)
+    torch.manual_seed(1)
+    a = Ly.fast_dropout(x, 0.5)
+    torch.manual_seed(1)
+    b = Ly.fast_dropout(x, 0.5)
+    assert torch.equal(a, b)
+    a.sum().backward()
+    assert torch.equal(x.grad, (a.detach() != 0).float() * 2.0)
+    drop = Ly.FastDropout(0.3)
+    drop.eval()
+    assert drop(x) is x
+
+
+def test_attention_with_dropout_equals_sdpa_without_it():
+    """The CPU attention path written out (used when attention dropout is on) computes what
+    SDPA does; with dropout each kept weight is scaled by 1 / (1 - p)."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 5, 4) for _ in range(3))
+    mask = Ly.attention_mask(torch.tensor([[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]]) > 0, True)
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert torch.allclose(Ly.attention(q, k, v, mask, 1e-9), ref, atol=1e-6)
+    out = Ly.attention(q, k, v, mask, 0.5)
+    assert out.shape == ref.shape and torch.isfinite(out).all()

@@ -281,3 +281,75 @@ def test_bpr_max_module_drops_accidental_hits_as_the_dense_mask_does(elu):
         torch.autograd.grad(want, [hidden, weight, bias]),
     ):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("seen", [False, True])
+@pytest.mark.parametrize("chunk_rows", [3, 1000])
+def test_fused_full_ce_equals_autograd_reference(bias, seen, chunk_rows):
+    """The chunked, fused-gradient full softmax gives the reference's loss and gradients (bias,
+    seen offset with repeated history items, one or several row chunks)."""
+    torch.manual_seed(0)
+    n, m, d = 40, 23, 6
+    h = torch.randn(n, d, requires_grad=True)
+    w = torch.randn(m, d, requires_grad=True)
+    b = torch.randn(m, requires_grad=True) if bias else None
+    v = torch.tensor(-0.7, requires_grad=True)
+    targets = torch.randint(1, m, (n,))
+    hist = torch.randint(0, m, (n, 5))
+    hist[:, :2] = hist[:, 2:4]  # repeats count once
+    s = (hist, v) if seen else None
+    params = [x for x in (h, w, b, v) if x is not None]
+    fused = L.FullCrossEntropy(chunk_elements=chunk_rows * m)(h, targets, w, b, seen=s)
+    g_fused = torch.autograd.grad(2.0 * fused, params, allow_unused=True)
+    ref = L.full_ce_reference(h, targets, w, b, seen=s)
+    g_ref = torch.autograd.grad(2.0 * ref, params, allow_unused=True)
+    assert torch.allclose(fused, ref, atol=1e-5)
+    for a, r in zip(g_fused, g_ref, strict=True):
+        if r is None:
+            assert a is None or not a.abs().any()
+        else:
+            assert torch.allclose(a, r, atol=1e-5)
+
+
+def test_fused_full_ce_never_materialises_all_logits(monkeypatch):
+    """With a small chunk the logits come in row chunks, never ``[N, n_items]`` at once."""
+    shapes = []
+    real = torch.log_softmax
+
+    def spy(x, *a, **k):
+        shapes.append(tuple(x.shape))
+        return real(x, *a, **k)
+
+    monkeypatch.setattr(torch, "log_softmax", spy)
+    h = torch.randn(100, 4, requires_grad=True)
+    w = torch.randn(50, 4, requires_grad=True)
+    L.FullCrossEntropy(chunk_elements=32 * 50)(h, torch.randint(1, 50, (100,)), w).backward()
+    assert shapes and max(s[0] for s in shapes) == 32 and len(shapes) == 4
+
+
+def test_auto_loss_resolves_by_catalogue_size_and_logs_it(caplog):
+    spec = L.LossSpec(loss="auto", auto_full_max_items=100, n_negatives=64)
+    assert L.resolve_loss(spec, 100).loss == "ce"
+    big = L.resolve_loss(spec, 101)
+    assert big.loss == "sampled_ce" and big.n_negatives == 64
+    assert L.resolve_loss(L.LossSpec(loss="bce"), 10**6).loss == "bce"
+    with caplog.at_level("INFO", logger="warmrec.models.losses"):
+        small_loss = L.make_loss(spec, 50)
+        big_loss = L.make_loss(spec, 500)
+    assert isinstance(small_loss, L.FullCrossEntropy) and small_loss.name == "ce"
+    assert isinstance(big_loss, L.SampledSoftmax) and big_loss.name == "sampled_ce"
+    assert big_loss.logq == 1.0 and big_loss.n_negatives == 64
+    assert (
+        "loss 'auto' on 500 items" in caplog.text and "sampled_ce with 64 negatives" in caplog.text
+    )
+
+
+def test_auto_is_the_default_and_takes_1024_negatives_when_sampled():
+    from warmrec.models.sasrec import SASRecConfig
+
+    cfg = build_config(SASRecConfig, {"auto_full_max_items": 10})
+    spec = L.loss_spec_from_config(cfg)
+    assert spec.loss == "auto" and spec.n_negatives == L.AUTO_NEGATIVES == 1024
+    assert L.make_loss(spec, 11).n_negatives == 1024
+    assert L.make_loss(spec, 10).name == "ce"

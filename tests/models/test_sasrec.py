@@ -129,3 +129,12 @@ def test_seen_bias_offsets_every_history_item_even_beyond_max_len(cyclic_split):
     assert torch.allclose(b[idx], a[idx] - 100.0)  # outside the window, still seen
     rest = np.setdiff1d(np.arange(1, len(model.vocab)), idx)
     assert torch.allclose(a[rest], b[rest])  # the network output itself is window-limited
+
+
+@pytest.mark.parametrize(("limit", "want"), [(20_000, "ce"), (5, "sampled_ce")])
+def test_auto_loss_choice_is_recorded_in_the_train_result(cyclic_split, limit, want):
+    train, _ = cyclic_split
+    model = get_model("sasrec", {**FAST, "auto_full_max_items": limit, "n_negatives": 4})
+    model.fit(train, epochs=1, batch_size=64)
+    assert model.config.loss == "auto"
+    assert model.train_result.extra["loss"] == want == model.loss_fn.name

@@ -104,6 +104,12 @@ def eval_options(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _trained_loss(model: Any) -> str | None:
+    """The loss a neural model trained with (``"auto"`` resolved), None for other models."""
+    result = getattr(model, "train_result", None)
+    return result.extra.get("loss") if result is not None else None
+
+
 def run_train(cfg: dict[str, Any], out: str | Path) -> dict[str, Any]:
     """Read, split, fit (selecting on validation) and save; returns validation metrics + timings.
 
@@ -125,6 +131,7 @@ def run_train(cfg: dict[str, Any], out: str | Path) -> dict[str, Any]:
         split=cfg.get("split", {}),
         fit_seconds=fit_s,
         valid=res.summary,
+        loss=_trained_loss(model),
     )
     model.save(out)
     return {
@@ -133,6 +140,7 @@ def run_train(cfg: dict[str, Any], out: str | Path) -> dict[str, Any]:
         "fit_s": fit_s,
         "valid_eval_s": eval_s,
         "valid": res.summary,
+        "loss": _trained_loss(model),
         "n_valid": res.n_examples,
         "split": prep.info["split"],
         "split_info": prep.info["split_info"],

@@ -5,6 +5,8 @@
 - :class:`PositionalEmbedding` -- learned absolute positions of a left-padded window.
 - :class:`TransformerBlock` / :class:`TransformerStack` -- pre-LN blocks with causal or
   bidirectional attention through ``torch.nn.functional.scaled_dot_product_attention``.
+- :class:`FastDropout` / :func:`dropout_keep` -- dropout whose CPU masks come from random bytes
+  (about 10x cheaper than torch's per-element Bernoulli draws, which were ~30 % of a SASRec step).
 - :class:`GRUBlock` -- a (multi-layer) GRU that runs over left-padded histories or steps one event
   at a time (session-parallel training).
 - :class:`FeatureEmbedding` -- categorical side features (item or user) -> embeddings, summed or
@@ -13,6 +15,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,6 +26,48 @@ from torch import nn
 
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ConfigError, DataError
+
+_DROPOUT_LEVELS = 256  # a CPU mask compares random bytes with a threshold: p in steps of 1/256
+
+
+def dropout_keep(
+    shape: Sequence[int], p: float, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """A dropout mask of ``shape``: 0 where dropped, ``1 / (1 - p')`` where kept.
+
+    On CPU the mask compares random bytes (64-bit draws of the global torch generator, viewed as
+    8 bytes each) with ``p' = round(p * 256) / 256``, ``p`` rounded to a step of 1/256 (0.5,
+    0.25, ... exactly; 0.2 becomes 0.1992); scaling by ``1 / (1 - p')`` keeps the expectation.
+    torch's own CPU dropout draws one Bernoulli variate per element through the generic
+    sampler, about 10x slower (measured on a SASRec step: 6 ms per [32, 50, 64] mask, ~30 % of the
+    step). Elsewhere (CUDA) the mask is drawn the usual way, ``bernoulli_(1 - p)``. Both use the
+    global torch generator, so the training loop's seed and checkpointed RNG state cover them.
+    """
+    if device.type != "cpu":
+        keep = torch.empty(tuple(shape), dtype=dtype, device=device).bernoulli_(1.0 - p)
+        return keep.div_(1.0 - p)
+    n = math.prod(shape)
+    level = min(int(round(p * _DROPOUT_LEVELS)), _DROPOUT_LEVELS - 1)
+    words = torch.randint(-(2**63), 2**63 - 1, ((n + 7) // 8,), dtype=torch.int64)
+    random_bytes = words.view(torch.uint8)[:n].view(tuple(shape))
+    scale = _DROPOUT_LEVELS / (_DROPOUT_LEVELS - level)
+    return (random_bytes >= level).to(dtype).mul_(scale)
+
+
+def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """``F.dropout`` with the mask of :func:`dropout_keep` (identity when not training or
+    ``p == 0``)."""
+    if not training or p <= 0.0:
+        return x
+    return x * dropout_keep(x.shape, p, x.dtype, x.device)
+
+
+class FastDropout(nn.Dropout):
+    """``nn.Dropout`` with :func:`fast_dropout`'s cheaper CPU masks (same ``p``, same
+    expectation; ``p`` takes steps of 1/256 on CPU)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fast_dropout(x, self.p, self.training)
 
 
 class ItemEmbedding(nn.Module):
@@ -159,6 +204,21 @@ def attention_mask(valid: torch.Tensor, causal: bool) -> torch.Tensor:
     return mask
 
 
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, dropout: float = 0.0
+) -> torch.Tensor:
+    """Scaled dot-product attention ``[B, H, L, D]`` with a boolean ``mask`` (True = may attend).
+
+    ``F.scaled_dot_product_attention`` without dropout and off the CPU; with dropout on CPU the
+    same computation written out, so that the attention weights' mask comes from
+    :func:`dropout_keep` (SDPA's CPU dropout draws per-element Bernoulli variates)."""
+    if dropout <= 0.0 or q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+    scores = (q @ k.transpose(-2, -1)).mul_(1.0 / math.sqrt(q.shape[-1]))
+    weights = torch.softmax(scores.masked_fill_(~mask, -torch.inf), dim=-1)
+    return fast_dropout(weights, dropout) @ v
+
+
 class TransformerBlock(nn.Module):
     """Pre-LN block: ``x + Attn(LN(x))`` then ``x + FFN(LN(x))`` (GELU feed-forward).
 
@@ -187,20 +247,20 @@ class TransformerBlock(nn.Module):
         self.ln2 = nn.LayerNorm(dim)
         ffn_dim = ffn_dim or 4 * dim
         self.ffn = nn.Sequential(
-            nn.Linear(dim, ffn_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn_dim, dim)
+            nn.Linear(dim, ffn_dim), nn.GELU(), FastDropout(dropout), nn.Linear(ffn_dim, dim)
         )
-        self.drop = nn.Dropout(dropout)
+        self.drop = FastDropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, length, d = x.shape
         h = self.ln1(x) if self.norm_first else x
         q, k, v = self.qkv(h).view(b, length, 3, self.n_heads, d // self.n_heads).unbind(2)
-        a = F.scaled_dot_product_attention(
+        a = attention(
             q.transpose(1, 2),
             k.transpose(1, 2),
             v.transpose(1, 2),
-            attn_mask=mask,
-            dropout_p=self.attn_dropout if self.training else 0.0,
+            mask,
+            self.attn_dropout if self.training else 0.0,
         )
         a = self.drop(self.proj(a.transpose(1, 2).reshape(b, length, d)))
         if not self.norm_first:

@@ -9,7 +9,13 @@ Row 0 of ``weight`` is padding: it is never a target and never a candidate. Loss
 negatives draw them with :class:`NegativeSampler` from the global torch RNG (so the training
 loop's seeding and checkpointed RNG state make them reproducible).
 
-- ``"ce"`` -- full softmax cross-entropy over the whole catalogue.
+- ``"auto"`` -- ``"ce"`` on catalogues of up to ``auto_full_max_items`` items (20,000 by default),
+  ``"sampled_ce"`` (1,024 shared uniform negatives, logQ-corrected) above: full softmax costs
+  ``O(targets x items x d)`` per epoch, sampled softmax a constant. :func:`resolve_loss` makes the
+  choice; :func:`make_loss` logs it and names it on the loss module (``loss.name``), and the
+  training loop records it (``TrainResult.extra["loss"]``, the saved model's run info).
+- ``"ce"`` -- full softmax cross-entropy over the whole catalogue, in row chunks with a fused
+  gradient (:class:`FullCrossEntropy`: never ``[N, n_items]`` logits at once).
 - ``"sampled_ce"`` -- sampled softmax: the target against ``n_negatives`` items drawn uniformly or
   by popularity (``count ** pop_alpha``), shared across the batch, optionally together with the
   other targets of the batch (``in_batch``). Logits are corrected by ``logq * log E[count]``, the
@@ -35,6 +41,7 @@ terms of a row (so gSASRec's per-element mean equals ours divided by ``1 + k``).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Iterator
 from typing import Literal
@@ -50,6 +57,13 @@ from warmrec.errors import ConfigError
 from warmrec.models.settings import LossName, LossSettings
 
 LOSSES = ("ce", "sampled_ce", "bce", "gbce", "bpr-max")
+AUTO_FULL_MAX_ITEMS = 20_000
+"""Default largest catalogue on which ``loss = "auto"`` means the full softmax."""
+AUTO_NEGATIVES = 1024
+"""Negatives of the sampled softmax that ``loss = "auto"`` picks above that size (when
+``n_negatives`` is left at 0)."""
+
+log = logging.getLogger(__name__)
 
 
 # -- pure functions of logits (hand-checkable) --------------------------------------------------
@@ -368,8 +382,113 @@ def _target_logits(
     return out + bias[targets] if bias is not None else out
 
 
+CE_CHUNK_ELEMENTS = 1 << 18
+"""Logits per row chunk of :class:`FullCrossEntropy` (256K floats, 1 MiB: the chunk's passes stay
+in a core's L2 cache, and ``[N, n_items]`` is never materialised at once)."""
+
+
+def _first_occurrence(history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``history[N, H]`` sorted per row, and a 0/1 float weight that is 1 at the first copy of
+    each real item (0 for repeats and padding): a gather over it counts every item once."""
+    ordered = history.sort(dim=1).values
+    first = torch.ones_like(ordered, dtype=torch.bool)
+    first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    return ordered, (first & (ordered > 0)).float()
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Full-softmax cross-entropy of ``hidden @ weight.T + bias`` (+ the seen-item offset), the
+    mean over rows, computed chunk by chunk of rows with its gradient in the same pass.
+
+    Per chunk: the logits (one matmul), the seen offset (a gather and a scatter over the history
+    columns), ``log_softmax``, the loss terms at the targets, then ``softmax - onehot`` in place
+    and the gradients of ``hidden``, ``weight``, ``bias`` and the offset from it. Against
+    autograd's ``cross_entropy`` over a ``[N, n_items]`` matrix this makes about half the passes
+    over the logits, keeps each chunk in cache, and needs ``[chunk, n_items]`` memory instead of
+    several ``[N, n_items]`` buffers. Backward only scales the saved gradients by the incoming
+    one (once differentiable; :func:`twice_differentiable` falls back to the plain form)."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, value, targets, history, chunk):  # type: ignore[override]
+        n = hidden.shape[0]
+        with torch.no_grad():
+            grad_h = torch.empty_like(hidden)
+            grad_w = torch.zeros_like(weight)
+            grad_b = torch.zeros_like(bias) if bias is not None else None
+            grad_v = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
+            total = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
+            if history is not None:
+                history, first = _first_occurrence(history)
+                offset = (history > 0).to(hidden.dtype) * value  # padding gets + 0
+            for lo in range(0, n, chunk):
+                hi = min(lo + chunk, n)
+                h, t = hidden[lo:hi], targets[lo:hi, None]
+                logits = h @ weight.T if bias is None else torch.addmm(bias, h, weight.T)
+                if history is not None:
+                    hist = history[lo:hi]
+                    logits.scatter_(1, hist, logits.gather(1, hist) + offset[lo:hi])
+                logits[:, 0] = -torch.inf
+                p = torch.log_softmax(logits, dim=1)
+                del logits
+                total -= p.gather(1, t).sum()
+                p.exp_()  # softmax
+                p.scatter_add_(1, t, torch.full_like(t, -1.0, dtype=p.dtype))  # - onehot
+                if history is not None:
+                    grad_v += (p.gather(1, hist) * first[lo:hi]).sum()
+                if grad_b is not None:
+                    grad_b += p.sum(dim=0)
+                torch.mm(p, weight, out=grad_h[lo:hi])
+                grad_w.addmm_(p.T, h)
+            scale = 1.0 / max(n, 1)
+            grad_h.mul_(scale)
+            grad_w.mul_(scale)
+            if grad_b is not None:
+                grad_b.mul_(scale)
+            grad_v.mul_(scale)
+        ctx.save_for_backward(grad_h, grad_w, grad_b, grad_v)
+        ctx.has_value = value is not None
+        ctx.value_shape = value.shape if value is not None else ()
+        return total * scale
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):  # type: ignore[override]
+        grad_h, grad_w, grad_b, grad_v = ctx.saved_tensors
+        return (
+            grad_h * grad,
+            grad_w * grad,
+            grad_b * grad if grad_b is not None else None,
+            (grad_v * grad).reshape(ctx.value_shape) if ctx.has_value else None,
+            None,
+            None,
+            None,
+        )
+
+
+def full_ce_reference(
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    seen: Seen | None = None,
+) -> torch.Tensor:
+    """Full-softmax cross-entropy with autograd ops (what :class:`FullCrossEntropy` computes; the
+    reference its tests check, and the twice-differentiable form)."""
+    logits = hidden @ weight.T
+    if bias is not None:
+        logits = logits + bias
+    logits = _full_seen(logits, seen)
+    logits[:, 0] = -torch.inf
+    return F.cross_entropy(logits, targets)
+
+
 class FullCrossEntropy(nn.Module):
-    """Softmax cross-entropy over every real item."""
+    """Softmax cross-entropy over every real item, in row chunks of about ``chunk_elements``
+    logits with a fused gradient (see :class:`_LinearCrossEntropy`)."""
+
+    def __init__(self, chunk_elements: int = CE_CHUNK_ELEMENTS) -> None:
+        super().__init__()
+        self.chunk_elements = chunk_elements
 
     def forward(
         self,
@@ -379,12 +498,13 @@ class FullCrossEntropy(nn.Module):
         bias: torch.Tensor | None = None,
         seen: Seen | None = None,
     ) -> torch.Tensor:
-        logits = hidden @ weight.T
-        if bias is not None:
-            logits = logits + bias
-        logits = _full_seen(logits, seen)
-        logits[:, 0] = -torch.inf
-        return F.cross_entropy(logits, targets)
+        if _TWICE_DIFFERENTIABLE or not torch.is_grad_enabled():
+            return full_ce_reference(hidden, targets, weight, bias, seen)
+        history, value = seen if seen is not None else (None, None)
+        if value is not None and not isinstance(value, torch.Tensor):
+            value = torch.tensor(float(value), dtype=hidden.dtype, device=hidden.device)
+        chunk = max(32, self.chunk_elements // max(weight.shape[0], 1))
+        return _LinearCrossEntropy.apply(hidden, weight, bias, value, targets, history, chunk)
 
 
 class SampledLoss(nn.Module):
@@ -549,6 +669,8 @@ class LossSpec(ConfigModel):
 
     loss: LossName = "ce"
     """The objective (see the module docstring)."""
+    auto_full_max_items: int = Field(AUTO_FULL_MAX_ITEMS, ge=1)
+    """Largest catalogue on which ``"auto"`` means ``"ce"``."""
     n_negatives: int = Field(256, ge=1)
     """Negatives per row of the sampled losses."""
     negative_sampling: Literal["uniform", "pop"] = "uniform"
@@ -573,15 +695,17 @@ def loss_spec_from_config(config: LossSettings) -> LossSpec:
     """The :class:`LossSpec` of a model config composed with
     :class:`~warmrec.models.settings.LossSettings`.
 
-    ``n_negatives = 0`` means the default: 1 for BCE (the original SASRec objective), else 256;
+    ``n_negatives = 0`` means the default: 1 for BCE (the original SASRec objective),
+    :data:`AUTO_NEGATIVES` for ``"auto"`` (used if it resolves to sampled softmax), else 256;
     ``shared_negatives = None`` shares negatives across the batch except for BCE.
     """
     if not isinstance(config, LossSettings):
         raise ConfigError(f"{type(config).__name__} has no loss settings")
-    k = config.n_negatives or (1 if config.loss == "bce" else 256)
+    k = config.n_negatives or {"bce": 1, "auto": AUTO_NEGATIVES}.get(config.loss, 256)
     shared = config.shared_negatives
     return LossSpec(
         loss=config.loss,
+        auto_full_max_items=config.auto_full_max_items,
         n_negatives=k,
         negative_sampling=config.negative_sampling,
         pop_alpha=config.pop_alpha,
@@ -594,11 +718,43 @@ def loss_spec_from_config(config: LossSettings) -> LossSpec:
     )
 
 
+def resolve_loss(spec: LossSpec, n_items: int) -> LossSpec:
+    """``spec`` with ``"auto"`` replaced by the loss it means for ``n_items`` items (padding
+    included): ``"ce"`` up to ``spec.auto_full_max_items``, else ``"sampled_ce"`` with
+    ``spec.n_negatives`` (a model config's ``n_negatives = 0`` gives :data:`AUTO_NEGATIVES`, see
+    :func:`loss_spec_from_config`). Other losses pass unchanged."""
+    if spec.loss != "auto":
+        return spec
+    return spec.model_copy(
+        update={"loss": "ce" if n_items <= spec.auto_full_max_items else "sampled_ce"}
+    )
+
+
 def make_loss(spec: LossSpec, n_items: int, item_counts: np.ndarray | None = None) -> nn.Module:
-    """Build the loss ``spec.loss`` for a catalogue of ``n_items`` (padding included)."""
+    """Build the loss ``spec.loss`` for a catalogue of ``n_items`` (padding included); ``"auto"``
+    is resolved first (:func:`resolve_loss`), the choice logged. The module's ``name`` is the
+    loss it computes."""
+    if spec.loss == "auto":
+        chosen = resolve_loss(spec, n_items)
+        log.info(
+            "loss 'auto' on %d items (full softmax up to %d): %s%s",
+            n_items,
+            spec.auto_full_max_items,
+            chosen.loss,
+            f" with {chosen.n_negatives} negatives" if chosen.loss == "sampled_ce" else "",
+        )
+        spec = chosen
     name = spec.loss.lower()
     if name not in LOSSES:
         raise ConfigError(f"unknown loss '{spec.loss}'; expected one of {', '.join(LOSSES)}")
+    module = _build_loss(name, spec, n_items, item_counts)
+    module.name = name
+    return module
+
+
+def _build_loss(
+    name: str, spec: LossSpec, n_items: int, item_counts: np.ndarray | None
+) -> nn.Module:
     if name == "ce":
         return FullCrossEntropy()
     sampler = NegativeSampler(n_items, spec.negative_sampling, item_counts, spec.pop_alpha)

@@ -24,7 +24,9 @@ user has just rated near the top.
 
 Measured on ml-100k (leave-one-out, max_len 50, full ranking, seen items not excluded, 1 CPU
 thread, shared machine, ``benchmarks/results/neural_ml100k.md``): about 6.5 CPU-seconds per
-epoch (RecBole: 140 s). With the RecBole variant (``norm_first=False, emb_norm=True,
+epoch (RecBole: 140 s) before issue 13, about 4.5 after it (``benchmarks/results/speed.md``:
+cheaper dropout masks, the fused chunked full softmax; 3.0 CPU-seconds at RecTools' size and
+batch 128, against RecTools' 8.8). With the RecBole variant (``norm_first=False, emb_norm=True,
 emb_scale=False``), ``dropout = attn_dropout = 0.5``, batch 32, lr 2e-3 with cosine decay, the
 validation-selected test NDCG@10 was 0.1082 +- 0.0015 over three seeds with the seen-item bias
 and 0.0632 without it (RecBole 0.0636).
@@ -50,6 +52,7 @@ from torch import nn
 
 from warmrec.data.dataset import Batch
 from warmrec.models.layers import (
+    FastDropout,
     ItemEmbedding,
     PositionalEmbedding,
     SeenItemBias,
@@ -105,7 +108,7 @@ class SASRecNet(nn.Module):
         super().__init__()
         self.item = ItemEmbedding(n_items, cfg.d, tied=cfg.tied, bias=cfg.output_bias)
         self.pos = PositionalEmbedding(cfg.max_len, cfg.d)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = FastDropout(cfg.dropout)
         self.encoder = TransformerStack(
             cfg.d,
             cfg.n_layers,

@@ -24,7 +24,7 @@ from pydantic import Field, model_validator
 
 from warmrec.config import ConfigModel
 
-LossName = Literal["ce", "sampled_ce", "bce", "gbce", "bpr-max"]
+LossName = Literal["ce", "sampled_ce", "bce", "gbce", "bpr-max", "auto"]
 
 
 class HistorySettings(ConfigModel):
@@ -61,9 +61,16 @@ class SeenBiasSettings(HistorySettings):
 class LossSettings(ConfigModel):
     """The next-item training objective (see :mod:`warmrec.models.losses`)."""
 
-    loss: LossName = "ce"
-    """``"ce"`` full softmax, ``"sampled_ce"`` sampled softmax with logQ correction, ``"bce"``
-    (SASRec paper), ``"gbce"`` (gSASRec) or ``"bpr-max"`` (GRU4Rec)."""
+    loss: LossName = "auto"
+    """``"auto"`` (full softmax up to ``auto_full_max_items`` items, sampled softmax with logQ
+    correction above; the choice is logged and recorded in the run info), ``"ce"`` full softmax,
+    ``"sampled_ce"`` sampled softmax with logQ correction, ``"bce"`` (SASRec paper), ``"gbce"``
+    (gSASRec) or ``"bpr-max"`` (GRU4Rec)."""
+
+    auto_full_max_items: int = Field(20_000, ge=1)
+    """Largest catalogue (items, padding included) on which ``loss = "auto"`` trains with the full
+    softmax; larger ones get ``"sampled_ce"`` (``benchmarks/results/speed.md``: its time per
+    epoch grows with the catalogue, sampled softmax's does not)."""
 
     n_negatives: int = Field(0, ge=0)
     """Negatives per row for the sampled losses; 0 = the loss's default (1 for ``"bce"``, as in

@@ -566,6 +566,7 @@ def train(
             )
         model.to(device)
     model.prepare(train_data)
+    loss_name = getattr(getattr(model, "loss_fn", None), "name", None)  # "auto" resolved
     data = model.training_data(train_data)
     n_batches = data.n_batches(cfg.batch_size)
     if n_batches == 0:
@@ -686,4 +687,5 @@ def train(
         stopped_early=run.stopped,
         resumed_from=resumed_from,
         train_seconds=run.train_seconds,
+        extra={"loss": loss_name} if loss_name else {},
     )
