@@ -7,9 +7,11 @@ import importlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import optuna
@@ -235,13 +237,18 @@ def test_a_bad_space_fails_in_one_line_before_reading_data(tmp_path: Path) -> No
 
 
 def _finished(db: Path) -> int:
+    """Finished trials, read through a read-only SQLite connection (a reader that never takes
+    the writer's lock: optuna.load_study may write, and the running search must not fail on it)."""
     if not db.exists():
         return 0
     try:
-        study = optuna.load_study(study_name="warmrec", storage=f"sqlite:///{db}")
-    except Exception:  # noqa: BLE001 - not created yet
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as con:
+            row = con.execute(
+                "SELECT COUNT(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED')"
+            ).fetchone()
+    except sqlite3.Error:  # not created yet
         return 0
-    return sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
+    return int(row[0])
 
 
 @pytest.mark.slow  # two CLI processes: ~20 s on a loaded 2-core machine
@@ -253,16 +260,21 @@ def test_a_search_killed_with_sigkill_resumes(tmp_path: Path, log_csv: Path) -> 
            str(log_csv), "--space", str(space), "--out", str(out), "--no-progress",
            "--pruner", "none"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen([*cmd, "--trials", "40"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    err = tmp_path / "stderr.txt"
+    with err.open("w") as fh:
+        proc = subprocess.Popen([*cmd, "--trials", "40"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=fh)  # fmt: skip
     db = out / "study.db"
     deadline = time.monotonic() + 90
     try:
         while _finished(db) < 3 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
     finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        early = proc.poll()
+        if early is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert early is None, f"the search exited by itself (code {early}): {err.read_text()[-2000:]}"
     before = _finished(db)
     assert 3 <= before < 40, "the search was not killed mid-way"
     assert not (out / "summary.json").exists()

@@ -49,7 +49,11 @@ def open_study(out: Path, seed: int, pruner: Any = "median") -> Any:
     from optuna.trial import TrialState
 
     out.mkdir(parents=True, exist_ok=True)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{(out / 'study.db').resolve()}")
+    # a generous lock timeout: another process (a second search, a reader) may hold the file
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{(out / 'study.db').resolve()}",
+        engine_kwargs={"connect_args": {"timeout": 60}},
+    )
     sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     study = optuna.create_study(
         study_name=STUDY_NAME,
