@@ -75,11 +75,43 @@ def test_fast_scores_equal_legacy(data, cls, cfg):
 
 @pytest.mark.parametrize("limit", [0, 1 << 30])
 def test_sorted_and_dense_grouping_agree(data, monkeypatch, limit):
-    """Both ways of adding overlaps (dense buffer, sort) give the legacy scores."""
+    """Both ways of adding overlaps and item scores (dense buffer, sort) and of looking up a
+    neighbour's step (dense table, binary search) give the legacy scores."""
     monkeypatch.setattr(knn, "DENSE_GROUP_LIMIT", limit)
     monkeypatch.setattr(knn, "DENSE_GROUP_SPREAD", 1 << 30)
     model = VSKNN(k=6, sample_size=10, idf_weighting=0.5).fit(data)
     _same(model, _histories(2))
+
+
+@pytest.mark.parametrize("limit", [0, 1 << 30])
+def test_lookup_table_and_search_agree(monkeypatch, limit):
+    monkeypatch.setattr(knn, "DENSE_GROUP_LIMIT", limit)
+    monkeypatch.setattr(knn, "DENSE_GROUP_SPREAD", 1 << 30)
+    keys = np.array([2, 5, 6, 11], dtype=np.int64)
+    vals = np.array([7, 1, 3, 4], dtype=np.int64)
+    at = np.array([0, 2, 3, 5, 6, 11, 12, 11, 2], dtype=np.int64)
+    got = knn._lookup(keys, vals, at, 13, -1)
+    np.testing.assert_array_equal(got, [-1, 7, -1, 1, 3, 4, -1, 4, 7])
+
+
+@pytest.mark.parametrize("cls", [SKNN, VSKNN])
+def test_long_sessions_batch_and_single(cls):
+    """Few long sessions over a mid-size catalogue (the ml-100k shape: every candidate list
+    long, neighbours of hundreds of items), batched and one at a time, on the default path."""
+    rng = np.random.default_rng(5)
+    rows = [
+        (s, int(it), float(t))
+        for s in range(60)
+        for t, it in enumerate(
+            rng.choice(np.arange(1, 201), size=int(rng.integers(20, 120)), replace=False)
+        )
+    ]
+    data = SequenceDataset.from_frame(
+        pl.DataFrame(rows, schema=["session_id", "item_id", "timestamp"], orient="row")
+    )
+    model = cls(k=10, sample_size=40).fit(data)
+    hists = [rng.integers(1, 200, size=int(rng.integers(1, 60))).tolist() for _ in range(30)]
+    _same(model, hists)
 
 
 def test_sparse_scores_are_the_scores_before_the_fallback(data):

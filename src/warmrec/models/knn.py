@@ -275,15 +275,15 @@ class _SessionKNNBase(Recommender):
         items = self._sess_items[_expand(lo, hi)]
         keys = rows[owner] * n_items + items
         if decay != "same" and len(keys) and len(q.keys):
-            at = np.minimum(np.searchsorted(q.keys, keys), len(q.keys) - 1)
             far = q.width + 1  # not reached (cannot happen: a neighbour shares an item)
-            step_of = np.where(q.keys[at] == keys, q.step[at], far)
+            step_of = _lookup(q.keys, q.step, keys, b * n_items, far)
             step = np.full(len(sess), far, dtype=np.int64)
             held = cnt > 0
             step[held] = np.minimum.reduceat(step_of, (np.cumsum(cnt) - cnt)[held])
             step = np.where(step == far, q.width, step)
             sim = sim * distance_weight(np.maximum(step, 1), decay, key="decay")
-        ukeys, r = _group_sum(keys, sim[owner], dense_limit=0)
+        # zero sums are dropped below anyway: the dense buffer need not count key presence
+        ukeys, r = _group_sum(keys, sim[owner], positive=True)
         if idf_weighting > 0 and len(r):
             r = r * (1.0 + idf_weighting * self._idf[ukeys % n_items])
         nz = r != 0
@@ -322,6 +322,20 @@ DENSE_GROUP_LIMIT = 1 << 20
 DENSE_GROUP_SPREAD = 32
 """... and only when the range is at most this many times the number of keys (a sparse range
 is cheaper to sort than to sweep)."""
+
+
+def _lookup(
+    keys: np.ndarray, values: np.ndarray, at: np.ndarray, top: int, missing: int
+) -> np.ndarray:
+    """``values[j]`` where ``at == keys[j]`` (``keys``: sorted, distinct, in ``[0, top)``), else
+    ``missing``: through a dense table of ``top`` entries when that range is small (as in
+    :func:`_group_sum`), else by binary search."""
+    if top <= DENSE_GROUP_LIMIT and top <= DENSE_GROUP_SPREAD * len(at):
+        table = np.full(top, missing, dtype=values.dtype)
+        table[keys] = values
+        return table[at]
+    j = np.minimum(np.searchsorted(keys, at), len(keys) - 1)
+    return np.where(keys[j] == at, values[j], missing)
 
 
 def _group_sum(
