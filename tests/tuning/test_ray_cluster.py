@@ -162,7 +162,7 @@ def _trial_running_on(out: Path, node: subprocess.Popen) -> bool:
             rows = list(csv.DictReader(p.read_text().splitlines()))
         except OSError:
             continue
-        if rows and rows[-1].get("done") == "False" and int(rows[-1]["pid"]) in pids:
+        if rows and rows[-1].get("finished") == "False" and int(rows[-1]["pid"]) in pids:
             return True
     return False
 
