@@ -31,7 +31,7 @@ metric = "recall@10"
 [model]
 vector_size = 32
 window = 3
-epochs = 150
+epochs = 600
 sample = 0.0
 n_recent = 1
 negative = { type = "int", low = 2, high = 8 }
@@ -155,14 +155,21 @@ def _tune(address: str, out: Path, data: Path, space: Path, trials: int) -> subp
 
 
 def _trial_running_on(out: Path, node: subprocess.Popen) -> bool:
-    """Whether a trial has reported an epoch from a process of ``node`` (and is not done)."""
+    """Whether a trial of ``node`` has reported an epoch <= 360 of its 600 and is not done. Ray
+    writes progress.csv in bursts (the first rows appear ~200 epochs in, ~10 s on a quiet machine):
+    a trial seen near its end could finish before the kill, and then nothing would be retried."""
     pids = set(_descendants(node.pid))
     for p in (out / "ray" / "search").glob("*/progress.csv"):
         try:
             rows = list(csv.DictReader(p.read_text().splitlines()))
         except OSError:
             continue
-        if rows and rows[-1].get("finished") == "False" and int(rows[-1]["pid"]) in pids:
+        if (
+            rows
+            and rows[-1].get("finished") == "False"
+            and int(rows[-1]["pid"]) in pids
+            and int(float(rows[-1]["epoch"])) <= 360  # not near its end: the kill lands mid-trial
+        ):
             return True
     return False
 
