@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from _bench import write_section
 
 WORK = Path(__file__).resolve().parent / "_work" / "large_catalogue"
 BEGIN, END = "<!-- catalogue:begin -->", "<!-- catalogue:end -->"
@@ -126,16 +127,7 @@ def main() -> None:
         )
     lines += ["", END]
     block = "\n".join(lines)
-    path = Path(a.out)
-    text = path.read_text() if path.exists() else "# Training speed (issue 13)\n\n"
-    if BEGIN in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    from warmrec.io import atomic_write_text
-
-    atomic_write_text(path, text)
+    write_section(Path(a.out), BEGIN, END, block, "# Training speed (issue 13)\n\n")
     print(block)
 
 

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _bench import write_section
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 WORK = Path(__file__).resolve().parent / "_work" / "sasrec_speed"
@@ -341,16 +342,7 @@ def render(out_path: str) -> None:
         lines.append("")
     lines.append(END)
     block = "\n".join(lines)
-    path = Path(out_path)
-    text = path.read_text() if path.exists() else "# Training speed (issue 13)\n\n"
-    if BEGIN in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    from warmrec.io import atomic_write_text
-
-    atomic_write_text(path, text)
+    write_section(Path(out_path), BEGIN, END, block, "# Training speed (issue 13)\n\n")
     print(block)
 
 

@@ -35,6 +35,8 @@ import sys
 import time
 from pathlib import Path
 
+from _bench import LoadSampler, load_range
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 METRICS = ("recall@10", "mrr@10", "ndcg@10")
@@ -281,33 +283,6 @@ def drop_options(argv: list[str], names: tuple[str, ...]) -> list[str]:
         elif not a.startswith(tuple(f"{n}=" for n in names)):
             out.append(a)
     return out
-
-
-def load_range(path: str) -> str:
-    """min-max (mean) of the 1-minute load averages logged in ``path`` (``/proc/loadavg`` lines)."""
-    s = [float(line.split()[0]) for line in Path(path).read_text().splitlines() if line.strip()]
-    return f"{min(s):.1f}-{max(s):.1f} (mean {sum(s) / len(s):.1f}, {len(s)} samples)"
-
-
-class LoadSampler:
-    """The 1-minute load average every ``every`` seconds, in a daemon thread."""
-
-    def __init__(self, every: float = 30.0) -> None:
-        import threading
-
-        self.samples: list[float] = [os.getloadavg()[0]]
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, args=(every,), daemon=True)
-        self._t.start()
-
-    def _run(self, every: float) -> None:
-        while not self._stop.wait(every):
-            self.samples.append(os.getloadavg()[0])
-
-    def stop(self) -> str:
-        self._stop.set()
-        s = self.samples
-        return f"{min(s):.1f}-{max(s):.1f} (mean {sum(s) / len(s):.1f}, {len(s)} samples)"
 
 
 if __name__ == "__main__":

@@ -24,32 +24,14 @@ import platform
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
+
+from _bench import LoadSampler, load_range
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 METRICS = ("ndcg@10", "recall@10", "mrr@10")
-
-
-class LoadSampler:
-    """The 1-minute load average every ``every`` seconds, in a daemon thread."""
-
-    def __init__(self, every: float = 30.0) -> None:
-        self.samples: list[float] = [os.getloadavg()[0]]
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, args=(every,), daemon=True)
-        self._t.start()
-
-    def _run(self, every: float) -> None:
-        while not self._stop.wait(every):
-            self.samples.append(os.getloadavg()[0])
-
-    def stop(self) -> str:
-        self._stop.set()
-        s = self.samples
-        return f"{min(s):.1f}-{max(s):.1f} (mean {sum(s) / len(s):.1f}, {len(s)} samples)"
 
 
 def default_run(data: str, space_path: str) -> dict:
@@ -93,12 +75,6 @@ def tune_command(args) -> list[str]:
     if args.n_jobs > 1:
         cmd += ["--n-jobs", str(args.n_jobs)]
     return cmd
-
-
-def load_range(path: str) -> str:
-    """min-max (mean) of the 1-minute load averages logged in ``path`` (``/proc/loadavg`` lines)."""
-    s = [float(line.split()[0]) for line in Path(path).read_text().splitlines() if line.strip()]
-    return f"{min(s):.1f}-{max(s):.1f} (mean {sum(s) / len(s):.1f}, {len(s)} samples)"
 
 
 def main() -> None:
