@@ -19,7 +19,7 @@ beside it so that a shortfall is visible.
 
 ``--infer`` measures the inference paths of SASRec and GRU4Rec in-process (one history of 50
 items, the score of the whole catalogue plus top-10): eager, ``torch.jit.trace`` and
-``torch.compile``, one torch thread.
+``torch.compile`` and ``torch.export`` (its ``.module()``), one torch thread.
 
 ``--knn`` measures V-SKNN's ``recommend`` in-process, per request (k=10, the request bodies'
 histories): the scoring before issue 12's rework (``tests/models/knn_legacy.py``: sparse products
@@ -247,12 +247,23 @@ def load_table(args, workdir: Path) -> list[dict]:
 
 
 def infer_table(args, workdir: Path) -> list[dict]:
-    """Eager vs TorchScript trace vs torch.compile for one history (score + top-10)."""
+    """Eager vs TorchScript trace vs torch.compile vs torch.export for one history (score +
+    top-10)."""
     import numpy as np
     import torch
 
     from warmrec.data.dataset import Batch
     from warmrec.serving.bundle import ModelBundle, top_k
+
+    class Scores(torch.nn.Module):
+        """A scoring function as a module, for ``torch.export``."""
+
+        def __init__(self, fn) -> None:
+            super().__init__()
+            self.fn = fn
+
+        def forward(self, x):
+            return self.fn(x)
 
     torch.set_num_threads(1)
     rows = []
@@ -281,6 +292,10 @@ def infer_table(args, workdir: Path) -> list[dict]:
             paths["compile"] = torch.compile(eager, dynamic=False)
         except Exception as e:  # noqa: BLE001
             print(f"{name}: compile failed: {e!s:.200}")
+        try:
+            paths["export"] = torch.export.export(Scores(eager), (items,)).module()
+        except Exception as e:  # noqa: BLE001
+            print(f"{name}: export failed: {e!s:.200}")
         for pname, fn in paths.items():
             try:
                 with torch.inference_mode():
