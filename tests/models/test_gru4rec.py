@@ -180,3 +180,43 @@ def test_gru4rec_learns_the_cycle_with_official_settings(cyclic_split):
     model = get_model("gru4rec", cfg)
     model.fit(train, valid, epochs=4, optimizer="adagrad", lr=0.1, batch_size=16)
     assert_learns_cycle(model, valid, (7, 8, 9))
+
+
+@pytest.mark.parametrize("seen_bias", [False, True])
+def test_idle_lanes_skip_the_gru_without_changing_the_step(cyclic_split, seen_bias):
+    """In the epoch's tail only the active lanes run: the loss, every gradient and the active
+    lanes' next state equal those of running all lanes and keeping the active ones."""
+    train, _ = cyclic_split
+    cfg = dict(FAST, loss="bpr-max", n_negatives=8, seen_bias=seen_bias)
+    model = get_model("gru4rec", cfg)
+    torch.manual_seed(0)
+    model._bind(train)
+    model.init_net()
+    model.prepare(train)
+    # 200 lanes for 160 training sessions: 40 lanes idle from the start
+    batch = next(iter(model.training_data(train).batches(200, np.random.default_rng(0))))
+    keep = batch["targets"] > 0
+    assert 0 < int(keep.sum()) < 200
+    batch["reset"] = torch.zeros(200, dtype=torch.bool)  # carry a random state into the step
+    h0 = torch.randn(1, 200, model.config.hidden_size)
+    net = model.net
+
+    model._hidden = h0.clone()
+    torch.manual_seed(1)
+    got = model.training_step(batch)
+    got_grads = torch.autograd.grad(got, [p for p in net.parameters() if p.requires_grad])
+    got_state = model._hidden[:, keep]
+
+    # the reference: every lane through the GRU, the loss on the active ones
+    h = h0 * (~batch["reset"]).float()[None, :, None]
+    out, h = net.gru.step(net.embed(batch["items"], model._sparse), h)
+    seen = (batch["history"][keep], net.seen.value) if seen_bias else None
+    torch.manual_seed(1)
+    want = model.loss_fn(
+        out[keep], batch["targets"][keep], net.item.output_weight, net.item.output_bias, seen=seen
+    )
+    want_grads = torch.autograd.grad(want, [p for p in net.parameters() if p.requires_grad])
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(got_state, h[:, keep])
+    for a, b in zip(got_grads, want_grads):
+        torch.testing.assert_close(a.to_dense(), b.to_dense())
