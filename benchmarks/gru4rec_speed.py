@@ -76,7 +76,11 @@ def n_pairs() -> int:
     return len(lines) - len({line.split("\t", 1)[0] for line in lines})
 
 
-def run_official(epochs: int, test: bool) -> dict:
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "268435456"}
+"""glibc's environment form of the settings ``warmrec.training.memory`` makes with ``mallopt``."""
+
+
+def run_official(epochs: int, test: bool, extra_env: dict | None = None) -> dict:
     cmd = [
         sys.executable,
         str(PEER / "run.py"),
@@ -92,7 +96,7 @@ def run_official(epochs: int, test: bool) -> dict:
     ]
     if test:
         cmd[3:3] = ["-t", str(tsv_for_official("test"))]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(extra_env or {})}
     l0, t0 = load(), time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     out = {"wall": time.perf_counter() - t0, "load": (l0, load())}
@@ -179,6 +183,11 @@ def main() -> None:
     ap.add_argument("--skip-official", action="store_true")
     ap.add_argument("--dense", action="store_true", help="also run warmrec with dense tables")
     ap.add_argument("--profile", type=int, default=0, help="profile this many steps")
+    ap.add_argument(
+        "--official-malloc",
+        action="store_true",
+        help="also run the official code with warmrec's glibc allocator settings (a row apart)",
+    )
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
     rows = []
@@ -187,6 +196,10 @@ def main() -> None:
         print(rows[-1], flush=True)
     rows.append(("warmrec GRU4Rec", run_warmrec(args.epochs, args.test, WARMREC_CONFIG, TRAINER)))
     print(rows[-1], flush=True)
+    if args.official_malloc:
+        name = "official GRU4Rec + warmrec's malloc settings (not a baseline)"
+        rows.append((name, run_official(args.epochs, args.test, MALLOC_ENV)))
+        print(rows[-1], flush=True)
     if args.dense:
         cfg = {**WARMREC_CONFIG, "sparse_items": False}
         rows.append(("warmrec GRU4Rec, dense tables", run_warmrec(1, False, cfg, TRAINER)))
