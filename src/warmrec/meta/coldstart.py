@@ -372,13 +372,21 @@ def display_table(summary: pl.DataFrame, metrics: Sequence[str] = METRICS) -> pl
     df = summary
     for m in metrics:
         df = with_ci(df, m, f"{m}_lo", f"{m}_hi", name=f"{m} [95% CI]")
+    df = with_ci(df, "diff", "diff_lo", "diff_hi", name="diff [95% CI]")
+    # the baseline's own row has no paired difference: an empty cell, not "[, ]"
+    df = df.with_columns(
+        pl.when(pl.col("diff").is_null())
+        .then(pl.lit(""))
+        .otherwise(pl.col("diff [95% CI]"))
+        .alias("diff [95% CI]")
+    )
     return df.select(
         "shots",
         "method",
         "n_seeds",
         *[f"{m} [95% CI]" for m in metrics],
         "ratio",
-        "diff",
+        "diff [95% CI]",
         "p_value",
     )
 
@@ -416,15 +424,16 @@ def write_outputs(
         explain = (
             "Mean over seeds with the 95 % t-interval (meta-test users, full-catalogue ranking "
             "of the event after the k revealed ones); ratio = NDCG@10 / per-user fine-tuning's; "
-            "diff and p_value: paired bootstrap test against per-user fine-tuning on per-user "
-            "NDCG@10 pooled over seeds."
+            "diff [95% CI] and p_value: paired bootstrap of the mean difference from per-user "
+            "fine-tuning in per-user NDCG@10, users pooled over seeds."
         )
     else:
         explain = (
             "MELO's rating setting. Mean over seeds with the 95 % t-interval (meta-test users; "
             "RMSE and MAE in stars over every rating after the k revealed ones); ratio = RMSE / "
-            "per-user fine-tuning's (< 1 is better); diff and p_value: paired bootstrap test "
-            "against per-user fine-tuning on per-user mean squared error pooled over seeds."
+            "per-user fine-tuning's (< 1 is better); diff [95% CI] and p_value: paired bootstrap of "
+            "the mean difference from per-user fine-tuning in per-user mean squared error, users "
+            "pooled over seeds."
         )
     blocks = [
         Heading("Setting"),
