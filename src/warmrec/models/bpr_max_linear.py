@@ -59,29 +59,25 @@ class BPRMaxLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, cand_w, cand_b, pos, value, seen, drop_rows, drop_cols, reg, alpha):  # type: ignore[override]
         n, m = hidden.shape[0], cand_w.shape[0]
+        like = {"dtype": hidden.dtype, "device": hidden.device}
         with torch.no_grad():
-            if alpha > 0:
-                big_p = torch.nn.functional.elu(pos, alpha)
-            else:
-                big_p = pos
-            grad_s = torch.empty(n, m, dtype=hidden.dtype, device=hidden.device)
-            loss = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
-            d_pos = torch.empty_like(pos)
-            grad_v = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
+            big_p = torch.nn.functional.elu(pos, alpha) if alpha > 0 else pos
+            grad_s = torch.empty(n, m, **like)
+            # per row: Z = sum e, S1 = sum e sig, S2 = sum e sig^2, R = sum e X^2 / Z
+            z, s1, s2, big_r = torch.empty(4, n, **like)
+            grad_v = torch.zeros((), **like)
             chunk = max(1, CHUNK_ELEMENTS // max(m, 1))
-            rows = min(chunk, n)
-            bufs = [
-                torch.empty(rows, m, dtype=hidden.dtype, device=hidden.device) for _ in range(4)
-            ]
+            bufs = torch.empty(4, min(chunk, n), m, **like)
+            ex, exx = torch.empty(2, min(chunk, n), **like)
             starts = None
             if drop_rows is not None and len(drop_rows):
                 bounds = torch.arange(0, n + chunk, chunk, device=drop_rows.device).clamp_max(n)
                 starts = torch.searchsorted(drop_rows, bounds).tolist()
-            wt = cand_w.T
+            wt, k_reg = cand_w.T, reg / n
             for i, lo in enumerate(range(0, n, chunk)):
                 hi = min(lo + chunk, n)
-                k = hi - lo
-                x, e, sig, v = (b[:k] for b in bufs)
+                x, e, sig, v = bufs[:, : hi - lo]
+                out = grad_s[lo:hi]
                 torch.addmm(cand_b, hidden[lo:hi], wt, out=x)
                 if seen is not None:
                     x.addcmul_(seen[lo:hi], value)
@@ -92,33 +88,37 @@ class BPRMaxLinear(torch.autograd.Function):
                 if starts is not None and starts[i] < starts[i + 1]:
                     a, b = starts[i], starts[i + 1]
                     e[drop_rows[a:b] - lo, drop_cols[a:b]] = 0.0
-                total = e.sum(dim=1)
-                has = total > 0
-                inv_z = total.clamp_min_(1e-30).reciprocal_()
-                torch.sub(big_p[lo:hi, None], x, out=sig).sigmoid_()
+                torch.sum(e, dim=1, out=z[lo:hi])
+                # sigmoid(P - X) = 1 / (1 + e exp(max X - P)): the exponentials already made
+                # (the factor capped at e^80 so that a dropped e = 0 never meets inf)
+                scale = torch.sub(top, big_p[lo:hi, None]).clamp_max_(80.0).exp_()
+                torch.mul(e, scale, out=sig).add_(1.0).reciprocal_()
                 torch.mul(e, sig, out=v)
-                big_a = v.sum(dim=1).mul_(inv_z)
+                torch.sum(v, dim=1, out=s1[lo:hi])
                 v.mul_(sig)  # e sig^2
-                b_sum = v.sum(dim=1).mul_(inv_z)
+                torch.sum(v, dim=1, out=s2[lo:hi])
                 torch.mul(e, x, out=sig)  # e X (sig is no longer needed)
-                ex = sig.sum(dim=1)
-                sig.mul_(torch.add(x, 2.0, out=grad_s[lo:hi]))  # e X (X + 2)
-                r = sig.sum(dim=1).sub_(ex, alpha=2.0).mul_(inv_z)  # sum e X^2 / Z
-                ranking = torch.where(has, -torch.log(big_a + 1e-24), torch.zeros_like(big_a))
-                loss += (ranking + reg * r).sum()
-                inv = torch.where(has, -1.0 / (n * (big_a + 1e-24)), torch.zeros_like(big_a))
-                d_pos[lo:hi] = inv * (big_a - b_sum)
-                kk = reg / n
-                c = (-inv * big_a - kk * r) * inv_z
-                out = grad_s[lo:hi]
-                torch.mul(v, (inv * inv_z)[:, None], out=out)
-                out.addcmul_(e, c[:, None]).addcmul_(sig, (kk * inv_z)[:, None])
+                torch.sum(sig, dim=1, out=ex[: hi - lo])
+                sig.mul_(torch.add(x, 2.0, out=out))  # e X (X + 2)
+                torch.sum(sig, dim=1, out=exx[: hi - lo])
+                inv_z = z[lo:hi].clamp_min(1e-30).reciprocal_()
+                r = torch.add(exx[: hi - lo], ex[: hi - lo], alpha=-2.0, out=big_r[lo:hi])
+                r.mul_(inv_z)
+                # dL/dX = U / (-n S1) + e (1/n - k R) / Z + e X (X + 2) k / Z, k = reg / n
+                coef_u = s1[lo:hi].clamp_min(1e-30).mul_(-n).reciprocal_()
+                coef_e = torch.mul(r, -k_reg).add_(1.0 / n).mul_(inv_z)
+                torch.mul(v, coef_u[:, None], out=out)
+                out.addcmul_(e, coef_e[:, None]).addcmul_(sig, inv_z.mul_(k_reg)[:, None])
                 if alpha > 0:
                     torch.ops.aten.elu_backward.grad_input(
                         out, alpha, 1, 1, True, x, grad_input=out
                     )
                 if seen is not None:
                     grad_v += torch.mul(out, seen[lo:hi], out=e).sum()
+            has = z > 0
+            ranking = torch.where(has, -torch.log(s1 / z.clamp_min(1e-30) + 1e-24), 0.0)
+            loss = (ranking + reg * big_r).sum() / max(n, 1)
+            d_pos = torch.where(has, (s2 / s1.clamp_min(1e-30) - 1.0) / n, 0.0)
             if alpha > 0:
                 d_pos = torch.ops.aten.elu_backward(d_pos, alpha, 1, 1, True, big_p)
             grad_h = grad_s @ cand_w
@@ -127,7 +127,7 @@ class BPRMaxLinear(torch.autograd.Function):
         ctx.save_for_backward(grad_h, grad_w, grad_b, d_pos, grad_v)
         ctx.has_value = value is not None
         ctx.value_shape = value.shape if value is not None else ()
-        return loss / max(n, 1)
+        return loss
 
     @staticmethod
     @torch.autograd.function.once_differentiable
