@@ -289,6 +289,8 @@ def main() -> None:
             _markdown(res["table"]),
             "",
         ]
+        if args.protocol == "ranking":
+            lines += goal_lines(res["records"])
     if times:
         lines += [
             "## Time per meta-iteration and memory (CPU)",
@@ -314,6 +316,56 @@ def main() -> None:
         notes = results.read_text().split("<!-- notes -->", 1)[1]
     results.write_text("\n".join(lines) + "\n\n<!-- notes -->" + notes)
     print(results.read_text())
+
+
+def goal_lines(records: list[dict], shots: tuple[int, ...] = (1, 3, 5)) -> list[str]:
+    """Issue #10's goal, pooled over k <= 5: each meta-test user's NDCG@10 averaged over k, every
+    seed's users, each method against per-user fine-tuning on the same users (paired
+    bootstrap over users)."""
+    import numpy as np
+
+    from warmrec.evaluation.stats import paired_test
+    from warmrec.meta.coldstart import BASELINE
+
+    by: dict[str, dict[int, dict]] = {}
+    for r in records:
+        if "per_user" in r:
+            by.setdefault(r["method"], {})[r["seed"]] = r
+    base = by.get(BASELINE)
+    if not base:
+        return []
+
+    def pooled(runs: dict[int, dict], seeds: list[int]) -> np.ndarray:
+        # one value per (seed, user): the mean over k, so the bootstrap resamples users (a
+        # user's k = 1, 3, 5 results are not independent draws)
+        return np.concatenate(
+            [np.mean([runs[s]["per_user"][str(k)] for k in shots], axis=0) for s in seeds]
+        )
+
+    lines = [
+        f"## The goal, pooled over k in {{{', '.join(map(str, shots))}}}",
+        "",
+        "Each meta-test user's NDCG@10 averaged over these k, the users of every seed pooled, "
+        "against per-user fine-tuning on the same users; diff = mean difference with its 95 % "
+        "paired-bootstrap interval (5,000 resamples of users).",
+        "",
+        "| method | users | NDCG@10 | fine-tuning | ratio | diff [95% CI] | p_value |",
+        "|---|---:|---:|---:|---:|---|---:|",
+    ]
+    rows = []
+    for method, runs in by.items():
+        seeds = sorted(s for s in runs if s in base)
+        if method == BASELINE or not seeds:
+            continue
+        a, b = pooled(runs, seeds), pooled(base, seeds)
+        t = paired_test(a, b, n_boot=5000, seed=0)
+        rows.append((a.mean() / b.mean(), method, len(a), a.mean(), b.mean(), t))
+    for ratio, method, n, am, bm, t in sorted(rows, key=lambda r: r[0], reverse=True):
+        lines.append(
+            f"| {method} | {n} | {am:.4f} | {bm:.4f} | {ratio:.3f} | {t.mean_diff:+.4f} "
+            f"[{t.ci[0]:+.4f}, {t.ci[1]:+.4f}] | {t.p_value:.4f} |"
+        )
+    return lines + [""]
 
 
 def _markdown(df) -> str:
