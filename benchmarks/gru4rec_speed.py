@@ -152,8 +152,10 @@ def profile_warmrec(config: dict, trainer: dict, n_steps: int) -> str:
     from warmrec.data.dataset import SequenceDataset
     from warmrec.models.gru4rec import GRU4Rec
     from warmrec.training.loop import make_optimizer, optimizer_step
+    from warmrec.training.memory import keep_freed_memory
 
     torch.set_num_threads(1)
+    keep_freed_memory()  # as the training loop does (TrainerConfig.reuse_memory)
     schema = {"session_id": pl.Utf8, "item_id": pl.Utf8, "timestamp": pl.Int64}
     ds = SequenceDataset.from_frame(
         pl.read_csv(DATA / "train.csv", separator="\t", schema_overrides=schema)
