@@ -349,8 +349,9 @@ def goal_lines(records: list[dict], shots: tuple[int, ...] = (1, 3, 5)) -> list[
         "against per-user fine-tuning on the same users; diff = mean difference with its 95 % "
         "paired-bootstrap interval (5,000 resamples of users).",
         "",
-        "| method | users | NDCG@10 | fine-tuning | ratio | diff [95% CI] | p_value |",
-        "|---|---:|---:|---:|---:|---|---:|",
+        "| method | users | NDCG@10 | fine-tuning | ratio | diff [95% CI] | p_value "
+        "| ratio to global |",
+        "|---|---:|---:|---:|---:|---|---:|---:|",
     ]
     rows = []
     for method, runs in by.items():
@@ -359,11 +360,12 @@ def goal_lines(records: list[dict], shots: tuple[int, ...] = (1, 3, 5)) -> list[
             continue
         a, b = pooled(runs, seeds), pooled(base, seeds)
         t = paired_test(a, b, n_boot=5000, seed=0)
-        rows.append((a.mean() / b.mean(), method, len(a), a.mean(), b.mean(), t))
-    for ratio, method, n, am, bm, t in sorted(rows, key=lambda r: r[0], reverse=True):
+        g = pooled(by["global"], seeds).mean() if "global" in by else float("nan")
+        rows.append((a.mean() / b.mean(), method, len(a), a.mean(), b.mean(), t, a.mean() / g))
+    for ratio, method, n, am, bm, t, to_global in sorted(rows, key=lambda r: -r[0]):
         lines.append(
             f"| {method} | {n} | {am:.4f} | {bm:.4f} | {ratio:.3f} | {t.mean_diff:+.4f} "
-            f"[{t.ci[0]:+.4f}, {t.ci[1]:+.4f}] | {t.p_value:.4f} |"
+            f"[{t.ci[0]:+.4f}, {t.ci[1]:+.4f}] | {t.p_value:.4f} | {to_global:.3f} |"
         )
     return lines + [""]
 
