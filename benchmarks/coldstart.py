@@ -271,8 +271,8 @@ def main() -> None:
         "OMP_NUM_THREADS=1 python benchmarks/coldstart.py " + " ".join(sys.argv[1:]),
         "```",
         "",
-        f"Machine: 2 shared CPU cores, load average at start {load[0]:.1f} (other helpers' jobs "
-        "ran at the same time: wall times are inflated and noisy).",
+        f"Machine: 2 CPU cores, 1-minute load average at start {load[0]:.1f} (above about 1, "
+        "other jobs shared the cores and wall times are inflated).",
         "",
     ]
     if res is not None:
