@@ -239,7 +239,7 @@ def main() -> None:
     p.add_argument("--test-users", type=int, default=150)
     p.add_argument("--lr-grid", type=float, nargs="+", default=[0.002, 0.01, 0.05, 0.2])
     p.add_argument("--pretrain-epochs", type=int, default=20)
-    p.add_argument("--meta-epochs", type=int, default=2)
+    p.add_argument("--meta-epochs", type=int, default=10)
     p.add_argument("--inner-steps", type=int, default=3)
     p.add_argument("--meta-batch", type=int, default=16)
     p.add_argument("--iters", type=int, default=5)
