@@ -99,3 +99,27 @@ def test_bpr_max_module_takes_the_fused_path_only_when_once_differentiable(monke
         plain = loss(hidden, targets, weight, bias)
     assert calls == [1]
     torch.testing.assert_close(fused, plain)
+
+
+def test_module_without_output_bias_takes_the_fused_path_and_equals_the_reference(monkeypatch):
+    """A model without an output bias (SASRec's default) trains BPR-max through the same fused
+    path; loss and gradients equal the reference's."""
+    calls = []
+    apply = B.BPRMaxLinear.apply
+    monkeypatch.setattr(L.BPRMaxLinear, "apply", lambda *a: calls.append(1) or apply(*a))
+    counts = torch.ones(40).numpy()
+    counts[0] = 0
+    spec = L.LossSpec(loss="bpr-max", n_negatives=10, in_batch=True, elu_param=0.5)
+    loss = L.make_loss(spec, 40, counts)
+    hidden, weight, _, _, targets, _, _ = _case(3)
+    torch.manual_seed(0)
+    got = loss(hidden, targets, weight, None)
+    assert calls == [1]
+    torch.manual_seed(0)
+    pos, neg, _, keep = loss.logits(hidden, targets, weight, None)
+    want = L.bpr_max_reference(pos, neg, keep, loss.reg, 0.5)
+    torch.testing.assert_close(got, want)
+    for a, b in zip(
+        torch.autograd.grad(got, [hidden, weight]), torch.autograd.grad(want, [hidden, weight])
+    ):
+        torch.testing.assert_close(a, b)

@@ -49,7 +49,7 @@ def elu_(x: torch.Tensor, alpha: float, tmp: torch.Tensor) -> torch.Tensor:
 class BPRMaxLinear(torch.autograd.Function):
     """Mean BPR-max of the rows of ``hidden @ cand_w.T + cand_b`` (+ ``value * seen``) against
     their target scores ``pos``; the gradient is computed in the forward pass (see the module
-    docstring) and only scaled in ``backward``.
+    docstring) and only scaled in ``backward``. ``cand_b`` may be None (no output bias).
 
     ``drop`` = ``(rows, cols)`` of the candidates to leave out of a row (sorted by row, as
     :func:`warmrec.models.losses.equal_positions` gives them), or None. ``seen`` is a float
@@ -78,7 +78,10 @@ class BPRMaxLinear(torch.autograd.Function):
                 hi = min(lo + chunk, n)
                 x, e, sig, v = bufs[:, : hi - lo]
                 out = grad_s[lo:hi]
-                torch.addmm(cand_b, hidden[lo:hi], wt, out=x)
+                if cand_b is None:
+                    torch.mm(hidden[lo:hi], wt, out=x)
+                else:
+                    torch.addmm(cand_b, hidden[lo:hi], wt, out=x)
                 if seen is not None:
                     x.addcmul_(seen[lo:hi], value)
                 if alpha > 0:
@@ -123,7 +126,7 @@ class BPRMaxLinear(torch.autograd.Function):
                 d_pos = torch.ops.aten.elu_backward(d_pos, alpha, 1, 1, True, big_p)
             grad_h = grad_s @ cand_w
             grad_w = grad_s.T @ hidden
-            grad_b = grad_s.sum(dim=0)
+            grad_b = grad_s.sum(dim=0) if cand_b is not None else None
         ctx.save_for_backward(grad_h, grad_w, grad_b, d_pos, grad_v)
         ctx.has_value = value is not None
         ctx.value_shape = value.shape if value is not None else ()
@@ -136,7 +139,7 @@ class BPRMaxLinear(torch.autograd.Function):
         return (
             grad_h * grad,
             grad_w * grad,
-            grad_b * grad,
+            grad_b * grad if grad_b is not None else None,
             d_pos * grad,
             (grad_v * grad).reshape(ctx.value_shape) if ctx.has_value else None,
             None,

@@ -657,25 +657,24 @@ class BPRMax(SampledLoss):
         neg_items = self.negatives(targets)
         pos = _target_logits(hidden, targets, weight, bias, self.sparse_rows)
         drop = equal_positions(neg_items, targets)
-        if not _TWICE_DIFFERENTIABLE and torch.is_grad_enabled() and bias is not None:
-            # the scoring product fused with the loss, in cache-sized row chunks
-            value = mask = None
-            if seen is not None:
-                history, value = seen
-                pos = pos + value * seen_mask(history, targets[:, None])[:, 0]
-                mask = seen_mask(history, neg_items)
-                if not isinstance(value, torch.Tensor):
-                    value = torch.tensor(float(value), dtype=hidden.dtype, device=hidden.device)
-            cand_w = rows(weight, neg_items, self.sparse_rows)
-            return BPRMaxLinear.apply(
-                hidden, cand_w, bias[neg_items], pos, value, mask, *drop,
-                float(self.reg), float(self.elu_param),
-            )  # fmt: skip
-        neg = _candidate_logits(hidden, neg_items, weight, bias, self.sparse_rows)
+        value = mask = None
         if seen is not None:
             history, value = seen
             pos = pos + value * seen_mask(history, targets[:, None])[:, 0]
-            neg = neg + value * seen_mask(history, neg_items)
+            mask = seen_mask(history, neg_items)
+        if not _TWICE_DIFFERENTIABLE and torch.is_grad_enabled():
+            # the scoring product fused with the loss, in cache-sized row chunks
+            if value is not None and not isinstance(value, torch.Tensor):
+                value = torch.tensor(float(value), dtype=hidden.dtype, device=hidden.device)
+            return BPRMaxLinear.apply(
+                hidden,
+                rows(weight, neg_items, self.sparse_rows),
+                None if bias is None else bias[neg_items],
+                pos, value, mask, *drop, float(self.reg), float(self.elu_param),
+            )  # fmt: skip
+        neg = _candidate_logits(hidden, neg_items, weight, bias, self.sparse_rows)
+        if mask is not None:
+            neg = neg + value * mask
         return bpr_max_dropping(pos, neg, drop, self.reg, self.elu_param)
 
 
