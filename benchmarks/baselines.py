@@ -42,8 +42,8 @@ PROTOCOLS = {
 def prepare(protocol: str):
     import polars as pl
 
+    from warmrec.data.prepared import prepare as do_prepare
     from warmrec.data.readers import load_interactions
-    from warmrec.experiments.pipeline import prepare as do_prepare
 
     name, method, opts = PROTOCOLS[protocol]
     df = load_interactions(SHARED / "data" / name).interactions
@@ -59,7 +59,7 @@ def prepare(protocol: str):
 def child(protocol: str, model: str) -> dict:
     import torch
 
-    from warmrec.experiments.pipeline import evaluate_model, fit_model
+    from warmrec.experiments.spec import evaluate_model, fit_model
 
     torch.set_num_threads(int(os.environ.get("WARMREC_THREADS", "2")))
     t0 = time.perf_counter()

@@ -30,8 +30,9 @@ METRICS = ("ndcg@10", "hr@10", "mrr@10")
 
 
 def main() -> None:
+    from warmrec.data.prepared import prepare
     from warmrec.data.readers import load_interactions
-    from warmrec.experiments.pipeline import evaluate_model, prepare
+    from warmrec.experiments.spec import evaluate_model
     from warmrec.io import atomic_write_text
     from warmrec.registry import get_model
 

@@ -55,8 +55,9 @@ def synthetic_log(n_items: int, n_sessions: int, length: int, seed: int = 0) -> 
 def run(n_items: int, loss: str, epochs: int, n_sessions: int, length: int) -> dict:
     import torch
 
+    from warmrec.data.prepared import prepare
     from warmrec.data.vocab import ItemVocab
-    from warmrec.experiments.pipeline import evaluate_model, prepare
+    from warmrec.experiments.spec import evaluate_model
     from warmrec.registry import get_model
 
     torch.set_num_threads(1)

@@ -70,8 +70,9 @@ NOTES = "<!-- notes: written by hand after the run; kept when the tables are re-
 def child(model: str, seed: int, budget: float) -> dict:
     import torch
 
+    from warmrec.data.prepared import prepare
     from warmrec.data.readers import load_interactions
-    from warmrec.experiments.pipeline import evaluate_model, prepare
+    from warmrec.experiments.spec import evaluate_model
 
     torch.set_num_threads(int(os.environ.get("WARMREC_THREADS", "1")))
     inter = load_interactions(SHARED / "data" / "ml-100k")

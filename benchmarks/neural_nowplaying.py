@@ -175,7 +175,7 @@ def train_hybrid(config: dict, prep, seed: int, budget: float, threads: int, clo
 def child(protocol: str, name: str, seed: int, budget: float, config: dict) -> dict:
     import torch
 
-    from warmrec.experiments.pipeline import evaluate_model, fit_model
+    from warmrec.experiments.spec import evaluate_model, fit_model
 
     threads = int(os.environ.get("WARMREC_THREADS", "1"))
     clock = os.environ.get("WARMREC_CLOCK", "wall")

@@ -100,8 +100,8 @@ def step_flops(cfg, batch: dict, n_items: int) -> float:
 def warmrec_run(name: str, epochs: int, profile: bool) -> dict:
     import torch
 
+    from warmrec.data.prepared import prepare
     from warmrec.data.readers import load_interactions
-    from warmrec.experiments.pipeline import prepare
     from warmrec.registry import get_model
     from warmrec.training.loop import TrainerConfig, make_optimizer, optimizer_step
 

@@ -158,10 +158,10 @@ def train(
 
 def bodies(data: Path, path: Path, n: int = 2000, seed: int = 0) -> None:
     """Request bodies: random suffixes (1-50 items) of real sequences, raw ids."""
-    from warmrec.experiments.run import read_data
+    from warmrec.experiments.spec import DataSpec
     from warmrec.serving.predict import histories_from_frame
 
-    frame = read_data({"path": str(data)}).interactions
+    frame = DataSpec(path=str(data)).read().interactions
     from warmrec.data.vocab import ItemVocab
 
     vocab = ItemVocab.from_ids(frame["item_id"].unique(maintain_order=True))

@@ -42,8 +42,8 @@ import polars as pl
 import torch
 
 from warmrec.data.filters import min_item_support, min_sequence_length
+from warmrec.data.prepared import read
 from warmrec.data.split import new_user_domains
-from warmrec.experiments.pipeline import read
 from warmrec.experiments.transfer_study import TEST_METRIC, run_transfer_study
 from warmrec.io import atomic_write_text
 

@@ -70,7 +70,7 @@ PROTOCOLS = {
 def fixed(prep, name: str, cfg: dict, valid=None) -> dict:
     """Fit ``cfg`` once (per-epoch validation on ``valid``, if given: warmrec's keep_best) and
     score it on validation and test."""
-    from warmrec.experiments.pipeline import evaluate_model
+    from warmrec.experiments.spec import evaluate_model
     from warmrec.registry import get_model
 
     t0 = time.perf_counter()
@@ -105,7 +105,7 @@ def main() -> None:
 
     import numpy as np
 
-    from warmrec.experiments.run import prepare_from_config
+    from warmrec.experiments.spec import prepare_run, spec_from_config
     from warmrec.tuning.run import run_tune
 
     load = LoadSampler()
@@ -113,7 +113,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     cfg = {"data": {"path": args.data}, "split": dict(PROTOCOLS[args.dataset])}
     space_path, bounds = bounded_space(args)
-    prep = prepare_from_config(dict(cfg))
+    prep = prepare_run(spec_from_config(cfg))
     search_valid = prep.valid
     if args.valid_sample and args.valid_sample < len(prep.valid):
         pick = np.random.default_rng(0).choice(len(prep.valid), args.valid_sample, replace=False)

@@ -39,14 +39,16 @@ def default_run(data: str, space_path: str) -> dict:
     import tomllib
 
     from warmrec.evaluation.evaluate import evaluate
-    from warmrec.experiments.run import prepare_from_config
+    from warmrec.experiments.spec import prepare_run, spec_from_config
     from warmrec.registry import get_model
 
     space = tomllib.loads(Path(space_path).read_text())
     fixed = {k: v for k, v in space["train"].items() if not isinstance(v, dict)}
     fixed["valid_metric"] = space["search"]["metric"]
-    prep = prepare_from_config(
-        {"data": {"path": data}, "split": {"method": "loo", "time_order": "recbole"}}
+    prep = prepare_run(
+        spec_from_config(
+            {"data": {"path": data}, "split": {"method": "loo", "time_order": "recbole"}}
+        )
     )
     t0 = time.perf_counter()
     model = get_model("sasrec", {})

@@ -249,7 +249,9 @@ def test_a_model_trained_with_a_column_mapping_evaluates_from_another_directory(
     monkeypatch.chdir(elsewhere)
     res = _cli(["evaluate", str(mapped_log / "m"), "--json"])
     out = json.loads(res.output)
-    assert out["n"] == 30 and out["part"] == "test"
+    # one default-split policy: a session log is split by last sessions, in train as everywhere
+    assert meta.run.split["method"] == "last_session"
+    assert out["n"] == 12 and out["part"] == "test"
 
 
 def test_a_pretrained_model_with_a_column_mapping_can_be_evaluated(

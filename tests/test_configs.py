@@ -11,7 +11,7 @@ import pytest
 
 from warmrec.config import build_config, load_toml
 from warmrec.data.split import METHODS
-from warmrec.experiments.run import eval_options
+from warmrec.experiments.spec import spec_from_config
 from warmrec.registry import get_model
 from warmrec.training.loop import TrainerConfig
 
@@ -34,7 +34,7 @@ def test_example_config_is_valid(path):
     method = METHODS[split.pop("method", "loo")]
     assert split.pop("resplit", False) in (True, False)  # split folders: merge and split again
     assert set(split) <= set(inspect.signature(method).parameters)
-    eval_options(cfg)
+    spec_from_config(cfg)  # the whole run: sections, model, trainer, split, eval
     assert f"--config configs/{path.name}" in path.read_text().splitlines()[0]
 
 
@@ -43,12 +43,12 @@ def test_example_config_is_valid(path):
     ("setting", "line"),
     [
         ("model.d=abc", "SASRecConfig.d: expected an integer > 0, found 'abc'"),
-        ("train.epochs=abc", "TrainerConfig.epochs: expected an integer >= 1, found 'abc'"),
+        ("train.epochs=abc", "--epochs: expected an integer >= 1, found 'abc'"),
         ('model.loss="nope"', "SASRecConfig.loss: expected one of 'ce', "),
         ("model.n_heads=3", "SASRecConfig.n_heads: expected a divisor of d = 64, found 3"),
         ("model.dropout=1.5", "SASRecConfig.dropout: expected a number >= 0 and < 1, found 1.5"),
-        ("train.lr=0", "TrainerConfig.lr: expected a number > 0, found 0"),
-        ('train.schedule="step"', "TrainerConfig.schedule: expected one of 'none'"),
+        ("train.lr=0", "train.lr: expected a number > 0, found 0"),
+        ('train.schedule="step"', "train.schedule: expected one of 'none'"),
     ],
 )
 def test_train_refuses_a_bad_setting_in_one_line_before_reading_data(tmp_path, setting, line):

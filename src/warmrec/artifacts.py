@@ -116,14 +116,22 @@ class DataSource(_Record):
 
 
 class RunInfo(_Record):
-    """What ``train``/``pretrain``/``transfer`` did: data, split, fit time, validation metrics."""
+    """What the run that made a model did (written by
+    :func:`warmrec.experiments.spec.fit_run` for every command): the whole
+    :class:`~warmrec.experiments.spec.RunSpec` as run, data, split, fit time, validation metrics."""
 
     data: DataSource | None = None
     split: dict[str, Any] = {}
     """Split method and options (``{"method": "loo", ...}``)."""
+    spec: dict[str, Any] | None = None
+    """The run's spec (``RunSpec.model_dump``, split resolved, data path absolute); None in
+    models saved before the spec was recorded (their data and split are rebuilt from the
+    fields above)."""
     fit_seconds: float | None = None
     valid: dict[str, float] = {}
     """Validation metrics of the saved model."""
+    n_valid: int = 0
+    """Validation examples scored."""
     loss: str | None = None
     """The training loss the model used (``loss = "auto"`` resolved by catalogue size)."""
 

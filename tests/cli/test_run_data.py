@@ -86,7 +86,7 @@ def test_train_relative_data_path_evaluates_from_another_cwd(tmp_path, monkeypat
 
 
 def test_run_pretrain_and_run_transfer_python_api(tmp_path):
-    from warmrec.experiments.transfer_run import run_pretrain, run_transfer
+    from warmrec.experiments.run import run_pretrain, run_transfer
 
     p = tmp_path / "log.csv"
     cyclic_log(n_sessions=40, n_items=10, length=5).write_csv(p)

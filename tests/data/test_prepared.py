@@ -37,11 +37,8 @@ def _run(code: str) -> subprocess.CompletedProcess:
 # --- exports and import weight ----------------------------------------------------------------
 
 
-def test_prepare_is_exported_from_the_package_and_the_old_module():
-    from warmrec.experiments import pipeline
-
+def test_prepare_is_exported_from_the_package():
     assert warmrec.prepare is prepare and warmrec.Prepared is Prepared
-    assert pipeline.prepare is prepare and pipeline.Prepared is Prepared
     assert set(warmrec.__all__) >= {"prepare", "Prepared", "default_split", "split"}
     for name in warmrec.__all__:
         assert getattr(warmrec, name) is not None

@@ -511,7 +511,7 @@ def test_one_default_split_policy_for_every_caller():
     from warmrec.data.readers import Interactions
     from warmrec.data.split import default_split
     from warmrec.experiments.demo import default_split as demo_default
-    from warmrec.experiments.transfer_run import _split_name
+    from warmrec.experiments.spec import AutoSplit, resolve_split
     from warmrec.experiments.transfer_study import choose_split
 
     long_users = _sessions_of_long_users()
@@ -524,7 +524,7 @@ def test_one_default_split_policy_for_every_caller():
         want = default_split(frame)
         assert demo_default(frame) == want
         assert choose_split(frame) == want
-        assert _split_name(Interactions(frame), None) == want
+        assert resolve_split(AutoSplit(), Interactions(frame)).method == want
 
 
 def test_prepare_uses_the_default_policy():

@@ -11,9 +11,9 @@ import torch
 
 import warmrec.transfer
 from tests.conftest import tiny_net
+from warmrec.data.prepared import prepare
 from warmrec.data.synthetic import generate_cross_domain
 from warmrec.errors import ConfigError
-from warmrec.experiments.pipeline import prepare
 from warmrec.experiments.transfer_study import (
     choose_split,
     run_key,

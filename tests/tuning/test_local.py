@@ -116,7 +116,7 @@ def test_trials_score_on_validation_and_neural_models_report_each_epoch(
 def test_the_test_part_is_never_touched_during_the_search(
     tmp_path: Path, log_csv: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import warmrec.experiments.run as run_mod
+    import warmrec.experiments.spec as spec_mod
     import warmrec.models.item2vec as i2v_mod
     import warmrec.training.loop as loop_mod
     import warmrec.tuning.local as local_mod
@@ -126,7 +126,7 @@ def test_the_test_part_is_never_touched_during_the_search(
     ev_mod = importlib.import_module("warmrec.evaluation.evaluate")
     events: list[str] = []
     test_sets: list[object] = []
-    real_prepare = run_mod.prepare_from_config
+    real_prepare = spec_mod.prepare_run
     real_eval = ev_mod.evaluate
     real_search = local_mod.search_local
 
@@ -144,7 +144,7 @@ def test_the_test_part_is_never_touched_during_the_search(
         events.append("search done")
         return rows
 
-    monkeypatch.setattr(run_mod, "prepare_from_config", prepare_spy)
+    monkeypatch.setattr(spec_mod, "prepare_run", prepare_spy)
     for mod in (ev_mod, trial_mod, loop_mod, i2v_mod):
         monkeypatch.setattr(mod, "evaluate", eval_spy)
     monkeypatch.setattr(local_mod, "search_local", search_spy)

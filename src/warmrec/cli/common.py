@@ -158,9 +158,9 @@ def read_data(
     order: str | None,
     sep: str | None = None,
 ):
-    from warmrec.experiments.run import read_data as read_record
+    from warmrec.experiments.spec import DataSpec
 
-    return read_record(data_config(path, fmt, cols, no_timestamp, order, sep))
+    return DataSpec(**data_config(path, fmt, cols, no_timestamp, order, sep)).read()
 
 
 def command_config(

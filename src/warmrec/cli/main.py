@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import re
 import sys
+from typing import Any
 
 import click
 
@@ -38,7 +39,7 @@ SUBCOMMANDS: dict[str, dict[str, tuple[str, str]]] = {
     "study": {"coldstart": ("warmrec.cli.coldstart", "study_coldstart")},
 }
 
-_REWRITES: list[tuple[re.Pattern[str], str]] = [
+_REWRITES: list[tuple[re.Pattern[str], Any]] = [
     (re.compile(r"columns=\{'(\w+)': '([^']*)'\}"), r"--col \1=\2"),
     (re.compile(r"columns=\{[^}]*\}"), "--col CANONICAL=COLUMN"),
     (re.compile(r"(?<![\w.])order='([^']*)'"), r"--order \1"),
@@ -46,6 +47,14 @@ _REWRITES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?<![\w.])sep=('[^']*'|\"[^\"]*\")"), r"--sep \1"),
     (re.compile(r"(?<![\w.])format='([^']*)'"), r"--format \1"),
     (re.compile(r"(?<![\w.])fallback='([^']*)'"), r"--fallback \1"),
+    # run-spec fields that have a flag of their own, then the rest as --set keys
+    (
+        re.compile(r"\bTrainerConfig\.(epochs|patience|seed|device|checkpoint_dir)\b"),
+        lambda m: "--" + m.group(1).replace("_", "-"),
+    ),
+    (re.compile(r"\bTrainerConfig\.(\w+)"), r"train.\1"),
+    (re.compile(r"\b(?:RunSpec\.transfer|TransferSpec)\.(strategy|init|seed)\b"), r"--\1"),
+    (re.compile(r"\bRunSpec\.(\w+)"), r"\1"),
 ]
 
 

@@ -48,7 +48,12 @@ TRAIN_FLAGS = ("epochs", "patience", "seed", "device", "checkpoint_dir", "resume
 )
 @click.option("--data", "path", default=None, help="Interaction log (file or folder).")
 @data_options
-@click.option("--split", default=None, help="loo (default), temporal, last_session or user.")
+@click.option(
+    "--split",
+    default=None,
+    help="auto (default: a split folder as given, loo for user logs, last_session for session "
+    "logs), loo, temporal (--set split.test_start=DATE), last_session, user or given.",
+)
 @resplit_option
 @training_options
 @click.option("--config", "config_file", default=None, help="TOML experiment file.")
@@ -99,9 +104,10 @@ def train(
             emit_json(res)
         else:
             click.echo(
-                f"saved {res['model']} to {res['out']} ({workers} workers, best validation "
-                f"{res['best_metric']:.4f} at epoch {res['best_epoch']})"
+                f"saved {res['model']} to {res['out']} ({workers} workers, fit "
+                f"{res['fit_s']:.1f} s, best epoch {res['best_epoch']})"
             )
+            echo_mapping({f"valid {k}": v for k, v in res["valid"].items()})
         return
     res = run_train(cfg, out)
     if as_json:

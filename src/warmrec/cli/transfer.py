@@ -1,6 +1,6 @@
 """``warmrec pretrain``, ``warmrec transfer`` and ``warmrec study transfer``: options and output.
 
-The pipelines are :func:`warmrec.experiments.transfer_run.run_pretrain` / ``run_transfer``.
+The runs are :func:`warmrec.experiments.run.run_pretrain` / ``run_transfer`` (one RunSpec each).
 ``pretrain`` fits a neural model on a source log and saves it (with the source's training item
 counts and, when the data has an item ``title`` feature, the item titles, both in the model's
 meta); ``transfer`` turns such a model into a target-domain model and fine-tunes it on the
@@ -54,7 +54,7 @@ def pretrain(
     as_json,
 ):
     """Pre-train a neural model on a source domain (selected on validation) and save it."""
-    from warmrec.experiments.transfer_run import run_pretrain
+    from warmrec.experiments.run import run_pretrain
 
     flags = flag_config(path, fmt, cols, no_timestamp, order, sep, split, resplit)
     if model_name:
@@ -75,12 +75,12 @@ def pretrain(
 @click.option("--from", "source_dir", required=True, help="A model directory from `pretrain`.")
 @click.option("--data", "path", required=True, help="Target-domain interaction log.")
 @data_options
-@click.option("--strategy", default="finetune", show_default=True, help="Transfer strategy.")
-@click.option("--init", "init", default="popularity", show_default=True, help="Item-table init.")
+@click.option("--strategy", default=None, help="Transfer strategy (default: finetune).")
+@click.option("--init", "init", default=None, help="Item-table init (default: popularity).")
 @click.option("--split", default=None, help="auto (default), loo, last_session or user.")
 @resplit_option
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--config", "config_file", default=None, help="TOML file: [train], [strategy]...")
+@click.option("--seed", default=None, type=int, help="Seed of the target initialisation (0).")
+@click.option("--config", "config_file", default=None, help="TOML file: [train], [transfer]...")
 @set_option()
 @click.option("--out", required=True, help="Model directory to write.")
 @click.option("--json", "as_json", is_flag=True)
@@ -104,10 +104,10 @@ def transfer_cmd(
 ):
     """Transfer a pre-trained model to a target domain, fine-tune, save, print validation metrics.
 
-    Config sections: [train] (training loop), [strategy] (StrategyOptions), [init] (init
-    options), [transfer] (max_len, position_init), [split] (split options).
+    Config sections: [train] (training loop), [transfer] (strategy_options, init_options,
+    max_len, position_init; [strategy] and [init] tables are read as its options), [split].
     """
-    from warmrec.experiments.transfer_run import run_transfer
+    from warmrec.experiments.run import run_transfer
 
     flags = flag_config(path, fmt, cols, no_timestamp, order, sep, split, resplit)
     cfg = command_config(config_file, sets, flags)
@@ -116,7 +116,7 @@ def transfer_cmd(
         emit_json(info)
     else:
         click.echo(
-            f"saved {info['model']} ({strategy}, init {info['init']}) to {out} "
+            f"saved {info['model']} ({info['strategy']}, init {info['init']}) to {out} "
             f"(fit {info['fit_s']:.1f} s)"
         )
         echo_mapping({f"valid {k}": v for k, v in info["valid"].items()})
@@ -181,14 +181,20 @@ def study_transfer(
     as_json,
 ):
     """Transfer vs scratch vs baselines over fractions of target data and seeds."""
-    from warmrec.experiments.pipeline import read
-    from warmrec.experiments.transfer_run import check_sections, item_titles
+    from warmrec.data.prepared import read
+    from warmrec.errors import ConfigError
+    from warmrec.experiments.spec import item_titles
     from warmrec.experiments.transfer_study import run_transfer_study
 
     if n_seeds < 1:
         raise click.BadParameter(f"expected >= 1, found {n_seeds}", param_hint="--seeds")
     cfg = load_config(config_file, sets)
-    check_sections(cfg, {"model", "train", "source_train", "strategy", "init", "reptile"})
+    allowed = {"model", "train", "source_train", "strategy", "init", "reptile"}
+    if set(cfg) - allowed:
+        raise ConfigError(
+            f"unknown config section(s) {', '.join(sorted(set(cfg) - allowed))}; valid: "
+            + ", ".join(sorted(allowed))
+        )
     src = read(source_path, format=fmt)
     tgt = read(target_path, format=fmt)
     res = run_transfer_study(

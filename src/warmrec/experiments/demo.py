@@ -13,10 +13,11 @@ from typing import Any
 import polars as pl
 from tqdm.auto import tqdm
 
+from warmrec.data.prepared import Prepared, prepare, read
 from warmrec.data.readers import Interactions
 from warmrec.data.split import default_split  # noqa: F401  (the one default policy, re-exported)
 from warmrec.errors import ConfigError
-from warmrec.experiments.pipeline import Prepared, evaluate_model, fit_model, prepare, read, timed
+from warmrec.experiments.spec import evaluate_model, fit_model, timed
 from warmrec.io import atomic_write_text, write_csv
 
 BASELINES = ("pop", "sessionpop", "markov", "ar", "sr", "itemknn", "sknn", "vsknn")

@@ -40,12 +40,13 @@ from tqdm.auto import tqdm
 
 from warmrec.config import ConfigModel, build_config, config_dict
 from warmrec.data.dataset import SequenceDataset
+from warmrec.data.prepared import Prepared, prepare
 from warmrec.data.schema import sequence_key
 from warmrec.data.split import default_split
 from warmrec.errors import ConfigError
 from warmrec.evaluation.evaluate import EvalResult
 from warmrec.evaluation.stats import paired_test, seed_summary
-from warmrec.experiments.pipeline import Prepared, evaluate_model, fit_model, prepare
+from warmrec.experiments.spec import evaluate_model, fit_model
 from warmrec.io import atomic_write_text
 from warmrec.registry import get_model
 from warmrec.transfer.embeddings import InitMethod

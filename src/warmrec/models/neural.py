@@ -351,17 +351,19 @@ class NeuralRecommender(Recommender):
         *,
         trainer: Any = None,
         callbacks: Sequence[Callable[[int, dict[str, Any], Any], bool | None]] = (),
+        hooks: Any = None,
         **trainer_overrides: Any,
     ) -> NeuralRecommender:
         """Train with the shared loop; ``trainer`` is a ``TrainerConfig`` or a mapping, and
         keyword arguments override its fields (``epochs=5``, ``lr=1e-3``, ...). The class's
         :attr:`default_trainer` fills the fields the caller does not set. ``callbacks`` go to
         the loop: ``callback(epoch, record, model)`` after every epoch (True stops training;
-        an exception, e.g. a tuner's pruning signal, ends it)."""
+        an exception, e.g. a tuner's pruning signal, ends it); ``hooks``: a
+        :class:`~warmrec.training.loop.LoopHooks` (e.g. a data-parallel worker's)."""
         from warmrec.training.loop import train as run_training
 
         cfg = self.trainer_config(trainer, **trainer_overrides)
-        self.train_result = run_training(self, train, valid, cfg, callbacks=callbacks)
+        self.train_result = run_training(self, train, valid, cfg, callbacks=callbacks, hooks=hooks)
         return self
 
     def score(self, batch: Batch) -> torch.Tensor:

@@ -126,21 +126,15 @@ def histories_from_data(
 ) -> Histories:
     """The histories of ``part`` (see the module docstring) of the data a config describes
     (``[data]``, ``[split]``; default: the data and split recorded in the model directory)."""
-    from warmrec.artifacts import RunInfo
-    from warmrec.experiments.run import prepare_from_config, read_data
+    from warmrec.experiments.run import saved_spec
+    from warmrec.experiments.spec import prepare_run
 
     if part not in PARTS:
         raise ConfigError(f"--part: expected one of {', '.join(PARTS)}, found {part!r}")
-    cfg = dict(cfg or {})
-    run = model.meta.run or RunInfo()
-    if "path" not in cfg.get("data", {}):
-        if run.data is None:
-            raise ConfigError("the model does not record its data: give --data PATH")
-        cfg["data"] = run.data.read_options()
+    spec = saved_spec(model, cfg)
     if part == "all":
-        return histories_from_frame(read_data(cfg["data"]).interactions, model.vocab)
-    cfg.setdefault("split", dict(run.split))
-    prep = prepare_from_config(cfg, vocab=model.vocab, user_vocab=model.user_vocab)
+        return histories_from_frame(spec.data.read().interactions, model.vocab)
+    prep = prepare_run(spec, vocab=model.vocab, user_vocab=model.user_vocab)
     if part == "train":
         s = prep.train.sequences
         keep = s.lengths > 0

@@ -503,6 +503,27 @@ def inner_steps(
     return losses
 
 
+class LoopHooks:
+    """Extension points of :func:`train` for code that changes *how* a run trains without
+    forking the loop (data-parallel workers, profilers). The defaults do nothing.
+
+    - :meth:`wrap_data` gets the model's training data (what ``model.training_data`` made) and
+      returns what the loop iterates (e.g. one worker's shard of every epoch);
+    - :meth:`on_ready` runs once the net exists and is on its device, before the optimizer is
+      built (e.g. to hook gradient all-reduce);
+    - :meth:`close` runs when training ends, normally or not.
+    """
+
+    def wrap_data(self, data: Any) -> Any:
+        return data
+
+    def on_ready(self, model: Any) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
 class _Loggers:
     """JSON-lines file and optional TensorBoard writer."""
 
@@ -541,6 +562,7 @@ def train(
     *,
     fresh: bool = True,
     callbacks: Sequence[Callable[[int, dict[str, Any], Any], bool | None]] = (),
+    hooks: LoopHooks | None = None,
     **overrides: Any,
 ) -> TrainResult:
     """Train ``model`` (a NeuralRecommender) on ``train_data``; see the module docstring.
@@ -549,8 +571,26 @@ def train(
     the net the model already has (fine-tuning: the caller has set the vocabulary, weights and
     any frozen parameters). The optimizer covers ``model.optimizer_groups(weight_decay)``.
     Each callback is called as ``callback(epoch, record, model)`` after every epoch; returning
-    True stops training (callbacks are not part of checkpoints).
+    True stops training (callbacks are not part of checkpoints). ``hooks``: a
+    :class:`LoopHooks`.
     """
+    hooks = hooks or LoopHooks()
+    try:
+        return _train(model, train_data, valid_set, config, fresh, callbacks, hooks, overrides)
+    finally:
+        hooks.close()
+
+
+def _train(
+    model: Any,
+    train_data: SequenceDataset,
+    valid_set: EvalSet | None,
+    config: TrainerConfig | Mapping[str, Any] | None,
+    fresh: bool,
+    callbacks: Sequence[Callable[[int, dict[str, Any], Any], bool | None]],
+    hooks: LoopHooks,
+    overrides: dict[str, Any],
+) -> TrainResult:
     cfg = build_config(TrainerConfig, config, **overrides)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -573,8 +613,9 @@ def train(
             )
         model.to(device)
     model.prepare(train_data)
+    hooks.on_ready(model)
     loss_name = getattr(getattr(model, "loss_fn", None), "name", None)  # "auto" resolved
-    data = model.training_data(train_data)
+    data = hooks.wrap_data(model.training_data(train_data))
     n_batches = data.n_batches(cfg.batch_size)
     if n_batches == 0:
         raise ModelError(
@@ -592,7 +633,7 @@ def train(
     if cfg.resume and has_checkpoint(cfg.checkpoint_dir):
         run = load_checkpoint(cfg.checkpoint_dir, model, optimizer, scheduler, rng, cfg)
         resumed_from = run.epoch
-        done = run.stopped or run.epoch >= cfg.epochs
+        done = run.stopped or run.epoch >= n_epochs
         warnings.warn(
             f"resumed {model.name} from checkpoint {cfg.checkpoint_dir} at epoch {run.epoch}"
             + (" (already finished: no epoch to run)" if done else ""),

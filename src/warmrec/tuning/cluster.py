@@ -39,18 +39,19 @@ def _trainable(config: dict[str, Any], *, model_name: str, space: SearchSpace, b
 
     from ray import tune
 
-    from warmrec.experiments.run import prepare_from_config
+    from warmrec.experiments.spec import prepare_run, spec_from_config
     from warmrec.tuning.trial import SearchData, run_trial
 
     t0 = time.perf_counter()
-    prepared = prepare_from_config(dict(base))
+    spec = spec_from_config(base)
+    prepared = prepare_run(spec)
     data = SearchData.from_prepared(prepared)
     del prepared  # the trial keeps train and validation only
 
     def report(epoch: int, value: float) -> None:
         tune.report({METRIC: value, "epoch": epoch, FINISHED: False})
 
-    ex = bool(base.get("eval", {}).get("exclude_seen", False))
+    ex = spec.eval.exclude_seen
     outcome, _ = run_trial(model_name, space, config, data, report, exclude_seen=ex)
     tune.report(
         {

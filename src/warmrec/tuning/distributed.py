@@ -22,7 +22,10 @@ worker reads and splits the data itself, builds the same model from the same see
   ``bucket_mb=0`` keeps the former one all-reduce per parameter (for comparison);
 - validates like a single run (every worker computes the same numbers, so early stopping agrees).
 
-Worker 0 saves the model.
+Each worker runs the ordinary run (:func:`~warmrec.experiments.spec.prepare_run`,
+:func:`~warmrec.experiments.spec.fit_run`) with :class:`DataParallelHooks` (the training loop's
+hooks: its shard and the gradient averaging); worker 0 saves the model with the run record, so
+``evaluate``/``predict`` need only its directory.
 """
 
 from __future__ import annotations
@@ -186,72 +189,88 @@ class GradBuckets:
             self._reset()
 
 
-def _worker(config: dict[str, Any]) -> None:
-    """One Ray Train worker: the ordinary training run on its shard of every epoch."""
-    import torch.distributed as dist
-    from ray import train as ray_train
+class DataParallelHooks:
+    """The training loop's :class:`~warmrec.training.loop.LoopHooks` of one worker: its shard of
+    every epoch's batches, and gradient averaging hooked on the net once it exists."""
 
-    from warmrec.experiments.run import prepare_from_config
-    from warmrec.registry import get_model
-    from warmrec.training.loop import train as run_training
+    def __init__(self, rank: int, world: int, bucket_mb: float) -> None:
+        self.rank, self.world, self.bucket_mb = rank, world, bucket_mb
+        self.handles: list[Any] = []
 
-    ctx = ray_train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    cfg = config["cfg"]
-    prep = prepare_from_config(dict(cfg))
-    m = dict(cfg.get("model", {}))
-    name = m.pop("name")
-    model = get_model(name, m)
-    trainer = model.trainer_config(cfg.get("train", {}))
-    if trainer.batch_size % world:
-        raise ConfigError(
-            f"--workers {world}: the batch size {trainer.batch_size} must be a multiple of it"
-        )
-    trainer = trainer.model_copy(
-        update={"batch_size": trainer.batch_size // world, "device": "cpu", "progress": False}
-    )
-    inner = model.training_data
-    model.training_data = lambda data: ShardedData(inner(data), rank, world)
-    hooks: list[Any] = []
-    orig_prepare = model.prepare
-    bucket_mb = float(config.get("bucket_mb", DEFAULT_BUCKET_MB))
+    def wrap_data(self, data: Any) -> Any:
+        return ShardedData(data, self.rank, self.world)
 
-    def prepare(data: Any) -> None:  # the net exists now: hook its gradients
-        orig_prepare(data)
-        if bucket_mb > 0:
-            hooks.append(
+    def on_ready(self, model: Any) -> None:
+        if self.bucket_mb > 0:
+            self.handles.append(
                 GradBuckets(
-                    model.net.parameters(), world, bucket_mb=bucket_mb,
+                    model.net.parameters(), self.world, bucket_mb=self.bucket_mb,
                     sparse=model.sparse_parameters(),
                 )
             )  # fmt: skip
         else:
-            hooks.extend(average_gradients(model.net, world))
+            self.handles.extend(average_gradients(model.net, self.world))
 
-    model.prepare = prepare
-    try:
-        result = run_training(model, prep.train, prep.valid, trainer)
-    finally:
-        for h in hooks:
+    def close(self) -> None:
+        for h in self.handles:
             h.remove()
-        del model.training_data, model.prepare
-    model.train_result = result
+        self.handles.clear()
+
+
+def worker_spec(spec: Any, world: int) -> Any:
+    """The spec one of ``world`` workers runs: the global batch split across workers, on the
+    CPU, without a progress bar (the driver reports)."""
+    trainer = spec.trainer()
+    if trainer.batch_size % world:
+        raise ConfigError(
+            f"--workers {world}: the batch size {trainer.batch_size} must be a multiple of it"
+        )
+    train = {
+        **spec.train,
+        "batch_size": trainer.batch_size // world,
+        "device": "cpu",
+        "progress": False,
+    }
+    return spec.model_copy(update={"train": train})
+
+
+def _worker(config: dict[str, Any]) -> None:
+    """One Ray Train worker: the ordinary run (``prepare_run``/``fit_run``) on its shard."""
+    import torch.distributed as dist
+    from ray import train as ray_train
+
+    from warmrec.experiments.spec import fit_run, prepare_run, save_run, spec_from_config
+
+    ctx = ray_train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    spec = spec_from_config(config["spec"])
+    prep = prepare_run(spec)
+    hooks = DataParallelHooks(rank, world, float(config.get("bucket_mb", DEFAULT_BUCKET_MB)))
+    model = fit_run(worker_spec(spec, world), prep, hooks=hooks)
+    # the record is of the run as asked (the global batch), not of one worker's share
+    run = model.meta.run
+    run.spec = {**run.spec, "train": dict(spec.train)}
+    result = model.train_result
     record = {
         "best_metric": result.best_metric,
         "best_epoch": result.best_epoch,
         "epochs": result.epochs_run,
         "train_seconds": result.train_seconds,
+        "fit_s": run.fit_seconds,
+        "valid": dict(run.valid),
+        "n_valid": run.n_valid,
+        "split": prep.info["split"],
         "history": result.history,
     }
     if rank == 0:
-        model.save(config["out"])
+        save_run(model, config["out"])
         atomic_write_text(config["record"], json.dumps(record, default=float))
     dist.barrier()
-    ray_train.report({k: v for k, v in record.items() if k != "history"})
+    ray_train.report({k: v for k, v in record.items() if k not in ("history", "valid")})
 
 
 def train_distributed(
-    cfg: dict[str, Any],
+    cfg: dict[str, Any] | Any,
     out: str | Path,
     *,
     workers: int,
@@ -260,23 +279,25 @@ def train_distributed(
     cpus_per_worker: float = 1.0,
     bucket_mb: float = DEFAULT_BUCKET_MB,
 ) -> dict[str, Any]:
-    """Train ``cfg``'s neural model on ``workers`` Ray Train workers; returns worker 0's record.
+    """Train the run ``cfg`` (a config dict or RunSpec) describes on ``workers`` Ray Train
+    workers; returns worker 0's record (validation metrics, best epoch, history).
     ``bucket_mb``: the gradient bucket size (0: one all-reduce per parameter)."""
-    from warmrec.models.neural import NeuralRecommender
-    from warmrec.registry import model_class
-    from warmrec.schema import check_configs
+    from warmrec.experiments.spec import spec_from_config
 
     if workers < 1:
         raise ConfigError(f"--workers: expected an integer >= 1, found {workers}")
     if bucket_mb < 0:
         raise ConfigError(f"bucket_mb: expected a number >= 0, found {bucket_mb}")
-    name = cfg.get("model", {}).get("name")
-    if not name:
+    spec = spec_from_config(cfg)
+    if spec.model is None:
         raise ConfigError("no model: give --model NAME or [model] name in the config")
-    if not issubclass(model_class(name), NeuralRecommender):
+    name = spec.model.name
+    if not spec.model.is_neural():
         raise ConfigError(f"--workers: model '{name}' has no training loop to distribute")
-    m = {k: v for k, v in cfg["model"].items() if k != "name"}
-    check_configs(name, m, cfg.get("train", {}))
+    worker_spec(spec, workers)  # the batch size must split evenly, checked before Ray starts
+    if spec.data is None:
+        raise ConfigError("no data path: give --data PATH or [data] path in the config")
+    spec = spec.model_copy(update={"data": spec.data.absolute()})
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -296,7 +317,7 @@ def train_distributed(
         trainer = TorchTrainer(
             _worker,
             train_loop_config={
-                "cfg": cfg,
+                "spec": spec.to_config(),
                 "out": str(out),
                 "record": str(record),
                 "bucket_mb": bucket_mb,

@@ -237,16 +237,17 @@ def finish(
     rows: list[TrialRow],
     model_name: str,
     space: Any,
-    base_cfg: dict[str, Any],
+    base: Any,
     prepared: Any,
     out: Path,
     backend: str,
     wall_s: float,
     refit: bool = True,
 ) -> dict[str, Any]:
-    """Write the results of a search (see the module docstring); returns the summary."""
-    from warmrec.evaluation.evaluate import evaluate
-    from warmrec.tuning.trial import SearchData, eval_metrics, model_configs, run_trial
+    """Write the results of a search (see the module docstring); returns the summary. ``base``:
+    the search's :class:`~warmrec.experiments.spec.RunSpec` (data, split, eval)."""
+    from warmrec.experiments.spec import evaluate_run, save_run
+    from warmrec.tuning.trial import run_trial, trial_spec
 
     out.mkdir(parents=True, exist_ok=True)
     metric = space.metric
@@ -264,15 +265,9 @@ def finish(
         "best": None,
     }
     if best is not None:
-        cfgs = model_configs(model_name, space, best.params)
-        best_cfg = {
-            "data": base_cfg.get("data", {}),
-            "split": base_cfg.get("split", {}),
-            "model": {"name": model_name, **cfgs["model"]},
-            "train": cfgs["train"],
-            "eval": {"metrics": eval_metrics(metric), **base_cfg.get("eval", {})},
-        }
-        atomic_write_text(out / "best.toml", dump_toml(best_cfg))
+        ex = base.eval.exclude_seen
+        best_spec = trial_spec(model_name, space, best.params, exclude_seen=ex, base=base)
+        atomic_write_text(out / "best.toml", dump_toml(best_spec.to_config(absolute=True)))
         summary["best"] = {
             "trial": best.number,
             "params": best.params,
@@ -283,19 +278,12 @@ def finish(
         }
         if refit:
             t0 = time.perf_counter()
-            ex = bool(base_cfg.get("eval", {}).get("exclude_seen", False))
             outcome, model = run_trial(
-                model_name, space, best.params, SearchData.from_prepared(prepared), exclude_seen=ex
+                model_name, space, best.params, prepared, exclude_seen=ex, base=base
             )
             # the one and only look at the test part
-            test = evaluate(
-                model,
-                prepared.test,
-                eval_metrics(metric),
-                exclude_seen=ex,
-                item_counts=prepared.train.item_counts(),
-            )
-            model.save(out / "best_model")
+            test = evaluate_run(model, prepared.test, best_spec, prepared)
+            save_run(model, out / "best_model")
             summary["best"]["refit_valid"] = outcome.valid
             summary["best"]["test"] = {k: float(v) for k, v in test.summary.items()}
             summary["best"]["refit_s"] = time.perf_counter() - t0

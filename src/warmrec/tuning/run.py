@@ -36,24 +36,32 @@ def run_tune(
     gpus_per_trial: float = 0.0,
     max_failures: int = 2,
 ) -> dict[str, Any]:
-    """Run a search; ``cfg`` holds the ``[data]``, ``[split]`` and ``[eval]`` sections."""
-    from warmrec.experiments.run import check_sections, prepare_from_config
+    """Run a search. ``cfg`` is a run config: its ``[data]``, ``[split]`` and ``[eval]`` are the
+    search's; ``[model]``/``[train]`` keys (``--set``) are fixed values over the space file's
+    (a key the space searches is refused)."""
+    from warmrec.experiments.spec import prepare_run, spec_from_config
 
     if backend not in BACKENDS:
         raise ConfigError(f"--backend: expected one of {', '.join(BACKENDS)}, found {backend!r}")
-    check_sections(cfg)
-    name = model or cfg.get("model", {}).get("name")
+    if address and backend != "ray":
+        raise ConfigError(
+            f"--address {address} is for --backend ray; the optuna backend runs on this machine"
+        )
+    cfg = dict(cfg)
+    given = dict(cfg.get("model", {}))
+    name = model or given.pop("name", None)
+    given.pop("name", None)
     space = load_space(space_path, name)
-    base = {k: cfg[k] for k in ("data", "split", "eval") if k in cfg}
-    if "data" not in base or not base["data"].get("path"):
+    space = with_fixed(space, {"model": given, "train": dict(cfg.get("train", {}))})
+    space.check(space.model)
+    if not (cfg.get("data") or {}).get("path"):
         raise ConfigError("no data path: give --data PATH or [data] path in the config")
-    from warmrec.experiments.run import data_record
-
-    base["data"] = {k: v for k, v in data_record(base["data"]).items() if v is not None}
+    base = spec_from_config({k: cfg[k] for k in ("data", "split", "eval") if k in cfg})
     out = Path(out)
-    exclude_seen = bool(base.get("eval", {}).get("exclude_seen", False))
+    exclude_seen = base.eval.exclude_seen
     t0 = time.perf_counter()
-    prepared = prepare_from_config(dict(base))
+    prepared = prepare_run(base)
+    base = prepared.info["spec"]
     if backend == "optuna":
         from warmrec.tuning.local import search_local
         from warmrec.tuning.trial import SearchData
@@ -77,7 +85,7 @@ def run_tune(
         rows = search_ray(
             space.model,
             space,
-            base,
+            base.to_config(),
             out,
             trials=trials,
             timeout=timeout,
@@ -95,9 +103,27 @@ def run_tune(
         rows=rows,
         model_name=space.model,
         space=space,
-        base_cfg=base,
+        base=base,
         prepared=prepared,
         out=out,
         backend=backend,
         wall_s=time.perf_counter() - t0,
     )
+
+
+def with_fixed(space: Any, fixed: dict[str, dict[str, Any]]) -> Any:
+    """``space`` with ``fixed`` (``--set model.KEY``/``train.KEY``) over its fixed values; a key
+    that the space searches cannot also be fixed."""
+    import dataclasses
+
+    searched = set(space.names)
+    new = {s: dict(v) for s, v in space.fixed.items()}
+    for section, values in fixed.items():
+        for key, v in values.items():
+            if f"{section}.{key}" in searched:
+                raise ConfigError(
+                    f"--set {section}.{key}: the space {space.source} searches {section}.{key}; "
+                    "fix it there (or drop --set)"
+                )
+            new.setdefault(section, {})[key] = v
+    return dataclasses.replace(space, fixed=new)

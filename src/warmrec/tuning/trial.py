@@ -71,20 +71,47 @@ def model_configs(
     return cfgs
 
 
+def trial_spec(
+    model_name: str,
+    space: SearchSpace,
+    values: Mapping[str, Any],
+    *,
+    exclude_seen: bool = False,
+    base: Any = None,
+) -> Any:
+    """The :class:`~warmrec.experiments.spec.RunSpec` of one trial: ``base``'s data and split
+    (where given) with the trial's model and training settings, scored on the search metric
+    first."""
+    from warmrec.experiments.spec import spec_from_config
+
+    cfgs = model_configs(model_name, space, values)
+    cfg: dict[str, Any] = base.to_config() if base is not None else {}
+    cfg["model"] = {"name": model_name, **cfgs["model"]}
+    cfg["train"] = cfgs["train"]
+    cfg["eval"] = {
+        **cfg.get("eval", {}),
+        "metrics": eval_metrics(space.metric),
+        "exclude_seen": exclude_seen,
+    }
+    return spec_from_config(cfg)
+
+
 def run_trial(
     model_name: str,
     space: SearchSpace,
     values: Mapping[str, Any],
-    data: SearchData,
+    data: SearchData | Any,
     report: Report | None = None,
     *,
     exclude_seen: bool = False,
+    base: Any = None,
 ) -> tuple[TrialOutcome, Any]:
-    """Fit one configuration and score it on validation: ``(outcome, fitted model)``."""
-    from warmrec.models.neural import NeuralRecommender
-    from warmrec.registry import get_model
+    """Fit one configuration with :func:`~warmrec.experiments.spec.fit_run` and score it on
+    validation: ``(outcome, fitted model)``. ``base``: the search's spec (data and split, kept
+    in the fitted model's run record)."""
+    from warmrec.experiments.spec import fit_run
 
-    cfgs = model_configs(model_name, space, values)
+    spec = trial_spec(model_name, space, values, exclude_seen=exclude_seen, base=base)
     metric = space.metric
     label = parse_metric(metric).label
     curve: list[float] = []
@@ -98,27 +125,18 @@ def run_trial(
             report(epoch, float(value))
 
     t0 = time.perf_counter()
-    model = get_model(model_name, cfgs["model"])
-    if isinstance(model, NeuralRecommender):
-        model.fit(data.train, data.valid, trainer=cfgs["train"], callbacks=[on_epoch])
-    elif _takes_callbacks(model):
-        model.fit(data.train, data.valid, callbacks=[on_epoch])
-    else:  # no epochs: one report after fitting
-        model.fit(data.train, data.valid)
-    res = evaluate(
-        model,
-        data.valid,
-        eval_metrics(metric),
-        exclude_seen=exclude_seen,
-        item_counts=data.item_counts,
-    )
+    from warmrec.registry import model_class
+
+    hooked = _takes_callbacks(model_class(model_name))
+    model = fit_run(spec, data, callbacks=[on_epoch] if hooked else ())
     seconds = time.perf_counter() - t0
-    value = float(res.summary[label])
+    valid = {k: float(v) for k, v in model.meta.run.valid.items()}
+    value = float(valid[label])
     if not curve and report is not None:
         report(1, value)
     outcome = TrialOutcome(
         value=value,
-        valid={k: float(v) for k, v in res.summary.items()},
+        valid=valid,
         epochs=len(curve) or 1,
         seconds=seconds,
         curve=curve or [value],
@@ -126,7 +144,7 @@ def run_trial(
     return outcome, model
 
 
-def _takes_callbacks(model: Any) -> bool:
+def _takes_callbacks(klass: Any) -> bool:
     import inspect
 
-    return "callbacks" in inspect.signature(model.fit).parameters
+    return "callbacks" in inspect.signature(klass.fit).parameters

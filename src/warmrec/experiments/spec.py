@@ -1,0 +1,748 @@
+"""THE run: a typed :class:`RunSpec`, and the three functions that own a run.
+
+A run is read -> split -> fit (selecting on validation) -> record -> save. Every command that
+trains a model (``train``, ``pretrain``, ``transfer``, ``tune`` and its refit, ``train
+--workers``), every study and ``evaluate``/``predict`` (which rebuild the spec from a saved
+model) goes through:
+
+:func:`prepare_run` ``(spec) -> Prepared``
+    reads ``spec.data``, applies THE split policy (:meth:`SplitSpec.resolve`: a split folder is
+    used as given unless ``resplit``; otherwise the named method, or
+    :func:`~warmrec.data.split.default_split` for ``auto``), checks that the split fits the
+    log's time unit, and encodes once (:func:`warmrec.data.prepared.prepare`).
+:func:`fit_run` ``(spec, prepared, hooks) -> model``
+    builds the model from ``spec.model`` (or pre-trains / transfers it, see ``spec.pretrain``
+    and ``spec.transfer``), fits it on the training part with ``spec.train`` (loop callbacks and
+    :class:`~warmrec.training.loop.LoopHooks` passed through), scores it on validation with
+    ``spec.eval`` and always records the run in ``model.meta.run`` (:class:`RunInfo`, with the
+    whole spec), so a saved model knows how it was made.
+:func:`save_run` ``(model, out)``
+    writes the model directory atomically.
+
+A spec is a pydantic root with one section per concern, each checked when the spec is built,
+before any data is read::
+
+    [data]   path, format, columns, no_timestamp, order, time_unit, sep
+    [split]  method = "auto" | "given" | "loo" | "temporal" | "last_session" | "user",
+             that method's options, resplit
+    [model]  name, then the model's own config keys
+    [train]  the training loop's settings (neural models only)
+    [eval]   metrics, protocol ("full" or a named sampled protocol), exclude_seen
+    [transfer]  (transfer runs) source, strategy, init, their options, max_len, position_init
+
+TOML files and ``--set a.b=c`` overrides build the same dict (:func:`spec_from_config`);
+``RunSpec.model_json_schema()`` is the schema ``warmrec models --schema run`` prints.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from warmrec.config import ConfigModel, build_config
+from warmrec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from warmrec.artifacts import DataSource
+    from warmrec.data.prepared import Prepared
+
+SECTIONS = ("data", "split", "model", "train", "eval", "transfer")
+DEFAULT_METRICS = ("hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20", "mrr@20")
+"""= :data:`warmrec.evaluation.evaluate.DEFAULT_METRICS` (not imported: it pulls in torch)."""
+TimeValue = float | int | str | dt.datetime | dt.date
+
+
+# -- [data] --------------------------------------------------------------------------------------
+class DataSpec(ConfigModel):
+    """How to read the log (``[data]``): every reader option of :func:`warmrec.load_interactions`."""
+
+    path: str
+    """The log: a file, a folder (RecBole atomic files, a split folder) or a dataset name."""
+    format: str | None = None
+    """Input format or dataset name (None: detected from the path)."""
+    columns: dict[str, str] | None = None
+    """Column mapping, canonical name -> file column (common names are recognised)."""
+    no_timestamp: bool = False
+    """The log has no time column: file order is the event order."""
+    order: str | None = None
+    """The column giving the event order, for logs without timestamps."""
+    time_unit: str | None = None
+    """Unit of numeric timestamps (s, ms, us, ns, ordinal); None: detected by size."""
+    sep: str | None = None
+    """Field separator of a delimited text file (None: by the suffix)."""
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not str(v).strip():
+            raise ValueError("expected a file, folder or dataset name, found ''")
+        return v
+
+    def absolute(self) -> DataSpec:
+        """The same spec with the path made absolute (symlinks kept as typed), so a saved model
+        finds its data from any working directory; a dataset name that is not a path stays."""
+        p = Path(self.path).expanduser()
+        if p.exists() or p.is_absolute():
+            return self.model_copy(update={"path": os.path.abspath(p)})
+        return self
+
+    def source(self) -> DataSource:
+        """As recorded in a model's meta (:class:`~warmrec.artifacts.DataSource`)."""
+        from warmrec.artifacts import DataSource
+
+        return DataSource(**self.absolute().model_dump())
+
+    def read(self):
+        """Read the log -> :class:`~warmrec.data.interactions.Interactions`."""
+        from warmrec.data.readers import load_interactions
+
+        return load_interactions(
+            self.path,
+            format=self.format,
+            columns=self.columns,
+            no_timestamp=self.no_timestamp,
+            order=self.order,
+            sep=self.sep,
+            time_unit=self.time_unit,
+        )
+
+
+# -- [split] -------------------------------------------------------------------------------------
+class _Split(ConfigModel):
+    resplit: bool = False
+    """For a split folder (train/valid/test files, used as given by default): merge the parts
+    and split them again with this method."""
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments of the split function (``method`` and ``resplit`` left out)."""
+        return self.model_dump(exclude={"method", "resplit"}, exclude_none=True)
+
+
+class AutoSplit(_Split):
+    """The default policy: a split folder as given, else
+    :func:`~warmrec.data.split.default_split` (``loo`` for user logs, ``last_session`` for
+    session logs, ``loo`` for sessionised logs with long user histories)."""
+
+    method: Literal["auto"] = "auto"
+
+
+class GivenSplit(_Split):
+    """A split folder's own train/valid/test parts, used as they are."""
+
+    method: Literal["given"] = "given"
+
+
+class LooSplit(_Split):
+    """Leave-one-out: each user's last event is the test target, the one before it validation."""
+
+    method: Literal["loo"] = "loo"
+    time_order: Literal["stable", "recbole"] = "stable"
+    """Tie order: "stable" keeps the file order, "recbole" reproduces RecBole's float32 key."""
+
+
+class TemporalSplit(_Split):
+    """Global cut-offs: train before ``valid_start``, validation up to ``test_start``, test after."""
+
+    method: Literal["temporal"] = "temporal"
+    test_start: TimeValue
+    """Start of the test part: a date (``2019-07-01``), Unix seconds, or a position on a log
+    whose timestamps are positions."""
+    valid_start: TimeValue | None = None
+    """Start of the validation part (None: no validation part; training then cannot select)."""
+    assign: Literal["start", "end"] = "start"
+    """A session belongs to the part where it starts (crossing sessions dropped) or ends."""
+    min_session_length: int = Field(2, ge=1)
+    """Held-out sessions shorter than this are dropped."""
+    drop_unseen: bool = True
+    """Remove held-out events of items never seen in training."""
+    min_test_sessions: int = Field(100, ge=0)
+    """Fewer test sequences than this give a warning."""
+
+
+class LastSessionSplit(_Split):
+    """Hold out the most recent sessions: each user's last one, or the latest days / share."""
+
+    method: Literal["last_session"] = "last_session"
+    test_days: float | None = Field(None, gt=0)
+    """Hold out the sessions of the last this many days (instead of a share)."""
+    valid_days: float | None = Field(None, gt=0)
+    """Validation: the this many days before the test part."""
+    test_share: float = Field(0.1, gt=0, lt=1)
+    """Without users or days: the latest share of sessions held out for test."""
+    valid_share: float | None = Field(None, gt=0, lt=1)
+    """The share of sessions before the test part held out for validation."""
+    min_test_sessions: int = Field(100, ge=0)
+    """Fewer test sessions than this give a warning."""
+    by_user: bool | None = None
+    """Per user (each user's last session) or by time; None: per user when the log has users."""
+    assign: Literal["start", "end"] = "start"
+    """A session belongs to the part where it starts or ends."""
+    min_session_length: int = Field(2, ge=1)
+    """Held-out sessions shorter than this are dropped."""
+    drop_unseen: bool = True
+    """Remove held-out events of items never seen in training."""
+
+
+class UserSplit(_Split):
+    """User-disjoint split for cold start: whole users go to test, validation or train."""
+
+    method: Literal["user"] = "user"
+    test_frac: float = Field(0.1, gt=0, lt=1)
+    """Share of users held out for test."""
+    valid_frac: float = Field(0.1, ge=0, lt=1)
+    """Share of users held out for validation."""
+    seed: int = 0
+    """Seed of the user permutation."""
+    key: str | None = None
+    """The user column (None: ``user_id`` when present, else the sequence key)."""
+    min_session_length: int = Field(2, ge=1)
+    """Held-out sequences shorter than this are dropped."""
+    drop_unseen: bool = True
+    """Remove held-out events of items never seen in training."""
+
+
+SplitSpec = Annotated[
+    AutoSplit | GivenSplit | LooSplit | TemporalSplit | LastSessionSplit | UserSplit,
+    Field(discriminator="method"),
+]
+SPLIT_CLASSES: dict[str, type[_Split]] = {
+    "auto": AutoSplit,
+    "given": GivenSplit,
+    "loo": LooSplit,
+    "temporal": TemporalSplit,
+    "last_session": LastSessionSplit,
+    "user": UserSplit,
+}
+
+
+def split_spec(values: Mapping[str, Any] | None) -> _Split:
+    """A ``[split]`` table as its typed spec; errors name the option and the method."""
+    d = dict(values or {})
+    method = d.pop("method", None) or "auto"
+    klass = SPLIT_CLASSES.get(method) if isinstance(method, str) else None
+    if klass is None:
+        raise ConfigError(
+            f"split method: expected one of {', '.join(SPLIT_CLASSES)}, found {method!r}"
+        )
+    if klass is TemporalSplit and "test_start" not in d:
+        raise ConfigError(
+            "the temporal split needs a test start: --set split.test_start=2019-07-01 (a date, "
+            "Unix seconds, or a position on an ordinal log), and usually --set "
+            "split.valid_start=... for a validation part"
+        )
+    return build_config(klass, d)
+
+
+def resolve_split(spec: _Split, inter: Any) -> _Split:
+    """THE default-split policy, applied once the log is read: ``auto`` becomes ``given`` for a
+    split folder (unless ``resplit``) and :func:`~warmrec.data.split.default_split` otherwise;
+    ``given`` on data without parts, or a method on a split folder without ``resplit``, is an
+    error. Returns the concrete spec that was run (what the model records)."""
+    from warmrec.data.split import default_split
+
+    has_parts = getattr(inter, "parts", None) is not None
+    if isinstance(spec, AutoSplit):
+        if has_parts and not spec.resplit:
+            return GivenSplit()
+        method = default_split(inter.interactions)
+        return SPLIT_CLASSES[method](resplit=spec.resplit) if method != "auto" else spec
+    if isinstance(spec, GivenSplit):
+        if not has_parts:
+            raise ConfigError(
+                "split 'given' needs a split folder (train/valid/test files); this data has none"
+            )
+        return spec
+    if has_parts and not spec.resplit:
+        raise ConfigError(
+            f"the data is already split into {'/'.join(inter.parts)} ({inter.source}); it is "
+            f"used as given: drop the split method {spec.method!r} (--split), or pass --resplit "
+            "(split.resplit = true) to merge the parts and split them again"
+        )
+    return spec
+
+
+# -- [model] [eval] [transfer] ------------------------------------------------------------------
+class ModelSpec(ConfigModel):
+    """A registered model's name and its config keys (checked against the model's own config)."""
+
+    name: str
+    """Registered model name (``warmrec models``)."""
+    config: dict[str, Any] = {}
+    """The model's config keys; everything not given keeps the model's measured default."""
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSpec:
+        from warmrec.registry import model_class
+
+        build_config(model_class(self.name).Config, self.config)
+        return self
+
+    def typed(self) -> Any:
+        """The model's typed config."""
+        from warmrec.registry import model_class
+
+        return build_config(model_class(self.name).Config, self.config)
+
+    def is_neural(self) -> bool:
+        from warmrec.models.neural import NeuralRecommender
+        from warmrec.registry import model_class
+
+        return issubclass(model_class(self.name), NeuralRecommender)
+
+    def takes_trainer(self) -> bool:
+        """Whether the model trains with the loop (neural models, and hybrids of them)."""
+        import inspect
+
+        from warmrec.registry import model_class
+
+        return "trainer" in inspect.signature(model_class(self.name).fit).parameters
+
+    def trainer(self, train: Mapping[str, Any]) -> Any:
+        """The typed loop settings: the class's own defaults under ``train``."""
+        from warmrec.registry import model_class
+        from warmrec.training.loop import TrainerConfig
+
+        klass = model_class(self.name)
+        if hasattr(klass, "trainer_config"):
+            return klass.trainer_config(dict(train))
+        return build_config(TrainerConfig, dict(train))
+
+
+class EvalSpec(ConfigModel):
+    """How a run is scored (``[eval]``): validation during ``fit_run``, test in ``evaluate``."""
+
+    metrics: list[str] = list(DEFAULT_METRICS)
+    """Metrics at cut-offs, e.g. ``hr@10``, ``ndcg@10``, ``mrr@20``."""
+    protocol: str = "full"
+    """``full`` (rank the whole catalogue) or a named sampled protocol (``sampled-uniform-100``,
+    ``sampled-pop-100``)."""
+    exclude_seen: bool = False
+    """Never rank items already in the history."""
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, v: list[str]) -> list[str]:
+        from warmrec.evaluation.metrics import parse_metric
+
+        if not v:
+            raise ValueError("expected at least one metric, found none")
+        for m in v:
+            try:
+                parse_metric(m)
+            except ConfigError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+    @field_validator("protocol")
+    @classmethod
+    def _protocol(cls, v: str) -> str:
+        from warmrec.evaluation.evaluate import _sample_protocol
+
+        try:
+            _sample_protocol(v)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        return v
+
+
+class TransferSpec(ConfigModel):
+    """A transfer run (``[transfer]``): the source model and how it is carried to the target."""
+
+    source: str
+    """The pre-trained model's directory (``warmrec pretrain`` writes one)."""
+    strategy: str = "finetune"
+    """Transfer strategy (``warmrec.transfer.list_strategies()``): finetune, freeze, adapters,
+    lora, ..."""
+    init: str = "popularity"
+    """How the target item table starts (random, mean, popularity, text, ...)."""
+    strategy_options: dict[str, Any] = {}
+    """The strategy's own options."""
+    init_options: dict[str, Any] = {}
+    """The item-table initialisation's own options."""
+    max_len: int | None = Field(None, ge=1)
+    """Target history length (None: the source's)."""
+    position_init: str = "repeat"
+    """How position embeddings of a longer target are started."""
+    seed: int = 0
+    """Seed of the target-specific initialisation."""
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy(cls, v: str) -> str:
+        from warmrec.transfer.strategies import STRATEGIES as names
+
+        if v not in names:
+            raise ValueError(f"expected one of {', '.join(names)}, found {v!r}")
+        return v
+
+
+# -- the root ------------------------------------------------------------------------------------
+class RunSpec(ConfigModel):
+    """One run: the data, its split, the model, the training loop and the evaluation."""
+
+    data: DataSpec | None = None
+    """How the log is read (None only for runs on data given in Python)."""
+    split: SplitSpec = AutoSplit()
+    """The split method and its options."""
+    model: ModelSpec | None = None
+    """The model (None for a transfer run: the source decides)."""
+    train: dict[str, Any] = {}
+    """Training-loop settings (``warmrec models --schema train``) over the model's defaults."""
+    eval: EvalSpec = EvalSpec()
+    """Metrics and protocol."""
+    pretrain: bool = False
+    """Fit as a transfer source (neural models; records item counts and titles)."""
+    transfer: TransferSpec | None = None
+    """Fine-tune a pre-trained model on this data instead of fitting ``model`` from scratch."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_sections(cls, data: Any) -> Any:
+        """``[model] name = ..., d = 64`` (flat, as in TOML) -> ``{name, config}``; ``[split]``
+        built with errors that name the method."""
+        if not isinstance(data, Mapping):
+            return data
+        d = dict(data)
+        m = d.get("model")
+        if isinstance(m, Mapping) and "config" not in m:
+            m = dict(m)
+            name = m.pop("name", None)
+            if not name:
+                raise ValueError("model: no model name: give --model NAME or [model] name")
+            d["model"] = {"name": name, "config": m}
+        s = d.get("split")
+        if s is None or isinstance(s, Mapping):
+            d["split"] = split_spec(s)
+        return d
+
+    @model_validator(mode="after")
+    def _check_train(self) -> RunSpec:
+        if self.transfer is not None:
+            return self
+        if self.model is None:
+            if self.train:
+                raise ValueError(
+                    "train: training settings given but no model: give --model NAME or [model] name"
+                )
+            return self
+        if self.model.takes_trainer():
+            self.model.trainer(self.train)
+        elif self.train:
+            raise ValueError(
+                f"train: model '{self.model.name}' takes no training settings; got "
+                f"{', '.join(sorted(self.train))}"
+            )
+        if self.pretrain and not self.model.is_neural():
+            raise ValueError(f"pretrain needs a neural model, '{self.model.name}' is not one")
+        return self
+
+    # -- views ------------------------------------------------------------------------------
+    def trainer(self) -> Any:
+        """The typed training-loop config (the model's defaults under ``train``), or None."""
+        if self.model is None or not self.model.takes_trainer():
+            return None
+        return self.model.trainer(self.train)
+
+    def to_config(self, *, absolute: bool = False) -> dict[str, Any]:
+        """The TOML-shaped dict (flat ``[model]``, only what differs from the defaults);
+        ``absolute``: the data path made absolute (for a file read from another folder)."""
+        out: dict[str, Any] = {}
+        if self.data is not None:
+            data = self.data.absolute() if absolute else self.data
+            out["data"] = data.model_dump(mode="json", exclude_defaults=True)
+            out["data"]["path"] = data.path
+        sp = self.split.model_dump(mode="json", exclude_defaults=True)
+        out["split"] = {"method": self.split.method, **sp}
+        if self.model is not None:
+            out["model"] = {"name": self.model.name, **self.model.config}
+        if self.train:
+            out["train"] = dict(self.train)
+        ev = self.eval.model_dump(mode="json", exclude_defaults=True)
+        if ev:
+            out["eval"] = ev
+        if self.pretrain:
+            out["pretrain"] = True
+        if self.transfer is not None:
+            out["transfer"] = self.transfer.model_dump(mode="json", exclude_defaults=True)
+            out["transfer"]["source"] = self.transfer.source
+        return out
+
+    def record(self) -> dict[str, Any]:
+        """What a model saves (``meta.run.spec``): the spec with the data path made absolute."""
+        spec = self if self.data is None else self.model_copy(update={"data": self.data.absolute()})
+        return spec.model_dump(mode="json")
+
+    def replace(self, **sections: Any) -> RunSpec:
+        """A copy with whole sections replaced (values as in a config dict), validated."""
+        cfg = self.to_config()
+        for k, v in sections.items():
+            if v is None:
+                cfg.pop(k, None)
+            else:
+                cfg[k] = v.to_config() if hasattr(v, "to_config") else v
+        return spec_from_config(cfg)
+
+    def with_data(self, data: Mapping[str, Any] | None) -> RunSpec:
+        """``[data]`` replaced (None: kept)."""
+        return self if not data else self.replace(data=dict(data))
+
+
+def spec_from_config(cfg: Mapping[str, Any] | RunSpec) -> RunSpec:
+    """A :class:`RunSpec` from a config dict (a TOML file plus flags and ``--set``): unknown
+    sections and keys, bad values, a model that takes no training settings -- each one line."""
+    if isinstance(cfg, RunSpec):
+        return cfg
+    unknown = sorted(set(cfg) - {*SECTIONS, "pretrain"})
+    if unknown:
+        raise ConfigError(
+            f"unknown config section(s) {', '.join(unknown)}; valid: {', '.join(sorted(SECTIONS))}"
+        )
+    return build_config(RunSpec, cfg)
+
+
+def run_schema() -> dict[str, Any]:
+    """The JSON Schema of a run config (``warmrec models --schema run``)."""
+    return RunSpec.model_json_schema()
+
+
+# -- running -------------------------------------------------------------------------------------
+def prepare_run(spec: RunSpec, *, vocab: Any = None, user_vocab: Any = None, data: Any = None):
+    """Read ``spec.data`` (or use ``data``: a canonical table or ``Interactions``), resolve the
+    split, check it against the log's time unit and encode once -> :class:`Prepared`; its
+    ``info["spec"]`` holds the spec with the split that was run."""
+    from warmrec.data.interactions import Interactions
+    from warmrec.data.prepared import prepare
+    from warmrec.data.split import require_split_time
+
+    if data is None:
+        if spec.data is None:
+            raise ConfigError("no data path: give --data PATH or [data] path in the config")
+        inter = spec.data.read()
+    else:
+        inter = data if isinstance(data, Interactions) else Interactions(interactions=data)
+    sp = resolve_split(spec.split, inter)
+    method = "given" if isinstance(sp, GivenSplit) else sp.method
+    opts = sp.options()
+    require_split_time(inter.interactions, method, opts, inter.time_unit)
+    prep = prepare(
+        inter,
+        split=method,
+        split_options=opts,
+        resplit=sp.resplit,
+        vocab=vocab,
+        user_vocab=user_vocab,
+    )
+    prep.info["spec"] = spec.model_copy(update={"split": sp})
+    prep.info["interactions"] = inter
+    return prep
+
+
+Callback = Callable[[int, dict[str, Any], Any], "bool | None"]
+
+
+def fit_run(
+    spec: RunSpec,
+    prepared: Prepared | Any,
+    *,
+    callbacks: Sequence[Callback] = (),
+    hooks: Any = None,
+    evaluate_valid: bool = True,
+) -> Any:
+    """Fit the spec's model on ``prepared.train`` (selecting on ``prepared.valid``), score it on
+    validation with ``spec.eval`` and record the run in ``model.meta.run``. ``callbacks`` go to
+    the training loop (or a model's own per-epoch hook), ``hooks`` (a
+    :class:`~warmrec.training.loop.LoopHooks`) to the loop. ``prepared`` may be anything with
+    ``train`` and ``valid`` (a tuning trial's data has no test part)."""
+    from warmrec.artifacts import RunInfo
+
+    ran = _ran_spec(spec, prepared)
+    t0 = time.perf_counter()
+    if spec.transfer is not None:
+        model = _fit_transfer(spec, prepared)
+    else:
+        model = _fit_model(spec, prepared, callbacks, hooks)
+    fit_s = time.perf_counter() - t0
+    valid: dict[str, float] = {}
+    n_valid = 0
+    if evaluate_valid and getattr(prepared, "valid", None) is not None and len(prepared.valid):
+        res = evaluate_run(model, prepared.valid, spec, prepared)
+        valid, n_valid = dict(res.summary), res.n_examples
+    model.meta.run = RunInfo(
+        data=ran.data.source() if ran.data is not None else None,
+        split={"method": ran.split.method, **ran.split.options()},
+        spec=ran.record(),
+        fit_seconds=fit_s,
+        valid=valid,
+        n_valid=n_valid,
+        loss=_trained_loss(model),
+    )
+    return model
+
+
+def save_run(model: Any, out: str | Path) -> Path:
+    """Write the fitted model's directory (atomically; the run record is in its meta)."""
+    model.save(out)
+    return Path(out)
+
+
+def evaluate_run(
+    model: Any, eval_set: Any, spec: RunSpec, prepared: Any = None, *, seed: int = 0
+) -> Any:
+    """:func:`warmrec.evaluate` with the spec's ``[eval]`` and training popularity."""
+    from warmrec.evaluation.evaluate import evaluate
+
+    counts = prepared.train.item_counts() if prepared is not None else None
+    return evaluate(
+        model,
+        eval_set,
+        spec.eval.metrics,
+        spec.eval.protocol,
+        exclude_seen=spec.eval.exclude_seen,
+        item_counts=counts,
+        seed=seed,
+    )
+
+
+def spec_of_model(model: Any, where: str | Path = "") -> RunSpec:
+    """The spec a saved model was made by (its ``meta.run``); models saved before the run
+    record held the whole spec are rebuilt from its data and split records."""
+    run = getattr(model.meta, "run", None)
+    if run is not None and run.spec:
+        spec = dict(run.spec)
+        spec.pop("transfer", None)  # evaluating needs no source model
+        spec["pretrain"] = False
+        spec["model"] = None
+        spec["train"] = {}
+        return build_config(RunSpec, spec)
+    cfg: dict[str, Any] = {}
+    if run is not None and run.data is not None:
+        cfg["data"] = run.data.read_options()
+    if run is not None and run.split:
+        cfg["split"] = dict(run.split)
+    return spec_from_config(cfg)
+
+
+def _ran_spec(spec: RunSpec, prepared: Any) -> RunSpec:
+    info = getattr(prepared, "info", None) or {}
+    ran = info.get("spec")
+    if isinstance(ran, RunSpec):
+        return spec.model_copy(update={"split": ran.split, "data": spec.data or ran.data})
+    return spec
+
+
+def _trained_loss(model: Any) -> str | None:
+    result = getattr(model, "train_result", None)
+    return result.extra.get("loss") if result is not None else None
+
+
+def _fit_model(spec: RunSpec, prepared: Any, callbacks: Sequence[Callback], hooks: Any) -> Any:
+    import inspect
+
+    from warmrec.registry import get_model
+
+    if spec.model is None:
+        raise ConfigError("no model: give --model NAME or [model] name in the config")
+    model = get_model(spec.model.name, spec.model.config)
+    params = inspect.signature(model.fit).parameters
+    kwargs: dict[str, Any] = {}
+    if spec.model.is_neural() or (spec.train and spec.model.takes_trainer()):
+        kwargs["trainer"] = spec.train
+    if hooks is not None:
+        if not spec.model.is_neural():
+            raise ConfigError(f"model '{spec.model.name}' has no training loop to hook")
+        kwargs["hooks"] = hooks
+    if callbacks:
+        if "callbacks" not in params:
+            raise ConfigError(f"model '{spec.model.name}' takes no per-epoch callbacks")
+        kwargs["callbacks"] = list(callbacks)
+    model.fit(prepared.train, prepared.valid, **kwargs)
+    if spec.pretrain:
+        import numpy as np
+
+        model.meta.item_counts = prepared.train.item_counts().astype(np.int64).tolist()
+        model.meta.role = "source"
+        titles = item_titles(getattr(prepared, "item_features", None))
+        if titles:
+            model.meta.item_titles = [(k, v) for k, v in titles.items()]
+    return model
+
+
+def item_titles(item_features: Any) -> dict[Any, str] | None:
+    """``{raw id: title}`` when the item features have a ``title`` column, else None."""
+    if item_features is None or "title" not in item_features.columns:
+        return None
+    from warmrec.transfer import titles_from_frame
+
+    return titles_from_frame(item_features)
+
+
+def _fit_transfer(spec: RunSpec, prepared: Any) -> Any:
+    from warmrec.models.base import Recommender
+    from warmrec.transfer import transfer
+
+    tr = spec.transfer
+    assert tr is not None
+    source = Recommender.load(tr.source)
+    src_titles = source.meta.item_titles
+    extra: dict[str, Any] = {}
+    if tr.max_len is not None:
+        extra["max_len"] = tr.max_len
+    return transfer(
+        source,
+        prepared.train,
+        prepared.valid,
+        strategy=tr.strategy,
+        init=tr.init,
+        trainer=spec.train,
+        strategy_options=tr.strategy_options or None,
+        init_options=tr.init_options or None,
+        source_titles=dict((k, v) for k, v in src_titles) if src_titles else None,
+        target_titles=item_titles(getattr(prepared, "item_features", None)),
+        source_name=tr.source,
+        position_init=tr.position_init,
+        seed=tr.seed,
+        **extra,
+    )
+
+
+# -- conveniences for studies and benchmarks that fit many models on one prepared dataset ------
+def fit_model(
+    name: str,
+    prepared: Any,
+    model_config: Mapping[str, Any] | None = None,
+    train_config: Mapping[str, Any] | None = None,
+) -> Any:
+    """``fit_run`` of the run ``{model: name + model_config, train: train_config}`` on data
+    already prepared (the run record keeps the split; validation is not scored again)."""
+    spec = spec_from_config(
+        {"model": {"name": name, **dict(model_config or {})}, "train": dict(train_config or {})}
+    )
+    return fit_run(spec, prepared, evaluate_valid=False)
+
+
+def evaluate_model(
+    model: Any,
+    eval_set: Any,
+    prepared: Any = None,
+    *,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    protocol: str = "full",
+    exclude_seen: bool = False,
+    seed: int = 0,
+) -> Any:
+    """:func:`warmrec.evaluate` with training popularity filled in from ``prepared``."""
+    ev = EvalSpec(metrics=list(metrics), protocol=protocol, exclude_seen=exclude_seen)
+    return evaluate_run(model, eval_set, RunSpec(eval=ev), prepared, seed=seed)
+
+
+def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """``(fn(*args, **kwargs), wall seconds)``."""
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
