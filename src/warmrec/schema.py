@@ -20,9 +20,14 @@ TRAINER_NAMES = ("train", "trainer")
 
 
 def config_schema(name: str) -> dict[str, Any]:
-    """The JSON Schema of a registered model's config, or of the trainer's for ``"train"``."""
+    """The JSON Schema of a registered model's config, of the trainer's for ``"train"``, or of
+    a whole run config (:class:`~warmrec.experiments.spec.RunSpec`) for ``"run"``."""
     if name.lower() in TRAINER_NAMES:
         return TrainerConfig.model_json_schema()
+    if name.lower() == "run":
+        from warmrec.experiments.spec import run_schema
+
+        return run_schema()
     return model_class(name).Config.model_json_schema()
 
 

@@ -94,7 +94,19 @@ def test_split_by_days_refuses_positions(runner, positions_csv, tmp_path):
     assert res.exit_code == 0, res.output
     res = invoke(runner, [*args, "--method", "temporal", "--set", "test_start='2020-01-01'"])
     assert res.exit_code == 2 and "must be a position" in res.output
-    res = invoke(runner, [*args, "--method", "temporal", "--set", "test_start=150", "--json"])
+    res = invoke(
+        runner,
+        [
+            *args,
+            "--method",
+            "temporal",
+            "--set",
+            "test_start=150",
+            "--set",
+            "valid_start=120",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     res = invoke(runner, [*args, "--method", "last_session", "--json"])  # per user: order only
     assert res.exit_code == 0, res.output

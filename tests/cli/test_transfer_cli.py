@@ -75,7 +75,11 @@ def test_transfer_errors_are_one_line(pretrained, logs, tmp_path):
         + ["--out", tmp_path / "x"]
     )
     assert res.exit_code == 2
-    assert res.output.strip().count("\n") == 0 and "--strategy: expected one of" in res.output and "found 'bogus'" in res.output
+    assert (
+        res.output.strip().count("\n") == 0
+        and "--strategy: expected one of" in res.output
+        and "found 'bogus'" in res.output
+    )
     res = run(
         ["transfer", "--from", src, "--data", logs[1], "--set", "nosuch.k=1"]
         + ["--out", tmp_path / "x"]

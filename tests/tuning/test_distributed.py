@@ -52,6 +52,22 @@ def test_two_workers_match_one_at_the_same_global_batch(tmp_path: Path) -> None:
     assert (tmp_path / "two" / "config.json").is_file()
     assert one["best_metric"] > 0.5 and two["best_metric"] > 0.5
     assert abs(one["best_metric"] - two["best_metric"]) < 0.05, (one, two)
+    # the saved model records its run (the global batch, not a worker's share): evaluate and
+    # predict need nothing but its directory
+    from click.testing import CliRunner
+
+    from warmrec.cli.main import cli
+    from warmrec.models.base import Recommender
+
+    run = Recommender.load(tmp_path / "two").meta.run
+    assert run.spec["train"]["batch_size"] == 32 and run.data.path == str(data)
+    assert run.valid and run.n_valid > 0
+    ev = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "two"), "--json"])
+    assert ev.exit_code == 0, ev.output
+    pred = tmp_path / "pred.csv"
+    pr = CliRunner().invoke(cli, ["predict", str(tmp_path / "two"), "-k", "3", "--out", str(pred)])
+    assert pr.exit_code == 0, pr.output
+    assert pred.is_file()
 
 
 def test_train_workers_refuses_bad_settings_before_starting_ray(tmp_path: Path) -> None:

@@ -211,6 +211,15 @@ def test_tune_cli_writes_results_and_a_config_train_takes(tmp_path: Path, log_cs
     trained = json.loads(r2.output)
     # same data, split and settings (seeded, one worker): the same validation score
     assert trained["valid"]["recall@5"] == pytest.approx(res["best"]["valid"]["recall@5"])
+    # the refitted best model records its run: evaluate needs only its directory, and gives
+    # the test figures the search reported
+    ev = CliRunner().invoke(cli, ["evaluate", str(out / "best_model"), "--json"])
+    assert ev.exit_code == 0, ev.output
+    assert json.loads(ev.output)["metrics"]["recall@5"] == pytest.approx(
+        res["best"]["test"]["recall@5"]
+    )
+    # best.toml names the data as typed (made absolute, symlinks kept)
+    assert str(log_csv) in (out / "best.toml").read_text()
 
 
 def test_a_bad_space_fails_in_one_line_before_reading_data(tmp_path: Path) -> None:

@@ -134,14 +134,19 @@ def sessionize(
 @click.argument("path")
 @data_options
 @click.option(
-    "--method", default="loo", show_default=True, help="loo, temporal, last_session or user."
+    "--method",
+    default="auto",
+    show_default=True,
+    help="auto (the default policy of every command: loo for user logs, last_session for "
+    "session logs), loo, temporal (--set test_start=DATE --set valid_start=DATE), "
+    "last_session or user.",
 )
 @click.option(
     "--set",
     "sets",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Split options, e.g. --set test_start=1.5e9 or --set seed=3.",
+    help="Split options, e.g. --set test_start=2019-07-01 or --set seed=3.",
 )
 @click.option(
     "--out",
@@ -155,15 +160,35 @@ def split(path, fmt, cols, no_timestamp, order, sep, method, sets, out, as_json)
 
     The folder is written as one unit (a temporary folder renamed into place); reading it back
     (e.g. ``warmrec train --data OUT``) uses the split as given and checks the manifest."""
+    from warmrec.data.schema import SESSION
     from warmrec.data.split import require_split_time
     from warmrec.data.split import split as do_split
     from warmrec.data.splitdir import write_split
+    from warmrec.errors import ConfigError
+    from warmrec.experiments.spec import GivenSplit, resolve_split, split_spec
 
+    opts = load_config(None, sets)
+    spec = split_spec({"method": method, **opts})  # options checked before the log is read
     inter = read_data(path, fmt, cols, no_timestamp, order, sep)
     df = inter.interactions
-    opts = load_config(None, sets)
+    spec = resolve_split(spec.model_copy(update={"resplit": True}), inter)
+    if isinstance(spec, GivenSplit):
+        raise ConfigError(f"{path}: already a split folder; name a --method to split it again")
+    method, opts = spec.method, spec.options()
+    if method == "loo" and SESSION in df.columns:
+        raise ConfigError(
+            f"{path}: --method loo holds out the last events of each sequence, so a session "
+            "would sit in two parts, which a split folder cannot hold: use --method "
+            "last_session, or split at training time (warmrec train --split loo)"
+        )
     require_split_time(df, method, opts, inter.time_unit)
     sp = do_split(df, method, **opts)
+    if sp.valid.height == 0:
+        hint = " (give --set valid_start=DATE before test_start)" if method == "temporal" else ""
+        raise ConfigError(
+            f"{path}: the {method} split leaves the validation part empty{hint}; models are "
+            "selected on validation"
+        )
     write_split(sp, out, method=method, options=opts, source=str(path))
     d = sp.describe()
     if as_json:

@@ -233,7 +233,8 @@ def recommend(model_dir, items, k, exclude_seen, fallback, as_json):
     "schema",
     default=None,
     metavar="NAME",
-    help="Print the JSON Schema of a model's config (or of the trainer's: --schema train).",
+    help="Print the JSON Schema of a model's config (--schema train: the trainer's; "
+    "--schema run: a whole run config).",
 )
 def list_models(as_json, schema):
     """List the registered models, or print a config's JSON Schema."""
@@ -249,5 +250,13 @@ def list_models(as_json, schema):
         emit_json(names)
     else:
         for n in names:
-            doc = (model_class(n).__doc__ or "").strip().splitlines()
-            click.echo(f"{n:<12} {doc[0] if doc else ''}")
+            click.echo(f"{n:<12} {first_sentence(model_class(n).__doc__)}")
+
+
+def first_sentence(doc: str | None) -> str:
+    """The first sentence of a docstring's summary paragraph (lines joined, never cut)."""
+    import re
+
+    para = " ".join((doc or "").strip().split("\n\n")[0].split())
+    m = re.search(r"(?<!\be\.g)(?<!\bi\.e)(?<!\bal)(?<!\bvs)\.(\s|$)", para)
+    return para[: m.start() + 1] if m else para

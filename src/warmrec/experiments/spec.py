@@ -233,8 +233,8 @@ def split_spec(values: Mapping[str, Any] | None) -> _Split:
     if klass is TemporalSplit and "test_start" not in d:
         raise ConfigError(
             "the temporal split needs a test start: --set split.test_start=2019-07-01 (a date, "
-            "Unix seconds, or a position on an ordinal log), and usually --set "
-            "split.valid_start=... for a validation part"
+            "Unix seconds, or a position on an ordinal log) and --set split.valid_start=... for "
+            "a validation part (warmrec data split: --set test_start=... --set valid_start=...)"
         )
     return build_config(klass, d)
 

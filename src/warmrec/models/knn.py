@@ -67,7 +67,9 @@ class ItemKNNConfig(ItemToItemSettings):
 
 @register_model("itemknn")
 class ItemKNN(ItemToItemRecommender):
-    """Item-kNN (Hidasi et al. 2016 baseline): the score of item ``j`` given last item ``i`` is
+    """Item-kNN (Hidasi et al. 2016 baseline): items scored by their similarity to the last item.
+
+    The score of item ``j`` given last item ``i`` is
 
     ``sim(i, j) = C[i, j] / ((supp_i + lambda_) ** alpha * (supp_j + lambda_) ** (1 - alpha))``
 

@@ -357,8 +357,9 @@ class ARConfig(ItemToItemSettings, RecentItemsSettings):
 
 @register_model("ar")
 class AssociationRules(ItemToItemRecommender):
-    """Association rules of size two (Agrawal et al. 1993) as used for sessions by Ludewig &
-    Jannach (2018): ``W[a, b]`` = number of pairs of events ``(a, b)`` at two different positions
+    """Association rules of size two: items that co-occur with the last item in sessions.
+
+    Agrawal et al. 1993, as used for sessions by Ludewig & Jannach (2018): ``W[a, b]`` = number of pairs of events ``(a, b)`` at two different positions
     of the same sequence, order ignored (so ``W`` is symmetric).
 
     With per-sequence item counts ``S`` this is ``S^T S`` minus ``diag(item counts)`` (an item
@@ -394,8 +395,10 @@ class SRConfig(ItemToItemSettings):
 
 @register_model("sr")
 class SequentialRules(ItemToItemRecommender):
-    """Sequential rules (Ludewig & Jannach 2018, "Evaluation of session-based recommendation
-    algorithms"): ``W[a, b] = sum w(d)`` over every pair of events ``a`` then ``b`` that are
+    """Sequential rules: items that follow the last item closely, weighted by distance.
+
+    Ludewig & Jannach 2018, "Evaluation of session-based recommendation algorithms":
+    ``W[a, b] = sum w(d)`` over every pair of events ``a`` then ``b`` that are
     ``d <= steps`` positions apart in the same sequence, ``a`` first. Scored from the last item.
 
     Like the reference implementation, ``a -> a`` rules from repeated items are kept; unlike it,

@@ -1,0 +1,187 @@
+"""The run owner: RunSpec validation before any data is read, the default-split policy, the run
+record every saved model carries, and resume with the default number of epochs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import cyclic_log
+from warmrec.cli.main import cli
+from warmrec.errors import ConfigError
+from warmrec.experiments.spec import (
+    LooSplit,
+    RunSpec,
+    TemporalSplit,
+    fit_run,
+    prepare_run,
+    save_run,
+    spec_from_config,
+    spec_of_model,
+)
+from warmrec.models.base import Recommender
+
+
+@pytest.fixture
+def log_csv(tmp_path: Path) -> Path:
+    p = tmp_path / "log.csv"
+    cyclic_log(n_sessions=60, n_items=12, length=6).write_csv(p)
+    return p
+
+
+def test_sections_are_typed_and_checked_before_reading(tmp_path: Path) -> None:
+    spec = spec_from_config(
+        {
+            "data": {"path": str(tmp_path / "missing.csv")},
+            "split": {"method": "loo", "time_order": "recbole"},
+            "model": {"name": "sasrec", "d": 32},
+            "train": {"epochs": 3},
+            "eval": {"metrics": ["hr@5"]},
+        }
+    )
+    assert isinstance(spec.split, LooSplit) and spec.split.time_order == "recbole"
+    assert spec.model.name == "sasrec" and spec.model.typed().d == 32
+    assert spec.trainer().epochs == 3
+    cases = [
+        ({"bogus": {}}, "unknown config section(s) bogus"),
+        ({"model": {"name": "sasrec", "bogus": 1}}, "unknown key 'bogus'"),
+        ({"model": {"name": "pop"}, "train": {"epochs": 2}}, "takes no training settings"),
+        ({"split": {"method": "loo", "test_days": 3}}, "unknown key 'test_days'"),
+        ({"split": {"method": "nope"}}, "split method: expected one of auto"),
+        ({"split": {"method": "temporal"}}, "--set split.test_start="),
+        ({"eval": {"metrics": ["hr@x"]}}, "hr@x"),
+        ({"eval": {"protocol": "sampled-7"}}, "unknown protocol"),
+    ]
+    for cfg, msg in cases:
+        with pytest.raises(ConfigError, match=msg.replace("(", r"\(").replace(")", r"\)")):
+            spec_from_config(cfg)
+
+
+def test_hybrid_takes_trainer_settings_like_its_neural_member() -> None:
+    spec = spec_from_config({"model": {"name": "hybrid"}, "train": {"epochs": 2}})
+    assert spec.trainer().epochs == 2  # one validator: the model's fit decides
+
+
+def test_toml_round_trip_and_json_schema(tmp_path: Path) -> None:
+    from warmrec.schema import config_schema
+
+    cfg = {
+        "data": {"path": "x.csv", "columns": {"timestamp": "created_at"}},
+        "split": {"method": "temporal", "test_start": "2019-07-01", "valid_start": "2019-01-01"},
+        "model": {"name": "gru4rec", "hidden_size": 16},
+        "train": {"epochs": 2},
+    }
+    spec = spec_from_config(cfg)
+    assert isinstance(spec.split, TemporalSplit)
+    again = spec_from_config(spec.to_config())
+    assert again == spec
+    schema = config_schema("run")
+    assert set(schema["properties"]) >= {"data", "split", "model", "train", "eval", "transfer"}
+    r = CliRunner().invoke(cli, ["models", "--schema", "run"])
+    assert r.exit_code == 0 and json.loads(r.output)["title"] == "RunSpec"
+
+
+def test_one_default_split_policy(tmp_path: Path, log_csv: Path) -> None:
+    """``auto``: a session log splits by last sessions; a split folder is used as given; a
+    method on a split folder without resplit is refused."""
+    prep = prepare_run(spec_from_config({"data": {"path": str(log_csv)}}))
+    assert prep.info["split"] == "last_session"
+    assert prep.info["spec"].split.method == "last_session"
+    folder = tmp_path / "split"
+    r = CliRunner().invoke(cli, ["data", "split", str(log_csv), "--out", str(folder)])
+    assert r.exit_code == 0, r.output
+    given = prepare_run(spec_from_config({"data": {"path": str(folder)}}))
+    assert given.info["split"] == "given"
+    with pytest.raises(ConfigError, match="used as given"):
+        prepare_run(spec_from_config({"data": {"path": str(folder)}, "split": {"method": "loo"}}))
+
+
+def test_fit_run_records_the_whole_run_and_evaluate_rebuilds_it(
+    tmp_path: Path, log_csv: Path, monkeypatch
+) -> None:
+    spec = spec_from_config(
+        {"data": {"path": str(log_csv)}, "model": {"name": "markov"}, "eval": {"metrics": ["hr@3"]}}
+    )
+    prep = prepare_run(spec)
+    model = fit_run(spec, prep)
+    run = model.meta.run
+    assert run.spec["split"]["method"] == "last_session"  # the split as run, not "auto"
+    assert run.valid["hr@3"] > 0.9 and run.n_valid == len(prep.valid)  # a cyclic log
+    save_run(model, tmp_path / "m")
+    monkeypatch.chdir(tmp_path.parent)  # from anywhere
+    again = spec_of_model(Recommender.load(tmp_path / "m"))
+    assert again.data.path == str(log_csv) and again.eval.metrics == ["hr@3"]
+    r = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "m"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["metrics"]["hr@3"] > 0.9
+
+
+def test_resume_without_epochs_uses_the_default(tmp_path: Path, log_csv: Path) -> None:
+    """``train --checkpoint-dir c --resume`` without ``--epochs`` (TrainerConfig.epochs None)."""
+    sets = ["--set", "model.d=8", "--set", "model.n_heads=1", "--set", "model.n_layers=1"]
+    sets += ["--set", "model.ffn_dim=8", "--set", "model.max_len=6"]
+    sets += ["--patience", "1", "--set", "train.batch_size=16"]
+    base = ["train", "--model", "sasrec", "--data", str(log_csv), *sets]
+    ck = str(tmp_path / "ck")
+    first = CliRunner().invoke(cli, [*base, "--checkpoint-dir", ck, "--out", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(
+        cli, [*base, "--checkpoint-dir", ck, "--resume", "--out", str(tmp_path / "b"), "--json"]
+    )
+    assert again.exit_code == 0, again.output
+    a = Recommender.load(tmp_path / "a").meta.run.valid
+    b = Recommender.load(tmp_path / "b").meta.run.valid
+    assert a == pytest.approx(b)  # a finished run resumed: the same model
+
+
+def test_pretrain_and_transfer_models_evaluate_from_their_directory(
+    tmp_path: Path, log_csv: Path
+) -> None:
+    tiny = ["--set", "model.d=8", "--set", "model.n_heads=1", "--set", "model.n_layers=1"]
+    tiny += ["--set", "model.ffn_dim=8", "--set", "train.epochs=1"]
+    pre = tmp_path / "pre"
+    r = CliRunner().invoke(cli, ["pretrain", "--data", str(log_csv), *tiny, "--out", str(pre)])
+    assert r.exit_code == 0, r.output
+    tgt = tmp_path / "tgt"
+    r = CliRunner().invoke(
+        cli,
+        ["transfer", "--from", str(pre), "--data", str(log_csv), "--set", "train.epochs=1",
+         "--strategy", "freeze_embeddings", "--out", str(tgt)],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    run = Recommender.load(tgt).meta.run
+    assert run.spec["transfer"]["strategy"] == "freeze_embeddings"
+    assert run.spec["transfer"]["source"] == str(pre)
+    for d in (pre, tgt):
+        ev = CliRunner().invoke(cli, ["evaluate", str(d), "--json"])
+        assert ev.exit_code == 0, ev.output
+        pr = CliRunner().invoke(cli, ["predict", str(d), "-k", "2", "--out", str(d) + ".csv"])
+        assert pr.exit_code == 0, pr.output
+
+
+def test_a_runspec_without_data_fits_on_data_given_in_python(log_csv: Path) -> None:
+    import polars as pl
+
+    spec = RunSpec(model={"name": "pop"})
+    prep = prepare_run(spec, data=pl.read_csv(log_csv))
+    model = fit_run(spec, prep)
+    assert model.meta.run.data is None and model.meta.run.spec["model"]["name"] == "pop"
+
+
+def test_data_split_follows_the_policy_and_refuses_what_cannot_be_read_back(
+    tmp_path: Path, log_csv: Path
+) -> None:
+    out = str(tmp_path / "s")
+    r = CliRunner().invoke(cli, ["data", "split", str(log_csv), "--method", "loo", "--out", out])
+    assert r.exit_code == 2 and "--method last_session" in r.output  # sessions in two parts
+    r = CliRunner().invoke(
+        cli, ["data", "split", str(log_csv), "--method", "temporal", "--out", out]
+    )
+    assert r.exit_code == 2 and "--set split.test_start=" in r.output
+    args = ["data", "split", str(log_csv), "--method", "temporal", "--set", "test_start=50"]
+    r = CliRunner().invoke(cli, [*args, "--out", out])
+    assert r.exit_code == 2 and "validation part empty" in r.output and "valid_start" in r.output
+    assert not Path(out).exists()
