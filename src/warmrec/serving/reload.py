@@ -37,7 +37,7 @@ from typing import Any
 
 from warmrec.errors import WarmrecError
 from warmrec.serving.bundle import ModelBundle
-from warmrec.serving.sessions import SessionStore
+from warmrec.serving.sessions import SessionStore, SessionStoreError
 
 POLL_S = 0.5
 STALE_S = 10.0
@@ -132,7 +132,9 @@ class Reloader:
         return new
 
     async def reload(self) -> tuple[int, dict[str, Any]]:
-        """``POST /admin/reload``: the status and body of the answer."""
+        """``POST /admin/reload``: the status and body of the answer (raises
+        :class:`~warmrec.serving.sessions.SessionStoreError` when the store cannot be reached
+        before anything was swapped)."""
         if not self.shared:
             if self.workers > 1:
                 return 409, {
@@ -145,12 +147,18 @@ class Reloader:
             except ReloadFailed as e:
                 return 409, {"detail": f"reload failed, still serving the old model: {e}"}
             return 200, new.metadata()
+        await self._store_call(self.store.generation)  # unreachable: 503 before swapping
         async with self._lock:
             try:
                 new = await self._reload_locked()
             except ReloadFailed as e:
                 return 409, {"detail": f"reload failed, still serving the old model: {e}"}
-            gen = await self._store_call(self.store.next_generation)
+            try:
+                gen = await self._store_call(self.store.next_generation)
+            except SessionStoreError as e:
+                return 503, {
+                    "detail": f"worker {self.worker_id} reloaded, the others were not told: {e}"
+                }
             self._local = _Local(generation=gen)
         await self._store_call(self.store.report_worker, self.worker_id, self.info())
         deadline = time.monotonic() + self.timeout_s
