@@ -287,7 +287,7 @@ redis.call('HSET', KEYS[2], 'bytes', bytes)
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('ZADD', KEYS[3], now_s, sid)
-return {total, redis.call('LRANGE', KEYS[1], 0, -1)}
+return {total, table.concat(redis.call('LRANGE', KEYS[1], 0, -1), ',')}
 """
 )
 
@@ -305,7 +305,7 @@ end
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('ZADD', KEYS[3], now_s, sid)
-return redis.call('LRANGE', KEYS[1], 0, -1)
+return table.concat(redis.call('LRANGE', KEYS[1], 0, -1), ',')
 """
 )
 
@@ -355,6 +355,11 @@ end
 return out
 """
 )
+
+
+def _decode(joined: bytes) -> list[Any]:
+    """The ids of a session from its JSON texts joined by commas (one reply, one parse)."""
+    return json.loads(b"[" + joined + b"]")
 
 
 def redact(url: str) -> str:
@@ -451,11 +456,11 @@ class RedisSessionStore(SessionStore):
         total, kept = self._call(
             self._append, keys=self._keys(session_id), args=[*args, self.prefix, *enc]
         )
-        return [json.loads(x) for x in kept], int(total)
+        return _decode(kept), int(total)
 
     def get(self, session_id: str) -> list[Any] | None:
         got = self._call(self._get, keys=self._keys(session_id), args=[session_id, self._ttl_ms])
-        return None if got is None else [json.loads(x) for x in got]
+        return None if got is None else _decode(got)
 
     def delete(self, session_id: str) -> bool:
         return bool(self._call(self._delete, keys=self._keys(session_id), args=[session_id]))
