@@ -125,6 +125,9 @@ def test_a_store_that_goes_away_is_a_503_not_a_500(tmp_path, pop_dir):
                 assert r.status_code == 503, (path, r.text)
                 assert r.json()["detail"].startswith(f"session store {url}")
             assert c.post("/recommend", json={"items": [1]}).status_code == 200
+            meta = c.get("/metadata")
+            assert meta.status_code == 200
+            assert meta.json()["sessions"]["error"].startswith(f"session store {url}")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -313,6 +313,12 @@ def create_app(
         """Liveness: the model is loaded and warmed up."""
         return {"status": "ok", "model": current().model.name}
 
+    def store_stats() -> dict[str, Any]:
+        try:
+            return sessions.stats()
+        except SessionStoreError as e:  # the model still serves: say so instead of a 5xx
+            return {"error": str(e)}
+
     @app.get("/metadata")
     async def metadata() -> dict[str, Any]:
         """The served model (name, config, vocabulary size, versions), limits and session store."""
@@ -325,7 +331,7 @@ def create_app(
                 "max_id_len": MAX_ID_LEN,
                 "max_body_bytes": MAX_BODY_BYTES,
             },
-            "sessions": sessions.stats(),
+            "sessions": store_stats(),
             "worker": reloader.metadata(),
         }
 
