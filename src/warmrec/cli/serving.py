@@ -117,6 +117,20 @@ def predict_cmd(
 @click.option("--max-sessions", default=100_000, show_default=True, type=int)
 @click.option("--max-events", default=200, show_default=True, type=int, help="Kept per session.")
 @click.option("--session-ttl", default=1800.0, show_default=True, type=float, help="Seconds.")
+@click.option(
+    "--max-session-bytes",
+    default=8192,
+    show_default=True,
+    type=int,
+    help="Bytes of ids kept per session (each id counts its JSON length; oldest dropped first).",
+)
+@click.option(
+    "--session-store",
+    default="memory",
+    show_default=True,
+    help="Where sessions live: memory (this worker's own) or redis://host:port/db (shared by "
+    "every worker, survives restarts; POST /admin/reload then reaches every worker).",
+)
 @click.option("--log-level", default="warning", show_default=True)
 def serve(
     model_dir,
@@ -128,23 +142,27 @@ def serve(
     max_sessions,
     max_events,
     session_ttl,
+    max_session_bytes,
+    session_store,
     log_level,
 ):
     """Serve a model directory over HTTP (FastAPI on uvicorn; docs at /docs).
 
     Reload a new model written to MODEL_DIR without dropping requests: POST /admin/reload (one
-    worker), or SIGHUP to this process (any number of workers)."""
+    worker, or every worker with --session-store redis://...), or SIGHUP to this process (any
+    number of workers)."""
     import inspect
     import os
 
     from warmrec.artifacts import read_info
-    from warmrec.errors import ConfigError
+    from warmrec.errors import ConfigError, WarmrecError
 
     for name, v in (
         ("--workers", workers),
         ("--threads", threads),
         ("--max-sessions", max_sessions),
         ("--max-events", max_events),
+        ("--max-session-bytes", max_session_bytes),
     ):
         if v < 1:
             raise ConfigError(f"{name}: expected a whole number >= 1, found {v}")
@@ -153,6 +171,23 @@ def serve(
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port: expected 0..65535, found {port}")
     read_info(model_dir)  # a bad directory fails here, in one line, before any worker starts
+    if session_store != "memory":  # a bad URL or a server that does not answer: one line
+        from warmrec.serving.sessions import open_store
+
+        probe = open_store(session_store)
+        try:
+            probe.ping()
+        except WarmrecError as e:
+            raise ConfigError(f"--session-store: {e}") from None
+        finally:
+            probe.close()
+    elif workers > 1:
+        click.echo(
+            f"warmrec: warning: --workers {workers} with --session-store memory: each worker "
+            "keeps its own sessions and POST /admin/reload is refused; use --session-store "
+            "redis://host:port/db",
+            err=True,
+        )
     try:
         import uvicorn
     except ImportError:
@@ -167,6 +202,9 @@ def serve(
             "WARMREC_SERVE_MAX_SESSIONS": str(max_sessions),
             "WARMREC_SERVE_MAX_EVENTS": str(max_events),
             "WARMREC_SERVE_SESSION_TTL": str(session_ttl),
+            "WARMREC_SERVE_MAX_SESSION_BYTES": str(max_session_bytes),
+            "WARMREC_SERVE_SESSION_STORE": session_store,
+            "WARMREC_SERVE_WORKERS": str(workers),
         }
     )
     click.echo(f"warmrec: serving {model_dir} on http://{host}:{port} (docs at /docs)", err=True)

@@ -8,17 +8,20 @@ Endpoints (OpenAPI docs at ``/docs``, the schema at ``/openapi.json``):
     scores, the history's unknown ids, and whether the fallback answered.
 ``POST /sessions/{session_id}/events``, ``GET /sessions/{session_id}/recommendations``,
 ``DELETE /sessions/{session_id}``
-    Server-side session state (:class:`~warmrec.serving.state.SessionStore`: bounded LRU + TTL).
+    Server-side session state (:mod:`warmrec.serving.sessions`: bounded in sessions, events and
+    bytes, with a TTL; in the process by default, or in Redis, shared by every worker; a store
+    that cannot be reached is a 503).
 ``GET /health``, ``GET /metadata``
     Liveness; the model's name, config, vocabulary size, warmrec version, limits, store stats.
 ``POST /admin/reload`` (or ``SIGHUP`` to a one-worker server)
     Re-reads the model directory the server was started with (a new ``warmrec train --out DIR``
     replaces it atomically) and swaps it in atomically: a request takes a reference to the
     current bundle when it starts, so in-flight requests finish on the old model and no request
-    is dropped; a directory that does not load leaves the old model serving (409). With
-    ``--workers N`` each worker holds its own model and a request reaches one of them: send
-    ``SIGHUP`` to the uvicorn master instead, which restarts the workers one by one (each loads
-    and warms up the new model). A one-worker server reloads in place on ``SIGHUP``.
+    is dropped; a directory that does not load leaves the old model serving (409). With a
+    shared session store it reaches every worker and says which confirmed
+    (:mod:`warmrec.serving.reload`); with the in-process store and ``--workers N`` it refuses
+    (409): send ``SIGHUP`` to the uvicorn master instead, which restarts the workers one by one
+    (each loads and warms up the new model). A one-worker server reloads in place on ``SIGHUP``.
 
 Errors are 4xx, never 5xx: a malformed body or a value out of its limits -> 422 (FastAPI's
 validation error); a history with no known item and no fallback asked for -> 400 naming the
@@ -47,7 +50,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 from warmrec.errors import WarmrecError
 from warmrec.serving.bundle import EmptyHistoryError, ModelBundle, Ranked
-from warmrec.serving.state import SessionStore
+from warmrec.serving.reload import Reloader, model_loader
+from warmrec.serving.sessions import (
+    DEFAULT_MAX_BYTES,
+    SessionStore,
+    SessionStoreError,
+    open_store,
+)
 
 MAX_K = 1000
 MAX_HISTORY = 1000
@@ -215,32 +224,40 @@ def create_app(
     max_events: int = 200,
     session_ttl_s: float = 1800.0,
     store: SessionStore | None = None,
+    session_store: str = "memory",
+    max_session_bytes: int = DEFAULT_MAX_BYTES,
+    workers: int = 1,
+    reload_timeout_s: float | None = None,
 ) -> FastAPI:
     """The app for a model directory (loaded and warmed up at start-up, before the port opens)
-    or an already loaded ``bundle``."""
+    or an already loaded ``bundle``. Sessions go to ``store``, else to the store
+    ``session_store`` names (``memory`` or a Redis URL, :func:`~warmrec.serving.sessions.open_store`);
+    ``workers`` is how many worker processes serve it (for ``/admin/reload``)."""
     if bundle is None and model_dir is None:
         raise ValueError("create_app needs a model_dir or a bundle")
-    holder: dict[str, Any] = {"bundle": bundle}
     source = Path(model_dir) if model_dir is not None else bundle.path
-    sessions = store if store is not None else SessionStore(max_sessions, max_events, session_ttl_s)
-    reload_lock = asyncio.Lock()
-
-    async def do_reload() -> ModelBundle:
-        """Load the directory again off the event loop, then swap (one reload at a time)."""
-        import anyio
-
-        if source is None:
-            raise WarmrecError("the app was built from a bundle without a directory")
-        async with reload_lock:
-            new = await anyio.to_thread.run_sync(
-                lambda: ModelBundle.load(source, threads=threads, engine=engine)
-            )
-            holder["bundle"] = new
-        return new
+    sessions = (
+        store
+        if store is not None
+        else open_store(
+            session_store,
+            max_sessions=max_sessions,
+            max_events=max_events,
+            ttl_s=session_ttl_s,
+            max_bytes=max_session_bytes,
+        )
+    )
+    reloader = Reloader(
+        model_loader(source, threads, engine) if source is not None else None,
+        sessions,
+        bundle=bundle,
+        workers=workers,
+        **({"timeout_s": reload_timeout_s} if reload_timeout_s is not None else {}),
+    )
 
     async def reload_quietly() -> None:
         try:
-            await do_reload()
+            await reloader.reload_here()
         except WarmrecError as e:  # SIGHUP has no one to answer: say it on stderr
             print(
                 f"warmrec serve: reload failed, still serving the old model: {e}", file=sys.stderr
@@ -248,8 +265,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if holder["bundle"] is None:
-            holder["bundle"] = ModelBundle.load(source, threads=threads, engine=engine)
+        await reloader.start()
         hup = getattr(signal, "SIGHUP", None)
         installed = False
         if hup is not None:
@@ -264,6 +280,9 @@ def create_app(
         finally:
             if installed:
                 asyncio.get_running_loop().remove_signal_handler(hup)
+            await reloader.stop()
+            if store is None:
+                sessions.close()
 
     from warmrec import __version__
 
@@ -275,10 +294,10 @@ def create_app(
     )
     app.add_middleware(BodyLimit)
     app.state.sessions = sessions
-    app.state.holder = holder
+    app.state.reloader = reloader
 
     def current() -> ModelBundle:
-        return holder["bundle"]
+        return reloader.bundle
 
     def rank(b: ModelBundle, history: list[Any], **kw: Any) -> dict[str, Any] | JSONResponse:
         try:
@@ -294,6 +313,12 @@ def create_app(
         """Liveness: the model is loaded and warmed up."""
         return {"status": "ok", "model": current().model.name}
 
+    def store_stats() -> dict[str, Any]:
+        try:
+            return sessions.stats()
+        except SessionStoreError as e:  # the model still serves: say so instead of a 5xx
+            return {"error": str(e)}
+
     @app.get("/metadata")
     async def metadata() -> dict[str, Any]:
         """The served model (name, config, vocabulary size, versions), limits and session store."""
@@ -306,7 +331,8 @@ def create_app(
                 "max_id_len": MAX_ID_LEN,
                 "max_body_bytes": MAX_BODY_BYTES,
             },
-            "sessions": sessions.stats(),
+            "sessions": store_stats(),
+            "worker": reloader.metadata(),
         }
 
     @app.post("/recommend", response_model=Recommendations, responses=ERRORS)
@@ -326,7 +352,10 @@ def create_app(
     async def append_events(session_id: SessionId, req: EventsRequest) -> Any:
         """Append events to a session's server-side history (created if absent)."""
         b = current()
-        events, total = sessions.append(session_id, req.items)
+        try:
+            events, total = sessions.append(session_id, req.items)
+        except SessionStoreError as e:
+            return _problem(503, str(e))
         _, unknown = b.encode(req.items)
         return {
             "session_id": session_id,
@@ -348,7 +377,10 @@ def create_app(
     ) -> Any:
         """Top-k items after a session's events (an unknown or expired session is 404 unless
         ``fallback=popular``)."""
-        history = sessions.get(session_id)
+        try:
+            history = sessions.get(session_id)
+        except SessionStoreError as e:
+            return _problem(503, str(e))
         if history is None and fallback == "none":
             return _problem(404, f"no session {session_id!r} (never created, or expired)")
         out = rank(
@@ -365,20 +397,29 @@ def create_app(
     @app.delete("/sessions/{session_id}", response_model=Deleted)
     async def delete_session(session_id: SessionId) -> Any:
         """Forget a session."""
-        return {"session_id": session_id, "deleted": sessions.delete(session_id)}
+        try:
+            return {"session_id": session_id, "deleted": sessions.delete(session_id)}
+        except SessionStoreError as e:
+            return _problem(503, str(e))
 
     @app.post(
         "/admin/reload",
-        responses={409: {"model": Problem, "description": "The model directory did not load"}},
+        responses={
+            409: {"model": Problem, "description": "The model directory did not load"},
+            503: {"model": Problem, "description": "The shared store cannot be reached"},
+            504: {"description": "Not every worker confirmed the new model in time"},
+        },
     )
     async def reload() -> Any:
         """Re-read the model directory and swap it in atomically (in-flight requests finish on
-        the old model; a directory that does not load leaves the old model serving)."""
+        the old model; a directory that does not load leaves the old model serving). With a
+        shared session store every worker reloads; the answer lists the workers that confirmed,
+        failed, or did not answer in time (504 unless all confirmed)."""
         try:
-            new = await do_reload()
-        except WarmrecError as e:
-            return _problem(409, f"reload failed, still serving the old model: {e}")
-        return new.metadata()
+            status, body = await reloader.reload()
+        except SessionStoreError as e:
+            return _problem(503, str(e))
+        return body if status == 200 else JSONResponse(body, status_code=status)
 
     return app
 
@@ -386,8 +427,11 @@ def create_app(
 def app_from_env() -> FastAPI:
     """The app ``warmrec serve`` starts in each uvicorn worker (settings from the environment:
     ``WARMREC_SERVE_MODEL``, ``WARMREC_SERVE_THREADS``, ``WARMREC_SERVE_ENGINE``, ``WARMREC_SERVE_MAX_SESSIONS``,
-    ``WARMREC_SERVE_SESSION_TTL``, ``WARMREC_SERVE_MAX_EVENTS``)."""
+    ``WARMREC_SERVE_SESSION_TTL``, ``WARMREC_SERVE_MAX_EVENTS``, ``WARMREC_SERVE_SESSION_STORE``,
+    ``WARMREC_SERVE_MAX_SESSION_BYTES``, ``WARMREC_SERVE_WORKERS``,
+    ``WARMREC_SERVE_RELOAD_TIMEOUT``)."""
     env = os.environ
+    timeout = env.get("WARMREC_SERVE_RELOAD_TIMEOUT")
     return create_app(
         env["WARMREC_SERVE_MODEL"],
         threads=int(env.get("WARMREC_SERVE_THREADS", "1")),
@@ -395,4 +439,8 @@ def app_from_env() -> FastAPI:
         max_sessions=int(env.get("WARMREC_SERVE_MAX_SESSIONS", "100000")),
         session_ttl_s=float(env.get("WARMREC_SERVE_SESSION_TTL", "1800")),
         max_events=int(env.get("WARMREC_SERVE_MAX_EVENTS", "200")),
+        session_store=env.get("WARMREC_SERVE_SESSION_STORE", "memory"),
+        max_session_bytes=int(env.get("WARMREC_SERVE_MAX_SESSION_BYTES", str(DEFAULT_MAX_BYTES))),
+        workers=int(env.get("WARMREC_SERVE_WORKERS", "1")),
+        reload_timeout_s=float(timeout) if timeout else None,
     )

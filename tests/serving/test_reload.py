@@ -1,0 +1,134 @@
+"""Reloads across workers: two apps in this process on one Redis database stand for two workers
+(the real ``warmrec serve --workers 2`` is in ``test_workers.py``)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.serving.conftest import save_model
+from warmrec.serving.app import create_app
+from warmrec.serving.sessions import RedisSessionStore
+
+
+def meta(c: TestClient) -> dict:
+    return c.get("/metadata").json()
+
+
+def model_of(c: TestClient) -> str:
+    return c.post("/recommend", json={"items": [1, 2], "k": 3}).json()["model"]
+
+
+def test_reload_reaches_every_worker_and_says_which(tmp_path, redis_url):
+    d = save_model("pop", tmp_path / "m")
+    a_app = create_app(d, session_store=redis_url, workers=2)
+    b_app = create_app(d, session_store=redis_url, workers=2)
+    with TestClient(a_app) as a, TestClient(b_app) as b:
+        ida, idb = meta(a)["worker"]["id"], meta(b)["worker"]["id"]
+        assert ida != idb and meta(a)["worker"]["generation"] == 0
+        assert model_of(a) == model_of(b) == "pop"
+        save_model("markov", d)  # a new model written over the directory
+        r = a.post("/admin/reload")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["model"] == "markov" and body["generation"] == 1
+        assert body["workers"] == {"confirmed": sorted([ida, idb]), "failed": {}, "missing": []}
+        assert model_of(a) == model_of(b) == "markov"  # b reloaded before the answer came
+        assert meta(b)["worker"]["generation"] == 1
+        # sessions are shared: events through one worker are read through the other
+        assert a.post("/sessions/s/events", json={"items": [3, 4]}).status_code == 200
+        rec = b.get("/sessions/s/recommendations", params={"k": 2})
+        assert rec.status_code == 200 and rec.json()["n_events"] == 2
+        assert b.delete("/sessions/s").json()["deleted"] is True
+        assert a.get("/sessions/s/recommendations").status_code == 404
+    # a worker that shuts down leaves the registry
+    assert RedisSessionStore(redis_url).live_workers(60) == {}
+
+
+def test_a_worker_that_fails_to_reload_is_named_and_keeps_its_model(tmp_path, redis_url):
+    good = save_model("pop", tmp_path / "good")
+    bad = save_model("pop", tmp_path / "bad")
+    with (
+        TestClient(create_app(good, session_store=redis_url)) as a,
+        TestClient(create_app(bad, session_store=redis_url)) as b,
+    ):
+        idb = meta(b)["worker"]["id"]
+        (bad / "config.json").write_text("{broken")
+        save_model("markov", good)
+        r = a.post("/admin/reload")
+        assert r.status_code == 504
+        body = r.json()
+        assert body["workers"]["confirmed"] == [meta(a)["worker"]["id"]]
+        assert list(body["workers"]["failed"]) == [idb] and body["workers"]["missing"] == []
+        assert "reached 1 of 2 workers; failed: " + idb in body["detail"]
+        assert model_of(a) == "markov" and model_of(b) == "pop"
+        assert meta(b)["worker"]["generation"] == 0
+
+
+def test_a_worker_that_does_not_answer_is_reported_missing(tmp_path, redis_url):
+    d = save_model("pop", tmp_path / "m")
+    store = RedisSessionStore(redis_url)
+    with TestClient(create_app(d, session_store=redis_url, reload_timeout_s=1.0)) as a:
+        store.report_worker("ghost", {"generation": 0})  # alive, but never reloads
+        t0 = time.monotonic()
+        r = a.post("/admin/reload")
+        waited = time.monotonic() - t0
+        assert r.status_code == 504 and 1.0 <= waited < 5
+        body = r.json()
+        assert body["workers"]["missing"] == ["ghost"]
+        assert body["workers"]["confirmed"] == [meta(a)["worker"]["id"]]
+        assert "no answer in 1 s: ghost" in body["detail"]
+    store.close()
+
+
+def test_a_directory_that_does_not_load_publishes_nothing(tmp_path, redis_url):
+    d = save_model("pop", tmp_path / "m")
+    with TestClient(create_app(d, session_store=redis_url)) as a:
+        (d / "config.json").write_text("{broken")
+        r = a.post("/admin/reload")
+        assert r.status_code == 409 and "still serving the old model" in r.json()["detail"]
+        assert RedisSessionStore(redis_url).generation() == 0 and model_of(a) == "pop"
+
+
+def test_memory_store_with_several_workers_refuses_to_half_reload(pop_dir):
+    with TestClient(create_app(pop_dir, workers=2)) as c:
+        r = c.post("/admin/reload")
+        assert r.status_code == 409 and "SIGHUP" in r.json()["detail"]
+        assert "--session-store redis://" in r.json()["detail"]
+
+
+def test_a_store_that_goes_away_is_a_503_not_a_500(tmp_path, pop_dir):
+    import shutil
+
+    from tests.serving.conftest import _start_redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+    proc, port = _start_redis(binary, tmp_path)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        store = RedisSessionStore(url, timeout_s=0.5)
+        with TestClient(create_app(pop_dir, store=store)) as c:
+            assert c.post("/sessions/s/events", json={"items": [1]}).status_code == 200
+            proc.terminate()
+            proc.wait(timeout=10)
+            for method, path, body in (
+                ("post", "/sessions/s/events", {"items": [2]}),
+                ("get", "/sessions/s/recommendations", None),
+                ("delete", "/sessions/s", None),
+                ("post", "/admin/reload", None),
+            ):
+                r = c.request(method, path, json=body)
+                assert r.status_code == 503, (path, r.text)
+                assert r.json()["detail"].startswith(f"session store {url}")
+            assert c.post("/recommend", json={"items": [1]}).status_code == 200
+            meta = c.get("/metadata")
+            assert meta.status_code == 200
+            assert meta.json()["sessions"]["error"].startswith(f"session store {url}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

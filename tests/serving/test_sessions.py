@@ -1,0 +1,253 @@
+"""The session stores: one suite run on the in-process LRU and on Redis (append, read, delete,
+TTL expiry, bounds in sessions, events and bytes, concurrent appends), then what only Redis
+does (expiry by Redis, sharing, key prefixes, the worker registry, an unreachable server)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from warmrec.errors import ConfigError
+from warmrec.serving.sessions import (
+    MemorySessionStore,
+    RedisSessionStore,
+    SessionStore,
+    SessionStoreError,
+    id_size,
+    open_store,
+    redact,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@dataclass
+class Env:
+    """Builds stores of one kind; ``wait(f)`` lets ``f`` times the unit TTL ``ttl`` pass (a fake
+    clock for the in-process store, real time for Redis, whose expiry is its own)."""
+
+    kind: str
+    make: Callable[..., SessionStore]
+    ttl: float
+    wait: Callable[[float], None]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def env(request) -> Env:
+    if request.param == "memory":
+        clock = Clock()
+
+        def wait(f: float) -> None:
+            clock.t += f * 10.0
+
+        return Env("memory", lambda **kw: MemorySessionStore(clock=clock, **kw), 10.0, wait)
+    url = request.getfixturevalue("redis_url")
+    made: list[SessionStore] = []
+
+    def make(**kw) -> SessionStore:
+        s = RedisSessionStore(url, **kw)
+        made.append(s)
+        return s
+
+    request.addfinalizer(lambda: [s.close() for s in made])
+    return Env("redis", make, 1.0, lambda f: time.sleep(f * 1.0))
+
+
+def test_append_read_delete(env):
+    s = env.make()
+    assert s.get("a") is None
+    assert s.append("a", [1, 2]) == ([1, 2], 2)
+    assert s.append("a", ["x", "3", 3]) == ([1, 2, "x", "3", 3], 5)  # ids keep their type
+    assert s.append("b", ["y"]) == (["y"], 1)
+    assert s.get("a") == [1, 2, "x", "3", 3] and s.get("b") == ["y"]
+    assert s.delete("a") is True and s.delete("a") is False
+    assert s.get("a") is None and s.get("b") == ["y"]
+    assert len(s) == 1
+    assert s.append("a", [7]) == ([7], 1)  # a deleted session starts afresh
+
+
+def test_session_ids_do_not_collide(env):
+    s = env.make()
+    ids = ["x", "ev:x", "m:x", ":", "x ", "ünï", "\ud800", "lru", "stats"]
+    for n, sid in enumerate(ids):
+        s.append(sid, [n])
+    assert [s.get(sid) for sid in ids] == [[n] for n in range(len(ids))]
+
+
+def test_empty_append_is_refused(env):
+    with pytest.raises(ValueError, match="at least one event"):
+        env.make().append("a", [])
+
+
+def test_ttl_expiry_renewed_by_reads_and_appends(env):
+    s = env.make(ttl_s=env.ttl)
+    s.append("a", [1])
+    env.wait(0.6)
+    assert s.get("a") == [1]  # reading renews the TTL
+    env.wait(0.6)
+    assert s.get("a") == [1]
+    s.append("a", [2])
+    env.wait(0.6)
+    assert s.get("a") == [1, 2]
+    env.wait(1.2)
+    assert s.get("a") is None
+    assert s.stats()["expired"] == 1
+    assert s.append("a", [3]) == ([3], 1)  # an expired session starts afresh
+
+
+def test_expired_sessions_are_swept_on_append(env):
+    s = env.make(ttl_s=env.ttl)
+    s.append("a", [1])
+    s.append("b", [2])
+    env.wait(1.2)
+    s.append("c", [3])
+    assert len(s) == 1 and s.get("a") is None and s.get("c") == [3]
+    assert s.stats()["expired"] == 2
+
+
+def test_lru_bound_evicts_least_recently_used(env):
+    s = env.make(max_sessions=2)
+    s.append("a", [1])
+    s.append("b", [2])
+    s.get("a")  # a is now the most recently used
+    s.append("c", [3])
+    assert s.get("b") is None and s.get("a") == [1] and s.get("c") == [3]
+    st = s.stats()
+    assert st["sessions"] == 2 and st["evicted"] == 1 and st["max_sessions"] == 2
+
+
+def test_events_are_bounded_and_total_counted(env):
+    s = env.make(max_events=3)
+    s.append("a", [1, 2])
+    assert s.append("a", [3, 4, 5]) == ([3, 4, 5], 5)
+    assert s.append("a", list(range(10, 20))) == ([17, 18, 19], 15)
+    assert s.get("a") == [17, 18, 19]
+
+
+def test_bytes_are_bounded_oldest_dropped_newest_kept(env):
+    assert id_size(7) == 1 and id_size("abcdefgh") == 10 and id_size("\ud800") == 8
+    s = env.make(max_bytes=20)
+    s.append("a", ["abcdefgh", "bcdefghi"])
+    assert s.append("a", ["cdefghij"]) == (["bcdefghi", "cdefghij"], 3)
+    big = "z" * 50
+    assert s.append("a", [big]) == ([big], 4)  # over the bound alone: the newest is kept
+    assert s.append("a", [1, 2]) == ([1, 2], 6)  # and dropped as soon as newer ones come
+    s.append("b", list(range(1, 30)))  # 1-byte ids, then 2-byte ones: 20 bytes in all
+    kept = s.get("b")
+    assert sum(id_size(x) for x in kept) <= 20 and kept == list(range(20, 30))
+    assert s.stats()["max_bytes"] == 20
+
+
+def test_128_character_ids_are_bounded_by_bytes_not_only_by_count(env):
+    s = env.make(max_events=200, max_bytes=8192)
+    ids = [f"{i:03d}" + "u" * 125 for i in range(200)]  # 130 bytes each in JSON
+    events, total = s.append("long", ids)
+    assert total == 200 and len(events) == 8192 // 130 and events == ids[-len(events) :]
+
+
+def test_concurrent_appends_to_one_session_lose_nothing(env):
+    n_threads, per = (8, 500) if env.kind == "memory" else (4, 150)
+    s = env.make(max_events=100_000, max_bytes=10**7)
+    barrier = threading.Barrier(n_threads)
+
+    def work(t: int) -> None:
+        barrier.wait()
+        for i in range(per):
+            s.append("one", [t * 10_000 + i])
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    events = s.get("one")
+    assert len(events) == n_threads * per
+    for t in range(n_threads):  # each thread's events stay in its own order
+        assert [e % 10_000 for e in events if e // 10_000 == t] == list(range(per))
+
+
+@pytest.mark.parametrize(
+    "kw", [{"max_sessions": 0}, {"max_events": 0}, {"ttl_s": 0}, {"max_bytes": -1}]
+)
+def test_bad_bounds(env, kw):
+    with pytest.raises(ValueError, match=next(iter(kw))):
+        env.make(**kw)
+
+
+# -- Redis only ----------------------------------------------------------------------------------
+def test_redis_expires_the_keys_itself(redis_url):
+    import redis
+
+    s = RedisSessionStore(redis_url, ttl_s=30)
+    s.append("a", [1])
+    r = redis.Redis.from_url(redis_url)
+    for key in (b"warmrec:ev:a", b"warmrec:m:a"):
+        assert 29_000 < r.pttl(key) <= 30_000
+    s.delete("a")
+    assert r.exists(b"warmrec:ev:a", b"warmrec:m:a", b"warmrec:lru") == 0
+    r.close()
+
+
+def test_two_stores_on_one_database_share_sessions(redis_url):
+    a, b = RedisSessionStore(redis_url), open_store(redis_url)
+    a.append("s", [1])
+    b.append("s", [2])
+    assert a.get("s") == b.get("s") == [1, 2]
+    assert b.delete("s") and a.get("s") is None
+
+
+def test_prefixes_keep_services_apart(redis_url):
+    a = RedisSessionStore(redis_url + "?prefix=one:")
+    b = RedisSessionStore(redis_url + "?prefix=two:")
+    a.append("s", [1])
+    assert b.get("s") is None and a.prefix == "one:" and b.stats()["prefix"] == "two:"
+    a.next_generation()
+    assert a.generation() == 1 and b.generation() == 0
+
+
+def test_worker_registry(redis_url):
+    s = RedisSessionStore(redis_url)
+    assert s.generation() == 0
+    assert s.next_generation() == 1 and s.next_generation() == 2 and s.generation() == 2
+    s.report_worker("w1", {"generation": 2})
+    s.report_worker("w2", {"generation": 1})
+    assert s.live_workers(10) == {"w1": {"generation": 2}, "w2": {"generation": 1}}
+    s.forget_worker("w2")
+    assert set(s.live_workers(10)) == {"w1"}
+    time.sleep(0.05)
+    assert s.live_workers(0.01) == {}  # unseen for longer than asked: not live
+
+
+def test_unreachable_redis_is_a_store_error():
+    from tests.serving.conftest import free_port
+
+    s = RedisSessionStore(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.5)
+    t0 = time.monotonic()
+    with pytest.raises(SessionStoreError, match="session store redis://127.0.0.1"):
+        s.append("a", [1])
+    with pytest.raises(SessionStoreError):
+        s.ping()
+    assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.parametrize("spec", ["redis:/nohost", "memcached://x", "Memory", ""])
+def test_bad_store_specs(spec):
+    pytest.importorskip("redis")
+    with pytest.raises(ConfigError, match="--session-store"):
+        open_store(spec)
+
+
+def test_passwords_are_not_shown():
+    assert redact("redis://:hunter2@h:6379/0") == "redis://:***@h:6379/0"
+    assert redact("redis://me:hunter2@h/1") == "redis://me:***@h/1"
+    assert redact("redis://h:6379/0") == "redis://h:6379/0"
