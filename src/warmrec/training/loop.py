@@ -175,6 +175,23 @@ class TrainerConfig(ConfigModel):
         return self.progress
 
 
+def bar_size() -> dict[str, int]:
+    """``ncols``/``nrows`` for tqdm where the terminal reports a size of 0x0 (a pseudo-terminal
+    opened without a size, as ``script``, ``expect`` or some CI runners make): tqdm hides every
+    bar at a position >= rows - 1, so with 0 rows it would print nothing. Elsewhere: {}."""
+    import os
+    import shutil
+
+    try:
+        cols, rows = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        return {}
+    if cols and rows:
+        return {}
+    size = shutil.get_terminal_size((100, 24))
+    return {"ncols": cols or size.columns, "nrows": rows or size.lines}
+
+
 def check_metric(name: str) -> None:
     """A metric name the validators accept (:func:`~warmrec.evaluation.metrics.parse_metric`),
     raised as ``ValueError`` so pydantic reports it as a one-line config error."""
@@ -648,6 +665,7 @@ def _train(
         initial=run.epoch,
         total=n_epochs,
         unit="epoch",
+        **(size := bar_size() if show else {}),
     )
     try:
         for epoch in epochs:
@@ -665,6 +683,7 @@ def _train(
                 leave=False,
                 desc=f"epoch {epoch}",
                 disable=not show,
+                **size,
             )
             for batch in batches:
                 loss = optimizer_step(model, batch, optimizer, cfg.grad_clip, device)
