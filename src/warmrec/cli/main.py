@@ -48,6 +48,7 @@ _REWRITES: list[tuple[re.Pattern[str], Any]] = [
     (re.compile(r"(?<![\w.])format='([^']*)'"), r"--format \1"),
     (re.compile(r"(?<![\w.])fallback='([^']*)'"), r"--fallback \1"),
     # run-spec fields that have a flag of their own, then the rest as --set keys
+    (re.compile(r"\bTrainerConfig\.num_threads\b"), "--threads"),
     (
         re.compile(r"\bTrainerConfig\.(epochs|patience|seed|device|checkpoint_dir)\b"),
         lambda m: "--" + m.group(1).replace("_", "-"),

@@ -23,6 +23,12 @@ def training_options(f):
         ("--patience", int, "Stop after this many evaluations without improvement (0 = never)."),
         ("--seed", int, "Random seed of the training run."),
         ("--device", str, "auto (CUDA when available), cpu, cuda or cuda:N."),
+        (
+            "--threads",
+            int,
+            "torch CPU threads (default: the CPUs this process may use less those other work "
+            "keeps busy at the start, at least 1).",
+        ),
         ("--checkpoint-dir", str, "Write a resumable checkpoint here after each epoch."),
     ]
     f = click.option(
@@ -36,7 +42,7 @@ def training_options(f):
     return f
 
 
-TRAIN_FLAGS = ("epochs", "patience", "seed", "device", "checkpoint_dir", "resume")
+TRAIN_FLAGS = ("epochs", "patience", "seed", "device", "threads", "checkpoint_dir", "resume")
 
 
 @click.command(
@@ -92,6 +98,8 @@ def train(
     if model_name:
         flags["model"] = {"name": model_name}
     tr = {k: v for k, v in train_flags.items() if v is not None}
+    if "threads" in tr:
+        tr["num_threads"] = tr.pop("threads")
     if tr:
         flags["train"] = tr
     cfg = command_config(config_file, sets, flags)

@@ -54,6 +54,7 @@ from warmrec.training.checkpoint import (
     save_checkpoint,
 )
 from warmrec.training.memory import keep_freed_memory
+from warmrec.training.threads import apply_threads
 
 OPTIMIZERS = ("adamw", "adam", "adagrad", "sgd")
 SCHEDULES = ("none", "cosine", "linear")
@@ -115,7 +116,9 @@ class TrainerConfig(ConfigModel):
     device: str = "auto"
     """``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ..."""
     num_threads: int = Field(0, ge=0)
-    """torch CPU threads (0 = leave torch's setting)."""
+    """torch CPU threads (``--threads``); 0 = the thread policy
+    (:mod:`warmrec.training.threads`): the CPUs this process may use less those other work keeps
+    busy when the run starts, at least 1 (``OMP_NUM_THREADS``, where set, is kept)."""
     reuse_memory: bool = True
     """Keep freed memory in the process for the next step's tensors instead of returning it to
     the OS (glibc ``mallopt``; see :mod:`warmrec.training.memory`): 14 % less CPU per GRU4Rec
@@ -609,8 +612,7 @@ def _train(
     overrides: dict[str, Any],
 ) -> TrainResult:
     cfg = build_config(TrainerConfig, config, **overrides)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+    apply_threads(cfg.num_threads)
     if cfg.reuse_memory:
         keep_freed_memory()
     device = resolve_device(cfg.device)

@@ -1,0 +1,47 @@
+"""The thread policy: the CPUs a process may use less those other work keeps busy."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from warmrec.training import threads as T
+
+
+@pytest.mark.parametrize(
+    ("cpus", "busy", "want"),
+    [(2, 0.0, 2), (2, 0.4, 2), (2, 1.0, 1), (2, 4.0, 1), (16, 5.0, 11), (1, 0.0, 1)],
+)
+def test_policy_leaves_the_busy_cpus_to_other_work(monkeypatch, cpus, busy, want) -> None:
+    monkeypatch.setattr(T, "usable_cpus", lambda: cpus)
+    monkeypatch.setattr(T, "busy_cpus", lambda: busy)
+    assert T.policy_threads() == want
+    assert T.policy_threads(3) == 3  # asked for: given
+
+
+def test_busy_cpus_excludes_this_process_and_caps_bursts(monkeypatch) -> None:
+    monkeypatch.setattr(T, "_runnable_now", lambda: 1)  # only this process runs
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.0, 3.0, 3.0))
+    assert T.busy_cpus() == 0.0
+    monkeypatch.setattr(T, "_runnable_now", lambda: 6)  # a burst above the load average
+    assert T.busy_cpus() == 3.0
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    assert T.busy_cpus() == 5.0
+
+
+def test_apply_sets_torch_threads_and_respects_omp_num_threads(monkeypatch) -> None:
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+        monkeypatch.setattr(T, "usable_cpus", lambda: 2)
+        monkeypatch.setattr(T, "busy_cpus", lambda: 3.0)
+        assert T.apply_threads() == 1 and torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert T.apply_threads() == 2 and torch.get_num_threads() == 2  # the user's setting
+        assert T.apply_threads(1) == 1  # --threads wins
+    finally:
+        torch.set_num_threads(before)
