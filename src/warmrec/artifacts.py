@@ -359,7 +359,7 @@ def save_model(
     model._check_fitted()
     a_cfg = l_cfg = None
     if getattr(model, "net", None) is not None:  # neural models: adapters travel with the model
-        from warmrec.transfer.adapters import adapter_configs
+        from warmrec.models.adapters import adapter_configs
 
         a_cfg, l_cfg = adapter_configs(model.net)
     return write_artifact(
@@ -544,7 +544,7 @@ def load_model(path: str | Path, expect: type | None = None) -> Any:
         set_weights(model, state, art.weights_path)
         return model
     # a model saved with adapters/LoRA in its net (e.g. by `transfer --strategy adapters`)
-    from warmrec.transfer.adapters import (
+    from warmrec.models.adapters import (
         inject_adapters,
         inject_lora,
         is_adapter_name,
