@@ -160,6 +160,15 @@ def test_no_import_cycle_at_import_time():
     assert import_cycles(SRC) == set()
 
 
+def test_only_the_front_door_imports_the_package_root():
+    """``import warmrec`` is the users' door (its lazy names reach the model registry); the
+    library's own modules import what they use from where it is defined (the version from
+    ``warmrec._version``)."""
+    top, lazy = import_graph(SRC)
+    users = {m for m in top if "warmrec" in top[m] | {t for t, _ in lazy[m]}}
+    assert users <= {"warmrec.cli.main", "warmrec.__main__"}, sorted(users)
+
+
 def _tree(root: Path, files: dict[str, str]) -> Path:
     for name, code in files.items():
         f = root / name

@@ -313,7 +313,7 @@ def write_artifact(
 
     ``extra(tmp)`` may add files to the temporary directory before it is renamed into place.
     """
-    from warmrec import __version__
+    from warmrec._version import __version__
 
     with atomic_dir(path) as tmp:
         save_weights(weights, tmp / WEIGHTS_FILE)

@@ -265,7 +265,7 @@ def create_app(
             if installed:
                 asyncio.get_running_loop().remove_signal_handler(hup)
 
-    from warmrec import __version__
+    from warmrec._version import __version__
 
     app = FastAPI(
         title="warmrec",
