@@ -1,4 +1,5 @@
-"""Layout: no import cycle hidden by a function-level import, and a lazy model registry."""
+"""Layout: no import cycle (package `__init__` files counted), none hidden by a function-level
+import, the package root only for the CLI, and a lazy model registry."""
 
 from __future__ import annotations
 
