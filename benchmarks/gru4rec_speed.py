@@ -163,9 +163,7 @@ def profile_warmrec(config: dict, trainer: dict, n_steps: int) -> str:
     model = GRU4Rec(**config)
     tc = model.trainer_config(trainer)
     torch.manual_seed(0)
-    model._bind(ds)
-    model.init_net()
-    model.prepare(ds)
+    model.setup_training(ds)
     it = model.training_data(ds).batches(tc.batch_size, np.random.default_rng(0))
     batches = [next(it) for _ in range(n_steps + 10)]
     opt = make_optimizer(model.optimizer_groups(0.0), tc)

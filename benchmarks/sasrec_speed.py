@@ -112,9 +112,7 @@ def warmrec_run(name: str, epochs: int, profile: bool) -> dict:
     model_cfg, trainer = CONFIGS[name]
     m = get_model("sasrec", model_cfg)
     m.device = torch.device("cpu")
-    m._bind(prep.train)
-    m.init_net()
-    m.prepare(prep.train)
+    m.setup_training(prep.train)
     data = m.training_data(prep.train)
     tc = TrainerConfig(**trainer)
     opt = make_optimizer(m.optimizer_groups(tc.weight_decay), tc)

@@ -321,7 +321,7 @@ def write_artifact(
 
     ``extra(tmp)`` may add files to the temporary directory before it is renamed into place.
     """
-    from warmrec import __version__
+    from warmrec._version import __version__
 
     with atomic_dir(path) as tmp:
         save_weights(weights, tmp / WEIGHTS_FILE)
@@ -367,7 +367,7 @@ def save_model(
     model._check_fitted()
     a_cfg = l_cfg = None
     if getattr(model, "net", None) is not None:  # neural models: adapters travel with the model
-        from warmrec.transfer.adapters import adapter_configs
+        from warmrec.models.adapters import adapter_configs
 
         a_cfg, l_cfg = adapter_configs(model.net)
     return write_artifact(
@@ -552,7 +552,7 @@ def load_model(path: str | Path, expect: type | None = None) -> Any:
         set_weights(model, state, art.weights_path)
         return model
     # a model saved with adapters/LoRA in its net (e.g. by `transfer --strategy adapters`)
-    from warmrec.transfer.adapters import (
+    from warmrec.models.adapters import (
         inject_adapters,
         inject_lora,
         is_adapter_name,

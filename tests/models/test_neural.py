@@ -54,3 +54,34 @@ def _seen_share_top5(model, valid: EvalSet) -> float:
     top = scores.topk(5, dim=1).indices
     hist = batch.items
     return float((top[:, :, None] == hist[:, None, :]).any(-1).float().mean())
+
+
+def test_setup_training_is_what_the_loop_does_before_its_first_step(cyclic_split):
+    """The public start of a hand-driven training run (benchmarks): the same vocabulary, counts,
+    seeded net and loss as ``fit`` starts from."""
+    import torch
+
+    from warmrec.training.loop import make_optimizer, optimizer_step
+
+    train, _ = cyclic_split
+    cfg = {**model_class("sasrec").test_config, "max_len": 8, "loss": "ce"}
+    model = get_model("sasrec", cfg)
+    torch.manual_seed(3)
+    model.setup_training(train)
+    assert model.vocab is train.vocab and model.loss_fn.name == "ce"
+    assert model.meta.item_counts == train.item_counts().tolist()
+    assert model.net.item.embed.weight.shape[0] == train.n_items
+    # fit builds the very same net from the same seed: its first epoch starts where ours does
+    twin = get_model("sasrec", cfg)
+    twin.fit(train, epochs=1, seed=3, lr=1e-12, schedule="none")  # a step too small to see
+    for (name, p), (_, q) in zip(model.net.named_parameters(), twin.net.named_parameters()):
+        assert torch.allclose(p, q, atol=1e-8), name
+    other = get_model("sasrec", cfg).fit(train, epochs=1, seed=4, lr=1e-12, schedule="none")
+    assert not torch.allclose(model.net.item.embed.weight, other.net.item.embed.weight, atol=1e-3)
+    # and it is ready to train by hand
+    batch = next(iter(model.training_data(train).batches(16, np.random.default_rng(0))))
+    before = model.net.item.embed.weight.detach().clone()
+    optimizer_step(
+        model, batch, make_optimizer(model.optimizer_groups(0.0), twin.trainer_config(lr=1e-2))
+    )
+    assert not torch.equal(model.net.item.embed.weight, before)

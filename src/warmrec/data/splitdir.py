@@ -236,7 +236,7 @@ def write_split(
     into a temporary folder beside ``out`` that replaces ``out`` in one rename: a crash leaves the
     previous folder (or none), never a mixture.
     """
-    from warmrec import __version__
+    from warmrec._version import __version__
     from warmrec.io import atomic_dir
 
     target = Path(out)

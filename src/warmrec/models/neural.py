@@ -330,6 +330,16 @@ class NeuralRecommender(Recommender):
         self._check_fitted()
         self.net = self.build_net(self.n_items).to(self.device)
 
+    def setup_training(self, train: SequenceDataset) -> None:
+        """Everything the training loop does before its first step on a fresh model: take
+        ``train``'s vocabularies and item counts (and fit side features where the model has
+        them), build a new net on ``self.device`` (seed torch first for a reproducible init)
+        and :meth:`prepare` the loss. For callers that drive the steps themselves (benchmarks,
+        profiling): ``training_data(train)`` and ``optimizer_groups`` come next."""
+        self._bind(train)
+        self.init_net()
+        self.prepare(train)
+
     def to(self, device: torch.device | str) -> NeuralRecommender:
         self.device = torch.device(device)
         if self.net is not None:

@@ -284,7 +284,7 @@ def create_app(
             if store is None:
                 sessions.close()
 
-    from warmrec import __version__
+    from warmrec._version import __version__
 
     app = FastAPI(
         title="warmrec",

@@ -333,7 +333,7 @@ class ModelBundle:
 
     def metadata(self) -> dict[str, Any]:
         """Model name, config, vocabulary size, versions, where it was loaded from and when."""
-        from warmrec import __version__
+        from warmrec._version import __version__
 
         m = self.model
         cfg = m.config.model_dump(mode="json") if hasattr(m.config, "model_dump") else {}

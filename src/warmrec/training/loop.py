@@ -620,8 +620,7 @@ def _train(
     rng = np.random.default_rng(cfg.seed)
     if fresh:
         model.device = device
-        model._bind(train_data)
-        model.init_net()
+        model.setup_training(train_data)
     else:
         if model.net is None or model.vocab is None:
             raise ModelError(f"model '{model.name}': fresh=False needs a model with a network")
@@ -631,7 +630,7 @@ def _train(
                 f"data has {train_data.n_items}: build the data with the model's vocabulary"
             )
         model.to(device)
-    model.prepare(train_data)
+        model.prepare(train_data)
     hooks.on_ready(model)
     loss_name = getattr(getattr(model, "loss_fn", None), "name", None)  # "auto" resolved
     data = hooks.wrap_data(model.training_data(train_data))

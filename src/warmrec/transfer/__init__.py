@@ -3,25 +3,25 @@ choose what trains (strategies, adapters, LoRA) and train on the target with the
 
 - :mod:`warmrec.transfer.embeddings` -- target item-table initialisation (random, mean,
   popularity, text, item2vec);
-- :mod:`warmrec.transfer.adapters` -- bottleneck adapters and LoRA (config + layer + injector),
-  adapter-only saving;
+- :mod:`warmrec.transfer.adapters` -- adapter-only directories (save, load on a base model); the
+  bottleneck adapters and LoRA themselves (config + layer + injector, merge/unload) are network
+  code in :mod:`warmrec.models.adapters`, re-exported here;
 - :mod:`warmrec.transfer.strategies` -- scratch, fine-tune, freeze, adapters, LoRA,
   discriminative learning rates;
 - :mod:`warmrec.transfer.transfer` -- :func:`transfer` and :func:`pretrain`.
 """
 
-from warmrec.transfer.adapters import (
+from warmrec.models.adapters import (
     AdapterConfig,
     LoraConfig,
     adapter_state_dict,
     inject_adapters,
     inject_lora,
     load_adapter_state,
-    load_adapters,
     merge_and_unload,
-    save_adapters,
     unload,
 )
+from warmrec.transfer.adapters import load_adapters, save_adapters
 from warmrec.transfer.embeddings import METHODS, init_item_embeddings, titles_from_frame
 from warmrec.transfer.strategies import STRATEGIES, StrategyOptions, apply_strategy
 from warmrec.transfer.transfer import build_target_model, pretrain, transfer

@@ -5,7 +5,7 @@ A strategy is applied to a model that already has its network (e.g. a target mod
 sets ``requires_grad`` (the loop's optimizer leaves frozen parameters out, so they stay
 bit-identical) and, for per-layer rates, sets the model's ``lr_scales`` (read by its
 ``optimizer_groups``). It never replaces a method or adds an attribute to the model: adapters
-are wrapper modules inside the net (:mod:`warmrec.transfer.adapters`).
+are wrapper modules inside the net (:mod:`warmrec.models.adapters`).
 
 Parameters are sorted into **roles** by the module that holds them (:func:`parameter_roles`):
 ``"item"`` (every :class:`~warmrec.models.layers.ItemEmbedding` -- input table, untied output
@@ -25,7 +25,7 @@ Strategies (:data:`STRATEGIES`):
 - ``"freeze_embeddings"`` -- item, position and feature tables frozen, the rest trains (with a
   tied output layer the output is the frozen item table);
 - ``"freeze_encoder"`` -- the reverse: only item, position, feature and user tables train;
-- ``"adapters"`` -- bottleneck adapters are injected (:mod:`warmrec.transfer.adapters`); only
+- ``"adapters"`` -- bottleneck adapters are injected (:mod:`warmrec.models.adapters`); only
   they, the item tables (input/output/bias) and user tables (target users are new) train;
 - ``"lora"`` -- the same with LoRA on the attention projections;
 - ``"discriminative"`` -- everything trains, at ``lr * lr_decay ** depth`` where ``depth`` counts
@@ -52,6 +52,13 @@ from torch import nn
 
 from warmrec.config import ConfigModel, build_config
 from warmrec.errors import ConfigError, ModelError
+from warmrec.models.adapters import (
+    AdapterConfig,
+    LoraConfig,
+    inject_adapters,
+    inject_lora,
+    is_adapter_name,
+)
 from warmrec.models.features import FeatureEmbedder
 from warmrec.models.layers import (
     GRUBlock,
@@ -59,13 +66,6 @@ from warmrec.models.layers import (
     PositionalEmbedding,
     SeenItemBias,
     TransformerBlock,
-)
-from warmrec.transfer.adapters import (
-    AdapterConfig,
-    LoraConfig,
-    inject_adapters,
-    inject_lora,
-    is_adapter_name,
 )
 
 ROLES = ("item", "position", "feature", "user", "adapter", "domain", "encoder")
