@@ -119,8 +119,9 @@ def sessionize(
     """Cut each user's events into sessions at inactivity gaps; writes Parquet."""
     from warmrec.data.schema import require_seconds
     from warmrec.data.sessionize import sessionize as do_sessionize
-    from warmrec.io import write_parquet
+    from warmrec.io import check_output, write_parquet
 
+    check_output(out, kind="file")  # before reading: a bad --out fails at once
     inter = read_data(path, fmt, cols, no_timestamp, order, sep)
     require_seconds(inter.time_unit, "data sessionize (a gap in seconds)", source=inter.source)
     df = inter.interactions
@@ -157,8 +158,9 @@ def split(path, fmt, cols, no_timestamp, order, sep, method, sets, out, as_json)
     (e.g. ``warmrec train --data OUT``) uses the split as given and checks the manifest."""
     from warmrec.data.split import require_split_time
     from warmrec.data.split import split as do_split
-    from warmrec.data.splitdir import write_split
+    from warmrec.data.splitdir import check_split_target, write_split
 
+    check_split_target(out)  # before reading: a bad --out fails at once
     inter = read_data(path, fmt, cols, no_timestamp, order, sep)
     df = inter.interactions
     opts = load_config(None, sets)

@@ -82,6 +82,9 @@ def train(
 ):
     """Fit a model (selected on validation) and save it."""
     from warmrec.experiments.run import run_train
+    from warmrec.io import check_output
+
+    check_output(out, kind="dir")  # before any work: a bad --out fails at once
 
     flags = flag_config(path, fmt, cols, no_timestamp, order, sep, split, resplit)
     if model_name:
@@ -203,6 +206,11 @@ def recommend(model_dir, items, k, exclude_seen, fallback, as_json):
             except ValueError:
                 conv.append(x)
         hist = conv
+    from warmrec.serving.predict import clamp_notice
+
+    note = clamp_notice(k, len(model.vocab.ids))  # the vocabulary less its padding index
+    if note:
+        click.echo(f"warmrec: warning: {note}", err=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         recs = model.recommend(

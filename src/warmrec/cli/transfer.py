@@ -55,6 +55,9 @@ def pretrain(
 ):
     """Pre-train a neural model on a source domain (selected on validation) and save it."""
     from warmrec.experiments.transfer_run import run_pretrain
+    from warmrec.io import check_output
+
+    check_output(out, kind="dir")  # before any work: a bad --out fails at once
 
     flags = flag_config(path, fmt, cols, no_timestamp, order, sep, split, resplit)
     if model_name:
@@ -108,6 +111,9 @@ def transfer_cmd(
     options), [transfer] (max_len, position_init), [split] (split options).
     """
     from warmrec.experiments.transfer_run import run_transfer
+    from warmrec.io import check_output
+
+    check_output(out, kind="dir")  # before any work: a bad --out fails at once
 
     flags = flag_config(path, fmt, cols, no_timestamp, order, sep, split, resplit)
     cfg = command_config(config_file, sets, flags)
