@@ -97,9 +97,11 @@ class DataSource(_Record):
         time_unit: str | None = None,
         sep: str | None = None,
     ) -> DataSource:
-        """A record of reading ``path`` with these options; an existing path is made absolute."""
+        """A record of reading ``path`` with these options; an existing path is made absolute,
+        as typed (symbolic links are kept, not resolved: messages and ``best.toml`` show the
+        user's path)."""
         p = Path(path).expanduser()
-        text = str(p.resolve()) if p.exists() or p.is_absolute() else str(path)
+        text = os.path.abspath(p) if p.exists() or p.is_absolute() else str(path)
         return cls(
             path=text,
             format=format,

@@ -36,14 +36,38 @@ def run_tune(
     gpus_per_trial: float = 0.0,
     max_failures: int = 2,
 ) -> dict[str, Any]:
-    """Run a search; ``cfg`` holds the ``[data]``, ``[split]`` and ``[eval]`` sections."""
+    """Run a search; ``cfg`` holds the ``[data]``, ``[split]`` and ``[eval]`` sections, and
+    optionally ``[model]``/``[train]`` values (``--set train.epochs=1``) that replace the space
+    file's fixed values in every trial (a searched parameter cannot be fixed this way).
+
+    Checked before any data is read: the output folder (:func:`warmrec.io.check_output`), an
+    earlier ``study.db`` there (:func:`~warmrec.tuning.local.check_study`), ``--address`` (Ray
+    only; a cluster must answer there), the space and the overrides."""
     from warmrec.experiments.run import check_sections, prepare_from_config
+    from warmrec.io import check_output
 
     if backend not in BACKENDS:
         raise ConfigError(f"--backend: expected one of {', '.join(BACKENDS)}, found {backend!r}")
+    check_output(out, kind="dir")
+    if backend == "optuna":
+        if address is not None:
+            raise ConfigError(
+                "--address: only with --backend ray (the optuna backend runs on this machine)"
+            )
+        from warmrec.tuning.local import check_study
+
+        check_study(Path(out))
     check_sections(cfg)
     name = model or cfg.get("model", {}).get("name")
-    space = load_space(space_path, name)
+    overrides = {
+        s: {k: v for k, v in cfg.get(s, {}).items() if not (s == "model" and k == "name")}
+        for s in ("model", "train")
+    }
+    space = load_space(space_path, name, overrides=overrides)
+    if backend == "ray":
+        from warmrec.tuning.cluster import check_address
+
+        check_address(address)
     base = {k: cfg[k] for k in ("data", "split", "eval") if k in cfg}
     if "data" not in base or not base["data"].get("path"):
         raise ConfigError("no data path: give --data PATH or [data] path in the config")
