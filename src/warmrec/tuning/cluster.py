@@ -84,11 +84,10 @@ def check_address(address: str | None, flag: str = "--address") -> None:
         with socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S):
             pass
     except OSError as e:
-        reason = (
-            "no answer in {:.0f} s".format(PROBE_TIMEOUT_S)
-            if isinstance(e, TimeoutError)
-            else (e.strerror or str(e)).lower()
-        )
+        if isinstance(e, TimeoutError):
+            reason = f"no answer in {PROBE_TIMEOUT_S:.0f} s"
+        else:
+            reason = (e.strerror or str(e)).lower()
         raise ConfigError(
             f"{flag} {address}: no Ray cluster answers there ({reason}); start one with "
             f"`ray start --head --port {port}`, or leave {flag} out to run Ray on this machine"

@@ -25,8 +25,8 @@ import sys
 import time
 from contextlib import closing
 from pathlib import Path
-from urllib.parse import quote
 from typing import Any
+from urllib.parse import quote
 
 from warmrec.errors import ConfigError, ModelError
 from warmrec.tuning.results import TrialRow
