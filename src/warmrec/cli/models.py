@@ -206,11 +206,6 @@ def recommend(model_dir, items, k, exclude_seen, fallback, as_json):
             except ValueError:
                 conv.append(x)
         hist = conv
-    from warmrec.serving.predict import clamp_notice
-
-    note = clamp_notice(k, len(model.vocab.ids))  # the vocabulary less its padding index
-    if note:
-        click.echo(f"warmrec: warning: {note}", err=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         recs = model.recommend(
@@ -221,6 +216,12 @@ def recommend(model_dir, items, k, exclude_seen, fallback, as_json):
         )[0]
     for w in caught:
         click.echo(f"warmrec: warning: {w.message}", err=True)
+    if click.get_current_context().get_parameter_source("k").name == "COMMANDLINE":
+        from warmrec.serving.predict import clamp_notice
+
+        note = clamp_notice(k, len(model.vocab.ids))  # the vocabulary less its padding index
+        if note:
+            click.echo(f"warmrec: warning: {note}", err=True)
     if as_json:
         emit_json({"model": model.name, "history": hist, "items": recs})
     else:

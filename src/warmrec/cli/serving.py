@@ -83,11 +83,13 @@ def predict_cmd(
         warnings.simplefilter("always", WarmrecWarning)
         show = warnings.showwarning
 
+        k_typed = click.get_current_context().get_parameter_source("k").name == "COMMANDLINE"
+
         def one_line(message, category, *args, **kwargs):  # warmrec's own (e.g. -k too big)
-            if issubclass(category, WarmrecWarning):
-                click.echo(f"warmrec: warning: {message}", err=True)
-            else:
+            if not issubclass(category, WarmrecWarning):
                 show(message, category, *args, **kwargs)
+            elif k_typed or not str(message).startswith("-k "):  # not for the default -k
+                click.echo(f"warmrec: warning: {message}", err=True)
 
         warnings.showwarning = one_line
         res = run_predict(
