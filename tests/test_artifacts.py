@@ -275,3 +275,15 @@ def test_data_source_of_makes_paths_absolute(tmp_path, monkeypatch):
         "no_timestamp": False,
     }
     assert DataSource.of("ml-100k").path == "ml-100k"  # a dataset name stays a name
+
+
+def test_data_source_keeps_the_path_as_typed(tmp_path, monkeypatch):
+    """Issue 18: messages and best.toml showed symlink-resolved paths, not the path typed."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "x.csv").write_text("a\n")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.chdir(tmp_path)
+    assert DataSource.of("link/x.csv").path == str(tmp_path / "link" / "x.csv")
+    assert DataSource.of(tmp_path / "link" / ".." / "link" / "x.csv").path == str(
+        tmp_path / "link" / "x.csv"
+    )
