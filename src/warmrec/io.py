@@ -110,7 +110,10 @@ def temp_file(path: str | Path) -> Path:
     (:func:`clean_stale`)."""
     p = Path(path)
     clean_stale(p)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.{TMP_MARK}-{_owner()}-", dir=p.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.{TMP_MARK}-{_owner()}-", dir=p.parent)
+    except OSError as e:  # name the file being written, not its temporary name
+        raise OSError(e.errno, e.strerror, str(p)) from None
     try:
         os.fchmod(fd, _mode(0o666))
     finally:

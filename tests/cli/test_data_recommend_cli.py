@@ -163,3 +163,18 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, a
     assert "--out" in line or "refusing to replace" in line, line
     assert "missing.csv" not in line
     assert (folder / "keep").exists() and file.read_text() == ""
+
+
+@pytest.mark.parametrize("plot", ["{file}/g.png", "{file}/sub/g.png", "/sys/warmrec-test.png"])
+def test_an_os_error_on_a_named_path_is_one_line(log_csv, tmp_path, plot):
+    """A path that cannot be written where no command checks it first still ends in one line
+    naming the path (not a temporary name), exit 2, not a traceback."""
+    import os
+
+    if plot.startswith("/sys") and not os.path.isdir("/sys"):
+        pytest.skip("no /sys")
+    file = tmp_path / "file"
+    file.write_text("")
+    line = one_line(run(["data", "gaps", log_csv, "--plot", plot.format(file=file)]))
+    assert "warmrec-tmp" not in line
+    assert str(file) in line or "/sys/warmrec-test.png" in line

@@ -65,6 +65,7 @@ _ONE_LINE_ERRNOS = {
     errno.EDQUOT,
     errno.EISDIR,
     errno.ENOTDIR,
+    errno.EEXIST,
 }
 """OS errors of paths the user named: one line and exit 2, as any bad input (others: a traceback)."""
 
