@@ -144,6 +144,8 @@ def test_recommend_says_when_k_is_above_the_catalogue(text_model):
         ["data", "split", "{missing}", "--out", "{file}"],
         ["data", "split", "{missing}", "--out", "{file}/sub"],
         ["train", "--model", "pop", "--data", "{missing}", "--out", "{file}"],
+        ["train", "--model", "pop", "--data", "{missing}", "--out", "{folder}"],  # not a model
+        ["pretrain", "--data", "{missing}", "--out", "{folder}"],
         ["pretrain", "--data", "{missing}", "--out", "{file}/m"],
         ["transfer", "--from", "{missing}", "--data", "{missing}", "--out", "{file}"],
         ["predict", "{missing}", "--out", "{folder}"],

@@ -81,10 +81,12 @@ def train(
     **train_flags,
 ):
     """Fit a model (selected on validation) and save it."""
+    from warmrec.artifacts import check_model_target
     from warmrec.experiments.run import run_train
     from warmrec.io import check_output
 
     check_output(out, kind="dir")  # before any work: a bad --out fails at once
+    check_model_target(out)  # and one that is not a model directory is not replaced
 
     flags = flag_config(path, fmt, cols, no_timestamp, order, sep, split, resplit)
     if model_name:
