@@ -277,3 +277,35 @@ def test_data_source_of_makes_paths_absolute(tmp_path, monkeypatch):
         "no_timestamp": False,
     }
     assert DataSource.of("ml-100k").path == "ml-100k"  # a dataset name stays a name
+
+
+def test_data_source_keeps_the_path_as_typed(tmp_path, monkeypatch):
+    """Issue 18: messages and best.toml showed symlink-resolved paths, not the path typed."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "x.csv").write_text("a\n")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.chdir(tmp_path)
+    assert DataSource.of("link/x.csv").path == str(tmp_path / "link" / "x.csv")
+    assert DataSource.of(tmp_path / "link" / ".." / "link" / "x.csv").path == str(
+        tmp_path / "link" / "x.csv"
+    )
+
+
+def test_saving_never_replaces_a_folder_that_is_not_a_model_directory(tmp_path):
+    """``train --out ~`` replaced the whole folder by the model directory, deleting its files."""
+    from tests.conftest import split_cyclic
+    from warmrec.errors import ConfigError
+    from warmrec.models.popularity import Pop
+
+    model = Pop().fit(split_cyclic()[0])
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.txt").write_text("years of work")
+    with pytest.raises(ConfigError, match="refusing to replace it with a model directory"):
+        model.save(home)
+    assert [p.name for p in home.iterdir()] == ["thesis.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    model.save(empty)
+    model.save(empty)  # an earlier model directory is replaced
+    assert (empty / "config.json").is_file()

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from warmrec.data.vocab import ItemVocab
-from warmrec.errors import DataError, ModelError, WarmrecError
+from warmrec.errors import ConfigError, DataError, ModelError, WarmrecError
 from warmrec.io import _mode, atomic_dir
 
 FORMAT_VERSION = 2
@@ -97,9 +97,11 @@ class DataSource(_Record):
         time_unit: str | None = None,
         sep: str | None = None,
     ) -> DataSource:
-        """A record of reading ``path`` with these options; an existing path is made absolute."""
+        """A record of reading ``path`` with these options; an existing path is made absolute,
+        as typed (symbolic links are kept, not resolved: messages and ``best.toml`` show the
+        user's path)."""
         p = Path(path).expanduser()
-        text = str(p.resolve()) if p.exists() or p.is_absolute() else str(path)
+        text = os.path.abspath(p) if p.exists() or p.is_absolute() else str(path)
         return cls(
             path=text,
             format=format,
@@ -302,6 +304,31 @@ def _json(obj: Any) -> str:
     return json.dumps(obj, indent=2, default=str)
 
 
+def check_model_target(path: str | Path) -> None:
+    """Refuse a ``path`` that writing a model directory would destroy: the directory replaces
+    ``path`` as a whole, so an existing folder must be empty or an earlier warmrec model directory
+    (a ``config.json`` warmrec wrote). ``--out ~`` must not delete a home folder."""
+    p = Path(path)
+    try:
+        if not p.is_dir() or not any(p.iterdir()):
+            return
+    except OSError:
+        return  # unreadable: the write itself reports it
+    for name in (CONFIG_FILE, LEGACY_ADAPTER_CONFIG):
+        try:
+            raw = json.loads((p / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(raw, dict) and (
+            "warmrec_version" in raw or (raw.get("format") in READABLE_FORMATS and "model" in raw)
+        ):
+            return
+    raise ConfigError(
+        f"{p}: refusing to replace it with a model directory (expected a new folder, an empty one "
+        "or an earlier model directory, found a folder holding other files)"
+    )
+
+
 def write_artifact(
     path: str | Path,
     *,
@@ -323,6 +350,7 @@ def write_artifact(
     """
     from warmrec._version import __version__
 
+    check_model_target(path)
     with atomic_dir(path) as tmp:
         save_weights(weights, tmp / WEIGHTS_FILE)
         v_rec = _write_vocab(vocab, tmp / VOCAB_FILE) if vocab is not None else None

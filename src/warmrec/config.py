@@ -254,4 +254,11 @@ def load_toml(path: str | Path, *, resolve: bool = True) -> dict[str, Any]:
         raise ConfigError(f"{p}: config file not found") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: invalid TOML: {e}") from e
+    except UnicodeDecodeError as e:  # a binary file
+        raise ConfigError(
+            f"{p}: expected a TOML text file (UTF-8), found byte 0x{e.object[e.start]:02x} "
+            f"at offset {e.start}"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: expected a TOML file, found a folder") from None
     return resolve_paths(cfg, p.resolve().parent) if resolve else cfg

@@ -1,6 +1,14 @@
 """Atomic file and directory writes: write to a temporary name, then rename.
 
 A crash mid-write leaves the previous file or directory intact, never a half-written one.
+
+Temporary names say whose they are: a file being written to ``NAME`` is
+``.NAME.warmrec-tmp-<pid>@<host>-<random>`` (:func:`temp_file`), a folder
+``.NAME.<pid>@<host>.<random>.tmp`` (:func:`atomic_dir`). While a write is under way, SIGTERM and
+SIGHUP (when nobody else handles them) end the process through Python's exception path, so the
+temporary is removed as after any error (SIGINT does so already, as ``KeyboardInterrupt``); what a
+SIGKILL leaves is removed by the next write to the same name (:func:`clean_stale`), at once when
+its process is gone. :func:`check_output` checks an output path before any work is done.
 """
 
 from __future__ import annotations
@@ -8,12 +16,21 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-import polars as pl
+from warmrec.errors import ConfigError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+TMP_MARK = "warmrec-tmp"
+"""The mark in the name of a temporary file: ``.NAME.warmrec-tmp-<pid>@<host>-<random>``."""
 
 
 def _mode(base: int) -> int:
@@ -27,18 +44,18 @@ def _mode(base: int) -> int:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        os.fchmod(fd, _mode(0o666))
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with exit_on_signal():
+        tmp = temp_file(p)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, p)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -49,21 +66,22 @@ def write_parquet(df: pl.DataFrame, path: str | Path) -> None:
     """Write a Parquet file under a temporary name and rename it into place."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    try:
-        df.write_parquet(tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with exit_on_signal():
+        tmp = temp_file(p)
+        try:
+            df.write_parquet(tmp)
+            os.replace(tmp, p)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
 
 def write_csv(df: pl.DataFrame, path: str | Path) -> None:
     atomic_write_text(path, df.write_csv())
 
 
-STALE_AFTER_S = 24 * 3600.0  # a temporary folder naming no live owner is stale after this
+STALE_AFTER_S = 24 * 3600.0  # a temporary naming no live owner of this host is stale after this
 
 
 def _alive(pid: int) -> bool:
@@ -76,43 +94,161 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _owner() -> str:
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
 def _tmp_prefix(p: Path) -> str:
-    return f".{p.name}.{os.getpid()}@{socket.gethostname()}."
+    return f".{p.name}.{_owner()}."
+
+
+def temp_file(path: str | Path) -> Path:
+    """Create (empty, exclusively) and return the temporary file for writing ``path``, beside it:
+    ``.NAME.warmrec-tmp-<pid>@<host>-<random>``, with the mode a plain ``open`` would give.
+
+    Temporary files of earlier writers of ``path`` whose process is gone are removed first
+    (:func:`clean_stale`)."""
+    p = Path(path)
+    clean_stale(p)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.{TMP_MARK}-{_owner()}-", dir=p.parent)
+    except OSError as e:  # name the file being written, not its temporary name
+        raise OSError(e.errno, e.strerror, str(p)) from None
+    try:
+        os.fchmod(fd, _mode(0o666))
+    finally:
+        os.close(fd)
+    return Path(tmp)
+
+
+def _stale_owner(owner: str, host: str) -> bool | None:
+    """Whether the writer ``<pid>@<host>`` is gone: True/False for a process of this host, None
+    when it cannot be told (another host, no pid)."""
+    pid, _, at = owner.partition("@")
+    if pid.isdigit() and at in ("", host):
+        return int(pid) != os.getpid() and not _alive(int(pid))
+    return None
 
 
 def clean_stale(path: str | Path, *, max_age_s: float = STALE_AFTER_S) -> list[Path]:
-    """Remove the temporary directories that killed writers of ``path`` left behind.
+    """Remove the temporary files and folders that killed writers of ``path`` left behind.
 
-    :func:`atomic_dir` names its temporary directory ``.<name>.<pid>@<host>.<random>.tmp``; one
-    whose process (on this host) is gone is removed at once. One that names no process of this
-    host (another host, or the older ``.<name>.<random>.tmp`` form) is removed once it is older
-    than ``max_age_s``. Returns the removed paths.
+    A temporary file ``.NAME.warmrec-tmp-<pid>@<host>-<random>`` (:func:`temp_file`) or folder
+    ``.NAME.<pid>@<host>.<random>.tmp`` (:func:`atomic_dir`) whose process (on this host) is gone
+    is removed at once. One that names no process of this host (another host), or an older form
+    (``.NAME.<random>.tmp``, ``.NAME.tmp``), is removed once it is older than ``max_age_s``.
+    Returns the removed paths.
     """
     import time
 
     p = Path(path)
     head, host = f".{p.name}.", socket.gethostname()
+    mark = f"{head}{TMP_MARK}-"
     removed: list[Path] = []
-    if not p.parent.is_dir():
+    try:
+        entries = list(os.scandir(p.parent if str(p.parent) else "."))
+    except OSError:
         return removed
     now = time.time()
-    for q in p.parent.iterdir():
+    for q in entries:
         name = q.name
-        if not (name.startswith(head) and name.endswith(".tmp") and q.is_dir()):
+        if not name.startswith(head):
             continue
-        owner = name[len(head) : -len(".tmp")].rsplit(".", 1)[0]
-        pid, _, at = owner.partition("@")
-        if pid.isdigit() and at in ("", host):
-            stale = int(pid) != os.getpid() and not _alive(int(pid))
+        try:
+            is_dir = q.is_dir(follow_symlinks=False)
+            is_file = q.is_file(follow_symlinks=False)
+        except OSError:
+            continue
+        if is_file and name.startswith(mark):  # .NAME.warmrec-tmp-<pid>@<host>-<random>
+            stale = _stale_owner(name[len(mark) :].rpartition("-")[0], host)
+        elif is_dir and name.endswith(".tmp"):  # .NAME.<pid>@<host>.<random>.tmp
+            stale = _stale_owner(name[len(head) : -len(".tmp")].rsplit(".", 1)[0], host)
+        elif is_file and name.endswith(".tmp"):  # the older file forms
+            stale = None
         else:
+            continue
+        if stale is None:
             try:
-                stale = now - q.stat().st_mtime > max_age_s
+                stale = now - q.stat(follow_symlinks=False).st_mtime > max_age_s
             except OSError:
                 continue
         if stale:
-            shutil.rmtree(q, ignore_errors=True)
-            removed.append(q)
+            if is_dir:
+                shutil.rmtree(q.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(q.path)
+            removed.append(Path(q.path))
     return removed
+
+
+class Terminated(SystemExit):
+    """Raised by :func:`exit_on_signal` when SIGTERM or SIGHUP arrives (exit status 128 + signal)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(128 + signum)
+
+
+@contextlib.contextmanager
+def exit_on_signal() -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP raise :class:`Terminated` (a ``SystemExit``)
+    instead of ending the process at once, so ``finally`` blocks and ``except BaseException``
+    clean-ups run. Only signals left at their default action are taken over, and only in the main
+    thread: a handler someone else installed (a server's graceful shutdown) stays in charge."""
+    taken: dict[int, object] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if sig is not None and signal.getsignal(sig) == signal.SIG_DFL:
+                taken[sig] = signal.signal(sig, _raise_terminated)
+    try:
+        yield
+    finally:
+        for sig, old in taken.items():
+            signal.signal(sig, old)
+
+
+def _probe(folder: str, flag: str, path: str | Path) -> None:
+    """Create and remove a file in ``folder``: the one sure test of writing there (``os.access``
+    says yes to root in a read-only folder)."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{TMP_MARK}-probe-{os.getpid()}-", dir=folder)
+    except OSError as e:
+        raise ConfigError(
+            f"{flag} {path}: cannot write in folder {folder!r} ({e.strerror or e})"
+        ) from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+
+
+def check_output(
+    path: str | Path, *, kind: Literal["file", "dir"] = "file", flag: str = "--out"
+) -> Path:
+    """Check, before any work, that ``path`` can be written; returns it as a :class:`Path`.
+
+    ``kind="file"``: a file written by rename in its folder (an existing folder under that name is
+    refused); ``kind="dir"``: a folder written as one unit beside it (:func:`atomic_dir`) or into
+    it (an existing file under that name is refused). The nearest existing folder on the way must
+    be a folder (not a file) in which a file can be created: a read-only folder, a read-only file
+    system, a file where a folder is expected are :class:`ConfigError` naming ``flag``.
+    """
+    p = Path(path)
+    if str(path) == "":
+        raise ConfigError(f"{flag}: expected a path, found ''")
+    if kind == "file" and os.path.isdir(p):
+        raise ConfigError(f"{flag} {path}: found a folder, expected a file name")
+    if kind == "dir" and os.path.lexists(p) and not os.path.isdir(p):
+        raise ConfigError(f"{flag} {path}: found a file, expected a folder")
+    up = p.parent
+    while not os.path.lexists(up) and up != up.parent:
+        up = up.parent
+    if not os.path.isdir(up):
+        raise ConfigError(f"{flag} {path}: {str(up)!r} is a file, expected a folder")
+    _probe(str(up), flag, path)
+    if kind == "dir" and os.path.isdir(p):
+        _probe(str(p), flag, path)
+    return p
 
 
 clean_stale_temp_dirs = clean_stale  # the name the data layer used
@@ -123,18 +259,20 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary directory; on success it replaces ``path`` in one rename.
 
     An existing ``path`` is moved aside first and removed only once the new one is in place.
-    Temporary directories of killed earlier writers are removed first (:func:`clean_stale`).
+    Temporary directories of killed earlier writers are removed first (:func:`clean_stale`);
+    SIGTERM while the caller writes removes this one (:func:`exit_on_signal`).
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(p)
-    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(p), suffix=".tmp", dir=p.parent))
-    try:
-        tmp.chmod(_mode(0o777))
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with exit_on_signal():  # SIGTERM while the caller writes: the folder is removed
+        tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(p), suffix=".tmp", dir=p.parent))
+        try:
+            tmp.chmod(_mode(0o777))
+            yield tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     old = None
     if p.exists():
         old = p.with_name(f".{p.name}.old")

@@ -125,3 +125,58 @@ def test_cuda_device_without_cuda_is_a_config_error(monkeypatch, log_csv, tmp_pa
     args = ["train", "--model", "sasrec", "--data", log_csv, "--set", "train.device=cuda:0"]
     line = one_line(run(args + ["--out", tmp_path / "m"]))
     assert "'cuda:0'" in line
+
+
+def test_recommend_says_when_k_is_above_the_catalogue(text_model):
+    res = run(["recommend", text_model, "--items", "café", "-k", "10000000", "--json"])
+    assert res.exit_code == 0, res.output
+    assert "-k 10000000 is more than the 4 items of the catalogue" in res.stderr
+    assert len(json.loads(res.stdout)["items"]) == 4
+    for k in (["-k", "4"], []):  # a k that fits, and the default -k (10) nobody typed
+        res = run(["recommend", text_model, "--items", "café", *k])
+        assert res.exit_code == 0 and "warning" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["data", "sessionize", "{missing}", "--out", "{folder}"],
+        ["data", "split", "{missing}", "--out", "{file}"],
+        ["data", "split", "{missing}", "--out", "{file}/sub"],
+        ["train", "--model", "pop", "--data", "{missing}", "--out", "{file}"],
+        ["train", "--model", "pop", "--data", "{missing}", "--out", "{folder}"],  # not a model
+        ["pretrain", "--data", "{missing}", "--out", "{folder}"],
+        ["pretrain", "--data", "{missing}", "--out", "{file}/m"],
+        ["transfer", "--from", "{missing}", "--data", "{missing}", "--out", "{file}"],
+        ["predict", "{missing}", "--out", "{folder}"],
+    ],
+)
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, args):
+    """Issue 19: an --out naming a folder (or under a file) failed after all the work, with a
+    traceback and exit 1. It fails first, in one line, exit 2: the data path given here does not
+    exist, and the message is about --out, not the data."""
+    folder = tmp_path / "taken.parquet"
+    folder.mkdir()
+    (folder / "keep").write_text("")
+    file = tmp_path / "file"
+    file.write_text("")
+    names = {"missing": tmp_path / "missing.csv", "folder": folder, "file": file}
+    line = one_line(run([a.format(**names) for a in args]))
+    assert "--out" in line or "refusing to replace" in line, line
+    assert "missing.csv" not in line
+    assert (folder / "keep").exists() and file.read_text() == ""
+
+
+@pytest.mark.parametrize("plot", ["{file}/g.png", "{file}/sub/g.png", "/sys/warmrec-test.png"])
+def test_an_os_error_on_a_named_path_is_one_line(log_csv, tmp_path, plot):
+    """A path that cannot be written where no command checks it first still ends in one line
+    naming the path (not a temporary name), exit 2, not a traceback."""
+    import os
+
+    if plot.startswith("/sys") and not os.path.isdir("/sys"):
+        pytest.skip("no /sys")
+    file = tmp_path / "file"
+    file.write_text("")
+    line = one_line(run(["data", "gaps", log_csv, "--plot", plot.format(file=file)]))
+    assert "warmrec-tmp" not in line
+    assert str(file) in line or "/sys/warmrec-test.png" in line

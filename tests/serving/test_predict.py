@@ -146,3 +146,97 @@ def test_cli_predict_errors_in_one_line(trained, tmp_path):
         cli, ["predict", str(tmp_path / "none"), "--out", str(tmp_path / "x.csv")]
     )
     assert res.exit_code == 2 and "not a warmrec model directory" in res.output
+
+
+@pytest.fixture
+def big_model(tmp_path):
+    """A popularity model over a log long enough that ``--batch-size 1`` runs for seconds."""
+    log = tmp_path / "big.csv"
+    cyclic_log(n_sessions=20000, n_items=20, length=3).write_csv(log)
+    res = CliRunner().invoke(
+        cli, ["train", "--model", "pop", "--data", str(log), "--out", str(tmp_path / "m")]
+    )
+    assert res.exit_code == 0, res.output
+    return tmp_path / "m"
+
+
+def _predict_until_writing(model_dir, out):
+    """Start ``warmrec predict`` in a process; return it once its temporary file exists."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[2] / "src"
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    cmd = [sys.executable, "-m", "warmrec", "predict", str(model_dir), "--out", str(out),
+           "--batch-size", "1", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if list(out.parent.glob(f".{out.name}.warmrec-tmp-*")):
+            return proc
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"predict ended before writing: {proc.stderr.read().decode()[-2000:]}")
+
+
+@pytest.mark.slow  # two predict processes on 20,000 sequences: ~15 s on a loaded 2-core machine
+def test_predict_killed_mid_run_leaves_no_temporary_file(big_model, tmp_path):
+    """Issue 19: ``warmrec predict`` killed by SIGTERM/SIGKILL left hidden ``.tmp`` files that
+    later runs never removed. SIGTERM: removed on the way out; SIGKILL: by the next run."""
+    import signal
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "pred.csv"
+    out.write_text("old\n")
+    proc = _predict_until_writing(big_model, out)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert b"Traceback" not in proc.stderr.read()
+    assert sorted(p.name for p in out_dir.iterdir()) == ["pred.csv"]
+    assert out.read_text() == "old\n"
+
+    proc = _predict_until_writing(big_model, out)
+    proc.kill()
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    left = [p.name for p in out_dir.iterdir() if p.name != "pred.csv"]
+    assert len(left) == 1 and f"warmrec-tmp-{proc.pid}@" in left[0]
+    res = CliRunner().invoke(
+        cli, ["predict", str(big_model), "-k", "2", "--out", str(out), "--no-progress"]
+    )
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out_dir.iterdir()) == ["pred.csv"]
+    assert pl.read_csv(out).height == 20000 * 2
+
+
+def test_cli_predict_checks_out_before_any_work(tmp_path):
+    """Issue 19: an --out naming a folder failed at the final rename, after all the work, with a
+    traceback. It is refused first (here, before the missing model is even looked at)."""
+    (tmp_path / "x.csv").mkdir()
+    (tmp_path / "f").write_text("")
+    for out, message in (
+        ("x.csv", "found a folder, expected a file name"),
+        ("f/p.csv", "/f' is a file, expected a folder"),
+    ):
+        res = CliRunner().invoke(
+            cli, ["predict", str(tmp_path / "no-model"), "--out", str(tmp_path / out)]
+        )
+        assert res.exit_code == 2, res.output
+        assert message in res.output and "Traceback" not in res.output
+        assert len(res.output.strip().splitlines()) == 1
+
+
+def test_cli_predict_says_when_k_is_above_the_catalogue(trained, tmp_path):
+    model_dir, _ = trained
+    out = tmp_path / "p.csv"
+    res = CliRunner().invoke(
+        cli, ["predict", str(model_dir), "-k", "10000000", "--out", str(out), "--no-progress"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "warmrec: warning: -k 10000000 is more than the 12 items of the catalogue" in res.output
+    assert pl.read_csv(out).group_by("session_id").len()["len"].max() == 12
+    res = CliRunner().invoke(cli, ["predict", str(model_dir), "-k", "12", "--out", str(out)])
+    assert res.exit_code == 0 and "warning" not in res.output

@@ -82,3 +82,40 @@ def test_train_workers_refuses_bad_settings_before_starting_ray(tmp_path: Path) 
     assert r.exit_code == 2 and "--workers: expected an integer >= 1" in r.output
     r = CliRunner().invoke(cli, [*base, "--model", "pop", "--workers", "2"])
     assert r.exit_code == 2 and "no training loop to distribute" in r.output
+
+
+def test_train_workers_fails_fast_on_an_unreachable_address(tmp_path: Path) -> None:
+    """Issue 18: an unreachable Ray --address hung for minutes in Ray's retry messages."""
+    import socket
+    import time
+
+    from click.testing import CliRunner
+
+    from warmrec.cli.main import cli
+
+    pytest.importorskip("ray")
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "log.csv"
+    cyclic_log(n_sessions=20).write_csv(log)
+    t0 = time.monotonic()
+    r = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--data",
+            str(log),
+            "--out",
+            str(tmp_path / "m"),
+            "--model",
+            "gru4rec",
+            "--workers",
+            "2",
+            "--address",
+            f"127.0.0.1:{port}",
+        ],  # fmt: skip
+    )
+    assert r.exit_code == 2, r.output
+    assert f"--address 127.0.0.1:{port}: no Ray cluster answers there" in r.output
+    assert time.monotonic() - t0 < 60  # ray's import is most of it

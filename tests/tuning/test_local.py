@@ -296,3 +296,32 @@ def test_a_search_killed_with_sigkill_resumes(tmp_path: Path, log_csv: Path) -> 
     assert "RUNNING" not in states
     assert _finished(db) == before + 2  # the earlier trials were kept, two more were run
     assert res["best"] is not None and res["n_complete"] == before + 2
+
+
+def test_a_resumed_search_draws_new_configurations(tmp_path: Path, data: SearchData) -> None:
+    """Issue 19: a resumed search re-seeded its sampler identically, so trials 3-5 had the
+    parameters of trials 0-2 and a 6-trial search tested 3 configurations."""
+    space = parse_space(
+        {
+            "search": {"metric": "recall@5"},
+            "model": {
+                "vector_size": 8,
+                "window": 3,
+                "epochs": 1,
+                "sample": 0.0,
+                "n_recent": 1,
+                "alpha": {"type": "log", "low": 1e-3, "high": 0.1},
+            },
+        }
+    )
+    space.check("item2vec")
+    kw = {"seed": 0, "pruner": "none"}
+    first = search_local("item2vec", space, data, tmp_path / "s", trials=3, **kw)
+    rows = search_local("item2vec", space, data, tmp_path / "s", trials=6, **kw)
+    alphas = [r.params["model.alpha"] for r in rows]
+    assert [r.number for r in rows] == list(range(6))
+    assert alphas[:3] == [r.params["model.alpha"] for r in first]  # the first three kept
+    assert len(set(alphas)) == 6, alphas
+    # a fresh search with the same seed still draws the same first trials (reproducible)
+    fresh = search_local("item2vec", space, data, tmp_path / "t", trials=3, **kw)
+    assert [r.params["model.alpha"] for r in fresh] == alphas[:3]

@@ -110,3 +110,24 @@ def test_bad_metric() -> None:
                 "model": {"window": {"type": "int", "low": 1, "high": 2}},
             }
         )
+
+
+def test_command_line_values_replace_the_fixed_ones(tmp_path: Path) -> None:
+    """Issue 18: ``tune --set train.epochs=1`` was ignored (the trials ran the space's 40 epochs)
+    and ``--set model.bogus=1`` was accepted."""
+    space = load_space(SPACES / "gru4rec.toml", overrides={"train": {"epochs": 1}, "model": {}})
+    assert space.fixed["train"]["epochs"] == 1 and space.fixed["train"]["patience"] == 5
+    assert space.configs({"train.lr": 0.01})["train"]["epochs"] == 1
+    with pytest.raises(ConfigError, match=r"^model.bogus \(from --set or --config\): unknown key"):
+        load_space(SPACES / "gru4rec.toml", overrides={"model": {"bogus": 1}})
+    with pytest.raises(ConfigError, match=r"^train.lr \(from --set or --config\): .* searches it"):
+        load_space(SPACES / "gru4rec.toml", overrides={"train": {"lr": 0.1}})
+    with pytest.raises(ConfigError, match="with train.epochs from --set or --config"):
+        load_space(SPACES / "item2vec.toml", overrides={"train": {"epochs": 1}})  # no trainer
+
+
+def test_a_binary_space_file_is_one_line(tmp_path: Path) -> None:
+    p = tmp_path / "space.toml"
+    p.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ConfigError, match="expected a TOML text file"):
+        load_space(p, "item2vec")

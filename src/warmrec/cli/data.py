@@ -119,8 +119,9 @@ def sessionize(
     """Cut each user's events into sessions at inactivity gaps; writes Parquet."""
     from warmrec.data.schema import require_seconds
     from warmrec.data.sessionize import sessionize as do_sessionize
-    from warmrec.io import write_parquet
+    from warmrec.io import check_output, write_parquet
 
+    check_output(out, kind="file")  # before reading: a bad --out fails at once
     inter = read_data(path, fmt, cols, no_timestamp, order, sep)
     require_seconds(inter.time_unit, "data sessionize (a gap in seconds)", source=inter.source)
     df = inter.interactions
@@ -163,10 +164,11 @@ def split(path, fmt, cols, no_timestamp, order, sep, method, sets, out, as_json)
     from warmrec.data.schema import SESSION
     from warmrec.data.split import require_split_time
     from warmrec.data.split import split as do_split
-    from warmrec.data.splitdir import write_split
+    from warmrec.data.splitdir import check_split_target, write_split
     from warmrec.errors import ConfigError
     from warmrec.experiments.spec import GivenSplit, resolve_split, split_spec
 
+    check_split_target(out)  # before reading: a bad --out fails at once
     opts = load_config(None, sets)
     spec = split_spec({"method": method, **opts})  # options checked before the log is read
     inter = read_data(path, fmt, cols, no_timestamp, order, sep)

@@ -9,6 +9,7 @@ into the flags a CLI user types (``--col item_id=<name>``, ``--order <column>``,
 
 from __future__ import annotations
 
+import errno
 import importlib
 import re
 import sys
@@ -66,6 +67,19 @@ def cli_language(message: str) -> str:
     return message
 
 
+_ONE_LINE_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EISDIR,
+    errno.ENOTDIR,
+    errno.EEXIST,
+}
+"""OS errors of paths the user named: one line and exit 2, as any bad input (others: a traceback)."""
+
+
 class WarmrecGroup(click.Group):
     """Turns warmrec's own exceptions into one line on stderr and exit status 2."""
 
@@ -89,6 +103,12 @@ class WarmrecGroup(click.Group):
             sys.exit(2)
         except FileNotFoundError as e:
             click.echo(f"warmrec: error: {e.filename or e}: no such file or directory", err=True)
+            sys.exit(2)
+        except OSError as e:  # a file that cannot be written (read-only, full disk) or read
+            if e.errno not in _ONE_LINE_ERRNOS:
+                raise
+            where = f"{e.filename}: " if e.filename else ""
+            click.echo(f"warmrec: error: {where}{(e.strerror or str(e)).lower()}", err=True)
             sys.exit(2)
 
 

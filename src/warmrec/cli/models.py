@@ -92,7 +92,12 @@ def train(
     **train_flags,
 ):
     """Fit a model (selected on validation) and save it."""
+    from warmrec.artifacts import check_model_target
     from warmrec.experiments.run import run_train
+    from warmrec.io import check_output
+
+    check_output(out, kind="dir")  # before any work: a bad --out fails at once
+    check_model_target(out)  # and one that is not a model directory is not replaced
 
     flags = flag_config(path, fmt, cols, no_timestamp, order, sep, split, resplit)
     if model_name:
@@ -227,6 +232,12 @@ def recommend(model_dir, items, k, exclude_seen, fallback, as_json):
         )[0]
     for w in caught:
         click.echo(f"warmrec: warning: {w.message}", err=True)
+    if click.get_current_context().get_parameter_source("k").name == "COMMANDLINE":
+        from warmrec.serving.predict import clamp_notice
+
+        note = clamp_notice(k, len(model.vocab.ids))  # the vocabulary less its padding index
+        if note:
+            click.echo(f"warmrec: warning: {note}", err=True)
     if as_json:
         emit_json({"model": model.name, "history": hist, "items": recs})
     else:

@@ -63,7 +63,9 @@ def predict_cmd(
     as_json,
 ):
     """Top-k items for every user or session of a log, to a CSV or Parquet file."""
-    from warmrec.errors import ConfigError
+    import warnings
+
+    from warmrec.errors import ConfigError, WarmrecWarning
     from warmrec.serving.predict import run_predict
 
     if split in PARTS:
@@ -77,18 +79,31 @@ def predict_cmd(
     cfg = load_config(
         None, (), merge_flags({}, flag_config(path, fmt, cols, no_timestamp, order, sep, split))
     )
-    res = run_predict(
-        model_dir,
-        cfg,
-        out,
-        part=part or "all",
-        k=k,
-        exclude_seen=exclude_seen,
-        fallback=None if fallback == "none" else fallback,
-        batch_size=batch_size,
-        threads=threads,
-        progress=not no_progress and not as_json,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", WarmrecWarning)
+        show = warnings.showwarning
+
+        k_typed = click.get_current_context().get_parameter_source("k").name == "COMMANDLINE"
+
+        def one_line(message, category, *args, **kwargs):  # warmrec's own (e.g. -k too big)
+            if not issubclass(category, WarmrecWarning):
+                show(message, category, *args, **kwargs)
+            elif k_typed or not str(message).startswith("-k "):  # not for the default -k
+                click.echo(f"warmrec: warning: {message}", err=True)
+
+        warnings.showwarning = one_line
+        res = run_predict(
+            model_dir,
+            cfg,
+            out,
+            part=part or "all",
+            k=k,
+            exclude_seen=exclude_seen,
+            fallback=None if fallback == "none" else fallback,
+            batch_size=batch_size,
+            threads=threads,
+            progress=not no_progress and not as_json,
+        )
     if as_json:
         emit_json(res.as_dict())
     else:

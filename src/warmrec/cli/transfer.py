@@ -54,7 +54,12 @@ def pretrain(
     as_json,
 ):
     """Pre-train a neural model on a source domain (selected on validation) and save it."""
+    from warmrec.artifacts import check_model_target
     from warmrec.experiments.run import run_pretrain
+    from warmrec.io import check_output
+
+    check_output(out, kind="dir")  # before any work: a bad --out fails at once
+    check_model_target(out)  # and one that is not a model directory is not replaced
 
     flags = flag_config(path, fmt, cols, no_timestamp, order, sep, split, resplit)
     if model_name:
@@ -107,7 +112,12 @@ def transfer_cmd(
     Config sections: [train] (training loop), [transfer] (strategy_options, init_options,
     max_len, position_init; [strategy] and [init] tables are read as its options), [split].
     """
+    from warmrec.artifacts import check_model_target
     from warmrec.experiments.run import run_transfer
+    from warmrec.io import check_output
+
+    check_output(out, kind="dir")  # before any work: a bad --out fails at once
+    check_model_target(out)  # and one that is not a model directory is not replaced
 
     flags = flag_config(path, fmt, cols, no_timestamp, order, sep, split, resplit)
     cfg = command_config(config_file, sets, flags)

@@ -19,7 +19,8 @@ from warmrec.cli.common import (
 @click.command(
     epilog="The space file's [model] and [train] tables name the searched settings; see "
     "configs/spaces/. Trials are scored on validation only; the best configuration is refitted "
-    "and evaluated once on test. Running the same command into the same --out resumes."
+    "and evaluated once on test. Running the same command into the same --out resumes, with new "
+    "draws (the sampler is seeded with --seed plus the trials already run)."
 )
 @click.option("--model", "model_name", default=None, help="Registered model name.")
 @click.option("--data", "path", default=None, help="Interaction log (file or folder).")
@@ -35,7 +36,7 @@ from warmrec.cli.common import (
     show_default=True,
     help="optuna: this machine (SQLite study in --out); ray: Ray Tune (local or --address).",
 )
-@click.option("--address", default=None, help="Ray cluster address HOST:PORT (backend ray).")
+@click.option("--address", default=None, help="Ray cluster address HOST:PORT (--backend ray only).")
 @click.option("--timeout", type=float, default=None, help="Stop starting trials after S seconds.")
 @click.option("--n-jobs", type=int, default=1, show_default=True, help="Trials run at once.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler.")
@@ -54,7 +55,10 @@ from warmrec.cli.common import (
 @click.option(
     "--config", "config_file", default=None, help="TOML experiment file ([data], [split], [eval])."
 )
-@set_option('--set split.seed=3 --set eval.metrics=["ndcg@10"]')
+@set_option(
+    "--set train.epochs=1 --set split.seed=3 (model./train. values replace the space's fixed "
+    "ones; a searched parameter cannot be set)"
+)
 @click.option("--out", required=True, help="Output folder (study, tables, plots, best.toml).")
 @click.option(
     "--progress/--no-progress", default=True, show_default=True, help="A line per trial on stderr."

@@ -221,6 +221,24 @@ def given_split(parts: Mapping[str, pl.DataFrame], source: str = "") -> Any:
     return Split(train, valid, test, kind, key, info)
 
 
+def check_split_target(out: str | Path) -> Path:
+    """Refuse, before any work, an ``out`` that a split folder may not replace: a file, or a
+    folder holding other files than an earlier split (:class:`DataError`); also one that cannot
+    be written (:func:`warmrec.io.check_output`)."""
+    from warmrec.io import check_output
+
+    target = Path(out)
+    if target.exists() and not (target / MANIFEST).is_file():
+        if target.is_file() or any(target.iterdir()):
+            raise DataError(
+                "refusing to replace it with a split folder",
+                path=target,
+                expected="a new folder, an empty one or an earlier split folder (with manifest.json)",
+                found="a file" if target.is_file() else "a folder holding other files",
+            )
+    return check_output(target, kind="dir")
+
+
 def write_split(
     sp: Any,
     out: str | Path,
@@ -239,15 +257,7 @@ def write_split(
     from warmrec._version import __version__
     from warmrec.io import atomic_dir
 
-    target = Path(out)
-    if target.exists() and not (target / MANIFEST).is_file():
-        if target.is_file() or any(target.iterdir()):
-            raise DataError(
-                "refusing to replace it with a split folder",
-                path=target,
-                expected="a new folder, an empty one or an earlier split folder (with manifest.json)",
-                found="a file" if target.is_file() else "a folder holding other files",
-            )
+    check_split_target(out)
     files: dict[str, dict[str, Any]] = {}
     with atomic_dir(out) as tmp:
         for part in PARTS:

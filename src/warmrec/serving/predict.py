@@ -4,7 +4,12 @@
 output file, so that memory holds one chunk's ``[rows, n_items]`` score matrix at a time
 (``max_cells`` bounds ``rows * n_items``: a 121K-item catalogue gets ~270 rows per chunk).
 The file -- CSV or Parquet by its suffix -- is written under a temporary name in the same
-folder and renamed into place at the end: a crash never leaves a partial file under the name.
+folder (``.NAME.warmrec-tmp-<pid>@<host>-<random>``, :func:`warmrec.io.temp_file`) and renamed
+into place at the end: a crash never leaves a partial file under the name. SIGTERM, SIGHUP and
+SIGINT remove the temporary file on the way out; one left by a SIGKILL is removed by the next
+run that writes the same name. The output path is checked before any work
+(:func:`warmrec.io.check_output`). A ``k`` above the catalogue's size gives every item, with a
+:class:`~warmrec.errors.WarmrecWarning` that says so.
 
 Output: one row per (sequence, rank): ``<key>`` (``session_id`` or ``user_id``, the sequence key
 of the data), ``rank`` (1 = best), ``item_id`` (raw id), ``score`` (the model's score; for the
@@ -28,8 +33,8 @@ skipped (counted in :attr:`PredictSummary.n_skipped`) unless ``fallback="popular
 from __future__ import annotations
 
 import os
-import tempfile
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +44,8 @@ import numpy as np
 import polars as pl
 import torch
 
-from warmrec.errors import ConfigError
+from warmrec.errors import ConfigError, WarmrecWarning
+from warmrec.io import check_output, exit_on_signal, temp_file
 from warmrec.serving.bundle import ModelBundle, top_k
 
 PARTS = ("all", "train", "valid", "test")
@@ -153,6 +159,14 @@ def histories_from_data(
 def _check_out(path: Path) -> None:
     if path.suffix.lower() not in (".csv", ".parquet"):
         raise ConfigError(f"--out: expected a .csv or .parquet file, found {str(path)!r}")
+    check_output(path, kind="file")
+
+
+def clamp_notice(k: int, n_items: int) -> str | None:
+    """The one-line notice for a ``k`` above the catalogue's ``n_items`` (None when it fits)."""
+    if k <= n_items:
+        return None
+    return f"-k {k} is more than the {n_items} items of the catalogue: at most {n_items} per list"
 
 
 class _Writer:
@@ -162,9 +176,7 @@ class _Writer:
         _check_out(path)
         self.path, self.parquet = path, path.suffix.lower() == ".parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        self.tmp = temp_file(path)
         self._f = None if self.parquet else open(self.tmp, "wb")  # noqa: SIM115
         self._pq = None
         self.rows = 0
@@ -188,10 +200,7 @@ class _Writer:
             self._pq.close()
         if self._f is not None:
             self._f.close()
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(self.tmp, 0o666 & ~mask)
-        os.replace(self.tmp, self.path)
+        os.replace(self.tmp, self.path)  # temp_file gave it the usual mode
 
     def abort(self) -> None:
         for h in (self._pq, self._f):
@@ -232,7 +241,14 @@ def predict(
     else:
         bundle = ModelBundle(model)
     out = Path(out)
-    writer = _Writer(out)
+    lens = histories.ends - histories.starts
+    if fallback and (lens <= 0).any() and not bundle.can_fallback:
+        raise ConfigError(
+            f"model '{bundle.model.name}' has no training item counts for the popularity fallback"
+        )
+    note = clamp_notice(k, bundle.n_items)
+    if note:
+        warnings.warn(note, WarmrecWarning, stacklevel=2)
     t0 = time.perf_counter()
     key = histories.keys.name or "session_id"
     n_cols = bundle.n_items + 1
@@ -265,37 +281,34 @@ def predict(
             )
         )
 
-    try:
-        with tqdm(
-            total=len(nonempty) + (len(empty) if fallback else 0),
-            unit="seq",
-            disable=not progress,
-            desc="predict",
-        ) as bar:
-            for lo in range(0, len(nonempty), rows):
-                sel = nonempty[lo : lo + rows]
-                hist = [histories.items[histories.starts[j] : histories.ends[j]] for j in sel]
-                scores = bundle.score_matrix(hist)
-                vals, idx = top_k(scores, k, seen=hist if exclude_seen else None)
-                emit(sel, vals, idx)
-                bar.update(len(sel))
-            if fallback and len(empty):
-                if not bundle.can_fallback:
-                    raise ConfigError(
-                        f"model '{bundle.model.name}' has no training item counts for the "
-                        "popularity fallback"
-                    )
-                for lo in range(0, len(empty), rows):
-                    sel = empty[lo : lo + rows]
-                    scores = bundle._popular.unsqueeze(0).repeat(len(sel), 1)
-                    vals, idx = top_k(scores, k)
+    with exit_on_signal():  # SIGTERM/SIGHUP: the temporary file is removed on the way out
+        writer = _Writer(out)
+        try:
+            with tqdm(
+                total=len(nonempty) + (len(empty) if fallback else 0),
+                unit="seq",
+                disable=not progress,
+                desc="predict",
+            ) as bar:
+                for lo in range(0, len(nonempty), rows):
+                    sel = nonempty[lo : lo + rows]
+                    hist = [histories.items[histories.starts[j] : histories.ends[j]] for j in sel]
+                    scores = bundle.score_matrix(hist)
+                    vals, idx = top_k(scores, k, seen=hist if exclude_seen else None)
                     emit(sel, vals, idx)
                     bar.update(len(sel))
-                n_fallback = len(empty)
-        writer.close(pl.DataFrame(schema=schema))
-    except BaseException:
-        writer.abort()
-        raise
+                if fallback and len(empty):
+                    for lo in range(0, len(empty), rows):
+                        sel = empty[lo : lo + rows]
+                        scores = bundle._popular.unsqueeze(0).repeat(len(sel), 1)
+                        vals, idx = top_k(scores, k)
+                        emit(sel, vals, idx)
+                        bar.update(len(sel))
+                    n_fallback = len(empty)
+            writer.close(pl.DataFrame(schema=schema))
+        except BaseException:
+            writer.abort()
+            raise
     secs = time.perf_counter() - t0
     return PredictSummary(
         out,
@@ -323,10 +336,10 @@ def run_predict(
     """``warmrec predict``: load a model directory, read its histories, write the top-k file.
 
     ``threads``: torch threads (0: torch's default, all cores)."""
-    bundle = ModelBundle.load(model_dir, threads=threads, warm_up=False, engine="eager")
     if k < 1:
         raise ConfigError(f"-k: expected a whole number >= 1, found {k}")
-    _check_out(Path(out))  # before reading any data
+    _check_out(Path(out))  # before loading the model and reading any data
+    bundle = ModelBundle.load(model_dir, threads=threads, warm_up=False, engine="eager")
     hist = histories_from_data(bundle.model, cfg, part)
     return predict(
         bundle,

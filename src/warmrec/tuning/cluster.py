@@ -64,6 +64,37 @@ def _trainable(config: dict[str, Any], *, model_name: str, space: SearchSpace, b
     )
 
 
+PROBE_TIMEOUT_S = 5.0
+
+
+def check_address(address: str | None, flag: str = "--address") -> None:
+    """Fail fast, in one line, when no Ray cluster answers at ``address`` (``HOST:PORT`` or
+    ``ray://HOST:PORT``): a TCP connection is tried for up to :data:`PROBE_TIMEOUT_S` seconds
+    before ``ray.init``, which would otherwise retry for minutes. ``None``, ``"auto"`` and
+    ``"local"`` are left to Ray."""
+    import socket
+
+    if address is None or address in ("auto", "local"):
+        return
+    rest = address.removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{flag}: expected HOST:PORT of a Ray cluster, found {address!r}")
+    try:
+        with socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S):
+            pass
+    except OSError as e:
+        if isinstance(e, TimeoutError):
+            reason = f"no answer in {PROBE_TIMEOUT_S:.0f} s"
+        else:
+            reason = (e.strerror or str(e)).lower()
+        raise ConfigError(
+            f"{flag} {address}: no Ray cluster answers there ({reason}); start one with "
+            f"`ray start --head --port {port}`, or leave {flag} out to run Ray on this machine"
+        ) from None
+
+
 def search_ray(
     model_name: str,
     space: SearchSpace,
@@ -97,6 +128,7 @@ def search_ray(
     started = False
     if not ray.is_initialized():
         if address:
+            check_address(address)
             ray.init(address=address, log_to_driver=progress)
         else:
             ray.init(  # a fresh local instance, never a cluster found on disk

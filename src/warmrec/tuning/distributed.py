@@ -305,12 +305,15 @@ def train_distributed(
     started = False
     if not ray.is_initialized():
         if address:
+            from warmrec.tuning.cluster import check_address
+
+            check_address(address)  # fail fast, not after minutes of Ray's retries
             ray.init(address=address, log_to_driver=False)
         else:
             ray.init(address="local", num_cpus=int(workers * cpus_per_worker), include_dashboard=False,
                      log_to_driver=False)  # fmt: skip
         started = True
-    out = Path(out).resolve()
+    typed, out = str(out), Path(out).resolve()
     work = out.parent / f".{out.name}.ray"
     record = work / "record.json"
     try:
@@ -336,4 +339,4 @@ def train_distributed(
             ray.shutdown()
     rec = json.loads(record.read_text())
     shutil.rmtree(work, ignore_errors=True)
-    return {"model": name, "out": str(out), "workers": workers, **rec}
+    return {"model": name, "out": typed, "workers": workers, **rec}  # the path as typed

@@ -9,16 +9,24 @@ many trials at once in threads (the constant-liar TPE keeps them apart).
 Resuming: running the same search into the same folder continues the study. ``trials`` is the
 total number of finished trials wanted (complete + pruned + failed); trials left RUNNING by a
 killed process are marked failed and their parameters queued again, so a ``kill -9`` costs at
-most the trials that were running. The data is read and split once per process; trials see only
-train and validation (:class:`~warmrec.tuning.trial.SearchData`).
+most the trials that were running. A resumed search does not repeat the finished trials' draws:
+the sampler is seeded with ``seed`` plus the number of trials already in the study (a fresh search
+with ``seed`` is unchanged), so a 6-trial search killed after 3 tests 6 configurations, not the
+first 3 twice. A ``study.db`` that is not a readable Optuna study (truncated, another file) is
+refused in one line before any data is read (:func:`check_study`). The data is read and split
+once per process; trials see only train and validation
+(:class:`~warmrec.tuning.trial.SearchData`).
 """
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from warmrec.errors import ConfigError, ModelError
 from warmrec.tuning.results import TrialRow
@@ -42,13 +50,39 @@ def make_pruner(name: str | Any = "median") -> Any:
     raise ConfigError(f"pruner: expected median or none, found {name!r}")
 
 
+def check_study(out: Path) -> None:
+    """Refuse an ``out/study.db`` that is not a sound Optuna study (:class:`ConfigError`, one
+    line): not an SQLite file, damaged (``PRAGMA quick_check``: a truncated file), or an SQLite
+    file of something else. A missing or empty file is fine (a new study)."""
+    db = Path(out) / "study.db"
+    if not db.exists():
+        return
+    if not db.is_file():
+        raise ConfigError(f"{db}: expected an Optuna study file, found a folder")
+    advice = "move it away, or choose another --out for a new search"
+    try:
+        uri = f"file:{quote(str(db.absolute()))}?mode=ro"
+        with closing(sqlite3.connect(uri, uri=True, timeout=60)) as con:
+            check = [r[0] for r in con.execute("PRAGMA quick_check").fetchall()]
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.Error as e:
+        raise ConfigError(f"{db}: not a readable Optuna study ({e}); {advice}") from None
+    if check != ["ok"]:
+        raise ConfigError(f"{db}: a damaged study ({check[0]}); {advice}")
+    if tables and not {"studies", "trials"} <= tables:
+        raise ConfigError(f"{db}: an SQLite file, but not an Optuna study; {advice}")
+
+
 def open_study(out: Path, seed: int, pruner: Any = "median") -> Any:
     """The study in ``out/study.db`` (created, or loaded to resume); stale RUNNING trials of a
-    killed search are marked failed and their parameters queued again."""
+    killed search are marked failed and their parameters queued again. The sampler is seeded
+    with ``seed`` plus the number of trials already stored, so a resumed search draws new
+    configurations instead of repeating the first ones."""
     import optuna
     from optuna.trial import TrialState
 
     out.mkdir(parents=True, exist_ok=True)
+    check_study(out)
     # a generous lock timeout: another process (a second search, a reader) may hold the file
     storage = optuna.storages.RDBStorage(
         f"sqlite:///{(out / 'study.db').resolve()}",
@@ -63,6 +97,9 @@ def open_study(out: Path, seed: int, pruner: Any = "median") -> Any:
         direction="maximize",
         load_if_exists=True,
     )
+    n_before = len(study.get_trials(deepcopy=False))
+    if n_before:  # resuming: continue with new draws (the same seed would repeat trials 0, 1, ...)
+        study.sampler = optuna.samplers.TPESampler(seed=seed + n_before, constant_liar=True)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         storage.set_trial_user_attr(t._trial_id, "interrupted", True)
         storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
@@ -127,6 +164,32 @@ def search_local(
         raise ConfigError(f"--n-jobs: expected an integer >= 1, found {n_jobs}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out = Path(out)
+    try:
+        return _search(out, model_name, space, data, trials, timeout, n_jobs, seed, pruner,
+                       exclude_seen, progress)  # fmt: skip
+    except Exception as e:
+        from sqlalchemy.exc import DatabaseError
+
+        if isinstance(e, DatabaseError):  # damage found mid-search, a lock held for minutes
+            raise ConfigError(f"{out / 'study.db'}: {getattr(e, 'orig', None) or e}") from None
+        raise
+
+
+def _search(
+    out: Path,
+    model_name: str,
+    space: SearchSpace,
+    data: SearchData,
+    trials: int,
+    timeout: float | None,
+    n_jobs: int,
+    seed: int,
+    pruner: str | Any,
+    exclude_seen: bool,
+    progress: bool,
+) -> list[TrialRow]:
+    import optuna
+
     study = open_study(out, seed, pruner)
     done = sum(
         t.state.name in FINISHED and not t.user_attrs.get("interrupted") for t in study.trials

@@ -16,6 +16,7 @@ into the output folder as one unit:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import time
@@ -89,21 +90,20 @@ def best_row(rows: list[TrialRow]) -> TrialRow | None:
 def write_tables(rows: list[TrialRow], out: Path, metric: str) -> None:
     names = sorted({k for r in rows for k in r.params})
     header = ["trial", "state", *names, f"valid_{metric}", "epochs", "seconds", "retries"]
-    tmp = out / "trials.csv.tmp"
-    with tmp.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        for r in rows:
-            w.writerow(
-                [r.number, r.state, *(r.params.get(n, "") for n in names)]
-                + [
-                    "" if r.value is None else f"{r.value:.6f}",
-                    r.epochs,
-                    f"{r.seconds:.2f}",
-                    r.retries,
-                ]
-            )
-    tmp.replace(out / "trials.csv")
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(header)
+    for r in rows:
+        w.writerow(
+            [r.number, r.state, *(r.params.get(n, "") for n in names)]
+            + [
+                "" if r.value is None else f"{r.value:.6f}",
+                r.epochs,
+                f"{r.seconds:.2f}",
+                r.retries,
+            ]
+        )
+    atomic_write_text(out / "trials.csv", buf.getvalue())
     md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         cells = [str(r.number), r.state] + [_fmt(r.params.get(n, "")) for n in names]

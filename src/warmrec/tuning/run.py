@@ -37,23 +37,42 @@ def run_tune(
     max_failures: int = 2,
 ) -> dict[str, Any]:
     """Run a search. ``cfg`` is a run config: its ``[data]``, ``[split]`` and ``[eval]`` are the
-    search's; ``[model]``/``[train]`` keys (``--set``) are fixed values over the space file's
-    (a key the space searches is refused)."""
-    from warmrec.experiments.spec import prepare_run, spec_from_config
+    search's (a :class:`~warmrec.experiments.spec.RunSpec` without a model), and ``[model]`` /
+    ``[train]`` values (``--set train.epochs=1``) replace the space file's fixed values in every
+    trial (a searched parameter cannot be fixed this way).
+
+    Checked before any data is read: the output folder (:func:`warmrec.io.check_output`), an
+    earlier ``study.db`` there (:func:`~warmrec.tuning.local.check_study`), ``--address`` (Ray
+    only; a cluster must answer there), the space, the overrides and the run sections."""
+    from warmrec.experiments.spec import SECTIONS, prepare_run, spec_from_config
+    from warmrec.io import check_output
 
     if backend not in BACKENDS:
         raise ConfigError(f"--backend: expected one of {', '.join(BACKENDS)}, found {backend!r}")
-    if address and backend != "ray":
+    check_output(out, kind="dir")
+    if backend == "optuna":
+        if address is not None:
+            raise ConfigError(
+                "--address: only with --backend ray (the optuna backend runs on this machine)"
+            )
+        from warmrec.tuning.local import check_study
+
+        check_study(Path(out))
+    unknown = sorted(set(cfg) - set(SECTIONS))
+    if unknown:
         raise ConfigError(
-            f"--address {address} is for --backend ray; the optuna backend runs on this machine"
+            f"unknown config section(s) {', '.join(unknown)}; valid: {', '.join(sorted(SECTIONS))}"
         )
-    cfg = dict(cfg)
-    given = dict(cfg.get("model", {}))
-    name = model or given.pop("name", None)
-    given.pop("name", None)
-    space = load_space(space_path, name)
-    space = with_fixed(space, {"model": given, "train": dict(cfg.get("train", {}))})
-    space.check(space.model)
+    name = model or cfg.get("model", {}).get("name")
+    overrides = {
+        s: {k: v for k, v in cfg.get(s, {}).items() if not (s == "model" and k == "name")}
+        for s in ("model", "train")
+    }
+    space = load_space(space_path, name, overrides=overrides)
+    if backend == "ray":
+        from warmrec.tuning.cluster import check_address
+
+        check_address(address)
     if not (cfg.get("data") or {}).get("path"):
         raise ConfigError("no data path: give --data PATH or [data] path in the config")
     base = spec_from_config({k: cfg[k] for k in ("data", "split", "eval") if k in cfg})
@@ -109,21 +128,3 @@ def run_tune(
         backend=backend,
         wall_s=time.perf_counter() - t0,
     )
-
-
-def with_fixed(space: Any, fixed: dict[str, dict[str, Any]]) -> Any:
-    """``space`` with ``fixed`` (``--set model.KEY``/``train.KEY``) over its fixed values; a key
-    that the space searches cannot also be fixed."""
-    import dataclasses
-
-    searched = set(space.names)
-    new = {s: dict(v) for s, v in space.fixed.items()}
-    for section, values in fixed.items():
-        for key, v in values.items():
-            if f"{section}.{key}" in searched:
-                raise ConfigError(
-                    f"--set {section}.{key}: the space {space.source} searches {section}.{key}; "
-                    "fix it there (or drop --set)"
-                )
-            new.setdefault(section, {})[key] = v
-    return dataclasses.replace(space, fixed=new)

@@ -99,6 +99,8 @@ class SearchSpace:
     model: str | None = None
     metric: str = DEFAULT_METRIC
     source: str = "<space>"
+    overridden: set[str] = field(default_factory=set)
+    """``section.key`` of the fixed values set from the command line (``--set``), not the file."""
 
     @property
     def names(self) -> list[str]:
@@ -138,16 +140,25 @@ class SearchSpace:
             unknown = sorted(keys - fields[section])
             if unknown:
                 owner = klass.Config.__name__ if section == "model" else "TrainerConfig"
+                name = f"{section}.{unknown[0]}"
+                head = (
+                    f"{name} (from --set or --config): unknown key"
+                    if name in self.overridden
+                    else f"{where}: [{section}] unknown key {unknown[0]!r}"
+                )
                 raise ConfigError(
-                    f"{where}: [{section}] unknown key {unknown[0]!r} for {owner}; valid keys: "
-                    + ", ".join(sorted(fields[section]))
+                    f"{head} for {owner}; valid keys: " + ", ".join(sorted(fields[section]))
                 )
         fixed_model = self.fixed.get("model", {})
         fixed_train = self.fixed.get("train", {})
         try:
             check_configs(model, fixed_model, fixed_train)
         except WarmrecError as e:
-            raise ConfigError(f"{where}: fixed values: {e}") from None
+            given = ", ".join(sorted(self.overridden))
+            what = (
+                f"fixed values (with {given} from --set or --config)" if given else "fixed values"
+            )
+            raise ConfigError(f"{where}: {what}: {e}") from None
         for p in self.params:
             for v in p.values_to_check():
                 m = dict(fixed_model)
@@ -277,9 +288,30 @@ def parse_space(data: Mapping[str, Any], source: str = "<space>") -> SearchSpace
     )
 
 
-def load_space(path: str | Path, model: str | None = None) -> SearchSpace:
-    """Read a space file; with ``model``, check it against that model's configs."""
+def load_space(
+    path: str | Path,
+    model: str | None = None,
+    *,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> SearchSpace:
+    """Read a space file; with ``model``, check it against that model's configs.
+
+    ``overrides`` (``{"train": {"epochs": 1}}``, from ``--set``/``--config``) replace the file's
+    fixed values; a key the space searches is refused, as is a key the config does not have
+    (:meth:`SearchSpace.check`)."""
     space = parse_space(load_toml(path, resolve=False), source=str(path))
+    for section, values in (overrides or {}).items():
+        if section not in SECTIONS:
+            raise ConfigError(f"[{section}]: expected one of {', '.join(SECTIONS)}")
+        for key, v in values.items():
+            name = f"{section}.{key}"
+            if name in space.names:
+                raise ConfigError(
+                    f"{name} (from --set or --config): {path} searches it; fix it in the space "
+                    "file instead (a plain value there), or drop the override"
+                )
+            space.fixed.setdefault(section, {})[key] = v
+            space.overridden.add(name)
     name = model or space.model
     if name is None:
         raise ConfigError(f"{path}: no model: give --model or [search] model")

@@ -1,0 +1,139 @@
+"""``warmrec tune`` refuses, in one line and before reading data, what it cannot use: a binary
+space file, a damaged ``study.db``, an unwritable ``--out``, ``--address`` without Ray, a Ray
+address where nothing answers, ``--set`` keys the model does not have; ``--set`` values reach the
+trials; ``best.toml`` names the data path as typed."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import cyclic_log
+from warmrec.cli.main import cli
+from warmrec.config import load_toml
+
+SPACE = """
+[search]
+metric = "recall@5"
+[model]
+vector_size = 8
+window = 3
+epochs = 4
+sample = 0.0
+n_recent = 1
+alpha = { type = "log", low = 1e-3, high = 0.1 }
+"""
+
+
+@pytest.fixture
+def space(tmp_path: Path) -> Path:
+    p = tmp_path / "space.toml"
+    p.write_text(SPACE)
+    return p
+
+
+def tune(tmp_path: Path, space: Path, *extra: str, data: str | None = None):
+    args = ["tune", "--model", "item2vec", "--data", data or str(tmp_path / "missing.csv"),
+            "--space", str(space), "--trials", "2", "--no-progress", *extra]  # fmt: skip
+    if "--out" not in extra:
+        args += ["--out", str(tmp_path / "out")]
+    return CliRunner().invoke(cli, args)
+
+
+def one_line(res) -> str:
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warmrec: error:"), res.output
+    assert "missing.csv" not in lines[0]  # refused before the (missing) data was read
+    return lines[0]
+
+
+def test_a_binary_space_file(tmp_path: Path) -> None:
+    p = tmp_path / "space.toml"
+    p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    assert "expected a TOML text file" in one_line(tune(tmp_path, p))
+
+
+@pytest.mark.parametrize(
+    ("damage", "found"),
+    [
+        (lambda db: db.write_bytes(db.read_bytes()[:5000]), "malformed"),  # truncated
+        (lambda db: db.write_bytes(b"not a database at all" * 300), "not a database"),
+    ],
+)
+def test_a_damaged_study_db(tmp_path: Path, space: Path, damage, found) -> None:
+    import optuna
+
+    out = tmp_path / "out"
+    out.mkdir()
+    db = out / "study.db"
+    study = optuna.create_study(study_name="warmrec", storage=f"sqlite:///{db}")
+    study.enqueue_trial({"x": 1})  # some rows, so that a truncation cuts through them
+    del study
+    assert db.stat().st_size > 5000
+    damage(db)
+    line = one_line(tune(tmp_path, space))
+    assert "study.db" in line and found in line and "another --out" in line
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [("file", "found a file, expected a folder"), ("file/sub", "is a file, expected a folder")],
+)
+def test_an_output_that_cannot_be_written(tmp_path: Path, space: Path, out, message) -> None:
+    (tmp_path / "file").write_text("")
+    assert message in one_line(tune(tmp_path, space, "--out", str(tmp_path / out)))
+
+
+def test_address_needs_the_ray_backend(tmp_path: Path, space: Path) -> None:
+    line = one_line(tune(tmp_path, space, "--address", "127.0.0.1:6379"))
+    assert "--address: only with --backend ray" in line
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_ray_address_fails_fast(tmp_path: Path, space: Path) -> None:
+    """Issue 18: with --backend ray an unreachable --address hung for minutes in Ray's retries."""
+    t0 = time.monotonic()
+    port = _closed_port()
+    line = one_line(tune(tmp_path, space, "--backend", "ray", "--address", f"127.0.0.1:{port}"))
+    assert f"--address 127.0.0.1:{port}: no Ray cluster answers there" in line
+    assert time.monotonic() - t0 < 10
+    line = one_line(tune(tmp_path, space, "--backend", "ray", "--address", "nowhere"))
+    assert "expected HOST:PORT" in line
+
+
+def test_set_keys_the_model_does_not_have_or_searches(tmp_path: Path, space: Path) -> None:
+    line = one_line(tune(tmp_path, space, "--set", "model.bogus=1"))
+    assert "model.bogus (from --set or --config): unknown key for Item2VecConfig" in line
+    line = one_line(tune(tmp_path, space, "--set", "model.alpha=0.01"))
+    assert "searches it" in line
+
+
+def test_set_values_reach_the_trials_and_best_toml_names_the_path_typed(
+    tmp_path: Path, space: Path
+) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    cyclic_log(n_sessions=60, n_items=12, length=6).write_csv(real / "log.csv")
+    (tmp_path / "link").symlink_to(real)
+    typed = str(tmp_path / "link" / "log.csv")
+    out = tmp_path / "out"
+    res = tune(tmp_path, space, "--set", "model.epochs=1", "--pruner", "none", "--json",
+               data=typed)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    rows = summary["rows"]
+    assert len(rows) == 2 and all(r["epochs"] == 1 and len(r["curve"]) == 1 for r in rows)
+    best = load_toml(out / "best.toml", resolve=False)
+    assert best["model"]["epochs"] == 1
+    assert best["data"]["path"] == typed  # not .../real/log.csv
