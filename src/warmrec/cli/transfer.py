@@ -151,6 +151,26 @@ def study() -> None:
 @click.option("--source", "source_path", required=True, help="Source-domain log.")
 @click.option("--target", "target_path", required=True, help="Target-domain log.")
 @click.option("--format", "fmt", default=None, help="Input format of both logs.")
+@click.option(
+    "--source-format", default=None, help="Input format of the source log (over --format)."
+)
+@click.option(
+    "--target-format",
+    default=None,
+    help="Input format of the target log (over --format), e.g. sasrec for Wiki1000.",
+)
+@click.option(
+    "--source-col",
+    multiple=True,
+    metavar="CANONICAL=COLUMN",
+    help="Column mapping of the source log (repeatable).",
+)
+@click.option(
+    "--target-col",
+    multiple=True,
+    metavar="CANONICAL=COLUMN",
+    help="Column mapping of the target log (repeatable).",
+)
 @click.option("--model", "model_name", default="sasrec", show_default=True)
 @click.option(
     "--strategies",
@@ -177,6 +197,10 @@ def study_transfer(
     source_path,
     target_path,
     fmt,
+    source_format,
+    target_format,
+    source_col,
+    target_col,
     model_name,
     strategies,
     inits,
@@ -191,7 +215,6 @@ def study_transfer(
     as_json,
 ):
     """Transfer vs scratch vs baselines over fractions of target data and seeds."""
-    from warmrec.data.prepared import read
     from warmrec.errors import ConfigError
     from warmrec.experiments.spec import item_titles
     from warmrec.experiments.transfer_study import run_transfer_study
@@ -205,8 +228,15 @@ def study_transfer(
             f"unknown config section(s) {', '.join(sorted(set(cfg) - allowed))}; valid: "
             + ", ".join(sorted(allowed))
         )
-    src = read(source_path, format=fmt)
-    tgt = read(target_path, format=fmt)
+    from warmrec.cli.common import parse_cols
+    from warmrec.experiments.spec import DataSpec
+
+    src = DataSpec(
+        path=source_path, format=source_format or fmt, columns=parse_cols(source_col)
+    ).read()
+    tgt = DataSpec(
+        path=target_path, format=target_format or fmt, columns=parse_cols(target_col)
+    ).read()
     res = run_transfer_study(
         src.interactions,
         tgt.interactions,
