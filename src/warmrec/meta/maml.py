@@ -40,15 +40,19 @@ support) and scores with the adapted weights: a query item is never given to ada
 a :class:`~warmrec.data.dataset.Batch` holds histories only. A one-event history has no
 (input, target) pair for a next-item objective: it is scored without adaptation.
 
-Saving (:meth:`MetaModel.save`): the adapted-from model as a normal model directory
-(:func:`warmrec.artifacts.save_model`) plus ``meta.safetensors`` (learned inner learning rates,
-loss network) and ``meta.json`` (the :class:`MetaConfig`), written in the same atomic directory;
-:meth:`MetaModel.load` reads it back for adaptation.
+A :class:`MetaModel` is a :class:`~warmrec.models.base.Recommender` (``recommend``,
+:func:`warmrec.evaluate`, the serving bundle): every history is adapted to before it is scored,
+also under :func:`torch.inference_mode` (adaptation leaves inference mode for its few steps).
+
+Saving (:meth:`MetaModel.save`): a directory of kind ``"meta"`` (:mod:`warmrec.artifacts`):
+the adapted-from model's files plus ``meta.safetensors`` (learned inner learning rates, loss
+network) and ``meta.json`` (the :class:`MetaConfig`), written in the same atomic directory.
+:meth:`MetaModel.load`, ``Recommender.load`` and :func:`warmrec.artifacts.load_model` read it
+back as a MetaModel; nothing loads it silently as its un-adapted base.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -67,6 +71,7 @@ from warmrec.errors import ConfigError, ModelError
 from warmrec.meta.adaptive_loss import LossNetwork
 from warmrec.meta.learner import MetaLearner, trainable
 from warmrec.meta.tasks import sub_windows
+from warmrec.models.base import Recommender
 
 ALGORITHMS = ("maml", "fomaml", "mamlpp", "reptile", "finetune")
 Algorithm = Literal["maml", "fomaml", "mamlpp", "reptile", "finetune"]
@@ -319,9 +324,12 @@ class TaskStream:
             yield tasks
 
 
-class MetaModel:
+class MetaModel(Recommender):
     """A meta-learner over a fitted neural model (module docstring); trained by
-    :func:`warmrec.training.loop.train`, scored by :func:`warmrec.evaluate`."""
+    :func:`warmrec.training.loop.train` (:func:`meta_train`), scored by :func:`warmrec.evaluate`
+    and ``recommend`` after adapting to each history."""
+
+    Config = MetaConfig
 
     def __init__(self, base: Any, config: MetaConfig | Mapping[str, Any] | None = None, **kw: Any):
         if getattr(base, "net", None) is None:
@@ -333,6 +341,8 @@ class MetaModel:
         self.net = MetaNet(base.net, self.config)
         self.name = f"{self.config.algorithm}[{base.name}]"
         self.vocab = base.vocab
+        self.user_vocab = getattr(base, "user_vocab", None)
+        self.meta = base.meta  # the base's record (data, run, item counts): one object
         self.device = torch.device(self.config.device)
         self.epoch = 0
         self.train_result = None
@@ -345,6 +355,12 @@ class MetaModel:
                 counts if counts is not None else np.ones(len(base.vocab)), dtype=torch.float64
             )
             base.prepare(_Counts(self.item_counts.numpy()))
+
+    def fit(self, train: SequenceDataset, valid: Any = None) -> MetaModel:
+        raise ModelError(
+            f"model '{self.name}': a meta-learner is trained with warmrec.meta.meta_train(base, "
+            "train, config), not fit()"
+        )
 
     # -- what the training loop uses ------------------------------------------------------
     @property
@@ -439,21 +455,31 @@ class MetaModel:
         rng = rng or np.random.default_rng(self.config.seed)
         items = np.asarray(history, dtype=np.int64)
         items = items[items > 0]
-        sup = support_batches(self.base, items, self.config.inner_steps, rng, self.vocab, "user_id")
-        with torch.enable_grad():
+        # adaptation takes gradients: leave inference mode (a server scores under it)
+        with torch.inference_mode(False), torch.enable_grad():
+            sup = support_batches(
+                self.base, items, self.config.inner_steps, rng, self.vocab, "user_id"
+            )
             sup = [_to(b, self.device) for b in sup]
             learner, _ = self.run_task(Task(sup, None, None), True)  # type: ignore[arg-type]
         return learner
 
     def score(self, batch: Batch) -> torch.Tensor:
-        rng = np.random.default_rng(self.config.seed)
+        """Scores after adapting to each history separately. Each adaptation starts from the
+        config's ``seed`` (numpy and torch: dropout in the inner steps), so a history's scores
+        depend on nothing but the weights, the config and the history -- not on the other rows
+        of the batch nor on earlier calls (the global torch generator is left as it was)."""
         rows = []
         batch = batch.to(self.device)
+        forked = [self.device] if self.device.type == "cuda" else []
         for i in range(len(batch)):
             one = Batch(
                 batch.items[i : i + 1], None if batch.users is None else batch.users[i : i + 1]
             )
-            learner = self.adapt(one.items[0].cpu().numpy(), rng)
+            with torch.random.fork_rng(devices=forked):
+                torch.manual_seed(self.config.seed)
+                rng = np.random.default_rng(self.config.seed)
+                learner = self.adapt(one.items[0].cpu().numpy(), rng)
             self.net.base.eval()
             with torch.no_grad():
                 rows.append(learner.scores(one))
@@ -461,47 +487,42 @@ class MetaModel:
 
     # -- files ------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """The base model's directory plus ``meta.safetensors`` and ``meta.json``."""
-        from warmrec.artifacts import save_model, save_weights
+        """A directory of kind ``"meta"``: the base model's files plus ``meta.safetensors``
+        and ``meta.json`` (:func:`warmrec.artifacts.write_meta_files`)."""
+        from warmrec.artifacts import save_model, write_meta_files
 
         extras = self.net.extras()
         if self.item_counts is not None:
             extras["item_counts"] = self.item_counts
         cfg = config_dict(self.config)
-
-        def extra(folder: Path) -> None:
-            save_weights(extras or {"_none": torch.zeros(0)}, folder / "meta.safetensors")
-            (folder / "meta.json").write_text(json.dumps(cfg, indent=2))
-
-        return save_model(self.base, path, extra=extra)
+        return save_model(
+            self.base, path, extra=lambda tmp: write_meta_files(tmp, cfg, extras), kind="meta"
+        )
 
     @classmethod
     def load(cls, path: str | Path, **overrides: Any) -> MetaModel:
         """Read a directory written by :meth:`save` (``overrides`` change e.g. ``inner_steps``
         -- not the shapes of learned tensors)."""
-        from warmrec.artifacts import load_model, read_weights
+        from warmrec.artifacts import META_CONFIG_FILE, load_base_model, read_meta_files
 
         p = Path(path)
-        base = load_model(p)
-        meta_json = p / "meta.json"
-        if not meta_json.is_file():
-            raise ModelError(f"{meta_json}: missing (not a meta-trained model directory)")
-        try:
-            cfg = json.loads(meta_json.read_text())
-        except json.JSONDecodeError as e:
-            raise ModelError(f"{meta_json}: invalid JSON ({e.msg}, line {e.lineno})") from None
-        state = {k: v for k, v in read_weights(p / "meta.safetensors").items() if k != "_none"}
+        cfg, state = read_meta_files(p)
+        base = load_base_model(p)
         counts = state.pop("item_counts", None)
         if counts is not None:
             base.meta.item_counts = counts.to(torch.int64).tolist()
-        model = cls(base, {**cfg, **overrides})
+        try:
+            model = cls(base, {**cfg, **overrides})
+        except ConfigError as e:
+            raise ModelError(f"{p / META_CONFIG_FILE}: {e}") from None
         missing, unexpected = model.net.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("base.")]
         if missing or unexpected:
             raise ModelError(
-                f"{p / 'meta.safetensors'}: does not fit {meta_json} (missing {missing[:5]}, "
-                f"unexpected {list(unexpected)[:5]})"
+                f"{p / 'meta.safetensors'}: does not fit {p / META_CONFIG_FILE} (missing "
+                f"{missing[:5]}, unexpected {list(unexpected)[:5]})"
             )
+        model.net.eval()
         return model
 
 
