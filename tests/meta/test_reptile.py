@@ -233,3 +233,31 @@ def test_reptile_then_transfer():
     assert target.reptile_source.vocab is s_vocab
     scores = target.recommend([list(cd.target["item_id"][:3])], k=5)
     assert len(scores[0]) == 5
+
+
+def test_reptile_config_takes_its_shared_fields_from_the_meta_and_trainer_configs():
+    from warmrec.meta.maml import MetaConfig
+    from warmrec.training.loop import TrainerConfig
+
+    fields = ReptileConfig.model_fields
+    for name, (owner, theirs) in {
+        "meta_batch_size": (MetaConfig, "meta_batch_size"),
+        "inner_lr": (MetaConfig, "inner_lr"),
+        "outer_lr": (MetaConfig, "outer_lr"),
+        "grad_clip": (MetaConfig, "inner_grad_clip"),
+        "valid_metric": (TrainerConfig, "valid_metric"),
+        "valid_batch_size": (TrainerConfig, "valid_batch_size"),
+        "device": (TrainerConfig, "device"),
+        "seed": (TrainerConfig, "seed"),
+    }.items():
+        src = owner.model_fields[theirs]
+        assert fields[name].description == src.description, name
+        assert fields[name].metadata == src.metadata, name
+    meta = ReptileConfig(inner_steps=2, inner_lr=0.3, grad_clip=0.5, device="cpu").meta_config()
+    assert (meta.algorithm, meta.inner_steps, meta.inner_lr, meta.inner_grad_clip) == (
+        "reptile",
+        2,
+        0.3,
+        0.5,
+    )
+    assert not meta.adapt_when_scoring  # the initialisation itself is validated

@@ -64,10 +64,13 @@ from warmrec.training.loop import TrainerConfig, check_metric, resolve_device
 
 
 def _shared(config: type[ConfigModel], name: str, **changes: Any) -> Any:
-    """Field ``name`` of ``config`` as declared there (type constraints, description), with
-    ``changes`` (e.g. another default)."""
+    """Field ``name`` of ``config`` as declared there (constraints, description), with
+    ``changes`` (:func:`pydantic.Field` arguments: another default, a tighter bound)."""
     info = config.model_fields[name]
-    return FieldInfo.merge_field_infos(info, **changes) if changes else info
+    if not changes:
+        return info
+    changes.setdefault("description", info.description)
+    return FieldInfo.merge_field_infos(info, Field(**changes))
 
 
 INNER_OPTIMIZERS = ("sgd",)
@@ -95,7 +98,9 @@ class ReptileConfig(ConfigModel):
     meta_iterations: int = Field(500, ge=1)
     """Outer (meta) steps."""
     meta_batch_size: int = _shared(MetaConfig, "meta_batch_size", default=5)
-    inner_steps: int = _shared(MetaConfig, "inner_steps", default=5)
+    inner_steps: int = _shared(
+        MetaConfig, "inner_steps", default=5, ge=1, description="Inner SGD steps on each support."
+    )
     inner_lr: float = _shared(MetaConfig, "inner_lr", default=0.5)
     inner_optimizer: Literal["sgd"] = "sgd"
     """The inner loop's optimizer: SGD (the meta-learners' step; Adam is no longer offered)."""
