@@ -1,6 +1,6 @@
 """User cold start on ml-100k (issue #10), measured with the library's cold-start study.
 
-Part 1 runs :func:`warmrec.meta.coldstart.run_coldstart_study` (the code behind ``warmrec study
+Part 1 runs :func:`warmrec.experiments.studies.coldstart.run_coldstart_study` (the code behind ``warmrec study
 coldstart``; nothing here re-implements a run, a metric or a test): SASRec pre-trained on the
 meta-train users (early stopping on meta-valid users), then every method at k = 1, 3, 5, 10
 revealed events per meta-test user, full-catalogue ranking of the next event. Sizes are cut for
@@ -36,7 +36,7 @@ MODELS = {
 
 def study(args: argparse.Namespace) -> dict:
     from warmrec.data.prepared import read
-    from warmrec.meta.coldstart import MELO_METHODS, METHODS, run_coldstart_study
+    from warmrec.experiments.studies.coldstart import MELO_METHODS, METHODS, run_coldstart_study
 
     log = read(args.data, format=args.format).interactions
     settings = {
@@ -92,7 +92,7 @@ def _rss_kib(field: str) -> int:
 def from_runs(args: argparse.Namespace) -> dict:
     """The table of whatever (seed, method) runs ``args.out/runs`` holds (an interrupted study:
     nothing is computed; each row's n_seeds says how many seeds it has)."""
-    from warmrec.meta.coldstart import (
+    from warmrec.experiments.studies.coldstart import (
         MELO_METRICS,
         METRICS,
         display_table,
@@ -128,7 +128,7 @@ def timing_child(algorithm: str, n_iter: int, meta_batch: int, model: str, data:
     import torch
 
     from warmrec.data.prepared import read
-    from warmrec.meta.coldstart import ColdStartSettings, split_users, user_sequences
+    from warmrec.experiments.studies.coldstart import ColdStartSettings, split_users, user_sequences
     from warmrec.meta.maml import MetaModel, TaskStream
     from warmrec.registry import get_model
     from warmrec.training.loop import make_optimizer, optimizer_step
@@ -325,7 +325,7 @@ def goal_lines(records: list[dict], shots: tuple[int, ...] = (1, 3, 5)) -> list[
     import numpy as np
 
     from warmrec.evaluation.stats import paired_test
-    from warmrec.meta.coldstart import BASELINE
+    from warmrec.experiments.studies.coldstart import BASELINE
 
     by: dict[str, dict[int, dict]] = {}
     for r in records:

@@ -1,10 +1,10 @@
-"""THE directory format of models, checkpoints and adapters: one writer, one reader.
+"""THE directory format of models, checkpoints, adapters and meta-learners: one writer, one reader.
 
 Every such directory holds:
 
 ``config.json``
-    :class:`ArtifactInfo`: format version (:data:`FORMAT_VERSION`), ``kind`` (``"model"`` or
-    ``"adapter"``), model name, model config, warmrec version, the typed :class:`ModelMeta`
+    :class:`ArtifactInfo`: format version (:data:`FORMAT_VERSION`), ``kind`` (``"model"``,
+    ``"adapter"`` or ``"meta"``), model name, model config, warmrec version, the typed :class:`ModelMeta`
     (how the data was read, the split, transfer provenance, feature encodings, ...), and for each
     vocabulary file its number of ids and SHA-256, so a vocabulary changed after saving is refused.
 ``model.safetensors``
@@ -15,6 +15,16 @@ Every such directory holds:
 
 A checkpoint is a model directory with two more files (``trainer_state.*``, written by
 :mod:`warmrec.training.checkpoint` through the ``extra`` hook of :func:`write_artifact`).
+
+A **meta** directory (kind ``"meta"``, :class:`~warmrec.meta.maml.MetaModel`) is the
+adapted-from model's directory plus ``meta.json`` (the meta-learner's config) and
+``meta.safetensors`` (learned inner learning rates, loss network, training item counts):
+:func:`write_meta_files` / :func:`read_meta_files`. :func:`load_model` loads it as what it is,
+a meta-learner that adapts to each history before scoring (its class is named in
+:data:`KIND_CLASSES` and imported by name, as the model registry does); asked for a plain model
+class (``SASRec.load(dir)``) it refuses in one line. A directory written before the kind
+existed (kind ``"model"`` with a ``meta.json``) is read as kind ``"meta"``. Only
+:func:`load_base_model` returns the un-adapted base, by name and on purpose.
 
 Writes go through :func:`warmrec.io.atomic_dir` (a temporary directory renamed into place), and
 every file of the directory gets the same permissions (``0666`` less the umask; safetensors
@@ -55,6 +65,11 @@ VOCAB_FILE = "vocab.json"
 USERS_FILE = "users.json"
 LEGACY_ADAPTER_CONFIG = "adapter_config.json"  # format-1 adapter directories
 LEGACY_ADAPTER_WEIGHTS = "adapters.safetensors"
+META_CONFIG_FILE = "meta.json"  # meta directories: the meta-learner's config
+META_WEIGHTS_FILE = "meta.safetensors"  # and its learned tensors
+Kind = Literal["model", "adapter", "meta"]
+KIND_CLASSES: dict[str, str] = {"meta": "warmrec.meta.maml:MetaModel"}
+"""Kinds that load as their own class (``module:qualname``, imported when loaded)."""
 
 if TYPE_CHECKING:  # torch is imported where weights are read or written, not to read a meta
     import torch
@@ -255,7 +270,7 @@ class ArtifactInfo(_Record):
     """The content of ``config.json`` (see the module docstring)."""
 
     format: int = FORMAT_VERSION
-    kind: Literal["model", "adapter"] = "model"
+    kind: Kind = "model"
     model: str
     config: dict[str, Any] = {}
     warmrec_version: str = "?"
@@ -338,7 +353,7 @@ def write_artifact(
     meta: ModelMeta | None = None,
     vocab: ItemVocab | None = None,
     user_vocab: ItemVocab | None = None,
-    kind: Literal["model", "adapter"] = "model",
+    kind: Kind = "model",
     adapter: Mapping[str, Any] | None = None,
     lora: Mapping[str, Any] | None = None,
     extra_keys: list[str] | tuple[str, ...] = (),
@@ -387,9 +402,14 @@ def model_weights(model: Any) -> dict[str, torch.Tensor]:
 
 
 def save_model(
-    model: Any, path: str | Path, *, extra: Callable[[Path], None] | None = None
+    model: Any,
+    path: str | Path,
+    *,
+    extra: Callable[[Path], None] | None = None,
+    kind: Kind = "model",
 ) -> Path:
-    """Write a fitted Recommender's directory (``Recommender.save``)."""
+    """Write a fitted Recommender's directory (``Recommender.save``); ``kind="meta"`` with an
+    ``extra`` that writes :func:`write_meta_files` for a meta-learner over ``model``."""
     from warmrec.config import config_dict
 
     model._check_fitted()
@@ -409,7 +429,20 @@ def save_model(
         adapter=config_dict(a_cfg) if a_cfg is not None else None,
         lora=config_dict(l_cfg) if l_cfg is not None else None,
         extra=extra,
+        kind=kind,
     )
+
+
+def write_meta_files(
+    folder: Path, config: Mapping[str, Any], state: Mapping[str, torch.Tensor]
+) -> None:
+    """Write a meta-learner's ``meta.json`` and ``meta.safetensors`` into ``folder`` (the
+    temporary directory of :func:`save_model`'s ``extra`` hook)."""
+    import torch
+
+    # safetensors needs at least one tensor: an empty marker entry, dropped when read
+    save_weights(dict(state) or {"_none": torch.zeros(0)}, folder / META_WEIGHTS_FILE)
+    (folder / META_CONFIG_FILE).write_text(_json(dict(config)))
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -561,10 +594,71 @@ def set_weights(model: Any, state: dict[str, torch.Tensor], where: Path) -> None
         ) from None
 
 
+def kind_of(art: Artifact) -> str:
+    """The directory's kind; a ``"model"`` directory with a ``meta.json`` (written before the
+    ``"meta"`` kind existed) is ``"meta"``."""
+    if art.info.kind == "model" and (art.path / META_CONFIG_FILE).is_file():
+        return "meta"
+    return art.info.kind
+
+
+def kind_class(kind: str) -> type:
+    """The class a directory of ``kind`` loads as (:data:`KIND_CLASSES`)."""
+    import importlib
+
+    module, _, qualname = KIND_CLASSES[kind].partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def read_meta_files(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``(config, state)`` of a meta directory's ``meta.json`` and ``meta.safetensors``."""
+    p = Path(path)
+    cfg_path = p / META_CONFIG_FILE
+    if not cfg_path.is_file():
+        raise ModelError(f"{cfg_path}: missing (not a meta-trained model directory)")
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ModelError(f"{cfg_path}: invalid JSON: {_first_line(e)}") from None
+    if not isinstance(cfg, dict):
+        raise ModelError(f"{cfg_path}: expected a JSON object, found {type(cfg).__name__}")
+    state = {k: v for k, v in read_weights(p / META_WEIGHTS_FILE).items() if k != "_none"}
+    return cfg, state
+
+
 def load_model(path: str | Path, expect: type | None = None) -> Any:
-    """Load a model directory (``Recommender.load``); ``expect``: the class it must be (a base)."""
+    """Load a model or meta directory (``Recommender.load``) as what it is; ``expect``: the
+    class it must be (a base). A meta directory loads as its meta-learner
+    (:data:`KIND_CLASSES`), or is refused in one line when ``expect`` is a plain model class."""
     art = read_info(path)
-    if art.info.kind != "model":
+    kind = kind_of(art)
+    if kind == "meta":
+        klass = kind_class(kind)
+        if expect is not None and not issubclass(klass, expect):
+            raise ModelError(
+                f"{art.path}: a meta-trained '{art.info.model}' model (kind 'meta': it adapts "
+                f"to each history before scoring), not a plain "
+                f"'{getattr(expect, 'name', expect)}'; load it with Recommender.load or "
+                "warmrec.meta.MetaModel.load"
+            )
+        return klass.load(art.path)
+    return _load(art, expect)
+
+
+def load_base_model(path: str | Path) -> Any:
+    """The model a model or meta directory holds, *without* its meta-learner: for a meta
+    directory, the un-adapted base (:meth:`~warmrec.meta.maml.MetaModel.load` builds on it)."""
+    art = read_info(path)
+    if kind_of(art) not in ("model", "meta"):
+        return _load(art, None)  # refused there, in one line
+    return _load(art, None, kinds=("model", "meta"))
+
+
+def _load(art: Artifact, expect: type | None, kinds: tuple[str, ...] = ("model",)) -> Any:
+    if art.info.kind not in kinds:
         raise ModelError(
             f"{art.path}: holds {art.info.kind}s for a '{art.info.model}' model, not a model; "
             "load it with warmrec.transfer.load_adapters(base_dir, adapter_dir)"

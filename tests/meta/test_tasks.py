@@ -157,3 +157,60 @@ def test_meta_tasks_with_sub_windows_never_train_across_a_window_or_on_the_query
             assert np.all(row_t[keep] == row_x[keep] + 1)
         assert (t > 0).sum() < 7  # 3 windows of 8 events give 8 - 3 = 5 targets, not 7
     assert task.targets.tolist() == [9, 10]
+
+
+def _events_of(tasks, t):
+    return tasks.events(t).tolist()
+
+
+def test_an_episode_of_a_user_task_trains_within_sessions_and_queries_the_rest():
+
+    from tests.conftest import tiny_net
+    from warmrec.meta.tasks import Episodes
+    from warmrec.registry import get_model
+
+    ds = SequenceDataset.from_frame(_user_log())
+    tasks = make_tasks(ds, by="user", n_support=5)
+    model = get_model("sasrec", tiny_net("sasrec", max_len=6))  # only its training format
+    rng = np.random.default_rng(0)
+    for t in range(len(tasks)):
+        ev = _events_of(tasks, t)  # 8 events: session 1 = ev[:4], session 2 = ev[4:]
+        task = tasks.episode(t, model, 2, rng, Episodes())
+        assert len(task.support) == 2  # one batch per inner step
+        for b in task.support:
+            x, y = b["items"].numpy(), b["targets"].numpy()
+            pairs = {(int(i), int(j)) for xi, yi in zip(x, y) for i, j in zip(xi, yi) if j > 0}
+            # next-item pairs of the first session only: ev[3] -> ev[4] crosses sessions and
+            # ev[4] (the 5th support event) has no successor in the support
+            assert pairs == {(ev[0], ev[1]), (ev[1], ev[2]), (ev[2], ev[3])}
+        assert task.targets.tolist() == ev[5:]  # the query: everything after the support
+        # each query item's history is every earlier event of the user, across sessions
+        assert task.hist.items[0].tolist()[-5:] == ev[:5]
+        drawn = tasks.episode(t, model, 1, rng, Episodes(shots=(2,), n_query=1))
+        assert drawn.targets.tolist() == [ev[2]]  # support size drawn from shots, 1 query
+
+
+def test_a_stream_samples_meta_batches_and_stops_after_total():
+    from types import SimpleNamespace
+
+    from tests.conftest import tiny_net
+    from warmrec.meta.tasks import Episodes, TaskStream
+    from warmrec.registry import get_model
+
+    ds = SequenceDataset.from_frame(cyclic_log(n_sessions=10, n_items=50, length=9, seed=1))
+    tasks = make_tasks(ds, n_support=4)
+    meta = SimpleNamespace(
+        base=get_model("sasrec", tiny_net("sasrec", max_len=6)),
+        config=SimpleNamespace(inner_steps=1),
+    )
+    stream = TaskStream(meta, tasks, Episodes(n_query=1), per_epoch=3, total=5)
+    assert stream.n_batches(4) == 3
+    rng = np.random.default_rng(0)
+    epochs = [list(stream.batches(4, rng)) for _ in range(3)]
+    assert [len(e) for e in epochs] == [3, 2, 0]
+    assert all(len(b) == 4 for e in epochs for b in e)
+    # a pass: every task once per epoch
+    full = TaskStream(meta, tasks, Episodes(n_query=1))
+    assert full.n_batches(4) == 3
+    firsts = [task.hist.items[0, -1].item() for b in full.batches(4, rng) for task in b]
+    assert len(firsts) == 10

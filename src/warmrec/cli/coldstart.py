@@ -1,4 +1,4 @@
-"""``warmrec study coldstart``: the user cold-start study (:mod:`warmrec.meta.coldstart`).
+"""``warmrec study coldstart``: the user cold-start study (:mod:`warmrec.experiments.studies.coldstart`).
 
 Meta-train / meta-valid / meta-test users, ``--shots`` revealed events per test user, every
 method of ``--methods`` over ``--seeds`` seeds; writes the table (95 % CIs, paired tests
@@ -8,7 +8,7 @@ against per-user fine-tuning), the NDCG@10-vs-shots plot and a Markdown + HTML r
 :mod:`warmrec.meta.rating`). A TOML
 ``--config`` may hold ``[model]``, ``[pretrain]`` (trainer of the global model), ``[meta]``
 (:class:`~warmrec.meta.maml.MetaConfig`) and ``[coldstart]``
-(:class:`~warmrec.meta.coldstart.ColdStartSettings`) sections.
+(:class:`~warmrec.experiments.studies.coldstart.ColdStartSettings`) sections.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def study_coldstart(
     """Meta-learning for new users: reveal k events, adapt, rank the next over the catalogue."""
     from warmrec.data.prepared import read
     from warmrec.errors import ConfigError
-    from warmrec.meta.coldstart import MELO_METHODS, METHODS, run_coldstart_study
+    from warmrec.experiments.studies.coldstart import MELO_METHODS, METHODS, run_coldstart_study
 
     if n_seeds < 1:
         raise click.BadParameter(f"expected >= 1, found {n_seeds}", param_hint="--seeds")
@@ -91,6 +91,11 @@ def study_coldstart(
         )
     settings = dict(cfg.get("coldstart", {}))
     settings["shots"] = _csv(shots, "--shots", int)
+    bad = [k for k in settings["shots"] if k < 1]
+    if bad:
+        raise ConfigError(
+            f"--shots: expected numbers of revealed events >= 1, found {', '.join(map(str, bad))}"
+        )
     if order:
         settings["order"] = order
     if protocol:

@@ -153,8 +153,8 @@ def run_coldstart_demo(
     user rates everything 1.25 stars above or below the item's mean, items say nothing about
     which): the global model against per-user fine-tuning and FO-MAML after k = 1, 3, 5
     revealed ratings, in MELO's rating setting (RMSE, MAE). Returns the
-    :class:`~warmrec.meta.coldstart.ColdStartResult`."""
-    from warmrec.meta.coldstart import run_coldstart_study
+    :class:`~warmrec.experiments.studies.coldstart.ColdStartResult`."""
+    from warmrec.experiments.studies.coldstart import run_coldstart_study
     from warmrec.meta.rating import planted_offset_ratings
 
     frame = planted_offset_ratings(n_users=n_users, seed=seed)

@@ -40,33 +40,42 @@ support) and scores with the adapted weights: a query item is never given to ada
 a :class:`~warmrec.data.dataset.Batch` holds histories only. A one-event history has no
 (input, target) pair for a next-item objective: it is scored without adaptation.
 
-Saving (:meth:`MetaModel.save`): the adapted-from model as a normal model directory
-(:func:`warmrec.artifacts.save_model`) plus ``meta.safetensors`` (learned inner learning rates,
-loss network) and ``meta.json`` (the :class:`MetaConfig`), written in the same atomic directory;
-:meth:`MetaModel.load` reads it back for adaptation.
+A :class:`MetaModel` is a :class:`~warmrec.models.base.Recommender` (``recommend``,
+:func:`warmrec.evaluate`, the serving bundle): every history is adapted to before it is scored,
+also under :func:`torch.inference_mode` (adaptation leaves inference mode for its few steps).
+
+Saving (:meth:`MetaModel.save`): a directory of kind ``"meta"`` (:mod:`warmrec.artifacts`):
+the adapted-from model's files plus ``meta.safetensors`` (learned inner learning rates, loss
+network) and ``meta.json`` (the :class:`MetaConfig`), written in the same atomic directory.
+:meth:`MetaModel.load`, ``Recommender.load`` and :func:`warmrec.artifacts.load_model` read it
+back as a MetaModel; nothing loads it silently as its un-adapted base.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import polars as pl
 import torch
 from pydantic import Field
 from torch import nn
 
 from warmrec.config import ConfigModel, build_config, config_dict
 from warmrec.data.dataset import Batch, SequenceDataset
-from warmrec.data.sequences import SequenceData, pad_windows
 from warmrec.errors import ConfigError, ModelError
 from warmrec.meta.adaptive_loss import LossNetwork
 from warmrec.meta.learner import MetaLearner, trainable
-from warmrec.meta.tasks import sub_windows
+from warmrec.meta.tasks import Episodes, TaskSet, to_device
+
+# the task abstraction lives in warmrec.meta.tasks; these names are still importable from here
+from warmrec.meta.tasks import Task as Task
+from warmrec.meta.tasks import TaskStream as TaskStream
+from warmrec.meta.tasks import make_task as make_task
+from warmrec.meta.tasks import support_batches as support_batches
+from warmrec.models.base import Recommender
 
 ALGORITHMS = ("maml", "fomaml", "mamlpp", "reptile", "finetune")
 Algorithm = Literal["maml", "fomaml", "mamlpp", "reptile", "finetune"]
@@ -119,6 +128,10 @@ class MetaConfig(ConfigModel):
     """Seeds task sampling, support batches and the outer loop."""
     device: str = "cpu"
     """Device of meta-training and adaptation."""
+    adapt_when_scoring: bool = True
+    """Adapt to each history before scoring (False: score with the meta-learned weights as
+    they are -- how Reptile's source pre-training is validated, since the target fine-tunes
+    them afterwards)."""
 
     def model_post_init(self, _context: Any) -> None:
         if any(k < 2 for k in self.train_shots) or not self.train_shots:
@@ -185,145 +198,29 @@ class MetaNet(nn.Module):
         return {k: v for k, v in self.state_dict().items() if not k.startswith("base.")}
 
 
-class Task:
-    """One few-shot task: support batches (one per inner step, the model's own training
-    format) and query histories / targets (every query item after all earlier events)."""
+class MetaModel(Recommender):
+    """A meta-learner over a fitted neural model (module docstring); trained by
+    :func:`warmrec.training.loop.train` (:func:`meta_train`), scored by :func:`warmrec.evaluate`
+    and ``recommend`` after adapting to each history."""
+
+    Config = MetaConfig
 
     def __init__(
         self,
-        support: list[dict[str, torch.Tensor]],
-        hist: Batch,
-        targets: torch.Tensor,
-        query: dict[str, torch.Tensor] | None = None,
+        base: Any,
+        config: MetaConfig | Mapping[str, Any] | None = None,
+        *,
+        tasks: TaskSet | None = None,
+        episodes: Episodes | None = None,
+        iterations_per_epoch: int = 0,
+        iterations: int = 0,
+        **kw: Any,
     ):
-        self.support, self.hist, self.targets = support, hist, targets
-        self.query = query
-        """A query batch in the model's own format (rating tasks); None: ``hist``/``targets``."""
-
-    def to(self, device: torch.device) -> Task:
-        return Task(
-            [_to(b, device) for b in self.support],
-            None if self.hist is None else self.hist.to(device),
-            None if self.targets is None else self.targets.to(device),
-            None if self.query is None else _to(self.query, device),
-        )
-
-
-def support_batches(
-    model: Any,
-    items: np.ndarray,
-    n_steps: int,
-    rng: np.random.Generator,
-    vocab: Any,
-    key: str,
-    windows: list[tuple[int, int]] | None = None,
-) -> list[dict[str, torch.Tensor]]:
-    """``n_steps`` batches of the model's own training data on one support sequence (fresh
-    draws each step, e.g. BERT4Rec's masks); empty when the support gives no target.
-    ``windows``: ``[start, end)`` sub-windows of ``items``, each its own training sequence."""
-    if windows is None:
-        windows = [(0, len(items))]
-    windows = [(a, b) for a, b in windows if b - a >= 2]
-    if not windows or n_steps == 0:
-        return []
-    items = np.asarray(items, dtype=np.int64)
-    lens = np.array([b - a for a, b in windows], dtype=np.int64)
-    offsets = np.zeros(len(windows) + 1, dtype=np.int64)
-    np.cumsum(lens, out=offsets[1:])
-    seqs = SequenceData(
-        offsets,
-        np.concatenate([items[a:b] for a, b in windows]),
-        pl.Series("key", list(range(len(windows)))),
-    )
-    data = model.training_data(SequenceDataset(seqs, vocab, key))
-    out = []
-    for _ in range(n_steps):
-        batch = next(iter(data.batches(1 << 16, rng)), None)
-        if batch is None or ("targets" in batch and not bool((batch["targets"] > 0).any())):
-            continue
-        out.append(batch)
-    return out
-
-
-def make_task(
-    model: Any,
-    items: np.ndarray,
-    k: int,
-    n_query: int,
-    n_steps: int,
-    rng: np.random.Generator,
-    vocab: Any,
-    key: str,
-    windows: list[tuple[int, int]] | None = None,
-) -> Task:
-    """Support = ``items[:k]`` (in ``windows``: sub-windows of it), query =
-    ``items[k:k + n_query]``: every support event precedes every query event."""
-    query = items[k : k + n_query]
-    if windows is not None and windows and windows[-1][1] > k:
-        raise ModelError(f"make_task: a support window ends at {windows[-1][1]}, after k={k}")
-    sup = support_batches(model, items[:k], n_steps, rng, vocab, key, windows)
-    ends = np.arange(k, k + len(query), dtype=np.int64)
-    mat = pad_windows(
-        np.array(items, np.int64), np.zeros(len(query), np.int64), ends, model.history_len
-    )
-    return Task(sup, Batch(torch.from_numpy(mat)), torch.from_numpy(np.array(query, np.int64)))
-
-
-class TaskStream:
-    """Meta-batches of tasks over the sequences of a dataset (``n_batches`` / ``batches`` as
-    the training loop expects)."""
-
-    def __init__(self, meta: MetaModel, train: SequenceDataset) -> None:
-        self.meta, self.train = meta, train
-        need = min(meta.config.train_shots) + 1
-        self.eligible = np.flatnonzero(train.sequences.lengths >= need)
-        if len(self.eligible) == 0:
-            raise ModelError(f"meta-training: no user has at least {need} events")
-
-    def n_batches(self, batch_size: int) -> int:
-        return math.ceil(len(self.eligible) / batch_size)
-
-    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[list[Task]]:
-        cfg, seqs = self.meta.config, self.train.sequences
-        order = rng.permutation(self.eligible)
-        shots = np.asarray(cfg.train_shots)
-        for lo in range(0, len(order), batch_size):
-            tasks = []
-            for s in order[lo : lo + batch_size]:
-                items = seqs.items[seqs.offsets[s] : seqs.offsets[s + 1]]
-                if cfg.max_seq_len:
-                    items = items[: cfg.max_seq_len]
-                ok = shots[shots < len(items)]
-                k = int(rng.choice(ok)) if len(ok) else len(items) - 1
-                windows, (_, q_end) = sub_windows(
-                    len(items),
-                    k,
-                    cfg.n_query,
-                    n_windows=cfg.n_support_windows,
-                    min_window=cfg.min_window,
-                    rng=rng if cfg.n_support_windows > 1 else None,  # 1 window: no draw
-                )
-                tasks.append(
-                    make_task(
-                        self.meta.base,
-                        items[:q_end],
-                        k,
-                        cfg.n_query,
-                        cfg.inner_steps,
-                        rng,
-                        self.train.vocab,
-                        self.train.key,
-                        windows if cfg.n_support_windows > 1 else None,
-                    )
-                )
-            yield tasks
-
-
-class MetaModel:
-    """A meta-learner over a fitted neural model (module docstring); trained by
-    :func:`warmrec.training.loop.train`, scored by :func:`warmrec.evaluate`."""
-
-    def __init__(self, base: Any, config: MetaConfig | Mapping[str, Any] | None = None, **kw: Any):
+        """``config`` (and ``kw``): :class:`MetaConfig`. Meta-training draws its tasks from
+        ``tasks`` (default: the training data's sequences with enough events), cut by
+        ``episodes`` (default :meth:`episodes`); ``iterations_per_epoch`` > 0 makes an epoch that
+        many meta-batches drawn at random, ``iterations`` the most in all (Reptile's sampling;
+        :class:`~warmrec.meta.tasks.TaskStream`)."""
         if getattr(base, "net", None) is None:
             raise ModelError(
                 f"model '{getattr(base, 'name', base)}': meta-learning needs a fitted neural model"
@@ -333,10 +230,17 @@ class MetaModel:
         self.net = MetaNet(base.net, self.config)
         self.name = f"{self.config.algorithm}[{base.name}]"
         self.vocab = base.vocab
+        self.user_vocab = getattr(base, "user_vocab", None)
+        self.meta = base.meta  # the base's record (data, run, item counts): one object
         self.device = torch.device(self.config.device)
+        self.tasks = tasks
+        self._episodes = episodes
+        self.iterations_per_epoch, self.iterations = iterations_per_epoch, iterations
         self.epoch = 0
         self.train_result = None
         self.last_stats: dict[str, float] = {}
+        self.step_stats: list[dict[str, float]] = []
+        """``last_stats`` of every meta-iteration since the list was last emptied."""
         self.item_counts: torch.Tensor | None = None
         """Training counts per item (the loss's ``prepare`` input; saved for adaptation)."""
         if getattr(base, "loss_fn", None) is None and hasattr(base, "prepare"):
@@ -345,6 +249,12 @@ class MetaModel:
                 counts if counts is not None else np.ones(len(base.vocab)), dtype=torch.float64
             )
             base.prepare(_Counts(self.item_counts.numpy()))
+
+    def fit(self, train: SequenceDataset, valid: Any = None) -> MetaModel:
+        raise ModelError(
+            f"model '{self.name}': a meta-learner is trained with warmrec.meta.meta_train(base, "
+            "train, config), not fit()"
+        )
 
     # -- what the training loop uses ------------------------------------------------------
     @property
@@ -361,8 +271,30 @@ class MetaModel:
         self.base.prepare(train)
         self.item_counts = torch.as_tensor(train.item_counts(), dtype=torch.float64)
 
+    def episodes(self) -> Episodes:
+        """How a meta-training episode is cut: the ``episodes`` given, else the config's
+        ``train_shots``, ``n_query``, sub-windows and ``max_seq_len``."""
+        if self._episodes is not None:
+            return self._episodes
+        c = self.config
+        return Episodes(
+            shots=tuple(c.train_shots),
+            n_query=c.n_query,
+            n_windows=c.n_support_windows,
+            min_window=c.min_window,
+            max_len=c.max_seq_len,
+        )
+
     def training_data(self, train: SequenceDataset) -> TaskStream:
-        return TaskStream(self, train)
+        source: TaskSet | SequenceDataset = train
+        if self.tasks is not None:
+            if len(self.tasks.dataset.vocab) != len(train.vocab):
+                raise ModelError(
+                    f"model '{self.name}': the tasks are built on a different vocabulary than "
+                    "the training data"
+                )
+            source = self.tasks
+        return TaskStream(self, source, per_epoch=self.iterations_per_epoch, total=self.iterations)
 
     def optimizer_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         return [{"params": list(self.net.parameters()), "weight_decay": weight_decay}]
@@ -387,10 +319,15 @@ class MetaModel:
         return learner.query_loss(task.hist, task.targets)
 
     def run_task(
-        self, task: Task, first_order: bool, weights: np.ndarray | None = None
+        self,
+        task: Task,
+        first_order: bool,
+        weights: np.ndarray | None = None,
+        inner_losses: list[float] | None = None,
     ) -> tuple[MetaLearner, torch.Tensor | None]:
         """Adapt to the task's support; with ``weights``, also the weighted query loss after
-        each step (the query is used for nothing else)."""
+        each step (the query is used for nothing else). ``inner_losses`` collects the value of
+        every inner loss."""
         learner = MetaLearner(self.base, first_order)
         meta_loss = None
         if weights is not None and not task.support:
@@ -398,6 +335,8 @@ class MetaModel:
             meta_loss = self.query_loss(learner, task)
         for step, batch in enumerate(task.support):
             loss = self.inner_loss(learner, batch, step)
+            if inner_losses is not None:
+                inner_losses.append(float(loss.detach()))
             learner.adapt(loss, self._lr(step), grad_clip=self.config.inner_grad_clip)
             if weights is not None and (weights[step] > 0 or step == len(task.support) - 1):
                 w = (
@@ -417,20 +356,27 @@ class MetaModel:
             raise ModelError("algorithm 'finetune' has no meta-training (meta_epochs must be 0)")
         fo = cfg.first_order(self.epoch)
         total = None
-        q_losses = []
+        q_losses: list[float] = []
+        inner: list[float] = []
         for task in tasks:
             task = task.to(self.device)
             if cfg.algorithm == "reptile":
-                learner, _ = self.run_task(task, True)
+                # the surrogate whose gradient is theta - phi: SGD on it at epsilon is Reptile's
+                # theta += epsilon * mean_i(phi_i - theta)
+                learner, _ = self.run_task(task, True, inner_losses=inner)
                 loss = sum(
                     0.5 * ((p - learner.params[n].detach()) ** 2).sum()
                     for n, p in trainable(self.net.base).items()
                 )
             else:
-                _, loss = self.run_task(task, fo, cfg.step_weights(self.epoch))
+                _, loss = self.run_task(task, fo, cfg.step_weights(self.epoch), inner)
                 q_losses.append(float(loss.detach()))
             total = loss if total is None else total + loss
-        self.last_stats = {"query_loss": float(np.mean(q_losses)) if q_losses else math.nan}
+        self.last_stats = {
+            "query_loss": float(np.mean(q_losses)) if q_losses else math.nan,
+            "inner_loss": float(np.mean(inner)) if inner else math.nan,
+        }
+        self.step_stats.append(self.last_stats)
         return total / len(tasks)
 
     # -- scoring: adapt to each history, then score --------------------------------------------
@@ -439,21 +385,35 @@ class MetaModel:
         rng = rng or np.random.default_rng(self.config.seed)
         items = np.asarray(history, dtype=np.int64)
         items = items[items > 0]
-        sup = support_batches(self.base, items, self.config.inner_steps, rng, self.vocab, "user_id")
-        with torch.enable_grad():
+        # adaptation takes gradients: leave inference mode (a server scores under it)
+        with torch.inference_mode(False), torch.enable_grad():
+            sup = support_batches(
+                self.base, items, self.config.inner_steps, rng, self.vocab, "user_id"
+            )
             sup = [_to(b, self.device) for b in sup]
             learner, _ = self.run_task(Task(sup, None, None), True)  # type: ignore[arg-type]
         return learner
 
     def score(self, batch: Batch) -> torch.Tensor:
-        rng = np.random.default_rng(self.config.seed)
+        """Scores after adapting to each history separately. Each adaptation starts from the
+        config's ``seed`` (numpy and torch: dropout in the inner steps), so a history's scores
+        depend on nothing but the weights, the config and the history -- not on the other rows
+        of the batch nor on earlier calls (the global torch generator is left as it was)."""
+        if not self.config.adapt_when_scoring:
+            self.base.net.eval()
+            with torch.no_grad():
+                return self.base.score(batch)
         rows = []
         batch = batch.to(self.device)
+        forked = [self.device] if self.device.type == "cuda" else []
         for i in range(len(batch)):
             one = Batch(
                 batch.items[i : i + 1], None if batch.users is None else batch.users[i : i + 1]
             )
-            learner = self.adapt(one.items[0].cpu().numpy(), rng)
+            with torch.random.fork_rng(devices=forked):
+                torch.manual_seed(self.config.seed)
+                rng = np.random.default_rng(self.config.seed)
+                learner = self.adapt(one.items[0].cpu().numpy(), rng)
             self.net.base.eval()
             with torch.no_grad():
                 rows.append(learner.scores(one))
@@ -461,47 +421,42 @@ class MetaModel:
 
     # -- files ------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """The base model's directory plus ``meta.safetensors`` and ``meta.json``."""
-        from warmrec.artifacts import save_model, save_weights
+        """A directory of kind ``"meta"``: the base model's files plus ``meta.safetensors``
+        and ``meta.json`` (:func:`warmrec.artifacts.write_meta_files`)."""
+        from warmrec.artifacts import save_model, write_meta_files
 
         extras = self.net.extras()
         if self.item_counts is not None:
             extras["item_counts"] = self.item_counts
         cfg = config_dict(self.config)
-
-        def extra(folder: Path) -> None:
-            save_weights(extras or {"_none": torch.zeros(0)}, folder / "meta.safetensors")
-            (folder / "meta.json").write_text(json.dumps(cfg, indent=2))
-
-        return save_model(self.base, path, extra=extra)
+        return save_model(
+            self.base, path, extra=lambda tmp: write_meta_files(tmp, cfg, extras), kind="meta"
+        )
 
     @classmethod
     def load(cls, path: str | Path, **overrides: Any) -> MetaModel:
         """Read a directory written by :meth:`save` (``overrides`` change e.g. ``inner_steps``
         -- not the shapes of learned tensors)."""
-        from warmrec.artifacts import load_model, read_weights
+        from warmrec.artifacts import META_CONFIG_FILE, load_base_model, read_meta_files
 
         p = Path(path)
-        base = load_model(p)
-        meta_json = p / "meta.json"
-        if not meta_json.is_file():
-            raise ModelError(f"{meta_json}: missing (not a meta-trained model directory)")
-        try:
-            cfg = json.loads(meta_json.read_text())
-        except json.JSONDecodeError as e:
-            raise ModelError(f"{meta_json}: invalid JSON ({e.msg}, line {e.lineno})") from None
-        state = {k: v for k, v in read_weights(p / "meta.safetensors").items() if k != "_none"}
+        cfg, state = read_meta_files(p)
+        base = load_base_model(p)
         counts = state.pop("item_counts", None)
         if counts is not None:
             base.meta.item_counts = counts.to(torch.int64).tolist()
-        model = cls(base, {**cfg, **overrides})
+        try:
+            model = cls(base, {**cfg, **overrides})
+        except ConfigError as e:
+            raise ModelError(f"{p / META_CONFIG_FILE}: {e}") from None
         missing, unexpected = model.net.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("base.")]
         if missing or unexpected:
             raise ModelError(
-                f"{p / 'meta.safetensors'}: does not fit {meta_json} (missing {missing[:5]}, "
-                f"unexpected {list(unexpected)[:5]})"
+                f"{p / 'meta.safetensors'}: does not fit {p / META_CONFIG_FILE} (missing "
+                f"{missing[:5]}, unexpected {list(unexpected)[:5]})"
             )
+        model.net.eval()
         return model
 
 
@@ -516,8 +471,7 @@ class _Counts:
         return self.counts
 
 
-def _to(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+_to = to_device  # the name :mod:`warmrec.meta.rating` and older code import
 
 
 def meta_train(
@@ -534,18 +488,23 @@ def meta_train(
     ``train`` a :class:`~warmrec.meta.rating.RatingData`)."""
     import copy
 
-    from warmrec.training.loop import train as run_training
-
     meta = (cls or MetaModel)(copy.deepcopy(base), config, **overrides)
     cfg = meta.config
     if cfg.meta_epochs == 0 or cfg.algorithm == "finetune" or cfg.inner_steps == 0:
         return meta
-    reptile = cfg.algorithm == "reptile"
-    trainer = {
+    fit_meta(meta, train)
+    return meta
+
+
+def outer_trainer(cfg: MetaConfig) -> dict[str, Any]:
+    """The outer loop's :class:`~warmrec.training.loop.TrainerConfig` settings for ``cfg``:
+    ``meta_epochs`` epochs of ``meta_batch_size`` tasks at ``outer_lr``; Reptile takes plain SGD
+    (its surrogate's gradient is ``theta - phi``), the others Adam, MAML++ a cosine schedule."""
+    return {
         "epochs": cfg.meta_epochs,
         "batch_size": cfg.meta_batch_size,
         "lr": cfg.outer_lr,
-        "optimizer": "sgd" if reptile else "adam",
+        "optimizer": "sgd" if cfg.algorithm == "reptile" else "adam",
         "schedule": "cosine" if cfg.algorithm == "mamlpp" else "none",
         "warmup_steps": 0,
         "seed": cfg.seed,
@@ -553,10 +512,34 @@ def meta_train(
         "progress": False,
     }
 
+
+def fit_meta(
+    meta: MetaModel,
+    train: Any,
+    valid: Any = None,
+    trainer: Mapping[str, Any] | None = None,
+) -> Any:
+    """Train ``meta`` in place through :func:`warmrec.training.loop.train` (the only
+    ``backward()``): :func:`outer_trainer` settings updated by ``trainer``; with ``valid`` the
+    loop validates ``meta`` (its ``score``) and keeps the best weights. Each epoch's record gets
+    the mean of the meta-iterations' ``step_stats`` and (``"step_stats"``) the list. Returns the loop's result (also
+    ``meta.train_result``); the net ends in eval mode."""
+    from warmrec.training.loop import train as run_training
+
     def on_epoch(epoch: int, record: dict[str, Any], model: Any) -> None:
         model.epoch = epoch  # epochs completed: the schedules' next (0-based) epoch
+        for key in model.step_stats[0] if model.step_stats else ():
+            values = [s[key] for s in model.step_stats if math.isfinite(s[key])]
+            if values:
+                record[key] = float(np.mean(values))
+        record["step_stats"] = list(model.step_stats)
+        model.step_stats.clear()
 
     meta.epoch = 0
-    meta.train_result = run_training(meta, train, None, trainer, fresh=False, callbacks=[on_epoch])
+    meta.step_stats.clear()
+    settings = {**outer_trainer(meta.config), **dict(trainer or {})}
+    meta.train_result = run_training(
+        meta, train, valid, settings, fresh=False, callbacks=[on_epoch]
+    )
     meta.net.eval()
-    return meta
+    return meta.train_result

@@ -41,7 +41,9 @@ from warmrec.data.dataset import Batch, SequenceDataset
 from warmrec.data.sequences import SequenceData, pad_windows
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import DataError, ModelError
-from warmrec.meta.maml import MetaModel, Task, _to
+from warmrec.meta.maml import MetaModel
+from warmrec.meta.tasks import Task
+from warmrec.meta.tasks import to_device as _to
 
 RATING_SCALE = 5.0
 

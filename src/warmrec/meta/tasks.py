@@ -1,4 +1,17 @@
-"""Users or sequences of a :class:`~warmrec.data.dataset.SequenceDataset` as few-shot tasks.
+"""THE task abstraction of meta-learning: users or sequences as few-shot tasks.
+
+One vocabulary for every meta-learner (MAML, FO-MAML, MAML++, Reptile, per-user fine-tuning):
+
+- :class:`TaskSet` -- the pool: users or sequences of a
+  :class:`~warmrec.data.dataset.SequenceDataset` (:func:`make_tasks`), each with its own support
+  size;
+- :class:`Task` -- one episode drawn from the pool: support batches in the model's own training
+  format (one per inner step) and the query (histories and targets);
+- :class:`Episodes` -- how an episode is cut: the support size (the task's own, or drawn from
+  ``shots``), the query length, MELO's sub-windows, the support batch size;
+- :class:`TaskStream` -- meta-batches of episodes for :func:`warmrec.training.loop.train`:
+  one pass over the pool per epoch in a random order, or (Reptile's sampling) a fixed number of
+  meta-batches per epoch, each drawn at random without replacement.
 
 A **task** is one user (``by="user"``: all of the user's sequences, in time order) or one
 sequence (``by="sequence"``: a session, or a user when the data is keyed by user). Its events,
@@ -30,15 +43,18 @@ the next ``n_query`` events. Every support window ends before the query starts.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import polars as pl
 import torch
 
-from warmrec.data.dataset import SequenceDataset
-from warmrec.data.sequences import SequenceData
-from warmrec.errors import ConfigError, DataError
+from warmrec.data.dataset import Batch, SequenceDataset
+from warmrec.data.sequences import SequenceData, pad_windows
+from warmrec.errors import ConfigError, DataError, ModelError
 from warmrec.models.neural import WindowData
 
 TASK_UNITS = ("user", "sequence")
@@ -73,16 +89,27 @@ class TaskSet:
     def n_events(self, t: int) -> int:
         return int(self.dataset.sequences.lengths[self.sequences(t)].sum())
 
-    def _cuts(self, t: int) -> tuple[SequenceData, np.ndarray]:
-        """The task's sequences and, per sequence, how many leading events are support."""
+    def events(self, t: int) -> np.ndarray:
+        """The item indices of task ``t``'s events, its sequences concatenated in time order."""
+        seqs = self.dataset.sequences
+        idx = self.sequences(t)
+        if len(idx) == 1:
+            return seqs.items[seqs.offsets[idx[0]] : seqs.offsets[idx[0] + 1]]
+        return np.concatenate([seqs.items[seqs.offsets[i] : seqs.offsets[i + 1]] for i in idx])
+
+    def _cuts(self, t: int, k: int | None = None) -> tuple[SequenceData, np.ndarray]:
+        """The task's sequences and, per sequence, how many leading events are support (the
+        first ``k`` events of the task; default its own support size)."""
         seqs = self.dataset.sequences.subset(self.sequences(t))
         lens = seqs.lengths
         before = np.cumsum(lens) - lens  # task events before each sequence
-        return seqs, np.clip(int(self.n_support[t]) - before, 0, lens)
+        k = int(self.n_support[t]) if k is None else int(k)
+        return seqs, np.clip(k - before, 0, lens)
 
-    def support(self, t: int) -> SequenceData:
-        """Support events of task ``t``: each of its sequences cut at the boundary."""
-        seqs, n_sup = self._cuts(t)
+    def support(self, t: int, k: int | None = None) -> SequenceData:
+        """Support events of task ``t`` (its first ``k``, default its own support size): each of
+        its sequences cut at the boundary."""
+        seqs, n_sup = self._cuts(t, k)
         keep = np.nonzero(n_sup)[0]
         offsets = np.zeros(len(keep) + 1, dtype=np.int64)
         np.cumsum(n_sup[keep], out=offsets[1:])
@@ -147,6 +174,51 @@ class TaskSet:
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(self))
         return self.select(np.sort(order[n_holdout:])), self.select(np.sort(order[:n_holdout]))
+
+    def episode(
+        self, t: int, model: Any, n_steps: int, rng: np.random.Generator, episodes: Episodes
+    ) -> Task:
+        """One episode of task ``t`` (see :class:`Episodes`): ``n_steps`` support batches of
+        ``model``'s own training data, and the query. Every support event precedes every query
+        event; a task of several sequences trains on each sequence's support part separately
+        (no next-item pair crosses a sequence boundary) and its query histories run across
+        them in time order."""
+        items = self.events(t)
+        if episodes.max_len:
+            items = items[: episodes.max_len]
+        if episodes.shots:
+            shots = np.asarray(episodes.shots)
+            ok = shots[shots < len(items)]
+            k = int(rng.choice(ok)) if len(ok) else len(items) - 1
+        else:
+            k = int(min(self.n_support[t], len(items) - 1))
+        n_query = episodes.n_query or len(items)
+        windows, (_, q_end) = sub_windows(
+            len(items),
+            k,
+            n_query,
+            n_windows=episodes.n_windows,
+            min_window=episodes.min_window,
+            rng=rng if episodes.n_windows > 1 else None,  # 1 window: no draw
+        )
+        one = len(self.sequences(t)) == 1
+        pieces = None if one else self.support(t, k)
+        users = self.dataset.users
+        user = None if users is None else int(users[self.sequences(t)[0]])
+        return make_task(
+            model,
+            items[:q_end],
+            k,
+            n_query,
+            n_steps,
+            rng,
+            self.dataset.vocab,
+            self.dataset.key,
+            windows if episodes.n_windows > 1 and one else None,
+            pieces=pieces,
+            batch_size=episodes.batch_size,
+            user=user,
+        )
 
     def select(self, tasks: np.ndarray) -> TaskSet:
         """The tasks at ``tasks`` (in that order)."""
@@ -265,3 +337,202 @@ def sub_windows(
     starts = np.concatenate([[0], ends[:-1]])
     support = [(int(a), int(b)) for a, b in zip(starts, ends)]
     return support, (k, int(min(k + n_query, n)))
+
+
+@dataclass(frozen=True)
+class Episodes:
+    """How an episode is cut from a task (:meth:`TaskSet.episode`).
+
+    Attributes:
+        shots: support sizes drawn for each episode (empty: the task's own ``n_support``);
+            clipped so that the query keeps at least one event.
+        n_query: query events after the support (0: all of them).
+        n_windows: MELO: the support is split into up to this many contiguous sub-windows,
+            each its own training sequence (:func:`sub_windows`; single-sequence tasks).
+        min_window: MELO: the smallest sub-window.
+        max_len: a task's events are cut to its first this many (0: all).
+        batch_size: support windows per inner batch (default: all of them in one batch).
+    """
+
+    shots: tuple[int, ...] = ()
+    n_query: int = 0
+    n_windows: int = 1
+    min_window: int = 2
+    max_len: int = 0
+    batch_size: int = 1 << 16
+
+
+class Task:
+    """One few-shot episode: support batches (one per inner step, the model's own training
+    format) and query histories / targets (every query item after all earlier events)."""
+
+    def __init__(
+        self,
+        support: list[dict[str, torch.Tensor]],
+        hist: Batch | None,
+        targets: torch.Tensor | None,
+        query: dict[str, torch.Tensor] | None = None,
+    ):
+        self.support, self.hist, self.targets = support, hist, targets
+        self.query = query
+        """A query batch in the model's own format (rating tasks); None: ``hist``/``targets``."""
+
+    def to(self, device: torch.device) -> Task:
+        return Task(
+            [to_device(b, device) for b in self.support],
+            None if self.hist is None else self.hist.to(device),
+            None if self.targets is None else self.targets.to(device),
+            None if self.query is None else to_device(self.query, device),
+        )
+
+
+def to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    """A batch dict with its tensors on ``device``."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def support_batches(
+    model: Any,
+    items: np.ndarray,
+    n_steps: int,
+    rng: np.random.Generator,
+    vocab: Any,
+    key: str,
+    windows: list[tuple[int, int]] | None = None,
+    *,
+    pieces: SequenceData | None = None,
+    batch_size: int = 1 << 16,
+    user: int | None = None,
+) -> list[dict[str, torch.Tensor]]:
+    """``n_steps`` batches of ``model``'s own training data on one support (the sequence
+    ``items``; or its ``[start, end)`` sub-``windows``, each its own training sequence; or the
+    given ``pieces``). Each step takes the next batch of ``batch_size`` windows, a new pass (fresh
+    draws, e.g. BERT4Rec's masks) after the last; at most ``n_steps`` passes, so a support
+    without a target gives fewer batches (none for a single event)."""
+    if n_steps == 0:
+        return []
+    if pieces is None:
+        if windows is None:
+            windows = [(0, len(items))]
+        windows = [(a, b) for a, b in windows if b - a >= 2]
+        if not windows:
+            return []
+        items = np.asarray(items, dtype=np.int64)
+        lens = np.array([b - a for a, b in windows], dtype=np.int64)
+        offsets = np.zeros(len(windows) + 1, dtype=np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        pieces = SequenceData(
+            offsets,
+            np.concatenate([items[a:b] for a, b in windows]),
+            pl.Series("key", list(range(len(windows)))),
+        )
+    elif not (pieces.lengths >= 2).any():
+        return []
+    users = None if user is None else np.full(len(pieces), user, dtype=np.int64)
+    data = model.training_data(SequenceDataset(pieces, vocab, key, users))
+    out: list[dict[str, torch.Tensor]] = []
+    for _ in range(n_steps):
+        for batch in data.batches(batch_size, rng):
+            if "targets" in batch and not bool((batch["targets"] > 0).any()):
+                continue
+            out.append(batch)
+            if len(out) == n_steps:
+                return out
+    return out
+
+
+def make_task(
+    model: Any,
+    items: np.ndarray,
+    k: int,
+    n_query: int,
+    n_steps: int,
+    rng: np.random.Generator,
+    vocab: Any,
+    key: str,
+    windows: list[tuple[int, int]] | None = None,
+    *,
+    pieces: SequenceData | None = None,
+    batch_size: int = 1 << 16,
+    user: int | None = None,
+) -> Task:
+    """Support = ``items[:k]`` (in ``windows``: sub-windows of it; or ``pieces``, the support
+    cut per sequence), query = ``items[k:k + n_query]``: every support event precedes every
+    query event."""
+    query = items[k : k + n_query]
+    if windows is not None and windows and windows[-1][1] > k:
+        raise ModelError(f"make_task: a support window ends at {windows[-1][1]}, after k={k}")
+    sup = support_batches(
+        model,
+        items[:k],
+        n_steps,
+        rng,
+        vocab,
+        key,
+        windows,
+        pieces=pieces,
+        batch_size=batch_size,
+        user=user,
+    )
+    ends = np.arange(k, k + len(query), dtype=np.int64)
+    mat = pad_windows(
+        np.array(items, np.int64), np.zeros(len(query), np.int64), ends, model.history_len
+    )
+    return Task(sup, Batch(torch.from_numpy(mat)), torch.from_numpy(np.array(query, np.int64)))
+
+
+class TaskStream:
+    """Meta-batches of episodes (``n_batches`` / ``batches``, as the training loop expects).
+
+    ``meta`` is the meta-learner (its ``base`` model makes the support batches, its
+    ``config.inner_steps`` is the number of support batches, its :meth:`episodes` cut them);
+    ``source`` a :class:`TaskSet`, or a dataset whose sequences become the tasks (those with at
+    least ``min(shots) + 1`` events). With ``per_epoch`` an epoch is ``per_epoch`` meta-batches,
+    each drawn at random without replacement (:meth:`TaskSet.sample`), and the stream ends after
+    ``total`` meta-batches in all (0: never); otherwise an epoch is one pass over every task in
+    a random order."""
+
+    def __init__(
+        self,
+        meta: Any,
+        source: TaskSet | SequenceDataset,
+        episodes: Episodes | None = None,
+        *,
+        per_epoch: int = 0,
+        total: int = 0,
+    ) -> None:
+        self.meta = meta
+        self.episodes = episodes if episodes is not None else meta.episodes()
+        if isinstance(source, TaskSet):
+            self.tasks = source
+        else:
+            need = min(self.episodes.shots) + 1 if self.episodes.shots else 3
+            if not (source.sequences.lengths >= need).any():
+                raise ModelError(f"meta-training: no user has at least {need} events")
+            self.tasks = make_tasks(source, by="sequence", min_len=need, support_frac=0.5)
+        self.per_epoch, self.total, self.done = per_epoch, total, 0
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def n_batches(self, batch_size: int) -> int:
+        if self.per_epoch:
+            return self.per_epoch
+        return math.ceil(len(self.tasks) / batch_size)
+
+    def _groups(self, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+        if self.per_epoch:
+            for _ in range(self.per_epoch):
+                if self.total and self.done >= self.total:
+                    return
+                self.done += 1
+                yield self.tasks.sample(batch_size, rng)
+            return
+        order = rng.permutation(len(self.tasks))
+        for lo in range(0, len(order), batch_size):
+            yield order[lo : lo + batch_size]
+
+    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[list[Task]]:
+        base, n_steps = getattr(self.meta, "base", self.meta), self.meta.config.inner_steps
+        for group in self._groups(batch_size, rng):
+            yield [self.tasks.episode(int(t), base, n_steps, rng, self.episodes) for t in group]

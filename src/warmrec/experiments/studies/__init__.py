@@ -1,0 +1,1 @@
+"""Studies: lists of runs over one scenario (:mod:`warmrec.experiments.scenarios`)."""

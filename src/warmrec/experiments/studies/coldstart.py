@@ -1,0 +1,644 @@
+"""The user cold-start study: reveal k events of a new user, adapt, rank the next.
+
+The split and the examples are the :class:`~warmrec.experiments.scenarios.ColdStartUsers`
+scenario (meta-train / meta-valid / meta-test users, disjoint; ``k`` revealed events per held-out
+user; users are cold, items are warm, ranking over the full catalogue, contract 4). The
+meta-learning algorithms live in :mod:`warmrec.meta`; this module only runs them over the
+scenario and tabulates the results.
+
+For a meta-valid or meta-test user and ``k`` in ``shots``, :func:`shot_eval_set` makes one
+example: history = the user's first ``k`` events, target = event ``k + 1``. Adaptation sees the
+history only (:meth:`~warmrec.meta.maml.MetaModel.score` gets a Batch of histories), so it never
+sees the query item. With ``k = 1`` a next-item objective has no (input, target) pair: every
+adapting method equals the global model there.
+
+Methods (:data:`METHODS`): ``pop``, ``sknn`` (fit on meta-train users), ``global`` (the
+pre-trained model, selected on meta-valid users, no adaptation), ``finetune`` (per-user
+fine-tuning of the global model: ``inner_steps`` SGD steps), ``reptile``, ``maml``, ``fomaml``,
+``mamlpp``, ``mamlpp_loss`` (MAML++ with the learned adaptive loss). The inner learning rate is
+searched on meta-valid users for ``finetune`` (``lr_grid``) and the meta-methods are meta-trained
+at the learning rate chosen there (MAML++ then learns its own rates): the same steps and the
+same search for all; nothing is chosen on meta-test users. GRU4Rec is trained with
+``training="windows"`` unless the model config says otherwise (a task's inner loss must not carry
+a session-parallel hidden state over from other users).
+
+Why ``finetune`` can equal ``global`` to four decimals (checked, not a bug): an inner step is
+plain SGD on the gradient clipped to global norm ``inner_grad_clip`` (1.0), and the inner
+gradients of a pre-trained model are larger than that (median norm 2.7-5.4 for k = 10..3 on
+ml-100k, SASRec d=32; 1.6-2.7 on the planted test log), so clipping is always active and each
+step moves the weights by exactly ``inner_lr`` in L2 norm over *all* parameters: 0.006 after 3
+steps at the grid's smallest rate, 0.002, against a weight norm of 19.5. When meta-valid users
+prefer that rate -- ml-100k does: adaptation at 0.05 is 5-7 % worse than none -- per-user
+fine-tuning *is*, by selection, the global model (the chosen rate is in each run's record,
+``inner_lr``). At ``k = 1`` every adapting method is the global model by construction (no
+training pair). On the planted 60-user log with the tiny SASRec of
+``tests/experiments/studies``: at ``lr_grid = [0.002]`` finetune and global agree to 4 decimals
+at k = 1, 3, 10 (k = 5: 0.2706 vs 0.2456 NDCG@10, one tie broken); at 0.01 they differ at every
+k >= 3.
+
+:func:`run_coldstart_study` runs every (seed, method), writes each finished run atomically to
+``out/runs/<seed>-<method>.json`` (resume: finished runs are read back, not redone), the global
+model per seed to ``out/models/global-s<seed>`` (a normal model directory) and then the table
+(mean over seeds with 95 % t-interval -- ``-`` with one seed, where the spread is unknown --
+NDCG@10 ratio to ``finetune`` and a paired bootstrap test against ``finetune`` on per-user
+NDCG@10 pooled over seeds), the plot (metric vs shots) and a Markdown + HTML report.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+from pydantic import Field
+
+from warmrec.config import build_config, config_dict
+from warmrec.data.dataset import EvalSet, SequenceDataset
+from warmrec.data.vocab import ItemVocab
+from warmrec.errors import ConfigError, DataError
+from warmrec.evaluation.evaluate import evaluate
+from warmrec.evaluation.stats import paired_test, seed_summary
+from warmrec.experiments.scenarios import ColdStartUsers, UserSplit, shot_eval_set
+from warmrec.io import atomic_write_text
+
+METHODS = (
+    "pop",
+    "sknn",
+    "global",
+    "finetune",
+    "reptile",
+    "maml",
+    "fomaml",
+    "mamlpp",
+    "mamlpp_loss",
+)
+META_METHODS = {
+    "reptile": {"algorithm": "reptile"},
+    "maml": {"algorithm": "maml"},
+    "fomaml": {"algorithm": "fomaml"},
+    "mamlpp": {"algorithm": "mamlpp"},
+    "mamlpp_loss": {"algorithm": "mamlpp", "adaptive_loss": True},
+}
+METRICS = ("hr@10", "ndcg@10", "mrr@10")
+MELO_METHODS = ("global", "finetune", "reptile", "maml", "fomaml", "mamlpp", "mamlpp_loss")
+"""Methods of the ``melo`` protocol (Pop and SKNN rank items; they predict no rating)."""
+MELO_METRICS = ("rmse", "mae")
+BASELINE = "finetune"
+
+
+class ColdStartSettings(ColdStartUsers):
+    """Settings of the cold-start study: the :class:`ColdStartUsers` scenario's fields (shots,
+    order, shares and caps of meta-valid / meta-test users) plus the study's own (unknown keys
+    are rejected)."""
+
+    lr_grid: tuple[float, ...] = (0.002, 0.01, 0.05, 0.2)
+    """Inner learning rates searched on meta-valid users (per-user fine-tuning). Measured
+    (``benchmarks/results/coldstart.md``, session 6): ml-100k picks 0.002-0.005, where per-user
+    fine-tuning equals the global model and the meta-methods do best; at 0.05 fine-tuning is
+    5-7 % worse than no adaptation. Wiki1000 (users repeat pages) picks 0.05-0.2."""
+    pretrain: dict[str, Any] = Field(default_factory=dict)
+    """Trainer settings of the global model (fit on meta-train users, validated on meta-valid)."""
+    meta: dict[str, Any] = Field(default_factory=dict)
+    """:class:`~warmrec.meta.maml.MetaConfig` settings shared by the meta-methods."""
+    protocol: Literal["ranking", "melo"] = "ranking"
+    """``ranking``: next item over the full catalogue (HR, NDCG, MRR @10); ``melo``: MELO's
+    rating regression (:mod:`warmrec.meta.rating`: MSE on rating / 5, RMSE and MAE)."""
+    melo_min_user: int = Field(5, ge=1)
+    """``melo``: users need at least this many ratings (after the item filter)."""
+    melo_min_item: int = Field(50, ge=1)
+    """``melo``: items need at least this many ratings."""
+    melo_test_users: int = Field(1000, ge=1)
+    """``melo``: random meta-test users (capped so that half the users stay meta-train)."""
+    melo_max_len: int = Field(30, ge=2)
+    """``melo``: each user's sequence is cut to its first this many ratings."""
+    rating_trainer: dict[str, Any] = Field(default_factory=dict)
+    """``melo``: trainer settings of the global rating model (backbone + head)."""
+
+
+def user_sequences(frame: pl.DataFrame) -> SequenceDataset:
+    """One time-ordered sequence per user over the catalogue of every item in ``frame``."""
+    if "user_id" not in frame.columns:
+        raise DataError(
+            "the cold-start study needs users",
+            field="user_id",
+            expected="a user_id column",
+            found=", ".join(frame.columns),
+        )
+    cols = ["user_id", "item_id"] + (["timestamp"] if "timestamp" in frame.columns else [])
+    df = frame.select(cols)
+    if "timestamp" in cols:
+        df = df.sort(["user_id", "timestamp"], maintain_order=True)
+    return SequenceDataset.from_frame(df, ItemVocab.from_ids(df["item_id"]))
+
+
+def split_users(data: SequenceDataset, settings: ColdStartUsers, seed: int) -> UserSplit:
+    """User-disjoint meta-train / meta-valid / meta-test (:meth:`ColdStartUsers.split`)."""
+    return scenario(settings).split(data, seed)
+
+
+def scenario(settings: ColdStartUsers) -> ColdStartUsers:
+    """The :class:`ColdStartUsers` part of the study's settings."""
+    return ColdStartUsers(**{k: getattr(settings, k) for k in ColdStartUsers.model_fields})
+
+
+def _eval(model: Any, sets: Mapping[int, EvalSet]) -> dict[int, Any]:
+    return {k: evaluate(model, es, METRICS, batch_size=256) for k, es in sets.items()}
+
+
+def _mean_ndcg(results: Mapping[int, Any]) -> float:
+    return float(np.mean([r.summary["ndcg@10"] for r in results.values()]))
+
+
+def run_method(
+    method: str,
+    split: UserSplit,
+    global_model: Any,
+    settings: ColdStartSettings,
+    seed: int,
+    chosen_lr: float | None = None,
+) -> dict[str, Any]:
+    """One method at one seed: per-shot metrics and per-user NDCG@10 on meta-test users."""
+    from warmrec.meta.maml import MetaModel, meta_train
+    from warmrec.registry import get_model
+
+    if method not in METHODS:
+        raise ConfigError(f"cold-start method {method!r}: expected one of {', '.join(METHODS)}")
+    train = split.subset(split.train)
+    t0 = time.perf_counter()
+    info: dict[str, Any] = {}
+    test_sets = {k: shot_eval_set(split.data, split.test, k) for k in settings.shots}
+    meta_cfg = {**settings.meta, "seed": seed}
+    if method in ("pop", "sknn"):
+        model = get_model(method).fit(train)
+    elif method == "global":
+        model = global_model
+    elif method == "finetune":
+        model = MetaModel(
+            global_model, {**meta_cfg, "algorithm": "finetune", "inner_lr": chosen_lr}
+        )
+        info["inner_lr"] = chosen_lr
+    else:
+        cfg = {**meta_cfg, **META_METHODS[method], "inner_lr": chosen_lr}
+        model = meta_train(global_model, train, cfg)
+        info["inner_lr"] = chosen_lr
+        if model.train_result is not None:
+            info["meta_seconds_per_epoch"] = model.train_result.seconds_per_epoch
+    fit_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    res = _eval(model, test_sets)
+    return {
+        "seed": seed,
+        "method": method,
+        "fit_s": fit_s,
+        "eval_s": time.perf_counter() - t1,
+        "metrics": {str(k): r.summary for k, r in res.items()},
+        "per_user": {str(k): r.per_example["ndcg@10"].tolist() for k, r in res.items()},
+        **info,
+    }
+
+
+def choose_lr(split: UserSplit, global_model: Any, settings: ColdStartSettings, seed: int) -> float:
+    """The per-user fine-tuning learning rate with the best mean NDCG@10 over the shots on
+    meta-valid users."""
+    from warmrec.meta.maml import MetaModel
+
+    sets = {k: shot_eval_set(split.data, split.valid, k) for k in settings.shots if k > 1}
+    best, best_lr = -1.0, settings.lr_grid[0]
+    for lr in settings.lr_grid:
+        m = MetaModel(
+            global_model, {**settings.meta, "seed": seed, "algorithm": "finetune", "inner_lr": lr}
+        )
+        v = _mean_ndcg(_eval(m, sets))
+        if v > best:
+            best, best_lr = v, lr
+    return best_lr
+
+
+def pretrain_global(
+    model_name: str,
+    model_config: Mapping[str, Any] | None,
+    split: UserSplit,
+    settings: ColdStartSettings,
+    seed: int,
+    cache: Path | None = None,
+) -> Any:
+    """The global model: fit on meta-train users, early-stopped on meta-valid users at the
+    largest shot; cached as a model directory."""
+    from warmrec.artifacts import load_model
+    from warmrec.registry import get_model
+
+    if cache is not None and (cache / "config.json").is_file():
+        return load_model(cache)
+    config = dict(model_config or {})
+    if model_name == "gru4rec":
+        # tasks need a per-task loss: session-parallel batches carry a hidden state across
+        # batches (and users); windows are also GRU4Rec's best form on ml-100k user histories
+        config.setdefault("training", "windows")
+    model = get_model(model_name, config)
+    valid = shot_eval_set(split.data, split.valid, max(settings.shots))
+    train = split.subset(split.train)
+    model.fit(train, valid, **{"seed": seed, "progress": False, **settings.pretrain})
+    model.meta.item_counts = train.item_counts().astype(np.int64).tolist()
+    if cache is not None:
+        model.save(cache)
+    return model
+
+
+@dataclass
+class ColdStartResult:
+    summary: pl.DataFrame
+    table: pl.DataFrame
+    records: list[dict[str, Any]]
+    computed: list[str]
+    paths: dict[str, Path]
+
+
+def summarize(
+    records: Sequence[Mapping[str, Any]],
+    shots: Sequence[int],
+    metrics: Sequence[str] = METRICS,
+    higher_better: bool = True,
+) -> pl.DataFrame:
+    """Per (shots, method): mean and 95 % CI over seeds, ratio and paired test vs finetune.
+
+    Ranking: ratio = NDCG@10 / finetune's, paired test on per-user NDCG@10. Rating
+    (``higher_better=False``, metrics RMSE, MAE): ratio = RMSE / finetune's, paired test on
+    per-user mean squared error (a negative diff is better)."""
+    rows = []
+    by: dict[str, dict[int, Mapping[str, Any]]] = {}
+    for r in records:
+        by.setdefault(r["method"], {})[r["seed"]] = r
+    base = by.get(BASELINE, {})
+    for method, runs in by.items():
+        for k in shots:
+            key = str(k)
+            row: dict[str, Any] = {"shots": k, "method": method, "n_seeds": len(runs)}
+            for m in metrics:
+                s = seed_summary([runs[s]["metrics"][key][m] for s in sorted(runs)])
+                row.update({m: s.mean, f"{m}_lo": s.lo, f"{m}_hi": s.hi})
+            row.update(ratio=None, diff=None, diff_lo=None, diff_hi=None, p_value=None)
+            paired = [s for s in sorted(runs) if s in base]
+            if paired:
+                b = np.concatenate([base[s]["per_user"][key] for s in paired])
+                a = np.concatenate([runs[s]["per_user"][key] for s in paired])
+                bm = float(b.mean())
+                row["ratio"] = float(a.mean()) / bm if bm > 0 else None
+                if not higher_better:
+                    first = metrics[0]
+                    bm = float(np.mean([base[s]["metrics"][key][first] for s in paired]))
+                    am = float(np.mean([runs[s]["metrics"][key][first] for s in paired]))
+                    row["ratio"] = am / bm if bm > 0 else None
+                if method != BASELINE:
+                    t = paired_test(a, b, n_boot=5000, seed=0)
+                    row.update(
+                        diff=t.mean_diff, diff_lo=t.ci[0], diff_hi=t.ci[1], p_value=t.p_value
+                    )
+            rows.append(row)
+    df = pl.DataFrame(rows, infer_schema_length=None)
+    cols = ("ratio", "diff", "diff_lo", "diff_hi", "p_value")
+    primary = "ndcg@10" if higher_better else metrics[0]
+    return df.with_columns([pl.col(c).cast(pl.Float64) for c in cols]).sort(
+        ["shots", primary], descending=[False, higher_better]
+    )
+
+
+def display_table(summary: pl.DataFrame, metrics: Sequence[str] = METRICS) -> pl.DataFrame:
+    """The printed table: ``mean [lo, hi]`` per metric; a row of one seed has no interval over
+    seeds (its spread is unknown) and shows ``mean [-]``, never ``[nan, nan]``."""
+    from warmrec.reports.tables import format_value, with_ci
+
+    df = summary
+    for m in metrics:
+        df = with_ci(df, m, f"{m}_lo", f"{m}_hi", name=f"{m} [95% CI]")
+        no_ci = pl.col(f"{m}_lo").is_null() | pl.col(f"{m}_lo").is_nan()
+        means = pl.Series([f"{format_value(v)} [-]" for v in df[m].to_list()], dtype=pl.String)
+        df = df.with_columns(
+            pl.when(no_ci).then(means).otherwise(pl.col(f"{m} [95% CI]")).alias(f"{m} [95% CI]")
+        )
+    df = with_ci(df, "diff", "diff_lo", "diff_hi", name="diff [95% CI]")
+    # the baseline's own row has no paired difference: an empty cell, not "[, ]"
+    df = df.with_columns(
+        pl.when(pl.col("diff").is_null())
+        .then(pl.lit(""))
+        .otherwise(pl.col("diff [95% CI]"))
+        .alias("diff [95% CI]")
+    )
+    return df.select(
+        "shots",
+        "method",
+        "n_seeds",
+        *[f"{m} [95% CI]" for m in metrics],
+        "ratio",
+        "diff [95% CI]",
+        "p_value",
+    )
+
+
+def write_outputs(
+    out: Path,
+    summary: pl.DataFrame,
+    table: pl.DataFrame,
+    info: Mapping[str, Any],
+    metric: str = "ndcg@10",
+) -> dict[str, Path]:
+    from warmrec.reports.plots import line_plot
+    from warmrec.reports.report import Heading, Image, Table, Text, write_report
+    from warmrec.reports.tables import write_csv, write_markdown
+
+    paths = {
+        "summary_csv": write_csv(summary, out / "summary.csv"),
+        "table_md": write_markdown(table, out / "results.md", title="Cold-start study"),
+    }
+    name = metric.replace("@", "_at_")
+    plot = line_plot(
+        summary,
+        "shots",
+        metric,
+        "method",
+        out / f"{name}_vs_shots.png",
+        f"{metric.upper()} vs revealed interactions (mean, 95% CI over seeds)",
+        lo=f"{metric}_lo",
+        hi=f"{metric}_hi",
+        xlabel="revealed interactions k",
+        ylabel=metric,
+    )
+    paths["plot"] = plot
+    if metric == "ndcg@10":
+        explain = (
+            "Mean over seeds with the 95 % t-interval (meta-test users, full-catalogue ranking "
+            "of the event after the k revealed ones); ratio = NDCG@10 / per-user fine-tuning's; "
+            "diff [95% CI] and p_value: paired bootstrap of the mean difference from per-user "
+            "fine-tuning in per-user NDCG@10, users pooled over seeds."
+        )
+    else:
+        explain = (
+            "MELO's rating setting. Mean over seeds with the 95 % t-interval (meta-test users; "
+            "RMSE and MAE in stars over every rating after the k revealed ones); ratio = RMSE / "
+            "per-user fine-tuning's (< 1 is better); diff [95% CI] and p_value: paired bootstrap of "
+            "the mean difference from per-user fine-tuning in per-user mean squared error, users "
+            "pooled over seeds."
+        )
+    blocks = [
+        Heading("Setting"),
+        Text("\n".join(f"{k}: {v}" for k, v in info.items())),
+        Heading("Results"),
+        Text(explain),
+        Table(table),
+        Heading("Plot"),
+        Image(plot, alt=f"{metric} vs shots", caption=f"{metric} vs shots"),
+    ]
+    for suffix in ("md", "html"):
+        paths[f"report_{suffix}"] = write_report(
+            out / f"report.{suffix}", "Cold-start study", blocks
+        )
+    return paths
+
+
+def run_coldstart_study(
+    frame: pl.DataFrame,
+    *,
+    model: str = "sasrec",
+    model_config: Mapping[str, Any] | None = None,
+    methods: Sequence[str] = METHODS,
+    seeds: Sequence[int] = (0, 1, 2),
+    settings: ColdStartSettings | Mapping[str, Any] | None = None,
+    out_dir: str | Path = "warmrec-out/coldstart-study",
+    resume: bool = True,
+    progress: bool = False,
+) -> ColdStartResult:
+    """The study (module docstring); resumes from ``out_dir/runs`` unless ``resume=False``."""
+    import shutil
+
+    cfg = build_config(ColdStartSettings, settings)
+    if cfg.protocol == "melo":
+        return run_melo_study(
+            frame,
+            model=model,
+            model_config=model_config,
+            methods=methods,
+            seeds=seeds,
+            settings=cfg,
+            out_dir=out_dir,
+            resume=resume,
+            progress=progress,
+        )
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ConfigError(f"cold-start methods {bad}: expected among {', '.join(METHODS)}")
+    out = Path(out_dir)
+    if not resume and out.exists():
+        shutil.rmtree(out)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    data = user_sequences(frame)
+    records, computed = [], []
+    for seed in seeds:
+        split = split_users(data, cfg, seed)
+        gm = None
+        lr = None
+        lr_file = out / "runs" / f"{seed}-lr.json"
+        for method in methods:
+            path = out / "runs" / f"{seed}-{method}.json"
+            if path.is_file():
+                records.append(json.loads(path.read_text()))
+                continue
+            if gm is None and method not in ("pop", "sknn"):
+                gm = pretrain_global(
+                    model, model_config, split, cfg, seed, out / "models" / f"global-s{seed}"
+                )
+            if lr is None and method not in ("pop", "sknn", "global"):
+                if lr_file.is_file():
+                    lr = json.loads(lr_file.read_text())["inner_lr"]
+                else:
+                    lr = choose_lr(split, gm, cfg, seed)
+                    atomic_write_text(lr_file, json.dumps({"inner_lr": lr}))
+            if progress:
+                print(f"[coldstart] seed {seed} {method} ...", flush=True)
+            rec = run_method(method, split, gm, cfg, seed, lr)
+            rec["n_users"] = {
+                "train": len(split.train),
+                "valid": len(split.valid),
+                "test": len(split.test),
+            }
+            atomic_write_text(path, json.dumps(rec))
+            records.append(rec)
+            computed.append(f"{seed}-{method}")
+    summary = summarize(records, cfg.shots)
+    table = display_table(summary)
+    info = {
+        "model": model,
+        "methods": ", ".join(methods),
+        "seeds": ", ".join(map(str, seeds)),
+        "users": f"{len(data.sequences)} ({cfg.order} split)",
+        "settings": json.dumps(config_dict(cfg)),
+    }
+    paths = write_outputs(out, summary, table, info)
+    return ColdStartResult(summary, table, records, computed, paths)
+
+
+# -- MELO's rating setting -------------------------------------------------------------------
+
+
+def split_rating_users(
+    data: Any, settings: ColdStartSettings, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(train, valid, test)`` user indices of a :class:`~warmrec.meta.rating.RatingData`: the
+    :class:`ColdStartUsers` scenario with random order, ``melo_test_users`` meta-test users,
+    capped so that at least half of all users stay meta-train."""
+    sc = scenario(settings).model_copy(
+        update={"order": "random", "n_test_users": settings.melo_test_users, "min_train_share": 0.5}
+    )
+    parts = sc.assign(data.lengths, seed)
+    return parts.train, parts.valid, parts.test
+
+
+def run_melo_study(
+    frame: pl.DataFrame,
+    *,
+    model: str = "sasrec",
+    model_config: Mapping[str, Any] | None = None,
+    methods: Sequence[str] = MELO_METHODS,
+    seeds: Sequence[int] = (0, 1, 2),
+    settings: ColdStartSettings | Mapping[str, Any] | None = None,
+    out_dir: str | Path = "warmrec-out/coldstart-melo",
+    resume: bool = True,
+    progress: bool = False,
+) -> ColdStartResult:
+    """The study in MELO's rating setting (``protocol="melo"``; :mod:`warmrec.meta.rating`):
+    the backbone is pre-trained on next items of the meta-train users, then backbone + rating
+    head on their ratings (the global model); the inner learning rate is chosen for per-user
+    fine-tuning on meta-valid users (lowest mean RMSE over the shots) and used by every
+    method; results per (seed, method) in ``out/runs`` (resume)."""
+    import shutil
+
+    from warmrec.artifacts import load_model, read_weights, save_weights
+    from warmrec.meta.maml import meta_train
+    from warmrec.meta.rating import (
+        RatingMetaModel,
+        RatingModel,
+        evaluate_ratings,
+        fit_rating_model,
+        melo_ratings,
+    )
+    from warmrec.registry import get_model
+
+    cfg = build_config(ColdStartSettings, settings)
+    bad = [m for m in methods if m not in MELO_METHODS]
+    if bad:
+        raise ConfigError(
+            f"cold-start methods {bad} under protocol 'melo': expected among "
+            f"{', '.join(MELO_METHODS)} (pop and sknn predict no rating)"
+        )
+    out = Path(out_dir)
+    if not resume and out.exists():
+        shutil.rmtree(out)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    data = melo_ratings(
+        frame, min_user=cfg.melo_min_user, min_item=cfg.melo_min_item, max_len=cfg.melo_max_len
+    )
+    model_config = dict(model_config or {})
+    if model == "gru4rec":
+        model_config.setdefault("training", "windows")
+    records, computed = [], []
+    n_users: dict[str, int] = {}
+    for seed in seeds:
+        tr, va, te = split_rating_users(data, cfg, seed)
+        n_users = {"train": len(tr), "valid": len(va), "test": len(te)}
+        train = data.subset(tr)
+        gm: Any = None
+        lr = None
+
+        def evaluate(m: Any, users: np.ndarray) -> dict[int, Any]:
+            return {k: evaluate_ratings(m, data, users, k) for k in cfg.shots}
+
+        for method in methods:
+            path = out / "runs" / f"{seed}-{method}.json"
+            if path.is_file():
+                records.append(json.loads(path.read_text()))
+                continue
+            if gm is None:
+                cache = out / "models" / f"global-s{seed}"
+                if (cache / "head.safetensors").is_file():
+                    gm = RatingModel(load_model(cache))
+                    gm.net.head.load_state_dict(read_weights(cache / "head.safetensors"))
+                else:
+                    backbone = get_model(model, model_config)
+                    backbone.fit(
+                        train.sequences(), **{"seed": seed, "progress": False, **cfg.pretrain}
+                    )
+                    gm = fit_rating_model(backbone, train, {"seed": seed, **cfg.rating_trainer})
+                    backbone.save(cache)
+                    save_weights(gm.net.head.state_dict(), cache / "head.safetensors")
+            lr_file = out / "runs" / f"{seed}-lr.json"
+            if lr is None and method != "global":
+                if lr_file.is_file():
+                    lr = json.loads(lr_file.read_text())["inner_lr"]
+                else:
+                    best = np.inf
+                    for cand in cfg.lr_grid:
+                        ft = RatingMetaModel(
+                            gm,
+                            {**cfg.meta, "seed": seed, "algorithm": "finetune", "inner_lr": cand},
+                        )
+                        v = np.mean([r["summary"]["rmse"] for r in evaluate(ft, va).values()])
+                        if v < best:
+                            best, lr = v, cand
+                    atomic_write_text(lr_file, json.dumps({"inner_lr": lr}))
+            if progress:
+                print(f"[coldstart melo] seed {seed} {method} ...", flush=True)
+            t0 = time.perf_counter()
+            meta_cfg = {**cfg.meta, "seed": seed}
+            info: dict[str, Any] = {}
+            if method == "global":
+                m = RatingMetaModel(gm, {**meta_cfg, "algorithm": "finetune", "inner_steps": 0})
+            elif method == "finetune":
+                m = RatingMetaModel(gm, {**meta_cfg, "algorithm": "finetune", "inner_lr": lr})
+            else:
+                m = meta_train(
+                    gm,
+                    train,
+                    {**meta_cfg, **META_METHODS[method], "inner_lr": lr},
+                    cls=RatingMetaModel,
+                )
+                if m.train_result is not None:
+                    info["meta_seconds_per_epoch"] = m.train_result.seconds_per_epoch
+            if method != "global":
+                info["inner_lr"] = lr
+            fit_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            res = evaluate(m, te)
+            rec = {
+                "seed": seed,
+                "method": method,
+                "fit_s": fit_s,
+                "eval_s": time.perf_counter() - t1,
+                "metrics": {str(k): r["summary"] for k, r in res.items()},
+                "per_user": {str(k): r["per_user"] for k, r in res.items()},
+                "n_users": n_users,
+                **info,
+            }
+            atomic_write_text(path, json.dumps(rec))
+            records.append(rec)
+            computed.append(f"{seed}-{method}")
+    summary = summarize(records, cfg.shots, MELO_METRICS, higher_better=False)
+    table = display_table(summary, MELO_METRICS)
+    info = {
+        "protocol": "melo (rating regression: MSE on rating / 5; RMSE, MAE in stars)",
+        "model": model,
+        "methods": ", ".join(methods),
+        "seeds": ", ".join(map(str, seeds)),
+        "users": f"{len(data)} after the filter (items >= {cfg.melo_min_item} ratings, users "
+        f">= {cfg.melo_min_user}; first {cfg.melo_max_len} ratings each); per seed {n_users}"
+        + (
+            f" (meta-test capped below the {cfg.melo_test_users} requested)"
+            if n_users.get("test", 0) < cfg.melo_test_users
+            else ""
+        ),
+        "settings": json.dumps(config_dict(cfg)),
+    }
+    paths = write_outputs(out, summary, table, info, metric="rmse")
+    return ColdStartResult(summary, table, records, computed, paths)

@@ -1,0 +1,1 @@
+"""tests of warmrec.experiments.studies."""

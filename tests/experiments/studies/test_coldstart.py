@@ -1,0 +1,148 @@
+"""The cold-start study: user-disjoint split, k revealed events, its table and its CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from warmrec.cli.main import cli
+from warmrec.experiments.studies.coldstart import (
+    ColdStartSettings,
+    display_table,
+    shot_eval_set,
+    split_users,
+    summarize,
+    user_sequences,
+)
+
+
+def planted_log(n_users: int = 60, n_groups: int = 3, per_group: int = 8, length: int = 14):
+    """Each user draws items from one group only: the k revealed events tell which."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(n_users):
+        g = rng.integers(n_groups)
+        items = g * per_group + rng.integers(0, per_group, size=length) + 1
+        for t, i in enumerate(items):
+            rows.append((u + 1, int(i), float(u * 100 + t)))
+    return pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+
+
+def test_users_are_disjoint_and_time_split_puts_late_users_in_test():
+    data = user_sequences(planted_log())
+    for order in ("random", "time"):
+        s = split_users(data, ColdStartSettings(order=order, shots=(1, 3)), seed=0)
+        sets = [set(s.train.tolist()), set(s.valid.tolist()), set(s.test.tolist())]
+        assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
+        assert len(s.test) and len(s.valid)
+    ts = data.sequences.timestamps[data.sequences.offsets[:-1]]
+    assert ts[s.test].min() > ts[s.train].max()
+
+
+def test_shot_eval_set_reveals_k_and_targets_the_next():
+    data = user_sequences(planted_log())
+    users = np.array([0, 5])
+    es = shot_eval_set(data, users, 3)
+    seqs = data.sequences
+    for j, u in enumerate(users):
+        items = seqs.items[seqs.offsets[u] : seqs.offsets[u + 1]]
+        np.testing.assert_array_equal(es.history(j), items[:3])
+        assert es.targets[j] == items[3]
+
+
+@pytest.mark.slow
+def test_study_cli_runs_end_to_end_and_resumes(tmp_path):
+    log = tmp_path / "log.csv"
+    planted_log().write_csv(log)
+    cfg = tmp_path / "cs.toml"
+    cfg.write_text(
+        "[model]\nd = 8\nn_layers = 1\nn_heads = 1\nffn_dim = 16\nmax_len = 10\n"
+        "[pretrain]\nepochs = 2\n"
+        "[meta]\nmeta_epochs = 1\ninner_steps = 2\ntrain_shots = [2, 3]\n"
+        "[coldstart]\nlr_grid = [0.1]\nmax_test_users = 8\nmax_valid_users = 5\n"
+    )
+    out = tmp_path / "study"
+    args = [
+        "study",
+        "coldstart",
+        "--data",
+        str(log),
+        "--model",
+        "sasrec",
+        "--methods",
+        "pop,global,finetune,fomaml",
+        "--shots",
+        "1,3",
+        "--seeds",
+        "1",
+        "--config",
+        str(cfg),
+        "--out",
+        str(out),
+    ]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert "runs computed now: 4" in r.output
+    for f in ("results.md", "report.md", "report.html", "ndcg_at_10_vs_shots.png"):
+        assert (out / f).is_file()
+    assert "finetune" in (out / "results.md").read_text()
+    (out / "runs" / "0-fomaml.json").unlink()  # an interrupted study: one run missing
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert "runs computed now: 1" in r.output
+
+
+def test_study_cli_refuses_an_unknown_method_in_one_line(tmp_path):
+    log = tmp_path / "log.csv"
+    planted_log().write_csv(log)
+    r = CliRunner().invoke(
+        cli,
+        [
+            "study",
+            "coldstart",
+            "--data",
+            str(log),
+            "--methods",
+            "pop,magic",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert r.exit_code == 2
+    assert "magic" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("shots", ["0,-1", "3,0"])
+def test_study_cli_refuses_non_positive_shots_in_one_line(tmp_path, shots):
+    log = tmp_path / "log.csv"
+    planted_log().write_csv(log)
+    args = ["study", "coldstart", "--data", str(log), "--shots", shots, "--out", str(tmp_path)]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and "--shots" in lines[0] and ">= 1" in lines[0], r.output
+    assert not (tmp_path / "runs").exists()  # refused before anything ran
+
+
+def _record(seed, method, ndcg):
+    return {
+        "seed": seed,
+        "method": method,
+        "metrics": {"3": {"hr@10": 0.5, "ndcg@10": ndcg, "mrr@10": 0.2}},
+        "per_user": {"3": [ndcg, ndcg + 0.1]},
+    }
+
+
+def test_table_shows_no_interval_for_one_seed_and_a_real_one_for_two():
+    one = [_record(0, "finetune", 0.3), _record(0, "global", 0.2)]
+    table = display_table(summarize(one, (3,)))
+    cells = table["ndcg@10 [95% CI]"].to_list()
+    assert sorted(cells) == ["0.2000 [-]", "0.3000 [-]"]
+    assert "nan" not in str(table.to_dicts())
+    two = one + [_record(1, "finetune", 0.5), _record(1, "global", 0.2)]
+    cells = dict(zip(*display_table(summarize(two, (3,)))[["method", "ndcg@10 [95% CI]"]]))
+    # finetune: mean 0.4 over seeds 0.3, 0.5: t(0.975, 1) * 0.1414 / sqrt 2 = 1.2706
+    assert cells["finetune"] == "0.4000 [-0.8706, 1.6706]"
+    assert cells["global"] == "0.2000 [0.2000, 0.2000]"

@@ -1,0 +1,88 @@
+"""Scenarios: the cold-start user split checks its sizes and splits users, not events."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from warmrec.errors import ConfigError, DataError
+from warmrec.experiments.scenarios import ColdStartUsers, shot_eval_set
+from warmrec.experiments.studies.coldstart import user_sequences
+
+from .studies.test_coldstart import planted_log
+
+
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        ({"shots": (0, -1)}, ["shots", ">= 1", "0, -1"]),
+        ({"shots": ()}, ["shots", "at least one"]),
+        ({"valid_users": 0.5, "test_users": 0.5}, ["valid_users + test_users", "< 1"]),
+        ({"valid_users": 0.0}, ["valid_users"]),
+    ],
+)
+def test_bad_settings_are_one_config_line(kw, words):
+    with pytest.raises(ConfigError) as e:
+        ColdStartUsers(**kw)
+    msg = str(e.value)
+    assert "\n" not in msg and all(w in msg for w in words), msg
+
+
+def test_sizes_that_leave_a_part_empty_are_refused_in_one_line():
+    lens = np.array([20, 20, 3, 3, 3])  # two users with > 10 events
+    with pytest.raises(DataError) as e:
+        ColdStartUsers(shots=(1, 10)).assign(lens, seed=0)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert ">= 11 events" in msg and "2 eligible of 5 users" in msg
+    # the same users are enough with fewer revealed events
+    parts = ColdStartUsers(shots=(1,), valid_users=0.2, test_users=0.2).assign(lens, seed=0)
+    assert parts.sizes() == {"train": 3, "valid": 1, "test": 1}
+
+
+def test_every_user_is_in_exactly_one_part_and_the_seed_decides():
+    lens = np.full(50, 12)
+    sc = ColdStartUsers(valid_users=0.1, test_users=0.2)
+    a, b, c = sc.assign(lens, 0), sc.assign(lens, 0), sc.assign(lens, 1)
+    assert a.sizes() == {"train": 35, "valid": 5, "test": 10}
+    assert sorted(np.concatenate([a.train, a.valid, a.test]).tolist()) == list(range(50))
+    assert np.array_equal(a.test, b.test) and not np.array_equal(a.test, c.test)
+
+
+def test_short_users_only_train_and_capped_users_never_train():
+    lens = np.array([12] * 20 + [4] * 10)
+    sc = ColdStartUsers(valid_users=0.25, test_users=0.25, max_valid_users=2, max_test_users=3)
+    parts = sc.assign(lens, seed=0)
+    assert parts.sizes() == {"train": 20, "valid": 2, "test": 3}
+    assert set(range(20, 30)) <= set(parts.train.tolist())  # too short to be held out
+    assert len(set(parts.train.tolist()) & set(range(20))) == 10  # 5 + 5 held, 10 train
+
+
+def test_time_order_holds_out_the_users_who_start_last():
+    lens = np.full(10, 12)
+    first = np.array([5, 1, 9, 3, 7, 0, 8, 2, 6, 4], dtype=float)
+    parts = ColdStartUsers(order="time", valid_users=0.2, test_users=0.2).assign(lens, 0, first)
+    assert parts.test.tolist() == [2, 6]  # first events 9, 8
+    assert parts.valid.tolist() == [4, 8]  # 7, 6
+    with pytest.raises(DataError, match="timestamps"):
+        ColdStartUsers(order="time").assign(lens, 0)
+
+
+def test_a_fixed_number_of_test_users_keeps_a_share_training():
+    lens = np.full(10, 12)
+    sc = ColdStartUsers(valid_users=0.1, n_test_users=100, min_train_share=0.5)
+    # test = min(100 asked, 9 eligible left, 10 - 1 valid - 5 kept for training) = 4
+    assert sc.assign(lens, 0).sizes() == {"train": 5, "valid": 1, "test": 4}
+
+
+def test_split_and_shot_eval_sets_over_user_sequences():
+    data = user_sequences(planted_log())
+    split = ColdStartUsers(shots=(1, 3)).split(data, seed=0)
+    es = split.eval_set("test", 3)
+    seqs = data.sequences
+    u = split.test[0]
+    items = seqs.items[seqs.offsets[u] : seqs.offsets[u + 1]]
+    np.testing.assert_array_equal(es.history(0), items[:3])
+    assert es.targets[0] == items[3]
+    with pytest.raises(DataError, match="k = 0"):
+        shot_eval_set(data, split.test, 0)
