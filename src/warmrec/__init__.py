@@ -87,6 +87,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from warmrec.artifacts import load_model
     from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
     from warmrec.data.datasets import download, list_datasets, load_dataset
     from warmrec.data.prepared import Prepared, prepare
@@ -96,7 +97,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from warmrec.data.split import Split, default_split, split
     from warmrec.data.vocab import ItemVocab
     from warmrec.evaluation import evaluate
-    from warmrec.artifacts import load_model
     from warmrec.experiments.spec import (
         RunSpec,
         fit_run,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import polars as pl
 import pytest
@@ -92,6 +94,14 @@ def test_study_cli_runs_end_to_end_and_resumes(tmp_path):
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, r.output
     assert "runs computed now: 1" in r.output
+    # the global model records its run (the coldstart scenario): evaluate and predict need
+    # only its directory, and score its own meta-test users (8, each with 3 revealed events)
+    gm = out / "models" / "global-s0"
+    ev = CliRunner().invoke(cli, ["evaluate", str(gm), "--json"])
+    assert ev.exit_code == 0, ev.output
+    assert json.loads(ev.output)["n"] == 8
+    pr = CliRunner().invoke(cli, ["predict", str(gm), "-k", "2", "--out", str(tmp_path / "p.csv")])
+    assert pr.exit_code == 0, pr.output
 
 
 def test_study_cli_refuses_an_unknown_method_in_one_line(tmp_path):
