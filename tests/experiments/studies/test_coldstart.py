@@ -90,6 +90,9 @@ def test_study_cli_runs_end_to_end_and_resumes(tmp_path):
     for f in ("results.md", "report.md", "report.html", "ndcg_at_10_vs_shots.png"):
         assert (out / f).is_file()
     assert "finetune" in (out / "results.md").read_text()
+    # the meta-method's epochs are chosen on meta-valid users (the loop validated it there)
+    fomaml = json.loads((out / "runs" / "0-fomaml.json").read_text())
+    assert fomaml["meta_best_epoch"] == 1
     (out / "runs" / "0-fomaml.json").unlink()  # an interrupted study: one run missing
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, r.output

@@ -120,6 +120,13 @@ class ColdStartSettings(ColdStartUsers):
     """``melo``: trainer settings of the global rating model (backbone + head)."""
 
 
+def selection_shot(shots: Sequence[int]) -> int:
+    """The number of revealed events at which meta-valid users select a meta-method's
+    meta-epochs: the largest shot <= 5 (the goal is pooled over k <= 5), else the smallest."""
+    small = [k for k in shots if k <= 5]
+    return max(small) if small else min(shots)
+
+
 def user_sequences(frame: pl.DataFrame, vocab: ItemVocab | None = None) -> SequenceDataset:
     """One time-ordered sequence per user over the catalogue of every item in ``frame`` (or over
     ``vocab``, a saved model's)."""
@@ -185,10 +192,13 @@ def run_method(
         info["inner_lr"] = chosen_lr
     else:
         cfg = {**meta_cfg, **META_METHODS[method], "inner_lr": chosen_lr}
-        model = meta_train(global_model, train, cfg)
+        # meta-epochs chosen on meta-valid users (the loop keeps the best epoch there)
+        valid = shot_eval_set(split.data, split.valid, selection_shot(settings.shots))
+        model = meta_train(global_model, train, cfg, valid=valid)
         info["inner_lr"] = chosen_lr
         if model.train_result is not None:
             info["meta_seconds_per_epoch"] = model.train_result.seconds_per_epoch
+            info["meta_best_epoch"] = model.train_result.best_epoch
     fit_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     res = _eval(model, test_sets)
