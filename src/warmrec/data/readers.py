@@ -10,9 +10,13 @@ The rules, in one place:
 - **Columns.** ``columns`` maps canonical name -> column in the file; a key that is not a
   canonical name keeps that column as an extra column under the key's name. Unmapped canonical
   columns are recognised by common names, compared without case, ``_``, ``-`` and spaces
-  (``session_id``/``SessionId``/``session``, ``user_id``/``UserId``/``user``,
-  ``item_id``/``ItemId``/``item``, ``timestamp``/``Time``/``time``/``ts``, ``rating``). Other
-  columns are not read at all (the benchmark reads 33M rows: only what is needed is parsed).
+  (``session_id``/``SessionId``/``session``, ``user_id``/``UserId``/``user``/``learner_id``/
+  ``customer_id``/..., ``item_id``/``ItemId``/``item``/``product_id``/``video_id``/...,
+  ``timestamp``/``time``/``ts``/``datetime``/``date``/``created_at``/``event_time``/...,
+  ``rating``; the full lists are :data:`~warmrec.data.columns.ALIASES`). The canonical name
+  itself wins; two other candidates for one column (``date`` and ``time``) are refused, naming
+  both. Other columns are not read at all (the benchmark reads 33M rows: only what is needed
+  is parsed).
 - **Separator.** Sniffed from the header line (tab, comma, semicolon, pipe, then space) unless
   ``sep`` is given; ``.tsv`` defaults to tab. Fields may be quoted with ``"``.
 - **Ids.** Read as text; a column whose every value is a plain decimal integer (no sign, no
