@@ -125,3 +125,17 @@ def test_cuda_device_without_cuda_is_a_config_error(monkeypatch, log_csv, tmp_pa
     args = ["train", "--model", "sasrec", "--data", log_csv, "--set", "train.device=cuda:0"]
     line = one_line(run(args + ["--out", tmp_path / "m"]))
     assert "'cuda:0'" in line
+
+
+def test_data_commands_read_a_mars_folder_without_options(tmp_path):
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "fixtures" / "datasets" / "mars"
+    d = json.loads(run(["data", "stats", folder, "--json"]).output)
+    assert (d["events"], d["sequences"], d["items"]) == (5, 2, 3)
+    g = json.loads(run(["data", "gaps", folder, "--json"]).output)
+    assert g["n_gaps"] == 3 and g["n_zero"] == 1  # the duplicated row
+    res = run(["data", "sessionize", folder, "--out", tmp_path / "s.parquet", "--json"])
+    assert json.loads(res.output)["sessions"] == 2
+    d = json.loads(run(["data", "stats", folder, "--format", "mars-explicit", "--json"]).output)
+    assert d["events"] == 2

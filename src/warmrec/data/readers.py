@@ -166,7 +166,9 @@ def load_interactions(
     """Read an interaction log into the canonical table (see the module docstring).
 
     ``format`` overrides detection: ``csv``, ``tsv``, ``parquet``, ``recbole``, ``folder`` or a
-    dataset name from :func:`warmrec.data.datasets.list_datasets`. ``time_unit`` is one of
+    dataset name from :func:`warmrec.data.datasets.list_datasets`. Without it, a folder that
+    holds a named dataset's files (:func:`~warmrec.data.catalogue.detect_dataset`: MARS) is
+    read as that dataset, with its feature tables. ``time_unit`` is one of
     :data:`~warmrec.data.columns.TIME_UNITS`; ``max_id_length`` and ``time_outliers`` are the
     limits of :mod:`warmrec.data.checks`. The result's ``time_unit`` is ``"ordinal"`` when the
     timestamps are positions (``time_unit="ordinal"``, ``order``, ``no_timestamp`` or a
@@ -189,7 +191,7 @@ def load_interactions(
         max_id_length=max_id_length,
         time_outliers=time_outliers,
     )
-    fmt = (format or detect_format(p)).lower()
+    fmt = (format or catalogue.detect_dataset(p) or detect_format(p)).lower()
     if fmt in FORMATS:
         out = read_file(p, fmt, opts)
         if opts.ordinal:
