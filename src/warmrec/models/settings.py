@@ -32,7 +32,6 @@ AdaptorName = Literal["whiten", "moe"]
 TEXT_FIELDS = (
     "title",
     "name",
-    "description",
     "genres",
     "software",
     "theme",
@@ -41,9 +40,12 @@ TEXT_FIELDS = (
     "type",
     "category",
     "tags",
+    "description",
 )
 """Item feature columns read as item text by default (those a table lacks are skipped): MARS
-(title, description, tags, difficulty, type), MovieLens (title, genres) and common names."""
+(title, tags, difficulty, type, description), MovieLens (title, genres) and common names. The
+long description comes last: an encoder that truncates (MiniLM: 256 word pieces) keeps the
+title and tags."""
 
 
 class HistorySettings(ConfigModel):
