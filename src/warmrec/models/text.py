@@ -517,10 +517,12 @@ class TfidfConfig(HistorySettings, TextFieldSettings):
 
 @register_model("tfidf")
 class TfidfContent(Recommender):
-    """Content-based: TF-IDF over the item text (scikit-learn's ``TfidfVectorizer``, English
-    stop words removed, rows L2-normalised); an item's score is the recency-weighted sum of its
-    cosine similarity to the history's last ``max_len`` items. Items without text score 0;
-    interactions are used for nothing but the vocabulary."""
+    """TF-IDF content baseline: items scored by text similarity to the recent history.
+
+    TF-IDF over the item text (scikit-learn's ``TfidfVectorizer``, English stop words removed,
+    rows L2-normalised); an item's score is the recency-weighted sum of its cosine similarity to
+    the history's last ``max_len`` items. Items without text score 0; interactions are used for
+    nothing but the vocabulary."""
 
     Config = TfidfConfig
     learns_sequences: ClassVar[bool] = False
