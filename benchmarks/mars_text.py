@@ -54,6 +54,11 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "sasrec id": ("sasrec", {}),
     "sasrec text": ("sasrec", {"item_repr": "text"}),
     "sasrec id+text": ("sasrec", {"item_repr": "id+text", "id_dropout": 0.3}),
+    "sasrec text+prior": ("sasrec", {"item_repr": "text", "text_prior": 5}),
+    "sasrec id+text+prior": (
+        "sasrec",
+        {"item_repr": "id+text", "id_dropout": 0.3, "text_prior": 5},
+    ),
 }
 
 

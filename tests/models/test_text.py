@@ -209,6 +209,31 @@ def test_text_item_embedding_rows_and_extend(use_id):
     assert torch.allclose(layer.output_weight[:4], w, atol=1e-6)  # old rows unchanged
     with pytest.raises(ModelError, match="expected"):
         layer.extend(torch.randn(1, 5))
+    assert layer.train_offset() is not None  # the added items have no training events
+    assert torch.equal(layer.train_offset(), torch.tensor([0.0, 0, 0, 0, -1e4, -1e4]))
+
+
+def test_text_prior_is_the_recency_weighted_cosine_with_the_history():
+    text = torch.nn.functional.normalize(torch.randn(5, 8), dim=1)
+    text[0] = 0
+    layer = TextItemEmbedding(text, 6, use_id=False, prior_len=2)
+    items = torch.tensor([[0, 1, 2, 3], [0, 0, 0, 4]])
+    with torch.no_grad():
+        layer.prior_weight.fill_(3.0)
+        got = layer.prior_logits(items)
+    # the last two items count, the older one half; older ones and padding not at all
+    want = 3.0 * torch.stack([(text[3] + 0.5 * text[2]) @ text.T, text[4] @ text.T])
+    assert torch.allclose(got, want, atol=1e-6)
+    profile = layer.prior_profile(items)
+    assert torch.allclose(profile[0, 1], 3.0 * text[1]) and torch.all(profile[1, :3] == 0)
+
+
+def test_items_without_training_events_are_out_of_the_training_softmax():
+    text = torch.randn(4, 8)
+    layer = TextItemEmbedding(text, 6, use_id=False, trained=torch.tensor([0, 1, 0, 1]))
+    assert torch.equal(layer.train_offset(), torch.tensor([-1e4, 0.0, -1e4, 0.0]))
+    full = TextItemEmbedding(text, 6, use_id=False, bias=True)
+    assert full.train_offset() is full.bias  # every item trained: the plain output bias
 
 
 def test_text_repr_needs_tied_output_and_an_item_table(text_data):
@@ -225,7 +250,9 @@ def test_text_model_ranks_an_unseen_item_the_id_model_cannot(text_data, tmp_path
     train, test, items, cache = text_data
     text = fit(text_cfg(cache, item_repr="text"), train)
     ids = fit(text_cfg(cache, item_repr="id"), train)
-    both = fit(text_cfg(cache, item_repr="id+text", adaptor="moe", id_dropout=0.3), train)
+    both = fit(
+        text_cfg(cache, item_repr="id+text", adaptor="moe", id_dropout=0.3, text_prior=2), train
+    )
     hr_text = evaluate(text, test, ["hr@4"])["hr@4"]
     hr_id = evaluate(ids, test, ["hr@4"])["hr@4"]
     hr_both = evaluate(both, test, ["hr@4"])["hr@4"]
@@ -238,6 +265,8 @@ def test_text_model_ranks_an_unseen_item_the_id_model_cannot(text_data, tmp_path
     loaded = Recommender.load(text.save(tmp_path / "m"))
     batch = test.batch(np.arange(len(test)), loaded.history_len)
     assert torch.equal(loaded.score(batch), text.score(batch))
+    loaded_both = Recommender.load(both.save(tmp_path / "both"))  # id part, mask, prior weight
+    assert torch.equal(loaded_both.score(batch), both.score(batch))
     # an item added after training gets a vector from its text, without retraining
     new_topic = catalogue(N_TOPICS + 1).filter(pl.col("item_id") > N_TOPICS * N_STYLES)
     new_topic = new_topic.with_columns(pl.col("title").str.replace(f"topic{N_TOPICS}", "topic0"))

@@ -73,7 +73,7 @@ from warmrec.models.settings import (
     TransformerSettings,
     WindowSettings,
 )
-from warmrec.models.text import item_layer, text_vectors
+from warmrec.models.text import TextItemEmbedding, item_layer, text_vectors
 from warmrec.registry import register_model
 
 
@@ -200,15 +200,21 @@ class SASRec(NeuralRecommender):
 
     def training_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         item = self.net.item
-        return self.window_loss(
-            self.net(batch["items"]),
-            batch["items"],
-            batch["targets"],
-            item.output_weight,
-            item.output_bias,
-        )
+        # text items: those without training events are out of the softmax (train_offset)
+        items = batch["items"]
+        hidden, weight, bias = self.net(items), item.output_weight, item.output_bias
+        if isinstance(item, TextItemEmbedding):
+            bias = item.train_offset()
+            if item.prior_len:  # the text prior as extra dimensions: [h, p] . [w, text]
+                hidden = torch.cat([hidden, item.prior_profile(items)], dim=-1)
+                weight = torch.cat([weight, item.text], dim=-1)
+        return self.window_loss(hidden, items, batch["targets"], weight, bias)
 
     def forward_scores(self, batch: Batch) -> torch.Tensor:
         items = batch.items[:, -self.config.max_len :]
+        item = self.net.item
+        logits = item.logits(self.net(items)[:, -1])
+        if getattr(item, "prior_len", 0):
+            logits = logits + item.prior_logits(items)
         # the seen-item offset covers the whole history given (seen_len), not just the window
-        return self.add_seen(self.net.item.logits(self.net(items)[:, -1]), batch)
+        return self.add_seen(logits, batch)

@@ -201,6 +201,12 @@ class TextSettings(TextFieldSettings):
     n_experts: int = Field(4, ge=1)
     """Experts of the ``"moe"`` adaptor."""
 
+    text_prior: int = Field(0, ge=0)
+    """Add to each item's score its text's cosine with the recent history, with a learned
+    weight: the last ``text_prior`` items, weighted ``0.5 ** age`` (0 = off). Keeps the plain
+    content similarity that the adaptor's projection blurs (the strength of a TF-IDF
+    baseline on items without interactions)."""
+
     id_dropout: float = Field(0.0, ge=0, le=1)
     """With ``"id+text"``: the share of items whose id part is dropped in each training step
     (their text part must score them alone; helps items without interactions)."""

@@ -25,8 +25,11 @@ The vectors feed a sequence model through a learned **adaptor** (UniSRec, Hou et
 adapted text vectors (``item_repr="text"``) or those plus a learned id vector (``"id+text"``);
 input and (tied) output share them, so a model with ``item_repr="text"`` scores an item by its
 text alone and ranks items nobody has interacted with. SASRec takes it through its config
-(``item_repr``, :class:`~warmrec.models.settings.TextSettings`). :func:`add_items` gives an
-item added after training its text vector, without retraining (its id part, if any, is zero).
+(``item_repr``, :class:`~warmrec.models.settings.TextSettings`). With ``text_prior = k`` the
+score of an item also gets its text's cosine with the last ``k`` history items (recency-weighted,
+a learned weight): the plain content similarity that makes TF-IDF strong on new items, which the
+adaptor's projection blurs. :func:`add_items` gives an item added after training its text
+vector, without retraining (its id part, if any, is zero).
 
 :class:`TfidfContent` (``"tfidf"``) is the content baseline: TF-IDF over the same item text,
 an item scored by its cosine similarity to the user's recent items (recency-weighted).
@@ -326,8 +329,14 @@ class TextItemEmbedding(ItemEmbedding):
     layer is always tied (the same vectors score the catalogue): that is what lets an item
     without interactions be ranked.
 
-    With ``use_id``, the id vector is added only for the items marked in ``has_id`` (those with
-    training interactions; default all): under a full softmax the id vector of an item that is
+    ``trained`` marks the items with training interactions (default all). In training
+    (:meth:`train_offset`) the others are left out of the softmax: they would only ever be
+    negatives, and through their text vectors that would teach the adaptor to bury whole regions
+    of the text space (measured on MARS, new videos after 2019-07-01: HR@10 of their first views
+    0.034 with them as negatives; see ``benchmarks/results/mars.md``).
+
+    With ``use_id``, the id vector is added only for the ``trained`` items: under a full softmax
+    the id vector of an item that is
     never a target only learns to be a negative, and would bury the item's text part (measured
     on the synthetic catalogue of ``tests/models/test_text.py``: HR@4 0.0 on unseen targets with
     it, as for an id-only model). Even so the seen items lean on their id vectors and the text
@@ -346,24 +355,29 @@ class TextItemEmbedding(ItemEmbedding):
         dropout: float = 0.1,
         bias: bool = False,
         init_std: float = 0.02,
-        has_id: torch.Tensor | None = None,
+        trained: torch.Tensor | None = None,
         id_dropout: float = 0.0,
+        prior_len: int = 0,
+        prior_decay: float = 0.5,
     ) -> None:
         nn.Module.__init__(self)
         self.id_dropout = float(id_dropout)
+        self.prior_len = int(prior_len)
+        self.prior_decay = float(prior_decay)
+        self.prior_weight = nn.Parameter(torch.tensor(1.0)) if prior_len else None
         text = torch.as_tensor(text, dtype=torch.float32)
         n_items, d_text = text.shape
         self.tied = True
         self.out = None
         self.register_buffer("text", text.clone())
         self.register_buffer("has_text", (text.abs().sum(1) > 0).to(torch.float32))
+        mask = torch.ones(n_items) if trained is None else torch.as_tensor(trained).float()
+        self.register_buffer("trained", mask.clone())
         mean = text[self.has_text > 0].mean(0) if bool(self.has_text.any()) else None
         self.adaptor = make_adaptor(adaptor, d_text, dim, n_experts, mean)
         self.text_drop = FastDropout(dropout)
         self.embed = None
         if use_id:
-            mask = torch.ones(n_items) if has_id is None else torch.as_tensor(has_id).float()
-            self.register_buffer("has_id", mask.clone())
             self.embed = nn.Embedding(n_items, dim, padding_idx=0)
             nn.init.normal_(self.embed.weight, std=init_std)
             with torch.no_grad():
@@ -381,12 +395,34 @@ class TextItemEmbedding(ItemEmbedding):
         return self.adaptor(self.text_drop(x)) * m.unsqueeze(-1)
 
     def _id_mask(self) -> torch.Tensor:
-        """``has_id``, with each item's id part dropped at rate ``id_dropout`` in training (so
+        """``trained``, with each item's id part dropped at rate ``id_dropout`` in training (so
         that the text part alone must score well too)."""
         if not self.training or self.id_dropout <= 0:
-            return self.has_id
-        keep = torch.rand(self.has_id.shape, device=self.has_id.device) >= self.id_dropout
-        return self.has_id * keep
+            return self.trained
+        keep = torch.rand(self.trained.shape, device=self.trained.device) >= self.id_dropout
+        return self.trained * keep
+
+    def prior_profile(self, items: torch.Tensor) -> torch.Tensor:
+        """``items[B, L]`` (left-padded) -> ``[B, L, d_text]``: at each position the text vectors
+        of the last ``prior_len`` items up to it, weighted ``prior_decay ** age``, times the
+        learned prior weight. Its dot product with an item's text vector is the item's prior."""
+        x = self.text[items]
+        out = x.clone()
+        for age in range(1, min(self.prior_len, items.shape[-1])):
+            out[..., age:, :] += self.prior_decay**age * x[..., :-age, :]
+        return out * self.prior_weight
+
+    def prior_logits(self, items: torch.Tensor) -> torch.Tensor:
+        """``[B, n_items]``: the prior of every item after each history ``items[B, L]``."""
+        return self.prior_profile(items)[:, -1] @ self.text.T
+
+    def train_offset(self) -> torch.Tensor | None:
+        """The output bias for training: ``output_bias`` plus -1e4 on the items without
+        training interactions (out of the softmax); None when every item has some."""
+        if bool((self.trained > 0).all()):
+            return self.bias
+        off = (self.trained - 1.0) * 1e4
+        return off if self.bias is None else self.bias + off
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         out = self.text_part(items)
@@ -417,7 +453,7 @@ class TextItemEmbedding(ItemEmbedding):
             grown = nn.Embedding(w.shape[0] + len(text), w.shape[1], padding_idx=0).to(w)
             grown.weight.copy_(torch.cat([w, w.new_zeros(len(text), w.shape[1])]))
             self.embed = grown
-            self.has_id = torch.cat([self.has_id, self.has_id.new_zeros(len(text))])
+        self.trained = torch.cat([self.trained, self.trained.new_zeros(len(text))])
         if self.bias is not None:
             self.bias = nn.Parameter(torch.cat([self.bias, self.bias.new_zeros(len(text))]))
 
@@ -435,8 +471,9 @@ def item_layer(
     """The item layer of a model whose config has :class:`TextSettings`: a plain
     :class:`ItemEmbedding` for ``item_repr="id"``, else a :class:`TextItemEmbedding` over
     ``text`` (``[n_items, d_text]``; None when loading: zeros of ``meta.dim``, the saved buffer
-    replaces them). ``counts`` (training count per item) marks the items that get an id vector
-    under ``"id+text"`` (those with a count > 0; default all)."""
+    replaces them). ``counts`` (training count per item) marks the trained items (a count > 0;
+    default all): the others are out of the training softmax and, under ``"id+text"``, get no id
+    vector."""
     if not isinstance(cfg, TextSettings) or cfg.item_repr == "id":
         return ItemEmbedding(n_items, d, tied=getattr(cfg, "tied", True), bias=bias)
     if text is None:
@@ -456,8 +493,9 @@ def item_layer(
         n_experts=cfg.n_experts,
         dropout=cfg.text_dropout,
         bias=bias,
-        has_id=None if counts is None else torch.as_tensor(np.asarray(counts) > 0),
+        trained=None if counts is None else torch.as_tensor(np.asarray(counts) > 0),
         id_dropout=cfg.id_dropout,
+        prior_len=cfg.text_prior,
     )
 
 
