@@ -10,7 +10,8 @@ Two protocols, each named with its figures:
   learners, and **new videos** (targets with no event before the cut: only text can rank them).
 
 Text models read title, tags, difficulty, type and description through offline MiniLM (vectors
-cached on disk); ``id+text`` drops each item's id part at rate 0.3 in training. One thread::
+cached on disk); ``id+text`` drops each item's id part at rate 0.3 in training; ``+prior`` adds
+the text cosine with the last 5 history items (``text_prior = 5``). One thread::
 
     OMP_NUM_THREADS=1 python benchmarks/mars_text.py [--data ../shared/data/mars] [--seeds 0]
 
@@ -229,7 +230,10 @@ def main() -> None:
         f"NDCG@10 (patience 5), at most {args.epochs} epochs or {args.budget:.0f} s of training; "
         "`text`: MiniLM vectors of title, tags, difficulty, type and description (encoded once, "
         "cached) through a whitening adaptor; `id+text`: plus id vectors (items without training "
-        "events get none; id dropout 0.3). TF-IDF: the same text, cosine to the last 5 items "
+        "events get none; id dropout 0.3); `+prior`: `text_prior = 5` (the MiniLM cosine with "
+        "the last 5 history items, weights 0.5^age, added with a learned weight). Text items "
+        "without training events are out of the training softmax. "
+        "TF-IDF: the same text, cosine to the last 5 items "
         f"(weights 0.5^age). Text vectors of the {len(texts)} videos: {enc}; encoding them "
         "cold took 182 s on one thread of this loaded machine. Fit times exclude it.\n\n"
         + "\n\n".join(sections)
