@@ -18,7 +18,11 @@ from warmrec.models.base import Recommender
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(
+    os.environ.get("WARMREC_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
+"""The shared real datasets (``../shared/data``; ``WARMREC_SHARED_DATA`` points elsewhere, e.g.
+from a worktree)."""
 
 
 def cyclic_log(

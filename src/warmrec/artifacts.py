@@ -216,6 +216,18 @@ class FeaturesMeta(_Record):
     user: FeatureSide | None = None
 
 
+class TextMeta(_Record):
+    """The item-text vectors of a text-aware model (:mod:`warmrec.models.text`): the encoder, the
+    vector width, the item fields the texts were made of, how many items had text, and the
+    SHA-256 of the texts and encoder (the cache key). The vectors themselves are weights."""
+
+    encoder: str
+    dim: int
+    fields: list[str] = []
+    n_with_text: int = 0
+    sha256: str = ""
+
+
 class ModelMeta(_Record):
     """What a model records besides its config and weights (``model.meta``); saved in
     ``config.json``. Every field is optional; assignments are validated."""
@@ -223,6 +235,7 @@ class ModelMeta(_Record):
     run: RunInfo | None = None
     transfer: TransferInfo | None = None
     features: FeaturesMeta | None = None
+    text: TextMeta | None = None
     item_titles: list[tuple[int | str, str]] | None = None
     """``[raw id, title]`` pairs of the training items (for text-similarity transfer)."""
     item_counts: list[int] | None = None
