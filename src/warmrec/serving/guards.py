@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import re
 import socket
 import urllib.parse
@@ -145,10 +146,26 @@ class LoadShed:
     ) -> None:
         if max_inflight < 1:
             raise ValueError("max_inflight must be >= 1")
-        self.app, self.max_inflight, self.retry_after = app, max_inflight, str(retry_after_s)
+        self.app, self.max_inflight = app, max_inflight
         self.exempt = frozenset(exempt)
         self.inflight = 0
         self.shed = 0
+        # the answer is built once: shedding must cost next to nothing
+        body = json.dumps(
+            {"detail": f"overloaded: {max_inflight} requests in progress; retry later"}
+        ).encode()
+        self._busy = (
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", str(retry_after_s).encode()),
+                ],
+            },
+            {"type": "http.response.body", "body": body},
+        )
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] in self.exempt:
@@ -156,12 +173,8 @@ class LoadShed:
             return
         if self.inflight >= self.max_inflight:
             self.shed += 1
-            busy = problem(
-                503,
-                f"overloaded: {self.inflight} requests in progress; retry later",
-                {"Retry-After": self.retry_after},
-            )
-            await busy(scope, receive, send)
+            await send(self._busy[0])
+            await send(self._busy[1])
             return
         self.inflight += 1
         try:
