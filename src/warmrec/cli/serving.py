@@ -232,7 +232,7 @@ def serve(
     click.echo(f"warmrec: serving {model_dir} on http://{where}:{real_port} ({docs})", err=True)
     if workers == 1:
         app = create_app(
-            model_dir,
+            os.path.abspath(model_dir),
             bundle=bundle,
             threads=threads,
             engine=engine,
