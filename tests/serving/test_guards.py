@@ -80,7 +80,7 @@ def test_load_shedding_bounds_what_a_turn_of_the_loop_admits():
         assert [c for c, _ in await burst(12, "/health")] == [200] * 12
 
     asyncio.run(main())
-    assert mw.stats() == {"max_inflight": 5, "inflight": 0, "shed": 15}
+    assert mw.stats() == {"max_inflight": 5, "inflight": 0, "peak_inflight": 5, "shed": 15}
 
 
 def test_a_shed_answer_is_a_json_problem():

@@ -149,6 +149,7 @@ class LoadShed:
         self.app, self.max_inflight = app, max_inflight
         self.exempt = frozenset(exempt)
         self.inflight = 0
+        self.peak = 0
         self.shed = 0
         # the answer is built once: shedding must cost next to nothing
         body = json.dumps(
@@ -177,6 +178,8 @@ class LoadShed:
             await send(self._busy[1])
             return
         self.inflight += 1
+        if self.inflight > self.peak:
+            self.peak = self.inflight
         try:
             await asyncio.sleep(0)  # the other requests of this turn get counted before we run
             await self.app(scope, receive, send)
@@ -184,4 +187,9 @@ class LoadShed:
             self.inflight -= 1
 
     def stats(self) -> dict[str, int]:
-        return {"max_inflight": self.max_inflight, "inflight": self.inflight, "shed": self.shed}
+        return {
+            "max_inflight": self.max_inflight,
+            "inflight": self.inflight,
+            "peak_inflight": self.peak,
+            "shed": self.shed,
+        }
