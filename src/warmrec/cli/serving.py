@@ -131,7 +131,8 @@ def predict_cmd(
     show_default=True,
     type=int,
     help="Requests a worker holds at once; more are answered 503 with Retry-After at once "
-    "(load shedding; 0: no bound).",
+    "(load shedding; 0: no bound). It bounds a batch of work to N x the time of a request: "
+    "the wait of an admitted request and how late a 503 comes.",
 )
 @click.option(
     "--admin-token-file",
