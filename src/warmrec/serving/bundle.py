@@ -25,11 +25,13 @@ trace of the model's ``forward_scores`` for a one-history batch, is the default 
 for neural models: it is traced at load time and **checked** against eager scoring on
 histories of several lengths (1, half, full); any failure or difference falls back to eager
 (``self.engine`` says which runs). Multi-row batches (batch prediction) always run eager.
-Session-kNN models (SKNN, V-SKNN) run ``"sparse"`` unless ``engine="eager"``: one history is
-ranked from the model's sparse candidate scores (``candidate_scores``) by
-:class:`~warmrec.models.rules.FallbackRanker` -- the same scores as the dense row, ties ordered
-by the lower index -- instead of a catalogue-wide row plus ``torch.topk`` (on the synthetic
-100,000-item catalogue that row and its top-k were most of a request's cost).
+Session-kNN models (SKNN, V-SKNN) run ``"index"`` unless ``engine="eager"``: one history's
+candidate scores come from the VMIS-kNN serving index (:mod:`warmrec.serving.index`: memory-mapped
+arrays saved in the model directory, a numba query; bit-identical to the model's
+``candidate_scores``) and are ranked by :class:`~warmrec.models.rules.FallbackRanker` -- the same
+scores as the dense row, ties ordered by the lower index -- instead of a catalogue-wide row plus
+``torch.topk``. ``engine="sparse"`` (or no numba) scores with the model's own vectorised NumPy
+``candidate_scores`` instead of the index.
 
 :func:`top_k` is shared with batch prediction (:mod:`warmrec.serving.predict`).
 """
@@ -50,7 +52,7 @@ import torch
 from warmrec.errors import WarmrecError
 
 RawId = int | str
-ENGINES = ("auto", "eager", "torchscript")
+ENGINES = ("auto", "eager", "torchscript", "sparse")
 
 
 class EmptyHistoryError(WarmrecError):
@@ -130,9 +132,10 @@ class ModelBundle:
         self.engine = "eager"
         self._traced: Any = None
         self._ranker: Any = None
+        self._knn: Any = None
         if engine != "eager":
             self._trace()
-            self._sparse()
+            self._sparse(index=engine != "sparse")
         self._popular = (
             torch.as_tensor(counts, dtype=torch.float32)
             if counts is not None and len(counts) == self.n_items + 1
@@ -173,9 +176,11 @@ class ModelBundle:
             return
         self._traced, self.engine = traced, "torchscript"
 
-    def _sparse(self) -> None:
+    def _sparse(self, index: bool = True) -> None:
         """Models with sparse scores plus a popularity fallback (the session-kNN family) rank
-        one history from their candidate items, without a dense catalogue-wide row."""
+        one history from their candidate items, without a dense catalogue-wide row; SKNN and
+        V-SKNN score them from the serving index (:mod:`warmrec.serving.index`) unless
+        ``index`` is false (``engine="sparse"``: the model's own NumPy path)."""
         from warmrec.models.rules import FallbackRanker
 
         m = self.model
@@ -184,6 +189,11 @@ class ModelBundle:
             return
         self._ranker = FallbackRanker(counts, bool(getattr(m.config, "pop_fallback", False)))
         self.engine = "sparse"
+        if index:
+            from warmrec.serving.index import scorer_for
+
+            self._knn = scorer_for(m, self.path)
+            self.engine = "index" if self._knn is not None else "sparse"
 
     @classmethod
     def load(
@@ -310,10 +320,14 @@ class ModelBundle:
         """:meth:`recommend` through the model's sparse scores (see :meth:`_sparse`)."""
         from warmrec.data.dataset import Batch
 
-        indptr, indices, data = self.model.candidate_scores(
-            Batch(torch.from_numpy(self._padded([idx])))
-        )
-        lo, hi = indptr[0], indptr[1]
+        if self._knn is not None:
+            indices, data = self._knn.scores(idx)
+            lo, hi = 0, len(indices)
+        else:
+            indptr, indices, data = self.model.candidate_scores(
+                Batch(torch.from_numpy(self._padded([idx])))
+            )
+            lo, hi = indptr[0], indptr[1]
         parts = [p for p in (idx if exclude_seen else None, ex) if p is not None and len(p)]
         blocked = np.concatenate(parts) if parts else None
         vals, top = self._ranker.top_k(indices[lo:hi], data[lo:hi], k, blocked=blocked, allowed=rs)
