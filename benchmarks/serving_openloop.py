@@ -1,0 +1,595 @@
+"""Open-loop serving benchmark: latency at a fixed request rate, with no coordinated omission.
+
+A closed-loop tool (``wrk`` in ``benchmarks/serving.py``) waits for each answer before its next
+request, so when the server stalls it stops sending and the stall never shows in the
+percentiles. This script's generator schedules request ``i`` at ``t0 + i / rate`` whatever the
+server does, and measures each latency **from that scheduled time** to the last byte of the
+answer: a request that waits for a free connection, or that the generator itself sent late,
+carries that wait.
+
+Generator (run in its own process, ``--generate``): asyncio on uvloop when installed, raw HTTP/1.1
+keep-alive sockets on loopback (``asyncio.Protocol``, no HTTP client library), a pool of
+``--conns`` connections opened before the run and grown (up to ``--max-conns``) whenever a due
+request finds none idle; requests left waiting for a connection are queued in schedule order.
+``POST /recommend`` with ``k=10`` and histories of 1-50 real raw ids drawn from the log (the
+bodies of ``benchmarks/serving.py``), cycled. Each rate runs ``--warmup`` s (not recorded), then
+``--seconds`` s; answers still missing ``--drain`` s after the last send count as timeouts and
+as infinite latencies in the percentiles. Reported per rate: offered and achieved requests/s,
+p50/p90/p99/max latency, errors (non-200 or a dropped connection), timeouts, how late the
+generator sent (p50/p99 of send time minus scheduled time: the event loop's timers have
+millisecond resolution, so up to ~1 ms of each latency can be the generator's), the server's
+CPU ms per request and RSS (``/proc``), the generator's CPU ms per request, and
+``/proc/loadavg`` before and after the rate (the machine is shared).
+
+Server: ``warmrec serve MODEL_DIR`` (one worker unless ``--workers``, one torch thread) on
+127.0.0.1, started and stopped by the script. Models are trained as in
+``benchmarks/serving.py`` (``synthetic:N``: its synthetic log over N items, 50,000 sessions;
+there the neural models train 1 epoch with a sampled loss on the first ``--train-sessions``
+sessions -- serving cost does not depend on accuracy).
+
+``--scale 100000,1000000,10000000`` adds a table of the V-SKNN serving index at those
+catalogue sizes: a synthetic log of ``N / 2`` sessions of 2-20 events (the generator of
+``benchmarks/serving.py``), the model state made directly from it (sessions are generated in
+time order, so these are the arrays ``fit`` would make; a fit through a DataFrame of 55M events
+does not fit this shared machine), the index build time (``SessionIndex.build``) and the time to
+write it, its size on disk, and in a fresh process: ``ModelBundle.load`` time, RSS after loading,
+and RSS (current and peak) after 2,000 requests with their in-process latency.
+
+Usage (from the repository root, ``PYTHONPATH=src``)::
+
+    python benchmarks/serving_openloop.py --run synthetic:100000=vsknn@500,1000 \\
+        --run ../shared/data/nowplaying-1m=vsknn@500,1000 --run ../shared/data/ml-100k=sasrec@200 \\
+        --scale 100000,1000000,10000000 --out benchmarks/results/serving.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BEGIN = "<!-- serving_openloop.py: begin -->"
+END = "<!-- serving_openloop.py: end -->"
+
+# -- the generator (its own process) ------------------------------------------------------------
+
+
+class _Conn(asyncio.Protocol):
+    """One keep-alive connection: one request in flight at a time."""
+
+    def __init__(self, gen: _Gen) -> None:
+        self.gen = gen
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.current: tuple[int, int, float] | None = None
+        self.ready = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.ready.set_result(None)
+
+    def send(self, epoch: int, i: int, sched: float) -> None:
+        self.current = (epoch, i, sched)
+        if epoch == self.gen.epoch:
+            self.gen.lag.append(time.monotonic() - sched)
+        self.transport.write(self.gen.requests[i % len(self.gen.requests)])
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buf[:end]).lower()
+            at = head.find(b"content-length:")
+            if at < 0:  # every answer of the service has a length; anything else is an error
+                self.gen.finish(self, 0)
+                self.transport.close()
+                return
+            length = int(head[at + 15 : head.find(b"\r\n", at) if b"\r\n" in head[at:] else None])
+            total = end + 4 + length
+            if len(self.buf) < total:
+                return
+            status = int(head[9:12])
+            del self.buf[:total]
+            self.gen.finish(self, status)
+
+    def connection_lost(self, exc) -> None:
+        self.gen.lost(self)
+
+
+class _Gen:
+    """Fixed-rate schedule, latency from the scheduled time (see the module docstring)."""
+
+    def __init__(self, host: str, port: int, bodies: list[bytes], conns: int, max_conns: int):
+        self.host, self.port = host, port
+        self.requests = [
+            b"POST /recommend HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (host.encode(), port, len(b), b)
+            for b in bodies
+        ]
+        self.n_conns, self.max_conns = conns, max_conns
+        self.idle: collections.deque[_Conn] = collections.deque()
+        self.pending: collections.deque[tuple[int, int, float]] = collections.deque()
+        self.open = 0
+        self.opening = 0
+        self.epoch = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new run: answers to requests of earlier runs are no longer counted."""
+        self.epoch += 1
+        self.lat: list[float] = []
+        self.lag: list[float] = []
+        self.errors = 0
+        self.done = 0
+
+    async def connect(self) -> None:
+        self.opening += 1
+        try:
+            loop = asyncio.get_running_loop()
+            _, conn = await loop.create_connection(lambda: _Conn(self), self.host, self.port)
+            await conn.ready
+            self.open += 1
+        finally:
+            self.opening -= 1
+        self.release(conn)
+
+    def release(self, conn: _Conn) -> None:
+        if self.pending:
+            conn.send(*self.pending.popleft())
+        else:
+            self.idle.append(conn)
+
+    def dispatch(self, i: int, sched: float) -> None:
+        if self.idle:
+            self.idle.pop().send(self.epoch, i, sched)
+            return
+        self.pending.append((self.epoch, i, sched))
+        if self.open + self.opening < self.max_conns:
+            asyncio.ensure_future(self.connect())
+
+    def finish(self, conn: _Conn, status: int) -> None:
+        epoch, _, sched = conn.current
+        conn.current = None
+        if epoch == self.epoch:
+            self.lat.append(time.monotonic() - sched)
+            self.done += 1
+            if status != 200:
+                self.errors += 1
+        self.release(conn)
+
+    def lost(self, conn: _Conn) -> None:
+        self.open -= 1
+        if conn in self.idle:
+            self.idle.remove(conn)
+        if conn.current is not None and conn.current[0] == self.epoch:
+            self.errors += 1
+            self.done += 1
+        conn.current = None
+
+    async def run(self, rate: float, seconds: float, drain: float) -> dict:
+        self.reset()
+        n = int(round(rate * seconds))
+        t0 = time.monotonic() + 0.01
+        for i in range(n):
+            sched = t0 + i / rate
+            delay = sched - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.dispatch(i, sched)
+        deadline = time.monotonic() + drain
+        while self.done < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return {"sent": n, "wall_s": time.monotonic() - t0}
+
+
+def _pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q / 100 * len(s)))]  # nearest rank (the upper one)
+
+
+def _cpu_of(pid: int) -> float:
+    """User + system CPU seconds of process ``pid``."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mb(pid: int, key: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+async def _generate(a: argparse.Namespace) -> list[dict]:
+    bodies = [line.strip().encode() for line in open(a.bodies) if line.strip()]
+    gen = _Gen("127.0.0.1", a.port, bodies, a.conns, a.max_conns)
+    await asyncio.gather(*(gen.connect() for _ in range(a.conns)))
+    rows = []
+    for rate in [float(r) for r in a.rates.split(",")]:
+        if a.warmup > 0:
+            await gen.run(rate, a.warmup, 0)
+        load0 = _loadavg()
+        cpu0, scpu0 = time.process_time(), _cpu_of(a.server_pid)
+        r = await gen.run(rate, a.seconds, a.drain)
+        cpu1, scpu1 = time.process_time(), _cpu_of(a.server_pid)
+        lat = gen.lat + [float("inf")] * (r["sent"] - gen.done)
+        rows.append(
+            {
+                "rate": rate,
+                "sent": r["sent"],
+                "achieved_rps": len(gen.lat) / r["wall_s"],
+                "p50_ms": 1e3 * _pct(lat, 50),
+                "p90_ms": 1e3 * _pct(lat, 90),
+                "p99_ms": 1e3 * _pct(lat, 99),
+                "max_ms": 1e3 * max(lat) if lat else float("nan"),
+                "errors": gen.errors,
+                "timeouts": r["sent"] - gen.done,
+                "lag_p50_ms": 1e3 * _pct(gen.lag, 50),
+                "lag_p99_ms": 1e3 * _pct(gen.lag, 99),
+                "server_cpu_ms": 1e3 * (scpu1 - scpu0) / max(r["sent"], 1),
+                "gen_cpu_ms": 1e3 * (cpu1 - cpu0) / max(r["sent"], 1),
+                "server_rss_mb": _rss_mb(a.server_pid),
+                "conns": gen.open,
+                "load_before": load0,
+                "load_after": _loadavg(),
+            }
+        )
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+def generate_main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--server-pid", type=int, required=True)
+    ap.add_argument("--bodies", required=True)
+    ap.add_argument("--rates", required=True)
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--warmup", type=float, default=2)
+    ap.add_argument("--drain", type=float, default=5)
+    ap.add_argument("--conns", type=int, default=32)
+    ap.add_argument("--max-conns", type=int, default=512)
+    a = ap.parse_args(argv)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    rows = asyncio.run(_generate(a))
+    print(json.dumps(rows))
+
+
+# -- the driver -----------------------------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+
+
+def load_rows(args, name: str, mdir: Path, body_file: Path, rates: list[int], data: str) -> list:
+    from serving import Server
+
+    server = Server(mdir)  # one worker, one torch thread
+    try:
+        import urllib.request
+
+        with urllib.request.urlopen(f"{server.url}/metadata", timeout=10) as f:
+            info = json.loads(f.read())
+        cmd = [sys.executable, __file__, "--generate", "--port", str(server.port)]
+        cmd += ["--server-pid", str(server.proc.pid), "--bodies", str(body_file)]
+        cmd += ["--rates", ",".join(map(str, rates)), "--seconds", str(args.seconds)]
+        cmd += ["--warmup", str(args.warmup), "--conns", str(args.conns)]
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=len(rates) * (args.seconds + 60) + 60
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"generator failed: {out.stderr[-2000:]}")
+        rows = json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        server.stop()
+    for r in rows:
+        r.update(model=name, data=data, engine=info.get("engine", "?"))
+        print(json.dumps(r), flush=True)
+    return rows
+
+
+def parse_run(spec: str) -> tuple[str, str, list[int]]:
+    """``DATA=MODEL@RATE,RATE`` -> (data, model, rates); DATA is a path or ``synthetic:N``."""
+    try:
+        data, rest = spec.rsplit("=", 1)
+        model, rates = rest.split("@")
+        return data, model, [int(r) for r in rates.split(",")]
+    except ValueError:
+        sys.exit(f"--run: expected DATA=MODEL@RATE[,RATE...], found {spec!r}")
+
+
+def openloop_table(args, workdir: Path) -> list[dict]:
+    from serving import bodies, synthetic_log, train
+
+    rows = []
+    for spec in args.run:
+        source, name, rates = parse_run(spec)
+        if source.startswith("synthetic:"):
+            n = int(source.split(":")[1])
+            wd = workdir / f"synthetic-{n}"
+            wd.mkdir(parents=True, exist_ok=True)
+            data = wd / "synthetic.csv"
+            if not data.exists():
+                synthetic_log(data, n)
+            # neural models: sampled loss, first --train-sessions sessions (benchmarks/serving.py)
+            label, sampled = f"synthetic {n:,} items", True
+        else:
+            data = Path(source)
+            wd = workdir / data.name
+            wd.mkdir(parents=True, exist_ok=True)
+            label, sampled = data.name, False
+        body_file = wd / "bodies.jsonl"
+        if not body_file.exists():
+            bodies(data, body_file)
+        mdir = wd / name
+        if not mdir.exists():
+            fit_s = train(name, data, mdir, args.epochs, sampled, args.train_sessions)
+            print(f"{label} {name}: trained in {fit_s:.1f} s", flush=True)
+        rows += load_rows(args, name, mdir, body_file, rates, label)
+    return rows
+
+
+# -- the index at scale ------------------------------------------------------------------------
+
+_SCALE_CHILD = r"""
+import json, os, sys, time, resource
+import numpy as np
+sys.path.insert(0, os.environ["WARMREC_SRC"])
+t0 = time.perf_counter()
+from warmrec.serving.bundle import ModelBundle
+import torch
+torch.set_num_threads(1)
+def rss(key="VmRSS"):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+b = ModelBundle.load(sys.argv[1], warm_up=True)
+load_s = time.perf_counter() - t0
+rss_load = rss()
+rng = np.random.default_rng(0)
+n = b.n_items
+ts = []
+starts = rng.integers(0, n, 2000)
+for s in starts:
+    h = [int((s + 3 * j) % n) + 1 for j in range(int(rng.integers(1, 20)))]
+    t = time.perf_counter()
+    b.recommend(h, 10)
+    ts.append(time.perf_counter() - t)
+a = np.asarray(ts) * 1e3
+print(json.dumps({"engine": b.engine, "load_s": load_s, "rss_load_mb": rss_load,
+  "rss_mb": rss(), "hwm_mb": rss("VmHWM"), "median_ms": float(np.median(a)),
+  "p90_ms": float(np.percentile(a, 90)), "p99_ms": float(np.percentile(a, 99))}))
+"""
+
+
+def synthetic_sessions(n_items: int, n_sessions: int, seed: int = 0):
+    """The sessions of ``benchmarks/serving.py``'s ``synthetic_log`` as CSR arrays (rows in time
+    order, each row's distinct item indices sorted), without a DataFrame."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lens = rng.integers(2, 21, n_sessions)
+    start = np.minimum(rng.zipf(1.3, n_sessions), n_items) - 1
+    start = (start * 7919) % n_items
+    first = np.concatenate([[0], np.cumsum(lens)[:-1]])
+    steps = rng.integers(1, 6, int(lens.sum()))
+    steps[first] = 0
+    walk = np.cumsum(steps)
+    walk -= np.repeat(walk[first], lens)
+    items = (np.repeat(start, lens) + walk) % n_items + 1
+    del walk, steps
+    rows = np.repeat(np.arange(n_sessions, dtype=np.int64), lens)
+    key = rows * (n_items + 1) + items  # distinct (session, item), sorted
+    key = np.unique(key)
+    rows, cols = key // (n_items + 1), key % (n_items + 1)
+    indptr = np.zeros(n_sessions + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_sessions), out=indptr[1:])
+    counts = np.bincount(items, minlength=n_items + 1)
+    return indptr, cols.astype(np.int64), counts, len(items)
+
+
+def scale_table(args, workdir: Path) -> list[dict]:
+    import gc
+
+    import numpy as np
+    import torch
+
+    from warmrec.data.vocab import ItemVocab
+    from warmrec.models.knn import VSKNN
+    from warmrec.serving.index import INDEX_DIR, SessionIndex
+
+    rows = []
+    for n in args.scale:
+        n_sess = n // 2
+        t0 = time.perf_counter()
+        indptr, cols, counts, n_events = synthetic_sessions(n, n_sess)
+        gen_s = time.perf_counter() - t0
+        model = VSKNN()
+        model.vocab = ItemVocab(np.arange(1, n + 1))
+        model.user_vocab = None
+        model.meta.item_counts = counts.tolist()
+        model.counts = torch.from_numpy(counts.astype(np.float32))
+        model._set_sessions(indptr, cols)
+        del indptr, cols
+        t0 = time.perf_counter()
+        idx = SessionIndex.build(model)
+        build_s = time.perf_counter() - t0
+        mdir = workdir / f"scale-{n}"
+        from warmrec.artifacts import save_model
+
+        t0 = time.perf_counter()
+        save_model(model, mdir)  # the model directory without its index...
+        save_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        idx.save(mdir / INDEX_DIR)  # ...and the index written beside it, timed on its own
+        write_s = time.perf_counter() - t0
+        disk = sum(f.stat().st_size for f in (mdir / INDEX_DIR).iterdir())
+        del model, idx
+        gc.collect()
+        out = subprocess.run(
+            [sys.executable, "-c", _SCALE_CHILD, str(mdir)],
+            capture_output=True,
+            text=True,
+            env={**_env(), "WARMREC_SRC": str(ROOT / "src")},
+            timeout=1800,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"scale child failed: {out.stderr[-2000:]}")
+        child = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append(
+            {
+                "n_items": n,
+                "n_sessions": n_sess,
+                "n_events": n_events,
+                "gen_s": gen_s,
+                "build_s": build_s,
+                "write_s": write_s,
+                "model_save_s": save_s,
+                "index_mb": disk / 2**20,
+                "load": _loadavg(),
+                **child,
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+def markdown(args, load: list[dict], scale: list[dict]) -> str:
+    cmd = "PYTHONPATH=src python benchmarks/serving_openloop.py " + " ".join(sys.argv[1:])
+    gen = "uvloop" if _has("uvloop") else "asyncio"
+    lines = [
+        BEGIN,
+        "## Open-loop latency (issue 19: VMIS-kNN serving index)",
+        "",
+        "Written by `benchmarks/serving_openloop.py` (do not edit by hand). Command:",
+        "",
+        f"```bash\n{cmd}\n```",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores (**shared** with other "
+        f"engineers' jobs: see the load columns), Python {platform.python_version()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Server: `warmrec serve` (1 "
+        f"worker, 1 torch thread) on 127.0.0.1; generator: {gen} + raw HTTP/1.1 keep-alive "
+        f"sockets in its own process on the same 2 cores, fixed-rate schedule, latency from the "
+        f"scheduled send time (no coordinated omission), {args.warmup:g} s warm-up then "
+        f"{args.seconds:g} s per rate, {args.conns} connections opened up front (more opened when "
+        f"a due request finds none idle), `POST /recommend` k=10, histories of 1-50 real raw "
+        f"ids from the log. `lag`: how late the generator sent (its timers have 1 ms "
+        f"resolution; that lag is inside the latency). CPU: ms per request of the server and "
+        f"of the generator. Load: `/proc/loadavg` before -> after the rate.",
+        "",
+    ]
+    if load:
+        lines += [
+            "| data | model | engine | rate | achieved rps | p50 ms | p90 ms | p99 ms | max ms "
+            "| errors | timeouts | lag p50/p99 ms | server CPU ms | gen CPU ms | server RSS MB "
+            "| conns | load before -> after |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in load:
+            lines.append(
+                f"| {r['data']} | {r['model']} | {r['engine']} | {r['rate']:.0f} "
+                f"| {r['achieved_rps']:.0f} | {r['p50_ms']:.2f} | **{r['p90_ms']:.2f}** "
+                f"| {r['p99_ms']:.2f} | {r['max_ms']:.1f} | {r['errors']} | {r['timeouts']} "
+                f"| {r['lag_p50_ms']:.2f}/{r['lag_p99_ms']:.2f} | {r['server_cpu_ms']:.2f} "
+                f"| {r['gen_cpu_ms']:.2f} | {r['server_rss_mb']:.0f} | {r['conns']} "
+                f"| {r['load_before']} -> {r['load_after']} |"
+            )
+        lines.append("")
+    if scale:
+        lines += [
+            "### V-SKNN serving index at scale (synthetic; default config: sample_size 500, k 100)",
+            "",
+            "Sessions: N/2 of 2-20 events, state made directly from the arrays (see the "
+            "script's docstring). Build: `SessionIndex.build` (counting transpose, truncation "
+            "to the 500 most recent sessions per item); write: its `.npy` files. In a fresh "
+            "process: `ModelBundle.load` (model + vocabulary + memory-mapped index + warm-up), "
+            "RSS after it, then 2,000 `recommend` calls (histories of 1-19 items) and RSS / "
+            "peak RSS after them.",
+            "",
+            "| items | sessions | events | index build s | index write s | index on disk MB "
+            "| bundle load s | RSS after load MB | RSS after 2,000 requests MB | peak RSS MB "
+            "| request median / p90 / p99 ms | engine | load |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in scale:
+            lines.append(
+                f"| {r['n_items']:,} | {r['n_sessions']:,} | {r['n_events']:,} "
+                f"| {r['build_s']:.2f} | {r['write_s']:.2f} | {r['index_mb']:.0f} "
+                f"| {r['load_s']:.1f} | {r['rss_load_mb']:.0f} | {r['rss_mb']:.0f} "
+                f"| {r['hwm_mb']:.0f} | {r['median_ms']:.3f} / {r['p90_ms']:.3f} / "
+                f"{r['p99_ms']:.3f} | {r['engine']} | {r['load']} |"
+            )
+        lines.append("")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def _has(mod: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(mod) is not None
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--generate":
+        generate_main(sys.argv[2:])
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        help="DATA=MODEL@RATE[,RATE...] (repeatable); DATA: a log path or synthetic:N.",
+    )
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--warmup", type=float, default=2)
+    ap.add_argument("--conns", type=int, default=32)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--train-sessions", type=int, default=5000)
+    ap.add_argument("--scale", default="", help="Catalogue sizes for the index table.")
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    args.scale = [int(s) for s in args.scale.split(",") if s]
+    sys.path.insert(0, str(ROOT / "src"))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="warmrec-openloop-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    load = openloop_table(args, workdir) if args.run else []
+    scale = scale_table(args, workdir) if args.scale else []
+    text = markdown(args, load, scale)
+    print(text)
+    if args.out:
+        from _bench import write_section
+
+        write_section(args.out, BEGIN, END, text, "# Serving benchmark\n")
+
+
+if __name__ == "__main__":
+    main()
