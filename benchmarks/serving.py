@@ -179,11 +179,11 @@ def bodies(data: Path, path: Path, n: int = 2000, seed: int = 0) -> None:
 
 
 class Server:
-    def __init__(self, model_dir: Path, threads: int = 1) -> None:
+    def __init__(self, model_dir: Path, threads: int = 1, workers: int = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "warmrec", "serve", str(model_dir), "--port", str(self.port)]
-        cmd += ["--threads", str(threads)]
+        cmd += ["--threads", str(threads), "--workers", str(workers)]
         self.proc = subprocess.Popen(cmd, env=env(), stderr=subprocess.DEVNULL)
         import httpx
 

@@ -12,7 +12,8 @@ keep-alive sockets on loopback (``asyncio.Protocol``, no HTTP client library), a
 ``--conns`` connections opened before the run and grown (up to ``--max-conns``) whenever a due
 request finds none idle; requests left waiting for a connection are queued in schedule order.
 ``POST /recommend`` with ``k=10`` and histories of 1-50 real raw ids drawn from the log (the
-bodies of ``benchmarks/serving.py``), cycled. Each rate runs ``--warmup`` s (not recorded), then
+bodies of ``benchmarks/serving.py``; those with no item the model knows, a 400 by design, left
+out), cycled. Each rate runs ``--warmup`` s (not recorded), then
 ``--seconds`` s; answers still missing ``--drain`` s after the last send count as timeouts and
 as infinite latencies in the percentiles. Reported per rate: offered and achieved requests/s,
 p50/p90/p99/max latency, errors (non-200 or a dropped connection), timeouts, how late the
@@ -21,7 +22,7 @@ millisecond resolution, so up to ~1 ms of each latency can be the generator's), 
 CPU ms per request and RSS (``/proc``), the generator's CPU ms per request, and
 ``/proc/loadavg`` before and after the rate (the machine is shared).
 
-Server: ``warmrec serve MODEL_DIR`` (one worker unless ``--workers``, one torch thread) on
+Server: ``warmrec serve MODEL_DIR`` (one worker unless a run says ``MODEL*W``, one torch thread) on
 127.0.0.1, started and stopped by the script. Models are trained as in
 ``benchmarks/serving.py`` (``synthetic:N``: its synthetic log over N items, 50,000 sessions;
 there the neural models train 1 epoch with a sampled loss on the first ``--train-sessions``
@@ -200,17 +201,43 @@ def _pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q / 100 * len(s)))]  # nearest rank (the upper one)
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the uvicorn workers of ``--workers N``)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for t in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (t / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
 def _cpu_of(pid: int) -> float:
-    """User + system CPU seconds of process ``pid``."""
-    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of process ``pid`` and its descendants."""
+    total = 0.0
+    for p in _tree(pid):
+        try:
+            f = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _rss_mb(pid: int, key: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """RSS of ``pid`` and its descendants, MB."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith(key + ":"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
 
 
 def _loadavg() -> str:
@@ -284,10 +311,12 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
 
 
-def load_rows(args, name: str, mdir: Path, body_file: Path, rates: list[int], data: str) -> list:
+def load_rows(
+    args, name: str, mdir: Path, body_file: Path, rates: list[int], data: str, workers: int
+) -> list:
     from serving import Server
 
-    server = Server(mdir)  # one worker, one torch thread
+    server = Server(mdir, workers=workers)  # one torch thread per worker
     try:
         import urllib.request
 
@@ -306,19 +335,36 @@ def load_rows(args, name: str, mdir: Path, body_file: Path, rates: list[int], da
     finally:
         server.stop()
     for r in rows:
-        r.update(model=name, data=data, engine=info.get("engine", "?"))
+        r.update(model=name, data=data, engine=info.get("engine", "?"), workers=workers)
         print(json.dumps(r), flush=True)
     return rows
 
 
-def parse_run(spec: str) -> tuple[str, str, list[int]]:
-    """``DATA=MODEL@RATE,RATE`` -> (data, model, rates); DATA is a path or ``synthetic:N``."""
+def known_bodies(body_file: Path, mdir: Path, out: Path) -> Path:
+    """The request bodies with at least one item the model knows (a history of unknown items
+    only is a 400 by design; the log's validation and test sessions hold items that training
+    never saw)."""
+    from warmrec.artifacts import VOCAB_FILE
+    from warmrec.data.vocab import ItemVocab
+
+    vocab = ItemVocab.load(mdir / VOCAB_FILE)
+    lines = [line for line in body_file.read_text().splitlines() if line.strip()]
+    keep = [line for line in lines if (vocab.encode(json.loads(line)["items"]) > 0).any()]
+    out.write_text("\n".join(keep) + "\n")
+    print(f"{mdir.name}: {len(keep)} of {len(lines)} bodies hold a known item", flush=True)
+    return out
+
+
+def parse_run(spec: str) -> tuple[str, str, int, list[int]]:
+    """``DATA=MODEL[*WORKERS]@RATE,RATE`` -> (data, model, workers, rates); DATA is a path or
+    ``synthetic:N``."""
     try:
         data, rest = spec.rsplit("=", 1)
         model, rates = rest.split("@")
-        return data, model, [int(r) for r in rates.split(",")]
+        model, _, workers = model.partition("*")
+        return data, model, int(workers or 1), [int(r) for r in rates.split(",")]
     except ValueError:
-        sys.exit(f"--run: expected DATA=MODEL@RATE[,RATE...], found {spec!r}")
+        sys.exit(f"--run: expected DATA=MODEL[*WORKERS]@RATE[,RATE...], found {spec!r}")
 
 
 def openloop_table(args, workdir: Path) -> list[dict]:
@@ -326,7 +372,7 @@ def openloop_table(args, workdir: Path) -> list[dict]:
 
     rows = []
     for spec in args.run:
-        source, name, rates = parse_run(spec)
+        source, name, workers, rates = parse_run(spec)
         if source.startswith("synthetic:"):
             n = int(source.split(":")[1])
             wd = workdir / f"synthetic-{n}"
@@ -348,7 +394,8 @@ def openloop_table(args, workdir: Path) -> list[dict]:
         if not mdir.exists():
             fit_s = train(name, data, mdir, args.epochs, sampled, args.train_sessions)
             print(f"{label} {name}: trained in {fit_s:.1f} s", flush=True)
-        rows += load_rows(args, name, mdir, body_file, rates, label)
+        known = known_bodies(body_file, mdir, wd / f"bodies-{name}.jsonl")
+        rows += load_rows(args, name, mdir, known, rates, label, workers)
     return rows
 
 
@@ -358,14 +405,15 @@ _SCALE_CHILD = r"""
 import json, os, sys, time, resource
 import numpy as np
 sys.path.insert(0, os.environ["WARMREC_SRC"])
-t0 = time.perf_counter()
 from warmrec.serving.bundle import ModelBundle
-import torch
+import torch, numba, scipy.sparse, polars
 torch.set_num_threads(1)
 def rss(key="VmRSS"):
     for line in open("/proc/self/status"):
         if line.startswith(key + ":"):
             return int(line.split()[1]) / 1024
+rss_base = rss()
+t0 = time.perf_counter()
 b = ModelBundle.load(sys.argv[1], warm_up=True)
 load_s = time.perf_counter() - t0
 rss_load = rss()
@@ -379,7 +427,8 @@ for s in starts:
     b.recommend(h, 10)
     ts.append(time.perf_counter() - t)
 a = np.asarray(ts) * 1e3
-print(json.dumps({"engine": b.engine, "load_s": load_s, "rss_load_mb": rss_load,
+print(json.dumps({"engine": b.engine, "load_s": load_s, "rss_base_mb": rss_base,
+  "rss_load_mb": rss_load,
   "rss_mb": rss(), "hwm_mb": rss("VmHWM"), "median_ms": float(np.median(a)),
   "p90_ms": float(np.percentile(a, 90)), "p99_ms": float(np.percentile(a, 99))}))
 """
@@ -401,14 +450,14 @@ def synthetic_sessions(n_items: int, n_sessions: int, seed: int = 0):
     walk -= np.repeat(walk[first], lens)
     items = (np.repeat(start, lens) + walk) % n_items + 1
     del walk, steps
-    rows = np.repeat(np.arange(n_sessions, dtype=np.int64), lens)
-    key = rows * (n_items + 1) + items  # distinct (session, item), sorted
-    key = np.unique(key)
-    rows, cols = key // (n_items + 1), key % (n_items + 1)
-    indptr = np.zeros(n_sessions + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_sessions), out=indptr[1:])
     counts = np.bincount(items, minlength=n_items + 1)
-    return indptr, cols.astype(np.int64), counts, len(items)
+    key = np.repeat(np.arange(n_sessions, dtype=np.int64), lens) * (n_items + 1) + items
+    key.sort()  # by session, then item
+    if n_items > 100 and not (np.diff(key) > 0).all():  # a walk of <= 20 steps of 1-5
+        raise AssertionError("synthetic sessions repeat an item")
+    indptr = np.zeros(n_sessions + 1, dtype=np.int64)
+    np.cumsum(lens, out=indptr[1:])
+    return indptr, key % (n_items + 1), counts, len(items)
 
 
 def scale_table(args, workdir: Path) -> list[dict]:
@@ -506,14 +555,14 @@ def markdown(args, load: list[dict], scale: list[dict]) -> str:
     ]
     if load:
         lines += [
-            "| data | model | engine | rate | achieved rps | p50 ms | p90 ms | p99 ms | max ms "
+            "| data | model | engine | workers | rate | achieved rps | p50 ms | p90 ms | p99 ms | max ms "
             "| errors | timeouts | lag p50/p99 ms | server CPU ms | gen CPU ms | server RSS MB "
             "| conns | load before -> after |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in load:
             lines.append(
-                f"| {r['data']} | {r['model']} | {r['engine']} | {r['rate']:.0f} "
+                f"| {r['data']} | {r['model']} | {r['engine']} | {r['workers']} | {r['rate']:.0f} "
                 f"| {r['achieved_rps']:.0f} | {r['p50_ms']:.2f} | **{r['p90_ms']:.2f}** "
                 f"| {r['p99_ms']:.2f} | {r['max_ms']:.1f} | {r['errors']} | {r['timeouts']} "
                 f"| {r['lag_p50_ms']:.2f}/{r['lag_p99_ms']:.2f} | {r['server_cpu_ms']:.2f} "
@@ -528,20 +577,23 @@ def markdown(args, load: list[dict], scale: list[dict]) -> str:
             "Sessions: N/2 of 2-20 events, state made directly from the arrays (see the "
             "script's docstring). Build: `SessionIndex.build` (counting transpose, truncation "
             "to the 500 most recent sessions per item); write: its `.npy` files. In a fresh "
-            "process: `ModelBundle.load` (model + vocabulary + memory-mapped index + warm-up), "
-            "RSS after it, then 2,000 `recommend` calls (histories of 1-19 items) and RSS / "
-            "peak RSS after them.",
+            "process: RSS after the imports (torch, numba, SciPy, Polars; a server adds "
+            "FastAPI and uvicorn), `ModelBundle.load` (model, vocabulary, id map, memory-mapped "
+            "index, warm-up) and the RSS after it, then 2,000 `recommend` calls (histories of "
+            "1-19 items) and the RSS / peak RSS after them.",
             "",
             "| items | sessions | events | index build s | index write s | index on disk MB "
-            "| bundle load s | RSS after load MB | RSS after 2,000 requests MB | peak RSS MB "
-            "| request median / p90 / p99 ms | engine | load |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| bundle load s | RSS of the imports MB | RSS after load MB "
+            "| RSS after 2,000 requests MB | peak RSS MB | request median / p90 / p99 ms | engine "
+            "| load |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in scale:
             lines.append(
                 f"| {r['n_items']:,} | {r['n_sessions']:,} | {r['n_events']:,} "
                 f"| {r['build_s']:.2f} | {r['write_s']:.2f} | {r['index_mb']:.0f} "
-                f"| {r['load_s']:.1f} | {r['rss_load_mb']:.0f} | {r['rss_mb']:.0f} "
+                f"| {r['load_s']:.1f} | {r['rss_base_mb']:.0f} | {r['rss_load_mb']:.0f} "
+                f"| {r['rss_mb']:.0f} "
                 f"| {r['hwm_mb']:.0f} | {r['median_ms']:.3f} / {r['p90_ms']:.3f} / "
                 f"{r['p99_ms']:.3f} | {r['engine']} | {r['load']} |"
             )
@@ -565,7 +617,8 @@ def main() -> None:
         "--run",
         action="append",
         default=[],
-        help="DATA=MODEL@RATE[,RATE...] (repeatable); DATA: a log path or synthetic:N.",
+        help="DATA=MODEL[*WORKERS]@RATE[,RATE...] (repeatable); DATA: a log path or "
+        "synthetic:N; WORKERS: server worker processes (default 1).",
     )
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--warmup", type=float, default=2)
