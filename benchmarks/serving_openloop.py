@@ -58,8 +58,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN = "<!-- serving_openloop.py: begin -->"
-END = "<!-- serving_openloop.py: end -->"
+
+
+def markers(tag: str) -> tuple[str, str]:
+    """The begin/end comments of this script's section of the results file (one per ``--tag``)."""
+    name = f"serving_openloop.py{' ' + tag if tag else ''}"
+    return f"<!-- {name}: begin -->", f"<!-- {name}: end -->"
+
 
 # -- the generator (its own process) ------------------------------------------------------------
 
@@ -318,6 +323,7 @@ def load_rows(
 
     server = Server(mdir, workers=workers)  # one torch thread per worker
     try:
+        settle(server.proc.pid)
         import urllib.request
 
         with urllib.request.urlopen(f"{server.url}/metadata", timeout=10) as f:
@@ -338,6 +344,19 @@ def load_rows(
         r.update(model=name, data=data, engine=info.get("engine", "?"), workers=workers)
         print(json.dumps(r), flush=True)
     return rows
+
+
+def settle(pid: int, limit: float = 180.0) -> None:
+    """Wait until the server (all its workers) is idle: under 5 % of a core over a second, so
+    that no worker is still importing, loading or warming up when the rate starts."""
+    deadline = time.monotonic() + limit
+    last = _cpu_of(pid)
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = _cpu_of(pid)
+        if now - last < 0.05:
+            return
+        last = now
 
 
 def known_bodies(body_file: Path, mdir: Path, out: Path) -> Path:
@@ -532,9 +551,11 @@ def scale_table(args, workdir: Path) -> list[dict]:
 def markdown(args, load: list[dict], scale: list[dict]) -> str:
     cmd = "PYTHONPATH=src python benchmarks/serving_openloop.py " + " ".join(sys.argv[1:])
     gen = "uvloop" if _has("uvloop") else "asyncio"
+    begin, end = markers(args.tag)
     lines = [
-        BEGIN,
-        "## Open-loop latency (issue 19: VMIS-kNN serving index)",
+        begin,
+        "## Open-loop latency (issue 19: VMIS-kNN serving index)"
+        + (f": {args.tag}" if args.tag else ""),
         "",
         "Written by `benchmarks/serving_openloop.py` (do not edit by hand). Command:",
         "",
@@ -542,8 +563,9 @@ def markdown(args, load: list[dict], scale: list[dict]) -> str:
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores (**shared** with other "
         f"engineers' jobs: see the load columns), Python {platform.python_version()}, "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Server: `warmrec serve` (1 "
-        f"worker, 1 torch thread) on 127.0.0.1; generator: {gen} + raw HTTP/1.1 keep-alive "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Server: `warmrec serve` "
+        f"(workers: see the column, 1 torch thread each) on 127.0.0.1, measured once it has "
+        f"loaded and gone idle; generator: {gen} + raw HTTP/1.1 keep-alive "
         f"sockets in its own process on the same 2 cores, fixed-rate schedule, latency from the "
         f"scheduled send time (no coordinated omission), {args.warmup:g} s warm-up then "
         f"{args.seconds:g} s per rate, {args.conns} connections opened up front (more opened when "
@@ -598,7 +620,7 @@ def markdown(args, load: list[dict], scale: list[dict]) -> str:
                 f"{r['p99_ms']:.3f} | {r['engine']} | {r['load']} |"
             )
         lines.append("")
-    lines.append(END)
+    lines.append(end)
     return "\n".join(lines)
 
 
@@ -628,6 +650,9 @@ def main() -> None:
     ap.add_argument("--scale", default="", help="Catalogue sizes for the index table.")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--tag", default="", help="Name of this run's section in --out (several can coexist)."
+    )
     args = ap.parse_args()
     args.scale = [int(s) for s in args.scale.split(",") if s]
     sys.path.insert(0, str(ROOT / "src"))
@@ -641,7 +666,7 @@ def main() -> None:
     if args.out:
         from _bench import write_section
 
-        write_section(args.out, BEGIN, END, text, "# Serving benchmark\n")
+        write_section(args.out, *markers(args.tag), text, "# Serving benchmark\n")
 
 
 if __name__ == "__main__":

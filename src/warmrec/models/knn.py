@@ -24,6 +24,11 @@ version computed, so the scores are bit-identical to it (``tests/models/knn_lega
 :meth:`~_SessionKNNBase.sparse_scores` returns the scores before the popularity fallback of
 :func:`warmrec.models.rules.scores_with_fallback` (which breaks ties among scores); serving ranks
 one history from them (:class:`warmrec.models.rules.FallbackRanker`) without a dense row.
+
+``save`` also writes the serving index of :mod:`warmrec.serving.index` (per item its most recent
+sessions, per session its items, per item the IDF; memory-mapped ``.npy`` files), from which a
+server computes the same candidate scores in a compiled kernel. The CSR matrix and its transpose
+are made on first use, so a process that only serves from that index never builds them.
 """
 
 from __future__ import annotations

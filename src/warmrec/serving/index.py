@@ -182,7 +182,11 @@ class SessionIndex:
             got = [str(arrays[a].dtype), len(arrays[a])]
             if arrays[a].ndim != 1 or want != got:
                 raise ModelError(f"{p}: dtype and length {got}, expected {want}")
-        idx = cls(**arrays, sample_size=int(info["sample_size"]), source=str(info["source_sha256"]))
+        try:
+            m, source = int(info["sample_size"]), str(info["source_sha256"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"{info_path}: missing or invalid field {e}") from None
+        idx = cls(**arrays, sample_size=m, source=source)
         n_i, n_s = idx.n_items, idx.n_sessions
         if (
             len(idx.idf) != n_i
@@ -260,7 +264,10 @@ def _kernel() -> Any:
     if _KERNEL is None:
         import numba
 
-        _KERNEL = numba.njit(cache=True, error_model="numpy", nogil=False)(_query)
+        try:
+            _KERNEL = numba.njit(cache=True, error_model="numpy", nogil=False)(_query)
+        except RuntimeError:  # no writable cache location: compile per process
+            _KERNEL = numba.njit(cache=False, error_model="numpy", nogil=False)(_query)
     return _KERNEL
 
 
