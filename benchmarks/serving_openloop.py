@@ -17,7 +17,9 @@ bodies of ``benchmarks/serving.py``; those with no item the model knows, a 400 b
 out), cycled. Each rate runs ``--warmup`` s (not recorded), then
 ``--seconds`` s; answers still missing ``--drain`` s after the last send count as timeouts and
 as infinite latencies in the percentiles. Reported per rate: offered and achieved requests/s,
-p50/p90/p99/max latency, errors (non-200 or a dropped connection), timeouts, how late the
+p50/p90/p99/max latency, errors (non-200, or a connection dropped during an answer), timeouts,
+retries (a request whose keep-alive connection the server closed before answering is sent again
+on another, its latency still counted from its scheduled time), how late the
 generator sent (p50/p99 of send time minus scheduled time: the event loop's timers have
 millisecond resolution, so up to ~1 ms of each latency can be the generator's), the server's
 CPU ms per request and RSS (``/proc``), the generator's CPU ms per request, and
@@ -81,6 +83,7 @@ class _Conn(asyncio.Protocol):
         self.buf = bytearray()
         self.transport: asyncio.Transport | None = None
         self.current: tuple[int, int, float] | None = None
+        self.got = False  # a byte of the current answer arrived
         self.ready = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport) -> None:
@@ -89,11 +92,13 @@ class _Conn(asyncio.Protocol):
 
     def send(self, epoch: int, i: int, sched: float) -> None:
         self.current = (epoch, i, sched)
+        self.got = False
         if epoch == self.gen.epoch:
             self.gen.lag.append(time.monotonic() - sched)
         self.transport.write(self.gen.requests[i % len(self.gen.requests)])
 
     def data_received(self, data: bytes) -> None:
+        self.got = True
         self.buf += data
         while True:
             end = self.buf.find(b"\r\n\r\n")
@@ -141,6 +146,7 @@ class _Gen:
         self.lat: list[float] = []
         self.lag: list[float] = []
         self.errors = 0
+        self.retries = 0
         self.done = 0
 
     async def connect(self) -> None:
@@ -161,10 +167,18 @@ class _Gen:
             self.idle.append(conn)
 
     def dispatch(self, i: int, sched: float) -> None:
-        if self.idle:
-            self.idle.pop().send(self.epoch, i, sched)
+        if self.idle:  # the longest idle first: every connection stays in use (keep-alive)
+            self.idle.popleft().send(self.epoch, i, sched)
             return
         self.pending.append((self.epoch, i, sched))
+        if self.open + self.opening < self.max_conns:
+            asyncio.ensure_future(self.connect())
+
+    def dispatch_again(self, cur: tuple[int, int, float]) -> None:
+        if self.idle:
+            self.idle.popleft().send(*cur)
+            return
+        self.pending.appendleft(cur)
         if self.open + self.opening < self.max_conns:
             asyncio.ensure_future(self.connect())
 
@@ -182,10 +196,16 @@ class _Gen:
         self.open -= 1
         if conn in self.idle:
             self.idle.remove(conn)
-        if conn.current is not None and conn.current[0] == self.epoch:
+        cur, conn.current = conn.current, None
+        if cur is not None and not conn.got:
+            # closed before any byte of the answer: the server closed an idle keep-alive
+            # connection as the request went out; send it again (its latency still counts
+            # from its scheduled time), as HTTP clients do
+            self.retries += cur[0] == self.epoch
+            self.dispatch_again(cur)
+        elif cur is not None and cur[0] == self.epoch:
             self.errors += 1
             self.done += 1
-        conn.current = None
 
     async def run(self, rate: float, seconds: float, drain: float) -> dict:
         self.reset()
@@ -279,6 +299,7 @@ async def _generate(a: argparse.Namespace) -> list[dict]:
                 "max_ms": 1e3 * max(lat) if lat else float("nan"),
                 "errors": gen.errors,
                 "timeouts": r["sent"] - gen.done,
+                "retries": gen.retries,
                 "lag_p50_ms": 1e3 * _pct(gen.lag, 50),
                 "lag_p99_ms": 1e3 * _pct(gen.lag, 99),
                 "server_cpu_ms": 1e3 * (scpu1 - scpu0) / max(r["sent"], 1),
@@ -581,7 +602,9 @@ def markdown(args, load: list[dict], scale: list[dict]) -> str:
         f"scheduled send time (no coordinated omission), {args.warmup:g} s warm-up then "
         f"{args.seconds:g} s per rate, {args.conns} connections opened up front (more opened when "
         f"a due request finds none idle), `POST /recommend` k=10, histories of 1-50 real raw "
-        f"ids from the log. `lag`: how late the generator sent (its timers have 1 ms "
+        f"ids from the log. `retries`: requests sent again because the server closed their "
+        f"idle keep-alive connection as they went out (latency still from the first schedule). "
+        f"`lag`: how late the generator sent (its timers have 1 ms "
         f"resolution; that lag is inside the latency). CPU: ms per request of the server and "
         f"of the generator. Load: `/proc/loadavg` before -> after the rate. Priority: "
         + (
@@ -595,15 +618,16 @@ def markdown(args, load: list[dict], scale: list[dict]) -> str:
     if load:
         lines += [
             "| data | model | engine | workers | rate | achieved rps | p50 ms | p90 ms | p99 ms | max ms "
-            "| errors | timeouts | lag p50/p99 ms | server CPU ms | gen CPU ms | server RSS MB "
+            "| errors | timeouts | retries | lag p50/p99 ms | server CPU ms | gen CPU ms | server RSS MB "
             "| conns | load before -> after |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in load:
             lines.append(
                 f"| {r['data']} | {r['model']} | {r['engine']} | {r['workers']} | {r['rate']:.0f} "
                 f"| {r['achieved_rps']:.0f} | {r['p50_ms']:.2f} | **{r['p90_ms']:.2f}** "
                 f"| {r['p99_ms']:.2f} | {r['max_ms']:.1f} | {r['errors']} | {r['timeouts']} "
+                f"| {r['retries']} "
                 f"| {r['lag_p50_ms']:.2f}/{r['lag_p99_ms']:.2f} | {r['server_cpu_ms']:.2f} "
                 f"| {r['gen_cpu_ms']:.2f} | {r['server_rss_mb']:.0f} | {r['conns']} "
                 f"| {r['load_before']} -> {r['load_after']} |"
