@@ -31,9 +31,6 @@ Server: ``warmrec serve MODEL_DIR`` (one worker unless a run says ``MODEL*W``, o
 there the neural models train 1 epoch with a sampled loss on the first ``--train-sessions``
 sessions -- serving cost does not depend on accuracy).
 
-``--nice -10`` runs the server (every thread of every worker, once it is idle) and the generator
-at that nice value, ahead of the other jobs of a shared machine; the section says so.
-
 ``--scale 100000,1000000,10000000`` adds a table of the V-SKNN serving index at those
 catalogue sizes: a synthetic log of ``N / 2`` sessions of 2-20 events (the generator of
 ``benchmarks/serving.py``), the model state made directly from it (sessions are generated in
@@ -345,14 +342,11 @@ def load_rows(
     server = Server(mdir, workers=workers)  # one torch thread per worker
     try:
         settle(server.proc.pid)
-        if args.nice:
-            renice(server.proc.pid, args.nice)
         import urllib.request
 
         with urllib.request.urlopen(f"{server.url}/metadata", timeout=10) as f:
             info = json.loads(f.read())
-        cmd = ["nice", "-n", str(args.nice)] if args.nice else []
-        cmd += [sys.executable, __file__, "--generate", "--port", str(server.port)]
+        cmd = [sys.executable, __file__, "--generate", "--port", str(server.port)]
         cmd += ["--server-pid", str(server.proc.pid), "--bodies", str(body_file)]
         cmd += ["--rates", ",".join(map(str, rates)), "--seconds", str(args.seconds)]
         cmd += ["--warmup", str(args.warmup), "--conns", str(args.conns)]
@@ -365,18 +359,9 @@ def load_rows(
     finally:
         server.stop()
     for r in rows:
-        r.update(
-            model=name, data=data, engine=info.get("engine", "?"), workers=workers, nice=args.nice
-        )
+        r.update(model=name, data=data, engine=info.get("engine", "?"), workers=workers)
         print(json.dumps(r), flush=True)
     return rows
-
-
-def renice(pid: int, value: int) -> None:
-    """Set the nice value of every thread of ``pid`` and its descendants (Linux: per thread)."""
-    for p in _tree(pid):
-        for t in Path(f"/proc/{p}/task").iterdir():
-            os.setpriority(os.PRIO_PROCESS, int(t.name), value)
 
 
 def settle(pid: int, limit: float = 180.0) -> None:
@@ -606,13 +591,8 @@ def markdown(args, load: list[dict], scale: list[dict]) -> str:
         f"idle keep-alive connection as they went out (latency still from the first schedule). "
         f"`lag`: how late the generator sent (its timers have 1 ms "
         f"resolution; that lag is inside the latency). CPU: ms per request of the server and "
-        f"of the generator. Load: `/proc/loadavg` before -> after the rate. Priority: "
-        + (
-            f"**server and generator at nice {args.nice}**, ahead of the machine's other jobs "
-            "(which run in the CPU time they leave), to approximate a dedicated machine."
-            if args.nice
-            else "default (nice 0), competing equally with the machine's other jobs."
-        ),
+        f"of the generator. Load: `/proc/loadavg` before -> after the rate; server and "
+        f"generator run at the default priority, competing equally with the other jobs.",
         "",
     ]
     if load:
@@ -688,13 +668,7 @@ def main() -> None:
     ap.add_argument(
         "--tag", default="", help="Name of this run's section in --out (several can coexist)."
     )
-    ap.add_argument(
-        "--nice",
-        type=int,
-        default=0,
-        help="Nice value of the server and the generator (negative: ahead of the machine's "
-        "other jobs; needs the privilege).",
-    )
+
     args = ap.parse_args()
     args.scale = [int(s) for s in args.scale.split(",") if s]
     sys.path.insert(0, str(ROOT / "src"))
