@@ -127,7 +127,7 @@ def predict_cmd(
     default="auto",
     show_default=True,
     help="Inference path: auto = a TorchScript trace checked against eager for neural models, "
-    "sparse candidate ranking for session-kNN models; eager = plain model.score + top-k.",
+    "the serving index (knn_index/) for session-kNN models; eager = plain model.score + top-k.",
 )
 @click.option("--max-sessions", default=100_000, show_default=True, type=int)
 @click.option("--max-events", default=200, show_default=True, type=int, help="Kept per session.")

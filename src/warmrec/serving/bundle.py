@@ -28,18 +28,19 @@ trace of the model's ``forward_scores`` for a one-history batch, is the default 
 for neural models: it is traced at load time and **checked** against eager scoring on
 histories of several lengths (1, half, full); any failure or difference falls back to eager
 (``self.engine`` says which runs). Multi-row batches (batch prediction) always run eager.
-Session-kNN models (SKNN, V-SKNN) run ``"sparse"`` unless ``engine="eager"``: one history is
-ranked from the model's sparse candidate scores (``candidate_scores``) by
-:class:`~warmrec.models.rules.FallbackRanker` -- the same scores as the dense row, ties ordered
-by the lower index -- instead of a catalogue-wide row plus ``torch.topk`` (on the synthetic
-100,000-item catalogue that row and its top-k were most of a request's cost).
+Session-kNN models (SKNN, V-SKNN) run ``"index"`` unless ``engine="eager"``: one history's
+candidate scores come from the VMIS-kNN serving index (:mod:`warmrec.serving.index`: memory-mapped
+arrays saved in the model directory, a numba query; bit-identical to the model's
+``candidate_scores``) and are ranked by :class:`~warmrec.models.rules.FallbackRanker` -- the same
+scores as the dense row, ties ordered by the lower index -- instead of a catalogue-wide row plus
+``torch.topk``. ``engine="sparse"`` (or no numba) scores with the model's own vectorised NumPy
+``candidate_scores`` instead of the index.
 
 :func:`top_k` is shared with batch prediction (:mod:`warmrec.serving.predict`).
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 import warnings
@@ -53,11 +54,10 @@ import numpy as np
 import torch
 
 from warmrec.errors import ModelError, WarmrecError
+from warmrec.models.ranking import top_k  # the one masking step (re-exported here)
 
 RawId = int | str
-ENGINES = ("auto", "eager", "torchscript")
-_INT_TEXT = re.compile(r"-?(?:0|[1-9][0-9]{0,18})")
-"""A canonical decimal integer id as text (ASCII digits only; ``re.fullmatch``)."""
+ENGINES = ("auto", "eager", "torchscript", "sparse")
 
 
 class EmptyHistoryError(WarmrecError):
@@ -73,39 +73,6 @@ class Ranked:
     scores: list[float]
     unknown: list[RawId] = field(default_factory=list)
     fallback_used: bool = False
-
-
-def top_k(
-    scores: torch.Tensor,
-    k: int,
-    *,
-    seen: Sequence[np.ndarray] | None = None,
-    exclude: np.ndarray | None = None,
-    restrict: np.ndarray | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-``k`` (values, indices) of each row of ``scores`` ``[B, n_items]`` (modified in place).
-
-    Column 0 (padding) is never returned; ``seen[i]`` (indices) are masked in row ``i``;
-    ``exclude`` in every row; with ``restrict`` only those indices may be returned. Masked
-    entries are ``-inf``; callers drop non-finite values (a row can have fewer than ``k``)."""
-    with torch.inference_mode():  # scores may be inference tensors: mask them in the mode
-        scores[:, 0] = -torch.inf
-        if restrict is not None:
-            keep = torch.zeros(scores.shape[1], dtype=torch.bool)
-            keep[torch.from_numpy(np.asarray(restrict, dtype=np.int64))] = True
-            keep[0] = False
-            scores[:, ~keep] = -torch.inf
-        if seen is not None:
-            lens = [len(s) for s in seen]
-            if sum(lens):
-                rows = np.repeat(np.arange(len(seen)), lens)
-                cols = np.concatenate([np.asarray(s, dtype=np.int64) for s in seen])
-                scores[torch.from_numpy(rows), torch.from_numpy(cols)] = -torch.inf
-                scores[:, 0] = -torch.inf
-        if exclude is not None and len(exclude):
-            scores[:, torch.from_numpy(np.asarray(exclude, dtype=np.int64))] = -torch.inf
-        k = max(0, min(k, scores.shape[1] - 1))
-        return torch.topk(scores, k, dim=1)
 
 
 _TRACE_LOCK = threading.Lock()
@@ -159,7 +126,7 @@ class ModelBundle:
         vocab = model.vocab
         ids = vocab.ids.to_list()
         self._is_str = vocab.is_str
-        self._index: dict[Any, int] = {raw: i + 1 for i, raw in enumerate(ids)}
+        self._vocab = vocab
         self._ids = ids
         self.n_items = len(ids)
         self.history_len = max(int(model.history_len), 1)
@@ -167,9 +134,10 @@ class ModelBundle:
         self.engine = "eager"
         self._traced: Any = None
         self._ranker: Any = None
+        self._knn: Any = None
         if engine != "eager":
             self._trace()
-            self._sparse()
+            self._sparse(index=engine != "sparse")
         self._popular = (
             torch.as_tensor(counts, dtype=torch.float32)
             if counts is not None and len(counts) == self.n_items + 1
@@ -210,9 +178,11 @@ class ModelBundle:
             return
         self._traced, self.engine = traced, "torchscript"
 
-    def _sparse(self) -> None:
+    def _sparse(self, index: bool = True) -> None:
         """Models with sparse scores plus a popularity fallback (the session-kNN family) rank
-        one history from their candidate items, without a dense catalogue-wide row."""
+        one history from their candidate items, without a dense catalogue-wide row; SKNN and
+        V-SKNN score them from the serving index (:mod:`warmrec.serving.index`) unless
+        ``index`` is false (``engine="sparse"``: the model's own NumPy path)."""
         from warmrec.models.rules import FallbackRanker
 
         m = self.model
@@ -221,6 +191,11 @@ class ModelBundle:
             return
         self._ranker = FallbackRanker(counts, bool(getattr(m.config, "pop_fallback", False)))
         self.engine = "sparse"
+        if index:
+            from warmrec.serving.index import scorer_for
+
+            self._knn = scorer_for(m, self.path)
+            self.engine = "index" if self._knn is not None else "sparse"
 
     @classmethod
     def load(
@@ -242,19 +217,10 @@ class ModelBundle:
 
     # -- ids ----------------------------------------------------------------------------------
     def index_of(self, raw: Any) -> int:
-        """The index of one raw id (0 when unknown)."""
-        if isinstance(raw, bool):
-            return 0
-        if self._is_str:
-            return self._index.get(raw if isinstance(raw, str) else str(raw), 0)
-        if isinstance(raw, str):
-            if not _INT_TEXT.fullmatch(raw) or raw == "-0":
-                return 0
-            raw = int(raw)
-        try:
-            return self._index.get(raw, 0)
-        except TypeError:  # an unhashable value from a library caller is no id
-            return 0
+        """The index of one raw id (0 when unknown), read by the model's vocabulary
+        (:meth:`~warmrec.data.vocab.ItemVocab.index_of`: the one reading of raw ids shared with
+        the CLI and the Python API)."""
+        return self._vocab.index_of(raw)
 
     def encode(self, raw: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
         """Indices of the known ids (in order) and the unknown raw ids."""
@@ -349,10 +315,14 @@ class ModelBundle:
         """:meth:`recommend` through the model's sparse scores (see :meth:`_sparse`)."""
         from warmrec.data.dataset import Batch
 
-        indptr, indices, data = self.model.candidate_scores(
-            Batch(torch.from_numpy(self._padded([idx])))
-        )
-        lo, hi = indptr[0], indptr[1]
+        if self._knn is not None:
+            indices, data = self._knn.scores(idx)
+            lo, hi = 0, len(indices)
+        else:
+            indptr, indices, data = self.model.candidate_scores(
+                Batch(torch.from_numpy(self._padded([idx])))
+            )
+            lo, hi = indptr[0], indptr[1]
         parts = [p for p in (idx if exclude_seen else None, ex) if p is not None and len(p)]
         blocked = np.concatenate(parts) if parts else None
         vals, top = self._ranker.top_k(indices[lo:hi], data[lo:hi], k, blocked=blocked, allowed=rs)
