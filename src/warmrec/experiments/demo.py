@@ -13,11 +13,17 @@ from typing import Any
 import polars as pl
 from tqdm.auto import tqdm
 
-from warmrec.data.prepared import Prepared, prepare, read
+from warmrec.data.prepared import Prepared, read
 from warmrec.data.readers import Interactions
 from warmrec.data.split import default_split  # noqa: F401  (the one default policy, re-exported)
 from warmrec.errors import ConfigError
-from warmrec.experiments.spec import evaluate_model, fit_model, timed
+from warmrec.experiments.spec import (
+    evaluate_model,
+    fit_model,
+    prepare_run,
+    spec_from_config,
+    timed,
+)
 from warmrec.io import atomic_write_text, write_csv
 
 BASELINES = ("pop", "sessionpop", "markov", "ar", "sr", "itemknn", "sknn", "vsknn")
@@ -72,7 +78,8 @@ def run_demo(
     unknown model name raises :class:`~warmrec.errors.ConfigError` before any data is read."""
     names = check_models(models)
     loaded, source = demo_data(data, fmt, seed)
-    prep: Prepared = prepare(loaded, split=split, split_options=split_options, resplit=resplit)
+    sp = {"method": split or "auto", **dict(split_options or {}), "resplit": bool(resplit)}
+    prep: Prepared = prepare_run(spec_from_config({"split": sp}), data=loaded)
     split = prep.info["split"]
     rows = []
     for name in tqdm(names, desc="demo", disable=not progress):

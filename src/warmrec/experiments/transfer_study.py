@@ -39,12 +39,12 @@ from pydantic import BaseModel, Field
 from tqdm.auto import tqdm
 
 from warmrec.config import ConfigModel, build_config, config_dict
-from warmrec.data.prepared import Prepared, prepare
+from warmrec.data.prepared import Prepared
 from warmrec.data.split import default_split
 from warmrec.errors import ConfigError
 from warmrec.evaluation.evaluate import EvalResult
 from warmrec.evaluation.stats import paired_test, seed_summary
-from warmrec.experiments.spec import evaluate_model, fit_model
+from warmrec.experiments.spec import evaluate_model, fit_model, prepare_run, spec_from_config
 from warmrec.io import atomic_write_text
 from warmrec.registry import get_model
 from warmrec.transfer.embeddings import InitMethod
@@ -335,7 +335,7 @@ def run_transfer_study(
     atomic_write_text(settings_path, json.dumps(settings, indent=2, default=str))
 
     # the target split (once) and the runs to do
-    target = prepare(target_frame, split=t_split)
+    target = prepare_run(spec_from_config({"split": {"method": t_split}}), data=target_frame)
     plan: list[tuple[float, int, str, str, str | None, str | None]] = []
     for f in fractions:
         for s in seeds:
@@ -353,7 +353,9 @@ def run_transfer_study(
 
     def source_prep() -> Prepared:
         if not src_prep:
-            src_prep.append(prepare(source_frame, split=s_split))
+            src_prep.append(
+                prepare_run(spec_from_config({"split": {"method": s_split}}), data=source_frame)
+            )
         return src_prep[0]
 
     reptile_models: dict[int, Any] = {}
