@@ -143,3 +143,32 @@ def test_cli_study_curve_runs_and_resumes(target, tmp_path):
     assert "runs computed now: 0" in r.output
     r = CliRunner().invoke(cli, [*args[:-2], "--fractions", "0.001,1", "--out", str(out / "x")])
     assert r.exit_code == 2 and r.output.count("\n") == 1 and "too few training" in r.output
+
+
+def test_loo_new_targets_the_last_new_item_and_excludes_seen(tmp_path):
+    # user 1: a b a c b d c -> test d (last new), valid c, the final c dropped
+    # user 2: x y x y      -> 2 new items only: everything trains
+    # user 3: p q r        -> test r, valid q
+    rows = [(1, i, t) for t, i in enumerate("abacbdc")]
+    rows += [(2, i, 10 + t) for t, i in enumerate("xyxy")]
+    rows += [(3, i, 20 + t) for t, i in enumerate("pqr")]
+    log = tmp_path / "log.csv"
+    pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row").write_csv(log)
+    spec = spec_from_config({"data": {"path": str(log)}, "split": {"method": "loo_new"}})
+    assert spec.eval.exclude_seen  # the protocol ranks among unopened items
+    prep = prepare_run(spec)
+    sp = prep.split
+    assert sorted(zip(sp.test["user_id"], sp.test["item_id"], strict=True)) == [(1, "d"), (3, "r")]
+    assert sorted(zip(sp.valid["user_id"], sp.valid["item_id"], strict=True)) == [
+        (1, "c"),
+        (3, "q"),
+    ]
+    u1 = sp.train.filter(pl.col("user_id") == 1)["item_id"].to_list()
+    assert u1 == list("abab")  # the repeats before the test target train; the last c is gone
+    assert sp.train.filter(pl.col("user_id") == 2).height == 4
+    assert sp.info["events_after_test_dropped"] == 1
+    # user 1's test history: every earlier event, in time order
+    hist = [prep.vocab.decode([i])[0] for i in prep.test.history(0)]
+    assert hist == list("abacb")
+    kept = spec_from_config({"split": {"method": "loo_new"}, "eval": {"exclude_seen": False}})
+    assert kept.eval.exclude_seen is False
