@@ -61,6 +61,7 @@ def base_spec(target, model="markov", **model_cfg):
     )
 
 
+@pytest.mark.slow
 def test_curve_two_arms_resumes_and_tabulates(target, source_dir, tmp_path):
     base = base_spec(target, "sasrec", **tiny_net("sasrec"))
     arms = ["scratch", f"src={'transfer:' + str(source_dir)}"]
