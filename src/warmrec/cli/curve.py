@@ -39,7 +39,11 @@ def _csv(value: str, what: str, conv=str) -> tuple:
 @click.command("curve")
 @click.option("--data", "path", default=None, help="Target log (file, folder or dataset name).")
 @data_options
-@click.option("--split", default=None, help="Split method (default auto); see warmrec train.")
+@click.option(
+    "--split",
+    default=None,
+    help="Split method: auto (default), loo, loo_new, temporal, last_session, user, given.",
+)
 @click.option("--model", "model_name", default=None, help="Model of the scratch arm.")
 @click.option(
     "--arms",
