@@ -37,7 +37,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 # group name -> {subcommand name -> (module, attribute)}: subcommands living in other modules
 SUBCOMMANDS: dict[str, dict[str, tuple[str, str]]] = {
-    "study": {"coldstart": ("warmrec.cli.coldstart", "study_coldstart")},
+    "study": {
+        "coldstart": ("warmrec.cli.coldstart", "study_coldstart"),
+        "curve": ("warmrec.cli.curve", "study_curve"),
+    },
 }
 
 _REWRITES: list[tuple[re.Pattern[str], Any]] = [

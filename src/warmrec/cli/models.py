@@ -58,7 +58,8 @@ TRAIN_FLAGS = ("epochs", "patience", "seed", "device", "threads", "checkpoint_di
     "--split",
     default=None,
     help="auto (default: a split folder as given, loo for user logs, last_session for session "
-    "logs), loo, temporal (--set split.test_start=DATE), last_session, user or given.",
+    "logs), loo, loo_new (each user's last new item, seen items excluded), temporal "
+    "(--set split.test_start=DATE), last_session, user or given.",
 )
 @resplit_option
 @training_options

@@ -6,6 +6,8 @@ Four protocols, each a function returning a :class:`Split`, and :func:`split` to
 name                      kind         held out
 ========================  ===========  =====================================================
 ``"loo"``                 next_item    each user's last event (test), second last (valid)
+``"loo_new"``             next_item    each user's last event on an item new to them (test),
+                                       the new one before it (valid)
 ``"temporal"``            sessions /   everything after global cut-offs
                           next_item
 ``"last_session"``        sessions     each user's last session, or the latest 10 % of sessions
@@ -325,6 +327,50 @@ def leave_one_out(df: pl.DataFrame, key: str | None = None, time_order: str = "s
     s = stable_sort(df, [key, TIME])
     s = s.with_columns(pl.Series(_PART, _last_two(s[key])))
     info = {"method": "loo", "time_order": time_order}
+    return Split(*_parts(s), "next_item", key, info)
+
+
+def leave_last_new_out(df: pl.DataFrame, key: str | None = None) -> Split:
+    """Per user: the last event on an item the user had not opened before -> test, the new
+    event before it -> valid; what follows the test target is dropped.
+
+    The protocol of the MOOC anchor on MARS ("each learner's last *new* video ranked among the
+    videos they have not opened"; evaluate with seen items excluded)::
+
+        user a:  v1 ─ v2 ─ v1 ─ v3 ─ v2 ─ v4 ─ v3      time ─►
+                 └ train ┘ (v1)  valid (v2)  test  dropped
+                                 └ train ┘
+
+    An event is *new* when its item has no earlier event of the same user. With ``n`` new events
+    a user of ``n >= 3`` gets test = the last new one, valid = the one before; rows before the
+    test target stay in train (repeats between the valid and the test target included: they are
+    the test target's history, and every history is the rows before a target in time); rows
+    after the test target are dropped (they are the future of the test example). Users with
+    fewer than 3 new events keep every event in train. Ties keep the input row order.
+    """
+    key = _user_key(df, key)
+    _require(df, [key, ITEM, TIME])
+    s = stable_sort(df, [key, TIME])
+    new = (pl.int_range(pl.len()).over([key, ITEM]) == 0).cast(pl.Int32)
+    s = s.with_columns(new.alias("_new"))
+    s = s.with_columns(
+        pl.col("_new").reverse().cum_sum().reverse().over(key).alias("_new_after"),
+        pl.col("_new").sum().over(key).alias("_n_new"),
+    )
+    eligible = pl.col("_n_new") >= 3
+    is_new = pl.col("_new") == 1
+    part = (
+        pl.when(eligible & is_new & (pl.col("_new_after") == 1))
+        .then(TEST)
+        .when(eligible & is_new & (pl.col("_new_after") == 2))
+        .then(VALID)
+        .when(eligible & (pl.col("_new_after") == 0))
+        .then(DROPPED)
+        .otherwise(TRAIN)
+    )
+    s = s.with_columns(part.cast(pl.Int32).alias(_PART)).drop("_new", "_new_after", "_n_new")
+    n_after = int((s[_PART] == DROPPED).sum())
+    info = {"method": "loo_new", "events_after_test_dropped": n_after}
     return Split(*_parts(s), "next_item", key, info)
 
 
@@ -691,6 +737,7 @@ def new_user_domains(
 
 METHODS: dict[str, Callable[..., Split]] = {
     "loo": leave_one_out,
+    "loo_new": leave_last_new_out,
     "temporal": temporal_split,
     "last_session": last_session_split,
     "user": user_split,

@@ -23,7 +23,7 @@ A spec is a pydantic root with one section per concern, each checked when the sp
 before any data is read::
 
     [data]   path, format, columns, no_timestamp, order, time_unit, sep
-    [split]  method = "auto" | "given" | "loo" | "temporal" | "last_session" | "user",
+    [split]  method = "auto" | "given" | "loo" | "loo_new" | "temporal" | "last_session" | "user",
              that method's options, resplit
     [model]  name, then the model's own config keys
     [train]  the training loop's settings (neural models only)
@@ -155,6 +155,15 @@ class LooSplit(_Split):
     """Tie order: "stable" keeps the file order, "recbole" reproduces RecBole's float32 key."""
 
 
+class LooNewSplit(_Split):
+    """Leave-one-out on new items (the MOOC anchor's protocol on MARS): each user's last event
+    on an item they had not opened before is the test target, the new one before it validation,
+    later events dropped (:func:`~warmrec.data.split.leave_last_new_out`). Seen items are
+    excluded from the ranking unless ``[eval] exclude_seen`` says otherwise."""
+
+    method: Literal["loo_new"] = "loo_new"
+
+
 class TemporalSplit(_Split):
     """Global cut-offs: train before ``valid_start``, validation up to ``test_start``, test after."""
 
@@ -246,6 +255,7 @@ SplitSpec = Annotated[
     AutoSplit
     | GivenSplit
     | LooSplit
+    | LooNewSplit
     | TemporalSplit
     | LastSessionSplit
     | UserSplit
@@ -256,6 +266,7 @@ SPLIT_CLASSES: dict[str, type[_Split]] = {
     "auto": AutoSplit,
     "given": GivenSplit,
     "loo": LooSplit,
+    "loo_new": LooNewSplit,
     "temporal": TemporalSplit,
     "last_session": LastSessionSplit,
     "user": UserSplit,
@@ -466,6 +477,8 @@ class RunSpec(ConfigModel):
 
     @model_validator(mode="after")
     def _check_train(self) -> RunSpec:
+        if isinstance(self.split, LooNewSplit) and "exclude_seen" not in self.eval.model_fields_set:
+            self.eval = self.eval.model_copy(update={"exclude_seen": True})
         if self.transfer is not None:
             return self
         if self.model is None:

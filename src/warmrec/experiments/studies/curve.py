@@ -1,0 +1,465 @@
+"""The learning curve: a metric against the share of training data, one line per arm.
+
+A curve is a list of :class:`~warmrec.experiments.spec.RunSpec` -- one per (arm, fraction,
+seed) -- built from one base spec (:func:`curve_runs`), and every run goes through the run
+owner: :func:`~warmrec.experiments.spec.prepare_run` (``[split] train_fraction`` /
+``fraction_seed``: the :class:`~warmrec.experiments.scenarios.DataScarcity` scenario, nested
+for one seed, validation and test unchanged), :func:`~warmrec.experiments.spec.fit_run` and
+:func:`~warmrec.experiments.spec.evaluate_run` on the test part.
+
+An *arm* is how the target model starts:
+
+``scratch``
+    the base spec's ``[model]`` fit from random weights;
+``transfer:DIR`` (or ``LABEL=transfer:DIR``)
+    the pre-trained source in ``DIR`` (``warmrec pretrain`` writes one) carried over with the
+    base spec's ``[transfer]`` options (strategy, init and their options; ``source`` is the
+    arm's). Scratch vs each source vs a multi-source model are three kinds of arm.
+
+Before any model is fit the sizes are checked (:func:`check_sizes`): a fraction that keeps fewer
+than ``min_train_sequences`` training sequences refuses in one line. Each finished run is
+written atomically to ``out/runs/<arm>-f<fraction>-s<seed>.json`` with the spec that made it;
+a rerun reads those back and fits nothing (a run file whose spec differs from the current one is
+an error: start over with ``resume=False`` or another ``out``).
+
+The summary (:func:`summarize`): per (arm, fraction) the mean of each metric over seeds with
+its 95 % t-interval, and against ``scratch`` at the same fraction: the ratio of the primary
+metric with a 95 % per-user paired bootstrap interval (test users pooled over seeds, resampled
+in pairs), the paired mean difference with its interval and p-value
+(:func:`~warmrec.evaluation.stats.paired_test`). The report (``results.md``, ``report.md``,
+``report.html``, a plot of the metric against the fraction on a log axis) states the protocol:
+split method, seen items kept or excluded, full ranking or a sampled protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from warmrec.errors import ConfigError, DataError
+from warmrec.experiments.spec import RunSpec, evaluate_run, fit_run, prepare_run, spec_from_config
+from warmrec.io import atomic_write_text
+
+FRACTIONS = (0.01, 0.05, 0.1, 0.25, 1.0)
+SCRATCH = "scratch"
+SPLIT_NAMES = {
+    "loo": "leave-one-out per user (last event test, the one before validation)",
+    "loo_new": "leave-one-out on new items (each user's last event on an item not seen before "
+    "is the target)",
+    "temporal": "global time split",
+    "last_session": "last session held out",
+    "user": "user-disjoint split",
+    "given": "the split folder's own parts",
+}
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One line of the curve: ``scratch`` or a transfer from ``source``."""
+
+    name: str
+    source: str | None = None
+
+    @property
+    def is_scratch(self) -> bool:
+        return self.source is None
+
+
+def parse_arm(text: str) -> Arm:
+    """``scratch``, ``transfer:DIR`` or ``LABEL=transfer:DIR`` -> :class:`Arm`."""
+    t = text.strip()
+    label = None
+    if "=" in t and not t.startswith("transfer:"):
+        label, t = (s.strip() for s in t.split("=", 1))
+    if t == SCRATCH:
+        return Arm(label or SCRATCH)
+    if t.startswith("transfer:") and t[len("transfer:") :].strip():
+        src = t[len("transfer:") :].strip()
+        if not Path(src).is_dir():
+            raise ConfigError(
+                f"arm {text!r}: expected a pre-trained model directory, found no folder {src!r}"
+            )
+        return Arm(label or f"transfer:{Path(src).name}", src)
+    raise ConfigError(f"arm {text!r}: expected scratch, transfer:DIR or LABEL=transfer:DIR")
+
+
+def parse_arms(texts: Sequence[str | Arm]) -> list[Arm]:
+    arms = [a if isinstance(a, Arm) else parse_arm(a) for a in texts]
+    names = [a.name for a in arms]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"arms: each needs its own name, found {', '.join(dup)} twice")
+    if not arms:
+        raise ConfigError("arms: expected at least one (scratch, transfer:DIR), found none")
+    return arms
+
+
+def check_fractions(fractions: Sequence[float]) -> tuple[float, ...]:
+    fr = tuple(sorted({float(f) for f in fractions}))
+    bad = [f for f in fr if not 0 < f <= 1]
+    if not fr or bad:
+        raise ConfigError(f"fractions: expected values in (0, 1], found {list(fractions)}")
+    return fr
+
+
+@dataclass(frozen=True)
+class CurveRun:
+    """One point of one line for one seed."""
+
+    arm: Arm
+    fraction: float
+    seed: int
+    spec: RunSpec
+
+    @property
+    def key(self) -> str:
+        name = re.sub(r"[^A-Za-z0-9_.+-]+", "_", self.arm.name)
+        return f"{name}-f{self.fraction:g}-s{self.seed}"
+
+
+def arm_spec(base: RunSpec, arm: Arm, fraction: float, seed: int) -> RunSpec:
+    """The base spec at ``fraction`` (``fraction_seed`` = ``seed``), trained with ``seed``;
+    a transfer arm gets ``[transfer] source`` = its directory (and ``seed``)."""
+    cfg = base.to_config()
+    cfg["split"] = {**cfg.get("split", {}), "train_fraction": fraction, "fraction_seed": seed}
+    if arm.source is not None or (base.model is not None and base.model.takes_trainer()):
+        cfg["train"] = {**cfg.get("train", {}), "seed": seed}
+    if arm.source is None:
+        cfg.pop("transfer", None)
+        if base.model is None:
+            raise ConfigError("arm scratch: no model: give --model NAME or [model] name")
+    else:
+        cfg["transfer"] = {**cfg.get("transfer", {}), "source": arm.source, "seed": seed}
+    return spec_from_config(cfg)
+
+
+def curve_runs(
+    base: RunSpec, arms: Sequence[Arm], fractions: Sequence[float], seeds: Sequence[int]
+) -> list[CurveRun]:
+    """Every (arm, fraction, seed) as a :class:`CurveRun` (seed-major: a seed's prepared data
+    is shared by its arms)."""
+    fr = check_fractions(fractions)
+    return [
+        CurveRun(a, f, s, arm_spec(base, a, f, s)) for s in seeds for f in fr for a in arms
+    ]  # fmt: skip
+
+
+def check_sizes(
+    prep: Any, fractions: Sequence[float], seeds: Sequence[int], min_train_sequences: int
+) -> dict[float, int]:
+    """Training sequences kept at each fraction (the scenario's own count); a fraction that
+    keeps fewer than ``min_train_sequences`` refuses in one line, before anything is fit."""
+    from warmrec.experiments.scenarios import DataScarcity
+
+    train = prep.split.train if prep.split is not None else None
+    if train is None:
+        raise DataError(
+            "a learning curve needs a row split",
+            field="split.method",
+            expected="loo, loo_new, temporal, last_session, user or given",
+            found="the coldstart scenario",
+        )
+    out = {}
+    for f in fractions:
+        sc = DataScarcity(fraction=f, seed=seeds[0], min_sequences=min_train_sequences)
+        out[f] = int(sc.keys(train).len())
+    return out
+
+
+def protocol_text(spec: RunSpec) -> str:
+    """The named protocol of a run, as printed with every figure."""
+    sp = spec.split
+    method = SPLIT_NAMES.get(sp.method, sp.method)
+    opts = {k: v for k, v in sp.options().items() if k not in ("scenario",)}
+    extra = f" {json.dumps(opts, default=str)}" if opts else ""
+    seen = "seen items excluded" if spec.eval.exclude_seen else "seen items kept"
+    ranking = (
+        "full ranking over the catalogue"
+        if spec.eval.protocol == "full"
+        else f"sampled ranking ({spec.eval.protocol})"
+    )
+    return f"split: {sp.method} = {method}{extra}; {seen}; {ranking}"
+
+
+def paired_ratio_ci(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
+) -> tuple[float, float, float]:
+    """``mean(a) / mean(b)`` and its percentile bootstrap interval, pairs resampled together
+    (NaN bounds when ``b`` sums to 0)."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1 or not len(a):
+        raise DataError("paired values", field="a, b", expected="equal 1-D", found=str(a.shape))
+    bm = b.mean()
+    if bm <= 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    n = len(a)
+    ratios = np.empty(n_boot)
+    step = max(1, (1 << 22) // n)
+    for lo in range(0, n_boot, step):
+        k = min(step, n_boot - lo)
+        idx = rng.integers(0, n, size=(k, n))
+        sb = b[idx].sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios[lo : lo + k] = np.where(sb > 0, a[idx].sum(axis=1) / sb, np.nan)
+    ratios = ratios[~np.isnan(ratios)]
+    q = np.quantile(ratios, [alpha / 2, 1 - alpha / 2]) if len(ratios) else [np.nan, np.nan]
+    return float(a.mean() / bm), float(q[0]), float(q[1])
+
+
+def summarize(
+    records: Sequence[Mapping[str, Any]],
+    metrics: Sequence[str],
+    primary: str,
+    *,
+    baseline: str = SCRATCH,
+    n_boot: int = 2000,
+) -> pl.DataFrame:
+    """One row per (arm, fraction): means and 95 % t-intervals over seeds, and the ratio to
+    ``baseline`` of ``primary`` (per-user paired bootstrap, users pooled over seeds) with the
+    paired difference and its p-value."""
+    from warmrec.evaluation.stats import paired_test, seed_summary
+
+    by: dict[tuple[str, float], dict[int, Mapping[str, Any]]] = {}
+    for r in records:
+        by.setdefault((r["arm"], r["fraction"]), {})[r["seed"]] = r
+    rows = []
+    for (arm, frac), runs in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        seeds = sorted(runs)
+        row: dict[str, Any] = {
+            "arm": arm,
+            "fraction": frac,
+            "n_train": int(np.mean([runs[s]["n_train_sequences"] for s in seeds])),
+            "n_seeds": len(seeds),
+        }
+        for m in metrics:
+            s = seed_summary([runs[x]["metrics"][m] for x in seeds])
+            row.update({m: s.mean, f"{m}_lo": s.lo, f"{m}_hi": s.hi})
+        row.update(ratio=None, ratio_lo=None, ratio_hi=None, diff=None, p_value=None)
+        base = by.get((baseline, frac), {})
+        paired = [s for s in seeds if s in base]
+        if paired and arm != baseline:
+            a = np.concatenate([np.asarray(runs[s]["per_user"], np.float64) for s in paired])
+            b = np.concatenate([np.asarray(base[s]["per_user"], np.float64) for s in paired])
+            if a.shape == b.shape:
+                r, lo, hi = paired_ratio_ci(a, b, n_boot=n_boot)
+                t = paired_test(a, b, n_boot=n_boot, seed=0)
+                row.update(ratio=r, ratio_lo=lo, ratio_hi=hi, diff=t.mean_diff, p_value=t.p_value)
+        elif arm == baseline:
+            row["ratio"] = 1.0
+        rows.append(row)
+    df = pl.DataFrame(rows, infer_schema_length=None)
+    cols = ("ratio", "ratio_lo", "ratio_hi", "diff", "p_value")
+    return df.with_columns([pl.col(c).cast(pl.Float64) for c in cols])
+
+
+def display_table(summary: pl.DataFrame, metrics: Sequence[str]) -> pl.DataFrame:
+    """``mean [lo, hi]`` per metric (``mean [-]`` for one seed) and the ratio with its CI."""
+    from warmrec.reports.tables import format_value
+
+    def cell(v, lo, hi) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+            return f"{format_value(v)} [-]"
+        return f"{format_value(v)} [{format_value(lo)}, {format_value(hi)}]"
+
+    out = summary.select("arm", "fraction", "n_train", "n_seeds")
+    for m in metrics:
+        vals = [
+            cell(v, lo, hi)
+            for v, lo, hi in zip(summary[m], summary[f"{m}_lo"], summary[f"{m}_hi"], strict=True)
+        ]
+        out = out.with_columns(pl.Series(f"{m} [95% CI]", vals, dtype=pl.String))
+    ratio = [
+        cell(v, lo, hi) if lo is not None else ("1" if v == 1.0 else "")
+        for v, lo, hi in zip(
+            summary["ratio"], summary["ratio_lo"], summary["ratio_hi"], strict=True
+        )
+    ]
+    return out.with_columns(
+        pl.Series("ratio to scratch [95% CI]", ratio, dtype=pl.String), summary["p_value"]
+    )
+
+
+@dataclass
+class CurveResult:
+    summary: pl.DataFrame
+    table: pl.DataFrame
+    records: list[dict[str, Any]]
+    computed: list[str]
+    paths: dict[str, Path] = field(default_factory=dict)
+    protocol: str = ""
+
+
+def _spec_key(spec: RunSpec) -> str:
+    return json.dumps(spec.to_config(absolute=True), sort_keys=True, default=str)
+
+
+def run_curve(
+    base: RunSpec,
+    arms: Sequence[str | Arm] = (SCRATCH,),
+    *,
+    fractions: Sequence[float] = FRACTIONS,
+    seeds: Sequence[int] = (0, 1, 2),
+    out_dir: str | Path = "warmrec-out/curve",
+    resume: bool = True,
+    primary: str = "ndcg@10",
+    min_train_sequences: int = 10,
+    n_boot: int = 2000,
+    progress: bool = False,
+    data: Any = None,
+) -> CurveResult:
+    """Run the curve (module docstring) and write its table, plot and report to ``out_dir``.
+    ``data``: the log already read (an ``Interactions`` or canonical table) instead of
+    ``base.data``."""
+    from warmrec.evaluation.metrics import parse_metric
+
+    arm_list = parse_arms(arms)
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ConfigError("seeds: expected at least one, found none")
+    metrics = list(base.eval.metrics)
+    if primary not in metrics:
+        raise ConfigError(f"primary metric {primary!r}: expected one of {', '.join(metrics)}")
+    label = parse_metric(primary).label
+    runs = curve_runs(base, arm_list, fractions, seeds)
+    fr = check_fractions(fractions)
+    out = Path(out_dir)
+    if not resume and out.exists():
+        shutil.rmtree(out)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    if data is None:
+        if base.data is None:
+            raise ConfigError("no data path: give --data PATH or [data] path in the config")
+        data = base.data.read()
+    full = prepare_run(base.replace(split={**base.to_config()["split"], "train_fraction": 1.0}),
+                       data=data)  # fmt: skip
+    sizes = check_sizes(full, fr, seeds, min_train_sequences)
+    ran_spec: RunSpec = full.info["spec"]
+    protocol = protocol_text(ran_spec.model_copy(update={"eval": base.eval}))
+    records: list[dict[str, Any]] = []
+    computed: list[str] = []
+    prepared: dict[tuple[float, int], Any] = {}
+    for run in runs:
+        path = out / "runs" / f"{run.key}.json"
+        key = _spec_key(run.spec)
+        if path.is_file():
+            rec = json.loads(path.read_text())
+            if rec.get("spec_key") != key:
+                raise ConfigError(
+                    f"{path}: made by another spec than this curve's; start over with "
+                    "--no-resume (resume=False) or give another --out"
+                )
+            records.append(rec)
+            continue
+        pk = (run.fraction, run.seed)
+        if pk not in prepared:
+            prepared.clear()  # one (fraction, seed) at a time: arms share it
+            prepared[pk] = prepare_run(run.spec, data=data)
+        prep = prepared[pk]
+        if progress:
+            print(
+                f"[curve] {run.arm.name} fraction {run.fraction:g} seed {run.seed} ...", flush=True
+            )
+        t0 = time.perf_counter()
+        model = fit_run(run.spec, prep)
+        fit_s = time.perf_counter() - t0
+        res = evaluate_run(model, prep.test, run.spec, prep)
+        rec = {
+            "arm": run.arm.name,
+            "source": run.arm.source,
+            "fraction": run.fraction,
+            "seed": run.seed,
+            "n_train_sequences": len(prep.train.sequences),
+            "n_test": res.n_examples,
+            "metrics": {m: float(res.summary[parse_metric(m).label]) for m in metrics},
+            "per_user": np.asarray(res.per_example[label], np.float64).tolist(),
+            "fit_seconds": fit_s,
+            "protocol": protocol,
+            "spec_key": key,
+            "spec": run.spec.to_config(absolute=True),
+        }
+        atomic_write_text(path, json.dumps(rec))
+        records.append(rec)
+        computed.append(run.key)
+    summary = summarize(records, metrics, primary, n_boot=n_boot)
+    table = display_table(summary, metrics)
+    info = {
+        "protocol": protocol,
+        "arms": ", ".join(f"{a.name}" + (f" ({a.source})" if a.source else "") for a in arm_list),
+        "fractions": ", ".join(f"{f:g} ({sizes[f]} training sequences)" for f in fr),
+        "seeds": ", ".join(map(str, seeds)),
+        "test examples": str(records[0]["n_test"]) if records else "0",
+        "model": base.model.name if base.model is not None else "(the sources')",
+        "transfer": json.dumps(
+            {k: v for k, v in (base.to_config().get("transfer") or {}).items() if k != "source"}
+        ),
+        "train": json.dumps(base.train),
+    }
+    paths = write_outputs(out, summary, table, info, primary)
+    return CurveResult(summary, table, records, computed, paths, protocol)
+
+
+def write_outputs(
+    out: Path,
+    summary: pl.DataFrame,
+    table: pl.DataFrame,
+    info: Mapping[str, str],
+    metric: str,
+) -> dict[str, Path]:
+    """``summary.csv``, ``results.md``, the plot and ``report.md`` / ``report.html``; the
+    protocol is written above the table and in the plot's caption."""
+    from warmrec.reports.plots import line_plot
+    from warmrec.reports.report import Heading, Image, Table, Text, write_report
+    from warmrec.reports.tables import write_csv
+
+    protocol = info["protocol"]
+    name = metric.replace("@", "_at_")
+    plot = line_plot(
+        summary,
+        "fraction",
+        metric,
+        "arm",
+        out / f"{name}_vs_fraction.png",
+        f"{metric.upper()} vs training fraction (mean, 95% CI over seeds)",
+        lo=f"{metric}_lo",
+        hi=f"{metric}_hi",
+        xlabel="fraction of training sequences (log scale)",
+        ylabel=metric,
+        logx=True,
+    )
+    explain = (
+        f"Protocol: {protocol}. Mean over seeds with the 95 % t-interval; ratio to scratch = "
+        f"{metric} / scratch's at the same fraction, with a 95 % paired bootstrap interval over "
+        "test users pooled over seeds; p_value: paired bootstrap test of the mean difference."
+    )
+    from warmrec.reports.tables import to_markdown
+
+    md = f"# Learning curve\n\n{explain}\n\n" + to_markdown(table) + "\n"
+    atomic_write_text(out / "results.md", md)
+    paths = {"summary_csv": write_csv(summary, out / "summary.csv"), "table_md": out / "results.md"}
+    paths["plot"] = plot
+    blocks = [
+        Heading("Setting"),
+        Text("\n".join(f"{k}: {v}" for k, v in info.items())),
+        Heading("Results"),
+        Text(explain),
+        Table(table),
+        Heading("Plot"),
+        Image(plot, alt=f"{metric} vs fraction", caption=f"{metric} vs fraction; {protocol}"),
+    ]
+    for suffix in ("md", "html"):
+        paths[f"report_{suffix}"] = write_report(out / f"report.{suffix}", "Learning curve", blocks)
+    return paths

@@ -1,0 +1,175 @@
+"""The learning curve: runs per (arm, fraction, seed), resume, table shape, sizes, protocol, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import cyclic_log, tiny_net
+from warmrec.cli.main import cli
+from warmrec.errors import ConfigError, DataError
+from warmrec.experiments.spec import fit_run, prepare_run, save_run, spec_from_config
+from warmrec.experiments.studies.curve import paired_ratio_ci, parse_arm, run_curve
+
+TRAIN = {"epochs": 3, "batch_size": 64, "lr": 5e-3, "patience": 0}
+
+
+def user_log(n_users: int = 200, n_items: int = 30, seed: int = 0, offset: int = 0) -> pl.DataFrame:
+    """Users who walk a cycle ``i -> i + 1``: the next item is always the last one + 1."""
+    df = cyclic_log(n_sessions=n_users, n_items=n_items, length=8, seed=seed)
+    return df.rename({"session_id": "user_id"}).with_columns(pl.col("item_id") + offset)
+
+
+@pytest.fixture(scope="module")
+def source_dir(tmp_path_factory):
+    """A tiny SASRec pre-trained on another catalogue (items 1001..)."""
+    d = tmp_path_factory.mktemp("src")
+    log = d / "source.csv"
+    user_log(150, 25, seed=3, offset=1000).write_csv(log)
+    spec = spec_from_config(
+        {
+            "data": {"path": str(log)},
+            "model": {"name": "sasrec", **tiny_net("sasrec")},
+            "train": TRAIN,
+            "pretrain": True,
+        }
+    )
+    prep = prepare_run(spec)
+    return save_run(fit_run(spec, prep), d / "model")
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory):
+    p = tmp_path_factory.mktemp("tgt") / "target.csv"
+    user_log().write_csv(p)
+    return p
+
+
+def base_spec(target, model="markov", **model_cfg):
+    return spec_from_config(
+        {
+            "data": {"path": str(target)},
+            "split": {"method": "loo"},
+            "model": {"name": model, **model_cfg},
+            "eval": {"metrics": ["hr@10", "ndcg@10"]},
+            **({"train": TRAIN} if model == "sasrec" else {}),
+        }
+    )
+
+
+@pytest.mark.slow
+def test_curve_two_arms_resumes_and_tabulates(target, source_dir, tmp_path):
+    base = base_spec(target, "sasrec", **tiny_net("sasrec"))
+    arms = ["scratch", f"src={'transfer:' + str(source_dir)}"]
+    kw = dict(fractions=(0.1, 1.0), seeds=(0, 1), out_dir=tmp_path / "c", n_boot=200)
+    res = run_curve(base, arms, **kw)
+    assert len(res.computed) == 8
+    assert len(list((tmp_path / "c" / "runs").glob("*.json"))) == 8
+    # one row per (arm, fraction); scratch's ratio is 1, the transfer arm's has an interval
+    assert res.summary.height == 4
+    assert set(res.summary["arm"]) == {"scratch", "src"}
+    src = res.summary.filter(pl.col("arm") == "src")
+    assert src["ratio_lo"].is_not_null().all()
+    assert (src["ratio_lo"] <= src["ratio"]).all() and (src["ratio"] <= src["ratio_hi"]).all()
+    assert res.summary.filter(pl.col("arm") == "scratch")["ratio"].to_list() == [1.0, 1.0]
+    n = res.summary.sort("fraction")["n_train"].to_list()
+    assert n[0] < n[-1] and n[0] == 20  # 10 % of 200 users
+    assert res.table.columns[:4] == ["arm", "fraction", "n_train", "n_seeds"]
+    assert "ndcg@10 [95% CI]" in res.table.columns
+    for f in (
+        "results.md",
+        "report.md",
+        "report.html",
+        "summary.csv",
+        "ndcg_at_10_vs_fraction.png",
+    ):
+        assert (tmp_path / "c" / f).is_file(), f
+    md = (tmp_path / "c" / "results.md").read_text()
+    assert "split: loo" in md and "seen items kept" in md and "full ranking" in md
+    # the transfer runs recorded the source and the per-user values of the same test users
+    rec = json.loads((tmp_path / "c" / "runs" / "src-f0.1-s1.json").read_text())
+    assert rec["source"] == str(source_dir) and len(rec["per_user"]) == rec["n_test"] == 200
+    again = run_curve(base, arms, **kw)
+    assert again.computed == []
+    assert again.summary.equals(res.summary)
+
+
+def test_larger_fraction_is_not_worse_on_a_cycle(target, tmp_path):
+    # first-order Markov on a cycle: 10 % of users leave transitions unseen, all users none
+    res = run_curve(base_spec(target), ["scratch"], fractions=(0.05, 1.0), seeds=(0, 1),
+                    out_dir=tmp_path / "m", n_boot=100)  # fmt: skip
+    hr = dict(zip(res.summary["fraction"], res.summary["hr@10"], strict=True))
+    assert hr[1.0] == pytest.approx(1.0)
+    assert hr[0.05] < hr[1.0]
+
+
+def test_a_too_small_fraction_refuses_before_fitting(target, tmp_path):
+    with pytest.raises(DataError, match="too few training sequences.*0.01"):
+        run_curve(base_spec(target), ["scratch"], fractions=(0.01, 1.0), seeds=(0,),
+                  out_dir=tmp_path / "s", min_train_sequences=5)  # fmt: skip
+    assert not list((tmp_path / "s" / "runs").glob("*.json"))
+
+
+def test_resume_refuses_runs_of_another_spec(target, tmp_path):
+    kw = dict(fractions=(1.0,), seeds=(0,), out_dir=tmp_path / "r", n_boot=50)
+    run_curve(base_spec(target), ["scratch"], **kw)
+    with pytest.raises(ConfigError, match="another spec"):
+        run_curve(base_spec(target, "pop"), ["scratch"], **kw)
+    assert run_curve(base_spec(target, "pop"), ["scratch"], resume=False, **kw).computed
+
+
+def test_arms_and_ratio_interval():
+    assert parse_arm("scratch").is_scratch
+    with pytest.raises(ConfigError, match="expected scratch, transfer:DIR"):
+        parse_arm("finetune")
+    with pytest.raises(ConfigError, match="no folder"):
+        parse_arm("transfer:/no/such/dir")
+    a = np.array([1.0, 0.0, 1.0, 1.0])
+    r, lo, hi = paired_ratio_ci(a, a / 2, n_boot=200)
+    assert r == lo == hi == pytest.approx(2.0)
+
+
+def test_cli_study_curve_runs_and_resumes(target, tmp_path):
+    out = tmp_path / "cli"
+    args = ["study", "curve", "--data", str(target), "--split", "loo", "--model", "markov",
+            "--fractions", "0.5,1", "--seeds", "2", "--exclude-seen", "--out", str(out)]  # fmt: skip
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert "runs computed now: 4" in r.output and "seen items excluded" in r.output
+    r = CliRunner().invoke(cli, args)
+    assert "runs computed now: 0" in r.output
+    r = CliRunner().invoke(cli, [*args[:-2], "--fractions", "0.001,1", "--out", str(out / "x")])
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "too few training" in r.output
+
+
+def test_loo_new_targets_the_last_new_item_and_excludes_seen(tmp_path):
+    # user 1: a b a c b d c -> test d (last new), valid c, the final c dropped
+    # user 2: x y x y      -> 2 new items only: everything trains
+    # user 3: p q r        -> test r, valid q
+    rows = [(1, i, t) for t, i in enumerate("abacbdc")]
+    rows += [(2, i, 10 + t) for t, i in enumerate("xyxy")]
+    rows += [(3, i, 20 + t) for t, i in enumerate("pqr")]
+    log = tmp_path / "log.csv"
+    pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row").write_csv(log)
+    spec = spec_from_config({"data": {"path": str(log)}, "split": {"method": "loo_new"}})
+    assert spec.eval.exclude_seen  # the protocol ranks among unopened items
+    prep = prepare_run(spec)
+    sp = prep.split
+    assert sorted(zip(sp.test["user_id"], sp.test["item_id"], strict=True)) == [(1, "d"), (3, "r")]
+    assert sorted(zip(sp.valid["user_id"], sp.valid["item_id"], strict=True)) == [
+        (1, "c"),
+        (3, "q"),
+    ]
+    u1 = sp.train.filter(pl.col("user_id") == 1)["item_id"].to_list()
+    assert u1 == list("abab")  # the repeats before the test target train; the last c is gone
+    assert sp.train.filter(pl.col("user_id") == 2).height == 4
+    assert sp.info["events_after_test_dropped"] == 1
+    # user 1's test history: every earlier event, in time order
+    hist = [prep.vocab.decode([i])[0] for i in prep.test.history(0)]
+    assert hist == list("abacb")
+    kept = spec_from_config({"split": {"method": "loo_new"}, "eval": {"exclude_seen": False}})
+    assert kept.eval.exclude_seen is False
