@@ -15,11 +15,18 @@ of each ``test.csv`` session given its prefix (test items unknown to training dr
 official evaluation does; ties counted against the model, the official ``-e conservative``).
 
     python benchmarks/gru4rec_speed.py --epochs 1 --test
+
+The run writes its own section of ``benchmarks/results/gru4rec_speed.md`` (between the
+``gru4rec_speed`` markers; ``--out`` names another file, ``--no-write`` none): the command, the
+machine (CPU model, cache sizes), the load sampled during the runs and whether that counts as
+quiet, the fused BPR-max's chunk size in force, and the tables. Its figures are also kept in
+``benchmarks/_work/gru4rec_speed/last.json`` (read by ``benchmarks/bench_quick.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -29,11 +36,14 @@ import sys
 import time
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"  # as benchmarks/baselines.py
+from _bench import SHARED, LoadSampler, write_section
+
 DATA = SHARED / "data" / "nowplaying-1m"
 PEER = SHARED / "peers" / "gru4rec-official"
 WORK = Path(__file__).resolve().parent / "_work" / "gru4rec_speed"
 OUT = Path(__file__).resolve().parent / "results" / "gru4rec_speed.md"
+BEGIN, END = "<!-- gru4rec_speed:begin -->", "<!-- gru4rec_speed:end -->"
+TITLE = "# GRU4Rec training speed: warmrec vs the official implementation\n\n"
 
 OFFICIAL_PARAMS = (
     "loss=bpr-max,constrained_embedding=True,embedding=0,elu_param=0.5,layers=100,"
@@ -188,8 +198,10 @@ def main() -> None:
         action="store_true",
         help="also run the official code with warmrec's glibc allocator settings (a row apart)",
     )
-    ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--out", default=str(OUT), help="results file whose section is replaced")
+    ap.add_argument("--no-write", action="store_true", help="print the section only")
     args = ap.parse_args()
+    sampler = LoadSampler(every=10.0)
     rows = []
     if not args.skip_official:
         rows.append(("official GRU4Rec (PyTorch, d1fc311)", run_official(args.epochs, args.test)))
@@ -213,21 +225,50 @@ def main() -> None:
         profiles["dense tables (`sparse_items=False`)"] = profile_warmrec(
             dense, TRAINER, args.profile
         )
-    write(rows, args, profiles)
+    load = sampler.stop()
+    write(rows, args, profiles, load, sampler.verdict())
 
 
-def write(rows: list, args: argparse.Namespace, profiles: dict) -> None:
+def ratios(rows: list) -> dict[str, float]:
+    """Mean pairs/s of each row relative to the first official row (empty without one)."""
+    official = [r for n, r in rows if n.startswith("official")]
+    if not official or not official[0]["epochs"]:
+        return {}
+    base = sum(e[1] for e in official[0]["epochs"]) / len(official[0]["epochs"])
+    return {n: sum(e[1] for e in r["epochs"]) / len(r["epochs"]) / base for n, r in rows}
+
+
+def write(rows: list, args: argparse.Namespace, profiles: dict, load: str, verdict: str) -> None:
     import torch
 
+    from warmrec.models.bpr_max_linear import chunk_bytes
+
+    size, source = chunk_bytes()
     cmd = "python benchmarks/gru4rec_speed.py " + shlex.join(sys.argv[1:])
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / "last.json").write_text(
+        json.dumps(
+            {
+                "command": cmd,
+                "when": when,
+                "load": load,
+                "verdict": verdict,
+                "rows": [[n, r] for n, r in rows],
+                "ratios": ratios(rows),
+            },
+            indent=1,
+        )  # fmt: skip
+    )
     lines = [
-        "# GRU4Rec training speed: warmrec vs the official implementation",
+        BEGIN,
+        f"## Latest run ({when}; written by the script)",
         "",
-        f"- `{cmd}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
-        f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical "
-        f"cores shared with other jobs (1-minute load averages below), Python "
-        f"{platform.python_version()}, torch {torch.__version__}; one torch thread per run, runs "
-        "one after another in the same window.",
+        f"- `{cmd}`",
+        f"- **{verdict}**.",
+        f"- {os.cpu_count()} logical CPUs, Python {platform.python_version()}, torch "
+        f"{torch.__version__}; one torch thread per run, runs one after another in the same "
+        f"window; fused BPR-max row chunks of {size:,} bytes per score buffer ({source}).",
         "- Data: nowplaying-1m `train.csv` (489,367 events, 121K items); settings: see the "
         "script's docstring (official: `" + OFFICIAL_PARAMS.format(epochs=args.epochs) + "`).",
         "",
@@ -244,13 +285,12 @@ def write(rows: list, args: argparse.Namespace, profiles: dict) -> None:
                 f"| {name} | {i} | {sec:.1f} | {eps:,} | {'' if own is None else f'{own:,}'} "
                 f"| {r['load'][0]:.1f}, {r['load'][1]:.1f} |"
             )
-    official = [r for n, r in rows if n.startswith("official")]
-    if official:
-        base = sum(e[1] for e in official[0]["epochs"]) / len(official[0]["epochs"])
+    rel = ratios(rows)
+    if rel:
         lines += ["", "Mean events/s relative to the official implementation (same pairs):", ""]
         for name, r in rows:
             mean = sum(e[1] for e in r["epochs"]) / len(r["epochs"])
-            lines.append(f"- {name}: {mean:,.0f} events/s, **{mean / base:.2f}x**")
+            lines.append(f"- {name}: {mean:,.0f} events/s, **{rel[name]:.2f}x**")
     if any("recall" in r for _, r in rows):
         lines += ["", "| implementation | Recall@20 | MRR@20 |", "|---|---|---|"]
         for name, r in rows:
@@ -259,8 +299,11 @@ def write(rows: list, args: argparse.Namespace, profiles: dict) -> None:
     for name, table in profiles.items():
         lines += ["", f"Top operators, warmrec, {name}, {args.profile} steps:", "", "```"]
         lines += [table.rstrip(), "```"]
-    Path(args.out).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    lines += ["", END]
+    block = "\n".join(lines)
+    if not args.no_write:
+        write_section(Path(args.out), BEGIN, END, block, TITLE, load=load)
+    print(block)
 
 
 if __name__ == "__main__":
