@@ -90,9 +90,18 @@ MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "2
 """glibc's environment form of the settings ``warmrec.training.memory`` makes with ``mallopt``."""
 
 
-def run_official(epochs: int, test: bool, extra_env: dict | None = None) -> dict:
+def official_python() -> str:
+    """The interpreter for the official code: ``.peers/gru4rec-official/bin/python`` where that
+    venv exists (see the peer's README), else this one (it needs torch, numpy and pandas)."""
+    peer = Path(__file__).resolve().parents[1] / ".peers" / "gru4rec-official" / "bin" / "python"
+    return str(peer) if peer.exists() else sys.executable
+
+
+def run_official(
+    epochs: int, test: bool, extra_env: dict | None = None, python: str | None = None
+) -> dict:
     cmd = [
-        sys.executable,
+        python or official_python(),
         str(PEER / "run.py"),
         str(tsv_for_official("train")),
         "-m",
@@ -191,6 +200,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--test", action="store_true", help="also score test.csv")
     ap.add_argument("--skip-official", action="store_true")
+    ap.add_argument("--official-python", default=None, help="interpreter for the official code")
+    ap.add_argument(
+        "--tune-chunk",
+        action="store_true",
+        help="first time the fused BPR-max's chunk sizes and keep the fastest for this machine",
+    )
     ap.add_argument("--dense", action="store_true", help="also run warmrec with dense tables")
     ap.add_argument("--profile", type=int, default=0, help="profile this many steps")
     ap.add_argument(
@@ -203,14 +218,27 @@ def main() -> None:
     args = ap.parse_args()
     sampler = LoadSampler(every=10.0)
     rows = []
+    if args.tune_chunk:
+        import torch
+
+        from warmrec.models.bpr_max_linear import tune_chunk_bytes
+
+        torch.set_num_threads(1)
+        print("chunk tuning:", tune_chunk_bytes(), flush=True)
     if not args.skip_official:
-        rows.append(("official GRU4Rec (PyTorch, d1fc311)", run_official(args.epochs, args.test)))
-        print(rows[-1], flush=True)
+        try:
+            off = run_official(args.epochs, args.test, python=args.official_python)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            tail = (getattr(exc, "stderr", "") or str(exc)).strip().splitlines()[-1:]
+            print(f"official GRU4Rec could not run ({'; '.join(tail)}): warmrec's side only")
+        else:
+            rows.append(("official GRU4Rec (PyTorch, d1fc311)", off))
+            print(rows[-1], flush=True)
     rows.append(("warmrec GRU4Rec", run_warmrec(args.epochs, args.test, WARMREC_CONFIG, TRAINER)))
     print(rows[-1], flush=True)
     if args.official_malloc:
         name = "official GRU4Rec + warmrec's malloc settings (not a baseline)"
-        rows.append((name, run_official(args.epochs, args.test, MALLOC_ENV)))
+        rows.append((name, run_official(args.epochs, args.test, MALLOC_ENV, args.official_python)))
         print(rows[-1], flush=True)
     if args.dense:
         cfg = {**WARMREC_CONFIG, "sparse_items": False}

@@ -34,9 +34,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _bench import write_section
+from _bench import SHARED, write_section
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 WORK = Path(__file__).resolve().parent / "_work" / "sasrec_speed"
 BEGIN, END = "<!-- sasrec:begin -->", "<!-- sasrec:end -->"
 
