@@ -42,6 +42,7 @@ import time
 import torch
 
 from warmrec.errors import ConfigError
+from warmrec.training import machine
 
 CHUNK_ELEMENTS: int | None = None
 """Scores per row chunk when set (tests, experiments); None: :func:`chunk_bytes` decides."""
@@ -72,8 +73,6 @@ def chunk_bytes() -> tuple[int, str]:
     (``WARMREC_BPR_CHUNK_BYTES``), ``"tuned"`` (this machine's timed choice), ``"l2"`` (half the
     L2 read from the machine) or ``"default"`` (L2 unknown). Resolved once per process
     (``chunk_bytes.cache_clear()`` re-reads)."""
-    from warmrec.training import machine
-
     env = os.environ.get(CHUNK_ENV, "").strip()
     if env:
         if not env.isdigit() or int(env) < 1:
@@ -249,8 +248,6 @@ def tune_chunk_bytes(save: bool = True, **kwargs) -> dict:
     """Time the candidate chunk sizes on this machine (:func:`time_chunk_sizes`, about a second)
     and, with ``save``, keep the fastest as this machine's choice (used by every later run; see
     :mod:`warmrec.training.machine`). Returns the choice, the L2 rule's size and the timings."""
-    from warmrec.training import machine
-
     info = machine.cpu_info()
     times = time_chunk_sizes(**kwargs)
     choice = min(times, key=times.__getitem__)

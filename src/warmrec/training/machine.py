@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from warmrec.io import atomic_write_text
+
 SYSFS_CACHE = Path("/sys/devices/system/cpu/cpu0/cache")
 TUNING_FILE = "tuning.json"
 
@@ -179,8 +181,6 @@ def tuned(name: str, info: CpuInfo | None = None) -> Any | None:
 def remember(name: str, value: Any, info: CpuInfo | None = None, **details: Any) -> Path:
     """Keep ``value`` (and ``details``, e.g. the timings it was chosen from) for ``name`` on this
     machine; returns the file. Written atomically; other machines' entries are kept."""
-    from warmrec.io import atomic_write_text
-
     info = info or cpu_info()
     path = cache_dir() / TUNING_FILE
     data = _read_tuning(path)
