@@ -71,4 +71,7 @@ def test_busy_machine_ratio_is_busy_over_quiet_median(bench, monkeypatch):
     assert "- policy: **2.50x** (meets the goal)" in text
     assert "- torch default: **10.00x** (misses the goal)" in text
     assert text.startswith(bm.BEGIN) and text.endswith(bm.END)
+    res["runs"][3]["stopped"] = True  # a stopped run: its time is a lower bound
+    assert "- torch default: **> 10.00x** (misses the goal)" in bm.render(res)
+    assert "> 80 (stopped)" in bm.render(res)
     sys.modules.pop("busy_machine", None)
