@@ -200,8 +200,9 @@ def render(res: dict) -> str:
         BEGIN,
         "## The thread policy beside busy processes (`benchmarks/busy_machine.py`)",
         "",
-        f"- `{res['command']}` ({res['when']}); each run: `python -m {res['run']}` "
-        f"({res['epochs']} epochs, validation after each), a fresh process, wall seconds to exit.",
+        f"- `{res['command']}` ({res['when']}); each run: `python {res['run']}` "
+        f"(epochs: {res['epochs']}, validation after each), a fresh process, wall seconds to "
+        "exit.",
         f"- Whole run: **{res['verdict']}**. Quiet runs: "
         f"**{load_verdict(quiet_loads)}**"
         + ("" if max(quiet_loads, default=0) <= quiet_limit() else " - not a quiet baseline")

@@ -75,3 +75,17 @@ def test_busy_machine_ratio_is_busy_over_quiet_median(bench, monkeypatch):
     assert "- torch default: **> 10.00x** (misses the goal)" in bm.render(res)
     assert "> 80 (stopped)" in bm.render(res)
     sys.modules.pop("busy_machine", None)
+
+
+def test_gru4rec_ratios_per_clock_only_where_both_are_timed(bench):
+    import gru4rec_speed as g
+
+    off = {"pairs": 1000, "epochs": [{"cpu_s": 10.0, "printed_eps": 1}]}
+    mine = {"pairs": 1000, "epochs": [{"wall_s": 4.0, "cpu_s": 5.0}]}
+    rows = [("official GRU4Rec", off), ("warmrec GRU4Rec", mine)]
+    assert g.rate(mine, "wall") == 250.0 and g.rate(off, "wall") is None
+    assert g.ratios(rows) == {"cpu": {"official GRU4Rec": 1.0, "warmrec GRU4Rec": 2.0}}
+    off["epochs"][0]["wall_s"] = 8.0
+    assert g.ratios(rows)["wall"]["warmrec GRU4Rec"] == 2.0
+    assert g.ratios(rows[1:]) == {}
+    sys.modules.pop("gru4rec_speed", None)
