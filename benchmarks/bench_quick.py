@@ -134,7 +134,8 @@ def main() -> None:
         for stale in (HERE / "_work" / "gru4rec_speed" / "last.json",):
             stale.unlink(missing_ok=True)
         out = results / "gru4rec_speed.md" if a.record else WORK / "gru4rec_speed.md"
-        cmd = [py, str(HERE / "gru4rec_speed.py"), "--epochs", "1", "--test", "--out", str(out)]
+        out = out.relative_to(ROOT)  # the scripts run in ROOT: their recorded commands stay short
+        cmd = [py, "benchmarks/gru4rec_speed.py", "--epochs", "1", "--test", "--out", str(out)]
         if a.official_python:
             cmd += ["--official-python", a.official_python]
         if a.wall:
@@ -143,12 +144,12 @@ def main() -> None:
     if not a.skip_sasrec:
         (HERE / "_work" / "sasrec_speed" / "quick.json").unlink(missing_ok=True)
         out = results / "speed.md" if a.record else WORK / "speed.md"
-        cmd = [py, str(HERE / "sasrec_speed.py"), "--epochs", "3", "--label", "quick"]
-        cmd += ["--out", str(out)]
+        cmd = [py, "benchmarks/sasrec_speed.py", "--epochs", "3", "--label", "quick"]
+        cmd += ["--out", str(out.relative_to(ROOT))]
         rt = Path(a.rectools_python)
         rt = rt if rt.is_absolute() else ROOT / rt
         if peer_ok(rt, "rectools"):
-            cmd += ["--rectools-python", str(rt)]
+            cmd += ["--rectools-python", a.rectools_python]
         else:
             print(
                 f"bench-quick: no working RecTools venv at {rt} (`make peers` builds it): "

@@ -145,7 +145,14 @@ def main() -> None:
     )
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--render", action="store_true", help="only rewrite the section from last.json")
     a = ap.parse_args()
+    if a.render:
+        res = json.loads((WORK / "last.json").read_text())
+        block = render(res)
+        write_section(Path(a.out), BEGIN, END, block, "# Training speed\n\n", load=res["load"])
+        print(block)
+        return
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the busy processes are stopped
     data = Path(a.data)
     if not data.exists():
@@ -187,7 +194,7 @@ def main() -> None:
     (WORK / "last.json").write_text(json.dumps(result, indent=1))
     block = render(result)
     if not a.no_write:
-        write_section(Path(a.out), BEGIN, END, block, "# Training speed (issue 13)\n\n", load=load)
+        write_section(Path(a.out), BEGIN, END, block, "# Training speed\n\n", load=load)
     print(block)
 
 
