@@ -15,11 +15,18 @@ of each ``test.csv`` session given its prefix (test items unknown to training dr
 official evaluation does; ties counted against the model, the official ``-e conservative``).
 
     python benchmarks/gru4rec_speed.py --epochs 1 --test
+
+The run writes its own section of ``benchmarks/results/gru4rec_speed.md`` (between the
+``gru4rec_speed`` markers; ``--out`` names another file, ``--no-write`` none): the command, the
+machine (CPU model, cache sizes), the load sampled during the runs and whether that counts as
+quiet, the fused BPR-max's chunk size in force, and the tables. Its figures are also kept in
+``benchmarks/_work/gru4rec_speed/last.json`` (read by ``benchmarks/bench_quick.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -29,11 +36,14 @@ import sys
 import time
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"  # as benchmarks/baselines.py
+from _bench import SHARED, LoadSampler, write_section
+
 DATA = SHARED / "data" / "nowplaying-1m"
 PEER = SHARED / "peers" / "gru4rec-official"
 WORK = Path(__file__).resolve().parent / "_work" / "gru4rec_speed"
 OUT = Path(__file__).resolve().parent / "results" / "gru4rec_speed.md"
+BEGIN, END = "<!-- gru4rec_speed:begin -->", "<!-- gru4rec_speed:end -->"
+TITLE = "# GRU4Rec training speed: warmrec vs the official implementation\n\n"
 
 OFFICIAL_PARAMS = (
     "loss=bpr-max,constrained_embedding=True,embedding=0,elu_param=0.5,layers=100,"
@@ -80,9 +90,33 @@ MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "2
 """glibc's environment form of the settings ``warmrec.training.memory`` makes with ``mallopt``."""
 
 
-def run_official(epochs: int, test: bool, extra_env: dict | None = None) -> dict:
-    cmd = [
-        sys.executable,
+def official_python() -> str:
+    """The interpreter for the official code: ``.peers/gru4rec-official/bin/python`` where that
+    venv exists (see the peer's README), else this one (it needs torch, numpy and pandas)."""
+    peer = Path(__file__).resolve().parents[1] / ".peers" / "gru4rec-official" / "bin" / "python"
+    return str(peer) if peer.exists() else sys.executable
+
+
+CPU_CLOCK = (
+    "import os, runpy, sys, time; time.time = time.process_time; sys.argv = sys.argv[1:]; "
+    "sys.path.insert(0, os.path.dirname(sys.argv[0])); "
+    "runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+"""Runs a script with ``time.time`` replaced by the process's CPU time (the official code times
+its epochs with ``time.time``), so its printed epoch seconds are CPU seconds; its code is run
+unchanged."""
+
+
+def run_official(
+    epochs: int,
+    test: bool,
+    extra_env: dict | None = None,
+    python: str | None = None,
+    clock: str = "cpu",
+) -> dict:
+    """The official code in its own process; its printed per-epoch seconds are CPU seconds with
+    ``clock="cpu"`` (see ``CPU_CLOCK``), wall seconds with ``"wall"``."""
+    args = [
         str(PEER / "run.py"),
         str(tsv_for_official("train")),
         "-m",
@@ -95,15 +129,18 @@ def run_official(epochs: int, test: bool, extra_env: dict | None = None) -> dict
         OFFICIAL_PARAMS.format(epochs=epochs),
     ]
     if test:
-        cmd[3:3] = ["-t", str(tsv_for_official("test"))]
+        args[2:2] = ["-t", str(tsv_for_official("test"))]
+    py = python or official_python()
+    cmd = [py, "-c", CPU_CLOCK, *args] if clock == "cpu" else [py, *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(extra_env or {})}
     l0, t0 = load(), time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
-    out = {"wall": time.perf_counter() - t0, "load": (l0, load())}
+    out = {"wall": time.perf_counter() - t0, "load": (l0, load()), "pairs": n_pairs()}
     ep = re.findall(r"Epoch(\d+) --> loss: ([\d.]+) \t\(([\d.]+)s\) .*\| (\d+) e/s\]", res.stdout)
-    pairs = n_pairs()
     # its own "e/s" counts every lane of every mini-batch (256 x steps), idle lanes included
-    out["epochs"] = [(float(s), round(pairs / float(s)), int(e)) for _, _, s, e in ep]
+    # (and is per CPU second with clock="cpu")
+    key = "cpu_s" if clock == "cpu" else "wall_s"
+    out["epochs"] = [{key: float(sec), "printed_eps": int(e)} for _, _, sec, e in ep]
     m = re.search(r"Recall@20: ([\d.]+) MRR@20: ([\d.]+)", res.stdout)
     if m:
         out["recall"], out["mrr"] = float(m.group(1)), float(m.group(2))
@@ -126,9 +163,9 @@ def run_warmrec(epochs: int, test: bool, config: dict, trainer: dict) -> dict:
     l0, t0 = load(), time.perf_counter()
     model.fit(ds, epochs=epochs, **trainer)
     out: dict = {"wall": time.perf_counter() - t0, "load": (l0, load())}
-    n_events = int((ds.sequences.lengths - 1).clip(0).sum())
+    out["pairs"] = int((ds.sequences.lengths - 1).clip(0).sum())
     out["epochs"] = [
-        (h["train_seconds"], round(n_events / h["train_seconds"]), None)
+        {"wall_s": h["train_seconds"], "cpu_s": h.get("train_cpu_seconds")}
         for h in model.train_result.history
     ]
     if test:
@@ -181,6 +218,18 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--test", action="store_true", help="also score test.csv")
     ap.add_argument("--skip-official", action="store_true")
+    ap.add_argument("--official-python", default=None, help="interpreter for the official code")
+    ap.add_argument(
+        "--peer-clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="the official's epoch timer: CPU seconds (default; steadier beside other work) or wall",
+    )
+    ap.add_argument(
+        "--tune-chunk",
+        action="store_true",
+        help="first time the fused BPR-max's chunk sizes and keep the fastest for this machine",
+    )
     ap.add_argument("--dense", action="store_true", help="also run warmrec with dense tables")
     ap.add_argument("--profile", type=int, default=0, help="profile this many steps")
     ap.add_argument(
@@ -188,17 +237,37 @@ def main() -> None:
         action="store_true",
         help="also run the official code with warmrec's glibc allocator settings (a row apart)",
     )
-    ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--out", default=str(OUT), help="results file whose section is replaced")
+    ap.add_argument("--no-write", action="store_true", help="print the section only")
     args = ap.parse_args()
+    sampler = LoadSampler(every=10.0)
     rows = []
+    if args.tune_chunk:
+        import torch
+
+        from warmrec.models.bpr_max_linear import tune_chunk_bytes
+
+        torch.set_num_threads(1)
+        print("chunk tuning:", tune_chunk_bytes(), flush=True)
     if not args.skip_official:
-        rows.append(("official GRU4Rec (PyTorch, d1fc311)", run_official(args.epochs, args.test)))
-        print(rows[-1], flush=True)
+        try:
+            off = run_official(
+                args.epochs, args.test, python=args.official_python, clock=args.peer_clock
+            )
+        except (OSError, subprocess.CalledProcessError) as exc:
+            tail = (getattr(exc, "stderr", "") or str(exc)).strip().splitlines()[-1:]
+            print(f"official GRU4Rec could not run ({'; '.join(tail)}): warmrec's side only")
+        else:
+            rows.append(("official GRU4Rec (PyTorch, d1fc311)", off))
+            print(rows[-1], flush=True)
     rows.append(("warmrec GRU4Rec", run_warmrec(args.epochs, args.test, WARMREC_CONFIG, TRAINER)))
     print(rows[-1], flush=True)
     if args.official_malloc:
         name = "official GRU4Rec + warmrec's malloc settings (not a baseline)"
-        rows.append((name, run_official(args.epochs, args.test, MALLOC_ENV)))
+        off = run_official(
+            args.epochs, args.test, MALLOC_ENV, args.official_python, args.peer_clock
+        )
+        rows.append((name, off))
         print(rows[-1], flush=True)
     if args.dense:
         cfg = {**WARMREC_CONFIG, "sparse_items": False}
@@ -213,44 +282,97 @@ def main() -> None:
         profiles["dense tables (`sparse_items=False`)"] = profile_warmrec(
             dense, TRAINER, args.profile
         )
-    write(rows, args, profiles)
+    load = sampler.stop()
+    write(rows, args, profiles, load, sampler.verdict())
 
 
-def write(rows: list, args: argparse.Namespace, profiles: dict) -> None:
+def rate(r: dict, clock: str) -> float | None:
+    """Mean pairs per ``clock`` (``wall``/``cpu``) second over a row's epochs (None if untimed)."""
+    secs = [e.get(f"{clock}_s") for e in r["epochs"]]
+    if not secs or any(x is None for x in secs):
+        return None
+    return sum(r["pairs"] / x for x in secs) / len(secs)
+
+
+def ratios(rows: list) -> dict[str, dict[str, float]]:
+    """Per clock, each row's mean pairs per second relative to the first official row's (a clock
+    only where both are timed by it)."""
+    official = [r for n, r in rows if n.startswith("official")]
+    out: dict[str, dict[str, float]] = {}
+    for clock in ("wall", "cpu"):
+        base = rate(official[0], clock) if official else None
+        if base:
+            out[clock] = {n: rate(r, clock) / base for n, r in rows if rate(r, clock)}
+    return out
+
+
+def write(rows: list, args: argparse.Namespace, profiles: dict, load: str, verdict: str) -> None:
     import torch
 
+    from warmrec.models.bpr_max_linear import chunk_bytes
+
+    size, source = chunk_bytes()
     cmd = "python benchmarks/gru4rec_speed.py " + shlex.join(sys.argv[1:])
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / "last.json").write_text(
+        json.dumps(
+            {
+                "command": cmd,
+                "when": when,
+                "load": load,
+                "verdict": verdict,
+                "rows": [[n, r] for n, r in rows],
+                "ratios": ratios(rows),
+            },
+            indent=1,
+        )  # fmt: skip
+    )
     lines = [
-        "# GRU4Rec training speed: warmrec vs the official implementation",
+        BEGIN,
+        f"## Latest run ({when}; written by the script)",
         "",
-        f"- `{cmd}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
-        f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical "
-        f"cores shared with other jobs (1-minute load averages below), Python "
-        f"{platform.python_version()}, torch {torch.__version__}; one torch thread per run, runs "
-        "one after another in the same window.",
+        f"- `{cmd}`",
+        f"- **{verdict}**.",
+        f"- {os.cpu_count()} logical CPUs, Python {platform.python_version()}, torch "
+        f"{torch.__version__}; one torch thread per run, runs one after another in the same "
+        f"window; fused BPR-max row chunks of {size:,} bytes per score buffer ({source}).",
         "- Data: nowplaying-1m `train.csv` (489,367 events, 121K items); settings: see the "
         "script's docstring (official: `" + OFFICIAL_PARAMS.format(epochs=args.epochs) + "`).",
         "",
         "Events/s = (input, target) pairs trained per second: 440,406 pairs per epoch for both "
         "(the official's own printed figure counts all 256 lanes of each of its 2,737 "
-        "mini-batches, idle lanes of the epoch's long tail included, ~700K; shown apart).",
+        "mini-batches, idle lanes of the epoch's long tail included, ~700K; shown apart). Wall "
+        "seconds are the goal's measure on a quiet machine; CPU seconds (the official's epoch "
+        "timer run on the process's CPU clock with `--peer-clock cpu`, warmrec's loop's own "
+        "`train_cpu_seconds`) move less when other work shares the machine. '-': not timed "
+        "by that clock in this run.",
         "",
-        "| implementation | epoch | seconds | events/s | official's printed e/s | load (start, end) |",
-        "|---|---|---|---|---|---|",
+        "| implementation | epoch | wall s | CPU s | events/s (wall) | events/CPU s | "
+        "official's printed e/s | load (start, end) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+
+    def num(x: float | None, spec: str) -> str:
+        return "-" if x is None else format(x, spec)
+
     for name, r in rows:
-        for i, (sec, eps, own) in enumerate(r["epochs"], 1):
+        for i, e in enumerate(r["epochs"], 1):
+            wall, cpu, own = e.get("wall_s"), e.get("cpu_s"), e.get("printed_eps")
             lines.append(
-                f"| {name} | {i} | {sec:.1f} | {eps:,} | {'' if own is None else f'{own:,}'} "
+                f"| {name} | {i} | {num(wall, '.1f')} | {num(cpu, '.1f')} | "
+                f"{num(wall and r['pairs'] / wall, ',.0f')} | "
+                f"{num(cpu and r['pairs'] / cpu, ',.0f')} | {num(own, ',')} "
                 f"| {r['load'][0]:.1f}, {r['load'][1]:.1f} |"
             )
-    official = [r for n, r in rows if n.startswith("official")]
-    if official:
-        base = sum(e[1] for e in official[0]["epochs"]) / len(official[0]["epochs"])
-        lines += ["", "Mean events/s relative to the official implementation (same pairs):", ""]
+    for clock, rel in ratios(rows).items():
+        unit = "wall second" if clock == "wall" else "CPU second"
+        lines += ["", f"Mean events per {unit} relative to the official (same pairs):", ""]
         for name, r in rows:
-            mean = sum(e[1] for e in r["epochs"]) / len(r["epochs"])
-            lines.append(f"- {name}: {mean:,.0f} events/s, **{mean / base:.2f}x**")
+            if name in rel:
+                lines.append(
+                    f"- {name}: {rate(r, clock):,.0f} events/{clock} s, **{rel[name]:.2f}x**"
+                )
     if any("recall" in r for _, r in rows):
         lines += ["", "| implementation | Recall@20 | MRR@20 |", "|---|---|---|"]
         for name, r in rows:
@@ -259,8 +381,11 @@ def write(rows: list, args: argparse.Namespace, profiles: dict) -> None:
     for name, table in profiles.items():
         lines += ["", f"Top operators, warmrec, {name}, {args.profile} steps:", "", "```"]
         lines += [table.rstrip(), "```"]
-    Path(args.out).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    lines += ["", END]
+    block = "\n".join(lines)
+    if not args.no_write:
+        write_section(Path(args.out), BEGIN, END, block, TITLE, load=load)
+    print(block)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ output layer; backward = 2x forward), against the measured matmul peak.
     python benchmarks/sasrec_speed.py --epochs 3 --rectools-python .peers/rectools/bin/python
 
 Results go to ``benchmarks/_work/sasrec_speed/<label>.json``; ``--render`` writes the Markdown
-section of ``benchmarks/results/speed.md`` (between its SASRec markers) from those files.
+section of ``benchmarks/results/speed.md`` (between its SASRec markers) from those files, one
+subsection per run label; a subsection already in the file whose JSON is not on this machine is
+kept as it is.
 """
 
 from __future__ import annotations
@@ -34,9 +36,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _bench import write_section
+from _bench import SHARED, write_section
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 WORK = Path(__file__).resolve().parent / "_work" / "sasrec_speed"
 BEGIN, END = "<!-- sasrec:begin -->", "<!-- sasrec:end -->"
 
@@ -223,7 +224,10 @@ def main() -> None:
         render(a.out)
         return
     WORK.mkdir(parents=True, exist_ok=True)
+    from warmrec.training.machine import cpu_info
+
     res: dict = {
+        "cpu": cpu_info().describe(),
         "machine": platform.machine(),
         "python": platform.python_version(),
         "load": [load_avg()],
@@ -272,6 +276,21 @@ def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
+def kept_runs(out_path: str) -> dict[str, str]:
+    """The ``### run `label``` subsections already in the file's SASRec section, by label (runs
+    whose JSON is not on this machine are kept as they are)."""
+    path = Path(out_path)
+    text = path.read_text() if path.exists() else ""
+    if BEGIN not in text or END not in text:
+        return {}
+    body = text.split(BEGIN, 1)[1].split(END, 1)[0]
+    out = {}
+    for part in body.split("\n### run `")[1:]:
+        label = part.split("`", 1)[0]
+        out[label] = ("### run `" + part).rstrip() + "\n"
+    return out
+
+
 def render(out_path: str) -> None:
     runs = {
         p.stem: json.loads(p.read_text())
@@ -279,12 +298,16 @@ def render(out_path: str) -> None:
         if p.stem != "rectools_raw"
     }
     lines = [BEGIN, "## SASRec on ml-100k against RecTools (`benchmarks/sasrec_speed.py`)", ""]
+    for label, text in kept_runs(out_path).items():
+        if label not in runs:
+            lines += text.split("\n")
     for label, res in runs.items():
         peak = res["peak"]["square_1024"]
         lines += [
             f"### run `{label}`",
             "",
             f"Command: `{res['command']}`  ",
+            *([f"Machine: {res['cpu']}  "] if "cpu" in res else []),
             f"One torch thread per run; load average (1/5/15 min) before, between and after the runs: "
             f"{' | '.join(res['load'])} (2 cores shared with other jobs: wall times are noisy). "
             f"Measured one-thread matmul peak: {peak:.1f} GFLOP/s (1024^3), "

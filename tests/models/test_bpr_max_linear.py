@@ -123,3 +123,91 @@ def test_module_without_output_bias_takes_the_fused_path_and_equals_the_referenc
         torch.autograd.grad(got, [hidden, weight]), torch.autograd.grad(want, [hidden, weight])
     ):
         torch.testing.assert_close(a, b)
+
+
+@pytest.fixture
+def fresh_choice(tmp_path, monkeypatch):
+    """No chunk override, an empty per-machine store, the choice re-read before and after."""
+    from warmrec.training import machine
+
+    monkeypatch.setattr(B, "CHUNK_ELEMENTS", None)
+    monkeypatch.delenv(B.CHUNK_ENV, raising=False)
+    monkeypatch.setenv("WARMREC_CACHE_DIR", str(tmp_path))
+    B.chunk_bytes.cache_clear()
+    yield machine
+    B.chunk_bytes.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "l2,want",
+    [(1 << 20, 512 << 10), (2 << 20, 1 << 20), (1280 << 10, 512 << 10), (None, 512 << 10),
+     (32 << 10, 64 << 10), (256 << 20, 4 << 20)],
+)  # fmt: skip
+def test_chunk_from_l2_is_half_of_it_as_a_power_of_two_within_bounds(l2, want):
+    assert B.l2_chunk_bytes(l2) == want
+
+
+def test_chunk_choice_sources_in_order(fresh_choice, monkeypatch):
+    """The L2 rule from the machine's caches; a timed choice kept for this machine wins over
+    it; the environment variable wins over both; a bad value is a ConfigError naming it."""
+    machine = fresh_choice
+    fake = machine.CpuInfo("Test CPU", 32 << 10, 2 << 20, 1 << 25, "sysfs")
+    monkeypatch.setattr(machine, "cpu_info", lambda: fake)
+    assert B.chunk_bytes() == (1 << 20, "l2")
+    assert B.chunk_elements(4) == 1 << 18 and B.chunk_elements(8) == 1 << 17
+    machine.remember(B.TUNED_NAME, 3 << 18, fake)
+    B.chunk_bytes.cache_clear()
+    assert B.chunk_bytes() == (3 << 18, "tuned")
+    monkeypatch.setenv(B.CHUNK_ENV, "65536")
+    B.chunk_bytes.cache_clear()
+    assert B.chunk_bytes() == (65536, "env")
+    monkeypatch.setenv(B.CHUNK_ENV, "lots")
+    B.chunk_bytes.cache_clear()
+    with pytest.raises(B.ConfigError, match="WARMREC_BPR_CHUNK_BYTES.*'lots'"):
+        B.chunk_bytes()
+    monkeypatch.setattr(B, "CHUNK_ELEMENTS", 60)
+    assert B.chunk_elements(8) == 60  # the module override needs no resolution
+    unknown = machine.CpuInfo("Test CPU", None, None, None, "none")
+    monkeypatch.setattr(machine, "cpu_info", lambda: unknown)
+    monkeypatch.delenv(B.CHUNK_ENV)
+    B.chunk_bytes.cache_clear()
+    assert B.chunk_bytes() == (B.l2_chunk_bytes(None), "default")
+
+
+def test_tuning_times_the_candidates_and_keeps_the_fastest(fresh_choice, monkeypatch):
+    """The tuner times every candidate, keeps the fastest for this machine and later runs use
+    it; forced timings show the choice is the minimum, not the L2 rule."""
+    small = {"n": 8, "m": 16, "d": 4, "rounds": 1}
+    got = B.tune_chunk_bytes(candidates=(1 << 10, 1 << 12), **small)
+    assert set(got["ms"]) == {"1024", "4096"} and got["value"] in (1 << 10, 1 << 12)
+    assert B.chunk_bytes() == (got["value"], "tuned")
+    monkeypatch.setattr(B, "time_chunk_sizes", lambda **k: {1 << 17: 0.003, 1 << 21: 0.002})
+    got = B.tune_chunk_bytes()
+    assert got["value"] == 1 << 21 and got["l2_rule"] == B.l2_chunk_bytes(
+        fresh_choice.cpu_info().l2
+    )
+    assert B.chunk_bytes() == (1 << 21, "tuned")
+    assert B.CHUNK_ELEMENTS is None  # the tuner restored the override
+
+
+@pytest.mark.parametrize("seen", [False, True])
+def test_every_chunk_size_gives_the_same_loss_and_gradients(monkeypatch, seen):
+    """Rows are independent: one row per chunk, uneven chunks and one chunk give the same loss
+    and gradients to float64 rounding (not bit for bit: a chunk's shape decides the SIMD tails of
+    its elementwise passes and the kernel of its product, so the last bits may differ)."""
+    hidden, weight, bias, value, targets, cands, history = _case(4, n=40, m=50, d=6, n_items=80)
+    drop = L.equal_positions(cands, targets)
+    params = [hidden, weight, bias] + ([value] if seen else [])
+    mask = L.seen_mask(history, cands).double() if seen else None
+    out = []
+    for elements in (1, 150, 650, 1 << 16):  # rows per chunk: 1, 3, 13 (uneven), all 40
+        monkeypatch.setattr(B, "CHUNK_ELEMENTS", elements)
+        pos = (hidden * weight[targets]).sum(1) + bias[targets]
+        loss = B.BPRMaxLinear.apply(
+            hidden, weight[cands], bias[cands], pos, value if seen else None, mask, *drop, 1.3, 0.5
+        )
+        out.append((loss, torch.autograd.grad(loss, params)))
+    for loss, grads in out[1:]:
+        torch.testing.assert_close(loss, out[0][0], rtol=1e-14, atol=0)
+        for a, b in zip(grads, out[0][1]):
+            torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-15)

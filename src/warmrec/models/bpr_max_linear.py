@@ -5,14 +5,20 @@ catalogues).
 Unfused, a session-parallel GRU4Rec step on nowplaying-1m (256 lanes, 2,304 shared candidates)
 builds the ``[256, 2304]`` score matrix (2.4 MB) with one product and then passes over it about
 16 times (ELU, softmax, sigmoid, the row sums and the backward's products): each pass streams
-the matrix through the L3 cache. Here the scores of a chunk of rows at a time (``CHUNK_ELEMENTS``
-scores: the chunk's buffers stay in a core's L2 cache) are computed, turned into the loss terms
-and into ``dL/dscores`` at once, and that gradient is written into one ``[N, M]`` buffer; two
-products after the loop give the gradients of the hidden states and of the candidate rows. The
-elementwise passes run about 2.5x faster from L2, and no pass is made twice. Measured on that
-step (CPU ms per step, one thread): 15.0 unfused, 14.4 with chunks of 64K scores, 13.4 with
-128K (the default), 13.7 with 256K, 14.3 with 1M (more chunks cost Python overhead per chunk,
-bigger ones leave L2).
+the matrix through the L3 cache. Here the scores of a chunk of rows at a time are computed,
+turned into the loss terms and into ``dL/dscores`` at once, and that gradient is written into
+one ``[N, M]`` buffer; two products after the loop give the gradients of the hidden states and
+of the candidate rows. The elementwise passes run about 2.5x faster from L2, and no pass is made
+twice. Measured on that step (CPU ms per step, one thread, an AMD EPYC with 1 MiB of L2 per
+core): 15.0 unfused, 14.4 with chunks of 64K scores, 13.4 with 128K, 13.7 with 256K, 14.3 with
+1M (more chunks cost Python overhead per chunk, bigger ones leave L2).
+
+The chunk size follows the machine (:func:`chunk_bytes`): a score buffer of half a core's L2
+(512 KiB, 128K float32 scores, on that machine), read from the cache sizes
+(:mod:`warmrec.training.machine`); or the size :func:`tune_chunk_bytes` timed fastest on this
+machine, once, kept in the user's cache directory; or ``WARMREC_BPR_CHUNK_BYTES``. Rows are
+independent, so the chunk size changes which rows share a product call and nothing else: the
+tests check every size against the reference in float64.
 
 With ``X`` the (ELU'd) candidate scores of a row, ``P`` its target's score, ``e_j = exp(X_j -
 max X)`` (0 at the row's accidental hits), ``Z = sum e``, ``sig_j = sigmoid(P - X_j)``,
@@ -29,11 +35,61 @@ which the tests check values and gradients in float64.
 
 from __future__ import annotations
 
+import functools
+import os
+import time
+
 import torch
 
-CHUNK_ELEMENTS = 1 << 17
-"""Scores per row chunk (128K floats, 512 KB: the chunk's four buffers about fill a 2 MB L2
-cache)."""
+from warmrec.errors import ConfigError
+from warmrec.training import machine
+
+CHUNK_ELEMENTS: int | None = None
+"""Scores per row chunk when set (tests, experiments); None: :func:`chunk_bytes` decides."""
+
+CHUNK_ENV = "WARMREC_BPR_CHUNK_BYTES"
+"""Environment variable: bytes of one chunk's score buffer, overriding the machine's choice."""
+TUNED_NAME = "bpr_max_linear.chunk_bytes"
+"""The name of the timed choice in :mod:`warmrec.training.machine`'s per-machine store."""
+DEFAULT_L2 = 1 << 20
+"""L2 bytes assumed where the cache sizes cannot be read."""
+MIN_CHUNK_BYTES, MAX_CHUNK_BYTES = 1 << 16, 1 << 22
+CHUNK_CANDIDATES = (1 << 17, 1 << 18, 1 << 19, 1 << 20, 1 << 21)
+"""Buffer sizes :func:`tune_chunk_bytes` times (128 KiB to 2 MiB)."""
+
+
+def l2_chunk_bytes(l2: int | None) -> int:
+    """Bytes of one chunk's score buffer for a core with ``l2`` bytes of L2: half of it, rounded
+    down to a power of two, within 64 KiB-4 MiB (``DEFAULT_L2`` where unknown). Half: measured
+    best (512 KiB) on a 1 MiB L2, where the chunk's passes read and write two to three buffers
+    at a time."""
+    half = max(1, (l2 or DEFAULT_L2) // 2)
+    return min(MAX_CHUNK_BYTES, max(MIN_CHUNK_BYTES, 1 << (half.bit_length() - 1)))
+
+
+@functools.lru_cache(maxsize=1)
+def chunk_bytes() -> tuple[int, str]:
+    """Bytes of one chunk's score buffer and where the figure came from: ``"env"``
+    (``WARMREC_BPR_CHUNK_BYTES``), ``"tuned"`` (this machine's timed choice), ``"l2"`` (half the
+    L2 read from the machine) or ``"default"`` (L2 unknown). Resolved once per process
+    (``chunk_bytes.cache_clear()`` re-reads)."""
+    env = os.environ.get(CHUNK_ENV, "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ConfigError(f"{CHUNK_ENV}: found {env!r}, expected a positive number of bytes")
+        return int(env), "env"
+    info = machine.cpu_info()
+    value = machine.tuned(TUNED_NAME, info)
+    if isinstance(value, int) and value > 0:
+        return value, "tuned"
+    return l2_chunk_bytes(info.l2), "l2" if info.l2 else "default"
+
+
+def chunk_elements(itemsize: int = 4) -> int:
+    """Scores per row chunk for scores of ``itemsize`` bytes (``CHUNK_ELEMENTS`` when set)."""
+    if CHUNK_ELEMENTS is not None:
+        return CHUNK_ELEMENTS
+    return max(1, chunk_bytes()[0] // itemsize)
 
 
 def elu_(x: torch.Tensor, alpha: float, tmp: torch.Tensor) -> torch.Tensor:
@@ -66,7 +122,7 @@ class BPRMaxLinear(torch.autograd.Function):
             # per row: Z = sum e, S1 = sum e sig, S2 = sum e sig^2, R = sum e X^2 / Z
             z, s1, s2, big_r = torch.empty(4, n, **like)
             grad_v = torch.zeros((), **like)
-            chunk = max(1, CHUNK_ELEMENTS // max(m, 1))
+            chunk = max(1, chunk_elements(hidden.element_size()) // max(m, 1))
             bufs = torch.empty(4, min(chunk, n), m, **like)
             ex, exx = torch.empty(2, min(chunk, n), **like)
             starts = None
@@ -148,3 +204,63 @@ class BPRMaxLinear(torch.autograd.Function):
             None,
             None,
         )
+
+
+def time_chunk_sizes(
+    candidates: tuple[int, ...] = CHUNK_CANDIDATES,
+    *,
+    n: int = 256,
+    m: int = 2304,
+    d: int = 100,
+    rounds: int = 15,
+    seed: int = 0,
+) -> dict[int, float]:
+    """Seconds of one fused forward+gradient (float32, ELU 0.5, in-batch drops) per candidate
+    buffer size, the best of ``rounds``; the candidates are interleaved round by round so that a
+    change of the machine's load falls on all alike. The default shape is GRU4Rec's step on
+    nowplaying-1m (256 lanes, 2,304 candidates, 100 units); torch's current thread count. With
+    one thread the clock is the process's CPU time (time spent descheduled on a busy machine does
+    not count), else wall time."""
+    global CHUNK_ELEMENTS
+    g = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(n, d, generator=g) * 0.1
+    cand_w = torch.randn(m, d, generator=g) * 0.1
+    cand_b = torch.randn(m, generator=g) * 0.01
+    pos = torch.randn(n, generator=g)
+    rows = torch.arange(n)
+    best = dict.fromkeys(candidates, float("inf"))
+    clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
+    saved = CHUNK_ELEMENTS
+    try:
+        for r in range(rounds + 1):
+            for c in candidates:
+                CHUNK_ELEMENTS = max(1, c // 4)
+                t0 = clock()
+                BPRMaxLinear.apply(hidden, cand_w, cand_b, pos, None, None, rows, rows, 1.0, 0.5)
+                if r:  # round 0 warms up
+                    best[c] = min(best[c], clock() - t0)
+    finally:
+        CHUNK_ELEMENTS = saved
+    return best
+
+
+def tune_chunk_bytes(save: bool = True, **kwargs) -> dict:
+    """Time the candidate chunk sizes on this machine (:func:`time_chunk_sizes`, about a second)
+    and, with ``save``, keep the fastest as this machine's choice (used by every later run; see
+    :mod:`warmrec.training.machine`). Returns the choice, the L2 rule's size and the timings."""
+    info = machine.cpu_info()
+    times = time_chunk_sizes(**kwargs)
+    choice = min(times, key=times.__getitem__)
+    out = {
+        "value": choice,
+        "l2_rule": l2_chunk_bytes(info.l2),
+        "ms": {str(k): round(v * 1e3, 3) for k, v in times.items()},
+        "threads": torch.get_num_threads(),
+        "load": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    if save:
+        details = {k: v for k, v in out.items() if k != "value"}
+        out["file"] = str(machine.remember(TUNED_NAME, choice, info, **details))
+        chunk_bytes.cache_clear()
+    return out

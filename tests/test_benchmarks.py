@@ -1,0 +1,91 @@
+"""The shared benchmark helpers (``benchmarks/_bench.py``) and the busy-machine benchmark's
+rendering: every written section names the machine and the load, a section is replaced in place,
+and the busy/quiet ratio is the one the runs give."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import _bench
+
+    return _bench
+
+
+def test_sections_carry_the_machine_and_are_replaced_in_place(bench, tmp_path):
+    from warmrec.training.machine import cpu_info
+
+    path = tmp_path / "r.md"
+    path.write_text("# T\n\nbefore\n\n<!-- a:begin -->\nold\n<!-- a:end -->\n\nafter\n")
+    block = "<!-- a:begin -->\n## Run\n\n| x |\n<!-- a:end -->"
+    bench.write_section(path, "<!-- a:begin -->", "<!-- a:end -->", block, "# T\n", load="1.0-2.0")
+    text = path.read_text()
+    assert text.startswith("# T\n\nbefore\n\n<!-- a:begin -->\n## Run\n\nMachine: ")
+    assert cpu_info().model in text and "L2 " in text and "load during the runs: 1.0-2.0" in text
+    assert "old" not in text and text.endswith("<!-- a:end -->\n\nafter\n")
+    # a second write replaces the section again; a block with its own Machine line is kept as is
+    bench.write_section(path, "<!-- a:begin -->", "<!-- a:end -->", block, "# T\n")
+    assert path.read_text().count("Machine: ") == 1 and "at writing" in path.read_text()
+    own = "<!-- a:begin -->\nMachine: mine\n<!-- a:end -->"
+    assert bench.with_machine(own) == own
+
+
+def test_load_verdict_names_a_loaded_machine(bench, monkeypatch):
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
+    assert bench.load_verdict([0.3, 1.4]).startswith("quiet")
+    assert bench.load_verdict([0.3, 5.2]).startswith("LOADED (1-min load up to 5.2 on 2 CPUs")
+
+
+def test_shared_folder_is_found_from_a_worktree(bench, tmp_path, monkeypatch):
+    monkeypatch.delenv("WARMREC_SHARED", raising=False)
+    (tmp_path / "shared").mkdir()
+    repo = tmp_path / "wt" / "x"
+    repo.mkdir(parents=True)
+    assert bench.find_shared(repo) == tmp_path / "shared"
+    monkeypatch.setenv("WARMREC_SHARED", "/elsewhere")
+    assert bench.find_shared(repo) == Path("/elsewhere")
+
+
+def test_busy_machine_ratio_is_busy_over_quiet_median(bench, monkeypatch):
+    import busy_machine as bm
+
+    def run(state, setting, wall):
+        return {"state": state, "setting": setting, "threads": 1, "wall_s": wall, "cpu_s": wall,
+                "load": [0.5, 0.5], "policy_sees": 1}  # fmt: skip
+
+    res = {
+        "command": "c", "run": "r", "when": "w", "epochs": 1, "busy": 4,
+        "torch_default_threads": 2, "verdict": "quiet", "load": "0.5",
+        "runs": [run("quiet", "policy", 10.0), run("quiet", "torch default", 8.0),
+                 run("4 busy", "policy", 25.0), run("4 busy", "torch default", 80.0)],
+    }  # fmt: skip
+    text = bm.render(res)
+    assert "- policy: **2.50x** (meets the goal)" in text
+    assert "- torch default: **10.00x** (misses the goal)" in text
+    assert text.startswith(bm.BEGIN) and text.endswith(bm.END)
+    res["runs"][3]["stopped"] = True  # a stopped run: its time is a lower bound
+    assert "- torch default: **> 10.00x** (misses the goal)" in bm.render(res)
+    assert "> 80 (stopped)" in bm.render(res)
+    sys.modules.pop("busy_machine", None)
+
+
+def test_gru4rec_ratios_per_clock_only_where_both_are_timed(bench):
+    import gru4rec_speed as g
+
+    off = {"pairs": 1000, "epochs": [{"cpu_s": 10.0, "printed_eps": 1}]}
+    mine = {"pairs": 1000, "epochs": [{"wall_s": 4.0, "cpu_s": 5.0}]}
+    rows = [("official GRU4Rec", off), ("warmrec GRU4Rec", mine)]
+    assert g.rate(mine, "wall") == 250.0 and g.rate(off, "wall") is None
+    assert g.ratios(rows) == {"cpu": {"official GRU4Rec": 1.0, "warmrec GRU4Rec": 2.0}}
+    off["epochs"][0]["wall_s"] = 8.0
+    assert g.ratios(rows)["wall"]["warmrec GRU4Rec"] == 2.0
+    assert g.ratios(rows[1:]) == {}
+    sys.modules.pop("gru4rec_speed", None)
