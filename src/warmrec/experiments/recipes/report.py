@@ -28,6 +28,10 @@ def fmt(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
+def _round(v: Any, digits: int) -> Any:
+    return round(float(v), digits) if isinstance(v, int | float) else v
+
+
 def claims_frame(recipe: Recipe, records: Mapping[str, Any]) -> pl.DataFrame:
     rows = []
     for c in recipe.claims(records):
@@ -54,8 +58,8 @@ def steps_frame(steps: Sequence[Step], state: Mapping[str, Any]) -> pl.DataFrame
                 "step": s.name,
                 "kind": s.kind,
                 "what": s.about,
-                "seconds": st.get("seconds"),
-                "peak memory (MiB)": st.get("peak_rss_mb"),
+                "seconds": _round(st.get("seconds"), 1),
+                "peak memory (MiB)": _round(st.get("peak_rss_mb"), 0),
                 "this run": "ran" if s.name in ran else "resumed (finished earlier)",
             }
         )
@@ -77,7 +81,7 @@ def results_frame(steps: Sequence[Step], records: Mapping[str, Any]) -> pl.DataF
                 "step": s.name,
                 "model": rec.get("model"),
                 "protocol": protocol,
-                "fit s": rec.get("fit_s"),
+                "fit s": _round(rec.get("fit_s"), 1),
                 "n test": rec.get("n_test"),
             }
             for k, v in summary.items():
@@ -90,6 +94,46 @@ def results_frame(steps: Sequence[Step], records: Mapping[str, Any]) -> pl.DataF
         return pl.DataFrame()
     cols = ["step", "model", "protocol", "fit s", "n test", *metric_cols]
     return pl.DataFrame([{c: r.get(c) for c in cols} for r in rows], infer_schema_length=None)
+
+
+EDA_COLUMNS = (
+    "events",
+    "sequences",
+    "items",
+    "users",
+    "length_median",
+    "length_mean",
+    "item_gini",
+    "time_span_days",
+)
+
+
+def data_blocks(steps: Sequence[Step], records: Mapping[str, Any]) -> list[Any]:
+    """The statistics and plots of the recipe's ``eda`` steps."""
+    from warmrec.reports.report import Heading, Image, Table, Text
+
+    blocks: list[Any] = []
+    for s in steps:
+        rec = records.get(s.name) or {}
+        if s.kind != "eda" or not rec.get("datasets"):
+            continue
+        rows = []
+        for label, d in rec["datasets"].items():
+            row = {"data": label, **{c: d.get(c) for c in EDA_COLUMNS}}
+            gaps = d.get("gaps")
+            row["suggested session gap (s)"] = gaps.get("suggested_threshold_s") if gaps else None
+            rows.append(row)
+        blocks += [Heading("The data"), Table(pl.DataFrame(rows, infer_schema_length=None))]
+        feats = [
+            f"{label}: item features {', '.join(d['item_features']) or 'none'}; user features "
+            f"{', '.join(d['user_features']) or 'none'}"
+            for label, d in rec["datasets"].items()
+        ]
+        blocks.append(Text("\n\n".join(feats)))
+        for p in rec.get("plots", []):
+            if Path(p).is_file():
+                blocks.append(Image(p, alt=Path(p).stem, caption=Path(p).stem))
+    return blocks
 
 
 def command_line(recipe: Recipe, out: Path, quick: bool, data: Mapping[str, str]) -> str:
@@ -140,6 +184,7 @@ def write_recipe_report(
             Table(res),
         ]
     blocks += recipe.report_blocks(records, out)
+    blocks += data_blocks(steps, records)
     blocks += [Heading("Steps"), Table(steps_frame(steps, state))]
     last = state.get("last_run") or {}
     data = state.get("data") or {}
