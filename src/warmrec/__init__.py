@@ -34,6 +34,12 @@ _EXPORTS: dict[str, str] = {
     "evaluate": "warmrec.evaluation",
     "get_model": "warmrec.registry",
     "available_models": "warmrec.registry",
+    "load_model": "warmrec.artifacts",
+    "RunSpec": "warmrec.experiments.spec",
+    "spec_from_config": "warmrec.experiments.spec",
+    "prepare_run": "warmrec.experiments.spec",
+    "fit_run": "warmrec.experiments.spec",
+    "save_run": "warmrec.experiments.spec",
 }
 
 __all__ = [
@@ -58,6 +64,12 @@ __all__ = [
     "evaluate",
     "get_model",
     "available_models",
+    "load_model",
+    "RunSpec",
+    "spec_from_config",
+    "prepare_run",
+    "fit_run",
+    "save_run",
 ]
 
 
@@ -75,6 +87,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from warmrec.artifacts import load_model
     from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
     from warmrec.data.datasets import download, list_datasets, load_dataset
     from warmrec.data.prepared import Prepared, prepare
@@ -84,4 +97,11 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from warmrec.data.split import Split, default_split, split
     from warmrec.data.vocab import ItemVocab
     from warmrec.evaluation import evaluate
+    from warmrec.experiments.spec import (
+        RunSpec,
+        fit_run,
+        prepare_run,
+        save_run,
+        spec_from_config,
+    )
     from warmrec.registry import available_models, get_model

@@ -4,6 +4,7 @@ Every such directory holds:
 
 ``config.json``
     :class:`ArtifactInfo`: format version (:data:`FORMAT_VERSION`), ``kind`` (``"model"``,
+    ``"checkpoint"`` (a model plus its trainer state; loads as the model at its last epoch),
     ``"adapter"`` or ``"meta"``), model name, model config, warmrec version, the typed :class:`ModelMeta`
     (how the data was read, the split, transfer provenance, feature encodings, ...), and for each
     vocabulary file its number of ids and SHA-256, so a vocabulary changed after saving is refused.
@@ -67,7 +68,7 @@ LEGACY_ADAPTER_CONFIG = "adapter_config.json"  # format-1 adapter directories
 LEGACY_ADAPTER_WEIGHTS = "adapters.safetensors"
 META_CONFIG_FILE = "meta.json"  # meta directories: the meta-learner's config
 META_WEIGHTS_FILE = "meta.safetensors"  # and its learned tensors
-Kind = Literal["model", "adapter", "meta"]
+Kind = Literal["model", "checkpoint", "adapter", "meta"]
 KIND_CLASSES: dict[str, str] = {"meta": "warmrec.meta.maml:MetaModel"}
 """Kinds that load as their own class (``module:qualname``, imported when loaded)."""
 
@@ -652,12 +653,14 @@ def load_base_model(path: str | Path) -> Any:
     """The model a model or meta directory holds, *without* its meta-learner: for a meta
     directory, the un-adapted base (:meth:`~warmrec.meta.maml.MetaModel.load` builds on it)."""
     art = read_info(path)
-    if kind_of(art) not in ("model", "meta"):
+    if kind_of(art) not in ("model", "checkpoint", "meta"):
         return _load(art, None)  # refused there, in one line
-    return _load(art, None, kinds=("model", "meta"))
+    return _load(art, None, kinds=("model", "checkpoint", "meta"))
 
 
-def _load(art: Artifact, expect: type | None, kinds: tuple[str, ...] = ("model",)) -> Any:
+def _load(
+    art: Artifact, expect: type | None, kinds: tuple[str, ...] = ("model", "checkpoint")
+) -> Any:
     if art.info.kind not in kinds:
         raise ModelError(
             f"{art.path}: holds {art.info.kind}s for a '{art.info.model}' model, not a model; "

@@ -72,6 +72,7 @@ def test_checkpoint_is_a_model_directory_with_json_and_safetensors(data, tmp_pat
     tensors = load_file(str(ckpt / "trainer_state.safetensors"))
     assert "rng/torch" in tensors and any(k.startswith("optimizer/") for k in tensors)
     assert any(k.startswith("best/") for k in tensors)
+    assert json.loads((ckpt / "config.json").read_text())["kind"] == "checkpoint"
     loaded = Recommender.load(ckpt)  # the checkpoint is itself a loadable model
     batch = valid.batch(range(5), loaded.history_len)
     assert loaded.score(batch).shape == (5, train_ds.n_items)

@@ -76,8 +76,8 @@ def study_coldstart(
     as_json,
 ):
     """Meta-learning for new users: reveal k events, adapt, rank the next over the catalogue."""
-    from warmrec.data.prepared import read
     from warmrec.errors import ConfigError
+    from warmrec.experiments.spec import DataSpec
     from warmrec.experiments.studies.coldstart import MELO_METHODS, METHODS, run_coldstart_study
 
     if n_seeds < 1:
@@ -106,7 +106,8 @@ def study_coldstart(
         settings["pretrain"] = cfg["pretrain"]
     if "meta" in cfg:
         settings["meta"] = cfg["meta"]
-    log = read(path, format=fmt)
+    data = {"path": path, **({"format": fmt} if fmt else {})}
+    log = DataSpec(**data).read()
     res = run_coldstart_study(
         log.interactions,
         model=model_name,
@@ -117,6 +118,7 @@ def study_coldstart(
         out_dir=out,
         resume=not no_resume,
         progress=not as_json,
+        data_source=DataSpec(**data).absolute().model_dump(exclude_none=True),
     )
     if as_json:
         emit_json(

@@ -228,6 +228,32 @@ class LastPairSplit(_Split):
     """Remove pairs whose items never occur in training (the source counts them as misses)."""
 
 
+class ColdStartSplit(_Split):
+    """The user cold-start scenario (:class:`~warmrec.experiments.scenarios.ColdStartUsers`):
+    models fit on meta-train users; a meta-valid / meta-test example reveals a user's first
+    ``shot`` events and asks for the next. What ``warmrec study coldstart`` records in its
+    global models, so that ``evaluate`` on one scores it on its own meta-test users."""
+
+    method: Literal["coldstart"] = "coldstart"
+    scenario: dict[str, Any] = {}
+    """The scenario's settings (``ColdStartUsers`` fields: shots, order, shares, caps)."""
+    seed: int = 0
+    """Seed of the user assignment."""
+    shot: int | None = Field(None, ge=1)
+    """Events revealed per held-out user (None: the scenario's largest number of shots)."""
+
+    @field_validator("scenario")
+    @classmethod
+    def _scenario(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from warmrec.experiments.scenarios import ColdStartUsers
+
+        ColdStartUsers(**v)
+        return v
+
+    def options(self) -> dict[str, Any]:
+        return {"scenario": dict(self.scenario), "seed": self.seed, "shot": self.shot}
+
+
 SplitSpec = Annotated[
     AutoSplit
     | GivenSplit
@@ -235,7 +261,8 @@ SplitSpec = Annotated[
     | TemporalSplit
     | LastSessionSplit
     | UserSplit
-    | LastPairSplit,
+    | LastPairSplit
+    | ColdStartSplit,
     Field(discriminator="method"),
 ]
 SPLIT_CLASSES: dict[str, type[_Split]] = {
@@ -246,6 +273,7 @@ SPLIT_CLASSES: dict[str, type[_Split]] = {
     "last_session": LastSessionSplit,
     "user": UserSplit,
     "last_pair": LastPairSplit,
+    "coldstart": ColdStartSplit,
 }
 
 
@@ -555,6 +583,8 @@ def prepare_run(spec: RunSpec, *, vocab: Any = None, user_vocab: Any = None, dat
     else:
         inter = data if isinstance(data, Interactions) else Interactions(interactions=data)
     sp = resolve_split(spec.split, inter)
+    if isinstance(sp, ColdStartSplit):
+        return _prepare_coldstart(spec, sp, inter, vocab)
     method = "given" if isinstance(sp, GivenSplit) else sp.method
     opts = sp.options()
     require_split_time(inter.interactions, method, opts, inter.time_unit)
@@ -569,6 +599,40 @@ def prepare_run(spec: RunSpec, *, vocab: Any = None, user_vocab: Any = None, dat
     prep.info["spec"] = spec.model_copy(update={"split": sp})
     prep.info["interactions"] = inter
     return prep
+
+
+def _prepare_coldstart(spec: RunSpec, sp: ColdStartSplit, inter: Any, vocab: Any = None):
+    """The cold-start scenario as a :class:`Prepared`: one sequence per user, meta-train users'
+    sequences as ``train``, meta-valid / meta-test users with ``shot`` revealed events as
+    ``valid`` / ``test`` (``split`` is None: the scenario is not a row split)."""
+    from warmrec.data.prepared import Prepared
+    from warmrec.experiments.scenarios import ColdStartUsers, shot_eval_set
+    from warmrec.experiments.studies.coldstart import user_sequences
+
+    scenario = ColdStartUsers(**sp.scenario)
+    data = user_sequences(inter.interactions, vocab=vocab)
+    parts = scenario.split(data, sp.seed)
+    k = sp.shot or max(scenario.shots)
+    train = parts.subset(parts.train)
+    valid = shot_eval_set(data, parts.valid, k)
+    test = shot_eval_set(data, parts.test, k)
+    info = {
+        "split": "coldstart",
+        "split_info": {
+            "users": {
+                "train": len(parts.train),
+                "valid": len(parts.valid),
+                "test": len(parts.test),
+            },
+            "shot": k,
+        },  # fmt: skip
+        "spec": spec.model_copy(update={"split": sp}),
+        "interactions": inter,
+    }
+    return Prepared(
+        inter.interactions, None, data.vocab, None, train, valid, test,
+        inter.item_features, inter.user_features, info,
+    )  # fmt: skip
 
 
 Callback = Callable[[int, dict[str, Any], Any], "bool | None"]

@@ -480,19 +480,23 @@ def meta_train(
     config: MetaConfig | Mapping[str, Any] | None = None,
     *,
     cls: type[MetaModel] | None = None,
+    valid: Any = None,
     **overrides: Any,
 ) -> MetaModel:
     """Meta-train a copy of ``base`` (a fitted neural model; left unchanged) on the users
     (sequences) of ``train`` through :func:`warmrec.training.loop.train`; returns the
     :class:`MetaModel` (or ``cls``, e.g. :class:`~warmrec.meta.rating.RatingMetaModel` with
-    ``train`` a :class:`~warmrec.meta.rating.RatingData`)."""
+    ``train`` a :class:`~warmrec.meta.rating.RatingData`). ``valid``: meta-valid users' examples
+    (an :class:`~warmrec.data.dataset.EvalSet`): the loop scores the adapted model on them after
+    every meta-epoch and keeps the best, so the number of meta-epochs (up to ``meta_epochs``) is
+    chosen on meta-valid users, never on meta-test ones."""
     import copy
 
     meta = (cls or MetaModel)(copy.deepcopy(base), config, **overrides)
     cfg = meta.config
     if cfg.meta_epochs == 0 or cfg.algorithm == "finetune" or cfg.inner_steps == 0:
         return meta
-    fit_meta(meta, train)
+    fit_meta(meta, train, valid)
     return meta
 
 

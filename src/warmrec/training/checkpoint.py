@@ -198,7 +198,7 @@ def save_checkpoint(
         save_weights(tensors, tmp / "trainer_state.safetensors")
         (tmp / "trainer_state.json").write_text(json.dumps(info, indent=1))
 
-    save_model(model, path, extra=trainer_files)
+    save_model(model, path, extra=trainer_files, kind="checkpoint")
     return path
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import polars as pl
 import pytest
@@ -88,10 +90,21 @@ def test_study_cli_runs_end_to_end_and_resumes(tmp_path):
     for f in ("results.md", "report.md", "report.html", "ndcg_at_10_vs_shots.png"):
         assert (out / f).is_file()
     assert "finetune" in (out / "results.md").read_text()
+    # the meta-method's epochs are chosen on meta-valid users (the loop validated it there)
+    fomaml = json.loads((out / "runs" / "0-fomaml.json").read_text())
+    assert fomaml["meta_best_epoch"] == 1
     (out / "runs" / "0-fomaml.json").unlink()  # an interrupted study: one run missing
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, r.output
     assert "runs computed now: 1" in r.output
+    # the global model records its run (the coldstart scenario): evaluate and predict need
+    # only its directory, and score its own meta-test users (8, each with 3 revealed events)
+    gm = out / "models" / "global-s0"
+    ev = CliRunner().invoke(cli, ["evaluate", str(gm), "--json"])
+    assert ev.exit_code == 0, ev.output
+    assert json.loads(ev.output)["n"] == 8
+    pr = CliRunner().invoke(cli, ["predict", str(gm), "-k", "2", "--out", str(tmp_path / "p.csv")])
+    assert pr.exit_code == 0, pr.output
 
 
 def test_study_cli_refuses_an_unknown_method_in_one_line(tmp_path):

@@ -120,8 +120,16 @@ class ColdStartSettings(ColdStartUsers):
     """``melo``: trainer settings of the global rating model (backbone + head)."""
 
 
-def user_sequences(frame: pl.DataFrame) -> SequenceDataset:
-    """One time-ordered sequence per user over the catalogue of every item in ``frame``."""
+def selection_shot(shots: Sequence[int]) -> int:
+    """The number of revealed events at which meta-valid users select a meta-method's
+    meta-epochs: the largest shot <= 5 (the goal is pooled over k <= 5), else the smallest."""
+    small = [k for k in shots if k <= 5]
+    return max(small) if small else min(shots)
+
+
+def user_sequences(frame: pl.DataFrame, vocab: ItemVocab | None = None) -> SequenceDataset:
+    """One time-ordered sequence per user over the catalogue of every item in ``frame`` (or over
+    ``vocab``, a saved model's)."""
     if "user_id" not in frame.columns:
         raise DataError(
             "the cold-start study needs users",
@@ -133,7 +141,7 @@ def user_sequences(frame: pl.DataFrame) -> SequenceDataset:
     df = frame.select(cols)
     if "timestamp" in cols:
         df = df.sort(["user_id", "timestamp"], maintain_order=True)
-    return SequenceDataset.from_frame(df, ItemVocab.from_ids(df["item_id"]))
+    return SequenceDataset.from_frame(df, vocab or ItemVocab.from_ids(df["item_id"]))
 
 
 def split_users(data: SequenceDataset, settings: ColdStartUsers, seed: int) -> UserSplit:
@@ -184,10 +192,13 @@ def run_method(
         info["inner_lr"] = chosen_lr
     else:
         cfg = {**meta_cfg, **META_METHODS[method], "inner_lr": chosen_lr}
-        model = meta_train(global_model, train, cfg)
+        # meta-epochs chosen on meta-valid users (the loop keeps the best epoch there)
+        valid = shot_eval_set(split.data, split.valid, selection_shot(settings.shots))
+        model = meta_train(global_model, train, cfg, valid=valid)
         info["inner_lr"] = chosen_lr
         if model.train_result is not None:
             info["meta_seconds_per_epoch"] = model.train_result.seconds_per_epoch
+            info["meta_best_epoch"] = model.train_result.best_epoch
     fit_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     res = _eval(model, test_sets)
@@ -226,11 +237,17 @@ def pretrain_global(
     settings: ColdStartSettings,
     seed: int,
     cache: Path | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> Any:
     """The global model: fit on meta-train users, early-stopped on meta-valid users at the
-    largest shot; cached as a model directory."""
+    largest shot (:func:`~warmrec.experiments.spec.fit_run` of a run on the ``coldstart``
+    split, so the model records it; ``data``: the ``[data]`` section the log was read with, so
+    ``warmrec evaluate`` scores it on its meta-test users from its directory alone); cached as
+    a model directory."""
+    from types import SimpleNamespace
+
     from warmrec.artifacts import load_model
-    from warmrec.registry import get_model
+    from warmrec.experiments.spec import fit_run, spec_from_config
 
     if cache is not None and (cache / "config.json").is_file():
         return load_model(cache)
@@ -239,10 +256,22 @@ def pretrain_global(
         # tasks need a per-task loss: session-parallel batches carry a hidden state across
         # batches (and users); windows are also GRU4Rec's best form on ml-100k user histories
         config.setdefault("training", "windows")
-    model = get_model(model_name, config)
+    run = {
+        "model": {"name": model_name, **config},
+        "train": {"seed": seed, "progress": False, **settings.pretrain},
+        "split": {
+            "method": "coldstart",
+            "scenario": scenario(settings).model_dump(mode="json"),
+            "seed": seed,
+            "shot": max(settings.shots),
+        },
+        "eval": {"metrics": list(METRICS)},
+    }
+    if data:
+        run["data"] = dict(data)
     valid = shot_eval_set(split.data, split.valid, max(settings.shots))
     train = split.subset(split.train)
-    model.fit(train, valid, **{"seed": seed, "progress": False, **settings.pretrain})
+    model = fit_run(spec_from_config(run), SimpleNamespace(train=train, valid=valid, info={}))
     model.meta.item_counts = train.item_counts().astype(np.int64).tolist()
     if cache is not None:
         model.save(cache)
@@ -410,8 +439,11 @@ def run_coldstart_study(
     out_dir: str | Path = "warmrec-out/coldstart-study",
     resume: bool = True,
     progress: bool = False,
+    data_source: Mapping[str, Any] | None = None,
 ) -> ColdStartResult:
-    """The study (module docstring); resumes from ``out_dir/runs`` unless ``resume=False``."""
+    """The study (module docstring); resumes from ``out_dir/runs`` unless ``resume=False``.
+    ``data_source``: the ``[data]`` section ``frame`` was read with (recorded in the global
+    models)."""
     import shutil
 
     cfg = build_config(ColdStartSettings, settings)
@@ -448,8 +480,9 @@ def run_coldstart_study(
                 continue
             if gm is None and method not in ("pop", "sknn"):
                 gm = pretrain_global(
-                    model, model_config, split, cfg, seed, out / "models" / f"global-s{seed}"
-                )
+                    model, model_config, split, cfg, seed, out / "models" / f"global-s{seed}",
+                    data=data_source,
+                )  # fmt: skip
             if lr is None and method not in ("pop", "sknn", "global"):
                 if lr_file.is_file():
                     lr = json.loads(lr_file.read_text())["inner_lr"]
