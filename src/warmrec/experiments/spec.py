@@ -24,7 +24,7 @@ before any data is read::
 
     [data]   path, format, columns, no_timestamp, order, time_unit, sep
     [split]  method = "auto" | "given" | "loo" | "temporal" | "last_session" | "user" |
-             "last_pair",
+             "last_pair" | "coldstart",
              that method's options, resplit
     [model]  name, then the model's own config keys
     [train]  the training loop's settings (neural models only)

@@ -133,7 +133,9 @@ class Step:
         raise NotImplementedError
 
     def fingerprint(self) -> str:
-        text = json.dumps(self.settings(), sort_keys=True, default=str)
+        """A hash of what the step computes (its settings, its description left out)."""
+        d = {k: v for k, v in self.settings().items() if k != "about"}
+        text = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
