@@ -231,6 +231,11 @@ class RunStep(Step):
         tr = getattr(model, "train_result", None)
         if tr is not None:
             record["epochs"] = _jsonable(getattr(tr, "history", None) or [])
+        tmeta = getattr(model.meta, "transfer", None)
+        if tmeta is not None:
+            record["transfer"] = _jsonable(
+                tmeta.model_dump() if hasattr(tmeta, "model_dump") else tmeta
+            )
         features = getattr(model.meta, "features", None)
         if features is not None:
             record["features"] = _jsonable(
