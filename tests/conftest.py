@@ -18,7 +18,10 @@ from warmrec.models.base import Recommender
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(
+    os.environ.get("WARMREC_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
+"""The shared datasets: ``$WARMREC_DATA`` (as the recipes read it), else ``../shared/data``."""
 
 
 def cyclic_log(

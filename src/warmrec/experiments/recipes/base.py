@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from warmrec.errors import ConfigError, DataError
+from warmrec.errors import ConfigError, DataError, ModelError
 from warmrec.experiments.spec import RunSpec, spec_from_config
 
 STATE = "state.json"
@@ -173,7 +173,7 @@ class RunStep(Step):
         back in its TOML shape (defaults left out)."""
         try:
             return spec_from_config(self.run_config).to_config()
-        except ConfigError as e:
+        except (ConfigError, ModelError) as e:
             raise ConfigError(f"recipe step {self.name!r}: {e}") from None
 
     def spec(self, ctx: Context) -> RunSpec:
@@ -187,7 +187,7 @@ class RunStep(Step):
                 cfg.pop("train")
         try:
             return spec_from_config(cfg)
-        except ConfigError as e:
+        except (ConfigError, ModelError) as e:
             raise ConfigError(f"recipe step {self.name!r}: {e}") from None
 
     def run(self, ctx: Context) -> dict[str, Any]:
