@@ -4,12 +4,12 @@ run that resumes (on a tiny log; the real recipes: tests/experiments/recipes).""
 from __future__ import annotations
 
 import json
-import tomllib
 
 from click.testing import CliRunner
 
 from tests.conftest import cyclic_log
 from warmrec.cli.main import cli
+from warmrec.config import tomllib
 
 
 def test_list_names_every_recipe_and_its_data(monkeypatch, tmp_path):

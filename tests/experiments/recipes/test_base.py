@@ -4,7 +4,6 @@ log with a known next item (``i -> i + 1``)."""
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import cyclic_log
+from warmrec.config import tomllib
 from warmrec.errors import ConfigError, DataError
 from warmrec.experiments.recipes import get_recipe, list_recipes
 from warmrec.experiments.recipes.base import (

@@ -42,9 +42,7 @@ def test_cloudera_w2v_quick(tmp_path):
 
 def test_ssept_wiki_quick(tmp_path):
     ml, wiki = require_shared("ml-100k"), require_shared("wikipedia")
-    res = run_quick(
-        "ssept-wiki", tmp_path, source=str(ml), target=str(wiki / "wikipedia.txt")
-    )
+    res = run_quick("ssept-wiki", tmp_path, source=str(ml), target=str(wiki / "wikipedia.txt"))
     for step in ("transfer-ssept", "scratch-ssept", "pop"):
         test = res.records[step]["test"]
         # the target among 100 unseen items is ranked no worse than among all 1,000 pages
