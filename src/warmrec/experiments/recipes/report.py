@@ -10,11 +10,12 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from warmrec.experiments.recipes.base import Recipe, RunStep, Step
+if TYPE_CHECKING:  # base imports this module when a run ends
+    from warmrec.experiments.recipes.base import Recipe, Step
 
 
 def fmt(v: Any, digits: int = 4) -> str:
@@ -72,7 +73,7 @@ def results_frame(steps: Sequence[Step], records: Mapping[str, Any]) -> pl.DataF
     metric_cols: list[str] = []
     for s in steps:
         rec = records.get(s.name)
-        if not isinstance(s, RunStep) or not rec:
+        if not hasattr(s, "run_config") or not rec:  # run steps only
             continue
         for protocol, summary in rec.get("test", {}).items():
             if protocol == "subgroups":
