@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from warmrec.config import ConfigModel, build_config
+from warmrec.config import ConfigModel
 from warmrec.errors import ConfigError
-from warmrec.models.neural import NeuralRecommender
 from warmrec.registry import model_class
 from warmrec.training.loop import TrainerConfig
 
@@ -36,15 +35,19 @@ def check_configs(
     model_config: dict[str, Any] | None = None,
     train_config: dict[str, Any] | None = None,
 ) -> tuple[ConfigModel, TrainerConfig | None]:
-    """Build and validate a model's config and, for a neural model, its trainer settings (the
-    class's ``default_trainer`` under ``train_config``) without touching any data: the
-    ``(model config, TrainerConfig or None)``. Raises a one-line ConfigError or ModelError."""
-    klass = model_class(name)
-    cfg = build_config(klass.Config, model_config or {})
-    if not issubclass(klass, NeuralRecommender):
+    """Build and validate a model's config and its trainer settings without touching any data:
+    the ``(model config, TrainerConfig or None)``. The same rule as a run's
+    (:class:`~warmrec.experiments.spec.ModelSpec`): a model whose ``fit`` takes a trainer (neural
+    models, hybrids) takes training settings, any other refuses them. Raises a one-line
+    ConfigError or ModelError."""
+    from warmrec.experiments.spec import ModelSpec
+
+    spec = ModelSpec(name=name, config=dict(model_config or {}))
+    cfg = spec.typed()
+    if not spec.takes_trainer():
         if train_config:
             raise ConfigError(
                 f"model '{name}' takes no training settings; got {', '.join(sorted(train_config))}"
             )
         return cfg, None
-    return cfg, klass.trainer_config(train_config or {})
+    return cfg, spec.trainer(train_config or {})

@@ -93,3 +93,16 @@ def test_from_ids_is_sorted_distinct_on_both_paths(scale):
     v = ItemVocab.from_ids(raw)
     assert v.ids.to_list() == [-2 * scale, 3 * scale, 7 * scale, 9 * scale]
     assert v.ids.dtype == pl.Int64
+
+
+def test_index_of_reads_raw_ids_one_way_for_cli_api_and_service():
+    from warmrec.data.vocab import ItemVocab
+
+    v = ItemVocab.from_ids([3, 12, 300])
+    assert [v.index_of(x) for x in (3, "12", 300.0, "300", np.int64(12))] == [1, 2, 3, 3, 2]
+    # text that Python's int() would read but that is not a canonical decimal id: unknown
+    for odd in ("٣", "²", "--5", "012", " 12", "12 ", "+12", "-0", 12.5, True, None, [3]):
+        assert v.index_of(odd) == 0, odd
+    assert v.lookup(["3", "x", 12]).tolist() == [1, 0, 2]
+    s = ItemVocab.from_ids(["a", "b"])
+    assert s.index_of("b") == 2 and s.index_of(1) == 0

@@ -185,3 +185,20 @@ def test_data_split_follows_the_policy_and_refuses_what_cannot_be_read_back(
     r = CliRunner().invoke(cli, [*args, "--out", out])
     assert r.exit_code == 2 and "validation part empty" in r.output and "valid_start" in r.output
     assert not Path(out).exists()
+
+
+def test_train_fraction_is_a_nested_seeded_scenario(log_csv: Path) -> None:
+    """``[split] train_fraction``: the DataScarcity scenario (learning curves) in a run."""
+    base = {"data": {"path": str(log_csv)}}
+    full = prepare_run(spec_from_config(base))
+    keys = {}
+    for frac in (0.25, 0.5):
+        spec = spec_from_config({**base, "split": {"train_fraction": frac, "fraction_seed": 3}})
+        prep = prepare_run(spec)
+        assert prep.info["spec"].split.method == "last_session"  # auto resolved, fraction kept
+        assert prep.info["train_units"] == round(frac * len(full.train.sequences))
+        assert len(prep.test) == len(full.test) and prep.vocab is not None
+        keys[frac] = set(prep.train.sequences.keys.to_list())
+    assert keys[0.25] < keys[0.5]  # nested for one seed
+    with pytest.raises(ConfigError, match="train_fraction"):
+        spec_from_config({**base, "split": {"train_fraction": 0}})

@@ -171,6 +171,11 @@ def split(path, fmt, cols, no_timestamp, order, sep, method, sets, out, as_json)
     check_split_target(out)  # before reading: a bad --out fails at once
     opts = load_config(None, sets)
     spec = split_spec({"method": method, **opts})  # options checked before the log is read
+    if spec.train_fraction < 1.0:
+        raise ConfigError(
+            "train_fraction subsamples training sequences at training time (--set "
+            "split.train_fraction=... in train); a split folder keeps every event"
+        )
     inter = read_data(path, fmt, cols, no_timestamp, order, sep)
     df = inter.interactions
     spec = resolve_split(spec.model_copy(update={"resplit": True}), inter)

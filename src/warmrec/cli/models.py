@@ -213,15 +213,7 @@ def recommend(model_dir, items, k, exclude_seen, fallback, as_json):
             f"--items: expected comma-separated item ids, found {items!r} "
             "(for an empty history pass --fallback popular)"
         )
-    model = Recommender.load(model_dir)
-    if not model.vocab.is_str:
-        conv = []
-        for x in hist:
-            try:
-                conv.append(int(x))
-            except ValueError:
-                conv.append(x)
-        hist = conv
+    model = Recommender.load(model_dir)  # ids are read by the vocabulary (ItemVocab.index_of)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         recs = model.recommend(
@@ -239,7 +231,8 @@ def recommend(model_dir, items, k, exclude_seen, fallback, as_json):
         if note:
             click.echo(f"warmrec: warning: {note}", err=True)
     if as_json:
-        emit_json({"model": model.name, "history": hist, "items": recs})
+        shown = [int(x) if not model.vocab.is_str and model.vocab.index_of(x) else x for x in hist]
+        emit_json({"model": model.name, "history": shown, "items": recs})
     else:
         for r, item in enumerate(recs, 1):
             click.echo(f"{r:>3}  {item}")

@@ -7,8 +7,10 @@ come out. Unknown raw ids encode to 0 (padding), which every model ignores.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -19,6 +21,10 @@ from warmrec.errors import DataError
 PAD = 0
 _LUT_MIN = 1 << 16  # a dense lookup table for integer ids below this many slots, or when they
 # are compact (:data:`~warmrec.data.schema.COMPACT_SLACK` slots per id)
+
+
+_INT_TEXT = re.compile(r"-?(?:0|[1-9][0-9]{0,18})")
+"""A canonical decimal integer id as text (ASCII digits only; ``re.fullmatch``)."""
 
 
 class ItemVocab:
@@ -95,6 +101,44 @@ class ItemVocab:
     def n_ids(self) -> int:
         """Number of real ids (without the padding index)."""
         return self._ids.len()
+
+    def index_of(self, raw: Any) -> int:
+        """THE reading of one raw id from outside (a request, a command line, a Python call):
+        its index, 0 when unknown. An integer vocabulary takes ints and canonical decimal text
+        only (``"12"``, ``"-3"``; not ``"012"``, ``"--5"``, ``"²"`` or ``"٣"``, which Python's
+        ``int()`` would read) and integral floats (``12.0``, as JSON may carry them); a string
+        vocabulary compares text. Booleans are never ids. The CLI, the Python API
+        (:meth:`~warmrec.models.base.Recommender.recommend`) and the service read ids here."""
+        if raw is None or isinstance(raw, bool):
+            return 0
+        table = self._lookup()
+        if self.is_str:
+            return table.get(raw if isinstance(raw, str) else str(raw), 0)
+        if isinstance(raw, str):
+            if not _INT_TEXT.fullmatch(raw) or raw == "-0":
+                return 0
+            raw = int(raw)
+        elif isinstance(raw, float):
+            if not raw.is_integer():
+                return 0
+            raw = int(raw)
+        elif isinstance(raw, np.integer):
+            raw = int(raw)
+        elif not isinstance(raw, int):
+            return 0
+        return table.get(raw, 0)
+
+    def lookup(self, raw: Iterable[Any]) -> np.ndarray:
+        """:meth:`index_of` of each raw id -> int64 indices (0 = unknown)."""
+        values = list(raw)
+        return np.fromiter((self.index_of(x) for x in values), dtype=np.int64, count=len(values))
+
+    def _lookup(self) -> dict[Any, int]:
+        table = getattr(self, "_table", None)
+        if table is None:
+            table = dict(zip(self._ids.to_list(), range(1, self._ids.len() + 1)))
+            self._table = table
+        return table
 
     def _coerce(self, values: pl.Series) -> pl.Series:
         if self.is_str:

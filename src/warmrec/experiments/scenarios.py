@@ -18,6 +18,11 @@ start last into meta-test and meta-valid just before them (a cut-off in time: he
 never train). Users are cold, items are warm: ranking is over the full catalogue. For a
 held-out user and ``k`` in ``shots`` the example is (history = the first ``k`` events, target =
 event ``k + 1``) -- :func:`shot_eval_set`.
+
+:class:`DataScarcity` -- a fraction of the training sequences (sessions, else users), drawn with
+a seed and nested (a smaller fraction's sample is part of a larger one's for one seed);
+validation, test and the vocabularies unchanged. The learning-curve and transfer studies vary
+it; a run takes it as ``[split] train_fraction`` / ``fraction_seed``.
 """
 
 from __future__ import annotations
@@ -190,3 +195,69 @@ def shot_eval_set(data: SequenceDataset, users: np.ndarray, k: int) -> EvalSet:
         len(data.vocab),
         seqs.keys.gather(users),
     )
+
+
+class DataScarcity(ConfigModel):
+    """Keep ``fraction`` of the training sequences (module docstring)."""
+
+    fraction: float = Field(1.0, gt=0, le=1)
+    """Share of training sequences kept (sessions, else users)."""
+    seed: int = 0
+    """Seed of the draw (one permutation per seed: nested fractions)."""
+    min_sequences: int = Field(1, ge=1)
+    """Refuse a draw that keeps fewer training sequences than this."""
+
+    def keys(self, train: Any) -> Any:
+        """The sequence keys of ``train`` (a canonical table) kept, sorted."""
+        from warmrec.data.schema import sequence_key
+
+        units = train[sequence_key(train)].unique().sort()
+        keep_n = max(1, round(self.fraction * units.len()))
+        if keep_n < self.min_sequences:
+            raise DataError(
+                "too few training sequences for this fraction",
+                field="train_fraction",
+                expected=f">= {self.min_sequences} kept",
+                found=f"{keep_n} of {units.len()} at fraction {self.fraction}",
+            )
+        perm = np.random.default_rng(self.seed).permutation(units.len())
+        return units.gather(np.sort(perm[:keep_n]))
+
+    def apply(self, prep: Any) -> Any:
+        """``prep`` (a :class:`~warmrec.data.prepared.Prepared`) with its training sequences
+        subsampled; its ``info`` gains fraction, seed and ``train_units``."""
+        import polars as pl
+
+        from warmrec.data.prepared import Prepared
+        from warmrec.data.schema import sequence_key
+
+        if self.fraction >= 1.0:
+            return prep
+        if prep.split is None:
+            raise DataError(
+                "train_fraction needs a row split",
+                field="train_fraction",
+                expected="a split of the log's rows (loo, temporal, last_session, user, given)",
+                found="the coldstart scenario",
+            )
+        train = prep.split.train
+        key = sequence_key(train)
+        keep = self.keys(train)
+        sub = train.filter(pl.col(key).is_in(keep.implode()))
+        data = SequenceDataset.from_frame(
+            sub,
+            prep.vocab,
+            user_vocab=prep.user_vocab,
+            item_features=prep.item_features,
+            user_features=prep.user_features,
+        )
+        info = {
+            **prep.info,
+            "fraction": self.fraction,
+            "seed": self.seed,
+            "train_units": keep.len(),
+        }
+        return Prepared(
+            prep.frame, prep.split, prep.vocab, prep.user_vocab, data, prep.valid, prep.test,
+            prep.item_features, prep.user_features, info,
+        )  # fmt: skip

@@ -119,10 +119,19 @@ class _Split(ConfigModel):
     resplit: bool = False
     """For a split folder (train/valid/test files, used as given by default): merge the parts
     and split them again with this method."""
+    train_fraction: float = Field(1.0, gt=0, le=1)
+    """Keep this share of the training sequences (sessions, else users) after splitting: the
+    :class:`~warmrec.experiments.scenarios.DataScarcity` scenario of learning curves (validation
+    and test unchanged)."""
+    fraction_seed: int = 0
+    """Seed of the ``train_fraction`` draw (nested fractions for one seed)."""
 
     def options(self) -> dict[str, Any]:
-        """Keyword arguments of the split function (``method`` and ``resplit`` left out)."""
-        return self.model_dump(exclude={"method", "resplit"}, exclude_none=True)
+        """Keyword arguments of the split function (``method``, ``resplit`` and the training
+        fraction left out)."""
+        return self.model_dump(
+            exclude={"method", "resplit", "train_fraction", "fraction_seed"}, exclude_none=True
+        )
 
 
 class AutoSplit(_Split):
@@ -305,9 +314,10 @@ def resolve_split(spec: _Split, inter: Any) -> _Split:
     has_parts = getattr(inter, "parts", None) is not None
     if isinstance(spec, AutoSplit):
         if has_parts and not spec.resplit:
-            return GivenSplit()
+            return GivenSplit(**spec.model_dump(include={"train_fraction", "fraction_seed"}))
         method = default_split(inter.interactions)
-        return SPLIT_CLASSES[method](resplit=spec.resplit) if method != "auto" else spec
+        keep = {"resplit", "train_fraction", "fraction_seed"}
+        return SPLIT_CLASSES[method](**spec.model_dump(include=keep))
     if isinstance(spec, GivenSplit):
         if not has_parts:
             raise ConfigError(
@@ -596,6 +606,10 @@ def prepare_run(spec: RunSpec, *, vocab: Any = None, user_vocab: Any = None, dat
         vocab=vocab,
         user_vocab=user_vocab,
     )
+    if sp.train_fraction < 1.0:
+        from warmrec.experiments.scenarios import DataScarcity
+
+        prep = DataScarcity(fraction=sp.train_fraction, seed=sp.fraction_seed).apply(prep)
     prep.info["spec"] = spec.model_copy(update={"split": sp})
     prep.info["interactions"] = inter
     return prep

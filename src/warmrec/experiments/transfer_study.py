@@ -39,9 +39,7 @@ from pydantic import BaseModel, Field
 from tqdm.auto import tqdm
 
 from warmrec.config import ConfigModel, build_config, config_dict
-from warmrec.data.dataset import SequenceDataset
 from warmrec.data.prepared import Prepared, prepare
-from warmrec.data.schema import sequence_key
 from warmrec.data.split import default_split
 from warmrec.errors import ConfigError
 from warmrec.evaluation.evaluate import EvalResult
@@ -146,50 +144,22 @@ def choose_split(frame: pl.DataFrame, split: str = "auto", long_history: int = L
 
 def subsample_keys(train: pl.DataFrame, fraction: float, seed: int) -> pl.Series:
     """The sequence keys (sessions, else users) :func:`subsample_train` keeps, sorted."""
-    if not 0.0 < fraction <= 1.0:
-        raise ConfigError(f"target fraction: expected 0 < fraction <= 1, found {fraction}")
-    units = train[sequence_key(train)].unique().sort()
-    keep_n = max(1, round(fraction * units.len()))
-    perm = np.random.default_rng(seed).permutation(units.len())
-    return units.gather(np.sort(perm[:keep_n]))
+    return _scarcity(fraction, seed).keys(train)
 
 
 def subsample_train(prep: Prepared, fraction: float, seed: int) -> Prepared:
-    """``prep`` with its training sequences (sessions, else users) subsampled to ``fraction``.
+    """``prep`` with its training sequences (sessions, else users) subsampled to ``fraction``
+    (the :class:`~warmrec.experiments.scenarios.DataScarcity` scenario): seeded and nested,
+    valid, test and the vocabularies unchanged."""
+    return _scarcity(fraction, seed).apply(prep)
 
-    Seeded and nested: for one seed the units are permuted once and the first
-    ``max(1, round(fraction * n))`` kept, so a smaller fraction's sample is part of a larger
-    one's. Valid, test and the vocabularies are unchanged.
-    """
+
+def _scarcity(fraction: float, seed: int) -> Any:
+    from warmrec.experiments.scenarios import DataScarcity
+
     if not 0.0 < fraction <= 1.0:
         raise ConfigError(f"target fraction: expected 0 < fraction <= 1, found {fraction}")
-    if fraction >= 1.0:
-        return prep
-    train = prep.split.train
-    key = sequence_key(train)
-    keep = subsample_keys(train, fraction, seed)
-    keep_n = keep.len()
-    sub = train.filter(pl.col(key).is_in(keep.implode()))
-    data = SequenceDataset.from_frame(
-        sub,
-        prep.vocab,
-        user_vocab=prep.user_vocab,
-        item_features=prep.item_features,
-        user_features=prep.user_features,
-    )
-    info = {**prep.info, "fraction": fraction, "seed": seed, "train_units": keep_n}
-    return Prepared(
-        prep.frame,
-        prep.split,
-        prep.vocab,
-        prep.user_vocab,
-        data,
-        prep.valid,
-        prep.test,
-        prep.item_features,
-        prep.user_features,
-        info,
-    )
+    return DataScarcity(fraction=fraction, seed=seed)
 
 
 def method_name(strategy: str, init: str) -> str:

@@ -102,7 +102,7 @@ class Recommender:
         self._check_fitted()
         enc, unknown = [], []
         for h in histories:
-            idx = self.vocab.encode(list(h)) if len(h) else np.zeros(0, dtype=np.int64)
+            idx = self.vocab.lookup(h)
             unknown.extend(x for x, i in zip(h, idx) if i == 0)
             enc.append(idx[idx > 0])
         if unknown:
@@ -155,7 +155,7 @@ class Recommender:
             scores[empty] = torch.as_tensor(counts, dtype=scores.dtype)
         scores[:, 0] = -torch.inf
         if exclude_seen:  # the whole history, not only the last history_len items scored
-            seen = [self.vocab.encode(list(h)) for h in histories if len(h)]
+            seen = [self.vocab.lookup(h) for h in histories if len(h)]
             seen_idx = np.concatenate(seen) if seen else np.zeros(0, dtype=np.int64)
             seen_row = np.repeat(
                 [i for i, h in enumerate(histories) if len(h)], [len(s) for s in seen]
@@ -163,7 +163,7 @@ class Recommender:
             scores[torch.from_numpy(seen_row), torch.from_numpy(seen_idx)] = -torch.inf
             scores[:, 0] = -torch.inf
         if exclude:
-            ids = self.vocab.encode(list(exclude))
+            ids = self.vocab.lookup(exclude)
             ids = ids[ids > 0]
             scores[:, torch.from_numpy(ids)] = -torch.inf
         k = min(k, scores.shape[1] - 1)
