@@ -73,7 +73,7 @@ def section(r: dict, argv: list[str], quick: bool) -> str:
     for head in ("## Its figures beside ours", "## The goal", "## Results of the runs"):
         if head in report:
             part = report.split(head, 1)[1].split("\n## ", 1)[0]
-            keep.append(f"### {head[3:]}\n{part.rstrip()}\n")
+            keep.append(f"### {head[3:]}\n\n{part.strip()}\n")
     steps = r["state"]["steps"]
     step_rows = "\n".join(
         f"| {k} | {v['kind']} | {v['seconds']:.1f} | {v['peak_rss_mb']:.0f} |"
