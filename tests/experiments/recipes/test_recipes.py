@@ -57,6 +57,9 @@ def test_bst_courses_quick(tmp_path):
     res = run_quick("bst-courses", tmp_path, courses=str(mars))
     bst, pop = res.records["bst"]["test"]["full"], res.records["pop"]["test"]["full"]
     assert bst["map@50"] > pop["map@50"]
+    if res.records["eda"]["datasets"]["courses"]["item_features"]:  # MARS read with its items
+        subgroups = res.records["bst"]["test"]["subgroups"]
+        assert subgroups["cat_map@50"] >= bst["map@50"]  # a theme is easier to hit than a video
     pred = pl.read_csv(tmp_path / "bst-courses" / "pred.csv")
     assert pred.columns == ["user_id", "rank", "item_id", "score"]
     per_user = pred.group_by("user_id").len()["len"]

@@ -158,7 +158,18 @@ class BSTCourses(Recipe):
         lines = []
         if bst:
             feats = bst.get("features") or {}
-            lines.append(f"BST's context as fitted: {feats or 'none (no feature tables)'}.")
+            for side in ("item", "user"):
+                specs = (feats.get(side) or {}).get("specs") or []
+                used = ", ".join(
+                    f"{s['name']} ({s.get('kind')}, {len(s.get('levels') or [])} levels)"
+                    for s in specs
+                )
+                skipped = ", ".join((feats.get(side) or {}).get("skipped") or [])
+                lines.append(
+                    f"BST's {side} context as fitted: {used or 'none'}"
+                    + (f"; asked for but absent: {skipped}" if skipped else "")
+                    + "."
+                )
         if pred:
             lines.append(
                 f"pred.csv: {pred.get('n_sequences')} learners, top {50} each "
