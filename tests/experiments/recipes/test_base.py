@@ -202,3 +202,39 @@ def test_fill_out_and_the_registry():
         for quick in (True, False):  # every plan builds and validates without any data
             steps = r.steps(quick, {i.key: f"/nowhere/{i.key}" for i in r.inputs})
             tomllib.loads(steps_toml(r, steps, quick, r.data_paths()))
+
+
+def test_subgroup_scores_rank_subgroups_by_their_best_item():
+    import numpy as np
+    import polars as pl
+    import torch
+
+    from warmrec.data.dataset import EvalSet
+    from warmrec.experiments.recipes.base import subgroup_scores
+
+    class Fixed:
+        history_len = 3
+
+        def score(self, batch):
+            row = torch.tensor([0.0, 0.1, 0.9, 0.5, 0.3, 0.2])
+            return row.repeat(len(batch.items), 1)
+
+    # subgroups A, B, C: item 1 -> A, 2 -> B, 3 -> A and B, 4 -> C, 5 -> none
+    cats = np.zeros((6, 3), dtype=bool)
+    cats[1, 0] = cats[2, 1] = cats[3, 0] = cats[3, 1] = cats[4, 2] = True
+    targets = np.array([1, 3, 4, 5])
+    es = EvalSet(
+        np.array([2, 2, 2, 2]),
+        np.arange(4),
+        np.arange(1, 5),
+        targets,
+        6,
+        pl.Series("session_id", np.arange(4)),
+    )
+    # subgroups ranked B (item 2: 0.9), A (item 3: 0.5), C (item 4: 0.3)
+    got = subgroup_scores(Fixed(), es, cats, (1, 50))
+    assert got["n"] == 3  # item 5 has no subgroup: left out
+    assert got["subgroup_map@50"] == pytest.approx((1 / 2 + (1 + 1) / 2 + 1 / 3) / 3)
+    assert got["subgroup_hr@1"] == pytest.approx(1 / 3)  # only item 3's B is first
+    assert got["subgroup_map@1"] == pytest.approx((0 + 1 + 0) / 3)
+    assert got["subgroup_hr@50"] == 1.0
