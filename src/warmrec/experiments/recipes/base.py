@@ -588,10 +588,17 @@ def _toml_table(prefix: str, table: Mapping[str, Any], lines: list[str]) -> None
         if isinstance(v, Mapping) and v and not _inline(v):
             subs.append((k, v))
         else:
-            lines.append(f"{_key(k)} = {toml_value(dict(v) if isinstance(v, Mapping) else v)}")
+            lines.append(f"{_key(k)} = {_inline_value(v, toml_value)}")
     for k, v in subs:
         lines += ["", f"[{prefix}.{_key(k)}]"]
         _toml_table(f"{prefix}.{_key(k)}", v, lines)
+
+
+def _inline_value(v: Any, toml_value: Callable[[Any], str]) -> str:
+    if isinstance(v, Mapping):
+        inner = ", ".join(f"{_key(k)} = {_inline_value(x, toml_value)}" for k, x in v.items())
+        return "{ " + inner + " }" if inner else "{}"
+    return toml_value(v)
 
 
 def _inline(v: Mapping[str, Any]) -> bool:
