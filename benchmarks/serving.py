@@ -24,8 +24,9 @@ items, the score of the whole catalogue plus top-10): eager, ``torch.jit.trace``
 ``--knn`` measures V-SKNN's ``recommend`` in-process, per request (k=10, the request bodies'
 histories): the scoring before issue 12's rework (``tests/models/knn_legacy.py``: sparse products
 over all sessions and the whole catalogue, dense ranking), the current scoring with the dense
-ranking (``--engine eager``), and the served path (``engine="sparse"``: candidate items only),
-interleaved request by request so that machine load hits all three alike.
+ranking (``--engine eager``), the sparse path (``engine="sparse"``: candidate items only) and
+the served path (``engine="index"``: the VMIS-kNN serving index of :mod:`warmrec.serving.index`),
+interleaved request by request so that machine load hits all of them alike.
 
 ``--predict`` measures batch prediction (``warmrec.serving.predict``) in sequences/s.
 
@@ -178,11 +179,11 @@ def bodies(data: Path, path: Path, n: int = 2000, seed: int = 0) -> None:
 
 
 class Server:
-    def __init__(self, model_dir: Path, threads: int = 1) -> None:
+    def __init__(self, model_dir: Path, threads: int = 1, workers: int = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "warmrec", "serve", str(model_dir), "--port", str(self.port)]
-        cmd += ["--threads", str(threads)]
+        cmd += ["--threads", str(threads), "--workers", str(workers)]
         self.proc = subprocess.Popen(cmd, env=env(), stderr=subprocess.DEVNULL)
         import httpx
 
@@ -351,7 +352,8 @@ def knn_table(args, workdir: Path) -> list[dict]:
     paths = {
         "before (legacy scoring, dense ranking)": legacy,
         "after, dense ranking (engine eager)": ModelBundle.load(mdir, engine="eager"),
-        "after, sparse ranking (served: engine sparse)": ModelBundle.load(mdir),
+        "after, sparse ranking (engine sparse)": ModelBundle.load(mdir, engine="sparse"),
+        "serving index (served: engine index, issue 19)": ModelBundle.load(mdir),
     }
     times: dict[str, list[float]] = {name: [] for name in paths}
     cpu: dict[str, list[float]] = {name: [] for name in paths}

@@ -3,6 +3,7 @@ format-1 directories still load, and a model records how its data was read."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -178,6 +179,69 @@ def test_not_a_directory_and_an_adapter_directory(tmp_path, saved):
     info["kind"] = "adapter"
     (saved / "config.json").write_text(json.dumps(info))
     assert "load_adapters" in _error(saved)
+
+
+def _edit_info(saved, **fields) -> None:
+    info = json.loads((saved / "config.json").read_text())
+    for k, v in fields.items():
+        if v is None:
+            info.pop(k, None)
+        else:
+            info[k] = v
+    (saved / "config.json").write_text(json.dumps(info))
+
+
+@pytest.mark.parametrize("weights", ["../outside.safetensors", "/etc/passwd", "..", "a/b"])
+def test_a_weights_name_outside_the_directory_is_refused(saved, weights):
+    (saved.parent / "outside.safetensors").write_bytes((saved / "model.safetensors").read_bytes())
+    _edit_info(saved, weights=weights)
+    msg = _error(saved)
+    assert "config.json" in msg and "field 'weights'" in msg and "inside the model directory" in msg
+    assert "bytes" not in msg  # nothing was read: no size of a foreign file
+
+
+def test_a_weights_file_linked_to_outside_is_refused(saved, tmp_path):
+    outside = tmp_path / "elsewhere.safetensors"
+    (saved / "model.safetensors").rename(outside)
+    (saved / "model.safetensors").symlink_to(outside)
+    msg = _error(saved)
+    assert "model.safetensors" in msg and "leads outside the model directory" in msg
+
+
+def test_the_weights_checksum_is_recorded_and_checked(saved, sasrec):
+    info = json.loads((saved / "config.json").read_text())
+    data = (saved / "model.safetensors").read_bytes()
+    assert info["weights_sha256"] == hashlib.sha256(data).hexdigest()
+    # valid safetensors with other values: only the checksum tells
+    state = {k: v.detach().clone() for k, v in sasrec.net.state_dict().items()}
+    next(iter(state.values())).add_(1.0)
+    save_file({k: v.contiguous() for k, v in state.items()}, saved / "model.safetensors")
+    msg = _error(saved)
+    assert "model.safetensors" in msg and "checksum" in msg and "changed after saving" in msg
+
+
+def test_a_damaged_file_is_named_as_such_before_the_checksum(saved):
+    data = (saved / "model.safetensors").read_bytes()
+    (saved / "model.safetensors").write_bytes(data[: len(data) // 2])
+    msg = _error(saved)
+    assert "truncated or damaged" in msg and "checksum" not in msg
+
+
+def test_a_directory_saved_without_the_weights_checksum_still_loads(saved):
+    _edit_info(saved, weights_sha256=None)
+    assert Recommender.load(saved).name == "sasrec"
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [(lambda c: c[:-1], "counts, expected"), (lambda c: [-1] + c[1:], "negative")],
+)
+def test_edited_item_counts_are_refused(saved, edit, needle):
+    info = json.loads((saved / "config.json").read_text())
+    info["meta"]["item_counts"] = edit(info["meta"]["item_counts"])
+    (saved / "config.json").write_text(json.dumps(info))
+    msg = _error(saved)
+    assert "config.json" in msg and "meta.item_counts" in msg and needle in msg
 
 
 # -- format 1 ------------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ Every such directory holds:
     vocabulary file its number of ids and SHA-256, so a vocabulary changed after saving is refused.
 ``model.safetensors``
     The weights (or statistics) by name; an adapter directory holds only the adapter weights
-    (plus the target-specific entries listed in ``extra_keys``).
+    (plus the target-specific entries listed in ``extra_keys``). ``config.json`` records the
+    file's SHA-256 (``weights_sha256``; directories saved before it was recorded load without
+    the check).
 ``vocab.json`` [``users.json``]
     The item (and user) vocabulary (:class:`~warmrec.data.vocab.ItemVocab`).
 
@@ -34,7 +36,10 @@ writes through a private temporary file). Nothing is read with pickle.
 Reading (:func:`read_info`, :func:`read_weights`, :func:`read_vocab`, :func:`load_model`) checks
 each file and turns every problem -- no such directory, invalid JSON, unknown model name, weights
 that are not safetensors (a pickle, a truncated file), weights that do not fit the config, a
-missing or edited vocabulary -- into one :class:`~warmrec.errors.ModelError` line naming the file.
+missing or edited vocabulary, edited weights (checksum), a ``meta.item_counts`` that does not fit
+the vocabulary -- into one :class:`~warmrec.errors.ModelError` line naming the file. Only files
+inside the directory are read: a ``weights`` name in ``config.json`` that is a path, or a file
+that is a symbolic link leading outside the directory, is refused.
 
 Format 1 (before the typed meta) is still read: its ``meta`` dict is converted to
 :class:`ModelMeta` (relative data paths resolved against the working directory, unknown keys
@@ -216,6 +221,18 @@ class FeaturesMeta(_Record):
     user: FeatureSide | None = None
 
 
+class TextMeta(_Record):
+    """The item-text vectors of a text-aware model (:mod:`warmrec.models.text`): the encoder, the
+    vector width, the item fields the texts were made of, how many items had text, and the
+    SHA-256 of the texts and encoder (the cache key). The vectors themselves are weights."""
+
+    encoder: str
+    dim: int
+    fields: list[str] = []
+    n_with_text: int = 0
+    sha256: str = ""
+
+
 class ModelMeta(_Record):
     """What a model records besides its config and weights (``model.meta``); saved in
     ``config.json``. Every field is optional; assignments are validated."""
@@ -223,6 +240,7 @@ class ModelMeta(_Record):
     run: RunInfo | None = None
     transfer: TransferInfo | None = None
     features: FeaturesMeta | None = None
+    text: TextMeta | None = None
     item_titles: list[tuple[int | str, str]] | None = None
     """``[raw id, title]`` pairs of the training items (for text-similarity transfer)."""
     item_counts: list[int] | None = None
@@ -277,6 +295,8 @@ class ArtifactInfo(_Record):
     warmrec_version: str = "?"
     meta: ModelMeta = ModelMeta()
     weights: str = WEIGHTS_FILE
+    weights_sha256: str | None = None
+    """SHA-256 of the weights file (None: saved by a warmrec that did not record it)."""
     vocab: VocabRecord | None = None
     users: VocabRecord | None = None
     adapter: dict[str, Any] | None = None
@@ -285,6 +305,13 @@ class ArtifactInfo(_Record):
     """LoRA config (adapter directories)."""
     extra_keys: list[str] = []
     """Non-adapter state entries an adapter directory carries."""
+
+    @field_validator("weights")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not v or v in (".", "..") or "/" in v or "\\" in v or "\x00" in v:
+            raise ValueError(f"expected a file name inside the model directory, found {v!r}")
+        return v
 
     @field_validator("format")
     @classmethod
@@ -308,6 +335,15 @@ def save_weights(state: Mapping[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save_file
 
     save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(path))
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 (hex) of a file's bytes, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _write_vocab(vocab: ItemVocab, path: Path) -> VocabRecord:
@@ -377,6 +413,7 @@ def write_artifact(
             config=dict(config),
             warmrec_version=__version__,
             meta=meta if meta is not None else ModelMeta(),
+            weights_sha256=file_sha256(tmp / WEIGHTS_FILE),
             vocab=v_rec,
             users=u_rec,
             adapter=dict(adapter) if adapter is not None else None,
@@ -469,7 +506,21 @@ class Artifact:
 
     @property
     def weights_path(self) -> Path:
-        return self.path / self.info.weights
+        return inside(self.path, self.info.weights)
+
+
+def inside(folder: Path, name: str) -> Path:
+    """``folder / name``, refused (one line) when it leads outside ``folder`` (a symbolic link
+    to elsewhere): only files inside a model directory are read."""
+    p = folder / name
+    try:
+        p.resolve().relative_to(folder.resolve())
+    except ValueError:
+        raise ModelError(
+            f"{p}: leads outside the model directory (to {p.resolve()}); "
+            "only files inside it are read"
+        ) from None
+    return p
 
 
 def read_info(path: str | Path) -> Artifact:
@@ -505,8 +556,9 @@ def read_info(path: str | Path) -> Artifact:
     return Artifact(p, info, legacy)
 
 
-def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a safetensors file; a pickle, a truncated or otherwise broken file is one error."""
+def read_weights(path: str | Path, sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Load a safetensors file; a pickle, a truncated or otherwise broken file is one error, and
+    so is a file whose SHA-256 differs from ``sha256`` (when given)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -514,7 +566,7 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     if not p.is_file():
         raise ModelError(f"{p}: missing (the weights of the directory)")
     try:
-        return load_file(str(p))
+        state = load_file(str(p))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         with p.open("rb") as f:
             head = f.read(2)
@@ -529,6 +581,14 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
             f"{p}: not a valid safetensors file, truncated or damaged ({size} bytes; "
             f"{_first_line(e)})"
         ) from None
+    if sha256 is not None:  # after parsing, so a pickle or a truncated file is named as such
+        digest = file_sha256(p)
+        if digest != sha256:
+            raise ModelError(
+                f"{p}: checksum {digest[:12]}... differs from the {sha256[:12]}... recorded in "
+                f"{CONFIG_FILE} (the file was changed after saving)"
+            )
+    return state
 
 
 def read_vocab(path: str | Path, record: VocabRecord | None, *, required: bool) -> ItemVocab | None:
@@ -579,8 +639,24 @@ def build_model(art: Artifact) -> Any:
 
 def load_vocabs(art: Artifact, model: Any) -> None:
     """Give ``model`` the directory's vocabularies (checked)."""
-    model.vocab = read_vocab(art.path / VOCAB_FILE, art.info.vocab, required=True)
-    model.user_vocab = read_vocab(art.path / USERS_FILE, art.info.users, required=False)
+    model.vocab = read_vocab(inside(art.path, VOCAB_FILE), art.info.vocab, required=True)
+    model.user_vocab = read_vocab(inside(art.path, USERS_FILE), art.info.users, required=False)
+
+
+def check_item_counts(art: Artifact, model: Any) -> None:
+    """``meta.item_counts`` (the popularity fallback's ranking), when present, holds one
+    non-negative count per item index (padding included); anything else was edited."""
+    counts = model.meta.item_counts
+    if counts is None or model.vocab is None:
+        return
+    n = len(model.vocab)
+    bad = next((c for c in counts if c < 0), None)
+    if len(counts) != n or bad is not None:
+        found = f"a negative count ({bad})" if bad is not None else f"{len(counts)} counts"
+        raise ModelError(
+            f"{art.path / CONFIG_FILE}: field 'meta.item_counts': found {found}, expected "
+            f"{n} non-negative counts (one per item index, padding included; edited after saving?)"
+        )
 
 
 def set_weights(model: Any, state: dict[str, torch.Tensor], where: Path) -> None:
@@ -672,7 +748,8 @@ def _load(
             f"{art.path}: holds a '{art.info.model}' model, not '{getattr(expect, 'name', expect)}'"
         )
     load_vocabs(art, model)
-    state = read_weights(art.weights_path)
+    check_item_counts(art, model)
+    state = read_weights(art.weights_path, art.info.weights_sha256)
     if art.info.adapter is None and art.info.lora is None:
         set_weights(model, state, art.weights_path)
         return model

@@ -30,6 +30,7 @@ BUILTIN_MODELS: dict[str, str] = {
     "sknn": "warmrec.models.knn:SKNN",
     "sr": "warmrec.models.rules:SequentialRules",
     "ssept": "warmrec.models.ssept:SSEPT",
+    "tfidf": "warmrec.models.text:TfidfContent",
     "vsknn": "warmrec.models.knn:VSKNN",
 }
 """Built-in model name -> ``"module:Class"``, imported on first use."""

@@ -180,3 +180,17 @@ def test_an_os_error_on_a_named_path_is_one_line(log_csv, tmp_path, plot):
     line = one_line(run(["data", "gaps", log_csv, "--plot", plot.format(file=file)]))
     assert "warmrec-tmp" not in line
     assert str(file) in line or "/sys/warmrec-test.png" in line
+
+
+def test_data_commands_read_a_mars_folder_without_options(tmp_path):
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "fixtures" / "datasets" / "mars"
+    d = json.loads(run(["data", "stats", folder, "--json"]).output)
+    assert (d["events"], d["sequences"], d["items"]) == (5, 2, 3)
+    g = json.loads(run(["data", "gaps", folder, "--json"]).output)
+    assert g["n_gaps"] == 3 and g["n_zero"] == 1  # the duplicated row
+    res = run(["data", "sessionize", folder, "--out", tmp_path / "s.parquet", "--json"])
+    assert json.loads(res.output)["sessions"] == 2
+    d = json.loads(run(["data", "stats", folder, "--format", "mars-explicit", "--json"]).output)
+    assert d["events"] == 2

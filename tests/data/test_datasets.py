@@ -160,22 +160,95 @@ def test_amazon_ratings_keep_string_ids():
     assert generic.equals(df)
 
 
-def test_mars_default_and_overridden_columns(tmp_path):
-    df = load_dataset("mars", DS / "mars").interactions
-    assert df.columns == ["user_id", "item_id", "timestamp", "watch_percentage"]
-    assert df["user_id"].to_list() == [1, 1, 2] and df["item_id"].to_list() == [1, 5, 1]
-    assert df["timestamp"].to_list() == [
-        utc(2018, 6, 18, 9, 56, 29),
-        utc(2018, 6, 18, 10),
-        utc(2018, 6, 19, 12),
+def test_mars_folder_gives_log_items_users_and_ratings():
+    r = load_dataset("mars", DS / "mars")
+    df = r.interactions
+    assert df.columns == ["user_id", "item_id", "timestamp"]
+    assert df["user_id"].to_list() == [1, 1, 2, 2, 2]  # the exact duplicate row is kept
+    assert df["item_id"].to_list() == [10, 11, 10, 12, 12]
+    assert df["timestamp"][:2].to_list() == [utc(2019, 1, 5, 10), utc(2019, 1, 5, 10, 5)]
+    items = r.item_features
+    assert items["item_id"].to_list() == [10, 11, 12, 13]
+    assert items["title"].to_list() == [
+        "What is OneDrive?",
+        "Share, sync and restore",  # a quoted field holding a comma
+        "Teams meetings",
+        "Excel charts",
     ]
-    assert df["watch_percentage"].to_list() == [33, 100, 50]
+    assert items["description"][0] == "OneDrive is an online library,to store your files."
+    assert items["description"][1] is None  # N/A
+    assert items["software"].to_list() == [
+        ["OneDrive"],
+        ["OneDrive"],
+        ["Microsoft Teams", "Outlook"],
+        ["Excel"],
+    ]
+    assert items["job"].to_list() == [[], ["Financial", "Marketing"], [], ["Accounting"]]
+    assert items["theme"].to_list() == [["Discover"], ["Share", "Organize"], [], ["Produce"]]
+    assert items["difficulty"].to_list() == ["Beginner", None, "Advanced", "Intermediate"]
+    assert items["type"].to_list() == ["tutorial", "tutorial", "webcast", "use_case"]
+    assert items["duration"].to_list() == [42.0, 95.0, 600.0, 61.0]
+    assert items["year"].to_list() == [2016, 2017, 2019, 2021]
+    assert items["nb_views"].to_list() == [120.0, None, 30.0, 5.0]
+    users = r.user_features
+    assert users.rows() == [(1, "accounting"), (2, None), (3, "legal")]
+    ratings = r.ratings
+    assert ratings.columns == ["user_id", "item_id", "timestamp", "rating", "watch_percentage"]
+    assert ratings.rows() == [
+        (1, 10, utc(2019, 1, 5, 10, 1), 10.0, 100),
+        (2, 12, utc(2019, 8, 1, 9, 10), 4.0, 35),
+    ]
+
+
+def test_mars_folder_is_detected_and_explicit_log_is_a_dataset():
+    detected = load_interactions(DS / "mars")
+    assert datasets.detect_dataset(DS / "mars") == "mars"
+    assert detected.item_features is not None and detected.ratings is not None
+    assert detected.interactions.equals(load_dataset("mars", DS / "mars").interactions)
+    explicit = load_interactions(DS / "mars", format="mars-explicit")
+    assert explicit.interactions["rating"].to_list() == [10.0, 4.0]
+    assert explicit.interactions["watch_percentage"].to_list() == [100, 35]
+    assert explicit.item_features is not None and explicit.ratings is None
+    assert datasets.detect_dataset(DS / "ml-100k") is None
+
+
+def test_mars_other_layout_with_columns_and_bad_tag_list(tmp_path):
     f = tmp_path / "mooc.csv"
-    f.write_text("learner,course,ts\n7,c1,100\n7,c2,200\n")
+    f.write_text("learner,course,when\n7,c1,100\n7,c2,200\n")
     other = load_dataset(
-        "mars", f, columns={"user_id": "learner", "item_id": "course", "timestamp": "ts"}
+        "mars", f, columns={"user_id": "learner", "item_id": "course", "timestamp": "when"}
     ).interactions
     assert other.rows() == [(7, "c1", 100.0), (7, "c2", 200.0)]
+    for name in ("implicit_ratings_en.csv", "users_en.csv"):
+        (tmp_path / name).write_bytes((DS / "mars" / name).read_bytes())
+    items = (DS / "mars" / "items_en.csv").read_text().replace("['Excel']", "['Excel'")
+    (tmp_path / "items_en.csv").write_text(items)
+    with pytest.raises(WarmrecError, match=r"items_en.csv, line 5: field 'software'"):
+        load_dataset("mars", tmp_path / "implicit_ratings_en.csv")
+    with pytest.raises(WarmrecError, match="log"):
+        load_dataset("mars", DS / "mars", log="bogus")
+
+
+def test_shared_mars_folder():
+    from tests.conftest import require_shared
+
+    folder = require_shared("mars")
+    r = load_interactions(folder)  # no --col, no --format
+    df = r.interactions
+    assert (df.height, df["user_id"].n_unique(), df["item_id"].n_unique()) == (21908, 3007, 957)
+    assert df["timestamp"].min() == utc(2016, 10, 28, 19, 13, 15)
+    items = r.item_features
+    assert items.height == 1167 and items["item_id"].n_unique() == 1167
+    assert dict(items["type"].value_counts().rows()) == {
+        "tutorial": 1030,
+        "use_case": 96,
+        "webcast": 41,
+    }
+    assert set(df["item_id"].unique().to_list()) <= set(items["item_id"].to_list())
+    assert items["title"].null_count() == 0
+    assert r.user_features.height == 9902
+    assert r.ratings.height == 3659 and r.ratings["rating"].max() == 10.0
+    assert int((r.ratings["rating"] == 10).sum()) == 2747
 
 
 def test_hahow_lists_features_and_parts():

@@ -39,6 +39,46 @@ def test_csv_common_names_are_recognised():
     assert r.source.endswith("sessions.csv")
 
 
+@pytest.mark.parametrize(
+    "header, row",
+    [
+        ("item_id,user_id,created_at", "7,3,2020-01-02 03:04:05"),
+        ("ProductId,CustomerId,event_time", "7,3,2020-01-02 03:04:05"),
+        ("video_id,learner_id,datetime", "7,3,2020-01-02 03:04:05"),
+        ("iid,uid,Date", "7,3,2020-01-02 03:04:05"),
+        ("movieId,userId,ts", "7,3,1577934245"),
+    ],
+)
+def test_common_column_spellings_need_no_mapping(tmp_path, header, row):
+    f = tmp_path / "log.csv"
+    f.write_text(f"{header}\n{row}\n")
+    df = load_interactions(f).interactions
+    assert df.columns == ["user_id", "item_id", "timestamp"]
+    assert df.row(0) == (3, 7, utc(2020, 1, 2, 3, 4, 5))
+
+
+def test_two_candidate_time_columns_are_refused_naming_both(tmp_path):
+    f = tmp_path / "log.csv"
+    f.write_text("user_id,item_id,date,time\n1,2,2020-01-01,10:00\n")
+    with pytest.raises(DataError) as e:
+        load_interactions(f)
+    msg = str(e.value)
+    assert "\n" not in msg and "'date' and 'time'" in msg and "field 'timestamp'" in msg
+    # the mapping settles it; the canonical name itself is never ambiguous
+    df = load_interactions(f, columns={"timestamp": "date"}).interactions
+    assert df["timestamp"].to_list() == [utc(2020, 1, 1)]
+    g = tmp_path / "canon.csv"
+    g.write_text("user_id,item_id,timestamp,created_at\n1,2,5,2020-01-01\n")
+    assert load_interactions(g).interactions["timestamp"].to_list() == [5.0]
+
+
+def test_two_candidate_id_columns_are_refused(tmp_path):
+    f = tmp_path / "log.csv"
+    f.write_text("userid,customer_id,item_id,ts\n1,2,3,4\n")
+    with pytest.raises(DataError, match="'userid' and 'customer_id'"):
+        load_interactions(f)
+
+
 def test_tsv_milliseconds_become_seconds_and_rating_is_float():
     df = load_interactions(FIX / "sessions_ms.tsv").interactions
     assert df["session_id"].to_list() == ["a", "a", "b"]

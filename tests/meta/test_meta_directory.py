@@ -127,7 +127,7 @@ def test_the_serving_bundle_adapts_under_inference_mode(dirs):
     ranked = bundle.recommend(HISTORY, k=11)
     expect = _scores(Recommender.load(meta_dir))[0]
     np.testing.assert_allclose(
-        ranked.scores, [float(expect[bundle._index[i]]) for i in ranked.items], rtol=1e-5
+        ranked.scores, [float(expect[bundle.index_of(i)]) for i in ranked.items], rtol=1e-5
     )
     plain = ModelBundle.load(base_dir).recommend(HISTORY, k=11)
     assert ranked.scores != pytest.approx(plain.scores)

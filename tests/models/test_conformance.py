@@ -9,6 +9,9 @@ Hooks a model class may declare (all optional, read with ``getattr``):
   fast network (few epochs, small dimensions). It must still learn the cyclic data.
 - ``learns_sequences: ClassVar[bool] = True`` -- ``False`` marks an order-free model
   (co-occurrence): instead of HR@1 >= 0.9 it must beat Pop on the cyclic data (HR@5 and MRR@10).
+- ``needs_item_text: ClassVar[bool] = False`` -- ``True`` for a content model that reads item
+  text: the training set then carries an item table whose titles name each item and its
+  successor (``"step 3 leads to step 4"``), the content that the cyclic data follows.
 - ``requires: ClassVar[tuple[str, ...]]`` -- importable modules the model needs (e.g.
   ``("gensim",)``); the model is skipped when one is missing. A ``ModuleNotFoundError`` raised by
   ``fit`` also skips it.
@@ -51,6 +54,14 @@ _FITTED: dict[str, tuple[Recommender, Any]] = {}
 @pytest.fixture(scope="module")
 def train() -> SequenceDataset:
     return SequenceDataset.from_frame(cyclic_log(n_items=N_ITEMS))
+
+
+def with_item_text(train: SequenceDataset) -> SequenceDataset:
+    """``train`` with an item table whose titles name each item and its successor."""
+    ids = list(range(1, N_ITEMS + 1))
+    titles = [f"step{i} leads to step{i % N_ITEMS + 1}" for i in ids]
+    items = pl.DataFrame({"item_id": ids, "title": titles})
+    return SequenceDataset.from_frame(cyclic_log(n_items=N_ITEMS), item_features=items)
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +108,9 @@ def fitted(request: pytest.FixtureRequest, train: SequenceDataset) -> tuple[Reco
     if name not in _FITTED:
         torch.manual_seed(0)
         model = get_model(name, _config(name))
+        data = with_item_text(train) if getattr(klass, "needs_item_text", False) else train
         try:
-            result = model.fit(train)
+            result = model.fit(data)
         except ModuleNotFoundError as e:  # an optional dependency missing at fit time
             pytest.skip(f"model '{name}': {e}")
         _FITTED[name] = (model, result)

@@ -1,21 +1,29 @@
-"""Fixtures of the serving tests: small fitted models saved as directories, and a Redis server
-of the tests' own (``redis-server`` on 127.0.0.1, a free port, no persistence; the tests that need
-it skip when the binary is absent)."""
+"""Fixtures of the serving tests: small fitted models saved as directories, a Redis server of the
+tests' own (``redis-server`` on 127.0.0.1, a free port, no persistence; the tests that need it
+skip when the binary is absent), and a real ``warmrec serve`` process (:func:`running_server`)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import cyclic_log, tiny_net
 from warmrec import get_model
 from warmrec.data.dataset import SequenceDataset
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def save_model(name: str, path: Path, n_items: int = 20, **config) -> Path:
@@ -115,3 +123,39 @@ def redis_url(redis_server) -> str:
     client.flushdb()
     client.close()
     return redis_server
+
+
+@contextmanager
+def running_server(model_dir: Path, *args: str, timeout: float = 60) -> Iterator[tuple[str, Any]]:
+    """``warmrec serve model_dir`` in a subprocess on a free port of 127.0.0.1, stopped after:
+    yields its base URL and the process (stdout and stderr merged into ``proc.stdout``)."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "warmrec", "serve", str(model_dir), "--port", str(port), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited: {proc.stdout.read().decode()}")
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server did not answer /health within {timeout} s")
+            time.sleep(0.2)
+        yield url, proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

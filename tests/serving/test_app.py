@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.serving.conftest import save_model
-from warmrec import __version__
+from warmrec._version import __version__
 from warmrec.serving.app import MAX_HISTORY, MAX_ID_LEN, MAX_K, create_app
 from warmrec.serving.bundle import ModelBundle
 from warmrec.serving.state import SessionStore
@@ -69,9 +70,13 @@ def test_exclusions_and_restriction(client):
 @pytest.mark.parametrize("items", [[], ["nope", 999]])
 def test_no_known_item_is_400_unless_fallback(client, items):
     r = client.post("/recommend", json={"items": items})
-    assert r.status_code == 400
-    assert "no item the model knows" in r.json()["detail"]
-    assert "fallback" in r.json()["detail"]
+    if items:  # the schema cannot know the vocabulary: a documented 400
+        assert r.status_code == 400
+        assert "no item the model knows" in r.json()["detail"]
+        assert "fallback" in r.json()["detail"]
+    else:  # the schema says an empty history needs the fallback: a 422 like any invalid body
+        assert r.status_code == 422
+        assert "fallback='popular'" in r.json()["detail"][0]["msg"]
     f = client.post("/recommend", json={"items": items, "fallback": "popular", "k": 4})
     assert f.status_code == 200 and f.json()["fallback_used"] is True
     assert len(f.json()["items"]) == 4
@@ -186,9 +191,13 @@ def test_sessions_are_bounded_by_the_store(pop_dir):
         assert c.get("/metadata").json()["sessions"]["evicted"] == 1
 
 
+TOKEN = "t0ken-for-the-tests-0123456789"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
+
 def test_reload_swaps_the_model_and_keeps_it_on_failure(tmp_path):
     d = save_model("pop", tmp_path / "m", n_items=20)
-    with TestClient(create_app(d)) as c:
+    with TestClient(create_app(d, admin_token=TOKEN), headers=ADMIN) as c:
         assert c.get("/metadata").json()["n_items"] == 20
         save_model("pop", tmp_path / "new", n_items=30)
         shutil.rmtree(d)
@@ -242,3 +251,218 @@ def test_masking_never_touches_the_models_state(pop_dir, sasrec_dir, engine):
         first = b.recommend([3, 4], 3)
         b.recommend([3, 4], 3, exclude=first.items, exclude_seen=True, restrict_to=[1, 2])
         assert b.recommend([3, 4], 3) == first
+
+
+# -- bad input: a 4xx, never a 5xx (issue 19) ------------------------------------------------------
+def _raw(client, url, text, method="post"):
+    return client.request(method, url, content=text, headers={"content-type": "application/json"})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"items": [NaN]}',
+        '{"items": [Infinity]}',
+        '{"items": [-Infinity]}',
+        '{"items": [1], "k": Infinity}',
+        '{"items": [1], "k": NaN}',
+        '{"items": ["\\ud800"]}',
+        '{"items": ["ok", "\\udfff"]}',
+        '{"items": [1], "exclude": ["\\ud800"]}',
+        '{"items": [1], "fallback": "\\ud800"}',
+        '{"\\ud800": 1}',
+        '{"items": [1e400]}',
+    ],
+)
+def test_nan_infinity_and_lone_surrogates_are_422_with_a_json_safe_echo(client, text):
+    for url in ("/recommend", "/sessions/sx/events"):
+        r = _raw(client, url, text)
+        assert r.status_code == 422, (url, r.text)
+        json.loads(r.text)  # valid JSON (the echo of NaN or a surrogate made text)
+    assert client.get("/sessions/sx/recommendations").status_code == 404  # nothing stored
+
+
+def test_odd_digit_strings_are_unknown_ids_never_a_crash_nor_a_misparse(client):
+    r = client.post("/recommend", json={"items": ["--5", "²", "٣", "007", " 4", 3], "k": 3})
+    assert r.status_code == 200
+    assert r.json()["unknown"] == ["--5", "²", "٣", "007", " 4"]
+    r = client.post("/sessions/odd-digits/events", json={"items": ["--5", "²", "٣", 3]})
+    assert r.status_code == 200 and r.json()["unknown"] == ["--5", "²", "٣"]
+    rec = client.get("/sessions/odd-digits/recommendations")
+    assert rec.status_code == 200 and rec.json()["unknown"] == ["--5", "²", "٣"]
+
+
+def test_integral_floats_are_integer_ids_as_the_schema_says(client):
+    as_int = client.post("/recommend", json={"items": [3, 4], "k": 5}).json()
+    as_float = client.post("/recommend", json={"items": [3.0, 4.0], "k": 5.0})
+    assert as_float.status_code == 200 and as_float.json() == as_int
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["RecommendRequest"]
+    assert schema["properties"]["k"]["type"] == "integer"  # JSON Schema: 5.0 is an integer
+    for body in ({"items": [3.5]}, {"items": [3], "k": 2.5}, {"items": [3], "k": "5"}):
+        assert client.post("/recommend", json=body).status_code == 422, body
+    r = client.post("/recommend", json={"items": [2.0**60]})  # beyond 2**53: not exact
+    assert r.status_code == 422
+
+
+def test_an_empty_history_is_what_the_schema_says(client):
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["RecommendRequest"]
+    assert {"properties": {"fallback": {"const": "popular"}}, "required": ["fallback"]} in (
+        schema["anyOf"]
+    )
+    assert client.post("/recommend", json={"items": []}).status_code == 422
+    assert client.post("/recommend", json={}).status_code == 422
+    r = client.post("/recommend", json={"fallback": "popular"})
+    assert r.status_code == 200 and r.json()["fallback_used"]
+
+
+def test_a_session_is_never_poisoned(client):
+    """Ids are checked before they are stored: a refused request leaves no trace, and every id
+    that is stored can be read back."""
+    bad = ['{"items": [NaN]}', '{"items": ["\\ud800"]}', '{"items": [true]}', '{"items": [1.5]}']
+    for text in bad:
+        assert _raw(client, "/sessions/p1/events", text).status_code == 422
+    assert client.get("/sessions/p1/recommendations").status_code == 404
+    weird = ["--5", "²", "٣", "x" * MAX_ID_LEN, -(2**53 - 1), 2**53 - 1, "\x00", "é"]
+    assert client.post("/sessions/p1/events", json={"items": weird + [3]}).status_code == 200
+    for params in ({}, {"fallback": "popular"}, {"exclude_seen": True, "k": 50}):
+        r = client.get("/sessions/p1/recommendations", params=params)
+        assert r.status_code == 200, r.text
+
+
+def test_a_read_that_fails_does_not_renew_the_session(pop_dir):
+    class Clock:
+        t = 0.0
+
+        def __call__(self) -> float:
+            return self.t
+
+    clock = Clock()
+    store = SessionStore(ttl_s=10, clock=clock)
+    with TestClient(create_app(bundle=ModelBundle.load(pop_dir), store=store)) as c:
+        c.post("/sessions/broken/events", json={"items": ["zz"]})  # only unknown ids
+        c.post("/sessions/fine/events", json={"items": [3]})
+        for t in (4, 8):
+            clock.t = t
+            assert c.get("/sessions/broken/recommendations").status_code == 400
+            assert c.get("/sessions/fine/recommendations").status_code == 200
+        clock.t = 12  # 12 s after its only event: the 400 reads did not keep it alive
+        assert c.get("/sessions/broken/recommendations").status_code == 404
+        assert c.get("/sessions/fine/recommendations").status_code == 200  # renewed at 8
+
+
+def test_undecodable_session_paths_are_refused_not_merged(client):
+    """``%FF`` and ``%FE`` both decode to U+FFFD: they would name one session."""
+    for raw in ("%FF", "%FE", "%ED%A0%80", "a%C3"):
+        r = client.post(f"/sessions/{raw}/events", json={"items": [1]})
+        assert r.status_code == 400 and "UTF-8" in r.json()["detail"]
+    ok = client.post("/sessions/%C3%A9/events", json={"items": [1]})
+    assert ok.status_code == 200 and ok.json()["session_id"] == "é"
+
+
+def test_a_huge_header_is_431(client):
+    r = client.get("/health", headers={"x-big": "a" * 40_000})
+    assert r.status_code == 431
+    assert client.get("/health", headers={"x-ok": "a" * 1000}).status_code == 200
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_metadata_shows_no_path_nor_pid(pop_dir, request, store):
+    """Only the directory's name, no process id; the answering worker as an opaque id (and,
+    with a shared store, its model generation)."""
+    import os
+
+    spec = request.getfixturevalue("redis_url") if store == "redis" else store
+    with TestClient(create_app(pop_dir, session_store=spec)) as c:
+        meta = c.get("/metadata").json()
+    text = json.dumps(meta)
+    for known in (str(meta["loaded_at"]), meta["worker"]["id"], meta["sessions"].get("url", "")):
+        text = text.replace(known, "") if known else text
+    assert "pid" not in text and str(os.getpid()) not in text
+    assert meta["model_dir"] == pop_dir.name and str(pop_dir.parent) not in text
+    assert len(meta["worker"]["id"]) == 8 and meta["sessions"]["store"] == store
+    assert meta["worker"] == (
+        {"id": meta["worker"]["id"], "generation": 0}
+        if store == "redis"
+        else {"id": meta["worker"]["id"]}
+    )
+
+
+def test_a_failed_read_does_not_renew_a_redis_session(pop_dir, redis_url):
+    """The same rule with Redis: a read renews the expiry only when it answered."""
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    with TestClient(create_app(pop_dir, session_store=redis_url, session_ttl_s=30)) as c:
+        c.post("/sessions/broken/events", json={"items": ["zz"]})  # only unknown ids
+        c.post("/sessions/fine/events", json={"items": [3]})
+        time.sleep(0.3)
+        assert c.get("/sessions/broken/recommendations").status_code == 400
+        assert c.get("/sessions/fine/recommendations").status_code == 200
+        assert r.pttl(b"warmrec:ev:broken") <= 29_750  # not renewed by the failed read
+        assert r.pttl(b"warmrec:ev:fine") > 29_750  # renewed by the answered one
+        assert c.post("/sessions/poison/events", json={"items": [1.5]}).status_code == 422
+        assert r.exists(b"warmrec:ev:poison") == 0  # checked before anything is stored
+    r.close()
+
+
+# -- security: admin token, Host allow-list, docs ------------------------------------------------
+def test_admin_routes_exist_only_with_a_token(pop_dir):
+    with TestClient(create_app(pop_dir)) as c:
+        assert c.post("/admin/reload").status_code == 404
+        assert "/admin/reload" not in c.get("/openapi.json").json()["paths"]
+
+
+def test_admin_routes_need_the_bearer_token(pop_dir):
+    with TestClient(create_app(pop_dir, admin_token=TOKEN)) as c:
+        r = c.post("/admin/reload")
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        # a cross-site form POST carries no Authorization header
+        form = c.post("/admin/reload", data={"a": "b"})
+        assert form.status_code == 401
+        for wrong in ("Bearer nope", f"Basic {TOKEN}", f"Bearer {TOKEN}x", "Bearer"):
+            assert c.post("/admin/reload", headers={"Authorization": wrong}).status_code == 401
+        assert c.post("/admin/reload", headers=ADMIN).status_code == 200
+
+
+def test_a_token_file_is_checked(tmp_path):
+    from warmrec.errors import ConfigError
+    from warmrec.serving.app import read_token_file
+
+    f = tmp_path / "token"
+    f.write_text(f"  {TOKEN}\n")
+    assert read_token_file(f) == TOKEN
+    for text in ("", "short", "two tokens-0123456789"):
+        f.write_text(text)
+        with pytest.raises(ConfigError, match="--admin-token-file"):
+            read_token_file(f)
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_token_file(tmp_path / "missing")
+
+
+def test_a_foreign_host_is_refused(pop_dir):
+    from warmrec.serving.guards import AllowedHosts
+
+    app = create_app(pop_dir, allowed_hosts=AllowedHosts.for_bind("127.0.0.1"))
+    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+        for host in ("127.0.0.1:8000", "localhost", "LOCALHOST.:80", "[::1]:8000", "10.1.2.3"):
+            assert c.get("/health", headers={"host": host}).status_code == 200, host
+        for host in ("evil.example", "evil.example:8000", "localhost.evil", "[evil]", "a b"):
+            r = c.get("/health", headers={"host": host})
+            assert r.status_code == 400 and "Host" in r.json()["detail"], host
+
+
+def test_docs_are_served_offline_and_can_be_switched_off(pop_dir):
+    import re
+
+    with TestClient(create_app(pop_dir)) as c:
+        for page in ("/docs", "/redoc"):
+            html = c.get(page).text
+            assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+            assert assets and all(a.startswith("/") for a in assets), assets
+            assert "cdn" not in html.lower()
+            for a in assets:
+                assert c.get(a).status_code == 200, a
+    with TestClient(create_app(pop_dir, docs=False)) as c:
+        for page in ("/docs", "/redoc", "/openapi.json"):
+            assert c.get(page).status_code == 404
+        assert c.post("/recommend", json={"items": [1]}).status_code == 200

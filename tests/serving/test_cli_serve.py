@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from warmrec.cli.main import cli
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -51,16 +58,25 @@ def test_unreachable_session_store_is_one_line(pop_dir):
 def test_several_workers_with_the_memory_store_warn_in_one_line(
     pop_dir, monkeypatch, request, store, warned
 ):
-    import uvicorn
+    from warmrec.serving import server
 
     spec = request.getfixturevalue("redis_url") if store == "redis" else store
     ran = {}
-    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: ran.update(kw))
+
+    def fake_run(app, sock, **kw):
+        sock.close()
+        ran.update(kw, app=app)
+
+    monkeypatch.setattr(server, "run", fake_run)
     monkeypatch.setattr(os, "environ", os.environ.copy())  # the command sets WARMREC_SERVE_*
-    res = CliRunner().invoke(
-        cli, ["serve", str(pop_dir), "--workers", "2", "--session-store", spec]
-    )
-    assert res.exit_code == 0 and ran["workers"] == 2
+    args = ["--workers", "2", "--session-store", spec, "--port", "0"]
+    args += ["--max-session-bytes", "4096", "--max-session-mb", "1.5"]
+    res = CliRunner().invoke(cli, ["serve", str(pop_dir), *args])
+    assert res.exit_code == 0 and ran["workers"] == 2, res.output
+    # both session bounds reach the workers: bytes of ids per session, memory of all sessions
+    assert os.environ["WARMREC_SERVE_MAX_SESSION_BYTES"] == "4096"
+    assert os.environ["WARMREC_SERVE_MAX_STORE_BYTES"] == str(int(1.5 * 2**20))
+    assert os.environ["WARMREC_SERVE_SESSION_STORE"] == spec
     lines = [x for x in res.output.splitlines() if "warning" in x]
     if warned:
         assert lines == [
@@ -70,3 +86,102 @@ def test_several_workers_with_the_memory_store_warn_in_one_line(
         ]
     else:
         assert lines == []
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--max-inflight", "-1"], "--max-inflight"),
+        (["--max-session-mb", "0"], "--max-session-mb"),
+    ],
+)
+def test_bad_limits(pop_dir, args, needle):
+    res = CliRunner().invoke(cli, ["serve", str(pop_dir), *args])
+    assert res.exit_code == 2 and needle in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+def _broken_copy(src, dst, how: str):
+    import json
+    import pickle
+    import shutil
+
+    shutil.copytree(src, dst)
+    w = dst / "model.safetensors"
+    if how == "pickle":
+        w.write_bytes(pickle.dumps({"weights": [1.0, 2.0]}, protocol=4))
+    elif how == "truncated":
+        w.write_bytes(w.read_bytes()[:20])
+    elif how == "outside":
+        info = json.loads((dst / "config.json").read_text())
+        info["weights"] = "/etc/passwd"
+        (dst / "config.json").write_text(json.dumps(info))
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("how", "needle"),
+    [
+        ("pickle", "warmrec never loads pickles"),
+        ("truncated", "truncated or damaged"),
+        ("outside", "inside the model directory"),
+    ],
+)
+def test_a_damaged_directory_is_one_line_before_anything_starts(pop_dir, tmp_path, how, needle):
+    d = _broken_copy(pop_dir, tmp_path / how, how)
+    res = CliRunner().invoke(cli, ["serve", str(d), "--port", "0"])
+    assert res.exit_code == 2 and needle in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1 and "serving" not in res.output
+
+
+def test_a_model_with_nan_weights_is_refused(sasrec_dir, tmp_path):
+    import torch
+
+    from warmrec.models import Recommender
+
+    m = Recommender.load(sasrec_dir)
+    with torch.no_grad():
+        next(m.net.parameters()).fill_(float("nan"))
+    d = m.save(tmp_path / "nan")
+    res = CliRunner().invoke(cli, ["serve", str(d), "--port", "0"])
+    assert res.exit_code == 2 and "NaN" in res.output and "damaged" in res.output, res.output
+
+
+def test_a_short_admin_token_is_refused(pop_dir, tmp_path):
+    (tmp_path / "t").write_text("short")
+    res = CliRunner().invoke(
+        cli, ["serve", str(pop_dir), "--admin-token-file", str(tmp_path / "t")]
+    )
+    assert res.exit_code == 2 and "--admin-token-file" in res.output
+
+
+def _serve(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run(
+        [sys.executable, "-m", "warmrec", "serve", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_two_workers_on_a_damaged_directory_exit_at_once(pop_dir, tmp_path):
+    """Used to fork two workers that both died while the parent waited (305 s under a 60 s
+    timeout); now the parent checks the directory first."""
+    d = _broken_copy(pop_dir, tmp_path / "bad", "pickle")
+    t = time.monotonic()
+    res = _serve(str(d), "--workers", "2", "--port", "0")
+    assert res.returncode == 2 and time.monotonic() - t < 50
+    assert res.stderr.strip().count("\n") == 0 and "pickle" in res.stderr, res.stderr
+
+
+def test_a_busy_port_is_one_line_before_the_banner(pop_dir):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        res = _serve(str(pop_dir), "--port", str(port))
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().count("\n") == 0 and "cannot listen" in res.stderr
+    assert "serving" not in res.stderr + res.stdout

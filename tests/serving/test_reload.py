@@ -1,5 +1,6 @@
 """Reloads across workers: two apps in this process on one Redis database stand for two workers
-(the real ``warmrec serve --workers 2`` is in ``test_workers.py``)."""
+(the real ``warmrec serve --workers 2`` is in ``test_workers.py``). ``POST /admin/reload`` exists
+only with an admin token, with a shared store as with the in-process one."""
 
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ from tests.serving.conftest import save_model
 from warmrec.serving.app import create_app
 from warmrec.serving.sessions import RedisSessionStore
 
+TOKEN = "t0ken-for-the-tests-0123456789"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def admin_client(app) -> TestClient:
+    return TestClient(app, headers=ADMIN)
+
 
 def meta(c: TestClient) -> dict:
     return c.get("/metadata").json()
@@ -23,9 +31,9 @@ def model_of(c: TestClient) -> str:
 
 def test_reload_reaches_every_worker_and_says_which(tmp_path, redis_url):
     d = save_model("pop", tmp_path / "m")
-    a_app = create_app(d, session_store=redis_url, workers=2)
-    b_app = create_app(d, session_store=redis_url, workers=2)
-    with TestClient(a_app) as a, TestClient(b_app) as b:
+    a_app = create_app(d, session_store=redis_url, workers=2, admin_token=TOKEN)
+    b_app = create_app(d, session_store=redis_url, workers=2, admin_token=TOKEN)
+    with admin_client(a_app) as a, admin_client(b_app) as b:
         ida, idb = meta(a)["worker"]["id"], meta(b)["worker"]["id"]
         assert ida != idb and meta(a)["worker"]["generation"] == 0
         assert model_of(a) == model_of(b) == "pop"
@@ -51,8 +59,8 @@ def test_a_worker_that_fails_to_reload_is_named_and_keeps_its_model(tmp_path, re
     good = save_model("pop", tmp_path / "good")
     bad = save_model("pop", tmp_path / "bad")
     with (
-        TestClient(create_app(good, session_store=redis_url)) as a,
-        TestClient(create_app(bad, session_store=redis_url)) as b,
+        admin_client(create_app(good, session_store=redis_url, admin_token=TOKEN)) as a,
+        admin_client(create_app(bad, session_store=redis_url, admin_token=TOKEN)) as b,
     ):
         idb = meta(b)["worker"]["id"]
         (bad / "config.json").write_text("{broken")
@@ -70,7 +78,9 @@ def test_a_worker_that_fails_to_reload_is_named_and_keeps_its_model(tmp_path, re
 def test_a_worker_that_does_not_answer_is_reported_missing(tmp_path, redis_url):
     d = save_model("pop", tmp_path / "m")
     store = RedisSessionStore(redis_url)
-    with TestClient(create_app(d, session_store=redis_url, reload_timeout_s=1.0)) as a:
+    with admin_client(
+        create_app(d, session_store=redis_url, reload_timeout_s=1.0, admin_token=TOKEN)
+    ) as a:
         store.report_worker("ghost", {"generation": 0})  # alive, but never reloads
         t0 = time.monotonic()
         r = a.post("/admin/reload")
@@ -85,7 +95,7 @@ def test_a_worker_that_does_not_answer_is_reported_missing(tmp_path, redis_url):
 
 def test_a_directory_that_does_not_load_publishes_nothing(tmp_path, redis_url):
     d = save_model("pop", tmp_path / "m")
-    with TestClient(create_app(d, session_store=redis_url)) as a:
+    with admin_client(create_app(d, session_store=redis_url, admin_token=TOKEN)) as a:
         (d / "config.json").write_text("{broken")
         r = a.post("/admin/reload")
         assert r.status_code == 409 and "still serving the old model" in r.json()["detail"]
@@ -93,7 +103,7 @@ def test_a_directory_that_does_not_load_publishes_nothing(tmp_path, redis_url):
 
 
 def test_memory_store_with_several_workers_refuses_to_half_reload(pop_dir):
-    with TestClient(create_app(pop_dir, workers=2)) as c:
+    with admin_client(create_app(pop_dir, workers=2, admin_token=TOKEN)) as c:
         r = c.post("/admin/reload")
         assert r.status_code == 409 and "SIGHUP" in r.json()["detail"]
         assert "--session-store redis://" in r.json()["detail"]
@@ -111,7 +121,7 @@ def test_a_store_that_goes_away_is_a_503_not_a_500(tmp_path, pop_dir):
     url = f"redis://127.0.0.1:{port}/0"
     try:
         store = RedisSessionStore(url, timeout_s=0.5)
-        with TestClient(create_app(pop_dir, store=store)) as c:
+        with admin_client(create_app(pop_dir, store=store, admin_token=TOKEN)) as c:
             assert c.post("/sessions/s/events", json={"items": [1]}).status_code == 200
             proc.terminate()
             proc.wait(timeout=10)
@@ -132,3 +142,20 @@ def test_a_store_that_goes_away_is_a_503_not_a_500(tmp_path, pop_dir):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_without_a_token_no_worker_has_a_reload_route(tmp_path, redis_url):
+    d = save_model("pop", tmp_path / "m")
+    with (
+        TestClient(create_app(d, session_store=redis_url, workers=2)) as a,
+        admin_client(create_app(d, session_store=redis_url, workers=2, admin_token=TOKEN)) as b,
+    ):
+        assert a.post("/admin/reload", headers=ADMIN).status_code == 404
+        assert "/admin/reload" not in a.get("/openapi.json").json()["paths"]
+        r = b.post("/admin/reload", headers={"Authorization": "Bearer wrong-token-0123456789"})
+        assert r.status_code == 401 and RedisSessionStore(redis_url).generation() == 0
+        assert model_of(a) == "pop" and meta(a)["worker"]["generation"] == 0
+        ok = b.post("/admin/reload")  # the token: both workers, the token-less one too, follow
+        assert ok.status_code == 200, ok.text
+        assert len(ok.json()["workers"]["confirmed"]) == 2
+        assert meta(a)["worker"]["generation"] == 1

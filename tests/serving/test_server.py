@@ -23,13 +23,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+TOKEN = "t0ken-for-the-tests-0123456789"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
+
 @pytest.fixture
-def server(pop_dir, request):
+def server(pop_dir, request, tmp_path):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     extra = getattr(request, "param", [])
+    token = tmp_path / "admin-token"
+    token.write_text(TOKEN)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "warmrec", "serve", str(pop_dir), "--port", str(port), *extra],
+        [
+            sys.executable,
+            "-m",
+            "warmrec",
+            "serve",
+            str(pop_dir),
+            "--port",
+            str(port),
+            "--admin-token-file",
+            str(token),
+            *extra,
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -65,7 +82,7 @@ def test_real_server_answers_and_reloads_without_dropping_requests(server):
         # the model is warm before the port opens: the first answer is a normal one
         r = c.post("/recommend", json={"items": [1, 2, "zz"], "k": 3})
         assert r.status_code == 200 and r.json()["unknown"] == ["zz"]
-        assert c.post("/recommend", json={"items": []}).status_code == 400
+        assert c.post("/recommend", json={"items": ["zz"]}).status_code == 400
         assert c.post("/sessions/u1/events", json={"items": [4, 5]}).json()["n_events"] == 2
         assert c.get("/sessions/u1/recommendations", params={"k": 2}).status_code == 200
         assert c.get("/docs").status_code == 200
@@ -83,7 +100,7 @@ def test_real_server_answers_and_reloads_without_dropping_requests(server):
         w.start()
     try:
         time.sleep(0.3)
-        with httpx.Client(base_url=server, timeout=30) as c:
+        with httpx.Client(base_url=server, timeout=30, headers=ADMIN) as c:
             for _ in range(3):
                 assert c.post("/admin/reload").status_code == 200
         time.sleep(0.3)
@@ -95,11 +112,10 @@ def test_real_server_answers_and_reloads_without_dropping_requests(server):
 
 
 def test_sighup_reloads_in_place(server):
-    server, _ = server
+    server, proc = server
     with httpx.Client(base_url=server, timeout=10) as c:
         before = c.get("/metadata").json()["loaded_at"]
-        pid = c.get("/metadata").json()["pid"]
-        os.kill(pid, signal.SIGHUP)
+        os.kill(proc.pid, signal.SIGHUP)  # one worker: the server is this process
         deadline = time.monotonic() + 30
         while c.get("/metadata").json()["loaded_at"] == before:
             assert time.monotonic() < deadline, "SIGHUP did not reload the model"
@@ -113,7 +129,7 @@ def test_sighup_restarts_every_worker_without_dropping_requests(server):
     url, proc = server
     fresh = {"Connection": "close"}  # a new connection per request reaches any worker
     with httpx.Client(base_url=url, timeout=10, headers=fresh) as c:
-        before = {c.get("/metadata").json()["pid"] for _ in range(10)}
+        before = {c.get("/metadata").json()["loaded_at"] for _ in range(10)}
         proc.send_signal(signal.SIGHUP)
         codes: list[int] = []
         deadline = time.monotonic() + 120
@@ -122,7 +138,7 @@ def test_sighup_restarts_every_worker_without_dropping_requests(server):
             codes.append(c.post("/recommend", json={"items": [1], "k": 3}).status_code)
             meta = c.get("/metadata")
             codes.append(meta.status_code)
-            if meta.json()["pid"] not in before:
+            if meta.json()["loaded_at"] not in before:
                 break
             time.sleep(0.05)
     assert set(codes) == {200}

@@ -1,9 +1,11 @@
 """The session stores: one suite run on the in-process LRU and on Redis (append, read, delete,
-TTL expiry, bounds in sessions, events and bytes, concurrent appends), then what only Redis
-does (expiry by Redis, sharing, key prefixes, the worker registry, an unreachable server)."""
+TTL expiry, reads that do not renew, bounds in sessions, events and bytes, concurrent appends),
+then what only the in-process store does (its total memory bound), then what only Redis does
+(expiry by Redis, sharing, key prefixes, the worker registry, an unreachable server)."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -13,14 +15,18 @@ import pytest
 
 from warmrec.errors import ConfigError
 from warmrec.serving.sessions import (
+    DEFAULT_MAX_TOTAL_BYTES,
+    SESSION_OVERHEAD,
     MemorySessionStore,
     RedisSessionStore,
     SessionStore,
     SessionStoreError,
     id_size,
+    memory_cost,
     open_store,
     redact,
 )
+from warmrec.serving.state import SessionStore as OldName
 
 
 class Clock:
@@ -105,6 +111,33 @@ def test_ttl_expiry_renewed_by_reads_and_appends(env):
     assert s.append("a", [3]) == ([3], 1)  # an expired session starts afresh
 
 
+def test_a_read_without_touch_does_not_renew_the_ttl(env):
+    s = env.make(ttl_s=env.ttl)
+    s.append("a", [1])
+    env.wait(0.6)
+    assert s.get("a", touch=False) == [1]
+    env.wait(0.6)
+    assert s.get("a", touch=False) is None  # expired one TTL after the append
+    s.append("b", [1])
+    env.wait(0.6)
+    assert s.touch("b") is True  # the read answered: now it renews
+    env.wait(0.6)
+    assert s.get("b", touch=False) == [1]
+    assert s.touch("nope") is False and s.touch("a") is False
+
+
+def test_a_read_without_touch_keeps_the_lru_order(env):
+    s = env.make(max_sessions=2)
+    s.append("a", [1])
+    s.append("b", [2])
+    assert s.get("a", touch=False) == [1]  # a stays the least recently used
+    s.append("c", [3])
+    assert s.get("a") is None and s.get("b") == [2]
+    assert s.touch("b") is True  # b is now the most recently used: c goes next
+    s.append("d", [4])
+    assert s.get("c") is None and s.get("b") == [2] and s.get("d") == [4]
+
+
 def test_expired_sessions_are_swept_on_append(env):
     s = env.make(ttl_s=env.ttl)
     s.append("a", [1])
@@ -184,6 +217,74 @@ def test_bad_bounds(env, kw):
         env.make(**kw)
 
 
+# -- the in-process store only: its memory in total ---------------------------------------------
+def test_the_old_name_is_the_in_process_store():
+    assert OldName is MemorySessionStore
+    st = OldName().stats()
+    assert st["store"] == "memory" and st["max_total_bytes"] == DEFAULT_MAX_TOTAL_BYTES == 256 << 20
+
+
+def test_bad_total_bound():
+    with pytest.raises(ValueError, match="max_total_bytes"):
+        MemorySessionStore(max_total_bytes=0)
+    with pytest.raises(ValueError, match="max_total_bytes"):
+        open_store("memory", max_total_bytes=-1)
+
+
+def test_memory_is_bounded_in_total_bytes_not_only_in_count():
+    """200 unknown 128-character ids per session: the count bound alone allowed ~40 KB each,
+    ~4 GB at the default 100,000 sessions."""
+    long_ids = ["x" * 120 + f"{i:08d}" for i in range(200)]
+    per_session = SESSION_OVERHEAD + sum(memory_cost(x) for x in long_ids)
+    bound = 10 * per_session + 5000  # ten sessions (plus their ids' size)
+    s = MemorySessionStore(max_events=200, max_bytes=10**6, max_total_bytes=bound)
+    for n in range(50):
+        s.append(f"session-{n:04d}", long_ids)
+        assert s.nbytes <= s.max_total_bytes
+    st = s.stats()
+    assert st["sessions"] == 10 and st["evicted"] == 40 and st["bytes"] <= st["max_total_bytes"]
+    assert s.get("session-0049") is not None and s.get("session-0039") is None  # LRU order
+    small = MemorySessionStore(max_total_bytes=bound)
+    for n in range(50):
+        small.append(f"s{n}", [1, 2, 3])
+    assert len(small) == 50  # short sessions are not charged as long ones
+
+
+def test_the_total_counts_exactly_the_kept_events_under_both_bounds():
+    s = MemorySessionStore(max_events=3, max_bytes=20)
+    s.append("a", ["y" * 100])  # over the per-session bound alone: kept, and charged
+    assert s.nbytes == SESSION_OVERHEAD + sys.getsizeof("a") + memory_cost("y" * 100)
+    kept, _ = s.append("a", ["abcdefgh", 1, 2, 3])  # the long id leaves: its bytes leave the total
+    assert kept == [1, 2, 3]  # the event bound (3) and the per-session bytes (<= 20)
+    assert s.nbytes == SESSION_OVERHEAD + sys.getsizeof("a") + sum(map(memory_cost, kept))
+    s.append("b", ["abcdefgh", "bcdefghi", "cdefghij"])  # 30 bytes of JSON: the oldest goes
+    assert s.get("b") == ["bcdefghi", "cdefghij"]
+    assert s.delete("a") and s.delete("b") and s.nbytes == 0
+    s.append("c", [1])
+    s.append("c", [2])
+    assert s.stats()["bytes"] == SESSION_OVERHEAD + sys.getsizeof("c") + 2 * memory_cost(1)
+
+
+def test_a_session_larger_than_the_total_keeps_only_itself():
+    s = MemorySessionStore(max_total_bytes=1)
+    s.append("a", [1])
+    s.append("b", [2])
+    assert s.get("a") is None and s.get("b") == [2] and s.stats()["evicted"] == 1
+
+
+def test_expired_and_evicted_sessions_leave_the_total():
+    clock = Clock()
+    s = MemorySessionStore(ttl_s=10, clock=clock, max_sessions=2)
+    s.append("a", ["x" * 50])
+    s.append("b", [1])
+    s.append("c", [2])  # a is evicted by count
+    assert s.nbytes == sum(
+        SESSION_OVERHEAD + sys.getsizeof(k) + memory_cost(v) for k, v in [("b", 1), ("c", 2)]
+    )
+    clock.t = 11
+    assert s.get("b", touch=False) is None and len(s) == 0 and s.nbytes == 0
+
+
 # -- Redis only ----------------------------------------------------------------------------------
 def test_redis_expires_the_keys_itself(redis_url):
     import redis
@@ -196,6 +297,23 @@ def test_redis_expires_the_keys_itself(redis_url):
     s.delete("a")
     assert r.exists(b"warmrec:ev:a", b"warmrec:m:a", b"warmrec:lru") == 0
     r.close()
+
+
+def test_redis_read_without_touch_leaves_the_expiry(redis_url):
+    import redis
+
+    s = RedisSessionStore(redis_url, ttl_s=30)
+    s.append("a", [1])
+    r = redis.Redis.from_url(redis_url)
+    time.sleep(0.3)
+    assert s.get("a", touch=False) == [1]
+    assert r.pttl(b"warmrec:ev:a") <= 29_750 and r.pttl(b"warmrec:m:a") <= 29_750
+    assert s.touch("a") is True
+    assert r.pttl(b"warmrec:ev:a") > 29_750 and r.pttl(b"warmrec:m:a") > 29_750
+    time.sleep(0.3)
+    assert s.get("a") == [1] and r.pttl(b"warmrec:ev:a") > 29_750  # a plain read renews
+    r.close()
+    s.close()
 
 
 def test_two_stores_on_one_database_share_sessions(redis_url):

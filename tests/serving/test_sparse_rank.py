@@ -1,6 +1,7 @@
-"""Session-kNN models are served from their sparse scores (``engine == "sparse"``): the answer
-equals the ranking of the dense score row (same masks: seen, exclude, restrict_to, index 0),
-scores bit for bit, ties ordered by the lower index."""
+"""Session-kNN models are served from their sparse scores (``engine == "index"``, the serving
+index, and ``engine == "sparse"``, the model's NumPy path): the answer equals the ranking of the
+dense score row (same masks: seen, exclude, restrict_to, index 0), scores bit for bit, ties
+ordered by the lower index."""
 
 from __future__ import annotations
 
@@ -15,12 +16,17 @@ from warmrec.models.rules import FallbackRanker, scores_with_fallback
 from warmrec.serving.bundle import ModelBundle
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["fallback", "no-fallback"])
+@pytest.fixture(
+    scope="module",
+    params=[(True, "auto"), (False, "auto"), (True, "sparse"), (False, "sparse")],
+    ids=["fallback-index", "no-fallback-index", "fallback-sparse", "no-fallback-sparse"],
+)
 def bundles(request, tmp_path_factory):
+    fallback, engine = request.param
     data = SequenceDataset.from_frame(_log(0))
     path = tmp_path_factory.mktemp("knn") / "vsknn"
-    VSKNN(k=6, sample_size=12, idf_weighting=0.4, pop_fallback=request.param).fit(data).save(path)
-    return ModelBundle.load(path), ModelBundle.load(path, engine="eager")
+    VSKNN(k=6, sample_size=12, idf_weighting=0.4, pop_fallback=fallback).fit(data).save(path)
+    return ModelBundle.load(path, engine=engine), ModelBundle.load(path, engine="eager")
 
 
 def _reference(bundle, history, k, exclude_seen, exclude, restrict):
@@ -57,7 +63,7 @@ CASES = [
 @pytest.mark.parametrize(("k", "exclude_seen", "exclude", "restrict"), CASES)
 def test_sparse_answer_equals_dense_ranking(bundles, k, exclude_seen, exclude, restrict):
     sparse, eager = bundles
-    assert sparse.engine == "sparse" and eager.engine == "eager"
+    assert sparse.engine in ("index", "sparse") and eager.engine == "eager"
     rng = np.random.default_rng(k)
     for _ in range(25):
         hist = rng.integers(1, 31, size=int(rng.integers(1, 15))).tolist()
@@ -107,11 +113,12 @@ def test_ranker_matches_dense_row_with_ties():
                 assert s.tolist() == row[want[:k]].tolist()
 
 
-def test_sknn_is_served_sparse_too(tmp_path):
+@pytest.mark.parametrize(("engine", "served"), [("auto", "index"), ("sparse", "sparse")])
+def test_sknn_is_served_sparse_too(tmp_path, engine, served):
     data = SequenceDataset.from_frame(_log(1))
     SKNN(k=4, sample_size=10).fit(data).save(tmp_path / "m")
-    b = ModelBundle.load(tmp_path / "m")
-    assert b.engine == "sparse"
+    b = ModelBundle.load(tmp_path / "m", engine=engine)
+    assert b.engine == served
     items, scores = _reference(b, [3, 4], 10, True, None, None)
     got = b.recommend([3, 4], 10, exclude_seen=True)
     assert (got.items, got.scores) == (items, scores)

@@ -199,11 +199,12 @@ def evaluate_cmd(
 )
 @click.option("--json", "as_json", is_flag=True)
 def recommend(model_dir, items, k, exclude_seen, fallback, as_json):
-    """Top-k next items for one history of raw item ids."""
-    import warnings
+    """Top-k next items for one history of raw item ids.
 
+    The service's path (:meth:`warmrec.serving.bundle.ModelBundle.recommend`: ids read by the
+    model's vocabulary, the same masking, fallback and checks as ``POST /recommend``)."""
     from warmrec.errors import ConfigError
-    from warmrec.models.base import Recommender
+    from warmrec.serving.bundle import ModelBundle
 
     if k < 1:
         raise ConfigError(f"-k: expected a whole number >= 1, found {k}")
@@ -213,28 +214,37 @@ def recommend(model_dir, items, k, exclude_seen, fallback, as_json):
             f"--items: expected comma-separated item ids, found {items!r} "
             "(for an empty history pass --fallback popular)"
         )
-    model = Recommender.load(model_dir)  # ids are read by the vocabulary (ItemVocab.index_of)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        recs = model.recommend(
-            [hist],
-            k,
-            exclude_seen=exclude_seen,
-            fallback=None if fallback == "none" else fallback,
-        )[0]
-    for w in caught:
-        click.echo(f"warmrec: warning: {w.message}", err=True)
+    bundle = ModelBundle.load(model_dir, engine="eager")
+    vocab = bundle.model.vocab
+    ranked = bundle.recommend(
+        hist, k, exclude_seen=exclude_seen, fallback=None if fallback == "none" else fallback
+    )
+    if ranked.unknown:
+        click.echo(
+            f"warmrec: warning: {len(ranked.unknown)} unknown item id(s) ignored, "
+            f"e.g. {ranked.unknown[0]!r}",
+            err=True,
+        )
     if click.get_current_context().get_parameter_source("k").name == "COMMANDLINE":
         from warmrec.serving.predict import clamp_notice
 
-        note = clamp_notice(k, len(model.vocab.ids))  # the vocabulary less its padding index
+        note = clamp_notice(k, len(vocab.ids))  # the vocabulary less its padding index
         if note:
             click.echo(f"warmrec: warning: {note}", err=True)
     if as_json:
-        shown = [int(x) if not model.vocab.is_str and model.vocab.index_of(x) else x for x in hist]
-        emit_json({"model": model.name, "history": shown, "items": recs})
+        shown = [int(x) if not vocab.is_str and vocab.index_of(x) else x for x in hist]
+        emit_json(
+            {
+                "model": bundle.model.name,
+                "history": shown,
+                "items": ranked.items,
+                "scores": ranked.scores,
+                "unknown": ranked.unknown,
+                "fallback_used": ranked.fallback_used,
+            }
+        )
     else:
-        for r, item in enumerate(recs, 1):
+        for r, item in enumerate(ranked.items, 1):
             click.echo(f"{r:>3}  {item}")
 
 

@@ -127,7 +127,7 @@ def predict_cmd(
     default="auto",
     show_default=True,
     help="Inference path: auto = a TorchScript trace checked against eager for neural models, "
-    "sparse candidate ranking for session-kNN models; eager = plain model.score + top-k.",
+    "the serving index (knn_index/) for session-kNN models; eager = plain model.score + top-k.",
 )
 @click.option("--max-sessions", default=100_000, show_default=True, type=int)
 @click.option("--max-events", default=200, show_default=True, type=int, help="Kept per session.")
@@ -137,7 +137,17 @@ def predict_cmd(
     default=8192,
     show_default=True,
     type=int,
-    help="Bytes of ids kept per session (each id counts its JSON length; oldest dropped first).",
+    help="Bytes of ids kept per session, in any store (each id counts its JSON length; oldest "
+    "dropped first).",
+)
+@click.option(
+    "--max-session-mb",
+    default=256.0,
+    show_default=True,
+    type=float,
+    help="Memory bound of all sessions of the in-process store, per worker (ids and events, "
+    "estimated); the least recently used sessions are evicted past it. Not used with Redis "
+    "(bound it with Redis's maxmemory).",
 )
 @click.option(
     "--session-store",
@@ -146,6 +156,30 @@ def predict_cmd(
     help="Where sessions live: memory (this worker's own) or redis://host:port/db (shared by "
     "every worker, survives restarts; POST /admin/reload then reaches every worker).",
 )
+@click.option(
+    "--max-inflight",
+    default=100,
+    show_default=True,
+    type=int,
+    help="Requests a worker holds at once; more are answered 503 with Retry-After at once "
+    "(load shedding; 0: no bound). It bounds a batch of work to N x the time of a request: "
+    "the wait of an admitted request and how late a 503 comes.",
+)
+@click.option(
+    "--admin-token-file",
+    default=None,
+    help="A file holding the admin token (16+ characters). Enables POST /admin/reload, which "
+    "then needs 'Authorization: Bearer <token>'; without it there is no admin route.",
+)
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    help="A name clients may send in the Host header (repeatable; '*' for any). Always allowed: "
+    "IP addresses, localhost, the --host name, and the machine's names when --host is 0.0.0.0 "
+    "or ::. Other names are refused (400), against DNS rebinding.",
+)
+@click.option("--no-docs", is_flag=True, help="No /docs, /redoc nor /openapi.json.")
 @click.option("--log-level", default="warning", show_default=True)
 def serve(
     model_dir,
@@ -158,18 +192,26 @@ def serve(
     max_events,
     session_ttl,
     max_session_bytes,
+    max_session_mb,
     session_store,
+    max_inflight,
+    admin_token_file,
+    allowed_hosts,
+    no_docs,
     log_level,
 ):
     """Serve a model directory over HTTP (FastAPI on uvicorn; docs at /docs).
 
-    Reload a new model written to MODEL_DIR without dropping requests: POST /admin/reload (one
-    worker, or every worker with --session-store redis://...), or SIGHUP to this process (any
-    number of workers)."""
-    import inspect
+    The directory is loaded and checked in full (weights, vocabulary, a warm-up that refuses
+    non-finite scores), the session store reached and the port bound before anything starts: a
+    bad directory, an unreachable store or a busy port is one line and exit 2. Reload a new
+    model written to MODEL_DIR without dropping requests: POST /admin/reload (needs
+    --admin-token-file; one worker, or every worker with --session-store redis://...), or
+    SIGHUP to this process (any number of workers)."""
+    import gc
+    import json
     import os
 
-    from warmrec.artifacts import read_info
     from warmrec.errors import ConfigError, WarmrecError
 
     for name, v in (
@@ -183,9 +225,26 @@ def serve(
             raise ConfigError(f"{name}: expected a whole number >= 1, found {v}")
     if session_ttl <= 0:
         raise ConfigError(f"--session-ttl: expected seconds > 0, found {session_ttl}")
+    if not max_session_mb > 0:
+        raise ConfigError(f"--max-session-mb: expected a size > 0, found {max_session_mb}")
+    if max_inflight < 0:
+        raise ConfigError(f"--max-inflight: expected a whole number >= 0, found {max_inflight}")
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port: expected 0..65535, found {port}")
-    read_info(model_dir)  # a bad directory fails here, in one line, before any worker starts
+    try:
+        import fastapi_offline  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "warmrec serve needs the serve extra: pip install 'warmrec[serve]'"
+        ) from None
+    from warmrec.serving.app import create_app, read_token_file
+    from warmrec.serving.bundle import ModelBundle
+    from warmrec.serving.guards import AllowedHosts
+    from warmrec.serving.server import bind, run
+
+    token = read_token_file(admin_token_file) if admin_token_file else None
+    hosts = AllowedHosts.for_bind(host, allowed_hosts)
     if session_store != "memory":  # a bad URL or a server that does not answer: one line
         from warmrec.serving.sessions import open_store
 
@@ -196,45 +255,58 @@ def serve(
             raise ConfigError(f"--session-store: {e}") from None
         finally:
             probe.close()
-    elif workers > 1:
+    # the whole directory, loaded and warmed up here, before any worker or socket exists
+    bundle = ModelBundle.load(model_dir, threads=threads, engine=engine)
+    sock = bind(host, port)
+    store_bytes = max(1, int(max_session_mb * 2**20))
+    settings = {
+        "WARMREC_SERVE_MODEL": os.path.abspath(model_dir),
+        "WARMREC_SERVE_THREADS": str(threads),
+        "WARMREC_SERVE_ENGINE": engine,
+        "WARMREC_SERVE_MAX_SESSIONS": str(max_sessions),
+        "WARMREC_SERVE_MAX_EVENTS": str(max_events),
+        "WARMREC_SERVE_SESSION_TTL": str(session_ttl),
+        "WARMREC_SERVE_MAX_SESSION_BYTES": str(max_session_bytes),
+        "WARMREC_SERVE_MAX_STORE_BYTES": str(store_bytes),
+        "WARMREC_SERVE_SESSION_STORE": session_store,
+        "WARMREC_SERVE_WORKERS": str(workers),
+        "WARMREC_SERVE_ALLOWED_HOSTS": json.dumps(sorted(hosts.names)),
+        "WARMREC_SERVE_DOCS": "0" if no_docs else "1",
+        "WARMREC_SERVE_MAX_INFLIGHT": str(max_inflight),
+    }
+    if admin_token_file:
+        settings["WARMREC_SERVE_ADMIN_TOKEN_FILE"] = os.path.abspath(admin_token_file)
+    bound, real_port = sock.getsockname()[:2]
+    where = f"[{bound}]" if ":" in bound else bound
+    docs = "no docs" if no_docs else "docs at /docs"
+    if session_store == "memory" and workers > 1:  # after every check: errors stay one line
         click.echo(
             f"warmrec: warning: --workers {workers} with --session-store memory: each worker "
             "keeps its own sessions and POST /admin/reload is refused; use --session-store "
             "redis://host:port/db",
             err=True,
         )
-    try:
-        import uvicorn
-    except ImportError:
-        raise ConfigError(
-            "warmrec serve needs the serve extra: pip install 'warmrec[serve]'"
-        ) from None
-    os.environ.update(
-        {
-            "WARMREC_SERVE_MODEL": os.path.abspath(model_dir),
-            "WARMREC_SERVE_THREADS": str(threads),
-            "WARMREC_SERVE_ENGINE": engine,
-            "WARMREC_SERVE_MAX_SESSIONS": str(max_sessions),
-            "WARMREC_SERVE_MAX_EVENTS": str(max_events),
-            "WARMREC_SERVE_SESSION_TTL": str(session_ttl),
-            "WARMREC_SERVE_MAX_SESSION_BYTES": str(max_session_bytes),
-            "WARMREC_SERVE_SESSION_STORE": session_store,
-            "WARMREC_SERVE_WORKERS": str(workers),
-        }
-    )
-    click.echo(f"warmrec: serving {model_dir} on http://{host}:{port} (docs at /docs)", err=True)
-    extra = {}
-    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
-        # SIGHUP restarts the workers one by one; a new worker is ready once its model is loaded
-        # and warmed up, which takes longer than uvicorn's default 5 s on a busy machine
-        extra["timeout_worker_healthcheck"] = 300
-    uvicorn.run(
-        "warmrec.serving.app:app_from_env",
-        **extra,
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        access_log=False,
-    )
+    click.echo(f"warmrec: serving {model_dir} on http://{where}:{real_port} ({docs})", err=True)
+    if workers == 1:
+        app = create_app(
+            os.path.abspath(model_dir),
+            bundle=bundle,
+            threads=threads,
+            engine=engine,
+            max_sessions=max_sessions,
+            max_events=max_events,
+            session_ttl_s=session_ttl,
+            session_store=session_store,
+            max_session_bytes=max_session_bytes,
+            max_store_bytes=store_bytes,
+            admin_token=token,
+            allowed_hosts=hosts,
+            docs=not no_docs,
+            max_inflight=max_inflight or None,
+        )
+        run(app, sock, log_level=log_level)
+        return
+    os.environ.update(settings)
+    del bundle  # each worker loads its own
+    gc.collect()
+    run("warmrec.serving.app:app_from_env", sock, workers=workers, log_level=log_level)

@@ -24,6 +24,7 @@ from warmrec.data.parsers import (
     parse_diginetica,
     parse_hahow,
     parse_mars,
+    parse_mars_explicit,
     parse_movielens_1m,
     parse_movielens_100k,
     parse_movielens_csv,
@@ -63,6 +64,9 @@ class DatasetSpec:
     parser: Callable[..., Interactions]
     md5: tuple[str | None, ...] = ()
     homepage: str = ""
+    detect: tuple[str, ...] = ()
+    """Glob patterns that all match files directly in a folder of this dataset: such a folder
+    read without a format is read as this dataset (:func:`detect_dataset`); empty: never."""
 
 
 # --------------------------------------------------------------------------- registry
@@ -237,15 +241,33 @@ for _key, (_cat, _sha) in AMAZON_CATEGORIES.items():
         )
     )
 
+_MARS_HOME = "https://doi.org/10.7910/DVN/BMY3UD"
+_MARS_LICENSE = "CC0 1.0 (Hafsa et al., Data in Brief 47, 108942, 2023)"
+_MARS_FILES = ("implicit_ratings_en.csv", "explicit_ratings_en.csv", "items_en.csv", "users_en.csv")
 _register(
     DatasetSpec(
         "mars",
-        "MARS MOOC learner-item ratings (format assumed: CSV user_id,item_id,created_at)",
+        "MARS MOOC (Office 365 training videos): page views, with video text and tags, learner "
+        "jobs and watch-time ratings",
         (),
-        ("implicit_ratings*.csv", "explicit_ratings*.csv"),
+        _MARS_FILES,
         (),
-        "see the dataset's own terms; no direct download known",
+        _MARS_LICENSE,
         parse_mars,
+        homepage=_MARS_HOME,
+        detect=("implicit_ratings*.csv", "items*.csv"),
+    )
+)
+_register(
+    DatasetSpec(
+        "mars-explicit",
+        "MARS MOOC watch-time ratings (rating 1-10, watch percentage) as the log",
+        (),
+        ("explicit_ratings_en.csv", "items_en.csv", "users_en.csv"),
+        (),
+        _MARS_LICENSE,
+        parse_mars_explicit,
+        homepage=_MARS_HOME,
     )
 )
 _register(
@@ -339,6 +361,19 @@ def get_spec(name: str) -> DatasetSpec:
     if key not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}")
     return DATASETS[key]
+
+
+def detect_dataset(folder: str | Path) -> str | None:
+    """The dataset whose :attr:`DatasetSpec.detect` patterns all match files in ``folder``
+    (not recursive), or ``None`` (also for a file)."""
+    p = Path(folder)
+    if not p.is_dir():
+        return None
+    for name in list_datasets():
+        patterns = DATASETS[name].detect
+        if patterns and all(any(f.is_file() for f in p.glob(g)) for g in patterns):
+            return name
+    return None
 
 
 def load_dataset(name: str, path: str | Path, **options: Any) -> Interactions:

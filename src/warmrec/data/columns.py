@@ -21,12 +21,51 @@ from warmrec.data.text import SEPARATORS, Source, read_text, sep_name
 from warmrec.errors import ConfigError, DataError
 
 ALIASES: dict[str, tuple[str, ...]] = {
-    SESSION: ("sessionid", "session"),
-    USER: ("userid", "user"),
-    ITEM: ("itemid", "item"),
-    TIME: ("timestamp", "time", "ts"),
+    SESSION: ("sessionid", "session", "sid", "visitid"),
+    USER: (
+        "userid",
+        "user",
+        "uid",
+        "learnerid",
+        "learner",
+        "customerid",
+        "visitorid",
+        "memberid",
+        "clientid",
+        "accountid",
+    ),
+    ITEM: (
+        "itemid",
+        "item",
+        "iid",
+        "productid",
+        "videoid",
+        "courseid",
+        "movieid",
+        "contentid",
+        "articleid",
+        "trackid",
+        "songid",
+    ),
+    TIME: (
+        "timestamp",
+        "time",
+        "ts",
+        "datetime",
+        "date",
+        "createdat",
+        "eventtime",
+        "eventtimestamp",
+        "eventdate",
+        "eventdatetime",
+        "occurredat",
+        "unixtime",
+        "epoch",
+    ),
     RATING: ("rating",),
 }
+"""Common column names of each canonical column, compared without case, ``_``, ``-`` and spaces
+(:func:`find_alias`). The canonical name itself always wins; two other candidates are ambiguous."""
 ID_COLUMNS = (SESSION, USER, ITEM)
 CANONICAL_ORDER = (SESSION, USER, ITEM, TIME, RATING)
 TIME_EXPECTED = "Unix seconds or an ISO 8601 date-time"
@@ -187,7 +226,7 @@ def resolve_columns(found: Sequence[str], opts: ReadOptions, src: Source) -> dic
         mapping[TIME] = opts.order
     for canon in ALIASES:
         if canon not in mapping:
-            col = find_alias(found, canon, set(mapping.values()))
+            col = find_alias(found, canon, set(mapping.values()), path=src.path)
             if col is not None:
                 mapping[canon] = col
     if opts.no_timestamp:
@@ -218,10 +257,29 @@ def _norm(name: str) -> str:
     return re.sub(r"[\s_\-]", "", name).lower()
 
 
-def find_alias(found: Sequence[str], canon: str, taken: set[str]) -> str | None:
+def find_alias(
+    found: Sequence[str], canon: str, taken: set[str], *, path: str | Path | None = None
+) -> str | None:
+    """The column of ``found`` that holds ``canon``: the canonical name itself, else the one
+    column whose name is a common alias (:data:`ALIASES`); ``None`` if none is.
+
+    Two different alias columns (``date`` and ``time``, ``created_at`` and ``event_time``) are
+    ambiguous: a :class:`DataError` names both, and the column mapping settles it.
+    """
     if canon in found and canon not in taken:
         return canon
-    return next((c for c in found if _norm(c) in ALIASES[canon] and c not in taken), None)
+    hits = list(dict.fromkeys(c for c in found if _norm(c) in ALIASES[canon] and c not in taken))
+    if len(hits) > 1:
+        what = "the timestamp" if canon == TIME else f"the {canon}"
+        raise DataError(
+            f"two columns could be {what}",
+            path=path,
+            field=canon,
+            expected=f"one of them chosen with columns={{'{canon}': '<column>'}}",
+            found=" and ".join(repr(c) for c in hits[:2])
+            + (f" (and {len(hits) - 2} more)" if len(hits) > 2 else ""),
+        )
+    return hits[0] if hits else None
 
 
 def _require_columns(
@@ -233,7 +291,8 @@ def _require_columns(
             "no item column",
             path=src.path,
             field=ITEM,
-            expected="a column item_id/ItemId/item or columns={'item_id': '<name>'}",
+            expected="a column item_id/ItemId/item/product_id/video_id/... or "
+            "columns={'item_id': '<name>'}",
             found=head,
         )
     if SESSION not in mapping and USER not in mapping:
@@ -250,7 +309,8 @@ def _require_columns(
             "no timestamp column",
             path=src.path,
             field=TIME,
-            expected="a column timestamp/Time/time/ts, or columns={'timestamp': "
+            expected="a column timestamp/time/ts/datetime/date/created_at/event_time, or "
+            "columns={'timestamp': "
             "'<name>'}; for a log without time pass order='<column>' "
             "(an order column becomes the timestamp) or no_timestamp=True "
             "(file order becomes the timestamp)",

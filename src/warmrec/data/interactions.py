@@ -19,6 +19,7 @@ class Interactions:
     ``{"train": ..., "valid": ..., "test": ...}`` canonical tables (``valid`` may be absent) and
     ``interactions`` is their concatenation; ``split_info`` then says where the split came from
     (files, row counts, and the manifest's method and options when the folder has one).
+    ``ratings`` holds a second, explicit log where a dataset ships one.
     """
 
     interactions: pl.DataFrame
@@ -28,6 +29,9 @@ class Interactions:
     time_unit: str = "s"
     parts: dict[str, pl.DataFrame] | None = None
     split_info: dict[str, Any] | None = None
+    ratings: pl.DataFrame | None = None
+    """Explicit ratings beside an implicit log, as a canonical table (MARS: the watch
+    percentage and a 1-10 rating per learner and video); ``None`` for most logs."""
 
     def __repr__(self) -> str:
         def shape(df: pl.DataFrame | None) -> str:

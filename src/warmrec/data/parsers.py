@@ -26,10 +26,19 @@ yoochoose-buys         ``yoochoose-buys.dat``: ``session,timestamp,item,price,qu
 amazon-*               2014 "ratings only" CSV: ``user,item,rating,timestamp``, no header; ids are
                        kept as strings (ASINs have leading zeros). ``amazon-ratings`` is the
                        format for any category file; ``amazon-books`` etc. add the URL.
-mars                   ASSUMED (no public spec found): a CSV with a header holding ``user_id``,
-                       ``item_id`` and a time column ``created_at`` (or any recognised alias),
-                       optional ``rating`` and ``watch_percentage``. Override with
-                       ``load_dataset("mars", path, columns={...})``.
+mars                   MARS (Mandarine Academy MOOC, Hafsa et al., Data in Brief 2023), the English
+                       files: ``implicit_ratings_en.csv`` (``item_id,user_id,created_at``, page
+                       views, ``YYYY-MM-DD HH:MM:SS`` taken as UTC) is the log (``log="explicit"``
+                       or the dataset ``mars-explicit``: ``explicit_ratings_en.csv``,
+                       ``user_id,item_id,watch_percentage,created_at,rating``, rating 1-10).
+                       Beside it, ``items_en.csv`` -> item features (``name`` -> ``title``,
+                       ``description``; ``Software``/``Job``/``Theme`` written ``['OneDrive']``
+                       -> lists ``software``/``job``/``theme``; ``Difficulty`` -> ``difficulty``,
+                       ``type``, ``duration`` (s), ``created_at`` (a year) -> ``year``,
+                       ``nb_views``, ``language``; ``N/A`` -> null, ``[]`` -> empty list),
+                       ``users_en.csv`` -> user features (``job``), and with the implicit log the
+                       explicit file as ``Interactions.ratings``. A single CSV of another layout
+                       reads with ``columns={...}``.
 hahow                  ASSUMED from the NTU ADL 2022 Hahow course data: ``train.csv`` with
                        ``user_id,course_id`` where ``course_id`` is a space-separated list of the
                        user's purchases, taken to be in purchase order (there is no time): the
@@ -61,6 +70,7 @@ sasrec                 SASRec's plain text: ``user item`` per line, space-separa
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -318,16 +328,161 @@ def parse_amazon_ratings(path: Path) -> Interactions:
 
 MARS_COLUMNS = {USER: "user_id", ITEM: "item_id", TIME: "created_at"}
 MARS_EXTRAS = ("watch_percentage",)
+MARS_LOGS = {
+    "implicit": ("implicit_ratings*.csv", "*ratings*.csv", "*.csv"),
+    "explicit": ("explicit_ratings*.csv",),
+}
+MARS_ITEM_COLUMNS = {
+    "name": "title",
+    "description": "description",
+    "Software": "software",
+    "Job": "job",
+    "Theme": "theme",
+    "Difficulty": "difficulty",
+    "type": "type",
+    "duration": "duration",
+    "created_at": "year",
+    "nb_views": "nb_views",
+    "language": "language",
+}
+"""``items_en.csv`` column -> item feature name (columns absent from a file are skipped)."""
+MARS_LISTS = ("software", "job", "theme")
+MARS_NUMBERS = ("duration", "nb_views")
+MARS_MISSING = "N/A"
 
 
-def parse_mars(path: Path, *, columns: dict[str, str] | None = None) -> Interactions:
-    """MARS MOOC ratings CSV (format assumed, see the module docstring)."""
-    f = locate(path, ("implicit_ratings*.csv", "explicit_ratings*.csv", "*ratings*.csv", "*.csv"))
+def parse_mars(
+    path: Path, *, log: str = "implicit", columns: dict[str, str] | None = None
+) -> Interactions:
+    """MARS MOOC: the implicit (or ``log="explicit"``) log with item, user and rating tables
+    from the same folder (see the module docstring)."""
+    if log not in MARS_LOGS:
+        raise DataError(
+            "unknown MARS log",
+            path=path,
+            field="log",
+            expected=" or ".join(repr(k) for k in MARS_LOGS),
+            found=repr(log),
+        )
+    f = locate(path, MARS_LOGS[log])
+    main = _mars_log(f, columns)
+    ratings = None
+    if log == "implicit" and (p := _sibling_glob(f, "explicit_ratings*.csv")) is not None:
+        ratings = _mars_log(p, None).interactions
+    items = users = None
+    if (p := _sibling_glob(f, "items*.csv")) is not None:
+        items = mars_items(p)
+    if (p := _sibling_glob(f, "users*.csv")) is not None:
+        users = mars_users(p)
+    out = _result(main.interactions, f, items, users)
+    if ratings is not None:
+        ratings, _ = align_keys(ratings, items, ITEM)
+        ratings, _ = align_keys(ratings, users, USER)
+    out.ratings = ratings
+    return out
+
+
+def parse_mars_explicit(path: Path, *, columns: dict[str, str] | None = None) -> Interactions:
+    """MARS with the explicit file (watch percentage, rating 1-10) as the log."""
+    return parse_mars(path, log="explicit", columns=columns)
+
+
+def _mars_log(f: Path, columns: dict[str, str] | None) -> Interactions:
     sep, header = sniff_header(f)
     defaults = {k: v for k, v in MARS_COLUMNS.items() if v in header}
     extras = {c: c for c in MARS_EXTRAS if c in header}
     mapping = {**defaults, **extras, **(columns or {})}
     return read_file(f, "csv", ReadOptions(columns=mapping, sep=sep))
+
+
+def _sibling_glob(main: Path, pattern: str) -> Path | None:
+    found = sorted(p for p in main.parent.glob(pattern) if p.is_file() and p != main)
+    return found[0] if len(found) == 1 else None
+
+
+def mars_items(p: Path) -> pl.DataFrame:
+    """``items_en.csv`` as an item feature table (see the module docstring)."""
+    raw = _mars_table(p, "item_id")
+    src = Source(p, first_line=2, sep=",")
+    cols = [pl.col("item_id").alias(ITEM)]
+    for col, name in MARS_ITEM_COLUMNS.items():
+        if col in raw.columns:
+            cols.append(_na(col).alias(name))
+    df = raw.select(cols)
+    for name in MARS_LISTS:
+        if name in df.columns:
+            df = df.with_columns(tag_lists(df[name], src))
+    for name in MARS_NUMBERS:
+        if name in df.columns:
+            df = df.with_columns(to_float(df[name], src, name))
+    if "year" in df.columns:
+        df = df.with_columns(to_float(df["year"], src, "created_at").cast(pl.Int64))
+    return _key_features(df, ITEM)
+
+
+def mars_users(p: Path) -> pl.DataFrame:
+    """``users_en.csv`` as a user feature table (``job``; ``N/A`` -> null)."""
+    raw = _mars_table(p, "user_id")
+    return _key_features(
+        raw.select(pl.col("user_id").alias(USER), *[_na(c) for c in raw.columns if c != "user_id"]),
+        USER,
+    )
+
+
+def _mars_table(p: Path, key: str) -> pl.DataFrame:
+    sep, header = sniff_header(p, ",")
+    if key not in header:
+        raise DataError(
+            "missing key column",
+            path=p,
+            field=key,
+            expected=f"a column '{key}'",
+            found=", ".join(header),
+        )
+    raw = read_text(p, sep=sep)
+    src = Source(p, first_line=2, sep=sep)
+    require_rows(raw, src)
+    if raw[key].null_count():
+        row = int(raw[key].is_null().arg_max())
+        raise src.row_error("missing value", row, key, expected="an id", found="an empty cell")
+    dup = raw[key].is_duplicated()
+    if dup.any():
+        row = int(dup.arg_max())
+        raise src.row_error(
+            "duplicate id", row, key, expected="one row per id", found=repr(raw[key][row])
+        )
+    return raw
+
+
+def _na(col: str) -> pl.Expr:
+    text = pl.col(col).str.strip_chars()
+    return pl.when(text == MARS_MISSING).then(None).otherwise(text).alias(col)
+
+
+def tag_lists(s: pl.Series, src: Source) -> pl.Series:
+    """Tag lists written as Python literals (``['Share', 'Produce']``, ``[]``) -> List[str].
+
+    Each distinct value is parsed once with :func:`ast.literal_eval`; a value that is not a
+    list of strings raises naming its line. Missing values stay null.
+    """
+    parsed: dict[str, list[str]] = {}
+    for value in s.drop_nulls().unique().to_list():
+        try:
+            tags = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            tags = None
+        if not isinstance(tags, list | tuple) or not all(isinstance(t, str) for t in tags):
+            row = int((s == value).arg_max())
+            raise src.row_error(
+                "unparsable tag list",
+                row,
+                s.name,
+                expected="a list of quoted names such as ['OneDrive'] or []",
+                found=repr(value),
+            )
+        parsed[value] = [t.strip() for t in tags if t.strip()]
+    out = [None if v is None else parsed[v] for v in s.to_list()]
+    return pl.Series(s.name, out, dtype=pl.List(pl.Utf8))
 
 
 # --------------------------------------------------------------------------- Hahow

@@ -10,9 +10,13 @@ The rules, in one place:
 - **Columns.** ``columns`` maps canonical name -> column in the file; a key that is not a
   canonical name keeps that column as an extra column under the key's name. Unmapped canonical
   columns are recognised by common names, compared without case, ``_``, ``-`` and spaces
-  (``session_id``/``SessionId``/``session``, ``user_id``/``UserId``/``user``,
-  ``item_id``/``ItemId``/``item``, ``timestamp``/``Time``/``time``/``ts``, ``rating``). Other
-  columns are not read at all (the benchmark reads 33M rows: only what is needed is parsed).
+  (``session_id``/``SessionId``/``session``, ``user_id``/``UserId``/``user``/``learner_id``/
+  ``customer_id``/..., ``item_id``/``ItemId``/``item``/``product_id``/``video_id``/...,
+  ``timestamp``/``time``/``ts``/``datetime``/``date``/``created_at``/``event_time``/...,
+  ``rating``; the full lists are :data:`~warmrec.data.columns.ALIASES`). The canonical name
+  itself wins; two other candidates for one column (``date`` and ``time``) are refused, naming
+  both. Other columns are not read at all (the benchmark reads 33M rows: only what is needed
+  is parsed).
 - **Separator.** Sniffed from the header line (tab, comma, semicolon, pipe, then space) unless
   ``sep`` is given; ``.tsv`` defaults to tab. Fields may be quoted with ``"``.
 - **Ids.** Read as text; a column whose every value is a plain decimal integer (no sign, no
@@ -162,7 +166,9 @@ def load_interactions(
     """Read an interaction log into the canonical table (see the module docstring).
 
     ``format`` overrides detection: ``csv``, ``tsv``, ``parquet``, ``recbole``, ``folder`` or a
-    dataset name from :func:`warmrec.data.datasets.list_datasets`. ``time_unit`` is one of
+    dataset name from :func:`warmrec.data.datasets.list_datasets`. Without it, a folder that
+    holds a named dataset's files (:func:`~warmrec.data.catalogue.detect_dataset`: MARS) is
+    read as that dataset, with its feature tables. ``time_unit`` is one of
     :data:`~warmrec.data.columns.TIME_UNITS`; ``max_id_length`` and ``time_outliers`` are the
     limits of :mod:`warmrec.data.checks`. The result's ``time_unit`` is ``"ordinal"`` when the
     timestamps are positions (``time_unit="ordinal"``, ``order``, ``no_timestamp`` or a
@@ -185,7 +191,7 @@ def load_interactions(
         max_id_length=max_id_length,
         time_outliers=time_outliers,
     )
-    fmt = (format or detect_format(p)).lower()
+    fmt = (format or catalogue.detect_dataset(p) or detect_format(p)).lower()
     if fmt in FORMATS:
         out = read_file(p, fmt, opts)
         if opts.ordinal:

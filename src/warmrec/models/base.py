@@ -153,21 +153,11 @@ class Recommender:
                     "for fallback='popular': fit or save it with this version of warmrec"
                 )
             scores[empty] = torch.as_tensor(counts, dtype=scores.dtype)
-        scores[:, 0] = -torch.inf
-        if exclude_seen:  # the whole history, not only the last history_len items scored
-            seen = [self.vocab.lookup(h) for h in histories if len(h)]
-            seen_idx = np.concatenate(seen) if seen else np.zeros(0, dtype=np.int64)
-            seen_row = np.repeat(
-                [i for i, h in enumerate(histories) if len(h)], [len(s) for s in seen]
-            ).astype(np.int64)
-            scores[torch.from_numpy(seen_row), torch.from_numpy(seen_idx)] = -torch.inf
-            scores[:, 0] = -torch.inf
-        if exclude:
-            ids = self.vocab.lookup(exclude)
-            ids = ids[ids > 0]
-            scores[:, torch.from_numpy(ids)] = -torch.inf
-        k = min(k, scores.shape[1] - 1)
-        vals, idx = torch.topk(scores, k, dim=1)
+        from warmrec.models.ranking import top_k
+
+        seen = [self.vocab.lookup(h) for h in histories] if exclude_seen else None
+        ex = self.vocab.lookup(exclude) if exclude else None  # the whole history, not only
+        vals, idx = top_k(scores, k, seen=seen, exclude=ex)  # the last history_len items scored
         out = []
         for row_v, row_i in zip(vals, idx):
             keep = torch.isfinite(row_v)

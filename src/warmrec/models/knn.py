@@ -24,10 +24,16 @@ version computed, so the scores are bit-identical to it (``tests/models/knn_lega
 :meth:`~_SessionKNNBase.sparse_scores` returns the scores before the popularity fallback of
 :func:`warmrec.models.rules.scores_with_fallback` (which breaks ties among scores); serving ranks
 one history from them (:class:`warmrec.models.rules.FallbackRanker`) without a dense row.
+
+``save`` also writes the serving index of :mod:`warmrec.serving.index` (per item its most recent
+sessions, per session its items, per item the IDF; memory-mapped ``.npy`` files), from which a
+server computes the same candidate scores in a compiled kernel. The CSR matrix and its transpose
+are made on first use, so a process that only serves from that index never builds them.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -135,38 +141,61 @@ class _SessionKNNBase(Recommender):
         x = x[np.diff(x.indptr) > 0]  # no empty sessions
         self.counts = torch.from_numpy(train.item_counts().astype(np.float32))
         self._set_sessions(x.indptr.astype(np.int64), x.indices.astype(np.int64))
+        self._x = x
         return self
 
     def _set_sessions(self, indptr: np.ndarray, indices: np.ndarray) -> None:
         n_items = len(self.vocab)
         n_sess = len(indptr) - 1
-        x = sp.csr_matrix(
-            (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(n_sess, n_items)
-        )
-        self.sessions = x
-        # the index item -> sessions holding it, oldest first (rows are in recency order)
-        xt = x.T.tocsr()
-        xt.sort_indices()
-        self._item_ptr = xt.indptr.astype(np.int64)
-        self._item_sess = xt.indices.astype(np.int64)
         self._sess_ptr = np.asarray(indptr, dtype=np.int64)
         self._sess_items = np.asarray(indices, dtype=np.int64)
-        self._sess_len = np.diff(indptr).astype(np.float64)
-        df = np.bincount(indices, minlength=n_items).astype(np.float64)
+        self._sess_len = np.diff(self._sess_ptr).astype(np.float64)
+        df = np.bincount(self._sess_items, minlength=n_items).astype(np.float64)
         self._idf = np.where(df > 0, np.log(max(n_sess, 1) / np.maximum(df, 1.0)), 0.0)
+        # made on first use: a server answering from :mod:`warmrec.serving.index` never needs them
+        self._x: sp.csr_matrix | None = None
+        self._by_item: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def sessions(self) -> sp.csr_matrix:
+        """The binary ``[n_sessions, n_items]`` CSR, rows oldest first (see the module docstring)."""
+        if self.__dict__.get("_x") is None:
+            n_sess, nnz = len(self._sess_ptr) - 1, len(self._sess_items)
+            self._x = sp.csr_matrix(
+                (np.ones(nnz, dtype=np.float32), self._sess_items, self._sess_ptr),
+                shape=(n_sess, len(self.vocab)),
+            )
+        return self._x
+
+    def _item_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """The index item -> sessions holding it, oldest first (rows are in recency order), as
+        ``(indptr, sessions)``; made on first use."""
+        if self.__dict__.get("_by_item") is None:
+            xt = self.sessions.T.tocsr()
+            xt.sort_indices()
+            self._by_item = (xt.indptr.astype(np.int64), xt.indices.astype(np.int64))
+        return self._by_item
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model directory with its serving index (:mod:`warmrec.serving.index`,
+        plain ``.npy`` arrays in ``knn_index/``), in one atomic write."""
+        from warmrec.artifacts import save_model
+        from warmrec.serving.index import INDEX_DIR, write_index
+
+        return save_model(self, path, extra=lambda tmp: write_index(self, tmp / INDEX_DIR))
 
     def get_state(self) -> dict[str, Any]:
         return {
             "counts": self.counts,
-            "sessions_indptr": np.asarray(self.sessions.indptr, dtype=np.int64),
-            "sessions_indices": np.asarray(self.sessions.indices, dtype=np.int64),
+            "sessions_indptr": self._sess_ptr,
+            "sessions_indices": self._sess_items,
         }
 
     def set_state(self, state: dict[str, torch.Tensor]) -> None:
         self.counts = state["counts"].float()
         self._set_sessions(
-            state["sessions_indptr"].numpy().astype(np.int64),
-            state["sessions_indices"].numpy().astype(np.int64),
+            state["sessions_indptr"].numpy().astype(np.int64, copy=False),
+            state["sessions_indices"].numpy().astype(np.int64, copy=False),
         )
 
     # -- scoring ------------------------------------------------------------------------------
@@ -231,15 +260,14 @@ class _SessionKNNBase(Recommender):
         cfg = self.config
         keep = q.weight > 0
         rows, items, w = q.rows[keep], q.items[keep], q.weight[keep]
-        lo, hi = self._item_ptr[items], self._item_ptr[items + 1]
+        item_ptr, item_sess = self._item_index()
+        lo, hi = item_ptr[items], item_ptr[items + 1]
         if cfg.sample_size > 0:
             lo = np.maximum(lo, hi - cfg.sample_size)
         entry = _expand(lo, hi)
         owner = np.repeat(np.arange(len(lo)), hi - lo)
         n_sess = len(self._sess_ptr) - 1
-        keys, overlap = _group_sum(
-            rows[owner] * n_sess + self._item_sess[entry], w[owner], positive=True
-        )
+        keys, overlap = _group_sum(rows[owner] * n_sess + item_sess[entry], w[owner], positive=True)
         rows, sess = keys // n_sess, keys % n_sess
         if cfg.sample_size > 0:  # keys are sorted: the right-most of a row are the most recent
             ends = np.searchsorted(rows, rows, side="right")

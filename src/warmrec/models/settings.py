@@ -9,7 +9,9 @@
 - :class:`TransformerSettings` -- width, depth, heads and dropout of a transformer stack, with
   ``d % n_heads == 0`` checked;
 - :class:`FeatureSettings` / :class:`UserFeatureSettings` -- side-feature columns
-  (:mod:`warmrec.models.features`).
+  (:mod:`warmrec.models.features`);
+- :class:`TextSettings` -- item representations from item text (``item_repr``, the encoder, the
+  adaptor, see :mod:`warmrec.models.text`).
 
 A model's config subclasses the groups it uses (``class SASRecConfig(TransformerSettings,
 WindowSettings, SeenBiasSettings, LossSettings)``); code that needs a group tests
@@ -25,6 +27,25 @@ from pydantic import Field, model_validator
 from warmrec.config import ConfigModel
 
 LossName = Literal["ce", "sampled_ce", "bce", "gbce", "bpr-max", "auto"]
+ItemRepr = Literal["id", "text", "id+text"]
+AdaptorName = Literal["whiten", "moe"]
+TEXT_FIELDS = (
+    "title",
+    "name",
+    "genres",
+    "software",
+    "theme",
+    "job",
+    "difficulty",
+    "type",
+    "category",
+    "tags",
+    "description",
+)
+"""Item feature columns read as item text by default (those a table lacks are skipped): MARS
+(title, tags, difficulty, type, description), MovieLens (title, genres) and common names. The
+long description comes last: an encoder that truncates (MiniLM: 256 word pieces) keeps the
+title and tags."""
 
 
 class HistorySettings(ConfigModel):
@@ -149,3 +170,50 @@ class UserFeatureSettings(FeatureSettings):
 
     user_features: tuple[str, ...] = ()
     """User feature columns used (a missing column is skipped with a warning)."""
+
+
+class TextFieldSettings(ConfigModel):
+    """Which item feature columns make an item's text (:func:`warmrec.models.text.item_texts`)."""
+
+    text_fields: tuple[str, ...] = TEXT_FIELDS
+    """Item feature columns joined into the item text, in this order (absent ones skipped)."""
+
+    text_max_chars: int = Field(2000, ge=1)
+    """Longest item text kept (characters; MiniLM reads at most 256 word pieces anyway)."""
+
+
+class TextSettings(TextFieldSettings):
+    """Item vectors from item text through a sentence encoder and a learned adaptor
+    (:mod:`warmrec.models.text`)."""
+
+    item_repr: ItemRepr = "id"
+    """``"id"`` (a learned vector per item), ``"text"`` (the adapted text vector only: items
+    without interactions are ranked by their text) or ``"id+text"`` (their sum)."""
+
+    text_encoder: str = "minilm"
+    """Sentence encoder (:func:`warmrec.models.text.text_encoder`): ``"minilm"`` (offline
+    all-MiniLM-L6-v2, extra ``warmrec[text]``) or ``"hashing"`` (bag of words, no model)."""
+
+    adaptor: AdaptorName = "whiten"
+    """``"whiten"`` (parametric whitening + projection) or ``"moe"`` (a mixture of whitening
+    experts, as UniSRec)."""
+
+    n_experts: int = Field(4, ge=1)
+    """Experts of the ``"moe"`` adaptor."""
+
+    text_prior: int = Field(0, ge=0)
+    """Add to each item's score its text's cosine with the recent history, with a learned
+    weight: the last ``text_prior`` items, weighted ``0.5 ** age`` (0 = off). Keeps the plain
+    content similarity that the adaptor's projection blurs (the strength of a TF-IDF
+    baseline on items without interactions)."""
+
+    id_dropout: float = Field(0.0, ge=0, le=1)
+    """With ``"id+text"``: the share of items whose id part is dropped in each training step
+    (their text part must score them alone; helps items without interactions)."""
+
+    text_dropout: float = Field(0.1, ge=0, lt=1)
+    """Dropout on the text vectors before the adaptor (training only)."""
+
+    text_cache: str | None = None
+    """Folder of the cached text vectors (None: ``$WARMREC_CACHE_DIR/text`` or
+    ``~/.cache/warmrec/text``; ``""``: no cache)."""

@@ -12,8 +12,9 @@ Endpoints (OpenAPI docs at ``/docs``, the schema at ``/openapi.json``):
     bytes, with a TTL; in the process by default, or in Redis, shared by every worker; a store
     that cannot be reached is a 503).
 ``GET /health``, ``GET /metadata``
-    Liveness; the model's name, config, vocabulary size, warmrec version, limits, store stats.
-``POST /admin/reload`` (or ``SIGHUP`` to a one-worker server)
+    Liveness; the model's name, config, vocabulary size, warmrec version, limits, store stats
+    (no file-system path, no process id).
+``POST /admin/reload`` (or ``SIGHUP`` to a one-worker server); only with an admin token
     Re-reads the model directory the server was started with (a new ``warmrec train --out DIR``
     replaces it atomically) and swaps it in atomically: a request takes a reference to the
     current bundle when it starts, so in-flight requests finish on the old model and no request
@@ -22,12 +23,29 @@ Endpoints (OpenAPI docs at ``/docs``, the schema at ``/openapi.json``):
     (:mod:`warmrec.serving.reload`); with the in-process store and ``--workers N`` it refuses
     (409): send ``SIGHUP`` to the uvicorn master instead, which restarts the workers one by one
     (each loads and warms up the new model). A one-worker server reloads in place on ``SIGHUP``.
+    The route exists only when an admin token is configured (``--admin-token-file``) and needs
+    ``Authorization: Bearer <token>`` (401 without it): a cross-site form cannot send it.
+``/docs``, ``/redoc``, ``/openapi.json``
+    Swagger UI and ReDoc served from the ``fastapi-offline`` package (no CDN: they work on a
+    machine without internet); ``docs=False`` (``--no-docs``) removes all three.
 
 Errors are 4xx, never 5xx: a malformed body or a value out of its limits -> 422 (FastAPI's
-validation error); a history with no known item and no fallback asked for -> 400 naming the
-problem; an unknown session -> 404; a body over ``MAX_BODY_BYTES`` -> 413. Limits: ``k`` <=
-:data:`MAX_K`, a history <= :data:`MAX_HISTORY` ids, ``exclude``/``restrict_to`` <=
-:data:`MAX_LIST` ids, ids and session ids <= :data:`MAX_ID_LEN` characters.
+validation error, its echo of the input made JSON-safe: ``NaN``/``Infinity`` and lone
+surrogates come back as text); a history with no known item and no fallback asked for -> 400
+naming the problem; an unknown session -> 404; a body over ``MAX_BODY_BYTES`` -> 413; a request
+head over :data:`~warmrec.serving.guards.MAX_HEAD_BYTES` -> 431, a path that is not UTF-8 or a
+``Host`` outside the allow-list -> 400 (:class:`~warmrec.serving.guards.RequestGuard`); more than
+``max_inflight`` requests held by the worker -> 503 with ``Retry-After``
+(:class:`~warmrec.serving.guards.LoadShed`). Limits: ``k`` <= :data:`MAX_K`, a history <=
+:data:`MAX_HISTORY` ids, ``exclude``/``restrict_to`` <= :data:`MAX_LIST` ids, ids and session ids
+<= :data:`MAX_ID_LEN` characters.
+
+What the schema accepts is what the service accepts: an integer id (or ``k``) is a JSON number
+with no fractional part within +-(2**53 - 1) -- ``12`` and ``12.0`` alike, as JSON Schema's
+``integer`` reads them; a string id is 1-128 characters of valid Unicode (no lone surrogate);
+``/recommend`` needs a non-empty ``items`` unless ``fallback`` is ``"popular"`` (the schema says
+so with ``anyOf``); a session's events are checked before they are stored, so no request can
+leave a session that fails every later read.
 
 Inference runs inline in the ``async`` handlers: one CPU-bound request at a time per worker
 with one torch thread, no thread-pool hand-off (scale with ``--workers``, one per core).
@@ -36,6 +54,9 @@ with one torch thread, no thread-pool hand-off (scale with ``--workers``, one pe
 from __future__ import annotations
 
 import asyncio
+import hmac
+import json
+import math
 import os
 import signal
 import sys
@@ -43,16 +64,30 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Query
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
 
-from warmrec.errors import WarmrecError
+from warmrec.errors import ConfigError, WarmrecError
 from warmrec.serving.bundle import EmptyHistoryError, ModelBundle, Ranked
+from warmrec.serving.guards import AllowedHosts, LoadShed, RequestGuard
 from warmrec.serving.reload import Reloader, model_loader
 from warmrec.serving.sessions import (
     DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_TOTAL_BYTES,
     SessionStore,
     SessionStoreError,
     open_store,
@@ -66,10 +101,45 @@ MAX_BODY_BYTES = 1 << 20
 MAX_SAFE_INT = 2**53 - 1
 """Integer ids beyond +-(2**53 - 1) (not exact in JSON numbers everywhere) are sent as strings."""
 
-IntId = Annotated[StrictInt, Field(ge=-MAX_SAFE_INT, le=MAX_SAFE_INT)]
-StrId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LEN)]
+MIN_TOKEN_LEN = 16
+
+
+def _integral(v: Any) -> Any:
+    """A JSON number with no fractional part is an integer (JSON Schema's ``integer``)."""
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+def _unicode(v: str) -> str:
+    """Refuse a lone surrogate (JSON can escape one; it is no character and cannot be sent
+    back as UTF-8)."""
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("a lone surrogate is not valid Unicode") from None
+    return v
+
+
+# the bounds before the validator: after it, pydantic writes them into the schema as "ge"/"le"
+IntId = Annotated[
+    StrictInt,
+    Field(
+        ge=-MAX_SAFE_INT,
+        le=MAX_SAFE_INT,
+        description="a number with no fractional part (12 or 12.0), within +-(2**53 - 1)",
+    ),
+    BeforeValidator(_integral),
+]
+StrId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_ID_LEN),
+    AfterValidator(_unicode),
+    Field(description="1-128 characters of valid Unicode (no lone surrogate)"),
+]
 ItemId = IntId | StrId
 SessionId = Annotated[str, PathParam(min_length=1, max_length=MAX_ID_LEN)]
+K = Annotated[StrictInt, Field(ge=1, le=MAX_K), BeforeValidator(_integral)]
 
 
 class _Body(BaseModel):
@@ -77,13 +147,23 @@ class _Body(BaseModel):
 
 
 class RecommendRequest(_Body):
-    """A history to recommend after."""
+    """A history to recommend after (``items`` may be empty only with
+    ``fallback="popular"``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"items": {"minItems": 1}}, "required": ["items"]},
+                {"properties": {"fallback": {"const": "popular"}}, "required": ["fallback"]},
+            ]
+        }
+    )
 
     items: list[ItemId] = Field(default_factory=list, max_length=MAX_HISTORY)
     """Raw item ids, oldest first (may be empty only with ``fallback="popular"``)."""
-    k: int = Field(10, ge=1, le=MAX_K)
+    k: K = 10
     """How many items to return."""
-    exclude_seen: bool = False
+    exclude_seen: StrictBool = False
     """Never return an item of the history."""
     exclude: list[ItemId] | None = Field(None, max_length=MAX_LIST)
     """Never return these items."""
@@ -91,6 +171,12 @@ class RecommendRequest(_Body):
     """Return only these items (a candidate set)."""
     fallback: Literal["none", "popular"] = "none"
     """For a history with no known item: refuse (400), or the most popular training items."""
+
+    @model_validator(mode="after")
+    def _history_or_fallback(self) -> RecommendRequest:
+        if not self.items and self.fallback != "popular":
+            raise ValueError("items is empty: send at least one item id, or fallback='popular'")
+        return self
 
 
 class ScoredItem(BaseModel):
@@ -201,14 +287,51 @@ def _replay(msgs: list[dict], then: Any = None) -> Any:
     return receive
 
 
-def _problem(status: int, detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status)
+def _problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _json_safe(x: Any) -> Any:
+    """``x`` with what JSON cannot carry made text: non-finite floats, lone surrogates, and any
+    other object (an exception in a validation error's context)."""
+    if x is None or isinstance(x, (bool, int)):
+        return x
+    if isinstance(x, float):
+        return x if math.isfinite(x) else str(x)
+    if isinstance(x, str):
+        return x.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(x, dict):
+        return {str(_json_safe(k)): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    return _json_safe(str(x))
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422, its echo of the input made JSON-safe (NaN, Infinity, lone surrogates)."""
+    return JSONResponse({"detail": _json_safe(list(exc.errors()))}, status_code=422)
+
+
+def read_token_file(path: str | Path) -> str:
+    """The admin token in a file (surrounding whitespace dropped); one-line errors."""
+    p = Path(path)
+    try:
+        token = p.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--admin-token-file {p}: cannot read it ({e})") from None
+    if len(token) < MIN_TOKEN_LEN or any(c.isspace() for c in token):
+        raise ConfigError(
+            f"--admin-token-file {p}: expected one token of at least {MIN_TOKEN_LEN} characters "
+            f"without spaces, found {len(token)} characters"
+        )
+    return token
 
 
 def _answer(r: Ranked, model: str) -> dict[str, Any]:
+    pairs = [(i, s) for i, s in zip(r.items, r.scores) if math.isfinite(s)]
     return {
         "model": model,
-        "items": [{"item_id": i, "score": s} for i, s in zip(r.items, r.scores)],
+        "items": [{"item_id": i, "score": s} for i, s in pairs],
         "unknown": r.unknown,
         "fallback_used": r.fallback_used,
     }
@@ -226,13 +349,25 @@ def create_app(
     store: SessionStore | None = None,
     session_store: str = "memory",
     max_session_bytes: int = DEFAULT_MAX_BYTES,
+    max_store_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
     workers: int = 1,
     reload_timeout_s: float | None = None,
+    admin_token: str | None = None,
+    allowed_hosts: AllowedHosts | None = None,
+    docs: bool = True,
+    max_inflight: int | None = None,
 ) -> FastAPI:
     """The app for a model directory (loaded and warmed up at start-up, before the port opens)
-    or an already loaded ``bundle``. Sessions go to ``store``, else to the store
-    ``session_store`` names (``memory`` or a Redis URL, :func:`~warmrec.serving.sessions.open_store`);
-    ``workers`` is how many worker processes serve it (for ``/admin/reload``)."""
+    or an already loaded ``bundle`` (with ``model_dir`` too, reloads read that directory).
+
+    Sessions go to ``store``, else to the store ``session_store`` names (``memory`` or a Redis
+    URL, :func:`~warmrec.serving.sessions.open_store`), with ``max_session_bytes`` of ids per
+    session and, in the process, ``max_store_bytes`` of estimated memory for all sessions;
+    ``workers`` is how many worker processes serve it (for ``/admin/reload``).
+    ``admin_token``: enables ``POST /admin/reload`` behind ``Authorization: Bearer``;
+    ``allowed_hosts``: the ``Host`` allow-list (None: any Host); ``docs``: serve ``/docs``,
+    ``/redoc`` and ``/openapi.json``; ``max_inflight``: shed load past that many requests
+    (None: never)."""
     if bundle is None and model_dir is None:
         raise ValueError("create_app needs a model_dir or a bundle")
     source = Path(model_dir) if model_dir is not None else bundle.path
@@ -245,6 +380,7 @@ def create_app(
             max_events=max_events,
             ttl_s=session_ttl_s,
             max_bytes=max_session_bytes,
+            max_total_bytes=max_store_bytes,
         )
     )
     reloader = Reloader(
@@ -286,13 +422,30 @@ def create_app(
 
     from warmrec._version import __version__
 
-    app = FastAPI(
-        title="warmrec",
-        version=__version__,
-        description="Next-item recommendations from a warmrec model directory.",
-        lifespan=lifespan,
-    )
+    about = {
+        "title": "warmrec",
+        "version": __version__,
+        "description": "Next-item recommendations from a warmrec model directory.",
+        "lifespan": lifespan,
+        "exception_handlers": {RequestValidationError: _validation_error},
+    }
+    if docs:
+        from fastapi_offline import FastAPIOffline  # Swagger UI and ReDoc without a CDN
+
+        app = FastAPIOffline(**about)
+    else:
+        app = FastAPI(**about, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodyLimit)
+    shed: LoadShed | None = None
+    if max_inflight:
+
+        def shedding(inner: Any) -> LoadShed:
+            nonlocal shed
+            shed = LoadShed(inner, max_inflight=max_inflight, exempt=("/health", "/admin/reload"))
+            return shed
+
+        app.add_middleware(shedding)
+    app.add_middleware(RequestGuard, allowed_hosts=allowed_hosts)
     app.state.sessions = sessions
     app.state.reloader = reloader
 
@@ -333,6 +486,7 @@ def create_app(
             },
             "sessions": store_stats(),
             "worker": reloader.metadata(),
+            "load": shed.stats() if shed is not None else {"max_inflight": None},
         }
 
     @app.post("/recommend", response_model=Recommendations, responses=ERRORS)
@@ -352,11 +506,11 @@ def create_app(
     async def append_events(session_id: SessionId, req: EventsRequest) -> Any:
         """Append events to a session's server-side history (created if absent)."""
         b = current()
+        _, unknown = b.encode(req.items)  # checked before anything is stored
         try:
             events, total = sessions.append(session_id, req.items)
         except SessionStoreError as e:
             return _problem(503, str(e))
-        _, unknown = b.encode(req.items)
         return {
             "session_id": session_id,
             "n_events": len(events),
@@ -376,9 +530,9 @@ def create_app(
         fallback: Literal["none", "popular"] = "none",
     ) -> Any:
         """Top-k items after a session's events (an unknown or expired session is 404 unless
-        ``fallback=popular``)."""
+        ``fallback=popular``). Only an answered read renews the session's TTL."""
         try:
-            history = sessions.get(session_id)
+            history = sessions.get(session_id, touch=False)
         except SessionStoreError as e:
             return _problem(503, str(e))
         if history is None and fallback == "none":
@@ -392,6 +546,11 @@ def create_app(
         )
         if isinstance(out, JSONResponse):
             return out
+        if history is not None:
+            try:
+                sessions.touch(session_id)  # answered: now the read renews the session
+            except SessionStoreError as e:
+                return _problem(503, str(e))
         return {**out, "session_id": session_id, "n_events": len(history or [])}
 
     @app.delete("/sessions/{session_id}", response_model=Deleted)
@@ -402,36 +561,66 @@ def create_app(
         except SessionStoreError as e:
             return _problem(503, str(e))
 
-    @app.post(
-        "/admin/reload",
-        responses={
-            409: {"model": Problem, "description": "The model directory did not load"},
-            503: {"model": Problem, "description": "The shared store cannot be reached"},
-            504: {"description": "Not every worker confirmed the new model in time"},
-        },
-    )
-    async def reload() -> Any:
-        """Re-read the model directory and swap it in atomically (in-flight requests finish on
-        the old model; a directory that does not load leaves the old model serving). With a
-        shared session store every worker reloads; the answer lists the workers that confirmed,
-        failed, or did not answer in time (504 unless all confirmed)."""
-        try:
-            status, body = await reloader.reload()
-        except SessionStoreError as e:
-            return _problem(503, str(e))
-        return body if status == 200 else JSONResponse(body, status_code=status)
+    if admin_token is not None:
+        bearer = HTTPBearer(auto_error=False, description="The server's admin token")
+        expected = admin_token.encode("utf-8")
+
+        async def admin(
+            creds: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+        ) -> None:
+            given = creds.credentials.encode("utf-8", "surrogateescape") if creds else b""
+            if not hmac.compare_digest(given, expected):
+                raise _Unauthorized()
+
+        @app.post(
+            "/admin/reload",
+            dependencies=[Depends(admin)],
+            responses={
+                401: {"model": Problem, "description": "No or a wrong admin token"},
+                409: {"model": Problem, "description": "The model directory did not load"},
+                503: {"model": Problem, "description": "The shared store cannot be reached"},
+                504: {"description": "Not every worker confirmed the new model in time"},
+            },
+        )
+        async def reload() -> Any:
+            """Re-read the model directory and swap it in atomically (in-flight requests finish
+            on the old model; a directory that does not load leaves the old model serving). With
+            a shared session store every worker reloads; the answer lists the workers that
+            confirmed, failed, or did not answer in time (504 unless all confirmed)."""
+            try:
+                status, body = await reloader.reload()
+            except SessionStoreError as e:
+                return _problem(503, str(e))
+            return body if status == 200 else JSONResponse(body, status_code=status)
+
+        app.add_exception_handler(_Unauthorized, _unauthorized)
 
     return app
 
 
+class _Unauthorized(Exception):
+    """No or a wrong admin token (answered 401)."""
+
+
+async def _unauthorized(request: Request, exc: Exception) -> JSONResponse:
+    return _problem(401, "admin token required", {"WWW-Authenticate": "Bearer"})
+
+
 def app_from_env() -> FastAPI:
     """The app ``warmrec serve`` starts in each uvicorn worker (settings from the environment:
-    ``WARMREC_SERVE_MODEL``, ``WARMREC_SERVE_THREADS``, ``WARMREC_SERVE_ENGINE``, ``WARMREC_SERVE_MAX_SESSIONS``,
-    ``WARMREC_SERVE_SESSION_TTL``, ``WARMREC_SERVE_MAX_EVENTS``, ``WARMREC_SERVE_SESSION_STORE``,
-    ``WARMREC_SERVE_MAX_SESSION_BYTES``, ``WARMREC_SERVE_WORKERS``,
-    ``WARMREC_SERVE_RELOAD_TIMEOUT``)."""
+    ``WARMREC_SERVE_MODEL``, ``WARMREC_SERVE_THREADS``, ``WARMREC_SERVE_ENGINE``,
+    ``WARMREC_SERVE_MAX_SESSIONS``, ``WARMREC_SERVE_SESSION_TTL``, ``WARMREC_SERVE_MAX_EVENTS``,
+    ``WARMREC_SERVE_SESSION_STORE``, ``WARMREC_SERVE_MAX_SESSION_BYTES`` (per session),
+    ``WARMREC_SERVE_MAX_STORE_BYTES`` (all sessions of the in-process store),
+    ``WARMREC_SERVE_WORKERS``, ``WARMREC_SERVE_RELOAD_TIMEOUT``,
+    ``WARMREC_SERVE_ADMIN_TOKEN_FILE`` (a path: the token itself never goes through the
+    environment), ``WARMREC_SERVE_ALLOWED_HOSTS`` (a JSON list; absent: any Host),
+    ``WARMREC_SERVE_DOCS`` (``0``: none), ``WARMREC_SERVE_MAX_INFLIGHT`` (``0``: no
+    shedding))."""
     env = os.environ
     timeout = env.get("WARMREC_SERVE_RELOAD_TIMEOUT")
+    token_file = env.get("WARMREC_SERVE_ADMIN_TOKEN_FILE")
+    hosts = env.get("WARMREC_SERVE_ALLOWED_HOSTS")
     return create_app(
         env["WARMREC_SERVE_MODEL"],
         threads=int(env.get("WARMREC_SERVE_THREADS", "1")),
@@ -441,6 +630,11 @@ def app_from_env() -> FastAPI:
         max_events=int(env.get("WARMREC_SERVE_MAX_EVENTS", "200")),
         session_store=env.get("WARMREC_SERVE_SESSION_STORE", "memory"),
         max_session_bytes=int(env.get("WARMREC_SERVE_MAX_SESSION_BYTES", str(DEFAULT_MAX_BYTES))),
+        max_store_bytes=int(env.get("WARMREC_SERVE_MAX_STORE_BYTES", str(DEFAULT_MAX_TOTAL_BYTES))),
         workers=int(env.get("WARMREC_SERVE_WORKERS", "1")),
         reload_timeout_s=float(timeout) if timeout else None,
+        admin_token=read_token_file(token_file) if token_file else None,
+        allowed_hosts=AllowedHosts(json.loads(hosts)) if hosts is not None else None,
+        docs=env.get("WARMREC_SERVE_DOCS", "1") != "0",
+        max_inflight=int(env.get("WARMREC_SERVE_MAX_INFLIGHT", "0")) or None,
     )

@@ -7,22 +7,34 @@ oldest first (the newest event is always kept); a session not touched (appended 
 one evicted first. An id's size is the length of its JSON text (``7`` is 1 byte, ``"ab"`` 4), so
 the bound in bytes is the events x id length a session may hold, whatever the store.
 
+A read may leave the TTL and the LRU position as they are (``get(..., touch=False)``, then
+:meth:`SessionStore.touch` once the read has served): the service renews a session only when
+it answered from it, so a session that only ever fails does not live on by being read.
+
 :class:`MemorySessionStore` (the default, one worker): an ``OrderedDict`` in the process,
 guarded by one lock. Expired sessions are dropped lazily on access and by a sweep on every
-append. Its memory is bounded by ``max_sessions * max_bytes`` bytes of ids plus Python's
-per-object overhead (about 60 bytes an id). Each worker process has its own, so with
-``--workers N`` a session lives in the worker that took its events.
+append. Its memory is also bounded **in total** (``max_total_bytes``, default 256 MiB per
+worker): each session is charged an estimate of what it holds in the process (a fixed
+:data:`SESSION_OVERHEAD` plus ``sys.getsizeof`` of its id, and per kept event
+:func:`memory_cost`: the id object, its record and a pointer), and when the total passes the
+bound the least recently used *other* sessions are evicted (the per-session bound alone lets
+100,000 sessions of 128-character ids cost gigabytes). :meth:`~SessionStore.stats` reports the
+charged ``bytes``. Each worker process has its own store, so with ``--workers N`` a session
+lives in the worker that took its events.
 
 :class:`RedisSessionStore` (``--session-store redis://host:port/db``): shared by every worker
 and every server with the same Redis database and key prefix, and it survives a worker's
 restart. Per session, a list of JSON ids (``<prefix>ev:<id>``) and a hash of its event total and
-bytes (``<prefix>m:<id>``), both with a Redis expiry of ``ttl_s`` renewed on every touch; a sorted
-set (``<prefix>lru``) of session ids by last touch bounds their number. Every operation is one
-Lua script, so concurrent appends from many workers are atomic and none is lost. The same
-database holds the model generation and the worker registry that let ``POST /admin/reload``
-reach every worker (:mod:`warmrec.serving.reload`). A single Redis server (not Redis Cluster):
-the scripts touch keys of several sessions when they evict. A ``?prefix=name:`` in the URL
-keeps services that share one database apart (default ``warmrec:``).
+bytes (``<prefix>m:<id>``), both with a Redis expiry of ``ttl_s`` renewed on every touch (an
+append, a read with ``touch=True``, :meth:`~SessionStore.touch`; a read with ``touch=False``
+leaves the expiry as it is); a sorted set (``<prefix>lru``) of session ids by last touch bounds
+their number. Every operation is one Lua script, so concurrent appends from many workers are
+atomic and none is lost. The same database holds the model generation and the worker registry
+that let ``POST /admin/reload`` reach every worker (:mod:`warmrec.serving.reload`). A single
+Redis server (not Redis Cluster): the scripts touch keys of several sessions when they evict.
+A ``?prefix=name:`` in the URL keeps services that share one database apart (default
+``warmrec:``). The in-process store's total bound does not apply: bound Redis with its own
+``maxmemory``.
 
 A store that cannot be reached raises :class:`SessionStoreError` (the service answers 503).
 """
@@ -30,6 +42,7 @@ A store that cannot be reached raises :class:`SessionStoreError` (the service an
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -46,6 +59,12 @@ DEFAULT_MAX_EVENTS = 200
 DEFAULT_MAX_BYTES = 8192
 """Bytes of ids per session: 200 ids of up to ~38 characters (UUIDs), or fewer longer ones."""
 DEFAULT_TTL_S = 1800.0
+DEFAULT_MAX_TOTAL_BYTES = 256 * 2**20
+"""The in-process store's bound on all its sessions, in estimated bytes of memory (per worker)."""
+SESSION_OVERHEAD = 1024
+"""Bytes charged per in-process session besides its id and events (the deque, the record, the
+map entry)."""
+_EVENT_OVERHEAD = sys.getsizeof((None, 0)) + 8
 DEFAULT_PREFIX = "warmrec:"
 SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -57,6 +76,12 @@ class SessionStoreError(WarmrecError):
 def id_size(item: Any) -> int:
     """An id's size in bytes: the length of its JSON text (ASCII; what Redis stores)."""
     return len(json.dumps(item))
+
+
+def memory_cost(item: Any) -> int:
+    """Bytes of memory the in-process store charges for one kept event: the id object, the
+    ``(id, size)`` pair it is kept in, and the deque's pointer to it."""
+    return sys.getsizeof(item) + _EVENT_OVERHEAD
 
 
 def _nonempty(items: Iterable[Any]) -> list[Any]:
@@ -99,9 +124,14 @@ class SessionStore(ABC):
         events ever appended to it."""
 
     @abstractmethod
-    def get(self, session_id: str) -> list[Any] | None:
+    def get(self, session_id: str, *, touch: bool = True) -> list[Any] | None:
         """A session's kept history (most recent last), or None when absent or expired. Reading
-        counts as use (it renews the TTL and the LRU position)."""
+        counts as use (it renews the TTL and the LRU position) unless ``touch`` is False (then
+        :meth:`touch` it once the read has served)."""
+
+    @abstractmethod
+    def touch(self, session_id: str) -> bool:
+        """Renew a live session's TTL and LRU position; whether it was there."""
 
     @abstractmethod
     def delete(self, session_id: str) -> bool:
@@ -135,10 +165,13 @@ class _Session:
     n_total: int = 0
     n_bytes: int = 0
     created: float = field(default=0.0)
+    mem: int = 0
+    """Estimated bytes of memory charged for the session (its id, record and kept events)."""
 
 
 class MemorySessionStore(SessionStore):
-    """Bounded LRU + TTL store in this process (see the module docstring). ``clock`` is
+    """Bounded LRU + TTL store in this process (see the module docstring): ``max_bytes`` of ids
+    per session, ``max_total_bytes`` of estimated memory for all sessions. ``clock`` is
     injectable (tests advance a fake clock); every method takes one lock, so concurrent appends
     to one session from several threads are serialised and none is lost."""
 
@@ -149,8 +182,16 @@ class MemorySessionStore(SessionStore):
         ttl_s: float = DEFAULT_TTL_S,
         clock: Callable[[], float] = time.monotonic,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
     ) -> None:
         super().__init__(max_sessions, max_events, ttl_s, max_bytes)
+        if not max_total_bytes > 0:
+            raise ValueError(
+                f"max_total_bytes: expected a positive number, found {max_total_bytes}"
+            )
+        self.max_total_bytes = int(max_total_bytes)
+        self.nbytes = 0
+        """Estimated bytes of memory of all sessions (bounded by ``max_total_bytes``)."""
         self._clock = clock
         self._lock = threading.Lock()
         self._data: OrderedDict[str, _Session] = OrderedDict()
@@ -163,8 +204,25 @@ class MemorySessionStore(SessionStore):
             sid, s = next(iter(data.items()))
             if now - s.touched < self.ttl_s:
                 break
-            del data[sid]
+            self._drop(sid)
             self.expired += 1
+
+    def _drop(self, session_id: str) -> _Session | None:
+        s = self._data.pop(session_id, None)
+        if s is not None:
+            self.nbytes -= s.mem
+        return s
+
+    def _live(self, session_id: str, now: float) -> _Session | None:
+        """The session if it is there and not expired (an expired one is dropped)."""
+        s = self._data.get(session_id)
+        if s is None:
+            return None
+        if now - s.touched >= self.ttl_s:
+            self._drop(session_id)
+            self.expired += 1
+            return None
+        return s
 
     def append(self, session_id: str, items: Iterable[Any]) -> tuple[list[Any], int]:
         items = _nonempty(items)
@@ -175,38 +233,54 @@ class MemorySessionStore(SessionStore):
             s = self._data.get(session_id)
             if s is None:
                 while len(self._data) >= self.max_sessions:
-                    self._data.popitem(last=False)
+                    self._drop(next(iter(self._data)))
                     self.evicted += 1
-                s = _Session(deque(), now, 0, 0, now)
+                base = SESSION_OVERHEAD + sys.getsizeof(session_id)
+                s = _Session(deque(), now, 0, 0, now, base)
                 self._data[session_id] = s
+                self.nbytes += base
             else:
                 self._data.move_to_end(session_id)
-            ev = s.events
+            ev, before = s.events, s.mem
             ev.extend(zip(items, sizes))
             s.n_bytes += sum(sizes)
+            s.mem += sum(memory_cost(x) for x in items)
             while len(ev) > 1 and (len(ev) > self.max_events or s.n_bytes > self.max_bytes):
-                s.n_bytes -= ev.popleft()[1]
+                x, size = ev.popleft()
+                s.n_bytes -= size
+                s.mem -= memory_cost(x)
+            self.nbytes += s.mem - before
             s.n_total += len(items)
             s.touched = now
+            while self.nbytes > self.max_total_bytes and len(self._data) > 1:
+                self._drop(next(iter(self._data)))  # the least recently used, never this one
+                self.evicted += 1
             return [x for x, _ in ev], s.n_total
 
-    def get(self, session_id: str) -> list[Any] | None:
+    def get(self, session_id: str, *, touch: bool = True) -> list[Any] | None:
         with self._lock:
             now = self._clock()
-            s = self._data.get(session_id)
+            s = self._live(session_id, now)
             if s is None:
                 return None
-            if now - s.touched >= self.ttl_s:
-                del self._data[session_id]
-                self.expired += 1
-                return None
+            if touch:
+                s.touched = now
+                self._data.move_to_end(session_id)
+            return [x for x, _ in s.events]
+
+    def touch(self, session_id: str) -> bool:
+        with self._lock:
+            now = self._clock()
+            s = self._live(session_id, now)
+            if s is None:
+                return False
             s.touched = now
             self._data.move_to_end(session_id)
-            return [x for x, _ in s.events]
+            return True
 
     def delete(self, session_id: str) -> bool:
         with self._lock:
-            return self._data.pop(session_id, None) is not None
+            return self._drop(session_id) is not None
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -215,6 +289,8 @@ class MemorySessionStore(SessionStore):
                 "store": "memory",
                 "sessions": len(self._data),
                 **self._bounds(),
+                "bytes": self.nbytes,
+                "max_total_bytes": self.max_total_bytes,
                 "evicted": self.evicted,
                 "expired": self.expired,
             }
@@ -288,6 +364,33 @@ redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('ZADD', KEYS[3], now_s, sid)
 return {total, table.concat(redis.call('LRANGE', KEYS[1], 0, -1), ',')}
+"""
+)
+
+# ARGV: session id (a read that renews nothing: no clock, no expiry, no LRU position)
+_PEEK = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then redis.call('HINCRBY', KEYS[4], 'expired', 1) end
+  return false
+end
+return table.concat(redis.call('LRANGE', KEYS[1], 0, -1), ',')
+"""
+
+# ARGV: session id, ttl ms; renews the session and returns 1, or 0 when it is gone
+_TOUCH = (
+    """
+local sid, ttl = ARGV[1], tonumber(ARGV[2])
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  if redis.call('ZREM', KEYS[3], sid) == 1 then redis.call('HINCRBY', KEYS[4], 'expired', 1) end
+  return 0
+end
+"""
+    + _NOW_US
+    + """
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('ZADD', KEYS[3], now_s, sid)
+return 1
 """
 )
 
@@ -432,6 +535,7 @@ class RedisSessionStore(SessionStore):
         self._ttl_ms = max(1, round(self.ttl_s * 1000))
         reg = self._r.register_script
         self._append, self._get, self._delete = reg(_APPEND), reg(_GET), reg(_DELETE)
+        self._peek, self._touch = reg(_PEEK), reg(_TOUCH)
         self._stats, self._report, self._live = reg(_STATS), reg(_REPORT), reg(_LIVE)
         p = self.prefix
         self._lru, self._st = p + "lru", p + "stats"
@@ -458,9 +562,17 @@ class RedisSessionStore(SessionStore):
         )
         return _decode(kept), int(total)
 
-    def get(self, session_id: str) -> list[Any] | None:
-        got = self._call(self._get, keys=self._keys(session_id), args=[session_id, self._ttl_ms])
+    def get(self, session_id: str, *, touch: bool = True) -> list[Any] | None:
+        if touch:
+            args = [session_id, self._ttl_ms]
+            got = self._call(self._get, keys=self._keys(session_id), args=args)
+        else:
+            got = self._call(self._peek, keys=self._keys(session_id), args=[session_id])
         return None if got is None else _decode(got)
+
+    def touch(self, session_id: str) -> bool:
+        args = [session_id, self._ttl_ms]
+        return bool(self._call(self._touch, keys=self._keys(session_id), args=args))
 
     def delete(self, session_id: str) -> bool:
         return bool(self._call(self._delete, keys=self._keys(session_id), args=[session_id]))
@@ -517,10 +629,14 @@ def open_store(
     max_events: int = DEFAULT_MAX_EVENTS,
     ttl_s: float = DEFAULT_TTL_S,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
 ) -> SessionStore:
-    """The store ``--session-store`` names: ``memory`` or a Redis URL (see the module docstring)."""
+    """The store ``--session-store`` names: ``memory`` or a Redis URL (see the module docstring).
+    ``max_total_bytes`` bounds the in-process store only (Redis has its own ``maxmemory``)."""
     if spec == "memory":
-        return MemorySessionStore(max_sessions, max_events, ttl_s, max_bytes=max_bytes)
+        return MemorySessionStore(
+            max_sessions, max_events, ttl_s, max_bytes=max_bytes, max_total_bytes=max_total_bytes
+        )
     if spec.startswith(SCHEMES):
         return RedisSessionStore(spec, max_sessions, max_events, ttl_s, max_bytes)
     raise ConfigError(

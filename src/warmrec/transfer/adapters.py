@@ -102,7 +102,7 @@ def load_adapters(base_model_dir: str | Path, adapter_dir: str | Path) -> Any:
     model.user_vocab = users if users is not None else base.user_vocab
     model.device = base.device
     model.net = model.build_net(model.n_items)
-    state = read_weights(art.weights_path)
+    state = read_weights(art.weights_path, art.info.weights_sha256)
     own = model.net.state_dict()
     base_state = base.net.state_dict()
     fill = {

@@ -70,9 +70,11 @@ class DataInput:
 
 
 def data_root() -> Path:
-    """The folder the default data paths are relative to (``$WARMREC_DATA`` or
-    ``../shared/data``)."""
-    return Path(os.environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT)
+    """The folder the default data paths are relative to: ``$WARMREC_DATA``, else
+    ``$WARMREC_SHARED_DATA`` (what the tests read), else ``../shared/data``."""
+    return Path(
+        os.environ.get(DATA_ROOT_ENV) or os.environ.get("WARMREC_SHARED_DATA") or DEFAULT_DATA_ROOT
+    )
 
 
 def parse_data_args(items: Sequence[str]) -> dict[str, str]:

@@ -1,0 +1,112 @@
+"""The ASGI guards: Host allow-list parsing and load shedding (in-process, deterministic)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+import pytest
+
+from warmrec.serving.guards import AllowedHosts, LoadShed
+
+
+@pytest.mark.parametrize(
+    ("bind", "host", "ok"),
+    [
+        ("127.0.0.1", b"localhost:8000", True),
+        ("127.0.0.1", b"127.0.0.1", True),
+        ("127.0.0.1", b"[::1]:8000", True),
+        ("127.0.0.1", b"rebind.attacker.example", False),
+        ("127.0.0.1", b"localhost:80:80", False),
+        ("127.0.0.1", b"localhost:http", False),
+        ("127.0.0.1", b"localhost:\xb2", False),  # a superscript two is no port
+        ("127.0.0.1", b"", False),
+        ("127.0.0.1", None, True),  # HTTP/1.0 without Host
+        ("api.internal", b"API.internal:443", True),
+        ("api.internal", b"other.internal", False),
+        ("0.0.0.0", socket.gethostname().encode(), True),
+        ("0.0.0.0", b"192.168.1.20:8000", True),
+        ("0.0.0.0", b"attacker.example", False),
+    ],
+)
+def test_allowed_hosts_for_a_bind(bind, host, ok):
+    assert AllowedHosts.for_bind(bind).allows(host) is ok
+
+
+def test_extra_names_and_star():
+    assert AllowedHosts.for_bind("127.0.0.1", ["recs.example.com"]).allows(b"recs.example.com")
+    assert AllowedHosts(["*"]).allows(b"anything.at.all")
+
+
+async def _call(mw: LoadShed, path: str = "/recommend") -> tuple[int, dict[str, str]]:
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(msg: dict) -> None:
+        sent.append(msg)
+
+    scope = {"type": "http", "method": "POST", "path": path, "headers": [], "query_string": b""}
+    await mw(scope, receive, send)
+    start = sent[0]
+    headers = {k.decode(): v.decode() for k, v in start.get("headers", [])}
+    return start["status"], headers
+
+
+def test_load_shedding_bounds_what_a_turn_of_the_loop_admits():
+    """20 requests read in one turn of the loop, 5 admitted: the rest get 503 + Retry-After at
+    once, without running the app; the next turn is admitted again; /health is never shed."""
+    ran: list[int] = []
+
+    async def app(scope, receive, send) -> None:
+        ran.append(1)  # inline, CPU-bound work: no await before the answer
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    mw = LoadShed(app, max_inflight=5)
+
+    async def burst(n: int, path: str = "/recommend") -> list[tuple[int, dict]]:
+        return await asyncio.gather(*(_call(mw, path) for _ in range(n)))
+
+    async def main() -> None:
+        first = await burst(20)
+        codes = [c for c, _ in first]
+        assert codes.count(200) == 5 and codes.count(503) == 15
+        assert all(h.get("retry-after") == "1" for c, h in first if c == 503)
+        assert len(ran) == 5 and mw.inflight == 0
+        assert [c for c, _ in await burst(5)] == [200] * 5
+        assert [c for c, _ in await burst(12, "/health")] == [200] * 12
+
+    asyncio.run(main())
+    assert mw.stats() == {"max_inflight": 5, "inflight": 0, "peak_inflight": 5, "shed": 15}
+
+
+def test_a_shed_answer_is_a_json_problem():
+    async def app(scope, receive, send) -> None:
+        await asyncio.sleep(0.05)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    mw = LoadShed(app, max_inflight=1)
+    body: list[bytes] = []
+
+    async def send(msg: dict) -> None:
+        if msg["type"] == "http.response.body":
+            body.append(msg["body"])
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b""}
+
+    async def main() -> None:
+        scope = {"type": "http", "method": "GET", "path": "/x", "headers": []}
+        slow = asyncio.create_task(mw(scope, receive, lambda m: asyncio.sleep(0)))
+        await asyncio.sleep(0.01)
+        await mw(scope, receive, send)
+        await slow
+
+    asyncio.run(main())
+    assert "overloaded" in json.loads(body[0])["detail"]
+    with pytest.raises(ValueError):
+        LoadShed(None, max_inflight=0)
