@@ -25,6 +25,15 @@ from pathlib import Path
 from _bench import LoadSampler, write_section
 
 RESULTS = Path(__file__).parent / "results" / "recipes.md"
+SECTIONS = (
+    "## Its figures beside ours",
+    "## The goal",
+    "## Results of the runs",
+    "## The search",
+    "## BST's context and pred.csv",
+    "## Sessions",
+)
+"""The report's sections copied into the results file (the rest: plots, steps, data)."""
 TITLE = (
     "# Recipes: one command per source project, in full\n\n"
     "Written by `benchmarks/recipes.py`; one section per recipe, each from the run it names.\n"
@@ -70,7 +79,7 @@ def section(r: dict, argv: list[str], quick: bool) -> str:
     report = (r["out"] / "report.md").read_text()
     # the report's "Its figures beside ours" table (and the goal, where the recipe has one)
     keep = []
-    for head in ("## Its figures beside ours", "## The goal", "## Results of the runs"):
+    for head in SECTIONS:
         if head in report:
             part = report.split(head, 1)[1].split("\n## ", 1)[0]
             keep.append(f"### {head[3:]}\n\n{part.strip()}\n")
@@ -97,9 +106,13 @@ def section(r: dict, argv: list[str], quick: bool) -> str:
             f"| {name} | `warmrec recipe run {name}{' --quick' if quick else ''} --out DIR` | "
             f"{r['steps_s']:.0f} | {r['peak_mb']:.0f} |",
             "",
-            f"This invocation: {r['wall_s']:.0f} s wall "
-            f"({len(r['state']['last_run']['ran'])} steps ran, "
-            f"{len(r['state']['last_run']['skipped'])} resumed from an earlier invocation).",
+            "Invocations: "
+            + "; ".join(
+                f"{i.get('started', 'earlier')}: {i['seconds']:.0f} s, {len(i['ran'])} steps ran, "
+                f"{len(i['skipped'])} resumed"
+                for i in r["state"].get("invocations", [r["state"]["last_run"]])
+            )
+            + ".",
             "",
             "| step | kind | seconds | peak memory so far (MiB) |",
             "|---|---|---:|---:|",

@@ -117,6 +117,9 @@ def test_a_killed_recipe_resumes_from_its_last_finished_step(tmp_path, log_path)
     # nothing left to do: a third run computes nothing
     again = run_recipe(Toy(), out, data={"log": str(log_path)})
     assert again.ran == [] and len(CALLS) == 2
+    state = json.loads((out / "state.json").read_text())
+    ran = [(len(i["ran"]), len(i["skipped"])) for i in state["invocations"]]
+    assert ran == [(2, 2), (0, 4)]  # the killed invocation recorded nothing: it never finished
 
 
 def test_a_step_whose_settings_changed_runs_again(tmp_path, log_path):

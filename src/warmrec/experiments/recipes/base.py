@@ -538,6 +538,7 @@ def run_recipe(
     done = state["steps"]
     ctx = Context(out.resolve(), dict(paths), quick, progress=progress)
     ran, skipped = [], []
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
     t_all = time.perf_counter()
     for i, step in enumerate(steps, 1):
         fp = step.fingerprint()
@@ -569,7 +570,10 @@ def run_recipe(
     for stale in [n for n in done if n not in names]:
         done.pop(stale)
     total = time.perf_counter() - t_all
-    state["last_run"] = {"seconds": total, "ran": ran, "skipped": skipped}
+    if "invocations" not in state:  # a state written before invocations were kept
+        state["invocations"] = [state["last_run"]] if "last_run" in state else []
+    state["last_run"] = {"started": started, "seconds": total, "ran": ran, "skipped": skipped}
+    state["invocations"].append(state["last_run"])
     write_state(out, state)
     from warmrec.experiments.recipes.report import write_recipe_report
 
