@@ -85,7 +85,9 @@ def section(r: dict, argv: list[str], quick: bool) -> str:
             keep.append(f"### {head[3:]}\n\n{part.strip()}\n")
     steps = r["state"]["steps"]
     step_rows = "\n".join(
-        f"| {k} | {v['kind']} | {v['seconds']:.1f} | {v['peak_rss_mb']:.0f} |"
+        f"| {k} | {v['kind']} | {v['seconds']:.1f} | "
+        + (f"{v['cpu_s']:.1f}" if "cpu_s" in v else "-")
+        + f" | {v['peak_rss_mb']:.0f} |"
         for k, v in steps.items()
     )
     begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
@@ -114,8 +116,8 @@ def section(r: dict, argv: list[str], quick: bool) -> str:
             )
             + ".",
             "",
-            "| step | kind | seconds | peak memory so far (MiB) |",
-            "|---|---|---:|---:|",
+            "| step | kind | seconds | CPU seconds | peak memory so far (MiB) |",
+            "|---|---|---:|---:|---:|",
             step_rows,
             "",
             *keep,

@@ -19,8 +19,9 @@ transfer run's source is ``{out}/models/pretrain-...``), so ``warmrec recipe sho
 plan without an output folder.
 
 **Resuming.** :func:`run_recipe` records every finished step in ``OUT/state.json`` (written
-atomically after each step: its fingerprint -- a hash of the step's settings --, seconds, the
-process's peak resident memory so far, and its record). Run again with the same ``OUT``, a step
+atomically after each step: its fingerprint -- a hash of the step's settings --, wall and CPU
+seconds (CPU: this process's, on a shared machine the steadier figure), the process's peak
+resident memory so far, and its record). Run again with the same ``OUT``, a step
 whose fingerprint is recorded as finished is not run again; a step whose settings changed (say
 ``--quick`` dropped) runs again. A killed recipe therefore continues from its last finished
 step; a step killed half-way starts over (models and study folders are written atomically, and
@@ -549,15 +550,16 @@ def run_recipe(
             ctx.say(f"{i}/{len(steps)} {step.name}: finished earlier, skipped")
             continue
         ctx.say(f"{i}/{len(steps)} {step.name} ({step.kind}) ...")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         record = step.run(ctx)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         ctx.records[step.name] = record
         done[step.name] = {
             "status": "done",
             "kind": step.kind,
             "fingerprint": fp,
             "seconds": seconds,
+            "cpu_s": cpu,
             "peak_rss_mb": peak_rss_mb(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "record": record,

@@ -60,6 +60,7 @@ def steps_frame(steps: Sequence[Step], state: Mapping[str, Any]) -> pl.DataFrame
                 "kind": s.kind,
                 "what": s.about,
                 "seconds": _round(st.get("seconds"), 1),
+                "CPU s": _round(st.get("cpu_s"), 1),
                 "peak memory (MiB)": _round(st.get("peak_rss_mb"), 0),
                 "this run": "ran" if s.name in ran else "resumed (finished earlier)",
             }
