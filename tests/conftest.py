@@ -19,10 +19,12 @@ from warmrec.models.base import Recommender
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 SHARED = Path(
-    os.environ.get("WARMREC_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
+    os.environ.get("WARMREC_SHARED_DATA")
+    or os.environ.get("WARMREC_DATA")
+    or Path(__file__).resolve().parents[2] / "shared" / "data"
 )
-"""The shared real datasets (``../shared/data``; ``WARMREC_SHARED_DATA`` points elsewhere, e.g.
-from a worktree)."""
+"""The shared real datasets (``../shared/data``; ``WARMREC_SHARED_DATA``, or ``WARMREC_DATA`` as
+the recipes read it, points elsewhere, e.g. from a worktree)."""
 
 
 def cyclic_log(

@@ -718,3 +718,48 @@ def test_atomic_dir_removes_temp_dirs_of_killed_writers(tmp_path):
     assert not stale.exists() and not legacy.exists()
     assert fresh_legacy.exists() and live.exists()
     assert (tmp_path / "out" / "f").read_text() == "1"
+
+
+def test_last_pair_split_exact_rows_and_draw():
+    from warmrec.data.prepared import prepare
+    from warmrec.data.split import last_pair_split
+
+    # sessions 0..4 with 2, 3, 4, 5, 3 events; items = 10 * session + position
+    lens = [2, 3, 4, 5, 3]
+    sess = np.repeat(np.arange(5), lens)
+    pos = np.concatenate([np.arange(k) for k in lens])
+    df = pl.DataFrame(
+        {"session_id": sess, "item_id": sess * 10 + pos, "timestamp": pos * 60.0 + sess * 1e4}
+    )
+    # rows out of order: the split sorts by session and time
+    sp = last_pair_split(df.reverse(), n_test=2, n_valid=1, seed=7)
+    assert sp.kind == "sessions" and sp.info["short_sequences_dropped"] == 1
+    drawn = np.random.default_rng(7).choice(4, 3, replace=False)  # over sessions 1, 2, 3, 4
+    keys = np.array([1, 2, 3, 4])
+    test_keys, valid_keys = set(keys[drawn[:2]]), set(keys[drawn[2:]])
+    # train: every kept session minus its last event (session 0, too short, is left out)
+    want_train = [s * 10 + p for s, k in zip(range(1, 5), lens[1:]) for p in range(k - 1)]
+    assert sorted(sp.train["item_id"].to_list()) == sorted(want_train)
+    for part, ks in ((sp.test, test_keys), (sp.valid, valid_keys)):
+        assert set(part["session_id"].to_list()) == ks
+        for k in ks:
+            got = part.filter(pl.col("session_id") == k).sort("timestamp")["item_id"].to_list()
+            assert got == [k * 10 + lens[k] - 2, k * 10 + lens[k] - 1]
+    prep = prepare(df, split="last_pair", split_options={"n_test": 2, "n_valid": 1, "seed": 7})
+    es = prep.test
+    assert len(es) == 2 and ((es.ends - es.starts) == 1).all()  # the query is one item
+    queries = prep.vocab.decode(es.items[es.starts])
+    targets = prep.vocab.decode(es.targets)
+    assert sorted(zip(queries, targets)) == sorted(
+        (k * 10 + lens[k] - 2, k * 10 + lens[k] - 1) for k in test_keys
+    )
+
+
+def test_last_pair_split_refuses_too_few_sequences():
+    from warmrec.data.split import last_pair_split
+
+    df = pl.DataFrame({"session_id": [1, 1, 1], "item_id": [1, 2, 3], "timestamp": [1.0, 2, 3]})
+    with pytest.raises(DataError, match="too few sequences"):
+        last_pair_split(df, n_test=1, n_valid=1)
+    with pytest.raises(ConfigError, match="min_session_length"):
+        last_pair_split(df, n_test=1, n_valid=0, min_session_length=1)

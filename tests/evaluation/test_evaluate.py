@@ -330,3 +330,31 @@ def test_empty_eval_set():
     es = make_set([], [], 6)
     res = evaluate(FixedScores(np.zeros((0, 6))), es, ["hr@10", "coverage@2"])
     assert res.n_examples == 0 and res.ranks.size == 0
+
+
+def test_unseen_negatives_never_in_the_history():
+    # 30 items; each example saw items 1..20 (scored highest) and its target scores above the
+    # rest: with negatives drawn from the unseen items only, the target is always first
+    n_items = 31
+    hist = [list(range(1, 21))] * 50
+    targets = [25] * 25 + [5] * 25  # the second half's target is itself in the history
+    es = make_set(hist, targets, n_items)
+    scores = np.zeros((50, n_items))
+    scores[:, 1:21] = 10.0
+    scores[:, 25] = 5.0
+    scores[:, 5] = 10.0
+    unseen = evaluate(FixedScores(scores), es, ["hr@1"], "sampled-unseen-20", seed=2)
+    # the history-free negatives score 0: target 25 (5.0) and the seen target 5 (10.0) both win
+    assert unseen.ranks.tolist() == [1] * 50
+    neg = _Negatives(es.targets, 20, n_items, None, 2, es).get(0, 50)
+    assert not np.isin(neg, np.arange(1, 21)).any() and (neg != es.targets[:, None]).all()
+    assert set(np.unique(neg[:25])) == set(range(21, 31)) - {25}  # never the target either
+    assert set(np.unique(neg[25:])) == set(range(21, 31))
+    uniform = evaluate(FixedScores(scores), es, ["hr@1"], "sampled-uniform-20", seed=2)
+    assert (uniform.ranks[:25] > 1).all()  # uniform negatives include seen items scoring 10
+
+
+def test_unseen_negatives_when_every_other_item_was_seen():
+    es = make_set([[1, 2, 3]], [4], 5)  # items 1..4: all but the target seen
+    with pytest.raises(ConfigError, match="seen every item"):
+        evaluate(FixedScores(np.zeros((1, 5))), es, ["hr@1"], "sampled-unseen-3")

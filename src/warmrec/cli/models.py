@@ -140,7 +140,9 @@ def train(
 @click.option("--part", default="test", show_default=True, help="test or valid.")
 @click.option("--metrics", default=None, help="Comma-separated, e.g. hr@10,ndcg@10,mrr@20.")
 @click.option(
-    "--protocol", default=None, help="full (default) or sampled-uniform-N / sampled-pop-N."
+    "--protocol",
+    default=None,
+    help="full (default), sampled-uniform-N, sampled-pop-N or sampled-unseen-N (SASRec.pytorch).",
 )
 @click.option("--exclude-seen", is_flag=True, help="Never rank items already in the history.")
 @click.option("--config", "config_file", default=None)

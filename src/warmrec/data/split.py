@@ -1,6 +1,6 @@
 """Train / validation / test splits that never let the future leak into training.
 
-Four protocols, each a function returning a :class:`Split`, and :func:`split` to pick one by name:
+Five protocols, each a function returning a :class:`Split`, and :func:`split` to pick one by name:
 
 ========================  ===========  =====================================================
 name                      kind         held out
@@ -12,6 +12,8 @@ name                      kind         held out
                           next_item
 ``"last_session"``        sessions     each user's last session, or the latest 10 % of sessions
 ``"user"``                sessions     whole users (cold start)
+``"last_pair"``           sessions     (second last, last) of sampled sequences; the query is
+                                       the second last item alone (Cloudera FF19's protocol)
 ========================  ===========  =====================================================
 
 ``kind="next_item"``: each held-out row is one target whose history is every earlier event of its
@@ -650,6 +652,90 @@ def user_split(
     return _finish(s, "sessions", key, info, drop_unseen, min_session_length, sequence_key(df))
 
 
+def last_pair_split(
+    df: pl.DataFrame,
+    *,
+    n_test: int = 1000,
+    n_valid: int = 1000,
+    seed: int = 123,
+    min_session_length: int = 3,
+    key: str | None = None,
+    drop_unseen: bool = False,
+) -> Split:
+    """Next-event prediction from one item (Cloudera Fast Forward's session-based recommender
+    protocol, "FF19"): train on every sequence minus its last event; hold out the pair (second
+    last, last) of ``n_test`` and of ``n_valid`` sequences drawn with ``seed``.
+
+    ::
+
+        sequence a:  e1 ─ e2 ─ e3 ─ e4 ─ e5        (a drawn for test)
+                     └──── train ─────┘
+                                    e4 ─ e5         test pair: history [e4], target e5
+        sequence b:  e1 ─ e2 ─ e3                   (not drawn: e1, e2 train; e3 unused)
+
+    - Sequences (``key``: the sequence key, ``session_id`` or else ``user_id``) with fewer than
+      ``min_session_length`` (3) events are left out first, as the source project's
+      preprocessing does; events are ordered by time per sequence (ties: input order).
+    - The held-out sequences are drawn as the source does: the sequences sorted by key,
+      ``numpy.random.default_rng(seed).choice(n, n_test + n_valid, replace=False)``; the first
+      ``n_test`` are test, the next ``n_valid`` validation (disjoint). The second-last event of a
+      held-out sequence is also in training (the source's ``sess[:-1]``): parts overlap by
+      design, so a folder written from this split is not a valid split folder.
+    - Each held-out pair is one example whose history is *the single second-last item* (the
+      query of ``most_similar``), ``kind="sessions"``. Evaluate with ``exclude_seen=True`` to
+      match the source, whose ``most_similar`` never returns the query item.
+    - ``drop_unseen`` is off: a target never seen in training is a miss, as in the source (its
+      recall divides by every pair).
+    """
+    key = key or sequence_key(df)
+    _require(df, [key, ITEM, TIME])
+    if n_test < 1 or n_valid < 0 or min_session_length < 2:
+        raise ConfigError(
+            "last_pair split: expected n_test >= 1, n_valid >= 0 and min_session_length >= 2, "
+            f"found n_test={n_test}, n_valid={n_valid}, min_session_length={min_session_length}"
+        )
+    s = stable_sort(df, [key, TIME])
+    gid = s[key].rle_id().to_numpy()
+    lens = np.bincount(gid)
+    keep = lens[gid] >= min_session_length
+    n_short = int((lens < min_session_length).sum())
+    s = s.filter(pl.Series(keep))
+    gid = s[key].rle_id().to_numpy()
+    lens = np.bincount(gid) if len(gid) else np.zeros(0, np.int64)
+    n = len(lens)
+    if n_test + n_valid > n:
+        raise DataError(
+            "too few sequences for the last_pair split",
+            field="n_test",
+            expected=f"at least n_test + n_valid = {n_test + n_valid} sequences with >= "
+            f"{min_session_length} events",
+            found=f"{n}",
+        )
+    drawn = np.random.default_rng(seed).choice(n, n_test + n_valid, replace=False)
+    role = np.full(n, TRAIN, dtype=np.int32)
+    role[drawn[:n_test]] = TEST
+    role[drawn[n_test:]] = VALID
+    ends = np.cumsum(lens)
+    rev = ends[gid] - 1 - np.arange(len(gid))  # events after this one within its sequence
+    held = role[gid]
+    train = s.filter(pl.Series(rev > 0))
+    valid = s.filter(pl.Series((held == VALID) & (rev <= 1)))
+    test = s.filter(pl.Series((held == TEST) & (rev <= 1)))
+    info: dict[str, Any] = {
+        "method": "last_pair",
+        "n_test": n_test,
+        "n_valid": n_valid,
+        "seed": seed,
+        "min_session_length": min_session_length,
+        "short_sequences_dropped": n_short,
+    }
+    if drop_unseen:
+        items = train[ITEM].unique()
+        valid = _filter_held_out(items, valid, key, 2, info, "valid")
+        test = _filter_held_out(items, test, key, 2, info, "test")
+    return Split(train, valid, test, "sessions", key, info)
+
+
 @dataclass
 class DomainPair:
     """A source and a target domain cut from one log (:func:`new_user_domains`).
@@ -741,6 +827,7 @@ METHODS: dict[str, Callable[..., Split]] = {
     "temporal": temporal_split,
     "last_session": last_session_split,
     "user": user_split,
+    "last_pair": last_pair_split,
 }
 
 
@@ -767,10 +854,12 @@ def default_split(frame: pl.DataFrame, *, long_history: int = LONG_HISTORY) -> s
 
 
 def split(df: pl.DataFrame, method: str, **kw: Any) -> Split:
-    """Split by protocol name: ``"loo"``, ``"temporal"``, ``"last_session"`` or ``"user"``.
+    """Split by protocol name: ``"loo"``, ``"temporal"``, ``"last_session"``, ``"user"`` or
+    ``"last_pair"``.
 
     Keyword arguments go to the protocol's function (:func:`leave_one_out`,
-    :func:`temporal_split`, :func:`last_session_split`, :func:`user_split`); an unknown one raises
+    :func:`temporal_split`, :func:`last_session_split`, :func:`user_split`,
+    :func:`last_pair_split`); an unknown one raises
     :class:`~warmrec.errors.ConfigError`.
     """
     fn = METHODS.get(method)

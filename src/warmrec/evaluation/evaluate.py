@@ -8,6 +8,16 @@ Protocols:
   never the target itself nor padding). Sampled metrics are known to disagree with full ranking;
   they exist only under these explicit names. The negatives of example ``j`` depend only on
   ``seed`` and ``j``, so results do not depend on ``batch_size``.
+- ``"sampled-unseen-N"``: the evaluator of SASRec.pytorch (Kang & McAuley's SASRec, and the
+  SSE-PT code built on it): the target is ranked against N items drawn uniformly, with
+  replacement, from the items *not in the example's history* (nor the target, nor padding) --
+  ``rated = set(history); t = randint(1, n_items) while t in rated`` there. Its "NDCG@10" and
+  "HR@10" over 101 candidates are what SASRec/SSE-PT papers report (e.g. SSE-PT's Wiki1000
+  figure). Two documented differences: the history here is every event before the target (for
+  a leave-one-out test example that includes the validation item, which SASRec.pytorch's
+  ``rated`` leaves out, so it may be drawn there), and ties count against the model as in every
+  protocol here (SASRec.pytorch ranks by ``argsort``, which leaves ties to the sort). It also
+  scores at most 10,000 random users on larger data; this scores every example.
 
 In every protocol the target's rank counts ties against the model, padding is never ranked, and
 NaN scores rank last. With ``exclude_seen=True`` every item of the (whole) history is removed
@@ -34,7 +44,7 @@ from warmrec.evaluation import metrics as M
 
 DEFAULT_METRICS = ("hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20", "mrr@20")
 
-_SAMPLED = re.compile(r"^sampled-(uniform|pop)-(\d+)$")
+_SAMPLED = re.compile(r"^sampled-(uniform|pop|unseen)-(\d+)$")
 _NEG_CHUNK = 1024  # examples per independently seeded block of negatives
 
 
@@ -65,7 +75,8 @@ def _sample_protocol(protocol: str) -> tuple[str, int] | None:
     m = _SAMPLED.match(protocol)
     if not m:
         raise ConfigError(
-            f"unknown protocol '{protocol}'; expected 'full', 'sampled-uniform-N' or 'sampled-pop-N'"
+            f"unknown protocol '{protocol}'; expected 'full', 'sampled-uniform-N', 'sampled-pop-N' "
+            "or 'sampled-unseen-N'"
         )
     if int(m.group(2)) < 1:
         raise ConfigError(f"protocol '{protocol}': N must be at least 1")
@@ -105,21 +116,57 @@ def _sample_negatives(
     return out
 
 
+def _redraw_seen(
+    neg: np.ndarray, eval_set: EvalSet, rows: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """``neg`` (uniform, never the target) with every draw that is in its example's history
+    drawn again, uniformly from the rest (``sampled-unseen-N``: SASRec.pytorch's rejection)."""
+    n_items = eval_set.n_items
+    for r, j in enumerate(rows):
+        hist = eval_set.history(j)
+        if not len(hist):
+            continue
+        bad = np.isin(neg[r], hist)
+        if not bad.any():
+            continue
+        banned = np.union1d(hist, [0, eval_set.targets[j]])
+        allowed = np.setdiff1d(np.arange(1, n_items), banned, assume_unique=True)
+        if not len(allowed):
+            raise ConfigError(
+                f"protocol sampled-unseen-N: example {j} has seen every item, so no item is "
+                "left to sample"
+            )
+        neg[r, bad] = rng.choice(allowed, size=int(bad.sum()))
+    return neg
+
+
 class _Negatives:
-    """Negatives per example, drawn in fixed blocks of examples seeded by ``(seed, block)``."""
+    """Negatives per example, drawn in fixed blocks of examples seeded by ``(seed, block)``;
+    with ``eval_set`` (``sampled-unseen-N``) none is in its example's history."""
 
     def __init__(
-        self, targets: np.ndarray, n: int, n_items: int, probs: np.ndarray | None, seed: int
+        self,
+        targets: np.ndarray,
+        n: int,
+        n_items: int,
+        probs: np.ndarray | None,
+        seed: int,
+        eval_set: EvalSet | None = None,
     ) -> None:
         self.targets, self.n, self.n_items, self.probs, self.seed = targets, n, n_items, probs, seed
         self.cdf = None if probs is None else np.cumsum(probs)
+        self.eval_set = eval_set
         self.cache: dict[int, np.ndarray] = {}
 
     def _block(self, c: int) -> np.ndarray:
         if c not in self.cache:
             rng = np.random.default_rng([self.seed, c])
             t = self.targets[c * _NEG_CHUNK : (c + 1) * _NEG_CHUNK]
-            self.cache = {c: _sample_negatives(t, self.n, self.n_items, self.probs, rng, self.cdf)}
+            neg = _sample_negatives(t, self.n, self.n_items, self.probs, rng, self.cdf)
+            if self.eval_set is not None:
+                rows = np.arange(c * _NEG_CHUNK, c * _NEG_CHUNK + len(t))
+                neg = _redraw_seen(neg, self.eval_set, rows, rng)
+            self.cache = {c: neg}
             # keep only the newest block: batches walk forward through the examples
         return self.cache[c]
 
@@ -212,7 +259,10 @@ def evaluate(
             )
     if sampled and sampled[1] >= n_items - 1:
         raise ConfigError(f"protocol {protocol}: N must be below the catalogue size {n_items - 1}")
-    negatives = _Negatives(eval_set.targets, sampled[1], n_items, probs, seed) if sampled else None
+    negatives = None
+    if sampled:
+        unseen = eval_set if sampled[0] == "unseen" else None
+        negatives = _Negatives(eval_set.targets, sampled[1], n_items, probs, seed, unseen)
     kmax = max([s.k for s in list_specs], default=0)
     ktop = min(kmax, n_items)
     ranks = np.zeros(n, dtype=np.int64)

@@ -23,7 +23,8 @@ A spec is a pydantic root with one section per concern, each checked when the sp
 before any data is read::
 
     [data]   path, format, columns, no_timestamp, order, time_unit, sep
-    [split]  method = "auto" | "given" | "loo" | "loo_new" | "temporal" | "last_session" | "user",
+    [split]  method = "auto" | "given" | "loo" | "loo_new" | "temporal" | "last_session" |
+             "user" | "last_pair" | "coldstart",
              that method's options, resplit
     [model]  name, then the model's own config keys
     [train]  the training loop's settings (neural models only)
@@ -225,6 +226,26 @@ class UserSplit(_Split):
     """Remove held-out events of items never seen in training."""
 
 
+class LastPairSplit(_Split):
+    """Cloudera FF19's next-event protocol (:func:`~warmrec.data.split.last_pair_split`): train
+    on every sequence minus its last event; ``n_test`` and ``n_valid`` (second last, last) pairs
+    of sequences drawn with ``seed``; the query is the second-last item alone."""
+
+    method: Literal["last_pair"] = "last_pair"
+    n_test: int = Field(1000, ge=1)
+    """Test pairs (one per drawn sequence)."""
+    n_valid: int = Field(1000, ge=0)
+    """Validation pairs (other drawn sequences)."""
+    seed: int = 123
+    """Seed of the draw (the source project's ``default_rng(123)``)."""
+    min_session_length: int = Field(3, ge=2)
+    """Shorter sequences are left out (the source keeps sessions of 3 or more events)."""
+    key: str | None = None
+    """The sequence column (None: the log's sequence key)."""
+    drop_unseen: bool = False
+    """Remove pairs whose items never occur in training (the source counts them as misses)."""
+
+
 class ColdStartSplit(_Split):
     """The user cold-start scenario (:class:`~warmrec.experiments.scenarios.ColdStartUsers`):
     models fit on meta-train users; a meta-valid / meta-test example reveals a user's first
@@ -259,6 +280,7 @@ SplitSpec = Annotated[
     | TemporalSplit
     | LastSessionSplit
     | UserSplit
+    | LastPairSplit
     | ColdStartSplit,
     Field(discriminator="method"),
 ]
@@ -270,6 +292,7 @@ SPLIT_CLASSES: dict[str, type[_Split]] = {
     "temporal": TemporalSplit,
     "last_session": LastSessionSplit,
     "user": UserSplit,
+    "last_pair": LastPairSplit,
     "coldstart": ColdStartSplit,
 }
 
@@ -375,7 +398,7 @@ class EvalSpec(ConfigModel):
     """Metrics at cut-offs, e.g. ``hr@10``, ``ndcg@10``, ``mrr@20``."""
     protocol: str = "full"
     """``full`` (rank the whole catalogue) or a named sampled protocol (``sampled-uniform-100``,
-    ``sampled-pop-100``)."""
+    ``sampled-pop-100``, ``sampled-unseen-100``: SASRec.pytorch's evaluator)."""
     exclude_seen: bool = False
     """Never rank items already in the history."""
 

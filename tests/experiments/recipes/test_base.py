@@ -1,0 +1,243 @@
+"""Recipes: steps as TOML, resumable runs (state.json), the report, and data inputs; on a tiny
+log with a known next item (``i -> i + 1``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import cyclic_log
+from warmrec.config import tomllib
+from warmrec.errors import ConfigError, DataError
+from warmrec.experiments.recipes import get_recipe, list_recipes
+from warmrec.experiments.recipes.base import (
+    CallStep,
+    Claim,
+    Context,
+    DataInput,
+    Recipe,
+    RunStep,
+    fill_out,
+    parse_data_args,
+    run_recipe,
+    steps_toml,
+)
+from warmrec.experiments.spec import spec_from_config
+
+CALLS: list[str] = []
+
+
+def flaky(ctx: Context, name: str, *, fail: bool = False) -> dict[str, Any]:
+    """A step that fails while ``FAIL`` holds (a killed run), and counts its calls."""
+    CALLS.append(name)
+    if fail and FAIL["on"]:
+        raise RuntimeError("killed")
+    return {"n_records_before": len(ctx.records), "quick": ctx.quick}
+
+
+FAIL = {"on": True}
+
+
+class Toy(Recipe):
+    name = "toy"
+    title = "a toy recipe"
+    description = "Markov chain and popularity on a cyclic log."
+    source = "A made-up project that reported HR@1 = 1.0 for its Markov chain."
+    inputs = (DataInput("log", "toy/log.csv", "cyclic log"),)
+
+    def runs(self, quick: bool, data_paths: Mapping[str, str]) -> list[Any]:
+        base = {
+            "data": {"path": data_paths["log"]},
+            "split": {
+                "method": "last_session",
+                "test_share": 0.2,
+                "valid_share": 0.2,
+                "min_test_sessions": 10,
+            },
+            "eval": {"metrics": ["hr@1", "hr@10"]},
+        }
+        return [
+            CallStep(
+                "eda",
+                kind="eda",
+                call="warmrec.experiments.recipes.steps:eda",
+                params={"data": {"log": base["data"]}},
+            ),
+            RunStep("markov", run_config={**base, "model": {"name": "markov"}}),
+            CallStep(
+                "flaky", call="tests.experiments.recipes.test_base:flaky", params={"fail": True}
+            ),
+            RunStep(
+                "pop",
+                run_config={**base, "model": {"name": "pop"}},
+                test_protocols=("full", "sampled-uniform-5"),
+            ),
+        ]
+
+    def claims(self, records: Mapping[str, Any]) -> list[Claim]:
+        return [Claim("HR@1 of the Markov chain", "1.0", ("markov", "test", "full", "hr@1"), "p")]
+
+
+@pytest.fixture
+def log_path(tmp_path: Path) -> Path:
+    p = tmp_path / "log.csv"
+    cyclic_log(n_sessions=120, n_items=12, length=6).write_csv(p)
+    return p
+
+
+def test_a_killed_recipe_resumes_from_its_last_finished_step(tmp_path, log_path):
+    out = tmp_path / "out"
+    CALLS.clear()
+    FAIL["on"] = True
+    with pytest.raises(RuntimeError, match="killed"):
+        run_recipe(Toy(), out, data={"log": str(log_path)})
+    state = json.loads((out / "state.json").read_text())
+    assert list(state["steps"]) == ["eda", "markov"]  # written after each finished step
+    markov = state["steps"]["markov"]["record"]
+    assert markov["test"]["full"]["hr@1"] == 1.0  # the chain knows i -> i + 1
+    assert (out / "models" / "markov" / "config.json").is_file()
+    FAIL["on"] = False
+    res = run_recipe(Toy(), out, data={"log": str(log_path)})
+    assert res.skipped == ["eda", "markov"] and res.ran == ["flaky", "pop"]
+    assert CALLS == ["flaky", "flaky"]
+    assert res.records["flaky"]["n_records_before"] == 2  # earlier records were read back
+    pop = res.records["pop"]["test"]
+    assert set(pop) == {"full", "sampled-uniform-5"}
+    assert pop["sampled-uniform-5"]["hr@10"] == 1.0  # 6 candidates: always in the top 10
+    assert pop["full"]["hr@1"] < 0.5  # popularity cannot know what comes next
+    # the report sets the project's figure beside ours and lists every step
+    md = (out / "report.md").read_text()
+    assert "| HR@1 of the Markov chain | 1.0 | 1.0000 | p |" in md
+    assert "resumed (finished earlier)" in md and "sampled-uniform-5" in md
+    assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
+    # nothing left to do: a third run computes nothing
+    again = run_recipe(Toy(), out, data={"log": str(log_path)})
+    assert again.ran == [] and len(CALLS) == 2
+    state = json.loads((out / "state.json").read_text())
+    ran = [(len(i["ran"]), len(i["skipped"])) for i in state["invocations"]]
+    assert ran == [(2, 2), (0, 4)]  # the killed invocation recorded nothing: it never finished
+
+
+def test_a_step_whose_settings_changed_runs_again(tmp_path, log_path):
+    FAIL["on"] = False
+    out = tmp_path / "out"
+    run_recipe(Toy(), out, data={"log": str(log_path)})
+
+    class Changed(Toy):
+        def runs(self, quick, data_paths):
+            steps = super().runs(quick, data_paths)
+            steps[1].run_config["model"] = {"name": "markov", "topk": 3}
+            steps[1].about = "a new description changes nothing"
+            steps[0].about = "so is this"
+            return steps
+
+    res = run_recipe(Changed(), out, data={"log": str(log_path)})
+    assert res.ran == ["markov"]
+
+
+def test_an_output_folder_of_another_recipe_is_refused(tmp_path, log_path):
+    FAIL["on"] = False
+    out = tmp_path / "out"
+    run_recipe(Toy(), out, data={"log": str(log_path)})
+
+    class Other(Toy):
+        name = "other"
+
+    with pytest.raises(ConfigError, match="holds the state of recipe 'toy'"):
+        run_recipe(Other(), out, data={"log": str(log_path)})
+
+
+def test_steps_as_toml_round_trip_to_the_same_run_specs(log_path):
+    r = Toy()
+    steps = r.steps(False, {"log": str(log_path)})
+    text = steps_toml(r, steps, False, r.data_paths({"log": str(log_path)}))
+    parsed = tomllib.loads(text)["step"]
+    assert [s["name"] for s in parsed] == ["eda", "markov", "flaky", "pop"]
+    assert parsed[2]["call"] == "tests.experiments.recipes.test_base:flaky"
+    assert parsed[3]["test_protocols"] == ["full", "sampled-uniform-5"]
+    for i in (1, 3):
+        assert spec_from_config(parsed[i]["run"]) == spec_from_config(steps[i].run_config)
+
+
+def test_data_inputs_defaults_overrides_and_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("WARMREC_DATA", str(tmp_path))
+    r = Toy()
+    assert r.data_paths() == {"log": str(tmp_path / "toy" / "log.csv")}
+    assert r.data_paths({"log": "x.csv"}) == {"log": "x.csv"}
+    with pytest.raises(ConfigError, match="reads log, not bogus"):
+        r.data_paths({"bogus": "y"})
+    with pytest.raises(DataError, match="--data log=PATH"):
+        run_recipe(r, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # refused before anything is written
+    assert parse_data_args(["a=b", " c = d/e "]) == {"a": "b", "c": "d/e"}
+    for bad in ("a", "=b", "a="):
+        with pytest.raises(ConfigError, match="KEY=PATH"):
+            parse_data_args([bad])
+
+
+def test_bad_run_configs_name_the_step(log_path):
+    class Bad(Toy):
+        def runs(self, quick, data_paths):
+            return [RunStep("bad", run_config={"data": {"path": "x"}, "model": {"name": "nope"}})]
+
+    with pytest.raises(ConfigError, match="recipe step 'bad'"):
+        steps_toml(Bad(), Bad().steps(False, {"log": str(log_path)}), False, {})
+
+
+def test_fill_out_and_the_registry():
+    assert fill_out({"a": ["{out}/m", 3], "b": "{out}"}, "/o") == {"a": ["/o/m", 3], "b": "/o"}
+    assert list_recipes() == [
+        "mooc-transfer",
+        "ssept-wiki",
+        "bst-courses",
+        "cloudera-w2v",
+        "melo-coldstart",
+    ]
+    with pytest.raises(ConfigError, match="unknown recipe 'nope'"):
+        get_recipe("nope")
+    for name in list_recipes():
+        r = get_recipe(name)
+        assert r.name == name
+        for quick in (True, False):  # every plan builds and validates without any data
+            steps = r.steps(quick, {i.key: f"/nowhere/{i.key}" for i in r.inputs})
+            tomllib.loads(steps_toml(r, steps, quick, r.data_paths()))
+
+
+def test_subgroup_scores_rank_subgroups_by_their_best_item():
+    import numpy as np
+    import polars as pl
+    import torch
+
+    from warmrec.data.dataset import EvalSet
+    from warmrec.experiments.recipes.base import subgroup_scores
+
+    class Fixed:
+        history_len = 3
+
+        def score(self, batch):
+            row = torch.tensor([0.0, 0.1, 0.9, 0.5, 0.3, 0.2])
+            return row.repeat(len(batch.items), 1)
+
+    # subgroups A, B, C: item 1 -> A, 2 -> B, 3 -> A and B, 4 -> C, 5 -> none
+    cats = np.zeros((6, 3), dtype=bool)
+    cats[1, 0] = cats[2, 1] = cats[3, 0] = cats[3, 1] = cats[4, 2] = True
+    targets = np.array([1, 3, 4, 5])
+    es = EvalSet(
+        np.array([2, 2, 2, 2]),
+        np.arange(4),
+        np.arange(1, 5),
+        targets,
+        6,
+        pl.Series("session_id", np.arange(4)),
+    )
+    # subgroups ranked B (item 2: 0.9), A (item 3: 0.5), C (item 4: 0.3)
+    got = subgroup_scores(Fixed(), es, cats, (1, 50))
+    assert got["n"] == 3  # item 5 has no subgroup: left out
+    assert got["subgroup_map@50"] == pytest.approx((1 / 2 + (1 + 1) / 2 + 1 / 3) / 3)
+    assert got["subgroup_hr@1"] == pytest.approx(1 / 3)  # only item 3's B is first
+    assert got["subgroup_map@1"] == pytest.approx((0 + 1 + 0) / 3)
+    assert got["subgroup_hr@50"] == 1.0
