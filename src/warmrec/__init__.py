@@ -34,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     "evaluate": "warmrec.evaluation",
     "get_model": "warmrec.registry",
     "available_models": "warmrec.registry",
+    "auto": "warmrec.experiments.auto",
 }
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "evaluate",
     "get_model",
     "available_models",
+    "auto",
 ]
 
 
@@ -84,4 +86,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from warmrec.data.split import Split, default_split, split
     from warmrec.data.vocab import ItemVocab
     from warmrec.evaluation import evaluate
+    from warmrec.experiments.auto import auto
     from warmrec.registry import available_models, get_model

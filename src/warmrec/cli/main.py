@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("warmrec.cli.serving", "predict_cmd"),
     "serve": ("warmrec.cli.serving", "serve"),
     "tune": ("warmrec.cli.tune", "tune"),
+    "auto": ("warmrec.cli.auto", "auto_cmd"),
 }
 # group name -> {subcommand name -> (module, attribute)}: subcommands living in other modules
 SUBCOMMANDS: dict[str, dict[str, tuple[str, str]]] = {

@@ -93,8 +93,8 @@ STATE = "auto_state.json"
 STATE_VERSION = 1
 ETA = 2
 """Successive halving keeps the best ``ceil(n / ETA)`` families after each round."""
-MIN_ALIVE = 2
-"""Families that always go on (the hybrid needs a kNN model and a network)."""
+PATIENCE = 8
+"""A one-shot family stops once this many sampled trials in a row did not improve it."""
 BOOT = 2000
 """Bootstrap replicates of every confidence interval."""
 
@@ -638,8 +638,9 @@ def _fit_step(ctx: StepContext, step: Mapping[str, Any], t0: float) -> dict[str,
             v = record.get(f"valid_{label}")
             if v is not None:
                 curve.append([float(epoch), float(v), now])
-            if now >= deadline or spent + (now - t0) >= allowance:
-                return PAUSE
+            last = float(record.get("train_seconds", 0.0)) + float(record.get("eval_seconds", 0.0))
+            if now + 1.1 * last >= deadline or spent + (now - t0) >= allowance:
+                return PAUSE  # the next epoch would not end before the deadline
             return None
 
         callbacks = [on_epoch]
@@ -890,9 +891,6 @@ class AutoSearch:
     def search_deadline(self) -> float:
         return self.end - self.reserve()
 
-    def rounds_left(self, alive: int) -> int:
-        return 1 + max(0, math.ceil(math.log(max(1.0, alive / MIN_ALIVE)) / math.log(ETA)))
-
     # -- state -----------------------------------------------------------------------------------
     def save(self) -> None:
         from warmrec.io import atomic_write_text
@@ -1054,8 +1052,9 @@ class AutoSearch:
         t = self.trials[step["trial"]]
         dl = self.search_deadline()
         left = dl - time.time()
-        if left <= 0 or self.estimate(t) > left:
-            return False
+        first = all(x.value is None for x in self.trials.values())
+        if left <= 0 or (self.estimate(t) > left and not first):
+            return False  # (the first step always runs: without it there is nothing to pick)
         step["deadline"] = dl
         t.status = "running"
         self.save()
@@ -1144,27 +1143,60 @@ class AutoSearch:
     def alive(self) -> list[str]:
         return [f for f in self.state["alive"] if f not in self.state.get("dropped", {})]
 
+    def converged(self, fam: str) -> bool:
+        """A one-shot family whose last :data:`PATIENCE` sampled trials did not improve it."""
+        if fam in NETWORKS:
+            return False
+        sampled = [t for t in self.of(fam) if t.origin == "sampled" and t.status == "done"]
+        if len(sampled) < PATIENCE:
+            return False
+        b = self.best([fam])
+        recent = {t.id for t in sampled[-PATIENCE:]}
+        return b is not None and b.id not in recent
+
     def halve(self, r: int) -> list[str]:
-        """After round ``r - 1``: keep the best ``ceil(n / ETA)`` families that can go on."""
-        alive = [f for f in self.alive() if self.can_go_on(f)]
+        """Before round ``r``: drop the families that cannot go on or have converged, then keep
+        the best ``ceil(n / ETA)`` networks and the best ``ceil(n / ETA)`` of the others (the
+        two pools are halved apart: a network after its first epochs is not comparable with a
+        fully fitted kNN model, only with other networks given the same time)."""
+        dropped = self.state.setdefault("dropped", {})
+        alive = []
         for f in self.alive():
-            if f not in alive:
-                self.state.setdefault("dropped", {})[f] = f"nothing left to try after round {r - 1}"
-        ranked = sorted(alive, key=self.score, reverse=True)
-        keep = max(MIN_ALIVE, math.ceil(len(ranked) / ETA)) if r >= 1 else len(ranked)
-        for f in ranked[keep:]:
-            self.state.setdefault("dropped", {})[f] = f"dropped after round {r - 1}"
-        self.state["alive"] = ranked[:keep]
-        if ranked[keep:]:
-            self.say(f"round {r}: going on with {', '.join(ranked[:keep])}")
-        return ranked[:keep]
+            if not self.can_go_on(f):
+                dropped[f] = f"nothing left to try after round {r - 1}"
+            elif self.converged(f):
+                dropped[f] = (
+                    f"converged after round {r - 1} (no gain in its last {PATIENCE} samples)"
+                )
+            else:
+                alive.append(f)
+        kept: list[str] = []
+        for pool in ([f for f in alive if f in NETWORKS], [f for f in alive if f not in NETWORKS]):
+            ranked = sorted(pool, key=self.score, reverse=True)
+            keep = max(1, math.ceil(len(ranked) / ETA))
+            for f in ranked[keep:]:
+                dropped[f] = f"dropped after round {r - 1}"
+            kept += ranked[:keep]
+        kept.sort(key=self.score, reverse=True)
+        if len(kept) < len(self.alive()):
+            self.say(f"round {r}: going on with {', '.join(kept) or 'nothing'}")
+        self.state["alive"] = kept
+        return kept
+
+    def rounds_left(self, alive: list[str] | int) -> int:
+        """Rounds until each pool is down to one family, plus one."""
+        if isinstance(alive, int):
+            pools = [alive]
+        else:
+            pools = [sum(f in NETWORKS for f in alive), sum(f not in NETWORKS for f in alive)]
+        return 1 + max(math.ceil(math.log(n) / math.log(ETA)) if n > 1 else 0 for n in pools)
 
     def plan_round(self, r: int) -> list[dict[str, Any]]:
         if r == 0:
             pending = [t for t in self.trials.values() if t.status == "pending" and t.round == 0]
-            alive = max(1, len(self.alive()))
+            alive = self.alive()
             left = self.search_deadline() - time.time()
-            slot = max(0.0, left) / self.rounds_left(alive) / alive
+            slot = max(0.0, left) / self.rounds_left(alive) / max(1, len(alive))
             nets: dict[str, int] = {}
             for t in pending:
                 if t.network:
@@ -1179,7 +1211,7 @@ class AutoSearch:
         left = self.search_deadline() - time.time()
         if left <= 0:
             return []
-        slot = left / self.rounds_left(len(alive)) / len(alive)
+        slot = left / self.rounds_left(alive) / len(alive)
         steps: list[dict[str, Any]] = []
         for fam in alive:
             trials = self.of(fam)
@@ -1370,7 +1402,8 @@ def _plot(search: AutoSearch, path: Path, winner: Trial | None) -> None:
     ax.set_xlabel("seconds since the start")
     ax.set_ylabel(f"best validation {search.ctx.metric}")
     ax.set_title("best validation score over time, per family")
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, ncol=2, loc="lower right")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
@@ -1749,11 +1782,9 @@ def auto(
             return json.loads((out / "summary.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
     work = out / "work"
-    t0 = time.time()
     prepared = prepare_run(base_spec, data=frame)
     base = prepared.info["spec"]
     profile = describe_log(prepared)
-    prepare_s = time.time() - t0
     space_map = find_spaces(spaces)
     if state is None:
         plan = plan_portfolio(profile, families, spaces=space_map)
@@ -1822,7 +1853,8 @@ def auto(
         executor.close()
     if summary["winner"] is None:
         raise ConfigError(
-            f"--budget {budget}: no model was fitted and scored within the budget (reading "
-            f"and describing the log took {prepare_s:.1f} s); give more time"
+            f"--budget {budget}: no model was fitted and scored within the budget (starting, "
+            f"reading and describing the log took {state['timings'].get('prepare_s', 0):.1f} "
+            "s); give more time"
         )
     return summary
