@@ -104,7 +104,7 @@ def auto_cmd(
         started=started,
     )
     if as_json:
-        emit_json({k: v for k, v in res.items() if k != "profile"})
+        emit_json(res)
         return
     from pathlib import Path
 

@@ -886,7 +886,7 @@ class AutoSearch:
         """Seconds kept for the final step (module docstring, Budget)."""
         evals = [self.test_cost(t) for t in self.trials.values() if t.eval_s]
         test = max(evals, default=2.0 * self.unit())
-        return 2.0 + 0.02 * self.budget_s + 1.5 * test + 1.0 + 2.5
+        return 1.0 + 0.02 * self.budget_s + 1.5 * test + 0.5 + 1.5
 
     def search_deadline(self) -> float:
         return self.end - self.reserve()
@@ -1052,9 +1052,12 @@ class AutoSearch:
         t = self.trials[step["trial"]]
         dl = self.search_deadline()
         left = dl - time.time()
-        first = all(x.value is None for x in self.trials.values())
-        if left <= 0 or (self.estimate(t) > left and not first):
-            return False  # (the first step always runs: without it there is nothing to pick)
+        if all(x.value is None for x in self.trials.values()):
+            # the first score: without one there is nothing to pick, so it may use the reserve
+            if time.time() >= self.end:
+                return False
+        elif left <= 0 or self.estimate(t) > left:
+            return False
         step["deadline"] = dl
         t.status = "running"
         self.save()
@@ -1296,7 +1299,9 @@ class AutoSearch:
 
     def run(self) -> None:
         """Rounds until the search deadline or until nothing is left to try."""
-        while time.time() < self.search_deadline():
+        while time.time() < self.search_deadline() or (
+            time.time() < self.end and all(t.value is None for t in self.trials.values())
+        ):
             r = int(self.state["round"])
             steps = self.plan_round(r)
             if not steps:
