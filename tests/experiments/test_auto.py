@@ -228,3 +228,24 @@ def test_resumes_after_a_kill(logs, tmp_path):
     assert after[net["id"]]["epochs"] > net["epochs"]  # went on from its checkpoint
     assert wall <= 40 - before["spent_s"] + 0.05 * 40 + 2.0  # what was left (+ start-up)
     assert res["winner"] is not None
+
+
+@pytest.mark.slow
+def test_the_same_steps_run_in_ray_actors(logs, tmp_path):
+    pytest.importorskip("ray")
+    res = auto(
+        logs["repeats"],
+        out=tmp_path,
+        budget=45,
+        families=["pop", "markov", "sessionpop"],
+        address="local",
+        progress=False,
+    )
+    assert res["winner"]["family"] == "sessionpop" and res["elapsed_s"] <= 45
+    state = json.loads((tmp_path / "auto_state.json").read_text())
+    scored = [t for t in state["trials"] if t["value"] is not None]
+    assert len(scored) >= 5
+    # the actors wrote into the shared folder: each family's best model, nothing else
+    kept = {t["id"] for t in state["trials"] if t["kept"]}
+    assert kept == set(os.listdir(tmp_path / "work" / "models"))
+    assert res["winner"]["trial"] in kept

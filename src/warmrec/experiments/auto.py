@@ -98,6 +98,8 @@ PATIENCE = 8
 BOOT = 2000
 """Bootstrap replicates of every confidence interval."""
 
+NETWORK_START_S = 3.0
+"""The least a network's first step is expected to take (imports, optimiser set-up, one epoch)."""
 KNN = ("itemknn", "sknn", "vsknn")
 NETWORKS = ("gru4rec", "narm", "sasrec", "bert4rec", "ssept", "bst")
 
@@ -870,12 +872,11 @@ class AutoSearch:
         return self.spent_prev + ((time.time() if t is None else t) - self.t_start)
 
     def unit(self) -> float:
-        """The first measured step (Pop's fit and validation scoring), the cost priors' unit."""
-        done = [t.seconds for t in self.trials.values() if t.family == "pop" and t.seconds > 0]
-        if done:
-            return max(0.05, min(done))
-        any_done = [t.seconds for t in self.trials.values() if t.seconds > 0 and not t.network]
-        return max(0.05, min(any_done)) if any_done else 1.0
+        """The cost priors' unit: the quickest one-shot step measured so far (a fit and a
+        validation scoring; the first step of a process also pays for imports, so the
+        quickest, not the first); 1 s before any."""
+        done = [t.seconds for t in self.trials.values() if t.seconds > 0 and not t.network]
+        return max(0.02, min(done)) if done else 1.0
 
     def test_cost(self, t: Trial) -> float:
         """Estimated seconds to load ``t`` and score it on test."""
@@ -1043,7 +1044,11 @@ class AutoSearch:
             if t.epoch_s:
                 return 1.5 * t.epoch_s
             known = [x.epoch_s for x in self.of(t.family) if x.epoch_s]
-            return 2.0 * max(known) if known else self.unit() * (fam.prior if fam else 20.0)
+            if known:
+                return 2.0 * max(known)
+            # a first epoch: the prior, and at least the seconds torch's optimiser set-up took
+            # here the first time (measured 2.5-6 s on the shared 2-core machine)
+            return max(NETWORK_START_S, self.unit() * (fam.prior if fam else 20.0))
         known = [x.seconds for x in self.of(t.family) if x.seconds and x.status == "done"]
         base = max(known) if known else self.unit() * (fam.prior if fam else 5.0)
         return base * (2.0 if t.round == 0 and t.value is None else 1.0)
