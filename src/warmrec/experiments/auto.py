@@ -18,10 +18,11 @@ report (what was measured, what it changed):
 - *seen items*: no validation target is in its history -> seen items are excluded everywhere
   (it cannot hurt) and SessionPop (which ranks only history items) is left out; otherwise each
   family's defaults are scored both ways and the better is kept for that family;
-- *last-N vs whole history*: families that read a history window (SKNN, V-SKNN, SessionPop, AR's
-  query) get variants over the window (a basket's size on basket logs); SASRec gets a whole-
-  history variant when the 90th-percentile length exceeds its window;
-- *baskets* (events sharing a time): AR queried by a whole basket;
+- *last-N vs whole history*: the families that read a history window (SKNN, V-SKNN,
+  SessionPop) get variants reading the last 3 (a basket's size on basket logs) and 10 items
+  where most histories are longer; SASRec gets a whole-history variant (200 items) when the
+  90th-percentile length exceeds 75;
+- *baskets* (events sharing a time): AR queried by the last one and two baskets' items;
 - *catalogue size*: above 5,000 items SASRec is tried with both the full softmax and sampled
   softmax (the ``auto`` loss switches at 20,000), and validation decides;
 - *tail*: many items seen once -> an item-kNN variant with strong support regularisation;
@@ -29,12 +30,16 @@ report (what was measured, what it changed):
 
 **2. Search** (:class:`AutoSearch`): every family (:data:`FAMILIES`) first runs at its defaults
 (and the variants above), then samples its search space (``configs/spaces/<family>.toml``,
-Optuna TPE per family, asked and told). Time is shared by successive halving across families:
-round ``k`` gives each surviving family an equal slot of the time left for the rounds still to
-come, and after each round only the best ``ceil(n / 2)`` families (at least 2) go on, ranked by
-their best validation score (a network still improving counts its last gain once more). Within
-a network family, time goes to the best paused configurations first (successive halving on
-training time) and to one new sampled configuration. The cheap rungs of a network are its first
+Optuna TPE per family, asked and told; a configuration already tried is not run again). Time is
+shared by successive halving across families: round ``k`` gives each surviving family an equal
+slot of the time left for the rounds still to come, and before each round the families are
+halved -- the networks among themselves and the others among themselves (a network after its
+first epochs is comparable with another network given the same time, not with a fully fitted
+kNN model), each pool keeping its best ``ceil(n / 2)`` by best validation score (a network still
+improving counts its last gain once more). A one-shot family also stops when its last 8 sampled
+configurations did not improve it. Within a network family, the slot goes to the best half of
+its paused configurations (successive halving on training time) and, when there is room for a
+few epochs, to one new sampled configuration. The cheap rungs of a network are its first
 epochs: a step trains until the trial's cumulative time reaches its allowance and then the
 loop's per-epoch callback answers :data:`~warmrec.training.loop.PAUSE`; the next step resumes
 from the checkpoint (``train.resume``) and ends exactly where one uninterrupted run would.
@@ -42,21 +47,29 @@ Patience still ends a network for good. After each round the hybrid of the best 
 the best network (:class:`~warmrec.models.hybrid.Hybrid`, its weight chosen on validation) is
 formed from the two fitted members.
 
-**3. Budget.** The budget is wall-clock time for the whole command: reading, describing,
-searching and the final step. The search stops at ``budget - reserve``, where the reserve is what
-the final step is estimated to need (test scoring of the winner, saving, the report; estimated
-from the validation scoring times measured in the search, plus 2 s and 2 % of the budget). No
-step starts that is estimated not to end before the search deadline; a network's epoch that
-runs into it is cut (:class:`_DeadlineHooks`) and the trial keeps its last paused state. The
-final step scores the winner on test first, saves it, then scores the other families' bests on
-test while time is left, so the command ends within the budget (+5 % is the goal's tolerance).
+**3. Budget.** The budget is wall-clock time for the whole command: start-up (the CLI counts
+from the process start), reading, describing, searching and the final step. The search stops at
+``budget - reserve``; the reserve is what the final step is estimated to need (1 s + 2 % of the
+budget + 1.5 x the longest test scoring estimated from the validation scorings measured in the
+search + 2 s for saving and the report). No step starts that is estimated not to end before the
+search deadline (a one-shot family's cost from its own steps, else a prior in units of the
+quickest step; a network's from its epochs, at least :data:`NETWORK_START_S` for a first one),
+except the very first, which may use the reserve: without one score there is nothing to pick. A
+network pauses at the end of an epoch when the next one would not end before the deadline, and
+an epoch that runs into it anyway is cut (:func:`_deadline_hooks`): the trial keeps its last
+paused state. The final step scores the winner on test first, saves it, then scores the other
+families' bests on test while time is left (the rest show ``-``), so the command ends within
+the budget (+5 % is the goal's tolerance; ``benchmarks/results/auto.md`` measures it).
 
 **4. Resume.** ``OUT/auto_state.json`` (written atomically after every step) holds every trial,
 its status and scores, the rounds, the decisions and the time spent; paused networks have their
 checkpoints under ``OUT/work/ckpt/``. Running the same command into the same folder after a kill
 continues: finished trials are not rerun, paused networks resume from their checkpoints, a trial
 that was running is run again, and the search spends what is left of the budget (the time used
-before the kill counts). Another data path, metric or family list in the same folder is refused.
+before the kill counts; with nothing left it goes straight to the final step). Another data
+path, split, metric, family list or seed in the same folder is refused; a finished run returns
+its summary (its checkpoints are removed once it is done; ``work/models`` keeps each family's
+best model).
 
 **5. Output** (``OUT/``): ``leaderboard.md``/``.csv`` (each family's best: validation and test
 with 95 % bootstrap CIs from :func:`warmrec.evaluation.stats.bootstrap_ci`, fit time, epochs,
@@ -125,14 +138,16 @@ FAMILIES: tuple[Family, ...] = (
     Family("vsknn", "knn", 5.0),
     Family("sessionpop", "baseline", 2.0),
     Family("item2vec", "embedding", 30.0),
-    Family("gru4rec", "network", 20.0),
-    Family("narm", "network", 20.0),
     Family("sasrec", "network", 20.0),
-    Family("bert4rec", "network", 20.0),
+    Family("gru4rec", "network", 20.0),
     Family("ssept", "network", 20.0),
     Family("bst", "network", 20.0),
+    Family("narm", "network", 20.0),
+    Family("bert4rec", "network", 20.0),
 )
-"""Every family, cheapest first (the order of round 0)."""
+"""Every family in the order of round 0: the one-shot families cheapest first, then the
+networks best first by ``benchmarks/results/neural_ml100k.md`` (SASRec, GRU4Rec, SSE-PT, BST,
+NARM, BERT4Rec), so that under a short budget the likeliest winners get their first epochs."""
 FAMILY = {f.name: f for f in FAMILIES}
 HYBRID = "hybrid"
 
@@ -1638,6 +1653,8 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
     atomic_write_text(out / "report.md", _report(s, summary, profile, plan_notes, table))
     s.state["phase"] = "done" if winner is not None else "search"
     s.save()
+    if winner is not None:  # a finished run is not resumed: its checkpoints can go
+        shutil.rmtree(s.ctx.work / "ckpt", ignore_errors=True)
     return summary
 
 
@@ -1678,10 +1695,11 @@ def _report(s: AutoSearch, summary: dict, profile: LogProfile, notes: list[str],
             f"{w['trial']} ({w['origin']}): validation {label} {_fmt(w['valid'].get(label), w['valid_ci'])}, "
             f"test {_fmt(w['test'].get(label), w['test_ci'])}; seen items {w['seen_items']}.",
             "",
-            f"- model directory: `{w['model_dir']}` (`warmrec evaluate {w['model_dir']}`, "
-            f"`warmrec predict {w['model_dir']} ...`, `warmrec serve {w['model_dir']}`"
-            + (", with `exclude_seen` on" if w["seen_items"] == "excluded" else "")
-            + ")",
+            f"- model directory: `{w['model_dir']}`: `warmrec evaluate {w['model_dir']}`, "
+            f"`warmrec predict {w['model_dir']} --out top.csv"
+            + (" --exclude-seen`" if w["seen_items"] == "excluded" else "`")
+            + f", `warmrec serve {w['model_dir']}`"
+            + (' (requests with `"exclude_seen": true`)' if w["seen_items"] == "excluded" else ""),
             f"- its RunSpec: `{w['config']}`",
             "- best validation score over time per family: `progress.png`",
         ]
