@@ -121,6 +121,32 @@ def test_a_network_step_pauses_at_its_allowance_and_resumes_from_its_checkpoint(
     # a step past the deadline is cut and leaves the checkpoint as it was
     cut = run_step(ctx, {**step, "trial": "gru4rec-001", "deadline": time.time() - 1})
     assert cut["status"] in ("cut", "paused")
+    # the hybrid of a kNN model and this network, formed from the two saved members
+    knn = run_step(
+        ctx, {**step, "trial": "sknn-000", "family": "sknn", "model": {"k": 50}, "train": {}}
+    )
+    assert knn["status"] == "done"
+    members = {"network": "gru4rec", "network_config": step["model"], "neighbours": "sknn"}
+    hyb = run_step(
+        ctx,
+        {
+            **step,
+            "trial": "hybrid-000",
+            "family": "hybrid",
+            "kind": "hybrid",
+            "model": {**members, "neighbours_config": {"k": 50}, "select_metric": "ndcg@10"},
+            "train": {},
+            "members": ["sknn-000", "gru4rec-000"],
+        },
+    )
+    assert hyb["status"] == "done" and 0.0 <= hyb["weight"] <= 1.0, hyb
+    assert hyb["value"] >= max(knn["value"], second["value"]) - 1e-9  # w=0 or 1: one member
+    from warmrec.tuning.results import dump_toml
+
+    text = dump_toml(ctx.spec("hybrid", hyb["model"], {}, False).to_config())
+    spec = spec_from_config(__import__("tomllib").loads(text))  # winner.toml round-trips
+    assert spec.model.config["network_config"] == step["model"]
+    assert spec.model.config["weight"] == hyb["weight"]
 
 
 def _default_tests(path: Path, families: list[str]) -> dict[str, float]:

@@ -43,7 +43,12 @@ few epochs, to one new sampled configuration. The cheap rungs of a network are i
 epochs: a step trains until the trial's cumulative time reaches its allowance and then the
 loop's per-epoch callback answers :data:`~warmrec.training.loop.PAUSE`; the next step resumes
 from the checkpoint (``train.resume``) and ends exactly where one uninterrupted run would.
-Patience still ends a network for good. After each round the hybrid of the best kNN model and
+A network is not paused during its learning-rate warm-up (SASRec's 200 warm-up steps are ten
+epochs of a small log) unless it has used three times its allowance, and in round 0 the
+networks' first epochs get at most half of the time left when the first of them starts (later
+ones wait, and a family that never ran is dropped with that reason): under a short budget the
+order of :data:`FAMILIES` decides which networks start. Patience still ends a network for good.
+After each round the hybrid of the best kNN model and
 the best network (:class:`~warmrec.models.hybrid.Hybrid`, its weight chosen on validation) is
 formed from the two fitted members.
 
@@ -329,7 +334,6 @@ class Trial:
     """Seconds of its last validation scoring."""
     epoch_s: float = 0.0
     """Seconds of one epoch, validation included (networks)."""
-    allowance: float = 0.0
     round: int = 0
     error: str | None = None
     members: list[str] = field(default_factory=list)
@@ -340,17 +344,16 @@ class Trial:
     kept: bool = False
     """Its model directory is in ``OUT/work/models``."""
     steps: int = 0
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Trial:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
     train_exclude: bool | None = None
     """A network's trainer setting of ``exclude_seen`` (fixed at its first step: a resumed
     run must train as it started), while ``exclude_seen`` is how it is scored."""
     test: dict[str, float] = field(default_factory=dict)
     test_ci: list[float] | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Trial:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
     @property
     def network(self) -> bool:
@@ -649,6 +652,7 @@ def _fit_step(ctx: StepContext, step: Mapping[str, Any], t0: float) -> dict[str,
     hooks = None
     if neural:
         spent, allowance = float(step["spent"]), float(step["allowance"])
+        base_lr = float(spec.trainer().lr)
 
         def on_epoch(epoch: int, record: dict[str, Any], model: Any) -> Any:
             now = time.time()
@@ -656,8 +660,14 @@ def _fit_step(ctx: StepContext, step: Mapping[str, Any], t0: float) -> dict[str,
             if v is not None:
                 curve.append([float(epoch), float(v), now])
             last = float(record.get("train_seconds", 0.0)) + float(record.get("eval_seconds", 0.0))
-            if now + 1.1 * last >= deadline or spent + (now - t0) >= allowance:
+            if now + 1.1 * last >= deadline:
                 return PAUSE  # the next epoch would not end before the deadline
+            used = spent + (now - t0)
+            # a network is not judged during its learning-rate warm-up (SASRec's 200 steps
+            # are 10 epochs of a small log), unless it has used 3x its allowance
+            warm = float(record.get("lr", base_lr)) >= 0.9 * base_lr
+            if used >= allowance and (warm or used >= 3 * allowance):
+                return PAUSE
             return None
 
         callbacks = [on_epoch]
@@ -720,8 +730,8 @@ def _hybrid_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]:
     label = _label(ctx.metric)
     model = Hybrid.from_members(net, knn, select_metric=label)
     model.fit(ctx.prepared.train, ctx.prepared.valid)
-    cfg = model.config.model_dump(mode="json")
-    cfg["weight"] = model.weight_
+    # the spec names the members by what differs from their defaults (as their own trials do)
+    cfg = {**step["model"], "weight": model.weight_}
     ex = bool(step["exclude_seen"])
     spec = ctx.spec(HYBRID, cfg, dict(step.get("train") or {}), ex)
     record_run(model, spec, ctx.prepared, fit_seconds=time.time() - t0)
@@ -1078,6 +1088,13 @@ class AutoSearch:
                 return False
         elif left <= 0 or self.estimate(t) > left:
             return False
+        elif t.network and t.round == 0 and t.value is None and self.state["round"] == 0:
+            # round 0 gives the networks' first epochs at most half of its time (the one-shot
+            # families' defaults are cheap): under a short budget the later networks wait
+            start = self.state.setdefault("round0_left", left)
+            started = any(x.network and x.steps for x in self.trials.values())
+            if started and left - self.estimate(t) < 0.5 * start:
+                return False
         step["deadline"] = dl
         t.status = "running"
         self.save()
@@ -1185,7 +1202,9 @@ class AutoSearch:
         dropped = self.state.setdefault("dropped", {})
         alive = []
         for f in self.alive():
-            if not self.can_go_on(f):
+            if not any(t.steps for t in self.of(f)):
+                dropped[f] = "not run: no time for its first step"
+            elif not self.can_go_on(f):
                 dropped[f] = f"nothing left to try after round {r - 1}"
             elif self.converged(f):
                 dropped[f] = (
@@ -1302,6 +1321,13 @@ class AutoSearch:
             id=f"hybrid-{n:03d}",
             family=HYBRID,
             origin=f"hybrid of {knn.id} + {net.id}",
+            model={
+                "network": net.family,
+                "network_config": dict(net.model),
+                "neighbours": knn.family,
+                "neighbours_config": dict(knn.model),
+                "select_metric": self.label,
+            },
             train=train,
             exclude_seen=ex,
             members=pair,
