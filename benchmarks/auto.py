@@ -191,12 +191,16 @@ def main() -> None:
             text, value = committed
             lo, hi = ci
             where = (
-                "above"
+                f"above {value:.4f}"
                 if pick > value
-                else ("within the pick's CI of" if lo <= value <= hi else "below")
+                else (
+                    f"below {value:.4f}, which lies within the pick's 95 % CI"
+                    if lo <= value <= hi
+                    else f"below {value:.4f} and its CI"
+                )
             )
             lines.append(
-                f"- **committed benchmark**: {text}; the pick is {where} {value:.4f} "
+                f"- **committed benchmark**: {text}; the pick is {where} "
                 f"(ratio {pick / value:.2f}x; note the split's tie order differs: stable here)"
             )
         lines += [

@@ -196,12 +196,12 @@ def test_the_pick_beats_every_familys_defaults_within_the_budget(logs, log, tmp_
 
 
 def test_another_run_into_the_same_folder_is_refused(logs, tmp_path, capsys):
-    auto(logs["repeats"], out=tmp_path, budget=6, families=["pop", "markov"], progress=True)
+    auto(logs["repeats"], out=tmp_path, budget=10, families=["pop", "markov"], progress=True)
     err = capsys.readouterr().err  # progress: the log, the plan, a line per step, the winner
     assert "log: catalogue:" in err and "plan: " in err and "round 0: the defaults" in err
     assert "markov-000 (defaults): ndcg@10" in err and "winner " in err
     with pytest.raises(ConfigError, match="holds an auto run with other settings"):
-        auto(logs["repeats"], out=tmp_path, budget=6, families=["pop", "sr"], progress=False)
+        auto(logs["repeats"], out=tmp_path, budget=10, families=["pop", "sr"], progress=False)
     with pytest.raises(ConfigError, match="--metric"):
         auto(logs["repeats"], out=tmp_path / "x", budget=6, metric="coverage@10")
     with pytest.raises(ConfigError, match="--families"):

@@ -46,7 +46,8 @@ from the checkpoint (``train.resume``) and ends exactly where one uninterrupted 
 A network is not paused during its learning-rate warm-up (SASRec's 200 warm-up steps are ten
 epochs of a small log) unless it has used three times its allowance, and in round 0 the
 networks' first epochs get at most half of the time left when the first of them starts (later
-ones wait, and a family that never ran is dropped with that reason): under a short budget the
+ones wait, and a family that never ran is dropped with that reason; one still warming up is
+not dropped by the next halving): under a short budget the
 order of :data:`FAMILIES` decides which networks start. Patience still ends a network for good.
 After each round the hybrid of the best kNN model and
 the best network (:class:`~warmrec.models.hybrid.Hybrid`, its weight chosen on validation) is
@@ -54,9 +55,10 @@ formed from the two fitted members.
 
 **3. Budget.** The budget is wall-clock time for the whole command: start-up (the CLI counts
 from the process start), reading, describing, searching and the final step. The search stops at
-``budget - reserve``; the reserve is what the final step is estimated to need (1 s + 2 % of the
-budget + 1.5 x the longest test scoring estimated from the validation scorings measured in the
-search + 2 s for saving and the report). No step starts that is estimated not to end before the
+``budget - reserve``; the reserve is what the final step is estimated to need: 2 % of the
+budget, 1.5 x the longest test scoring (estimated from the validation scorings measured in the
+search), 2 s for saving and the report and 3 s for the interpreter's exit (up to 4 s were
+measured with torch loaded, at load 12 on the shared 2 cores). No step starts that is estimated not to end before the
 search deadline (a one-shot family's cost from its own steps, else a prior in units of the
 quickest step; a network's from its epochs, at least :data:`NETWORK_START_S` for a first one),
 except the very first, which may use the reserve: without one score there is nothing to pick. A
@@ -344,6 +346,8 @@ class Trial:
     kept: bool = False
     """Its model directory is in ``OUT/work/models``."""
     steps: int = 0
+    warming: bool = False
+    """A network paused during its learning-rate warm-up (kept through the next halving)."""
     train_exclude: bool | None = None
     """A network's trainer setting of ``exclude_seen`` (fixed at its first step: a resumed
     run must train as it started), while ``exclude_seen`` is how it is scored."""
@@ -688,6 +692,10 @@ def _fit_step(ctx: StepContext, step: Mapping[str, Any], t0: float) -> dict[str,
         out["status"] = "paused" if result.paused else "done"
         out["epochs"] = result.epochs_run
         out["loss"] = result.extra.get("loss")
+        if result.history:  # still in its learning-rate warm-up: not yet comparable
+            out["warming"] = float(result.history[-1].get("lr", 0.0)) < 0.9 * float(
+                spec.trainer().lr
+            )
         if result.history:
             secs = [
                 h.get("train_seconds", 0.0) + h.get("eval_seconds", 0.0) for h in result.history
@@ -912,7 +920,7 @@ class AutoSearch:
         """Seconds kept for the final step (module docstring, Budget)."""
         evals = [self.test_cost(t) for t in self.trials.values() if t.eval_s]
         test = max(evals, default=2.0 * self.unit())
-        return 1.0 + 0.02 * self.budget_s + 1.5 * test + 0.5 + 1.5
+        return 3.0 + 0.02 * self.budget_s + 1.5 * test + 0.5 + 1.5
 
     def search_deadline(self) -> float:
         return self.end - self.reserve()
@@ -1127,6 +1135,7 @@ class AutoSearch:
         t.status = status
         if res.get("epochs"):
             t.epochs = int(res["epochs"])
+        t.warming = bool(res.get("warming", False)) and status == "paused"
         for key in ("eval_s", "epoch_s", "loss", "weight"):
             if res.get(key) is not None:
                 setattr(t, key, res[key])
@@ -1216,9 +1225,12 @@ class AutoSearch:
         for pool in ([f for f in alive if f in NETWORKS], [f for f in alive if f not in NETWORKS]):
             ranked = sorted(pool, key=self.score, reverse=True)
             keep = max(1, math.ceil(len(ranked) / ETA))
+            # a network still in its learning-rate warm-up is not judged yet
+            warming = [f for f in ranked[keep:] if any(t.warming for t in self.of(f))]
             for f in ranked[keep:]:
-                dropped[f] = f"dropped after round {r - 1}"
-            kept += ranked[:keep]
+                if f not in warming:
+                    dropped[f] = f"dropped after round {r - 1}"
+            kept += ranked[:keep] + warming
         kept.sort(key=self.score, reverse=True)
         if len(kept) < len(self.alive()):
             self.say(f"round {r}: going on with {', '.join(kept) or 'nothing'}")
