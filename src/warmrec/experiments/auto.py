@@ -38,8 +38,9 @@ first epochs is comparable with another network given the same time, not with a 
 kNN model), each pool keeping its best ``ceil(n / 2)`` by best validation score (a network still
 improving counts its last gain once more). A one-shot family also stops when its last 8 sampled
 configurations did not improve it. Within a network family, the slot goes to the best half of
-its paused configurations (successive halving on training time) and, when there is room for a
-few epochs, to one new sampled configuration. The cheap rungs of a network are its first
+its paused configurations (successive halving on training time) and, when the slot holds ten
+of its epochs (or nothing is left to go on), to one new sampled configuration: a new network
+needs many epochs to compete, so short budgets train the best one on. The cheap rungs of a network are its first
 epochs: a step trains until the trial's cumulative time reaches its allowance and then the
 loop's per-epoch callback answers :data:`~warmrec.training.loop.PAUSE`; the next step resumes
 from the checkpoint (``train.resume``) and ends exactly where one uninterrupted run would.
@@ -1281,7 +1282,7 @@ class AutoSearch:
                     promote = waiting
                 epoch = max((t.epoch_s for t in trials if t.epoch_s), default=0.0)
                 new = 0
-                if fam in self.spaces and (not promote or slot >= 4 * max(epoch, self.unit())):
+                if fam in self.spaces and (not promote or slot >= 10 * max(epoch, self.unit())):
                     new = 1
                 share = slot / max(1, len(promote) + new)
                 for t in promote:
