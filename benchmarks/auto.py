@@ -46,6 +46,10 @@ TITLE = (
     "to exit. The machine is 2 cores shared with other engineers' work: the load is given beside\n"
     "every figure.\n"
 )
+UNCOMMITTED = {
+    "mars": "issue 23 quotes (no committed file): SASRec HR@10 0.614, sequential rules 0.576, "
+    "V-SKNN 0.556, Markov 0.541, item-kNN 0.342 (leave-one-out, defaults)",
+}
 COMMITTED = {
     "ml-100k": (
         "benchmarks/results/neural_ml100k.md (leave-one-out in RecBole's time order, 150 s "
@@ -182,7 +186,8 @@ def main() -> None:
             f"{summary['timings'].get('final_s', 0):.1f} s; {summary['rounds']} rounds, "
             f"{summary['trials']} trials",
             f"- **pick**: {w['trial']} ({w['origin']}), seen items {w['seen_items']}: validation "
-            f"NDCG@10 {w['valid'][METRIC]:.4f}, test **{pick:.4f}** [{ci[0]:.4f}, {ci[1]:.4f}]",
+            f"NDCG@10 {w['valid'][METRIC]:.4f}, test **{pick:.4f}** [{ci[0]:.4f}, {ci[1]:.4f}]"
+            f" (test HR@10 {w['test'].get('recall@10', float('nan')):.4f})",
             f"- **against every family's defaults**: best is {best} at {ok[best]['test']:.4f} "
             f"({ok[best]['fit_s']:.1f} s to fit); pick / best = **{pick / ok[best]['test']:.2f}x**"
             f" ({'beats it' if beats else 'does **not** beat it'})",
@@ -203,6 +208,8 @@ def main() -> None:
                 f"- **committed benchmark**: {text}; the pick is {where} "
                 f"(ratio {pick / value:.2f}x; note the split's tie order differs: stable here)"
             )
+        if name in UNCOMMITTED:
+            lines.append(f"- **for reference**: {UNCOMMITTED[name]}")
         lines += [
             "",
             "The log and how it steered the search (from the run's report):",
