@@ -99,7 +99,8 @@ def test_a_network_step_pauses_at_its_allowance_and_resumes_from_its_checkpoint(
         "family": "gru4rec",
         "kind": "fit",
         "model": {"hidden_size": 16, "max_len": 10},
-        "train": {"epochs": 3, "patience": 0, "batch_size": 16},
+        # one thread: this test process's torch was started before conftest's OMP_NUM_THREADS
+        "train": {"epochs": 3, "patience": 0, "batch_size": 16, "num_threads": 1},
         "exclude_seen": False,
         "train_exclude": False,
         "eval_both": True,
@@ -216,7 +217,7 @@ def test_resumes_after_a_kill(logs, tmp_path):
     fams = ["pop", "markov", "sr", "gru4rec"]
     code = (
         "from warmrec.experiments.auto import auto\n"
-        f"auto({str(logs['repeats'])!r}, out={str(out)!r}, budget=40, families={fams!r}, "
+        f"auto({str(logs['repeats'])!r}, out={str(out)!r}, budget=60, families={fams!r}, "
         "progress=False)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(SRC)}
@@ -226,7 +227,7 @@ def test_resumes_after_a_kill(logs, tmp_path):
     deadline = time.time() + 120
     try:
         while time.time() < deadline:
-            time.sleep(0.5)
+            time.sleep(0.1)
             if not state_path.exists():
                 continue
             try:
@@ -241,18 +242,23 @@ def test_resumes_after_a_kill(logs, tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert before is not None, "the search never paused a network"
-    t0 = time.time()
-    res = auto(logs["repeats"], out=out, budget=40, families=fams, progress=False)
+    t0 = time.time()  # the same command again (a fresh process, as a user reruns it)
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
     wall = time.time() - t0
+    res = json.loads((out / "summary.json").read_text())
     after = {t["id"]: t for t in json.loads(state_path.read_text())["trials"]}
     assert json.loads(state_path.read_text())["invocations"] == 2
     for t in before["trials"]:
         if t["value"] is not None and t["family"] != "gru4rec":
             assert after[t["id"]]["value"] == t["value"]  # not run again
             assert after[t["id"]]["steps"] == t["steps"]
-    net = next(t for t in before["trials"] if t["status"] == "paused")
-    assert after[net["id"]]["epochs"] > net["epochs"]  # went on from its checkpoint
-    assert wall <= 40 - before["spent_s"] + 0.05 * 40 + 2.0  # what was left (+ start-up)
+    paused = [t for t in before["trials"] if t["status"] == "paused"]
+    # (the halving goes on with the better half of them): one went on from its checkpoint
+    went = [
+        (t["id"], t["epochs"], after[t["id"]]["epochs"], after[t["id"]]["status"]) for t in paused
+    ]
+    assert any(a > b for _, b, a, _ in went), (went, before["round"], before["spent_s"])
+    assert wall <= 60 - before["spent_s"] + 0.05 * 60 + 2.0  # what was left (+ start-up)
     assert res["winner"] is not None
 
 

@@ -65,7 +65,8 @@ quickest step; a network's from its epochs, at least :data:`NETWORK_START_S` for
 except the very first, which may use the reserve: without one score there is nothing to pick. A
 network pauses at the end of an epoch when the next one would not end before the deadline, and
 an epoch that runs into it anyway is cut (:func:`_deadline_hooks`): the trial keeps its last
-paused state. The final step scores the winner on test first, saves it, then scores the other
+scored state, and its checkpoint (written at every pause and about every
+:data:`CHECKPOINT_S` seconds of epochs) loses at most that much training. The final step scores the winner on test first, saves it, then scores the other
 families' bests on test while time is left (the rest show ``-``), so the command ends within
 the budget (+5 % is the goal's tolerance; ``benchmarks/results/auto.md`` measures it).
 
@@ -119,6 +120,8 @@ PATIENCE = 8
 BOOT = 2000
 """Bootstrap replicates of every confidence interval."""
 
+CHECKPOINT_S = 30.0
+"""A network step also writes its checkpoint about every this many seconds of epochs."""
 NETWORK_START_S = 3.0
 """The least a network's first step is expected to take (imports, optimiser set-up, one epoch)."""
 KNN = ("itemknn", "sknn", "vsknn")
@@ -598,13 +601,16 @@ def _score(ctx: StepContext, model: Any, spec: Any, part: str = "valid") -> tupl
     return res, time.perf_counter() - t0
 
 
-def network_train(train: Mapping[str, Any], ckpt: Path, metric: str, exclude_seen: bool) -> dict:
+def network_train(
+    train: Mapping[str, Any], ckpt: Path, metric: str, exclude_seen: bool, every: int = 5
+) -> dict:
     """A network trial's ``[train]``: the trial's settings plus what auto owns (a checkpoint
-    written at every pause, resumed at every step, selection on the search metric)."""
+    written at every pause and every ``every`` epochs, resumed at every step, selection on the
+    search metric)."""
     out = {k: v for k, v in train.items() if k not in _OWNED_TRAIN}
     out.update(
         checkpoint_dir=str(ckpt),
-        checkpoint_every=1_000_000,  # the pause (and the end) write the checkpoint
+        checkpoint_every=max(1, int(every)),
         resume=True,
         progress=False,
         valid_metric=metric,
@@ -648,7 +654,8 @@ def _fit_step(ctx: StepContext, step: Mapping[str, Any], t0: float) -> dict[str,
     ckpt = ctx.work / "ckpt" / step["trial"]
     if neural:
         train_ex = step.get("train_exclude")
-        train = network_train(train, ckpt, ctx.metric, ex if train_ex is None else bool(train_ex))
+        ex_t = ex if train_ex is None else bool(train_ex)
+        train = network_train(train, ckpt, ctx.metric, ex_t, step.get("checkpoint_every", 5))
     spec = ctx.spec(fam, step["model"], train, ex)
     deadline = float(step["deadline"])
     label = _label(ctx.metric)
@@ -1064,6 +1071,8 @@ class AutoSearch:
             or (t.family == HYBRID and t.value is None and undecided),
             "spent": t.seconds,
             "allowance": allowance,
+            # a step cut at the deadline loses at most ~CHECKPOINT_S of epochs
+            "checkpoint_every": max(1, int(CHECKPOINT_S / t.epoch_s)) if t.epoch_s else 5,
             "deadline": self.search_deadline(),
             "members": list(t.members),
         }
@@ -1363,8 +1372,8 @@ class AutoSearch:
         ):
             r = int(self.state["round"])
             steps = self.plan_round(r)
-            if not steps:
-                break
+            if not steps and r > 0:
+                break  # (round 0 without steps: resumed after all its trials ran; go on)
             if r == 0:
                 self.say(
                     f"round 0: the defaults of {len(self.alive())} families "
@@ -1384,7 +1393,7 @@ class AutoSearch:
             self.hybrid(r)
             self.state["round"] = r + 1
             self.save()
-            if ran == 0:
+            if ran == 0 and steps:
                 break
         for t in self.trials.values():
             if t.status == "running":
