@@ -40,6 +40,7 @@ _EXPORTS: dict[str, str] = {
     "prepare_run": "warmrec.experiments.spec",
     "fit_run": "warmrec.experiments.spec",
     "save_run": "warmrec.experiments.spec",
+    "auto": "warmrec.experiments.auto",
 }
 
 __all__ = [
@@ -70,6 +71,7 @@ __all__ = [
     "prepare_run",
     "fit_run",
     "save_run",
+    "auto",
 ]
 
 
@@ -97,6 +99,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from warmrec.data.split import Split, default_split, split
     from warmrec.data.vocab import ItemVocab
     from warmrec.evaluation import evaluate
+    from warmrec.experiments.auto import auto
     from warmrec.experiments.spec import (
         RunSpec,
         fit_run,

@@ -195,3 +195,53 @@ def test_config_is_checked():
         SyntheticConfig(mean_length=1.0, min_length=2)
     with pytest.raises(TypeError):
         generate_sessions(10, 10, 2, seed=0, no_such_knob=1)
+
+
+# -- logs for ``warmrec auto``: baskets and repeats ---------------------------------------------
+def test_basket_log_has_tied_baskets_of_distinct_items_in_no_fixed_order():
+    from warmrec.data.stats import repeats_and_ties
+    from warmrec.data.synthetic import generate_baskets
+
+    df = generate_baskets(n_users=120, n_items=400, n_groups=20, seed=5)
+    assert df.equals(generate_baskets(n_users=120, n_items=400, n_groups=20, seed=5))
+    assert not df.equals(generate_baskets(n_users=120, n_items=400, n_groups=20, seed=6))
+    validate_interactions(df)
+    assert df.columns == ["user_id", "item_id", "timestamp"]
+    baskets = df.group_by("user_id", "timestamp").agg(
+        pl.len().alias("n"), pl.col("item_id").n_unique().alias("distinct")
+    )
+    assert (baskets["n"] == baskets["distinct"]).all()  # no item twice in a basket
+    assert baskets["n"].mean() > 3.0 and baskets["n"].min() >= 1
+    stats = repeats_and_ties(df)
+    assert stats["tied_time_share"] > 0.7 and stats["events_per_time"] > 3.5
+    # no order inside a basket: the first-written item is not the smallest id more than by chance
+    first = df.group_by("user_id", "timestamp", maintain_order=True).agg(
+        pl.col("item_id").first().alias("first"), pl.col("item_id").min().alias("min")
+    )
+    assert 0.05 < (first["first"] == first["min"]).mean() < 0.5
+    with pytest.raises(ConfigError, match="basket_size"):
+        generate_baskets(basket_size=1)
+
+
+def test_repeat_log_comes_back_to_recent_items_without_ties():
+    from warmrec.data.stats import repeats_and_ties
+    from warmrec.data.synthetic import generate_repeats
+
+    df = generate_repeats(n_users=80, n_items=300, seed=2, repeat_prob=0.75, recent=8)
+    assert df.equals(generate_repeats(n_users=80, n_items=300, seed=2, repeat_prob=0.75, recent=8))
+    validate_interactions(df)
+    stats = repeats_and_ties(df)
+    assert stats["tied_time_share"] == 0.0 and stats["events_per_time"] == 1.0
+    assert stats["repeat_share"] > 0.6  # 0.75 repeats, fewer for the first events
+    # repeats come back to one of the last 8 distinct items (a new pick may hit an older one)
+    near = far = 0
+    for _, g in df.group_by("user_id"):
+        items = g.sort("timestamp")["item_id"].to_list()
+        for i in range(1, len(items)):
+            if items[i] in items[:i]:
+                recent = list(dict.fromkeys(reversed(items[:i])))[:8]
+                near += items[i] in recent
+                far += items[i] not in recent
+    assert near / (near + far) > 0.95
+    with pytest.raises(ConfigError, match="length"):
+        generate_repeats(length=2)

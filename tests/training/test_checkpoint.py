@@ -313,3 +313,47 @@ def test_resume_with_row_wise_item_updates_matches(data, tmp_path, optimizer):
     assert res.resumed_from == 1
     a, b = full.net.state_dict(), second.net.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_pause_resumes_to_the_uninterrupted_run_and_true_stops_for_good(data, tmp_path):
+    """A callback answering PAUSE ends the fit resumably (``warmrec auto``'s rungs); the
+    resumed run ends where an uninterrupted one does. Answering True is final."""
+    from warmrec.training.loop import PAUSE
+
+    train_ds, valid = data
+    kw = dict(batch_size=16, lr=5e-3, seed=7, epochs=4, patience=0)
+    full = get_model("sasrec", TINY)
+    res_full = train(full, train_ds, valid, **kw)
+    first = get_model("sasrec", TINY)
+    ckpt = str(tmp_path / "pause")
+    res1 = train(
+        first,
+        train_ds,
+        valid,
+        checkpoint_dir=ckpt,
+        checkpoint_every=100,  # the pause itself writes the checkpoint
+        callbacks=[lambda epoch, rec, m: PAUSE if epoch == 2 else None],
+        **kw,
+    )
+    assert res1.paused and not res1.stopped_early and res1.epochs_run == 2
+    second = get_model("sasrec", TINY)
+    res2 = train(second, train_ds, valid, checkpoint_dir=ckpt, resume=True, **kw)
+    assert res2.resumed_from == 2 and not res2.paused and res2.epochs_run == 4
+    a, b = full.net.state_dict(), second.net.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert res2.best_metric == res_full.best_metric
+
+    stop = str(tmp_path / "stop")
+    train(
+        get_model("sasrec", TINY),
+        train_ds,
+        valid,
+        checkpoint_dir=stop,
+        callbacks=[lambda epoch, rec, m: epoch == 2],
+        **kw,
+    )
+    with pytest.warns(ResumeWarning, match="already finished"):
+        res3 = train(
+            get_model("sasrec", TINY), train_ds, valid, checkpoint_dir=stop, resume=True, **kw
+        )
+    assert res3.resumed_from == 2 and res3.epochs_run == 2

@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("warmrec.cli.serving", "serve"),
     "tune": ("warmrec.cli.tune", "tune"),
     "recipe": ("warmrec.cli.recipe", "recipe"),
+    "auto": ("warmrec.cli.auto", "auto_cmd"),
 }
 # group name -> {subcommand name -> (module, attribute)}: subcommands living in other modules
 SUBCOMMANDS: dict[str, dict[str, tuple[str, str]]] = {

@@ -1,4 +1,5 @@
-"""Descriptive statistics of an interaction log: sizes, lengths, sparsity, popularity, time span."""
+"""Descriptive statistics of an interaction log: sizes, lengths, sparsity, popularity, time span,
+repeat consumption and events that share a time (baskets)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,48 @@ def describe(df: pl.DataFrame, time_unit: str = SECONDS) -> dict[str, Any]:
         "time_span_days": None if time_unit == ORDINAL else float(tmax - tmin) / 86400.0,
         "time_unit": time_unit,
     }
+    out.update(repeats_and_ties(df))
     return out
+
+
+def repeats_and_ties(df: pl.DataFrame) -> dict[str, float]:
+    """How often a sequence comes back to an item, and how often events share a time.
+
+    - ``repeat_share``: events whose item occurred earlier in the same sequence;
+    - ``repeat_consecutive_share``: events repeating the item just before them;
+    - ``tied_time_share``: events with the same timestamp as the event before them in the
+      sequence (the items of a basket share one time; their order in the log is arbitrary);
+    - ``events_per_time``: mean events per distinct (sequence, timestamp), 1 without ties.
+
+    Events are taken in time order within each sequence (file order among ties).
+    """
+    if df.height == 0:
+        return {
+            "repeat_share": 0.0,
+            "repeat_consecutive_share": 0.0,
+            "tied_time_share": 0.0,
+            "events_per_time": 1.0,
+        }
+    key = sequence_key(df)
+    s = df.select(key, ITEM, TIME).with_row_index("_r").sort([key, TIME, "_r"])
+    flags = s.select(
+        (~pl.col(ITEM).is_first_distinct().over(key)).mean().alias("repeat"),
+        ((pl.col(ITEM) == pl.col(ITEM).shift(1)) & (pl.col(key) == pl.col(key).shift(1)))
+        .fill_null(False)
+        .mean()
+        .alias("consecutive"),
+        ((pl.col(TIME) == pl.col(TIME).shift(1)) & (pl.col(key) == pl.col(key).shift(1)))
+        .fill_null(False)
+        .mean()
+        .alias("tied"),
+    ).row(0)
+    groups = s.group_by([key, TIME]).len().height
+    return {
+        "repeat_share": float(flags[0]),
+        "repeat_consecutive_share": float(flags[1]),
+        "tied_time_share": float(flags[2]),
+        "events_per_time": df.height / max(groups, 1),
+    }
 
 
 def length_counts(df: pl.DataFrame) -> np.ndarray:

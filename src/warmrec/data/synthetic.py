@@ -519,3 +519,159 @@ def generate_cross_domain(
     return CrossDomain(
         source, target, _items_frame(s_dom), _items_frame(t_dom), lat.transitions.copy()
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# logs with a known shape for ``warmrec auto``: baskets, and repeat-heavy histories
+
+
+def _zipf_cdf(n: int, exponent: float) -> np.ndarray:
+    cdf = np.cumsum(1.0 / np.arange(1, n + 1) ** exponent)
+    return cdf / cdf[-1]
+
+
+def generate_baskets(
+    n_users: int = 300,
+    n_items: int = 1000,
+    n_groups: int = 50,
+    seed: int = 0,
+    *,
+    baskets_per_user: float = 5.0,
+    basket_size: float = 5.0,
+    favourite_groups: int = 2,
+    favourite_prob: float = 0.5,
+    noise: float = 0.1,
+    zipf_exponent: float = 0.5,
+    start_time: float = 1_400_000_000.0,
+) -> pl.DataFrame:
+    """A basket log (``user_id``, ``item_id``, ``timestamp``): baskets of co-bought items whose
+    events share one timestamp, in no order inside the basket.
+
+    Items fall into ``n_groups`` groups of co-bought items (Zipf popularity within a group). A
+    user has ``favourite_groups`` groups; each basket is drawn from one of them with
+    ``favourite_prob`` (else from a group drawn uniformly) and holds ``2 + Poisson(basket_size
+    - 2)`` distinct items of that group (capped at the group's size), each replaced by a
+    uniformly drawn item with probability ``noise``. Users have ``1 + Poisson(baskets_per_user
+    - 1)`` baskets a few days apart; the items of a basket are written in a random order with
+    the basket's timestamp. What predicts a held-out item is the rest of its basket (same
+    group, not already in the basket): co-occurrence with the whole current basket, seen items
+    excluded.
+    """
+    checks = [
+        (n_users >= 1, "n_users >= 1"),
+        (n_groups >= 1 and n_items >= 2 * n_groups, "n_items >= 2 * n_groups >= 2"),
+        (basket_size >= 2, "basket_size >= 2"),
+        (baskets_per_user >= 1, "baskets_per_user >= 1"),
+        (1 <= favourite_groups <= n_groups, "1 <= favourite_groups <= n_groups"),
+        (0 <= favourite_prob <= 1 and 0 <= noise <= 1, "probabilities in [0, 1]"),
+    ]
+    for ok, what in checks:
+        if not ok:
+            raise ConfigError(f"generate_baskets: expected {what}")
+    rng = np.random.default_rng(seed)
+    group_of = rng.permutation(np.arange(n_items) % n_groups)  # item -> group
+    members = [np.nonzero(group_of == g)[0] for g in range(n_groups)]
+    cdfs = [_zipf_cdf(len(m), zipf_exponent) for m in members]
+    users, items, times = [], [], []
+    n_baskets = 1 + rng.poisson(baskets_per_user - 1, n_users)
+    for u in range(n_users):
+        fav = rng.choice(n_groups, favourite_groups, replace=False)
+        t = start_time + rng.random() * 30 * 86400.0
+        for _ in range(int(n_baskets[u])):
+            g = (
+                int(rng.choice(fav))
+                if rng.random() < favourite_prob
+                else int(rng.integers(n_groups))
+            )
+            size = min(2 + int(rng.poisson(basket_size - 2)), len(members[g]))
+            ranks = set()
+            while len(ranks) < size:  # distinct Zipf-popular members of the group
+                ranks.add(int(np.searchsorted(cdfs[g], rng.random(), side="right")))
+            basket = members[g][np.array(sorted(ranks))]
+            swap = rng.random(size) < noise
+            if swap.any():
+                basket = np.where(swap, rng.integers(0, n_items, size), basket)
+                basket = np.unique(basket)
+            basket = rng.permutation(basket)  # no order inside a basket
+            users.append(np.full(len(basket), u, dtype=np.int64))
+            items.append(basket + 1)
+            times.append(np.full(len(basket), np.rint(t)))
+            t += 86400.0 * (1.0 + rng.exponential(4.0))
+    return pl.DataFrame(
+        {
+            USER: np.concatenate(users),
+            ITEM: np.concatenate(items).astype(np.int64),
+            TIME: np.concatenate(times),
+        }
+    )
+
+
+def generate_repeats(
+    n_users: int = 200,
+    n_items: int = 400,
+    seed: int = 0,
+    *,
+    length: float = 80.0,
+    repeat_prob: float = 0.75,
+    recent: int = 8,
+    recency_decay: float = 0.85,
+    successor_prob: float = 0.3,
+    zipf_exponent: float = 1.0,
+    start_time: float = 1_400_000_000.0,
+) -> pl.DataFrame:
+    """A repeat-heavy user log (``user_id``, ``item_id``, ``timestamp``, no ties): most events
+    come back to one of the user's few most recent distinct items.
+
+    Each next event, with ``repeat_prob``, repeats one of the user's ``recent`` most recent
+    distinct items (the ``j``-th most recent with weight ``recency_decay ** j``); otherwise it
+    is a new pick: with ``successor_prob`` the fixed successor of the last item (one random
+    item per item), else a Zipf-popular item. Histories have ``5 + Poisson(length - 5)``
+    events, a few minutes to hours apart. What predicts the next item is the last few distinct
+    items, recency-weighted -- not the counts of the whole history, and never with seen items
+    excluded.
+    """
+    checks = [
+        (n_users >= 1 and n_items >= 2, "n_users >= 1 and n_items >= 2"),
+        (length >= 5, "length >= 5"),
+        (recent >= 1, "recent >= 1"),
+        (0 < recency_decay <= 1, "0 < recency_decay <= 1"),
+        (0 <= repeat_prob <= 1 and 0 <= successor_prob <= 1, "probabilities in [0, 1]"),
+    ]
+    for ok, what in checks:
+        if not ok:
+            raise ConfigError(f"generate_repeats: expected {what}")
+    rng = np.random.default_rng(seed)
+    successor = (np.arange(n_items) + 1 + rng.integers(0, n_items - 1, n_items)) % n_items
+    cdf = _zipf_cdf(n_items, zipf_exponent)
+    popular = rng.permutation(n_items)  # rank -> item
+    weights = recency_decay ** np.arange(recent)
+    lengths = 5 + rng.poisson(length - 5, n_users)
+    users, items, times = [], [], []
+    for u in range(n_users):
+        seq: list[int] = []
+        recent_items: list[int] = []  # most recent first, distinct
+        for _ in range(int(lengths[u])):
+            if recent_items and rng.random() < repeat_prob:
+                w = weights[: len(recent_items)]
+                item = recent_items[int(rng.choice(len(w), p=w / w.sum()))]
+            elif seq and rng.random() < successor_prob:
+                item = int(successor[seq[-1]])
+            else:
+                item = int(popular[np.searchsorted(cdf, rng.random(), side="right")])
+            seq.append(item)
+            if item in recent_items:
+                recent_items.remove(item)
+            recent_items.insert(0, item)
+            del recent_items[recent:]
+        gaps = np.rint(60.0 * np.exp(rng.normal(2.0, 1.0, len(seq)))) + 1.0
+        t0 = start_time + rng.random() * 30 * 86400.0
+        users.append(np.full(len(seq), u, dtype=np.int64))
+        items.append(np.array(seq, dtype=np.int64) + 1)
+        times.append(t0 + np.cumsum(gaps))
+    return pl.DataFrame(
+        {
+            USER: np.concatenate(users),
+            ITEM: np.concatenate(items),
+            TIME: np.concatenate(times),
+        }
+    )

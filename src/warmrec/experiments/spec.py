@@ -678,9 +678,6 @@ def fit_run(
     the training loop (or a model's own per-epoch hook), ``hooks`` (a
     :class:`~warmrec.training.loop.LoopHooks`) to the loop. ``prepared`` may be anything with
     ``train`` and ``valid`` (a tuning trial's data has no test part)."""
-    from warmrec.artifacts import RunInfo
-
-    ran = _ran_spec(spec, prepared)
     t0 = time.perf_counter()
     if spec.transfer is not None:
         model = _fit_transfer(spec, prepared)
@@ -692,12 +689,31 @@ def fit_run(
     if evaluate_valid and getattr(prepared, "valid", None) is not None and len(prepared.valid):
         res = evaluate_run(model, prepared.valid, spec, prepared)
         valid, n_valid = dict(res.summary), res.n_examples
+    return record_run(model, spec, prepared, fit_seconds=fit_s, valid=valid, n_valid=n_valid)
+
+
+def record_run(
+    model: Any,
+    spec: RunSpec,
+    prepared: Any = None,
+    *,
+    fit_seconds: float | None = None,
+    valid: Mapping[str, float] | None = None,
+    n_valid: int = 0,
+) -> Any:
+    """Record the run in ``model.meta.run`` (:class:`~warmrec.artifacts.RunInfo`: the spec as
+    run, with the split ``prepared`` resolved, data, fit time, validation metrics); returns the
+    model. :func:`fit_run` calls it for every fit; a model assembled from fitted parts (the
+    hybrid ``warmrec auto`` builds from two fitted members) is recorded the same way."""
+    from warmrec.artifacts import RunInfo
+
+    ran = _ran_spec(spec, prepared)
     model.meta.run = RunInfo(
         data=ran.data.source() if ran.data is not None else None,
         split={"method": ran.split.method, **ran.split.options()},
         spec=ran.record(),
-        fit_seconds=fit_s,
-        valid=valid,
+        fit_seconds=fit_seconds,
+        valid=dict(valid or {}),
         n_valid=n_valid,
         loss=_trained_loss(model),
     )

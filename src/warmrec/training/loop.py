@@ -15,7 +15,10 @@ Randomness: ``seed`` seeds torch (weight init, dropout, negative sampling) and a
 ``Generator`` passed explicitly to the batch iterators. Same seed, same machine, same thread count
 -> same result. With ``checkpoint_dir`` the full state (weights, optimizer, scheduler, RNG states,
 best weights, history) is written atomically every ``checkpoint_every`` epochs; ``resume=True``
-continues from it and ends exactly where an uninterrupted run would.
+continues from it and ends exactly where an uninterrupted run would. A callback that returns
+:data:`PAUSE` ends the fit after that epoch with a checkpoint that is *not* marked finished: the
+same run resumed from it goes on (a scheduler's cheap rungs: ``warmrec auto``); returning True
+stops the run for good.
 
 Logging: one JSON object per epoch (loss, wall and CPU seconds of training, learning rate,
 validation metrics) appended to ``log_path``; TensorBoard scalars under
@@ -57,6 +60,8 @@ from warmrec.training.memory import keep_freed_memory
 from warmrec.training.threads import apply_threads
 
 OPTIMIZERS = ("adamw", "adam", "adagrad", "sgd")
+PAUSE = "pause"
+"""A callback's answer that ends this fit after the epoch, resumable from its checkpoint."""
 SCHEDULES = ("none", "cosine", "linear")
 EPOCHS_VALIDATED = 100  # the cap when validation can stop training early
 EPOCHS_UNVALIDATED = 20
@@ -215,6 +220,8 @@ class TrainResult:
     resumed_from: int = 0
     train_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    paused: bool = False
+    """A callback answered :data:`PAUSE`: the run can go on from its checkpoint."""
 
     @property
     def epochs_run(self) -> int:
@@ -591,8 +598,9 @@ def train(
     the net the model already has (fine-tuning: the caller has set the vocabulary, weights and
     any frozen parameters). The optimizer covers ``model.optimizer_groups(weight_decay)``.
     Each callback is called as ``callback(epoch, record, model)`` after every epoch; returning
-    True stops training (callbacks are not part of checkpoints). ``hooks``: a
-    :class:`LoopHooks`.
+    True stops training (callbacks are not part of checkpoints); returning :data:`PAUSE` ends
+    this fit after the epoch, saving a checkpoint (with ``checkpoint_dir``) from which the same
+    run resumes and goes on. ``hooks``: a :class:`LoopHooks`.
     """
     hooks = hooks or LoopHooks()
     try:
@@ -648,6 +656,7 @@ def _train(
 
     run = RunState()
     resumed_from = 0
+    paused = False
     if cfg.resume and has_checkpoint(cfg.checkpoint_dir):
         run = load_checkpoint(cfg.checkpoint_dir, model, optimizer, scheduler, rng, cfg)
         resumed_from = run.epoch
@@ -738,10 +747,17 @@ def _train(
                 shown[key_metric] = f"{record[f'valid_{key_metric}']:.4f}"
                 shown["best"] = f"{run.best_metric:.4f} (epoch {run.best_epoch})"
             epochs.set_postfix(shown)
-            if any([bool(cb(epoch, record, model)) for cb in callbacks]):
+            answers = [cb(epoch, record, model) for cb in callbacks]
+            if any(isinstance(a, str) and a == PAUSE for a in answers):
+                paused = True
+            if any(bool(a) for a in answers if not (isinstance(a, str) and a == PAUSE)):
                 run.stopped = True
-            if cfg.checkpoint_dir and (epoch % cfg.checkpoint_every == 0 or last or run.stopped):
+            if cfg.checkpoint_dir and (
+                epoch % cfg.checkpoint_every == 0 or last or run.stopped or paused
+            ):
                 save_checkpoint(cfg.checkpoint_dir, model, optimizer, scheduler, run, rng, cfg)
+            if paused and not run.stopped:
+                break
     finally:
         loggers.close()
         epochs.close()
@@ -756,4 +772,5 @@ def _train(
         resumed_from=resumed_from,
         train_seconds=run.train_seconds,
         extra={"loss": loss_name} if loss_name else {},
+        paused=paused and not run.stopped,
     )

@@ -1,0 +1,283 @@
+"""``warmrec auto``: the log's description and the plan it steers, one step (a network paused
+and resumed), the pick on logs with a known answer, the budget, resuming after a kill."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.conftest import cyclic_log
+from warmrec.data.synthetic import generate_baskets, generate_repeats
+from warmrec.errors import ConfigError
+from warmrec.experiments.auto import (
+    StepContext,
+    auto,
+    describe_log,
+    find_spaces,
+    parse_budget,
+    plan_portfolio,
+    run_step,
+)
+from warmrec.experiments.spec import (
+    evaluate_model,
+    fit_model,
+    prepare_run,
+    spec_from_config,
+)
+from warmrec.models.base import Recommender
+
+ONE_SHOT = ["pop", "markov", "sr", "ar", "itemknn", "sknn", "vsknn", "sessionpop"]
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("logs")
+    out = {"baskets": d / "baskets.csv", "repeats": d / "repeats.csv"}
+    generate_baskets().write_csv(out["baskets"])
+    generate_repeats().write_csv(out["repeats"])
+    return out
+
+
+def _prepared(path: Path):
+    return prepare_run(spec_from_config({"data": {"path": str(path)}}))
+
+
+def test_parse_budget():
+    assert parse_budget("90s") == 90 and parse_budget("10m") == 600 and parse_budget("1.5h") == 5400
+    assert parse_budget(12) == 12 and parse_budget("45") == 45
+    for bad in ("10q", "-1m", "0", "m"):
+        with pytest.raises(ConfigError, match="--budget"):
+            parse_budget(bad)
+
+
+def test_the_log_steers_the_plan(logs):
+    spaces = find_spaces()
+    basket = describe_log(_prepared(logs["baskets"]))
+    assert basket.basket and basket.tied_time_share > 0.7 and basket.events_per_time > 4
+    plan = plan_portfolio(basket, spaces=spaces)
+    origins = {t.id: t.origin for t in plan.trials}
+    assert "defaults, n_last=5" in origins.values()  # AR queried by a whole basket
+    assert any("basket log" in n for n in plan.notes)
+    assert plan.exclude_seen["vsknn"] is None  # some targets repeat: decided on validation
+    assert "ssept" in plan.families and "bst" not in plan.families  # users, no features
+
+    rep = describe_log(_prepared(logs["repeats"]))
+    assert not rep.basket and rep.valid_target_seen_share > 0.5
+    plan = plan_portfolio(rep, spaces=spaces)
+    assert "sessionpop" in plan.families
+    assert any("repeat-heavy" in n for n in plan.notes)
+    windows = [t.model.get("max_len") for t in plan.trials if t.family == "sessionpop"]
+    assert windows == [None, 3, 10]  # the defaults (50), then last-N
+
+    # no repeats at all: seen items excluded everywhere, SessionPop left out
+    prep = prepare_run(spec_from_config({}), data=cyclic_log(n_sessions=150, length=6))
+    clean = describe_log(prep)
+    assert clean.valid_target_seen_share == 0.0 and not clean.has_user_ids
+    plan = plan_portfolio(clean, ["pop", "sessionpop", "ssept", "sr"], spaces=spaces)
+    assert plan.families == ["pop", "sr"]
+    assert plan.exclude_seen == {"pop": True, "sr": True}
+    assert set(plan.left_out) == {"sessionpop", "ssept"}
+
+
+def test_a_network_step_pauses_at_its_allowance_and_resumes_from_its_checkpoint(tmp_path):
+    prep = prepare_run(
+        spec_from_config({}), data=generate_repeats(n_users=40, n_items=80, length=15)
+    )
+    ctx = StepContext(prep, prep.info["spec"], tmp_path, "ndcg@10")
+    step = {
+        "trial": "gru4rec-000",
+        "family": "gru4rec",
+        "kind": "fit",
+        "model": {"hidden_size": 16, "max_len": 10},
+        # one thread: this test process's torch was started before conftest's OMP_NUM_THREADS
+        "train": {"epochs": 3, "patience": 0, "batch_size": 16, "num_threads": 1},
+        "exclude_seen": False,
+        "train_exclude": False,
+        "eval_both": True,
+        "spent": 0.0,
+        "allowance": 0.0,  # the first epoch is the cheapest rung: pause after it
+        "deadline": time.time() + 300,
+        "members": [],
+    }
+    first = run_step(ctx, step)
+    assert first["status"] == "paused" and first["epochs"] == 1, first
+    assert first["value"] is not None and first["value_other"] is not None
+    assert first["ci"][0] <= first["value"] <= first["ci"][1]
+    assert (tmp_path / "ckpt" / "gru4rec-000").is_dir()
+    saved = Recommender.load(tmp_path / "models" / "gru4rec-000")
+    assert saved.name == "gru4rec"
+    second = run_step(ctx, {**step, "spent": first["seconds"], "allowance": math.inf})
+    assert second["status"] == "done" and second["epochs"] == 3, second  # epochs 2 and 3 only
+    assert len(second["curve"]) == 2
+    # a step past the deadline is cut and leaves the checkpoint as it was
+    cut = run_step(ctx, {**step, "trial": "gru4rec-001", "deadline": time.time() - 1})
+    assert cut["status"] in ("cut", "paused")
+    # the hybrid of a kNN model and this network, formed from the two saved members
+    knn = run_step(
+        ctx, {**step, "trial": "sknn-000", "family": "sknn", "model": {"k": 50}, "train": {}}
+    )
+    assert knn["status"] == "done"
+    members = {"network": "gru4rec", "network_config": step["model"], "neighbours": "sknn"}
+    hyb = run_step(
+        ctx,
+        {
+            **step,
+            "trial": "hybrid-000",
+            "family": "hybrid",
+            "kind": "hybrid",
+            "model": {**members, "neighbours_config": {"k": 50}, "select_metric": "ndcg@10"},
+            "train": {},
+            "members": ["sknn-000", "gru4rec-000"],
+        },
+    )
+    assert hyb["status"] == "done" and 0.0 <= hyb["weight"] <= 1.0, hyb
+    assert hyb["value"] >= max(knn["value"], second["value"]) - 1e-9  # w=0 or 1: one member
+    from warmrec.tuning.results import dump_toml
+
+    text = dump_toml(ctx.spec("hybrid", hyb["model"], {}, False).to_config())
+    spec = spec_from_config(__import__("tomllib").loads(text))  # winner.toml round-trips
+    assert spec.model.config["network_config"] == step["model"]
+    assert spec.model.config["weight"] == hyb["weight"]
+
+
+def _default_tests(path: Path, families: list[str]) -> dict[str, float]:
+    """Test NDCG@10 of every family at warmrec's defaults (seen items kept, the default)."""
+    prep = _prepared(path)
+    out = {}
+    for fam in families:
+        model = fit_model(fam, prep)
+        out[fam] = evaluate_model(model, prep.test, prep, metrics=["ndcg@10"])["ndcg@10"]
+    return out
+
+
+@pytest.mark.parametrize("log", ["baskets", "repeats"])
+def test_the_pick_beats_every_familys_defaults_within_the_budget(logs, log, tmp_path):
+    budget = 14.0
+    t0 = time.time()
+    res = auto(logs[log], out=tmp_path / "auto", budget=budget, families=ONE_SHOT, progress=False)
+    wall = time.time() - t0
+    assert wall <= 1.05 * budget, f"{wall:.1f} s for a {budget} s budget"
+    w = res["winner"]
+    defaults = _default_tests(logs[log], ONE_SHOT)
+    best = max(defaults, key=defaults.get)
+    assert w["test"]["ndcg@10"] > defaults[best], (w, defaults)
+    if log == "baskets":
+        assert w["seen_items"] == "excluded"  # the data-aware choice that wins there
+    else:
+        assert w["seen_items"] == "kept" and w["family"] == "sessionpop"
+    # the winner is an ordinary model directory whose record rebuilds its run
+    model = Recommender.load(w["model_dir"])
+    assert model.meta.run.spec["eval"]["exclude_seen"] == (w["seen_items"] == "excluded")
+    out = tmp_path / "auto"
+    for name in ("leaderboard.md", "leaderboard.csv", "trials.csv", "report.md", "winner.toml"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "progress.png").read_bytes()[:4] == b"\x89PNG"
+    board = pl.read_csv(out / "leaderboard.csv")
+    assert board["family"][0] == w["family"] and board["rank"][0] == 1
+    assert (board["valid_lo"] <= board["valid_ndcg@10"]).all()
+    report = (out / "report.md").read_text()
+    assert "## How it steered the search" in report and "## The log" in report
+    spec = spec_from_config(
+        {k: v for k, v in __import__("tomllib").loads((out / "winner.toml").read_text()).items()}
+    )
+    assert spec.model.name == w["family"]
+    # a second run into the same folder finds it done and returns its summary
+    again = auto(logs[log], out=out, budget=budget, families=ONE_SHOT, progress=False)
+    assert again["winner"]["trial"] == w["trial"]
+
+
+def test_another_run_into_the_same_folder_is_refused(logs, tmp_path, capsys):
+    auto(logs["repeats"], out=tmp_path, budget=10, families=["pop", "markov"], progress=True)
+    err = capsys.readouterr().err  # progress: the log, the plan, a line per step, the winner
+    assert "log: catalogue:" in err and "plan: " in err and "round 0: the defaults" in err
+    assert "markov-000 (defaults): ndcg@10" in err and "winner " in err
+    with pytest.raises(ConfigError, match="holds an auto run with other settings"):
+        auto(logs["repeats"], out=tmp_path, budget=10, families=["pop", "sr"], progress=False)
+    with pytest.raises(ConfigError, match="--metric"):
+        auto(logs["repeats"], out=tmp_path / "x", budget=6, metric="coverage@10")
+    with pytest.raises(ConfigError, match="--families"):
+        auto(logs["repeats"], out=tmp_path / "x", budget=6, families=["sasrec", "nope"])
+
+
+@pytest.mark.slow
+def test_resumes_after_a_kill(logs, tmp_path):
+    """Killed mid-search: the rerun keeps every scored trial, resumes the paused network from
+    its checkpoint and spends only what is left of the budget."""
+    out = tmp_path / "auto"
+    fams = ["pop", "markov", "sr", "gru4rec"]
+    code = (
+        "from warmrec.experiments.auto import auto\n"
+        f"auto({str(logs['repeats'])!r}, out={str(out)!r}, budget=60, families={fams!r}, "
+        "progress=False)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    state_path = out / "auto_state.json"
+    before = None
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            time.sleep(0.1)
+            if not state_path.exists():
+                continue
+            try:
+                state = json.loads(state_path.read_text())
+            except ValueError:
+                continue
+            paused = [t for t in state["trials"] if t["status"] == "paused"]
+            if paused and sum(t["value"] is not None for t in state["trials"]) >= 4:
+                before = state
+                break
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert before is not None, "the search never paused a network"
+    t0 = time.time()  # the same command again (a fresh process, as a user reruns it)
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+    wall = time.time() - t0
+    res = json.loads((out / "summary.json").read_text())
+    after = {t["id"]: t for t in json.loads(state_path.read_text())["trials"]}
+    assert json.loads(state_path.read_text())["invocations"] == 2
+    for t in before["trials"]:
+        if t["value"] is not None and t["family"] != "gru4rec":
+            assert after[t["id"]]["value"] == t["value"]  # not run again
+            assert after[t["id"]]["steps"] == t["steps"]
+    paused = [t for t in before["trials"] if t["status"] == "paused"]
+    # (the halving goes on with the better half of them): one went on from its checkpoint
+    went = [
+        (t["id"], t["epochs"], after[t["id"]]["epochs"], after[t["id"]]["status"]) for t in paused
+    ]
+    assert any(a > b for _, b, a, _ in went), (went, before["round"], before["spent_s"])
+    assert wall <= 60 - before["spent_s"] + 0.05 * 60 + 2.0  # what was left (+ start-up)
+    assert res["winner"] is not None
+
+
+@pytest.mark.slow
+def test_the_same_steps_run_in_ray_actors(logs, tmp_path):
+    pytest.importorskip("ray")
+    res = auto(
+        logs["repeats"],
+        out=tmp_path,
+        budget=45,
+        families=["pop", "markov", "sessionpop"],
+        address="local",
+        progress=False,
+    )
+    assert res["winner"]["family"] == "sessionpop" and res["elapsed_s"] <= 45
+    state = json.loads((tmp_path / "auto_state.json").read_text())
+    scored = [t for t in state["trials"] if t["value"] is not None]
+    assert len(scored) >= 5
+    # the actors wrote into the shared folder: each family's best model, nothing else
+    kept = {t["id"] for t in state["trials"] if t["kept"]}
+    assert kept == set(os.listdir(tmp_path / "work" / "models"))
+    assert res["winner"]["trial"] in kept
