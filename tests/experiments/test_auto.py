@@ -53,6 +53,9 @@ def _prepared(path: Path):
 
 
 def test_parse_budget():
+    import warmrec
+
+    assert warmrec.auto is auto  # the public API exports it
     assert parse_budget("90s") == 90 and parse_budget("10m") == 600 and parse_budget("1.5h") == 5400
     assert parse_budget(12) == 12 and parse_budget("45") == 45
     for bad in ("10q", "-1m", "0", "m"):
