@@ -17,6 +17,9 @@ from warmrec.data.vocab import ItemVocab
 from warmrec.models.base import Recommender
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# torch is imported above, so the variable alone comes too late for this process: the tests run
+# two xdist workers on 2 cores, one torch thread each (2 threads each oversubscribed the machine)
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 SHARED = Path(
     os.environ.get("WARMREC_SHARED_DATA")
