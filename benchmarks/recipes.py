@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -52,6 +53,7 @@ def run_one(name: str, work: Path, data_root: str | None, quick: bool, nice: int
     if nice:
         cmd = ["nice", "-n", str(nice), *cmd]
     load = LoadSampler(30.0)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
     t0 = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
     with open(work / f"{name}.log", "a") as log:  # the recipe's progress lines
@@ -62,6 +64,19 @@ def run_one(name: str, work: Path, data_root: str | None, quick: bool, nice: int
         raise SystemExit(f"recipe {name} failed (exit {proc.returncode}): see {work / name}.log")
     state = json.loads((out / "state.json").read_text())
     steps = state["steps"]
+    # this script's record of every invocation (the load during each), beside the recipe's
+    log_path = work / f"{name}.bench.json"
+    runs = json.loads(log_path.read_text()) if log_path.is_file() else []
+    runs.append(
+        {
+            "started": started,
+            "wall_s": wall,
+            "ran": state["last_run"]["ran"],
+            "resumed": state["last_run"]["skipped"],
+            "load": load_text,
+        }
+    )
+    log_path.write_text(json.dumps(runs, indent=1))
     return {
         "name": name,
         "out": out,
@@ -69,7 +84,7 @@ def run_one(name: str, work: Path, data_root: str | None, quick: bool, nice: int
         "wall_s": wall,
         "steps_s": sum(s["seconds"] for s in steps.values()),
         "peak_mb": max(s["peak_rss_mb"] for s in steps.values()),
-        "load": load_text,
+        "runs": runs,
         "state": state,
     }
 
@@ -82,6 +97,15 @@ def section(r: dict, argv: list[str], quick: bool) -> str:
     for head in SECTIONS:
         if head in report:
             part = report.split(head, 1)[1].split("\n## ", 1)[0]
+            # images and their captions stay in the report (paths relative to it)
+            lines = part.splitlines()
+            part = "\n".join(
+                ln
+                for j, ln in enumerate(lines)
+                if not ln.startswith("![")
+                and not (ln.startswith("*") and j >= 2 and lines[j - 2].startswith("!["))
+            )
+            part = re.sub(r"\n{3,}", "\n\n", part)
             keep.append(f"### {head[3:]}\n\n{part.strip()}\n")
     steps = r["state"]["steps"]
     step_rows = "\n".join(
@@ -100,21 +124,21 @@ def section(r: dict, argv: list[str], quick: bool) -> str:
             f"`warmrec recipe run {name}{' --quick' if quick else ''} --out {r['out']}` "
             f"(data root `{os.environ.get('WARMREC_DATA') or r['data_root']}`).  ",
             f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other work; "
-            f"1-minute load average during the run {r['load']}; Python "
-            f"{platform.python_version()}; OMP_NUM_THREADS=1.",
+            f"Python {platform.python_version()}; OMP_NUM_THREADS=1; runs at nice "
+            f"{r['nice']}.",
             "",
             "| recipe | command | time (s, sum of steps) | peak memory (MiB) |",
             "|---|---|---:|---:|",
             f"| {name} | `warmrec recipe run {name}{' --quick' if quick else ''} --out DIR` | "
             f"{r['steps_s']:.0f} | {r['peak_mb']:.0f} |",
             "",
-            "Invocations: "
-            + "; ".join(
-                f"{i.get('started', 'earlier')}: {i['seconds']:.0f} s, {len(i['ran'])} steps ran, "
-                f"{len(i['skipped'])} resumed"
-                for i in r["state"].get("invocations", [r["state"]["last_run"]])
-            )
-            + ".",
+            "Invocations of this script (1-minute load average sampled every 30 s during each):",
+            "",
+            *[
+                f"- {i['started']}: {i['wall_s']:.0f} s wall, {len(i['ran'])} steps ran, "
+                f"{len(i['resumed'])} resumed; load {i['load']}"
+                for i in r["runs"]
+            ],
             "",
             "| step | kind | seconds | CPU seconds | peak memory so far (MiB) |",
             "|---|---|---:|---:|---:|",
@@ -139,6 +163,7 @@ def main() -> None:
     for name in [n.strip() for n in a.recipes.split(",") if n.strip()]:
         r = run_one(name, Path(a.work), a.data_root, a.quick, a.nice)
         r["data_root"] = a.data_root or "../shared/data"
+        r["nice"] = a.nice
         block = section(r, argv, a.quick)
         write_section(
             Path(a.results), f"<!-- begin {name} -->", f"<!-- end {name} -->", block, TITLE

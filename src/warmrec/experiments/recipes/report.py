@@ -29,10 +29,6 @@ def fmt(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
-def _round(v: Any, digits: int) -> Any:
-    return round(float(v), digits) if isinstance(v, int | float) else v
-
-
 def claims_frame(recipe: Recipe, records: Mapping[str, Any]) -> pl.DataFrame:
     rows = []
     for c in recipe.claims(records):
@@ -59,9 +55,9 @@ def steps_frame(steps: Sequence[Step], state: Mapping[str, Any]) -> pl.DataFrame
                 "step": s.name,
                 "kind": s.kind,
                 "what": s.about,
-                "seconds": _round(st.get("seconds"), 1),
-                "CPU s": _round(st.get("cpu_s"), 1),
-                "peak memory (MiB)": _round(st.get("peak_rss_mb"), 0),
+                "seconds": fmt(st.get("seconds"), 1),
+                "CPU s": fmt(st.get("cpu_s"), 1),
+                "peak memory (MiB)": fmt(st.get("peak_rss_mb"), 0),
                 "this run": "ran" if s.name in ran else "resumed (finished earlier)",
             }
         )
@@ -83,7 +79,7 @@ def results_frame(steps: Sequence[Step], records: Mapping[str, Any]) -> pl.DataF
                 "step": s.name,
                 "model": rec.get("model"),
                 "protocol": protocol,
-                "fit s": _round(rec.get("fit_s"), 1),
+                "fit s": fmt(rec.get("fit_s"), 1),
                 "n test": rec.get("n_test"),
             }
             for k, v in summary.items():
