@@ -262,3 +262,54 @@ def pretrain_multisource(
     return MultiSourceResult(
         models, probs, steps, ema, valid, seconds, _peak_rss_mb(), shared, cfg.model_dump()
     )
+
+
+# -- from a run config (``warmrec pretrain-multi``) ---------------------------------------------
+def run_multisource(cfg: Mapping[str, Any], out: str | Any) -> dict[str, Any]:
+    """Pre-train on the sources of a config and save one model directory per domain under
+    ``out`` (``out/<label>``, each a transfer source) with ``out/multisource.json``.
+
+    ``cfg``: ``[model]`` (name and config keys shared by all domains), ``[multi]``
+    (:class:`MultiSourceConfig`) and ``[sources.<label>]`` tables, each with ``data`` (as a run's
+    ``[data]``), optional ``split`` (as a run's ``[split]``; default ``auto``; ``train_fraction``
+    subsamples a large source) and optional ``model`` (item-side overrides for that domain,
+    e.g. ``loss = "sampled_ce"``). Returns the summary written to the JSON file.
+    """
+    import json
+    from pathlib import Path
+
+    from warmrec.experiments.spec import prepare_run, spec_from_config
+    from warmrec.io import atomic_write_text
+
+    unknown = sorted(set(cfg) - {"model", "multi", "sources"})
+    if unknown:
+        raise ConfigError(
+            f"multi-source config: unknown section(s) {', '.join(unknown)}; valid: model, "
+            "multi, sources"
+        )
+    model = dict(cfg.get("model") or {})
+    name = model.pop("name", None) or "sasrec"
+    sources = cfg.get("sources") or {}
+    if len(sources) < 1 or not isinstance(sources, Mapping):
+        raise ConfigError(
+            "multi-source config: expected [sources.<label>] tables (--source LABEL=PATH), "
+            "found none"
+        )
+    domains = []
+    for label, src in sources.items():
+        src = dict(src)
+        bad = sorted(set(src) - {"data", "split", "model"})
+        if bad or "data" not in src:
+            raise ConfigError(
+                f"sources.{label}: expected data (and split, model), found {', '.join(src)}"
+            )
+        spec = spec_from_config({"data": src["data"], "split": src.get("split") or {}})
+        prep = prepare_run(spec)
+        domains.append(Domain(str(label), prep.train, prep.valid, dict(src.get("model") or {})))
+    res = pretrain_multisource(name, domains, model, cfg.get("multi"))
+    root = Path(out)
+    for label, m in res.models.items():
+        m.save(root / label)
+    info = {"model": name, **res.summary()}
+    atomic_write_text(root / "multisource.json", json.dumps(info, indent=2, default=str))
+    return info
