@@ -153,6 +153,14 @@ def zeroshot(args) -> None:
             if getattr(src.net.item, "prior_weight", None) is not None:
                 note += f", prior weight {float(src.net.item.prior_weight.detach()):.2f}"
             add(name, model, time.perf_counter() - t0, note)
+            item = model.net.item
+            if reset and getattr(item, "prior_len", 0):
+                # diagnostic: the same model with its encoder's scores set to 0, i.e. only the
+                # MiniLM cosine with the last 5 history items (what the source's encoder adds)
+                logits = item.logits
+                item.logits = lambda h, f=logits: f(h) * 0.0
+                add(f"{name}, text prior alone (encoder scores off)", model, 0.0, "diagnostic")
+                item.logits = logits
     took = time.perf_counter() - t_all
     pop = per_user["pop"]
     sas_pu = per_user["sasrec id (trained on MARS)"]

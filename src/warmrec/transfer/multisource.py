@@ -16,7 +16,8 @@ Training (:class:`MultiSourceConfig`):
   ``"uniform"``: equal; ``"temperature"``: the given temperature, 2 by default, flattening the
   size differences as in multilingual language-model pre-training);
 - ``order = "sequential"`` -- the domains one after the other in the given order, each for its
-  share ``p_k`` of the steps (the last domain is the freshest in the shared encoder).
+  share ``p_k`` of the steps and of the time budget (the last domain is the freshest in the
+  shared encoder).
 
 One Adam optimizer covers the union of the parameters (each domain's item table only moves on
 its own batches); the learning rate warms up and decays (cosine) over all the steps. At the end
@@ -232,11 +233,21 @@ def pretrain_multisource(
         m.net.train()
     steps = dict.fromkeys(names, 0)
     ema: dict[str, float] = {}
+    # the time budget: all of it for a joint run; domain k's share p_k of it for its phase of a
+    # sequential run (so that a budget shorter than the steps still reaches every domain)
+    deadline = {n: cfg.time_budget_s for n in names}
+    if cfg.time_budget_s and cfg.order == "sequential":
+        acc = 0.0
+        for n in names:
+            acc += probs[n] * cfg.time_budget_s
+            deadline[n] = acc
     t0 = time.perf_counter()
     for k in schedule:
-        if cfg.time_budget_s and time.perf_counter() - t0 >= cfg.time_budget_s:
-            break
         name = names[int(k)]
+        if deadline[name] and time.perf_counter() - t0 >= deadline[name]:
+            if cfg.order == "joint":
+                break
+            continue
         loss = models[name].training_step(next_batch(name))
         opt.zero_grad(set_to_none=True)
         loss.backward()
