@@ -204,7 +204,21 @@ def zeroshot(args) -> None:
         f"{k}: {v[1]:.0f} s" + (" (reused from an earlier run of this command)" if v[2] else "")
         for k, v in sources.items()
     )
-    lines += ["", f"Source pre-training on ml-100k: {src_lines}.", "", "<!-- end: zeroshot -->"]
+    real = [r for r in rows if r["model"].startswith("zero-shot") and r["note"] != "diagnostic"]
+    best = max(real, key=lambda r: r["ndcg@10"])
+    bp = paired_ratio_ci(per_user[best["model"]], pop)
+    bs = paired_ratio_ci(per_user[best["model"]], sas_pu)
+    verdict = "met" if bp[1] >= 2.0 else ("not met" if bp[2] < 2.0 else "not settled")
+    lines += [
+        "",
+        f"Source pre-training on ml-100k: {src_lines}.",
+        "",
+        f"Goal (zero-shot NDCG@10 >= 2x Pop): **{verdict}** by the best zero-shot model "
+        f"({best['model']}): {bp[0]:.2f}x Pop [{bp[1]:.2f}, {bp[2]:.2f}], {bs[0]:.2f}x the "
+        f"MARS-trained SASRec [{bs[1]:.2f}, {bs[2]:.2f}].",
+        "",
+        "<!-- end: zeroshot -->",
+    ]
     write_section(args.out, "<!-- begin: zeroshot -->", "<!-- end: zeroshot -->", "\n".join(lines),
                   TITLE)  # fmt: skip
     print("\n".join(lines))
@@ -385,11 +399,42 @@ def multisource(args) -> None:
         "",
         to_markdown(table),
         "",
+        *verdict_lines(res.summary, list(arms)),
+        "",
         "<!-- end: multisource -->",
     ]
     write_section(args.out, "<!-- begin: multisource -->", "<!-- end: multisource -->",
                   "\n".join(lines), TITLE)  # fmt: skip
     print("\n".join(lines))
+
+
+def verdict_lines(summary, arms: list[str]) -> list[str]:
+    """The issue's two transfer goals, read off the curve summary, per fraction."""
+    out = ["Goals, per fraction (ratio = NDCG@10 over scratch's, paired bootstrap 95 % CI):", ""]
+    singles = [a for a in arms if not a.startswith("multi-")]
+    multis = [a for a in arms if a.startswith("multi-")]
+    for frac in sorted(set(summary["fraction"].to_list())):
+        rows = {
+            r["arm"]: r for r in summary.filter(summary["fraction"] == frac).iter_rows(named=True)
+        }
+        got = [rows[a] for a in arms if a in rows and rows[a]["ratio"] is not None]
+        if not got:
+            continue
+        best = max(got, key=lambda r: r["ratio"])
+        ok = best["ratio_lo"] >= 1.3 and (best["p_value"] or 1) < 0.05
+        bs = max((rows[a] for a in singles if a in rows), key=lambda r: r["ndcg@10"])
+        bm = max((rows[a] for a in multis if a in rows), key=lambda r: r["ndcg@10"])
+        neg = [a for a in arms if a in rows and rows[a]["ratio_hi"] is not None
+               and rows[a]["ratio_hi"] < 1.0]  # fmt: skip
+        out.append(
+            f"- {frac:g}: best transfer {best['arm']} {best['ratio']:.2f}x scratch "
+            f"[{best['ratio_lo']:.2f}, {best['ratio_hi']:.2f}], p {best['p_value']:.4f}: goal "
+            f">= 1.3x with CI excluding 1 **{'met' if ok else 'not met'}**; best multi-source "
+            f"{bm['arm']} NDCG@10 {bm['ndcg@10']:.4f} vs best single source {bs['arm']} "
+            f"{bs['ndcg@10']:.4f}: multi >= single **{'met' if bm['ndcg@10'] >= bs['ndcg@10'] else 'not met'}**"
+            f"; negative transfer (CI of the ratio below 1): {', '.join(neg) or 'none'}."
+        )
+    return out
 
 
 def main() -> None:
