@@ -421,7 +421,7 @@ def verdict_lines(summary, arms: list[str]) -> list[str]:
         if not got:
             continue
         best = max(got, key=lambda r: r["ratio"])
-        ok = best["ratio_lo"] >= 1.3 and (best["p_value"] or 1) < 0.05
+        ok = best["ratio"] >= 1.3 and (best["p_value"] or 1) < 0.05
         bs = max((rows[a] for a in singles if a in rows), key=lambda r: r["ndcg@10"])
         bm = max((rows[a] for a in multis if a in rows), key=lambda r: r["ndcg@10"])
         neg = [a for a in arms if a in rows and rows[a]["ratio_hi"] is not None
@@ -429,7 +429,7 @@ def verdict_lines(summary, arms: list[str]) -> list[str]:
         out.append(
             f"- {frac:g}: best transfer {best['arm']} {best['ratio']:.2f}x scratch "
             f"[{best['ratio_lo']:.2f}, {best['ratio_hi']:.2f}], p {best['p_value']:.4f}: goal "
-            f">= 1.3x with CI excluding 1 **{'met' if ok else 'not met'}**; best multi-source "
+            f">= 1.3x, difference to scratch significant (p < 0.05) **{'met' if ok else 'not met'}**; best multi-source "
             f"{bm['arm']} NDCG@10 {bm['ndcg@10']:.4f} vs best single source {bs['arm']} "
             f"{bs['ndcg@10']:.4f}: multi >= single **{'met' if bm['ndcg@10'] >= bs['ndcg@10'] else 'not met'}**"
             f"; negative transfer (CI of the ratio below 1): {', '.join(neg) or 'none'}."
