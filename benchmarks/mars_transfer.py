@@ -1,9 +1,11 @@
 """MARS: zero-shot from a text-aware source, and multi-source pre-training + transfer.
 
-Two parts, each writing its own section of ``benchmarks/results/mars.md``::
+Three parts, each writing its own section of ``benchmarks/results/mars.md`` (the third reuses
+the first's source and the second's scratch runs, from the same ``--work`` folder)::
 
     OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py zeroshot [--work DIR]
     OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py multisource [--work DIR]
+    OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py texttransfer [--work DIR]
 
 ``zeroshot``: a text-aware SASRec (``item_repr = "text"``, with and without the text prior)
 pre-trained on ml-100k (titles + genres through MiniLM), carried to MARS with
@@ -15,6 +17,9 @@ leave-one-out per learner, full ranking.
 session subsample) alone and jointly / in sequence (:mod:`warmrec.transfer.multisource`), then
 fine-tuned on 5 % and 10 % of the MARS training learners (the DataScarcity scenario,
 ``warmrec study curve``'s runs), 3 seeds, against scratch SASRec.
+
+``texttransfer``: the zeroshot part's text-aware source fine-tuned at the same fractions, against
+the same text-aware SASRec from scratch and against the ID scratch runs.
 """
 
 from __future__ import annotations
@@ -408,6 +413,94 @@ def multisource(args) -> None:
     print("\n".join(lines))
 
 
+def texttransfer(args) -> None:
+    """The text-aware source (ml-100k, text + prior, from the zeroshot part) fine-tuned on 5 %
+    and 10 % of the MARS learners, against the same text-aware SASRec from scratch and against
+    the ID SASRec scratch runs of the multisource part (same fractions, seeds, test learners)."""
+    from warmrec.reports.tables import to_markdown
+
+    load = LoadSampler()
+    t_all = time.perf_counter()
+    work = Path(args.work)
+    src = work / "ml100k-text-prior"
+    if not src.is_dir():
+        raise SystemExit(f"{src}: run the zeroshot part first (it pre-trains this source)")
+    text_model = {"name": "sasrec", "d": D, "item_repr": "text", "text_prior": 5}
+    base = mars_spec(
+        {"model": text_model,
+         "train": {"epochs": args.target_epochs, "time_budget_s": args.target_budget, **THREADS},
+         "transfer": {"source": str(src), "strategy": "finetune", "init": "random",
+                      "reset_domain": True}}
+    )  # fmt: skip
+    res = run_curve(
+        base,
+        ["scratch", f"ml100k-text+prior=transfer:{src}"],
+        fractions=args.fractions,
+        seeds=args.seeds,
+        out_dir=work / "curve-text",
+        progress=True,
+    )
+    took = time.perf_counter() - t_all
+    table = res.table.select(
+        "arm", "fraction", "n_train", "n_seeds", "hr@10 [95% CI]", "ndcg@10 [95% CI]",
+        "ratio to scratch [95% CI]", "p_value",
+    )  # fmt: skip
+    # against the ID SASRec scratch runs of the multisource part (paired by seed and learner)
+    id_runs = work / "curve" / "runs"
+    extra = [
+        "| arm | fraction | ndcg@10 / ID SASRec scratch [95% CI] | p_value |",
+        "|---|---:|---|---:|",
+    ]
+    from warmrec.evaluation.stats import paired_test
+
+    for frac in args.fractions:
+        base_pu = []
+        for seed in args.seeds:
+            f = id_runs / f"scratch-f{frac:g}-s{seed}.json"
+            if f.is_file():
+                base_pu.append(np.asarray(json.loads(f.read_text())["per_user"]))
+        if len(base_pu) != len(args.seeds):
+            continue
+        b = np.concatenate(base_pu)
+        for arm in ("scratch", "ml100k-text+prior"):
+            a = np.concatenate(
+                [np.asarray(r["per_user"]) for seed in args.seeds for r in res.records
+                 if r["arm"] == arm and r["fraction"] == frac and r["seed"] == seed]
+            )  # fmt: skip
+            r, lo, hi = paired_ratio_ci(a, b)
+            t = paired_test(a, b, n_boot=2000, seed=0)
+            name = "text+prior scratch" if arm == "scratch" else "ml100k-text+prior (fine-tune)"
+            extra.append(f"| {name} | {frac:g} | {r:.2f} [{lo:.2f}, {hi:.2f}] | {t.p_value:.4f} |")
+    lines = [
+        "<!-- begin: texttransfer -->",
+        "## Text-aware transfer at 5 % and 10 % of the MARS learners",
+        "",
+        f"Command: `OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py texttransfer` (after "
+        f"the zeroshot and multisource parts; {took / 60:.0f} min; 1-minute load average "
+        f"{load.stop()} on the shared 2-core machine, one torch thread).",
+        "",
+        f"{res.protocol}. Model: SASRec d 64 with `item_repr = text`, `text_prior = 5` (MARS "
+        "item text through MiniLM). `ml100k-text+prior`: the zeroshot part's ml-100k source, "
+        "fine-tuned (everything trains, seen-item bias reset to 0); `scratch`: the same "
+        f"text-aware SASRec from random weights. At most {args.target_epochs} epochs or "
+        f"{args.target_budget:g} s, early stopping on the MARS validation; seeds "
+        f"{', '.join(map(str, args.seeds))}; ratios with a 95 % per-learner paired bootstrap "
+        "interval (learners pooled over seeds).",
+        "",
+        to_markdown(table),
+        "",
+        "Against the ID SASRec from scratch of the multisource section (the same fractions, "
+        "seeds and test learners):",
+        "",
+        *extra,
+        "",
+        "<!-- end: texttransfer -->",
+    ]
+    write_section(args.out, "<!-- begin: texttransfer -->", "<!-- end: texttransfer -->",
+                  "\n".join(lines), TITLE)  # fmt: skip
+    print("\n".join(lines))
+
+
 def verdict_lines(summary, arms: list[str]) -> list[str]:
     """The issue's two transfer goals, read off the curve summary, per fraction."""
     out = ["Goals, per fraction (ratio = NDCG@10 over scratch's, paired bootstrap 95 % CI):", ""]
@@ -439,7 +532,7 @@ def verdict_lines(summary, arms: list[str]) -> list[str]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("part", choices=["zeroshot", "multisource"])
+    p.add_argument("part", choices=["zeroshot", "multisource", "texttransfer"])
     p.add_argument("--work", default="/tmp/warmrec-mars-transfer")
     p.add_argument("--src-epochs", type=int, default=30)
     p.add_argument("--src-budget", type=float, default=200.0)
@@ -457,7 +550,9 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    (zeroshot if args.part == "zeroshot" else multisource)(args)
+    {"zeroshot": zeroshot, "multisource": multisource, "texttransfer": texttransfer}[args.part](
+        args
+    )
 
 
 if __name__ == "__main__":
