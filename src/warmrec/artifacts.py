@@ -194,6 +194,8 @@ class TransferInfo(_Record):
     target_specific: list[str] = []
     """State entries made for the target (item tables, users, cropped positions, ...)."""
     n_trainable: int = 0
+    reset_domain: bool = False
+    """The seen-item bias started at 0, not at the source's value."""
     seed: int = 0
 
 

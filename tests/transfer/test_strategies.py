@@ -183,4 +183,4 @@ def test_bad_strategies(train_data):
         apply_strategy(model, "finetune", {"decay": 0.1})
     with pytest.raises(ModelError, match="nothing to train"):
         apply_strategy(model, "freeze", {"freeze": ["*"]})
-    assert len(STRATEGIES) == 8
+    assert len(STRATEGIES) == 9 and "zeroshot" in STRATEGIES

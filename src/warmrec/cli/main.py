@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("warmrec.cli.models", "list_models"),
     "demo": ("warmrec.cli.demo", "demo"),
     "pretrain": ("warmrec.cli.transfer", "pretrain"),
+    "pretrain-multi": ("warmrec.cli.transfer", "pretrain_multi"),
     "transfer": ("warmrec.cli.transfer", "transfer_cmd"),
     "study": ("warmrec.cli.transfer", "study"),
     "predict": ("warmrec.cli.serving", "predict_cmd"),

@@ -76,6 +76,55 @@ def pretrain(
         echo_mapping({f"valid {k}": v for k, v in info["valid"].items()})
 
 
+@click.command("pretrain-multi")
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="LABEL=PATH",
+    help="A source log (repeatable); its format is detected, or set sources.LABEL.data.format.",
+)
+@click.option("--model", "model_name", default=None, help="Neural model (default: sasrec).")
+@click.option("--order", type=click.Choice(["joint", "sequential"]), default=None)
+@click.option("--sampling", type=click.Choice(["size", "temperature", "uniform"]), default=None)
+@click.option("--temperature", type=float, default=None, help="p ~ size^(1/T) (default 2).")
+@click.option("--steps", type=int, default=None, help="Optimizer steps in all (default 2000).")
+@click.option("--config", "config_file", default=None, help="TOML: [model] [multi] [sources.X].")
+@set_option("--set sources.wiki.data.format=sasrec --set multi.time_budget_s=600")
+@click.option("--out", required=True, help="Folder: one model directory per source.")
+@click.option("--json", "as_json", is_flag=True)
+def pretrain_multi(
+    sources, model_name, order, sampling, temperature, steps, config_file, sets, out, as_json
+):
+    """Pre-train one shared encoder on several sources (per-source item tables), save each."""
+    from warmrec.io import check_output
+    from warmrec.transfer.multisource import run_multisource
+
+    check_output(out, kind="dir")
+    flags: dict = {}
+    for s in sources:
+        label, sep, path = s.partition("=")
+        if not sep or not label.strip() or not path.strip():
+            raise click.BadParameter(f"expected LABEL=PATH, found {s!r}", param_hint="--source")
+        flags.setdefault("sources", {})[label.strip()] = {"data": {"path": path.strip()}}
+    if model_name:
+        flags["model"] = {"name": model_name}
+    multi = {"order": order, "sampling": sampling, "temperature": temperature, "steps": steps}
+    multi = {k: v for k, v in multi.items() if v is not None}
+    if multi:
+        flags["multi"] = multi
+    cfg = command_config(config_file, sets, flags)
+    info = run_multisource(cfg, out)
+    if as_json:
+        emit_json(info)
+    else:
+        click.echo(
+            f"saved {len(info['domains'])} source models ({', '.join(info['domains'])}) to {out} "
+            f"({info['seconds']:.1f} s, peak RSS {info['peak_rss_mb']:.0f} MB)"
+        )
+        echo_mapping({f"valid {d} {k}": v for d, m in info["valid"].items() for k, v in m.items()})
+
+
 @click.command("transfer")
 @click.option("--from", "source_dir", required=True, help="A model directory from `pretrain`.")
 @click.option("--data", "path", required=True, help="Target-domain interaction log.")

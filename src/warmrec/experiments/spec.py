@@ -435,7 +435,8 @@ class TransferSpec(ConfigModel):
     """The pre-trained model's directory (``warmrec pretrain`` writes one)."""
     strategy: str = "finetune"
     """Transfer strategy (``warmrec.transfer.list_strategies()``): finetune, freeze, adapters,
-    lora, ..."""
+    lora, ..., ``zeroshot`` (no target training: a text-aware source ranks the target's items
+    by their text)."""
     init: str = "popularity"
     """How the target item table starts (random, mean, popularity, text, ...)."""
     strategy_options: dict[str, Any] = {}
@@ -448,6 +449,10 @@ class TransferSpec(ConfigModel):
     """How position embeddings of a longer target are started."""
     seed: int = 0
     """Seed of the target-specific initialisation."""
+    reset_domain: bool = False
+    """Start the seen-item bias (how the domain treats repeats) at 0, not at the source's value
+    (the source's repeat habit is a property of its domain; a zero-shot target has no data to
+    learn its own)."""
 
     @field_validator("strategy")
     @classmethod
@@ -841,6 +846,7 @@ def _fit_transfer(spec: RunSpec, prepared: Any) -> Any:
         target_titles=item_titles(getattr(prepared, "item_features", None)),
         source_name=tr.source,
         position_init=tr.position_init,
+        reset_domain=tr.reset_domain,
         seed=tr.seed,
         **extra,
     )

@@ -31,8 +31,10 @@ ItemRepr = Literal["id", "text", "id+text"]
 AdaptorName = Literal["whiten", "moe"]
 TEXT_FIELDS = (
     "title",
+    "movie_title",
     "name",
     "genres",
+    "class",
     "software",
     "theme",
     "job",
@@ -43,7 +45,8 @@ TEXT_FIELDS = (
     "description",
 )
 """Item feature columns read as item text by default (those a table lacks are skipped): MARS
-(title, tags, difficulty, type, description), MovieLens (title, genres) and common names. The
+(title, tags, difficulty, type, description), MovieLens (title, genres; RecBole's ml-100k:
+movie_title, class) and common names. The
 long description comes last: an encoder that truncates (MiniLM: 256 word pieces) keeps the
 title and tags."""
 

@@ -64,7 +64,7 @@ from warmrec.models.settings import HistorySettings, TextFieldSettings, TextSett
 from warmrec.registry import register_model
 
 TextEncoder = Callable[[list[str]], np.ndarray]
-PLAIN_FIELDS = frozenset({"title", "name", "description", "text"})
+PLAIN_FIELDS = frozenset({"title", "movie_title", "name", "description", "text"})
 """Fields written as they are; the others are written ``name: value``."""
 HASHING_DIM = 512
 

@@ -34,7 +34,10 @@ Strategies (:data:`STRATEGIES`):
   LayerNorm ``emb_norm``) ``L`` (ULMFiT's
   discriminative fine-tuning). Item and user tables are new in a transferred model, so by
   default (``new_tables_full_lr``) they train at the full rate; positions and feature tables
-  take the embedding depth.
+  take the embedding depth;
+- ``"zeroshot"`` -- nothing trains: every parameter is frozen (``warmrec.transfer.transfer``
+  then skips the training loop; with a text-aware source the target catalogue is ranked by its
+  item text through the source's encoder and adaptor, with no target interaction).
 
 For every strategy ``train`` patterns force parameters to train and extra ``freeze`` patterns
 freeze them (``train`` wins).
@@ -80,6 +83,7 @@ StrategyName = Literal[
     "adapters",
     "lora",
     "discriminative",
+    "zeroshot",
 ]
 STRATEGIES: tuple[str, ...] = get_args(StrategyName)
 
@@ -224,6 +228,10 @@ def apply_strategy(
             f"transfer strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}"
         )
     opts = build_config(StrategyOptions, options)
+    if strategy == "zeroshot":  # nothing trains: the source as it is, on the target's catalogue
+        frozen_all = [n for n, _ in model.net.named_parameters()]
+        _set_trainable(model.net, frozen_all, ())
+        return StrategyReport(strategy, [], frozen_all)
     if strategy == "freeze" and not opts.freeze:
         raise ConfigError("strategy 'freeze' needs freeze= glob patterns")
     if strategy == "scratch":

@@ -57,9 +57,10 @@ from warmrec.models.features import (
     SideFeatures,
     encode_features,
 )
-from warmrec.models.layers import ItemEmbedding, PositionalEmbedding
+from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, SeenItemBias
 from warmrec.models.neural import NeuralRecommender
-from warmrec.models.settings import HistorySettings
+from warmrec.models.settings import HistorySettings, TextSettings
+from warmrec.models.text import TextItemEmbedding, text_vectors
 from warmrec.registry import get_model
 from warmrec.transfer.embeddings import METHODS, init_item_embeddings, shared_items
 from warmrec.transfer.strategies import StrategyOptions, apply_strategy
@@ -77,7 +78,8 @@ def item_table_keys(net: nn.Module) -> list[str]:
     keys = []
     for name, mod in net.named_modules():
         if isinstance(mod, ItemEmbedding):
-            keys.append(f"{name}.embed.weight")
+            if mod.embed is not None:  # a text-only layer (item_repr="text") has no id table
+                keys.append(f"{name}.embed.weight")
             if mod.out is not None:
                 keys.append(f"{name}.out")
             if mod.bias is not None:
@@ -134,6 +136,31 @@ def _transfer_features(source: Recommender, target: Recommender, train: Sequence
         encoded[what] = EncodedFeatures(specs, codes)
     target._features = SideFeatures(encoded["item"], encoded["user"])
     target.meta.features = feats.model_copy(deep=True)
+
+
+def _item_layers(net: nn.Module) -> list[ItemEmbedding]:
+    return [m for m in net.modules() if isinstance(m, ItemEmbedding)]
+
+
+def _bind_text(source: Recommender, target: Recommender, train: SequenceDataset) -> None:
+    """A text-aware source: the target's item text through the source's encoder and fields
+    (the adaptor that reads the vectors is copied with the other weights)."""
+    cfg = target.config
+    if not isinstance(cfg, TextSettings) or cfg.item_repr == "id":
+        return
+    src_meta = source.meta.text
+    vec, meta = text_vectors(train, cfg)
+    if src_meta is not None and (src_meta.encoder, src_meta.dim) != (meta.encoder, meta.dim):
+        raise ModelError(
+            f"{source.name}: the source read item text with {src_meta.encoder} "
+            f"({src_meta.dim}-d), the target's with {meta.encoder} ({meta.dim}-d)"
+        )
+    if meta.n_with_text == 0:
+        raise ModelError(
+            f"{source.name}: a text-aware source needs target item text; none of the target's "
+            f"{len(train.vocab) - 1} items has any in the fields {', '.join(cfg.text_fields)}"
+        )
+    target._text, target.meta.text = vec, meta
 
 
 def _jsonable(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -208,9 +235,15 @@ def build_target_model(
     source_titles: Mapping[Any, str] | None = None,
     target_titles: Mapping[Any, str] | None = None,
     copy_weights: bool = True,
+    reset_domain: bool = False,
+    zero_shot: bool = False,
     seed: int = 0,
 ) -> tuple[NeuralRecommender, dict[str, Any]]:
-    """Steps 1-5 of the module docstring, without training: ``(target model, info)``."""
+    """Steps 1-5 of the module docstring, without training: ``(target model, info)``.
+
+    ``reset_domain``: the domain-specific scalars (the seen-item bias) start at their initial
+    value instead of the source's; ``zero_shot``: the target's training counts are not used
+    (text layers rank every item; nothing of the target's interactions enters the model)."""
     source = source_model
     if not isinstance(source, NeuralRecommender):
         raise ModelError(
@@ -231,7 +264,10 @@ def build_target_model(
         cfg["max_len"] = int(max_len)
     target = type(source)(cfg)
     Recommender._bind(target, target_train)
+    if zero_shot:
+        target.meta.item_counts = None  # no target interaction is used: every item is ranked
     _transfer_features(source, target, target_train)
+    _bind_text(source, target, target_train)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         target.net = target.build_net(target.n_items)
@@ -246,6 +282,17 @@ def build_target_model(
     keys = item_table_keys(source.net)
     if keys != item_table_keys(target.net):
         raise ModelError(f"{source.name}: source and target nets have different item tables")
+    if zero_shot:
+        text_only = all(isinstance(m, TextItemEmbedding) for m in _item_layers(target.net))
+        if not text_only or any(not k.endswith(".bias") for k in keys):
+            raise ModelError(
+                f"{source.name}: zero-shot transfer needs a text item representation without id "
+                f"vectors (item_repr='text'); the source has item_repr="
+                f"{getattr(source.config, 'item_repr', 'id')!r}"
+            )
+        for key in keys:  # output biases: no target interactions to start them from
+            new[key] = torch.zeros_like(tgt_state[key])
+        keys = []
     init_kwargs = dict(init_options or {})
     if init in ("popularity", "item2vec"):
         counts = source_counts if source_counts is not None else source.meta.item_counts
@@ -258,7 +305,10 @@ def build_target_model(
     if init == "text":
         init_kwargs.setdefault("source_titles", source_titles)
         init_kwargs.setdefault("target_titles", target_titles)
-    new.update(_init_tables(init, src_state, keys, source, target, target_train, init_kwargs, seed))
+    if keys:
+        new.update(
+            _init_tables(init, src_state, keys, source, target, target_train, init_kwargs, seed)
+        )
     specific += keys
 
     for name, mod in target.net.named_modules():
@@ -271,6 +321,13 @@ def build_target_model(
             key = f"{name}.codes"
             new[key] = tgt_state[key]  # the target's items/users, source encoding
             specific.append(key)
+        elif isinstance(mod, TextItemEmbedding):
+            for buf in ("text", "has_text", "trained"):  # the target's own catalogue
+                new[f"{name}.{buf}"] = tgt_state[f"{name}.{buf}"]
+                specific.append(f"{name}.{buf}")
+        elif isinstance(mod, SeenItemBias) and reset_domain:
+            new[f"{name}.value"] = tgt_state[f"{name}.value"]
+            specific.append(f"{name}.value")
         elif name == "user" and isinstance(mod, nn.Embedding):
             key = "user.weight"
             g = torch.Generator().manual_seed(seed + 7919)
@@ -310,9 +367,15 @@ def transfer(
     source_titles: Mapping[Any, str] | None = None,
     target_titles: Mapping[Any, str] | None = None,
     source_name: str | None = None,
+    reset_domain: bool = False,
     seed: int = 0,
 ) -> NeuralRecommender:
     """Transfer ``source_model`` to the target domain and train it (see the module docstring).
+
+    ``strategy="zeroshot"`` trains nothing: a text-aware source (``item_repr="text"``) gets the
+    target's item text through its encoder and adaptor, and is returned as it is (no target
+    interaction enters the model; ``train_result`` is None). ``reset_domain``: the seen-item
+    bias starts at 0 instead of the source's (see :func:`build_target_model`).
 
     ``trainer``: :class:`~warmrec.training.loop.TrainerConfig` fields (its ``seed`` defaults to
     ``seed``); ``strategy_options``: :class:`~warmrec.transfer.strategies.StrategyOptions`;
@@ -336,9 +399,12 @@ def transfer(
         source_titles=source_titles,
         target_titles=target_titles,
         copy_weights=strategy != "scratch",
+        reset_domain=reset_domain,
+        zero_shot=strategy == "zeroshot",
         seed=seed,
     )
-    apply_strategy(target, strategy, s_opts)
+    if strategy != "zeroshot":
+        apply_strategy(target, strategy, s_opts)
     t_cfg = (
         trainer.model_dump(exclude_unset=True)
         if isinstance(trainer, TrainerConfig)
@@ -346,7 +412,8 @@ def transfer(
     )
     t_cfg.setdefault("seed", seed)
     cfg = build_config(TrainerConfig, t_cfg)
-    target.meta.item_counts = target_train.item_counts().astype(np.int64).tolist()
+    if strategy != "zeroshot":
+        target.meta.item_counts = target_train.item_counts().astype(np.int64).tolist()
     target.meta.transfer = {
         "source": {
             "model": source_model.name,
@@ -362,9 +429,16 @@ def transfer(
         "max_len": _max_len(target.config),
         "n_shared_items": info["n_shared_items"],
         "target_specific": info["target_specific"],
-        "n_trainable": int(sum(p.numel() for p in target.net.parameters() if p.requires_grad)),
+        "n_trainable": 0
+        if strategy == "zeroshot"
+        else int(sum(p.numel() for p in target.net.parameters() if p.requires_grad)),
+        "reset_domain": reset_domain,
         "seed": seed,
     }
+    if strategy == "zeroshot":
+        target.train_result = None
+        target.net.eval()
+        return target
     target.train_result = run_training(target, target_train, target_valid, cfg, fresh=False)
     return target
 

@@ -1,0 +1,326 @@
+"""Multi-source pre-training: one sequence encoder shared by several source domains.
+
+Catalogues of different sources are disjoint, so what several sources can share is everything
+but the item side: :func:`pretrain_multisource` builds one model per domain (the same model class
+and config, each bound to its own training data: its own item table and its own seen-item bias,
+which learns how the domain treats repeats) and makes them share **one** network for the rest
+(SASRec: positions, embedding norm, transformer blocks). A domain's config may override
+item-side keys (``item_repr``, the loss, ``n_negatives``: e.g. a sampled softmax on a
+100,000-item source), never the shared shapes.
+
+Training (:class:`MultiSourceConfig`):
+
+- ``order = "joint"`` -- every step draws one domain and trains on one batch of it; domain ``k``
+  is drawn with probability ``p_k`` proportional to ``n_k ** (1 / temperature)`` where ``n_k``
+  is its number of training targets (``sampling = "size"``: temperature 1, proportional to size;
+  ``"uniform"``: equal; ``"temperature"``: the given temperature, 2 by default, flattening the
+  size differences as in multilingual language-model pre-training);
+- ``order = "sequential"`` -- the domains one after the other in the given order, each for its
+  share ``p_k`` of the steps and of the time budget (the last domain is the freshest in the
+  shared encoder).
+
+One Adam optimizer covers the union of the parameters (each domain's item table only moves on
+its own batches); the learning rate warms up and decays (cosine) over all the steps. At the end
+each domain's validation set is scored. Each domain's model is a plain model of the registry
+(save it, transfer it: :func:`~warmrec.transfer.transfer` takes any of them as a source, its
+encoder being the shared one), with ``meta.item_counts`` and ``meta.role = "source"`` set.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from warmrec.config import ConfigModel, build_config
+from warmrec.data.dataset import EvalSet, SequenceDataset
+from warmrec.errors import ConfigError, ModelError
+from warmrec.models.neural import NeuralRecommender
+from warmrec.registry import get_model
+
+DOMAIN_MODULES = ("item", "seen")
+"""Child modules of a network that belong to one domain; every other child is shared."""
+SHAPE_KEYS = ("d", "n_layers", "n_heads", "ffn_dim", "max_len", "norm_first", "emb_norm")
+"""Config keys a domain may not override (they shape the shared network)."""
+
+
+class MultiSourceConfig(ConfigModel):
+    """How several sources train one shared encoder (module docstring)."""
+
+    order: Literal["joint", "sequential"] = "joint"
+    """``"joint"``: batches of the domains mixed; ``"sequential"``: one domain after another."""
+    sampling: Literal["size", "temperature", "uniform"] = "temperature"
+    """How often each domain is drawn (joint) or how long it trains (sequential)."""
+    temperature: float = Field(2.0, gt=0)
+    """``p_k ~ n_k ** (1 / temperature)`` under ``sampling = "temperature"``."""
+    steps: int = Field(2000, ge=1)
+    """Optimizer steps in all."""
+    time_budget_s: float | None = Field(None, gt=0)
+    """Stop after this many seconds of training (None: no limit)."""
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(100, ge=0)
+    grad_clip: float = Field(1.0, ge=0)
+    """Clip the gradient norm of the whole step at this value (0: off)."""
+    seed: int = 0
+    num_threads: int | None = Field(None, ge=1)
+    """torch threads (None: torch's default)."""
+
+
+@dataclass
+class Domain:
+    """One source: its name, training data, validation set and config overrides."""
+
+    name: str
+    train: SequenceDataset
+    valid: EvalSet | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MultiSourceResult:
+    """The models (one per domain, sharing the encoder) and what training did."""
+
+    models: dict[str, NeuralRecommender]
+    probabilities: dict[str, float]
+    steps: dict[str, int]
+    losses: dict[str, float]
+    valid: dict[str, dict[str, float]]
+    seconds: float
+    peak_rss_mb: float
+    shared: list[str]
+    config: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "domains": list(self.models),
+            "probabilities": self.probabilities,
+            "steps": self.steps,
+            "final_loss": self.losses,
+            "valid": self.valid,
+            "seconds": round(self.seconds, 2),
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "shared_modules": self.shared,
+            "config": self.config,
+        }
+
+
+def domain_probabilities(sizes: Mapping[str, int], sampling: str, temperature: float = 2.0):
+    """``{domain: p}``: proportional to ``size ** (1 / T)`` (``"size"``: T = 1; ``"uniform"``:
+    equal)."""
+    if not sizes:
+        raise ConfigError("multi-source pre-training: expected at least one domain, found none")
+    if sampling == "uniform":
+        t = math.inf
+    elif sampling == "size":
+        t = 1.0
+    elif sampling == "temperature":
+        t = float(temperature)
+    else:
+        raise ConfigError(f"sampling: expected size, temperature or uniform, found {sampling!r}")
+    w = {k: (1.0 if math.isinf(t) else float(n) ** (1.0 / t)) for k, n in sizes.items()}
+    total = sum(w.values())
+    return {k: v / total for k, v in w.items()}
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def build_domain_models(
+    model_name: str,
+    domains: Sequence[Domain],
+    model_config: Mapping[str, Any] | None = None,
+    seed: int = 0,
+) -> tuple[dict[str, NeuralRecommender], list[str]]:
+    """One model per domain, bound to its data, sharing every child module of the first
+    domain's network except :data:`DOMAIN_MODULES` -> ``(models, shared child names)``."""
+    names = [d.name for d in domains]
+    if len(set(names)) != len(names) or not names:
+        raise ConfigError(f"domains: expected distinct names, found {names}")
+    base = dict(model_config or {})
+    models: dict[str, NeuralRecommender] = {}
+    for i, dom in enumerate(domains):
+        bad = sorted(k for k in dom.config if k in SHAPE_KEYS and dom.config[k] != base.get(k))
+        if bad:
+            raise ConfigError(
+                f"domain {dom.name!r}: config keys {', '.join(bad)} shape the shared encoder; "
+                "set them for all domains in the model config"
+            )
+        model = get_model(model_name, {**base, **dict(dom.config)})
+        if not isinstance(model, NeuralRecommender):
+            raise ModelError(f"multi-source pre-training needs a neural model, '{model_name}'")
+        torch.manual_seed(seed + i)
+        model.setup_training(dom.train)
+        models[dom.name] = model
+    first = models[names[0]].net
+    shared = [n for n, _ in first.named_children() if n not in DOMAIN_MODULES]
+    for name in names[1:]:
+        net = models[name].net
+        for child in shared:
+            mine, theirs = getattr(net, child), getattr(first, child)
+            a = {k: v.shape for k, v in mine.state_dict().items()}
+            b = {k: v.shape for k, v in theirs.state_dict().items()}
+            if a != b:
+                raise ModelError(
+                    f"domain {name!r}: module {child!r} differs in shape from domain "
+                    f"{names[0]!r}'s; it cannot be shared"
+                )
+            setattr(net, child, theirs)
+    return models, shared
+
+
+def pretrain_multisource(
+    model_name: str,
+    domains: Sequence[Domain],
+    model_config: Mapping[str, Any] | None = None,
+    config: MultiSourceConfig | Mapping[str, Any] | None = None,
+) -> MultiSourceResult:
+    """Pre-train one shared encoder on every domain (module docstring)."""
+    from warmrec.evaluation.evaluate import evaluate
+    from warmrec.training.loop import clip_grad_norm, lr_factor
+    from warmrec.training.threads import apply_threads
+
+    cfg = build_config(MultiSourceConfig, config)
+    if cfg.num_threads:
+        apply_threads(cfg.num_threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    models, shared = build_domain_models(model_name, domains, model_config, cfg.seed)
+    names = list(models)
+    data = {n: models[n].training_data(d.train) for n, d in zip(names, domains, strict=True)}
+    sizes = {n: max(int(data[n].n_targets_total), 1) for n in names}
+    probs = domain_probabilities(sizes, cfg.sampling, cfg.temperature)
+
+    params: dict[int, torch.Tensor] = {}
+    for m in models.values():
+        for p in m.net.parameters():
+            if p.requires_grad:
+                params.setdefault(id(p), p)
+    plist = list(params.values())
+    opt = torch.optim.Adam(plist, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warmup = min(cfg.warmup_steps, cfg.steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, cfg.steps, warmup, "cosine")
+    )
+    iters: dict[str, Any] = {}
+
+    def next_batch(name: str) -> dict[str, torch.Tensor]:
+        for _ in range(2):
+            it = iters.get(name)
+            if it is not None:
+                batch = next(it, None)
+                if batch is not None:
+                    return batch
+            iters[name] = iter(data[name].batches(cfg.batch_size, rng))
+        raise ModelError(f"domain {name!r}: no training batches (sequences shorter than 2)")
+
+    if cfg.order == "joint":
+        schedule = rng.choice(len(names), size=cfg.steps, p=[probs[n] for n in names])
+    else:
+        counts = [int(round(probs[n] * cfg.steps)) for n in names]
+        counts[-1] = cfg.steps - sum(counts[:-1])
+        schedule = np.repeat(np.arange(len(names)), counts)
+    for m in models.values():
+        m.net.train()
+    steps = dict.fromkeys(names, 0)
+    ema: dict[str, float] = {}
+    # the time budget: all of it for a joint run; domain k's share p_k of it for its phase of a
+    # sequential run (so that a budget shorter than the steps still reaches every domain)
+    deadline = {n: cfg.time_budget_s for n in names}
+    if cfg.time_budget_s and cfg.order == "sequential":
+        acc = 0.0
+        for n in names:
+            acc += probs[n] * cfg.time_budget_s
+            deadline[n] = acc
+    t0 = time.perf_counter()
+    for k in schedule:
+        name = names[int(k)]
+        if deadline[name] and time.perf_counter() - t0 >= deadline[name]:
+            if cfg.order == "joint":
+                break
+            continue
+        loss = models[name].training_step(next_batch(name))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            clip_grad_norm(plist, cfg.grad_clip)
+        opt.step()
+        sched.step()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise ModelError(f"domain {name!r}: training loss is {value}; lower the lr")
+        ema[name] = value if name not in ema else 0.98 * ema[name] + 0.02 * value
+        steps[name] += 1
+    seconds = time.perf_counter() - t0
+    valid: dict[str, dict[str, float]] = {}
+    for dom in domains:
+        m = models[dom.name]
+        m.net.eval()
+        m.meta.role = "source"
+        m.meta.item_counts = dom.train.item_counts().astype(np.int64).tolist()
+        if dom.valid is not None and len(dom.valid):
+            res = evaluate(m, dom.valid, ["hr@10", "ndcg@10"])
+            valid[dom.name] = {k: float(v) for k, v in res.summary.items()}
+    return MultiSourceResult(
+        models, probs, steps, ema, valid, seconds, _peak_rss_mb(), shared, cfg.model_dump()
+    )
+
+
+# -- from a run config (``warmrec pretrain-multi``) ---------------------------------------------
+def run_multisource(cfg: Mapping[str, Any], out: str | Any) -> dict[str, Any]:
+    """Pre-train on the sources of a config and save one model directory per domain under
+    ``out`` (``out/<label>``, each a transfer source) with ``out/multisource.json``.
+
+    ``cfg``: ``[model]`` (name and config keys shared by all domains), ``[multi]``
+    (:class:`MultiSourceConfig`) and ``[sources.<label>]`` tables, each with ``data`` (as a run's
+    ``[data]``), optional ``split`` (as a run's ``[split]``; default ``auto``; ``train_fraction``
+    subsamples a large source) and optional ``model`` (item-side overrides for that domain,
+    e.g. ``loss = "sampled_ce"``). Returns the summary written to the JSON file.
+    """
+    import json
+    from pathlib import Path
+
+    from warmrec.experiments.spec import prepare_run, spec_from_config
+    from warmrec.io import atomic_write_text
+
+    unknown = sorted(set(cfg) - {"model", "multi", "sources"})
+    if unknown:
+        raise ConfigError(
+            f"multi-source config: unknown section(s) {', '.join(unknown)}; valid: model, "
+            "multi, sources"
+        )
+    model = dict(cfg.get("model") or {})
+    name = model.pop("name", None) or "sasrec"
+    sources = cfg.get("sources") or {}
+    if len(sources) < 1 or not isinstance(sources, Mapping):
+        raise ConfigError(
+            "multi-source config: expected [sources.<label>] tables (--source LABEL=PATH), "
+            "found none"
+        )
+    domains = []
+    for label, src in sources.items():
+        src = dict(src)
+        bad = sorted(set(src) - {"data", "split", "model"})
+        if bad or "data" not in src:
+            raise ConfigError(
+                f"sources.{label}: expected data (and split, model), found {', '.join(src)}"
+            )
+        spec = spec_from_config({"data": src["data"], "split": src.get("split") or {}})
+        prep = prepare_run(spec)
+        domains.append(Domain(str(label), prep.train, prep.valid, dict(src.get("model") or {})))
+    res = pretrain_multisource(name, domains, model, cfg.get("multi"))
+    root = Path(out)
+    for label, m in res.models.items():
+        m.save(root / label)
+    info = {"model": name, **res.summary()}
+    atomic_write_text(root / "multisource.json", json.dumps(info, indent=2, default=str))
+    return info

@@ -1,0 +1,122 @@
+"""`warmrec transfer --strategy zeroshot` and `warmrec pretrain-multi` on tiny synthetic data.
+
+Zero-shot (known answer, as in ``tests/transfer/test_zeroshot.py``): the source catalogue holds
+``"unit<t> part<s>"``, sequences walk the units in order; the target (RecBole atomic files with
+an item table) has other ids and the same tokens plus ``video``; the zero-shot model, trained on
+no target event, ranks the next unit's items first.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from warmrec.cli.main import cli
+from warmrec.models.base import Recommender
+
+N_UNITS, N_PARTS = 8, 4
+
+
+def run(args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def write_atomic(folder, name, offset, suffix, n_users, length, seed):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    inter = ["user_id:token\titem_id:token\ttimestamp:float"]
+    for u in range(n_users):
+        t = int(rng.integers(N_UNITS))
+        for step in range(length):
+            inter.append(f"u{u}\t{offset + t * N_PARTS + int(rng.integers(N_PARTS))}\t{step}")
+            t = (t + 1) % N_UNITS
+    item = ["item_id:token\ttitle:token"]
+    for t in range(N_UNITS):
+        for s in range(N_PARTS):
+            item.append(f"{offset + t * N_PARTS + s}\tunit{t} part{s}{suffix}")
+    (folder / f"{name}.inter").write_text("\n".join(inter) + "\n")
+    (folder / f"{name}.item").write_text("\n".join(item) + "\n")
+    return folder
+
+
+TEXT_SETS = {
+    "model.item_repr": "text", "model.text_encoder": "hashing", "model.d": 32,
+    "model.n_layers": 1, "model.n_heads": 2, "model.ffn_dim": 32, "model.max_len": 10,
+    "model.dropout": 0.0, "model.attn_dropout": 0.0, "model.text_dropout": 0.0,
+    "train.epochs": 30, "train.lr": 0.01, "train.patience": 0,
+}  # fmt: skip
+
+
+def sets(d):
+    return [a for k, v in d.items() for a in ("--set", f"{k}={v}")]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    d = tmp_path_factory.mktemp("atomic")
+    src = write_atomic(d / "src", "src", 1, "", 300, 6, 0)
+    tgt = write_atomic(d / "tgt", "tgt", 1001, " video", 60, 5, 1)
+    return src, tgt
+
+
+def test_zeroshot_from_the_cli(folders, tmp_path, monkeypatch):
+    monkeypatch.setenv("WARMREC_CACHE_DIR", str(tmp_path / "cache"))
+    src, tgt = folders
+    res = run(["pretrain", "--model", "sasrec", "--data", src, "--split", "loo",
+               *sets(TEXT_SETS), "--out", tmp_path / "s", "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    args = ["transfer", "--from", tmp_path / "s", "--data", tgt, "--split", "loo"]
+    args += ["--strategy", "zeroshot", "--set", "transfer.reset_domain=true"]
+    res = run([*args, "--out", tmp_path / "t", "--json"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    assert info["strategy"] == "zeroshot" and info["n_trainable"] == 0
+    model = Recommender.load(tmp_path / "t")
+    assert model.meta.transfer.reset_domain and float(model.net.seen.value.detach()) == 0.0
+    # the next unit's 4 parts: 4 of 32 videos; chance HR@4 = 0.125
+    res = run(["evaluate", tmp_path / "t", "--metrics", "hr@4", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["metrics"]["hr@4"] >= 0.8
+
+
+def test_zeroshot_of_an_id_model_is_one_line(folders, tmp_path):
+    src, tgt = folders
+    ids = {**TEXT_SETS, "model.item_repr": "id", "train.epochs": 1}
+    res = run(["pretrain", "--model", "sasrec", "--data", src, "--split", "loo", *sets(ids),
+               "--out", tmp_path / "s"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, ["transfer", "--from", str(tmp_path / "s"), "--data", str(tgt),
+                                   "--split", "loo", "--strategy", "zeroshot", "--out",
+                                   str(tmp_path / "t")])  # fmt: skip
+    assert res.exit_code == 2
+    assert "zero-shot transfer needs a text item representation" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+def test_pretrain_multi_saves_one_source_per_domain(folders, tmp_path):
+    src, tgt = folders
+    small = {k: v for k, v in TEXT_SETS.items() if k.startswith("model.")}
+    small["model.item_repr"] = "id"
+    args = ["pretrain-multi", "--source", f"a={src}", "--source", f"b={tgt}", "--steps", 30]
+    args += ["--sampling", "uniform", *sets(small), "--out", tmp_path / "m", "--json"]
+    res = run(args)
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    assert info["domains"] == ["a", "b"] and sum(info["steps"].values()) == 30
+    assert info["probabilities"] == {"a": 0.5, "b": 0.5}
+    a, b = Recommender.load(tmp_path / "m" / "a"), Recommender.load(tmp_path / "m" / "b")
+    sa, sb = a.net.state_dict(), b.net.state_dict()
+    shared = [k for k in sa if k.startswith("encoder.")]
+    assert shared and all(np.array_equal(sa[k].numpy(), sb[k].numpy()) for k in shared)
+    assert len(a.vocab) != len(b.vocab) or not np.array_equal(
+        sa["item.embed.weight"].numpy(), sb["item.embed.weight"].numpy()
+    )
+    assert json.loads((tmp_path / "m" / "multisource.json").read_text())["domains"] == ["a", "b"]
+
+
+def test_pretrain_multi_needs_sources(tmp_path):
+    res = CliRunner().invoke(cli, ["pretrain-multi", "--out", str(tmp_path / "m")])
+    assert res.exit_code == 2 and "expected [sources.<label>] tables" in res.output
