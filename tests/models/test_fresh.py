@@ -14,7 +14,7 @@ from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ModelError
 from warmrec.models.base import Recommender
-from warmrec.models.fresh import Fresh, cold_share
+from warmrec.models.fresh import Fresh, cold_share, numeric_ids, order_prior
 from warmrec.models.hybrid import normalise
 
 
@@ -99,7 +99,7 @@ def test_weights_chosen_on_validation_only():
         affinity_grid=[0.0, 8.0],
         select_metric="hr@1",
     ).fit(train, valid)
-    assert f.weights_ == (0.0, 8.0)
+    assert f.weights_ == (0.0, 8.0, 0.0)
     curve = {(r["cold_weight"], r["affinity_weight"]): r["hr@1"] for r in f.meta.history}
     assert curve[(0.0, 0.0)] == 0.5  # the base alone: only the warm targets
     # a flat bonus lifts item 6 above item 1 after every history: the cold targets only
@@ -120,9 +120,42 @@ def test_zero_weights_reproduce_the_base_and_state_round_trips(tmp_path):
     )
     g = Fresh.from_base(get_model("markov").fit(train), affinity_grid=[0.0, 1.0]).fit(train, valid)
     loaded = Recommender.load(g.save(tmp_path / "f"))
-    assert loaded.weights_ == g.weights_
+    assert loaded.weights_ == g.weights_ and len(g.weights_) == 3
     batch = valid.batch(np.arange(10), loaded.history_len)
     assert torch.equal(g.score(batch), loaded.score(batch))
+
+
+def _ordered() -> SequenceDataset:
+    """Sequences [10, 11], [12, 10], [11, 11, 12]: transitions +1, -2, +1 (11 -> 11 is no
+    transition; the +1 steps across sequence boundaries, 11 | 12 and 10 | 11, do not count)."""
+    df = pl.DataFrame(
+        {
+            "session_id": [0, 0, 1, 1, 2, 2, 2],
+            "item_id": [10, 11, 12, 10, 11, 11, 12],
+            "timestamp": [1.0, 2, 3, 4, 5, 6, 7],
+        }
+    )
+    return SequenceDataset.from_frame(df, ItemVocab.from_ids([10, 11, 12, 20]))
+
+
+def test_order_prior_and_term_known_answer():
+    train = _ordered()
+    ids = numeric_ids(train.vocab)
+    p = order_prior(train, ids, window=2)
+    torch.testing.assert_close(p, torch.tensor([0.5, 0.0, 0.0, 1.0, 0.0]))  # d = -2..2
+    cfg = {"cold_weight": 0, "affinity_weight": 0, "order_window": 2, "order_weight": 3.0}
+    f = Fresh({"base": "pop", **cfg}).fit(train)
+    assert f.weights_ == (0.0, 0.0, 3.0)
+    ix = {i: int(train.vocab.lookup([i])[0]) for i in (10, 11, 12, 20)}
+    batch = Batch(torch.tensor([[ix[12], ix[10]], [ix[11], ix[12]], [0, 0]]))
+    term = f.score(batch) - normalise(f.base.score(batch), "zscore")
+    want = torch.zeros(3, 5)
+    want[0, ix[11]] = 3.0  # after 10: 11 is d = +1; 12 (d = +2) has p 0; 10 itself none
+    want[1, ix[10]] = 1.5  # after 12: 10 is d = -2
+    term[:, 0] = 0.0  # padding: -inf - -inf
+    torch.testing.assert_close(term, want)
+    with pytest.raises(ModelError, match="integer item ids"):
+        numeric_ids(ItemVocab.from_ids(["a", "b"]))
 
 
 def test_errors():
