@@ -12,7 +12,9 @@ Two protocols, each named with its figures:
 Composites (``--models`` also takes them; their members must be listed before them):
 ``hybrid text+prior+tfidf`` (``models.hybrid``, the weight chosen on valid HR@10), ``fresh tfidf``
 and ``fresh hybrid`` (``models.fresh``: a bonus for videos without training events that follows
-the share of such videos in the recent history, two weights chosen on valid HR@10). ``--section
+the share of such videos in the recent history, two weights chosen on valid HR@10),
+``fresh+order tfidf`` and ``fresh+order hybrid`` (plus the catalogue order: the id offset from the
+last video, learned from the training transitions). ``--section
 NAME`` writes a run of some models into its own section beside the main one.
 
 Text models read title, tags, difficulty, type and description through offline MiniLM (vectors
@@ -74,7 +76,12 @@ COMPOSITES: dict[str, tuple[str, ...]] = {
     "hybrid text+prior+tfidf": ("sasrec text+prior", "tfidf"),
     "fresh tfidf": ("tfidf",),
     "fresh hybrid": ("hybrid text+prior+tfidf",),
+    "fresh+order tfidf": ("tfidf",),
+    "fresh+order hybrid": ("hybrid text+prior+tfidf",),
 }
+
+
+ORDER_GRID = [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
 
 
 def fit_composite(name: str, train, valid, members: list[Any]) -> tuple[Any, float, str]:
@@ -86,8 +93,9 @@ def fit_composite(name: str, train, valid, members: list[Any]) -> tuple[Any, flo
         model = Hybrid.from_members(*members, select_metric="hr@10").fit(train, valid)
         note = f"w {model.weight_:.1f}"
     else:
-        model = Fresh.from_base(members[0]).fit(train, valid)
-        note = "a {:g}, b {:g}".format(*model.weights_)
+        order = {"order_window": 5, "order_grid": ORDER_GRID} if "+order" in name else {}
+        model = Fresh.from_base(members[0], **order).fit(train, valid)
+        note = "a {:g}, b {:g}, o {:g}".format(*model.weights_)
     return model, time.perf_counter() - t0, note
 
 
@@ -278,7 +286,11 @@ def main() -> None:
         "on every video without training events, `c(h)` the share of such videos among the "
         "last 5 of the history (weights 0.5^age), a in -2, -1, -0.5, 0, 0.5, 1 and b in 0, "
         "0.5, 1, 2, 4, 8 chosen on valid HR@10 (the validation targets on videos first viewed "
-        "in the validation months stand for the new videos)."
+        "in the validation months stand for the new videos); `fresh+order M` adds the catalogue "
+        "order: `o * p(d)`, d the id offset of a video from the last history item (|d| <= 5), "
+        "p(d) the share of training transitions with that offset over the largest share "
+        "(d = +1: the next video of the course, 1.0; then d = +2, 0.19, and d = -1, 0.14), o "
+        "in 0, 0.5, 1, 2, 4, 8, 16 chosen with a and b."
         if composites
         else ""
     )

@@ -132,7 +132,7 @@ def order_prior(train: SequenceDataset, id_num: torch.Tensor, window: int) -> to
     (consecutive events of a sequence on two different items) whose id offset is ``d``, over
     the largest such share (0 at ``d = 0``, all 0 without transitions)."""
     seq = train.sequences
-    items = torch.from_numpy(np.asarray(seq.items, dtype=np.int64))
+    items = torch.from_numpy(np.array(seq.items, dtype=np.int64))
     same_seq = torch.ones(len(items), dtype=torch.bool)
     same_seq[torch.from_numpy(np.asarray(seq.offsets[1:-1], dtype=np.int64))] = False
     prev, nxt, keep = items[:-1], items[1:], same_seq[1:]
