@@ -9,6 +9,14 @@ Two protocols, each named with its figures:
   learner's earlier events); slices reported apart: all targets, returning learners, new
   learners, and **new videos** (targets with no event before the cut: only text can rank them).
 
+Composites (``--models`` also takes them; their members must be listed before them):
+``hybrid text+prior+tfidf`` (``models.hybrid``, the weight chosen on valid HR@10), ``fresh tfidf``
+and ``fresh hybrid`` (``models.fresh``: a bonus for videos without training events that follows
+the share of such videos in the recent history, two weights chosen on valid HR@10),
+``fresh+order tfidf`` and ``fresh+order hybrid`` (plus the catalogue order: the id offset from the
+last video, learned from the training transitions). ``--section
+NAME`` writes a run of some models into its own section beside the main one.
+
 Text models read title, tags, difficulty, type and description through offline MiniLM (vectors
 cached on disk); ``id+text`` drops each item's id part at rate 0.3 in training; ``+prior`` adds
 the text cosine with the last 5 history items (``text_prior = 5``). One thread::
@@ -44,7 +52,6 @@ from warmrec.registry import get_model  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "mars"
 OUT = ROOT / "benchmarks" / "results" / "mars.md"
-BEGIN, END = "<!-- begin: text -->", "<!-- end: text -->"
 TITLE = "# MARS (MOOC) results\n"
 CUT, VALID_START = "2019-07-01", "2019-04-01"
 METRICS = ["hr@10", "ndcg@10"]
@@ -63,7 +70,41 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def fit(name: str, train, valid, seed: int, args) -> tuple[Any, float, str]:
+COMPOSITES: dict[str, tuple[str, ...]] = {
+    # fused with weights chosen on validation HR@10 (models.hybrid / models.fresh) from the
+    # fitted models of the same run
+    "hybrid text+prior+tfidf": ("sasrec text+prior", "tfidf"),
+    "fresh tfidf": ("tfidf",),
+    "fresh hybrid": ("hybrid text+prior+tfidf",),
+    "fresh+order tfidf": ("tfidf",),
+    "fresh+order hybrid": ("hybrid text+prior+tfidf",),
+}
+
+
+ORDER_GRID = [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+
+
+def fit_composite(name: str, train, valid, members: list[Any]) -> tuple[Any, float, str]:
+    from warmrec.models.fresh import Fresh
+    from warmrec.models.hybrid import Hybrid
+
+    t0 = time.perf_counter()
+    if name.startswith("hybrid"):
+        model = Hybrid.from_members(*members, select_metric="hr@10").fit(train, valid)
+        note = f"w {model.weight_:.1f}"
+    else:
+        order = {"order_window": 5, "order_grid": ORDER_GRID} if "+order" in name else {}
+        model = Fresh.from_base(members[0], **order).fit(train, valid)
+        note = "a {:g}, b {:g}, o {:g}".format(*model.weights_)
+    return model, time.perf_counter() - t0, note
+
+
+def fit(name: str, train, valid, seed: int, args, fitted=None) -> tuple[Any, float, str]:
+    if name in COMPOSITES:
+        members = [(fitted or {}).get((m, seed)) for m in COMPOSITES[name]]
+        if any(m is None for m in members):
+            raise SystemExit(f"{name}: list its members first ({', '.join(COMPOSITES[name])})")
+        return fit_composite(name, train, valid, members)
     kind, cfg = MODELS[name]
     torch.manual_seed(seed)
     t0 = time.perf_counter()
@@ -107,6 +148,43 @@ def time_slices(q) -> dict[str, np.ndarray]:
     }
 
 
+def anatomy(q, slices: dict[str, np.ndarray]) -> str:
+    """What the new-video targets are made of (why a content model that ranks the history's
+    own videos first does well there), as a paragraph."""
+    test = q.test
+    idx = slices["new videos"]
+    first = slices["new videos, first view by the learner"]
+    hist = [test.history(int(j)) for j in idx]
+    in_hist = np.array([test.targets[j] in h for j, h in zip(idx, hist)])
+    is_last = np.array([len(h) > 0 and test.targets[j] == h[-1] for j, h in zip(idx, hist)])
+    no_hist = np.array([len(test.history(int(j))) == 0 for j in first])
+    ids = q.vocab.ids.to_numpy()
+    nxt = np.array(
+        [
+            len(test.history(int(j))) > 0
+            and ids[test.targets[j] - 1] - ids[test.history(int(j))[-1] - 1] == 1
+            for j in first
+        ]
+    )
+    cold = q.train.item_counts() == 0
+    allh = [test.history(j) for j in range(len(test))]
+    last_cold = np.array([len(h) > 0 and bool(cold[h[-1]]) for h in allh])
+    tgt_cold = cold[test.targets]
+    return (
+        f"Anatomy of the {len(idx):,} new-video targets: {in_hist.mean():.1%} are a video "
+        f"already in the learner's history ({is_last.mean():.1%} the very last one: a "
+        "content model scores a history's own videos highest, the last one first, so it "
+        "gets those almost for free); the other "
+        f"{len(first):,} are first views, {no_hist.mean():.1%} of them with no history at "
+        "all (a learner's first event: nothing but popularity can rank them, and these videos "
+        f"have none) and {nxt.mean():.1%} the video whose id follows the last one's (the next "
+        "video of a course). Over all test targets, the next video has no training events "
+        f"{tgt_cold[last_cold].mean():.1%} of the time after a video without training events "
+        f"and {tgt_cold[~last_cold & (np.array([len(h) for h in allh]) > 0)].mean():.1%} after "
+        "one with some.\n"
+    )
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     cols = ["model", "n", "hr@10", "ndcg@10", "hr@10 seen excl.", "fit s", "training"]
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -147,9 +225,16 @@ def main() -> None:
     ap.add_argument("--seeds", default="0", help="comma-separated")
     ap.add_argument("--epochs", type=int, default=60, help="epoch cap (early stopping, patience 5)")
     ap.add_argument("--budget", type=float, default=300.0, help="training seconds per SASRec run")
-    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--models", default=",".join(MODELS), help=f"also: {', '.join(COMPOSITES)}")
     ap.add_argument("--protocols", default="loo,time")
+    ap.add_argument(
+        "--section",
+        default="text",
+        help="the marked section of the results file written (another name: a run of some "
+        "models, e.g. the composites, beside the main table)",
+    )
     args = ap.parse_args()
+    begin, end = f"<!-- begin: {args.section} -->", f"<!-- end: {args.section} -->"
     seeds = [int(s) for s in args.seeds.split(",")]
     models = [m.strip() for m in args.models.split(",")]
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -171,10 +256,12 @@ def main() -> None:
     if "loo" in args.protocols:
         p = prepare(inter, split="loo")
         rows = []
+        fitted: dict[tuple[str, int], Any] = {}
         for name in models:
             runs = []
             for seed in seeds:
-                model, secs, note = fit(name, p.train, p.valid, seed, args)
+                model, secs, note = fit(name, p.train, p.valid, seed, args, fitted)
+                fitted[name, seed] = model
                 runs.append(
                     {"model": name, **scores(model, p.test), "fit s": secs, "training": note}
                 )
@@ -194,10 +281,12 @@ def main() -> None:
         )
         slices = time_slices(q)
         by_slice: dict[str, list[dict[str, Any]]] = {s: [] for s in slices}
+        fitted = {}
         for name in models:
             runs: dict[str, list[dict[str, Any]]] = {s: [] for s in slices}
             for seed in seeds:
-                model, secs, note = fit(name, q.train, q.valid, seed, args)
+                model, secs, note = fit(name, q.train, q.valid, seed, args, fitted)
+                fitted[name, seed] = model
                 for s, idx in slices.items():
                     row = {"model": name, **scores(model, q.test.subset(idx)), "fit s": secs}
                     row["training"] = note
@@ -215,15 +304,35 @@ def main() -> None:
             "as targets); many are a learner coming back to a new video they opened after the "
             "cut (the video is in their history), so the last slice keeps only the first view "
             "of the video by the learner: there, with seen items excluded or not, only the "
-            "video's text can rank it.\n"
+            "video's text can rank it.\n\n" + anatomy(q, slices)
         )
         for s, rows in by_slice.items():
             text += f"\n#### Slice: {s}\n\n" + table(rows) + "\n"
         sections.append(text)
     took = time.perf_counter() - t_all
     cmd = "OMP_NUM_THREADS=1 python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+    heading = "Text-aware models (SASRec item_repr, TF-IDF)"
+    if args.section != "text":
+        heading += f": run `{args.section}`"
+    composites = [m for m in models if m in COMPOSITES]
+    fused = (
+        " Composites (of the models fitted above in the same run): `hybrid text+prior+tfidf` "
+        "is `models.hybrid` of `sasrec text+prior` (A) and `tfidf` (B) (z-scored scores, "
+        "`w * A + (1 - w) * B`, w in 0, 0.1, ..., 1 chosen on valid HR@10); `fresh M` is "
+        "`models.fresh` over M: M's z-scored scores plus `(a + b * c(h))` "
+        "on every video without training events, `c(h)` the share of such videos among the "
+        "last 5 of the history (weights 0.5^age), a in -2, -1, -0.5, 0, 0.5, 1 and b in 0, "
+        "0.5, 1, 2, 4, 8 chosen on valid HR@10 (the validation targets on videos first viewed "
+        "in the validation months stand for the new videos); `fresh+order M` adds the catalogue "
+        "order: `o * p(d)`, d the id offset of a video from the last history item (|d| <= 5), "
+        "p(d) the share of training transitions with that offset over the largest share "
+        "(d = +1: the next video of the course, 1.0; then d = +2, 0.19, and d = -1, 0.14), o "
+        "in 0, 0.5, 1, 2, 4, 8, 16 chosen with a and b."
+        if composites
+        else ""
+    )
     block = (
-        f"{BEGIN}\n## Text-aware models (SASRec item_repr, TF-IDF)\n\n"
+        f"{begin}\n## {heading}\n\n"
         f"Command: `{cmd}` ({took / 60:.0f} min, seeds {args.seeds}; 1-minute load average "
         f"{load.stop()} on the shared 2-core machine). SASRec: the model's and trainer's defaults "
         f"(d 64, 2 blocks, max_len 50, batch 32, lr 2e-3 cosine), early stopping on valid "
@@ -235,11 +344,13 @@ def main() -> None:
         "without training events are out of the training softmax. "
         "TF-IDF: the same text, cosine to the last 5 items "
         f"(weights 0.5^age). Text vectors of the {len(texts)} videos: {enc}; encoding them "
-        "cold took 182 s on one thread of this loaded machine. Fit times exclude it.\n\n"
+        "cold took 182 s on one thread of this loaded machine. Fit times exclude it."
+        + fused
+        + "\n\n"
         + "\n\n".join(sections)
-        + f"\n{END}"
+        + f"\n{end}"
     )
-    write_section(Path(args.out), BEGIN, END, block, TITLE)
+    write_section(Path(args.out), begin, end, block, TITLE)
     print(f"written {args.out} ({took:.0f} s)")
 
 

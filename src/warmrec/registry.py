@@ -19,6 +19,7 @@ BUILTIN_MODELS: dict[str, str] = {
     "bert4rec": "warmrec.models.bert4rec:BERT4Rec",
     "bst": "warmrec.models.bst:BST",
     "gru4rec": "warmrec.models.gru4rec:GRU4Rec",
+    "fresh": "warmrec.models.fresh:Fresh",
     "hybrid": "warmrec.models.hybrid:Hybrid",
     "item2vec": "warmrec.models.item2vec:Item2Vec",
     "itemknn": "warmrec.models.knn:ItemKNN",

@@ -46,6 +46,7 @@ def test_registry_has_the_named_datasets():
         "amazon-ratings",
         "amazon-books",
         "mars",
+        "mars-merged",
         "hahow",
         "online-retail",
         "diginetica",
@@ -212,6 +213,22 @@ def test_mars_folder_is_detected_and_explicit_log_is_a_dataset():
     assert datasets.detect_dataset(DS / "ml-100k") is None
 
 
+def test_mars_merged_log_appends_the_watch_events(tmp_path):
+    merged = load_interactions(DS / "mars", format="mars-merged")
+    df = merged.interactions
+    # the five views, then the two watch events (user, item, time only), in file order
+    assert df.columns == ["user_id", "item_id", "timestamp"]
+    assert df["user_id"].to_list() == [1, 1, 2, 2, 2, 1, 2]
+    assert df["item_id"].to_list() == [10, 11, 10, 12, 12, 10, 12]
+    assert df["timestamp"][5:].to_list() == [utc(2019, 1, 5, 10, 1), utc(2019, 8, 1, 9, 10)]
+    assert merged.item_features is not None and merged.ratings.height == 2
+    assert load_dataset("mars", DS / "mars", log="merged").interactions.equals(df)
+    for name in ("implicit_ratings_en.csv", "items_en.csv"):
+        (tmp_path / name).write_bytes((DS / "mars" / name).read_bytes())
+    with pytest.raises(WarmrecError, match="no watch events to merge"):
+        load_dataset("mars-merged", tmp_path)
+
+
 def test_mars_other_layout_with_columns_and_bad_tag_list(tmp_path):
     f = tmp_path / "mooc.csv"
     f.write_text("learner,course,when\n7,c1,100\n7,c2,200\n")
@@ -249,6 +266,11 @@ def test_shared_mars_folder():
     assert r.user_features.height == 9902
     assert r.ratings.height == 3659 and r.ratings["rating"].max() == 10.0
     assert int((r.ratings["rating"] == 10).sum()) == 2747
+    # the anchor's log: views and watch events merged; 1,898 learners with >= 2 distinct videos
+    m = load_interactions(folder, format="mars-merged").interactions
+    assert m.height == 21908 + 3659
+    per = m.group_by("user_id").agg(pl.col("item_id").n_unique().alias("n"))
+    assert int((per["n"] >= 2).sum()) == 1898
 
 
 def test_hahow_lists_features_and_parts():

@@ -17,6 +17,7 @@ import pytest
 from warmrec.data.split import (
     Split,
     last_session_split,
+    leave_last_new_out,
     leave_one_out,
     new_user_domains,
     split,
@@ -90,6 +91,51 @@ def test_leave_one_out_exact_rows():
         (3, 3),
     ]
     _no_leak_per_key(sp, "user_id")
+
+
+# user 1: new items 10, 11, 12, 13 (13 then repeats 11); user 2: new 20, 21, repeat 20;
+# user 3: one new item only
+LOO_NEW = pl.DataFrame(
+    {
+        "user_id": [1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 3, 3],
+        "item_id": [10, 11, 10, 12, 11, 13, 11, 20, 20, 21, 30, 30],
+        "timestamp": [1.0, 2, 3, 4, 5, 6, 7, 1, 2, 3, 1, 2],
+    }
+)
+
+
+def test_leave_last_new_out_exact_rows():
+    sp = leave_last_new_out(LOO_NEW)
+    # user 1: test = 13 (last new), valid = 12, the repeat 11 after 13 dropped; users 2 and 3
+    # have fewer than 3 new items: all train
+    assert _rows(sp.test, "user_id", "item_id") == [(1, 13)]
+    assert _rows(sp.valid, "user_id", "item_id") == [(1, 12)]
+    assert _rows(sp.train, "user_id", "item_id") == [
+        (1, 10),
+        (1, 11),
+        (1, 10),
+        (1, 11),
+        (2, 20),
+        (2, 20),
+        (2, 21),
+        (3, 30),
+        (3, 30),
+    ]
+    assert sp.info["events_after_test_dropped"] == 1
+    vocab = ItemVocab.from_ids(LOO_NEW["item_id"])
+    assert vocab.decode(sp.test_set(vocab).history(0)) == [10, 11, 10, 12, 11]
+
+
+def test_leave_last_new_out_min_new_two_tests_users_with_two_new_items():
+    sp = leave_last_new_out(LOO_NEW, min_new=2)
+    # user 2 (new items 20, 21) now has a test target and no valid one (its first new item
+    # would have no history); user 1 as with the default; user 3 (one new item) all train
+    assert _rows(sp.test, "user_id", "item_id") == [(1, 13), (2, 21)]
+    assert _rows(sp.valid, "user_id", "item_id") == [(1, 12)]
+    assert _rows(sp.train.filter(pl.col("user_id") == 2), "item_id") == [(20,), (20,)]
+    assert split(LOO_NEW, "loo_new", min_new=2).test.height == 2
+    with pytest.raises(ConfigError, match="min_new"):
+        leave_last_new_out(LOO_NEW, min_new=1)
 
 
 def test_leave_one_out_eval_sets():

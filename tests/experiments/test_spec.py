@@ -202,3 +202,11 @@ def test_train_fraction_is_a_nested_seeded_scenario(log_csv: Path) -> None:
     assert keys[0.25] < keys[0.5]  # nested for one seed
     with pytest.raises(ConfigError, match="train_fraction"):
         spec_from_config({**base, "split": {"train_fraction": 0}})
+
+
+def test_loo_new_min_new_reaches_the_split_function():
+    spec = spec_from_config({"split": {"method": "loo_new", "min_new": 2}})
+    assert spec.split.options() == {"min_new": 2}
+    assert spec_from_config({"split": {"method": "loo_new"}}).split.options() == {"min_new": 3}
+    with pytest.raises(ConfigError, match="min_new"):
+        spec_from_config({"split": {"method": "loo_new", "min_new": 1}})

@@ -135,6 +135,24 @@ def test_validation_curve_matches_evaluate(data):
         assert v == pytest.approx(evaluate(fixed, valid, ["mrr@20"])["mrr@20"], abs=1e-12)
 
 
+def test_validation_curve_with_seen_excluded_matches_evaluate(data):
+    """``select_exclude_seen``: each point is ``evaluate(..., exclude_seen=True)`` of the
+    fixed-weight hybrid, and differs from the seen-kept curve on this data."""
+    train, valid = data
+    first = get_model("markov").fit(train)
+    second = get_model("pop").fit(train)
+    grid = [0.0, 0.5, 1.0]
+    h = Hybrid.from_members(first, second, weight_grid=grid, select_exclude_seen=True)
+    h.fit(train, valid)
+    curve = h.validation_curve(valid, batch_size=7)
+    for w, v in curve:
+        fixed = Hybrid.from_members(first, second, weight=w).fit(train)
+        want = evaluate(fixed, valid, ["mrr@20"], exclude_seen=True)["mrr@20"]
+        assert v == pytest.approx(want, abs=1e-12)
+    kept = Hybrid.from_members(first, second, weight_grid=grid).fit(train, valid)
+    assert curve != kept.validation_curve(valid)
+
+
 def test_chosen_weight_survives_save_and_load(data, tmp_path):
     train, valid = data
     h = get_model("hybrid", {"network": "markov", "neighbours": "pop"}).fit(train, valid)

@@ -25,6 +25,7 @@ from warmrec.data.parsers import (
     parse_hahow,
     parse_mars,
     parse_mars_explicit,
+    parse_mars_merged,
     parse_movielens_1m,
     parse_movielens_100k,
     parse_movielens_csv,
@@ -256,6 +257,18 @@ _register(
         parse_mars,
         homepage=_MARS_HOME,
         detect=("implicit_ratings*.csv", "items*.csv"),
+    )
+)
+_register(
+    DatasetSpec(
+        "mars-merged",
+        "MARS MOOC page views and watch events merged into one log (the outside anchor's)",
+        (),
+        _MARS_FILES,
+        (),
+        _MARS_LICENSE,
+        parse_mars_merged,
+        homepage=_MARS_HOME,
     )
 )
 _register(

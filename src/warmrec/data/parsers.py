@@ -30,7 +30,10 @@ mars                   MARS (Mandarine Academy MOOC, Hafsa et al., Data in Brief
                        files: ``implicit_ratings_en.csv`` (``item_id,user_id,created_at``, page
                        views, ``YYYY-MM-DD HH:MM:SS`` taken as UTC) is the log (``log="explicit"``
                        or the dataset ``mars-explicit``: ``explicit_ratings_en.csv``,
-                       ``user_id,item_id,watch_percentage,created_at,rating``, rating 1-10).
+                       ``user_id,item_id,watch_percentage,created_at,rating``, rating 1-10;
+                       ``log="merged"`` or the dataset ``mars-merged``: both files' rows,
+                       ``user_id,item_id,created_at`` only, views then watch events in file
+                       order: the outside anchor's log, 25,567 events).
                        Beside it, ``items_en.csv`` -> item features (``name`` -> ``title``,
                        ``description``; ``Software``/``Job``/``Theme`` written ``['OneDrive']``
                        -> lists ``software``/``job``/``theme``; ``Difficulty`` -> ``difficulty``,
@@ -331,6 +334,7 @@ MARS_EXTRAS = ("watch_percentage",)
 MARS_LOGS = {
     "implicit": ("implicit_ratings*.csv", "*ratings*.csv", "*.csv"),
     "explicit": ("explicit_ratings*.csv",),
+    "merged": ("implicit_ratings*.csv",),
 }
 MARS_ITEM_COLUMNS = {
     "name": "title",
@@ -367,8 +371,18 @@ def parse_mars(
     f = locate(path, MARS_LOGS[log])
     main = _mars_log(f, columns)
     ratings = None
-    if log == "implicit" and (p := _sibling_glob(f, "explicit_ratings*.csv")) is not None:
+    if log != "explicit" and (p := _sibling_glob(f, "explicit_ratings*.csv")) is not None:
         ratings = _mars_log(p, None).interactions
+    if log == "merged":
+        if ratings is None:
+            raise DataError(
+                "no watch events to merge",
+                path=f.parent,
+                field="log",
+                expected="one explicit_ratings*.csv beside the implicit file",
+                found="none (or several)",
+            )
+        main.interactions = merge_watch_events(main.interactions, ratings)
     items = users = None
     if (p := _sibling_glob(f, "items*.csv")) is not None:
         items = mars_items(p)
@@ -380,6 +394,20 @@ def parse_mars(
         ratings, _ = align_keys(ratings, users, USER)
     out.ratings = ratings
     return out
+
+
+def parse_mars_merged(path: Path, *, columns: dict[str, str] | None = None) -> Interactions:
+    """MARS with views and watch events merged into one log (the outside anchor's protocol)."""
+    return parse_mars(path, log="merged", columns=columns)
+
+
+def merge_watch_events(views: pl.DataFrame, watches: pl.DataFrame) -> pl.DataFrame:
+    """The views' ``user_id, item_id, timestamp`` rows, then the watch events' (file order;
+    other columns are dropped: the two files share only these)."""
+    cols = [USER, ITEM, TIME]
+    a = views.select(cols)
+    b = watches.select([pl.col(c).cast(a.schema[c]) for c in cols])
+    return pl.concat([a, b], how="vertical")
 
 
 def parse_mars_explicit(path: Path, *, columns: dict[str, str] | None = None) -> Interactions:

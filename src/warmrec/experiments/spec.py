@@ -163,6 +163,9 @@ class LooNewSplit(_Split):
     excluded from the ranking unless ``[eval] exclude_seen`` says otherwise."""
 
     method: Literal["loo_new"] = "loo_new"
+    min_new: int = Field(3, ge=2)
+    """Fewest new items a user needs to get a test target (2: every user with two distinct
+    items, as the anchor counts; a valid target needs 3)."""
 
 
 class TemporalSplit(_Split):

@@ -62,6 +62,9 @@ class HybridConfig(ConfigModel):
     """Candidate weights (each in [0, 1]) tried on validation when ``weight`` is None."""
     select_metric: str = "mrr@20"
     """The validation metric that chooses the weight (a rank metric, e.g. ``mrr@20``)."""
+    select_exclude_seen: bool = False
+    """Rank the validation targets with each history's items removed (as ``evaluate(...,
+    exclude_seen=True)``): for protocols whose targets are new items (``loo_new``)."""
 
     @field_validator("weight_grid")
     @classmethod
@@ -118,6 +121,16 @@ def fuse(parts: Sequence[torch.Tensor], weight: float) -> torch.Tensor:
     if weight <= 0.0:
         return b
     return torch.add(a * weight, b, alpha=1.0 - weight)
+
+
+def _drop_seen(scores: torch.Tensor, valid: EvalSet, idx: np.ndarray) -> torch.Tensor:
+    """``scores`` with each example's whole history set to ``-inf`` (a target in its history
+    too: it then ranks last, a miss, as ``evaluate(..., exclude_seen=True)`` counts it)."""
+    out = scores.clone()
+    for r, j in enumerate(idx):
+        seen = np.asarray(valid.history(int(j)), dtype=np.int64)
+        out[r, torch.from_numpy(seen[seen > 0])] = -torch.inf
+    return out
 
 
 def target_ranks(scores: torch.Tensor, targets: np.ndarray) -> np.ndarray:
@@ -238,6 +251,8 @@ class Hybrid(Recommender):
             for lo in range(0, len(valid), batch_size):
                 idx = np.arange(lo, min(lo + batch_size, len(valid)))
                 a, b = self.member_scores(valid.batch(idx, self.history_len))
+                if self.config.select_exclude_seen:
+                    a, b = _drop_seen(a, valid, idx), _drop_seen(b, valid, idx)
                 rows = torch.arange(len(idx))
                 tgt = torch.from_numpy(valid.targets[idx])
                 buf = torch.empty_like(a)

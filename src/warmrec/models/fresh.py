@@ -1,0 +1,346 @@
+"""Fresh: a base model's scores plus a bonus for cold items, scaled by how cold the history is.
+
+A *cold* item has no training interaction (its training count is 0): a video published after
+the model was trained, known to the catalogue (and, through its text, to a text-aware base) but
+never seen as a target. On a catalogue that keeps growing (MARS: a third of the views after the
+2019-07-01 cut are on videos with no earlier view) whether the next item is cold depends on the
+history: a learner who is watching new videos goes on with new videos (on MARS after the cut,
+79 % of the next items are new after a new one, 15 % after an older one). A model trained before
+the cut cannot learn that -- every training target had training interactions. ``Fresh`` adds it
+as two numbers fitted on validation::
+
+    score(i | h) = norm(base(i | h)) + (a + b * c(h)) * cold(i) + o * p(id(i) - id(last(h)))
+
+``norm`` is the per-list normalisation of :mod:`warmrec.models.hybrid` (``"zscore"`` by default),
+``c(h)`` the recency-weighted share of cold items among the last ``recent`` history items (the
+``k``-th most recent weighs ``decay ** k``; in [0, 1], 0 for an empty history), ``a``
+(``cold_weight``) a bonus or penalty for every cold item, ``b`` (``affinity_weight``) the part
+that follows the history. With the weights unset, ``fit`` picks them from ``cold_grid`` x
+``affinity_grid`` by the validation ``select_metric`` (ties: the first in grid order, the cold
+grid outer); the validation items that are cold for the training data play the part of the new
+items. ``a = b = 0`` ranks exactly as the base. Non-finite base scores stay at the bottom.
+
+The last term (off unless ``order_window > 0``; integer item ids only) is the **catalogue order**:
+where ids are given in publication order, the videos of one course get consecutive ids and
+learners follow the course (on MARS after the cut, 27 % of the first views of new videos are the
+video whose id follows the last one's). ``p(d)`` is the share of the training transitions (to a
+different item) whose id offset is ``d`` (``0 < |d| <= order_window``), divided by the largest
+such share (so ``p`` is at most 1); it is item-agnostic, so it reaches cold items; ``o``
+(``order_weight``) is chosen on validation with ``a`` and ``b`` (``order_grid``).
+
+The base is any registered model (default a ``hybrid``), fitted by ``fit`` if it is not yet
+(:meth:`Fresh.from_base` wraps a fitted one). Saved state: the base's (prefixed ``base.``), the
+two weights and the cold mask; the validation grid is kept in ``meta.history``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+
+from warmrec.config import ConfigModel
+from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
+from warmrec.data.vocab import ItemVocab
+from warmrec.errors import ConfigError, ModelError
+from warmrec.evaluation import metrics as M
+from warmrec.models.base import Recommender
+from warmrec.models.hybrid import Fusion, normalise
+from warmrec.registry import register_model
+
+
+class FreshConfig(ConfigModel):
+    """The base model, the history window of ``c(h)`` and the two cold-item weights."""
+
+    base: str = "hybrid"
+    """Registered name of the base model."""
+    base_config: dict[str, Any] = {}
+    """The base model's config."""
+    fusion: Fusion = "zscore"
+    """Per-list normalisation of the base's scores (``"zscore"`` or ``"minmax"``)."""
+    recent: int = Field(5, ge=1)
+    """History items read by ``c(h)``, the recency-weighted share of cold items."""
+    decay: float = Field(0.5, gt=0, le=1)
+    """Weight of the ``k``-th most recent item in ``c(h)``: ``decay ** k``."""
+    cold_weight: float | None = None
+    """``a``: added to every cold item's score; None: chosen on validation from ``cold_grid``."""
+    affinity_weight: float | None = None
+    """``b``: times ``c(h)``, added to every cold item's score; None: chosen on validation."""
+    cold_grid: list[float] = Field(
+        default_factory=lambda: [-2.0, -1.0, -0.5, 0.0, 0.5, 1.0], min_length=1
+    )
+    """Candidates for ``a``."""
+    affinity_grid: list[float] = Field(
+        default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 4.0, 8.0], min_length=1
+    )
+    """Candidates for ``b``."""
+    order_window: int = Field(0, ge=0)
+    """Catalogue-order term: id offsets ``0 < |d| <= order_window`` from the last history item
+    (0: off; needs integer item ids)."""
+    order_weight: float | None = None
+    """``o``: the weight of the catalogue-order term; None: chosen on validation."""
+    order_grid: list[float] = Field(
+        default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 4.0, 8.0], min_length=1
+    )
+    """Candidates for ``o``."""
+    select_metric: str = "hr@10"
+    """The validation metric that chooses the weights (a rank metric)."""
+    select_exclude_seen: bool = False
+    """Rank the validation targets with each history's items removed."""
+
+    @field_validator("select_metric")
+    @classmethod
+    def _rank_metric(cls, v: str) -> str:
+        try:
+            spec = M.parse_metric(v)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        if spec.name not in M.RANK_METRICS:
+            raise ValueError(f"expected a rank metric ({', '.join(M.RANK_METRICS)}), found {v!r}")
+        return spec.label
+
+
+def cold_share(items: torch.Tensor, cold: torch.Tensor, recent: int, decay: float) -> torch.Tensor:
+    """``[B]``: the ``decay ** age``-weighted share of cold items among the last ``recent``
+    columns of the left-padded ``items[B, L]`` (padding skipped; 0 for an empty history)."""
+    window = items[:, -recent:]
+    length = window.shape[1]
+    w = decay ** torch.arange(length - 1, -1, -1, dtype=torch.float32)
+    w = w.unsqueeze(0) * (window > 0)
+    total = w.sum(dim=1)
+    hit = (w * cold[window]).sum(dim=1)
+    return torch.where(total > 0, hit / total.clamp(min=1e-12), torch.zeros_like(total))
+
+
+def numeric_ids(vocab: ItemVocab) -> torch.Tensor:
+    """``[n_items]`` float64 raw ids in index order (0 at padding); integer ids only."""
+    ids = vocab.ids
+    if vocab.is_str or not ids.dtype.is_integer():
+        raise ModelError(
+            f"fresh: order_window needs integer item ids (their order), found {ids.dtype}"
+        )
+    num = torch.from_numpy(ids.to_numpy().astype(np.float64))
+    return torch.cat([torch.zeros(1, dtype=torch.float64), num])
+
+
+def order_prior(train: SequenceDataset, id_num: torch.Tensor, window: int) -> torch.Tensor:
+    """``[2 window + 1]``: for ``d = -window..window`` the share of the training transitions
+    (consecutive events of a sequence on two different items) whose id offset is ``d``, over
+    the largest such share (0 at ``d = 0``, all 0 without transitions)."""
+    seq = train.sequences
+    items = torch.from_numpy(np.array(seq.items, dtype=np.int64))
+    same_seq = torch.ones(len(items), dtype=torch.bool)
+    same_seq[torch.from_numpy(np.asarray(seq.offsets[1:-1], dtype=np.int64))] = False
+    prev, nxt, keep = items[:-1], items[1:], same_seq[1:]
+    keep = keep & (prev != nxt)
+    d = (id_num[nxt] - id_num[prev])[keep]
+    counts = torch.zeros(2 * window + 1, dtype=torch.float64)
+    inside = d.abs() <= window
+    counts.index_add_(
+        0, (d[inside] + window).long(), torch.ones(int(inside.sum()), dtype=torch.float64)
+    )
+    counts[window] = 0.0
+    top = counts.max()
+    return (counts / top if top > 0 else counts).to(torch.float32)
+
+
+@register_model("fresh")
+class Fresh(Recommender):
+    """A base model's normalised scores plus a history-dependent bonus for cold items (see the
+    module docstring)."""
+
+    Config = FreshConfig
+    learns_sequences: ClassVar[bool] = True
+    """As its base (the conformance suite's base, Markov, does)."""
+    test_config: ClassVar[dict[str, Any]] = {
+        "base": "markov",
+        "cold_weight": 0.5,
+        "affinity_weight": 1.0,
+    }
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.base: Recommender | None = None
+        self.cold: torch.Tensor | None = None  # [n_items] float, 1 for items without training
+        self.weights_: tuple[float, float, float] | None = None
+        """``(a, b, o)`` in use (the config's, or those chosen on validation)."""
+        self.order: torch.Tensor | None = None  # [2 W + 1] p(d) for d = -W..W (p(0) = 0)
+        self.id_num: torch.Tensor | None = None  # [n_items] float raw ids (0 at padding)
+
+    @classmethod
+    def from_base(cls, base: Recommender, **config: Any) -> Fresh:
+        """Wrap ``base`` (fitted or not); ``config`` sets the other fields."""
+        model = cls({"base": base.name, "base_config": base.config.model_dump(), **config})
+        model.base = base
+        return model
+
+    def _build_base(self) -> Recommender:
+        from warmrec.registry import get_model
+
+        return get_model(self.config.base, self.config.base_config)
+
+    @property
+    def history_len(self) -> int:
+        base = self.base.history_len if self.base is not None else super().history_len
+        return max(base, self.config.recent)
+
+    # -- fit ----------------------------------------------------------------------------------
+    def fit(
+        self,
+        train: SequenceDataset,
+        valid: EvalSet | None = None,
+        *,
+        trainer: Any = None,
+        callbacks: Sequence[Callable[[int, dict[str, Any], Any], bool | None]] = (),
+    ) -> Fresh:
+        """Fit the base if it is not yet, mark the cold items (no training interaction), then
+        set the weights (the config's, or the best of the grids on ``valid``)."""
+        c = self.config
+        unset = c.cold_weight is None or c.affinity_weight is None
+        unset = unset or (c.order_window > 0 and c.order_weight is None)
+        if unset and valid is None:
+            raise ModelError(
+                "model 'fresh': cold_weight, affinity_weight or order_weight is None, so fit "
+                "needs a validation set to choose it; pass valid or set them"
+            )
+        self._bind(train)
+        if self.base is None:
+            self.base = self._build_base()
+        if not self.base.is_fitted:
+            looped = "trainer" in inspect.signature(self.base.fit).parameters
+            kw = {"trainer": trainer, "callbacks": callbacks} if looped else {}
+            self.base.fit(train, valid, **kw)
+        if self.base.n_items != len(train.vocab):
+            raise ModelError(
+                f"fresh: the base '{self.base.name}' has {self.base.n_items} items, the training "
+                f"data {len(train.vocab)}: fit it on the same data"
+            )
+        cold = torch.from_numpy(np.asarray(train.item_counts()) == 0).to(torch.float32)
+        cold[0] = 0.0
+        self.cold = cold
+        self.order, self.id_num = (None, None)
+        if c.order_window > 0:
+            self.id_num = numeric_ids(train.vocab)
+            self.order = order_prior(train, self.id_num, c.order_window)
+        if not unset:
+            o = float(c.order_weight or 0.0) if c.order_window > 0 else 0.0
+            self.weights_ = (float(c.cold_weight), float(c.affinity_weight), o)
+        else:
+            curve = self.validation_curve(valid)
+            best = max(range(len(curve)), key=lambda i: (curve[i][3], -i))
+            self.weights_ = curve[best][:3]
+            self.meta.history = [
+                {"cold_weight": a, "affinity_weight": b, "order_weight": o, c.select_metric: v}
+                for a, b, o, v in curve
+            ]
+        return self
+
+    def _grid(self) -> list[tuple[float, float, float]]:
+        c = self.config
+        ga = [c.cold_weight] if c.cold_weight is not None else list(c.cold_grid)
+        gb = [c.affinity_weight] if c.affinity_weight is not None else list(c.affinity_grid)
+        go = [0.0]
+        if c.order_window > 0:
+            go = [c.order_weight] if c.order_weight is not None else list(c.order_grid)
+        return [(float(a), float(b), float(o)) for a in ga for b in gb for o in go]
+
+    def _order_term(self, items: torch.Tensor) -> torch.Tensor | None:
+        """``[B, n_items]``: ``p(id(i) - id(last))`` (0 outside the window, for the last item
+        itself and for an empty history); None when the term is off."""
+        if self.order is None or self.id_num is None:
+            return None
+        w = (len(self.order) - 1) // 2
+        last = items[:, -1]
+        d = self.id_num.unsqueeze(0) - self.id_num[last].unsqueeze(1)
+        ok = (d.abs() <= w) & (last > 0).unsqueeze(1)
+        ok[:, 0] = False
+        pos = torch.where(ok, d + w, torch.zeros((), dtype=d.dtype)).long()
+        return torch.where(ok, self.order[pos], torch.zeros(()))
+
+    def validation_curve(
+        self, valid: EvalSet, batch_size: int = 512
+    ) -> list[tuple[float, float, float, float]]:
+        """``(a, b, o, select_metric)`` on ``valid`` for every point of the grids (the base
+        scores each batch once)."""
+        spec = M.parse_metric(self.config.select_metric)
+        grid = self._grid()
+        ranks = np.zeros((len(grid), len(valid)), dtype=np.int64)
+        with torch.no_grad():
+            for lo in range(0, len(valid), batch_size):
+                idx = np.arange(lo, min(lo + batch_size, len(valid)))
+                batch = valid.batch(idx, self.history_len)
+                base = self._base_scores(batch)
+                share = cold_share(batch.items, self.cold, self.config.recent, self.config.decay)
+                order = self._order_term(batch.items)
+                if self.config.select_exclude_seen:
+                    for r, j in enumerate(idx):
+                        seen = np.asarray(valid.history(int(j)), dtype=np.int64)
+                        base[r, torch.from_numpy(seen[seen > 0])] = -torch.inf
+                rows = torch.arange(len(idx))
+                tgt = torch.from_numpy(valid.targets[idx])
+                for g, (a, b, o) in enumerate(grid):
+                    s = base + (a + b * share).unsqueeze(1) * self.cold
+                    if order is not None and o != 0.0:
+                        s = s + o * order
+                    t = s[rows, tgt][:, None]
+                    r = (s >= t).sum(dim=1)
+                    lost = ~(t[:, 0] > -torch.inf)
+                    ranks[g, idx] = torch.where(lost, s.shape[1] - 1, r).numpy()
+        f = M.RANK_METRICS[spec.name]
+        return [
+            (a, b, o, float(f(ranks[g], spec.k).mean()) if len(valid) else 0.0)
+            for g, (a, b, o) in enumerate(grid)
+        ]
+
+    # -- score --------------------------------------------------------------------------------
+    def _base_scores(self, batch: Batch) -> torch.Tensor:
+        self._check_fitted()
+        if self.base is None or self.cold is None:
+            raise ModelError("model 'fresh' has no base: call fit() or load() first")
+        h = self.base.history_len
+        items = batch.items[:, -h:] if batch.items.shape[1] > h else batch.items
+        s = torch.as_tensor(self.base.score(Batch(items, batch.users))).detach().float().cpu()
+        return normalise(s, self.config.fusion)
+
+    def score(self, batch: Batch) -> torch.Tensor:
+        if self.weights_ is None:
+            raise ModelError("model 'fresh' has no weights: call fit() or load() first")
+        a, b, o = self.weights_
+        base = self._base_scores(batch)
+        if a != 0.0 or b != 0.0:
+            share = cold_share(batch.items, self.cold, self.config.recent, self.config.decay)
+            base = base + (a + b * share).unsqueeze(1) * self.cold
+        order = self._order_term(batch.items) if o != 0.0 else None
+        return base if order is None else base + o * order
+
+    # -- state --------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        if self.base is None or self.weights_ is None or self.cold is None:
+            raise ModelError("model 'fresh' is not fitted: nothing to save")
+        state: dict[str, Any] = {
+            "weights": torch.tensor(self.weights_, dtype=torch.float64),
+            "cold": self.cold.clone(),
+        }
+        if self.order is not None and self.id_num is not None:
+            state["order"], state["id_num"] = self.order.clone(), self.id_num.clone()
+        for k, v in self.base.get_state().items():
+            state[f"base.{k}"] = v
+        return state
+
+    def set_state(self, state: dict[str, torch.Tensor]) -> None:
+        self._check_fitted()
+        if "weights" not in state or "cold" not in state:
+            raise ModelError("model 'fresh': the weights hold no 'weights' or 'cold'")
+        base = self._build_base()
+        base.vocab, base.user_vocab = self.vocab, self.user_vocab
+        base.meta.item_counts = self.meta.item_counts
+        base.set_state({k[5:]: v for k, v in state.items() if k.startswith("base.")})
+        self.base = base
+        self.cold = state["cold"].to(torch.float32)
+        self.order, self.id_num = state.get("order"), state.get("id_num")
+        w = [float(v) for v in state["weights"].reshape(-1).tolist()]
+        self.weights_ = (w[0], w[1], w[2] if len(w) > 2 else 0.0)

@@ -1,0 +1,166 @@
+"""Fresh: the cold share of a history, the exact score, the weights chosen on validation only, the
+base reproduced at a = b = 0, and the state round-trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from tests.conftest import split_cyclic
+from warmrec import evaluate, get_model
+from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
+from warmrec.data.vocab import ItemVocab
+from warmrec.errors import ModelError
+from warmrec.models.base import Recommender
+from warmrec.models.fresh import Fresh, cold_share, numeric_ids, order_prior
+from warmrec.models.hybrid import normalise
+
+
+def test_cold_share_known_answer():
+    cold = torch.tensor([0.0, 0, 0, 0, 0, 1, 1])
+    items = torch.tensor([[0, 5, 1, 6], [0, 0, 0, 0], [2, 3, 4, 1]])
+    share = cold_share(items, cold, recent=5, decay=0.5)
+    # row 0: ages 6 -> 1, 1 -> 0.5, 5 -> 0.25 (padding skipped): (1 + 0.25) / 1.75
+    torch.testing.assert_close(share, torch.tensor([1.25 / 1.75, 0.0, 0.0]))
+    # only the last 2 columns: 6 (1) and 1 (0.5)
+    torch.testing.assert_close(cold_share(items[:1], cold, 2, 0.5), torch.tensor([1 / 1.5]))
+
+
+class _Fixed(Recommender):
+    """A stub base: every history gets the same score list."""
+
+    name = "fixed"
+
+    def __init__(self, vocab, scores: list[float]) -> None:
+        super().__init__()
+        self.vocab = vocab
+        self.row = torch.tensor(scores)
+
+    def score(self, batch: Batch) -> torch.Tensor:
+        return self.row.expand(len(batch), -1).clone()
+
+
+def _catalogue() -> tuple[SequenceDataset, ItemVocab]:
+    """Items 1-6 in the vocabulary; the training log has events on 1-4 only (5, 6 are cold)."""
+    vocab = ItemVocab.from_ids([1, 2, 3, 4, 5, 6])
+    df = pl.DataFrame(
+        {"session_id": [0, 0, 1, 1], "item_id": [1, 2, 3, 4], "timestamp": [1.0, 2, 3, 4]}
+    )
+    return SequenceDataset.from_frame(df, vocab), vocab
+
+
+def _eval_set(histories: list[list[int]], targets: list[int], n_items: int) -> EvalSet:
+    lens = np.array([len(h) for h in histories])
+    ends = np.cumsum(lens)
+    return EvalSet(
+        np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]),
+        ends - lens,
+        ends,
+        np.asarray(targets, dtype=np.int64),
+        n_items,
+        pl.Series("key", np.arange(len(targets))),
+    )
+
+
+ROW = [0.0, 5.0, 4.0, 3.0, 2.0, 0.5, 1.0]  # base order 1 > 2 > 3 > 4 > 6 > 5 (index 0 padding)
+
+
+def test_score_is_the_normalised_base_plus_the_cold_bonus():
+    train, vocab = _catalogue()
+    idx = {i: int(vocab.lookup([i])[0]) for i in range(1, 7)}
+    row = [0.0] * 7
+    for item, s in zip(range(1, 7), ROW[1:]):
+        row[idx[item]] = s
+    f = Fresh.from_base(_Fixed(vocab, row), cold_weight=0.5, affinity_weight=1.0).fit(train)
+    assert f.cold.tolist() == [0.0] + [float(i in (5, 6)) for i in vocab.decode(range(1, 7))]
+    batch = Batch(torch.tensor([[idx[1], idx[5]], [0, idx[2]]]))
+    got = f.score(batch)
+    base = normalise(torch.tensor([row, row]), "zscore")
+    share = torch.tensor([1 / 1.5, 0.0])  # history 1 then 5: 5 weighs 1, 1 weighs 0.5
+    want = base + (0.5 + share).unsqueeze(1) * f.cold
+    torch.testing.assert_close(got, want)
+
+
+def test_weights_chosen_on_validation_only():
+    """After a cold history the target is the cold item 6, after a warm one item 1 (the base's
+    first): HR@1 is 1 only where the cold bonus follows the history (b > 0, a <= 0); the first
+    such pair of the grid is chosen and the curve kept in meta.history."""
+    train, vocab = _catalogue()
+    i = {k: int(vocab.lookup([k])[0]) for k in range(1, 7)}
+    row = [0.0] * 7
+    for item, s in zip(range(1, 7), ROW[1:]):
+        row[i[item]] = s
+    valid = _eval_set([[i[5]], [i[5], i[6]], [i[2]], [i[3]]], [i[6], i[6], i[1], i[1]], 7)
+    f = Fresh.from_base(
+        _Fixed(vocab, row),
+        cold_grid=[3.0, 0.0, -1.0],
+        affinity_grid=[0.0, 8.0],
+        select_metric="hr@1",
+    ).fit(train, valid)
+    assert f.weights_ == (0.0, 8.0, 0.0)
+    curve = {(r["cold_weight"], r["affinity_weight"]): r["hr@1"] for r in f.meta.history}
+    assert curve[(0.0, 0.0)] == 0.5  # the base alone: only the warm targets
+    # a flat bonus lifts item 6 above item 1 after every history: the cold targets only
+    assert curve[(3.0, 0.0)] == curve[(3.0, 8.0)] == 0.5
+    assert curve[(0.0, 8.0)] == curve[(-1.0, 8.0)] == 1.0
+    # each point is what evaluate gives the fixed-weight model
+    for (a, b), v in curve.items():
+        fixed = Fresh.from_base(_Fixed(vocab, row), cold_weight=a, affinity_weight=b).fit(train)
+        assert evaluate(fixed, valid, ["hr@1"])["hr@1"] == pytest.approx(v)
+
+
+def test_zero_weights_reproduce_the_base_and_state_round_trips(tmp_path):
+    train, valid = split_cyclic()
+    base = get_model("markov").fit(train)
+    f = Fresh.from_base(base, cold_weight=0.0, affinity_weight=0.0).fit(train)
+    assert np.array_equal(
+        evaluate(f, valid, ["mrr@20"]).ranks, evaluate(base, valid, ["mrr@20"]).ranks
+    )
+    g = Fresh.from_base(get_model("markov").fit(train), affinity_grid=[0.0, 1.0]).fit(train, valid)
+    loaded = Recommender.load(g.save(tmp_path / "f"))
+    assert loaded.weights_ == g.weights_ and len(g.weights_) == 3
+    batch = valid.batch(np.arange(10), loaded.history_len)
+    assert torch.equal(g.score(batch), loaded.score(batch))
+
+
+def _ordered() -> SequenceDataset:
+    """Sequences [10, 11], [12, 10], [11, 11, 12]: transitions +1, -2, +1 (11 -> 11 is no
+    transition; the +1 steps across sequence boundaries, 11 | 12 and 10 | 11, do not count)."""
+    df = pl.DataFrame(
+        {
+            "session_id": [0, 0, 1, 1, 2, 2, 2],
+            "item_id": [10, 11, 12, 10, 11, 11, 12],
+            "timestamp": [1.0, 2, 3, 4, 5, 6, 7],
+        }
+    )
+    return SequenceDataset.from_frame(df, ItemVocab.from_ids([10, 11, 12, 20]))
+
+
+def test_order_prior_and_term_known_answer():
+    train = _ordered()
+    ids = numeric_ids(train.vocab)
+    p = order_prior(train, ids, window=2)
+    torch.testing.assert_close(p, torch.tensor([0.5, 0.0, 0.0, 1.0, 0.0]))  # d = -2..2
+    cfg = {"cold_weight": 0, "affinity_weight": 0, "order_window": 2, "order_weight": 3.0}
+    f = Fresh({"base": "pop", **cfg}).fit(train)
+    assert f.weights_ == (0.0, 0.0, 3.0)
+    ix = {i: int(train.vocab.lookup([i])[0]) for i in (10, 11, 12, 20)}
+    batch = Batch(torch.tensor([[ix[12], ix[10]], [ix[11], ix[12]], [0, 0]]))
+    term = f.score(batch) - normalise(f.base.score(batch), "zscore")
+    want = torch.zeros(3, 5)
+    want[0, ix[11]] = 3.0  # after 10: 11 is d = +1; 12 (d = +2) has p 0; 10 itself none
+    want[1, ix[10]] = 1.5  # after 12: 10 is d = -2
+    term[:, 0] = 0.0  # padding: -inf - -inf
+    torch.testing.assert_close(term, want)
+    with pytest.raises(ModelError, match="integer item ids"):
+        numeric_ids(ItemVocab.from_ids(["a", "b"]))
+
+
+def test_errors():
+    train, _ = split_cyclic()
+    with pytest.raises(ModelError, match="needs a validation set"):
+        Fresh({"base": "markov", "cold_weight": 0.0}).fit(train)
+    with pytest.raises(ModelError, match="call fit"):
+        Fresh({"base": "markov"}).score(Batch(torch.tensor([[1, 2]])))
