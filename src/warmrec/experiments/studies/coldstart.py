@@ -107,7 +107,8 @@ class ColdStartSettings(ColdStartUsers):
     """:class:`~warmrec.meta.maml.MetaConfig` settings shared by the meta-methods."""
     protocol: Literal["ranking", "melo"] = "ranking"
     """``ranking``: next item over the full catalogue (HR, NDCG, MRR @10); ``melo``: MELO's
-    rating regression (:mod:`warmrec.meta.rating`: MSE on rating / 5, RMSE and MAE)."""
+    rating regression (:mod:`warmrec.meta.rating`: MSE on rating / the top of its scale, RMSE
+    and MAE in the scale's units)."""
     melo_min_user: int = Field(5, ge=1)
     """``melo``: users need at least this many ratings (after the item filter)."""
     melo_min_item: int = Field(50, ge=1)
@@ -118,6 +119,10 @@ class ColdStartSettings(ColdStartUsers):
     """``melo``: each user's sequence is cut to its first this many ratings."""
     rating_trainer: dict[str, Any] = Field(default_factory=dict)
     """``melo``: trainer settings of the global rating model (backbone + head)."""
+    melo_rating_scale: tuple[float, float] | None = None
+    """``melo``: ``(low, high)`` of the rating scale; ratings are divided by ``high`` (MELO's
+    ``rating / 5``) and errors reported in its units. None: read from the data
+    (:func:`~warmrec.meta.rating.rating_scale`: 1-5 stars, 1-10 on MARS)."""
 
 
 def selection_shot(shots: Sequence[int]) -> int:
@@ -407,7 +412,8 @@ def write_outputs(
     else:
         explain = (
             "MELO's rating setting. Mean over seeds with the 95 % t-interval (meta-test users; "
-            "RMSE and MAE in stars over every rating after the k revealed ones); ratio = RMSE / "
+            "RMSE and MAE in the rating scale's units over every rating after the k revealed "
+            "ones); ratio = RMSE / "
             "per-user fine-tuning's (< 1 is better); diff [95% CI] and p_value: paired bootstrap of "
             "the mean difference from per-user fine-tuning in per-user mean squared error, users "
             "pooled over seeds."
@@ -571,7 +577,11 @@ def run_melo_study(
         shutil.rmtree(out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     data = melo_ratings(
-        frame, min_user=cfg.melo_min_user, min_item=cfg.melo_min_item, max_len=cfg.melo_max_len
+        frame,
+        min_user=cfg.melo_min_user,
+        min_item=cfg.melo_min_item,
+        max_len=cfg.melo_max_len,
+        scale=cfg.melo_rating_scale,
     )
     model_config = dict(model_config or {})
     if model == "gru4rec":
@@ -660,7 +670,8 @@ def run_melo_study(
     summary = summarize(records, cfg.shots, MELO_METRICS, higher_better=False)
     table = display_table(summary, MELO_METRICS)
     info = {
-        "protocol": "melo (rating regression: MSE on rating / 5; RMSE, MAE in stars)",
+        "protocol": f"melo (rating regression on the {data.scale[0]:g}-{data.scale[1]:g} scale: "
+        f"MSE on rating / {data.scale[1]:g}; RMSE, MAE in its units)",
         "model": model,
         "methods": ", ".join(methods),
         "seeds": ", ".join(map(str, seeds)),
