@@ -119,6 +119,29 @@ def test_meta_training_on_ratings_runs_and_adapts(rating_setup):
     assert len(m["per_user"]) == len(test)
 
 
+def test_meta_epochs_are_chosen_by_the_valid_score_and_its_best_weights_kept(rating_setup):
+    """A scripted meta-valid score that peaks at epoch 2 of 3: the model ends with the weights
+    it had after epoch 2 (not the last), and each epoch's record holds its score."""
+    from warmrec.meta.maml import meta_train
+
+    _, train, _, gm = rating_setup
+    scores, snapshots = iter([0.1, 0.5, 0.2]), []
+
+    def score(meta):
+        snapshots.append({k: v.detach().clone() for k, v in meta.net.state_dict().items()})
+        return next(scores)
+
+    cfg = {"algorithm": "fomaml", "inner_steps": 1, "inner_lr": 0.3, "meta_epochs": 3}
+    cfg |= {"train_shots": (3,), "meta_batch_size": 8, "outer_lr": 1e-2}
+    meta = meta_train(gm, train, cfg, cls=RatingMetaModel, valid_score=score)
+    res = meta.train_result
+    assert res.best_epoch == 2 and res.best_metric == 0.5
+    assert [h["valid_score"] for h in res.history] == [0.1, 0.5, 0.2]
+    final = meta.net.state_dict()
+    assert all(torch.equal(final[k], snapshots[1][k]) for k in final)
+    assert not all(torch.equal(final[k], snapshots[2][k]) for k in final)
+
+
 def test_rating_adaptation_sees_only_the_revealed_ratings(rating_setup):
     """Changing a user's ratings after the k revealed ones changes no prediction."""
     data, _, test, gm = rating_setup

@@ -551,7 +551,8 @@ def run_melo_study(
     the backbone is pre-trained on next items of the meta-train users, then backbone + rating
     head on their ratings (the global model); the inner learning rate is chosen for per-user
     fine-tuning on meta-valid users (lowest mean RMSE over the shots) and used by every
-    method; results per (seed, method) in ``out/runs`` (resume)."""
+    method, and each meta-method keeps the meta-epoch with the lowest meta-valid RMSE at
+    :func:`selection_shot`; results per (seed, method) in ``out/runs`` (resume)."""
     import shutil
 
     from warmrec.artifacts import load_model, read_weights, save_weights
@@ -641,14 +642,18 @@ def run_melo_study(
             elif method == "finetune":
                 m = RatingMetaModel(gm, {**meta_cfg, "algorithm": "finetune", "inner_lr": lr})
             else:
+                # meta-epochs chosen on meta-valid users: the lowest RMSE at the selection shot
+                sel = selection_shot(cfg.shots)
                 m = meta_train(
                     gm,
                     train,
                     {**meta_cfg, **META_METHODS[method], "inner_lr": lr},
                     cls=RatingMetaModel,
+                    valid_score=lambda mm: -evaluate_ratings(mm, data, va, sel)["summary"]["rmse"],
                 )
                 if m.train_result is not None:
                     info["meta_seconds_per_epoch"] = m.train_result.seconds_per_epoch
+                    info["meta_best_epoch"] = m.train_result.best_epoch
             if method != "global":
                 info["inner_lr"] = lr
             fit_s = time.perf_counter() - t0
