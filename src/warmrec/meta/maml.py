@@ -550,9 +550,7 @@ def fit_meta(
             record["valid_score"] = value
             if best["epoch"] == 0 or value > best["score"]:
                 best.update(epoch=epoch, score=value)
-                best["weights"] = {
-                    k: v.detach().clone() for k, v in model.net.state_dict().items()
-                }
+                best["weights"] = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
 
     best: dict[str, Any] = {"epoch": 0, "score": -math.inf, "weights": None}
     meta.epoch = 0

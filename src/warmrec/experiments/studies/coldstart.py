@@ -643,13 +643,17 @@ def run_melo_study(
                 m = RatingMetaModel(gm, {**meta_cfg, "algorithm": "finetune", "inner_lr": lr})
             else:
                 # meta-epochs chosen on meta-valid users: the lowest RMSE at the selection shot
-                sel = selection_shot(cfg.shots)
+                def minus_valid_rmse(
+                    mm: Any, users: np.ndarray = va, k: int = selection_shot(cfg.shots)
+                ) -> float:
+                    return -evaluate_ratings(mm, data, users, k)["summary"]["rmse"]
+
                 m = meta_train(
                     gm,
                     train,
                     {**meta_cfg, **META_METHODS[method], "inner_lr": lr},
                     cls=RatingMetaModel,
-                    valid_score=lambda mm: -evaluate_ratings(mm, data, va, sel)["summary"]["rmse"],
+                    valid_score=minus_valid_rmse,
                 )
                 if m.train_result is not None:
                     info["meta_seconds_per_epoch"] = m.train_result.seconds_per_epoch
