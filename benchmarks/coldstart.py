@@ -83,7 +83,7 @@ def study(args: argparse.Namespace) -> dict:
         methods=(
             args.methods or ",".join(MELO_METHODS if args.protocol == "melo" else METHODS)
         ).split(","),
-        seeds=tuple(range(args.seeds)),
+        seeds=tuple(range(args.seed_from, args.seeds)),
         settings=settings,
         out_dir=args.out,
         progress=True,
@@ -255,6 +255,12 @@ def main() -> None:
     p.add_argument("--melo-test-users", type=int, default=1000)
     p.add_argument("--rating-epochs", type=int, default=5)
     p.add_argument("--seeds", type=int, default=1)
+    p.add_argument(
+        "--seed-from",
+        type=int,
+        default=0,
+        help="Run seeds seed-from .. seeds - 1 only (a second process sharing --out).",
+    )
     p.add_argument("--shots", type=int, nargs="+", default=[1, 3, 5, 10])
     p.add_argument(
         "--max-events",
