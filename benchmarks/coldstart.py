@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -317,7 +318,7 @@ def main() -> None:
         args.title or f"# Cold start on {Path(args.data).name} (issue #10)",
         "",
         "```",
-        "OMP_NUM_THREADS=1 python benchmarks/coldstart.py " + " ".join(sys.argv[1:]),
+        "OMP_NUM_THREADS=1 python benchmarks/coldstart.py " + shlex.join(sys.argv[1:]),
         "```",
         "",
         f"Machine: 2 CPU cores, 1-minute load average at start {load[0]:.1f} (above about 1, "
