@@ -13,6 +13,11 @@ its own subprocess (``ru_maxrss`` after the run minus before it): second order (
 its second-order phase) against first order (FO-MAML, Reptile).
 
     OMP_NUM_THREADS=1 python benchmarks/coldstart.py --seeds 1
+
+Other logs: ``--data`` / ``--format`` (e.g. ``--data ../shared/data/mars --format mars``),
+``--shots``, ``--max-events`` (hold out only cold users), the held-out shares and
+``--model-config`` (JSON merged into the model's settings); ``--protocol melo`` with
+``--rating-scale`` for ratings not on 1-5 (MARS's 1-10).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -40,9 +46,12 @@ def study(args: argparse.Namespace) -> dict:
 
     log = read(args.data, format=args.format).interactions
     settings = {
-        "shots": (1, 3, 5, 10),
+        "shots": tuple(args.shots),
         "max_valid_users": args.valid_users,
         "max_test_users": args.test_users,
+        "valid_users": args.valid_share,
+        "test_users": args.test_share,
+        "max_events": args.max_events,
         "lr_grid": tuple(args.lr_grid),
         "pretrain": {"epochs": args.pretrain_epochs, "patience": 3},
         "meta": {
@@ -51,6 +60,8 @@ def study(args: argparse.Namespace) -> dict:
             "meta_batch_size": args.meta_batch,
             "first_order_epochs": 1,
             "msl_epochs": max(args.meta_epochs, 1),
+            **({"train_shots": tuple(args.train_shots)} if args.train_shots else {}),
+            **json.loads(args.meta_config),
         },
     }
     if args.protocol == "melo":
@@ -58,17 +69,22 @@ def study(args: argparse.Namespace) -> dict:
             protocol="melo",
             melo_test_users=args.melo_test_users,
             rating_trainer={"epochs": args.rating_epochs, "lr": 1e-3, "batch_size": 128},
+            melo_min_item=args.melo_min_item,
+            melo_min_user=args.melo_min_user,
         )
-        settings.pop("max_test_users")
+        if args.rating_scale:
+            settings["melo_rating_scale"] = tuple(args.rating_scale)
+        for key in ("max_test_users", "max_events", "test_users"):
+            settings.pop(key)
     t0 = time.perf_counter()
     res = run_coldstart_study(
         log,
         model=args.model,
-        model_config=MODELS[args.model],
+        model_config=model_config(args),
         methods=(
             args.methods or ",".join(MELO_METHODS if args.protocol == "melo" else METHODS)
         ).split(","),
-        seeds=tuple(range(args.seeds)),
+        seeds=tuple(range(args.seed_from, args.seeds)),
         settings=settings,
         out_dir=args.out,
         progress=True,
@@ -80,6 +96,11 @@ def study(args: argparse.Namespace) -> dict:
         "settings": settings,
         "records": res.records,
     }
+
+
+def model_config(args: argparse.Namespace) -> dict:
+    """The model's settings: :data:`MODELS` with ``--model-config`` (JSON) merged in."""
+    return {**MODELS[args.model], **json.loads(args.model_config)}
 
 
 def _rss_kib(field: str) -> int:
@@ -103,7 +124,7 @@ def from_runs(args: argparse.Namespace) -> dict:
     runs = sorted(Path(args.out, "runs").glob("*-*.json"))
     records = [json.loads(f.read_text()) for f in runs if not f.name.endswith("-lr.json")]
     metrics = MELO_METRICS if melo else METRICS
-    summary = summarize(records, (1, 3, 5, 10), metrics, higher_better=not melo)
+    summary = summarize(records, tuple(args.shots), metrics, higher_better=not melo)
     return {
         "table": display_table(summary, metrics),
         "summary": summary,
@@ -235,6 +256,35 @@ def main() -> None:
     p.add_argument("--melo-test-users", type=int, default=1000)
     p.add_argument("--rating-epochs", type=int, default=5)
     p.add_argument("--seeds", type=int, default=1)
+    p.add_argument(
+        "--seed-from",
+        type=int,
+        default=0,
+        help="Run seeds seed-from .. seeds - 1 only (a second process sharing --out).",
+    )
+    p.add_argument("--shots", type=int, nargs="+", default=[1, 3, 5, 10])
+    p.add_argument(
+        "--max-events",
+        type=int,
+        default=0,
+        help="Hold out only users with at most this many events (0: any).",
+    )
+    p.add_argument("--valid-share", type=float, default=0.1, help="Eligible users in meta-valid.")
+    p.add_argument("--test-share", type=float, default=0.2, help="Eligible users in meta-test.")
+    p.add_argument("--train-shots", type=int, nargs="+", default=None)
+    p.add_argument("--model-config", default="{}", help="JSON merged into the model settings.")
+    p.add_argument("--meta-config", default="{}", help="JSON merged into the meta settings.")
+    p.add_argument("--title", default=None, help="Heading of the Markdown file.")
+    p.add_argument("--melo-min-item", type=int, default=50)
+    p.add_argument("--melo-min-user", type=int, default=5)
+    p.add_argument(
+        "--rating-scale",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LOW", "HIGH"),
+        help="melo: the rating scale (default: read from the data).",
+    )
     p.add_argument("--valid-users", type=int, default=60)
     p.add_argument("--test-users", type=int, default=150)
     p.add_argument("--lr-grid", type=float, nargs="+", default=[0.002, 0.01, 0.05, 0.2])
@@ -265,10 +315,10 @@ def main() -> None:
     times = timings(args) if not args.skip_timing else []
     results = Path(args.results)
     lines = [
-        f"# Cold start on {Path(args.data).name} (issue #10)",
+        args.title or f"# Cold start on {Path(args.data).name} (issue #10)",
         "",
         "```",
-        "OMP_NUM_THREADS=1 python benchmarks/coldstart.py " + " ".join(sys.argv[1:]),
+        "OMP_NUM_THREADS=1 python benchmarks/coldstart.py " + shlex.join(sys.argv[1:]),
         "```",
         "",
         f"Machine: 2 CPU cores, 1-minute load average at start {load[0]:.1f} (above about 1, "
@@ -284,13 +334,14 @@ def main() -> None:
                 else f"{res['seconds']:.0f} s)"
             ),
             "",
-            f"Model {json.dumps(MODELS[args.model])}; settings {json.dumps(res['settings'])}.",
+            f"Model {json.dumps(model_config(args))}; settings {json.dumps(res['settings'])}.",
             "",
             _markdown(res["table"]),
             "",
         ]
         if args.protocol == "ranking":
-            lines += goal_lines(res["records"])
+            small = tuple(k for k in args.shots if k <= 5) or tuple(args.shots)
+            lines += goal_lines(res["records"], small)
     if times:
         lines += [
             "## Time per meta-iteration and memory (CPU)",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -89,3 +90,42 @@ def test_gru4rec_ratios_per_clock_only_where_both_are_timed(bench):
     assert g.ratios(rows)["wall"]["warmrec GRU4Rec"] == 2.0
     assert g.ratios(rows[1:]) == {}
     sys.modules.pop("gru4rec_speed", None)
+
+
+def _cold_record(seed, method, per_user):
+    """A cold-start run at k = 1, 2, 3 with the same per-user NDCG@10 at every k."""
+    metrics = {"hr@10": 0.5, "ndcg@10": float(np.mean(per_user)), "mrr@10": 0.1}
+    return {
+        "seed": seed,
+        "method": method,
+        "metrics": {str(k): metrics for k in (1, 2, 3)},
+        "per_user": {str(k): list(per_user) for k in (1, 2, 3)},
+    }
+
+
+def test_coldstart_driver_pools_the_goal_over_the_shots_it_ran(bench, tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    import coldstart as cs
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    recs = [
+        _cold_record(0, "finetune", [0.2, 0.4]),
+        _cold_record(0, "fomaml", [0.3, 0.6]),
+        _cold_record(0, "global", [0.2, 0.4]),
+    ]
+    for r in recs:
+        (runs / f"0-{r['method']}.json").write_text(json.dumps(r))
+    (runs / "0-lr.json").write_text(json.dumps({"inner_lr": 0.01}))
+    args = SimpleNamespace(out=str(tmp_path), protocol="ranking", shots=[1, 2, 3])
+    res = cs.from_runs(args)
+    assert sorted(set(res["summary"]["shots"].to_list())) == [1, 2, 3]
+    lines = cs.goal_lines(res["records"], (1, 2, 3))
+    assert lines[0] == "## The goal, pooled over k in {1, 2, 3}"
+    row = next(line for line in lines if line.startswith("| fomaml |"))
+    # users pooled: 0.45 against 0.30 = 1.5x fine-tuning, 1.5x the global model
+    assert "| 2 | 0.4500 | 0.3000 | 1.500 |" in row and row.endswith("| 1.500 |")
+    ns = SimpleNamespace(model="sasrec", model_config='{"d": 16, "max_len": 20}')
+    assert cs.model_config(ns) == {**cs.MODELS["sasrec"], "d": 16, "max_len": 20}

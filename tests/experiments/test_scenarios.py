@@ -19,6 +19,7 @@ from .studies.test_coldstart import planted_log
         ({"shots": ()}, ["shots", "at least one"]),
         ({"valid_users": 0.5, "test_users": 0.5}, ["valid_users + test_users", "< 1"]),
         ({"valid_users": 0.0}, ["valid_users"]),
+        ({"shots": (1, 2, 3), "max_events": 3}, ["max_events", ">= max(shots) + 1 = 4", "3"]),
     ],
 )
 def test_bad_settings_are_one_config_line(kw, words):
@@ -38,6 +39,28 @@ def test_sizes_that_leave_a_part_empty_are_refused_in_one_line():
     # the same users are enough with fewer revealed events
     parts = ColdStartUsers(shots=(1,), valid_users=0.2, test_users=0.2).assign(lens, seed=0)
     assert parts.sizes() == {"train": 3, "valid": 1, "test": 1}
+
+
+def test_max_events_holds_out_only_cold_users_and_long_histories_train():
+    # lengths 1..8, four users each: with shots (1, 2, 3) and max_events 5 only the users with
+    # 4 or 5 events can be held out; every longer (and shorter) history trains
+    lens = np.repeat(np.arange(1, 9), 4)
+    sc = ColdStartUsers(shots=(1, 2, 3), max_events=5, valid_users=0.25, test_users=0.5)
+    parts = sc.assign(lens, seed=0)
+    held = np.concatenate([parts.valid, parts.test])
+    assert parts.sizes() == {"train": 26, "valid": 2, "test": 4}
+    assert set(lens[held].tolist()) <= {4, 5}
+    assert set(np.flatnonzero(lens > 5).tolist()) <= set(parts.train.tolist())
+    assert set(np.flatnonzero(lens < 4).tolist()) <= set(parts.train.tolist())
+
+
+def test_max_events_with_too_few_cold_users_is_one_line_naming_the_cap():
+    lens = np.array([1, 1, 2, 30, 40, 4])  # a single user with 4 or 5 events
+    with pytest.raises(DataError) as e:
+        ColdStartUsers(shots=(1, 2, 3), max_events=5).assign(lens, seed=0)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert "<= 5 (max_events)" in msg and "1 eligible of 6 users" in msg
 
 
 def test_every_user_is_in_exactly_one_part_and_the_seed_decides():

@@ -119,6 +119,29 @@ def test_meta_training_on_ratings_runs_and_adapts(rating_setup):
     assert len(m["per_user"]) == len(test)
 
 
+def test_meta_epochs_are_chosen_by_the_valid_score_and_its_best_weights_kept(rating_setup):
+    """A scripted meta-valid score that peaks at epoch 2 of 3: the model ends with the weights
+    it had after epoch 2 (not the last), and each epoch's record holds its score."""
+    from warmrec.meta.maml import meta_train
+
+    _, train, _, gm = rating_setup
+    scores, snapshots = iter([0.1, 0.5, 0.2]), []
+
+    def score(meta):
+        snapshots.append({k: v.detach().clone() for k, v in meta.net.state_dict().items()})
+        return next(scores)
+
+    cfg = {"algorithm": "fomaml", "inner_steps": 1, "inner_lr": 0.3, "meta_epochs": 3}
+    cfg |= {"train_shots": (3,), "meta_batch_size": 8, "outer_lr": 1e-2}
+    meta = meta_train(gm, train, cfg, cls=RatingMetaModel, valid_score=score)
+    res = meta.train_result
+    assert res.best_epoch == 2 and res.best_metric == 0.5
+    assert [h["valid_score"] for h in res.history] == [0.1, 0.5, 0.2]
+    final = meta.net.state_dict()
+    assert all(torch.equal(final[k], snapshots[1][k]) for k in final)
+    assert not all(torch.equal(final[k], snapshots[2][k]) for k in final)
+
+
 def test_rating_adaptation_sees_only_the_revealed_ratings(rating_setup):
     """Changing a user's ratings after the k revealed ones changes no prediction."""
     data, _, test, gm = rating_setup
@@ -133,16 +156,18 @@ def test_rating_adaptation_sees_only_the_revealed_ratings(rating_setup):
     assert not np.allclose(a, c)
 
 
-def _melo_cli(tmp_path, methods: str) -> tuple[list[str], object]:
+def _melo_cli(
+    tmp_path, methods: str, factor: float = 1.0, extra: str = ""
+) -> tuple[list[str], object]:
     log = tmp_path / "ratings.csv"
-    offset_ratings(n_users=40).write_csv(log)
+    offset_ratings(n_users=40).with_columns(pl.col("rating") * factor).write_csv(log)
     cfg = tmp_path / "melo.toml"
     cfg.write_text(
         "[model]\nd = 8\nn_layers = 1\nn_heads = 1\nffn_dim = 16\nmax_len = 30\n"
         "[pretrain]\nepochs = 1\n"
         "[meta]\nmeta_epochs = 1\ninner_steps = 2\ntrain_shots = [2, 3]\nmeta_batch_size = 8\n"
         "[coldstart]\nlr_grid = [0.3]\nmelo_min_item = 1\nmelo_test_users = 6\n"
-        "max_valid_users = 4\n[coldstart.rating_trainer]\nepochs = 3\nlr = 0.01\n"
+        f"max_valid_users = 4\n{extra}[coldstart.rating_trainer]\nepochs = 3\nlr = 0.01\n"
     )
     args = ["study", "coldstart", "--data", str(log), "--protocol", "melo", "--shots", "1,3"]
     args += ["--seeds", "1", "--config", str(cfg), "--out", str(tmp_path / "out")]
@@ -182,3 +207,102 @@ def test_melo_rejects_ranking_only_methods_in_one_line(tmp_path):
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 2
     assert "pop" in r.output and "melo" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+# -- rating scales other than 1-5 (MARS: 1-10) ------------------------------------------------
+
+TEN = [  # a tiny hand-made log on a 1-10 scale: (user, item, rating, time)
+    *[
+        (1, i, r, float(t))
+        for t, (i, r) in enumerate(zip([1, 2, 3, 1, 2, 3], [10, 8, 6, 10, 9, 7]))
+    ],
+    *[(2, i, r, float(t)) for t, (i, r) in enumerate(zip([2, 3, 1, 2, 3, 1], [1, 2, 3, 4, 5, 6]))],
+    *[(3, i, r, float(t)) for t, (i, r) in enumerate(zip([3, 1, 2, 3, 1], [10, 10, 10, 10, 10]))],
+]
+
+
+def _ten_file(tmp_path):
+    from warmrec.data.prepared import read
+
+    path = tmp_path / "ten.csv"
+    pl.DataFrame(TEN, schema=["user_id", "item_id", "rating", "timestamp"], orient="row").write_csv(
+        path
+    )
+    return read(path).interactions
+
+
+@pytest.mark.parametrize(
+    "ratings, scale",
+    [
+        ([1, 2, 10], (1.0, 10.0)),  # MARS's 1-10
+        ([1, 3, 5], (1.0, 5.0)),  # MELO's stars
+        ([1.25, 4.25], (1.0, 5.0)),  # inside the stars: still 1-5
+        ([0.5, 4.5], (0.5, 5.0)),  # half stars
+        ([3, 7.5], (1.0, 8.0)),  # the top rounded up
+    ],
+)
+def test_rating_scale_is_read_from_the_data(ratings, scale):
+    from warmrec.meta.rating import rating_scale
+
+    assert rating_scale(np.array(ratings, float)) == scale
+
+
+@pytest.mark.parametrize(
+    "scale, words",
+    [
+        ((1.0, 5.0), ["outside the 1-5 scale", "[1, 10]"]),
+        ((5.0, 1.0), ["bad rating scale", "[5, 1]"]),
+    ],
+)
+def test_a_scale_that_cannot_hold_the_ratings_is_one_line(tmp_path, scale, words):
+    from warmrec.errors import DataError
+
+    with pytest.raises(DataError) as e:
+        melo_ratings(_ten_file(tmp_path), min_user=5, min_item=1, scale=scale)
+    msg = str(e.value)
+    assert "\n" not in msg and all(w in msg for w in words), msg
+
+
+class _Constant:
+    """Predicts ``value`` (on the rating / top scale) for every event after the k revealed."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def predict_user(self, items, ratings, k, max_len):
+        return np.full(len(items) - k, self.value, dtype=np.float32)
+
+
+def test_a_1_to_10_file_is_divided_by_10_and_scored_in_its_units(tmp_path):
+    data = melo_ratings(_ten_file(tmp_path), min_user=5, min_item=1)
+    assert data.scale == (1.0, 10.0)
+    np.testing.assert_allclose(data.user(0)[1], [1.0, 0.8, 0.6, 1.0, 0.9, 0.7], rtol=1e-6)
+    assert data.subset(np.array([1])).scale == (1.0, 10.0)
+    # predicting 5 (0.5 * 10) for every rating after the first 2, users 1 and 2
+    after = np.array([6, 10, 9, 7, 3, 4, 5, 6], float)
+    res = evaluate_ratings(_Constant(0.5), data, np.array([0, 1]), 2)
+    assert res["summary"]["rmse"] == pytest.approx(np.sqrt(((after - 5) ** 2).mean()), rel=1e-5)
+    assert res["summary"]["mae"] == pytest.approx(np.abs(after - 5).mean(), rel=1e-5)
+    assert res["summary"]["n_ratings"] == 8
+    # a prediction below the scale is clipped to its bottom, 1 (0.1 of the top)
+    low = evaluate_ratings(_Constant(-3.0), data, np.array([2]), 2)["summary"]
+    assert low["mae"] == pytest.approx(9.0, rel=1e-5)
+
+
+def test_melo_study_on_a_1_to_10_scale_reports_errors_in_its_units(tmp_path):
+    """The planted log doubled (ratings 2.5-8.5, offsets +-2.5): the study reads the 1-10 scale
+    from its TOML, and adapting to 3 revealed ratings beats the global model by more than the
+    1-5 log's offset could."""
+    import json
+
+    from click.testing import CliRunner
+
+    from warmrec.cli.main import cli
+
+    args, _ = _melo_cli(tmp_path, "global,finetune", 2.0, "melo_rating_scale = [1, 10]\n")
+    r = CliRunner().invoke(cli, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    rows = {(d["shots"], d["method"]): d for d in json.loads(r.output)["summary"]}
+    assert rows[(3, "global")]["rmse"] > 2.0  # the +-2.5 offset, unseen by the global model
+    assert rows[(3, "finetune")]["rmse"] < rows[(3, "global")]["rmse"]
+    assert "1-10 scale" in (tmp_path / "out" / "report.md").read_text()

@@ -8,7 +8,8 @@ scenario.
 
 :class:`ColdStartUsers` -- the user cold-start protocol. *Users*, not events, are split::
 
-    eligible users (>= max(shots) + 1 events)       every other user
+    eligible users (>= max(shots) + 1 events,       every other user
+                    <= max_events if set)
     |-- meta-test --|-- meta-valid --|-- ...  -->   meta-train (all their events)
      test_users       valid_users
      (or n_test_users)
@@ -86,6 +87,10 @@ class ColdStartUsers(ConfigModel):
     """Cap on meta-valid users (0 = none; keeps a learning-rate search cheap)."""
     max_test_users: int = Field(0, ge=0)
     """Cap on meta-test users (0 = none)."""
+    max_events: int = Field(0, ge=0)
+    """Cold users only: meta-valid and meta-test users are drawn among users with at most this
+    many events (0 = no cap); every longer history trains. ``max_events = 5`` with ``shots =
+    (1, 2, 3)`` holds out learners with 4 or 5 events (MARS's cold learners)."""
 
     @field_validator("shots", mode="before")
     @classmethod
@@ -108,6 +113,11 @@ class ColdStartUsers(ConfigModel):
                 f"valid_users + test_users: expected < 1 (meta-train users must remain), found "
                 f"{self.valid_users} + {self.test_users}"
             )
+        if self.max_events and self.max_events < self.need:
+            raise ValueError(
+                f"max_events: expected >= max(shots) + 1 = {self.need} (a held-out user needs "
+                f"its revealed events and the next one), found {self.max_events}"
+            )
         return self
 
     @property
@@ -122,7 +132,10 @@ class ColdStartUsers(ConfigModel):
         first event, needed by ``order="time"``); refuses sizes that leave a part empty."""
         lens = np.asarray(lengths)
         n = len(lens)
-        eligible = np.flatnonzero(lens >= self.need)
+        ok = lens >= self.need
+        if self.max_events:
+            ok &= lens <= self.max_events
+        eligible = np.flatnonzero(ok)
         n_valid = int(round(self.valid_users * len(eligible)))
         if self.n_test_users:
             keep_train = math.ceil(self.min_train_share * n)
@@ -137,8 +150,9 @@ class ColdStartUsers(ConfigModel):
                 "too few users for the cold-start split (meta-train, meta-valid and meta-test "
                 "must each be non-empty)",
                 field="shots",
-                expected=f"users with >= {self.need} events (max(shots) + 1) for meta-valid and "
-                "meta-test, and >= 2 meta-train users",
+                expected=f"users with >= {self.need} events (max(shots) + 1)"
+                + (f" and <= {self.max_events} (max_events)" if self.max_events else "")
+                + " for meta-valid and meta-test, and >= 2 meta-train users",
                 found=f"{len(eligible)} eligible of {n} users: {max(n_train, 0)} train, "
                 f"{max(n_valid, 0)} valid, {max(n_test, 0)} test",
             )

@@ -54,7 +54,7 @@ back as a MetaModel; nothing loads it silently as its un-adapted base.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -481,6 +481,7 @@ def meta_train(
     *,
     cls: type[MetaModel] | None = None,
     valid: Any = None,
+    valid_score: Callable[[Any], float] | None = None,
     **overrides: Any,
 ) -> MetaModel:
     """Meta-train a copy of ``base`` (a fitted neural model; left unchanged) on the users
@@ -489,14 +490,16 @@ def meta_train(
     ``train`` a :class:`~warmrec.meta.rating.RatingData`). ``valid``: meta-valid users' examples
     (an :class:`~warmrec.data.dataset.EvalSet`): the loop scores the adapted model on them after
     every meta-epoch and keeps the best, so the number of meta-epochs (up to ``meta_epochs``) is
-    chosen on meta-valid users, never on meta-test ones."""
+    chosen on meta-valid users, never on meta-test ones. ``valid_score`` does the same for a
+    task without a ranking (e.g. ratings): the meta-model -> a score, higher better
+    (:func:`fit_meta`)."""
     import copy
 
     meta = (cls or MetaModel)(copy.deepcopy(base), config, **overrides)
     cfg = meta.config
     if cfg.meta_epochs == 0 or cfg.algorithm == "finetune" or cfg.inner_steps == 0:
         return meta
-    fit_meta(meta, train, valid)
+    fit_meta(meta, train, valid, valid_score=valid_score)
     return meta
 
 
@@ -522,12 +525,16 @@ def fit_meta(
     train: Any,
     valid: Any = None,
     trainer: Mapping[str, Any] | None = None,
+    valid_score: Callable[[Any], float] | None = None,
 ) -> Any:
     """Train ``meta`` in place through :func:`warmrec.training.loop.train` (the only
     ``backward()``): :func:`outer_trainer` settings updated by ``trainer``; with ``valid`` the
     loop validates ``meta`` (its ``score``) and keeps the best weights. Each epoch's record gets
     the mean of the meta-iterations' ``step_stats`` and (``"step_stats"``) the list. Returns the loop's result (also
-    ``meta.train_result``); the net ends in eval mode."""
+    ``meta.train_result``); the net ends in eval mode. ``valid_score`` (the meta-model -> a
+    score, higher better; e.g. minus the meta-valid users' RMSE) is called after every epoch
+    (``valid_score`` in the epoch's record) and the weights of its best epoch are kept
+    (``best_epoch`` and ``best_metric`` of the result)."""
     from warmrec.training.loop import train as run_training
 
     def on_epoch(epoch: int, record: dict[str, Any], model: Any) -> None:
@@ -538,12 +545,23 @@ def fit_meta(
                 record[key] = float(np.mean(values))
         record["step_stats"] = list(model.step_stats)
         model.step_stats.clear()
+        if valid_score is not None:
+            value = float(valid_score(model))
+            record["valid_score"] = value
+            if best["epoch"] == 0 or value > best["score"]:
+                best.update(epoch=epoch, score=value)
+                best["weights"] = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
 
+    best: dict[str, Any] = {"epoch": 0, "score": -math.inf, "weights": None}
     meta.epoch = 0
     meta.step_stats.clear()
     settings = {**outer_trainer(meta.config), **dict(trainer or {})}
     meta.train_result = run_training(
         meta, train, valid, settings, fresh=False, callbacks=[on_epoch]
     )
+    if best["weights"] is not None:
+        meta.net.load_state_dict(best["weights"])
+        meta.train_result.best_epoch = best["epoch"]
+        meta.train_result.best_metric = best["score"]
     meta.net.eval()
     return meta.train_result

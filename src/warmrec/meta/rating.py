@@ -2,16 +2,19 @@
 
 MELO measured meta-learners on *rating* prediction: for a user's interaction with an item,
 predict the rating (MSE on ``rating / 5``), reported as RMSE and MAE. This module reproduces
-that setting over any registered neural backbone:
+that setting over any registered neural backbone, on any rating scale: MELO's code divides its
+1-5 stars (MovieLens, and Amazon in its ``--mode=amazon``) by 5, the top of the scale; here a
+rating is divided by the top of its scale (:func:`rating_scale`: 5 for stars, 10 for MARS's
+1-10 ratings, read from the data or given), and errors are reported in the scale's units.
 
 - :func:`melo_ratings` -- the data: items with at least ``min_item`` ratings, then users with
   at least ``min_user`` ratings (ml-100k: 5 and 50), each user's ratings in time order, cut to
-  the first ``max_len`` (30) events;
+  the first ``max_len`` (30) events, divided by the top of the rating scale;
 - :class:`RatingModel` -- the backbone plus a :class:`RatingHead` over the backbone's sequence
   representation (:meth:`~warmrec.models.neural.NeuralRecommender.sequence_representation`) and
   the target item's output vector (:meth:`~warmrec.models.neural.NeuralRecommender.item_vectors`):
   nothing model-specific. An example is (history = the user's items up to and including the
-  rated one, target = that item, rating / 5): the item is known to have been interacted with,
+  rated one, target = that item, rating / top): the item is known to have been interacted with,
   its rating is what is predicted. ``training_step`` is the MSE, so the same
   :class:`~warmrec.meta.maml.MetaModel` machinery (MAML, FO-MAML, MAML++, Reptile, the learned
   loss, per-user fine-tuning) adapts it: :class:`RatingMetaModel` only swaps the task format and
@@ -22,7 +25,7 @@ that setting over any registered neural backbone:
 For a test user and ``k`` revealed ratings, adaptation sees the first ``k`` (item, rating)
 pairs only; the prediction targets are the ratings of all later events (their items appear as
 inputs -- what the user interacted with is known -- their ratings never do).
-:func:`evaluate_ratings` gives RMSE and MAE on the 1-5 star scale (predictions clipped to it).
+:func:`evaluate_ratings` gives RMSE and MAE in the scale's units (predictions clipped to it).
 """
 
 from __future__ import annotations
@@ -46,6 +49,45 @@ from warmrec.meta.tasks import Task
 from warmrec.meta.tasks import to_device as _to
 
 RATING_SCALE = 5.0
+"""MELO's divisor: the top of a 1-5 star scale (the smallest top :func:`rating_scale` reads)."""
+
+
+def rating_scale(
+    ratings: np.ndarray, scale: tuple[float, float] | None = None, field: str = "rating"
+) -> tuple[float, float]:
+    """``(low, high)`` of the rating scale, checked against ``ratings``.
+
+    ``scale=None`` reads it from the data: ``high`` = the largest rating rounded up, at least 5
+    (MELO's stars: ml-100k and Amazon stay 1-5, MARS's ratings give 1-10), ``low`` = the
+    smallest rating, at most 1. A given scale must hold every rating. Ratings are divided by
+    ``high`` (MELO's ``rating / 5.0``); predictions are clipped to ``[low, high]``."""
+    r = np.asarray(ratings, dtype=np.float64)
+    if len(r) == 0 or not np.isfinite(r).all():
+        raise DataError(
+            "ratings must be finite numbers",
+            field=field,
+            expected="finite values",
+            found=f"{len(r)} values, {int((~np.isfinite(r)).sum())} not finite",
+        )
+    lo, hi = float(r.min()), float(r.max())
+    if scale is None:
+        scale = (min(1.0, lo), max(RATING_SCALE, float(math.ceil(hi))))
+    low, high = float(scale[0]), float(scale[1])
+    if not 0 <= low < high:
+        raise DataError(
+            "bad rating scale",
+            field=field,
+            expected="0 <= low < high (pass the scale when ratings can be negative)",
+            found=f"[{low:g}, {high:g}]",
+        )
+    if lo < low or hi > high:
+        raise DataError(
+            f"ratings outside the {low:g}-{high:g} scale",
+            field=field,
+            expected=f"values in [{low:g}, {high:g}]",
+            found=f"[{lo:g}, {hi:g}]",
+        )
+    return low, high
 
 
 @dataclass
@@ -59,6 +101,8 @@ class RatingData:
     vocab: ItemVocab
     max_len: int = 30
     """History length of an example's input window."""
+    scale: tuple[float, float] = (1.0, RATING_SCALE)
+    """``(low, high)`` of the rating scale; ``ratings`` hold rating / high."""
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -88,6 +132,7 @@ class RatingData:
             self.keys.gather(users),
             self.vocab,
             self.max_len,
+            self.scale,
         )
 
     def sequences(self) -> SequenceDataset:
@@ -131,9 +176,12 @@ def melo_ratings(
     min_user: int = 5,
     min_item: int = 50,
     max_len: int = 30,
+    scale: tuple[float, float] | None = None,
 ) -> RatingData:
     """MELO's data (module docstring): items with >= ``min_item`` ratings, then users with
-    >= ``min_user`` of them, each user's first ``max_len`` events in time order."""
+    >= ``min_user`` of them, each user's first ``max_len`` events in time order, ratings divided
+    by the top of ``scale`` (:func:`rating_scale`; None: read from every rating of ``frame``,
+    before the filter)."""
     missing = {"user_id", "item_id", "rating"} - set(frame.columns)
     if missing:
         raise DataError(
@@ -146,6 +194,7 @@ def melo_ratings(
         ["timestamp"] if "timestamp" in frame.columns else []
     )
     df = frame.select(cols)
+    scale = rating_scale(df["rating"].cast(pl.Float64).to_numpy(), scale)
     df = df.filter(pl.len().over("item_id") >= min_item)
     df = df.filter(pl.len().over("user_id") >= min_user)
     if df.height == 0:
@@ -159,13 +208,6 @@ def melo_ratings(
     df = df.sort(sort, maintain_order=True)
     df = df.filter(pl.int_range(pl.len()).over("user_id") < max_len)
     r = df["rating"].cast(pl.Float64).to_numpy()
-    if r.min() <= 0 or r.max() > RATING_SCALE:
-        raise DataError(
-            "ratings outside the 1-5 scale",
-            field="rating",
-            expected=f"values in (0, {RATING_SCALE:g}]",
-            found=f"[{r.min():g}, {r.max():g}]",
-        )
     vocab = ItemVocab.from_ids(df["item_id"])
     users = df["user_id"]
     change = np.flatnonzero(users.to_numpy()[1:] != users.to_numpy()[:-1]) + 1
@@ -173,15 +215,16 @@ def melo_ratings(
     return RatingData(
         offsets,
         vocab.encode(df["item_id"]).astype(np.int64),
-        (r / RATING_SCALE).astype(np.float32),
+        (r / scale[1]).astype(np.float32),
         users.gather(offsets[:-1]),
         vocab,
         max_len,
+        scale,
     )
 
 
 class RatingHead(nn.Module):
-    """``rating / 5 = b + MLP([h, e, h * e])`` for a history vector ``h`` and item vector ``e``;
+    """``rating / top = b + MLP([h, e, h * e])`` for a history vector ``h`` and item vector ``e``;
     ``b`` starts at the mean training rating (an untrained head predicts about the mean)."""
 
     def __init__(self, d: int, hidden: int = 32, mean: float = 0.7) -> None:
@@ -249,12 +292,12 @@ class RatingModel:
         return decay_groups(self.net, weight_decay)
 
     def predict(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """``[B]`` predicted rating / 5 of ``batch["targets"]`` given ``batch["items"]``."""
+        """``[B]`` predicted rating / top of ``batch["targets"]`` given ``batch["items"]``."""
         h = self.backbone.sequence_representation(Batch(batch["items"]))
         return self.net.head(h, self.backbone.item_vectors(batch["targets"]))
 
     def example_losses(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """``[B]`` squared errors on the rating / 5 scale."""
+        """``[B]`` squared errors on the rating / top scale."""
         return (self.predict(batch) - batch["ratings"].to(self.net.head.bias.dtype)) ** 2
 
     def training_step(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -331,7 +374,7 @@ class RatingMetaModel(MetaModel):
     def predict_user(
         self, items: np.ndarray, ratings: np.ndarray, k: int, max_len: int
     ) -> np.ndarray:
-        """Rating / 5 predictions for events ``k..`` of one user after adapting to the first
+        """Rating / top predictions for events ``k..`` of one user after adapting to the first
         ``k`` (item, rating) pairs."""
         task = self.make_task(items, ratings, k, None, max_len)
         with torch.enable_grad():
@@ -346,8 +389,10 @@ class RatingMetaModel(MetaModel):
 def evaluate_ratings(
     model: RatingMetaModel, data: RatingData, users: np.ndarray, k: int
 ) -> dict[str, Any]:
-    """RMSE and MAE (1-5 stars, predictions clipped to [1, 5]) over every rating after the
-    first ``k`` of each user in ``users``; ``per_user`` = each user's mean squared error."""
+    """RMSE and MAE in the units of ``data.scale`` (predictions clipped to it: [1, 5] stars,
+    [1, 10] on MARS) over every rating after the first ``k`` of each user in ``users``;
+    ``per_user`` = each user's mean squared error."""
+    low, high = data.scale
     sq, ab, per_user = [], [], []
     for u in np.asarray(users, dtype=np.int64):
         items, ratings = data.user(int(u))
@@ -355,8 +400,8 @@ def evaluate_ratings(
             raise DataError(
                 "evaluate_ratings: a user has too few ratings", field="k", expected=f"> {k}"
             )
-        pred = np.clip(model.predict_user(items, ratings, k, data.max_len), 0.2, 1.0)
-        err = (pred - ratings[k:]) * RATING_SCALE
+        pred = np.clip(model.predict_user(items, ratings, k, data.max_len), low / high, 1.0)
+        err = (pred - ratings[k:]) * high
         sq.append(err**2)
         ab.append(np.abs(err))
         per_user.append(float((err**2).mean()))

@@ -139,6 +139,69 @@ def test_study_cli_refuses_non_positive_shots_in_one_line(tmp_path, shots):
     assert not (tmp_path / "runs").exists()  # refused before anything ran
 
 
+def mars_like_log() -> pl.DataFrame:
+    """MARS's shape in small: many single-event learners, a few short histories, some cold
+    learners with 4 or 5 events and long histories that carry the training (planted groups)."""
+    rng = np.random.default_rng(1)
+    lengths = [1] * 30 + [2] * 15 + [4] * 12 + [5] * 12 + [14] * 30
+    rows = []
+    for u, n in enumerate(lengths):
+        g = rng.integers(3)
+        for t, i in enumerate(g * 8 + rng.integers(0, 8, size=n) + 1):
+            rows.append((u + 1, int(i), float(u * 100 + t)))
+    return pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+
+
+COLD = {"shots": (1, 2, 3), "max_events": 5, "valid_users": 0.25, "test_users": 0.5}
+
+
+def test_a_mars_like_log_holds_out_only_cold_learners_and_every_method_runs(tmp_path):
+    from warmrec.experiments.studies.coldstart import run_coldstart_study
+
+    log = mars_like_log()
+    data = user_sequences(log)
+    settings = {
+        **COLD,
+        "lr_grid": (0.05,),
+        "pretrain": {"epochs": 1},
+        "meta": {"meta_epochs": 1, "inner_steps": 1, "train_shots": (2, 3), "meta_batch_size": 8},
+    }
+    split = split_users(data, ColdStartSettings(**settings), seed=0)
+    lens = data.sequences.lengths
+    assert set(lens[split.test].tolist()) | set(lens[split.valid].tolist()) <= {4, 5}
+    assert (lens[split.train] == 1).sum() == 30  # single-event learners train
+    res = run_coldstart_study(
+        log,
+        model_config={"d": 8, "n_layers": 1, "n_heads": 1, "ffn_dim": 16, "max_len": 10},
+        methods=("pop", "global", "finetune", "fomaml"),
+        seeds=(0,),
+        settings=settings,
+        out_dir=tmp_path / "out",
+    )
+    assert sorted(res.computed) == ["0-finetune", "0-fomaml", "0-global", "0-pop"]
+    assert set(res.summary["shots"].to_list()) == {1, 2, 3}
+    assert all(r["n_users"]["test"] == len(split.test) == 12 for r in res.records)
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        ("max_events = 5\n", ["max_events", "0 eligible of 60 users"]),  # every user has 14
+        ("max_events = 3\n", ["max_events", ">= max(shots) + 1 = 4"]),
+    ],
+)
+def test_too_few_cold_learners_or_a_cap_below_the_shots_is_one_line(tmp_path, extra, words):
+    log = tmp_path / "log.csv"
+    planted_log().write_csv(log)
+    cfg = tmp_path / "cs.toml"
+    cfg.write_text("[coldstart]\n" + extra)
+    args = ["study", "coldstart", "--data", str(log), "--shots", "1,2,3", "--config", str(cfg)]
+    r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and all(w in lines[0] for w in words), r.output
+
+
 def _record(seed, method, ndcg):
     return {
         "seed": seed,

@@ -19,8 +19,9 @@ meta-valid and meta-test users are disjoint; a held-out user reveals ``k`` event
   the Amazon-style ratings log, next-item ranking with the meta settings of MELO's Amazon mode
   (support windows of at least 2 events, sequences cut to 30, one query item per task).
   ``num_samples=25`` (MELO samples 25 items to rank against) is not reproduced: warmrec ranks
-  the full catalogue. MARS's ratings are on 1-10, so its rating regression (a 1-5 scale) is not
-  run.
+  the full catalogue. This recipe does not run the rating regression on MARS; the study does
+  (its 1-10 scale is read from the data, ``melo_rating_scale``): see
+  ``benchmarks/results/coldstart-melo-mars-sasrec.md``.
 
 Inner learning rates are chosen for fine-tuning on meta-valid users and shared; meta-epochs are
 chosen on meta-valid users; nothing is chosen on meta-test users.

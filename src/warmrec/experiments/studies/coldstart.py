@@ -107,7 +107,8 @@ class ColdStartSettings(ColdStartUsers):
     """:class:`~warmrec.meta.maml.MetaConfig` settings shared by the meta-methods."""
     protocol: Literal["ranking", "melo"] = "ranking"
     """``ranking``: next item over the full catalogue (HR, NDCG, MRR @10); ``melo``: MELO's
-    rating regression (:mod:`warmrec.meta.rating`: MSE on rating / 5, RMSE and MAE)."""
+    rating regression (:mod:`warmrec.meta.rating`: MSE on rating / the top of its scale, RMSE
+    and MAE in the scale's units)."""
     melo_min_user: int = Field(5, ge=1)
     """``melo``: users need at least this many ratings (after the item filter)."""
     melo_min_item: int = Field(50, ge=1)
@@ -118,6 +119,10 @@ class ColdStartSettings(ColdStartUsers):
     """``melo``: each user's sequence is cut to its first this many ratings."""
     rating_trainer: dict[str, Any] = Field(default_factory=dict)
     """``melo``: trainer settings of the global rating model (backbone + head)."""
+    melo_rating_scale: tuple[float, float] | None = None
+    """``melo``: ``(low, high)`` of the rating scale; ratings are divided by ``high`` (MELO's
+    ``rating / 5``) and errors reported in its units. None: read from the data
+    (:func:`~warmrec.meta.rating.rating_scale`: 1-5 stars, 1-10 on MARS)."""
 
 
 def selection_shot(shots: Sequence[int]) -> int:
@@ -407,7 +412,8 @@ def write_outputs(
     else:
         explain = (
             "MELO's rating setting. Mean over seeds with the 95 % t-interval (meta-test users; "
-            "RMSE and MAE in stars over every rating after the k revealed ones); ratio = RMSE / "
+            "RMSE and MAE in the rating scale's units over every rating after the k revealed "
+            "ones); ratio = RMSE / "
             "per-user fine-tuning's (< 1 is better); diff [95% CI] and p_value: paired bootstrap of "
             "the mean difference from per-user fine-tuning in per-user mean squared error, users "
             "pooled over seeds."
@@ -545,7 +551,8 @@ def run_melo_study(
     the backbone is pre-trained on next items of the meta-train users, then backbone + rating
     head on their ratings (the global model); the inner learning rate is chosen for per-user
     fine-tuning on meta-valid users (lowest mean RMSE over the shots) and used by every
-    method; results per (seed, method) in ``out/runs`` (resume)."""
+    method, and each meta-method keeps the meta-epoch with the lowest meta-valid RMSE at
+    :func:`selection_shot`; results per (seed, method) in ``out/runs`` (resume)."""
     import shutil
 
     from warmrec.artifacts import load_model, read_weights, save_weights
@@ -571,7 +578,11 @@ def run_melo_study(
         shutil.rmtree(out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     data = melo_ratings(
-        frame, min_user=cfg.melo_min_user, min_item=cfg.melo_min_item, max_len=cfg.melo_max_len
+        frame,
+        min_user=cfg.melo_min_user,
+        min_item=cfg.melo_min_item,
+        max_len=cfg.melo_max_len,
+        scale=cfg.melo_rating_scale,
     )
     model_config = dict(model_config or {})
     if model == "gru4rec":
@@ -631,14 +642,22 @@ def run_melo_study(
             elif method == "finetune":
                 m = RatingMetaModel(gm, {**meta_cfg, "algorithm": "finetune", "inner_lr": lr})
             else:
+                # meta-epochs chosen on meta-valid users: the lowest RMSE at the selection shot
+                def minus_valid_rmse(
+                    mm: Any, users: np.ndarray = va, k: int = selection_shot(cfg.shots)
+                ) -> float:
+                    return -evaluate_ratings(mm, data, users, k)["summary"]["rmse"]
+
                 m = meta_train(
                     gm,
                     train,
                     {**meta_cfg, **META_METHODS[method], "inner_lr": lr},
                     cls=RatingMetaModel,
+                    valid_score=minus_valid_rmse,
                 )
                 if m.train_result is not None:
                     info["meta_seconds_per_epoch"] = m.train_result.seconds_per_epoch
+                    info["meta_best_epoch"] = m.train_result.best_epoch
             if method != "global":
                 info["inner_lr"] = lr
             fit_s = time.perf_counter() - t0
@@ -660,7 +679,8 @@ def run_melo_study(
     summary = summarize(records, cfg.shots, MELO_METRICS, higher_better=False)
     table = display_table(summary, MELO_METRICS)
     info = {
-        "protocol": "melo (rating regression: MSE on rating / 5; RMSE, MAE in stars)",
+        "protocol": f"melo (rating regression on the {data.scale[0]:g}-{data.scale[1]:g} scale: "
+        f"MSE on rating / {data.scale[1]:g}; RMSE, MAE in its units)",
         "model": model,
         "methods": ", ".join(methods),
         "seeds": ", ".join(map(str, seeds)),
