@@ -300,6 +300,17 @@ class ClouderaW2V(Recipe):
                     "baseline's Recall@10 and MRR@10, in less fitting time)."
                 ),
             ]
+        hist = (records.get("w2v-source-best") or {}).get("history") or []
+        if hist:
+            peak = max(hist, key=lambda h: h.get("recall@10", -1.0))
+            blocks.append(
+                Text(
+                    f"The source's setting on validation: Recall@10 {peak['recall@10']:.4f} at "
+                    f"its best epoch ({peak['epoch']} of {len(hist)}), "
+                    f"{hist[-1]['recall@10']:.4f} at the last, which it keeps (as the source "
+                    "does)."
+                )
+            )
         rows = []
         for step in ("w2v-source-best", "w2v-prior-tuned", "w2v-tuned"):
             for h in (records.get(step) or {}).get("history", []):
