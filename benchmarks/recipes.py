@@ -140,6 +140,15 @@ def section(r: dict, argv: list[str], quick: bool) -> str:
                 for i in r["runs"]
             ],
             "",
+            "The recipe's own invocations (its `state.json`; a run started directly with "
+            "`warmrec recipe run` and finished or resumed here is listed):",
+            "",
+            *[
+                f"- {i['started']}: {i['seconds']:.0f} s, {len(i['ran'])} steps ran, "
+                f"{len(i['skipped'])} resumed"
+                for i in r["state"].get("invocations", [])
+            ],
+            "",
             "| step | kind | seconds | CPU seconds | peak memory so far (MiB) |",
             "|---|---|---:|---:|---:|",
             step_rows,
