@@ -23,6 +23,10 @@ confidence intervals). Every run is selected on the target's validation part and
 A documented caveat: ``warmrec.transfer`` copies the vectors of items whose raw ids occur in both
 vocabularies ("shared items"); MARS's ids and the sources' are unrelated integers, so the
 coincidences are spurious (``n_shared_items`` in each transfer run's record).
+
+The full run's sizes (``FULL_NOTE``: nowplaying-1m as one file of its split folder, few
+epochs, two fractions in the study) are chosen so that it finishes in under an hour on a shared
+2-core CPU machine; the source project's own settings were not published.
 """
 
 from __future__ import annotations
