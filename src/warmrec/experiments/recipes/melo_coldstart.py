@@ -26,7 +26,7 @@ Inner learning rates are chosen for fine-tuning on meta-valid users and shared; 
 chosen on meta-valid users; nothing is chosen on meta-test users.
 
 What differs from MELO besides the data: the full run's sizes (``FULL_NOTE``: small backbones,
-few epochs, one seed, 80 meta-test users), chosen so that it finishes in about half an hour on
+few epochs, one seed, 60 meta-test users), chosen so that it finishes in about half an hour on
 a shared 2-core CPU machine.
 """
 
@@ -62,8 +62,8 @@ FULL_NETS = {
 FULL_SETTINGS: dict[str, Any] = {
     "shots": [1, 3, 5],
     "lr_grid": [0.01, 0.05],
-    "max_test_users": 80,
-    "max_valid_users": 30,
+    "max_test_users": 60,
+    "max_valid_users": 20,
     "pretrain": {"epochs": 5, "patience": 2},
     "meta": {"meta_epochs": 2},
 }
@@ -72,7 +72,7 @@ FULL_NOTE = (
     "The full run is sized for a shared 2-core CPU machine (about half an hour under load): "
     "backbones of one block of width 32 with sequences of 30, pre-training for at most 5 "
     "epochs, 2 meta-epochs, inner learning rates from {0.01, 0.05}, k = 1, 3, 5 (MARS: 1, 2, "
-    "3, 5), 80 meta-test and 30 meta-valid users, one seed (intervals are the paired "
+    "3, 5), 60 meta-test and 20 meta-valid users, one seed (intervals are the paired "
     "bootstrap over users, not over seeds). MELO trained larger backbones for longer on a GPU "
     "over every held-out user; benchmarks/results/coldstart.md has 3-seed runs of SASRec and "
     "GRU4Rec at larger settings. The ranking between methods, not the absolute figures, is "
