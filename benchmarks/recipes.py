@@ -33,6 +33,8 @@ SECTIONS = (
     "## The search",
     "## BST's context and pred.csv",
     "## Sessions",
+    "## Transfer study (ml-100k source)",
+    "## The studies",
 )
 """The report's sections copied into the results file (the rest: plots, steps, data)."""
 TITLE = (
