@@ -33,6 +33,8 @@ SECTIONS = (
     "## The search",
     "## BST's context and pred.csv",
     "## Sessions",
+    "## Transfer study (ml-100k source)",
+    "## The studies",
 )
 """The report's sections copied into the results file (the rest: plots, steps, data)."""
 TITLE = (
@@ -138,6 +140,15 @@ def section(r: dict, argv: list[str], quick: bool) -> str:
                 f"- {i['started']}: {i['wall_s']:.0f} s wall, {len(i['ran'])} steps ran, "
                 f"{len(i['resumed'])} resumed; load {i['load']}"
                 for i in r["runs"]
+            ],
+            "",
+            "The recipe's own invocations (its `state.json`; a run started directly with "
+            "`warmrec recipe run` and finished or resumed here is listed):",
+            "",
+            *[
+                f"- {i['started']}: {i['seconds']:.0f} s, {len(i['ran'])} steps ran, "
+                f"{len(i['skipped'])} resumed"
+                for i in r["state"].get("invocations", [])
             ],
             "",
             "| step | kind | seconds | CPU seconds | peak memory so far (MiB) |",

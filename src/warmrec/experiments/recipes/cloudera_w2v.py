@@ -300,6 +300,33 @@ class ClouderaW2V(Recipe):
                     "baseline's Recall@10 and MRR@10, in less fitting time)."
                 ),
             ]
+        tuned, search = records.get("w2v-tuned"), records.get("tune-w2v")
+        base = records.get("w2v-source-best")
+        if tuned and search and base and tuned.get("test") and base.get("test"):
+            t, b = tuned["test"]["full"], base["test"]["full"]
+            cost = search.get("wall_s", 0.0) + tuned["fit_s"]
+            blocks.append(
+                Text(
+                    "The setting searched here alone (w2v-tuned: chosen on this protocol's "
+                    f"validation pairs, nothing from elsewhere): test Recall@10 "
+                    f"{t['recall@10']:.4f}, MRR@10 {t['mrr@10']:.4f}; its search and refit "
+                    f"together took {cost:.0f} s against the source setting's "
+                    f"{base['fit_s']:.0f} s of fitting. (w2v-prior-tuned's setting was tuned "
+                    "earlier on this log's given validation file under another split, whose "
+                    "sessions this protocol's random draw can include.)"
+                )
+            )
+        hist = (records.get("w2v-source-best") or {}).get("history") or []
+        if hist:
+            peak = max(hist, key=lambda h: h.get("recall@10", -1.0))
+            blocks.append(
+                Text(
+                    f"The source's setting on validation: Recall@10 {peak['recall@10']:.4f} at "
+                    f"its best epoch ({peak['epoch']} of {len(hist)}), "
+                    f"{hist[-1]['recall@10']:.4f} at the last, which it keeps (as the source "
+                    "does)."
+                )
+            )
         rows = []
         for step in ("w2v-source-best", "w2v-prior-tuned", "w2v-tuned"):
             for h in (records.get(step) or {}).get("history", []):
