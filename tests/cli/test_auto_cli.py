@@ -89,7 +89,7 @@ def test_auto_runs_under_the_split_options_given_by_set(tmp_path):
     from warmrec.data.synthetic import generate_baskets
 
     log = tmp_path / "baskets.csv"
-    generate_baskets(n_users=60, n_items=80).write_csv(log)
+    generate_baskets(n_users=60, n_items=80, n_groups=10).write_csv(log)
     out = tmp_path / "auto"
     args = ["auto", "--data", str(log), "--split", "loo", "--set", "split.time_order=recbole"]
     args += ["--families", "pop,markov", "--budget", "20s", "--out", str(out), "--json"]
