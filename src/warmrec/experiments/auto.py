@@ -24,7 +24,10 @@ report (what was measured, what it changed):
   90th-percentile length exceeds 75;
 - *baskets* (events sharing a time): AR queried by the last one and two baskets' items;
 - *catalogue size*: above 5,000 items SASRec is tried with both the full softmax and sampled
-  softmax (the ``auto`` loss switches at 20,000), and validation decides;
+  softmax (the ``auto`` loss switches at 20,000), and validation decides -- up to
+  :data:`FULL_SOFTMAX_MAX_ITEMS` items; above 20,000 GRU4Rec's defaults use BPR-max over
+  sampled negatives instead of its full softmax (an epoch of it over nowplaying-1m's 121K
+  items would take most of a 10-minute budget);
 - *tail*: many items seen once -> an item-kNN variant with strong support regularisation;
 - SSE-PT only where the log has users, BST only where it has item or user features.
 
@@ -61,7 +64,8 @@ budget, 1.5 x the longest test scoring (estimated from the validation scorings m
 search), 2 s for saving and the report and 3 s for the interpreter's exit (up to 4 s were
 measured with torch loaded, at load 12 on the shared 2 cores). No step starts that is estimated not to end before the
 search deadline (a one-shot family's cost from its own steps, else a prior in units of the
-quickest step; a network's from its epochs, at least :data:`NETWORK_START_S` for a first one),
+quickest step's fit plus the validation scorings measured, which cost about the same for every
+family; a network's from its epochs, at least :data:`NETWORK_START_S` for a first one),
 except the very first, which may use the reserve: without one score there is nothing to pick. A
 network pauses at the end of an epoch when the next one would not end before the deadline, and
 an epoch that runs into it anyway is cut (:func:`_deadline_hooks`): the trial keeps its last
@@ -125,6 +129,8 @@ CHECKPOINT_S = 30.0
 NETWORK_START_S = 3.0
 """The least a network's first step is expected to take (imports, optimiser set-up, one epoch)."""
 KNN = ("itemknn", "sknn", "vsknn")
+FULL_SOFTMAX_MAX_ITEMS = 50_000
+"""Largest catalogue on which SASRec's full softmax is tried beside its sampled default."""
 NETWORKS = ("gru4rec", "narm", "sasrec", "bert4rec", "ssept", "bst")
 
 
@@ -437,7 +443,10 @@ def plan_portfolio(
         )
 
     for fam in wanted:
-        add(fam, "defaults")
+        if fam == "gru4rec" and profile.items > 20000:
+            add(fam, "defaults, loss=bpr-max", {"loss": "bpr-max"})
+        else:
+            add(fam, "defaults")
     basket = max(2, round(profile.events_per_time)) if profile.basket else None
     if basket:
         notes.append(
@@ -471,9 +480,20 @@ def plan_portfolio(
         if profile.items > 20000:
             notes.append(
                 f"catalogue of {profile.items:,} items: SASRec's default loss is sampled "
-                "softmax (above 20,000 items); the full softmax is tried too"
+                "softmax (above 20,000 items)"
+                + (
+                    "; the full softmax is tried too"
+                    if profile.items <= FULL_SOFTMAX_MAX_ITEMS
+                    else f"; the full softmax is not tried (above {FULL_SOFTMAX_MAX_ITEMS:,} "
+                    "items one epoch of it takes longer than most budgets)"
+                )
             )
-            if profile.items <= 150_000:
+            if "gru4rec" in wanted:
+                notes.append(
+                    "GRU4Rec's defaults train with BPR-max over 2,048 sampled negatives instead "
+                    "of its full softmax (the official choice on large catalogues)"
+                )
+            if profile.items <= FULL_SOFTMAX_MAX_ITEMS:
                 add("sasrec", "defaults, loss=ce", {"loss": "ce"})
         else:
             notes.append(
@@ -1093,8 +1113,32 @@ class AutoSearch:
             # here the first time (measured 2.5-6 s on the shared 2-core machine)
             return max(NETWORK_START_S, self.unit() * (fam.prior if fam else 20.0))
         known = [x.seconds for x in self.of(t.family) if x.seconds and x.status == "done"]
-        base = max(known) if known else self.unit() * (fam.prior if fam else 5.0)
-        return base * (2.0 if t.round == 0 and t.value is None else 1.0)
+        scorings = 2.0 if t.round == 0 and t.value is None else 1.0
+        if known:
+            return max(known) * scorings
+        prior = fam.prior if fam else 5.0
+        ev = self.scoring_s()
+        if ev is None:
+            return self.unit() * prior * scorings
+        # a validation scoring costs about the same for every family (the catalogue times the
+        # examples: 8 s on nowplaying-1m's 121K items), so only the fit part scales by the prior
+        return scorings * ev + self.fit_unit() * prior
+
+    def scoring_s(self) -> float | None:
+        """Seconds of the slowest one-shot validation scoring measured so far (None before
+        any)."""
+        evals = [x.eval_s for x in self.trials.values() if x.eval_s and not x.network]
+        return max(evals) if evals else None
+
+    def fit_unit(self) -> float:
+        """The quickest one-shot step's time less its validation scorings (its fit, saving and,
+        for the first step, imports); the unit of the fit priors."""
+        parts = [
+            x.seconds - x.eval_s * (2 if x.value_other is not None else 1)
+            for x in self.trials.values()
+            if x.seconds > 0 and x.eval_s and not x.network and x.family != HYBRID
+        ]
+        return max(0.02, min(parts)) if parts else self.unit()
 
     def admit(self, step: dict[str, Any]) -> bool:
         t = self.trials[step["trial"]]
@@ -1305,7 +1349,11 @@ class AutoSearch:
                     steps.append(self.step_of(t, math.inf))
                 if fam in self.spaces:
                     done = [t.seconds for t in trials if t.seconds and t.status == "done"]
-                    est = max(done) if done else self.unit() * FAMILY[fam].prior
+                    est = (
+                        max(done)
+                        if done
+                        else (self.scoring_s() or 0.0) + self.fit_unit() * (FAMILY[fam].prior)
+                    )
                     n = max(1, min(20, int(slot // max(est, 1e-3))))
                     for _ in range(n):
                         t = self.sample(fam, r)
