@@ -19,7 +19,9 @@ from tests.conftest import cyclic_log
 from warmrec.data.synthetic import generate_baskets, generate_repeats
 from warmrec.errors import ConfigError
 from warmrec.experiments.auto import (
+    AutoSearch,
     StepContext,
+    Trial,
     auto,
     describe_log,
     find_spaces,
@@ -90,6 +92,46 @@ def test_the_log_steers_the_plan(logs):
     assert plan.families == ["pop", "sr"]
     assert plan.exclude_seen == {"pop": True, "sr": True}
     assert set(plan.left_out) == {"sessionpop", "ssept"}
+
+
+def test_a_large_catalogue_gets_sampled_losses_only(logs):
+    """nowplaying-1m's 121K items: no full-softmax SASRec variant, GRU4Rec's defaults on BPR-max
+    (its full softmax takes most of a 10-minute budget per epoch); 30K items: the full softmax
+    is still tried beside SASRec's sampled default."""
+    import dataclasses
+
+    spaces = find_spaces()
+    base = describe_log(_prepared(logs["repeats"]))
+
+    def plan(items: int) -> dict[str, list]:
+        p = plan_portfolio(dataclasses.replace(base, items=items), spaces=spaces)
+        out: dict[str, list] = {}
+        for t in p.trials:
+            out.setdefault(t.family, []).append(t.model.get("loss"))
+        return out
+
+    big = plan(121_206)
+    assert "ce" not in big["sasrec"] and big["gru4rec"] == ["bpr-max"]
+    mid = plan(30_000)
+    assert mid["sasrec"].count("ce") == 1 and mid["gru4rec"] == ["bpr-max"]
+    small = plan(369)
+    assert "ce" not in small["sasrec"] and small["gru4rec"] == [None]
+
+
+def test_a_first_step_estimate_counts_scorings_apart_from_the_fit():
+    """Scoring a large catalogue costs every family about the same: Pop's first step (27.2 s,
+    two 7.86 s scorings) puts Markov's defaults (fit prior 2) at 2 x 7.86 + 2 x 11.48 s, not at
+    2 x 2 x 27.2 s, which no 2-minute budget admitted after Pop on nowplaying-1m."""
+    s = AutoSearch.__new__(AutoSearch)
+    pop = Trial("pop-000", "pop", "defaults", status="done", value=0.02, value_other=0.01)
+    pop.seconds, pop.eval_s = 27.2, 7.86
+    markov = Trial("markov-000", "markov", "defaults")
+    s.trials = {t.id: t for t in (pop, markov)}
+    assert s.estimate(markov) == pytest.approx(2 * 7.86 + 2 * (27.2 - 2 * 7.86))
+    markov.status, markov.seconds, markov.value, markov.round = "done", 9.0, 0.05, 1
+    sampled = Trial("markov-001", "markov", "sampled", round=1)
+    s.trials[sampled.id] = sampled
+    assert s.estimate(sampled) == pytest.approx(9.0)  # its family's own steps, one scoring
 
 
 def test_a_network_step_pauses_at_its_allowance_and_resumes_from_its_checkpoint(tmp_path):
