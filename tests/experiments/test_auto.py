@@ -127,11 +127,46 @@ def test_a_first_step_estimate_counts_scorings_apart_from_the_fit():
     pop.seconds, pop.eval_s = 27.2, 7.86
     markov = Trial("markov-000", "markov", "defaults")
     s.trials = {t.id: t for t in (pop, markov)}
+    s.state = {"exclude_seen": {"pop": False, "markov": None}}
     assert s.estimate(markov) == pytest.approx(2 * 7.86 + 2 * (27.2 - 2 * 7.86))
     markov.status, markov.seconds, markov.value, markov.round = "done", 9.0, 0.05, 1
     sampled = Trial("markov-001", "markov", "sampled", round=1)
     s.trials[sampled.id] = sampled
     assert s.estimate(sampled) == pytest.approx(9.0)  # its family's own steps, one scoring
+    sr = Trial("sr-000", "sr", "defaults")
+    s.trials[sr.id] = sr
+    s.state["exclude_seen"]["sr"] = False  # decided by the first families' consensus
+    assert s.estimate(sr) == pytest.approx(7.86 + 2 * (27.2 - 2 * 7.86))
+
+
+def test_the_first_families_agreeing_on_seen_items_spare_the_rest_a_scoring():
+    s = AutoSearch.__new__(AutoSearch)
+    s.progress = False
+    s.trials, s.state = {}, {"exclude_seen": {}}
+    for i, fam in enumerate(["pop", "vsknn", "sknn", "markov", "sr"]):
+        t = Trial(f"{fam}-000", fam, "defaults")
+        if i < 3:  # scored both ways: kept won
+            t.status, t.value, t.value_other = "done", 0.1, 0.05
+        s.trials[t.id] = t
+        s.state["exclude_seen"][fam] = None
+    step = {"trial": "markov-000", "kind": "fit", "eval_both": True, "exclude_seen": False}
+    s.follow_consensus(step)
+    assert step["eval_both"] is False and step["exclude_seen"] is False
+    assert s.state["exclude_seen"] == {
+        "pop": None,  # measured both ways: decided after round 0 by its own scores
+        "vsknn": None,
+        "sknn": None,
+        "markov": False,
+        "sr": False,
+    }
+    assert "kept" in s.state["consensus_note"]
+    # two agreeing families are not yet a consensus; a disagreement never is
+    s.trials["sknn-000"].value_other = None
+    s.state["exclude_seen"]["sr"] = None
+    assert s.consensus() is None
+    s.trials["sknn-000"].value_other = 0.2
+    s.trials["sknn-000"].exclude_seen = True
+    assert s.consensus() is None
 
 
 def test_a_network_step_pauses_at_its_allowance_and_resumes_from_its_checkpoint(tmp_path):
