@@ -129,6 +129,9 @@ def test_a_first_step_estimate_counts_scorings_apart_from_the_fit():
     s.trials = {t.id: t for t in (pop, markov)}
     s.state = {"exclude_seen": {"pop": False, "markov": None}}
     assert s.estimate(markov) == pytest.approx(2 * 7.86 + 2 * (27.2 - 2 * 7.86))
+    pop.fit_s = 3.0  # with its fit timed apart: imports and fit 3 s, saving the rest
+    assert s.estimate(markov) == pytest.approx(2 * 7.86 + (27.2 - 3.0 - 2 * 7.86) + 2 * 3.0)
+    pop.fit_s = 0.0
     markov.status, markov.seconds, markov.value, markov.round = "done", 9.0, 0.05, 1
     sampled = Trial("markov-001", "markov", "sampled", round=1)
     s.trials[sampled.id] = sampled

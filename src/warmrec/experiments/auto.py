@@ -347,6 +347,8 @@ class Trial:
     """Wall seconds spent in its steps (fit, validation, saving)."""
     eval_s: float = 0.0
     """Seconds of its last validation scoring."""
+    fit_s: float = 0.0
+    """Seconds of its last step up to the end of fitting (imports and reading included)."""
     epoch_s: float = 0.0
     """Seconds of one epoch, validation included (networks)."""
     round: int = 0
@@ -1134,8 +1136,9 @@ class AutoSearch:
         if ev is None:
             return self.unit() * prior * scorings
         # a validation scoring costs about the same for every family (the catalogue times the
-        # examples: 8 s on nowplaying-1m's 121K items), so only the fit part scales by the prior
-        return scorings * ev + self.fit_unit() * prior
+        # examples: 8 s on nowplaying-1m's 121K items), and so does saving the model: only the
+        # fit scales by the prior
+        return scorings * ev + self.step_overhead() + self.fit_unit() * prior
 
     def scoring_s(self) -> float | None:
         """Seconds of the slowest one-shot validation scoring measured so far (None before
@@ -1143,15 +1146,30 @@ class AutoSearch:
         evals = [x.eval_s for x in self.trials.values() if x.eval_s and not x.network]
         return max(evals) if evals else None
 
-    def fit_unit(self) -> float:
-        """The quickest one-shot step's time less its validation scorings (its fit, saving and,
-        for the first step, imports); the unit of the fit priors."""
-        parts = [
-            x.seconds - x.eval_s * (2 if x.value_other is not None else 1)
+    def _one_shot_done(self) -> list[Trial]:
+        return [
+            x
             for x in self.trials.values()
             if x.seconds > 0 and x.eval_s and not x.network and x.family != HYBRID
         ]
+
+    def fit_unit(self) -> float:
+        """The quickest one-shot fit measured (a step's time to the end of its fit; without
+        that, the step less its validation scorings): the unit of the fit priors."""
+        parts = [
+            x.fit_s or x.seconds - x.eval_s * (2 if x.value_other is not None else 1)
+            for x in self._one_shot_done()
+        ]
         return max(0.02, min(parts)) if parts else self.unit()
+
+    def step_overhead(self) -> float:
+        """The least a one-shot step spent besides fitting and scoring (saving the model)."""
+        parts = [
+            x.seconds - x.fit_s - x.eval_s * (2 if x.value_other is not None else 1)
+            for x in self._one_shot_done()
+            if x.fit_s
+        ]
+        return max(0.0, min(parts)) if parts else 0.0
 
     def consensus(self) -> bool | None:
         """The treatment of seen items that the first :data:`CONSENSUS` families scored both
@@ -1240,7 +1258,7 @@ class AutoSearch:
         if res.get("epochs"):
             t.epochs = int(res["epochs"])
         t.warming = bool(res.get("warming", False)) and status == "paused"
-        for key in ("eval_s", "epoch_s", "loss", "weight"):
+        for key in ("eval_s", "fit_s", "epoch_s", "loss", "weight"):
             if res.get(key) is not None:
                 setattr(t, key, res[key])
         if t.family == HYBRID and res.get("model"):
