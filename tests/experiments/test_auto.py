@@ -370,3 +370,25 @@ def test_the_same_steps_run_in_ray_actors(logs, tmp_path):
     kept = {t["id"] for t in state["trials"] if t["kept"]}
     assert kept == set(os.listdir(tmp_path / "work" / "models"))
     assert res["winner"]["trial"] in kept
+
+
+def test_item2vec_first_step_counts_its_per_epoch_scorings_and_waits_for_time():
+    """Item2Vec scores validation after every epoch: with 8.6 s scorings its defaults (10
+    epochs) are estimated at 12 scorings plus its fit prior, and round 0 does not start it
+    with less than four times that left (on nowplaying-1m it took 458 s)."""
+    s = AutoSearch.__new__(AutoSearch)
+    s.progress = False
+    pop = Trial("pop-000", "pop", "defaults", status="done", value=0.02, value_other=0.01)
+    pop.seconds, pop.eval_s, pop.fit_s = 20.0, 8.6, 1.0
+    i2v = Trial("item2vec-000", "item2vec", "defaults")
+    s.trials = {t.id: t for t in (pop, i2v)}
+    s.state = {"exclude_seen": {"pop": False, "item2vec": False}, "round": 0}
+    est = (1 + 10) * 8.6 + (20.0 - 1.0 - 2 * 8.6) + 30 * 1.0
+    assert s.estimate(i2v) == pytest.approx(est)
+    s.end = time.time() + 3 * est  # the reserve is counted off the end
+    s.budget_s = 600.0
+    s.save = lambda: None
+    s.n_test = s.n_valid = 100
+    assert s.admit({"trial": "item2vec-000", "kind": "fit"}) is False
+    s.end = time.time() + 6 * est
+    assert s.admit({"trial": "item2vec-000", "kind": "fit"}) is True

@@ -133,6 +133,9 @@ NETWORK_START_S = 3.0
 """The least a network's first step is expected to take (imports, optimiser set-up, one epoch)."""
 KNN = ("itemknn", "sknn", "vsknn")
 FULL_SOFTMAX_MAX_ITEMS = 50_000
+ONE_SHOT_SHARE = 0.25
+"""In round 0 Item2Vec's first step (which scores validation after every epoch) is not started
+when it is estimated to take more than this share of the search time left."""
 """Largest catalogue on which SASRec's full softmax is tried beside its sampled default."""
 NETWORKS = ("gru4rec", "narm", "sasrec", "bert4rec", "ssept", "bst")
 
@@ -1135,6 +1138,10 @@ class AutoSearch:
         ev = self.scoring_s()
         if ev is None:
             return self.unit() * prior * scorings
+        if t.family == "item2vec":
+            # it scores validation after every epoch to keep the best one: on nowplaying-1m's
+            # 121K items its defaults took 458 s (tuning_item2vec_nowplaying1m.md)
+            scorings += float(t.model.get("epochs", 10))
         # a validation scoring costs about the same for every family (the catalogue times the
         # examples: 8 s on nowplaying-1m's 121K items), and so does saving the model: only the
         # fit scales by the prior
@@ -1217,6 +1224,15 @@ class AutoSearch:
             if time.time() >= self.end:
                 return False
         elif left <= 0 or self.estimate(t) > left:
+            return False
+        elif (
+            t.family == "item2vec"
+            and t.value is None
+            and self.state["round"] == 0
+            and self.estimate(t) > ONE_SHOT_SHARE * left
+        ):
+            # Item2Vec's first step on a large catalogue must not take the time of the
+            # families after it
             return False
         elif t.network and t.round == 0 and t.value is None and self.state["round"] == 0:
             # round 0 gives the networks' first epochs at most half of its time (the one-shot
