@@ -17,7 +17,9 @@ report (what was measured, what it changed):
 
 - *seen items*: no validation target is in its history -> seen items are excluded everywhere
   (it cannot hurt) and SessionPop (which ranks only history items) is left out; otherwise each
-  family's defaults are scored both ways and the better is kept for that family;
+  family's defaults are scored both ways and the better is kept for that family -- until the
+  first :data:`CONSENSUS` families agree, after which the rest are scored that way only;
+- *session logs* (no users): V-SKNN's and SKNN's defaults run right after Pop's;
 - *last-N vs whole history*: the families that read a history window (SKNN, V-SKNN,
   SessionPop) get variants reading the last 3 (a basket's size on basket logs) and 10 items
   where most histories are longer; SASRec gets a whole-history variant (200 items) when the
@@ -29,6 +31,9 @@ report (what was measured, what it changed):
   sampled negatives instead of its full softmax (an epoch of it over nowplaying-1m's 121K
   items would take most of a 10-minute budget);
 - *tail*: many items seen once -> an item-kNN variant with strong support regularisation;
+- *cost*: a validation scoring costs every family about the same (catalogue x examples), so a
+  first step is estimated as its scorings plus a fit prior; Item2Vec scores after every epoch
+  and waits in round 0 until it would take at most :data:`ONE_SHOT_SHARE` of the time left;
 - SSE-PT only where the log has users, BST only where it has item or user features.
 
 **2. Search** (:class:`AutoSearch`): every family (:data:`FAMILIES`) first runs at its defaults
