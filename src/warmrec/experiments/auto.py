@@ -128,7 +128,11 @@ PATIENCE = 8
 """A one-shot family stops once this many sampled trials in a row did not improve it."""
 CONSENSUS = 3
 """Once this many families' defaults, scored with seen items kept and excluded, all chose the
-same, the other families' defaults are scored that way only."""
+same, each by at least :data:`CONSENSUS_MARGIN`, the other families' defaults are scored that
+way only."""
+CONSENSUS_MARGIN = 0.1
+"""Relative margin by which each agreeing family's choice must win (a close call is no
+consensus)."""
 BOOT = 2000
 """Bootstrap replicates of every confidence interval."""
 
@@ -1185,14 +1189,19 @@ class AutoSearch:
 
     def consensus(self) -> bool | None:
         """The treatment of seen items that the first :data:`CONSENSUS` families scored both
-        ways all chose (None before that, or when they disagree)."""
+        ways all chose, each by :data:`CONSENSUS_MARGIN` (None before that, when they disagree
+        or when one of them was a close call)."""
         both = [
             t
             for t in self.trials.values()
             if t.value_other is not None and t.family != HYBRID and t.origin == "defaults"
         ]
         choices = {t.exclude_seen for t in both}
-        return choices.pop() if len(both) >= CONSENSUS and len(choices) == 1 else None
+        clear = all(
+            t.value is not None and t.value >= (1 + CONSENSUS_MARGIN) * (t.value_other or 0.0)
+            for t in both
+        )
+        return choices.pop() if len(both) >= CONSENSUS and len(choices) == 1 and clear else None
 
     def follow_consensus(self, step: dict[str, Any]) -> None:
         """A family's defaults not yet scored both ways take the treatment of seen items that
