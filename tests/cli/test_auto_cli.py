@@ -77,3 +77,39 @@ def test_auto_refuses_bad_input_in_one_line(tmp_path):
         assert res.exit_code == 2, res.output
         lines = res.output.strip().splitlines()
         assert len(lines) == 1 and needle in lines[0], res.output
+
+
+def test_auto_runs_under_the_split_options_given_by_set(tmp_path):
+    """``--set split.KEY=VALUE`` reaches the run: the winner's RunSpec records the split that a
+    committed benchmark used (here leave-one-out in RecBole's time order)."""
+    import tomllib
+    from click.testing import CliRunner
+
+    from warmrec.cli.main import cli
+    from warmrec.data.synthetic import generate_baskets
+
+    log = tmp_path / "baskets.csv"
+    generate_baskets(n_users=60, n_items=80, n_groups=10).write_csv(log)
+    out = tmp_path / "auto"
+    args = ["auto", "--data", str(log), "--split", "loo", "--set", "split.time_order=recbole"]
+    args += ["--families", "pop,markov", "--budget", "20s", "--out", str(out), "--json"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    spec = tomllib.loads((out / "winner.toml").read_text())
+    assert spec["split"] == {"method": "loo", "time_order": "recbole"}
+    state = json.loads((out / "auto_state.json").read_text())
+    assert state["args"]["split"] == {"method": "loo", "time_order": "recbole"}
+
+
+def test_auto_set_takes_only_data_and_split_keys(tmp_path):
+    from click.testing import CliRunner
+
+    from warmrec.cli.main import cli
+
+    for bad in ["model.d=32", "train.epochs=3", "time_order=recbole"]:
+        res = CliRunner().invoke(
+            cli, ["auto", "--data", "x.csv", "--out", str(tmp_path), "--set", bad]
+        )
+        assert res.exit_code == 2, res.output
+        lines = res.output.strip().splitlines()
+        assert len(lines) == 1 and "--set" in lines[0] and "split.KEY" in lines[0], res.output

@@ -19,7 +19,9 @@ from tests.conftest import cyclic_log
 from warmrec.data.synthetic import generate_baskets, generate_repeats
 from warmrec.errors import ConfigError
 from warmrec.experiments.auto import (
+    AutoSearch,
     StepContext,
+    Trial,
     auto,
     describe_log,
     find_spaces,
@@ -90,6 +92,87 @@ def test_the_log_steers_the_plan(logs):
     assert plan.families == ["pop", "sr"]
     assert plan.exclude_seen == {"pop": True, "sr": True}
     assert set(plan.left_out) == {"sessionpop", "ssept"}
+
+
+def test_a_large_catalogue_gets_sampled_losses_only(logs):
+    """nowplaying-1m's 121K items: no full-softmax SASRec variant, GRU4Rec's defaults on BPR-max
+    (its full softmax takes most of a 10-minute budget per epoch); 30K items: the full softmax
+    is still tried beside SASRec's sampled default."""
+    import dataclasses
+
+    spaces = find_spaces()
+    base = describe_log(_prepared(logs["repeats"]))
+
+    def plan(items: int) -> dict[str, list]:
+        p = plan_portfolio(dataclasses.replace(base, items=items), spaces=spaces)
+        out: dict[str, list] = {}
+        for t in p.trials:
+            out.setdefault(t.family, []).append(t.model.get("loss"))
+        return out
+
+    big = plan(121_206)
+    assert "ce" not in big["sasrec"] and big["gru4rec"] == ["bpr-max"]
+    mid = plan(30_000)
+    assert mid["sasrec"].count("ce") == 1 and mid["gru4rec"] == ["bpr-max"]
+    small = plan(369)
+    assert "ce" not in small["sasrec"] and small["gru4rec"] == [None]
+
+
+def test_a_first_step_estimate_counts_scorings_apart_from_the_fit():
+    """Scoring a large catalogue costs every family about the same: Pop's first step (27.2 s,
+    two 7.86 s scorings) puts Markov's defaults (fit prior 2) at 2 x 7.86 + 2 x 11.48 s, not at
+    2 x 2 x 27.2 s, which no 2-minute budget admitted after Pop on nowplaying-1m."""
+    s = AutoSearch.__new__(AutoSearch)
+    pop = Trial("pop-000", "pop", "defaults", status="done", value=0.02, value_other=0.01)
+    pop.seconds, pop.eval_s = 27.2, 7.86
+    markov = Trial("markov-000", "markov", "defaults")
+    s.trials = {t.id: t for t in (pop, markov)}
+    s.state = {"exclude_seen": {"pop": False, "markov": None}}
+    assert s.estimate(markov) == pytest.approx(2 * 7.86 + 2 * (27.2 - 2 * 7.86))
+    pop.fit_s = 3.0  # with its fit timed apart: imports and fit 3 s, saving the rest
+    assert s.estimate(markov) == pytest.approx(2 * 7.86 + (27.2 - 3.0 - 2 * 7.86) + 2 * 3.0)
+    pop.fit_s = 0.0
+    markov.status, markov.seconds, markov.value, markov.round = "done", 9.0, 0.05, 1
+    sampled = Trial("markov-001", "markov", "sampled", round=1)
+    s.trials[sampled.id] = sampled
+    assert s.estimate(sampled) == pytest.approx(9.0)  # its family's own steps, one scoring
+    sr = Trial("sr-000", "sr", "defaults")
+    s.trials[sr.id] = sr
+    s.state["exclude_seen"]["sr"] = False  # decided by the first families' consensus
+    assert s.estimate(sr) == pytest.approx(7.86 + 2 * (27.2 - 2 * 7.86))
+
+
+def test_the_first_families_agreeing_on_seen_items_spare_the_rest_a_scoring():
+    s = AutoSearch.__new__(AutoSearch)
+    s.progress = False
+    s.trials, s.state = {}, {"exclude_seen": {}}
+    for i, fam in enumerate(["pop", "vsknn", "sknn", "markov", "sr"]):
+        t = Trial(f"{fam}-000", fam, "defaults")
+        if i < 3:  # scored both ways: kept won
+            t.status, t.value, t.value_other = "done", 0.1, 0.05
+        s.trials[t.id] = t
+        s.state["exclude_seen"][fam] = None
+    step = {"trial": "markov-000", "kind": "fit", "eval_both": True, "exclude_seen": False}
+    s.follow_consensus(step)
+    assert step["eval_both"] is False and step["exclude_seen"] is False
+    assert s.state["exclude_seen"] == {
+        "pop": None,  # measured both ways: decided after round 0 by its own scores
+        "vsknn": None,
+        "sknn": None,
+        "markov": False,
+        "sr": False,
+    }
+    assert "kept" in s.state["consensus_note"]
+    # two agreeing families are not yet a consensus; a disagreement never is
+    s.trials["sknn-000"].value_other = None
+    s.state["exclude_seen"]["sr"] = None
+    assert s.consensus() is None
+    s.trials["sknn-000"].value_other = 0.095  # kept wins by 5 %: a close call
+    assert s.consensus() is None
+    s.trials["sknn-000"].value_other = 0.05
+    assert s.consensus() is False
+    s.trials["sknn-000"].exclude_seen = True
+    assert s.consensus() is None
 
 
 def test_a_network_step_pauses_at_its_allowance_and_resumes_from_its_checkpoint(tmp_path):
@@ -290,3 +373,25 @@ def test_the_same_steps_run_in_ray_actors(logs, tmp_path):
     kept = {t["id"] for t in state["trials"] if t["kept"]}
     assert kept == set(os.listdir(tmp_path / "work" / "models"))
     assert res["winner"]["trial"] in kept
+
+
+def test_item2vec_first_step_counts_its_per_epoch_scorings_and_waits_for_time():
+    """Item2Vec scores validation after every epoch: with 8.6 s scorings its defaults (10
+    epochs) are estimated at 12 scorings plus its fit prior, and round 0 does not start it
+    with less than four times that left (on nowplaying-1m it took 458 s)."""
+    s = AutoSearch.__new__(AutoSearch)
+    s.progress = False
+    pop = Trial("pop-000", "pop", "defaults", status="done", value=0.02, value_other=0.01)
+    pop.seconds, pop.eval_s, pop.fit_s = 20.0, 8.6, 1.0
+    i2v = Trial("item2vec-000", "item2vec", "defaults")
+    s.trials = {t.id: t for t in (pop, i2v)}
+    s.state = {"exclude_seen": {"pop": False, "item2vec": False}, "round": 0}
+    est = (1 + 10) * 8.6 + (20.0 - 1.0 - 2 * 8.6) + 30 * 1.0
+    assert s.estimate(i2v) == pytest.approx(est)
+    s.end = time.time() + 3 * est  # the reserve is counted off the end
+    s.budget_s = 600.0
+    s.save = lambda: None
+    s.n_test = s.n_valid = 100
+    assert s.admit({"trial": "item2vec-000", "kind": "fit"}) is False
+    s.end = time.time() + 6 * est
+    assert s.admit({"trial": "item2vec-000", "kind": "fit"}) is True

@@ -7,7 +7,13 @@ import time
 
 import click
 
-from warmrec.cli.common import data_options, emit_json, flag_config, resplit_option
+from warmrec.cli.common import (
+    data_options,
+    emit_json,
+    flag_config,
+    load_config,
+    resplit_option,
+)
 
 
 def process_start() -> float:
@@ -27,6 +33,21 @@ def process_start() -> float:
     return started if now - 600 < started <= now else now
 
 
+def data_split_config(base: dict, sets: tuple[str, ...]) -> dict:
+    """The flags' ``[data]``/``[split]`` sections with ``--set`` over them; a key outside those
+    two sections is refused (the portfolio owns every ``[model]``/``[train]``/``[eval]``)."""
+    from warmrec.errors import ConfigError
+
+    for item in sets:
+        section = item.split("=", 1)[0].strip().split(".", 1)[0]
+        if section not in ("data", "split") or "." not in item.split("=", 1)[0]:
+            raise ConfigError(
+                f"--set {item}: expected data.KEY=VALUE or split.KEY=VALUE (auto chooses the "
+                "model, training and evaluation settings itself)"
+            )
+    return load_config(None, sets, base=base)
+
+
 @click.command(
     epilog="Every family first runs at its defaults, then samples its space (configs/spaces/); "
     "time is shared by successive halving across families on the validation metric, and the "
@@ -37,6 +58,14 @@ def process_start() -> float:
 @data_options
 @click.option("--split", default=None, help="loo, temporal, last_session or user (default: auto).")
 @resplit_option
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A [data] or [split] option, e.g. --set split.time_order=recbole or "
+    "--set split.test_days=30 (the split of a benchmark to compare with).",
+)
 @click.option(
     "--budget",
     default="10m",
@@ -74,6 +103,7 @@ def auto_cmd(
     sep,
     split,
     resplit,
+    sets,
     budget,
     metric,
     families,
@@ -88,7 +118,9 @@ def auto_cmd(
     started = process_start()
     from warmrec.experiments.auto import auto
 
-    cfg = flag_config(path, fmt, cols, no_timestamp, order, sep, split, resplit)
+    cfg = data_split_config(
+        flag_config(path, fmt, cols, no_timestamp, order, sep, split, resplit), sets
+    )
     fams = [f.strip() for f in families.split(",") if f.strip()] if families else None
     res = auto(
         cfg["data"],

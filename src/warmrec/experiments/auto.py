@@ -17,15 +17,23 @@ report (what was measured, what it changed):
 
 - *seen items*: no validation target is in its history -> seen items are excluded everywhere
   (it cannot hurt) and SessionPop (which ranks only history items) is left out; otherwise each
-  family's defaults are scored both ways and the better is kept for that family;
+  family's defaults are scored both ways and the better is kept for that family -- until the
+  first :data:`CONSENSUS` families agree, after which the rest are scored that way only;
+- *session logs* (no users): V-SKNN's and SKNN's defaults run right after Pop's;
 - *last-N vs whole history*: the families that read a history window (SKNN, V-SKNN,
   SessionPop) get variants reading the last 3 (a basket's size on basket logs) and 10 items
   where most histories are longer; SASRec gets a whole-history variant (200 items) when the
   90th-percentile length exceeds 75;
 - *baskets* (events sharing a time): AR queried by the last one and two baskets' items;
 - *catalogue size*: above 5,000 items SASRec is tried with both the full softmax and sampled
-  softmax (the ``auto`` loss switches at 20,000), and validation decides;
+  softmax (the ``auto`` loss switches at 20,000), and validation decides -- up to
+  :data:`FULL_SOFTMAX_MAX_ITEMS` items; above 20,000 GRU4Rec's defaults use BPR-max over
+  sampled negatives instead of its full softmax (an epoch of it over nowplaying-1m's 121K
+  items would take most of a 10-minute budget);
 - *tail*: many items seen once -> an item-kNN variant with strong support regularisation;
+- *cost*: a validation scoring costs every family about the same (catalogue x examples), so a
+  first step is estimated as its scorings plus a fit prior; Item2Vec scores after every epoch
+  and waits in round 0 until it would take at most :data:`ONE_SHOT_SHARE` of the time left;
 - SSE-PT only where the log has users, BST only where it has item or user features.
 
 **2. Search** (:class:`AutoSearch`): every family (:data:`FAMILIES`) first runs at its defaults
@@ -61,7 +69,8 @@ budget, 1.5 x the longest test scoring (estimated from the validation scorings m
 search), 2 s for saving and the report and 3 s for the interpreter's exit (up to 4 s were
 measured with torch loaded, at load 12 on the shared 2 cores). No step starts that is estimated not to end before the
 search deadline (a one-shot family's cost from its own steps, else a prior in units of the
-quickest step; a network's from its epochs, at least :data:`NETWORK_START_S` for a first one),
+quickest step's fit plus the validation scorings measured, which cost about the same for every
+family; a network's from its epochs, at least :data:`NETWORK_START_S` for a first one),
 except the very first, which may use the reserve: without one score there is nothing to pick. A
 network pauses at the end of an epoch when the next one would not end before the deadline, and
 an epoch that runs into it anyway is cut (:func:`_deadline_hooks`): the trial keeps its last
@@ -117,6 +126,13 @@ ETA = 2
 """Successive halving keeps the best ``ceil(n / ETA)`` families after each round."""
 PATIENCE = 8
 """A one-shot family stops once this many sampled trials in a row did not improve it."""
+CONSENSUS = 3
+"""Once this many families' defaults, scored with seen items kept and excluded, all chose the
+same, each by at least :data:`CONSENSUS_MARGIN`, the other families' defaults are scored that
+way only."""
+CONSENSUS_MARGIN = 0.1
+"""Relative margin by which each agreeing family's choice must win (a close call is no
+consensus)."""
 BOOT = 2000
 """Bootstrap replicates of every confidence interval."""
 
@@ -125,6 +141,11 @@ CHECKPOINT_S = 30.0
 NETWORK_START_S = 3.0
 """The least a network's first step is expected to take (imports, optimiser set-up, one epoch)."""
 KNN = ("itemknn", "sknn", "vsknn")
+FULL_SOFTMAX_MAX_ITEMS = 50_000
+ONE_SHOT_SHARE = 0.25
+"""In round 0 Item2Vec's first step (which scores validation after every epoch) is not started
+when it is estimated to take more than this share of the search time left."""
+"""Largest catalogue on which SASRec's full softmax is tried beside its sampled default."""
 NETWORKS = ("gru4rec", "narm", "sasrec", "bert4rec", "ssept", "bst")
 
 
@@ -338,6 +359,8 @@ class Trial:
     """Wall seconds spent in its steps (fit, validation, saving)."""
     eval_s: float = 0.0
     """Seconds of its last validation scoring."""
+    fit_s: float = 0.0
+    """Seconds of its last step up to the end of fitting (imports and reading included)."""
     epoch_s: float = 0.0
     """Seconds of one epoch, validation included (networks)."""
     round: int = 0
@@ -436,8 +459,20 @@ def plan_portfolio(
             )
         )
 
-    for fam in wanted:
-        add(fam, "defaults")
+    first = [f for f in wanted if f in ("pop",)]
+    if not profile.has_user_ids:
+        # session logs: the session kNNs are the strongest one-shot families in the literature
+        # and on nowplaying-1m (baselines.md), so under a short budget their defaults go first
+        first += [f for f in ("vsknn", "sknn") if f in wanted]
+        if len(first) > 1:
+            notes.append(
+                "a session log (no users): V-SKNN's and SKNN's defaults run first after Pop"
+            )
+    for fam in first + [f for f in wanted if f not in first]:
+        if fam == "gru4rec" and profile.items > 20000:
+            add(fam, "defaults, loss=bpr-max", {"loss": "bpr-max"})
+        else:
+            add(fam, "defaults")
     basket = max(2, round(profile.events_per_time)) if profile.basket else None
     if basket:
         notes.append(
@@ -471,9 +506,20 @@ def plan_portfolio(
         if profile.items > 20000:
             notes.append(
                 f"catalogue of {profile.items:,} items: SASRec's default loss is sampled "
-                "softmax (above 20,000 items); the full softmax is tried too"
+                "softmax (above 20,000 items)"
+                + (
+                    "; the full softmax is tried too"
+                    if profile.items <= FULL_SOFTMAX_MAX_ITEMS
+                    else f"; the full softmax is not tried (above {FULL_SOFTMAX_MAX_ITEMS:,} "
+                    "items one epoch of it takes longer than most budgets)"
+                )
             )
-            if profile.items <= 150_000:
+            if "gru4rec" in wanted:
+                notes.append(
+                    "GRU4Rec's defaults train with BPR-max over 2,048 sampled negatives instead "
+                    "of its full softmax (the official choice on large catalogues)"
+                )
+            if profile.items <= FULL_SOFTMAX_MAX_ITEMS:
                 add("sasrec", "defaults, loss=ce", {"loss": "ce"})
         else:
             notes.append(
@@ -1093,10 +1139,97 @@ class AutoSearch:
             # here the first time (measured 2.5-6 s on the shared 2-core machine)
             return max(NETWORK_START_S, self.unit() * (fam.prior if fam else 20.0))
         known = [x.seconds for x in self.of(t.family) if x.seconds and x.status == "done"]
-        base = max(known) if known else self.unit() * (fam.prior if fam else 5.0)
-        return base * (2.0 if t.round == 0 and t.value is None else 1.0)
+        undecided = self.state["exclude_seen"].get(t.family) is None
+        scorings = 2.0 if t.round == 0 and t.value is None and undecided else 1.0
+        if known:
+            return max(known) * scorings
+        prior = fam.prior if fam else 5.0
+        ev = self.scoring_s()
+        if ev is None:
+            return self.unit() * prior * scorings
+        if t.family == "item2vec":
+            # it scores validation after every epoch to keep the best one: on nowplaying-1m's
+            # 121K items its defaults took 458 s (tuning_item2vec_nowplaying1m.md)
+            scorings += float(t.model.get("epochs", 10))
+        # a validation scoring costs about the same for every family (the catalogue times the
+        # examples: 8 s on nowplaying-1m's 121K items), and so does saving the model: only the
+        # fit scales by the prior
+        return scorings * ev + self.step_overhead() + self.fit_unit() * prior
+
+    def scoring_s(self) -> float | None:
+        """Seconds of the slowest one-shot validation scoring measured so far (None before
+        any)."""
+        evals = [x.eval_s for x in self.trials.values() if x.eval_s and not x.network]
+        return max(evals) if evals else None
+
+    def _one_shot_done(self) -> list[Trial]:
+        return [
+            x
+            for x in self.trials.values()
+            if x.seconds > 0 and x.eval_s and not x.network and x.family != HYBRID
+        ]
+
+    def fit_unit(self) -> float:
+        """The quickest one-shot fit measured (a step's time to the end of its fit; without
+        that, the step less its validation scorings): the unit of the fit priors."""
+        parts = [
+            x.fit_s or x.seconds - x.eval_s * (2 if x.value_other is not None else 1)
+            for x in self._one_shot_done()
+        ]
+        return max(0.02, min(parts)) if parts else self.unit()
+
+    def step_overhead(self) -> float:
+        """The least a one-shot step spent besides fitting and scoring (saving the model)."""
+        parts = [
+            x.seconds - x.fit_s - x.eval_s * (2 if x.value_other is not None else 1)
+            for x in self._one_shot_done()
+            if x.fit_s
+        ]
+        return max(0.0, min(parts)) if parts else 0.0
+
+    def consensus(self) -> bool | None:
+        """The treatment of seen items that the first :data:`CONSENSUS` families scored both
+        ways all chose, each by :data:`CONSENSUS_MARGIN` (None before that, when they disagree
+        or when one of them was a close call)."""
+        both = [
+            t
+            for t in self.trials.values()
+            if t.value_other is not None and t.family != HYBRID and t.origin == "defaults"
+        ]
+        choices = {t.exclude_seen for t in both}
+        clear = all(
+            t.value is not None and t.value >= (1 + CONSENSUS_MARGIN) * (t.value_other or 0.0)
+            for t in both
+        )
+        return choices.pop() if len(both) >= CONSENSUS and len(choices) == 1 and clear else None
+
+    def follow_consensus(self, step: dict[str, Any]) -> None:
+        """A family's defaults not yet scored both ways take the treatment of seen items that
+        :meth:`consensus` agreed on: one validation scoring instead of two (on nowplaying-1m's
+        121K items a scoring takes 8-15 s)."""
+        if not step.get("eval_both") or step["kind"] == "hybrid":
+            return
+        choice = self.consensus()
+        if choice is None:
+            return
+        t = self.trials[step["trial"]]
+        step["eval_both"] = False
+        step["exclude_seen"] = t.exclude_seen = choice
+        decided = self.state["exclude_seen"]
+        for fam in [f for f, c in decided.items() if c is None]:
+            if not any(x.value_other is not None for x in self.of(fam)):
+                decided[fam] = choice
+        if not self.state.get("consensus_note"):
+            n = len([x for x in self.trials.values() if x.value_other is not None])
+            self.state["consensus_note"] = (
+                f"seen items: the first {n} families scored both ways all chose "
+                f"{'excluded' if choice else 'kept'}; the remaining families' defaults were "
+                "scored that way only (one validation scoring instead of two)"
+            )
+            self.say(self.state["consensus_note"])
 
     def admit(self, step: dict[str, Any]) -> bool:
+        self.follow_consensus(step)
         t = self.trials[step["trial"]]
         dl = self.search_deadline()
         left = dl - time.time()
@@ -1105,6 +1238,15 @@ class AutoSearch:
             if time.time() >= self.end:
                 return False
         elif left <= 0 or self.estimate(t) > left:
+            return False
+        elif (
+            t.family == "item2vec"
+            and t.value is None
+            and self.state["round"] == 0
+            and self.estimate(t) > ONE_SHOT_SHARE * left
+        ):
+            # Item2Vec's first step on a large catalogue must not take the time of the
+            # families after it
             return False
         elif t.network and t.round == 0 and t.value is None and self.state["round"] == 0:
             # round 0 gives the networks' first epochs at most half of its time (the one-shot
@@ -1146,7 +1288,7 @@ class AutoSearch:
         if res.get("epochs"):
             t.epochs = int(res["epochs"])
         t.warming = bool(res.get("warming", False)) and status == "paused"
-        for key in ("eval_s", "epoch_s", "loss", "weight"):
+        for key in ("eval_s", "fit_s", "epoch_s", "loss", "weight"):
             if res.get(key) is not None:
                 setattr(t, key, res[key])
         if t.family == HYBRID and res.get("model"):
@@ -1305,7 +1447,11 @@ class AutoSearch:
                     steps.append(self.step_of(t, math.inf))
                 if fam in self.spaces:
                     done = [t.seconds for t in trials if t.seconds and t.status == "done"]
-                    est = max(done) if done else self.unit() * FAMILY[fam].prior
+                    est = (
+                        max(done)
+                        if done
+                        else (self.scoring_s() or 0.0) + self.fit_unit() * (FAMILY[fam].prior)
+                    )
                     n = max(1, min(20, int(slot // max(est, 1e-3))))
                     for _ in range(n):
                         t = self.sample(fam, r)
@@ -1491,6 +1637,9 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
     from warmrec.io import atomic_write_text
     from warmrec.models.base import Recommender
     from warmrec.tuning.results import dump_toml
+
+    if search.state.get("consensus_note"):
+        plan_notes = [*plan_notes, search.state["consensus_note"]]
 
     s = search
     out = s.out
