@@ -79,11 +79,18 @@ def test_auto_refuses_bad_input_in_one_line(tmp_path):
         assert len(lines) == 1 and needle in lines[0], res.output
 
 
-def test_auto_runs_under_the_split_options_given_by_set(tmp_path):
+def test_auto_runs_under_the_split_options_given_by_set(tmp_path, monkeypatch):
     """``--set split.KEY=VALUE`` reaches the run: the winner's RunSpec records the split that a
     committed benchmark used (here leave-one-out in RecBole's time order)."""
+    import time
+
     import tomllib
     from click.testing import CliRunner
+
+    import warmrec.cli.auto as auto_cli
+
+    # in-process: the budget counts from the process start, which is the test session's
+    monkeypatch.setattr(auto_cli, "process_start", time.time)
 
     from warmrec.cli.main import cli
     from warmrec.data.synthetic import generate_baskets
