@@ -130,8 +130,16 @@ def test_gru4rec_learns_the_cycle_with_window_training(cyclic_split, seen_bias):
 
 
 def _steps(train, sparse: bool, optimizer: str, n_steps: int = 5) -> dict[str, torch.Tensor]:
-    """Weights of a tiny BPR-max GRU4Rec after ``n_steps`` optimizer steps (seeded)."""
-    cfg = dict(FAST, loss="bpr-max", n_negatives=8, seen_bias=False, sparse_items=sparse)
+    """Weights of a tiny BPR-max GRU4Rec after ``n_steps`` optimizer steps (seeded), float32
+    products (bfloat16 rounding would make the two runs' sums of the same terms differ)."""
+    cfg = dict(
+        FAST,
+        loss="bpr-max",
+        n_negatives=8,
+        seen_bias=False,
+        sparse_items=sparse,
+        matmul_precision="float32",
+    )
     model = get_model("gru4rec", cfg)
     torch.manual_seed(0)
     model._bind(train)

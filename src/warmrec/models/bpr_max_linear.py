@@ -92,13 +92,57 @@ def chunk_elements(itemsize: int = 4) -> int:
     return max(1, chunk_bytes()[0] // itemsize)
 
 
+MATMUL_ENV = "WARMREC_MATMUL_PRECISION"
+"""Environment variable: ``float32`` or ``bfloat16``, overriding ``matmul_precision="auto"``."""
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices natively (AVX512-BF16 or AMX): oneDNN's
+    bfloat16 products then run 2-4x faster than float32 ones (measured 4.2x at the fused loss's
+    shapes on an AMD EPYC with AVX512-BF16); elsewhere they are emulated and slower."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def matmul_dtype(precision: str = "auto", device: torch.device | str = "cpu") -> torch.dtype:
+    """dtype of the fused loss's three matrix products for ``precision``: ``"float32"``,
+    ``"bfloat16"``, or ``"auto"``: ``$WARMREC_MATMUL_PRECISION`` when set, else bfloat16 on a
+    CPU with native bfloat16 products (:func:`native_bf16`), else float32 (and float32 on other
+    devices). bfloat16 rounds only the products' operands (8 significant bits, float32
+    accumulation); the loss terms, the gradients' sums and the parameters stay float32."""
+    if precision == "auto":
+        env = os.environ.get(MATMUL_ENV, "").strip().lower()
+        if env:
+            if env not in PRECISIONS:
+                raise ConfigError(
+                    f"{MATMUL_ENV}: found {env!r}, expected one of {', '.join(PRECISIONS)}"
+                )
+            return PRECISIONS[env]
+        if torch.device(device).type != "cpu":
+            return torch.float32
+        return torch.bfloat16 if native_bf16() else torch.float32
+    if precision not in PRECISIONS:
+        raise ConfigError(
+            f"matmul_precision: found {precision!r}, expected auto, {', '.join(PRECISIONS)}"
+        )
+    return PRECISIONS[precision]
+
+
+LOG2E = 1.4426950408889634
+"""``log2(e)``: ``exp(x) = exp2(x * LOG2E)``. torch's float32 ``exp`` on CPU ran 4.5x slower than
+its ``exp2`` (80 against 18 us on 129K scores, torch 2.13, AVX512), so the loss's exponentials
+are taken as ``exp2`` of a scaled argument (the scaling folded into a pass made anyway)."""
+
+
 def elu_(x: torch.Tensor, alpha: float, tmp: torch.Tensor) -> torch.Tensor:
     """ELU of ``x`` in place. ``torch``'s ELU evaluates ``expm1`` one element at a time; for
-    ``alpha <= 1`` it equals ``max(x, alpha (exp(min(x, 0)) - 1))``, vectorised ``exp`` only
+    ``alpha <= 1`` it equals ``max(x, alpha (exp(min(x, 0)) - 1))``, vectorised ``exp2`` only
     (``tmp`` is scratch of ``x``'s shape)."""
     if alpha > 1:
         return torch.nn.functional.elu(x, alpha, inplace=True)
-    torch.clamp_max(x, 0.0, out=tmp).exp_().sub_(1.0).mul_(alpha)
+    torch.mul(x, LOG2E, out=tmp).clamp_max_(0.0).exp2_().sub_(1.0).mul_(alpha)
     return torch.maximum(x, tmp, out=x)
 
 
@@ -113,28 +157,54 @@ class BPRMaxLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden, cand_w, cand_b, pos, value, seen, drop_rows, drop_cols, reg, alpha):  # type: ignore[override]
+    def forward(
+        ctx,
+        hidden,
+        cand_w,
+        cand_b,
+        pos,
+        value,
+        seen,
+        drop_rows,
+        drop_cols,
+        reg,
+        alpha,
+        mm_dtype=None,
+    ):  # type: ignore[override]  # noqa: E501
         n, m = hidden.shape[0], cand_w.shape[0]
         like = {"dtype": hidden.dtype, "device": hidden.device}
+        low = mm_dtype is not None and mm_dtype != hidden.dtype
         with torch.no_grad():
+            # the three products' operands (rounded to ``mm_dtype`` when it is set: see
+            # :func:`matmul_dtype`); everything else stays in ``hidden``'s dtype
+            h_mm = hidden.to(mm_dtype) if low else hidden
+            w_mm = cand_w.to(mm_dtype) if low else cand_w
             big_p = torch.nn.functional.elu(pos, alpha) if alpha > 0 else pos
-            grad_s = torch.empty(n, m, **like)
+            grad_s = torch.empty(n, m, dtype=h_mm.dtype, device=hidden.device)
+            grad_b = torch.zeros(m, **like) if cand_b is not None else None
             # per row: Z = sum e, S1 = sum e sig, S2 = sum e sig^2, R = sum e X^2 / Z
             z, s1, s2, big_r = torch.empty(4, n, **like)
             grad_v = torch.zeros((), **like)
             chunk = max(1, chunk_elements(hidden.element_size()) // max(m, 1))
-            bufs = torch.empty(4, min(chunk, n), m, **like)
+            bufs = torch.empty(5 if low else 4, min(chunk, n), m, **like)
+            x_mm = torch.empty(min(chunk, n), m, dtype=h_mm.dtype, device=hidden.device)
             ex, exx = torch.empty(2, min(chunk, n), **like)
             starts = None
             if drop_rows is not None and len(drop_rows):
                 bounds = torch.arange(0, n + chunk, chunk, device=drop_rows.device).clamp_max(n)
                 starts = torch.searchsorted(drop_rows, bounds).tolist()
-            wt, k_reg = cand_w.T, reg / n
+            wt, k_reg = w_mm.T, reg / n
             for i, lo in enumerate(range(0, n, chunk)):
                 hi = min(lo + chunk, n)
-                x, e, sig, v = bufs[:, : hi - lo]
-                out = grad_s[lo:hi]
-                if cand_b is None:
+                x, e, sig, v, *scratch = bufs[:, : hi - lo]
+                out = scratch[0] if low else grad_s[lo:hi]
+                if low:  # the product rounded to mm_dtype, widened with the bias in one pass
+                    xl = torch.mm(h_mm[lo:hi], wt, out=x_mm[: hi - lo])
+                    if cand_b is None:
+                        x.copy_(xl)
+                    else:
+                        torch.add(xl, cand_b, out=x)
+                elif cand_b is None:
                     torch.mm(hidden[lo:hi], wt, out=x)
                 else:
                     torch.addmm(cand_b, hidden[lo:hi], wt, out=x)
@@ -143,7 +213,7 @@ class BPRMaxLinear(torch.autograd.Function):
                 if alpha > 0:
                     elu_(x, alpha, e)
                 top = x.amax(dim=1, keepdim=True)
-                torch.sub(x, top, out=e).exp_()
+                torch.add(top.mul(-LOG2E), x, alpha=LOG2E, out=e).exp2_()  # exp(x - top)
                 if starts is not None and starts[i] < starts[i + 1]:
                     a, b = starts[i], starts[i + 1]
                     e[drop_rows[a:b] - lo, drop_cols[a:b]] = 0.0
@@ -174,15 +244,18 @@ class BPRMaxLinear(torch.autograd.Function):
                     )
                 if seen is not None:
                     grad_v += torch.mul(out, seen[lo:hi], out=e).sum()
+                if grad_b is not None:
+                    grad_b += out.sum(dim=0)
+                if low:
+                    grad_s[lo:hi].copy_(out)
             has = z > 0
             ranking = torch.where(has, -torch.log(s1 / z.clamp_min(1e-30) + 1e-24), 0.0)
             loss = (ranking + reg * big_r).sum() / max(n, 1)
             d_pos = torch.where(has, (s2 / s1.clamp_min(1e-30) - 1.0) / n, 0.0)
             if alpha > 0:
                 d_pos = torch.ops.aten.elu_backward(d_pos, alpha, 1, 1, True, big_p)
-            grad_h = grad_s @ cand_w
-            grad_w = grad_s.T @ hidden
-            grad_b = grad_s.sum(dim=0) if cand_b is not None else None
+            grad_h = (grad_s @ w_mm).to(hidden.dtype)
+            grad_w = (grad_s.T @ h_mm).to(hidden.dtype)
         ctx.save_for_backward(grad_h, grad_w, grad_b, d_pos, grad_v)
         ctx.has_value = value is not None
         ctx.value_shape = value.shape if value is not None else ()
@@ -198,6 +271,7 @@ class BPRMaxLinear(torch.autograd.Function):
             grad_b * grad if grad_b is not None else None,
             d_pos * grad,
             (grad_v * grad).reshape(ctx.value_shape) if ctx.has_value else None,
+            None,
             None,
             None,
             None,

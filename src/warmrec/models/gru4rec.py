@@ -57,6 +57,7 @@ from torch import nn
 
 from warmrec.data.dataset import Batch, SequenceDataset
 from warmrec.data.sequences import SequenceData
+from warmrec.models.bpr_max_linear import matmul_dtype
 from warmrec.models.layers import (
     GRUBlock,
     ItemEmbedding,
@@ -111,6 +112,12 @@ class GRU4RecConfig(WindowSettings, SeenBiasSettings, LossSettings):
     """Strength of the logQ correction of ``"sampled_ce"`` (official default off)."""
     elu_param: float = Field(0.5, ge=0)
     """ELU applied to the scores of ``"bpr-max"`` (official 0.5)."""
+    matmul_precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    """dtype of the fused ``"bpr-max"`` loss's three matrix products (scores, and the gradients
+    of the hidden states and of the candidate rows): ``"auto"`` takes bfloat16 on a CPU that
+    multiplies it natively (AVX512-BF16 or AMX; 4x faster products there) and float32 elsewhere
+    (see :func:`warmrec.models.bpr_max_linear.matmul_dtype`); the loss itself, the GRU and the
+    parameters stay float32. Measured on nowplaying-1m: ``benchmarks/results/gru4rec_speed.md``."""
     sparse_items: bool = True
     """Update the item tables row-wise: with a sampled loss (``"sampled_ce"``, ``"bpr-max"``) and
     session-parallel training a mini-batch touches only its inputs, targets and negatives, so
@@ -268,6 +275,8 @@ class GRU4Rec(NeuralRecommender):
         self.loss_fn = make_loss(spec, self.n_items, train.item_counts())
         if self._sparse:
             self.loss_fn.sparse_rows = True
+        if hasattr(self.loss_fn, "matmul_dtype"):
+            self.loss_fn.matmul_dtype = matmul_dtype(self.config.matmul_precision, self.device)
         self._hidden = None
 
     @property

@@ -645,6 +645,9 @@ class BPRMax(SampledLoss):
         super().__init__(sampler, n_negatives, shared=True, in_batch=in_batch)
         self.reg = reg
         self.elu_param = elu_param
+        self.matmul_dtype: torch.dtype | None = None
+        """dtype of the fused loss's three matrix products (None: the scores' own; see
+        :func:`warmrec.models.bpr_max_linear.matmul_dtype`)."""
 
     def forward(
         self,
@@ -671,6 +674,7 @@ class BPRMax(SampledLoss):
                 rows(weight, neg_items, self.sparse_rows),
                 None if bias is None else bias[neg_items],
                 pos, value, mask, *drop, float(self.reg), float(self.elu_param),
+                self.matmul_dtype,
             )  # fmt: skip
         neg = _candidate_logits(hidden, neg_items, weight, bias, self.sparse_rows)
         if mask is not None:
