@@ -181,25 +181,33 @@ class BPRMaxLinear(torch.autograd.Function):
             w_mm = cand_w.to(mm_dtype) if low else cand_w
             big_p = torch.nn.functional.elu(pos, alpha) if alpha > 0 else pos
             grad_s = torch.empty(n, m, dtype=h_mm.dtype, device=hidden.device)
-            grad_b = torch.zeros(m, **like) if cand_b is not None else None
-            # per row: Z = sum e, S1 = sum e sig, S2 = sum e sig^2, R = sum e X^2 / Z
-            z, s1, s2, big_r = torch.empty(4, n, **like)
-            grad_v = torch.zeros((), **like)
             chunk = max(1, chunk_elements(hidden.element_size()) // max(m, 1))
-            bufs = torch.empty(5 if low else 4, min(chunk, n), m, **like)
-            x_mm = torch.empty(min(chunk, n), m, dtype=h_mm.dtype, device=hidden.device)
-            ex, exx = torch.empty(2, min(chunk, n), **like)
-            starts = None
+            c0, n_chunks = min(chunk, n), -(-n // chunk)
+            # per row: Z = sum e, S1 = sum e sig, S2 = sum e sig^2, EX = sum e X, EXX = sum e X^2
+            # (one reduction over the five products of a chunk, ``prod``)
+            stats = torch.empty(5, n, **like)
+            prod = torch.empty(5, c0, m, **like)
+            x_buf, sig_buf = torch.empty(2, c0, m, **like)
+            out_buf = torch.empty(c0, m, **like) if low else None
+            x_mm = torch.empty(c0, m, dtype=h_mm.dtype, device=hidden.device) if low else None
+            col = torch.empty(n_chunks, m, **like) if cand_b is not None else None
+            grad_v = torch.zeros((), **like)
+            starts = flat = None
             if drop_rows is not None and len(drop_rows):
                 bounds = torch.arange(0, n + chunk, chunk, device=drop_rows.device).clamp_max(n)
                 starts = torch.searchsorted(drop_rows, bounds).tolist()
+                flat = (drop_rows % chunk) * m + drop_cols  # within its chunk's [c, m] block
             wt, k_reg = w_mm.T, reg / n
+            p_col = big_p[:, None]
             for i, lo in enumerate(range(0, n, chunk)):
                 hi = min(lo + chunk, n)
-                x, e, sig, v, *scratch = bufs[:, : hi - lo]
-                out = scratch[0] if low else grad_s[lo:hi]
+                c = hi - lo
+                x, sig = x_buf[:c], sig_buf[:c]
+                block = prod[:, :c]
+                e, es, es2, ex, ex2 = block.unbind(0)
+                out = out_buf[:c] if low else grad_s[lo:hi]
                 if low:  # the product rounded to mm_dtype, widened with the bias in one pass
-                    xl = torch.mm(h_mm[lo:hi], wt, out=x_mm[: hi - lo])
+                    xl = torch.mm(h_mm[lo:hi], wt, out=x_mm[:c])
                     if cand_b is None:
                         x.copy_(xl)
                     else:
@@ -211,43 +219,39 @@ class BPRMaxLinear(torch.autograd.Function):
                 if seen is not None:
                     x.addcmul_(seen[lo:hi], value)
                 if alpha > 0:
-                    elu_(x, alpha, e)
+                    elu_(x, alpha, sig)
                 top = x.amax(dim=1, keepdim=True)
-                torch.add(top.mul(-LOG2E), x, alpha=LOG2E, out=e).exp2_()  # exp(x - top)
+                torch.add(top.mul_(-LOG2E), x, alpha=LOG2E, out=e).exp2_()  # exp(X - max X)
                 if starts is not None and starts[i] < starts[i + 1]:
-                    a, b = starts[i], starts[i + 1]
-                    e[drop_rows[a:b] - lo, drop_cols[a:b]] = 0.0
-                torch.sum(e, dim=1, out=z[lo:hi])
-                # sigmoid(P - X) = 1 / (1 + e exp(max X - P)): the exponentials already made
-                # (the factor capped at e^80 so that a dropped e = 0 never meets inf)
-                scale = torch.sub(top, big_p[lo:hi, None]).clamp_max_(80.0).exp_()
-                torch.mul(e, scale, out=sig).add_(1.0).reciprocal_()
-                torch.mul(e, sig, out=v)
-                torch.sum(v, dim=1, out=s1[lo:hi])
-                v.mul_(sig)  # e sig^2
-                torch.sum(v, dim=1, out=s2[lo:hi])
-                torch.mul(e, x, out=sig)  # e X (sig is no longer needed)
-                torch.sum(sig, dim=1, out=ex[: hi - lo])
-                sig.mul_(torch.add(x, 2.0, out=out))  # e X (X + 2)
-                torch.sum(sig, dim=1, out=exx[: hi - lo])
-                inv_z = z[lo:hi].clamp_min(1e-30).reciprocal_()
-                r = torch.add(exx[: hi - lo], ex[: hi - lo], alpha=-2.0, out=big_r[lo:hi])
-                r.mul_(inv_z)
-                # dL/dX = U / (-n S1) + e (1/n - k R) / Z + e X (X + 2) k / Z, k = reg / n
-                coef_u = s1[lo:hi].clamp_min(1e-30).mul_(-n).reciprocal_()
-                coef_e = torch.mul(r, -k_reg).add_(1.0 / n).mul_(inv_z)
-                torch.mul(v, coef_u[:, None], out=out)
-                out.addcmul_(e, coef_e[:, None]).addcmul_(sig, inv_z.mul_(k_reg)[:, None])
+                    e.view(-1).index_fill_(0, flat[starts[i] : starts[i + 1]], 0.0)
+                torch.sub(p_col[lo:hi], x, out=sig).sigmoid_()  # sigmoid(P - X)
+                torch.mul(e, sig, out=es)
+                torch.mul(es, sig, out=es2)
+                torch.mul(e, x, out=ex)
+                torch.mul(ex, x, out=ex2)
+                st = torch.sum(block, dim=2, out=stats[:, lo:hi])
+                z, s1, _, _, sxx = st.unsqueeze(2).unbind(0)
+                # dL/dX = e sig^2 / (-n S1) + e (1/n - k R) / Z + e X (X + 2) k / Z, with
+                # k = reg / n and R = EXX / Z
+                inv_z = z.clamp_min(1e-30).reciprocal_()
+                coef_u = s1.clamp_min(1e-30).reciprocal_().mul_(-1.0 / n)
+                coef_e = torch.mul(sxx, inv_z).mul_(-k_reg).add_(1.0 / n).mul_(inv_z)
+                inv_z.mul_(k_reg)
+                torch.mul(es2, coef_u, out=out).addcmul_(e, coef_e).addcmul_(ex2, inv_z)
+                out.addcmul_(ex, inv_z, value=2.0)
                 if alpha > 0:
                     torch.ops.aten.elu_backward.grad_input(
                         out, alpha, 1, 1, True, x, grad_input=out
                     )
                 if seen is not None:
                     grad_v += torch.mul(out, seen[lo:hi], out=e).sum()
-                if grad_b is not None:
-                    grad_b += out.sum(dim=0)
+                if col is not None:
+                    torch.sum(out, dim=0, out=col[i])
                 if low:
                     grad_s[lo:hi].copy_(out)
+            z, s1, s2 = stats[0], stats[1], stats[2]
+            big_r = stats[4] / z.clamp_min(1e-30)  # sum e X^2 / Z
+            grad_b = col.sum(dim=0) if col is not None else None
             has = z > 0
             ranking = torch.where(has, -torch.log(s1 / z.clamp_min(1e-30) + 1e-24), 0.0)
             loss = (ranking + reg * big_r).sum() / max(n, 1)
