@@ -113,11 +113,13 @@ class GRU4RecConfig(WindowSettings, SeenBiasSettings, LossSettings):
     elu_param: float = Field(0.5, ge=0)
     """ELU applied to the scores of ``"bpr-max"`` (official 0.5)."""
     matmul_precision: Literal["auto", "float32", "bfloat16"] = "auto"
-    """dtype of the fused ``"bpr-max"`` loss's three matrix products (scores, and the gradients
-    of the hidden states and of the candidate rows): ``"auto"`` takes bfloat16 on a CPU that
+    """dtype of the matrix products of a session-parallel training step: the fused
+    ``"bpr-max"`` loss's three (scores, and the gradients of the hidden states and of the
+    candidate rows) and the one-layer GRU step's four. ``"auto"`` takes bfloat16 on a CPU that
     multiplies it natively (AVX512-BF16 or AMX; 4x faster products there) and float32 elsewhere
-    (see :func:`warmrec.models.bpr_max_linear.matmul_dtype`); the loss itself, the GRU and the
-    parameters stay float32. Measured on nowplaying-1m: ``benchmarks/results/gru4rec_speed.md``."""
+    (see :func:`warmrec.models.bpr_max_linear.matmul_dtype`). Only the products' operands are
+    rounded: the gates, the loss terms, every gradient and the parameters stay float32; scoring
+    runs in float32. Measured on nowplaying-1m: ``benchmarks/results/gru4rec_speed.md``."""
     sparse_items: bool = True
     """Update the item tables row-wise: with a sampled loss (``"sampled_ce"``, ``"bpr-max"``) and
     session-parallel training a mini-batch touches only its inputs, targets and negatives, so
@@ -275,8 +277,11 @@ class GRU4Rec(NeuralRecommender):
         self.loss_fn = make_loss(spec, self.n_items, train.item_counts())
         if self._sparse:
             self.loss_fn.sparse_rows = True
+        dtype = matmul_dtype(self.config.matmul_precision, self.device)
         if hasattr(self.loss_fn, "matmul_dtype"):
-            self.loss_fn.matmul_dtype = matmul_dtype(self.config.matmul_precision, self.device)
+            self.loss_fn.matmul_dtype = dtype
+        if self.net is not None:
+            self.net.gru.matmul_dtype = dtype
         self._hidden = None
 
     @property
