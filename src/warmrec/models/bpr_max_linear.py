@@ -268,13 +268,16 @@ class BPRMaxLinear(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):  # type: ignore[override]
-        grad_h, grad_w, grad_b, d_pos, grad_v = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        if grad.numel() != 1 or grad.item() != 1.0:  # a plain ``loss.backward()`` passes 1
+            saved = [None if t is None else t * grad for t in saved]
+        grad_h, grad_w, grad_b, d_pos, grad_v = saved
         return (
-            grad_h * grad,
-            grad_w * grad,
-            grad_b * grad if grad_b is not None else None,
-            d_pos * grad,
-            (grad_v * grad).reshape(ctx.value_shape) if ctx.has_value else None,
+            grad_h,
+            grad_w,
+            grad_b,
+            d_pos,
+            grad_v.reshape(ctx.value_shape) if ctx.has_value else None,
             None,
             None,
             None,
