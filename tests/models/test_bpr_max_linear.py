@@ -100,6 +100,9 @@ def test_bpr_max_module_takes_the_fused_path_only_when_once_differentiable(monke
         plain = loss(hidden, targets, weight, bias)
     assert calls == [1]
     torch.testing.assert_close(fused, plain)
+    params = [hidden, weight, bias]  # the targets' rows come from the candidates' lookup
+    for a, b in zip(torch.autograd.grad(fused, params), torch.autograd.grad(plain, params)):
+        torch.testing.assert_close(a, b)
 
 
 def test_module_without_output_bias_takes_the_fused_path_and_equals_the_reference(monkeypatch):
