@@ -20,6 +20,12 @@ machine, once, kept in the user's cache directory; or ``WARMREC_BPR_CHUNK_BYTES`
 independent, so the chunk size changes which rows share a product call and nothing else: the
 tests check every size against the reference in float64.
 
+The three products (scores, ``dL/dhidden``, ``dL/dcandidates``) may take their operands in
+bfloat16 (``mm_dtype``; :func:`matmul_dtype` chooses it where the CPU multiplies bfloat16
+natively): 4x faster products there (0.27 against 1.13 ms for the step's scoring product on an
+AMD EPYC with AVX512-BF16), float32 accumulation, the loss terms and gradients in float32. The
+exponentials are ``exp2`` of scaled arguments (:data:`LOG2E`).
+
 With ``X`` the (ELU'd) candidate scores of a row, ``P`` its target's score, ``e_j = exp(X_j -
 max X)`` (0 at the row's accidental hits), ``Z = sum e``, ``sig_j = sigmoid(P - X_j)``,
 ``A = sum_j e_j sig_j / Z`` and ``R = sum_j e_j X_j**2 / Z``, the row's loss is ``-log A + reg
