@@ -189,9 +189,10 @@ class BPRMaxLinear(torch.autograd.Function):
             grad_s = torch.empty(n, m, dtype=h_mm.dtype, device=hidden.device)
             chunk = max(1, chunk_elements(hidden.element_size()) // max(m, 1))
             c0, n_chunks = min(chunk, n), -(-n // chunk)
-            # per row: Z = sum e, S1 = sum e sig, S2 = sum e sig^2, EX = sum e X, EXX = sum e X^2
-            # (one reduction over the five products of a chunk, ``prod``)
-            stats = torch.empty(5, n, **like)
+            # per row: Z = sum e, S1 = sum e sig, S2 = sum e sig^2, EXX = sum e X^2 (one
+            # reduction over the first four of a chunk's five products, ``prod``; the fifth, e X,
+            # only enters the gradient)
+            stats = torch.empty(4, n, **like)
             prod = torch.empty(5, c0, m, **like)
             x_buf, sig_buf = torch.empty(2, c0, m, **like)
             out_buf = torch.empty(c0, m, **like) if low else None
@@ -210,7 +211,7 @@ class BPRMaxLinear(torch.autograd.Function):
                 c = hi - lo
                 x, sig = x_buf[:c], sig_buf[:c]
                 block = prod[:, :c]
-                e, es, es2, ex, ex2 = block.unbind(0)
+                e, es, es2, ex2, ex = block.unbind(0)
                 out = out_buf[:c] if low else grad_s[lo:hi]
                 if low:  # the product rounded to mm_dtype, widened with the bias in one pass
                     xl = torch.mm(h_mm[lo:hi], wt, out=x_mm[:c])
@@ -235,8 +236,8 @@ class BPRMaxLinear(torch.autograd.Function):
                 torch.mul(es, sig, out=es2)
                 torch.mul(e, x, out=ex)
                 torch.mul(ex, x, out=ex2)
-                st = torch.sum(block, dim=2, out=stats[:, lo:hi])
-                z, s1, _, _, sxx = st.unsqueeze(2).unbind(0)
+                st = torch.sum(block[:4], dim=2, out=stats[:, lo:hi])
+                z, s1, _, sxx = st.unsqueeze(2).unbind(0)
                 # dL/dX = e sig^2 / (-n S1) + e (1/n - k R) / Z + e X (X + 2) k / Z, with
                 # k = reg / n and R = EXX / Z
                 inv_z = z.clamp_min(1e-30).reciprocal_()
@@ -256,7 +257,7 @@ class BPRMaxLinear(torch.autograd.Function):
                 if low:
                     grad_s[lo:hi].copy_(out)
             z, s1, s2 = stats[0], stats[1], stats[2]
-            big_r = stats[4] / z.clamp_min(1e-30)  # sum e X^2 / Z
+            big_r = stats[3] / z.clamp_min(1e-30)  # sum e X^2 / Z
             grad_b = col.sum(dim=0) if col is not None else None
             has = z > 0
             ranking = torch.where(has, -torch.log(s1 / z.clamp_min(1e-30) + 1e-24), 0.0)
