@@ -276,7 +276,7 @@ class BPRMaxLinear(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):  # type: ignore[override]
         saved = ctx.saved_tensors
-        if grad.numel() != 1 or grad.item() != 1.0:  # a plain ``loss.backward()`` passes 1
+        if grad.numel() != 1 or grad.item() != 1.0:  # backpropagating the loss itself passes 1
             saved = [None if t is None else t * grad for t in saved]
         grad_h, grad_w, grad_b, d_pos, grad_v = saved
         return (
