@@ -227,7 +227,7 @@ def test_bfloat16_products_stay_within_bfloat16_rounding_of_the_reference(
     significant bits: within 2 %), float32 products within 1e-5; the gradients are float32."""
     monkeypatch.setattr(B, "CHUNK_ELEMENTS", 5 * 150)
     g = torch.Generator().manual_seed(4)
-    n, m, d, n_items = 48, 150, 32, 400
+    n, m, d, n_items = B.MIN_LOW_ROWS + 16, 150, 32, 400
     hidden = (torch.randn(n, d, generator=g, dtype=torch.float64) * 0.5).requires_grad_()
     weight = (torch.randn(n_items, d, generator=g, dtype=torch.float64) * 0.5).requires_grad_()
     bias = (torch.randn(n_items, generator=g, dtype=torch.float64) * 0.1).requires_grad_()
@@ -290,3 +290,14 @@ def test_matmul_dtype_follows_the_setting_the_environment_and_the_cpu(monkeypatc
         B.matmul_dtype("auto")
     with pytest.raises(ConfigError, match="matmul_precision"):
         B.matmul_dtype("float16")
+
+
+def test_few_rows_keep_float32_products():
+    """Below ``MIN_LOW_ROWS`` rows (the epoch's tail) bfloat16 is not used: same result."""
+    g = torch.Generator().manual_seed(5)
+    n, m, d = B.MIN_LOW_ROWS - 1, 90, 16
+    hidden, cand_w = torch.randn(n, d, generator=g), torch.randn(m, d, generator=g)
+    pos, rows = torch.randn(n, generator=g), torch.arange(n)
+    args = (hidden, cand_w, None, pos, None, None, rows, rows, 1.0, 0.5)
+    want = B.BPRMaxLinear.apply(*args, None)
+    assert torch.equal(B.BPRMaxLinear.apply(*args, torch.bfloat16), want)

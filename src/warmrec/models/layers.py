@@ -321,6 +321,11 @@ def right_shift(inputs: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tens
     return (*out, lens)
 
 
+MIN_LOW_ROWS = 64
+"""Fewer rows than this keep a :class:`GRUStep` in float32 whatever ``mm_dtype`` says (as the
+fused BPR-max does, :data:`warmrec.models.bpr_max_linear.MIN_LOW_ROWS`)."""
+
+
 class GRUStep(torch.autograd.Function):
     """One GRU step (torch's gate layout and equations: ``r``, ``z``, ``n`` blocks; ``h' = n +
     z (h - n)``) with a hand-written backward, its four products taken in ``mm_dtype``
@@ -335,7 +340,7 @@ class GRUStep(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, h, w_ih, w_hh, b_ih, b_hh, mm_dtype):  # type: ignore[override]
         hid = h.shape[1]
-        low = mm_dtype is not None and mm_dtype != x.dtype
+        low = mm_dtype is not None and mm_dtype != x.dtype and len(x) >= MIN_LOW_ROWS
         with torch.no_grad():
             x_mm, h_mm = (x.to(mm_dtype), h.to(mm_dtype)) if low else (x, h)
             wi, wh = (w_ih.to(mm_dtype), w_hh.to(mm_dtype)) if low else (w_ih, w_hh)
