@@ -36,6 +36,9 @@ Deviations (documented on purpose):
   windows of the last ``max_len`` events, the GRU run from a zero state over each window with a
   prediction at every position and full back-propagation through it (RecBole's GRU4Rec trains
   this way, on every prefix). On user histories (ml-100k) it beats session-parallel training;
+- ``matmul_precision="auto"`` (default): on a CPU with native bfloat16 products (AVX512-BF16,
+  AMX) the session-parallel step's matrix products (the fused BPR-max's and the GRU step's) take
+  bfloat16 operands with float32 accumulation; ``"float32"`` is the official arithmetic;
 - ``seen_bias=True`` (default, as in warmrec's other sequence models) adds one learned scalar to
   the score of the items already in the lane's sequence (its last ``seen_len`` items), in
   training and in scoring (:class:`~warmrec.models.layers.SeenItemBias`); ``seen_bias=False`` is
