@@ -231,6 +231,12 @@ def main() -> None:
         help="first time the fused BPR-max's chunk sizes and keep the fastest for this machine",
     )
     ap.add_argument("--dense", action="store_true", help="also run warmrec with dense tables")
+    ap.add_argument(
+        "--matmul-precision",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="warmrec's matmul_precision (auto: bfloat16 products where the CPU has them natively)",
+    )
     ap.add_argument("--profile", type=int, default=0, help="profile this many steps")
     ap.add_argument(
         "--official-malloc",
@@ -260,6 +266,7 @@ def main() -> None:
         else:
             rows.append(("official GRU4Rec (PyTorch, d1fc311)", off))
             print(rows[-1], flush=True)
+    WARMREC_CONFIG["matmul_precision"] = args.matmul_precision
     rows.append(("warmrec GRU4Rec", run_warmrec(args.epochs, args.test, WARMREC_CONFIG, TRAINER)))
     print(rows[-1], flush=True)
     if args.official_malloc:
@@ -309,7 +316,7 @@ def ratios(rows: list) -> dict[str, dict[str, float]]:
 def write(rows: list, args: argparse.Namespace, profiles: dict, load: str, verdict: str) -> None:
     import torch
 
-    from warmrec.models.bpr_max_linear import chunk_bytes
+    from warmrec.models.bpr_max_linear import chunk_bytes, matmul_dtype, native_bf16
 
     size, source = chunk_bytes()
     cmd = "python benchmarks/gru4rec_speed.py " + shlex.join(sys.argv[1:])
@@ -336,7 +343,11 @@ def write(rows: list, args: argparse.Namespace, profiles: dict, load: str, verdi
         f"- **{verdict}**.",
         f"- {os.cpu_count()} logical CPUs, Python {platform.python_version()}, torch "
         f"{torch.__version__}; one torch thread per run, runs one after another in the same "
-        f"window; fused BPR-max row chunks of {size:,} bytes per score buffer ({source}).",
+        f"window; fused BPR-max row chunks of {size:,} bytes per score buffer ({source}); "
+        f"warmrec's training products in "
+        f"{str(matmul_dtype(args.matmul_precision)).removeprefix('torch.')} "
+        f"(`matmul_precision={args.matmul_precision}`; native bfloat16 products on this CPU: "
+        f"{'yes' if native_bf16() else 'no'}).",
         "- Data: nowplaying-1m `train.csv` (489,367 events, 121K items); settings: see the "
         "script's docstring (official: `" + OFFICIAL_PARAMS.format(epochs=args.epochs) + "`).",
         "",

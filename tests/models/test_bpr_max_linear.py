@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from warmrec.errors import ConfigError
 from warmrec.models import bpr_max_linear as B
 from warmrec.models import losses as L
 
@@ -99,6 +100,9 @@ def test_bpr_max_module_takes_the_fused_path_only_when_once_differentiable(monke
         plain = loss(hidden, targets, weight, bias)
     assert calls == [1]
     torch.testing.assert_close(fused, plain)
+    params = [hidden, weight, bias]  # the targets' rows come from the candidates' lookup
+    for a, b in zip(torch.autograd.grad(fused, params), torch.autograd.grad(plain, params)):
+        torch.testing.assert_close(a, b)
 
 
 def test_module_without_output_bias_takes_the_fused_path_and_equals_the_reference(monkeypatch):
@@ -211,3 +215,89 @@ def test_every_chunk_size_gives_the_same_loss_and_gradients(monkeypatch, seen):
         torch.testing.assert_close(loss, out[0][0], rtol=1e-14, atol=0)
         for a, b in zip(grads, out[0][1]):
             torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("seen", [False, True])
+def test_bfloat16_products_stay_within_bfloat16_rounding_of_the_reference(
+    monkeypatch, with_bias, seen
+):
+    """``mm_dtype=bfloat16`` rounds the three products' operands only: in float32, in chunks of
+    5 rows, loss and gradients stay near the float64 reference (bfloat16 keeps 8
+    significant bits: within 2 %), float32 products within 1e-5; the gradients are float32."""
+    monkeypatch.setattr(B, "CHUNK_ELEMENTS", 5 * 150)
+    g = torch.Generator().manual_seed(4)
+    n, m, d, n_items = B.MIN_LOW_ROWS + 16, 150, 32, 400
+    hidden = (torch.randn(n, d, generator=g, dtype=torch.float64) * 0.5).requires_grad_()
+    weight = (torch.randn(n_items, d, generator=g, dtype=torch.float64) * 0.5).requires_grad_()
+    bias = (torch.randn(n_items, generator=g, dtype=torch.float64) * 0.1).requires_grad_()
+    value = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(1, n_items, (n,), generator=g)
+    cands = torch.cat([targets, torch.randint(1, n_items, (m - n,), generator=g)])
+    history = torch.randint(0, n_items, (n, 6), generator=g)
+    drop = L.equal_positions(cands, targets)
+    params = [hidden, weight] + ([bias] if with_bias else []) + ([value] if seen else [])
+    mask = L.seen_mask(history, cands).double() if seen else None
+
+    def loss(dtype, mm_dtype):
+        p = [t.detach().to(dtype).requires_grad_() for t in params]
+        h, w = p[0], p[1]
+        b = p[2] if with_bias else None
+        v = p[-1] if seen else None
+        pos = (h * w[targets]).sum(1) + (b[targets] if with_bias else 0.0)
+        if seen:
+            pos = pos + v * L.seen_mask(history, targets[:, None])[:, 0]
+        out = B.BPRMaxLinear.apply(
+            h,
+            w[cands],
+            None if b is None else b[cands],
+            pos,
+            v,
+            None if mask is None else mask.to(dtype),
+            *drop,
+            1.0,
+            0.5,
+            mm_dtype,
+        )
+        return out, torch.autograd.grad(out, p)
+
+    want, want_grads = loss(torch.float64, None)
+    errors = {}
+    for mm_dtype in (torch.bfloat16, torch.float32):
+        got, grads = loss(torch.float32, mm_dtype)
+        assert all(a.dtype == torch.float32 for a in grads)
+        errors[mm_dtype] = [abs(got.item() - want.item()) / abs(want.item())] + [
+            ((a.double() - b).norm() / b.norm()).item() for a, b in zip(grads, want_grads)
+        ]
+    assert max(errors[torch.float32]) < 1e-5
+    assert 1e-4 < max(errors[torch.bfloat16]) < 2e-2  # rounded, and only by bfloat16's 8 bits
+
+
+def test_matmul_dtype_follows_the_setting_the_environment_and_the_cpu(monkeypatch):
+    monkeypatch.delenv(B.MATMUL_ENV, raising=False)
+    assert B.matmul_dtype("float32") == torch.float32
+    assert B.matmul_dtype("bfloat16") == torch.bfloat16
+    monkeypatch.setattr(B, "native_bf16", lambda: True)
+    assert B.matmul_dtype("auto") == torch.bfloat16
+    assert B.matmul_dtype("auto", "meta") == torch.float32  # not a CPU
+    monkeypatch.setattr(B, "native_bf16", lambda: False)
+    assert B.matmul_dtype("auto") == torch.float32
+    monkeypatch.setenv(B.MATMUL_ENV, "bfloat16")
+    assert B.matmul_dtype("auto") == torch.bfloat16
+    assert B.matmul_dtype("float32") == torch.float32  # an explicit setting wins
+    monkeypatch.setenv(B.MATMUL_ENV, "half")
+    with pytest.raises(ConfigError, match=B.MATMUL_ENV):
+        B.matmul_dtype("auto")
+    with pytest.raises(ConfigError, match="matmul_precision"):
+        B.matmul_dtype("float16")
+
+
+def test_few_rows_keep_float32_products():
+    """Below ``MIN_LOW_ROWS`` rows (the epoch's tail) bfloat16 is not used: same result."""
+    g = torch.Generator().manual_seed(5)
+    n, m, d = B.MIN_LOW_ROWS - 1, 90, 16
+    hidden, cand_w = torch.randn(n, d, generator=g), torch.randn(m, d, generator=g)
+    pos, rows = torch.randn(n, generator=g), torch.arange(n)
+    args = (hidden, cand_w, None, pos, None, None, rows, rows, 1.0, 0.5)
+    want = B.BPRMaxLinear.apply(*args, None)
+    assert torch.equal(B.BPRMaxLinear.apply(*args, torch.bfloat16), want)

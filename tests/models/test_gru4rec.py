@@ -76,10 +76,13 @@ def test_gru4rec_learns_the_cycle(cyclic_split):
     assert_learns_cycle(model, valid, (7, 8, 9))
 
 
-@pytest.mark.parametrize("loss", ["sampled_ce", "bpr-max"])
-def test_gru4rec_learns_with_sampled_losses(cyclic_split, loss):
+@pytest.mark.parametrize(
+    ("loss", "precision"),
+    [("sampled_ce", "auto"), ("bpr-max", "float32"), ("bpr-max", "bfloat16")],
+)
+def test_gru4rec_learns_with_sampled_losses(cyclic_split, loss, precision):
     train, valid = cyclic_split
-    cfg = dict(FAST, loss=loss, n_negatives=8)
+    cfg = dict(FAST, loss=loss, n_negatives=8, matmul_precision=precision)
     model = get_model("gru4rec", cfg).fit(train, valid, epochs=4, lr=1e-2, batch_size=16)
     assert evaluate(model, valid, ["hr@10"])["hr@10"] >= 0.9
 
@@ -130,8 +133,16 @@ def test_gru4rec_learns_the_cycle_with_window_training(cyclic_split, seen_bias):
 
 
 def _steps(train, sparse: bool, optimizer: str, n_steps: int = 5) -> dict[str, torch.Tensor]:
-    """Weights of a tiny BPR-max GRU4Rec after ``n_steps`` optimizer steps (seeded)."""
-    cfg = dict(FAST, loss="bpr-max", n_negatives=8, seen_bias=False, sparse_items=sparse)
+    """Weights of a tiny BPR-max GRU4Rec after ``n_steps`` optimizer steps (seeded), float32
+    products (bfloat16 rounding would make the two runs' sums of the same terms differ)."""
+    cfg = dict(
+        FAST,
+        loss="bpr-max",
+        n_negatives=8,
+        seen_bias=False,
+        sparse_items=sparse,
+        matmul_precision="float32",
+    )
     model = get_model("gru4rec", cfg)
     torch.manual_seed(0)
     model._bind(train)
@@ -220,3 +231,31 @@ def test_idle_lanes_skip_the_gru_without_changing_the_step(cyclic_split, seen_bi
     torch.testing.assert_close(got_state, h[:, keep])
     for a, b in zip(got_grads, want_grads):
         torch.testing.assert_close(a.to_dense(), b.to_dense())
+
+
+@pytest.mark.parametrize(
+    ("precision", "native", "want"),
+    [
+        ("float32", True, torch.float32),
+        ("bfloat16", False, torch.bfloat16),
+        ("auto", True, torch.bfloat16),
+        ("auto", False, torch.float32),
+    ],
+)
+def test_matmul_precision_reaches_the_loss_and_the_gru_step(
+    cyclic_split, monkeypatch, precision, native, want
+):
+    """``matmul_precision`` sets the dtype of the fused loss's and the GRU step's products
+    (``auto``: bfloat16 only where the CPU multiplies it natively)."""
+    from warmrec.models import bpr_max_linear
+
+    monkeypatch.delenv(bpr_max_linear.MATMUL_ENV, raising=False)
+    monkeypatch.setattr(bpr_max_linear, "native_bf16", lambda: native)
+    train, _ = cyclic_split
+    cfg = dict(FAST, loss="bpr-max", n_negatives=8, matmul_precision=precision)
+    model = get_model("gru4rec", cfg)
+    model.setup_training(train)
+    assert model.loss_fn.matmul_dtype == want
+    assert model.net.gru.matmul_dtype == want
+    with pytest.raises(ConfigError, match="matmul_precision"):
+        get_model("gru4rec", {"matmul_precision": "float16"})

@@ -107,6 +107,39 @@ def test_gru_block_outputs_at_every_position_equal_steps():
         assert out[b, int(lens[b]) :].abs().sum() == 0  # nothing after the row's length
 
 
+@pytest.mark.parametrize("state_grad", [True, False])
+def test_gru_step_equals_torch_gru_with_its_gradients(state_grad):
+    """One-layer ``GRUBlock.step`` (through ``GRUStep``, hand-written backward) gives torch's
+    GRU output, state and gradients in float64, the state's gradient only when it is wanted."""
+    torch.manual_seed(0)
+    block = Ly.GRUBlock(6, 5).double()
+    x = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(1, 4, 5, dtype=torch.float64, requires_grad=state_grad)
+    g = torch.randn(4, 5, dtype=torch.float64)
+    params = [x, *block.gru.parameters()] + ([h] if state_grad else [])
+    out, state = block.step(x, h)
+    want, want_state = block.gru(x[:, None], h)
+    torch.testing.assert_close(out, want[:, 0])
+    torch.testing.assert_close(state, want_state)
+    got = torch.autograd.grad((out * g).sum(), params)
+    for a, b in zip(got, torch.autograd.grad((want[:, 0] * g).sum(), params)):
+        torch.testing.assert_close(a, b)
+
+
+def test_gru_step_with_bfloat16_products_stays_near_float32():
+    torch.manual_seed(1)
+    block = Ly.GRUBlock(32, 16)
+    x, h = torch.randn(64, 32, requires_grad=True), torch.randn(1, 64, 16)
+    want, _ = block.step(x, h)
+    (gx,) = torch.autograd.grad(want.sum(), [x])
+    block.matmul_dtype = torch.bfloat16
+    got, _ = block.step(x, h)
+    (bx,) = torch.autograd.grad(got.sum(), [x])
+    assert got.dtype == bx.dtype == torch.float32
+    assert 1e-5 < (got - want).abs().max() < 2e-2
+    assert (bx - gx).norm() < 2e-2 * gx.norm()
+
+
 def test_feature_embedding_sum_and_concat():
     torch.manual_seed(0)
     fe = Ly.FeatureEmbedding([3, 4], 5, combine="sum")

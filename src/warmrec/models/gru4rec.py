@@ -36,6 +36,9 @@ Deviations (documented on purpose):
   windows of the last ``max_len`` events, the GRU run from a zero state over each window with a
   prediction at every position and full back-propagation through it (RecBole's GRU4Rec trains
   this way, on every prefix). On user histories (ml-100k) it beats session-parallel training;
+- ``matmul_precision="auto"`` (default): on a CPU with native bfloat16 products (AVX512-BF16,
+  AMX) the session-parallel step's matrix products (the fused BPR-max's and the GRU step's) take
+  bfloat16 operands with float32 accumulation; ``"float32"`` is the official arithmetic;
 - ``seen_bias=True`` (default, as in warmrec's other sequence models) adds one learned scalar to
   the score of the items already in the lane's sequence (its last ``seen_len`` items), in
   training and in scoring (:class:`~warmrec.models.layers.SeenItemBias`); ``seen_bias=False`` is
@@ -57,6 +60,7 @@ from torch import nn
 
 from warmrec.data.dataset import Batch, SequenceDataset
 from warmrec.data.sequences import SequenceData
+from warmrec.models.bpr_max_linear import matmul_dtype
 from warmrec.models.layers import (
     GRUBlock,
     ItemEmbedding,
@@ -111,6 +115,14 @@ class GRU4RecConfig(WindowSettings, SeenBiasSettings, LossSettings):
     """Strength of the logQ correction of ``"sampled_ce"`` (official default off)."""
     elu_param: float = Field(0.5, ge=0)
     """ELU applied to the scores of ``"bpr-max"`` (official 0.5)."""
+    matmul_precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    """dtype of the matrix products of a session-parallel training step: the fused
+    ``"bpr-max"`` loss's three (scores, and the gradients of the hidden states and of the
+    candidate rows) and the one-layer GRU step's four. ``"auto"`` takes bfloat16 on a CPU that
+    multiplies it natively (AVX512-BF16 or AMX; 4x faster products there) and float32 elsewhere
+    (see :func:`warmrec.models.bpr_max_linear.matmul_dtype`). Only the products' operands are
+    rounded: the gates, the loss terms, every gradient and the parameters stay float32; scoring
+    runs in float32. Measured on nowplaying-1m: ``benchmarks/results/gru4rec_speed.md``."""
     sparse_items: bool = True
     """Update the item tables row-wise: with a sampled loss (``"sampled_ce"``, ``"bpr-max"``) and
     session-parallel training a mini-batch touches only its inputs, targets and negatives, so
@@ -268,6 +280,11 @@ class GRU4Rec(NeuralRecommender):
         self.loss_fn = make_loss(spec, self.n_items, train.item_counts())
         if self._sparse:
             self.loss_fn.sparse_rows = True
+        dtype = matmul_dtype(self.config.matmul_precision, self.device)
+        if hasattr(self.loss_fn, "matmul_dtype"):
+            self.loss_fn.matmul_dtype = dtype
+        if self.net is not None:
+            self.net.gru.matmul_dtype = dtype
         self._hidden = None
 
     @property
