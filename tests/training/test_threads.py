@@ -45,3 +45,16 @@ def test_apply_sets_torch_threads_and_respects_omp_num_threads(monkeypatch) -> N
         assert T.apply_threads(1) == 1  # --threads wins
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_task_runnable_for_an_instant_is_not_busy_work(monkeypatch) -> None:
+    """procs_running is read several times and the least count kept: a shell or a sampler on a
+    CPU at one reading does not take a thread from the run."""
+    readings = iter([3, 1, 3, 3, 3])
+    monkeypatch.setattr(T, "_runnable_now", lambda: next(readings))
+    monkeypatch.setattr(T, "SAMPLE_GAP_S", 0.0)
+    monkeypatch.setattr(T.os, "getloadavg", lambda: (2.0, 2.0, 2.0))
+    assert T.busy_cpus() == 0.0
+    readings = iter([5, 5, 4, 5, 5])  # four other tasks stay runnable
+    monkeypatch.setattr(T, "_runnable_now", lambda: next(readings))
+    assert T.busy_cpus() == 2.0  # capped by the load average

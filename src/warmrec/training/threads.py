@@ -8,7 +8,7 @@ fair share would cost ~2.5x (issue "Speed that holds on any machine").
 
 :func:`policy_threads` takes the CPUs this process may run on (its affinity mask, so a
 container's or ``taskset``'s limit counts) less the CPUs other work keeps busy right now
-(runnable tasks from ``/proc/stat``, capped by the 1-minute load average so a burst does not
+(runnable tasks from ``/proc/stat`` that stay runnable over a few readings, capped by the 1-minute load average so a burst does not
 count), at least 1. ``TrainerConfig.num_threads`` (``--threads``) overrides it; ``OMP_NUM_THREADS``
 or an earlier ``torch.set_num_threads`` by the caller is respected (the policy then keeps
 torch's setting). The choice is made when a run starts, not revised during it.
@@ -41,10 +41,33 @@ def _runnable_now() -> int | None:
     return None
 
 
+SAMPLES, SAMPLE_GAP_S = 5, 0.004
+"""``procs_running`` is read this many times, this far apart; the smallest count is kept."""
+
+
+def _runnable_persistent() -> int | None:
+    """Runnable tasks that stay runnable: the least of :data:`SAMPLES` readings of
+    ``procs_running`` over ~20 ms. One reading also counts whatever happened to be on a CPU at
+    that instant (a shell, a load sampler, a thread waking), which on a quiet machine made the
+    policy pick one thread for about half the runs of ``benchmarks/busy_machine.py``."""
+    import time
+
+    counts = []
+    for i in range(SAMPLES):
+        if i:
+            time.sleep(SAMPLE_GAP_S)
+        n = _runnable_now()
+        if n is None:
+            return None
+        counts.append(n)
+    return min(counts)
+
+
 def busy_cpus() -> float:
-    """CPUs kept busy by other work: runnable tasks other than this one, at most the 1-minute
-    load average (0 where neither can be read)."""
-    running = _runnable_now()
+    """CPUs kept busy by other work: runnable tasks other than this one that stay runnable
+    (:func:`_runnable_persistent`), at most the 1-minute load average (0 where neither can be
+    read)."""
+    running = _runnable_persistent()
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):  # pragma: no cover
