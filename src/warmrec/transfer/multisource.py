@@ -186,7 +186,7 @@ def pretrain_multisource(
 ) -> MultiSourceResult:
     """Pre-train one shared encoder on every domain (module docstring)."""
     from warmrec.evaluation.evaluate import evaluate
-    from warmrec.training.loop import clip_grad_norm, lr_factor
+    from warmrec.training.loop import lr_factor, optimizer_step
     from warmrec.training.threads import apply_threads
 
     cfg = build_config(MultiSourceConfig, config)
@@ -248,12 +248,9 @@ def pretrain_multisource(
             if cfg.order == "joint":
                 break
             continue
-        loss = models[name].training_step(next_batch(name))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            clip_grad_norm(plist, cfg.grad_clip)
-        opt.step()
+        # the loop's one step (training_step -> backward -> clip over this domain's net -> step);
+        # the other domains' item tables get no gradient from this batch
+        loss = optimizer_step(models[name], next_batch(name), opt, cfg.grad_clip)
         sched.step()
         value = float(loss.detach())
         if not math.isfinite(value):

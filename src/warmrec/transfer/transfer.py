@@ -60,7 +60,6 @@ from warmrec.models.features import (
 from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, SeenItemBias
 from warmrec.models.neural import NeuralRecommender
 from warmrec.models.settings import HistorySettings, TextSettings
-from warmrec.models.text import TextItemEmbedding, text_vectors
 from warmrec.registry import get_model
 from warmrec.transfer.embeddings import METHODS, init_item_embeddings, shared_items
 from warmrec.transfer.strategies import StrategyOptions, apply_strategy
@@ -145,6 +144,8 @@ def _item_layers(net: nn.Module) -> list[ItemEmbedding]:
 def _bind_text(source: Recommender, target: Recommender, train: SequenceDataset) -> None:
     """A text-aware source: the target's item text through the source's encoder and fields
     (the adaptor that reads the vectors is copied with the other weights)."""
+    from warmrec.models.text import text_vectors
+
     cfg = target.config
     if not isinstance(cfg, TextSettings) or cfg.item_repr == "id":
         return
@@ -244,6 +245,8 @@ def build_target_model(
     ``reset_domain``: the domain-specific scalars (the seen-item bias) start at their initial
     value instead of the source's; ``zero_shot``: the target's training counts are not used
     (text layers rank every item; nothing of the target's interactions enters the model)."""
+    from warmrec.models.text import TextItemEmbedding
+
     source = source_model
     if not isinstance(source, NeuralRecommender):
         raise ModelError(
