@@ -31,6 +31,8 @@ _EXPORTS: dict[str, str] = {
     "Markov": "warmrec.models.rules",
     "SequentialRules": "warmrec.models.rules",
     "Item2Vec": "warmrec.models.item2vec",
+    "TfidfContent": "warmrec.models.text",
+    "Fresh": "warmrec.models.fresh",
 }
 
 __all__ = [
@@ -52,6 +54,8 @@ __all__ = [
     "Markov",
     "SequentialRules",
     "Item2Vec",
+    "TfidfContent",
+    "Fresh",
 ]
 
 
@@ -72,6 +76,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from warmrec.models.base import Recommender
     from warmrec.models.bert4rec import BERT4Rec
     from warmrec.models.bst import BST
+    from warmrec.models.fresh import Fresh
     from warmrec.models.gru4rec import GRU4Rec
     from warmrec.models.hybrid import Hybrid
     from warmrec.models.item2vec import Item2Vec
@@ -82,3 +87,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from warmrec.models.rules import AssociationRules, Markov, SequentialRules
     from warmrec.models.sasrec import SASRec
     from warmrec.models.ssept import SSEPT
+    from warmrec.models.text import TfidfContent
