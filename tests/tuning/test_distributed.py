@@ -30,6 +30,7 @@ def test_shards_split_the_common_order_evenly() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray at a time (Makefile: --dist loadgroup)
 def test_two_workers_match_one_at_the_same_global_batch(tmp_path: Path) -> None:
     import ray
 
@@ -84,6 +85,7 @@ def test_train_workers_refuses_bad_settings_before_starting_ray(tmp_path: Path) 
     assert r.exit_code == 2 and "no training loop to distribute" in r.output
 
 
+@pytest.mark.xdist_group("ray")  # one Ray at a time (Makefile: --dist loadgroup)
 def test_train_workers_fails_fast_on_an_unreachable_address(tmp_path: Path) -> None:
     """Issue 18: an unreachable Ray --address hung for minutes in Ray's retry messages."""
     import socket
