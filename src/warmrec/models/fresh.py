@@ -46,10 +46,10 @@ from pydantic import Field, field_validator
 from warmrec.config import ConfigModel
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.data.vocab import ItemVocab
-from warmrec.errors import ConfigError, ModelError
+from warmrec.errors import ModelError
 from warmrec.evaluation import metrics as M
 from warmrec.models.base import Recommender
-from warmrec.models.hybrid import Fusion, normalise
+from warmrec.models.hybrid import Fusion, normalise, rank_metric_label
 from warmrec.registry import register_model
 
 
@@ -95,13 +95,7 @@ class FreshConfig(ConfigModel):
     @field_validator("select_metric")
     @classmethod
     def _rank_metric(cls, v: str) -> str:
-        try:
-            spec = M.parse_metric(v)
-        except ConfigError as e:
-            raise ValueError(str(e)) from None
-        if spec.name not in M.RANK_METRICS:
-            raise ValueError(f"expected a rank metric ({', '.join(M.RANK_METRICS)}), found {v!r}")
-        return spec.label
+        return rank_metric_label(v)
 
 
 def cold_share(items: torch.Tensor, cold: torch.Tensor, recent: int, decay: float) -> torch.Tensor:

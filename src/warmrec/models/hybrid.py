@@ -77,13 +77,19 @@ class HybridConfig(ConfigModel):
     @field_validator("select_metric")
     @classmethod
     def _rank_metric(cls, v: str) -> str:
-        try:
-            spec = M.parse_metric(v)
-        except ConfigError as e:
-            raise ValueError(str(e)) from None
-        if spec.name not in M.RANK_METRICS:
-            raise ValueError(f"expected a rank metric ({', '.join(M.RANK_METRICS)}), found {v!r}")
-        return spec.label
+        return rank_metric_label(v)
+
+
+def rank_metric_label(v: str) -> str:
+    """A validation metric that selects weights: a rank metric, as its label (a pydantic
+    validator's ``ValueError`` otherwise; shared by ``hybrid`` and ``fresh``)."""
+    try:
+        spec = M.parse_metric(v)
+    except ConfigError as e:
+        raise ValueError(str(e)) from None
+    if spec.name not in M.RANK_METRICS:
+        raise ValueError(f"expected a rank metric ({', '.join(M.RANK_METRICS)}), found {v!r}")
+    return spec.label
 
 
 def normalise(scores: torch.Tensor, fusion: str) -> torch.Tensor:
