@@ -28,10 +28,10 @@ format: setup
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
 test: setup lint
-	$(PY) -m pytest -n 2 --dist loadgroup -q tests
+	$(PY) -m pytest -n 2 -q tests
 
 test-fast: setup
-	$(PY) -m pytest -n 2 --dist loadgroup -q -m "not slow" tests
+	$(PY) -m pytest -n 2 -q -m "not slow" tests
 
 # Peer libraries for the side-by-side benchmarks, each in its own venv (their READMEs in
 # ../shared/peers/). The official GRU4Rec needs only torch, numpy and pandas: warmrec's venv runs it.

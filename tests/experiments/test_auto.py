@@ -349,7 +349,7 @@ def test_resumes_after_a_kill(logs, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("ray")  # one Ray at a time (Makefile: --dist loadgroup)
+@pytest.mark.xdist_group("ray")  # one Ray at a time under --dist loadgroup
 def test_the_same_steps_run_in_ray_actors(logs, tmp_path):
     pytest.importorskip("ray")
     res = auto(

@@ -59,7 +59,7 @@ def _fit_one_and_two_workers(tmp: str) -> tuple[dict, dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("ray")  # one Ray at a time (Makefile: --dist loadgroup)
+@pytest.mark.xdist_group("ray")  # one Ray at a time under --dist loadgroup
 def test_two_workers_match_one_at_the_same_global_batch(tmp_path: Path) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -103,7 +103,7 @@ def test_train_workers_refuses_bad_settings_before_starting_ray(tmp_path: Path) 
     assert r.exit_code == 2 and "no training loop to distribute" in r.output
 
 
-@pytest.mark.xdist_group("ray")  # one Ray at a time (Makefile: --dist loadgroup)
+@pytest.mark.xdist_group("ray")  # one Ray at a time under --dist loadgroup
 def test_train_workers_fails_fast_on_an_unreachable_address(tmp_path: Path) -> None:
     """Issue 18: an unreachable Ray --address hung for minutes in Ray's retry messages."""
     import socket

@@ -101,7 +101,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.xdist_group("ray")  # one Ray at a time (Makefile: --dist loadgroup)
+@pytest.mark.xdist_group("ray")  # one Ray at a time under --dist loadgroup
 def test_an_unreachable_ray_address_fails_fast(tmp_path: Path, space: Path) -> None:
     """Issue 18: with --backend ray an unreachable --address hung for minutes in Ray's retries."""
     t0 = time.monotonic()
