@@ -871,17 +871,10 @@ class RayExecutor:
             import ray
         except ImportError as e:  # pragma: no cover - ray is in the `ray` extra
             raise ConfigError("--address needs Ray: pip install 'warmrec[ray]'") from e
-        from warmrec.tuning.cluster import check_address
+        from warmrec.tuning.cluster import start_ray
 
-        check_address(address)
         self.ray = ray
-        self._started = False
-        if not ray.is_initialized():
-            if address == "local":
-                ray.init(address="local", include_dashboard=False, log_to_driver=False)
-            else:
-                ray.init(address=address, log_to_driver=False)
-            self._started = True
+        self._ray_env = start_ray(address)
         n = max(1, int(ray.cluster_resources().get("CPU", 1)))
         actor = ray.remote(num_cpus=1)(_RayWorker)
         self.actors = [actor.remote(base, str(work), metric) for _ in range(n)]
@@ -910,8 +903,9 @@ class RayExecutor:
         for a in self.actors:
             with contextlib.suppress(Exception):
                 self.ray.kill(a)
-        if self._started:
-            self.ray.shutdown()
+        from warmrec.tuning.cluster import stop_ray
+
+        stop_ray(self._ray_env)
 
 
 # -- 3. the search -------------------------------------------------------------------------------

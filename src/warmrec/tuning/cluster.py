@@ -19,6 +19,7 @@ Ray must be installed on every node (``pip install 'warmrec[ray]'``) with warmre
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,52 @@ def check_address(address: str | None, flag: str = "--address") -> None:
         ) from None
 
 
+def start_ray(
+    address: str | None, *, log_to_driver: bool = False, **local: Any
+) -> dict[str, str] | None:
+    """Join the Ray cluster at ``address`` (probed first by :func:`check_address`) or start a
+    fresh local instance with the ``local`` options (``num_cpus``, ...; never a cluster found on
+    disk), unless this process already runs Ray. Returns the ``RAY_*`` environment variables as
+    they were before, for :func:`stop_ray`, or ``None`` when Ray was already up (then it is not
+    this call's to stop)."""
+    import ray
+
+    if ray.is_initialized():
+        return None
+    env = {k: v for k, v in os.environ.items() if k.startswith("RAY_")}
+    try:
+        if address and address != "local":
+            check_address(address)
+            ray.init(address=address, log_to_driver=log_to_driver)
+        else:
+            ray.init(address="local", include_dashboard=False, log_to_driver=log_to_driver, **local)
+    except BaseException:
+        _restore_ray_env(env)
+        raise
+    return env
+
+
+def stop_ray(env: dict[str, str] | None) -> None:
+    """Shut down the Ray that :func:`start_ray` started (``env`` is what it returned; ``None``:
+    nothing to do) and put back the ``RAY_*`` environment variables ``ray.init`` changed: it
+    leaves ``RAY_AUTH_MODE=token`` behind, and a later Ray Train run in the same process then had
+    its controller cancelled."""
+    if env is None:
+        return
+    import ray
+
+    try:
+        ray.shutdown()
+    finally:
+        _restore_ray_env(env)
+
+
+def _restore_ray_env(env: dict[str, str]) -> None:
+    for k in [k for k in os.environ if k.startswith("RAY_") and k not in env]:
+        del os.environ[k]
+    os.environ.update(env)
+
+
 def search_ray(
     model_name: str,
     space: SearchSpace,
@@ -115,7 +162,6 @@ def search_ray(
 ) -> list[TrialRow]:
     """Run the search with Ray Tune; returns every trial as a :class:`TrialRow`."""
     try:
-        import ray
         from ray import tune
         from ray.tune.schedulers import ASHAScheduler
         from ray.tune.search.optuna import OptunaSearch
@@ -125,19 +171,9 @@ def search_ray(
         raise ConfigError(f"--trials: expected an integer >= 1, found {trials}")
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    started = False
-    if not ray.is_initialized():
-        if address:
-            check_address(address)
-            ray.init(address=address, log_to_driver=progress)
-        else:
-            ray.init(  # a fresh local instance, never a cluster found on disk
-                address="local",
-                num_cpus=max(1, int(max_concurrent * cpus_per_trial)),
-                include_dashboard=False,
-                log_to_driver=progress,
-            )
-        started = True
+    ray_env = start_ray(
+        address, log_to_driver=progress, num_cpus=max(1, int(max_concurrent * cpus_per_trial))
+    )
     try:
         searcher = OptunaSearch(space=space.suggest, metric=METRIC, mode="max", seed=seed)
         scheduler = ASHAScheduler(
@@ -172,8 +208,7 @@ def search_ray(
             grid = tuner.fit()
         return _rows(grid)
     finally:
-        if started:
-            ray.shutdown()
+        stop_ray(ray_env)
 
 
 def _rows(grid: Any) -> list[TrialRow]:

@@ -298,21 +298,13 @@ def train_distributed(
     if spec.data is None:
         raise ConfigError("no data path: give --data PATH or [data] path in the config")
     spec = spec.model_copy(update={"data": spec.data.absolute()})
-    import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    started = False
-    if not ray.is_initialized():
-        if address:
-            from warmrec.tuning.cluster import check_address
+    from warmrec.tuning.cluster import start_ray, stop_ray
 
-            check_address(address)  # fail fast, not after minutes of Ray's retries
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(address="local", num_cpus=int(workers * cpus_per_worker), include_dashboard=False,
-                     log_to_driver=False)  # fmt: skip
-        started = True
+    # a cluster is probed first: fail fast, not after minutes of Ray's retries
+    ray_env = start_ray(address, num_cpus=int(workers * cpus_per_worker))
     typed, out = str(out), Path(out).resolve()
     work = out.parent / f".{out.name}.ray"
     record = work / "record.json"
@@ -335,8 +327,7 @@ def train_distributed(
         )
         trainer.fit()
     finally:
-        if started:
-            ray.shutdown()
+        stop_ray(ray_env)
     rec = json.loads(record.read_text())
     shutil.rmtree(work, ignore_errors=True)
     return {"model": name, "out": typed, "workers": workers, **rec}  # the path as typed
