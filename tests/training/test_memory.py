@@ -34,3 +34,16 @@ def test_train_applies_the_setting_only_when_asked(monkeypatch, cyclic_split, re
     model = get_model("gru4rec", {"hidden_size": 8, "max_len": 5})
     loop.train(model, train, None, epochs=1, batch_size=64, reuse_memory=reuse, progress=False)
     assert calls == ([1] if reuse else [])
+
+
+def test_peak_rss_mb_sees_a_large_allocation() -> None:
+    import numpy as np
+
+    from warmrec.training.memory import peak_rss_mb
+
+    before = peak_rss_mb()
+    block = np.ones(300 * 2**20 // 8)  # 300 MiB, every page touched
+    after = peak_rss_mb()
+    del block
+    assert after >= before  # a peak never goes down
+    assert after >= 250  # the block itself is resident at this point

@@ -52,3 +52,17 @@ def keep_freed_memory() -> bool:
         return False
     _done = ok
     return ok
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and of its finished children, in MiB (the larger of
+    the two: ``getrusage`` keeps each one's maximum)."""
+    import resource
+    import sys
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    scale = (
+        1 / 1024 if sys.platform != "darwin" else 1 / 1024 / 1024
+    )  # KiB on Linux, bytes on macOS
+    return max(own, kids) * scale

@@ -29,7 +29,6 @@ encoder being the shared one), with ``meta.item_counts`` and ``meta.role = "sour
 from __future__ import annotations
 
 import math
-import resource
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from warmrec.data.dataset import EvalSet, SequenceDataset
 from warmrec.errors import ConfigError, ModelError
 from warmrec.models.neural import NeuralRecommender
 from warmrec.registry import get_model
+from warmrec.training.memory import peak_rss_mb
 
 DOMAIN_MODULES = ("item", "seen")
 """Child modules of a network that belong to one domain; every other child is shared."""
@@ -129,10 +129,6 @@ def domain_probabilities(sizes: Mapping[str, int], sampling: str, temperature: f
     w = {k: (1.0 if math.isinf(t) else float(n) ** (1.0 / t)) for k, n in sizes.items()}
     total = sum(w.values())
     return {k: v / total for k, v in w.items()}
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def build_domain_models(
@@ -268,7 +264,7 @@ def pretrain_multisource(
             res = evaluate(m, dom.valid, ["hr@10", "ndcg@10"])
             valid[dom.name] = {k: float(v) for k, v in res.summary.items()}
     return MultiSourceResult(
-        models, probs, steps, ema, valid, seconds, _peak_rss_mb(), shared, cfg.model_dump()
+        models, probs, steps, ema, valid, seconds, peak_rss_mb(), shared, cfg.model_dump()
     )
 
 

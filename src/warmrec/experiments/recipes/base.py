@@ -38,7 +38,6 @@ import hashlib
 import importlib
 import json
 import os
-import resource
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -50,6 +49,7 @@ import numpy as np
 
 from warmrec.errors import ConfigError, DataError, ModelError
 from warmrec.experiments.spec import RunSpec, spec_from_config
+from warmrec.training.memory import peak_rss_mb
 
 STATE = "state.json"
 STATE_VERSION = 1
@@ -469,14 +469,6 @@ class Recipe:
 
 
 # -- running ---------------------------------------------------------------------------------------
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process and its finished children, in MiB."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    scale = 1 / 1024 if sys.platform != "darwin" else 1 / 1024 / 1024
-    return max(own, kids) * scale
-
-
 def read_state(out: Path, recipe: str) -> dict[str, Any]:
     """``OUT/state.json`` (a fresh state if absent); a folder of another recipe is refused."""
     p = out / STATE
