@@ -62,3 +62,19 @@ def test_bad_blocks_raise(tmp_path):
     with pytest.raises(ConfigError, match="unknown report format"):
         write_report(tmp_path / "r.pdf", "t", [])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_study_report_writes_both_formats_with_setting_table_and_plot(tmp_path, png):
+    from warmrec.reports.report import write_study_report
+
+    paths = write_study_report(
+        tmp_path, "Curve", {"protocol": "loo", "seeds": 3}, "Ratios vs scratch.", DF, png,
+        "ndcg@10 vs fraction; loo",
+    )  # fmt: skip
+    assert set(paths) == {"report_md", "report_html"}
+    md = paths["report_md"].read_text()
+    assert md.startswith("# Curve\n") and "protocol: loo\nseeds: 3" in md
+    assert md.index("Ratios vs scratch.") < md.index("| sasrec | 0.3000 |")
+    assert "![ndcg@10 vs fraction](img/pop.png)" in md and "*ndcg@10 vs fraction; loo*" in md
+    h = paths["report_html"].read_text()
+    assert "<title>Curve</title>" in h and "<figcaption>ndcg@10 vs fraction; loo</figcaption>" in h

@@ -14,9 +14,10 @@ from __future__ import annotations
 import base64
 import html
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -176,6 +177,33 @@ def write_report(path: str | Path, title: str, blocks: Sequence[Block]) -> Path:
     if suffix == ".md":
         return write_markdown_report(path, title, blocks)
     raise ConfigError(f"{path}: unknown report format '{suffix}'; expected .html or .md")
+
+
+def write_study_report(
+    out: str | Path,
+    title: str,
+    setting: Mapping[str, Any],
+    explain: str,
+    table: pl.DataFrame,
+    plot: Path,
+    caption: str,
+) -> dict[str, Path]:
+    """A study's report in both formats, ``out/report.md`` and ``out/report.html``: its setting
+    (one ``key: value`` line each), the results table after ``explain``, and its plot ->
+    ``{"report_md": ..., "report_html": ...}``."""
+    blocks = [
+        Heading("Setting"),
+        Text("\n".join(f"{k}: {v}" for k, v in setting.items())),
+        Heading("Results"),
+        Text(explain),
+        Table(table),
+        Heading("Plot"),
+        Image(plot, alt=caption.split(";")[0], caption=caption),
+    ]
+    return {
+        f"report_{suffix}": write_report(Path(out) / f"report.{suffix}", title, blocks)
+        for suffix in ("md", "html")
+    }
 
 
 def write_table(df: pl.DataFrame, path: str | Path, *, digits: int = 4) -> Path:

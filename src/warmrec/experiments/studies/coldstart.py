@@ -381,7 +381,7 @@ def write_outputs(
     metric: str = "ndcg@10",
 ) -> dict[str, Path]:
     from warmrec.reports.plots import line_plot
-    from warmrec.reports.report import Heading, Image, Table, Text, write_report
+    from warmrec.reports.report import write_study_report
     from warmrec.reports.tables import write_csv, write_markdown
 
     paths = {
@@ -418,19 +418,11 @@ def write_outputs(
             "the mean difference from per-user fine-tuning in per-user mean squared error, users "
             "pooled over seeds."
         )
-    blocks = [
-        Heading("Setting"),
-        Text("\n".join(f"{k}: {v}" for k, v in info.items())),
-        Heading("Results"),
-        Text(explain),
-        Table(table),
-        Heading("Plot"),
-        Image(plot, alt=f"{metric} vs shots", caption=f"{metric} vs shots"),
-    ]
-    for suffix in ("md", "html"):
-        paths[f"report_{suffix}"] = write_report(
-            out / f"report.{suffix}", "Cold-start study", blocks
+    paths.update(
+        write_study_report(
+            out, "Cold-start study", info, explain, table, plot, f"{metric} vs shots"
         )
+    )
     return paths
 
 

@@ -422,7 +422,7 @@ def write_outputs(
     """``summary.csv``, ``results.md``, the plot and ``report.md`` / ``report.html``; the
     protocol is written above the table and in the plot's caption."""
     from warmrec.reports.plots import line_plot
-    from warmrec.reports.report import Heading, Image, Table, Text, write_report
+    from warmrec.reports.report import write_study_report
     from warmrec.reports.tables import write_csv
 
     protocol = info["protocol"]
@@ -451,15 +451,9 @@ def write_outputs(
     atomic_write_text(out / "results.md", md)
     paths = {"summary_csv": write_csv(summary, out / "summary.csv"), "table_md": out / "results.md"}
     paths["plot"] = plot
-    blocks = [
-        Heading("Setting"),
-        Text("\n".join(f"{k}: {v}" for k, v in info.items())),
-        Heading("Results"),
-        Text(explain),
-        Table(table),
-        Heading("Plot"),
-        Image(plot, alt=f"{metric} vs fraction", caption=f"{metric} vs fraction; {protocol}"),
-    ]
-    for suffix in ("md", "html"):
-        paths[f"report_{suffix}"] = write_report(out / f"report.{suffix}", "Learning curve", blocks)
+    paths.update(
+        write_study_report(
+            out, "Learning curve", info, explain, table, plot, f"{metric} vs fraction; {protocol}"
+        )
+    )
     return paths
