@@ -10,7 +10,10 @@ Two thread settings:
 - ``policy``: no ``--threads`` (``TrainerConfig.num_threads = 0``, :mod:`warmrec.training.threads`:
   the CPUs this process may use less those other work keeps busy);
 - ``torch default``: ``--threads N`` with N = what torch picks in a fresh process (one thread per
-  core), the behaviour before the policy.
+  core), the behaviour before the policy;
+- ``one thread``: ``--threads 1``, quiet only: with it the section states the fair-share floor of
+  the ratio, what a one-thread run would take if it got exactly its share of the CPUs beside the
+  busy processes (``CPUs / (busy + 1)`` of a CPU) over the quiet policy run.
 
 ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` are removed from the runs' environment (they would
 override the policy). The busy processes are ``python -c "while True: pass"`` (one thread each),
@@ -158,7 +161,8 @@ def main() -> None:
     if not data.exists():
         sys.exit(f"busy_machine: no ml-100k at {data} (set WARMREC_SHARED or --data)")
     old = torch_default_threads()
-    settings = {"policy": None, "torch default": old}
+    settings = {"policy": None, "torch default": old, "one thread": 1}
+    quiet_only = {"one thread"}  # for the fair-share floor (see render)
     sampler = LoadSampler(every=5.0)
     runs: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -177,7 +181,8 @@ def main() -> None:
             with Busy(a.busy):
                 time.sleep(a.settle)
                 for name in settings:
-                    one(f"{a.busy} busy", name)
+                    if name not in quiet_only:
+                        one(f"{a.busy} busy", name)
     load = sampler.stop()
     result = {
         "command": "python benchmarks/busy_machine.py " + shlex.join(sys.argv[1:]),
@@ -186,6 +191,7 @@ def main() -> None:
         "epochs": a.epochs,
         "busy": a.busy,
         "torch_default_threads": old,
+        "cpus": len(os.sched_getaffinity(0)),
         "load": load,
         "verdict": sampler.verdict(),
         "runs": runs,
@@ -236,6 +242,19 @@ def render(res: dict) -> str:
             more = any(r.get("stopped") for r in bs)
             mark = "meets" if ratio <= GOAL and not more else "misses"
             lines.append(f"- {name}: **{'> ' if more else ''}{ratio:.2f}x** ({mark} the goal)")
+    one = [r["wall_s"] for r in runs if r["setting"] == "one thread" and r["state"] == "quiet"]
+    pol = [r["wall_s"] for r in runs if r["setting"] == "policy" and r["state"] == "quiet"]
+    cpus = res.get("cpus")
+    if one and pol and cpus:
+        share = min(1.0, cpus / (res["busy"] + 1))
+        floor = statistics.median(one) / share / statistics.median(pol)
+        lines += [
+            "",
+            f"Fair-share floor: a one-thread run beside {res['busy']} busy processes on {cpus} CPUs "
+            f"gets {share:.2f} of a CPU; quiet it takes {statistics.median(one):.1f} s against the "
+            f"policy's {statistics.median(pol):.1f} s, so exactly its share would make it "
+            f"**{floor:.2f}x** the quiet policy run (below that only by taking more than its share).",
+        ]
     lines += ["", END]
     return "\n".join(lines)
 

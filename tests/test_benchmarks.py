@@ -75,6 +75,12 @@ def test_busy_machine_ratio_is_busy_over_quiet_median(bench, monkeypatch):
     res["runs"][3]["stopped"] = True  # a stopped run: its time is a lower bound
     assert "- torch default: **> 10.00x** (misses the goal)" in bm.render(res)
     assert "> 80 (stopped)" in bm.render(res)
+    assert "Fair-share floor" not in text  # no one-thread run, no CPU count
+    res["cpus"] = 2
+    res["runs"].append(run("quiet", "one thread", 14.0))
+    # 14 s on one thread; beside 4 busy processes it gets 2 / 5 = 0.40 CPU: 35 s = 3.5x 10 s
+    assert "- one thread:" not in bm.render(res)  # quiet only: no ratio of its own
+    assert "gets 0.40 of a CPU" in bm.render(res) and "**3.50x** the quiet" in bm.render(res)
     sys.modules.pop("busy_machine", None)
 
 
