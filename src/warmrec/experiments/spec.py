@@ -460,7 +460,7 @@ class TransferSpec(ConfigModel):
     """Re-fit the text adaptor's whitening statistics on the target's item text before
     transfer (item text only, no interaction; :func:`warmrec.models.text.refit_whitening`):
     ``"off"``, ``"mean"``, ``"diag"`` (mean and per-dimension variance, AdaBN) or ``"full"``
-    (mean and covariance; ``true`` is ``"full"``). None (default): ``"full"`` under
+    (mean and covariance; ``true`` is ``"full"``). None (default): ``"diag"`` under
     ``strategy = "zeroshot"`` with a text source, else ``"off"``."""
 
     @field_validator("strategy")

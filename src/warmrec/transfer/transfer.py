@@ -378,12 +378,14 @@ def build_target_model(
 
 # -- the API -------------------------------------------------------------------------------------
 def _refit_mode(value: str | bool | None, strategy: str, source: Recommender) -> str:
-    """``refit_whitening`` as a mode: None is ``"full"`` for a zero-shot text source (its
-    adaptor meets a catalogue it was not trained on, with nothing to re-train it), else
-    ``"off"``; True is ``"full"``."""
+    """``refit_whitening`` as a mode: None is ``"diag"`` for a zero-shot text source (its
+    adaptor meets a catalogue it was not trained on, with nothing to re-train it; ``"diag"``,
+    AdaBN's per-dimension statistics, was the best of the modes on a held-out half of
+    ml-100k's catalogue, ``"full"`` the worst: ``benchmarks/results/mars.md``), else ``"off"``;
+    True is ``"full"``."""
     if value is None:
         text = getattr(source.config, "item_repr", "id") != "id"
-        return "full" if strategy == "zeroshot" and text else "off"
+        return "diag" if strategy == "zeroshot" and text else "off"
     if isinstance(value, bool):
         return "full" if value else "off"
     return str(value)
@@ -417,7 +419,7 @@ def transfer(
     bias starts at 0 instead of the source's (see :func:`build_target_model`).
     ``refit_whitening``: re-fit the text adaptor's whitening statistics on the target's item
     text (item text only; :func:`warmrec.models.text.refit_whitening`): ``"off"``, ``"mean"``,
-    ``"diag"``, ``"full"`` (``True``); None (default) is ``"full"`` for a zero-shot text
+    ``"diag"``, ``"full"`` (``True``); None (default) is ``"diag"`` for a zero-shot text
     source and ``"off"`` otherwise.
 
     ``trainer``: :class:`~warmrec.training.loop.TrainerConfig` fields (its ``seed`` defaults to
