@@ -196,6 +196,9 @@ class TransferInfo(_Record):
     n_trainable: int = 0
     reset_domain: bool = False
     """The seen-item bias started at 0, not at the source's value."""
+    refit_whitening: str = "off"
+    """The text adaptor's whitening statistics re-fitted on the target's item text
+    (``"off"``, ``"mean"``, ``"diag"``, ``"full"``)."""
     seed: int = 0
 
 

@@ -76,6 +76,9 @@ def test_zeroshot_from_the_cli(folders, tmp_path, monkeypatch):
     assert info["strategy"] == "zeroshot" and info["n_trainable"] == 0
     model = Recommender.load(tmp_path / "t")
     assert model.meta.transfer.reset_domain and float(model.net.seen.value.detach()) == 0.0
+    assert model.meta.transfer.refit_whitening == "diag"  # the zero-shot default, saved folded
+    bad = run([*args, "--set", "transfer.refit_whitening=zca", "--out", tmp_path / "x"])
+    assert bad.exit_code == 2 and "refit_whitening" in bad.output
     # the next unit's 4 parts: 4 of 32 videos; chance HR@4 = 0.125
     res = run(["evaluate", tmp_path / "t", "--metrics", "hr@4", "--json"])
     assert res.exit_code == 0, res.output

@@ -31,9 +31,12 @@ from warmrec.models.text import (
     add_items,
     compose_text,
     encode_texts,
+    fold_alignment,
     item_texts,
+    refit_whitening,
     register_text_encoder,
     texts_key,
+    whitening_alignment,
 )
 from warmrec.registry import get_model
 
@@ -319,3 +322,123 @@ def test_minilm_encoder_offline(tmp_path):
     assert (tmp_path / f"minilm-{key[:40]}.npy").is_file()
     again, _ = encode_texts(texts, "minilm", cache_dir=tmp_path)
     assert np.array_equal(again, vec)
+
+
+# -- refit_whitening: the adaptor's whitening statistics re-fitted on a new catalogue -----------
+def _two_catalogues(n_s=4000, n_t=3000, d=6, seed=0):
+    """Source and target text vectors with different means and covariances (known moments)."""
+    g = np.random.default_rng(seed)
+    l_s, l_t = g.normal(size=(d, d)), g.normal(size=(d, d)) * 0.3
+    xs = g.normal(size=(n_s, d)) @ l_s + g.normal(size=d)
+    xt = g.normal(size=(n_t, d)) @ l_t + 3.0 * g.normal(size=d)
+    return xs.astype(np.float32), xt.astype(np.float32)
+
+
+def test_full_refit_whitens_the_target_and_colours_it_with_the_source_moments():
+    xs, xt = _two_catalogues()
+    mu_t, a, mu_s = whitening_alignment(xs, xt, "full")
+    aligned = (xt - mu_t) @ a + mu_s
+    np.testing.assert_allclose(aligned.mean(0), xs.mean(0), atol=1e-4)
+    c_s, c_al = np.cov(xs.T), np.cov(aligned.T)
+    # Ledoit-Wolf shrinkage is small with 3,000 samples in 6 dimensions
+    assert np.abs(c_al - c_s).max() < 0.05 * np.abs(c_s).max()
+    # the target whitened by its own statistics: zero mean, identity covariance
+    vals, vecs = np.linalg.eigh(np.cov(xs.T))
+    white = (aligned - mu_s) @ (vecs / np.sqrt(vals)) @ vecs.T
+    np.testing.assert_allclose(white.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(np.cov(white.T), np.eye(xs.shape[1]), atol=0.05)
+    # before: far from the source's moments
+    assert np.abs(xt.mean(0) - xs.mean(0)).max() > 1.0
+
+
+def test_mean_and_diag_refit_match_first_and_per_dimension_second_moments():
+    xs, xt = _two_catalogues()
+    mu_t, a, mu_s = whitening_alignment(xs, xt, "mean")
+    np.testing.assert_array_equal(a, np.eye(xs.shape[1]))
+    aligned = (xt - mu_t) @ a + mu_s
+    np.testing.assert_allclose(aligned.mean(0), xs.mean(0), atol=1e-4)
+    np.testing.assert_allclose(aligned.var(0), xt.var(0), rtol=1e-4)  # spread untouched
+    mu_t, a, mu_s = whitening_alignment(xs, xt, "diag")
+    aligned = (xt - mu_t) @ a + mu_s
+    np.testing.assert_allclose(aligned.var(0), xs.var(0), rtol=1e-3)
+    assert np.count_nonzero(a - np.diag(np.diag(a))) == 0
+
+
+def test_refit_ignores_items_without_text_and_rejects_bad_input():
+    xs, xt = _two_catalogues(n_s=50, n_t=40)
+    padded = np.vstack([np.zeros((5, xt.shape[1]), np.float32), xt])  # rows without text
+    for got, want in zip(
+        whitening_alignment(xs, padded, "diag"), whitening_alignment(xs, xt, "diag")
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    with pytest.raises(ConfigError, match="refit_whitening: expected one of"):
+        whitening_alignment(xs, xt, "zca")
+    with pytest.raises(ModelError, match="at least 2 items with text"):
+        whitening_alignment(xs, np.zeros((4, xt.shape[1]), np.float32), "mean")
+
+
+@pytest.mark.parametrize("how", ["mean", "diag", "full"])
+def test_folded_adaptor_equals_the_source_adaptor_on_aligned_inputs(how):
+    xs, xt = _two_catalogues(n_s=300, n_t=200)
+    torch.manual_seed(0)
+    w = Whitening(6, 4, torch.from_numpy(xs.mean(0)) + 0.1)
+    x = torch.from_numpy(xt)
+    mu_t, a, mu_s = whitening_alignment(xs, xt, how)
+    aligned = ((x.double() - torch.from_numpy(mu_t)) @ torch.from_numpy(a)
+               + torch.from_numpy(mu_s)).float()  # fmt: skip
+    with torch.no_grad():
+        want = w(aligned)
+    fold_alignment(w, mu_t, a, mu_s)
+    with torch.no_grad():
+        torch.testing.assert_close(w(x), want, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ModelError, match="supports the 'whiten' adaptor"):
+        fold_alignment(MoEAdaptor(6, 4, 2), mu_t, a, mu_s)
+
+
+def test_refit_whitening_on_a_text_layer_moves_only_the_adaptor():
+    xs, xt = _two_catalogues(n_s=300, n_t=200)
+    text = torch.from_numpy(np.vstack([np.zeros((1, 6), np.float32), xt]))
+    layer = TextItemEmbedding(text, 4, use_id=False, dropout=0.0, prior_len=2)
+    layer.eval()
+    with torch.no_grad():
+        layer.adaptor.bias.copy_(torch.from_numpy(xs.mean(0)) + 0.2)  # a "source-trained" bias
+    b, w = layer.adaptor.bias.detach().double().clone(), layer.adaptor.proj.weight.detach().double()
+    prior = layer.prior_logits(torch.tensor([[1, 2]])).detach().clone()
+    stats = refit_whitening(layer, xs, "full")
+    assert stats["mean_shift"] > 1.0 and stats["trace_ratio"] < 1.0
+    with torch.no_grad():
+        out = layer.text_part()[1:].double()
+    # the adapted target vectors are centred where the source's were: (mu_s - b) W^T
+    want = (torch.from_numpy(xs.mean(0)).double() - b) @ w.T
+    torch.testing.assert_close(out.mean(0), want, atol=1e-4, rtol=1e-4)
+    # the text prior reads the raw vectors: unchanged
+    torch.testing.assert_close(layer.prior_logits(torch.tensor([[1, 2]])), prior)
+
+
+def test_prior_only_trains_the_text_prior_without_the_encoder(text_data):
+    train, _, _, cache = text_data
+    model = get_model("sasrec", text_cfg(cache, item_repr="text", text_prior=2, prior_only=0.5))
+    model.fit(train, epochs=1, lr=1e-2, batch_size=32, seed=0)
+    model.net.train()
+    batch = {
+        "items": torch.tensor([[0, 1, 2, 3], [0, 5, 6, 7], [9, 10, 11, 12]]),
+        "targets": torch.tensor([[0, 2, 3, 4], [0, 6, 7, 8], [10, 11, 12, 13]]),
+    }
+
+    def grads(rate: float) -> tuple[float, float]:
+        model.config = model.config.model_copy(update={"prior_only": rate})
+        model.net.zero_grad()
+        torch.manual_seed(0)
+        model.training_step(batch).backward()
+        enc = sum(
+            float(p.grad.abs().sum())
+            for n, p in model.net.named_parameters()
+            if n.startswith(("encoder.", "item.adaptor.")) and p.grad is not None
+        )
+        return enc, float(model.net.item.prior_weight.grad.abs())
+
+    enc, prior = grads(0.0)
+    assert enc > 0 and prior > 0
+    # every sequence scored by the prior alone (rate near 1; seeded draw): only its weight learns
+    enc, prior = grads(1 - 1e-6)
+    assert enc == 0.0 and prior > 0

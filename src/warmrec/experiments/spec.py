@@ -456,6 +456,12 @@ class TransferSpec(ConfigModel):
     """Start the seen-item bias (how the domain treats repeats) at 0, not at the source's value
     (the source's repeat habit is a property of its domain; a zero-shot target has no data to
     learn its own)."""
+    refit_whitening: Literal["off", "mean", "diag", "full"] | bool | None = None
+    """Re-fit the text adaptor's whitening statistics on the target's item text before
+    transfer (item text only, no interaction; :func:`warmrec.models.text.refit_whitening`):
+    ``"off"``, ``"mean"``, ``"diag"`` (mean and per-dimension variance, AdaBN) or ``"full"``
+    (mean and covariance; ``true`` is ``"full"``). None (default): ``"diag"`` under
+    ``strategy = "zeroshot"`` with a text source, else ``"off"``."""
 
     @field_validator("strategy")
     @classmethod
@@ -850,6 +856,7 @@ def _fit_transfer(spec: RunSpec, prepared: Any) -> Any:
         source_name=tr.source,
         position_init=tr.position_init,
         reset_domain=tr.reset_domain,
+        refit_whitening=tr.refit_whitening,
         seed=tr.seed,
         **extra,
     )

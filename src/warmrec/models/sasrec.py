@@ -206,6 +206,10 @@ class SASRec(NeuralRecommender):
         if isinstance(item, TextItemEmbedding):
             bias = item.train_offset()
             if item.prior_len:  # the text prior as extra dimensions: [h, p] . [w, text]
+                rate = self.config.prior_only
+                if rate > 0:  # some sequences scored by the prior alone (config.prior_only)
+                    keep = torch.rand(hidden.shape[0], 1, 1, device=hidden.device) >= rate
+                    hidden = hidden * keep
                 hidden = torch.cat([hidden, item.prior_profile(items)], dim=-1)
                 weight = torch.cat([weight, item.text], dim=-1)
         return self.window_loss(hidden, items, batch["targets"], weight, bias)

@@ -217,6 +217,12 @@ class TextSettings(TextFieldSettings):
     text_dropout: float = Field(0.1, ge=0, lt=1)
     """Dropout on the text vectors before the adaptor (training only)."""
 
+    prior_only: float = Field(0.0, ge=0, lt=1)
+    """With ``text_prior``: the share of training sequences scored by the text prior alone
+    (the encoder's scores dropped), so that the prior's weight is learned as a ranker of its
+    own and not only as a correction to the encoder (the prior reads the raw sentence vectors,
+    which mean the same on any catalogue; the encoder's scores are learned on the source's)."""
+
     text_cache: str | None = None
     """Folder of the cached text vectors (None: ``$WARMREC_CACHE_DIR/text`` or
     ``~/.cache/warmrec/text``; ``""``: no cache)."""

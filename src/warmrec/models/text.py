@@ -29,7 +29,9 @@ text alone and ranks items nobody has interacted with. SASRec takes it through i
 score of an item also gets its text's cosine with the last ``k`` history items (recency-weighted,
 a learned weight): the plain content similarity that makes TF-IDF strong on new items, which the
 adaptor's projection blurs. :func:`add_items` gives an item added after training its text
-vector, without retraining (its id part, if any, is zero).
+vector, without retraining (its id part, if any, is zero). :func:`refit_whitening` re-fits a
+transferred adaptor's whitening statistics on a new catalogue's item text (mean, variance or
+covariance, no interaction): zero-shot transfer's domain adaptation, AdaBN-style.
 
 :class:`TfidfContent` (``"tfidf"``) is the content baseline: TF-IDF over the same item text,
 an item scored by its cosine similarity to the user's recent items (recency-weighted).
@@ -290,6 +292,94 @@ class Whitening(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x - self.bias)
+
+
+# -- re-fitting the whitening statistics on a new catalogue -------------------------------------
+REFIT_MODES = ("off", "mean", "diag", "full")
+"""``refit_whitening`` values: no refit, the mean only, mean and per-dimension variance
+(AdaBN), mean and covariance (CORAL-style, Ledoit-Wolf shrunk)."""
+
+
+def _with_text(text: torch.Tensor | np.ndarray) -> np.ndarray:
+    x = np.asarray(torch.as_tensor(text, dtype=torch.float32).detach().cpu(), dtype=np.float64)
+    return x[np.abs(x).sum(1) > 0]
+
+
+def _sym_pow(c: np.ndarray, power: float) -> np.ndarray:
+    vals, vecs = np.linalg.eigh(c)
+    return (vecs * np.clip(vals, 1e-12, None) ** power) @ vecs.T
+
+
+def whitening_alignment(
+    source_text: torch.Tensor | np.ndarray, target_text: torch.Tensor | np.ndarray, how: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(mu_t, A, mu_s)`` such that ``x -> (x - mu_t) A + mu_s`` gives the target's text vectors
+    the source's statistics, estimated on the rows with text (item text only, no interaction).
+
+    ``how``: ``"mean"`` (``A = I``: first moments match), ``"diag"`` (``A = diag(sd_s / sd_t)``:
+    per-dimension mean and variance match, AdaBN), ``"full"`` (``A = C_t^-1/2 C_s^1/2``: the
+    target is whitened with its own covariance and coloured with the source's, so mean and
+    covariance match; both covariances Ledoit-Wolf shrunk, as a catalogue has few items for a
+    ``d_text``-square estimate). Raises :class:`ModelError` when either side has fewer than two
+    items with text."""
+    if how not in REFIT_MODES or how == "off":
+        raise ConfigError(
+            f"refit_whitening: expected one of {', '.join(REFIT_MODES)}, found {how!r}"
+        )
+    xs, xt = _with_text(source_text), _with_text(target_text)
+    if len(xs) < 2 or len(xt) < 2:
+        raise ModelError(
+            f"refit_whitening needs at least 2 items with text on each side (source "
+            f"{len(xs)}, target {len(xt)})"
+        )
+    mu_s, mu_t = xs.mean(0), xt.mean(0)
+    d = xs.shape[1]
+    if how == "mean":
+        a = np.eye(d)
+    elif how == "diag":
+        a = np.diag(np.sqrt((xs.var(0) + 1e-8) / (xt.var(0) + 1e-8)))
+    else:
+        from sklearn.covariance import ledoit_wolf
+
+        c_s, _ = ledoit_wolf(xs)
+        c_t, _ = ledoit_wolf(xt)
+        a = _sym_pow(c_t, -0.5) @ _sym_pow(c_s, 0.5)
+    return mu_t, a, mu_s
+
+
+@torch.no_grad()
+def fold_alignment(adaptor: nn.Module, mu_t: np.ndarray, a: np.ndarray, mu_s: np.ndarray) -> None:
+    """Fold ``x -> (x - mu_t) A + mu_s`` into a :class:`Whitening` adaptor in place, so that
+    ``adaptor(x)`` afterwards equals ``adaptor_before((x - mu_t) A + mu_s)`` (same parameters,
+    same saved state layout): ``W' = W A^T``, ``b' = mu_t + (b - mu_s) A^-1``."""
+    if not isinstance(adaptor, Whitening):
+        raise ModelError(
+            f"refit_whitening supports the 'whiten' adaptor, found {type(adaptor).__name__} "
+            "(the 'moe' gate sees the raw text and has no bias to fold a shift into)"
+        )
+    w = adaptor.proj.weight.detach().double().cpu().numpy()  # [d, d_text]
+    b = adaptor.bias.detach().double().cpu().numpy()
+    new_w = w @ a.T
+    new_b = mu_t + np.linalg.solve(a.T, b - mu_s)  # (b - mu_s) A^-1
+    adaptor.proj.weight.copy_(torch.from_numpy(new_w).to(adaptor.proj.weight))
+    adaptor.bias.copy_(torch.from_numpy(new_b).to(adaptor.bias))
+
+
+def refit_whitening(
+    layer: TextItemEmbedding, source_text: torch.Tensor | np.ndarray, how: str
+) -> dict[str, float]:
+    """Re-fit a transferred text layer's whitening statistics on its own (target) catalogue:
+    the adaptor, trained on ``source_text``'s distribution, then sees the target's item text
+    with the source's mean (and variance or covariance, by ``how``; see
+    :func:`whitening_alignment`). Unsupervised: item text only. The text prior (raw cosines)
+    is untouched. Returns ``{"mean_shift": |mu_t - mu_s|, "trace_ratio": tr C_t / tr C_s}``."""
+    mu_t, a, mu_s = whitening_alignment(source_text, layer.text, how)
+    fold_alignment(layer.adaptor, mu_t, a, mu_s)
+    xs, xt = _with_text(source_text), _with_text(layer.text)
+    return {
+        "mean_shift": float(np.linalg.norm(mu_t - mu_s)),
+        "trace_ratio": float(xt.var(0).sum() / max(xs.var(0).sum(), 1e-12)),
+    }
 
 
 class MoEAdaptor(nn.Module):

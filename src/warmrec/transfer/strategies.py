@@ -37,7 +37,9 @@ Strategies (:data:`STRATEGIES`):
   take the embedding depth;
 - ``"zeroshot"`` -- nothing trains: every parameter is frozen (``warmrec.transfer.transfer``
   then skips the training loop; with a text-aware source the target catalogue is ranked by its
-  item text through the source's encoder and adaptor, with no target interaction).
+  item text through the source's encoder and adaptor, with no target interaction; by default
+  the adaptor's whitening statistics are first re-fitted on the target's item text,
+  ``refit_whitening``).
 
 For every strategy ``train`` patterns force parameters to train and extra ``freeze`` patterns
 freeze them (``train`` wins).

@@ -238,14 +238,24 @@ def build_target_model(
     copy_weights: bool = True,
     reset_domain: bool = False,
     zero_shot: bool = False,
+    refit_whitening: str = "off",
     seed: int = 0,
 ) -> tuple[NeuralRecommender, dict[str, Any]]:
     """Steps 1-5 of the module docstring, without training: ``(target model, info)``.
 
     ``reset_domain``: the domain-specific scalars (the seen-item bias) start at their initial
     value instead of the source's; ``zero_shot``: the target's training counts are not used
-    (text layers rank every item; nothing of the target's interactions enters the model)."""
-    from warmrec.models.text import TextItemEmbedding
+    (text layers rank every item; nothing of the target's interactions enters the model);
+    ``refit_whitening``: the text adaptors' whitening statistics are re-fitted on the
+    target's item text (:func:`warmrec.models.text.refit_whitening`; ``"off"``, ``"mean"``,
+    ``"diag"``, ``"full"``)."""
+    from warmrec.models.text import REFIT_MODES, TextItemEmbedding
+    from warmrec.models.text import refit_whitening as refit_whitening_
+
+    if refit_whitening not in REFIT_MODES:
+        raise ConfigError(
+            f"refit_whitening: expected one of {', '.join(REFIT_MODES)}, found {refit_whitening!r}"
+        )
 
     source = source_model
     if not isinstance(source, NeuralRecommender):
@@ -348,12 +358,39 @@ def build_target_model(
             )
         new[key] = src_state[key]
     target.net.load_state_dict(new)
+    if refit_whitening != "off":
+        src_layers = dict(source.net.named_modules())
+        refits = {}
+        for name, mod in target.net.named_modules():
+            if isinstance(mod, TextItemEmbedding):
+                refits[name] = refit_whitening_(mod, src_layers[name].text, refit_whitening)
+        if not refits:
+            raise ModelError(
+                f"{source.name}: refit_whitening={refit_whitening!r} needs a text item "
+                f"representation (item_repr 'text' or 'id+text'); the source has item_repr="
+                f"{getattr(source.config, 'item_repr', 'id')!r}"
+            )
+        info["refit_whitening"] = refits
     info["n_shared_items"] = int(len(shared_items(source.vocab, target.vocab)[0]))
     info["target_specific"] = specific
     return target, info
 
 
 # -- the API -------------------------------------------------------------------------------------
+def _refit_mode(value: str | bool | None, strategy: str, source: Recommender) -> str:
+    """``refit_whitening`` as a mode: None is ``"diag"`` for a zero-shot text source (its
+    adaptor meets a catalogue it was not trained on, with nothing to re-train it; ``"diag"``,
+    AdaBN's per-dimension statistics, was the best of the modes on a held-out half of
+    ml-100k's catalogue, ``"full"`` the worst: ``benchmarks/results/mars.md``), else ``"off"``;
+    True is ``"full"``."""
+    if value is None:
+        text = getattr(source.config, "item_repr", "id") != "id"
+        return "diag" if strategy == "zeroshot" and text else "off"
+    if isinstance(value, bool):
+        return "full" if value else "off"
+    return str(value)
+
+
 def transfer(
     source_model: NeuralRecommender,
     target_train: SequenceDataset,
@@ -371,6 +408,7 @@ def transfer(
     target_titles: Mapping[Any, str] | None = None,
     source_name: str | None = None,
     reset_domain: bool = False,
+    refit_whitening: str | bool | None = None,
     seed: int = 0,
 ) -> NeuralRecommender:
     """Transfer ``source_model`` to the target domain and train it (see the module docstring).
@@ -379,6 +417,10 @@ def transfer(
     target's item text through its encoder and adaptor, and is returned as it is (no target
     interaction enters the model; ``train_result`` is None). ``reset_domain``: the seen-item
     bias starts at 0 instead of the source's (see :func:`build_target_model`).
+    ``refit_whitening``: re-fit the text adaptor's whitening statistics on the target's item
+    text (item text only; :func:`warmrec.models.text.refit_whitening`): ``"off"``, ``"mean"``,
+    ``"diag"``, ``"full"`` (``True``); None (default) is ``"diag"`` for a zero-shot text
+    source and ``"off"`` otherwise.
 
     ``trainer``: :class:`~warmrec.training.loop.TrainerConfig` fields (its ``seed`` defaults to
     ``seed``); ``strategy_options``: :class:`~warmrec.transfer.strategies.StrategyOptions`;
@@ -390,6 +432,7 @@ def transfer(
     from warmrec.training.loop import TrainerConfig
     from warmrec.training.loop import train as run_training
 
+    refit = _refit_mode(refit_whitening, strategy, source_model)
     s_opts = build_config(StrategyOptions, {"seed": seed, **dict(strategy_options or {})})
     target, info = build_target_model(
         source_model,
@@ -404,6 +447,7 @@ def transfer(
         copy_weights=strategy != "scratch",
         reset_domain=reset_domain,
         zero_shot=strategy == "zeroshot",
+        refit_whitening=refit,
         seed=seed,
     )
     if strategy != "zeroshot":
@@ -436,6 +480,7 @@ def transfer(
         if strategy == "zeroshot"
         else int(sum(p.numel() for p in target.net.parameters() if p.requires_grad)),
         "reset_domain": reset_domain,
+        "refit_whitening": refit,
         "seed": seed,
     }
     if strategy == "zeroshot":
