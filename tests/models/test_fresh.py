@@ -12,7 +12,7 @@ from tests.conftest import split_cyclic
 from warmrec import evaluate, get_model
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.data.vocab import ItemVocab
-from warmrec.errors import ModelError
+from warmrec.errors import ConfigError, ModelError
 from warmrec.models.base import Recommender
 from warmrec.models.fresh import Fresh, cold_share, numeric_ids, order_prior
 from warmrec.models.hybrid import normalise
@@ -164,3 +164,33 @@ def test_errors():
         Fresh({"base": "markov", "cold_weight": 0.0}).fit(train)
     with pytest.raises(ModelError, match="call fit"):
         Fresh({"base": "markov"}).score(Batch(torch.tensor([[1, 2]])))
+
+
+def test_cold_targets_weighed_by_cold_target_share():
+    """Three warm validation targets (item 1, the base's first) and one cold (item 6), all after
+    warm histories: the flat bonus a = 3 lifts 6 above 1 everywhere, so HR@1 is 1/4 with it and
+    3/4 without. Weighed as they come (or by the catalogue's cold share, 2 of 6 items) a = 0 wins;
+    with the cold targets at 0.6, a = 3 does (0.6 against 0.4)."""
+    train, vocab = _catalogue()
+    i = {k: int(vocab.lookup([k])[0]) for k in range(1, 7)}
+    row = [0.0] * 7
+    for item, s in zip(range(1, 7), ROW[1:]):
+        row[i[item]] = s
+    valid = _eval_set([[i[2]], [i[3]], [i[4]], [i[2]]], [i[1], i[1], i[1], i[6]], 7)
+
+    def pick(share):
+        return Fresh.from_base(
+            _Fixed(vocab, row), cold_grid=[0.0, 3.0], affinity_grid=[0.0],
+            select_metric="hr@1", cold_target_share=share,
+        ).fit(train, valid)  # fmt: skip
+
+    assert pick(None).weights_[0] == 0.0
+    assert pick("catalogue").weights_[0] == 0.0
+    f = pick(0.6)
+    assert f.weights_[0] == 3.0
+    curve = {r["cold_weight"]: r["hr@1"] for r in f.meta.history}
+    assert curve == {0.0: pytest.approx(0.4), 3.0: pytest.approx(0.6)}
+    cat = {r["cold_weight"]: r["hr@1"] for r in pick("catalogue").meta.history}
+    assert cat == {0.0: pytest.approx(2 / 3), 3.0: pytest.approx(1 / 3)}
+    with pytest.raises(ConfigError, match="cold_target_share: expected a share in"):
+        pick(1.5)

@@ -18,7 +18,8 @@ as two numbers fitted on validation::
 that follows the history. With the weights unset, ``fit`` picks them from ``cold_grid`` x
 ``affinity_grid`` by the validation ``select_metric`` (ties: the first in grid order, the cold
 grid outer); the validation items that are cold for the training data play the part of the new
-items. ``a = b = 0`` ranks exactly as the base. Non-finite base scores stay at the bottom.
+items, weighed as they come or by ``cold_target_share`` (e.g. the catalogue's cold share, where
+the validation period saw fewer new items than the served one will). ``a = b = 0`` ranks exactly as the base. Non-finite base scores stay at the bottom.
 
 The last term (off unless ``order_window > 0``; integer item ids only) is the **catalogue order**:
 where ids are given in publication order, the videos of one course get consecutive ids and
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -91,6 +92,20 @@ class FreshConfig(ConfigModel):
     """The validation metric that chooses the weights (a rank metric)."""
     select_exclude_seen: bool = False
     """Rank the validation targets with each history's items removed."""
+    cold_target_share: float | Literal["catalogue"] | None = None
+    """How much the validation targets on cold items weigh when the weights are chosen: None,
+    as they come; a share in [0, 1] (the cold targets' mean metric times it plus the others'
+    times one minus it); ``"catalogue"``, the share of cold items in the catalogue. Use it when
+    the validation period has fewer targets on new items than the period the model will serve
+    (MARS: 7 % in the months before the cut, 33 % after it, where a third of the catalogue is
+    new). Without cold or without warm validation targets there is nothing to reweight."""
+
+    @field_validator("cold_target_share")
+    @classmethod
+    def _share(cls, v: float | str | None) -> float | str | None:
+        if isinstance(v, float) and not 0.0 <= v <= 1.0:
+            raise ValueError(f"expected a share in [0, 1] or 'catalogue', found {v}")
+        return v
 
     @field_validator("select_metric")
     @classmethod
@@ -224,7 +239,7 @@ class Fresh(Recommender):
             o = float(c.order_weight or 0.0) if c.order_window > 0 else 0.0
             self.weights_ = (float(c.cold_weight), float(c.affinity_weight), o)
         else:
-            curve = self.validation_curve(valid)
+            curve = self.selection_curve(valid)
             best = max(range(len(curve)), key=lambda i: (curve[i][3], -i))
             self.weights_ = curve[best][:3]
             self.meta.history = [
@@ -254,6 +269,23 @@ class Fresh(Recommender):
         ok[:, 0] = False
         pos = torch.where(ok, d + w, torch.zeros((), dtype=d.dtype)).long()
         return torch.where(ok, self.order[pos], torch.zeros(()))
+
+    def selection_curve(self, valid: EvalSet) -> list[tuple[float, float, float, float]]:
+        """:meth:`validation_curve` with the cold targets weighed by ``cold_target_share``."""
+        share = self.config.cold_target_share
+        if share is None or self.cold is None:
+            return self.validation_curve(valid)
+        if share == "catalogue":
+            share = float(self.cold[1:].mean()) if len(self.cold) > 1 else 0.0
+        on_cold = self.cold[torch.from_numpy(np.asarray(valid.targets, dtype=np.int64))] > 0
+        ic, iw = np.flatnonzero(on_cold.numpy()), np.flatnonzero(~on_cold.numpy())
+        if len(ic) == 0 or len(iw) == 0:
+            return self.validation_curve(valid)
+        cold = self.validation_curve(valid.subset(ic))
+        warm = self.validation_curve(valid.subset(iw))
+        return [
+            (a, b, o, share * vc + (1 - share) * vw) for (a, b, o, vc), (*_, vw) in zip(cold, warm)
+        ]
 
     def validation_curve(
         self, valid: EvalSet, batch_size: int = 512
