@@ -60,7 +60,7 @@ def test_exact_parts_with_a_validation_window():
     assert info["valid_targets_without_train_events"] == 1
     # dropped: 1@110, 2@95, 2@120, 3@130, 4@104, 5@110, 5@111
     assert info["events_dropped"] == 7
-    assert info["earlier_learners_events_after_cut_dropped"] == 1
+    assert info["events_after_cut_of_learners_arriving_before"] == 3  # users 1, 2, 3
     assert info["new_learners_with_too_few_items_events_dropped"] == 2
     assert sp.describe()["context"] == {"rows": 7, "keys": 3}
 
@@ -126,3 +126,18 @@ def test_ordinal_logs_refuse_dates_and_split_folders_refuse_context(tmp_path):
     with pytest.raises(ConfigError, match="history-only"):
         write_split(sp, tmp_path / "out", method="time_new_learners")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_run_spec_excludes_seen_items_by_default():
+    spec = spec_from_config(
+        {"model": {"name": "pop"}, "split": {"method": "time_new_learners", "cut": 100}}
+    )
+    assert spec.eval.exclude_seen is True
+    spec = spec_from_config(
+        {
+            "model": {"name": "pop"},
+            "split": {"method": "time_new_learners", "cut": 100},
+            "eval": {"exclude_seen": False},
+        }
+    )
+    assert spec.eval.exclude_seen is False

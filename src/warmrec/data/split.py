@@ -495,9 +495,7 @@ def time_new_learners(
     s = s.with_columns(part.cast(pl.Int32).alias(_PART))
     counts = s.select(
         (pl.col(_PART) == DROPPED).sum().alias("dropped"),
-        ((pl.col(_PART) == DROPPED) & ~pl.col("_tu") & ~pl.col("_vu") & ~before)
-        .sum()
-        .alias("earlier_learners_after_cut"),
+        (~pl.col("_tu") & ~before).sum().alias("earlier_learners_after_cut"),
         ((pl.col(_PART) == DROPPED) & pl.col("_tu") & ~eligible).sum().alias("too_few_new"),
         pl.col(key).filter(pl.col("_tu")).n_unique().alias("new_learners"),
         pl.col(key).filter(pl.col("_vu")).n_unique().alias("valid_window_learners"),
@@ -534,7 +532,7 @@ def time_new_learners(
         "valid_targets_without_train_events": int((~valid[ITEM].is_in(train_items)).sum()),
         "context_events": context.height,
         "events_dropped": counts["dropped"],
-        "earlier_learners_events_after_cut_dropped": counts["earlier_learners_after_cut"],
+        "events_after_cut_of_learners_arriving_before": counts["earlier_learners_after_cut"],
         "new_learners_with_too_few_items_events_dropped": counts["too_few_new"],
     }
     return Split(train, valid, test, "next_item", key, info, context)

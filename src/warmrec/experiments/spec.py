@@ -253,7 +253,8 @@ class TimeNewLearnersSplit(_Split):
     """Trained before ``cut``; each learner who arrives at or after it is tested on their last
     new item, their earlier events read as history only (the MOOC anchor's second setup on MARS:
     :func:`~warmrec.data.split.time_new_learners`). Validation: the learners who arrive in
-    ``[valid_start, cut)``, the same way on their events before the cut."""
+    ``[valid_start, cut)``, the same way on their events before the cut. Seen items are
+    excluded from the ranking unless ``[eval] exclude_seen`` says otherwise."""
 
     method: Literal["time_new_learners"] = "time_new_learners"
     cut: TimeValue
@@ -536,7 +537,8 @@ class RunSpec(ConfigModel):
 
     @model_validator(mode="after")
     def _check_train(self) -> RunSpec:
-        if isinstance(self.split, LooNewSplit) and "exclude_seen" not in self.eval.model_fields_set:
+        new_items = isinstance(self.split, LooNewSplit | TimeNewLearnersSplit)
+        if new_items and "exclude_seen" not in self.eval.model_fields_set:
             self.eval = self.eval.model_copy(update={"exclude_seen": True})
         if self.transfer is not None:
             return self
