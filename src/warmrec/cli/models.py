@@ -59,7 +59,8 @@ TRAIN_FLAGS = ("epochs", "patience", "seed", "device", "threads", "checkpoint_di
     default=None,
     help="auto (default: a split folder as given, loo for user logs, last_session for session "
     "logs), loo, loo_new (each user's last new item, seen items excluded), temporal "
-    "(--set split.test_start=DATE), last_session, user or given.",
+    "(--set split.test_start=DATE), last_session, user, time_new_learners (--set "
+    "split.cut=DATE: learners arriving after it, seen items excluded) or given.",
 )
 @resplit_option
 @training_options

@@ -39,7 +39,8 @@ from warmrec.errors import ConfigError
 if TYPE_CHECKING:
     from warmrec.data.readers import Interactions
 
-PART = "_part"  # 0 train, 1 valid, 2 test
+PART = "_part"  # 0 train, 1 valid, 2 test, -1 history only (Split.context)
+CONTEXT_PART = -1
 UIDX = "_uidx"  # user indices (when the log has users)
 _ROW = "_row"
 GIVEN = "given"
@@ -183,13 +184,18 @@ def prepare(
 
 def encode_parts(sp: Split, vocab: ItemVocab, user_vocab: ItemVocab | None) -> pl.DataFrame:
     """The three parts stacked (train, valid, test) with a part column, item indices and user
-    indices: each vocabulary encodes the log once. Rows keep their order within each part."""
+    indices: each vocabulary encodes the log once. Rows keep their order within each part.
+    A split's history-only rows (``Split.context``) get part ``-1``: never trained on, never a
+    target, read as the history of the held-out targets (and first on ties)."""
     keys = [c for c in (SESSION, USER) if c in sp.train.columns]
+    parts = [(p, df) for p, df in enumerate((sp.train, sp.valid, sp.test))]
+    if sp.context is not None:
+        parts.append((CONTEXT_PART, sp.context))
     tables = [
         df.select([c for c in (*keys, ITEM, TIME) if c in df.columns]).with_columns(
             pl.lit(p, dtype=pl.Int8).alias(PART)
         )
-        for p, df in enumerate((sp.train, sp.valid, sp.test))
+        for p, df in parts
     ]
     log = pl.concat(tables, how="diagonal_relaxed").with_row_index(_ROW)
     cols = [pl.Series(IDX, vocab.encode(log[ITEM]))]

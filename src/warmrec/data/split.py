@@ -1,6 +1,6 @@
 """Train / validation / test splits that never let the future leak into training.
 
-Five protocols, each a function returning a :class:`Split`, and :func:`split` to pick one by name:
+The protocols, each a function returning a :class:`Split`, and :func:`split` to pick one by name:
 
 ========================  ===========  =====================================================
 name                      kind         held out
@@ -14,6 +14,9 @@ name                      kind         held out
 ``"user"``                sessions     whole users (cold start)
 ``"last_pair"``           sessions     (second last, last) of sampled sequences; the query is
                                        the second last item alone (Cloudera FF19's protocol)
+``"time_new_learners"``   next_item    the last new item of each user who arrives after a cut
+                                       (test; the earlier events are history only), trained on
+                                       the events before the cut
 ========================  ===========  =====================================================
 
 ``kind="next_item"``: each held-out row is one target whose history is every earlier event of its
@@ -61,7 +64,7 @@ DEFAULT_TEST_SHARE = 0.1  # last_session by time: the latest 10 % of sessions ar
 MIN_TEST_SESSIONS = 100  # fewer held-out test sequences than this give a DataWarning
 LONG_HISTORY = 20  # default_split: median events per user from which a log counts as user-keyed
 _PART = "_part"
-TRAIN, VALID, TEST, DROPPED = 0, 1, 2, 3
+TRAIN, VALID, TEST, DROPPED, CONTEXT = 0, 1, 2, 3, 4
 
 
 @dataclass
@@ -75,6 +78,10 @@ class Split:
         key: the column the split was made on (``user_id`` for per-user splits, ``session_id``
             for session logs); defaults to the sequence key of ``train``.
         info: how the split was made (method, cut-offs, what held-out filtering dropped).
+        context: rows that are history only (``kind="next_item"``): read as the history of a
+            later valid or test target of their key, never trained on and never a target
+            (``time_new_learners``: the new learners' events before their target). None for the
+            other protocols.
     """
 
     train: pl.DataFrame
@@ -83,10 +90,15 @@ class Split:
     kind: str  # "next_item" or "sessions"
     key: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    context: pl.DataFrame | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ConfigError(f"Split.kind: expected one of {KINDS}, found {self.kind!r}")
+        if self.context is not None and self.kind != "next_item":
+            raise ConfigError(
+                f"Split.context: history-only rows need kind 'next_item', found {self.kind!r}"
+            )
         if self.key is None:
             self.key = sequence_key(self.train)
 
@@ -103,7 +115,7 @@ class Split:
         same examples from that (use it when you need more than one part)."""
         if self.kind == "next_item":
             return EvalSet.from_frames(
-                self._targets_frame(self.train),
+                self._targets_frame(self._with_context(self.train)),
                 self._targets_frame(self.valid),
                 vocab,
                 user_vocab=user_vocab,
@@ -113,7 +125,7 @@ class Split:
     def test_set(self, vocab: ItemVocab, user_vocab: ItemVocab | None = None) -> EvalSet:
         """Test examples: ``test`` given ``train`` + ``valid`` (next_item) or ``test``'s sessions."""
         if self.kind == "next_item":
-            hist = pl.concat([self.train, self.valid], how="vertical_relaxed")
+            hist = self._with_context(pl.concat([self.train, self.valid], how="vertical_relaxed"))
             return EvalSet.from_frames(
                 self._targets_frame(hist),
                 self._targets_frame(self.test),
@@ -121,6 +133,11 @@ class Split:
                 user_vocab=user_vocab,
             )
         return EvalSet.from_sessions(self.test, vocab, user_vocab=user_vocab)
+
+    def _with_context(self, hist: pl.DataFrame) -> pl.DataFrame:
+        if self.context is None or self.context.height == 0:
+            return hist
+        return pl.concat([hist, self.context.select(hist.columns)], how="vertical_relaxed")
 
     def describe(self) -> dict[str, Any]:
         """Rows, keys, items (and users / sessions where present) per part, plus ``info``.
@@ -154,6 +171,11 @@ class Split:
                 )
                 d["items_not_in_train"] = df.filter(~seen)[ITEM].n_unique() if df.height else 0
             out[name] = d
+        if self.context is not None:
+            out["context"] = {
+                "rows": self.context.height,
+                "keys": self.context[self.key].n_unique() if self.context.height else 0,
+            }
         out["info"] = dict(self.info)
         return out
 
@@ -380,6 +402,140 @@ def leave_last_new_out(df: pl.DataFrame, key: str | None = None, *, min_new: int
     n_after = int((s[_PART] == DROPPED).sum())
     info = {"method": "loo_new", "events_after_test_dropped": n_after}
     return Split(*_parts(s), "next_item", key, info)
+
+
+def time_new_learners(
+    df: pl.DataFrame,
+    cut: TimeLike,
+    valid_start: TimeLike | None = None,
+    *,
+    min_new: int = 2,
+    key: str | None = None,
+) -> Split:
+    """Train before ``cut``; test each user who arrives at or after it on their last new item,
+    their earlier events given as history only (never trained on).
+
+    The second setup of the MOOC anchor on MARS ("trained before 2019-07-01, learners who arrive
+    after it"), with :func:`leave_last_new_out`'s targets (evaluate with seen items excluded)::
+
+                       valid_start               cut
+        ─────────────────────┼────────────────────┼─────────────────────►  time
+        u1  a a  a   a    a  │  a   a             │  a  a         train | dropped
+        u2                   │  b1 b2 b1 b3 b2    │  b4           context, valid (b3),
+                             │                    │                dropped (b2, b4)
+        u3                   │                    │  c1 c2 c1 c3  context (c1 c2 c1),
+                                                                   test (c3)
+
+    - *New learners* (first event at or after ``cut``) with at least ``min_new`` distinct items:
+      the last event on an item they had not opened before -> test; their events before it ->
+      context (the history the model reads at test time); events after it -> dropped. New
+      learners with fewer distinct items are dropped.
+    - *Validation learners* (first event in ``[valid_start, cut)``): the same on their events
+      before ``cut`` (the last new one -> valid, earlier -> context, later and every event at or
+      after ``cut`` -> dropped), so validation mirrors the test -- learners the model never
+      trained on -- and reads nothing from after the cut. Those with fewer than ``min_new``
+      distinct items before the cut train like everyone else.
+    - Everyone else: events before ``cut`` -> train, the rest dropped.
+
+    Every train row is before ``cut``; the other users' events in ``[valid_start, cut)`` do
+    train (the validation period is not wholly unseen, as the test period is). ``valid_start``
+    None: no validation part. Items first seen after the cut stay in the catalogue (the
+    vocabulary of :func:`~warmrec.data.prepared.prepare` covers the whole log): ID models have no
+    training signal for them, text-aware ones do. Rows come back sorted by key, then time (ties:
+    input order). ``info`` counts learners, targets, the targets on items without a training
+    event and what was dropped.
+    """
+    if isinstance(min_new, bool) or not isinstance(min_new, int) or min_new < 2:
+        raise ConfigError(
+            f"split 'time_new_learners': min_new: expected an integer >= 2, found {min_new!r}"
+        )
+    c = to_seconds(cut, "cut")
+    v = None if valid_start is None else to_seconds(valid_start, "valid_start")
+    if v is not None and v >= c:
+        raise ConfigError(
+            f"split 'time_new_learners': valid_start: expected a time before cut ({cut!r}), "
+            f"found {valid_start!r}"
+        )
+    key = _user_key(df, key)
+    _require(df, [key, ITEM, TIME])
+    s = stable_sort(df, [key, TIME])
+    first = pl.col(TIME).min().over(key)
+    before = pl.col(TIME) < c
+    is_test_user = pl.col("_first") >= c
+    is_valid_user = (pl.col("_first") >= v) & ~is_test_user if v is not None else pl.lit(False)
+    s = s.with_columns(first.alias("_first"))
+    s = s.with_columns(
+        (is_test_user | (is_valid_user & before)).alias("_held"),
+        is_test_user.alias("_tu"),
+        is_valid_user.alias("_vu"),
+    )
+    # an event is new when its item has no earlier held event of the user (held rows of a
+    # validation learner are a prefix of their sequence: those before the cut)
+    new = pl.col("_held") & (pl.int_range(pl.len()).over([key, ITEM, "_held"]) == 0)
+    s = s.with_columns(new.cast(pl.Int32).alias("_new"))
+    s = s.with_columns(
+        pl.col("_new").reverse().cum_sum().reverse().over(key).alias("_new_after"),
+        pl.col("_new").sum().over(key).alias("_n_new"),
+    )
+    eligible = pl.col("_n_new") >= min_new
+    target = eligible & (pl.col("_new") == 1) & (pl.col("_new_after") == 1)
+    part = (
+        pl.when(pl.col("_held") & eligible)
+        .then(
+            pl.when(target)
+            .then(pl.when(pl.col("_tu")).then(TEST).otherwise(VALID))
+            .when(pl.col("_new_after") == 0)
+            .then(DROPPED)
+            .otherwise(CONTEXT)
+        )
+        .when(before)
+        .then(TRAIN)
+        .otherwise(DROPPED)
+    )
+    s = s.with_columns(part.cast(pl.Int32).alias(_PART))
+    counts = s.select(
+        (pl.col(_PART) == DROPPED).sum().alias("dropped"),
+        (~pl.col("_tu") & ~before).sum().alias("earlier_learners_after_cut"),
+        ((pl.col(_PART) == DROPPED) & pl.col("_tu") & ~eligible).sum().alias("too_few_new"),
+        pl.col(key).filter(pl.col("_tu")).n_unique().alias("new_learners"),
+        pl.col(key).filter(pl.col("_vu")).n_unique().alias("valid_window_learners"),
+    ).row(0, named=True)
+    s = s.drop("_first", "_held", "_tu", "_vu", "_new", "_new_after", "_n_new")
+    lf = s.lazy()
+    train, valid, test, context = pl.collect_all(
+        [lf.filter(pl.col(_PART) == p).drop(_PART) for p in (TRAIN, VALID, TEST, CONTEXT)]
+    )
+    if test.height == 0:
+        raise ConfigError(
+            f"split 'time_new_learners' cut {c:g}: expected learners arriving at or after the "
+            f"cut with >= {min_new} distinct items, found {counts['new_learners']} arriving "
+            f"(events from {df[TIME].min():g} to {df[TIME].max():g})"
+        )
+    if v is not None and valid.height == 0:
+        warnings.warn(
+            f"time_new_learners split: no learner arriving in [valid_start, cut) has {min_new} "
+            "distinct items before the cut: the validation part is empty",
+            DataWarning,
+            stacklevel=2,
+        )
+    train_items = train[ITEM].unique().implode()
+    info: dict[str, Any] = {
+        "method": "time_new_learners",
+        "cut": c,
+        "valid_start": v,
+        "min_new": min_new,
+        "new_learners": counts["new_learners"],
+        "test_learners": test.height,
+        "test_targets_without_train_events": int((~test[ITEM].is_in(train_items)).sum()),
+        "valid_window_learners": counts["valid_window_learners"],
+        "valid_learners": valid.height,
+        "valid_targets_without_train_events": int((~valid[ITEM].is_in(train_items)).sum()),
+        "context_events": context.height,
+        "events_dropped": counts["dropped"],
+        "events_after_cut_of_learners_arriving_before": counts["earlier_learners_after_cut"],
+        "new_learners_with_too_few_items_events_dropped": counts["too_few_new"],
+    }
+    return Split(train, valid, test, "next_item", key, info, context)
 
 
 def temporal_split(
@@ -834,6 +990,7 @@ METHODS: dict[str, Callable[..., Split]] = {
     "last_session": last_session_split,
     "user": user_split,
     "last_pair": last_pair_split,
+    "time_new_learners": time_new_learners,
 }
 
 
@@ -860,12 +1017,12 @@ def default_split(frame: pl.DataFrame, *, long_history: int = LONG_HISTORY) -> s
 
 
 def split(df: pl.DataFrame, method: str, **kw: Any) -> Split:
-    """Split by protocol name: ``"loo"``, ``"temporal"``, ``"last_session"``, ``"user"`` or
-    ``"last_pair"``.
+    """Split by protocol name: ``"loo"``, ``"loo_new"``, ``"temporal"``, ``"last_session"``,
+    ``"user"``, ``"last_pair"`` or ``"time_new_learners"``.
 
     Keyword arguments go to the protocol's function (:func:`leave_one_out`,
-    :func:`temporal_split`, :func:`last_session_split`, :func:`user_split`,
-    :func:`last_pair_split`); an unknown one raises
+    :func:`leave_last_new_out`, :func:`temporal_split`, :func:`last_session_split`,
+    :func:`user_split`, :func:`last_pair_split`, :func:`time_new_learners`); an unknown one raises
     :class:`~warmrec.errors.ConfigError`.
     """
     fn = METHODS.get(method)
@@ -896,14 +1053,15 @@ def require_split_time(
             require_seconds(
                 time_unit, "the last_session split by days (no users to split per user)"
             )
-    if method == "temporal":
-        for name in ("test_start", "valid_start"):
+    if method in ("temporal", "time_new_learners"):
+        names = ("test_start", "valid_start") if method == "temporal" else ("cut", "valid_start")
+        for name in names:
             value = options.get(name)
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int | float)
             ):
                 raise DataError(
-                    f"temporal split: {name} must be a position on an ordinal log",
+                    f"{method} split: {name} must be a position on an ordinal log",
                     field=name,
                     expected="a number (an event position: the log's timestamps are positions)",
                     found=repr(value),

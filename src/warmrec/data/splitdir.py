@@ -39,7 +39,7 @@ from typing import Any
 import polars as pl
 
 from warmrec.data.schema import ITEM, SESSION, TIME, USER
-from warmrec.errors import DataError
+from warmrec.errors import ConfigError, DataError
 
 PARTS = ("train", "valid", "test")
 PART_NAMES = {
@@ -257,6 +257,11 @@ def write_split(
     from warmrec._version import __version__
     from warmrec.io import atomic_dir
 
+    if getattr(sp, "context", None) is not None:
+        raise ConfigError(
+            f"{out}: the {method} split keeps history-only rows (neither train nor a target), "
+            "which a split folder cannot hold: split at training time (--split " + method + ")"
+        )
     check_split_target(out)
     files: dict[str, dict[str, Any]] = {}
     with atomic_dir(out) as tmp:

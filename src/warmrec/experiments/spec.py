@@ -24,7 +24,7 @@ before any data is read::
 
     [data]   path, format, columns, no_timestamp, order, time_unit, sep
     [split]  method = "auto" | "given" | "loo" | "loo_new" | "temporal" | "last_session" |
-             "user" | "last_pair" | "coldstart",
+             "user" | "last_pair" | "time_new_learners" | "coldstart",
              that method's options, resplit
     [model]  name, then the model's own config keys
     [train]  the training loop's settings (neural models only)
@@ -249,6 +249,27 @@ class LastPairSplit(_Split):
     """Remove pairs whose items never occur in training (the source counts them as misses)."""
 
 
+class TimeNewLearnersSplit(_Split):
+    """Trained before ``cut``; each learner who arrives at or after it is tested on their last
+    new item, their earlier events read as history only (the MOOC anchor's second setup on MARS:
+    :func:`~warmrec.data.split.time_new_learners`). Validation: the learners who arrive in
+    ``[valid_start, cut)``, the same way on their events before the cut. Seen items are
+    excluded from the ranking unless ``[eval] exclude_seen`` says otherwise."""
+
+    method: Literal["time_new_learners"] = "time_new_learners"
+    cut: TimeValue
+    """Training ends here, test learners arrive from here: a date (``2019-07-01``), Unix
+    seconds, or a position on a log whose timestamps are positions."""
+    valid_start: TimeValue | None = None
+    """Learners arriving from here to the cut are the validation learners (None: no
+    validation part; training then cannot select)."""
+    min_new: int = Field(2, ge=2)
+    """Fewest distinct items a held-out learner needs to be tested (2: a target with a
+    history)."""
+    key: str | None = None
+    """The user column (None: ``user_id`` when present, else the sequence key)."""
+
+
 class ColdStartSplit(_Split):
     """The user cold-start scenario (:class:`~warmrec.experiments.scenarios.ColdStartUsers`):
     models fit on meta-train users; a meta-valid / meta-test example reveals a user's first
@@ -284,6 +305,7 @@ SplitSpec = Annotated[
     | LastSessionSplit
     | UserSplit
     | LastPairSplit
+    | TimeNewLearnersSplit
     | ColdStartSplit,
     Field(discriminator="method"),
 ]
@@ -296,6 +318,7 @@ SPLIT_CLASSES: dict[str, type[_Split]] = {
     "last_session": LastSessionSplit,
     "user": UserSplit,
     "last_pair": LastPairSplit,
+    "time_new_learners": TimeNewLearnersSplit,
     "coldstart": ColdStartSplit,
 }
 
@@ -314,6 +337,12 @@ def split_spec(values: Mapping[str, Any] | None) -> _Split:
             "the temporal split needs a test start: --set split.test_start=2019-07-01 (a date, "
             "Unix seconds, or a position on an ordinal log) and --set split.valid_start=... for "
             "a validation part (warmrec data split: --set test_start=... --set valid_start=...)"
+        )
+    if klass is TimeNewLearnersSplit and "cut" not in d:
+        raise ConfigError(
+            "the time_new_learners split needs a cut: --set split.cut=2019-07-01 (a date, Unix "
+            "seconds, or a position on an ordinal log) and --set split.valid_start=... for a "
+            "validation part"
         )
     return build_config(klass, d)
 
@@ -514,7 +543,8 @@ class RunSpec(ConfigModel):
 
     @model_validator(mode="after")
     def _check_train(self) -> RunSpec:
-        if isinstance(self.split, LooNewSplit) and "exclude_seen" not in self.eval.model_fields_set:
+        new_items = isinstance(self.split, LooNewSplit | TimeNewLearnersSplit)
+        if new_items and "exclude_seen" not in self.eval.model_fields_set:
             self.eval = self.eval.model_copy(update={"exclude_seen": True})
         if self.transfer is not None:
             return self

@@ -59,6 +59,8 @@ SPLIT_NAMES = {
     "temporal": "global time split",
     "last_session": "last session held out",
     "user": "user-disjoint split",
+    "time_new_learners": "trained before a cut, learners arriving after it tested on their last "
+    "new item",
     "given": "the split folder's own parts",
 }
 
