@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -348,7 +349,7 @@ def main() -> None:
         text += ceiling(fitted, q, slices, seeds)
         sections.append(text)
     took = time.perf_counter() - t_all
-    cmd = "OMP_NUM_THREADS=1 python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+    cmd = "OMP_NUM_THREADS=1 python " + shlex.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
     heading = "Text-aware models (SASRec item_repr, TF-IDF)"
     if args.section != "text":
         heading += f": run `{args.section}`"
