@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -612,11 +613,17 @@ def multisource(args) -> None:
     j, s = multi_info["joint"], multi_info["sequential"]
     lines = [
         "<!-- begin: multisource -->",
-        "## Multi-source pre-training, then transfer at 5 % and 10 % of the MARS learners",
+        "## Multi-source pre-training, then transfer at "
+        + ", ".join(f"{f * 100:g} %" for f in sorted(args.fractions))
+        + " of the MARS learners",
         "",
-        f"Command: `OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py multisource` "
-        f"({took / 60:.0f} min, of which the transfer curve {curve_s / 60:.0f} min; 1-minute "
-        f"load average {load.stop()} on the shared 2-core machine, one torch thread).",
+        f"Command: `OMP_NUM_THREADS=1 python {shlex.join(['benchmarks/mars_transfer.py', *sys.argv[1:]])}` "
+        f"(this invocation {took / 60:.0f} min, of which the transfer curve {curve_s / 60:.0f} "
+        f"min; it computed {len(res.computed)} of the {len(res.records)} curve runs and read the "
+        "others from the run files of earlier invocations with the same specs; the "
+        f"{len(res.records)} runs' fits took {sum(r['fit_seconds'] for r in res.records) / 60:.0f} "
+        f"min in all; 1-minute load average {load.stop()} on the shared 2-core machine, one torch "
+        "thread).",
         "",
         "Sources (ID SASRec, d 64, 2 blocks, max_len 50): "
         + "; ".join(
