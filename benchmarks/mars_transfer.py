@@ -771,6 +771,171 @@ def texttransfer(args) -> None:
     print("\n".join(lines))
 
 
+# -- mixing choices of multi-source pre-training (same step budget) -----------------------------
+MIX_ARMS: dict[str, dict[str, Any]] = {
+    "size": {"sampling": "size"},
+    "temperature": {"sampling": "temperature", "temperature": 2.0},
+    "uniform": {"sampling": "uniform"},
+    "temperature+token": {"sampling": "temperature", "temperature": 2.0, "domain_token": True},
+}
+"""The mixing choices measured by the ``mixing`` part (joint order, the same step cap each)."""
+
+
+def mix_pretrain(label: str, args_dict: dict[str, Any]) -> dict[str, Any]:
+    """Pre-train the multi-source arm ``label`` of :data:`MIX_ARMS` (joint, ``mix_steps``
+    steps, no time cap) in this process; save one model per domain under
+    ``work/mix-<label>/`` and return the summary (with this process's peak RSS)."""
+    import resource
+    from types import SimpleNamespace
+
+    from warmrec.transfer.multisource import Domain, pretrain_multisource
+
+    torch.set_num_threads(1)
+    args = SimpleNamespace(**args_dict)
+    preps = {n: prepare_run(spec_from_config(source_cfg(n, args))) for n in SOURCES}
+    domains = [
+        Domain(n, p.train, None if n == "nowplaying" else p.valid,
+               NOWPLAYING_MODEL if n == "nowplaying" else {})
+        for n, p in preps.items()
+    ]  # fmt: skip
+    res = pretrain_multisource(
+        "sasrec", domains, {"d": D},
+        {"order": "joint", **MIX_ARMS[label], "steps": args.mix_steps, "time_budget_s": None,
+         "batch_size": 64, "seed": 0, "num_threads": 1},
+    )  # fmt: skip
+    out = Path(args.work) / f"mix-{label}"
+    for n, m in res.models.items():
+        m.save(out / n)
+    info = res.summary()
+    info["peak_rss_process_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    info["sizes"] = {
+        n: [len(p.train.sequences), len(p.train.vocab) - 1, len(p.train.sequences.items)]
+        for n, p in preps.items()
+    }
+    return info
+
+
+def mixing(args) -> None:
+    """Multi-source mixing choices under one step cap (:data:`MIX_ARMS`), each pre-trained in a
+    fresh process (its own peak RSS), then fine-tuned on ``--mix-fractions`` of the MARS
+    learners against the multisource part's scratch SASRec (the same arm definition)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from warmrec.reports.tables import to_markdown
+
+    load = LoadSampler()
+    t_all = time.perf_counter()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    labels = list(args.mix_arms)
+    info: dict[str, dict[str, Any]] = {}
+    todo = []
+    for label in labels:
+        stamp = work / f"mix-{label}.json"
+        if stamp.is_file() and not args.refit:
+            rec = json.loads(stamp.read_text())
+            if rec.get("config", {}).get("steps") == args.mix_steps:
+                info[label] = rec
+                continue
+        todo.append(label)
+    if todo:
+        args_dict = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(args.jobs, mp_context=ctx, max_tasks_per_child=1) as ex:
+            futs = {label: ex.submit(mix_pretrain, label, args_dict) for label in todo}
+            for label, fut in futs.items():
+                info[label] = fut.result()
+                (work / f"mix-{label}.json").write_text(json.dumps(info[label]))
+                print(f"[mixing] {label}: {info[label]}", flush=True)
+    pre_s = time.perf_counter() - t_all
+
+    # the scratch arm exactly as the multisource part defines it (its base spec)
+    base = mars_spec(
+        {"model": {"name": "sasrec", "d": D},
+         "train": {"epochs": args.target_epochs, "time_budget_s": args.target_budget, **THREADS},
+         "transfer": {"source": str(work / f"mix-{labels[0]}" / args.anchor),
+                      "strategy": "finetune", "init": "popularity", "reset_domain": True}}
+    )  # fmt: skip
+    arms = {f"multi-{k}": str(work / f"mix-{k}" / args.anchor) for k in labels}
+    t0 = time.perf_counter()
+    res = run_curve(
+        base,
+        ["scratch"] + [f"{k}=transfer:{v}" for k, v in arms.items()],
+        fractions=args.mix_fractions,
+        seeds=args.seeds,
+        out_dir=work / "curve-mix",
+        progress=True,
+    )
+    curve_s = time.perf_counter() - t0
+    took = time.perf_counter() - t_all
+    table = res.table.select(
+        "arm", "fraction", "n_train", "n_seeds", "hr@10 [95% CI]", "ndcg@10 [95% CI]",
+        "ratio to scratch [95% CI]", "p_value",
+    )  # fmt: skip
+    first = info[labels[0]]
+    sizes = first["sizes"]
+    lines = [
+        "<!-- begin: mixing -->",
+        "## Multi-source mixing choices under one step budget, then transfer to MARS",
+        "",
+        f"Command: `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/mars_transfer.py mixing "
+        f"--mix-steps {args.mix_steps} --jobs {args.jobs}` ({took / 60:.0f} min, of which "
+        f"pre-training {pre_s / 60:.0f} min ({args.jobs} arm(s) at a time, each in its own "
+        f"process) and the transfer curve {curve_s / 60:.0f} min; 1-minute load average "
+        f"{load.stop()} on the shared 2-core machine, one torch thread per process).",
+        "",
+        "Sources as in the multisource section: "
+        + "; ".join(
+            f"{n}: {a:,} training sequences, {b:,} items, {c:,} events"
+            for n, (a, b, c) in sizes.items()
+        )  # fmt: skip
+        + f" (nowplaying-1m: a {args.np_fraction:g} subsample of its train sessions, sampled "
+        "softmax with 256 negatives, no validation). Every arm: ID SASRec d 64, joint order "
+        f"(mixed batches of 64), exactly {args.mix_steps} optimizer steps (a step cap, no time "
+        "cap: the machine's load varies), seed 0, the same lr schedule; the arms differ only in "
+        "how the domain of each step is drawn (p ~ training targets^(1/T): `size` T = 1, "
+        "`temperature` T = 2, `uniform` T = inf) and, for `temperature+token`, a learned "
+        "per-domain vector added to every position's input of the shared encoder "
+        "(`MultiSourceConfig.domain_token`). Valid: each source's leave-one-out validation, "
+        "full ranking (nowplaying has none). Wall s is load-dependent; peak RSS is the arm's "
+        "own process (data read + training).",
+        "",
+        "| mixing | p (ml100k, wikipedia, nowplaying) | steps per domain | wall s | peak RSS MB "
+        "| valid ndcg@10 ml100k | valid ndcg@10 wikipedia |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for label in labels:
+        r = info[label]
+        v = r["valid"]
+        lines.append(
+            f"| {label} | {', '.join(f'{p:.2f}' for p in r['probabilities'].values())} | "
+            f"{', '.join(f'{k} {n}' for k, n in r['steps'].items())} | {r['seconds']:.0f} | "
+            f"{r['peak_rss_process_mb']:.0f} | "
+            f"{v.get('ml100k', {}).get('ndcg@10', float('nan')):.4f} | "
+            f"{v.get('wikipedia', {}).get('ndcg@10', float('nan')):.4f} |"
+        )
+    lines += [
+        "",
+        f"Transfer (`warmrec study curve` runs): {res.protocol}. As in the multisource "
+        f"section: the shared encoder with the {args.anchor} domain's item table, positions "
+        "(and, with the token, its domain vector, reset to 0 with the seen-item bias: "
+        "`reset_domain = true`), fine-tune everything, the MARS item table started by "
+        f"popularity rank; at most {args.target_epochs} epochs or {args.target_budget:g} s, "
+        "early stopping on the MARS validation; scratch = the multisource section's scratch "
+        f"arm (same spec). Seeds {', '.join(map(str, args.seeds))}; 95 % t-intervals of the "
+        "means; ratio to scratch with a 95 % per-learner paired bootstrap interval (learners "
+        "pooled over seeds), p: paired bootstrap test of the difference.",
+        "",
+        to_markdown(table),
+        "",
+        "<!-- end: mixing -->",
+    ]
+    write_section(args.out, "<!-- begin: mixing -->", "<!-- end: mixing -->",
+                  "\n".join(lines), TITLE)  # fmt: skip
+    print("\n".join(lines))
+
+
 def verdict_lines(summary, arms: list[str]) -> list[str]:
     """The issue's two transfer goals, read off the curve summary, per fraction."""
     out = ["Goals, per fraction (ratio = NDCG@10 over scratch's, paired bootstrap 95 % CI):", ""]
@@ -802,7 +967,9 @@ def verdict_lines(summary, arms: list[str]) -> list[str]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("part", choices=["zeroshot", "zsselect", "multisource", "texttransfer"])
+    p.add_argument(
+        "part", choices=["zeroshot", "zsselect", "multisource", "texttransfer", "mixing"]
+    )
     p.add_argument("--work", default="/tmp/warmrec-mars-transfer")
     p.add_argument("--src-epochs", type=int, default=30)
     p.add_argument("--src-budget", type=float, default=200.0)
@@ -816,6 +983,10 @@ def main() -> None:
     p.add_argument("--anchor", default="wikipedia")
     p.add_argument("--fractions", type=float, nargs="+", default=[0.05, 0.1])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--mix-steps", type=int, default=1500, help="mixing: steps per arm.")
+    p.add_argument("--mix-arms", nargs="+", default=list(MIX_ARMS), choices=list(MIX_ARMS))
+    p.add_argument("--mix-fractions", type=float, nargs="+", default=[0.1])
+    p.add_argument("--jobs", type=int, default=1, help="mixing: arms pre-trained at once.")
     p.add_argument("--refit", action="store_true", help="Pre-train again even if saved.")
     p.add_argument("--out", type=Path, default=OUT, help="Markdown file to write (sections).")
     p.add_argument(
@@ -834,6 +1005,7 @@ def main() -> None:
         "zsselect": zsselect,
         "multisource": multisource,
         "texttransfer": texttransfer,
+        "mixing": mixing,
     }[args.part](args)
 
 

@@ -89,12 +89,27 @@ def pretrain(
 @click.option("--sampling", type=click.Choice(["size", "temperature", "uniform"]), default=None)
 @click.option("--temperature", type=float, default=None, help="p ~ size^(1/T) (default 2).")
 @click.option("--steps", type=int, default=None, help="Optimizer steps in all (default 2000).")
+@click.option(
+    "--domain-token",
+    is_flag=True,
+    help="Give each source a learned vector added to the shared encoder's input.",
+)
 @click.option("--config", "config_file", default=None, help="TOML: [model] [multi] [sources.X].")
 @set_option("--set sources.wiki.data.format=sasrec --set multi.time_budget_s=600")
 @click.option("--out", required=True, help="Folder: one model directory per source.")
 @click.option("--json", "as_json", is_flag=True)
 def pretrain_multi(
-    sources, model_name, order, sampling, temperature, steps, config_file, sets, out, as_json
+    sources,
+    model_name,
+    order,
+    sampling,
+    temperature,
+    steps,
+    domain_token,
+    config_file,
+    sets,
+    out,
+    as_json,
 ):
     """Pre-train one shared encoder on several sources (per-source item tables), save each."""
     from warmrec.io import check_output
@@ -111,6 +126,8 @@ def pretrain_multi(
         flags["model"] = {"name": model_name}
     multi = {"order": order, "sampling": sampling, "temperature": temperature, "steps": steps}
     multi = {k: v for k, v in multi.items() if v is not None}
+    if domain_token:
+        multi["domain_token"] = True
     if multi:
         flags["multi"] = multi
     cfg = command_config(config_file, sets, flags)

@@ -172,6 +172,26 @@ class SeenItemBias(nn.Module):
         return logits
 
 
+class DomainToken(nn.Module):
+    """A learned per-domain vector added to every position's input of a sequence encoder.
+
+    In multi-source pre-training (:mod:`warmrec.transfer.multisource`) each domain's model has
+    its own (like its item table and seen-item bias) in front of the one shared encoder, so the
+    encoder can tell the domains apart and behave differently per domain. It is added (not
+    prepended as an extra token) so that the window, the positions, the causal mask and the
+    scoring position stay those of the plain model. ``value`` starts at 0: a new domain (a
+    transfer target with ``reset_domain``) starts from "no domain offset".
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.value = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x[B, L, d] + value`` at every position."""
+        return x + self.value
+
+
 class PositionalEmbedding(nn.Module):
     """Learned positions ``0..max_len-1`` of a left-padded window (last column = most recent)."""
 

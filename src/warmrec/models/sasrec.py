@@ -60,6 +60,7 @@ from torch import nn
 from warmrec.artifacts import TextMeta
 from warmrec.data.dataset import Batch, SequenceDataset
 from warmrec.models.layers import (
+    DomainToken,
     FastDropout,
     PositionalEmbedding,
     SeenItemBias,
@@ -110,6 +111,10 @@ class SASRecConfig(
     shared_negatives: bool | None = False
     """Share one set of negatives across the batch for ``"bce"``/``"gbce"`` (default: draw per
     position, as SASRec and gSASRec do)."""
+    domain_token: bool = False
+    """A learned domain vector added to every position's input
+    (:class:`~warmrec.models.layers.DomainToken`; multi-source pre-training sets it, one per
+    domain, with ``MultiSourceConfig.domain_token``)."""
 
     @model_validator(mode="after")
     def _text_is_tied(self) -> SASRecConfig:
@@ -152,10 +157,14 @@ class SASRecNet(nn.Module):
         self.emb_norm = nn.LayerNorm(cfg.d) if cfg.emb_norm else nn.Identity()
         self.scale = math.sqrt(cfg.d) if cfg.emb_scale else 1.0
         self.seen = SeenItemBias() if cfg.seen_bias else None
+        self.domain = DomainToken(cfg.d) if cfg.domain_token else None
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         x = self.item(items) * self.scale
-        x = self.emb_norm(x + self.pos(x))
+        x = x + self.pos(x)
+        if self.domain is not None:
+            x = self.domain(x)
+        x = self.emb_norm(x)
         return self.encoder(self.drop(x), items > 0)
 
 

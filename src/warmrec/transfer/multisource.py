@@ -8,6 +8,17 @@ which learns how the domain treats repeats) and makes them share **one** network
 item-side keys (``item_repr``, the loss, ``n_negatives``: e.g. a sampled softmax on a
 100,000-item source), never the shared shapes.
 
+**Domain token** (``domain_token = true``): each domain's model also gets its own learned vector
+(:class:`~warmrec.models.layers.DomainToken`, starting at 0) added to every position's input of
+the shared encoder, so the one encoder can learn domain-dependent behaviour (the same history
+read differently in two domains). It is added rather than prepended as an extra token: the window
+length, the positions, the causal mask and the scoring position stay those of the plain model.
+It belongs to the domain (:data:`DOMAIN_MODULES`), so each saved per-domain model carries its
+own. Transferred to a new target (``warmrec transfer --from OUT/<domain>``), the target starts
+from the anchor domain's vector, or from 0 with ``reset_domain = true`` (as the seen-item bias:
+a new domain has no learned offset yet; the MARS benchmarks reset it); either way it trains
+under every strategy (role ``"domain"``).
+
 Training (:class:`MultiSourceConfig`):
 
 - ``order = "joint"`` -- every step draws one domain and trains on one batch of it; domain ``k``
@@ -45,9 +56,18 @@ from warmrec.models.neural import NeuralRecommender
 from warmrec.registry import get_model
 from warmrec.training.memory import peak_rss_mb
 
-DOMAIN_MODULES = ("item", "seen")
+DOMAIN_MODULES = ("item", "seen", "domain")
 """Child modules of a network that belong to one domain; every other child is shared."""
-SHAPE_KEYS = ("d", "n_layers", "n_heads", "ffn_dim", "max_len", "norm_first", "emb_norm")
+SHAPE_KEYS = (
+    "d",
+    "n_layers",
+    "n_heads",
+    "ffn_dim",
+    "max_len",
+    "norm_first",
+    "emb_norm",
+    "domain_token",
+)
 """Config keys a domain may not override (they shape the shared network)."""
 
 
@@ -73,6 +93,10 @@ class MultiSourceConfig(ConfigModel):
     seed: int = 0
     num_threads: int | None = Field(None, ge=1)
     """torch threads (None: torch's default)."""
+    domain_token: bool = False
+    """Give each domain a learned vector added to every position's input of the shared encoder
+    (the model's ``domain_token`` option, :class:`~warmrec.models.layers.DomainToken`), kept
+    per domain like the item tables (module docstring)."""
 
 
 @dataclass
@@ -190,7 +214,20 @@ def pretrain_multisource(
         apply_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
+    model_config = dict(model_config or {})
+    if cfg.domain_token:
+        model_config["domain_token"] = True
     models, shared = build_domain_models(model_name, domains, model_config, cfg.seed)
+    if cfg.domain_token:
+        from warmrec.models.layers import DomainToken
+
+        if not all(
+            isinstance(getattr(m.net, "domain", None), DomainToken) for m in models.values()
+        ):
+            raise ConfigError(
+                f"multi.domain_token: model '{model_name}' has no domain token; expected a "
+                "model with a domain_token option (sasrec)"
+            )
     names = list(models)
     data = {n: models[n].training_data(d.train) for n, d in zip(names, domains, strict=True)}
     sizes = {n: max(int(data[n].n_targets_total), 1) for n in names}

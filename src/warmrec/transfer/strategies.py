@@ -13,8 +13,9 @@ table, output bias -- and a root ``input`` embedding such as GRU4Rec's untied on
 ``"position"`` (:class:`~warmrec.models.layers.PositionalEmbedding`), ``"feature"``
 (:class:`~warmrec.models.features.FeatureEmbedder` side-feature tables), ``"user"`` (a root
 ``user`` embedding, SSE-PT), ``"adapter"`` (adapter/LoRA layers), ``"domain"`` (the
-:class:`~warmrec.models.layers.SeenItemBias` scalar: how the domain treats repeats, so it trains
-under every strategy) and ``"encoder"`` (everything else: transformer/GRU blocks, norms, heads).
+:class:`~warmrec.models.layers.SeenItemBias` scalar: how the domain treats repeats, and a
+multi-source model's :class:`~warmrec.models.layers.DomainToken` vector; both train under every
+strategy) and ``"encoder"`` (everything else: transformer/GRU blocks, norms, heads).
 
 Strategies (:data:`STRATEGIES`):
 
@@ -66,6 +67,7 @@ from warmrec.models.adapters import (
 )
 from warmrec.models.features import FeatureEmbedder
 from warmrec.models.layers import (
+    DomainToken,
     GRUBlock,
     ItemEmbedding,
     PositionalEmbedding,
@@ -131,7 +133,7 @@ def _module_roles(net: nn.Module) -> dict[str, str]:
             roles[name] = "position"
         elif isinstance(mod, FeatureEmbedder):
             roles[name] = "feature"
-        elif isinstance(mod, SeenItemBias):
+        elif isinstance(mod, (SeenItemBias, DomainToken)):
             roles[name] = "domain"
         elif name == "input" and isinstance(mod, nn.Embedding):
             roles[name] = "item"

@@ -57,7 +57,12 @@ from warmrec.models.features import (
     SideFeatures,
     encode_features,
 )
-from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, SeenItemBias
+from warmrec.models.layers import (
+    DomainToken,
+    ItemEmbedding,
+    PositionalEmbedding,
+    SeenItemBias,
+)
 from warmrec.models.neural import NeuralRecommender
 from warmrec.models.settings import HistorySettings, TextSettings
 from warmrec.registry import get_model
@@ -243,8 +248,8 @@ def build_target_model(
 ) -> tuple[NeuralRecommender, dict[str, Any]]:
     """Steps 1-5 of the module docstring, without training: ``(target model, info)``.
 
-    ``reset_domain``: the domain-specific scalars (the seen-item bias) start at their initial
-    value instead of the source's; ``zero_shot``: the target's training counts are not used
+    ``reset_domain``: the domain-specific parameters (the seen-item bias, a multi-source
+    model's domain vector) start at their initial value (0) instead of the source's; ``zero_shot``: the target's training counts are not used
     (text layers rank every item; nothing of the target's interactions enters the model);
     ``refit_whitening``: the text adaptors' whitening statistics are re-fitted on the
     target's item text (:func:`warmrec.models.text.refit_whitening`; ``"off"``, ``"mean"``,
@@ -338,8 +343,8 @@ def build_target_model(
             for buf in ("text", "has_text", "trained"):  # the target's own catalogue
                 new[f"{name}.{buf}"] = tgt_state[f"{name}.{buf}"]
                 specific.append(f"{name}.{buf}")
-        elif isinstance(mod, SeenItemBias) and reset_domain:
-            new[f"{name}.value"] = tgt_state[f"{name}.value"]
+        elif isinstance(mod, (SeenItemBias, DomainToken)) and reset_domain:
+            new[f"{name}.value"] = tgt_state[f"{name}.value"]  # their initial value: 0
             specific.append(f"{name}.value")
         elif name == "user" and isinstance(mod, nn.Embedding):
             key = "user.weight"
