@@ -120,6 +120,20 @@ def test_pretrain_multi_saves_one_source_per_domain(folders, tmp_path):
     assert json.loads((tmp_path / "m" / "multisource.json").read_text())["domains"] == ["a", "b"]
 
 
+def test_pretrain_multi_domain_token_flag(folders, tmp_path):
+    src, tgt = folders
+    small = {k: v for k, v in TEXT_SETS.items() if k.startswith("model.")}
+    small["model.item_repr"] = "id"
+    args = ["pretrain-multi", "--source", f"a={src}", "--source", f"b={tgt}", "--steps", 20]
+    args += ["--domain-token", *sets(small), "--out", tmp_path / "m", "--json"]
+    res = run(args)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["config"]["domain_token"] is True
+    a, b = Recommender.load(tmp_path / "m" / "a"), Recommender.load(tmp_path / "m" / "b")
+    va, vb = a.net.domain.value.detach().numpy(), b.net.domain.value.detach().numpy()
+    assert va.any() and vb.any() and not np.array_equal(va, vb)  # one vector each, trained
+
+
 def test_pretrain_multi_needs_sources(tmp_path):
     res = CliRunner().invoke(cli, ["pretrain-multi", "--out", str(tmp_path / "m")])
     assert res.exit_code == 2 and "expected [sources.<label>] tables" in res.output

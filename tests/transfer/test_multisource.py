@@ -217,7 +217,7 @@ def test_domain_token_is_kept_per_domain_saved_and_transferred(tmp_path):
 
 def test_domain_token_needs_a_model_that_has_one():
     doms = [pick_domain("a", 1, 0), pick_domain("b", 1001, 1)]
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="domain_token"):
         pretrain_multisource(
             "gru4rec", doms, tiny_net("gru4rec"), {"steps": 1, "domain_token": True}
         )
