@@ -781,10 +781,15 @@ MIX_ARMS: dict[str, dict[str, Any]] = {
 """The mixing choices measured by the ``mixing`` part (joint order, the same step cap each)."""
 
 
-def mix_pretrain(label: str, args_dict: dict[str, Any]) -> dict[str, Any]:
+def mix_name(label: str, seed: int) -> str:
+    """An arm's name: its :data:`MIX_ARMS` label, with ``-p<seed>`` for pre-training seed > 0."""
+    return label if seed == 0 else f"{label}-p{seed}"
+
+
+def mix_pretrain(label: str, seed: int, args_dict: dict[str, Any]) -> dict[str, Any]:
     """Pre-train the multi-source arm ``label`` of :data:`MIX_ARMS` (joint, ``mix_steps``
-    steps, no time cap) in this process; save one model per domain under
-    ``work/mix-<label>/`` and return the summary (with this process's peak RSS)."""
+    steps, no time cap, pre-training seed ``seed``) in this process; save one model per domain
+    under ``work/mix-<name>/`` and return the summary (with this process's peak RSS)."""
     import resource
     from types import SimpleNamespace
 
@@ -801,9 +806,9 @@ def mix_pretrain(label: str, args_dict: dict[str, Any]) -> dict[str, Any]:
     res = pretrain_multisource(
         "sasrec", domains, {"d": D},
         {"order": "joint", **MIX_ARMS[label], "steps": args.mix_steps, "time_budget_s": None,
-         "batch_size": 64, "seed": 0, "num_threads": 1},
+         "batch_size": 64, "seed": seed, "num_threads": 1},
     )  # fmt: skip
-    out = Path(args.work) / f"mix-{label}"
+    out = Path(args.work) / f"mix-{mix_name(label, seed)}"
     for n, m in res.models.items():
         m.save(out / n)
     info = res.summary()
@@ -828,26 +833,28 @@ def mixing(args) -> None:
     t_all = time.perf_counter()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    labels = list(args.mix_arms)
+    runs = [(label, seed) for seed in args.mix_pre_seeds for label in args.mix_arms]
+    labels = [mix_name(label, seed) for label, seed in runs]
     info: dict[str, dict[str, Any]] = {}
     todo = []
-    for label in labels:
-        stamp = work / f"mix-{label}.json"
+    for label, seed in runs:
+        name = mix_name(label, seed)
+        stamp = work / f"mix-{name}.json"
         if stamp.is_file() and not args.refit:
             rec = json.loads(stamp.read_text())
             if rec.get("config", {}).get("steps") == args.mix_steps:
-                info[label] = rec
+                info[name] = rec
                 continue
-        todo.append(label)
+        todo.append((label, seed))
     if todo:
         args_dict = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(args.jobs, mp_context=ctx, max_tasks_per_child=1) as ex:
-            futs = {label: ex.submit(mix_pretrain, label, args_dict) for label in todo}
-            for label, fut in futs.items():
-                info[label] = fut.result()
-                (work / f"mix-{label}.json").write_text(json.dumps(info[label]))
-                print(f"[mixing] {label}: {info[label]}", flush=True)
+            futs = {mix_name(*r): ex.submit(mix_pretrain, *r, args_dict) for r in todo}
+            for name, fut in futs.items():
+                info[name] = fut.result()
+                (work / f"mix-{name}.json").write_text(json.dumps(info[name]))
+                print(f"[mixing] {name}: {info[name]}", flush=True)
     pre_s = time.perf_counter() - t_all
 
     # the scratch arm exactly as the multisource part defines it (its base spec)
@@ -880,7 +887,9 @@ def mixing(args) -> None:
         "## Multi-source mixing choices under one step budget, then transfer to MARS",
         "",
         f"Command: `OMP_NUM_THREADS=1 nice -n 10 python benchmarks/mars_transfer.py mixing "
-        f"--mix-steps {args.mix_steps} --jobs {args.jobs}` ({took / 60:.0f} min, of which "
+        f"--mix-steps {args.mix_steps} --mix-pre-seeds "
+        f"{' '.join(map(str, args.mix_pre_seeds))} --jobs {args.jobs}` (this invocation: "
+        f"{took / 60:.0f} min, of which "
         f"pre-training {pre_s / 60:.0f} min ({args.jobs} arm(s) at a time, each in its own "
         f"process) and the transfer curve {curve_s / 60:.0f} min; 1-minute load average "
         f"{load.stop()} on the shared 2-core machine, one torch thread per process).",
@@ -893,7 +902,9 @@ def mixing(args) -> None:
         + f" (nowplaying-1m: a {args.np_fraction:g} subsample of its train sessions, sampled "
         "softmax with 256 negatives, no validation). Every arm: ID SASRec d 64, joint order "
         f"(mixed batches of 64), exactly {args.mix_steps} optimizer steps (a step cap, no time "
-        "cap: the machine's load varies), seed 0, the same lr schedule; the arms differ only in "
+        "cap: the machine's load varies), pre-training seed "
+        f"{', '.join(map(str, args.mix_pre_seeds))} (the order of the domains drawn and the "
+        "initial weights), the same lr schedule; the arms differ only in "
         "how the domain of each step is drawn (p ~ training targets^(1/T): `size` T = 1, "
         "`temperature` T = 2, `uniform` T = inf) and, for `temperature+token`, a learned "
         "per-domain vector added to every position's input of the shared encoder "
@@ -901,15 +912,15 @@ def mixing(args) -> None:
         "full ranking (nowplaying has none). Wall s is load-dependent; peak RSS is the arm's "
         "own process (data read + training).",
         "",
-        "| mixing | p (ml100k, wikipedia, nowplaying) | steps per domain | wall s | peak RSS MB "
-        "| valid ndcg@10 ml100k | valid ndcg@10 wikipedia |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| mixing | pre-training seed | p (ml100k, wikipedia, nowplaying) | steps per domain "
+        "| wall s | peak RSS MB | valid ndcg@10 ml100k | valid ndcg@10 wikipedia |",
+        "|---|---:|---|---|---:|---:|---:|---:|",
     ]
-    for label in labels:
-        r = info[label]
+    for (label, seed), name in zip(runs, labels, strict=True):
+        r = info[name]
         v = r["valid"]
         lines.append(
-            f"| {label} | {', '.join(f'{p:.2f}' for p in r['probabilities'].values())} | "
+            f"| {label} | {seed} | {', '.join(f'{p:.2f}' for p in r['probabilities'].values())} | "
             f"{', '.join(f'{k} {n}' for k, n in r['steps'].items())} | {r['seconds']:.0f} | "
             f"{r['peak_rss_process_mb']:.0f} | "
             f"{v.get('ml100k', {}).get('ndcg@10', float('nan')):.4f} | "
@@ -929,11 +940,66 @@ def mixing(args) -> None:
         "",
         to_markdown(table),
         "",
+        *mix_pair_lines(res.records, labels, args),
+        "",
         "<!-- end: mixing -->",
     ]
     write_section(args.out, "<!-- begin: mixing -->", "<!-- end: mixing -->",
                   "\n".join(lines), TITLE)  # fmt: skip
     print("\n".join(lines))
+
+
+def mix_pair_lines(records, labels: list[str], args) -> list[str]:
+    """Each mixing arm against ``temperature`` (the multisource part's choice), and the token
+    against no token pooled over pre-training seeds: NDCG@10 ratio with a per-learner paired
+    bootstrap interval (learners pooled over target seeds, and pre-training seeds when pooled)."""
+    from warmrec.evaluation.stats import paired_test
+
+    def per_user(arm: str, frac: float) -> np.ndarray | None:
+        got = [r for seed in args.seeds for r in records
+               if r["arm"] == arm and r["fraction"] == frac and r["seed"] == seed]  # fmt: skip
+        if len(got) != len(args.seeds):
+            return None
+        return np.concatenate([np.asarray(r["per_user"], np.float64) for r in got])
+
+    def row(name: str, arms_a: list[str], arms_b: list[str], frac: float) -> str | None:
+        a = [per_user(f"multi-{x}", frac) for x in arms_a]
+        b = [per_user(f"multi-{x}", frac) for x in arms_b]
+        if any(x is None for x in a + b):
+            return None
+        a, b = np.concatenate(a), np.concatenate(b)
+        r, lo, hi = paired_ratio_ci(a, b)
+        t = paired_test(a, b, n_boot=2000, seed=0)
+        return f"| {name} | {frac:g} | {r:.3f} [{lo:.3f}, {hi:.3f}] | {t.p_value:.4f} |"
+
+    out = [
+        "Between the mixing arms (paired by target seed and learner; NDCG@10 ratio, 95 % "
+        "paired bootstrap interval, p: paired bootstrap test of the difference):",
+        "",
+        "| comparison | fraction | ratio [95% CI] | p_value |",
+        "|---|---:|---|---:|",
+    ]
+    seeds = sorted({int(x.rsplit("-p", 1)[1]) if "-p" in x else 0 for x in labels})
+    for frac in args.mix_fractions:
+        for seed in seeds:
+            ref = mix_name("temperature", seed)
+            for label in MIX_ARMS:
+                name = mix_name(label, seed)
+                if label == "temperature" or name not in labels or ref not in labels:
+                    continue
+                line = row(f"{name} / {ref}", [name], [ref], frac)
+                if line:
+                    out.append(line)
+        tok = [mix_name("temperature+token", s) for s in seeds]
+        ref = [mix_name("temperature", s) for s in seeds]
+        if len(seeds) > 1 and all(x in labels for x in tok + ref):
+            line = row(
+                f"temperature+token / temperature, pooled over pre-training seeds "
+                f"{', '.join(map(str, seeds))}", tok, ref, frac,
+            )  # fmt: skip
+            if line:
+                out.append(line)
+    return out
 
 
 def verdict_lines(summary, arms: list[str]) -> list[str]:
@@ -986,6 +1052,7 @@ def main() -> None:
     p.add_argument("--mix-steps", type=int, default=1500, help="mixing: steps per arm.")
     p.add_argument("--mix-arms", nargs="+", default=list(MIX_ARMS), choices=list(MIX_ARMS))
     p.add_argument("--mix-fractions", type=float, nargs="+", default=[0.1])
+    p.add_argument("--mix-pre-seeds", type=int, nargs="+", default=[0], help="mixing: seeds.")
     p.add_argument("--jobs", type=int, default=1, help="mixing: arms pre-trained at once.")
     p.add_argument("--refit", action="store_true", help="Pre-train again even if saved.")
     p.add_argument("--out", type=Path, default=OUT, help="Markdown file to write (sections).")
