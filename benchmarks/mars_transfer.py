@@ -950,8 +950,8 @@ def mixing(args) -> None:
 
 
 def mix_pair_lines(records, labels: list[str], args) -> list[str]:
-    """Each mixing arm against ``temperature`` (the multisource part's choice), and the token
-    against no token pooled over pre-training seeds: NDCG@10 ratio with a per-learner paired
+    """Each mixing arm against ``temperature`` (the multisource part's choice), per
+    pre-training seed and pooled over them: NDCG@10 ratio with a per-learner paired
     bootstrap interval (learners pooled over target seeds, and pre-training seeds when pooled)."""
     from warmrec.evaluation.stats import paired_test
 
@@ -990,12 +990,14 @@ def mix_pair_lines(records, labels: list[str], args) -> list[str]:
                 line = row(f"{name} / {ref}", [name], [ref], frac)
                 if line:
                     out.append(line)
-        tok = [mix_name("temperature+token", s) for s in seeds]
         ref = [mix_name("temperature", s) for s in seeds]
-        if len(seeds) > 1 and all(x in labels for x in tok + ref):
+        for label in MIX_ARMS:
+            arm = [mix_name(label, s) for s in seeds]
+            if label == "temperature" or len(seeds) < 2 or any(x not in labels for x in arm + ref):
+                continue
             line = row(
-                f"temperature+token / temperature, pooled over pre-training seeds "
-                f"{', '.join(map(str, seeds))}", tok, ref, frac,
+                f"**{label} / temperature, pooled over pre-training seeds "
+                f"{', '.join(map(str, seeds))}**", arm, ref, frac,
             )  # fmt: skip
             if line:
                 out.append(line)
