@@ -196,6 +196,8 @@ class TransferInfo(_Record):
     n_trainable: int = 0
     reset_domain: bool = False
     """The seen-item bias started at 0, not at the source's value."""
+    model_options: dict[str, Any] = {}
+    """Target model settings over the source's (e.g. ``item_repr``)."""
     seed: int = 0
 
 

@@ -456,6 +456,10 @@ class TransferSpec(ConfigModel):
     """Start the seen-item bias (how the domain treats repeats) at 0, not at the source's value
     (the source's repeat habit is a property of its domain; a zero-shot target has no data to
     learn its own)."""
+    model_options: dict[str, Any] = {}
+    """Target model settings over the source's, e.g. ``{item_repr = "text", text_prior = 5}``:
+    the source's encoder under another item representation (the item layer parts the source
+    lacks start fresh; :func:`warmrec.transfer.transfer.build_target_model`)."""
 
     @field_validator("strategy")
     @classmethod
@@ -850,6 +854,7 @@ def _fit_transfer(spec: RunSpec, prepared: Any) -> Any:
         source_name=tr.source,
         position_init=tr.position_init,
         reset_domain=tr.reset_domain,
+        model_options=tr.model_options or None,
         seed=tr.seed,
         **extra,
     )
