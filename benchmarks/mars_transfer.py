@@ -6,6 +6,7 @@ the first's source and the second's scratch runs, from the same ``--work`` folde
     OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py zeroshot [--work DIR]
     OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py multisource [--work DIR]
     OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py texttransfer [--work DIR]
+    OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py strategies [--work DIR]
 
 ``zeroshot``: a text-aware SASRec (``item_repr = "text"``, with and without the text prior)
 pre-trained on ml-100k (titles + genres through MiniLM), carried to MARS with
@@ -20,6 +21,16 @@ fine-tuned on 5 % and 10 % of the MARS training learners (the DataScarcity scena
 
 ``texttransfer``: the zeroshot part's text-aware source fine-tuned at the same fractions, against
 the same text-aware SASRec from scratch and against the ID scratch runs.
+
+``strategies``: the multisource part's jointly pre-trained encoder (``multi-joint``) carried to
+MARS by every transfer strategy (fine-tune, freeze the encoder or the embeddings, adapters,
+LoRA, discriminative rates, the item-table re-initialisation grid, Reptile meta-training of the
+encoder before fine-tuning) and into text-aware MARS models (``[transfer] model_options``: the
+MARS item text through MiniLM and a fresh adaptor under the pre-trained encoder), at the same
+fractions, seeds and test learners, against the ID and the text-aware SASRec from scratch.
+Epoch caps; the wall-time cap is only a guard (the run files say whether it was reached).
+``--groups`` runs some of the curves only (to run them side by side); the section is written
+by a run with every group.
 """
 
 from __future__ import annotations
@@ -501,6 +512,235 @@ def texttransfer(args) -> None:
     print("\n".join(lines))
 
 
+# -- strategies on the multi-source encoder ---------------------------------------------------------
+TEXT_PRIOR = {"item_repr": "text", "text_prior": 5}
+ID_TEXT_PRIOR = {"item_repr": "id+text", "text_prior": 5}
+# group -> (model settings of the MARS model, [transfer] options or None for scratch, source)
+STRAT_GROUPS: dict[str, tuple[dict[str, Any], dict[str, Any] | None, str]] = {
+    "id-scratch": ({}, None, ""),
+    "text-scratch": (TEXT_PRIOR, None, ""),
+    "idtext-scratch": (ID_TEXT_PRIOR, None, ""),
+    "finetune": ({}, {"strategy": "finetune", "init": "popularity"}, "multi"),
+    "freeze_encoder": ({}, {"strategy": "freeze_encoder", "init": "popularity"}, "multi"),
+    "freeze_embeddings": ({}, {"strategy": "freeze_embeddings", "init": "popularity"}, "multi"),
+    "adapters": ({}, {"strategy": "adapters", "init": "popularity"}, "multi"),
+    "lora": ({}, {"strategy": "lora", "init": "popularity"}, "multi"),
+    "discriminative": ({}, {"strategy": "discriminative", "init": "popularity"}, "multi"),
+    "init-random": ({}, {"strategy": "finetune", "init": "random"}, "multi"),
+    "init-mean": ({}, {"strategy": "finetune", "init": "mean"}, "multi"),
+    "reptile": ({}, {"strategy": "finetune", "init": "popularity"}, "reptile"),
+    "text-finetune": (
+        TEXT_PRIOR,
+        {"strategy": "finetune", "init": "random", "model_options": TEXT_PRIOR},
+        "multi",
+    ),  # fmt: skip
+    "text-discriminative": (
+        TEXT_PRIOR,
+        {"strategy": "discriminative", "init": "random", "model_options": TEXT_PRIOR},
+        "multi",
+    ),  # fmt: skip
+    "idtext-finetune": (
+        ID_TEXT_PRIOR,
+        {"strategy": "finetune", "init": "popularity", "model_options": ID_TEXT_PRIOR},
+        "multi",
+    ),  # fmt: skip
+}
+STRAT_NOTES = {
+    "id-scratch": "ID SASRec from random weights (the goal's baseline)",
+    "text-scratch": "text-aware SASRec (text, prior 5) from random weights",
+    "idtext-scratch": "id+text SASRec (prior 5) from random weights",
+    "finetune": "everything trains; MARS item table by popularity rank",
+    "freeze_encoder": "only item/position tables (and the seen bias) train",
+    "freeze_embeddings": "item/position tables frozen, the encoder trains",
+    "adapters": "bottleneck adapters + item tables train, the rest frozen",
+    "lora": "LoRA on the attention + item tables train, the rest frozen",
+    "discriminative": "everything trains, lr x 0.5 per layer from the top",
+    "init-random": "fine-tune, MARS item table random (source's row scale)",
+    "init-mean": "fine-tune, MARS item table = mean source row + noise",
+    "reptile": "Reptile on wikipedia from the multi-joint weights, then fine-tune",
+    "text-finetune": "encoder -> text-aware MARS model (fresh adaptor), fine-tune",
+    "text-discriminative": "encoder -> text-aware MARS model, discriminative rates",
+    "idtext-finetune": "encoder -> id+text MARS model (id table by popularity), fine-tune",
+}
+
+
+def reptile_source(args, src: Path, work: Path) -> tuple[Path, dict[str, Any]]:
+    """Reptile meta-training of the multi-joint wikipedia model on wikipedia's sequences,
+    starting from its weights (``keep_weights``), saved to ``work/multi-joint-reptile``."""
+    import resource
+
+    from warmrec.meta.reptile import reptile_pretrain
+
+    out = work / "multi-joint-reptile"
+    stamp = work / "multi-joint-reptile.json"
+    cfg = {"meta_iterations": args.reptile_iterations, "eval_every": 50, "seed": 0}
+    key = json.dumps({"source": str(src), **cfg}, sort_keys=True)
+    if out.is_dir() and stamp.is_file() and json.loads(stamp.read_text()).get("key") == key:
+        return out, json.loads(stamp.read_text())
+    prep = prepare_run(spec_from_config(source_cfg("wikipedia", args)))
+    model = Recommender.load(src)
+    before = float(scores_valid(model, prep))
+    t0 = time.perf_counter()
+    reptile_pretrain(model, prep.train, prep.valid, cfg, keep_weights=True)
+    took = time.perf_counter() - t0
+    info = {
+        "key": key,
+        "seconds": took,
+        "best_iteration": model.reptile_result.best_iteration,
+        "valid_before": before,
+        "valid_after": float(scores_valid(model, prep)),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **cfg,
+    }
+    model.save(out)
+    stamp.write_text(json.dumps(info))
+    return out, info
+
+
+def scores_valid(model, prep) -> float:
+    from warmrec import evaluate
+
+    return float(evaluate(model, prep.valid, ["ndcg@10"]).summary["ndcg@10"])
+
+
+def strategies(args) -> None:
+    from warmrec.evaluation.stats import paired_test
+
+    load = LoadSampler()
+    t_all = time.perf_counter()
+    work = Path(args.work)
+    src = work / "multi-joint" / args.anchor
+    if not src.is_dir():
+        raise SystemExit(f"{src}: run the multisource part first (it pre-trains this source)")
+    groups = args.groups or list(STRAT_GROUPS)
+    bad = [g for g in groups if g not in STRAT_GROUPS]
+    if bad:
+        raise SystemExit(f"--groups: unknown {', '.join(bad)}; expected {', '.join(STRAT_GROUPS)}")
+    train = {"epochs": args.target_epochs, "time_budget_s": args.guard_budget, **THREADS}
+    reptile_info: dict[str, Any] | None = None
+    records: dict[str, list[dict[str, Any]]] = {}
+    seconds: dict[str, float] = {}
+    for g in groups:
+        model_extra, tr, which = STRAT_GROUPS[g]
+        cfg: dict[str, Any] = {"model": {"name": "sasrec", "d": D, **model_extra}, "train": train}
+        arm = "scratch"
+        if tr is not None:
+            source = src
+            if which == "reptile":
+                source, reptile_info = reptile_source(args, src, work)
+            cfg["transfer"] = {"source": str(source), "reset_domain": True, **tr}
+            arm = f"{g}=transfer:{source}"
+        t0 = time.perf_counter()
+        res = run_curve(mars_spec(cfg), [arm], fractions=args.fractions, seeds=args.seeds,
+                        out_dir=work / "strategies" / g, progress=True)  # fmt: skip
+        seconds[g] = time.perf_counter() - t0
+        records[g] = res.records
+        print(f"[strategies] {g}: {seconds[g]:.0f} s", flush=True)
+    if args.groups:
+        print("[strategies] --groups given: no section written", flush=True)
+        return
+
+    def pooled(g: str, frac: float, key: str = "per_user") -> np.ndarray:
+        rs = {r["seed"]: r for r in records[g] if r["fraction"] == frac}
+        return np.concatenate([np.asarray(rs[s][key], np.float64) for s in args.seeds])
+
+    def per_seed(g: str, frac: float, what: str) -> list[float]:
+        rs = {r["seed"]: r for r in records[g] if r["fraction"] == frac}
+        if what == "valid":
+            return [rs[s]["valid"]["ndcg@10"] for s in args.seeds]
+        return [rs[s]["metrics"]["ndcg@10"] for s in args.seeds]
+
+    def ratio(a: np.ndarray, b: np.ndarray) -> tuple[str, float]:
+        r, lo, hi = paired_ratio_ci(a, b)
+        p = paired_test(a, b, n_boot=2000, seed=0).p_value
+        return f"{r:.2f} [{lo:.2f}, {hi:.2f}]", float(p)
+
+    took = time.perf_counter() - t_all
+    lines = [
+        "<!-- begin: strategies -->",
+        "## Every transfer strategy on the multi-source encoder, and the encoder under the MARS "
+        "item text (5 % and 10 % of the learners)",
+        "",
+        f"Command: `OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py strategies --work DIR` "
+        f"(DIR holding the multisource part's `multi-joint`; {took / 60:.0f} min for this "
+        f"write-up run; 1-minute load average {load.stop()} on the shared 2-core machine, one "
+        "torch thread per process; the curves ran in two processes side by side with "
+        "`--groups`, then one run with every group read their run files and wrote this).",
+        "",
+        f"{records[groups[0]][0]['protocol']}. Source: `multi-joint`, the multisource part's "
+        f"jointly pre-trained SASRec (shared encoder, the {args.anchor} domain's item table and "
+        "positions). Every arm: SASRec d 64 on MARS, the seen-item bias reset to 0, at most "
+        f"{args.target_epochs} epochs with early stopping on the (full) MARS validation NDCG@10 "
+        f"(patience as the trainer's default; a {args.guard_budget:g} s wall-time guard, "
+        "reached by no run unless the table says so); seeds "
+        f"{', '.join(map(str, args.seeds))} (the subsample and the target init). Ratios: "
+        "NDCG@10 over a scratch arm's, test learners paired and pooled over the seeds, 95 % "
+        "bootstrap interval; p: paired bootstrap test of the difference against the ID scratch. "
+        "valid: mean MARS validation NDCG@10 (what selection sees).",
+        "",
+        "| arm | what | fraction | valid ndcg@10 | test ndcg@10 (seeds) | / ID scratch [95% CI] "
+        "| p | / text scratch [95% CI] | / same-model scratch [95% CI] | epochs (best) | max fit s |",
+        "|---|---|---:|---:|---|---|---:|---|---|---|---:|",
+    ]
+    best: dict[float, tuple[str, float]] = {}
+    for frac in args.fractions:
+        base_id = pooled("id-scratch", frac)
+        base_text = pooled("text-scratch", frac)
+        for g in groups:
+            model_extra = STRAT_GROUPS[g][0]
+            same = {"": "id-scratch", "text": "text-scratch", "id+text": "idtext-scratch"}[
+                model_extra.get("item_repr", "") if model_extra else ""
+            ]
+            a = pooled(g, frac)
+            rid, p = ratio(a, base_id)
+            rtx, _ = ratio(a, base_text)
+            rsame = "" if g == same else ratio(a, pooled(same, frac))[0]
+            rs = [r for r in records[g] if r["fraction"] == frac]
+            ep = ", ".join(f"{r.get('epochs_run', '?')} ({r.get('best_epoch', '?')})" for r in
+                           sorted(rs, key=lambda r: r["seed"]))  # fmt: skip
+            guard = any(r["fit_seconds"] >= args.guard_budget for r in rs)
+            test = per_seed(g, frac, "test")
+            valid = float(np.mean(per_seed(g, frac, "valid")))
+            if STRAT_GROUPS[g][1] is not None and (frac not in best or valid > best[frac][1]):
+                best[frac] = (g, valid)
+            lines.append(
+                f"| {g} | {STRAT_NOTES[g]} | {frac:g} | {valid:.4f} | {np.mean(test):.4f} "
+                f"({', '.join(f'{t:.3f}' for t in test)}) | {rid} | {p:.4f} | {rtx} | {rsame} | "
+                f"{ep} | {max(r['fit_seconds'] for r in rs):.0f}{' (guard)' if guard else ''} |"
+            )
+    lines += ["", "Goal (best transfer >= 1.3x the ID SASRec from scratch, NDCG@10, the "
+              "interval of the difference excluding 0), the transfer arm chosen by MARS "
+              "validation NDCG@10:", ""]  # fmt: skip
+    for frac in args.fractions:
+        g = best[frac][0]
+        a = pooled(g, frac)
+        r, lo, hi = paired_ratio_ci(a, pooled("id-scratch", frac))
+        t = paired_test(a, pooled("id-scratch", frac), n_boot=2000, seed=0)
+        rt, lot, hit = paired_ratio_ci(a, pooled("text-scratch", frac))
+        ok = r >= 1.3 and t.p_value < 0.05
+        lines.append(
+            f"- {frac:g}: {g} (valid NDCG@10 {best[frac][1]:.4f}): {r:.2f}x the ID scratch "
+            f"[{lo:.2f}, {hi:.2f}], p {t.p_value:.4f}; {rt:.2f}x the text-aware scratch "
+            f"[{lot:.2f}, {hit:.2f}]: **{'met' if ok else 'not met'}**."
+        )
+    if reptile_info is not None:
+        ri = reptile_info
+        lines += [
+            "",
+            f"Reptile (`warmrec.meta.reptile_pretrain(..., keep_weights=True)`): "
+            f"{ri['meta_iterations']} meta-iterations (Reptile's defaults otherwise: 5 tasks "
+            "of wikipedia sequences per step, 5 SGD inner steps at 0.5, outer step 1 decaying "
+            "to 0), validated on wikipedia every 50, the best kept (iteration "
+            f"{ri['best_iteration']}); wikipedia valid NDCG@10 {ri['valid_before']:.4f} before, "
+            f"{ri['valid_after']:.4f} after; {ri['seconds']:.0f} s, peak RSS "
+            f"{ri['peak_rss_mb']:.0f} MB.",
+        ]
+    lines += ["", "<!-- end: strategies -->"]
+    write_section(args.out, "<!-- begin: strategies -->", "<!-- end: strategies -->",
+                  "\n".join(lines), TITLE)  # fmt: skip
+    print("\n".join(lines))
+
+
 def verdict_lines(summary, arms: list[str]) -> list[str]:
     """The issue's two transfer goals, read off the curve summary, per fraction."""
     out = ["Goals, per fraction (ratio = NDCG@10 over scratch's, paired bootstrap 95 % CI):", ""]
@@ -532,7 +772,7 @@ def verdict_lines(summary, arms: list[str]) -> list[str]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("part", choices=["zeroshot", "multisource", "texttransfer"])
+    p.add_argument("part", choices=["zeroshot", "multisource", "texttransfer", "strategies"])
     p.add_argument("--work", default="/tmp/warmrec-mars-transfer")
     p.add_argument("--src-epochs", type=int, default=30)
     p.add_argument("--src-budget", type=float, default=200.0)
@@ -546,13 +786,21 @@ def main() -> None:
     p.add_argument("--fractions", type=float, nargs="+", default=[0.05, 0.1])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--refit", action="store_true", help="Pre-train again even if saved.")
+    p.add_argument(
+        "--guard-budget",
+        type=float,
+        default=900.0,
+        help="strategies: wall-time guard per target fit (epochs cap training).",
+    )
+    p.add_argument("--reptile-iterations", type=int, default=500)
+    p.add_argument("--groups", nargs="+", help="strategies: run only these curves.")
     p.add_argument("--out", type=Path, default=OUT, help="Markdown file to write (sections).")
     args = p.parse_args()
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    {"zeroshot": zeroshot, "multisource": multisource, "texttransfer": texttransfer}[args.part](
-        args
-    )
+    parts = {"zeroshot": zeroshot, "multisource": multisource, "texttransfer": texttransfer,
+             "strategies": strategies}  # fmt: skip
+    parts[args.part](args)
 
 
 if __name__ == "__main__":
