@@ -656,6 +656,19 @@ def strategies(args) -> None:
     long_info: dict[str, Any] | None = None
     records: dict[str, list[dict[str, Any]]] = {}
     seconds: dict[str, float] = {}
+    missing: list[str] = []
+    if args.write_only:  # the curves whose every run file is there (computed by --groups runs)
+
+        def complete(g: str) -> bool:
+            runs = work / "strategies" / g / "runs"
+            return all((runs / f"{g}-f{f:g}-s{s}.json").is_file() or
+                       (runs / f"scratch-f{f:g}-s{s}.json").is_file()
+                       for f in args.fractions for s in args.seeds)  # fmt: skip
+
+        missing = [g for g in groups if not complete(g)]
+        groups = [g for g in groups if g not in missing]
+        if "id-scratch" in missing or "text-scratch" in missing:
+            raise SystemExit("--write-only: the id-scratch and text-scratch curves are needed")
     for g in groups:
         model_extra, tr, which = STRAT_GROUPS[g]
         cfg: dict[str, Any] = {"model": {"name": "sasrec", "d": D, **model_extra}, "train": train}
@@ -674,7 +687,7 @@ def strategies(args) -> None:
         seconds[g] = time.perf_counter() - t0
         records[g] = res.records
         print(f"[strategies] {g}: {seconds[g]:.0f} s", flush=True)
-    if args.groups:
+    if args.groups and not args.write_only:
         print("[strategies] --groups given: no section written", flush=True)
         return
 
@@ -732,7 +745,7 @@ def strategies(args) -> None:
             a = pooled(g, frac)
             rid, p = ratio(a, base_id)
             rtx, _ = ratio(a, base_text)
-            rsame = "" if g == same else ratio(a, pooled(same, frac))[0]
+            rsame = "" if g == same or same not in records else ratio(a, pooled(same, frac))[0]
             rs = [r for r in records[g] if r["fraction"] == frac]
             ep = ", ".join(f"{r.get('epochs_run', '?')} ({r.get('best_epoch', '?')})" for r in
                            sorted(rs, key=lambda r: r["seed"]))  # fmt: skip
@@ -786,6 +799,8 @@ def strategies(args) -> None:
             f"{v.get('wikipedia', {}).get('ndcg@10', float('nan')):.4f} (the 420 s run: 565 "
             "steps, 0.0740 and 0.7967).",
         ]
+    if missing:
+        lines += ["", f"Not run (time): {', '.join(missing)}."]
     lines += ["", "<!-- end: strategies -->"]
     write_section(args.out, "<!-- begin: strategies -->", "<!-- end: strategies -->",
                   "\n".join(lines), TITLE)  # fmt: skip
@@ -846,6 +861,11 @@ def main() -> None:
     p.add_argument("--reptile-iterations", type=int, default=500)
     p.add_argument("--long-steps", type=int, default=2000)
     p.add_argument("--long-budget", type=float, default=1800.0)
+    p.add_argument(
+        "--write-only",
+        action="store_true",
+        help="strategies: write the section from the curves already complete.",
+    )
     p.add_argument("--groups", nargs="+", help="strategies: run only these curves.")
     p.add_argument("--out", type=Path, default=OUT, help="Markdown file to write (sections).")
     args = p.parse_args()
