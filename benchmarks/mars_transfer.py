@@ -540,6 +540,8 @@ STRAT_GROUPS: dict[str, tuple[dict[str, Any], dict[str, Any] | None, str]] = {
         "multi",
     ),  # fmt: skip
     "long-finetune": ({}, {"strategy": "finetune", "init": "popularity"}, "long"),
+    "freeze_encoder-e60": ({}, {"strategy": "freeze_encoder", "init": "popularity"}, "multi"),
+    "adapters-e60": ({}, {"strategy": "adapters", "init": "popularity"}, "multi"),
     "long-text-finetune": (
         TEXT_PRIOR,
         {"strategy": "finetune", "init": "random", "model_options": TEXT_PRIOR},
@@ -551,6 +553,9 @@ STRAT_GROUPS: dict[str, tuple[dict[str, Any], dict[str, Any] | None, str]] = {
         "multi",
     ),  # fmt: skip
 }
+# arms still improving at the 30-epoch cap get a longer one (every scratch arm stops early,
+# patience 5, long before 30 epochs: the cap does not bind them)
+STRAT_EPOCHS = {"freeze_encoder-e60": 60, "adapters-e60": 60}
 STRAT_NOTES = {
     "id-scratch": "ID SASRec from random weights (the goal's baseline)",
     "text-scratch": "text-aware SASRec (text, prior 5) from random weights",
@@ -568,6 +573,8 @@ STRAT_NOTES = {
     "text-discriminative": "encoder -> text-aware MARS model, discriminative rates",
     "idtext-finetune": "encoder -> id+text MARS model (id table by popularity), fine-tune",
     "long-finetune": "as finetune, from the longer joint pre-training (step cap)",
+    "freeze_encoder-e60": "as freeze_encoder, at most 60 epochs",
+    "adapters-e60": "as adapters, at most 60 epochs",
     "long-text-finetune": "as text-finetune, from the longer joint pre-training",
 }
 
@@ -671,7 +678,8 @@ def strategies(args) -> None:
             raise SystemExit("--write-only: the id-scratch and text-scratch curves are needed")
     for g in groups:
         model_extra, tr, which = STRAT_GROUPS[g]
-        cfg: dict[str, Any] = {"model": {"name": "sasrec", "d": D, **model_extra}, "train": train}
+        g_train = {**train, "epochs": STRAT_EPOCHS.get(g, args.target_epochs)}
+        cfg: dict[str, Any] = {"model": {"name": "sasrec", "d": D, **model_extra}, "train": g_train}
         arm = "scratch"
         if tr is not None:
             source = src
