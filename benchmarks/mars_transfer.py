@@ -540,6 +540,7 @@ STRAT_GROUPS: dict[str, tuple[dict[str, Any], dict[str, Any] | None, str]] = {
         "multi",
     ),  # fmt: skip
     "long-finetune": ({}, {"strategy": "finetune", "init": "popularity"}, "long"),
+    "id-scratch-e60": ({}, None, ""),
     "freeze_encoder-e60": ({}, {"strategy": "freeze_encoder", "init": "popularity"}, "multi"),
     "adapters-e60": ({}, {"strategy": "adapters", "init": "popularity"}, "multi"),
     "long-text-finetune": (
@@ -553,9 +554,9 @@ STRAT_GROUPS: dict[str, tuple[dict[str, Any], dict[str, Any] | None, str]] = {
         "multi",
     ),  # fmt: skip
 }
-# arms still improving at the 30-epoch cap get a longer one (every scratch arm stops early,
-# patience 5, long before 30 epochs: the cap does not bind them)
-STRAT_EPOCHS = {"freeze_encoder-e60": 60, "adapters-e60": 60}
+# arms still improving at the 30-epoch cap get a longer one; the learning rate's cosine decay
+# spans the cap, so they are compared with an ID scratch at the same cap too
+STRAT_EPOCHS = {"id-scratch-e60": 60, "freeze_encoder-e60": 60, "adapters-e60": 60}
 STRAT_NOTES = {
     "id-scratch": "ID SASRec from random weights (the goal's baseline)",
     "text-scratch": "text-aware SASRec (text, prior 5) from random weights",
@@ -573,6 +574,7 @@ STRAT_NOTES = {
     "text-discriminative": "encoder -> text-aware MARS model, discriminative rates",
     "idtext-finetune": "encoder -> id+text MARS model (id table by popularity), fine-tune",
     "long-finetune": "as finetune, from the longer joint pre-training (step cap)",
+    "id-scratch-e60": "as id-scratch, at most 60 epochs (the cosine decay spans the cap)",
     "freeze_encoder-e60": "as freeze_encoder, at most 60 epochs",
     "adapters-e60": "as adapters, at most 60 epochs",
     "long-text-finetune": "as text-finetune, from the longer joint pre-training",
@@ -750,6 +752,8 @@ def strategies(args) -> None:
             same = {"": "id-scratch", "text": "text-scratch", "id+text": "idtext-scratch"}[
                 model_extra.get("item_repr", "") if model_extra else ""
             ]
+            if g.endswith("-e60"):
+                same = "id-scratch-e60"
             a = pooled(g, frac)
             rid, p = ratio(a, base_id)
             rtx, _ = ratio(a, base_text)
