@@ -539,6 +539,11 @@ STRAT_GROUPS: dict[str, tuple[dict[str, Any], dict[str, Any] | None, str]] = {
         {"strategy": "discriminative", "init": "random", "model_options": TEXT_PRIOR},
         "multi",
     ),  # fmt: skip
+    "idtext-finetune-random": (
+        ID_TEXT_PRIOR,
+        {"strategy": "finetune", "init": "random", "model_options": ID_TEXT_PRIOR},
+        "multi",
+    ),  # fmt: skip
     "long-finetune": ({}, {"strategy": "finetune", "init": "popularity"}, "long"),
     "id-scratch-e60": ({}, None, ""),
     "freeze_encoder-e60": ({}, {"strategy": "freeze_encoder", "init": "popularity"}, "multi"),
@@ -573,6 +578,7 @@ STRAT_NOTES = {
     "text-finetune": "encoder -> text-aware MARS model (fresh adaptor), fine-tune",
     "text-discriminative": "encoder -> text-aware MARS model, discriminative rates",
     "idtext-finetune": "encoder -> id+text MARS model (id table by popularity), fine-tune",
+    "idtext-finetune-random": "encoder -> id+text MARS model, id table random, fine-tune",
     "long-finetune": "as finetune, from the longer joint pre-training (step cap)",
     "id-scratch-e60": "as id-scratch, at most 60 epochs (the cosine decay spans the cap)",
     "freeze_encoder-e60": "as freeze_encoder, at most 60 epochs",
