@@ -729,10 +729,14 @@ def strategies(args) -> None:
         "item text (5 % and 10 % of the learners)",
         "",
         f"Command: `OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py strategies --work DIR` "
-        f"(DIR holding the multisource part's `multi-joint`; {took / 60:.0f} min for this "
-        f"write-up run; 1-minute load average {load.stop()} on the shared 2-core machine, one "
-        "torch thread per process; the curves ran in two processes side by side with "
-        "`--groups`, then one run with every group read their run files and wrote this).",
+        "(DIR holding the multisource part's `multi-joint`), here run as three processes side "
+        "by side, each with `--groups ...`, then `--write-only` (the curves whose run files "
+        f"are all there) wrote this section ({took / 60:.0f} min; 1-minute load average "
+        f"{load.stop()} during the write-up run on the shared 2-core machine, one torch thread "
+        "per process; the fit times below ran at a load of about 5-8). Fit times: "
+        + ", ".join(f"{g} {seconds[g] / 60:.0f} min" for g in groups if seconds[g] > 60)
+        + ("" if any(seconds[g] > 60 for g in groups) else "read back")
+        + ".",
         "",
         f"{records[groups[0]][0]['protocol']}. Source: `multi-joint`, the multisource part's "
         f"jointly pre-trained SASRec (shared encoder, the {args.anchor} domain's item table and "
