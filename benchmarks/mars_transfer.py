@@ -733,9 +733,11 @@ def strategies(args) -> None:
         "by side, each with `--groups ...`, then `--write-only` (the curves whose run files "
         f"are all there) wrote this section ({took / 60:.0f} min; 1-minute load average "
         f"{load.stop()} during the write-up run on the shared 2-core machine, one torch thread "
-        "per process; the fit times below ran at a load of about 5-8). Fit times: "
-        + ", ".join(f"{g} {seconds[g] / 60:.0f} min" for g in groups if seconds[g] > 60)
-        + ("" if any(seconds[g] > 60 for g in groups) else "read back")
+        "per process; the runs ran at a 1-minute load of about 4-9). Fit time per curve, "
+        "summed over its runs: "
+        + ", ".join(
+            f"{g} {sum(r['fit_seconds'] for r in records[g]) / 60:.0f} min" for g in groups
+        )  # fmt: skip
         + ".",
         "",
         f"{records[groups[0]][0]['protocol']}. Source: `multi-joint`, the multisource part's "
