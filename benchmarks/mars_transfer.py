@@ -743,7 +743,7 @@ def strategies(args) -> None:
         f"{records[groups[0]][0]['protocol']}. Source: `multi-joint`, the multisource part's "
         f"jointly pre-trained SASRec (shared encoder, the {args.anchor} domain's item table and "
         "positions). Every arm: SASRec d 64 on MARS, the seen-item bias reset to 0, at most "
-        f"{args.target_epochs} epochs with early stopping on the (full) MARS validation NDCG@10 "
+        f"{args.target_epochs} epochs (60 for `-e60` arms) with early stopping on the (full) MARS validation NDCG@10 "
         f"(patience as the trainer's default; a {args.guard_budget:g} s wall-time guard, "
         "reached by no run unless the table says so); seeds "
         f"{', '.join(map(str, args.seeds))} (the subsample and the target init). Ratios: "
