@@ -546,8 +546,13 @@ STRAT_GROUPS: dict[str, tuple[dict[str, Any], dict[str, Any] | None, str]] = {
     ),  # fmt: skip
     "long-finetune": ({}, {"strategy": "finetune", "init": "popularity"}, "long"),
     "id-scratch-e60": ({}, None, ""),
-    "freeze_encoder-e60": ({}, {"strategy": "freeze_encoder", "init": "popularity"}, "multi"),
-    "adapters-e60": ({}, {"strategy": "adapters", "init": "popularity"}, "multi"),
+    "init-random-e60": ({}, {"strategy": "finetune", "init": "random"}, "multi"),
+    "idtext-scratch-e60": (ID_TEXT_PRIOR, None, ""),
+    "idtext-finetune-random-e60": (
+        ID_TEXT_PRIOR,
+        {"strategy": "finetune", "init": "random", "model_options": ID_TEXT_PRIOR},
+        "multi",
+    ),  # fmt: skip
     "long-text-finetune": (
         TEXT_PRIOR,
         {"strategy": "finetune", "init": "random", "model_options": TEXT_PRIOR},
@@ -561,7 +566,7 @@ STRAT_GROUPS: dict[str, tuple[dict[str, Any], dict[str, Any] | None, str]] = {
 }
 # arms still improving at the 30-epoch cap get a longer one; the learning rate's cosine decay
 # spans the cap, so they are compared with an ID scratch at the same cap too
-STRAT_EPOCHS = {"id-scratch-e60": 60, "freeze_encoder-e60": 60, "adapters-e60": 60}
+STRAT_EPOCHS = {g: 60 for g in STRAT_GROUPS if g.endswith("-e60")}
 STRAT_NOTES = {
     "id-scratch": "ID SASRec from random weights (the goal's baseline)",
     "text-scratch": "text-aware SASRec (text, prior 5) from random weights",
@@ -581,8 +586,9 @@ STRAT_NOTES = {
     "idtext-finetune-random": "encoder -> id+text MARS model, id table random, fine-tune",
     "long-finetune": "as finetune, from the longer joint pre-training (step cap)",
     "id-scratch-e60": "as id-scratch, at most 60 epochs (the cosine decay spans the cap)",
-    "freeze_encoder-e60": "as freeze_encoder, at most 60 epochs",
-    "adapters-e60": "as adapters, at most 60 epochs",
+    "init-random-e60": "as init-random, at most 60 epochs",
+    "idtext-scratch-e60": "as idtext-scratch, at most 60 epochs",
+    "idtext-finetune-random-e60": "as idtext-finetune-random, at most 60 epochs",
     "long-text-finetune": "as text-finetune, from the longer joint pre-training",
 }
 
@@ -765,7 +771,7 @@ def strategies(args) -> None:
                 model_extra.get("item_repr", "") if model_extra else ""
             ]
             if g.endswith("-e60"):
-                same = "id-scratch-e60"
+                same += "-e60"
             a = pooled(g, frac)
             rid, p = ratio(a, base_id)
             rtx, _ = ratio(a, base_text)
@@ -789,12 +795,16 @@ def strategies(args) -> None:
     for frac in args.fractions:
         g = best[frac][0]
         a = pooled(g, frac)
-        r, lo, hi = paired_ratio_ci(a, pooled("id-scratch", frac))
-        t = paired_test(a, pooled("id-scratch", frac), n_boot=2000, seed=0)
+        base = (
+            "id-scratch-e60" if g.endswith("-e60") and "id-scratch-e60" in records else "id-scratch"
+        )
+        r, lo, hi = paired_ratio_ci(a, pooled(base, frac))
+        t = paired_test(a, pooled(base, frac), n_boot=2000, seed=0)
         rt, lot, hit = paired_ratio_ci(a, pooled("text-scratch", frac))
         ok = r >= 1.3 and t.p_value < 0.05
         lines.append(
             f"- {frac:g}: {g} (valid NDCG@10 {best[frac][1]:.4f}): {r:.2f}x the ID scratch "
+            f"({base}) "
             f"[{lo:.2f}, {hi:.2f}], p {t.p_value:.4f}; {rt:.2f}x the text-aware scratch "
             f"[{lot:.2f}, {hit:.2f}]: **{'met' if ok else 'not met'}**."
         )
