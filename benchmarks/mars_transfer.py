@@ -545,14 +545,6 @@ STRAT_GROUPS: dict[str, tuple[dict[str, Any], dict[str, Any] | None, str]] = {
         "multi",
     ),  # fmt: skip
     "long-finetune": ({}, {"strategy": "finetune", "init": "popularity"}, "long"),
-    "id-scratch-e60": ({}, None, ""),
-    "init-random-e60": ({}, {"strategy": "finetune", "init": "random"}, "multi"),
-    "idtext-scratch-e60": (ID_TEXT_PRIOR, None, ""),
-    "idtext-finetune-random-e60": (
-        ID_TEXT_PRIOR,
-        {"strategy": "finetune", "init": "random", "model_options": ID_TEXT_PRIOR},
-        "multi",
-    ),  # fmt: skip
     "long-text-finetune": (
         TEXT_PRIOR,
         {"strategy": "finetune", "init": "random", "model_options": TEXT_PRIOR},
@@ -564,9 +556,19 @@ STRAT_GROUPS: dict[str, tuple[dict[str, Any], dict[str, Any] | None, str]] = {
         "multi",
     ),  # fmt: skip
 }
-# arms still improving at the 30-epoch cap get a longer one; the learning rate's cosine decay
-# spans the cap, so they are compared with an ID scratch at the same cap too
-STRAT_EPOCHS = {g: 60 for g in STRAT_GROUPS if g.endswith("-e60")}
+# the fine-tuned arms still improve at the 30-epoch cap (best epoch = last): the same arms at
+# longer caps, each compared with the scratch arms at the same cap (the learning rate's cosine
+# decay spans the cap, so a cap changes a scratch run too, even one that stops early)
+LONGER_CAPS = {
+    60: ["id-scratch", "idtext-scratch", "init-random", "idtext-finetune-random"],
+    120: ["id-scratch", "text-scratch", "idtext-scratch", "init-random", "finetune",
+          "idtext-finetune-random"],
+}  # fmt: skip
+STRAT_EPOCHS: dict[str, int] = {}
+for _cap, _bases in LONGER_CAPS.items():
+    for _b in _bases:
+        STRAT_GROUPS[f"{_b}-e{_cap}"] = STRAT_GROUPS[_b]
+        STRAT_EPOCHS[f"{_b}-e{_cap}"] = _cap
 STRAT_NOTES = {
     "id-scratch": "ID SASRec from random weights (the goal's baseline)",
     "text-scratch": "text-aware SASRec (text, prior 5) from random weights",
@@ -585,12 +587,12 @@ STRAT_NOTES = {
     "idtext-finetune": "encoder -> id+text MARS model (id table by popularity), fine-tune",
     "idtext-finetune-random": "encoder -> id+text MARS model, id table random, fine-tune",
     "long-finetune": "as finetune, from the longer joint pre-training (step cap)",
-    "id-scratch-e60": "as id-scratch, at most 60 epochs (the cosine decay spans the cap)",
-    "init-random-e60": "as init-random, at most 60 epochs",
-    "idtext-scratch-e60": "as idtext-scratch, at most 60 epochs",
-    "idtext-finetune-random-e60": "as idtext-finetune-random, at most 60 epochs",
     "long-text-finetune": "as text-finetune, from the longer joint pre-training",
 }
+
+
+for _g, _cap in STRAT_EPOCHS.items():
+    STRAT_NOTES[_g] = f"as {_g.rsplit('-e', 1)[0]}, at most {_cap} epochs"
 
 
 def reptile_source(args, src: Path, work: Path) -> tuple[Path, dict[str, Any]]:
@@ -749,7 +751,7 @@ def strategies(args) -> None:
         f"{records[groups[0]][0]['protocol']}. Source: `multi-joint`, the multisource part's "
         f"jointly pre-trained SASRec (shared encoder, the {args.anchor} domain's item table and "
         "positions). Every arm: SASRec d 64 on MARS, the seen-item bias reset to 0, at most "
-        f"{args.target_epochs} epochs (60 for `-e60` arms) with early stopping on the (full) MARS validation NDCG@10 "
+        f"{args.target_epochs} epochs (`-eN` arms: N) with early stopping on the (full) MARS validation NDCG@10 "
         f"(patience as the trainer's default; a {args.guard_budget:g} s wall-time guard, "
         "reached by no run unless the table says so); seeds "
         f"{', '.join(map(str, args.seeds))} (the subsample and the target init). Ratios: "
@@ -770,8 +772,8 @@ def strategies(args) -> None:
             same = {"": "id-scratch", "text": "text-scratch", "id+text": "idtext-scratch"}[
                 model_extra.get("item_repr", "") if model_extra else ""
             ]
-            if g.endswith("-e60"):
-                same += "-e60"
+            if g in STRAT_EPOCHS:
+                same += f"-e{STRAT_EPOCHS[g]}"
             a = pooled(g, frac)
             rid, p = ratio(a, base_id)
             rtx, _ = ratio(a, base_text)
@@ -795,9 +797,7 @@ def strategies(args) -> None:
     for frac in args.fractions:
         g = best[frac][0]
         a = pooled(g, frac)
-        base = (
-            "id-scratch-e60" if g.endswith("-e60") and "id-scratch-e60" in records else "id-scratch"
-        )
+        base = f"id-scratch-e{STRAT_EPOCHS[g]}" if g in STRAT_EPOCHS else "id-scratch"
         r, lo, hi = paired_ratio_ci(a, pooled(base, frac))
         t = paired_test(a, pooled(base, frac), n_boot=2000, seed=0)
         rt, lot, hit = paired_ratio_ci(a, pooled("text-scratch", frac))
