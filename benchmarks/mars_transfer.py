@@ -545,6 +545,15 @@ STRAT_GROUPS: dict[str, tuple[dict[str, Any], dict[str, Any] | None, str]] = {
         "multi",
     ),  # fmt: skip
     "long-finetune": ({}, {"strategy": "finetune", "init": "popularity"}, "long"),
+    # strategy "scratch" through warmrec.transfer: random weights, but the transfer path's
+    # trainer (TrainerConfig defaults: batch 128, lr 1e-3, constant), which every transfer arm
+    # gets, where the scratch arms above get SASRec's default_trainer (batch 32, lr 2e-3, cosine)
+    "tscratch": ({}, {"strategy": "scratch", "init": "random"}, "multi"),
+    "text-tscratch": (
+        TEXT_PRIOR,
+        {"strategy": "scratch", "init": "random", "model_options": TEXT_PRIOR},
+        "multi",
+    ),  # fmt: skip
     "long-text-finetune": (
         TEXT_PRIOR,
         {"strategy": "finetune", "init": "random", "model_options": TEXT_PRIOR},
@@ -562,7 +571,7 @@ STRAT_GROUPS: dict[str, tuple[dict[str, Any], dict[str, Any] | None, str]] = {
 LONGER_CAPS = {
     60: ["id-scratch", "idtext-scratch", "init-random", "idtext-finetune-random"],
     120: ["id-scratch", "text-scratch", "idtext-scratch", "init-random", "finetune",
-          "idtext-finetune-random"],
+          "idtext-finetune-random", "tscratch"],
 }  # fmt: skip
 STRAT_EPOCHS: dict[str, int] = {}
 for _cap, _bases in LONGER_CAPS.items():
@@ -588,6 +597,8 @@ STRAT_NOTES = {
     "idtext-finetune-random": "encoder -> id+text MARS model, id table random, fine-tune",
     "long-finetune": "as finetune, from the longer joint pre-training (step cap)",
     "long-text-finetune": "as text-finetune, from the longer joint pre-training",
+    "tscratch": "random weights through the transfer path (its trainer: batch 128, lr 1e-3)",
+    "text-tscratch": "text-aware, random weights through the transfer path (its trainer)",
 }
 
 
