@@ -780,7 +780,12 @@ def strategies(args) -> None:
         f"{', '.join(map(str, args.seeds))} (the subsample and the target init). Ratios: "
         "NDCG@10 over a scratch arm's, test learners paired and pooled over the seeds, 95 % "
         "bootstrap interval; p: paired bootstrap test of the difference against the ID scratch. "
-        "valid: mean MARS validation NDCG@10 (what selection sees).",
+        "valid: mean MARS validation NDCG@10 (what selection sees). Trainers: the `*-scratch` "
+        "arms are fit by the run path with SASRec's default trainer (batch 32, lr 2e-3, cosine "
+        "decay over the epoch cap, 200 warm-up steps); every transfer arm trains through "
+        "`warmrec.transfer.transfer`, which takes the training loop's defaults instead (batch "
+        "128, lr 1e-3, constant): the `tscratch` arms (strategy `scratch`: random weights "
+        "through that same path and trainer) are the control for that difference.",
         "",
         "| arm | what | fraction | valid ndcg@10 | test ndcg@10 (seeds) | / ID scratch [95% CI] "
         "| p | / text scratch [95% CI] | / same-model scratch [95% CI] | / transfer-path scratch "
@@ -827,7 +832,7 @@ def strategies(args) -> None:
         base = f"id-scratch-e{STRAT_EPOCHS[g]}" if g in STRAT_EPOCHS else "id-scratch"
         r, lo, hi = paired_ratio_ci(a, pooled(base, frac))
         t = paired_test(a, pooled(base, frac), n_boot=2000, seed=0)
-        tb = tpath_scratch(g)
+        tb = tpath_scratch(g) or base
         r2, lo2, hi2 = paired_ratio_ci(a, pooled(tb, frac))
         t2 = paired_test(a, pooled(tb, frac), n_boot=2000, seed=0)
         txt = f"text-scratch-e{STRAT_EPOCHS[g]}" if g in STRAT_EPOCHS else "text-scratch"
