@@ -784,7 +784,7 @@ def strategies(args) -> None:
         "arms are fit by the run path with SASRec's default trainer (batch 32, lr 2e-3, cosine "
         "decay over the epoch cap, 200 warm-up steps); every transfer arm trains through "
         "`warmrec.transfer.transfer`, which takes the training loop's defaults instead (batch "
-        "128, lr 1e-3, constant): the `tscratch` arms (strategy `scratch`: random weights "
+        "128, lr 1e-3, constant, no warm-up): the `tscratch` arms (strategy `scratch`: random weights "
         "through that same path and trainer) are the control for that difference.",
         "",
         "| arm | what | fraction | valid ndcg@10 | test ndcg@10 (seeds) | / ID scratch [95% CI] "
