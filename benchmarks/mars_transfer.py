@@ -760,7 +760,7 @@ def strategies(args) -> None:
         "item text (5 % and 10 % of the learners)",
         "",
         f"Command: `OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py strategies --work DIR` "
-        "(DIR holding the multisource part's `multi-joint`), here run as three processes side "
+        "(DIR holding the multisource part's `multi-joint`), here run as two to five processes side "
         "by side, each with `--groups ...`, then `--write-only` (the curves whose run files "
         f"are all there) wrote this section ({took / 60:.0f} min; 1-minute load average "
         f"{load.stop()} during the write-up run on the shared 2-core machine, one torch thread "
