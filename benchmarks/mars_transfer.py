@@ -604,6 +604,15 @@ STRAT_NOTES = {
 
 for _g, _cap in STRAT_EPOCHS.items():
     STRAT_NOTES[_g] = f"as {_g.rsplit('-e', 1)[0]}, at most {_cap} epochs"
+# the transfer arm with the scratch arms' trainer (SASRec's default_trainer) instead of the
+# transfer path's: its exact control is id-scratch at the same cap
+SAS_TRAINER = {"batch_size": 32, "lr": 2e-3, "schedule": "cosine", "warmup_steps": 200}
+STRAT_GROUPS["init-random-sas-e120"] = STRAT_GROUPS["init-random"]
+STRAT_EPOCHS["init-random-sas-e120"] = 120
+STRAT_TRAIN = {"init-random-sas-e120": SAS_TRAINER}
+STRAT_NOTES["init-random-sas-e120"] = (
+    "as init-random-e120, with SASRec's trainer (batch 32, lr 2e-3 cosine, warm-up 200)"
+)
 
 
 def reptile_source(args, src: Path, work: Path) -> tuple[Path, dict[str, Any]]:
@@ -717,7 +726,8 @@ def strategies(args) -> None:
             raise SystemExit("--write-only: the id-scratch and text-scratch curves are needed")
     for g in groups:
         model_extra, tr, which = STRAT_GROUPS[g]
-        g_train = {**train, "epochs": STRAT_EPOCHS.get(g, args.target_epochs)}
+        g_train = {**train, "epochs": STRAT_EPOCHS.get(g, args.target_epochs),
+                   **STRAT_TRAIN.get(g, {})}  # fmt: skip
         cfg: dict[str, Any] = {"model": {"name": "sasrec", "d": D, **model_extra}, "train": g_train}
         arm = "scratch"
         if tr is not None:
