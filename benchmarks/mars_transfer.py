@@ -8,6 +8,8 @@ the first's source and the second's scratch runs, from the same ``--work`` folde
     OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py zeroshot [--work DIR]
     OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py multisource [--work DIR]
     OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py texttransfer [--work DIR]
+    OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py strategies [--work DIR]
+    OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py mixing [--work DIR]
 
 ``zeroshot``: a text-aware SASRec (``item_repr = "text"``, with and without the text prior)
 pre-trained on ml-100k (titles + genres through MiniLM), carried to MARS with
@@ -25,6 +27,21 @@ the same text-aware SASRec from scratch and against the ID scratch runs.
 
 ``zsselect`` (run before ``zeroshot``): the source-side setting ``prior_only`` chosen on ml-100k
 alone (a held-out half of its catalogue); ``zeroshot`` then adds a source trained with it.
+
+``mixing``: the multi-source pre-training's mixing choices (domains drawn by size, by
+temperature 2, uniformly, and temperature 2 with a domain token) under one step cap and
+several pre-training seeds, each carried to 10 % of the MARS learners as the multisource part
+does.
+
+``strategies``: the multisource part's jointly pre-trained encoder (``multi-joint``) carried to
+MARS by every transfer strategy (fine-tune, freeze the encoder or the embeddings, adapters,
+LoRA, discriminative rates, the item-table re-initialisation grid, Reptile meta-training of the
+encoder before fine-tuning) and into text-aware MARS models (``[transfer] model_options``: the
+MARS item text through MiniLM and a fresh adaptor under the pre-trained encoder), at the same
+fractions, seeds and test learners, against the ID and the text-aware SASRec from scratch.
+Epoch caps; the wall-time cap is only a guard (the run files say whether it was reached).
+``--groups`` runs some of the curves only (to run them side by side); the section is written
+by a run with every group.
 """
 
 from __future__ import annotations
@@ -1004,6 +1021,383 @@ def mix_pair_lines(records, labels: list[str], args) -> list[str]:
     return out
 
 
+# -- strategies on the multi-source encoder ---------------------------------------------------------
+TEXT_PRIOR = {"item_repr": "text", "text_prior": 5}
+ID_TEXT_PRIOR = {"item_repr": "id+text", "text_prior": 5}
+# group -> (model settings of the MARS model, [transfer] options or None for scratch, source)
+STRAT_GROUPS: dict[str, tuple[dict[str, Any], dict[str, Any] | None, str]] = {
+    "id-scratch": ({}, None, ""),
+    "text-scratch": (TEXT_PRIOR, None, ""),
+    "idtext-scratch": (ID_TEXT_PRIOR, None, ""),
+    "finetune": ({}, {"strategy": "finetune", "init": "popularity"}, "multi"),
+    "freeze_encoder": ({}, {"strategy": "freeze_encoder", "init": "popularity"}, "multi"),
+    "freeze_embeddings": ({}, {"strategy": "freeze_embeddings", "init": "popularity"}, "multi"),
+    "adapters": ({}, {"strategy": "adapters", "init": "popularity"}, "multi"),
+    "lora": ({}, {"strategy": "lora", "init": "popularity"}, "multi"),
+    "discriminative": ({}, {"strategy": "discriminative", "init": "popularity"}, "multi"),
+    "init-random": ({}, {"strategy": "finetune", "init": "random"}, "multi"),
+    "init-mean": ({}, {"strategy": "finetune", "init": "mean"}, "multi"),
+    "reptile": ({}, {"strategy": "finetune", "init": "popularity"}, "reptile"),
+    "text-finetune": (
+        TEXT_PRIOR,
+        {"strategy": "finetune", "init": "random", "model_options": TEXT_PRIOR},
+        "multi",
+    ),  # fmt: skip
+    "text-discriminative": (
+        TEXT_PRIOR,
+        {"strategy": "discriminative", "init": "random", "model_options": TEXT_PRIOR},
+        "multi",
+    ),  # fmt: skip
+    "idtext-finetune-random": (
+        ID_TEXT_PRIOR,
+        {"strategy": "finetune", "init": "random", "model_options": ID_TEXT_PRIOR},
+        "multi",
+    ),  # fmt: skip
+    "long-finetune": ({}, {"strategy": "finetune", "init": "popularity"}, "long"),
+    # strategy "scratch" through warmrec.transfer: random weights, but the transfer path's
+    # trainer (TrainerConfig defaults: batch 128, lr 1e-3, constant), which every transfer arm
+    # gets, where the scratch arms above get SASRec's default_trainer (batch 32, lr 2e-3, cosine)
+    "tscratch": ({}, {"strategy": "scratch", "init": "random"}, "multi"),
+    "text-tscratch": (
+        TEXT_PRIOR,
+        {"strategy": "scratch", "init": "random", "model_options": TEXT_PRIOR},
+        "multi",
+    ),  # fmt: skip
+    "long-text-finetune": (
+        TEXT_PRIOR,
+        {"strategy": "finetune", "init": "random", "model_options": TEXT_PRIOR},
+        "long",
+    ),  # fmt: skip
+    "idtext-finetune": (
+        ID_TEXT_PRIOR,
+        {"strategy": "finetune", "init": "popularity", "model_options": ID_TEXT_PRIOR},
+        "multi",
+    ),  # fmt: skip
+}
+# the fine-tuned arms still improve at the 30-epoch cap (best epoch = last): the same arms at
+# longer caps, each compared with the scratch arms at the same cap (the learning rate's cosine
+# decay spans the cap, so a cap changes a scratch run too, even one that stops early)
+LONGER_CAPS = {
+    60: ["id-scratch", "idtext-scratch", "init-random", "idtext-finetune-random"],
+    120: ["id-scratch", "text-scratch", "idtext-scratch", "init-random", "finetune",
+          "idtext-finetune-random", "tscratch"],
+}  # fmt: skip
+STRAT_EPOCHS: dict[str, int] = {}
+for _cap, _bases in LONGER_CAPS.items():
+    for _b in _bases:
+        STRAT_GROUPS[f"{_b}-e{_cap}"] = STRAT_GROUPS[_b]
+        STRAT_EPOCHS[f"{_b}-e{_cap}"] = _cap
+STRAT_NOTES = {
+    "id-scratch": "ID SASRec from random weights (the goal's baseline)",
+    "text-scratch": "text-aware SASRec (text, prior 5) from random weights",
+    "idtext-scratch": "id+text SASRec (prior 5) from random weights",
+    "finetune": "everything trains; MARS item table by popularity rank",
+    "freeze_encoder": "only item/position tables (and the seen bias) train",
+    "freeze_embeddings": "item/position tables frozen, the encoder trains",
+    "adapters": "bottleneck adapters + item tables train, the rest frozen",
+    "lora": "LoRA on the attention + item tables train, the rest frozen",
+    "discriminative": "everything trains, lr x 0.5 per layer from the top",
+    "init-random": "fine-tune, MARS item table random (source's row scale)",
+    "init-mean": "fine-tune, MARS item table = mean source row + noise",
+    "reptile": "Reptile on wikipedia from the multi-joint weights, then fine-tune",
+    "text-finetune": "encoder -> text-aware MARS model (fresh adaptor), fine-tune",
+    "text-discriminative": "encoder -> text-aware MARS model, discriminative rates",
+    "idtext-finetune": "encoder -> id+text MARS model (id table by popularity), fine-tune",
+    "idtext-finetune-random": "encoder -> id+text MARS model, id table random, fine-tune",
+    "long-finetune": "as finetune, from the longer joint pre-training (step cap)",
+    "long-text-finetune": "as text-finetune, from the longer joint pre-training",
+    "tscratch": "random weights through the transfer path (its trainer: batch 128, lr 1e-3)",
+    "text-tscratch": "text-aware, random weights through the transfer path (its trainer)",
+}
+
+
+for _g, _cap in STRAT_EPOCHS.items():
+    STRAT_NOTES[_g] = f"as {_g.rsplit('-e', 1)[0]}, at most {_cap} epochs"
+# the transfer arm with the scratch arms' trainer (SASRec's default_trainer) instead of the
+# transfer path's: its exact control is id-scratch at the same cap
+SAS_TRAINER = {"batch_size": 32, "lr": 2e-3, "schedule": "cosine", "warmup_steps": 200}
+STRAT_GROUPS["init-random-sas-e120"] = STRAT_GROUPS["init-random"]
+STRAT_EPOCHS["init-random-sas-e120"] = 120
+STRAT_TRAIN = {"init-random-sas-e120": SAS_TRAINER}
+STRAT_NOTES["init-random-sas-e120"] = (
+    "as init-random-e120, with SASRec's trainer (batch 32, lr 2e-3 cosine, warm-up 200)"
+)
+
+
+def reptile_source(args, src: Path, work: Path) -> tuple[Path, dict[str, Any]]:
+    """Reptile meta-training of the multi-joint wikipedia model on wikipedia's sequences,
+    starting from its weights (``keep_weights``), saved to ``work/multi-joint-reptile``."""
+    import resource
+
+    from warmrec.meta.reptile import reptile_pretrain
+
+    out = work / "multi-joint-reptile"
+    stamp = work / "multi-joint-reptile.json"
+    cfg = {"meta_iterations": args.reptile_iterations, "eval_every": 50, "seed": 0}
+    key = json.dumps({"source": str(src), **cfg}, sort_keys=True)
+    if out.is_dir() and stamp.is_file() and json.loads(stamp.read_text()).get("key") == key:
+        return out, json.loads(stamp.read_text())
+    prep = prepare_run(spec_from_config(source_cfg("wikipedia", args)))
+    model = Recommender.load(src)
+    before = float(scores_valid(model, prep))
+    t0 = time.perf_counter()
+    reptile_pretrain(model, prep.train, prep.valid, cfg, keep_weights=True)
+    took = time.perf_counter() - t0
+    info = {
+        "key": key,
+        "seconds": took,
+        "best_iteration": model.reptile_result.best_iteration,
+        "valid_before": before,
+        "valid_after": float(scores_valid(model, prep)),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **cfg,
+    }
+    model.save(out)
+    stamp.write_text(json.dumps(info))
+    return out, info
+
+
+def long_source(args, work: Path) -> tuple[Path, dict[str, Any]]:
+    """Joint multi-source pre-training as the multisource part's, capped by steps (the cosine
+    schedule runs its course) with a wall-time guard: ``work/multi-joint-long``."""
+    from warmrec.transfer.multisource import Domain, pretrain_multisource
+
+    out = work / "multi-joint-long"
+    stamp = work / "multi-joint-long.json"
+    cfg = {"order": "joint", "sampling": "temperature", "temperature": 2.0,
+           "steps": args.long_steps, "time_budget_s": args.long_budget, "batch_size": 64,
+           "seed": 0, "num_threads": 1}  # fmt: skip
+    key = json.dumps({**cfg, "np_fraction": args.np_fraction}, sort_keys=True)
+    if out.is_dir() and stamp.is_file() and json.loads(stamp.read_text()).get("key") == key:
+        return out / args.anchor, json.loads(stamp.read_text())
+    preps = {n: prepare_run(spec_from_config(source_cfg(n, args))) for n in SOURCES}
+    domains = [
+        Domain(n, p.train, None if n == "nowplaying" else p.valid,
+               NOWPLAYING_MODEL if n == "nowplaying" else {})
+        for n, p in preps.items()
+    ]  # fmt: skip
+    res = pretrain_multisource("sasrec", domains, {"d": D}, cfg)
+    for n, m in res.models.items():
+        m.save(out / n)
+    info = {"key": key, **res.summary()}
+    stamp.write_text(json.dumps(info))
+    return out / args.anchor, info
+
+
+def tpath_scratch(g: str) -> str:
+    """The scratch arm trained like ``g`` (the transfer path's trainer): ``tscratch`` for ID
+    arms (its runs stop early under a constant rate, so caps 30 and 60 give the cap-120 runs),
+    ``text-tscratch`` for text arms; an id+text arm has none."""
+    repr_ = STRAT_GROUPS[g][0].get("item_repr", "id")
+    if repr_ == "text":
+        return "text-tscratch"
+    if repr_ == "id":
+        return "tscratch-e120" if STRAT_EPOCHS.get(g) == 120 else "tscratch"
+    return ""
+
+
+def scores_valid(model, prep) -> float:
+    from warmrec import evaluate
+
+    return float(evaluate(model, prep.valid, ["ndcg@10"]).summary["ndcg@10"])
+
+
+def strategies(args) -> None:
+    from warmrec.evaluation.stats import paired_test
+
+    load = LoadSampler()
+    t_all = time.perf_counter()
+    work = Path(args.work)
+    src = work / "multi-joint" / args.anchor
+    if not src.is_dir():
+        raise SystemExit(f"{src}: run the multisource part first (it pre-trains this source)")
+    groups = args.groups or list(STRAT_GROUPS)
+    bad = [g for g in groups if g not in STRAT_GROUPS]
+    if bad:
+        raise SystemExit(f"--groups: unknown {', '.join(bad)}; expected {', '.join(STRAT_GROUPS)}")
+    train = {"epochs": args.target_epochs, "time_budget_s": args.guard_budget, **THREADS}
+    reptile_info: dict[str, Any] | None = None
+    long_info: dict[str, Any] | None = None
+    records: dict[str, list[dict[str, Any]]] = {}
+    seconds: dict[str, float] = {}
+    missing: list[str] = []
+    if args.write_only:  # the curves whose every run file is there (computed by --groups runs)
+
+        def complete(g: str) -> bool:
+            runs = work / "strategies" / g / "runs"
+            return all((runs / f"{g}-f{f:g}-s{s}.json").is_file() or
+                       (runs / f"scratch-f{f:g}-s{s}.json").is_file()
+                       for f in args.fractions for s in args.seeds)  # fmt: skip
+
+        missing = [g for g in groups if not complete(g)]
+        groups = [g for g in groups if g not in missing]
+        if "id-scratch" in missing or "text-scratch" in missing:
+            raise SystemExit("--write-only: the id-scratch and text-scratch curves are needed")
+    for g in groups:
+        model_extra, tr, which = STRAT_GROUPS[g]
+        g_train = {**train, "epochs": STRAT_EPOCHS.get(g, args.target_epochs),
+                   **STRAT_TRAIN.get(g, {})}  # fmt: skip
+        cfg: dict[str, Any] = {"model": {"name": "sasrec", "d": D, **model_extra}, "train": g_train}
+        arm = "scratch"
+        if tr is not None:
+            source = src
+            if which == "reptile":
+                source, reptile_info = reptile_source(args, src, work)
+            elif which == "long":
+                source, long_info = long_source(args, work)
+            cfg["transfer"] = {"source": str(source), "reset_domain": True, **tr}
+            arm = f"{g}=transfer:{source}"
+        t0 = time.perf_counter()
+        res = run_curve(mars_spec(cfg), [arm], fractions=args.fractions, seeds=args.seeds,
+                        out_dir=work / "strategies" / g, progress=True)  # fmt: skip
+        seconds[g] = time.perf_counter() - t0
+        records[g] = res.records
+        print(f"[strategies] {g}: {seconds[g]:.0f} s", flush=True)
+    if args.groups and not args.write_only:
+        print("[strategies] --groups given: no section written", flush=True)
+        return
+
+    def pooled(g: str, frac: float, key: str = "per_user") -> np.ndarray:
+        rs = {r["seed"]: r for r in records[g] if r["fraction"] == frac}
+        return np.concatenate([np.asarray(rs[s][key], np.float64) for s in args.seeds])
+
+    def per_seed(g: str, frac: float, what: str) -> list[float]:
+        rs = {r["seed"]: r for r in records[g] if r["fraction"] == frac}
+        if what == "valid":
+            return [rs[s]["valid"]["ndcg@10"] for s in args.seeds]
+        return [rs[s]["metrics"]["ndcg@10"] for s in args.seeds]
+
+    def ratio(a: np.ndarray, b: np.ndarray) -> tuple[str, float]:
+        r, lo, hi = paired_ratio_ci(a, b)
+        p = paired_test(a, b, n_boot=2000, seed=0).p_value
+        return f"{r:.2f} [{lo:.2f}, {hi:.2f}]", float(p)
+
+    took = time.perf_counter() - t_all
+    lines = [
+        "<!-- begin: strategies -->",
+        "## Every transfer strategy on the multi-source encoder, and the encoder under the MARS "
+        "item text (5 % and 10 % of the learners)",
+        "",
+        f"Command: `OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py strategies --work DIR` "
+        "(DIR holding the multisource part's `multi-joint`), here run as two to five processes side "
+        "by side, each with `--groups ...`, then `--write-only` (the curves whose run files "
+        f"are all there) wrote this section ({took / 60:.0f} min; 1-minute load average "
+        f"{load.stop()} during the write-up run on the shared 2-core machine, one torch thread "
+        "per process; the runs ran at a 1-minute load of about 4-9). Fit time per curve, "
+        "summed over its runs: "
+        + ", ".join(
+            f"{g} {sum(r['fit_seconds'] for r in records[g]) / 60:.0f} min" for g in groups
+        )  # fmt: skip
+        + ".",
+        "",
+        f"{records[groups[0]][0]['protocol']}. Source: `multi-joint`, the multisource part's "
+        f"jointly pre-trained SASRec (shared encoder, the {args.anchor} domain's item table and "
+        "positions). Every arm: SASRec d 64 on MARS, the seen-item bias reset to 0, at most "
+        f"{args.target_epochs} epochs (`-eN` arms: N) with early stopping on the (full) MARS validation NDCG@10 "
+        f"(patience as the trainer's default; a {args.guard_budget:g} s wall-time guard, "
+        "reached by no run unless the table says so); seeds "
+        f"{', '.join(map(str, args.seeds))} (the subsample and the target init). Ratios: "
+        "NDCG@10 over a scratch arm's, test learners paired and pooled over the seeds, 95 % "
+        "bootstrap interval; p: paired bootstrap test of the difference against the ID scratch. "
+        "valid: mean MARS validation NDCG@10 (what selection sees). Trainers: the `*-scratch` "
+        "arms are fit by the run path with SASRec's default trainer (batch 32, lr 2e-3, cosine "
+        "decay over the epoch cap, 200 warm-up steps); every transfer arm trains through "
+        "`warmrec.transfer.transfer`, which takes the training loop's defaults instead (batch "
+        "128, lr 1e-3, constant, no warm-up): the `tscratch` arms (strategy `scratch`: random weights "
+        "through that same path and trainer) are the control for that difference.",
+        "",
+        "| arm | what | fraction | valid ndcg@10 | test ndcg@10 (seeds) | / ID scratch [95% CI] "
+        "| p | / text scratch [95% CI] | / same-model scratch [95% CI] | / transfer-path scratch "
+        "[95% CI] | epochs (best) | max fit s |",
+        "|---|---|---:|---:|---|---|---:|---|---|---|---|---:|",
+    ]
+    best: dict[float, tuple[str, float]] = {}
+    for frac in args.fractions:
+        base_id = pooled("id-scratch", frac)
+        base_text = pooled("text-scratch", frac)
+        for g in groups:
+            model_extra = STRAT_GROUPS[g][0]
+            same = {"": "id-scratch", "text": "text-scratch", "id+text": "idtext-scratch"}[
+                model_extra.get("item_repr", "") if model_extra else ""
+            ]
+            if g in STRAT_EPOCHS:
+                same += f"-e{STRAT_EPOCHS[g]}"
+            a = pooled(g, frac)
+            rid, p = ratio(a, base_id)
+            rtx, _ = ratio(a, base_text)
+            rsame = "" if g == same or same not in records else ratio(a, pooled(same, frac))[0]
+            tsame = tpath_scratch(g)
+            rts = "" if g == tsame or tsame not in records else ratio(a, pooled(tsame, frac))[0]
+            rs = [r for r in records[g] if r["fraction"] == frac]
+            ep = ", ".join(f"{r.get('epochs_run', '?')} ({r.get('best_epoch', '?')})" for r in
+                           sorted(rs, key=lambda r: r["seed"]))  # fmt: skip
+            guard = any(r["fit_seconds"] >= args.guard_budget for r in rs)
+            test = per_seed(g, frac, "test")
+            valid = float(np.mean(per_seed(g, frac, "valid")))
+            if STRAT_GROUPS[g][1] is not None and (frac not in best or valid > best[frac][1]):
+                best[frac] = (g, valid)
+            lines.append(
+                f"| {g} | {STRAT_NOTES[g]} | {frac:g} | {valid:.4f} | {np.mean(test):.4f} "
+                f"({', '.join(f'{t:.3f}' for t in test)}) | {rid} | {p:.4f} | {rtx} | {rsame} | {rts} | "
+                f"{ep} | {max(r['fit_seconds'] for r in rs):.0f}{' (guard)' if guard else ''} |"
+            )
+    lines += ["", "Goal (best transfer >= 1.3x the ID SASRec from scratch, NDCG@10, the "
+              "interval of the difference excluding 0; here against both ID scratch arms at the "
+              "arm's epoch cap, the fit path's and the transfer path's), the transfer arm "
+              "chosen by MARS validation NDCG@10:", ""]  # fmt: skip
+    for frac in args.fractions:
+        g = best[frac][0]
+        a = pooled(g, frac)
+        base = f"id-scratch-e{STRAT_EPOCHS[g]}" if g in STRAT_EPOCHS else "id-scratch"
+        r, lo, hi = paired_ratio_ci(a, pooled(base, frac))
+        t = paired_test(a, pooled(base, frac), n_boot=2000, seed=0)
+        tb = tpath_scratch(g) or base
+        r2, lo2, hi2 = paired_ratio_ci(a, pooled(tb, frac))
+        t2 = paired_test(a, pooled(tb, frac), n_boot=2000, seed=0)
+        txt = f"text-scratch-e{STRAT_EPOCHS[g]}" if g in STRAT_EPOCHS else "text-scratch"
+        txt = txt if txt in records else "text-scratch"
+        rt, lot, hit = paired_ratio_ci(a, pooled(txt, frac))
+        ok = min(r, r2) >= 1.3 and max(t.p_value, t2.p_value) < 0.05
+        lines.append(
+            f"- {frac:g}: {g} (valid NDCG@10 {best[frac][1]:.4f}): {r:.2f}x the ID scratch "
+            f"({base}) [{lo:.2f}, {hi:.2f}], p {t.p_value:.4f}; {r2:.2f}x the transfer-path "
+            f"scratch ({tb}) [{lo2:.2f}, {hi2:.2f}], p {t2.p_value:.4f}; {rt:.2f}x the "
+            f"text-aware scratch ({txt}) [{lot:.2f}, {hit:.2f}]: "
+            f"**{'met' if ok else 'not met'}**."
+        )
+    if reptile_info is not None:
+        ri = reptile_info
+        lines += [
+            "",
+            f"Reptile (`warmrec.meta.reptile_pretrain(..., keep_weights=True)`): "
+            f"{ri['meta_iterations']} meta-iterations (Reptile's defaults otherwise: 5 tasks "
+            "of wikipedia sequences per step, 5 SGD inner steps at 0.5, outer step 1 decaying "
+            "to 0), validated on wikipedia every 50, the best kept (iteration "
+            f"{ri['best_iteration']}); wikipedia valid NDCG@10 {ri['valid_before']:.4f} before, "
+            f"{ri['valid_after']:.4f} after; {ri['seconds']:.0f} s, peak RSS "
+            f"{ri['peak_rss_mb']:.0f} MB.",
+        ]
+    if long_info is not None:
+        li, v = long_info, long_info["valid"]
+        lines += [
+            "",
+            f"Longer joint pre-training (`long-*` arms): as the multisource part's joint run but "
+            f"capped at {args.long_steps} steps (the cosine schedule decays to its end; wall-time "
+            f"guard {args.long_budget:g} s): steps "
+            + ", ".join(f"{k} {n}" for k, n in li["steps"].items())
+            + f"; {li['seconds']:.0f} s, peak RSS {li['peak_rss_mb']:.0f} MB; valid NDCG@10 "
+            f"ml100k {v.get('ml100k', {}).get('ndcg@10', float('nan')):.4f}, wikipedia "
+            f"{v.get('wikipedia', {}).get('ndcg@10', float('nan')):.4f} (the 420 s run: 565 "
+            "steps, 0.0740 and 0.7967).",
+        ]
+    if missing:
+        lines += ["", f"Not run (time): {', '.join(missing)}."]
+    lines += ["", "<!-- end: strategies -->"]
+    write_section(args.out, "<!-- begin: strategies -->", "<!-- end: strategies -->",
+                  "\n".join(lines), TITLE)  # fmt: skip
+    print("\n".join(lines))
+
+
 def verdict_lines(summary, arms: list[str]) -> list[str]:
     """The issue's two transfer goals, read off the curve summary, per fraction."""
     out = ["Goals, per fraction (ratio = NDCG@10 over scratch's, paired bootstrap 95 % CI):", ""]
@@ -1036,7 +1430,8 @@ def verdict_lines(summary, arms: list[str]) -> list[str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
-        "part", choices=["zeroshot", "zsselect", "multisource", "texttransfer", "mixing"]
+        "part",
+        choices=["zeroshot", "zsselect", "multisource", "texttransfer", "mixing", "strategies"],
     )
     p.add_argument("--work", default="/tmp/warmrec-mars-transfer")
     p.add_argument("--src-epochs", type=int, default=30)
@@ -1057,6 +1452,21 @@ def main() -> None:
     p.add_argument("--mix-pre-seeds", type=int, nargs="+", default=[0], help="mixing: seeds.")
     p.add_argument("--jobs", type=int, default=1, help="mixing: arms pre-trained at once.")
     p.add_argument("--refit", action="store_true", help="Pre-train again even if saved.")
+    p.add_argument(
+        "--guard-budget",
+        type=float,
+        default=900.0,
+        help="strategies: wall-time guard per target fit (epochs cap training).",
+    )
+    p.add_argument("--reptile-iterations", type=int, default=500)
+    p.add_argument("--long-steps", type=int, default=2000)
+    p.add_argument("--long-budget", type=float, default=1800.0)
+    p.add_argument(
+        "--write-only",
+        action="store_true",
+        help="strategies: write the section from the curves already complete.",
+    )
+    p.add_argument("--groups", nargs="+", help="strategies: run only these curves.")
     p.add_argument("--out", type=Path, default=OUT, help="Markdown file to write (sections).")
     p.add_argument(
         "--render-only",
@@ -1075,6 +1485,7 @@ def main() -> None:
         "multisource": multisource,
         "texttransfer": texttransfer,
         "mixing": mixing,
+        "strategies": strategies,
     }[args.part](args)
 
 

@@ -199,6 +199,8 @@ class TransferInfo(_Record):
     refit_whitening: str = "off"
     """The text adaptor's whitening statistics re-fitted on the target's item text
     (``"off"``, ``"mean"``, ``"diag"``, ``"full"``)."""
+    model_options: dict[str, Any] = {}
+    """Target model settings over the source's (e.g. ``item_repr``)."""
     seed: int = 0
 
 

@@ -115,6 +115,30 @@ def test_pretrain_first_outer_step_uses_outer_lr(cyclic_data):
     assert model.meta.reptile.n_tasks == 1
 
 
+def test_keep_weights_continues_from_the_trained_net(cyclic_data):
+    """``keep_weights``: the first outer step starts from the model's own weights (here a net
+    drawn with seed 11), not from a new init drawn with Reptile's seed (7)."""
+    src, _ = cyclic_data
+    one = SequenceDataset.from_frame(
+        cyclic_log(n_sessions=1, n_items=20, length=6, seed=5), src.vocab
+    )
+    tasks = make_tasks(one, n_support=4)
+    cfg = {"meta_iterations": 1, "meta_batch_size": 1, "inner_steps": 1, "inner_lr": 0.1,
+           "outer_lr": 0.25, "grad_clip": 0.0, "seed": 7, "device": "cpu"}  # fmt: skip
+    start = _fresh(one, 11)
+    theta = [p.detach().clone() for p in start.net.parameters()]
+    g = _grad(copy.deepcopy(start), tasks, 0)
+    model = reptile_pretrain(start, one, None, cfg, tasks=tasks, keep_weights=True)
+    for p, th, gi in zip(model.net.parameters(), theta, g):
+        torch.testing.assert_close(p.detach(), th + 0.25 * (-0.1 * gi), rtol=1e-5, atol=1e-7)
+    small = cyclic_log(n_sessions=3, n_items=8, length=6, seed=1)
+    other = SequenceDataset.from_frame(small, ItemVocab.from_ids(small["item_id"]))
+    with pytest.raises(ModelError, match="another vocabulary"):
+        reptile_pretrain(_fresh(one, 11), other, None, cfg, keep_weights=True)
+    with pytest.raises(ModelError, match="no trained network"):
+        reptile_pretrain(get_model("sasrec", CFG), one, None, cfg, keep_weights=True)
+
+
 def _query_loss(model, tasks, k, lr=0.05):
     losses = []
     for t in range(len(tasks)):

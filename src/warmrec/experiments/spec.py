@@ -491,6 +491,10 @@ class TransferSpec(ConfigModel):
     ``"off"``, ``"mean"``, ``"diag"`` (mean and per-dimension variance, AdaBN) or ``"full"``
     (mean and covariance; ``true`` is ``"full"``). None (default): ``"diag"`` under
     ``strategy = "zeroshot"`` with a text source, else ``"off"``."""
+    model_options: dict[str, Any] = {}
+    """Target model settings over the source's, e.g. ``{item_repr = "text", text_prior = 5}``:
+    the source's encoder under another item representation (the item layer parts the source
+    lacks start fresh; :func:`warmrec.transfer.transfer.build_target_model`)."""
 
     @field_validator("strategy")
     @classmethod
@@ -887,6 +891,7 @@ def _fit_transfer(spec: RunSpec, prepared: Any) -> Any:
         position_init=tr.position_init,
         reset_domain=tr.reset_domain,
         refit_whitening=tr.refit_whitening,
+        model_options=tr.model_options or None,
         seed=tr.seed,
         **extra,
     )

@@ -259,12 +259,15 @@ def reptile_pretrain(
     config: ReptileConfig | Mapping[str, Any] | None = None,
     *,
     tasks: TaskSet | None = None,
+    keep_weights: bool = False,
     **overrides: Any,
 ) -> NeuralRecommender:
     """Meta-train ``model``'s initialisation on ``source_train`` with Reptile (module docstring).
 
     The model is bound to the source vocabulary and gets a new net (as ``fit`` does); ``tasks``
-    defaults to :func:`make_tasks` with the config's task settings. Sets
+    defaults to :func:`make_tasks` with the config's task settings. ``keep_weights``: start
+    from the model's trained net instead (a pre-trained source meta-trained further, e.g. the
+    shared encoder of a multi-source model); its vocabulary must be ``source_train``'s. Sets
     ``model.reptile_result`` and ``model.meta.reptile`` / ``meta.item_counts`` (for
     :func:`warmrec.transfer.transfer`); returns the model, net in eval mode.
     """
@@ -283,8 +286,20 @@ def reptile_pretrain(
         raise ModelError("reptile: the tasks are built on a different vocabulary than source_train")
     torch.manual_seed(cfg.seed)
     model.device = resolve_device(cfg.device)
-    model._bind(source_train)
-    model.init_net()
+    if keep_weights:
+        if model.net is None or model.vocab is None:
+            raise ModelError(f"reptile keep_weights: model '{model.name}' has no trained network")
+        if len(model.vocab) != len(source_train.vocab) or not model.vocab.ids.equals(
+            source_train.vocab.ids
+        ):
+            raise ModelError(
+                f"reptile keep_weights: model '{model.name}' was trained on another vocabulary "
+                f"({len(model.vocab) - 1} items) than source_train ({len(source_train.vocab) - 1})"
+            )
+        model.net.to(model.device)
+    else:
+        model._bind(source_train)
+        model.init_net()
     model.prepare(source_train)
     meta = _reptile_model(model, cfg, tasks)
     res = fit_meta(meta, source_train, source_valid, cfg.trainer())

@@ -22,7 +22,13 @@ loop (:func:`warmrec.training.loop.train` with ``fresh=False``):
    by ``position_init``: ``"repeat"`` (default; new older positions copy the oldest learned one,
    every learned position keeps its vector) or ``"interpolate"`` (the learned rows are
    stretched linearly over the new length, so recent positions move slightly too).
-6. **Strategy** (:mod:`warmrec.transfer.strategies`) decides what trains and at which rate;
+6. **Target model settings** (``model_options``, optional) override the source's config, e.g.
+   ``{"item_repr": "text", "text_prior": 5}``: an ID source's encoder under a text-aware item
+   representation. When the item representation changes, only the item tables present on both
+   sides (an ``id+text`` target's id table) are initialised from the source (step 3); the rest
+   of the target's item layer (text adaptor, prior weight) keeps its fresh seeded init. Every
+   other weight is still copied, so the overrides must leave its shape alone (``d``, layers...).
+7. **Strategy** (:mod:`warmrec.transfer.strategies`) decides what trains and at which rate;
    ``"scratch"`` ignores the source weights (a fresh net of the same config: the baseline).
 
 The returned model trains further with ``warmrec.training.loop.train(model, data, valid, cfg,
@@ -169,6 +175,10 @@ def _bind_text(source: Recommender, target: Recommender, train: SequenceDataset)
     target._text, target.meta.text = vec, meta
 
 
+def _item_repr(model: Recommender) -> str:
+    return str(getattr(model.config, "item_repr", "id"))
+
+
 def _jsonable(options: Mapping[str, Any]) -> dict[str, Any]:
     out = {}
     for k, v in options.items():
@@ -244,9 +254,12 @@ def build_target_model(
     reset_domain: bool = False,
     zero_shot: bool = False,
     refit_whitening: str = "off",
+    model_options: Mapping[str, Any] | None = None,
     seed: int = 0,
 ) -> tuple[NeuralRecommender, dict[str, Any]]:
-    """Steps 1-5 of the module docstring, without training: ``(target model, info)``.
+    """Steps 1-6 of the module docstring, without training: ``(target model, info)``.
+
+    ``model_options``: the target's model settings over the source's (step 6).
 
     ``reset_domain``: the domain-specific parameters (the seen-item bias, a multi-source
     model's domain vector) start at their initial value (0) instead of the source's; ``zero_shot``: the target's training counts are not used
@@ -280,6 +293,14 @@ def build_target_model(
         if "max_len" not in cfg:
             raise ConfigError(f"model '{source.name}' has no max_len setting")
         cfg["max_len"] = int(max_len)
+    overrides = dict(model_options or {})
+    bad = sorted(k for k in overrides if k not in cfg)
+    if bad:
+        raise ConfigError(
+            f"transfer model_options: {', '.join(bad)} not a setting of model "
+            f"'{source.name}' (expected some of {', '.join(sorted(cfg))})"
+        )
+    cfg.update(overrides)
     target = type(source)(cfg)
     Recommender._bind(target, target_train)
     if zero_shot:
@@ -298,7 +319,23 @@ def build_target_model(
     specific: list[str] = []
 
     keys = item_table_keys(source.net)
-    if keys != item_table_keys(target.net):
+    repr_changed = _item_repr(source) != _item_repr(target)
+    if repr_changed:
+        if zero_shot:
+            raise ModelError(
+                f"{source.name}: zero-shot transfer needs the source's own item representation; "
+                f"model_options change it from {_item_repr(source)!r} to {_item_repr(target)!r}"
+            )
+        # the item tables both sides have start from the source; the rest of the target's
+        # item layer (text adaptor, prior weight, its buffers) keeps its fresh init
+        t_keys = item_table_keys(target.net)
+        keys = [k for k in t_keys if k in keys and src_state[k].shape[1:] == tgt_state[k].shape[1:]]
+        item_mods = [n for n, m in target.net.named_modules() if isinstance(m, ItemEmbedding)]
+        for key, value in tgt_state.items():
+            if key not in keys and any(key.startswith(f"{n}.") for n in item_mods):
+                new[key] = value
+                specific.append(key)
+    elif keys != item_table_keys(target.net):
         raise ModelError(f"{source.name}: source and target nets have different item tables")
     if zero_shot:
         text_only = all(isinstance(m, TextItemEmbedding) for m in _item_layers(target.net))
@@ -339,7 +376,7 @@ def build_target_model(
             key = f"{name}.codes"
             new[key] = tgt_state[key]  # the target's items/users, source encoding
             specific.append(key)
-        elif isinstance(mod, TextItemEmbedding):
+        elif isinstance(mod, TextItemEmbedding) and not repr_changed:
             for buf in ("text", "has_text", "trained"):  # the target's own catalogue
                 new[f"{name}.{buf}"] = tgt_state[f"{name}.{buf}"]
                 specific.append(f"{name}.{buf}")
@@ -414,6 +451,7 @@ def transfer(
     source_name: str | None = None,
     reset_domain: bool = False,
     refit_whitening: str | bool | None = None,
+    model_options: Mapping[str, Any] | None = None,
     seed: int = 0,
 ) -> NeuralRecommender:
     """Transfer ``source_model`` to the target domain and train it (see the module docstring).
@@ -426,6 +464,7 @@ def transfer(
     text (item text only; :func:`warmrec.models.text.refit_whitening`): ``"off"``, ``"mean"``,
     ``"diag"``, ``"full"`` (``True``); None (default) is ``"diag"`` for a zero-shot text
     source and ``"off"`` otherwise.
+    ``model_options``: target model settings over the source's (module docstring, step 6).
 
     ``trainer``: :class:`~warmrec.training.loop.TrainerConfig` fields (its ``seed`` defaults to
     ``seed``); ``strategy_options``: :class:`~warmrec.transfer.strategies.StrategyOptions`;
@@ -453,6 +492,7 @@ def transfer(
         reset_domain=reset_domain,
         zero_shot=strategy == "zeroshot",
         refit_whitening=refit,
+        model_options=model_options,
         seed=seed,
     )
     if strategy != "zeroshot":
@@ -486,6 +526,7 @@ def transfer(
         else int(sum(p.numel() for p in target.net.parameters() if p.requires_grad)),
         "reset_domain": reset_domain,
         "refit_whitening": refit,
+        "model_options": _jsonable(dict(model_options or {})),
         "seed": seed,
     }
     if strategy == "zeroshot":

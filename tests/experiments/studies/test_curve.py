@@ -93,6 +93,7 @@ def test_curve_two_arms_resumes_and_tabulates(target, source_dir, tmp_path):
     # the transfer runs recorded the source and the per-user values of the same test users
     rec = json.loads((tmp_path / "c" / "runs" / "src-f0.1-s1.json").read_text())
     assert rec["source"] == str(source_dir) and len(rec["per_user"]) == rec["n_test"] == 200
+    assert 1 <= rec["best_epoch"] <= rec["epochs_run"] and 0 <= rec["valid"]["ndcg@10"] <= 1
     again = run_curve(base, arms, **kw)
     assert again.computed == []
     assert again.summary.equals(res.summary)
@@ -105,6 +106,14 @@ def test_larger_fraction_is_not_worse_on_a_cycle(target, tmp_path):
     hr = dict(zip(res.summary["fraction"], res.summary["hr@10"], strict=True))
     assert hr[1.0] == pytest.approx(1.0)
     assert hr[0.05] < hr[1.0]
+
+
+def test_run_records_keep_the_validation_metrics(target, tmp_path):
+    # a Markov chain on a cycle predicts every validation target: valid HR@10 is 1
+    run_curve(base_spec(target), ["scratch"], fractions=(1.0,), seeds=(0,),
+              out_dir=tmp_path / "c", n_boot=50)  # fmt: skip
+    rec = json.loads((tmp_path / "c" / "runs" / "scratch-f1-s0.json").read_text())
+    assert rec["valid"]["hr@10"] == 1.0 and "epochs_run" not in rec  # no training loop
 
 
 def test_a_too_small_fraction_refuses_before_fitting(target, tmp_path):

@@ -389,6 +389,7 @@ def run_curve(
             "metrics": {m: float(res.summary[parse_metric(m).label]) for m in metrics},
             "per_user": np.asarray(res.per_example[label], np.float64).tolist(),
             "fit_seconds": fit_s,
+            **_training_facts(model),
             "protocol": protocol,
             "spec_key": key,
             "spec": run.spec.to_config(absolute=True),
@@ -412,6 +413,20 @@ def run_curve(
     }
     paths = write_outputs(out, summary, table, info, primary)
     return CurveResult(summary, table, records, computed, paths, protocol)
+
+
+def _training_facts(model: Any) -> dict[str, Any]:
+    """What selection saw (the validation metrics of the fitted model) and how training ended:
+    ``valid``, and for loop-trained models ``epochs_run``, ``best_epoch``, ``stopped_early``."""
+    run = getattr(getattr(model, "meta", None), "run", None)
+    out: dict[str, Any] = {
+        "valid": {k: float(v) for k, v in (getattr(run, "valid", {}) or {}).items()}
+    }
+    tr = getattr(model, "train_result", None)
+    if tr is not None:
+        out.update(epochs_run=int(tr.epochs_run), best_epoch=int(tr.best_epoch),
+                   stopped_early=bool(tr.stopped_early))  # fmt: skip
+    return out
 
 
 def write_outputs(
