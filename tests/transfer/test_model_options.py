@@ -85,6 +85,11 @@ def test_model_options_errors(id_source, text_source, zs):  # noqa: F811
         build_target_model(id_source, tgt, init="random", model_options={"ffn_dim": 16})
     with pytest.raises(ModelError, match="zero-shot"):
         build_target_model(id_source, tgt, init="random", model_options=TEXT, zero_shot=True)
+    # the target's adaptor is new: there is no source adaptor to re-fit
+    with pytest.raises(ConfigError, match="refit_whitening='diag' re-fits the source's own"):
+        build_target_model(
+            id_source, tgt, init="random", model_options=TEXT, refit_whitening="diag"
+        )
     # a text source's adaptor still transfers when the representation does not change
     target, _ = build_target_model(text_source, tgt, init="random", model_options={"text_prior": 0})
     assert torch.equal(

@@ -401,6 +401,12 @@ def build_target_model(
         new[key] = src_state[key]
     target.net.load_state_dict(new)
     if refit_whitening != "off":
+        if repr_changed:
+            raise ConfigError(
+                f"refit_whitening={refit_whitening!r} re-fits the source's own text adaptor; "
+                f"model_options change the item representation from {_item_repr(source)!r} to "
+                f"{_item_repr(target)!r} (the target's adaptor is new): leave it 'off'"
+            )
         src_layers = dict(source.net.named_modules())
         refits = {}
         for name, mod in target.net.named_modules():
