@@ -1082,11 +1082,20 @@ LONGER_CAPS = {
     120: ["id-scratch", "text-scratch", "idtext-scratch", "init-random", "finetune",
           "idtext-finetune-random", "tscratch"],
 }  # fmt: skip
+# single sources at the same cap as the multi-source finetune-e120 arm (same strategy, init and
+# trainer): the issue's "multi-source >= the best single source" where the cap does not bind
+for _name in SOURCES:
+    STRAT_GROUPS[f"single-{_name}"] = (
+        {}, {"strategy": "finetune", "init": "popularity"}, f"single-{_name}"
+    )  # fmt: skip
+LONGER_CAPS[120] += [f"single-{_name}" for _name in SOURCES]
 STRAT_EPOCHS: dict[str, int] = {}
 for _cap, _bases in LONGER_CAPS.items():
     for _b in _bases:
         STRAT_GROUPS[f"{_b}-e{_cap}"] = STRAT_GROUPS[_b]
         STRAT_EPOCHS[f"{_b}-e{_cap}"] = _cap
+for _name in SOURCES:  # only their 120-epoch arms run
+    del STRAT_GROUPS[f"single-{_name}"]
 STRAT_NOTES = {
     "id-scratch": "ID SASRec from random weights (the goal's baseline)",
     "text-scratch": "text-aware SASRec (text, prior 5) from random weights",
@@ -1113,6 +1122,10 @@ STRAT_NOTES = {
 
 for _g, _cap in STRAT_EPOCHS.items():
     STRAT_NOTES[_g] = f"as {_g.rsplit('-e', 1)[0]}, at most {_cap} epochs"
+for _name in SOURCES:
+    STRAT_NOTES[f"single-{_name}-e120"] = (
+        f"as finetune-e120, from SASRec pre-trained on {_name} alone"
+    )
 # the transfer arm with the scratch arms' trainer (SASRec's default_trainer) instead of the
 # transfer path's: its exact control is id-scratch at the same cap
 SAS_TRAINER = {"batch_size": 32, "lr": 2e-3, "schedule": "cosine", "warmup_steps": 200}
@@ -1245,6 +1258,10 @@ def strategies(args) -> None:
                 source, reptile_info = reptile_source(args, src, work)
             elif which == "long":
                 source, long_info = long_source(args, work)
+            elif which.startswith("single-"):
+                source = work / which
+                if not source.is_dir():
+                    raise SystemExit(f"{source}: run the multisource part first (single sources)")
             cfg["transfer"] = {"source": str(source), "reset_domain": True, **tr}
             arm = f"{g}=transfer:{source}"
         t0 = time.perf_counter()
@@ -1365,6 +1382,22 @@ def strategies(args) -> None:
             f"text-aware scratch ({txt}) [{lot:.2f}, {hit:.2f}]: "
             f"**{'met' if ok else 'not met'}**."
         )
+    singles = [f"single-{n}-e120" for n in SOURCES]
+    if "finetune-e120" in records and all(g in records for g in singles):
+        lines += ["", "Multi-source against each single source at the same 120-epoch cap "
+                  "(fine-tune, MARS item table by popularity rank; test NDCG@10, mean over "
+                  "seeds):", ""]  # fmt: skip
+        for frac in args.fractions:
+            multi = float(np.mean(per_seed("finetune-e120", frac, "test")))
+            got = {g: float(np.mean(per_seed(g, frac, "test"))) for g in singles}
+            top = max(got, key=got.__getitem__)
+            r, lo, hi = paired_ratio_ci(pooled("finetune-e120", frac), pooled(top, frac))
+            lines.append(
+                f"- {frac:g}: multi-joint {multi:.4f}; "
+                + ", ".join(f"{g.removesuffix('-e120')} {v:.4f}" for g, v in got.items())
+                + f"; multi / best single ({top}) {r:.2f}x [{lo:.2f}, {hi:.2f}]: multi >= single "
+                f"**{'met' if multi >= got[top] else 'not met'}**."
+            )
     if reptile_info is not None:
         ri = reptile_info
         lines += [
