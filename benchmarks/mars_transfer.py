@@ -82,6 +82,15 @@ D = 64
 THREADS = {"num_threads": 1}
 
 
+def ratio_p(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, float]:
+    """``(ratio, lo, hi, p)``: the mean ratio of ``a`` over ``b`` with its 95 % per-learner paired
+    bootstrap interval and the paired bootstrap test's p of the difference (2,000 draws)."""
+    from warmrec.evaluation.stats import paired_test
+
+    r, lo, hi = paired_ratio_ci(a, b)
+    return r, lo, hi, float(paired_test(a, b, n_boot=2000, seed=0).p_value)
+
+
 def mars_spec(extra: dict[str, Any] | None = None, data: Path | None = None):
     cfg = {"data": {"path": str(data or SHARED / "mars")}, "split": {"method": "loo"}}
     cfg.update(extra or {})
@@ -738,7 +747,6 @@ def texttransfer(args) -> None:
         "| arm | fraction | ndcg@10 / ID SASRec scratch [95% CI] | p_value |",
         "|---|---:|---|---:|",
     ]
-    from warmrec.evaluation.stats import paired_test
 
     for frac in args.fractions:
         base_pu = []
@@ -754,10 +762,9 @@ def texttransfer(args) -> None:
                 [np.asarray(r["per_user"]) for seed in args.seeds for r in res.records
                  if r["arm"] == arm and r["fraction"] == frac and r["seed"] == seed]
             )  # fmt: skip
-            r, lo, hi = paired_ratio_ci(a, b)
-            t = paired_test(a, b, n_boot=2000, seed=0)
+            r, lo, hi, p = ratio_p(a, b)
             name = "text+prior scratch" if arm == "scratch" else "ml100k-text+prior (fine-tune)"
-            extra.append(f"| {name} | {frac:g} | {r:.2f} [{lo:.2f}, {hi:.2f}] | {t.p_value:.4f} |")
+            extra.append(f"| {name} | {frac:g} | {r:.2f} [{lo:.2f}, {hi:.2f}] | {p:.4f} |")
     lines = [
         "<!-- begin: texttransfer -->",
         "## Text-aware transfer at 5 % and 10 % of the MARS learners",
@@ -970,7 +977,6 @@ def mix_pair_lines(records, labels: list[str], args) -> list[str]:
     """Each mixing arm against ``temperature`` (the multisource part's choice), per
     pre-training seed and pooled over them: NDCG@10 ratio with a per-learner paired
     bootstrap interval (learners pooled over target seeds, and pre-training seeds when pooled)."""
-    from warmrec.evaluation.stats import paired_test
 
     def per_user(arm: str, frac: float) -> np.ndarray | None:
         got = [r for seed in args.seeds for r in records
@@ -985,9 +991,8 @@ def mix_pair_lines(records, labels: list[str], args) -> list[str]:
         if any(x is None for x in a + b):
             return None
         a, b = np.concatenate(a), np.concatenate(b)
-        r, lo, hi = paired_ratio_ci(a, b)
-        t = paired_test(a, b, n_boot=2000, seed=0)
-        return f"| {name} | {frac:g} | {r:.3f} [{lo:.3f}, {hi:.3f}] | {t.p_value:.4f} |"
+        r, lo, hi, p = ratio_p(a, b)
+        return f"| {name} | {frac:g} | {r:.3f} [{lo:.3f}, {hi:.3f}] | {p:.4f} |"
 
     out = [
         "Between the mixing arms (paired by target seed and learner; NDCG@10 ratio, 95 % "
@@ -1216,7 +1221,6 @@ def scores_valid(model, prep) -> float:
 
 
 def strategies(args) -> None:
-    from warmrec.evaluation.stats import paired_test
 
     load = LoadSampler()
     t_all = time.perf_counter()
@@ -1285,9 +1289,8 @@ def strategies(args) -> None:
         return [rs[s]["metrics"]["ndcg@10"] for s in args.seeds]
 
     def ratio(a: np.ndarray, b: np.ndarray) -> tuple[str, float]:
-        r, lo, hi = paired_ratio_ci(a, b)
-        p = paired_test(a, b, n_boot=2000, seed=0).p_value
-        return f"{r:.2f} [{lo:.2f}, {hi:.2f}]", float(p)
+        r, lo, hi, p = ratio_p(a, b)
+        return f"{r:.2f} [{lo:.2f}, {hi:.2f}]", p
 
     took = time.perf_counter() - t_all
     lines = [
@@ -1366,19 +1369,17 @@ def strategies(args) -> None:
         g = best[frac][0]
         a = pooled(g, frac)
         base = f"id-scratch-e{STRAT_EPOCHS[g]}" if g in STRAT_EPOCHS else "id-scratch"
-        r, lo, hi = paired_ratio_ci(a, pooled(base, frac))
-        t = paired_test(a, pooled(base, frac), n_boot=2000, seed=0)
+        r, lo, hi, p1 = ratio_p(a, pooled(base, frac))
         tb = tpath_scratch(g) or base
-        r2, lo2, hi2 = paired_ratio_ci(a, pooled(tb, frac))
-        t2 = paired_test(a, pooled(tb, frac), n_boot=2000, seed=0)
+        r2, lo2, hi2, p2 = ratio_p(a, pooled(tb, frac))
         txt = f"text-scratch-e{STRAT_EPOCHS[g]}" if g in STRAT_EPOCHS else "text-scratch"
         txt = txt if txt in records else "text-scratch"
         rt, lot, hit = paired_ratio_ci(a, pooled(txt, frac))
-        ok = min(r, r2) >= 1.3 and max(t.p_value, t2.p_value) < 0.05
+        ok = min(r, r2) >= 1.3 and max(p1, p2) < 0.05
         lines.append(
             f"- {frac:g}: {g} (valid NDCG@10 {best[frac][1]:.4f}): {r:.2f}x the ID scratch "
-            f"({base}) [{lo:.2f}, {hi:.2f}], p {t.p_value:.4f}; {r2:.2f}x the transfer-path "
-            f"scratch ({tb}) [{lo2:.2f}, {hi2:.2f}], p {t2.p_value:.4f}; {rt:.2f}x the "
+            f"({base}) [{lo:.2f}, {hi:.2f}], p {p1:.4f}; {r2:.2f}x the transfer-path "
+            f"scratch ({tb}) [{lo2:.2f}, {hi2:.2f}], p {p2:.4f}; {rt:.2f}x the "
             f"text-aware scratch ({txt}) [{lot:.2f}, {hit:.2f}]: "
             f"**{'met' if ok else 'not met'}**."
         )
