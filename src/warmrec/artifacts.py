@@ -201,6 +201,9 @@ class TransferInfo(_Record):
     (``"off"``, ``"mean"``, ``"diag"``, ``"full"``)."""
     model_options: dict[str, Any] = {}
     """Target model settings over the source's (e.g. ``item_repr``)."""
+    trainer: dict[str, Any] = {}
+    """The resolved trainer settings the target trained with (the target model's default
+    trainer under the caller's; empty for ``zeroshot`` and in model files written before it was recorded)."""
     seed: int = 0
 
 

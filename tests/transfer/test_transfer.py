@@ -114,6 +114,22 @@ def test_each_strategy_trains_only_what_it_should(strategy, frozen, sources, dom
     assert s.shape == (len(valid), 31) and torch.isfinite(s).all()
 
 
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
+def test_transfer_trains_with_the_models_default_trainer(name, sources, domains):
+    # as fit does: the model's default trainer under the caller's settings (transfer once took
+    # the loop's generic defaults: batch 128, lr 1e-3, constant)
+    _, _, tgt, valid = domains
+    klass = type(sources[name])
+    m = transfer(sources[name], tgt, valid, strategy="finetune", init="random",
+                 trainer={"epochs": 1, "seed": 3})  # fmt: skip
+    want = klass.trainer_config({"epochs": 1, "seed": 3}).model_dump(mode="json")
+    assert m.meta.transfer.trainer == want
+    assert klass.default_trainer and all(want[k] == v for k, v in klass.default_trainer.items())
+    m = transfer(sources[name], tgt, valid, strategy="finetune", init="random",
+                 trainer={"epochs": 1, "lr": 0.05})  # fmt: skip
+    assert m.meta.transfer.trainer["lr"] == 0.05  # the caller's settings win
+
+
 def test_scratch_ignores_the_source(sources, domains):
     _, _, tgt, valid = domains
     source = sources["sasrec"]

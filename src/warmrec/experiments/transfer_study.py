@@ -49,6 +49,7 @@ from warmrec.io import atomic_write_text
 from warmrec.registry import get_model
 from warmrec.transfer.embeddings import InitMethod
 from warmrec.transfer.strategies import StrategyName
+from warmrec.transfer.transfer import TRANSFER_TRAINER
 
 STUDY_METRICS = ("hr@10", "ndcg@10", "mrr@10")
 TEST_METRIC = "ndcg@10"
@@ -301,6 +302,7 @@ def run_transfer_study(
         "model": model,
         "model_config": model_config,
         "trainer": trainer,
+        "target_trainer": TRANSFER_TRAINER,  # run files of the older resolution are refused
         "source_trainer": source_trainer,
         "split": t_split,
         "source_split": s_split,

@@ -439,6 +439,12 @@ def _refit_mode(value: str | bool | None, strategy: str, source: Recommender) ->
     return str(value)
 
 
+TRANSFER_TRAINER = "model-default"
+"""How :func:`transfer` resolves its trainer, kept in the keys of studies' run files: it once
+took the training loop's defaults and now takes the target model's default trainer (as ``fit``
+does), so a study refuses run files of the older resolution instead of reusing them."""
+
+
 def transfer(
     source_model: NeuralRecommender,
     target_train: SequenceDataset,
@@ -472,8 +478,9 @@ def transfer(
     source and ``"off"`` otherwise.
     ``model_options``: target model settings over the source's (module docstring, step 6).
 
-    ``trainer``: :class:`~warmrec.training.loop.TrainerConfig` fields (its ``seed`` defaults to
-    ``seed``); ``strategy_options``: :class:`~warmrec.transfer.strategies.StrategyOptions`;
+    ``trainer``: :class:`~warmrec.training.loop.TrainerConfig` fields over the target model's
+    :attr:`~warmrec.models.neural.NeuralRecommender.default_trainer` (as ``fit`` resolves them;
+    its ``seed`` defaults to ``seed``); ``strategy_options``: :class:`~warmrec.transfer.strategies.StrategyOptions`;
     ``init_options``: keyword options of :func:`init_item_embeddings` (``noise``, ``overflow``,
     ``top_k``, ``text_encoder``, ``item2vec_config``, ``n_anchors``, ``ridge``, ...);
     ``source_counts`` defaults to ``source_model.meta.item_counts``; titles map raw ids to
@@ -509,7 +516,7 @@ def transfer(
         else dict(trainer or {})
     )
     t_cfg.setdefault("seed", seed)
-    cfg = build_config(TrainerConfig, t_cfg)
+    cfg = type(target).trainer_config(t_cfg)  # the model's default trainer, as ``fit`` takes it
     if strategy != "zeroshot":
         target.meta.item_counts = target_train.item_counts().astype(np.int64).tolist()
     target.meta.transfer = {
@@ -533,6 +540,7 @@ def transfer(
         "reset_domain": reset_domain,
         "refit_whitening": refit,
         "model_options": _jsonable(dict(model_options or {})),
+        "trainer": {} if strategy == "zeroshot" else _jsonable(config_dict(cfg)),
         "seed": seed,
     }
     if strategy == "zeroshot":

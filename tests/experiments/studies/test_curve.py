@@ -131,6 +131,25 @@ def test_resume_refuses_runs_of_another_spec(target, tmp_path):
     assert run_curve(base_spec(target, "pop"), ["scratch"], resume=False, **kw).computed
 
 
+def test_transfer_runs_of_the_older_trainer_resolution_are_refused(target, source_dir, tmp_path):
+    # transfer once took the loop's defaults, not the model's trainer: its run files keyed by
+    # the spec alone (the older key) must be refused on resume, never silently reused
+    base = base_spec(target, "sasrec", **tiny_net("sasrec"))
+    arms = [f"src={'transfer:' + str(source_dir)}"]
+    kw = dict(fractions=(1.0,), seeds=(0,), out_dir=tmp_path / "t", n_boot=50)
+    run_curve(base, arms, **kw)
+    path = tmp_path / "t" / "runs" / "src-f1-s0.json"
+    rec = json.loads(path.read_text())
+    # the run recorded the trainer it took: the test's settings over SASRec's default trainer
+    assert rec["trainer"]["batch_size"] == TRAIN["batch_size"] and rec["trainer"]["lr"] == 5e-3
+    assert rec["trainer"]["schedule"] == "cosine" and rec["trainer"]["warmup_steps"] == 200
+    assert run_curve(base, arms, **kw).computed == []  # the current key resumes
+    rec["spec_key"] = json.dumps(rec["spec"], sort_keys=True, default=str)
+    path.write_text(json.dumps(rec))
+    with pytest.raises(ConfigError, match="another spec"):
+        run_curve(base, arms, **kw)
+
+
 def test_arms_and_ratio_interval():
     assert parse_arm("scratch").is_scratch
     with pytest.raises(ConfigError, match="expected scratch, transfer:DIR"):

@@ -306,7 +306,12 @@ class CurveResult:
 
 
 def _spec_key(spec: RunSpec) -> str:
-    return json.dumps(spec.to_config(absolute=True), sort_keys=True, default=str)
+    cfg: Any = spec.to_config(absolute=True)
+    if spec.transfer is not None:  # how transfer resolves its trainer (older run files refused)
+        from warmrec.transfer.transfer import TRANSFER_TRAINER
+
+        cfg = {"spec": cfg, "transfer_trainer": TRANSFER_TRAINER}
+    return json.dumps(cfg, sort_keys=True, default=str)
 
 
 def run_curve(
@@ -417,11 +422,16 @@ def run_curve(
 
 def _training_facts(model: Any) -> dict[str, Any]:
     """What selection saw (the validation metrics of the fitted model) and how training ended:
-    ``valid``, and for loop-trained models ``epochs_run``, ``best_epoch``, ``stopped_early``."""
-    run = getattr(getattr(model, "meta", None), "run", None)
+    ``valid``, for loop-trained models ``epochs_run``, ``best_epoch``, ``stopped_early``, and
+    for transferred ones the resolved ``trainer`` settings."""
+    meta = getattr(model, "meta", None)
+    run = getattr(meta, "run", None)
     out: dict[str, Any] = {
         "valid": {k: float(v) for k, v in (getattr(run, "valid", {}) or {}).items()}
     }
+    tinfo = getattr(meta, "transfer", None)
+    if tinfo is not None and tinfo.trainer:
+        out["trainer"] = dict(tinfo.trainer)
     tr = getattr(model, "train_result", None)
     if tr is not None:
         out.update(epochs_run=int(tr.epochs_run), best_epoch=int(tr.best_epoch),
