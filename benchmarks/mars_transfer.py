@@ -1059,9 +1059,9 @@ STRAT_GROUPS: dict[str, tuple[dict[str, Any], dict[str, Any] | None, str]] = {
         "multi",
     ),  # fmt: skip
     "long-finetune": ({}, {"strategy": "finetune", "init": "popularity"}, "long"),
-    # strategy "scratch" through warmrec.transfer: random weights, but the transfer path's
-    # trainer (TrainerConfig defaults: batch 128, lr 1e-3, constant), which every transfer arm
-    # gets, where the scratch arms above get SASRec's default_trainer (batch 32, lr 2e-3, cosine)
+    # strategy "scratch" through warmrec.transfer: random weights through the transfer path
+    # (which resolves SASRec's default trainer, as the fit path does since the run-owner fix):
+    # the control that the path itself adds nothing
     "tscratch": ({}, {"strategy": "scratch", "init": "random"}, "multi"),
     "text-tscratch": (
         TEXT_PRIOR,
@@ -1120,8 +1120,8 @@ STRAT_NOTES = {
     "idtext-finetune-random": "encoder -> id+text MARS model, id table random, fine-tune",
     "long-finetune": "as finetune, from the longer joint pre-training (step cap)",
     "long-text-finetune": "as text-finetune, from the longer joint pre-training",
-    "tscratch": "random weights through the transfer path (its trainer: batch 128, lr 1e-3)",
-    "text-tscratch": "text-aware, random weights through the transfer path (its trainer)",
+    "tscratch": "random weights through the transfer path (strategy scratch)",
+    "text-tscratch": "text-aware, random weights through the transfer path",
 }
 
 
@@ -1131,15 +1131,19 @@ for _name in SOURCES:
     STRAT_NOTES[f"single-{_name}-e120"] = (
         f"as finetune-e120, from SASRec pre-trained on {_name} alone"
     )
-# the transfer arm with the scratch arms' trainer (SASRec's default_trainer) instead of the
-# transfer path's: its exact control is id-scratch at the same cap
-SAS_TRAINER = {"batch_size": 32, "lr": 2e-3, "schedule": "cosine", "warmup_steps": 200}
-STRAT_GROUPS["init-random-sas-e120"] = STRAT_GROUPS["init-random"]
-STRAT_EPOCHS["init-random-sas-e120"] = 120
-STRAT_TRAIN = {"init-random-sas-e120": SAS_TRAINER}
-STRAT_NOTES["init-random-sas-e120"] = (
-    "as init-random-e120, with SASRec's trainer (batch 32, lr 2e-3 cosine, warm-up 200)"
-)
+# arm name -> the suffix naming its cap / patience variant: its scratch controls carry the same
+# suffix (``init-random-p15-e120`` against ``id-scratch-p15-e120``)
+STRAT_SUFFIX = {g: f"-e{cap}" for g, cap in STRAT_EPOCHS.items()}
+STRAT_TRAIN: dict[str, dict[str, Any]] = {}
+# patience 15 instead of the trainer's 5 (at 120 epochs the cosine rate is still high when the
+# fine-tuned arms stop), with the scratch controls under the same patience
+for _b in ["id-scratch", "text-scratch", "init-random", "finetune", "tscratch"]:
+    _g = f"{_b}-p15-e120"
+    STRAT_GROUPS[_g] = STRAT_GROUPS[_b]
+    STRAT_EPOCHS[_g] = 120
+    STRAT_SUFFIX[_g] = "-p15-e120"
+    STRAT_TRAIN[_g] = {"patience": 15}
+    STRAT_NOTES[_g] = f"as {_b}, at most 120 epochs, patience 15"
 
 
 def reptile_source(args, src: Path, work: Path) -> tuple[Path, dict[str, Any]]:
@@ -1203,14 +1207,15 @@ def long_source(args, work: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def tpath_scratch(g: str) -> str:
-    """The scratch arm trained like ``g`` (the transfer path's trainer): ``tscratch`` for ID
-    arms (its runs stop early under a constant rate, so caps 30 and 60 give the cap-120 runs),
-    ``text-tscratch`` for text arms; an id+text arm has none."""
+    """The scratch arm trained like ``g`` through the transfer path: ``tscratch`` for ID arms
+    (at caps 30 and 60; its own variant at 120 epochs), ``text-tscratch`` for text arms; an
+    id+text arm has none."""
     repr_ = STRAT_GROUPS[g][0].get("item_repr", "id")
     if repr_ == "text":
         return "text-tscratch"
     if repr_ == "id":
-        return "tscratch-e120" if STRAT_EPOCHS.get(g) == 120 else "tscratch"
+        suffix = STRAT_SUFFIX.get(g, "")
+        return f"tscratch{suffix}" if suffix in ("-e120", "-p15-e120") else "tscratch"
     return ""
 
 
@@ -1319,12 +1324,13 @@ def strategies(args) -> None:
         f"{', '.join(map(str, args.seeds))} (the subsample and the target init). Ratios: "
         "NDCG@10 over a scratch arm's, test learners paired and pooled over the seeds, 95 % "
         "bootstrap interval; p: paired bootstrap test of the difference against the ID scratch. "
-        "valid: mean MARS validation NDCG@10 (what selection sees). Trainers: the `*-scratch` "
-        "arms are fit by the run path with SASRec's default trainer (batch 32, lr 2e-3, cosine "
-        "decay over the epoch cap, 200 warm-up steps); every transfer arm trains through "
-        "`warmrec.transfer.transfer`, which takes the training loop's defaults instead (batch "
-        "128, lr 1e-3, constant, no warm-up): the `tscratch` arms (strategy `scratch`: random weights "
-        "through that same path and trainer) are the control for that difference.",
+        "valid: mean MARS validation NDCG@10 (what selection sees). Trainer: every arm trains "
+        "with SASRec's default trainer (batch 32, lr 2e-3, cosine decay over the epoch cap, 200 "
+        "warm-up steps; patience 5 unless the arm says otherwise): the `*-scratch` arms through "
+        "the run path's `fit`, the transfer arms through `warmrec.transfer.transfer`, which "
+        "resolves the same trainer (recorded in each run file); the `tscratch` arms (strategy "
+        "`scratch`: random weights through the transfer path) are the control that the path "
+        "itself adds nothing.",
         "",
         "| arm | what | fraction | valid ndcg@10 | test ndcg@10 (seeds) | / ID scratch [95% CI] "
         "| p | / text scratch [95% CI] | / same-model scratch [95% CI] | / transfer-path scratch "
@@ -1340,8 +1346,7 @@ def strategies(args) -> None:
             same = {"": "id-scratch", "text": "text-scratch", "id+text": "idtext-scratch"}[
                 model_extra.get("item_repr", "") if model_extra else ""
             ]
-            if g in STRAT_EPOCHS:
-                same += f"-e{STRAT_EPOCHS[g]}"
+            same += STRAT_SUFFIX.get(g, "")
             a = pooled(g, frac)
             rid, p = ratio(a, base_id)
             rtx, _ = ratio(a, base_text)
@@ -1368,11 +1373,11 @@ def strategies(args) -> None:
     for frac in args.fractions:
         g = best[frac][0]
         a = pooled(g, frac)
-        base = f"id-scratch-e{STRAT_EPOCHS[g]}" if g in STRAT_EPOCHS else "id-scratch"
+        base = f"id-scratch{STRAT_SUFFIX.get(g, '')}"
         r, lo, hi, p1 = ratio_p(a, pooled(base, frac))
         tb = tpath_scratch(g) or base
         r2, lo2, hi2, p2 = ratio_p(a, pooled(tb, frac))
-        txt = f"text-scratch-e{STRAT_EPOCHS[g]}" if g in STRAT_EPOCHS else "text-scratch"
+        txt = f"text-scratch{STRAT_SUFFIX.get(g, '')}"
         txt = txt if txt in records else "text-scratch"
         rt, lot, hit = paired_ratio_ci(a, pooled(txt, frac))
         ok = min(r, r2) >= 1.3 and max(p1, p2) < 0.05
