@@ -139,6 +139,25 @@ def test_a_step_whose_settings_changed_runs_again(tmp_path, log_path):
     assert res.ran == ["markov"]
 
 
+def test_transfer_steps_made_under_the_older_trainer_resolution_run_again(log_path):
+    # transfer once trained with the loop's defaults instead of the model's trainer: a step that
+    # transfers must not match a fingerprint recorded before (its settings alone), other steps do
+    import hashlib
+
+    def older(step) -> str:
+        d = {k: v for k, v in step.settings().items() if k != "about"}
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    data = {"path": str(log_path)}
+    plain = RunStep("pop", run_config={"data": data, "model": {"name": "pop"}})
+    moved = RunStep("ft", run_config={"data": data, "model": {"name": "sasrec"},
+                                      "transfer": {"source": "{out}/models/src"}})  # fmt: skip
+    study = CallStep("s", call="warmrec.experiments.recipes.steps:transfer_study")
+    other = CallStep("c", call="tests.experiments.recipes.test_base:flaky")
+    assert plain.fingerprint() == older(plain) and other.fingerprint() == older(other)
+    assert moved.fingerprint() != older(moved) and study.fingerprint() != older(study)
+
+
 def test_an_output_folder_of_another_recipe_is_refused(tmp_path, log_path):
     FAIL["on"] = False
     out = tmp_path / "out"

@@ -137,9 +137,16 @@ class Step:
         """Execute; returns a JSON-serialisable record."""
         raise NotImplementedError
 
+    def semantics(self) -> dict[str, Any]:
+        """How the library resolves what the settings leave open, where that once changed (part
+        of the fingerprint, so a step made under the older resolution runs again)."""
+        return {}
+
     def fingerprint(self) -> str:
         """A hash of what the step computes (its settings, its description left out)."""
         d = {k: v for k, v in self.settings().items() if k != "about"}
+        if self.semantics():
+            d["semantics"] = self.semantics()
         text = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -172,6 +179,13 @@ class RunStep(Step):
             d["subgroup_k"] = list(self.subgroup_k)
         d["run"] = self.spec_config()
         return d
+
+    def semantics(self) -> dict[str, Any]:
+        if "transfer" not in self.spec_config():
+            return {}
+        from warmrec.transfer.transfer import TRANSFER_TRAINER
+
+        return {"transfer_trainer": TRANSFER_TRAINER}
 
     def spec_config(self) -> dict[str, Any]:
         """The run config, validated as a :class:`RunSpec` (errors name the step) and written
@@ -346,6 +360,13 @@ class CallStep(Step):
         d["call"] = self.call
         d["params"] = dict(self.params)
         return d
+
+    def semantics(self) -> dict[str, Any]:
+        if "transfer_study" not in self.call:
+            return {}
+        from warmrec.transfer.transfer import TRANSFER_TRAINER
+
+        return {"transfer_trainer": TRANSFER_TRAINER}
 
     def function(self) -> Callable[..., dict[str, Any]]:
         module, _, attr = self.call.partition(":")
