@@ -135,8 +135,11 @@ def test_a_step_whose_settings_changed_runs_again(tmp_path, log_path):
             steps[0].about = "so is this"
             return steps
 
+    stale = out / "steps" / "markov" / "runs"
+    stale.mkdir(parents=True)  # what the step wrote under its old settings
     res = run_recipe(Changed(), out, data={"log": str(log_path)})
     assert res.ran == ["markov"]
+    assert not stale.exists()  # cleared, not resumed
 
 
 def test_transfer_steps_made_under_the_older_trainer_resolution_run_again(log_path):

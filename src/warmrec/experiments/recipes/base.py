@@ -23,7 +23,8 @@ atomically after each step: its fingerprint -- a hash of the step's settings --,
 seconds (CPU: this process's, on a shared machine the steadier figure), the process's peak
 resident memory so far, and its record). Run again with the same ``OUT``, a step
 whose fingerprint is recorded as finished is not run again; a step whose settings changed (say
-``--quick`` dropped) runs again. A killed recipe therefore continues from its last finished
+``--quick`` dropped, or a transfer step made under the library's older trainer resolution:
+:meth:`Step.semantics`) runs again, its ``OUT/steps/<name>`` folder cleared first. A killed recipe therefore continues from its last finished
 step; a step killed half-way starts over (models and study folders are written atomically, and
 the transfer and cold-start studies resume their own finished runs).
 
@@ -38,6 +39,7 @@ import hashlib
 import importlib
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -562,6 +564,9 @@ def run_recipe(
             skipped.append(step.name)
             ctx.say(f"{i}/{len(steps)} {step.name}: finished earlier, skipped")
             continue
+        if prev and prev.get("fingerprint") != fp and ctx.step_dir(step.name).is_dir():
+            # made under other settings: its outputs (a study's run files) are not resumed
+            shutil.rmtree(ctx.step_dir(step.name))
         ctx.say(f"{i}/{len(steps)} {step.name} ({step.kind}) ...")
         t0, c0 = time.perf_counter(), time.process_time()
         record = step.run(ctx)
