@@ -1372,9 +1372,11 @@ def strategies(args) -> None:
                 f"{ep} | {max(r['fit_seconds'] for r in rs):.0f}{' (guard)' if guard else ''} |"
             )
     lines += ["", "Goal (best transfer >= 1.3x the ID SASRec from scratch, NDCG@10, the "
-              "interval of the difference excluding 0; here against both ID scratch arms at the "
-              "arm's epoch cap, the fit path's and the transfer path's), the transfer arm "
-              "chosen by MARS validation NDCG@10:", ""]  # fmt: skip
+              "interval of the difference excluding 0), the transfer arm chosen by MARS "
+              "validation NDCG@10; read against three ID scratch arms: the one at the arm's "
+              "cap and patience, the transfer path's, and **the ID scratch chosen on validation** "
+              "among every cap and patience run here (a tuned baseline: the goal needs all "
+              "three):", ""]  # fmt: skip
     for frac in args.fractions:
         g = best[frac][0]
         a = pooled(g, frac)
@@ -1382,15 +1384,20 @@ def strategies(args) -> None:
         r, lo, hi, p1 = ratio_p(a, pooled(base, frac))
         tb = tpath_scratch(g) or base
         r2, lo2, hi2, p2 = ratio_p(a, pooled(tb, frac))
+        scratches = [h for h in records if h == "id-scratch" or h.startswith("id-scratch-")]
+        vs = {h: float(np.mean(per_seed(h, frac, "valid"))) for h in scratches}
+        sb = max(vs, key=vs.__getitem__)
+        r3, lo3, hi3, p3 = ratio_p(a, pooled(sb, frac))
         txt = f"text-scratch{STRAT_SUFFIX.get(g, '')}"
         txt = txt if txt in records else "text-scratch"
         rt, lot, hit = paired_ratio_ci(a, pooled(txt, frac))
-        ok = min(r, r2) >= 1.3 and max(p1, p2) < 0.05
+        ok = min(r, r2, r3) >= 1.3 and max(p1, p2, p3) < 0.05
         lines.append(
             f"- {frac:g}: {g} (valid NDCG@10 {best[frac][1]:.4f}): {r:.2f}x the ID scratch "
             f"({base}) [{lo:.2f}, {hi:.2f}], p {p1:.4f}; {r2:.2f}x the transfer-path "
-            f"scratch ({tb}) [{lo2:.2f}, {hi2:.2f}], p {p2:.4f}; {rt:.2f}x the "
-            f"text-aware scratch ({txt}) [{lot:.2f}, {hit:.2f}]: "
+            f"scratch ({tb}) [{lo2:.2f}, {hi2:.2f}], p {p2:.4f}; **{r3:.2f}x the ID scratch "
+            f"chosen on validation** ({sb}, valid NDCG@10 {vs[sb]:.4f}) [{lo3:.2f}, {hi3:.2f}], "
+            f"p {p3:.4f}; {rt:.2f}x the text-aware scratch ({txt}) [{lot:.2f}, {hit:.2f}]: "
             f"**{'met' if ok else 'not met'}**."
         )
     singles = [f"single-{n}-e120" for n in SOURCES]
