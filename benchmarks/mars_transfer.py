@@ -621,6 +621,23 @@ def sel_of(args) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def runner_up(sel: dict[str, Any]) -> str:
+    """A sentence on the best zsselect row with another ``encoder_weight`` than the chosen one
+    (how far the choice is from a different one on the held-out half)."""
+    w = sel.get("encoder_weight")
+    best = max(sel["rows"], key=lambda r: r["ndcg@10"])
+    others = [r for r in sel["rows"] if w is not None and r["encoder_weight"] != w]
+    if not others:
+        return ""
+    o = max(others, key=lambda r: r["ndcg@10"])
+    return (
+        f" The best row with another encoder_weight (prior_only {o['prior_only']:g}, refit "
+        f"{o['refit']}, encoder_weight {o['encoder_weight']:g}): NDCG@10 {o['ndcg@10']:.4f}, "
+        f"against the chosen {best['ndcg@10']:.4f} (a difference of "
+        f"{best['ndcg@10'] - o['ndcg@10']:.4f} on one split of one catalogue)."
+    )
+
+
 def zsselect_lines(args) -> list[str]:
     path = Path(args.work) / "zsselect.json"
     if not path.is_file():
@@ -638,7 +655,8 @@ def zsselect_lines(args) -> list[str]:
         "B's validation events; no MARS figure enters. Chosen: **prior_only "
         f"{sel['prior_only']:g}, refit {sel['refit']}, encoder_weight "
         f"{sel.get('encoder_weight', 1.0):g}**."
-        + (f" Pop on B's validation events: NDCG@10 {sel['pop_b']:.4f}." if "pop_b" in sel else ""),
+        + (f" Pop on B's validation events: NDCG@10 {sel['pop_b']:.4f}." if "pop_b" in sel else "")
+        + runner_up(sel),
         "",
         "| prior_only | in-domain valid ndcg@10 (A) | prior weight | encoder_weight | zero-shot "
         "ndcg@10 on B: refit off | mean | diag | full |",
