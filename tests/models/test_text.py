@@ -442,3 +442,75 @@ def test_prior_only_trains_the_text_prior_without_the_encoder(text_data):
     # every sequence scored by the prior alone (rate near 1; seeded draw): only its weight learns
     enc, prior = grads(1 - 1e-6)
     assert enc == 0.0 and prior > 0
+
+
+# -- encoder_weight: the encoder's scores against the text prior, at scoring time ----------------
+def test_encoder_weight_scales_the_encoder_scores_only(text_data, tmp_path):
+    train, test, _, cache = text_data
+    model = get_model("sasrec", text_cfg(cache, item_repr="text", text_prior=2, seen_bias=False))
+    model.fit(train, epochs=3, lr=1e-2, batch_size=32, seed=0)
+    batch = test.batch(np.arange(len(test)), model.history_len)
+    items = batch.items[:, -model.config.max_len :]
+    item = model.net.item
+    model.net.eval()
+    with torch.no_grad():
+        enc = item.logits(model.net(items)[:, -1])
+        prior = item.prior_logits(items)
+        # the prior by hand: the raw text vectors' cosine with the last two items (the older
+        # one half), times the learned weight
+        text = item.text
+        cos = (text[items[:, -1]] + 0.5 * text[items[:, -2]]) @ text.T
+    weight = float(item.prior_weight.detach())
+    assert weight != 0.0 and model.config.encoder_weight == 1.0
+    # weight 1 (the default): the scores of before, bit for bit
+    assert torch.equal(model.score(batch), enc + prior)
+    model.config.encoder_weight = 0.5
+    torch.testing.assert_close(model.score(batch), 0.5 * enc + prior)
+    # weight 0: exactly the prior's scores, so exactly its cosine ranking
+    model.config.encoder_weight = 0.0
+    got = model.score(batch)
+    assert torch.equal(got, prior)
+    torch.testing.assert_close(got, weight * cos, atol=1e-5, rtol=1e-5)
+    rank = got.argsort(dim=1, descending=weight > 0, stable=True)
+    want = cos.argsort(dim=1, descending=True, stable=True)
+    assert torch.equal(rank[:, :10], want[:, :10])
+    assert not torch.equal(enc.argsort(dim=1)[:, -10:], cos.argsort(dim=1)[:, -10:])
+    # saved and loaded, the setting and the scores are kept
+    loaded = Recommender.load(model.save(tmp_path / "w0"))
+    assert loaded.config.encoder_weight == 0.0
+    assert torch.equal(loaded.score(batch), got)
+
+
+def test_encoder_weight_leaves_training_alone(text_data):
+    train, _, _, cache = text_data
+    model = get_model("sasrec", text_cfg(cache, item_repr="text", text_prior=2))
+    model.fit(train, epochs=1, lr=1e-2, batch_size=32, seed=0)
+    model.net.train()
+    batch = {"items": torch.tensor([[0, 1, 2, 3]]), "targets": torch.tensor([[0, 2, 3, 4]])}
+    losses = []
+    for w in (1.0, 0.0):
+        model.config.encoder_weight = w
+        torch.manual_seed(0)
+        losses.append(float(model.training_step(batch).detach()))
+    assert losses[0] == losses[1]
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"item_repr": "text", "text_prior": 2, "encoder_weight": -0.5},
+        {"item_repr": "text", "text_prior": 2, "encoder_weight": float("nan")},
+        {"item_repr": "text", "text_prior": 2, "encoder_weight": float("inf")},
+        {"item_repr": "text", "text_prior": 2, "encoder_weight": "high"},
+        {"item_repr": "text", "text_prior": 0, "encoder_weight": 0.5},  # no prior to weigh
+        {"item_repr": "id", "text_prior": 2, "encoder_weight": 0.0},
+    ],
+)
+def test_encoder_weight_bad_values_are_refused(text_data, kw):
+    _, _, _, cache = text_data
+    with pytest.raises(ConfigError, match=r"SASRecConfig\.encoder_weight") as e:
+        get_model("sasrec", text_cfg(cache, **kw))
+    assert "\n" not in str(e.value)
+    model = get_model("sasrec", text_cfg(cache, item_repr="text", text_prior=2))
+    with pytest.raises(ConfigError, match="encoder_weight"):
+        model.config.encoder_weight = -1.0

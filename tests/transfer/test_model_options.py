@@ -13,7 +13,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.transfer.test_zeroshot import source_model, text_source, zs  # noqa: F401  (fixtures)
+from tests.transfer.test_zeroshot import (  # noqa: F401  (fixtures)
+    prior_source,
+    source_model,
+    text_source,
+    zs,
+)
 from warmrec.errors import ConfigError, ModelError
 from warmrec.transfer import transfer
 from warmrec.transfer.transfer import build_target_model
@@ -96,3 +101,18 @@ def test_model_options_errors(id_source, text_source, zs):  # noqa: F811
         target.net.state_dict()["item.adaptor.proj.weight"],
         text_source.net.state_dict()["item.adaptor.proj.weight"],
     )
+
+
+def test_encoder_weight_option_is_validated(text_source, prior_source, zs):  # noqa: F811
+    _, tgt, _, _ = zs
+    # the text source has no prior: there is nothing to weigh its encoder against
+    with pytest.raises(ConfigError, match=r"SASRecConfig\.encoder_weight: 0\.5 weighs"):
+        build_target_model(text_source, tgt, init="random", model_options={"encoder_weight": 0.5})
+    with pytest.raises(ConfigError, match=r"SASRecConfig\.encoder_weight: expected a number >= 0"):
+        build_target_model(prior_source, tgt, init="random", model_options={"encoder_weight": -1})
+    # it leaves the item representation alone: accepted, a zero-shot refit included
+    target, _ = build_target_model(
+        prior_source, tgt, init="random", model_options={"encoder_weight": 0.25},
+        zero_shot=True, refit_whitening="full",
+    )  # fmt: skip
+    assert target.config.encoder_weight == 0.25

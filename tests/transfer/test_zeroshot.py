@@ -73,9 +73,10 @@ def text_source(zs):
     return source_model(src, cache)
 
 
-def source_model(src, cache, item_repr="text", seed=0, epochs=30):
+def source_model(src, cache, item_repr="text", seed=0, epochs=30, **extra):
     cfg = tiny_net("sasrec", dropout_all=0.0, d=32, n_heads=2, ffn_dim=32)
     cfg.update(item_repr=item_repr, text_encoder="hashing", text_cache=cache, text_dropout=0.0)
+    cfg.update(extra)
     torch.manual_seed(seed)
     return pretrain("sasrec", src, None, cfg, {"epochs": epochs, "lr": 1e-2, "seed": seed})
 
@@ -217,3 +218,33 @@ def test_refit_whitening_defaults_to_diag_for_zeroshot_only(zs, text_source):
     assert tuned.meta.transfer.refit_whitening == "off"
     with pytest.raises(ConfigError, match="refit_whitening: expected one of"):
         transfer(text_source, tgt, None, strategy="zeroshot", init="random", refit_whitening="x")
+
+
+# -- encoder_weight at transfer time: [transfer] model_options ----------------------------------
+@pytest.fixture(scope="module")
+def prior_source(zs):
+    src, _, _, cache = zs
+    return source_model(src, cache, epochs=5, text_prior=2)
+
+
+@pytest.mark.parametrize("refit", ["off", "diag"])
+def test_zeroshot_encoder_weight_from_model_options(zs, prior_source, refit):
+    _, tgt, test, _ = zs
+    kw = dict(strategy="zeroshot", init="random", reset_domain=True, refit_whitening=refit)
+    plain = transfer(prior_source, tgt, None, **kw)
+    one = transfer(prior_source, tgt, None, model_options={"encoder_weight": 1.0}, **kw)
+    off = transfer(prior_source, tgt, None, model_options={"encoder_weight": 0.0}, **kw)
+    assert off.config.encoder_weight == 0.0 and plain.config.encoder_weight == 1.0
+    assert off.meta.transfer.model_options == {"encoder_weight": 0.0}
+    assert off.meta.transfer.refit_whitening == refit
+    # the same weights either way: the option changes the scoring, not the transferred model
+    for key, value in plain.net.state_dict().items():
+        assert torch.equal(value, off.net.state_dict()[key]), key
+    batch = test.batch(np.arange(len(test)), plain.history_len)
+    assert torch.equal(one.score(batch), plain.score(batch))
+    items = batch.items[:, -off.config.max_len :]
+    with torch.no_grad():
+        prior = off.net.item.prior_logits(items)
+    # weight 0 (seen bias reset to 0): the text prior's scores exactly, whatever the refit
+    assert torch.equal(off.score(batch), prior)
+    assert not torch.equal(plain.score(batch), prior)

@@ -35,7 +35,11 @@ Text-aware items (``item_repr``, :mod:`warmrec.models.text`): ``"text"`` makes e
 vector (input and output) the adapted sentence vector of its text (title, description, tags from
 the item table), so an item nobody has interacted with is still ranked, and an item added after
 training gets a vector (:func:`~warmrec.models.text.add_items`); ``"id+text"`` adds the learned
-id vector to it. The encoder runs once per catalogue (vectors cached on disk).
+id vector to it. The encoder runs once per catalogue (vectors cached on disk). With
+``text_prior`` each item's score also gets its text's cosine with the recent history (a learned
+weight); ``encoder_weight`` multiplies the encoder's scores against that prior when scoring
+(not in training; 0: the prior alone), e.g. for a zero-shot target whose catalogue the
+transferred encoder was not trained on (``[transfer] model_options``).
 
 Defaults: those settings are the defaults -- the model's (:class:`SASRecConfig`) and the
 trainer's (:attr:`SASRec.default_trainer`: batch 32, lr 2e-3, cosine decay over the epoch cap
@@ -228,6 +232,7 @@ class SASRec(NeuralRecommender):
         item = self.net.item
         logits = item.logits(self.net(items)[:, -1])
         if getattr(item, "prior_len", 0):
-            logits = logits + item.prior_logits(items)
+            w = self.config.encoder_weight  # scoring only (training_step leaves it out)
+            logits = (logits if w == 1.0 else logits * w) + item.prior_logits(items)
         # the seen-item offset covers the whole history given (seen_len), not just the window
         return self.add_seen(logits, batch)

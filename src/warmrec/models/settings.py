@@ -223,6 +223,26 @@ class TextSettings(TextFieldSettings):
     own and not only as a correction to the encoder (the prior reads the raw sentence vectors,
     which mean the same on any catalogue; the encoder's scores are learned on the source's)."""
 
+    encoder_weight: float = Field(1.0, ge=0, allow_inf_nan=False)
+    """With ``text_prior``: how much to trust the encoder against the text prior when scoring
+    (evaluation, serving): the encoder's item scores are multiplied by it, the prior's are not
+    (nor the seen-item bias). 1 is the plain model; 0 ranks by the text prior alone (the MiniLM
+    cosine with the recent history); between them the encoder's scores count for less. It does
+    not apply in training (the prior's weight is learned against the encoder's full scores; a
+    scale on them would only be absorbed by the learned weights, and 0 would leave the encoder
+    untrained): it is a scoring-time choice, e.g. ``[transfer] model_options`` for a zero-shot
+    target whose catalogue the transferred encoder was not trained on."""
+
     text_cache: str | None = None
     """Folder of the cached text vectors (None: ``$WARMREC_CACHE_DIR/text`` or
     ``~/.cache/warmrec/text``; ``""``: no cache)."""
+
+    @model_validator(mode="after")
+    def _encoder_weight_needs_prior(self) -> TextSettings:
+        if self.encoder_weight != 1.0 and (self.text_prior == 0 or self.item_repr == "id"):
+            raise ValueError(
+                f"encoder_weight: {self.encoder_weight:g} weighs the encoder against the text "
+                f"prior, and this model has none (item_repr={self.item_repr!r}, text_prior="
+                f"{self.text_prior}); expected 1, or a text item_repr with text_prior > 0"
+            )
+        return self
