@@ -106,7 +106,7 @@ def test_weights_chosen_on_validation_only():
         affinity_grid=[0.0, 8.0],
         select_metric="hr@1",
     ).fit(train, valid)
-    assert f.weights_ == (0.0, 8.0, 0.0, 0.0)
+    assert f.weights_ == (0.0, 8.0, 0.0, 0.0, 0.0)
     curve = {(r["cold_weight"], r["affinity_weight"]): r["hr@1"] for r in f.meta.history}
     assert curve[(0.0, 0.0)] == 0.5  # the base alone: only the warm targets
     # a flat bonus lifts item 6 above item 1 after every history: the cold targets only
@@ -127,7 +127,7 @@ def test_zero_weights_reproduce_the_base_and_state_round_trips(tmp_path):
     )
     g = Fresh.from_base(get_model("markov").fit(train), affinity_grid=[0.0, 1.0]).fit(train, valid)
     loaded = Recommender.load(g.save(tmp_path / "f"))
-    assert loaded.weights_ == g.weights_ and len(g.weights_) == 4
+    assert loaded.weights_ == g.weights_ and len(g.weights_) == 5
     batch = valid.batch(np.arange(10), loaded.history_len)
     assert torch.equal(g.score(batch), loaded.score(batch))
 
@@ -152,7 +152,7 @@ def test_order_prior_and_term_known_answer():
     torch.testing.assert_close(p, torch.tensor([0.5, 0.0, 0.0, 1.0, 0.0]))  # d = -2..2
     cfg = {"cold_weight": 0, "affinity_weight": 0, "order_window": 2, "order_weight": 3.0}
     f = Fresh({"base": "pop", **cfg}).fit(train)
-    assert f.weights_ == (0.0, 0.0, 3.0, 0.0)
+    assert f.weights_ == (0.0, 0.0, 3.0, 0.0, 0.0)
     ix = {i: int(train.vocab.lookup([i])[0]) for i in (10, 11, 12, 20)}
     batch = Batch(torch.tensor([[ix[12], ix[10]], [ix[11], ix[12]], [0, 0]]))
     term = f.score(batch) - normalise(f.base.score(batch), "zscore")
@@ -245,7 +245,7 @@ def test_text_term_ranks_cold_items_by_their_text_chosen_on_validation(tmp_path)
     cfg = {"cold_grid": [0.0, 1.0], "affinity_grid": [0.0], "select_metric": "hr@2"}
     cfg |= {"text_window": 2, "text_grid": [0.0, 4.0], "text_encoder": "hashing"}
     f = Fresh.from_base(_Fixed(vocab, row), text_cache="", **cfg).fit(train, valid)
-    assert f.weights_ == (0.0, 0.0, 0.0, 4.0)
+    assert f.weights_ == (0.0, 0.0, 0.0, 4.0, 0.0)
     curve = {(r["cold_weight"], r["text_weight"]): r["hr@2"] for r in f.meta.history}
     assert curve[(0.0, 0.0)] == curve[(1.0, 0.0)] == 0.0  # without text: never
     assert curve[(0.0, 4.0)] == 1.0
@@ -262,3 +262,27 @@ def test_text_term_ranks_cold_items_by_their_text_chosen_on_validation(tmp_path)
     assert loaded.weights_ == f.weights_
     torch.testing.assert_close(loaded.score(batch), f.score(batch))
     torch.testing.assert_close(loaded.text, f.text)
+
+
+def test_repeat_term_lifts_the_history_items_beyond_the_base():
+    """The targets are items opened earlier in the history (2 after [2, 3], 4 after [4, 5]),
+    which the fixed base ranks below item 1: only the repeat bonus (seen_window 2) makes HR@1 1;
+    the chosen r scores exactly the base plus r on the history's items."""
+    train, vocab = _catalogue()
+    i = {k: int(vocab.lookup([k])[0]) for k in range(1, 7)}
+    row = [0.0] * 7
+    for item, s in zip(range(1, 7), ROW[1:]):
+        row[i[item]] = s
+    valid = _eval_set([[i[2], i[3]], [i[4], i[5]]], [i[2], i[4]], 7)
+    cfg = {"cold_weight": 0.0, "affinity_weight": 0.0, "select_metric": "hr@1"}
+    f = Fresh.from_base(_Fixed(vocab, row), seen_window=2, seen_grid=[0.0, 1.0, 9.0], **cfg).fit(
+        train, valid
+    )
+    curve = {r["seen_weight"]: r["hr@1"] for r in f.meta.history}
+    assert curve == {0.0: 0.0, 1.0: 0.5, 9.0: 1.0}  # r = 1 lifts 2 over 1, not 4 (base -1.0)
+    assert f.weights_ == (0.0, 0.0, 0.0, 0.0, 9.0)
+    batch = Batch(torch.tensor([[i[2], i[3]], [0, 0], [i[5], i[5]]]))
+    want = normalise(torch.tensor([row] * 3), "zscore")
+    want[0, [i[2], i[3]]] += 9.0
+    want[2, i[5]] += 9.0  # an empty history (row 1) gets nothing
+    torch.testing.assert_close(f.score(batch), want)

@@ -10,7 +10,7 @@ the cut cannot learn that -- every training target had training interactions. ``
 as two numbers fitted on validation::
 
     score(i | h) = norm(base(i | h)) + (a + b * c(h)) * cold(i) + o * p(id(i) - id(last(h)))
-                   + t * norm(x_i . sum_k decay ** k x_{h_k})
+                   + t * norm(x_i . sum_k decay ** k x_{h_k}) + r * seen(i, h)
 
 ``norm`` is the per-list normalisation of :mod:`warmrec.models.hybrid` (``"zscore"`` by default),
 ``c(h)`` the recency-weighted share of cold items among the last ``recent`` history items (the
@@ -38,9 +38,14 @@ reaches cold items as it reaches warm ones, so a base that reads text sparsely (
 at all gets the sentence encoder's view of "the same topic"; ``t`` (``text_weight``) is chosen
 on validation with the others (``text_grid``).
 
+The **repeat** term (off unless ``seen_window > 0``) adds ``r`` (``seen_weight``) to every item
+among the last ``seen_window`` of the history: learners come back to videos they opened (on
+MARS after the cut, 46 % of the targets on new videos are a video already in the history),
+also beyond the few items a content base reads.
+
 The base is any registered model (default a ``hybrid``), fitted by ``fit`` if it is not yet
 (:meth:`Fresh.from_base` wraps a fitted one). Saved state: the base's (prefixed ``base.``), the
-weights ``(a, b, o, t)``, the cold mask, the order prior and the text vectors (a loaded model
+weights ``(a, b, o, t, r)``, the cold mask, the order prior and the text vectors (a loaded model
 needs no encoder); the validation grid is kept in ``meta.history``.
 """
 
@@ -106,6 +111,12 @@ class FreshConfig(TextFieldSettings):
     """``t``: the weight of the dense-text term; None: chosen on validation."""
     text_grid: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 1.0], min_length=1)
     """Candidates for ``t``."""
+    seen_window: int = Field(0, ge=0)
+    """Repeat term: items among the last ``seen_window`` history items get ``r`` (0: off)."""
+    seen_weight: float | None = None
+    """``r``: the repeat bonus; None: chosen on validation."""
+    seen_grid: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 4.0], min_length=1)
+    """Candidates for ``r``."""
     text_encoder: str = "minilm"
     """Sentence encoder of the text term (:func:`warmrec.models.text.text_encoder`)."""
     text_cache: str | None = None
@@ -223,9 +234,9 @@ class Fresh(Recommender):
         super().__init__(config, **overrides)
         self.base: Recommender | None = None
         self.cold: torch.Tensor | None = None  # [n_items] float, 1 for items without training
-        self.weights_: tuple[float, float, float, float] | None = None
-        """``(a, b, o, t)`` in use (the config's, or those chosen on validation; o and t are 0
-        where their term is off)."""
+        self.weights_: tuple[float, float, float, float, float] | None = None
+        """``(a, b, o, t, r)`` in use (the config's, or those chosen on validation; o, t and r
+        are 0 where their term is off)."""
         self.order: torch.Tensor | None = None  # [2 W + 1] p(d) for d = -W..W (p(0) = 0)
         self.id_num: torch.Tensor | None = None  # [n_items] float raw ids (0 at padding)
         self.text: torch.Tensor | None = None  # [n_items, d] centred unit text vectors
@@ -245,7 +256,8 @@ class Fresh(Recommender):
     @property
     def history_len(self) -> int:
         base = self.base.history_len if self.base is not None else super().history_len
-        return max(base, self.config.recent, self.config.text_window)
+        c = self.config
+        return max(base, c.recent, c.text_window, c.seen_window)
 
     # -- fit ----------------------------------------------------------------------------------
     def fit(
@@ -262,6 +274,7 @@ class Fresh(Recommender):
         unset = c.cold_weight is None or c.affinity_weight is None
         unset = unset or (c.order_window > 0 and c.order_weight is None)
         unset = unset or (c.text_window > 0 and c.text_weight is None)
+        unset = unset or (c.seen_window > 0 and c.seen_weight is None)
         if unset and valid is None:
             raise ModelError(
                 "model 'fresh': cold_weight, affinity_weight or order_weight is None, so fit "
@@ -296,35 +309,49 @@ class Fresh(Recommender):
         if not unset:
             o = float(c.order_weight or 0.0) if c.order_window > 0 else 0.0
             t = float(c.text_weight or 0.0) if c.text_window > 0 else 0.0
-            self.weights_ = (float(c.cold_weight), float(c.affinity_weight), o, t)
+            r = float(c.seen_weight or 0.0) if c.seen_window > 0 else 0.0
+            self.weights_ = (float(c.cold_weight), float(c.affinity_weight), o, t, r)
         else:
             curve = self.selection_curve(valid)
-            best = max(range(len(curve)), key=lambda i: (curve[i][4], -i))
-            self.weights_ = curve[best][:4]
+            best = max(range(len(curve)), key=lambda i: (curve[i][5], -i))
+            self.weights_ = curve[best][:5]
             self.meta.history = [
                 {
                     "cold_weight": a,
                     "affinity_weight": b,
                     "order_weight": o,
                     "text_weight": t,
+                    "seen_weight": r,
                     c.select_metric: v,
                 }
-                for a, b, o, t, v in curve
+                for a, b, o, t, r, v in curve
             ]
         return self
 
-    def _grid(self) -> list[tuple[float, float, float, float]]:
+    def _grid(self) -> list[tuple[float, float, float, float, float]]:
         c = self.config
         ga = [c.cold_weight] if c.cold_weight is not None else list(c.cold_grid)
         gb = [c.affinity_weight] if c.affinity_weight is not None else list(c.affinity_grid)
-        go, gt = [0.0], [0.0]
+        go, gt, gr = [0.0], [0.0], [0.0]
         if c.order_window > 0:
             go = [c.order_weight] if c.order_weight is not None else list(c.order_grid)
         if c.text_window > 0:
             gt = [c.text_weight] if c.text_weight is not None else list(c.text_grid)
-        return [
-            (float(a), float(b), float(o), float(t)) for a in ga for b in gb for o in go for t in gt
-        ]
+        if c.seen_window > 0:
+            gr = [c.seen_weight] if c.seen_weight is not None else list(c.seen_grid)
+        grid = [(a, b, o, t, r) for a in ga for b in gb for o in go for t in gt for r in gr]
+        return [tuple(float(v) for v in w) for w in grid]
+
+    def _seen_term(self, items: torch.Tensor) -> torch.Tensor | None:
+        """``[B, n_items]``: 1 on the items among the last ``seen_window`` of each history
+        (padding excluded); None when the term is off."""
+        if self.config.seen_window <= 0:
+            return None
+        last = items[:, -self.config.seen_window :].long()
+        out = torch.zeros(items.shape[0], self.n_items)
+        out.scatter_(1, last, 1.0)
+        out[:, 0] = 0.0
+        return out
 
     def _text_term(self, items: torch.Tensor) -> torch.Tensor | None:
         """``[B, n_items]``: the normalised dense-text similarity to the recent history; None
@@ -349,7 +376,7 @@ class Fresh(Recommender):
         pos = torch.where(ok, d + w, torch.zeros((), dtype=d.dtype)).long()
         return torch.where(ok, self.order[pos], torch.zeros(()))
 
-    def selection_curve(self, valid: EvalSet) -> list[tuple[float, float, float, float, float]]:
+    def selection_curve(self, valid: EvalSet) -> list[tuple[float, ...]]:
         """:meth:`validation_curve` with the cold targets weighed by ``cold_target_share``."""
         share = self.config.cold_target_share
         if share is None or self.cold is None:
@@ -364,10 +391,8 @@ class Fresh(Recommender):
         warm = self.validation_curve(valid.subset(iw))
         return [(*w, share * vc + (1 - share) * vw) for (*w, vc), (*_, vw) in zip(cold, warm)]
 
-    def validation_curve(
-        self, valid: EvalSet, batch_size: int = 512
-    ) -> list[tuple[float, float, float, float, float]]:
-        """``(a, b, o, t, select_metric)`` on ``valid`` for every point of the grids (the base
+    def validation_curve(self, valid: EvalSet, batch_size: int = 512) -> list[tuple[float, ...]]:
+        """``(a, b, o, t, r, select_metric)`` on ``valid`` for every point of the grids (the base
         scores each batch once)."""
         spec = M.parse_metric(self.config.select_metric)
         grid = self._grid()
@@ -380,18 +405,21 @@ class Fresh(Recommender):
                 share = cold_share(batch.items, self.cold, self.config.recent, self.config.decay)
                 order = self._order_term(batch.items)
                 text = self._text_term(batch.items)
+                seen = self._seen_term(batch.items)
                 if self.config.select_exclude_seen:
                     for r, j in enumerate(idx):
                         seen = np.asarray(valid.history(int(j)), dtype=np.int64)
                         base[r, torch.from_numpy(seen[seen > 0])] = -torch.inf
                 rows = torch.arange(len(idx))
                 tgt = torch.from_numpy(valid.targets[idx])
-                for g, (a, b, o, tw) in enumerate(grid):
+                for g, (a, b, o, tw, rw) in enumerate(grid):
                     s = base + (a + b * share).unsqueeze(1) * self.cold
                     if order is not None and o != 0.0:
                         s = s + o * order
                     if text is not None and tw != 0.0:
                         s = s + tw * text
+                    if seen is not None and rw != 0.0:
+                        s = s + rw * seen
                     t = s[rows, tgt][:, None]
                     r = (s >= t).sum(dim=1)
                     lost = ~(t[:, 0] > -torch.inf)
@@ -415,7 +443,7 @@ class Fresh(Recommender):
     def score(self, batch: Batch) -> torch.Tensor:
         if self.weights_ is None:
             raise ModelError("model 'fresh' has no weights: call fit() or load() first")
-        a, b, o, t = self.weights_
+        a, b, o, t, r = self.weights_
         base = self._base_scores(batch)
         if a != 0.0 or b != 0.0:
             share = cold_share(batch.items, self.cold, self.config.recent, self.config.decay)
@@ -424,7 +452,10 @@ class Fresh(Recommender):
         if order is not None:
             base = base + o * order
         text = self._text_term(batch.items) if t != 0.0 else None
-        return base if text is None else base + t * text
+        if text is not None:
+            base = base + t * text
+        seen = self._seen_term(batch.items) if r != 0.0 else None
+        return base if seen is None else base + r * seen
 
     # -- state --------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
@@ -459,5 +490,5 @@ class Fresh(Recommender):
         if self.text is not None:
             self.text = self.text.to(torch.float32)
         w = [float(v) for v in state["weights"].reshape(-1).tolist()]
-        w += [0.0] * (4 - len(w))  # saved before the order / text terms: off
-        self.weights_ = (w[0], w[1], w[2], w[3])
+        w += [0.0] * (5 - len(w))  # saved before the order / text / repeat terms: off
+        self.weights_ = (w[0], w[1], w[2], w[3], w[4])
