@@ -7,7 +7,7 @@ never seen as a target. On a catalogue that keeps growing (MARS: a third of the 
 history: a learner who is watching new videos goes on with new videos (on MARS after the cut,
 79 % of the next items are new after a new one, 15 % after an older one). A model trained before
 the cut cannot learn that -- every training target had training interactions. ``Fresh`` adds it
-as two numbers fitted on validation::
+as two numbers fitted on validation (and, optionally, three more terms)::
 
     score(i | h) = norm(base(i | h)) + (a + b * c(h)) * cold(i) + o * p(id(i) - id(last(h)))
                    + t * norm(x_i . sum_k decay ** k x_{h_k}) + r * seen(i, h)
@@ -20,9 +20,11 @@ that follows the history. With the weights unset, ``fit`` picks them from ``cold
 ``affinity_grid`` by the validation ``select_metric`` (ties: the first in grid order, the cold
 grid outer); the validation items that are cold for the training data play the part of the new
 items, weighed as they come or by ``cold_target_share`` (e.g. the catalogue's cold share, where
-the validation period saw fewer new items than the served one will). ``a = b = 0`` ranks exactly as the base. Non-finite base scores stay at the bottom.
+the validation period saw fewer new items than the served one will); the other weights join
+that grid where their term is on. ``a = b = 0`` (other terms off) ranks exactly as the base.
+Non-finite base scores stay at the bottom.
 
-The last term (off unless ``order_window > 0``; integer item ids only) is the **catalogue order**:
+The third term (off unless ``order_window > 0``; integer item ids only) is the **catalogue order**:
 where ids are given in publication order, the videos of one course get consecutive ids and
 learners follow the course (on MARS after the cut, 27 % of the first views of new videos are the
 video whose id follows the last one's). ``p(d)`` is the share of the training transitions (to a
@@ -30,7 +32,7 @@ different item) whose id offset is ``d`` (``0 < |d| <= order_window``), divided 
 such share (so ``p`` is at most 1); it is item-agnostic, so it reaches cold items; ``o``
 (``order_weight``) is chosen on validation with ``a`` and ``b`` (``order_grid``).
 
-The last term (off unless ``text_window > 0``) is a **dense text** similarity: ``x_i`` is the
+The fourth term (off unless ``text_window > 0``) is a **dense text** similarity: ``x_i`` is the
 item's sentence vector (:func:`warmrec.models.text.text_vectors`, MiniLM by default) centred on
 the catalogue's mean text vector and L2-normalised (items without text: zero), summed over the
 last ``text_window`` history items (``decay ** age``) and normalised per list as the base. It
@@ -38,7 +40,7 @@ reaches cold items as it reaches warm ones, so a base that reads text sparsely (
 at all gets the sentence encoder's view of "the same topic"; ``t`` (``text_weight``) is chosen
 on validation with the others (``text_grid``).
 
-The **repeat** term (off unless ``seen_window > 0``) adds ``r`` (``seen_weight``) to every item
+The last, **repeat** term (off unless ``seen_window > 0``) adds ``r`` (``seen_weight``) to every item
 among the last ``seen_window`` of the history: learners come back to videos they opened (on
 MARS after the cut, 46 % of the targets on new videos are a video already in the history),
 also beyond the few items a content base reads.
