@@ -14,7 +14,10 @@ Composites (``--models`` also takes them; their members must be listed before th
 and ``fresh hybrid`` (``models.fresh``: a bonus for videos without training events that follows
 the share of such videos in the recent history, two weights chosen on valid HR@10),
 ``fresh+order tfidf`` and ``fresh+order hybrid`` (plus the catalogue order: the id offset from the
-last video, learned from the training transitions). ``--section
+last video, learned from the training transitions), their ``wide`` / ``cold-share`` variants,
+and ``fresh+order+text`` / ``fresh+order+text+seen`` (plus the centred MiniLM cosine with the
+recent history, then a bonus on the history's own videos); the new-video slice gets each
+model's ratio to TF-IDF with a learner-bootstrap interval. ``--section
 NAME`` writes a run of some models into its own section beside the main one.
 
 Text models read title, tags, difficulty, type and description through offline MiniLM (vectors
