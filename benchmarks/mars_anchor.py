@@ -383,7 +383,7 @@ def new_learners(args) -> None:
         f = Fresh.from_base(
             chosen[base], order_window=5, order_grid=ORDER_GRID, select_exclude_seen=True
         ).fit(inner.train, valid)
-        a, b, o = f.weights_
+        a, b, o, *_ = f.weights_  # the text and repeat terms are off here
         ff = Fresh.from_base(
             final[base], order_window=5, cold_weight=a, affinity_weight=b, order_weight=o
         ).fit(outer.train)

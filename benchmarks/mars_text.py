@@ -14,7 +14,10 @@ Composites (``--models`` also takes them; their members must be listed before th
 and ``fresh hybrid`` (``models.fresh``: a bonus for videos without training events that follows
 the share of such videos in the recent history, two weights chosen on valid HR@10),
 ``fresh+order tfidf`` and ``fresh+order hybrid`` (plus the catalogue order: the id offset from the
-last video, learned from the training transitions). ``--section
+last video, learned from the training transitions), their ``wide`` / ``cold-share`` variants,
+and ``fresh+order+text`` / ``fresh+order+text+seen`` (plus the centred MiniLM cosine with the
+recent history, then a bonus on the history's own videos); the new-video slice gets each
+model's ratio to TF-IDF with a learner-bootstrap interval. ``--section
 NAME`` writes a run of some models into its own section beside the main one.
 
 Text models read title, tags, difficulty, type and description through offline MiniLM (vectors
@@ -83,7 +86,15 @@ COMPOSITES: dict[str, tuple[str, ...]] = {
     # weighed as the catalogue's cold share (models.fresh cold_target_share)
     "fresh+order tfidf wide": ("tfidf",),
     "fresh+order tfidf wide cold-share": ("tfidf",),
+    # plus the dense-text term (models.fresh text_window: the centred MiniLM cosine with the
+    # last 5 history items, its weight chosen on validation with the others)
+    "fresh+order+text tfidf wide cold-share": ("tfidf",),
+    # plus the repeat term (models.fresh seen_window: a bonus on the last 50 history items)
+    "fresh+order+text+seen tfidf wide cold-share": ("tfidf",),
 }
+
+TEXT = {"text_window": 5, "text_grid": [0.0, 0.25, 0.5, 1.0, 2.0]}
+SEEN = {"seen_window": 50, "seen_grid": [0.0, 0.5, 1.0, 2.0, 4.0]}
 
 WIDE = {
     "cold_grid": [-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 4.0, 8.0],
@@ -109,8 +120,16 @@ def fit_composite(name: str, train, valid, members: list[Any]) -> tuple[Any, flo
             order.update(WIDE)
         if " cold-share" in name:
             order["cold_target_share"] = "catalogue"
+        if "+text" in name:
+            order.update(TEXT)
+        if "+seen" in name:
+            order.update(SEEN)
         model = Fresh.from_base(members[0], **order).fit(train, valid)
         note = "a {:g}, b {:g}, o {:g}".format(*model.weights_)
+        if "+text" in name:
+            note += f", t {model.weights_[3]:g}"
+        if "+seen" in name:
+            note += f", r {model.weights_[4]:g}"
     return model, time.perf_counter() - t0, note
 
 
@@ -233,27 +252,68 @@ def mean_rows(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return first
 
 
-def ceiling(fitted: dict, q, slices: dict[str, np.ndarray], seeds: list[int]) -> str:
-    """A diagnostic line: the best new-video HR@10 any point of the wide grids reaches with its
-    weights chosen on the TEST slice itself (a ceiling for the cold and order terms over the
-    TF-IDF base, not a result), against TF-IDF's."""
-    name = "fresh+order tfidf wide"
-    if any((name, seed) not in fitted or ("tfidf", seed) not in fitted for seed in seeds):
+def ratios(fitted: dict, q, slices: dict[str, np.ndarray], models: list[str], seeds: list[int]):
+    """A line: each model's new-video HR@10 over TF-IDF's, with its 95 % paired bootstrap
+    interval (learners resampled, their targets together: ``paired_ratio_ci`` of per-learner
+    hit counts, 2,000 draws)."""
+    from warmrec.experiments.studies.curve import paired_ratio_ci
+
+    if any(("tfidf", seed) not in fitted for seed in seeds):
         return ""
-    nv = q.test.subset(slices["new videos"])
+    idx = slices["new videos"]
+    nv = q.test.subset(idx)
+    _, learner = np.unique(
+        np.asarray(q.test.keys.to_list(), dtype=object)[idx], return_inverse=True
+    )
     out = []
     for seed in seeds:
-        curve = fitted[name, seed].validation_curve(nv)
-        a, b, o, best = max(curve, key=lambda r: r[3])
-        base = evaluate(fitted["tfidf", seed], nv, ["hr@10"])["hr@10"]
-        out.append(
-            f"seed {seed}: {best:.4f} at a {a:g}, b {b:g}, o {o:g} = {best / base:.2f}x TF-IDF's "
-            f"{base:.4f}"
-        )
+        base = evaluate(fitted["tfidf", seed], nv, ["hr@10"]).per_example["hr@10"]
+        b = np.bincount(learner, weights=base)
+        for name in models:
+            if name in ("pop", "tfidf") or (name, seed) not in fitted:
+                continue
+            hits = evaluate(fitted[name, seed], nv, ["hr@10"]).per_example["hr@10"]
+            r, lo, hi = paired_ratio_ci(np.bincount(learner, weights=hits), b)
+            out.append(
+                f"`{name}` {r:.2f}x [{lo:.2f}, {hi:.2f}]"
+                + (f" (seed {seed})" if len(seeds) > 1 else "")
+            )
+    if not out:
+        return ""
     return (
-        "\nCeiling (diagnostic, chosen on the test slice, not a result): the best new-video "
-        f"HR@10 of `{name}` over its whole grid, " + "; ".join(out) + ".\n"
+        "\nRatio to TF-IDF on the new-video slice (HR@10, 95 % paired bootstrap interval, the "
+        f"{len(np.unique(learner)):,} learners resampled with their targets, 2,000 draws): "
+        + "; ".join(out)
+        + ".\n"
     )
+
+
+def ceiling(fitted: dict, q, slices: dict[str, np.ndarray], seeds: list[int]) -> str:
+    """Diagnostic lines: the best new-video HR@10 any point of the wide grids reaches with its
+    weights chosen on the TEST slice itself (a ceiling for the cold, order and text terms over
+    the TF-IDF base, not a result), against TF-IDF's."""
+    lines = []
+    for name in (
+        "fresh+order tfidf wide",
+        "fresh+order+text tfidf wide cold-share",
+        "fresh+order+text+seen tfidf wide cold-share",
+    ):
+        if any((name, seed) not in fitted or ("tfidf", seed) not in fitted for seed in seeds):
+            continue
+        nv = q.test.subset(slices["new videos"])
+        out = []
+        for seed in seeds:
+            curve = fitted[name, seed].validation_curve(nv)
+            a, b, o, t, rw, best = max(curve, key=lambda r: r[5])
+            base = evaluate(fitted["tfidf", seed], nv, ["hr@10"])["hr@10"]
+            at = f"a {a:g}, b {b:g}, o {o:g}" + (f", t {t:g}" if "+text" in name else "")
+            at += f", r {rw:g}" if "+seen" in name else ""
+            out.append(f"seed {seed}: {best:.4f} at {at} = {best / base:.2f}x TF-IDF's {base:.4f}")
+        lines.append(
+            "\nCeiling (diagnostic, chosen on the test slice, not a result): the best new-video "
+            f"HR@10 of `{name}` over its whole grid, " + "; ".join(out) + ".\n"
+        )
+    return "".join(lines)
 
 
 def main() -> None:
@@ -346,6 +406,7 @@ def main() -> None:
         )
         for s, rows in by_slice.items():
             text += f"\n#### Slice: {s}\n\n" + table(rows) + "\n"
+        text += ratios(fitted, q, slices, models, seeds)
         text += ceiling(fitted, q, slices, seeds)
         sections.append(text)
     took = time.perf_counter() - t_all
@@ -371,7 +432,11 @@ def main() -> None:
         "cold-share`: the validation targets on videos without training events weigh as the share "
         'of such videos in the catalogue (`cold_target_share = "catalogue"`, 33 %; they are 7 '
         "% of the validation targets and 33 % of the test targets), the rest as the other "
-        "share."
+        "share. `fresh+order+text M`: plus the dense-text term `t * norm(x_i . sum_k 0.5^k "
+        "x_{h_k})` over the last 5 history items, x the MiniLM vectors centred on the catalogue "
+        "mean and L2-normalised (`text_window = 5`), t in 0, 0.25, 0.5, 1, 2 chosen with a, b "
+        "and o. `+seen`: plus the repeat term `r * seen(i, h)` (1 on the last 50 history "
+        "items, `seen_window = 50`), r in 0, 0.5, 1, 2, 4 chosen with the others."
         if composites
         else ""
     )

@@ -14,7 +14,14 @@ from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ConfigError, ModelError
 from warmrec.models.base import Recommender
-from warmrec.models.fresh import Fresh, cold_share, numeric_ids, order_prior
+from warmrec.models.fresh import (
+    Fresh,
+    centred_text,
+    cold_share,
+    numeric_ids,
+    order_prior,
+    text_term,
+)
 from warmrec.models.hybrid import normalise
 
 
@@ -99,7 +106,7 @@ def test_weights_chosen_on_validation_only():
         affinity_grid=[0.0, 8.0],
         select_metric="hr@1",
     ).fit(train, valid)
-    assert f.weights_ == (0.0, 8.0, 0.0)
+    assert f.weights_ == (0.0, 8.0, 0.0, 0.0, 0.0)
     curve = {(r["cold_weight"], r["affinity_weight"]): r["hr@1"] for r in f.meta.history}
     assert curve[(0.0, 0.0)] == 0.5  # the base alone: only the warm targets
     # a flat bonus lifts item 6 above item 1 after every history: the cold targets only
@@ -120,7 +127,7 @@ def test_zero_weights_reproduce_the_base_and_state_round_trips(tmp_path):
     )
     g = Fresh.from_base(get_model("markov").fit(train), affinity_grid=[0.0, 1.0]).fit(train, valid)
     loaded = Recommender.load(g.save(tmp_path / "f"))
-    assert loaded.weights_ == g.weights_ and len(g.weights_) == 3
+    assert loaded.weights_ == g.weights_ and len(g.weights_) == 5
     batch = valid.batch(np.arange(10), loaded.history_len)
     assert torch.equal(g.score(batch), loaded.score(batch))
 
@@ -145,7 +152,7 @@ def test_order_prior_and_term_known_answer():
     torch.testing.assert_close(p, torch.tensor([0.5, 0.0, 0.0, 1.0, 0.0]))  # d = -2..2
     cfg = {"cold_weight": 0, "affinity_weight": 0, "order_window": 2, "order_weight": 3.0}
     f = Fresh({"base": "pop", **cfg}).fit(train)
-    assert f.weights_ == (0.0, 0.0, 3.0)
+    assert f.weights_ == (0.0, 0.0, 3.0, 0.0, 0.0)
     ix = {i: int(train.vocab.lookup([i])[0]) for i in (10, 11, 12, 20)}
     batch = Batch(torch.tensor([[ix[12], ix[10]], [ix[11], ix[12]], [0, 0]]))
     term = f.score(batch) - normalise(f.base.score(batch), "zscore")
@@ -194,3 +201,88 @@ def test_cold_targets_weighed_by_cold_target_share():
     assert cat == {0.0: pytest.approx(2 / 3), 3.0: pytest.approx(1 / 3)}
     with pytest.raises(ConfigError, match="cold_target_share: expected a share in"):
         pick(1.5)
+
+
+def test_centred_text_and_text_term_known_answer():
+    raw = np.array([[0, 0], [3, 1], [1, 3], [0, 0], [2, 2]], dtype=np.float32)
+    x = centred_text(raw)
+    # rows 1, 2, 4 have text (mean [2, 2]): [1, -1], [-1, 1], [0, 0] -> unit (row 4: zero)
+    r = 2**-0.5
+    want = torch.tensor([[0, 0], [r, -r], [-r, r], [0, 0], [0, 0]], dtype=torch.float32)
+    torch.testing.assert_close(x, want)
+    items = torch.tensor([[0, 2, 1], [0, 0, 0]])
+    got = text_term(items, x, window=2, decay=0.5)
+    # profile after [2, 1]: x1 + 0.5 x2 = [r/2, -r/2]; its dot with each row
+    torch.testing.assert_close(got[0], torch.tensor([0.0, 0.5, -0.5, 0.0, 0.0]))
+    torch.testing.assert_close(got[1], torch.zeros(5))  # empty history: nothing
+    with pytest.raises(ModelError, match="no item has text"):
+        centred_text(np.zeros((3, 2)))
+
+
+def _texts() -> tuple[SequenceDataset, ItemVocab]:
+    """``_catalogue`` with item text: the cold 5 and 6 share all words of 1 and 2."""
+    train, vocab = _catalogue()
+    words = {1: "kappa lambda", 2: "omega sigma", 3: "theta rho", 4: "zeta eta"}
+    words |= {5: "kappa lambda mu", 6: "omega sigma nu"}
+    items = pl.DataFrame({"item_id": list(words), "title": list(words.values())})
+    df = pl.DataFrame(
+        {"session_id": [0, 0, 1, 1], "item_id": [1, 2, 3, 4], "timestamp": [1.0, 2, 3, 4]}
+    )
+    return SequenceDataset.from_frame(df, vocab, item_features=items), vocab
+
+
+def test_text_term_ranks_cold_items_by_their_text_chosen_on_validation(tmp_path):
+    """After a warm history the target is the cold item whose text continues it (1 -> 5,
+    2 -> 6): the base ranks the cold items last and the cold bonus is flat, so only the text
+    term can put the right one in the top 2 (behind the history's own item); it is chosen on
+    validation, scores as the fixed-weight model, and survives a save and load."""
+    train, vocab = _texts()
+    i = {k: int(vocab.lookup([k])[0]) for k in range(1, 7)}
+    row = [0.0] * 7
+    for item, s in zip(range(1, 7), ROW[1:]):
+        row[i[item]] = s
+    valid = _eval_set([[i[1]], [i[2]], [i[3], i[1]]], [i[5], i[6], i[5]], 7)
+    cfg = {"cold_grid": [0.0, 1.0], "affinity_grid": [0.0], "select_metric": "hr@2"}
+    cfg |= {"text_window": 2, "text_grid": [0.0, 4.0], "text_encoder": "hashing"}
+    f = Fresh.from_base(_Fixed(vocab, row), text_cache="", **cfg).fit(train, valid)
+    assert f.weights_ == (0.0, 0.0, 0.0, 4.0, 0.0)
+    curve = {(r["cold_weight"], r["text_weight"]): r["hr@2"] for r in f.meta.history}
+    assert curve[(0.0, 0.0)] == curve[(1.0, 0.0)] == 0.0  # without text: never
+    assert curve[(0.0, 4.0)] == 1.0
+    fixed = Fresh.from_base(
+        _Fixed(vocab, row), cold_weight=0.0, affinity_weight=0.0, text_window=2,
+        text_weight=4.0, text_encoder="hashing", text_cache="",
+    ).fit(train)  # fmt: skip
+    assert evaluate(fixed, valid, ["hr@2"])["hr@2"] == 1.0
+    batch = valid.batch(np.arange(len(valid)), f.history_len)
+    torch.testing.assert_close(f.score(batch), fixed.score(batch))
+    f.base = get_model("pop").fit(train)  # a base that saves (the stub does not)
+    f.config = f.config.model_copy(update={"base": "pop", "base_config": {}})
+    loaded = Recommender.load(f.save(tmp_path / "f"))
+    assert loaded.weights_ == f.weights_
+    torch.testing.assert_close(loaded.score(batch), f.score(batch))
+    torch.testing.assert_close(loaded.text, f.text)
+
+
+def test_repeat_term_lifts_the_history_items_beyond_the_base():
+    """The targets are items opened earlier in the history (2 after [2, 3], 4 after [4, 5]),
+    which the fixed base ranks below item 1: only the repeat bonus (seen_window 2) makes HR@1 1;
+    the chosen r scores exactly the base plus r on the history's items."""
+    train, vocab = _catalogue()
+    i = {k: int(vocab.lookup([k])[0]) for k in range(1, 7)}
+    row = [0.0] * 7
+    for item, s in zip(range(1, 7), ROW[1:]):
+        row[i[item]] = s
+    valid = _eval_set([[i[2], i[3]], [i[4], i[5]]], [i[2], i[4]], 7)
+    cfg = {"cold_weight": 0.0, "affinity_weight": 0.0, "select_metric": "hr@1"}
+    f = Fresh.from_base(_Fixed(vocab, row), seen_window=2, seen_grid=[0.0, 1.0, 9.0], **cfg).fit(
+        train, valid
+    )
+    curve = {r["seen_weight"]: r["hr@1"] for r in f.meta.history}
+    assert curve == {0.0: 0.0, 1.0: 0.5, 9.0: 1.0}  # r = 1 lifts 2 over 1, not 4 (base -1.0)
+    assert f.weights_ == (0.0, 0.0, 0.0, 0.0, 9.0)
+    batch = Batch(torch.tensor([[i[2], i[3]], [0, 0], [i[5], i[5]]]))
+    want = normalise(torch.tensor([row] * 3), "zscore")
+    want[0, [i[2], i[3]]] += 9.0
+    want[2, i[5]] += 9.0  # an empty history (row 1) gets nothing
+    torch.testing.assert_close(f.score(batch), want)

@@ -7,9 +7,10 @@ never seen as a target. On a catalogue that keeps growing (MARS: a third of the 
 history: a learner who is watching new videos goes on with new videos (on MARS after the cut,
 79 % of the next items are new after a new one, 15 % after an older one). A model trained before
 the cut cannot learn that -- every training target had training interactions. ``Fresh`` adds it
-as two numbers fitted on validation::
+as two numbers fitted on validation (and, optionally, three more terms)::
 
     score(i | h) = norm(base(i | h)) + (a + b * c(h)) * cold(i) + o * p(id(i) - id(last(h)))
+                   + t * norm(x_i . sum_k decay ** k x_{h_k}) + r * seen(i, h)
 
 ``norm`` is the per-list normalisation of :mod:`warmrec.models.hybrid` (``"zscore"`` by default),
 ``c(h)`` the recency-weighted share of cold items among the last ``recent`` history items (the
@@ -19,9 +20,11 @@ that follows the history. With the weights unset, ``fit`` picks them from ``cold
 ``affinity_grid`` by the validation ``select_metric`` (ties: the first in grid order, the cold
 grid outer); the validation items that are cold for the training data play the part of the new
 items, weighed as they come or by ``cold_target_share`` (e.g. the catalogue's cold share, where
-the validation period saw fewer new items than the served one will). ``a = b = 0`` ranks exactly as the base. Non-finite base scores stay at the bottom.
+the validation period saw fewer new items than the served one will); the other weights join
+that grid where their term is on. ``a = b = 0`` (other terms off) ranks exactly as the base.
+Non-finite base scores stay at the bottom.
 
-The last term (off unless ``order_window > 0``; integer item ids only) is the **catalogue order**:
+The third term (off unless ``order_window > 0``; integer item ids only) is the **catalogue order**:
 where ids are given in publication order, the videos of one course get consecutive ids and
 learners follow the course (on MARS after the cut, 27 % of the first views of new videos are the
 video whose id follows the last one's). ``p(d)`` is the share of the training transitions (to a
@@ -29,9 +32,23 @@ different item) whose id offset is ``d`` (``0 < |d| <= order_window``), divided 
 such share (so ``p`` is at most 1); it is item-agnostic, so it reaches cold items; ``o``
 (``order_weight``) is chosen on validation with ``a`` and ``b`` (``order_grid``).
 
+The fourth term (off unless ``text_window > 0``) is a **dense text** similarity: ``x_i`` is the
+item's sentence vector (:func:`warmrec.models.text.text_vectors`, MiniLM by default) centred on
+the catalogue's mean text vector and L2-normalised (items without text: zero), summed over the
+last ``text_window`` history items (``decay ** age``) and normalised per list as the base. It
+reaches cold items as it reaches warm ones, so a base that reads text sparsely (TF-IDF) or not
+at all gets the sentence encoder's view of "the same topic"; ``t`` (``text_weight``) is chosen
+on validation with the others (``text_grid``).
+
+The last, **repeat** term (off unless ``seen_window > 0``) adds ``r`` (``seen_weight``) to every item
+among the last ``seen_window`` of the history: learners come back to videos they opened (on
+MARS after the cut, 46 % of the targets on new videos are a video already in the history),
+also beyond the few items a content base reads.
+
 The base is any registered model (default a ``hybrid``), fitted by ``fit`` if it is not yet
 (:meth:`Fresh.from_base` wraps a fitted one). Saved state: the base's (prefixed ``base.``), the
-two weights and the cold mask; the validation grid is kept in ``meta.history``.
+weights ``(a, b, o, t, r)``, the cold mask, the order prior and the text vectors (a loaded model
+needs no encoder); the validation grid is kept in ``meta.history``.
 """
 
 from __future__ import annotations
@@ -44,18 +61,19 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from warmrec.config import ConfigModel
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ModelError
 from warmrec.evaluation import metrics as M
 from warmrec.models.base import Recommender
 from warmrec.models.hybrid import Fusion, normalise, rank_metric_label
+from warmrec.models.settings import TextFieldSettings, TextSettings
 from warmrec.registry import register_model
 
 
-class FreshConfig(ConfigModel):
-    """The base model, the history window of ``c(h)`` and the two cold-item weights."""
+class FreshConfig(TextFieldSettings):
+    """The base model, the history window of ``c(h)``, the cold-item weights and the optional
+    catalogue-order and dense-text terms."""
 
     base: str = "hybrid"
     """Registered name of the base model."""
@@ -88,6 +106,23 @@ class FreshConfig(ConfigModel):
         default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 4.0, 8.0], min_length=1
     )
     """Candidates for ``o``."""
+    text_window: int = Field(0, ge=0)
+    """Dense-text term: the last ``text_window`` history items (weights ``decay ** age``) whose
+    centred sentence vectors score every item by cosine (0: off)."""
+    text_weight: float | None = None
+    """``t``: the weight of the dense-text term; None: chosen on validation."""
+    text_grid: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 1.0], min_length=1)
+    """Candidates for ``t``."""
+    seen_window: int = Field(0, ge=0)
+    """Repeat term: items among the last ``seen_window`` history items get ``r`` (0: off)."""
+    seen_weight: float | None = None
+    """``r``: the repeat bonus; None: chosen on validation."""
+    seen_grid: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 4.0], min_length=1)
+    """Candidates for ``r``."""
+    text_encoder: str = "minilm"
+    """Sentence encoder of the text term (:func:`warmrec.models.text.text_encoder`)."""
+    text_cache: str | None = None
+    """Folder of the cached text vectors (None: the default cache; ``""``: no cache)."""
     select_metric: str = "hr@10"
     """The validation metric that chooses the weights (a rank metric)."""
     select_exclude_seen: bool = False
@@ -157,6 +192,32 @@ def order_prior(train: SequenceDataset, id_num: torch.Tensor, window: int) -> to
     return (counts / top if top > 0 else counts).to(torch.float32)
 
 
+def centred_text(vectors: np.ndarray) -> torch.Tensor:
+    """``[n_items, d]`` float32: ``vectors`` (row 0 padding) minus the mean of the rows with
+    text, each row L2-normalised; rows without text (and padding) stay zero."""
+    x = torch.as_tensor(np.asarray(vectors, dtype=np.float32)).clone()
+    if x.ndim != 2 or x.shape[0] < 1:
+        raise ModelError(f"fresh: text vectors of shape {tuple(x.shape)}: expected [n_items, d]")
+    has = x.abs().sum(dim=1) > 0
+    has[0] = False
+    if not bool(has.any()):
+        raise ModelError("fresh: text_window > 0 but no item has text")
+    x[has] = x[has] - x[has].mean(dim=0)
+    x = x / x.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    x[~has] = 0.0
+    return x
+
+
+def text_term(items: torch.Tensor, text: torch.Tensor, window: int, decay: float) -> torch.Tensor:
+    """``[B, n_items]``: every item's dot product with the ``decay ** age``-weighted sum of the
+    ``text`` rows of the last ``window`` columns of the left-padded ``items[B, L]`` (padding has
+    a zero row; an empty history gives 0 everywhere)."""
+    last = items[:, -window:]
+    w = decay ** torch.arange(last.shape[1] - 1, -1, -1, dtype=torch.float32)
+    profile = (w.view(1, -1, 1) * text[last]).sum(dim=1)
+    return profile @ text.T
+
+
 @register_model("fresh")
 class Fresh(Recommender):
     """A base model's normalised scores plus a history-dependent bonus for cold items (see the
@@ -175,10 +236,12 @@ class Fresh(Recommender):
         super().__init__(config, **overrides)
         self.base: Recommender | None = None
         self.cold: torch.Tensor | None = None  # [n_items] float, 1 for items without training
-        self.weights_: tuple[float, float, float] | None = None
-        """``(a, b, o)`` in use (the config's, or those chosen on validation)."""
+        self.weights_: tuple[float, float, float, float, float] | None = None
+        """``(a, b, o, t, r)`` in use (the config's, or those chosen on validation; o, t and r
+        are 0 where their term is off)."""
         self.order: torch.Tensor | None = None  # [2 W + 1] p(d) for d = -W..W (p(0) = 0)
         self.id_num: torch.Tensor | None = None  # [n_items] float raw ids (0 at padding)
+        self.text: torch.Tensor | None = None  # [n_items, d] centred unit text vectors
 
     @classmethod
     def from_base(cls, base: Recommender, **config: Any) -> Fresh:
@@ -195,7 +258,8 @@ class Fresh(Recommender):
     @property
     def history_len(self) -> int:
         base = self.base.history_len if self.base is not None else super().history_len
-        return max(base, self.config.recent)
+        c = self.config
+        return max(base, c.recent, c.text_window, c.seen_window)
 
     # -- fit ----------------------------------------------------------------------------------
     def fit(
@@ -211,6 +275,8 @@ class Fresh(Recommender):
         c = self.config
         unset = c.cold_weight is None or c.affinity_weight is None
         unset = unset or (c.order_window > 0 and c.order_weight is None)
+        unset = unset or (c.text_window > 0 and c.text_weight is None)
+        unset = unset or (c.seen_window > 0 and c.seen_weight is None)
         if unset and valid is None:
             raise ModelError(
                 "model 'fresh': cold_weight, affinity_weight or order_weight is None, so fit "
@@ -235,27 +301,69 @@ class Fresh(Recommender):
         if c.order_window > 0:
             self.id_num = numeric_ids(train.vocab)
             self.order = order_prior(train, self.id_num, c.order_window)
+        self.text = None
+        if c.text_window > 0:
+            from warmrec.models.text import text_vectors
+
+            fields = {k: getattr(c, k) for k in ("text_fields", "text_max_chars")}
+            cfg = TextSettings(text_encoder=c.text_encoder, text_cache=c.text_cache, **fields)
+            self.text = centred_text(text_vectors(train, cfg)[0])
         if not unset:
             o = float(c.order_weight or 0.0) if c.order_window > 0 else 0.0
-            self.weights_ = (float(c.cold_weight), float(c.affinity_weight), o)
+            t = float(c.text_weight or 0.0) if c.text_window > 0 else 0.0
+            r = float(c.seen_weight or 0.0) if c.seen_window > 0 else 0.0
+            self.weights_ = (float(c.cold_weight), float(c.affinity_weight), o, t, r)
         else:
             curve = self.selection_curve(valid)
-            best = max(range(len(curve)), key=lambda i: (curve[i][3], -i))
-            self.weights_ = curve[best][:3]
+            best = max(range(len(curve)), key=lambda i: (curve[i][5], -i))
+            self.weights_ = curve[best][:5]
             self.meta.history = [
-                {"cold_weight": a, "affinity_weight": b, "order_weight": o, c.select_metric: v}
-                for a, b, o, v in curve
+                {
+                    "cold_weight": a,
+                    "affinity_weight": b,
+                    "order_weight": o,
+                    "text_weight": t,
+                    "seen_weight": r,
+                    c.select_metric: v,
+                }
+                for a, b, o, t, r, v in curve
             ]
         return self
 
-    def _grid(self) -> list[tuple[float, float, float]]:
+    def _grid(self) -> list[tuple[float, float, float, float, float]]:
         c = self.config
         ga = [c.cold_weight] if c.cold_weight is not None else list(c.cold_grid)
         gb = [c.affinity_weight] if c.affinity_weight is not None else list(c.affinity_grid)
-        go = [0.0]
+        go, gt, gr = [0.0], [0.0], [0.0]
         if c.order_window > 0:
             go = [c.order_weight] if c.order_weight is not None else list(c.order_grid)
-        return [(float(a), float(b), float(o)) for a in ga for b in gb for o in go]
+        if c.text_window > 0:
+            gt = [c.text_weight] if c.text_weight is not None else list(c.text_grid)
+        if c.seen_window > 0:
+            gr = [c.seen_weight] if c.seen_weight is not None else list(c.seen_grid)
+        grid = [(a, b, o, t, r) for a in ga for b in gb for o in go for t in gt for r in gr]
+        return [tuple(float(v) for v in w) for w in grid]
+
+    def _seen_term(self, items: torch.Tensor) -> torch.Tensor | None:
+        """``[B, n_items]``: 1 on the items among the last ``seen_window`` of each history
+        (padding excluded); None when the term is off."""
+        if self.config.seen_window <= 0:
+            return None
+        last = items[:, -self.config.seen_window :].long()
+        out = torch.zeros(items.shape[0], self.n_items)
+        out.scatter_(1, last, 1.0)
+        out[:, 0] = 0.0
+        return out
+
+    def _text_term(self, items: torch.Tensor) -> torch.Tensor | None:
+        """``[B, n_items]``: the normalised dense-text similarity to the recent history; None
+        when the term is off."""
+        if self.text is None:
+            return None
+        sim = text_term(items, self.text, self.config.text_window, self.config.decay)
+        out = normalise(sim, self.config.fusion)
+        out[:, 0] = 0.0  # padding: the base's -inf stays
+        return out
 
     def _order_term(self, items: torch.Tensor) -> torch.Tensor | None:
         """``[B, n_items]``: ``p(id(i) - id(last))`` (0 outside the window, for the last item
@@ -270,7 +378,7 @@ class Fresh(Recommender):
         pos = torch.where(ok, d + w, torch.zeros((), dtype=d.dtype)).long()
         return torch.where(ok, self.order[pos], torch.zeros(()))
 
-    def selection_curve(self, valid: EvalSet) -> list[tuple[float, float, float, float]]:
+    def selection_curve(self, valid: EvalSet) -> list[tuple[float, ...]]:
         """:meth:`validation_curve` with the cold targets weighed by ``cold_target_share``."""
         share = self.config.cold_target_share
         if share is None or self.cold is None:
@@ -283,14 +391,10 @@ class Fresh(Recommender):
             return self.validation_curve(valid)
         cold = self.validation_curve(valid.subset(ic))
         warm = self.validation_curve(valid.subset(iw))
-        return [
-            (a, b, o, share * vc + (1 - share) * vw) for (a, b, o, vc), (*_, vw) in zip(cold, warm)
-        ]
+        return [(*w, share * vc + (1 - share) * vw) for (*w, vc), (*_, vw) in zip(cold, warm)]
 
-    def validation_curve(
-        self, valid: EvalSet, batch_size: int = 512
-    ) -> list[tuple[float, float, float, float]]:
-        """``(a, b, o, select_metric)`` on ``valid`` for every point of the grids (the base
+    def validation_curve(self, valid: EvalSet, batch_size: int = 512) -> list[tuple[float, ...]]:
+        """``(a, b, o, t, r, select_metric)`` on ``valid`` for every point of the grids (the base
         scores each batch once)."""
         spec = M.parse_metric(self.config.select_metric)
         grid = self._grid()
@@ -302,24 +406,30 @@ class Fresh(Recommender):
                 base = self._base_scores(batch)
                 share = cold_share(batch.items, self.cold, self.config.recent, self.config.decay)
                 order = self._order_term(batch.items)
+                text = self._text_term(batch.items)
+                seen = self._seen_term(batch.items)
                 if self.config.select_exclude_seen:
                     for r, j in enumerate(idx):
                         seen = np.asarray(valid.history(int(j)), dtype=np.int64)
                         base[r, torch.from_numpy(seen[seen > 0])] = -torch.inf
                 rows = torch.arange(len(idx))
                 tgt = torch.from_numpy(valid.targets[idx])
-                for g, (a, b, o) in enumerate(grid):
+                for g, (a, b, o, tw, rw) in enumerate(grid):
                     s = base + (a + b * share).unsqueeze(1) * self.cold
                     if order is not None and o != 0.0:
                         s = s + o * order
+                    if text is not None and tw != 0.0:
+                        s = s + tw * text
+                    if seen is not None and rw != 0.0:
+                        s = s + rw * seen
                     t = s[rows, tgt][:, None]
                     r = (s >= t).sum(dim=1)
                     lost = ~(t[:, 0] > -torch.inf)
                     ranks[g, idx] = torch.where(lost, s.shape[1] - 1, r).numpy()
         f = M.RANK_METRICS[spec.name]
         return [
-            (a, b, o, float(f(ranks[g], spec.k).mean()) if len(valid) else 0.0)
-            for g, (a, b, o) in enumerate(grid)
+            (*w, float(f(ranks[g], spec.k).mean()) if len(valid) else 0.0)
+            for g, w in enumerate(grid)
         ]
 
     # -- score --------------------------------------------------------------------------------
@@ -335,13 +445,19 @@ class Fresh(Recommender):
     def score(self, batch: Batch) -> torch.Tensor:
         if self.weights_ is None:
             raise ModelError("model 'fresh' has no weights: call fit() or load() first")
-        a, b, o = self.weights_
+        a, b, o, t, r = self.weights_
         base = self._base_scores(batch)
         if a != 0.0 or b != 0.0:
             share = cold_share(batch.items, self.cold, self.config.recent, self.config.decay)
             base = base + (a + b * share).unsqueeze(1) * self.cold
         order = self._order_term(batch.items) if o != 0.0 else None
-        return base if order is None else base + o * order
+        if order is not None:
+            base = base + o * order
+        text = self._text_term(batch.items) if t != 0.0 else None
+        if text is not None:
+            base = base + t * text
+        seen = self._seen_term(batch.items) if r != 0.0 else None
+        return base if seen is None else base + r * seen
 
     # -- state --------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
@@ -353,6 +469,8 @@ class Fresh(Recommender):
         }
         if self.order is not None and self.id_num is not None:
             state["order"], state["id_num"] = self.order.clone(), self.id_num.clone()
+        if self.text is not None:
+            state["text"] = self.text.clone()
         for k, v in self.base.get_state().items():
             state[f"base.{k}"] = v
         return state
@@ -368,5 +486,11 @@ class Fresh(Recommender):
         self.base = base
         self.cold = state["cold"].to(torch.float32)
         self.order, self.id_num = state.get("order"), state.get("id_num")
+        self.text = state.get("text")
+        if self.config.text_window > 0 and self.text is None:
+            raise ModelError("model 'fresh': text_window > 0 but the weights hold no 'text'")
+        if self.text is not None:
+            self.text = self.text.to(torch.float32)
         w = [float(v) for v in state["weights"].reshape(-1).tolist()]
-        self.weights_ = (w[0], w[1], w[2] if len(w) > 2 else 0.0)
+        w += [0.0] * (5 - len(w))  # saved before the order / text / repeat terms: off
+        self.weights_ = (w[0], w[1], w[2], w[3], w[4])
