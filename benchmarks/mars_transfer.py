@@ -1511,8 +1511,8 @@ def strategies(args) -> None:
         "by side, each with `--groups ...`, then `--write-only` (the curves whose run files "
         f"are all there) wrote this section ({took / 60:.0f} min; 1-minute load average "
         f"{load.stop()} during the write-up run on the shared 2-core machine, one torch thread "
-        "per process; the runs ran at a 1-minute load of about 4-9). Fit time per curve, "
-        "summed over its runs: "
+        f"per process; the runs ran at a 1-minute load of {args.runs_load}). Fit time per "
+        "curve, summed over its runs: "
         + ", ".join(
             f"{g} {sum(r['fit_seconds'] for r in records[g]) / 60:.0f} min" for g in groups
         )  # fmt: skip
@@ -1706,6 +1706,11 @@ def main() -> None:
         type=float,
         default=900.0,
         help="strategies: wall-time guard per target fit (epochs cap training).",
+    )
+    p.add_argument(
+        "--runs-load",
+        default="(not given)",
+        help="strategies --write-only: the 1-minute load the runs ran at, as observed.",
     )
     p.add_argument("--reptile-iterations", type=int, default=500)
     p.add_argument("--long-steps", type=int, default=2000)
