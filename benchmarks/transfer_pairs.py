@@ -346,7 +346,9 @@ def write_markdown(path: Path, results: list[dict[str, Any]], args: argparse.Nam
         "cross-entropy, tied item table, the learned seen-item score offset `seen_bias`); one "
         "`max_len` for source and target (nowplaying sessions: median 7 events, 90th "
         "percentile 16)",
-        f"- target training: {json.dumps(args.target_train)} (early stopping on validation "
+        f"- target training: {json.dumps(args.target_train)} over SASRec's default trainer "
+        "(its cosine decay over the epoch cap and 200 warm-up steps: every target run, scratch "
+        "and transfer alike, resolves the trainer as `fit` does; early stopping on validation "
         "NDCG@10, best epoch restored)",
         f"- Reptile (`reptile`: meta-trained from a random init once per seed, tasks = source "
         f"sequences: sessions in A, users in B; then fine-tuned like `finetune`): "
