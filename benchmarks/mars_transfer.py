@@ -1668,7 +1668,9 @@ def verdict_lines(summary, arms: list[str]) -> list[str]:
         out.append(
             f"- {frac:g}: best transfer {best['arm']} {best['ratio']:.2f}x scratch "
             f"[{best['ratio_lo']:.2f}, {best['ratio_hi']:.2f}], p {best['p_value']:.4f}: goal "
-            f">= 1.3x, difference to scratch significant (p < 0.05) **{'met' if ok else 'not met'}**; best multi-source "
+            f">= 1.3x, difference to scratch significant (p < 0.05) **{'met' if ok else 'not met'}** "
+            "against this curve's scratch (the trainer's patience 5; the `strategies` section "
+            "reads the goal against a scratch tuned on validation); best multi-source "
             f"{bm['arm']} NDCG@10 {bm['ndcg@10']:.4f} vs best single source {bs['arm']} "
             f"{bs['ndcg@10']:.4f}: multi >= single **{'met' if bm['ndcg@10'] >= bs['ndcg@10'] else 'not met'}**"
             f"; negative transfer (CI of the ratio below 1): {', '.join(neg) or 'none'}."
