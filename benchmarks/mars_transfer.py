@@ -99,6 +99,19 @@ def mars_spec(extra: dict[str, Any] | None = None, data: Path | None = None):
     return spec_from_config(cfg)
 
 
+def transfer_curve(base, arms: dict[str, str], fractions, seeds, out_dir: Path):
+    """``run_curve`` of ``scratch`` and one transfer arm per ``{name: source dir}``: the result,
+    its table's reported columns and the seconds it took."""
+    t0 = time.perf_counter()
+    res = run_curve(base, ["scratch"] + [f"{k}=transfer:{v}" for k, v in arms.items()],
+                    fractions=fractions, seeds=seeds, out_dir=out_dir, progress=True)  # fmt: skip
+    table = res.table.select(
+        "arm", "fraction", "n_train", "n_seeds", "hr@10 [95% CI]", "ndcg@10 [95% CI]",
+        "ratio to scratch [95% CI]", "p_value",
+    )  # fmt: skip
+    return res, table, time.perf_counter() - t0
+
+
 def scores(model, prep, spec, exclude_seen: bool = False):
     s = spec.model_copy(
         update={"eval": spec.eval.model_copy(update={"exclude_seen": exclude_seen})}
@@ -816,24 +829,10 @@ def multisource(args) -> None:
          "transfer": {"source": arms["ml100k"], "strategy": "finetune", "init": "popularity",
                       "reset_domain": True}}
     )  # fmt: skip
-    arm_list = ["scratch"] + [f"{k}=transfer:{v}" for k, v in arms.items()]
-    t0 = time.perf_counter()
-    res = run_curve(
-        base,
-        arm_list,
-        fractions=args.fractions,
-        seeds=args.seeds,
-        out_dir=work / "curve",
-        progress=True,
-    )
-    curve_s = time.perf_counter() - t0
+    res, table, curve_s = transfer_curve(base, arms, args.fractions, args.seeds, work / "curve")
     took = time.perf_counter() - t_all
     from warmrec.reports.tables import to_markdown
 
-    table = res.table.select(
-        "arm", "fraction", "n_train", "n_seeds", "hr@10 [95% CI]", "ndcg@10 [95% CI]",
-        "ratio to scratch [95% CI]", "p_value",
-    )  # fmt: skip
     j, s = multi_info["joint"], multi_info["sequential"]
     lines = [
         "<!-- begin: multisource -->",
@@ -926,19 +925,9 @@ def texttransfer(args) -> None:
          "transfer": {"source": str(src), "strategy": "finetune", "init": "random",
                       "reset_domain": True}}
     )  # fmt: skip
-    res = run_curve(
-        base,
-        ["scratch", f"ml100k-text+prior=transfer:{src}"],
-        fractions=args.fractions,
-        seeds=args.seeds,
-        out_dir=work / "curve-text",
-        progress=True,
-    )
+    res, table, _ = transfer_curve(base, {"ml100k-text+prior": str(src)}, args.fractions,
+                                   args.seeds, work / "curve-text")  # fmt: skip
     took = time.perf_counter() - t_all
-    table = res.table.select(
-        "arm", "fraction", "n_train", "n_seeds", "hr@10 [95% CI]", "ndcg@10 [95% CI]",
-        "ratio to scratch [95% CI]", "p_value",
-    )  # fmt: skip
     # against the ID SASRec scratch runs of the multisource part (paired by seed and learner)
     id_runs = work / "curve" / "runs"
     extra = [
@@ -1087,21 +1076,9 @@ def mixing(args) -> None:
                       "strategy": "finetune", "init": "popularity", "reset_domain": True}}
     )  # fmt: skip
     arms = {f"multi-{k}": str(work / f"mix-{k}" / args.anchor) for k in labels}
-    t0 = time.perf_counter()
-    res = run_curve(
-        base,
-        ["scratch"] + [f"{k}=transfer:{v}" for k, v in arms.items()],
-        fractions=args.mix_fractions,
-        seeds=args.seeds,
-        out_dir=work / "curve-mix",
-        progress=True,
-    )
-    curve_s = time.perf_counter() - t0
+    res, table, curve_s = transfer_curve(base, arms, args.mix_fractions, args.seeds,
+                                         work / "curve-mix")  # fmt: skip
     took = time.perf_counter() - t_all
-    table = res.table.select(
-        "arm", "fraction", "n_train", "n_seeds", "hr@10 [95% CI]", "ndcg@10 [95% CI]",
-        "ratio to scratch [95% CI]", "p_value",
-    )  # fmt: skip
     first = info[labels[0]]
     sizes = first["sizes"]
     lines = [
