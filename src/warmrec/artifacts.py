@@ -203,7 +203,8 @@ class TransferInfo(_Record):
     """Target model settings over the source's (e.g. ``item_repr``)."""
     trainer: dict[str, Any] = {}
     """The resolved trainer settings the target trained with (the target model's default
-    trainer under the caller's; empty for ``zeroshot`` and in model files written before it was recorded)."""
+    trainer under the caller's; empty for ``zeroshot`` and in model files written before it
+    was recorded)."""
     seed: int = 0
 
 

@@ -40,10 +40,10 @@ reaches cold items as it reaches warm ones, so a base that reads text sparsely (
 at all gets the sentence encoder's view of "the same topic"; ``t`` (``text_weight``) is chosen
 on validation with the others (``text_grid``).
 
-The last, **repeat** term (off unless ``seen_window > 0``) adds ``r`` (``seen_weight``) to every item
-among the last ``seen_window`` of the history: learners come back to videos they opened (on
-MARS after the cut, 46 % of the targets on new videos are a video already in the history),
-also beyond the few items a content base reads.
+The last, **repeat** term (off unless ``seen_window > 0``) adds ``r`` (``seen_weight``) to
+every item among the last ``seen_window`` of the history: learners come back to videos they
+opened (on MARS after the cut, 46 % of the targets on new videos are a video already in the
+history), also beyond the few items a content base reads.
 
 The base is any registered model (default a ``hybrid``), fitted by ``fit`` if it is not yet
 (:meth:`Fresh.from_base` wraps a fitted one). Saved state: the base's (prefixed ``base.``), the

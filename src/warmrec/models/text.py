@@ -29,8 +29,8 @@ text alone and ranks items nobody has interacted with. SASRec takes it through i
 score of an item also gets its text's cosine with the last ``k`` history items (recency-weighted,
 a learned weight): the plain content similarity that makes TF-IDF strong on new items, which the
 adaptor's projection blurs; SASRec's ``encoder_weight`` (scoring only) multiplies the encoder's
-scores against it (0: the prior alone). :func:`add_items` gives an item added after training its text
-vector, without retraining (its id part, if any, is zero). :func:`refit_whitening` re-fits a
+scores against it (0: the prior alone). :func:`add_items` gives an item added after training
+its text vector, without retraining (its id part, if any, is zero). :func:`refit_whitening` re-fits a
 transferred adaptor's whitening statistics on a new catalogue's item text (mean, variance or
 covariance, no interaction): zero-shot transfer's domain adaptation, AdaBN-style.
 

@@ -262,8 +262,9 @@ def build_target_model(
     ``model_options``: the target's model settings over the source's (step 6).
 
     ``reset_domain``: the domain-specific parameters (the seen-item bias, a multi-source
-    model's domain vector) start at their initial value (0) instead of the source's; ``zero_shot``: the target's training counts are not used
-    (text layers rank every item; nothing of the target's interactions enters the model);
+    model's domain vector) start at their initial value (0) instead of the source's;
+    ``zero_shot``: the target's training counts are not used (text layers rank every item;
+    nothing of the target's interactions enters the model);
     ``refit_whitening``: the text adaptors' whitening statistics are re-fitted on the
     target's item text (:func:`warmrec.models.text.refit_whitening`; ``"off"``, ``"mean"``,
     ``"diag"``, ``"full"``)."""
@@ -480,7 +481,8 @@ def transfer(
 
     ``trainer``: :class:`~warmrec.training.loop.TrainerConfig` fields over the target model's
     :attr:`~warmrec.models.neural.NeuralRecommender.default_trainer` (as ``fit`` resolves them;
-    its ``seed`` defaults to ``seed``); ``strategy_options``: :class:`~warmrec.transfer.strategies.StrategyOptions`;
+    its ``seed`` defaults to ``seed``); ``strategy_options``:
+    :class:`~warmrec.transfer.strategies.StrategyOptions`;
     ``init_options``: keyword options of :func:`init_item_embeddings` (``noise``, ``overflow``,
     ``top_k``, ``text_encoder``, ``item2vec_config``, ``n_anchors``, ``ridge``, ...);
     ``source_counts`` defaults to ``source_model.meta.item_counts``; titles map raw ids to

@@ -24,9 +24,10 @@ seconds (CPU: this process's, on a shared machine the steadier figure), the proc
 resident memory so far, and its record). Run again with the same ``OUT``, a step
 whose fingerprint is recorded as finished is not run again; a step whose settings changed (say
 ``--quick`` dropped, or a transfer step made under the library's older trainer resolution:
-:meth:`Step.semantics`) runs again, its ``OUT/steps/<name>`` folder cleared first. A killed recipe therefore continues from its last finished
-step; a step killed half-way starts over (models and study folders are written atomically, and
-the transfer and cold-start studies resume their own finished runs).
+:meth:`Step.semantics`) runs again, its ``OUT/steps/<name>`` folder cleared first. A killed
+recipe therefore continues from its last finished step; a step killed half-way starts over
+(models and study folders are written atomically, and the transfer and cold-start studies
+resume their own finished runs).
 
 **Report.** ``OUT/report.md`` and ``OUT/report.html`` (through :mod:`warmrec.reports`): the
 source project and its claims beside our figures (:class:`Claim`, with why they differ), the
@@ -153,6 +154,14 @@ class Step:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _transfer_semantics() -> dict[str, Any]:
+    """The :meth:`Step.semantics` of a step that transfers: how ``transfer`` resolves its
+    trainer (:data:`warmrec.transfer.transfer.TRANSFER_TRAINER`)."""
+    from warmrec.transfer.transfer import TRANSFER_TRAINER
+
+    return {"transfer_trainer": TRANSFER_TRAINER}
+
+
 @dataclass
 class RunStep(Step):
     """One run (module docstring). ``run_config`` is the run config (a dict as in a TOML file);
@@ -183,11 +192,7 @@ class RunStep(Step):
         return d
 
     def semantics(self) -> dict[str, Any]:
-        if "transfer" not in self.spec_config():
-            return {}
-        from warmrec.transfer.transfer import TRANSFER_TRAINER
-
-        return {"transfer_trainer": TRANSFER_TRAINER}
+        return _transfer_semantics() if "transfer" in self.spec_config() else {}
 
     def spec_config(self) -> dict[str, Any]:
         """The run config, validated as a :class:`RunSpec` (errors name the step) and written
@@ -364,11 +369,7 @@ class CallStep(Step):
         return d
 
     def semantics(self) -> dict[str, Any]:
-        if "transfer_study" not in self.call:
-            return {}
-        from warmrec.transfer.transfer import TRANSFER_TRAINER
-
-        return {"transfer_trainer": TRANSFER_TRAINER}
+        return _transfer_semantics() if "transfer_study" in self.call else {}
 
     def function(self) -> Callable[..., dict[str, Any]]:
         module, _, attr = self.call.partition(":")
