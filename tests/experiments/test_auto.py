@@ -289,6 +289,22 @@ def test_another_run_into_the_same_folder_is_refused(logs, tmp_path, capsys):
     assert "markov-000 (defaults): ndcg@10" in err and "winner " in err
     with pytest.raises(ConfigError, match="holds an auto run with other settings"):
         auto(logs["repeats"], out=tmp_path, budget=10, families=["pop", "sr"], progress=False)
+    # its plan and trials were drawn from these spaces under these trainer defaults
+    spaces = tmp_path.parent / f"{tmp_path.name}-spaces"
+    spaces.mkdir()
+    (spaces / "markov.toml").write_text(
+        (Path("configs/spaces/markov.toml")).read_text().replace("500", "50")
+    )
+    with pytest.raises(ConfigError, match=r"other settings \(spaces differ\)"):
+        auto(logs["repeats"], out=tmp_path, budget=10, families=["pop", "markov"],
+             spaces=spaces, progress=False)  # fmt: skip
+    from warmrec.models.sasrec import SASRec
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SASRec, "default_trainer", {**SASRec.default_trainer, "patience": 7})
+        with pytest.raises(ConfigError, match=r"other settings \(trainer_defaults "):
+            auto(logs["repeats"], out=tmp_path, budget=10, families=["pop", "markov"],
+                 progress=False)  # fmt: skip
     with pytest.raises(ConfigError, match="--metric"):
         auto(logs["repeats"], out=tmp_path / "x", budget=6, metric="coverage@10")
     with pytest.raises(ConfigError, match="--families"):

@@ -22,6 +22,7 @@ from warmrec.experiments.transfer_study import (
     subsample_train,
 )
 from warmrec.models.base import Recommender
+from warmrec.models.sasrec import SASRec
 
 MODEL = tiny_net("sasrec")
 TRAINER = {"epochs": 2, "batch_size": 64, "lr": 5e-3}
@@ -125,6 +126,15 @@ def test_other_settings_in_the_same_folder_are_refused(cd, tmp_path):
         cd.source, cd.target, out_dir=tmp_path, resume=False, **{**kw, "trainer": {"epochs": 1}}
     )
     assert len(res.computed) == 1
+
+
+def test_a_study_made_under_other_trainer_defaults_is_refused(cd, tmp_path, monkeypatch):
+    # the runs leave trainer settings open: a changed model default must not reuse them
+    kw = {**KW, "seeds": (0,), "fractions": (1.0,), "strategies": ("scratch",), "baselines": ()}
+    run_transfer_study(cd.source, cd.target, out_dir=tmp_path, **kw)
+    monkeypatch.setattr(SASRec, "default_trainer", {**SASRec.default_trainer, "patience": 7})
+    with pytest.raises(ConfigError, match="other settings.*trainer_defaults"):
+        run_transfer_study(cd.source, cd.target, out_dir=tmp_path, **kw)
 
 
 def test_bad_arguments_raise(cd, tmp_path):

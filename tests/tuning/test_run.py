@@ -138,3 +138,19 @@ def test_set_values_reach_the_trials_and_best_toml_names_the_path_typed(
     best = load_toml(out / "best.toml", resolve=False)
     assert best["model"]["epochs"] == 1
     assert best["data"]["path"] == typed  # not .../real/log.csv
+
+
+def test_a_search_folder_of_other_settings_is_refused_before_reading_data(
+    tmp_path: Path, space: Path
+) -> None:
+    # resuming adds trials to the search found in --out: trials of another space (or model, or
+    # data) must not be mixed into it
+    cyclic_log(n_sessions=60, n_items=12, length=6).write_csv(tmp_path / "log.csv")
+    data = str(tmp_path / "log.csv")
+    res = tune(tmp_path, space, "--set", "model.epochs=1", "--pruner", "none", data=data)
+    assert res.exit_code == 0, res.output
+    res = tune(tmp_path, space, "--set", "model.epochs=1", "--pruner", "none", data=data)
+    assert res.exit_code == 0, res.output  # the same settings resume
+    space.write_text(SPACE.replace("window = 3", "window = 2"))
+    line = one_line(tune(tmp_path, space, "--set", "model.epochs=1", "--pruner", "none"))
+    assert "holds a search with other settings (fixed, run)" in line

@@ -1898,14 +1898,33 @@ def _report(s: AutoSearch, summary: dict, profile: LogProfile, notes: list[str],
 
 
 # -- 5. the entry point ---------------------------------------------------------------------------
-def _state_args(data: Any, split: Any, metric: str, families: Any, seed: int) -> dict[str, Any]:
-    return {
+def _state_args(
+    data: Any, split: Any, metric: str, families: Any, seed: int, spaces: Any
+) -> dict[str, Any]:
+    """What a resumed run must share with the first (its plan, trials and checkpoints were made
+    under them): the arguments, the search spaces' content, and the trainer defaults the
+    networks resolve (:func:`~warmrec.training.defaults.trainer_defaults_key`)."""
+    import dataclasses
+
+    from warmrec.training.defaults import trainer_defaults_key
+
+    args = {
         "data": data,
         "split": split,
         "metric": metric,
         "families": sorted(families) if families else None,
         "seed": seed,
+        "spaces": {  # what the search draws from (its files' content)
+            name: {
+                "params": [dataclasses.asdict(p) for p in sp.params],
+                "fixed": sp.fixed,
+                "metric": sp.metric,
+            }
+            for name, sp in sorted(find_spaces(spaces).items())
+        },
+        "trainer_defaults": trainer_defaults_key(),
     }
+    return json.loads(json.dumps(args, default=str))  # as the state file reads them back
 
 
 def auto(
@@ -1973,7 +1992,7 @@ def auto(
     if data_cfg is not None:
         base_cfg["data"] = data_cfg
     base_spec = spec_from_config(base_cfg)
-    args = _state_args(data_cfg or {"in_memory": True}, split_cfg, metric, families, seed)
+    args = _state_args(data_cfg or {"in_memory": True}, split_cfg, metric, families, seed, spaces)
     state_path = out / STATE
     state: dict[str, Any] | None = None
     if state_path.exists():
@@ -1993,9 +2012,11 @@ def auto(
         diff = [k for k in args if old.get(k) != args[k]]
         if diff:
             k = diff[0]
+            was, now = repr(old.get(k)), repr(args[k])
+            what = f"{k} {was} there, {now} now" if len(was + now) <= 120 else f"{k} differ"
             raise ConfigError(
-                f"--out {out}: holds an auto run with other settings ({k} {old.get(k)!r} "
-                f"there, {args[k]!r} now); use the same settings to resume it, or another --out"
+                f"--out {out}: holds an auto run with other settings ({what}); use the same "
+                "settings to resume it, or another --out"
             )
         if state.get("phase") == "done" and (out / "summary.json").exists():
             return json.loads((out / "summary.json").read_text())

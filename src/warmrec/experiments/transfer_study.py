@@ -24,7 +24,6 @@ and a Markdown + HTML report.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -47,6 +46,7 @@ from warmrec.evaluation.stats import paired_test, seed_summary
 from warmrec.experiments.spec import evaluate_model, fit_model, prepare_run, spec_from_config
 from warmrec.io import atomic_write_text
 from warmrec.registry import get_model
+from warmrec.training.defaults import trainer_defaults_key
 from warmrec.transfer.embeddings import InitMethod
 from warmrec.transfer.strategies import StrategyName
 from warmrec.transfer.transfer import TRANSFER_TRAINER
@@ -174,11 +174,9 @@ def run_key(fraction: float, seed: int, method: str) -> str:
 
 
 def _fingerprint(frame: pl.DataFrame) -> str:
-    h = hashlib.sha256()
-    h.update(",".join(frame.columns).encode())
-    h.update(str(frame.shape).encode())
-    h.update(frame.hash_rows(seed=0).to_numpy().tobytes())
-    return h.hexdigest()[:16]
+    from warmrec.experiments.studies.stored import data_fingerprint
+
+    return data_fingerprint(frame)
 
 
 def _describe(v: Any) -> Any:
@@ -303,6 +301,7 @@ def run_transfer_study(
         "model_config": model_config,
         "trainer": trainer,
         "target_trainer": TRANSFER_TRAINER,  # run files of the older resolution are refused
+        "trainer_defaults": trainer_defaults_key(),  # and those made under other defaults
         "source_trainer": source_trainer,
         "split": t_split,
         "source_split": s_split,

@@ -43,7 +43,9 @@ def run_tune(
 
     Checked before any data is read: the output folder (:func:`warmrec.io.check_output`), an
     earlier ``study.db`` there (:func:`~warmrec.tuning.local.check_study`), ``--address`` (Ray
-    only; a cluster must answer there), the space, the overrides and the run sections."""
+    only; a cluster must answer there), the space, the overrides, the run sections, and that a
+    search found in ``out`` ran with these settings (``study.json``; resuming adds trials to
+    it)."""
     from warmrec.experiments.spec import SECTIONS, prepare_run, spec_from_config
     from warmrec.io import check_output
 
@@ -77,6 +79,7 @@ def run_tune(
         raise ConfigError("no data path: give --data PATH or [data] path in the config")
     base = spec_from_config({k: cfg[k] for k in ("data", "split", "eval") if k in cfg})
     out = Path(out)
+    _check_folder(out, space, base, backend)
     exclude_seen = base.eval.exclude_seen
     t0 = time.perf_counter()
     prepared = prepare_run(base)
@@ -127,4 +130,26 @@ def run_tune(
         out=out,
         backend=backend,
         wall_s=time.perf_counter() - t0,
+    )
+
+
+def _check_folder(out: Path, space: Any, base: Any, backend: str) -> None:
+    """Refuse an ``out`` holding a search over another model, space, data, split, metric or
+    under other trainer defaults: resuming adds trials to the search found there."""
+    import dataclasses
+
+    from warmrec.experiments.studies.stored import check_settings
+    from warmrec.training.defaults import trainer_defaults_key
+
+    settings = {
+        "backend": backend,
+        "model": space.model,
+        "metric": space.metric,
+        "params": [dataclasses.asdict(p) for p in space.params],
+        "fixed": space.fixed,
+        "run": base.to_config(absolute=True),
+        "trainer_defaults": trainer_defaults_key(),
+    }
+    check_settings(
+        out, settings, what="search", advice="use the same settings to resume it, or another --out"
     )

@@ -157,8 +157,29 @@ def test_transfer_steps_made_under_the_older_trainer_resolution_run_again(log_pa
                                       "transfer": {"source": "{out}/models/src"}})  # fmt: skip
     study = CallStep("s", call="warmrec.experiments.recipes.steps:transfer_study")
     other = CallStep("c", call="tests.experiments.recipes.test_base:flaky")
-    assert plain.fingerprint() == older(plain) and other.fingerprint() == older(other)
+    assert plain.fingerprint() == older(plain)
     assert moved.fingerprint() != older(moved) and study.fingerprint() != older(study)
+    assert other.fingerprint() != older(other)  # a call may train: it keys the trainer defaults
+
+
+def test_training_steps_run_again_when_a_default_trainer_changes(log_path, monkeypatch):
+    # SASRec's default patience went from 5 to 30: a step that leaves it open computes something
+    # else now, so its fingerprint must change; a loop-free step's must not
+    from warmrec.models.sasrec import SASRec
+
+    data = {"path": str(log_path)}
+    net = RunStep("net", run_config={"data": data, "model": {"name": "sasrec"}})
+    pinned = RunStep("pinned", run_config={"data": data, "model": {"name": "sasrec"},
+                                           "train": {"patience": 5}})  # fmt: skip
+    plain = RunStep("pop", run_config={"data": data, "model": {"name": "pop"}})
+    call = CallStep("c", call="tests.experiments.recipes.test_base:flaky")
+    before = [s.fingerprint() for s in (net, pinned, plain, call)]
+    monkeypatch.setattr(SASRec, "default_trainer", {**SASRec.default_trainer, "patience": 7})
+    after = [s.fingerprint() for s in (net, pinned, plain, call)]
+    assert after[0] != before[0] and after[3] != before[3]
+    assert after[2] == before[2]
+    # (a pinned setting changes nothing it computes, but the key covers every default: coarse)
+    assert after[1] != before[1]
 
 
 def test_an_output_folder_of_another_recipe_is_refused(tmp_path, log_path):

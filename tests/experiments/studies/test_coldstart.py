@@ -97,6 +97,11 @@ def test_study_cli_runs_end_to_end_and_resumes(tmp_path):
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, r.output
     assert "runs computed now: 1" in r.output
+    # its runs were made under these settings: another inner-rate grid must not reuse them
+    cfg.write_text(cfg.read_text().replace("lr_grid = [0.1]", "lr_grid = [0.2]"))
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2 and r.output.count("\n") == 1
+    assert "other settings (settings)" in r.output
     # the global model records its run (the coldstart scenario): evaluate and predict need
     # only its directory, and score its own meta-test users (8, each with 3 revealed events)
     gm = out / "models" / "global-s0"

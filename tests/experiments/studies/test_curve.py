@@ -150,6 +150,22 @@ def test_transfer_runs_of_the_older_trainer_resolution_are_refused(target, sourc
         run_curve(base, arms, **kw)
 
 
+def test_runs_made_under_other_trainer_defaults_are_refused(target, tmp_path, monkeypatch):
+    # a changed default trainer (SASRec's patience once 5, now 30) changes what a run that leaves
+    # the setting open computes: its run files must be refused, a loop-free model's still reused
+    from warmrec.models.sasrec import SASRec
+
+    kw = dict(fractions=(1.0,), seeds=(0,), n_boot=50)
+    net = base_spec(target, "sasrec", **tiny_net("sasrec"))
+    run_curve(net, ["scratch"], out_dir=tmp_path / "n", **kw)
+    run_curve(base_spec(target), ["scratch"], out_dir=tmp_path / "m", **kw)
+    assert run_curve(net, ["scratch"], out_dir=tmp_path / "n", **kw).computed == []
+    monkeypatch.setattr(SASRec, "default_trainer", {**SASRec.default_trainer, "patience": 7})
+    with pytest.raises(ConfigError, match="other trainer defaults"):
+        run_curve(net, ["scratch"], out_dir=tmp_path / "n", **kw)
+    assert run_curve(base_spec(target), ["scratch"], out_dir=tmp_path / "m", **kw).computed == []
+
+
 def test_arms_and_ratio_interval():
     assert parse_arm("scratch").is_scratch
     with pytest.raises(ConfigError, match="expected scratch, transfer:DIR"):

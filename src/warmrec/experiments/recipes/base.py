@@ -154,12 +154,19 @@ class Step:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _transfer_semantics() -> dict[str, Any]:
-    """The :meth:`Step.semantics` of a step that transfers: how ``transfer`` resolves its
-    trainer (:data:`warmrec.transfer.transfer.TRANSFER_TRAINER`)."""
-    from warmrec.transfer.transfer import TRANSFER_TRAINER
+def _trainer_semantics(*, transfers: bool) -> dict[str, Any]:
+    """The :meth:`Step.semantics` of a step that trains with the loop: the trainer defaults its
+    runs resolve (:func:`~warmrec.training.defaults.trainer_defaults_key`), and for a step that
+    transfers how ``transfer`` resolves its trainer
+    (:data:`warmrec.transfer.transfer.TRANSFER_TRAINER`)."""
+    from warmrec.training.defaults import trainer_defaults_key
 
-    return {"transfer_trainer": TRANSFER_TRAINER}
+    out: dict[str, Any] = {"trainer_defaults": trainer_defaults_key()}
+    if transfers:
+        from warmrec.transfer.transfer import TRANSFER_TRAINER
+
+        out["transfer_trainer"] = TRANSFER_TRAINER
+    return out
 
 
 @dataclass
@@ -192,7 +199,13 @@ class RunStep(Step):
         return d
 
     def semantics(self) -> dict[str, Any]:
-        return _transfer_semantics() if "transfer" in self.spec_config() else {}
+        cfg = self.spec_config()
+        if "transfer" in cfg:
+            return _trainer_semantics(transfers=True)
+        model = spec_from_config(self.run_config).model
+        if self.config_from or (model is not None and model.takes_trainer()):
+            return _trainer_semantics(transfers=False)  # (config_from: known when it runs)
+        return {}
 
     def spec_config(self) -> dict[str, Any]:
         """The run config, validated as a :class:`RunSpec` (errors name the step) and written
@@ -369,7 +382,8 @@ class CallStep(Step):
         return d
 
     def semantics(self) -> dict[str, Any]:
-        return _transfer_semantics() if "transfer_study" in self.call else {}
+        # a call may train anything (a study, a search): every call counts as training
+        return _trainer_semantics(transfers="transfer_study" in self.call)
 
     def function(self) -> Callable[..., dict[str, Any]]:
         module, _, attr = self.call.partition(":")

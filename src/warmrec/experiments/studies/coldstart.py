@@ -426,6 +426,30 @@ def write_outputs(
     return paths
 
 
+def _check_folder(
+    out: Path,
+    frame: pl.DataFrame,
+    model: str,
+    model_config: Mapping[str, Any] | None,
+    cfg: ColdStartSettings,
+) -> None:
+    """Refuse an ``out`` whose runs were made with another model, settings, data or trainer
+    defaults (runs are kept per seed and method, so other seeds and methods may be added)."""
+    from warmrec.experiments.studies.stored import check_settings, data_fingerprint
+    from warmrec.training.defaults import trainer_defaults_key
+
+    settings = {
+        "model": model,
+        "model_config": dict(model_config or {}),
+        "settings": config_dict(cfg),
+        "data": data_fingerprint(frame),
+        "trainer_defaults": trainer_defaults_key(),
+    }
+    check_settings(
+        out, settings, what="cold-start study", advice="use another --out or --no-resume"
+    )
+
+
 def run_coldstart_study(
     frame: pl.DataFrame,
     *,
@@ -463,6 +487,7 @@ def run_coldstart_study(
     out = Path(out_dir)
     if not resume and out.exists():
         shutil.rmtree(out)
+    _check_folder(out, frame, model, model_config, cfg)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     data = user_sequences(frame)
     records, computed = [], []
@@ -568,6 +593,7 @@ def run_melo_study(
     out = Path(out_dir)
     if not resume and out.exists():
         shutil.rmtree(out)
+    _check_folder(out, frame, model, model_config, cfg)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     data = melo_ratings(
         frame,

@@ -306,11 +306,19 @@ class CurveResult:
 
 
 def _spec_key(spec: RunSpec) -> str:
+    """A run file's key: the spec, and for a run that trains with the loop (or transfers) how
+    its open trainer settings resolve (:func:`~warmrec.training.defaults.trainer_defaults_key`,
+    and transfer's :data:`~warmrec.transfer.transfer.TRANSFER_TRAINER`), so that run files made
+    under other defaults are refused instead of reused."""
     cfg: Any = spec.to_config(absolute=True)
-    if spec.transfer is not None:  # how transfer resolves its trainer (older run files refused)
+    if spec.transfer is not None or (spec.model is not None and spec.model.takes_trainer()):
+        from warmrec.training.defaults import trainer_defaults_key
+
+        cfg = {"spec": cfg, "trainer_defaults": trainer_defaults_key()}
+    if spec.transfer is not None:
         from warmrec.transfer.transfer import TRANSFER_TRAINER
 
-        cfg = {"spec": cfg, "transfer_trainer": TRANSFER_TRAINER}
+        cfg["transfer_trainer"] = TRANSFER_TRAINER
     return json.dumps(cfg, sort_keys=True, default=str)
 
 
@@ -366,7 +374,8 @@ def run_curve(
             rec = json.loads(path.read_text())
             if rec.get("spec_key") != key:
                 raise ConfigError(
-                    f"{path}: made by another spec than this curve's; start over with "
+                    f"{path}: made by another spec than this curve's, or under other trainer "
+                    "defaults (a model's default trainer changed since); start over with "
                     "--no-resume (resume=False) or give another --out"
                 )
             records.append(rec)

@@ -1,0 +1,58 @@
+"""A study folder's settings record: resume only what was made under the same settings.
+
+Studies and searches keep their finished runs in a folder and read them back when run again
+into it. :func:`check_settings` compares what this call would compute (its settings, a
+fingerprint of its data from :func:`data_fingerprint`, the trainer defaults from
+:func:`~warmrec.training.defaults.trainer_defaults_key`) with the record a first call left there
+(``study.json``), refuses a folder made under other settings with a one-line error naming the
+differing keys, and writes the record (atomically) otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from warmrec.errors import ConfigError
+from warmrec.io import atomic_write_text
+
+SETTINGS_FILE = "study.json"
+
+
+def data_fingerprint(frame: pl.DataFrame) -> str:
+    """A short hash of a table's columns, shape and rows (16 hex digits)."""
+    h = hashlib.sha256()
+    h.update(",".join(frame.columns).encode())
+    h.update(str(frame.shape).encode())
+    h.update(frame.hash_rows(seed=0).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def check_settings(
+    out: str | Path, settings: Mapping[str, Any], *, what: str = "study", advice: str = ""
+) -> None:
+    """Refuse ``out`` when its :data:`SETTINGS_FILE` records other ``settings``; else write them
+    there. ``what`` names the kind of folder in the error; ``advice`` ends it (default: another
+    output folder or ``resume=False``)."""
+    out = Path(out)
+    path = out / SETTINGS_FILE
+    new = json.loads(json.dumps(dict(settings), default=str))
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{path}: not a readable settings record ({e})") from None
+        if old != new:
+            diff = sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
+            raise ConfigError(
+                f"{out}: holds a {what} with other settings ({', '.join(diff)}); "
+                + (advice or "use another output folder or resume=False")
+            )
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(new, indent=2, sort_keys=True))
