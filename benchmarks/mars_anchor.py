@@ -85,6 +85,11 @@ RULES = ("itemknn", "markov", "sr", "vsknn")
 ORDER_GRID = [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
 
 
+PATIENCE = 5
+"""SASRec's early-stopping patience in these runs (its default until 2026-12-05, 30 since:
+``benchmarks/results/sasrec_patience.md``), kept so that the committed tables reproduce."""
+
+
 def valid_score(model, valid) -> float:
     return evaluate(model, valid, [SELECT], exclude_seen=True)[SELECT]
 
@@ -143,6 +148,7 @@ def main() -> None:
                 p.train,
                 p.valid,
                 epochs=args.epochs,
+                patience=PATIENCE,
                 seed=args.seed,
                 time_budget_s=args.budget,
                 exclude_seen=True,
@@ -342,6 +348,7 @@ def new_learners(args) -> None:
             inner.train,
             valid,
             epochs=args.epochs,
+            patience=PATIENCE,
             seed=args.seed,
             time_budget_s=args.budget,
             exclude_seen=True,

@@ -51,7 +51,8 @@ def main() -> None:
     load0 = os.getloadavg()
     t_all = time.perf_counter()
     model = {"name": "sasrec", "d": 64, "max_len": 50}
-    train = {"epochs": args.epochs, "time_budget_s": args.budget, "num_threads": 1}
+    # patience 5: SASRec's default when mars_curve.md was made (30 since 2026-12-05)
+    train = {"epochs": args.epochs, "time_budget_s": args.budget, "num_threads": 1, "patience": 5}
     out = Path(args.out)
     src_dir = out / "source"
     pre_s = 0.0

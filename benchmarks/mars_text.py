@@ -106,6 +106,11 @@ WIDE = {
 ORDER_GRID = [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
 
 
+PATIENCE = 5
+"""SASRec's early-stopping patience in these runs (its default until 2026-12-05, 30 since:
+``benchmarks/results/sasrec_patience.md``), kept so that the committed tables reproduce."""
+
+
 def fit_composite(name: str, train, valid, members: list[Any]) -> tuple[Any, float, str]:
     from warmrec.models.fresh import Fresh
     from warmrec.models.hybrid import Hybrid
@@ -145,7 +150,13 @@ def fit(name: str, train, valid, seed: int, args, fitted=None) -> tuple[Any, flo
     model = get_model(kind, cfg)
     if kind == "sasrec":
         model.fit(
-            train, valid, epochs=args.epochs, seed=seed, time_budget_s=args.budget, progress=False
+            train,
+            valid,
+            epochs=args.epochs,
+            patience=PATIENCE,
+            seed=seed,
+            time_budget_s=args.budget,
+            progress=False,
         )
         r = model.train_result
         note = f"{r.epochs_run} ep, best {r.best_epoch}"

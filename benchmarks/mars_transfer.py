@@ -75,13 +75,17 @@ from warmrec.experiments.spec import (  # noqa: E402
 )
 from warmrec.experiments.studies.curve import paired_ratio_ci, run_curve  # noqa: E402
 from warmrec.models.base import Recommender  # noqa: E402
+from warmrec.training.defaults import trainer_defaults_key  # noqa: E402
 
 SHARED = SHARED_ROOT / "data"
 OUT = ROOT / "benchmarks" / "results" / "mars.md"
 TITLE = "# MARS (MOOC) results\n"
 METRICS = ["hr@10", "ndcg@10"]
 D = 64
-THREADS = {"num_threads": 1}
+FIXED_TRAIN = {"num_threads": 1, "patience": 5}
+"""In every training run here: one torch thread, and the early-stopping patience these tables
+were made with (SASRec's default until 2026-12-05, 30 since: ``benchmarks/results/
+sasrec_patience.md``); the ``-p15`` / ``-p30`` arms of ``strategies`` set their own."""
 
 
 def ratio_p(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, float]:
@@ -124,7 +128,7 @@ def pretrain_dir(work: Path, name: str, cfg: dict[str, Any]) -> tuple[Path, floa
     or reuse it when that folder holds a model made by the same config."""
     out = work / name
     stamp = out.parent / f"{name}.json"
-    key = json.dumps(cfg, sort_keys=True)
+    key = json.dumps({**cfg, "trainer_defaults": trainer_defaults_key()}, sort_keys=True)
     if out.is_dir() and stamp.is_file():
         rec = json.loads(stamp.read_text())
         if rec.get("key") == key:
@@ -214,7 +218,7 @@ def zeroshot(args) -> None:
     t_all = time.perf_counter()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    train = {"epochs": args.src_epochs, "time_budget_s": args.src_budget, **THREADS}
+    train = {"epochs": args.src_epochs, "time_budget_s": args.src_budget, **FIXED_TRAIN}
     sources = {}
     choice = zs_choice(work)
     specs: list[tuple[str, dict[str, Any]]] = [("text", {}), ("text+prior", {"text_prior": 5})]
@@ -258,7 +262,7 @@ def zeroshot(args) -> None:
     add("pop", fit_run(pop_spec, prep, evaluate_valid=False), time.perf_counter() - t0)
     sas_spec = mars_spec(
         {"model": {"name": "sasrec", "d": D},
-         "train": {"epochs": args.target_epochs, "time_budget_s": args.target_budget, **THREADS}}
+         "train": {"epochs": args.target_epochs, "time_budget_s": args.target_budget, **FIXED_TRAIN}}
     )  # fmt: skip
     t0 = time.perf_counter()
     sas = fit_run(sas_spec, prep, evaluate_valid=False)
@@ -597,11 +601,12 @@ def zsselect(args) -> None:
         cfg = {"model": {"name": "sasrec", "d": D, "item_repr": "text", "text_prior": 5,
                          "prior_only": rate},
                "train": {"epochs": args.src_epochs, "time_budget_s": args.select_budget,
-                         **THREADS}}  # fmt: skip
+                         **FIXED_TRAIN}}  # fmt: skip
         spec = spec_from_config(cfg)
         folder = work / f"zsselect-a-po{rate:g}"
         stamp = work / f"zsselect-a-po{rate:g}.json"
-        key = json.dumps({**cfg, "half": "ml-100k movies, seed 0, half A"}, sort_keys=True)
+        key = json.dumps({**cfg, "half": "ml-100k movies, seed 0, half A",
+                          "trainer_defaults": trainer_defaults_key()}, sort_keys=True)  # fmt: skip
         rec = json.loads(stamp.read_text()) if stamp.is_file() and not args.refit else {}
         if rec.get("key") == key and folder.is_dir():
             src, fit_s, reused = Recommender.load(folder), float(rec["fit_s"]), True
@@ -812,7 +817,11 @@ def multisource(args) -> None:
             single[name] = (json.loads(stamp.read_text())["fit_s"], True)
         else:
             cfg = {"d": D, **(NOWPLAYING_MODEL if name == "nowplaying" else {})}
-            trainer = {"epochs": args.src_epochs, "time_budget_s": args.single_budget, **THREADS}
+            trainer = {
+                "epochs": args.src_epochs,
+                "time_budget_s": args.single_budget,
+                **FIXED_TRAIN,
+            }
             t0 = time.perf_counter()
             valid = None if name == "nowplaying" else prep.valid
             model = pretrain_fn("sasrec", prep.train, valid, cfg, trainer)
@@ -825,7 +834,7 @@ def multisource(args) -> None:
 
     base = mars_spec(
         {"model": {"name": "sasrec", "d": D},
-         "train": {"epochs": args.target_epochs, "time_budget_s": args.target_budget, **THREADS},
+         "train": {"epochs": args.target_epochs, "time_budget_s": args.target_budget, **FIXED_TRAIN},
          "transfer": {"source": arms["ml100k"], "strategy": "finetune", "init": "popularity",
                       "reset_domain": True}}
     )  # fmt: skip
@@ -921,7 +930,7 @@ def texttransfer(args) -> None:
     text_model = {"name": "sasrec", "d": D, "item_repr": "text", "text_prior": 5}
     base = mars_spec(
         {"model": text_model,
-         "train": {"epochs": args.target_epochs, "time_budget_s": args.target_budget, **THREADS},
+         "train": {"epochs": args.target_epochs, "time_budget_s": args.target_budget, **FIXED_TRAIN},
          "transfer": {"source": str(src), "strategy": "finetune", "init": "random",
                       "reset_domain": True}}
     )  # fmt: skip
@@ -1071,7 +1080,7 @@ def mixing(args) -> None:
     # the scratch arm exactly as the multisource part defines it (its base spec)
     base = mars_spec(
         {"model": {"name": "sasrec", "d": D},
-         "train": {"epochs": args.target_epochs, "time_budget_s": args.target_budget, **THREADS},
+         "train": {"epochs": args.target_epochs, "time_budget_s": args.target_budget, **FIXED_TRAIN},
          "transfer": {"source": str(work / f"mix-{labels[0]}" / args.anchor),
                       "strategy": "finetune", "init": "popularity", "reset_domain": True}}
     )  # fmt: skip
@@ -1336,7 +1345,8 @@ def reptile_source(args, src: Path, work: Path) -> tuple[Path, dict[str, Any]]:
     out = work / "multi-joint-reptile"
     stamp = work / "multi-joint-reptile.json"
     cfg = {"meta_iterations": args.reptile_iterations, "eval_every": 50, "seed": 0}
-    key = json.dumps({"source": str(src), **cfg}, sort_keys=True)
+    key = json.dumps({"source": str(src), **cfg, "trainer_defaults": trainer_defaults_key()},
+                     sort_keys=True)  # fmt: skip
     if out.is_dir() and stamp.is_file() and json.loads(stamp.read_text()).get("key") == key:
         return out, json.loads(stamp.read_text())
     prep = prepare_run(spec_from_config(source_cfg("wikipedia", args)))
@@ -1417,7 +1427,7 @@ def strategies(args) -> None:
     bad = [g for g in groups if g not in STRAT_GROUPS]
     if bad:
         raise SystemExit(f"--groups: unknown {', '.join(bad)}; expected {', '.join(STRAT_GROUPS)}")
-    train = {"epochs": args.target_epochs, "time_budget_s": args.guard_budget, **THREADS}
+    train = {"epochs": args.target_epochs, "time_budget_s": args.guard_budget, **FIXED_TRAIN}
     reptile_info: dict[str, Any] | None = None
     long_info: dict[str, Any] | None = None
     records: dict[str, list[dict[str, Any]]] = {}

@@ -43,12 +43,14 @@ transferred encoder was not trained on (``[transfer] model_options``).
 
 Defaults: those settings are the defaults -- the model's (:class:`SASRecConfig`) and the
 trainer's (:attr:`SASRec.default_trainer`: batch 32, lr 2e-3, cosine decay over the epoch cap
-after 200 warm-up steps, early stopping after 5 validations without improvement), so
-``warmrec train --model sasrec --data ml-100k --split loo`` needs no config file. Measured with
-exactly that command and no config (2026-11-30, commit ecc8e3d, 2-core machine shared with other
-jobs, 1-minute load average 2.4-4.4, torch's default threads): test NDCG@10 0.1057
-(``warmrec evaluate``), best validation NDCG@10 0.1248, 187 s wall. On the same machine at load
-6-7 the run did not finish within 900 s.
+after 200 warm-up steps, early stopping after 30 validations without improvement), so
+``warmrec train --model sasrec --data ml-100k --split loo`` needs no config file. With patience 5
+(the default until 2026-12-05) that command gave test NDCG@10 0.1057 in 187 s (2026-11-30);
+patience 30 was chosen on validation on ml-100k, MARS and 10 % of MARS
+(``benchmarks/results/sasrec_patience.md``: test NDCG@10 0.111 -> 0.126, 0.430 -> 0.438 and
+0.273 -> 0.336 over two seeds, fit time 2-10x longer; ``--set train.patience=5`` is the fast
+setting). The command's figures under the current defaults (ml-100k and MARS): section
+``sasrec-default-command`` of ``benchmarks/results/sasrec_patience.md``.
 """
 
 from __future__ import annotations
@@ -182,10 +184,12 @@ class SASRec(NeuralRecommender):
         "lr": 2e-3,
         "schedule": "cosine",
         "warmup_steps": 200,
+        "patience": 30,
     }
     """The trainer settings of ``benchmarks/neural_ml100k.py`` (``benchmarks/results/
     neural_ml100k.md``: test NDCG@10 0.1082 +- 0.0015 over 3 seeds on ml-100k leave-one-out,
-    epoch cap 100); patience is the trainer's default 5 (the benchmark: 15 under a 150 s budget)."""
+    epoch cap 100); patience 30, chosen on validation over 5 and 15 on ml-100k, MARS and 10 % of
+    MARS (``benchmarks/results/sasrec_patience.md``; 5 stops at early validation dips)."""
     test_config: ClassVar[dict[str, Any]] = {
         "d": 32,
         "n_layers": 1,

@@ -101,9 +101,9 @@ class TrainerConfig(ConfigModel):
     default warm-up cannot swallow a short run on small data)."""
     patience: int = Field(5, ge=0)
     """Evaluations without improvement of ``valid_metric`` before training stops (0 = never
-    stop early). 5 was measured on ml-100k with SASRec's defaults (2026-11-30): training stopped
-    5 epochs after the best one, test NDCG@10 0.1057 in 187 s; the benchmark's patience 15 under
-    a 150 s budget gave 0.1082 (``benchmarks/results/neural_ml100k.md``)."""
+    stop early). A model's ``default_trainer`` may set its own (SASRec: 30, chosen on validation
+    over 5 and 15 on ml-100k and MARS, ``benchmarks/results/sasrec_patience.md``; 5 stopped it
+    at early validation dips)."""
     valid_metric: str = "ndcg@10"
     """The validation metric that selects the best epoch."""
     valid_metrics: tuple[str, ...] = ("hr@10",)
