@@ -1,6 +1,7 @@
 """Defaults are the best settings we know: each neural model's benchmarked settings are its
 defaults (model config and ``default_trainer``), merged under the caller's trainer settings;
-early stopping is on; progress shows on a terminal."""
+early stopping is on; progress shows on a terminal; the key of every trainer default
+(``warmrec.training.defaults``) follows them."""
 
 from __future__ import annotations
 
@@ -35,7 +36,28 @@ def test_sasrec_defaults_are_the_benchmarked_settings():
     for k in ("batch_size", "lr", "schedule", "warmup_steps"):
         assert getattr(t, k) == trainer[k], k
     assert t.max_epochs(validated=True) == trainer["epochs"]
-    assert 0 < t.patience <= trainer["patience"]  # stops soon after validation stops improving
+
+
+def test_sasrec_patience_is_the_one_chosen_on_validation():
+    # benchmarks/results/sasrec_patience.md lists the patience validation chose per dataset
+    text = (BENCH.parent / "results" / "sasrec_patience.md").read_text()
+    chosen = {int(p) for p in re.findall(r"^- [\w%-]+: patience (\d+) \(valid", text, re.M)}
+    assert chosen == {SASRec.trainer_config().patience}
+
+
+def test_the_trainer_defaults_key_follows_every_models_default_trainer(monkeypatch):
+    from warmrec.training.defaults import trainer_defaults, trainer_defaults_key
+
+    d = trainer_defaults()
+    assert d["models"]["sasrec"]["patience"] == SASRec.trainer_config().patience
+    assert d["loop"]["patience"] == TrainerConfig().patience
+    key = trainer_defaults_key()
+    assert key == trainer_defaults_key() and len(key) == 16
+    gru = model_class("gru4rec")
+    monkeypatch.setattr(gru, "default_trainer", {**gru.default_trainer, "lr": 0.5})
+    assert trainer_defaults_key() != key
+    monkeypatch.undo()
+    assert trainer_defaults_key() == key
 
 
 @pytest.mark.parametrize(
