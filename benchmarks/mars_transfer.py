@@ -441,7 +441,7 @@ def render_zeroshot(args, dump: dict[str, Any]) -> None:
         "kept (last metric column: excluded); 1,615 test learners. Sources: SASRec (d 64, "
         "2 blocks, max_len 50, trainer defaults) with `item_repr = text` pre-trained on ml-100k "
         "(leave-one-out; item text = movie title and genres through offline MiniLM and the "
-        f"whitening adaptor; at most {args.src_epochs} epochs or {args.src_budget:g} s), `+prior` "
+        f"whitening adaptor; {cap(args.src_epochs, args.src_budget)}), `+prior` "
         "with `text_prior = 5` (the MiniLM cosine with the last 5 history items, a learned "
         "weight). Zero-shot = `warmrec transfer --strategy zeroshot` (`[transfer] strategy = "
         '"zeroshot"`): the MARS item table is the MARS item text (title, tags, difficulty, '
@@ -559,12 +559,17 @@ def zsselect(args) -> None:
     """Choose ``prior_only``, ``refit_whitening`` and ``encoder_weight`` for zero-shot on ml-100k
     alone: a held-out catalogue.
 
-    The ml-100k movies are split in two halves at random (seed 0); a source trains on the
-    histories restricted to half A and is carried zero-shot (seen bias reset, each
-    ``refit_whitening``, each ``encoder_weight`` through ``model_options``) to half B, scored on
-    B's validation events (leave-one-out); the best triple is chosen (an exact tie goes to the
-    earlier row: ``prior_only`` ascending, refit off / mean / diag / full, ``encoder_weight``
-    1 / 0.5 / 0.25 / 0). No MARS figure enters: the choice is written to
+    For each seed of ``--select-seeds`` the ml-100k movies are split in two halves at random;
+    a source trains on the histories restricted to half A (``--src-epochs``, no wall-time
+    budget unless ``--select-budget``: the choice no longer depends on the machine's load) and
+    is carried zero-shot (seen bias reset, each ``refit_whitening``, each ``encoder_weight``
+    through ``model_options``) to half B, scored on B's validation events (leave-one-out); the
+    triple with the best mean over the seeds is chosen (an exact tie goes to the earlier row:
+    ``prior_only`` ascending, refit off / mean / diag / full, ``encoder_weight`` 1 / 0.5 /
+    0.25 / 0). Declared on 2026-12-05 before this version ran: the goal's row is this choice,
+    read with the interval rule (met only when the whole 95 % interval is above 2x Pop). Until
+    then one split (seed 0) under a 120 s wall-time budget chose by a margin of 0.0001 NDCG@10.
+    No MARS figure enters: the choice is written to
     ``work/zsselect.json``; the zeroshot part pre-trains a ``+prior, prior_only`` source with it
     (when not 0), marks its row as warmrec's default settings and reads the goal on its
     row with the chosen ``encoder_weight``. Resumable: the half-A sources are saved in
@@ -582,62 +587,87 @@ def zsselect(args) -> None:
     base = spec_from_config({"data": {"path": str(SHARED / "ml-100k")}, "split": {"method": "loo"}})
     inter = base.data.read()
     items = inter.interactions["item_id"].unique().sort()
-    rng = np.random.default_rng(0)
-    half_a = set(items.to_numpy()[rng.permutation(len(items))[: len(items) // 2]].tolist())
+    per_seed, pops, sizes = [], [], []
+    for split_seed in args.select_seeds:
+        rng = np.random.default_rng(split_seed)
+        half_a = set(items.to_numpy()[rng.permutation(len(items))[: len(items) // 2]].tolist())
 
-    def half(in_a: bool):
-        keep = pl.col("item_id").is_in(list(half_a))
-        frame = inter.interactions.filter(keep if in_a else ~keep)
-        return prepare_run(base, data=Interactions(
-            interactions=frame, item_features=inter.item_features, source=inter.source,
-            time_unit=inter.time_unit))  # fmt: skip
+        def half(in_a: bool, half_a=half_a):
+            keep = pl.col("item_id").is_in(list(half_a))
+            frame = inter.interactions.filter(keep if in_a else ~keep)
+            return prepare_run(base, data=Interactions(
+                interactions=frame, item_features=inter.item_features, source=inter.source,
+                time_unit=inter.time_unit))  # fmt: skip
 
-    prep_a, prep_b = half(True), half(False)
-    pop_spec = spec_from_config({"model": {"name": "pop"}})
-    pop_b = evaluate_run(fit_run(pop_spec, prep_b, evaluate_valid=False), prep_b.valid, pop_spec,
-                         prep_b).summary["ndcg@10"]  # fmt: skip
-    rows = []
+        prep_a, prep_b = half(True), half(False)
+        sizes.append((prep_a.train.vocab.n_ids, prep_b.train.vocab.n_ids))
+        pop_spec = spec_from_config({"model": {"name": "pop"}})
+        pops.append(float(evaluate_run(fit_run(pop_spec, prep_b, evaluate_valid=False),
+                                       prep_b.valid, pop_spec, prep_b).summary["ndcg@10"]))  # fmt: skip
+        for rate in PRIOR_ONLY:
+            cfg = {"model": {"name": "sasrec", "d": D, "item_repr": "text", "text_prior": 5,
+                             "prior_only": rate},
+                   "train": {"epochs": args.src_epochs, "time_budget_s": args.select_budget,
+                             **FIXED_TRAIN}}  # fmt: skip
+            spec = spec_from_config(cfg)
+            tag = f"po{rate:g}" + (f"-split{split_seed}" if split_seed else "")
+            folder = work / f"zsselect-a-{tag}"
+            stamp = work / f"zsselect-a-{tag}.json"
+            key = json.dumps({**cfg, "half": f"ml-100k movies, seed {split_seed}, half A",
+                              "trainer_defaults": trainer_defaults_key()}, sort_keys=True)  # fmt: skip
+            rec = json.loads(stamp.read_text()) if stamp.is_file() and not args.refit else {}
+            if rec.get("key") == key and folder.is_dir():
+                src, fit_s, reused = Recommender.load(folder), float(rec["fit_s"]), True
+            else:
+                print(f"[zsselect] split {split_seed}: training half A, prior_only {rate:g}",
+                      flush=True)  # fmt: skip
+                t0 = time.perf_counter()
+                src = fit_run(spec, prep_a, evaluate_valid=False)
+                fit_s, reused = time.perf_counter() - t0, False
+                src.save(folder)
+                stamp.write_text(json.dumps({"key": key, "fit_s": fit_s,
+                                             "epochs_run": int(src.train_result.epochs_run)}))  # fmt: skip
+            in_domain = evaluate_run(src, prep_a.valid, spec, prep_a).summary["ndcg@10"]
+            for refit in REFITS:
+                for weight in ENCODER_WEIGHTS:
+                    model = transfer(src, prep_b.train, strategy="zeroshot", init="random",
+                                     reset_domain=True, refit_whitening=refit,
+                                     model_options={"encoder_weight": weight})  # fmt: skip
+                    r = evaluate_run(model, prep_b.valid, spec, prep_b)
+                    per_seed.append({"split_seed": split_seed, "prior_only": rate,
+                                     "refit": refit, "encoder_weight": weight,
+                                     "ndcg@10": float(r.summary["ndcg@10"]),
+                                     "hr@10": float(r.summary["hr@10"]),
+                                     "in_domain": float(in_domain),
+                                     "prior_weight": float(src.net.item.prior_weight.detach()),
+                                     "fit_s": fit_s, "reused": reused})  # fmt: skip
+                    print(f"[zsselect] {per_seed[-1]}", flush=True)
+    rows = []  # the mean over the split seeds, in the grid's order (ties: the earlier row)
     for rate in PRIOR_ONLY:
-        cfg = {"model": {"name": "sasrec", "d": D, "item_repr": "text", "text_prior": 5,
-                         "prior_only": rate},
-               "train": {"epochs": args.src_epochs, "time_budget_s": args.select_budget,
-                         **FIXED_TRAIN}}  # fmt: skip
-        spec = spec_from_config(cfg)
-        folder = work / f"zsselect-a-po{rate:g}"
-        stamp = work / f"zsselect-a-po{rate:g}.json"
-        key = json.dumps({**cfg, "half": "ml-100k movies, seed 0, half A",
-                          "trainer_defaults": trainer_defaults_key()}, sort_keys=True)  # fmt: skip
-        rec = json.loads(stamp.read_text()) if stamp.is_file() and not args.refit else {}
-        if rec.get("key") == key and folder.is_dir():
-            src, fit_s, reused = Recommender.load(folder), float(rec["fit_s"]), True
-        else:
-            t0 = time.perf_counter()
-            src = fit_run(spec, prep_a, evaluate_valid=False)
-            fit_s, reused = time.perf_counter() - t0, False
-            src.save(folder)
-            stamp.write_text(json.dumps({"key": key, "fit_s": fit_s}))
-        in_domain = evaluate_run(src, prep_a.valid, spec, prep_a).summary["ndcg@10"]
         for refit in REFITS:
             for weight in ENCODER_WEIGHTS:
-                model = transfer(src, prep_b.train, strategy="zeroshot", init="random",
-                                 reset_domain=True, refit_whitening=refit,
-                                 model_options={"encoder_weight": weight})  # fmt: skip
-                r = evaluate_run(model, prep_b.valid, spec, prep_b)
+                rs = [r for r in per_seed if (r["prior_only"], r["refit"], r["encoder_weight"])
+                      == (rate, refit, weight)]  # fmt: skip
                 rows.append({"prior_only": rate, "refit": refit, "encoder_weight": weight,
-                             "ndcg@10": float(r.summary["ndcg@10"]),
-                             "hr@10": float(r.summary["hr@10"]), "in_domain": float(in_domain),
-                             "prior_weight": float(src.net.item.prior_weight.detach()),
-                             "fit_s": fit_s, "reused": reused})  # fmt: skip
-                print(f"[zsselect] {rows[-1]}", flush=True)
+                             **{k: float(np.mean([r[k] for r in rs]))
+                                for k in ("ndcg@10", "hr@10", "in_domain", "prior_weight",
+                                          "fit_s")},
+                             "reused": all(r["reused"] for r in rs)})  # fmt: skip
     best = max(rows, key=lambda r: r["ndcg@10"])  # the first of exact ties (see the docstring)
     took = time.perf_counter() - t_all
     write_json(work / "zsselect.json", {
-        "rows": rows, "prior_only": best["prior_only"], "refit": best["refit"],
+        "rows": rows, "per_seed": per_seed, "split_seeds": list(args.select_seeds),
+        "prior_only": best["prior_only"], "refit": best["refit"],
         "encoder_weight": best["encoder_weight"], "took": took, "load": load.stop(),
-        "pop_b": float(pop_b),
-        "n_a": prep_a.train.vocab.n_ids, "n_b": prep_b.train.vocab.n_ids})  # fmt: skip
+        "pop_b": float(np.mean(pops)),
+        "n_a": int(np.mean([a for a, _ in sizes])), "n_b": int(np.mean([b for _, b in sizes]))})  # fmt: skip
     print(f"[zsselect] chosen prior_only = {best['prior_only']}, refit {best['refit']}, "
           f"encoder_weight {best['encoder_weight']:g} ({took / 60:.0f} min)")  # fmt: skip
+
+
+def cap(epochs: int, budget: float) -> str:
+    """How a fit was capped, for the protocol text."""
+    return f"at most {epochs} epochs" + (f" or {budget:g} s" if budget > 0 else "")
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -686,7 +716,8 @@ def runner_up(sel: dict[str, Any]) -> str:
         f" The best row with another encoder_weight (prior_only {o['prior_only']:g}, refit "
         f"{o['refit']}, encoder_weight {o['encoder_weight']:g}): NDCG@10 {o['ndcg@10']:.4f}, "
         f"against the chosen {best['ndcg@10']:.4f} (a difference of "
-        f"{best['ndcg@10'] - o['ndcg@10']:.4f} on one split of one catalogue)."
+        f"{best['ndcg@10'] - o['ndcg@10']:.4f} in the mean over "
+        f"{len(sel.get('split_seeds', [0]))} split(s) of one catalogue)."
     )
 
 
@@ -702,9 +733,16 @@ def zsselect_lines(args) -> list[str]:
         "encoder's scores against the text prior at scoring time, a SASRec option) chosen "
         "together on a held-out catalogue: the movies split in two halves at random "
         f"({sel['n_a'] - 1:,} / {sel['n_b'] - 1:,}), a source trained on half A's histories "
-        f"(at most {args.src_epochs} epochs or {args.select_budget:g} s), carried zero-shot (seen "
+        f"({cap(args.src_epochs, args.select_budget)}), carried zero-shot (seen "
         "bias reset; `encoder_weight` through `[transfer] model_options`) to half B, NDCG@10 on "
-        "B's validation events; no MARS figure enters. Chosen: **prior_only "
+        "B's validation events"
+        + (
+            f", the mean over {len(sel['split_seeds'])} random splits (seeds "
+            f"{', '.join(map(str, sel['split_seeds']))}; the table's figures are those means)"
+            if len(sel.get("split_seeds", [0])) > 1
+            else ""
+        )
+        + "; no MARS figure enters. Chosen: **prior_only "
         f"{sel['prior_only']:g}, refit {sel['refit']}, encoder_weight "
         f"{sel.get('encoder_weight', 1.0):g}**."
         + (f" Pop on B's validation events: NDCG@10 {sel['pop_b']:.4f}." if "pop_b" in sel else "")
@@ -1673,8 +1711,18 @@ def main() -> None:
     )
     p.add_argument("--work", default="/tmp/warmrec-mars-transfer")
     p.add_argument("--src-epochs", type=int, default=30)
-    p.add_argument("--src-budget", type=float, default=200.0)
-    p.add_argument("--select-budget", type=float, default=120.0)
+    p.add_argument("--src-budget", type=float, default=0.0,
+                   help="zeroshot: wall-time budget per source fit (0: none, the epoch cap only, "
+                   "reproducible; 200 before 2026-12-05)")  # fmt: skip
+    p.add_argument(
+        "--select-budget",
+        type=float,
+        default=0.0,
+        help="zsselect: wall-time budget per half-A fit (0: none; 120 before)",
+    )
+    p.add_argument("--select-seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="zsselect: seeds of the random catalogue halves (the choice: the best "
+                   "mean over them; [0] before 2026-12-05)")  # fmt: skip
     p.add_argument("--single-budget", type=float, default=150.0)
     p.add_argument("--target-epochs", type=int, default=30)
     p.add_argument("--target-budget", type=float, default=150.0)
