@@ -1,0 +1,31 @@
+"""A study folder's settings record: written once, the same settings resume, others are refused
+naming the keys that differ; the data fingerprint follows the rows."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from warmrec.errors import ConfigError
+from warmrec.experiments.studies.stored import SETTINGS_FILE, check_settings, data_fingerprint
+
+
+def test_the_same_settings_resume_and_others_are_refused(tmp_path):
+    out = tmp_path / "study"
+    check_settings(out, {"model": "sasrec", "seeds": (0, 1)})
+    assert json.loads((out / SETTINGS_FILE).read_text()) == {"model": "sasrec", "seeds": [0, 1]}
+    check_settings(out, {"model": "sasrec", "seeds": [0, 1]})  # a tuple reads back as a list
+    with pytest.raises(ConfigError, match=r"holds a search with other settings \(extra, model\);"):
+        check_settings(out, {"model": "gru4rec", "seeds": [0, 1], "extra": 1}, what="search")
+    (out / SETTINGS_FILE).write_text("{not json")
+    with pytest.raises(ConfigError, match="not a readable settings record"):
+        check_settings(out, {"model": "sasrec"})
+
+
+def test_the_data_fingerprint_follows_the_rows():
+    a = pl.DataFrame({"user_id": [1, 1, 2], "item_id": [3, 4, 3]})
+    assert data_fingerprint(a) == data_fingerprint(a.clone())
+    assert data_fingerprint(a) != data_fingerprint(a.with_columns(pl.col("item_id") + 1))
+    assert data_fingerprint(a) != data_fingerprint(a.head(2))
