@@ -157,6 +157,10 @@ class RunInfo(_Record):
     """Validation examples scored."""
     loss: str | None = None
     """The training loss the model used (``loss = "auto"`` resolved by catalogue size)."""
+    trainer: dict[str, Any] | None = None
+    """The training loop's settings as run (the model's default trainer under the spec's
+    ``[train]``, every field resolved); None for models without the loop and models saved
+    before it was recorded."""
 
 
 class ReptileInfo(_Record):

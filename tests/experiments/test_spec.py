@@ -135,6 +135,13 @@ def test_resume_without_epochs_uses_the_default(tmp_path: Path, log_csv: Path) -
     a = Recommender.load(tmp_path / "a").meta.run.valid
     b = Recommender.load(tmp_path / "b").meta.run.valid
     assert a == pytest.approx(b)  # a finished run resumed: the same model
+    # the model file says what trainer it trained with: the given settings over SASRec's
+    # default trainer (batch 32 overridden, lr and schedule its own), every field resolved
+    t = Recommender.load(tmp_path / "a").meta.run.trainer
+    assert (t["patience"], t["batch_size"]) == (1, 16)
+    assert (t["lr"], t["schedule"], t["warmup_steps"]) == (2e-3, "cosine", 200)
+    assert t["epochs"] is None and t["checkpoint_dir"] == ck
+    assert Recommender.load(tmp_path / "b").meta.run.trainer["resume"] is True
 
 
 def test_pretrain_and_transfer_models_evaluate_from_their_directory(
@@ -153,6 +160,8 @@ def test_pretrain_and_transfer_models_evaluate_from_their_directory(
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     run = Recommender.load(tgt).meta.run
+    assert run.trainer["epochs"] == 1 and run.trainer["patience"] == 30  # SASRec's default
+    assert Recommender.load(pre).meta.run.trainer["epochs"] == 1
     assert run.spec["transfer"]["strategy"] == "freeze_embeddings"
     assert run.spec["transfer"]["source"] == str(pre)
     for d in (pre, tgt):

@@ -764,6 +764,7 @@ def record_run(
         valid=dict(valid or {}),
         n_valid=n_valid,
         loss=_trained_loss(model),
+        trainer=_trained_with(model),
     )
     return model
 
@@ -817,6 +818,11 @@ def _ran_spec(spec: RunSpec, prepared: Any) -> RunSpec:
     if isinstance(ran, RunSpec):
         return spec.model_copy(update={"split": ran.split, "data": spec.data or ran.data})
     return spec
+
+
+def _trained_with(model: Any) -> dict[str, Any] | None:
+    result = getattr(model, "train_result", None)
+    return dict(getattr(result, "trainer", None) or {}) or None
 
 
 def _trained_loss(model: Any) -> str | None:

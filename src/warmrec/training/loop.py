@@ -222,6 +222,9 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
     paused: bool = False
     """A callback answered :data:`PAUSE`: the run can go on from its checkpoint."""
+    trainer: dict[str, Any] = field(default_factory=dict)
+    """The settings the loop ran with (the model's default trainer under the caller's, every
+    field resolved; JSON-shaped)."""
 
     @property
     def epochs_run(self) -> int:
@@ -773,4 +776,5 @@ def _train(
         train_seconds=run.train_seconds,
         extra={"loss": loss_name} if loss_name else {},
         paused=paused and not run.stopped,
+        trainer=cfg.model_dump(mode="json"),
     )
