@@ -113,15 +113,14 @@ def default_command(work: Path, datasets: list[str], out: Path) -> None:
         "the training as the model file records it; wall s: the whole train command; a model "
         "made earlier under the same trainer defaults is evaluated again, not retrained).",
         "",
-        "| dataset | test ndcg@10 | test hr@10 | valid ndcg@10 | best epoch | patience | fit s | "
-        "wall s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| dataset | test ndcg@10 | test hr@10 | valid ndcg@10 | patience | fit s | wall s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, m, meta, wall in rows:
         run = meta.get("run") or {}
         lines.append(
             f"| {name} | {m['ndcg@10']:.4f} | {m['hr@10']:.4f} | {run['valid']['ndcg@10']:.4f} | "
-            f"{meta.get('best_epoch')} | {(run.get('trainer') or {}).get('patience', '?')} | "
+            f"{(run.get('trainer') or {}).get('patience', '?')} | "
             f"{run['fit_seconds']:.0f} | {wall:.0f} |"
         )
     lines += ["", "<!-- end: sasrec-default-command -->"]
