@@ -192,6 +192,21 @@ def default_row(choice: tuple[float, ...]) -> str:
     return zs_name(choice_label(choice), True, str(choice[1]))
 
 
+ZS_REFIT_DEFAULT = "diag"
+"""``refit_whitening``'s zero-shot default in the library (``warmrec.transfer.transfer``)."""
+
+
+def default_words(choice: tuple[float, ...]) -> str:
+    """What :func:`default_row` is: warmrec's default settings when zsselect chose the library's
+    default refit, else zsselect's choice at ``encoder_weight`` 1."""
+    if choice[1] == ZS_REFIT_DEFAULT:
+        return "warmrec's default settings (chosen on ml-100k alone)"
+    return (
+        f"zsselect's choice at encoder_weight 1 (refit {choice[1]}; warmrec's default refit is "
+        f"{ZS_REFIT_DEFAULT}, chosen by an earlier zsselect on one half)"
+    )
+
+
 def weight_row(choice: tuple[float, ...], weight: float) -> str:
     """A row of the ``encoder_weight`` grid on the chosen source and refit."""
     return f"{default_row(choice)}, encoder_weight {weight:g}"
@@ -293,7 +308,7 @@ def zeroshot(args) -> None:
             if name == FIRST_DECLARED_ROW:
                 note += "; the goal's row declared before the first run (refit full)"
             if name == default_row(choice):
-                note += "; warmrec's default settings (chosen on ml-100k alone)"
+                note += "; " + default_words(choice)
             add(name, model, time.perf_counter() - t0, note)
             item = model.net.item
             if label == "text+prior" and reset and refit == "off":
@@ -401,8 +416,8 @@ def reading_lines(rows, per_user, pop, sas_pu, ratio, sel=None, choice=None) -> 
         "re-estimates batch-norm statistics on the target; item text only). It is what the "
         "test `tests/transfer/test_zeroshot.py` isolates: a target catalogue whose text vectors "
         "are shifted and shrunk is ranked near chance without it and (nearly) perfectly with "
-        "it. On MARS "
-        f"the gain is small: {ratio(zs_name(tp, True, 'off'))} Pop without, "
+        "it. On MARS (sources trained once each: how much a refit gives varies from one "
+        f"source run to the next): {ratio(zs_name(tp, True, 'off'))} Pop without, "
         f"{ratio(zs_name(tp, True, 'mean'))} with the mean, {ratio(zs_name(tp, True, 'diag'))} "
         f"with mean and variance (`diag`), {ratio(zs_name(tp, True, 'full'))} with the "
         "covariance (`full`, the row declared before the first run). The encoder alone stays "
@@ -455,7 +470,8 @@ def render_zeroshot(args, dump: dict[str, Any]) -> None:
         "per-dimension variance (`diag`), or mean and covariance (`full`: whitened by their own "
         "covariance and coloured by ml-100k's, both Ledoit-Wolf shrunk), folded into the "
         "adaptor's weights; the text prior reads the raw vectors and is unchanged. `diag` is "
-        "warmrec's zero-shot default (`refit_whitening` unset; chosen on ml-100k alone, below); "
+        "warmrec's zero-shot default (`refit_whitening` unset; chosen on ml-100k alone by an "
+        "earlier zsselect on one catalogue half; the current choice is below); "
         "rows without `refit` are the "
         "`off` setting (the behaviour before it). Ratios: NDCG@10 "
         "over Pop's and over the MARS-trained SASRec's, with a 95 % per-learner paired "
@@ -519,7 +535,7 @@ def render_zeroshot(args, dump: dict[str, Any]) -> None:
         f"prior_only {choice[0]:g}, refit {choice[1]}, encoder_weight {choice[2]:g}): "
         f"{ratio(declared)} Pop, {ratio(declared, sas_pu)} the MARS-trained SASRec.{kept} "
         "Kept as rows, not goal rows now: the row declared before the first run "
-        f"({FIRST_DECLARED_ROW}): {ratio(FIRST_DECLARED_ROW)} Pop; warmrec's default settings "
+        f"({FIRST_DECLARED_ROW}): {ratio(FIRST_DECLARED_ROW)} Pop; {default_words(choice)} "
         f"(`encoder_weight` 1; {default}): {ratio(default)} Pop, {ratio(default, sas_pu)} the "
         "MARS-trained SASRec, chosen on ml-100k alone but not a pre-declared row (the MARS rows "
         "of every refit had been seen when the ml-100k selection was designed). No row was "
