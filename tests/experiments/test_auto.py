@@ -412,3 +412,39 @@ def test_item2vec_first_step_counts_its_per_epoch_scorings_and_waits_for_time():
     assert s.admit({"trial": "item2vec-000", "kind": "fit"}) is False
     s.end = time.time() + 6 * est
     assert s.admit({"trial": "item2vec-000", "kind": "fit"}) is True
+
+
+def test_the_hybrid_is_formed_again_when_its_network_trained_on():
+    # a paused network that resumes and improves keeps its trial id: the hybrid formed from its
+    # earlier weights must be formed again, not left on the leaderboard with them
+    from warmrec.experiments.auto import AutoSearch, Trial
+
+    search = object.__new__(AutoSearch)
+    search.state = {"hybrid_pair": None}
+    search.trials = {
+        "vsknn-000": Trial(id="vsknn-000", family="vsknn", origin="defaults", value=0.30,
+                           kept=True, status="done"),
+        "sasrec-000": Trial(id="sasrec-000", family="sasrec", origin="defaults", value=0.35,
+                            kept=True, status="paused"),
+    }  # fmt: skip
+    formed = []
+
+    class Executor:
+        def run(self, steps, admit):
+            formed.extend(s["members"] for s in steps)
+            return [(s, {}) for s in steps]
+
+    search.executor, search.admit = Executor(), None
+    search.step_of = lambda t, allowance: {"trial": t.id, "members": list(t.members)}
+    search.absorb = lambda step, res: setattr(search.trials[step["trial"]], "status", "done")
+    search.label = "ndcg@10"
+    search.hybrid(0)
+    search.hybrid(1)  # nothing changed: no new hybrid
+    assert formed == [["vsknn-000", "sasrec-000"]]
+    search.trials["sasrec-000"].value = 0.40  # trained on
+    search.hybrid(2)
+    assert formed == [["vsknn-000", "sasrec-000"]] * 2
+    assert sorted(t for t in search.trials if t.startswith("hybrid")) == [
+        "hybrid-000",
+        "hybrid-001",
+    ]

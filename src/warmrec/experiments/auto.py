@@ -1468,13 +1468,18 @@ class AutoSearch:
                         }
 
     def hybrid(self, r: int) -> None:
-        """The hybrid of the best kNN model and the best network, when either changed."""
+        """The hybrid of the best kNN model and the best network, when either changed: another
+        trial, or the same one improved since (a paused network that trained on: a hybrid
+        formed from its earlier weights would stand on the leaderboard with them)."""
         knn = self.best(KNN, kept=True)
         net = self.best(NETWORKS, kept=True)
         if knn is None or net is None:
             return
         pair = [knn.id, net.id]
-        if pair == self.state.get("hybrid_pair"):
+        values = [knn.value, net.value]
+        if pair == self.state.get("hybrid_pair") and values == self.state.get(
+            "hybrid_values", values
+        ):
             return
         n = len(self.of(HYBRID))
         ex = knn.exclude_seen if knn.exclude_seen == net.exclude_seen else False
@@ -1497,13 +1502,14 @@ class AutoSearch:
         )
         self.trials[t.id] = t
         self.state["hybrid_pair"] = pair
+        self.state["hybrid_values"] = values
         step = self.step_of(t, math.inf)
         step["eval_both"] = knn.exclude_seen != net.exclude_seen
         for s, res in self.executor.run([step], self.admit):
             self.absorb(s, res)
         if t.status == "pending":  # no time: forget it
             del self.trials[t.id]
-            self.state["hybrid_pair"] = None
+            self.state["hybrid_pair"] = self.state["hybrid_values"] = None
 
     def run(self) -> None:
         """Rounds until the search deadline or until nothing is left to try."""
