@@ -113,7 +113,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -1592,6 +1592,13 @@ def _short(t: Trial) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in cfg.items())
 
 
+def rank_bests(bests: Iterable[Trial]) -> list[Trial]:
+    """Each family's best, best first: by validation value; on a tie a single model before a
+    hybrid (a hybrid at weight 0 or 1 ranks exactly as one of its members, and serving it would
+    score both), then the quicker."""
+    return sorted(bests, key=lambda t: (t.value, t.family != HYBRID, -t.seconds), reverse=True)
+
+
 def _plot(search: AutoSearch, path: Path, winner: Trial | None) -> None:
     import matplotlib
 
@@ -1653,7 +1660,7 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
         b = s.best([fam], kept=True)
         if b is not None:
             bests[fam] = b
-    ranked = sorted(bests.values(), key=lambda t: (t.value, -t.seconds), reverse=True)
+    ranked = rank_bests(bests.values())
     winner = ranked[0] if ranked else None
     model_dir = out / "model"
     toml_path = out / "winner.toml"
