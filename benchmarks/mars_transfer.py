@@ -563,6 +563,93 @@ def render_zeroshot(args, dump: dict[str, Any]) -> None:
     print("\n".join(lines))
 
 
+# -- zero-shot over source seeds ----------------------------------------------------------------
+def zsseeds(args) -> None:
+    """The zero-shot rows again over several source seeds (``--source-seeds``): the text+prior
+    source of zsselect's ``prior_only`` is pre-trained once per seed (seed 0 is the zeroshot
+    part's own source, reused), each carried zero-shot to MARS (repeat bias reset) with every
+    refit at ``encoder_weight`` 1, and with zsselect's refit at every ``encoder_weight``. Nothing
+    is chosen here: it measures how much a row moves with the source run (the zeroshot
+    section's reading (b)). Section ``zeroshot-seeds``."""
+    load = LoadSampler()
+    t_all = time.perf_counter()
+    work = Path(args.work)
+    choice = zs_choice(work)
+    label = choice_label(choice)
+    extra: dict[str, Any] = {"text_prior": 5}
+    if choice[0]:
+        extra["prior_only"] = choice[0]
+    folder = "ml100k-" + label.replace("+", "-").replace(", prior_only ", "-po")
+    spec = mars_spec()
+    prep = prepare_run(spec)
+    pop_spec = mars_spec({"model": {"name": "pop"}})
+    pop = np.asarray(scores(fit_run(pop_spec, prep, evaluate_valid=False), prep, spec)
+                     .per_example["ndcg@10"], np.float64)  # fmt: skip
+    settings = [(refit, 1.0) for refit in REFITS]
+    settings += [(choice[1], w) for w in ENCODER_WEIGHTS if w != 1.0]
+    per: dict[tuple[str, float], list[np.ndarray]] = {st: [] for st in settings}
+    fits = []
+    for seed in args.source_seeds:
+        train = {"epochs": args.src_epochs, "time_budget_s": args.src_budget, **FIXED_TRAIN}
+        if seed:
+            train["seed"] = seed  # seed 0: the zeroshot part's config exactly (its source reused)
+        cfg = {"data": {"path": str(SHARED / "ml-100k")}, "split": {"method": "loo"},
+               "model": {"name": "sasrec", "d": D, "item_repr": "text", **extra},
+               "train": train, "pretrain": True}  # fmt: skip
+        src_dir, fit_s, reused = pretrain_dir(work, folder + (f"-s{seed}" if seed else ""), cfg)
+        fits.append((seed, fit_s, reused))
+        for refit, weight in settings:
+            zs = mars_spec(
+                {"transfer": {"source": str(src_dir), "strategy": "zeroshot", "init": "random",
+                              "reset_domain": True, "refit_whitening": refit,
+                              "model_options": {"encoder_weight": weight}}}
+            )  # fmt: skip
+            model = fit_run(zs, prep, evaluate_valid=False)
+            nd = np.asarray(scores(model, prep, spec).per_example["ndcg@10"], np.float64)
+            per[(refit, weight)].append(nd)
+            print(f"[zsseeds] seed {seed} refit {refit} encoder_weight {weight:g}: "
+                  f"{nd.mean() / pop.mean():.2f}x Pop", flush=True)  # fmt: skip
+    took = (time.perf_counter() - t_all) / 60
+    seeds = list(args.source_seeds)
+    lines = [
+        "<!-- begin: zeroshot-seeds -->",
+        "## Zero-shot over source seeds: how much a row moves with the source run",
+        "",
+        f"Command: `OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py zsseeds --source-seeds "
+        f"{' '.join(map(str, seeds))}` (after zsselect and zeroshot, same `--work`; {took:.0f} "
+        f"min; 1-minute load average {load.stop()} on the shared 2-core machine, one torch "
+        "thread).",
+        "",
+        f"The zeroshot section's source ({label}: SASRec d {D}, `item_repr = text`, text prior "
+        f"5, ml-100k leave-one-out, {cap(args.src_epochs, args.src_budget)}) pre-trained once "
+        "per seed (the trainer's seed: initial weights and batch order; seed 0 is the zeroshot "
+        "section's source), carried zero-shot to MARS as there (repeat bias reset; nothing "
+        "trained on MARS), protocol `loo`, full ranking, 1,615 test learners. Cells: NDCG@10 "
+        "over Pop's per seed; last columns: the mean of the per-seed ratios with their range, "
+        "and the ratio of the per-learner mean over the seeds (not an ensemble: each learner's "
+        "NDCG@10 averaged over the runs) with its 95 % paired bootstrap interval. No row is "
+        "chosen here. Source fits: "
+        + ", ".join(f"seed {sd} {fs:.0f} s" + (" (reused)" if ru else "") for sd, fs, ru in fits)
+        + ".",
+        "",
+        "| refit | encoder_weight | "
+        + " | ".join(f"seed {sd}" for sd in seeds)
+        + " | mean [min, max] | per-learner mean over seeds / Pop [95% CI] |",
+        "|---|---|" + "---|" * len(seeds) + "---|---|",
+    ]
+    for refit, weight in settings:
+        rs = [float(a.mean() / pop.mean()) for a in per[(refit, weight)]]
+        r, lo, hi, _ = ratio_p(np.mean(per[(refit, weight)], axis=0), pop)
+        mark = " (zsselect's choice)" if (refit, weight) == (choice[1], choice[2]) else ""
+        lines.append(
+            f"| {refit}{mark} | {weight:g} | " + " | ".join(f"{x:.2f}" for x in rs)
+            + f" | {np.mean(rs):.2f} [{min(rs):.2f}, {max(rs):.2f}] | {r:.2f} [{lo:.2f}, {hi:.2f}] |"
+        )  # fmt: skip
+    lines += ["", "<!-- end: zeroshot-seeds -->"]
+    write_section(args.out, lines[0], lines[-1], "\n".join(lines), TITLE)
+    print("\n".join(lines))
+
+
 # -- choosing source-side settings on the source only -------------------------------------------
 PRIOR_ONLY = (0.0, 0.25, 0.5)
 REFITS = ("off", "mean", "diag", "full")
@@ -1723,7 +1810,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
         "part",
-        choices=["zeroshot", "zsselect", "multisource", "texttransfer", "mixing", "strategies"],
+        choices=[
+            "zeroshot",
+            "zsselect",
+            "zsseeds",
+            "multisource",
+            "texttransfer",
+            "mixing",
+            "strategies",
+        ],  # fmt: skip
     )
     p.add_argument("--work", default="/tmp/warmrec-mars-transfer")
     p.add_argument("--src-epochs", type=int, default=30)
@@ -1735,6 +1830,13 @@ def main() -> None:
         type=float,
         default=0.0,
         help="zsselect: wall-time budget per half-A fit (0: none; 120 before)",
+    )
+    p.add_argument(
+        "--source-seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="zsseeds: the trainer seeds of the zero-shot source",
     )
     p.add_argument("--select-seeds", type=int, nargs="+", default=[0, 1, 2],
                    help="zsselect: seeds of the random catalogue halves (the choice: the best "
@@ -1789,6 +1891,7 @@ def main() -> None:
     {
         "zeroshot": zeroshot,
         "zsselect": zsselect,
+        "zsseeds": zsseeds,
         "multisource": multisource,
         "texttransfer": texttransfer,
         "mixing": mixing,
