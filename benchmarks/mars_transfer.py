@@ -6,6 +6,7 @@ the first's source and the second's scratch runs, from the same ``--work`` folde
 
     OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py zsselect [--work DIR]
     OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py zeroshot [--work DIR]
+    OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py zsseeds [--work DIR] [--source-seeds ...]
     OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py multisource [--work DIR]
     OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py texttransfer [--work DIR]
     OMP_NUM_THREADS=1 python benchmarks/mars_transfer.py strategies [--work DIR]
