@@ -161,6 +161,12 @@ class RunInfo(_Record):
     """The training loop's settings as run (the model's default trainer under the spec's
     ``[train]``, every field resolved); None for models without the loop and models saved
     before it was recorded."""
+    epochs_run: int | None = None
+    """Epochs the loop ran (None: no loop, or saved before it was recorded)."""
+    best_epoch: int | None = None
+    """The validated epoch whose weights were kept (``restore_best``)."""
+    stopped_early: bool | None = None
+    """Whether early stopping (``patience``) ended training before the epoch cap."""
 
 
 class ReptileInfo(_Record):

@@ -142,6 +142,9 @@ def test_resume_without_epochs_uses_the_default(tmp_path: Path, log_csv: Path) -
     assert (t["lr"], t["schedule"], t["warmup_steps"]) == (2e-3, "cosine", 200)
     assert t["epochs"] is None and t["checkpoint_dir"] == ck
     assert Recommender.load(tmp_path / "b").meta.run.trainer["resume"] is True
+    run = Recommender.load(tmp_path / "a").meta.run  # and how training ended
+    assert 1 <= run.best_epoch <= run.epochs_run and isinstance(run.stopped_early, bool)
+    assert run.stopped_early == (run.epochs_run < 100)  # patience 1 on a 100-epoch cap
 
 
 def test_pretrain_and_transfer_models_evaluate_from_their_directory(

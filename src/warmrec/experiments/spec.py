@@ -765,6 +765,7 @@ def record_run(
         n_valid=n_valid,
         loss=_trained_loss(model),
         trainer=_trained_with(model),
+        **_how_training_ended(model),
     )
     return model
 
@@ -818,6 +819,17 @@ def _ran_spec(spec: RunSpec, prepared: Any) -> RunSpec:
     if isinstance(ran, RunSpec):
         return spec.model_copy(update={"split": ran.split, "data": spec.data or ran.data})
     return spec
+
+
+def _how_training_ended(model: Any) -> dict[str, Any]:
+    result = getattr(model, "train_result", None)
+    if result is None or not getattr(result, "history", None):
+        return {}
+    return {
+        "epochs_run": int(result.epochs_run),
+        "best_epoch": int(result.best_epoch),
+        "stopped_early": bool(result.stopped_early),
+    }
 
 
 def _trained_with(model: Any) -> dict[str, Any] | None:
