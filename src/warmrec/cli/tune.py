@@ -20,7 +20,8 @@ from warmrec.cli.common import (
     epilog="The space file's [model] and [train] tables name the searched settings; see "
     "configs/spaces/. Trials are scored on validation only; the best configuration is refitted "
     "and evaluated once on test. Running the same command into the same --out resumes, with new "
-    "draws (the sampler is seeded with --seed plus the trials already run)."
+    "draws (the sampler is seeded with --seed plus the trials already run); an --out holding a "
+    "search with another model, space, data, split or trainer defaults is refused (study.json)."
 )
 @click.option("--model", "model_name", default=None, help="Registered model name.")
 @click.option("--data", "path", default=None, help="Interaction log (file or folder).")
