@@ -165,6 +165,18 @@ def spread_ratio(model) -> float:
     return float(enc.std(1).mean() / prior.std(1).mean())
 
 
+def zs_source_cfg(extra: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
+    """The run config of a text-aware zero-shot source pre-trained on ml-100k."""
+    return {"data": {"path": str(SHARED / "ml-100k")}, "split": {"method": "loo"},
+            "model": {"name": "sasrec", "d": D, "item_repr": "text", **extra},
+            "train": train, "pretrain": True}  # fmt: skip
+
+
+def zs_folder(label: str) -> str:
+    """The ``--work`` subfolder of the zero-shot source labelled ``label``."""
+    return "ml100k-" + label.replace("+", "-").replace(", prior_only ", "-po")
+
+
 def po_label(rate: float) -> str:
     return f"text+prior, prior_only {rate:g}"
 
@@ -241,15 +253,7 @@ def zeroshot(args) -> None:
     if choice[0]:
         specs.append((po_label(choice[0]), {"text_prior": 5, "prior_only": choice[0]}))
     for label, extra in specs:
-        cfg = {
-            "data": {"path": str(SHARED / "ml-100k")},
-            "split": {"method": "loo"},
-            "model": {"name": "sasrec", "d": D, "item_repr": "text", **extra},
-            "train": train,
-            "pretrain": True,
-        }
-        folder = "ml100k-" + label.replace("+", "-").replace(", prior_only ", "-po")
-        sources[label] = pretrain_dir(work, folder, cfg)
+        sources[label] = pretrain_dir(work, zs_folder(label), zs_source_cfg(extra, train))
         print(f"[zeroshot] source {label}: {sources[label]}", flush=True)
 
     spec = mars_spec()
@@ -580,7 +584,7 @@ def zsseeds(args) -> None:
     extra: dict[str, Any] = {"text_prior": 5}
     if choice[0]:
         extra["prior_only"] = choice[0]
-    folder = "ml100k-" + label.replace("+", "-").replace(", prior_only ", "-po")
+    folder = zs_folder(label)
     spec = mars_spec()
     prep = prepare_run(spec)
     pop_spec = mars_spec({"model": {"name": "pop"}})
@@ -594,10 +598,9 @@ def zsseeds(args) -> None:
         train = {"epochs": args.src_epochs, "time_budget_s": args.src_budget, **FIXED_TRAIN}
         if seed:
             train["seed"] = seed  # seed 0: the zeroshot part's config exactly (its source reused)
-        cfg = {"data": {"path": str(SHARED / "ml-100k")}, "split": {"method": "loo"},
-               "model": {"name": "sasrec", "d": D, "item_repr": "text", **extra},
-               "train": train, "pretrain": True}  # fmt: skip
-        src_dir, fit_s, reused = pretrain_dir(work, folder + (f"-s{seed}" if seed else ""), cfg)
+        src_dir, fit_s, reused = pretrain_dir(
+            work, folder + (f"-s{seed}" if seed else ""), zs_source_cfg(extra, train)
+        )
         fits.append((seed, fit_s, reused))
         for refit, weight in settings:
             zs = mars_spec(

@@ -1917,8 +1917,6 @@ def _state_args(
     """What a resumed run must share with the first (its plan, trials and checkpoints were made
     under them): the arguments, the search spaces' content, and the trainer defaults the
     networks resolve (:func:`~warmrec.training.defaults.trainer_defaults_key`)."""
-    import dataclasses
-
     from warmrec.training.defaults import trainer_defaults_key
 
     args = {
@@ -1927,14 +1925,8 @@ def _state_args(
         "metric": metric,
         "families": sorted(families) if families else None,
         "seed": seed,
-        "spaces": {  # what the search draws from (its files' content)
-            name: {
-                "params": [dataclasses.asdict(p) for p in sp.params],
-                "fixed": sp.fixed,
-                "metric": sp.metric,
-            }
-            for name, sp in sorted(find_spaces(spaces).items())
-        },
+        # what the search draws from (its files' content)
+        "spaces": {name: sp.record() for name, sp in sorted(find_spaces(spaces).items())},
         "trainer_defaults": trainer_defaults_key(),
     }
     return json.loads(json.dumps(args, default=str))  # as the state file reads them back

@@ -763,9 +763,7 @@ def record_run(
         fit_seconds=fit_seconds,
         valid=dict(valid or {}),
         n_valid=n_valid,
-        loss=_trained_loss(model),
-        trainer=_trained_with(model),
-        **_how_training_ended(model),
+        **_loop_facts(model),
     )
     return model
 
@@ -821,25 +819,20 @@ def _ran_spec(spec: RunSpec, prepared: Any) -> RunSpec:
     return spec
 
 
-def _how_training_ended(model: Any) -> dict[str, Any]:
+def _loop_facts(model: Any) -> dict[str, Any]:
+    """The :class:`~warmrec.artifacts.RunInfo` fields the training loop's result gives: the
+    loss, the trainer settings as run and how training ended (none without the loop)."""
     result = getattr(model, "train_result", None)
-    if result is None or not getattr(result, "history", None):
+    if result is None:
         return {}
-    return {
-        "epochs_run": int(result.epochs_run),
-        "best_epoch": int(result.best_epoch),
-        "stopped_early": bool(result.stopped_early),
+    out: dict[str, Any] = {
+        "loss": result.extra.get("loss"),
+        "trainer": dict(getattr(result, "trainer", None) or {}) or None,
     }
-
-
-def _trained_with(model: Any) -> dict[str, Any] | None:
-    result = getattr(model, "train_result", None)
-    return dict(getattr(result, "trainer", None) or {}) or None
-
-
-def _trained_loss(model: Any) -> str | None:
-    result = getattr(model, "train_result", None)
-    return result.extra.get("loss") if result is not None else None
+    if getattr(result, "history", None):
+        out.update(epochs_run=int(result.epochs_run), best_epoch=int(result.best_epoch),
+                   stopped_early=bool(result.stopped_early))  # fmt: skip
+    return out
 
 
 def _fit_model(spec: RunSpec, prepared: Any, callbacks: Sequence[Callback], hooks: Any) -> Any:

@@ -44,6 +44,7 @@ from warmrec.errors import ConfigError
 from warmrec.evaluation.evaluate import EvalResult
 from warmrec.evaluation.stats import paired_test, seed_summary
 from warmrec.experiments.spec import evaluate_model, fit_model, prepare_run, spec_from_config
+from warmrec.experiments.studies.stored import data_fingerprint
 from warmrec.io import atomic_write_text
 from warmrec.registry import get_model
 from warmrec.training.defaults import trainer_defaults_key
@@ -171,12 +172,6 @@ def method_name(strategy: str, init: str) -> str:
 def run_key(fraction: float, seed: int, method: str) -> str:
     """File stem of a run: ``f0.05_s1_finetune+popularity``."""
     return f"f{fraction:g}_s{seed}_{method}"
-
-
-def _fingerprint(frame: pl.DataFrame) -> str:
-    from warmrec.experiments.studies.stored import data_fingerprint
-
-    return data_fingerprint(frame)
 
 
 def _describe(v: Any) -> Any:
@@ -308,8 +303,8 @@ def run_transfer_study(
         "metrics": list(metrics),
         "strategy_options": dict(strategy_options or {}),
         "init_options": {k: _describe(v) for k, v in (init_options or {}).items()},
-        "source_data": _fingerprint(source_frame),
-        "target_data": _fingerprint(target_frame),
+        "source_data": data_fingerprint(source_frame),
+        "target_data": data_fingerprint(target_frame),
     }
     if REPTILE in strategies:
         settings[REPTILE] = r_settings

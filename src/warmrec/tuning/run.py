@@ -136,17 +136,13 @@ def run_tune(
 def _check_folder(out: Path, space: Any, base: Any, backend: str) -> None:
     """Refuse an ``out`` holding a search over another model, space, data, split, metric or
     under other trainer defaults: resuming adds trials to the search found there."""
-    import dataclasses
-
     from warmrec.experiments.studies.stored import check_settings
     from warmrec.training.defaults import trainer_defaults_key
 
     settings = {
         "backend": backend,
         "model": space.model,
-        "metric": space.metric,
-        "params": [dataclasses.asdict(p) for p in space.params],
-        "fixed": space.fixed,
+        **space.record(),
         "run": base.to_config(absolute=True),
         "trainer_defaults": trainer_defaults_key(),
     }

@@ -102,6 +102,17 @@ class SearchSpace:
     overridden: set[str] = field(default_factory=set)
     """``section.key`` of the fixed values set from the command line (``--set``), not the file."""
 
+    def record(self) -> dict[str, Any]:
+        """What the space draws from, JSON-shaped (``metric``, ``params``, ``fixed``): the part
+        of a search's settings that a resumed search must share."""
+        import dataclasses
+
+        return {
+            "metric": self.metric,
+            "params": [dataclasses.asdict(p) for p in self.params],
+            "fixed": self.fixed,
+        }
+
     @property
     def names(self) -> list[str]:
         return [p.name for p in self.params]

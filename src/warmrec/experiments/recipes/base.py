@@ -199,10 +199,10 @@ class RunStep(Step):
         return d
 
     def semantics(self) -> dict[str, Any]:
-        cfg = self.spec_config()
-        if "transfer" in cfg:
+        spec = spec_from_config(self.run_config)
+        if spec.transfer is not None:
             return _trainer_semantics(transfers=True)
-        model = spec_from_config(self.run_config).model
+        model = spec.model
         if self.config_from or (model is not None and model.takes_trainer()):
             return _trainer_semantics(transfers=False)  # (config_from: known when it runs)
         return {}
