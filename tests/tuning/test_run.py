@@ -140,6 +140,44 @@ def test_set_values_reach_the_trials_and_best_toml_names_the_path_typed(
     assert best["data"]["path"] == typed  # not .../real/log.csv
 
 
+def test_without_space_the_models_builtin_space_is_searched(tmp_path: Path) -> None:
+    cyclic_log(n_sessions=60, n_items=12, length=6).write_csv(tmp_path / "log.csv")
+    out = tmp_path / "out"
+    args = ["tune", "--model", "markov", "--data", str(tmp_path / "log.csv"), "--trials", "3",
+            "--no-progress", "--json", "--out", str(out)]  # fmt: skip
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    # the searched parameters are those of the built-in markov space
+    study = json.loads((out / "study.json").read_text())
+    assert sorted(p["key"] for p in study["params"]) == ["pop_fallback", "topk"]
+    best = load_toml(out / "best.toml", resolve=False)
+    assert best["model"]["name"] == "markov" and best["model"]["topk"] in (0, 20, 100, 500)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "pop"], "'pop' has no built-in search space; give --space FILE"),
+        ([], "no model: give --model (its built-in space is searched) or --space"),
+    ],
+)
+def test_without_space_a_model_is_needed_that_has_one(tmp_path: Path, args, message) -> None:
+    res = CliRunner().invoke(
+        cli,
+        [
+            "tune",
+            *args,
+            "--data",
+            str(tmp_path / "missing.csv"),
+            "--trials",
+            "2",
+            "--out",
+            str(tmp_path / "out"),
+        ],  # fmt: skip
+    )
+    assert message in one_line(res)
+
+
 def test_a_search_folder_of_other_settings_is_refused_before_reading_data(
     tmp_path: Path, space: Path
 ) -> None:

@@ -7,9 +7,16 @@ from pathlib import Path
 import pytest
 
 from warmrec.errors import ConfigError
-from warmrec.tuning.space import load_space, parse_space
+from warmrec.registry import get_model
+from warmrec.tuning.space import (
+    builtin_space_path,
+    builtin_spaces,
+    builtin_spaces_dir,
+    load_space,
+    parse_space,
+)
 
-SPACES = Path(__file__).resolve().parents[2] / "configs" / "spaces"
+SPACES = builtin_spaces_dir()
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -22,6 +29,27 @@ def _write(tmp_path: Path, text: str) -> Path:
 def test_shipped_spaces_fit_their_models(model: str) -> None:
     space = load_space(SPACES / f"{model}.toml")
     assert space.model == model and space.params
+
+
+def test_every_builtin_space_is_listed_named_for_its_model_and_fits_it() -> None:
+    spaces = builtin_spaces()
+    # the 14 families `warmrec auto` samples; each file is the space of the model it is named for
+    assert sorted(spaces) == sorted(p.stem for p in SPACES.glob("*.toml"))
+    assert {"sasrec", "gru4rec", "vsknn", "markov", "item2vec"} <= set(spaces)
+    for name, path in spaces.items():
+        space = load_space(path)
+        assert space.model == name and space.params, name
+        get_model(name)  # a registered model
+    # the checkout's configs/spaces is the same folder (a link), so committed commands still work
+    checkout = Path(__file__).resolve().parents[2] / "configs" / "spaces"
+    if checkout.exists():
+        assert checkout.resolve() == SPACES.resolve()
+
+
+def test_a_model_without_a_builtin_space_is_refused_with_the_list() -> None:
+    assert builtin_space_path("sasrec") == SPACES / "sasrec.toml"
+    with pytest.raises(ConfigError, match=r"'pop' has no built-in search space.*sasrec"):
+        builtin_space_path("pop")
 
 
 def test_every_kind_and_condition(tmp_path: Path) -> None:

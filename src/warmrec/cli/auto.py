@@ -49,7 +49,8 @@ def data_split_config(base: dict, sets: tuple[str, ...]) -> dict:
 
 
 @click.command(
-    epilog="Every family first runs at its defaults, then samples its space (configs/spaces/); "
+    epilog="Every family first runs at its defaults, then samples its built-in search space "
+    "(warmrec.tuning.builtin_spaces(), configs/spaces/ in a checkout); "
     "time is shared by successive halving across families on the validation metric, and the "
     "final step (test scoring, saving, the report) is inside the budget. Running the same "
     "command into the same --out after a kill resumes it and spends what is left of the budget."
@@ -81,7 +82,9 @@ def data_split_config(base: dict, sets: tuple[str, ...]) -> dict:
     help="Comma-separated subset of the portfolio (default: every family that fits the log).",
 )
 @click.option(
-    "--spaces", default=None, help="Folder of <family>.toml search spaces (configs/spaces)."
+    "--spaces",
+    default=None,
+    help="Folder of <family>.toml search spaces (default: the built-in ones).",
 )
 @click.option(
     "--address", default=None, help="Ray cluster HOST:PORT: run the steps there (same code)."

@@ -17,8 +17,9 @@ from warmrec.cli.common import (
 
 
 @click.command(
-    epilog="The space file's [model] and [train] tables name the searched settings; see "
-    "configs/spaces/. Trials are scored on validation only; the best configuration is refitted "
+    epilog="The space file's [model] and [train] tables name the searched settings; without "
+    "--space the model's built-in space is searched (shipped with the package; the same files "
+    "as configs/spaces/ in a checkout). Trials are scored on validation only; the best configuration is refitted "
     "and evaluated once on test. Running the same command into the same --out resumes, with new "
     "draws (the sampler is seeded with --seed plus the trials already run); an --out holding a "
     "search with another model, space, data, split or trainer defaults is refused (study.json)."
@@ -28,7 +29,12 @@ from warmrec.cli.common import (
 @data_options
 @click.option("--split", default=None, help="loo (default), temporal, last_session or user.")
 @resplit_option
-@click.option("--space", "space_path", required=True, help="Search space TOML file.")
+@click.option(
+    "--space",
+    "space_path",
+    default=None,
+    help="Search space TOML file (default: the model's built-in space).",
+)
 @click.option("--trials", type=int, required=True, help="Finished trials wanted in total.")
 @click.option(
     "--backend",

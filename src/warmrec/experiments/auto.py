@@ -547,15 +547,18 @@ def plan_portfolio(
 
 
 def find_spaces(spaces_dir: str | Path | None = None) -> dict[str, Any]:
-    """``{family: SearchSpace}`` from ``spaces_dir`` (default: ``configs/spaces`` of the source
-    checkout), each checked against its model; a family without a file has no space."""
-    from warmrec.tuning.space import load_space
+    """``{family: SearchSpace}`` from ``spaces_dir`` (default: the spaces shipped with the
+    package, :func:`~warmrec.tuning.space.builtin_spaces_dir`), each checked against its model;
+    a family without a file has no space."""
+    from warmrec.tuning.space import builtin_spaces_dir, load_space
 
     if spaces_dir is None:
-        here = Path(__file__).resolve().parents[3] / "configs" / "spaces"
-        if not here.is_dir():
-            return {}
-        spaces_dir = here
+        spaces_dir = builtin_spaces_dir()
+        if not spaces_dir.is_dir():
+            raise ConfigError(
+                f"the built-in search spaces are missing ({spaces_dir}): a broken install; "
+                "reinstall warmrec or give --spaces"
+            )
     d = Path(spaces_dir)
     if not d.is_dir():
         raise ConfigError(f"--spaces {spaces_dir}: expected a folder of <family>.toml files")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from warmrec.errors import ConfigError
-from warmrec.tuning.space import load_space
+from warmrec.tuning.space import builtin_space_path, load_space
 
 BACKENDS = ("optuna", "ray")
 
@@ -22,7 +22,7 @@ def run_tune(
     cfg: dict[str, Any],
     *,
     model: str | None,
-    space_path: str | Path,
+    space_path: str | Path | None = None,
     trials: int,
     out: str | Path,
     backend: str = "optuna",
@@ -45,7 +45,8 @@ def run_tune(
     earlier ``study.db`` there (:func:`~warmrec.tuning.local.check_study`), ``--address`` (Ray
     only; a cluster must answer there), the space, the overrides, the run sections, and that a
     search found in ``out`` ran with these settings (``study.json``; resuming adds trials to
-    it)."""
+    it). Without ``space_path`` the model's built-in space is searched
+    (:func:`~warmrec.tuning.space.builtin_space_path`)."""
     from warmrec.experiments.spec import SECTIONS, prepare_run, spec_from_config
     from warmrec.io import check_output
 
@@ -70,6 +71,10 @@ def run_tune(
         s: {k: v for k, v in cfg.get(s, {}).items() if not (s == "model" and k == "name")}
         for s in ("model", "train")
     }
+    if space_path is None:
+        if name is None:
+            raise ConfigError("no model: give --model (its built-in space is searched) or --space")
+        space_path = builtin_space_path(name)
     space = load_space(space_path, name, overrides=overrides)
     if backend == "ray":
         from warmrec.tuning.cluster import check_address

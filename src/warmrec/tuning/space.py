@@ -29,6 +29,12 @@ suffice). Errors are one-line :class:`~warmrec.errors.ConfigError` naming the fi
 
 :meth:`SearchSpace.suggest` samples a trial through Optuna's define-by-run API (``trial.suggest_*``);
 the same function drives Ray Tune's ``OptunaSearch``, so both backends search the same space.
+
+**Built-in spaces.** One space per model family ships inside the package
+(``warmrec/tuning/spaces/<family>.toml``; ``configs/spaces`` of the source checkout links
+there): :func:`builtin_spaces` lists them, :func:`builtin_space_path` finds one. ``warmrec tune``
+without ``--space`` searches the model's built-in space, and ``warmrec auto`` samples them, in an
+installed wheel as in a checkout.
 """
 
 from __future__ import annotations
@@ -45,6 +51,35 @@ SECTIONS = ("model", "train")
 TYPES = ("int", "float", "log", "categorical")
 DEFAULT_METRIC = "ndcg@10"
 _PARAM_KEYS = {"type", "low", "high", "step", "log", "choices", "when"}
+
+
+def builtin_spaces_dir() -> Path:
+    """The folder of the search spaces shipped with the package (``<family>.toml`` files)."""
+    from importlib.resources import files
+
+    return Path(str(files("warmrec.tuning") / "spaces"))
+
+
+def builtin_spaces() -> dict[str, Path]:
+    """``{family: path}`` of every built-in search space, sorted by family name."""
+    d = builtin_spaces_dir()
+    return {p.stem: p for p in sorted(d.glob("*.toml"))} if d.is_dir() else {}
+
+
+def builtin_space_path(model: str) -> Path:
+    """The built-in search space of ``model``.
+
+    Raises:
+        ConfigError: ``model`` has no built-in space (the message lists those that exist).
+    """
+    spaces = builtin_spaces()
+    if model not in spaces:
+        have = ", ".join(spaces) or "none (the package's spaces folder is missing)"
+        raise ConfigError(
+            f"model {model!r} has no built-in search space; give --space FILE "
+            f"(built-in spaces: {have})"
+        )
+    return spaces[model]
 
 
 @dataclass(frozen=True)
