@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,23 +173,21 @@ def scores(model, test) -> dict[str, float]:
     return out
 
 
+# the library's cold-start slices (warmrec.evaluation.slices), under this file's names
+SLICE_NAMES = {
+    "all": "all targets",
+    "returning_users": "returning learners",
+    "new_users": "new learners",
+    "new_items": "new videos",
+    "new_items_first": "new videos, first view by the learner",
+}
+
+
 def time_slices(q) -> dict[str, np.ndarray]:
     """Example indices of the time split's test set by slice."""
-    before = pl.concat([q.split.train, q.split.valid], how="vertical_relaxed")
-    known_items = set(before["item_id"].unique().to_list())
-    known_users = set(before["user_id"].unique().to_list())
-    test = q.test
-    target_ids = np.array(q.vocab.decode(test.targets), dtype=object)
-    new_item = np.array([t not in known_items for t in target_ids])
-    returning = np.array([k in known_users for k in test.keys.to_list()])
-    repeat = np.array([test.targets[j] in test.history(j) for j in range(len(test))])
-    return {
-        "all targets": np.arange(len(test)),
-        "returning learners": np.flatnonzero(returning),
-        "new learners": np.flatnonzero(~returning),
-        "new videos": np.flatnonzero(new_item),
-        "new videos, first view by the learner": np.flatnonzero(new_item & ~repeat),
-    }
+    from warmrec.evaluation.slices import cold_slices
+
+    return {SLICE_NAMES[k]: v for k, v in cold_slices(q).items()}
 
 
 def anatomy(q, slices: dict[str, np.ndarray]) -> str:

@@ -146,6 +146,12 @@ def train(
     help="full (default), sampled-uniform-N, sampled-pop-N or sampled-unseen-N (SASRec.pytorch).",
 )
 @click.option("--exclude-seen", is_flag=True, help="Never rank items already in the history.")
+@click.option(
+    "--slices",
+    is_flag=True,
+    help="Also report cold-start slices apart: returning and new users, targets on new items "
+    "(no event before the part) and their first views (warmrec.evaluation.slices).",
+)
 @click.option("--config", "config_file", default=None)
 @set_option("--set eval.exclude_seen=true")
 @click.option("--json", "as_json", is_flag=True)
@@ -163,6 +169,7 @@ def evaluate_cmd(
     metrics,
     protocol,
     exclude_seen,
+    slices,
     config_file,
     sets,
     as_json,
@@ -181,12 +188,23 @@ def evaluate_cmd(
     if ev:
         flags["eval"] = ev
     cfg = command_config(config_file, sets, flags)
-    res, info = run_evaluate(model_dir, cfg, part)
+    res, info = run_evaluate(model_dir, cfg, part, slices=slices)
+    by_slice = info.pop("slices", None)
     if as_json:
-        emit_json({**info, "protocol": res.protocol, "metrics": res.summary})
+        out = {**info, "protocol": res.protocol, "metrics": res.summary}
+        if by_slice is not None:
+            out["slices"] = {
+                k: {"n": r.n_examples, "metrics": r.summary} for k, r in by_slice.items()
+            }
+        emit_json(out)
     else:
         click.echo(f"{info['model']} on {info['n']} {part} examples ({res.protocol} ranking)")
-        click.echo(format_table(res.table))
+        if by_slice is None:
+            click.echo(format_table(res.table))
+        else:
+            from warmrec.evaluation.slices import slices_table
+
+            click.echo(format_table(slices_table(by_slice)))
 
 
 @click.command()

@@ -1,6 +1,8 @@
-"""Honest offline evaluation: full-catalogue ranking metrics, protocols, statistics."""
+"""Honest offline evaluation: full-catalogue ranking metrics, protocols, cold-start slices,
+statistics."""
 
 from warmrec.evaluation.evaluate import DEFAULT_METRICS, EvalResult, evaluate
+from warmrec.evaluation.slices import SLICES, cold_slices, evaluate_slices, slices_table
 from warmrec.evaluation.stats import (
     PairedTest,
     SeedSummary,
@@ -15,6 +17,10 @@ __all__ = [
     "evaluate",
     "EvalResult",
     "DEFAULT_METRICS",
+    "SLICES",
+    "cold_slices",
+    "evaluate_slices",
+    "slices_table",
     "bootstrap_ci",
     "paired_test",
     "PairedTest",

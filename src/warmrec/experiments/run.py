@@ -111,10 +111,16 @@ def run_transfer(
 
 
 def run_evaluate(
-    model_dir: str | Path, cfg: Mapping[str, Any] | None = None, part: str = "test"
+    model_dir: str | Path,
+    cfg: Mapping[str, Any] | None = None,
+    part: str = "test",
+    *,
+    slices: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
     """Evaluate a saved model on the ``part`` of the split it was trained with (the model's run
-    record), or on ``cfg``'s ``[data]``/``[split]``/``[eval]`` where given."""
+    record), or on ``cfg``'s ``[data]``/``[split]``/``[eval]`` where given. With ``slices``,
+    ``info["slices"]`` holds the result of every cold-start slice
+    (:func:`warmrec.evaluation.slices.cold_slices`, read from the same scoring)."""
     import time
 
     from warmrec.models.base import Recommender
@@ -128,7 +134,12 @@ def run_evaluate(
     t0 = time.perf_counter()
     res = evaluate_run(model, es, spec, prep)
     eval_s = time.perf_counter() - t0
-    return res, {"model": model.name, "part": part, "eval_s": eval_s, "n": res.n_examples}
+    info = {"model": model.name, "part": part, "eval_s": eval_s, "n": res.n_examples}
+    if slices:
+        from warmrec.evaluation.slices import cold_slices, split_result
+
+        info["slices"] = split_result(res, cold_slices(prep, part))
+    return res, info
 
 
 def saved_spec(model: Any, cfg: Mapping[str, Any] | None = None, where: str | Path = "") -> RunSpec:

@@ -1,0 +1,183 @@
+"""Cold-start slices: on a hand-made log whose returning/new users, new items and repeats are
+known, each slice holds exactly those examples and its metrics are those of that subset."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from click.testing import CliRunner
+
+from warmrec.cli.main import cli
+from warmrec.data.prepared import prepare
+from warmrec.errors import ConfigError
+from warmrec.evaluation.evaluate import evaluate
+from warmrec.evaluation.slices import (
+    SLICES,
+    cold_slices,
+    evaluate_slices,
+    slices_table,
+    subset_result,
+)
+
+# train (t < 100): users a, b on items 1-4; valid (100 <= t < 200): b on item 4, d on item 6;
+# test (t >= 200): a returns (item 5 new, then 5 again: a repeat, then 1), c is new (5, then 6:
+# 6 was first seen in valid, so it is not new for test), d (first seen in valid) returns on 1.
+ROWS = [
+    ("a", 1, 10), ("a", 2, 11), ("b", 2, 12), ("b", 3, 13), ("b", 4, 14), ("a", 3, 15),
+    ("b", 4, 110), ("d", 6, 120),
+    ("a", 5, 210), ("a", 5, 211), ("a", 1, 212), ("c", 5, 220), ("c", 6, 221), ("d", 1, 230),
+]  # fmt: skip
+
+
+def _log() -> pl.DataFrame:
+    return pl.DataFrame(
+        ROWS, schema={"user_id": pl.String, "item_id": pl.Int64, "timestamp": pl.Float64},
+        orient="row",
+    )  # fmt: skip
+
+
+@pytest.fixture
+def prep():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # few test events
+        return prepare(
+            _log(),
+            split="temporal",
+            split_options={"test_start": 200.0, "valid_start": 100.0, "drop_unseen": False},
+        )
+
+
+def _pairs(prep, idx) -> set[tuple[str, int, int]]:
+    es = prep.test
+    items = prep.vocab.decode(es.targets)
+    keys = es.keys.to_list()
+    return {(keys[j], int(items[j]), int(len(es.history(j)))) for j in idx}
+
+
+def test_each_slice_holds_exactly_its_examples(prep) -> None:
+    s = cold_slices(prep)
+    assert tuple(s) == SLICES
+    assert len(s["all"]) == len(prep.test) == 6
+    # (user, target item, history length)
+    assert _pairs(prep, s["returning_users"]) == {
+        ("a", 5, 3),
+        ("a", 5, 4),
+        ("a", 1, 5),
+        ("d", 1, 1),
+    }
+    assert _pairs(prep, s["new_users"]) == {("c", 5, 0), ("c", 6, 1)}
+    assert _pairs(prep, s["new_items"]) == {("a", 5, 3), ("a", 5, 4), ("c", 5, 0)}
+    # a's second view of 5 is a repeat (5 is in its history)
+    assert _pairs(prep, s["new_items_first"]) == {("a", 5, 3), ("c", 5, 0)}
+
+
+def test_on_the_valid_part_only_train_is_before(prep) -> None:
+    s = cold_slices(prep, "valid")
+    es = prep.valid
+    items = prep.vocab.decode(es.targets)
+    keys = es.keys.to_list()
+    assert {(keys[j], int(items[j])) for j in s["new_users"]} == {("d", 6)}
+    assert {(keys[j], int(items[j])) for j in s["new_items"]} == {("d", 6)}
+    assert {(keys[j], int(items[j])) for j in s["returning_users"]} == {("b", 4)}
+    with pytest.raises(ConfigError, match="part: expected one of test, valid, found 'train'"):
+        cold_slices(prep, "train")
+
+
+class _Fixed:
+    """Scores item 5 first, then item 1, then the rest by index (known ranks)."""
+
+    history_len = 50
+
+    def __init__(self, n_items: int, vocab) -> None:
+        self.n_items = n_items
+        self.order = [int(vocab.encode(pl.Series([5]))[0]), int(vocab.encode(pl.Series([1]))[0])]
+
+    def score(self, batch) -> torch.Tensor:
+        s = -torch.arange(self.n_items, dtype=torch.float32).repeat(len(batch), 1)
+        s[:, self.order[0]] = 100.0
+        s[:, self.order[1]] = 50.0
+        return s
+
+
+def test_slice_metrics_are_those_of_the_subset(prep) -> None:
+    model = _Fixed(prep.test.n_items, prep.vocab)
+    metrics = ["hr@1", "mrr@10", "coverage@2"]
+    res = evaluate_slices(model, prep.test, cold_slices(prep), metrics)
+    # every target on item 5 is ranked first; item 1 second
+    assert res["new_items"].summary == {"hr@1": 1.0, "mrr@10": 1.0}
+    assert res["new_items"].n_examples == 3
+    assert res["new_users"]["hr@1"] == 0.5  # c: 5 (first), 6 (not first)
+    assert res["all"]["coverage@2"] == pytest.approx(2 / (prep.test.n_items - 1))
+    for name, idx in cold_slices(prep).items():
+        direct = evaluate(model, prep.test.subset(idx), ["hr@1", "mrr@10"]).summary
+        assert res[name]["hr@1"] == direct["hr@1"] and res[name]["mrr@10"] == direct["mrr@10"]
+    table = slices_table(res)
+    assert table["slice"].to_list() == list(SLICES)
+    assert table["n"].to_list() == [6, 4, 2, 3, 2]
+    assert table.filter(pl.col("slice") == "new_users")["coverage@2"].to_list() == [None]
+    empty = subset_result(res["all"], np.array([], dtype=np.int64))
+    assert empty.n_examples == 0 and empty.summary["hr@1"] == 0.0
+
+
+def test_a_session_log_has_no_user_slices() -> None:
+    log = _log().rename({"user_id": "session_id"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prep = prepare(
+            log, split="temporal", split_options={"test_start": 200.0, "drop_unseen": False}
+        )
+    s = cold_slices(prep)
+    assert tuple(s) == ("all", "new_items", "new_items_first")
+
+
+def test_cli_evaluate_slices(tmp_path: Path) -> None:
+    p = tmp_path / "log.csv"
+    _log().write_csv(p)
+    out = tmp_path / "m"
+    runner = CliRunner()
+    args = ["train", "--model", "markov", "--data", str(p), "--split", "temporal",
+            "--set", "split.test_start=200", "--set", "split.valid_start=100",
+            "--set", "split.drop_unseen=false", "--out", str(out)]  # fmt: skip
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(cli, ["evaluate", str(out), "--slices", "--metrics", "hr@1", "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert {k: v["n"] for k, v in d["slices"].items()} == dict(
+        zip(SLICES, [6, 4, 2, 3, 2], strict=True)
+    )
+    # an ID-only model cannot rank items it never saw (ties count against it): never first
+    assert d["slices"]["new_items"]["metrics"]["hr@1"] == 0.0
+    assert d["metrics"]["hr@1"] == d["slices"]["all"]["metrics"]["hr@1"]
+    res = runner.invoke(cli, ["evaluate", str(out), "--slices", "--metrics", "hr@10"])
+    assert res.exit_code == 0, res.output
+    assert "| new_items_first | 2" in res.output
+
+
+def test_mars_time_split_slices_are_the_benchmarks() -> None:
+    """MARS cut at 2019-07-01 (valid from 2019-04-01): the slice sizes of
+    ``benchmarks/results/mars.md`` (section text-newvideo), and what the data README says: 957
+    learners first appear after the cut, a third of the test events are on new videos."""
+    from tests.conftest import require_shared
+    from warmrec.data.readers import load_interactions
+
+    inter = load_interactions(require_shared("mars"))
+    prep = prepare(
+        inter,
+        split="temporal",
+        split_options={
+            "test_start": "2019-07-01",
+            "valid_start": "2019-04-01",
+            "drop_unseen": False,
+        },
+    )
+    sizes = {k: len(v) for k, v in cold_slices(prep).items()}
+    assert sizes == dict(zip(SLICES, [8531, 1410, 7121, 2841, 1523], strict=True))
+    new_users = prep.test.keys.gather(cold_slices(prep)["new_users"]).n_unique()
+    assert new_users == 957
