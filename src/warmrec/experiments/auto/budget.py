@@ -71,6 +71,7 @@ class SearchBudget:
     def search_deadline(self) -> float:
         return self.end - self.reserve()
 
+    # -- what a step costs -----------------------------------------------------------------------
     def estimate(self, t: Trial) -> float:
         """Seconds ``t``'s next step needs at least (one epoch for a network)."""
         fam = FAMILY.get(t.family)
