@@ -1,0 +1,137 @@
+"""``warmrec auto``, 3: the budget: ``--budget`` parsed (:func:`parse_budget`), and the search's
+clock, the reserve kept for the final step and what a step is estimated to cost
+(:class:`SearchBudget`)."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+
+from warmrec.errors import ConfigError
+from warmrec.experiments.auto.plan import FAMILY, HYBRID, Trial
+
+NETWORK_START_S = 3.0
+"""The least a network's first step is expected to take (imports, optimiser set-up, one epoch)."""
+
+_BUDGET = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h)?\s*$", re.IGNORECASE)
+
+
+def parse_budget(text: str | float | int) -> float:
+    """``"10m"``, ``"90s"``, ``"1.5h"`` or a number of seconds -> seconds (> 0)."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        m = _BUDGET.match(str(text))
+        if m is None:
+            raise ConfigError(
+                f"--budget: expected a duration like 90s, 10m or 1h, found {str(text)!r}"
+            )
+        unit = (m.group(2) or "s").lower()
+        value = float(m.group(1)) * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}[unit]
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"--budget: expected a positive duration, found {text!r}")
+    return value
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
+class SearchBudget:
+    """:class:`~warmrec.experiments.auto.search.AutoSearch`'s clock and cost estimates (the
+    package docstring, Budget), a mixin: it reads the search's ``trials``, ``state``,
+    ``budget_s``, ``end``, ``t_start``, ``spent_prev``, ``n_valid`` and ``n_test`` and its
+    :meth:`~warmrec.experiments.auto.search.AutoSearch.of`."""
+
+    # -- time ------------------------------------------------------------------------------------
+    def clock(self, t: float | None = None) -> float:
+        """Seconds of the whole run (all invocations) at ``time.time()`` ``t``."""
+        return self.spent_prev + ((time.time() if t is None else t) - self.t_start)
+
+    def unit(self) -> float:
+        """The cost priors' unit: the quickest one-shot step measured so far (a fit and a
+        validation scoring; the first step of a process also pays for imports, so the
+        quickest, not the first); 1 s before any."""
+        done = [t.seconds for t in self.trials.values() if t.seconds > 0 and not t.network]
+        return max(0.02, min(done)) if done else 1.0
+
+    def test_cost(self, t: Trial) -> float:
+        """Estimated seconds to load ``t`` and score it on test."""
+        ev = t.eval_s or max((x.eval_s for x in self.trials.values()), default=0.0) or self.unit()
+        return 0.5 + ev * self.n_test / self.n_valid
+
+    def reserve(self) -> float:
+        """Seconds kept for the final step (package docstring, Budget)."""
+        evals = [self.test_cost(t) for t in self.trials.values() if t.eval_s]
+        test = max(evals, default=2.0 * self.unit())
+        return 3.0 + 0.02 * self.budget_s + 1.5 * test + 0.5 + 1.5
+
+    def search_deadline(self) -> float:
+        return self.end - self.reserve()
+
+    # -- what a step costs -----------------------------------------------------------------------
+    def estimate(self, t: Trial) -> float:
+        """Seconds ``t``'s next step needs at least (one epoch for a network)."""
+        fam = FAMILY.get(t.family)
+        if t.family == HYBRID:
+            members = [self.trials[m] for m in t.members if m in self.trials]
+            return 1.0 + 3.0 * sum(m.eval_s or self.unit() for m in members)
+        if t.network:
+            if t.epoch_s:
+                return 1.5 * t.epoch_s
+            known = [x.epoch_s for x in self.of(t.family) if x.epoch_s]
+            if known:
+                return 2.0 * max(known)
+            # a first epoch: the prior, and at least the seconds torch's optimiser set-up took
+            # here the first time (measured 2.5-6 s on the shared 2-core machine)
+            return max(NETWORK_START_S, self.unit() * (fam.prior if fam else 20.0))
+        known = [x.seconds for x in self.of(t.family) if x.seconds and x.status == "done"]
+        undecided = self.state["exclude_seen"].get(t.family) is None
+        scorings = 2.0 if t.round == 0 and t.value is None and undecided else 1.0
+        if known:
+            return max(known) * scorings
+        prior = fam.prior if fam else 5.0
+        ev = self.scoring_s()
+        if ev is None:
+            return self.unit() * prior * scorings
+        if t.family == "item2vec":
+            # it scores validation after every epoch to keep the best one: on nowplaying-1m's
+            # 121K items its defaults took 458 s (tuning_item2vec_nowplaying1m.md)
+            scorings += float(t.model.get("epochs", 10))
+        # a validation scoring costs about the same for every family (the catalogue times the
+        # examples: 8 s on nowplaying-1m's 121K items), and so does saving the model: only the
+        # fit scales by the prior
+        return scorings * ev + self.step_overhead() + self.fit_unit() * prior
+
+    def scoring_s(self) -> float | None:
+        """Seconds of the slowest one-shot validation scoring measured so far (None before
+        any)."""
+        evals = [x.eval_s for x in self.trials.values() if x.eval_s and not x.network]
+        return max(evals) if evals else None
+
+    def _one_shot_done(self) -> list[Trial]:
+        return [
+            x
+            for x in self.trials.values()
+            if x.seconds > 0 and x.eval_s and not x.network and x.family != HYBRID
+        ]
+
+    def fit_unit(self) -> float:
+        """The quickest one-shot fit measured (a step's time to the end of its fit; without
+        that, the step less its validation scorings): the unit of the fit priors."""
+        parts = [
+            x.fit_s or x.seconds - x.eval_s * (2 if x.value_other is not None else 1)
+            for x in self._one_shot_done()
+        ]
+        return max(0.02, min(parts)) if parts else self.unit()
+
+    def step_overhead(self) -> float:
+        """The least a one-shot step spent besides fitting and scoring (saving the model)."""
+        parts = [
+            x.seconds - x.fit_s - x.eval_s * (2 if x.value_other is not None else 1)
+            for x in self._one_shot_done()
+            if x.fit_s
+        ]
+        return max(0.0, min(parts)) if parts else 0.0

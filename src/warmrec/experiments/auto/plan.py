@@ -1,0 +1,296 @@
+"""``warmrec auto``'s portfolio: the families (:data:`FAMILIES`), a trial as the search and its
+state file know it (:class:`Trial`), the round-0 plan the log steers (:func:`plan_portfolio`) and
+the families' search spaces (:func:`find_spaces`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from warmrec.errors import ConfigError
+from warmrec.experiments.auto.profile import LogProfile
+
+KNN = ("itemknn", "sknn", "vsknn")
+FULL_SOFTMAX_MAX_ITEMS = 50_000
+"""Largest catalogue on which SASRec's full softmax is tried beside its sampled default."""
+NETWORKS = ("gru4rec", "narm", "sasrec", "bert4rec", "ssept", "bst")
+
+
+@dataclass(frozen=True)
+class Family:
+    """A portfolio member: a registered model name, its kind and a cost prior (in units of the
+    first step's time, Pop's fit and validation scoring), used until the family's own steps
+    are measured."""
+
+    name: str
+    kind: str
+    prior: float
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family("pop", "baseline", 1.0),
+    Family("markov", "rules", 2.0),
+    Family("sr", "rules", 2.0),
+    Family("ar", "rules", 3.0),
+    Family("itemknn", "knn", 3.0),
+    Family("sknn", "knn", 5.0),
+    Family("vsknn", "knn", 5.0),
+    Family("sessionpop", "baseline", 2.0),
+    Family("item2vec", "embedding", 30.0),
+    Family("sasrec", "network", 20.0),
+    Family("gru4rec", "network", 20.0),
+    Family("ssept", "network", 20.0),
+    Family("bst", "network", 20.0),
+    Family("narm", "network", 20.0),
+    Family("bert4rec", "network", 20.0),
+)
+"""Every family in the order of round 0: the one-shot families cheapest first, then the
+networks best first by ``benchmarks/results/neural_ml100k.md`` (SASRec, GRU4Rec, SSE-PT, BST,
+NARM, BERT4Rec), so that under a short budget the likeliest winners get their first epochs."""
+FAMILY = {f.name: f for f in FAMILIES}
+HYBRID = "hybrid"
+
+# train settings auto owns in every network trial (a space or a variant cannot set them)
+_OWNED_TRAIN = ("checkpoint_dir", "checkpoint_every", "resume", "progress", "log_path")
+
+
+@dataclass
+class Trial:
+    """One configuration of one family, as the search and ``auto_state.json`` know it."""
+
+    id: str
+    family: str
+    origin: str
+    """``defaults``, ``defaults, max_len=5`` (a data-aware variant), ``sampled`` or ``hybrid``."""
+    model: dict[str, Any] = field(default_factory=dict)
+    """The model's config keys (flat, without the name)."""
+    train: dict[str, Any] = field(default_factory=dict)
+    exclude_seen: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+    """Sampled values (``model.k``: 50, ...)."""
+    status: str = "pending"
+    """pending, running, paused (a network that can go on), done, cut, failed."""
+    value: float | None = None
+    prev_value: float | None = None
+    """The value at the step before (a network's gain per step)."""
+    valid: dict[str, float] = field(default_factory=dict)
+    ci: list[float] | None = None
+    """95 % bootstrap CI of the validation value."""
+    value_other: float | None = None
+    """The value with seen items treated the other way (defaults of logs with repeats)."""
+    epochs: int = 0
+    seconds: float = 0.0
+    """Wall seconds spent in its steps (fit, validation, saving)."""
+    eval_s: float = 0.0
+    """Seconds of its last validation scoring."""
+    fit_s: float = 0.0
+    """Seconds of its last step up to the end of fitting (imports and reading included)."""
+    epoch_s: float = 0.0
+    """Seconds of one epoch, validation included (networks)."""
+    round: int = 0
+    error: str | None = None
+    members: list[str] = field(default_factory=list)
+    weight: float | None = None
+    loss: str | None = None
+    curve: list[list[float]] = field(default_factory=list)
+    """``[search seconds, validation value]`` after each epoch or step."""
+    kept: bool = False
+    """Its model directory is in ``OUT/work/models``."""
+    steps: int = 0
+    warming: bool = False
+    """A network paused during its learning-rate warm-up (kept through the next halving)."""
+    train_exclude: bool | None = None
+    """A network's trainer setting of ``exclude_seen`` (fixed at its first step: a resumed
+    run must train as it started), while ``exclude_seen`` is how it is scored."""
+    test: dict[str, float] = field(default_factory=dict)
+    test_ci: list[float] | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Trial:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @property
+    def network(self) -> bool:
+        return self.family in NETWORKS
+
+
+@dataclass
+class Plan:
+    """The families to search, their round-0 trials and the notes on how the log steered it."""
+
+    families: list[str]
+    trials: list[Trial]
+    exclude_seen: dict[str, bool | None]
+    """Per family: True/False decided from the log, None: decided on validation."""
+    notes: list[str]
+    left_out: dict[str, str]
+
+
+def plan_portfolio(
+    profile: LogProfile, families: list[str] | None = None, *, spaces: Mapping[str, Any]
+) -> Plan:
+    """The round-0 trials of every family and the data-aware choices (package docstring)."""
+    notes: list[str] = []
+    left_out: dict[str, str] = {}
+    names = [f.name for f in FAMILIES]
+    wanted = list(names) if families is None else [f for f in names if f in set(families)]
+    # -- which families --------------------------------------------------------------------
+    r = profile.valid_target_seen_share
+    if r == 0.0 and "sessionpop" in wanted:
+        wanted.remove("sessionpop")
+        left_out["sessionpop"] = "no validation target is in its history (it ranks history items)"
+    if not profile.has_user_ids and "ssept" in wanted:
+        wanted.remove("ssept")
+        left_out["ssept"] = "the log has no users"
+    if not (profile.item_features or profile.user_features) and "bst" in wanted:
+        wanted.remove("bst")
+        left_out["bst"] = "the log has no item or user features"
+    for name, why in left_out.items():
+        notes.append(f"{name} left out: {why}")
+    # -- seen items ------------------------------------------------------------------------
+    exclude: dict[str, bool | None] = {}
+    if r == 0.0:
+        exclude = {f: True for f in wanted}
+        notes.append(
+            "no validation target is in its history (repeat share of targets 0 %): seen items "
+            "are excluded for every family (it cannot hurt)"
+        )
+    else:
+        exclude = {f: None for f in wanted}
+        notes.append(
+            f"{100 * r:.1f} % of validation targets are in their history: each family's "
+            "defaults are scored with seen items kept and excluded, and the better is kept for "
+            "that family" + (" (repeat-heavy: SessionPop is in the portfolio)" if r >= 0.3 else "")
+        )
+    # -- variants --------------------------------------------------------------------------
+    trials: list[Trial] = []
+    counter: dict[str, int] = {}
+
+    def add(fam: str, origin: str, model: dict | None = None, train: dict | None = None) -> None:
+        if fam not in wanted:
+            return
+        n = counter.get(fam, 0)
+        counter[fam] = n + 1
+        trials.append(
+            Trial(
+                id=f"{fam}-{n:03d}",
+                family=fam,
+                origin=origin,
+                model=dict(model or {}),
+                train=dict(train or {}),
+                exclude_seen=bool(exclude.get(fam) or False),
+            )
+        )
+
+    first = [f for f in wanted if f in ("pop",)]
+    if not profile.has_user_ids:
+        # session logs: the session kNNs are the strongest one-shot families in the literature
+        # and on nowplaying-1m (baselines.md), so under a short budget their defaults go first
+        first += [f for f in ("vsknn", "sknn") if f in wanted]
+        if len(first) > 1:
+            notes.append(
+                "a session log (no users): V-SKNN's and SKNN's defaults run first after Pop"
+            )
+    for fam in first + [f for f in wanted if f not in first]:
+        if fam == "gru4rec" and profile.items > 20000:
+            add(fam, "defaults, loss=bpr-max", {"loss": "bpr-max"})
+        else:
+            add(fam, "defaults")
+    basket = max(2, round(profile.events_per_time)) if profile.basket else None
+    if basket:
+        notes.append(
+            f"basket log ({100 * profile.tied_time_share:.0f} % of events share a time, "
+            f"{profile.events_per_time:.1f} events per time): the order inside a basket is "
+            f"arbitrary, so AR is also queried by the last {basket} and {2 * basket} items with "
+            "equal weights (a whole basket), and the history windows below include a basket"
+        )
+        add("ar", f"defaults, n_last={basket}", {"n_last": basket})
+        add("ar", f"defaults, n_last={2 * basket}", {"n_last": 2 * basket})
+    windows = sorted({basket or 3, 10})
+    windows = [w for w in windows if w < max(profile.length_p90, 2)]
+    if windows:
+        fams = [f for f in ("sknn", "vsknn", "sessionpop") if f in wanted]
+        if fams:
+            notes.append(
+                f"last-N vs whole history: {', '.join(fams)} also read only the last "
+                f"{' or '.join(map(str, windows))} items (90 % of sequences have at most "
+                f"{profile.length_p90:g}; the default window is 50)"
+            )
+        for fam in fams:
+            for w in windows:
+                add(fam, f"defaults, max_len={w}", {"max_len": w})
+    if profile.length_p90 > 75 and "sasrec" in wanted:
+        notes.append(
+            f"long histories (90th percentile {profile.length_p90:g} events): SASRec is also "
+            "tried reading 200 items instead of 50"
+        )
+        add("sasrec", "defaults, max_len=200", {"max_len": 200})
+    if profile.items > 5000 and "sasrec" in wanted:
+        if profile.items > 20000:
+            notes.append(
+                f"catalogue of {profile.items:,} items: SASRec's default loss is sampled "
+                "softmax (above 20,000 items)"
+                + (
+                    "; the full softmax is tried too"
+                    if profile.items <= FULL_SOFTMAX_MAX_ITEMS
+                    else f"; the full softmax is not tried (above {FULL_SOFTMAX_MAX_ITEMS:,} "
+                    "items one epoch of it takes longer than most budgets)"
+                )
+            )
+            if "gru4rec" in wanted:
+                notes.append(
+                    "GRU4Rec's defaults train with BPR-max over 2,048 sampled negatives instead "
+                    "of its full softmax (the official choice on large catalogues)"
+                )
+            if profile.items <= FULL_SOFTMAX_MAX_ITEMS:
+                add("sasrec", "defaults, loss=ce", {"loss": "ce"})
+        else:
+            notes.append(
+                f"catalogue of {profile.items:,} items: SASRec's default loss is the full "
+                "softmax (up to 20,000 items); sampled softmax is tried too"
+            )
+            add("sasrec", "defaults, loss=sampled_ce", {"loss": "sampled_ce"})
+    else:
+        notes.append(
+            f"catalogue of {profile.items:,} items: the networks train with the full softmax "
+            "(sampled softmax is tried above 5,000 items)"
+        )
+    if profile.items_seen_once_share >= 0.3 and "itemknn" in wanted:
+        notes.append(
+            f"long tail ({100 * profile.items_seen_once_share:.0f} % of items occur once): "
+            "item-kNN is also tried with strong support regularisation (lambda_ = 100)"
+        )
+        add("itemknn", "defaults, lambda_=100", {"lambda_": 100.0})
+    no_space = [f for f in wanted if f not in spaces and f != "pop"]
+    if no_space:
+        notes.append(
+            "no search space found for " + ", ".join(no_space) + ": defaults and variants only"
+        )
+    return Plan(wanted, trials, exclude, notes, left_out)
+
+
+def find_spaces(spaces_dir: str | Path | None = None) -> dict[str, Any]:
+    """``{family: SearchSpace}`` from ``spaces_dir`` (default: the spaces shipped with the
+    package, :func:`~warmrec.tuning.space.builtin_spaces_dir`), each checked against its model;
+    a family without a file has no space."""
+    from warmrec.tuning.space import builtin_spaces_dir, load_space
+
+    if spaces_dir is None:
+        spaces_dir = builtin_spaces_dir()
+        if not spaces_dir.is_dir():
+            raise ConfigError(
+                f"the built-in search spaces are missing ({spaces_dir}): a broken install; "
+                "reinstall warmrec or give --spaces"
+            )
+    d = Path(spaces_dir)
+    if not d.is_dir():
+        raise ConfigError(f"--spaces {spaces_dir}: expected a folder of <family>.toml files")
+    out = {}
+    for f in FAMILIES:
+        p = d / f"{f.name}.toml"
+        if p.is_file():
+            out[f.name] = load_space(p, f.name)
+    return out

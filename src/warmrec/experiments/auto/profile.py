@@ -1,0 +1,121 @@
+"""``warmrec auto``, 1: the log's description (:class:`LogProfile`) that steers the plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class LogProfile:
+    """What :func:`describe_log` measured (see the package docstring)."""
+
+    events: int
+    sequences: int
+    items: int
+    users: int | None
+    sequence_key: str
+    length_median: float
+    length_p90: float
+    length_max: int
+    items_seen_once_share: float
+    top1pct_share: float
+    item_gini: float
+    repeat_share: float
+    repeat_consecutive_share: float
+    tied_time_share: float
+    events_per_time: float
+    valid_examples: int
+    test_examples: int
+    valid_target_seen_share: float
+    has_user_ids: bool
+    item_features: list[str]
+    user_features: list[str]
+    split: str
+
+    @property
+    def basket(self) -> bool:
+        """Events share times often enough to call the log a basket log."""
+        return self.tied_time_share >= 0.2 and self.events_per_time >= 1.5
+
+    def lines(self) -> list[str]:
+        """The description as Markdown list items."""
+        pct = lambda x: f"{100 * x:.1f} %"  # noqa: E731
+        users = f", {self.users:,} users" if self.users else ""
+        return [
+            f"{self.events:,} events, {self.sequences:,} sequences (by {self.sequence_key})"
+            + users,
+            f"catalogue: {self.items:,} items; tail: {pct(self.items_seen_once_share)} of items "
+            f"occur once; the top 1 % of items hold {pct(self.top1pct_share)} of events "
+            f"(Gini {self.item_gini:.2f})",
+            f"lengths: median {self.length_median:g}, 90th percentile {self.length_p90:g}, "
+            f"max {self.length_max:,}",
+            f"repeats: {pct(self.repeat_share)} of events come back to an item of their "
+            f"sequence ({pct(self.repeat_consecutive_share)} the item just before); "
+            f"{pct(self.valid_target_seen_share)} of validation targets are in their history",
+            f"tied times: {pct(self.tied_time_share)} of events share the time of the event "
+            f"before them ({self.events_per_time:.2f} events per distinct time)"
+            + (" -- a basket log" if self.basket else ""),
+            f"split: {self.split} ({self.valid_examples:,} validation, "
+            f"{self.test_examples:,} test examples); users: "
+            + ("yes" if self.has_user_ids else "no")
+            + "; features: "
+            + (", ".join(self.item_features + self.user_features) or "none"),
+        ]
+
+
+def target_seen_share(eval_set: Any) -> float:
+    """Share of an :class:`~warmrec.data.dataset.EvalSet`'s targets already in their history."""
+    import numpy as np
+
+    n = len(eval_set)
+    if n == 0:
+        return 0.0
+    lens = eval_set.ends - eval_set.starts
+    owner = np.repeat(np.arange(n), lens)
+    idx = np.concatenate(
+        [np.arange(s, e) for s, e in zip(eval_set.starts, eval_set.ends)] or [np.zeros(0, int)]
+    ).astype(np.int64)
+    hit = eval_set.items[idx] == eval_set.targets[owner]
+    return float(np.bincount(owner[hit], minlength=n).astype(bool).mean())
+
+
+def describe_log(prepared: Any) -> LogProfile:
+    """Describe a prepared log (:func:`warmrec.data.stats.describe` on the whole table, plus the
+    validation part's repeat share, users and features)."""
+    from warmrec.data.schema import USER
+    from warmrec.data.stats import describe
+
+    inter = prepared.info.get("interactions")
+    frame = inter.interactions if inter is not None else prepared.frame
+    unit = getattr(inter, "time_unit", None) or "s"
+    d = describe(frame, time_unit=unit)
+    spec = prepared.info.get("spec")
+    split = spec.split.method if spec is not None else str(prepared.info.get("split", "?"))
+    cols = lambda f, key: [c for c in f.columns if c != key] if f is not None else []  # noqa: E731
+    from warmrec.data.schema import ITEM
+
+    return LogProfile(
+        events=int(d["events"]),
+        sequences=int(d["sequences"]),
+        items=int(d["items"]),
+        users=d["users"],
+        sequence_key=d["sequence_key"],
+        length_median=float(d["length_median"]),
+        length_p90=float(d["length_p90"]),
+        length_max=int(d["length_max"]),
+        items_seen_once_share=d["items_seen_once"] / max(1, d["items"]),
+        top1pct_share=float(d["item_events_top1pct_share"]),
+        item_gini=float(d["item_gini"]),
+        repeat_share=float(d["repeat_share"]),
+        repeat_consecutive_share=float(d["repeat_consecutive_share"]),
+        tied_time_share=float(d["tied_time_share"]),
+        events_per_time=float(d["events_per_time"]),
+        valid_examples=len(prepared.valid),
+        test_examples=len(prepared.test),
+        valid_target_seen_share=target_seen_share(prepared.valid),
+        has_user_ids=USER in frame.columns and prepared.user_vocab is not None,
+        item_features=cols(prepared.item_features, ITEM),
+        user_features=cols(prepared.user_features, USER),
+        split=split,
+    )

@@ -1,0 +1,373 @@
+"""``warmrec auto``, 5: the final step (:func:`finish`: the winner scored on test and saved, the
+others while time is left) and what it writes: leaderboard, trials, plot, report, summary."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from warmrec.experiments.auto.plan import FAMILIES, HYBRID, Trial
+from warmrec.experiments.auto.profile import LogProfile
+from warmrec.experiments.auto.search import AutoSearch
+from warmrec.experiments.auto.steps import _ci, warnings_quiet
+
+
+def _fmt(v: float | None, ci: list[float] | None = None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
+
+
+def _tried(trials: list[Trial]) -> str:
+    kinds = {"defaults": 0, "variants": 0, "sampled": 0, "formed": 0}
+    for t in trials:
+        if t.origin == "defaults":
+            kinds["defaults"] += 1
+        elif t.origin.startswith("defaults,"):
+            kinds["variants"] += 1
+        elif t.origin == "sampled":
+            kinds["sampled"] += 1
+        else:
+            kinds["formed"] += 1
+    states: dict[str, int] = {}
+    for t in trials:
+        states[t.status] = states.get(t.status, 0) + 1
+    what = ", ".join(f"{n} {k}" for k, n in kinds.items() if n)
+    how = ", ".join(f"{n} {k}" for k, n in sorted(states.items()))
+    return f"{what} ({how})"
+
+
+def _short(t: Trial) -> str:
+    if t.family == HYBRID:
+        return f"weight {t.weight:.1f}" if t.weight is not None else ""
+    cfg = {k.split(".", 1)[1]: v for k, v in t.params.items()} if t.params else {}
+    if not cfg and t.origin.startswith("defaults,"):
+        return t.origin.split(",", 1)[1].strip()
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in cfg.items())
+
+
+def rank_bests(bests: Iterable[Trial]) -> list[Trial]:
+    """Each family's best, best first: by validation value; on a tie a single model before a
+    hybrid (a hybrid at weight 0 or 1 ranks exactly as one of its members, and serving it would
+    score both), then the quicker."""
+    return sorted(bests, key=lambda t: (t.value, t.family != HYBRID, -t.seconds), reverse=True)
+
+
+def _plot(search: AutoSearch, path: Path, winner: Trial | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from warmrec.io import atomic_write_bytes
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fams = [f.name for f in FAMILIES] + [HYBRID]
+    colours = plt.get_cmap("tab20").colors
+    for i, fam in enumerate(fams):
+        pts = sorted(p for t in search.of(fam) for p in t.curve)
+        if not pts:
+            continue
+        xs, ys, best = [], [], -math.inf
+        for x, y in pts:
+            best = max(best, y)
+            xs.append(x)
+            ys.append(best)
+        style = "--" if fam == HYBRID else "-"
+        c = colours[(2 * i) % 20 + (2 * i) // 20]
+        ax.step(xs, ys, where="post", ls=style, lw=1.4, label=fam, color=c)
+        ax.plot(xs, ys, ".", ms=4, color=c)
+    if winner is not None:
+        ax.axhline(winner.value, color="k", lw=0.6, ls=":")
+    ax.set_xlabel("seconds since the start")
+    ax.set_ylabel(f"best validation {search.ctx.metric}")
+    ax.set_title("best validation score over time, per family")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, ncol=2, loc="lower right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> dict[str, Any]:
+    """Score the winner on test, save it, score the other families' bests on test while time is
+    left, and write the leaderboard, plot, report and summary (package docstring, Output)."""
+    from warmrec.experiments.spec import evaluate_run, record_run, save_run
+    from warmrec.io import atomic_write_text
+    from warmrec.models.base import Recommender
+    from warmrec.tuning.results import dump_toml
+
+    if search.state.get("consensus_note"):
+        plan_notes = [*plan_notes, search.state["consensus_note"]]
+
+    s = search
+    out = s.out
+    t0 = time.time()
+    s.state["phase"] = "final"
+    s.save()
+    prepared = s.ctx.prepared
+    label = s.label
+    bests = {}
+    for fam in {t.family for t in s.trials.values()}:
+        b = s.best([fam], kept=True)
+        if b is not None:
+            bests[fam] = b
+    ranked = rank_bests(bests.values())
+    winner = ranked[0] if ranked else None
+    model_dir = out / "model"
+    toml_path = out / "winner.toml"
+    for t in ranked:
+        if t is not winner and time.time() + s.test_cost(t) > s.end:
+            continue  # no time left for this one: its test column stays empty
+        model = Recommender.load(s.ctx.work / "models" / t.id)
+        spec = s.clean_spec(t)
+        with warnings_quiet():
+            res = evaluate_run(model, prepared.test, spec, prepared)
+        t.test = {k: float(v) for k, v in res.summary.items()}
+        t.test_ci = _ci(res.per_example[label])
+        if t is winner:
+            record_run(
+                model,
+                spec,
+                prepared,
+                fit_seconds=t.seconds,
+                valid=t.valid,
+                n_valid=len(prepared.valid),
+            )
+            if model.meta.run is not None and t.loss:
+                model.meta.run.loss = t.loss
+            save_run(model, model_dir)
+            head = [
+                f"# warmrec auto's pick: {t.id} ({t.origin}), validation {label} "
+                f"{t.value:.4f}, test {t.test.get(label, float('nan')):.4f}",
+                f"# `warmrec train --config {toml_path.name} --out DIR` fits it again from "
+                "scratch; the fitted model is in model/",
+            ]
+            if t.network:
+                head.append(
+                    f"# (the search trained it {t.epochs} epochs, paused and resumed by the "
+                    "scheduler; the refit trains up to train.epochs with early stopping)"
+                )
+            atomic_write_text(
+                toml_path, "\n".join(head) + "\n" + dump_toml(spec.to_config(absolute=True))
+            )
+            s.say(f"winner {t.id}: test {label} {t.test[label]:.4f}, saved to {model_dir}")
+        s.save()
+    final_s = time.time() - t0
+    # -- tables --------------------------------------------------------------------------------
+    dropped = s.state.get("dropped", {})
+    rows = []
+    for rank, t in enumerate(ranked, 1):
+        fam_trials = s.of(t.family)
+        rows.append(
+            {
+                "rank": rank,
+                "family": t.family,
+                "trial": t.id,
+                "origin": t.origin,
+                "settings": _short(t),
+                f"valid_{label}": t.value,
+                "valid_ci": t.ci,
+                f"test_{label}": t.test.get(label),
+                "test_ci": t.test_ci,
+                "valid": t.valid,
+                "test": t.test,
+                "seconds": t.seconds,
+                "family_seconds": sum(x.seconds for x in fam_trials),
+                "epochs": t.epochs,
+                "seen_items": "excluded" if t.exclude_seen else "kept",
+                "tried": _tried(fam_trials),
+                "status": dropped.get(t.family, "to the end"),
+            }
+        )
+    scored = {t.family for t in ranked}
+    for fam in s.state["families"] + [HYBRID]:
+        if fam in scored or not s.of(fam):
+            continue
+        fam_trials = s.of(fam)
+        errs = [t.error for t in fam_trials if t.error]
+        rows.append(
+            {
+                "rank": None,
+                "family": fam,
+                "trial": "-",
+                "origin": "-",
+                "settings": "",
+                f"valid_{label}": None,
+                "valid_ci": None,
+                f"test_{label}": None,
+                "test_ci": None,
+                "valid": {},
+                "test": {},
+                "seconds": 0.0,
+                "family_seconds": sum(x.seconds for x in fam_trials),
+                "epochs": 0,
+                "seen_items": "-",
+                "tried": _tried(fam_trials),
+                "status": (errs[0] if errs else dropped.get(fam, "no time")),
+            }
+        )
+    md = [
+        f"| rank | family | best trial | settings | valid {label} [95 % CI] | test {label} "
+        "[95 % CI] | best's time (s) | family's time (s) | epochs | seen items | tried | status |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        md.append(
+            "| "
+            + " | ".join(
+                [
+                    str(r["rank"] or "-"),
+                    r["family"],
+                    f"{r['trial']} ({r['origin']})" if r["trial"] != "-" else "-",
+                    r["settings"].replace("|", "/"),
+                    _fmt(r[f"valid_{label}"], r["valid_ci"]),
+                    _fmt(r[f"test_{label}"], r["test_ci"]),
+                    f"{r['seconds']:.1f}",
+                    f"{r['family_seconds']:.1f}",
+                    str(r["epochs"] or "-"),
+                    r["seen_items"],
+                    r["tried"],
+                    str(r["status"]).replace("|", "/"),
+                ]
+            )
+            + " |"
+        )
+    for fam, why in s.state.get("left_out", {}).items():
+        md.append(f"| - | {fam} | - | - | - | - | - | - | - | - | left out | {why} |")
+    table = "\n".join(md) + "\n"
+    atomic_write_text(out / "leaderboard.md", table)
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    cols = ["rank", "family", "trial", "origin", "settings", f"valid_{label}", "valid_lo"]
+    cols += ["valid_hi", f"test_{label}", "test_lo", "test_hi", "seconds", "family_seconds"]
+    cols += ["epochs", "seen_items", "tried", "status"]
+    w.writerow(cols)
+    for r in rows:
+        vci, tci = r["valid_ci"] or [None, None], r["test_ci"] or [None, None]
+        w.writerow(
+            [r["rank"], r["family"], r["trial"], r["origin"], r["settings"]]
+            + [r[f"valid_{label}"], vci[0], vci[1], r[f"test_{label}"], tci[0], tci[1]]
+            + [round(r["seconds"], 3), round(r["family_seconds"], 3), r["epochs"]]
+            + [r["seen_items"], r["tried"], r["status"]]
+        )
+    atomic_write_text(out / "leaderboard.csv", buf.getvalue())
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(
+        ["trial", "family", "origin", "status", f"valid_{label}", "seen_items", "epochs"]
+        + ["seconds", "round", "settings", "error"]
+    )
+    for t in s.trials.values():
+        w.writerow(
+            [t.id, t.family, t.origin, t.status, t.value, "excluded" if t.exclude_seen else "kept"]
+            + [t.epochs, round(t.seconds, 3), t.round, json.dumps(t.model), t.error or ""]
+        )
+    atomic_write_text(out / "trials.csv", buf.getvalue())
+    plotted = True
+    if time.time() + 2.0 < s.end + 0.02 * s.budget_s:
+        _plot(s, out / "progress.png", winner)
+    else:
+        plotted = False
+    # -- report and summary --------------------------------------------------------------------
+    elapsed = s.clock()
+    timings = dict(s.state.get("timings", {}))
+    timings.update({"final_s": final_s, "elapsed_s": elapsed})
+    load = list(s.state.get("load", []))
+    with contextlib.suppress(OSError):
+        load.append(round(__import__("os").getloadavg()[0], 2))
+    summary = {
+        "data": s.state["data"],
+        "metric": s.ctx.metric,
+        "budget_s": s.budget_s,
+        "elapsed_s": elapsed,
+        "timings": timings,
+        "load_1min": load,
+        "rounds": s.state["round"],
+        "winner": None
+        if winner is None
+        else {
+            "trial": winner.id,
+            "family": winner.family,
+            "origin": winner.origin,
+            "valid": winner.valid,
+            "valid_ci": winner.ci,
+            "test": winner.test,
+            "test_ci": winner.test_ci,
+            "seen_items": "excluded" if winner.exclude_seen else "kept",
+            "model_dir": str(model_dir),
+            "config": str(toml_path),
+        },
+        "leaderboard": rows,
+        "profile": asdict(profile),
+        "notes": plan_notes,
+        "exclusion": s.state.get("exclusion", {}),
+        "trials": len(s.trials),
+        "plot": str(out / "progress.png") if plotted else None,
+    }
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    atomic_write_text(out / "report.md", _report(s, summary, profile, plan_notes, table))
+    s.state["phase"] = "done" if winner is not None else "search"
+    s.save()
+    if winner is not None:  # a finished run is not resumed: its checkpoints can go
+        shutil.rmtree(s.ctx.work / "ckpt", ignore_errors=True)
+    return summary
+
+
+def _report(s: AutoSearch, summary: dict, profile: LogProfile, notes: list[str], table: str) -> str:
+    label = s.label
+    t = summary["timings"]
+    lines = [
+        f"# warmrec auto: {summary['data'].get('path', 'data given in Python')}",
+        "",
+        f"Budget {summary['budget_s']:.0f} s, metric {s.ctx.metric} on validation; ended after "
+        f"{summary['elapsed_s']:.1f} s (reading and describing {t.get('prepare_s', 0):.1f} s, "
+        f"final step {t.get('final_s', 0):.1f} s); {summary['rounds']} rounds, "
+        f"{summary['trials']} trials; 1-minute load average "
+        + " -> ".join(f"{x:g}" for x in summary["load_1min"])
+        + f" on {__import__('os').cpu_count()} cores.",
+        "",
+        "## The log",
+        "",
+        *[f"- {x}" for x in profile.lines()],
+        "",
+        "## How it steered the search",
+        "",
+        *[f"- {x}" for x in notes],
+    ]
+    for fam, v in sorted(summary["exclusion"].items()):
+        lines.append(
+            f"- {fam}: seen items kept {v['kept']:.4f}, excluded {v['excluded']:.4f} "
+            f"-> {'excluded' if v['excluded'] > v['kept'] else 'kept'}"
+        )
+    lines += ["", "## Leaderboard", "", table]
+    w = summary["winner"]
+    if w is None:
+        lines.append("No trial was fitted and scored within the budget.")
+    else:
+        lines += [
+            "## The pick",
+            "",
+            f"{w['trial']} ({w['origin']}): validation {label} {_fmt(w['valid'].get(label), w['valid_ci'])}, "
+            f"test {_fmt(w['test'].get(label), w['test_ci'])}; seen items {w['seen_items']}.",
+            "",
+            f"- model directory: `{w['model_dir']}`: `warmrec evaluate {w['model_dir']}`, "
+            f"`warmrec predict {w['model_dir']} --out top.csv"
+            + (" --exclude-seen`" if w["seen_items"] == "excluded" else "`")
+            + f", `warmrec serve {w['model_dir']}`"
+            + (' (requests with `"exclude_seen": true`)' if w["seen_items"] == "excluded" else ""),
+            f"- its RunSpec: `{w['config']}`",
+            "- best validation score over time per family: `progress.png`",
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,216 @@
+"""``warmrec auto``'s entry point (:func:`auto`): arguments checked, a run started or resumed from
+``OUT/auto_state.json`` (4, refused under other settings), searched and finished."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from warmrec.errors import ConfigError
+from warmrec.experiments.auto.budget import parse_budget
+from warmrec.experiments.auto.executors import LocalExecutor, RayExecutor
+from warmrec.experiments.auto.plan import FAMILIES, NETWORKS, find_spaces, plan_portfolio
+from warmrec.experiments.auto.profile import describe_log
+from warmrec.experiments.auto.report import finish
+from warmrec.experiments.auto.search import STATE, STATE_VERSION, AutoSearch
+from warmrec.experiments.auto.steps import StepContext
+
+
+def _state_args(
+    data: Any, split: Any, metric: str, families: Any, seed: int, spaces: Any
+) -> dict[str, Any]:
+    """What a resumed run must share with the first (its plan, trials and checkpoints were made
+    under them): the arguments, the search spaces' content, and the trainer defaults the
+    networks resolve (:func:`~warmrec.training.defaults.trainer_defaults_key`)."""
+    from warmrec.training.defaults import trainer_defaults_key
+
+    args = {
+        "data": data,
+        "split": split,
+        "metric": metric,
+        "families": sorted(families) if families else None,
+        "seed": seed,
+        # what the search draws from (its files' content)
+        "spaces": {name: sp.record() for name, sp in sorted(find_spaces(spaces).items())},
+        "trainer_defaults": trainer_defaults_key(),
+    }
+    return json.loads(json.dumps(args, default=str))  # as the state file reads them back
+
+
+def auto(
+    data: Any,
+    *,
+    out: str | Path,
+    budget: str | float = "10m",
+    metric: str = "ndcg@10",
+    split: str | Mapping[str, Any] | None = None,
+    families: list[str] | None = None,
+    spaces: str | Path | None = None,
+    address: str | None = None,
+    seed: int = 0,
+    progress: bool | None = None,
+    started: float | None = None,
+) -> dict[str, Any]:
+    """Choose a recommender for a log within a wall-clock budget (see the package docstring).
+
+    ``data``: a path (file, folder or dataset name), a ``[data]`` table (path and read options),
+    or a canonical table / :class:`~warmrec.data.readers.Interactions` in memory (local runs
+    only; the saved model then records no data source). ``split``: a method name or a
+    ``[split]`` table (default: the default split policy). ``families``: a subset of
+    :data:`FAMILIES` (default all that fit the log). ``spaces``: a folder of
+    ``<family>.toml`` search spaces (default ``configs/spaces``). ``address``: ``HOST:PORT`` of
+    a Ray cluster (or ``"local"`` for Ray on this machine). ``progress``: a line per step on
+    stderr (default: when stderr is a terminal). ``started``: ``time.time()`` the budget counts
+    from (default now; the CLI passes its own start).
+
+    Returns the summary also written to ``OUT/summary.json``; the winner is in ``OUT/model``."""
+    t_start = time.time() if started is None else float(started)
+    budget_s = parse_budget(budget)
+    from warmrec.evaluation.metrics import RANK_METRICS, parse_metric
+    from warmrec.experiments.spec import prepare_run, spec_from_config
+    from warmrec.io import check_output
+
+    m = parse_metric(metric)
+    if m.name not in RANK_METRICS:
+        raise ConfigError(
+            f"--metric: expected a rank metric ({', '.join(RANK_METRICS)}) at a cut-off, "
+            f"found {metric!r}"
+        )
+    metric = m.label
+    if families is not None:
+        names = [f.name for f in FAMILIES]
+        bad = [f for f in families if f not in names]
+        if bad or not families:
+            raise ConfigError(
+                f"--families: expected names among {', '.join(names)}, found "
+                f"{', '.join(bad) if bad else 'none'}"
+            )
+    out = check_output(out, kind="dir")
+    frame = None
+    if isinstance(data, (str, Path)):
+        data_cfg: dict[str, Any] | None = {"path": str(data)}
+    elif isinstance(data, Mapping):
+        data_cfg = dict(data)
+    else:
+        data_cfg, frame = None, data
+        if address is not None:
+            raise ConfigError(
+                "--address: a Ray cluster reads the log from a path; give data as a path"
+            )
+    split_cfg = {"method": split} if isinstance(split, str) else dict(split or {})
+    base_cfg: dict[str, Any] = {"split": split_cfg}
+    if data_cfg is not None:
+        base_cfg["data"] = data_cfg
+    base_spec = spec_from_config(base_cfg)
+    args = _state_args(data_cfg or {"in_memory": True}, split_cfg, metric, families, seed, spaces)
+    state_path = out / STATE
+    state: dict[str, Any] | None = None
+    if state_path.exists():
+        try:
+            state = json.loads(state_path.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(
+                f"{state_path}: not a readable auto state ({e}); move it away or choose "
+                "another --out"
+            ) from None
+        if state.get("version") != STATE_VERSION:
+            raise ConfigError(
+                f"{state_path}: auto state version {state.get('version')!r}, expected "
+                f"{STATE_VERSION}; choose another --out"
+            )
+        old = state.get("args", {})
+        diff = [k for k in args if old.get(k) != args[k]]
+        if diff:
+            k = diff[0]
+            was, now = repr(old.get(k)), repr(args[k])
+            what = f"{k} {was} there, {now} now" if len(was + now) <= 120 else f"{k} differ"
+            raise ConfigError(
+                f"--out {out}: holds an auto run with other settings ({what}); use the same "
+                "settings to resume it, or another --out"
+            )
+        if state.get("phase") == "done" and (out / "summary.json").exists():
+            return json.loads((out / "summary.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    work = out / "work"
+    prepared = prepare_run(base_spec, data=frame)
+    base = prepared.info["spec"]
+    profile = describe_log(prepared)
+    space_map = find_spaces(spaces)
+    if state is None:
+        plan = plan_portfolio(profile, families, spaces=space_map)
+        state = {
+            "version": STATE_VERSION,
+            "args": args,
+            "data": data_cfg or {},
+            "phase": "search",
+            "spent_s": 0.0,
+            "round": 0,
+            "families": plan.families,
+            "alive": list(plan.families),
+            "dropped": {},
+            "left_out": plan.left_out,
+            "exclude_seen": plan.exclude_seen,
+            "notes": plan.notes,
+            "hybrid_pair": None,
+            "trials": [asdict(t) for t in plan.trials],
+            "timings": {},
+            "load": [],
+            "invocations": 0,
+        }
+    else:
+        for t in state["trials"]:  # what a kill interrupted runs again (a network resumes)
+            if t["status"] == "running":
+                t["status"] = (
+                    "paused" if (t["family"] in NETWORKS and t.get("value")) else "pending"
+                )
+    state["invocations"] = int(state.get("invocations", 0)) + 1
+    with contextlib.suppress(OSError):
+        state.setdefault("load", []).append(round(__import__("os").getloadavg()[0], 2))
+    show = bool(getattr(sys.stderr, "isatty", lambda: False)()) if progress is None else progress
+    ctx = StepContext(prepared, base, work, metric)
+    if address is not None:
+        executor: Any = RayExecutor(address, base.to_config(absolute=True), work, metric)
+    else:
+        executor = LocalExecutor(ctx)
+    try:
+        search = AutoSearch(
+            out=out,
+            ctx=ctx,
+            state=state,
+            spaces=space_map,
+            executor=executor,
+            budget_s=budget_s,
+            t_start=t_start,
+            progress=show,
+            seed=seed,
+        )
+        if state["invocations"] == 1:
+            for line in profile.lines():
+                search.say(f"log: {line}")
+            for note in state["notes"]:
+                search.say(f"plan: {note}")
+        else:
+            search.say(
+                f"resuming: {sum(t.value is not None for t in search.trials.values())} trials "
+                f"scored, {search.spent_prev:.0f} s of {budget_s:.0f} s spent"
+            )
+        if state["invocations"] == 1:
+            state["timings"] = {"prepare_s": time.time() - t_start}
+        search.save()
+        search.run()
+        summary = finish(search, state["notes"], profile)
+    finally:
+        executor.close()
+    if summary["winner"] is None:
+        raise ConfigError(
+            f"--budget {budget}: no model was fitted and scored within the budget (starting, "
+            f"reading and describing the log took {state['timings'].get('prepare_s', 0):.1f} "
+            "s); give more time"
+        )
+    return summary

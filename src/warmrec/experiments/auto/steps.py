@@ -1,0 +1,278 @@
+"""``warmrec auto``: one step of a trial (:func:`run_step`: a fit, or the hybrid formed from two
+saved members), the same on every executor, and the deadline that cuts it."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from warmrec.errors import WarmrecError
+from warmrec.experiments.auto.plan import _OWNED_TRAIN, HYBRID, NETWORKS
+
+BOOT = 2000
+"""Bootstrap replicates of every confidence interval."""
+
+
+class _Deadline(Exception):
+    """The search's deadline came in the middle of a step."""
+
+
+class _DeadlineData:
+    """A model's training data whose epochs end (raising :class:`_Deadline`) at a deadline."""
+
+    def __init__(self, data: Any, deadline: float) -> None:
+        self._data = data
+        self._deadline = deadline
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._data, name)
+
+    def batches(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        for batch in self._data.batches(*args, **kwargs):
+            if time.time() >= self._deadline:
+                raise _Deadline
+            yield batch
+
+
+def _deadline_hooks(deadline: float) -> Any:
+    from warmrec.training.loop import LoopHooks
+
+    class _DeadlineHooks(LoopHooks):
+        """Cuts an epoch that runs into the search's deadline (the trial keeps its last
+        checkpoint: the epoch is lost, the budget holds)."""
+
+        def wrap_data(self, data: Any) -> Any:
+            return _DeadlineData(data, deadline)
+
+    return _DeadlineHooks()
+
+
+@dataclass
+class StepContext:
+    """What a step needs: the prepared data, the search's base spec, the work folder."""
+
+    prepared: Any
+    base: Any
+    work: Path
+    metric: str
+
+    def spec(self, family: str, model: dict, train: dict, exclude_seen: bool) -> Any:
+        from warmrec.tuning.trial import eval_metrics
+
+        cfg = self.base.to_config()
+        cfg["model"] = {"name": family, **model}
+        cfg["train"] = dict(train)
+        cfg["eval"] = {"metrics": eval_metrics(self.metric), "exclude_seen": exclude_seen}
+        from warmrec.experiments.spec import spec_from_config
+
+        return spec_from_config(cfg)
+
+
+def _label(metric: str) -> str:
+    from warmrec.evaluation.metrics import parse_metric
+
+    return parse_metric(metric).label
+
+
+def _ci(values: Any) -> list[float] | None:
+    from warmrec.evaluation.stats import bootstrap_ci
+
+    try:
+        _, lo, hi = bootstrap_ci(values, n_boot=BOOT, seed=0)
+    except WarmrecError:
+        return None
+    return [lo, hi]
+
+
+def _score(ctx: StepContext, model: Any, spec: Any, part: str = "valid") -> tuple[Any, float]:
+    from warmrec.experiments.spec import evaluate_run
+
+    t0 = time.perf_counter()
+    res = evaluate_run(model, getattr(ctx.prepared, part), spec, ctx.prepared)
+    return res, time.perf_counter() - t0
+
+
+def network_train(
+    train: Mapping[str, Any], ckpt: Path, metric: str, exclude_seen: bool, every: int = 5
+) -> dict:
+    """A network trial's ``[train]``: the trial's settings plus what auto owns (a checkpoint
+    written at every pause and every ``every`` epochs, resumed at every step, selection on the
+    search metric)."""
+    out = {k: v for k, v in train.items() if k not in _OWNED_TRAIN}
+    out.update(
+        checkpoint_dir=str(ckpt),
+        checkpoint_every=max(1, int(every)),
+        resume=True,
+        progress=False,
+        valid_metric=metric,
+        exclude_seen=exclude_seen,
+    )
+    return out
+
+
+def run_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one step of a trial and return its outcome (plain JSON-able values).
+
+    ``step``: ``trial``, ``family``, ``kind`` (``fit`` or ``hybrid``), ``model``, ``train``,
+    ``exclude_seen``, ``eval_both`` (also score with seen items treated the other way),
+    ``spent`` (the trial's seconds so far), ``allowance`` (seconds it may reach in this step),
+    ``deadline`` (``time.time()`` at which the search ends), ``members`` (hybrid)."""
+    t0 = time.time()
+    base = {"trial": step["trial"], "family": step["family"]}
+    try:
+        if step["kind"] == "hybrid":
+            out = _hybrid_step(ctx, step)
+        else:
+            out = _fit_step(ctx, step, t0)
+    except _Deadline:
+        out = {"status": "cut"}
+    except Exception as e:  # noqa: BLE001 - one family failing on a log must not end the search
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        out = {"status": "failed", "error": f"{type(e).__name__}: {msg}"[:300]}
+    out.update(base)
+    out["seconds"] = time.time() - t0
+    return out
+
+
+def _fit_step(ctx: StepContext, step: Mapping[str, Any], t0: float) -> dict[str, Any]:
+    from warmrec.experiments.spec import fit_run, save_run
+    from warmrec.training.loop import PAUSE
+
+    fam = step["family"]
+    neural = fam in NETWORKS
+    ex = bool(step["exclude_seen"])
+    train = dict(step["train"])
+    ckpt = ctx.work / "ckpt" / step["trial"]
+    if neural:
+        train_ex = step.get("train_exclude")
+        ex_t = ex if train_ex is None else bool(train_ex)
+        train = network_train(train, ckpt, ctx.metric, ex_t, step.get("checkpoint_every", 5))
+    spec = ctx.spec(fam, step["model"], train, ex)
+    deadline = float(step["deadline"])
+    label = _label(ctx.metric)
+    curve: list[list[float]] = []
+    callbacks: list[Callable[..., Any]] = []
+    hooks = None
+    if neural:
+        spent, allowance = float(step["spent"]), float(step["allowance"])
+        base_lr = float(spec.trainer().lr)
+
+        def on_epoch(epoch: int, record: dict[str, Any], model: Any) -> Any:
+            now = time.time()
+            v = record.get(f"valid_{label}")
+            if v is not None:
+                curve.append([float(epoch), float(v), now])
+            last = float(record.get("train_seconds", 0.0)) + float(record.get("eval_seconds", 0.0))
+            if now + 1.1 * last >= deadline:
+                return PAUSE  # the next epoch would not end before the deadline
+            used = spent + (now - t0)
+            # a network is not judged during its learning-rate warm-up (SASRec's 200 steps
+            # are 10 epochs of a small log), unless it has used 3x its allowance
+            warm = float(record.get("lr", base_lr)) >= 0.9 * base_lr
+            if used >= allowance and (warm or used >= 3 * allowance):
+                return PAUSE
+            return None
+
+        callbacks = [on_epoch]
+        hooks = _deadline_hooks(deadline)
+    elif fam == "item2vec":
+
+        def on_i2v_epoch(epoch: int, record: dict[str, Any], model: Any) -> None:
+            if time.time() >= deadline:
+                raise _Deadline
+
+        callbacks = [on_i2v_epoch]
+    with warnings_quiet():
+        model = fit_run(spec, ctx.prepared, callbacks=callbacks, hooks=hooks, evaluate_valid=False)
+    fit_s = time.time() - t0
+    out: dict[str, Any] = {"fit_s": fit_s, "curve": curve}
+    result = getattr(model, "train_result", None)
+    if neural and result is not None:
+        out["status"] = "paused" if result.paused else "done"
+        out["epochs"] = result.epochs_run
+        out["loss"] = result.extra.get("loss")
+        if result.history:  # still in its learning-rate warm-up: not yet comparable
+            out["warming"] = float(result.history[-1].get("lr", 0.0)) < 0.9 * float(
+                spec.trainer().lr
+            )
+        if result.history:
+            secs = [
+                h.get("train_seconds", 0.0) + h.get("eval_seconds", 0.0) for h in result.history
+            ]
+            out["epoch_s"] = float(sum(secs[-3:]) / len(secs[-3:]))
+    else:
+        out["status"] = "done"
+        out["epochs"] = 0
+    if neural and time.time() >= deadline and result is not None:
+        # past the deadline: the loop's own validation of the best epoch is the value
+        out["value"] = None if math.isnan(result.best_metric) else float(result.best_metric)
+        out["valid"] = {label: out["value"]} if out["value"] is not None else {}
+    else:
+        res, eval_s = _score(ctx, model, spec)
+        out["value"] = float(res.summary[label])
+        out["valid"] = {k: float(v) for k, v in res.summary.items()}
+        out["ci"] = _ci(res.per_example[label])
+        out["eval_s"] = eval_s
+        if step.get("eval_both"):
+            other = ctx.spec(fam, step["model"], train, not ex)
+            res2, _ = _score(ctx, model, other)
+            out["value_other"] = float(res2.summary[label])
+            out["valid_other"] = {k: float(v) for k, v in res2.summary.items()}
+            out["ci_other"] = _ci(res2.per_example[label])
+    if out.get("value") is not None:
+        save_run(model, ctx.work / "models" / step["trial"])
+        out["kept"] = True
+    return out
+
+
+def _hybrid_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]:
+    from warmrec.experiments.spec import record_run, save_run
+    from warmrec.models.base import Recommender
+    from warmrec.models.hybrid import Hybrid
+
+    knn_id, net_id = step["members"]
+    t0 = time.time()
+    knn = Recommender.load(ctx.work / "models" / knn_id)
+    net = Recommender.load(ctx.work / "models" / net_id)
+    label = _label(ctx.metric)
+    model = Hybrid.from_members(net, knn, select_metric=label)
+    model.fit(ctx.prepared.train, ctx.prepared.valid)
+    # the spec names the members by what differs from their defaults (as their own trials do)
+    cfg = {**step["model"], "weight": model.weight_}
+    ex = bool(step["exclude_seen"])
+    spec = ctx.spec(HYBRID, cfg, dict(step.get("train") or {}), ex)
+    record_run(model, spec, ctx.prepared, fit_seconds=time.time() - t0)
+    res, eval_s = _score(ctx, model, spec)
+    out: dict[str, Any] = {
+        "status": "done",
+        "value": float(res.summary[label]),
+        "valid": {k: float(v) for k, v in res.summary.items()},
+        "ci": _ci(res.per_example[label]),
+        "eval_s": eval_s,
+        "fit_s": time.time() - t0,
+        "weight": model.weight_,
+        "model": cfg,
+    }
+    if step.get("eval_both"):
+        res2, _ = _score(ctx, model, ctx.spec(HYBRID, cfg, dict(step.get("train") or {}), not ex))
+        out["value_other"] = float(res2.summary[label])
+        out["valid_other"] = {k: float(v) for k, v in res2.summary.items()}
+        out["ci_other"] = _ci(res2.per_example[label])
+    save_run(model, ctx.work / "models" / step["trial"])
+    out["kept"] = True
+    return out
+
+
+@contextlib.contextmanager
+def warnings_quiet() -> Iterator[None]:
+    """Resume notices and similar warnings of every step stay out of the progress lines."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield

@@ -1,0 +1,1 @@
+"""Tests of warmrec.experiments.auto."""

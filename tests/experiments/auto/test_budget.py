@@ -1,0 +1,48 @@
+"""``warmrec auto``'s budget: ``--budget`` parsed, a first step's cost estimated."""
+
+from __future__ import annotations
+
+import pytest
+
+from warmrec.errors import ConfigError
+from warmrec.experiments.auto import (
+    AutoSearch,
+    Trial,
+    auto,
+    parse_budget,
+)
+
+
+def test_parse_budget():
+    import warmrec
+
+    assert warmrec.auto is auto  # the public API exports it
+    assert parse_budget("90s") == 90 and parse_budget("10m") == 600 and parse_budget("1.5h") == 5400
+    assert parse_budget(12) == 12 and parse_budget("45") == 45
+    for bad in ("10q", "-1m", "0", "m"):
+        with pytest.raises(ConfigError, match="--budget"):
+            parse_budget(bad)
+
+
+def test_a_first_step_estimate_counts_scorings_apart_from_the_fit():
+    """Scoring a large catalogue costs every family about the same: Pop's first step (27.2 s,
+    two 7.86 s scorings) puts Markov's defaults (fit prior 2) at 2 x 7.86 + 2 x 11.48 s, not at
+    2 x 2 x 27.2 s, which no 2-minute budget admitted after Pop on nowplaying-1m."""
+    s = AutoSearch.__new__(AutoSearch)
+    pop = Trial("pop-000", "pop", "defaults", status="done", value=0.02, value_other=0.01)
+    pop.seconds, pop.eval_s = 27.2, 7.86
+    markov = Trial("markov-000", "markov", "defaults")
+    s.trials = {t.id: t for t in (pop, markov)}
+    s.state = {"exclude_seen": {"pop": False, "markov": None}}
+    assert s.estimate(markov) == pytest.approx(2 * 7.86 + 2 * (27.2 - 2 * 7.86))
+    pop.fit_s = 3.0  # with its fit timed apart: imports and fit 3 s, saving the rest
+    assert s.estimate(markov) == pytest.approx(2 * 7.86 + (27.2 - 3.0 - 2 * 7.86) + 2 * 3.0)
+    pop.fit_s = 0.0
+    markov.status, markov.seconds, markov.value, markov.round = "done", 9.0, 0.05, 1
+    sampled = Trial("markov-001", "markov", "sampled", round=1)
+    s.trials[sampled.id] = sampled
+    assert s.estimate(sampled) == pytest.approx(9.0)  # its family's own steps, one scoring
+    sr = Trial("sr-000", "sr", "defaults")
+    s.trials[sr.id] = sr
+    s.state["exclude_seen"]["sr"] = False  # decided by the first families' consensus
+    assert s.estimate(sr) == pytest.approx(7.86 + 2 * (27.2 - 2 * 7.86))

@@ -1,0 +1,40 @@
+"""``warmrec auto``'s executors: the same steps run in Ray actors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from warmrec.experiments.auto import (
+    auto,
+)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray at a time under --dist loadgroup
+def test_the_same_steps_run_in_ray_actors(logs, tmp_path):
+    pytest.importorskip("ray")
+    res = auto(
+        logs["repeats"],
+        out=tmp_path,
+        budget=45,
+        families=["pop", "markov", "sessionpop"],
+        address="local",
+        progress=False,
+    )
+    assert res["elapsed_s"] <= 45
+    state = json.loads((tmp_path / "auto_state.json").read_text())
+    scored = [t for t in state["trials"] if t["value"] is not None]
+    assert len(scored) >= 5
+    # the repeat-heavy log's best family wins whenever it was scored (on a loaded machine the
+    # actors may not reach it within the budget: then the best of those scored wins)
+    best = max(scored, key=lambda t: t["value"])
+    assert res["winner"]["family"] == best["family"]
+    if any(t["family"] == "sessionpop" for t in scored):
+        assert res["winner"]["family"] == "sessionpop"
+    # the actors wrote into the shared folder: each family's best model, nothing else
+    kept = {t["id"] for t in state["trials"] if t["kept"]}
+    assert kept == set(os.listdir(tmp_path / "work" / "models"))
+    assert res["winner"]["trial"] in kept

@@ -1,0 +1,68 @@
+"""``warmrec auto``'s plan: the log's description and the round-0 trials it steers."""
+
+from __future__ import annotations
+
+from tests.conftest import cyclic_log
+from tests.experiments.auto.conftest import prepare_log
+from warmrec.experiments.auto import (
+    describe_log,
+    find_spaces,
+    plan_portfolio,
+)
+from warmrec.experiments.spec import (
+    prepare_run,
+    spec_from_config,
+)
+
+
+def test_the_log_steers_the_plan(logs):
+    spaces = find_spaces()
+    basket = describe_log(prepare_log(logs["baskets"]))
+    assert basket.basket and basket.tied_time_share > 0.7 and basket.events_per_time > 4
+    plan = plan_portfolio(basket, spaces=spaces)
+    origins = {t.id: t.origin for t in plan.trials}
+    assert "defaults, n_last=5" in origins.values()  # AR queried by a whole basket
+    assert any("basket log" in n for n in plan.notes)
+    assert plan.exclude_seen["vsknn"] is None  # some targets repeat: decided on validation
+    assert "ssept" in plan.families and "bst" not in plan.families  # users, no features
+
+    rep = describe_log(prepare_log(logs["repeats"]))
+    assert not rep.basket and rep.valid_target_seen_share > 0.5
+    plan = plan_portfolio(rep, spaces=spaces)
+    assert "sessionpop" in plan.families
+    assert any("repeat-heavy" in n for n in plan.notes)
+    windows = [t.model.get("max_len") for t in plan.trials if t.family == "sessionpop"]
+    assert windows == [None, 3, 10]  # the defaults (50), then last-N
+
+    # no repeats at all: seen items excluded everywhere, SessionPop left out
+    prep = prepare_run(spec_from_config({}), data=cyclic_log(n_sessions=150, length=6))
+    clean = describe_log(prep)
+    assert clean.valid_target_seen_share == 0.0 and not clean.has_user_ids
+    plan = plan_portfolio(clean, ["pop", "sessionpop", "ssept", "sr"], spaces=spaces)
+    assert plan.families == ["pop", "sr"]
+    assert plan.exclude_seen == {"pop": True, "sr": True}
+    assert set(plan.left_out) == {"sessionpop", "ssept"}
+
+
+def test_a_large_catalogue_gets_sampled_losses_only(logs):
+    """nowplaying-1m's 121K items: no full-softmax SASRec variant, GRU4Rec's defaults on BPR-max
+    (its full softmax takes most of a 10-minute budget per epoch); 30K items: the full softmax
+    is still tried beside SASRec's sampled default."""
+    import dataclasses
+
+    spaces = find_spaces()
+    base = describe_log(prepare_log(logs["repeats"]))
+
+    def plan(items: int) -> dict[str, list]:
+        p = plan_portfolio(dataclasses.replace(base, items=items), spaces=spaces)
+        out: dict[str, list] = {}
+        for t in p.trials:
+            out.setdefault(t.family, []).append(t.model.get("loss"))
+        return out
+
+    big = plan(121_206)
+    assert "ce" not in big["sasrec"] and big["gru4rec"] == ["bpr-max"]
+    mid = plan(30_000)
+    assert mid["sasrec"].count("ce") == 1 and mid["gru4rec"] == ["bpr-max"]
+    small = plan(369)
+    assert "ce" not in small["sasrec"] and small["gru4rec"] == [None]

@@ -1,0 +1,158 @@
+"""``warmrec auto``'s entry point: the pick on logs with a known answer within the budget, another
+run's folder refused, resuming after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.experiments.auto.conftest import prepare_log
+from warmrec.errors import ConfigError
+from warmrec.experiments.auto import (
+    auto,
+)
+from warmrec.experiments.spec import (
+    evaluate_model,
+    fit_model,
+    spec_from_config,
+)
+from warmrec.models.base import Recommender
+
+ONE_SHOT = ["pop", "markov", "sr", "ar", "itemknn", "sknn", "vsknn", "sessionpop"]
+SRC = Path(__file__).resolve().parents[3] / "src"
+
+
+def _default_tests(path: Path, families: list[str]) -> dict[str, float]:
+    """Test NDCG@10 of every family at warmrec's defaults (seen items kept, the default)."""
+    prep = prepare_log(path)
+    out = {}
+    for fam in families:
+        model = fit_model(fam, prep)
+        out[fam] = evaluate_model(model, prep.test, prep, metrics=["ndcg@10"])["ndcg@10"]
+    return out
+
+
+@pytest.mark.parametrize("log", ["baskets", "repeats"])
+def test_the_pick_beats_every_familys_defaults_within_the_budget(logs, log, tmp_path):
+    budget = 14.0
+    t0 = time.time()
+    res = auto(logs[log], out=tmp_path / "auto", budget=budget, families=ONE_SHOT, progress=False)
+    wall = time.time() - t0
+    assert wall <= 1.05 * budget, f"{wall:.1f} s for a {budget} s budget"
+    w = res["winner"]
+    defaults = _default_tests(logs[log], ONE_SHOT)
+    best = max(defaults, key=defaults.get)
+    assert w["test"]["ndcg@10"] > defaults[best], (w, defaults)
+    if log == "baskets":
+        assert w["seen_items"] == "excluded"  # the data-aware choice that wins there
+    else:
+        assert w["seen_items"] == "kept" and w["family"] == "sessionpop"
+    # the winner is an ordinary model directory whose record rebuilds its run
+    model = Recommender.load(w["model_dir"])
+    assert model.meta.run.spec["eval"]["exclude_seen"] == (w["seen_items"] == "excluded")
+    out = tmp_path / "auto"
+    for name in ("leaderboard.md", "leaderboard.csv", "trials.csv", "report.md", "winner.toml"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "progress.png").read_bytes()[:4] == b"\x89PNG"
+    board = pl.read_csv(out / "leaderboard.csv")
+    assert board["family"][0] == w["family"] and board["rank"][0] == 1
+    assert (board["valid_lo"] <= board["valid_ndcg@10"]).all()
+    report = (out / "report.md").read_text()
+    assert "## How it steered the search" in report and "## The log" in report
+    spec = spec_from_config(
+        {k: v for k, v in __import__("tomllib").loads((out / "winner.toml").read_text()).items()}
+    )
+    assert spec.model.name == w["family"]
+    # a second run into the same folder finds it done and returns its summary
+    again = auto(logs[log], out=out, budget=budget, families=ONE_SHOT, progress=False)
+    assert again["winner"]["trial"] == w["trial"]
+
+
+def test_another_run_into_the_same_folder_is_refused(logs, tmp_path, capsys):
+    auto(logs["repeats"], out=tmp_path, budget=10, families=["pop", "markov"], progress=True)
+    err = capsys.readouterr().err  # progress: the log, the plan, a line per step, the winner
+    assert "log: catalogue:" in err and "plan: " in err and "round 0: the defaults" in err
+    assert "markov-000 (defaults): ndcg@10" in err and "winner " in err
+    with pytest.raises(ConfigError, match="holds an auto run with other settings"):
+        auto(logs["repeats"], out=tmp_path, budget=10, families=["pop", "sr"], progress=False)
+    # its plan and trials were drawn from these spaces under these trainer defaults
+    spaces = tmp_path.parent / f"{tmp_path.name}-spaces"
+    spaces.mkdir()
+    (spaces / "markov.toml").write_text(
+        (Path("configs/spaces/markov.toml")).read_text().replace("500", "50")
+    )
+    with pytest.raises(ConfigError, match=r"other settings \(spaces differ\)"):
+        auto(logs["repeats"], out=tmp_path, budget=10, families=["pop", "markov"],
+             spaces=spaces, progress=False)  # fmt: skip
+    from warmrec.models.sasrec import SASRec
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SASRec, "default_trainer", {**SASRec.default_trainer, "patience": 7})
+        with pytest.raises(ConfigError, match=r"other settings \(trainer_defaults "):
+            auto(logs["repeats"], out=tmp_path, budget=10, families=["pop", "markov"],
+                 progress=False)  # fmt: skip
+    with pytest.raises(ConfigError, match="--metric"):
+        auto(logs["repeats"], out=tmp_path / "x", budget=6, metric="coverage@10")
+    with pytest.raises(ConfigError, match="--families"):
+        auto(logs["repeats"], out=tmp_path / "x", budget=6, families=["sasrec", "nope"])
+
+
+@pytest.mark.slow
+def test_resumes_after_a_kill(logs, tmp_path):
+    """Killed mid-search: the rerun keeps every scored trial, resumes the paused network from
+    its checkpoint and spends only what is left of the budget."""
+    out = tmp_path / "auto"
+    fams = ["pop", "markov", "sr", "gru4rec"]
+    code = (
+        "from warmrec.experiments.auto import auto\n"
+        f"auto({str(logs['repeats'])!r}, out={str(out)!r}, budget=60, families={fams!r}, "
+        "progress=False)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    state_path = out / "auto_state.json"
+    before = None
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            time.sleep(0.1)
+            if not state_path.exists():
+                continue
+            try:
+                state = json.loads(state_path.read_text())
+            except ValueError:
+                continue
+            paused = [t for t in state["trials"] if t["status"] == "paused"]
+            if paused and sum(t["value"] is not None for t in state["trials"]) >= 4:
+                before = state
+                break
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert before is not None, "the search never paused a network"
+    t0 = time.time()  # the same command again (a fresh process, as a user reruns it)
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+    wall = time.time() - t0
+    res = json.loads((out / "summary.json").read_text())
+    after = {t["id"]: t for t in json.loads(state_path.read_text())["trials"]}
+    assert json.loads(state_path.read_text())["invocations"] == 2
+    for t in before["trials"]:
+        if t["value"] is not None and t["family"] != "gru4rec":
+            assert after[t["id"]]["value"] == t["value"]  # not run again
+            assert after[t["id"]]["steps"] == t["steps"]
+    paused = [t for t in before["trials"] if t["status"] == "paused"]
+    # (the halving goes on with the better half of them): one went on from its checkpoint
+    went = [
+        (t["id"], t["epochs"], after[t["id"]]["epochs"], after[t["id"]]["status"]) for t in paused
+    ]
+    assert any(a > b for _, b, a, _ in went), (went, before["round"], before["spent_s"])
+    assert wall <= 60 - before["spent_s"] + 0.05 * 60 + 2.0  # what was left (+ start-up)
+    assert res["winner"] is not None

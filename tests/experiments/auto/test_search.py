@@ -1,0 +1,104 @@
+"""``warmrec auto``'s search: seen items decided by consensus, a step admitted within the time left,
+the hybrid formed again when its network trained on."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from warmrec.experiments.auto import (
+    AutoSearch,
+    Trial,
+)
+
+
+def test_the_first_families_agreeing_on_seen_items_spare_the_rest_a_scoring():
+    s = AutoSearch.__new__(AutoSearch)
+    s.progress = False
+    s.trials, s.state = {}, {"exclude_seen": {}}
+    for i, fam in enumerate(["pop", "vsknn", "sknn", "markov", "sr"]):
+        t = Trial(f"{fam}-000", fam, "defaults")
+        if i < 3:  # scored both ways: kept won
+            t.status, t.value, t.value_other = "done", 0.1, 0.05
+        s.trials[t.id] = t
+        s.state["exclude_seen"][fam] = None
+    step = {"trial": "markov-000", "kind": "fit", "eval_both": True, "exclude_seen": False}
+    s.follow_consensus(step)
+    assert step["eval_both"] is False and step["exclude_seen"] is False
+    assert s.state["exclude_seen"] == {
+        "pop": None,  # measured both ways: decided after round 0 by its own scores
+        "vsknn": None,
+        "sknn": None,
+        "markov": False,
+        "sr": False,
+    }
+    assert "kept" in s.state["consensus_note"]
+    # two agreeing families are not yet a consensus; a disagreement never is
+    s.trials["sknn-000"].value_other = None
+    s.state["exclude_seen"]["sr"] = None
+    assert s.consensus() is None
+    s.trials["sknn-000"].value_other = 0.095  # kept wins by 5 %: a close call
+    assert s.consensus() is None
+    s.trials["sknn-000"].value_other = 0.05
+    assert s.consensus() is False
+    s.trials["sknn-000"].exclude_seen = True
+    assert s.consensus() is None
+
+
+def test_item2vec_first_step_counts_its_per_epoch_scorings_and_waits_for_time():
+    """Item2Vec scores validation after every epoch: with 8.6 s scorings its defaults (10
+    epochs) are estimated at 12 scorings plus its fit prior, and round 0 does not start it
+    with less than four times that left (on nowplaying-1m it took 458 s)."""
+    s = AutoSearch.__new__(AutoSearch)
+    s.progress = False
+    pop = Trial("pop-000", "pop", "defaults", status="done", value=0.02, value_other=0.01)
+    pop.seconds, pop.eval_s, pop.fit_s = 20.0, 8.6, 1.0
+    i2v = Trial("item2vec-000", "item2vec", "defaults")
+    s.trials = {t.id: t for t in (pop, i2v)}
+    s.state = {"exclude_seen": {"pop": False, "item2vec": False}, "round": 0}
+    est = (1 + 10) * 8.6 + (20.0 - 1.0 - 2 * 8.6) + 30 * 1.0
+    assert s.estimate(i2v) == pytest.approx(est)
+    s.end = time.time() + 3 * est  # the reserve is counted off the end
+    s.budget_s = 600.0
+    s.save = lambda: None
+    s.n_test = s.n_valid = 100
+    assert s.admit({"trial": "item2vec-000", "kind": "fit"}) is False
+    s.end = time.time() + 6 * est
+    assert s.admit({"trial": "item2vec-000", "kind": "fit"}) is True
+
+
+def test_the_hybrid_is_formed_again_when_its_network_trained_on():
+    # a paused network that resumes and improves keeps its trial id: the hybrid formed from its
+    # earlier weights must be formed again, not left on the leaderboard with them
+    from warmrec.experiments.auto import AutoSearch, Trial
+
+    search = object.__new__(AutoSearch)
+    search.state = {"hybrid_pair": None}
+    search.trials = {
+        "vsknn-000": Trial(id="vsknn-000", family="vsknn", origin="defaults", value=0.30,
+                           kept=True, status="done"),
+        "sasrec-000": Trial(id="sasrec-000", family="sasrec", origin="defaults", value=0.35,
+                            kept=True, status="paused"),
+    }  # fmt: skip
+    formed = []
+
+    class Executor:
+        def run(self, steps, admit):
+            formed.extend(s["members"] for s in steps)
+            return [(s, {}) for s in steps]
+
+    search.executor, search.admit = Executor(), None
+    search.step_of = lambda t, allowance: {"trial": t.id, "members": list(t.members)}
+    search.absorb = lambda step, res: setattr(search.trials[step["trial"]], "status", "done")
+    search.label = "ndcg@10"
+    search.hybrid(0)
+    search.hybrid(1)  # nothing changed: no new hybrid
+    assert formed == [["vsknn-000", "sasrec-000"]]
+    search.trials["sasrec-000"].value = 0.40  # trained on
+    search.hybrid(2)
+    assert formed == [["vsknn-000", "sasrec-000"]] * 2
+    assert sorted(t for t in search.trials if t.startswith("hybrid")) == [
+        "hybrid-000",
+        "hybrid-001",
+    ]
