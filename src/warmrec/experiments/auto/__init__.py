@@ -37,7 +37,7 @@ report (what was measured, what it changed):
 - SSE-PT only where the log has users, BST only where it has item or user features.
 
 **2. Search** (:class:`AutoSearch`): every family (:data:`FAMILIES`) first runs at its defaults
-(and the variants above), then samples its search space (``configs/spaces/<family>.toml``,
+(and the variants above), then samples its built-in search space (``warmrec/tuning/spaces/<family>.toml``,
 Optuna TPE per family, asked and told; a configuration already tried is not run again). Time is
 shared by successive halving across families: round ``k`` gives each surviving family an equal
 slot of the time left for the rounds still to come, and before each round the families are

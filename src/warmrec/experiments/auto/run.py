@@ -64,7 +64,7 @@ def auto(
     only; the saved model then records no data source). ``split``: a method name or a
     ``[split]`` table (default: the default split policy). ``families``: a subset of
     :data:`FAMILIES` (default all that fit the log). ``spaces``: a folder of
-    ``<family>.toml`` search spaces (default ``configs/spaces``). ``address``: ``HOST:PORT`` of
+    ``<family>.toml`` search spaces (default: the built-in ones). ``address``: ``HOST:PORT`` of
     a Ray cluster (or ``"local"`` for Ray on this machine). ``progress``: a line per step on
     stderr (default: when stderr is a terminal). ``started``: ``time.time()`` the budget counts
     from (default now; the CLI passes its own start).
