@@ -105,6 +105,10 @@ class DataSource(_Record):
     """``--time-unit`` of the timestamps, where given."""
     sep: str | None = None
     """``--sep``: the field separator of a delimited text file, where given."""
+    items: str | None = None
+    """``--items``: the item feature file read beside the log, where given (absolute)."""
+    users: str | None = None
+    """``--users``: the user feature file read beside the log, where given (absolute)."""
 
     @classmethod
     def of(

@@ -16,7 +16,17 @@ from warmrec.models.base import Recommender
 TINY = ["model.d=8", "model.n_layers=1", "model.n_heads=1", "model.ffn_dim=8", "model.max_len=6"]
 TINY += ["train.epochs=1", "train.batch_size=64"]
 TINY_SETS = [x for kv in TINY for x in ("--set", kv)]
-DATA_KEYS = {"path", "format", "columns", "no_timestamp", "order", "time_unit", "sep"}
+DATA_KEYS = {
+    "path",
+    "format",
+    "columns",
+    "no_timestamp",
+    "order",
+    "time_unit",
+    "sep",
+    "items",
+    "users",
+}
 
 
 def run(args):

@@ -31,9 +31,43 @@ def time_unit() -> str | None:
     return None if ctx is None else ctx.meta.get(_TIME_UNIT)
 
 
+_FEATURE_FILES = "warmrec.feature_files"
+
+
+def _keep_feature_file(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.meta.setdefault(_FEATURE_FILES, {})[param.name] = value
+
+
+def feature_files() -> dict[str, str]:
+    """The --items / --users files of the running command (``{"items": PATH, ...}``, kept in
+    the click context like --time-unit)."""
+    ctx = click.get_current_context(silent=True)
+    return {} if ctx is None else dict(ctx.meta.get(_FEATURE_FILES, {}))
+
+
 def data_options(f):
-    """--format, --col canonical=column, --no-timestamp, --order COL, --sep, --time-unit for any
-    command that reads data. --time-unit reaches the reader through :func:`time_unit`."""
+    """--format, --col canonical=column, --no-timestamp, --order COL, --sep, --time-unit,
+    --items, --users for any command that reads data. --time-unit, --items and --users reach
+    the reader through :func:`time_unit` and :func:`feature_files`."""
+    f = click.option(
+        "--users",
+        default=None,
+        metavar="FILE",
+        expose_value=False,
+        callback=_keep_feature_file,
+        help="User features beside the log: CSV/TSV/Parquet, one row per user (user_id or a "
+        "common name for it).",
+    )(f)
+    f = click.option(
+        "--items",
+        default=None,
+        metavar="FILE",
+        expose_value=False,
+        callback=_keep_feature_file,
+        help="Item features beside the log: CSV/TSV/Parquet, one row per item (item_id or a "
+        "common name for it; titles, text, tags for the text models, categories for BST).",
+    )(f)
     f = click.option(
         "--time-unit",
         type=click.Choice(TIME_UNITS),
@@ -124,6 +158,7 @@ def data_config(
     unit = time_unit()
     if unit is not None:
         d["time_unit"] = unit
+    d.update(feature_files())
     return d
 
 

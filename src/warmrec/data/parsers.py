@@ -90,6 +90,7 @@ from warmrec.data.columns import (
     to_float,
     to_seconds,
 )
+from warmrec.data.features import check_keys
 from warmrec.data.formats import read_file
 from warmrec.data.interactions import Interactions
 from warmrec.data.schema import ITEM, ORDINAL, RATING, SECONDS, SESSION, TIME, USER
@@ -470,15 +471,7 @@ def _mars_table(p: Path, key: str) -> pl.DataFrame:
     raw = read_text(p, sep=sep)
     src = Source(p, first_line=2, sep=sep)
     require_rows(raw, src)
-    if raw[key].null_count():
-        row = int(raw[key].is_null().arg_max())
-        raise src.row_error("missing value", row, key, expected="an id", found="an empty cell")
-    dup = raw[key].is_duplicated()
-    if dup.any():
-        row = int(dup.arg_max())
-        raise src.row_error(
-            "duplicate id", row, key, expected="one row per id", found=repr(raw[key][row])
-        )
+    check_keys(raw, key, src)
     return raw
 
 

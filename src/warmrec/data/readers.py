@@ -79,6 +79,7 @@ from warmrec.data.columns import (
     to_float,
     to_seconds,
 )
+from warmrec.data.features import attach, read_feature_table
 from warmrec.data.formats import (
     FORMATS,
     RECBOLE_TYPES,
@@ -91,7 +92,7 @@ from warmrec.data.formats import (
     recbole_header,
 )
 from warmrec.data.interactions import Interactions
-from warmrec.data.schema import ORDINAL
+from warmrec.data.schema import ITEM, ORDINAL, USER
 from warmrec.data.text import (
     SEP_NAMES,
     SEPARATORS,
@@ -162,6 +163,8 @@ def load_interactions(
     time_unit: str | None = None,
     max_id_length: int = MAX_ID_LENGTH,
     time_outliers: str = "error",
+    items: str | Path | None = None,
+    users: str | Path | None = None,
 ) -> Interactions:
     """Read an interaction log into the canonical table (see the module docstring).
 
@@ -173,7 +176,35 @@ def load_interactions(
     limits of :mod:`warmrec.data.checks`. The result's ``time_unit`` is ``"ordinal"`` when the
     timestamps are positions (``time_unit="ordinal"``, ``order``, ``no_timestamp`` or a
     dataset format without times), else ``"s"``.
+
+    ``items`` / ``users``: a file of item (user) features, one row per id
+    (:func:`warmrec.data.features.read_feature_table`: CSV, TSV or Parquet); it replaces the
+    log's own feature table where the log has one (a RecBole folder, a named dataset).
     """
+    out = _read_log(path, format, columns, sep, order, no_timestamp, time_unit, max_id_length,
+                    time_outliers)  # fmt: skip
+    for key, given, attr in ((ITEM, items, "item_features"), (USER, users, "user_features")):
+        if given is not None:
+            if key not in out.interactions.columns:
+                raise ConfigError(
+                    f"--users {given}: the log has no user_id column, so no user features apply"
+                )
+            table = read_feature_table(given, key, sep=None)
+            setattr(out, attr, attach(out.interactions, table, key, given))
+    return out
+
+
+def _read_log(
+    path: str | Path,
+    format: str | None,
+    columns: dict[str, str] | None,
+    sep: str | None,
+    order: str | None,
+    no_timestamp: bool,
+    time_unit: str | None,
+    max_id_length: int,
+    time_outliers: str,
+) -> Interactions:
     p = Path(path)
     if not p.exists():
         raise DataError(

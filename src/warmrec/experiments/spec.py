@@ -77,6 +77,11 @@ class DataSpec(ConfigModel):
     """Unit of numeric timestamps (s, ms, us, ns, ordinal); None: detected by size."""
     sep: str | None = None
     """Field separator of a delimited text file (None: by the suffix)."""
+    items: str | None = None
+    """A file of item features, one row per item (CSV, TSV or Parquet: titles, text, tags,
+    categories); replaces the log's own item table where it has one."""
+    users: str | None = None
+    """A file of user features, one row per user."""
 
     @field_validator("path")
     @classmethod
@@ -88,10 +93,15 @@ class DataSpec(ConfigModel):
     def absolute(self) -> DataSpec:
         """The same spec with the path made absolute (symlinks kept as typed), so a saved model
         finds its data from any working directory; a dataset name that is not a path stays."""
-        p = Path(self.path).expanduser()
-        if p.exists() or p.is_absolute():
-            return self.model_copy(update={"path": os.path.abspath(p)})
-        return self
+        update = {}
+        for name in ("path", "items", "users"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            p = Path(value).expanduser()
+            if p.exists() or p.is_absolute():
+                update[name] = os.path.abspath(p)
+        return self.model_copy(update=update) if update else self
 
     def source(self) -> DataSource:
         """As recorded in a model's meta (:class:`~warmrec.artifacts.DataSource`)."""
@@ -111,6 +121,8 @@ class DataSpec(ConfigModel):
             order=self.order,
             sep=self.sep,
             time_unit=self.time_unit,
+            items=self.items,
+            users=self.users,
         )
 
 
