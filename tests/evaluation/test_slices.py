@@ -122,7 +122,8 @@ def test_slice_metrics_are_those_of_the_subset(prep) -> None:
     assert table["n"].to_list() == [6, 4, 2, 3, 2]
     assert table.filter(pl.col("slice") == "new_users")["coverage@2"].to_list() == [None]
     empty = subset_result(res["all"], np.array([], dtype=np.int64))
-    assert empty.n_examples == 0 and empty.summary["hr@1"] == 0.0
+    assert empty.n_examples == 0 and np.isnan(empty.summary["hr@1"])
+    assert slices_table({"none": empty})["hr@1"].to_list() == [None]  # no example, no figure
 
 
 def test_a_session_log_has_no_user_slices() -> None:

@@ -87,10 +87,11 @@ def cold_slices(prepared: Any, part: str = "test") -> dict[str, np.ndarray]:
 
 def subset_result(res: EvalResult, index: np.ndarray) -> EvalResult:
     """``res`` over the examples at ``index``: every per-example metric averaged there
-    (``coverage@K`` has no per-example value and is left out)."""
+    (``coverage@K`` has no per-example value and is left out; an empty slice has NaN values,
+    shown as null: no example, no figure)."""
     index = np.asarray(index, dtype=np.int64)
     per = {k: v[index] for k, v in res.per_example.items()}
-    summary = {k: (float(v.mean()) if len(v) else 0.0) for k, v in per.items()}
+    summary = {k: (float(v.mean()) if len(v) else float("nan")) for k, v in per.items()}
     return EvalResult(summary, per, res.ranks[index], res.protocol, len(index))
 
 
@@ -116,12 +117,16 @@ def split_result(res: EvalResult, slices: Mapping[str, np.ndarray]) -> dict[str,
 
 def slices_table(results: Mapping[str, EvalResult]) -> pl.DataFrame:
     """One row per slice: ``slice``, ``n``, then one column per metric (null where a metric
-    has no value for the slice)."""
+    has no value for the slice, or the slice no example)."""
     labels: list[str] = []
     for r in results.values():
         labels += [k for k in r.summary if k not in labels]
+    def value(r: EvalResult, k: str) -> float | None:
+        v = r.summary.get(k)
+        return None if v is None or v != v else v  # NaN (an empty slice) -> null
+
     rows = [
-        {"slice": name, "n": r.n_examples, **{k: r.summary.get(k) for k in labels}}
+        {"slice": name, "n": r.n_examples, **{k: value(r, k) for k in labels}}
         for name, r in results.items()
     ]
     schema = {"slice": pl.String, "n": pl.Int64, **{k: pl.Float64 for k in labels}}
