@@ -172,3 +172,30 @@ def test_errors(data):
         Hybrid({"select_metric": "coverage@10"})
     with pytest.raises(ConfigError, match="weight"):
         Hybrid({"weight": -0.1})
+
+
+@pytest.mark.parametrize("fusion", ["zscore", "minmax"])
+def test_normalise_fast_path_equals_the_masked_arithmetic(fusion):
+    """Rows of finite scores take in-place passes, the others masked arithmetic: the same
+    values either way, and every kind of row (constant, one non-finite, all non-finite)."""
+    from warmrec.models.hybrid import _normalise_masked
+
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(6, 50, generator=g) * 3 + 1
+    s[1] = 2.5  # constant: 0 on every item
+    s[2, 7] = -torch.inf  # one excluded item
+    s[3, 9] = float("nan")
+    s[4] = -torch.inf  # nothing finite
+    before = s.clone()
+    fast = normalise(s, fusion)
+    slow = _normalise_masked(s, fusion)
+    assert torch.equal(torch.isfinite(fast), torch.isfinite(slow))
+    fin = torch.isfinite(slow)
+    assert torch.allclose(fast[fin], slow[fin], atol=1e-5)
+    assert (fast[:, 0] == -torch.inf).all() and (fast[1, 1:] == 0).all()
+    assert not torch.isfinite(fast[4]).any() and fast[2, 7] == -torch.inf
+    finite_only = normalise(s[[0, 5]], fusion)  # all-finite rows alone: the fast path only
+    assert torch.allclose(finite_only, slow[[0, 5]], atol=1e-5)
+    assert torch.equal(s.nan_to_num(), before.nan_to_num())  # the input is not modified
+    with pytest.raises(ConfigError, match="fusion"):
+        normalise(s, "rank")

@@ -121,6 +121,7 @@ def slices_table(results: Mapping[str, EvalResult]) -> pl.DataFrame:
     labels: list[str] = []
     for r in results.values():
         labels += [k for k in r.summary if k not in labels]
+
     def value(r: EvalResult, k: str) -> float | None:
         v = r.summary.get(k)
         return None if v is None or v != v else v  # NaN (an empty slice) -> null

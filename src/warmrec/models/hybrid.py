@@ -23,6 +23,7 @@ chosen weight; the validation curve of the choice is kept in ``meta.history``.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -95,7 +96,42 @@ def rank_metric_label(v: str) -> str:
 def normalise(scores: torch.Tensor, fusion: str) -> torch.Tensor:
     """Per-row normalisation of ``scores[B, n_items]`` over the catalogue (column 0, padding,
     excluded; it comes out ``-inf``). Non-finite scores come out ``-inf``; a row whose finite
-    scores are all equal comes out 0 on them."""
+    scores are all equal comes out 0 on them.
+
+    Rows whose scores are all finite (a finite row sum says so) take a fast path of a few
+    in-place passes; the others the masked arithmetic of :func:`_normalise_masked`. On
+    nowplaying-1m's 121K items a batch of 512 rows took 1.1 s the masked way and 0.1-0.2 s
+    this way (one thread), which made a hybrid's validation scoring 5-8x its members'."""
+    if fusion not in ("zscore", "minmax"):
+        raise ConfigError(f"fusion: expected 'zscore' or 'minmax', found {fusion!r}")
+    x = scores.float()
+    body = x[:, 1:]
+    rowsum = body.sum(dim=1, keepdim=True)
+    bad = ~torch.isfinite(rowsum[:, 0])
+    if bad.all():
+        return _normalise_masked(x, fusion)
+    out = torch.empty_like(x)
+    out[:, 0] = -torch.inf
+    ob = out[:, 1:]
+    n = max(body.shape[1], 1)
+    one = torch.ones((), dtype=x.dtype)
+    if fusion == "zscore":
+        torch.sub(body, rowsum / n, out=ob)
+        std = torch.linalg.vector_norm(ob, dim=1, keepdim=True) / math.sqrt(n)
+        ob.div_(torch.where(std > 0, std, one))
+    else:
+        lo = body.amin(dim=1, keepdim=True)
+        span = body.amax(dim=1, keepdim=True) - lo
+        torch.sub(body, lo, out=ob)
+        ob.div_(torch.where(span > 0, span, one))
+    if bad.any():
+        rows = bad.nonzero()[:, 0]
+        out[rows] = _normalise_masked(x[rows], fusion)
+    return out
+
+
+def _normalise_masked(scores: torch.Tensor, fusion: str) -> torch.Tensor:
+    """:func:`normalise` of rows that hold non-finite scores (masked arithmetic)."""
     x = scores.float()
     finite = torch.isfinite(x)
     finite[:, 0] = False
@@ -273,9 +309,10 @@ class Hybrid(Recommender):
                     else:
                         fused = torch.mul(a, w, out=buf).add_(b, alpha=1.0 - w)
                     t = fused[rows, tgt][:, None]
-                    r = torch.ge(fused, t, out=hit).sum(dim=1)
-                    lost = ~(t[:, 0] > -torch.inf)
-                    ranks[g, idx] = torch.where(lost, a.shape[1] - 1, r).numpy()
+                    # NumPy counts a boolean matrix ~10x faster than a torch sum over it
+                    r = np.count_nonzero(torch.ge(fused, t, out=hit).numpy(), axis=1)
+                    lost = ~(t[:, 0] > -torch.inf).numpy()
+                    ranks[g, idx] = np.where(lost, a.shape[1] - 1, r)
         f = M.RANK_METRICS[spec.name]
         return [
             (w, float(f(ranks[g], spec.k).mean()) if len(valid) else 0.0)

@@ -70,6 +70,13 @@ def test_a_network_step_pauses_at_its_allowance_and_resumes_from_its_checkpoint(
         },
     )
     assert hyb["status"] == "done" and 0.0 <= hyb["weight"] <= 1.0, hyb
+    # a hybrid step past the deadline is cut too (it scores for long on a large catalogue)
+    late = {**step, "trial": "hybrid-001", "family": "hybrid", "kind": "hybrid",
+            "model": {**members, "neighbours_config": {"k": 50}, "select_metric": "ndcg@10"},
+            "train": {}, "members": ["sknn-000", "gru4rec-000"], "deadline": time.time() - 1}  # fmt: skip
+    cut = run_step(ctx, late)
+    assert cut["status"] == "cut", cut
+    assert not (tmp_path / "models" / "hybrid-001").exists()
     assert hyb["value"] >= max(knn["value"], second["value"]) - 1e-9  # w=0 or 1: one member
     from warmrec.tuning.results import dump_toml
 

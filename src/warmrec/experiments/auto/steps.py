@@ -39,6 +39,27 @@ class _DeadlineData:
             yield batch
 
 
+class _DeadlineEvalSet:
+    """An evaluation set whose scoring batches end (raising :class:`_Deadline`) at a
+    deadline: a one-shot step that scores for long (the hybrid: its members, its weight grid,
+    itself) is cut there instead of running past the budget."""
+
+    def __init__(self, eval_set: Any, deadline: float) -> None:
+        self._set = eval_set
+        self._deadline = deadline
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._set, name)
+
+    def __len__(self) -> int:
+        return len(self._set)
+
+    def batch(self, *args: Any, **kwargs: Any) -> Any:
+        if time.time() >= self._deadline:
+            raise _Deadline
+        return self._set.batch(*args, **kwargs)
+
+
 def _deadline_hooks(deadline: float) -> Any:
     from warmrec.training.loop import LoopHooks
 
@@ -89,11 +110,14 @@ def _ci(values: Any) -> list[float] | None:
     return [lo, hi]
 
 
-def _score(ctx: StepContext, model: Any, spec: Any, part: str = "valid") -> tuple[Any, float]:
+def _score(
+    ctx: StepContext, model: Any, spec: Any, part: str = "valid", eval_set: Any = None
+) -> tuple[Any, float]:
     from warmrec.experiments.spec import evaluate_run
 
     t0 = time.perf_counter()
-    res = evaluate_run(model, getattr(ctx.prepared, part), spec, ctx.prepared)
+    es = getattr(ctx.prepared, part) if eval_set is None else eval_set
+    res = evaluate_run(model, es, spec, ctx.prepared)
     return res, time.perf_counter() - t0
 
 
@@ -241,13 +265,15 @@ def _hybrid_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]:
     net = Recommender.load(ctx.work / "models" / net_id)
     label = _label(ctx.metric)
     model = Hybrid.from_members(net, knn, select_metric=label)
-    model.fit(ctx.prepared.train, ctx.prepared.valid)
+    # every scoring of the step is cut at the search's deadline
+    valid = _DeadlineEvalSet(ctx.prepared.valid, float(step["deadline"]))
+    model.fit(ctx.prepared.train, valid)
     # the spec names the members by what differs from their defaults (as their own trials do)
     cfg = {**step["model"], "weight": model.weight_}
     ex = bool(step["exclude_seen"])
     spec = ctx.spec(HYBRID, cfg, dict(step.get("train") or {}), ex)
     record_run(model, spec, ctx.prepared, fit_seconds=time.time() - t0)
-    res, eval_s = _score(ctx, model, spec)
+    res, eval_s = _score(ctx, model, spec, eval_set=valid)
     out: dict[str, Any] = {
         "status": "done",
         "value": float(res.summary[label]),
@@ -259,7 +285,8 @@ def _hybrid_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]:
         "model": cfg,
     }
     if step.get("eval_both"):
-        res2, _ = _score(ctx, model, ctx.spec(HYBRID, cfg, dict(step.get("train") or {}), not ex))
+        other = ctx.spec(HYBRID, cfg, dict(step.get("train") or {}), not ex)
+        res2, _ = _score(ctx, model, other, eval_set=valid)
         out["value_other"] = float(res2.summary[label])
         out["valid_other"] = {k: float(v) for k, v in res2.summary.items()}
         out["ci_other"] = _ci(res2.per_example[label])
