@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("warmrec.cli.models", "train"),
     "evaluate": ("warmrec.cli.models", "evaluate_cmd"),
     "recommend": ("warmrec.cli.models", "recommend"),
+    "add-items": ("warmrec.cli.models", "add_items_cmd"),
     "models": ("warmrec.cli.models", "list_models"),
     "demo": ("warmrec.cli.demo", "demo"),
     "pretrain": ("warmrec.cli.transfer", "pretrain"),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import click
 
 from warmrec.cli.common import (
@@ -268,6 +271,77 @@ def recommend(model_dir, items, k, exclude_seen, fallback, as_json):
     else:
         for r, item in enumerate(ranked.items, 1):
             click.echo(f"{r:>3}  {item}")
+
+
+@click.command(
+    "add-items",
+    epilog="The served model picks the new items up on POST /admin/reload (or SIGHUP). Only "
+    "models that represent items by their text can take items without retraining (SASRec "
+    "with item_repr text or id+text); other models need warmrec train again.",
+)
+@click.argument("model_dir")
+@click.option(
+    "--items",
+    "items_file",
+    required=True,
+    metavar="FILE",
+    help="Item features (CSV/TSV/Parquet, one row per item, the model's text fields); items "
+    "the model already knows are left as they are.",
+)
+@click.option("--out", default=None, help="Write the model here (default: MODEL_DIR, replaced).")
+@click.option("--json", "as_json", is_flag=True)
+def add_items_cmd(model_dir, items_file, out, as_json):
+    """Add new items to a text-aware model without retraining: each gets the vector of its
+    text (warmrec.models.text.add_items)."""
+    from warmrec.data.features import read_feature_table
+    from warmrec.models.base import Recommender
+    from warmrec.models.text import add_items
+
+    table = read_feature_table(items_file, "item_id")
+    model = Recommender.load(model_dir)
+    before = len(model.vocab.ids)
+    added = add_items(model, _as_vocab_ids(table, model.vocab, items_file))
+    target = Path(out) if out else Path(model_dir)
+    model.save(target)
+    info = {
+        "model": model.name,
+        "out": str(target),
+        "added": len(added),
+        "known": table.height - len(added),
+        "items": before + len(added),
+    }
+    if as_json:
+        emit_json({**info, "added_ids": added})
+    else:
+        click.echo(
+            f"added {info['added']} item(s) to {model.name} ({info['known']} already known; "
+            f"{info['items']} items now) -> {target}"
+        )
+
+
+def _as_vocab_ids(table: Any, vocab: Any, path: str) -> Any:
+    """``table`` with its ids in the vocabulary's type (integer ids that are not integers
+    are refused, naming the first)."""
+    import polars as pl
+
+    from warmrec.errors import DataError
+
+    ids = table["item_id"]
+    if vocab.is_str:
+        return table.with_columns(ids.cast(pl.Utf8))
+    if ids.dtype == vocab.ids.dtype:
+        return table
+    cast = ids.cast(vocab.ids.dtype, strict=False)
+    if cast.null_count():
+        bad = ids.filter(cast.is_null())[0]
+        raise DataError(
+            "item id of another type",
+            path=path,
+            field="item_id",
+            expected="integer ids, as the model's",
+            found=repr(bad),
+        )
+    return table.with_columns(cast)
 
 
 @click.command("models")

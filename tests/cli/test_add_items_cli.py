@@ -1,0 +1,78 @@
+"""``warmrec add-items``: new items join a saved text-aware model without retraining, ranked by
+their text; the model directory is replaced atomically (or written to --out); models without a
+text representation and ids of the wrong type are refused in one line."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from tests.models.test_text import N_STYLES, N_TOPICS, catalogue, fit, item_id, text_cfg, walks
+from warmrec.cli.main import cli
+from warmrec.data.dataset import SequenceDataset
+from warmrec.data.vocab import ItemVocab
+from warmrec.models.base import Recommender
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    items = catalogue()
+    train = SequenceDataset.from_frame(
+        walks(), ItemVocab.from_ids(items["item_id"]), item_features=items
+    )
+    cache = str(tmp_path_factory.mktemp("cache"))
+    d = tmp_path_factory.mktemp("models")
+    fit(text_cfg(cache, item_repr="text"), train).save(d / "text")
+    fit(text_cfg(cache, item_repr="id"), train).save(d / "ids")
+    return d
+
+
+def _new_items(tmp_path) -> tuple[str, list[int]]:
+    # a new topic whose titles read like topic 0's (the topic after the last one), and one
+    # item the model already has
+    new = catalogue(N_TOPICS + 1).filter(pl.col("item_id") > N_TOPICS * N_STYLES)
+    new = new.with_columns(pl.col("title").str.replace(f"topic{N_TOPICS}", "topic0"))
+    table = pl.concat([catalogue().head(1), new]).drop("tags")
+    p = tmp_path / "new.csv"
+    table.write_csv(p)
+    return str(p), new["item_id"].to_list()
+
+
+def test_new_items_join_a_text_model_and_rank_by_their_text(saved, tmp_path) -> None:
+    path, new_ids = _new_items(tmp_path)
+    out = tmp_path / "grown"
+    runner = CliRunner()
+    res = runner.invoke(
+        cli, ["add-items", str(saved / "text"), "--items", path, "--out", str(out), "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    assert info["added_ids"] == new_ids and info["known"] == 1
+    assert info["items"] == N_TOPICS * N_STYLES + 4
+    model = Recommender.load(out)
+    assert len(model.vocab.ids) == N_TOPICS * N_STYLES + 4
+    assert Recommender.load(saved / "text").n_items == N_TOPICS * N_STYLES + 1  # untouched
+    # after the last topic comes topic 0: the new "topic0" items rank with topic 0's
+    last = [item_id(N_TOPICS - 2, 1), item_id(N_TOPICS - 1, 0)]
+    top = model.recommend([last], k=N_STYLES * 2)[0]
+    assert len(set(top) & set(new_ids)) >= 3, top
+    # again: nothing new, the folder replaced in place
+    res = runner.invoke(cli, ["add-items", str(out), "--items", path])
+    assert res.exit_code == 0, res.output
+    assert "added 0 item(s)" in res.output and "5 already known" in res.output
+
+
+def test_models_without_text_and_ids_of_another_type_are_refused(saved, tmp_path) -> None:
+    path, _ = _new_items(tmp_path)
+    runner = CliRunner()
+    res = runner.invoke(cli, ["add-items", str(saved / "ids"), "--items", path])
+    assert res.exit_code == 2
+    assert "no text item representation" in res.output and len(res.output.splitlines()) == 1
+    bad = tmp_path / "bad.csv"
+    bad.write_text("item_id,title\nx9,topic0 style9\n")
+    res = runner.invoke(cli, ["add-items", str(saved / "text"), "--items", str(bad)])
+    assert res.exit_code == 2
+    assert "item id of another type" in res.output and "'x9'" in res.output
