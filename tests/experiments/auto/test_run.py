@@ -67,6 +67,13 @@ def test_the_pick_beats_every_familys_defaults_within_the_budget(logs, log, tmp_
     assert (board["valid_lo"] <= board["valid_ndcg@10"]).all()
     report = (out / "report.md").read_text()
     assert "## How it steered the search" in report and "## The log" in report
+    # the pick's test figure by cold-start slice, read from the same scoring
+    slices = w["slices"]
+    assert slices["all"]["n"] == len(prepare_log(logs[log]).test)
+    assert slices["all"]["ndcg@10"] == pytest.approx(w["test"]["ndcg@10"])
+    assert slices["returning_users"]["n"] + slices["new_users"]["n"] == slices["all"]["n"]
+    if slices["returning_users"]["n"]:
+        assert "by slice (`warmrec evaluate --slices`): returning users" in report
     spec = spec_from_config(
         {k: v for k, v in __import__("tomllib").loads((out / "winner.toml").read_text()).items()}
     )

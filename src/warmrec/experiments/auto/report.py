@@ -125,6 +125,7 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
             bests[fam] = b
     ranked = rank_bests(bests.values())
     winner = ranked[0] if ranked else None
+    winner_slices: dict[str, Any] = {}
     model_dir = out / "model"
     toml_path = out / "winner.toml"
     for t in ranked:
@@ -137,6 +138,7 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
         t.test = {k: float(v) for k, v in res.summary.items()}
         t.test_ci = _ci(res.per_example[label])
         if t is winner:
+            winner_slices = _slices(res, prepared, label)
             record_run(
                 model,
                 spec,
@@ -306,6 +308,7 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
             "test": winner.test,
             "test_ci": winner.test_ci,
             "seen_items": "excluded" if winner.exclude_seen else "kept",
+            "slices": winner_slices,
             "model_dir": str(model_dir),
             "config": str(toml_path),
         },
@@ -323,6 +326,18 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
     if winner is not None:  # a finished run is not resumed: its checkpoints can go
         shutil.rmtree(s.ctx.work / "ckpt", ignore_errors=True)
     return summary
+
+
+def _slices(res: Any, prepared: Any, label: str) -> dict[str, Any]:
+    """The winner's test ``label`` on each cold-start slice, read from its test scoring
+    (:mod:`warmrec.evaluation.slices`): ``{slice: {"n": ..., label: value or None}}``."""
+    from warmrec.evaluation.slices import cold_slices, split_result
+
+    out = {}
+    for name, r in split_result(res, cold_slices(prepared)).items():
+        v = r.summary.get(label)
+        out[name] = {"n": r.n_examples, label: None if v is None or math.isnan(v) else v}
+    return out
 
 
 def _report(s: AutoSearch, summary: dict, profile: LogProfile, notes: list[str], table: str) -> str:
@@ -370,4 +385,13 @@ def _report(s: AutoSearch, summary: dict, profile: LogProfile, notes: list[str],
             f"- its RunSpec: `{w['config']}`",
             "- best validation score over time per family: `progress.png`",
         ]
+        parts = [
+            f"{name.replace('_', ' ')} {v[label]:.4f} (n {v['n']:,})"
+            for name, v in (w.get("slices") or {}).items()
+            if name != "all" and v["n"] and v[label] is not None
+        ]
+        if parts:
+            lines.append(
+                f"- test {label} by slice (`warmrec evaluate --slices`): " + "; ".join(parts)
+            )
     return "\n".join(lines) + "\n"
