@@ -341,6 +341,10 @@ def test_data_source_of_makes_paths_absolute(tmp_path, monkeypatch):
         "no_timestamp": False,
     }
     assert DataSource.of("ml-100k").path == "ml-100k"  # a dataset name stays a name
+    (tmp_path / "items.csv").write_text("item_id\n")
+    with_items = DataSource.of("x.csv", items="items.csv")
+    assert with_items.items == str(tmp_path / "items.csv") and with_items.users is None
+    assert with_items.read_options()["items"] == str(tmp_path / "items.csv")
 
 
 def test_data_source_keeps_the_path_as_typed(tmp_path, monkeypatch):

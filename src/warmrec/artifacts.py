@@ -121,14 +121,21 @@ class DataSource(_Record):
         order: str | None = None,
         time_unit: str | None = None,
         sep: str | None = None,
+        items: str | Path | None = None,
+        users: str | Path | None = None,
     ) -> DataSource:
-        """A record of reading ``path`` with these options; an existing path is made absolute,
-        as typed (symbolic links are kept, not resolved: messages and ``best.toml`` show the
-        user's path)."""
-        p = Path(path).expanduser()
-        text = os.path.abspath(p) if p.exists() or p.is_absolute() else str(path)
+        """A record of reading ``path`` (and the feature files ``items`` / ``users``) with these
+        options; an existing path is made absolute, as typed (symbolic links are kept, not
+        resolved: messages and ``best.toml`` show the user's path)."""
+
+        def absolute(given: str | Path) -> str:
+            p = Path(given).expanduser()
+            return os.path.abspath(p) if p.exists() or p.is_absolute() else str(given)
+
         return cls(
-            path=text,
+            path=absolute(path),
+            items=None if items is None else absolute(items),
+            users=None if users is None else absolute(users),
             format=format,
             columns=dict(columns) if columns else None,
             no_timestamp=bool(no_timestamp),
