@@ -201,7 +201,11 @@ def evaluate_cmd(
             }
         emit_json(out)
     else:
-        click.echo(f"{info['model']} on {info['n']} {part} examples ({res.protocol} ranking)")
+        seen = "seen items excluded" if info["exclude_seen"] else "seen items kept"
+        click.echo(
+            f"{info['model']} on {info['n']} {part} examples of split {info['split']} "
+            f"({res.protocol} ranking, {seen})"
+        )
         if by_slice is None:
             click.echo(format_table(res.table))
         else:

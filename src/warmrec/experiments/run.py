@@ -134,7 +134,14 @@ def run_evaluate(
     t0 = time.perf_counter()
     res = evaluate_run(model, es, spec, prep)
     eval_s = time.perf_counter() - t0
-    info = {"model": model.name, "part": part, "eval_s": eval_s, "n": res.n_examples}
+    info = {
+        "model": model.name,
+        "part": part,
+        "split": prep.info.get("split", spec.split.method),
+        "exclude_seen": spec.eval.exclude_seen,
+        "eval_s": eval_s,
+        "n": res.n_examples,
+    }
     if slices:
         from warmrec.evaluation.slices import cold_slices, split_result
 
