@@ -66,3 +66,27 @@ def test_a_large_catalogue_gets_sampled_losses_only(logs):
     assert mid["sasrec"].count("ce") == 1 and mid["gru4rec"] == ["bpr-max"]
     small = plan(369)
     assert "ce" not in small["sasrec"] and small["gru4rec"] == [None]
+
+
+def test_tfidf_joins_where_the_items_have_text(logs, tmp_path):
+    """A log read with an item file of titles gets the TF-IDF content family (its defaults in
+    round 0, its built-in space); a log without item text leaves it out with the reason."""
+    import polars as pl
+
+    spaces = find_spaces()
+    assert "tfidf" in spaces
+    plain = plan_portfolio(describe_log(prepare_log(logs["repeats"])), spaces=spaces)
+    assert "tfidf" not in plain.families
+    assert plain.left_out["tfidf"].startswith("the log has no item text")
+    items = tmp_path / "items.csv"
+    ids = pl.read_csv(logs["repeats"])["item_id"].unique().sort()
+    pl.DataFrame({"item_id": ids, "title": [f"video {i % 7}" for i in ids]}).write_csv(items)
+    prep = prepare_run(
+        spec_from_config({"data": {"path": str(logs["repeats"]), "items": str(items)}})
+    )
+    profile = describe_log(prep)
+    assert profile.item_text == ["title"]
+    assert any("item text: title" in line for line in profile.lines())
+    plan = plan_portfolio(profile, spaces=spaces)
+    assert "tfidf" in plan.families and "tfidf" not in plan.left_out
+    assert [t.origin for t in plan.trials if t.family == "tfidf"] == ["defaults"]

@@ -34,7 +34,8 @@ report (what was measured, what it changed):
 - *cost*: a validation scoring costs every family about the same (catalogue x examples), so a
   first step is estimated as its scorings plus a fit prior; Item2Vec scores after every epoch
   and waits in round 0 until it would take at most :data:`ONE_SHOT_SHARE` of the time left;
-- SSE-PT only where the log has users, BST only where it has item or user features.
+- SSE-PT only where the log has users, BST only where it has item or user features, TF-IDF
+  (content) only where its items have text (``--items``, a RecBole ``.item`` file, MARS).
 
 **2. Search** (:class:`AutoSearch`): every family (:data:`FAMILIES`) first runs at its defaults
 (and the variants above), then samples its built-in search space (``warmrec/tuning/spaces/<family>.toml``,

@@ -4,6 +4,7 @@ the families' search spaces (:func:`find_spaces`)."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -38,6 +39,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("sknn", "knn", 5.0),
     Family("vsknn", "knn", 5.0),
     Family("sessionpop", "baseline", 2.0),
+    Family("tfidf", "content", 3.0),
     Family("item2vec", "embedding", 30.0),
     Family("sasrec", "network", 20.0),
     Family("gru4rec", "network", 20.0),
@@ -148,6 +150,13 @@ def plan_portfolio(
     if not (profile.item_features or profile.user_features) and "bst" in wanted:
         wanted.remove("bst")
         left_out["bst"] = "the log has no item or user features"
+    if "tfidf" in wanted:
+        if not profile.item_text:
+            wanted.remove("tfidf")
+            left_out["tfidf"] = "the log has no item text (titles, tags, descriptions)"
+        elif importlib.util.find_spec("sklearn") is None:
+            wanted.remove("tfidf")
+            left_out["tfidf"] = "it needs scikit-learn (pip install 'warmrec[text]')"
     for name, why in left_out.items():
         notes.append(f"{name} left out: {why}")
     # -- seen items ------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -32,6 +32,9 @@ class LogProfile:
     item_features: list[str]
     user_features: list[str]
     split: str
+    item_text: list[str] = field(default_factory=list)
+    """The item feature columns the text models read (:data:`~warmrec.models.settings.TEXT_FIELDS`
+    present in the item table)."""
 
     @property
     def basket(self) -> bool:
@@ -60,7 +63,8 @@ class LogProfile:
             f"{self.test_examples:,} test examples); users: "
             + ("yes" if self.has_user_ids else "no")
             + "; features: "
-            + (", ".join(self.item_features + self.user_features) or "none"),
+            + (", ".join(self.item_features + self.user_features) or "none")
+            + (f"; item text: {', '.join(self.item_text)}" if self.item_text else ""),
         ]
 
 
@@ -118,4 +122,15 @@ def describe_log(prepared: Any) -> LogProfile:
         item_features=cols(prepared.item_features, ITEM),
         user_features=cols(prepared.user_features, USER),
         split=split,
+        item_text=item_text_fields(prepared.item_features),
     )
+
+
+def item_text_fields(item_features: Any) -> list[str]:
+    """The columns of ``item_features`` that the text models read as item text, in their
+    order (:data:`~warmrec.models.settings.TEXT_FIELDS`); [] without a table."""
+    from warmrec.models.settings import TEXT_FIELDS
+
+    if item_features is None:
+        return []
+    return [c for c in TEXT_FIELDS if c in item_features.columns]
