@@ -80,7 +80,14 @@ def test_tfidf_joins_where_the_items_have_text(logs, tmp_path):
     assert plain.left_out["tfidf"].startswith("the log has no item text")
     items = tmp_path / "items.csv"
     ids = pl.read_csv(logs["repeats"])["item_id"].unique().sort()
-    pl.DataFrame({"item_id": ids, "title": [f"video {i % 7}" for i in ids]}).write_csv(items)
+    pl.DataFrame(
+        {
+            "item_id": ids,
+            "title": [f"video number {i}" for i in ids],  # one per item: text, not a category
+            "level": ["easy" if i % 2 else "hard" for i in ids],
+            "views": [float(i) for i in ids],  # a number: never a category
+        }
+    ).write_csv(items)
     prep = prepare_run(
         spec_from_config({"data": {"path": str(logs["repeats"]), "items": str(items)}})
     )
@@ -90,3 +97,8 @@ def test_tfidf_joins_where_the_items_have_text(logs, tmp_path):
     plan = plan_portfolio(profile, spaces=spaces)
     assert "tfidf" in plan.families and "tfidf" not in plan.left_out
     assert [t.origin for t in plan.trials if t.family == "tfidf"] == ["defaults"]
+    # BST's defaults name ml-100k's genres; here it is also tried with the log's categories
+    assert profile.item_categories == ["level"]
+    bst = [t for t in plan.trials if t.family == "bst"]
+    assert [t.model for t in bst] == [{}, {"item_features": ["level"]}]
+    assert any("BST is also tried with them" in n for n in plan.notes)

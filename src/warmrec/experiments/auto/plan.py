@@ -267,6 +267,14 @@ def plan_portfolio(
             f"catalogue of {profile.items:,} items: the networks train with the full softmax "
             "(sampled softmax is tried above 5,000 items)"
         )
+    bst_default = ("class",)  # BSTConfig.item_features: ml-100k's genres
+    cats = [c for c in profile.item_categories if c not in bst_default]
+    if "bst" in wanted and cats and not set(bst_default) & set(profile.item_features):
+        notes.append(
+            "item categories and tags (" + ", ".join(cats) + "): BST is also tried with them as "
+            "side features (its defaults name ml-100k's genres, which this log does not have)"
+        )
+        add("bst", "defaults, item_features=" + "+".join(cats), {"item_features": cats})
     if profile.items_seen_once_share >= 0.3 and "itemknn" in wanted:
         notes.append(
             f"long tail ({100 * profile.items_seen_once_share:.0f} % of items occur once): "

@@ -35,6 +35,10 @@ class LogProfile:
     item_text: list[str] = field(default_factory=list)
     """The item feature columns the text models read (:data:`~warmrec.models.settings.TEXT_FIELDS`
     present in the item table)."""
+    item_categories: list[str] = field(default_factory=list)
+    """Item feature columns of categories or tags (text with few distinct values, or lists):
+    the side features BST can embed. Numbers are left out (a count such as MARS's ``nb_views``
+    may be collected after the events it would describe)."""
 
     @property
     def basket(self) -> bool:
@@ -123,7 +127,31 @@ def describe_log(prepared: Any) -> LogProfile:
         user_features=cols(prepared.user_features, USER),
         split=split,
         item_text=item_text_fields(prepared.item_features),
+        item_categories=category_columns(prepared.item_features, ITEM),
     )
+
+
+def category_columns(table: Any, key: str, max_share: float = 0.2) -> list[str]:
+    """Columns of a feature ``table`` that hold categories: lists of strings (tags), or
+    strings whose distinct values are at most ``max_share`` of the rows (at least 2): not
+    titles or descriptions (nearly one value per row), not numbers."""
+    import polars as pl
+
+    if table is None or table.height == 0:
+        return []
+    out = []
+    for c in table.columns:
+        if c == key:
+            continue
+        dtype = table[c].dtype
+        if dtype == pl.List(pl.String):
+            if table[c].explode().drop_nulls().n_unique() >= 2:
+                out.append(c)
+        elif dtype == pl.String:
+            n = table[c].drop_nulls().n_unique()
+            if 2 <= n <= max(2, max_share * table.height):
+                out.append(c)
+    return out
 
 
 def item_text_fields(item_features: Any) -> list[str]:
