@@ -4,10 +4,12 @@ and sessions outlive the workers."""
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,10 +26,16 @@ TOKEN = "t0ken-for-the-tests-0123456789"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
 
+SERVER_LOG: list[collections.deque[str]] = []
+"""The output of the server the running test started (its last lines, for failure messages)."""
+
+
 def until(what: str, cond: Callable[[], bool], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        if time.monotonic() >= deadline:
+            tail = "".join(SERVER_LOG[-1]) if SERVER_LOG else "(no server output)"
+            pytest.fail(f"{what}: not within {timeout} s; the server's last output:\n{tail}")
         time.sleep(0.05)
 
 
@@ -62,10 +70,19 @@ def two_workers(tmp_path, redis_url):
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
+    # the server's output is read as it comes (a full pipe would block the supervisor's
+    # logging, and with it the restart of dead workers) and shown when a wait fails
+    log: collections.deque[str] = collections.deque(maxlen=60)
+    threading.Thread(
+        target=lambda: [log.append(line.decode(errors="replace")) for line in proc.stdout],
+        daemon=True,
+    ).start()
+    SERVER_LOG.append(log)
 
     def healthy() -> bool:
         if proc.poll() is not None:
-            pytest.fail(f"server exited: {proc.stdout.read().decode()}")
+            time.sleep(0.5)
+            pytest.fail(f"server exited: {''.join(log)}")
         try:
             return httpx.get(f"{url}/health", timeout=1).status_code == 200
         except httpx.TransportError:
