@@ -59,3 +59,20 @@ def test_dataset_users_and_counts():
     ds = SequenceDataset.from_frame(df)
     assert ds.key == "session_id" and ds.user_vocab.decode(ds.users) == ["a", "b"]
     assert ds.item_counts().tolist() == [0, 1, 2]
+
+
+def test_target_in_history_marks_the_repeats():
+    # histories [1 2], [], [3 2 3], [4]; targets 2 (a repeat), 5, 3 (a repeat), 1
+    items = np.array([1, 2, 3, 2, 3, 4])
+    es = EvalSet(
+        items,
+        np.array([0, 2, 2, 5]),
+        np.array([2, 2, 5, 6]),
+        np.array([2, 5, 3, 1]),
+        6,
+        pl.Series("k", [0, 1, 2, 3]),
+    )
+    assert es.target_in_history().tolist() == [True, False, True, False]
+    assert es.subset(np.array([1])).target_in_history().tolist() == [False]
+    none = EvalSet(items, np.array([0]), np.array([0]), np.array([1]), 6, pl.Series("k", [0]))
+    assert none.target_in_history().tolist() == [False]

@@ -102,6 +102,19 @@ class EvalSet:
     def history(self, j: int) -> np.ndarray:
         return self.items[self.starts[j] : self.ends[j]]
 
+    def target_in_history(self) -> np.ndarray:
+        """Per example, whether its target is already in its history (a repeat), vectorised."""
+        n = len(self.targets)
+        lens = (self.ends - self.starts).astype(np.int64)
+        if n == 0 or lens.sum() == 0:
+            return np.zeros(n, dtype=bool)
+        owner = np.repeat(np.arange(n), lens)
+        # positions of every history item, example by example
+        offsets = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
+        idx = np.repeat(self.starts.astype(np.int64), lens) + offsets
+        hit = self.items[idx] == self.targets[owner]
+        return np.bincount(owner[hit], minlength=n).astype(bool)
+
     def batch(self, index: np.ndarray, maxlen: int) -> Batch:
         """A scoring batch of the examples at ``index`` with histories cut to ``maxlen``."""
         import torch

@@ -79,7 +79,7 @@ def cold_slices(prepared: Any, part: str = "test") -> dict[str, np.ndarray]:
     known_items = before[ITEM].unique()
     targets = pl.Series(prepared.vocab.decode(es.targets)) if n else pl.Series([])
     new_item = ~targets.is_in(known_items.implode()).to_numpy() if n else np.zeros(0, bool)
-    repeat = np.array([es.targets[j] in es.history(j) for j in range(n)], dtype=bool)
+    repeat = es.target_in_history()
     out["new_items"] = np.flatnonzero(new_item)
     out["new_items_first"] = np.flatnonzero(new_item & ~repeat)
     return out

@@ -74,18 +74,7 @@ class LogProfile:
 
 def target_seen_share(eval_set: Any) -> float:
     """Share of an :class:`~warmrec.data.dataset.EvalSet`'s targets already in their history."""
-    import numpy as np
-
-    n = len(eval_set)
-    if n == 0:
-        return 0.0
-    lens = eval_set.ends - eval_set.starts
-    owner = np.repeat(np.arange(n), lens)
-    idx = np.concatenate(
-        [np.arange(s, e) for s, e in zip(eval_set.starts, eval_set.ends)] or [np.zeros(0, int)]
-    ).astype(np.int64)
-    hit = eval_set.items[idx] == eval_set.targets[owner]
-    return float(np.bincount(owner[hit], minlength=n).astype(bool).mean())
+    return float(eval_set.target_in_history().mean()) if len(eval_set) else 0.0
 
 
 def describe_log(prepared: Any) -> LogProfile:
