@@ -127,15 +127,12 @@ class DataSource(_Record):
         """A record of reading ``path`` (and the feature files ``items`` / ``users``) with these
         options; an existing path is made absolute, as typed (symbolic links are kept, not
         resolved: messages and ``best.toml`` show the user's path)."""
-
-        def absolute(given: str | Path) -> str:
-            p = Path(given).expanduser()
-            return os.path.abspath(p) if p.exists() or p.is_absolute() else str(given)
+        from warmrec.io import typed_absolute
 
         return cls(
-            path=absolute(path),
-            items=None if items is None else absolute(items),
-            users=None if users is None else absolute(users),
+            path=typed_absolute(path),
+            items=None if items is None else typed_absolute(items),
+            users=None if users is None else typed_absolute(users),
             format=format,
             columns=dict(columns) if columns else None,
             no_timestamp=bool(no_timestamp),

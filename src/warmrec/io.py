@@ -33,6 +33,14 @@ TMP_MARK = "warmrec-tmp"
 """The mark in the name of a temporary file: ``.NAME.warmrec-tmp-<pid>@<host>-<random>``."""
 
 
+def typed_absolute(path: str | Path) -> str:
+    """``path`` made absolute as typed (symbolic links kept, not resolved, so messages and
+    saved records show the user's path) where it exists or is absolute; otherwise unchanged
+    (a dataset name that is not a path)."""
+    p = Path(path).expanduser()
+    return os.path.abspath(p) if p.exists() or p.is_absolute() else str(path)
+
+
 def _mode(base: int) -> int:
     """``base`` less the process umask: the mode a plain ``open``/``mkdir`` would give (temporary
     files and directories are created private, 0600/0700, and would otherwise keep that)."""

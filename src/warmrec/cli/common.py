@@ -50,24 +50,20 @@ def data_options(f):
     """--format, --col canonical=column, --no-timestamp, --order COL, --sep, --time-unit,
     --items, --users for any command that reads data. --time-unit, --items and --users reach
     the reader through :func:`time_unit` and :func:`feature_files`."""
-    f = click.option(
-        "--users",
-        default=None,
-        metavar="FILE",
-        expose_value=False,
-        callback=_keep_feature_file,
-        help="User features beside the log: CSV/TSV/Parquet, one row per user (user_id or a "
-        "common name for it).",
-    )(f)
-    f = click.option(
-        "--items",
-        default=None,
-        metavar="FILE",
-        expose_value=False,
-        callback=_keep_feature_file,
-        help="Item features beside the log: CSV/TSV/Parquet, one row per item (item_id or a "
-        "common name for it; titles, text, tags for the text models, categories for BST).",
-    )(f)
+    for name, what in (
+        ("--users", "user (user_id or a common name for it)"),
+        ("--items", "item (item_id or a common name for it; titles, text, tags for the text "
+         "models, categories for BST)"),
+    ):  # fmt: skip
+        f = click.option(
+            name,
+            default=None,
+            metavar="FILE",
+            expose_value=False,
+            callback=_keep_feature_file,
+            help=f"{what.split()[0].title()} features beside the log: CSV/TSV/Parquet, one row "
+            f"per {what}.",
+        )(f)
     f = click.option(
         "--time-unit",
         type=click.Choice(TIME_UNITS),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -297,14 +296,15 @@ def recommend(model_dir, items, k, exclude_seen, fallback, as_json):
 def add_items_cmd(model_dir, items_file, out, as_json):
     """Add new items to a text-aware model without retraining: each gets the vector of its
     text (warmrec.models.text.add_items)."""
-    from warmrec.data.features import read_feature_table
+    from warmrec.data.features import key_as, read_feature_table
     from warmrec.models.base import Recommender
     from warmrec.models.text import add_items
 
     table = read_feature_table(items_file, "item_id")
     model = Recommender.load(model_dir)
     before = len(model.vocab.ids)
-    added = add_items(model, _as_vocab_ids(table, model.vocab, items_file))
+    table = key_as(table, "item_id", model.vocab.ids.dtype, items_file, drop=False)
+    added = add_items(model, table)
     target = Path(out) if out else Path(model_dir)
     model.save(target)
     info = {
@@ -321,31 +321,6 @@ def add_items_cmd(model_dir, items_file, out, as_json):
             f"added {info['added']} item(s) to {model.name} ({info['known']} already known; "
             f"{info['items']} items now) -> {target}"
         )
-
-
-def _as_vocab_ids(table: Any, vocab: Any, path: str) -> Any:
-    """``table`` with its ids in the vocabulary's type (integer ids that are not integers
-    are refused, naming the first)."""
-    import polars as pl
-
-    from warmrec.errors import DataError
-
-    ids = table["item_id"]
-    if vocab.is_str:
-        return table.with_columns(ids.cast(pl.Utf8))
-    if ids.dtype == vocab.ids.dtype:
-        return table
-    cast = ids.cast(vocab.ids.dtype, strict=False)
-    if cast.null_count():
-        bad = ids.filter(cast.is_null())[0]
-        raise DataError(
-            "item id of another type",
-            path=path,
-            field="item_id",
-            expected="integer ids, as the model's",
-            found=repr(bad),
-        )
-    return table.with_columns(cast)
 
 
 @click.command("models")

@@ -92,6 +92,33 @@ def read_feature_table(path: str | Path, key: str, *, sep: str | None = None) ->
     return pl.DataFrame([df[key], *extra])
 
 
+def key_as(
+    table: pl.DataFrame, key: str, dtype: pl.DataType, path: str | Path, *, drop: bool
+) -> pl.DataFrame:
+    """``table`` with its ``key`` column cast to ``dtype`` (the id type of a log or of a
+    model's vocabulary). Ids that cannot take that type (a text id where ids are integers)
+    are dropped with ``drop`` (they match nothing), else refused.
+
+    Raises:
+        DataError: without ``drop``, an id that cannot take ``dtype`` (the first is named).
+    """
+    ids = table[key]
+    if ids.dtype == dtype:
+        return table
+    cast = ids.cast(dtype, strict=False)
+    if cast.null_count() > ids.null_count():
+        if not drop:
+            raise DataError(
+                f"{key.split('_')[0]} id of another type",
+                path=path,
+                field=key,
+                expected=f"ids of type {dtype}",
+                found=repr(ids.filter(cast.is_null() & ids.is_not_null())[0]),
+            )
+        return table.with_columns(cast).filter(pl.col(key).is_not_null())
+    return table.with_columns(cast)
+
+
 def attach(log: pl.DataFrame, table: pl.DataFrame, key: str, path: str | Path) -> pl.DataFrame:
     """``table`` with its key in the log's id type, keeping the ids that can be ids of the log.
 
@@ -99,11 +126,7 @@ def attach(log: pl.DataFrame, table: pl.DataFrame, key: str, path: str | Path) -
         DataError: no id of the table is an id of the log.
     """
     ids = log[key]
-    t = table
-    if t[key].dtype != ids.dtype:
-        t = t.with_columns(pl.col(key).cast(ids.dtype, strict=False)).filter(
-            pl.col(key).is_not_null()
-        )
+    t = key_as(table, key, ids.dtype, path, drop=True)
     if not t[key].is_in(ids.unique().implode()).any():
         raise DataError(
             f"no {key} of the log is in this file",

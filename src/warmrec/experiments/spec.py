@@ -38,7 +38,6 @@ TOML files and ``--set a.b=c`` overrides build the same dict (:func:`spec_from_c
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -93,15 +92,14 @@ class DataSpec(ConfigModel):
     def absolute(self) -> DataSpec:
         """The same spec with the path made absolute (symlinks kept as typed), so a saved model
         finds its data from any working directory; a dataset name that is not a path stays."""
-        update = {}
-        for name in ("path", "items", "users"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            p = Path(value).expanduser()
-            if p.exists() or p.is_absolute():
-                update[name] = os.path.abspath(p)
-        return self.model_copy(update=update) if update else self
+        from warmrec.io import typed_absolute
+
+        update = {
+            name: typed_absolute(value)
+            for name in ("path", "items", "users")
+            if (value := getattr(self, name)) is not None
+        }
+        return self.model_copy(update=update)
 
     def source(self) -> DataSource:
         """As recorded in a model's meta (:class:`~warmrec.artifacts.DataSource`)."""

@@ -267,7 +267,9 @@ def plan_portfolio(
             f"catalogue of {profile.items:,} items: the networks train with the full softmax "
             "(sampled softmax is tried above 5,000 items)"
         )
-    bst_default = ("class",)  # BSTConfig.item_features: ml-100k's genres
+    from warmrec.models.bst import BSTConfig
+
+    bst_default = BSTConfig().item_features  # ml-100k's genres
     cats = [c for c in profile.item_categories if c not in bst_default]
     if "bst" in wanted and cats and not set(bst_default) & set(profile.item_features):
         notes.append(

@@ -23,7 +23,10 @@ class _Deadline(Exception):
 
 
 class _DeadlineData:
-    """A model's training data whose epochs end (raising :class:`_Deadline`) at a deadline."""
+    """Data whose batches end (raising :class:`_Deadline`) at a deadline: a model's training
+    data (``batches``, so an epoch that runs into the search's deadline is cut) or an
+    evaluation set (``batch``, so a one-shot step that scores for long -- the hybrid: its
+    members, its weight grid, itself -- is cut there instead of running past the budget)."""
 
     def __init__(self, data: Any, deadline: float) -> None:
         self._data = data
@@ -32,32 +35,21 @@ class _DeadlineData:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._data, name)
 
-    def batches(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        for batch in self._data.batches(*args, **kwargs):
-            if time.time() >= self._deadline:
-                raise _Deadline
-            yield batch
-
-
-class _DeadlineEvalSet:
-    """An evaluation set whose scoring batches end (raising :class:`_Deadline`) at a
-    deadline: a one-shot step that scores for long (the hybrid: its members, its weight grid,
-    itself) is cut there instead of running past the budget."""
-
-    def __init__(self, eval_set: Any, deadline: float) -> None:
-        self._set = eval_set
-        self._deadline = deadline
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._set, name)
-
     def __len__(self) -> int:
-        return len(self._set)
+        return len(self._data)
 
-    def batch(self, *args: Any, **kwargs: Any) -> Any:
+    def _check(self) -> None:
         if time.time() >= self._deadline:
             raise _Deadline
-        return self._set.batch(*args, **kwargs)
+
+    def batches(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        for batch in self._data.batches(*args, **kwargs):
+            self._check()
+            yield batch
+
+    def batch(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return self._data.batch(*args, **kwargs)
 
 
 def _deadline_hooks(deadline: float) -> Any:
@@ -266,7 +258,7 @@ def _hybrid_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]:
     label = _label(ctx.metric)
     model = Hybrid.from_members(net, knn, select_metric=label)
     # every scoring of the step is cut at the search's deadline
-    valid = _DeadlineEvalSet(ctx.prepared.valid, float(step["deadline"]))
+    valid = _DeadlineData(ctx.prepared.valid, float(step["deadline"]))
     model.fit(ctx.prepared.train, valid)
     # the spec names the members by what differs from their defaults (as their own trials do)
     cfg = {**step["model"], "weight": model.weight_}
