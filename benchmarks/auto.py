@@ -308,7 +308,13 @@ def main() -> None:
             f"- **budget**: the command took **{wall:.1f} s** for a {budget_s:.0f} s budget "
             f"({wall / budget_s:.1%}; within +5 %: {'yes' if within else '**no**'}); its own "
             f"clock: {summary['elapsed_s']:.1f} s, of which start-up, reading and describing "
-            f"{summary['timings'].get('prepare_s', 0):.1f} s and the final step "
+            f"{summary['timings'].get('prepare_s', 0):.1f} s"
+            + (
+                f" (encoding the item texts {summary['timings']['text_s']:.1f} s)"
+                if summary["timings"].get("text_s")
+                else ""
+            )
+            + " and the final step "
             f"{summary['timings'].get('final_s', 0):.1f} s; {summary['rounds']} rounds, "
             f"{summary['trials']} trials",
             f"- **pick**: {w['trial']} ({w['origin']}), seen items {w['seen_items']}: validation "

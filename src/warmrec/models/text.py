@@ -225,6 +225,14 @@ def texts_key(texts: Sequence[str], encoder: str) -> str:
     return h.hexdigest()
 
 
+def text_cache_path(key: str, encoder: str, cache_dir: str | Path | None = None) -> Path | None:
+    """Where :func:`encode_texts` caches the vectors of texts whose :func:`texts_key` is
+    ``key`` (None when ``cache_dir`` is ``""``: no cache)."""
+    if cache_dir == "":
+        return None
+    return Path(cache_dir or default_cache_dir()) / f"{text_encoder(encoder).name}-{key[:40]}.npy"
+
+
 def encode_texts(
     texts: Sequence[str], encoder: str = "minilm", *, cache_dir: str | Path | None = None
 ) -> tuple[np.ndarray, str]:
@@ -236,9 +244,8 @@ def encode_texts(
     spec = text_encoder(encoder)
     texts = [str(t) for t in texts]
     key = texts_key(texts, encoder)
-    path = None
-    if cache_dir != "":
-        path = Path(cache_dir or default_cache_dir()) / f"{spec.name}-{key[:40]}.npy"
+    path = text_cache_path(key, encoder, cache_dir)
+    if path is not None:
         if path.is_file():
             try:
                 cached = np.load(path, allow_pickle=False)

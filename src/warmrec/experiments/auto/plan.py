@@ -54,6 +54,24 @@ NARM, BERT4Rec), so that under a short budget the likeliest winners get their fi
 FAMILY = {f.name: f for f in FAMILIES}
 HYBRID = "hybrid"
 
+TEXT_PRIOR = 5
+TEXT_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
+    (
+        f"defaults, item_repr=id+text, text_prior={TEXT_PRIOR}",
+        {"item_repr": "id+text", "text_prior": TEXT_PRIOR},
+    ),
+    (
+        f"defaults, item_repr=text, text_prior={TEXT_PRIOR}",
+        {"item_repr": "text", "text_prior": TEXT_PRIOR},
+    ),
+)
+"""SASRec's text-aware variants (where items have text): id + text vectors, the best on MARS
+under leave-one-out, and text alone, the best where targets are new items (MARS's time split,
+``benchmarks/results/mars.md``), tried where validation has such targets."""
+COLD_TARGET_SHARE = 0.01
+"""Share of validation targets on items without training events above which the text-only
+variant is tried."""
+
 # train settings auto owns in every network trial (a space or a variant cannot set them)
 _OWNED_TRAIN = ("checkpoint_dir", "checkpoint_every", "resume", "progress", "log_path")
 
@@ -277,6 +295,20 @@ def plan_portfolio(
             "side features (its defaults name ml-100k's genres, which this log does not have)"
         )
         add("bst", "defaults, item_features=" + "+".join(cats), {"item_features": cats})
+    if profile.item_text and "sasrec" in wanted:
+        notes.append(
+            "item text (" + ", ".join(profile.item_text) + "): SASRec is also tried with its "
+            "items as id + text vectors (MiniLM through a learned adaptor) and the text "
+            f"similarity to the last {TEXT_PRIOR} items"
+        )
+        add("sasrec", TEXT_VARIANTS[0][0], TEXT_VARIANTS[0][1])
+        if profile.valid_target_cold_share >= COLD_TARGET_SHARE:
+            notes.append(
+                f"{100 * profile.valid_target_cold_share:.1f} % of validation targets are items "
+                "without a training event (no ID-only model can rank them): SASRec is also "
+                "tried with its items as text vectors alone"
+            )
+            add("sasrec", TEXT_VARIANTS[1][0], TEXT_VARIANTS[1][1])
     if profile.items_seen_once_share >= 0.3 and "itemknn" in wanted:
         notes.append(
             f"long tail ({100 * profile.items_seen_once_share:.0f} % of items occur once): "

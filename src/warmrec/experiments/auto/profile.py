@@ -39,6 +39,9 @@ class LogProfile:
     """Item feature columns of categories or tags (text with few distinct values, or lists):
     the side features BST can embed. Numbers are left out (a count such as MARS's ``nb_views``
     may be collected after the events it would describe)."""
+    valid_target_cold_share: float = 0.0
+    """Share of validation targets on items without a training event (cold items: an ID-only
+    model cannot rank them; a catalogue that keeps growing, split by time)."""
 
     @property
     def basket(self) -> bool:
@@ -59,7 +62,12 @@ class LogProfile:
             f"max {self.length_max:,}",
             f"repeats: {pct(self.repeat_share)} of events come back to an item of their "
             f"sequence ({pct(self.repeat_consecutive_share)} the item just before); "
-            f"{pct(self.valid_target_seen_share)} of validation targets are in their history",
+            f"{pct(self.valid_target_seen_share)} of validation targets are in their history"
+            + (
+                f"; {pct(self.valid_target_cold_share)} are items without a training event"
+                if self.valid_target_cold_share
+                else ""
+            ),
             f"tied times: {pct(self.tied_time_share)} of events share the time of the event "
             f"before them ({self.events_per_time:.2f} events per distinct time)"
             + (" -- a basket log" if self.basket else ""),
@@ -75,6 +83,17 @@ class LogProfile:
 def target_seen_share(eval_set: Any) -> float:
     """Share of an :class:`~warmrec.data.dataset.EvalSet`'s targets already in their history."""
     return float(eval_set.target_in_history().mean()) if len(eval_set) else 0.0
+
+
+def target_cold_share(train: Any, eval_set: Any) -> float:
+    """Share of an evaluation set's targets on items without an event in ``train`` (a
+    :class:`~warmrec.data.dataset.SequenceDataset`)."""
+    import numpy as np
+
+    if not len(eval_set):
+        return 0.0
+    counts = np.asarray(train.item_counts())
+    return float((counts[np.asarray(eval_set.targets)] == 0).mean())
 
 
 def describe_log(prepared: Any) -> LogProfile:
@@ -117,6 +136,7 @@ def describe_log(prepared: Any) -> LogProfile:
         split=split,
         item_text=item_text_fields(prepared.item_features),
         item_categories=category_columns(prepared.item_features, ITEM),
+        valid_target_cold_share=target_cold_share(prepared.train, prepared.valid),
     )
 
 

@@ -347,7 +347,9 @@ def _report(s: AutoSearch, summary: dict, profile: LogProfile, notes: list[str],
         f"# warmrec auto: {summary['data'].get('path', 'data given in Python')}",
         "",
         f"Budget {summary['budget_s']:.0f} s, metric {s.ctx.metric} on validation; ended after "
-        f"{summary['elapsed_s']:.1f} s (reading and describing {t.get('prepare_s', 0):.1f} s, "
+        f"{summary['elapsed_s']:.1f} s (reading and describing {t.get('prepare_s', 0):.1f} s"
+        + (f", of which encoding the item texts {t['text_s']:.1f} s" if t.get("text_s") else "")
+        + ", "
         f"final step {t.get('final_s', 0):.1f} s); {summary['rounds']} rounds, "
         f"{summary['trials']} trials; 1-minute load average "
         + " -> ".join(f"{x:g}" for x in summary["load_1min"])

@@ -20,6 +20,7 @@ from warmrec.experiments.auto.profile import describe_log
 from warmrec.experiments.auto.report import finish
 from warmrec.experiments.auto.search import STATE, STATE_VERSION, AutoSearch
 from warmrec.experiments.auto.steps import StepContext
+from warmrec.experiments.auto.text import settle_text_trials
 
 
 def _state_args(
@@ -144,6 +145,7 @@ def auto(
     space_map = find_spaces(spaces)
     if state is None:
         plan = plan_portfolio(profile, families, spaces=space_map)
+        text_s = settle_text_trials(plan, prepared.train, budget_s - (time.time() - t_start))
         state = {
             "version": STATE_VERSION,
             "args": args,
@@ -159,7 +161,7 @@ def auto(
             "notes": plan.notes,
             "hybrid_pair": None,
             "trials": [asdict(t) for t in plan.trials],
-            "timings": {},
+            "timings": {"text_s": text_s} if text_s else {},
             "load": [],
             "invocations": 0,
         }
@@ -201,7 +203,7 @@ def auto(
                 f"scored, {search.spent_prev:.0f} s of {budget_s:.0f} s spent"
             )
         if state["invocations"] == 1:
-            state["timings"] = {"prepare_s": time.time() - t_start}
+            state["timings"]["prepare_s"] = time.time() - t_start
         search.save()
         search.run()
         summary = finish(search, state["notes"], profile)

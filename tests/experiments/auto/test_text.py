@@ -1,0 +1,199 @@
+"""``warmrec auto``'s text-aware SASRec variants: their item vectors made ready within the budget
+(cached, encoded, or left out with the reason), and a run on a growing catalogue where only the
+item text can rank the new items."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from warmrec.errors import ModelError
+from warmrec.experiments.auto import auto, describe_log, find_spaces, plan_portfolio
+from warmrec.experiments.auto import plan as plan_mod
+from warmrec.experiments.auto.text import ready_text_vectors, settle_text_trials
+from warmrec.experiments.spec import prepare_run, spec_from_config
+from warmrec.models import text as text_mod
+
+TOPICS = ["excel", "word", "teams", "outlook", "onenote", "sharepoint", "planner", "forms"]
+NEW_TOPICS = 2
+"""The last topics' videos are published after the training period: cold items."""
+LESSONS = 8
+T_VALID, T_TEST = 1_000_000, 2_000_000
+
+
+def _item(topic: int, lesson: int) -> int:
+    return 100 + topic * LESSONS + lesson
+
+
+def growing_catalogue(tmp: Path, seed: int = 0) -> tuple[Path, Path]:
+    """A MOOC-like log whose known answer is the item text: each learner follows one topic's
+    lessons in order; the last :data:`NEW_TOPICS` topics are published after the training
+    period, one in the validation period and one in the test period (half of those periods'
+    learners take it), so an ID-only model cannot rank their videos, and a video's title
+    names its topic."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    user = 0
+    old = len(TOPICS) - NEW_TOPICS
+    for start, end, n_users, new_topic in (
+        (0, T_VALID, 300, None),
+        (T_VALID, T_TEST, 120, old),  # the first new topic, published in the validation period
+        (T_TEST, 3_000_000, 120, old + 1),  # the second in the test period
+    ):
+        for _ in range(n_users):
+            topic = (
+                new_topic
+                if new_topic is not None and rng.random() < 0.5
+                else int(rng.integers(0, old))
+            )
+            first = int(rng.integers(0, LESSONS - 4))
+            n = int(rng.integers(4, LESSONS - first + 1))
+            t0 = int(rng.integers(start, end - 10_000))
+            for k in range(n):
+                rows.append((user, _item(topic, first + k), t0 + 60 * k))
+            user += 1
+    log = tmp / "log.csv"
+    pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row").write_csv(log)
+    words = ["intro", "basics", "files", "sharing", "tips", "advanced", "review", "quiz"]
+    items = tmp / "items.csv"
+    pl.DataFrame(
+        {
+            "item_id": [_item(t, j) for t in range(len(TOPICS)) for j in range(LESSONS)],
+            "title": [
+                f"{TOPICS[t]} {TOPICS[t]} course: {TOPICS[t]} {words[j]}"
+                for t in range(len(TOPICS))
+                for j in range(LESSONS)
+            ],
+        }
+    ).write_csv(items)
+    return log, items
+
+
+def _time_split() -> dict:
+    return {
+        "method": "temporal",
+        "valid_start": T_VALID,
+        "test_start": T_TEST,
+        "drop_unseen": False,
+    }
+
+
+@pytest.fixture(scope="module")
+def growing(tmp_path_factory):
+    d = tmp_path_factory.mktemp("growing")
+    log, items = growing_catalogue(d)
+    prep = prepare_run(
+        spec_from_config({"data": {"path": str(log), "items": str(items)}, "split": _time_split()})
+    )
+    return log, items, prep
+
+
+def test_the_plan_tries_text_variants_where_items_have_text(growing):
+    """Item text: SASRec is also tried as id + text; validation targets on items without a
+    training event (a third here): also as text alone. Without such targets, id + text only."""
+    import dataclasses
+
+    _, _, prep = growing
+    profile = describe_log(prep)
+    assert profile.item_text == ["title"]
+    assert 0.3 < profile.valid_target_cold_share < 0.7
+    assert any("are items without a training event" in line for line in profile.lines())
+    spaces = find_spaces()
+    plan = plan_portfolio(profile, ["pop", "sasrec"], spaces=spaces)
+    text = [t.model for t in plan.trials if t.family == "sasrec" and t.model]
+    assert text == [
+        {"item_repr": "id+text", "text_prior": 5},
+        {"item_repr": "text", "text_prior": 5},
+    ]
+    warm = plan_portfolio(
+        dataclasses.replace(profile, valid_target_cold_share=0.0), ["sasrec"], spaces=spaces
+    )
+    assert [t.model for t in warm.trials] == [{}, {"item_repr": "id+text", "text_prior": 5}]
+    none = plan_portfolio(dataclasses.replace(profile, item_text=[]), ["sasrec"], spaces=spaces)
+    assert [t.model for t in none.trials] == [{}]
+
+
+def _slow_encoder(delay: float):
+    def make():
+        base = text_mod._hashing()
+
+        def encode(texts):
+            time.sleep(delay * len(texts))
+            return base(texts)
+
+        return encode
+
+    return make
+
+
+def test_text_vectors_are_cached_encoded_or_left_out(growing, tmp_path, monkeypatch):
+    _, _, prep = growing
+    model = {"item_repr": "text", "text_prior": 5, "text_encoder": "hashing"}
+    model["text_cache"] = str(tmp_path / "cache")
+    done = ready_text_vectors(prep.train, model, budget_left_s=60)
+    assert done.ready and "encoded with hashing" in done.note
+    assert len(list((tmp_path / "cache").glob("hashing-*.npy"))) == 1
+    again = ready_text_vectors(prep.train, model, budget_left_s=0.001)
+    assert again.ready and "are cached" in again.note  # a warm cache costs nothing
+    # an encoder estimated over a quarter of what is left: left out, nothing written
+    monkeypatch.setitem(
+        text_mod._ENCODERS,
+        "slowtest",
+        text_mod.EncoderSpec("slowtest", 512, "1", _slow_encoder(0.01)),
+    )
+    slow = dict(model, text_encoder="slowtest", text_cache=str(tmp_path / "slow"))
+    out = ready_text_vectors(prep.train, slow, budget_left_s=1.0)
+    assert not out.ready and "would take about" in out.note and "more than 25 %" in out.note
+    assert not (tmp_path / "slow").exists()
+    assert ready_text_vectors(prep.train, slow, budget_left_s=100).ready  # time enough: encoded
+
+    def broken():
+        raise ModelError("needs a package that is not installed")
+
+    monkeypatch.setitem(
+        text_mod._ENCODERS, "broken", text_mod.EncoderSpec("broken", 512, "1", broken)
+    )
+    bad = ready_text_vectors(prep.train, dict(model, text_encoder="broken"), budget_left_s=60)
+    assert not bad.ready and "not available" in bad.note and "not installed" in bad.note
+
+    # the plan loses its text variants, and the family's trial ids stay without gaps
+    plan = plan_portfolio(describe_log(prep), ["pop", "sasrec"], spaces=find_spaces())
+    for t in plan.trials:
+        if t.model.get("item_repr"):
+            t.model.update(text_encoder="broken")
+    settle_text_trials(plan, prep.train, budget_left_s=60)
+    assert [t.id for t in plan.trials if t.family == "sasrec"] == ["sasrec-000"]
+    assert any(n.startswith("SASRec's text variants left out") for n in plan.notes)
+
+
+def test_auto_picks_a_text_variant_on_a_growing_catalogue(growing, tmp_path, monkeypatch):
+    """A third of the validation targets are new videos: only the text variants can rank them,
+    so the pick is one of them, ahead of SASRec's ID defaults on validation and test."""
+    log, items, _ = growing
+    variants = tuple(
+        (origin, dict(model, text_encoder="hashing", text_cache=str(tmp_path / "cache")))
+        for origin, model in plan_mod.TEXT_VARIANTS
+    )
+    monkeypatch.setattr(plan_mod, "TEXT_VARIANTS", variants)
+    res = auto(
+        {"path": str(log), "items": str(items)},
+        split=_time_split(),
+        out=tmp_path / "auto",
+        budget=40,
+        families=["pop", "sasrec"],
+        progress=False,
+    )
+    w = res["winner"]
+    assert w["family"] == "sasrec" and "item_repr=" in w["origin"], w
+    state = json.loads((tmp_path / "auto" / "auto_state.json").read_text())
+    value = {t["id"]: t["value"] for t in state["trials"]}
+    assert w["valid"]["ndcg@10"] > 1.2 * value["sasrec-000"]  # the ID defaults
+    # the test's new videos: ranked by their text (an ID-only model scores them 0)
+    new = w["slices"]["new_items"]
+    assert new["n"] > 50 and new["ndcg@10"] > 0.3, new
+    assert any(n.startswith("SASRec's text variants: ") for n in res["notes"])
