@@ -197,3 +197,42 @@ def test_auto_picks_a_text_variant_on_a_growing_catalogue(growing, tmp_path, mon
     new = w["slices"]["new_items"]
     assert new["n"] > 50 and new["ndcg@10"] > 0.3, new
     assert any(n.startswith("SASRec's text variants: ") for n in res["notes"])
+
+
+def test_fresh_joins_where_validation_has_new_items(growing, tmp_path):
+    """Fresh (TF-IDF plus a learnt bonus for items without training events, and the catalogue
+    order of integer ids) joins where validation targets fall on such items, twice (cold
+    targets as they come, and weighed as the catalogue's share); elsewhere it is left out with
+    the reason. Here the next lesson's id follows the last one's, so it wins."""
+    import dataclasses
+
+    log, items, prep = growing
+    profile = describe_log(prep)
+    assert profile.integer_item_ids
+    plan = plan_portfolio(profile, ["pop", "tfidf", "fresh"], spaces=find_spaces())
+    fresh = [t for t in plan.trials if t.family == "fresh"]
+    assert [t.origin for t in fresh] == [
+        "defaults, base=tfidf, order_window=5",
+        "defaults, base=tfidf, order_window=5, cold_target_share=catalogue",
+    ]
+    assert fresh[0].model["select_metric"] == "ndcg@10"
+    warm = plan_portfolio(
+        dataclasses.replace(profile, valid_target_cold_share=0.0), spaces=find_spaces()
+    )
+    assert "fresh" not in warm.families and "without a training event" in warm.left_out["fresh"]
+    notext = plan_portfolio(dataclasses.replace(profile, item_text=[]), spaces=find_spaces())
+    assert notext.left_out["fresh"] == "its base is TF-IDF, which is left out"
+
+    res = auto(
+        {"path": str(log), "items": str(items)},
+        split=_time_split(),
+        out=tmp_path / "auto",
+        budget=15,
+        families=["pop", "tfidf", "fresh"],
+        progress=False,
+    )
+    w = res["winner"]
+    assert w["family"] == "fresh", w
+    tfidf = next(r for r in res["leaderboard"] if r["family"] == "tfidf")
+    assert w["test"]["ndcg@10"] > 1.2 * tfidf["test"]["ndcg@10"], (w["test"], tfidf)
+    assert w["slices"]["new_items"]["ndcg@10"] > 0.5

@@ -35,7 +35,13 @@ report (what was measured, what it changed):
   first step is estimated as its scorings plus a fit prior; Item2Vec scores after every epoch
   and waits in round 0 until it would take at most :data:`ONE_SHOT_SHARE` of the time left;
 - SSE-PT only where the log has users, BST only where it has item or user features, TF-IDF
-  (content) only where its items have text (``--items``, a RecBole ``.item`` file, MARS).
+  (content) only where its items have text (``--items``, a RecBole ``.item`` file, MARS);
+- *item text*: SASRec is also tried with id + text item vectors and the text prior
+  (:data:`~warmrec.experiments.auto.plan.TEXT_VARIANTS`), and with text vectors alone where
+  validation targets fall on items without a training event (a growing catalogue split by
+  time: an ID-only model cannot rank those); the vectors are read from the cache or encoded
+  before the search where that is estimated to fit a quarter of the budget, else the variants
+  are left out with the reason (:mod:`warmrec.experiments.auto.text`).
 
 **2. Search** (:class:`AutoSearch`): every family (:data:`FAMILIES`) first runs at its defaults
 (and the variants above), then samples its built-in search space (``warmrec/tuning/spaces/<family>.toml``,

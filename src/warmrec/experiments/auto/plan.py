@@ -40,6 +40,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("vsknn", "knn", 5.0),
     Family("sessionpop", "baseline", 2.0),
     Family("tfidf", "content", 3.0),
+    Family("fresh", "content", 5.0),
     Family("item2vec", "embedding", 30.0),
     Family("sasrec", "network", 20.0),
     Family("gru4rec", "network", 20.0),
@@ -71,6 +72,14 @@ under leave-one-out, and text alone, the best where targets are new items (MARS'
 COLD_TARGET_SHARE = 0.01
 """Share of validation targets on items without training events above which the text-only
 variant is tried."""
+
+FRESH_ORDER: dict[str, Any] = {
+    "order_window": 5,
+    "order_grid": [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0],
+}
+"""Fresh's catalogue-order term in auto: the settings of ``fresh+order tfidf``, the best model
+on all targets of MARS's time protocol with its weights chosen on validation
+(``benchmarks/results/mars.md``, run ``text-newvideo``; it chose ``o`` = 16)."""
 
 # train settings auto owns in every network trial (a space or a variant cannot set them)
 _OWNED_TRAIN = ("checkpoint_dir", "checkpoint_every", "resume", "progress", "log_path")
@@ -149,8 +158,23 @@ class Plan:
     left_out: dict[str, str]
 
 
+def fresh_defaults(profile: LogProfile, metric: str) -> tuple[dict[str, Any], str]:
+    """Fresh's round-0 config in auto and its label: TF-IDF as the base, the catalogue-order
+    term where item ids are integers, the weights chosen on the search's metric."""
+    model: dict[str, Any] = {"base": "tfidf", "select_metric": metric}
+    if profile.integer_item_ids:
+        model.update(FRESH_ORDER)
+    return model, "defaults, base=tfidf" + (
+        f", order_window={FRESH_ORDER['order_window']}" if profile.integer_item_ids else ""
+    )
+
+
 def plan_portfolio(
-    profile: LogProfile, families: list[str] | None = None, *, spaces: Mapping[str, Any]
+    profile: LogProfile,
+    families: list[str] | None = None,
+    *,
+    spaces: Mapping[str, Any],
+    metric: str = "ndcg@10",
 ) -> Plan:
     """The round-0 trials of every family and the data-aware choices (package docstring)."""
     notes: list[str] = []
@@ -175,6 +199,16 @@ def plan_portfolio(
         elif importlib.util.find_spec("sklearn") is None:
             wanted.remove("tfidf")
             left_out["tfidf"] = "it needs scikit-learn (pip install 'warmrec[text]')"
+    if "fresh" in wanted:
+        if "tfidf" not in wanted:
+            wanted.remove("fresh")
+            left_out["fresh"] = "its base is TF-IDF, which is left out"
+        elif profile.valid_target_cold_share < COLD_TARGET_SHARE:
+            wanted.remove("fresh")
+            left_out["fresh"] = (
+                f"{100 * profile.valid_target_cold_share:.1f} % of validation targets are items "
+                "without a training event (it adds a bonus for such items, learnt on them)"
+            )
     for name, why in left_out.items():
         notes.append(f"{name} left out: {why}")
     # -- seen items ------------------------------------------------------------------------
@@ -224,6 +258,9 @@ def plan_portfolio(
     for fam in first + [f for f in wanted if f not in first]:
         if fam == "gru4rec" and profile.items > 20000:
             add(fam, "defaults, loss=bpr-max", {"loss": "bpr-max"})
+        elif fam == "fresh":
+            model, origin = fresh_defaults(profile, metric)
+            add(fam, origin, model)
         else:
             add(fam, "defaults")
     basket = max(2, round(profile.events_per_time)) if profile.basket else None
@@ -309,6 +346,25 @@ def plan_portfolio(
                 "tried with its items as text vectors alone"
             )
             add("sasrec", TEXT_VARIANTS[1][0], TEXT_VARIANTS[1][1])
+    if "fresh" in wanted:
+        notes.append(
+            f"{100 * profile.valid_target_cold_share:.1f} % of validation targets are items "
+            "without a training event: Fresh (TF-IDF plus a bonus for such items that follows "
+            "the history"
+            + (
+                ", and the catalogue order of the integer item ids"
+                if profile.integer_item_ids
+                else ""
+            )
+            + ", weights chosen on validation) joins; it is also tried with those targets "
+            "weighed as the catalogue's share of such items (a later period may have more)"
+        )
+        model, origin = fresh_defaults(profile, metric)
+        add(
+            "fresh",
+            origin + ", cold_target_share=catalogue",
+            {**model, "cold_target_share": "catalogue"},
+        )
     if profile.items_seen_once_share >= 0.3 and "itemknn" in wanted:
         notes.append(
             f"long tail ({100 * profile.items_seen_once_share:.0f} % of items occur once): "

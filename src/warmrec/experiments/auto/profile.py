@@ -39,6 +39,8 @@ class LogProfile:
     """Item feature columns of categories or tags (text with few distinct values, or lists):
     the side features BST can embed. Numbers are left out (a count such as MARS's ``nb_views``
     may be collected after the events it would describe)."""
+    integer_item_ids: bool = False
+    """The raw item ids are integers (their order can be a catalogue's publication order)."""
     valid_target_cold_share: float = 0.0
     """Share of validation targets on items without a training event (cold items: an ID-only
     model cannot rank them; a catalogue that keeps growing, split by time)."""
@@ -136,6 +138,9 @@ def describe_log(prepared: Any) -> LogProfile:
         split=split,
         item_text=item_text_fields(prepared.item_features),
         item_categories=category_columns(prepared.item_features, ITEM),
+        integer_item_ids=(
+            not prepared.train.vocab.is_str and prepared.train.vocab.ids.dtype.is_integer()
+        ),
         valid_target_cold_share=target_cold_share(prepared.train, prepared.valid),
     )
 

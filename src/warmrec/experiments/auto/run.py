@@ -144,7 +144,7 @@ def auto(
     profile = describe_log(prepared)
     space_map = find_spaces(spaces)
     if state is None:
-        plan = plan_portfolio(profile, families, spaces=space_map)
+        plan = plan_portfolio(profile, families, spaces=space_map, metric=metric)
         text_s = settle_text_trials(plan, prepared.train, budget_s - (time.time() - t_start))
         state = {
             "version": STATE_VERSION,
