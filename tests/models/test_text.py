@@ -23,6 +23,7 @@ from warmrec.data.dataset import EvalSet, SequenceDataset
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ConfigError, ModelError
 from warmrec.models.base import Recommender
+from warmrec.models.hybrid import Hybrid
 from warmrec.models.text import (
     MoEAdaptor,
     TextItemEmbedding,
@@ -281,6 +282,24 @@ def test_text_model_ranks_an_unseen_item_the_id_model_cannot(text_data, tmp_path
     assert len(set(top) & set(added)) >= 3, top  # the new "topic0" items rank with topic 0's
     with pytest.raises(ModelError, match="no text item representation"):
         add_items(ids, items)
+
+
+def test_composites_of_a_text_model_load_from_their_weights(text_data, tmp_path):
+    """A hybrid or Fresh over a text-aware SASRec saves the member's text vectors with the
+    weights and loads without the encoder or the member's own record (warmrec auto forms such
+    hybrids; loading one failed before: 'needs the item text vectors')."""
+    from warmrec.models.fresh import Fresh
+
+    train, test, _, cache = text_data
+    both = fit(text_cfg(cache, item_repr="id+text", text_prior=2), train)
+    pop = get_model("pop").fit(train)
+    batch = test.batch(np.arange(len(test)), both.history_len)
+    for model in (
+        Hybrid.from_members(both, pop, weight=0.7).fit(train),
+        Fresh.from_base(both, cold_weight=0.5, affinity_weight=1.0).fit(train),
+    ):
+        loaded = Recommender.load(model.save(tmp_path / model.name))
+        assert torch.equal(loaded.score(batch), model.score(batch)), model.name
 
 
 # -- the content baseline -------------------------------------------------------------------------

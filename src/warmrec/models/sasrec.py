@@ -210,6 +210,14 @@ class SASRec(NeuralRecommender):
         if self.config.item_repr != "id":  # item text -> vectors, once (cached on disk)
             self._text, self.meta.text = text_vectors(train, self.config)
 
+    def set_state(self, state: dict[str, torch.Tensor]) -> None:
+        text = state.get("item.text")
+        if self.config.item_repr != "id" and self._text is None and text is not None:
+            # the text vectors are saved with the weights: a member of a composite model
+            # (hybrid, fresh), whose own record has no TextMeta for it, is rebuilt from them
+            self._text = text.detach().cpu().numpy()
+        super().set_state(state)
+
     def build_net(self, n_items: int) -> SASRecNet:
         text = self._text if self._text is not None and len(self._text) == n_items else None
         counts = self.meta.item_counts
