@@ -77,6 +77,15 @@ def data_split_config(base: dict, sets: tuple[str, ...]) -> dict:
     "--metric", default="ndcg@10", show_default=True, help="Validation metric that chooses."
 )
 @click.option(
+    "--cold-target-share",
+    default=None,
+    metavar="SHARE|catalogue",
+    help="Weigh the validation targets on items without a training event as this share of "
+    "the metric (or 'catalogue': the catalogue's share of such items) when choosing: for a "
+    "catalogue that keeps growing, where the served period will have more new items than the "
+    "validation period (default: as they come).",
+)
+@click.option(
     "--families",
     default=None,
     help="Comma-separated subset of the portfolio (default: every family that fits the log).",
@@ -109,6 +118,7 @@ def auto_cmd(
     sets,
     budget,
     metric,
+    cold_target_share,
     families,
     spaces,
     address,
@@ -130,6 +140,7 @@ def auto_cmd(
         out=out,
         budget=budget,
         metric=metric,
+        cold_target_share=cold_target_share,
         split=cfg.get("split"),
         families=fams,
         spaces=spaces,
@@ -147,7 +158,7 @@ def auto_cmd(
     w = res["winner"]
     label = res["metric"]
     click.echo(
-        f"pick: {w['trial']} ({w['origin']}): validation {label} {w['valid'][label]:.4f}, "
+        f"pick: {w['trial']} ({w['origin']}): validation {label} {w['valid_value']:.4f}, "
         f"test {w['test'].get(label, float('nan')):.4f}; seen items {w['seen_items']}"
     )
     click.echo(f"model: {w['model_dir']}   spec: {w['config']}   report: {Path(out) / 'report.md'}")

@@ -236,3 +236,49 @@ def test_fresh_joins_where_validation_has_new_items(growing, tmp_path):
     tfidf = next(r for r in res["leaderboard"] if r["family"] == "tfidf")
     assert w["test"]["ndcg@10"] > 1.2 * tfidf["test"]["ndcg@10"], (w["test"], tfidf)
     assert w["slices"]["new_items"]["ndcg@10"] > 0.5
+
+
+def test_cold_target_share_weighs_the_validation_figure_that_chooses(growing, tmp_path):
+    """``cold_target_share``: the validation value is share x the mean over targets on items
+    without a training event + (1 - share) x the mean over the others. On the growing
+    catalogue Markov (ids: next lesson, never a new video) wins when only the warm targets
+    count, TF-IDF (text: any video of the topic) when only the new ones do."""
+    from warmrec.errors import ConfigError
+    from warmrec.experiments.auto.steps import StepContext, _value, cold_weights
+
+    log, items, prep = growing
+    counts = np.asarray(prep.train.item_counts())
+    cold = counts[np.asarray(prep.valid.targets)] == 0
+    ctx = StepContext(prep, prep.info["spec"], tmp_path, "ndcg@10", 0.25)
+    w = cold_weights(prep, 0.25)
+    assert w.mean() == pytest.approx(1.0)
+    assert ctx.weights is not None and np.array_equal(ctx.weights, w)
+    # "catalogue": the two new topics' 16 videos of 64 have no training event
+    assert (counts[1:] == 0).sum() == NEW_TOPICS * LESSONS
+    catalogue = cold_weights(prep, "catalogue")
+    assert catalogue[cold].sum() / len(cold) == pytest.approx(NEW_TOPICS / len(TOPICS))
+
+    class Res:  # a scoring's per-example values, as evaluate returns them
+        def __init__(self, x):
+            self.per_example, self.summary = {"ndcg@10": x}, {"ndcg@10": float(x.mean())}
+
+    x = np.where(cold, 0.2, 0.6)
+    value, ci = _value(ctx, Res(x), "ndcg@10")
+    assert value == pytest.approx(0.25 * 0.2 + 0.75 * 0.6) and ci is not None
+    with pytest.raises(ConfigError, match="cold-target-share"):
+        auto(str(log), out=tmp_path / "bad", cold_target_share="most")
+
+    picks = {}
+    for share in (0.0, 1.0):
+        res = auto(
+            {"path": str(log), "items": str(items)},
+            split=_time_split(),
+            out=tmp_path / f"share{share}",
+            budget=15,
+            families=["markov", "tfidf"],
+            cold_target_share=share,
+            progress=False,
+        )
+        picks[share] = res["winner"]["family"]
+        assert any(n.startswith("--cold-target-share") for n in res["notes"])
+    assert picks == {0.0: "markov", 1.0: "tfidf"}

@@ -34,12 +34,14 @@ class LocalExecutor:
 class _RayWorker:
     """A Ray actor: reads and splits the data once, then runs steps."""
 
-    def __init__(self, base: dict[str, Any], work: str, metric: str) -> None:
+    def __init__(
+        self, base: dict[str, Any], work: str, metric: str, cold_share: float | str | None
+    ) -> None:
         from warmrec.experiments.spec import prepare_run, spec_from_config
 
         spec = spec_from_config(base)
         prepared = prepare_run(spec)
-        self.ctx = StepContext(prepared, prepared.info["spec"], Path(work), metric)
+        self.ctx = StepContext(prepared, prepared.info["spec"], Path(work), metric, cold_share)
 
     def run(self, step: dict[str, Any]) -> dict[str, Any]:
         return run_step(self.ctx, step)
@@ -48,7 +50,14 @@ class _RayWorker:
 class RayExecutor:
     """Steps in Ray actors on a cluster (``address``), as many at once as it has CPUs."""
 
-    def __init__(self, address: str, base: dict[str, Any], work: Path, metric: str) -> None:
+    def __init__(
+        self,
+        address: str,
+        base: dict[str, Any],
+        work: Path,
+        metric: str,
+        cold_share: float | str | None = None,
+    ) -> None:
         try:
             import ray
         except ImportError as e:  # pragma: no cover - ray is in the `ray` extra
@@ -59,7 +68,7 @@ class RayExecutor:
         self._ray_env = start_ray(address)
         n = max(1, int(ray.cluster_resources().get("CPU", 1)))
         actor = ray.remote(num_cpus=1)(_RayWorker)
-        self.actors = [actor.remote(base, str(work), metric) for _ in range(n)]
+        self.actors = [actor.remote(base, str(work), metric, cold_share) for _ in range(n)]
         self.workers = n
 
     def run(self, steps: list[dict[str, Any]], admit: Admit) -> Iterator[tuple[dict, dict]]:

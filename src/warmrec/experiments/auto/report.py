@@ -304,6 +304,7 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
             "family": winner.family,
             "origin": winner.origin,
             "valid": winner.valid,
+            "valid_value": winner.value,
             "valid_ci": winner.ci,
             "test": winner.test,
             "test_ci": winner.test_ci,
@@ -338,6 +339,12 @@ def _slices(res: Any, prepared: Any, label: str) -> dict[str, Any]:
         v = r.summary.get(label)
         out[name] = {"n": r.n_examples, label: None if v is None or math.isnan(v) else v}
     return out
+
+
+def _weighed(s: AutoSearch) -> str:
+    """`` (weighed: ...)`` after a validation figure chosen under ``--cold-target-share``."""
+    share = s.state["args"].get("cold_target_share")
+    return "" if share is None else f" (new-item targets weighed as {share})"
 
 
 def _report(s: AutoSearch, summary: dict, profile: LogProfile, notes: list[str], table: str) -> str:
@@ -376,7 +383,8 @@ def _report(s: AutoSearch, summary: dict, profile: LogProfile, notes: list[str],
         lines += [
             "## The pick",
             "",
-            f"{w['trial']} ({w['origin']}): validation {label} {_fmt(w['valid'].get(label), w['valid_ci'])}, "
+            f"{w['trial']} ({w['origin']}): validation {label}{_weighed(s)} "
+            f"{_fmt(w['valid_value'], w['valid_ci'])}, "
             f"test {_fmt(w['test'].get(label), w['test_ci'])}; seen items {w['seen_items']}.",
             "",
             f"- model directory: `{w['model_dir']}`: `warmrec evaluate {w['model_dir']}`, "

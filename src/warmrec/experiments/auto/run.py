@@ -24,7 +24,13 @@ from warmrec.experiments.auto.text import settle_text_trials
 
 
 def _state_args(
-    data: Any, split: Any, metric: str, families: Any, seed: int, spaces: Any
+    data: Any,
+    split: Any,
+    metric: str,
+    families: Any,
+    seed: int,
+    spaces: Any,
+    cold_target_share: float | str | None = None,
 ) -> dict[str, Any]:
     """What a resumed run must share with the first (its plan, trials and checkpoints were made
     under them): the arguments, the search spaces' content, and the trainer defaults the
@@ -35,6 +41,7 @@ def _state_args(
         "data": data,
         "split": split,
         "metric": metric,
+        "cold_target_share": cold_target_share,
         "families": sorted(families) if families else None,
         "seed": seed,
         # what the search draws from (its files' content)
@@ -44,12 +51,54 @@ def _state_args(
     return json.loads(json.dumps(args, default=str))  # as the state file reads them back
 
 
+def check_cold_share(value: Any) -> float | str | None:
+    """``--cold-target-share``: None, ``"catalogue"`` or a share in [0, 1]."""
+    if value is None or value == "catalogue":
+        return value
+    try:
+        share = float(value)
+    except (TypeError, ValueError):
+        share = float("nan")
+    if not 0.0 <= share <= 1.0:
+        raise ConfigError(
+            f"--cold-target-share: expected a share in [0, 1] or 'catalogue', found {value!r}"
+        )
+    return share
+
+
+def cold_note(ctx: StepContext, share: float | str) -> str:
+    """The report's note on how validation weighs the targets on new items."""
+    import numpy as np
+
+    counts = np.asarray(ctx.prepared.train.item_counts())
+    cold = counts[np.asarray(ctx.prepared.valid.targets)] == 0
+    what = (
+        f"the catalogue's share of items without a training event, "
+        f"{100 * float((counts[1:] == 0).mean()):.1f} %"
+        if share == "catalogue"
+        else f"{100 * float(share):.1f} %"
+    )
+    if ctx.weights is None:
+        return (
+            f"--cold-target-share {share}: no effect, validation has "
+            + ("no target" if not cold.any() else "only targets")
+            + " on items without a training event"
+        )
+    return (
+        f"--cold-target-share {share}: the validation figure that chooses weighs the "
+        f"{int(cold.sum()):,} targets on items without a training event "
+        f"({100 * float(cold.mean()):.1f} % of validation) as {what} of it (the others as the "
+        "rest); the networks' early stopping and the hybrid's weight still read the plain figure"
+    )
+
+
 def auto(
     data: Any,
     *,
     out: str | Path,
     budget: str | float = "10m",
     metric: str = "ndcg@10",
+    cold_target_share: float | str | None = None,
     split: str | Mapping[str, Any] | None = None,
     families: list[str] | None = None,
     spaces: str | Path | None = None,
@@ -65,7 +114,10 @@ def auto(
     only; the saved model then records no data source). ``split``: a method name or a
     ``[split]`` table (default: the default split policy). ``families``: a subset of
     :data:`FAMILIES` (default all that fit the log). ``spaces``: a folder of
-    ``<family>.toml`` search spaces (default: the built-in ones). ``address``: ``HOST:PORT`` of
+    ``<family>.toml`` search spaces (default: the built-in ones). ``cold_target_share``: weigh
+    the validation targets on items without a training event as this share of the metric
+    (``"catalogue"``: the catalogue's share of such items) when choosing (default: as they
+    come; :func:`~warmrec.experiments.auto.steps.cold_weights`). ``address``: ``HOST:PORT`` of
     a Ray cluster (or ``"local"`` for Ray on this machine). ``progress``: a line per step on
     stderr (default: when stderr is a terminal). ``started``: ``time.time()`` the budget counts
     from (default now; the CLI passes its own start).
@@ -84,6 +136,7 @@ def auto(
             f"found {metric!r}"
         )
     metric = m.label
+    cold_target_share = check_cold_share(cold_target_share)
     if families is not None:
         names = [f.name for f in FAMILIES]
         bad = [f for f in families if f not in names]
@@ -109,7 +162,15 @@ def auto(
     if data_cfg is not None:
         base_cfg["data"] = data_cfg
     base_spec = spec_from_config(base_cfg)
-    args = _state_args(data_cfg or {"in_memory": True}, split_cfg, metric, families, seed, spaces)
+    args = _state_args(
+        data_cfg or {"in_memory": True},
+        split_cfg,
+        metric,
+        families,
+        seed,
+        spaces,
+        cold_target_share,
+    )
     state_path = out / STATE
     state: dict[str, Any] | None = None
     if state_path.exists():
@@ -175,9 +236,13 @@ def auto(
     with contextlib.suppress(OSError):
         state.setdefault("load", []).append(round(__import__("os").getloadavg()[0], 2))
     show = bool(getattr(sys.stderr, "isatty", lambda: False)()) if progress is None else progress
-    ctx = StepContext(prepared, base, work, metric)
+    ctx = StepContext(prepared, base, work, metric, cold_target_share)
+    if state["invocations"] == 1 and cold_target_share is not None:
+        state["notes"].append(cold_note(ctx, cold_target_share))
     if address is not None:
-        executor: Any = RayExecutor(address, base.to_config(absolute=True), work, metric)
+        executor: Any = RayExecutor(
+            address, base.to_config(absolute=True), work, metric, cold_target_share
+        )
     else:
         executor = LocalExecutor(ctx)
     try:

@@ -67,12 +67,21 @@ def _deadline_hooks(deadline: float) -> Any:
 
 @dataclass
 class StepContext:
-    """What a step needs: the prepared data, the search's base spec, the work folder."""
+    """What a step needs: the prepared data, the search's base spec, the work folder, and how
+    the validation targets on items without training events are weighed (``cold_share``:
+    None, as they come; a share in [0, 1]; ``"catalogue"``, the catalogue's share of such
+    items: :func:`cold_weights`)."""
 
     prepared: Any
     base: Any
     work: Path
     metric: str
+    cold_share: float | str | None = None
+
+    def __post_init__(self) -> None:
+        self.weights = (
+            None if self.cold_share is None else cold_weights(self.prepared, self.cold_share)
+        )
 
     def spec(self, family: str, model: dict, train: dict, exclude_seen: bool) -> Any:
         from warmrec.tuning.trial import eval_metrics
@@ -84,6 +93,34 @@ class StepContext:
         from warmrec.experiments.spec import spec_from_config
 
         return spec_from_config(cfg)
+
+
+def cold_weights(prepared: Any, share: float | str) -> Any:
+    """Per-example weights of the validation set (mean 1) under which a metric's weighted mean
+    is ``share`` x its mean over the targets on items without a training event plus ``1 -
+    share`` x its mean over the others; ``share="catalogue"``: the share of such items in the
+    catalogue. None when validation has no such target or only such targets."""
+    import numpy as np
+
+    counts = np.asarray(prepared.train.item_counts())
+    if share == "catalogue":
+        share = float((counts[1:] == 0).mean()) if len(counts) > 1 else 0.0
+    share = float(share)
+    cold = counts[np.asarray(prepared.valid.targets)] == 0
+    n, n_cold = len(cold), int(cold.sum())
+    if n_cold in (0, n):
+        return None
+    return np.where(cold, share * n / n_cold, (1.0 - share) * n / (n - n_cold))
+
+
+def _value(ctx: StepContext, res: Any, label: str) -> tuple[float, list[float] | None]:
+    """The validation value of a scoring and its CI (weighed by ``ctx.weights`` if set)."""
+    v = res.per_example[label]
+    w = ctx.weights
+    if w is None or len(w) != len(v):
+        return float(res.summary[label]), _ci(v)
+    x = v * w
+    return float(x.mean()), _ci(x)
 
 
 def _label(metric: str) -> str:
@@ -230,16 +267,14 @@ def _fit_step(ctx: StepContext, step: Mapping[str, Any], t0: float) -> dict[str,
         out["valid"] = {label: out["value"]} if out["value"] is not None else {}
     else:
         res, eval_s = _score(ctx, model, spec)
-        out["value"] = float(res.summary[label])
+        out["value"], out["ci"] = _value(ctx, res, label)
         out["valid"] = {k: float(v) for k, v in res.summary.items()}
-        out["ci"] = _ci(res.per_example[label])
         out["eval_s"] = eval_s
         if step.get("eval_both"):
             other = ctx.spec(fam, step["model"], train, not ex)
             res2, _ = _score(ctx, model, other)
-            out["value_other"] = float(res2.summary[label])
+            out["value_other"], out["ci_other"] = _value(ctx, res2, label)
             out["valid_other"] = {k: float(v) for k, v in res2.summary.items()}
-            out["ci_other"] = _ci(res2.per_example[label])
     if out.get("value") is not None:
         save_run(model, ctx.work / "models" / step["trial"])
         out["kept"] = True
@@ -266,11 +301,12 @@ def _hybrid_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]:
     spec = ctx.spec(HYBRID, cfg, dict(step.get("train") or {}), ex)
     record_run(model, spec, ctx.prepared, fit_seconds=time.time() - t0)
     res, eval_s = _score(ctx, model, spec, eval_set=valid)
+    value, ci = _value(ctx, res, label)
     out: dict[str, Any] = {
         "status": "done",
-        "value": float(res.summary[label]),
+        "value": value,
         "valid": {k: float(v) for k, v in res.summary.items()},
-        "ci": _ci(res.per_example[label]),
+        "ci": ci,
         "eval_s": eval_s,
         "fit_s": time.time() - t0,
         "weight": model.weight_,
@@ -279,9 +315,8 @@ def _hybrid_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]:
     if step.get("eval_both"):
         other = ctx.spec(HYBRID, cfg, dict(step.get("train") or {}), not ex)
         res2, _ = _score(ctx, model, other, eval_set=valid)
-        out["value_other"] = float(res2.summary[label])
+        out["value_other"], out["ci_other"] = _value(ctx, res2, label)
         out["valid_other"] = {k: float(v) for k, v in res2.summary.items()}
-        out["ci_other"] = _ci(res2.per_example[label])
     save_run(model, ctx.work / "models" / step["trial"])
     out["kept"] = True
     return out
