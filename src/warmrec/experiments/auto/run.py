@@ -19,7 +19,7 @@ from warmrec.experiments.auto.plan import FAMILIES, NETWORKS, find_spaces, plan_
 from warmrec.experiments.auto.profile import describe_log
 from warmrec.experiments.auto.report import finish
 from warmrec.experiments.auto.search import STATE, STATE_VERSION, AutoSearch
-from warmrec.experiments.auto.steps import StepContext
+from warmrec.experiments.auto.steps import StepContext, resolve_cold_share
 from warmrec.experiments.auto.text import settle_text_trials
 
 
@@ -72,11 +72,11 @@ def cold_note(ctx: StepContext, share: float | str) -> str:
 
     counts = np.asarray(ctx.prepared.train.item_counts())
     cold = counts[np.asarray(ctx.prepared.valid.targets)] == 0
+    value = f"{100 * resolve_cold_share(ctx.prepared, share):.1f} %"
     what = (
-        f"the catalogue's share of items without a training event, "
-        f"{100 * float((counts[1:] == 0).mean()):.1f} %"
+        f"the catalogue's share of items without a training event, {value}"
         if share == "catalogue"
-        else f"{100 * float(share):.1f} %"
+        else value
     )
     if ctx.weights is None:
         return (

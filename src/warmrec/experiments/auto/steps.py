@@ -95,6 +95,17 @@ class StepContext:
         return spec_from_config(cfg)
 
 
+def resolve_cold_share(prepared: Any, share: float | str) -> float:
+    """``share``, or for ``"catalogue"`` the share of the catalogue's items without an event in
+    ``prepared.train``."""
+    if share != "catalogue":
+        return float(share)
+    import numpy as np
+
+    counts = np.asarray(prepared.train.item_counts())
+    return float((counts[1:] == 0).mean()) if len(counts) > 1 else 0.0
+
+
 def cold_weights(prepared: Any, share: float | str) -> Any:
     """Per-example weights of the validation set (mean 1) under which a metric's weighted mean
     is ``share`` x its mean over the targets on items without a training event plus ``1 -
@@ -103,9 +114,7 @@ def cold_weights(prepared: Any, share: float | str) -> Any:
     import numpy as np
 
     counts = np.asarray(prepared.train.item_counts())
-    if share == "catalogue":
-        share = float((counts[1:] == 0).mean()) if len(counts) > 1 else 0.0
-    share = float(share)
+    share = resolve_cold_share(prepared, share)
     cold = counts[np.asarray(prepared.valid.targets)] == 0
     n, n_cold = len(cold), int(cold.sum())
     if n_cold in (0, n):
