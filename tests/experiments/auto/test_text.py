@@ -161,6 +161,13 @@ def test_text_vectors_are_cached_encoded_or_left_out(growing, tmp_path, monkeypa
     bad = ready_text_vectors(prep.train, dict(model, text_encoder="broken"), budget_left_s=60)
     assert not bad.ready and "not available" in bad.note and "not installed" in bad.note
 
+    # an item table whose text fields are all empty: nothing to encode
+    import dataclasses as dc
+
+    empty = prep.train.item_features.with_columns(pl.lit("").alias("title"))
+    blank = ready_text_vectors(dc.replace(prep.train, item_features=empty), model, 60)
+    assert not blank.ready and blank.note == "no item has text in the fields the models read"
+
     # the plan loses its text variants, and the family's trial ids stay without gaps
     plan = plan_portfolio(describe_log(prep), ["pop", "sasrec"], spaces=find_spaces())
     for t in plan.trials:

@@ -66,6 +66,8 @@ def ready_text_vectors(
     name = text_encoder(cfg.text_encoder).name
     path = text_cache_path(texts_key(texts, cfg.text_encoder), cfg.text_encoder, cfg.text_cache)
     n = sum(1 for t in texts if t.strip())
+    if n == 0:
+        return TextVectors(False, "no item has text in the fields the models read")
     if path is not None and path.is_file():
         return TextVectors(True, f"the {n:,} item texts' {name} vectors are cached ({path})")
     try:
