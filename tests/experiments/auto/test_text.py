@@ -116,6 +116,14 @@ def test_the_plan_tries_text_variants_where_items_have_text(growing):
     assert [t.model for t in warm.trials] == [{}, {"item_repr": "id+text", "text_prior": 5}]
     none = plan_portfolio(dataclasses.replace(profile, item_text=[]), ["sasrec"], spaces=spaces)
     assert [t.model for t in none.trials] == [{}]
+    # the catalogue's new items: 16 of 64; validation has more of them: no hint
+    assert profile.catalogue_cold_share == NEW_TOPICS * LESSONS / (len(TOPICS) * LESSONS)
+    assert "have no training event" in profile.lines()[1]
+    hint = "--cold-target-share catalogue weighs them"
+    assert not any(hint in n for n in plan.notes)
+    # MARS's time split: 33 % of the catalogue, 7 % of validation targets: the hint
+    mars = dataclasses.replace(profile, catalogue_cold_share=0.33, valid_target_cold_share=0.073)
+    assert any(hint in n for n in plan_portfolio(mars, ["sasrec"], spaces=spaces).notes)
 
 
 def _slow_encoder(delay: float):

@@ -69,6 +69,9 @@ TEXT_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
 """SASRec's text-aware variants (where items have text): id + text vectors, the best on MARS
 under leave-one-out, and text alone, the best where targets are new items (MARS's time split,
 ``benchmarks/results/mars.md``), tried where validation has such targets."""
+COLD_HINT_SHARE = 0.05
+"""Share of the catalogue without training events above which the report suggests
+``--cold-target-share`` (when validation has less than half that share on such items)."""
 COLD_TARGET_SHARE = 0.01
 """Share of validation targets on items without training events above which the text-only
 variant is tried."""
@@ -364,6 +367,15 @@ def plan_portfolio(
             "fresh",
             origin + ", cold_target_share=catalogue",
             {**model, "cold_target_share": "catalogue"},
+        )
+    c, v = profile.catalogue_cold_share, profile.valid_target_cold_share
+    if c >= COLD_HINT_SHARE and c >= 2 * v:
+        notes.append(
+            f"{100 * c:.1f} % of the catalogue's items have no training event but only "
+            f"{100 * v:.1f} % of validation targets are on such items: if the period served "
+            "will see more new items, --cold-target-share catalogue weighs them as the "
+            "catalogue does when choosing (validation as it comes may favour models that "
+            "cannot rank new items)"
         )
     if profile.items_seen_once_share >= 0.3 and "itemknn" in wanted:
         notes.append(

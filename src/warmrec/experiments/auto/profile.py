@@ -41,6 +41,9 @@ class LogProfile:
     may be collected after the events it would describe)."""
     integer_item_ids: bool = False
     """The raw item ids are integers (their order can be a catalogue's publication order)."""
+    catalogue_cold_share: float = 0.0
+    """Share of the catalogue's items without a training event (new items: a time split of a
+    catalogue that keeps growing)."""
     valid_target_cold_share: float = 0.0
     """Share of validation targets on items without a training event (cold items: an ID-only
     model cannot rank them; a catalogue that keeps growing, split by time)."""
@@ -59,7 +62,12 @@ class LogProfile:
             + users,
             f"catalogue: {self.items:,} items; tail: {pct(self.items_seen_once_share)} of items "
             f"occur once; the top 1 % of items hold {pct(self.top1pct_share)} of events "
-            f"(Gini {self.item_gini:.2f})",
+            f"(Gini {self.item_gini:.2f})"
+            + (
+                f"; {pct(self.catalogue_cold_share)} have no training event"
+                if self.catalogue_cold_share >= 0.005
+                else ""
+            ),
             f"lengths: median {self.length_median:g}, 90th percentile {self.length_p90:g}, "
             f"max {self.length_max:,}",
             f"repeats: {pct(self.repeat_share)} of events come back to an item of their "
@@ -85,6 +93,14 @@ class LogProfile:
 def target_seen_share(eval_set: Any) -> float:
     """Share of an :class:`~warmrec.data.dataset.EvalSet`'s targets already in their history."""
     return float(eval_set.target_in_history().mean()) if len(eval_set) else 0.0
+
+
+def cold_item_share(train: Any) -> float:
+    """Share of the catalogue (``train``'s vocabulary) without an event in ``train``."""
+    import numpy as np
+
+    counts = np.asarray(train.item_counts())
+    return float((counts[1:] == 0).mean()) if len(counts) > 1 else 0.0
 
 
 def target_cold_share(train: Any, eval_set: Any) -> float:
@@ -141,6 +157,7 @@ def describe_log(prepared: Any) -> LogProfile:
         integer_item_ids=(
             not prepared.train.vocab.is_str and prepared.train.vocab.ids.dtype.is_integer()
         ),
+        catalogue_cold_share=cold_item_share(prepared.train),
         valid_target_cold_share=target_cold_share(prepared.train, prepared.valid),
     )
 

@@ -100,10 +100,9 @@ def resolve_cold_share(prepared: Any, share: float | str) -> float:
     ``prepared.train``."""
     if share != "catalogue":
         return float(share)
-    import numpy as np
+    from warmrec.experiments.auto.profile import cold_item_share
 
-    counts = np.asarray(prepared.train.item_counts())
-    return float((counts[1:] == 0).mean()) if len(counts) > 1 else 0.0
+    return cold_item_share(prepared.train)
 
 
 def cold_weights(prepared: Any, share: float | str) -> Any:
