@@ -1,5 +1,5 @@
-"""``warmrec add-items``: new items join a saved text-aware model without retraining, ranked by
-their text; the model directory is replaced atomically (or written to --out); models without a
+"""``warmrec add-items``: new items join a saved text-aware model (SASRec, TF-IDF, Fresh) without
+retraining, ranked by their text; the model directory is replaced atomically (or written to --out); models without a
 text representation and ids of the wrong type are refused in one line."""
 
 from __future__ import annotations
@@ -63,6 +63,29 @@ def test_new_items_join_a_text_model_and_rank_by_their_text(saved, tmp_path) -> 
     res = runner.invoke(cli, ["add-items", str(out), "--items", path])
     assert res.exit_code == 0, res.output
     assert "added 0 item(s)" in res.output and "5 already known" in res.output
+
+
+def test_tfidf_and_fresh_models_take_new_items_too(tmp_path) -> None:
+    """The pick of ``warmrec auto`` on a growing catalogue is Fresh over TF-IDF: new items join
+    it (cold, ranked by their text) as they join a text-aware SASRec."""
+    from warmrec.models.fresh import Fresh
+    from warmrec.models.text import TfidfContent
+
+    items = catalogue()
+    train = SequenceDataset.from_frame(
+        walks(), ItemVocab.from_ids(items["item_id"]), item_features=items
+    )
+    base = TfidfContent({"text_fields": ("title",)}).fit(train)
+    Fresh.from_base(base, cold_weight=0.0, affinity_weight=0.0).fit(train).save(tmp_path / "f")
+    path, new_ids = _new_items(tmp_path)
+    res = CliRunner().invoke(cli, ["add-items", str(tmp_path / "f"), "--items", path, "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["added_ids"] == new_ids
+    model = Recommender.load(tmp_path / "f")
+    assert model.cold[-len(new_ids) :].tolist() == [1.0] * len(new_ids)
+    # a history of topic 0: the new "topic0" items rank with topic 0's
+    top = model.recommend([[item_id(0, 1)]], k=N_STYLES * 2)[0]
+    assert len(set(top) & set(new_ids)) >= 3, top
 
 
 def test_models_without_text_and_ids_of_another_type_are_refused(saved, tmp_path) -> None:

@@ -302,6 +302,40 @@ def test_composites_of_a_text_model_load_from_their_weights(text_data, tmp_path)
         assert torch.equal(loaded.score(batch), model.score(batch)), model.name
 
 
+def test_tfidf_and_fresh_add_items_by_their_text_without_refitting(text_data, tmp_path):
+    """TF-IDF gives a new item the row of its text under the fitted terms and idf (kept with
+    the weights, so a loaded model adds the same); Fresh over it adds them cold. A new item
+    whose title is an existing item's scores as that item for any history."""
+    from warmrec.models.fresh import Fresh
+
+    train, test, items, _ = text_data
+    tfidf = TfidfContent({"text_fields": ("title",), "max_len": 2}).fit(train)
+    twin = items.filter(pl.col("item_id") == unseen(0)).with_columns(
+        pl.lit(999, dtype=items["item_id"].dtype).alias("item_id")
+    )
+    loaded = Recommender.load(tfidf.save(tmp_path / "tfidf"))
+    assert add_items(tfidf, pl.concat([items, twin])) == [999]
+    assert add_items(loaded, twin) == [999] and loaded.n_items == tfidf.n_items
+    batch = test.batch(np.arange(len(test)), tfidf.history_len)
+    s1, s2 = tfidf.score(batch), loaded.score(batch)
+    assert torch.allclose(s1, s2)
+    twin_ix, orig_ix = tfidf.vocab.encode([999, unseen(0)]).tolist()
+    assert torch.allclose(s1[:, twin_ix], s1[:, orig_ix]) and s1[:, orig_ix].abs().sum() > 0
+    assert tfidf.meta.item_counts is None or tfidf.meta.item_counts[-1] == 0
+
+    base = TfidfContent({"text_fields": ("title",), "max_len": 2}).fit(train)
+    fresh = Fresh.from_base(base, cold_weight=1.0, affinity_weight=0.5).fit(train)
+    fresh = Recommender.load(fresh.save(tmp_path / "fresh"))
+    assert add_items(fresh, twin) == [999] and fresh.cold[-1] == 1.0
+    s = fresh.score(test.batch(np.arange(len(test)), fresh.history_len))
+    assert torch.allclose(s[:, -1], s[:, fresh.vocab.encode([unseen(0)]).item()])
+    # a TF-IDF model saved without its terms (an earlier warmrec) is refused in one line
+    legacy = Recommender.load(tmp_path / "tfidf")
+    legacy.terms = None
+    with pytest.raises(ModelError, match="without its terms and idf"):
+        add_items(legacy, twin)
+
+
 # -- the content baseline -------------------------------------------------------------------------
 def test_tfidf_scores_by_text_similarity_to_recent_items(text_data, tmp_path):
     train, _, items, _ = text_data

@@ -294,8 +294,8 @@ def recommend(model_dir, items, k, exclude_seen, fallback, as_json):
 @click.option("--out", default=None, help="Write the model here (default: MODEL_DIR, replaced).")
 @click.option("--json", "as_json", is_flag=True)
 def add_items_cmd(model_dir, items_file, out, as_json):
-    """Add new items to a text-aware model without retraining: each gets the vector of its
-    text (warmrec.models.text.add_items)."""
+    """Add new items to a text-aware SASRec, TF-IDF or Fresh model without retraining: each
+    gets the vector of its text (warmrec.models.text.add_items)."""
     from warmrec.data.features import key_as, read_feature_table
     from warmrec.models.base import Recommender
     from warmrec.models.text import add_items

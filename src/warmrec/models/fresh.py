@@ -459,6 +459,38 @@ class Fresh(Recommender):
         seen = self._seen_term(batch.items) if r != 0.0 else None
         return base if seen is None else base + r * seen
 
+    # -- new items ----------------------------------------------------------------------------
+    def add_items(self, item_features: Any) -> list[Any]:
+        """Add the items of ``item_features`` that the model does not know, without refitting:
+        the base adds them its way (:func:`warmrec.models.text.add_items`: a text-aware base,
+        TF-IDF), and they are cold (no training event) with their ids in the catalogue order.
+        Not with the dense-text term (its vectors are centred on the fitted catalogue's mean).
+        Returns the raw ids added."""
+        from warmrec.models.text import add_items
+
+        self._check_fitted()
+        if self.base is None or self.cold is None:
+            raise ModelError("model 'fresh' is not fitted: nothing to add to")
+        if self.text is not None:
+            raise ModelError(
+                "model 'fresh' with text_window > 0 cannot add items: its text vectors are "
+                "centred on the fitted catalogue; fit it again"
+            )
+        if self.id_num is not None and self.vocab.is_str:  # pragma: no cover - fit refuses it
+            raise ModelError("fresh: the catalogue order needs integer item ids")
+        added = add_items(self.base, item_features)
+        if not added:
+            return []
+        n = len(added)
+        self.vocab = self.base.vocab
+        self.cold = torch.cat([self.cold, torch.ones(n, dtype=self.cold.dtype)])
+        if self.id_num is not None:
+            num = torch.tensor([float(i) for i in added], dtype=self.id_num.dtype)
+            self.id_num = torch.cat([self.id_num, num])
+        if self.meta.item_counts is not None:
+            self.meta.item_counts = list(self.meta.item_counts) + [0] * n
+        return added
+
     # -- state --------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
         if self.base is None or self.weights_ is None or self.cold is None:

@@ -600,11 +600,16 @@ def item_layer(
 def add_items(model: Recommender, item_features: pl.DataFrame) -> list[Any]:
     """Add the items of ``item_features`` that ``model`` does not know, without retraining.
 
-    The model must have a text item representation (``item_repr`` ``"text"`` or ``"id+text"``):
+    A model with its own ``add_items`` (TF-IDF: the new texts under the fitted terms; Fresh:
+    its base's, the new items cold) does it its way. Otherwise the model must have a text item
+    representation (``item_repr`` ``"text"`` or ``"id+text"``):
     each new item gets the adapted vector of its text (same fields, encoder and cache), a zero
     id vector and a training count of 0; the vocabulary grows at the end (existing indices do
     not move). Returns the raw ids added.
     """
+    own = getattr(model, "add_items", None)
+    if callable(own):  # TF-IDF, Fresh: their own way
+        return own(item_features)
     model._check_fitted()
     item = getattr(getattr(model, "net", None), "item", None)
     cfg = model.config
@@ -613,26 +618,35 @@ def add_items(model: Recommender, item_features: pl.DataFrame) -> list[Any]:
             f"model '{model.name}' has no text item representation (item_repr='text' or "
             "'id+text'): new items would have no vector"
         )
+    new, vocab, extra = new_items(model, item_features)
+    if not new:
+        return []
+    texts, _ = item_texts(item_features, extra, cfg.text_fields, cfg.text_max_chars)
+    vec, _ = encode_texts(texts, cfg.text_encoder, cache_dir=cfg.text_cache)
+    item.extend(torch.from_numpy(vec))
+    model.vocab = vocab
+    if model.meta.item_counts is not None:
+        model.meta.item_counts = list(model.meta.item_counts) + [0] * len(new)
+    if model.meta.text is not None:
+        model.meta.text = model.meta.text.model_copy(
+            update={"n_with_text": model.meta.text.n_with_text + sum(1 for t in texts if t)}
+        )
+    return new
+
+
+def new_items(model: Recommender, item_features: pl.DataFrame) -> tuple[list[Any], Any, Any]:
+    """``(raw ids, vocabulary, their vocabulary)``: the items of ``item_features`` that
+    ``model`` does not know (in table order), the model's vocabulary grown by them at the end
+    (existing indices do not move), and a vocabulary of the new ones alone."""
     ids = item_features[ITEM].unique(maintain_order=True)
     old = model.vocab
     if old.is_str:
         ids = ids.cast(pl.Utf8)
     new = ids.filter(~ids.is_in(old.ids.implode()))
     if new.len() == 0:
-        return []
+        return [], old, None
     vocab = ItemVocab(pl.concat([old.ids, new.cast(old.ids.dtype)]))
-    extra = ItemVocab(new.cast(old.ids.dtype))
-    texts, _ = item_texts(item_features, extra, cfg.text_fields, cfg.text_max_chars)
-    vec, _ = encode_texts(texts, cfg.text_encoder, cache_dir=cfg.text_cache)
-    item.extend(torch.from_numpy(vec))
-    model.vocab = vocab
-    if model.meta.item_counts is not None:
-        model.meta.item_counts = list(model.meta.item_counts) + [0] * new.len()
-    if model.meta.text is not None:
-        model.meta.text = model.meta.text.model_copy(
-            update={"n_with_text": model.meta.text.n_with_text + sum(1 for t in texts if t)}
-        )
-    return new.to_list()
+    return new.to_list(), vocab, ItemVocab(new.cast(old.ids.dtype))
 
 
 # -- the content baseline -----------------------------------------------------------------------
@@ -669,6 +683,8 @@ class TfidfContent(Recommender):
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         self.matrix = None  # scipy CSR [n_items, n_terms], row 0 empty
+        self.terms: list[str] | None = None  # the fitted vocabulary, by column
+        self.idf: np.ndarray | None = None
 
     def fit(self, train: SequenceDataset, valid: EvalSet | None = None) -> TfidfContent:
         from scipy import sparse
@@ -692,7 +708,48 @@ class TfidfContent(Recommender):
         self.matrix = sparse.csr_matrix(
             (m.data, (rows, m.col)), shape=(len(train.vocab), m.shape[1]), dtype=np.float32
         )
+        self.terms = sorted(vec.vocabulary_, key=vec.vocabulary_.get)
+        self.idf = np.asarray(vec.idf_, dtype=np.float32)
         return self
+
+    def _vectorizer(self) -> Any:
+        """The fitted vectoriser, rebuilt from the saved terms and idf."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        c = self.config
+        vec = TfidfVectorizer(
+            stop_words="english",
+            ngram_range=(1, c.ngram_max),
+            sublinear_tf=c.sublinear_tf,
+            dtype=np.float32,
+            vocabulary=self.terms,
+        )
+        vec.idf_ = self.idf
+        return vec
+
+    def add_items(self, item_features: pl.DataFrame) -> list[Any]:
+        """Add the items of ``item_features`` that the model does not know, without refitting:
+        each new item's row is its text under the fitted terms and idf (words the fitted
+        catalogue never had are not counted). Returns the raw ids added."""
+        from scipy import sparse
+
+        self._check_fitted()
+        if self.terms is None or self.idf is None:
+            raise ModelError(
+                "model 'tfidf' was saved without its terms and idf (by an earlier warmrec): "
+                "fit it again to add items"
+            )
+        c = self.config
+        new, vocab, extra = new_items(self, item_features)
+        if not new:
+            return []
+        texts, _ = item_texts(item_features, extra, c.text_fields, c.text_max_chars)
+        rows = self._vectorizer().transform(texts).astype(np.float32)
+        self.matrix = sparse.vstack([self.matrix, rows], format="csr")
+        self.vocab = vocab
+        if self.meta.item_counts is not None:
+            self.meta.item_counts = list(self.meta.item_counts) + [0] * len(new)
+        return new
 
     def score(self, batch: Batch) -> torch.Tensor:
         from scipy import sparse
@@ -713,12 +770,19 @@ class TfidfContent(Recommender):
 
     def get_state(self) -> dict[str, torch.Tensor]:
         m = self.matrix
-        return {
+        state = {
             "data": torch.from_numpy(m.data.astype(np.float32)),
             "indices": torch.from_numpy(m.indices.astype(np.int64)),
             "indptr": torch.from_numpy(m.indptr.astype(np.int64)),
             "shape": torch.tensor(m.shape, dtype=torch.int64),
         }
+        if self.terms is not None and self.idf is not None:
+            # the terms as UTF-8 bytes, one per line (a token never holds a newline)
+            state["terms"] = torch.frombuffer(
+                bytearray("\n".join(self.terms).encode("utf-8")), dtype=torch.uint8
+            )
+            state["idf"] = torch.from_numpy(self.idf)
+        return state
 
     def set_state(self, state: dict[str, torch.Tensor]) -> None:
         from scipy import sparse
@@ -728,3 +792,6 @@ class TfidfContent(Recommender):
             (state["data"].numpy(), state["indices"].numpy(), state["indptr"].numpy()),
             shape=shape,
         )
+        if "terms" in state and "idf" in state:
+            self.terms = bytes(state["terms"].numpy()).decode("utf-8").split("\n")
+            self.idf = state["idf"].numpy().astype(np.float32)
