@@ -688,7 +688,6 @@ class TfidfContent(Recommender):
 
     def fit(self, train: SequenceDataset, valid: EvalSet | None = None) -> TfidfContent:
         from scipy import sparse
-        from sklearn.feature_extraction.text import TfidfVectorizer
 
         c = self.config
         self._bind(train)
@@ -696,13 +695,7 @@ class TfidfContent(Recommender):
         keep = [i for i, t in enumerate(texts) if t.strip()]
         if not keep:
             raise ModelError("tfidf: no item has text")
-        vec = TfidfVectorizer(
-            stop_words="english",
-            ngram_range=(1, c.ngram_max),
-            min_df=c.min_df,
-            sublinear_tf=c.sublinear_tf,
-            dtype=np.float32,
-        )
+        vec = self._vectorizer(fitted=False)
         m = vec.fit_transform([texts[i] for i in keep]).tocoo()
         rows = np.asarray(keep, dtype=np.int64)[m.row] + 1
         self.matrix = sparse.csr_matrix(
@@ -712,19 +705,22 @@ class TfidfContent(Recommender):
         self.idf = np.asarray(vec.idf_, dtype=np.float32)
         return self
 
-    def _vectorizer(self) -> Any:
-        """The fitted vectoriser, rebuilt from the saved terms and idf."""
+    def _vectorizer(self, fitted: bool = True) -> Any:
+        """The config's vectoriser, to fit, or (``fitted``) rebuilt from the saved terms and
+        idf."""
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         c = self.config
         vec = TfidfVectorizer(
             stop_words="english",
             ngram_range=(1, c.ngram_max),
+            min_df=c.min_df,
             sublinear_tf=c.sublinear_tf,
             dtype=np.float32,
-            vocabulary=self.terms,
+            vocabulary=self.terms if fitted else None,
         )
-        vec.idf_ = self.idf
+        if fitted:
+            vec.idf_ = self.idf
         return vec
 
     def add_items(self, item_features: pl.DataFrame) -> list[Any]:
