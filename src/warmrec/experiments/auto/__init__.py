@@ -41,7 +41,12 @@ report (what was measured, what it changed):
   validation targets fall on items without a training event (a growing catalogue split by
   time: an ID-only model cannot rank those); the vectors are read from the cache or encoded
   before the search where that is estimated to fit a quarter of the budget, else the variants
-  are left out with the reason (:mod:`warmrec.experiments.auto.text`).
+  are left out with the reason (:mod:`warmrec.experiments.auto.text`); Fresh (TF-IDF plus a
+  learnt bonus for such items and the catalogue order of integer ids) joins there too. Where
+  the catalogue has many more items without training events than validation has targets on
+  them, the report suggests ``cold_target_share``: the validation figure that chooses then
+  weighs those targets as a given share, or the catalogue's
+  (:func:`~warmrec.experiments.auto.steps.cold_weights`).
 
 **2. Search** (:class:`AutoSearch`): every family (:data:`FAMILIES`) first runs at its defaults
 (and the variants above), then samples its built-in search space (``warmrec/tuning/spaces/<family>.toml``,
