@@ -476,8 +476,6 @@ class Fresh(Recommender):
                 "model 'fresh' with text_window > 0 cannot add items: its text vectors are "
                 "centred on the fitted catalogue; fit it again"
             )
-        if self.id_num is not None and self.vocab.is_str:  # pragma: no cover - fit refuses it
-            raise ModelError("fresh: the catalogue order needs integer item ids")
         added = add_items(self.base, item_features)
         if not added:
             return []

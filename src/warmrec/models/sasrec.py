@@ -81,7 +81,7 @@ from warmrec.models.settings import (
     TransformerSettings,
     WindowSettings,
 )
-from warmrec.models.text import TextItemEmbedding, item_layer, text_vectors
+from warmrec.models.text import TextItemEmbedding, add_text_items, item_layer, text_vectors
 from warmrec.registry import register_model
 
 
@@ -209,6 +209,11 @@ class SASRec(NeuralRecommender):
         super()._bind(train)
         if self.config.item_repr != "id":  # item text -> vectors, once (cached on disk)
             self._text, self.meta.text = text_vectors(train, self.config)
+
+    def add_items(self, item_features: Any) -> list[Any]:
+        """New items from their text, without retraining
+        (:func:`~warmrec.models.text.add_text_items`; a text item layer only)."""
+        return add_text_items(self, item_features)
 
     def set_state(self, state: dict[str, torch.Tensor]) -> None:
         text = state.get("item.text")

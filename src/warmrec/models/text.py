@@ -598,18 +598,28 @@ def item_layer(
 
 
 def add_items(model: Recommender, item_features: pl.DataFrame) -> list[Any]:
-    """Add the items of ``item_features`` that ``model`` does not know, without retraining.
+    """Add the items of ``item_features`` that ``model`` does not know, without retraining,
+    the model's way (its ``add_items``: a text-aware SASRec, :func:`add_text_items`; TF-IDF,
+    the new texts under the fitted terms; Fresh, its base's, the new items cold). Returns the
+    raw ids added.
 
-    A model with its own ``add_items`` (TF-IDF: the new texts under the fitted terms; Fresh:
-    its base's, the new items cold) does it its way. Otherwise the model must have a text item
-    representation (``item_repr`` ``"text"`` or ``"id+text"``):
-    each new item gets the adapted vector of its text (same fields, encoder and cache), a zero
-    id vector and a training count of 0; the vocabulary grows at the end (existing indices do
-    not move). Returns the raw ids added.
+    Raises:
+        ModelError: the model cannot take new items without retraining.
     """
     own = getattr(model, "add_items", None)
-    if callable(own):  # TF-IDF, Fresh: their own way
-        return own(item_features)
+    if own is None:
+        raise ModelError(
+            f"model '{model.name}' cannot take new items without retraining (a text-aware "
+            "SASRec, TF-IDF and Fresh can): fit it again"
+        )
+    return own(item_features)
+
+
+def add_text_items(model: Recommender, item_features: pl.DataFrame) -> list[Any]:
+    """:func:`add_items` for a model with a text item layer (``item_repr`` ``"text"`` or
+    ``"id+text"``): each new item gets the adapted vector of its text (same fields, encoder
+    and cache), a zero id vector and a training count of 0; the vocabulary grows at the end
+    (existing indices do not move)."""
     model._check_fitted()
     item = getattr(getattr(model, "net", None), "item", None)
     cfg = model.config

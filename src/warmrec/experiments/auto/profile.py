@@ -103,15 +103,18 @@ def cold_item_share(train: Any) -> float:
     return float((counts[1:] == 0).mean()) if len(counts) > 1 else 0.0
 
 
-def target_cold_share(train: Any, eval_set: Any) -> float:
-    """Share of an evaluation set's targets on items without an event in ``train`` (a
-    :class:`~warmrec.data.dataset.SequenceDataset`)."""
+def cold_targets(train: Any, eval_set: Any) -> Any:
+    """Per example of an evaluation set, whether its target is an item without an event in
+    ``train`` (a :class:`~warmrec.data.dataset.SequenceDataset`)."""
     import numpy as np
 
-    if not len(eval_set):
-        return 0.0
     counts = np.asarray(train.item_counts())
-    return float((counts[np.asarray(eval_set.targets)] == 0).mean())
+    return counts[np.asarray(eval_set.targets, dtype=np.int64)] == 0
+
+
+def target_cold_share(train: Any, eval_set: Any) -> float:
+    """Share of an evaluation set's targets on items without an event in ``train``."""
+    return float(cold_targets(train, eval_set).mean()) if len(eval_set) else 0.0
 
 
 def describe_log(prepared: Any) -> LogProfile:

@@ -16,7 +16,7 @@ from warmrec.errors import ConfigError
 from warmrec.experiments.auto.budget import parse_budget
 from warmrec.experiments.auto.executors import LocalExecutor, RayExecutor
 from warmrec.experiments.auto.plan import FAMILIES, NETWORKS, find_spaces, plan_portfolio
-from warmrec.experiments.auto.profile import describe_log
+from warmrec.experiments.auto.profile import cold_targets, describe_log
 from warmrec.experiments.auto.report import finish
 from warmrec.experiments.auto.search import STATE, STATE_VERSION, AutoSearch
 from warmrec.experiments.auto.steps import StepContext, resolve_cold_share
@@ -68,10 +68,7 @@ def check_cold_share(value: Any) -> float | str | None:
 
 def cold_note(ctx: StepContext, share: float | str) -> str:
     """The report's note on how validation weighs the targets on new items."""
-    import numpy as np
-
-    counts = np.asarray(ctx.prepared.train.item_counts())
-    cold = counts[np.asarray(ctx.prepared.valid.targets)] == 0
+    cold = cold_targets(ctx.prepared.train, ctx.prepared.valid)
     value = f"{100 * resolve_cold_share(ctx.prepared, share):.1f} %"
     what = (
         f"the catalogue's share of items without a training event, {value}"

@@ -112,9 +112,10 @@ def cold_weights(prepared: Any, share: float | str) -> Any:
     catalogue. None when validation has no such target or only such targets."""
     import numpy as np
 
-    counts = np.asarray(prepared.train.item_counts())
+    from warmrec.experiments.auto.profile import cold_targets
+
     share = resolve_cold_share(prepared, share)
-    cold = counts[np.asarray(prepared.valid.targets)] == 0
+    cold = cold_targets(prepared.train, prepared.valid)
     n, n_cold = len(cold), int(cold.sum())
     if n_cold in (0, n):
         return None

@@ -65,17 +65,17 @@ def ready_text_vectors(
     texts, _ = item_texts(train.item_features, train.vocab, cfg.text_fields, cfg.text_max_chars)
     name = text_encoder(cfg.text_encoder).name
     path = text_cache_path(texts_key(texts, cfg.text_encoder), cfg.text_encoder, cfg.text_cache)
-    n = sum(1 for t in texts if t.strip())
+    pool = [t for t in texts if t.strip()]
+    n = len(pool)
     if n == 0:
         return TextVectors(False, "no item has text in the fields the models read")
     if path is not None and path.is_file():
         return TextVectors(True, f"the {n:,} item texts' {name} vectors are cached ({path})")
     try:
         enc = _encoder_fn(name)
-        enc([next(t for t in texts if t.strip())])  # loads the encoder (lazily, on first use)
+        enc(pool[:1])  # loads the encoder (lazily, on first use)
         load_s = time.perf_counter() - t0
         rng = np.random.default_rng(0)
-        pool = [t for t in texts if t.strip()]
         sample = [pool[i] for i in rng.choice(len(pool), min(SAMPLE, len(pool)), replace=False)]
         t1 = time.perf_counter()
         enc(sample)
