@@ -1,4 +1,4 @@
-"""``warmrec add-items``: new items join a saved text-aware model (SASRec, TF-IDF, Fresh) without
+"""``warmrec add-items``: new items join a saved model (text-aware SASRec, TF-IDF, Fresh, a hybrid) without
 retraining, ranked by their text; the model directory is replaced atomically (or written to --out); models without a
 text representation and ids of the wrong type are refused in one line."""
 
@@ -99,3 +99,28 @@ def test_models_without_text_and_ids_of_another_type_are_refused(saved, tmp_path
     res = runner.invoke(cli, ["add-items", str(saved / "text"), "--items", str(bad)])
     assert res.exit_code == 2
     assert "item id of another type" in res.output and "'x9'" in res.output
+
+
+def test_a_hybrid_of_a_text_model_and_vsknn_takes_new_items(saved, tmp_path) -> None:
+    """Each member adds them its way: the text-aware SASRec by their text, V-SKNN without
+    evidence; the hybrid then ranks the new "topic0" items with topic 0's."""
+    from warmrec.models.hybrid import Hybrid
+    from warmrec.registry import get_model
+
+    items = catalogue()
+    train = SequenceDataset.from_frame(
+        walks(), ItemVocab.from_ids(items["item_id"]), item_features=items
+    )
+    text = Recommender.load(saved / "text")
+    Hybrid.from_members(text, get_model("vsknn").fit(train), weight=0.7).fit(train).save(
+        tmp_path / "h"
+    )
+    path, new_ids = _new_items(tmp_path)
+    res = CliRunner().invoke(cli, ["add-items", str(tmp_path / "h"), "--items", path])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("added 4 item(s) to hybrid (1 already known")
+    model = Recommender.load(tmp_path / "h")
+    assert {m.n_items for m in model.members.values()} == {N_TOPICS * N_STYLES + 5}
+    last = [item_id(N_TOPICS - 2, 1), item_id(N_TOPICS - 1, 0)]
+    top = model.recommend([last], k=N_STYLES * 2)[0]
+    assert len(set(top) & set(new_ids)) >= 3, top

@@ -93,6 +93,13 @@ def walks(n: int = 300, length: int = 6, seed: int = 0) -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def text_data(tmp_path_factory):
+    return make_text_data(str(tmp_path_factory.mktemp("text-cache")))
+
+
+def make_text_data(cache: str):
+    """``(train, test, items, cache)``: training walks over the catalogue, and test histories
+    whose target is the next topic's item without training events (see the module
+    docstring)."""
     items = catalogue()
     vocab = ItemVocab.from_ids(items["item_id"])  # the whole catalogue, unseen items included
     train = SequenceDataset.from_frame(walks(), vocab, item_features=items)
@@ -114,8 +121,7 @@ def text_data(tmp_path_factory):
     unseen_idx = set(vocab.encode([unseen(t) for t in range(N_TOPICS)]).tolist())
     assert not set(train.sequences.items.tolist()) & unseen_idx
     assert set(test.targets.tolist()) <= unseen_idx and len(test) == 3 * N_TOPICS
-    cache = tmp_path_factory.mktemp("text-cache")
-    return train, test, items, str(cache)
+    return train, test, items, cache
 
 
 def text_cfg(cache: str, **kw):

@@ -278,9 +278,12 @@ def recommend(model_dir, items, k, exclude_seen, fallback, as_json):
 
 @click.command(
     "add-items",
-    epilog="The served model picks the new items up on POST /admin/reload (or SIGHUP). Only "
-    "models that represent items by their text can take items without retraining (SASRec "
-    "with item_repr text or id+text); other models need warmrec train again.",
+    epilog="The served model picks the new items up on POST /admin/reload (or SIGHUP). Models "
+    "that read item text (SASRec with item_repr text or id+text, TF-IDF, Fresh) rank a new item "
+    "by its text; models that score items only from their events (pop, rules, kNN, item2vec) "
+    "know it without evidence (as a catalogue item nobody has used); a hybrid adds it to both "
+    "members. Models that learn a vector per item without text (an ID-only SASRec, GRU4Rec, "
+    "...) need warmrec train again.",
 )
 @click.argument("model_dir")
 @click.option(
@@ -294,11 +297,11 @@ def recommend(model_dir, items, k, exclude_seen, fallback, as_json):
 @click.option("--out", default=None, help="Write the model here (default: MODEL_DIR, replaced).")
 @click.option("--json", "as_json", is_flag=True)
 def add_items_cmd(model_dir, items_file, out, as_json):
-    """Add new items to a text-aware SASRec, TF-IDF or Fresh model without retraining: each
-    gets the vector of its text (warmrec.models.text.add_items)."""
+    """Add new items to a saved model without retraining (warmrec.models.catalogue.add_items):
+    text models give each the vector of its text, event-only models know it without evidence."""
     from warmrec.data.features import key_as, read_feature_table
     from warmrec.models.base import Recommender
-    from warmrec.models.text import add_items
+    from warmrec.models.catalogue import add_items
 
     table = read_feature_table(items_file, "item_id")
     model = Recommender.load(model_dir)

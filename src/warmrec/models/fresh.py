@@ -47,8 +47,10 @@ history), also beyond the few items a content base reads.
 
 The base is any registered model (default a ``hybrid``), fitted by ``fit`` if it is not yet
 (:meth:`Fresh.from_base` wraps a fitted one). Saved state: the base's (prefixed ``base.``), the
-weights ``(a, b, o, t, r)``, the cold mask, the order prior and the text vectors (a loaded model
-needs no encoder); the validation grid is kept in ``meta.history``.
+weights ``(a, b, o, t, r)``, the cold mask, the order prior and the text vectors with their
+centre (a loaded model needs no encoder to score; adding items, :meth:`Fresh.add_items`, encodes
+the new items' text and centres it on the fitted catalogue's mean); the validation grid is kept
+in ``meta.history``.
 """
 
 from __future__ import annotations
@@ -192,20 +194,37 @@ def order_prior(train: SequenceDataset, id_num: torch.Tensor, window: int) -> to
     return (counts / top if top > 0 else counts).to(torch.float32)
 
 
-def centred_text(vectors: np.ndarray) -> torch.Tensor:
-    """``[n_items, d]`` float32: ``vectors`` (row 0 padding) minus the mean of the rows with
-    text, each row L2-normalised; rows without text (and padding) stay zero."""
+def centred_text(vectors: np.ndarray, mean: torch.Tensor | None = None) -> torch.Tensor:
+    """``[n_items, d]`` float32: ``vectors`` (row 0 padding) minus ``mean`` (None: the mean of
+    the rows with text, :func:`text_mean`), each row L2-normalised; rows without text (and
+    padding) stay zero."""
     x = torch.as_tensor(np.asarray(vectors, dtype=np.float32)).clone()
     if x.ndim != 2 or x.shape[0] < 1:
         raise ModelError(f"fresh: text vectors of shape {tuple(x.shape)}: expected [n_items, d]")
-    has = x.abs().sum(dim=1) > 0
-    has[0] = False
-    if not bool(has.any()):
-        raise ModelError("fresh: text_window > 0 but no item has text")
-    x[has] = x[has] - x[has].mean(dim=0)
+    has = _has_text(x)
+    if mean is None:
+        mean = text_mean(x)
+    x[has] = x[has] - mean
     x = x / x.norm(dim=1, keepdim=True).clamp(min=1e-12)
     x[~has] = 0.0
     return x
+
+
+def _has_text(x: torch.Tensor) -> torch.Tensor:
+    has = x.abs().sum(dim=1) > 0
+    has[0] = False
+    return has
+
+
+def text_mean(vectors: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """``[d]``: the mean of the rows of ``vectors`` with text (row 0, padding, excluded): the
+    centre of the dense-text term, kept with the weights so that items added later are centred
+    as the fitted catalogue was."""
+    x = torch.as_tensor(np.asarray(vectors, dtype=np.float32))
+    has = _has_text(x)
+    if not bool(has.any()):
+        raise ModelError("fresh: text_window > 0 but no item has text")
+    return x[has].mean(dim=0)
 
 
 def text_term(items: torch.Tensor, text: torch.Tensor, window: int, decay: float) -> torch.Tensor:
@@ -242,6 +261,7 @@ class Fresh(Recommender):
         self.order: torch.Tensor | None = None  # [2 W + 1] p(d) for d = -W..W (p(0) = 0)
         self.id_num: torch.Tensor | None = None  # [n_items] float raw ids (0 at padding)
         self.text: torch.Tensor | None = None  # [n_items, d] centred unit text vectors
+        self.text_mean: torch.Tensor | None = None  # [d] the centre (None: saved without it)
 
     @classmethod
     def from_base(cls, base: Recommender, **config: Any) -> Fresh:
@@ -249,6 +269,12 @@ class Fresh(Recommender):
         model = cls({"base": base.name, "base_config": base.config.model_dump(), **config})
         model.base = base
         return model
+
+    def _text_settings(self) -> TextSettings:
+        """The text fields and encoder of the dense-text term."""
+        c = self.config
+        fields = {k: getattr(c, k) for k in ("text_fields", "text_max_chars")}
+        return TextSettings(text_encoder=c.text_encoder, text_cache=c.text_cache, **fields)
 
     def _build_base(self) -> Recommender:
         from warmrec.registry import get_model
@@ -301,13 +327,13 @@ class Fresh(Recommender):
         if c.order_window > 0:
             self.id_num = numeric_ids(train.vocab)
             self.order = order_prior(train, self.id_num, c.order_window)
-        self.text = None
+        self.text = self.text_mean = None
         if c.text_window > 0:
             from warmrec.models.text import text_vectors
 
-            fields = {k: getattr(c, k) for k in ("text_fields", "text_max_chars")}
-            cfg = TextSettings(text_encoder=c.text_encoder, text_cache=c.text_cache, **fields)
-            self.text = centred_text(text_vectors(train, cfg)[0])
+            raw = text_vectors(train, self._text_settings())[0]
+            self.text_mean = text_mean(raw)
+            self.text = centred_text(raw, self.text_mean)
         if not unset:
             o = float(c.order_weight or 0.0) if c.order_window > 0 else 0.0
             t = float(c.text_weight or 0.0) if c.text_window > 0 else 0.0
@@ -462,31 +488,44 @@ class Fresh(Recommender):
     # -- new items ----------------------------------------------------------------------------
     def add_items(self, item_features: Any) -> list[Any]:
         """Add the items of ``item_features`` that the model does not know, without refitting:
-        the base adds them its way (:func:`warmrec.models.text.add_items`: a text-aware base,
-        TF-IDF), and they are cold (no training event) with their ids in the catalogue order.
-        Not with the dense-text term (its vectors are centred on the fitted catalogue's mean).
-        Returns the raw ids added."""
-        from warmrec.models.text import add_items
+        the base adds them its way (:func:`warmrec.models.catalogue.add_items`), they are cold
+        (no training event) with their ids in the catalogue order, and the dense-text term
+        (if on) gets their text vectors centred on the fitted catalogue's mean. Returns the raw
+        ids added."""
+        from warmrec.models.catalogue import add_items, grow, new_items, pad
 
         self._check_fitted()
         if self.base is None or self.cold is None:
             raise ModelError("model 'fresh' is not fitted: nothing to add to")
-        if self.text is not None:
-            raise ModelError(
-                "model 'fresh' with text_window > 0 cannot add items: its text vectors are "
-                "centred on the fitted catalogue; fit it again"
-            )
+        text = None
+        if self.text is not None:  # encoded first: a failure leaves the model as it was
+            if self.text_mean is None:
+                raise ModelError(
+                    "model 'fresh' with text_window > 0 was saved without its text centre (by "
+                    "an earlier warmrec): fit it again to add items"
+                )
+            new, _, extra = new_items(self, item_features)
+            if new:
+                from warmrec.models.text import encode_texts, item_texts
+
+                cfg = self._text_settings()
+                texts, _ = item_texts(item_features, extra, cfg.text_fields, cfg.text_max_chars)
+                raw, _ = encode_texts(texts, cfg.text_encoder, cache_dir=cfg.text_cache)
+                rows = np.concatenate([np.zeros((1, raw.shape[1]), np.float32), raw])
+                text = centred_text(rows, self.text_mean)[1:]
         added = add_items(self.base, item_features)
         if not added:
             return []
         n = len(added)
-        self.vocab = self.base.vocab
-        self.cold = torch.cat([self.cold, torch.ones(n, dtype=self.cold.dtype)])
+        grow(self, self.base.vocab, n)
+        self.cold = pad(self.cold, n, 1.0)
         if self.id_num is not None:
             num = torch.tensor([float(i) for i in added], dtype=self.id_num.dtype)
             self.id_num = torch.cat([self.id_num, num])
-        if self.meta.item_counts is not None:
-            self.meta.item_counts = list(self.meta.item_counts) + [0] * n
+        if self.text is not None and text is not None:
+            if len(text) != n:  # pragma: no cover - the base adds the ids new_items finds
+                raise ModelError(f"fresh: the base added {n} items, the text term {len(text)}")
+            self.text = torch.cat([self.text, text.to(self.text.dtype)])
         return added
 
     # -- state --------------------------------------------------------------------------------
@@ -501,6 +540,8 @@ class Fresh(Recommender):
             state["order"], state["id_num"] = self.order.clone(), self.id_num.clone()
         if self.text is not None:
             state["text"] = self.text.clone()
+            if self.text_mean is not None:
+                state["text_mean"] = self.text_mean.clone()
         for k, v in self.base.get_state().items():
             state[f"base.{k}"] = v
         return state
@@ -521,6 +562,8 @@ class Fresh(Recommender):
             raise ModelError("model 'fresh': text_window > 0 but the weights hold no 'text'")
         if self.text is not None:
             self.text = self.text.to(torch.float32)
+        mean = state.get("text_mean")
+        self.text_mean = None if mean is None else mean.to(torch.float32)
         w = [float(v) for v in state["weights"].reshape(-1).tolist()]
         w += [0.0] * (5 - len(w))  # saved before the order / text / repeat terms: off
         self.weights_ = (w[0], w[1], w[2], w[3], w[4])

@@ -338,6 +338,31 @@ class Hybrid(Recommender):
             raise ModelError("model 'hybrid' has no fusion weight: call fit() or load() first")
         return fuse(self.member_scores(batch), self.weight_)
 
+    # -- new items ----------------------------------------------------------------------------
+    def add_items(self, item_features: Any) -> list[Any]:
+        """Add the items of ``item_features`` that the model does not know to both members,
+        each its own way (:func:`warmrec.models.catalogue.add_items`), without refitting; the
+        weight stays. If a member cannot, neither changes. Returns the raw ids added."""
+        import copy
+
+        from warmrec.models.catalogue import add_items, grow
+
+        self._check_fitted()
+        if self.members is None:
+            raise ModelError("model 'hybrid' is not fitted: nothing to add to")
+        before = copy.deepcopy(self.members)
+        try:
+            added = [add_items(m, item_features) for m in self.members.values()]
+        except ModelError as e:
+            self.members = before
+            raise ModelError(f"hybrid: {e}") from None
+        if added[0] != added[1]:  # pragma: no cover - members share one vocabulary
+            self.members = before
+            raise ModelError("hybrid: the members added different items")
+        if added[0]:
+            grow(self, self.members["network"].vocab, len(added[0]))
+        return added[0]
+
     # -- state --------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
         if self.members is None or self.weight_ is None:

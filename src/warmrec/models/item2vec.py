@@ -54,6 +54,7 @@ from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.errors import ModelError
 from warmrec.evaluation.evaluate import evaluate
 from warmrec.models.base import Recommender
+from warmrec.models.catalogue import NoEvidenceItems, pad
 from warmrec.models.layers import offset_items_
 from warmrec.registry import register_model
 
@@ -121,7 +122,7 @@ def _sentences(train: SequenceDataset) -> list[list[str]]:
 
 
 @register_model("item2vec")
-class Item2Vec(Recommender):
+class Item2Vec(NoEvidenceItems, Recommender):
     """Word2Vec item embeddings; scores are cosines to a recency-weighted history query."""
 
     Config = Item2VecConfig
@@ -297,3 +298,9 @@ class Item2Vec(Recommender):
         self.known = state["known"].bool()
         self.counts = state["counts"].float()
         self.history = list(self.meta.history or [])
+
+    def _extend_items(self, n_new: int) -> None:
+        # new items: no vector (never in a training sentence), so unknown, as gensim's
+        self.vectors = pad(self.vectors, n_new)
+        self.known = pad(self.known, n_new, False)
+        self.counts = pad(self.counts, n_new)

@@ -43,6 +43,7 @@ from pydantic import Field
 
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.models.base import Recommender
+from warmrec.models.catalogue import NoEvidenceItems, pad
 from warmrec.models.rules import (
     ItemToItemRecommender,
     ItemToItemSettings,
@@ -120,7 +121,7 @@ class SKNNConfig(HistorySettings):
     """Rank items without any score by popularity."""
 
 
-class _SessionKNNBase(Recommender):
+class _SessionKNNBase(NoEvidenceItems, Recommender):
     """Shared fit/state/neighbour search of SKNN and V-SKNN (see the module docstring)."""
 
     learns_sequences: ClassVar[bool] = False
@@ -197,6 +198,11 @@ class _SessionKNNBase(Recommender):
             state["sessions_indptr"].numpy().astype(np.int64, copy=False),
             state["sessions_indices"].numpy().astype(np.int64, copy=False),
         )
+
+    def _extend_items(self, n_new: int) -> None:
+        # new items: in no training session (IDF 0, no neighbour holds them), count 0
+        self.counts = pad(self.counts, n_new)
+        self._set_sessions(self._sess_ptr, self._sess_items)
 
     # -- scoring ------------------------------------------------------------------------------
     def score(self, batch: Batch) -> torch.Tensor:

@@ -6,12 +6,13 @@ import torch
 
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.models.base import Recommender
+from warmrec.models.catalogue import NoEvidenceItems, pad
 from warmrec.models.settings import HistorySettings
 from warmrec.registry import register_model
 
 
 @register_model("pop")
-class Pop(Recommender):
+class Pop(NoEvidenceItems, Recommender):
     """Most popular items in training, the same list for everyone."""
 
     def fit(self, train: SequenceDataset, valid: EvalSet | None = None) -> Pop:
@@ -28,6 +29,9 @@ class Pop(Recommender):
 
     def set_state(self, state: dict[str, torch.Tensor]) -> None:
         self.counts = state["counts"].float()
+
+    def _extend_items(self, n_new: int) -> None:
+        self.counts = pad(self.counts, n_new)
 
 
 class SessionPopConfig(HistorySettings):

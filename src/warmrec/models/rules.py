@@ -30,6 +30,7 @@ from pydantic import Field
 from warmrec.config import ConfigModel
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.models.base import Recommender
+from warmrec.models.catalogue import NoEvidenceItems, pad
 from warmrec.models.weighting import WEIGHTINGS, Weighting, distance_weight
 from warmrec.registry import register_model
 
@@ -268,7 +269,7 @@ class RecentItemsSettings(ConfigModel):
 # ---------------------------------------------------------------------------------------------
 
 
-class ItemToItemRecommender(Recommender):
+class ItemToItemRecommender(NoEvidenceItems, Recommender):
     """Base of models that score with one sparse item-to-item matrix ``W`` from recent items.
 
     Subclasses implement :meth:`build_matrix` (training data -> CSR ``[n_items, n_items]``).
@@ -312,6 +313,14 @@ class ItemToItemRecommender(Recommender):
         self.counts = state["counts"].float()
         n = len(self.vocab)
         self.matrix = csr_from_state("w", state, (n, n))
+
+    def _extend_items(self, n_new: int) -> None:
+        # new items: empty rows and columns (no rule reaches or leaves them), count 0
+        self.counts = pad(self.counts, n_new)
+        n = len(self.vocab)
+        m = self.matrix.tocsr()
+        indptr = np.concatenate([m.indptr, np.full(n_new, m.indptr[-1], dtype=m.indptr.dtype)])
+        self.matrix = sp.csr_matrix((m.data, m.indices, indptr), shape=(n, n))
 
 
 # ---------------------------------------------------------------------------------------------

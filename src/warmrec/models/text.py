@@ -29,7 +29,7 @@ text alone and ranks items nobody has interacted with. SASRec takes it through i
 score of an item also gets its text's cosine with the last ``k`` history items (recency-weighted,
 a learned weight): the plain content similarity that makes TF-IDF strong on new items, which the
 adaptor's projection blurs; SASRec's ``encoder_weight`` (scoring only) multiplies the encoder's
-scores against it (0: the prior alone). :func:`add_items` gives an item added after training
+scores against it (0: the prior alone). :func:`add_text_items` gives an item added after training
 its text vector, without retraining (its id part, if any, is zero). :func:`refit_whitening` re-fits a
 transferred adaptor's whitening statistics on a new catalogue's item text (mean, variance or
 covariance, no interaction): zero-shot transfer's domain adaptation, AdaBN-style.
@@ -62,6 +62,8 @@ from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ConfigError, ModelError
 from warmrec.io import atomic_write_bytes
 from warmrec.models.base import Recommender
+from warmrec.models.catalogue import add_items as add_items  # re-exported: its old home
+from warmrec.models.catalogue import grow, new_items
 from warmrec.models.layers import FastDropout, ItemEmbedding
 from warmrec.models.settings import HistorySettings, TextFieldSettings, TextSettings
 from warmrec.registry import register_model
@@ -597,24 +599,6 @@ def item_layer(
     )
 
 
-def add_items(model: Recommender, item_features: pl.DataFrame) -> list[Any]:
-    """Add the items of ``item_features`` that ``model`` does not know, without retraining,
-    the model's way (its ``add_items``: a text-aware SASRec, :func:`add_text_items`; TF-IDF,
-    the new texts under the fitted terms; Fresh, its base's, the new items cold). Returns the
-    raw ids added.
-
-    Raises:
-        ModelError: the model cannot take new items without retraining.
-    """
-    own = getattr(model, "add_items", None)
-    if own is None:
-        raise ModelError(
-            f"model '{model.name}' cannot take new items without retraining (a text-aware "
-            "SASRec, TF-IDF and Fresh can): fit it again"
-        )
-    return own(item_features)
-
-
 def add_text_items(model: Recommender, item_features: pl.DataFrame) -> list[Any]:
     """:func:`add_items` for a model with a text item layer (``item_repr`` ``"text"`` or
     ``"id+text"``): each new item gets the adapted vector of its text (same fields, encoder
@@ -634,29 +618,12 @@ def add_text_items(model: Recommender, item_features: pl.DataFrame) -> list[Any]
     texts, _ = item_texts(item_features, extra, cfg.text_fields, cfg.text_max_chars)
     vec, _ = encode_texts(texts, cfg.text_encoder, cache_dir=cfg.text_cache)
     item.extend(torch.from_numpy(vec))
-    model.vocab = vocab
-    if model.meta.item_counts is not None:
-        model.meta.item_counts = list(model.meta.item_counts) + [0] * len(new)
+    grow(model, vocab, len(new))
     if model.meta.text is not None:
         model.meta.text = model.meta.text.model_copy(
             update={"n_with_text": model.meta.text.n_with_text + sum(1 for t in texts if t)}
         )
     return new
-
-
-def new_items(model: Recommender, item_features: pl.DataFrame) -> tuple[list[Any], Any, Any]:
-    """``(raw ids, vocabulary, their vocabulary)``: the items of ``item_features`` that
-    ``model`` does not know (in table order), the model's vocabulary grown by them at the end
-    (existing indices do not move), and a vocabulary of the new ones alone."""
-    ids = item_features[ITEM].unique(maintain_order=True)
-    old = model.vocab
-    if old.is_str:
-        ids = ids.cast(pl.Utf8)
-    new = ids.filter(~ids.is_in(old.ids.implode()))
-    if new.len() == 0:
-        return [], old, None
-    vocab = ItemVocab(pl.concat([old.ids, new.cast(old.ids.dtype)]))
-    return new.to_list(), vocab, ItemVocab(new.cast(old.ids.dtype))
 
 
 # -- the content baseline -----------------------------------------------------------------------
@@ -752,9 +719,7 @@ class TfidfContent(Recommender):
         texts, _ = item_texts(item_features, extra, c.text_fields, c.text_max_chars)
         rows = self._vectorizer().transform(texts).astype(np.float32)
         self.matrix = sparse.vstack([self.matrix, rows], format="csr")
-        self.vocab = vocab
-        if self.meta.item_counts is not None:
-            self.meta.item_counts = list(self.meta.item_counts) + [0] * len(new)
+        grow(self, vocab, len(new))
         return new
 
     def score(self, batch: Batch) -> torch.Tensor:
