@@ -297,3 +297,38 @@ def test_cold_target_share_weighs_the_validation_figure_that_chooses(growing, tm
         picks[share] = res["winner"]["family"]
         assert any(n.startswith("--cold-target-share") for n in res["notes"])
     assert picks == {0.0: "markov", 1.0: "tfidf"}
+
+
+def test_fresh_wraps_the_best_model_of_another_family(growing, tmp_path):
+    """After each round Fresh is also formed over the best model of the other families (here
+    Markov, which follows the lessons but cannot rank a new video): the bonus for videos
+    without training events and the catalogue order carry it to the new topics, so it beats
+    both Markov and Fresh over TF-IDF on validation, and is the pick. A tie does not form it
+    again (Markov's sampled trials tie its defaults)."""
+    from warmrec.models.base import Recommender
+
+    log, items, _ = growing
+    out = tmp_path / "auto"
+    res = auto(
+        {"path": str(log), "items": str(items)},
+        split=_time_split(),
+        out=out,
+        budget=20,
+        families=["markov", "tfidf", "fresh"],
+        progress=False,
+    )
+    trials = {t["id"]: t for t in json.loads((out / "auto_state.json").read_text())["trials"]}
+    over = [t for t in trials.values() if t["origin"].startswith("fresh over ")]
+    assert [t["origin"] for t in over] == ["fresh over markov-000"], over
+    t = over[0]
+    assert t["members"] == ["markov-000"] and t["model"]["base"] == "markov"
+    assert {"cold_weight", "affinity_weight", "order_weight"} <= set(t["model"])
+    assert t["value"] > trials["markov-000"]["value"] and t["value"] > trials["fresh-000"]["value"]
+    w = res["winner"]
+    assert w["trial"] == t["id"], w
+    assert w["slices"]["new_items"]["ndcg@10"] > 0.5  # Markov alone: 0 on new videos
+    model = Recommender.load(out / "model")
+    assert model.name == "fresh" and model.base.name == "markov"
+    assert model.weights_[:3] == tuple(
+        t["model"][k] for k in ("cold_weight", "affinity_weight", "order_weight")
+    )

@@ -72,7 +72,12 @@ not dropped by the next halving): under a short budget the
 order of :data:`FAMILIES` decides which networks start. Patience still ends a network for good.
 After each round the hybrid of the best kNN model and
 the best network (:class:`~warmrec.models.hybrid.Hybrid`, its weight chosen on validation) is
-formed from the two fitted members.
+formed from the two fitted members; where the plan has Fresh (validation targets on items
+without training events), Fresh is then also formed over the best model of the other families
+(the hybrid included) whenever that improved (:class:`~warmrec.models.fresh.Fresh`, the Fresh
+family's settings, its weights chosen on validation): the bonus for new items and the catalogue
+order carried by whatever ranks the known ones best. A formed model that ties one of its
+members loses the tie to it.
 
 **3. Budget.** The budget is wall-clock time for the whole command: start-up (the CLI counts
 from the process start), reading, describing, searching and the final step. The search stops at

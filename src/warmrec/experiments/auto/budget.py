@@ -77,6 +77,12 @@ class SearchBudget:
         fam = FAMILY.get(t.family)
         if t.family == HYBRID:
             return 1.0 + self.hybrid_factor(t) * self._members_eval(t)
+        if t.members:  # Fresh over a saved model: its base scores validation twice, plus the
+            # grid, whose cost the Fresh family's own steps (TF-IDF's fit, the grid, a scoring)
+            # bound
+            own = [x.seconds for x in self.of(t.family) if not x.members and x.status == "done"]
+            grid = max(own) if own else self.unit() * (fam.prior if fam else 5.0)
+            return 1.0 + 2.0 * self._members_eval(t) + grid
         if t.network:
             if t.epoch_s:
                 return 1.5 * t.epoch_s
@@ -105,7 +111,8 @@ class SearchBudget:
         return scorings * ev + self.step_overhead() + self.fit_unit() * prior
 
     def _members_eval(self, t: Trial) -> float:
-        """Seconds of a validation scoring of each of the hybrid ``t``'s members, summed."""
+        """Seconds of a validation scoring of each of the members of ``t`` (a hybrid, or Fresh
+        over a saved model), summed."""
         members = [self.trials[m] for m in t.members if m in self.trials]
         return sum(m.eval_s or self.unit() for m in members) or self.unit()
 
@@ -139,7 +146,7 @@ class SearchBudget:
         return [
             x
             for x in self.trials.values()
-            if x.seconds > 0 and x.eval_s and not x.network and x.family != HYBRID
+            if x.seconds > 0 and x.eval_s and not x.network and not x.formed
         ]
 
     def fit_unit(self) -> float:

@@ -54,6 +54,7 @@ networks best first by ``benchmarks/results/neural_ml100k.md`` (SASRec, GRU4Rec,
 NARM, BERT4Rec), so that under a short budget the likeliest winners get their first epochs."""
 FAMILY = {f.name: f for f in FAMILIES}
 HYBRID = "hybrid"
+FRESH = "fresh"
 
 TEXT_PRIOR = 5
 TEXT_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -138,6 +139,12 @@ class Trial:
     run must train as it started), while ``exclude_seen`` is how it is scored."""
     test: dict[str, float] = field(default_factory=dict)
     test_ci: list[float] | None = None
+
+    @property
+    def formed(self) -> bool:
+        """Formed from saved members (a hybrid, or Fresh over another trial's model), not
+        fitted from its config."""
+        return self.family == HYBRID or bool(self.members)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Trial:

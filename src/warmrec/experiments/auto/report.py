@@ -49,6 +49,9 @@ def _tried(trials: list[Trial]) -> str:
 def _short(t: Trial) -> str:
     if t.family == HYBRID:
         return f"weight {t.weight:.1f}" if t.weight is not None else ""
+    if t.members:  # Fresh over a saved model: the weights it chose
+        keys = (("cold_weight", "a"), ("affinity_weight", "b"), ("order_weight", "o"))
+        return ", ".join(f"{s} {t.model[k]:g}" for k, s in keys if t.model.get(k) is not None)
     cfg = {k.split(".", 1)[1]: v for k, v in t.params.items()} if t.params else {}
     if not cfg and t.origin.startswith("defaults,"):
         return t.origin.split(",", 1)[1].strip()
@@ -56,10 +59,11 @@ def _short(t: Trial) -> str:
 
 
 def rank_bests(bests: Iterable[Trial]) -> list[Trial]:
-    """Each family's best, best first: by validation value; on a tie a single model before a
-    hybrid (a hybrid at weight 0 or 1 ranks exactly as one of its members, and serving it would
-    score both), then the quicker."""
-    return sorted(bests, key=lambda t: (t.value, t.family != HYBRID, -t.seconds), reverse=True)
+    """Each family's best, best first: by validation value; on a tie a single model before one
+    formed from saved members (a hybrid at weight 0 or 1 ranks exactly as one of its members,
+    Fresh with its terms at 0 as its base, and serving it would score them all), then the
+    quicker."""
+    return sorted(bests, key=lambda t: (t.value, not t.formed, -t.seconds), reverse=True)
 
 
 def _plot(search: AutoSearch, path: Path, winner: Trial | None) -> None:

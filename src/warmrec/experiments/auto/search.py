@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from warmrec.experiments.auto.budget import SearchBudget, _clock
-from warmrec.experiments.auto.plan import _OWNED_TRAIN, FAMILY, HYBRID, KNN, NETWORKS, Trial
+from warmrec.experiments.auto.plan import (
+    _OWNED_TRAIN,
+    FAMILY,
+    FRESH,
+    HYBRID,
+    KNN,
+    NETWORKS,
+    Trial,
+)
 from warmrec.experiments.auto.sampling import FamilySampler
 from warmrec.experiments.auto.steps import StepContext, _label
 
@@ -127,7 +135,7 @@ class AutoSearch(SearchBudget, FamilySampler):
         return {
             "trial": t.id,
             "family": t.family,
-            "kind": "hybrid" if t.family == HYBRID else "fit",
+            "kind": "hybrid" if t.family == HYBRID else "fresh_over" if t.members else "fit",
             "model": t.model,
             "train": t.train,
             "exclude_seen": t.exclude_seen,
@@ -149,7 +157,7 @@ class AutoSearch(SearchBudget, FamilySampler):
         both = [
             t
             for t in self.trials.values()
-            if t.value_other is not None and t.family != HYBRID and t.origin == "defaults"
+            if t.value_other is not None and not t.formed and t.origin == "defaults"
         ]
         choices = {t.exclude_seen for t in both}
         clear = all(
@@ -162,7 +170,7 @@ class AutoSearch(SearchBudget, FamilySampler):
         """A family's defaults not yet scored both ways take the treatment of seen items that
         :meth:`consensus` agreed on: one validation scoring instead of two (on nowplaying-1m's
         121K items a scoring takes 8-15 s)."""
-        if not step.get("eval_both") or step["kind"] == "hybrid":
+        if not step.get("eval_both") or step["kind"] != "fit":
             return
         choice = self.consensus()
         if choice is None:
@@ -246,7 +254,7 @@ class AutoSearch(SearchBudget, FamilySampler):
         for key in ("eval_s", "fit_s", "epoch_s", "loss", "weight"):
             if res.get(key) is not None:
                 setattr(t, key, res[key])
-        if t.family == HYBRID and res.get("model"):
+        if t.formed and res.get("model"):
             t.model = res["model"]
         value = res.get("value")
         if value is not None:
@@ -278,9 +286,9 @@ class AutoSearch(SearchBudget, FamilySampler):
         self.save()
 
     def prune(self) -> None:
-        """Keep the model directories of each family's best and of the hybrid's members only;
-        drop the checkpoints of networks that cannot go on."""
-        keep = set(self.state.get("hybrid_pair") or [])
+        """Keep the model directories of each family's best and of the members of the last
+        hybrid and Fresh formed only; drop the checkpoints of networks that cannot go on."""
+        keep = set(self.state.get("hybrid_pair") or []) | set(self.state.get("fresh_base") or [])
         fams = {t.family for t in self.trials.values()}
         for fam in fams:
             b = self.best([fam], kept=True)
@@ -472,6 +480,50 @@ class AutoSearch(SearchBudget, FamilySampler):
             del self.trials[t.id]
             self.state["hybrid_pair"] = self.state["hybrid_values"] = None
 
+    def fresh_over(self, r: int) -> None:
+        """Fresh over the best model so far (where the plan has Fresh: validation targets on
+        items without training events), when that improved: the best trial of any other family
+        (the hybrid included; TF-IDF is the Fresh family's own base), wrapped by Fresh with the
+        Fresh family's settings (its round-0 config) and its weights chosen on validation.
+        ``benchmarks/results/mars.md``: on the anchor protocol ``fresh+order`` over a SASRec +
+        SR hybrid was the best model."""
+        own = next(
+            (t for t in self.of(FRESH) if not t.members and t.origin.startswith("defaults")),
+            None,
+        )
+        if own is None or FRESH not in self.state["families"]:
+            return
+        base = self.best(
+            [f for f in {t.family for t in self.trials.values()} if f != FRESH], kept=True
+        )
+        if base is None or base.family == own.model.get("base", "tfidf"):
+            return
+        before = self.state.get("fresh_value")
+        if before is not None and base.value <= before:  # a tie or worse: nothing new to wrap
+            return
+        model = {k: v for k, v in own.model.items() if k != "cold_target_share"}
+        if self.ctx.cold_share is not None:  # its weights chosen as the search chooses
+            model["cold_target_share"] = self.ctx.cold_share
+        model.update(base=base.family, base_config=dict(base.model))
+        n = len([t for t in self.of(FRESH) if t.members])
+        t = Trial(
+            id=f"fresh-over-{n:03d}",
+            family=FRESH,
+            origin=f"fresh over {base.id}",
+            model=model,
+            train={k: v for k, v in base.train.items() if k not in _OWNED_TRAIN},
+            exclude_seen=base.exclude_seen,
+            members=[base.id],
+            round=r,
+        )
+        self.trials[t.id] = t
+        self.state["fresh_base"], self.state["fresh_value"] = [base.id], base.value
+        for s, res in self.executor.run([self.step_of(t, math.inf)], self.admit):
+            self.absorb(s, res)
+        if t.status == "pending":  # no time: forget it
+            del self.trials[t.id]
+            self.state["fresh_base"] = self.state["fresh_value"] = None
+
     def run(self) -> None:
         """Rounds until the search deadline or until nothing is left to try."""
         while time.time() < self.search_deadline() or (
@@ -498,6 +550,7 @@ class AutoSearch(SearchBudget, FamilySampler):
             if r == 0:
                 self.decide_exclusion()
             self.hybrid(r)
+            self.fresh_over(r)
             self.state["round"] = r + 1
             self.save()
             if ran == 0 and steps:

@@ -1,5 +1,6 @@
-"""``warmrec auto``: one step of a trial (:func:`run_step`: a fit, or the hybrid formed from two
-saved members), the same on every executor, and the deadline that cuts it."""
+"""``warmrec auto``: one step of a trial (:func:`run_step`: a fit, or a model formed from saved
+members: the hybrid of two, Fresh over one), the same on every executor, and the deadline that
+cuts it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from warmrec.errors import WarmrecError
-from warmrec.experiments.auto.plan import _OWNED_TRAIN, HYBRID, NETWORKS
+from warmrec.experiments.auto.plan import _OWNED_TRAIN, NETWORKS
 
 BOOT = 2000
 """Bootstrap replicates of every confidence interval."""
@@ -180,15 +181,16 @@ def network_train(
 def run_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]:
     """Run one step of a trial and return its outcome (plain JSON-able values).
 
-    ``step``: ``trial``, ``family``, ``kind`` (``fit`` or ``hybrid``), ``model``, ``train``,
-    ``exclude_seen``, ``eval_both`` (also score with seen items treated the other way),
-    ``spent`` (the trial's seconds so far), ``allowance`` (seconds it may reach in this step),
-    ``deadline`` (``time.time()`` at which the search ends), ``members`` (hybrid)."""
+    ``step``: ``trial``, ``family``, ``kind`` (``fit``, ``hybrid`` or ``fresh_over``),
+    ``model``, ``train``, ``exclude_seen``, ``eval_both`` (also score with seen items treated
+    the other way), ``spent`` (the trial's seconds so far), ``allowance`` (seconds it may reach
+    in this step), ``deadline`` (``time.time()`` at which the search ends), ``members`` (the
+    trials whose saved models a hybrid or Fresh is formed from)."""
     t0 = time.time()
     base = {"trial": step["trial"], "family": step["family"]}
     try:
-        if step["kind"] == "hybrid":
-            out = _hybrid_step(ctx, step)
+        if step["kind"] in ("hybrid", "fresh_over"):
+            out = _composite_step(ctx, step)
         else:
             out = _fit_step(ctx, step, t0)
     except _Deadline:
@@ -290,24 +292,43 @@ def _fit_step(ctx: StepContext, step: Mapping[str, Any], t0: float) -> dict[str,
     return out
 
 
-def _hybrid_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]:
+FRESH_WEIGHTS = ("cold_weight", "affinity_weight", "order_weight", "text_weight", "seen_weight")
+"""Fresh's config keys of the weights ``(a, b, o, t, r)`` it chose."""
+
+
+def _composite_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]:
+    """A hybrid of two saved members (``members``: the kNN trial, then the network), or Fresh
+    over one (``kind`` ``fresh_over``), its weights chosen on validation; the step's ``model``
+    is the composite's config with the members' configs (``*_config``)."""
     from warmrec.experiments.spec import record_run, save_run
     from warmrec.models.base import Recommender
+    from warmrec.models.fresh import Fresh
     from warmrec.models.hybrid import Hybrid
 
-    knn_id, net_id = step["members"]
     t0 = time.time()
-    knn = Recommender.load(ctx.work / "models" / knn_id)
-    net = Recommender.load(ctx.work / "models" / net_id)
+    members = [Recommender.load(ctx.work / "models" / m) for m in step["members"]]
     label = _label(ctx.metric)
-    model = Hybrid.from_members(net, knn, select_metric=label)
+    fresh = step["kind"] == "fresh_over"
+    if fresh:
+        own = {k: v for k, v in step["model"].items() if k not in ("base", "base_config")}
+        model: Any = Fresh.from_base(members[0], **{**own, "select_metric": label})
+    else:
+        knn, net = members
+        model = Hybrid.from_members(net, knn, select_metric=label)
     # every scoring of the step is cut at the search's deadline
     valid = _DeadlineData(ctx.prepared.valid, float(step["deadline"]))
     model.fit(ctx.prepared.train, valid)
     # the spec names the members by what differs from their defaults (as their own trials do)
-    cfg = {**step["model"], "weight": model.weight_}
+    if fresh:
+        c = model.config
+        on = (True, True, c.order_window > 0, c.text_window > 0, c.seen_window > 0)
+        chosen = zip(FRESH_WEIGHTS, model.weights_, on, strict=True)
+        cfg = {**step["model"], **{k: w for k, w, used in chosen if used}}
+    else:
+        cfg = {**step["model"], "weight": model.weight_}
     ex = bool(step["exclude_seen"])
-    spec = ctx.spec(HYBRID, cfg, dict(step.get("train") or {}), ex)
+    family = step["family"]
+    spec = ctx.spec(family, cfg, dict(step.get("train") or {}), ex)
     record_run(model, spec, ctx.prepared, fit_seconds=time.time() - t0)
     res, eval_s = _score(ctx, model, spec, eval_set=valid)
     value, ci = _value(ctx, res, label)
@@ -318,11 +339,11 @@ def _hybrid_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]:
         "ci": ci,
         "eval_s": eval_s,
         "fit_s": time.time() - t0,
-        "weight": model.weight_,
+        "weight": None if fresh else model.weight_,
         "model": cfg,
     }
     if step.get("eval_both"):
-        other = ctx.spec(HYBRID, cfg, dict(step.get("train") or {}), not ex)
+        other = ctx.spec(family, cfg, dict(step.get("train") or {}), not ex)
         res2, _ = _score(ctx, model, other, eval_set=valid)
         out["value_other"], out["ci_other"] = _value(ctx, res2, label)
         out["valid_other"] = {k: float(v) for k, v in res2.summary.items()}
