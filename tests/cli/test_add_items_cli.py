@@ -124,3 +124,34 @@ def test_a_hybrid_of_a_text_model_and_vsknn_takes_new_items(saved, tmp_path) -> 
     last = [item_id(N_TOPICS - 2, 1), item_id(N_TOPICS - 1, 0)]
     top = model.recommend([last], k=N_STYLES * 2)[0]
     assert len(set(top) & set(new_ids)) >= 3, top
+
+
+def test_a_mars_layout_file_is_read_as_training_read_it(saved, tmp_path) -> None:
+    """New videos written as MARS's items_en.csv (``name``, ``Software`` as ``['...']``, empty
+    here) get the text fields training used (``title``, ``software``), not the raw columns;
+    the line says where their text came from."""
+    new = catalogue(N_TOPICS + 1).filter(pl.col("item_id") > N_TOPICS * N_STYLES)
+    rows = [
+        f'{i},"{t.replace(f"topic{N_TOPICS}", "topic0")}",[]'
+        for i, t in zip(new["item_id"], new["title"], strict=True)
+    ]
+    p = tmp_path / "new_videos.csv"
+    p.write_text("item_id,name,Software\n" + "\n".join(rows) + "\n")
+    runner = CliRunner()
+    for fmt, fields in (("auto", ["title", "software"]), ("plain", ["name"])):
+        out = tmp_path / fmt
+        res = runner.invoke(
+            cli,
+            ["add-items", str(saved / "text"), "--items", str(p), "--format", fmt]
+            + ["--out", str(out), "--json"],
+        )
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.output)["text_fields"] == fields
+    res = runner.invoke(
+        cli, ["add-items", str(saved / "text"), "--items", str(p), "--out", str(tmp_path / "again")]
+    )
+    assert res.exit_code == 0 and res.output.strip().endswith("their text from title, software")
+    model = Recommender.load(tmp_path / "auto")
+    last = [item_id(N_TOPICS - 2, 1), item_id(N_TOPICS - 1, 0)]
+    top = model.recommend([last], k=N_STYLES * 2)[0]
+    assert len(set(top) & set(new["item_id"].to_list())) >= 3, top

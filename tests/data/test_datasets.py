@@ -246,6 +246,24 @@ def test_mars_other_layout_with_columns_and_bad_tag_list(tmp_path):
         load_dataset("mars", DS / "mars", log="bogus")
 
 
+def test_item_table_reads_a_mars_items_file_as_training_did(tmp_path):
+    """``warmrec add-items`` reads new videos in MARS's layout as the folder's items_en.csv
+    was read for training (``name`` -> ``title``, tag lists); other files as they are."""
+    from warmrec.data.parsers import item_table
+
+    mars = item_table(DS / "mars" / "items_en.csv")
+    assert mars.equals(load_dataset("mars", DS / "mars").item_features)
+    assert item_table(DS / "mars" / "items_en.csv", "mars").equals(mars)
+    raw = item_table(DS / "mars" / "items_en.csv", "plain")
+    assert "name" in raw.columns and "title" not in raw.columns
+    assert raw["Software"][0] == "['OneDrive']"
+    plain = tmp_path / "new.csv"
+    plain.write_text("item_id,title,software\n99,Excel tables,Excel\n")
+    assert item_table(plain).columns == ["item_id", "title", "software"]
+    with pytest.raises(WarmrecError, match="unknown item table format"):
+        item_table(plain, "xml")
+
+
 def test_shared_mars_folder():
     from tests.conftest import require_shared
 

@@ -30,7 +30,7 @@ from tests.models.test_text import (
 from warmrec.data.dataset import Batch
 from warmrec.errors import ModelError
 from warmrec.models.base import Recommender
-from warmrec.models.catalogue import add_items
+from warmrec.models.catalogue import add_items, text_fields
 from warmrec.models.fresh import Fresh
 from warmrec.models.hybrid import Hybrid
 from warmrec.models.text import TfidfContent
@@ -154,3 +154,16 @@ def test_fresh_with_the_text_term_centres_new_items_on_the_fitted_mean(text_data
     with pytest.raises(ModelError, match="without its text centre"):
         add_items(legacy, twin)
     assert legacy.n_items == fresh.n_items - 1 and legacy.base.n_items == legacy.n_items
+
+
+def test_text_fields_are_those_of_the_models_that_read_text(text_data):
+    train, _, _, cache = text_data
+    tfidf = TfidfContent({"text_fields": ("title", "tags")})
+    text = get_model("sasrec", text_cfg(cache, item_repr="text", text_fields=("title",)))
+    ids = get_model("sasrec", text_cfg(cache, item_repr="id"))
+    assert text_fields(tfidf) == ["title", "tags"] and text_fields(ids) == []
+    assert text_fields(get_model("pop")) == []
+    assert text_fields(Hybrid.from_members(text, get_model("vsknn"))) == ["title"]
+    assert text_fields(Fresh.from_base(tfidf)) == ["title", "tags"]
+    fresh = Fresh.from_base(ids, text_window=2, text_fields=("description",))
+    assert text_fields(fresh) == ["description"]

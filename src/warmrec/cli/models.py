@@ -294,16 +294,27 @@ def recommend(model_dir, items, k, exclude_seen, fallback, as_json):
     help="Item features (CSV/TSV/Parquet, one row per item, the model's text fields); items "
     "the model already knows are left as they are.",
 )
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "plain", "mars"]),
+    default="auto",
+    show_default=True,
+    help="How the items file is read: mars (MARS's items_en.csv layout: name -> title, "
+    "['Excel'] -> a list, as training read it), plain (columns as they are), auto (mars for a "
+    "file with MARS's item_id, name and Software columns).",
+)
 @click.option("--out", default=None, help="Write the model here (default: MODEL_DIR, replaced).")
 @click.option("--json", "as_json", is_flag=True)
-def add_items_cmd(model_dir, items_file, out, as_json):
+def add_items_cmd(model_dir, items_file, fmt, out, as_json):
     """Add new items to a saved model without retraining (warmrec.models.catalogue.add_items):
     text models give each the vector of its text, event-only models know it without evidence."""
-    from warmrec.data.features import key_as, read_feature_table
+    from warmrec.data.features import key_as
+    from warmrec.data.parsers import item_table
     from warmrec.models.base import Recommender
-    from warmrec.models.catalogue import add_items
+    from warmrec.models.catalogue import add_items, text_fields
 
-    table = read_feature_table(items_file, "item_id")
+    table = item_table(items_file, fmt)
     model = Recommender.load(model_dir)
     before = len(model.vocab.ids)
     table = key_as(table, "item_id", model.vocab.ids.dtype, items_file, drop=False)
@@ -316,13 +327,16 @@ def add_items_cmd(model_dir, items_file, out, as_json):
         "added": len(added),
         "known": table.height - len(added),
         "items": before + len(added),
+        "text_fields": [f for f in text_fields(model) if f in table.columns],
     }
     if as_json:
         emit_json({**info, "added_ids": added})
     else:
+        read = ", ".join(info["text_fields"])
         click.echo(
             f"added {info['added']} item(s) to {model.name} ({info['known']} already known; "
             f"{info['items']} items now) -> {target}"
+            + (f"; their text from {read}" if read and added else "")
         )
 
 

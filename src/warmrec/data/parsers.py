@@ -449,6 +449,36 @@ def mars_items(p: Path) -> pl.DataFrame:
     return _key_features(df, ITEM)
 
 
+ITEM_TABLE_FORMATS = ("auto", "plain", "mars")
+"""How :func:`item_table` reads a file: ``plain`` (:func:`~warmrec.data.features.
+read_feature_table`), ``mars`` (:func:`mars_items`), ``auto`` (``mars`` for a file with
+MARS's ``item_id``, ``name`` and ``Software`` columns, else ``plain``)."""
+
+
+def item_table(path: str | Path, fmt: str = "auto") -> pl.DataFrame:
+    """An item feature table read as the training data read it: a MARS ``items_en.csv`` (or a
+    file of its layout: new videos for ``warmrec add-items``) through :func:`mars_items`, so
+    that its columns get the names and types the models were trained on (``name`` ->
+    ``title``, ``['Excel']`` -> a list); any other file as a plain feature table."""
+    from warmrec.data.features import read_feature_table
+
+    if fmt not in ITEM_TABLE_FORMATS:
+        raise DataError(
+            "unknown item table format",
+            path=path,
+            field="format",
+            expected=" or ".join(ITEM_TABLE_FORMATS),
+            found=repr(fmt),
+        )
+    p = Path(path)
+    if fmt == "auto":
+        header = (
+            set(sniff_header(p, ",")[1]) if p.is_file() and p.suffix.lower() == ".csv" else set()
+        )
+        fmt = "mars" if {"item_id", "name", "Software"} <= header else "plain"
+    return mars_items(p) if fmt == "mars" else read_feature_table(p, ITEM)
+
+
 def mars_users(p: Path) -> pl.DataFrame:
     """``users_en.csv`` as a user feature table (``job``; ``N/A`` -> null)."""
     raw = _mars_table(p, "user_id")

@@ -68,6 +68,22 @@ def new_items(model: Recommender, item_features: pl.DataFrame) -> tuple[list[Any
     return new.to_list(), vocab, ItemVocab(new.cast(old.ids.dtype))
 
 
+def text_fields(model: Recommender) -> list[str]:
+    """The item text fields ``model`` reads (its own, its members', its base's; in config
+    order, each once): where a new item's text comes from. Empty for a model without text."""
+    out: list[str] = []
+    parts = [model]
+    while parts:
+        m = parts.pop(0)
+        cfg = m.config
+        if getattr(cfg, "item_repr", "text") != "id" and getattr(cfg, "text_window", 1) > 0:
+            out += [f for f in getattr(cfg, "text_fields", ()) if f not in out]
+        parts += list((getattr(m, "members", None) or {}).values())
+        if getattr(m, "base", None) is not None and isinstance(m.base, Recommender):
+            parts.append(m.base)
+    return out
+
+
 def grow(model: Recommender, vocab: ItemVocab, n_new: int) -> None:
     """Give ``model`` the grown ``vocab`` and its new items a training count of 0."""
     model.vocab = vocab
