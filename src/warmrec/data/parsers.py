@@ -90,7 +90,7 @@ from warmrec.data.columns import (
     to_float,
     to_seconds,
 )
-from warmrec.data.features import check_keys
+from warmrec.data.features import check_keys, read_feature_table
 from warmrec.data.formats import read_file
 from warmrec.data.interactions import Interactions
 from warmrec.data.schema import ITEM, ORDINAL, RATING, SECONDS, SESSION, TIME, USER
@@ -460,8 +460,6 @@ def item_table(path: str | Path, fmt: str = "auto") -> pl.DataFrame:
     file of its layout: new videos for ``warmrec add-items``) through :func:`mars_items`, so
     that its columns get the names and types the models were trained on (``name`` ->
     ``title``, ``['Excel']`` -> a list); any other file as a plain feature table."""
-    from warmrec.data.features import read_feature_table
-
     if fmt not in ITEM_TABLE_FORMATS:
         raise DataError(
             "unknown item table format",
