@@ -367,7 +367,8 @@ def plan_portfolio(
                 else ""
             )
             + ", weights chosen on validation) joins; it is also tried with those targets "
-            "weighed as the catalogue's share of such items (a later period may have more)"
+            "weighed as the catalogue's share of such items (a later period may have more), "
+            "and formed after each round over the best model of the other families"
         )
         model, origin = fresh_defaults(profile, metric)
         add(
