@@ -119,7 +119,7 @@ def test_the_plan_tries_text_variants_where_items_have_text(growing):
     # the catalogue's new items: 16 of 64; validation has more of them: no hint
     assert profile.catalogue_cold_share == NEW_TOPICS * LESSONS / (len(TOPICS) * LESSONS)
     assert "have no training event" in profile.lines()[1]
-    hint = "--cold-target-share catalogue weighs them"
+    hint = "compare a run with --cold-target-share catalogue"
     assert not any(hint in n for n in plan.notes)
     # MARS's time split: 33 % of the catalogue, 7 % of validation targets: the hint
     mars = dataclasses.replace(profile, catalogue_cold_share=0.33, valid_target_cold_share=0.073)

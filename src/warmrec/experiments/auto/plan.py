@@ -381,9 +381,10 @@ def plan_portfolio(
         notes.append(
             f"{100 * c:.1f} % of the catalogue's items have no training event but only "
             f"{100 * v:.1f} % of validation targets are on such items: if the period served "
-            "will see more new items, --cold-target-share catalogue weighs them as the "
-            "catalogue does when choosing (validation as it comes may favour models that "
-            "cannot rank new items)"
+            "will see more new items, compare a run with --cold-target-share catalogue, which "
+            "weighs them as the catalogue does when choosing (validation as it comes may "
+            "favour models that cannot rank new items; on MARS's time split, with Fresh over "
+            "the best model, it did not help: benchmarks/results/auto.md)"
         )
     if profile.items_seen_once_share >= 0.3 and "itemknn" in wanted:
         notes.append(
