@@ -30,7 +30,7 @@ from tests.models.test_text import (
 from warmrec.data.dataset import Batch
 from warmrec.errors import ModelError
 from warmrec.models.base import Recommender
-from warmrec.models.catalogue import add_items, text_fields
+from warmrec.models.catalogue import add_items, growable, text_fields
 from warmrec.models.fresh import Fresh
 from warmrec.models.hybrid import Hybrid
 from warmrec.models.text import TfidfContent
@@ -167,3 +167,20 @@ def test_text_fields_are_those_of_the_models_that_read_text(text_data):
     assert text_fields(Fresh.from_base(tfidf)) == ["title", "tags"]
     fresh = Fresh.from_base(ids, text_window=2, text_fields=("description",))
     assert text_fields(fresh) == ["description"]
+
+
+def test_growable_says_whether_a_model_takes_new_items_and_changes_nothing(text_data):
+    train, _, items, cache = text_data
+    ids = fit(text_cfg(cache, item_repr="id"), train)
+    text = fit(text_cfg(cache, item_repr="text"), train)
+    vsknn = get_model("vsknn").fit(train)
+    n = vsknn.n_items
+    assert growable(vsknn) is None and growable(text) is None and vsknn.n_items == n
+    assert "no text item representation" in growable(ids)
+    assert growable(Hybrid.from_members(text, vsknn, weight=0.5).fit(train)) is None
+    mixed = Hybrid.from_members(ids, vsknn, weight=0.5).fit(train)
+    assert growable(mixed).startswith("hybrid: model 'sasrec' has no text item")
+    assert {m.n_items for m in mixed.members.values()} == {n}
+    assert "no text item" in growable(
+        Fresh.from_base(ids, cold_weight=0.0, affinity_weight=0.0).fit(train)
+    )

@@ -53,6 +53,17 @@ def add_items(model: Recommender, item_features: pl.DataFrame) -> list[Any]:
     return own(item_features)
 
 
+def growable(model: Recommender) -> str | None:
+    """None if ``model`` can take new items without retraining, else why not (the one-line
+    error :func:`add_items` would raise). Nothing is added: the check adds an empty table."""
+    empty = pl.DataFrame({ITEM: pl.Series([], dtype=model.vocab.ids.dtype)})
+    try:
+        add_items(model, empty)
+    except ModelError as e:
+        return str(e)
+    return None
+
+
 def new_items(model: Recommender, item_features: pl.DataFrame) -> tuple[list[Any], Any, Any]:
     """``(raw ids, vocabulary, their vocabulary)``: the items of ``item_features`` that
     ``model`` does not know (in table order), the model's vocabulary grown by them at the end

@@ -498,12 +498,12 @@ class Fresh(Recommender):
         if self.base is None or self.cold is None:
             raise ModelError("model 'fresh' is not fitted: nothing to add to")
         text = None
+        if self.text is not None and self.text_mean is None:
+            raise ModelError(
+                "model 'fresh' with text_window > 0 was saved without its text centre (by an "
+                "earlier warmrec): fit it again to add items"
+            )
         if self.text is not None:  # encoded first: a failure leaves the model as it was
-            if self.text_mean is None:
-                raise ModelError(
-                    "model 'fresh' with text_window > 0 was saved without its text centre (by "
-                    "an earlier warmrec): fit it again to add items"
-                )
             new, _, extra = new_items(self, item_features)
             if new:
                 from warmrec.models.text import encode_texts, item_texts

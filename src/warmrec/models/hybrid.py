@@ -345,11 +345,18 @@ class Hybrid(Recommender):
         weight stays. If a member cannot, neither changes. Returns the raw ids added."""
         import copy
 
-        from warmrec.models.catalogue import add_items, grow
+        from warmrec.models.catalogue import add_items, grow, new_items
 
         self._check_fitted()
         if self.members is None:
             raise ModelError("model 'hybrid' is not fitted: nothing to add to")
+        if not new_items(self, item_features)[0]:  # nothing to add: each member still says
+            for m in self.members.values():  # whether it could (warmrec.models.catalogue.growable)
+                try:
+                    add_items(m, item_features)
+                except ModelError as e:
+                    raise ModelError(f"hybrid: {e}") from None
+            return []
         before = copy.deepcopy(self.members)
         try:
             added = [add_items(m, item_features) for m in self.members.values()]

@@ -327,6 +327,8 @@ def test_fresh_wraps_the_best_model_of_another_family(growing, tmp_path):
     w = res["winner"]
     assert w["trial"] == t["id"], w
     assert w["slices"]["new_items"]["ndcg@10"] > 0.5  # Markov alone: 0 on new videos
+    assert w["takes_new_items"] and w["new_items_note"] is None
+    assert f"warmrec add-items {out / 'model'} --items FILE" in (out / "report.md").read_text()
     model = Recommender.load(out / "model")
     assert model.name == "fresh" and model.base.name == "markov"
     assert model.weights_[:3] == tuple(

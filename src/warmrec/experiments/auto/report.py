@@ -110,6 +110,7 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
     from warmrec.experiments.spec import evaluate_run, record_run, save_run
     from warmrec.io import atomic_write_text
     from warmrec.models.base import Recommender
+    from warmrec.models.catalogue import growable
     from warmrec.tuning.results import dump_toml
 
     if search.state.get("consensus_note"):
@@ -130,6 +131,7 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
     ranked = rank_bests(bests.values())
     winner = ranked[0] if ranked else None
     winner_slices: dict[str, Any] = {}
+    winner_growable: str | None = None
     model_dir = out / "model"
     toml_path = out / "winner.toml"
     for t in ranked:
@@ -154,6 +156,7 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
             if model.meta.run is not None and t.loss:
                 model.meta.run.loss = t.loss
             save_run(model, model_dir)
+            winner_growable = growable(model)
             head = [
                 f"# warmrec auto's pick: {t.id} ({t.origin}), validation {label} "
                 f"{t.value:.4f}, test {t.test.get(label, float('nan')):.4f}",
@@ -314,6 +317,8 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
             "test_ci": winner.test_ci,
             "seen_items": "excluded" if winner.exclude_seen else "kept",
             "slices": winner_slices,
+            "takes_new_items": winner_growable is None,
+            "new_items_note": winner_growable,
             "model_dir": str(model_dir),
             "config": str(toml_path),
         },
@@ -331,6 +336,16 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
     if winner is not None:  # a finished run is not resumed: its checkpoints can go
         shutil.rmtree(s.ctx.work / "ckpt", ignore_errors=True)
     return summary
+
+
+def new_items_line(w: dict[str, Any]) -> str:
+    """The report's line on items added after training, for the summary's winner ``w``."""
+    if w.get("takes_new_items"):
+        return (
+            f"- new items join it without retraining: `warmrec add-items {w['model_dir']} "
+            "--items FILE` (then `POST /admin/reload` on a server)"
+        )
+    return f"- new items need a refit: {w.get('new_items_note')}"
 
 
 def _slices(res: Any, prepared: Any, label: str) -> dict[str, Any]:
@@ -398,6 +413,7 @@ def _report(s: AutoSearch, summary: dict, profile: LogProfile, notes: list[str],
             + (' (requests with `"exclude_seen": true`)' if w["seen_items"] == "excluded" else ""),
             f"- its RunSpec: `{w['config']}`",
             "- best validation score over time per family: `progress.png`",
+            new_items_line(w),
         ]
         parts = [
             f"{name.replace('_', ' ')} {v[label]:.4f} (n {v['n']:,})"
