@@ -84,3 +84,22 @@ def test_a_network_step_pauses_at_its_allowance_and_resumes_from_its_checkpoint(
     spec = spec_from_config(__import__("tomllib").loads(text))  # winner.toml round-trips
     assert spec.model.config["network_config"] == step["model"]
     assert spec.model.config["weight"] == hyb["weight"]
+    # scored with seen items excluded, it chooses its weight that way too (each member's
+    # weight, 0 or 1, is in the grid: it is at least as good as either member excluded)
+    hyb_ex = run_step(
+        ctx,
+        {
+            **step,
+            "trial": "hybrid-002",
+            "family": "hybrid",
+            "kind": "hybrid",
+            "model": {**members, "neighbours_config": {"k": 50}, "select_metric": "ndcg@10"},
+            "train": {},
+            "exclude_seen": True,
+            "eval_both": False,
+            "members": ["sknn-000", "gru4rec-000"],
+        },
+    )
+    assert hyb_ex["status"] == "done", hyb_ex
+    assert Recommender.load(tmp_path / "models" / "hybrid-002").config.select_exclude_seen
+    assert hyb_ex["value"] >= max(knn["value_other"], second["value_other"]) - 1e-9

@@ -309,12 +309,15 @@ def _composite_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]
     members = [Recommender.load(ctx.work / "models" / m) for m in step["members"]]
     label = _label(ctx.metric)
     fresh = step["kind"] == "fresh_over"
+    ex = bool(step["exclude_seen"])
+    # the weights are chosen as the trial is scored: seen items excluded or kept
+    select = {"select_metric": label, "select_exclude_seen": ex}
     if fresh:
         own = {k: v for k, v in step["model"].items() if k not in ("base", "base_config")}
-        model: Any = Fresh.from_base(members[0], **{**own, "select_metric": label})
+        model: Any = Fresh.from_base(members[0], **{**own, **select})
     else:
         knn, net = members
-        model = Hybrid.from_members(net, knn, select_metric=label)
+        model = Hybrid.from_members(net, knn, **select)
     # every scoring of the step is cut at the search's deadline
     valid = _DeadlineData(ctx.prepared.valid, float(step["deadline"]))
     model.fit(ctx.prepared.train, valid)
@@ -326,7 +329,6 @@ def _composite_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]
         cfg = {**step["model"], **{k: w for k, w, used in chosen if used}}
     else:
         cfg = {**step["model"], "weight": model.weight_}
-    ex = bool(step["exclude_seen"])
     family = step["family"]
     spec = ctx.spec(family, cfg, dict(step.get("train") or {}), ex)
     record_run(model, spec, ctx.prepared, fit_seconds=time.time() - t0)
