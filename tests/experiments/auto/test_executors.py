@@ -38,4 +38,3 @@ def test_the_same_steps_run_in_ray_actors(logs, tmp_path):
     kept = {t["id"] for t in state["trials"] if t["kept"]}
     assert kept == set(os.listdir(tmp_path / "work" / "models"))
     assert res["winner"]["trial"] in kept
-
