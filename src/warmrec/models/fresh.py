@@ -458,6 +458,16 @@ class Fresh(Recommender):
             for g, w in enumerate(grid)
         ]
 
+    def chosen_config(self) -> dict[str, float]:
+        """The weights in use as config keys (``cold_weight``, ``affinity_weight``, and the
+        weights of the terms that are on): with them a refit chooses nothing."""
+        if self.weights_ is None:
+            raise ModelError("model 'fresh' has no weights: call fit() or load() first")
+        c = self.config
+        on = (True, True, c.order_window > 0, c.text_window > 0, c.seen_window > 0)
+        keys = ("cold_weight", "affinity_weight", "order_weight", "text_weight", "seen_weight")
+        return {k: w for k, w, used in zip(keys, self.weights_, on, strict=True) if used}
+
     # -- score --------------------------------------------------------------------------------
     def _base_scores(self, batch: Batch) -> torch.Tensor:
         self._check_fitted()

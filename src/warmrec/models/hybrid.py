@@ -350,21 +350,18 @@ class Hybrid(Recommender):
         self._check_fitted()
         if self.members is None:
             raise ModelError("model 'hybrid' is not fitted: nothing to add to")
-        if not new_items(self, item_features)[0]:  # nothing to add: each member still says
-            for m in self.members.values():  # whether it could (warmrec.models.catalogue.growable)
-                try:
-                    add_items(m, item_features)
-                except ModelError as e:
-                    raise ModelError(f"hybrid: {e}") from None
-            return []
-        before = copy.deepcopy(self.members)
+        # with nothing new the members change nothing (each still says whether it could:
+        # warmrec.models.catalogue.growable), so there is nothing to restore
+        new = new_items(self, item_features)[0]
+        before = copy.deepcopy(self.members) if new else None
         try:
             added = [add_items(m, item_features) for m in self.members.values()]
         except ModelError as e:
-            self.members = before
+            if before is not None:
+                self.members = before
             raise ModelError(f"hybrid: {e}") from None
         if added[0] != added[1]:  # pragma: no cover - members share one vocabulary
-            self.members = before
+            self.members = before or self.members
             raise ModelError("hybrid: the members added different items")
         if added[0]:
             grow(self, self.members["network"].vocab, len(added[0]))

@@ -57,24 +57,19 @@ def test_a_network_step_pauses_at_its_allowance_and_resumes_from_its_checkpoint(
     )
     assert knn["status"] == "done"
     members = {"network": "gru4rec", "network_config": step["model"], "neighbours": "sknn"}
-    hyb = run_step(
-        ctx,
-        {
-            **step,
-            "trial": "hybrid-000",
-            "family": "hybrid",
-            "kind": "hybrid",
-            "model": {**members, "neighbours_config": {"k": 50}, "select_metric": "ndcg@10"},
-            "train": {},
-            "members": ["sknn-000", "gru4rec-000"],
-        },
-    )
+    hybrid = {
+        **step,
+        "trial": "hybrid-000",
+        "family": "hybrid",
+        "kind": "hybrid",
+        "model": {**members, "neighbours_config": {"k": 50}, "select_metric": "ndcg@10"},
+        "train": {},
+        "members": ["sknn-000", "gru4rec-000"],
+    }
+    hyb = run_step(ctx, hybrid)
     assert hyb["status"] == "done" and 0.0 <= hyb["weight"] <= 1.0, hyb
     # a hybrid step past the deadline is cut too (it scores for long on a large catalogue)
-    late = {**step, "trial": "hybrid-001", "family": "hybrid", "kind": "hybrid",
-            "model": {**members, "neighbours_config": {"k": 50}, "select_metric": "ndcg@10"},
-            "train": {}, "members": ["sknn-000", "gru4rec-000"], "deadline": time.time() - 1}  # fmt: skip
-    cut = run_step(ctx, late)
+    cut = run_step(ctx, {**hybrid, "trial": "hybrid-001", "deadline": time.time() - 1})
     assert cut["status"] == "cut", cut
     assert not (tmp_path / "models" / "hybrid-001").exists()
     assert hyb["value"] >= max(knn["value"], second["value"]) - 1e-9  # w=0 or 1: one member
@@ -87,18 +82,7 @@ def test_a_network_step_pauses_at_its_allowance_and_resumes_from_its_checkpoint(
     # scored with seen items excluded, it chooses its weight that way too (each member's
     # weight, 0 or 1, is in the grid: it is at least as good as either member excluded)
     hyb_ex = run_step(
-        ctx,
-        {
-            **step,
-            "trial": "hybrid-002",
-            "family": "hybrid",
-            "kind": "hybrid",
-            "model": {**members, "neighbours_config": {"k": 50}, "select_metric": "ndcg@10"},
-            "train": {},
-            "exclude_seen": True,
-            "eval_both": False,
-            "members": ["sknn-000", "gru4rec-000"],
-        },
+        ctx, {**hybrid, "trial": "hybrid-002", "exclude_seen": True, "eval_both": False}
     )
     assert hyb_ex["status"] == "done", hyb_ex
     assert Recommender.load(tmp_path / "models" / "hybrid-002").config.select_exclude_seen

@@ -292,10 +292,6 @@ def _fit_step(ctx: StepContext, step: Mapping[str, Any], t0: float) -> dict[str,
     return out
 
 
-FRESH_WEIGHTS = ("cold_weight", "affinity_weight", "order_weight", "text_weight", "seen_weight")
-"""Fresh's config keys of the weights ``(a, b, o, t, r)`` it chose."""
-
-
 def _composite_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]:
     """A hybrid of two saved members (``members``: the kNN trial, then the network), or Fresh
     over one (``kind`` ``fresh_over``), its weights chosen on validation; the step's ``model``
@@ -322,13 +318,8 @@ def _composite_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]
     valid = _DeadlineData(ctx.prepared.valid, float(step["deadline"]))
     model.fit(ctx.prepared.train, valid)
     # the spec names the members by what differs from their defaults (as their own trials do)
-    if fresh:
-        c = model.config
-        on = (True, True, c.order_window > 0, c.text_window > 0, c.seen_window > 0)
-        chosen = zip(FRESH_WEIGHTS, model.weights_, on, strict=True)
-        cfg = {**step["model"], **{k: w for k, w, used in chosen if used}}
-    else:
-        cfg = {**step["model"], "weight": model.weight_}
+    chosen = model.chosen_config() if fresh else {"weight": model.weight_}
+    cfg = {**step["model"], **chosen}
     family = step["family"]
     spec = ctx.spec(family, cfg, dict(step.get("train") or {}), ex)
     record_run(model, spec, ctx.prepared, fit_seconds=time.time() - t0)
