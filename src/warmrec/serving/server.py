@@ -10,7 +10,8 @@
   ``h11_max_incomplete_event_size`` does the same.
 - :func:`run` starts one worker in this process (on an app already built, whose model the
   command loaded and checked) or ``workers`` worker processes under uvicorn's supervisor (each
-  builds its app from the environment, :func:`warmrec.serving.app.app_from_env`).
+  builds its app from the environment, :func:`warmrec.serving.app.app_from_env`), supervised by
+  :class:`warmrec.serving.supervisor.Supervisor` (a dead worker is restarted at once).
 """
 
 from __future__ import annotations
@@ -126,14 +127,14 @@ def run(
         # and warmed up, which takes longer than uvicorn's default 5 s on a busy machine
         options["timeout_worker_healthcheck"] = healthcheck_s
     if workers > 1:
-        from uvicorn.supervisors import Multiprocess
+        from warmrec.serving.supervisor import Supervisor
 
         config = uvicorn.Config(app, factory=True, **options)
         server = uvicorn.Server(config)
-        if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn < 0.50
-            Multiprocess(config, target=server.run, sockets=[sock]).run()
+        if "target" in inspect.signature(Supervisor).parameters:  # uvicorn < 0.50
+            Supervisor(config, target=server.run, sockets=[sock]).run()
         else:
-            Multiprocess(config, sockets=[sock]).run()
+            Supervisor(config, sockets=[sock]).run()
         return
     config = uvicorn.Config(app, **options)
     uvicorn.Server(config).run(sockets=[sock])
