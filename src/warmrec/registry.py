@@ -20,6 +20,7 @@ BUILTIN_MODELS: dict[str, str] = {
     "bst": "warmrec.models.bst:BST",
     "gru4rec": "warmrec.models.gru4rec:GRU4Rec",
     "fresh": "warmrec.models.fresh:Fresh",
+    "featrank": "warmrec.models.featrank:FeatRank",
     "hybrid": "warmrec.models.hybrid:Hybrid",
     "item2vec": "warmrec.models.item2vec:Item2Vec",
     "itemknn": "warmrec.models.knn:ItemKNN",

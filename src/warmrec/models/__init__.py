@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "Item2Vec": "warmrec.models.item2vec",
     "TfidfContent": "warmrec.models.text",
     "Fresh": "warmrec.models.fresh",
+    "FeatRank": "warmrec.models.featrank",
 }
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "Item2Vec",
     "TfidfContent",
     "Fresh",
+    "FeatRank",
 ]
 
 
@@ -76,6 +78,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from warmrec.models.base import Recommender
     from warmrec.models.bert4rec import BERT4Rec
     from warmrec.models.bst import BST
+    from warmrec.models.featrank import FeatRank
     from warmrec.models.fresh import Fresh
     from warmrec.models.gru4rec import GRU4Rec
     from warmrec.models.hybrid import Hybrid

@@ -6,7 +6,8 @@ can take the new items does it its own way through an ``add_items(item_features)
 
 - models that read **item text** give a new item the vector of its text: a text-aware SASRec
   (:func:`warmrec.models.text.add_text_items`), TF-IDF (the fitted terms and idf), Fresh (its
-  base's way, the new items cold, with the dense-text term centred on the fitted mean);
+  base's way, the new items cold, with the dense-text term centred on the fitted mean), FeatRank
+  (its base's way, the new items cold with their tags and ids read from the table);
 - models that score an item **only from its training events** (popularity, item-to-item rules
   and kNN, session kNN, item2vec) give a new item what they give any catalogue item without
   events: no evidence (count 0, no co-occurrence, no vector). It ranks as such an item ranks
@@ -33,7 +34,7 @@ from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ModelError
 from warmrec.models.base import Recommender
 
-TAKERS = "a text-aware SASRec, TF-IDF, Fresh, popularity, rules, kNN, item2vec and their hybrids"
+TAKERS = "a text-aware SASRec, TF-IDF, Fresh, FeatRank, popularity, rules, kNN, item2vec and their hybrids"
 """The models that can take new items, for messages."""
 
 

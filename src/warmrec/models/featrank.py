@@ -1,0 +1,563 @@
+"""FeatRank: a log-linear ranker over item-agnostic features, its weights fitted, not searched.
+
+Every (history, item) pair gets a handful of features that do not name the item, so they reach
+items with no training events as they reach the others; the score is their weighted sum::
+
+    score(i | h) = sum_f w_f * phi_f(h, i)
+
+- ``base``: a base model's scores, normalised per list (``"zscore"``; TF-IDF over the item text
+  by default, any registered model);
+- ``order`` (integer item ids in publication order): ``p(id(i) - id(last(h)))``, the share of
+  training transitions with that id offset (as :mod:`warmrec.models.fresh`);
+- ``seen``: 1 on the last ``seen_window`` history items; ``last``: 1 on the last one;
+- ``tag:F`` for each categorical item field ``F`` (a string or a list of strings: software,
+  theme, difficulty, ...): how much of the recent history (``decay ** age`` over the last
+  ``recent`` items) shares the item's values;
+- ``pop``: the item's training count (``log1p``, z-scored; 0 for items without events);
+- ``gap:F`` for each numeric field in ``gap_fields`` (e.g. a publication year): minus the
+  distance between the item's value and the last history item's, over the field's spread;
+- ``cold`` (no training event), ``cold*share`` (times ``c(h)``, the recency-weighted share of
+  such items in the recent history) and ``cold*base``.
+
+:meth:`FeatRank.fit` fits the weights by softmax cross-entropy over the catalogue (L-BFGS; a
+uniform sample of ``negatives`` items plus the target where the catalogue is larger), in three
+steps: the item-agnostic weights on prefixes of the training sequences (at most
+``max_fit_events``); the cold weights on the validation targets (the only targets that can fall
+on an item without training events), weighed by ``cold_target_share`` as in Fresh; then every
+weight on validation, pulled towards the second step's by an L2 penalty (``l2``). Without a
+validation set the cold weights stay 0. It is Fresh's idea -- a model of how learners move
+through a catalogue that keeps growing -- with more signals and weights that are fitted rather
+than searched on a grid (16 weights on MARS: a grid would not do).
+
+Saved state: the base's (prefixed ``base.``), the weights, the cold mask, the popularity
+feature, the order prior and ids, and each tag field's item-value incidence.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import polars as pl
+import torch
+from pydantic import Field, field_validator
+
+from warmrec.config import ConfigModel
+from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
+from warmrec.errors import ModelError
+from warmrec.models.base import Recommender
+from warmrec.models.fresh import cold_share, numeric_ids, order_prior
+from warmrec.models.hybrid import Fusion, normalise
+from warmrec.registry import register_model
+
+MAX_TAG_VALUES = 2000
+"""A field with more distinct values than this (or than half the items) is not a tag field."""
+
+
+class FeatRankConfig(ConfigModel):
+    """The base model, the feature windows and fields, and how the weights are fitted."""
+
+    base: str = "tfidf"
+    """Registered name of the base model (its normalised scores are the ``base`` feature)."""
+    base_config: dict[str, Any] = {}
+    """The base model's config."""
+    fusion: Fusion = "zscore"
+    """Per-list normalisation of the base's scores."""
+    recent: int = Field(5, ge=1)
+    """History items read by the tag features and ``c(h)``."""
+    decay: float = Field(0.5, gt=0, le=1)
+    """Weight of the ``k``-th most recent of them: ``decay ** k``."""
+    order_window: int | None = None
+    """Catalogue order: id offsets ``0 < |d| <= order_window`` (0: off; None: 5 where the item
+    ids are integers, else off)."""
+    seen_window: int = Field(50, ge=0)
+    """``seen``: the last ``seen_window`` history items (0: no ``seen``/``last`` features)."""
+    tag_fields: list[str] | None = None
+    """Categorical item fields of the ``tag:F`` features; None: every string or list-of-strings
+    item field with 2 to 2,000 distinct values and at most half as many as there are items (so
+    not a title or a description)."""
+    gap_fields: list[str] = []
+    """Numeric item fields of the ``gap:F`` features (e.g. ``["year"]``)."""
+    negatives: int = Field(1024, ge=1)
+    """Items sampled (uniformly) besides the target in the fitting softmax when the catalogue
+    has more items than this; otherwise the whole catalogue."""
+    max_fit_events: int = Field(20000, ge=1)
+    """Training prefixes (and validation targets) fitted at most (a uniform sample)."""
+    l2: float = Field(0.01, ge=0)
+    """Penalty on the last step's distance to the second step's weights."""
+    cold_target_share: float | Literal["catalogue"] | None = None
+    """How much the validation targets on cold items weigh (as :class:`~warmrec.models.fresh.
+    FreshConfig`): None, as they come; a share; ``"catalogue"``, the catalogue's cold share."""
+    seed: int = 0
+    """Seed of the samples."""
+
+    @field_validator("cold_target_share")
+    @classmethod
+    def _share(cls, v: float | str | None) -> float | str | None:
+        if isinstance(v, float) and not 0.0 <= v <= 1.0:
+            raise ValueError(f"expected a share in [0, 1] or 'catalogue', found {v}")
+        return v
+
+
+def tag_fields(features: pl.DataFrame | None, n_items: int) -> list[str]:
+    """The item fields that make tag features by default (see ``FeatRankConfig.tag_fields``)."""
+    if features is None:
+        return []
+    out = []
+    for name, dtype in features.schema.items():
+        if name == "item_id":
+            continue
+        col = features[name]
+        if dtype == pl.List(pl.String):
+            col = col.explode()
+        elif dtype != pl.String:
+            continue
+        k = col.drop_nulls().n_unique()
+        if 2 <= k <= min(MAX_TAG_VALUES, n_items // 2):
+            out.append(name)
+    return sorted(out)
+
+
+def _by_item(features: pl.DataFrame, vocab: Any, name: str, missing_ok: bool = False) -> list[Any]:
+    """The values of field ``name`` in the vocabulary's index order (None: padding, missing;
+    all None if the table lacks the field and ``missing_ok``)."""
+    if name not in features.columns:
+        if missing_ok:
+            return [None] * len(vocab)
+        raise ModelError(f"featrank: no item field {name!r}; the item table has {features.columns}")
+    where = dict(zip(features["item_id"].to_list(), features[name].to_list(), strict=True))
+    return [None] + [where.get(i) for i in vocab.ids.to_list()]
+
+
+def tag_incidence(
+    values: list[Any], index: dict[str, int] | None = None
+) -> tuple[torch.Tensor, dict[str, int]]:
+    """``([2, nnz] (item index, value index) pairs, value -> index)`` of one field's values by
+    item (a string, a list of strings or None); ``index`` extended (a copy) if given."""
+    index = dict(index or {})
+    rows, cols = [], []
+    for i, v in enumerate(values):
+        for t in v if isinstance(v, list) else ([] if v is None else [v]):
+            if t is None:
+                continue
+            rows.append(i)
+            cols.append(index.setdefault(str(t), len(index)))
+    return torch.tensor([rows, cols], dtype=torch.int64).reshape(2, -1), index
+
+
+def _packed(values: list[str]) -> torch.Tensor:
+    """The strings ``values`` as one uint8 tensor (UTF-8, NUL-separated), for the weights file."""
+    return torch.tensor(list("\0".join(values).encode()), dtype=torch.uint8)
+
+
+def _unpacked(t: torch.Tensor) -> list[str]:
+    raw = bytes(t.tolist()).decode()
+    return raw.split("\0") if raw else []
+
+
+def _numeric(values: list[Any], field: str) -> torch.Tensor:
+    """``[n]`` float values of a gap field (nan where missing)."""
+    try:
+        return torch.tensor([np.nan if v is None else float(v) for v in values])
+    except (TypeError, ValueError):
+        raise ModelError(f"featrank: gap field {field!r} is not numeric") from None
+
+
+def _incidence_matrix(pairs: torch.Tensor, n_items: int) -> torch.Tensor:
+    """``[n_items, n_values]`` dense row-normalised incidence (a row sums to 1 or 0)."""
+    n_values = int(pairs[1].max()) + 1 if pairs.shape[1] else 0
+    m = torch.zeros(n_items, max(n_values, 1))
+    m[pairs[0], pairs[1]] = 1.0
+    return m / m.sum(dim=1, keepdim=True).clamp(min=1.0)
+
+
+@register_model("featrank")
+class FeatRank(Recommender):
+    """A weighted sum of item-agnostic features, the weights fitted by softmax cross-entropy
+    (see the module docstring)."""
+
+    Config = FeatRankConfig
+    learns_sequences: ClassVar[bool] = True
+    test_config: ClassVar[dict[str, Any]] = {"base": "markov"}
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.base: Recommender | None = None
+        self.names: list[str] = []
+        self.weights_: torch.Tensor | None = None
+        self.cold: torch.Tensor | None = None
+        self.pop: torch.Tensor | None = None
+        self.order: torch.Tensor | None = None
+        self.id_num: torch.Tensor | None = None
+        self.tags: dict[str, torch.Tensor] = {}  # field -> [2, nnz] incidence pairs
+        self.tag_values: dict[str, dict[str, int]] = {}  # field -> value -> column
+        self.gaps: dict[str, torch.Tensor] = {}  # field -> [n_items] values / spread (nan: none)
+        self.gap_scale: dict[str, float] = {}  # field -> the spread the values are divided by
+        self._tag_m: dict[str, torch.Tensor] = {}
+
+    @property
+    def history_len(self) -> int:
+        base = self.base.history_len if self.base is not None else 1
+        c = self.config
+        return max(base, c.recent, c.seen_window, 1)
+
+    def weights(self) -> dict[str, float]:
+        """The fitted weight of each feature, by name."""
+        if self.weights_ is None:
+            raise ModelError("model 'featrank' has no weights: call fit() or load() first")
+        return dict(zip(self.names, self.weights_.tolist(), strict=True))
+
+    # -- features -----------------------------------------------------------------------------
+    def _feature_names(self) -> list[str]:
+        names = ["base"]
+        names += ["order"] if self.order is not None else []
+        names += ["seen", "last"] if self.config.seen_window > 0 else []
+        names += [f"tag:{f}" for f in self.tags] + ["pop"] + [f"gap:{f}" for f in self.gaps]
+        return names + ["cold", "cold*share", "cold*base"]
+
+    def _tag_matrix(self, field: str) -> torch.Tensor:
+        m = self._tag_m.get(field)
+        if m is None or m.shape[0] != self.n_items:
+            m = self._tag_m[field] = _incidence_matrix(self.tags[field], self.n_items)
+        return m
+
+    def features(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``([B, n_items, F] features, [B, n_items] bool usable)``: ``usable`` is False where
+        the base's score is not finite (padding included): those items rank last."""
+        if self.base is None or self.cold is None or self.pop is None:
+            raise ModelError("model 'featrank' is not fitted: call fit() or load() first")
+        c, items = self.config, batch.items
+        h = self.base.history_len
+        short = Batch(items[:, -h:] if items.shape[1] > h else items, batch.users)
+        raw = torch.as_tensor(self.base.score(short)).detach().float().cpu()
+        base = normalise(raw, c.fusion)
+        usable = torch.isfinite(base)
+        base = torch.where(usable, base, torch.zeros(()))
+        n_b, n = base.shape
+        last = items[:, -1].long()
+        feats = [base]
+        if self.order is not None and self.id_num is not None:
+            w = (len(self.order) - 1) // 2
+            d = self.id_num.unsqueeze(0) - self.id_num[last].unsqueeze(1)
+            ok = (d.abs() <= w) & (last > 0).unsqueeze(1)
+            ok[:, 0] = False
+            pos = torch.where(ok, d + w, torch.zeros((), dtype=d.dtype)).long()
+            feats.append(torch.where(ok, self.order[pos], torch.zeros(())))
+        if c.seen_window > 0:
+            seen = torch.zeros(n_b, n)
+            seen.scatter_(1, items[:, -c.seen_window :].long(), 1.0)
+            one = torch.zeros(n_b, n)
+            one.scatter_(1, last.unsqueeze(1), 1.0)
+            seen[:, 0] = one[:, 0] = 0.0
+            feats += [seen, one]
+        recent = items[:, -c.recent :].long()
+        age = c.decay ** torch.arange(recent.shape[1] - 1, -1, -1, dtype=torch.float32)
+        wr = age.unsqueeze(0) * (recent > 0)
+        wr = wr / wr.sum(dim=1, keepdim=True).clamp(min=1e-12)
+        for field in self.tags:
+            m = self._tag_matrix(field)
+            profile = (wr.unsqueeze(2) * m[recent]).sum(dim=1)  # [B, n_values]
+            feats.append(profile @ (m > 0).float().T)
+        feats.append(self.pop.expand(n_b, n))
+        for vals in self.gaps.values():
+            g = -(vals.unsqueeze(0) - vals[last].unsqueeze(1)).abs()
+            feats.append(torch.nan_to_num(g, nan=0.0) * (last > 0).unsqueeze(1))
+        share = cold_share(items, self.cold, c.recent, c.decay)
+        feats += [self.cold.expand(n_b, n), share.unsqueeze(1) * self.cold, base * self.cold]
+        return torch.stack(feats, dim=2), usable
+
+    def score(self, batch: Batch) -> torch.Tensor:
+        if self.weights_ is None:
+            raise ModelError("model 'featrank' has no weights: call fit() or load() first")
+        f, usable = self.features(batch)
+        s = f @ self.weights_
+        return torch.where(usable, s, torch.full((), -torch.inf))
+
+    # -- fit ----------------------------------------------------------------------------------
+    def fit(
+        self,
+        train: SequenceDataset,
+        valid: EvalSet | None = None,
+        *,
+        trainer: Any = None,
+        callbacks: Sequence[Callable[[int, dict[str, Any], Any], bool | None]] = (),
+    ) -> FeatRank:
+        """Fit the base if it is not yet, build the features, then fit the weights (module
+        docstring): on training prefixes, then the cold ones (and all, near them) on ``valid``."""
+        c = self.config
+        self._bind(train)
+        if self.base is None:
+            from warmrec.registry import get_model
+
+            self.base = get_model(c.base, c.base_config)
+        if not self.base.is_fitted:
+            looped = "trainer" in inspect.signature(self.base.fit).parameters
+            kw = {"trainer": trainer, "callbacks": callbacks} if looped else {}
+            self.base.fit(train, valid, **kw)
+        if self.base.n_items != len(train.vocab):
+            raise ModelError(
+                f"featrank: the base '{self.base.name}' has {self.base.n_items} items, the "
+                f"training data {len(train.vocab)}: fit it on the same data"
+            )
+        counts = np.asarray(train.item_counts(), dtype=np.float64)
+        cold = torch.from_numpy(counts == 0).float()
+        cold[0] = 0.0
+        self.cold = cold
+        logc = torch.from_numpy(np.log1p(counts)).float()
+        warm = cold == 0
+        warm[0] = False
+        mu, sd = logc[warm].mean(), logc[warm].std()
+        pop = torch.where(warm, (logc - mu) / (sd if sd > 0 else 1.0), torch.zeros(()))
+        self.pop = torch.nan_to_num(pop, nan=0.0)
+        window = c.order_window
+        integer_ids = not train.vocab.is_str and train.vocab.ids.dtype.is_integer()
+        if window is None:
+            window = 5 if integer_ids else 0
+        self.order = self.id_num = None
+        if window > 0:
+            self.id_num = numeric_ids(train.vocab)
+            self.order = order_prior(train, self.id_num, window)
+        self._item_fields(train)
+        self.names = self._feature_names()
+        self.weights_ = self._fit_weights(train, valid)
+        return self
+
+    def _item_fields(self, train: SequenceDataset) -> None:
+        c, feats = self.config, train.item_features
+        fields = c.tag_fields if c.tag_fields is not None else tag_fields(feats, len(train.vocab))
+        if (fields or c.gap_fields) and feats is None:
+            raise ModelError("featrank: tag_fields / gap_fields given but the data has no items")
+        self.tags, self.tag_values, self.gaps, self.gap_scale, self._tag_m = {}, {}, {}, {}, {}
+        for f in sorted(fields):
+            self.tags[f], self.tag_values[f] = tag_incidence(_by_item(feats, train.vocab, f))
+        for f in c.gap_fields:
+            x = _numeric(_by_item(feats, train.vocab, f), f)
+            ok = torch.isfinite(x)
+            spread = float(x[ok].std()) if int(ok.sum()) > 1 else 0.0
+            self.gap_scale[f] = spread if spread > 0 else 1.0
+            self.gaps[f] = x / self.gap_scale[f]
+
+    def _fit_weights(self, train: SequenceDataset, valid: EvalSet | None) -> torch.Tensor:
+        rng = np.random.default_rng(self.config.seed)
+        n = len(self.names)
+        w = torch.zeros(n)
+        w[0] = 1.0
+        cold = torch.zeros(n)
+        cold[-3:] = 1.0  # cold, cold*share, cold*base
+        fit = self._prefix_features(train, rng)
+        if len(fit[1]):
+            w = _fit_softmax(*fit, w, 1.0 - cold, 0.0)
+        if valid is None or len(valid) == 0:
+            return w
+        fit, on_cold = self._valid_features(valid, rng)
+        if bool(on_cold.any()):
+            w = _fit_softmax(*fit, w, cold, 0.0)
+        return _fit_softmax(*fit, w, torch.ones(n), self.config.l2)
+
+    def _columns(self, targets: torch.Tensor, rng: np.random.Generator) -> torch.Tensor | None:
+        """Candidate columns per row (target first) when the catalogue is sampled, else None."""
+        n, k = self.n_items, self.config.negatives
+        if n - 1 <= k:
+            return None
+        neg = torch.from_numpy(rng.integers(1, n, size=(len(targets), k)))
+        return torch.cat([targets.unsqueeze(1), neg], dim=1)
+
+    def _gather(
+        self, histories: torch.Tensor, targets: torch.Tensor, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(features [N, C, F], usable [N, C], target column [N], kept rows [N])`` of the
+        histories (scored in batches), on the sampled columns (the target first) where the
+        catalogue is sampled; rows whose target the base cannot score are not kept."""
+        cols = self._columns(targets, rng)
+        fs, us = [], []
+        for lo in range(0, len(targets), 256):
+            f, usable = self.features(Batch(histories[lo : lo + 256]))
+            f = torch.where(usable.unsqueeze(2), f, torch.zeros(()))
+            if cols is not None:
+                c = cols[lo : lo + 256]
+                f = f.gather(1, c.unsqueeze(2).expand(-1, -1, f.shape[2]))
+                usable = usable.gather(1, c)
+            fs.append(f)
+            us.append(usable)
+        f, usable = torch.cat(fs), torch.cat(us)
+        t = torch.zeros(len(targets), dtype=torch.int64) if cols is not None else targets
+        keep = usable.gather(1, t.unsqueeze(1))[:, 0]
+        return f[keep], usable[keep], t[keep], keep
+
+    def _prefix_features(self, train: SequenceDataset, rng: np.random.Generator):
+        """The fit of the first step: prefixes of the training sequences (at least one item)
+        and the item that follows each, every row weighing 1."""
+        seq = train.sequences
+        items = np.asarray(seq.items, dtype=np.int64)
+        offs = np.asarray(seq.offsets, dtype=np.int64)
+        starts = np.repeat(offs[:-1], np.diff(offs))
+        pos = np.arange(len(items))
+        keep = pos > starts
+        pos, starts = pos[keep], starts[keep]
+        if len(pos) > self.config.max_fit_events:
+            pick = np.sort(rng.choice(len(pos), self.config.max_fit_events, replace=False))
+            pos, starts = pos[pick], starts[pick]
+        size = self.history_len
+        hist = np.zeros((len(pos), size), dtype=np.int64)
+        for r, (p, s) in enumerate(zip(pos, starts, strict=True)):
+            h = items[max(s, p - size) : p]
+            hist[r, size - len(h) :] = h
+        f, usable, t, _ = self._gather(torch.from_numpy(hist), torch.from_numpy(items[pos]), rng)
+        return f, usable, t, torch.ones(len(t))
+
+    def _valid_features(self, valid: EvalSet, rng: np.random.Generator):
+        """The fit of the last two steps (the validation targets, the cold ones weighed by
+        ``cold_target_share``) and which rows are on cold items."""
+        idx = np.arange(len(valid))
+        if len(idx) > self.config.max_fit_events:
+            idx = np.sort(rng.choice(len(idx), self.config.max_fit_events, replace=False))
+        batch = valid.batch(idx, self.history_len)
+        targets = torch.from_numpy(np.asarray(valid.targets, dtype=np.int64)[idx])
+        f, usable, t, keep = self._gather(batch.items, targets, rng)
+        on_cold = self.cold[targets[keep]] > 0
+        share = self.config.cold_target_share
+        if share == "catalogue":
+            share = float(self.cold[1:].mean()) if self.n_items > 1 else 0.0
+        weight = torch.ones(len(t))
+        n_cold, n_warm = int(on_cold.sum()), int((~on_cold).sum())
+        if share is not None and n_cold and n_warm:
+            weight = torch.where(on_cold, share / n_cold, (1.0 - share) / n_warm) * len(t)
+        return (f, usable, t, weight), on_cold
+
+    # -- new items ----------------------------------------------------------------------------
+    def add_items(self, item_features: pl.DataFrame) -> list[Any]:
+        """Add the items of ``item_features`` that the model does not know, without refitting:
+        the base adds them its way (:func:`warmrec.models.catalogue.add_items`); they are cold
+        (no training event, popularity 0) with their ids in the catalogue order and their tag
+        and gap values read from the table (a field it lacks: no value). Returns the raw ids
+        added."""
+        from warmrec.models.catalogue import add_items, grow, new_items, pad
+
+        self._check_fitted()
+        if self.base is None or self.cold is None or self.pop is None:
+            raise ModelError("model 'featrank' is not fitted: nothing to add to")
+        new, _, only = new_items(self, item_features)
+        if not new:
+            add_items(self.base, item_features)  # the base's own check (it may refuse)
+            return []
+        n_old = self.n_items
+        tags = {}
+        for f, index in self.tag_values.items():
+            vals = _by_item(item_features, only, f, missing_ok=True)[1:]
+            pairs, grown = tag_incidence(vals, index)
+            tags[f] = (pairs + torch.tensor([[n_old], [0]]), grown)
+        gaps = {
+            f: _numeric(_by_item(item_features, only, f, missing_ok=True)[1:], f) / scale
+            for f, scale in self.gap_scale.items()
+        }
+        added = add_items(self.base, item_features)
+        if len(added) != len(new):  # pragma: no cover - the base adds the ids new_items finds
+            raise ModelError(f"featrank: the base added {len(added)} items, expected {len(new)}")
+        n = len(added)
+        grow(self, self.base.vocab, n)
+        self.cold, self.pop = pad(self.cold, n, 1.0), pad(self.pop, n, 0.0)
+        if self.id_num is not None:
+            num = torch.tensor([float(i) for i in added], dtype=self.id_num.dtype)
+            self.id_num = torch.cat([self.id_num, num])
+        for f, (pairs, index) in tags.items():
+            self.tags[f] = torch.cat([self.tags[f], pairs], dim=1)
+            self.tag_values[f] = index
+        for f, x in gaps.items():
+            self.gaps[f] = torch.cat([self.gaps[f], x])
+        self._tag_m = {}
+        return added
+
+    # -- state --------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        if self.base is None or self.weights_ is None or self.cold is None or self.pop is None:
+            raise ModelError("model 'featrank' is not fitted: nothing to save")
+        state: dict[str, Any] = {
+            "weights": self.weights_.clone(),
+            "cold": self.cold.clone(),
+            "pop": self.pop.clone(),
+        }
+        if self.order is not None and self.id_num is not None:
+            state["order"], state["id_num"] = self.order.clone(), self.id_num.clone()
+        for f, pairs in self.tags.items():
+            state[f"tag.{f}"] = pairs.clone()
+            state[f"tagvalues.{f}"] = _packed(
+                sorted(self.tag_values[f], key=self.tag_values[f].get)
+            )
+        for f, vals in self.gaps.items():
+            state[f"gap.{f}"] = vals.clone()
+            state[f"gapscale.{f}"] = torch.tensor(self.gap_scale[f], dtype=torch.float64)
+        for k, v in self.base.get_state().items():
+            state[f"base.{k}"] = v
+        return state
+
+    def set_state(self, state: dict[str, torch.Tensor]) -> None:
+        self._check_fitted()
+        for key in ("weights", "cold", "pop"):
+            if key not in state:
+                raise ModelError(f"model 'featrank': the weights hold no {key!r}")
+        from warmrec.registry import get_model
+
+        base = get_model(self.config.base, self.config.base_config)
+        base.vocab, base.user_vocab = self.vocab, self.user_vocab
+        base.meta.item_counts = self.meta.item_counts
+        base.set_state({k[5:]: v for k, v in state.items() if k.startswith("base.")})
+        self.base = base
+        self.cold = state["cold"].float()
+        self.pop = state["pop"].float()
+        self.order, self.id_num = state.get("order"), state.get("id_num")
+        # tag and gap fields in the config's order (tag_fields resolved at fit: sorted)
+        self.tags = {k[4:]: v.long() for k, v in sorted(state.items()) if k.startswith("tag.")}
+        self.tag_values = {}
+        for f in self.tags:
+            values = _unpacked(state.get(f"tagvalues.{f}", torch.zeros(0, dtype=torch.uint8)))
+            self.tag_values[f] = {v: i for i, v in enumerate(values)}
+        self.gaps, self.gap_scale = {}, {}
+        for f in self.config.gap_fields:
+            if f"gap.{f}" not in state:
+                raise ModelError(f"model 'featrank': the weights hold no gap field {f!r}")
+            self.gaps[f] = state[f"gap.{f}"].float()
+            self.gap_scale[f] = float(state.get(f"gapscale.{f}", torch.tensor(1.0)))
+        self._tag_m = {}
+        self.names = self._feature_names()
+        w = state["weights"].float().reshape(-1)
+        if len(w) != len(self.names):
+            raise ModelError(
+                f"model 'featrank': {len(w)} weights for {len(self.names)} features "
+                f"({', '.join(self.names)})"
+            )
+        self.weights_ = w
+
+
+def _fit_softmax(
+    f: torch.Tensor,
+    usable: torch.Tensor,
+    t: torch.Tensor,
+    weight: torch.Tensor,
+    w0: torch.Tensor,
+    free: torch.Tensor,
+    l2: float,
+    iters: int = 200,
+) -> torch.Tensor:
+    """Weights minimising the ``weight``-ed softmax cross-entropy of the target columns ``t``
+    over the ``usable`` columns of ``f[N, C, F]`` (only the ``free`` weights move from ``w0``),
+    plus ``l2`` times the squared distance to ``w0``."""
+    w = w0.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([w], max_iter=iters, line_search_fn="strong_wolfe")
+    total = weight.sum().clamp(min=1e-12)
+    off = torch.where(usable, 0.0, -1e9)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        ww = w * free + w0 * (1 - free)
+        ce = torch.nn.functional.cross_entropy(f @ ww + off, t, reduction="none")
+        loss = (weight * ce).sum() / total + l2 * ((ww - w0) ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    out = (w * free + w0 * (1 - free)).detach()
+    if not bool(torch.isfinite(out).all()):
+        raise ModelError("featrank: the weights diverged (non-finite); check the features")
+    return out

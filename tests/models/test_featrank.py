@@ -1,0 +1,236 @@
+"""FeatRank: each feature's known answer, the weights fitted where a generator says which signal
+leads to the next item (the course order, the topic, the cold items after cold ones), the
+validation's part, sampled negatives, tag-field detection, the state round-trip and errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from warmrec import evaluate, get_model
+from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
+from warmrec.data.vocab import ItemVocab
+from warmrec.errors import ModelError
+from warmrec.models.base import Recommender
+from warmrec.models.featrank import FeatRank, tag_fields, tag_incidence
+from warmrec.models.hybrid import normalise
+
+N_TOPICS, PER_TOPIC = 4, 10
+IDS = list(range(100, 100 + N_TOPICS * PER_TOPIC))  # topic k: ids 100 + 10 k ... 109 + 10 k
+
+
+def _items() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "item_id": IDS,
+            "title": [f"video {i}" for i in IDS],  # unique: not a tag field
+            "software": [[f"s{(i - 100) // PER_TOPIC}"] for i in IDS],
+            "level": ["easy" if i % 2 else "hard" for i in IDS],
+            "lang": ["en"] * len(IDS),  # one value: not a tag field
+            "year": [2016 + (i - 100) // PER_TOPIC for i in IDS],
+        }
+    )
+
+
+def _courses(topics: list[int], n: int, seed: int, start_key: int = 0) -> pl.DataFrame:
+    """``n`` learners, each in one topic of ``topics``: from a random video of the first half,
+    the next video of the course (id + 1) 4 times in 5, else another video of the topic."""
+    rng = np.random.default_rng(seed)
+    rows: dict[str, list] = {"session_id": [], "item_id": [], "timestamp": []}
+    t = 0.0
+    for s in range(n):
+        k = int(rng.choice(topics))
+        lo = 100 + k * PER_TOPIC
+        item = lo + int(rng.integers(0, PER_TOPIC // 2))
+        for _ in range(4):
+            rows["session_id"].append(start_key + s)
+            rows["item_id"].append(item)
+            rows["timestamp"].append(t)
+            t += 1.0
+            if rng.random() < 0.8 and item + 1 < lo + PER_TOPIC:
+                item += 1
+            else:
+                item = lo + int(rng.integers(0, PER_TOPIC))
+    return pl.DataFrame(rows)
+
+
+def _data(n_train: int = 300) -> tuple[SequenceDataset, EvalSet, EvalSet]:
+    """Training on topics 0-2 (topic 3's videos are cold); validation: the last step of learners
+    of every topic (a quarter on the cold topic); test: fresh learners alike."""
+    vocab = ItemVocab.from_ids(IDS)
+    train = SequenceDataset.from_frame(
+        _courses([0, 1, 2], n_train, 0), vocab, item_features=_items()
+    )
+    return train, _last_steps(vocab, 1, 10_000), _last_steps(vocab, 2, 20_000)
+
+
+def _last_steps(vocab: ItemVocab, seed: int, key: int) -> EvalSet:
+    df = _courses([0, 1, 2, 3], 200, seed, key)
+    seqs = SequenceDataset.from_frame(df, vocab).sequences
+    items = np.asarray(seqs.items, dtype=np.int64)
+    offs = np.asarray(seqs.offsets, dtype=np.int64)
+    return EvalSet(
+        items, offs[:-1], offs[1:] - 1, items[offs[1:] - 1], len(vocab),
+        pl.Series("key", np.arange(len(offs) - 1)),
+    )  # fmt: skip
+
+
+def test_tag_fields_detected_by_cardinality():
+    assert tag_fields(_items(), len(IDS) + 1) == ["level", "software"]
+    assert tag_fields(None, 10) == []
+    pairs, index = tag_incidence([None, ["a", "b"], "b", None, []])
+    assert pairs.tolist() == [[1, 1, 2], [0, 1, 1]] and index == {"a": 0, "b": 1}
+    more, grown = tag_incidence(["c", ["b"]], index)  # new items: known values keep columns
+    assert more.tolist() == [[0, 1], [2, 1]] and grown == {"a": 0, "b": 1, "c": 2}
+    assert index == {"a": 0, "b": 1}
+
+
+def test_features_known_answer():
+    train, _, _ = _data(50)
+    m = FeatRank(base="pop", gap_fields=["year"], seen_window=3, recent=2, decay=0.5).fit(train)
+    assert m.names == [
+        "base", "order", "seen", "last", "tag:level", "tag:software", "pop", "gap:year",
+        "cold", "cold*share", "cold*base",
+    ]  # fmt: skip
+    ix = {i: int(train.vocab.lookup([i])[0]) for i in IDS}
+    # history 101 (easy, s0), 130 (hard, s3: cold); the last two read by the tags, weights 0.5, 1
+    batch = Batch(torch.tensor([[ix[100], ix[101], ix[130]]]))
+    f, usable = m.features(batch)
+    col = {n: f[0, :, k] for k, n in enumerate(m.names)}
+    assert not usable[0, 0] and usable[0, 1:].all()
+    base = normalise(m.base.score(batch), "zscore")[0]
+    torch.testing.assert_close(col["base"][1:], base[1:])
+    # order: p(d) from the training transitions, d = id - 130; the window is 5
+    assert col["order"][ix[131]] == m.order[5 + 1] == 1.0  # +1 is the most common offset
+    assert col["order"][ix[136]] == 0.0 and col["order"][ix[130]] == 0.0
+    assert {i for i in IDS if col["seen"][ix[i]] == 1} == {100, 101, 130}
+    assert {i for i in IDS if col["last"][ix[i]] == 1} == {130}
+    # tag:software: 101 (weight 1/3) is s0, 130 (2/3) is s3
+    assert col["tag:software"][ix[105]] == pytest.approx(1 / 3)
+    assert col["tag:software"][ix[139]] == pytest.approx(2 / 3)
+    assert col["tag:software"][ix[115]] == 0.0
+    # tag:level: 101 easy (1/3), 130 hard (2/3)
+    assert col["tag:level"][ix[103]] == pytest.approx(1 / 3)
+    assert col["tag:level"][ix[104]] == pytest.approx(2 / 3)
+    # gap: minus |year - 2019| over the years' spread (topics 0-3: 2016-2019)
+    spread = float(torch.tensor([2016.0, 2017, 2018, 2019]).repeat_interleave(10).std())
+    assert col["gap:year"][ix[100]] == pytest.approx(-3 / spread, rel=1e-5)
+    assert col["gap:year"][ix[135]] == 0.0
+    # cold: topic 3; c(h) over the last two: 130 cold (1), 101 warm (0.5) -> 2/3
+    never = {i for i in IDS if train.item_counts()[ix[i]] == 0}
+    assert {i for i in IDS if col["cold"][ix[i]] == 1} == never >= set(range(130, 140))
+    assert col["cold*share"][ix[131]] == pytest.approx(2 / 3)
+    assert col["cold*share"][ix[101]] == 0.0
+    torch.testing.assert_close(col["cold*base"][1:], (base * m.cold)[1:])
+    # pop: z-scored log counts of the warm items, 0 for the cold ones
+    counts = torch.tensor(train.item_counts(), dtype=torch.float64)
+    warm = counts[1:] > 0
+    logc = torch.log1p(counts[1:][warm])
+    want = ((logc - logc.mean()) / logc.std()).float()
+    torch.testing.assert_close(col["pop"][1:][warm], want)
+    # an empty history: no order, seen, tags, gap or share
+    f0, _ = m.features(Batch(torch.zeros(1, 3, dtype=torch.long)))
+    for n in ("order", "seen", "last", "tag:level", "tag:software", "gap:year", "cold*share"):
+        assert f0[0, :, m.names.index(n)].abs().sum() == 0, n
+
+
+def test_weights_follow_the_generator_and_rank_the_next_video():
+    train, valid, test = _data()
+    m = get_model("featrank", {"base": "pop", "cold_target_share": "catalogue"})
+    m.fit(train, valid)
+    w = m.weights()
+    assert w["order"] > 1.0  # the next video of the course
+    assert w["tag:software"] > 1.0  # else a video of the same topic
+    assert w["cold*share"] > 0.0  # after cold videos, cold videos (from validation only)
+    # the next video of the course is ranked first far more often than by any single signal
+    hr1 = evaluate(m, test, ["hr@1", "hr@10"]).summary
+    assert hr1["hr@1"] > 0.6 and hr1["hr@10"] > 0.95
+    pop = evaluate(get_model("pop").fit(train), test, ["hr@10"])["hr@10"]
+    assert pop < 0.4
+    # on the cold topic too: after 131, 132 (cold, never a training target) comes first
+    top = m.recommend([[130, 131]], k=1)[0]
+    assert top == [132]
+
+
+def test_cold_weights_need_validation_and_follow_cold_target_share():
+    train, valid, _ = _data()
+    alone = FeatRank(base="pop").fit(train)
+    w = alone.weights()
+    assert w["cold"] == w["cold*share"] == w["cold*base"] == 0.0
+    low = FeatRank(base="pop", cold_target_share=0.05).fit(train, valid).weights()
+    high = FeatRank(base="pop", cold_target_share=0.95).fit(train, valid).weights()
+    # weighing the cold targets more raises the bonus the cold videos get
+    assert high["cold"] + high["cold*share"] > low["cold"] + low["cold*share"]
+
+
+def test_sampled_negatives_learn_the_same_signals():
+    train, valid, test = _data()
+    full = FeatRank(base="pop").fit(train, valid)
+    sampled = FeatRank(base="pop", negatives=8, seed=3).fit(train, valid)
+    assert sampled.weights()["order"] > 1.0 and sampled.weights()["tag:software"] > 1.0
+    a = evaluate(full, test, ["hr@10"])["hr@10"]
+    b = evaluate(sampled, test, ["hr@10"])["hr@10"]
+    assert b > a - 0.05
+
+
+def test_state_round_trip_and_unscorable_items_rank_last(tmp_path):
+    train, valid, _ = _data(100)
+    m = FeatRank(base="markov", gap_fields=["year"]).fit(train, valid)
+    loaded = Recommender.load(m.save(tmp_path / "fr"))
+    assert isinstance(loaded, FeatRank) and loaded.names == m.names
+    assert torch.equal(loaded.weights_, m.weights_)
+    batch = valid.batch(np.arange(20), loaded.history_len)
+    assert torch.equal(m.score(batch), loaded.score(batch))
+    s = m.score(batch)
+    assert torch.isneginf(s[:, 0]).all() and torch.isfinite(s[:, 1:]).all()
+
+
+def test_new_items_are_cold_with_their_tags_and_order(tmp_path):
+    """Four videos added after fitting (a new course 140-142 on a new software value, s4, and
+    one more s0 video): cold, popularity 0, their tags, years and ids read as the fitted
+    items'; after 140, 141 the next video of the new course, 142, comes first. The fitted
+    items' features do not move (but for the base's, normalised over the catalogue); the grown model saves and loads."""
+    train, valid, _ = _data()
+    cfg = {"base": "tfidf", "base_config": {"text_fields": ["title"]}, "gap_fields": ["year"]}
+    m = FeatRank(cfg).fit(train, valid)
+    batch = valid.batch(np.arange(30), m.history_len)
+    before, _ = m.features(batch)
+    extra = pl.DataFrame(
+        {
+            "item_id": [140, 141, 142, 143],
+            "title": [f"video {i}" for i in (140, 141, 142, 143)],
+            "software": [["s4"], ["s4"], ["s4"], ["s0"]],
+            "year": [2020, 2020, 2020, 2016],
+        }
+    )
+    assert m.add_items(extra) == [140, 141, 142, 143]
+    assert m.add_items(extra) == []
+    after, _ = m.features(batch)
+    # the known items' features do not move, but for the base's (normalised over the catalogue)
+    same = [k for k, name in enumerate(m.names) if "base" not in name]
+    torch.testing.assert_close(after[:, : before.shape[1], same], before[:, :, same])
+    assert m.cold[-4:].tolist() == [1.0] * 4 and m.pop[-4:].tolist() == [0.0] * 4
+    assert m.tag_values["software"]["s4"] == 4
+    assert m.recommend([[140, 141]], k=1)[0] == [142]
+    ix = {i: int(m.vocab.lookup([i])[0]) for i in (100, 143, 142)}
+    f, _ = m.features(Batch(torch.tensor([[ix[100]]])))
+    assert f[0, ix[143], m.names.index("tag:software")] == 1.0  # s0, like 100
+    assert f[0, ix[142], m.names.index("tag:software")] == 0.0
+    assert f[0, ix[143], m.names.index("gap:year")] == 0.0  # 2016, like 100
+    loaded = Recommender.load(m.save(tmp_path / "grown"))
+    assert loaded.tag_values == m.tag_values and loaded.recommend([[140, 141]], k=1)[0] == [142]
+
+
+def test_errors():
+    train, _, _ = _data(20)
+    with pytest.raises(ModelError, match="no item field 'nope'.*software"):
+        FeatRank(base="pop", gap_fields=["nope"]).fit(train)
+    with pytest.raises(ModelError, match="gap field 'level' is not numeric"):
+        FeatRank(base="pop", gap_fields=["level"]).fit(train)
+    with pytest.raises(ModelError, match="call fit"):
+        FeatRank().score(Batch(torch.tensor([[1, 2]])))
+    bare = SequenceDataset.from_frame(_courses([0], 5, 0), ItemVocab.from_ids(IDS))
+    with pytest.raises(ModelError, match="no items"):
+        FeatRank(base="pop", tag_fields=["software"]).fit(bare)
