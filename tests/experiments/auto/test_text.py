@@ -253,6 +253,44 @@ def test_fresh_joins_where_validation_has_new_items(growing, tmp_path):
     assert w["slices"]["new_items"]["ndcg@10"] > 0.5
 
 
+def test_featrank_joins_with_fresh_and_learns_the_growing_catalogue(growing, tmp_path):
+    """FeatRank joins where Fresh does (validation targets on items without training events,
+    TF-IDF in the portfolio), as it comes and with the catalogue's cold share, and is left out
+    with the reason elsewhere. On the growing catalogue its fitted weights (the catalogue
+    order, the topic's text) rank the next lesson, new videos included, far above TF-IDF."""
+    import dataclasses
+
+    log, items, prep = growing
+    profile = describe_log(prep)
+    plan = plan_portfolio(profile, ["pop", "tfidf", "featrank"], spaces=find_spaces())
+    assert [t.origin for t in plan.trials if t.family == "featrank"] == [
+        "defaults",
+        "defaults, cold_target_share=catalogue",
+    ]
+    assert any(n.startswith("FeatRank joins") for n in plan.notes)
+    warm = plan_portfolio(
+        dataclasses.replace(profile, valid_target_cold_share=0.0), spaces=find_spaces()
+    )
+    assert "featrank" not in warm.families
+    assert "growing catalogue" in warm.left_out["featrank"]
+    notext = plan_portfolio(dataclasses.replace(profile, item_text=[]), spaces=find_spaces())
+    assert notext.left_out["featrank"] == "its base is TF-IDF, which is left out"
+
+    res = auto(
+        {"path": str(log), "items": str(items)},
+        split=_time_split(),
+        out=tmp_path / "auto",
+        budget=15,
+        families=["pop", "tfidf", "featrank"],
+        progress=False,
+    )
+    w = res["winner"]
+    assert w["family"] == "featrank", w
+    tfidf = next(r for r in res["leaderboard"] if r["family"] == "tfidf")
+    assert w["test"]["ndcg@10"] > 1.2 * tfidf["test"]["ndcg@10"], (w["test"], tfidf)
+    assert w["slices"]["new_items"]["ndcg@10"] > 0.5
+
+
 def test_cold_target_share_weighs_the_validation_figure_that_chooses(growing, tmp_path):
     """``cold_target_share``: the validation value is share x the mean over targets on items
     without a training event + (1 - share) x the mean over the others. On the growing

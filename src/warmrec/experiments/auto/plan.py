@@ -41,6 +41,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("sessionpop", "baseline", 2.0),
     Family("tfidf", "content", 3.0),
     Family("fresh", "content", 5.0),
+    Family("featrank", "content", 5.0),
     Family("item2vec", "embedding", 30.0),
     Family("sasrec", "network", 20.0),
     Family("gru4rec", "network", 20.0),
@@ -55,6 +56,10 @@ NARM, BERT4Rec), so that under a short budget the likeliest winners get their fi
 FAMILY = {f.name: f for f in FAMILIES}
 HYBRID = "hybrid"
 FRESH = "fresh"
+FEATRANK = "featrank"
+GROWING = (FRESH, FEATRANK)
+"""The families made for a growing catalogue: in the portfolio where validation targets fall on
+items without training events (and TF-IDF, their base, is)."""
 
 TEXT_PRIOR = 5
 TEXT_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -209,15 +214,16 @@ def plan_portfolio(
         elif importlib.util.find_spec("sklearn") is None:
             wanted.remove("tfidf")
             left_out["tfidf"] = "it needs scikit-learn (pip install 'warmrec[text]')"
-    if "fresh" in wanted:
+    for fam in (f for f in GROWING if f in wanted):
         if "tfidf" not in wanted:
-            wanted.remove("fresh")
-            left_out["fresh"] = "its base is TF-IDF, which is left out"
+            wanted.remove(fam)
+            left_out[fam] = "its base is TF-IDF, which is left out"
         elif profile.valid_target_cold_share < COLD_TARGET_SHARE:
-            wanted.remove("fresh")
-            left_out["fresh"] = (
+            wanted.remove(fam)
+            left_out[fam] = (
                 f"{100 * profile.valid_target_cold_share:.1f} % of validation targets are items "
-                "without a training event (it adds a bonus for such items, learnt on them)"
+                "without a training event (it is made for a growing catalogue: its terms for "
+                "such items are learnt on them)"
             )
     for name, why in left_out.items():
         notes.append(f"{name} left out: {why}")
@@ -376,6 +382,14 @@ def plan_portfolio(
             origin + ", cold_target_share=catalogue",
             {**model, "cold_target_share": "catalogue"},
         )
+    if FEATRANK in wanted:
+        notes.append(
+            "FeatRank joins for the same reason (a weighted sum of item-agnostic signals: "
+            "TF-IDF, the catalogue order, repeats, shared tags, popularity and terms for items "
+            "without training events, its weights fitted on the training sequences and "
+            "validation), also with the catalogue's share"
+        )
+        add(FEATRANK, "defaults, cold_target_share=catalogue", {"cold_target_share": "catalogue"})
     c, v = profile.catalogue_cold_share, profile.valid_target_cold_share
     if c >= COLD_HINT_SHARE and c >= 2 * v:
         notes.append(
