@@ -64,7 +64,16 @@ METRICS = ["hr@10", "ndcg@10"]
 SELECT = "ndcg@10"
 FRESH = {"order_window": 5, "order_grid": ORDER_GRID, "select_metric": SELECT}
 SASREC = {"item_repr": "id+text", "text_prior": 5}
-MODELS = ("tfidf", "fresh+order tfidf", "sasrec id+text+prior", "vsknn", "hybrid", "auto pick")
+MODELS = (
+    "tfidf",
+    "fresh+order tfidf",
+    "featrank",
+    "featrank cold-share",
+    "sasrec id+text+prior",
+    "vsknn",
+    "hybrid",
+    "auto pick",
+)
 
 
 def remap(ev: EvalSet, perm: np.ndarray, n_items: int) -> EvalSet:
@@ -99,6 +108,11 @@ def fit_all(train: SequenceDataset, valid: EvalSet, args) -> tuple[dict[str, Any
     timed(
         "fresh+order tfidf",
         lambda: Fresh.from_base(get_model("tfidf").fit(train), **FRESH).fit(train, valid),
+    )
+    timed("featrank", lambda: get_model("featrank").fit(train, valid))
+    timed(
+        "featrank cold-share",
+        lambda: get_model("featrank", {"cold_target_share": "catalogue"}).fit(train, valid),
     )
     torch.manual_seed(0)
     timed(
@@ -208,6 +222,11 @@ def main() -> None:
             note += " / " + "a {:g}, b {:g}, o {:g}".format(*grown[name].weights_[:3])
         elif isinstance(grown[name], Hybrid):
             note = f"w {known[name].weight_:.1f} / {grown[name].weight_:.1f}"
+        elif name.startswith("featrank"):
+            kw, gw = known[name].weights(), grown[name].weights()
+            note = " / ".join(
+                ", ".join(f"{k} {w[k]:.2f}" for k in ("cold", "cold*share")) for w in (kw, gw)
+            )
         elif name.startswith("sasrec"):
             note = (
                 f"{known[name].train_result.epochs_run} / {grown[name].train_result.epochs_run} "
@@ -249,10 +268,13 @@ def main() -> None:
         f"sections. `grown`: fitted with the {len(vocab_k) - 1} videos that have an event "
         f"before {CUT} (the training and validation months), then the other "
         f"{later.height} videos of the catalogue added by `warmrec.models.catalogue.add_items` "
-        f"({add_s:.1f} s for the six models) and the same test targets scored "
+        f"({add_s:.1f} s for the {len(MODELS)} models) and the same test targets scored "
         f"({', '.join(f'{s}: {v:,}' for s, v in n.items())}). Models: `tfidf` (defaults), "
         "`fresh+order tfidf` (`models.fresh` over it: order window 5, o in "
         f"{', '.join(f'{v:g}' for v in ORDER_GRID)}, a and b on their default grids), "
+        "`featrank` (`models.featrank`, defaults: its weights fitted on the training prefixes "
+        "and validation; `cold-share`: the cold validation targets weighed as the catalogue's "
+        "share of cold items, which differs between the two fits), "
         "`sasrec id+text+prior` (item_repr id+text, text prior 5, the library's trainer, "
         f"patience 30, at most {args.epochs} epochs or {args.budget:.0f} s, seed 0), `vsknn` "
         "(defaults), `hybrid` (`models.hybrid` of the two, its weight on validation) and "

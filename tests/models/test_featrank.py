@@ -185,6 +185,11 @@ def test_state_round_trip_and_unscorable_items_rank_last(tmp_path):
     assert torch.equal(m.score(batch), loaded.score(batch))
     s = m.score(batch)
     assert torch.isneginf(s[:, 0]).all() and torch.isfinite(s[:, 1:]).all()
+    # the score is the features' weighted sum, also when the rows are scored in chunks
+    f, usable = m.features(batch)
+    torch.testing.assert_close(s[:, 1:], (f @ m.weights_)[:, 1:])
+    m._row_chunk = lambda: 3
+    torch.testing.assert_close(m.score(batch), s)
 
 
 def test_new_items_are_cold_with_their_tags_and_order(tmp_path):

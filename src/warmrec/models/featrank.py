@@ -27,16 +27,20 @@ on an item without training events), weighed by ``cold_target_share`` as in Fres
 weight on validation, pulled towards the second step's by an L2 penalty (``l2``). Without a
 validation set the cold weights stay 0. It is Fresh's idea -- a model of how learners move
 through a catalogue that keeps growing -- with more signals and weights that are fitted rather
-than searched on a grid (16 weights on MARS: a grid would not do).
+than searched on a grid (13 on MARS: a grid would not do).
+
+Scoring builds one ``[B, n_items]`` column per feature, histories in chunks of about 4 million
+item scores per column; the fit holds its rows' features (at most 200 million values).
 
 Saved state: the base's (prefixed ``base.``), the weights, the cold mask, the popularity
-feature, the order prior and ids, and each tag field's item-value incidence.
+feature, the order prior and ids, each tag field's item-value incidence with its values (so
+that added items reuse them), and each gap field's values with their spread.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -84,7 +88,8 @@ class FeatRankConfig(ConfigModel):
     """Items sampled (uniformly) besides the target in the fitting softmax when the catalogue
     has more items than this; otherwise the whole catalogue."""
     max_fit_events: int = Field(20000, ge=1)
-    """Training prefixes (and validation targets) fitted at most (a uniform sample)."""
+    """Training prefixes (and validation targets) fitted at most (a uniform sample; fewer
+    where their features would pass 200 million values)."""
     l2: float = Field(0.01, ge=0)
     """Penalty on the last step's distance to the second step's weights."""
     cold_target_share: float | Literal["catalogue"] | None = None
@@ -217,63 +222,114 @@ class FeatRank(Recommender):
         names += [f"tag:{f}" for f in self.tags] + ["pop"] + [f"gap:{f}" for f in self.gaps]
         return names + ["cold", "cold*share", "cold*base"]
 
-    def _tag_matrix(self, field: str) -> torch.Tensor:
-        m = self._tag_m.get(field)
-        if m is None or m.shape[0] != self.n_items:
-            m = self._tag_m[field] = _incidence_matrix(self.tags[field], self.n_items)
-        return m
+    def _tag_index(self, field: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``([n_items, K] value columns, [n_items, K] weights)`` of a tag field: each item's
+        values (at most K; the padding column is the number of values, never a value) and
+        1 / its number of values (0 on padding)."""
+        cached = self._tag_m.get(field)
+        if cached is not None and cached[0].shape[0] == self.n_items:
+            return cached
+        pairs = self.tags[field]
+        n_values = int(pairs[1].max()) + 1 if pairs.shape[1] else 0
+        count = torch.bincount(pairs[0], minlength=self.n_items)
+        k = max(int(count.max()) if len(count) else 0, 1)
+        idx = torch.full((self.n_items, k), n_values, dtype=torch.int64)
+        order = torch.argsort(pairs[0], stable=True)
+        rows, cols = pairs[0][order], pairs[1][order]
+        first = torch.cumsum(count, 0) - count
+        slot = torch.arange(len(rows)) - first[rows]
+        idx[rows, slot] = cols
+        w = torch.where(idx < n_values, 1.0 / count.clamp(min=1).unsqueeze(1).float(), 0.0)
+        self._tag_m[field] = (idx, w)
+        return idx, w
 
-    def features(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """``([B, n_items, F] features, [B, n_items] bool usable)``: ``usable`` is False where
-        the base's score is not finite (padding included): those items rank last."""
+    def _columns(self, batch: Batch) -> tuple[torch.Tensor, Iterator[torch.Tensor]]:
+        """``([B, n_items] usable, the [B, n_items] feature columns in :attr:`names` order)``:
+        the base's normalised scores first (0 where not finite, the items not usable: they
+        rank last), each other column computed as it is taken."""
         if self.base is None or self.cold is None or self.pop is None:
             raise ModelError("model 'featrank' is not fitted: call fit() or load() first")
-        c, items = self.config, batch.items
+        items = batch.items
         h = self.base.history_len
         short = Batch(items[:, -h:] if items.shape[1] > h else items, batch.users)
         raw = torch.as_tensor(self.base.score(short)).detach().float().cpu()
-        base = normalise(raw, c.fusion)
+        base = normalise(raw, self.config.fusion)
         usable = torch.isfinite(base)
-        base = torch.where(usable, base, torch.zeros(()))
+        return usable, self._more(items, torch.where(usable, base, torch.zeros(())))
+
+    def _more(self, items: torch.Tensor, base: torch.Tensor) -> Iterator[torch.Tensor]:
+        c = self.config
         n_b, n = base.shape
         last = items[:, -1].long()
-        feats = [base]
+        yield base
         if self.order is not None and self.id_num is not None:
             w = (len(self.order) - 1) // 2
             d = self.id_num.unsqueeze(0) - self.id_num[last].unsqueeze(1)
             ok = (d.abs() <= w) & (last > 0).unsqueeze(1)
             ok[:, 0] = False
             pos = torch.where(ok, d + w, torch.zeros((), dtype=d.dtype)).long()
-            feats.append(torch.where(ok, self.order[pos], torch.zeros(())))
+            yield torch.where(ok, self.order[pos], torch.zeros(()))
         if c.seen_window > 0:
             seen = torch.zeros(n_b, n)
             seen.scatter_(1, items[:, -c.seen_window :].long(), 1.0)
+            seen[:, 0] = 0.0
+            yield seen
             one = torch.zeros(n_b, n)
             one.scatter_(1, last.unsqueeze(1), 1.0)
-            seen[:, 0] = one[:, 0] = 0.0
-            feats += [seen, one]
+            one[:, 0] = 0.0
+            yield one
         recent = items[:, -c.recent :].long()
         age = c.decay ** torch.arange(recent.shape[1] - 1, -1, -1, dtype=torch.float32)
         wr = age.unsqueeze(0) * (recent > 0)
         wr = wr / wr.sum(dim=1, keepdim=True).clamp(min=1e-12)
         for field in self.tags:
-            m = self._tag_matrix(field)
-            profile = (wr.unsqueeze(2) * m[recent]).sum(dim=1)  # [B, n_values]
-            feats.append(profile @ (m > 0).float().T)
-        feats.append(self.pop.expand(n_b, n))
+            idx, w = self._tag_index(field)
+            pad = int(idx.max()) if idx.numel() else 0
+            # the share of the recent history (by weight) on each value, then summed over an
+            # item's values
+            profile = torch.zeros(n_b, pad + 1)
+            profile.scatter_add_(
+                1,
+                idx[recent].reshape(n_b, -1),
+                (wr.unsqueeze(2) * w[recent]).reshape(n_b, -1),
+            )
+            profile[:, pad] = 0.0
+            yield profile[:, idx].sum(dim=2) if pad > 0 else torch.zeros(n_b, n)
+        yield self.pop.expand(n_b, n)
         for vals in self.gaps.values():
             g = -(vals.unsqueeze(0) - vals[last].unsqueeze(1)).abs()
-            feats.append(torch.nan_to_num(g, nan=0.0) * (last > 0).unsqueeze(1))
+            yield torch.nan_to_num(g, nan=0.0) * (last > 0).unsqueeze(1)
         share = cold_share(items, self.cold, c.recent, c.decay)
-        feats += [self.cold.expand(n_b, n), share.unsqueeze(1) * self.cold, base * self.cold]
-        return torch.stack(feats, dim=2), usable
+        yield self.cold.expand(n_b, n)
+        yield share.unsqueeze(1) * self.cold
+        yield base * self.cold
+
+    def _row_chunk(self) -> int:
+        """Histories per chunk: about 4 million item scores per feature column."""
+        return max(1, min(256, 4_000_000 // max(self.n_items, 1)))
+
+    def features(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``([B, n_items, F] features, [B, n_items] bool usable)``: ``usable`` is False where
+        the base's score is not finite (padding included): those items rank last."""
+        usable, cols = self._columns(batch)
+        return torch.stack(list(cols), dim=2), usable
 
     def score(self, batch: Batch) -> torch.Tensor:
         if self.weights_ is None:
             raise ModelError("model 'featrank' has no weights: call fit() or load() first")
-        f, usable = self.features(batch)
-        s = f @ self.weights_
-        return torch.where(usable, s, torch.full((), -torch.inf))
+        out = []
+        step = self._row_chunk()
+        for lo in range(0, len(batch.items), step):
+            part = Batch(
+                batch.items[lo : lo + step],
+                None if batch.users is None else batch.users[lo : lo + step],
+            )
+            usable, cols = self._columns(part)
+            s = torch.zeros(usable.shape)
+            for w, col in zip(self.weights_.tolist(), cols, strict=True):
+                s.add_(col, alpha=w)
+            out.append(torch.where(usable, s, torch.full((), -torch.inf)))
+        return torch.cat(out)
 
     # -- fit ----------------------------------------------------------------------------------
     def fit(
@@ -356,7 +412,7 @@ class FeatRank(Recommender):
             w = _fit_softmax(*fit, w, cold, 0.0)
         return _fit_softmax(*fit, w, torch.ones(n), self.config.l2)
 
-    def _columns(self, targets: torch.Tensor, rng: np.random.Generator) -> torch.Tensor | None:
+    def _sampled(self, targets: torch.Tensor, rng: np.random.Generator) -> torch.Tensor | None:
         """Candidate columns per row (target first) when the catalogue is sampled, else None."""
         n, k = self.n_items, self.config.negatives
         if n - 1 <= k:
@@ -370,21 +426,26 @@ class FeatRank(Recommender):
         """``(features [N, C, F], usable [N, C], target column [N], kept rows [N])`` of the
         histories (scored in batches), on the sampled columns (the target first) where the
         catalogue is sampled; rows whose target the base cannot score are not kept."""
-        cols = self._columns(targets, rng)
+        cols = self._sampled(targets, rng)
         fs, us = [], []
-        for lo in range(0, len(targets), 256):
-            f, usable = self.features(Batch(histories[lo : lo + 256]))
-            f = torch.where(usable.unsqueeze(2), f, torch.zeros(()))
-            if cols is not None:
-                c = cols[lo : lo + 256]
-                f = f.gather(1, c.unsqueeze(2).expand(-1, -1, f.shape[2]))
-                usable = usable.gather(1, c)
-            fs.append(f)
+        step = self._row_chunk()
+        for lo in range(0, len(targets), step):
+            usable, columns = self._columns(Batch(histories[lo : lo + step]))
+            pick = None if cols is None else cols[lo : lo + step]
+            if pick is not None:
+                usable = usable.gather(1, pick)
+            f = torch.stack([c if pick is None else c.gather(1, pick) for c in columns], dim=2)
+            fs.append(torch.where(usable.unsqueeze(2), f, torch.zeros(())))
             us.append(usable)
         f, usable = torch.cat(fs), torch.cat(us)
         t = torch.zeros(len(targets), dtype=torch.int64) if cols is not None else targets
         keep = usable.gather(1, t.unsqueeze(1))[:, 0]
         return f[keep], usable[keep], t[keep], keep
+
+    def _fit_cap(self) -> int:
+        """Rows fitted at most: ``max_fit_events``, and 200 million feature values."""
+        width = min(self.n_items, self.config.negatives + 1) * len(self.names)
+        return max(1, min(self.config.max_fit_events, 200_000_000 // max(width, 1)))
 
     def _prefix_features(self, train: SequenceDataset, rng: np.random.Generator):
         """The fit of the first step: prefixes of the training sequences (at least one item)
@@ -396,8 +457,8 @@ class FeatRank(Recommender):
         pos = np.arange(len(items))
         keep = pos > starts
         pos, starts = pos[keep], starts[keep]
-        if len(pos) > self.config.max_fit_events:
-            pick = np.sort(rng.choice(len(pos), self.config.max_fit_events, replace=False))
+        if len(pos) > self._fit_cap():
+            pick = np.sort(rng.choice(len(pos), self._fit_cap(), replace=False))
             pos, starts = pos[pick], starts[pick]
         size = self.history_len
         hist = np.zeros((len(pos), size), dtype=np.int64)
@@ -411,8 +472,8 @@ class FeatRank(Recommender):
         """The fit of the last two steps (the validation targets, the cold ones weighed by
         ``cold_target_share``) and which rows are on cold items."""
         idx = np.arange(len(valid))
-        if len(idx) > self.config.max_fit_events:
-            idx = np.sort(rng.choice(len(idx), self.config.max_fit_events, replace=False))
+        if len(idx) > self._fit_cap():
+            idx = np.sort(rng.choice(len(idx), self._fit_cap(), replace=False))
         batch = valid.batch(idx, self.history_len)
         targets = torch.from_numpy(np.asarray(valid.targets, dtype=np.int64)[idx])
         f, usable, t, keep = self._gather(batch.items, targets, rng)
