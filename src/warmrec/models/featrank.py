@@ -39,20 +39,26 @@ that added items reuse them), and each gap field's values with their spread.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from warmrec.config import ConfigModel
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.errors import ModelError
 from warmrec.models.base import Recommender
-from warmrec.models.fresh import cold_share, numeric_ids, order_prior
+from warmrec.models.fresh import (
+    ColdShareSettings,
+    cold_share,
+    fit_base,
+    load_base,
+    numeric_ids,
+    order_prior,
+    resolve_share,
+)
 from warmrec.models.hybrid import Fusion, normalise
 from warmrec.registry import register_model
 
@@ -60,7 +66,7 @@ MAX_TAG_VALUES = 2000
 """A field with more distinct values than this (or than half the items) is not a tag field."""
 
 
-class FeatRankConfig(ConfigModel):
+class FeatRankConfig(ColdShareSettings):
     """The base model, the feature windows and fields, and how the weights are fitted."""
 
     base: str = "tfidf"
@@ -92,18 +98,8 @@ class FeatRankConfig(ConfigModel):
     where their features would pass 200 million values)."""
     l2: float = Field(0.01, ge=0)
     """Penalty on the last step's distance to the second step's weights."""
-    cold_target_share: float | Literal["catalogue"] | None = None
-    """How much the validation targets on cold items weigh (as :class:`~warmrec.models.fresh.
-    FreshConfig`): None, as they come; a share; ``"catalogue"``, the catalogue's cold share."""
     seed: int = 0
     """Seed of the samples."""
-
-    @field_validator("cold_target_share")
-    @classmethod
-    def _share(cls, v: float | str | None) -> float | str | None:
-        if isinstance(v, float) and not 0.0 <= v <= 1.0:
-            raise ValueError(f"expected a share in [0, 1] or 'catalogue', found {v}")
-        return v
 
 
 def tag_fields(features: pl.DataFrame | None, n_items: int) -> list[str]:
@@ -344,19 +340,7 @@ class FeatRank(Recommender):
         docstring): on training prefixes, then the cold ones (and all, near them) on ``valid``."""
         c = self.config
         self._bind(train)
-        if self.base is None:
-            from warmrec.registry import get_model
-
-            self.base = get_model(c.base, c.base_config)
-        if not self.base.is_fitted:
-            looped = "trainer" in inspect.signature(self.base.fit).parameters
-            kw = {"trainer": trainer, "callbacks": callbacks} if looped else {}
-            self.base.fit(train, valid, **kw)
-        if self.base.n_items != len(train.vocab):
-            raise ModelError(
-                f"featrank: the base '{self.base.name}' has {self.base.n_items} items, the "
-                f"training data {len(train.vocab)}: fit it on the same data"
-            )
+        self.base = fit_base(self, self.base, train, valid, trainer, callbacks)
         counts = np.asarray(train.item_counts(), dtype=np.float64)
         cold = torch.from_numpy(counts == 0).float()
         cold[0] = 0.0
@@ -478,9 +462,7 @@ class FeatRank(Recommender):
         targets = torch.from_numpy(np.asarray(valid.targets, dtype=np.int64)[idx])
         f, usable, t, keep = self._gather(batch.items, targets, rng)
         on_cold = self.cold[targets[keep]] > 0
-        share = self.config.cold_target_share
-        if share == "catalogue":
-            share = float(self.cold[1:].mean()) if self.n_items > 1 else 0.0
+        share = resolve_share(self.config.cold_target_share, self.cold)
         weight = torch.ones(len(t))
         n_cold, n_warm = int(on_cold.sum()), int((~on_cold).sum())
         if share is not None and n_cold and n_warm:
@@ -558,13 +540,7 @@ class FeatRank(Recommender):
         for key in ("weights", "cold", "pop"):
             if key not in state:
                 raise ModelError(f"model 'featrank': the weights hold no {key!r}")
-        from warmrec.registry import get_model
-
-        base = get_model(self.config.base, self.config.base_config)
-        base.vocab, base.user_vocab = self.vocab, self.user_vocab
-        base.meta.item_counts = self.meta.item_counts
-        base.set_state({k[5:]: v for k, v in state.items() if k.startswith("base.")})
-        self.base = base
+        self.base = load_base(self, state)
         self.cold = state["cold"].float()
         self.pop = state["pop"].float()
         self.order, self.id_num = state.get("order"), state.get("id_num")

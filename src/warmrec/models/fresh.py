@@ -63,6 +63,7 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
+from warmrec.config import ConfigModel
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ModelError
@@ -73,7 +74,74 @@ from warmrec.models.settings import TextFieldSettings, TextSettings
 from warmrec.registry import register_model
 
 
-class FreshConfig(TextFieldSettings):
+class ColdShareSettings(ConfigModel):
+    """How much the validation targets on cold items weigh where a model's weights are chosen
+    or fitted on validation (Fresh, FeatRank)."""
+
+    cold_target_share: float | Literal["catalogue"] | None = None
+    """How much the validation targets on cold items weigh when the weights are chosen: None,
+    as they come; a share in [0, 1] (the cold targets' mean metric times it plus the others'
+    times one minus it); ``"catalogue"``, the share of cold items in the catalogue. Use it when
+    the validation period has fewer targets on new items than the period the model will serve
+    (MARS: 7 % in the months before the cut, 33 % after it, where a third of the catalogue is
+    new). Without cold or without warm validation targets there is nothing to reweight."""
+
+    @field_validator("cold_target_share")
+    @classmethod
+    def _share(cls, v: float | str | None) -> float | str | None:
+        if isinstance(v, float) and not 0.0 <= v <= 1.0:
+            raise ValueError(f"expected a share in [0, 1] or 'catalogue', found {v}")
+        return v
+
+
+def resolve_share(share: float | str | None, cold: torch.Tensor) -> float | None:
+    """``cold_target_share`` as a number (``"catalogue"``: the share of the ``cold`` mask's
+    items, padding excluded), None as None."""
+    if share == "catalogue":
+        return float(cold[1:].mean()) if len(cold) > 1 else 0.0
+    return share
+
+
+def fit_base(
+    model: Recommender,
+    base: Recommender | None,
+    train: SequenceDataset,
+    valid: EvalSet | None,
+    trainer: Any,
+    callbacks: Sequence[Callable[[int, dict[str, Any], Any], bool | None]],
+) -> Recommender:
+    """``base`` (built from ``model``'s config ``base``/``base_config`` if None) fitted on
+    ``train`` if it is not yet (``trainer``/``callbacks`` where it trains in the loop), checked
+    to hold ``train``'s items."""
+    if base is None:
+        from warmrec.registry import get_model
+
+        base = get_model(model.config.base, model.config.base_config)
+    if not base.is_fitted:
+        looped = "trainer" in inspect.signature(base.fit).parameters
+        kw = {"trainer": trainer, "callbacks": callbacks} if looped else {}
+        base.fit(train, valid, **kw)
+    if base.n_items != len(train.vocab):
+        raise ModelError(
+            f"{model.name}: the base '{base.name}' has {base.n_items} items, the training "
+            f"data {len(train.vocab)}: fit it on the same data"
+        )
+    return base
+
+
+def load_base(model: Recommender, state: dict[str, torch.Tensor]) -> Recommender:
+    """The base of ``model`` (config ``base``/``base_config``) with the ``base.``-prefixed
+    entries of a saved ``state``, on ``model``'s vocabularies."""
+    from warmrec.registry import get_model
+
+    base = get_model(model.config.base, model.config.base_config)
+    base.vocab, base.user_vocab = model.vocab, model.user_vocab
+    base.meta.item_counts = model.meta.item_counts
+    base.set_state({k[5:]: v for k, v in state.items() if k.startswith("base.")})
+    return base
+
+
+class FreshConfig(TextFieldSettings, ColdShareSettings):
     """The base model, the history window of ``c(h)``, the cold-item weights and the optional
     catalogue-order and dense-text terms."""
 
@@ -129,20 +197,6 @@ class FreshConfig(TextFieldSettings):
     """The validation metric that chooses the weights (a rank metric)."""
     select_exclude_seen: bool = False
     """Rank the validation targets with each history's items removed."""
-    cold_target_share: float | Literal["catalogue"] | None = None
-    """How much the validation targets on cold items weigh when the weights are chosen: None,
-    as they come; a share in [0, 1] (the cold targets' mean metric times it plus the others'
-    times one minus it); ``"catalogue"``, the share of cold items in the catalogue. Use it when
-    the validation period has fewer targets on new items than the period the model will serve
-    (MARS: 7 % in the months before the cut, 33 % after it, where a third of the catalogue is
-    new). Without cold or without warm validation targets there is nothing to reweight."""
-
-    @field_validator("cold_target_share")
-    @classmethod
-    def _share(cls, v: float | str | None) -> float | str | None:
-        if isinstance(v, float) and not 0.0 <= v <= 1.0:
-            raise ValueError(f"expected a share in [0, 1] or 'catalogue', found {v}")
-        return v
 
     @field_validator("select_metric")
     @classmethod
@@ -276,11 +330,6 @@ class Fresh(Recommender):
         fields = {k: getattr(c, k) for k in ("text_fields", "text_max_chars")}
         return TextSettings(text_encoder=c.text_encoder, text_cache=c.text_cache, **fields)
 
-    def _build_base(self) -> Recommender:
-        from warmrec.registry import get_model
-
-        return get_model(self.config.base, self.config.base_config)
-
     @property
     def history_len(self) -> int:
         base = self.base.history_len if self.base is not None else super().history_len
@@ -309,17 +358,7 @@ class Fresh(Recommender):
                 "needs a validation set to choose it; pass valid or set them"
             )
         self._bind(train)
-        if self.base is None:
-            self.base = self._build_base()
-        if not self.base.is_fitted:
-            looped = "trainer" in inspect.signature(self.base.fit).parameters
-            kw = {"trainer": trainer, "callbacks": callbacks} if looped else {}
-            self.base.fit(train, valid, **kw)
-        if self.base.n_items != len(train.vocab):
-            raise ModelError(
-                f"fresh: the base '{self.base.name}' has {self.base.n_items} items, the training "
-                f"data {len(train.vocab)}: fit it on the same data"
-            )
+        self.base = fit_base(self, self.base, train, valid, trainer, callbacks)
         cold = torch.from_numpy(np.asarray(train.item_counts()) == 0).to(torch.float32)
         cold[0] = 0.0
         self.cold = cold
@@ -409,8 +448,7 @@ class Fresh(Recommender):
         share = self.config.cold_target_share
         if share is None or self.cold is None:
             return self.validation_curve(valid)
-        if share == "catalogue":
-            share = float(self.cold[1:].mean()) if len(self.cold) > 1 else 0.0
+        share = resolve_share(share, self.cold)
         on_cold = self.cold[torch.from_numpy(np.asarray(valid.targets, dtype=np.int64))] > 0
         ic, iw = np.flatnonzero(on_cold.numpy()), np.flatnonzero(~on_cold.numpy())
         if len(ic) == 0 or len(iw) == 0:
@@ -560,11 +598,7 @@ class Fresh(Recommender):
         self._check_fitted()
         if "weights" not in state or "cold" not in state:
             raise ModelError("model 'fresh': the weights hold no 'weights' or 'cold'")
-        base = self._build_base()
-        base.vocab, base.user_vocab = self.vocab, self.user_vocab
-        base.meta.item_counts = self.meta.item_counts
-        base.set_state({k[5:]: v for k, v in state.items() if k.startswith("base.")})
-        self.base = base
+        self.base = load_base(self, state)
         self.cold = state["cold"].to(torch.float32)
         self.order, self.id_num = state.get("order"), state.get("id_num")
         self.text = state.get("text")
