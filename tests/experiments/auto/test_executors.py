@@ -19,21 +19,20 @@ def test_the_same_steps_run_in_ray_actors(logs, tmp_path):
     res = auto(
         logs["repeats"],
         out=tmp_path,
-        budget=45,
+        budget=90,
         families=["pop", "markov", "sessionpop"],
         address="local",
         progress=False,
     )
-    assert res["elapsed_s"] <= 45
+    assert res["elapsed_s"] <= 90
     state = json.loads((tmp_path / "auto_state.json").read_text())
     scored = [t for t in state["trials"] if t["value"] is not None]
-    assert len(scored) >= 5
-    # the repeat-heavy log's best family wins whenever it was scored (on a loaded machine the
-    # actors may not reach it within the budget: then the best of those scored wins)
+    # every family ran in the actors (the budget is 90 s: with 45 s, a clean-clone CI run on
+    # a loaded 2-core machine scored two trials; quiet, the run ends in a few seconds, with
+    # nothing left to try), and the repeat-heavy log's best family, SessionPop, wins
+    assert {t["family"] for t in scored} == {"pop", "markov", "sessionpop"}
     best = max(scored, key=lambda t: t["value"])
-    assert res["winner"]["family"] == best["family"]
-    if any(t["family"] == "sessionpop" for t in scored):
-        assert res["winner"]["family"] == "sessionpop"
+    assert res["winner"]["family"] == best["family"] == "sessionpop"
     # the actors wrote into the shared folder: each family's best model, nothing else
     kept = {t["id"] for t in state["trials"] if t["kept"]}
     assert kept == set(os.listdir(tmp_path / "work" / "models"))
