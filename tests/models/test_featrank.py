@@ -226,6 +226,12 @@ def test_new_items_are_cold_with_their_tags_and_order(tmp_path):
     assert f[0, ix[143], m.names.index("gap:year")] == 0.0  # 2016, like 100
     loaded = Recommender.load(m.save(tmp_path / "grown"))
     assert loaded.tag_values == m.tag_values and loaded.recommend([[140, 141]], k=1)[0] == [142]
+    state = m.get_state()
+    del state["tagvalues.software"]
+    with pytest.raises(ModelError, match="no values of tag field 'software'"):
+        bare = FeatRank(m.config)  # what load does, on a state without the tag values
+        bare.vocab, bare.user_vocab, bare.meta = m.vocab, m.user_vocab, m.meta
+        bare.set_state(state)
 
 
 def test_errors():

@@ -552,7 +552,9 @@ class FeatRank(Recommender):
         self.tags = {k[4:]: v.long() for k, v in sorted(state.items()) if k.startswith("tag.")}
         self.tag_values = {}
         for f in self.tags:
-            values = _unpacked(state.get(f"tagvalues.{f}", torch.zeros(0, dtype=torch.uint8)))
+            if f"tagvalues.{f}" not in state:
+                raise ModelError(f"model 'featrank': the weights hold no values of tag field {f!r}")
+            values = _unpacked(state[f"tagvalues.{f}"])
             self.tag_values[f] = {v: i for i, v in enumerate(values)}
         self.gaps, self.gap_scale = {}, {}
         for f in self.config.gap_fields:
