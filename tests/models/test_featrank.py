@@ -14,7 +14,7 @@ from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ModelError
 from warmrec.models.base import Recommender
-from warmrec.models.featrank import FeatRank, tag_fields, tag_incidence
+from warmrec.models.featrank import FeatRank, tag_fields, tag_incidence, transition_counts
 from warmrec.models.hybrid import normalise
 
 N_TOPICS, PER_TOPIC = 4, 10
@@ -245,3 +245,56 @@ def test_errors():
     bare = SequenceDataset.from_frame(_courses([0], 5, 0), ItemVocab.from_ids(IDS))
     with pytest.raises(ModelError, match="no items"):
         FeatRank(base="pop", tag_fields=["software"]).fit(bare)
+
+
+def _seqs(sequences: list[list[int]], ids: list[int]) -> SequenceDataset:
+    rows: dict[str, list] = {"session_id": [], "item_id": [], "timestamp": []}
+    for s, seq in enumerate(sequences):
+        for k, item in enumerate(seq):
+            rows["session_id"].append(s)
+            rows["item_id"].append(item)
+            rows["timestamp"].append(float(100 * s + k))
+    return SequenceDataset.from_frame(pl.DataFrame(rows), ItemVocab.from_ids(ids))
+
+
+def test_transition_counts_known_answer():
+    train = _seqs([[1, 2, 2, 3], [2, 3], [3, 1]], [1, 2, 3, 4])
+    ix = {i: int(train.vocab.lookup([i])[0]) for i in (1, 2, 3, 4)}
+    counts = transition_counts(train, len(train.vocab)).to_dense()
+    want = torch.zeros(5, 5)
+    want[ix[1], ix[2]] = 1  # 2 -> 2 is no transition; 3 | 2 crosses a sequence boundary
+    want[ix[2], ix[3]] = 2
+    want[ix[3], ix[1]] = 1
+    assert torch.equal(counts, want)
+    only = transition_counts(train, 5, np.array([False, True, False])).to_dense()
+    assert only.sum() == 1 and only[ix[2], ix[3]] == 1
+
+
+def test_markov_feature_is_cross_fitted_on_the_training_prefixes(tmp_path):
+    """Scoring reads log(1 + count) of every training transition from the last item; a
+    training prefix reads only the other folds' counts (x 5/4), never its own sequence's: the
+    transition 1 -> 2 of sequence 0 alone is invisible to sequence 0's prefix, while 3 -> 4,
+    in sequences 0 and 1 (folds 0 and 1), is seen once from either."""
+    train = _seqs([[1, 2, 3, 4], [3, 4]], [1, 2, 3, 4, 5])
+    m = FeatRank(base="pop", transitions=True, order_window=0, tag_fields=[]).fit(train)
+    assert m.names[:2] == ["base", "markov"]
+    ix = {i: int(train.vocab.lookup([i])[0]) for i in (1, 2, 3, 4, 5)}
+    f, _ = m.features(Batch(torch.tensor([[0, ix[1]], [0, ix[3]]])))
+    col = f[:, :, 1]
+    assert col[0, ix[2]] == pytest.approx(np.log1p(1.0)) and col[1, ix[4]] == pytest.approx(
+        np.log1p(2.0)
+    )
+    assert col[0, ix[3]] == 0 and col[0, ix[4]] == 0
+    rows, _, targets, _ = m._prefix_features(train, np.random.default_rng(0))
+    at_target = rows[torch.arange(len(targets)), targets, 1]
+    hist = {1: [], 3: []}  # the target's markov value by the prefix's last item
+    for t, v in zip(targets.tolist(), at_target.tolist(), strict=True):
+        hist.setdefault(train.vocab.decode([t])[0], []).append(v)
+    assert hist[2] == [0.0]  # 1 -> 2: only in its own sequence
+    assert sorted(hist[4]) == pytest.approx([np.log1p(1.25)] * 2)  # 3 -> 4 from the other fold
+    # saved and loaded, grown by an item without transitions
+    loaded = Recommender.load(m.save(tmp_path / "m"))
+    assert torch.equal(loaded.trans.to_dense(), m.trans.to_dense())
+    assert loaded.add_items(pl.DataFrame({"item_id": [6]})) == [6]
+    g, _ = loaded.features(Batch(torch.tensor([[0, ix[3]]])))
+    assert g.shape[1] == 7 and g[0, 6, 1] == 0 and g[0, ix[4], 1] == pytest.approx(np.log1p(2))

@@ -62,6 +62,9 @@ from warmrec.models.fresh import (
 from warmrec.models.hybrid import Fusion, normalise
 from warmrec.registry import register_model
 
+FOLDS = 5
+"""Folds of training sequences the ``markov`` feature is cross-fitted over."""
+
 MAX_TAG_VALUES = 2000
 """A field with more distinct values than this (or than half the items) is not a tag field."""
 
@@ -86,6 +89,12 @@ class FeatRankConfig(ColdShareSettings):
     order_window: int | None = None
     """Catalogue order: id offsets ``0 < |d| <= order_window`` (0: off; None: 5 where the item
     ids are integers, else off)."""
+    transitions: bool = False
+    """A ``markov`` feature: ``log(1 + n)``, ``n`` the training transitions from the last
+    history item to the item (to another item, within a sequence), cross-fitted on the
+    training prefixes (:data:`FOLDS` folds of sequences: each fold's prefixes read the other
+    folds' counts, scaled up to the whole). Off by default: on MARS it lifted validation under
+    both protocols but was measured only by hand (see ``benchmarks/results/mars.md``)."""
     seen_window: int = Field(50, ge=0)
     """``seen``: the last ``seen_window`` history items (0: no ``seen``/``last`` features)."""
     tag_fields: list[str] | None = None
@@ -162,6 +171,30 @@ def _unpacked(t: torch.Tensor) -> list[str]:
     return raw.split("\0") if raw else []
 
 
+def transition_counts(
+    train: SequenceDataset, n_items: int, sequences: np.ndarray | None = None
+) -> torch.Tensor:
+    """``[n_items, n_items]`` sparse counts of the training transitions ``i -> j`` (two
+    consecutive events of a sequence on different items), over the sequences where the bool
+    mask ``sequences`` is True (all without it)."""
+    seq = train.sequences
+    items = torch.from_numpy(np.array(seq.items, dtype=np.int64))
+    offs = np.asarray(seq.offsets, dtype=np.int64)
+    sid = torch.from_numpy(np.repeat(np.arange(len(offs) - 1), np.diff(offs)))
+    ok = (sid[1:] == sid[:-1]) & (items[1:] != items[:-1])
+    if sequences is not None:
+        ok &= torch.from_numpy(np.asarray(sequences, dtype=bool))[sid[:-1]]
+    idx = torch.stack([items[:-1][ok], items[1:][ok]])
+    return _sparse(idx, torch.ones(idx.shape[1]), n_items)
+
+
+def _sparse(index: torch.Tensor, values: torch.Tensor, n_items: int) -> torch.Tensor:
+    """A coalesced ``[n_items, n_items]`` COO tensor, its invariants checked."""
+    return torch.sparse_coo_tensor(
+        index, values, (n_items, n_items), check_invariants=True
+    ).coalesce()
+
+
 def _numeric(values: list[Any], field: str) -> torch.Tensor:
     """``[n]`` float values of a gap field (nan where missing)."""
     try:
@@ -201,6 +234,8 @@ class FeatRank(Recommender):
         self.gaps: dict[str, torch.Tensor] = {}  # field -> [n_items] values / spread (nan: none)
         self.gap_scale: dict[str, float] = {}  # field -> the spread the values are divided by
         self._tag_m: dict[str, torch.Tensor] = {}
+        self.trans: torch.Tensor | None = None  # [n_items, n_items] sparse transition counts
+        self._trans_now: torch.Tensor | None = None  # the counts the features read now
 
     @property
     def history_len(self) -> int:
@@ -217,6 +252,7 @@ class FeatRank(Recommender):
     # -- features -----------------------------------------------------------------------------
     def _feature_names(self) -> list[str]:
         names = ["base"]
+        names += ["markov"] if self.trans is not None else []
         names += ["order"] if self.order is not None else []
         names += ["seen", "last"] if self.config.seen_window > 0 else []
         names += [f"tag:{f}" for f in self.tags] + ["pop"] + [f"gap:{f}" for f in self.gaps]
@@ -262,6 +298,10 @@ class FeatRank(Recommender):
         n_b, n = base.shape
         last = items[:, -1].long()
         yield base
+        trans = self._trans_now if self._trans_now is not None else self.trans
+        if trans is not None:
+            rows = torch.index_select(trans, 0, last.clamp(min=0)).to_dense()
+            yield torch.log1p(rows) * (last > 0).unsqueeze(1)
         if self.order is not None and self.id_num is not None:
             w = (len(self.order) - 1) // 2
             d = self.id_num.unsqueeze(0) - self.id_num[last].unsqueeze(1)
@@ -364,6 +404,9 @@ class FeatRank(Recommender):
             self.id_num = numeric_ids(train.vocab)
             self.order = order_prior(train, self.id_num, window)
         self._item_fields(train)
+        self.trans = self._trans_now = None
+        if c.transitions:
+            self.trans = transition_counts(train, self.n_items)
         self.names = self._feature_names()
         self.weights_ = self._fit_weights(train, valid)
         return self
@@ -453,7 +496,26 @@ class FeatRank(Recommender):
         for r, (p, s) in enumerate(zip(pos, starts, strict=True)):
             h = items[max(s, p - size) : p]
             hist[r, size - len(h) :] = h
-        f, usable, t, _ = self._gather(torch.from_numpy(hist), torch.from_numpy(items[pos]), rng)
+        hist_t, targets = torch.from_numpy(hist), torch.from_numpy(items[pos])
+        if self.trans is None:
+            f, usable, t, _ = self._gather(hist_t, targets, rng)
+            return f, usable, t, torch.ones(len(t))
+        # the markov feature cross-fitted: a prefix never reads its own sequence's transitions
+        fold = np.searchsorted(offs, starts, side="right") - 1  # the prefix's sequence
+        fold = fold % FOLDS
+        parts = []
+        try:
+            for k in range(FOLDS):
+                rows = torch.from_numpy(np.flatnonzero(fold == k))
+                if len(rows) == 0:
+                    continue
+                mask = np.arange(len(offs) - 1) % FOLDS == k
+                own = transition_counts(train, self.n_items, mask)
+                self._trans_now = (self.trans - own).coalesce() * (FOLDS / (FOLDS - 1))
+                parts.append(self._gather(hist_t[rows], targets[rows], rng)[:3])
+        finally:
+            self._trans_now = None
+        f, usable, t = (torch.cat([part[i] for part in parts]) for i in range(3))
         return f, usable, t, torch.ones(len(t))
 
     def _valid_features(self, valid: EvalSet, rng: np.random.Generator):
@@ -513,6 +575,8 @@ class FeatRank(Recommender):
             self.tag_values[f] = index
         for f, x in gaps.items():
             self.gaps[f] = torch.cat([self.gaps[f], x])
+        if self.trans is not None:
+            self.trans = _sparse(self.trans.indices(), self.trans.values(), self.n_items)
         self._tag_m = {}
         return added
 
@@ -527,6 +591,9 @@ class FeatRank(Recommender):
         }
         if self.order is not None and self.id_num is not None:
             state["order"], state["id_num"] = self.order.clone(), self.id_num.clone()
+        if self.trans is not None:
+            state["trans.index"] = self.trans.indices().clone()
+            state["trans.values"] = self.trans.values().clone()
         for f, pairs in self.tags.items():
             state[f"tag.{f}"] = pairs.clone()
             state[f"tagvalues.{f}"] = _packed(
@@ -548,6 +615,13 @@ class FeatRank(Recommender):
         self.cold = state["cold"].float()
         self.pop = state["pop"].float()
         self.order, self.id_num = state.get("order"), state.get("id_num")
+        self.trans = self._trans_now = None
+        if self.config.transitions:
+            if "trans.index" not in state or "trans.values" not in state:
+                raise ModelError("model 'featrank': transitions is on but the weights hold none")
+            self.trans = _sparse(
+                state["trans.index"].long(), state["trans.values"].float(), len(self.vocab)
+            )
         # tag and gap fields in the config's order (tag_fields resolved at fit: sorted)
         self.tags = {k[4:]: v.long() for k, v in sorted(state.items()) if k.startswith("tag.")}
         self.tag_values = {}
