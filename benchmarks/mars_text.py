@@ -78,6 +78,7 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
         "featrank",
         {"cold_target_share": "catalogue", "gap_fields": ["year"]},
     ),
+    "featrank +transitions": ("featrank", {"transitions": True}),
 }
 
 
@@ -501,7 +502,9 @@ def main() -> None:
         "then all of them on validation with an L2 pull (0.01) to the previous step; nothing is "
         "searched on a grid. `cold-share`: the validation targets on videos without training "
         "events weigh as the catalogue's share of such videos (as above); `+year`: plus minus "
-        "the distance between the video's publication year and the last history item's. The "
+        "the distance between the video's publication year and the last history item's; "
+        "`+transitions`: plus `log(1 + n)`, n the training transitions from the last history "
+        "item to the video, cross-fitted on the training prefixes (5 folds of sequences). The "
         "training column lists the four largest weights."
         if any(m.startswith("featrank") for m in models)
         else ""
