@@ -7,6 +7,9 @@ items with no training events as they reach the others; the score is their weigh
 
 - ``base``: a base model's scores, normalised per list (``"zscore"``; TF-IDF over the item text
   by default, any registered model);
+- ``markov`` (``transitions = true``): ``log(1 + n)``, ``n`` the training transitions from the
+  last history item to the item, cross-fitted on the training prefixes (a prefix reads the
+  counts of the other folds of sequences, so the first step does not see its own answer);
 - ``order`` (integer item ids in publication order): ``p(id(i) - id(last(h)))``, the share of
   training transitions with that id offset (as :mod:`warmrec.models.fresh`);
 - ``seen``: 1 on the last ``seen_window`` history items; ``last``: 1 on the last one;
