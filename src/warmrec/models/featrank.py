@@ -55,14 +55,18 @@ from warmrec.errors import ModelError
 from warmrec.models.base import Recommender
 from warmrec.models.fresh import (
     ColdShareSettings,
+    base_scores,
+    cold_mask,
     cold_share,
     fit_base,
     load_base,
     numeric_ids,
     order_prior,
+    order_term,
     resolve_share,
+    seen_term,
 )
-from warmrec.models.hybrid import Fusion, normalise
+from warmrec.models.hybrid import Fusion
 from warmrec.registry import register_model
 
 FOLDS = 5
@@ -206,14 +210,6 @@ def _numeric(values: list[Any], field: str) -> torch.Tensor:
         raise ModelError(f"featrank: gap field {field!r} is not numeric") from None
 
 
-def _incidence_matrix(pairs: torch.Tensor, n_items: int) -> torch.Tensor:
-    """``[n_items, n_values]`` dense row-normalised incidence (a row sums to 1 or 0)."""
-    n_values = int(pairs[1].max()) + 1 if pairs.shape[1] else 0
-    m = torch.zeros(n_items, max(n_values, 1))
-    m[pairs[0], pairs[1]] = 1.0
-    return m / m.sum(dim=1, keepdim=True).clamp(min=1.0)
-
-
 @register_model("featrank")
 class FeatRank(Recommender):
     """A weighted sum of item-agnostic features, the weights fitted by softmax cross-entropy
@@ -288,13 +284,9 @@ class FeatRank(Recommender):
         rank last), each other column computed as it is taken."""
         if self.base is None or self.cold is None or self.pop is None:
             raise ModelError("model 'featrank' is not fitted: call fit() or load() first")
-        items = batch.items
-        h = self.base.history_len
-        short = Batch(items[:, -h:] if items.shape[1] > h else items, batch.users)
-        raw = torch.as_tensor(self.base.score(short)).detach().float().cpu()
-        base = normalise(raw, self.config.fusion)
+        base = base_scores(self.base, batch, self.config.fusion)
         usable = torch.isfinite(base)
-        return usable, self._more(items, torch.where(usable, base, torch.zeros(())))
+        return usable, self._more(batch.items, torch.where(usable, base, torch.zeros(())))
 
     def _more(self, items: torch.Tensor, base: torch.Tensor) -> Iterator[torch.Tensor]:
         c = self.config
@@ -306,21 +298,10 @@ class FeatRank(Recommender):
             rows = torch.index_select(trans, 0, last.clamp(min=0)).to_dense()
             yield torch.log1p(rows) * (last > 0).unsqueeze(1)
         if self.order is not None and self.id_num is not None:
-            w = (len(self.order) - 1) // 2
-            d = self.id_num.unsqueeze(0) - self.id_num[last].unsqueeze(1)
-            ok = (d.abs() <= w) & (last > 0).unsqueeze(1)
-            ok[:, 0] = False
-            pos = torch.where(ok, d + w, torch.zeros((), dtype=d.dtype)).long()
-            yield torch.where(ok, self.order[pos], torch.zeros(()))
+            yield order_term(items, self.id_num, self.order)
         if c.seen_window > 0:
-            seen = torch.zeros(n_b, n)
-            seen.scatter_(1, items[:, -c.seen_window :].long(), 1.0)
-            seen[:, 0] = 0.0
-            yield seen
-            one = torch.zeros(n_b, n)
-            one.scatter_(1, last.unsqueeze(1), 1.0)
-            one[:, 0] = 0.0
-            yield one
+            yield seen_term(items, c.seen_window, n)
+            yield seen_term(items, 1, n)
         recent = items[:, -c.recent :].long()
         age = c.decay ** torch.arange(recent.shape[1] - 1, -1, -1, dtype=torch.float32)
         wr = age.unsqueeze(0) * (recent > 0)
@@ -389,11 +370,9 @@ class FeatRank(Recommender):
         self._bind(train)
         self.base = fit_base(self, self.base, train, valid, trainer, callbacks)
         counts = np.asarray(train.item_counts(), dtype=np.float64)
-        cold = torch.from_numpy(counts == 0).float()
-        cold[0] = 0.0
-        self.cold = cold
+        self.cold = cold_mask(train)
         logc = torch.from_numpy(np.log1p(counts)).float()
-        warm = cold == 0
+        warm = self.cold == 0
         warm[0] = False
         mu, sd = logc[warm].mean(), logc[warm].std()
         pop = torch.where(warm, (logc - mu) / (sd if sd > 0 else 1.0), torch.zeros(()))
@@ -434,8 +413,7 @@ class FeatRank(Recommender):
         n = len(self.names)
         w = torch.zeros(n)
         w[0] = 1.0
-        cold = torch.zeros(n)
-        cold[-3:] = 1.0  # cold, cold*share, cold*base
+        cold = torch.tensor([float(name.startswith("cold")) for name in self.names])
         fit = self._prefix_features(train, rng)
         if len(fit[1]):
             w = _fit_softmax(*fit, w, 1.0 - cold, 0.0)

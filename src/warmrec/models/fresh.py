@@ -248,6 +248,44 @@ def order_prior(train: SequenceDataset, id_num: torch.Tensor, window: int) -> to
     return (counts / top if top > 0 else counts).to(torch.float32)
 
 
+def cold_mask(train: SequenceDataset) -> torch.Tensor:
+    """``[n_items]`` float: 1 for the items without a training interaction (padding 0)."""
+    cold = torch.from_numpy(np.asarray(train.item_counts()) == 0).to(torch.float32)
+    cold[0] = 0.0
+    return cold
+
+
+def order_term(items: torch.Tensor, id_num: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """``[B, n_items]``: ``p(id(i) - id(last))`` from the ``order`` prior (:func:`order_prior`)
+    for the last item of each left-padded history (0 outside the window, for the last item
+    itself and for an empty history)."""
+    w = (len(order) - 1) // 2
+    last = items[:, -1]
+    d = id_num.unsqueeze(0) - id_num[last].unsqueeze(1)
+    ok = (d.abs() <= w) & (last > 0).unsqueeze(1)
+    ok[:, 0] = False
+    pos = torch.where(ok, d + w, torch.zeros((), dtype=d.dtype)).long()
+    return torch.where(ok, order[pos], torch.zeros(()))
+
+
+def seen_term(items: torch.Tensor, window: int, n_items: int) -> torch.Tensor:
+    """``[B, n_items]``: 1 on the items among the last ``window`` of each left-padded history
+    (padding excluded)."""
+    out = torch.zeros(items.shape[0], n_items)
+    out.scatter_(1, items[:, -window:].long(), 1.0)
+    out[:, 0] = 0.0
+    return out
+
+
+def base_scores(base: Recommender, batch: Batch, fusion: str) -> torch.Tensor:
+    """``[B, n_items]``: ``base``'s scores of ``batch`` (its histories cut to the base's
+    ``history_len``), normalised per list (non-finite scores and padding stay ``-inf``)."""
+    h = base.history_len
+    items = batch.items[:, -h:] if batch.items.shape[1] > h else batch.items
+    s = torch.as_tensor(base.score(Batch(items, batch.users))).detach().float().cpu()
+    return normalise(s, fusion)
+
+
 def centred_text(vectors: np.ndarray, mean: torch.Tensor | None = None) -> torch.Tensor:
     """``[n_items, d]`` float32: ``vectors`` (row 0 padding) minus ``mean`` (None: the mean of
     the rows with text, :func:`text_mean`), each row L2-normalised; rows without text (and
@@ -359,9 +397,7 @@ class Fresh(Recommender):
             )
         self._bind(train)
         self.base = fit_base(self, self.base, train, valid, trainer, callbacks)
-        cold = torch.from_numpy(np.asarray(train.item_counts()) == 0).to(torch.float32)
-        cold[0] = 0.0
-        self.cold = cold
+        self.cold = cold_mask(train)
         self.order, self.id_num = (None, None)
         if c.order_window > 0:
             self.id_num = numeric_ids(train.vocab)
@@ -414,11 +450,7 @@ class Fresh(Recommender):
         (padding excluded); None when the term is off."""
         if self.config.seen_window <= 0:
             return None
-        last = items[:, -self.config.seen_window :].long()
-        out = torch.zeros(items.shape[0], self.n_items)
-        out.scatter_(1, last, 1.0)
-        out[:, 0] = 0.0
-        return out
+        return seen_term(items, self.config.seen_window, self.n_items)
 
     def _text_term(self, items: torch.Tensor) -> torch.Tensor | None:
         """``[B, n_items]``: the normalised dense-text similarity to the recent history; None
@@ -435,13 +467,7 @@ class Fresh(Recommender):
         itself and for an empty history); None when the term is off."""
         if self.order is None or self.id_num is None:
             return None
-        w = (len(self.order) - 1) // 2
-        last = items[:, -1]
-        d = self.id_num.unsqueeze(0) - self.id_num[last].unsqueeze(1)
-        ok = (d.abs() <= w) & (last > 0).unsqueeze(1)
-        ok[:, 0] = False
-        pos = torch.where(ok, d + w, torch.zeros((), dtype=d.dtype)).long()
-        return torch.where(ok, self.order[pos], torch.zeros(()))
+        return order_term(items, self.id_num, self.order)
 
     def selection_curve(self, valid: EvalSet) -> list[tuple[float, ...]]:
         """:meth:`validation_curve` with the cold targets weighed by ``cold_target_share``."""
@@ -511,10 +537,7 @@ class Fresh(Recommender):
         self._check_fitted()
         if self.base is None or self.cold is None:
             raise ModelError("model 'fresh' has no base: call fit() or load() first")
-        h = self.base.history_len
-        items = batch.items[:, -h:] if batch.items.shape[1] > h else batch.items
-        s = torch.as_tensor(self.base.score(Batch(items, batch.users))).detach().float().cpu()
-        return normalise(s, self.config.fusion)
+        return base_scores(self.base, batch, self.config.fusion)
 
     def score(self, batch: Batch) -> torch.Tensor:
         if self.weights_ is None:
