@@ -71,14 +71,15 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
         {"item_repr": "id+text", "id_dropout": 0.3, "text_prior": 5},
     ),
     # models.featrank: its weights fitted on training prefixes and validation (defaults: TF-IDF
-    # base, order window 5, tag fields detected: difficulty, job, software, theme, type)
+    # base, the cross-fitted markov feature, order window 5, tag fields detected: difficulty,
+    # job, software, theme, type)
     "featrank": ("featrank", {}),
+    "featrank -transitions": ("featrank", {"transitions": False}),
     "featrank cold-share": ("featrank", {"cold_target_share": "catalogue"}),
     "featrank cold-share +year": (
         "featrank",
         {"cold_target_share": "catalogue", "gap_fields": ["year"]},
     ),
-    "featrank +transitions": ("featrank", {"transitions": True}),
 }
 
 
@@ -172,6 +173,10 @@ def fit(name: str, train, valid, seed: int, args, fitted=None) -> tuple[Any, flo
         model.fit(train, valid)
         top = sorted(model.weights().items(), key=lambda kv: -abs(kv[1]))[:4]
         note = ", ".join(f"{k} {v:.2f}" for k, v in top)
+        # the feature set judged out of sample: the first step's weights (training prefixes
+        # only) on the validation targets, which the later steps fit
+        first = get_model(kind, cfg).fit(train)
+        note += f"; valid {evaluate(first, valid, ['ndcg@10'])['ndcg@10']:.4f}"
     else:
         model.fit(train)
         note = ""
@@ -492,7 +497,9 @@ def main() -> None:
     )
     ranked = (
         " `featrank`: `models.featrank`, a weighted sum of item-agnostic features: TF-IDF's "
-        "z-scored scores, the catalogue order p(d) (|d| <= 5, as above), 1 on the last 50 "
+        "z-scored scores, `log(1 + n)` with n the training transitions from the last history "
+        "item to the video (cross-fitted on the training prefixes: 5 folds of sequences), the "
+        "catalogue order p(d) (|d| <= 5, as above), 1 on the last 50 "
         "history items and on the last one, for each tag field (difficulty, job, software, "
         "theme, type; detected) the share of the last 5 history items (weights 0.5^age) with "
         "the video's values, the training popularity (z-scored log count; 0 without events), "
@@ -503,9 +510,10 @@ def main() -> None:
         "searched on a grid. `cold-share`: the validation targets on videos without training "
         "events weigh as the catalogue's share of such videos (as above); `+year`: plus minus "
         "the distance between the video's publication year and the last history item's; "
-        "`+transitions`: plus `log(1 + n)`, n the training transitions from the last history "
-        "item to the video, cross-fitted on the training prefixes (5 folds of sequences). The "
-        "training column lists the four largest weights."
+        "`-transitions`: without the transition feature (the default before session 16). The "
+        "training column lists the four largest weights, then `valid`: the validation NDCG@10 "
+        "of the weights of the first step alone (fitted on training prefixes only, so out of "
+        "sample on validation: how the feature sets are compared)."
         if any(m.startswith("featrank") for m in models)
         else ""
     )

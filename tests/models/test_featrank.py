@@ -91,8 +91,8 @@ def test_features_known_answer():
     train, _, _ = _data(50)
     m = FeatRank(base="pop", gap_fields=["year"], seen_window=3, recent=2, decay=0.5).fit(train)
     assert m.names == [
-        "base", "order", "seen", "last", "tag:level", "tag:software", "pop", "gap:year",
-        "cold", "cold*share", "cold*base",
+        "base", "markov", "order", "seen", "last", "tag:level", "tag:software", "pop",
+        "gap:year", "cold", "cold*share", "cold*base",
     ]  # fmt: skip
     ix = {i: int(train.vocab.lookup([i])[0]) for i in IDS}
     # history 101 (easy, s0), 130 (hard, s3: cold); the last two read by the tags, weights 0.5, 1
@@ -102,6 +102,8 @@ def test_features_known_answer():
     assert not usable[0, 0] and usable[0, 1:].all()
     base = normalise(m.base.score(batch), "zscore")[0]
     torch.testing.assert_close(col["base"][1:], base[1:])
+    # markov (on by default): 130 is cold, so no training transition leaves it
+    assert not col["markov"].any()
     # order: p(d) from the training transitions, d = id - 130; the window is 5
     assert col["order"][ix[131]] == m.order[5 + 1] == 1.0  # +1 is the most common offset
     assert col["order"][ix[136]] == 0.0 and col["order"][ix[130]] == 0.0
@@ -132,7 +134,16 @@ def test_features_known_answer():
     torch.testing.assert_close(col["pop"][1:][warm], want)
     # an empty history: no order, seen, tags, gap or share
     f0, _ = m.features(Batch(torch.zeros(1, 3, dtype=torch.long)))
-    for n in ("order", "seen", "last", "tag:level", "tag:software", "gap:year", "cold*share"):
+    for n in (
+        "markov",
+        "order",
+        "seen",
+        "last",
+        "tag:level",
+        "tag:software",
+        "gap:year",
+        "cold*share",
+    ):
         assert f0[0, :, m.names.index(n)].abs().sum() == 0, n
 
 
@@ -276,7 +287,7 @@ def test_markov_feature_is_cross_fitted_on_the_training_prefixes(tmp_path):
     transition 1 -> 2 of sequence 0 alone is invisible to sequence 0's prefix, while 3 -> 4,
     in sequences 0 and 1 (folds 0 and 1), is seen once from either."""
     train = _seqs([[1, 2, 3, 4], [3, 4]], [1, 2, 3, 4, 5])
-    m = FeatRank(base="pop", transitions=True, order_window=0, tag_fields=[]).fit(train)
+    m = FeatRank(base="pop", order_window=0, tag_fields=[]).fit(train)  # transitions: default
     assert m.names[:2] == ["base", "markov"]
     ix = {i: int(train.vocab.lookup([i])[0]) for i in (1, 2, 3, 4, 5)}
     f, _ = m.features(Batch(torch.tensor([[0, ix[1]], [0, ix[3]]])))

@@ -199,7 +199,7 @@ def test_auto_picks_a_text_variant_on_a_growing_catalogue(growing, tmp_path, mon
         {"path": str(log), "items": str(items)},
         split=_time_split(),
         out=tmp_path / "auto",
-        budget=40,
+        budget=60,  # 40 s left the text variant too few epochs beside another test (2 cores)
         families=["pop", "sasrec"],
         progress=False,
     )
