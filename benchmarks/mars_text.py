@@ -171,12 +171,14 @@ def fit(name: str, train, valid, seed: int, args, fitted=None) -> tuple[Any, flo
         note = f"{r.epochs_run} ep, best {r.best_epoch}"
     elif kind == "featrank":
         model.fit(train, valid)
+        secs = time.perf_counter() - t0
         top = sorted(model.weights().items(), key=lambda kv: -abs(kv[1]))[:4]
         note = ", ".join(f"{k} {v:.2f}" for k, v in top)
         # the feature set judged out of sample: the first step's weights (training prefixes
-        # only) on the validation targets, which the later steps fit
+        # only) on the validation targets, which the later steps fit (not in the fit time)
         first = get_model(kind, cfg).fit(train)
         note += f"; valid {evaluate(first, valid, ['ndcg@10'])['ndcg@10']:.4f}"
+        return model, secs, note
     else:
         model.fit(train)
         note = ""
