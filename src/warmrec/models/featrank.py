@@ -27,8 +27,10 @@ uniform sample of ``negatives`` items plus the target where the catalogue is lar
 steps: the item-agnostic weights on prefixes of the training sequences (at most
 ``max_fit_events``); the cold weights on the validation targets (the only targets that can fall
 on an item without training events), weighed by ``cold_target_share`` as in Fresh; then every
-weight on validation, pulled towards the second step's by an L2 penalty (``l2``). Without a
-validation set the cold weights stay 0. It is Fresh's idea -- a model of how learners move
+weight on validation, pulled towards the second step's by an L2 penalty (``l2``), where that
+last step raises the validation NDCG@10 out of fold (``refit``: it pays where validation comes
+from another period than the training sequences, not where it is one more step of the same
+ones). Without a validation set the cold weights stay 0. It is Fresh's idea -- a model of how learners move
 through a catalogue that keeps growing -- with more signals and weights that are fitted rather
 than searched on a grid (13 on MARS: a grid would not do).
 
@@ -43,7 +45,7 @@ that added items reuse them), and each gap field's values with their spread.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import polars as pl
@@ -66,7 +68,7 @@ from warmrec.models.fresh import (
     resolve_share,
     seen_term,
 )
-from warmrec.models.hybrid import Fusion
+from warmrec.models.hybrid import Fusion, target_ranks
 from warmrec.registry import register_model
 
 FOLDS = 5
@@ -119,6 +121,14 @@ class FeatRankConfig(ColdShareSettings):
     where their features would pass 200 million values)."""
     l2: float = Field(0.01, ge=0)
     """Penalty on the last step's distance to the second step's weights."""
+    refit: Literal["auto"] | bool = "auto"
+    """The last step (every weight refitted on validation): ``"auto"`` keeps it only where it
+    raises the validation NDCG@10 out of fold (the validation sequences in two random halves,
+    the second and last steps fitted on one half and scored on the other, both ways; the
+    cold targets weighed as in the fit); True: always; False: never (the first step's weights
+    with the cold ones from validation). On MARS the refit pays on the time split (the
+    validation months differ from the training years) and costs under leave-one-out, where
+    validation is one more step of the same sequences (``benchmarks/results/mars.md``)."""
     seed: int = 0
     """Seed of the samples."""
 
@@ -236,6 +246,9 @@ class FeatRank(Recommender):
         self._tag_m: dict[str, torch.Tensor] = {}
         self.trans: torch.Tensor | None = None  # [n_items, n_items] sparse transition counts
         self._trans_now: torch.Tensor | None = None  # the counts the features read now
+        self.refit_check: dict[str, float] | None = None
+        """After a fit with ``refit = "auto"``: the out-of-fold validation NDCG@10 with the
+        last step (``refit``) and without (``kept``); None otherwise."""
 
     @property
     def history_len(self) -> int:
@@ -420,10 +433,42 @@ class FeatRank(Recommender):
             w = _fit_softmax(*fit, w, 1.0 - cold, 0.0)
         if valid is None or len(valid) == 0:
             return w
-        fit, on_cold = self._valid_features(valid, rng)
-        if bool(on_cold.any()):
-            w = _fit_softmax(*fit, w, cold, 0.0)
-        return _fit_softmax(*fit, w, torch.ones(n), self.config.l2)
+        fit, on_cold, rows = self._valid_features(valid, rng)
+        if len(rows) == 0:
+            return w
+
+        def later(sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """The second step's and the last step's weights, fitted on the rows ``sel``."""
+            part = tuple(x[sel] for x in fit)
+            w2 = _fit_softmax(*part, w, cold, 0.0) if bool(on_cold[sel].any()) else w
+            return w2, _fit_softmax(*part, w2, torch.ones(n), self.config.l2)
+
+        refit, self.refit_check = self.config.refit, None
+        if refit == "auto":
+            refit = self._refit_pays(valid, rows, fit[3], later, rng)
+        w2, w3 = later(torch.ones(len(rows), dtype=torch.bool))
+        return w3 if refit else w2
+
+    def _refit_pays(self, valid: EvalSet, rows: np.ndarray, weight: torch.Tensor, later, rng):
+        """Whether the last step raises the validation NDCG@10 out of fold (``refit``)."""
+        keys = valid.keys.gather(rows).rank("dense").to_numpy().astype(np.int64) - 1
+        half = rng.permutation(int(keys.max()) + 1 if len(keys) else 0)[keys] % 2 == 1
+        if half.all() or not half.any():
+            return True  # a single validation sequence: nothing to hold out
+        got = {"refit": 0.0, "kept": 0.0}
+        for side in (half, ~half):
+            w2, w3 = later(torch.from_numpy(~side))
+            out = rows[side]
+            targets = np.asarray(valid.targets, dtype=np.int64)[out]
+            for name, w in (("kept", w2), ("refit", w3)):
+                self.weights_ = w
+                rank = target_ranks(self.score(valid.batch(out, self.history_len)), targets)
+                ndcg = torch.from_numpy(np.where(rank <= 10, 1.0 / np.log2(rank + 1.0), 0.0))
+                got[name] += float((weight[torch.from_numpy(side)] * ndcg.float()).sum())
+        self.weights_ = None
+        total = float(weight.sum())
+        self.refit_check = {k: v / total for k, v in got.items()}
+        return got["refit"] > got["kept"]
 
     def _sampled(self, targets: torch.Tensor, rng: np.random.Generator) -> torch.Tensor | None:
         """Candidate columns per row (target first) when the catalogue is sampled, else None."""
@@ -502,7 +547,7 @@ class FeatRank(Recommender):
 
     def _valid_features(self, valid: EvalSet, rng: np.random.Generator):
         """The fit of the last two steps (the validation targets, the cold ones weighed by
-        ``cold_target_share``) and which rows are on cold items."""
+        ``cold_target_share``), which rows are on cold items and their validation indices."""
         idx = np.arange(len(valid))
         if len(idx) > self._fit_cap():
             idx = np.sort(rng.choice(len(idx), self._fit_cap(), replace=False))
@@ -510,12 +555,13 @@ class FeatRank(Recommender):
         targets = torch.from_numpy(np.asarray(valid.targets, dtype=np.int64)[idx])
         f, usable, t, keep = self._gather(batch.items, targets, rng)
         on_cold = self.cold[targets[keep]] > 0
+        rows = idx[keep.numpy()]
         share = resolve_share(self.config.cold_target_share, self.cold)
         weight = torch.ones(len(t))
         n_cold, n_warm = int(on_cold.sum()), int((~on_cold).sum())
         if share is not None and n_cold and n_warm:
             weight = torch.where(on_cold, share / n_cold, (1.0 - share) / n_warm) * len(t)
-        return (f, usable, t, weight), on_cold
+        return (f, usable, t, weight), on_cold, rows
 
     # -- new items ----------------------------------------------------------------------------
     def add_items(self, item_features: pl.DataFrame) -> list[Any]:
