@@ -67,14 +67,19 @@ def _data(n_train: int = 300) -> tuple[SequenceDataset, EvalSet, EvalSet]:
 
 
 def _last_steps(vocab: ItemVocab, seed: int, key: int) -> EvalSet:
-    df = _courses([0, 1, 2, 3], 200, seed, key)
+    return _eval_set(vocab, _courses([0, 1, 2, 3], 200, seed, key))
+
+
+def _eval_set(vocab: ItemVocab, df: pl.DataFrame, back: bool = False) -> EvalSet:
+    """Each sequence's last item as the target of the rest; ``back``: the target is instead the
+    item before the last one (the learner goes back a video: a repeat, not the next one)."""
     seqs = SequenceDataset.from_frame(df, vocab).sequences
     items = np.asarray(seqs.items, dtype=np.int64)
     offs = np.asarray(seqs.offsets, dtype=np.int64)
-    return EvalSet(
-        items, offs[:-1], offs[1:] - 1, items[offs[1:] - 1], len(vocab),
-        pl.Series("key", np.arange(len(offs) - 1)),
-    )  # fmt: skip
+    ends = offs[1:] - 1
+    targets = items[ends - 2] if back else items[ends]
+    keys = pl.Series("key", np.arange(len(offs) - 1))
+    return EvalSet(items, offs[:-1], ends, targets, len(vocab), keys)
 
 
 def test_tag_fields_detected_by_cardinality():
@@ -310,18 +315,6 @@ def test_markov_feature_is_cross_fitted_on_the_training_prefixes(tmp_path):
     assert loaded.add_items(pl.DataFrame({"item_id": [6]})) == [6]
     g, _ = loaded.features(Batch(torch.tensor([[0, ix[3]]])))
     assert g.shape[1] == 7 and g[0, 6, 1] == 0 and g[0, ix[4], 1] == pytest.approx(np.log1p(2))
-
-
-def _eval_set(vocab: ItemVocab, df: pl.DataFrame, back: bool = False) -> EvalSet:
-    """Each sequence's last item as the target of the rest; ``back``: the target is instead the
-    item before the last one (the learner goes back a video: a repeat, not the next one)."""
-    seqs = SequenceDataset.from_frame(df, vocab).sequences
-    items = np.asarray(seqs.items, dtype=np.int64)
-    offs = np.asarray(seqs.offsets, dtype=np.int64)
-    ends = offs[1:] - 1
-    targets = items[ends - 2] if back else items[ends]
-    keys = pl.Series("key", np.arange(len(offs) - 1))
-    return EvalSet(items, offs[:-1], ends, targets, len(vocab), keys)
 
 
 def test_refit_on_validation_is_kept_only_where_it_pays_out_of_fold():

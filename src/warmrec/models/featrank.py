@@ -7,9 +7,10 @@ items with no training events as they reach the others; the score is their weigh
 
 - ``base``: a base model's scores, normalised per list (``"zscore"``; TF-IDF over the item text
   by default, any registered model);
-- ``markov`` (``transitions``, on by default): ``log(1 + n)``, ``n`` the training transitions from the
-  last history item to the item, cross-fitted on the training prefixes (a prefix reads the
-  counts of the other folds of sequences, so the first step does not see its own answer);
+- ``markov`` (``transitions``, on by default): ``log(1 + n)``, ``n`` the training transitions
+  from the last history item to the item, cross-fitted on the training prefixes (a prefix
+  reads the counts of the other folds of sequences, so the first step does not see its own
+  answer);
 - ``order`` (integer item ids in publication order): ``p(id(i) - id(last(h)))``, the share of
   training transitions with that id offset (as :mod:`warmrec.models.fresh`);
 - ``seen``: 1 on the last ``seen_window`` history items; ``last``: 1 on the last one;
@@ -30,9 +31,9 @@ on an item without training events), weighed by ``cold_target_share`` as in Fres
 weight on validation, pulled towards the second step's by an L2 penalty (``l2``), where that
 last step raises the validation NDCG@10 out of fold (``refit``: it pays where validation comes
 from another period than the training sequences, not where it is one more step of the same
-ones). Without a validation set the cold weights stay 0. It is Fresh's idea -- a model of how learners move
-through a catalogue that keeps growing -- with more signals and weights that are fitted rather
-than searched on a grid (13 on MARS: a grid would not do).
+ones). Without a validation set the cold weights stay 0. It is Fresh's idea -- a model of how
+learners move through a catalogue that keeps growing -- with more signals and weights that are
+fitted rather than searched on a grid (14 on MARS: a grid would not do).
 
 Scoring builds one ``[B, n_items]`` column per feature, histories in chunks of about 4 million
 item scores per column; the fit holds its rows' features (at most 200 million values).
