@@ -76,6 +76,7 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "featrank": ("featrank", {}),
     "featrank -transitions": ("featrank", {"transitions": False}),
     "featrank always-refit": ("featrank", {"refit": True}),
+    "featrank steps-3": ("featrank", {"transition_steps": 3}),
     "featrank cold-share": ("featrank", {"cold_target_share": "catalogue"}),
     "featrank cold-share +year": (
         "featrank",
@@ -519,6 +520,8 @@ def main() -> None:
         "nothing is searched on a grid. `cold-share`: the validation targets on videos without training "
         "events weigh as the catalogue's share of such videos (as above); `+year`: plus minus "
         "the distance between the video's publication year and the last history item's; "
+        "`steps-3`: the transitions counted between events up to 3 steps apart, each 1 / gap "
+        "(as the sequential rules); "
         "`-transitions`: without the transition feature; `always-refit`: the last step taken "
         "whatever it gives out of fold (both were the defaults before session 16). The "
         "training column lists the four largest weights, `refit` with the two out-of-fold "

@@ -285,6 +285,15 @@ def test_transition_counts_known_answer():
     assert torch.equal(counts, want)
     only = transition_counts(train, 5, np.array([False, True, False])).to_dense()
     assert only.sum() == 1 and only[ix[2], ix[3]] == 1
+    # two steps apart too, each 1/2 (as the sequential rules): in [1, 2, 2, 3], events 1 and 3
+    # (1 -> 2) and events 2 and 4 (2 -> 3); 2 -> 2 stays no transition
+    two = transition_counts(train, len(train.vocab), steps=2).to_dense()
+    want[ix[1], ix[2]] += 0.5
+    want[ix[2], ix[3]] += 0.5
+    assert torch.equal(two, want)
+    assert torch.equal(
+        transition_counts(train, 5, np.array([False, True, False]), 2).to_dense(), only
+    )
 
 
 def test_markov_feature_is_cross_fitted_on_the_training_prefixes(tmp_path):
