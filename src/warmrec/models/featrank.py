@@ -55,6 +55,7 @@ from pydantic import Field
 
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.errors import ModelError
+from warmrec.evaluation import metrics as M
 from warmrec.models.base import Recommender
 from warmrec.models.fresh import (
     ColdShareSettings,
@@ -448,17 +449,17 @@ class FeatRank(Recommender):
         if len(rows) == 0:
             return w
 
-        def later(sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            """The second step's and the last step's weights, fitted on the rows ``sel``."""
+        def later(sel: torch.Tensor, last: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+            """The second step's weights fitted on the rows ``sel``, and the last step's
+            (``last``; else the second step's again)."""
             part = tuple(x[sel] for x in fit)
             w2 = _fit_softmax(*part, w, cold, 0.0) if bool(on_cold[sel].any()) else w
-            return w2, _fit_softmax(*part, w2, torch.ones(n), self.config.l2)
+            return w2, _fit_softmax(*part, w2, torch.ones(n), self.config.l2) if last else w2
 
         refit, self.refit_check = self.config.refit, None
         if refit == "auto":
             refit = self._refit_pays(valid, rows, fit[3], later, rng)
-        w2, w3 = later(torch.ones(len(rows), dtype=torch.bool))
-        return w3 if refit else w2
+        return later(torch.ones(len(rows), dtype=torch.bool), bool(refit))[1]
 
     def _refit_pays(self, valid: EvalSet, rows: np.ndarray, weight: torch.Tensor, later, rng):
         """Whether the last step raises the validation NDCG@10 out of fold (``refit``)."""
@@ -474,8 +475,8 @@ class FeatRank(Recommender):
             for name, w in (("kept", w2), ("refit", w3)):
                 self.weights_ = w
                 rank = target_ranks(self.score(valid.batch(out, self.history_len)), targets)
-                ndcg = torch.from_numpy(np.where(rank <= 10, 1.0 / np.log2(rank + 1.0), 0.0))
-                got[name] += float((weight[torch.from_numpy(side)] * ndcg.float()).sum())
+                ndcg = torch.from_numpy(M.ndcg(rank, 10)).float()
+                got[name] += float((weight[torch.from_numpy(side)] * ndcg).sum())
         self.weights_ = None
         total = float(weight.sum())
         self.refit_check = {k: v / total for k, v in got.items()}
