@@ -25,6 +25,32 @@ SCRIPT = textwrap.dedent(
     from uvicorn.supervisors import Multiprocess
     from warmrec.serving.supervisor import Supervisor
 
+    class Counted:  # a worker's pipe end that counts the pings not yet answered
+
+        def __init__(self, conn):
+            self.conn, self.unanswered = conn, 0
+
+        def send(self, obj):
+            self.conn.send(obj)
+            self.unanswered += 1
+
+        def recv(self):
+            obj = self.conn.recv()
+            self.unanswered -= 1
+            return obj
+
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+
+    def stopped(pid):  # every thread of the process stopped (Linux /proc; elsewhere: wait 1 s)
+        if not os.path.isdir("/proc/self/task"):
+            time.sleep(1)
+            return True
+        tasks = f"/proc/{pid}/task"
+        states = [open(f"{tasks}/{t}/stat").read().rsplit(")", 1)[1].split()[0]
+                  for t in os.listdir(tasks)]
+        return all(s == "T" for s in states)
+
     def main():
         kind = Multiprocess if sys.argv[1] == "uvicorn" else Supervisor
         config = uvicorn.Config("tinyapp:app", workers=2, log_level="warning",
@@ -34,12 +60,18 @@ SCRIPT = textwrap.dedent(
         sock.listen()
         sup = kind(config, sockets=[sock])
         sup.init_processes()
+        for p in sup.processes:
+            p.parent_conn = Counted(p.parent_conn)
         assert all(p.wait_until_ready(60) for p in sup.processes), "workers did not start"
         for p in sup.processes:  # a start-up ping that timed out (a loaded machine) is answered
-            while p.parent_conn.poll(0.5):  # late: drained, or the check reads that answer
+            while p.parent_conn.unanswered:  # late: read here, or the check takes that answer
+                assert p.parent_conn.poll(60), "a start-up ping was never answered"
                 p.parent_conn.recv()
         victim = sup.processes[0]
         os.kill(victim.pid, signal.SIGSTOP)  # it cannot answer the next ping
+        stop_by = time.monotonic() + 30  # once every thread has stopped: a busy machine can let
+        while not stopped(victim.pid) and time.monotonic() < stop_by:  # the pong thread answer
+            time.sleep(0.01)  # before the thread that took the signal stops them all
         t0 = time.monotonic()
         check = threading.Thread(target=sup.keep_subprocess_alive)
         check.start()
