@@ -72,8 +72,9 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     # models.featrank: its weights fitted on training prefixes and validation (defaults: TF-IDF
     # base, the cross-fitted markov feature, order window 5, tag fields detected: difficulty,
-    # job, software, theme, type)
+    # job, software, theme, type; the publication year's gap where it pays on validation)
     "featrank": ("featrank", {}),
+    "featrank -year": ("featrank", {"gap_fields": []}),
     "featrank -transitions": ("featrank", {"transitions": False}),
     "featrank always-refit": ("featrank", {"refit": True}),
     "featrank steps-3": ("featrank", {"transition_steps": 3}),
@@ -180,9 +181,14 @@ def fit(name: str, train, valid, seed: int, args, fitted=None) -> tuple[Any, flo
         if check is not None:
             took = "yes" if check["refit"] > check["kept"] else "no"
             note += f"; refit {took} ({check['refit']:.4f} vs {check['kept']:.4f})"
+        gaps = model.gap_check
+        if gaps is not None:
+            took = "yes" if gaps["with"] > gaps["without"] else "no"
+            note += f"; year {took} ({gaps['with']:.4f} vs {gaps['without']:.4f})"
         # the feature set judged out of sample: the first step's weights (training prefixes
-        # only) on the validation targets, which the later steps fit (not in the fit time)
-        first = get_model(kind, cfg).fit(train)
+        # only, the gap fields the fit kept) on the validation targets, which the later steps
+        # fit (not in the fit time)
+        first = get_model(kind, {**cfg, "gap_fields": sorted(model.gaps)}).fit(train)
         note += f"; valid {evaluate(first, valid, ['ndcg@10'])['ndcg@10']:.4f}"
         return model, secs, note
     else:
@@ -517,15 +523,19 @@ def main() -> None:
         "then all of them on validation with an L2 pull (0.01) to the previous step where that "
         "pays out of fold (`refit`: the validation NDCG@10 with and without that step, each "
         "half of the validation learners scored by the weights fitted on the other half); "
-        "nothing is searched on a grid. `cold-share`: the validation targets on videos without training "
-        "events weigh as the catalogue's share of such videos (as above); `+year`: plus minus "
-        "the distance between the video's publication year and the last history item's; "
+        'nothing is searched on a grid. By default (`gap_fields = "auto"`) also minus the distance '
+        "between the video's publication year and the last history item's, over its spread, "
+        "where it raises the first step's validation NDCG@10 (`year`: with the gap, without "
+        "it); `-year`: never. `cold-share`: the validation targets on videos without training "
+        "events weigh as the catalogue's share of such videos (as above); `+year`: the year "
+        'named (`gap_fields = ["year"]`), whatever validation says; '
         "`steps-3`: the transitions counted between events up to 3 steps apart, each 1 / gap "
         "(as the sequential rules); "
         "`-transitions`: without the transition feature; `always-refit`: the last step taken "
         "whatever it gives out of fold (both were the defaults before session 16). The "
         "training column lists the four largest weights, `refit` with the two out-of-fold "
-        "figures (with the last step, without), then `valid`: the validation NDCG@10 "
+        "figures (with the last step, without), `year` with its two, then `valid`: the "
+        "validation NDCG@10 "
         "of the weights of the first step alone (fitted on training prefixes only, so out of "
         "sample on validation: how the feature sets are compared)."
         if any(m.startswith("featrank") for m in models)

@@ -1,6 +1,7 @@
 """FeatRank: each feature's known answer, the weights fitted where a generator says which signal
 leads to the next item (the course order, the topic, the cold items after cold ones), the
-validation's part, sampled negatives, tag-field detection, the state round-trip and errors."""
+validation's part, sampled negatives, tag- and time-field detection, the publication-year gap
+kept only where it pays on validation, the state round-trip and errors."""
 
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ModelError
 from warmrec.models.base import Recommender
-from warmrec.models.featrank import FeatRank, tag_fields, tag_incidence, transition_counts
+from warmrec.models.featrank import (
+    FeatRank,
+    tag_fields,
+    tag_incidence,
+    time_fields,
+    transition_counts,
+)
 from warmrec.models.hybrid import normalise
 
 N_TOPICS, PER_TOPIC = 4, 10
@@ -90,6 +97,88 @@ def test_tag_fields_detected_by_cardinality():
     more, grown = tag_incidence(["c", ["b"]], index)  # new items: known values keep columns
     assert more.tolist() == [[0, 1], [2, 1]] and grown == {"a": 0, "b": 1, "c": 2}
     assert index == {"a": 0, "b": 1}
+
+
+def test_time_fields_detected_by_type_and_range():
+    import datetime as dt
+
+    items = pl.DataFrame(
+        {
+            "item_id": [1, 2, 3],
+            "year": [2016, 2019, None],  # integers that read as years
+            "published": [dt.date(2020, 1, 1), dt.date(2020, 3, 1), dt.date(2021, 1, 1)],
+            "views": [5, 2500, 40],  # a count: 5 is no year
+            "score": [2016.0, 2017.0, 2018.0],  # floats: not a date
+            "made": [2020, 2020, 2020],  # one value: says nothing
+            "title": ["a", "b", "c"],
+        }
+    )
+    assert time_fields(items) == ["published", "year"]
+    assert time_fields(None) == []
+    # a date field is a gap field in days
+    log = pl.DataFrame({"session_id": [0, 0], "item_id": [1, 2], "timestamp": [0.0, 1.0]})
+    train = SequenceDataset.from_frame(log, ItemVocab.from_ids([1, 2, 3]), item_features=items)
+    m = FeatRank(base="pop", gap_fields=["published"], tag_fields=[], transitions=False)
+    m.fit(train)
+    days = m.gaps["published"] * m.gap_scale["published"]
+    ix = m.vocab.lookup([1, 2, 3])
+    assert days[ix].tolist() == pytest.approx([18262.0, 18322.0, 18628.0])
+
+
+def _by_year(n: int, seed: int, key: int, same_year: bool) -> pl.DataFrame:
+    """``n`` learners of 4 videos, each next video drawn from the videos of the last one's
+    publication year (``same_year``) or from the whole catalogue."""
+    rng = np.random.default_rng(seed)
+    year = dict(zip(IDS, _shuffled_years(), strict=True))
+    rows: dict[str, list] = {"session_id": [], "item_id": [], "timestamp": []}
+    for s in range(n):
+        item = int(rng.choice(IDS))
+        for k in range(4):
+            rows["session_id"].append(key + s)
+            rows["item_id"].append(item)
+            rows["timestamp"].append(float(10 * s + k))
+            pool = [i for i in IDS if i != item and (year[i] == year[item] or not same_year)]
+            item = int(rng.choice(pool))
+    return pl.DataFrame(rows)
+
+
+def _shuffled_years() -> list[int]:
+    """The 40 videos' years, 10 per year 2016-2019, in a random order of the ids (so neither
+    the id order nor the topic tells them)."""
+    return list(np.random.default_rng(7).permutation(np.repeat(np.arange(2016, 2020), 10)))
+
+
+def test_publication_year_gap_is_kept_only_where_it_pays_on_validation(tmp_path):
+    """``gap_fields = "auto"``: the year (detected) is kept where the next video shares the
+    last one's year in validation too, and dropped where validation's learners move at
+    random: then the fit equals one without the field; none is judged without validation."""
+    vocab = ItemVocab.from_ids(IDS)
+    items = _items().with_columns(pl.Series("year", _shuffled_years()))
+    train = SequenceDataset.from_frame(_by_year(300, 0, 0, True), vocab, item_features=items)
+    alike = _eval_set(vocab, _by_year(200, 1, 10_000, True))
+    cfg = {"base": "pop", "transitions": False, "order_window": 0, "tag_fields": []}
+    kept = FeatRank(cfg).fit(train, alike)
+    check = kept.gap_check
+    assert check is not None and check["fields"] == ["year"]
+    assert check["with"] > check["without"] + 0.1
+    assert "gap:year" in kept.names and kept.weights()["gap:year"] > 1.0
+    loaded = Recommender.load(kept.save(tmp_path / "kept"))
+    assert loaded.names == kept.names and torch.equal(loaded.weights_, kept.weights_)
+    # validation where the year says nothing: dropped, as if never a candidate
+    noise = _eval_set(vocab, _by_year(200, 1, 10_000, False))
+    dropped = FeatRank(cfg).fit(train, noise)
+    assert (
+        dropped.gap_check is not None and dropped.gap_check["with"] < dropped.gap_check["without"]
+    )
+    assert "gap:year" not in dropped.names and not dropped.gaps
+    never = FeatRank({**cfg, "gap_fields": []}).fit(train, noise)
+    assert never.names == dropped.names and never.gap_check is None
+    torch.testing.assert_close(dropped.weights_, never.weights_, atol=1e-4, rtol=1e-4)
+    loaded = Recommender.load(dropped.save(tmp_path / "dropped"))
+    assert loaded.names == dropped.names
+    # no validation: nothing to judge on, no gap
+    alone = FeatRank(cfg).fit(train)
+    assert alone.gap_check is None and "gap:year" not in alone.names
 
 
 def test_features_known_answer():
@@ -344,14 +433,19 @@ def test_refit_on_validation_is_kept_only_where_it_pays_out_of_fold():
     never = FeatRank(base="pop", refit=False).fit(train, back)
     hit = {m: evaluate(m, test, ["hr@1"])["hr@1"] for m in (auto, never)}
     assert hit[auto] > 0.5 > hit[never] + 0.3
-    # more of the same (validation from the training generator): the refit does not pay
+    # more of the same (validation from the training generator): the refit does not pay (no
+    # year gap here: the fit with validation could keep it, the first step alone cannot)
     same = _eval_set(vocab, _courses([0, 1, 2, 3], 100, 10, 10_000))
-    m = FeatRank(base="pop").fit(train, same)
+    m = FeatRank(base="pop", gap_fields=[]).fit(train, same)
     assert m.refit_check is not None and m.refit_check["refit"] < m.refit_check["kept"]
-    first = FeatRank(base="pop").fit(train)  # the first step alone (no cold target here)
+    first = FeatRank(base="pop", gap_fields=[]).fit(
+        train
+    )  # the first step alone (no cold target here)
     torch.testing.assert_close(m.weights_, first.weights_)
     torch.testing.assert_close(
-        FeatRank(base="pop", refit=False).fit(train, same).weights_, m.weights_
+        FeatRank(base="pop", gap_fields=[], refit=False).fit(train, same).weights_, m.weights_
     )
-    assert FeatRank(base="pop", refit=True).fit(train, same).refit_check is None
-    assert not torch.equal(FeatRank(base="pop", refit=True).fit(train, same).weights_, m.weights_)
+    assert FeatRank(base="pop", gap_fields=[], refit=True).fit(train, same).refit_check is None
+    assert not torch.equal(
+        FeatRank(base="pop", gap_fields=[], refit=True).fit(train, same).weights_, m.weights_
+    )

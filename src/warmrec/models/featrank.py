@@ -19,7 +19,8 @@ items with no training events as they reach the others; the score is their weigh
   ``recent`` items) shares the item's values;
 - ``pop``: the item's training count (``log1p``, z-scored; 0 for items without events);
 - ``gap:F`` for each numeric field in ``gap_fields`` (e.g. a publication year): minus the
-  distance between the item's value and the last history item's, over the field's spread;
+  distance between the item's value and the last history item's, over the field's spread (by
+  default the fields that date an item, kept where they pay on validation);
 - ``cold`` (no training event), ``cold*share`` (times ``c(h)``, the recency-weighted share of
   such items in the recent history) and ``cold*base``.
 
@@ -45,6 +46,7 @@ that added items reuse them), and each gap field's values with their spread.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -118,8 +120,15 @@ class FeatRankConfig(ColdShareSettings):
     """Categorical item fields of the ``tag:F`` features; None: every string or list-of-strings
     item field with 2 to 2,000 distinct values and at most half as many as there are items (so
     not a title or a description)."""
-    gap_fields: list[str] = []
-    """Numeric item fields of the ``gap:F`` features (e.g. ``["year"]``)."""
+    gap_fields: list[str] | Literal["auto"] = "auto"
+    """Numeric item fields of the ``gap:F`` features (e.g. ``["year"]``). ``"auto"``: the
+    fields that say when an item was published (:func:`time_fields`: a date, or integers that
+    all read as years), each kept only where it raises the first step's validation NDCG@10
+    (weights fitted on the training prefixes with and without the gap features, scored on the
+    validation targets, which they have not seen); none without a validation set. Counts such
+    as a video's views are never candidates: a lifetime count is known only after the period
+    it counts. On MARS the publication year is kept under both protocols
+    (``benchmarks/results/mars.md``, section ``featrank``)."""
     negatives: int = Field(1024, ge=1)
     """Items sampled (uniformly) besides the target in the fitting softmax when the catalogue
     has more items than this; otherwise the whole catalogue."""
@@ -225,10 +234,49 @@ def _sparse(index: torch.Tensor, values: torch.Tensor, n_items: int) -> torch.Te
     ).coalesce()
 
 
+YEARS = (1800, 2200)
+"""Integers all within these bounds (inclusive) read as years (:func:`time_fields`)."""
+
+
+def time_fields(features: pl.DataFrame | None) -> list[str]:
+    """The item fields that say when an item was published: a date or datetime, or integers
+    that all read as years (:data:`YEARS`) with at least two distinct values; sorted. The
+    candidates of ``gap_fields = "auto"``."""
+    if features is None:
+        return []
+    out = []
+    for name, dtype in features.schema.items():
+        if name == "item_id":
+            continue
+        col = features[name].drop_nulls()
+        if dtype == pl.Date or isinstance(dtype, pl.Datetime):
+            ok = col.n_unique() >= 2
+        elif dtype.is_integer() and len(col):
+            ok = YEARS[0] <= int(col.min()) and int(col.max()) <= YEARS[1] and col.n_unique() >= 2
+        else:
+            ok = False
+        if ok:
+            out.append(name)
+    return sorted(out)
+
+
+def _number(v: Any) -> float:
+    """A gap field's value as a number: dates and datetimes in days (nan: missing)."""
+    if v is None:
+        return np.nan
+    if isinstance(v, dt.datetime):
+        if v.tzinfo is not None:
+            v = v.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return (v - dt.datetime(1970, 1, 1)).total_seconds() / 86400.0
+    if isinstance(v, dt.date):
+        return float(v.toordinal() - dt.date(1970, 1, 1).toordinal())
+    return float(v)
+
+
 def _numeric(values: list[Any], field: str) -> torch.Tensor:
-    """``[n]`` float values of a gap field (nan where missing)."""
+    """``[n]`` float values of a gap field (nan where missing; dates in days)."""
     try:
-        return torch.tensor([np.nan if v is None else float(v) for v in values])
+        return torch.tensor([_number(v) for v in values], dtype=torch.float32)
     except (TypeError, ValueError):
         raise ModelError(f"featrank: gap field {field!r} is not numeric") from None
 
@@ -258,6 +306,10 @@ class FeatRank(Recommender):
         self._tag_m: dict[str, torch.Tensor] = {}
         self.trans: torch.Tensor | None = None  # [n_items, n_items] sparse transition counts
         self._trans_now: torch.Tensor | None = None  # the counts the features read now
+        self.gap_check: dict[str, Any] | None = None
+        """After a fit with ``gap_fields = "auto"``, candidates and a validation set: the
+        first step's validation NDCG@10 with the gap features (``with``) and without
+        (``without``), and the candidate ``fields``; None otherwise."""
         self.refit_check: dict[str, float] | None = None
         """After a fit with ``refit = "auto"``: the out-of-fold validation NDCG@10 with the
         last step (``refit``) and without (``kept``); None otherwise."""
@@ -422,12 +474,13 @@ class FeatRank(Recommender):
     def _item_fields(self, train: SequenceDataset) -> None:
         c, feats = self.config, train.item_features
         fields = c.tag_fields if c.tag_fields is not None else tag_fields(feats, len(train.vocab))
-        if (fields or c.gap_fields) and feats is None:
+        gap = time_fields(feats) if c.gap_fields == "auto" else c.gap_fields
+        if (fields or gap) and feats is None:
             raise ModelError("featrank: tag_fields / gap_fields given but the data has no items")
         self.tags, self.tag_values, self.gaps, self.gap_scale, self._tag_m = {}, {}, {}, {}, {}
         for f in sorted(fields):
             self.tags[f], self.tag_values[f] = tag_incidence(_by_item(feats, train.vocab, f))
-        for f in c.gap_fields:
+        for f in gap:
             x = _numeric(_by_item(feats, train.vocab, f), f)
             ok = torch.isfinite(x)
             spread = float(x[ok].std()) if int(ok.sum()) > 1 else 0.0
@@ -441,7 +494,11 @@ class FeatRank(Recommender):
         w[0] = 1.0
         cold = torch.tensor([float(name.startswith("cold")) for name in self.names])
         fit = self._prefix_features(train, rng)
-        if len(fit[1]):
+        self.gap_check = None
+        if self.config.gap_fields == "auto" and self.gaps:
+            fit, w, cold = self._judge_gaps(fit, w, cold, valid)
+            n = len(self.names)
+        elif len(fit[1]):
             w = _fit_softmax(*fit, w, 1.0 - cold, 0.0)
         if valid is None or len(valid) == 0:
             return w
@@ -460,6 +517,42 @@ class FeatRank(Recommender):
         if refit == "auto":
             refit = self._refit_pays(valid, rows, fit[3], later, rng)
         return later(torch.ones(len(rows), dtype=torch.bool), bool(refit))[1]
+
+    def _judge_gaps(self, fit, w0: torch.Tensor, cold: torch.Tensor, valid: EvalSet | None):
+        """``gap_fields = "auto"``: the first step fitted with and without the gap features,
+        those kept only where they raise the validation NDCG@10 (:attr:`gap_check`); returns
+        the first step's rows, weights and cold mask over the features kept."""
+        gap = torch.tensor([float(name.startswith("gap:")) for name in self.names])
+        fitted = len(fit[1]) > 0
+        without = _fit_softmax(*fit, w0, (1.0 - cold) * (1.0 - gap), 0.0) if fitted else w0
+        if valid is not None and len(valid) and fitted:
+            with_gap = _fit_softmax(*fit, w0, 1.0 - cold, 0.0)
+            got = {"with": self._valid_ndcg(valid, with_gap)}
+            got["without"] = self._valid_ndcg(valid, without)
+            self.gap_check = {**got, "fields": sorted(self.gaps)}
+            if got["with"] > got["without"]:
+                return fit, with_gap, cold
+        keep = gap == 0
+        self.gaps, self.gap_scale = {}, {}
+        self.names = self._feature_names()
+        f, usable, t, weight = fit
+        return (f[:, :, keep], usable, t, weight), without[keep], cold[keep]
+
+    def _valid_ndcg(self, valid: EvalSet, w: torch.Tensor) -> float:
+        """Mean NDCG@10 of the weights ``w`` on the validation targets (full ranking; at most
+        ``max_fit_events`` of them, evenly spaced)."""
+        idx = np.arange(len(valid))
+        if len(idx) > self.config.max_fit_events:
+            idx = np.unique(np.linspace(0, len(idx) - 1, self.config.max_fit_events).astype(int))
+        self.weights_ = w
+        try:
+            ranks = target_ranks(
+                self.score(valid.batch(idx, self.history_len)),
+                np.asarray(valid.targets, dtype=np.int64)[idx],
+            )
+        finally:
+            self.weights_ = None
+        return float(M.ndcg(ranks, 10).mean())
 
     def _refit_pays(self, valid: EvalSet, rows: np.ndarray, weight: torch.Tensor, later, rng):
         """Whether the last step raises the validation NDCG@10 out of fold (``refit``)."""
@@ -671,7 +764,10 @@ class FeatRank(Recommender):
             values = _unpacked(state[f"tagvalues.{f}"])
             self.tag_values[f] = {v: i for i, v in enumerate(values)}
         self.gaps, self.gap_scale = {}, {}
-        for f in self.config.gap_fields:
+        gap = self.config.gap_fields
+        if gap == "auto":  # the fields the fit kept, in its (sorted) order
+            gap = sorted(k[4:] for k in state if k.startswith("gap."))
+        for f in gap:
             if f"gap.{f}" not in state:
                 raise ModelError(f"model 'featrank': the weights hold no gap field {f!r}")
             self.gaps[f] = state[f"gap.{f}"].float()
