@@ -149,23 +149,24 @@ class FeatRankConfig(ColdShareSettings):
     """Seed of the samples."""
 
 
-def tag_fields(features: pl.DataFrame | None, n_items: int) -> list[str]:
-    """The item fields that make tag features by default (see ``FeatRankConfig.tag_fields``)."""
+def _fields_where(features: pl.DataFrame | None, keep: Callable[[pl.Series], bool]) -> list[str]:
+    """The item fields (``item_id`` aside) whose column ``keep`` accepts, sorted."""
     if features is None:
         return []
-    out = []
-    for name, dtype in features.schema.items():
-        if name == "item_id":
-            continue
-        col = features[name]
-        if dtype == pl.List(pl.String):
+    return sorted(n for n in features.columns if n != "item_id" and keep(features[n]))
+
+
+def tag_fields(features: pl.DataFrame | None, n_items: int) -> list[str]:
+    """The item fields that make tag features by default (see ``FeatRankConfig.tag_fields``)."""
+
+    def is_tag(col: pl.Series) -> bool:
+        if col.dtype == pl.List(pl.String):
             col = col.explode()
-        elif dtype != pl.String:
-            continue
-        k = col.drop_nulls().n_unique()
-        if 2 <= k <= min(MAX_TAG_VALUES, n_items // 2):
-            out.append(name)
-    return sorted(out)
+        elif col.dtype != pl.String:
+            return False
+        return 2 <= col.drop_nulls().n_unique() <= min(MAX_TAG_VALUES, n_items // 2)
+
+    return _fields_where(features, is_tag)
 
 
 def _by_item(features: pl.DataFrame, vocab: Any, name: str, missing_ok: bool = False) -> list[Any]:
@@ -242,22 +243,16 @@ def time_fields(features: pl.DataFrame | None) -> list[str]:
     """The item fields that say when an item was published: a date or datetime, or integers
     that all read as years (:data:`YEARS`) with at least two distinct values; sorted. The
     candidates of ``gap_fields = "auto"``."""
-    if features is None:
-        return []
-    out = []
-    for name, dtype in features.schema.items():
-        if name == "item_id":
-            continue
-        col = features[name].drop_nulls()
-        if dtype == pl.Date or isinstance(dtype, pl.Datetime):
-            ok = col.n_unique() >= 2
-        elif dtype.is_integer() and len(col):
-            ok = YEARS[0] <= int(col.min()) and int(col.max()) <= YEARS[1] and col.n_unique() >= 2
-        else:
-            ok = False
-        if ok:
-            out.append(name)
-    return sorted(out)
+
+    def is_time(col: pl.Series) -> bool:
+        col = col.drop_nulls()
+        if col.n_unique() < 2:
+            return False
+        if col.dtype == pl.Date or isinstance(col.dtype, pl.Datetime):
+            return True
+        return col.dtype.is_integer() and YEARS[0] <= col.min() and col.max() <= YEARS[1]
+
+    return _fields_where(features, is_time)
 
 
 def _number(v: Any) -> float:
