@@ -175,6 +175,8 @@ class RunInfo(_Record):
     """The validated epoch whose weights were kept (``restore_best``)."""
     stopped_early: bool | None = None
     """Whether early stopping (``patience``) ended training before the epoch cap."""
+    choices: dict[str, str] = {}
+    """What the fit chose on its own (:meth:`warmrec.models.base.Recommender.fit_choices`)."""
 
 
 class ReptileInfo(_Record):

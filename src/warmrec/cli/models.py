@@ -132,6 +132,8 @@ def train(
     else:
         click.echo(f"saved {res['model']} to {res['out']} (fit {res['fit_s']:.1f} s)")
         echo_mapping({f"valid {k}": v for k, v in res["valid"].items()})
+        for k, v in res["choices"].items():
+            click.echo(f"chose {k}: {v}")
 
 
 @click.command("evaluate")

@@ -773,6 +773,7 @@ def record_run(
         fit_seconds=fit_seconds,
         valid=dict(valid or {}),
         n_valid=n_valid,
+        choices=model.fit_choices() if hasattr(model, "fit_choices") else {},
         **_loop_facts(model),
     )
     return model

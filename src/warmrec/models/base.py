@@ -97,6 +97,12 @@ class Recommender:
         self.user_vocab = train.user_vocab
         self.meta.item_counts = train.item_counts().astype(np.int64).tolist()
 
+    def fit_choices(self) -> dict[str, str]:
+        """What the last ``fit`` chose on its own (fusion weights, features kept, steps taken),
+        each as a short text, for the run record and ``warmrec train``'s output; ``{}`` where
+        nothing was chosen."""
+        return {}
+
     def encode_histories(self, histories: Sequence[Sequence[Any]]) -> Batch:
         """Raw-id histories -> a scoring batch; unknown items are dropped with a warning."""
         self._check_fitted()

@@ -321,6 +321,22 @@ class FeatRank(Recommender):
             raise ModelError("model 'featrank' has no weights: call fit() or load() first")
         return dict(zip(self.names, self.weights_.tolist(), strict=True))
 
+    def fit_choices(self) -> dict[str, str]:
+        out = {}
+        if self.gap_check is not None:
+            kept = ", ".join(sorted(self.gaps)) or "none"
+            out["gap fields"] = (
+                f"{kept} of {', '.join(self.gap_check['fields'])} (validation NDCG@10 "
+                f"{self.gap_check['with']:.4f} with, {self.gap_check['without']:.4f} without)"
+            )
+        if self.refit_check is not None:
+            took = "taken" if self.refit_check["refit"] > self.refit_check["kept"] else "not taken"
+            out["refit"] = (
+                f"{took} (out-of-fold validation NDCG@10 {self.refit_check['refit']:.4f} "
+                f"with, {self.refit_check['kept']:.4f} without)"
+            )
+        return out
+
     # -- features -----------------------------------------------------------------------------
     def _feature_names(self) -> list[str]:
         names = ["base"]

@@ -532,6 +532,11 @@ class Fresh(Recommender):
         keys = ("cold_weight", "affinity_weight", "order_weight", "text_weight", "seen_weight")
         return {k: w for k, w, used in zip(keys, self.weights_, on, strict=True) if used}
 
+    def fit_choices(self) -> dict[str, str]:
+        if self.weights_ is None:
+            return {}
+        return {"weights": ", ".join(f"{k} {v:g}" for k, v in self.chosen_config().items())}
+
     # -- score --------------------------------------------------------------------------------
     def _base_scores(self, batch: Batch) -> torch.Tensor:
         self._check_fitted()

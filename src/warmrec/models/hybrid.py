@@ -283,6 +283,11 @@ class Hybrid(Recommender):
             self.meta.history = [{"weight": w, self.config.select_metric: v} for w, v in curve]
         return self
 
+    def fit_choices(self) -> dict[str, str]:
+        if self.weight_ is None or self.config.weight is not None:
+            return {}
+        return {"weight": f"{self.weight_:g} (of the first member, on validation)"}
+
     def validation_curve(self, valid: EvalSet, batch_size: int = 512) -> list[tuple[float, float]]:
         """``(weight, select_metric)`` on ``valid`` for every weight of the grid (each member
         scores each batch once)."""
