@@ -77,6 +77,7 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "featrank -year": ("featrank", {"gap_fields": []}),
     "featrank -transitions": ("featrank", {"transitions": False}),
     "featrank always-refit": ("featrank", {"refit": True}),
+    "featrank steps-1": ("featrank", {"transition_steps": 1}),
     "featrank steps-3": ("featrank", {"transition_steps": 3}),
     "featrank cold-share": ("featrank", {"cold_target_share": "catalogue"}),
     "featrank cold-share +year": (
@@ -529,8 +530,9 @@ def main() -> None:
         "it); `-year`: never. `cold-share`: the validation targets on videos without training "
         "events weigh as the catalogue's share of such videos (as above); `+year`: the year "
         'named (`gap_fields = ["year"]`), whatever validation says; '
-        "`steps-3`: the transitions counted between events up to 3 steps apart, each 1 / gap "
-        "(as the sequential rules); "
+        "the transitions are counted between events up to 3 steps apart, each 1 / gap (as "
+        "the sequential rules; `steps-1`: consecutive events only, the default before "
+        "session 17; `steps-3` names 3); "
         "`-transitions`: without the transition feature; `always-refit`: the last step taken "
         "whatever it gives out of fold (both were the defaults before session 16). The "
         "training column lists the four largest weights, `refit` with the two out-of-fold "

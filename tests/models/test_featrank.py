@@ -391,7 +391,7 @@ def test_markov_feature_is_cross_fitted_on_the_training_prefixes(tmp_path):
     transition 1 -> 2 of sequence 0 alone is invisible to sequence 0's prefix, while 3 -> 4,
     in sequences 0 and 1 (folds 0 and 1), is seen once from either."""
     train = _seqs([[1, 2, 3, 4], [3, 4]], [1, 2, 3, 4, 5])
-    m = FeatRank(base="pop", order_window=0, tag_fields=[]).fit(train)  # transitions: default
+    m = FeatRank(base="pop", order_window=0, tag_fields=[], transition_steps=1).fit(train)
     assert m.names[:2] == ["base", "markov"]
     ix = {i: int(train.vocab.lookup([i])[0]) for i in (1, 2, 3, 4, 5)}
     f, _ = m.features(Batch(torch.tensor([[0, ix[1]], [0, ix[3]]])))
