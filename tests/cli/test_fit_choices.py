@@ -51,3 +51,15 @@ def test_train_prints_and_records_what_featrank_chose(tmp_path) -> None:
     )
     assert pop.exit_code == 0 and "chose " not in pop.output
     assert Recommender.load(tmp_path / "pop").meta.run.choices == {}
+
+
+def test_fresh_reports_weights_only_where_it_chose_them(tmp_path) -> None:
+    ev, it = _files(tmp_path)
+    runner = CliRunner()
+    base = ["train", "--model", "fresh", "--data", ev, "--items", it, "--set", "model.base=pop"]
+    chose = runner.invoke(cli, [*base, "--out", str(tmp_path / "a")], catch_exceptions=False)
+    assert chose.exit_code == 0, chose.output
+    assert "chose weights: cold_weight " in chose.output
+    given = [*base, "--set", "model.cold_weight=1", "--set", "model.affinity_weight=0"]
+    res = runner.invoke(cli, [*given, "--out", str(tmp_path / "b")], catch_exceptions=False)
+    assert res.exit_code == 0 and "chose " not in res.output, res.output

@@ -533,7 +533,7 @@ class Fresh(Recommender):
         return {k: w for k, w, used in zip(keys, self.weights_, on, strict=True) if used}
 
     def fit_choices(self) -> dict[str, str]:
-        if self.weights_ is None:
+        if self.weights_ is None or not self.meta.history:  # weights given, not chosen
             return {}
         return {"weights": ", ".join(f"{k} {v:g}" for k, v in self.chosen_config().items())}
 
