@@ -17,7 +17,8 @@ are published (:func:`warmrec.models.catalogue.add_items`). This runs the same m
 Models: TF-IDF, ``fresh+order`` TF-IDF, FeatRank (mars.md's best on this protocol, as it comes
 and with the catalogue's cold share), the hybrid of V-SKNN and SASRec id+text with the text
 prior (auto's pick before FeatRank joined, under Fresh), and the pick of ``warmrec auto`` on it
-(``auto.md``, section ``mars-time``): Fresh (order window 5) over FeatRank. Defaults otherwise (SASRec: the
+(``auto.md``, section ``mars-time``): Fresh (order window 5) over FeatRank with the
+catalogue's cold share. Defaults otherwise (SASRec: the
 library's trainer, patience 30, at most ``--epochs`` epochs or ``--budget`` s); weights chosen
 on validation NDCG@10. Ratios grown / known with a 95 % paired bootstrap interval (learners
 resampled with their targets). One thread::
@@ -135,8 +136,12 @@ def fit_all(train: SequenceDataset, valid: EvalSet, args) -> tuple[dict[str, Any
             out["sasrec id+text+prior"], out["vsknn"], select_metric=SELECT
         ).fit(train, valid),
     )
-    # warmrec auto's pick on this protocol (auto.md, mars-time): Fresh over FeatRank
-    timed("auto pick", lambda: Fresh.from_base(out["featrank"], **FRESH).fit(train, valid))
+    # warmrec auto's pick on this protocol (auto.md, mars-time, session 17): Fresh over
+    # FeatRank with the catalogue's cold share
+    timed(
+        "auto pick",
+        lambda: Fresh.from_base(out["featrank cold-share"], **FRESH).fit(train, valid),
+    )
     return out, secs
 
 
@@ -280,7 +285,7 @@ def main() -> None:
         "`sasrec id+text+prior` (item_repr id+text, text prior 5, the library's trainer, "
         f"patience 30, at most {args.epochs} epochs or {args.budget:.0f} s, seed 0), `vsknn` "
         "(defaults), `hybrid` (`models.hybrid` of the two, its weight on validation) and "
-        "`auto pick` (`fresh+order` over `featrank`: the model `warmrec auto` picks on this "
+        "`auto pick` (`fresh+order` over `featrank cold-share`: the model `warmrec auto` picks on this "
         "protocol, `auto.md` section `mars-time`); every weight chosen on validation NDCG@10 "
         "(FeatRank's fitted). "
         "Ratio: NDCG@10 grown / known, learners resampled with their targets (paired, 2,000 "
