@@ -556,15 +556,17 @@ class FeatRank(Recommender):
         idx = np.arange(len(valid))
         if len(idx) > self.config.max_fit_events:
             idx = np.unique(np.linspace(0, len(idx) - 1, self.config.max_fit_events).astype(int))
+        return float(self._ndcg_of(w, valid, idx).mean())
+
+    def _ndcg_of(self, w: torch.Tensor, valid: EvalSet, idx: np.ndarray) -> np.ndarray:
+        """Per-example NDCG@10 of the weights ``w`` on the validation examples ``idx`` (full
+        ranking, ties against the model); the model's own weights are left unset."""
         self.weights_ = w
         try:
-            ranks = target_ranks(
-                self.score(valid.batch(idx, self.history_len)),
-                np.asarray(valid.targets, dtype=np.int64)[idx],
-            )
+            scores = self.score(valid.batch(idx, self.history_len))
         finally:
             self.weights_ = None
-        return float(M.ndcg(ranks, 10).mean())
+        return M.ndcg(target_ranks(scores, np.asarray(valid.targets, dtype=np.int64)[idx]), 10)
 
     def _refit_pays(self, valid: EvalSet, rows: np.ndarray, weight: torch.Tensor, later, rng):
         """Whether the last step raises the validation NDCG@10 out of fold (``refit``)."""
@@ -575,14 +577,9 @@ class FeatRank(Recommender):
         got = {"refit": 0.0, "kept": 0.0}
         for side in (half, ~half):
             w2, w3 = later(torch.from_numpy(~side))
-            out = rows[side]
-            targets = np.asarray(valid.targets, dtype=np.int64)[out]
             for name, w in (("kept", w2), ("refit", w3)):
-                self.weights_ = w
-                rank = target_ranks(self.score(valid.batch(out, self.history_len)), targets)
-                ndcg = torch.from_numpy(M.ndcg(rank, 10)).float()
+                ndcg = torch.from_numpy(self._ndcg_of(w, valid, rows[side])).float()
                 got[name] += float((weight[torch.from_numpy(side)] * ndcg).sum())
-        self.weights_ = None
         total = float(weight.sum())
         self.refit_check = {k: v / total for k, v in got.items()}
         return got["refit"] > got["kept"]
