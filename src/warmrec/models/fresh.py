@@ -386,10 +386,7 @@ class Fresh(Recommender):
         """Fit the base if it is not yet, mark the cold items (no training interaction), then
         set the weights (the config's, or the best of the grids on ``valid``)."""
         c = self.config
-        unset = c.cold_weight is None or c.affinity_weight is None
-        unset = unset or (c.order_window > 0 and c.order_weight is None)
-        unset = unset or (c.text_window > 0 and c.text_weight is None)
-        unset = unset or (c.seen_window > 0 and c.seen_weight is None)
+        unset = self._weights_unset()
         if unset and valid is None:
             raise ModelError(
                 "model 'fresh': cold_weight, affinity_weight or order_weight is None, so fit "
@@ -532,8 +529,16 @@ class Fresh(Recommender):
         keys = ("cold_weight", "affinity_weight", "order_weight", "text_weight", "seen_weight")
         return {k: w for k, w, used in zip(keys, self.weights_, on, strict=True) if used}
 
+    def _weights_unset(self) -> bool:
+        """Whether a weight in use is None in the config, so that fit chooses them all."""
+        c = self.config
+        unset = c.cold_weight is None or c.affinity_weight is None
+        unset = unset or (c.order_window > 0 and c.order_weight is None)
+        unset = unset or (c.text_window > 0 and c.text_weight is None)
+        return unset or (c.seen_window > 0 and c.seen_weight is None)
+
     def fit_choices(self) -> dict[str, str]:
-        if self.weights_ is None or not self.meta.history:  # weights given, not chosen
+        if self.weights_ is None or not self._weights_unset():  # weights given, not chosen
             return {}
         return {"weights": ", ".join(f"{k} {v:g}" for k, v in self.chosen_config().items())}
 
