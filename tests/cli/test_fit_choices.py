@@ -38,7 +38,9 @@ def test_train_prints_and_records_what_featrank_chose(tmp_path) -> None:
     res = runner.invoke(cli, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     lines = [ln for ln in res.output.splitlines() if ln.startswith("chose ")]
-    assert lines[0].startswith("chose gap fields: year of year (validation NDCG@10 "), lines
+    assert lines[0].startswith(
+        "chose gap fields: kept year (candidates: year; validation NDCG@10 "
+    ), lines
     assert lines[1].startswith("chose refit: "), lines
     model = Recommender.load(out)
     assert "gap:year" in model.names

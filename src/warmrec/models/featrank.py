@@ -327,8 +327,9 @@ class FeatRank(Recommender):
         if self.gap_check is not None:
             kept = ", ".join(sorted(self.gaps)) or "none"
             out["gap fields"] = (
-                f"{kept} of {', '.join(self.gap_check['fields'])} (validation NDCG@10 "
-                f"{self.gap_check['with']:.4f} with, {self.gap_check['without']:.4f} without)"
+                f"kept {kept} (candidates: {', '.join(self.gap_check['fields'])}; validation "
+                f"NDCG@10 {self.gap_check['with']:.4f} with them, "
+                f"{self.gap_check['without']:.4f} without)"
             )
         if self.refit_check is not None:
             took = "taken" if self.refit_check["refit"] > self.refit_check["kept"] else "not taken"
