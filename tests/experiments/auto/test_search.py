@@ -102,3 +102,40 @@ def test_the_hybrid_is_formed_again_when_its_network_trained_on():
         "hybrid-000",
         "hybrid-001",
     ]
+
+
+def test_the_hybrid_pairs_the_best_network_with_the_best_knn_or_featrank():
+    # FeatRank (item text, catalogue order, shared tags) is a partner as the session kNNs are:
+    # the better of them on validation is paired with the best network; a rule model is not
+    from warmrec.experiments.auto import PARTNERS, AutoSearch, Trial
+
+    assert "featrank" in PARTNERS and "sr" not in PARTNERS
+
+    def formed_pair(values: dict[str, float]) -> list[str]:
+        search = object.__new__(AutoSearch)
+        search.state = {"hybrid_pair": None}
+        search.trials = {
+            f"{fam}-000": Trial(id=f"{fam}-000", family=fam, origin="defaults", value=v,
+                                kept=True, status="done")
+            for fam, v in values.items()
+        }  # fmt: skip
+        formed = []
+
+        class Executor:
+            def run(self, steps, admit):
+                formed.extend(s["members"] for s in steps)
+                return [(s, {}) for s in steps]
+
+        search.executor, search.admit = Executor(), None
+        search.step_of = lambda t, allowance: {"trial": t.id, "members": list(t.members)}
+        search.absorb = lambda step, res: setattr(search.trials[step["trial"]], "status", "done")
+        search.label = "ndcg@10"
+        search.hybrid(0)
+        assert len(formed) == 1
+        hyb = search.trials["hybrid-000"]
+        assert hyb.model["network"] == "sasrec" and hyb.model["neighbours"] == formed[0][0][:-4]
+        return formed[0]
+
+    three = {"vsknn": 0.30, "featrank": 0.33, "sr": 0.34, "sasrec": 0.35}
+    assert formed_pair(three) == ["featrank-000", "sasrec-000"]
+    assert formed_pair({**three, "featrank": 0.29}) == ["vsknn-000", "sasrec-000"]

@@ -259,11 +259,12 @@ def test_fresh_joins_where_validation_has_new_items(growing, tmp_path):
     _wins_over_tfidf(log, items, tmp_path, "fresh")
 
 
-def test_featrank_joins_with_fresh_and_learns_the_growing_catalogue(growing, tmp_path):
-    """FeatRank joins where Fresh does (validation targets on items without training events,
-    TF-IDF in the portfolio), as it comes and with the catalogue's cold share, and is left out
-    with the reason elsewhere. On the growing catalogue its fitted weights (the catalogue
-    order, the topic's text) rank the next lesson, new videos included, far above TF-IDF."""
+def test_featrank_joins_where_items_have_text_and_learns_the_growing_catalogue(growing, tmp_path):
+    """FeatRank joins wherever TF-IDF does (items with text): as it comes and, where validation
+    targets fall on items without training events, also with the catalogue's cold share; on a
+    catalogue that does not grow, once; without text it is left out with the reason. On the
+    growing catalogue its fitted weights (the catalogue order, the topic's text) rank the next
+    lesson, new videos included, far above TF-IDF."""
     import dataclasses
 
     log, items, prep = growing
@@ -273,12 +274,14 @@ def test_featrank_joins_with_fresh_and_learns_the_growing_catalogue(growing, tmp
         "defaults",
         "defaults, cold_target_share=catalogue",
     ]
-    assert any(n.startswith("FeatRank joins") for n in plan.notes)
+    assert any(n.startswith("item text: FeatRank joins") for n in plan.notes)
     warm = plan_portfolio(
         dataclasses.replace(profile, valid_target_cold_share=0.0), spaces=find_spaces()
     )
-    assert "featrank" not in warm.families
-    assert "growing catalogue" in warm.left_out["featrank"]
+    assert [t.origin for t in warm.trials if t.family == "featrank"] == ["defaults"]
+    assert "featrank" not in warm.left_out and "fresh" in warm.left_out
+    assert any(n.startswith("item text: FeatRank joins") for n in warm.notes)
+    assert not any("catalogue's share" in n for n in warm.notes if "FeatRank" in n)
     notext = plan_portfolio(dataclasses.replace(profile, item_text=[]), spaces=find_spaces())
     assert notext.left_out["featrank"] == "its base is TF-IDF, which is left out"
 

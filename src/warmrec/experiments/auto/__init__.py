@@ -42,7 +42,10 @@ report (what was measured, what it changed):
   time: an ID-only model cannot rank those); the vectors are read from the cache or encoded
   before the search where that is estimated to fit a quarter of the budget, else the variants
   are left out with the reason (:mod:`warmrec.experiments.auto.text`); Fresh (TF-IDF plus a
-  learnt bonus for such items and the catalogue order of integer ids) joins there too. Where
+  learnt bonus for such items and the catalogue order of integer ids) joins there too, and
+  FeatRank (a log-linear ranker over TF-IDF, transitions, the catalogue order, repeats and
+  shared tags) joins wherever items have text (also with the catalogue's cold share where
+  validation targets fall on new items). Where
   the catalogue has many more items without training events than validation has targets on
   them, the report suggests ``cold_target_share``: the validation figure that chooses then
   weighs those targets as a given share, or the catalogue's
@@ -70,8 +73,8 @@ networks' first epochs get at most half of the time left when the first of them 
 ones wait, and a family that never ran is dropped with that reason; one still warming up is
 not dropped by the next halving): under a short budget the
 order of :data:`FAMILIES` decides which networks start. Patience still ends a network for good.
-After each round the hybrid of the best kNN model and
-the best network (:class:`~warmrec.models.hybrid.Hybrid`, its weight chosen on validation) is
+After each round the hybrid of the best partner (a session kNN or FeatRank,
+:data:`~warmrec.experiments.auto.plan.PARTNERS`) and the best network (:class:`~warmrec.models.hybrid.Hybrid`, its weight chosen on validation) is
 formed from the two fitted members; where the plan has Fresh (validation targets on items
 without training events), Fresh is then also formed over the best model of the other families
 (the hybrid included) whenever that improved (:class:`~warmrec.models.fresh.Fresh`, the Fresh
@@ -140,6 +143,7 @@ from warmrec.experiments.auto.plan import (
     HYBRID,
     KNN,
     NETWORKS,
+    PARTNERS,
     Family,
     Plan,
     Trial,
@@ -183,6 +187,7 @@ __all__ = [
     "NETWORKS",
     "NETWORK_START_S",
     "ONE_SHOT_SHARE",
+    "PARTNERS",
     "PATIENCE",
     "STATE",
     "STATE_VERSION",

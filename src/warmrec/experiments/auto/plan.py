@@ -58,8 +58,15 @@ HYBRID = "hybrid"
 FRESH = "fresh"
 FEATRANK = "featrank"
 GROWING = (FRESH, FEATRANK)
-"""The families made for a growing catalogue: in the portfolio where validation targets fall on
-items without training events (and TF-IDF, their base, is)."""
+"""The families whose base is TF-IDF (in the portfolio only where it is). Fresh is made for a
+growing catalogue and joins only where validation targets fall on items without training
+events; FeatRank joins wherever the items have text (its other signals -- transitions, the
+catalogue order, repeats, shared tags -- serve a catalogue that does not grow too), and is also
+tried with the catalogue's cold share where validation has such targets."""
+PARTNERS = (*KNN, FEATRANK)
+"""The families the hybrid pairs with the best network (the best of them on validation): the
+session kNNs and FeatRank, whose signals (the item text, the catalogue order, shared tags) the
+networks do not carry."""
 
 TEXT_PRIOR = 5
 TEXT_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -218,7 +225,7 @@ def plan_portfolio(
         if "tfidf" not in wanted:
             wanted.remove(fam)
             left_out[fam] = "its base is TF-IDF, which is left out"
-        elif profile.valid_target_cold_share < COLD_TARGET_SHARE:
+        elif fam == FRESH and profile.valid_target_cold_share < COLD_TARGET_SHARE:
             wanted.remove(fam)
             left_out[fam] = (
                 f"{100 * profile.valid_target_cold_share:.1f} % of validation targets are items "
@@ -383,13 +390,20 @@ def plan_portfolio(
             {**model, "cold_target_share": "catalogue"},
         )
     if FEATRANK in wanted:
+        cold = profile.valid_target_cold_share >= COLD_TARGET_SHARE
         notes.append(
-            "FeatRank joins for the same reason (a weighted sum of item-agnostic signals: "
-            "TF-IDF, the catalogue order, repeats, shared tags, popularity and terms for items "
-            "without training events, its weights fitted on the training sequences and "
-            "validation), also with the catalogue's share"
+            "item text: FeatRank joins (a weighted sum of item-agnostic signals: TF-IDF, "
+            "training transitions, the catalogue order, repeats, shared tags, popularity and "
+            "terms for items without training events, its weights fitted on the training "
+            "sequences and validation; the hybrid may pair it with the best network)"
+            + (", also with the catalogue's share of such items" if cold else "")
         )
-        add(FEATRANK, "defaults, cold_target_share=catalogue", {"cold_target_share": "catalogue"})
+        if cold:
+            add(
+                FEATRANK,
+                "defaults, cold_target_share=catalogue",
+                {"cold_target_share": "catalogue"},
+            )
     c, v = profile.catalogue_cold_share, profile.valid_target_cold_share
     if c >= COLD_HINT_SHARE and c >= 2 * v:
         notes.append(

@@ -19,8 +19,8 @@ from warmrec.experiments.auto.plan import (
     FAMILY,
     FRESH,
     HYBRID,
-    KNN,
     NETWORKS,
+    PARTNERS,
     Trial,
 )
 from warmrec.experiments.auto.sampling import FamilySampler
@@ -437,10 +437,11 @@ class AutoSearch(SearchBudget, FamilySampler):
                         }
 
     def hybrid(self, r: int) -> None:
-        """The hybrid of the best kNN model and the best network, when either changed: another
+        """The hybrid of the best partner (:data:`~warmrec.experiments.auto.plan.PARTNERS`: a
+        session kNN or FeatRank) and the best network, when either changed: another
         trial, or the same one improved since (a paused network that trained on: a hybrid
         formed from its earlier weights would stand on the leaderboard with them)."""
-        knn = self.best(KNN, kept=True)
+        knn = self.best(PARTNERS, kept=True)
         net = self.best(NETWORKS, kept=True)
         if knn is None or net is None:
             return
