@@ -293,9 +293,10 @@ def _fit_step(ctx: StepContext, step: Mapping[str, Any], t0: float) -> dict[str,
 
 
 def _composite_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]:
-    """A hybrid of two saved members (``members``: the partner trial -- a session kNN or FeatRank --, then the network), or Fresh
-    over one (``kind`` ``fresh_over``), its weights chosen on validation; the step's ``model``
-    is the composite's config with the members' configs (``*_config``)."""
+    """A hybrid of two saved members (``members``: the partner trial -- a session kNN or
+    FeatRank -- then the network), or Fresh over one (``kind`` ``fresh_over``), its weights
+    chosen on validation; the step's ``model`` is the composite's config with the members'
+    configs (``*_config``)."""
     from warmrec.experiments.spec import record_run, save_run
     from warmrec.models.base import Recommender
     from warmrec.models.fresh import Fresh
