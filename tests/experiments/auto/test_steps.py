@@ -72,7 +72,10 @@ def test_a_network_step_pauses_at_its_allowance_and_resumes_from_its_checkpoint(
     cut = run_step(ctx, {**hybrid, "trial": "hybrid-001", "deadline": time.time() - 1})
     assert cut["status"] == "cut", cut
     assert not (tmp_path / "models" / "hybrid-001").exists()
-    assert hyb["value"] >= max(knn["value"], second["value"]) - 1e-9  # w=0 or 1: one member
+    # in sample, w = 0 or 1 is one member: at least as good as either; the value the search
+    # compares is out of fold (the weight chosen on the other half of the learners)
+    assert hyb["value_in_sample"] >= max(knn["value"], second["value"]) - 1e-9
+    assert hyb["ci"][0] <= hyb["value"] <= hyb["ci"][1]
     from warmrec.tuning.results import dump_toml
 
     text = dump_toml(ctx.spec("hybrid", hyb["model"], {}, False).to_config())
@@ -86,4 +89,61 @@ def test_a_network_step_pauses_at_its_allowance_and_resumes_from_its_checkpoint(
     )
     assert hyb_ex["status"] == "done", hyb_ex
     assert Recommender.load(tmp_path / "models" / "hybrid-002").config.select_exclude_seen
-    assert hyb_ex["value"] >= max(knn["value_other"], second["value_other"]) - 1e-9
+    assert hyb_ex["value_in_sample"] >= max(knn["value_other"], second["value_other"]) - 1e-9
+
+
+class _Memoriser(Recommender):
+    """Ranks first the validation targets it was fitted on (each example's own target where
+    the history is the same): in sample it is perfect, on other learners it knows nothing."""
+
+    name = "memoriser"
+
+    def fit(self, train, valid=None, **kw):
+        self._bind(train)
+        self.seen = {tuple(valid.history(j)): int(valid.targets[j]) for j in range(len(valid))}
+        return self
+
+    def score(self, batch):
+        import torch
+
+        s = torch.zeros(batch.items.shape[0], self.n_items)
+        for r, row in enumerate(batch.items.tolist()):
+            hit = self.seen.get(tuple(i for i in row if i > 0))
+            if hit is not None:
+                s[r, hit] = 1.0
+        return s
+
+
+def test_a_formed_model_is_valued_out_of_fold_on_halves_of_the_learners(tmp_path):
+    """``validation_halves`` keeps every learner's examples on one side; ``_out_of_fold`` fits
+    on one half and scores the other, both ways: a model that memorises the targets it was
+    fitted on scores 1.0 in sample and nothing out of fold."""
+    import dataclasses
+
+    import numpy as np
+
+    from warmrec.experiments.auto.steps import _out_of_fold, validation_halves
+
+    prep = prepare_run(
+        spec_from_config({"split": {"method": "user"}}),  # held-out learners: every next item
+        data=generate_repeats(n_users=200, n_items=500, length=12),
+    )
+    valid = prep.valid
+    keys = valid.keys.to_numpy()
+    assert len(set(keys)) < len(keys)  # several examples per learner
+    half = validation_halves(valid)
+    assert 0.3 < half.mean() < 0.7
+    for k in set(keys):
+        assert len(set(half[keys == k])) == 1  # a learner is on one side only
+    assert (validation_halves(valid) == half).all()  # seeded
+    ctx = StepContext(prep, prep.info["spec"], tmp_path, "ndcg@10")
+    spec = ctx.spec("pop", {}, {}, False)
+    m = _Memoriser().fit(prep.train, valid)
+    res = __import__("warmrec").evaluate(m, valid, ["ndcg@10"])
+    assert res.summary["ndcg@10"] > 0.95  # (a few histories repeat with another target)
+    ((value, ci),) = _out_of_fold(ctx, _Memoriser, [spec], "ndcg@10", time.time() + 60)
+    assert value < 0.05 and ci[0] <= value <= ci[1]
+    one = valid.subset(np.flatnonzero(keys == keys[0]))
+    ctx1 = StepContext(dataclasses.replace(prep, valid=one), prep.info["spec"], tmp_path, "ndcg@10")
+    assert validation_halves(one) is None
+    assert _out_of_fold(ctx1, _Memoriser, [spec], "ndcg@10", time.time() + 60) is None

@@ -79,8 +79,11 @@ formed from the two fitted members; where the plan has Fresh (validation targets
 without training events), Fresh is then also formed over the best model of the other families
 (the hybrid included) whenever that improved (:class:`~warmrec.models.fresh.Fresh`, the Fresh
 family's settings, its weights chosen on validation): the bonus for new items and the catalogue
-order carried by whatever ranks the known ones best. A formed model that ties one of its
-members loses the tie to it.
+order carried by whatever ranks the known ones best. A formed model's validation value is out
+of fold (:func:`~warmrec.experiments.auto.steps.validation_halves`: its weights chosen on one
+half of the validation sequences and scored on the other, both ways; in sample its grid, which
+holds its members, would beat them by luck), and one that ties one of its members loses the tie
+to it.
 
 **3. Budget.** The budget is wall-clock time for the whole command: start-up (the CLI counts
 from the process start), reading, describing, searching and the final step. The search stops at

@@ -420,6 +420,14 @@ def plan_portfolio(
             "item-kNN is also tried with strong support regularisation (lambda_ = 100)"
         )
         add("itemknn", "defaults, lambda_=100", {"lambda_": 100.0})
+    if any(f in wanted for f in PARTNERS) and any(f in wanted for f in NETWORKS):
+        notes.append(
+            "formed models (the hybrid of the best partner and the best network"
+            + (", Fresh over the best model" if FRESH in wanted else "")
+            + ") are valued out of fold: their weights chosen on one half of the validation "
+            "sequences and scored on the other, both ways (chosen and scored on the same "
+            "targets they would beat their members by the luck of their grid)"
+        )
     no_space = [f for f in wanted if f not in spaces and f != "pop"]
     if no_space:
         notes.append(

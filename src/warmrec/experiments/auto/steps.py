@@ -309,14 +309,17 @@ def _composite_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]
     ex = bool(step["exclude_seen"])
     # the weights are chosen as the trial is scored: seen items excluded or kept
     select = {"select_metric": label, "select_exclude_seen": ex}
-    if fresh:
-        own = {k: v for k, v in step["model"].items() if k not in ("base", "base_config")}
-        model: Any = Fresh.from_base(members[0], **{**own, **select})
-    else:
-        knn, net = members
-        model = Hybrid.from_members(net, knn, **select)
+
+    def build() -> Any:
+        if fresh:
+            own = {k: v for k, v in step["model"].items() if k not in ("base", "base_config")}
+            return Fresh.from_base(members[0], **{**own, **select})
+        return Hybrid.from_members(members[1], members[0], **select)
+
     # every scoring of the step is cut at the search's deadline
-    valid = _DeadlineData(ctx.prepared.valid, float(step["deadline"]))
+    deadline = float(step["deadline"])
+    valid = _DeadlineData(ctx.prepared.valid, deadline)
+    model = build()
     model.fit(ctx.prepared.train, valid)
     # the spec names the members by what differs from their defaults (as their own trials do)
     chosen = model.chosen_config() if fresh else {"weight": model.weight_}
@@ -326,6 +329,10 @@ def _composite_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]
     record_run(model, spec, ctx.prepared, fit_seconds=time.time() - t0)
     res, eval_s = _score(ctx, model, spec, eval_set=valid)
     value, ci = _value(ctx, res, label)
+    specs = [spec]
+    if step.get("eval_both"):
+        specs.append(ctx.spec(family, cfg, dict(step.get("train") or {}), not ex))
+    oof = _out_of_fold(ctx, build, specs, label, deadline)
     out: dict[str, Any] = {
         "status": "done",
         "value": value,
@@ -336,13 +343,67 @@ def _composite_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]
         "weight": None if fresh else model.weight_,
         "model": cfg,
     }
+    if oof is not None:  # the value the search compares: its weights chosen on other learners
+        out["value_in_sample"] = value
+        out["value"], out["ci"] = oof[0]
     if step.get("eval_both"):
-        other = ctx.spec(family, cfg, dict(step.get("train") or {}), not ex)
-        res2, _ = _score(ctx, model, other, eval_set=valid)
+        res2, _ = _score(ctx, model, specs[1], eval_set=valid)
         out["value_other"], out["ci_other"] = _value(ctx, res2, label)
         out["valid_other"] = {k: float(v) for k, v in res2.summary.items()}
+        if oof is not None:
+            out["value_other"], out["ci_other"] = oof[1]
     save_run(model, ctx.work / "models" / step["trial"])
     out["kept"] = True
+    return out
+
+
+OOF_SEED = 0
+"""Seed of the random halves of the validation sequences a formed model is scored on."""
+
+
+def validation_halves(valid: Any, seed: int = OOF_SEED) -> Any:
+    """A boolean mask over the validation examples: their sequences (learners, sessions) in two
+    random halves, so that no sequence has examples on both sides; None where there is only
+    one sequence."""
+    import numpy as np
+
+    keys = valid.keys.rank("dense").to_numpy().astype(np.int64) - 1
+    if len(keys) == 0:
+        return None
+    half = np.random.default_rng(seed).permutation(int(keys.max()) + 1)[keys] % 2 == 1
+    return None if half.all() or not half.any() else half
+
+
+def _out_of_fold(
+    ctx: StepContext, build: Callable[[], Any], specs: list[Any], label: str, deadline: float
+) -> list[tuple[float, list[float] | None]] | None:
+    """The validation value (and CI) of a formed model under each of ``specs``, out of fold:
+    the model is built and fitted (its weights chosen) on one half of the validation sequences
+    and scored on the other, both ways, and the per-example values are weighed as
+    :func:`_value` weighs them. A hybrid's weight or Fresh's weights chosen on the very targets
+    they are scored on would lift it above its members by the luck of the grid (Fresh's grid
+    holds its base: in sample it can only tie or beat it); out of fold it beats them only where
+    the combination carries to other learners. None with a single validation sequence."""
+    import numpy as np
+
+    full = ctx.prepared.valid
+    half = validation_halves(full)
+    if half is None:
+        return None
+    per = [np.zeros(len(full)) for _ in specs]
+    for side in (half, ~half):
+        model = build()
+        fit_on = _DeadlineData(full.subset(np.flatnonzero(~side)), deadline)
+        model.fit(ctx.prepared.train, fit_on)
+        rows = np.flatnonzero(side)
+        scored = _DeadlineData(full.subset(rows), deadline)
+        for k, spec in enumerate(specs):
+            res, _ = _score(ctx, model, spec, eval_set=scored)
+            per[k][rows] = np.asarray(res.per_example[label], dtype=float)
+    out = []
+    for v in per:
+        x = v if ctx.weights is None or len(ctx.weights) != len(v) else v * ctx.weights
+        out.append((float(x.mean()), _ci(x)))
     return out
 
 
