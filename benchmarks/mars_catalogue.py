@@ -17,10 +17,10 @@ are published (:func:`warmrec.models.catalogue.add_items`). This runs the same m
 Models: TF-IDF, ``fresh+order`` TF-IDF, FeatRank (mars.md's best on this protocol, as it comes
 and with the catalogue's cold share), the hybrid of V-SKNN and SASRec id+text with the text
 prior (auto's pick before FeatRank joined, under Fresh), and the pick of ``warmrec auto`` on it
-(``auto.md``, section ``mars-time``): Fresh (order window 5) over FeatRank with the
-catalogue's cold share. Defaults otherwise (SASRec: the
-library's trainer, patience 30, at most ``--epochs`` epochs or ``--budget`` s); weights chosen
-on validation NDCG@10. Ratios grown / known with a 95 % paired bootstrap interval (learners
+(``auto.md``, section ``mars-time``, session 18): the hybrid of that SASRec and FeatRank with
+the catalogue's cold share (session 17's pick was Fresh over that FeatRank). Defaults
+otherwise (SASRec: the library's trainer, patience 30, at most ``--epochs`` epochs or
+``--budget`` s); weights chosen on validation NDCG@10. Ratios grown / known with a 95 % paired bootstrap interval (learners
 resampled with their targets). One thread::
 
     OMP_NUM_THREADS=1 python benchmarks/mars_catalogue.py [--data ../shared/data/mars]
@@ -136,11 +136,13 @@ def fit_all(train: SequenceDataset, valid: EvalSet, args) -> tuple[dict[str, Any
             out["sasrec id+text+prior"], out["vsknn"], select_metric=SELECT
         ).fit(train, valid),
     )
-    # warmrec auto's pick on this protocol (auto.md, mars-time, session 17): Fresh over
-    # FeatRank with the catalogue's cold share
+    # warmrec auto's pick on this protocol (auto.md, mars-time, session 18): the hybrid of
+    # SASRec id+text+prior and FeatRank with the catalogue's cold share
     timed(
         "auto pick",
-        lambda: Fresh.from_base(out["featrank cold-share"], **FRESH).fit(train, valid),
+        lambda: Hybrid.from_members(
+            out["sasrec id+text+prior"], out["featrank cold-share"], select_metric=SELECT
+        ).fit(train, valid),
     )
     return out, secs
 
@@ -285,8 +287,9 @@ def main() -> None:
         "`sasrec id+text+prior` (item_repr id+text, text prior 5, the library's trainer, "
         f"patience 30, at most {args.epochs} epochs or {args.budget:.0f} s, seed 0), `vsknn` "
         "(defaults), `hybrid` (`models.hybrid` of the two, its weight on validation) and "
-        "`auto pick` (`fresh+order` over `featrank cold-share`: the model `warmrec auto` picks on this "
-        "protocol, `auto.md` section `mars-time`); every weight chosen on validation NDCG@10 "
+        "`auto pick` (`models.hybrid` of `sasrec id+text+prior` and `featrank cold-share`: the "
+        "model `warmrec auto` picks on this protocol, `auto.md` section `mars-time`, session "
+        "18); every weight chosen on validation NDCG@10 "
         "(FeatRank's fitted). "
         "Ratio: NDCG@10 grown / known, learners resampled with their targets (paired, 2,000 "
         "draws).\n\n" + "\n".join(lines) + f"\n{end}"
