@@ -61,9 +61,10 @@ def test_a_hybrid_estimate_counts_its_scorings_then_what_a_hybrid_took():
     h0.members = ["vsknn-000", "gru4rec-000"]
     s.trials = {t.id: t for t in (knn, net, h0)}
     s.state = {"exclude_seen": {"hybrid": False}}
-    assert s.estimate(h0) == pytest.approx(1.0 + (2.5 + 2.0 * 2) * 6.3)
+    # all of it twice: fitted and scored in sample, then out of fold over the two halves
+    assert s.estimate(h0) == pytest.approx(1.0 + 2 * (2.5 + 2.0 * 2) * 6.3)
     s.state["exclude_seen"]["hybrid"] = None  # undecided: scored both ways
-    assert s.estimate(h0) == pytest.approx(1.0 + (2.5 + 2.0 * 3) * 6.3)
+    assert s.estimate(h0) == pytest.approx(1.0 + 2 * (2.5 + 2.0 * 3) * 6.3)
     h0.status, h0.seconds, h0.value = "done", 63.0, 0.12  # 10x its members' scorings
     sas = Trial("sasrec-000", "sasrec", "defaults", status="paused", value=0.1)
     sas.eval_s = 7.7

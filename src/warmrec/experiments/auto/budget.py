@@ -39,6 +39,12 @@ def _clock(seconds: float) -> str:
     return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
 
+OUT_OF_FOLD = 2.0
+"""How many times a formed model's step does its work: fitted and scored on the whole
+validation set, then once more over its two halves (fitted on one, the other scored: out of
+fold, :func:`~warmrec.experiments.auto.steps.validation_halves`)."""
+
+
 class SearchBudget:
     """:class:`~warmrec.experiments.auto.search.AutoSearch`'s clock and cost estimates (the
     package docstring, Budget), a mixin: it reads the search's ``trials``, ``state``,
@@ -79,10 +85,11 @@ class SearchBudget:
             return 1.0 + self.hybrid_factor(t) * self._members_eval(t)
         if t.members:  # Fresh over a saved model: its base scores validation twice, plus the
             # grid, whose cost the Fresh family's own steps (TF-IDF's fit, the grid, a scoring)
-            # bound
+            # bound; all of it twice, since it is valued out of fold too (its weights chosen
+            # on each half of validation, the other half scored)
             own = [x.seconds for x in self.of(t.family) if not x.members and x.status == "done"]
             grid = max(own) if own else self.unit() * (fam.prior if fam else 5.0)
-            return 1.0 + 2.0 * self._members_eval(t) + grid
+            return 1.0 + OUT_OF_FOLD * (2.0 * self._members_eval(t) + grid)
         if t.network:
             if t.epoch_s:
                 return 1.5 * t.epoch_s
@@ -125,7 +132,10 @@ class SearchBudget:
         (members V-SKNN and GRU4Rec, one thread) the fit and one scoring took 4.3x the
         members' scorings (about 6x scored both ways); before the fused lists were
         normalised and counted faster (2026-12-05) it was 21x, and under a prior of 3x a
-        10-minute search ran 18 % over its budget."""
+        10-minute search ran 18 % over its budget. The prior counts all of it
+        :data:`OUT_OF_FOLD` times: the hybrid is also valued out of fold (its weight chosen on
+        each half of validation, the other half scored), which fits and scores it once more
+        over the two halves."""
         done = [
             h.seconds / self._members_eval(h)
             for h in self.of(HYBRID)
@@ -134,7 +144,7 @@ class SearchBudget:
         if done:
             return 1.2 * max(done)
         undecided = self.state["exclude_seen"].get(HYBRID, False) is None
-        return 2.5 + 2.0 * (3 if t.value is None and undecided else 2)
+        return OUT_OF_FOLD * (2.5 + 2.0 * (3 if t.value is None and undecided else 2))
 
     def scoring_s(self) -> float | None:
         """Seconds of the slowest one-shot validation scoring measured so far (None before
