@@ -74,8 +74,9 @@ ones wait, and a family that never ran is dropped with that reason; one still wa
 not dropped by the next halving): under a short budget the
 order of :data:`FAMILIES` decides which networks start. Patience still ends a network for good.
 After each round the hybrid of the best partner (a session kNN or FeatRank,
-:data:`~warmrec.experiments.auto.plan.PARTNERS`) and the best network (:class:`~warmrec.models.hybrid.Hybrid`, its weight chosen on validation) is
-formed from the two fitted members; where the plan has Fresh (validation targets on items
+:data:`~warmrec.experiments.auto.plan.PARTNERS`) and the best network
+(:class:`~warmrec.models.hybrid.Hybrid`, its weight chosen on validation) is formed from the
+two fitted members; where the plan has Fresh (validation targets on items
 without training events), Fresh is then also formed over the best model of the other families
 (the hybrid included) whenever that improved (:class:`~warmrec.models.fresh.Fresh`, the Fresh
 family's settings, its weights chosen on validation): the bonus for new items and the catalogue

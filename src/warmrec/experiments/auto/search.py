@@ -441,28 +441,28 @@ class AutoSearch(SearchBudget, FamilySampler):
         session kNN or FeatRank) and the best network, when either changed: another
         trial, or the same one improved since (a paused network that trained on: a hybrid
         formed from its earlier weights would stand on the leaderboard with them)."""
-        knn = self.best(PARTNERS, kept=True)
+        partner = self.best(PARTNERS, kept=True)
         net = self.best(NETWORKS, kept=True)
-        if knn is None or net is None:
+        if partner is None or net is None:
             return
-        pair = [knn.id, net.id]
-        values = [knn.value, net.value]
+        pair = [partner.id, net.id]
+        values = [partner.value, net.value]
         if pair == self.state.get("hybrid_pair") and values == self.state.get(
             "hybrid_values", values
         ):
             return
         n = len(self.of(HYBRID))
-        ex = knn.exclude_seen if knn.exclude_seen == net.exclude_seen else False
+        ex = partner.exclude_seen if partner.exclude_seen == net.exclude_seen else False
         train = {k: v for k, v in net.train.items() if k not in _OWNED_TRAIN}
         t = Trial(
             id=f"hybrid-{n:03d}",
             family=HYBRID,
-            origin=f"hybrid of {knn.id} + {net.id}",
+            origin=f"hybrid of {partner.id} + {net.id}",
             model={
                 "network": net.family,
                 "network_config": dict(net.model),
-                "neighbours": knn.family,
-                "neighbours_config": dict(knn.model),
+                "neighbours": partner.family,
+                "neighbours_config": dict(partner.model),
                 "select_metric": self.label,
             },
             train=train,
@@ -474,7 +474,7 @@ class AutoSearch(SearchBudget, FamilySampler):
         self.state["hybrid_pair"] = pair
         self.state["hybrid_values"] = values
         step = self.step_of(t, math.inf)
-        step["eval_both"] = knn.exclude_seen != net.exclude_seen
+        step["eval_both"] = partner.exclude_seen != net.exclude_seen
         for s, res in self.executor.run([step], self.admit):
             self.absorb(s, res)
         if t.status == "pending":  # no time: forget it
