@@ -68,20 +68,19 @@ def test_item2vec_first_step_counts_its_per_epoch_scorings_and_waits_for_time():
     assert s.admit({"trial": "item2vec-000", "kind": "fit"}) is True
 
 
-def test_the_hybrid_is_formed_again_when_its_network_trained_on():
-    # a paused network that resumes and improves keeps its trial id: the hybrid formed from its
-    # earlier weights must be formed again, not left on the leaderboard with them
+def _hybrid_search(trials: dict[str, tuple[float, str]]):
+    """An AutoSearch with only what ``hybrid`` needs: ``trials`` (id -> value, status), kept,
+    and an executor that records the members of every step it runs (returned with it)."""
     from warmrec.experiments.auto import AutoSearch, Trial
 
     search = object.__new__(AutoSearch)
     search.state = {"hybrid_pair": None}
     search.trials = {
-        "vsknn-000": Trial(id="vsknn-000", family="vsknn", origin="defaults", value=0.30,
-                           kept=True, status="done"),
-        "sasrec-000": Trial(id="sasrec-000", family="sasrec", origin="defaults", value=0.35,
-                            kept=True, status="paused"),
+        tid: Trial(id=tid, family=tid.rsplit("-", 1)[0], origin="defaults", value=v, kept=True,
+                   status=status)
+        for tid, (v, status) in trials.items()
     }  # fmt: skip
-    formed = []
+    formed: list[list[str]] = []
 
     class Executor:
         def run(self, steps, admit):
@@ -92,6 +91,13 @@ def test_the_hybrid_is_formed_again_when_its_network_trained_on():
     search.step_of = lambda t, allowance: {"trial": t.id, "members": list(t.members)}
     search.absorb = lambda step, res: setattr(search.trials[step["trial"]], "status", "done")
     search.label = "ndcg@10"
+    return search, formed
+
+
+def test_the_hybrid_is_formed_again_when_its_network_trained_on():
+    # a paused network that resumes and improves keeps its trial id: the hybrid formed from its
+    # earlier weights must be formed again, not left on the leaderboard with them
+    search, formed = _hybrid_search({"vsknn-000": (0.30, "done"), "sasrec-000": (0.35, "paused")})
     search.hybrid(0)
     search.hybrid(1)  # nothing changed: no new hybrid
     assert formed == [["vsknn-000", "sasrec-000"]]
@@ -107,29 +113,12 @@ def test_the_hybrid_is_formed_again_when_its_network_trained_on():
 def test_the_hybrid_pairs_the_best_network_with_the_best_knn_or_featrank():
     # FeatRank (item text, catalogue order, shared tags) is a partner as the session kNNs are:
     # the better of them on validation is paired with the best network; a rule model is not
-    from warmrec.experiments.auto import PARTNERS, AutoSearch, Trial
+    from warmrec.experiments.auto import PARTNERS
 
     assert "featrank" in PARTNERS and "sr" not in PARTNERS
 
     def formed_pair(values: dict[str, float]) -> list[str]:
-        search = object.__new__(AutoSearch)
-        search.state = {"hybrid_pair": None}
-        search.trials = {
-            f"{fam}-000": Trial(id=f"{fam}-000", family=fam, origin="defaults", value=v,
-                                kept=True, status="done")
-            for fam, v in values.items()
-        }  # fmt: skip
-        formed = []
-
-        class Executor:
-            def run(self, steps, admit):
-                formed.extend(s["members"] for s in steps)
-                return [(s, {}) for s in steps]
-
-        search.executor, search.admit = Executor(), None
-        search.step_of = lambda t, allowance: {"trial": t.id, "members": list(t.members)}
-        search.absorb = lambda step, res: setattr(search.trials[step["trial"]], "status", "done")
-        search.label = "ndcg@10"
+        search, formed = _hybrid_search({f"{f}-000": (v, "done") for f, v in values.items()})
         search.hybrid(0)
         assert len(formed) == 1
         hyb = search.trials["hybrid-000"]
