@@ -227,6 +227,16 @@ class EvalSet:
         )
 
 
+def sequence_halves(keys: pl.Series, rng: np.random.Generator) -> np.ndarray | None:
+    """A boolean mask over examples whose sequence keys are ``keys``: the sequences (learners,
+    sessions) in two random halves drawn from ``rng``, so that no sequence has examples on
+    both sides (for out-of-fold checks on validation); None where every example falls on one
+    side (no example, or a single sequence)."""
+    codes = keys.rank("dense").to_numpy().astype(np.int64) - 1
+    half = rng.permutation(int(codes.max()) + 1 if len(codes) else 0)[codes] % 2 == 1
+    return None if half.all() or not half.any() else half
+
+
 @dataclass
 class SortedExamples:
     """Next-item examples cut from events sorted by key, then time (history before targets on

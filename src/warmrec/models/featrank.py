@@ -55,7 +55,7 @@ import polars as pl
 import torch
 from pydantic import Field
 
-from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
+from warmrec.data.dataset import Batch, EvalSet, SequenceDataset, sequence_halves
 from warmrec.errors import ModelError
 from warmrec.evaluation import metrics as M
 from warmrec.models.base import Recommender
@@ -571,9 +571,8 @@ class FeatRank(Recommender):
 
     def _refit_pays(self, valid: EvalSet, rows: np.ndarray, weight: torch.Tensor, later, rng):
         """Whether the last step raises the validation NDCG@10 out of fold (``refit``)."""
-        keys = valid.keys.gather(rows).rank("dense").to_numpy().astype(np.int64) - 1
-        half = rng.permutation(int(keys.max()) + 1 if len(keys) else 0)[keys] % 2 == 1
-        if half.all() or not half.any():
+        half = sequence_halves(valid.keys.gather(rows), rng)
+        if half is None:
             return True  # a single validation sequence: nothing to hold out
         got = {"refit": 0.0, "kept": 0.0}
         for side in (half, ~half):

@@ -367,11 +367,9 @@ def validation_halves(valid: Any, seed: int = OOF_SEED) -> Any:
     one sequence."""
     import numpy as np
 
-    keys = valid.keys.rank("dense").to_numpy().astype(np.int64) - 1
-    if len(keys) == 0:
-        return None
-    half = np.random.default_rng(seed).permutation(int(keys.max()) + 1)[keys] % 2 == 1
-    return None if half.all() or not half.any() else half
+    from warmrec.data.dataset import sequence_halves
+
+    return sequence_halves(valid.keys, np.random.default_rng(seed))
 
 
 def _out_of_fold(
