@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import time
 
+import pytest
+
 from warmrec.data.synthetic import generate_repeats
 from warmrec.experiments.auto import (
     StepContext,
@@ -76,6 +78,12 @@ def test_a_network_step_pauses_at_its_allowance_and_resumes_from_its_checkpoint(
     # compares is out of fold (the weight chosen on the other half of the learners)
     assert hyb["value_in_sample"] >= max(knn["value"], second["value"]) - 1e-9
     assert hyb["ci"][0] <= hyb["value"] <= hyb["ci"][1]
+    # every metric it reports is the out-of-fold one too (the model's record, the report),
+    # the in-sample ones kept apart; scored the other way, the same
+    assert hyb["valid"]["ndcg@10"] == pytest.approx(hyb["value"])
+    assert hyb["valid_in_sample"]["ndcg@10"] == pytest.approx(hyb["value_in_sample"])
+    assert set(hyb["valid"]) == set(hyb["valid_in_sample"]) and len(hyb["valid"]) > 1
+    assert hyb["valid_other"]["ndcg@10"] == pytest.approx(hyb["value_other"])
     from warmrec.tuning.results import dump_toml
 
     text = dump_toml(ctx.spec("hybrid", hyb["model"], {}, False).to_config())
@@ -141,8 +149,9 @@ def test_a_formed_model_is_valued_out_of_fold_on_halves_of_the_learners(tmp_path
     m = _Memoriser().fit(prep.train, valid)
     res = __import__("warmrec").evaluate(m, valid, ["ndcg@10"])
     assert res.summary["ndcg@10"] > 0.95  # (a few histories repeat with another target)
-    ((value, ci),) = _out_of_fold(ctx, _Memoriser, [spec], "ndcg@10", time.time() + 60)
+    ((value, ci, every),) = _out_of_fold(ctx, _Memoriser, [spec], "ndcg@10", time.time() + 60)
     assert value < 0.05 and ci[0] <= value <= ci[1]
+    assert every["ndcg@10"] == pytest.approx(value) and every["recall@10"] < 0.1  # all metrics
     one = valid.subset(np.flatnonzero(keys == keys[0]))
     ctx1 = StepContext(dataclasses.replace(prep, valid=one), prep.info["spec"], tmp_path, "ndcg@10")
     assert validation_halves(one) is None

@@ -343,15 +343,16 @@ def _composite_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]
         "weight": None if fresh else model.weight_,
         "model": cfg,
     }
-    if oof is not None:  # the value the search compares: its weights chosen on other learners
+    if oof is not None:  # what the search compares: its weights chosen on other learners
         out["value_in_sample"] = value
-        out["value"], out["ci"] = oof[0]
-    if step.get("eval_both"):
+        out["valid_in_sample"] = out["valid"]
+        out["value"], out["ci"], out["valid"] = oof[0]
+        if step.get("eval_both"):
+            out["value_other"], out["ci_other"], out["valid_other"] = oof[1]
+    elif step.get("eval_both"):
         res2, _ = _score(ctx, model, specs[1], eval_set=valid)
         out["value_other"], out["ci_other"] = _value(ctx, res2, label)
         out["valid_other"] = {k: float(v) for k, v in res2.summary.items()}
-        if oof is not None:
-            out["value_other"], out["ci_other"] = oof[1]
     save_run(model, ctx.work / "models" / step["trial"])
     out["kept"] = True
     return out
@@ -374,21 +375,27 @@ def validation_halves(valid: Any, seed: int = OOF_SEED) -> Any:
 
 def _out_of_fold(
     ctx: StepContext, build: Callable[[], Any], specs: list[Any], label: str, deadline: float
-) -> list[tuple[float, list[float] | None]] | None:
-    """The validation value (and CI) of a formed model under each of ``specs``, out of fold:
-    the model is built and fitted (its weights chosen) on one half of the validation sequences
-    and scored on the other, both ways, and the per-example values are weighed as
-    :func:`_value` weighs them. A hybrid's weight or Fresh's weights chosen on the very targets
-    they are scored on would lift it above its members by the luck of the grid (Fresh's grid
-    holds its base: in sample it can only tie or beat it); out of fold it beats them only where
-    the combination carries to other learners. None with a single validation sequence."""
+) -> list[tuple[float, list[float] | None, dict[str, float]]] | None:
+    """The validation value, its CI and every metric of a formed model under each of
+    ``specs``, out of fold: the model is built and fitted (its weights chosen) on one half of
+    the validation sequences and scored on the other, both ways; the search metric's
+    per-example values are weighed as :func:`_value` weighs them, the other metrics are their
+    plain means (as ``evaluate``'s summary; a catalogue-level metric such as coverage, which has
+    no per-example value, is the mean of the two halves'). A hybrid's weight or Fresh's weights
+    chosen on the very targets they are scored on would lift it above its members by the luck
+    of the grid (Fresh's grid holds its base: in sample it can only tie or beat it); out of
+    fold it beats them only where the combination carries to other learners. None with a
+    single validation sequence."""
     import numpy as np
+
+    from warmrec.evaluation.evaluate import _mean
 
     full = ctx.prepared.valid
     half = validation_halves(full)
     if half is None:
         return None
-    per = [np.zeros(len(full)) for _ in specs]
+    per: list[dict[str, np.ndarray]] = [{} for _ in specs]
+    whole: list[dict[str, list[float]]] = [{} for _ in specs]
     for side in (half, ~half):
         model = build()
         fit_on = _DeadlineData(full.subset(np.flatnonzero(~side)), deadline)
@@ -397,11 +404,19 @@ def _out_of_fold(
         scored = _DeadlineData(full.subset(rows), deadline)
         for k, spec in enumerate(specs):
             res, _ = _score(ctx, model, spec, eval_set=scored)
-            per[k][rows] = np.asarray(res.per_example[label], dtype=float)
+            for m, v in res.summary.items():
+                if m in res.per_example:
+                    col = per[k].setdefault(m, np.full(len(full), np.nan))
+                    col[rows] = np.asarray(res.per_example[m], dtype=float)
+                else:
+                    whole[k].setdefault(m, []).append(float(v))
     out = []
-    for v in per:
+    for k in range(len(specs)):
+        v = per[k][label]
         x = v if ctx.weights is None or len(ctx.weights) != len(v) else v * ctx.weights
-        out.append((float(x.mean()), _ci(x)))
+        valid = {m: _mean(col) for m, col in per[k].items()}
+        valid.update({m: float(np.mean(vs)) for m, vs in whole[k].items()})
+        out.append((float(x.mean()), _ci(x), valid))
     return out
 
 
