@@ -20,8 +20,8 @@ prior (auto's pick before FeatRank joined, under Fresh), and the pick of ``warmr
 (``auto.md``, section ``mars-time``, session 18): the hybrid of that SASRec and FeatRank with
 the catalogue's cold share (session 17's pick was Fresh over that FeatRank). Defaults
 otherwise (SASRec: the library's trainer, patience 30, at most ``--epochs`` epochs or
-``--budget`` s); weights chosen on validation NDCG@10. Ratios grown / known with a 95 % paired bootstrap interval (learners
-resampled with their targets). One thread::
+``--budget`` s); weights chosen on validation NDCG@10. Ratios grown / known with a 95 % paired
+bootstrap interval (learners resampled with their targets). One thread::
 
     OMP_NUM_THREADS=1 python benchmarks/mars_catalogue.py [--data ../shared/data/mars]
 
