@@ -16,22 +16,28 @@ GRU4Rec failing to start) is reported in one line and warmrec's side still runs.
 run is marked LOADED when the load says the wall-clock figures are not the machine's speed.
 
 Sections are written to ``benchmarks/_work/bench_quick/`` (not tracked) unless ``--record``,
-which writes them into ``benchmarks/results/gru4rec_speed.md`` and ``speed.md``. About 5-6
-minutes on a quiet 2-core AMD EPYC (more under load).
+which writes them into ``benchmarks/results/gru4rec_speed.md`` and ``speed.md``. The printed
+summary (the ratios, the machine, the load) is a section of its own per CPU model in
+``speed.md`` (``bench_quick:<cpu>`` markers), written by ``--record`` and, alone, by
+``--record-machine``: a check on another machine adds its summary beside the others' instead of
+replacing the detailed sections. About 5-6 minutes on a quiet 2-core AMD EPYC, 5 on an Intel
+Xeon (more under load).
 
-    python benchmarks/bench_quick.py [--record] [--rectools-python .peers/rectools/bin/python]
+    python benchmarks/bench_quick.py [--record | --record-machine]
+        [--rectools-python .peers/rectools/bin/python]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _bench import LoadSampler, machine_line
+from _bench import LoadSampler, machine_line, write_section
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -116,11 +122,42 @@ def sasrec_summary() -> list[str]:
     ]
 
 
+def machine_slug(model: str) -> str:
+    """A marker-safe name for a CPU model: ``"Intel(R) Xeon(R) Processor"`` ->
+    ``"intel-xeon-processor"``."""
+    slug = re.sub(r"\((r|tm)\)", "", model.lower())
+    return re.sub(r"[^a-z0-9]+", "-", slug).strip("-") or "unknown-cpu"
+
+
+def machine_block(model: str, lines: list[str], command: str, when: str) -> tuple[str, str, str]:
+    """The per-machine summary section (begin marker, end marker, block) of ``speed.md``:
+    ``lines`` are the printed summary's (the machine line first, then one bullet each)."""
+    slug = machine_slug(model)
+    begin, end = f"<!-- bench_quick:{slug}:begin -->", f"<!-- bench_quick:{slug}:end -->"
+    body = [
+        begin,
+        f"## `make bench-quick` on {model} ({when}; written by the script)",
+        "",
+        f"Command: `{command}`",
+        "",
+        lines[0],
+        "",
+        *(f"- {line}" for line in lines[1:]),
+        end,
+    ]
+    return begin, end, "\n".join(body)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rectools-python", default=".peers/rectools/bin/python")
     ap.add_argument("--official-python", default=None)
     ap.add_argument("--record", action="store_true", help="write the results files' sections")
+    ap.add_argument(
+        "--record-machine",
+        action="store_true",
+        help="write only this machine's summary section of speed.md (details stay in _work)",
+    )
     ap.add_argument("--skip-gru4rec", action="store_true")
     ap.add_argument("--wall", action="store_true", help="time the official GRU4Rec in wall s")
     ap.add_argument("--skip-sasrec", action="store_true")
@@ -170,6 +207,14 @@ def main() -> None:
         lines += sasrec_summary()
     print("\n".join(lines))
     (WORK / "summary.txt").write_text("\n".join(lines[1:]) + "\n")
+    if a.record or a.record_machine:
+        from warmrec.training.machine import cpu_info
+
+        command = " ".join(["python benchmarks/bench_quick.py", *sys.argv[1:]])
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        when += f", {(time.perf_counter() - t0) / 60:.1f} min"
+        begin, end, block = machine_block(cpu_info().model, lines[2:], command, when)
+        write_section(results / "speed.md", begin, end, block, "# Training speed\n\n")
 
 
 if __name__ == "__main__":

@@ -135,3 +135,25 @@ def test_coldstart_driver_pools_the_goal_over_the_shots_it_ran(bench, tmp_path):
     assert "| 2 | 0.4500 | 0.3000 | 1.500 |" in row and row.endswith("| 1.500 |")
     ns = SimpleNamespace(model="sasrec", model_config='{"d": 16, "max_len": 20}')
     assert cs.model_config(ns) == {**cs.MODELS["sasrec"], "d": 16, "max_len": 20}
+
+
+def test_bench_quick_keeps_one_summary_section_per_machine(bench, tmp_path):
+    import bench_quick as bq
+
+    assert bq.machine_slug("Intel(R) Xeon(R) Processor") == "intel-xeon-processor"
+    assert bq.machine_slug("AMD EPYC 7B13 64-Core Processor") == "amd-epyc-7b13-64-core-processor"
+    path = tmp_path / "speed.md"
+    lines = ["Machine: X; load", "quiet", "GRU4Rec ... **1.93x**", "SASRec ... **2.69x**"]
+    for model, ratio in (("Intel(R) Xeon(R) Processor", "1.93x"), ("AMD EPYC", "2.12x")):
+        rows = [line.replace("1.93x", ratio) for line in lines]
+        begin, end, block = bq.machine_block(model, rows, "python benchmarks/bench_quick.py", "w")
+        bench.write_section(path, begin, end, block, "# Training speed\n\n")
+    # a second run on the first machine replaces its own section only
+    begin, end, block = bq.machine_block(
+        "Intel(R) Xeon(R) Processor", [x.replace("1.93x", "1.80x") for x in lines], "c", "w"
+    )
+    bench.write_section(path, begin, end, block, "# Training speed\n\n")
+    text = path.read_text()
+    assert text.count("<!-- bench_quick:intel-xeon-processor:begin -->") == 1
+    assert "1.80x" in text and "1.93x" not in text and "2.12x" in text
+    assert "- GRU4Rec ... **1.80x**" in text and text.count("Machine: X; load") == 2
