@@ -169,3 +169,25 @@ def test_python_dash_m_runs_the_cli():
         [sys.executable, "-m", "warmrec", "--version"], capture_output=True, text=True, check=True
     )
     assert "warmrec" in res.stdout
+
+
+@pytest.mark.filterwarnings("ignore::warmrec.errors.DataWarning")  # a tiny test part, on purpose
+def test_data_split_prints_one_row_per_part_with_dates(runner, tmp_path):
+    # two users, one event a day from 2020-01-01; the test part starts on 2020-01-05
+    day = 86_400
+    rows = [(u, i, 1_577_836_800 + d * day) for u in (1, 2) for d, i in enumerate([1, 2, 3, 1, 2])]
+    log = tmp_path / "log.csv"
+    pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row").write_csv(log)
+    args = ["data", "split", str(log), "--method", "temporal", "--out", str(tmp_path / "sp")]
+    args += ["--set", "valid_start=2020-01-04", "--set", "test_start=2020-01-05"]
+    res = run(runner, args)
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    train = next(line for line in lines if line.startswith("| train"))
+    test = next(line for line in lines if line.startswith("| test"))
+    assert "| 6 " in train and "2020-01-01T00:00:00Z" in train and "2020-01-03T00:00:00Z" in train
+    assert "| - " in train  # no targets in training: a dash, not "null"
+    assert "2020-01-05T00:00:00Z" in test and "| 2 " in test
+    assert "null" not in res.output and "1577836800" not in res.output
+    assert any(line.split() == ["test_start", "2020-01-05T00:00:00Z"] for line in lines)
+    assert any(line.split() == ["method", "temporal"] for line in lines)

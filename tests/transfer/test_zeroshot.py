@@ -91,6 +91,7 @@ def test_zeroshot_ranks_the_next_unit_of_an_unseen_catalogue(zs, text_source):
     model = transfer(source, tgt, None, strategy="zeroshot", init="random", refit_whitening="off")
     assert model.train_result is None
     assert model.meta.transfer.strategy == "zeroshot" and model.meta.transfer.n_trainable == 0
+    assert model.meta.transfer.init == "item text (zero-shot)"  # not the unused init="random"
     assert model.vocab is tgt.vocab and model.net.item.text.shape[0] == len(tgt.vocab)
     # the encoder and adaptor are the source's, bit for bit
     s, t = source.net.state_dict(), model.net.state_dict()

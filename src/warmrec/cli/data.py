@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -50,6 +51,30 @@ def stats(path, fmt, cols, no_timestamp, order, sep, plots_dir, as_json):
         if not ordinal:  # dates instead of Unix seconds
             d = {k: d.get(f"{k}_utc", v) for k, v in d.items() if not k.endswith("_utc")}
         echo_mapping(d)
+
+
+def echo_split(d: dict[str, Any], dated: bool) -> None:
+    """A split's :meth:`~warmrec.data.split.Split.describe` for people: one table row per part
+    (its time span as UTC dates where the log has times in seconds, ``-`` where a figure does not
+    apply), then the split's settings, one per line (its start dates as dates too)."""
+    import polars as pl
+
+    parts = [k for k in ("train", "valid", "test") if isinstance(d.get(k), dict)]
+    keys = list(dict.fromkeys(k for p in parts for k in d[p] if k != "time"))
+    rows = []
+    for p in parts:
+        row = {"part": p, **{k: str(d[p].get(k, "-")) for k in keys}}
+        lo, hi = d[p].get("time", ("-", "-"))
+        if dated and lo != "-":
+            lo, hi = utc_date(lo), utc_date(hi)
+        rows.append({**row, "from": str(lo), "to": str(hi)})
+    click.echo(format_table(pl.DataFrame(rows)))
+    settings = {k: v for k, v in d.items() if k not in parts and not isinstance(v, dict)}
+    settings.update(d.get("info") or {})
+    for k, v in settings.items():
+        if dated and (k.endswith(("_start", "_end")) or k == "cut") and isinstance(v, int | float):
+            settings[k] = utc_date(v)
+    echo_mapping(settings)
 
 
 def utc_date(seconds: float) -> str:
@@ -201,10 +226,4 @@ def split(path, fmt, cols, no_timestamp, order, sep, method, sets, out, as_json)
     if as_json:
         emit_json(d)
     else:
-        import polars as pl
-
-        rows = [
-            {"part": k, **v} if isinstance(v, dict) else {"part": k, "value": v}
-            for k, v in d.items()
-        ]
-        click.echo(format_table(pl.DataFrame(rows)))
+        echo_split(d, dated=inter.time_unit != "ordinal")

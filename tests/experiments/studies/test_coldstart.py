@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from warmrec.cli.main import cli
 from warmrec.experiments.studies.coldstart import (
     ColdStartSettings,
+    _study_bar,
     display_table,
     shot_eval_set,
     split_users,
@@ -41,6 +42,15 @@ def test_users_are_disjoint_and_time_split_puts_late_users_in_test():
         assert len(s.test) and len(s.valid)
     ts = data.sequences.timestamps[data.sequences.offsets[:-1]]
     assert ts[s.test].min() > ts[s.train].max()
+
+
+def test_study_bar_counts_the_runs_already_done(tmp_path):
+    (tmp_path / "runs").mkdir()
+    for name in ("0-pop", "1-pop", "1-other"):  # 1-other: not a method of this study
+        (tmp_path / "runs" / f"{name}.json").write_text("{}")
+    bar = _study_bar(tmp_path, [0, 1], ["pop", "global"], "s", progress=False)
+    assert (bar.n, bar.total, bar.disable) == (2, 4, True)
+    bar.close()
 
 
 def test_shot_eval_set_reveals_k_and_targets_the_next():
@@ -87,6 +97,7 @@ def test_study_cli_runs_end_to_end_and_resumes(tmp_path):
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, r.output
     assert "runs computed now: 4" in r.output
+    assert "coldstart study: 100%" in r.stderr and "4/4" in r.stderr  # a bar over the runs
     for f in ("results.md", "report.md", "report.html", "ndcg_at_10_vs_shots.png"):
         assert (out / f).is_file()
     assert "finetune" in (out / "results.md").read_text()
@@ -97,6 +108,7 @@ def test_study_cli_runs_end_to_end_and_resumes(tmp_path):
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, r.output
     assert "runs computed now: 1" in r.output
+    assert "3/4" in r.stderr  # the resumed study's bar starts at the runs already done
     # its runs were made under these settings: another inner-rate grid must not reuse them
     cfg.write_text(cfg.read_text().replace("lr_grid = [0.1]", "lr_grid = [0.2]"))
     r = CliRunner().invoke(cli, args)

@@ -450,6 +450,18 @@ def _check_folder(
     )
 
 
+def _study_bar(
+    out: Path, seeds: Sequence[int], methods: Sequence[str], desc: str, progress: bool
+) -> Any:
+    """A tqdm bar over the study's (seed, method) runs, those already in ``out/runs`` counted
+    as done (a resumed study), with the elapsed time and an estimate of what is left; the
+    postfix names the step under way (the global model, the learning rate, a method)."""
+    from tqdm.auto import tqdm
+
+    done = sum((out / "runs" / f"{s}-{m}.json").is_file() for s in seeds for m in methods)
+    return tqdm(total=len(seeds) * len(methods), initial=done, desc=desc, disable=not progress)
+
+
 def run_coldstart_study(
     frame: pl.DataFrame,
     *,
@@ -491,6 +503,7 @@ def run_coldstart_study(
     (out / "runs").mkdir(parents=True, exist_ok=True)
     data = user_sequences(frame)
     records, computed = [], []
+    bar = _study_bar(out, seeds, methods, "coldstart study", progress)
     for seed in seeds:
         split = split_users(data, cfg, seed)
         gm = None
@@ -502,6 +515,7 @@ def run_coldstart_study(
                 records.append(json.loads(path.read_text()))
                 continue
             if gm is None and method not in ("pop", "sknn"):
+                bar.set_postfix_str(f"seed {seed}: pre-training the global model")
                 gm = pretrain_global(
                     model, model_config, split, cfg, seed, out / "models" / f"global-s{seed}",
                     data=data_source,
@@ -510,10 +524,10 @@ def run_coldstart_study(
                 if lr_file.is_file():
                     lr = json.loads(lr_file.read_text())["inner_lr"]
                 else:
+                    bar.set_postfix_str(f"seed {seed}: choosing the inner learning rate")
                     lr = choose_lr(split, gm, cfg, seed)
                     atomic_write_text(lr_file, json.dumps({"inner_lr": lr}))
-            if progress:
-                print(f"[coldstart] seed {seed} {method} ...", flush=True)
+            bar.set_postfix_str(f"seed {seed} {method}")
             rec = run_method(method, split, gm, cfg, seed, lr)
             rec["n_users"] = {
                 "train": len(split.train),
@@ -523,6 +537,8 @@ def run_coldstart_study(
             atomic_write_text(path, json.dumps(rec))
             records.append(rec)
             computed.append(f"{seed}-{method}")
+            bar.update()
+    bar.close()
     summary = summarize(records, cfg.shots)
     table = display_table(summary)
     info = {
@@ -607,6 +623,7 @@ def run_melo_study(
         model_config.setdefault("training", "windows")
     records, computed = [], []
     n_users: dict[str, int] = {}
+    bar = _study_bar(out, seeds, methods, "coldstart study (melo)", progress)
     for seed in seeds:
         tr, va, te = split_rating_users(data, cfg, seed)
         n_users = {"train": len(tr), "valid": len(va), "test": len(te)}
@@ -623,6 +640,7 @@ def run_melo_study(
                 records.append(json.loads(path.read_text()))
                 continue
             if gm is None:
+                bar.set_postfix_str(f"seed {seed}: the global model")
                 cache = out / "models" / f"global-s{seed}"
                 if (cache / "head.safetensors").is_file():
                     gm = RatingModel(load_model(cache))
@@ -650,8 +668,7 @@ def run_melo_study(
                         if v < best:
                             best, lr = v, cand
                     atomic_write_text(lr_file, json.dumps({"inner_lr": lr}))
-            if progress:
-                print(f"[coldstart melo] seed {seed} {method} ...", flush=True)
+            bar.set_postfix_str(f"seed {seed} {method}")
             t0 = time.perf_counter()
             meta_cfg = {**cfg.meta, "seed": seed}
             info: dict[str, Any] = {}
@@ -694,6 +711,8 @@ def run_melo_study(
             atomic_write_text(path, json.dumps(rec))
             records.append(rec)
             computed.append(f"{seed}-{method}")
+            bar.update()
+    bar.close()
     summary = summarize(records, cfg.shots, MELO_METRICS, higher_better=False)
     table = display_table(summary, MELO_METRICS)
     info = {
