@@ -141,7 +141,7 @@ def test_reset_domain_zeroes_the_seen_bias(zs, text_source):
     source = text_source
     learned = float(source.net.seen.value.detach())
     assert learned != 0.0
-    kept = transfer(source, tgt, None, strategy="zeroshot", init="random")
+    kept = transfer(source, tgt, None, strategy="zeroshot", init="random", reset_domain=False)
     reset = transfer(source, tgt, None, strategy="zeroshot", init="random", reset_domain=True)
     assert float(kept.net.seen.value.detach()) == learned
     assert float(reset.net.seen.value.detach()) == 0.0
@@ -249,3 +249,13 @@ def test_zeroshot_encoder_weight_from_model_options(zs, prior_source, refit):
     # weight 0 (seen bias reset to 0): the text prior's scores exactly, whatever the refit
     assert torch.equal(off.score(batch), prior)
     assert not torch.equal(plain.score(batch), prior)
+
+
+
+def test_zeroshot_resets_the_seen_bias_by_default(zs, text_source):
+    # the source's repeat habit is its domain's: a zero-shot target has nothing to correct it
+    # with, so it starts from "no offset" unless reset_domain=False says otherwise (above)
+    src, tgt, _, cache = zs
+    assert float(text_source.net.seen.value.detach()) != 0.0
+    plain = transfer(text_source, tgt, None, strategy="zeroshot", init="random")
+    assert plain.meta.transfer.reset_domain and float(plain.net.seen.value.detach()) == 0.0

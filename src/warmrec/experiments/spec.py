@@ -491,10 +491,11 @@ class TransferSpec(ConfigModel):
     """How position embeddings of a longer target are started."""
     seed: int = 0
     """Seed of the target-specific initialisation."""
-    reset_domain: bool = False
+    reset_domain: bool | None = None
     """Start the seen-item bias (how the domain treats repeats) at 0, not at the source's value
     (the source's repeat habit is a property of its domain; a zero-shot target has no data to
-    learn its own)."""
+    learn its own). None (default): on for ``strategy = "zeroshot"``, off otherwise (training
+    on the target learns the bias from there)."""
     refit_whitening: Literal["off", "mean", "diag", "full"] | bool | None = None
     """Re-fit the text adaptor's whitening statistics on the target's item text before
     transfer (item text only, no interaction; :func:`warmrec.models.text.refit_whitening`):

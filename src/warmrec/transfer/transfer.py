@@ -465,7 +465,7 @@ def transfer(
     source_titles: Mapping[Any, str] | None = None,
     target_titles: Mapping[Any, str] | None = None,
     source_name: str | None = None,
-    reset_domain: bool = False,
+    reset_domain: bool | None = None,
     refit_whitening: str | bool | None = None,
     model_options: Mapping[str, Any] | None = None,
     seed: int = 0,
@@ -475,7 +475,10 @@ def transfer(
     ``strategy="zeroshot"`` trains nothing: a text-aware source (``item_repr="text"``) gets the
     target's item text through its encoder and adaptor, and is returned as it is (no target
     interaction enters the model; ``train_result`` is None). ``reset_domain``: the seen-item
-    bias starts at 0 instead of the source's (see :func:`build_target_model`).
+    bias starts at 0 instead of the source's (see :func:`build_target_model`); None (default)
+    is True for ``"zeroshot"`` (nothing on the target can correct the source's repeat habit:
+    on MARS a movie source's negative bias ranks the learners' repeats last) and False
+    otherwise.
     ``refit_whitening``: re-fit the text adaptor's whitening statistics on the target's item
     text (item text only; :func:`warmrec.models.text.refit_whitening`): ``"off"``, ``"mean"``,
     ``"diag"``, ``"full"`` (``True``); None (default) is ``"diag"`` for a zero-shot text
@@ -495,6 +498,8 @@ def transfer(
     from warmrec.training.loop import train as run_training
 
     refit = _refit_mode(refit_whitening, strategy, source_model)
+    if reset_domain is None:
+        reset_domain = strategy == "zeroshot"
     s_opts = build_config(StrategyOptions, {"seed": seed, **dict(strategy_options or {})})
     target, info = build_target_model(
         source_model,
