@@ -251,7 +251,6 @@ def test_zeroshot_encoder_weight_from_model_options(zs, prior_source, refit):
     assert not torch.equal(plain.score(batch), prior)
 
 
-
 def test_zeroshot_resets_the_seen_bias_by_default(zs, text_source):
     # the source's repeat habit is its domain's: a zero-shot target has nothing to correct it
     # with, so it starts from "no offset" unless reset_domain=False says otherwise (above)
