@@ -191,3 +191,19 @@ def test_data_split_prints_one_row_per_part_with_dates(runner, tmp_path):
     assert "null" not in res.output and "1577836800" not in res.output
     assert any(line.split() == ["test_start", "2020-01-05T00:00:00Z"] for line in lines)
     assert any(line.split() == ["method", "temporal"] for line in lines)
+
+
+def test_train_prints_a_line_per_epoch_to_a_log_and_none_with_json(runner, log_csv, tmp_path):
+    args = ["train", "--model", "gru4rec", "--data", str(log_csv), "--set", "train.epochs=2"]
+    args += ["--set", "model.hidden_size=8"]
+    res = run(runner, [*args, "--out", str(tmp_path / "m1")])
+    assert res.exit_code == 0, res.output
+    lines = [x for x in res.stderr.splitlines() if x.startswith("train gru4rec: epoch")]
+    assert [x.split(",")[0] for x in lines] == [
+        "train gru4rec: epoch 1/2",
+        "train gru4rec: epoch 2/2",
+    ]
+    res = run(runner, [*args, "--out", str(tmp_path / "m2"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert "epoch 1/2" not in res.output
+    json.loads(res.stdout)

@@ -116,3 +116,29 @@ def test_progress_shows_epoch_loss_validation_metric_and_time(capsys):
     assert "2/2" in err and "epoch" in err  # epoch counter and unit
     assert "loss=" in err and "ndcg@10=" in err and "best=" in err
     assert re.search(r"\d\d:\d\d", err)  # elapsed time
+
+
+def test_epoch_lines_where_no_bar_can_show(capsys, monkeypatch):
+    import polars as pl
+
+    from tests.conftest import cyclic_log
+    from warmrec import EvalSet, SequenceDataset
+    from warmrec.data.vocab import ItemVocab
+    from warmrec.training.loop import epoch_lines
+
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)  # not a terminal: no bar
+    df = cyclic_log(n_sessions=40, n_items=10, length=6, seed=1)
+    vocab = ItemVocab.from_ids(df["item_id"])
+    train = SequenceDataset.from_frame(df.filter(pl.col("session_id") < 30), vocab)
+    valid = EvalSet.from_sessions(df.filter(pl.col("session_id") >= 30), vocab, last_only=True)
+    tiny = {"d": 8, "n_layers": 1, "n_heads": 1, "ffn_dim": 8, "max_len": 6}
+    get_model("sasrec", tiny).fit(train, valid, epochs=2, batch_size=16)
+    assert "epoch" not in err.getvalue()  # the library stays quiet
+    with epoch_lines():
+        get_model("sasrec", tiny).fit(train, valid, epochs=2, batch_size=16)
+        get_model("sasrec", tiny).fit(train, valid, epochs=2, batch_size=16, progress=False)
+    lines = [x for x in err.getvalue().splitlines() if x.strip()]
+    assert len(lines) == 2, lines  # one per epoch of the first fit; progress=False is silent
+    assert lines[0].startswith("train sasrec: epoch 1/2, loss ")
+    assert re.search(r", ndcg@10 \d\.\d{4}, best \d\.\d{4} \(epoch \d\), \d+\.\d s$", lines[1])

@@ -126,7 +126,10 @@ def train(
             )
             echo_mapping({f"valid {k}": v for k, v in res["valid"].items()})
         return
-    res = run_train(cfg, out)
+    from warmrec.training.loop import epoch_lines
+
+    with epoch_lines(not as_json):  # a line per epoch where no bar can show (a log file)
+        res = run_train(cfg, out)
     if as_json:
         emit_json(res)
     else:

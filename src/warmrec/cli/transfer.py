@@ -65,7 +65,10 @@ def pretrain(
     if model_name:
         flags["model"] = {"name": model_name}
     cfg = command_config(config_file, sets, flags)
-    info = run_pretrain(cfg, out)
+    from warmrec.training.loop import epoch_lines
+
+    with epoch_lines(not as_json):  # a line per epoch where no bar can show (a log file)
+        info = run_pretrain(cfg, out)
     if as_json:
         emit_json(info)
     else:
@@ -187,7 +190,10 @@ def transfer_cmd(
 
     flags = flag_config(path, fmt, cols, no_timestamp, order, sep, split, resplit)
     cfg = command_config(config_file, sets, flags)
-    info = run_transfer(cfg, out, source=source_dir, strategy=strategy, init=init, seed=seed)
+    from warmrec.training.loop import epoch_lines
+
+    with epoch_lines(not as_json):  # a line per epoch where no bar can show (a log file)
+        info = run_transfer(cfg, out, source=source_dir, strategy=strategy, init=init, seed=seed)
     if as_json:
         emit_json(info)
     else:

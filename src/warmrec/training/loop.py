@@ -34,7 +34,9 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -181,6 +183,23 @@ class TrainerConfig(ConfigModel):
         if self.progress is None:
             return bool(getattr(sys.stderr, "isatty", lambda: False)())
         return self.progress
+
+
+_EPOCH_LINES: ContextVar[bool] = ContextVar("warmrec_epoch_lines", default=False)
+
+
+@contextmanager
+def epoch_lines(on: bool = True) -> Iterator[None]:
+    """Within: a run whose progress bar does not show because stderr is not a terminal
+    (``progress`` unset: a log file, CI, nohup) prints one plain line per epoch on stderr
+    instead (epoch, loss, validation metric, best, seconds). The command line turns it on for
+    ``train``, ``pretrain`` and ``transfer`` without ``--json``; ``progress=False`` stays
+    silent."""
+    token = _EPOCH_LINES.set(on)
+    try:
+        yield
+    finally:
+        _EPOCH_LINES.reset(token)
 
 
 def bar_size() -> dict[str, int]:
@@ -653,6 +672,7 @@ def _train(
     optimizer = make_optimizer(model.optimizer_groups(cfg.weight_decay), cfg)
     n_epochs = cfg.max_epochs(valid_set is not None)
     show = cfg.show_progress()
+    lines = not show and cfg.progress is None and _EPOCH_LINES.get()
     scheduler = make_scheduler(optimizer, cfg, n_batches * n_epochs)
     metrics = [cfg.valid_metric] + [m for m in cfg.valid_metrics if m != cfg.valid_metric]
     key_metric = parse_metric(cfg.valid_metric).label
@@ -750,6 +770,14 @@ def _train(
                 shown[key_metric] = f"{record[f'valid_{key_metric}']:.4f}"
                 shown["best"] = f"{run.best_metric:.4f} (epoch {run.best_epoch})"
             epochs.set_postfix(shown)
+            if lines:
+                print(
+                    f"train {model.name}: epoch {epoch}/{n_epochs}, "
+                    + ", ".join(f"{k} {v}" for k, v in shown.items())
+                    + f", {seconds:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
             answers = [cb(epoch, record, model) for cb in callbacks]
             if any(isinstance(a, str) and a == PAUSE for a in answers):
                 paused = True
