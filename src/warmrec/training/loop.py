@@ -136,7 +136,7 @@ class TrainerConfig(ConfigModel):
     """Write TensorBoard scalars here (needs the ``tensorboard`` package)."""
     progress: bool | None = None
     """Show a progress bar (epoch, loss, validation metric, time); None = when stderr is a
-    terminal."""
+    terminal (elsewhere, inside :func:`epoch_lines`, one line per epoch instead)."""
     checkpoint_dir: str = ""
     """Write the full training state here (atomically), to resume."""
     checkpoint_every: int = Field(1, ge=1)
