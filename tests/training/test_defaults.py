@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,26 @@ def test_progress_defaults_to_whether_stderr_is_a_terminal(monkeypatch):
     monkeypatch.setattr("sys.stderr", Tty())
     assert TrainerConfig().show_progress() is True
     assert TrainerConfig(progress=False).show_progress() is False
+
+
+def test_progress_shows_in_a_notebook(monkeypatch):
+    import types
+
+    class ZMQInteractiveShell:  # what a Jupyter kernel's get_ipython() returns
+        pass
+
+    class TerminalInteractiveShell:
+        pass
+
+    monkeypatch.setattr("sys.stderr", io.StringIO())  # a kernel's stderr is not a terminal
+    fake = types.ModuleType("IPython")
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    for shell, shows in ((ZMQInteractiveShell, True), (TerminalInteractiveShell, False)):
+        fake.get_ipython = lambda shell=shell: shell()
+        assert TrainerConfig().show_progress() is shows
+        assert TrainerConfig(progress=False).show_progress() is False
+    fake.get_ipython = lambda: None  # IPython imported, not running
+    assert TrainerConfig().show_progress() is False
 
 
 def test_progress_shows_epoch_loss_validation_metric_and_time(capsys):

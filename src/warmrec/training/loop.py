@@ -136,7 +136,8 @@ class TrainerConfig(ConfigModel):
     """Write TensorBoard scalars here (needs the ``tensorboard`` package)."""
     progress: bool | None = None
     """Show a progress bar (epoch, loss, validation metric, time); None = when stderr is a
-    terminal (elsewhere, inside :func:`epoch_lines`, one line per epoch instead)."""
+    terminal or in a Jupyter notebook (elsewhere, inside :func:`epoch_lines`, one line per
+    epoch instead)."""
     checkpoint_dir: str = ""
     """Write the full training state here (atomically), to resume."""
     checkpoint_every: int = Field(1, ge=1)
@@ -179,10 +180,21 @@ class TrainerConfig(ConfigModel):
         return EPOCHS_VALIDATED if validated else EPOCHS_UNVALIDATED
 
     def show_progress(self) -> bool:
-        """``progress``, or whether stderr is a terminal when it is None."""
+        """``progress``, or when it is None whether stderr is a terminal or the process is a
+        Jupyter kernel (whose stderr is not a terminal, but shows tqdm's notebook bar)."""
         if self.progress is None:
-            return bool(getattr(sys.stderr, "isatty", lambda: False)())
+            return bool(getattr(sys.stderr, "isatty", lambda: False)()) or in_notebook()
         return self.progress
+
+
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (an IPython ``ZMQInteractiveShell``)."""
+    ipython = sys.modules.get("IPython")
+    try:
+        shell = ipython.get_ipython() if ipython is not None else None
+    except Exception:  # an IPython too broken to ask is not a notebook to draw in
+        return False
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 _EPOCH_LINES: ContextVar[bool] = ContextVar("warmrec_epoch_lines", default=False)
