@@ -118,6 +118,14 @@ def test_pretrain_multi_saves_one_source_per_domain(folders, tmp_path):
         sa["item.embed.weight"].numpy(), sb["item.embed.weight"].numpy()
     )
     assert json.loads((tmp_path / "m" / "multisource.json").read_text())["domains"] == ["a", "b"]
+    # without --json, written to a log (no terminal): a line per tenth of the steps
+    res = run([a for a in args if a != "--json"][:-2] + ["--out", tmp_path / "m2"])
+    assert res.exit_code == 0, res.output
+    lines = [x for x in res.stderr.splitlines() if x.startswith("pretrain-multi: step")]
+    assert [x.split(",")[0] for x in lines] == [
+        f"pretrain-multi: step {3 * k}/30" for k in range(1, 11)
+    ]
+    assert "saved 2 source models (a, b)" in res.stdout
 
 
 def test_pretrain_multi_domain_token_flag(folders, tmp_path):

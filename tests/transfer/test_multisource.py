@@ -229,3 +229,17 @@ def test_domain_token_needs_a_model_that_has_one():
         pretrain_multisource(
             "gru4rec", doms, tiny_net("gru4rec"), {"steps": 1, "domain_token": True}
         )
+
+
+def test_pretraining_reports_its_steps_in_a_log(capsys):
+    from warmrec.training.loop import epoch_lines
+
+    doms = [domain("a", 1, 1, n=40), domain("b", 101, 2, n=40)]
+    with epoch_lines():
+        pretrain_multisource("sasrec", doms, CFG, {"steps": 30, "batch_size": 16})
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 10, lines
+    assert lines[2].startswith("pretrain-multi: step 9/30, loss a ") and ", b " in lines[2]
+    # outside the log mode (the library's default away from a terminal): nothing
+    pretrain_multisource("sasrec", doms, CFG, {"steps": 30, "batch_size": 16})
+    assert capsys.readouterr().err == ""

@@ -241,6 +241,15 @@ def _clean(v: Any) -> Any:
     return v
 
 
+def progress_lines(as_json: bool):
+    """Within: a training run whose bar cannot show (stderr is a log file) prints a line per
+    epoch (or per tenth of the steps) on stderr; off under ``--json``, whose output stays one
+    parseable document (:func:`warmrec.training.loop.epoch_lines`)."""
+    from warmrec.training.loop import epoch_lines
+
+    return epoch_lines(not as_json)
+
+
 def emit_json(obj: Any) -> None:
     """Pretty JSON on stdout; non-ASCII text stays as it is (not ``\\u`` escapes)."""
     click.echo(json.dumps(_clean(obj), indent=2, default=str, ensure_ascii=False))

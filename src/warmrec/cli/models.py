@@ -13,6 +13,7 @@ from warmrec.cli.common import (
     emit_json,
     flag_config,
     format_table,
+    progress_lines,
     resplit_option,
     set_option,
 )
@@ -126,9 +127,7 @@ def train(
             )
             echo_mapping({f"valid {k}": v for k, v in res["valid"].items()})
         return
-    from warmrec.training.loop import epoch_lines
-
-    with epoch_lines(not as_json):  # a line per epoch where no bar can show (a log file)
+    with progress_lines(as_json):
         res = run_train(cfg, out)
     if as_json:
         emit_json(res)

@@ -23,6 +23,7 @@ from warmrec.cli.common import (
     flag_config,
     format_table,
     load_config,
+    progress_lines,
     resplit_option,
     set_option,
 )
@@ -65,9 +66,7 @@ def pretrain(
     if model_name:
         flags["model"] = {"name": model_name}
     cfg = command_config(config_file, sets, flags)
-    from warmrec.training.loop import epoch_lines
-
-    with epoch_lines(not as_json):  # a line per epoch where no bar can show (a log file)
+    with progress_lines(as_json):
         info = run_pretrain(cfg, out)
     if as_json:
         emit_json(info)
@@ -134,7 +133,8 @@ def pretrain_multi(
     if multi:
         flags["multi"] = multi
     cfg = command_config(config_file, sets, flags)
-    info = run_multisource(cfg, out)
+    with progress_lines(as_json):
+        info = run_multisource(cfg, out)
     if as_json:
         emit_json(info)
     else:
@@ -190,9 +190,7 @@ def transfer_cmd(
 
     flags = flag_config(path, fmt, cols, no_timestamp, order, sep, split, resplit)
     cfg = command_config(config_file, sets, flags)
-    from warmrec.training.loop import epoch_lines
-
-    with epoch_lines(not as_json):  # a line per epoch where no bar can show (a log file)
+    with progress_lines(as_json):
         info = run_transfer(cfg, out, source=source_dir, strategy=strategy, init=init, seed=seed)
     if as_json:
         emit_json(info)

@@ -182,9 +182,22 @@ class TrainerConfig(ConfigModel):
     def show_progress(self) -> bool:
         """``progress``, or when it is None whether stderr is a terminal or the process is a
         Jupyter kernel (whose stderr is not a terminal, but shows tqdm's notebook bar)."""
-        if self.progress is None:
-            return bool(getattr(sys.stderr, "isatty", lambda: False)()) or in_notebook()
-        return self.progress
+        return shows_bar(self.progress)
+
+
+def shows_bar(progress: bool | None) -> bool:
+    """Whether a progress bar shows: ``progress``, or when it is None whether stderr is a
+    terminal or the process is a Jupyter kernel (whose stderr is not a terminal, but shows
+    tqdm's notebook bar)."""
+    if progress is None:
+        return bool(getattr(sys.stderr, "isatty", lambda: False)()) or in_notebook()
+    return progress
+
+
+def prints_lines(progress: bool | None) -> bool:
+    """Whether plain progress lines go to stderr instead of a bar: ``progress`` unset, no bar
+    can show, and within :func:`epoch_lines` (the command line's log-file mode)."""
+    return progress is None and not shows_bar(None) and _EPOCH_LINES.get()
 
 
 def in_notebook() -> bool:
@@ -684,7 +697,7 @@ def _train(
     optimizer = make_optimizer(model.optimizer_groups(cfg.weight_decay), cfg)
     n_epochs = cfg.max_epochs(valid_set is not None)
     show = cfg.show_progress()
-    lines = not show and cfg.progress is None and _EPOCH_LINES.get()
+    lines = not show and prints_lines(cfg.progress)
     scheduler = make_scheduler(optimizer, cfg, n_batches * n_epochs)
     metrics = [cfg.valid_metric] + [m for m in cfg.valid_metrics if m != cfg.valid_metric]
     key_metric = parse_metric(cfg.valid_metric).label

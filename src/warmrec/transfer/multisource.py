@@ -97,6 +97,10 @@ class MultiSourceConfig(ConfigModel):
     """Give each domain a learned vector added to every position's input of the shared encoder
     (the model's ``domain_token`` option, :class:`~warmrec.models.layers.DomainToken`), kept
     per domain like the item tables (module docstring)."""
+    progress: bool | None = None
+    """Show a progress bar over the steps (each domain's smoothed loss); None = when stderr is
+    a terminal or in a Jupyter notebook (elsewhere, inside
+    :func:`~warmrec.training.loop.epoch_lines`, a line per tenth of the steps instead)."""
 
 
 @dataclass
@@ -207,6 +211,7 @@ def pretrain_multisource(
     """Pre-train one shared encoder on every domain (module docstring)."""
     from warmrec.evaluation.evaluate import evaluate
     from warmrec.training.loop import lr_factor, optimizer_step
+    from warmrec.training.progress import StepProgress
     from warmrec.training.threads import apply_threads
 
     cfg = build_config(MultiSourceConfig, config)
@@ -256,7 +261,7 @@ def pretrain_multisource(
     for m in models.values():
         m.net.train()
     steps = dict.fromkeys(names, 0)
-    ema: dict[str, float] = {}
+    ema: dict[str, float] = {}  # each domain's smoothed loss, in the domains' order once set
     # the time budget: all of it for a joint run; domain k's share p_k of it for its phase of a
     # sequential run (so that a budget shorter than the steps still reaches every domain)
     deadline = {n: cfg.time_budget_s for n in names}
@@ -265,12 +270,14 @@ def pretrain_multisource(
         for n in names:
             acc += probs[n] * cfg.time_budget_s
             deadline[n] = acc
+    progress = StepProgress(len(schedule), cfg.progress, "pretrain-multi")
     t0 = time.perf_counter()
     for k in schedule:
         name = names[int(k)]
         if deadline[name] and time.perf_counter() - t0 >= deadline[name]:
             if cfg.order == "joint":
                 break
+            progress.skip()
             continue
         # the loop's one step (training_step -> backward -> clip over this domain's net -> step);
         # the other domains' item tables get no gradient from this batch
@@ -279,9 +286,15 @@ def pretrain_multisource(
         value = float(loss.detach())
         if not math.isfinite(value):
             raise ModelError(f"domain {name!r}: training loss is {value}; lower the lr")
-        ema[name] = value if name not in ema else 0.98 * ema[name] + 0.02 * value
+        if name in ema:
+            ema[name] = 0.98 * ema[name] + 0.02 * value
+        else:
+            ema[name] = value
+            ema = {n: ema[n] for n in names if n in ema}
         steps[name] += 1
+        progress.step(ema, time.perf_counter() - t0)
     seconds = time.perf_counter() - t0
+    progress.close(ema, seconds, sum(steps.values()))
     valid: dict[str, dict[str, float]] = {}
     for dom in domains:
         m = models[dom.name]
