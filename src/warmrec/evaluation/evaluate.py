@@ -178,7 +178,7 @@ class _Negatives:
         return np.concatenate(parts)[lo - c0 * _NEG_CHUNK : hi - c0 * _NEG_CHUNK]
 
 
-def _mean(vals: np.ndarray) -> float:
+def nan_mean(vals: np.ndarray) -> float:
     """Mean ignoring NaN (per-example popularity of an empty list); NaN when nothing is left."""
     ok = ~np.isnan(vals)
     return float(vals[ok].mean()) if ok.any() else float("nan")
@@ -339,5 +339,5 @@ def evaluate(
             hr, ap = M.category_hits(topk_all[:, : s.k], eval_set.targets, item_categories)
             vals = hr if s.name == "cat_hr" else ap
         per_example[s.label] = vals
-        summary[s.label] = _mean(vals) if n else 0.0
+        summary[s.label] = nan_mean(vals) if n else 0.0
     return EvalResult(summary, per_example, ranks, protocol, n)

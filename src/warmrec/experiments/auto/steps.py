@@ -388,7 +388,7 @@ def _out_of_fold(
     single validation sequence."""
     import numpy as np
 
-    from warmrec.evaluation.evaluate import _mean
+    from warmrec.evaluation.evaluate import nan_mean
 
     full = ctx.prepared.valid
     half = validation_halves(full)
@@ -414,7 +414,7 @@ def _out_of_fold(
     for k in range(len(specs)):
         v = per[k][label]
         x = v if ctx.weights is None or len(ctx.weights) != len(v) else v * ctx.weights
-        valid = {m: _mean(col) for m, col in per[k].items()}
+        valid = {m: nan_mean(col) for m, col in per[k].items()}
         valid.update({m: float(np.mean(vs)) for m, vs in whole[k].items()})
         out.append((float(x.mean()), _ci(x), valid))
     return out
