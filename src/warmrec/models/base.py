@@ -49,6 +49,10 @@ class Recommender:
 
     name: ClassVar[str] = "base"
     Config: ClassVar[type[ConfigModel]] = NoConfig
+    fits_on_validation: ClassVar[bool] = False
+    """Whether ``fit`` fits parameters to the validation targets (weights, a mixing share), not
+    only stops or selects on them: its validation score is then in sample, and a search that
+    compares it with other models (``warmrec auto``) scores it out of fold instead."""
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         self.config = build_config(self.Config, config, **overrides)

@@ -283,6 +283,7 @@ class FeatRank(Recommender):
     (see the module docstring)."""
 
     Config = FeatRankConfig
+    fits_on_validation: ClassVar[bool] = True  # its weights are fitted there
     learns_sequences: ClassVar[bool] = True
     test_config: ClassVar[dict[str, Any]] = {"base": "markov"}
 

@@ -335,6 +335,7 @@ class Fresh(Recommender):
     module docstring)."""
 
     Config = FreshConfig
+    fits_on_validation: ClassVar[bool] = True  # its weights are fitted there
     learns_sequences: ClassVar[bool] = True
     """As its base (the conformance suite's base, Markov, does)."""
     test_config: ClassVar[dict[str, Any]] = {

@@ -192,6 +192,7 @@ class Hybrid(Recommender):
     """Weighted fusion of two members' per-list normalised scores (see the module docstring)."""
 
     Config = HybridConfig
+    fits_on_validation: ClassVar[bool] = True  # its weights are fitted there
     learns_sequences: ClassVar[bool] = False
     """Whether it follows order depends on its members and weight; the conformance suite holds
     it to beating Pop (``tests/models/test_hybrid.py`` checks the members are reproduced)."""

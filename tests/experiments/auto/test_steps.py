@@ -156,3 +156,52 @@ def test_a_formed_model_is_valued_out_of_fold_on_halves_of_the_learners(tmp_path
     ctx1 = StepContext(dataclasses.replace(prep, valid=one), prep.info["spec"], tmp_path, "ndcg@10")
     assert validation_halves(one) is None
     assert _out_of_fold(ctx1, _Memoriser, [spec], "ndcg@10", time.time() + 60) is None
+
+
+def test_a_trial_fitted_on_validation_is_valued_out_of_fold(tmp_path, monkeypatch):
+    """A model whose ``fit`` fits weights to the validation targets (``fits_on_validation``:
+    FeatRank, Fresh) is compared by the search on its out-of-fold value, as a formed model is:
+    the memoriser reads 1.0 in sample and ~0 out of fold, and the search sees the ~0."""
+    from warmrec import registry
+    from warmrec.models.popularity import Pop
+
+    class MemoPop(Pop):
+        name = "memopop"
+        fits_on_validation = True
+
+        def fit(self, train, valid=None, **kw):
+            super().fit(train)
+            self.memo = _Memoriser().fit(train, valid)
+            return self
+
+        def score(self, batch):
+            return self.memo.score(batch)
+
+    monkeypatch.setitem(registry._MODELS, "memopop", MemoPop)
+    prep = prepare_run(
+        spec_from_config({"split": {"method": "user"}}),
+        data=generate_repeats(n_users=200, n_items=500, length=12),
+    )
+    ctx = StepContext(prep, prep.info["spec"], tmp_path, "ndcg@10")
+    step = {
+        "trial": "memopop-000",
+        "family": "memopop",
+        "kind": "fit",
+        "model": {},
+        "train": {},
+        "exclude_seen": False,
+        "eval_both": True,
+        "spent": 0.0,
+        "allowance": math.inf,
+        "deadline": time.time() + 300,
+        "members": [],
+    }
+    out = run_step(ctx, step)
+    assert out["status"] == "done", out
+    assert out["value_in_sample"] > 0.95 and out["valid_in_sample"]["ndcg@10"] > 0.95
+    assert out["value"] < 0.05 and out["valid"]["ndcg@10"] == pytest.approx(out["value"])
+    # seen items excluded (many targets here are repeats): the same, lower in sample
+    assert out["value_other"] < 0.05 and out["value_other_in_sample"] > 0.15
+    # a model that only stops on validation (Pop) keeps its one, in-sample, value
+    pop = run_step(ctx, {**step, "trial": "pop-000", "family": "pop"})
+    assert pop["status"] == "done" and "value_in_sample" not in pop

@@ -286,10 +286,43 @@ def _fit_step(ctx: StepContext, step: Mapping[str, Any], t0: float) -> dict[str,
             res2, _ = _score(ctx, model, other)
             out["value_other"], out["ci_other"] = _value(ctx, res2, label)
             out["valid_other"] = {k: float(v) for k, v in res2.summary.items()}
+        if not neural and getattr(model, "fits_on_validation", False):
+            _value_out_of_fold(ctx, spec, out, step, deadline)
     if out.get("value") is not None:
         save_run(model, ctx.work / "models" / step["trial"])
         out["kept"] = True
     return out
+
+
+def _value_out_of_fold(
+    ctx: StepContext, spec: Any, out: dict[str, Any], step: Mapping[str, Any], deadline: float
+) -> None:
+    """A trial whose fit fits weights to the validation targets (FeatRank, Fresh:
+    ``fits_on_validation``) is valued as a formed model is (:func:`_out_of_fold`): its in-sample
+    figures are kept as ``*_in_sample``, the search compares the out-of-fold ones."""
+    from warmrec.registry import get_model
+
+    specs = [spec]
+    if step.get("eval_both"):
+        specs.append(
+            ctx.spec(
+                step["family"], step["model"], dict(step["train"]), not bool(step["exclude_seen"])
+            )
+        )
+    oof = _out_of_fold(
+        ctx,
+        lambda: get_model(spec.model.name, spec.model.config),
+        specs,
+        _label(ctx.metric),
+        deadline,
+    )
+    if oof is None:  # a single validation sequence: nothing to hold out
+        return
+    out["value_in_sample"], out["valid_in_sample"] = out["value"], out["valid"]
+    out["value"], out["ci"], out["valid"] = oof[0]
+    if step.get("eval_both"):
+        out["value_other_in_sample"] = out["value_other"]
+        out["value_other"], out["ci_other"], out["valid_other"] = oof[1]
 
 
 def _composite_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]:
