@@ -163,6 +163,38 @@ def test_leading_zero_ids_stay_strings():
     assert df["session_id"].to_list() == [1, 1, 2]
 
 
+def test_leading_zero_ids_after_the_first_ten_thousand_rows_stay_apart(tmp_path):
+    """The native-type sample reads 10,000 rows: ``"0005"`` after them in a column of plain
+    integers once became user 5, silently merging two learners."""
+    rows = [f"{i // 10},{i % 7},{1_600_000_000 + i}" for i in range(10_050)]
+    rows += ["0005,7,1600010100", "5,8,1600010110"]
+    f = tmp_path / "log.csv"
+    f.write_text("user_id,item_id,timestamp\n" + "\n".join(rows) + "\n")
+    df = load_interactions(f).interactions
+    assert df["user_id"].dtype == pl.Utf8  # not every id is a plain integer: all stay text
+    assert df["user_id"].n_unique() == 1005 + 1
+    assert df.filter(pl.col("user_id") == "0005")["item_id"].to_list() == [7]
+    assert df["item_id"].dtype == pl.Int64 and df["timestamp"].dtype == pl.Float64
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_nan_time_or_rating_is_refused_with_its_line(tmp_path, suffix):
+    """NaN is not null (so no "missing value" check saw it) and sorts after every time: it
+    became each learner's newest event, the test target of a leave-one-out split."""
+    for col in ("timestamp", "rating"):
+        data = {"user_id": [1, 1, 2], "item_id": [1, 2, 3], "timestamp": [1.0, 2.0, 3.0]}
+        data["rating"] = [4.0, 5.0, 3.0]
+        data[col][1] = float("nan")
+        f = tmp_path / f"log{suffix}"
+        df = pl.DataFrame(data)
+        df.write_csv(f) if suffix == ".csv" else df.write_parquet(f)
+        where = "line 3" if suffix == ".csv" else "row 2"
+        with pytest.raises(
+            DataError, match=f"{where}.*'{col}'.*missing value.*NaN|'{col}'.*{where}"
+        ):
+            load_interactions(f)
+
+
 def test_semicolon_separator_is_sniffed():
     df = load_interactions(FIX / "semicolon.csv").interactions
     assert df["user_id"].to_list() == [1, 2]

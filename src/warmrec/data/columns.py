@@ -166,12 +166,12 @@ def sample_dtypes(
     quote_char: str | None = '"',
     n: int = 10_000,
 ) -> dict[str, pl.DataType]:
-    """Native types for the mapped columns, judged on the first ``n`` rows read as text.
-
-    Ids become Int64 only if the sample holds plain integers (see :func:`normalise_ids`);
-    timestamps and ratings Float64 if the sample holds numbers. Ids with leading zeros that
-    first appear after the sample in an all-integer column would be read as integers: pass
-    the file through :func:`read_text` without ``dtypes`` if that matters.
+    """Native types for the mapped columns, judged on the first ``n`` rows read as text:
+    timestamps and ratings Float64 if the sample holds numbers (a value later in the file that
+    is not one makes :func:`read_text` read the file again as text, and the checks name its
+    line). Ids are never given a native type: parsed as integers, ``"007"`` after the sample
+    would silently become user 7; they are read as text and :func:`normalise_ids` judges the
+    whole column.
     """
     head = read_text(
         path,
@@ -185,9 +185,7 @@ def sample_dtypes(
     out: dict[str, pl.DataType] = {}
     for canon, col in mapping.items():
         s = head[col]
-        if canon in ID_COLUMNS and normalise_ids(s).dtype == pl.Int64:
-            out[col] = pl.Int64
-        elif canon in (TIME, RATING) and _all_numbers(s):
+        if canon in (TIME, RATING) and _all_numbers(s):
             out[col] = pl.Float64
     extras = {col for canon, col in mapping.items() if canon not in CANONICAL_ORDER}
     return {col: dtype for col, dtype in out.items() if col not in extras}
@@ -396,6 +394,12 @@ def finish(df: pl.DataFrame, src: Source, opts: ReadOptions | None = None) -> pl
                 col,
                 expected="a value",
                 found="an empty cell" + _sep_hint(df, row, src),
+            )
+    for col in (TIME, RATING):  # NaN is no null, and sorts after every time
+        if col in df.columns and df[col].dtype.is_float() and df[col].is_nan().any():
+            row = int(df[col].is_nan().arg_max())
+            raise src.row_error(
+                "missing value", row, col, expected="a number", found="NaN (not a number)"
             )
     check_ids(df, src, opts.max_id_length)
     check_sessions(df, src)
