@@ -109,6 +109,8 @@ class DataSource(_Record):
     """``--items``: the item feature file read beside the log, where given (absolute)."""
     users: str | None = None
     """``--users``: the user feature file read beside the log, where given (absolute)."""
+    duplicates: str = "keep"
+    """``--drop-duplicates``: ``"drop"`` where the exact duplicate events were dropped."""
 
     @classmethod
     def of(

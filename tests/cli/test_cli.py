@@ -207,3 +207,103 @@ def test_train_prints_a_line_per_epoch_to_a_log_and_none_with_json(runner, log_c
     assert res.exit_code == 0, res.output
     assert "epoch 1/2" not in res.output
     json.loads(res.stdout)
+
+
+def _user_log(path, n_users=30, length=6, rename_every=0):
+    """``user_id,item_id,timestamp``: user u's items u, u+1, ... (mod 12), a day apart; with
+    ``rename_every`` every such item id becomes one the model never saw."""
+    rows = []
+    for u in range(n_users):
+        for t in range(length):
+            item = (u + t) % 12
+            name = f"new{item}" if rename_every and item % rename_every == 0 else f"i{item}"
+            rows.append((f"u{u}", name, 1_600_000_000 + 86_400 * (t + 10 * u)))
+    pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row").write_csv(path)
+    return path
+
+
+def test_an_empty_validation_or_test_part_is_refused_not_scored_as_zero(runner, tmp_path):
+    """A split that leaves validation empty trained on nothing to select on (the loop reported
+    NDCG 0.0000 and kept epoch 1); a test part with no example was scored as 0.0000."""
+    log = _user_log(tmp_path / "log.csv")
+    args = ["train", "--model", "markov", "--data", str(log), "--split", "temporal"]
+    res = runner.invoke(
+        cli, [*args, "--set", "split.test_start=2030-01-01", "--out", str(tmp_path / "m")]
+    )
+    assert res.exit_code == 2
+    assert res.stderr.strip().splitlines()[-1] == (
+        "warmrec: error: the temporal split leaves the validation part empty (give --set "
+        "split.valid_start=DATE before test_start); models are selected and stopped on validation"
+    )
+    # the split's own warning: one line of warmrec's, no Python source path or code line
+    warning = [x for x in res.stderr.splitlines() if "test events" in x]
+    assert warning == [
+        "warmrec: warning: temporal split: only 0 test events (of 180; fewer than 100); metrics "
+        "on so few examples are noisy: hold out a larger share or period"
+    ]
+    assert "split.py" not in res.stderr and "return fn(" not in res.stderr
+    assert not (tmp_path / "m").exists()
+    one = tmp_path / "one.csv"
+    one.write_text("user_id,item_id,timestamp\nu1,i1,1600000000\n")
+    res = runner.invoke(
+        cli, ["train", "--model", "pop", "--data", str(one), "--out", str(tmp_path / "p")]
+    )
+    assert res.exit_code == 2 and "leaves the validation part empty" in res.stderr
+
+
+def test_evaluate_says_how_many_targets_on_unknown_items_it_left_out(runner, tmp_path):
+    log = _user_log(tmp_path / "log.csv")
+    res = run(
+        runner, ["train", "--model", "markov", "--data", str(log), "--out", str(tmp_path / "m")]
+    )
+    assert res.exit_code == 0, res.output
+    res = run(runner, ["evaluate", str(tmp_path / "m")])
+    assert res.exit_code == 0 and "left out" not in res.stdout
+    assert "markov on 30 test examples" in res.stdout
+    new = _user_log(tmp_path / "new.csv", rename_every=3)  # items 0, 3, 6, 9 unknown
+    res = run(runner, ["evaluate", str(tmp_path / "m"), "--data", str(new)])
+    assert res.exit_code == 0, res.output
+    # the last item of user u is (u + 5) % 12: a multiple of 3 for 10 of the 30 users
+    assert "markov on 20 test examples" in res.stdout
+    assert "10 test targets on items the model does not know left out" in res.stdout
+    res = run(runner, ["evaluate", str(tmp_path / "m"), "--data", str(new), "--json"])
+    info = json.loads(res.stdout)
+    assert info["n"] == 20 and info["n_dropped"] == 10
+    only_new = tmp_path / "only_new.csv"
+    only_new.write_text(
+        "user_id,item_id,timestamp\n"
+        + "".join(f"u{u},x{t},{1600000000 + t}\n" for u in range(3) for t in range(4))
+    )
+    res = run(runner, ["evaluate", str(tmp_path / "m"), "--data", str(only_new)])
+    assert res.exit_code == 2
+    assert (
+        "no test examples to score" in res.stderr
+        and "3 on items the model does not know" in res.stderr
+    )
+
+
+def test_drop_duplicates_reaches_the_run_and_its_saved_record(runner, tmp_path):
+    """A log written twice: each learner's held-out last event is a copy of the history's last
+    one, which Markov "predicts" perfectly; --drop-duplicates reads it once, and the model
+    directory records it, so `evaluate` reads the log the same way again."""
+    log = _user_log(tmp_path / "log.csv")
+    twice = tmp_path / "twice.csv"
+    text = log.read_text()
+    twice.write_text(text + "".join(text.splitlines(keepends=True)[1:]))
+    res = run(runner, ["data", "stats", str(twice), "--json"])
+    assert json.loads(res.stdout)["duplicate_events"] == 180
+    assert "warmrec: warning:" in res.stderr and "--drop-duplicates" in res.stderr
+    args = ["train", "--model", "markov", "--data", str(twice)]
+    res = run(runner, [*args, "--drop-duplicates", "--out", str(tmp_path / "m")])
+    assert res.exit_code == 0, res.output
+    assert "warmrec: warning:" not in res.stderr
+    res = run(runner, ["evaluate", str(tmp_path / "m"), "--json"])
+    once = json.loads(res.stdout)
+    res = run(
+        runner, ["train", "--model", "markov", "--data", str(log), "--out", str(tmp_path / "o")]
+    )
+    res = run(runner, ["evaluate", str(tmp_path / "o"), "--json"])
+    assert once["metrics"] == json.loads(res.stdout)["metrics"]  # as if read once
+    res = run(runner, [*args, "--out", str(tmp_path / "k")])
+    res = run(runner, ["evaluate", str(tmp_path / "k"), "--json"])
+    assert json.loads(res.stdout)["metrics"]["hr@10"] == 1.0  # kept: every target a copy

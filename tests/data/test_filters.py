@@ -141,3 +141,21 @@ def test_item_support_same_on_dense_ints_sparse_ints_and_strings():
     assert dense.height == df.filter(pl.col("item_id").is_in(list(kept))).height
     assert sparse["item_id"].to_list() == [i * 10**12 for i in dense["item_id"].to_list()]
     assert text["item_id"].to_list() == [str(i) for i in dense["item_id"].to_list()]
+
+
+def test_duplicate_events_marks_every_copy_after_the_first():
+    from warmrec.data.filters import drop_duplicate_events, duplicate_events
+
+    df = pl.DataFrame(
+        {
+            "user_id": [1, 1, 1, 1, 2, 2],
+            "item_id": [5, 6, 5, 5, 5, 5],
+            "timestamp": [10.0, 10.0, 10.0, 11.0, 10.0, 10.0],
+        }
+    )
+    # row 2 repeats row 0 (a copy, not adjacent); row 3 is the same item later: a repeat, kept;
+    # user 2's rows are another sequence's (row 4 kept), row 5 repeats row 4
+    assert duplicate_events(df).to_list() == [False, False, True, False, False, True]
+    out = drop_duplicate_events(df)
+    assert out.rows() == [(1, 5, 10.0), (1, 6, 10.0), (1, 5, 11.0), (2, 5, 10.0)]
+    assert duplicate_events(df.head(0)).to_list() == []

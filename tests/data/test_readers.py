@@ -413,3 +413,24 @@ def test_split_folder_without_test_is_refused(tmp_path):
     (root / "train.parquet.csv").unlink()
     with pytest.raises(DataError, match="incomplete split folder: no test"):
         load_interactions(root)
+
+
+def test_exact_duplicate_events_warn_when_many_and_drop_on_request(tmp_path):
+    import warnings
+
+    from warmrec.errors import DataWarning
+
+    rows = [f"u{u},i{t},{1_600_000_000 + 60 * t}" for u in range(10) for t in range(10)]
+    f = tmp_path / "log.csv"
+    f.write_text("user_id,item_id,timestamp\n" + "\n".join(rows + rows[:8]) + "\n")
+    with pytest.warns(DataWarning, match=r"8 of 108 events \(7%\) repeat an earlier event"):
+        df = load_interactions(f).interactions
+    assert df.height == 108  # kept by default
+    df = load_interactions(f, duplicates="drop").interactions
+    assert df.height == 100 and df.unique().height == 100
+    f.write_text("user_id,item_id,timestamp\n" + "\n".join(rows + rows[:3]) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 3 % of the events: no warning
+        assert load_interactions(f).interactions.height == 103
+    with pytest.raises(ConfigError, match="duplicates: expected keep or drop"):
+        load_interactions(f, duplicates="yes")

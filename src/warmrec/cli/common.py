@@ -46,10 +46,33 @@ def feature_files() -> dict[str, str]:
     return {} if ctx is None else dict(ctx.meta.get(_FEATURE_FILES, {}))
 
 
+_DROP_DUPLICATES = "warmrec.drop_duplicates"
+
+
+def _keep_drop_duplicates(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta[_DROP_DUPLICATES] = True
+
+
+def drop_duplicates() -> bool:
+    """Whether the running command was given --drop-duplicates (kept like --time-unit)."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.meta.get(_DROP_DUPLICATES))
+
+
 def data_options(f):
     """--format, --col canonical=column, --no-timestamp, --order COL, --sep, --time-unit,
-    --items, --users for any command that reads data. --time-unit, --items and --users reach
-    the reader through :func:`time_unit` and :func:`feature_files`."""
+    --items, --users, --drop-duplicates for any command that reads data. --time-unit, --items,
+    --users and --drop-duplicates reach the reader through :func:`time_unit`,
+    :func:`feature_files` and :func:`drop_duplicates`."""
+    f = click.option(
+        "--drop-duplicates",
+        is_flag=True,
+        expose_value=False,
+        callback=_keep_drop_duplicates,
+        help="Drop exact duplicate events (same sequence, item and time as an earlier row; "
+        'data.duplicates = "drop").',
+    )(f)
     for name, what in (
         ("--users", "user (user_id or a common name for it)"),
         ("--items", "item (item_id or a common name for it; titles, text, tags for the text "
@@ -155,6 +178,8 @@ def data_config(
     if unit is not None:
         d["time_unit"] = unit
     d.update(feature_files())
+    if drop_duplicates():
+        d["duplicates"] = "drop"
     return d
 
 

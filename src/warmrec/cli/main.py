@@ -9,16 +9,19 @@ into the flags a CLI user types (``--col item_id=<name>``, ``--order <column>``,
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import re
 import sys
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
 from warmrec import __version__
-from warmrec.errors import WarmrecError
+from warmrec.errors import WarmrecError, WarmrecWarning
 
 # command name -> (module, attribute); loaded when the command is used or listed
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -87,6 +90,26 @@ _ONE_LINE_ERRNOS = {
 """OS errors of paths the user named: one line and exit 2, as any bad input (others: a traceback)."""
 
 
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Within: warmrec's own warnings (:class:`~warmrec.errors.WarmrecWarning`) print as one line,
+    ``warmrec: warning: ...``, not as Python shows a warning (the source path and line of code
+    that raised it); other packages' warnings are shown as Python shows them."""
+    show = warnings.showwarning
+
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, WarmrecWarning):
+            click.echo(f"warmrec: warning: {cli_language(str(message))}", err=True)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = one_line
+    try:
+        yield
+    finally:
+        warnings.showwarning = show
+
+
 class WarmrecGroup(click.Group):
     """Turns warmrec's own exceptions into one line on stderr and exit status 2."""
 
@@ -104,7 +127,8 @@ class WarmrecGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with one_line_warnings():
+                return super().invoke(ctx)
         except WarmrecError as e:
             click.echo(f"warmrec: error: {cli_language(str(e))}", err=True)
             sys.exit(2)

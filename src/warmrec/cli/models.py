@@ -205,9 +205,14 @@ def evaluate_cmd(
         emit_json(out)
     else:
         seen = "seen items excluded" if info["exclude_seen"] else "seen items kept"
+        left = (
+            f"; {info['n_dropped']} {part} targets on items the model does not know left out"
+            if info["n_dropped"]
+            else ""
+        )
         click.echo(
             f"{info['model']} on {info['n']} {part} examples of split {info['split']} "
-            f"({res.protocol} ranking, {seen})"
+            f"({res.protocol} ranking, {seen}{left})"
         )
         if by_slice is None:
             click.echo(format_table(res.table))

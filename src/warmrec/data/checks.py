@@ -30,6 +30,7 @@ import polars as pl
 
 from warmrec.data.schema import ITEM, SESSION, TIME, USER
 from warmrec.data.text import Source, clip
+from warmrec.errors import DataWarning
 
 MAX_ID_LENGTH = 256
 """Default longest id (characters) a reader accepts; ``max_id_length=`` changes it."""
@@ -154,7 +155,7 @@ def check_times(df: pl.DataFrame, src: Source, outliers: str = "error") -> None:
         where = src.path if src.first_line is None else f"{src.path}, line {src.first_line + row}"
         warnings.warn(
             f"{where}: field '{TIME}': far outlier timestamp kept (found {found})",
-            UserWarning,
+            DataWarning,
             stacklevel=2,
         )
         return

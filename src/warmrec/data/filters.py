@@ -190,3 +190,24 @@ def time_window(
     if hi is not None:
         cond = cond & (t1 < hi)
     return _filter(df, cond)
+
+
+DUPLICATE_WARN_SHARE = 0.05
+"""Share of exact duplicate events above which reading a log warns (``duplicates = "keep"``)."""
+
+
+def duplicate_events(df: pl.DataFrame) -> pl.Series:
+    """A boolean mask: the rows that repeat an earlier row's sequence key (and user, where both
+    are columns), item and time exactly -- a double click, a log written twice. The first copy
+    is not marked."""
+    cols = [c for c in (sequence_key(df), "user_id", ITEM, TIME) if c in df.columns]
+    cols = list(dict.fromkeys(cols))
+    if df.height == 0:
+        return pl.Series("duplicate", [], dtype=pl.Boolean)
+    return df.select((~pl.struct(cols).is_first_distinct()).alias("duplicate")).to_series()
+
+
+def drop_duplicate_events(df: pl.DataFrame) -> pl.DataFrame:
+    """The table without its exact duplicate events (:func:`duplicate_events`), the first copy
+    of each kept, row order preserved."""
+    return df.filter(~duplicate_events(df))

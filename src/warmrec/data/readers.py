@@ -52,6 +52,7 @@ Every problem raises :class:`~warmrec.errors.DataError` naming the file, the lin
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from warmrec.data import catalogue
@@ -104,7 +105,7 @@ from warmrec.data.text import (
     require_rows,
     sniff_header,
 )
-from warmrec.errors import ConfigError, DataError
+from warmrec.errors import ConfigError, DataError, DataWarning
 
 __all__ = [
     "ALIASES",
@@ -165,6 +166,7 @@ def load_interactions(
     time_outliers: str = "error",
     items: str | Path | None = None,
     users: str | Path | None = None,
+    duplicates: str = "keep",
 ) -> Interactions:
     """Read an interaction log into the canonical table (see the module docstring).
 
@@ -180,9 +182,18 @@ def load_interactions(
     ``items`` / ``users``: a file of item (user) features, one row per id
     (:func:`warmrec.data.features.read_feature_table`: CSV, TSV or Parquet); it replaces the
     log's own feature table where the log has one (a RecBole folder, a named dataset).
+
+    ``duplicates``: ``"keep"`` (the default) or ``"drop"`` the exact duplicate events (the same
+    sequence, item and time as an earlier row: :func:`~warmrec.data.filters.duplicate_events`;
+    the first copy stays). A held-out copy of the history's last event is trivially
+    "predicted", so they inflate repeat-aware metrics; kept, more than
+    :data:`~warmrec.data.filters.DUPLICATE_WARN_SHARE` of the events warns.
     """
+    if duplicates not in ("keep", "drop"):
+        raise ConfigError(f"duplicates: expected keep or drop, found {duplicates!r}")
     out = _read_log(path, format, columns, sep, order, no_timestamp, time_unit, max_id_length,
                     time_outliers)  # fmt: skip
+    _handle_duplicates(out, duplicates, path)
     for key, given, attr in ((ITEM, items, "item_features"), (USER, users, "user_features")):
         if given is not None:
             if key not in out.interactions.columns:
@@ -192,6 +203,32 @@ def load_interactions(
             table = read_feature_table(given, key, sep=None)
             setattr(out, attr, attach(out.interactions, table, key, given))
     return out
+
+
+def _handle_duplicates(out: Interactions, duplicates: str, path: str | Path) -> None:
+    from warmrec.data.filters import (
+        DUPLICATE_WARN_SHARE,
+        drop_duplicate_events,
+        duplicate_events,
+    )
+
+    df = out.interactions
+    dup = duplicate_events(df)
+    n = int(dup.sum())
+    if not n:
+        return
+    if duplicates == "drop":
+        out.interactions = df.filter(~dup)
+        if out.parts:  # a split folder: no event is in two files (refused), so per part
+            out.parts = {k: drop_duplicate_events(v) for k, v in out.parts.items()}
+    elif n > DUPLICATE_WARN_SHARE * df.height:
+        warnings.warn(
+            f"{path}: {n:,} of {df.height:,} events ({n / df.height:.0%}) repeat an earlier event "
+            "exactly (same sequence, item and time); a held-out copy of the last history event "
+            'is trivially predicted: --drop-duplicates (data.duplicates = "drop") drops them',
+            DataWarning,
+            stacklevel=3,
+        )
 
 
 def _read_log(

@@ -206,10 +206,12 @@ def _share_cut(starts: np.ndarray, share: float) -> float:
     return float(starts[n - k])
 
 
-def _warn_small_test(n_test: int, n: int, minimum: int, method: str) -> None:
+def _warn_small_test(
+    n_test: int, n: int, minimum: int, method: str, unit: str = "sequences"
+) -> None:
     if n_test < minimum:
         warnings.warn(
-            f"{method} split: only {n_test} test sequences (of {n}; fewer than {minimum}); "
+            f"{method} split: only {n_test} test {unit} (of {n}; fewer than {minimum}); "
             "metrics on so few examples are noisy: hold out a larger share or period",
             DataWarning,
             stacklevel=3,
@@ -619,7 +621,7 @@ def temporal_split(
         pl.when(t >= ts).then(TEST).when(t >= vs).then(VALID).otherwise(TRAIN).alias(_PART)
     )
     sp = _finish(s, "next_item", key, info, drop_unseen, 0, None)
-    _warn_small_test(sp.test.height, df.height, min_test_sessions, "temporal")
+    _warn_small_test(sp.test.height, df.height, min_test_sessions, "temporal", "events")
     return sp
 
 

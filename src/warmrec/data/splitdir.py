@@ -200,7 +200,8 @@ def check_no_overlap(frames: Mapping[str, pl.DataFrame], folder: Path, *, split:
                     "files overlap: the same events are in two files (would be counted twice)",
                     path=folder,
                     expected="each event in one file",
-                    found=f"{dup.height} events of {a} also in {b}, e.g. {first}",
+                    found=f"{dup.height} events of {a} also in {b}, e.g. {first} (where the "
+                    "log repeats events exactly, split it with --drop-duplicates)",
                 )
 
 

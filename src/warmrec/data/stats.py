@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from warmrec.data.filters import duplicate_events
 from warmrec.data.schema import ITEM, ORDINAL, SECONDS, SESSION, TIME, USER, sequence_key
 
 
@@ -59,6 +60,7 @@ def describe(df: pl.DataFrame, time_unit: str = SECONDS) -> dict[str, Any]:
         "time_unit": time_unit,
     }
     out.update(repeats_and_ties(df))
+    out["duplicate_events"] = int(duplicate_events(df).sum())
     return out
 
 

@@ -132,6 +132,14 @@ def run_evaluate(
     spec = saved_spec(model, cfg, model_dir)
     prep = prepare_run(spec, vocab=model.vocab, user_vocab=model.user_vocab)
     es = prep.test if part == "test" else prep.valid
+    dropped = int(getattr(es, "n_dropped", 0) or 0) if es is not None else 0
+    if es is None or len(es) == 0:
+        where = spec.data.path if spec.data is not None else model_dir
+        why = f"; {dropped} on items the model does not know were left out" if dropped else ""
+        raise ConfigError(
+            f"{where}: no {part} examples to score (the {prep.info.get('split', spec.split.method)} split leaves the "
+            f"{part} part empty{why})"
+        )
     t0 = time.perf_counter()
     res = evaluate_run(model, es, spec, prep)
     eval_s = time.perf_counter() - t0
@@ -142,6 +150,7 @@ def run_evaluate(
         "exclude_seen": spec.eval.exclude_seen,
         "eval_s": eval_s,
         "n": res.n_examples,
+        "n_dropped": dropped,
     }
     if slices:
         from warmrec.evaluation.slices import cold_slices, split_result

@@ -81,6 +81,10 @@ class DataSpec(ConfigModel):
     categories); replaces the log's own item table where it has one."""
     users: str | None = None
     """A file of user features, one row per user."""
+    duplicates: Literal["keep", "drop"] = "keep"
+    """Exact duplicate events (same sequence, item and time as an earlier row): ``"keep"``, or
+    ``"drop"`` all but the first copy (``--drop-duplicates``); see
+    :func:`warmrec.load_interactions`."""
 
     @field_validator("path")
     @classmethod
@@ -121,6 +125,7 @@ class DataSpec(ConfigModel):
             time_unit=self.time_unit,
             items=self.items,
             users=self.users,
+            duplicates=self.duplicates,
         )
 
 
@@ -737,6 +742,17 @@ def fit_run(
     the training loop (or a model's own per-epoch hook), ``hooks`` (a
     :class:`~warmrec.training.loop.LoopHooks`) to the loop. ``prepared`` may be anything with
     ``train`` and ``valid`` (a tuning trial's data has no test part)."""
+    valid = getattr(prepared, "valid", None)
+    if valid is not None and len(valid) == 0:
+        info = getattr(prepared, "info", None) or {}
+        method = info.get("split", getattr(spec.split, "method", "the"))
+        hint = (
+            " (give --set split.valid_start=DATE before test_start)" if method == "temporal" else ""
+        )
+        raise ConfigError(
+            f"the {method} split leaves the validation part empty{hint}; models are selected "
+            "and stopped on validation"
+        )
     t0 = time.perf_counter()
     if spec.transfer is not None:
         model = _fit_transfer(spec, prepared)

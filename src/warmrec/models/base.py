@@ -26,11 +26,11 @@ from warmrec.config import ConfigModel, build_config
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.data.sequences import pad_windows
 from warmrec.data.vocab import ItemVocab
-from warmrec.errors import ModelError
+from warmrec.errors import ModelError, WarmrecWarning
 from warmrec.models.settings import HistorySettings
 
 
-class UnknownItemWarning(UserWarning):
+class UnknownItemWarning(WarmrecWarning):
     """A history named items the model's vocabulary does not know; they were ignored."""
 
 

@@ -55,13 +55,13 @@ from warmrec.artifacts import FeaturesMeta
 from warmrec.data.dataset import SequenceDataset
 from warmrec.data.schema import ITEM, USER
 from warmrec.data.vocab import ItemVocab
-from warmrec.errors import ConfigError, DataError
+from warmrec.errors import ConfigError, DataError, WarmrecWarning
 from warmrec.models.layers import FeatureEmbedding
 
 KINDS = ("categorical", "multi", "numeric")
 
 
-class FeatureWarning(UserWarning):
+class FeatureWarning(WarmrecWarning):
     """A requested feature column was not found and is not used."""
 
 

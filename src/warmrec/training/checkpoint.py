@@ -37,7 +37,7 @@ import torch
 
 from warmrec.artifacts import read_weights, save_model, save_weights
 from warmrec.config import config_dict
-from warmrec.errors import ConfigError, ModelError
+from warmrec.errors import ConfigError, ModelError, WarmrecWarning
 
 CHECKPOINT_FORMAT = 1
 LATEST = "latest"
@@ -59,7 +59,7 @@ RESUME_FREE = frozenset(
 """Trainer settings that may differ between a checkpoint and the run resuming from it."""
 
 
-class ResumeWarning(UserWarning):
+class ResumeWarning(WarmrecWarning):
     """Training resumed from a checkpoint (the message says from which epoch)."""
 
 
