@@ -434,3 +434,25 @@ def test_exact_duplicate_events_warn_when_many_and_drop_on_request(tmp_path):
         assert load_interactions(f).interactions.height == 103
     with pytest.raises(ConfigError, match="duplicates: expected keep or drop"):
         load_interactions(f, duplicates="yes")
+
+
+def test_timestamps_in_two_units_are_refused_with_the_first_odd_line(tmp_path):
+    """Half seconds, half milliseconds: the median chose one unit for all, putting the other
+    half in 1970 (or 52,000 years on), and the outlier check, which looks past the 0.1 %
+    quantiles, saw both clusters as the bulk."""
+    rows = [(u, t, 1_600_000_000 + 3600 * (10 * u + t)) for u in range(20) for t in range(10)]
+    f = tmp_path / "log.csv"
+    lines = [f"{u},{t},{ts * 1000 if (u + t) % 2 else ts}" for u, t, ts in rows]
+    f.write_text("user_id,item_id,timestamp\n" + "\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"line 3: .*timestamps in two units.*most values here are seconds"):
+        load_interactions(f)
+    # one bogus value of another size is not a second unit: the outlier check names it
+    lines = [f"{u},{t},{ts}" for u, t, ts in rows]
+    lines[50] = lines[50].rsplit(",", 1)[0] + ",1600180000000"
+    f.write_text("user_id,item_id,timestamp\n" + "\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="line 52: .*far outlier timestamp"):
+        load_interactions(f)
+    # milliseconds throughout are one unit
+    lines = [f"{u},{t},{ts * 1000}" for u, t, ts in rows]
+    f.write_text("user_id,item_id,timestamp\n" + "\n".join(lines) + "\n")
+    assert load_interactions(f).interactions["timestamp"].min() == 1_600_000_000.0

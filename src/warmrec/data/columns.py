@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from warmrec.data.checks import MAX_ID_LENGTH, TIME_OUTLIERS, check_ids, check_sessions, check_times
@@ -473,7 +474,7 @@ def to_seconds(
         _refuse_unit(unit, src, column, str(s.dtype))
         return datetime_seconds(s)
     if s.dtype.is_numeric():
-        return _scale(s.cast(pl.Float64), unit)
+        return _scale(s.cast(pl.Float64), unit, src, column)
     if s.dtype != pl.Utf8:
         raise DataError(
             "timestamps must be numbers or date-times",
@@ -487,7 +488,7 @@ def to_seconds(
     if present.len() == 0:
         return text.cast(pl.Float64, strict=False)
     if fmt is None and _is_number(present[0]):
-        return _scale(to_float(text, src, column, expected=TIME_EXPECTED), unit)
+        return _scale(to_float(text, src, column, expected=TIME_EXPECTED), unit, src, column)
     _refuse_unit(unit, src, column, f"date-time text {present[0]!r}")
     fmt = fmt or iso_format(present[0])
     try:
@@ -503,8 +504,42 @@ def to_seconds(
     return datetime_seconds(dt)
 
 
-def _scale(s: pl.Series, unit: str | None) -> pl.Series:
-    return scale_epoch(s) if unit is None else s / UNIT_SCALE[unit]
+def _scale(s: pl.Series, unit: str | None, src: Source, column: str) -> pl.Series:
+    if unit is not None:
+        return s / UNIT_SCALE[unit]
+    _refuse_mixed_units(s, src, column)
+    return scale_epoch(s)
+
+
+_UNIT_NAMES = ("seconds", "milliseconds", "microseconds", "nanoseconds")
+
+
+def _refuse_mixed_units(s: pl.Series, src: Source, column: str) -> None:
+    """Epoch-like numbers (>= 1e8) whose sizes say two units -- some seconds, some
+    milliseconds, say -- cannot be scaled as one column (:func:`scale_epoch` goes by the
+    median, and the check of far outliers looks only past the 0.1 % quantiles): refused, naming
+    the first value of the other unit, where they are more than 0.1 % of the column (fewer are
+    left to that check, as bogus values)."""
+    x = s.to_numpy()
+    ok = np.isfinite(x) & (np.abs(x) >= 1e8)
+    if ok.sum() < 2:
+        return
+    cls = np.digitize(np.abs(x), [_MS_ABOVE, _US_ABOVE, _NS_ABOVE])
+    main = int(np.bincount(cls[ok]).argmax())
+    other = ok & (cls != main)
+    if int(other.sum()) <= max(1, len(x) // 1000):
+        return
+    row = int(other.argmax())
+    first = int((ok & (cls == main)).argmax())
+    raise src.row_error(
+        "timestamps in two units",
+        row,
+        column,
+        expected=f"one unit for the whole column (most values here are {_UNIT_NAMES[main]}, "
+        f"e.g. {x[first]:.10g}; convert the others, or say the unit with --time-unit)",
+        found=f"{x[row]:.10g}, {_UNIT_NAMES[int(cls[row])]} by its size "
+        f"({int(other.sum()):,} such values)",
+    )
 
 
 def _refuse_unit(unit: str | None, src: Source, column: str, found: str) -> None:
