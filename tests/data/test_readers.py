@@ -444,7 +444,9 @@ def test_timestamps_in_two_units_are_refused_with_the_first_odd_line(tmp_path):
     f = tmp_path / "log.csv"
     lines = [f"{u},{t},{ts * 1000 if (u + t) % 2 else ts}" for u, t, ts in rows]
     f.write_text("user_id,item_id,timestamp\n" + "\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"line 3: .*timestamps in two units.*most values here are seconds"):
+    with pytest.raises(
+        DataError, match=r"line 3: .*timestamps in two units.*most values here are seconds"
+    ):
         load_interactions(f)
     # one bogus value of another size is not a second unit: the outlier check names it
     lines = [f"{u},{t},{ts}" for u, t, ts in rows]
@@ -456,3 +458,18 @@ def test_timestamps_in_two_units_are_refused_with_the_first_odd_line(tmp_path):
     lines = [f"{u},{t},{ts * 1000}" for u, t, ts in rows]
     f.write_text("user_id,item_id,timestamp\n" + "\n".join(lines) + "\n")
     assert load_interactions(f).interactions["timestamp"].min() == 1_600_000_000.0
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_blank_lines_at_the_end_are_skipped_and_one_inside_is_named(tmp_path, newline):
+    f = tmp_path / "log.csv"
+    body = newline.join(["user_id,item_id,timestamp", "1,2,3", "1,3,4"]) + newline
+    f.write_bytes((body + newline + newline).encode())  # two blank last lines
+    assert load_interactions(f).interactions.height == 2
+    f.write_bytes((body + ",," + newline).encode())  # a line of empty fields is no blank line
+    with pytest.raises(DataError, match="line 4: field 'user_id': missing value.*empty line"):
+        load_interactions(f)
+    lines = body.split(newline)
+    f.write_bytes(newline.join([lines[0], lines[1], "", lines[2]]).encode() + newline.encode())
+    with pytest.raises(DataError, match="line 3: .*found an empty line"):
+        load_interactions(f)

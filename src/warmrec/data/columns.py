@@ -389,12 +389,15 @@ def finish(df: pl.DataFrame, src: Source, opts: ReadOptions | None = None) -> pl
     for col in (key, ITEM, TIME):
         if col in df.columns and df[col].null_count():
             row = int(df[col].is_null().arg_max())
+            blank = all(v is None for v in df.row(row))
             raise src.row_error(
                 "missing value",
                 row,
                 col,
                 expected="a value",
-                found="an empty cell" + _sep_hint(df, row, src),
+                found="an empty line (or a line of empty fields)"
+                if blank
+                else "an empty cell" + _sep_hint(df, row, src),
             )
     for col in (TIME, RATING):  # NaN is no null, and sorts after every time
         if col in df.columns and df[col].dtype.is_float() and df[col].is_nan().any():

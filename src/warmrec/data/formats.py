@@ -29,7 +29,15 @@ from warmrec.data.columns import (
 )
 from warmrec.data.interactions import Interactions
 from warmrec.data.schema import ITEM, USER, validate_interactions
-from warmrec.data.text import Source, first_line, read_text, require_rows, short_error, sniff_header
+from warmrec.data.text import (
+    Source,
+    drop_trailing_blank_lines,
+    first_line,
+    read_text,
+    require_rows,
+    short_error,
+    sniff_header,
+)
 from warmrec.errors import DataError
 
 SUFFIX_FORMATS = {
@@ -97,7 +105,7 @@ def _read_delimited(p: Path, opts: ReadOptions, default_sep: str | None = None) 
     mapping = resolve_columns(header, opts, src)
     select = sorted(set(mapping.values()))
     dtypes = sample_dtypes(p, mapping, sep=sep)
-    raw = read_text(p, sep=sep, select=select, dtypes=dtypes)
+    raw = drop_trailing_blank_lines(read_text(p, sep=sep, select=select, dtypes=dtypes), p)
     require_rows(raw, src)
     return Interactions(to_canonical(raw, mapping, src, opts), source=str(p))
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from warmrec.errors import DataError
@@ -210,6 +211,36 @@ def require_rows(raw: pl.DataFrame, src: Source) -> None:
             expected="at least one data row",
             found="end of file",
         )
+
+
+def drop_trailing_blank_lines(raw: pl.DataFrame, path: Path) -> pl.DataFrame:
+    """``raw`` without the rows the file's blank last lines became (an editor's or a script's
+    extra newline at the end; pandas skips them too). Only rows of nothing at the very end,
+    and only as many as the file has blank last lines: a line of empty fields (``,,``) stays,
+    to be refused with its line."""
+    if raw.height == 0 or raw.width == 0:
+        return raw
+    empty = raw.select(pl.all_horizontal(pl.all().is_null())).to_series().to_numpy()
+    if not empty[-1]:
+        return raw
+    k = len(empty) - int(np.flatnonzero(~empty)[-1]) - 1 if (~empty).any() else len(empty)
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - 65_536))
+            tail = fh.read()
+    except OSError:
+        return raw
+    lines = tail.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the last line's own newline
+    blank = 0
+    for line in reversed(lines):
+        if line.strip(b"\r\t ") != b"":
+            break
+        blank += 1
+    return raw.head(raw.height - k) if blank >= k else raw
 
 
 def sep_name(sep: str) -> str:
