@@ -473,3 +473,14 @@ def test_blank_lines_at_the_end_are_skipped_and_one_inside_is_named(tmp_path, ne
     f.write_bytes(newline.join([lines[0], lines[1], "", lines[2]]).encode() + newline.encode())
     with pytest.raises(DataError, match="line 3: .*found an empty line"):
         load_interactions(f)
+
+
+def test_a_tab_separator_can_be_typed_as_an_escape_or_a_name(tmp_path):
+    """``--sep '\\t'`` in a shell passes a backslash and a t: the hint the reader gives for a
+    tab-separated header, which then failed as a two-character separator."""
+    f = tmp_path / "log.txt"
+    f.write_text("user_id\titem_id\ttimestamp\n1\t2\t3\n1\t3\t4\n")
+    for sep in ("\t", "\\t", "tab", "TAB"):
+        assert load_interactions(f, sep=sep).interactions.height == 2
+    with pytest.raises(ConfigError, match=r"--sep: expected one character.*found ',,'"):
+        load_interactions(f, sep=",,")

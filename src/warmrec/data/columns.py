@@ -89,6 +89,21 @@ TIME_UNITS = ("auto", "s", "ms", "us", "ns", ORDINAL)
 UNIT_SCALE = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
 
 
+_SEP_WORDS = {"\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}
+
+
+def separator(sep: str) -> str:
+    """A field separator as given on a command line: one character, or the escape ``\\t`` (as
+    typed in single quotes) or a name (``tab``, ``comma``, ``semicolon``, ``pipe``, ``space``)."""
+    sep = _SEP_WORDS.get(sep.lower() if len(sep) > 1 else sep, sep)
+    if len(sep) != 1:
+        raise ConfigError(
+            f"--sep: expected one character (',', ';', '|', or a tab: --sep '\\t' or --sep tab), "
+            f"found {sep!r}"
+        )
+    return sep
+
+
 @dataclass(frozen=True)
 class ReadOptions:
     """How to map a file's columns and read its values: see :func:`load_interactions`.
@@ -106,6 +121,8 @@ class ReadOptions:
     time_outliers: str = "error"
 
     def __post_init__(self) -> None:
+        if self.sep is not None:
+            object.__setattr__(self, "sep", separator(self.sep))
         if self.time_unit is not None and self.time_unit not in TIME_UNITS:
             raise ConfigError(
                 f"unknown time unit {self.time_unit!r}: expected one of {', '.join(TIME_UNITS)}"
