@@ -89,6 +89,25 @@ def write_csv(df: pl.DataFrame, path: str | Path) -> None:
     atomic_write_text(path, df.write_csv())
 
 
+TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv")
+
+
+def check_table_suffix(path: str | Path, option: str = "--out") -> None:
+    """Refuse a table path whose suffix :func:`write_table` cannot honour."""
+    if Path(path).suffix.lower() not in TABLE_SUFFIXES:
+        raise ConfigError(f"{option}: expected a .parquet, .csv or .tsv file, found {str(path)!r}")
+
+
+def write_table(df: pl.DataFrame, path: str | Path) -> None:
+    """Write ``df`` in the format its suffix names (Parquet, CSV, TSV), atomically."""
+    suffix = Path(path).suffix.lower()
+    check_table_suffix(path)
+    if suffix in (".parquet", ".pq"):
+        write_parquet(df, path)
+    else:
+        atomic_write_text(path, df.write_csv(separator="\t" if suffix == ".tsv" else ","))
+
+
 STALE_AFTER_S = 24 * 3600.0  # a temporary naming no live owner of this host is stale after this
 
 

@@ -307,3 +307,24 @@ def test_drop_duplicates_reaches_the_run_and_its_saved_record(runner, tmp_path):
     res = run(runner, [*args, "--out", str(tmp_path / "k")])
     res = run(runner, ["evaluate", str(tmp_path / "k"), "--json"])
     assert json.loads(res.stdout)["metrics"]["hr@10"] == 1.0  # kept: every target a copy
+
+
+def test_sessionize_writes_the_format_its_out_suffix_names(runner, tmp_path):
+    log = _user_log(tmp_path / "log.csv")
+    for name in ("s.csv", "s.tsv", "s.parquet"):
+        res = run(
+            runner, ["data", "sessionize", str(log), "--gap", "3600", "--out", str(tmp_path / name)]
+        )
+        assert res.exit_code == 0, res.output
+    csv = pl.read_csv(tmp_path / "s.csv")
+    assert csv.equals(pl.read_csv(tmp_path / "s.tsv", separator="\t"))
+    assert (
+        csv["session_id"].n_unique()
+        == pl.read_parquet(tmp_path / "s.parquet")["session_id"].n_unique()
+        == 180
+    )
+    res = run(runner, ["data", "stats", str(tmp_path / "s.csv"), "--json"])
+    assert json.loads(res.stdout)["sessions"] == 180  # read back as a session log
+    res = run(runner, ["data", "sessionize", str(log), "--out", str(tmp_path / "s.txt")])
+    assert res.exit_code == 2 and "expected a .parquet, .csv or .tsv file" in res.stderr
+    assert not (tmp_path / "s.txt").exists()

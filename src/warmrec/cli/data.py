@@ -136,22 +136,24 @@ def gaps(path, fmt, cols, no_timestamp, order, sep, key, plot_path, as_json):
 )
 @click.option("--key", default="user_id", show_default=True)
 @click.option("--collapse-repeats", is_flag=True, help="Drop consecutive repeats of an item.")
-@click.option("--out", "out", required=True, help="Output Parquet file.")
+@click.option("--out", "out", required=True, help="Output file: .parquet, .csv or .tsv.")
 @click.option("--json", "as_json", is_flag=True)
 def sessionize(
     path, fmt, cols, no_timestamp, order, sep, gap_seconds, key, collapse_repeats, out, as_json
 ):
-    """Cut each user's events into sessions at inactivity gaps; writes Parquet."""
+    """Cut each user's events into sessions at inactivity gaps; writes the log with its
+    session_id (Parquet, CSV or TSV, by the suffix of --out)."""
     from warmrec.data.schema import require_seconds
     from warmrec.data.sessionize import sessionize as do_sessionize
-    from warmrec.io import check_output, write_parquet
+    from warmrec.io import check_output, check_table_suffix, write_table
 
+    check_table_suffix(out)
     check_output(out, kind="file")  # before reading: a bad --out fails at once
     inter = read_data(path, fmt, cols, no_timestamp, order, sep)
     require_seconds(inter.time_unit, "data sessionize (a gap in seconds)", source=inter.source)
     df = inter.interactions
     res = do_sessionize(df, gap_seconds=gap_seconds, key=key, collapse_repeats=collapse_repeats)
-    write_parquet(res, out)
+    write_table(res, out)
     d = {"events": res.height, "sessions": res["session_id"].n_unique(), "out": out}
     emit_json(d) if as_json else echo_mapping(d)
 
