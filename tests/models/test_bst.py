@@ -111,3 +111,21 @@ def test_unknown_users_score_like_featureless_users(segments):
     s = model.score(Batch(items))
     assert s.shape == (2, model.n_items) and torch.isfinite(s).all()
     torch.testing.assert_close(model.score(Batch(items, torch.tensor([0, 10**6]))), s)
+
+
+def test_a_hybrid_with_a_featured_bst_survives_save_and_load(segments, tmp_path):
+    """The hybrid rebuilt its BST member from the config alone: the feature layout (the
+    member's meta) was lost, so the saved weights of its feature tables did not fit and the
+    hybrid could not be loaded (``warmrec auto`` failed at its last step on MARS)."""
+    from warmrec.models.hybrid import Hybrid
+
+    train, valid, _ = segments
+    cfg = dict(FAST, max_len=4, item_features=("colour",), user_features=("segment",))
+    net = get_model("bst", cfg).fit(train, epochs=1, batch_size=64)
+    hybrid = Hybrid.from_members(net, get_model("markov"), weight=0.5).fit(train, valid)
+    loaded = Recommender.load(hybrid.save(tmp_path / "h"))
+    member = loaded.members["network"]
+    assert member.meta.features == net.meta.features
+    assert torch.equal(member.net.item_feat.codes, net.net.item_feat.codes)
+    batch = valid.batch(np.arange(30), loaded.history_len)
+    assert torch.equal(hybrid.score(batch), loaded.score(batch))

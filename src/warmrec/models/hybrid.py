@@ -220,6 +220,7 @@ class Hybrid(Recommender):
             }
         )
         model.members = {"network": network, "neighbours": neighbours}
+        model.meta.features = network.meta.features
         return model
 
     def _build_members(self) -> dict[str, Recommender]:
@@ -275,6 +276,8 @@ class Hybrid(Recommender):
                     f"hybrid {role} '{m.name}' has {m.n_items} items, the training data "
                     f"{len(train.vocab)}: fit both members on the same data"
                 )
+        # a network with side features (BST, SSE-PT) rebuilds its feature tables from its meta
+        self.meta.features = self.members["network"].meta.features
         if self.config.weight is not None:
             self.weight_ = float(self.config.weight)
         else:
@@ -391,6 +394,8 @@ class Hybrid(Recommender):
         for role, m in members.items():
             m.vocab, m.user_vocab = self.vocab, self.user_vocab
             m.meta.item_counts = self.meta.item_counts
+            if role == "network":  # its side features' layout (BST, SSE-PT), saved with the hybrid
+                m.meta.features = self.meta.features
             prefix = f"{role}."
             m.set_state({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
         self.members = members
