@@ -83,6 +83,32 @@ def test_the_pick_beats_every_familys_defaults_within_the_budget(logs, log, tmp_
     assert again["winner"]["trial"] == w["trial"]
 
 
+def test_a_pick_whose_saved_model_does_not_load_gives_way_to_the_next(logs, tmp_path, capsys):
+    """A trial model that does not load at the final step (a bug of the hybrid's save ended a
+    10-minute MARS run there) is left out, said and kept in the report; the next best is the
+    pick, instead of the whole command failing."""
+    from warmrec.errors import ModelError
+
+    real = Recommender.load.__func__
+
+    def load(cls, path):
+        if Path(path).parent.name == "models" and Path(path).name.startswith("sessionpop"):
+            raise ModelError(f"{path}: weights do not fit (a stand-in)")
+        return real(cls, path)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Recommender, "load", classmethod(load))
+        res = auto(logs["repeats"], out=tmp_path, budget=8, families=["markov", "sessionpop"],
+                   progress=True)  # fmt: skip
+    assert res["winner"]["family"] == "markov"  # sessionpop is the better family here
+    err = capsys.readouterr().err
+    assert "its saved model does not load: " in err and "left out of the final step" in err
+    board = pl.read_csv(tmp_path / "leaderboard.csv")
+    assert board["family"][0] == "markov"
+    row = [x for x in (tmp_path / "leaderboard.md").read_text().splitlines() if "sessionpop" in x]
+    assert len(row) == 1 and "its saved model does not load" in row[0]
+
+
 def test_another_run_into_the_same_folder_is_refused(logs, tmp_path, capsys):
     auto(logs["repeats"], out=tmp_path, budget=10, families=["pop", "markov"], progress=True)
     err = capsys.readouterr().err  # progress: the log, the plan, a line per step, the winner

@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from warmrec.errors import WarmrecError
 from warmrec.experiments.auto.plan import FAMILIES, HYBRID, Trial
 from warmrec.experiments.auto.profile import LogProfile
 from warmrec.experiments.auto.search import AutoSearch
@@ -129,6 +130,25 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
         if b is not None:
             bests[fam] = b
     ranked = rank_bests(bests.values())
+
+    def load(t: Any) -> Any:
+        """The trial's saved model, or None (said, and kept in ``t.error``) where it does not
+        load: the final step goes on with the others rather than end the whole command."""
+        try:
+            return Recommender.load(s.ctx.work / "models" / t.id)
+        except WarmrecError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            t.error = f"its saved model does not load: {first}"[:300]
+            s.say(f"{t.id}: {t.error}; left out of the final step")
+            return None
+
+    loaded: dict[str, Any] = {}
+    while ranked:  # the pick is the best trial whose model loads
+        model = load(ranked[0])
+        if model is not None:
+            loaded[ranked[0].id] = model
+            break
+        ranked.pop(0)
     winner = ranked[0] if ranked else None
     winner_slices: dict[str, Any] = {}
     winner_growable: str | None = None
@@ -137,7 +157,9 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
     for t in ranked:
         if t is not winner and time.time() + s.test_cost(t) > s.end:
             continue  # no time left for this one: its test column stays empty
-        model = Recommender.load(s.ctx.work / "models" / t.id)
+        model = loaded.pop(t.id, None) or load(t)
+        if model is None:
+            continue  # its test column stays empty, its error in the report
         spec = s.clean_spec(t)
         with warnings_quiet():
             res = evaluate_run(model, prepared.test, spec, prepared)
