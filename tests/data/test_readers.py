@@ -484,3 +484,18 @@ def test_a_tab_separator_can_be_typed_as_an_escape_or_a_name(tmp_path):
         assert load_interactions(f, sep=sep).interactions.height == 2
     with pytest.raises(ConfigError, match=r"--sep: expected one character.*found ',,'"):
         load_interactions(f, sep=",,")
+
+
+def test_a_column_mapping_under_an_alias_or_onto_one_column_twice_is_refused(tmp_path):
+    """``--col user=user_id`` took 'user' as a feature name, so user_id was taken and the user
+    column "missing" while the error listed it; one column as two roles gave garbage."""
+    f = tmp_path / "log.csv"
+    f.write_text("user_id,item_id,timestamp,genre\n1,2,3,x\n1,3,4,y\n")
+    with pytest.raises(
+        ConfigError, match=r"'user' is not a column role; did you mean --col user_id=user_id"
+    ):
+        load_interactions(f, columns={"user": "user_id"})
+    with pytest.raises(ConfigError, match="'item_id' is mapped to both user_id and item_id"):
+        load_interactions(f, columns={"user_id": "item_id", "item_id": "item_id"})
+    df = load_interactions(f, columns={"kind": "genre"}).interactions  # a feature of its own name
+    assert df["kind"].to_list() == ["x", "y"]

@@ -220,7 +220,22 @@ def resolve_columns(found: Sequence[str], opts: ReadOptions, src: Source) -> dic
     """Map canonical (and extra) names to file columns; raise naming what is missing."""
     found = list(found)
     mapping: dict[str, str] = {}
+    roles: dict[str, str] = {}
     for canon, col in (opts.columns or {}).items():
+        role = next((c for c, names in ALIASES.items() if _norm(canon) in names), None)
+        if canon not in ALIASES and role is not None:
+            raise ConfigError(
+                f"--col {canon}={col}: {canon!r} is not a column role; did you mean --col "
+                f"{role}={col}? (roles: {', '.join(CANONICAL_ORDER)}; any other name keeps the "
+                "column as a feature)"
+            )
+        if canon in ALIASES and col in roles:
+            raise ConfigError(
+                f"--col: the column {col!r} is mapped to both {roles[col]} and {canon}; each "
+                "role needs a column of its own"
+            )
+        if canon in ALIASES:
+            roles[col] = canon
         if col not in found:
             raise DataError(
                 "the column mapping names a column that is not in the file",
