@@ -111,6 +111,9 @@ class DataSource(_Record):
     """``--users``: the user feature file read beside the log, where given (absolute)."""
     duplicates: str = "keep"
     """``--drop-duplicates``: ``"drop"`` where the exact duplicate events were dropped."""
+    fingerprint: str | None = None
+    """The log's size and modification time when it was read (:func:`warmrec.io.fingerprint`):
+    reading the record's data again warns where they differ (the split may then differ)."""
 
     @classmethod
     def of(
@@ -145,7 +148,7 @@ class DataSource(_Record):
 
     def read_options(self) -> dict[str, Any]:
         """The ``[data]`` config section that reads this source again."""
-        return self.model_dump(exclude_none=True)
+        return self.model_dump(exclude_none=True, exclude={"fingerprint"})
 
 
 class RunInfo(_Record):

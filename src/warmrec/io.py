@@ -310,3 +310,23 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     aside = p.with_name(f".{p.name}.old")  # also one left by a writer killed between renames
     if old is not None or aside.exists():
         shutil.rmtree(aside, ignore_errors=True)
+
+
+def fingerprint(path: str | Path) -> str | None:
+    """A cheap identity of a log on disk: size and modification time of the file, or of the
+    files of a folder (their count, total size and latest time); None where the path is not
+    there (a dataset name). Not a hash: a copy with a new time differs, an edit that keeps both
+    does not."""
+    p = Path(path)
+    try:
+        if p.is_file():
+            st = p.stat()
+            return f"{st.st_size}:{st.st_mtime_ns}"
+        if p.is_dir():
+            stats = [f.stat() for f in sorted(p.rglob("*")) if f.is_file()]
+            size = sum(st.st_size for st in stats)
+            latest = max((st.st_mtime_ns for st in stats), default=0)
+            return f"{len(stats)}:{size}:{latest}"
+    except OSError:
+        return None
+    return None

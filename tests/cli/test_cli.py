@@ -328,3 +328,21 @@ def test_sessionize_writes_the_format_its_out_suffix_names(runner, tmp_path):
     res = run(runner, ["data", "sessionize", str(log), "--out", str(tmp_path / "s.txt")])
     assert res.exit_code == 2 and "expected a .parquet, .csv or .tsv file" in res.stderr
     assert not (tmp_path / "s.txt").exists()
+
+
+def test_evaluate_warns_when_the_recorded_log_changed_since_training(runner, tmp_path):
+    log = _user_log(tmp_path / "log.csv")
+    res = run(
+        runner, ["train", "--model", "markov", "--data", str(log), "--out", str(tmp_path / "m")]
+    )
+    assert res.exit_code == 0, res.output
+    res = run(runner, ["evaluate", str(tmp_path / "m")])
+    assert res.exit_code == 0 and "warning" not in res.stderr
+    _user_log(log, n_users=25)  # the same file, rewritten with fewer learners
+    res = run(runner, ["evaluate", str(tmp_path / "m")])
+    assert res.exit_code == 0 and "markov on 25 test examples" in res.stdout
+    assert res.stderr.count("warmrec: warning:") == 1
+    assert "the log has changed since" in res.stderr and str(log) in res.stderr
+    # another log named on the command line is the user's choice: nothing to warn about
+    res = run(runner, ["evaluate", str(tmp_path / "m"), "--data", str(log)])
+    assert "warning" not in res.stderr

@@ -159,6 +159,28 @@ def run_evaluate(
     return res, info
 
 
+def _warn_if_changed(model: Any, where: str | Path) -> None:
+    """Warn where the log a model records has changed on disk since it was trained."""
+    import warnings
+
+    from warmrec.errors import DataWarning
+    from warmrec.io import fingerprint
+
+    run = getattr(model.meta, "run", None)
+    rec = getattr(run, "data", None)
+    if rec is None or rec.fingerprint is None:
+        return
+    now = fingerprint(rec.path)
+    if now is not None and now != rec.fingerprint:
+        warnings.warn(
+            f"{rec.path}: the log has changed since {where or 'the model'} was trained on it "
+            "(its size or modification time differ): its split, and the parts scored, may "
+            "differ from the run's",
+            DataWarning,
+            stacklevel=3,
+        )
+
+
 def saved_spec(model: Any, cfg: Mapping[str, Any] | None = None, where: str | Path = "") -> RunSpec:
     """The spec to read a saved model's data again: the model's run record, with ``cfg``'s
     ``[data]`` (a new path replaces the record's data), ``[split]`` and ``[eval]`` over it."""
@@ -170,6 +192,8 @@ def saved_spec(model: Any, cfg: Mapping[str, Any] | None = None, where: str | Pa
             "(the model directory holds the rest)"
         )
     spec = spec_of_model(model, where)
+    if not (cfg.get("data") or {}).get("path"):
+        _warn_if_changed(model, where)
     if spec.data is None and not (cfg.get("data") or {}).get("path"):
         raise ConfigError(
             f"{where or 'the model'}: the model does not record its data: give --data PATH"

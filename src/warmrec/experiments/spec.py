@@ -108,8 +108,10 @@ class DataSpec(ConfigModel):
     def source(self) -> DataSource:
         """As recorded in a model's meta (:class:`~warmrec.artifacts.DataSource`)."""
         from warmrec.artifacts import DataSource
+        from warmrec.io import fingerprint
 
-        return DataSource(**self.absolute().model_dump())
+        spec = self.absolute()
+        return DataSource(**spec.model_dump(), fingerprint=fingerprint(spec.path))
 
     def read(self):
         """Read the log -> :class:`~warmrec.data.interactions.Interactions`."""
