@@ -38,6 +38,11 @@ def test_build_and_unknown_key():
     assert build_config(Cfg, build_config(Cfg, {"d": 8}), name="y").d == 8
     with pytest.raises(ConfigError, match="'dd'.*valid keys: d, kind, lr, name, tied, widths"):
         build_config(Cfg, {"dd": 3})
+    with pytest.raises(ConfigError, match=r"'width' for Cfg \(did you mean 'widths'\?\)"):
+        build_config(Cfg, {"width": 3})  # a typo: the close key is named
+    with pytest.raises(ConfigError) as e:
+        build_config(Cfg, {"zzz": 3})
+    assert "did you mean" not in str(e.value)
     with pytest.raises(ConfigError, match="true or false"):
         build_config(Cfg, {"tied": "yes"})
     with pytest.raises(ConfigError, match="integer"):

@@ -13,6 +13,7 @@ against the file's folder.
 
 from __future__ import annotations
 
+import difflib
 import sys
 import types
 import typing
@@ -148,7 +149,12 @@ def error_line(cls: type[BaseModel], err: ValidationError) -> str:
         owner = parent[0] if parent else cls
         valid = sorted(owner.model_fields) if isinstance(owner, type) else []
         where = ".".join([name, *(str(p) for p in loc[:-1])])
-        return f"unknown key {str(loc[-1])!r} for {where}; valid keys: {', '.join(valid)}" + more
+        close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return (
+            f"unknown key {str(loc[-1])!r} for {where}{hint}; valid keys: {', '.join(valid)}"
+            + more
+        )
     if kind == "value_error" or kind == "assertion_error" or not loc:
         msg = str(first.get("msg", "")).removeprefix("Value error, ")
         head, sep, rest = msg.partition(": ")

@@ -190,3 +190,10 @@ def test_stable_sort_fast_path_matches_the_generic_sort():
     assert stable_sort(shuffled, ["user_id", "timestamp"]).equals(df)
     unsorted_time = df.with_columns(pl.Series("timestamp", [1.0, 0.5, 3.0, 0.0, 2.0]))
     assert not is_sorted_by_key_time(unsorted_time, "user_id")
+
+
+@pytest.mark.parametrize("gap", [float("nan"), float("inf"), -1.0])
+def test_sessionize_refuses_a_gap_that_is_no_number_of_seconds(gap):
+    df = pl.DataFrame({"user_id": [1, 1], "item_id": [1, 2], "timestamp": [0.0, 10.0]})
+    with pytest.raises(DataError, match="gap_seconds"):
+        sessionize(df, gap_seconds=gap)

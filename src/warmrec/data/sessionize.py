@@ -216,11 +216,11 @@ def sessionize(
     (:func:`collapse_repeats`).
     """
     _require(df, [key, TIME])
-    if gap_seconds < 0:
+    if not gap_seconds >= 0 or gap_seconds == float("inf"):  # NaN compares false
         raise DataError(
-            "negative session gap",
+            "negative session gap" if gap_seconds < 0 else "no session gap",
             field="gap_seconds",
-            expected="a gap >= 0",
+            expected="a number of seconds >= 0",
             found=str(gap_seconds),
         )
     base = df.drop(SESSION) if (SESSION in df.columns and key != SESSION) else df
