@@ -339,6 +339,7 @@ def test_data_source_of_makes_paths_absolute(tmp_path, monkeypatch):
         "path": src.path,
         "columns": {"item_id": "a"},
         "no_timestamp": False,
+        "duplicates": "keep",
     }
     assert DataSource.of("ml-100k").path == "ml-100k"  # a dataset name stays a name
     (tmp_path / "items.csv").write_text("item_id\n")

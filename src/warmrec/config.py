@@ -152,8 +152,7 @@ def error_line(cls: type[BaseModel], err: ValidationError) -> str:
         close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.75)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return (
-            f"unknown key {str(loc[-1])!r} for {where}{hint}; valid keys: {', '.join(valid)}"
-            + more
+            f"unknown key {str(loc[-1])!r} for {where}{hint}; valid keys: {', '.join(valid)}" + more
         )
     if kind == "value_error" or kind == "assertion_error" or not loc:
         msg = str(first.get("msg", "")).removeprefix("Value error, ")

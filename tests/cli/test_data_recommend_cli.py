@@ -187,11 +187,11 @@ def test_data_commands_read_a_mars_folder_without_options(tmp_path):
     from pathlib import Path
 
     folder = Path(__file__).resolve().parents[1] / "fixtures" / "datasets" / "mars"
-    d = json.loads(run(["data", "stats", folder, "--json"]).output)
+    d = json.loads(run(["data", "stats", folder, "--json"]).stdout)
     assert (d["events"], d["sequences"], d["items"]) == (5, 2, 3)
-    g = json.loads(run(["data", "gaps", folder, "--json"]).output)
+    g = json.loads(run(["data", "gaps", folder, "--json"]).stdout)
     assert g["n_gaps"] == 3 and g["n_zero"] == 1  # the duplicated row
     res = run(["data", "sessionize", folder, "--out", tmp_path / "s.parquet", "--json"])
-    assert json.loads(res.output)["sessions"] == 2
-    d = json.loads(run(["data", "stats", folder, "--format", "mars-explicit", "--json"]).output)
+    assert json.loads(res.stdout)["sessions"] == 2
+    d = json.loads(run(["data", "stats", folder, "--format", "mars-explicit", "--json"]).stdout)
     assert d["events"] == 2

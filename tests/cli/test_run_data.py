@@ -26,6 +26,8 @@ DATA_KEYS = {
     "sep",
     "items",
     "users",
+    "duplicates",
+    "fingerprint",
 }
 
 
@@ -89,6 +91,8 @@ def test_train_relative_data_path_evaluates_from_another_cwd(tmp_path, monkeypat
     data = Recommender.load(work / "model").meta.run.data.model_dump()
     assert set(data) == DATA_KEYS
     assert data["path"] == str((work / "log.csv").resolve())
+    st = (work / "log.csv").stat()
+    assert data["fingerprint"] == f"{st.st_size}:{st.st_mtime_ns}"  # to tell a changed log
     monkeypatch.chdir(elsewhere)
     ev = run(["evaluate", work / "model", "--json"])
     assert ev.exit_code == 0, ev.output

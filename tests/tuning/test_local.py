@@ -190,7 +190,7 @@ def test_tune_cli_writes_results_and_a_config_train_takes(tmp_path: Path, log_cs
         ],
     )
     assert r.exit_code == 0, r.output
-    res = json.loads(r.output)
+    res = json.loads(r.stdout)
     assert res["trials"] == 4 and res["best"] is not None
     for f in (
         "trials.csv",
@@ -208,7 +208,7 @@ def test_tune_cli_writes_results_and_a_config_train_takes(tmp_path: Path, log_cs
         cli, ["train", "--config", str(out / "best.toml"), "--out", str(tmp_path / "m"), "--json"]
     )
     assert r2.exit_code == 0, r2.output
-    trained = json.loads(r2.output)
+    trained = json.loads(r2.stdout)
     # same data, split and settings (seeded, one worker): the same validation score
     assert trained["valid"]["recall@5"] == pytest.approx(res["best"]["valid"]["recall@5"])
     # the refitted best model records its run: evaluate needs only its directory, and gives

@@ -81,6 +81,7 @@ from warmrec.data.columns import (
     to_seconds,
 )
 from warmrec.data.features import attach, read_feature_table
+from warmrec.data.filters import DUPLICATE_WARN_SHARE, drop_duplicate_events, duplicate_events
 from warmrec.data.formats import (
     FORMATS,
     RECBOLE_TYPES,
@@ -206,12 +207,6 @@ def load_interactions(
 
 
 def _handle_duplicates(out: Interactions, duplicates: str, path: str | Path) -> None:
-    from warmrec.data.filters import (
-        DUPLICATE_WARN_SHARE,
-        drop_duplicate_events,
-        duplicate_events,
-    )
-
     df = out.interactions
     dup = duplicate_events(df)
     n = int(dup.sum())
