@@ -499,3 +499,19 @@ def test_a_column_mapping_under_an_alias_or_onto_one_column_twice_is_refused(tmp
         load_interactions(f, columns={"user_id": "item_id", "item_id": "item_id"})
     df = load_interactions(f, columns={"kind": "genre"}).interactions  # a feature of its own name
     assert df["kind"].to_list() == ["x", "y"]
+
+
+def test_ids_with_spaces_around_some_of_them_warn_that_they_count_twice(tmp_path):
+    import warnings
+
+    from warmrec.errors import DataWarning
+
+    f = tmp_path / "log.csv"
+    f.write_text('user_id,item_id,timestamp\n1,i1,1\n1,"i2 ",2\n2,i2,3\n2,i3,4\n')
+    with pytest.warns(DataWarning, match=r"line 3: field 'item_id': 1 ids have spaces.*'i2 '"):
+        df = load_interactions(f).interactions
+    assert df["item_id"].n_unique() == 4  # kept as written: the warning says so
+    f.write_text('user_id,item_id,timestamp\n1,"i1 ",1\n1,"i2 ",2\n')  # padded alike: no merge
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_interactions(f).interactions["item_id"].to_list() == ["i1 ", "i2 "]

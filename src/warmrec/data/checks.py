@@ -76,6 +76,28 @@ def check_ids(df: pl.DataFrame, src: Source, max_length: int = MAX_ID_LENGTH) ->
                 expected="an id without control characters (NUL, tab, newline, ...)",
                 found=repr(clip(s[row], 60)),
             )
+        _warn_padded_ids(s, src, col)
+
+
+def _warn_padded_ids(s: pl.Series, src: Source, col: str) -> None:
+    """Warn where spaces around some ids make them other ids than the same text without
+    (``"i15 "`` and ``"i15"``: one item counted as two). Ids are kept as written."""
+    padded = s.str.contains(r"^\s|\s$").fill_null(False)
+    if not padded.any():
+        return
+    stripped = s.str.strip_chars()
+    if s.n_unique() == stripped.n_unique():
+        return  # every padded id is padded alike: no two ids merge when read as text
+    row = int(padded.arg_max())
+    where = src.path if src.first_line is None else f"{src.path}, line {src.first_line + row}"
+    warnings.warn(
+        f"{where}: field '{col}': {int(padded.sum()):,} ids have spaces around them (e.g. "
+        f"{s[row]!r}) and differ from the same ids without ({stripped[row]!r}): "
+        f"{s.n_unique() - stripped.n_unique():,} {col} values count twice; strip the spaces in "
+        "the file if they are one",
+        DataWarning,
+        stacklevel=2,
+    )
 
 
 def check_sessions(df: pl.DataFrame, src: Source) -> None:
