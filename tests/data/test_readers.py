@@ -515,3 +515,18 @@ def test_ids_with_spaces_around_some_of_them_warn_that_they_count_twice(tmp_path
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_interactions(f).interactions["item_id"].to_list() == ["i1 ", "i2 "]
+
+
+def test_a_compressed_log_and_a_bad_order_value_are_named_for_what_they_are(tmp_path):
+    import gzip
+
+    f = tmp_path / "log.csv"
+    f.write_bytes(gzip.compress(b"user_id,item_id,timestamp\n1,2,3\n"))
+    with pytest.raises(DataError, match=r"a gzip-compressed file.*gunzip"):
+        load_interactions(f)
+    f.write_text("user_id,item_id,seq\n1,2,1\n1,3,two\n")
+    with pytest.raises(DataError, match="line 3: field 'seq': unparsable seq"):
+        load_interactions(f, order="seq")
+    f.write_text("user_id,item_id,timestamp\n1,2,2020-01-01 10:00:00\n1,3,2020-01-01T11:00:00Z\n")
+    with pytest.raises(DataError, match=r"line 3: .*layout of the column's first value"):
+        load_interactions(f)

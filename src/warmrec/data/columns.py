@@ -400,8 +400,8 @@ def _convert(
     if name in ID_COLUMNS:
         return normalise_ids(s)
     if name == TIME:
-        if opts.order is not None:
-            return to_float(s, src, TIME, expected="a number (the order column)")
+        if opts.order is not None:  # named as the file names it (--order COLUMN)
+            return to_float(s, src, opts.order, expected="a number (the order column)")
         if opts.ordinal:
             return to_float(s, src, TIME, expected="a number (a position: --time-unit ordinal)")
         return to_seconds(s, src, fmt=time_format, unit=opts.unit)
@@ -535,7 +535,11 @@ def to_seconds(
         raise src.row_error(
             "unparsable timestamp", row, column, expected=TIME_EXPECTED, found=repr(present[0])
         ) from exc
-    _raise_unparsed(dt, text, src, column, TIME_EXPECTED)
+    layout = (
+        f"{TIME_EXPECTED} in the layout of the column's first value {present[0]!r} (one layout "
+        "per column: with or without a time zone, seconds, fractions alike)"
+    )
+    _raise_unparsed(dt, text, src, column, layout)
     return datetime_seconds(dt)
 
 

@@ -55,6 +55,16 @@ class Source:
         )
 
 
+_COMPRESSED = (
+    (b"\x1f\x8b", "gzip", "gunzip FILE"),
+    (b"BZh", "bzip2", "bunzip2 FILE"),
+    (b"\xfd7zXZ\x00", "xz", "unxz FILE"),
+    (b"\x28\xb5\x2f\xfd", "zstd", "unzstd FILE"),
+    (b"PK\x03\x04", "zip", "unzip FILE"),
+)
+"""Signatures of compressed files that a text reader would take for bad UTF-8."""
+
+
 def first_line(path: Path) -> str:
     """The header line of a text file, decoded; raises on an empty file or bad bytes."""
     with open(path, "rb") as f:
@@ -68,6 +78,14 @@ def first_line(path: Path) -> str:
             expected="a header line followed by data rows",
             found=found,
         )
+    for magic, kind, tool in _COMPRESSED:
+        if raw.startswith(magic):
+            raise DataError(
+                f"a {kind}-compressed file",
+                path=path,
+                expected=f"uncompressed text (decompress it first: {tool}) or Parquet",
+                found=f"the {kind} signature {magic!r} at its start",
+            )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
