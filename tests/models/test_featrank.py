@@ -449,3 +449,41 @@ def test_refit_on_validation_is_kept_only_where_it_pays_out_of_fold():
     assert not torch.equal(
         FeatRank(base="pop", gap_fields=[], refit=True).fit(train, same).weights_, m.weights_
     )
+
+
+def test_a_fit_on_the_same_training_data_reuses_the_first_step_with_the_same_result(monkeypatch):
+    """The first step (training prefixes: the costly part, no validation in it) is kept per
+    training set and config: fitted again with another validation set -- ``warmrec auto``'s
+    out-of-fold halves -- only the validation steps run, and the weights are those of a fit
+    that computed everything."""
+    from warmrec.models import featrank as fr
+
+    vocab = ItemVocab.from_ids(IDS)
+    items = _items().with_columns(pl.Series("year", _shuffled_years()))
+    train = SequenceDataset.from_frame(_by_year(300, 0, 0, True), vocab, item_features=items)
+    full = _eval_set(vocab, _by_year(200, 1, 10_000, True))
+    half = full.subset(np.arange(0, len(full), 2))
+    cfg = {"base": "pop", "transitions": True, "order_window": 0, "tag_fields": []}
+    fr._FIRST_STEPS.clear()
+    fresh = FeatRank(cfg).fit(train, half)  # everything computed
+    fr._FIRST_STEPS.clear()
+    calls = []
+    real = FeatRank._prefix_features
+    monkeypatch.setattr(
+        FeatRank, "_prefix_features", lambda self, *a: calls.append(1) or real(self, *a)
+    )
+    FeatRank(cfg).fit(train, full)
+    again = FeatRank(cfg).fit(train, half)
+    assert len(calls) == 1  # the second fit reused the first step
+    assert again.names == fresh.names and again.gap_check == fresh.gap_check
+    assert torch.equal(again.weights_, fresh.weights_)
+    # another config, or another training set, computes its own
+    FeatRank({**cfg, "l2": 0.5}).fit(train, half)
+    other = SequenceDataset.from_frame(_by_year(300, 0, 0, True), vocab, item_features=items)
+    FeatRank(cfg).fit(other, half)
+    assert len(calls) == 3
+    del other
+    import gc
+
+    gc.collect()
+    assert len(fr._FIRST_STEPS) == 1  # an entry goes with its training set

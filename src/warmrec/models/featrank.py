@@ -47,6 +47,8 @@ that added items reuse them), and each gap field's values with their spread.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -507,13 +509,13 @@ class FeatRank(Recommender):
         w = torch.zeros(n)
         w[0] = 1.0
         cold = torch.tensor([float(name.startswith("cold")) for name in self.names])
-        fit = self._prefix_features(train, rng)
+        first = self._first_step(train, valid, rng, w, cold)
         self.gap_check = None
         if self.config.gap_fields == "auto" and self.gaps:
-            fit, w, cold = self._judge_gaps(fit, w, cold, valid)
+            w, cold = self._judge_gaps(first, w, cold, valid)
             n = len(self.names)
-        elif len(fit[1]):
-            w = _fit_softmax(*fit, w, 1.0 - cold, 0.0)
+        else:
+            w = first["w"]
         if valid is None or len(valid) == 0:
             return w
         fit, on_cold, rows = self._valid_features(valid, rng)
@@ -532,25 +534,77 @@ class FeatRank(Recommender):
             refit = self._refit_pays(valid, rows, fit[3], later, rng)
         return later(torch.ones(len(rows), dtype=torch.bool), bool(refit))[1]
 
-    def _judge_gaps(self, fit, w0: torch.Tensor, cold: torch.Tensor, valid: EvalSet | None):
-        """``gap_fields = "auto"``: the first step fitted with and without the gap features,
-        those kept only where they raise the validation NDCG@10 (:attr:`gap_check`); returns
-        the first step's rows, weights and cold mask over the features kept."""
-        gap = torch.tensor([float(name.startswith("gap:")) for name in self.names])
+    def _first_step(
+        self,
+        train: SequenceDataset,
+        valid: EvalSet | None,
+        rng: np.random.Generator,
+        w0: torch.Tensor,
+        cold: torch.Tensor,
+    ) -> dict[str, Any]:
+        """The first step's weights, fitted on training prefixes (the costly part of a fit, and
+        the part no validation target enters): ``w``, or with ``gap_fields = "auto"``
+        ``without`` and (where there is validation to judge them on) ``with`` the gap features.
+        Kept per training set and config (:data:`_FIRST_STEPS`, ``rng`` left as that fit
+        leaves it), so that fitting again on the same training data with another validation
+        set -- ``warmrec auto`` values FeatRank out of fold, on halves of its validation
+        learners -- fits the validation steps alone, with the same result."""
+        import json
+
+        judged = valid is not None and len(valid) > 0
+        key = json.dumps([self.config.model_dump(mode="json"), judged], default=str)
+        # a base that learns with validation (a network stopped on it) makes the prefix
+        # features depend on the validation set: not kept then
+        base = self.base
+        kept = not (
+            getattr(base, "fits_on_validation", False)
+            or "trainer" in inspect.signature(base.fit).parameters
+        )
+        ref, memo = _FIRST_STEPS.get(id(train), (None, {}))
+        if kept and (ref is None or ref() is not train):
+            memo = {}
+            _FIRST_STEPS[id(train)] = (weakref.ref(train), memo)
+            weakref.finalize(train, _FIRST_STEPS.pop, id(train), None)
+        if kept and key in memo:
+            rng.bit_generator.state = memo[key]["rng"]
+            return _copied(memo[key])
+        fit = self._prefix_features(train, rng)
         fitted = len(fit[1]) > 0
-        without = _fit_softmax(*fit, w0, (1.0 - cold) * (1.0 - gap), 0.0) if fitted else w0
-        if valid is not None and len(valid) and fitted:
-            with_gap = _fit_softmax(*fit, w0, 1.0 - cold, 0.0)
+        out: dict[str, Any] = {"fitted": fitted}
+        if self.config.gap_fields == "auto" and self.gaps:
+            gap = torch.tensor([float(name.startswith("gap:")) for name in self.names])
+            out["without"] = (
+                _fit_softmax(*fit, w0, (1.0 - cold) * (1.0 - gap), 0.0) if fitted else w0
+            )
+            if judged and fitted:
+                out["with"] = _fit_softmax(*fit, w0, 1.0 - cold, 0.0)
+        else:
+            out["w"] = _fit_softmax(*fit, w0, 1.0 - cold, 0.0) if fitted else w0
+        out["rng"] = rng.bit_generator.state
+        if kept:
+            memo[key] = out
+        return _copied(out)
+
+    def _judge_gaps(
+        self, first: dict[str, Any], w0: torch.Tensor, cold: torch.Tensor, valid: EvalSet | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``gap_fields = "auto"``: the first step's weights with and without the gap features
+        (:meth:`_first_step`), those kept only where they raise the validation NDCG@10
+        (:attr:`gap_check`); returns the first step's weights and cold mask over the features
+        kept."""
+        gap = torch.tensor([float(name.startswith("gap:")) for name in self.names])
+        without = first["without"]
+        if valid is not None and len(valid) and first["fitted"]:
+            with_gap = first["with"]
             got = {"with": self._valid_ndcg(valid, with_gap)}
             got["without"] = self._valid_ndcg(valid, without)
             self.gap_check = {**got, "fields": sorted(self.gaps)}
             if got["with"] > got["without"]:
-                return fit, with_gap, cold
+                return with_gap, cold
         keep = gap == 0
         self.gaps, self.gap_scale = {}, {}
         self.names = self._feature_names()
-        f, usable, t, weight = fit
-        return (f[:, :, keep], usable, t, weight), without[keep], cold[keep]
+        return without[keep], cold[keep]
 
     def _valid_ndcg(self, valid: EvalSet, w: torch.Tensor) -> float:
         """Mean NDCG@10 of the weights ``w`` on the validation targets (full ranking; at most
@@ -791,6 +845,16 @@ class FeatRank(Recommender):
                 f"({', '.join(self.names)})"
             )
         self.weights_ = w
+
+
+_FIRST_STEPS: dict[int, tuple[Any, dict[str, dict[str, Any]]]] = {}
+"""``id(train) -> (weak reference to train, {config key: first step})``: see
+:meth:`FeatRank._first_step` (an entry goes with its training set)."""
+
+
+def _copied(first: dict[str, Any]) -> dict[str, Any]:
+    """A first step's record with its tensors copied (the kept ones are never handed out)."""
+    return {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in first.items()}
 
 
 def _fit_softmax(
