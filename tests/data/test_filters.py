@@ -159,3 +159,26 @@ def test_duplicate_events_marks_every_copy_after_the_first():
     out = drop_duplicate_events(df)
     assert out.rows() == [(1, 5, 10.0), (1, 6, 10.0), (1, 5, 11.0), (2, 5, 10.0)]
     assert duplicate_events(df.head(0)).to_list() == []
+
+
+def test_duplicate_share_is_estimated_on_whole_sequences_of_a_large_log():
+    from warmrec.data.filters import duplicate_events, duplicate_share
+
+    rng = np.random.default_rng(0)
+    n_seq = 20_000
+    base = pl.DataFrame(
+        {
+            "session_id": np.repeat(np.arange(n_seq), 4),
+            "item_id": rng.integers(0, 500, 4 * n_seq),
+            "timestamp": np.arange(4 * n_seq, dtype=np.float64),
+        }
+    )
+    # every third sequence written twice: a third of the sequences, 1/4 of the events repeat
+    twice = base.filter(pl.col("session_id") % 3 == 0)
+    df = pl.concat([base, twice])
+    exact = float(duplicate_events(df).mean())
+    assert exact == pytest.approx(twice.height / df.height)
+    est = duplicate_share(df, exact_below=1_000)  # sampled: about 1/64 of the sequences
+    assert est == pytest.approx(exact, abs=0.03) and est != exact
+    assert duplicate_share(df) == exact  # below the default bound: exact
+    assert duplicate_share(base, exact_below=1_000) == 0.0

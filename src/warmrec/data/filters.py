@@ -207,6 +207,20 @@ def duplicate_events(df: pl.DataFrame) -> pl.Series:
     return df.select((~pl.struct(cols).is_first_distinct()).alias("duplicate")).to_series()
 
 
+def duplicate_share(df: pl.DataFrame, exact_below: int = 2_000_000) -> float:
+    """The share of exact duplicate events (:func:`duplicate_events`): counted exactly up to
+    ``exact_below`` rows, above that estimated on the sequences whose key hashes to 1 in 64
+    (whole sequences, so the estimate is unbiased: a duplicate never leaves its sequence), which
+    reads a 33M-event log in a fraction of a second instead of seconds."""
+    if df.height == 0:
+        return 0.0
+    if df.height <= exact_below:
+        return float(duplicate_events(df).mean())
+    key = sequence_key(df)
+    part = df.filter(pl.col(key).hash(0) % 64 == 0)
+    return float(duplicate_events(part).mean()) if part.height else 0.0
+
+
 def drop_duplicate_events(df: pl.DataFrame) -> pl.DataFrame:
     """The table without its exact duplicate events (:func:`duplicate_events`), the first copy
     of each kept, row order preserved."""

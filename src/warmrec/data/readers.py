@@ -81,7 +81,12 @@ from warmrec.data.columns import (
     to_seconds,
 )
 from warmrec.data.features import attach, read_feature_table
-from warmrec.data.filters import DUPLICATE_WARN_SHARE, drop_duplicate_events, duplicate_events
+from warmrec.data.filters import (
+    DUPLICATE_WARN_SHARE,
+    drop_duplicate_events,
+    duplicate_events,
+    duplicate_share,
+)
 from warmrec.data.formats import (
     FORMATS,
     RECBOLE_TYPES,
@@ -208,15 +213,17 @@ def load_interactions(
 
 def _handle_duplicates(out: Interactions, duplicates: str, path: str | Path) -> None:
     df = out.interactions
-    dup = duplicate_events(df)
-    n = int(dup.sum())
-    if not n:
-        return
     if duplicates == "drop":
-        out.interactions = df.filter(~dup)
-        if out.parts:  # a split folder: no event is in two files (refused), so per part
-            out.parts = {k: drop_duplicate_events(v) for k, v in out.parts.items()}
-    elif n > DUPLICATE_WARN_SHARE * df.height:
+        dup = duplicate_events(df)
+        if dup.any():
+            out.interactions = df.filter(~dup)
+            if out.parts:  # a split folder: no event is in two files (refused), so per part
+                out.parts = {k: drop_duplicate_events(v) for k, v in out.parts.items()}
+        return
+    if duplicate_share(df) <= DUPLICATE_WARN_SHARE:  # estimated on large logs: cheap
+        return
+    n = int(duplicate_events(df).sum())
+    if n > DUPLICATE_WARN_SHARE * df.height:
         warnings.warn(
             f"{path}: {n:,} of {df.height:,} events ({n / df.height:.0%}) repeat an earlier event "
             "exactly (same sequence, item and time); a held-out copy of the last history event "
