@@ -559,11 +559,14 @@ def _refuse_mixed_units(s: pl.Series, src: Source, column: str) -> None:
     median, and the check of far outliers looks only past the 0.1 % quantiles): refused, naming
     the first value of the other unit, where they are more than 0.1 % of the column (fewer are
     left to that check, as bogus values)."""
+    bounds = [_MS_ABOVE, _US_ABOVE, _NS_ABOVE]
+    a = s.abs()
+    big = a.filter(a.is_finite() & (a >= 1e8))
+    if big.len() < 2 or np.digitize(big.min(), bounds) == np.digitize(big.max(), bounds):
+        return  # one unit (the usual case, settled on two numbers)
     x = s.to_numpy()
     ok = np.isfinite(x) & (np.abs(x) >= 1e8)
-    if ok.sum() < 2:
-        return
-    cls = np.digitize(np.abs(x), [_MS_ABOVE, _US_ABOVE, _NS_ABOVE])
+    cls = np.digitize(np.abs(x), bounds)
     main = int(np.bincount(cls[ok]).argmax())
     other = ok & (cls != main)
     if int(other.sum()) <= max(1, len(x) // 1000):
