@@ -428,6 +428,15 @@ def plan_portfolio(
             "sequences and scored on the other, both ways (chosen and scored on the same "
             "targets they would beat their members by the luck of their grid)"
         )
+    fitted_there = [f for f in (FEATRANK, FRESH) if f in wanted]
+    if fitted_there:
+        notes.append(
+            " and ".join(fitted_there)
+            + (" fits" if len(fitted_there) == 1 else " fit")
+            + " some weights on the validation targets: "
+            + ("its" if len(fitted_there) == 1 else "their")
+            + " trials are valued out of fold too"
+        )
     no_space = [f for f in wanted if f not in spaces and f != "pop"]
     if no_space:
         notes.append(
