@@ -251,12 +251,18 @@ def test_an_empty_validation_or_test_part_is_refused_not_scored_as_zero(runner, 
     assert res.exit_code == 2 and "leaves the validation part empty" in res.stderr
 
 
-def test_evaluate_says_how_many_targets_on_unknown_items_it_left_out(runner, tmp_path):
+def _trained_markov(runner, tmp_path):
+    """``_user_log`` at ``tmp_path/log.csv`` and Markov trained on it into ``tmp_path/m``."""
     log = _user_log(tmp_path / "log.csv")
     res = run(
         runner, ["train", "--model", "markov", "--data", str(log), "--out", str(tmp_path / "m")]
     )
     assert res.exit_code == 0, res.output
+    return log
+
+
+def test_evaluate_says_how_many_targets_on_unknown_items_it_left_out(runner, tmp_path):
+    _trained_markov(runner, tmp_path)
     res = run(runner, ["evaluate", str(tmp_path / "m")])
     assert res.exit_code == 0 and "left out" not in res.stdout
     assert "markov on 30 test examples" in res.stdout
@@ -331,11 +337,7 @@ def test_sessionize_writes_the_format_its_out_suffix_names(runner, tmp_path):
 
 
 def test_evaluate_warns_when_the_recorded_log_changed_since_training(runner, tmp_path):
-    log = _user_log(tmp_path / "log.csv")
-    res = run(
-        runner, ["train", "--model", "markov", "--data", str(log), "--out", str(tmp_path / "m")]
-    )
-    assert res.exit_code == 0, res.output
+    log = _trained_markov(runner, tmp_path)
     res = run(runner, ["evaluate", str(tmp_path / "m")])
     assert res.exit_code == 0 and "warning" not in res.stderr
     _user_log(log, n_users=25)  # the same file, rewritten with fewer learners
