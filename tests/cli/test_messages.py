@@ -71,6 +71,22 @@ def test_cli_language_rewrites_keyword_arguments():
     assert cli_language("time_order='recbole' stays") == "time_order='recbole' stays"
 
 
+def test_a_config_typo_names_the_section_and_the_close_key(tmp_path):
+    """A model config class (``SASRecConfig``) means nothing to a user of the CLI: the error
+    names the model and its section, and the valid key the typo is closest to."""
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,item_id,timestamp\n" + "".join(f"1,{i},{i}\n" for i in range(5)))
+    base = ["train", "--model", "sasrec", "--data", log, "--out", tmp_path / "m"]
+    line = one_line(run([*base, "--set", "model.maxlen=3"]))
+    assert line.startswith(
+        "warmrec: error: unknown key 'maxlen' for model 'sasrec' ([model], --set model.KEY) "
+        "(did you mean 'max_len'?); valid keys: "
+    )
+    line = one_line(run([*base, "--set", "train.epoch=3"]))
+    assert "unknown key 'epoch' for [train] (--set train.KEY) (did you mean 'epochs'?)" in line
+    assert cli_language("unknown key 'x' for NoSuchConfig") == "unknown key 'x' for NoSuchConfig"
+
+
 def test_train_help_lists_training_options():
     res = run(["train", "--help"])
     assert res.exit_code == 0

@@ -67,7 +67,39 @@ _REWRITES: list[tuple[re.Pattern[str], Any]] = [
     (re.compile(r"\bTrainerConfig\.(\w+)"), r"train.\1"),
     (re.compile(r"\b(?:RunSpec\.transfer|TransferSpec)\.(strategy|init|seed)\b"), r"--\1"),
     (re.compile(r"\bRunSpec\.(\w+)"), r"\1"),
+    # a model's config class, as the user knows it: the model and its TOML section
+    (
+        re.compile(r"\bfor (\w+(?:Config|Spec))\b(?!\.)"),
+        lambda m: f"for {_model_of_config(m.group(1))}",
+    ),
 ]
+
+_SECTIONS = {
+    "TrainerConfig": "[train] (--set train.KEY)",
+    "DataSpec": "[data] (--set data.KEY)",
+    "EvalSpec": "[eval] (--set eval.KEY)",
+    "TransferSpec": "[transfer] (--set transfer.KEY)",
+    "MultiSourceConfig": "[multi] (--set multi.KEY)",
+    "RunSpec": "the run config (sections data, split, model, train, eval, transfer)",
+}
+"""Config classes a user meets as TOML sections, by the name they know them by."""
+
+
+def _model_of_config(config_class: str) -> str:
+    """``"model 'sasrec' ([model], --set model.KEY)"`` for ``"SASRecConfig"``; other config
+    classes unchanged. Imports the registered models (only on this error path)."""
+    if config_class in _SECTIONS:
+        return _SECTIONS[config_class]
+    from warmrec.registry import available_models, model_class
+
+    for name in available_models():
+        try:
+            cls = model_class(name)
+        except Exception:  # noqa: BLE001 - a model whose extra is missing cannot be the one
+            continue
+        if getattr(getattr(cls, "Config", None), "__name__", None) == config_class:
+            return f"model '{name}' ([model], --set model.KEY)"
+    return config_class
 
 
 def cli_language(message: str) -> str:
