@@ -115,7 +115,7 @@ def test_an_unreachable_ray_address_fails_fast(tmp_path: Path, space: Path) -> N
 
 def test_set_keys_the_model_does_not_have_or_searches(tmp_path: Path, space: Path) -> None:
     line = one_line(tune(tmp_path, space, "--set", "model.bogus=1"))
-    assert "model.bogus (from --set or --config): unknown key for Item2VecConfig" in line
+    assert "model.bogus (from --set or --config): unknown key for model 'item2vec'" in line
     line = one_line(tune(tmp_path, space, "--set", "model.alpha=0.01"))
     assert "searches it" in line
 
