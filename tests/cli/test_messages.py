@@ -85,6 +85,7 @@ def test_a_config_typo_names_the_section_and_the_close_key(tmp_path):
     line = one_line(run([*base, "--set", "train.epoch=3"]))
     assert "unknown key 'epoch' for [train] (--set train.KEY) (did you mean 'epochs'?)" in line
     assert cli_language("unknown key 'x' for NoSuchConfig") == "unknown key 'x' for NoSuchConfig"
+    assert cli_language("field 'gap_seconds': no session gap") == "--gap: no session gap"
 
 
 def test_train_help_lists_training_options():

@@ -58,6 +58,7 @@ _REWRITES: list[tuple[re.Pattern[str], Any]] = [
     (re.compile(r"(?<![\w.])sep=('[^']*'|\"[^\"]*\")"), r"--sep \1"),
     (re.compile(r"(?<![\w.])format='([^']*)'"), r"--format \1"),
     (re.compile(r"(?<![\w.])fallback='([^']*)'"), r"--fallback \1"),
+    (re.compile(r"field 'gap_seconds'"), "--gap"),
     # run-spec fields that have a flag of their own, then the rest as --set keys
     (re.compile(r"\bTrainerConfig\.num_threads\b"), "--threads"),
     (

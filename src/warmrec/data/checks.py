@@ -90,11 +90,13 @@ def _warn_padded_ids(s: pl.Series, src: Source, col: str) -> None:
         return  # every padded id is padded alike: no two ids merge when read as text
     row = int(padded.arg_max())
     where = src.path if src.first_line is None else f"{src.path}, line {src.first_line + row}"
+    n_padded, n_twice = int(padded.sum()), s.n_unique() - stripped.n_unique()
     warnings.warn(
-        f"{where}: field '{col}': {int(padded.sum()):,} ids have spaces around them (e.g. "
-        f"{s[row]!r}) and differ from the same ids without ({stripped[row]!r}): "
-        f"{s.n_unique() - stripped.n_unique():,} {col} values count twice; strip the spaces in "
-        "the file if they are one",
+        f"{where}: field '{col}': {n_padded:,} {'id has' if n_padded == 1 else 'ids have'} "
+        f"spaces around {'it' if n_padded == 1 else 'them'} (e.g. {s[row]!r}) and differ"
+        f"{'s' if n_padded == 1 else ''} from the same id without ({stripped[row]!r}): "
+        f"{n_twice:,} {col} value{'' if n_twice == 1 else 's'} count{'s' if n_twice == 1 else ''} "
+        "twice; strip the spaces in the file if they are one",
         DataWarning,
         stacklevel=2,
     )

@@ -578,8 +578,8 @@ def _refuse_mixed_units(s: pl.Series, src: Source, column: str) -> None:
         row,
         column,
         expected=f"one unit for the whole column (most values here are {_UNIT_NAMES[main]}, "
-        f"e.g. {x[first]:.10g}; convert the others, or say the unit with --time-unit)",
-        found=f"{x[row]:.10g}, {_UNIT_NAMES[int(cls[row])]} by its size "
+        f"e.g. {x[first]:.17g}; convert the others, or say the unit with --time-unit)",
+        found=f"{x[row]:.17g}, {_UNIT_NAMES[int(cls[row])]} by its size "
         f"({int(other.sum()):,} such values)",
     )
 
