@@ -85,13 +85,14 @@ def predict_cmd(
 
         k_typed = click.get_current_context().get_parameter_source("k").name == "COMMANDLINE"
 
-        def one_line(message, category, *args, **kwargs):  # warmrec's own (e.g. -k too big)
-            if not issubclass(category, WarmrecWarning):
+        def quiet_default_k(message, category, *args, **kwargs):
+            # the group prints warmrec's warnings as one line; the -k notice only when typed
+            if k_typed or not (
+                issubclass(category, WarmrecWarning) and str(message).startswith("-k ")
+            ):
                 show(message, category, *args, **kwargs)
-            elif k_typed or not str(message).startswith("-k "):  # not for the default -k
-                click.echo(f"warmrec: warning: {message}", err=True)
 
-        warnings.showwarning = one_line
+        warnings.showwarning = quiet_default_k
         res = run_predict(
             model_dir,
             cfg,

@@ -86,11 +86,12 @@ def _warn_padded_ids(s: pl.Series, src: Source, col: str) -> None:
     if not padded.any():
         return
     stripped = s.str.strip_chars()
-    if s.n_unique() == stripped.n_unique():
+    n_twice = s.n_unique() - stripped.n_unique()
+    if n_twice == 0:
         return  # every padded id is padded alike: no two ids merge when read as text
     row = int(padded.arg_max())
     where = src.path if src.first_line is None else f"{src.path}, line {src.first_line + row}"
-    n_padded, n_twice = int(padded.sum()), s.n_unique() - stripped.n_unique()
+    n_padded = int(padded.sum())
     warnings.warn(
         f"{where}: field '{col}': {n_padded:,} {'id has' if n_padded == 1 else 'ids have'} "
         f"spaces around {'it' if n_padded == 1 else 'them'} (e.g. {s[row]!r}) and differ"

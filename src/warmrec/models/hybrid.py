@@ -220,7 +220,6 @@ class Hybrid(Recommender):
             }
         )
         model.members = {"network": network, "neighbours": neighbours}
-        model.meta.features = network.meta.features
         return model
 
     def _build_members(self) -> dict[str, Recommender]:
