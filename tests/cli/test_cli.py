@@ -232,13 +232,26 @@ def test_an_empty_validation_or_test_part_is_refused_not_scored_as_zero(runner, 
     )
     assert res.exit_code == 2
     assert res.stderr.strip().splitlines()[-1] == (
+        "warmrec: error: temporal split: test_start 2030-01-01 is after the last event "
+        "(2021-07-05 12:26:40 UTC, 1625488000), so the test part would be empty; expected a time "
+        "after 2020-09-13 12:26:40 UTC, 1600000000 and at or before 2021-07-05 12:26:40 UTC, "
+        "1625488000"
+    )
+    assert not (tmp_path / "m").exists()
+    # day 290 of 295: six test events; validation switched off
+    late = ["--set", f"split.test_start={1_600_000_000 + 86_400 * 290}"]
+    res = runner.invoke(
+        cli, [*args, *late, "--set", "split.valid_share=0", "--out", str(tmp_path / "m")]
+    )
+    assert res.exit_code == 2
+    assert res.stderr.strip().splitlines()[-1] == (
         "warmrec: error: the temporal split leaves the validation part empty (give --set "
         "split.valid_start=DATE before test_start); models are selected and stopped on validation"
     )
     # the split's own warning: one line of warmrec's, no Python source path or code line
     warning = [x for x in res.stderr.splitlines() if "test events" in x]
     assert warning == [
-        "warmrec: warning: temporal split: only 0 test events (of 180; fewer than 100); metrics "
+        "warmrec: warning: temporal split: only 6 test events (of 180; fewer than 100); metrics "
         "on so few examples are noisy: hold out a larger share or period"
     ]
     assert "split.py" not in res.stderr and "return fn(" not in res.stderr
@@ -249,6 +262,32 @@ def test_an_empty_validation_or_test_part_is_refused_not_scored_as_zero(runner, 
         cli, ["train", "--model", "pop", "--data", str(one), "--out", str(tmp_path / "p")]
     )
     assert res.exit_code == 2 and "leaves the validation part empty" in res.stderr
+
+
+def test_a_temporal_split_without_valid_start_validates_on_the_latest_tenth(runner, tmp_path):
+    """Only test_start given: the latest 10 % of the events before it validate (the split used
+    to leave validation empty, and training then refused to run)."""
+    log = _user_log(tmp_path / "log.csv")
+    ts = 1_600_000_000 + 86_400 * 290
+    res = run(
+        runner,
+        ["train", "--model", "markov", "--data", str(log), "--split", "temporal"]
+        + ["--set", f"split.test_start={ts}", "--out", str(tmp_path / "m"), "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    run_meta = json.loads((tmp_path / "m" / "config.json").read_text())["meta"]["run"]
+    # 174 events before the cut; the latest round(17.4) = 17 validate
+    assert run_meta["n_valid"] == 17
+    res = run(
+        runner,
+        ["data", "split", str(log), "--method", "temporal"]
+        + ["--set", f"test_start={ts}", "--out", str(tmp_path / "sp"), "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)["info"]
+    # days 10u + t: the last 5 of u26 (days 261-265), all of u27 and u28
+    assert info["valid_share"] == 0.1
+    assert info["valid_start"] == 1_600_000_000 + 86_400 * 261
 
 
 def _trained_markov(runner, tmp_path):

@@ -250,6 +250,42 @@ def test_temporal_sessions_assign_start():
     assert len(vs) == 1 and vocab.decode(vs.targets.tolist()) == ["a"]
 
 
+def test_temporal_without_valid_start_validates_on_the_latest_share_before_test_start():
+    # session starts before 200: 0, 20, 50, 100, 150; the latest 40 % (2 of 5) start at 100
+    shared = temporal_split(SESS, test_start=200, valid_share=0.4)
+    given = temporal_split(SESS, test_start=200, valid_start=100)
+    assert shared.info["valid_start"] == 100 and shared.info["valid_share"] == 0.4
+    for x, y in ((shared.train, given.train), (shared.valid, given.valid)):
+        assert x.equals(y)
+    # default 10 %: at least one session, the latest start (150; it crosses 200: dropped)
+    default = temporal_split(SESS, test_start=200)
+    assert default.info["valid_start"] == 150 and default.info["valid_share"] == 0.1
+    assert default.train["timestamp"].max() < 150
+    off = temporal_split(SESS, test_start=200, valid_share=0)
+    assert off.valid.height == 0 and off.info["valid_start"] == 200
+    # a user log: the share counts events (times 0..9, test from 8: the latest 2 of 8 validate)
+    users = pl.DataFrame(
+        {"user_id": [1, 2] * 5, "item_id": ["a", "b"] * 5, "timestamp": list(range(10))}
+    )
+    sp = temporal_split(users, test_start=8, valid_share=0.25)
+    assert sp.valid["timestamp"].to_list() == [6, 7] and sp.train["timestamp"].max() == 5
+
+
+def test_temporal_refuses_a_test_start_outside_the_log_and_two_validation_rules():
+    with pytest.raises(ConfigError, match="give valid_start or valid_share, not both"):
+        temporal_split(SESS, test_start=200, valid_start=100, valid_share=0.2)
+    with pytest.raises(ConfigError, match=r"valid_share: expected a number in \[0, 1\)"):
+        temporal_split(SESS, test_start=200, valid_share=1.0)
+    with pytest.raises(ConfigError) as e:
+        temporal_split(SESS, test_start=0)
+    assert str(e.value) == (
+        "temporal split: test_start 0 is at or before the first event (0), so training would be "
+        "empty; expected a time after 0 and at or before 240"
+    )
+    with pytest.raises(ConfigError, match=r"test_start '2030-01-01' is after the last event"):
+        temporal_split(SESS.with_columns(pl.col("timestamp") + 1.6e9), test_start="2030-01-01")
+
+
 @pytest.mark.parametrize("assign", ["start", "end"])
 def test_temporal_same_result_when_sessions_are_not_contiguous(assign):
     # interleaved rows take the window path, contiguous ones the per-run NumPy path

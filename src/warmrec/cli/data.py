@@ -166,7 +166,7 @@ def sessionize(
     default="auto",
     show_default=True,
     help="auto (the default policy of every command: loo for user logs, last_session for "
-    "session logs), loo, temporal (--set test_start=DATE --set valid_start=DATE), "
+    "session logs), loo, temporal (--set test_start=DATE [--set valid_start=DATE]), "
     "last_session or user.",
 )
 @click.option(

@@ -42,6 +42,7 @@ log (33M events, 9M sessions) splits in about 3 s of CPU.
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
 import warnings
 from collections.abc import Callable
@@ -61,6 +62,7 @@ from warmrec.errors import ConfigError, DataError, DataWarning
 KINDS = ("next_item", "sessions")
 DAY = 86400.0
 DEFAULT_TEST_SHARE = 0.1  # last_session by time: the latest 10 % of sessions are the test part
+DEFAULT_VALID_SHARE = 0.1  # temporal without valid_start: the latest 10 % before test_start
 MIN_TEST_SESSIONS = 100  # fewer held-out test sequences than this give a DataWarning
 LONG_HISTORY = 20  # default_split: median events per user from which a log counts as user-keyed
 _PART = "_part"
@@ -204,6 +206,46 @@ def _share_cut(starts: np.ndarray, share: float) -> float:
     n = len(starts)
     k = min(max(round(share * n), 1), max(n - 1, 1))
     return float(starts[n - k])
+
+
+def _check_test_start(times: pl.Series, ts: float, given: TimeLike) -> None:
+    """Refuse a test start that leaves nothing to train on or nothing to test."""
+    lo, hi = float(times.min()), float(times.max())
+    if lo < ts <= hi:
+        return
+    shown = given.isoformat() if isinstance(given, dt.date) else repr(given)
+    where, edge, empty = (
+        ("at or before the first event", lo, "training")
+        if ts <= lo
+        else ("after the last event", hi, "the test part")
+    )
+    raise ConfigError(
+        f"temporal split: test_start {shown} is {where} ({_when_str(edge)}), so {empty} would "
+        f"be empty; expected a time after {_when_str(lo)} and at or before {_when_str(hi)}"
+    )
+
+
+def _when_str(t: float) -> str:
+    """A timestamp for messages: its UTC date and Unix seconds (a small number: a position)."""
+    n = f"{int(t)}" if float(t).is_integer() else f"{t}"
+    if abs(t) < 1e8:
+        return n
+    return f"{dt.datetime.fromtimestamp(t, tz=dt.timezone.utc):%Y-%m-%d %H:%M:%S} UTC, {n}"
+
+
+def _valid_cut(df: pl.DataFrame, ts: float, share: float) -> float:
+    """The validation start that holds the latest ``share`` of what lies before ``ts``: session
+    start times on a session log, event times on a user log (``ts`` itself for share 0)."""
+    if share == 0:
+        return ts
+    if SESSION in df.columns:
+        starts = df.lazy().group_by(SESSION).agg(pl.col(TIME).min()).collect()[TIME]
+    else:
+        starts = df[TIME]
+    before = np.sort(starts.filter(starts < ts).cast(pl.Float64).to_numpy())
+    if len(before) < 2:
+        return ts
+    return _share_cut(before, share)
 
 
 def _warn_small_test(
@@ -545,6 +587,7 @@ def temporal_split(
     test_start: TimeLike,
     valid_start: TimeLike | None = None,
     *,
+    valid_share: float | None = None,
     assign: str = "start",
     min_session_length: int = 2,
     drop_unseen: bool = True,
@@ -571,21 +614,43 @@ def temporal_split(
     User logs (no ``session_id``) give ``kind="next_item"``: each event goes to the part of its own
     timestamp; every held-out event is a target whose history is all earlier events of its user.
 
-    ``valid_start=None`` leaves ``valid`` empty. Held-out events of items unseen in train are
+    Without ``valid_start`` the validation part is the latest ``valid_share`` (default
+    :data:`DEFAULT_VALID_SHARE`, 10 %) of what lies before ``test_start``: of the sessions by
+    start time, or of the events on a user log; ``info["valid_start"]`` states the cut-off chosen.
+    ``valid_share=0`` leaves ``valid`` empty; giving both is an error. A ``test_start`` at or
+    before the first event, or after the last one, is refused (train or test would be empty).
+    Held-out events of items unseen in train are
     removed and (sessions) held-out sessions shorter than ``min_session_length`` dropped
     (``drop_unseen=False`` keeps them). Row order of the input is kept within each part. Fewer
     than ``min_test_sessions`` test sessions (user logs: test events) give a
     :class:`~warmrec.errors.DataWarning`.
     """
     ts = to_seconds(test_start, "test_start")
-    vs = ts if valid_start is None else to_seconds(valid_start, "valid_start")
-    if vs > ts:
-        raise ConfigError(f"valid_start ({valid_start!r}) is after test_start ({test_start!r})")
     if assign not in ("start", "end"):
         raise ConfigError(f"assign: expected 'start' or 'end', found {assign!r}")
+    if valid_start is not None and valid_share is not None:
+        raise ConfigError(
+            "temporal split: give valid_start or valid_share, not both (found valid_start="
+            f"{valid_start!r}, valid_share={valid_share!r})"
+        )
+    _require(df, [SESSION if SESSION in df.columns else _user_key(df, None), ITEM, TIME])
+    _check_test_start(df[TIME], ts, test_start)
+    share = None
+    if valid_start is not None:
+        vs = to_seconds(valid_start, "valid_start")
+        if vs > ts:
+            raise ConfigError(f"valid_start ({valid_start!r}) is after test_start ({test_start!r})")
+    else:
+        share = DEFAULT_VALID_SHARE if valid_share is None else valid_share
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share < 1:
+            raise ConfigError(
+                f"temporal split: valid_share: expected a number in [0, 1), found {share!r}"
+            )
+        vs = _valid_cut(df, ts, share)
     info: dict[str, Any] = {"method": "temporal", "valid_start": vs, "test_start": ts}
+    if share is not None:
+        info["valid_share"] = share
     if SESSION in df.columns:
-        _require(df, [SESSION, ITEM, TIME])
         info["assign"] = assign
         lens = contiguous_runs(df[SESSION])
         if lens is not None:  # each session's rows are contiguous: per-run NumPy
@@ -615,7 +680,6 @@ def temporal_split(
         _warn_small_test(n_test, n, min_test_sessions, "temporal")
         return sp
     key = _user_key(df, None)
-    _require(df, [key, ITEM, TIME])
     t = pl.col(TIME)
     s = df.with_columns(
         pl.when(t >= ts).then(TEST).when(t >= vs).then(VALID).otherwise(TRAIN).alias(_PART)
@@ -687,7 +751,7 @@ def last_session_split(
         if test_days is not None:
             vdays = test_days if valid_days is None else valid_days
             ts = tmax - test_days * DAY
-            vs = ts - vdays * DAY if vdays > 0 else None
+            vs = ts - vdays * DAY if vdays > 0 else ts
             how = {"test_days": test_days, "valid_days": vdays}
         else:
             if valid_days is not None:
@@ -699,7 +763,7 @@ def last_session_split(
                     f"below 1, found test_share={test_share}, valid_share={vshare}"
                 )
             ts = _share_cut(starts, test_share)
-            vs = _share_cut(starts, test_share + vshare) if vshare > 0 else None
+            vs = _share_cut(starts, test_share + vshare) if vshare > 0 else ts
             how = {"test_share": test_share, "valid_share": vshare}
         sp = temporal_split(
             df,

@@ -193,7 +193,10 @@ class TemporalSplit(_Split):
     """Start of the test part: a date (``2019-07-01``), Unix seconds, or a position on a log
     whose timestamps are positions."""
     valid_start: TimeValue | None = None
-    """Start of the validation part (None: no validation part; training then cannot select)."""
+    """Start of the validation part (None: the latest ``valid_share`` before ``test_start``)."""
+    valid_share: float | None = Field(None, ge=0, lt=1)
+    """Without ``valid_start``: the share of the sessions (user logs: events) before
+    ``test_start`` that validate, the latest ones (None: 0.1; 0: no validation part)."""
     assign: Literal["start", "end"] = "start"
     """A session belongs to the part where it starts (crossing sessions dropped) or ends."""
     min_session_length: int = Field(2, ge=1)
@@ -352,8 +355,9 @@ def split_spec(values: Mapping[str, Any] | None) -> _Split:
     if klass is TemporalSplit and "test_start" not in d:
         raise ConfigError(
             "the temporal split needs a test start: --set split.test_start=2019-07-01 (a date, "
-            "Unix seconds, or a position on an ordinal log) and --set split.valid_start=... for "
-            "a validation part (warmrec data split: --set test_start=... --set valid_start=...)"
+            "Unix seconds, or a position on an ordinal log); validation is the latest 10 % "
+            "before it unless --set split.valid_start=... or split.valid_share=... (warmrec "
+            "data split: --set test_start=...)"
         )
     if klass is TimeNewLearnersSplit and "cut" not in d:
         raise ConfigError(
