@@ -363,6 +363,9 @@ def test_sessionize_writes_the_format_its_out_suffix_names(runner, tmp_path):
         assert res.exit_code == 0, res.output
     csv = pl.read_csv(tmp_path / "s.csv")
     assert csv.equals(pl.read_csv(tmp_path / "s.tsv", separator="\t"))
+    # whole seconds are written back as they were read, not as 1600000000.0
+    assert (tmp_path / "s.csv").read_text().splitlines()[1] == "u0,0,i0,1600000000"
+    assert csv["timestamp"].equals(pl.read_csv(log).sort("user_id", "timestamp")["timestamp"])
     assert (
         csv["session_id"].n_unique()
         == pl.read_parquet(tmp_path / "s.parquet")["session_id"].n_unique()

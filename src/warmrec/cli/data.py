@@ -143,7 +143,7 @@ def sessionize(
 ):
     """Cut each user's events into sessions at inactivity gaps; writes the log with its
     session_id (Parquet, CSV or TSV, by the suffix of --out)."""
-    from warmrec.data.schema import require_seconds
+    from warmrec.data.schema import require_seconds, whole_seconds
     from warmrec.data.sessionize import sessionize as do_sessionize
     from warmrec.io import check_output, check_table_suffix, write_table
 
@@ -153,7 +153,7 @@ def sessionize(
     require_seconds(inter.time_unit, "data sessionize (a gap in seconds)", source=inter.source)
     df = inter.interactions
     res = do_sessionize(df, gap_seconds=gap_seconds, key=key, collapse_repeats=collapse_repeats)
-    write_table(res, out)
+    write_table(whole_seconds(res), out)
     d = {"events": res.height, "sessions": res["session_id"].n_unique(), "out": out}
     emit_json(d) if as_json else echo_mapping(d)
 

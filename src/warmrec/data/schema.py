@@ -46,6 +46,18 @@ def require_seconds(time_unit: str, what: str, *, source: str | None = None) -> 
         )
 
 
+def whole_seconds(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` with its float timestamps as integers where every one is a whole number (logs
+    are read with float seconds; a log written back then keeps ``1600000000``, not
+    ``1600000000.0``)."""
+    if TIME not in df.columns or not df.schema[TIME].is_float() or df.height == 0:
+        return df
+    t = df[TIME]
+    if t.is_null().any() or not bool(((t % 1) == 0).all()) or t.abs().max() >= 2**53:
+        return df
+    return df.with_columns(t.cast(pl.Int64))
+
+
 def sequence_key(df: pl.DataFrame) -> str:
     """The column that groups events into sequences: ``session_id`` if present, else ``user_id``."""
     if SESSION in df.columns:
