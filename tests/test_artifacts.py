@@ -312,7 +312,7 @@ def test_a_model_trained_with_a_column_mapping_evaluates_from_another_directory(
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     res = _cli(["evaluate", str(mapped_log / "m"), "--json"])
-    out = json.loads(res.output)
+    out = json.loads(res.stdout)
     # one default-split policy: a session log is split by last sessions, in train as everywhere
     assert meta.run.split["method"] == "last_session"
     assert out["n"] == 12 and out["part"] == "test"
@@ -327,7 +327,7 @@ def test_a_pretrained_model_with_a_column_mapping_can_be_evaluated(
     _cli(["pretrain", "--data", "log.csv", *COLS, "--split", "loo", *sets, "--out", "p"])
     monkeypatch.chdir(tmp_path)
     res = _cli(["evaluate", str(mapped_log / "p"), "--json"])
-    assert json.loads(res.output)["n"] == 30
+    assert json.loads(res.stdout)["n"] == 30
 
 
 def test_data_source_of_makes_paths_absolute(tmp_path, monkeypatch):

@@ -92,7 +92,7 @@ def test_models_schema_prints_the_json_schema():
 
     res = CliRunner().invoke(cli, ["models", "--schema", "sasrec"])
     assert res.exit_code == 0, res.output
-    schema = json.loads(res.output)
+    schema = json.loads(res.stdout)
     assert schema == config_schema("sasrec")
     props = schema["properties"]
     assert schema["additionalProperties"] is False

@@ -49,7 +49,7 @@ def test_new_items_join_a_text_model_and_rank_by_their_text(saved, tmp_path) -> 
         cli, ["add-items", str(saved / "text"), "--items", path, "--out", str(out), "--json"]
     )
     assert res.exit_code == 0, res.output
-    info = json.loads(res.output)
+    info = json.loads(res.stdout)
     assert info["added_ids"] == new_ids and info["known"] == 1
     assert info["items"] == N_TOPICS * N_STYLES + 4
     model = Recommender.load(out)
@@ -80,7 +80,7 @@ def test_tfidf_and_fresh_models_take_new_items_too(tmp_path) -> None:
     path, new_ids = _new_items(tmp_path)
     res = CliRunner().invoke(cli, ["add-items", str(tmp_path / "f"), "--items", path, "--json"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["added_ids"] == new_ids
+    assert json.loads(res.stdout)["added_ids"] == new_ids
     model = Recommender.load(tmp_path / "f")
     assert model.cold[-len(new_ids) :].tolist() == [1.0] * len(new_ids)
     # a history of topic 0: the new "topic0" items rank with topic 0's
@@ -146,7 +146,7 @@ def test_a_mars_layout_file_is_read_as_training_read_it(saved, tmp_path) -> None
             + ["--out", str(out), "--json"],
         )
         assert res.exit_code == 0, res.output
-        assert json.loads(res.output)["text_fields"] == fields
+        assert json.loads(res.stdout)["text_fields"] == fields
     res = runner.invoke(
         cli, ["add-items", str(saved / "text"), "--items", str(p), "--out", str(tmp_path / "again")]
     )

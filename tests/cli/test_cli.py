@@ -36,21 +36,21 @@ def run(runner, args):
 
 def test_models_lists_registered(runner):
     res = run(runner, ["models", "--json"])
-    names = json.loads(res.output)
+    names = json.loads(res.stdout)
     assert {"pop", "sknn", "vsknn", "markov"} <= set(names)
 
 
 def test_data_stats_json_and_plots(runner, log_csv, tmp_path):
     res = run(runner, ["data", "stats", str(log_csv), "--json", "--plots", str(tmp_path / "p")])
     assert res.exit_code == 0, res.output
-    d = json.loads(res.output)
+    d = json.loads(res.stdout)
     assert d["events"] == 360 and d["items"] == 12 and d["sessions"] == 60
     assert (tmp_path / "p" / "lengths.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_gaps_sessionize_split(runner, log_csv, tmp_path):
     res = run(runner, ["data", "gaps", str(log_csv), "--json"])
-    assert res.exit_code == 0 and "suggested_threshold" in json.loads(res.output)
+    assert res.exit_code == 0 and "suggested_threshold" in json.loads(res.stdout)
     out = tmp_path / "s.parquet"
     res = run(
         runner, ["data", "sessionize", str(log_csv), "--gap", "1800", "--out", str(out), "--json"]
@@ -96,14 +96,14 @@ def test_train_evaluate_recommend(runner, log_csv, tmp_path):
         ],
     )
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["valid"]["hr@10"] > 0.9
+    assert json.loads(res.stdout)["valid"]["hr@10"] > 0.9
     assert (mdir / "model.safetensors").exists() and (mdir / "vocab.json").exists()
     res = run(runner, ["evaluate", str(mdir), "--metrics", "hr@1,mrr@10", "--json"])
     assert res.exit_code == 0, res.output
-    d = json.loads(res.output)
+    d = json.loads(res.stdout)
     assert d["metrics"]["hr@1"] > 0.9 and d["part"] == "test"
     res = run(runner, ["recommend", str(mdir), "--items", "3,4", "-k", "2", "--json"])
-    assert json.loads(res.output)["items"][0] == 5
+    assert json.loads(res.stdout)["items"][0] == 5
 
 
 def test_train_with_toml_config_and_set(runner, log_csv, tmp_path):
@@ -152,7 +152,7 @@ def test_demo_writes_table(runner, tmp_path):
     out = tmp_path / "demo"
     res = run(runner, ["demo", "--models", BASELINES, "--out", str(out), "--json"])
     assert res.exit_code == 0, res.output
-    d = json.loads(res.output)
+    d = json.loads(res.stdout)
     models = [r["model"] for r in d["results"]]
     assert sorted(models) == sorted(BASELINES.split(","))
     by = {r["model"]: r for r in d["results"]}

@@ -49,7 +49,7 @@ def test_cli_choices_match_the_reader():
 def test_sasrec_stats_report_no_time_span(runner, sasrec_txt):
     res = invoke(runner, ["data", "stats", str(sasrec_txt), "--format", "sasrec", "--json"])
     assert res.exit_code == 0, res.output
-    d = json.loads(res.output)
+    d = json.loads(res.stdout)
     assert d["time_unit"] == "ordinal" and d["time_span_days"] is None
     assert d["time_max"] == 159.0
 
@@ -62,15 +62,15 @@ def test_headerless_sasrec_file_suggests_the_format(runner, sasrec_txt):
 
 def test_time_unit_ordinal_in_stats(runner, positions_csv):
     res = invoke(runner, ["data", "stats", str(positions_csv), "--json"])
-    assert json.loads(res.output)["time_span_days"] == pytest.approx(199 / 86400)
+    assert json.loads(res.stdout)["time_span_days"] == pytest.approx(199 / 86400)
     res = invoke(runner, ["data", "stats", str(positions_csv), "--time-unit", "ordinal", "--json"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["time_span_days"] is None
+    assert json.loads(res.stdout)["time_span_days"] is None
 
 
 def test_time_unit_ms_in_stats(runner, positions_csv):
     res = invoke(runner, ["data", "stats", str(positions_csv), "--time-unit", "ms", "--json"])
-    assert json.loads(res.output)["time_max"] == pytest.approx(0.199)
+    assert json.loads(res.stdout)["time_max"] == pytest.approx(0.199)
 
 
 def test_gaps_and_sessionize_refuse_positions(runner, positions_csv, tmp_path):

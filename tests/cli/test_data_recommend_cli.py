@@ -74,7 +74,7 @@ def test_json_keeps_non_ascii(text_model):
     res = run(["recommend", text_model, "--items", "café", "-k", "2", "--json"])
     assert res.exit_code == 0, res.output
     assert "naïve" in res.output and "\\u" not in res.output
-    assert json.loads(res.output)["items"][0] == "naïve"
+    assert json.loads(res.stdout)["items"][0] == "naïve"
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ def test_demo_split_and_split_options(tmp_path):
         + ["--out", tmp_path / "d", "--json"]
     )
     assert res.exit_code == 0, res.output
-    d = json.loads(res.output)
+    d = json.loads(res.stdout)
     assert d["info"]["split"] == "user"
     res2 = run(["demo", "--models", "pop", "--split", "user", "--out", tmp_path / "e", "--json"])
     assert json.loads(res2.output)["info"]["test_examples"] < d["info"]["test_examples"]
@@ -69,7 +69,7 @@ def test_demo_json_holds_the_transfer_rows(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "NEURAL", ())
     res = run(["demo", "--out", tmp_path / "d", "--json"])
     assert res.exit_code == 0, res.output
-    d = json.loads(res.output)
+    d = json.loads(res.stdout)
     rows = d["transfer"]
     assert {r["method"] for r in rows} >= {"scratch", "finetune+popularity"}
     fin = next(r for r in rows if r["method"] == "finetune+popularity")

@@ -46,7 +46,7 @@ def test_train_prints_and_records_what_featrank_chose(tmp_path) -> None:
     assert "gap:year" in model.names
     assert model.meta.run.choices["gap fields"] == lines[0].removeprefix("chose gap fields: ")
     res = runner.invoke(cli, [*args, "--json"], catch_exceptions=False)
-    assert json.loads(res.output)["choices"] == model.meta.run.choices
+    assert json.loads(res.stdout)["choices"] == model.meta.run.choices
     # a model that chooses nothing
     pop = runner.invoke(
         cli, ["train", "--model", "pop", "--data", ev, "--out", str(tmp_path / "pop")]

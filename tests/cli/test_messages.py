@@ -54,7 +54,7 @@ def test_sep_flag_reads_what_the_hint_suggests(tmp_path):
     p.write_text("session_id;item_id;timestamp\n1;2;3\n1;3;4\n")
     res = run(["data", "stats", p, "--sep", ";", "--json"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["events"] == 2
+    assert json.loads(res.stdout)["events"] == 2
 
 
 def test_order_and_no_timestamp_together(tmp_path):

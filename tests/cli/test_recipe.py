@@ -16,7 +16,7 @@ def test_list_names_every_recipe_and_its_data(monkeypatch, tmp_path):
     monkeypatch.setenv("WARMREC_DATA", str(tmp_path))
     r = CliRunner().invoke(cli, ["recipe", "list", "--json"])
     assert r.exit_code == 0, r.output
-    rows = json.loads(r.output)
+    rows = json.loads(r.stdout)
     assert [x["name"] for x in rows] == [
         "mooc-transfer",
         "ssept-wiki",
@@ -80,7 +80,7 @@ def test_run_writes_the_report_and_resumes(tmp_path):
     args += ["--out", str(tmp_path / "out"), "--json"]
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, r.output
-    res = json.loads(r.output)
+    res = json.loads(r.stdout)
     assert len(res["ran"]) == 6 and res["resumed"] == []
     state = json.loads((tmp_path / "out" / "state.json").read_text())
     ar = state["steps"]["association-rules"]["record"]

@@ -61,7 +61,7 @@ def test_pretrain_with_col_then_evaluate(renamed_csv, tmp_path):
     }
     ev = run(["evaluate", out, "--json"])
     assert ev.exit_code == 0, ev.output
-    assert json.loads(ev.output)["n"] > 0
+    assert json.loads(ev.stdout)["n"] > 0
 
 
 def test_transfer_records_data_and_evaluates(renamed_csv, tmp_path):
@@ -96,7 +96,7 @@ def test_train_relative_data_path_evaluates_from_another_cwd(tmp_path, monkeypat
     monkeypatch.chdir(elsewhere)
     ev = run(["evaluate", work / "model", "--json"])
     assert ev.exit_code == 0, ev.output
-    assert json.loads(ev.output)["metrics"]["hr@10"] > 0.5
+    assert json.loads(ev.stdout)["metrics"]["hr@10"] > 0.5
 
 
 def test_run_pretrain_and_run_transfer_python_api(tmp_path):

@@ -35,7 +35,7 @@ def pretrained(logs, tmp_path_factory):
     out = tmp_path_factory.mktemp("src") / "model"
     res = run(["pretrain", "--model", "sasrec", "--data", logs[0], *SETS, "--out", out, "--json"])
     assert res.exit_code == 0, res.output
-    return out, json.loads(res.output)
+    return out, json.loads(res.stdout)
 
 
 def test_pretrain_saves_model_with_item_counts(pretrained):
@@ -54,7 +54,7 @@ def test_transfer_fine_tunes_on_the_target(pretrained, logs, tmp_path):
     args += ["--init", "popularity", "--set", "train.epochs=2", "--out", out, "--json"]
     res = run(args)
     assert res.exit_code == 0, res.output
-    info = json.loads(res.output)
+    info = json.loads(res.stdout)
     assert info["strategy"] == "freeze_embeddings" and info["init"] == "popularity"
     model = Recommender.load(out)
     assert model.meta.transfer.strategy == "freeze_embeddings"
@@ -96,13 +96,13 @@ def test_study_transfer(logs, tmp_path):
     args += ["--seeds", "1", "--baselines", "pop", *SETS, "--out", out, "--json"]
     res = run(args)
     assert res.exit_code == 0, res.output
-    info = json.loads(res.output)
+    info = json.loads(res.stdout)
     methods = {r["method"] for r in info["summary"]}
     assert methods == {"pop", "scratch", "finetune+popularity"}
     assert len(info["computed"]) == 6
     assert (out / "report.html").exists() and (out / "results.md").exists()
     again = run(args)  # resumes: nothing recomputed
-    assert again.exit_code == 0 and json.loads(again.output)["computed"] == []
+    assert again.exit_code == 0 and json.loads(again.stdout)["computed"] == []
     bad = run([*args[:-3], "--fractions", "0,1", "--out", out, "--json"])
     assert bad.exit_code == 2 and "fraction" in bad.output
 
@@ -119,12 +119,12 @@ def test_study_transfer_with_reptile_from_toml(logs, tmp_path):
     args += ["--seeds", "1", "--baselines", "", *SETS, "--config", toml, "--out", out, "--json"]
     res = run(args)
     assert res.exit_code == 0, res.output
-    info = json.loads(res.output)
+    info = json.loads(res.stdout)
     assert {r["method"] for r in info["summary"]} == {"scratch", "reptile+mean"}
     assert info["info"]["reptile"]["meta_iterations"] == 3
     assert Recommender.load(out / "reptile" / "s0").meta.reptile.inner_steps == 2
     again = run(args)
-    assert again.exit_code == 0 and json.loads(again.output)["computed"] == []
+    assert again.exit_code == 0 and json.loads(again.stdout)["computed"] == []
     toml.write_text("[reptile]\nbogus = 1\n")
     bad = run([*args[:-3], "--out", tmp_path / "other", "--json"])
     assert bad.exit_code == 2 and "bogus" in bad.output
@@ -149,7 +149,7 @@ def test_study_transfer_reads_each_side_with_its_own_options(logs, tmp_path):
     args += ["--seeds", "1", "--baselines", "pop", *SETS, "--out", tmp_path / "s", "--json"]
     res = run(args)
     assert res.exit_code == 0, res.output
-    methods = {r["method"] for r in json.loads(res.output)["summary"]}
+    methods = {r["method"] for r in json.loads(res.stdout)["summary"]}
     assert methods == {"pop", "scratch", "finetune+popularity"}  # scratch: the reference
     same = run([*args[:6], "--format", "sasrec", *args[10:]])  # one format for both: refused
     assert same.exit_code == 2 and str(src_path) in same.output

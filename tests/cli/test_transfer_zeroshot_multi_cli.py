@@ -72,7 +72,7 @@ def test_zeroshot_from_the_cli(folders, tmp_path, monkeypatch):
     args += ["--strategy", "zeroshot", "--set", "transfer.reset_domain=true"]
     res = run([*args, "--out", tmp_path / "t", "--json"])
     assert res.exit_code == 0, res.output
-    info = json.loads(res.output)
+    info = json.loads(res.stdout)
     assert info["strategy"] == "zeroshot" and info["n_trainable"] == 0
     model = Recommender.load(tmp_path / "t")
     assert model.meta.transfer.reset_domain and float(model.net.seen.value.detach()) == 0.0
@@ -82,7 +82,7 @@ def test_zeroshot_from_the_cli(folders, tmp_path, monkeypatch):
     # the next unit's 4 parts: 4 of 32 videos; chance HR@4 = 0.125
     res = run(["evaluate", tmp_path / "t", "--metrics", "hr@4", "--json"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["metrics"]["hr@4"] >= 0.8
+    assert json.loads(res.stdout)["metrics"]["hr@4"] >= 0.8
 
 
 def test_zeroshot_of_an_id_model_is_one_line(folders, tmp_path):
@@ -107,7 +107,7 @@ def test_pretrain_multi_saves_one_source_per_domain(folders, tmp_path):
     args += ["--sampling", "uniform", *sets(small), "--out", tmp_path / "m", "--json"]
     res = run(args)
     assert res.exit_code == 0, res.output
-    info = json.loads(res.output)
+    info = json.loads(res.stdout)
     assert info["domains"] == ["a", "b"] and sum(info["steps"].values()) == 30
     assert info["probabilities"] == {"a": 0.5, "b": 0.5}
     a, b = Recommender.load(tmp_path / "m" / "a"), Recommender.load(tmp_path / "m" / "b")
@@ -136,7 +136,7 @@ def test_pretrain_multi_domain_token_flag(folders, tmp_path):
     args += ["--domain-token", *sets(small), "--out", tmp_path / "m", "--json"]
     res = run(args)
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["config"]["domain_token"] is True
+    assert json.loads(res.stdout)["config"]["domain_token"] is True
     a, b = Recommender.load(tmp_path / "m" / "a"), Recommender.load(tmp_path / "m" / "b")
     va, vb = a.net.domain.value.detach().numpy(), b.net.domain.value.detach().numpy()
     assert va.any() and vb.any() and not np.array_equal(va, vb)  # one vector each, trained

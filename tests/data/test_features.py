@@ -123,7 +123,7 @@ def test_a_text_model_trained_with_items_ranks_by_text_and_reloads_them(tmp_path
         cli, ["recommend", str(out), "--items", "10,11", "-k", "2", "--exclude-seen", "--json"]
     )
     assert res.exit_code == 0, res.output
-    assert sorted(json.loads(res.output)["items"]) == [12, 13]
+    assert sorted(json.loads(res.stdout)["items"]) == [12, 13]
     # the model recorded the feature file: evaluate reads it again without --items
     meta = json.loads((out / "config.json").read_text())
     assert json.dumps(meta).count(str(tmp_path / "items.csv")) >= 1

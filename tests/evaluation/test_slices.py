@@ -149,7 +149,7 @@ def test_cli_evaluate_slices(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     res = runner.invoke(cli, ["evaluate", str(out), "--slices", "--metrics", "hr@1", "--json"])
     assert res.exit_code == 0, res.output
-    d = json.loads(res.output)
+    d = json.loads(res.stdout)
     assert {k: v["n"] for k, v in d["slices"].items()} == dict(
         zip(SLICES, [6, 4, 2, 3, 2], strict=True)
     )

@@ -81,7 +81,7 @@ def test_toml_round_trip_and_json_schema(tmp_path: Path) -> None:
     schema = config_schema("run")
     assert set(schema["properties"]) >= {"data", "split", "model", "train", "eval", "transfer"}
     r = CliRunner().invoke(cli, ["models", "--schema", "run"])
-    assert r.exit_code == 0 and json.loads(r.output)["title"] == "RunSpec"
+    assert r.exit_code == 0 and json.loads(r.stdout)["title"] == "RunSpec"
 
 
 def test_one_default_split_policy(tmp_path: Path, log_csv: Path) -> None:
@@ -116,7 +116,7 @@ def test_fit_run_records_the_whole_run_and_evaluate_rebuilds_it(
     assert again.data.path == str(log_csv) and again.eval.metrics == ["hr@3"]
     r = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "m"), "--json"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["metrics"]["hr@3"] > 0.9
+    assert json.loads(r.stdout)["metrics"]["hr@3"] > 0.9
 
 
 def test_resume_without_epochs_uses_the_default(tmp_path: Path, log_csv: Path) -> None:

@@ -96,7 +96,7 @@ def test_a_directory_written_before_the_kind_still_loads_as_meta(dirs, tmp_path)
 def _evaluate(path):
     r = CliRunner().invoke(cli, ["evaluate", str(path), "--json"])
     assert r.exit_code == 0, r.output
-    return json.loads(r.output)
+    return json.loads(r.stdout)
 
 
 def test_warmrec_evaluate_scores_the_adapted_model(dirs):
@@ -114,7 +114,7 @@ def test_warmrec_recommend_adapts(dirs):
     for name, d in (("meta", meta_dir), ("base", base_dir)):
         r = CliRunner().invoke(cli, ["recommend", str(d), "--items", items, "-k", "11", "--json"])
         assert r.exit_code == 0, r.output
-        out[name] = json.loads(r.output)["items"]
+        out[name] = json.loads(r.stdout)["items"]
     expect = Recommender.load(meta_dir).recommend([HISTORY], 11)[0]
     assert out["meta"] == expect and out["meta"] != out["base"]
 

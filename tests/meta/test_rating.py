@@ -184,7 +184,7 @@ def test_melo_study_cli_end_to_end_and_resumes(tmp_path):
     assert r.exit_code == 0, r.output
     import json
 
-    out = json.loads(r.output)
+    out = json.loads(r.stdout)
     assert sorted(out["computed"]) == ["0-finetune", "0-fomaml", "0-global"]
     rows = {(d["shots"], d["method"]): d for d in out["summary"]}
     assert set(rows) == {(k, m) for k in (1, 3) for m in ("global", "finetune", "fomaml")}
@@ -195,7 +195,7 @@ def test_melo_study_cli_end_to_end_and_resumes(tmp_path):
     md = (tmp_path / "out" / "results.md").read_text()
     assert "rmse [95% CI]" in md and (tmp_path / "out" / "rmse_vs_shots.png").is_file()
     again = CliRunner().invoke(cli, [*args, "--json"])
-    assert again.exit_code == 0 and json.loads(again.output)["computed"] == []
+    assert again.exit_code == 0 and json.loads(again.stdout)["computed"] == []
 
 
 def test_melo_rejects_ranking_only_methods_in_one_line(tmp_path):
@@ -302,7 +302,7 @@ def test_melo_study_on_a_1_to_10_scale_reports_errors_in_its_units(tmp_path):
     args, _ = _melo_cli(tmp_path, "global,finetune", 2.0, "melo_rating_scale = [1, 10]\n")
     r = CliRunner().invoke(cli, [*args, "--json"])
     assert r.exit_code == 0, r.output
-    rows = {(d["shots"], d["method"]): d for d in json.loads(r.output)["summary"]}
+    rows = {(d["shots"], d["method"]): d for d in json.loads(r.stdout)["summary"]}
     assert rows[(3, "global")]["rmse"] > 2.0  # the +-2.5 offset, unseen by the global model
     assert rows[(3, "finetune")]["rmse"] < rows[(3, "global")]["rmse"]
     assert "1-10 scale" in (tmp_path / "out" / "report.md").read_text()

@@ -123,7 +123,7 @@ def test_cli_predict_from_recorded_data(trained, tmp_path):
         cli, ["predict", str(model_dir), "-k", "3", "--out", str(out), "--json"]
     )
     assert res.exit_code == 0, res.output
-    info = json.loads(res.output)
+    info = json.loads(res.stdout)
     assert info["n_sequences"] == 40 and info["n_rows"] == 120
     assert pl.read_parquet(out).height == 120
 

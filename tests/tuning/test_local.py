@@ -215,7 +215,7 @@ def test_tune_cli_writes_results_and_a_config_train_takes(tmp_path: Path, log_cs
     # the test figures the search reported
     ev = CliRunner().invoke(cli, ["evaluate", str(out / "best_model"), "--json"])
     assert ev.exit_code == 0, ev.output
-    assert json.loads(ev.output)["metrics"]["recall@5"] == pytest.approx(
+    assert json.loads(ev.stdout)["metrics"]["recall@5"] == pytest.approx(
         res["best"]["test"]["recall@5"]
     )
     # best.toml names the data as typed (made absolute, symlinks kept)

@@ -119,7 +119,7 @@ def test_study_cli_runs_end_to_end_and_resumes(tmp_path):
     gm = out / "models" / "global-s0"
     ev = CliRunner().invoke(cli, ["evaluate", str(gm), "--json"])
     assert ev.exit_code == 0, ev.output
-    assert json.loads(ev.output)["n"] == 8
+    assert json.loads(ev.stdout)["n"] == 8
     pr = CliRunner().invoke(cli, ["predict", str(gm), "-k", "2", "--out", str(tmp_path / "p.csv")])
     assert pr.exit_code == 0, pr.output
 
