@@ -40,6 +40,16 @@ def test_data_rows_with_another_delimiter(tmp_path):
     assert "semicolons" in str(err) and "mixed.csv, line 2" in str(err)
 
 
+def test_a_quote_left_open_names_its_line(tmp_path):
+    """Polars said only "could not parse" with a clipped value; the line is found here."""
+    f = write(tmp_path, "quote.csv", HEADER + '1,"a ""b"" c",1\n1,"x,2\n2,y,3\n')
+    err = error_of(f)
+    assert err.line == 3 and err.found == '1,"x,2'
+    assert "quote.csv, line 3: a quote opened and not closed" in str(err)
+    ok = write(tmp_path, "doubled.csv", HEADER + '1,"a ""b"" c",1\n1,"x",2\n')
+    assert load_interactions(ok).interactions["item_id"].to_list() == ['a "b" c', "x"]
+
+
 def test_line_with_too_many_fields(tmp_path):
     f = write(tmp_path, "ragged.csv", HEADER + "1,2,3\n1,2,3,4\n")
     err = error_of(f)

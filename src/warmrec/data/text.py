@@ -195,6 +195,16 @@ def diagnose(
                 expected=f"{want} fields separated by {sep_name(sep)}",
                 found=f"{counts[row]} field(s): {clip(lines[row])!r}",
             )
+    odd = (lines.str.count_matches('"', literal=True) % 2 == 1) & lines.is_not_null()
+    if odd.any():
+        row = int(odd.arg_max())
+        return DataError(
+            "a quote opened and not closed",
+            path=path,
+            line=row + 1,
+            expected='a closing " on the same line (a " inside a quoted value is written "")',
+            found=clip(lines[row]),
+        )
     return DataError(
         "could not read the file",
         path=path,
