@@ -52,7 +52,7 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -105,6 +105,8 @@ class DataSource(_Record):
     """``--time-unit`` of the timestamps, where given."""
     sep: str | None = None
     """``--sep``: the field separator of a delimited text file, where given."""
+    names: list[str] | None = None
+    """``--names``: the columns of a file without a header line, where given."""
     items: str | None = None
     """``--items``: the item feature file read beside the log, where given (absolute)."""
     users: str | None = None
@@ -126,6 +128,7 @@ class DataSource(_Record):
         order: str | None = None,
         time_unit: str | None = None,
         sep: str | None = None,
+        names: Sequence[str] | None = None,
         items: str | Path | None = None,
         users: str | Path | None = None,
     ) -> DataSource:
@@ -144,6 +147,7 @@ class DataSource(_Record):
             order=order,
             time_unit=time_unit,
             sep=sep,
+            names=None if names is None else list(names),
         )
 
     def read_options(self) -> dict[str, Any]:

@@ -390,3 +390,28 @@ def test_evaluate_warns_when_the_recorded_log_changed_since_training(runner, tmp
     # another log named on the command line is the user's choice: nothing to warn about
     res = run(runner, ["evaluate", str(tmp_path / "m"), "--data", str(log)])
     assert "warning" not in res.stderr
+
+
+def test_names_reads_a_headerless_log_and_the_model_reads_it_again(runner, tmp_path):
+    log = _user_log(tmp_path / "log.csv")
+    plain = tmp_path / "plain.tsv"  # the same events, tab-separated, without the header line
+    plain.write_text("".join(x.replace(",", "\t") + "\n" for x in log.read_text().splitlines()[1:]))
+    res = run(runner, ["data", "stats", str(plain)])
+    assert res.exit_code == 2 and "--names user_id,item_id,..." in res.stderr
+    names = ["--names", "user_id,item_id,timestamp"]
+    res = run(runner, ["train", "--model", "markov", "--data", str(plain), *names]
+              + ["--out", str(tmp_path / "m")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = run(runner, ["evaluate", str(tmp_path / "m"), "--json"])  # the recorded --names
+    assert res.exit_code == 0, res.output
+    with_header = run(runner, ["train", "--model", "markov", "--data", str(log)]
+                      + ["--out", str(tmp_path / "h")])  # fmt: skip
+    assert with_header.exit_code == 0
+    again = run(runner, ["evaluate", str(tmp_path / "h"), "--json"])
+    assert json.loads(res.stdout)["metrics"] == json.loads(again.stdout)["metrics"]
+    res = run(runner, ["data", "stats", str(plain), "--names", "user_id,,timestamp"])
+    assert (
+        res.exit_code == 2
+        and "--names" in res.stderr
+        and "found 'user_id,,timestamp'" in res.stderr
+    )

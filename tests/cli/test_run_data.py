@@ -24,6 +24,7 @@ DATA_KEYS = {
     "order",
     "time_unit",
     "sep",
+    "names",
     "items",
     "users",
     "duplicates",

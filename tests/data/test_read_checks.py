@@ -121,6 +121,29 @@ def test_headerless_wider_file_asks_for_a_header(tmp_path):
     f = write(tmp_path, "plain.csv", "1,5,100\n1,6,200\n")
     err = error_of(f)
     assert "looks like data" in err.found and "header line" in err.found
+    assert "--names user_id,item_id,..." in err.found
+
+
+def test_names_read_a_headerless_file_from_its_first_line(tmp_path):
+    """MovieLens' u.data: tab-separated user, item, rating, time, no header line."""
+    f = write(tmp_path, "u.tsv", "196\t242\t3\t881250949\n186\t302\t3\t891717742\n")
+    names = ["user_id", "item_id", "rating", "timestamp"]
+    df = load_interactions(f, names=names).interactions.sort("timestamp")
+    assert df["user_id"].to_list() == [196, 186] and df["item_id"].to_list() == [242, 302]
+    assert df["rating"].to_list() == [3.0, 3.0]
+    # the line numbers: the first line is line 1
+    bad = write(tmp_path, "bad.tsv", "1\t2\t3\t100\n1\t3\t4\tlater\n")
+    err = error_of(bad, names=names)
+    assert err.line == 2 and err.field == "timestamp"
+    err = error_of(f, names=["user_id", "item_id", "timestamp"])
+    assert err.line == 1 and "line 1: --names gives 3 columns (expected 3 fields" in str(err)
+    assert err.found == "4 field(s): '196\\t242\\t3\\t881250949'"
+    with pytest.raises(ConfigError, match="found user_id twice"):
+        load_interactions(f, names=["user_id", "item_id", "user_id", "timestamp"])
+    pq = tmp_path / "log.parquet"
+    load_interactions(f, names=names).interactions.write_parquet(pq)
+    with pytest.raises(ConfigError, match="log.parquet is read as parquet"):
+        load_interactions(pq, names=names)
 
 
 # ------------------------------------------------------------------ timestamps

@@ -60,11 +60,31 @@ def drop_duplicates() -> bool:
     return bool(ctx is not None and ctx.meta.get(_DROP_DUPLICATES))
 
 
+_NAMES = "warmrec.names"
+
+
+def _keep_names(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        names = [n.strip() for n in value.split(",")]
+        if not all(names):
+            raise click.BadParameter(
+                f"expected column names separated by commas, found {value!r}",
+                param_hint="--names",
+            )
+        ctx.meta[_NAMES] = names
+
+
+def names() -> list[str] | None:
+    """The --names of the running command (kept like --time-unit)."""
+    ctx = click.get_current_context(silent=True)
+    return None if ctx is None else ctx.meta.get(_NAMES)
+
+
 def data_options(f):
-    """--format, --col canonical=column, --no-timestamp, --order COL, --sep, --time-unit,
-    --items, --users, --drop-duplicates for any command that reads data. --time-unit, --items,
-    --users and --drop-duplicates reach the reader through :func:`time_unit`,
-    :func:`feature_files` and :func:`drop_duplicates`."""
+    """--format, --col canonical=column, --no-timestamp, --order COL, --sep, --names,
+    --time-unit, --items, --users, --drop-duplicates for any command that reads data. --names,
+    --time-unit, --items, --users and --drop-duplicates reach the reader through
+    :func:`names`, :func:`time_unit`, :func:`feature_files` and :func:`drop_duplicates`."""
     f = click.option(
         "--drop-duplicates",
         is_flag=True,
@@ -95,6 +115,15 @@ def data_options(f):
         callback=_keep_time_unit,
         help="Unit of numeric timestamps: s, ms, us, ns, or ordinal (event positions, not "
         "times: no time spans, gaps or splits by days); default auto (s, ms, us or ns by size).",
+    )(f)
+    f = click.option(
+        "--names",
+        default=None,
+        metavar="COL,COL,...",
+        expose_value=False,
+        callback=_keep_names,
+        help="The file has no header line: its columns in order, e.g. --names "
+        "user_id,item_id,rating,timestamp (MovieLens' u.data).",
     )(f)
     f = click.option(
         "--sep",
@@ -174,6 +203,9 @@ def data_config(
         d["order"] = order
     if sep is not None:
         d["sep"] = sep
+    header = names()
+    if header is not None:
+        d["names"] = header
     unit = time_unit()
     if unit is not None:
         d["time_unit"] = unit

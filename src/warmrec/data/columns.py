@@ -119,10 +119,21 @@ class ReadOptions:
     time_unit: str | None = None
     max_id_length: int = MAX_ID_LENGTH
     time_outliers: str = "error"
+    names: tuple[str, ...] | None = None
+    """The columns of a text file without a header line, in order (None: line 1 names them)."""
 
     def __post_init__(self) -> None:
         if self.sep is not None:
             object.__setattr__(self, "sep", separator(self.sep))
+        if self.names is not None:
+            names = tuple(str(n).strip() for n in self.names)
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if not names or not all(names) or twice:
+                found = f"{', '.join(twice)} twice" if twice else repr(list(self.names))
+                raise ConfigError(
+                    f"names: expected distinct, non-empty column names, found {found}"
+                )
+            object.__setattr__(self, "names", names)
         if self.time_unit is not None and self.time_unit not in TIME_UNITS:
             raise ConfigError(
                 f"unknown time unit {self.time_unit!r}: expected one of {', '.join(TIME_UNITS)}"
@@ -352,15 +363,16 @@ def _require_columns(
 def describe_header(found: Sequence[str], sep: str | None) -> str:
     """The columns found, with a hint when the separator looks wrong."""
     text = f"columns {', '.join(repr(c) for c in found)}" if found else "no columns"
-    if found and all(_NUMBER.match(c) for c in found):
+    numbers = [bool(_NUMBER.match(c)) for c in found]
+    if found and all(numbers) and len(found) == 2:
         text += (
-            " (the first line looks like data, not a header"
-            + (
-                ": a headerless 'user item' file is the SASRec format, read it with --format sasrec"
-                if len(found) == 2
-                else "; add a header line naming the columns"
-            )
-            + ")"
+            " (the first line looks like data, not a header: a headerless 'user item' file is "
+            "the SASRec format, read it with --format sasrec)"
+        )
+    elif any(numbers):  # a column is rarely named by a number: the first line is data
+        text += (
+            " (the first line looks like data, not a header; name its columns with --names "
+            "user_id,item_id,... or add a header line)"
         )
         return text
     if sep is not None and len(found) == 1:

@@ -31,10 +31,12 @@ from warmrec.data.interactions import Interactions
 from warmrec.data.schema import ITEM, USER, validate_interactions
 from warmrec.data.text import (
     Source,
+    clip,
     drop_trailing_blank_lines,
     first_line,
     read_text,
     require_rows,
+    sep_name,
     short_error,
     sniff_header,
 )
@@ -101,11 +103,22 @@ def _listing(folder: Path, limit: int = 8) -> str:
 
 def _read_delimited(p: Path, opts: ReadOptions, default_sep: str | None = None) -> Interactions:
     sep, header = sniff_header(p, opts.sep or default_sep)
-    src = Source(p, first_line=2, sep=sep)
-    mapping = resolve_columns(header, opts, src)
+    names = opts.names
+    if names is not None and len(header) != len(names):
+        raise DataError(
+            f"--names gives {len(names)} columns",
+            path=p,
+            line=1,
+            expected=f"{len(names)} fields separated by {sep_name(sep)} ({', '.join(names)})",
+            found=f"{len(header)} field(s): {clip(first_line(p))!r}",
+        )
+    src = Source(p, first_line=2 if names is None else 1, sep=sep)
+    mapping = resolve_columns(header if names is None else list(names), opts, src)
     select = sorted(set(mapping.values()))
-    dtypes = sample_dtypes(p, mapping, sep=sep)
-    raw = drop_trailing_blank_lines(read_text(p, sep=sep, select=select, dtypes=dtypes), p)
+    kw = {} if names is None else {"has_header": False, "names": list(names)}
+    dtypes = sample_dtypes(p, mapping, sep=sep, **kw)
+    raw = read_text(p, sep=sep, select=select, dtypes=dtypes, **kw)
+    raw = drop_trailing_blank_lines(raw, p)
     require_rows(raw, src)
     return Interactions(to_canonical(raw, mapping, src, opts), source=str(p))
 

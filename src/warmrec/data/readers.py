@@ -53,6 +53,7 @@ Every problem raises :class:`~warmrec.errors.DataError` naming the file, the lin
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 from warmrec.data import catalogue
@@ -173,6 +174,7 @@ def load_interactions(
     items: str | Path | None = None,
     users: str | Path | None = None,
     duplicates: str = "keep",
+    names: Sequence[str] | None = None,
 ) -> Interactions:
     """Read an interaction log into the canonical table (see the module docstring).
 
@@ -189,6 +191,10 @@ def load_interactions(
     (:func:`warmrec.data.features.read_feature_table`: CSV, TSV or Parquet); it replaces the
     log's own feature table where the log has one (a RecBole folder, a named dataset).
 
+    ``names``: the columns, in order, of a CSV/TSV file (or a folder of them) that has no
+    header line (MovieLens' ``u.data``: ``["user_id", "item_id", "rating", "timestamp"]``); the
+    first line is then data, and errors count it as line 1.
+
     ``duplicates``: ``"keep"`` (the default) or ``"drop"`` the exact duplicate events (the same
     sequence, item and time as an earlier row: :func:`~warmrec.data.filters.duplicate_events`;
     the first copy stays). A held-out copy of the history's last event is trivially
@@ -198,7 +204,7 @@ def load_interactions(
     if duplicates not in ("keep", "drop"):
         raise ConfigError(f"duplicates: expected keep or drop, found {duplicates!r}")
     out = _read_log(path, format, columns, sep, order, no_timestamp, time_unit, max_id_length,
-                    time_outliers)  # fmt: skip
+                    time_outliers, names)  # fmt: skip
     _handle_duplicates(out, duplicates, path)
     for key, given, attr in ((ITEM, items, "item_features"), (USER, users, "user_features")):
         if given is not None:
@@ -243,6 +249,7 @@ def _read_log(
     time_unit: str | None,
     max_id_length: int,
     time_outliers: str,
+    names: Sequence[str] | None = None,
 ) -> Interactions:
     p = Path(path)
     if not p.exists():
@@ -260,8 +267,14 @@ def _read_log(
         time_unit=time_unit,
         max_id_length=max_id_length,
         time_outliers=time_outliers,
+        names=None if names is None else tuple(names),
     )
     fmt = (format or catalogue.detect_dataset(p) or detect_format(p)).lower()
+    if names is not None and fmt not in ("csv", "tsv", "folder"):
+        raise ConfigError(
+            f"--names applies to CSV/TSV files without a header line; {p.name} is read as "
+            f"{fmt}, whose files name their columns"
+        )
     if fmt in FORMATS:
         out = read_file(p, fmt, opts)
         if opts.ordinal:

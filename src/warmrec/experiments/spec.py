@@ -22,7 +22,7 @@ model) goes through:
 A spec is a pydantic root with one section per concern, each checked when the spec is built,
 before any data is read::
 
-    [data]   path, format, columns, no_timestamp, order, time_unit, sep
+    [data]   path, format, columns, no_timestamp, order, time_unit, sep, names
     [split]  method = "auto" | "given" | "loo" | "loo_new" | "temporal" | "last_session" |
              "user" | "last_pair" | "time_new_learners" | "coldstart",
              that method's options, resplit
@@ -76,6 +76,9 @@ class DataSpec(ConfigModel):
     """Unit of numeric timestamps (s, ms, us, ns, ordinal); None: detected by size."""
     sep: str | None = None
     """Field separator of a delimited text file (None: by the suffix)."""
+    names: list[str] | None = None
+    """The columns of a delimited text file without a header line, in order (None: the first
+    line is the header)."""
     items: str | None = None
     """A file of item features, one row per item (CSV, TSV or Parquet: titles, text, tags,
     categories); replaces the log's own item table where it has one."""
@@ -124,6 +127,7 @@ class DataSpec(ConfigModel):
             no_timestamp=self.no_timestamp,
             order=self.order,
             sep=self.sep,
+            names=self.names,
             time_unit=self.time_unit,
             items=self.items,
             users=self.users,
