@@ -36,9 +36,23 @@ FRAME = session_frame(
 def test_histories_are_time_ordered_without_unknown_items(model):
     frame = FRAME.with_columns(pl.col("item_id").cast(pl.Int64, strict=False))
     h = histories_from_frame(frame, model.vocab)
-    assert h.keys.to_list() == ["s1", "s2"] and h.n_skipped == 1  # s3 has only an unknown id
+    assert h.keys.to_list() == ["s1", "s2", "s3"]  # s3 has only an unknown id: empty
     got = [model.vocab.decode(h.items[a:b]) for a, b in zip(h.starts, h.ends)]
-    assert got == [[3, 4], [7, 9, 8]]
+    assert got == [[3, 4], [7, 9, 8], []]
+
+
+def test_a_sequence_of_unknown_items_gets_the_fallback_from_a_log(model, tmp_path):
+    """It was dropped while reading the log, so ``fallback="popular"`` never reached it."""
+    frame = FRAME.with_columns(pl.col("item_id").cast(pl.Int64, strict=False))
+    h = histories_from_frame(frame, model.vocab)
+    res = predict(model, h, tmp_path / "p.csv", k=2, progress=False)
+    assert (res.n_sequences, res.n_skipped, res.n_fallback) == (2, 1, 0)
+    res = predict(model, h, tmp_path / "p.csv", k=2, fallback="popular", progress=False)
+    assert (res.n_sequences, res.n_skipped, res.n_fallback) == (3, 0, 1)
+    rows = pl.read_csv(tmp_path / "p.csv").filter(pl.col("session_id") == "s3")
+    counts = np.asarray(model.meta.item_counts)  # index 0: padding
+    got = counts[model.vocab.encode(rows["item_id"])]
+    assert rows.height == 2 and list(got) == sorted(counts[1:], reverse=True)[:2]
 
 
 def test_rows_match_recommend(model, tmp_path):

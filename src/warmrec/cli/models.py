@@ -226,7 +226,12 @@ def evaluate_cmd(
 @click.argument("model_dir")
 @click.option("--items", required=True, help="Comma-separated raw item ids, oldest first.")
 @click.option("-k", "k", default=10, show_default=True, type=int, help="How many items (>= 1).")
-@click.option("--exclude-seen", is_flag=True)
+@click.option(
+    "--exclude-seen/--keep-seen",
+    default=None,
+    help="Never rank items already in the history, or rank them (default: as the model was "
+    "evaluated, its eval.exclude_seen).",
+)
 @click.option(
     "--fallback",
     type=click.Choice(["none", "popular"]),

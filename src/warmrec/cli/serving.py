@@ -30,7 +30,12 @@ PARTS = ("all", "train", "valid", "test")  # warmrec.serving.predict.PARTS
     "--part valid/test (default: the one used in training).",
 )
 @click.option("-k", "k", default=10, show_default=True, type=int, help="Items per sequence.")
-@click.option("--exclude-seen", is_flag=True, help="Never rank items already in the history.")
+@click.option(
+    "--exclude-seen/--keep-seen",
+    default=None,
+    help="Never rank items already in the history, or rank them (default: as the model was "
+    "evaluated, its eval.exclude_seen; warmrec auto chooses it on validation).",
+)
 @click.option(
     "--fallback",
     type=click.Choice(["none", "popular"]),

@@ -163,8 +163,9 @@ class RecommendRequest(_Body):
     """Raw item ids, oldest first (may be empty only with ``fallback="popular"``)."""
     k: K = 10
     """How many items to return."""
-    exclude_seen: StrictBool = False
-    """Never return an item of the history."""
+    exclude_seen: StrictBool | None = None
+    """Never return an item of the history (None: as the model was evaluated, its
+    ``eval.exclude_seen``; ``GET /metadata`` shows it)."""
     exclude: list[ItemId] | None = Field(None, max_length=MAX_LIST)
     """Never return these items."""
     restrict_to: list[ItemId] | None = Field(None, max_length=MAX_LIST)
@@ -526,7 +527,7 @@ def create_app(
     async def session_recommendations(
         session_id: SessionId,
         k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
-        exclude_seen: bool = False,
+        exclude_seen: bool | None = None,
         fallback: Literal["none", "popular"] = "none",
     ) -> Any:
         """Top-k items after a session's events (an unknown or expired session is 404 unless

@@ -237,6 +237,15 @@ class ModelBundle:
     def can_fallback(self) -> bool:
         return self._popular is not None
 
+    @property
+    def exclude_seen(self) -> bool:
+        """Whether the model was evaluated with the history's items out of the ranking (its
+        run's ``[eval] exclude_seen``, e.g. as ``warmrec auto`` chose it on validation): the
+        default of :meth:`recommend`, ``predict`` and the service. False where not recorded."""
+        run = getattr(getattr(self.model, "meta", None), "run", None)
+        spec = getattr(run, "spec", None) or {}
+        return bool((spec.get("eval") or {}).get("exclude_seen", False))
+
     def _padded(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         from warmrec.data.sequences import pad_windows
 
@@ -267,15 +276,18 @@ class ModelBundle:
         history: Sequence[Any],
         k: int = 10,
         *,
-        exclude_seen: bool = False,
+        exclude_seen: bool | None = None,
         exclude: Sequence[Any] | None = None,
         restrict_to: Sequence[Any] | None = None,
         fallback: str | None = None,
     ) -> Ranked:
-        """Top-``k`` raw ids and scores after one raw-id history (most recent last).
+        """Top-``k`` raw ids and scores after one raw-id history (most recent last);
+        ``exclude_seen`` None: as the model was evaluated (:attr:`exclude_seen`).
 
         Raises :class:`EmptyHistoryError` for a history with no known item unless
         ``fallback="popular"`` (the most frequent training items; scores are the counts)."""
+        if exclude_seen is None:
+            exclude_seen = self.exclude_seen
         idx, unknown = self.encode(list(history))
         fallback_used = False
         if len(idx) == 0:
@@ -374,6 +386,7 @@ class ModelBundle:
             "history_len": self.history_len,
             "item_id_type": "str" if self._is_str else "int",
             "popular_fallback": self.can_fallback,
+            "exclude_seen": self.exclude_seen,
             "warmrec_version": __version__,
             "trained_with_version": self.trained_with,
             "model_dir": self.path.name if self.path else None,

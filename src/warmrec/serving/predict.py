@@ -26,8 +26,9 @@ Which histories (:func:`histories_from_data`, ``part``):
     the last prefix of each sequence of that part of the split: the history before its last
     held-out event (the split is the model's own, as ``warmrec evaluate`` does).
 
-Item ids the model does not know are left out of a history; a sequence with no known item is
-skipped (counted in :attr:`PredictSummary.n_skipped`) unless ``fallback="popular"``.
+Item ids the model does not know are left out of a history; a sequence with no known item (an
+empty history) is skipped (counted in :attr:`PredictSummary.n_skipped`) unless
+``fallback="popular"`` gives it the most popular training items.
 """
 
 from __future__ import annotations
@@ -99,19 +100,18 @@ def histories_from_frame(frame: pl.DataFrame, vocab: Any) -> Histories:
     key = sequence_key(frame)
     df = frame.select(key, ITEM, *([TIME] if TIME in frame.columns else []))
     df = df.with_row_index("_row").sort([key, *([TIME] if TIME in df.columns else []), "_row"])
-    idx = vocab.encode(df[ITEM])
-    df = df.with_columns(pl.Series("_idx", idx)).filter(pl.col("_idx") > 0)
-    n_all = frame[key].n_unique()
-    counts = df.group_by(key, maintain_order=True).len()
-    lens = counts["len"].to_numpy().astype(np.int64)
-    ends = np.cumsum(lens)
-    return Histories(
-        counts[key],
-        df["_idx"].to_numpy().astype(np.int64),
-        ends - lens,
-        ends,
-        n_skipped=n_all - counts.height,
+    idx = np.asarray(vocab.encode(df[ITEM]), dtype=np.int64)
+    known = idx > 0
+    # every sequence, one with no known item as an empty history (skipped or given the
+    # popularity fallback by predict)
+    counts = (
+        df.select(key, pl.Series("_known", known))
+        .group_by(key, maintain_order=True)
+        .agg(pl.col("_known").sum())
     )
+    lens = counts["_known"].to_numpy().astype(np.int64)
+    ends = np.cumsum(lens)
+    return Histories(counts[key], idx[known], ends - lens, ends)
 
 
 def _last_prefixes(es: Any) -> Histories:
@@ -120,11 +120,7 @@ def _last_prefixes(es: Any) -> Histories:
     df = pl.DataFrame({"k": es.keys, "j": np.arange(len(es)), "n": lens})
     best = df.sort(["n", "j"]).group_by("k", maintain_order=True).last().sort("j")
     j = best["j"].to_numpy()
-    keep = lens[j] > 0
-    j = j[keep]
-    return Histories(
-        es.keys.gather(j), es.items, es.starts[j], es.ends[j], n_skipped=int((~keep).sum())
-    )
+    return Histories(es.keys.gather(j), es.items, es.starts[j], es.ends[j])
 
 
 def histories_from_data(
@@ -143,14 +139,7 @@ def histories_from_data(
     prep = prepare_run(spec, vocab=model.vocab, user_vocab=model.user_vocab)
     if part == "train":
         s = prep.train.sequences
-        keep = s.lengths > 0
-        return Histories(
-            s.keys.filter(pl.Series(keep)),
-            s.items,
-            s.offsets[:-1][keep],
-            s.offsets[1:][keep],
-            n_skipped=int((~keep).sum()),
-        )
+        return Histories(s.keys, s.items, s.offsets[:-1], s.offsets[1:])
     h = _last_prefixes(prep.valid if part == "valid" else prep.test)
     h.keys = h.keys.rename(prep.train.key)
     return h
@@ -218,7 +207,7 @@ def predict(
     out: str | Path,
     *,
     k: int = 10,
-    exclude_seen: bool = False,
+    exclude_seen: bool | None = None,
     fallback: str | None = None,
     batch_size: int = 512,
     max_cells: int = MAX_CELLS,
@@ -227,7 +216,8 @@ def predict(
     """Write the top-``k`` items of every history to ``out`` (``.csv`` or ``.parquet``).
 
     ``model``: a Recommender, a :class:`ModelBundle` or a model directory. Empty histories
-    (no known item) get the popularity fallback with ``fallback="popular"``."""
+    (no known item) get the popularity fallback with ``fallback="popular"``. ``exclude_seen``
+    None: as the model was evaluated (:attr:`ModelBundle.exclude_seen`)."""
     from tqdm.auto import tqdm
 
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -240,6 +230,8 @@ def predict(
         bundle = model
     else:
         bundle = ModelBundle(model)
+    if exclude_seen is None:
+        exclude_seen = bundle.exclude_seen
     out = Path(out)
     lens = histories.ends - histories.starts
     if fallback and (lens <= 0).any() and not bundle.can_fallback:
@@ -327,7 +319,7 @@ def run_predict(
     *,
     part: str = "all",
     k: int = 10,
-    exclude_seen: bool = False,
+    exclude_seen: bool | None = None,
     fallback: str | None = None,
     batch_size: int = 512,
     threads: int = 0,
