@@ -8,6 +8,9 @@ import json
 import os
 import pickle
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -378,3 +381,23 @@ def test_saving_never_replaces_a_folder_that_is_not_a_model_directory(tmp_path):
     model.save(empty)
     model.save(empty)  # an earlier model directory is replaced
     assert (empty / "config.json").is_file()
+
+
+def test_a_loaded_model_survives_its_weights_file_being_truncated(tmp_path):
+    """The weights were memory-mapped: truncating the file under a loaded kNN model (what
+    ``cp new.safetensors`` does first) killed the process with SIGBUS at its next request."""
+    code = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+from pathlib import Path
+from tests.serving.conftest import save_model
+from warmrec.models.base import Recommender
+d = save_model("itemknn", Path({str(tmp_path / "knn")!r}))
+m = Recommender.load(d)
+before = m.recommend([[3, 4]], 3)
+open(d / "model.safetensors", "w").close()
+assert m.recommend([[3, 4]], 3) == before
+print("ok")
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", (res.returncode, res.stderr[-500:])

@@ -598,31 +598,37 @@ def read_info(path: str | Path) -> Artifact:
 
 def read_weights(path: str | Path, sha256: str | None = None) -> dict[str, torch.Tensor]:
     """Load a safetensors file; a pickle, a truncated or otherwise broken file is one error, and
-    so is a file whose SHA-256 differs from ``sha256`` (when given)."""
+    so is a file whose SHA-256 differs from ``sha256`` (when given).
+
+    The file is read into memory, not mapped: tensors backed by a mapping of the file (what
+    ``safetensors.torch.load_file`` returns) kill the process with SIGBUS when the file is
+    truncated or rewritten in place while a model (a served one) still holds them."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     p = Path(path)
     if not p.is_file():
         raise ModelError(f"{p}: missing (the weights of the directory)")
     try:
-        state = load_file(str(p))
+        data = p.read_bytes()
+    except OSError as e:
+        raise ModelError(f"{p}: cannot read the weights ({_first_line(e)})") from None
+    try:
+        state = load(data)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        with p.open("rb") as f:
-            head = f.read(2)
+        head = data[:2]
         if head == b"PK" or (
             head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
         ):
             raise ModelError(
                 f"{p}: a pickle / torch.save file, not safetensors; warmrec never loads pickles"
             ) from None
-        size = p.stat().st_size
         raise ModelError(
-            f"{p}: not a valid safetensors file, truncated or damaged ({size} bytes; "
+            f"{p}: not a valid safetensors file, truncated or damaged ({len(data)} bytes; "
             f"{_first_line(e)})"
         ) from None
     if sha256 is not None:  # after parsing, so a pickle or a truncated file is named as such
-        digest = file_sha256(p)
+        digest = hashlib.sha256(data).hexdigest()
         if digest != sha256:
             raise ModelError(
                 f"{p}: checksum {digest[:12]}... differs from the {sha256[:12]}... recorded in "
