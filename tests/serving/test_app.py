@@ -67,6 +67,15 @@ def test_exclusions_and_restriction(client):
     assert none.status_code == 200 and none.json()["items"] == []
 
 
+def test_a_422_echoes_a_clipped_input(client):
+    """A 1,001-item history came back whole in the 422 (a 250 KB request, a 230 KB answer)."""
+    r = client.post("/recommend", json={"items": [1] * (MAX_HISTORY + 1)})
+    assert r.status_code == 422 and len(r.content) < 1_000
+    (err,) = r.json()["detail"]
+    assert err["input"] == [1] * 10 + [f"... {MAX_HISTORY - 9} more"]
+    assert err["ctx"]["actual_length"] == MAX_HISTORY + 1
+
+
 @pytest.mark.parametrize("items", [[], ["nope", 999]])
 def test_no_known_item_is_400_unless_fallback(client, items):
     r = client.post("/recommend", json={"items": items})
@@ -74,6 +83,7 @@ def test_no_known_item_is_400_unless_fallback(client, items):
         assert r.status_code == 400
         assert "no item the model knows" in r.json()["detail"]
         assert "fallback" in r.json()["detail"]
+        assert "unknown item ids ('nope', 999)" in r.json()["detail"]
     else:  # the schema says an empty history needs the fallback: a 422 like any invalid body
         assert r.status_code == 422
         assert "fallback='popular'" in r.json()["detail"][0]["msg"]

@@ -308,9 +308,28 @@ def _json_safe(x: Any) -> Any:
     return _json_safe(str(x))
 
 
+MAX_ECHO = 10  # a 422 echoes at most this many elements of a list input (or characters / 20)
+
+
+def _clipped_input(x: Any) -> Any:
+    """A validation error's echo of the input, clipped: a 1,001-item history came back whole
+    (a 250 KB request, a 230 KB answer)."""
+    if isinstance(x, (list, tuple)) and len(x) > MAX_ECHO:
+        return [*x[:MAX_ECHO], f"... {len(x) - MAX_ECHO} more"]
+    if isinstance(x, str) and len(x) > 20 * MAX_ECHO:
+        return f"{x[: 20 * MAX_ECHO]}... ({len(x)} characters)"
+    if isinstance(x, dict) and len(x) > MAX_ECHO:
+        return {k: x[k] for k in list(x)[:MAX_ECHO]} | {"...": f"{len(x) - MAX_ECHO} more keys"}
+    return x
+
+
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """FastAPI's 422, its echo of the input made JSON-safe (NaN, Infinity, lone surrogates)."""
-    return JSONResponse({"detail": _json_safe(list(exc.errors()))}, status_code=422)
+    """FastAPI's 422, its echo of the input clipped and made JSON-safe (NaN, Infinity, lone
+    surrogates)."""
+    errors = [
+        {**e, "input": _clipped_input(e["input"])} if "input" in e else e for e in exc.errors()
+    ]
+    return JSONResponse({"detail": _json_safe(errors)}, status_code=422)
 
 
 def read_token_file(path: str | Path) -> str:

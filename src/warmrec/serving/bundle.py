@@ -292,7 +292,11 @@ class ModelBundle:
         fallback_used = False
         if len(idx) == 0:
             if fallback != "popular":
-                what = "is empty" if not len(history) else "has only unknown item ids"
+                shown = ", ".join(repr(x) for x in unknown[:5])
+                more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+                what = (
+                    "is empty" if not len(history) else f"has only unknown item ids ({shown}{more})"
+                )
                 raise EmptyHistoryError(
                     f"the history {what}: no item the model knows; "
                     "ask for fallback='popular' for the most popular training items"
