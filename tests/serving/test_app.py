@@ -476,3 +476,17 @@ def test_docs_are_served_offline_and_can_be_switched_off(pop_dir):
         for page in ("/docs", "/redoc", "/openapi.json"):
             assert c.get(page).status_code == 404
         assert c.post("/recommend", json={"items": [1]}).status_code == 200
+
+
+def test_session_reads_refuse_unknown_query_parameters_and_control_characters(client):
+    """``?restrict_to=`` was silently ignored on a session read (a body's unknown field is a
+    422); a NUL or a newline was a valid session id."""
+    assert client.post("/sessions/q-1/events", json={"items": [1, 2]}).status_code == 200
+    r = client.get("/sessions/q-1/recommendations", params={"k": 2, "restrict_to": 5})
+    assert r.status_code == 422
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["query", "restrict_to"] and err["type"] == "extra_forbidden"
+    assert client.get("/sessions/q-1/recommendations", params={"k": 2}).status_code == 200
+    for bad in ("%00", "a%0Ab", "tab%09"):
+        r = client.post(f"/sessions/{bad}/events", json={"items": [1]})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["path", "session_id"]

@@ -138,7 +138,10 @@ StrId = Annotated[
     Field(description="1-128 characters of valid Unicode (no lone surrogate)"),
 ]
 ItemId = IntId | StrId
-SessionId = Annotated[str, PathParam(min_length=1, max_length=MAX_ID_LEN)]
+SessionId = Annotated[
+    str, PathParam(min_length=1, max_length=MAX_ID_LEN, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+"""A session id: 1 to ``MAX_ID_LEN`` characters, no control character (NUL, newline, ...)."""
 K = Annotated[StrictInt, Field(ge=1, le=MAX_K), BeforeValidator(_integral)]
 
 
@@ -308,6 +311,7 @@ def _json_safe(x: Any) -> Any:
     return _json_safe(str(x))
 
 
+SESSION_QUERY = frozenset({"k", "exclude_seen", "fallback"})
 MAX_ECHO = 10  # a 422 echoes at most this many elements of a list input (or characters / 20)
 
 
@@ -544,13 +548,32 @@ def create_app(
         responses={**ERRORS, 404: {"model": Problem, "description": "No such session"}},
     )
     async def session_recommendations(
+        request: Request,
         session_id: SessionId,
         k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
         exclude_seen: bool | None = None,
         fallback: Literal["none", "popular"] = "none",
     ) -> Any:
         """Top-k items after a session's events (an unknown or expired session is 404 unless
-        ``fallback=popular``). Only an answered read renews the session's TTL."""
+        ``fallback=popular``). Only an answered read renews the session's TTL. An unknown
+        query parameter is a 422, as an unknown field of a body is."""
+        extra = sorted(set(request.query_params) - SESSION_QUERY)
+        if extra:
+            return JSONResponse(
+                {
+                    "detail": [
+                        {
+                            "type": "extra_forbidden",
+                            "loc": ["query", name],
+                            "msg": "Extra inputs are not permitted (known: "
+                            f"{', '.join(sorted(SESSION_QUERY))})",
+                            "input": _json_safe(_clipped_input(request.query_params[name])),
+                        }
+                        for name in extra[:MAX_ECHO]
+                    ]
+                },
+                status_code=422,
+            )
         try:
             history = sessions.get(session_id, touch=False)
         except SessionStoreError as e:
