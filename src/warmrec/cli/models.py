@@ -244,7 +244,8 @@ def recommend(model_dir, items, k, exclude_seen, fallback, as_json):
     """Top-k next items for one history of raw item ids.
 
     The service's path (:meth:`warmrec.serving.bundle.ModelBundle.recommend`: ids read by the
-    model's vocabulary, the same masking, fallback and checks as ``POST /recommend``)."""
+    model's vocabulary, the same masking and fallback as ``POST /recommend``; not its request
+    limits: the history's length is not capped, and a -k above the catalogue gives all of it)."""
     from warmrec.errors import ConfigError
     from warmrec.serving.bundle import ModelBundle
 
