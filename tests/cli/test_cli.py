@@ -415,3 +415,19 @@ def test_names_reads_a_headerless_log_and_the_model_reads_it_again(runner, tmp_p
         and "--names" in res.stderr
         and "found 'user_id,,timestamp'" in res.stderr
     )
+
+
+def test_evaluate_refuses_a_split_whose_test_part_the_model_trained_on(runner, tmp_path):
+    """A model trained under leave-one-out, scored on a temporal split of the same log, was
+    scored on its own training events (HR@10 1.0 against an honest 0.10), exit status 0."""
+    log = _trained_markov(runner, tmp_path)  # loo: each user's last two events held out
+    cut = ["--split", "temporal", "--set", f"split.test_start={1_600_000_000 + 86_400 * 150}"]
+    res = run(runner, ["evaluate", str(tmp_path / "m"), *cut])
+    assert res.exit_code == 2
+    # users 15..29 (6 events each) are the test part; 4 of each user's events trained
+    assert "60 of the 90 events of the test part were training events of the model" in res.stderr
+    assert f"trained with the loo split of {log}" in res.stderr
+    res = run(runner, ["evaluate", str(tmp_path / "m"), "--split", "loo", "--json"])
+    assert res.exit_code == 0, res.output  # its own split, named: apart by construction
+    res = run(runner, ["evaluate", str(tmp_path / "m"), "--split", "user", "--json"])
+    assert res.exit_code == 2 and "were training events of the model" in res.stderr

@@ -142,7 +142,12 @@ def train(
 @click.argument("model_dir")
 @click.option("--data", "path", default=None, help="Interaction log (default: the training data).")
 @data_options
-@click.option("--split", default=None, help="Split method (default: the one used in training).")
+@click.option(
+    "--split",
+    default=None,
+    help="Split method (default: the one used in training; another whose scored part holds "
+    "events the model trained on is refused).",
+)
 @resplit_option
 @click.option("--part", default="test", show_default=True, help="test or valid.")
 @click.option("--metrics", default=None, help="Comma-separated, e.g. hr@10,ndcg@10,mrr@20.")

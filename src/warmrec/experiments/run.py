@@ -140,6 +140,7 @@ def run_evaluate(
             f"{where}: no {part} examples to score (the {prep.info.get('split', spec.split.method)} split leaves the "
             f"{part} part empty{why})"
         )
+    _refuse_training_events(model, spec, prep, part, model_dir)
     t0 = time.perf_counter()
     res = evaluate_run(model, es, spec, prep)
     eval_s = time.perf_counter() - t0
@@ -157,6 +158,44 @@ def run_evaluate(
 
         info["slices"] = split_result(res, cold_slices(prep, part))
     return res, info
+
+
+def _refuse_training_events(
+    model: Any, spec: RunSpec, prep: Any, part: str, where: str | Path
+) -> None:
+    """Refuse to score a part that holds events the model was trained on.
+
+    Where the data or the split differ from the model's own (``evaluate --split temporal`` on
+    a model trained under leave-one-out, a log that grew), the model's training part is made
+    again from its run record and matched to the scored part's events (sequence key, item,
+    time): a model scored on what it was trained on reads near-perfect (HR@10 1.0 against an
+    honest 0.10 on a log whose rule changes at the cut)."""
+    from warmrec.data.schema import ITEM, SESSION, TIME, USER
+
+    rec = spec_of_model(model, where)
+    held = getattr(getattr(prep, "split", None), part, None)
+    if rec.data is None or held is None or held.height == 0:
+        return
+    if rec.data.model_dump() == spec.data.model_dump() and (
+        rec.split.model_dump() == spec.split.model_dump()
+    ):
+        return  # the model's own split: its parts are apart by construction
+    try:
+        trained = prepare_run(rec, vocab=model.vocab, user_vocab=model.user_vocab).split.train
+    except (ConfigError, OSError, ValueError):
+        return  # the recorded data cannot be read again: nothing to compare with
+    cols = [c for c in (USER, SESSION, ITEM, TIME) if c in held.columns and c in trained.columns]
+    if ITEM not in cols or not ({USER, SESSION} & set(cols)):
+        return
+    n = held.select(cols).join(trained.select(cols).unique(), on=cols, how="semi").height
+    if n:
+        method = rec.split.method
+        raise ConfigError(
+            f"{where or 'the model'}: {n:,} of the {held.height:,} events of the {part} part "
+            f"were training events of the model (it was trained with the {method} split of "
+            f"{rec.data.path}): scoring them counts what it learnt from; evaluate with its own "
+            "split (leave out --split), or train a model with this split"
+        )
 
 
 def _warn_if_changed(model: Any, where: str | Path) -> None:
