@@ -57,6 +57,11 @@ def test_build_and_unknown_key():
         ({"kind": "c"}, "Cfg.kind: expected one of 'a', 'b', found 'c'"),
         ({"tied": 1}, "Cfg.tied: expected true or false, found 1"),
         ({"lr": "fast"}, "Cfg.lr: expected a number, found 'fast'"),
+        # numbers are numbers: pydantic read true as 1.0 and "16" as 16 (saved as given)
+        ({"lr": True}, "Cfg.lr: expected a number, found True"),
+        ({"lr": "0.01"}, "Cfg.lr: expected a number, found '0.01'"),
+        ({"d": "16"}, "Cfg.d: expected an integer > 0, found '16'"),
+        ({"d": False}, "Cfg.d: expected an integer > 0, found False"),
     ],
 )
 def test_errors_are_one_line_with_key_found_expected(values, line):

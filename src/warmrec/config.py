@@ -14,6 +14,7 @@ against the file's folder.
 from __future__ import annotations
 
 import difflib
+import numbers
 import sys
 import types
 import typing
@@ -62,14 +63,42 @@ class ConfigModel(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _strict_flags(cls, data: Any) -> Any:
-        """true/false fields take only booleans (pydantic would read "yes" or 1 as true)."""
+        """true/false fields take only booleans (pydantic would read "yes" or 1 as true), and
+        number fields only numbers (pydantic would read ``lr = true`` as 1.0 and ``d = "16"``
+        as 16, and the saved config would keep ``true`` and ``"16"``)."""
         if isinstance(data, Mapping):
             for name, info in cls.model_fields.items():
                 v = data.get(name)
-                if info.annotation in (bool, bool | None) and v is not None:
+                if v is None:
+                    continue
+                kinds = _plain_types(info.annotation)
+                if kinds == {bool}:
                     if not isinstance(v, bool):
                         raise ValueError(f"{name}: expected true or false, found {v!r}")
+                elif kinds and kinds <= {int, float}:
+                    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                        what = describe_type(info.annotation, info.metadata)
+                        raise ValueError(f"{name}: expected {what}, found {v!r}")
         return data
+
+
+def _plain_types(annotation: Any) -> set[type]:
+    """The types a field takes, ``None``, ``Annotated`` and unions unwrapped (an empty set where
+    one is not a plain class: a Literal, a list, a model)."""
+    origin = get_origin(annotation)
+    if origin is typing.Annotated:
+        return _plain_types(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        out: set[type] = set()
+        for a in get_args(annotation):
+            if a is type(None):
+                continue
+            sub = _plain_types(a)
+            if not sub:
+                return set()
+            out |= sub
+        return out
+    return {annotation} if isinstance(annotation, type) and origin is None else set()
 
 
 # -- one-line errors ---------------------------------------------------------------------------
