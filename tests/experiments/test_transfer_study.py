@@ -146,6 +146,17 @@ def test_bad_arguments_raise(cd, tmp_path):
         run_transfer_study(cd.source, cd.target, out_dir=tmp_path, **{**KW, "strategies": ["nope"]})
     with pytest.raises(ConfigError, match="split"):
         choose_split(cd.target, "bogus")
+    # an unknown baseline was found only at its first run, after the source had trained
+    with pytest.raises(ConfigError, match=r"baseline 'foo': no such model \(before any run"):
+        run_transfer_study(
+            cd.source, cd.target, out_dir=tmp_path, **{**KW, "baselines": ("pop", "foo")}
+        )
+    assert not any(tmp_path.iterdir())
+    # the study sets the trainer's seed per run: a seed given was silently overwritten
+    with pytest.raises(ConfigError, match=r"train.seed \(5\): set by the study.*--seeds"):
+        run_transfer_study(
+            cd.source, cd.target, out_dir=tmp_path, **{**KW, "trainer": {"epochs": 1, "seed": 5}}
+        )
 
 
 def test_subsample_is_seeded_nested_and_keeps_eval_sets(cd):

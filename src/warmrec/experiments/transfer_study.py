@@ -274,6 +274,16 @@ def run_transfer_study(
         baselines=tuple(baselines),
         n_boot=n_boot,
     )
+    from warmrec.registry import available_models
+
+    known = set(available_models())
+    for name in (study.model, *study.baselines):
+        if name.lower() not in known:
+            what = "model" if name == study.model else "baseline"
+            raise ConfigError(
+                f"{what} {name!r}: no such model (before any run: known models: "
+                f"{', '.join(sorted(known))})"
+            )
     fractions = list(study.fractions)
     seeds = list(study.seeds)
     strategies = study.strategies
@@ -281,6 +291,11 @@ def run_transfer_study(
     strategies = ["scratch", *[s for s in dict.fromkeys(strategies) if s != "scratch"]]
     inits = list(dict.fromkeys(inits)) or ["random"]
     trainer = dict(trainer or {})
+    if "seed" in trainer:
+        raise ConfigError(
+            f"train.seed ({trainer['seed']!r}): set by the study, one run per seed: give the "
+            "seeds as --seeds (study.seeds); the source's own is source_train.seed"
+        )
     source_trainer = dict(source_trainer if source_trainer is not None else trainer)
     model_config = dict(model_config or {})
     t_split = choose_split(target_frame, split)
