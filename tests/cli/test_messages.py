@@ -88,6 +88,25 @@ def test_a_config_typo_names_the_section_and_the_close_key(tmp_path):
     assert cli_language("field 'gap_seconds': no session gap") == "--gap: no session gap"
 
 
+def test_a_trainer_field_is_named_by_a_flag_only_where_the_command_has_it(tmp_path):
+    """``pretrain`` has no --seed and ``study transfer`` no --epochs: their errors named those
+    flags; they name the config key instead, where the command has no such flag."""
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,item_id,timestamp\n" + "".join(f"1,{i},{i}\n" for i in range(5)))
+    line = one_line(
+        run(["pretrain", "--data", log, "--set", "train.seed=abc", "--out", tmp_path / "p"])
+    )
+    assert line == "warmrec: error: train.seed: expected an integer, found 'abc'"
+    study = ["study", "transfer", "--source", log, "--target", log, "--seeds", "1"]
+    line = one_line(run([*study, "--set", "train.epochs=0", "--out", tmp_path / "s"]))
+    assert line == "warmrec: error: train.epochs: expected an integer >= 1, found 0"
+    train = ["train", "--model", "sasrec", "--data", log, "--out", tmp_path / "m"]
+    line = one_line(run([*train, "--set", "train.epochs=0"]))
+    assert line == "warmrec: error: --epochs: expected an integer >= 1, found 0"  # train has it
+    assert cli_language("TrainerConfig.seed: bad", {"--epochs"}) == "train.seed: bad"
+    assert cli_language("TrainerConfig.seed: bad") == "--seed: bad"
+
+
 def test_train_help_lists_training_options():
     res = run(["train", "--help"])
     assert res.exit_code == 0

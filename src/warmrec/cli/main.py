@@ -60,13 +60,17 @@ _REWRITES: list[tuple[re.Pattern[str], Any]] = [
     (re.compile(r"(?<![\w.])fallback='([^']*)'"), r"--fallback \1"),
     (re.compile(r"field 'gap_seconds'"), "--gap"),
     # run-spec fields that have a flag of their own, then the rest as --set keys
-    (re.compile(r"\bTrainerConfig\.num_threads\b"), "--threads"),
     (
-        re.compile(r"\bTrainerConfig\.(epochs|patience|seed|device|checkpoint_dir)\b"),
-        lambda m: "--" + m.group(1).replace("_", "-"),
+        re.compile(r"\bTrainerConfig\.(num_threads|epochs|patience|seed|device|checkpoint_dir)\b"),
+        lambda m: _flag_or(
+            _TRAINER_FLAGS.get(m.group(1), "--" + m.group(1)), "train." + m.group(1)
+        ),
     ),
     (re.compile(r"\bTrainerConfig\.(\w+)"), r"train.\1"),
-    (re.compile(r"\b(?:RunSpec\.transfer|TransferSpec)\.(strategy|init|seed)\b"), r"--\1"),
+    (
+        re.compile(r"\b(?:RunSpec\.transfer|TransferSpec)\.(strategy|init|seed)\b"),
+        lambda m: _flag_or("--" + m.group(1), "transfer." + m.group(1)),
+    ),
     (re.compile(r"\bRunSpec\.(\w+)"), r"\1"),
     # a model's config class, as the user knows it: the model and its TOML section
     (
@@ -74,6 +78,16 @@ _REWRITES: list[tuple[re.Pattern[str], Any]] = [
         lambda m: f"for {_model_of_config(m.group(1))}",
     ),
 ]
+
+_TRAINER_FLAGS = {"num_threads": "--threads", "checkpoint_dir": "--checkpoint-dir"}
+_FLAGS: set[str] | None = None
+"""The options of the command that failed (None: any flag is taken to exist)."""
+
+
+def _flag_or(flag: str, key: str) -> str:
+    """``flag`` where the running command has it, else the config key that sets the value."""
+    return flag if _FLAGS is None or flag in _FLAGS else key
+
 
 _SECTIONS = {
     "TrainerConfig": "[train] (--set train.KEY)",
@@ -103,11 +117,33 @@ def _model_of_config(config_class: str) -> str:
     return config_class
 
 
-def cli_language(message: str) -> str:
-    """A library message with Python keyword arguments rewritten as CLI flags."""
-    for pattern, repl in _REWRITES:
-        message = pattern.sub(repl, message)
+def cli_language(message: str, flags: set[str] | None = None) -> str:
+    """A library message with Python keyword arguments rewritten as CLI flags; a trainer or
+    transfer field becomes its flag only where the command has it (``flags``: its options;
+    None: every flag), else its config key (``train.epochs``)."""
+    global _FLAGS
+    _FLAGS = flags
+    try:
+        for pattern, repl in _REWRITES:
+            message = pattern.sub(repl, message)
+    finally:
+        _FLAGS = None
     return message
+
+
+def _command_flags(group: click.Group, ctx: click.Context, args: list[str]) -> set[str] | None:
+    """The options of the (sub)command ``args`` name, or None where none is found."""
+    cmd: click.Command = group
+    while isinstance(cmd, click.Group) and args:
+        sub = cmd.get_command(ctx, args[0])
+        if sub is None:
+            return None
+        cmd, args = sub, args[1:]
+    if cmd is group:
+        return None
+    return {
+        o for p in cmd.params for o in (*getattr(p, "opts", ()), *getattr(p, "secondary_opts", ()))
+    }
 
 
 _ONE_LINE_ERRNOS = {
@@ -159,11 +195,15 @@ class WarmrecGroup(click.Group):
         return self.commands.get(name)
 
     def invoke(self, ctx: click.Context):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # click deprecates protected_args
+            args = [*ctx.protected_args, *ctx.args]  # emptied by the group's invoke
         try:
             with one_line_warnings():
                 return super().invoke(ctx)
         except WarmrecError as e:
-            click.echo(f"warmrec: error: {cli_language(str(e))}", err=True)
+            message = cli_language(str(e), _command_flags(self, ctx, args))
+            click.echo(f"warmrec: error: {message}", err=True)
             sys.exit(2)
         except FileNotFoundError as e:
             click.echo(f"warmrec: error: {e.filename or e}: no such file or directory", err=True)

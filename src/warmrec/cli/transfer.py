@@ -33,7 +33,12 @@ from warmrec.cli.common import (
 @click.option("--model", "model_name", default=None, help="Neural model (default: sasrec).")
 @click.option("--data", "path", required=True, help="Source-domain interaction log.")
 @data_options
-@click.option("--split", default=None, help="auto (default), loo, last_session or user.")
+@click.option(
+    "--split",
+    default=None,
+    help="auto (default: loo for user logs, last_session for session logs), loo, temporal "
+    "(--set split.test_start=DATE), last_session, user or the other methods of train --split.",
+)
 @resplit_option
 @click.option("--config", "config_file", default=None, help="TOML file: [model], [train].")
 @set_option()
@@ -151,11 +156,16 @@ def pretrain_multi(
 @data_options
 @click.option("--strategy", default=None, help="Transfer strategy (default: finetune).")
 @click.option("--init", "init", default=None, help="Item-table init (default: popularity).")
-@click.option("--split", default=None, help="auto (default), loo, last_session or user.")
+@click.option(
+    "--split",
+    default=None,
+    help="auto (default: loo for user logs, last_session for session logs), loo, temporal "
+    "(--set split.test_start=DATE), last_session, user or the other methods of train --split.",
+)
 @resplit_option
 @click.option("--seed", default=None, type=int, help="Seed of the target initialisation (0).")
 @click.option("--config", "config_file", default=None, help="TOML file: [train], [transfer]...")
-@set_option()
+@set_option("--set train.epochs=10 --set transfer.model_options.dropout=0.3")
 @click.option("--out", required=True, help="Model directory to write.")
 @click.option("--json", "as_json", is_flag=True)
 def transfer_cmd(
@@ -259,7 +269,7 @@ def study() -> None:
     default=None,
     help="TOML: [model] [train] [source_train] [strategy] [init] [reptile]",
 )
-@set_option()
+@set_option("--set model.d=32 --set train.epochs=10 --set source_train.epochs=20")
 @click.option("--out", default="warmrec-out/transfer-study", show_default=True)
 @click.option("--no-resume", is_flag=True, help="Discard earlier runs in --out.")
 @click.option("--json", "as_json", is_flag=True)

@@ -27,7 +27,12 @@ from warmrec.cli.common import (
 @click.option("--model", "model_name", default=None, help="Registered model name.")
 @click.option("--data", "path", default=None, help="Interaction log (file or folder).")
 @data_options
-@click.option("--split", default=None, help="loo (default), temporal, last_session or user.")
+@click.option(
+    "--split",
+    default=None,
+    help="auto (default: loo for user logs, last_session for session logs), loo, temporal "
+    "(--set split.test_start=DATE), last_session, user or the other methods of train --split.",
+)
 @resplit_option
 @click.option(
     "--space",
@@ -45,8 +50,21 @@ from warmrec.cli.common import (
 )
 @click.option("--address", default=None, help="Ray cluster address HOST:PORT (--backend ray only).")
 @click.option("--timeout", type=float, default=None, help="Stop starting trials after S seconds.")
-@click.option("--n-jobs", type=int, default=1, show_default=True, help="Trials run at once.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler.")
+@click.option(
+    "--n-jobs",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Trials run at once (above 1 the trials' parameters depend on which finishes first: "
+    "the search is not repeatable, --seed notwithstanding).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the sampler: a search with --n-jobs 1 (and a local study) repeats exactly.",
+)
 @click.option(
     "--pruner",
     type=click.Choice(["median", "none"]),
@@ -63,8 +81,8 @@ from warmrec.cli.common import (
     "--config", "config_file", default=None, help="TOML experiment file ([data], [split], [eval])."
 )
 @set_option(
-    "--set train.epochs=1 --set split.seed=3 (model./train. values replace the space's fixed "
-    "ones; a searched parameter cannot be set)"
+    "--set train.epochs=1 --set eval.exclude_seen=true (model./train. values replace the "
+    "space's fixed ones; a searched parameter cannot be set)"
 )
 @click.option("--out", required=True, help="Output folder (study, tables, plots, best.toml).")
 @click.option(
