@@ -17,6 +17,8 @@ from warmrec.evaluation.stats import (
     adjust_pvalues,
     bootstrap_ci,
     compare,
+    mean_over_seeds,
+    metric_bounds,
     paired_test,
     seed_summary,
     summarize_seeds,
@@ -244,6 +246,28 @@ def test_seed_summary_by_hand():
         seed_summary([])
 
 
+def test_seed_summary_clips_to_the_metric_range():
+    """Two seeds of HR@10 0.62 and 0.92: the t-interval reached 2.6, printed as is."""
+    raw = seed_summary([0.62, 0.92])
+    assert raw.hi > 1 and raw.lo < 0
+    s = seed_summary([0.62, 0.92], bounds=metric_bounds("hr@10"))
+    assert (s.lo, s.hi) == (0.0, 1.0) and s.mean == pytest.approx(0.77)
+    assert metric_bounds("ndcg@20") == (0.0, 1.0) and metric_bounds("rmse") == (0.0, math.inf)
+    assert metric_bounds("loss") == (-math.inf, math.inf)
+    inside = seed_summary([0.5, 0.52, 0.51], bounds=(0.0, 1.0))
+    assert (inside.lo, inside.hi) == (
+        seed_summary([0.5, 0.52, 0.51]).lo,
+        seed_summary([0.5, 0.52, 0.51]).hi,
+    )
+
+
+def test_with_ci_shows_an_unknown_interval_as_a_dash():
+    from warmrec.reports.tables import with_ci
+
+    df = pl.DataFrame({"mean": [0.5, 0.25], "lo": [float("nan"), 0.2], "hi": [float("nan"), 0.3]})
+    assert with_ci(df)["mean_ci"].to_list() == ["0.5000 [-]", "0.2500 [0.2000, 0.3000]"]
+
+
 def test_summarize_seeds_matches_seed_summary():
     df = pl.DataFrame(
         {
@@ -262,3 +286,22 @@ def test_summarize_seeds_matches_seed_summary():
         assert row["n"] == want.n
     with pytest.raises(ConfigError, match="ndcg@10"):
         summarize_seeds(df, "model", "ndcg@10")
+
+
+def test_mean_over_seeds_gives_one_value_per_example():
+    """Pooling two seeds of the same 3 users made 6 'users' for the paired test."""
+    m = mean_over_seeds([[1.0, 0.0, 0.5], [0.0, 0.0, 1.0]])
+    assert m.tolist() == [0.5, 0.0, 0.75]
+    with pytest.raises(DataError, match="different examples"):
+        mean_over_seeds([[1.0, 0.0], [1.0]])
+    # a user's difference is mostly the user's, not the seed's: pooled, two seeds of the same
+    # 60 users read as 120 users and the interval shrinks by about sqrt(2)
+    rng = np.random.default_rng(0)
+    user = rng.normal(0.05, 0.3, 60)
+    a = [rng.random(60) for _ in range(2)]
+    b = [x - user + rng.normal(0, 0.02, 60) for x in a]
+    pooled = paired_test(np.concatenate(a), np.concatenate(b), n_boot=4000)
+    paired = paired_test(mean_over_seeds(a), mean_over_seeds(b), n_boot=4000)
+    assert paired.mean_diff == pytest.approx(pooled.mean_diff)
+    width = paired.ci[1] - paired.ci[0]
+    assert width > 1.3 * (pooled.ci[1] - pooled.ci[0])

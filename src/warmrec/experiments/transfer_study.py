@@ -17,7 +17,8 @@ each selected on validation and evaluated on test by full-catalogue ranking. Eac
 is written atomically as one JSON file in ``out_dir/runs/`` (key: fraction, seed, method), so an
 interrupted study resumes without redoing finished runs. The aggregate is the mean and 95 % CI
 over seeds (:func:`~warmrec.evaluation.stats.seed_summary`) and a paired test against scratch on
-per-example NDCG@10 pooled over seeds (:func:`~warmrec.evaluation.stats.paired_test`), written as
+per-example NDCG@10, each test example's mean over the seeds
+(:func:`~warmrec.evaluation.stats.mean_over_seeds`, :func:`~warmrec.evaluation.stats.paired_test`), written as
 a table (CSV + Markdown), plots (metric against the fraction of target data, one line per method)
 and a Markdown + HTML report.
 """
@@ -42,7 +43,12 @@ from warmrec.data.prepared import Prepared
 from warmrec.data.split import default_split
 from warmrec.errors import ConfigError
 from warmrec.evaluation.evaluate import EvalResult
-from warmrec.evaluation.stats import paired_test, seed_summary
+from warmrec.evaluation.stats import (
+    mean_over_seeds,
+    metric_bounds,
+    paired_test,
+    seed_summary,
+)
 from warmrec.experiments.spec import evaluate_model, fit_model, prepare_run, spec_from_config
 from warmrec.experiments.studies.stored import data_fingerprint
 from warmrec.io import atomic_write_text
@@ -101,7 +107,7 @@ class StudyResult:
     ``runs``: one row per run (``fraction, seed, method, kind, strategy, init``, the metrics,
     ``fit_s``, ``n_train_sequences``); ``summary``: one row per (fraction, method) with, for
     each metric, the mean over seeds and its CI (``<metric>``, ``<metric>_lo``, ``<metric>_hi``),
-    ``n_seeds``, and against scratch on pooled per-example NDCG@10: ``ratio`` (mean / scratch
+    ``n_seeds``, and against scratch on per-example NDCG@10 (each example's mean over seeds): ``ratio`` (mean / scratch
     mean), ``diff``, ``diff_lo``, ``diff_hi``, ``p_value``; ``table``: the display table;
     ``computed``: the runs computed by this call (the rest were read from ``out_dir/runs``).
     """
@@ -509,7 +515,7 @@ def summarize_study(
             "n_seeds": len(rs),
         }
         for m in metrics:
-            s = seed_summary([r["metrics"][m] for r in rs])
+            s = seed_summary([r["metrics"][m] for r in rs], bounds=metric_bounds(m))
             row.update({m: s.mean, f"{m}_lo": s.lo, f"{m}_hi": s.hi})
         row["fit_s"] = float(np.mean([r["fit_s"] for r in rs]))
         base = {r["seed"]: r for r in groups.get((f, "scratch"), [])}
@@ -519,8 +525,9 @@ def summarize_study(
             row["ratio"] = row[test_metric] / b_mean if b_mean > 0 else float("nan")
         paired = [r for r in rs if r["seed"] in base]
         if method != "scratch" and paired and test_metric in paired[0]["per_example"]:
-            a = np.concatenate([r["per_example"][test_metric] for r in paired])
-            b = np.concatenate([base[r["seed"]]["per_example"][test_metric] for r in paired])
+            # the same test examples in every run: one value per example, its seeds' mean
+            a = mean_over_seeds([r["per_example"][test_metric] for r in paired])
+            b = mean_over_seeds([base[r["seed"]]["per_example"][test_metric] for r in paired])
             t = paired_test(a, b, n_boot=n_boot, seed=0)
             row.update(diff=t.mean_diff, diff_lo=t.ci[0], diff_hi=t.ci[1], p_value=t.p_value)
         rows.append(row)
@@ -577,8 +584,8 @@ def write_outputs(result: StudyResult, metrics: Sequence[str]) -> dict[str, Path
         Heading("Results"),
         Text(
             "Mean over seeds with the 95 % t-interval; ratio = NDCG@10 / scratch's NDCG@10; "
-            "diff and p_value: paired bootstrap test against scratch on per-example NDCG@10 "
-            "pooled over seeds."
+            "diff and p_value: paired bootstrap test against scratch on per-example NDCG@10, "
+            "each test example's mean over the seeds (the examples are resampled, each once)."
         ),
         Table(result.table),
         Heading("Plots"),

@@ -64,10 +64,17 @@ def with_ci(
     name: str | None = None,
     digits: int = 4,
 ) -> pl.DataFrame:
-    """Add a text column ``"0.1234 [0.1200, 0.1270]"`` (named ``name``, default ``value``+``_ci``)."""
+    """Add a text column ``"0.1234 [0.1200, 0.1270]"`` (named ``name``, default ``value``+``_ci``);
+    an interval that is not known (one seed: NaN or missing bounds) shows as ``[-]``."""
     _require(df, [value, lo, hi])
+
+    def known(x: Any) -> bool:
+        return x is not None and not (isinstance(x, float) and math.isnan(x))
+
     text = [
         f"{format_value(v, digits)} [{format_value(a, digits)}, {format_value(b, digits)}]"
+        if known(a) and known(b)
+        else f"{format_value(v, digits)} [-]"
         for v, a, b in zip(df[value].to_list(), df[lo].to_list(), df[hi].to_list())
     ]
     return df.with_columns(pl.Series(name or f"{value}_ci", text, dtype=pl.String))

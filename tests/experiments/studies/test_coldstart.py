@@ -236,6 +236,7 @@ def test_table_shows_no_interval_for_one_seed_and_a_real_one_for_two():
     assert "nan" not in str(table.to_dicts())
     two = one + [_record(1, "finetune", 0.5), _record(1, "global", 0.2)]
     cells = dict(zip(*display_table(summarize(two, (3,)))[["method", "ndcg@10 [95% CI]"]]))
-    # finetune: mean 0.4 over seeds 0.3, 0.5: t(0.975, 1) * 0.1414 / sqrt 2 = 1.2706
-    assert cells["finetune"] == "0.4000 [-0.8706, 1.6706]"
+    # finetune: mean 0.4 over seeds 0.3, 0.5: t(0.975, 1) * 0.1414 / sqrt 2 = 1.2706, so
+    # [-0.8706, 1.6706], clipped to NDCG's range
+    assert cells["finetune"] == "0.4000 [0.0000, 1.0000]"
     assert cells["global"] == "0.2000 [0.2000, 0.2000]"

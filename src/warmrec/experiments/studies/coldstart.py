@@ -62,7 +62,7 @@ from warmrec.data.dataset import EvalSet, SequenceDataset
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ConfigError, DataError
 from warmrec.evaluation.evaluate import evaluate
-from warmrec.evaluation.stats import paired_test, seed_summary
+from warmrec.evaluation.stats import metric_bounds, paired_test, seed_summary
 from warmrec.experiments.scenarios import ColdStartUsers, UserSplit, shot_eval_set
 from warmrec.io import atomic_write_text
 
@@ -313,7 +313,9 @@ def summarize(
             key = str(k)
             row: dict[str, Any] = {"shots": k, "method": method, "n_seeds": len(runs)}
             for m in metrics:
-                s = seed_summary([runs[s]["metrics"][key][m] for s in sorted(runs)])
+                s = seed_summary(
+                    [runs[s]["metrics"][key][m] for s in sorted(runs)], bounds=metric_bounds(m)
+                )
                 row.update({m: s.mean, f"{m}_lo": s.lo, f"{m}_hi": s.hi})
             row.update(ratio=None, diff=None, diff_lo=None, diff_hi=None, p_value=None)
             paired = [s for s in sorted(runs) if s in base]

@@ -24,8 +24,8 @@ an error: start over with ``resume=False`` or another ``out``).
 
 The summary (:func:`summarize`): per (arm, fraction) the mean of each metric over seeds with
 its 95 % t-interval, and against ``scratch`` at the same fraction: the ratio of the primary
-metric with a 95 % per-user paired bootstrap interval (test users pooled over seeds, resampled
-in pairs), the paired mean difference with its interval and p-value
+metric with a 95 % per-user paired bootstrap interval (each test user's mean over the seeds,
+users resampled in pairs: :func:`~warmrec.evaluation.stats.mean_over_seeds`), the paired mean difference with its interval and p-value
 (:func:`~warmrec.evaluation.stats.paired_test`). The report (``results.md``, ``report.md``,
 ``report.html``, a plot of the metric against the fraction on a log axis) states the protocol:
 split method, seen items kept or excluded, full ranking or a sampled protocol.
@@ -229,9 +229,9 @@ def summarize(
     n_boot: int = 2000,
 ) -> pl.DataFrame:
     """One row per (arm, fraction): means and 95 % t-intervals over seeds, and the ratio to
-    ``baseline`` of ``primary`` (per-user paired bootstrap, users pooled over seeds) with the
+    ``baseline`` of ``primary`` (per-user paired bootstrap, each user's mean over seeds) with the
     paired difference and its p-value."""
-    from warmrec.evaluation.stats import paired_test, seed_summary
+    from warmrec.evaluation.stats import mean_over_seeds, metric_bounds, paired_test, seed_summary
 
     by: dict[tuple[str, float], dict[int, Mapping[str, Any]]] = {}
     for r in records:
@@ -246,14 +246,15 @@ def summarize(
             "n_seeds": len(seeds),
         }
         for m in metrics:
-            s = seed_summary([runs[x]["metrics"][m] for x in seeds])
+            s = seed_summary([runs[x]["metrics"][m] for x in seeds], bounds=metric_bounds(m))
             row.update({m: s.mean, f"{m}_lo": s.lo, f"{m}_hi": s.hi})
         row.update(ratio=None, ratio_lo=None, ratio_hi=None, diff=None, p_value=None)
         base = by.get((baseline, frac), {})
         paired = [s for s in seeds if s in base]
         if paired and arm != baseline:
-            a = np.concatenate([np.asarray(runs[s]["per_user"], np.float64) for s in paired])
-            b = np.concatenate([np.asarray(base[s]["per_user"], np.float64) for s in paired])
+            # the same test users in every run: one value per user, its seeds' mean
+            a = mean_over_seeds([runs[s]["per_user"] for s in paired])
+            b = mean_over_seeds([base[s]["per_user"] for s in paired])
             if a.shape == b.shape:
                 r, lo, hi = paired_ratio_ci(a, b, n_boot=n_boot)
                 t = paired_test(a, b, n_boot=n_boot, seed=0)
@@ -479,7 +480,8 @@ def write_outputs(
     explain = (
         f"Protocol: {protocol}. Mean over seeds with the 95 % t-interval; ratio to scratch = "
         f"{metric} / scratch's at the same fraction, with a 95 % paired bootstrap interval over "
-        "test users pooled over seeds; p_value: paired bootstrap test of the mean difference."
+        "test users (each user's mean over the seeds); p_value: paired bootstrap test of the "
+        "mean difference."
     )
     from warmrec.reports.tables import to_markdown
 
