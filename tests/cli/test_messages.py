@@ -125,3 +125,30 @@ def test_train_flags_reach_the_trainer(tmp_path):
     assert "device" in one_line(run([*base, "--device", "nosuchdevice"]))
     bad = run(["train", "--model", "pop", "--data", p, "--epochs", "2", "--out", tmp_path / "x"])
     assert "takes no training settings" in one_line(bad)
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["study", "transfer", "--source", "a", "--target", "b", "--seeds", "0"],
+            "warmrec: error: Invalid value for --seeds: expected >= 1, found 0 "
+            "(see warmrec study transfer -h)",
+        ),
+        (
+            ["train", "--data", "x", "--out", "y", "--bogus"],
+            "warmrec: error: No such option '--bogus'. Did you mean '--out'? (see warmrec train -h)",
+        ),
+        (
+            ["trian"],
+            "warmrec: error: No such command 'trian'. (Did you mean one of: 'pretrain', 'train', "
+            "'transfer'?) (see warmrec -h)",
+        ),
+        (["data", "stats"], "warmrec: error: Missing argument 'PATH' (see warmrec data stats -h)"),
+    ],
+)
+def test_usage_errors_are_one_line_too(args, line):
+    """Click printed a usage block, a blank line and 'Error: ...' for these."""
+    res = CliRunner().invoke(cli, args, prog_name="warmrec")
+    assert one_line(res) == line
+    assert run(["--version"]).exit_code == 0 and run(["train", "--help"]).exit_code == 0

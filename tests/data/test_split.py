@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -282,6 +283,10 @@ def test_temporal_refuses_a_test_start_outside_the_log_and_two_validation_rules(
         "temporal split: test_start 0 is at or before the first event (0), so training would be "
         "empty; expected a time after 0 and at or before 240"
     )
+    late = SESS.with_columns(pl.col("timestamp") + 1.6e9)  # 2020-09-13, seconds 0..240 on
+    with pytest.raises(ConfigError) as e:
+        temporal_split(late, test_start=1.6e9 + 200, valid_start=dt.date(2021, 1, 1))
+    assert "valid_start 2021-01-01 is after test_start 1600000200.0" in str(e.value)
     with pytest.raises(ConfigError, match=r"test_start '2030-01-01' is after the last event"):
         temporal_split(SESS.with_columns(pl.col("timestamp") + 1.6e9), test_start="2030-01-01")
 

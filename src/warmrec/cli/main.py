@@ -194,6 +194,46 @@ class WarmrecGroup(click.Group):
             self.add_command(cmd, name)
         return self.commands.get(name)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if (
+            name
+            and not name.startswith("-")
+            and not ctx.resilient_parsing
+            and self.get_command(ctx, name) is None
+        ):  # close names among every command, not only those loaded so far
+            raise click.exceptions.NoSuchCommand(
+                name, possibilities=self.list_commands(ctx), ctx=ctx
+            )
+        return super().resolve_command(ctx, args)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Click's entry, with a usage error (a bad or missing option, an unknown command) as
+        one line naming the help to read, like every other error, instead of click's usage
+        block."""
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.UsageError as e:
+            if isinstance(e, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+                e.show()  # a bare group: its help
+                sys.exit(e.exit_code)
+            where = e.ctx.command_path if e.ctx is not None else "warmrec"
+            message = e.format_message().rstrip(".")
+            click.echo(f"warmrec: error: {message} (see {where} -h)", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def invoke(self, ctx: click.Context):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # click deprecates protected_args

@@ -213,7 +213,7 @@ def _check_test_start(times: pl.Series, ts: float, given: TimeLike) -> None:
     lo, hi = float(times.min()), float(times.max())
     if lo < ts <= hi:
         return
-    shown = given.isoformat() if isinstance(given, dt.date) else repr(given)
+    shown = _shown(given)
     where, edge, empty = (
         ("at or before the first event", lo, "training")
         if ts <= lo
@@ -223,6 +223,11 @@ def _check_test_start(times: pl.Series, ts: float, given: TimeLike) -> None:
         f"temporal split: test_start {shown} is {where} ({_when_str(edge)}), so {empty} would "
         f"be empty; expected a time after {_when_str(lo)} and at or before {_when_str(hi)}"
     )
+
+
+def _shown(value: TimeLike) -> str:
+    """A time as the user gave it: a date as ISO text, anything else as its repr."""
+    return value.isoformat() if isinstance(value, dt.date) else repr(value)
 
 
 def _when_str(t: float) -> str:
@@ -497,8 +502,8 @@ def time_new_learners(
     v = None if valid_start is None else to_seconds(valid_start, "valid_start")
     if v is not None and v >= c:
         raise ConfigError(
-            f"split 'time_new_learners': valid_start: expected a time before cut ({cut!r}), "
-            f"found {valid_start!r}"
+            f"split 'time_new_learners': valid_start: expected a time before cut ({_shown(cut)}), "
+            f"found {_shown(valid_start)}"
         )
     key = _user_key(df, key)
     _require(df, [key, ITEM, TIME])
@@ -639,7 +644,10 @@ def temporal_split(
     if valid_start is not None:
         vs = to_seconds(valid_start, "valid_start")
         if vs > ts:
-            raise ConfigError(f"valid_start ({valid_start!r}) is after test_start ({test_start!r})")
+            raise ConfigError(
+                f"temporal split: valid_start {_shown(valid_start)} is after test_start "
+                f"{_shown(test_start)}: expected it before"
+            )
     else:
         share = DEFAULT_VALID_SHARE if valid_share is None else valid_share
         if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share < 1:

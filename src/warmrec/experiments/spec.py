@@ -587,9 +587,14 @@ class RunSpec(ConfigModel):
         if self.model.takes_trainer():
             self.model.trainer(self.train)
         elif self.train:
+            from warmrec.registry import model_class
+
+            model_keys = set(model_class(self.model.name).Config.model_fields)
+            hint = [k for k in sorted(self.train) if k in model_keys]
             raise ValueError(
                 f"train: model '{self.model.name}' takes no training settings; got "
                 f"{', '.join(sorted(self.train))}"
+                + (f" (the model's own {hint[0]}: --set model.{hint[0]}=...)" if hint else "")
             )
         if self.pretrain and not self.model.is_neural():
             raise ValueError(f"pretrain needs a neural model, '{self.model.name}' is not one")

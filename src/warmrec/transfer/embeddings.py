@@ -284,7 +284,20 @@ def init_item_embeddings(
                 out[extra] = _mean_rows(real, len(extra), noise, gen)
     elif method == "text":
         if source_titles is None or target_titles is None:
-            raise ConfigError("text init needs source_titles and target_titles (raw id -> title)")
+            missing = " and ".join(
+                side
+                for side, titles in (
+                    ("the source's", source_titles),
+                    ("the target's", target_titles),
+                )
+                if titles is None
+            )
+            raise ConfigError(
+                f"text init needs item titles on both sides, found none of {missing}: a source "
+                "pre-trained on a log with an item file holding a 'title' column (--items), and "
+                "the target's item file with one (--items FILE) (Python: source_titles= and "
+                "target_titles=, raw id -> title)"
+            )
         if top_k < 1:
             raise ConfigError(f"text init top_k: expected >= 1, found {top_k}")
         encoder = text_encoder or minilm_encoder()
