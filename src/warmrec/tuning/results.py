@@ -147,7 +147,17 @@ def plot(rows: list[TrialRow], out: Path, metric: str, importance: dict[str, flo
     names = sorted(importance, key=importance.get)
     ax.barh(names, [importance[n] for n in names], color="tab:blue")
     ax.set_xlabel("importance")
-    ax.set_title("parameter importance" + ("" if importance else " (too few trials)"))
+    complete = [r.value for r in rows if r.state == "complete" and r.value is not None]
+    why = (
+        ""
+        if importance
+        else " (too few trials)"
+        if len(complete) < 3
+        else " (every trial scored the same)"
+        if len(set(complete)) == 1
+        else " (no parameter varied)"
+    )
+    ax.set_title("parameter importance" + why)
     fig.tight_layout()
     fig.savefig(out / "importance.png", dpi=100)
     plt.close(fig)
@@ -174,8 +184,8 @@ def importance_of(rows: list[TrialRow], space: Any = None) -> dict[str, float]:
     distributions when it can run, else the absolute rank correlation of each numeric parameter
     with the score; {} with fewer than 3 completed trials."""
     done = [r for r in rows if r.state == "complete" and r.value is not None]
-    if len(done) < 3:
-        return {}
+    if len(done) < 3 or len({r.value for r in done}) == 1:
+        return {}  # too few trials, or every one scored the same: nothing to attribute
     try:
         import optuna
 
@@ -218,16 +228,33 @@ def _distributions(space: Any) -> dict[str, Any]:
 
 
 def _rank_importance(done: list[TrialRow]) -> dict[str, float]:
+    """The absolute rank correlation of each parameter with the score (a categorical one: the
+    correlation ratio of the score over its choices, on ranks), normalised to sum to 1."""
     import numpy as np
-    from scipy.stats import spearmanr
+    from scipy.stats import rankdata, spearmanr
 
     out = {}
     names = sorted({k for r in done for k in r.params})
     for n in names:
-        pts = [(r.params[n], r.value) for r in done if isinstance(r.params.get(n), (int, float))]
-        if len(pts) >= 3 and len({p for p, _ in pts}) > 1:
-            rho = spearmanr([p for p, _ in pts], [v for _, v in pts]).statistic
+        pts = [(r.params[n], r.value) for r in done if n in r.params]
+        if len(pts) < 3 or len({repr(p) for p, _ in pts}) < 2:
+            continue
+        values = np.array([v for _, v in pts], dtype=np.float64)
+        if np.ptp(values) == 0:
+            continue
+        if all(isinstance(p, int | float) and not isinstance(p, bool) for p, _ in pts):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rho = spearmanr([p for p, _ in pts], values).statistic
             out[n] = float(abs(rho)) if np.isfinite(rho) else 0.0
+        else:  # choices: the share of the scores' rank variance their means explain (eta^2)
+            ranks = rankdata(values)
+            groups: dict[str, list[float]] = {}
+            for (p, _), rk in zip(pts, ranks):
+                groups.setdefault(repr(p), []).append(rk)
+            between = sum(len(g) * (np.mean(g) - ranks.mean()) ** 2 for g in groups.values())
+            total = float(((ranks - ranks.mean()) ** 2).sum())
+            out[n] = float(np.sqrt(between / total)) if total > 0 else 0.0
     total = sum(out.values()) or 1.0
     return {k: v / total for k, v in out.items()}
 
