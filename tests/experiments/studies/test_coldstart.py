@@ -240,3 +240,18 @@ def test_table_shows_no_interval_for_one_seed_and_a_real_one_for_two():
     # [-0.8706, 1.6706], clipped to NDCG's range
     assert cells["finetune"] == "0.4000 [0.0000, 1.0000]"
     assert cells["global"] == "0.2000 [0.2000, 0.2000]"
+
+
+def test_the_rating_table_names_its_difference_in_mse():
+    """The paired test of the rating protocol is on per-user squared error; the column sat
+    beside RMSE unnamed (1.5212 = 1.2805^2 - 0.3443^2 read as an RMSE difference)."""
+    recs = [
+        {"seed": 0, "method": m, "metrics": {"3": {"rmse": r, "mae": r}},
+         "per_user": {"3": [r * r, r * r]}}
+        for m, r in (("finetune", 1.0), ("global", 1.2))
+    ]  # fmt: skip
+    table = display_table(
+        summarize(recs, (3,), ("rmse", "mae"), higher_better=False), ("rmse", "mae")
+    )
+    assert "diff of MSE [95% CI]" in table.columns and "diff [95% CI]" not in table.columns
+    assert "diff [95% CI]" in display_table(summarize([_record(0, "finetune", 0.3)], (3,))).columns

@@ -356,13 +356,12 @@ def display_table(summary: pl.DataFrame, metrics: Sequence[str] = METRICS) -> pl
         df = df.with_columns(
             pl.when(no_ci).then(means).otherwise(pl.col(f"{m} [95% CI]")).alias(f"{m} [95% CI]")
         )
-    df = with_ci(df, "diff", "diff_lo", "diff_hi", name="diff [95% CI]")
+    # the rating protocol's paired test is on per-user squared error: say so beside RMSE
+    diff = "diff [95% CI]" if "rmse" not in metrics else "diff of MSE [95% CI]"
+    df = with_ci(df, "diff", "diff_lo", "diff_hi", name=diff)
     # the baseline's own row has no paired difference: an empty cell, not "[, ]"
     df = df.with_columns(
-        pl.when(pl.col("diff").is_null())
-        .then(pl.lit(""))
-        .otherwise(pl.col("diff [95% CI]"))
-        .alias("diff [95% CI]")
+        pl.when(pl.col("diff").is_null()).then(pl.lit("")).otherwise(pl.col(diff)).alias(diff)
     )
     return df.select(
         "shots",
@@ -370,7 +369,7 @@ def display_table(summary: pl.DataFrame, metrics: Sequence[str] = METRICS) -> pl
         "n_seeds",
         *[f"{m} [95% CI]" for m in metrics],
         "ratio",
-        "diff [95% CI]",
+        diff,
         "p_value",
     )
 
