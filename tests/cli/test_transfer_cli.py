@@ -105,6 +105,13 @@ def test_study_transfer(logs, tmp_path):
     assert again.exit_code == 0 and json.loads(again.stdout)["computed"] == []
     bad = run([*args[:-3], "--fractions", "0,1", "--out", out, "--json"])
     assert bad.exit_code == 2 and "fraction" in bad.output
+    # stderr not a terminal (a log file): a plain line per run, not tqdm's \r updates
+    lines = run([*args[:-1], "--no-resume"])
+    assert lines.exit_code == 0, lines.output
+    assert "\r" not in lines.stderr
+    runs = [x for x in lines.stderr.splitlines() if x.startswith("transfer study: run ")]
+    assert [x.split(":")[1].strip().split()[1] for x in runs] == [f"{i}/6" for i in range(1, 7)]
+    assert "transfer study: pre-training the source (sasrec)" in lines.stderr
 
 
 def test_study_transfer_with_reptile_from_toml(logs, tmp_path):

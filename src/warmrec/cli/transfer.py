@@ -317,28 +317,29 @@ def study_transfer(
     tgt = DataSpec(
         path=target_path, format=target_format or fmt, columns=parse_cols(target_col)
     ).read()
-    res = run_transfer_study(
-        src.interactions,
-        tgt.interactions,
-        model=model_name,
-        strategies=_csv(strategies, "--strategies"),
-        inits=_csv(inits, "--inits"),
-        fractions=_csv(fractions, "--fractions", float),
-        seeds=tuple(range(n_seeds)),
-        model_config=cfg.get("model"),
-        trainer=cfg.get("train"),
-        source_trainer=cfg.get("source_train"),
-        baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()),
-        out_dir=out,
-        resume=not no_resume,
-        source_titles=item_titles(src.item_features),
-        target_titles=item_titles(tgt.item_features),
-        split=split,
-        strategy_options=cfg.get("strategy"),
-        init_options=cfg.get("init"),
-        reptile_config=cfg.get("reptile"),
-        progress=not as_json,
-    )
+    with progress_lines(as_json):
+        res = run_transfer_study(
+            src.interactions,
+            tgt.interactions,
+            model=model_name,
+            strategies=_csv(strategies, "--strategies"),
+            inits=_csv(inits, "--inits"),
+            fractions=_csv(fractions, "--fractions", float),
+            seeds=tuple(range(n_seeds)),
+            model_config=cfg.get("model"),
+            trainer=cfg.get("train"),
+            source_trainer=cfg.get("source_train"),
+            baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()),
+            out_dir=out,
+            resume=not no_resume,
+            source_titles=item_titles(src.item_features),
+            target_titles=item_titles(tgt.item_features),
+            split=split,
+            strategy_options=cfg.get("strategy"),
+            init_options=cfg.get("init"),
+            reptile_config=cfg.get("reptile"),
+            progress=False if as_json else None,  # a bar on a terminal, else a line per run
+        )
     if as_json:
         emit_json(
             {

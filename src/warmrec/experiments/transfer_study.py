@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ from warmrec.experiments.studies.stored import data_fingerprint
 from warmrec.io import atomic_write_text
 from warmrec.registry import get_model
 from warmrec.training.defaults import trainer_defaults_key
+from warmrec.training.loop import prints_lines, shows_bar
 from warmrec.transfer.embeddings import InitMethod
 from warmrec.transfer.strategies import StrategyName
 from warmrec.transfer.transfer import TRANSFER_TRAINER
@@ -246,7 +248,7 @@ def run_transfer_study(
     init_options: Mapping[str, Any] | None = None,
     reptile_config: Mapping[str, Any] | None = None,
     n_boot: int = 5000,
-    progress: bool = True,
+    progress: bool | None = True,
 ) -> StudyResult:
     """Run (or resume) a transfer study; see the module docstring.
 
@@ -376,6 +378,12 @@ def run_transfer_study(
         return src_prep[0]
 
     reptile_models: dict[int, Any] = {}
+    lines = prints_lines(progress)
+
+    def say(text: str) -> None:
+        """A plain progress line on stderr where no bar can show (a log file, CI)."""
+        if lines:
+            print(f"transfer study: {text}", file=sys.stderr, flush=True)
 
     def reptile_model(seed: int):
         """The Reptile-trained source model of ``seed``, from its cache or trained and saved."""
@@ -403,6 +411,7 @@ def run_transfer_study(
         else:
             src = source_prep()
             t0 = time.perf_counter()
+            say(f"pre-training the source ({model}) on {len(src.train.sequences):,} sequences")
             source_model = pretrain(model, src.train, src.valid, model_config, source_trainer)
             pretrain_s = time.perf_counter() - t0
             source_model.meta.pretrain_seconds = pretrain_s
@@ -413,7 +422,7 @@ def run_transfer_study(
         total=len(plan),
         initial=len(plan) - len(todo),
         desc="transfer study",
-        disable=not progress,
+        disable=not shows_bar(progress),
     )
     try:
         for f, s, method, kind, strat, init in todo:
@@ -453,6 +462,12 @@ def run_transfer_study(
             atomic_write_text(runs_dir / f"{key}.json", json.dumps(rec, default=float))
             computed.append(key)
             bar.update(1)
+            score = rec["metrics"].get(TEST_METRIC)
+            say(
+                f"run {len(plan) - len(todo) + len(computed)}/{len(plan)}: {method} f={f:g} "
+                f"seed={s}, {fit_s:.1f} s"
+                + (f", test {TEST_METRIC} {score:.4f}" if score is not None else "")
+            )
     finally:
         bar.close()
 
