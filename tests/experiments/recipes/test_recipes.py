@@ -99,3 +99,20 @@ def test_mooc_transfer_quick(tmp_path):
     assert rec["sknn"]["test"]["full"]["ndcg@10"] > rec["pop"]["test"]["full"]["ndcg@10"]
     methods = {r["method"] for r in rec["study-movielens"]["summary"]}
     assert {"scratch", "finetune+popularity", "reptile+popularity", "pop", "sknn"} <= methods
+
+
+def test_ssept_wiki_reads_a_target_by_its_suffix():
+    """``--data target=tgt.csv`` kept the recipe's ``format = "sasrec"`` and failed on a CSV."""
+    from warmrec.experiments.recipes import get_recipe
+
+    recipe = get_recipe("ssept-wiki")
+
+    def target_of(path):
+        runs = recipe.runs(True, {"source": "src.csv", "target": path})
+        return next(s.run_config["data"] for s in runs if s.name == "scratch-ssept")
+
+    assert target_of("wikipedia/wikipedia.txt") == {
+        "path": "wikipedia/wikipedia.txt",
+        "format": "sasrec",
+    }
+    assert target_of("tgt.csv") == {"path": "tgt.csv"}

@@ -18,6 +18,7 @@ scored under both the sampled protocol (to set beside the source's figure) and f
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from warmrec.experiments.recipes.base import CallStep, Claim, DataInput, Recipe, RunStep, Step
@@ -53,7 +54,9 @@ class SSEPTWiki(Recipe):
 
     def runs(self, quick: bool, data_paths: Mapping[str, str]) -> list[Step]:
         source = {"path": data_paths["source"]}
-        target = {"path": data_paths["target"], "format": "sasrec"}
+        target = {"path": data_paths["target"]}
+        if Path(data_paths["target"]).suffix.lower() == ".txt":  # SASRec's 'user item' lines
+            target["format"] = "sasrec"
         epochs, patience = (1, 1) if quick else (200, 20)
         net = SSEPT_QUICK if quick else SSEPT
         train = {"epochs": epochs, "patience": patience, "seed": 0}
@@ -119,7 +122,8 @@ class SSEPTWiki(Recipe):
 
     def claims(self, records: Mapping[str, Any]) -> list[Claim]:
         why_sampled = (
-            "source ML-1M there, ml-100k here (unless --data source=ML-1M); our fine-tuning "
+            "source ML-1M there, the log given as source here (ml-100k by default); our "
+            "fine-tuning "
             "stops early on validation NDCG@10 (patience 20 of 200 epochs); SSE-PT's loss "
             "here is full softmax (the official: BCE with one negative)"
         )
@@ -141,7 +145,7 @@ class SSEPTWiki(Recipe):
                 "test NDCG@10, fine-tuned SSE-PT, full ranking",
                 "not measured",
                 ("transfer-ssept", "test", "full", "ndcg@10"),
-                "loo; full ranking of the 1,000 pages",
+                "loo; full ranking of the target's catalogue (1,000 pages on Wiki1000)",
                 "the source sampled 100 negatives; full ranking is stricter",
             ),
             Claim(
@@ -162,7 +166,8 @@ class SSEPTWiki(Recipe):
             "NDCG@10 = 1/log2(rank + 1) within the top 10. Differences: the history excludes "
             "the validation item too, ties count against the model, and every user is scored "
             "(SASRec.pytorch samples 10,000 users on larger logs).",
-            "full: the test item ranked against all 1,000 pages (the project's default).",
+            "full: the test item ranked against the whole catalogue (the 1,000 pages of "
+            "Wiki1000; warmrec's default).",
         ]
 
     def report_blocks(self, records: Mapping[str, Any], out: Any) -> list[Any]:
