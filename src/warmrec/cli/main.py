@@ -235,9 +235,13 @@ class WarmrecGroup(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # click deprecates protected_args
-            args = [*ctx.protected_args, *ctx.args]  # emptied by the group's invoke
+        # emptied by the group's invoke; click 8.2+ keeps them as _protected_args (its
+        # protected_args property warns), and a warning filter changed here would reset
+        # Python's once-per-location record of every warning shown so far
+        protected = getattr(ctx, "_protected_args", None)
+        if protected is None:
+            protected = ctx.protected_args
+        args = [*protected, *ctx.args]
         try:
             with one_line_warnings():
                 return super().invoke(ctx)
