@@ -305,6 +305,10 @@ def run_transfer_study(
             "seeds as --seeds (study.seeds); the source's own is source_train.seed"
         )
     source_trainer = dict(source_trainer if source_trainer is not None else trainer)
+    from warmrec.training.loop import TrainerConfig
+
+    for settings in (trainer, source_trainer):  # checked before any work is done
+        build_config(TrainerConfig, settings)
     model_config = dict(model_config or {})
     t_split = choose_split(target_frame, split)
     s_split = choose_split(source_frame, source_split)
