@@ -152,3 +152,19 @@ def test_usage_errors_are_one_line_too(args, line):
     res = CliRunner().invoke(cli, args, prog_name="warmrec")
     assert one_line(res) == line
     assert run(["--version"]).exit_code == 0 and run(["train", "--help"]).exit_code == 0
+
+
+def test_a_bad_key_or_value_of_the_config_file_names_the_file(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,item_id,timestamp\n" + "".join(f"1,{i},{i}\n" for i in range(5)))
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('[model]\nname = "sasrec"\ndd = 3\n[train]\nepochs = "two"\n')
+    base = ["train", "--config", cfg, "--data", log, "--out", tmp_path / "m"]
+    line = one_line(run(base))
+    assert line.startswith(f"warmrec: error: {cfg}: unknown key 'dd' for model 'sasrec'")
+    cfg.write_text('[model]\nname = "sasrec"\n[train]\nepochs = "two"\n')
+    line = one_line(run(base))
+    assert line == f"warmrec: error: {cfg}: train.epochs: expected an integer >= 1, found 'two'"
+    # given again on the command line, the value is not the file's
+    line = one_line(run([*base, "--set", "train.epochs=0"]))
+    assert line == "warmrec: error: --epochs: expected an integer >= 1, found 0"

@@ -256,7 +256,14 @@ def command_config(
 ) -> dict[str, Any]:
     """A command's config: the TOML file, the command-line flags over it (key by key within each
     section), then the ``--set`` overrides."""
-    return load_config(None, sets, merge_flags(load_config(config_file, ()), flags))
+    cfg = load_config(None, sets, merge_flags(load_config(config_file, ()), flags))
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and CONFIG_FILE_KEYS in ctx.meta:  # keys given again: not the file's
+        path, keys = ctx.meta[CONFIG_FILE_KEYS]
+        given = {k for v in flags.values() if isinstance(v, dict) for k in v}
+        given |= {s.split("=", 1)[0].rsplit(".", 1)[-1].strip() for s in sets}
+        ctx.meta[CONFIG_FILE_KEYS] = (path, keys - given)
+    return cfg
 
 
 def set_option(example: str = "--set model.d=32 --set train.epochs=10"):
@@ -270,6 +277,10 @@ def set_option(example: str = "--set model.d=32 --set train.epochs=10"):
     )
 
 
+CONFIG_FILE_KEYS = "warmrec.config_file_keys"
+"""ctx.meta key: ``(path, keys)`` of the --config file the running command read."""
+
+
 def load_config(
     config_file: str | None, sets: tuple[str, ...], base: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -278,7 +289,12 @@ def load_config(
 
     cfg: dict[str, Any] = dict(base or {})
     if config_file:
-        for k, v in load_toml(config_file).items():
+        loaded = load_toml(config_file)
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None:  # an error about one of its keys names the file
+            keys = {k for v in loaded.values() if isinstance(v, dict) for k in v} | set(loaded)
+            ctx.meta[CONFIG_FILE_KEYS] = (str(config_file), keys)
+        for k, v in loaded.items():
             if isinstance(v, dict) and isinstance(cfg.get(k), dict):
                 cfg[k] = {**cfg[k], **v}
             else:

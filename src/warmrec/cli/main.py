@@ -131,6 +131,22 @@ def cli_language(message: str, flags: set[str] | None = None) -> str:
     return message
 
 
+_KEY_IN_MESSAGE = re.compile(r"unknown key '([^']+)'|^(?:[\w.]*\.)?(\w+): expected")
+
+
+def _name_config_file(ctx: click.Context, message: str) -> str:
+    """``message`` with the --config file in front where the key it names is one of the
+    file's (``cfg.toml: unknown key 'dd' for model 'sasrec' ...``)."""
+    from warmrec.cli.common import CONFIG_FILE_KEYS
+
+    found = ctx.meta.get(CONFIG_FILE_KEYS)
+    m = _KEY_IN_MESSAGE.search(message)
+    if found is None or m is None or message.startswith(found[0]):
+        return message
+    path, keys = found
+    return f"{path}: {message}" if (m.group(1) or m.group(2)) in keys else message
+
+
 def _command_flags(group: click.Group, ctx: click.Context, args: list[str]) -> set[str] | None:
     """The options of the (sub)command ``args`` name, or None where none is found."""
     cmd: click.Command = group
@@ -246,7 +262,10 @@ class WarmrecGroup(click.Group):
             with one_line_warnings():
                 return super().invoke(ctx)
         except WarmrecError as e:
-            message = cli_language(str(e), _command_flags(self, ctx, args))
+            named = _name_config_file(ctx, str(e))
+            # a value from the file is named by its key there (train.epochs), not by a flag
+            flags = set() if named != str(e) else _command_flags(self, ctx, args)
+            message = cli_language(named, flags)
             click.echo(f"warmrec: error: {message}", err=True)
             sys.exit(2)
         except FileNotFoundError as e:
