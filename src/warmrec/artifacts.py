@@ -186,6 +186,11 @@ class RunInfo(_Record):
     """Whether early stopping (``patience``) ended training before the epoch cap."""
     choices: dict[str, str] = {}
     """What the fit chose on its own (:meth:`warmrec.models.base.Recommender.fit_choices`)."""
+    refit: dict[str, Any] | None = None
+    """Where the saved model was fitted again on the whole log after its settings were chosen
+    on validation (``--refit-all``): the events and sequences it trained on, the epochs (those
+    the validated run kept) and its fit time; ``valid`` and the loop facts above are the
+    validated run's. None: the model is the validated fit."""
 
 
 class ReptileInfo(_Record):

@@ -431,3 +431,30 @@ def test_evaluate_refuses_a_split_whose_test_part_the_model_trained_on(runner, t
     assert res.exit_code == 0, res.output  # its own split, named: apart by construction
     res = run(runner, ["evaluate", str(tmp_path / "m"), "--split", "user", "--json"])
     assert res.exit_code == 2 and "were training events of the model" in res.stderr
+
+
+def test_refit_all_trains_the_saved_model_on_every_event(runner, tmp_path):
+    """User u walks x_u -> y_u -> z_u: leave-one-out trains on x_u alone, so only a model
+    fitted again on the whole log knows that z_u follows y_u (a deployed model must)."""
+    rows = [
+        (f"u{u}", f"{c}{u}", 1_600_000_000 + 60 * t) for u in range(20) for t, c in enumerate("xyz")
+    ]
+    log = tmp_path / "xyz.csv"
+    pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row").write_csv(log)
+    base = ["train", "--model", "markov", "--data", str(log)]
+    res = run(runner, [*base, "--out", str(tmp_path / "v")])
+    assert res.exit_code == 0, res.output
+    res = run(runner, [*base, "--refit-all", "--out", str(tmp_path / "r"), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["refit"]["events"] == 60 and out["refit"]["sequences"] == 20
+    top = {}
+    for name in ("v", "r"):
+        res = run(runner, ["recommend", str(tmp_path / name), "--items", "y3", "-k", "1", "--json"])
+        assert res.exit_code == 0, res.output
+        top[name] = json.loads(res.stdout)["items"][0]
+    assert top["r"] == "z3" and top["v"] != "z3"
+    # its test part is training data now: evaluating it is refused, the validated one is not
+    res = run(runner, ["evaluate", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "fitted again on the whole log (60 events" in res.stderr
+    assert run(runner, ["evaluate", str(tmp_path / "v")]).exit_code == 0

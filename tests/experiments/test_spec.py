@@ -222,3 +222,26 @@ def test_loo_new_min_new_reaches_the_split_function():
     assert spec_from_config({"split": {"method": "loo_new"}}).split.options() == {"min_new": 3}
     with pytest.raises(ConfigError, match="min_new"):
         spec_from_config({"split": {"method": "loo_new", "min_new": 1}})
+
+
+def test_refit_all_refits_a_neural_model_for_the_epochs_validation_kept(log_csv: Path) -> None:
+    from tests.conftest import tiny_net
+
+    spec = spec_from_config(
+        {
+            "data": {"path": str(log_csv)},
+            "model": {"name": "sasrec", **tiny_net("sasrec")},
+            "train": {"epochs": 6, "patience": 2, "seed": 0, "progress": False},
+            "refit_all": True,
+        }
+    )
+    prep = prepare_run(spec)
+    model = fit_run(spec, prep)
+    refit = model.meta.run.refit
+    best = model.meta.run.best_epoch
+    assert refit["on"] == "all" and refit["epochs"] == best >= 1
+    assert refit["events"] == prep.frame.height
+    assert model.train_result.epochs_run == best  # the refit's own loop: no validation left
+    assert spec.to_config()["refit_all"] is True
+    with pytest.raises(ConfigError, match="fits its own weights on the validation part"):
+        fit_run(spec.replace(model={"name": "fresh"}, train=None), prep)

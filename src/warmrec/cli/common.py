@@ -232,9 +232,10 @@ def flag_config(
 
 
 def merge_flags(cfg: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
-    """Flags over the TOML file, key by key within each section."""
+    """Flags over the TOML file, key by key within each section (a top-level value, such as
+    ``refit_all``, replaces the file's)."""
     for sec, vals in flags.items():
-        cfg[sec] = {**cfg.get(sec, {}), **vals}
+        cfg[sec] = {**cfg.get(sec, {}), **vals} if isinstance(vals, dict) else vals
     return cfg
 
 

@@ -77,6 +77,14 @@ TRAIN_FLAGS = ("epochs", "patience", "seed", "device", "threads", "checkpoint_di
     help="Data-parallel training on N Ray Train workers (neural models; same global batch).",
 )
 @click.option("--address", default=None, help="Ray cluster HOST:PORT for --workers.")
+@click.option(
+    "--refit-all",
+    is_flag=True,
+    default=None,
+    help="After the fit chosen on validation, fit again on every event of the log (for "
+    "deployment; a neural model for the epochs validation kept). The saved model cannot be "
+    "evaluated on this log any more (refit_all = true).",
+)
 @click.option("--json", "as_json", is_flag=True)
 def train(
     model_name,
@@ -93,6 +101,7 @@ def train(
     out,
     workers,
     address,
+    refit_all,
     as_json,
     **train_flags,
 ):
@@ -112,6 +121,8 @@ def train(
         tr["num_threads"] = tr.pop("threads")
     if tr:
         flags["train"] = tr
+    if refit_all:
+        flags["refit_all"] = True
     cfg = command_config(config_file, sets, flags)
     if workers is not None:
         from warmrec.tuning.distributed import train_distributed
@@ -136,6 +147,13 @@ def train(
         echo_mapping({f"valid {k}": v for k, v in res["valid"].items()})
         for k, v in res["choices"].items():
             click.echo(f"chose {k}: {v}")
+        if res.get("refit"):
+            r = res["refit"]
+            epochs = f", {r['epochs']} epochs" if r.get("epochs") else ""
+            click.echo(
+                f"refit on all {r['events']:,} events ({r['sequences']:,} sequences{epochs}, "
+                f"{r['fit_seconds']:.1f} s): the validation figures above are the validated fit's"
+            )
 
 
 @click.command("evaluate")

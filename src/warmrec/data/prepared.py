@@ -178,6 +178,16 @@ def prepare(
     )
 
 
+def whole_train(prep: Prepared) -> SequenceDataset:
+    """Every event of the log (all parts of the split) as training sequences, with the same
+    vocabularies and feature tables: what a model refitted for deployment trains on, once its
+    settings were chosen on validation (``warmrec train --refit-all``)."""
+    frame = prep.frame
+    sp = Split(frame, frame.head(0), frame.head(0), prep.split.kind, prep.split.key, {})
+    views = _Views(encode_parts(sp, prep.vocab, prep.user_vocab), sp, prep.vocab, prep.user_vocab)
+    return views.train(prep.item_features, prep.user_features)
+
+
 # ---------------------------------------------------------------------------------------------
 # the one encoded table and its views
 

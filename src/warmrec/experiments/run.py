@@ -40,6 +40,7 @@ def _summary(spec: RunSpec, model: Any, prep: Any, out: str | Path) -> dict[str,
         "n_valid": run.n_valid,
         "split": prep.info["split"],
         "split_info": prep.info["split_info"],
+        "refit": run.refit,
     }
 
 
@@ -129,6 +130,14 @@ def run_evaluate(
     if part not in ("test", "valid"):
         raise ConfigError(f"--part must be test or valid, found {part!r}")
     model = Recommender.load(model_dir)
+    refit = getattr(getattr(model.meta, "run", None), "refit", None)
+    if refit:
+        raise ConfigError(
+            f"{model_dir}: the model was fitted again on the whole log ({refit.get('events')} "
+            "events, --refit-all), its validation and test parts included: scored on them it "
+            "would be scored on what it trained on; its validated run's figures are in its "
+            "record (meta.run.valid), or evaluate the model saved without --refit-all"
+        )
     spec = saved_spec(model, cfg, model_dir)
     prep = prepare_run(spec, vocab=model.vocab, user_vocab=model.user_vocab)
     es = prep.test if part == "test" else prep.valid

@@ -550,6 +550,10 @@ class RunSpec(ConfigModel):
     """Fit as a transfer source (neural models; records item counts and titles)."""
     transfer: TransferSpec | None = None
     """Fine-tune a pre-trained model on this data instead of fitting ``model`` from scratch."""
+    refit_all: bool = False
+    """After the fit chosen on validation, fit the model again on every event of the log
+    (validation and test included: for deployment), a neural model for the epochs the
+    validated run kept; the saved model cannot be evaluated on this log any more."""
 
     @model_validator(mode="before")
     @classmethod
@@ -626,6 +630,8 @@ class RunSpec(ConfigModel):
             out["eval"] = ev
         if self.pretrain:
             out["pretrain"] = True
+        if self.refit_all:
+            out["refit_all"] = True
         if self.transfer is not None:
             out["transfer"] = self.transfer.model_dump(mode="json", exclude_defaults=True)
             out["transfer"]["source"] = self.transfer.source
@@ -656,7 +662,7 @@ def spec_from_config(cfg: Mapping[str, Any] | RunSpec) -> RunSpec:
     sections and keys, bad values, a model that takes no training settings -- each one line."""
     if isinstance(cfg, RunSpec):
         return cfg
-    unknown = sorted(set(cfg) - {*SECTIONS, "pretrain"})
+    unknown = sorted(set(cfg) - {*SECTIONS, "pretrain", "refit_all"})
     if unknown:
         raise ConfigError(
             f"unknown config section(s) {', '.join(unknown)}; valid: {', '.join(sorted(SECTIONS))}"
@@ -779,7 +785,56 @@ def fit_run(
     if evaluate_valid and getattr(prepared, "valid", None) is not None and len(prepared.valid):
         res = evaluate_run(model, prepared.valid, spec, prepared)
         valid, n_valid = dict(res.summary), res.n_examples
-    return record_run(model, spec, prepared, fit_seconds=fit_s, valid=valid, n_valid=n_valid)
+    record_run(model, spec, prepared, fit_seconds=fit_s, valid=valid, n_valid=n_valid)
+    if spec.refit_all:
+        model = _refit_all(spec, prepared, model)
+    return model
+
+
+def _refit_all(spec: RunSpec, prepared: Any, selected: Any) -> Any:
+    """``selected`` (fitted and validated) fitted again from scratch on every event of the log,
+    with its settings; a neural model for the epochs the validated run kept (no validation
+    left to stop on). The run record is the validated run's, with ``refit`` added."""
+    from warmrec.data.prepared import whole_train
+    from warmrec.registry import get_model
+
+    if spec.transfer is not None or spec.pretrain:
+        raise ConfigError(
+            "refit_all applies to a model fitted from scratch (train); a transfer or "
+            "pre-training run is saved as validated"
+        )
+    if getattr(selected, "fits_on_validation", False):
+        raise ConfigError(
+            f"refit_all: model '{selected.name}' fits its own weights on the validation part, "
+            "which a refit on the whole log would train on too; save it as validated"
+        )
+    whole = whole_train(prepared)
+    model = get_model(spec.model.name, spec.model.config)
+    t0 = time.perf_counter()
+    refit: dict[str, Any] = {
+        "on": "all",
+        "events": int(prepared.frame.height),
+        "sequences": len(whole.sequences),
+    }
+    if spec.model.is_neural() or (spec.train and spec.model.takes_trainer()):
+        best = getattr(getattr(selected, "train_result", None), "best_epoch", None)
+        if not best:
+            raise ConfigError(
+                f"refit_all: the validated run of '{selected.name}' kept no epoch to refit for"
+            )
+        model.fit(whole, None, trainer={**spec.train, "epochs": int(best)})
+        refit["epochs"] = int(best)
+    else:
+        model.fit(whole, None)
+    refit["fit_seconds"] = time.perf_counter() - t0
+    model.meta.run = selected.meta.run.model_copy(update={"refit": refit})
+    for name in ("item_counts", "features", "text", "item_titles"):
+        if (
+            getattr(selected.meta, name, None) is not None
+            and getattr(model.meta, name, None) is None
+        ):
+            setattr(model.meta, name, getattr(selected.meta, name))
+    return model
 
 
 def record_run(
@@ -843,6 +898,7 @@ def spec_of_model(model: Any, where: str | Path = "") -> RunSpec:
         spec = dict(run.spec)
         spec.pop("transfer", None)  # evaluating needs no source model
         spec["pretrain"] = False
+        spec["refit_all"] = False
         spec["model"] = None
         spec["train"] = {}
         return build_config(RunSpec, spec)
