@@ -1,5 +1,7 @@
 """Atomic writes leave the old file or directory intact when writing fails."""
 
+import os
+
 import pytest
 
 from warmrec.io import atomic_dir, atomic_write_text
@@ -257,3 +259,20 @@ def test_check_output_refuses_a_read_only_file_system(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert "Read-only file system" in r.stdout and str(ro) in r.stdout
+
+
+def test_same_log_tells_a_touch_from_an_edit(tmp_path):
+    from warmrec.io import fingerprint, same_log
+
+    f = tmp_path / "log.csv"
+    f.write_bytes(b"user_id,item_id\n" + b"u,i\n" * 600_000)  # past the sampled head and tail
+    before = fingerprint(f)
+    st = f.stat()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert fingerprint(f) != before and same_log(before, fingerprint(f))  # touched
+    data = bytearray(f.read_bytes())
+    data[-2:-1] = b"j"  # the same size, the last line edited (u,i -> u,j)
+    f.write_bytes(bytes(data))
+    assert not same_log(before, fingerprint(f))
+    assert not same_log(f"{st.st_size}:{st.st_mtime_ns - 1}", fingerprint(f))  # an older record
+    assert same_log(before, None)  # not there to compare: nothing to say

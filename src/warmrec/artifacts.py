@@ -114,7 +114,8 @@ class DataSource(_Record):
     duplicates: str = "keep"
     """``--drop-duplicates``: ``"drop"`` where the exact duplicate events were dropped."""
     fingerprint: str | None = None
-    """The log's size and modification time when it was read (:func:`warmrec.io.fingerprint`):
+    """The log's size, modification time and sampled bytes when it was read
+    (:func:`warmrec.io.fingerprint`):
     reading the record's data again warns where they differ (the split may then differ)."""
 
     @classmethod

@@ -14,6 +14,7 @@ its process is gone. :func:`check_output` checks an output path before any work 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -312,21 +313,54 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(aside, ignore_errors=True)
 
 
+SAMPLE_BYTES = 1 << 20  # a fingerprint hashes the first and the last MiB of each file
+
+
 def fingerprint(path: str | Path) -> str | None:
-    """A cheap identity of a log on disk: size and modification time of the file, or of the
-    files of a folder (their count, total size and latest time); None where the path is not
-    there (a dataset name). Not a hash: a copy with a new time differs, an edit that keeps both
-    does not."""
+    """A cheap identity of a log on disk: size and modification time of the file (of a folder:
+    its files' count, total size and latest time), then ``#`` and a SHA-256 of the first and
+    last MiB of each file; None where the path is not there (a dataset name). Not a hash of
+    everything: an edit in the middle that keeps the size is not seen. :func:`same_log`
+    compares two."""
     p = Path(path)
     try:
         if p.is_file():
             st = p.stat()
-            return f"{st.st_size}:{st.st_mtime_ns}"
+            return f"{st.st_size}:{st.st_mtime_ns}#{_sample_digest([p])}"
         if p.is_dir():
-            stats = [f.stat() for f in sorted(p.rglob("*")) if f.is_file()]
+            files = [f for f in sorted(p.rglob("*")) if f.is_file()]
+            stats = [f.stat() for f in files]
             size = sum(st.st_size for st in stats)
             latest = max((st.st_mtime_ns for st in stats), default=0)
-            return f"{len(stats)}:{size}:{latest}"
+            return f"{len(stats)}:{size}:{latest}#{_sample_digest(files)}"
     except OSError:
         return None
+    return None
+
+
+def _sample_digest(files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            h.update(fh.read(SAMPLE_BYTES))
+            size = fh.seek(0, 2)
+            if size > SAMPLE_BYTES:
+                fh.seek(max(SAMPLE_BYTES, size - SAMPLE_BYTES))
+                h.update(fh.read())
+    return h.hexdigest()[:16]
+
+
+def same_log(recorded: str, now: str | None) -> bool:
+    """Whether two :func:`fingerprint` values are of the same log: the same sizes and time,
+    or (a file touched or copied: a new time) the same sizes and sampled bytes. A record
+    without sampled bytes (an older model) compares size and time alone."""
+    if now is None or recorded == now:
+        return True
+    rec_quick, _, rec_sample = recorded.partition("#")
+    now_quick, _, now_sample = now.partition("#")
+    if rec_quick == now_quick:
+        return True
+    if not rec_sample:
+        return False
+    return rec_quick.rsplit(":", 1)[0] == now_quick.rsplit(":", 1)[0] and rec_sample == now_sample
     return None

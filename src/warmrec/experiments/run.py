@@ -212,14 +212,14 @@ def _warn_if_changed(model: Any, where: str | Path) -> None:
     import warnings
 
     from warmrec.errors import DataWarning
-    from warmrec.io import fingerprint
+    from warmrec.io import fingerprint, same_log
 
     run = getattr(model.meta, "run", None)
     rec = getattr(run, "data", None)
     if rec is None or rec.fingerprint is None:
         return
     now = fingerprint(rec.path)
-    if now is not None and now != rec.fingerprint:
+    if not same_log(rec.fingerprint, now):
         warnings.warn(
             f"{rec.path}: the log has changed since {where or 'the model'} was trained on it "
             "(its size or modification time differ): its split, and the parts scored, may "
