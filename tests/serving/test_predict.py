@@ -140,6 +140,12 @@ def test_cli_predict_from_recorded_data(trained, tmp_path):
     info = json.loads(res.stdout)
     assert info["n_sequences"] == 40 and info["n_rows"] == 120
     assert pl.read_parquet(out).height == 120
+    # stderr not a terminal (a log file): a line per tenth of the sequences, no tqdm \r
+    args = ["predict", str(model_dir), "-k", "3", "--out", str(out), "--batch-size", "4"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0 and "\r" not in res.stderr
+    lines = [x for x in res.stderr.splitlines() if x.startswith("predict: ")]
+    assert [x.split()[1] for x in lines] == [f"{4 * i}/40" for i in range(1, 11)]
 
 
 @pytest.mark.parametrize("flags", [["--part", "test"], ["--split", "test"]])

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import click
 
-from warmrec.cli.common import data_options, emit_json, flag_config, load_config, merge_flags
+from warmrec.cli.common import (
+    data_options,
+    emit_json,
+    flag_config,
+    load_config,
+    merge_flags,
+    progress_lines,
+)
 
 PARTS = ("all", "train", "valid", "test")  # warmrec.serving.predict.PARTS
 
@@ -98,18 +105,19 @@ def predict_cmd(
                 show(message, category, *args, **kwargs)
 
         warnings.showwarning = quiet_default_k
-        res = run_predict(
-            model_dir,
-            cfg,
-            out,
-            part=part or "all",
-            k=k,
-            exclude_seen=exclude_seen,
-            fallback=None if fallback == "none" else fallback,
-            batch_size=batch_size,
-            threads=threads,
-            progress=not no_progress and not as_json,
-        )
+        with progress_lines(as_json):
+            res = run_predict(
+                model_dir,
+                cfg,
+                out,
+                part=part or "all",
+                k=k,
+                exclude_seen=exclude_seen,
+                fallback=None if fallback == "none" else fallback,
+                batch_size=batch_size,
+                threads=threads,
+                progress=False if no_progress or as_json else None,
+            )
     if as_json:
         emit_json(res.as_dict())
     else:

@@ -34,6 +34,7 @@ empty history) is skipped (counted in :attr:`PredictSummary.n_skipped`) unless
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 from collections.abc import Mapping
@@ -48,6 +49,7 @@ import torch
 from warmrec.errors import ConfigError, WarmrecWarning
 from warmrec.io import check_output, exit_on_signal, temp_file
 from warmrec.serving.bundle import ModelBundle, top_k
+from warmrec.training.loop import prints_lines, shows_bar
 
 PARTS = ("all", "train", "valid", "test")
 MAX_CELLS = 1 << 25  # scores held at once (128 MiB of float32)
@@ -211,7 +213,7 @@ def predict(
     fallback: str | None = None,
     batch_size: int = 512,
     max_cells: int = MAX_CELLS,
-    progress: bool = True,
+    progress: bool | None = True,
 ) -> PredictSummary:
     """Write the top-``k`` items of every history to ``out`` (``.csv`` or ``.parquet``).
 
@@ -273,13 +275,26 @@ def predict(
             )
         )
 
+    total = len(nonempty) + (len(empty) if fallback else 0)
+    lines = prints_lines(progress)  # no bar can show (a log file): a line per tenth
+    marks = {max(1, round(total * i / 10)) for i in range(1, 11)} if lines else set()
+    done = 0
+
+    def advance(bar: Any, n: int) -> None:
+        nonlocal done
+        bar.update(n)
+        before, done = done, done + n
+        if any(before < m <= done for m in marks):
+            elapsed = time.perf_counter() - t0
+            print(f"predict: {done:,}/{total:,} sequences, {elapsed:.1f} s", file=sys.stderr)
+
     with exit_on_signal():  # SIGTERM/SIGHUP: the temporary file is removed on the way out
         writer = _Writer(out)
         try:
             with tqdm(
-                total=len(nonempty) + (len(empty) if fallback else 0),
+                total=total,
                 unit="seq",
-                disable=not progress,
+                disable=not shows_bar(progress),
                 desc="predict",
             ) as bar:
                 for lo in range(0, len(nonempty), rows):
@@ -288,14 +303,14 @@ def predict(
                     scores = bundle.score_matrix(hist)
                     vals, idx = top_k(scores, k, seen=hist if exclude_seen else None)
                     emit(sel, vals, idx)
-                    bar.update(len(sel))
+                    advance(bar, len(sel))
                 if fallback and len(empty):
                     for lo in range(0, len(empty), rows):
                         sel = empty[lo : lo + rows]
                         scores = bundle._popular.unsqueeze(0).repeat(len(sel), 1)
                         vals, idx = top_k(scores, k)
                         emit(sel, vals, idx)
-                        bar.update(len(sel))
+                        advance(bar, len(sel))
                     n_fallback = len(empty)
             writer.close(pl.DataFrame(schema=schema))
         except BaseException:
@@ -323,7 +338,7 @@ def run_predict(
     fallback: str | None = None,
     batch_size: int = 512,
     threads: int = 0,
-    progress: bool = True,
+    progress: bool | None = True,
 ) -> PredictSummary:
     """``warmrec predict``: load a model directory, read its histories, write the top-k file.
 
