@@ -207,7 +207,10 @@ def test_auto_picks_a_text_variant_on_a_growing_catalogue(growing, tmp_path, mon
     assert w["family"] == "sasrec" and "item_repr=" in w["origin"], w
     state = json.loads((tmp_path / "auto" / "auto_state.json").read_text())
     value = {t["id"]: t["value"] for t in state["trials"]}
-    assert w["valid"]["ndcg@10"] > 1.2 * value["sasrec-000"]  # the ID defaults
+    # ahead of the ID defaults; by how much depends on the epochs the 60-s budget allows
+    # (1.06x beside a heavy test in the full suite on 2 cores, above 1.2x alone): the margin
+    # that cannot depend on it is the new videos' slice below, where an ID model scores 0
+    assert w["valid"]["ndcg@10"] > value["sasrec-000"]  # the ID defaults
     # the test's new videos: ranked by their text (an ID-only model scores them 0)
     new = w["slices"]["new_items"]
     assert new["n"] > 50 and new["ndcg@10"] > 0.3, new
