@@ -239,3 +239,35 @@ def test_demo_uses_a_split_folder_as_given_unless_resplit(tmp_path):
         warnings.simplefilter("ignore")
         _, info = run_demo(data, out=tmp_path / "o2", split="loo", resplit=True, **kw)
     assert info["split"] == "loo"
+
+
+def test_a_table_given_in_python_is_checked_as_a_file_would_be():
+    """Text times sorted as text ("10" before "8": the test example became [3, 4, 1] -> 2);
+    a NaN or null time was taken; a datetime column crashed the temporal split; pandas
+    tables raised AttributeError."""
+    import datetime as dt
+
+    from warmrec.data.prepared import prepare
+    from warmrec.errors import DataError
+
+    base = {"user_id": [1] * 4 + [2] * 3, "item_id": [1, 2, 3, 4, 1, 2, 3]}
+    text = pl.DataFrame({**base, "timestamp": ["8", "9", "10", "11", "1", "2", "3"]})
+    with pytest.raises(DataError, match="timestamps must be numbers or datetimes"):
+        prepare(text)
+    nan = pl.DataFrame({**base, "timestamp": [8.0, float("nan"), 10, 11, 1, 2, 3]})
+    with pytest.raises(DataError, match=r"missing value \(NaN\) at data row 2"):
+        prepare(nan)
+    good = pl.DataFrame({**base, "timestamp": [8, 9, 10, 11, 1, 2, 3]})
+    p = prepare(good.to_pandas())  # pandas, as RecTools and LensKit take it
+    assert p.vocab.decode(p.test.targets.tolist()) == [4, 3]  # each user's latest event
+    start = dt.datetime(2024, 1, 1)
+    when = pl.DataFrame(
+        {**base, "timestamp": [start + dt.timedelta(days=d) for d in (8, 9, 10, 11, 1, 2, 3)]}
+    )
+    sp = prepare(
+        when, split="temporal", split_options={"test_start": "2024-01-11", "valid_share": 0.25}
+    )
+    assert (
+        sp.split.test["timestamp"].min()
+        == dt.datetime(2024, 1, 11, tzinfo=dt.timezone.utc).timestamp()
+    )

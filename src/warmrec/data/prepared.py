@@ -30,7 +30,7 @@ import numpy as np
 import polars as pl
 
 from warmrec.data.dataset import EvalSet, SequenceDataset, sorted_examples
-from warmrec.data.schema import ITEM, SESSION, TIME, USER, sequence_key
+from warmrec.data.schema import ITEM, SESSION, TIME, USER, canonical_table, sequence_key
 from warmrec.data.sequences import IDX, SequenceData
 from warmrec.data.split import Split, default_split
 from warmrec.data.vocab import ItemVocab
@@ -132,7 +132,7 @@ def prepare(
         item_features = item_features if item_features is not None else data.item_features
         user_features = user_features if user_features is not None else data.user_features
     else:
-        frame = data
+        frame = canonical_table(data)  # checked as a file's would be (text times, NaN, nulls)
     opts = dict(split_options or {})
     if parts is not None and not resplit:
         if split not in (None, GIVEN):

@@ -201,6 +201,12 @@ def load_interactions(
     "predicted", so they inflate repeat-aware metrics; kept, more than
     :data:`~warmrec.data.filters.DUPLICATE_WARN_SHARE` of the events warns.
     """
+    if not isinstance(path, str | Path):
+        raise ConfigError(
+            f"path: expected a file or folder path (str or Path), found {type(path).__name__}; "
+            "a table in memory goes to warmrec.prepare(table) or "
+            "warmrec.data.schema.canonical_table(table) as it is"
+        )
     if duplicates not in ("keep", "drop"):
         raise ConfigError(f"duplicates: expected keep or drop, found {duplicates!r}")
     out = _read_log(path, format, columns, sep, order, no_timestamp, time_unit, max_id_length,

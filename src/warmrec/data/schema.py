@@ -15,6 +15,8 @@ naming the source, the field, what was found and what was expected.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import polars as pl
 
@@ -117,6 +119,34 @@ def _cast_id(df: pl.DataFrame, col: str, source: str | None) -> pl.Series:
         expected="integer or string ids",
         found=str(s.dtype),
     )
+
+
+def canonical_table(data: Any, what: str = "the interaction table") -> pl.DataFrame:
+    """A table given in Python (a Polars or pandas DataFrame with the canonical column names)
+    checked and cast as a log read from a file is (:func:`validate_interactions`): times as
+    float seconds (a datetime column converted), no missing or NaN time, integer or text ids.
+    A text time column was sorted as text (``"10"`` before ``"8"``): it is refused."""
+    if not isinstance(data, pl.DataFrame):
+        if type(data).__module__.split(".")[0] == "pandas" and hasattr(data, "columns"):
+            data = pl.from_pandas(data)
+        else:
+            raise DataError(
+                f"{what}: not a table",
+                expected="a polars or pandas DataFrame (or a path: warmrec.load_interactions)",
+                found=type(data).__name__,
+            )
+    out = validate_interactions(data, source=what)
+    nan = out[TIME].is_nan()
+    if nan.any():
+        row = int(nan.arg_max())
+        raise DataError(
+            f"missing value (NaN) at data row {row + 1}",
+            path=what,
+            field=TIME,
+            expected="a time",
+            found="NaN",
+        )
+    return out
 
 
 def validate_interactions(df: pl.DataFrame, *, source: str | None = None) -> pl.DataFrame:

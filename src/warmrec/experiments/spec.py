@@ -689,7 +689,11 @@ def prepare_run(spec: RunSpec, *, vocab: Any = None, user_vocab: Any = None, dat
             raise ConfigError("no data path: give --data PATH or [data] path in the config")
         inter = spec.data.read()
     else:
-        inter = data if isinstance(data, Interactions) else Interactions(interactions=data)
+        if not isinstance(data, Interactions):
+            from warmrec.data.schema import canonical_table
+
+            data = Interactions(interactions=canonical_table(data))
+        inter = data
     sp = resolve_split(spec.split, inter)
     if isinstance(sp, ColdStartSplit):
         return _prepare_coldstart(spec, sp, inter, vocab)
