@@ -73,3 +73,22 @@ def test_the_service_follows_the_model_unless_the_request_says(trained):
         assert c.post("/sessions/s/events", json={"items": [1, 2, 3]}).status_code == 200
         rec = c.get("/sessions/s/recommendations", params={"k": 10}).json()
         assert len(rec["items"]) == 7
+
+
+def test_the_python_recommend_takes_the_recorded_choice_too(trained):
+    """``load_model(...).recommend`` ranked the history's items while ``warmrec recommend``
+    on the same directory left them out."""
+    import warmrec
+    from warmrec.errors import ModelError
+
+    ex = warmrec.load_model(trained / "ex")
+    assert ex.excludes_seen() is True
+    (got,) = ex.recommend([[1, 2, 3]], k=10)
+    assert len(got) == 7 and not {1, 2, 3} & set(got)
+    assert len(ex.recommend([[1, 2, 3]], k=10, exclude_seen=False)[0]) == 10
+    assert warmrec.load_model(trained / "keep").excludes_seen() is False
+    # one history without its brackets, or a string, is refused naming the argument
+    with pytest.raises(ModelError, match=r"histories\[0\]: expected a list of raw item ids"):
+        ex.recommend([1, 2, 3])
+    with pytest.raises(ModelError, match="histories: expected a list of histories"):
+        ex.recommend("123")

@@ -34,6 +34,26 @@ class UnknownItemWarning(WarmrecWarning):
     """A history named items the model's vocabulary does not know; they were ignored."""
 
 
+def _listlike(x: Any) -> bool:
+    return hasattr(x, "__len__") and hasattr(x, "__iter__") and not isinstance(x, dict)
+
+
+def _check_histories(histories: Any) -> None:
+    """A list of histories, each a list of raw ids: a flat list of ids (one history without
+    its brackets) or a string is refused, naming the argument."""
+    if isinstance(histories, str | bytes) or not _listlike(histories):
+        raise ModelError(
+            "histories: expected a list of histories (lists of raw item ids, e.g. [[50, 172]]), "
+            f"found {type(histories).__name__}"
+        )
+    for j, h in enumerate(histories):
+        if isinstance(h, str | bytes) or not _listlike(h):
+            raise ModelError(
+                f"histories[{j}]: expected a list of raw item ids (one history: [[50, 172]], "
+                f"not [50, 172]), found {type(h).__name__} {h!r}"
+            )
+
+
 @runtime_checkable
 class RecommenderProtocol(Protocol):
     def fit(self, train: SequenceDataset, valid: EvalSet | None = None) -> Any: ...
@@ -107,9 +127,18 @@ class Recommender:
         nothing was chosen."""
         return {}
 
+    def excludes_seen(self) -> bool:
+        """Whether the model was evaluated with the history's items out of the ranking (its
+        run's ``[eval] exclude_seen``, e.g. as ``warmrec auto`` chose it on validation); False
+        where no run is recorded."""
+        run = getattr(self.meta, "run", None)
+        spec = getattr(run, "spec", None) or {}
+        return bool((spec.get("eval") or {}).get("exclude_seen", False))
+
     def encode_histories(self, histories: Sequence[Sequence[Any]]) -> Batch:
         """Raw-id histories -> a scoring batch; unknown items are dropped with a warning."""
         self._check_fitted()
+        _check_histories(histories)
         enc, unknown = [], []
         for h in histories:
             idx = self.vocab.lookup(h)
@@ -132,15 +161,20 @@ class Recommender:
         histories: Sequence[Sequence[Any]],
         k: int = 10,
         *,
-        exclude_seen: bool = False,
+        exclude_seen: bool | None = None,
         exclude: Sequence[Any] | None = None,
         fallback: str | None = None,
     ) -> list[list[Any]]:
-        """Top-``k`` raw item ids for each raw-id history (most recent item last).
+        """Top-``k`` raw item ids for each raw-id history (most recent item last):
+        ``histories`` is a list of histories (``[[50, 172, 133]]`` for one).
 
-        A history with no item the model knows (empty, or only unknown ids) raises
-        :class:`ModelError`, unless ``fallback="popular"``: it then gets the most frequent
-        training items (``meta.item_counts``)."""
+        ``exclude_seen`` None: as the model was evaluated (:meth:`excludes_seen`: its run's
+        ``eval.exclude_seen``, False for a model fitted in Python), as ``warmrec recommend``,
+        ``predict`` and the service do. A history with no item the model knows (empty, or only
+        unknown ids) raises :class:`ModelError`, unless ``fallback="popular"``: it then gets
+        the most frequent training items (``meta.item_counts``)."""
+        if exclude_seen is None:
+            exclude_seen = self.excludes_seen()
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
             raise ModelError(f"k: expected a whole number >= 1, found {k!r}")
         if fallback not in (None, "popular"):

@@ -242,9 +242,7 @@ class ModelBundle:
         """Whether the model was evaluated with the history's items out of the ranking (its
         run's ``[eval] exclude_seen``, e.g. as ``warmrec auto`` chose it on validation): the
         default of :meth:`recommend`, ``predict`` and the service. False where not recorded."""
-        run = getattr(getattr(self.model, "meta", None), "run", None)
-        spec = getattr(run, "spec", None) or {}
-        return bool((spec.get("eval") or {}).get("exclude_seen", False))
+        return bool(self.model.excludes_seen())
 
     def _padded(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         from warmrec.data.sequences import pad_windows
