@@ -358,3 +358,30 @@ def test_unseen_negatives_when_every_other_item_was_seen():
     es = make_set([[1, 2, 3]], [4], 5)  # items 1..4: all but the target seen
     with pytest.raises(ConfigError, match="seen every item"):
         evaluate(FixedScores(np.zeros((1, 5))), es, ["hr@1"], "sampled-unseen-3")
+
+
+def test_no_example_is_nan_not_zero_and_a_metric_may_be_one_string():
+    """A split that left nothing to score reported HR@10 0.0, as if the model had missed
+    every target; ``metrics="ndcg@10"`` was read letter by letter ("metric 'n'")."""
+    import warnings as w
+
+    import polars as pl
+
+    from warmrec.data.prepared import prepare
+    from warmrec.errors import DataWarning
+    from warmrec.evaluation.evaluate import evaluate
+    from warmrec.registry import get_model
+
+    one_event = pl.DataFrame(
+        {"session_id": [1, 2, 3], "item_id": [1, 2, 3], "timestamp": [1.0, 2.0, 3.0]}
+    )
+    with w.catch_warnings(record=True) as caught:
+        w.simplefilter("always")
+        p = prepare(one_event, split="loo")
+    assert any(
+        issubclass(c.category, DataWarning) and "no test example" in str(c.message) for c in caught
+    )
+    model = get_model("pop").fit(p.train)
+    res = evaluate(model, p.test, "hr@10,ndcg@10")
+    assert res.n_examples == 0 and set(res.summary) == {"hr@10", "ndcg@10"}
+    assert all(v != v for v in res.summary.values())  # NaN

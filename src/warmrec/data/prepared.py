@@ -173,6 +173,17 @@ def prepare(
         "valid": len(valid),
         "test": len(test),
     }
+    if len(test) == 0:
+        import warnings
+
+        from warmrec.errors import DataWarning
+
+        warnings.warn(
+            f"the {method} split leaves no test example (sequences too short for it, or "
+            "held-out items never seen in training): evaluating gives NaN",
+            DataWarning,
+            stacklevel=2,
+        )
     return Prepared(
         frame, sp, vocab, user_vocab, train, valid, test, item_features, user_features, info, enc
     )

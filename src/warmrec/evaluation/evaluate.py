@@ -187,7 +187,7 @@ def nan_mean(vals: np.ndarray) -> float:
 def evaluate(
     model,
     eval_set: EvalSet,
-    metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS,
+    metrics: str | tuple[str, ...] | list[str] = DEFAULT_METRICS,
     protocol: str = "full",
     *,
     exclude_seen: bool = False,
@@ -216,6 +216,8 @@ def evaluate(
             ``item_categories``.
         ModelError: ``model.score`` returned a matrix of the wrong shape.
     """
+    if isinstance(metrics, str):  # one metric, or several separated by commas
+        metrics = [m.strip() for m in metrics.split(",") if m.strip()]
     specs = [M.parse_metric(m) for m in metrics]
     sampled = _sample_protocol(protocol)
     list_specs = [s for s in specs if s.name in M.LIST_METRICS]
@@ -331,7 +333,7 @@ def evaluate(
         if s.name in M.RANK_METRICS:
             vals = M.RANK_METRICS[s.name](ranks, s.k)
         elif s.name == "coverage":
-            summary[s.label] = M.coverage(topk_all[:, : s.k], n_items) if n else 0.0
+            summary[s.label] = M.coverage(topk_all[:, : s.k], n_items) if n else float("nan")
             continue
         elif s.name == "popularity":
             vals = M.mean_popularity(topk_all[:, : s.k], item_counts)
@@ -339,5 +341,5 @@ def evaluate(
             hr, ap = M.category_hits(topk_all[:, : s.k], eval_set.targets, item_categories)
             vals = hr if s.name == "cat_hr" else ap
         per_example[s.label] = vals
-        summary[s.label] = nan_mean(vals) if n else 0.0
+        summary[s.label] = nan_mean(vals) if n else float("nan")  # no example: not 0
     return EvalResult(summary, per_example, ranks, protocol, n)
