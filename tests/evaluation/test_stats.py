@@ -305,3 +305,26 @@ def test_mean_over_seeds_gives_one_value_per_example():
     assert paired.mean_diff == pytest.approx(pooled.mean_diff)
     width = paired.ci[1] - paired.ci[0]
     assert width > 1.3 * (pooled.ci[1] - pooled.ci[0])
+
+
+def test_compare_refuses_results_of_other_examples_of_the_same_count():
+    """Markov on validation and Pop on test (200 examples each) were paired: p 0.0001."""
+    import polars as pl
+
+    from warmrec.data.prepared import prepare
+    from warmrec.evaluation.evaluate import evaluate
+    from warmrec.registry import get_model
+
+    rows = [(u, (u + t) % 7, float(t)) for u in range(40) for t in range(5)]
+    p = prepare(pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row"))
+    pop, markov = get_model("pop").fit(p.train), get_model("markov").fit(p.train)
+    same = compare(
+        {"pop": evaluate(pop, p.test), "markov": evaluate(markov, p.test)}, "pop", "ndcg@10"
+    )
+    assert same.height == 2
+    other = {"pop": evaluate(pop, p.test), "markov": evaluate(markov, p.valid)}
+    assert other["pop"].n_examples == other["markov"].n_examples == 40
+    with pytest.raises(DataError, match="these have as many but other ones"):
+        compare(other, "pop", "ndcg@10")
+    with pytest.raises(ConfigError, match=r"ndcg@5 \(it was not computed"):
+        compare({"pop": evaluate(pop, p.test), "markov": evaluate(markov, p.test)}, "pop", "ndcg@5")

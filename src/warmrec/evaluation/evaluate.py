@@ -58,6 +58,9 @@ class EvalResult:
     protocol: str
     n_examples: int
     extra: dict[str, float] = field(default_factory=dict)
+    examples: str = ""
+    """A digest of the examples scored (targets and history lengths, in order):
+    :func:`~warmrec.evaluation.stats.compare` pairs only results of the same examples."""
 
     @property
     def table(self) -> pl.DataFrame:
@@ -342,4 +345,14 @@ def evaluate(
             vals = hr if s.name == "cat_hr" else ap
         per_example[s.label] = vals
         summary[s.label] = nan_mean(vals) if n else float("nan")  # no example: not 0
-    return EvalResult(summary, per_example, ranks, protocol, n)
+    return EvalResult(summary, per_example, ranks, protocol, n, examples=examples_digest(eval_set))
+
+
+def examples_digest(eval_set: EvalSet) -> str:
+    """Which examples an evaluation scored: a digest of the targets and the history lengths."""
+    import hashlib
+
+    h = hashlib.sha256(np.ascontiguousarray(eval_set.targets, dtype=np.int64).tobytes())
+    lens = np.asarray(eval_set.ends, dtype=np.int64) - np.asarray(eval_set.starts, dtype=np.int64)
+    h.update(np.ascontiguousarray(lens).tobytes())
+    return h.hexdigest()[:16]

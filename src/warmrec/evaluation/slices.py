@@ -23,6 +23,7 @@ reported for ``all`` only.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -92,7 +93,10 @@ def subset_result(res: EvalResult, index: np.ndarray) -> EvalResult:
     index = np.asarray(index, dtype=np.int64)
     per = {k: v[index] for k, v in res.per_example.items()}
     summary = {k: (float(v.mean()) if len(v) else float("nan")) for k, v in per.items()}
-    return EvalResult(summary, per, res.ranks[index], res.protocol, len(index))
+    digest = (
+        f"{res.examples}[{hashlib.sha256(np.asarray(index, np.int64).tobytes()).hexdigest()[:8]}]"
+    )
+    return EvalResult(summary, per, res.ranks[index], res.protocol, len(index), examples=digest)
 
 
 def evaluate_slices(

@@ -283,10 +283,14 @@ def compare(
     base = results[baseline]
     for name, res in results.items():
         if label not in res.per_example:
+            why = (
+                "catalogue-level metrics such as coverage cannot be compared per example"
+                if label in res.summary
+                else "it was not computed: evaluate with it among the metrics"
+            )
             raise ConfigError(
-                f"result '{name}' has no per-example values of {label} "
-                f"(catalogue-level metrics such as coverage cannot be compared per example); "
-                f"it has: {', '.join(res.per_example) or 'none'}"
+                f"result '{name}' has no per-example values of {label} ({why}); it has: "
+                f"{', '.join(res.per_example) or 'none'}"
             )
         if res.n_examples != base.n_examples or res.protocol != base.protocol:
             raise DataError(
@@ -294,6 +298,14 @@ def compare(
                 field=name,
                 expected=f"{base.n_examples} examples, protocol {base.protocol}",
                 found=f"{res.n_examples} examples, protocol {res.protocol}",
+            )
+        if res.examples and base.examples and res.examples != base.examples:
+            raise DataError(
+                "results to compare must come from the same examples: these have as many "
+                "but other ones (another part, split or data)",
+                field=name,
+                expected=f"the examples of '{baseline}' ({base.examples})",
+                found=res.examples,
             )
     rows = []
     for name, res in results.items():
