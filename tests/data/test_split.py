@@ -461,7 +461,9 @@ def test_split_dispatch_and_errors():
     assert split(LOO, "loo").test.height == 2
     with pytest.raises(ConfigError, match="unknown split method"):
         split(LOO, "random")
-    with pytest.raises(ConfigError, match="unexpected keyword"):
+    with pytest.raises(
+        ConfigError, match="unknown option 'test_frac'; its options: key, time_order"
+    ):
         split(LOO, "loo", test_frac=0.1)
     with pytest.raises(ConfigError):
         Split(LOO, LOO, LOO, kind="ranking")
@@ -850,3 +852,15 @@ def test_last_pair_split_refuses_too_few_sequences():
         last_pair_split(df, n_test=1, n_valid=1)
     with pytest.raises(ConfigError, match="min_session_length"):
         last_pair_split(df, n_test=1, n_valid=0, min_session_length=1)
+
+
+def test_a_typo_or_a_date_on_positions_is_named():
+    from warmrec.data.split import split
+
+    with pytest.raises(
+        ConfigError, match=r"unknown option 'test_strat' \(did you mean 'test_start'\?\)"
+    ):
+        split(SESS, "temporal", test_strat=200)
+    positions = SESS.with_columns(pl.int_range(pl.len()).cast(pl.Float64).alias("timestamp"))
+    with pytest.raises(ConfigError, match="is a date, but the log's times run from 0 to 14"):
+        temporal_split(positions, test_start="2020-09-25")

@@ -214,6 +214,12 @@ def _check_test_start(times: pl.Series, ts: float, given: TimeLike) -> None:
     if lo < ts <= hi:
         return
     shown = _shown(given)
+    if isinstance(given, str | dt.date) and abs(hi) < 1e8:
+        raise ConfigError(
+            f"temporal split: test_start {shown} is a date, but the log's times run from "
+            f"{_when_str(lo)} to {_when_str(hi)}: positions (a log without timestamps), not "
+            "dates; give a position"
+        )
     where, edge, empty = (
         ("at or before the first event", lo, "training")
         if ts <= lo
@@ -1102,8 +1108,20 @@ def split(df: pl.DataFrame, method: str, **kw: Any) -> Split:
     fn = METHODS.get(method)
     if fn is None:
         raise ConfigError(f"unknown split method {method!r}; expected one of {', '.join(METHODS)}")
+    sig = inspect.signature(fn)
+    known = [n for n, prm in sig.parameters.items() if n != "df" and prm.kind != prm.VAR_KEYWORD]
+    unknown = sorted(set(kw) - set(known))
+    if unknown:  # named first: a typo for a required option (test_strat) is the cause
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], known, n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"split {method!r}: unknown option {unknown[0]!r}{hint}; its options: "
+            f"{', '.join(known)}"
+        )
     try:
-        inspect.signature(fn).bind(df, **kw)
+        sig.bind(df, **kw)
     except TypeError as e:
         raise ConfigError(f"split {method!r}: {e}") from e
     return fn(df, **kw)

@@ -357,6 +357,7 @@ def split_spec(values: Mapping[str, Any] | None) -> _Split:
             f"split method: expected one of {', '.join(SPLIT_CLASSES)}, found {method!r}"
         )
     if klass is TemporalSplit and "test_start" not in d:
+        _refuse_unknown_keys(klass, d)  # a typo (test_strat) is named, with the close key
         raise ConfigError(
             "the temporal split needs a test start: --set split.test_start=2019-07-01 (a date, "
             "Unix seconds, or a position on an ordinal log); validation is the latest 10 % "
@@ -364,12 +365,28 @@ def split_spec(values: Mapping[str, Any] | None) -> _Split:
             "data split: --set test_start=...)"
         )
     if klass is TimeNewLearnersSplit and "cut" not in d:
+        _refuse_unknown_keys(klass, d)
         raise ConfigError(
             "the time_new_learners split needs a cut: --set split.cut=2019-07-01 (a date, Unix "
             "seconds, or a position on an ordinal log) and --set split.valid_start=... for a "
             "validation part"
         )
     return build_config(klass, d)
+
+
+def _refuse_unknown_keys(klass: type, d: Mapping[str, Any]) -> None:
+    """The unknown-key error of ``klass`` (with its "did you mean") where ``d`` has one."""
+    import difflib
+
+    unknown = sorted(set(d) - set(klass.model_fields))
+    if unknown:
+        valid = sorted(klass.model_fields)
+        close = difflib.get_close_matches(unknown[0], valid, n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"unknown key {unknown[0]!r} for {klass.__name__} (split "
+            f"{klass.model_fields['method'].default!r}){hint}; valid keys: {', '.join(valid)}"
+        )
 
 
 def resolve_split(spec: _Split, inter: Any) -> _Split:
