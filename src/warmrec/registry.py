@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from warmrec.models.base import Recommender
 
 from warmrec.errors import ModelError
 
@@ -82,7 +85,7 @@ def model_class(name: str) -> type:
     return _MODELS[key]
 
 
-def get_model(name: str, config: dict[str, Any] | None = None, **overrides: Any):
+def get_model(name: str, config: dict[str, Any] | None = None, **overrides: Any) -> Recommender:
     """A new, unfitted model by registered name."""
     return model_class(name)(config, **overrides)
 

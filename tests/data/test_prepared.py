@@ -271,3 +271,23 @@ def test_a_table_given_in_python_is_checked_as_a_file_would_be():
         sp.split.test["timestamp"].min()
         == dt.datetime(2024, 1, 11, tzinfo=dt.timezone.utc).timestamp()
     )
+
+
+def test_printing_a_prepared_log_is_a_summary_not_its_arrays():
+    from warmrec.data.prepared import prepare
+    from warmrec.registry import get_model
+
+    df = pl.DataFrame(
+        {
+            "user_id": [1] * 4 + [2] * 3,
+            "item_id": [1, 2, 3, 4, 1, 2, 3],
+            "timestamp": [8, 9, 10, 11, 1, 2, 3],
+        }
+    )
+    p = prepare(df)
+    assert repr(p.train) == "SequenceDataset(2 sequences by user_id, 3 events, 4 items)"
+    assert repr(p.test) == "EvalSet(2 examples, mean history 2.5)"
+    assert repr(p).startswith("Prepared(split 'loo', 7 events, 4 items; train SequenceDataset(")
+    model = get_model("markov")
+    assert repr(model) == "Markov('markov', not fitted)"
+    assert repr(model.fit(p.train)) == "Markov('markov', fitted on 4 items)"

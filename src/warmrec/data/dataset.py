@@ -44,6 +44,19 @@ class SequenceDataset:
     user_features: pl.DataFrame | None = None
     frame: pl.DataFrame | None = field(default=None, repr=False)
 
+    def __repr__(self) -> str:
+        feats = [
+            n
+            for n, t in (("items", self.item_features), ("users", self.user_features))
+            if t is not None
+        ]
+        return (
+            f"SequenceDataset({len(self.sequences):,} sequences by {self.key}, "
+            f"{int(self.sequences.lengths.sum()):,} events, {len(self.vocab) - 1:,} items"
+            + (f", features of {' and '.join(feats)}" if feats else "")
+            + ")"
+        )
+
     @property
     def n_items(self) -> int:
         """Width of a score matrix (real items + the padding index)."""
@@ -98,6 +111,11 @@ class EvalSet:
 
     def __len__(self) -> int:
         return len(self.targets)
+
+    def __repr__(self) -> str:
+        lens = np.asarray(self.ends) - np.asarray(self.starts)
+        mean = f", mean history {lens.mean():.1f}" if len(lens) else ""
+        return f"EvalSet({len(self):,} examples{mean})"
 
     def history(self, j: int) -> np.ndarray:
         return self.items[self.starts[j] : self.ends[j]]

@@ -74,6 +74,13 @@ class Prepared:
     info: dict[str, Any] = field(default_factory=dict)
     encoded: pl.DataFrame | None = field(default=None, repr=False)
 
+    def __repr__(self) -> str:
+        return (
+            f"Prepared(split {self.info.get('split', self.split.info.get('method'))!r}, "
+            f"{self.frame.height:,} events, {len(self.vocab) - 1:,} items; train {self.train!r}, "
+            f"valid {self.valid!r}, test {self.test!r})"
+        )
+
 
 def read(
     path: str | Path,

@@ -693,7 +693,9 @@ def run_schema() -> dict[str, Any]:
 
 
 # -- running -------------------------------------------------------------------------------------
-def prepare_run(spec: RunSpec, *, vocab: Any = None, user_vocab: Any = None, data: Any = None):
+def prepare_run(
+    spec: RunSpec, *, vocab: Any = None, user_vocab: Any = None, data: Any = None
+) -> Prepared:
     """Read ``spec.data`` (or use ``data``: a canonical table or ``Interactions``), resolve the
     split, check it against the log's time unit and encode once -> :class:`Prepared`; its
     ``info["spec"]`` holds the spec with the split that was run."""

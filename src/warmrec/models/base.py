@@ -82,18 +82,31 @@ class Recommender:
 
     # -- to implement -------------------------------------------------------------------------
     def fit(self, train: SequenceDataset, valid: EvalSet | None = None) -> Recommender:
+        """Learn from ``train`` (its sequences, vocabulary and feature tables); ``valid``, where
+        given, is what the model selects and stops on (neural models, and the models that fit
+        weights on it: :attr:`fits_on_validation`). Returns the fitted model itself."""
         raise NotImplementedError
 
     def score(self, batch: Batch) -> torch.Tensor:
+        """Scores ``[batch, n_items + 1]`` for the padded histories of ``batch`` (column 0, the
+        padding index, is never ranked); higher is better. What :func:`warmrec.evaluate`,
+        :meth:`recommend` and the service rank."""
         raise NotImplementedError
 
     def get_state(self) -> dict[str, torch.Tensor | np.ndarray]:
+        """The fitted state as named tensors or arrays (what :meth:`save` writes)."""
         raise NotImplementedError
 
     def set_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore the state :meth:`get_state` gave (what :meth:`load` reads)."""
         raise NotImplementedError
 
     # -- shared -------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        vocab = getattr(self, "vocab", None)
+        state = f"fitted on {len(vocab) - 1:,} items" if vocab is not None else "not fitted"
+        return f"{type(self).__name__}('{self.name}', {state})"
+
     @property
     def n_items(self) -> int:
         self._check_fitted()
