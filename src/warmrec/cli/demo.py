@@ -61,7 +61,7 @@ def demo(data, fmt, split, sets, resplit, models, out, seed, no_transfer, no_col
         split_options=split_options,
         resplit=resplit,
         seed=seed,
-        progress=not as_json,
+        progress=False if as_json else None,  # bars on a terminal, not in a log file
         transfer=False if no_transfer else None,
         coldstart=False if no_coldstart else None,
     )

@@ -57,7 +57,7 @@ def run_demo(
     split_options: dict[str, Any] | None = None,
     seed: int = 0,
     neural_train: dict[str, Any] | None = None,
-    progress: bool = True,
+    progress: bool | None = True,
     transfer: bool | None = None,
     resplit: bool = False,
     coldstart: bool | None = None,
@@ -76,6 +76,9 @@ def run_demo(
 
     ``split_options`` go to the split function (e.g. ``test_days`` of ``last_session``). An
     unknown model name raises :class:`~warmrec.errors.ConfigError` before any data is read."""
+    from warmrec.training.loop import shows_bar
+
+    progress = shows_bar(progress)  # None: bars where stderr is a terminal (not a log file)
     names = check_models(models)
     loaded, source = demo_data(data, fmt, seed)
     sp = {"method": split or "auto", **dict(split_options or {}), "resplit": bool(resplit)}
