@@ -168,6 +168,15 @@ def test_exclude_seen_and_exclude(fitted):
     for r in model.recommend(HISTORIES, k=5, exclude=banned):
         assert len(r) == 5
         assert not set(r) & set(banned)
+    # a candidate set (an unknown id in it ignored), and the scores beside the ids
+    for r in model.recommend(HISTORIES, k=5, restrict_to=[2, 3, 9, "nope"]):
+        assert set(r) <= {2, 3, 9} and len(r) == 3
+    plain = model.recommend(HISTORIES, k=5)
+    scored = model.recommend(HISTORIES, k=5, scores=True)
+    for ids, pairs in zip(plain, scored):
+        assert [i for i, _ in pairs] == ids
+        values = [v for _, v in pairs]
+        assert values == sorted(values, reverse=True)
     both = model.recommend(HISTORIES, k=5, exclude_seen=True, exclude=banned)
     for h, r in zip(HISTORIES, both):
         assert len(r) == 5

@@ -176,10 +176,14 @@ class Recommender:
         *,
         exclude_seen: bool | None = None,
         exclude: Sequence[Any] | None = None,
+        restrict_to: Sequence[Any] | None = None,
         fallback: str | None = None,
+        scores: bool = False,
     ) -> list[list[Any]]:
         """Top-``k`` raw item ids for each raw-id history (most recent item last):
-        ``histories`` is a list of histories (``[[50, 172, 133]]`` for one).
+        ``histories`` is a list of histories (``[[50, 172, 133]]`` for one). ``exclude``: raw
+        ids never returned; ``restrict_to``: only these may be returned (a candidate set;
+        unknown ids in either are ignored); ``scores``: ``(id, score)`` pairs instead of ids.
 
         ``exclude_seen`` None: as the model was evaluated (:meth:`excludes_seen`: its run's
         ``eval.exclude_seen``, False for a model fitted in Python), as ``warmrec recommend``,
@@ -201,24 +205,29 @@ class Recommender:
                 "pass fallback='popular' for the most popular training items"
             )
         with torch.no_grad():
-            scores = self.score(batch).float().clone()
+            matrix = self.score(batch).float().clone()
         if bool(empty.any()):
             counts = self.meta.item_counts
-            if counts is None or len(counts) != scores.shape[1]:
+            if counts is None or len(counts) != matrix.shape[1]:
                 raise ModelError(
                     f"model '{self.name}' has no training item counts (meta.item_counts) "
                     "for fallback='popular': fit or save it with this version of warmrec"
                 )
-            scores[empty] = torch.as_tensor(counts, dtype=scores.dtype)
+            matrix[empty] = torch.as_tensor(counts, dtype=matrix.dtype)
         from warmrec.models.ranking import top_k
 
         seen = [self.vocab.lookup(h) for h in histories] if exclude_seen else None
         ex = self.vocab.lookup(exclude) if exclude else None  # the whole history, not only
-        vals, idx = top_k(scores, k, seen=seen, exclude=ex)  # the last history_len items scored
+        rs = None  # the last history_len items scored
+        if restrict_to is not None:
+            rs = self.vocab.lookup(restrict_to)
+            rs = rs[rs > 0]
+        vals, idx = top_k(matrix, k, seen=seen, exclude=ex, restrict=rs)
         out = []
         for row_v, row_i in zip(vals, idx):
             keep = torch.isfinite(row_v)
-            out.append(self.vocab.decode(row_i[keep].numpy()))
+            ids = self.vocab.decode(row_i[keep].numpy())
+            out.append(list(zip(ids, row_v[keep].tolist())) if scores else ids)
         return out
 
     def save(self, path: str | Path) -> Path:
