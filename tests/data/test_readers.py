@@ -533,3 +533,16 @@ def test_a_compressed_log_and_a_bad_order_value_are_named_for_what_they_are(tmp_
     f.write_text("user_id,item_id,timestamp\n1,2,2020-01-01 10:00:00\n1,3,2020-01-01T11:00:00Z\n")
     with pytest.raises(DataError, match=r"line 3: .*layout of the column's first value"):
         load_interactions(f)
+
+
+def test_integer_ids_written_as_floats_are_one_id(tmp_path):
+    """A pandas float column exported ``15.0``: beside a ``15`` it made two items, and an item
+    file's ``15`` did not meet the log's ``15.0``. Ids of integers written as floats are
+    integers; ``007`` and ``1.5`` stay text."""
+    f = tmp_path / "floats.csv"
+    f.write_text("user_id,item_id,timestamp\n1.0,15,1\n1.0,15.0,2\n2.0,3.0,3\n")
+    df = load_interactions(f).interactions
+    assert df["item_id"].to_list() == [15, 15, 3] and df["user_id"].to_list() == [1, 1, 2]
+    g = tmp_path / "mixed.csv"
+    g.write_text("user_id,item_id,timestamp\n1,1.5,1\n1,007,2\n1,7,3\n")
+    assert load_interactions(g).interactions["item_id"].to_list() == ["1.5", "007", "7"]

@@ -83,6 +83,7 @@ ISO_FORMATS = (
     "%Y-%m-%d",
 )
 _NOT_PLAIN_INT = r"^(\+|-0|0.)"
+_INT_AS_FLOAT = r"^(0|-?[1-9]\d*)(\.0+)?$"  # 15.0: an integer id written by a float column
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _MS_ABOVE, _US_ABOVE, _NS_ABOVE = 1e11, 1e14, 1e17
 TIME_UNITS = ("auto", "s", "ms", "us", "ns", ORDINAL)
@@ -471,13 +472,18 @@ def _sep_hint(df: pl.DataFrame, row: int, src: Source) -> str:
 
 
 def normalise_ids(s: pl.Series) -> pl.Series:
-    """Text ids that are all plain decimal integers become Int64; other ids are unchanged."""
+    """Text ids that are all plain decimal integers become Int64; so do ids that are all
+    integers written as floats (``15.0``: a float column exported by pandas, where ``15`` and
+    ``15.0`` would otherwise be two items, and an item file's ``15`` would not meet the log's
+    ``15.0``); other ids are unchanged."""
     if s.dtype != pl.Utf8:
         return s
     as_int = s.cast(pl.Int64, strict=False)
-    if as_int.null_count() != s.null_count() or s.str.contains(_NOT_PLAIN_INT).any():
-        return s
-    return as_int
+    if as_int.null_count() == s.null_count() and not s.str.contains(_NOT_PLAIN_INT).any():
+        return as_int
+    if s.str.contains(_INT_AS_FLOAT).all():
+        return s.str.replace(r"\.0+$", "").cast(pl.Int64, strict=False)
+    return s
 
 
 def infer_extra(s: pl.Series) -> pl.Series:
