@@ -436,6 +436,11 @@ def test_evaluate_refuses_a_split_whose_test_part_the_model_trained_on(runner, t
     assert res.exit_code == 0, res.output  # its own split, named: apart by construction
     res = run(runner, ["evaluate", str(tmp_path / "m"), "--split", "user", "--json"])
     assert res.exit_code == 2 and "were training events of the model" in res.stderr
+    # the recorded log gone: nothing to compare with, a new log is scored as asked
+    new = _user_log(tmp_path / "new.csv", n_users=12)
+    log.unlink()
+    res = run(runner, ["evaluate", str(tmp_path / "m"), "--data", str(new), "--json"])
+    assert res.exit_code == 0, res.output
 
 
 def test_refit_all_trains_the_saved_model_on_every_event(runner, tmp_path):

@@ -189,10 +189,15 @@ def _refuse_training_events(
         rec.split.model_dump() == spec.split.model_dump()
     ):
         return  # the model's own split: its parts are apart by construction
+    import warnings
+
+    from warmrec.errors import WarmrecError
+
     try:
-        trained = prepare_run(rec, vocab=model.vocab, user_vocab=model.user_vocab).split.train
-    except (ConfigError, OSError, ValueError):
-        return  # the recorded data cannot be read again: nothing to compare with
+        with warnings.catch_warnings(record=True):  # the record's split warned when trained
+            trained = prepare_run(rec, vocab=model.vocab, user_vocab=model.user_vocab).split.train
+    except (WarmrecError, OSError, ValueError):
+        return  # the recorded data cannot be read again (moved, deleted): nothing to compare
     cols = [c for c in (USER, SESSION, ITEM, TIME) if c in held.columns and c in trained.columns]
     if ITEM not in cols or not ({USER, SESSION} & set(cols)):
         return
