@@ -133,7 +133,7 @@ def run_evaluate(
     refit = getattr(getattr(model.meta, "run", None), "refit", None)
     if refit:
         raise ConfigError(
-            f"{model_dir}: the model was fitted again on the whole log ({refit.get('events')} "
+            f"{model_dir}: the model was fitted again on the whole log ({refit.get('events', 0):,} "
             "events, --refit-all), its validation and test parts included: scored on them it "
             "would be scored on what it trained on; its validated run's figures are in its "
             "record (meta.run.valid), or evaluate the model saved without --refit-all"
