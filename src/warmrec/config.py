@@ -163,6 +163,12 @@ def _field_at(cls: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, list[Any
     return info.annotation, list(info.metadata)
 
 
+def did_you_mean(name: str, valid: Iterable[str]) -> str:
+    """`` (did you mean 'max_len'?)`` for the valid key closest to a typo, else ``""``."""
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def error_line(cls: type[BaseModel], err: ValidationError) -> str:
     """One line for a pydantic ``ValidationError`` of ``cls``: key, found, expected."""
     errors = err.errors(include_url=False)
@@ -178,8 +184,7 @@ def error_line(cls: type[BaseModel], err: ValidationError) -> str:
         owner = parent[0] if parent else cls
         valid = sorted(owner.model_fields) if isinstance(owner, type) else []
         where = ".".join([name, *(str(p) for p in loc[:-1])])
-        close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.75)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(str(loc[-1]), valid)
         return (
             f"unknown key {str(loc[-1])!r} for {where}{hint}; valid keys: {', '.join(valid)}" + more
         )

@@ -313,15 +313,16 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(aside, ignore_errors=True)
 
 
-SAMPLE_BYTES = 1 << 20  # a fingerprint hashes the first and the last MiB of each file
+SAMPLE_BYTES = 1 << 20  # a fingerprint hashes the first and the last MiB of a file
+SAMPLE_BUDGET = 8 << 20  # at most this much read for a folder's files together
 
 
 def fingerprint(path: str | Path) -> str | None:
     """A cheap identity of a log on disk: size and modification time of the file (of a folder:
     its files' count, total size and latest time), then ``#`` and a SHA-256 of the first and
-    last MiB of each file; None where the path is not there (a dataset name). Not a hash of
-    everything: an edit in the middle that keeps the size is not seen. :func:`same_log`
-    compares two."""
+    last MiB of the file (of each file of a folder, 8 MiB in all); None where the path is not
+    there (a dataset name). Not a hash of everything: an edit in the middle that keeps the size
+    is not seen. :func:`same_log` compares two."""
     p = Path(path)
     try:
         if p.is_file():
@@ -339,13 +340,16 @@ def fingerprint(path: str | Path) -> str | None:
 
 
 def _sample_digest(files: list[Path]) -> str:
+    """SHA-256 of the head and tail of each file: a MiB each, less for a folder of many files
+    (:data:`SAMPLE_BUDGET` in all, at least 4 KiB each)."""
     h = hashlib.sha256()
+    n = max(4096, min(SAMPLE_BYTES, SAMPLE_BUDGET // (2 * max(len(files), 1))))
     for f in files:
         with open(f, "rb") as fh:
-            h.update(fh.read(SAMPLE_BYTES))
+            h.update(fh.read(n))
             size = fh.seek(0, 2)
-            if size > SAMPLE_BYTES:
-                fh.seek(max(SAMPLE_BYTES, size - SAMPLE_BYTES))
+            if size > n:
+                fh.seek(max(n, size - n))
                 h.update(fh.read())
     return h.hexdigest()[:16]
 

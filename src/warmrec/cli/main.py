@@ -10,6 +10,7 @@ into the flags a CLI user types (``--col item_id=<name>``, ``--order <column>``,
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import importlib
 import re
@@ -80,13 +81,15 @@ _REWRITES: list[tuple[re.Pattern[str], Any]] = [
 ]
 
 _TRAINER_FLAGS = {"num_threads": "--threads", "checkpoint_dir": "--checkpoint-dir"}
-_FLAGS: set[str] | None = None
-"""The options of the command that failed (None: any flag is taken to exist)."""
+_FLAGS: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("flags", default=None)
+"""The options of the command that failed, while :func:`cli_language` rewrites its message
+(None: any flag is taken to exist)."""
 
 
 def _flag_or(flag: str, key: str) -> str:
     """``flag`` where the running command has it, else the config key that sets the value."""
-    return flag if _FLAGS is None or flag in _FLAGS else key
+    flags = _FLAGS.get()
+    return flag if flags is None or flag in flags else key
 
 
 _SECTIONS = {
@@ -121,13 +124,12 @@ def cli_language(message: str, flags: set[str] | None = None) -> str:
     """A library message with Python keyword arguments rewritten as CLI flags; a trainer or
     transfer field becomes its flag only where the command has it (``flags``: its options;
     None: every flag), else its config key (``train.epochs``)."""
-    global _FLAGS
-    _FLAGS = flags
+    token = _FLAGS.set(flags)
     try:
         for pattern, repl in _REWRITES:
             message = pattern.sub(repl, message)
     finally:
-        _FLAGS = None
+        _FLAGS.reset(token)
     return message
 
 

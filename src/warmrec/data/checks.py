@@ -134,7 +134,8 @@ def check_sessions(df: pl.DataFrame, src: Source) -> None:
     )
 
 
-def _date(seconds: float) -> str:
+def utc_date(seconds: float) -> str:
+    """Unix seconds as ``2019-07-01 00:00:00 UTC`` (for messages)."""
     try:
         return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     except (OverflowError, OSError, ValueError):
@@ -155,7 +156,7 @@ def check_times(df: pl.DataFrame, src: Source, outliers: str = "error") -> None:
             TIME,
             expected="Unix time >= 0 (1970 or later); for positions, not times, "
             "--time-unit ordinal",
-            found=f"{t[row]:g} s ({_date(float(t[row]))})",
+            found=f"{t[row]:g} s ({utc_date(float(t[row]))})",
         )
     n = len(t)
     if n < OUTLIER_MIN_EVENTS or float(t.max() - t.min()) <= OUTLIER_MIN_GAP:
@@ -172,8 +173,8 @@ def check_times(df: pl.DataFrame, src: Source, outliers: str = "error") -> None:
     days = (lo - v if v < lo else v - hi) / 86400.0
     side = "before" if v < lo else "after"
     found = (
-        f"{v:g} s ({_date(v)}), {days:,.0f} days {side} the bulk of the log "
-        f"({_date(lo)} .. {_date(hi)}); {int(far.sum())} such value(s)"
+        f"{v:g} s ({utc_date(v)}), {days:,.0f} days {side} the bulk of the log "
+        f"({utc_date(lo)} .. {utc_date(hi)}); {int(far.sum())} such value(s)"
     )
     expected = "timestamps near the others (a bogus value, or another unit: --time-unit s/ms/us/ns)"
     if outliers == "warn":

@@ -135,25 +135,14 @@ def canonical_table(data: Any, what: str = "the interaction table") -> pl.DataFr
                 expected="a polars or pandas DataFrame (or a path: warmrec.load_interactions)",
                 found=type(data).__name__,
             )
-    out = validate_interactions(data, source=what)
-    nan = out[TIME].is_nan()
-    if nan.any():
-        row = int(nan.arg_max())
-        raise DataError(
-            f"missing value (NaN) at data row {row + 1}",
-            path=what,
-            field=TIME,
-            expected="a time",
-            found="NaN",
-        )
-    return out
+    return validate_interactions(data, source=what)
 
 
 def validate_interactions(df: pl.DataFrame, *, source: str | None = None) -> pl.DataFrame:
     """Check and cast a table to the canonical schema; return the cast table.
 
-    Raises :class:`DataError` when a required column is missing, a value is null, or a column
-    has a type that cannot be cast.
+    Raises :class:`DataError` when a required column is missing, a value is null (or a time
+    NaN), or a column has a type that cannot be cast.
     """
     if df.width == 0 or df.height == 0:
         raise DataError(
@@ -207,6 +196,16 @@ def validate_interactions(df: pl.DataFrame, *, source: str | None = None) -> pl.
                 expected="a value",
                 found="null",
             )
+    nan = out[TIME].is_nan()
+    if nan.any():  # NaN is not null and sorts after every time: the newest event
+        row = int(nan.arg_max())
+        raise DataError(
+            f"missing value (NaN) at data row {row + 1}",
+            path=source,
+            field=TIME,
+            expected="a time",
+            found="NaN",
+        )
     # one contiguous chunk per column: later NumPy views are zero-copy and column appends
     # need no realignment (a many-file Parquet read can arrive in hundreds of chunks)
     return df.with_columns(**{k: v for k, v in out.items()}).rechunk()

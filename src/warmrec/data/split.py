@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from warmrec.data.checks import utc_date
 from warmrec.data.dataset import EvalSet
 from warmrec.data.filters import TimeLike, contiguous_runs, to_seconds
 from warmrec.data.schema import ITEM, ORDINAL, SESSION, TIME, USER, require_seconds, sequence_key
@@ -241,7 +242,7 @@ def _when_str(t: float) -> str:
     n = f"{int(t)}" if float(t).is_integer() else f"{t}"
     if abs(t) < 1e8:
         return n
-    return f"{dt.datetime.fromtimestamp(t, tz=dt.timezone.utc):%Y-%m-%d %H:%M:%S} UTC, {n}"
+    return f"{utc_date(t)}, {n}"
 
 
 def _valid_cut(df: pl.DataFrame, ts: float, share: float) -> float:
@@ -1112,12 +1113,11 @@ def split(df: pl.DataFrame, method: str, **kw: Any) -> Split:
     known = [n for n, prm in sig.parameters.items() if n != "df" and prm.kind != prm.VAR_KEYWORD]
     unknown = sorted(set(kw) - set(known))
     if unknown:  # named first: a typo for a required option (test_strat) is the cause
-        import difflib
+        from warmrec.config import did_you_mean
 
-        close = difflib.get_close_matches(unknown[0], known, n=1, cutoff=0.75)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(
-            f"split {method!r}: unknown option {unknown[0]!r}{hint}; its options: "
+            f"split {method!r}: unknown option {unknown[0]!r}{did_you_mean(unknown[0], known)}; "
+            "its options: "
             f"{', '.join(known)}"
         )
     try:

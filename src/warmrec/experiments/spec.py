@@ -376,13 +376,12 @@ def split_spec(values: Mapping[str, Any] | None) -> _Split:
 
 def _refuse_unknown_keys(klass: type, d: Mapping[str, Any]) -> None:
     """The unknown-key error of ``klass`` (with its "did you mean") where ``d`` has one."""
-    import difflib
+    from warmrec.config import did_you_mean
 
     unknown = sorted(set(d) - set(klass.model_fields))
     if unknown:
         valid = sorted(klass.model_fields)
-        close = difflib.get_close_matches(unknown[0], valid, n=1, cutoff=0.75)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(unknown[0], valid)
         raise ConfigError(
             f"unknown key {unknown[0]!r} for {klass.__name__} (split "
             f"{klass.model_fields['method'].default!r}){hint}; valid keys: {', '.join(valid)}"
