@@ -468,3 +468,20 @@ def test_refit_all_trains_the_saved_model_on_every_event(runner, tmp_path):
     res = run(runner, ["evaluate", str(tmp_path / "r")])
     assert res.exit_code == 2 and "fitted again on the whole log (60 events" in res.stderr
     assert run(runner, ["evaluate", str(tmp_path / "v")]).exit_code == 0
+
+
+def test_recommend_says_how_many_items_popularity_filled(runner, tmp_path):
+    """Markov knows 1 -> 2 only: after item 2 every item comes from its popularity fill."""
+    from warmrec.data.dataset import SequenceDataset
+    from warmrec.models.rules import Markov
+
+    rows = [(s, i, float(10 * s + i)) for s in range(5) for i in (1, 2)] + [(9, 3, 99.0)]
+    log = pl.DataFrame(rows, schema=["session_id", "item_id", "timestamp"], orient="row")
+    Markov().fit(SequenceDataset.from_frame(log)).save(tmp_path / "m")
+    res = run(runner, ["recommend", str(tmp_path / "m"), "--items", "1", "-k", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["items"][0] == 2
+    assert json.loads(res.stdout)["popularity_filled"] == 1
+    res = run(runner, ["recommend", str(tmp_path / "m"), "--items", "2", "-k", "2"])
+    assert res.exit_code == 0, res.output
+    assert "2 of the 2 items are ranked by training popularity alone" in res.stderr

@@ -44,7 +44,7 @@ def test_recommend_ranks_with_scores(client):
     assert body["model"] == "pop" and len(body["items"]) == 5 and body["unknown"] == []
     scores = [x["score"] for x in body["items"]]
     assert scores == sorted(scores, reverse=True)
-    assert body["fallback_used"] is False
+    assert body["fallback_used"] is False and body["popularity_filled"] == 0
 
 
 def test_recommend_reports_unknown_ids_and_accepts_digit_strings(client):
@@ -89,7 +89,7 @@ def test_no_known_item_is_400_unless_fallback(client, items):
         assert "fallback='popular'" in r.json()["detail"][0]["msg"]
     f = client.post("/recommend", json={"items": items, "fallback": "popular", "k": 4})
     assert f.status_code == 200 and f.json()["fallback_used"] is True
-    assert len(f.json()["items"]) == 4
+    assert len(f.json()["items"]) == 4 and f.json()["popularity_filled"] == 4
 
 
 @pytest.mark.parametrize(

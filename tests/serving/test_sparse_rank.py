@@ -6,6 +6,7 @@ ordered by the lower index."""
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 
@@ -122,3 +123,58 @@ def test_sknn_is_served_sparse_too(tmp_path, engine, served):
     items, scores = _reference(b, [3, 4], 10, True, None, None)
     got = b.recommend([3, 4], 10, exclude_seen=True)
     assert (got.items, got.scores) == (items, scores)
+
+
+@pytest.mark.parametrize(
+    ("name", "config"),
+    [("markov", {}), ("sr", {}), ("ar", {"n_last": 3, "decay": 0.5}), ("itemknn", {})],
+)
+@pytest.mark.parametrize("fallback", [True, False])
+def test_rule_models_are_served_sparse_with_the_dense_answer(tmp_path, name, config, fallback):
+    from warmrec import get_model
+
+    data = SequenceDataset.from_frame(_log(2))
+    get_model(name, {**config, "pop_fallback": fallback}).fit(data).save(tmp_path / "m")
+    sparse = ModelBundle.load(tmp_path / "m")
+    eager = ModelBundle.load(tmp_path / "m", engine="eager")
+    assert sparse.engine == "sparse" and eager.engine == "eager"
+    rng = np.random.default_rng(3)
+    for k, exclude_seen, exclude, restrict in CASES:
+        for _ in range(10):
+            hist = rng.integers(1, 31, size=int(rng.integers(1, 10))).tolist()
+            got = sparse.recommend(
+                hist, k, exclude_seen=exclude_seen, exclude=exclude, restrict_to=restrict
+            )
+            assert (got.items, got.scores) == _reference(
+                sparse, hist, k, exclude_seen, exclude, restrict
+            )
+            dense = eager.recommend(
+                hist, k, exclude_seen=exclude_seen, exclude=exclude, restrict_to=restrict
+            )
+            assert dense.scores == got.scores
+            assert dense.popularity_filled == got.popularity_filled
+
+
+def _chain_log() -> pl.DataFrame:
+    """Sessions 1 -> 2 -> 3 (ten times) and a lone 4 and 5: Markov knows 1 -> 2 and 2 -> 3
+    only, so after item 3 (or 4) it has no score of its own."""
+    rows = [(s, i, float(10 * s + i)) for s in range(10) for i in (1, 2, 3)]
+    rows += [(10, 4, 500.0), (11, 5, 600.0)]
+    return pl.DataFrame(rows, schema=["session_id", "item_id", "timestamp"], orient="row")
+
+
+@pytest.mark.parametrize("engine", ["auto", "eager"])
+def test_the_popularity_fill_is_counted(tmp_path, engine):
+    from warmrec.models.rules import Markov
+
+    Markov().fit(SequenceDataset.from_frame(_chain_log())).save(tmp_path / "m")
+    b = ModelBundle.load(tmp_path / "m", engine=engine)
+    one = b.recommend([1], 4, exclude_seen=True)
+    assert one.items[0] == 2 and one.popularity_filled == 3 and not one.fallback_used
+    none = b.recommend([3], 4, exclude_seen=True)  # no transition leaves 3
+    assert len(none.items) == 4 and none.popularity_filled == 4 and not none.fallback_used
+    fb = b.recommend([99], 3, fallback="popular")
+    assert fb.fallback_used and fb.popularity_filled == 3
+    Markov(pop_fallback=False).fit(SequenceDataset.from_frame(_chain_log())).save(tmp_path / "n")
+    raw = ModelBundle.load(tmp_path / "n", engine=engine).recommend([3], 4, exclude_seen=True)
+    assert raw.popularity_filled == 0  # ties at 0: no popularity order was used

@@ -297,6 +297,13 @@ def recommend(model_dir, items, k, exclude_seen, fallback, as_json):
         note = clamp_notice(k, len(vocab.ids))  # the vocabulary less its padding index
         if note:
             click.echo(f"warmrec: warning: {note}", err=True)
+    if ranked.popularity_filled and not ranked.fallback_used:
+        click.echo(
+            f"warmrec: note: {ranked.popularity_filled} of the {len(ranked.items)} items are "
+            "ranked by training popularity alone (the model scores no other item after this "
+            "history)",
+            err=True,
+        )
     if as_json:
         shown = [int(x) if not vocab.is_str and vocab.index_of(x) else x for x in hist]
         emit_json(
@@ -307,6 +314,7 @@ def recommend(model_dir, items, k, exclude_seen, fallback, as_json):
                 "scores": ranked.scores,
                 "unknown": ranked.unknown,
                 "fallback_used": ranked.fallback_used,
+                "popularity_filled": ranked.popularity_filled,
             }
         )
     else:

@@ -300,11 +300,27 @@ class ItemToItemRecommender(NoEvidenceItems, Recommender):
         return self
 
     def score(self, batch: Batch) -> torch.Tensor:
+        return scores_with_fallback(
+            self.sparse_scores(batch), self.counts, self.config.pop_fallback
+        )
+
+    def sparse_scores(self, batch: Batch) -> sp.csr_matrix:
+        """The rule scores of a batch before the popularity fallback: ``Q @ W`` as a
+        ``[B, n_items]`` CSR holding the positive score of every item a rule reaches;
+        :meth:`score` is ``scores_with_fallback`` of it."""
         self._check_fitted()
         items = batch.items.detach().cpu().numpy()
         n_last, decay = self._recent()
-        q = last_items_query(items, self.n_items, n_last, decay)
-        return scores_with_fallback(q @ self.matrix, self.counts, self.config.pop_fallback)
+        r = (last_items_query(items, self.n_items, n_last, decay) @ self.matrix).tocsr()
+        r.eliminate_zeros()
+        r.sort_indices()
+        return r
+
+    def candidate_scores(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`sparse_scores` as its CSR arrays ``(indptr, indices, data)``: the serving path
+        ranks one history from them without a dense catalogue-wide row."""
+        r = self.sparse_scores(batch)
+        return r.indptr, r.indices, r.data
 
     def get_state(self) -> dict[str, Any]:
         return {"counts": self.counts, **csr_state("w", self.matrix)}

@@ -195,7 +195,11 @@ class Recommendations(BaseModel):
     unknown: list[int | str]
     """Ids of the history the model does not know (ignored for scoring)."""
     fallback_used: bool
-    """Whether the popularity fallback answered."""
+    """Whether the popularity fallback answered (the history has no item the model knows)."""
+    popularity_filled: int = 0
+    """How many of ``items`` are ranked by training popularity alone (the model has no score of
+    its own for them after this history: a rule or kNN model fills its list that way); all of
+    them when ``fallback_used``."""
 
 
 class SessionRecommendations(Recommendations):
@@ -358,6 +362,7 @@ def _answer(r: Ranked, model: str) -> dict[str, Any]:
         "items": [{"item_id": i, "score": s} for i, s in pairs],
         "unknown": r.unknown,
         "fallback_used": r.fallback_used,
+        "popularity_filled": r.popularity_filled,
     }
 
 

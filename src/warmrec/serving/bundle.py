@@ -73,6 +73,10 @@ class Ranked:
     scores: list[float]
     unknown: list[RawId] = field(default_factory=list)
     fallback_used: bool = False
+    popularity_filled: int = 0
+    """How many of ``items`` are ranked by training popularity alone: the model has no score of
+    its own for them after this history (a rule, kNN or Markov model's popularity fallback
+    fills the list past its candidates); all of them when ``fallback_used``."""
 
 
 _TRACE_LOCK = threading.Lock()
@@ -315,7 +319,27 @@ class ModelBundle:
         vals, top = top_k(scores, k, seen=[idx] if exclude_seen else None, exclude=ex, restrict=rs)
         v, t = vals[0], top[0]
         keep = torch.isfinite(v)
-        return Ranked(self.decode(t[keep].tolist()), v[keep].tolist(), unknown, fallback_used)
+        chosen = t[keep].numpy()
+        filled = len(chosen) if fallback_used else self._filled(idx, chosen)
+        return Ranked(
+            self.decode(chosen.tolist()), v[keep].tolist(), unknown, fallback_used, filled
+        )
+
+    def _own_candidates(self, idx: np.ndarray) -> np.ndarray | None:
+        """The items a sparse-scoring model (rules, kNN) scores itself after ``idx``, or None
+        for a model without such scores or without the popularity fill."""
+        from warmrec.data.dataset import Batch
+
+        m = self.model
+        if not hasattr(m, "candidate_scores") or not getattr(m.config, "pop_fallback", False):
+            return None
+        indptr, indices, data = m.candidate_scores(Batch(torch.from_numpy(self._padded([idx]))))
+        lo, hi = indptr[0], indptr[1]
+        return indices[lo:hi][data[lo:hi] > 0]
+
+    def _filled(self, idx: np.ndarray, chosen: np.ndarray) -> int:
+        own = self._own_candidates(idx)
+        return 0 if own is None else int((~np.isin(chosen, own)).sum())
 
     def _rank_sparse(
         self,
@@ -339,8 +363,10 @@ class ModelBundle:
             lo, hi = indptr[0], indptr[1]
         parts = [p for p in (idx if exclude_seen else None, ex) if p is not None and len(p)]
         blocked = np.concatenate(parts) if parts else None
-        vals, top = self._ranker.top_k(indices[lo:hi], data[lo:hi], k, blocked=blocked, allowed=rs)
-        return Ranked(self.decode(top.tolist()), vals.tolist(), unknown, False)
+        cand, val = indices[lo:hi], data[lo:hi]
+        vals, top = self._ranker.top_k(cand, val, k, blocked=blocked, allowed=rs)
+        filled = int((~np.isin(top, cand[val > 0])).sum()) if self._ranker.fallback else 0
+        return Ranked(self.decode(top.tolist()), vals.tolist(), unknown, False, filled)
 
     def warm_up(self, rounds: int = 3) -> None:
         """Score a few one-item and full-length histories (allocators, lazy init, caches).
