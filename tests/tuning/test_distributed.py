@@ -139,3 +139,29 @@ def test_train_workers_fails_fast_on_an_unreachable_address(tmp_path: Path) -> N
     assert r.exit_code == 2, r.output
     assert f"--address 127.0.0.1:{port}: no Ray cluster answers there" in r.output
     assert time.monotonic() - t0 < 60  # ray's import is most of it
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray at a time under --dist loadgroup
+def test_train_workers_prints_epochs_and_refits_on_every_event(tmp_path: Path) -> None:
+    """``--workers`` was silent until the end (no epoch line in a log file), and
+    ``--refit-all`` refitted each worker alone at its share of the batch."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray")
+    from warmrec.models.base import Recommender
+
+    log = tmp_path / "log.csv"
+    cyclic_log(n_sessions=120, n_items=20, length=6).write_csv(log)
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "warmrec", "train", "--model", "gru4rec", "--data", str(log)]
+    cmd += ["--set", "model.hidden_size=16", "--set", "train.epochs=3", "--set", "train.patience=0"]
+    cmd += ["--workers", "2", "--refit-all", "--out", str(tmp_path / "m")]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    both = res.stdout + res.stderr  # Ray forwards the worker's stderr to the driver's stdout
+    assert "train gru4rec: epoch 1/3" in both and "train gru4rec: epoch 3/3" in both
+    assert "refit on all 720 events" in res.stdout
+    run = Recommender.load(tmp_path / "m").meta.run
+    assert run.refit and run.refit["events"] == 720 and run.refit["epochs"] >= 1

@@ -127,8 +127,10 @@ def train(
     if workers is not None:
         from warmrec.tuning.distributed import train_distributed
 
-        res = train_distributed(cfg, out, workers=workers, address=address)
+        res = train_distributed(cfg, out, workers=workers, address=address, lines=not as_json)
         res.pop("history", None)
+        if not res.get("refit"):
+            res.pop("refit", None)
         if as_json:
             emit_json(res)
         else:
@@ -137,6 +139,7 @@ def train(
                 f"{res['fit_s']:.1f} s, best epoch {res['best_epoch']})"
             )
             echo_mapping({f"valid {k}": v for k, v in res["valid"].items()})
+            _echo_refit(res)
         return
     with progress_lines(as_json):
         res = run_train(cfg, out)
@@ -147,13 +150,17 @@ def train(
         echo_mapping({f"valid {k}": v for k, v in res["valid"].items()})
         for k, v in res["choices"].items():
             click.echo(f"chose {k}: {v}")
-        if res.get("refit"):
-            r = res["refit"]
-            epochs = f", {r['epochs']} epochs" if r.get("epochs") else ""
-            click.echo(
-                f"refit on all {r['events']:,} events ({r['sequences']:,} sequences{epochs}, "
-                f"{r['fit_seconds']:.1f} s): the validation figures above are the validated fit's"
-            )
+        _echo_refit(res)
+
+
+def _echo_refit(res: dict) -> None:
+    if res.get("refit"):
+        r = res["refit"]
+        epochs = f", {r['epochs']} epochs" if r.get("epochs") else ""
+        click.echo(
+            f"refit on all {r['events']:,} events ({r['sequences']:,} sequences{epochs}, "
+            f"{r['fit_seconds']:.1f} s): the validation figures above are the validated fit's"
+        )
 
 
 @click.command("evaluate")

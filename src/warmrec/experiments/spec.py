@@ -809,14 +809,15 @@ def fit_run(
         valid, n_valid = dict(res.summary), res.n_examples
     record_run(model, spec, prepared, fit_seconds=fit_s, valid=valid, n_valid=n_valid)
     if spec.refit_all:
-        model = _refit_all(spec, prepared, model)
+        model = _refit_all(spec, prepared, model, hooks)
     return model
 
 
-def _refit_all(spec: RunSpec, prepared: Any, selected: Any) -> Any:
+def _refit_all(spec: RunSpec, prepared: Any, selected: Any, hooks: Any = None) -> Any:
     """``selected`` (fitted and validated) fitted again from scratch on every event of the log,
     with its settings; a neural model for the epochs the validated run kept (no validation
-    left to stop on). The run record is the validated run's, with ``refit`` added."""
+    left to stop on), through the same loop ``hooks`` (a data-parallel worker's shard and
+    gradient averaging). The run record is the validated run's, with ``refit`` added."""
     from warmrec.data.prepared import whole_train
     from warmrec.registry import get_model
 
@@ -844,7 +845,8 @@ def _refit_all(spec: RunSpec, prepared: Any, selected: Any) -> Any:
             raise ConfigError(
                 f"refit_all: the validated run of '{selected.name}' kept no epoch to refit for"
             )
-        model.fit(whole, None, trainer={**spec.train, "epochs": int(best)})
+        extra = {"hooks": hooks} if hooks is not None else {}
+        model.fit(whole, None, trainer={**spec.train, "epochs": int(best)}, **extra)
         refit["epochs"] = int(best)
     else:
         model.fit(whole, None)

@@ -32,12 +32,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 from typing import Any
 
 from warmrec.errors import ConfigError
 from warmrec.io import atomic_write_text
+from warmrec.training.loop import epoch_lines
 
 
 class ShardedData:
@@ -219,7 +223,8 @@ class DataParallelHooks:
 
 def worker_spec(spec: Any, world: int) -> Any:
     """The spec one of ``world`` workers runs: the global batch split across workers, on the
-    CPU, without a progress bar (the driver reports)."""
+    CPU, without a progress bar (worker 0 prints a line per epoch where the command line asks,
+    which Ray forwards to the driver)."""
     trainer = spec.trainer()
     if trainer.batch_size % world:
         raise ConfigError(
@@ -229,9 +234,51 @@ def worker_spec(spec: Any, world: int) -> Any:
         **spec.train,
         "batch_size": trainer.batch_size // world,
         "device": "cpu",
-        "progress": False,
+        "progress": None if spec.train.get("progress") is None else False,
     }
     return spec.model_copy(update={"train": train})
+
+
+@contextmanager
+def _stderr_to(path: str | None) -> Iterator[None]:
+    """Within: this worker's stderr (its epoch lines, warnings) appended to ``path``, which the
+    driver copies to its own stderr as lines arrive (:class:`_Tail`); nothing where None."""
+    if path is None:
+        yield
+        return
+    with open(path, "a", encoding="utf-8", buffering=1) as f, redirect_stderr(f):
+        yield
+
+
+class _Tail:
+    """Copies the complete lines appended to a file onto stderr, from a thread, until closed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.pos, self.done = path, 0, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _copy(self, final: bool = False) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.pos)
+                chunk = f.read()
+        except OSError:
+            return
+        end = len(chunk) if final else chunk.rfind(b"\n") + 1
+        if end > 0:
+            sys.stderr.write(chunk[:end].decode("utf-8", "replace"))
+            sys.stderr.flush()
+            self.pos += end
+
+    def _run(self) -> None:
+        while not self.done.wait(0.5):
+            self._copy()
+
+    def close(self) -> None:
+        self.done.set()
+        self.thread.join()
+        self._copy(final=True)
 
 
 def _worker(config: dict[str, Any]) -> None:
@@ -239,18 +286,29 @@ def _worker(config: dict[str, Any]) -> None:
     import torch.distributed as dist
     from ray import train as ray_train
 
-    from warmrec.experiments.spec import fit_run, prepare_run, save_run, spec_from_config
+    from warmrec.experiments.spec import (
+        _refit_all,
+        fit_run,
+        prepare_run,
+        save_run,
+        spec_from_config,
+    )
 
     ctx = ray_train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     spec = spec_from_config(config["spec"])
     prep = prepare_run(spec)
     hooks = DataParallelHooks(rank, world, float(config.get("bucket_mb", DEFAULT_BUCKET_MB)))
-    model = fit_run(worker_spec(spec, world), prep, hooks=hooks)
-    # the record is of the run as asked (the global batch), not of one worker's share
-    run = model.meta.run
-    run.spec = {**run.spec, "train": dict(spec.train)}
-    result = model.train_result
+    mine = worker_spec(spec, world).model_copy(update={"refit_all": False})
+    lines = config.get("lines") if rank == 0 else None
+    with _stderr_to(lines), epoch_lines(lines is not None):
+        model = fit_run(mine, prep, hooks=hooks)
+        # the record is of the run as asked (the global batch), not of one worker's share
+        run = model.meta.run
+        run.spec = {**run.spec, "train": dict(spec.train)}
+        result = model.train_result
+        if spec.refit_all:  # on every event, data-parallel as the validated fit
+            model = _refit_all(mine, prep, model, hooks)
     record = {
         "best_metric": result.best_metric,
         "best_epoch": result.best_epoch,
@@ -261,6 +319,7 @@ def _worker(config: dict[str, Any]) -> None:
         "n_valid": run.n_valid,
         "split": prep.info["split"],
         "history": result.history,
+        "refit": model.meta.run.refit,
     }
     if rank == 0:
         save_run(model, config["out"])
@@ -278,10 +337,13 @@ def train_distributed(
     use_gpu: bool = False,
     cpus_per_worker: float = 1.0,
     bucket_mb: float = DEFAULT_BUCKET_MB,
+    lines: bool = False,
 ) -> dict[str, Any]:
     """Train the run ``cfg`` (a config dict or RunSpec) describes on ``workers`` Ray Train
-    workers; returns worker 0's record (validation metrics, best epoch, history).
-    ``bucket_mb``: the gradient bucket size (0: one all-reduce per parameter)."""
+    workers; returns worker 0's record (validation metrics, best epoch, history, the refit on
+    every event where ``refit_all``). ``bucket_mb``: the gradient bucket size (0: one
+    all-reduce per parameter); ``lines``: worker 0 prints a line per epoch on its stderr
+    (``progress`` unset), which Ray forwards to the driver's."""
     from warmrec.experiments.spec import spec_from_config
 
     if workers < 1:
@@ -308,6 +370,11 @@ def train_distributed(
     typed, out = str(out), Path(out).resolve()
     work = out.parent / f".{out.name}.ray"
     record = work / "record.json"
+    tail = None
+    if lines:
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "lines.log").write_text("")
+        tail = _Tail(work / "lines.log")
     try:
         trainer = TorchTrainer(
             _worker,
@@ -316,6 +383,7 @@ def train_distributed(
                 "out": str(out),
                 "record": str(record),
                 "bucket_mb": bucket_mb,
+                "lines": str(work / "lines.log") if lines else None,
             },
             scaling_config=ScalingConfig(
                 num_workers=workers,
@@ -327,6 +395,8 @@ def train_distributed(
         )
         trainer.fit()
     finally:
+        if tail is not None:
+            tail.close()
         stop_ray(ray_env)
     rec = json.loads(record.read_text())
     shutil.rmtree(work, ignore_errors=True)
