@@ -485,3 +485,23 @@ def test_recommend_says_how_many_items_popularity_filled(runner, tmp_path):
     res = run(runner, ["recommend", str(tmp_path / "m"), "--items", "2", "-k", "2"])
     assert res.exit_code == 0, res.output
     assert "2 of the 2 items are ranked by training popularity alone" in res.stderr
+
+
+def test_evaluate_on_a_log_with_other_id_types_answers_not_a_traceback(runner, tmp_path):
+    """The training-events check joined integer ids to text ids: polars' SchemaError."""
+    df = cyclic_log(n_sessions=40, n_items=12, length=6).drop("session_id")
+    df = df.with_columns(user_id=pl.int_range(pl.len()) // 6)
+    df.write_csv(tmp_path / "int.csv")
+    res = run(runner, ["train", "--model", "markov", "--data", str(tmp_path / "int.csv"),
+                       "--out", str(tmp_path / "m")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    users = df.with_columns(pl.format("u{}", "user_id").alias("user_id"))
+    users.write_csv(tmp_path / "users.csv")
+    res = run(runner, ["evaluate", str(tmp_path / "m"), "--data", str(tmp_path / "users.csv"),
+                       "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["metrics"]["hr@10"] > 0.9  # the cycle, on text user ids
+    padded = df.with_columns(pl.format("0{}", "item_id").alias("item_id"))
+    padded.write_csv(tmp_path / "padded.csv")
+    res = run(runner, ["evaluate", str(tmp_path / "m"), "--data", str(tmp_path / "padded.csv")])
+    assert res.exit_code == 2 and "no test examples" in res.output  # "012" is no item 12

@@ -136,3 +136,15 @@ def test_a_text_model_trained_with_items_ranks_by_text_and_reloads_them(tmp_path
     assert res.exit_code == 2
     assert res.output.strip().endswith("duplicate id (expected one row per id, found '1')")
     assert "line 3" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_zero_padded_text_keys_are_not_integer_ids(tmp_path) -> None:
+    """A feature file's ``007`` was read as item 7 of an integer log (a second row for it)."""
+    log = pl.DataFrame({"item_id": [3, 7]})
+    table = pl.DataFrame({"item_id": ["007", "7", "3"], "title": ["Bond", "Seven", "Three"]})
+    out = attach(log, table, "item_id", "t.csv")
+    assert out.sort("item_id").rows() == [(3, "Three"), (7, "Seven")]
+    p = tmp_path / "items.csv"
+    p.write_text("item_id,title\n007,Bond\n3,Three\n")
+    with pytest.raises(DataError, match="no item_id of the log"):
+        attach(pl.DataFrame({"item_id": [7]}), read_feature_table(p, "item_id"), "item_id", p)

@@ -295,3 +295,16 @@ def test_sessions_of_one_user_each_are_fine(tmp_path):
         "user_id,session_id,item_id,timestamp\n1,10,5,100\n,11,6,110\n2,12,5,200\n",
     )
     assert load_interactions(f).interactions.height == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("inf", "not a finite number"), ("99999999999999999999", "out of the calendar")],
+)
+def test_infinite_and_off_calendar_times_are_refused_with_their_line(tmp_path, value, message):
+    """``inf`` was read as a time (stats showed time_max inf; gaps crashed on it)."""
+    p = tmp_path / "log.csv"
+    p.write_text(f"user_id,item_id,timestamp\nu1,a,1600000000\nu2,b,1600000003\nu1,e,{value}\n")
+    with pytest.raises(DataError, match=message) as err:
+        load_interactions(p)
+    assert err.value.line == 4

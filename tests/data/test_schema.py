@@ -15,3 +15,21 @@ def test_whole_seconds_writes_integral_float_times_as_integers_and_keeps_fractio
     assert whole_seconds(df.drop("timestamp")).equals(df.drop("timestamp"))
     nulls = pl.DataFrame({"timestamp": [1.0, None]})
     assert whole_seconds(nulls).schema["timestamp"] == pl.Float64
+
+
+def test_a_table_in_memory_is_checked_as_a_file_is():
+    import pytest
+
+    from warmrec.data.schema import canonical_table
+    from warmrec.errors import DataError
+
+    base = {"user_id": [1, 1, 2], "item_id": [4, 5, 4], "timestamp": [1.6e9, 1.6e9 + 60, 1.6e9]}
+    ms = canonical_table(pl.DataFrame({**base, "timestamp": [1.6e12, 1.6e12 + 6e4, 1.6e12]}))
+    assert ms["timestamp"].to_list() == [1.6e9, 1.6e9 + 60, 1.6e9]  # milliseconds, as a file's
+    for bad, what in [(-3.0, "negative timestamp"), (float("inf"), "not a finite number")]:
+        with pytest.raises(DataError, match=what):
+            canonical_table(pl.DataFrame({**base, "timestamp": [1.6e9, bad, 1.6e9]}))
+    same = canonical_table(pl.DataFrame({**base, "item_id": ["4", "4.0", "5"]}))
+    assert same["item_id"].to_list() == [4, 4, 5]  # "4" and "4.0" are one item, as in a file
+    kept = canonical_table(pl.DataFrame({**base, "item_id": ["007", "7", "5"]}))
+    assert kept["item_id"].to_list() == ["007", "7", "5"]

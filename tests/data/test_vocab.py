@@ -106,3 +106,13 @@ def test_index_of_reads_raw_ids_one_way_for_cli_api_and_service():
     assert v.lookup(["3", "x", 12]).tolist() == [1, 0, 2]
     s = ItemVocab.from_ids(["a", "b"])
     assert s.index_of("b") == 2 and s.index_of(1) == 0
+
+
+def test_encode_reads_text_ids_as_index_of_does():
+    """``"015"`` read as item 15 when a log of text ids met an integer model (predict and
+    evaluate on new data), while ``recommend --items 015`` said unknown."""
+    v = ItemVocab.from_ids([7, 15, 0])
+    text = ["015", "15", "+15", "-0", "0", " 15", "x5", "15.0"]
+    assert v.encode(text).tolist() == [v.index_of(x) for x in text] == [0, 3, 0, 0, 1, 0, 0, 0]
+    assert v.encode(pl.Series([15.0, 15.5, float("nan")])).tolist() == [3, 0, 0]
+    assert v.encode(pl.Series(["15", None])).tolist() == [3, 0]

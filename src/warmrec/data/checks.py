@@ -142,8 +142,13 @@ def utc_date(seconds: float) -> str:
         return "out of the calendar's range"
 
 
+LAST_CALENDAR_SECOND = 253_402_300_799.0
+"""9999-12-31 23:59:59 UTC in Unix seconds: the last time a date can be written for."""
+
+
 def check_times(df: pl.DataFrame, src: Source, outliers: str = "error") -> None:
-    """Refuse negative timestamps (seconds) and far outliers (see the module docstring)."""
+    """Refuse negative timestamps (seconds), times past the calendar (year 9999) and far
+    outliers (see the module docstring)."""
     if TIME not in df.columns or df.height == 0:
         return
     t = df[TIME].cast(pl.Float64).to_numpy()
@@ -158,6 +163,20 @@ def check_times(df: pl.DataFrame, src: Source, outliers: str = "error") -> None:
             "--time-unit ordinal",
             found=f"{t[row]:g} s ({utc_date(float(t[row]))})",
         )
+    _check_outliers(t, src, outliers)  # first: it names the bulk of the log a value is far from
+    late = t > LAST_CALENDAR_SECOND
+    if late.any():
+        row = int(late.argmax())
+        raise src.row_error(
+            "timestamp out of the calendar",
+            row,
+            TIME,
+            expected="Unix time up to the year 9999 (another unit? --time-unit s/ms/us/ns)",
+            found=f"{t[row]:g} s",
+        )
+
+
+def _check_outliers(t: np.ndarray, src: Source, outliers: str) -> None:
     n = len(t)
     if n < OUTLIER_MIN_EVENTS or float(t.max() - t.min()) <= OUTLIER_MIN_GAP:
         return

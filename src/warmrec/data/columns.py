@@ -450,6 +450,12 @@ def finish(df: pl.DataFrame, src: Source, opts: ReadOptions | None = None) -> pl
             raise src.row_error(
                 "missing value", row, col, expected="a number", found="NaN (not a number)"
             )
+        if col in df.columns and df[col].dtype.is_float() and df[col].is_infinite().any():
+            row = int(df[col].is_infinite().arg_max())
+            raise src.row_error(
+                "not a finite number", row, col, expected="a finite number",
+                found=f"{df[col][row]} (infinity)",
+            )  # fmt: skip
     check_ids(df, src, opts.max_id_length)
     check_sessions(df, src)
     if not opts.ordinal and TIME in df.columns and df[TIME].dtype.is_numeric():

@@ -29,6 +29,7 @@ from warmrec.data.text import (
     require_rows,
     sniff_header,
 )
+from warmrec.data.vocab import as_int_ids
 from warmrec.errors import DataError
 
 KEYS = (ITEM, USER)
@@ -111,7 +112,8 @@ def key_as(
     ids = table[key]
     if ids.dtype == dtype:
         return table
-    cast = ids.cast(dtype, strict=False)
+    # to integers as every outside id is read: "007" is no integer id (not item 7)
+    cast = as_int_ids(ids) if dtype == pl.Int64 else ids.cast(dtype, strict=False)
     if cast.null_count() > ids.null_count():
         if not drop:
             raise DataError(

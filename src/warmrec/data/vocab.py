@@ -27,6 +27,22 @@ _INT_TEXT = re.compile(r"-?(?:0|[1-9][0-9]{0,18})")
 """A canonical decimal integer id as text (ASCII digits only; ``re.fullmatch``)."""
 
 
+def as_int_ids(values: pl.Series) -> pl.Series:
+    """``values`` as Int64 ids, each read as :meth:`ItemVocab.index_of` reads one: text only in
+    canonical decimal form (``"015"``, ``"+15"``, ``" 15"`` and ``"-0"`` are no integer ids:
+    null), floats only when integral, booleans never."""
+    none = pl.repeat(None, len(values), dtype=pl.Int64, eager=True).rename(values.name)
+    if values.dtype in (pl.Utf8, pl.String):
+        canonical = values.str.contains(f"^(?:{_INT_TEXT.pattern})$") & (values != "-0")
+        return values.cast(pl.Int64, strict=False).zip_with(canonical.fill_null(False), none)
+    if values.dtype.is_float():
+        integral = values.is_finite() & (values.round(0) == values)
+        return values.cast(pl.Int64, strict=False).zip_with(integral.fill_null(False), none)
+    if values.dtype == pl.Boolean or not values.dtype.is_numeric():
+        return none
+    return values.cast(pl.Int64, strict=False)
+
+
 class ItemVocab:
     """A fixed mapping from raw ids (all ints or all strings) to indices ``1..n``; 0 is padding.
 
@@ -141,11 +157,10 @@ class ItemVocab:
         return table
 
     def _coerce(self, values: pl.Series) -> pl.Series:
+        """Raw ids as the vocabulary's type, each read as :meth:`index_of` reads one."""
         if self.is_str:
             return values.cast(pl.Utf8)
-        if values.dtype in (pl.Utf8, pl.String):
-            return values.cast(pl.Int64, strict=False)
-        return values.cast(pl.Int64, strict=False)
+        return as_int_ids(values)
 
     def encode(self, values: Iterable | pl.Series | np.ndarray) -> np.ndarray:
         """Raw ids -> int64 indices; unknown ids become 0 (padding)."""

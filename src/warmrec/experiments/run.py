@@ -179,6 +179,8 @@ def _refuse_training_events(
     again from its run record and matched to the scored part's events (sequence key, item,
     time): a model scored on what it was trained on reads near-perfect (HR@10 1.0 against an
     honest 0.10 on a log whose rule changes at the cut)."""
+    import polars as pl
+
     from warmrec.data.schema import ITEM, SESSION, TIME, USER
 
     rec = spec_of_model(model, where)
@@ -201,7 +203,12 @@ def _refuse_training_events(
     cols = [c for c in (USER, SESSION, ITEM, TIME) if c in held.columns and c in trained.columns]
     if ITEM not in cols or not ({USER, SESSION} & set(cols)):
         return
-    n = held.select(cols).join(trained.select(cols).unique(), on=cols, how="semi").height
+    # a log read with other id types (text ids where the model's log had integers): compared
+    # as text, as they were written
+    same = [held[c].dtype == trained[c].dtype for c in cols]
+    a = held.select(pl.col(c) if ok else pl.col(c).cast(pl.Utf8) for c, ok in zip(cols, same))
+    b = trained.select(pl.col(c) if ok else pl.col(c).cast(pl.Utf8) for c, ok in zip(cols, same))
+    n = a.join(b.unique(), on=cols, how="semi").height
     if n:
         method = rec.split.method
         raise ConfigError(
