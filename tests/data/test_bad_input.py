@@ -36,7 +36,7 @@ def test_wrong_delimiter_given_explicitly(tmp_path):
 def test_data_rows_with_another_delimiter(tmp_path):
     f = write(tmp_path, "mixed.csv", HEADER + "1;2;3\n")
     err = error_of(f)
-    assert err.line == 2 and err.field == "item_id"
+    assert err.line == 2 and "wrong number of fields" in str(err)
     assert "semicolons" in str(err) and "mixed.csv, line 2" in str(err)
 
 
@@ -294,3 +294,42 @@ def test_dataset_folder_with_several_candidates(tmp_path):
     with pytest.raises(DataError) as info:
         load_dataset("amazon-ratings", tmp_path)
     assert "ratings_Beauty.csv" in info.value.found and "ratings_Books.csv" in info.value.found
+
+
+@pytest.mark.parametrize(
+    "header", ["User ID,Product ID,Event Time", '"User ID","Product ID","Event Time"']
+)
+def test_names_with_spaces_do_not_make_space_the_separator(tmp_path, header):
+    """Three spaces in the names beat two commas: 'User', 'ID,Product', ..."""
+    f = write(tmp_path, "h.csv", header + "\nu1,a,1600000000\nu1,b,1600000001\nu2,b,1600000002\n")
+    cols = {"user_id": "User ID", "item_id": "Product ID", "timestamp": "Event Time"}
+    df = load_interactions(f, columns=cols).interactions
+    assert df["item_id"].to_list() == ["a", "b", "b"] and df.height == 3
+
+
+def test_a_space_after_each_comma_is_read_as_formatting(tmp_path):
+    """'user_id, item_id, timestamp' failed: 'unable to find column "item_id"'."""
+    f = write(tmp_path, "s.csv", "user_id, item_id, timestamp\nu1, a, 1600000000\nu2, b, 5\n")
+    df = load_interactions(f, time_outliers="warn").interactions
+    assert df.columns[:3] == ["user_id", "item_id", "timestamp"]
+    assert df["item_id"].to_list() == ["a", "b"] and df["user_id"].to_list() == ["u1", "u2"]
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "fields"),
+    [("u1,a,1600000000,5\nu1,b,1600000001\nu2,b,1600000002,4\n", 3, 3),
+     ("u1,1600000000,4\nu2,b,1600000002,4\n", 2, 3)],
+)  # fmt: skip
+def test_a_line_with_fewer_fields_than_the_header_is_named(tmp_path, body, line, fields):
+    """Short lines were padded with nulls: a rating of None, or 'missing value' for a field
+    that was not empty but absent."""
+    f = write(tmp_path, "r.csv", "user_id,item_id,timestamp,rating\n" + body)
+    err = error_of(f)
+    assert err.line == line and "wrong number of fields" in str(err)
+    assert f"found {fields} field(s)" in str(err)
+
+
+def test_an_empty_rating_is_a_missing_value(tmp_path):
+    f = write(tmp_path, "r.csv", "user_id,item_id,timestamp,rating\nu1,a,1,5\nu1,b,2,\n")
+    err = error_of(f)
+    assert err.line == 3 and err.field == "rating" and "missing value" in str(err)

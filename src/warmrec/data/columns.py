@@ -431,7 +431,12 @@ def finish(df: pl.DataFrame, src: Source, opts: ReadOptions | None = None) -> pl
     """
     opts = opts or ReadOptions()
     key = SESSION if SESSION in df.columns else USER
-    for col in (key, ITEM, TIME):
+    gaps = df.select(pl.any_horizontal(pl.all().is_null())).to_series()
+    if gaps.any():  # a line with fewer fields than the header reads as nulls: say so
+        short = src.short_line(int(gaps.arg_max()))
+        if short is not None:
+            raise short
+    for col in (key, ITEM, TIME, RATING):
         if col in df.columns and df[col].null_count():
             row = int(df[col].is_null().arg_max())
             blank = all(v is None for v in df.row(row))

@@ -34,6 +34,44 @@ class Source:
     first_line: int | None = 2
     sep: str | None = field(default=None)
 
+    def short_line(self, row: int) -> DataError | None:
+        """A "wrong number of fields" error where data row ``row`` has fewer fields than the
+        header (the reader fills the missing ones with nulls, which would read as empty
+        cells); None where it has them all, or the file has no lines to count."""
+        if self.first_line is None or self.sep is None:
+            return None
+        import itertools
+
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as f:
+                want = len(header_cells(f.readline().rstrip("\r\n"), self.sep))
+                skip = self.first_line + row - 2
+                line = next(itertools.islice(f, skip, None), None)
+        except OSError:
+            return None
+        if line is None or self.first_line != 2:
+            return None
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            return None  # an empty line: named as such by the missing-value check
+        got = len(header_cells(line, self.sep))
+        if got >= want:
+            return None
+        other = [c for c in SEPARATORS if c not in (self.sep, " ") and c in line]
+        hint = (
+            f" (the line holds {sep_name(other[0])}s: is the separator {sep_name(self.sep)} "
+            "right?)"
+            if other
+            else ""
+        )
+        return DataError(
+            "wrong number of fields",
+            path=self.path,
+            line=self.first_line + row,
+            expected=f"{want} fields separated by {sep_name(self.sep)}, as the header",
+            found=f"{got} field(s): {clip(line)!r}{hint}",
+        )
+
     def row_error(
         self, message: str, row: int, column: str | None, *, expected: str, found: str
     ) -> DataError:
@@ -101,12 +139,28 @@ def first_line(path: Path) -> str:
 
 def sniff_header(path: Path, sep: str | None = None) -> tuple[str, list[str]]:
     """The separator (given or sniffed) and the header cells of a delimited text file."""
-    line = first_line(path)
+    line = first_line(path).rstrip("\r\n")
     if sep is None:
-        counts = {c: line.count(c) for c in SEPARATORS}
-        sep = max(SEPARATORS, key=lambda c: (counts[c], -SEPARATORS.index(c)))
-        sep = sep if counts[sep] else ","
-    return sep, [cell.strip().strip('"') for cell in line.split(sep)]
+        # the separator that splits the header into the most cells (quotes honoured), a space
+        # only where no other splits it: names may hold spaces ("User ID,Product ID")
+        fields = {c: len(header_cells(line, c)) for c in SEPARATORS}
+        others = [c for c in SEPARATORS if c != " " and fields[c] > 1]
+        if others:
+            sep = max(others, key=lambda c: (fields[c], -SEPARATORS.index(c)))
+        else:
+            sep = " " if fields[" "] > 1 else ","
+    return sep, [cell.strip() for cell in header_cells(line, sep)]
+
+
+def header_cells(line: str, sep: str) -> list[str]:
+    """The cells of one header line split at ``sep``, double quotes honoured (``"a, b"`` is one
+    cell, without its quotes); a line the csv module cannot split is split plainly."""
+    import csv
+
+    try:
+        return next(csv.reader([line], delimiter=sep, quotechar='"', skipinitialspace=True))
+    except (csv.Error, StopIteration):
+        return [cell.strip('"') for cell in line.split(sep)]
 
 
 def read_text(
@@ -141,6 +195,9 @@ def read_text(
         if encoding != "utf8":
             df = pl.read_csv(path, encoding=encoding, **kw)
             return df.select(select) if select else df
+        padded = _padded_header(path, kw) if has_header and names is None else {}
+        if padded:  # "user_id, item_id": names and values are read without the spaces
+            return _read_padded(path, kw, padded, select)
         if dtypes:
             try:
                 lf = pl.scan_csv(path, schema_overrides=dtypes, raise_if_empty=False, **kw)
@@ -152,6 +209,25 @@ def read_text(
     except (pl.exceptions.PolarsError, OSError) as exc:
         n_fields = len(names) if names is not None else None
         raise diagnose(path, sep, exc, n_fields=n_fields, has_header=has_header) from exc
+
+
+def _padded_header(path: Path, kw: dict) -> dict[str, str]:
+    """``{name as read: name stripped}`` where the header's names carry spaces around them
+    (``user_id, item_id, timestamp``); empty for a plain header."""
+    names = pl.scan_csv(path, raise_if_empty=False, **kw).collect_schema().names()
+    renamed = {n: n.strip() for n in names if n != n.strip()}
+    return renamed if renamed else {}
+
+
+def _read_padded(
+    path: Path, kw: dict, renamed: dict[str, str], select: Sequence[str] | None
+) -> pl.DataFrame:
+    """A file written with a space after each separator: its names stripped, and its text
+    cells too (``u1, a, 1600000000``: the item is ``a``, not `` a``)."""
+    lf = pl.scan_csv(path, raise_if_empty=False, **kw).rename(renamed)
+    if select:
+        lf = lf.select(select)
+    return lf.with_columns(pl.all().str.strip_chars()).collect()
 
 
 def diagnose(
