@@ -59,8 +59,7 @@ class Source:
             return None
         other = [c for c in SEPARATORS if c not in (self.sep, " ") and c in line]
         hint = (
-            f" (the line holds {sep_name(other[0])}s: is the separator {sep_name(self.sep)} "
-            "right?)"
+            f" (the line holds {sep_name(other[0])}s: is the separator {sep_name(self.sep)} right?)"
             if other
             else ""
         )
