@@ -60,3 +60,8 @@ class WarmrecWarning(UserWarning):
 
 class DataWarning(WarmrecWarning):
     """Input that is accepted but probably not what was meant (e.g. a very small test part)."""
+
+
+class DataNote(WarmrecWarning):
+    """What was done to the data as asked, said once (e.g. how many duplicate events
+    ``--drop-duplicates`` dropped); the command line prints it as ``warmrec: note: ...``."""

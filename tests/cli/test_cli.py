@@ -343,6 +343,7 @@ def test_drop_duplicates_reaches_the_run_and_its_saved_record(runner, tmp_path):
     res = run(runner, [*args, "--drop-duplicates", "--out", str(tmp_path / "m")])
     assert res.exit_code == 0, res.output
     assert "warmrec: warning:" not in res.stderr
+    assert "warmrec: note: " in res.stderr and "dropped 180 of 360 events" in res.stderr
     res = run(runner, ["evaluate", str(tmp_path / "m"), "--json"])
     once = json.loads(res.stdout)
     res = run(
@@ -505,3 +506,13 @@ def test_evaluate_on_a_log_with_other_id_types_answers_not_a_traceback(runner, t
     padded.write_csv(tmp_path / "padded.csv")
     res = run(runner, ["evaluate", str(tmp_path / "m"), "--data", str(tmp_path / "padded.csv")])
     assert res.exit_code == 2 and "no test examples" in res.output  # "012" is no item 12
+
+
+def test_data_sessionize_and_gaps_refuse_a_key_that_is_no_sequence(runner, tmp_path):
+    """--key item_id wrote sessions of an item's events, a file warmrec then refused."""
+    p = tmp_path / "g.csv"
+    p.write_text("user_id,item_id,timestamp\nu1,a,1600000000\nu1,b,1600000100\nu2,a,1600000000\n")
+    for cmd in (["sessionize", str(p), "--out", str(tmp_path / "o.csv")], ["gaps", str(p)]):
+        res = run(runner, ["data", *cmd, "--key", "item_id"])
+        assert res.exit_code == 2 and "--key: expected user_id" in res.output
+    assert not (tmp_path / "o.csv").exists()

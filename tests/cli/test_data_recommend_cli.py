@@ -195,3 +195,18 @@ def test_data_commands_read_a_mars_folder_without_options(tmp_path):
     assert json.loads(res.stdout)["sessions"] == 2
     d = json.loads(run(["data", "stats", folder, "--format", "mars-explicit", "--json"]).stdout)
     assert d["events"] == 2
+
+
+def test_recommend_reads_quoted_ids_with_commas_and_spaces(tmp_path):
+    """'--items 7,"a, b"' was split at every comma: '"a' and 'b"' unknown."""
+    p = tmp_path / "log.csv"
+    names = ["a, b", " lead", "c"]
+    rows = [(s, names[(s + j) % 3], s * 1000 + j) for s in range(30) for j in range(3)]
+    pl.DataFrame(rows, schema=["session_id", "item_id", "timestamp"], orient="row").write_csv(p)
+    assert run(["train", "--model", "markov", "--data", p, "--out", tmp_path / "m"]).exit_code == 0
+    res = run(["recommend", tmp_path / "m", "--items", '"a, b"', "-k", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["unknown"] == [] and json.loads(res.stdout)["items"] == [" lead"]
+    res = run(["recommend", tmp_path / "m", "--items", 'c , " lead"', "-k", "1", "--json"])
+    assert json.loads(res.stdout)["history"] == ["c", " lead"]
+    assert json.loads(res.stdout)["items"] == ["c"]

@@ -308,3 +308,26 @@ def test_infinite_and_off_calendar_times_are_refused_with_their_line(tmp_path, v
     with pytest.raises(DataError, match=message) as err:
         load_interactions(p)
     assert err.value.line == 4
+
+
+def test_ids_that_read_nan_warn_as_missing_values_written_as_text(tmp_path):
+    """pandas writes a missing id as 'nan': one item for every event that lost its id."""
+    p = tmp_path / "log.csv"
+    p.write_text("user_id,item_id,timestamp\n1,5,1600000000\n1,nan,1600000001\n2,7,1600000002\n")
+    with pytest.warns(Warning, match=r"line 3: field 'item_id': 1 id reads 'nan'"):
+        df = load_interactions(p).interactions
+    assert df["item_id"].to_list() == ["5", "nan", "7"]  # kept, as written
+
+
+def test_times_written_yyyymmdd_warn(tmp_path):
+    p = tmp_path / "log.csv"
+    p.write_text("user_id,item_id,timestamp\nu1,a,20200101\nu1,b,20200102\nu2,b,20200103\n")
+    with pytest.warns(Warning, match=r"every time is a date written YYYYMMDD \(e.g. 20200101\)"):
+        load_interactions(p)
+    q = tmp_path / "seconds.csv"
+    q.write_text("user_id,item_id,timestamp\nu1,a,1600000000\nu1,b,1600000001\n")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_interactions(q)

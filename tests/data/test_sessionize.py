@@ -197,3 +197,13 @@ def test_sessionize_refuses_a_gap_that_is_no_number_of_seconds(gap):
     df = pl.DataFrame({"user_id": [1, 1], "item_id": [1, 2], "timestamp": [0.0, 10.0]})
     with pytest.raises(DataError, match="gap_seconds"):
         sessionize(df, gap_seconds=gap)
+
+
+def test_a_session_log_is_cut_again_by_its_own_sessions():
+    """key=session_id crashed on a duplicate session_id column."""
+    df = pl.DataFrame(
+        {"session_id": [1, 1, 2], "item_id": ["a", "b", "a"], "timestamp": [0.0, 9000.0, 0.0]}
+    )
+    out = sessionize(df, gap_seconds=1800, key="session_id")
+    assert out.columns == ["session_id", "item_id", "timestamp"]
+    assert out["session_id"].to_list() == [0, 1, 2] and out["item_id"].to_list() == ["a", "b", "a"]

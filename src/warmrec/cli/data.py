@@ -15,6 +15,7 @@ from warmrec.cli.common import (
     load_config,
     read_data,
 )
+from warmrec.errors import ConfigError
 
 
 @click.group()
@@ -91,6 +92,22 @@ def utc_date(seconds: float) -> str:
     return text + "Z"
 
 
+def _sequence_key_option(key: str | None, df: Any, path: str) -> str:
+    """``--key`` of gaps and sessionize: user_id or session_id, a column of the log (default:
+    user_id where the log has one, else session_id)."""
+    from warmrec.data.schema import SESSION, USER, sequence_key
+
+    if key is None:
+        return USER if USER in df.columns else sequence_key(df)
+    if key not in (USER, SESSION) or key not in df.columns:
+        have = [c for c in (USER, SESSION) if c in df.columns]
+        raise ConfigError(
+            f"--key: expected {' or '.join(have)} (whose events form sequences in {path}), "
+            f"found {key!r}"
+        )
+    return key
+
+
 @data.command()
 @click.argument("path")
 @data_options
@@ -101,13 +118,13 @@ def utc_date(seconds: float) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def gaps(path, fmt, cols, no_timestamp, order, sep, key, plot_path, as_json):
     """Inactivity gaps between consecutive events: quantiles, histogram, suggested threshold."""
-    from warmrec.data.schema import require_seconds, sequence_key
+    from warmrec.data.schema import require_seconds
     from warmrec.data.sessionize import gap_analysis
 
     inter = read_data(path, fmt, cols, no_timestamp, order, sep)
     require_seconds(inter.time_unit, "data gaps", source=inter.source)
     df = inter.interactions
-    key = key or ("user_id" if "user_id" in df.columns else sequence_key(df))
+    key = _sequence_key_option(key, df, path)
     rep = gap_analysis(df, key=key)
     d = rep.to_dict()
     if plot_path:
@@ -134,7 +151,11 @@ def gaps(path, fmt, cols, no_timestamp, order, sep, key, plot_path, as_json):
     show_default=True,
     help="Inactivity gap (seconds) that starts a new session.",
 )
-@click.option("--key", default="user_id", show_default=True)
+@click.option(
+    "--key",
+    default=None,
+    help="Whose events are cut: user_id (the default where the log has users) or session_id.",
+)
 @click.option("--collapse-repeats", is_flag=True, help="Drop consecutive repeats of an item.")
 @click.option("--out", "out", required=True, help="Output file: .parquet, .csv or .tsv.")
 @click.option("--json", "as_json", is_flag=True)
@@ -152,6 +173,7 @@ def sessionize(
     inter = read_data(path, fmt, cols, no_timestamp, order, sep)
     require_seconds(inter.time_unit, "data sessionize (a gap in seconds)", source=inter.source)
     df = inter.interactions
+    key = _sequence_key_option(key, df, path)
     res = do_sessionize(df, gap_seconds=gap_seconds, key=key, collapse_repeats=collapse_repeats)
     write_table(whole_seconds(res), out)
     d = {"events": res.height, "sessions": res["session_id"].n_unique(), "out": out}

@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 from warmrec import __version__
-from warmrec.errors import WarmrecError, WarmrecWarning
+from warmrec.errors import DataNote, WarmrecError, WarmrecWarning
 
 # command name -> (module, attribute); loaded when the command is used or listed
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -185,7 +185,9 @@ def one_line_warnings() -> Iterator[None]:
     show = warnings.showwarning
 
     def one_line(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, WarmrecWarning):
+        if issubclass(category, DataNote):
+            click.echo(f"warmrec: note: {cli_language(str(message))}", err=True)
+        elif issubclass(category, WarmrecWarning):
             click.echo(f"warmrec: warning: {cli_language(str(message))}", err=True)
         else:
             show(message, category, filename, lineno, file, line)

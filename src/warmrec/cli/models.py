@@ -252,9 +252,48 @@ def evaluate_cmd(
             click.echo(format_table(slices_table(by_slice)))
 
 
+def _history_ids(items: str) -> list[str]:
+    """The ids of ``--items``: cells of one CSV line (double quotes honoured, a quoted cell kept
+    as written), unquoted cells without the spaces around them, empty cells dropped."""
+    import csv
+
+    from warmrec.errors import ConfigError
+
+    try:
+        cells = next(csv.reader([items], skipinitialspace=True, strict=True), [])
+    except csv.Error as e:
+        raise ConfigError(
+            f"--items: expected comma-separated item ids, found {items!r} ({e})"
+        ) from None
+    quoted = [p.strip().startswith('"') for p in _raw_cells(items)]
+    if len(quoted) != len(cells):
+        quoted = [False] * len(cells)
+    return [c if q else c.strip() for c, q in zip(cells, quoted) if (c if q else c.strip())]
+
+
+def _raw_cells(line: str) -> list[str]:
+    """``line`` split at the commas outside double quotes, the quotes kept."""
+    out, cur, inside = [], [], False
+    for ch in line:
+        if ch == '"':
+            inside = not inside
+        if ch == "," and not inside:
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    out.append("".join(cur))
+    return out
+
+
 @click.command()
 @click.argument("model_dir")
-@click.option("--items", required=True, help="Comma-separated raw item ids, oldest first.")
+@click.option(
+    "--items",
+    required=True,
+    help="Comma-separated raw item ids, oldest first; an id holding a comma or spaces at its "
+    "ends in double quotes, as in a CSV line (--items '7,\"a, b\"').",
+)
 @click.option("-k", "k", default=10, show_default=True, type=int, help="How many items (>= 1).")
 @click.option(
     "--exclude-seen/--keep-seen",
@@ -281,7 +320,7 @@ def recommend(model_dir, items, k, exclude_seen, fallback, as_json):
 
     if k < 1:
         raise ConfigError(f"-k: expected a whole number >= 1, found {k}")
-    hist = [x.strip() for x in items.split(",") if x.strip()]
+    hist = _history_ids(items)
     if not hist and fallback == "none":
         raise ConfigError(
             f"--items: expected comma-separated item ids, found {items!r} "

@@ -77,6 +77,29 @@ def check_ids(df: pl.DataFrame, src: Source, max_length: int = MAX_ID_LENGTH) ->
                 found=repr(clip(s[row], 60)),
             )
         _warn_padded_ids(s, src, col)
+        _warn_missing_as_text(s, src, col)
+
+
+MISSING_AS_TEXT = ("nan", "NaN", "NAN", "None", "none", "NULL", "null", "NA", "N/A", "<NA>")
+"""How a missing value is written as text by pandas (``astype(str)``), SQL exports and R."""
+
+
+def _warn_missing_as_text(s: pl.Series, src: Source, col: str) -> None:
+    """Warn where ids read ``nan``, ``None``, ``NULL``, ...: a missing value written as text
+    (pandas' ``astype(str)`` of a NaN) is one id for every event that lost its own."""
+    missing = s.is_in(list(MISSING_AS_TEXT)).fill_null(False)
+    if not missing.any():
+        return
+    row = int(missing.arg_max())
+    where = src.path if src.first_line is None else f"{src.path}, line {src.first_line + row}"
+    n = int(missing.sum())
+    warnings.warn(
+        f"{where}: field '{col}': {n:,} {'id reads' if n == 1 else 'ids read'} {s[row]!r}, "
+        "which is how a missing value is written as text (pandas' astype(str) of a NaN); "
+        f"kept as one {col} for all of them: drop or fill those rows if they are missing",
+        DataWarning,
+        stacklevel=2,
+    )
 
 
 def _warn_padded_ids(s: pl.Series, src: Source, col: str) -> None:

@@ -576,7 +576,33 @@ def _scale(s: pl.Series, unit: str | None, src: Source, column: str) -> pl.Serie
     if unit is not None:
         return s / UNIT_SCALE[unit]
     _refuse_mixed_units(s, src, column)
+    _warn_calendar_digits(s, src, column)
     return scale_epoch(s)
+
+
+def _warn_calendar_digits(s: pl.Series, src: Source, column: str) -> None:
+    """Warn where every time is an integer that reads as a date written YYYYMMDD
+    (``20200101``): as Unix seconds those are a few hours of August 1970."""
+    v = s.drop_nulls()
+    if v.len() == 0 or not bool(((v % 1) == 0).all()):
+        return
+    if not bool(((v >= 19000101) & (v <= 21001231)).all()):
+        return
+    month, day = (v // 100) % 100, v % 100
+    if not bool(((month >= 1) & (month <= 12) & (day >= 1) & (day <= 31)).all()):
+        return
+    import warnings
+
+    from warmrec.errors import DataWarning
+
+    warnings.warn(
+        f"{src.path}: field '{column}': every time is a date written YYYYMMDD "
+        f"(e.g. {int(v[0])}); read as Unix seconds they span "
+        f"{float(v.max() - v.min()) / 3600:.1f} hours of 1970: write them as ISO dates "
+        "(2020-01-01) or Unix seconds",
+        DataWarning,
+        stacklevel=2,
+    )
 
 
 _UNIT_NAMES = ("seconds", "milliseconds", "microseconds", "nanoseconds")

@@ -112,7 +112,7 @@ from warmrec.data.text import (
     require_rows,
     sniff_header,
 )
-from warmrec.errors import ConfigError, DataError, DataWarning
+from warmrec.errors import ConfigError, DataError, DataNote, DataWarning
 
 __all__ = [
     "ALIASES",
@@ -231,6 +231,13 @@ def _handle_duplicates(out: Interactions, duplicates: str, path: str | Path) -> 
             out.interactions = df.filter(~dup)
             if out.parts:  # a split folder: no event is in two files (refused), so per part
                 out.parts = {k: drop_duplicate_events(v) for k, v in out.parts.items()}
+            n = int(dup.sum())
+            warnings.warn(
+                f"{path}: dropped {n:,} of {df.height:,} events that repeat an earlier event "
+                "exactly (same sequence, item and time; --drop-duplicates)",
+                DataNote,
+                stacklevel=3,
+            )
         return
     if duplicate_share(df) <= DUPLICATE_WARN_SHARE:  # estimated on large logs: cheap
         return

@@ -42,7 +42,9 @@ def require_seconds(time_unit: str, what: str, *, source: str | None = None) -> 
             f"{what} needs timestamps in seconds",
             path=source,
             field=TIME,
-            expected="a log with times (or, if these numbers are seconds, --time-unit s)",
+            expected="a log with times (if the ordering column holds Unix seconds, read it "
+            "as the time: --col timestamp=COLUMN, with --time-unit s where the unit was "
+            "given as ordinal)",
             found="event positions (an ordinal log: --time-unit ordinal, --order, "
             "--no-timestamp or a format without times such as sasrec)",
         )

@@ -223,7 +223,11 @@ def sessionize(
             expected="a number of seconds >= 0",
             found=str(gap_seconds),
         )
-    base = df.drop(SESSION) if (SESSION in df.columns and key != SESSION) else df
+    if key == SESSION:  # sessions cut again at the gap: new session ids replace the old
+        inner = df.rename({SESSION: "_outer_session"})
+        out = sessionize(inner, gap_seconds, "_outer_session", collapse_repeats)
+        return out.drop("_outer_session")
+    base = df.drop(SESSION) if SESSION in df.columns else df
     ids = _presorted_session_ids(base, key, gap_seconds)
     if ids is not None:
         out = base.with_columns(pl.Series(SESSION, ids))
