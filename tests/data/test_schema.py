@@ -20,7 +20,7 @@ def test_whole_seconds_writes_integral_float_times_as_integers_and_keeps_fractio
 def test_a_table_in_memory_is_checked_as_a_file_is():
     import pytest
 
-    from warmrec.data.schema import canonical_table
+    from warmrec.data.columns import canonical_table
     from warmrec.errors import DataError
 
     base = {"user_id": [1, 1, 2], "item_id": [4, 5, 4], "timestamp": [1.6e9, 1.6e9 + 60, 1.6e9]}

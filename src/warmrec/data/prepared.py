@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from warmrec.data.columns import canonical_table
 from warmrec.data.dataset import EvalSet, SequenceDataset, sorted_examples
-from warmrec.data.schema import ITEM, SESSION, TIME, USER, canonical_table, sequence_key
+from warmrec.data.schema import ITEM, SESSION, TIME, USER, sequence_key
 from warmrec.data.sequences import IDX, SequenceData
 from warmrec.data.split import Split, default_split
 from warmrec.data.vocab import ItemVocab

@@ -205,7 +205,7 @@ def load_interactions(
         raise ConfigError(
             f"path: expected a file or folder path (str or Path), found {type(path).__name__}; "
             "a table in memory goes to warmrec.prepare(table) or "
-            "warmrec.data.schema.canonical_table(table) as it is"
+            "warmrec.data.columns.canonical_table(table) as it is"
         )
     if duplicates not in ("keep", "drop"):
         raise ConfigError(f"duplicates: expected keep or drop, found {duplicates!r}")

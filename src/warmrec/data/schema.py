@@ -15,8 +15,6 @@ naming the source, the field, what was found and what was expected.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import polars as pl
 
@@ -121,53 +119,6 @@ def _cast_id(df: pl.DataFrame, col: str, source: str | None) -> pl.Series:
         expected="integer or string ids",
         found=str(s.dtype),
     )
-
-
-def canonical_table(data: Any, what: str = "the interaction table") -> pl.DataFrame:
-    """A table given in Python (a Polars or pandas DataFrame with the canonical column names)
-    checked and cast as a log read from a file is (:func:`validate_interactions`): times as
-    float seconds (a datetime column converted to the microsecond, numbers in milliseconds or
-    finer told by their size), no missing, NaN, infinite or negative time, none past the
-    calendar or far from the others, integer or text ids (text that is all integers read as
-    integers). A text time column was sorted as text (``"10"`` before ``"8"``): it is
-    refused."""
-    if not isinstance(data, pl.DataFrame):
-        if type(data).__module__.split(".")[0] == "pandas" and hasattr(data, "columns"):
-            data = pl.from_pandas(data)
-        else:
-            raise DataError(
-                f"{what}: not a table",
-                expected="a polars or pandas DataFrame (or a path: warmrec.load_interactions)",
-                found=type(data).__name__,
-            )
-    from pathlib import Path
-
-    from warmrec.data.checks import check_ids, check_times
-    from warmrec.data.columns import normalise_ids, scale_epoch
-    from warmrec.data.text import Source
-
-    # as a file's columns are read: text ids that are all integers (or integral floats, as
-    # pandas writes them) become integers, so "1" and "1.0" are one item
-    ids = [c for c in (SESSION, USER, ITEM) if c in data.columns and data[c].dtype == pl.Utf8]
-    if ids:
-        data = data.with_columns(normalise_ids(data[c]) for c in ids)
-    numeric_time = TIME in data.columns and data[TIME].dtype.is_numeric()
-    if TIME in data.columns and isinstance(data[TIME].dtype, pl.Datetime | pl.Date):
-        data = data.with_columns(
-            pl.col(TIME).cast(pl.Datetime("us")).dt.epoch("us").cast(pl.Float64) / 1e6
-        )  # microseconds, as a file's date-times (not cut to milliseconds)
-    out = validate_interactions(data, source=what)
-    src = Source(Path(what), first_line=None)
-    if out[TIME].is_infinite().any():
-        row = int(out[TIME].is_infinite().arg_max())
-        raise src.row_error(
-            "not a finite number", row, TIME, expected="a finite time", found=str(out[TIME][row])
-        )
-    if numeric_time:  # milliseconds (or finer) told by their size, as in a file
-        out = out.with_columns(scale_epoch(out[TIME]))
-    check_ids(out, src)
-    check_times(out, src)
-    return out
 
 
 def validate_interactions(df: pl.DataFrame, *, source: str | None = None) -> pl.DataFrame:

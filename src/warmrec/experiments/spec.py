@@ -708,7 +708,7 @@ def prepare_run(
         inter = spec.data.read()
     else:
         if not isinstance(data, Interactions):
-            from warmrec.data.schema import canonical_table
+            from warmrec.data.columns import canonical_table
 
             data = Interactions(interactions=canonical_table(data))
         inter = data
