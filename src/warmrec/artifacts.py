@@ -226,6 +226,10 @@ class TransferInfo(_Record):
     position_init: str = "repeat"
     max_len: int | None = None
     n_shared_items: int = 0
+    """Target items that copied a source item's rows (matched by ``match_items``)."""
+    match_items: str = "ids"
+    """How items were matched across domains (``auto``, ``ids``, ``none``; model files
+    written before the option matched every shared raw id: ``ids``)."""
     target_specific: list[str] = []
     """State entries made for the target (item tables, users, cropped positions, ...)."""
     n_trainable: int = 0

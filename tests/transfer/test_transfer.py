@@ -216,6 +216,8 @@ def test_items_present_in_both_domains_copy_their_source_rows(sources, domains):
         for raw in ("s5", "s9"):
             i, j = vocab.encode([raw])[0], source.vocab.encode([raw])[0]
             assert torch.equal(w[i], src_w[j])
+    _, none = build_target_model(source, tgt, init="mean", match_items="none")
+    assert none["n_shared_items"] == 0
     gru = sources["gru4rec"]  # untied: input table, output table and output bias
     s_state = state(gru)
     for init in ("random", "popularity"):

@@ -209,6 +209,11 @@ def transfer_cmd(
             f"saved {info['model']} ({info['strategy']}, init {info['init']}) to {out} "
             f"(fit {info['fit_s']:.1f} s)"
         )
+        n = info["n_shared_items"]
+        click.echo(
+            f"items matched to source items ({info['match_items']}): {n:,}"
+            + (" (they copy the source rows)" if n else "")
+        )
         echo_mapping({f"valid {k}": v for k, v in info["valid"].items()})
 
 

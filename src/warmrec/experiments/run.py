@@ -109,6 +109,8 @@ def run_transfer(
         "strategy": spec.transfer.strategy,
         "init": model.meta.transfer.init,
         "n_trainable": model.meta.transfer.n_trainable,
+        "n_shared_items": model.meta.transfer.n_shared_items,
+        "match_items": model.meta.transfer.match_items,
     }
 
 

@@ -533,6 +533,11 @@ class TransferSpec(ConfigModel):
     ``"off"``, ``"mean"``, ``"diag"`` (mean and per-dimension variance, AdaBN) or ``"full"``
     (mean and covariance; ``true`` is ``"full"``). None (default): ``"diag"`` under
     ``strategy = "zeroshot"`` with a text source, else ``"off"``."""
+    match_items: Literal["auto", "ids", "none"] = "auto"
+    """Which items are one item in source and target and copy their source rows: ``auto``
+    the shared raw ids where both catalogues have text ids (integer ids, 1..n in most public
+    logs, coincide across unrelated catalogues: none), ``ids`` every shared raw id (a target
+    drawn from the source's own catalogue), ``none`` no item."""
     model_options: dict[str, Any] = {}
     """Target model settings over the source's, e.g. ``{item_repr = "text", text_prior = 5}``:
     the source's encoder under another item representation (the item layer parts the source
@@ -1027,6 +1032,7 @@ def _fit_transfer(spec: RunSpec, prepared: Any) -> Any:
         refit_whitening=tr.refit_whitening,
         model_options=tr.model_options or None,
         seed=tr.seed,
+        match_items=tr.match_items,
         **extra,
     )
 

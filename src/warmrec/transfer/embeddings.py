@@ -61,10 +61,26 @@ TextEncoder = Callable[[list[str]], np.ndarray]
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def shared_items(source_vocab: ItemVocab, target_vocab: ItemVocab) -> tuple[np.ndarray, np.ndarray]:
-    """``(target_index, source_index)`` of the raw ids present in both vocabularies."""
-    if target_vocab.n_ids == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+MATCH_ITEMS = ("auto", "ids", "none")
+"""How items of the two domains are matched (:func:`shared_items`)."""
+
+
+def shared_items(
+    source_vocab: ItemVocab, target_vocab: ItemVocab, match: str = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(target_index, source_index)`` of the items taken as one item in both domains, whose
+    rows the target copies: ``match="ids"`` the raw ids present in both vocabularies,
+    ``"none"`` no item, ``"auto"`` (default) the shared raw ids where both vocabularies hold
+    text ids (product codes, titles, URLs: the same text is the same item) and none where
+    either holds integers (public logs number their items 1..n: movie 12 and video 12 are
+    unrelated, yet the ids match)."""
+    if match not in MATCH_ITEMS:
+        raise ConfigError(f"match_items: expected one of {', '.join(MATCH_ITEMS)}, found {match!r}")
+    none = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if target_vocab.n_ids == 0 or match == "none":
+        return none
+    if match == "auto" and not (source_vocab.is_str and target_vocab.is_str):
+        return none
     ids = target_vocab.ids
     src = source_vocab.encode(ids)
     tgt = np.arange(1, len(ids) + 1, dtype=np.int64)
@@ -234,8 +250,10 @@ def init_item_embeddings(
     target_vectors: torch.Tensor | np.ndarray | None = None,
     n_anchors: int = 0,
     ridge: float = 1e-3,
+    match_items: str = "auto",
 ) -> torch.Tensor:
     """The target item table ``[len(target_vocab), d]`` by ``method`` (see the module docstring).
+    The items :func:`shared_items` matches by ``match_items`` copy their source rows.
 
     ``source_emb`` is ``[len(source_vocab), d]`` (row 0 padding). Counts are arrays indexed by
     vocabulary index (``target_counts`` defaults to ``target_train.item_counts()``); titles map
@@ -262,7 +280,7 @@ def init_item_embeddings(
     real = src[1:]
     n_t, d = len(target_vocab), src.shape[1]
     out = torch.zeros(n_t, d)
-    shared_t, shared_s = shared_items(source_vocab, target_vocab)
+    shared_t, shared_s = shared_items(source_vocab, target_vocab, match_items)
     rest = np.setdiff1d(np.arange(1, n_t), shared_t)
 
     if method == "random":

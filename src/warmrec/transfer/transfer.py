@@ -199,6 +199,7 @@ def _init_tables(
     target_train: SequenceDataset,
     init_kwargs: dict[str, Any],
     seed: int,
+    match_items: str = "auto",
 ) -> dict[str, torch.Tensor]:
     n_src, n_tgt = len(source.vocab), len(target.vocab)
     parts, extras, widths, vectors = [], [], [], []
@@ -214,13 +215,16 @@ def _init_tables(
         for i, (part, is_bias) in enumerate(zip(parts, vectors)):
             if is_bias:  # the models' own bias init (zero); shared items still copy theirs
                 bias = torch.zeros(n_tgt, 1)
-                t_idx, s_idx = shared_items(source.vocab, target.vocab)
+                t_idx, s_idx = shared_items(source.vocab, target.vocab, match_items)
                 bias[torch.from_numpy(t_idx)] = part[torch.from_numpy(s_idx)]
                 rows.append(bias)
             else:
                 rows.append(
-                    init_item_embeddings("random", part, source.vocab, target.vocab, seed=seed + i)
-                )
+                    init_item_embeddings(
+                        "random", part, source.vocab, target.vocab, seed=seed + i,
+                        match_items=match_items,
+                    )
+                )  # fmt: skip
         wide = torch.cat(rows, 1)
     else:
         wide = init_item_embeddings(
@@ -230,6 +234,7 @@ def _init_tables(
             target.vocab,
             target_train=target_train,
             seed=seed,
+            match_items=match_items,
             **init_kwargs,
         )
     out = {}
@@ -256,8 +261,13 @@ def build_target_model(
     refit_whitening: str = "off",
     model_options: Mapping[str, Any] | None = None,
     seed: int = 0,
+    match_items: str = "auto",
 ) -> tuple[NeuralRecommender, dict[str, Any]]:
     """Steps 1-6 of the module docstring, without training: ``(target model, info)``.
+
+    ``match_items``: which items are one item in both domains and copy their source rows
+    (:func:`warmrec.transfer.embeddings.shared_items`: ``"auto"``, text ids only; ``"ids"``;
+    ``"none"``).
 
     ``model_options``: the target's model settings over the source's (step 6).
 
@@ -363,7 +373,17 @@ def build_target_model(
         init_kwargs.setdefault("target_titles", target_titles)
     if keys:
         new.update(
-            _init_tables(init, src_state, keys, source, target, target_train, init_kwargs, seed)
+            _init_tables(
+                init,
+                src_state,
+                keys,
+                source,
+                target,
+                target_train,
+                init_kwargs,
+                seed,
+                match_items,
+            )  # fmt: skip
         )
     specific += keys
 
@@ -420,7 +440,8 @@ def build_target_model(
                 f"{getattr(source.config, 'item_repr', 'id')!r}"
             )
         info["refit_whitening"] = refits
-    info["n_shared_items"] = int(len(shared_items(source.vocab, target.vocab)[0]))
+    info["n_shared_items"] = int(len(shared_items(source.vocab, target.vocab, match_items)[0]))
+    info["match_items"] = match_items
     info["target_specific"] = specific
     return target, info
 
@@ -469,6 +490,7 @@ def transfer(
     refit_whitening: str | bool | None = None,
     model_options: Mapping[str, Any] | None = None,
     seed: int = 0,
+    match_items: str = "auto",
 ) -> NeuralRecommender:
     """Transfer ``source_model`` to the target domain and train it (see the module docstring).
 
@@ -517,6 +539,7 @@ def transfer(
         refit_whitening=refit,
         model_options=model_options,
         seed=seed,
+        match_items=match_items,
     )
     if strategy != "zeroshot":
         apply_strategy(target, strategy, s_opts)
@@ -543,6 +566,7 @@ def transfer(
         "position_init": position_init,
         "max_len": _max_len(target.config),
         "n_shared_items": info["n_shared_items"],
+        "match_items": match_items,
         "target_specific": info["target_specific"],
         "n_trainable": 0
         if strategy == "zeroshot"

@@ -20,9 +20,10 @@ popularity and session-kNN on the target; and the transfer study for ml-100k (sc
 fine-tuning and Reptile over fractions of the target's training sessions and seeds, with
 confidence intervals). Every run is selected on the target's validation part and tested once.
 
-A documented caveat: ``warmrec.transfer`` copies the vectors of items whose raw ids occur in both
-vocabularies ("shared items"); MARS's ids and the sources' are unrelated integers, so the
-coincidences are spurious (``n_shared_items`` in each transfer run's record).
+Items are matched across domains only where both catalogues have text ids
+(``[transfer] match_items = "auto"``): MARS's ids and the sources' are unrelated integers, so no
+item copies a source row (``n_shared_items`` 0 in each transfer run's record; before the option,
+every shared integer id copied the unrelated source item's row).
 
 The full run's sizes (``FULL_NOTE``: nowplaying-1m as one file of its split folder, few
 epochs, two fractions in the study) are chosen so that it finishes in under an hour on a shared
