@@ -160,3 +160,17 @@ def test_study_transfer_reads_each_side_with_its_own_options(logs, tmp_path):
     assert methods == {"pop", "scratch", "finetune+popularity"}  # scratch: the reference
     same = run([*args[:6], "--format", "sasrec", *args[10:]])  # one format for both: refused
     assert same.exit_code == 2 and str(src_path) in same.output
+
+
+def test_transfer_refuses_model_settings_it_would_ignore(tmp_path):
+    """--set model.dropout=0.9 was recorded in the run as if applied; the source decides."""
+    from click.testing import CliRunner
+
+    from warmrec.cli.main import cli
+
+    log = tmp_path / "log.csv"
+    log.write_text("session_id,item_id,timestamp\n1,a,1\n1,b,2\n2,a,3\n2,b,4\n")
+    res = CliRunner().invoke(cli, ["transfer", "--from", str(tmp_path / "nosuch"), "--data",
+                                   str(log), "--set", "model.dropout=0.9", "--out",
+                                   str(tmp_path / "t")])  # fmt: skip
+    assert res.exit_code == 2 and "[model] does not apply to a transfer run" in res.output

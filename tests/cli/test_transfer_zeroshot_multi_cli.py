@@ -145,3 +145,10 @@ def test_pretrain_multi_domain_token_flag(folders, tmp_path):
 def test_pretrain_multi_needs_sources(tmp_path):
     res = CliRunner().invoke(cli, ["pretrain-multi", "--out", str(tmp_path / "m")])
     assert res.exit_code == 2 and "expected [sources.<label>] tables" in res.output
+
+
+def test_pretrain_multi_refuses_a_label_given_twice(tmp_path):
+    """The second --source movies=... replaced the first without a word."""
+    args = ["pretrain-multi", "--source", f"m={tmp_path}/a.csv", "--source", f"m={tmp_path}/b.csv"]
+    res = run([*args, "--out", tmp_path / "out"])
+    assert res.exit_code == 2 and "label 'm' given twice" in res.output

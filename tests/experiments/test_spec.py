@@ -245,3 +245,15 @@ def test_refit_all_refits_a_neural_model_for_the_epochs_validation_kept(log_csv:
     assert spec.to_config()["refit_all"] is True
     with pytest.raises(ConfigError, match="fits its own weights on the validation part"):
         fit_run(spec.replace(model={"name": "fresh"}, train=None), prep)
+
+
+def test_item_titles_read_recbole_movie_title_token_lists():
+    """ml-100k's RecBole item file names its titles movie_title (a token sequence): a source
+    pre-trained on it stored no titles, and --init text refused it."""
+    import polars as pl
+
+    from warmrec.experiments.spec import item_titles
+
+    items = pl.DataFrame({"item_id": [1, 2], "movie_title": [["Toy", "Story"], ["GoldenEye"]]})
+    assert item_titles(items) == {1: "Toy Story", 2: "GoldenEye"}
+    assert item_titles(pl.DataFrame({"item_id": [1], "genre": ["x"]})) is None

@@ -159,3 +159,11 @@ def test_a_binary_space_file_is_one_line(tmp_path: Path) -> None:
     p.write_bytes(bytes(range(256)) * 4)
     with pytest.raises(ConfigError, match="expected a TOML text file"):
         load_space(p, "item2vec")
+
+
+def test_an_integer_log_scale_with_a_step_is_refused_before_the_search(tmp_path):
+    """Optuna refused it mid-run with a raw ValueError."""
+    p = tmp_path / "s.toml"
+    p.write_text('[model]\nsteps = { type = "int", low = 1, high = 20, log = true, step = 2 }\n')
+    with pytest.raises(ConfigError, match="steps: step and log cannot be combined"):
+        load_space(p)

@@ -48,7 +48,12 @@ def _csv(value: str, what: str, conv=str) -> tuple:
     help="ranking (default: next item over the catalogue) or melo (MELO's rating regression: "
     "RMSE, MAE; items >= 50 and users >= 5 ratings, 1,000 test users, first 30 ratings).",
 )
-@click.option("--shots", default="1,3,5,10", show_default=True)
+@click.option(
+    "--shots",
+    default=None,
+    help="Revealed events per test user, comma-separated (default: [coldstart] shots, else "
+    "1,3,5,10).",
+)
 @click.option("--seeds", "n_seeds", default=3, show_default=True, type=int, help="Seeds 0..N-1.")
 @click.option("--order", default=None, help="User split: random (default) or time.")
 @click.option(
@@ -90,11 +95,26 @@ def study_coldstart(
             "pretrain, meta, coldstart"
         )
     settings = dict(cfg.get("coldstart", {}))
-    settings["shots"] = _csv(shots, "--shots", int)
+    if shots is not None or "shots" not in settings:
+        settings["shots"] = _csv(shots or "1,3,5,10", "--shots", int)
+        where = "--shots"
+    else:
+        given = settings["shots"]
+        where = "coldstart.shots"
+        if (
+            not isinstance(given, list | tuple)
+            or not all(isinstance(k, int) and not isinstance(k, bool) for k in given)
+            or not given
+        ):
+            raise ConfigError(
+                f"{config_file or '--set'}: {where}: expected a list of whole numbers, found "
+                f"{given!r}"
+            )
+        settings["shots"] = tuple(given)
     bad = [k for k in settings["shots"] if k < 1]
     if bad:
         raise ConfigError(
-            f"--shots: expected numbers of revealed events >= 1, found {', '.join(map(str, bad))}"
+            f"{where}: expected numbers of revealed events >= 1, found {', '.join(map(str, bad))}"
         )
     if order:
         settings["order"] = order

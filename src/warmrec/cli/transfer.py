@@ -128,6 +128,11 @@ def pretrain_multi(
         label, sep, path = s.partition("=")
         if not sep or not label.strip() or not path.strip():
             raise click.BadParameter(f"expected LABEL=PATH, found {s!r}", param_hint="--source")
+        if label.strip() in flags.get("sources", {}):
+            raise click.BadParameter(
+                f"label {label.strip()!r} given twice (each source needs its own label)",
+                param_hint="--source",
+            )
         flags.setdefault("sources", {})[label.strip()] = {"data": {"path": path.strip()}}
     if model_name:
         flags["model"] = {"name": model_name}

@@ -98,6 +98,13 @@ def run_transfer(
         if "source" not in tr:
             raise ConfigError("no source model: give --source DIR or [transfer] source")
         cfg["transfer"] = tr
+    given = cfg.model is not None if isinstance(cfg, RunSpec) else bool(cfg.get("model"))
+    if given:  # recorded, never applied: the source decides the model
+        raise ConfigError(
+            "[model] does not apply to a transfer run: the source decides the model; set the "
+            "target's model settings with transfer.model_options.KEY=VALUE and its history "
+            "length with transfer.max_len"
+        )
     spec = spec_from_config(cfg)
     if spec.transfer is None:
         raise ConfigError("no source model: give --source DIR or [transfer] source")

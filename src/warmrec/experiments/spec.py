@@ -995,13 +995,27 @@ def _fit_model(spec: RunSpec, prepared: Any, callbacks: Sequence[Callback], hook
     return model
 
 
+TITLE_COLUMNS = ("title", "movie_title", "item_title", "item_name")
+"""Item-feature columns read as an item's title (the first present): RecBole's ml-100k names it
+``movie_title`` (a token sequence, its words joined with spaces)."""
+
+
 def item_titles(item_features: Any) -> dict[Any, str] | None:
-    """``{raw id: title}`` when the item features have a ``title`` column, else None."""
-    if item_features is None or "title" not in item_features.columns:
+    """``{raw id: title}`` when the item features have a title column (:data:`TITLE_COLUMNS`),
+    else None."""
+    import polars as pl
+
+    if item_features is None:
+        return None
+    col = next((c for c in TITLE_COLUMNS if c in item_features.columns), None)
+    if col is None:
         return None
     from warmrec.transfer import titles_from_frame
 
-    return titles_from_frame(item_features)
+    table = item_features.select("item_id", col)
+    if isinstance(table.schema[col], pl.List):
+        table = table.with_columns(pl.col(col).list.join(" "))
+    return titles_from_frame(table.rename({col: "title"}) if col != "title" else table)
 
 
 def _fit_transfer(spec: RunSpec, prepared: Any) -> Any:

@@ -255,3 +255,14 @@ def test_the_rating_table_names_its_difference_in_mse():
     )
     assert "diff of MSE [95% CI]" in table.columns and "diff [95% CI]" not in table.columns
     assert "diff [95% CI]" in display_table(summarize([_record(0, "finetune", 0.3)], (3,))).columns
+
+
+def test_study_reads_shots_from_the_config(tmp_path):
+    """--shots' default overwrote [coldstart] shots from --config or --set."""
+    log = tmp_path / "log.csv"
+    planted_log().write_csv(log)
+    base = ["study", "coldstart", "--data", str(log), "--methods", "pop", "--seeds", "1"]
+    r = CliRunner().invoke(cli, [*base, "--set", "coldstart.shots=[0]", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "coldstart.shots: expected numbers of revealed events >= 1" in (
+        r.output
+    )
