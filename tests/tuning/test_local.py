@@ -325,3 +325,69 @@ def test_a_resumed_search_draws_new_configurations(tmp_path: Path, data: SearchD
     # a fresh search with the same seed still draws the same first trials (reproducible)
     fresh = search_local("item2vec", space, data, tmp_path / "t", trials=3, **kw)
     assert [r.params["model.alpha"] for r in fresh] == alphas[:3]
+
+
+def _sr_space():
+    space = parse_space(
+        {"search": {"metric": "recall@5"}, "model": {"steps": {"type": "int", "low": 1, "high": 9}}}
+    )
+    space.check("sr")
+    return space
+
+
+def test_a_model_fitted_in_one_pass_is_never_pruned(tmp_path: Path, data: SearchData) -> None:
+    """Its one value was reported as an epoch after the fit: the median pruner then labelled
+    half of the finished trials "pruned" (and left them out of the importance)."""
+    rows = search_local("sr", _sr_space(), data, tmp_path / "s", trials=8, seed=0)
+    assert [r.state for r in rows] == ["complete"] * 8
+
+
+def test_ctrl_c_stops_a_trial_that_runs_again_on_resume(
+    tmp_path: Path, data: SearchData, monkeypatch
+) -> None:
+    """Ctrl-C stored the trial as failed (with a partial score), counted it as done and never
+    ran it again."""
+    import warmrec.tuning.local as local
+
+    real, calls = local.run_trial, []
+
+    def interrupted_once(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(local, "run_trial", interrupted_once)
+    space = _sr_space()
+    with pytest.raises(KeyboardInterrupt):
+        search_local("sr", space, data, tmp_path / "s", trials=3, seed=0, pruner="none")
+    rows = search_local("sr", space, data, tmp_path / "s", trials=3, seed=0, pruner="none")
+    states = [r.state for r in rows]
+    assert states.count("complete") == 3 and states.count("interrupted") == 1
+    stopped = next(r for r in rows if r.state == "interrupted")
+    assert stopped.value is None
+    again = [r for r in rows if r.retries == 1]
+    assert len(again) == 1 and again[0].params == stopped.params and again[0].state == "complete"
+
+
+def test_a_failed_trial_says_why_and_no_completed_trial_exits_non_zero(
+    tmp_path: Path, log_csv: Path
+) -> None:
+    space = tmp_path / "space.toml"
+    space.write_text('[search]\nmetric = "ndcg@10"\n[model]\ntext_fields = ["title"]\n'
+                     'min_df = { type = "int", low = 1, high = 3 }\n')  # fmt: skip
+    r = CliRunner().invoke(cli, ["tune", "--model", "tfidf", "--data", str(log_csv), "--space",
+                                 str(space), "--trials", "1", "--no-progress", "--out",
+                                 str(tmp_path / "t")])  # fmt: skip
+    assert r.exit_code == 2 and "no trial completed (1 run, see trials.csv)" in r.output
+    table = (tmp_path / "t" / "trials.csv").read_text()
+    assert table.splitlines()[0].endswith(",error") and "failed" in table
+    assert "item" in table.splitlines()[1].split(",")[-1]  # the reason, not an empty cell
+
+
+def test_a_ray_search_is_not_resumed_into_its_folder(tmp_path: Path, log_csv: Path) -> None:
+    """A second Ray run into the same --out started over and drew the same trials again."""
+    (tmp_path / "t" / "ray" / "search").mkdir(parents=True)
+    r = CliRunner().invoke(cli, ["tune", "--backend", "ray", "--model", "sr", "--data",
+                                 str(log_csv), "--trials", "1", "--out", str(tmp_path / "t")])  # fmt: skip
+    assert r.exit_code == 2 and "a Ray search does not resume" in r.output

@@ -20,7 +20,8 @@ from warmrec.cli.common import (
     epilog="The space file's [model] and [train] tables name the searched settings; without "
     "--space the model's built-in space is searched (shipped with the package; the same files "
     "as configs/spaces/ in a checkout). Trials are scored on validation only; the best configuration is refitted "
-    "and evaluated once on test. Running the same command into the same --out resumes, with new "
+    "and evaluated once on test. Running the same command into the same --out resumes (the optuna "
+    "backend; a Ray search is refused there), with new "
     "draws (the sampler is seeded with --seed plus the trials already run); an --out holding a "
     "search with another model, space, data, split or trainer defaults is refused (study.json)."
 )
@@ -140,6 +141,8 @@ def tune(
     )
     if as_json:
         emit_json({k: v for k, v in res.items() if k != "rows"})
+        if res["best"] is None:
+            _no_trial_completed(res)
         return
     from pathlib import Path
 
@@ -150,9 +153,16 @@ def tune(
     )
     best = res["best"]
     if best is None:
-        click.echo("no trial completed")
-        return
+        _no_trial_completed(res)
     click.echo(f"best trial {best['trial']}: {best['params']}")
     echo_mapping({f"valid {k}": v for k, v in best["valid"].items()})
     echo_mapping({f"test {k}": v for k, v in best.get("test", {}).items()})
     click.echo(f"best config: {best['config']} (warmrec train --config {best['config']} --out DIR)")
+
+
+def _no_trial_completed(res: dict) -> None:
+    from warmrec.errors import ModelError
+
+    errors = [r["error"] for r in res.get("rows", []) if r.get("error")]
+    why = f"; the first failure: {errors[0]}" if errors else ""
+    raise ModelError(f"no trial completed ({res['trials']} run, see trials.csv){why}")

@@ -204,6 +204,9 @@ def search_ray(
                 verbose=1 if progress else 0,
             ),
         )
+        # Ctrl-C aborts the command: Ray Tune's own handler ended the run and returned the
+        # partial results, which were then refitted and scored on test as a finished search
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
         with contextlib.redirect_stdout(sys.stderr):  # Ray's status tables: keep --json clean
             grid = tuner.fit()
         return _rows(grid)
@@ -232,6 +235,7 @@ def _rows(grid: Any) -> list[TrialRow]:
             state = "failed"
         else:
             state = "pruned"
+        error = str(res.error).strip().splitlines()[-1] if res.error is not None else ""
         params = {k: v for k, v in (res.config or {}).items()}
         trial_id = m.get("trial_id", "")
         rows.append(
@@ -245,6 +249,7 @@ def _rows(grid: Any) -> list[TrialRow]:
                 seconds=float(m.get("seconds", m.get("time_total_s", 0.0)) or 0.0),
                 curve=curve,
                 retries=failures.get(trial_id, 0),
+                error=error,
             )
         )
     return rows

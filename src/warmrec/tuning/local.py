@@ -118,17 +118,22 @@ def rows_of(study: Any) -> list[TrialRow]:
         curve = [float(t.intermediate_values[k]) for k in sorted(t.intermediate_values)]
         if t.state.name == "COMPLETE":
             value = t.value
-        elif curve:
+        elif curve and t.state.name == "PRUNED":  # its best epoch before it was stopped
             value = max(curve)
-        else:
+        else:  # a failed or interrupted trial has no score
             value = None
+        state = states[t.state.name]
+        if state == "failed" and ua.get("interrupted"):
+            state = "interrupted"
+        reason = str(ua.get("error") or t.system_attrs.get("fail_reason", ""))
+        reason = reason if state == "failed" else ""
         seconds = ua.get("seconds")
         if seconds is None and t.datetime_start and t.datetime_complete:
             seconds = (t.datetime_complete - t.datetime_start).total_seconds()
         rows.append(
             TrialRow(
                 number=t.number,
-                state=states[t.state.name],
+                state=state,
                 params=dict(t.params),
                 value=value,
                 valid=dict(ua.get("valid", {})),
@@ -136,6 +141,7 @@ def rows_of(study: Any) -> list[TrialRow]:
                 seconds=float(seconds or 0.0),
                 curve=curve,
                 retries=1 if "retry_of" in ua else 0,
+                error=reason.strip().splitlines()[-1] if reason.strip() else "",
             )
         )
     return rows
@@ -211,6 +217,15 @@ def _search(
             outcome, _ = run_trial(
                 model_name, space, values, data, report, exclude_seen=exclude_seen
             )
+        except ModelError as e:  # a failed trial: its reason goes to the tables
+            trial.set_user_attr("error", str(e))
+            raise
+        except KeyboardInterrupt:  # Ctrl-C: as a killed search, the trial runs again on resume
+            trial.set_user_attr("interrupted", True)
+            trial.study.enqueue_trial(
+                trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False
+            )
+            raise
         finally:
             trial.set_user_attr("seconds", time.perf_counter() - t0)
         trial.set_user_attr("valid", outcome.valid)

@@ -27,7 +27,7 @@ from typing import Any
 
 from warmrec.io import atomic_write_text
 
-STATES = ("complete", "pruned", "failed", "running")
+STATES = ("complete", "pruned", "failed", "interrupted", "running")
 
 
 @dataclass
@@ -43,6 +43,8 @@ class TrialRow:
     seconds: float = 0.0
     curve: list[float] = field(default_factory=list)
     retries: int = 0
+    error: str = ""
+    """Why a failed trial failed (one line), empty otherwise."""
 
 
 def toml_value(v: Any) -> str:
@@ -90,6 +92,7 @@ def best_row(rows: list[TrialRow]) -> TrialRow | None:
 def write_tables(rows: list[TrialRow], out: Path, metric: str) -> None:
     names = sorted({k for r in rows for k in r.params})
     header = ["trial", "state", *names, f"valid_{metric}", "epochs", "seconds", "retries"]
+    header.append("error")
     buf = io.StringIO(newline="")
     w = csv.writer(buf)
     w.writerow(header)
@@ -101,6 +104,7 @@ def write_tables(rows: list[TrialRow], out: Path, metric: str) -> None:
                 r.epochs,
                 f"{r.seconds:.2f}",
                 r.retries,
+                r.error,
             ]
         )
     atomic_write_text(out / "trials.csv", buf.getvalue())
@@ -108,7 +112,7 @@ def write_tables(rows: list[TrialRow], out: Path, metric: str) -> None:
     for r in rows:
         cells = [str(r.number), r.state] + [_fmt(r.params.get(n, "")) for n in names]
         cells += ["" if r.value is None else f"{r.value:.4f}", str(r.epochs), f"{r.seconds:.1f}"]
-        cells.append(str(r.retries))
+        cells += [str(r.retries), r.error.replace("|", "/")[:120]]
         md.append("| " + " | ".join(cells) + " |")
     atomic_write_text(out / "trials.md", "\n".join(md) + "\n")
 
@@ -123,6 +127,8 @@ def plot(rows: list[TrialRow], out: Path, metric: str, importance: dict[str, flo
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from warmrec.reports.plots import save_figure
 
     written = []
     done = sorted((r for r in rows if r.value is not None), key=lambda r: r.number)
@@ -139,7 +145,7 @@ def plot(rows: list[TrialRow], out: Path, metric: str, importance: dict[str, flo
     ax.set_ylabel(f"validation {metric}")
     ax.set_title("optimisation history")
     fig.tight_layout()
-    fig.savefig(out / "history.png", dpi=100)
+    save_figure(fig, out / "history.png", dpi=100)
     plt.close(fig)
     written.append("history.png")
 
@@ -159,7 +165,7 @@ def plot(rows: list[TrialRow], out: Path, metric: str, importance: dict[str, flo
     )
     ax.set_title("parameter importance" + why)
     fig.tight_layout()
-    fig.savefig(out / "importance.png", dpi=100)
+    save_figure(fig, out / "importance.png", dpi=100)
     plt.close(fig)
     written.append("importance.png")
 
@@ -173,7 +179,7 @@ def plot(rows: list[TrialRow], out: Path, metric: str, importance: dict[str, flo
     ax.set_ylabel(f"validation {metric}")
     ax.set_title("validation per epoch, every trial (dotted: pruned)")
     fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=100)
+    save_figure(fig, out / "curves.png", dpi=100)
     plt.close(fig)
     written.append("curves.png")
     return written

@@ -14,6 +14,7 @@ from typing import Any
 
 from warmrec.errors import ConfigError
 from warmrec.tuning.space import builtin_space_path, load_space
+from warmrec.tuning.trial import eval_metrics
 
 BACKENDS = ("optuna", "ray")
 
@@ -82,8 +83,31 @@ def run_tune(
         check_address(address)
     if not (cfg.get("data") or {}).get("path"):
         raise ConfigError("no data path: give --data PATH or [data] path in the config")
+    metrics = (cfg.get("eval") or {}).get("metrics")
+    if metrics is not None:  # replaced by the search metric's in every trial: say so
+        import warnings
+
+        from warmrec.errors import DataWarning
+
+        warnings.warn(
+            f"eval.metrics {list(metrics)} not used: tune scores every trial on the space's "
+            f"[search] metric ({space.metric}) and reports "
+            f"{', '.join(eval_metrics(space.metric))} (another metric: a --space file)",
+            DataWarning,
+            stacklevel=2,
+        )
+    if trials < 1:
+        raise ConfigError(f"--trials: expected an integer >= 1, found {trials}")
+    if n_jobs < 1:
+        raise ConfigError(f"--n-jobs: expected an integer >= 1, found {n_jobs}")
     base = spec_from_config({k: cfg[k] for k in ("data", "split", "eval") if k in cfg})
     out = Path(out)
+    if backend == "ray" and (out / "ray" / "search").exists():
+        raise ConfigError(
+            f"{out}: holds a Ray search, and a Ray search does not resume (it would start over "
+            "and draw the same configurations again); give another --out, or the optuna "
+            "backend, which resumes"
+        )
     _check_folder(out, space, base, backend)
     exclude_seen = base.eval.exclude_seen
     t0 = time.perf_counter()

@@ -132,8 +132,8 @@ def run_trial(
     seconds = time.perf_counter() - t0
     valid = {k: float(v) for k, v in model.meta.run.valid.items()}
     value = float(valid[label])
-    if not curve and report is not None:
-        report(1, value)
+    # a model fitted in one pass reports nothing on the way: its one value is final (reported
+    # as an epoch, a pruner judged it after the fit and labelled a finished trial "pruned")
     outcome = TrialOutcome(
         value=value,
         valid=valid,
