@@ -184,3 +184,12 @@ def test_bad_strategies(train_data):
     with pytest.raises(ModelError, match="nothing to train"):
         apply_strategy(model, "freeze", {"freeze": ["*"]})
     assert len(STRATEGIES) == 9 and "zeroshot" in STRATEGIES
+
+
+def test_a_freeze_pattern_that_matches_nothing_is_refused(train_data):
+    """strategy freeze with freeze=["nomatch.*"] trained everything, as finetune, silently."""
+    from warmrec.errors import ConfigError
+
+    model = sasrec(train_data)
+    with pytest.raises(ConfigError, match=r"freeze: the pattern\(s\) 'nomatch\.\*' match no"):
+        apply_strategy(model, "freeze", {"freeze": ["nomatch.*"]})

@@ -294,3 +294,38 @@ def test_transfer_errors(sources, domains):
         build_target_model(get_model("pop"), tgt, init="mean")
     with pytest.raises(ModelError, match="no trained network"):
         build_target_model(get_model("sasrec"), tgt, init="mean")
+
+
+def test_init_options_are_checked_against_the_init_method(sources, domains):
+    """An unknown key ended in a raw TypeError; under init random every option was ignored."""
+    _, _, tgt, _ = domains
+    source = sources["sasrec"]
+    with pytest.raises(ConfigError, match="init_options: bogus not an option of init 'mean'"):
+        build_target_model(source, tgt, init="mean", init_options={"bogus": 1})
+    with pytest.raises(ConfigError, match="init 'random' \\(it takes no options\\)"):
+        build_target_model(source, tgt, init="random", init_options={"noise": -1})
+    build_target_model(source, tgt, init="mean", init_options={"noise": 0.0})
+
+
+def test_a_lora_source_is_merged_and_an_adapter_source_refused(sources, domains):
+    """A model transferred with lora, transferred again, lost its LoRA updates silently."""
+    import copy
+
+    from warmrec.models.adapters import is_adapter_name, merge_and_unload
+
+    _, _, tgt, valid = domains
+    lora = transfer(sources["sasrec"], tgt, valid, strategy="lora", init="mean", trainer=TRAINER)
+    assert any(is_adapter_name(k) for k in lora.net.state_dict())
+    merged = copy.deepcopy(lora.net)
+    merge_and_unload(merged)
+    want = merged.state_dict()
+    again, _ = build_target_model(lora, tgt, init="mean")
+    got = again.net.state_dict()
+    enc = [k for k in got if k.startswith("encoder.") and k in want]
+    assert enc and all(torch.equal(got[k], want[k]) for k in enc)
+    base = {k: v for k, v in sources["sasrec"].net.state_dict().items() if k in enc}
+    assert any(not torch.equal(got[k], base[k]) for k in base)  # the updates are in
+    adapted = transfer(sources["sasrec"], tgt, valid, strategy="adapters", init="mean",
+                       trainer=TRAINER)  # fmt: skip
+    with pytest.raises(ModelError, match="bottleneck adapters"):
+        build_target_model(adapted, tgt, init="mean")

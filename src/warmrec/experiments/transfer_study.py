@@ -298,6 +298,14 @@ def run_transfer_study(
     inits = study.inits
     strategies = ["scratch", *[s for s in dict.fromkeys(strategies) if s != "scratch"]]
     inits = list(dict.fromkeys(inits)) or ["random"]
+    from warmrec.transfer.transfer import INIT_OPTIONS
+
+    read = {k for i in inits for k in INIT_OPTIONS.get(i, ())}
+    unused = sorted(set(init_options or {}) - read)
+    if unused:
+        raise ConfigError(
+            f"init_options: {', '.join(unused)} read by none of the inits {', '.join(inits)}"
+        )
     trainer = dict(trainer or {})
     if "seed" in trainer:
         raise ConfigError(
@@ -450,7 +458,7 @@ def run_transfer_study(
                     init=init,
                     trainer={**trainer, "seed": s},
                     strategy_options=strategy_options,
-                    init_options=init_options,
+                    init_options=_options_of(init, init_options),
                     source_titles=source_titles,
                     target_titles=target_titles,
                     source_name=f"{REPTILE}/s{s}" if strat == REPTILE else "source",
@@ -613,3 +621,13 @@ def write_outputs(result: StudyResult, metrics: Sequence[str]) -> dict[str, Path
     for suffix in ("md", "html"):
         paths[f"report_{suffix}"] = write_report(out / f"report.{suffix}", "Transfer study", blocks)
     return paths
+
+
+def _options_of(init: str, options: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The study's ``init_options`` that ``init`` reads (one set is given for every init of
+    the grid: ``text_encoder`` goes to ``text`` only)."""
+    from warmrec.transfer.transfer import INIT_OPTIONS
+
+    if not options:
+        return None
+    return {k: v for k, v in options.items() if k in INIT_OPTIONS.get(init, ())} or None

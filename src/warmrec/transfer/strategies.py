@@ -253,6 +253,17 @@ def apply_strategy(
     elif strategy == "lora":
         injected = inject_lora(net, opts.lora, seed=opts.seed)
     roles = parameter_roles(net)
+    names = [n for n, _ in net.named_parameters()]
+    for label, patterns in (("freeze", opts.freeze), ("train", opts.train)):
+        idle = [pat for pat in patterns if not any(fnmatch(n, pat) for n in names)]
+        if idle:  # a typo would silently make the strategy another (freeze -> finetune)
+            shown = ", ".join(names[:12]) + (
+                f", ... ({len(names)} in all)" if len(names) > 12 else ""
+            )
+            raise ConfigError(
+                f"strategy option {label}: the pattern(s) {', '.join(map(repr, idle))} match no "
+                f"parameter of '{model.name}' (its parameters: {shown})"
+            )
     frozen: list[str] = list(opts.freeze)
     if strategy == "freeze_embeddings":
         frozen += role_patterns(net, ("item", "position", "feature"))

@@ -324,7 +324,7 @@ def build_target_model(
     info: dict[str, Any] = {"n_shared_items": 0, "target_specific": []}
     if not copy_weights:
         return target, info
-    src_state = {k: v.detach().cpu() for k, v in source.net.state_dict().items()}
+    src_state = _plain_state(source)
     tgt_state = target.net.state_dict()
     new: dict[str, torch.Tensor] = {}
     specific: list[str] = []
@@ -360,6 +360,13 @@ def build_target_model(
             new[key] = torch.zeros_like(tgt_state[key])
         keys = []
     init_kwargs = dict(init_options or {})
+    allowed = INIT_OPTIONS.get(init, ())
+    unknown = sorted(set(init_kwargs) - set(allowed))
+    if unknown:
+        takes = f"takes {', '.join(allowed)}" if allowed else "takes no options"
+        raise ConfigError(
+            f"init_options: {', '.join(unknown)} not an option of init {init!r} (it {takes})"
+        )
     if init in ("popularity", "item2vec"):
         counts = source_counts if source_counts is not None else source.meta.item_counts
         if counts is None:
@@ -444,6 +451,42 @@ def build_target_model(
     info["match_items"] = match_items
     info["target_specific"] = specific
     return target, info
+
+
+def _plain_state(source: NeuralRecommender) -> dict[str, torch.Tensor]:
+    """The source net's state as a plain net of its class holds it: LoRA updates of a model
+    transferred with ``lora`` folded into their weights (they were dropped, silently, with
+    what the first transfer learned); bottleneck adapters, which do not fold, refused."""
+    import copy
+
+    from warmrec.models.adapters import is_adapter_name, merge_and_unload
+
+    state = source.net.state_dict()
+    if not any(is_adapter_name(k) for k in state):
+        return {k: v.detach().cpu() for k, v in state.items()}
+    net = copy.deepcopy(source.net)
+    merge_and_unload(net)
+    left = [k for k in net.state_dict() if is_adapter_name(k)]
+    if left:
+        raise ModelError(
+            f"{source.name}: the source carries bottleneck adapters ({left[0]}, ...; a model "
+            "transferred with strategy 'adapters'), which cannot be folded into its weights: "
+            "transfer from the model it was adapted from, or from one fine-tuned without them"
+        )
+    return {k: v.detach().cpu() for k, v in net.state_dict().items()}
+
+
+INIT_OPTIONS: dict[str, tuple[str, ...]] = {
+    "random": (),
+    "mean": ("noise",),
+    "popularity": ("noise", "overflow", "source_counts", "target_counts"),
+    "text": ("noise", "top_k", "text_encoder", "source_titles", "target_titles"),
+    "item2vec": (
+        "noise", "item2vec_config", "target_vectors", "n_anchors", "ridge", "source_counts",
+        "target_counts",
+    ),
+}  # fmt: skip
+"""The ``init_options`` each init method reads (:func:`init_item_embeddings`' keywords)."""
 
 
 # -- the API -------------------------------------------------------------------------------------
