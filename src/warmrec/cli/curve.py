@@ -100,11 +100,13 @@ def study_curve(
     if epochs is not None:
         flags["train"] = {"epochs": epochs}
     cfg = command_config(config_file, sets, flags)
+    arm_list = _csv(arms, "--arms")
     transfer = cfg.get("transfer")
+    if transfer is None and not cfg.get("model") and any("transfer:" in a for a in arm_list):
+        transfer = {}  # transfer arms only: the sources decide the model, --epochs trains them
     if isinstance(transfer, dict) and "source" not in transfer:
         cfg["transfer"] = {**transfer, "source": "."}  # each transfer arm gives its own
     base = spec_from_config(cfg)
-    arm_list = _csv(arms, "--arms")
     res = run_curve(
         base,
         arm_list,

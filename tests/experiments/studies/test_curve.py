@@ -217,3 +217,31 @@ def test_loo_new_targets_the_last_new_item_and_excludes_seen(tmp_path):
     assert hist == list("abacb")
     kept = spec_from_config({"split": {"method": "loo_new"}, "eval": {"exclude_seen": False}})
     assert kept.eval.exclude_seen is False
+
+
+def test_a_transfer_runs_key_follows_the_source_weights(target, tmp_path):
+    """A source re-trained into the same folder was reused from the old one's run files."""
+    from warmrec.experiments.studies.curve import _spec_key
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "model.safetensors").write_bytes(b"weights one")
+    (src / "config.json").write_text("{}")
+    spec = spec_from_config(
+        {"data": {"path": str(target)}, "transfer": {"source": str(src), "strategy": "finetune"}}
+    )
+    one = _spec_key(spec)
+    assert _spec_key(spec) == one
+    (src / "model.safetensors").write_bytes(b"weights two")
+    assert _spec_key(spec) != one
+
+
+def test_cli_curve_of_transfer_arms_only_takes_epochs(target, source_dir, tmp_path):
+    """--epochs with transfer arms only: "training settings given but no model"."""
+    args = ["study", "curve", "--data", str(target), "--split", "loo", "--arms",
+            f"ft=transfer:{source_dir}", "--fractions", "1", "--seeds", "1", "--epochs", "1",
+            "--out", str(tmp_path / "c")]  # fmt: skip
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    rec = json.loads((tmp_path / "c" / "runs" / "ft-f1-s0.json").read_text())
+    assert rec["epochs_run"] == 1

@@ -320,7 +320,26 @@ def _spec_key(spec: RunSpec) -> str:
         from warmrec.transfer.transfer import TRANSFER_TRAINER
 
         cfg["transfer_trainer"] = TRANSFER_TRAINER
+        # the source by its weights, not its path: a source re-trained into the same folder
+        # was reused from the run files of the old one
+        cfg["source_weights"] = _weights_digest(Path(spec.transfer.source))
     return json.dumps(cfg, sort_keys=True, default=str)
+
+
+def _weights_digest(model_dir: Path) -> str | None:
+    """SHA-256 of a model directory's weights and config (None where it has none)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    found = False
+    for name in ("model.safetensors", "config.json"):
+        f = model_dir / name
+        if f.is_file():
+            found = True
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest() if found else None
 
 
 def run_curve(
