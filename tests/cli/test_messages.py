@@ -168,3 +168,13 @@ def test_a_bad_key_or_value_of_the_config_file_names_the_file(tmp_path):
     # given again on the command line, the value is not the file's
     line = one_line(run([*base, "--set", "train.epochs=0"]))
     assert line == "warmrec: error: --epochs: expected an integer >= 1, found 0"
+
+
+def test_a_format_hint_names_what_the_command_takes():
+    """pretrain-multi has no --format: the hint named it anyway."""
+    from warmrec.cli.main import cli_language
+
+    msg = "a headerless 'user item' file: read it with --format sasrec)"
+    assert "--set sources.LABEL.data.format=sasrec" in cli_language(msg, {"--source", "--out"})
+    assert "--format sasrec" in cli_language(msg, {"--format", "--data"})
+    assert "--set data.format=sasrec" in cli_language(msg, {"--data"})

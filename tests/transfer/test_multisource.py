@@ -243,3 +243,13 @@ def test_pretraining_reports_its_steps_in_a_log(capsys):
     # outside the log mode (the library's default away from a terminal): nothing
     pretrain_multisource("sasrec", doms, CFG, {"steps": 30, "batch_size": 16})
     assert capsys.readouterr().err == ""
+
+
+def test_a_temperature_without_temperature_sampling_is_refused():
+    """--sampling size --temperature 7 recorded temperature 7 and drew by size (T = 1)."""
+    from warmrec.config import build_config
+    from warmrec.transfer.multisource import MultiSourceConfig
+
+    with pytest.raises(ConfigError, match="applies to sampling 'temperature' only"):
+        build_config(MultiSourceConfig, {"sampling": "size", "temperature": 7})
+    assert build_config(MultiSourceConfig, {"temperature": 3}).temperature == 3

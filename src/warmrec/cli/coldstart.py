@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from warmrec.cli.common import emit_json, format_table, load_config
+from warmrec.cli.common import emit_json, format_table, load_config, progress_lines
 
 
 def _csv(value: str, what: str, conv=str) -> tuple:
@@ -128,18 +128,19 @@ def study_coldstart(
         settings["meta"] = cfg["meta"]
     data = {"path": path, **({"format": fmt} if fmt else {})}
     log = DataSpec(**data).read()
-    res = run_coldstart_study(
-        log.interactions,
-        model=model_name,
-        model_config=cfg.get("model"),
-        methods=_csv(methods, "--methods"),
-        seeds=tuple(range(n_seeds)),
-        settings=settings,
-        out_dir=out,
-        resume=not no_resume,
-        progress=not as_json,
-        data_source=DataSpec(**data).absolute().model_dump(exclude_none=True),
-    )
+    with progress_lines(as_json):
+        res = run_coldstart_study(
+            log.interactions,
+            model=model_name,
+            model_config=cfg.get("model"),
+            methods=_csv(methods, "--methods"),
+            seeds=tuple(range(n_seeds)),
+            settings=settings,
+            out_dir=out,
+            resume=not no_resume,
+            progress=False if as_json else None,
+            data_source=DataSpec(**data).absolute().model_dump(exclude_none=True),
+        )
     if as_json:
         emit_json(
             {

@@ -58,6 +58,8 @@ _REWRITES: list[tuple[re.Pattern[str], Any]] = [
     (re.compile(r"(?<![\w.])no_timestamp=True"), "--no-timestamp"),
     (re.compile(r"(?<![\w.])sep=('[^']*'|\"[^\"]*\")"), r"--sep \1"),
     (re.compile(r"(?<![\w.])format='([^']*)'"), r"--format \1"),
+    # a command without --format (pretrain-multi reads each source's format from its section)
+    (re.compile(r"--format (\w+)"), lambda m: _format_flag(m.group(1))),
     (re.compile(r"(?<![\w.])fallback='([^']*)'"), r"--fallback \1"),
     (re.compile(r"field 'gap_seconds'"), "--gap"),
     # run-spec fields that have a flag of their own, then the rest as --set keys
@@ -84,6 +86,15 @@ _TRAINER_FLAGS = {"num_threads": "--threads", "checkpoint_dir": "--checkpoint-di
 _FLAGS: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("flags", default=None)
 """The options of the command that failed, while :func:`cli_language` rewrites its message
 (None: any flag is taken to exist)."""
+
+
+def _format_flag(fmt: str) -> str:
+    flags = _FLAGS.get()
+    if flags is None or "--format" in flags:
+        return f"--format {fmt}"
+    if "--source" in flags:
+        return f"--set sources.LABEL.data.format={fmt}"
+    return f"--set data.format={fmt}"
 
 
 def _flag_or(flag: str, key: str) -> str:

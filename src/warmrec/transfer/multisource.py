@@ -47,7 +47,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from warmrec.config import ConfigModel, build_config
 from warmrec.data.dataset import EvalSet, SequenceDataset
@@ -101,6 +101,16 @@ class MultiSourceConfig(ConfigModel):
     """Show a progress bar over the steps (each domain's smoothed loss); None = when stderr is
     a terminal or in a Jupyter notebook (elsewhere, inside
     :func:`~warmrec.training.loop.epoch_lines`, a line per tenth of the steps instead)."""
+
+    @model_validator(mode="after")
+    def _temperature_needs_its_sampling(self) -> MultiSourceConfig:
+        if "temperature" in self.model_fields_set and self.sampling != "temperature":
+            raise ValueError(
+                f"temperature {self.temperature} applies to sampling 'temperature' only; "
+                f"sampling {self.sampling!r} draws by "
+                + ("size (temperature 1)" if self.sampling == "size" else "equal shares")
+            )
+        return self
 
 
 @dataclass

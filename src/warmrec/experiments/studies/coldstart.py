@@ -47,6 +47,7 @@ NDCG@10 pooled over seeds), the plot (metric vs shots) and a Markdown + HTML rep
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -452,15 +453,44 @@ def _check_folder(
 
 
 def _study_bar(
-    out: Path, seeds: Sequence[int], methods: Sequence[str], desc: str, progress: bool
+    out: Path, seeds: Sequence[int], methods: Sequence[str], desc: str, progress: bool | None
 ) -> Any:
     """A tqdm bar over the study's (seed, method) runs, those already in ``out/runs`` counted
     as done (a resumed study), with the elapsed time and an estimate of what is left; the
-    postfix names the step under way (the global model, the learning rate, a method)."""
+    postfix names the step under way (the global model, the learning rate, a method).
+    ``progress`` None: a bar where stderr is a terminal, else (inside
+    :func:`~warmrec.training.loop.epoch_lines`: a log file, CI) a plain line per step."""
     from tqdm.auto import tqdm
 
+    from warmrec.training.loop import prints_lines, shows_bar
+
     done = sum((out / "runs" / f"{s}-{m}.json").is_file() for s in seeds for m in methods)
-    return tqdm(total=len(seeds) * len(methods), initial=done, desc=desc, disable=not progress)
+    bar = tqdm(
+        total=len(seeds) * len(methods), initial=done, desc=desc, disable=not shows_bar(progress)
+    )
+    return _LineBar(bar, desc, done) if prints_lines(progress) else bar
+
+
+class _LineBar:
+    """A disabled tqdm bar that prints each step as a line on stderr instead."""
+
+    def __init__(self, bar: Any, desc: str, done: int) -> None:
+        self.bar, self.desc, self.done, self.t0 = bar, desc, done, time.perf_counter()
+
+    def set_postfix_str(self, text: str) -> None:
+        print(
+            f"{self.desc}: {self.done}/{self.bar.total} runs done, now {text} "
+            f"({time.perf_counter() - self.t0:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def run_coldstart_study(
@@ -473,7 +503,7 @@ def run_coldstart_study(
     settings: ColdStartSettings | Mapping[str, Any] | None = None,
     out_dir: str | Path = "warmrec-out/coldstart-study",
     resume: bool = True,
-    progress: bool = False,
+    progress: bool | None = False,
     data_source: Mapping[str, Any] | None = None,
 ) -> ColdStartResult:
     """The study (module docstring); resumes from ``out_dir/runs`` unless ``resume=False``.
@@ -579,7 +609,7 @@ def run_melo_study(
     settings: ColdStartSettings | Mapping[str, Any] | None = None,
     out_dir: str | Path = "warmrec-out/coldstart-melo",
     resume: bool = True,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> ColdStartResult:
     """The study in MELO's rating setting (``protocol="melo"``; :mod:`warmrec.meta.rating`):
     the backbone is pre-trained on next items of the meta-train users, then backbone + rating
