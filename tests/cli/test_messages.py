@@ -4,11 +4,14 @@ the common training options."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from warmrec.cli.main import cli, cli_language
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(args):
@@ -178,3 +181,27 @@ def test_a_format_hint_names_what_the_command_takes():
     assert "--set sources.LABEL.data.format=sasrec" in cli_language(msg, {"--source", "--out"})
     assert "--format sasrec" in cli_language(msg, {"--format", "--data"})
     assert "--set data.format=sasrec" in cli_language(msg, {"--data"})
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "needle"),
+    [
+        ("[eval]", "[evaluation]", "unknown config section(s) evaluation"),
+        ('method = "loo"', 'method = "lo"', "split method: expected one of"),
+        ('"ndcg@10"', '"ndgc@10"', "eval.metrics: unknown metric 'ndgc'"),
+        ('name = "sasrec"', 'name = "sasrek"', "unknown model 'sasrek'"),
+    ],
+)
+def test_config_errors_name_the_file(tmp_path, old, new, needle):
+    """These four named the key but not the --config file it was in."""
+    from click.testing import CliRunner
+
+    from warmrec.cli.main import cli
+
+    text = (ROOT / "configs" / "sasrec_ml100k.toml").read_text()
+    assert old in text
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace(old, new))
+    res = CliRunner().invoke(cli, ["train", "--config", str(bad), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and res.output.startswith(f"warmrec: error: {bad}: ")
+    assert needle in res.output

@@ -75,6 +75,8 @@ _REWRITES: list[tuple[re.Pattern[str], Any]] = [
         lambda m: _flag_or("--" + m.group(1), "transfer." + m.group(1)),
     ),
     (re.compile(r"\bRunSpec\.(\w+)"), r"\1"),
+    (re.compile(r"\bEvalSpec\.(\w+)"), r"eval.\1"),
+    (re.compile(r"\bDataSpec\.(\w+)"), r"data.\1"),
     # a model's config class, as the user knows it: the model and its TOML section
     (
         re.compile(r"\bfor (\w+(?:Config|Spec))\b(?!\.)"),
@@ -144,7 +146,11 @@ def cli_language(message: str, flags: set[str] | None = None) -> str:
     return message
 
 
-_KEY_IN_MESSAGE = re.compile(r"unknown key '([^']+)'|^(?:[\w.]*\.)?(\w+): expected")
+_KEY_IN_MESSAGE = re.compile(
+    r"unknown key '([^']+)'|^(?:[\w.]*\.)?(\w+): (?:expected|unknown \w+ ')"
+    r"|^unknown config section\(s\) (\w+)|^split (method): expected|^unknown (?:model) '"
+    r"(?P<name>)"
+)
 
 
 def _name_config_file(ctx: click.Context, message: str) -> str:
@@ -157,7 +163,8 @@ def _name_config_file(ctx: click.Context, message: str) -> str:
     if found is None or m is None or message.startswith(found[0]):
         return message
     path, keys = found
-    return f"{path}: {message}" if (m.group(1) or m.group(2)) in keys else message
+    key = next((g for g in m.groups()[:4] if g), "name" if m.group("name") is not None else "")
+    return f"{path}: {message}" if key in keys else message
 
 
 def _command_flags(group: click.Group, ctx: click.Context, args: list[str]) -> set[str] | None:

@@ -112,7 +112,15 @@ def start_ray(
     try:
         if address and address != "local":
             check_address(address)
-            ray.init(address=address, log_to_driver=log_to_driver)
+            try:
+                ray.init(address=address, log_to_driver=log_to_driver)
+            except ConnectionError as e:  # it answers on TCP but refuses us (authentication)
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise ConfigError(
+                    f"--address {address}: the Ray cluster there refused the connection "
+                    f"({first}); a cluster started with token authentication needs the same "
+                    "RAY_AUTH_MODE and token on this machine"
+                ) from None
         else:
             ray.init(address="local", include_dashboard=False, log_to_driver=log_to_driver, **local)
     except BaseException:
