@@ -331,3 +331,29 @@ def test_times_written_yyyymmdd_warn(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_interactions(q)
+
+
+def test_z_and_offset_times_in_one_column_are_both_read(tmp_path):
+    """'...Z' then '...+00:00' was refused as another layout: both are ISO 8601 with a zone."""
+    p = tmp_path / "log.csv"
+    p.write_text("user_id,item_id,timestamp\nu1,a,2020-01-01T10:00:00Z\n"
+                 "u1,b,2020-01-01T11:00:00+00:00\nu2,b,2020-01-01T12:00:00+01:00\n")  # fmt: skip
+    t = load_interactions(p).interactions["timestamp"].to_list()
+    assert t == [1577872800.0, 1577876400.0, 1577876400.0]
+
+
+def test_times_told_to_be_milliseconds_say_so_once(tmp_path):
+    """data stats showed time_unit s for a millisecond log, and nothing said it was scaled."""
+    import warnings
+
+    from warmrec.errors import DataNote
+
+    p = tmp_path / "ms.csv"
+    rows = [f"u{i % 5},i{i % 7},{1_600_000_000_000 + i * 60_000}" for i in range(60)]
+    p.write_text("user_id,item_id,timestamp\n" + "\n".join(rows) + "\n")
+    with pytest.warns(DataNote, match="times read as milliseconds since the epoch"):
+        df = load_interactions(p).interactions
+    assert df["timestamp"][0] == 1_600_000_000.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_interactions(p, time_unit="ms")  # said: nothing to note

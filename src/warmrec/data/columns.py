@@ -21,7 +21,7 @@ import polars as pl
 from warmrec.data.checks import MAX_ID_LENGTH, TIME_OUTLIERS, check_ids, check_sessions, check_times
 from warmrec.data.schema import ITEM, ORDINAL, RATING, SESSION, TIME, USER, validate_interactions
 from warmrec.data.text import SEPARATORS, Source, read_text, sep_name
-from warmrec.errors import ConfigError, DataError, DataWarning
+from warmrec.errors import ConfigError, DataError, DataNote, DataWarning
 
 ALIASES: dict[str, tuple[str, ...]] = {
     SESSION: ("sessionid", "session", "sid", "visitid"),
@@ -85,6 +85,7 @@ ISO_FORMATS = (
     "%Y-%m-%d",
 )
 _NOT_PLAIN_INT = r"^(\+|-0|0.)"
+_OFFSET = r"\d[+-]\d\d:?\d\d$"
 _INT_AS_FLOAT = r"^(0|-?[1-9]\d*)(\.0+)?$"  # 15.0: an integer id written by a float column
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _MS_ABOVE, _US_ABOVE, _NS_ABOVE = 1e11, 1e14, 1e17
@@ -550,6 +551,8 @@ def to_seconds(
             found=str(s.dtype),
         )
     text = s.str.strip_chars()
+    if fmt is None and text.str.ends_with("Z").any() and text.str.contains(_OFFSET).any():
+        text = text.str.replace(r"Z$", "+00:00")  # "...Z" and "...+00:00": both ISO 8601, UTC
     present = text.drop_nulls()
     if present.len() == 0:
         return text.cast(pl.Float64, strict=False)
@@ -579,7 +582,19 @@ def _scale(s: pl.Series, unit: str | None, src: Source, column: str) -> pl.Serie
         return s / UNIT_SCALE[unit]
     _refuse_mixed_units(s, src, column)
     _warn_calendar_digits(s, src, column)
-    return scale_epoch(s)
+    out = scale_epoch(s)
+    if out is not s:  # said once: figures are shown in seconds, the file holds another unit
+        factor = float(s.drop_nulls()[0] / out.drop_nulls()[0]) if out.drop_nulls().len() else 0
+        unit = {1e3: "milliseconds", 1e6: "microseconds", 1e9: "nanoseconds"}.get(
+            round(factor, -2) if factor >= 1e3 else factor, "another unit"
+        )
+        warnings.warn(
+            f"{src.path}: field '{column}': times read as {unit} since the epoch (told by their "
+            f"size) and shown in seconds; --time-unit says so and silences this",
+            DataNote,
+            stacklevel=2,
+        )
+    return out
 
 
 def _warn_calendar_digits(s: pl.Series, src: Source, column: str) -> None:
