@@ -149,7 +149,10 @@ def tune(
     click.echo((Path(out) / "trials.md").read_text(), nl=False)
     click.echo(
         f"{res['trials']} trials ({res['n_complete']} complete, {res['n_pruned']} pruned, "
-        f"{res['n_failed']} failed) in {res['wall_s']:.1f} s"
+        f"{res['n_failed']} failed"
+        + (f", {res['n_interrupted']} interrupted" if res.get("n_interrupted") else "")
+        + f") in {res['wall_s']:.1f} s; the refit, test and plots "
+        f"{res.get('finish_s', 0.0):.1f} s"
     )
     best = res["best"]
     if best is None:

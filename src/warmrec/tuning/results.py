@@ -282,6 +282,7 @@ def finish(
     from warmrec.experiments.spec import evaluate_run, save_run
     from warmrec.tuning.trial import run_trial, trial_spec
 
+    t_finish = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     metric = space.metric
     rows = sorted(rows, key=lambda r: r.number)
@@ -324,5 +325,6 @@ def finish(
     summary["importance"] = importance
     summary["plots"] = plot(rows, out, metric, importance)
     summary["rows"] = [asdict(r) for r in rows]
+    summary["finish_s"] = time.perf_counter() - t_finish  # the refit, the test and the plots
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     return summary
