@@ -226,6 +226,7 @@ def test_save_and_load_keep_inner_lrs_and_loss_network(tmp_path):
         train,
         algorithm="mamlpp",
         meta_epochs=1,
+        first_order_epochs=0,  # a loss network learns through second-order gradients only
         adaptive_loss=True,
         meta_batch_size=24,
         inner_steps=2,
@@ -266,3 +267,32 @@ def test_seen_offset_is_differentiable_and_counts_each_item_once():
     torch.testing.assert_close(out.detach(), expect)
     torch.nn.functional.cross_entropy(out, torch.tensor([2, 4])).backward()
     assert value.grad is not None and torch.isfinite(value.grad)
+
+
+@pytest.mark.parametrize(
+    ("settings", "needle"),
+    [
+        ({"algorithm": "fomaml", "adaptive_loss": True}, "fomaml takes first-order inner steps"),
+        ({"algorithm": "reptile", "adaptive_loss": True}, "reptile takes first-order"),
+        ({"algorithm": "mamlpp", "adaptive_loss": True, "meta_epochs": 2}, "first order for all 2"),
+        ({"algorithm": "reptile", "learn_inner_lr": True}, "does not reach the inner"),
+    ],
+)
+def test_meta_parts_that_could_never_learn_are_refused(settings, needle):
+    """The loss network stayed exactly 0 under fomaml, and Reptile's inner rates as set."""
+    from warmrec.config import build_config
+    from warmrec.errors import ConfigError
+    from warmrec.meta.maml import MetaConfig
+
+    with pytest.raises(ConfigError, match=needle):
+        build_config(MetaConfig, settings)
+
+
+def test_reptiles_default_step_is_the_papers_epsilon():
+    """The Adam rate 1e-3 as Reptile's SGD step moved the weights by 3e-4 of their norm."""
+    from warmrec.config import build_config
+    from warmrec.meta.maml import MetaConfig
+
+    assert build_config(MetaConfig, {"algorithm": "reptile"}).outer_rate == 1.0
+    assert build_config(MetaConfig, {"algorithm": "maml"}).outer_rate == 1e-3
+    assert build_config(MetaConfig, {"algorithm": "reptile", "outer_lr": 0.5}).outer_rate == 0.5

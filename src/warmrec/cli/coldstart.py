@@ -46,7 +46,9 @@ def _csv(value: str, what: str, conv=str) -> tuple:
     "--protocol",
     default=None,
     help="ranking (default: next item over the catalogue) or melo (MELO's rating regression: "
-    "RMSE, MAE; items >= 50 and users >= 5 ratings, 1,000 test users, first 30 ratings).",
+    "RMSE, MAE; items >= 50 and users >= 5 ratings, 1,000 test users, each user's first 30 "
+    "ratings, where MELO's code evaluates the last 30; users split at random: --order time "
+    "is refused).",
 )
 @click.option(
     "--shots",

@@ -122,8 +122,10 @@ class MetaConfig(ConfigModel):
     1.14x (GRU4Rec; FO-MAML 1.18x)."""
     meta_batch_size: int = Field(8, ge=1)
     """Tasks per outer step."""
-    outer_lr: float = Field(1e-3, gt=0)
-    """Outer learning rate (Reptile: epsilon, with SGD)."""
+    outer_lr: float | None = Field(None, gt=0)
+    """Outer learning rate: Adam's for MAML, FO-MAML and MAML++ (None: 1e-3); Reptile's step
+    size epsilon, with plain SGD (None: 1.0, the paper's; the Adam rate 1e-3 moved the weights
+    by 3e-4 of their norm in three meta-epochs, so "Reptile" measured per-user fine-tuning)."""
     seed: int = 0
     """Seeds task sampling, support batches and the outer loop."""
     device: str = "cpu"
@@ -138,6 +140,33 @@ class MetaConfig(ConfigModel):
             raise ConfigError(
                 f"meta train_shots: expected support sizes >= 2, found {list(self.train_shots)}"
             )
+        # parts that could never learn under these settings were saved and reported as learned
+        first_order_only = self.algorithm in ("fomaml", "reptile") or (
+            self.algorithm == "mamlpp" and self.first_order_epochs >= self.meta_epochs > 0
+        )
+        if self.adaptive_loss and first_order_only:
+            why = (
+                f"MAML++ stays first order for all {self.meta_epochs} meta-epochs "
+                f"(first_order_epochs {self.first_order_epochs})"
+                if self.algorithm == "mamlpp"
+                else f"{self.algorithm} takes first-order inner steps"
+            )
+            raise ConfigError(
+                f"meta adaptive_loss: the loss network learns through second-order gradients "
+                f"only, and {why}: use maml or mamlpp (with first_order_epochs < meta_epochs)"
+            )
+        if self.algorithm == "reptile" and self.learn_inner_lr:
+            raise ConfigError(
+                "meta learn_inner_lr: Reptile's update does not reach the inner learning rates "
+                "(they would stay as set): use maml, fomaml or mamlpp to learn them"
+            )
+
+    @property
+    def outer_rate(self) -> float:
+        """``outer_lr``, or its default for the algorithm (Reptile 1.0, the others 1e-3)."""
+        if self.outer_lr is not None:
+            return float(self.outer_lr)
+        return 1.0 if self.algorithm == "reptile" else 1e-3
 
     @property
     def learns_lr(self) -> bool:
@@ -510,7 +539,7 @@ def outer_trainer(cfg: MetaConfig) -> dict[str, Any]:
     return {
         "epochs": cfg.meta_epochs,
         "batch_size": cfg.meta_batch_size,
-        "lr": cfg.outer_lr,
+        "lr": cfg.outer_rate,
         "optimizer": "sgd" if cfg.algorithm == "reptile" else "adam",
         "schedule": "cosine" if cfg.algorithm == "mamlpp" else "none",
         "warmup_steps": 0,

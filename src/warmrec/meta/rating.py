@@ -9,7 +9,10 @@ rating is divided by the top of its scale (:func:`rating_scale`: 5 for stars, 10
 
 - :func:`melo_ratings` -- the data: items with at least ``min_item`` ratings, then users with
   at least ``min_user`` ratings (ml-100k: 5 and 50), each user's ratings in time order, cut to
-  the first ``max_len`` (30) events, divided by the top of the rating scale;
+  the first ``max_len`` (30) events, divided by the top of the rating scale. A deviation from
+  MELO's code, stated as one: MELO evaluates on each test user's *last* ``max_seq_len`` window
+  and trains on random windows; here every user is cut to the first window (the revealed
+  ratings are a user's first ones, as a new user has them);
 - :class:`RatingModel` -- the backbone plus a :class:`RatingHead` over the backbone's sequence
   representation (:meth:`~warmrec.models.neural.NeuralRecommender.sequence_representation`) and
   the target item's output vector (:meth:`~warmrec.models.neural.NeuralRecommender.item_vectors`):
@@ -375,9 +378,20 @@ class RatingMetaModel(MetaModel):
         self, items: np.ndarray, ratings: np.ndarray, k: int, max_len: int
     ) -> np.ndarray:
         """Rating / top predictions for events ``k..`` of one user after adapting to the first
-        ``k`` (item, rating) pairs."""
+        ``k`` (item, rating) pairs. The adaptation starts from the config's ``seed`` (dropout
+        in the inner steps), as :meth:`MetaModel.score`'s does: a user's predictions depend on
+        nothing but the weights, the config and the user (not on the users scored before, nor
+        on a resumed study's skipped steps); without ``adapt_when_scoring``, the model as it
+        is predicts."""
         task = self.make_task(items, ratings, k, None, max_len)
-        with torch.enable_grad():
+        if not self.config.adapt_when_scoring:
+            self.net.base.eval()
+            with torch.no_grad():
+                out = self.base.predict(_to(task.query, self.device))
+            return out.float().cpu().numpy()
+        forked = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=forked), torch.enable_grad():
+            torch.manual_seed(self.config.seed)
             sup = [_to(b, self.device) for b in task.support]
             learner, _ = self.run_task(Task(sup, None, None), True)
         self.net.base.eval()

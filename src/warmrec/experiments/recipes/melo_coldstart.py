@@ -66,13 +66,13 @@ FULL_SETTINGS: dict[str, Any] = {
     "max_test_users": 60,
     "max_valid_users": 20,
     "pretrain": {"epochs": 5, "patience": 2},
-    "meta": {"meta_epochs": 2},
+    "meta": {"meta_epochs": 2, "first_order_epochs": 1},  # a learned loss needs second order
 }
 FULL_SEEDS = [0]
 FULL_NOTE = (
     "The full run is sized for a shared 2-core CPU machine (about half an hour under load): "
     "backbones of one block of width 32 with sequences of 30, pre-training for at most 5 "
-    "epochs, 2 meta-epochs, inner learning rates from {0.01, 0.05}, k = 1, 3, 5 (MARS: 1, 2, "
+    "epochs, 2 meta-epochs (the first first-order), inner learning rates from {0.01, 0.05}, k = 1, 3, 5 (MARS: 1, 2, "
     "3, 5), 60 meta-test and 20 meta-valid users, one seed (intervals are the paired "
     "bootstrap over users, not over seeds). MELO trained larger backbones for longer on a GPU "
     "over every held-out user; benchmarks/results/coldstart.md has 3-seed runs of SASRec and "
@@ -117,7 +117,12 @@ class MeloColdStart(Recipe):
                 "max_test_users": 40,
                 "max_valid_users": 20,
                 "pretrain": {"epochs": 1},
-                "meta": {"meta_epochs": 1, "inner_steps": 1, "train_shots": [2, 3]},
+                "meta": {
+                    "meta_epochs": 1,
+                    "first_order_epochs": 0,
+                    "inner_steps": 1,
+                    "train_shots": [2, 3],
+                },  # fmt: skip
             }
         else:
             # fitted to a shared 2-core machine (FULL_NOTE): MELO's own runs are GPU-sized

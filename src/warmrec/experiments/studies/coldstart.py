@@ -9,8 +9,9 @@ scenario and tabulates the results.
 For a meta-valid or meta-test user and ``k`` in ``shots``, :func:`shot_eval_set` makes one
 example: history = the user's first ``k`` events, target = event ``k + 1``. Adaptation sees the
 history only (:meth:`~warmrec.meta.maml.MetaModel.score` gets a Batch of histories), so it never
-sees the query item. With ``k = 1`` a next-item objective has no (input, target) pair: every
-adapting method equals the global model there.
+sees the query item. With ``k = 1`` a next-item objective has no (input, target) pair: no
+method adapts there, so per-user fine-tuning equals the global model, and a meta-method scores
+with its meta-learned starting weights (not the global model's).
 
 Methods (:data:`METHODS`): ``pop``, ``sknn`` (fit on meta-train users), ``global`` (the
 pre-trained model, selected on meta-valid users, no adaptation), ``finetune`` (per-user
@@ -30,8 +31,8 @@ step moves the weights by exactly ``inner_lr`` in L2 norm over *all* parameters:
 steps at the grid's smallest rate, 0.002, against a weight norm of 19.5. When meta-valid users
 prefer that rate -- ml-100k does: adaptation at 0.05 is 5-7 % worse than none -- per-user
 fine-tuning *is*, by selection, the global model (the chosen rate is in each run's record,
-``inner_lr``). At ``k = 1`` every adapting method is the global model by construction (no
-training pair). On the planted 60-user log with the tiny SASRec of
+``inner_lr``). At ``k = 1`` per-user fine-tuning is the global model by construction (no
+training pair); a meta-method is its meta-learned weights. On the planted 60-user log with the tiny SASRec of
 ``tests/experiments/studies``: at ``lr_grid = [0.002]`` finetune and global agree to 4 decimals
 at k = 1, 3, 10 (k = 5: 0.2706 vs 0.2456 NDCG@10, one tie broken); at 0.01 they differ at every
 k >= 3.
@@ -591,7 +592,13 @@ def split_rating_users(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(train, valid, test)`` user indices of a :class:`~warmrec.meta.rating.RatingData`: the
     :class:`ColdStartUsers` scenario with random order, ``melo_test_users`` meta-test users,
-    capped so that at least half of all users stay meta-train."""
+    capped so that at least half of all users stay meta-train. ``order`` other than random
+    is refused (it was ignored)."""
+    if settings.order != "random":
+        raise ConfigError(
+            f"order {settings.order!r}: the melo protocol splits its users at random (as MELO "
+            "does); leave --order out, or use the ranking protocol for a split by time"
+        )
     sc = scenario(settings).model_copy(
         update={"order": "random", "n_test_users": settings.melo_test_users, "min_train_share": 0.5}
     )
