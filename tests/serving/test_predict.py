@@ -260,3 +260,22 @@ def test_cli_predict_says_when_k_is_above_the_catalogue(trained, tmp_path):
     assert pl.read_csv(out).group_by("session_id").len()["len"].max() == 12
     res = CliRunner().invoke(cli, ["predict", str(model_dir), "-k", "12", "--out", str(out)])
     assert res.exit_code == 0 and "warning" not in res.output
+
+
+def test_predict_takes_the_split_options_its_error_asks_for(tmp_path):
+    """'--split temporal' said "--set split.test_start=..." and predict had no --set."""
+    rows = [(f"u{u}", (u + j) % 9, 1_500_000_000 + u * 259_200 + j * 3_600)
+            for u in range(40) for j in range(6)]  # fmt: skip
+    log = tmp_path / "tl.csv"
+    pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row").write_csv(log)
+    split = ["--set", "split.test_start=2017-10-01", "--set", "split.valid_start=2017-09-01"]
+    r = CliRunner().invoke(cli, ["train", "--model", "markov", "--data", str(log), "--split",
+                                 "temporal", *split, "--out", str(tmp_path / "m")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    args = ["predict", str(tmp_path / "m"), "--part", "valid", "-k", "2", "--out"]
+    r = CliRunner().invoke(cli, [*args, str(tmp_path / "a.csv"), "--split", "temporal", *split])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, [*args, str(tmp_path / "b.csv")])  # the recorded split
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+    r = CliRunner().invoke(cli, [*args, str(tmp_path / "c.csv"), "--set", "model.x=1"])
+    assert r.exit_code == 2 and "predict takes split.KEY=VALUE only" in r.output

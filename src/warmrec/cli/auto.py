@@ -158,7 +158,9 @@ def auto_cmd(
     w = res["winner"]
     label = res["metric"]
     click.echo(
-        f"pick: {w['trial']} ({w['origin']}): validation {label} {w['valid_value']:.4f}, "
+        f"pick: {w['trial']} ({w['origin']}): validation {label}"
+        + (f" ({res['valid_weighed']})" if res.get("valid_weighed") else "")
+        + f" {w['valid_value']:.4f}, "
         f"test {w['test'].get(label, float('nan')):.4f}; seen items {w['seen_items']}"
     )
     click.echo(f"model: {w['model_dir']}   spec: {w['config']}   report: {Path(out) / 'report.md'}")

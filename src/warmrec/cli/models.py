@@ -410,7 +410,12 @@ def add_items_cmd(model_dir, items_file, fmt, out, as_json):
     model = Recommender.load(model_dir)
     before = len(model.vocab.ids)
     table = key_as(table, "item_id", model.vocab.ids.dtype, items_file, drop=False)
-    added = add_items(model, table)
+    from warmrec.errors import ModelError
+
+    try:
+        added = add_items(model, table)
+    except ModelError as e:  # named by its directory, as every other error of a model is
+        raise ModelError(f"{model_dir}: {e}") from None
     target = Path(out) if out else Path(model_dir)
     model.save(target)
     info = {

@@ -14,6 +14,7 @@ from warmrec.cli.common import (
     load_config,
     merge_flags,
     progress_lines,
+    set_option,
 )
 
 PARTS = ("all", "train", "valid", "test")  # warmrec.serving.predict.PARTS
@@ -54,6 +55,7 @@ PARTS = ("all", "train", "valid", "test")  # warmrec.serving.predict.PARTS
 @click.option("--threads", default=0, type=int, help="Torch threads (0: all cores).")
 @click.option("--out", required=True, help="Output file: .csv or .parquet (written atomically).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@set_option("--set split.test_start=2019-07-01 (the options of --split METHOD)")
 @click.option("--json", "as_json", is_flag=True)
 def predict_cmd(
     model_dir,
@@ -72,6 +74,7 @@ def predict_cmd(
     threads,
     out,
     no_progress,
+    sets,
     as_json,
 ):
     """Top-k items for every user or session of a log, to a CSV or Parquet file."""
@@ -88,8 +91,11 @@ def predict_cmd(
         raise ConfigError(f"-k: expected a whole number >= 1, found {k}")
     if batch_size < 1:
         raise ConfigError(f"--batch-size: expected a whole number >= 1, found {batch_size}")
+    bad = [x for x in sets if not x.strip().startswith("split.")]
+    if bad:
+        raise ConfigError(f"--set {bad[0]}: predict takes split.KEY=VALUE only")
     cfg = load_config(
-        None, (), merge_flags({}, flag_config(path, fmt, cols, no_timestamp, order, sep, split))
+        None, sets, merge_flags({}, flag_config(path, fmt, cols, no_timestamp, order, sep, split))
     )
     with warnings.catch_warnings():
         warnings.simplefilter("always", WarmrecWarning)

@@ -115,7 +115,11 @@ def test_another_run_into_the_same_folder_is_refused(logs, tmp_path, capsys):
     assert "log: catalogue:" in err and "plan: " in err and "round 0: the defaults" in err
     assert "markov-000 (defaults): ndcg@10" in err and "winner " in err
     with pytest.raises(ConfigError, match="holds an auto run with other settings"):
-        auto(logs["repeats"], out=tmp_path, budget=10, families=["pop", "sr"], progress=False)
+        auto(logs["repeats"], out=tmp_path, budget=10, families=["pop", "sr"],
+             progress=False)  # fmt: skip
+    # a finished run is read back: another budget would not be spent (it was ignored)
+    with pytest.raises(ConfigError, match="finished auto run with a budget of 10 s, not 20 s"):
+        auto(logs["repeats"], out=tmp_path, budget=20, families=["pop", "markov"], progress=False)
     # its plan and trials were drawn from these spaces under these trainer defaults
     spaces = tmp_path.parent / f"{tmp_path.name}-spaces"
     spaces.mkdir()

@@ -249,9 +249,11 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
                 "status": (errs[0] if errs else dropped.get(fam, "no time")),
             }
         )
+    weighed = _weighed(s)  # the validation column is then the re-weighted figure
     md = [
-        f"| rank | family | best trial | settings | valid {label} [95 % CI] | test {label} "
-        "[95 % CI] | best's time (s) | family's time (s) | epochs | seen items | tried | status |",
+        f"| rank | family | best trial | settings | valid {label}{weighed} [95 % CI] | test "
+        f"{label} [95 % CI] | best's time (s) | family's time (s) | epochs | seen items | "
+        "tried | status |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -321,6 +323,7 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
     summary = {
         "data": s.state["data"],
         "metric": s.ctx.metric,
+        "valid_weighed": _weighed(s).strip(" ()") or None,
         "budget_s": s.budget_s,
         "elapsed_s": elapsed,
         "timings": timings,
@@ -434,7 +437,11 @@ def _report(s: AutoSearch, summary: dict, profile: LogProfile, notes: list[str],
             + f", `warmrec serve {w['model_dir']}`"
             + (' (requests with `"exclude_seen": true`)' if w["seen_items"] == "excluded" else ""),
             f"- its RunSpec: `{w['config']}`",
-            "- best validation score over time per family: `progress.png`",
+            *(
+                ["- best validation score over time per family: `progress.png`"]
+                if summary.get("plot")
+                else []
+            ),
             new_items_line(w),
         ]
         parts = [

@@ -194,7 +194,15 @@ def auto(
                 "settings to resume it, or another --out"
             )
         if state.get("phase") == "done" and (out / "summary.json").exists():
-            return json.loads((out / "summary.json").read_text())
+            done = json.loads((out / "summary.json").read_text())
+            if abs(float(done.get("budget_s", budget_s)) - budget_s) > 0.5:
+                raise ConfigError(
+                    f"--out {out}: holds a finished auto run with a budget of "
+                    f"{float(done['budget_s']):.0f} s, not {budget_s:.0f} s (a finished run is "
+                    "read back, not searched further); give another --out, or its budget to "
+                    "read it"
+                )
+            return done
     out.mkdir(parents=True, exist_ok=True)
     work = out / "work"
     prepared = prepare_run(base_spec, data=frame)
