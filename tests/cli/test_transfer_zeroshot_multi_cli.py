@@ -152,3 +152,14 @@ def test_pretrain_multi_refuses_a_label_given_twice(tmp_path):
     args = ["pretrain-multi", "--source", f"m={tmp_path}/a.csv", "--source", f"m={tmp_path}/b.csv"]
     res = run([*args, "--out", tmp_path / "out"])
     assert res.exit_code == 2 and "label 'm' given twice" in res.output
+
+
+def test_pretrain_multi_refuses_to_replace_a_folder_before_training(folders, tmp_path):
+    """The refusal came after the whole pre-training."""
+    src, tgt = folders
+    (tmp_path / "out" / "a").mkdir(parents=True)
+    (tmp_path / "out" / "a" / "notes.txt").write_text("mine")
+    res = run(["pretrain-multi", "--source", f"a={src}", "--source", f"b={tgt}", "--steps", 5,
+               "--out", tmp_path / "out"])  # fmt: skip
+    assert res.exit_code == 2 and "refusing to replace it" in res.output
+    assert "pretrain-multi: step" not in res.stderr

@@ -350,6 +350,10 @@ def run_multisource(cfg: Mapping[str, Any], out: str | Any) -> dict[str, Any]:
             "multi-source config: expected [sources.<label>] tables (--source LABEL=PATH), "
             "found none"
         )
+    from warmrec.artifacts import check_model_target
+
+    for label in sources:  # before any training: a folder that would be replaced is refused
+        check_model_target(Path(out) / str(label))
     domains = []
     for label, src in sources.items():
         src = dict(src)
