@@ -46,6 +46,14 @@ def test_a_first_step_estimate_counts_scorings_apart_from_the_fit():
     s.trials[sr.id] = sr
     s.state["exclude_seen"]["sr"] = False  # decided by the first families' consensus
     assert s.estimate(sr) == pytest.approx(7.86 + 2 * (27.2 - 2 * 7.86))
+    # FeatRank fits on validation: fitted again on its halves to be valued out of fold
+    fr = Trial("featrank-000", "featrank", "defaults")
+    s.trials[fr.id] = fr
+    s.state["exclude_seen"]["featrank"] = False
+    from warmrec.experiments.auto.plan import FAMILY
+
+    prior = FAMILY["featrank"].prior
+    assert s.estimate(fr) == pytest.approx(7.86 + 2 * prior * (27.2 - 2 * 7.86))
 
 
 def test_a_hybrid_estimate_counts_its_scorings_then_what_a_hybrid_took():
