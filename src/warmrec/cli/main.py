@@ -146,11 +146,22 @@ def cli_language(message: str, flags: set[str] | None = None) -> str:
     return message
 
 
-_KEY_IN_MESSAGE = re.compile(
-    r"unknown key '([^']+)'|^(?:[\w.]*\.)?(\w+): (?:expected|unknown \w+ ')"
-    r"|^unknown config section\(s\) (\w+)|^split (method): expected|^unknown (?:model) '"
-    r"(?P<name>)"
-)
+_KEYS_IN_MESSAGES: list[tuple[re.Pattern[str], str | None]] = [
+    (re.compile(r"unknown key '([^']+)'"), None),
+    (re.compile(r"^(?:[\w.]*\.)?(\w+): (?:expected|unknown \w+ ')"), None),
+    (re.compile(r"^unknown config section\(s\) (\w+)"), None),
+    (re.compile(r"^split method: expected"), "method"),
+    (re.compile(r"^unknown model '"), "name"),
+]
+"""How a message names the config key it is about: the pattern's group, else the key given."""
+
+
+def _key_in_message(message: str) -> str | None:
+    for pattern, key in _KEYS_IN_MESSAGES:
+        m = pattern.search(message)
+        if m:
+            return key or m.group(1)
+    return None
 
 
 def _name_config_file(ctx: click.Context, message: str) -> str:
@@ -159,11 +170,10 @@ def _name_config_file(ctx: click.Context, message: str) -> str:
     from warmrec.cli.common import CONFIG_FILE_KEYS
 
     found = ctx.meta.get(CONFIG_FILE_KEYS)
-    m = _KEY_IN_MESSAGE.search(message)
-    if found is None or m is None or message.startswith(found[0]):
+    key = _key_in_message(message)
+    if found is None or key is None or message.startswith(found[0]):
         return message
     path, keys = found
-    key = next((g for g in m.groups()[:4] if g), "name" if m.group("name") is not None else "")
     return f"{path}: {message}" if key in keys else message
 
 

@@ -272,18 +272,11 @@ def _history_ids(items: str) -> list[str]:
 
 
 def _raw_cells(line: str) -> list[str]:
-    """``line`` split at the commas outside double quotes, the quotes kept."""
-    out, cur, inside = [], [], False
-    for ch in line:
-        if ch == '"':
-            inside = not inside
-        if ch == "," and not inside:
-            out.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    out.append("".join(cur))
-    return out
+    """``line`` split at the commas outside double quotes (an even number of quotes follows
+    them), the quotes kept."""
+    import re
+
+    return re.split(r',(?=(?:[^"]*"[^"]*")*[^"]*$)', line)
 
 
 @click.command()

@@ -91,7 +91,7 @@ def _warn_missing_as_text(s: pl.Series, src: Source, col: str) -> None:
     if not missing.any():
         return
     row = int(missing.arg_max())
-    where = src.path if src.first_line is None else f"{src.path}, line {src.first_line + row}"
+    where = src.where(row)
     n = int(missing.sum())
     warnings.warn(
         f"{where}: field '{col}': {n:,} {'id reads' if n == 1 else 'ids read'} {s[row]!r}, "
@@ -113,7 +113,7 @@ def _warn_padded_ids(s: pl.Series, src: Source, col: str) -> None:
     if n_twice == 0:
         return  # every padded id is padded alike: no two ids merge when read as text
     row = int(padded.arg_max())
-    where = src.path if src.first_line is None else f"{src.path}, line {src.first_line + row}"
+    where = src.where(row)
     n_padded = int(padded.sum())
     warnings.warn(
         f"{where}: field '{col}': {n_padded:,} {'id has' if n_padded == 1 else 'ids have'} "
@@ -220,7 +220,7 @@ def _check_outliers(t: np.ndarray, src: Source, outliers: str) -> None:
     )
     expected = "timestamps near the others (a bogus value, or another unit: --time-unit s/ms/us/ns)"
     if outliers == "warn":
-        where = src.path if src.first_line is None else f"{src.path}, line {src.first_line + row}"
+        where = src.where(row)
         warnings.warn(
             f"{where}: field '{TIME}': far outlier timestamp kept (found {found})",
             DataWarning,

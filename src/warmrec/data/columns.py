@@ -582,19 +582,16 @@ def _scale(s: pl.Series, unit: str | None, src: Source, column: str) -> pl.Serie
         return s / UNIT_SCALE[unit]
     _refuse_mixed_units(s, src, column)
     _warn_calendar_digits(s, src, column)
-    out = scale_epoch(s)
-    if out is not s:  # said once: figures are shown in seconds, the file holds another unit
-        factor = float(s.drop_nulls()[0] / out.drop_nulls()[0]) if out.drop_nulls().len() else 0
-        unit = {1e3: "milliseconds", 1e6: "microseconds", 1e9: "nanoseconds"}.get(
-            round(factor, -2) if factor >= 1e3 else factor, "another unit"
-        )
+    told = epoch_unit(s)
+    if told != "s":  # said once: figures are shown in seconds, the file holds another unit
+        name = _UNIT_NAMES[list(UNIT_SCALE).index(told)]
         warnings.warn(
-            f"{src.path}: field '{column}': times read as {unit} since the epoch (told by their "
+            f"{src.path}: field '{column}': times read as {name} since the epoch (told by their "
             f"size) and shown in seconds; --time-unit says so and silences this",
             DataNote,
             stacklevel=2,
         )
-    return out
+    return scale_epoch(s)
 
 
 def _warn_calendar_digits(s: pl.Series, src: Source, column: str) -> None:
@@ -690,16 +687,20 @@ def scale_epoch(s: pl.Series) -> pl.Series:
     so that one bogus value cannot rescale a whole column; it is then refused as an outlier
     (:mod:`warmrec.data.checks`).
     """
+    unit = epoch_unit(s)
+    return s if unit == "s" else s / UNIT_SCALE[unit]
+
+
+def epoch_unit(s: pl.Series) -> str:
+    """The unit (``s``, ``ms``, ``us``, ``ns``) that :func:`scale_epoch` reads numbers in,
+    judged on their median magnitude."""
     mid = s.abs().median()
     if mid is None:
-        return s
-    if mid > _NS_ABOVE:
-        return s / 1e9
-    if mid > _US_ABOVE:
-        return s / 1e6
-    if mid > _MS_ABOVE:
-        return s / 1e3
-    return s
+        return "s"
+    for unit, above in (("ns", _NS_ABOVE), ("us", _US_ABOVE), ("ms", _MS_ABOVE)):
+        if mid > above:
+            return unit
+    return "s"
 
 
 def _is_number(text: str) -> bool:
@@ -759,11 +760,6 @@ def canonical_table(data: Any, what: str = "the interaction table") -> pl.DataFr
         )  # microseconds, as a file's date-times (not cut to milliseconds)
     out = validate_interactions(data, source=what)
     src = Source(Path(what), first_line=None)
-    if out[TIME].is_infinite().any():
-        row = int(out[TIME].is_infinite().arg_max())
-        raise src.row_error(
-            "not a finite number", row, TIME, expected="a finite time", found=str(out[TIME][row])
-        )
     if numeric_time:  # milliseconds (or finer) told by their size, as in a file
         out = out.with_columns(scale_epoch(out[TIME]))
     check_ids(out, src)

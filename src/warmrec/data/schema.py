@@ -189,6 +189,16 @@ def validate_interactions(df: pl.DataFrame, *, source: str | None = None) -> pl.
             expected="a time",
             found="NaN",
         )
+    inf = out[TIME].is_infinite()
+    if inf.any():
+        row = int(inf.arg_max())
+        raise DataError(
+            f"not a finite number at data row {row + 1}",
+            path=source,
+            field=TIME,
+            expected="a finite time",
+            found=str(out[TIME][row]),
+        )
     # one contiguous chunk per column: later NumPy views are zero-copy and column appends
     # need no realignment (a many-file Parquet read can arrive in hundreds of chunks)
     return df.with_columns(**{k: v for k, v in out.items()}).rechunk()

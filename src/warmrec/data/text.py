@@ -34,22 +34,30 @@ class Source:
     first_line: int | None = 2
     sep: str | None = field(default=None)
 
+    def where(self, row: int) -> str:
+        """The file and line of data row ``row`` (the file alone for formats without lines),
+        for a warning's first words."""
+        return (
+            str(self.path)
+            if self.first_line is None
+            else f"{self.path}, line {self.first_line + row}"
+        )
+
     def short_line(self, row: int) -> DataError | None:
         """A "wrong number of fields" error where data row ``row`` has fewer fields than the
         header (the reader fills the missing ones with nulls, which would read as empty
         cells); None where it has them all, or the file has no lines to count."""
-        if self.first_line is None or self.sep is None:
+        if self.first_line != 2 or self.sep is None:  # a header line, then the data rows
             return None
         import itertools
 
         try:
             with open(self.path, encoding="utf-8", errors="replace") as f:
                 want = len(header_cells(f.readline().rstrip("\r\n"), self.sep))
-                skip = self.first_line + row - 2
-                line = next(itertools.islice(f, skip, None), None)
+                line = next(itertools.islice(f, row, None), None)
         except OSError:
             return None
-        if line is None or self.first_line != 2:
+        if line is None:
             return None
         line = line.rstrip("\r\n")
         if not line.strip():
@@ -214,8 +222,7 @@ def _padded_header(path: Path, kw: dict) -> dict[str, str]:
     """``{name as read: name stripped}`` where the header's names carry spaces around them
     (``user_id, item_id, timestamp``); empty for a plain header."""
     names = pl.scan_csv(path, raise_if_empty=False, **kw).collect_schema().names()
-    renamed = {n: n.strip() for n in names if n != n.strip()}
-    return renamed if renamed else {}
+    return {n: n.strip() for n in names if n != n.strip()}
 
 
 def _read_padded(

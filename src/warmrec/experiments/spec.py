@@ -1015,7 +1015,7 @@ def item_titles(item_features: Any) -> dict[Any, str] | None:
     table = item_features.select("item_id", col)
     if isinstance(table.schema[col], pl.List):
         table = table.with_columns(pl.col(col).list.join(" "))
-    return titles_from_frame(table.rename({col: "title"}) if col != "title" else table)
+    return titles_from_frame(table, title_col=col)
 
 
 def _fit_transfer(spec: RunSpec, prepared: Any) -> Any:

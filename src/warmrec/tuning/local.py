@@ -125,8 +125,7 @@ def rows_of(study: Any) -> list[TrialRow]:
         state = states[t.state.name]
         if state == "failed" and ua.get("interrupted"):
             state = "interrupted"
-        reason = str(ua.get("error") or t.system_attrs.get("fail_reason", ""))
-        reason = reason if state == "failed" else ""
+        reason = str(ua.get("error", "")) if state == "failed" else ""
         seconds = ua.get("seconds")
         if seconds is None and t.datetime_start and t.datetime_complete:
             seconds = (t.datetime_complete - t.datetime_start).total_seconds()

@@ -328,18 +328,10 @@ def _spec_key(spec: RunSpec) -> str:
 
 def _weights_digest(model_dir: Path) -> str | None:
     """SHA-256 of a model directory's weights and config (None where it has none)."""
-    import hashlib
+    from warmrec.artifacts import file_sha256
 
-    h = hashlib.sha256()
-    found = False
-    for name in ("model.safetensors", "config.json"):
-        f = model_dir / name
-        if f.is_file():
-            found = True
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-    return h.hexdigest() if found else None
+    files = [model_dir / n for n in ("model.safetensors", "config.json")]
+    return "+".join(file_sha256(f) for f in files if f.is_file()) or None
 
 
 def run_curve(
