@@ -1566,12 +1566,13 @@ def strategies(args) -> None:
     t_all = time.perf_counter()
     work = Path(args.work)
     src = work / "multi-joint" / args.anchor
-    if not src.is_dir():
-        raise SystemExit(f"{src}: run the multisource part first (it pre-trains this source)")
     groups = args.groups or list(STRAT_GROUPS)
     bad = [g for g in groups if g not in STRAT_GROUPS]
     if bad:
         raise SystemExit(f"--groups: unknown {', '.join(bad)}; expected {', '.join(STRAT_GROUPS)}")
+    # scratch-only groups run without the source (side by side with the multisource part)
+    if any(STRAT_GROUPS[g][1] is not None for g in groups) and not src.is_dir():
+        raise SystemExit(f"{src}: run the multisource part first (it pre-trains this source)")
     train = {"epochs": args.target_epochs, "time_budget_s": args.guard_budget, **FIXED_TRAIN}
     reptile_info: dict[str, Any] | None = None
     long_info: dict[str, Any] | None = None

@@ -17,6 +17,7 @@ from warmrec.errors import ModelError
 from warmrec.models.base import Recommender
 from warmrec.models.featrank import (
     FeatRank,
+    first_step_values,
     tag_fields,
     tag_incidence,
     time_fields,
@@ -487,3 +488,33 @@ def test_a_fit_on_the_same_training_data_reuses_the_first_step_with_the_same_res
 
     gc.collect()
     assert len(fr._FIRST_STEPS) == 1  # an entry goes with its training set
+
+
+@pytest.mark.parametrize(
+    "extra, fits",
+    [
+        ({}, 2),  # the year judged: the first step fitted with and without it
+        ({"gap_fields": []}, 1),
+        ({"negatives": 7}, 2),  # a sampled softmax: 8 columns, not the catalogue
+        ({"max_fit_events": 50, "transitions": False}, 2),  # fewer rows than prefixes
+    ],
+)
+def test_first_step_values_are_what_the_first_step_reads(monkeypatch, extra, fits):
+    """:func:`first_step_values` (``warmrec auto``'s cost estimate, known before the fit) is
+    the number of feature values the first step's softmax fits read, counted on a real fit."""
+    from warmrec.models import featrank as fr
+
+    vocab = ItemVocab.from_ids(IDS)
+    items = _items().with_columns(pl.Series("year", _shuffled_years()))
+    train = SequenceDataset.from_frame(_by_year(300, 0, 0, True), vocab, item_features=items)
+    valid = _eval_set(vocab, _by_year(200, 1, 10_000, True))
+    cfg = {"base": "pop", **extra}
+    seen: list[int] = []
+    real = fr._fit_softmax
+    monkeypatch.setattr(fr, "_fit_softmax", lambda f, *a: seen.append(f.numel()) or real(f, *a))
+    fr._FIRST_STEPS.clear()
+    FeatRank(cfg).fit(train, valid)
+    expected = first_step_values(train, cfg)
+    assert sum(seen[:fits]) == expected
+    assert len(seen) > fits  # the validation steps came after, on fewer rows
+    assert all(n < seen[0] for n in seen[fits:])

@@ -471,10 +471,7 @@ class FeatRank(Recommender):
         mu, sd = logc[warm].mean(), logc[warm].std()
         pop = torch.where(warm, (logc - mu) / (sd if sd > 0 else 1.0), torch.zeros(()))
         self.pop = torch.nan_to_num(pop, nan=0.0)
-        window = c.order_window
-        integer_ids = not train.vocab.is_str and train.vocab.ids.dtype.is_integer()
-        if window is None:
-            window = 5 if integer_ids else 0
+        window = _order_window(c, train)
         self.order = self.id_num = None
         if window > 0:
             self.id_num = numeric_ids(train.vocab)
@@ -489,8 +486,7 @@ class FeatRank(Recommender):
 
     def _item_fields(self, train: SequenceDataset) -> None:
         c, feats = self.config, train.item_features
-        fields = c.tag_fields if c.tag_fields is not None else tag_fields(feats, len(train.vocab))
-        gap = time_fields(feats) if c.gap_fields == "auto" else c.gap_fields
+        fields, gap = _item_fields_of(c, train)
         if (fields or gap) and feats is None:
             raise ModelError("featrank: tag_fields / gap_fields given but the data has no items")
         self.tags, self.tag_values, self.gaps, self.gap_scale, self._tag_m = {}, {}, {}, {}, {}
@@ -671,8 +667,7 @@ class FeatRank(Recommender):
 
     def _fit_cap(self) -> int:
         """Rows fitted at most: ``max_fit_events``, and 200 million feature values."""
-        width = min(self.n_items, self.config.negatives + 1) * len(self.names)
-        return max(1, min(self.config.max_fit_events, 200_000_000 // max(width, 1)))
+        return _fit_cap(self.config, self.n_items, len(self.names))
 
     def _prefix_features(self, train: SequenceDataset, rng: np.random.Generator):
         """The fit of the first step: prefixes of the training sequences (at least one item)
@@ -850,6 +845,55 @@ class FeatRank(Recommender):
 _FIRST_STEPS: dict[int, tuple[Any, dict[str, dict[str, Any]]]] = {}
 """``id(train) -> (weak reference to train, {config key: first step})``: see
 :meth:`FeatRank._first_step` (an entry goes with its training set)."""
+
+
+def _order_window(c: FeatRankConfig, train: SequenceDataset) -> int:
+    """The ``order`` feature's id-offset window (``order_window``; None: 5 on integer ids)."""
+    if c.order_window is not None:
+        return c.order_window
+    return 5 if not train.vocab.is_str and train.vocab.ids.dtype.is_integer() else 0
+
+
+def _item_fields_of(c: FeatRankConfig, train: SequenceDataset) -> tuple[list[str], list[str]]:
+    """The tag fields and the gap-field candidates of ``train``'s items under ``c``."""
+    feats = train.item_features
+    fields = c.tag_fields if c.tag_fields is not None else tag_fields(feats, len(train.vocab))
+    gap = time_fields(feats) if c.gap_fields == "auto" else list(c.gap_fields)
+    return list(fields), list(gap)
+
+
+def _fit_cap(c: FeatRankConfig, n_items: int, n_features: int) -> int:
+    """Rows fitted at most: ``max_fit_events``, and 200 million feature values."""
+    width = min(n_items, c.negatives + 1) * n_features
+    return max(1, min(c.max_fit_events, 200_000_000 // max(width, 1)))
+
+
+def first_step_values(train: SequenceDataset, config: Any = None) -> int:
+    """What a FeatRank fit of ``train`` costs, known before it runs: the feature values its
+    first step reads per pass of the softmax fit (the training prefixes fitted, times the
+    softmax's columns, times the features), times the first-step fits (two where
+    ``gap_fields = "auto"`` finds a field that dates the items: with and without it). The
+    first step is most of a fit (on MARS 62 s of 70, of which 49 s in the L-BFGS passes over
+    these values) and it grows with the catalogue and the prefixes, so no constant prior can
+    stand for it (``warmrec auto``'s estimate reads this)."""
+    c = config if isinstance(config, FeatRankConfig) else FeatRankConfig(**dict(config or {}))
+    fields, gap = _item_fields_of(c, train)
+    n_features = (
+        1  # base
+        + int(c.transitions)
+        + int(_order_window(c, train) > 0)
+        + 2 * int(c.seen_window > 0)
+        + len(fields)
+        + 1  # pop
+        + len(gap)
+        + 3  # cold, cold*share, cold*base
+    )
+    n_items = len(train.vocab)
+    lengths = np.diff(np.asarray(train.sequences.offsets, dtype=np.int64))
+    prefixes = int(np.clip(lengths - 1, 0, None).sum())
+    rows = min(prefixes, _fit_cap(c, n_items, n_features))
+    fits = 2 if (c.gap_fields == "auto" and gap) else 1
+    return fits * rows * min(n_items, c.negatives + 1) * n_features
 
 
 def _copied(first: dict[str, Any]) -> dict[str, Any]:

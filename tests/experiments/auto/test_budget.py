@@ -80,3 +80,35 @@ def test_a_hybrid_estimate_counts_its_scorings_then_what_a_hybrid_took():
     h1.members = ["vsknn-000", "sasrec-000"]
     s.trials.update({sas.id: sas, h1.id: h1})
     assert s.estimate(h1) == pytest.approx(1.0 + 1.2 * 10.0 * (2.3 + 7.7))
+
+
+def test_featrank_first_step_is_estimated_from_the_feature_values_it_will_read(logs):
+    """FeatRank's first step grows with the catalogue and the prefixes (~1000x Pop's fit on
+    MARS, ~5x on small logs): its estimate adds the seconds of the values the step will read,
+    known from the data before it runs; more prefixes, more seconds."""
+    from types import SimpleNamespace
+
+    from warmrec.experiments.auto.budget import FEATRANK_S_PER_VALUE
+    from warmrec.models.featrank import first_step_values
+
+    from .conftest import prepare_log
+
+    prep = prepare_log(logs["baskets"])
+    s = AutoSearch.__new__(AutoSearch)
+    pop = Trial("pop-000", "pop", "defaults", status="done", value=0.02)
+    pop.seconds, pop.eval_s = 2.0, 0.5
+    fr = Trial("featrank-000", "featrank", "defaults", model={"max_fit_events": 300})
+    s.trials = {t.id: t for t in (pop, fr)}
+    s.state = {"exclude_seen": {"pop": False, "featrank": False}}
+    alone = s.estimate(fr)  # no data to read: the prior only
+    s.ctx = SimpleNamespace(prepared=prep)
+    values = first_step_values(prep.train, fr.model)
+    assert values > 0
+    assert s.estimate(fr) == pytest.approx(alone + FEATRANK_S_PER_VALUE * values)
+    more = Trial("featrank-001", "featrank", "sampled", model={"max_fit_events": 3000})
+    s.trials[more.id] = more
+    assert first_step_values(prep.train, more.model) > values
+    assert s.estimate(more) > s.estimate(fr)
+    other = Trial("pop-001", "pop", "sampled")  # other families: unchanged
+    s.trials[other.id] = other
+    assert s.first_step_s(other) == 0.0

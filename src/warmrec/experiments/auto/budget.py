@@ -9,10 +9,20 @@ import re
 import time
 
 from warmrec.errors import ConfigError
-from warmrec.experiments.auto.plan import FAMILY, GROWING, HYBRID, Trial
+from warmrec.experiments.auto.plan import FAMILY, FEATRANK, GROWING, HYBRID, Trial
+from warmrec.models.featrank import first_step_values
 
 NETWORK_START_S = 3.0
 """The least a network's first step is expected to take (imports, optimiser set-up, one epoch)."""
+
+FEATRANK_S_PER_VALUE = 2.0e-7
+"""Seconds of a FeatRank fit per feature value of its first step
+(:func:`~warmrec.models.featrank.first_step_values`): measured 195 ns on MARS (400 million
+values, 78 s) and 203 ns on ml-100k (200 million, 41 s) with three processes on the shared
+2-core machine (AMD EPYC, one torch thread). The loaded figure, not a quieter one: a step
+estimated too low is started, cut at the deadline and wasted with all its seconds (on MARS
+under a 90 s budget it took 77.5 s and left nothing to the networks), while one estimated too
+high only waits for a longer budget. The fit's other steps are the family's prior."""
 
 _BUDGET = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h)?\s*$", re.IGNORECASE)
 
@@ -105,9 +115,10 @@ class SearchBudget:
         if known:
             return max(known) * scorings
         prior = fam.prior if fam else 5.0
+        first = self.first_step_s(t)
         ev = self.scoring_s()
         if ev is None:
-            return self.unit() * prior * scorings
+            return self.unit() * prior * scorings + first
         if t.family == "item2vec":
             # it scores validation after every epoch to keep the best one: on nowplaying-1m's
             # 121K items its defaults took 458 s (tuning_item2vec_nowplaying1m.md)
@@ -116,11 +127,26 @@ class SearchBudget:
         # examples: 8 s on nowplaying-1m's 121K items), and so does saving the model: only the
         # fit scales by the prior. A family that fits weights on validation (FeatRank, Fresh)
         # is fitted again on its halves to be valued out of fold: its fit counts that often.
-        # Not enough for FeatRank on MARS: its fit is ~1000x Pop's there (49 s under load; a
-        # step started with 36 s left was cut and wasted) and ~5x on small logs: its prior
-        # would need to scale with the catalogue and the prefixes (left open, session 23)
+        # FeatRank's first step (on training prefixes) is fitted once and kept for the refits;
+        # it grows with the catalogue and the prefixes (~1000x Pop's fit on MARS, ~5x on small
+        # logs: a prior alone had a step started with 36 s left cut and wasted there)
         fits = OUT_OF_FOLD if t.family in GROWING else 1.0
-        return scorings * ev + self.step_overhead() + fits * self.fit_unit() * prior
+        return scorings * ev + self.step_overhead() + fits * self.fit_unit() * prior + first
+
+    def first_step_s(self, t: Trial) -> float:
+        """FeatRank: the seconds of its first step, from the feature values it will read
+        (:data:`FEATRANK_S_PER_VALUE`); 0 for the other families, or without the data."""
+        ctx = getattr(self, "ctx", None)
+        if t.family != FEATRANK or ctx is None:
+            return 0.0
+        cache = self.__dict__.setdefault("_first_values", {})
+        key = repr(sorted(t.model.items()))
+        if key not in cache:
+            try:
+                cache[key] = first_step_values(ctx.prepared.train, t.model)
+            except ValueError:  # a config the step itself will refuse, with its own message
+                cache[key] = 0
+        return FEATRANK_S_PER_VALUE * cache[key]
 
     def _members_eval(self, t: Trial) -> float:
         """Seconds of a validation scoring of each of the members of ``t`` (a hybrid, or Fresh
