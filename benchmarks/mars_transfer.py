@@ -68,6 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import SHARED as SHARED_ROOT  # noqa: E402
 from _bench import LoadSampler, write_section  # noqa: E402
 
+from warmrec.evaluation.stats import mean_over_seeds  # noqa: E402
 from warmrec.experiments.spec import (  # noqa: E402
     evaluate_run,
     fit_run,
@@ -1046,7 +1047,7 @@ def multisource(args) -> None:
         f"{args.target_epochs} epochs or {args.target_budget:g} s, early stopping on the (full) "
         "MARS validation; scratch = the same SASRec from random weights. Mean over seeds "
         f"{', '.join(map(str, args.seeds))} with 95 % t-intervals; ratio to scratch with a 95 % "
-        "per-learner paired bootstrap interval (learners pooled over seeds), p: paired "
+        "per-learner paired bootstrap interval (each learner's mean over the seeds), p: paired "
         "bootstrap test of the difference.",
         "",
         to_markdown(table),
@@ -1097,9 +1098,9 @@ def texttransfer(args) -> None:
                 base_pu.append(np.asarray(json.loads(f.read_text())["per_user"]))
         if len(base_pu) != len(args.seeds):
             continue
-        b = np.concatenate(base_pu)
+        b = mean_over_seeds(base_pu)
         for arm in ("scratch", "ml100k-text+prior"):
-            a = np.concatenate(
+            a = mean_over_seeds(
                 [np.asarray(r["per_user"]) for seed in args.seeds for r in res.records
                  if r["arm"] == arm and r["fraction"] == frac and r["seed"] == seed]
             )  # fmt: skip
@@ -1120,7 +1121,7 @@ def texttransfer(args) -> None:
         f"text-aware SASRec from random weights. At most {args.target_epochs} epochs or "
         f"{args.target_budget:g} s, early stopping on the MARS validation; seeds "
         f"{', '.join(map(str, args.seeds))}; ratios with a 95 % per-learner paired bootstrap "
-        "interval (learners pooled over seeds).",
+        "interval (each learner's mean over the seeds).",
         "",
         to_markdown(table),
         "",
@@ -1288,8 +1289,8 @@ def mixing(args) -> None:
         f"popularity rank; at most {args.target_epochs} epochs or {args.target_budget:g} s, "
         "early stopping on the MARS validation; scratch = the multisource section's scratch "
         f"arm (same spec). Seeds {', '.join(map(str, args.seeds))}; 95 % t-intervals of the "
-        "means; ratio to scratch with a 95 % per-learner paired bootstrap interval (learners "
-        "pooled over seeds), p: paired bootstrap test of the difference.",
+        "means; ratio to scratch with a 95 % per-learner paired bootstrap interval (each "
+        "learner's mean over the seeds), p: paired bootstrap test of the difference.",
         "",
         to_markdown(table),
         "",
@@ -1305,21 +1306,22 @@ def mixing(args) -> None:
 def mix_pair_lines(records, labels: list[str], args) -> list[str]:
     """Each mixing arm against ``temperature`` (the multisource part's choice), per
     pre-training seed and pooled over them: NDCG@10 ratio with a per-learner paired
-    bootstrap interval (learners pooled over target seeds, and pre-training seeds when pooled)."""
+    bootstrap interval (each learner's mean over the target seeds, and over the pre-training
+    seeds when pooled)."""
 
     def per_user(arm: str, frac: float) -> np.ndarray | None:
         got = [r for seed in args.seeds for r in records
                if r["arm"] == arm and r["fraction"] == frac and r["seed"] == seed]  # fmt: skip
         if len(got) != len(args.seeds):
             return None
-        return np.concatenate([np.asarray(r["per_user"], np.float64) for r in got])
+        return mean_over_seeds([r["per_user"] for r in got])
 
     def row(name: str, arms_a: list[str], arms_b: list[str], frac: float) -> str | None:
         a = [per_user(f"multi-{x}", frac) for x in arms_a]
         b = [per_user(f"multi-{x}", frac) for x in arms_b]
         if any(x is None for x in a + b):
             return None
-        a, b = np.concatenate(a), np.concatenate(b)
+        a, b = mean_over_seeds(a), mean_over_seeds(b)
         r, lo, hi, p = ratio_p(a, b)
         return f"| {name} | {frac:g} | {r:.3f} [{lo:.3f}, {hi:.3f}] | {p:.4f} |"
 
@@ -1620,8 +1622,11 @@ def strategies(args) -> None:
         return
 
     def pooled(g: str, frac: float, key: str = "per_user") -> np.ndarray:
+        # one value per test learner, the mean over the seeds (the same learners in every
+        # seed): the bootstrap resamples learners, each once (concatenating the seeds' arrays
+        # counted each learner once per seed, as if independent, and narrowed the intervals)
         rs = {r["seed"]: r for r in records[g] if r["fraction"] == frac}
-        return np.concatenate([np.asarray(rs[s][key], np.float64) for s in args.seeds])
+        return mean_over_seeds([rs[s][key] for s in args.seeds])
 
     def per_seed(g: str, frac: float, what: str) -> list[float]:
         rs = {r["seed"]: r for r in records[g] if r["fraction"] == frac}
@@ -1658,7 +1663,7 @@ def strategies(args) -> None:
         f"(patience as the trainer's default; a {args.guard_budget:g} s wall-time guard, "
         "reached by no run unless the table says so); seeds "
         f"{', '.join(map(str, args.seeds))} (the subsample and the target init). Ratios: "
-        "NDCG@10 over a scratch arm's, test learners paired and pooled over the seeds, 95 % "
+        "NDCG@10 over a scratch arm's, each test learner's mean over the seeds, paired, 95 % "
         "bootstrap interval; p: paired bootstrap test of the difference against the ID scratch. "
         "valid: mean MARS validation NDCG@10 (what selection sees). Trainer: every arm trains "
         "with SASRec's default trainer (batch 32, lr 2e-3, cosine decay over the epoch cap, 200 "
