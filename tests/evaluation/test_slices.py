@@ -182,3 +182,26 @@ def test_mars_time_split_slices_are_the_benchmarks() -> None:
     assert sizes == dict(zip(SLICES, [8531, 1410, 7121, 2841, 1523], strict=True))
     new_users = prep.test.keys.gather(cold_slices(prep)["new_users"]).n_unique()
     assert new_users == 957
+
+
+def test_a_slice_skips_nan_examples_as_evaluate_does() -> None:
+    """The popularity of an empty top-K list is NaN: ``evaluate`` averages without it, and a
+    slice must too (it showed null for a slice holding one such example)."""
+    from warmrec.data.dataset import EvalSet
+
+    class Ranked:
+        history_len = 5
+
+        def score(self, batch):
+            x = torch.arange(6.0).repeat(len(batch), 1)
+            x[0] = -torch.inf  # nothing to recommend to the first example
+            return x
+
+    items = np.array([5, 5, 5], dtype=np.int64)
+    es = EvalSet(items, np.array([0, 1, 2]), np.array([1, 2, 3]), np.array([1, 2, 3]), 6,
+                 pl.Series(range(3)))  # fmt: skip
+    res = evaluate(Ranked(), es, ["hr@2", "popularity@2"], item_counts=np.arange(6.0))
+    assert np.isnan(res.per_example["popularity@2"][0])
+    assert res.summary["popularity@2"] == pytest.approx(4.5)
+    part = subset_result(res, np.array([0, 1]))
+    assert part.summary["popularity@2"] == pytest.approx(4.5)

@@ -33,7 +33,7 @@ import polars as pl
 from warmrec.data.dataset import EvalSet
 from warmrec.data.schema import ITEM, USER, sequence_key
 from warmrec.errors import ConfigError
-from warmrec.evaluation.evaluate import EvalResult, evaluate
+from warmrec.evaluation.evaluate import EvalResult, evaluate, nan_mean
 
 SLICES = ("all", "returning_users", "new_users", "new_items", "new_items_first")
 _PARTS = ("test", "valid")
@@ -88,11 +88,12 @@ def cold_slices(prepared: Any, part: str = "test") -> dict[str, np.ndarray]:
 
 def subset_result(res: EvalResult, index: np.ndarray) -> EvalResult:
     """``res`` over the examples at ``index``: every per-example metric averaged there
-    (``coverage@K`` has no per-example value and is left out; an empty slice has NaN values,
-    shown as null: no example, no figure)."""
+    (``coverage@K`` has no per-example value and is left out; NaN examples -- the popularity
+    of an empty list -- are skipped, as :func:`~warmrec.evaluation.evaluate.evaluate` does; an
+    empty slice has NaN values, shown as null: no example, no figure)."""
     index = np.asarray(index, dtype=np.int64)
     per = {k: v[index] for k, v in res.per_example.items()}
-    summary = {k: (float(v.mean()) if len(v) else float("nan")) for k, v in per.items()}
+    summary = {k: nan_mean(np.asarray(v, dtype=np.float64)) for k, v in per.items()}
     digest = (
         f"{res.examples}[{hashlib.sha256(np.asarray(index, np.int64).tobytes()).hexdigest()[:8]}]"
     )

@@ -26,8 +26,11 @@ def top_k(
 
     Column 0 (padding) is never returned; ``seen[i]`` (indices) are masked in row ``i``;
     ``exclude`` in every row; with ``restrict`` only those indices may be returned. Masked
-    entries are ``-inf``; callers drop non-finite values (a row can have fewer than ``k``)."""
+    entries and NaN scores are ``-inf``; callers drop non-finite values (a row can have fewer
+    than ``k``)."""
     with torch.inference_mode():  # scores may be inference tensors: mask them in the mode
+        # a NaN score is no score (topk would rank it above every finite one), as in evaluate()
+        scores.nan_to_num_(nan=-torch.inf, posinf=torch.inf, neginf=-torch.inf)
         scores[:, 0] = -torch.inf
         if restrict is not None:
             keep = torch.zeros(scores.shape[1], dtype=torch.bool)
