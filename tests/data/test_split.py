@@ -107,15 +107,16 @@ LOO_NEW = pl.DataFrame(
 
 def test_leave_last_new_out_exact_rows():
     sp = leave_last_new_out(LOO_NEW)
-    # user 1: test = 13 (last new), valid = 12, the repeat 11 after 13 dropped; users 2 and 3
+    # user 1: test = 13 (last new), valid = 12, the repeat 11 between them history only (the
+    # valid example's future: never trained on), the repeat 11 after 13 dropped; users 2 and 3
     # have fewer than 3 new items: all train
     assert _rows(sp.test, "user_id", "item_id") == [(1, 13)]
     assert _rows(sp.valid, "user_id", "item_id") == [(1, 12)]
+    assert _rows(sp.context, "user_id", "item_id") == [(1, 11)]
     assert _rows(sp.train, "user_id", "item_id") == [
         (1, 10),
         (1, 11),
         (1, 10),
-        (1, 11),
         (2, 20),
         (2, 20),
         (2, 21),
@@ -123,8 +124,35 @@ def test_leave_last_new_out_exact_rows():
         (3, 30),
     ]
     assert sp.info["events_after_test_dropped"] == 1
+    assert sp.info["events_between_valid_and_test_history_only"] == 1
     vocab = ItemVocab.from_ids(LOO_NEW["item_id"])
     assert vocab.decode(sp.test_set(vocab).history(0)) == [10, 11, 10, 12, 11]
+    assert vocab.decode(sp.valid_set(vocab).history(0)) == [10, 11, 10]
+
+
+def test_leave_last_new_out_never_trains_on_the_valid_examples_future():
+    """Events between a user's valid and test targets were trained on: the repeat of the valid
+    item right after it taught the model the valid answer (1, 2 -> 3 in training, valid
+    history 1, 2 with target 3). They are the test target's history only; a duplicate of the
+    valid target at its very time (which ties put in its own history) is dropped."""
+    from warmrec.data.prepared import prepare
+
+    df = pl.DataFrame(
+        {"user_id": ["a"] * 7, "item_id": [1, 2, 3, 3, 2, 4, 3], "timestamp": list(range(7))}
+    )
+    prep = prepare(df, split="loo_new")
+    v = prep.vocab
+    assert v.decode(prep.valid.history(0)) == [1, 2] and v.decode(prep.valid.targets) == [3]
+    assert v.decode(prep.train.sequences[0]) == [1, 2]  # not 1, 2, 3, 2
+    assert v.decode(prep.test.history(0)) == [1, 2, 3, 3, 2] and v.decode(prep.test.targets) == [4]
+    tied = pl.DataFrame(
+        {"user_id": ["a"] * 6, "item_id": [1, 2, 3, 4, 4, 5], "timestamp": [0, 1, 2, 3, 3, 4]}
+    )
+    prep = prepare(tied, split="loo_new")
+    assert prep.split.info["valid_target_duplicates_dropped"] == 1
+    assert not prep.valid.target_in_history().any()
+    assert prep.vocab.decode(prep.valid.history(0)) == [1, 2, 3]
+    assert prep.vocab.decode(prep.test.history(0)) == [1, 2, 3, 4]
 
 
 def test_leave_last_new_out_min_new_two_tests_users_with_two_new_items():

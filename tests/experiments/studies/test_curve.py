@@ -209,7 +209,10 @@ def test_loo_new_targets_the_last_new_item_and_excludes_seen(tmp_path):
         (3, "q"),
     ]
     u1 = sp.train.filter(pl.col("user_id") == 1)["item_id"].to_list()
-    assert u1 == list("abab")  # the repeats before the test target train; the last c is gone
+    # the repeats before the valid target train; the b between valid (c) and test (d) is the
+    # test target's history only (the valid example's future); the last c is gone
+    assert u1 == list("aba")
+    assert sp.context["item_id"].to_list() == ["b"]
     assert sp.train.filter(pl.col("user_id") == 2).height == 4
     assert sp.info["events_after_test_dropped"] == 1
     # user 1's test history: every earlier event, in time order
