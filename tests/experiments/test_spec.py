@@ -257,3 +257,32 @@ def test_item_titles_read_recbole_movie_title_token_lists():
     items = pl.DataFrame({"item_id": [1, 2], "movie_title": [["Toy", "Story"], ["GoldenEye"]]})
     assert item_titles(items) == {1: "Toy Story", 2: "GoldenEye"}
     assert item_titles(pl.DataFrame({"item_id": [1], "genre": ["x"]})) is None
+
+
+def test_the_loop_validates_as_the_run_is_scored(tmp_path: Path) -> None:
+    """Under ``loo_new`` the figures exclude seen items: the loop's validation (early stopping,
+    the best epoch) did not, and chose the epochs on another ranking. Now it follows
+    ``[eval] exclude_seen`` unless ``[train]`` names its own."""
+    import numpy as np
+    import polars as pl
+
+    from warmrec.experiments.spec import evaluate_run
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(40):  # repeats and new items, so that excluding seen items changes ranks
+        items = rng.integers(1, 15, size=12)
+        rows += [(u, int(i), t) for t, i in enumerate(items)]
+    log = tmp_path / "log.csv"
+    pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row").write_csv(log)
+    base = {"data": {"path": str(log)}, "split": {"method": "loo_new"},
+            "model": {"name": "sasrec", "d": 16, "n_layers": 1}}  # fmt: skip
+    spec = spec_from_config({**base, "train": {"epochs": 2, "progress": False}})
+    assert spec.eval.exclude_seen and spec.trainer().exclude_seen
+    own = spec_from_config({**base, "train": {"epochs": 2, "exclude_seen": False}})
+    assert own.trainer().exclude_seen is False  # [train] names its own: kept
+    prep = prepare_run(spec)
+    model = fit_run(spec, prep, evaluate_valid=False)
+    best = model.train_result.best_metric
+    got = evaluate_run(model, prep.valid, spec, prep).summary["ndcg@10"]
+    assert best == pytest.approx(got, abs=1e-6)

@@ -627,10 +627,23 @@ class RunSpec(ConfigModel):
 
     # -- views ------------------------------------------------------------------------------
     def trainer(self) -> Any:
-        """The typed training-loop config (the model's defaults under ``train``), or None."""
+        """The typed training-loop config (the model's defaults under ``train``), or None.
+        The loop validates as the run is scored: ``[eval] exclude_seen`` unless ``[train]``
+        names its own (under ``loo_new`` the epochs were chosen ranking the seen items that
+        the reported figures exclude)."""
         if self.model is None or not self.model.takes_trainer():
             return None
-        return self.model.trainer(self.train)
+        return self.model.trainer(self.loop_train())
+
+    def loop_train(self) -> dict[str, Any]:
+        """``[train]`` as the training loop gets it: with ``exclude_seen`` from ``[eval]``
+        where the loop validates and ``[train]`` does not name it."""
+        train = dict(self.train)
+        if self.model is not None and self.model.takes_trainer() and "exclude_seen" not in train:
+            fields = getattr(self.model.trainer(train), "model_fields", {})
+            if "exclude_seen" in fields:
+                train["exclude_seen"] = self.eval.exclude_seen
+        return train
 
     def to_config(self, *, absolute: bool = False) -> dict[str, Any]:
         """The TOML-shaped dict (flat ``[model]``, only what differs from the defaults);
@@ -974,7 +987,7 @@ def _fit_model(spec: RunSpec, prepared: Any, callbacks: Sequence[Callback], hook
     params = inspect.signature(model.fit).parameters
     kwargs: dict[str, Any] = {}
     if spec.model.is_neural() or (spec.train and spec.model.takes_trainer()):
-        kwargs["trainer"] = spec.train
+        kwargs["trainer"] = spec.loop_train()
     if hooks is not None:
         if not spec.model.is_neural():
             raise ConfigError(f"model '{spec.model.name}' has no training loop to hook")
@@ -1035,7 +1048,7 @@ def _fit_transfer(spec: RunSpec, prepared: Any) -> Any:
         prepared.valid,
         strategy=tr.strategy,
         init=tr.init,
-        trainer=spec.train,
+        trainer={"exclude_seen": spec.eval.exclude_seen, **spec.train},  # validated as scored
         strategy_options=tr.strategy_options or None,
         init_options=tr.init_options or None,
         source_titles=dict((k, v) for k, v in src_titles) if src_titles else None,
