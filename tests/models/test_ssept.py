@@ -137,3 +137,47 @@ def test_ssept_save_load_roundtrip(cyclic_split, tmp_path):
     assert loaded.user_vocab is not None and len(loaded.user_vocab) == len(train.user_vocab)
     batch = valid.batch(np.arange(20), loaded.history_len)  # the histories compared above
     assert batch.users is not None and (batch.users > 0).all()
+
+
+def test_users_without_training_sequences_are_unknown(tmp_path):
+    """Under the cold-start split ``user`` the user vocabulary covers the whole log, so a test
+    user had an index and scored with its own row, never trained (the random init); the mean
+    user also averaged those rows in, and SSE drew them as substitutes. They are unknown users
+    now: the mean of the trained rows, which SSE alone draws from."""
+    import warmrec
+    from warmrec.models.base import Recommender
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(60):
+        start = int(rng.integers(0, 20))
+        rows += [(f"u{u}", int((start + j) % 20 + 1), float(u * 100 + j)) for j in range(6)]
+    df = pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+    prep = warmrec.prepare(df, split="user")
+    test_users = np.unique(prep.test.users)
+    assert (test_users > 0).all() and not set(test_users) & set(np.unique(prep.train.users))
+    m = get_model("ssept", {**tiny_net("ssept"), "sse_user": 0.9})
+    m.fit(prep.train, prep.valid, epochs=2, progress=False)
+    trained = m.net.trained
+    assert not trained[0] and not trained[torch.from_numpy(test_users)].any()
+    assert int(trained.sum()) == len(np.unique(prep.train.users))
+    batch = prep.test.batch(np.arange(len(prep.test)), m.history_len)
+    unknown = Batch(batch.items, torch.zeros_like(batch.users))
+    torch.testing.assert_close(m.score(batch), m.score(unknown))
+    w = m.net.user.weight.detach()
+    mean = m.net.user_vectors(torch.tensor([0]))[0].detach()
+    torch.testing.assert_close(mean, w[trained].mean(0))
+    # SSE's substitutes: the trained users only
+    users = torch.full((2000,), int(np.unique(prep.train.users)[0]))
+    pool = trained.nonzero()[:, 0]
+    _, _, drawn = sse_replace(
+        torch.ones(2000, 3, dtype=torch.long), torch.ones(2000, 3, dtype=torch.long), users,
+        p_item=0.0, p_user=1.0, n_items=21, n_users=len(trained), pool=pool,
+    )  # fmt: skip
+    assert bool(trained[drawn].all())
+    # saved and loaded, the mask comes back; a model saved before it reads as all trained
+    loaded = Recommender.load(m.save(tmp_path / "m"))
+    torch.testing.assert_close(loaded.score(batch), m.score(batch))
+    state = {k: v for k, v in m.get_state().items() if not k.endswith("trained")}
+    loaded.set_state(state)
+    assert bool(loaded.net.trained[1:].all()) and not loaded.net.trained[0]

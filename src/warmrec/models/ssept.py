@@ -19,7 +19,9 @@ by the training loop).
 
 Users: ``SequenceDataset.users`` / ``Batch.users`` are user-vocabulary indices; ``0`` is an
 unknown user (a new user at serving time, a history without a user, a log without ``user_id``).
-An unknown user gets the **mean** of the trained user embeddings (with no users at all the single
+An unknown user (or one of the vocabulary without training sequences: a user first seen in
+validation or test, as under the cold-start split ``user``) gets the **mean** of the trained
+user embeddings (with no users at all the single
 row 0 is trained and used for everyone, so the model is a SASRec of width ``d_i + d_u``).
 
 Optional item side features (``item_features``, via :mod:`warmrec.models.features`) are added to
@@ -37,11 +39,12 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from warmrec.data.dataset import Batch
+from warmrec.data.dataset import Batch, SequenceDataset
 from warmrec.models.features import FeatureEmbedder
 from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, SeenItemBias, TransformerStack
 from warmrec.models.settings import (
@@ -106,6 +109,11 @@ class SSEPTNet(nn.Module):
         self.seen = SeenItemBias() if cfg.seen_bias else None
         self.user = nn.Embedding(n_users, cfg.d_user)
         nn.init.normal_(self.user.weight, std=0.02)
+        # the users with training sequences: the others (a user of the vocabulary first seen in
+        # validation or test, as under the cold-start split "user") have untrained rows
+        trained = torch.ones(n_users, dtype=torch.bool)
+        trained[0] = False
+        self.register_buffer("trained", trained)
         self.item_feat = FeatureEmbedder(item_specs, n_items, cfg.d_item) if item_specs else None
         self.pos = PositionalEmbedding(cfg.max_len, d)
         self.drop = nn.Dropout(cfg.dropout)
@@ -122,11 +130,12 @@ class SSEPTNet(nn.Module):
         self.scale_u = math.sqrt(cfg.d_user)
 
     def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
-        """User embeddings; index 0 (unknown) -> the mean of the real users' embeddings."""
+        """User embeddings; a user without training sequences (index 0 included) -> the mean
+        of the trained users' embeddings."""
         emb = self.user(users)
-        if self.n_users > 1:
-            mean = self.user.weight[1:].mean(0)
-            emb = torch.where((users == 0)[..., None], mean, emb)
+        if bool(self.trained.any()):
+            mean = self.user.weight[self.trained].mean(0)
+            emb = torch.where(self.trained[users][..., None], emb, mean)
         return emb
 
     def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
@@ -158,11 +167,13 @@ def sse_replace(
     p_user: float,
     n_items: int,
     n_users: int,
+    pool: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Stochastic Shared Embeddings on a batch of windows (see the module docstring).
 
     ``items``/``targets`` are ``[B, L]`` left-padded windows (target ``t`` = input ``t + 1``);
-    padding stays padding and positions without a target keep none.
+    padding stays padding and positions without a target keep none. A replaced user is drawn
+    from ``pool`` (user indices) where given, else from ``1 .. n_users - 1``.
     """
     if p_item > 0 and n_items > 1:
         hit = (torch.rand(items.shape, device=items.device) < p_item) & (items > 0)
@@ -177,7 +188,12 @@ def sse_replace(
         targets = torch.where(hit & (t > 0), r_out, t)
     if p_user > 0 and n_users > 2:
         hit = torch.rand(users.shape, device=users.device) < p_user
-        users = torch.where(hit, torch.randint(1, n_users, users.shape, device=users.device), users)
+        if pool is None:
+            other = torch.randint(1, n_users, users.shape, device=users.device)
+        else:  # the trained users only (the others' rows would train as someone else's)
+            pick = torch.randint(0, len(pool), users.shape, device=users.device)
+            other = pool.to(users.device)[pick]
+        users = torch.where(hit, other, users)
     return items, targets, users
 
 
@@ -201,14 +217,36 @@ class SSEPT(FeatureSequenceModel):
         "sse_user": 0.0,
     }
 
+    def _bind(self, train: SequenceDataset) -> None:
+        super()._bind(train)
+        self._trained_users = None
+        if train.users is not None:
+            self._trained_users = np.unique(np.asarray(train.users, dtype=np.int64))
+
     def build_net(self, n_items: int) -> SSEPTNet:
         item_specs, _ = self.feature_specs()
-        return self.attach_features(SSEPTNet(n_items, n_users_of(self), self.config, item_specs))
+        net = SSEPTNet(n_items, n_users_of(self), self.config, item_specs)
+        users = getattr(self, "_trained_users", None)
+        if users is not None:  # a fit (a loaded model reads its saved mask instead)
+            users = users[(users > 0) & (users < net.n_users)]
+            net.trained.zero_()
+            net.trained[torch.from_numpy(users)] = True
+        return self.attach_features(net)
+
+    def set_state(self, state: dict[str, torch.Tensor]) -> None:
+        if "trained" not in state:  # saved before the mask: every user of the vocabulary trained
+            state = dict(state)
+            trained = torch.ones(n_users_of(self), dtype=torch.bool)
+            trained[0] = False
+            state["trained"] = trained
+        self._trained_users = None
+        super().set_state(state)
 
     def training_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         c = self.config
         n_users = self.net.n_users
         users = known_users(batch["users"], n_users)
+        pool = self.net.trained.nonzero()[:, 0]
         items, targets, users = sse_replace(
             batch["items"],
             batch["targets"],
@@ -217,6 +255,7 @@ class SSEPT(FeatureSequenceModel):
             p_user=c.sse_user,
             n_items=self.n_items,
             n_users=n_users,
+            pool=pool if len(pool) else None,
         )
         hidden = self.net(items, users)[..., : c.d_item]
         # the seen-item bias reads what the user really saw (before SSE replaced events)
