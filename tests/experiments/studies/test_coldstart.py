@@ -268,3 +268,33 @@ def test_study_reads_shots_from_the_config(tmp_path):
     assert r.exit_code == 2 and "coldstart.shots: expected numbers of revealed events >= 1" in (
         r.output
     )
+
+
+def test_seeds_that_scored_the_same_users_are_paired_per_user_not_pooled():
+    """With ``order = "time"`` every seed tests the same users: their arrays were pooled, each
+    user counted once per seed as if independent (p far too small). The same users: each
+    user's mean over the seeds; other users per seed: pooled, as before."""
+    from warmrec.evaluation.stats import paired_test
+
+    rng = np.random.default_rng(0)
+    n = 40
+    noise = [rng.normal(0, 0.2, n) for _ in range(3)]
+    base = [np.clip(0.3 + noise[s], 0, 1) for s in range(3)]
+    meth = [np.clip(b + 0.03 + rng.normal(0, 0.2, n), 0, 1) for b in base]
+
+    def rec(seed, method, vals, users):
+        return {"seed": seed, "method": method, "metrics": {"3": {"ndcg@10": float(vals.mean())}},
+                "per_user": {"3": vals.tolist()}, "user_keys": {"3": users}}  # fmt: skip
+
+    same = [rec(s, "finetune", base[s], "u") for s in range(3)]
+    same += [rec(s, "maml", meth[s], "u") for s in range(3)]
+    row = summarize(same, (3,), ("ndcg@10",)).filter(pl.col("method") == "maml").row(0, named=True)
+    want = paired_test(np.mean(meth, axis=0), np.mean(base, axis=0), n_boot=5000, seed=0)
+    assert row["p_value"] == pytest.approx(want.p_value)
+    assert row["diff_lo"] == pytest.approx(want.ci[0])
+    other = [rec(s, "finetune", base[s], f"u{s}") for s in range(3)]
+    other += [rec(s, "maml", meth[s], f"u{s}") for s in range(3)]
+    row = summarize(other, (3,), ("ndcg@10",)).filter(pl.col("method") == "maml").row(0, named=True)
+    pooled = paired_test(np.concatenate(meth), np.concatenate(base), n_boot=5000, seed=0)
+    assert row["p_value"] == pytest.approx(pooled.p_value)
+    assert pooled.ci[1] - pooled.ci[0] < want.ci[1] - want.ci[0]  # pooling narrowed it

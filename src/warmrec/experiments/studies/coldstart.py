@@ -64,7 +64,7 @@ from warmrec.data.dataset import EvalSet, SequenceDataset
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ConfigError, DataError
 from warmrec.evaluation.evaluate import evaluate
-from warmrec.evaluation.stats import metric_bounds, paired_test, seed_summary
+from warmrec.evaluation.stats import mean_over_seeds, metric_bounds, paired_test, seed_summary
 from warmrec.experiments.scenarios import ColdStartUsers, UserSplit, shot_eval_set
 from warmrec.io import atomic_write_text
 
@@ -216,6 +216,7 @@ def run_method(
         "eval_s": time.perf_counter() - t1,
         "metrics": {str(k): r.summary for k, r in res.items()},
         "per_user": {str(k): r.per_example["ndcg@10"].tolist() for k, r in res.items()},
+        "user_keys": {str(k): _keys_digest(test_sets[k]) for k in res},
         **info,
     }
 
@@ -322,8 +323,7 @@ def summarize(
             row.update(ratio=None, diff=None, diff_lo=None, diff_hi=None, p_value=None)
             paired = [s for s in sorted(runs) if s in base]
             if paired:
-                b = np.concatenate([base[s]["per_user"][key] for s in paired])
-                a = np.concatenate([runs[s]["per_user"][key] for s in paired])
+                a, b = _paired_users(runs, base, paired, key)
                 bm = float(b.mean())
                 row["ratio"] = float(a.mean()) / bm if bm > 0 else None
                 if not higher_better:
@@ -343,6 +343,33 @@ def summarize(
     return df.with_columns([pl.col(c).cast(pl.Float64) for c in cols]).sort(
         ["shots", primary], descending=[False, higher_better]
     )
+
+
+def _keys_digest(eval_set: Any) -> str:
+    """Which users an evaluation scored, in order (a digest of its sequence keys)."""
+    import hashlib
+
+    return hashlib.sha256("\x1f".join(map(str, eval_set.keys.to_list())).encode()).hexdigest()[:16]
+
+
+def _paired_users(
+    runs: Mapping[int, Mapping[str, Any]],
+    base: Mapping[int, Mapping[str, Any]],
+    seeds: Sequence[int],
+    key: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-user values of a method and of the baseline over ``seeds``, paired: each user's
+    mean over the seeds where every seed scored the same users (``order = "time"`` ignores
+    the seed: pooling their arrays counted each user once per seed, as if independent, and
+    read p 0.0002 where the per-user means give 0.019), else the seeds' users pooled (each
+    seed drew other users)."""
+    got = [r.get("user_keys", {}).get(key) for r in [*(runs[s] for s in seeds),
+                                                 *(base[s] for s in seeds)]]  # fmt: skip
+    a = [np.asarray(runs[s]["per_user"][key], dtype=np.float64) for s in seeds]
+    b = [np.asarray(base[s]["per_user"][key], dtype=np.float64) for s in seeds]
+    if len(seeds) > 1 and None not in got and len(set(got)) == 1:
+        return mean_over_seeds(a), mean_over_seeds(b)
+    return np.concatenate(a), np.concatenate(b)
 
 
 def display_table(summary: pl.DataFrame, metrics: Sequence[str] = METRICS) -> pl.DataFrame:
