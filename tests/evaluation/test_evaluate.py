@@ -385,3 +385,33 @@ def test_no_example_is_nan_not_zero_and_a_metric_may_be_one_string():
     res = evaluate(model, p.test, "hr@10,ndcg@10")
     assert res.n_examples == 0 and set(res.summary) == {"hr@10", "ndcg@10"}
     assert all(v != v for v in res.summary.values())  # NaN
+
+
+def test_category_metrics_count_ties_against_the_model():
+    """``cat_hr@K`` / ``cat_map@K`` read ``torch.topk``'s list, whose ties fall by index: a
+    model scoring every item alike hit the category of a target it ranked last."""
+
+    class Constant:
+        history_len = 5
+
+        def score(self, batch):
+            return torch.zeros(len(batch), 6)
+
+    es = EvalSet(np.full(4, 5, dtype=np.int64), np.arange(4), np.arange(1, 5),
+                 np.arange(1, 5), 6, pl.Series(range(4)))  # fmt: skip
+    own = np.zeros((6, 5), dtype=bool)
+    own[np.arange(1, 6), np.arange(5)] = True  # each item its own category: cat_hr = hr
+    res = evaluate(Constant(), es, ["hr@1", "cat_hr@1", "cat_map@1", "cat_hr@5"],
+                   item_categories=own)  # fmt: skip
+    assert res.summary["hr@1"] == res.summary["cat_hr@1"] == res.summary["cat_map@1"] == 0.0
+    assert res.summary["cat_hr@5"] == 1.0  # the whole catalogue holds the target
+    shared = np.zeros((6, 2), dtype=bool)
+    shared[1:, 0] = True  # every item in one category: any item is related
+    res = evaluate(Constant(), es, ["cat_hr@1"], item_categories=shared)
+    assert res.summary["cat_hr@1"] == 1.0
+    # a real order is kept: the top item scores highest whatever its category
+    scores = torch.tensor([[0.0, 0.1, 0.9, 0.5, 0.3, 0.2]])
+    from warmrec.evaluation.evaluate import _top_ties_last
+
+    top = _top_ties_last(scores, torch.from_numpy(own.astype(np.float32)), torch.tensor([2]), 3)
+    assert top.tolist() == [[2, 3, 4]]

@@ -181,6 +181,20 @@ class _Negatives:
         return np.concatenate(parts)[lo - c0 * _NEG_CHUNK : hi - c0 * _NEG_CHUNK]
 
 
+def _top_ties_last(
+    scores: torch.Tensor, cats: torch.Tensor, targets: torch.Tensor, k: int
+) -> np.ndarray:
+    """Top-``k`` item indices of each row, an item sharing a category with the row's target
+    after every other item of the same score (ties against the model: ``torch.topk`` broke
+    them by index, so a model scoring everything alike still hit); non-finite slots are 0."""
+    related = (cats @ cats[targets].T).T > 0  # [B, n_items]
+    by_rel = torch.argsort(related.to(torch.int8), dim=1, stable=True)  # unrelated first
+    order = torch.argsort(scores.gather(1, by_rel), dim=1, descending=True, stable=True)
+    top = by_rel.gather(1, order[:, :k])
+    vals = scores.gather(1, top)
+    return torch.where(torch.isfinite(vals), top, 0).numpy()
+
+
 def nan_mean(vals: np.ndarray) -> float:
     """Mean ignoring NaN (per-example popularity of an empty list); NaN when nothing is left."""
     ok = ~np.isnan(vals)
@@ -272,6 +286,11 @@ def evaluate(
     ktop = min(kmax, n_items)
     ranks = np.zeros(n, dtype=np.int64)
     topk_all = np.zeros((n, kmax), dtype=np.int64) if kmax else None
+    # the category metrics' lists: ties broken against the model (an item of the target's
+    # categories after the other items of its score), as the rank metrics count them
+    kcat = min(max([s.k for s in list_specs if s.name.startswith("cat_")], default=0), n_items)
+    topk_cat = np.zeros((n, kcat), dtype=np.int64) if kcat else None
+    cats_t = torch.from_numpy(item_categories.astype(np.float32)) if kcat else None
     maxlen = int(getattr(model, "history_len", 50))
     was_training = getattr(model, "training", None)
     switch_mode = isinstance(was_training, bool) and callable(getattr(model, "eval", None))
@@ -327,6 +346,10 @@ def evaluate(
                     vals, top = torch.topk(scores, ktop, dim=1)
                     top = torch.where(torch.isfinite(vals), top, 0).numpy()
                     topk_all[idx, :ktop] = top
+                if kcat:
+                    topk_cat[idx] = _top_ties_last(
+                        scores, cats_t, torch.from_numpy(eval_set.targets[idx]), kcat
+                    )
     finally:
         if switch_mode:
             model.train(was_training)
@@ -341,7 +364,7 @@ def evaluate(
         elif s.name == "popularity":
             vals = M.mean_popularity(topk_all[:, : s.k], item_counts)
         else:
-            hr, ap = M.category_hits(topk_all[:, : s.k], eval_set.targets, item_categories)
+            hr, ap = M.category_hits(topk_cat[:, : s.k], eval_set.targets, item_categories)
             vals = hr if s.name == "cat_hr" else ap
         per_example[s.label] = vals
         summary[s.label] = nan_mean(vals) if n else float("nan")  # no example: not 0

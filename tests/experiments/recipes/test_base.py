@@ -284,3 +284,15 @@ def test_subgroup_scores_rank_subgroups_by_their_best_item():
     assert got["subgroup_hr@1"] == pytest.approx(1 / 3)  # only item 3's B is first
     assert got["subgroup_map@1"] == pytest.approx((0 + 1 + 0) / 3)
     assert got["subgroup_hr@50"] == 1.0
+
+    class Constant:  # every item, so every subgroup, alike: no hit in the top 1 or 2
+        history_len = 3
+
+        def score(self, batch):
+            return torch.zeros(len(batch.items), 6)
+
+    mine = np.zeros((6, 5), dtype=bool)
+    mine[np.arange(1, 6), np.arange(5)] = True  # each item its own subgroup
+    got = subgroup_scores(Constant(), es, mine, (1, 2, 5))
+    assert got["subgroup_hr@1"] == got["subgroup_hr@2"] == 0.0  # ties against the model
+    assert got["subgroup_hr@5"] == 1.0 and got["subgroup_map@5"] == pytest.approx(1 / 5)

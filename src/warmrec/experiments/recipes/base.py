@@ -344,8 +344,9 @@ def subgroup_scores(
                     ],
                     dim=1,
                 )  # [B, n_subgroups]
-                order = torch.argsort(best, dim=1, descending=True, stable=True).numpy()
                 rel_all = cats[eval_set.targets[idx]]  # [B, n_subgroups]
+                # ties against the model: a relevant subgroup after the others of its score
+                order = np.lexsort((rel_all, -best.numpy()), axis=1)
                 rel = np.take_along_axis(rel_all, order, axis=1)
                 n_rel = rel_all.sum(axis=1)
                 for k in ks:
