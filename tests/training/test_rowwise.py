@@ -40,6 +40,32 @@ def test_row_adagrad_equals_torch_adagrad():
     torch.testing.assert_close(_run(RowAdagrad, False, lr=0.1), dense)  # dense gradients too
 
 
+def test_row_adagrad_weight_decay_is_torchs_on_the_touched_rows():
+    """The group's ``weight_decay`` was ignored (the tables of GRU4Rec's sparse path had no
+    L2): it is Adagrad's L2 term now, on the rows a step touches (all of them: dense Adagrad
+    exactly; an untouched row stays put)."""
+    every = [torch.arange(8), torch.arange(8)]
+    dense = _run(torch.optim.Adagrad, False, every, lr=0.1, weight_decay=0.5)
+    torch.testing.assert_close(_run(RowAdagrad, True, every, lr=0.1, weight_decay=0.5), dense)
+    assert not torch.allclose(_run(RowAdagrad, True, every, lr=0.1), dense)
+    some = _run(RowAdagrad, True, [torch.tensor([1, 2])], lr=0.1, weight_decay=0.5)
+    start = _run(RowAdagrad, True, [], lr=0.1)
+    assert torch.equal(some[[0, 3, 4, 5, 6, 7]], start[[0, 3, 4, 5, 6, 7]])
+
+
+def test_sparse_tables_refuse_weight_decay_they_cannot_apply():
+    """SGD failed inside torch (add(sparse, dense)) and Adam dropped the decay silently."""
+    from warmrec.errors import ConfigError
+
+    table = torch.nn.Parameter(torch.randn(8, 3))
+    groups = [{"params": [table], "weight_decay": 0.01, "sparse": True}]
+    for name in ("sgd", "adam"):
+        with pytest.raises(ConfigError, match="weight_decay.*sparse"):
+            make_optimizer(groups, TrainerConfig(optimizer=name, weight_decay=0.01))
+    for name in ("adamw", "adagrad"):
+        make_optimizer(groups, TrainerConfig(optimizer=name, weight_decay=0.01))
+
+
 def test_row_adam_is_lazy_adam():
     # first step: dense Adam exactly; afterwards an untouched row stays where it is
     first = LOOKUPS[:1]

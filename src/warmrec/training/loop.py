@@ -363,14 +363,21 @@ def _dense_optimizer(groups: list[dict[str, Any]], cfg: TrainerConfig) -> torch.
 def _sparse_optimizer(groups: list[dict[str, Any]], cfg: TrainerConfig) -> torch.optim.Optimizer:
     """``cfg.optimizer`` for tables with sparse gradients, updating only the touched rows
     (:mod:`warmrec.training.rowwise`): Adagrad exactly as the dense one (an untouched row's
-    update is zero under both); Adam and AdamW as lazy Adam(W) (the moments of a row move only
-    when it is touched; weight decay, decoupled, on the touched rows); SGD is torch's (which
-    takes sparse gradients)."""
+    update is zero under both; weight decay, its L2 term, on the touched rows); AdamW as lazy
+    AdamW (the moments of a row move only when it is touched; weight decay, decoupled, on the
+    touched rows); SGD is torch's (which takes sparse gradients, without weight decay). Adam's
+    L2 penalty (not decoupled) and SGD's weight decay have no row-wise form here: refused
+    with weight decay, where they had been dropped (Adam) or failed in torch (SGD)."""
     from warmrec.training.rowwise import RowAdagrad, RowAdam
 
+    decayed = any(g.get("weight_decay", 0.0) > 0 for g in groups)
+    if decayed and cfg.optimizer in ("adam", "sgd"):
+        raise ConfigError(
+            f"train.weight_decay: optimizer {cfg.optimizer!r} has no weight decay for tables "
+            f"with sparse gradients (found {cfg.weight_decay:g}); expected weight_decay = 0, "
+            "optimizer 'adamw' or 'adagrad', or the model's sparse_items = false"
+        )
     if cfg.optimizer in ("adam", "adamw"):
-        if cfg.optimizer == "adam":  # Adam's L2 penalty is not decoupled: not row-wise exact
-            groups = [{**g, "weight_decay": 0.0} for g in groups]
         return RowAdam(groups, lr=cfg.lr)
     if cfg.optimizer == "adagrad":
         return RowAdagrad(groups, lr=cfg.lr)
