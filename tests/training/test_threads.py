@@ -58,3 +58,25 @@ def test_a_task_runnable_for_an_instant_is_not_busy_work(monkeypatch) -> None:
     readings = iter([5, 5, 4, 5, 5])  # four other tasks stay runnable
     monkeypatch.setattr(T, "_runnable_now", lambda: next(readings))
     assert T.busy_cpus() == 2.0  # capped by the load average
+
+
+def test_a_run_records_the_thread_count_it_ran_with(monkeypatch) -> None:
+    """``num_threads = 0`` lets the policy pick the count from the machine's load, and float
+    results differ across counts: the run's trainer record names the count in force (0 there
+    said nothing), so a run can be repeated bit for bit."""
+    from tests.conftest import cyclic_log
+    from warmrec import get_model, prepare
+
+    for k in T.THREADS_ENV:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setattr(T, "policy_threads", lambda requested=0: requested or 2)
+    before = torch.get_num_threads()
+    try:
+        prep = prepare(cyclic_log(n_sessions=20, n_items=8, length=5), split="loo")
+        model = get_model("sasrec", {"d": 8, "n_layers": 1, "max_len": 5})
+        model.fit(prep.train, prep.valid, epochs=1, progress=False)
+        assert model.train_result.trainer["num_threads"] == 2
+        model.fit(prep.train, prep.valid, epochs=1, progress=False, num_threads=1)
+        assert model.train_result.trainer["num_threads"] == 1
+    finally:
+        torch.set_num_threads(before)

@@ -125,7 +125,10 @@ class TrainerConfig(ConfigModel):
     num_threads: int = Field(0, ge=0)
     """torch CPU threads (``--threads``); 0 = the thread policy
     (:mod:`warmrec.training.threads`): the CPUs this process may use less those other work keeps
-    busy when the run starts, at least 1 (``OMP_NUM_THREADS``, where set, is kept)."""
+    busy when the run starts, at least 1 (``OMP_NUM_THREADS``, where set, is kept). Results
+    are bit-identical for one seed at one thread count, not across counts (float sums split
+    differently): to reproduce a run, pin it; the run's record (``trainer``) names the count
+    it ran with."""
     reuse_memory: bool = True
     """Keep freed memory in the process for the next step's tensors instead of returning it to
     the OS (glibc ``mallopt``; see :mod:`warmrec.training.memory`): 14 % less CPU per GRU4Rec
@@ -674,7 +677,7 @@ def _train(
     overrides: dict[str, Any],
 ) -> TrainResult:
     cfg = build_config(TrainerConfig, config, **overrides)
-    apply_threads(cfg.num_threads)
+    threads = apply_threads(cfg.num_threads)
     if cfg.reuse_memory:
         keep_freed_memory()
     device = resolve_device(cfg.device)
@@ -836,5 +839,7 @@ def _train(
         train_seconds=run.train_seconds,
         extra={"loss": loss_name} if loss_name else {},
         paused=paused and not run.stopped,
-        trainer=cfg.model_dump(mode="json"),
+        # the thread count in force, not 0 (the policy's pick): a run's float results are
+        # bit-identical for a seed at one thread count, so its record must name it
+        trainer={**cfg.model_dump(mode="json"), "num_threads": threads},
     )
