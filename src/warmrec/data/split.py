@@ -388,7 +388,9 @@ def leave_one_out(df: pl.DataFrame, key: str | None = None, time_order: str = "s
     Events are ordered by timestamp per ``key`` (``user_id`` if present, else the sequence key);
     ties keep the input row order. Users with fewer than 3 events keep everything in train.
     Returns ``kind="next_item"``; rows come back sorted by key, then time. Nothing is filtered:
-    a held-out item unseen in training is dropped later by the vocabulary (``EvalSet.n_dropped``).
+    a held-out item unseen in training stays a target (:func:`~warmrec.data.prepared.prepare`'s
+    vocabulary covers the whole log; an ID model has no training signal for it); a vocabulary
+    built from the training part alone drops it (``EvalSet.n_dropped``).
 
     ``time_order="recbole"`` orders by RecBole's key instead (:func:`recbole_time`): the
     min-max-normalised timestamp held as float32, stable. This reproduces RecBole's leave-one-out
