@@ -221,6 +221,27 @@ def test_reload_swaps_the_model_and_keeps_it_on_failure(tmp_path):
         assert c.post("/recommend", json={"items": [25]}).status_code == 200
 
 
+def test_a_reload_that_fails_outside_warmrec_keeps_the_old_model(tmp_path, monkeypatch):
+    """Damage that surfaced as another exception (an IndexError in a warm-up, a scipy error)
+    answered 500; it is a failed reload like any other (409, the old model serving)."""
+    from warmrec.errors import ModelError as WarmrecModelError
+    from warmrec.serving.bundle import ModelBundle
+
+    d = save_model("pop", tmp_path / "m", n_items=20)
+    with TestClient(create_app(d, admin_token=TOKEN), headers=ADMIN) as c:
+
+        def broken(self):
+            raise IndexError("index 2000000000 is out of bounds")
+
+        monkeypatch.setattr(ModelBundle, "warm_up", broken)
+        r = c.post("/admin/reload")
+        assert r.status_code == 409 and "still serving the old model" in r.json()["detail"]
+        assert "IndexError" in r.json()["detail"]
+        assert c.post("/recommend", json={"items": [3]}).status_code == 200
+    with pytest.raises(WarmrecModelError, match="does not load .IndexError"):
+        ModelBundle.load(d)
+
+
 def test_sasrec_serves(sasrec_dir):
     with TestClient(create_app(sasrec_dir)) as c:
         r = c.post("/recommend", json={"items": [3, 4, 5], "k": 5})
@@ -373,6 +394,26 @@ def test_a_huge_header_is_431(client):
     r = client.get("/health", headers={"x-big": "a" * 40_000})
     assert r.status_code == 431
     assert client.get("/health", headers={"x-ok": "a" * 1000}).status_code == 200
+
+
+def test_metadata_shows_no_path_held_in_the_config(tmp_path):
+    """A config naming a file (``text_cache``, a local encoder) showed it whole."""
+    from warmrec.serving.bundle import ModelBundle
+
+    d = save_model("pop", tmp_path / "m")
+    b = ModelBundle.load(d)
+    cfg = b.model.config.model_dump(mode="json")
+    cache = str(tmp_path / "private" / "cache")
+
+    class Config:  # as a text model's config: the cache folder and a hub encoder's name
+        def model_dump(self, mode: str = "json") -> dict:
+            return {**cfg, "text_cache": cache, "text_encoder": "sentence-transformers/x"}
+
+    b.model.config = Config()
+    meta = b.metadata()
+    assert meta["config"]["text_encoder"] == "sentence-transformers/x"
+    assert meta["config"]["text_cache"] == ".../cache"
+    assert str(tmp_path) not in json.dumps(meta)
 
 
 @pytest.mark.parametrize("store", ["memory", "redis"])

@@ -175,6 +175,22 @@ def test_damaged_index_is_refused_and_rebuilt(saved):
     assert _answers(b, model) == want
 
 
+@pytest.mark.parametrize("name", ["item_sess", "sess_items"])
+def test_ids_out_of_range_are_refused_and_rebuilt(saved, name):
+    """Same dtype and length, ids far outside the index (no checksum covers ``knn_index/``):
+    the scoring kernel wrote out of bounds with them and the server died (a segfault)."""
+    model, path = saved
+    want = _answers(ModelBundle.load(path, engine="sparse"), model)
+    f = path / INDEX_DIR / f"{name}.npy"
+    a = np.load(f)
+    np.save(f, np.full_like(a, 2_000_000_000))
+    with pytest.raises(ModelError, match=f"{name}.npy holds ids outside"):
+        SessionIndex.load(path / INDEX_DIR)
+    with pytest.warns(UserWarning, match=name):
+        b = ModelBundle.load(path)
+    assert _answers(b, model) == want
+
+
 def test_directory_without_index_builds_it_in_memory_and_add_index_writes_it(saved):
     model, path = saved
     import shutil

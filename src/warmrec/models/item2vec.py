@@ -56,6 +56,7 @@ from warmrec.evaluation.evaluate import evaluate
 from warmrec.models.base import Recommender
 from warmrec.models.catalogue import NoEvidenceItems, pad
 from warmrec.models.layers import offset_items_
+from warmrec.models.state import counts_from_state
 from warmrec.registry import register_model
 
 # gensim silently truncates sentences longer than this many tokens; longer sequences are cut.
@@ -296,7 +297,7 @@ class Item2Vec(NoEvidenceItems, Recommender):
             )
         self.vectors = state["vectors"].float()
         self.known = state["known"].bool()
-        self.counts = state["counts"].float()
+        self.counts = counts_from_state(state, len(self.vocab) if self.vocab is not None else None)
         self.history = list(self.meta.history or [])
 
     def _extend_items(self, n_new: int) -> None:

@@ -51,6 +51,7 @@ from warmrec.models.rules import (
     session_item_matrix,
 )
 from warmrec.models.settings import HistorySettings
+from warmrec.models.state import counts_from_state, csr_from_state
 from warmrec.models.weighting import WEIGHTINGS, Weighting, distance_weight, position_weight
 from warmrec.registry import register_model
 
@@ -193,11 +194,20 @@ class _SessionKNNBase(NoEvidenceItems, Recommender):
         }
 
     def set_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.counts = state["counts"].float()
-        self._set_sessions(
-            state["sessions_indptr"].numpy().astype(np.int64, copy=False),
-            state["sessions_indices"].numpy().astype(np.int64, copy=False),
-        )
+        n = len(self.vocab)
+        self.counts = counts_from_state(state, n)
+        ptr = state["sessions_indptr"].numpy().astype(np.int64, copy=False)
+        items = state["sessions_indices"].numpy().astype(np.int64, copy=False)
+        # checked as a CSR of [sessions, items]: an id out of range was read (and written)
+        # out of bounds by the scoring kernels, a crash of the serving process
+        n_sess = max(len(ptr) - 1, 0)
+        csr_from_state(
+            "sessions",
+            {"sessions_data": torch.ones(len(items)), "sessions_indices": torch.from_numpy(items),
+             "sessions_indptr": torch.from_numpy(ptr)},
+            (n_sess, n),
+        )  # fmt: skip
+        self._set_sessions(ptr, items)
 
     def _extend_items(self, n_new: int) -> None:
         # new items: in no training session (IDF 0, no neighbour holds them), count 0

@@ -8,6 +8,7 @@ from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.models.base import Recommender
 from warmrec.models.catalogue import NoEvidenceItems, pad
 from warmrec.models.settings import HistorySettings
+from warmrec.models.state import counts_from_state
 from warmrec.registry import register_model
 
 
@@ -28,7 +29,7 @@ class Pop(NoEvidenceItems, Recommender):
         return {"counts": self.counts}
 
     def set_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.counts = state["counts"].float()
+        self.counts = counts_from_state(state, len(self.vocab) if self.vocab is not None else None)
 
     def _extend_items(self, n_new: int) -> None:
         self.counts = pad(self.counts, n_new)

@@ -31,35 +31,13 @@ from warmrec.config import ConfigModel
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.models.base import Recommender
 from warmrec.models.catalogue import NoEvidenceItems, pad
+from warmrec.models.state import counts_from_state, csr_from_state, csr_state
 from warmrec.models.weighting import WEIGHTINGS, Weighting, distance_weight
 from warmrec.registry import register_model
 
 # ---------------------------------------------------------------------------------------------
 # shared sparse helpers (also used by knn.py)
 # ---------------------------------------------------------------------------------------------
-
-
-def csr_state(prefix: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:
-    """A CSR matrix as three named arrays (``{prefix}_indptr``, ``_indices``, ``_data``)."""
-    return {
-        f"{prefix}_indptr": np.asarray(m.indptr, dtype=np.int64),
-        f"{prefix}_indices": np.asarray(m.indices, dtype=np.int64),
-        f"{prefix}_data": np.asarray(m.data, dtype=np.float32),
-    }
-
-
-def csr_from_state(
-    prefix: str, state: dict[str, torch.Tensor], shape: tuple[int, int]
-) -> sp.csr_matrix:
-    """Inverse of :func:`csr_state`."""
-    return sp.csr_matrix(
-        (
-            state[f"{prefix}_data"].numpy().astype(np.float32),
-            state[f"{prefix}_indices"].numpy().astype(np.int64),
-            state[f"{prefix}_indptr"].numpy().astype(np.int64),
-        ),
-        shape=shape,
-    )
 
 
 def event_sequence_ids(train: SequenceDataset) -> np.ndarray:
@@ -326,8 +304,8 @@ class ItemToItemRecommender(NoEvidenceItems, Recommender):
         return {"counts": self.counts, **csr_state("w", self.matrix)}
 
     def set_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.counts = state["counts"].float()
         n = len(self.vocab)
+        self.counts = counts_from_state(state, n)
         self.matrix = csr_from_state("w", state, (n, n))
 
     def _extend_items(self, n_new: int) -> None:

@@ -66,6 +66,7 @@ from warmrec.models.catalogue import add_items as add_items  # re-exported: its 
 from warmrec.models.catalogue import grow, new_items
 from warmrec.models.layers import FastDropout, ItemEmbedding
 from warmrec.models.settings import HistorySettings, TextFieldSettings, TextSettings
+from warmrec.models.state import csr_from_state
 from warmrec.registry import register_model
 
 TextEncoder = Callable[[list[str]], np.ndarray]
@@ -756,12 +757,14 @@ class TfidfContent(Recommender):
         return state
 
     def set_state(self, state: dict[str, torch.Tensor]) -> None:
-        from scipy import sparse
 
         shape = tuple(int(v) for v in state["shape"].tolist())
-        self.matrix = sparse.csr_matrix(
-            (state["data"].numpy(), state["indices"].numpy(), state["indptr"].numpy()),
-            shape=shape,
+        if len(shape) != 2 or min(shape) < 0:
+            raise ModelError(f"tfidf weights: shape {shape}, expected two sizes")
+        self.matrix = csr_from_state(
+            "w",
+            {"w_data": state["data"], "w_indices": state["indices"], "w_indptr": state["indptr"]},
+            (shape[0], shape[1]),
         )
         if "terms" in state and "idf" in state:
             self.terms = bytes(state["terms"].numpy()).decode("utf-8").split("\n")

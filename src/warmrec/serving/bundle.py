@@ -41,6 +41,7 @@ scores as the dense row, ties ordered by the lower index -- instead of a catalog
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import warnings
@@ -107,6 +108,24 @@ def _private_compilation_unit() -> Iterator[None]:
             yield
         finally:
             state._python_cu = shared
+
+
+_PATH = re.compile(r"^(/|~|\\|[A-Za-z]:[\\/]|\.{1,2}[\\/])")
+_SEP = re.compile(r"[\\/]")
+
+
+def _without_paths(value: Any) -> Any:
+    """A config with every absolute or dot-relative file-system path (a text cache, a local
+    encoder) shown by its last name only: ``/metadata`` tells a client nothing of the
+    server's file system."""
+    if isinstance(value, dict):
+        return {k: _without_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_paths(v) for v in value]
+    if isinstance(value, str) and _PATH.match(value):
+        last = [part for part in _SEP.split(value) if part]
+        return ".../" + (last[-1] if last else "")
+    return value
 
 
 class ModelBundle:
@@ -210,13 +229,21 @@ class ModelBundle:
 
         if threads >= 1:
             torch.set_num_threads(threads)
-        model = load_model(path)
-        if hasattr(model, "to") and hasattr(model, "net"):
-            model.to("cpu")
-        bundle = cls(model, path, threads=threads, engine=engine)
-        bundle.trained_with = read_info(path).info.warmrec_version
-        if warm_up:
-            bundle.warm_up()
+        try:
+            model = load_model(path)
+            if hasattr(model, "to") and hasattr(model, "net"):
+                model.to("cpu")
+            bundle = cls(model, path, threads=threads, engine=engine)
+            bundle.trained_with = read_info(path).info.warmrec_version
+            if warm_up:
+                bundle.warm_up()
+        except WarmrecError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a damaged directory: one error, not a traceback
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise ModelError(
+                f"{path}: the model does not load ({type(e).__name__}: {first[:200]})"
+            ) from None
         return bundle
 
     # -- ids ----------------------------------------------------------------------------------
@@ -407,6 +434,7 @@ class ModelBundle:
 
         m = self.model
         cfg = m.config.model_dump(mode="json") if hasattr(m.config, "model_dump") else {}
+        cfg = _without_paths(cfg)
         return {
             "model": m.name,
             "config": cfg,

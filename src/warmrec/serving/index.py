@@ -195,6 +195,23 @@ class SessionIndex:
             or (info.get("n_items"), info.get("n_sessions")) != (n_i, n_s)
         ):
             raise ModelError(f"{folder}: index arrays do not fit together (sizes)")
+        # the values too: the scoring kernel indexes its accumulators with them unchecked (an
+        # id out of range was a write out of bounds, a crash of the serving process)
+        for ptr, vals, bound, name in (
+            (idx.item_ptr, idx.item_sess, n_s, "item_sess"),
+            (idx.sess_ptr, idx.sess_items, n_i, "sess_items"),
+        ):
+            p = np.asarray(ptr)
+            v = np.asarray(vals)
+            if len(p) == 0 or int(p[0]) != 0 or bool((np.diff(p) < 0).any()):
+                raise ModelError(f"{folder}: index pointers are not a running offset ({name})")
+            if len(v) and (int(v.min()) < 0 or int(v.max()) >= bound):
+                raise ModelError(
+                    f"{folder}: {name}.npy holds ids outside [0, {bound}) "
+                    f"(found {int(v.min())} to {int(v.max())})"
+                )
+        if not bool(np.isfinite(np.asarray(idx.idf)).all()):
+            raise ModelError(f"{folder}: idf.npy holds non-finite values")
         return idx
 
 

@@ -128,6 +128,9 @@ class Reloader:
             new = await anyio.to_thread.run_sync(self._load)
         except WarmrecError as e:
             raise ReloadFailed(str(e)) from None
+        except Exception as e:  # noqa: BLE001 - a damaged directory must not answer 500
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise ReloadFailed(f"{type(e).__name__}: {first}"[:300]) from None
         self.bundle = new
         return new
 
