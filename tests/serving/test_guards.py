@@ -110,3 +110,57 @@ def test_a_shed_answer_is_a_json_problem():
     assert "overloaded" in json.loads(body[0])["detail"]
     with pytest.raises(ValueError):
         LoadShed(None, max_inflight=0)
+
+
+def test_a_stalled_body_holds_no_slot_and_times_out():
+    """Shedding counted a request before its body was read, and nothing timed a body out: a
+    few uploads that never finished held every slot (503 to everyone else). The body is read
+    outside the shedding now, within a deadline (408)."""
+    from warmrec.serving.app import BodyLimit
+
+    ran: list[int] = []
+
+    async def app(scope, receive, send) -> None:
+        ran.append(1)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    mw = BodyLimit(LoadShed(app, max_inflight=1), read_s=0.3)
+    scope = {"type": "http", "method": "POST", "path": "/recommend", "headers": [],
+             "query_string": b""}  # fmt: skip
+
+    async def main() -> tuple[list[dict], tuple[int, dict]]:
+        stalled_sent: list[dict] = []
+        first = True
+
+        async def stalled_receive() -> dict:
+            nonlocal first
+            if first:
+                first = False
+                return {"type": "http.request", "body": b'{"items":', "more_body": True}
+            await asyncio.sleep(3600)  # the rest never comes
+            return {}
+
+        async def stalled_send(msg: dict) -> None:
+            stalled_sent.append(msg)
+
+        stalled = asyncio.create_task(mw(scope, stalled_receive, stalled_send))
+        await asyncio.sleep(0.05)
+        other = await _call(mw)  # served while the stalled one waits
+        await stalled
+        return stalled_sent, other
+
+    stalled_sent, other = asyncio.run(main())
+    assert other[0] == 200 and len(ran) == 1
+    assert stalled_sent[0]["status"] == 408
+    assert "within 0.3 s" in json.loads(stalled_sent[1]["body"])["detail"]
+
+
+def test_the_app_reads_bodies_outside_its_load_shedding(tmp_path):
+    from tests.serving.conftest import save_model
+    from warmrec.serving.app import BodyLimit, create_app
+
+    app = create_app(save_model("pop", tmp_path / "m"), max_inflight=3)
+    order = [getattr(m.cls, "__name__", "") for m in app.user_middleware]  # outermost first
+    assert order.index("BodyLimit") < order.index("shedding")
+    assert BodyLimit.__name__ in order

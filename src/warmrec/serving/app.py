@@ -238,15 +238,24 @@ class Deleted(BaseModel):
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "No known item and no fallback asked for"},
+    408: {"model": Problem, "description": "Body not received whole in time"},
     413: {"model": Problem, "description": "Body too large"},
 }
 
 
-class BodyLimit:
-    """ASGI middleware: 413 for a body over ``limit`` bytes (declared or streamed)."""
+BODY_READ_S = 10.0
+"""Seconds a client has to send a whole request body (408 after): a body that never ends
+would hold its connection, and the request's slot, for as long as the client likes."""
 
-    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES) -> None:
-        self.app, self.limit = app, limit
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body over ``limit`` bytes (declared or streamed), 408 for one
+    not sent whole within ``read_s`` seconds. It sits outside load shedding, so a request
+    counts as in progress only once its body is in (a few stalled uploads had held every
+    slot: 503 to every other client)."""
+
+    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES, read_s: float = BODY_READ_S) -> None:
+        self.app, self.limit, self.read_s = app, limit, read_s
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -264,8 +273,16 @@ class BodyLimit:
         # read the body (bounded) before the app sees it: FastAPI turns errors raised while
         # it reads a body into a 400, so the limit is enforced here, then the body replayed
         chunks, seen = [], 0
+        deadline = asyncio.get_running_loop().time() + self.read_s
         while True:
-            msg = await receive()
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                msg = await asyncio.wait_for(receive(), timeout=max(left, 0.0))
+            except asyncio.TimeoutError:  # (TimeoutError itself from Python 3.11)
+                await _problem(408, f"body not received whole within {self.read_s:g} s")(
+                    scope, receive, send
+                )
+                return
             if msg["type"] != "http.request":
                 await self.app(scope, _replay([msg]), send)
                 return
@@ -464,7 +481,6 @@ def create_app(
         app = FastAPIOffline(**about)
     else:
         app = FastAPI(**about, docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(BodyLimit)
     shed: LoadShed | None = None
     if max_inflight:
 
@@ -474,6 +490,8 @@ def create_app(
             return shed
 
         app.add_middleware(shedding)
+    # added after (so outside) the shedding: a body is read whole before its request counts
+    app.add_middleware(BodyLimit)
     app.add_middleware(RequestGuard, allowed_hosts=allowed_hosts)
     app.state.sessions = sessions
     app.state.reloader = reloader
