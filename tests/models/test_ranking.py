@@ -25,3 +25,32 @@ def test_padding_seen_excluded_and_restricted_items_are_masked():
     assert index.tolist() == [[4, 3, 2], [5, 4, 3]]  # padding (9.0) never returned
     _, index = top_k(scores.clone(), 2, exclude=np.array([4]), restrict=np.array([1, 2, 4]))
     assert index.tolist() == [[2, 1], [2, 1]]
+
+
+def test_ties_fall_to_the_lower_index_whatever_topk_does():
+    """``torch.topk``'s order among equal scores is undefined: ``warmrec recommend`` (eager)
+    and the service (sparse engine, lower index first) answered the same history with other
+    items at a tie. Checked against a brute-force ranking (score down, index up)."""
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        x = torch.randint(0, 4, (3, 12), generator=g).float()
+        _, index = top_k(x.clone(), 5)
+        for r in range(3):
+            want = sorted(range(1, 12), key=lambda j: (-x[r, j].item(), j))[:5]
+            assert index[r].tolist() == want
+
+
+def test_the_eager_and_sparse_engines_answer_alike_at_ties(tmp_path):
+    from tests.conftest import cyclic_log
+    from warmrec import SequenceDataset, get_model
+    from warmrec.serving.bundle import ModelBundle
+
+    data = SequenceDataset.from_frame(cyclic_log(n_sessions=30, n_items=40, length=4))
+    path = get_model("markov").fit(data).save(tmp_path / "m")
+    eager = ModelBundle.load(path, engine="eager")
+    sparse = ModelBundle.load(path, engine="sparse")
+    for first in range(1, 40, 3):
+        history = eager.decode([first])
+        a = eager.recommend(history, 15)
+        b = sparse.recommend(history, 15)
+        assert a.items == b.items and a.scores == b.scores
