@@ -531,3 +531,24 @@ def test_session_reads_refuse_unknown_query_parameters_and_control_characters(cl
     for bad in ("%00", "a%0Ab", "tab%09"):
         r = client.post(f"/sessions/{bad}/events", json={"items": [1]})
         assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["path", "session_id"]
+
+
+def test_a_body_that_is_not_json_is_named_for_what_it_is(pop_dir):
+    """FastAPI answered these with "There was an error parsing the body" (400) or a 422 echoing
+    the raw bytes."""
+    with TestClient(create_app(pop_dir)) as c:
+        r = c.post("/recommend", content=b'{"items": [1]}', headers={"Content-Type": "text/plain"})
+        assert r.status_code == 415 and "expected application/json" in r.json()["detail"]
+        latin = {"Content-Type": "application/json; charset=latin-1"}
+        r = c.post("/recommend", content=b'{"items": [1]}', headers=latin)
+        assert r.status_code == 415 and "charset 'latin-1'" in r.json()["detail"]
+        json_type = {"Content-Type": "application/json"}
+        r = c.post("/recommend", content=b'{"items": [1,', headers=json_type)
+        assert r.status_code == 422 and "body is not JSON" in r.json()["detail"]
+        assert "line 1, column 14" in r.json()["detail"]
+        r = c.post("/recommend", content=b'{"items": ["\xff"]}', headers=json_type)
+        assert r.status_code == 422 and "not UTF-8 text (byte 12)" in r.json()["detail"]
+        r = c.post("/recommend", content=b"[" * 100_000 + b"]" * 100_000, headers=json_type)
+        assert r.status_code == 422 and "nests deeper" in r.json()["detail"]
+        ok = {"Content-Type": "application/json; charset=utf-8"}
+        assert c.post("/recommend", content=b'{"items": [1]}', headers=ok).status_code == 200

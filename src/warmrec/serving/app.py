@@ -29,7 +29,8 @@ Endpoints (OpenAPI docs at ``/docs``, the schema at ``/openapi.json``):
     Swagger UI and ReDoc served from the ``fastapi-offline`` package (no CDN: they work on a
     machine without internet); ``docs=False`` (``--no-docs``) removes all three.
 
-Errors are 4xx, never 5xx: a malformed body or a value out of its limits -> 422 (FastAPI's
+Errors are 4xx, never 5xx: a body that is not JSON -> 415 (its Content-Type or charset) or 422
+(naming what is wrong with it); a value out of its limits -> 422 (FastAPI's
 validation error, its echo of the input made JSON-safe: ``NaN``/``Infinity`` and lone
 surrogates come back as text); a history with no known item and no fallback asked for -> 400
 naming the problem; an unknown session -> 404; a body over ``MAX_BODY_BYTES`` -> 413; a request
@@ -239,6 +240,7 @@ class Deleted(BaseModel):
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "No known item and no fallback asked for"},
     408: {"model": Problem, "description": "Body not received whole in time"},
+    415: {"model": Problem, "description": "Body not sent as JSON (UTF-8)"},
     413: {"model": Problem, "description": "Body too large"},
 }
 
@@ -294,8 +296,46 @@ class BodyLimit:
             chunks.append(body)
             if not msg.get("more_body", False):
                 break
-        whole = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        body = b"".join(chunks)
+        # the admin routes answer 401 before they read anything: not checked here
+        admin = str(scope.get("path", "")).startswith("/admin")
+        bad = _body_problem(scope, body) if body and not admin else None
+        if bad is not None:
+            await _problem(*bad)(scope, receive, send)
+            return
+        whole = {"type": "http.request", "body": body, "more_body": False}
         await self.app(scope, _replay([whole], receive), send)
+
+
+def _body_problem(scope: dict, body: bytes) -> tuple[int, str] | None:
+    """Why a request body cannot be a JSON document, or None: a Content-Type other than JSON
+    or a charset other than UTF-8 (415), bytes that are not UTF-8, text that is not JSON, a
+    nesting or a number beyond what the parser takes (422). FastAPI answered these with a
+    vague 400 ("There was an error parsing the body") or a 422 echoing the raw bytes."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            media, _, params = value.decode("latin-1").partition(";")
+            media = media.strip().lower()
+            if media != "application/json" and not media.endswith("+json"):
+                return 415, f"Content-Type {media!r}: expected application/json"
+            for param in params.split(";"):
+                key, _, val = param.partition("=")
+                charset = val.strip().strip('"').lower()
+                if key.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
+                    return 415, f"charset {charset!r}: expected utf-8"
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return 422, f"body is not UTF-8 text (byte {e.start})"
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as e:
+        return 422, f"body is not JSON: {e.msg} (line {e.lineno}, column {e.colno})"
+    except RecursionError:
+        return 422, "body nests deeper than the JSON parser allows"
+    except ValueError as e:  # an integer of more digits than Python converts
+        return 422, f"body is not JSON the service can read: {str(e).splitlines()[0][:120]}"
+    return None
 
 
 def _replay(msgs: list[dict], then: Any = None) -> Any:
