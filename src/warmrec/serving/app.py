@@ -301,7 +301,13 @@ class BodyLimit:
         admin = str(scope.get("path", "")).startswith("/admin")
         bad = _body_problem(scope, body) if body and not admin else None
         if bad is not None:
-            await _problem(*bad)(scope, receive, send)
+            status, msg = bad
+            # a 422 in FastAPI's shape (the routes' declared validation error), as its own
+            # "json_invalid" is, with the reason named
+            detail: Any = (
+                msg if status != 422 else [{"type": "json_invalid", "loc": ["body"], "msg": msg}]
+            )
+            await _problem(status, detail)(scope, receive, send)
             return
         whole = {"type": "http.request", "body": body, "more_body": False}
         await self.app(scope, _replay([whole], receive), send)
@@ -352,7 +358,7 @@ def _replay(msgs: list[dict], then: Any = None) -> Any:
     return receive
 
 
-def _problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def _problem(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 

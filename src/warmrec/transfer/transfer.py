@@ -417,6 +417,9 @@ def build_target_model(
             std = src_state[key][1:].std() if src_state[key].shape[0] > 2 else torch.tensor(0.02)
             new[key] = torch.randn(mod.weight.shape, generator=g) * std
             specific.append(key)
+            if "trained" in tgt_state:  # SSE-PT: which of the target's users have sequences
+                new["trained"] = tgt_state["trained"]
+                specific.append("trained")
     for key, value in tgt_state.items():
         if key in new:
             continue
