@@ -13,6 +13,13 @@ class WarmrecError(Exception):
     """Base class of every error warmrec raises on purpose."""
 
 
+def summary(e: BaseException, limit: int = 200) -> str:
+    """An unexpected exception in one line: its type and its message's first line (cut)."""
+    text = str(e).strip()
+    first = text.splitlines()[0][:limit] if text else ""
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
 class DataError(WarmrecError):
     """Bad input data: names the file, the line or field, what was found and what was expected."""
 

@@ -179,26 +179,20 @@ def validate_interactions(df: pl.DataFrame, *, source: str | None = None) -> pl.
                 expected="a value",
                 found="null",
             )
-    nan = out[TIME].is_nan()
-    if nan.any():  # NaN is not null and sorts after every time: the newest event
-        row = int(nan.arg_max())
-        raise DataError(
-            f"missing value (NaN) at data row {row + 1}",
-            path=source,
-            field=TIME,
-            expected="a time",
-            found="NaN",
-        )
-    inf = out[TIME].is_infinite()
-    if inf.any():
-        row = int(inf.arg_max())
-        raise DataError(
-            f"not a finite number at data row {row + 1}",
-            path=source,
-            field=TIME,
-            expected="a finite time",
-            found=str(out[TIME][row]),
-        )
+    # NaN is not null and sorts after every time (the newest event); inf is no time either
+    for bad, what, expected, shown in (
+        (out[TIME].is_nan(), "missing value (NaN)", "a time", "NaN"),
+        (out[TIME].is_infinite(), "not a finite number", "a finite time", None),
+    ):
+        if bad.any():
+            row = int(bad.arg_max())
+            raise DataError(
+                f"{what} at data row {row + 1}",
+                path=source,
+                field=TIME,
+                expected=expected,
+                found=shown or str(out[TIME][row]),
+            )
     # one contiguous chunk per column: later NumPy views are zero-copy and column appends
     # need no realignment (a many-file Parquet read can arrive in hundreds of chunks)
     return df.with_columns(**{k: v for k, v in out.items()}).rechunk()

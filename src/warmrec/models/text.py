@@ -757,7 +757,6 @@ class TfidfContent(Recommender):
         return state
 
     def set_state(self, state: dict[str, torch.Tensor]) -> None:
-
         shape = tuple(int(v) for v in state["shape"].tolist())
         if len(shape) != 2 or min(shape) < 0:
             raise ModelError(f"tfidf weights: shape {shape}, expected two sizes")

@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from warmrec.errors import ModelError, WarmrecError
+from warmrec.errors import ModelError, WarmrecError, summary
 from warmrec.models.ranking import top_k  # the one masking step (re-exported here)
 
 RawId = int | str
@@ -240,10 +240,7 @@ class ModelBundle:
         except WarmrecError:
             raise
         except Exception as e:  # noqa: BLE001 - a damaged directory: one error, not a traceback
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise ModelError(
-                f"{path}: the model does not load ({type(e).__name__}: {first[:200]})"
-            ) from None
+            raise ModelError(f"{path}: the model does not load ({summary(e)})") from None
         return bundle
 
     # -- ids ----------------------------------------------------------------------------------

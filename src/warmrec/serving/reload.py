@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from warmrec.errors import WarmrecError
+from warmrec.errors import WarmrecError, summary
 from warmrec.serving.bundle import ModelBundle
 from warmrec.serving.sessions import SessionStore, SessionStoreError
 
@@ -128,9 +128,8 @@ class Reloader:
             new = await anyio.to_thread.run_sync(self._load)
         except WarmrecError as e:
             raise ReloadFailed(str(e)) from None
-        except Exception as e:  # noqa: BLE001 - a damaged directory must not answer 500
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise ReloadFailed(f"{type(e).__name__}: {first}"[:300]) from None
+        except Exception as e:  # noqa: BLE001 - a load function's own failure: not a 500
+            raise ReloadFailed(summary(e)) from None
         self.bundle = new
         return new
 
