@@ -205,3 +205,31 @@ def test_a_slice_skips_nan_examples_as_evaluate_does() -> None:
     assert res.summary["popularity@2"] == pytest.approx(4.5)
     part = subset_result(res, np.array([0, 1]))
     assert part.summary["popularity@2"] == pytest.approx(4.5)
+
+
+def test_slices_under_a_training_fraction_read_the_sample_the_model_trained_on(prep) -> None:
+    """``train_fraction``: an item or user known only from dropped training sequences is new
+    to the model, and the slices say so; the examples' histories are unchanged."""
+    from warmrec.experiments.scenarios import DataScarcity
+
+    seed = next(
+        s
+        for s in range(50)
+        if DataScarcity(fraction=0.5, seed=s).keys(prep.split.train).to_list() == ["b"]
+    )  # keeps b (items 2, 3, 4), drops a (items 1, 2, 3)
+    scarce = DataScarcity(fraction=0.5, seed=seed).apply(prep)
+    assert set(scarce.split.train["user_id"].to_list()) == {"b"}
+    assert set(scarce.split.context["user_id"].to_list()) == {"a"}  # history only
+    assert scarce.split.info["train_rows_dropped"] == 3
+    s = cold_slices(scarce)
+    # item 1 had training events of a only: new now, for a's and d's targets on it
+    assert _pairs(scarce, s["new_items"]) == {
+        ("a", 5, 3), ("a", 5, 4), ("c", 5, 0), ("a", 1, 5), ("d", 1, 1),
+    }  # fmt: skip
+    assert _pairs(scarce, s["new_users"]) == {("a", 5, 3), ("a", 5, 4), ("a", 1, 5),
+                                              ("c", 5, 0), ("c", 6, 1)}  # fmt: skip
+    # the split rebuilds the same examples (a's history kept through the context rows)
+    es = scarce.split.test_set(scarce.vocab)
+    assert [len(es.history(j)) for j in range(len(es))] == [
+        len(scarce.test.history(j)) for j in range(len(scarce.test))
+    ]

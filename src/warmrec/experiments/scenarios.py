@@ -239,7 +239,8 @@ class DataScarcity(ConfigModel):
 
     def apply(self, prep: Any) -> Any:
         """``prep`` (a :class:`~warmrec.data.prepared.Prepared`) with its training sequences
-        subsampled; its ``info`` gains fraction, seed and ``train_units``."""
+        subsampled, its split's ``train`` part too (the dropped rows of per-user splits become
+        history only); its ``info`` gains fraction, seed and ``train_units``."""
         import polars as pl
 
         from warmrec.data.prepared import Prepared
@@ -257,7 +258,9 @@ class DataScarcity(ConfigModel):
         train = prep.split.train
         key = sequence_key(train)
         keep = self.keys(train)
-        sub = train.filter(pl.col(key).is_in(keep.implode()))
+        kept = pl.col(key).is_in(keep.implode())
+        sub = train.filter(kept)
+        split = _scarce_split(prep.split, sub, train.filter(~kept), self)
         data = SequenceDataset.from_frame(
             sub,
             prep.vocab,
@@ -272,6 +275,24 @@ class DataScarcity(ConfigModel):
             "train_units": keep.len(),
         }
         return Prepared(
-            prep.frame, prep.split, prep.vocab, prep.user_vocab, data, prep.valid, prep.test,
+            prep.frame, split, prep.vocab, prep.user_vocab, data, prep.valid, prep.test,
             prep.item_features, prep.user_features, info,
         )  # fmt: skip
+
+
+def _scarce_split(split: Any, kept: Any, dropped: Any, scarcity: DataScarcity) -> Any:
+    """``split`` whose ``train`` part is the kept sample, so that what reads the training part
+    (the cold slices' new users and items, the leakage check) reads what the model trained on.
+    Per-user (``next_item``) splits keep the dropped rows as history only (``context``): the
+    valid and test examples built from the split keep their histories."""
+    import dataclasses
+
+    import polars as pl
+
+    info = {**split.info, "train_fraction": scarcity.fraction, "fraction_seed": scarcity.seed,
+            "train_rows_dropped": dropped.height}  # fmt: skip
+    context = split.context
+    if split.kind == "next_item" and dropped.height:
+        parts = [p for p in (context, dropped) if p is not None and p.height]
+        context = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else dropped
+    return dataclasses.replace(split, train=kept, info=info, context=context)

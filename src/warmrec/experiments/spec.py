@@ -640,7 +640,7 @@ class RunSpec(ConfigModel):
         where the loop validates and ``[train]`` does not name it."""
         train = dict(self.train)
         if self.model is not None and self.model.takes_trainer() and "exclude_seen" not in train:
-            fields = getattr(self.model.trainer(train), "model_fields", {})
+            fields = getattr(type(self.model.trainer(train)), "model_fields", {})
             if "exclude_seen" in fields:
                 train["exclude_seen"] = self.eval.exclude_seen
         return train
