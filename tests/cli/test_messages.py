@@ -205,3 +205,15 @@ def test_config_errors_name_the_file(tmp_path, old, new, needle):
     res = CliRunner().invoke(cli, ["train", "--config", str(bad), "--out", str(tmp_path / "r")])
     assert res.exit_code == 2 and res.output.startswith(f"warmrec: error: {bad}: ")
     assert needle in res.output
+
+
+def test_a_path_too_long_is_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from warmrec.cli.main import cli
+
+    name = str(tmp_path / ("a" * 300 + ".csv"))
+    r = CliRunner().invoke(cli, ["data", "stats", name])
+    assert r.exit_code == 2, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and "file name too long" in lines[0] and "characters" in lines[0]

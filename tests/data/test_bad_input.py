@@ -333,3 +333,85 @@ def test_an_empty_rating_is_a_missing_value(tmp_path):
     f = write(tmp_path, "r.csv", "user_id,item_id,timestamp,rating\nu1,a,1,5\nu1,b,2,\n")
     err = error_of(f)
     assert err.line == 3 and err.field == "rating" and "missing value" in str(err)
+
+
+@pytest.mark.parametrize("cell", ['""', '"  "'])
+def test_an_empty_quoted_id_is_a_missing_value(tmp_path, cell):
+    """A quoted empty field (pandas' ``QUOTE_ALL`` export of a missing value) is text, not
+    null: it had become one item for every row that lost its id."""
+    f = write(tmp_path, "q.csv", HEADER + f"1,{cell},1\n1,b,2\n2,{cell},3\n")
+    err = error_of(f)
+    assert err.line == 2 and err.field == "item_id" and "missing value" in str(err)
+    assert "2 such item_id values" in str(err)
+
+
+def test_an_integer_id_past_int64_stays_text(tmp_path):
+    """A 20-digit id had been cast to null and refused as an empty cell."""
+    f = write(tmp_path, "big.csv", HEADER + "1,12345678901234567890,1\n1,5.0,2\n")
+    r = load_interactions(f)
+    assert r.interactions["item_id"].to_list() == ["12345678901234567890", "5.0"]
+
+
+def test_one_item_keeps_one_id_across_the_files_of_a_folder(tmp_path):
+    """train.csv's ``1.0`` reads as the integer 1; test.csv, with a text id beside it, has
+    ``"1.0"``: both are item ``"1"``, not two items."""
+    root = tmp_path / "s"
+    root.mkdir()
+    write(root, "train.csv", HEADER + "1,1.0,1\n1,2.0,2\n")
+    write(root, "test.csv", HEADER + "2,1.0,3\n2,abc,4\n")
+    r = load_interactions(root)
+    assert r.parts["train"]["item_id"].to_list() == ["1", "2"]
+    assert r.parts["test"]["item_id"].to_list() == ["1", "abc"]
+
+
+def test_parquet_float_ids_with_nan_or_past_int64_are_refused_or_kept(tmp_path):
+    """A NaN in a float id column passed the integer check (NaN == NaN for Polars) and failed
+    the cast with a traceback; a UInt64 id past 2^63 did too."""
+    import polars as pl
+
+    f = tmp_path / "nan.parquet"
+    pl.DataFrame(
+        {"user_id": [1, 1], "item_id": [5.0, float("nan")], "timestamp": [1.0, 2.0]}
+    ).write_parquet(f)
+    err = error_of(f)
+    assert err.field == "item_id" and "not an integer id" in str(err) and "row 2" in str(err)
+    g = tmp_path / "big.parquet"
+    big = 2**64 - 5
+    pl.DataFrame(
+        {
+            "user_id": [1, 1],
+            "item_id": pl.Series([big, 7], dtype=pl.UInt64),
+            "timestamp": [1.0, 2.0],
+        }
+    ).write_parquet(g)
+    assert load_interactions(g).interactions["item_id"].to_list() == [str(big), "7"]
+
+
+def test_a_manifest_entry_that_is_not_an_object_is_named(tmp_path):
+    import json
+
+    root = tmp_path / "s"
+    root.mkdir()
+    write(root, "train.csv", HEADER + "1,1,1\n1,2,2\n")
+    write(root, "test.csv", HEADER + "2,1,3\n2,2,4\n")
+    doc = {"format": "warmrec-split", "version": 1, "files": {"train": "train.csv"}}
+    (root / "manifest.json").write_text(json.dumps(doc))
+    err = error_of(root)
+    assert err.field == "files.train" and "manifest.json" in str(err) and "'train.csv'" in str(err)
+
+
+def test_online_retail_refuses_a_quantity_or_price_that_is_no_number(tmp_path):
+    """They had become null: the row dropped as a return, the price blank, without a word."""
+    head = "InvoiceNo,StockCode,Quantity,InvoiceDate,UnitPrice,CustomerID\n"
+    ok = "536365,85123A,6,12/1/2010 8:26,2.55,17850.0\n"
+    f = write(tmp_path, "q.csv", head + ok + "536365,71053,abc,12/1/2010 8:26,3.39,17850.0\n")
+    with pytest.raises(DataError) as info:
+        load_dataset("online-retail", f)
+    assert info.value.line == 3 and info.value.field == "Quantity"
+    g = write(tmp_path, "p.csv", head + ok + "536366,22633,6,12/1/2010 8:28,x,17850.0\n")
+    with pytest.raises(DataError) as info:
+        load_dataset("online-retail", g)
+    assert info.value.line == 3 and info.value.field == "UnitPrice"
+    h = write(tmp_path, "c.csv", head + ok + "536366,22633,6,12/1/2010 8:28,1.0,A123\n")
+    users = load_dataset("online-retail", h).interactions["user_id"].to_list()
+    assert users == ["17850", "A123"]  # a text customer id kept, not blanked

@@ -482,3 +482,16 @@ def test_item_ids_align_with_feature_keys(tmp_path):
     (tmp_path / "u.item").write_text("7|Seven|||url|" + "|".join(["0"] * 19) + "\n")
     r = load_dataset("movielens-100k", tmp_path)
     assert r.interactions.schema["item_id"] == r.item_features.schema["item_id"] == pl.Utf8
+
+
+def test_mars_merged_with_integer_and_text_learner_ids_meets_as_text(tmp_path):
+    """The views' learner ids read as integers, the watch file's as text: the strict cast of
+    one to the other had ended in a traceback."""
+    (tmp_path / "implicit_ratings_en.csv").write_text(
+        "item_id,user_id,created_at\n510,4287,2016-11-02 20:59:23\n511,4287,2016-11-03 20:59:23\n"
+    )
+    (tmp_path / "explicit_ratings_en.csv").write_text(
+        "user_id,item_id,watch_percentage,created_at,rating\nu9,510,100,2018-09-28 16:18:29,10\n"
+    )
+    m = load_interactions(tmp_path, format="mars-merged").interactions
+    assert sorted(set(m["user_id"].to_list())) == ["4287", "u9"]

@@ -357,3 +357,11 @@ def test_times_told_to_be_milliseconds_say_so_once(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_interactions(p, time_unit="ms")  # said: nothing to note
+
+
+def test_times_written_yyyymmddhhmmss_warn(tmp_path):
+    """14-digit date-times read as milliseconds by their size (the year 2610, an hour 10 s)."""
+    p = tmp_path / "log.csv"
+    p.write_text("user_id,item_id,timestamp\nu1,a,20200101120000\nu1,b,20200101130000\n")
+    with pytest.warns(Warning, match=r"every time is a date written YYYYMMDDhhmmss"):
+        load_interactions(p)

@@ -546,3 +546,17 @@ def test_integer_ids_written_as_floats_are_one_id(tmp_path):
     g = tmp_path / "mixed.csv"
     g.write_text("user_id,item_id,timestamp\n1,1.5,1\n1,007,2\n1,7,3\n")
     assert load_interactions(g).interactions["item_id"].to_list() == ["1.5", "007", "7"]
+
+
+def test_a_split_folder_without_timestamps_is_numbered_train_valid_test(tmp_path):
+    """``no_timestamp``: rows are numbered in part order, not in file-name order (test.csv
+    sorts before train.csv: every test event had been placed before training)."""
+    root = tmp_path / "s"
+    root.mkdir()
+    (root / "train.csv").write_text("user_id,item_id\n1,a\n1,b\n2,a\n2,c\n")
+    (root / "valid.csv").write_text("user_id,item_id\n1,c\n2,b\n")
+    (root / "test.csv").write_text("user_id,item_id\n1,d\n2,d\n")
+    r = load_interactions(root, no_timestamp=True)
+    t = {k: v["timestamp"].to_list() for k, v in r.parts.items()}
+    assert max(t["train"]) < min(t["valid"]) and max(t["valid"]) < min(t["test"])
+    assert r.parts["train"]["item_id"].to_list() == ["a", "b", "a", "c"]

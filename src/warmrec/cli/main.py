@@ -201,6 +201,7 @@ _ONE_LINE_ERRNOS = {
     errno.EISDIR,
     errno.ENOTDIR,
     errno.EEXIST,
+    errno.ENAMETOOLONG,
 }
 """OS errors of paths the user named: one line and exit 2, as any bad input (others: a traceback)."""
 
@@ -306,7 +307,11 @@ class WarmrecGroup(click.Group):
         except OSError as e:  # a file that cannot be written (read-only, full disk) or read
             if e.errno not in _ONE_LINE_ERRNOS:
                 raise
-            where = f"{e.filename}: " if e.filename else ""
+            # a rename onto the user's path names it second (the first: warmrec's temporary)
+            name = str(e.filename2 or e.filename or "")
+            if len(name) > 120:  # ENAMETOOLONG: the name itself is the problem
+                name = f"{name[:60]}...{name[-40:]} ({len(name):,} characters)"
+            where = f"{name}: " if name else ""
             click.echo(f"warmrec: error: {where}{(e.strerror or str(e)).lower()}", err=True)
             sys.exit(2)
 

@@ -42,7 +42,8 @@ _CONTROL = r"[\x00-\x1f\x7f]"
 
 
 def check_ids(df: pl.DataFrame, src: Source, max_length: int = MAX_ID_LENGTH) -> None:
-    """Refuse text ids holding control characters or longer than ``max_length`` characters."""
+    """Refuse text ids that are empty or spaces only (a quoted empty field), hold control
+    characters or are longer than ``max_length`` characters."""
     for col in (SESSION, USER, ITEM):
         if col not in df.columns or df[col].dtype != pl.Utf8:
             continue
@@ -65,6 +66,17 @@ def check_ids(df: pl.DataFrame, src: Source, max_length: int = MAX_ID_LENGTH) ->
                 col,
                 expected=f"an id of at most {max_length} characters (max_id_length=...)",
                 found=f"{len(value):,} characters {clip(value, 40)!r}{hint}",
+            )
+        blank = (s.str.strip_chars() == "").fill_null(False)
+        if blank.any():  # a quoted empty field ("") is text, not null: one id for every such row
+            row = int(blank.arg_max())
+            raise src.row_error(
+                "missing value",
+                row,
+                col,
+                expected="an id",
+                found=f"{'an empty text' if s[row] == '' else 'only spaces'} ({s[row]!r}; "
+                f"{int(blank.sum()):,} such {col} values in all)",
             )
         bad = s.str.contains(_CONTROL)
         if bad.any():

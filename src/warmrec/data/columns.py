@@ -86,7 +86,8 @@ ISO_FORMATS = (
 )
 _NOT_PLAIN_INT = r"^(\+|-0|0.)"
 _OFFSET = r"\d[+-]\d\d:?\d\d$"
-_INT_AS_FLOAT = r"^(0|-?[1-9]\d*)(\.0+)?$"  # 15.0: an integer id written by a float column
+INT_AS_FLOAT = r"^(0|-?[1-9]\d*)(\.0+)?$"  # 15.0: an integer id written by a float column
+INT_AS_FLOAT_TAIL = r"\.0+$"
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _MS_ABOVE, _US_ABOVE, _NS_ABOVE = 1e11, 1e14, 1e17
 TIME_UNITS = ("auto", "s", "ms", "us", "ns", ORDINAL)
@@ -495,8 +496,10 @@ def normalise_ids(s: pl.Series) -> pl.Series:
     as_int = s.cast(pl.Int64, strict=False)
     if as_int.null_count() == s.null_count() and not s.str.contains(_NOT_PLAIN_INT).any():
         return as_int
-    if s.str.contains(_INT_AS_FLOAT).all():
-        return s.str.replace(r"\.0+$", "").cast(pl.Int64, strict=False)
+    if s.str.contains(INT_AS_FLOAT).all():
+        as_int = s.str.replace(INT_AS_FLOAT_TAIL, "").cast(pl.Int64, strict=False)
+        if as_int.null_count() == s.null_count():  # not past Int64 (20 digits stay text)
+            return as_int
     return s
 
 
@@ -596,20 +599,35 @@ def _scale(s: pl.Series, unit: str | None, src: Source, column: str) -> pl.Serie
 
 def _warn_calendar_digits(s: pl.Series, src: Source, column: str) -> None:
     """Warn where every time is an integer that reads as a date written YYYYMMDD
-    (``20200101``): as Unix seconds those are a few hours of August 1970."""
+    (``20200101``: as Unix seconds, a few hours of August 1970) or a date and time written
+    YYYYMMDDhhmmss (``20200101120000``: read as milliseconds by their size, the year 2610,
+    an hour of them 10 s apart)."""
     v = s.drop_nulls()
     if v.len() == 0 or not bool(((v % 1) == 0).all()):
         return
-    if not bool(((v >= 19000101) & (v <= 21001231)).all()):
+    clock = bool(((v >= 19000101000000) & (v <= 21001231235959)).all())
+    if clock:
+        hh, mm, ss = (v // 10**4) % 100, (v // 100) % 100, v % 100
+        if not bool(((hh <= 23) & (mm <= 59) & (ss <= 59)).all()):
+            return
+        d = v // 10**6
+    elif bool(((v >= 19000101) & (v <= 21001231)).all()):
+        d = v
+    else:
         return
-    month, day = (v // 100) % 100, v % 100
+    month, day = (d // 100) % 100, d % 100
     if not bool(((month >= 1) & (month <= 12) & (day >= 1) & (day <= 31)).all()):
         return
+    layout, fix = ("YYYYMMDDhhmmss", "2020-01-01 12:00:00") if clock else ("YYYYMMDD", "2020-01-01")
+    read = (
+        f"read by their size as {_UNIT_NAMES[list(UNIT_SCALE).index(epoch_unit(v))]} since "
+        "the epoch, an hour of them is 10,000 units apart"
+        if clock
+        else f"read as Unix seconds they span {float(v.max() - v.min()) / 3600:.1f} hours of 1970"
+    )
     warnings.warn(
-        f"{src.path}: field '{column}': every time is a date written YYYYMMDD "
-        f"(e.g. {int(v[0])}); read as Unix seconds they span "
-        f"{float(v.max() - v.min()) / 3600:.1f} hours of 1970: write them as ISO dates "
-        "(2020-01-01) or Unix seconds",
+        f"{src.path}: field '{column}': every time is a date written {layout} "
+        f"(e.g. {int(v[0])}); {read}: write them as ISO dates ({fix}) or Unix seconds",
         DataWarning,
         stacklevel=2,
     )

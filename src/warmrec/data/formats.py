@@ -17,6 +17,8 @@ import polars as pl
 
 from warmrec.data import splitdir
 from warmrec.data.columns import (
+    INT_AS_FLOAT,
+    INT_AS_FLOAT_TAIL,
     ReadOptions,
     align_keys,
     file_order,
@@ -28,7 +30,7 @@ from warmrec.data.columns import (
     to_float,
 )
 from warmrec.data.interactions import Interactions
-from warmrec.data.schema import ITEM, USER, validate_interactions
+from warmrec.data.schema import ITEM, SESSION, USER, validate_interactions
 from warmrec.data.text import (
     Source,
     clip,
@@ -152,6 +154,8 @@ def _read_folder(p: Path, opts: ReadOptions) -> Interactions:
     named = {part: f for f in files if (part := splitdir.part_of(f)) is not None}
     manifest = splitdir.verify_manifest(p, named)
     part_files = splitdir.split_parts(files, p)
+    if part_files is not None:  # train, valid, test: the order --no-timestamp numbers the rows in
+        files = [part_files[k] for k in splitdir.PARTS if k in part_files]
     tables = [_READERS[SUFFIX_FORMATS[f.suffix.lower()]](f, opts).interactions for f in files]
     df = concat_logs(tables, opts, p)
     # the parts again, now with the merged table's types (and file-order timestamps)
@@ -175,11 +179,33 @@ def _read_folder(p: Path, opts: ReadOptions) -> Interactions:
 def concat_logs(parts: Sequence[pl.DataFrame], opts: ReadOptions, path: Path) -> pl.DataFrame:
     """Concatenate canonical tables (ids of mixed types become strings) and re-validate.
 
-    Rows keep their order (the parts are consecutive row ranges of the result)."""
+    Rows keep their order (the parts are consecutive row ranges of the result). Where one
+    file's ids read as integers and another's do not, the text ids that are integers (``15``,
+    ``15.0``) are written as the integer is: each file's ``15.0`` had become the integer 15
+    alone, and would otherwise not meet another file's ``"15.0"``."""
+    parts = [_ids_as_integer_text(p, parts) for p in parts]
     df = pl.concat(parts, how="diagonal_relaxed")
     if opts.no_timestamp:
         df = df.with_columns(file_order(df.height))
     return validate_interactions(df, source=str(path))
+
+
+def _ids_as_integer_text(df: pl.DataFrame, parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """``df`` with the text ids of a column that other parts read as integers written as
+    integers (``"15.0"`` -> ``"15"``; :func:`concat_logs`)."""
+    fix = []
+    for col in (SESSION, USER, ITEM):
+        types = {p[col].dtype for p in parts if col in p.columns}
+        if col in df.columns and df[col].dtype == pl.Utf8 and any(t.is_integer() for t in types):
+            as_int = pl.col(col).str.replace(INT_AS_FLOAT_TAIL, "").cast(pl.Int64, strict=False)
+            fix.append(
+                pl.when(pl.col(col).str.contains(INT_AS_FLOAT))
+                .then(as_int.cast(pl.Utf8))
+                .otherwise(pl.col(col))
+                .fill_null(pl.col(col))
+                .alias(col)
+            )
+    return df.with_columns(fix) if fix else df
 
 
 # --------------------------------------------------------------------------- RecBole

@@ -80,6 +80,8 @@ from pathlib import Path
 import polars as pl
 
 from warmrec.data.columns import (
+    INT_AS_FLOAT,
+    INT_AS_FLOAT_TAIL,
     ReadOptions,
     align_keys,
     file_order,
@@ -406,8 +408,11 @@ def merge_watch_events(views: pl.DataFrame, watches: pl.DataFrame) -> pl.DataFra
     """The views' ``user_id, item_id, timestamp`` rows, then the watch events' (file order;
     other columns are dropped: the two files share only these)."""
     cols = [USER, ITEM, TIME]
-    a = views.select(cols)
-    b = watches.select([pl.col(c).cast(a.schema[c]) for c in cols])
+    a, b = views.select(cols), watches.select(cols)
+    # ids read as integers in one file and as text in the other meet as text
+    same = {c: a.schema[c] == b.schema[c] for c in cols}
+    a = a.with_columns(pl.col(c).cast(pl.Utf8) for c in cols if not same[c] and c != TIME)
+    b = b.with_columns(pl.col(c).cast(a.schema[c]) for c in cols)
     return pl.concat([a, b], how="vertical")
 
 
@@ -629,15 +634,34 @@ def parse_online_retail(path: Path, *, keep_returns: bool = False) -> Interactio
     cols = _retail_mapping(raw, f)
     tcol = cols[TIME]
     raw = raw.with_columns(_retail_time(raw[tcol], src).alias(tcol))
-    if USER in cols:  # "17850.0" in some exports, often missing
+    if USER in cols:  # "17850.0" in some exports, often missing; other ids kept as text
+        text = raw[cols[USER]].cast(pl.Utf8).str.strip_chars()
+        text = pl.select(
+            pl.when(text.str.contains(INT_AS_FLOAT))
+            .then(text.str.replace(INT_AS_FLOAT_TAIL, ""))
+            .otherwise(text)
+        ).to_series()
+        raw = raw.with_columns(normalise_ids(text.replace("", None)).alias(cols[USER]))
+    # a quantity or price that is not a number is refused with its line (it had become null:
+    # the row dropped as a return, the price blank)
+    qcol = cols["quantity"]
+    quantity = to_float(raw[qcol], src, qcol, expected="a whole number")
+    whole = (quantity == quantity.round(0)).fill_null(True)
+    if not whole.all():
+        row = int((~whole).arg_max())
+        raise src.row_error(
+            f"unparsable {qcol}", row, qcol, expected="a whole number", found=repr(raw[qcol][row])
+        )
+    raw = raw.with_columns(quantity.cast(pl.Int64).alias(qcol))
+    if "price" in cols:
         raw = raw.with_columns(
-            pl.col(cols[USER]).cast(pl.Utf8).cast(pl.Float64, strict=False).cast(pl.Int64)
+            to_float(raw[cols["price"]], src, cols["price"]).alias(cols["price"])
         )
     mapping = {k: v for k, v in cols.items() if k != "description"}
     df = to_canonical(raw, mapping, src)
     df = df.with_columns(
-        pl.col("quantity").cast(pl.Int64, strict=False),
-        pl.col("price").cast(pl.Float64, strict=False)
+        pl.col("quantity").cast(pl.Int64),
+        pl.col("price").cast(pl.Float64)
         if "price" in df.columns
         else pl.lit(None, pl.Float64).alias("price"),
     )

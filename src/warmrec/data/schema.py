@@ -108,10 +108,25 @@ def _cast_id(df: pl.DataFrame, col: str, source: str | None) -> pl.Series:
     if s.dtype in (pl.Utf8, pl.String, pl.Categorical):
         return s.cast(pl.Utf8)
     if s.dtype.is_integer():
+        if s.dtype == pl.UInt64 and (s.max() or 0) > np.iinfo(np.int64).max:
+            return s.cast(pl.Utf8)  # ids past Int64: text, as a reader keeps 20-digit ids
         return s.cast(pl.Int64)
     if s.dtype.is_float():
-        if s.is_not_null().all() and (s == s.round(0)).all():
+        # NaN == NaN for Polars: a NaN id passed the integer check and failed the cast
+        ok = s.is_not_null().all() and not s.is_nan().any() and not s.is_infinite().any()
+        if ok and (s == s.round(0)).all() and s.abs().max() < 2.0**63:
             return s.cast(pl.Int64)
+        bad = s.is_nan() | s.is_infinite() | (s != s.round(0)) | (s.abs() >= 2.0**63)
+        bad = bad.fill_null(True)
+        if bad.any():
+            row = int(bad.arg_max())
+            raise DataError(
+                "not an integer id",
+                path=source,
+                field=col,
+                expected="integer ids below 2^63 (a float column may hold only whole numbers)",
+                found=f"{s[row]!r} in a {s.dtype} column (row {row + 1:,})",
+            )
     raise DataError(
         "unsupported id type",
         path=source,

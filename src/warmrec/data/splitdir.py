@@ -130,6 +130,15 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
         )
     if not isinstance(doc.get("files"), dict):
         raise DataError("split manifest without files", path=p, field="files", found="none")
+    for part, entry in doc["files"].items():
+        if not isinstance(entry, dict):
+            raise DataError(
+                "unreadable split manifest",
+                path=p,
+                field=f"files.{part}",
+                expected='an object {"file": ..., "bytes": ..., "sha256": ...}',
+                found=f"{type(entry).__name__} {str(entry)[:60]!r}",
+            )
     return doc
 
 
