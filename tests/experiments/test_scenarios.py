@@ -109,3 +109,15 @@ def test_split_and_shot_eval_sets_over_user_sequences():
     assert es.targets[0] == items[3]
     with pytest.raises(DataError, match="k = 0"):
         shot_eval_set(data, split.test, 0)
+
+
+def test_time_order_trains_no_user_who_starts_after_the_held_out_ones():
+    """Users too short (or too long, ``max_events``) to be held out had trained whenever they
+    started: with ``order="time"`` those who start after the first held-out user are the
+    future, and do not train."""
+    lens = np.array([12] * 10 + [2, 2, 2])  # three users too short to be held out
+    first = np.array([5, 1, 9, 3, 7, 0, 8, 2, 6, 4, 0.5, 5.5, 9.5], dtype=float)
+    parts = ColdStartUsers(order="time", valid_users=0.2, test_users=0.2).assign(lens, 0, first)
+    assert parts.test.tolist() == [2, 6] and parts.valid.tolist() == [4, 8]  # from 6 on
+    assert parts.train.tolist() == [0, 1, 3, 5, 7, 9, 10, 11]  # 11 (5.5) trains, 12 (9.5) not
+    assert max(first[parts.train]) < min(first[np.r_[parts.valid, parts.test]])

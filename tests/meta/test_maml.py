@@ -296,3 +296,20 @@ def test_reptiles_default_step_is_the_papers_epsilon():
     assert build_config(MetaConfig, {"algorithm": "reptile"}).outer_rate == 1.0
     assert build_config(MetaConfig, {"algorithm": "maml"}).outer_rate == 1e-3
     assert build_config(MetaConfig, {"algorithm": "reptile", "outer_lr": 0.5}).outer_rate == 0.5
+
+
+def test_the_learned_loss_keeps_only_an_epoch_that_trained_its_network():
+    """MAML++ with the learned loss: meta-valid may not keep an epoch within the first-order
+    ones, whose loss network never had a gradient (its head all zeros: every example weighing
+    1); the seed-0 run below scored best, tied, at epoch 1 and had kept it."""
+    train, valid = split_cyclic(n_sessions=40, n_items=12, length=8, n_train=30, last_only=True)
+    cfg = {**get_model("sasrec").test_config, "d": 8, "ffn_dim": 16}
+    torch.manual_seed(0)
+    m = get_model("sasrec", cfg).fit(train, epochs=1, progress=False, seed=0)
+    settings = {"algorithm": "mamlpp", "adaptive_loss": True, "meta_epochs": 3,
+                "first_order_epochs": 2, "inner_steps": 2, "train_shots": (2, 3),
+                "outer_lr": 0.05, "seed": 0}  # fmt: skip
+    meta = meta_train(m, train, settings, valid=valid)
+    res = meta.train_result
+    assert res.best_epoch == 3 and res.extra["adaptive_loss_trained"] is True
+    assert float(meta.net.loss_net.head.weight.abs().sum()) > 0

@@ -16,7 +16,7 @@ scenario.
 
 ``order="random"`` draws the held-out users with the seed; ``order="time"`` puts the users who
 start last into meta-test and meta-valid just before them (a cut-off in time: held-out users
-never train). Users are cold, items are warm: ranking is over the full catalogue. For a
+never train, nor does any user who starts at or after the first held-out one). Users are cold, items are warm: ranking is over the full catalogue. For a
 held-out user and ``k`` in ``shots`` the example is (history = the first ``k`` events, target =
 event ``k + 1``) -- :func:`shot_eval_set`.
 
@@ -164,9 +164,22 @@ class ColdStartUsers(ConfigModel):
                     expected="a column",
                     found="none",
                 )
-            order = eligible[np.argsort(np.asarray(first_times)[eligible], kind="stable")]
+            first = np.asarray(first_times)
+            order = eligible[np.argsort(first[eligible], kind="stable")]
             cut = len(order) - n_test - n_valid
             test, valid, held = order[cut + n_valid :], order[cut : cut + n_valid], order[cut:]
+            # a cut in time: users not held out (too short or too long to be) who start at or
+            # after the first held-out user are the future too, and do not train
+            later = np.flatnonzero(first >= first[held].min())
+            held = np.union1d(held, later)
+            if n - len(held) < 2:
+                raise DataError(
+                    "too few users start before the held-out ones for the cold-start split",
+                    field="order",
+                    expected=">= 2 meta-train users who start before every meta-valid and "
+                    "meta-test user",
+                    found=f"{n - len(held)} of {n} users",
+                )
         else:
             order = np.random.default_rng(seed).permutation(eligible)
             test, valid = order[:n_test], order[n_test : n_test + n_valid]

@@ -563,31 +563,48 @@ def fit_meta(
     ``meta.train_result``); the net ends in eval mode. ``valid_score`` (the meta-model -> a
     score, higher better; e.g. minus the meta-valid users' RMSE) is called after every epoch
     (``valid_score`` in the epoch's record) and the weights of its best epoch are kept
-    (``best_epoch`` and ``best_metric`` of the result)."""
+    (``best_epoch`` and ``best_metric`` of the result).
+
+    With MAML++'s learned loss (``adaptive_loss``) only the epochs after the first-order ones
+    can be kept: the loss network learns through second-order gradients alone, so an epoch
+    within ``first_order_epochs`` carries it untrained (every example weighing 1), and keeping
+    one had reported MAML++ with a fixed loss as the learned loss. ``adaptive_loss_trained``
+    in the result's ``extra`` says whether the kept epoch trained it."""
+    from warmrec.training.loop import TrainerConfig, parse_metric
     from warmrec.training.loop import train as run_training
+
+    cfg = meta.config
+    first = cfg.first_order_epochs + 1 if cfg.adaptive_loss and cfg.algorithm == "mamlpp" else 1
+    settings = {**outer_trainer(cfg), **dict(trainer or {})}
+    key = f"valid_{parse_metric(TrainerConfig(**settings).valid_metric).label}"
 
     def on_epoch(epoch: int, record: dict[str, Any], model: Any) -> None:
         model.epoch = epoch  # epochs completed: the schedules' next (0-based) epoch
-        for key in model.step_stats[0] if model.step_stats else ():
-            values = [s[key] for s in model.step_stats if math.isfinite(s[key])]
+        for name in model.step_stats[0] if model.step_stats else ():
+            values = [s[name] for s in model.step_stats if math.isfinite(s[name])]
             if values:
-                record[key] = float(np.mean(values))
+                record[name] = float(np.mean(values))
         record["step_stats"] = list(model.step_stats)
         model.step_stats.clear()
+        value = None
         if valid_score is not None:
             value = float(valid_score(model))
             record["valid_score"] = value
-            if best["epoch"] == 0 or value > best["score"]:
-                best.update(epoch=epoch, score=value)
-                best["weights"] = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
+        elif first > 1 and key in record:  # the loop's own choice could keep an earlier epoch
+            value = float(record[key])
+        if value is not None and epoch >= first and (best["epoch"] == 0 or value > best["score"]):
+            best.update(epoch=epoch, score=value)
+            best["weights"] = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
 
     best: dict[str, Any] = {"epoch": 0, "score": -math.inf, "weights": None}
     meta.epoch = 0
     meta.step_stats.clear()
-    settings = {**outer_trainer(meta.config), **dict(trainer or {})}
     meta.train_result = run_training(
         meta, train, valid, settings, fresh=False, callbacks=[on_epoch]
     )
+    if cfg.adaptive_loss:
+        kept = best["epoch"] if best["weights"] is not None else meta.train_result.best_epoch
+        meta.train_result.extra["adaptive_loss_trained"] = bool(kept >= first)
     if best["weights"] is not None:
         meta.net.load_state_dict(best["weights"])
         meta.train_result.best_epoch = best["epoch"]
