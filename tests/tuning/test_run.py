@@ -192,3 +192,50 @@ def test_a_search_folder_of_other_settings_is_refused_before_reading_data(
     space.write_text(SPACE.replace("window = 3", "window = 2"))
     line = one_line(tune(tmp_path, space, "--set", "model.epochs=1", "--pruner", "none"))
     assert "holds a search with other settings (fixed, run)" in line
+
+
+def test_a_search_over_a_log_overwritten_under_its_name_does_not_resume(
+    tmp_path: Path, space: Path
+) -> None:
+    """The folder's record held the data's path only: trials scored on the old log were
+    resumed, and one of them won, on the new one."""
+    log = tmp_path / "log.csv"
+    cyclic_log(n_sessions=60, n_items=12, length=6).write_csv(log)
+    args = ("--set", "model.epochs=1", "--pruner", "none")
+    assert tune(tmp_path, space, *args, data=str(log)).exit_code == 0
+    cyclic_log(n_sessions=60, n_items=12, length=6, seed=1).write_csv(log)
+    res = tune(tmp_path, space, *args, data=str(log))
+    assert res.exit_code == 2 and "other settings (data_fingerprint)" in res.output
+
+
+def test_a_start_whose_data_fails_leaves_the_folder_free(tmp_path: Path, space: Path) -> None:
+    res = tune(tmp_path, space, "--pruner", "none")  # missing.csv
+    assert res.exit_code == 2 and not (tmp_path / "out" / "study.json").exists()
+
+
+def test_the_trials_are_chosen_under_the_evaluation_protocol_that_is_reported(
+    tmp_path: Path,
+) -> None:
+    """Trials had been scored with full ranking whatever ``[eval] protocol`` said, and the
+    refit and test with it: the winner was chosen under another evaluation."""
+    from warmrec.data.synthetic import generate_repeats
+
+    generate_repeats(n_users=60, n_items=80, length=15.0).write_csv(tmp_path / "log.csv")
+    res = CliRunner().invoke(cli, [
+        "tune", "--model", "markov", "--data", str(tmp_path / "log.csv"), "--trials", "3",
+        "--out", str(tmp_path / "o"), "--no-progress", "--json",
+        "--set", "eval.protocol=sampled-uniform-20",
+    ])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    best = json.loads((tmp_path / "o" / "summary.json").read_text())["best"]
+    assert best["valid"] == best["refit_valid"]
+
+
+def test_a_search_metric_that_is_not_a_rank_metric_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "s.toml"
+    p.write_text(
+        '[search]\nmetric = "popularity@10"\n[model]\ntopk = { type = "int", low = 1, high = 5 }\n'
+    )
+    res = CliRunner().invoke(cli, ["tune", "--model", "markov", "--data", str(tmp_path / "missing.csv"),
+                                   "--space", str(p), "--out", str(tmp_path / "o"), "--trials", "1"])  # fmt: skip
+    assert res.exit_code == 2 and "expected a rank metric" in res.output

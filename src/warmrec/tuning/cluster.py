@@ -53,7 +53,7 @@ def _trainable(config: dict[str, Any], *, model_name: str, space: SearchSpace, b
         tune.report({METRIC: value, "epoch": epoch, FINISHED: False})
 
     ex = spec.eval.exclude_seen
-    outcome, _ = run_trial(model_name, space, config, data, report, exclude_seen=ex)
+    outcome, _ = run_trial(model_name, space, config, data, report, exclude_seen=ex, base=spec)
     tune.report(
         {
             METRIC: outcome.value,

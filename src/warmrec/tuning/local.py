@@ -159,8 +159,11 @@ def search_local(
     pruner: str | Any = "median",
     exclude_seen: bool = False,
     progress: bool = False,
+    base: Any = None,
 ) -> list[TrialRow]:
-    """Run (or resume) the search in ``out``; returns every trial as a :class:`TrialRow`."""
+    """Run (or resume) the search in ``out``; returns every trial as a :class:`TrialRow`.
+    ``base``: the search's spec, whose ``[eval]`` (protocol) every trial is scored under, as
+    the refit of the best one is."""
     import optuna
 
     if trials < 1:
@@ -171,7 +174,7 @@ def search_local(
     out = Path(out)
     try:
         return _search(out, model_name, space, data, trials, timeout, n_jobs, seed, pruner,
-                       exclude_seen, progress)  # fmt: skip
+                       exclude_seen, progress, base)  # fmt: skip
     except Exception as e:
         from sqlalchemy.exc import DatabaseError
 
@@ -192,6 +195,7 @@ def _search(
     pruner: str | Any,
     exclude_seen: bool,
     progress: bool,
+    base: Any = None,
 ) -> list[TrialRow]:
     import optuna
 
@@ -214,7 +218,7 @@ def _search(
         t0 = time.perf_counter()
         try:
             outcome, _ = run_trial(
-                model_name, space, values, data, report, exclude_seen=exclude_seen
+                model_name, space, values, data, report, exclude_seen=exclude_seen, base=base
             )
         except ModelError as e:  # a failed trial: its reason goes to the tables
             trial.set_user_attr("error", str(e))

@@ -108,10 +108,11 @@ def run_tune(
             "and draw the same configurations again); give another --out, or the optuna "
             "backend, which resumes"
         )
-    _check_folder(out, space, base, backend)
+    _check_folder(out, space, base, backend)  # before the data is read: refused at once
     exclude_seen = base.eval.exclude_seen
     t0 = time.perf_counter()
-    prepared = prepare_run(base)
+    prepared = prepare_run(base)  # before the folder's record: a log that fails leaves none
+    _check_folder(out, space, base, backend, prepared)
     base = prepared.info["spec"]
     if backend == "optuna":
         from warmrec.tuning.local import search_local
@@ -129,6 +130,7 @@ def run_tune(
             pruner=pruner,
             exclude_seen=exclude_seen,
             progress=progress,
+            base=base,
         )
     else:
         from warmrec.tuning.cluster import search_ray
@@ -136,7 +138,7 @@ def run_tune(
         rows = search_ray(
             space.model,
             space,
-            base.to_config(),
+            base.to_config(absolute=True),  # a Ray trial runs in its own folder
             out,
             trials=trials,
             timeout=timeout,
@@ -162,10 +164,12 @@ def run_tune(
     )
 
 
-def _check_folder(out: Path, space: Any, base: Any, backend: str) -> None:
-    """Refuse an ``out`` holding a search over another model, space, data, split, metric or
-    under other trainer defaults: resuming adds trials to the search found there."""
-    from warmrec.experiments.studies.stored import check_settings
+def _check_folder(out: Path, space: Any, base: Any, backend: str, prepared: Any = None) -> None:
+    """Refuse an ``out`` holding a search over another model, space, data (its path, and the
+    log's content: a file overwritten under the same name is other data), split, metric or
+    under other trainer defaults: resuming adds trials to the search found there. Without
+    ``prepared`` (the data not read yet) all but the content is compared, nothing written."""
+    from warmrec.experiments.studies.stored import check_settings, data_fingerprint
     from warmrec.training.defaults import trainer_defaults_key
 
     settings = {
@@ -175,6 +179,12 @@ def _check_folder(out: Path, space: Any, base: Any, backend: str) -> None:
         "run": base.to_config(absolute=True),
         "trainer_defaults": trainer_defaults_key(),
     }
+    if prepared is not None:
+        settings["data_fingerprint"] = data_fingerprint(prepared.frame)
     check_settings(
-        out, settings, what="search", advice="use the same settings to resume it, or another --out"
+        out,
+        settings,
+        what="search",
+        advice="use the same settings to resume it, or another --out",
+        write=prepared is not None,
     )

@@ -203,3 +203,23 @@ def test_resumes_after_a_kill(logs, tmp_path):
     assert any(a > b for _, b, a, _ in went), (went, before["round"], before["spent_s"])
     assert wall <= 60 - before["spent_s"] + 0.05 * 60 + 2.0  # what was left (+ start-up)
     assert res["winner"] is not None
+
+
+def test_another_log_does_not_resume_or_read_back_a_folder(logs, tmp_path):
+    """Only the log's path (or, for a frame in memory, nothing) was recorded: a log
+    overwritten under its name resumed the search, and any frame read back another frame's
+    finished run."""
+    a = pl.read_csv(logs["repeats"])
+    auto(a, out=tmp_path / "mem", budget=6, families=["pop"], progress=False)
+    with pytest.raises(ConfigError, match="other settings"):
+        auto(a.head(a.height - 10), out=tmp_path / "mem", budget=6, families=["pop"],
+             progress=False)  # fmt: skip
+    log = tmp_path / "log.csv"
+    a.write_csv(log)
+    auto(log, out=tmp_path / "p", budget=6, families=["pop"], progress=False)
+    state = json.loads((tmp_path / "p" / "auto_state.json").read_text())
+    state["phase"] = "search"  # as a run killed mid-search: it resumes, if the data is the same
+    (tmp_path / "p" / "auto_state.json").write_text(json.dumps(state))
+    a.head(a.height - 10).write_csv(log)
+    with pytest.raises(ConfigError, match="on other data"):
+        auto(log, out=tmp_path / "p", budget=6, families=["pop"], progress=False)

@@ -128,3 +128,39 @@ def test_the_hybrid_pairs_the_best_network_with_the_best_knn_or_featrank():
     three = {"vsknn": 0.30, "featrank": 0.33, "sr": 0.34, "sasrec": 0.35}
     assert formed_pair(three) == ["featrank-000", "sasrec-000"]
     assert formed_pair({**three, "featrank": 0.29}) == ["vsknn-000", "sasrec-000"]
+
+
+def test_a_decaying_learning_rate_is_not_a_warm_up():
+    """SASRec's cosine decay is under 0.9 of its base rate from a fifth of its epochs on: the
+    network had been taken as warming up, kept from every halving and given 3x its time."""
+    from warmrec.experiments.auto.steps import warming
+
+    assert warming(0.2e-3, None, 2e-3)  # the first epoch, low: warm-up
+    assert warming(1.0e-3, 0.5e-3, 2e-3)  # rising
+    assert not warming(1.5e-3, 1.7e-3, 2e-3)  # falling: the decay
+    assert not warming(1.95e-3, 1.5e-3, 2e-3)  # at the base rate
+
+
+def test_a_kill_inside_a_step_loses_at_most_a_tick_of_the_time_spent(tmp_path):
+    """The state gets the time spent when a step ends: a kill inside one had lost it, and the
+    resumed run overran its budget while reporting it had kept it."""
+    import json
+
+    from warmrec.experiments.auto.search import CLOCK, AutoSearch, spent_before
+
+    assert spent_before(tmp_path, {"spent_s": 7.0}) == 7.0  # no clock written
+    (tmp_path / CLOCK).write_text(json.dumps({"spent_s": 25.0}))
+    assert spent_before(tmp_path, {"spent_s": 7.0}) == 25.0
+    (tmp_path / CLOCK).write_text("{")  # a torn write: the state's figure
+    assert spent_before(tmp_path, {"spent_s": 7.0}) == 7.0
+
+    class Clocked:  # the clock and the folder of an AutoSearch, nothing else
+        out, spent_prev, t_start = tmp_path, 3.0, time.time()
+        clock = AutoSearch.clock
+        ticking = AutoSearch.ticking
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("warmrec.experiments.auto.search.CLOCK_S", 0.05)
+        with Clocked().ticking():
+            time.sleep(0.3)
+    assert 3.1 < json.loads((tmp_path / CLOCK).read_text())["spent_s"] < 4.0

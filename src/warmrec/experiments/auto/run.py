@@ -18,7 +18,7 @@ from warmrec.experiments.auto.executors import LocalExecutor, RayExecutor
 from warmrec.experiments.auto.plan import FAMILIES, NETWORKS, find_spaces, plan_portfolio
 from warmrec.experiments.auto.profile import cold_targets, describe_log
 from warmrec.experiments.auto.report import finish
-from warmrec.experiments.auto.search import STATE, STATE_VERSION, AutoSearch
+from warmrec.experiments.auto.search import STATE, STATE_VERSION, AutoSearch, spent_before
 from warmrec.experiments.auto.steps import StepContext, resolve_cold_share
 from warmrec.experiments.auto.text import settle_text_trials
 
@@ -160,7 +160,7 @@ def auto(
         base_cfg["data"] = data_cfg
     base_spec = spec_from_config(base_cfg)
     args = _state_args(
-        data_cfg or {"in_memory": True},
+        data_cfg or {"in_memory": _frame_fingerprint(frame)},
         split_cfg,
         metric,
         families,
@@ -207,6 +207,14 @@ def auto(
     work = out / "work"
     prepared = prepare_run(base_spec, data=frame)
     base = prepared.info["spec"]
+    from warmrec.experiments.studies.stored import data_fingerprint
+
+    fp = data_fingerprint(prepared.frame)  # a log overwritten, or another frame, is other data
+    if state is not None and state.get("data_fingerprint", fp) != fp:
+        raise ConfigError(
+            f"--out {out}: holds an auto run on other data (the log's content differs from "
+            "what it searched); give another --out"
+        )
     profile = describe_log(prepared)
     space_map = find_spaces(spaces)
     if state is None:
@@ -215,6 +223,7 @@ def auto(
         state = {
             "version": STATE_VERSION,
             "args": args,
+            "data_fingerprint": fp,
             "data": data_cfg or {},
             "phase": "search",
             "spent_s": 0.0,
@@ -232,6 +241,7 @@ def auto(
             "invocations": 0,
         }
     else:
+        state["spent_s"] = spent_before(out, state)  # a kill inside a step: its time counts
         for t in state["trials"]:  # what a kill interrupted runs again (a network resumes)
             if t["status"] == "running":
                 t["status"] = (
@@ -275,7 +285,8 @@ def auto(
         if state["invocations"] == 1:
             state["timings"]["prepare_s"] = time.time() - t_start
         search.save()
-        search.run()
+        with search.ticking():
+            search.run()
         summary = finish(search, state["notes"], profile)
     finally:
         executor.close()
@@ -286,3 +297,16 @@ def auto(
             "s); give more time"
         )
     return summary
+
+
+def _frame_fingerprint(frame: Any) -> str | bool:
+    """A content hash of a log given in memory (a Polars or pandas frame, or Interactions),
+    so that another frame does not resume (or read back) its folder; True where none."""
+    import polars as pl
+
+    from warmrec.experiments.studies.stored import data_fingerprint
+
+    table = getattr(frame, "interactions", frame)
+    if type(table).__module__.split(".")[0] == "pandas":
+        table = pl.from_pandas(table)
+    return data_fingerprint(table) if isinstance(table, pl.DataFrame) else True

@@ -3,12 +3,14 @@ a wall-clock budget, its state saved after every step."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,11 @@ from warmrec.experiments.auto.steps import StepContext, _label
 
 STATE = "auto_state.json"
 STATE_VERSION = 1
+CLOCK = "auto_clock.json"
+"""The time spent so far, written every :data:`CLOCK_S` seconds while the search runs: a run
+killed inside a step (whose time the state file gets only when the step ends) counts that
+time when it resumes (:func:`spent_before`)."""
+CLOCK_S = 2.0
 ETA = 2
 """Successive halving keeps the best ``ceil(n / ETA)`` families after each round."""
 PATIENCE = 8
@@ -45,6 +52,15 @@ CHECKPOINT_S = 30.0
 ONE_SHOT_SHARE = 0.25
 """In round 0 Item2Vec's first step (which scores validation after every epoch) is not started
 when it is estimated to take more than this share of the search time left."""
+
+
+def spent_before(out: Path, state: Mapping[str, Any]) -> float:
+    """The time earlier invocations spent: the state's, or the :data:`CLOCK`'s where a kill
+    stopped one inside a step (later than the state's last save)."""
+    spent = float(state.get("spent_s", 0.0))
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+        spent = max(spent, float(json.loads((out / CLOCK).read_text())["spent_s"]))
+    return spent
 
 
 class AutoSearch(SearchBudget, FamilySampler):
@@ -86,6 +102,27 @@ class AutoSearch(SearchBudget, FamilySampler):
         self.n_test = len(ctx.prepared.test)
 
     # -- state -----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def ticking(self) -> Iterator[None]:
+        """Within: :data:`CLOCK` holds the time spent, rewritten every :data:`CLOCK_S` s (a
+        daemon thread), so that a kill loses at most that much of it."""
+        from warmrec.io import atomic_write_text
+
+        stop = threading.Event()
+
+        def tick() -> None:
+            while not stop.wait(CLOCK_S):
+                with contextlib.suppress(OSError):
+                    atomic_write_text(self.out / CLOCK, json.dumps({"spent_s": self.clock()}))
+
+        thread = threading.Thread(target=tick, name="warmrec-auto-clock", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
     def save(self) -> None:
         from warmrec.io import atomic_write_text
 

@@ -203,6 +203,15 @@ def run_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def warming(lr: float, prev: float | None, base_lr: float) -> bool:
+    """Whether a network's learning rate ``lr`` after an epoch (``prev`` after the one before)
+    is still in its warm-up: below 0.9 of the base rate and rising (or the first epoch's). A
+    rate below it and falling is the schedule's decay (SASRec's cosine is under 0.9 of its
+    base from a fifth of its epochs on), not a warm-up: that network had been kept from every
+    halving and given 3x its time."""
+    return lr < 0.9 * base_lr and (prev is None or lr > prev)
+
+
 def _fit_step(ctx: StepContext, step: Mapping[str, Any], t0: float) -> dict[str, Any]:
     from warmrec.experiments.spec import fit_run, save_run
     from warmrec.training.loop import PAUSE
@@ -225,6 +234,7 @@ def _fit_step(ctx: StepContext, step: Mapping[str, Any], t0: float) -> dict[str,
     if neural:
         spent, allowance = float(step["spent"]), float(step["allowance"])
         base_lr = float(spec.trainer().lr)
+        lrs: list[float] = []
 
         def on_epoch(epoch: int, record: dict[str, Any], model: Any) -> Any:
             now = time.time()
@@ -237,7 +247,9 @@ def _fit_step(ctx: StepContext, step: Mapping[str, Any], t0: float) -> dict[str,
             used = spent + (now - t0)
             # a network is not judged during its learning-rate warm-up (SASRec's 200 steps
             # are 10 epochs of a small log), unless it has used 3x its allowance
-            warm = float(record.get("lr", base_lr)) >= 0.9 * base_lr
+            lr = float(record.get("lr", base_lr))
+            warm = not warming(lr, lrs[-1] if lrs else None, base_lr)
+            lrs.append(lr)
             if used >= allowance and (warm or used >= 3 * allowance):
                 return PAUSE
             return None
@@ -261,9 +273,9 @@ def _fit_step(ctx: StepContext, step: Mapping[str, Any], t0: float) -> dict[str,
         out["epochs"] = result.epochs_run
         out["loss"] = result.extra.get("loss")
         if result.history:  # still in its learning-rate warm-up: not yet comparable
-            out["warming"] = float(result.history[-1].get("lr", 0.0)) < 0.9 * float(
-                spec.trainer().lr
-            )
+            lrs = [float(h.get("lr", 0.0)) for h in result.history]
+            prev = lrs[-2] if len(lrs) > 1 else None
+            out["warming"] = warming(lrs[-1], prev, float(spec.trainer().lr))
         if result.history:
             secs = [
                 h.get("train_seconds", 0.0) + h.get("eval_seconds", 0.0) for h in result.history

@@ -34,11 +34,17 @@ def data_fingerprint(frame: pl.DataFrame) -> str:
 
 
 def check_settings(
-    out: str | Path, settings: Mapping[str, Any], *, what: str = "study", advice: str = ""
+    out: str | Path,
+    settings: Mapping[str, Any],
+    *,
+    what: str = "study",
+    advice: str = "",
+    write: bool = True,
 ) -> None:
     """Refuse ``out`` when its :data:`SETTINGS_FILE` records other ``settings``; else write them
-    there. ``what`` names the kind of folder in the error; ``advice`` ends it (default: another
-    output folder or ``resume=False``)."""
+    there (``write``; False: only refuse, comparing the keys of ``settings``, e.g. before the
+    data is read for its fingerprint). ``what`` names the kind of folder in the error;
+    ``advice`` ends it (default: another output folder or ``resume=False``)."""
     out = Path(out)
     path = out / SETTINGS_FILE
     new = json.loads(json.dumps(dict(settings), default=str))
@@ -47,6 +53,8 @@ def check_settings(
             old = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             raise ConfigError(f"{path}: not a readable settings record ({e})") from None
+        if not write:
+            old = {k: v for k, v in old.items() if k in new}
         if old != new:
             diff = sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
             raise ConfigError(
@@ -54,5 +62,6 @@ def check_settings(
                 + (advice or "use another output folder or resume=False")
             )
         return
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(new, indent=2, sort_keys=True))
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(new, indent=2, sort_keys=True))
