@@ -102,3 +102,12 @@ def test_tfidf_joins_where_the_items_have_text(logs, tmp_path):
     bst = [t for t in plan.trials if t.family == "bst"]
     assert [t.model for t in bst] == [{}, {"item_features": ["level"]}]
     assert any("BST is also tried with them" in n for n in plan.notes)
+
+
+def test_the_log_profile_reads_no_test_event(logs):
+    """The profile steers the plan (variants, max_len, sampled losses): it had been computed
+    on the whole log, test events included."""
+    prep = prepare_log(logs["repeats"])
+    p = describe_log(prep)
+    sp = prep.split
+    assert p.events == sp.train.height + sp.valid.height < prep.frame.height

@@ -164,3 +164,24 @@ def test_a_kill_inside_a_step_loses_at_most_a_tick_of_the_time_spent(tmp_path):
         with Clocked().ticking():
             time.sleep(0.3)
     assert 3.1 < json.loads((tmp_path / CLOCK).read_text())["spent_s"] < 4.0
+
+
+def test_a_sampled_network_trains_as_long_as_the_defaults_trial_may():
+    """The built-in SASRec space fixes an epoch cap of 8 and patience 3 (sized for `warmrec
+    tune`): auto's sampled networks had stopped at 8 epochs while the defaults' trial had 100."""
+    from warmrec.experiments.auto.plan import find_spaces
+    from warmrec.experiments.auto.sampling import FamilySampler
+
+    class Sampler(FamilySampler):
+        seed, state, trials, _studies, _asked = 0, {"exclude_seen": {}}, {}, {}, {}
+        spaces = find_spaces(None)
+
+        def of(self, fam):
+            return [t for t in self.trials.values() if t.family == fam]
+
+    assert Sampler.spaces["sasrec"].fixed["train"]["epochs"] == 8  # the space's own cap
+    t = Sampler().sample("sasrec", 1)
+    assert "epochs" not in t.train and "patience" not in t.train
+    assert t.train["num_threads"] == 1  # what else the space fixes is kept
+    k = Sampler().sample("markov", 1)  # not a network: as the space says
+    assert k is not None and k.family == "markov"

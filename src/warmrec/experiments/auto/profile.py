@@ -58,8 +58,8 @@ class LogProfile:
         pct = lambda x: f"{100 * x:.1f} %"  # noqa: E731
         users = f", {self.users:,} users" if self.users else ""
         return [
-            f"{self.events:,} events, {self.sequences:,} sequences (by {self.sequence_key})"
-            + users,
+            f"{self.events:,} events before the test part, {self.sequences:,} sequences (by "
+            f"{self.sequence_key})" + users,
             f"catalogue: {self.items:,} items; tail: {pct(self.items_seen_once_share)} of items "
             f"occur once; the top 1 % of items hold {pct(self.top1pct_share)} of events "
             f"(Gini {self.item_gini:.2f})"
@@ -118,13 +118,22 @@ def target_cold_share(train: Any, eval_set: Any) -> float:
 
 
 def describe_log(prepared: Any) -> LogProfile:
-    """Describe a prepared log (:func:`warmrec.data.stats.describe` on the whole table, plus the
-    validation part's repeat share, users and features)."""
+    """Describe a prepared log (:func:`warmrec.data.stats.describe` on the events before the
+    test part -- training, validation and history-only rows: the plan is steered by what a
+    model may see, never by the test events -- plus the validation part's repeat share, users
+    and features)."""
+    import polars as pl
+
     from warmrec.data.schema import USER
     from warmrec.data.stats import describe
 
     inter = prepared.info.get("interactions")
     frame = inter.interactions if inter is not None else prepared.frame
+    sp = prepared.split
+    if sp is not None:
+        parts = [p for p in (sp.train, sp.valid, sp.context) if p is not None and p.height]
+        if parts:
+            frame = pl.concat(parts, how="diagonal_relaxed")
     unit = getattr(inter, "time_unit", None) or "s"
     d = describe(frame, time_unit=unit)
     spec = prepared.info.get("spec")

@@ -7,7 +7,7 @@ import contextlib
 import json
 from typing import Any
 
-from warmrec.experiments.auto.plan import FAMILIES, Trial
+from warmrec.experiments.auto.plan import FAMILIES, NETWORKS, Trial
 
 
 class FamilySampler:
@@ -65,6 +65,13 @@ class FamilySampler:
         else:
             return None
         cfgs = space.configs(values)
+        if fam in NETWORKS:
+            # the built-in spaces fix an epoch cap and patience sized for `warmrec tune` on a
+            # small machine (SASRec: 8 and 3); here the budget bounds a network's time, and a
+            # sampled network trains as the defaults' trial does (its cap, its patience)
+            for key in ("epochs", "patience"):
+                if f"train.{key}" not in values:
+                    cfgs["train"].pop(key, None)
         n = len(self.of(fam))
         ex = bool(self.state["exclude_seen"].get(fam) or False)
         t = Trial(
