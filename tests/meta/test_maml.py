@@ -184,8 +184,12 @@ def test_second_order_runs_without_cudnn_and_gru_double_backward_on_cpu():
     fast.adapt(fast.loss(batch), 0.1)
     assert flags == [False]
     assert torch.backends.cudnn.enabled is True or not torch.backends.cudnn.is_available()
+    m.net.train()  # a first-order inner step (training mode) keeps cuDNN
     learner.clone(first_order=True).loss(batch)
     assert flags[-1] == torch.backends.cudnn.enabled
+    m.net.eval()  # a first-order query loss (eval mode, back-propagated): cuDNN's RNN refuses
+    learner.clone(first_order=True).loss(batch)
+    assert flags[-1] is False
 
 
 @pytest.mark.parametrize("algorithm", ["maml", "fomaml", "mamlpp", "reptile"])

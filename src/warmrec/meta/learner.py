@@ -146,7 +146,13 @@ class MetaLearner:
     def _call(self, method: str, *args: Any) -> torch.Tensor:
         wrapper = _Call(self.model, method)
         params = {f"net.{n}": p for n, p in self.params.items()}
-        with no_cudnn(not self.first_order):
+        with contextlib.ExitStack() as stack:
+            if not self.first_order:
+                stack.enter_context(no_cudnn())
+            elif torch.is_grad_enabled() and not self.model.net.training:
+                # a first-order query loss is taken in eval mode and back-propagated: cuDNN's
+                # RNN refuses a backward outside training mode (GRU4Rec, NARM on a GPU)
+                stack.enter_context(torch.backends.cudnn.flags(enabled=False))
             return functional_call(wrapper, params, args, strict=False)
 
     def loss(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
