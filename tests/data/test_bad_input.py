@@ -415,3 +415,22 @@ def test_online_retail_refuses_a_quantity_or_price_that_is_no_number(tmp_path):
     h = write(tmp_path, "c.csv", head + ok + "536366,22633,6,12/1/2010 8:28,1.0,A123\n")
     users = load_dataset("online-retail", h).interactions["user_id"].to_list()
     assert users == ["17850", "A123"]  # a text customer id kept, not blanked
+
+
+def test_a_dataset_format_refuses_options_it_would_ignore(tmp_path):
+    """--order, --sep and --no-timestamp had been ignored without a word by the dataset
+    formats (--names and --time-unit were already refused there)."""
+    for kw, flag in ((dict(order="pos"), "--order"), (dict(sep=";"), "--sep"),
+                     (dict(no_timestamp=True), "--no-timestamp")):  # fmt: skip
+        with pytest.raises(ConfigError, match=flag) as info:
+            load_interactions(tmp_path, format="mars", **kw)
+        assert "dataset format 'mars'" in str(info.value)
+
+
+def test_a_vocabulary_file_of_the_wrong_shape_is_a_data_error(tmp_path):
+    from warmrec.data.vocab import ItemVocab
+
+    f = tmp_path / "vocab.json"
+    f.write_text('{"kind": "int", "ids": 5}')
+    with pytest.raises(DataError, match="cannot read vocabulary"):
+        ItemVocab.load(f)

@@ -300,6 +300,14 @@ def _read_log(
                 f"logs; dataset format {fmt!r} knows the unit of its own files (only "
                 "--time-unit ordinal applies: take its times as mere positions)"
             )
+        given = [name for name, v in (("--order", order), ("--sep", sep)) if v is not None]
+        given += ["--no-timestamp"] if no_timestamp else []
+        if given:  # they had been ignored without a word
+            raise ConfigError(
+                f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to csv, tsv, "
+                f"parquet, recbole and folder logs; dataset format {fmt!r} reads its own files "
+                "(their separator and time order are known)"
+            )
         out = catalogue.load_dataset(fmt, p, **({"columns": columns} if columns else {}))
         if time_unit == ORDINAL:
             out.time_unit = ORDINAL

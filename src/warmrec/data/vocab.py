@@ -222,13 +222,16 @@ class ItemVocab:
         return cls(pl.Series("id", ids, dtype=pl.Int64))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict()))
+        """Write the vocabulary as JSON (to a temporary name, then renamed: never half-written)."""
+        from warmrec.io import atomic_write_text
+
+        atomic_write_text(Path(path), json.dumps(self.to_dict()))
 
     @classmethod
     def load(cls, path: str | Path) -> ItemVocab:
         try:
             return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError) as e:
             raise DataError(f"cannot read vocabulary: {e}", path=path) from e
 
     def __eq__(self, other: object) -> bool:
