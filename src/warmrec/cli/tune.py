@@ -159,6 +159,9 @@ def tune(
         _no_trial_completed(res)
     click.echo(f"best trial {best['trial']}: {best['params']}")
     echo_mapping({f"valid {k}": v for k, v in best["valid"].items()})
+    refit = best.get("refit_valid")
+    if refit is not None and refit != best["valid"]:  # the test figures are the refit model's
+        echo_mapping({f"valid {k} (refit)": v for k, v in refit.items()})
     echo_mapping({f"test {k}": v for k, v in best.get("test", {}).items()})
     click.echo(f"best config: {best['config']} (warmrec train --config {best['config']} --out DIR)")
 
