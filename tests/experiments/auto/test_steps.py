@@ -205,3 +205,14 @@ def test_a_trial_fitted_on_validation_is_valued_out_of_fold(tmp_path, monkeypatc
     # a model that only stops on validation (Pop) keeps its one, in-sample, value
     pop = run_step(ctx, {**step, "trial": "pop-000", "family": "pop"})
     assert pop["status"] == "done" and "value_in_sample" not in pop
+
+
+def test_a_network_stopped_at_the_deadline_is_valued_only_as_the_others_are():
+    """The loop's own validation figure ignores the cold targets' weight and ranks seen items
+    as the network trains: it had been compared with figures computed otherwise."""
+    from warmrec.experiments.auto.steps import deadline_value
+
+    assert deadline_value(0.3, None, False, False) == 0.3
+    assert deadline_value(0.3, "catalogue", False, False) is None
+    assert deadline_value(0.3, None, True, False) is None
+    assert deadline_value(float("nan"), None, False, False) is None

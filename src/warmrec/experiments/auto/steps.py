@@ -203,6 +203,19 @@ def run_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def deadline_value(
+    best_metric: float, cold_share: Any, train_exclude: bool, exclude: bool
+) -> float | None:
+    """A network stopped past the deadline: the training loop's validation of its best epoch
+    as its value, where that is the figure every other trial gets; None (the trial keeps
+    its earlier value and model) where the loop's figure is another one: with a
+    ``cold_share`` (the loop weighs no cold target) or seen items ranked otherwise in training
+    than in the trial's scoring."""
+    if math.isnan(best_metric) or cold_share is not None or train_exclude != exclude:
+        return None
+    return float(best_metric)
+
+
 def warming(lr: float, prev: float | None, base_lr: float) -> bool:
     """Whether a network's learning rate ``lr`` after an epoch (``prev`` after the one before)
     is still in its warm-up: below 0.9 of the base rate and rising (or the first epoch's). A
@@ -285,8 +298,10 @@ def _fit_step(ctx: StepContext, step: Mapping[str, Any], t0: float) -> dict[str,
         out["status"] = "done"
         out["epochs"] = 0
     if neural and time.time() >= deadline and result is not None:
-        # past the deadline: the loop's own validation of the best epoch is the value
-        out["value"] = None if math.isnan(result.best_metric) else float(result.best_metric)
+        # past the deadline: the loop's own validation of the best epoch is the value, where
+        # it is the figure every other trial gets (the loop weighs no cold target and ranks
+        # seen items as the network trains): else the trial keeps its earlier value and model
+        out["value"] = deadline_value(result.best_metric, ctx.cold_share, ex_t, ex)
         out["valid"] = {label: out["value"]} if out["value"] is not None else {}
     else:
         res, eval_s = _score(ctx, model, spec)
