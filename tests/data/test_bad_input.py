@@ -434,3 +434,10 @@ def test_a_vocabulary_file_of_the_wrong_shape_is_a_data_error(tmp_path):
     f.write_text('{"kind": "int", "ids": 5}')
     with pytest.raises(DataError, match="cannot read vocabulary"):
         ItemVocab.load(f)
+
+
+def test_the_line_named_counts_the_lines_of_a_quoted_field_before_it(tmp_path):
+    """A quoted field spanning two lines had shifted every later line number by one."""
+    f = write(tmp_path, "m.csv", 'user_id,item_id,timestamp\n1,"a\nb",1600000000\n1,c,abc\n')
+    err = error_of(f)
+    assert err.line == 4 and err.field == "timestamp"

@@ -37,11 +37,30 @@ class Source:
     def where(self, row: int) -> str:
         """The file and line of data row ``row`` (the file alone for formats without lines),
         for a warning's first words."""
-        return (
-            str(self.path)
-            if self.first_line is None
-            else f"{self.path}, line {self.first_line + row}"
-        )
+        return str(self.path) if self.first_line is None else f"{self.path}, line {self.line(row)}"
+
+    def line(self, row: int) -> int:
+        """The file line data row ``row`` starts on: ``first_line + row``, unless a quoted
+        field before it spans lines (then counted by reading the file up to the row, as a CSV
+        reader does; only on the way to an error or warning)."""
+        naive = (self.first_line or 1) + row
+        if self.first_line is None or self.sep is None or len(self.sep) != 1:
+            return naive
+        import csv
+
+        try:
+            with open(self.path, encoding="utf-8", errors="replace", newline="") as f:
+                reader = csv.reader(f, delimiter=self.sep, quotechar='"')
+                if self.first_line == 2:
+                    next(reader, None)
+                start = reader.line_num + 1
+                for i, _ in enumerate(reader):
+                    if i == row:
+                        return start
+                    start = reader.line_num + 1
+        except (OSError, csv.Error):
+            return naive
+        return naive
 
     def short_line(self, row: int) -> DataError | None:
         """A "wrong number of fields" error where data row ``row`` has fewer fields than the
@@ -93,7 +112,7 @@ class Source:
         return DataError(
             message,
             path=self.path,
-            line=self.first_line + row,
+            line=self.line(row),
             field=column,
             expected=expected,
             found=found,
