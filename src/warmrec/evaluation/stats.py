@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -440,3 +441,28 @@ def summarize_seeds(
         (pl.col("mean") + h).alias("hi"),
         pl.col("n").cast(pl.Int64),
     ).select([*by, "mean", "std", "lo", "hi", "n"])
+
+
+def example_units(es: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per test example the index of its user (the encoded user where the examples have
+    users, else their sequence key: a session), and the units in order of first example."""
+    unit = es.users if es.users is not None else es.keys.to_numpy()
+    _, first, inverse = np.unique(np.asarray(unit), return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # units in the order their first example comes
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[inverse], order
+
+
+def per_user_values(es: Any, values: Any) -> np.ndarray:
+    """The mean of ``values`` (one per example of ``es``) over each user's examples, users in
+    the order of their first example (NaN examples left out; a user with only NaN is NaN).
+    Under leave-one-out each user has one example; under session or time splits a user has
+    many, correlated, and the bootstrap resamples users, not examples."""
+    idx, units = example_units(es)
+    v = np.asarray(values, np.float64)
+    ok = ~np.isnan(v)
+    sums = np.bincount(idx[ok], weights=v[ok], minlength=len(units))
+    counts = np.bincount(idx[ok], minlength=len(units))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)

@@ -17,7 +17,8 @@ each selected on validation and evaluated on test by full-catalogue ranking. Eac
 is written atomically as one JSON file in ``out_dir/runs/`` (key: fraction, seed, method), so an
 interrupted study resumes without redoing finished runs. The aggregate is the mean and 95 % CI
 over seeds (:func:`~warmrec.evaluation.stats.seed_summary`) and a paired test against scratch on
-per-example NDCG@10, each test example's mean over the seeds
+per-user NDCG@10 (each test user's mean over its examples: users, not examples, are
+resampled), each test user's mean over the seeds
 (:func:`~warmrec.evaluation.stats.mean_over_seeds`, :func:`~warmrec.evaluation.stats.paired_test`), written as
 a table (CSV + Markdown), plots (metric against the fraction of target data, one line per method)
 and a Markdown + HTML report.
@@ -48,6 +49,7 @@ from warmrec.evaluation.stats import (
     mean_over_seeds,
     metric_bounds,
     paired_test,
+    per_user_values,
     seed_summary,
 )
 from warmrec.experiments.spec import evaluate_model, fit_model, prepare_run, spec_from_config
@@ -195,6 +197,18 @@ def _describe(v: Any) -> Any:
         return repr(v)
 
 
+def _titles_digest(*tables: Mapping[Any, str] | None) -> str | None:
+    """A short hash of the item titles given (None where none is)."""
+    if all(t is None for t in tables):
+        return None
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in tables:
+        h.update(json.dumps(sorted((str(k), str(v)) for k, v in (t or {}).items())).encode())
+    return h.hexdigest()[:16]
+
+
 def _run_record(
     fraction: float,
     seed: int,
@@ -216,6 +230,8 @@ def _run_record(
         "init": init,
         "metrics": {k: float(v) for k, v in res.summary.items()},
         "per_example": {k: np.asarray(v, dtype=float).tolist() for k, v in res.per_example.items()},
+        # each test user's mean over its examples: the unit the paired test resamples
+        "per_user": {k: per_user_values(prep.test, v).tolist() for k, v in res.per_example.items()},
         "n_test": res.n_examples,
         "fit_s": fit_s,
         "n_train_sequences": len(prep.train.sequences),
@@ -340,6 +356,8 @@ def run_transfer_study(
         "init_options": {k: _describe(v) for k, v in (init_options or {}).items()},
         "source_data": data_fingerprint(source_frame),
         "target_data": data_fingerprint(target_frame),
+        # init = "text" reads them: other titles are other runs
+        "titles": _titles_digest(source_titles, target_titles),
     }
     if REPTILE in strategies:
         settings[REPTILE] = r_settings
@@ -551,10 +569,13 @@ def summarize_study(
             b_mean = float(np.mean([r["metrics"][test_metric] for r in base.values()]))
             row["ratio"] = row[test_metric] / b_mean if b_mean > 0 else float("nan")
         paired = [r for r in rs if r["seed"] in base]
-        if method != "scratch" and paired and test_metric in paired[0]["per_example"]:
-            # the same test examples in every run: one value per example, its seeds' mean
-            a = mean_over_seeds([r["per_example"][test_metric] for r in paired])
-            b = mean_over_seeds([base[r["seed"]]["per_example"][test_metric] for r in paired])
+        runs = paired + [base[r["seed"]] for r in paired]
+        unit = "per_user" if all("per_user" in r for r in runs) else "per_example"
+        if method != "scratch" and paired and test_metric in paired[0][unit]:
+            # the same test users in every run: one value per user (the mean of its examples;
+            # per example in run files of an older warmrec), its seeds' mean
+            a = mean_over_seeds([r[unit][test_metric] for r in paired])
+            b = mean_over_seeds([base[r["seed"]][unit][test_metric] for r in paired])
             t = paired_test(a, b, n_boot=n_boot, seed=0)
             row.update(diff=t.mean_diff, diff_lo=t.ci[0], diff_hi=t.ci[1], p_value=t.p_value)
         rows.append(row)
@@ -611,8 +632,9 @@ def write_outputs(result: StudyResult, metrics: Sequence[str]) -> dict[str, Path
         Heading("Results"),
         Text(
             "Mean over seeds with the 95 % t-interval; ratio = NDCG@10 / scratch's NDCG@10; "
-            "diff and p_value: paired bootstrap test against scratch on per-example NDCG@10, "
-            "each test example's mean over the seeds (the examples are resampled, each once)."
+            "diff and p_value: paired bootstrap test against scratch on per-user NDCG@10 (each "
+            "test user's mean over its examples), each user's mean over the seeds (the users "
+            "are resampled: a user's examples are not independent)."
         ),
         Table(result.table),
         Heading("Plots"),

@@ -248,3 +248,51 @@ def test_cli_curve_of_transfer_arms_only_takes_epochs(target, source_dir, tmp_pa
     assert r.exit_code == 0, r.output
     rec = json.loads((tmp_path / "c" / "runs" / "ft-f1-s0.json").read_text())
     assert rec["epochs_run"] == 1
+
+
+def test_stored_runs_of_another_primary_metric_or_other_data_are_refused(target, tmp_path):
+    """The run files' per-user values are the primary metric's, and the key held the data's
+    path only: a rerun with --metric hr@10 read NDCG@10 values as HR@10's, and a log
+    rewritten under its name read the old log's runs back."""
+    kw = dict(fractions=(1.0,), seeds=(0,), out_dir=tmp_path / "r", n_boot=50)
+    run_curve(base_spec(target), ["scratch"], primary="ndcg@10", **kw)
+    with pytest.raises(ConfigError, match="ndcg@10's, not hr@10's"):
+        run_curve(base_spec(target), ["scratch"], primary="hr@10", **kw)
+    log = tmp_path / "t.csv"
+    user_log().write_csv(log)
+    kw["out_dir"] = tmp_path / "d"
+    run_curve(base_spec(log), ["scratch"], **kw)
+    user_log(seed=5).write_csv(log)
+    with pytest.raises(ConfigError, match="other data"):
+        run_curve(base_spec(log), ["scratch"], **kw)
+
+
+def test_the_interval_resamples_users_not_their_examples(tmp_path):
+    """Under a session split each user has several test examples (correlated): the paired
+    interval had resampled them as if independent users. Each run keeps one value per user,
+    the mean of its examples."""
+    from warmrec.evaluation.stats import per_user_values
+
+    rows = []
+    for u in range(60):  # each user: 3 sessions of 4 events; the last session is test
+        for s in range(3):
+            for j in range(4):
+                rows.append((u, u * 10 + s, (u + j) % 12 + 1, float(u * 100 + s * 10 + j)))
+    log = tmp_path / "s.csv"
+    pl.DataFrame(rows, schema=["user_id", "session_id", "item_id", "timestamp"],
+                 orient="row").write_csv(log)  # fmt: skip
+    spec = spec_from_config({"data": {"path": str(log)}, "split": {"method": "last_session"},
+                             "model": {"name": "markov"}})  # fmt: skip
+    prep = prepare_run(spec)
+    n_users = len(set(prep.test.users.tolist()))
+    assert len(prep.test) > n_users  # several examples per user
+    res = run_curve(spec, ["scratch"], fractions=(1.0,), seeds=(0,), out_dir=tmp_path / "c",
+                    n_boot=50)  # fmt: skip
+    per_user = res.records[0]["per_user"]
+    assert len(per_user) == n_users
+    ev = np.asarray([1.0, 0.0, 0.5, 1.0])
+
+    class ES:  # two users: examples (a, a, b, a)
+        users, keys = np.array([7, 7, 3, 7]), None
+
+    assert per_user_values(ES, ev).tolist() == [2 / 3, 0.5]  # users in order of first example

@@ -306,6 +306,24 @@ class CurveResult:
     protocol: str = ""
 
 
+def _stale(rec: Mapping[str, Any], label: str, fp: str, n_users: int) -> str | None:
+    """Why a stored run cannot be read back here (None: it can): another primary metric in its
+    per-user values, other data, or per-example values of a log whose users have several."""
+    primary = rec.get("primary")
+    if primary is None:  # written before the field: its values are the mean's own metric?
+        vals = np.asarray(rec.get("per_user", []), np.float64)
+        m = rec.get("metrics", {}).get(label)
+        if m is None or not len(vals) or abs(float(np.nanmean(vals)) - float(m)) > 1e-9:
+            return f"its per-user values are not {label}'s (made for another primary metric)"
+    elif primary != label:
+        return f"its per-user values are {primary}'s, not {label}'s"
+    if rec.get("data_fingerprint", fp) != fp:
+        return "made on other data (the log's content differs)"
+    if len(rec.get("per_user", [])) != n_users:
+        return "its values are per test example, not per test user (an older warmrec)"
+    return None
+
+
 def _spec_key(spec: RunSpec) -> str:
     """A run file's key: the spec, and for a run that trains with the loop (or transfers) how
     its open trainer settings resolve (:func:`~warmrec.training.defaults.trainer_defaults_key`,
@@ -374,6 +392,11 @@ def run_curve(
     full = prepare_run(base.replace(split={**base.to_config()["split"], "train_fraction": 1.0}),
                        data=data)  # fmt: skip
     sizes = check_sizes(full, fr, seeds, min_train_sequences)
+    from warmrec.evaluation.stats import example_units, per_user_values
+    from warmrec.experiments.studies.stored import data_fingerprint
+
+    fp = data_fingerprint(full.frame)
+    n_users = len(example_units(full.test)[1])
     ran_spec: RunSpec = full.info["spec"]
     protocol = protocol_text(ran_spec.model_copy(update={"eval": base.eval}))
     records: list[dict[str, Any]] = []
@@ -389,6 +412,12 @@ def run_curve(
                     f"{path}: made by another spec than this curve's, or under other trainer "
                     "defaults (a model's default trainer changed since); start over with "
                     "--no-resume (resume=False) or give another --out"
+                )
+            why = _stale(rec, label, fp, n_users)
+            if why:
+                raise ConfigError(
+                    f"{path}: {why}; start over with --no-resume (resume=False) or give another "
+                    "--out"
                 )
             records.append(rec)
             continue
@@ -413,7 +442,10 @@ def run_curve(
             "n_train_sequences": len(prep.train.sequences),
             "n_test": res.n_examples,
             "metrics": {m: float(res.summary[parse_metric(m).label]) for m in metrics},
-            "per_user": np.asarray(res.per_example[label], np.float64).tolist(),
+            # one value per test user (its examples' mean): the unit the intervals resample
+            "per_user": per_user_values(prep.test, res.per_example[label]).tolist(),
+            "primary": label,
+            "data_fingerprint": fp,
             "fit_seconds": fit_s,
             **_training_facts(model),
             "protocol": protocol,
