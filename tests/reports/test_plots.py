@@ -91,3 +91,14 @@ def test_figure_png_bytes():
     fig, ax = new_figure()
     ax.plot([1, 2], [3, 4])
     assert figure_png(fig).startswith(PNG)
+
+
+def test_a_point_without_an_interval_gets_no_error_bar():
+    """One seed gives NaN bounds: they had become a zero-width bar with caps, drawn under a
+    caption naming a 95 % interval."""
+    from warmrec.reports.plots import _yerr
+
+    y = np.array([0.2, 0.3])
+    assert _yerr(y, np.array([np.nan, np.nan]), np.array([np.nan, np.nan])) is None
+    err = _yerr(y, np.array([0.1, np.nan]), np.array([0.25, np.nan]))
+    assert np.allclose(err[:, 0], [0.1, 0.05]) and np.isnan(err[:, 1]).all()

@@ -72,7 +72,10 @@ def _yerr(y: np.ndarray, lo: np.ndarray | None, hi: np.ndarray | None) -> np.nda
         return None
     below = np.clip(y - lo, 0, None) if lo is not None else np.zeros_like(y)
     above = np.clip(hi - y, 0, None) if hi is not None else np.zeros_like(y)
-    return np.nan_to_num(np.vstack([below, above]))
+    err = np.vstack([below, above])
+    # a point without an interval (one seed: NaN bounds) gets no bar: a zero-width bar with
+    # its caps had drawn one, under a caption naming a 95 % interval
+    return None if np.isnan(err).all() else err
 
 
 def _col(d: pl.DataFrame, c: str | None) -> np.ndarray | None:
