@@ -441,3 +441,13 @@ def test_the_line_named_counts_the_lines_of_a_quoted_field_before_it(tmp_path):
     f = write(tmp_path, "m.csv", 'user_id,item_id,timestamp\n1,"a\nb",1600000000\n1,c,abc\n')
     err = error_of(f)
     assert err.line == 4 and err.field == "timestamp"
+
+
+def test_a_yoochoose_buy_of_a_fractional_quantity_is_refused(tmp_path):
+    """A quantity of 2.5 had been cut to 2 without a word."""
+    write(tmp_path, "yoochoose-buys.dat",
+              "420374,2014-04-06T18:44:58.314Z,214537888,12462,1\n"
+              "420374,2014-04-06T18:44:58.325Z,214537850,10471,2.5\n")  # fmt: skip
+    with pytest.raises(DataError) as info:
+        load_dataset("yoochoose-buys", tmp_path)
+    assert info.value.line == 2 and info.value.field == "quantity"

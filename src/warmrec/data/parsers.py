@@ -317,8 +317,21 @@ def parse_yoochoose_buys(path: Path) -> Interactions:
         time_format=YOOCHOOSE_TIME,
     )
     price = to_float(raw["price"], src, "price")
-    qty = to_float(raw["quantity"], src, "quantity").cast(pl.Int64)
+    qty = _whole_numbers(raw, "quantity", src).alias("quantity")
     return _result(df.with_columns(price, qty), f)
+
+
+def _whole_numbers(raw: pl.DataFrame, col: str, src: Source) -> pl.Series:
+    """``raw[col]`` as Int64, refusing (with its line) a value that is no number or not whole
+    (a quantity of 2.5 had been cut to 2)."""
+    values = to_float(raw[col], src, col, expected="a whole number")
+    whole = (values == values.round(0)).fill_null(True)
+    if not whole.all():
+        row = int((~whole).arg_max())
+        raise src.row_error(
+            f"unparsable {col}", row, col, expected="a whole number", found=repr(raw[col][row])
+        )
+    return values.cast(pl.Int64)
 
 
 # --------------------------------------------------------------------------- Amazon, MARS
@@ -645,14 +658,7 @@ def parse_online_retail(path: Path, *, keep_returns: bool = False) -> Interactio
     # a quantity or price that is not a number is refused with its line (it had become null:
     # the row dropped as a return, the price blank)
     qcol = cols["quantity"]
-    quantity = to_float(raw[qcol], src, qcol, expected="a whole number")
-    whole = (quantity == quantity.round(0)).fill_null(True)
-    if not whole.all():
-        row = int((~whole).arg_max())
-        raise src.row_error(
-            f"unparsable {qcol}", row, qcol, expected="a whole number", found=repr(raw[qcol][row])
-        )
-    raw = raw.with_columns(quantity.cast(pl.Int64).alias(qcol))
+    raw = raw.with_columns(_whole_numbers(raw, qcol, src).alias(qcol))
     if "price" in cols:
         raw = raw.with_columns(
             to_float(raw[cols["price"]], src, cols["price"]).alias(cols["price"])
