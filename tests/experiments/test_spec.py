@@ -286,3 +286,25 @@ def test_the_loop_validates_as_the_run_is_scored(tmp_path: Path) -> None:
     best = model.train_result.best_metric
     got = evaluate_run(model, prep.valid, spec, prep).summary["ndcg@10"]
     assert best == pytest.approx(got, abs=1e-6)
+
+
+def test_a_source_pre_trained_on_the_targets_test_events_is_refused(
+    tmp_path: Path, log_csv: Path
+) -> None:
+    """A source pre-trained on the same log under another split (here: a smaller test share)
+    had trained on the target's test sessions: the transferred model was scored on them."""
+    from tests.conftest import tiny_net
+
+    net = {"name": "sasrec", **tiny_net("sasrec")}
+    pre_spec = spec_from_config({"data": {"path": str(log_csv)}, "model": net,
+                                 "train": {"epochs": 1}, "pretrain": True,
+                                 "split": {"method": "last_session", "test_share": 0.05}})  # fmt: skip
+    pre = save_run(fit_run(pre_spec, prepare_run(pre_spec)), tmp_path / "pre")
+    cfg = {"data": {"path": str(log_csv)}, "train": {"epochs": 1},
+           "transfer": {"source": str(pre)},
+           "split": {"method": "last_session", "test_share": 0.3}}  # fmt: skip
+    spec = spec_from_config(cfg)
+    with pytest.raises(ConfigError, match="were training events of the model"):
+        fit_run(spec, prepare_run(spec))
+    same = spec_from_config({**cfg, "split": {"method": "last_session", "test_share": 0.05}})
+    assert fit_run(same, prepare_run(same)) is not None  # its own split: apart by construction

@@ -179,7 +179,13 @@ def run_evaluate(
 
 
 def _refuse_training_events(
-    model: Any, spec: RunSpec, prep: Any, part: str, where: str | Path
+    model: Any,
+    spec: RunSpec,
+    prep: Any,
+    part: str,
+    where: str | Path,
+    advice: str = "evaluate with its own split (leave out --split), or train a model with "
+    "this split",
 ) -> None:
     """Refuse to score a part that holds events the model was trained on.
 
@@ -223,8 +229,7 @@ def _refuse_training_events(
         raise ConfigError(
             f"{where or 'the model'}: {n:,} of the {held.height:,} events of the {part} part "
             f"were training events of the model (it was trained with the {method} split of "
-            f"{rec.data.path}): scoring them counts what it learnt from; evaluate with its own "
-            "split (leave out --split), or train a model with this split"
+            f"{rec.data.path}): scoring them counts what it learnt from; {advice}"
         )
 
 

@@ -1038,6 +1038,7 @@ def _fit_transfer(spec: RunSpec, prepared: Any) -> Any:
     tr = spec.transfer
     assert tr is not None
     source = Recommender.load(tr.source)
+    _refuse_source_leak(source, spec, prepared, tr.source)
     src_titles = source.meta.item_titles
     extra: dict[str, Any] = {}
     if tr.max_len is not None:
@@ -1062,6 +1063,32 @@ def _fit_transfer(spec: RunSpec, prepared: Any) -> Any:
         match_items=tr.match_items,
         **extra,
     )
+
+
+def _refuse_source_leak(source: Any, spec: RunSpec, prepared: Any, where: str | Path) -> None:
+    """Refuse a source pre-trained on the target's own log whose training events hold the
+    target's validation or test events (another split of the same log, or a fit on all of
+    it): the transferred model would be scored on what its source learnt. Sources of other
+    logs cannot hold them and are not read again."""
+    from warmrec.experiments.run import _refuse_training_events
+
+    rec = spec_of_model(source, where)
+    if spec.data is None or rec.data is None:
+        return
+    if Path(str(rec.data.path)).resolve() != Path(str(spec.data.path)).resolve():
+        return
+    refit = getattr(getattr(source.meta, "run", None), "refit", None)
+    if refit:
+        raise ConfigError(
+            f"{where}: the source was fitted on the whole of {spec.data.path} (--refit-all), "
+            "this run's validation and test events included: a model transferred from it "
+            "would be scored on what its source trained on"
+        )
+    for part in ("valid", "test"):
+        _refuse_training_events(
+            source, spec, prepared, part, where,
+            advice="pre-train the source with this run's split (its training part only)",
+        )  # fmt: skip
 
 
 # -- conveniences for studies and benchmarks that fit many models on one prepared dataset ------
