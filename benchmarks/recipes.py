@@ -44,7 +44,9 @@ TITLE = (
 
 
 def run_one(name: str, work: Path, data_root: str | None, quick: bool, nice: int) -> dict:
-    out = work / name
+    # a quick run has its own folder: a full run's steps are neither replaced by it nor
+    # resumed from it
+    out = work / (f"{name}-quick" if quick else name)
     cmd = [sys.executable, "-m", "warmrec", "recipe", "run", name, "--out", str(out)]
     if quick:
         cmd.insert(5, "--quick")
@@ -67,7 +69,7 @@ def run_one(name: str, work: Path, data_root: str | None, quick: bool, nice: int
     state = json.loads((out / "state.json").read_text())
     steps = state["steps"]
     # this script's record of every invocation (the load during each), beside the recipe's
-    log_path = work / f"{name}.bench.json"
+    log_path = work / f"{out.name}.bench.json"
     runs = json.loads(log_path.read_text()) if log_path.is_file() else []
     runs.append(
         {
@@ -78,7 +80,9 @@ def run_one(name: str, work: Path, data_root: str | None, quick: bool, nice: int
             "load": load_text,
         }
     )
-    log_path.write_text(json.dumps(runs, indent=1))
+    from warmrec.io import atomic_write_text
+
+    atomic_write_text(log_path, json.dumps(runs, indent=1))
     return {
         "name": name,
         "out": out,
@@ -89,6 +93,13 @@ def run_one(name: str, work: Path, data_root: str | None, quick: bool, nice: int
         "runs": runs,
         "state": state,
     }
+
+
+def markers(name: str, quick: bool) -> tuple[str, str]:
+    """The begin / end markers of a recipe's section: a quick run writes a section of its own
+    (it had replaced the full run's, under the hand-written readings of the full figures)."""
+    key = f"{name}-quick" if quick else name
+    return f"<!-- begin {key} -->", f"<!-- end {key} -->"
 
 
 def section(r: dict, argv: list[str], quick: bool) -> str:
@@ -116,7 +127,7 @@ def section(r: dict, argv: list[str], quick: bool) -> str:
         + f" | {v['peak_rss_mb']:.0f} |"
         for k, v in steps.items()
     )
-    begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
+    begin, end = markers(name, quick)
     return "\n".join(
         [
             begin,
@@ -176,9 +187,7 @@ def main() -> None:
         r["data_root"] = a.data_root or "../shared/data"
         r["nice"] = a.nice
         block = section(r, argv, a.quick)
-        write_section(
-            Path(a.results), f"<!-- begin {name} -->", f"<!-- end {name} -->", block, TITLE
-        )
+        write_section(Path(a.results), *markers(name, a.quick), block, TITLE)
         print(f"{name}: {r['steps_s']:.0f} s, peak {r['peak_mb']:.0f} MiB", flush=True)
 
 

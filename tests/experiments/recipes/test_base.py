@@ -138,8 +138,22 @@ def test_a_step_whose_settings_changed_runs_again(tmp_path, log_path):
     stale = out / "steps" / "markov" / "runs"
     stale.mkdir(parents=True)  # what the step wrote under its old settings
     res = run_recipe(Changed(), out, data={"log": str(log_path)})
-    assert res.ran == ["markov"]
+    # it runs again, and so does every step after it (one may read what it wrote: a step's
+    # fingerprint is its own settings, not what it reads)
+    assert res.skipped == ["eda"] and res.ran == ["markov", "flaky", "pop"]
     assert not stale.exists()  # cleared, not resumed
+
+
+def test_a_data_file_changed_under_its_name_runs_every_step_again(tmp_path, log_path):
+    """The steps' fingerprints hold the data's path: a log rewritten under it had resumed
+    every step, its figures those of the old log."""
+    FAIL["on"] = False
+    out = tmp_path / "out"
+    run_recipe(Toy(), out, data={"log": str(log_path)})
+    assert run_recipe(Toy(), out, data={"log": str(log_path)}).ran == []
+    cyclic_log(n_sessions=80, n_items=12, length=6, seed=4).write_csv(log_path)
+    res = run_recipe(Toy(), out, data={"log": str(log_path)})
+    assert res.ran == ["eda", "markov", "flaky", "pop"]
 
 
 def test_transfer_steps_made_under_the_older_trainer_resolution_run_again(log_path):

@@ -24,7 +24,10 @@ seconds (CPU: this process's, on a shared machine the steadier figure), the proc
 resident memory so far, and its record). Run again with the same ``OUT``, a step
 whose fingerprint is recorded as finished is not run again; a step whose settings changed (say
 ``--quick`` dropped, or a transfer step made under the library's older trainer resolution:
-:meth:`Step.semantics`) runs again, its ``OUT/steps/<name>`` folder cleared first. A killed
+:meth:`Step.semantics`) runs again, its ``OUT/steps/<name>`` folder cleared first, and so does
+every step after it (a later step may read what it wrote: a model, a sessionised log, a tuned
+config), as every step does when a data file changed on disk (its size, time or sampled
+content, :func:`warmrec.io.fingerprint`). A killed
 recipe therefore continues from its last finished step; a step killed half-way starts over
 (models and study folders are written atomically, and the transfer and cold-start studies
 resume their own finished runs).
@@ -566,7 +569,12 @@ def run_recipe(
     check_output(out, kind="dir")
     out.mkdir(parents=True, exist_ok=True)
     state = read_state(out, recipe.name)
-    state.update(quick=quick, data=paths)
+    from warmrec.io import fingerprint
+
+    data_fp = {k: fingerprint(v) for k, v in sorted(paths.items())}
+    # a data file changed under its name: every step runs again
+    changed = state.get("data_fingerprints", data_fp) != data_fp
+    state.update(quick=quick, data=paths, data_fingerprints=data_fp)
     done = state["steps"]
     ctx = Context(out.resolve(), dict(paths), quick, progress=progress)
     ran, skipped = [], []
@@ -575,14 +583,17 @@ def run_recipe(
     for i, step in enumerate(steps, 1):
         fp = step.fingerprint()
         prev = done.get(step.name)
-        if prev and prev.get("status") == "done" and prev.get("fingerprint") == fp:
+        same = prev and prev.get("status") == "done" and prev.get("fingerprint") == fp
+        if same and not changed:
             ctx.records[step.name] = prev["record"]
             skipped.append(step.name)
             ctx.say(f"{i}/{len(steps)} {step.name}: finished earlier, skipped")
             continue
-        if prev and prev.get("fingerprint") != fp and ctx.step_dir(step.name).is_dir():
-            # made under other settings: its outputs (a study's run files) are not resumed
+        if prev and (changed or prev.get("fingerprint") != fp) and ctx.step_dir(step.name).is_dir():
+            # made under other settings or from other inputs: its outputs (a study's run
+            # files) are not resumed
             shutil.rmtree(ctx.step_dir(step.name))
+        changed = True  # the steps after this one may read what it writes
         ctx.say(f"{i}/{len(steps)} {step.name} ({step.kind}) ...")
         t0, c0 = time.perf_counter(), time.process_time()
         record = step.run(ctx)
