@@ -451,3 +451,12 @@ def test_a_yoochoose_buy_of_a_fractional_quantity_is_refused(tmp_path):
     with pytest.raises(DataError) as info:
         load_dataset("yoochoose-buys", tmp_path)
     assert info.value.line == 2 and info.value.field == "quantity"
+
+
+def test_a_role_whose_column_another_role_took_is_named(tmp_path):
+    """`--order item_id` had said "no item column" while listing item_id among the columns."""
+    f = write(tmp_path, "g.csv", "user_id,item_id,timestamp\n1,a,1\n1,b,2\n")
+    with pytest.raises(ConfigError, match="--order takes the column 'item_id'"):
+        load_interactions(f, order="item_id")
+    with pytest.raises(ConfigError, match="--col timestamp takes the column 'user_id'"):
+        load_interactions(f, columns={"timestamp": "user_id"})

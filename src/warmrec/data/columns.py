@@ -278,6 +278,18 @@ def resolve_columns(found: Sequence[str], opts: ReadOptions, src: Source) -> dic
                 mapping[canon] = col
     if opts.no_timestamp:
         mapping.pop(TIME, None)
+    for canon in ALIASES:  # a role left without its column because another role took it
+        if canon in mapping:
+            continue
+        col = find_alias(found, canon, set(), path=src.path)
+        taken = [k for k, v in mapping.items() if v == col and k != canon]
+        if col is not None and taken:
+            flag = "--order" if taken[0] == TIME and opts.order == col else f"--col {taken[0]}"
+            raise ConfigError(
+                f"{src.path}: {flag} takes the column {col!r}, which is the {canon} column by "
+                f"its name: each role needs a column of its own (give {taken[0]} another "
+                f"column, or the {canon} ids with --col {canon}=<name>)"
+            )
     _require_columns(mapping, found, opts, src)
     _refuse_duplicates(mapping, found, src)
     return mapping
