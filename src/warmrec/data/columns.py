@@ -86,8 +86,8 @@ ISO_FORMATS = (
 )
 _NOT_PLAIN_INT = r"^(\+|-0|0.)"
 _OFFSET = r"\d[+-]\d\d:?\d\d$"
-INT_AS_FLOAT = r"^(0|-?[1-9]\d*)(\.0+)?$"  # 15.0: an integer id written by a float column
-INT_AS_FLOAT_TAIL = r"\.0+$"
+_INT_AS_FLOAT = r"^(0|-?[1-9]\d*)(\.0+)?$"  # 15.0: an integer id written by a float column
+_INT_AS_FLOAT_TAIL = r"\.0+$"
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _MS_ABOVE, _US_ABOVE, _NS_ABOVE = 1e11, 1e14, 1e17
 TIME_UNITS = ("auto", "s", "ms", "us", "ns", ORDINAL)
@@ -508,11 +508,19 @@ def normalise_ids(s: pl.Series) -> pl.Series:
     as_int = s.cast(pl.Int64, strict=False)
     if as_int.null_count() == s.null_count() and not s.str.contains(_NOT_PLAIN_INT).any():
         return as_int
-    if s.str.contains(INT_AS_FLOAT).all():
-        as_int = s.str.replace(INT_AS_FLOAT_TAIL, "").cast(pl.Int64, strict=False)
+    if s.str.contains(_INT_AS_FLOAT).all():
+        as_int = s.str.replace(_INT_AS_FLOAT_TAIL, "").cast(pl.Int64, strict=False)
         if as_int.null_count() == s.null_count():  # not past Int64 (20 digits stay text)
             return as_int
     return s
+
+
+def integer_text(s: pl.Series) -> pl.Series:
+    """Text ids that are integers written as floats (``"15.0"``) as the integer is written
+    (``"15"``); the others unchanged (where one source read such ids as integers and another
+    kept them as text beside other ids, they meet as the same text)."""
+    fixed = pl.when(s.str.contains(_INT_AS_FLOAT)).then(s.str.replace(_INT_AS_FLOAT_TAIL, ""))
+    return pl.select(fixed.otherwise(s)).to_series().alias(s.name)
 
 
 def infer_extra(s: pl.Series) -> pl.Series:

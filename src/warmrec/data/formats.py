@@ -17,12 +17,11 @@ import polars as pl
 
 from warmrec.data import splitdir
 from warmrec.data.columns import (
-    INT_AS_FLOAT,
-    INT_AS_FLOAT_TAIL,
     ReadOptions,
     align_keys,
     file_order,
     find_alias,
+    integer_text,
     normalise_ids,
     resolve_columns,
     sample_dtypes,
@@ -197,14 +196,7 @@ def _ids_as_integer_text(df: pl.DataFrame, parts: Sequence[pl.DataFrame]) -> pl.
     for col in (SESSION, USER, ITEM):
         types = {p[col].dtype for p in parts if col in p.columns}
         if col in df.columns and df[col].dtype == pl.Utf8 and any(t.is_integer() for t in types):
-            as_int = pl.col(col).str.replace(INT_AS_FLOAT_TAIL, "").cast(pl.Int64, strict=False)
-            fix.append(
-                pl.when(pl.col(col).str.contains(INT_AS_FLOAT))
-                .then(as_int.cast(pl.Utf8))
-                .otherwise(pl.col(col))
-                .fill_null(pl.col(col))
-                .alias(col)
-            )
+            fix.append(integer_text(df[col]))
     return df.with_columns(fix) if fix else df
 
 

@@ -80,12 +80,11 @@ from pathlib import Path
 import polars as pl
 
 from warmrec.data.columns import (
-    INT_AS_FLOAT,
-    INT_AS_FLOAT_TAIL,
     ReadOptions,
     align_keys,
     file_order,
     finish,
+    integer_text,
     normalise_ids,
     sample_dtypes,
     to_canonical,
@@ -648,12 +647,7 @@ def parse_online_retail(path: Path, *, keep_returns: bool = False) -> Interactio
     tcol = cols[TIME]
     raw = raw.with_columns(_retail_time(raw[tcol], src).alias(tcol))
     if USER in cols:  # "17850.0" in some exports, often missing; other ids kept as text
-        text = raw[cols[USER]].cast(pl.Utf8).str.strip_chars()
-        text = pl.select(
-            pl.when(text.str.contains(INT_AS_FLOAT))
-            .then(text.str.replace(INT_AS_FLOAT_TAIL, ""))
-            .otherwise(text)
-        ).to_series()
+        text = integer_text(raw[cols[USER]].cast(pl.Utf8).str.strip_chars())
         raw = raw.with_columns(normalise_ids(text.replace("", None)).alias(cols[USER]))
     # a quantity or price that is not a number is refused with its line (it had become null:
     # the row dropped as a return, the price blank)

@@ -77,6 +77,19 @@ def parse_metric(text: str) -> MetricSpec:
     return MetricSpec(name, k)
 
 
+def parse_rank_metric(text: str, what: str) -> MetricSpec:
+    """:func:`parse_metric` of a metric something maximises (a search's, a selection's): a
+    rank metric at a cut-off, never a list property (``popularity@10`` would pick the most
+    popular lists); ``what`` names the setting in the error."""
+    m = parse_metric(text)
+    if m.name not in RANK_METRICS:
+        raise ConfigError(
+            f"{what}: expected a rank metric ({', '.join(RANK_METRICS)}) at a cut-off, "
+            f"found {text!r}"
+        )
+    return m
+
+
 def coverage(topk: np.ndarray, n_items: int) -> float:
     """Share of the catalogue (excluding padding) that appears in any top-K list."""
     seen = np.unique(topk[topk > 0])

@@ -443,15 +443,15 @@ def summarize_seeds(
     ).select([*by, "mean", "std", "lo", "hi", "n"])
 
 
-def example_units(es: Any) -> tuple[np.ndarray, np.ndarray]:
+def example_units(es: Any) -> tuple[np.ndarray, int]:
     """Per test example the index of its user (the encoded user where the examples have
-    users, else their sequence key: a session), and the units in order of first example."""
+    users, else their sequence key: a session), users numbered in the order of their first
+    example; and the number of users."""
     unit = es.users if es.users is not None else es.keys.to_numpy()
     _, first, inverse = np.unique(np.asarray(unit), return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")  # units in the order their first example comes
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    return rank[inverse], order
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return rank[inverse], len(first)
 
 
 def per_user_values(es: Any, values: Any) -> np.ndarray:
@@ -459,10 +459,10 @@ def per_user_values(es: Any, values: Any) -> np.ndarray:
     the order of their first example (NaN examples left out; a user with only NaN is NaN).
     Under leave-one-out each user has one example; under session or time splits a user has
     many, correlated, and the bootstrap resamples users, not examples."""
-    idx, units = example_units(es)
+    idx, n_units = example_units(es)
     v = np.asarray(values, np.float64)
     ok = ~np.isnan(v)
-    sums = np.bincount(idx[ok], weights=v[ok], minlength=len(units))
-    counts = np.bincount(idx[ok], minlength=len(units))
+    sums = np.bincount(idx[ok], weights=v[ok], minlength=n_units)
+    counts = np.bincount(idx[ok], minlength=n_units)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)

@@ -16,9 +16,10 @@ scenario.
 
 ``order="random"`` draws the held-out users with the seed; ``order="time"`` puts the users who
 start last into meta-test and meta-valid just before them (a cut-off in time: held-out users
-never train, nor does any user who starts at or after the first held-out one). Users are cold, items are warm: ranking is over the full catalogue. For a
-held-out user and ``k`` in ``shots`` the example is (history = the first ``k`` events, target =
-event ``k + 1``) -- :func:`shot_eval_set`.
+never train, nor does any user who starts at or after the first held-out one). Users are cold,
+items are warm: ranking is over the full catalogue. For a held-out user and ``k`` in ``shots``
+the example is (history = the first ``k`` events, target = event ``k + 1``) --
+:func:`shot_eval_set`.
 
 :class:`DataScarcity` -- a fraction of the training sequences (sessions, else users), drawn with
 a seed and nested (a smaller fraction's sample is part of a larger one's for one seed);

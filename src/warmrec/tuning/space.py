@@ -287,17 +287,12 @@ def parse_space(data: Mapping[str, Any], source: str = "<space>") -> SearchSpace
     if bad:
         raise ConfigError(f"{source}: [search] unknown key {bad[0]!r}; valid: metric, model")
     metric = str(search.get("metric", DEFAULT_METRIC)).lower()
-    from warmrec.evaluation.metrics import RANK_METRICS, parse_metric
+    from warmrec.evaluation.metrics import parse_rank_metric
 
     try:
-        name = parse_metric(metric).name
+        parse_rank_metric(metric, "a search maximises it")
     except WarmrecError as e:
         raise ConfigError(f"{source}: [search] metric: {e}") from None
-    if name not in RANK_METRICS:  # a search maximises it: popularity@K would pick the most popular
-        raise ConfigError(
-            f"{source}: [search] metric: expected a rank metric ({', '.join(RANK_METRICS)}) at a "
-            f"cut-off, found {metric!r}"
-        )
     params: list[Param] = []
     fixed: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     for section in SECTIONS:

@@ -122,17 +122,11 @@ def auto(
     Returns the summary also written to ``OUT/summary.json``; the winner is in ``OUT/model``."""
     t_start = time.time() if started is None else float(started)
     budget_s = parse_budget(budget)
-    from warmrec.evaluation.metrics import RANK_METRICS, parse_metric
+    from warmrec.evaluation.metrics import parse_rank_metric
     from warmrec.experiments.spec import prepare_run, spec_from_config
     from warmrec.io import check_output
 
-    m = parse_metric(metric)
-    if m.name not in RANK_METRICS:
-        raise ConfigError(
-            f"--metric: expected a rank metric ({', '.join(RANK_METRICS)}) at a cut-off, "
-            f"found {metric!r}"
-        )
-    metric = m.label
+    metric = parse_rank_metric(metric, "--metric").label
     cold_target_share = check_cold_share(cold_target_share)
     if families is not None:
         names = [f.name for f in FAMILIES]

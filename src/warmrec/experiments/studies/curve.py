@@ -396,7 +396,7 @@ def run_curve(
     from warmrec.experiments.studies.stored import data_fingerprint
 
     fp = data_fingerprint(full.frame)
-    n_users = len(example_units(full.test)[1])
+    n_users = example_units(full.test)[1]
     ran_spec: RunSpec = full.info["spec"]
     protocol = protocol_text(ran_spec.model_copy(update={"eval": base.eval}))
     records: list[dict[str, Any]] = []
