@@ -14,7 +14,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from tests.conftest import cyclic_log, hand_made, raw_scores
+from tests.conftest import cyclic_log, hand_made, raw_scores, session_frame
 from warmrec import EvalSet, SequenceDataset, evaluate, get_model
 from warmrec.errors import ConfigError
 from warmrec.models.rules import (
@@ -199,3 +199,31 @@ def test_fallback_keeps_positive_scores_above_the_rest():
     assert s[0, 0] == 0 and s[1, 0] == 0
     assert s[0, 2] < s[0, 1] < s[0, 3]  # popular item 2 without a rule stays below both
     assert torch.argsort(s[1, 1:], descending=True).tolist() == [1, 2, 0]
+
+
+def test_fallback_never_reorders_different_rule_scores():
+    """1 -> 2 twelve times, 1 -> 3 ten times, 3 the most popular item: Markov ranks by the
+    transition counts; popularity only orders items whose counts tie (or have none)."""
+    sessions = [[1, 2]] * 12 + [[1, 3]] * 10 + [[3, 4, 3, 4, 3]] * 30
+    rows = [(f"s{j}", str(it), float(t)) for j, s in enumerate(sessions) for t, it in enumerate(s)]
+    m = Markov().fit(SequenceDataset.from_frame(session_frame(rows)))
+    items = [i for i, _ in m.recommend([["1"]], k=4, scores=True)[0]]
+    assert items == ["2", "3", "4", "1"]  # 12, 10 transitions, then no rule: by popularity
+
+
+def test_fallback_breaks_only_ties_on_random_rows():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = 30
+        dense_r = np.zeros((1, n), dtype=np.float32)
+        cols = rng.choice(np.arange(1, n), size=rng.integers(1, 12), replace=False)
+        dense_r[0, cols] = rng.choice([0.5, 1.0, 1.0001, 2.0, 3.0, 7.25], size=len(cols))
+        counts = torch.from_numpy(rng.integers(0, 50, size=n).astype(np.float32))
+        s = scores_with_fallback(sp.csr_matrix(dense_r), counts, True)[0].numpy()
+        raw = dense_r[0]
+        for a in range(1, n):
+            for b in range(1, n):
+                if raw[a] > raw[b]:
+                    assert s[a] >= s[b], (raw[a], raw[b], s[a], s[b])
+                elif raw[a] == raw[b] and counts[a] > counts[b]:
+                    assert s[a] > s[b]

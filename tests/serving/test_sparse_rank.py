@@ -178,3 +178,24 @@ def test_the_popularity_fill_is_counted(tmp_path, engine):
     Markov(pop_fallback=False).fit(SequenceDataset.from_frame(_chain_log())).save(tmp_path / "n")
     raw = ModelBundle.load(tmp_path / "n", engine=engine).recommend([3], 4, exclude_seen=True)
     assert raw.popularity_filled == 0  # ties at 0: no popularity order was used
+
+
+def test_ranker_matches_dense_row_on_random_rows():
+    """Rows with close and equal scores (the tie step is the smallest gap, not the smallest
+    score): the sparse ranker returns what the dense row ranks."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(1)
+    n = 40
+    counts = torch.from_numpy(rng.integers(0, 30, size=n).astype(np.float32))
+    ranker = FallbackRanker(counts, True)
+    for _ in range(100):
+        cols = np.sort(rng.choice(np.arange(1, n), size=rng.integers(1, 15), replace=False))
+        vals = rng.choice([0.5, 1.0, 1.001, 2.0, 9.0], size=len(cols)).astype(np.float32)
+        r = sp.csr_matrix((vals, cols, [0, len(cols)]), shape=(1, n))
+        row = scores_with_fallback(r, counts, True)[0].numpy()
+        cand = np.arange(1, n)
+        want = cand[np.lexsort((cand, -row[cand]))]
+        for k in (1, 5, 39):
+            s, i = ranker.top_k(r.indices, r.data, k)
+            assert s.tolist() == row[want[:k]].tolist()

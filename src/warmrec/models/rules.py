@@ -12,10 +12,12 @@ recommendation algorithms" (UMUAI 2018; session-rec): rules are counted over pai
 
 Popularity fallback (shared with :mod:`warmrec.models.knn`): where the rule scores tie -- most
 visibly the items with no rule at all, or an empty history -- a small popularity term breaks the
-tie. Row ``b`` gets ``s_b * count / (max_count + 1)`` added, with ``s_b`` half the smallest
-positive rule score of that row (1 for a row without any), so every item with a rule ranks above
-every item without one and the rest are ordered by training popularity. ``pop_fallback=False``
-returns the raw rule scores.
+tie, and only the tie. Row ``b`` gets ``s_b * count / (max_count + 1)`` added, with ``s_b`` half
+the smallest step of that row's scores (the smallest positive score, or the smallest difference
+between two distinct scores, whichever is smaller; 1 for a row without any), so the order of two
+different rule scores never changes (a rounding to float32 may at worst make them equal), every
+item with a rule ranks above every item without one, and tied items are ordered by training
+popularity. ``pop_fallback=False`` returns the raw rule scores.
 """
 
 from __future__ import annotations
@@ -93,6 +95,39 @@ def prune_rows(m: sp.csr_matrix, k: int, tiebreak: np.ndarray | None = None) -> 
     return sp.csr_matrix((m.data[keep], m.indices[keep], indptr), shape=m.shape)
 
 
+def _half_step(values: np.ndarray) -> float:
+    """Half the smallest positive score or gap between two distinct scores of one row (1 for a
+    row without a positive score)."""
+    v = np.unique(np.asarray(values, dtype=np.float64))
+    v = v[v > 0]
+    if not len(v):
+        return 1.0
+    return 0.5 * float(min(v[0], np.diff(v).min()) if len(v) > 1 else v[0])
+
+
+def tie_scale(r: sp.csr_matrix) -> np.ndarray:
+    """:func:`_half_step` of every row of non-negative sparse ``r``, as float32: ``scale * pop``
+    (``pop < 1``) stays below half of every gap between the row's scores."""
+    b = r.shape[0]
+    scale = np.ones(b, dtype=np.float64)
+    if r.nnz:
+        rows = np.repeat(np.arange(b, dtype=np.int64), np.diff(r.indptr))
+        data = r.data.astype(np.float64)
+        order = np.lexsort((data, rows))
+        d, rw = data[order], rows[order]
+        d, rw = d[d > 0], rw[d > 0]
+        if len(d):
+            first = np.ones(len(d), dtype=bool)
+            first[1:] = rw[1:] != rw[:-1]
+            step = d.copy()  # a row's smallest value: its gap to 0
+            gap = np.diff(d)
+            later = ~first[1:]
+            step[1:][later] = np.where(gap[later] > 0, gap[later], np.inf)
+            heads = np.nonzero(first)[0]
+            scale[rw[heads]] = 0.5 * np.minimum.reduceat(step, heads)
+    return scale.astype(np.float32)
+
+
 def scores_with_fallback(r: sp.csr_matrix, counts: torch.Tensor, fallback: bool) -> torch.Tensor:
     """Dense float32 ``[B, n_items]`` scores from sparse non-negative ``r`` plus the popularity
     fallback described in the module docstring (column 0 stays 0)."""
@@ -100,10 +135,7 @@ def scores_with_fallback(r: sp.csr_matrix, counts: torch.Tensor, fallback: bool)
     r.eliminate_zeros()
     b, n = r.shape
     if fallback:
-        scale = np.ones(b, dtype=np.float32)
-        nonempty = np.diff(r.indptr) > 0
-        if r.nnz:
-            scale[nonempty] = 0.5 * np.minimum.reduceat(r.data, r.indptr[:-1][nonempty])
+        scale = tie_scale(r)
         pop = (counts.double() / (float(counts.max()) + 1.0)).float() if len(counts) else counts
         out = torch.outer(torch.from_numpy(scale), pop)
     else:
@@ -159,7 +191,7 @@ class FallbackRanker:
         if k == 0:
             return none
         idx = np.asarray(idx, dtype=np.int64)
-        scale = np.float32(0.5 * val.min()) if (self.fallback and len(val)) else np.float32(1.0)
+        scale = np.float32(_half_step(val)) if (self.fallback and len(val)) else np.float32(1.0)
         cand = val.astype(np.float32)
         if self.fallback:
             cand = scale * self.pop[idx] + cand
