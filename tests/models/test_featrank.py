@@ -518,3 +518,15 @@ def test_first_step_values_are_what_the_first_step_reads(monkeypatch, extra, fit
     assert sum(seen[:fits]) == expected
     assert len(seen) > fits  # the validation steps came after, on fewer rows
     assert all(n < seen[0] for n in seen[fits:])
+
+
+def test_training_log_of_single_events_keeps_the_initial_weights():
+    """No training sequence has two events, so no prefix predicts a next item: the first step
+    has nothing to fit (it failed on an empty concatenation) and the model keeps working."""
+    vocab = ItemVocab.from_ids(IDS)
+    df = pl.DataFrame({"session_id": [1, 2, 3], "item_id": IDS[:3], "timestamp": [0.0, 1, 2]})
+    train = SequenceDataset.from_frame(df, vocab, item_features=_items())
+    for transitions in (True, False):
+        m = FeatRank(base="markov", transitions=transitions).fit(train)
+        s = m.score(Batch(torch.tensor([[0, 1], [1, 2]])))
+        assert s.shape == (2, len(vocab)) and torch.isfinite(s[:, 1:]).all()

@@ -286,3 +286,19 @@ def test_repeat_term_lifts_the_history_items_beyond_the_base():
     want[0, [i[2], i[3]]] += 9.0
     want[2, i[5]] += 9.0  # an empty history (row 1) gets nothing
     torch.testing.assert_close(f.score(batch), want)
+
+
+def test_repeat_term_with_seen_items_excluded_on_validation():
+    """``select_exclude_seen`` with the repeat term: the exclusion reads each history apart from
+    the repeat term (it once overwrote the term and failed to broadcast)."""
+    train, valid = split_cyclic()
+    f = get_model(
+        "fresh",
+        base="markov",
+        cold_weight=0.0,
+        affinity_weight=0.0,
+        seen_window=3,
+        select_exclude_seen=True,
+    ).fit(train, valid)
+    assert len(f.meta.history) == 5  # the seen grid's five points, all scored
+    assert evaluate(f, valid, ["hr@1"], exclude_seen=True).summary["hr@1"] == 1.0

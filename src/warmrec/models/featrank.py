@@ -682,6 +682,14 @@ class FeatRank(Recommender):
         if len(pos) > self._fit_cap():
             pick = np.sort(rng.choice(len(pos), self._fit_cap(), replace=False))
             pos, starts = pos[pick], starts[pick]
+        if not len(pos):  # no sequence of two events: nothing to fit (the first step keeps w0)
+            n, width = self.n_items, len(self.names)
+            return (
+                torch.zeros(0, n, width),
+                torch.zeros(0, n, dtype=torch.bool),
+                torch.zeros(0, dtype=torch.int64),
+                torch.ones(0),
+            )
         size = self.history_len
         hist = np.zeros((len(pos), size), dtype=np.int64)
         for r, (p, s) in enumerate(zip(pos, starts, strict=True)):

@@ -498,8 +498,8 @@ class Fresh(Recommender):
                 seen = self._seen_term(batch.items)
                 if self.config.select_exclude_seen:
                     for r, j in enumerate(idx):
-                        seen = np.asarray(valid.history(int(j)), dtype=np.int64)
-                        base[r, torch.from_numpy(seen[seen > 0])] = -torch.inf
+                        hist = np.asarray(valid.history(int(j)), dtype=np.int64)
+                        base[r, torch.from_numpy(hist[hist > 0])] = -torch.inf
                 rows = torch.arange(len(idx))
                 tgt = torch.from_numpy(valid.targets[idx])
                 for g, (a, b, o, tw, rw) in enumerate(grid):
