@@ -13,6 +13,7 @@ from tests.conftest import cyclic_log
 from warmrec.data.dataset import Batch, EvalSet
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ConfigError, ModelError
+from warmrec.evaluation import metrics as M
 from warmrec.evaluation.evaluate import _Negatives, _sample_negatives, evaluate
 
 NAN = float("nan")
@@ -58,12 +59,13 @@ SCORES = [
     [1, 1, 1, 1, 1, 1],  # all equal: ties count against the model -> last, rank 5
     [9, 1, 1, 1, 1, 2],  # padding's 9 is never ranked -> rank 1
     [0, 0.5, NAN, NAN, NAN, 0.1],  # NaN items rank last -> rank 1
-    [0, 1, 2, 3, NAN, 0],  # NaN target -> last, rank 5
+    [0, 1, 2, 3, NAN, 0],  # NaN target -> out of the ranking, a miss at every K
     [0, 1, 2, 2, 2, 0],  # target 3 ties with items 2 and 4 -> rank 3
 ]
-RANKS = [2, 5, 1, 1, 5, 3]
+U = M.UNRANKED
+RANKS = [2, 5, 1, 1, U, 3]
 # exclude_seen: item 1 gone for example 0; example 1's target was seen -> miss; example 5: item 2
-RANKS_EXCLUDED = [1, 5, 1, 1, 5, 2]
+RANKS_EXCLUDED = [1, U, 1, 1, U, 2]
 
 
 def test_full_ranks_exact():
@@ -74,7 +76,7 @@ def test_full_ranks_exact():
     assert torch.equal(torch.nan_to_num(model.table), torch.nan_to_num(before))  # untouched
     assert res["hr@1"] == pytest.approx(2 / 6)
     assert res["HR@2"] == pytest.approx(3 / 6)
-    assert res["mrr@5"] == pytest.approx((1 / 2 + 1 / 5 + 1 + 1 + 1 / 5 + 1 / 3) / 6)
+    assert res["mrr@5"] == pytest.approx((1 / 2 + 1 / 5 + 1 + 1 + 0 + 1 / 3) / 6)
     want_ndcg = [1 / math.log2(3), 0, 1, 1, 0, 1 / math.log2(4)]
     np.testing.assert_allclose(res.per_example["ndcg@3"], want_ndcg)
     assert res.n_examples == 6 and res.protocol == "full"
@@ -104,7 +106,22 @@ def test_constant_model_ranks_last_and_infinite_scores():
     inf = float("inf")
     table = [[0, -inf, 1, 1, 1, 1, 1, 1], [0, 1, 1, 1, inf, 1, 1, 1], [0, 1, 1, 1, 1, 1, 1, 1]]
     res = evaluate(FixedScores(table), es, ["hr@7"])
-    assert res.ranks.tolist() == [n_items - 1, 1, n_items - 1]
+    # a -inf target is out of the ranking (no top-k list returns it): a miss even at K = 7
+    assert res.ranks.tolist() == [M.UNRANKED, 1, n_items - 1]
+    assert res.per_example["hr@7"].tolist() == [0.0, 1.0, 1.0]
+
+
+def test_a_target_out_of_the_ranking_misses_at_every_cutoff():
+    """4 real items, the target seen and excluded: no list of any length holds it (it counted as
+    a hit once K reached the catalogue)."""
+    es = make_set([[2]], [2], 5)
+    rows = FixedScores([[0, 1, 9, 2, 3]])
+    metrics = ["hr@3", "hr@4", "hr@50", "ndcg@4", "mrr@50"]
+    for protocol in ("full", "sampled-uniform-2"):
+        res = evaluate(rows, es, metrics, exclude_seen=True, protocol=protocol)
+        assert res.summary == dict.fromkeys(metrics, 0.0), protocol
+    nan = evaluate(FixedScores([[0, 1, float("nan"), 2, 3]]), es, ["hr@4"])
+    assert nan.summary == {"hr@4": 0.0}
 
 
 def test_list_metrics_by_hand():
@@ -237,7 +254,7 @@ def test_sampled_ties_against_model_and_seed():
         "sampled-uniform-5",
         exclude_seen=True,
     )
-    assert seen.ranks.tolist() == [6]  # a seen target is a miss in the sampled protocol too
+    assert seen.ranks.tolist() == [U]  # a seen target is a miss in the sampled protocol too
 
 
 def test_popularity_sampling_follows_item_counts_in_evaluate():

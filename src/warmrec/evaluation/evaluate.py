@@ -21,7 +21,9 @@ Protocols:
 
 In every protocol the target's rank counts ties against the model, padding is never ranked, and
 NaN scores rank last. With ``exclude_seen=True`` every item of the (whole) history is removed
-before ranking -- including the target if it was seen, which then counts as a miss.
+before ranking -- including the target if it was seen, which then counts as a miss. A target out
+of the ranking (removed, or scored NaN or -inf: no top-k list holds it) gets rank
+``metrics.UNRANKED``, a miss at every K, also where K reaches the catalogue's size.
 
 A model with ``training``/``eval``/``train`` (a ``torch.nn.Module``) is put in eval mode while it
 is scored and restored afterwards.
@@ -328,19 +330,19 @@ def evaluate(
                 a = scores.numpy()
                 rows = np.arange(len(idx))
                 t_score = a[rows, eval_set.targets[idx]][:, None]
-                # NaN, excluded or -inf target: ranked last
+                # NaN, excluded or -inf target: out of the ranking, a miss at every K
                 lost = ~(t_score[:, 0] > -np.inf)
                 if sampled:
                     cand = np.take_along_axis(a, negatives.get(lo, hi), axis=1)
                     # ties against the model: a candidate scoring >= the target ranks above it
                     r = np.count_nonzero(cand >= t_score, axis=1) + 1
-                    r = np.where(lost, cand.shape[1] + 1, r)
+                    r = np.where(lost, M.UNRANKED, r)
                 else:
                     # ties against the model: every other item scoring >= the target ranks above it
                     r = np.count_nonzero(a >= t_score, axis=1)
                     if not masked:
                         r = r - (a[:, 0] >= t_score[:, 0])  # padding never counts
-                    r = np.where(lost, n_items - 1, r)
+                    r = np.where(lost, M.UNRANKED, r)
                 ranks[idx] = r
                 if kmax:
                     vals, top = torch.topk(scores, ktop, dim=1)

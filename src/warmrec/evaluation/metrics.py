@@ -2,6 +2,8 @@
 
 With one relevant item per example, Recall@K equals HR@K and AP@K equals 1/rank within K. Ranks
 count ties against the model: a target tied with ``t`` other items has rank ``greater + t + 1``.
+A target that was not ranked at all (removed with the seen items, or scored NaN or -inf, which no
+top-k list returns) has rank :data:`UNRANKED`, beyond every cut-off: a miss at any K.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from warmrec.errors import ConfigError
+
+UNRANKED = np.iinfo(np.int64).max
+"""The rank of a target no ranking holds (a miss at every cut-off, even K >= the catalogue)."""
 
 
 def hit_rate(ranks: np.ndarray, k: int) -> np.ndarray:

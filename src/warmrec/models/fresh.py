@@ -513,7 +513,7 @@ class Fresh(Recommender):
                     t = s[rows, tgt][:, None]
                     r = (s >= t).sum(dim=1)
                     lost = ~(t[:, 0] > -torch.inf)
-                    ranks[g, idx] = torch.where(lost, s.shape[1] - 1, r).numpy()
+                    ranks[g, idx] = np.where(lost.numpy(), M.UNRANKED, r.numpy())
         f = M.RANK_METRICS[spec.name]
         return [
             (*w, float(f(ranks[g], spec.k).mean()) if len(valid) else 0.0)

@@ -320,7 +320,7 @@ class Hybrid(Recommender):
                     # NumPy counts a boolean matrix ~10x faster than a torch sum over it
                     r = np.count_nonzero(torch.ge(fused, t, out=hit).numpy(), axis=1)
                     lost = ~(t[:, 0] > -torch.inf).numpy()
-                    ranks[g, idx] = np.where(lost, a.shape[1] - 1, r)
+                    ranks[g, idx] = np.where(lost, M.UNRANKED, r)
         f = M.RANK_METRICS[spec.name]
         return [
             (w, float(f(ranks[g], spec.k).mean()) if len(valid) else 0.0)
