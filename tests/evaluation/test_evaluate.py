@@ -432,3 +432,22 @@ def test_category_metrics_count_ties_against_the_model():
 
     top = _top_ties_last(scores, torch.from_numpy(own.astype(np.float32)), torch.tensor([2]), 3)
     assert top.tolist() == [[2, 3, 4]]
+
+
+def test_result_records_each_examples_user():
+    """Two users, the second with three examples (a time split's events): ``units`` numbers
+    the users in the order of their first example, and a slice keeps its examples' users."""
+    es = make_set([[1], [1], [1, 2], [1, 2, 3]], [2, 2, 3, 4], 6)
+    es = EvalSet(es.items, es.starts, es.ends, es.targets, 6, es.keys, np.array([7, 3, 3, 3]))
+
+    class Zeros:
+        history_len = 10
+
+        def score(self, batch: Batch) -> torch.Tensor:
+            return torch.zeros(len(batch.items), 6)
+
+    res = evaluate(Zeros(), es, ["hr@5"])
+    assert res.units.tolist() == [0, 1, 1, 1]
+    from warmrec.evaluation.slices import subset_result
+
+    assert subset_result(res, np.array([3, 0])).units.tolist() == [1, 0]

@@ -328,3 +328,57 @@ def test_compare_refuses_results_of_other_examples_of_the_same_count():
         compare(other, "pop", "ndcg@10")
     with pytest.raises(ConfigError, match=r"ndcg@5 \(it was not computed"):
         compare({"pop": evaluate(pop, p.test), "markov": evaluate(markov, p.test)}, "pop", "ndcg@5")
+
+
+def _clustered(n_units: int = 40, per: int = 10, seed: int = 0):
+    """Values constant within each unit (a user's prefixes scored alike): ``n_units * per``
+    examples carry only ``n_units`` independent values."""
+    rng = np.random.default_rng(seed)
+    unit_vals = rng.random(n_units)
+    units = np.repeat(np.arange(n_units), per)
+    return unit_vals, np.repeat(unit_vals, per), units
+
+
+def test_bootstrap_ci_resamples_units_not_examples():
+    unit_vals, x, units = _clustered()
+    mean, lo, hi = bootstrap_ci(x, 4000, units=units)
+    _, ulo, uhi = bootstrap_ci(unit_vals, 4000)  # the same distribution, drawn on the units
+    assert mean == pytest.approx(x.mean())
+    assert hi - lo == pytest.approx(uhi - ulo, rel=0.15)
+    _, elo, ehi = bootstrap_ci(x, 4000)  # examples as if independent: about sqrt(10) narrower
+    assert (hi - lo) / (ehi - elo) > 2.5
+    # one example per unit: exactly the resampling of examples
+    assert bootstrap_ci(x, 500, units=np.arange(len(x))) == bootstrap_ci(x, 500)
+
+
+def test_paired_test_with_units_flips_and_resamples_users():
+    rng = np.random.default_rng(1)
+    unit_d = rng.normal(0.02, 0.2, 40)
+    per = 10
+    units = np.repeat(np.arange(40), per)
+    b = rng.random(400)
+    a = b + np.repeat(unit_d, per)
+    for method in METHODS:
+        clustered = paired_test(a, b, method, n_boot=4000, units=units)
+        on_units = paired_test(unit_d, np.zeros(40), method, n_boot=4000)
+        naive = paired_test(a, b, method, n_boot=4000)
+        assert clustered.mean_diff == pytest.approx(a.mean() - b.mean())
+        assert clustered.n == 400
+        assert clustered.p_value == pytest.approx(on_units.p_value, abs=0.03), method
+        assert naive.p_value < clustered.p_value, method
+
+
+def test_compare_resamples_the_users_of_the_results():
+    unit_vals, x, units = _clustered()
+    y = np.clip(x + 0.01, 0, 1)
+    res = {
+        "a": EvalResult(
+            {"ndcg@10": x.mean()}, {"ndcg@10": x}, np.ones(400), "full", 400, units=units
+        ),
+        "b": EvalResult(
+            {"ndcg@10": y.mean()}, {"ndcg@10": y}, np.ones(400), "full", 400, units=units
+        ),
+    }
+    tab = compare(res, "a", "ndcg@10", n_boot=2000)
+    row = tab.row(0, named=True)
+    assert (row["lo"], row["hi"]) == pytest.approx(bootstrap_ci(x, 2000, units=units)[1:])

@@ -63,6 +63,11 @@ class EvalResult:
     examples: str = ""
     """A digest of the examples scored (targets and history lengths, in order):
     :func:`~warmrec.evaluation.stats.compare` pairs only results of the same examples."""
+    units: np.ndarray | None = None
+    """Per example the index of its user (its sequence key where the examples have no users),
+    numbered in the order of first appearance (:func:`example_units`): under session and time
+    splits a user gives many correlated examples, and
+    :func:`~warmrec.evaluation.stats.compare` resamples users, not examples."""
 
     @property
     def table(self) -> pl.DataFrame:
@@ -370,7 +375,26 @@ def evaluate(
             vals = hr if s.name == "cat_hr" else ap
         per_example[s.label] = vals
         summary[s.label] = nan_mean(vals) if n else float("nan")  # no example: not 0
-    return EvalResult(summary, per_example, ranks, protocol, n, examples=examples_digest(eval_set))
+    return EvalResult(
+        summary,
+        per_example,
+        ranks,
+        protocol,
+        n,
+        examples=examples_digest(eval_set),
+        units=example_units(eval_set)[0],
+    )
+
+
+def example_units(es: EvalSet) -> tuple[np.ndarray, int]:
+    """Per test example the index of its user (the encoded user where the examples have
+    users, else their sequence key: a session), users numbered in the order of their first
+    example; and the number of users."""
+    unit = es.users if es.users is not None else es.keys.to_numpy()
+    _, first, inverse = np.unique(np.asarray(unit), return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return rank[inverse], len(first)
 
 
 def examples_digest(eval_set: EvalSet) -> str:

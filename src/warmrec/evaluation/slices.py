@@ -97,7 +97,10 @@ def subset_result(res: EvalResult, index: np.ndarray) -> EvalResult:
     digest = (
         f"{res.examples}[{hashlib.sha256(np.asarray(index, np.int64).tobytes()).hexdigest()[:8]}]"
     )
-    return EvalResult(summary, per, res.ranks[index], res.protocol, len(index), examples=digest)
+    units = None if res.units is None else res.units[index]
+    return EvalResult(
+        summary, per, res.ranks[index], res.protocol, len(index), examples=digest, units=units
+    )
 
 
 def evaluate_slices(

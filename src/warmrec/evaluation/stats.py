@@ -11,6 +11,15 @@ otherwise example indices are drawn in blocks (cost ``n_boot x n``, memory bound
 
 NaN values (for instance the mean popularity of an empty top-K list) are left out; in paired
 functions a pair is left out when either value is NaN.
+
+Where one user gives several examples (session and time splits: one per prefix or per event),
+the examples are not independent, and resampling them gives intervals too narrow and p-values too
+small. With ``units`` (per example its user, ``EvalResult.units``) :func:`bootstrap_ci` and
+:func:`paired_test` resample users (a cluster bootstrap: each replicate draws users with
+replacement and takes the mean over all their examples, so the estimate stays the mean over
+examples), the permutation test flips the sign of each user's differences together, and the
+t-test and Wilcoxon test run on the per-user mean differences. :func:`compare` passes the
+results' units.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ import polars as pl
 from scipy import stats as sps
 
 from warmrec.errors import ConfigError, DataError
-from warmrec.evaluation.evaluate import EvalResult
+from warmrec.evaluation.evaluate import EvalResult, example_units
 from warmrec.evaluation.metrics import parse_metric
 
 _BLOCK = 1 << 22  # random draws held in memory at once
@@ -75,6 +84,40 @@ def _boot_means(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndar
     return out
 
 
+def _unit_sums(values: np.ndarray, units: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per unit the sum and count of the (non-NaN) ``values``; None where every unit holds one
+    example (the resampling of examples is then already the resampling of units)."""
+    u = np.asarray(units)
+    if u.shape != values.shape:
+        raise DataError(
+            "units must give one unit per value",
+            field="units",
+            expected=str(values.shape),
+            found=str(u.shape),
+        )
+    ok = ~np.isnan(values)
+    _, inv = np.unique(u[ok], return_inverse=True)
+    if inv.size == 0 or inv.max(initial=-1) + 1 == inv.size:
+        return None
+    sums = np.bincount(inv, weights=values[ok])
+    return sums, np.bincount(inv).astype(np.float64)
+
+
+def _boot_ratio(
+    sums: np.ndarray, counts: np.ndarray, n_boot: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``n_boot`` cluster-bootstrap means: units drawn with replacement (multinomial weights),
+    the mean over every example of the drawn units."""
+    n = len(sums)
+    out = np.empty(n_boot)
+    step = max(1, _BLOCK // n)
+    p = np.full(n, 1.0 / n)
+    for lo in range(0, n_boot, step):
+        w = rng.multinomial(n, p, size=min(step, n_boot - lo)).astype(np.float64)
+        out[lo : lo + len(w)] = (w @ sums) / (w @ counts)
+    return out
+
+
 def _interval(x: np.ndarray, boot: np.ndarray, alpha: float, method: str) -> tuple[float, float]:
     """Percentile or BCa interval of the mean from bootstrap means ``boot``."""
     theta = float(x.mean())
@@ -103,6 +146,7 @@ def bootstrap_ci(
     alpha: float = 0.05,
     seed: int | np.random.Generator = 0,
     method: str = "percentile",
+    units: Sequence[Any] | np.ndarray | None = None,
 ) -> tuple[float, float, float]:
     """Mean of ``values`` and its ``1 - alpha`` bootstrap confidence interval.
 
@@ -115,6 +159,8 @@ def bootstrap_ci(
             the mean has a closed-form jackknife, so BCa costs no more than the percentile
             interval). BCa falls back to the percentile interval when the bootstrap distribution
             is degenerate.
+        units: per value its unit (user): units are resampled, not values (the module
+            docstring); the interval is then the percentile one.
 
     Returns:
         ``(mean, lo, hi)``.
@@ -122,8 +168,15 @@ def bootstrap_ci(
     _check_alpha(alpha, n_boot)
     if method not in ("percentile", "bca"):
         raise ConfigError(f"unknown bootstrap interval '{method}'; expected 'percentile' or 'bca'")
+    raw = np.asarray(values, dtype=np.float64)
     x = _clean(values)
-    boot = _boot_means(x, n_boot, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    grouped = _unit_sums(raw, units) if units is not None else None
+    if grouped is not None:
+        boot = _boot_ratio(*grouped, n_boot, rng)
+        lo, hi = _interval(x, boot, alpha, "percentile")
+        return float(x.mean()), lo, hi
+    boot = _boot_means(x, n_boot, rng)
     lo, hi = _interval(x, boot, alpha, method)
     return float(x.mean()), lo, hi
 
@@ -192,6 +245,7 @@ def paired_test(
     n_boot: int = 10000,
     alpha: float = 0.05,
     seed: int | np.random.Generator = 0,
+    units: Sequence[Any] | np.ndarray | None = None,
 ) -> PairedTest:
     """Is the mean of ``a`` different from the mean of ``b`` on the same examples?
 
@@ -208,6 +262,7 @@ def paired_test(
 
     Identical inputs give ``mean_diff = 0`` and ``p_value = 1`` for every method. Randomised
     methods are reproducible from ``seed``; their smallest p-value is ``1 / (n_boot + 1)``.
+    With ``units`` (per example its user) users are the unit of every method (module docstring).
     """
     if method not in METHODS:
         raise ConfigError(f"unknown test '{method}'; expected one of {', '.join(METHODS)}")
@@ -219,6 +274,11 @@ def paired_test(
     means = float(x.mean()), float(y.mean())
     if not np.any(d != 0):
         return PairedTest(0.0, (0.0, 0.0), 1.0, method, n, *means, alpha)
+    if units is not None:
+        both = ~(np.isnan(np.asarray(a, np.float64)) | np.isnan(np.asarray(b, np.float64)))
+        grouped = _unit_sums(d, np.asarray(units)[both])
+        if grouped is not None:
+            return _paired_units(d, *grouped, method, n_boot, alpha, seed, means)
     if method == "t":
         if n < 2:
             raise DataError("a paired t-test needs at least 2 pairs", field="a, b", found=str(n))
@@ -238,6 +298,43 @@ def paired_test(
         p = _sign_flip_p(d, n_boot, rng)
     else:
         p = float(sps.wilcoxon(d).pvalue)
+    return PairedTest(m, ci, float(p), method, n, *means, alpha)
+
+
+def _paired_units(
+    d: np.ndarray,
+    sums: np.ndarray,
+    counts: np.ndarray,
+    method: str,
+    n_boot: int,
+    alpha: float,
+    seed: int | np.random.Generator,
+    means: tuple[float, float],
+) -> PairedTest:
+    """:func:`paired_test` with users as the unit: ``sums``/``counts`` of the differences ``d``
+    per user."""
+    m, n = float(d.mean()), len(d)
+    if method in ("t", "wilcoxon"):  # on the per-user mean differences
+        t = paired_test(
+            sums / counts, np.zeros(len(sums)), method, n_boot=n_boot, alpha=alpha, seed=seed
+        )
+        p, ci = t.p_value, t.ci
+        if method == "wilcoxon":
+            ci = _interval(
+                d,
+                _boot_ratio(sums, counts, n_boot, np.random.default_rng(seed)),
+                alpha,
+                "percentile",
+            )
+        return PairedTest(m, ci, p, method, n, *means, alpha)
+    rng = np.random.default_rng(seed)
+    boot = _boot_ratio(sums, counts, n_boot, rng)
+    ci = _interval(d, boot, alpha, "percentile")
+    if method == "bootstrap":
+        tol = 1e-9 * abs(m)
+        p = (1 + int(np.sum(np.abs(boot - m) >= abs(m) - tol))) / (n_boot + 1)
+    else:  # the signs of each user's differences flipped together: the users' sums flipped
+        p = _sign_flip_p(sums, n_boot, rng)
     return PairedTest(m, ci, float(p), method, n, *means, alpha)
 
 
@@ -273,7 +370,8 @@ def compare(
 ) -> pl.DataFrame:
     """Each model's mean of ``metric`` with its CI, and its paired difference to ``baseline``.
 
-    All results must come from the same examples (same ``EvalSet``, same order). Columns:
+    All results must come from the same examples (same ``EvalSet``, same order); where a user
+    gives several examples (``EvalResult.units``), users are resampled, not examples. Columns:
     ``model, metric, n, mean, lo, hi, diff, diff_lo, diff_hi, p_value, p_adjusted`` -- the
     baseline's row first, with ``diff = 0`` and null p-values; ``p_adjusted`` corrects the other
     models' p-values for multiple comparisons (``correction``).
@@ -308,17 +406,24 @@ def compare(
                 expected=f"the examples of '{baseline}' ({base.examples})",
                 found=res.examples,
             )
+    units = base.units
     rows = []
     for name, res in results.items():
         vals = res.per_example[label]
-        mean, lo, hi = bootstrap_ci(vals, n_boot, alpha, seed)
+        mean, lo, hi = bootstrap_ci(vals, n_boot, alpha, seed, units=units)
         row = {"model": name, "metric": label, "n": int(np.sum(~np.isnan(vals)))}
         row.update(mean=mean, lo=lo, hi=hi)
         if name == baseline:
             row.update(diff=0.0, diff_lo=0.0, diff_hi=0.0, p_value=None)
         else:
             t = paired_test(
-                vals, base.per_example[label], method, n_boot=n_boot, alpha=alpha, seed=seed
+                vals,
+                base.per_example[label],
+                method,
+                n_boot=n_boot,
+                alpha=alpha,
+                seed=seed,
+                units=units,
             )
             row.update(diff=t.mean_diff, diff_lo=t.ci[0], diff_hi=t.ci[1], p_value=t.p_value)
         rows.append(row)
@@ -441,17 +546,6 @@ def summarize_seeds(
         (pl.col("mean") + h).alias("hi"),
         pl.col("n").cast(pl.Int64),
     ).select([*by, "mean", "std", "lo", "hi", "n"])
-
-
-def example_units(es: Any) -> tuple[np.ndarray, int]:
-    """Per test example the index of its user (the encoded user where the examples have
-    users, else their sequence key: a session), users numbered in the order of their first
-    example; and the number of users."""
-    unit = es.users if es.users is not None else es.keys.to_numpy()
-    _, first, inverse = np.unique(np.asarray(unit), return_index=True, return_inverse=True)
-    rank = np.empty(len(first), dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-    return rank[inverse], len(first)
 
 
 def per_user_values(es: Any, values: Any) -> np.ndarray:

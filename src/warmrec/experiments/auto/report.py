@@ -164,7 +164,7 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
         with warnings_quiet():
             res = evaluate_run(model, prepared.test, spec, prepared)
         t.test = {k: float(v) for k, v in res.summary.items()}
-        t.test_ci = _ci(res.per_example[label])
+        t.test_ci = _ci(res.per_example[label], res.units)
         if t is winner:
             winner_slices = _slices(res, prepared, label)
             record_run(

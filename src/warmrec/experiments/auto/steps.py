@@ -127,10 +127,11 @@ def _value(ctx: StepContext, res: Any, label: str) -> tuple[float, list[float] |
     """The validation value of a scoring and its CI (weighed by ``ctx.weights`` if set)."""
     v = res.per_example[label]
     w = ctx.weights
+    units = getattr(res, "units", None)
     if w is None or len(w) != len(v):
-        return float(res.summary[label]), _ci(v)
+        return float(res.summary[label]), _ci(v, units)
     x = v * w
-    return float(x.mean()), _ci(x)
+    return float(x.mean()), _ci(x, units)
 
 
 def _label(metric: str) -> str:
@@ -139,11 +140,13 @@ def _label(metric: str) -> str:
     return parse_metric(metric).label
 
 
-def _ci(values: Any) -> list[float] | None:
+def _ci(values: Any, units: Any = None) -> list[float] | None:
+    """The 95 % bootstrap interval of the mean of ``values`` (users resampled where ``units``
+    gives each example's user: a user's examples are not independent)."""
     from warmrec.evaluation.stats import bootstrap_ci
 
     try:
-        _, lo, hi = bootstrap_ci(values, n_boot=BOOT, seed=0)
+        _, lo, hi = bootstrap_ci(values, n_boot=BOOT, seed=0, units=units)
     except WarmrecError:
         return None
     return [lo, hi]
@@ -448,7 +451,7 @@ def _out_of_fold(
     single validation sequence."""
     import numpy as np
 
-    from warmrec.evaluation.evaluate import nan_mean
+    from warmrec.evaluation.evaluate import example_units, nan_mean
 
     full = ctx.prepared.valid
     half = validation_halves(full)
@@ -476,7 +479,7 @@ def _out_of_fold(
         x = v if ctx.weights is None or len(ctx.weights) != len(v) else v * ctx.weights
         valid = {m: nan_mean(col) for m, col in per[k].items()}
         valid.update({m: float(np.mean(vs)) for m, vs in whole[k].items()})
-        out.append((float(x.mean()), _ci(x), valid))
+        out.append((float(x.mean()), _ci(x, example_units(full)[0]), valid))
     return out
 
 
