@@ -155,6 +155,29 @@ def test_leave_last_new_out_never_trains_on_the_valid_examples_future():
     assert prep.vocab.decode(prep.test.history(0)) == [1, 2, 3, 4]
 
 
+def test_leave_last_new_out_context_tied_with_the_valid_target_stays_its_future():
+    """v2 at t 4 follows the valid target v3 at t 4 in the log: it is the valid example's
+    future (never in its history) and comes after v3 in the test history, in both encoders."""
+    from warmrec.data.prepared import prepare
+
+    df = pl.DataFrame(
+        {
+            "user_id": [1] * 7,
+            "item_id": ["v1", "v2", "v1", "v3", "v2", "v4", "v3"],
+            "timestamp": [1, 2, 3, 4, 4, 6, 7],
+        }
+    )
+    prep = prepare(df, split="loo_new")
+    v = prep.vocab
+    assert _rows(prep.split.context, "item_id") == [("v2",)]
+    assert v.decode(prep.valid.targets) == ["v3"] and v.decode(prep.test.targets) == ["v4"]
+    assert v.decode(prep.valid.history(0)) == ["v1", "v2", "v1"]
+    assert v.decode(prep.test.history(0)) == ["v1", "v2", "v1", "v3", "v2"]
+    sp = prep.split
+    assert v.decode(sp.valid_set(v).history(0)) == ["v1", "v2", "v1"]
+    assert v.decode(sp.test_set(v).history(0)) == ["v1", "v2", "v1", "v3", "v2"]
+
+
 def test_leave_last_new_out_min_new_two_tests_users_with_two_new_items():
     sp = leave_last_new_out(LOO_NEW, min_new=2)
     # user 2 (new items 20, 21) now has a test target and no valid one (its first new item

@@ -246,7 +246,11 @@ class _Views:
 
     def sorted(self, key: str) -> pl.DataFrame:
         if key not in self._by_key:
-            self._by_key[key] = self.enc.sort([key, TIME, PART, _ROW])
+            if self.sp.context_after_valid:  # history-only rows after the valid target on ties
+                rank = pl.when(pl.col(PART) == CONTEXT_PART).then(3).otherwise(pl.col(PART) * 2)
+                self._by_key[key] = self.enc.sort([pl.col(key), pl.col(TIME), rank, pl.col(_ROW)])
+            else:
+                self._by_key[key] = self.enc.sort([key, TIME, PART, _ROW])
         return self._by_key[key]
 
     def train(
@@ -274,6 +278,8 @@ class _Views:
         # its key in the earlier parts and earlier targets
         key = sp.key or sequence_key(sp.train)
         sub = self.sorted(key).filter(pl.col(PART) <= part)
+        if part == 1 and sp.context_after_valid:  # rows after the valid target: its future
+            sub = sub.filter(pl.col(PART) != CONTEXT_PART)
         is_t = (sub[PART] == part).to_numpy()
         ex = sorted_examples(sub[key], sub[IDX].to_numpy().astype(np.int64, copy=False), is_t)
         chosen = sub.filter(pl.Series(ex.selected))

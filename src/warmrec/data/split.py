@@ -85,6 +85,9 @@ class Split:
             later valid or test target of their key, never trained on and never a target
             (``time_new_learners``: the new learners' events before their target). None for the
             other protocols.
+        context_after_valid: the context rows all follow their key's valid target (``loo_new``:
+            the events between the valid and the test target): they are never a valid target's
+            history, and in a test history they come after the valid target on equal times.
     """
 
     train: pl.DataFrame
@@ -94,6 +97,7 @@ class Split:
     key: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
     context: pl.DataFrame | None = None
+    context_after_valid: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -117,8 +121,9 @@ class Split:
         Encodes this part alone; :func:`warmrec.prepare` encodes all parts once and cuts the
         same examples from that (use it when you need more than one part)."""
         if self.kind == "next_item":
+            hist = self.train if self.context_after_valid else self._with_context(self.train)
             return EvalSet.from_frames(
-                self._targets_frame(self._with_context(self.train)),
+                self._targets_frame(hist),
                 self._targets_frame(self.valid),
                 vocab,
                 user_vocab=user_vocab,
@@ -489,7 +494,7 @@ def leave_last_new_out(df: pl.DataFrame, key: str | None = None, *, min_new: int
     train, valid, test, context = pl.collect_all(
         [lf.filter(pl.col(_PART) == p).drop(_PART) for p in (TRAIN, VALID, TEST, CONTEXT)]
     )
-    return Split(train, valid, test, "next_item", key, info, context)
+    return Split(train, valid, test, "next_item", key, info, context, context_after_valid=True)
 
 
 def time_new_learners(
