@@ -10,8 +10,10 @@ users and items may be new; under leave-one-out every user is returning):
 - ``returning_users`` / ``new_users``: the example's user has / has no event in the parts
   before the evaluated one (train and valid for ``test``, train for ``valid``); only for logs
   with users (a session log has no user to return);
-- ``new_items``: the target item has no event in those parts (its ID embedding never trained);
-  only its features or text can rank it;
+- ``new_items``: the target item has no event in those parts (no event before the cut, on a
+  time split: its ID embedding never trained); only its features or text can rank it. An item
+  whose only earlier events are validation events counts as known under ``test`` (the model
+  read it in histories; a model fitted on train alone never trained its ID embedding either);
 - ``new_items_first``: of those, the targets not already in the example's own history (a user
   coming back to a new video they opened after the cut is a repeat, which a model that ranks
   the history's own items first gets almost for free).
