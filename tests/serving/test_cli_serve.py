@@ -54,6 +54,21 @@ def test_unreachable_session_store_is_one_line(pop_dir):
     assert len(res.output.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["redis://127.0.0.1:{port}/0?password=hunter2-secret", "unix:///tmp/hunter2-secret.sock"],
+)
+def test_unreachable_session_store_shows_no_secret(pop_dir, url):
+    """The one line named the URL as typed: a password in its query, a socket's path."""
+    pytest.importorskip("redis")
+    from tests.serving.conftest import free_port
+
+    url = url.format(port=free_port())
+    res = CliRunner().invoke(cli, ["serve", str(pop_dir), "--session-store", url])
+    assert res.exit_code == 2 and "--session-store: session store " in res.output
+    assert "hunter2" not in res.output and len(res.output.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize(("store", "warned"), [("memory", True), ("redis", False)])
 def test_several_workers_with_the_memory_store_warn_in_one_line(
     pop_dir, monkeypatch, request, store, warned

@@ -366,6 +366,60 @@ def test_bad_store_specs(spec):
 
 
 def test_passwords_are_not_shown():
-    assert redact("redis://:hunter2@h:6379/0") == "redis://:***@h:6379/0"
-    assert redact("redis://me:hunter2@h/1") == "redis://me:***@h/1"
+    assert redact("redis://:hunter2@h:6379/0") == "redis://***@h:6379/0"
+    assert redact("redis://me:hunter2@h/1") == "redis://***@h/1"
     assert redact("redis://h:6379/0") == "redis://h:6379/0"
+    assert redact("rediss://[::1]:7000/2") == "rediss://[::1]:7000/2"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # redis-py also takes credentials from the query; only scheme, host, port, db remain
+        ("redis://h:6379/0?password=hunter2", "redis://***@h:6379/0"),
+        ("redis://h/3?username=admin&password=hunter2&prefix=p:", "redis://***@h/3"),
+        ("redis://hunter2@h", "redis://***@h"),  # a user part without ':' is a secret too
+        ("rediss://h:6380?db=2&ssl_password=hunter2", "rediss://h:6380?db=2"),
+        ("redis://h/hunter2", "redis://h"),  # not a database number: not shown
+        # a socket's file-system path is never shown, nor its credentials
+        ("unix:///var/run/redis.sock?db=2&password=hunter2", "unix://***@<socket>?db=2"),
+        ("unix:///var/run/redis.sock", "unix://<socket>"),
+        ("redis:/:hunter2@h?x=1", "***@h"),  # not a URL: as typed, less the credentials
+    ],
+)
+def test_query_credentials_and_socket_paths_are_not_shown(url, shown):
+    assert redact(url) == shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:{port}/0?password=hunter2-secret",
+        "redis://me:hunter2-secret@127.0.0.1:{port}/0",
+        "unix:///tmp/hunter2-secret/redis.sock?db=0",
+    ],
+)
+def test_unreachable_store_errors_show_no_secret(pop_dir, url):
+    """The 503 of the session endpoints and /metadata named the URL as typed (its password)."""
+    from fastapi.testclient import TestClient
+
+    from tests.serving.conftest import free_port
+    from warmrec.serving.app import create_app
+    from warmrec.serving.bundle import ModelBundle
+
+    store = RedisSessionStore(url.format(port=free_port()), timeout_s=0.2)
+    assert "hunter2" not in store.url
+    c = TestClient(create_app(bundle=ModelBundle.load(pop_dir), store=store))  # no lifespan
+    for method, path, body in (
+        ("post", "/sessions/s/events", {"items": [1]}),
+        ("get", "/sessions/s/recommendations", None),
+        ("delete", "/sessions/s", None),
+    ):
+        r = c.request(method, path, json=body)
+        assert r.status_code == 503, r.text
+        assert r.json()["detail"].startswith(f"session store {store.url}: ")
+        assert "hunter2" not in r.text
+    meta = c.get("/metadata")
+    assert meta.status_code == 200 and "hunter2" not in meta.text
+    assert meta.json()["sessions"]["error"].startswith(f"session store {store.url}: ")
+    store.close()
