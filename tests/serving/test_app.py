@@ -475,6 +475,24 @@ def test_admin_routes_need_the_bearer_token(pop_dir):
         assert c.post("/admin/reload", headers=ADMIN).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("token", "why"),
+    [
+        ("", "a token of at least 16 characters, found 0"),
+        ("short", "a token of at least 16 characters, found 5"),
+        ("two tokens-0123456789", "one token without spaces, found whitespace at character 4"),
+        (f"{TOKEN}\n", "one token without spaces, found whitespace at character 31"),
+    ],
+)
+def test_create_app_refuses_an_empty_or_short_token(pop_dir, token, why):
+    """admin_token="" let an unauthenticated POST /admin/reload through (200)."""
+    from warmrec.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        create_app(bundle=ModelBundle.load(pop_dir), admin_token=token)
+    assert str(e.value) == f"admin_token: expected {why}"
+
+
 def test_a_token_file_is_checked(tmp_path):
     from warmrec.errors import ConfigError
     from warmrec.serving.app import read_token_file

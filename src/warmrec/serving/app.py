@@ -103,6 +103,7 @@ MAX_SAFE_INT = 2**53 - 1
 """Integer ids beyond +-(2**53 - 1) (not exact in JSON numbers everywhere) are sent as strings."""
 
 MIN_TOKEN_LEN = 16
+"""The shortest admin token ``--admin-token-file`` and :func:`create_app` take."""
 
 
 def _integral(v: Any) -> Any:
@@ -403,6 +404,22 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return JSONResponse({"detail": _json_safe(errors)}, status_code=422)
 
 
+def check_token(token: str, where: str) -> str:
+    """``token`` if it can be an admin token, else a :class:`ConfigError` saying why, prefixed
+    with ``where`` (an empty or short token let anyone reload)."""
+    if len(token) < MIN_TOKEN_LEN:
+        raise ConfigError(
+            f"{where}: expected a token of at least {MIN_TOKEN_LEN} characters, found {len(token)}"
+        )
+    spaces = [i for i, c in enumerate(token) if c.isspace()]
+    if spaces:
+        raise ConfigError(
+            f"{where}: expected one token without spaces, found whitespace at character "
+            f"{spaces[0] + 1}"
+        )
+    return token
+
+
 def read_token_file(path: str | Path) -> str:
     """The admin token in a file (surrounding whitespace dropped); one-line errors."""
     p = Path(path)
@@ -410,12 +427,7 @@ def read_token_file(path: str | Path) -> str:
         token = p.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"--admin-token-file {p}: cannot read it ({e})") from None
-    if len(token) < MIN_TOKEN_LEN or any(c.isspace() for c in token):
-        raise ConfigError(
-            f"--admin-token-file {p}: expected one token of at least {MIN_TOKEN_LEN} characters "
-            f"without spaces, found {len(token)} characters"
-        )
-    return token
+    return check_token(token, f"--admin-token-file {p}")
 
 
 def _answer(r: Ranked, model: str) -> dict[str, Any]:
@@ -456,12 +468,15 @@ def create_app(
     URL, :func:`~warmrec.serving.sessions.open_store`), with ``max_session_bytes`` of ids per
     session and, in the process, ``max_store_bytes`` of estimated memory for all sessions;
     ``workers`` is how many worker processes serve it (for ``/admin/reload``).
-    ``admin_token``: enables ``POST /admin/reload`` behind ``Authorization: Bearer``;
+    ``admin_token``: enables ``POST /admin/reload`` behind ``Authorization: Bearer`` (at least
+    :data:`MIN_TOKEN_LEN` characters, no whitespace: else a :class:`ConfigError`);
     ``allowed_hosts``: the ``Host`` allow-list (None: any Host); ``docs``: serve ``/docs``,
     ``/redoc`` and ``/openapi.json``; ``max_inflight``: shed load past that many requests
     (None: never)."""
     if bundle is None and model_dir is None:
         raise ValueError("create_app needs a model_dir or a bundle")
+    if admin_token is not None:  # before anything is opened
+        check_token(admin_token, "admin_token")
     source = Path(model_dir) if model_dir is not None else bundle.path
     sessions = (
         store
@@ -680,7 +695,9 @@ def create_app(
         async def admin(
             creds: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
         ) -> None:
-            given = creds.credentials.encode("utf-8", "surrogateescape") if creds else b""
+            if creds is None or not creds.credentials:  # no credentials: never let through
+                raise _Unauthorized()
+            given = creds.credentials.encode("utf-8", "surrogateescape")
             if not hmac.compare_digest(given, expected):
                 raise _Unauthorized()
 
