@@ -482,6 +482,17 @@ def test_admin_routes_need_the_bearer_token(pop_dir):
         ("short", "a token of at least 16 characters, found 5"),
         ("two tokens-0123456789", "one token without spaces, found whitespace at character 4"),
         (f"{TOKEN}\n", "one token without spaces, found whitespace at character 31"),
+        # a non-ASCII token could never authenticate (the header is read as latin-1)
+        (
+            "pässwört-0123456789",
+            "printable ASCII characters only (what an Authorization header carries), found a "
+            "non-ASCII character at character 2",
+        ),
+        (
+            "token-0123456789\x07",
+            "printable ASCII characters only (what an Authorization header carries), found a "
+            "control character at character 17",
+        ),
     ],
 )
 def test_create_app_refuses_an_empty_or_short_token(pop_dir, token, why):
@@ -504,6 +515,13 @@ def test_a_token_file_is_checked(tmp_path):
         f.write_text(text)
         with pytest.raises(ConfigError, match="--admin-token-file"):
             read_token_file(f)
+    f.write_text("jeton-secret-réservé-0123456789\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        read_token_file(f)
+    assert str(e.value) == (
+        f"--admin-token-file {f}: expected printable ASCII characters only (what an "
+        "Authorization header carries), found a non-ASCII character at character 15"
+    )
     with pytest.raises(ConfigError, match="cannot read"):
         read_token_file(tmp_path / "missing")
 

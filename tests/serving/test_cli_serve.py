@@ -170,6 +170,19 @@ def test_a_short_admin_token_is_refused(pop_dir, tmp_path):
     assert res.exit_code == 2 and "--admin-token-file" in res.output
 
 
+def test_a_non_ascii_admin_token_is_refused_in_one_line(pop_dir, tmp_path, monkeypatch):
+    """A token no client could send (the server reads headers as latin-1) started a server."""
+    from warmrec.serving import server
+
+    monkeypatch.setattr(server, "run", lambda app, sock, **kw: sock.close())  # never serve
+    (tmp_path / "t").write_text("jeton-0123456789-€", encoding="utf-8")
+    res = CliRunner().invoke(
+        cli, ["serve", str(pop_dir), "--admin-token-file", str(tmp_path / "t"), "--port", "0"]
+    )
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1
+    assert "printable ASCII characters only" in res.output and "€" not in res.output
+
+
 def _serve(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     return subprocess.run(

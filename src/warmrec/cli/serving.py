@@ -188,8 +188,9 @@ def predict_cmd(
 @click.option(
     "--admin-token-file",
     default=None,
-    help="A file holding the admin token (16+ characters). Enables POST /admin/reload, which "
-    "then needs 'Authorization: Bearer <token>'; without it there is no admin route.",
+    help="A file holding the admin token (16+ printable ASCII characters, no spaces). Enables "
+    "POST /admin/reload, which then needs 'Authorization: Bearer <token>'; without it there is "
+    "no admin route.",
 )
 @click.option(
     "--allowed-host",

@@ -405,8 +405,9 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 def check_token(token: str, where: str) -> str:
-    """``token`` if it can be an admin token, else a :class:`ConfigError` saying why, prefixed
-    with ``where`` (an empty or short token let anyone reload)."""
+    """``token`` if it can be an admin token (at least :data:`MIN_TOKEN_LEN` printable ASCII
+    characters, no whitespace), else a :class:`ConfigError` saying why, prefixed with
+    ``where`` (an empty or short token let anyone reload; a non-ASCII one never matched)."""
     if len(token) < MIN_TOKEN_LEN:
         raise ConfigError(
             f"{where}: expected a token of at least {MIN_TOKEN_LEN} characters, found {len(token)}"
@@ -416,6 +417,15 @@ def check_token(token: str, where: str) -> str:
         raise ConfigError(
             f"{where}: expected one token without spaces, found whitespace at character "
             f"{spaces[0] + 1}"
+        )
+    # a header is read as latin-1 and a client sends a non-ASCII token in some encoding of its
+    # own: such a token could never match (and it is not an RFC 6750 token either)
+    bad = [i for i, c in enumerate(token) if not "!" <= c <= "~"]
+    if bad:
+        kind = "a non-ASCII" if ord(token[bad[0]]) > 0x7F else "a control"
+        raise ConfigError(
+            f"{where}: expected printable ASCII characters only (what an Authorization header "
+            f"carries), found {kind} character at character {bad[0] + 1}"
         )
     return token
 
@@ -469,7 +479,8 @@ def create_app(
     session and, in the process, ``max_store_bytes`` of estimated memory for all sessions;
     ``workers`` is how many worker processes serve it (for ``/admin/reload``).
     ``admin_token``: enables ``POST /admin/reload`` behind ``Authorization: Bearer`` (at least
-    :data:`MIN_TOKEN_LEN` characters, no whitespace: else a :class:`ConfigError`);
+    :data:`MIN_TOKEN_LEN` printable ASCII characters, no whitespace: else a
+    :class:`ConfigError`);
     ``allowed_hosts``: the ``Host`` allow-list (None: any Host); ``docs``: serve ``/docs``,
     ``/redoc`` and ``/openapi.json``; ``max_inflight``: shed load past that many requests
     (None: never)."""
@@ -690,7 +701,7 @@ def create_app(
 
     if admin_token is not None:
         bearer = HTTPBearer(auto_error=False, description="The server's admin token")
-        expected = admin_token.encode("utf-8")
+        expected = admin_token.encode("ascii")
 
         async def admin(
             creds: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
