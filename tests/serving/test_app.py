@@ -76,6 +76,49 @@ def test_a_422_echoes_a_clipped_input(client):
     assert err["ctx"]["actual_length"] == MAX_HISTORY + 1
 
 
+def test_a_422_of_the_whole_body_echoes_it_clipped(client):
+    """An empty history without the fallback is an error of the whole body: its input was the
+    body as sent (a 719 KB request, a 704 KB 422)."""
+    body = {"items": [], "exclude": ["x" * 70] * 10_000, "restrict_to": [1] * 10_000}
+    r = client.post("/recommend", json=body)
+    assert r.status_code == 422 and len(r.content) < 3_000, len(r.content)
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["body"] and "fallback='popular'" in err["msg"]
+    assert err["input"]["items"] == []
+    assert err["input"]["exclude"] == ["x" * 70] * 10 + ["... 9990 more"]
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        [[1] * 50_000] * 5,  # a nested list was echoed whole
+        [[[["y" * 100] * 10] * 10] * 10] * 10,  # as deep and wide as the budget allows
+        {"a": {"b": ["z" * 1_000] * 1_000}},
+        ["\x01" * 128] * 1_000,  # escapes count: 6 characters of JSON each
+    ],
+)
+def test_a_422_is_small_whatever_the_input(client, junk):
+    r = client.post("/recommend", json={"items": [1], "junk": junk})
+    assert r.status_code == 422 and len(r.content) < 4_000, len(r.content)
+    (err,) = r.json()["detail"]
+    assert err["type"] == "extra_forbidden" and err["loc"] == ["body", "junk"]
+
+
+def test_a_422_clips_a_key_and_counts_the_errors_it_leaves_out(client):
+    r = client.post("/recommend", json={"items": [1], "k" * 500_000: 1})  # a key in "loc"
+    assert r.status_code == 422 and len(r.content) < 1_000, len(r.content)
+    assert r.json()["detail"][0]["loc"][1].endswith("... (500000 characters)")
+    r = client.post("/recommend", json={"items": [None] * 1_000})  # 2 errors per null
+    assert r.status_code == 422 and len(r.content) < 3_000, len(r.content)
+    errs = r.json()["detail"]
+    assert len(errs) == 11 and errs[0]["loc"][:3] == ["body", "items", 0]
+    assert errs[-1] == {
+        "type": "too_many_errors",
+        "loc": ["body"],
+        "msg": "1990 more errors not shown",
+    }
+
+
 @pytest.mark.parametrize("items", [[], ["nope", 999]])
 def test_no_known_item_is_400_unless_fallback(client, items):
     r = client.post("/recommend", json={"items": items})
