@@ -23,12 +23,24 @@ ROOT = Path(__file__).resolve().parents[2]
         (["--workers", "0"], "--workers"),
         (["--threads", "0"], "--threads"),
         (["--session-ttl", "0"], "--session-ttl"),
+        # NaN and infinity were a traceback after the banner (ValueError, OverflowError)
+        (["--session-ttl", "nan"], "--session-ttl: expected a finite number of seconds > 0"),
+        (["--session-ttl", "inf"], "--session-ttl: expected a finite number of seconds > 0"),
+        (["--max-session-mb", "inf"], "--max-session-mb: expected a finite size > 0"),
+        (["--max-session-mb", "nan"], "--max-session-mb: expected a finite size > 0"),
         (["--port", "70000"], "--port"),
         (["--max-session-bytes", "0"], "--max-session-bytes"),
         (["--session-store", "memcached://x"], "--session-store"),
     ],
 )
-def test_bad_options(pop_dir, args, needle):
+def test_bad_options(pop_dir, args, needle, monkeypatch):
+    from warmrec.serving import server
+
+    def never_bind(*a, **kw):
+        raise AssertionError("the port was bound before the options were checked")
+
+    monkeypatch.setattr(server, "bind", never_bind)
+    monkeypatch.setattr(server, "run", lambda app, sock, **kw: sock.close())  # never serve
     res = CliRunner().invoke(cli, ["serve", str(pop_dir), *args])
     assert res.exit_code == 2 and needle in res.output
     assert len(res.output.strip().splitlines()) == 1
