@@ -21,6 +21,7 @@ from warmrec.serving.sessions import (
     RedisSessionStore,
     SessionStore,
     SessionStoreError,
+    generation_time,
     id_size,
     memory_cost,
     open_store,
@@ -329,14 +330,16 @@ def test_prefixes_keep_services_apart(redis_url):
     b = RedisSessionStore(redis_url + "?prefix=two:")
     a.append("s", [1])
     assert b.get("s") is None and a.prefix == "one:" and b.stats()["prefix"] == "two:"
-    a.next_generation()
-    assert a.generation() == 1 and b.generation() == 0
+    gen = a.next_generation()
+    assert a.generation() == gen and b.generation() is None
 
 
 def test_worker_registry(redis_url):
     s = RedisSessionStore(redis_url)
-    assert s.generation() == 0
-    assert s.next_generation() == 1 and s.next_generation() == 2 and s.generation() == 2
+    assert s.generation() is None
+    one, two = s.next_generation(), s.next_generation()
+    assert one != two and s.generation() == two  # tokens, ordered by Redis's time
+    assert 0 < generation_time(one) <= generation_time(two)
     s.report_worker("w1", {"generation": 2})
     s.report_worker("w2", {"generation": 1})
     assert s.live_workers(10) == {"w1": {"generation": 2}, "w2": {"generation": 1}}
@@ -389,6 +392,21 @@ def test_passwords_are_not_shown():
 )
 def test_query_credentials_and_socket_paths_are_not_shown(url, shown):
     assert redact(url) == shown
+
+
+def test_a_generation_is_a_token_of_redis_time_and_a_tag(fake_redis):
+    """It was a counter (INCR): lost with its key, it restarted below the workers' own."""
+    url, fake = fake_redis
+    s = RedisSessionStore(url)
+    assert s.generation() is None
+    one, two = s.next_generation(), s.next_generation()
+    assert one != two and s.generation() == two
+    assert 0 < generation_time(one) <= generation_time(two)
+    fake.flushdb()
+    assert s.generation() is None
+    three = s.next_generation()  # after the loss: still after the others
+    assert three not in (one, two) and generation_time(three) >= generation_time(two)
+    assert [generation_time(g) for g in (None, 7, "7", "x-y")] == [0, 0, 0, 0]
 
 
 @pytest.mark.parametrize(

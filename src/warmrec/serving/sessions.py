@@ -29,8 +29,10 @@ bytes (``<prefix>m:<id>``), both with a Redis expiry of ``ttl_s`` renewed on eve
 append, a read with ``touch=True``, :meth:`~SessionStore.touch`; a read with ``touch=False``
 leaves the expiry as it is); a sorted set (``<prefix>lru``) of session ids by last touch bounds
 their number. Every operation is one Lua script, so concurrent appends from many workers are
-atomic and none is lost. The same database holds the model generation and the worker registry
-that let ``POST /admin/reload`` reach every worker (:mod:`warmrec.serving.reload`). A single
+atomic and none is lost. The same database holds the model generation (a token unique to each
+reload, not a counter: a counter lost with its key restarted below the workers' own) and the
+worker registry that let ``POST /admin/reload`` reach every worker
+(:mod:`warmrec.serving.reload`). A single
 Redis server (not Redis Cluster): the scripts touch keys of several sessions when they evict.
 A ``?prefix=name:`` in the URL keeps services that share one database apart (default
 ``warmrec:``). The in-process store's total bound does not apply: bound Redis with its own
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import sys
 import threading
 import time
@@ -461,6 +464,24 @@ return out
 )
 
 
+# a model generation: Redis's time in microseconds, "-", a random tag of the publisher's (unique
+# even where two reloads publish in one microsecond); KEYS: the generation key; ARGV: the tag
+_PUBLISH = """
+local t = redis.call('TIME')
+local gen = t[1] .. string.format('%06d', tonumber(t[2])) .. '-' .. ARGV[1]
+redis.call('SET', KEYS[1], gen)
+return gen
+"""
+
+
+def generation_time(gen: Any) -> int:
+    """When a model generation was published: Redis's time in microseconds, the head of its
+    token (0 for no generation, or a counter an older warmrec published). Generations are told
+    apart by their token; the time only orders two reloads that overlap."""
+    head, dash, _ = gen.partition("-") if isinstance(gen, str) else ("", "", "")
+    return int(head) if dash and head.isdigit() else 0
+
+
 def _decode(joined: bytes) -> list[Any]:
     """The ids of a session from its JSON texts joined by commas (one reply, one parse)."""
     return json.loads(b"[" + joined + b"]")
@@ -579,6 +600,7 @@ class RedisSessionStore(SessionStore):
         self._append, self._get, self._delete = reg(_APPEND), reg(_GET), reg(_DELETE)
         self._peek, self._touch = reg(_PEEK), reg(_TOUCH)
         self._stats, self._report, self._live = reg(_STATS), reg(_REPORT), reg(_LIVE)
+        self._publish = reg(_PUBLISH)
         p = self.prefix
         self._lru, self._st = p + "lru", p + "stats"
         self._gen, self._workers, self._seen = p + "gen", p + "workers", p + "workers:seen"
@@ -638,13 +660,16 @@ class RedisSessionStore(SessionStore):
         self._r.close()
 
     # -- the model generation and the worker registry (warmrec.serving.reload) ------------------
-    def generation(self) -> int:
-        """The model generation published by the last reload (0 before any)."""
-        return int(self._call(self._r.get, self._gen) or 0)
+    def generation(self) -> str | None:
+        """The model generation published by the last reload (None before any, or when the
+        key is gone: a Redis restart, ``FLUSHDB``, an eviction)."""
+        got = self._call(self._r.get, self._gen)
+        return None if got is None else got.decode("utf-8", "replace")
 
-    def next_generation(self) -> int:
-        """Publish a new model generation; its number."""
-        return int(self._call(self._r.incr, self._gen))
+    def next_generation(self) -> str:
+        """Publish a new model generation; its token (see :func:`generation_time`)."""
+        got = self._call(self._publish, keys=[self._gen], args=[secrets.token_hex(4)])
+        return got.decode("utf-8", "replace")
 
     def report_worker(self, worker_id: str, info: dict[str, Any]) -> None:
         """Record a worker's state (its model generation) and that it is alive now."""
