@@ -637,3 +637,14 @@ def test_a_body_that_is_not_json_is_named_for_what_it_is(pop_dir):
         assert "nests deeper" in msg(b"[" * 100_000 + b"]" * 100_000)
         ok = {"Content-Type": "application/json; charset=utf-8"}
         assert c.post("/recommend", content=b'{"items": [1]}', headers=ok).status_code == 200
+
+
+def test_a_json_body_without_a_content_type_is_a_415(client):
+    """It was FastAPI's 422 echoing the raw bytes ("b'{...}'") as if the body were not JSON."""
+    for path in ("/recommend", "/sessions/no-type/events"):
+        r = client.post(path, content=b'{"items": [1, 2]}')
+        assert "content-type" not in r.request.headers
+        assert r.status_code == 415, r.text
+        assert r.json() == {"detail": "no Content-Type: expected application/json"}
+    assert client.get("/sessions/no-type/recommendations").status_code == 404  # nothing stored
+    assert client.post("/recommend", json={"items": [1, 2]}).status_code == 200

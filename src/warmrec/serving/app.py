@@ -29,7 +29,8 @@ Endpoints (OpenAPI docs at ``/docs``, the schema at ``/openapi.json``):
     Swagger UI and ReDoc served from the ``fastapi-offline`` package (no CDN: they work on a
     machine without internet); ``docs=False`` (``--no-docs``) removes all three.
 
-Errors are 4xx, never 5xx: a body that is not JSON -> 415 (its Content-Type or charset) or 422
+Errors are 4xx, never 5xx: a body that is not JSON -> 415 (its Content-Type, missing or other
+than JSON, or its charset) or 422
 (naming what is wrong with it); a value out of its limits -> 422 (FastAPI's
 validation error, its echo of the input made JSON-safe: ``NaN``/``Infinity`` and lone
 surrogates come back as text; and clipped, at most ten errors of a few KB each whatever the
@@ -316,11 +317,15 @@ class BodyLimit:
 
 
 def _body_problem(scope: dict, body: bytes) -> tuple[int, str] | None:
-    """Why a request body cannot be a JSON document, or None: a Content-Type other than JSON
-    or a charset other than UTF-8 (415), bytes that are not UTF-8, text that is not JSON, a
+    """Why a request body cannot be a JSON document, or None: no Content-Type, one other than
+    JSON or a charset other than UTF-8 (415), bytes that are not UTF-8, text that is not JSON, a
     nesting or a number beyond what the parser takes (422). FastAPI answered these with a
-    vague 400 ("There was an error parsing the body") or a 422 echoing the raw bytes."""
-    for name, value in scope.get("headers", []):
+    vague 400 ("There was an error parsing the body") or a 422 echoing the raw bytes (a JSON
+    body sent without a Content-Type too)."""
+    headers = scope.get("headers", [])
+    if not any(name == b"content-type" for name, _ in headers):
+        return 415, "no Content-Type: expected application/json"
+    for name, value in headers:
         if name == b"content-type":
             media, _, params = value.decode("latin-1").partition(";")
             media = media.strip().lower()
