@@ -1,6 +1,8 @@
 """Fixtures of the serving tests: small fitted models saved as directories, a Redis server of the
 tests' own (``redis-server`` on 127.0.0.1, a free port, no persistence; the tests that need it
-skip when the binary is absent), and a real ``warmrec serve`` process (:func:`running_server`)."""
+skip when the binary is absent), an in-process stand-in for what the reloads use of Redis
+(:class:`FakeRedis`, :func:`fake_redis`: no server needed), and a real ``warmrec serve``
+process (:func:`running_server`)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -123,6 +126,114 @@ def redis_url(redis_server) -> str:
     client.flushdb()
     client.close()
     return redis_server
+
+
+class FakeRedis:
+    """What :class:`~warmrec.serving.sessions.RedisSessionStore` uses of Redis for reloads (the
+    model generation, the worker registry), in this process: ``GET``, ``SET``, ``INCR``,
+    ``FLUSHDB``, a pipeline, and the registry's and the generation's scripts emulated in Python
+    (the session scripts are not: a session endpoint fails). Thread-safe; stores bytes as
+    Redis does."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.lock = threading.RLock()
+
+    # -- commands --------------------------------------------------------------------------
+    def get(self, key: str) -> bytes | None:
+        with self.lock:
+            return self.data.get(key)
+
+    def set(self, key: str, value: Any) -> bool:
+        with self.lock:
+            self.data[key] = str(value).encode()
+            return True
+
+    def incr(self, key: str) -> int:
+        with self.lock:
+            n = int(self.data.get(key, b"0")) + 1
+            self.data[key] = str(n).encode()
+            return n
+
+    def hdel(self, key: str, field: str) -> int:
+        with self.lock:
+            return int(self.data.get(key, {}).pop(field, None) is not None)
+
+    def zrem(self, key: str, member: str) -> int:
+        return self.hdel(key, member)
+
+    def flushdb(self) -> bool:
+        """Everything gone, as after a Redis restart without persistence or ``FLUSHDB``."""
+        with self.lock:
+            self.data.clear()
+            return True
+
+    def ping(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        return None
+
+    def pipeline(self, transaction: bool = True) -> Any:
+        fake, calls = self, []
+
+        class Pipeline:
+            def __getattr__(self, name: str) -> Any:
+                return lambda *a: calls.append((getattr(fake, name), a))
+
+            def execute(self) -> list[Any]:
+                with fake.lock:
+                    return [fn(*a) for fn, a in calls]
+
+        return Pipeline()
+
+    # -- scripts ----------------------------------------------------------------------------
+    def register_script(self, text: str) -> Any:
+        from warmrec.serving import sessions
+
+        emulated = {
+            sessions._REPORT: self._report,
+            sessions._LIVE: self._live,
+            getattr(sessions, "_PUBLISH", None): self._publish,
+        }
+        fn = emulated.get(text)
+
+        def run(keys: list[str] = (), args: list[Any] = (), client: Any = None) -> Any:
+            if fn is None:
+                import redis
+
+                raise redis.exceptions.ResponseError("script not emulated by FakeRedis")
+            with self.lock:
+                return fn(list(keys), [str(a) for a in args])
+
+        return run
+
+    def _report(self, keys: list[str], args: list[str]) -> int:
+        info, seen = self.data.setdefault(keys[0], {}), self.data.setdefault(keys[1], {})
+        info[args[0]], seen[args[0]] = args[1].encode(), time.time()
+        return 1
+
+    def _live(self, keys: list[str], args: list[str]) -> list[bytes]:
+        info, seen = self.data.get(keys[0], {}), self.data.get(keys[1], {})
+        cut = time.time() - int(args[0]) / 1000
+        live = [w for w, t in seen.items() if t >= cut]
+        return [x for w in live for x in (w.encode(), info.get(w, b"{}"))]
+
+    def _publish(self, keys: list[str], args: list[str]) -> bytes:
+        us = time.time_ns() // 1000
+        gen = f"{us // 10**6}{us % 10**6:06d}-{args[0]}".encode()
+        self.data[keys[0]] = gen
+        return gen
+
+
+@pytest.fixture
+def fake_redis(monkeypatch) -> tuple[str, FakeRedis]:
+    """A Redis URL every :class:`~warmrec.serving.sessions.RedisSessionStore` of the test
+    reaches as one :class:`FakeRedis` (``redis.Redis.from_url`` patched), and that fake."""
+    redis = pytest.importorskip("redis", reason="the redis package is not installed")
+    fake = FakeRedis()
+    monkeypatch.setattr(redis.Redis, "from_url", staticmethod(lambda url, **kw: fake))
+    return "redis://fake.invalid:6379/0", fake
 
 
 @contextmanager

@@ -76,6 +76,49 @@ def test_a_422_echoes_a_clipped_input(client):
     assert err["ctx"]["actual_length"] == MAX_HISTORY + 1
 
 
+def test_a_422_of_the_whole_body_echoes_it_clipped(client):
+    """An empty history without the fallback is an error of the whole body: its input was the
+    body as sent (a 719 KB request, a 704 KB 422)."""
+    body = {"items": [], "exclude": ["x" * 70] * 10_000, "restrict_to": [1] * 10_000}
+    r = client.post("/recommend", json=body)
+    assert r.status_code == 422 and len(r.content) < 3_000, len(r.content)
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["body"] and "fallback='popular'" in err["msg"]
+    assert err["input"]["items"] == []
+    assert err["input"]["exclude"] == ["x" * 70] * 10 + ["... 9990 more"]
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        [[1] * 50_000] * 5,  # a nested list was echoed whole
+        [[[["y" * 100] * 10] * 10] * 10] * 10,  # as deep and wide as the budget allows
+        {"a": {"b": ["z" * 1_000] * 1_000}},
+        ["\x01" * 128] * 1_000,  # escapes count: 6 characters of JSON each
+    ],
+)
+def test_a_422_is_small_whatever_the_input(client, junk):
+    r = client.post("/recommend", json={"items": [1], "junk": junk})
+    assert r.status_code == 422 and len(r.content) < 4_000, len(r.content)
+    (err,) = r.json()["detail"]
+    assert err["type"] == "extra_forbidden" and err["loc"] == ["body", "junk"]
+
+
+def test_a_422_clips_a_key_and_counts_the_errors_it_leaves_out(client):
+    r = client.post("/recommend", json={"items": [1], "k" * 500_000: 1})  # a key in "loc"
+    assert r.status_code == 422 and len(r.content) < 1_000, len(r.content)
+    assert r.json()["detail"][0]["loc"][1].endswith("... (500000 characters)")
+    r = client.post("/recommend", json={"items": [None] * 1_000})  # 2 errors per null
+    assert r.status_code == 422 and len(r.content) < 3_000, len(r.content)
+    errs = r.json()["detail"]
+    assert len(errs) == 11 and errs[0]["loc"][:3] == ["body", "items", 0]
+    assert errs[-1] == {
+        "type": "too_many_errors",
+        "loc": ["body"],
+        "msg": "1990 more errors not shown",
+    }
+
+
 @pytest.mark.parametrize("items", [[], ["nope", 999]])
 def test_no_known_item_is_400_unless_fallback(client, items):
     r = client.post("/recommend", json={"items": items})
@@ -475,6 +518,35 @@ def test_admin_routes_need_the_bearer_token(pop_dir):
         assert c.post("/admin/reload", headers=ADMIN).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("token", "why"),
+    [
+        ("", "a token of at least 16 characters, found 0"),
+        ("short", "a token of at least 16 characters, found 5"),
+        ("two tokens-0123456789", "one token without spaces, found whitespace at character 4"),
+        (f"{TOKEN}\n", "one token without spaces, found whitespace at character 31"),
+        # a non-ASCII token could never authenticate (the header is read as latin-1)
+        (
+            "pässwört-0123456789",
+            "printable ASCII characters only (what an Authorization header carries), found a "
+            "non-ASCII character at character 2",
+        ),
+        (
+            "token-0123456789\x07",
+            "printable ASCII characters only (what an Authorization header carries), found a "
+            "control character at character 17",
+        ),
+    ],
+)
+def test_create_app_refuses_an_empty_or_short_token(pop_dir, token, why):
+    """admin_token="" let an unauthenticated POST /admin/reload through (200)."""
+    from warmrec.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        create_app(bundle=ModelBundle.load(pop_dir), admin_token=token)
+    assert str(e.value) == f"admin_token: expected {why}"
+
+
 def test_a_token_file_is_checked(tmp_path):
     from warmrec.errors import ConfigError
     from warmrec.serving.app import read_token_file
@@ -486,6 +558,13 @@ def test_a_token_file_is_checked(tmp_path):
         f.write_text(text)
         with pytest.raises(ConfigError, match="--admin-token-file"):
             read_token_file(f)
+    f.write_text("jeton-secret-réservé-0123456789\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        read_token_file(f)
+    assert str(e.value) == (
+        f"--admin-token-file {f}: expected printable ASCII characters only (what an "
+        "Authorization header carries), found a non-ASCII character at character 15"
+    )
     with pytest.raises(ConfigError, match="cannot read"):
         read_token_file(tmp_path / "missing")
 
@@ -558,3 +637,14 @@ def test_a_body_that_is_not_json_is_named_for_what_it_is(pop_dir):
         assert "nests deeper" in msg(b"[" * 100_000 + b"]" * 100_000)
         ok = {"Content-Type": "application/json; charset=utf-8"}
         assert c.post("/recommend", content=b'{"items": [1]}', headers=ok).status_code == 200
+
+
+def test_a_json_body_without_a_content_type_is_a_415(client):
+    """It was FastAPI's 422 echoing the raw bytes ("b'{...}'") as if the body were not JSON."""
+    for path in ("/recommend", "/sessions/no-type/events"):
+        r = client.post(path, content=b'{"items": [1, 2]}')
+        assert "content-type" not in r.request.headers
+        assert r.status_code == 415, r.text
+        assert r.json() == {"detail": "no Content-Type: expected application/json"}
+    assert client.get("/sessions/no-type/recommendations").status_code == 404  # nothing stored
+    assert client.post("/recommend", json={"items": [1, 2]}).status_code == 200

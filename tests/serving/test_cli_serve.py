@@ -23,12 +23,24 @@ ROOT = Path(__file__).resolve().parents[2]
         (["--workers", "0"], "--workers"),
         (["--threads", "0"], "--threads"),
         (["--session-ttl", "0"], "--session-ttl"),
+        # NaN and infinity were a traceback after the banner (ValueError, OverflowError)
+        (["--session-ttl", "nan"], "--session-ttl: expected a finite number of seconds > 0"),
+        (["--session-ttl", "inf"], "--session-ttl: expected a finite number of seconds > 0"),
+        (["--max-session-mb", "inf"], "--max-session-mb: expected a finite size > 0"),
+        (["--max-session-mb", "nan"], "--max-session-mb: expected a finite size > 0"),
         (["--port", "70000"], "--port"),
         (["--max-session-bytes", "0"], "--max-session-bytes"),
         (["--session-store", "memcached://x"], "--session-store"),
     ],
 )
-def test_bad_options(pop_dir, args, needle):
+def test_bad_options(pop_dir, args, needle, monkeypatch):
+    from warmrec.serving import server
+
+    def never_bind(*a, **kw):
+        raise AssertionError("the port was bound before the options were checked")
+
+    monkeypatch.setattr(server, "bind", never_bind)
+    monkeypatch.setattr(server, "run", lambda app, sock, **kw: sock.close())  # never serve
     res = CliRunner().invoke(cli, ["serve", str(pop_dir), *args])
     assert res.exit_code == 2 and needle in res.output
     assert len(res.output.strip().splitlines()) == 1
@@ -52,6 +64,21 @@ def test_unreachable_session_store_is_one_line(pop_dir):
     res = CliRunner().invoke(cli, ["serve", str(pop_dir), "--session-store", url])
     assert res.exit_code == 2 and f"--session-store: session store {url}" in res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://127.0.0.1:{port}/0?password=hunter2-secret", "unix:///tmp/hunter2-secret.sock"],
+)
+def test_unreachable_session_store_shows_no_secret(pop_dir, url):
+    """The one line named the URL as typed: a password in its query, a socket's path."""
+    pytest.importorskip("redis")
+    from tests.serving.conftest import free_port
+
+    url = url.format(port=free_port())
+    res = CliRunner().invoke(cli, ["serve", str(pop_dir), "--session-store", url])
+    assert res.exit_code == 2 and "--session-store: session store " in res.output
+    assert "hunter2" not in res.output and len(res.output.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(("store", "warned"), [("memory", True), ("redis", False)])
@@ -153,6 +180,19 @@ def test_a_short_admin_token_is_refused(pop_dir, tmp_path):
         cli, ["serve", str(pop_dir), "--admin-token-file", str(tmp_path / "t")]
     )
     assert res.exit_code == 2 and "--admin-token-file" in res.output
+
+
+def test_a_non_ascii_admin_token_is_refused_in_one_line(pop_dir, tmp_path, monkeypatch):
+    """A token no client could send (the server reads headers as latin-1) started a server."""
+    from warmrec.serving import server
+
+    monkeypatch.setattr(server, "run", lambda app, sock, **kw: sock.close())  # never serve
+    (tmp_path / "t").write_text("jeton-0123456789-€", encoding="utf-8")
+    res = CliRunner().invoke(
+        cli, ["serve", str(pop_dir), "--admin-token-file", str(tmp_path / "t"), "--port", "0"]
+    )
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1
+    assert "printable ASCII characters only" in res.output and "€" not in res.output
 
 
 def _serve(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:

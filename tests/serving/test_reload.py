@@ -1,6 +1,7 @@
 """Reloads across workers: two apps in this process on one Redis database stand for two workers
 (the real ``warmrec serve --workers 2`` is in ``test_workers.py``). ``POST /admin/reload`` exists
-only with an admin token, with a shared store as with the in-process one."""
+only with an admin token, with a shared store as with the in-process one. The tests of the model
+generation run on :class:`~tests.serving.conftest.FakeRedis` (no server needed)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from tests.serving.conftest import save_model
 from warmrec.serving.app import create_app
-from warmrec.serving.sessions import RedisSessionStore
+from warmrec.serving.sessions import RedisSessionStore, generation_time
 
 TOKEN = "t0ken-for-the-tests-0123456789"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -35,16 +36,16 @@ def test_reload_reaches_every_worker_and_says_which(tmp_path, redis_url):
     b_app = create_app(d, session_store=redis_url, workers=2, admin_token=TOKEN)
     with admin_client(a_app) as a, admin_client(b_app) as b:
         ida, idb = meta(a)["worker"]["id"], meta(b)["worker"]["id"]
-        assert ida != idb and meta(a)["worker"]["generation"] == 0
+        assert ida != idb and meta(a)["worker"]["generation"] is None
         assert model_of(a) == model_of(b) == "pop"
         save_model("markov", d)  # a new model written over the directory
         r = a.post("/admin/reload")
         assert r.status_code == 200, r.text
         body = r.json()
-        assert body["model"] == "markov" and body["generation"] == 1
+        assert body["model"] == "markov" and generation_time(body["generation"]) > 0
         assert body["workers"] == {"confirmed": sorted([ida, idb]), "failed": {}, "missing": []}
         assert model_of(a) == model_of(b) == "markov"  # b reloaded before the answer came
-        assert meta(b)["worker"]["generation"] == 1
+        assert meta(b)["worker"]["generation"] == body["generation"]
         # sessions are shared: events through one worker are read through the other
         assert a.post("/sessions/s/events", json={"items": [3, 4]}).status_code == 200
         rec = b.get("/sessions/s/recommendations", params={"k": 2})
@@ -72,7 +73,7 @@ def test_a_worker_that_fails_to_reload_is_named_and_keeps_its_model(tmp_path, re
         assert list(body["workers"]["failed"]) == [idb] and body["workers"]["missing"] == []
         assert "reached 1 of 2 workers; failed: " + idb in body["detail"]
         assert model_of(a) == "markov" and model_of(b) == "pop"
-        assert meta(b)["worker"]["generation"] == 0
+        assert meta(b)["worker"]["generation"] is None
 
 
 def test_a_worker_that_does_not_answer_is_reported_missing(tmp_path, redis_url):
@@ -81,7 +82,7 @@ def test_a_worker_that_does_not_answer_is_reported_missing(tmp_path, redis_url):
     with admin_client(
         create_app(d, session_store=redis_url, reload_timeout_s=1.0, admin_token=TOKEN)
     ) as a:
-        store.report_worker("ghost", {"generation": 0})  # alive, but never reloads
+        store.report_worker("ghost", {"generation": None})  # alive, but never reloads
         t0 = time.monotonic()
         r = a.post("/admin/reload")
         waited = time.monotonic() - t0
@@ -99,7 +100,7 @@ def test_a_directory_that_does_not_load_publishes_nothing(tmp_path, redis_url):
         (d / "config.json").write_text("{broken")
         r = a.post("/admin/reload")
         assert r.status_code == 409 and "still serving the old model" in r.json()["detail"]
-        assert RedisSessionStore(redis_url).generation() == 0 and model_of(a) == "pop"
+        assert RedisSessionStore(redis_url).generation() is None and model_of(a) == "pop"
 
 
 def test_memory_store_with_several_workers_refuses_to_half_reload(pop_dir):
@@ -153,9 +154,76 @@ def test_without_a_token_no_worker_has_a_reload_route(tmp_path, redis_url):
         assert a.post("/admin/reload", headers=ADMIN).status_code == 404
         assert "/admin/reload" not in a.get("/openapi.json").json()["paths"]
         r = b.post("/admin/reload", headers={"Authorization": "Bearer wrong-token-0123456789"})
-        assert r.status_code == 401 and RedisSessionStore(redis_url).generation() == 0
-        assert model_of(a) == "pop" and meta(a)["worker"]["generation"] == 0
+        assert r.status_code == 401 and RedisSessionStore(redis_url).generation() is None
+        assert model_of(a) == "pop" and meta(a)["worker"]["generation"] is None
         ok = b.post("/admin/reload")  # the token: both workers, the token-less one too, follow
         assert ok.status_code == 200, ok.text
         assert len(ok.json()["workers"]["confirmed"]) == 2
-        assert meta(a)["worker"]["generation"] == 1
+        assert meta(a)["worker"]["generation"] == ok.json()["generation"]
+
+
+def _wait_until_registered(url: str, *workers: str, timeout: float = 10) -> None:
+    store, deadline = RedisSessionStore(url), time.monotonic() + timeout
+    while not set(workers) <= set(store.live_workers(10)):
+        assert time.monotonic() < deadline, "the workers did not report again"
+        time.sleep(0.05)
+
+
+def test_a_lost_generation_still_reaches_every_worker(tmp_path, fake_redis):
+    """The generation was a counter: lost with its key (a Redis restart, FLUSHDB, an eviction),
+    the next reload published 1, and the workers at 2 neither reloaded nor were missed (listed
+    as confirmed, serving the old model). It is a token now: any other one is a reload."""
+    url, fake = fake_redis
+    d = save_model("pop", tmp_path / "m")
+    a_app = create_app(d, session_store=url, workers=2, admin_token=TOKEN)
+    b_app = create_app(d, session_store=url, workers=2, admin_token=TOKEN)
+    with admin_client(a_app) as a, admin_client(b_app) as b:
+        ida, idb = meta(a)["worker"]["id"], meta(b)["worker"]["id"]
+        gens = []
+        for _ in range(2):
+            r = a.post("/admin/reload")
+            assert r.status_code == 200 and r.json()["workers"]["confirmed"] == sorted([ida, idb])
+            gens.append(r.json()["generation"])
+        assert gens[0] != gens[1] and meta(b)["worker"]["generation"] == gens[1]
+        fake.flushdb()  # the generation and the registry gone
+        _wait_until_registered(url, ida, idb)
+        assert meta(b)["worker"]["generation"] == gens[1]  # no generation: nothing to reload
+        save_model("markov", d)
+        r = a.post("/admin/reload")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["workers"] == {"confirmed": sorted([ida, idb]), "failed": {}, "missing": []}
+        assert model_of(a) == model_of(b) == "markov"  # b reloaded before the answer came
+        assert body["generation"] not in gens  # a counter published 1 again
+        assert meta(b)["worker"]["generation"] == body["generation"]
+
+
+def test_only_the_published_generation_confirms(tmp_path, fake_redis):
+    """A worker counted as confirmed when its generation was >= the published one: one that
+    reports another generation (a counter of 99, as one could after the key was lost) has not
+    loaded the new model."""
+    url, _ = fake_redis
+    d = save_model("pop", tmp_path / "m")
+    store = RedisSessionStore(url)
+    with admin_client(
+        create_app(d, session_store=url, reload_timeout_s=1.0, admin_token=TOKEN)
+    ) as a:
+        store.report_worker("stale", {"generation": 99})
+        r = a.post("/admin/reload")
+        assert r.status_code == 504, r.text
+        body = r.json()
+        assert body["workers"]["missing"] == ["stale"] and body["workers"]["failed"] == {}
+        assert body["workers"]["confirmed"] == [meta(a)["worker"]["id"]]
+
+
+def test_a_generation_published_later_confirms(tmp_path, fake_redis):
+    """Two reloads that overlap: a worker that already serves the later one's generation has
+    loaded the directory after the earlier one was published (it confirms both)."""
+    url, _ = fake_redis
+    d = save_model("pop", tmp_path / "m")
+    store = RedisSessionStore(url)
+    with admin_client(create_app(d, session_store=url, admin_token=TOKEN)) as a:
+        store.report_worker("later", {"generation": f"{2**62}-0a0b0c0d"})
+        r = a.post("/admin/reload")
+        assert r.status_code == 200, r.text
+        assert r.json()["workers"]["confirmed"] == sorted([meta(a)["worker"]["id"], "later"])

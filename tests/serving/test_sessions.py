@@ -21,6 +21,7 @@ from warmrec.serving.sessions import (
     RedisSessionStore,
     SessionStore,
     SessionStoreError,
+    generation_time,
     id_size,
     memory_cost,
     open_store,
@@ -329,14 +330,16 @@ def test_prefixes_keep_services_apart(redis_url):
     b = RedisSessionStore(redis_url + "?prefix=two:")
     a.append("s", [1])
     assert b.get("s") is None and a.prefix == "one:" and b.stats()["prefix"] == "two:"
-    a.next_generation()
-    assert a.generation() == 1 and b.generation() == 0
+    gen = a.next_generation()
+    assert a.generation() == gen and b.generation() is None
 
 
 def test_worker_registry(redis_url):
     s = RedisSessionStore(redis_url)
-    assert s.generation() == 0
-    assert s.next_generation() == 1 and s.next_generation() == 2 and s.generation() == 2
+    assert s.generation() is None
+    one, two = s.next_generation(), s.next_generation()
+    assert one != two and s.generation() == two  # tokens, ordered by Redis's time
+    assert 0 < generation_time(one) <= generation_time(two)
     s.report_worker("w1", {"generation": 2})
     s.report_worker("w2", {"generation": 1})
     assert s.live_workers(10) == {"w1": {"generation": 2}, "w2": {"generation": 1}}
@@ -366,6 +369,75 @@ def test_bad_store_specs(spec):
 
 
 def test_passwords_are_not_shown():
-    assert redact("redis://:hunter2@h:6379/0") == "redis://:***@h:6379/0"
-    assert redact("redis://me:hunter2@h/1") == "redis://me:***@h/1"
+    assert redact("redis://:hunter2@h:6379/0") == "redis://***@h:6379/0"
+    assert redact("redis://me:hunter2@h/1") == "redis://***@h/1"
     assert redact("redis://h:6379/0") == "redis://h:6379/0"
+    assert redact("rediss://[::1]:7000/2") == "rediss://[::1]:7000/2"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # redis-py also takes credentials from the query; only scheme, host, port, db remain
+        ("redis://h:6379/0?password=hunter2", "redis://***@h:6379/0"),
+        ("redis://h/3?username=admin&password=hunter2&prefix=p:", "redis://***@h/3"),
+        ("redis://hunter2@h", "redis://***@h"),  # a user part without ':' is a secret too
+        ("rediss://h:6380?db=2&ssl_password=hunter2", "rediss://h:6380?db=2"),
+        ("redis://h/hunter2", "redis://h"),  # not a database number: not shown
+        # a socket's file-system path is never shown, nor its credentials
+        ("unix:///var/run/redis.sock?db=2&password=hunter2", "unix://***@<socket>?db=2"),
+        ("unix:///var/run/redis.sock", "unix://<socket>"),
+        ("redis:/:hunter2@h?x=1", "***@h"),  # not a URL: as typed, less the credentials
+    ],
+)
+def test_query_credentials_and_socket_paths_are_not_shown(url, shown):
+    assert redact(url) == shown
+
+
+def test_a_generation_is_a_token_of_redis_time_and_a_tag(fake_redis):
+    """It was a counter (INCR): lost with its key, it restarted below the workers' own."""
+    url, fake = fake_redis
+    s = RedisSessionStore(url)
+    assert s.generation() is None
+    one, two = s.next_generation(), s.next_generation()
+    assert one != two and s.generation() == two
+    assert 0 < generation_time(one) <= generation_time(two)
+    fake.flushdb()
+    assert s.generation() is None
+    three = s.next_generation()  # after the loss: still after the others
+    assert three not in (one, two) and generation_time(three) >= generation_time(two)
+    assert [generation_time(g) for g in (None, 7, "7", "x-y")] == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:{port}/0?password=hunter2-secret",
+        "redis://me:hunter2-secret@127.0.0.1:{port}/0",
+        "unix:///tmp/hunter2-secret/redis.sock?db=0",
+    ],
+)
+def test_unreachable_store_errors_show_no_secret(pop_dir, url):
+    """The 503 of the session endpoints and /metadata named the URL as typed (its password)."""
+    from fastapi.testclient import TestClient
+
+    from tests.serving.conftest import free_port
+    from warmrec.serving.app import create_app
+    from warmrec.serving.bundle import ModelBundle
+
+    store = RedisSessionStore(url.format(port=free_port()), timeout_s=0.2)
+    assert "hunter2" not in store.url
+    c = TestClient(create_app(bundle=ModelBundle.load(pop_dir), store=store))  # no lifespan
+    for method, path, body in (
+        ("post", "/sessions/s/events", {"items": [1]}),
+        ("get", "/sessions/s/recommendations", None),
+        ("delete", "/sessions/s", None),
+    ):
+        r = c.request(method, path, json=body)
+        assert r.status_code == 503, r.text
+        assert r.json()["detail"].startswith(f"session store {store.url}: ")
+        assert "hunter2" not in r.text
+    meta = c.get("/metadata")
+    assert meta.status_code == 200 and "hunter2" not in meta.text
+    assert meta.json()["sessions"]["error"].startswith(f"session store {store.url}: ")
+    store.close()

@@ -188,8 +188,9 @@ def predict_cmd(
 @click.option(
     "--admin-token-file",
     default=None,
-    help="A file holding the admin token (16+ characters). Enables POST /admin/reload, which "
-    "then needs 'Authorization: Bearer <token>'; without it there is no admin route.",
+    help="A file holding the admin token (16+ printable ASCII characters, no spaces). Enables "
+    "POST /admin/reload, which then needs 'Authorization: Bearer <token>'; without it there is "
+    "no admin route.",
 )
 @click.option(
     "--allowed-host",
@@ -230,6 +231,7 @@ def serve(
     SIGHUP to this process (any number of workers)."""
     import gc
     import json
+    import math
     import os
 
     from warmrec.errors import ConfigError, WarmrecError
@@ -243,10 +245,13 @@ def serve(
     ):
         if v < 1:
             raise ConfigError(f"{name}: expected a whole number >= 1, found {v}")
-    if session_ttl <= 0:
-        raise ConfigError(f"--session-ttl: expected seconds > 0, found {session_ttl}")
-    if not max_session_mb > 0:
-        raise ConfigError(f"--max-session-mb: expected a size > 0, found {max_session_mb}")
+    # NaN passed "<= 0" and infinity "> 0": a traceback after the banner, the port bound
+    if not (math.isfinite(session_ttl) and session_ttl > 0):
+        raise ConfigError(
+            f"--session-ttl: expected a finite number of seconds > 0, found {session_ttl}"
+        )
+    if not (math.isfinite(max_session_mb) and max_session_mb > 0):
+        raise ConfigError(f"--max-session-mb: expected a finite size > 0, found {max_session_mb}")
     if max_inflight < 0:
         raise ConfigError(f"--max-inflight: expected a whole number >= 0, found {max_inflight}")
     if not 0 <= port <= 65535:

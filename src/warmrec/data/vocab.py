@@ -149,6 +149,12 @@ class ItemVocab:
         values = list(raw)
         return np.fromiter((self.index_of(x) for x in values), dtype=np.int64, count=len(values))
 
+    def prepare(self) -> ItemVocab:
+        """Build the raw-id lookup table of :meth:`index_of` now (it is otherwise built on the
+        first call: a server pays it when it loads a model, not on its first request)."""
+        self._lookup()
+        return self
+
     def _lookup(self) -> dict[Any, int]:
         table = getattr(self, "_table", None)
         if table is None:

@@ -29,10 +29,12 @@ Endpoints (OpenAPI docs at ``/docs``, the schema at ``/openapi.json``):
     Swagger UI and ReDoc served from the ``fastapi-offline`` package (no CDN: they work on a
     machine without internet); ``docs=False`` (``--no-docs``) removes all three.
 
-Errors are 4xx, never 5xx: a body that is not JSON -> 415 (its Content-Type or charset) or 422
+Errors are 4xx, never 5xx: a body that is not JSON -> 415 (its Content-Type, missing or other
+than JSON, or its charset) or 422
 (naming what is wrong with it); a value out of its limits -> 422 (FastAPI's
 validation error, its echo of the input made JSON-safe: ``NaN``/``Infinity`` and lone
-surrogates come back as text); a history with no known item and no fallback asked for -> 400
+surrogates come back as text; and clipped, at most ten errors of a few KB each whatever the
+body); a history with no known item and no fallback asked for -> 400
 naming the problem; an unknown session -> 404; a body over ``MAX_BODY_BYTES`` -> 413; a request
 head over :data:`~warmrec.serving.guards.MAX_HEAD_BYTES` -> 431, a path that is not UTF-8 or a
 ``Host`` outside the allow-list -> 400 (:class:`~warmrec.serving.guards.RequestGuard`); more than
@@ -103,6 +105,7 @@ MAX_SAFE_INT = 2**53 - 1
 """Integer ids beyond +-(2**53 - 1) (not exact in JSON numbers everywhere) are sent as strings."""
 
 MIN_TOKEN_LEN = 16
+"""The shortest admin token ``--admin-token-file`` and :func:`create_app` take."""
 
 
 def _integral(v: Any) -> Any:
@@ -314,11 +317,15 @@ class BodyLimit:
 
 
 def _body_problem(scope: dict, body: bytes) -> tuple[int, str] | None:
-    """Why a request body cannot be a JSON document, or None: a Content-Type other than JSON
-    or a charset other than UTF-8 (415), bytes that are not UTF-8, text that is not JSON, a
+    """Why a request body cannot be a JSON document, or None: no Content-Type, one other than
+    JSON or a charset other than UTF-8 (415), bytes that are not UTF-8, text that is not JSON, a
     nesting or a number beyond what the parser takes (422). FastAPI answered these with a
-    vague 400 ("There was an error parsing the body") or a 422 echoing the raw bytes."""
-    for name, value in scope.get("headers", []):
+    vague 400 ("There was an error parsing the body") or a 422 echoing the raw bytes (a JSON
+    body sent without a Content-Type too)."""
+    headers = scope.get("headers", [])
+    if not any(name == b"content-type" for name, _ in headers):
+        return 415, "no Content-Type: expected application/json"
+    for name, value in headers:
         if name == b"content-type":
             media, _, params = value.decode("latin-1").partition(";")
             media = media.strip().lower()
@@ -380,27 +387,105 @@ def _json_safe(x: Any) -> Any:
 
 SESSION_QUERY = frozenset({"k", "exclude_seen", "fallback"})
 MAX_ECHO = 10  # a 422 echoes at most this many elements of a list input (or characters / 20)
+MAX_ECHO_DEPTH = 3
+"""Levels of nesting a 422 echoes of an input; deeper lists and objects are summarised."""
+MAX_ECHO_CHARS = 2000
+"""About how many characters of strings, ids and keys a 422 echoes of one input."""
+
+
+def _clipped_text(v: str) -> str:
+    """At most ``20 * MAX_ECHO`` characters of ``v``, its length said when clipped."""
+    return v if len(v) <= 20 * MAX_ECHO else f"{v[: 20 * MAX_ECHO]}... ({len(v)} characters)"
 
 
 def _clipped_input(x: Any) -> Any:
-    """A validation error's echo of the input, clipped: a 1,001-item history came back whole
-    (a 250 KB request, a 230 KB answer)."""
-    if isinstance(x, (list, tuple)) and len(x) > MAX_ECHO:
-        return [*x[:MAX_ECHO], f"... {len(x) - MAX_ECHO} more"]
-    if isinstance(x, str) and len(x) > 20 * MAX_ECHO:
-        return f"{x[: 20 * MAX_ECHO]}... ({len(x)} characters)"
-    if isinstance(x, dict) and len(x) > MAX_ECHO:
-        return {k: x[k] for k in list(x)[:MAX_ECHO]} | {"...": f"{len(x) - MAX_ECHO} more keys"}
-    return x
+    """A validation error's echo of the input, clipped at every level: at most
+    :data:`MAX_ECHO` elements of a list or keys of an object, 200 characters of a string,
+    :data:`MAX_ECHO_DEPTH` levels of nesting and about :data:`MAX_ECHO_CHARS` characters in
+    all. A 1,001-item history came back whole (a 250 KB request, a 230 KB answer); an error of
+    the whole body (an empty history without the fallback) echoed every list of it."""
+    left = MAX_ECHO_CHARS
+
+    def spent(out: Any, size: int) -> Any:
+        nonlocal left
+        left -= size
+        return out
+
+    def clip(v: Any, depth: int) -> Any:
+        if isinstance(v, str):
+            out = _clipped_text(v)
+            return spent(out, len(json.dumps(out)))  # escapes included
+        if isinstance(v, (list, tuple)):
+            if depth >= MAX_ECHO_DEPTH or left <= 0:
+                return clip(f"... (a list of {len(v)})", depth)
+            items: list[Any] = []
+            for i, e in enumerate(v):
+                if i >= MAX_ECHO or left <= 0:
+                    items.append(clip(f"... {len(v) - i} more", depth))
+                    break
+                items.append(clip(e, depth + 1))
+            return items
+        if isinstance(v, dict):
+            if depth >= MAX_ECHO_DEPTH or left <= 0:
+                return clip(f"... (an object of {len(v)} keys)", depth)
+            obj: dict[Any, Any] = {}
+            for i, (k, e) in enumerate(v.items()):
+                if i >= MAX_ECHO or left <= 0:
+                    obj["..."] = clip(f"{len(v) - i} more keys", depth)
+                    break
+                obj[clip(k, depth) if isinstance(k, str) else k] = clip(e, depth + 1)
+            return obj
+        return spent(v, 8)  # a number, a boolean, null
+
+    return clip(x, 0)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """FastAPI's 422, its echo of the input clipped and made JSON-safe (NaN, Infinity, lone
-    surrogates)."""
-    errors = [
-        {**e, "input": _clipped_input(e["input"])} if "input" in e else e for e in exc.errors()
-    ]
+    """FastAPI's 422, its echo of the input clipped (:func:`_clipped_input`) and made JSON-safe
+    (NaN, Infinity, lone surrogates), the keys in its ``loc`` clipped too, with at most
+    :data:`MAX_ECHO` errors: the rest are counted in a last ``too_many_errors`` entry (a
+    history of 1,000 nulls had 2,000 errors, a 6 KB request a 300 KB answer)."""
+    found = exc.errors()
+    errors: list[dict[str, Any]] = []
+    for e in found[:MAX_ECHO]:
+        # an unknown key of a body is in its error's loc: a 900 KB key came back whole
+        e = {**e, "loc": [_clipped_text(x) if isinstance(x, str) else x for x in e["loc"]]}
+        errors.append({**e, "input": _clipped_input(e["input"])} if "input" in e else e)
+    if len(found) > MAX_ECHO:
+        errors.append(
+            {
+                "type": "too_many_errors",
+                "loc": list(found[MAX_ECHO]["loc"][:1]),
+                "msg": f"{len(found) - MAX_ECHO} more errors not shown",
+            }
+        )
     return JSONResponse({"detail": _json_safe(errors)}, status_code=422)
+
+
+def check_token(token: str, where: str) -> str:
+    """``token`` if it can be an admin token (at least :data:`MIN_TOKEN_LEN` printable ASCII
+    characters, no whitespace), else a :class:`ConfigError` saying why, prefixed with
+    ``where`` (an empty or short token let anyone reload; a non-ASCII one never matched)."""
+    if len(token) < MIN_TOKEN_LEN:
+        raise ConfigError(
+            f"{where}: expected a token of at least {MIN_TOKEN_LEN} characters, found {len(token)}"
+        )
+    spaces = [i for i, c in enumerate(token) if c.isspace()]
+    if spaces:
+        raise ConfigError(
+            f"{where}: expected one token without spaces, found whitespace at character "
+            f"{spaces[0] + 1}"
+        )
+    # a header is read as latin-1 and a client sends a non-ASCII token in some encoding of its
+    # own: such a token could never match (and it is not an RFC 6750 token either)
+    bad = [i for i, c in enumerate(token) if not "!" <= c <= "~"]
+    if bad:
+        kind = "a non-ASCII" if ord(token[bad[0]]) > 0x7F else "a control"
+        raise ConfigError(
+            f"{where}: expected printable ASCII characters only (what an Authorization header "
+            f"carries), found {kind} character at character {bad[0] + 1}"
+        )
+    return token
 
 
 def read_token_file(path: str | Path) -> str:
@@ -410,12 +495,7 @@ def read_token_file(path: str | Path) -> str:
         token = p.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"--admin-token-file {p}: cannot read it ({e})") from None
-    if len(token) < MIN_TOKEN_LEN or any(c.isspace() for c in token):
-        raise ConfigError(
-            f"--admin-token-file {p}: expected one token of at least {MIN_TOKEN_LEN} characters "
-            f"without spaces, found {len(token)} characters"
-        )
-    return token
+    return check_token(token, f"--admin-token-file {p}")
 
 
 def _answer(r: Ranked, model: str) -> dict[str, Any]:
@@ -456,12 +536,16 @@ def create_app(
     URL, :func:`~warmrec.serving.sessions.open_store`), with ``max_session_bytes`` of ids per
     session and, in the process, ``max_store_bytes`` of estimated memory for all sessions;
     ``workers`` is how many worker processes serve it (for ``/admin/reload``).
-    ``admin_token``: enables ``POST /admin/reload`` behind ``Authorization: Bearer``;
+    ``admin_token``: enables ``POST /admin/reload`` behind ``Authorization: Bearer`` (at least
+    :data:`MIN_TOKEN_LEN` printable ASCII characters, no whitespace: else a
+    :class:`ConfigError`);
     ``allowed_hosts``: the ``Host`` allow-list (None: any Host); ``docs``: serve ``/docs``,
     ``/redoc`` and ``/openapi.json``; ``max_inflight``: shed load past that many requests
     (None: never)."""
     if bundle is None and model_dir is None:
         raise ValueError("create_app needs a model_dir or a bundle")
+    if admin_token is not None:  # before anything is opened
+        check_token(admin_token, "admin_token")
     source = Path(model_dir) if model_dir is not None else bundle.path
     sessions = (
         store
@@ -633,7 +717,7 @@ def create_app(
                     "detail": [
                         {
                             "type": "extra_forbidden",
-                            "loc": ["query", name],
+                            "loc": ["query", _clipped_text(name)],
                             "msg": "Extra inputs are not permitted (known: "
                             f"{', '.join(sorted(SESSION_QUERY))})",
                             "input": _json_safe(_clipped_input(request.query_params[name])),
@@ -675,12 +759,14 @@ def create_app(
 
     if admin_token is not None:
         bearer = HTTPBearer(auto_error=False, description="The server's admin token")
-        expected = admin_token.encode("utf-8")
+        expected = admin_token.encode("ascii")
 
         async def admin(
             creds: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
         ) -> None:
-            given = creds.credentials.encode("utf-8", "surrogateescape") if creds else b""
+            if creds is None or not creds.credentials:  # no credentials: never let through
+                raise _Unauthorized()
+            given = creds.credentials.encode("utf-8", "surrogateescape")
             if not hmac.compare_digest(given, expected):
                 raise _Unauthorized()
 

@@ -9,15 +9,20 @@ worker (today's behaviour with one worker); with ``--workers N > 1`` it refuses 
 would reach one worker of N: send ``SIGHUP`` to the server process instead, or use a shared store.
 
 With a shared store (Redis, :class:`~warmrec.serving.sessions.RedisSessionStore`) the store also
-holds a **model generation** and a **worker registry**. Every worker reports, every ``poll_s``
-seconds, that it is alive and which generation it serves; a worker that sees a generation newer
-than its own reloads the model directory and reports the new one. ``POST /admin/reload`` on any
-worker reloads that worker first (a directory that does not load is a 409 and publishes
-nothing), publishes the next generation, then waits (up to ``timeout_s``) until every live
-worker reports it: the reply lists the workers that ``confirmed``, those whose reload ``failed``
-(they keep serving the old model) and those ``missing`` (no answer in time); it is a 200 only
-when every live worker confirmed, else a 504 naming the others. A worker started later (a
-restart) loads the directory as it is then and takes the generation published before it
+holds a **model generation** and a **worker registry**. A generation is a token unique to each
+reload (Redis's time and a random tag, :func:`~warmrec.serving.sessions.generation_time`), not
+a counter: a counter lost with its key (a Redis restart, ``FLUSHDB``, an eviction) started
+again at 1, below the workers' own, so they never reloaded yet were listed as confirmed. Every
+worker reports, every ``poll_s`` seconds, that it is alive and which generation it serves; a
+worker that sees a published generation other than its own (and other than one it failed to
+load) reloads the model directory and reports the new one; no published generation (the key
+gone) asks for nothing. ``POST /admin/reload`` on any worker reloads that worker first (a
+directory that does not load is a 409 and publishes nothing), publishes a new generation, then
+waits (up to ``timeout_s``) until every live worker reports it (or one published later, by a
+reload that overlapped): the reply lists the workers that ``confirmed``, those whose reload
+``failed`` (they keep serving the old model) and those ``missing`` (no answer in time); it is a
+200 only when every live worker confirmed, else a 504 naming the others. A worker started later
+(a restart) loads the directory as it is then and takes the generation published before it
 loaded, so it never counts as behind. A worker unseen for ``stale_s`` seconds is taken for
 gone (it died without saying so); one that shuts down leaves the registry.
 """
@@ -37,7 +42,7 @@ from typing import Any
 
 from warmrec.errors import WarmrecError, summary
 from warmrec.serving.bundle import ModelBundle
-from warmrec.serving.sessions import SessionStore, SessionStoreError
+from warmrec.serving.sessions import SessionStore, SessionStoreError, generation_time
 
 POLL_S = 0.5
 STALE_S = 10.0
@@ -50,9 +55,15 @@ class ReloadFailed(WarmrecError):
 
 @dataclass
 class _Local:
-    generation: int = 0
-    failed_generation: int | None = None
+    generation: str | None = None
+    failed_generation: str | None = None
     error: str | None = None
+
+
+def _covers(reported: Any, gen: str) -> bool:
+    """Whether a worker that reports generation ``reported`` serves a model loaded after
+    ``gen`` was published: ``gen`` itself, or one published later (an overlapping reload)."""
+    return reported == gen or generation_time(reported) > generation_time(gen)
 
 
 class Reloader:
@@ -90,7 +101,7 @@ class Reloader:
     async def start(self) -> None:
         """Load the model if needed (before the port opens); with a shared store, register this
         worker and start following the published generation."""
-        gen = await self._store_call(self.store.generation) if self.shared else 0
+        gen = await self._store_call(self.store.generation) if self.shared else None
         if self.bundle is None:
             self.bundle = self._load()
         self._local.generation = gen
@@ -167,11 +178,11 @@ class Reloader:
         while True:
             live = await self._store_call(self.store.live_workers, self.stale_s)
             live.setdefault(self.worker_id, self.info())
-            confirmed = sorted(w for w, i in live.items() if i.get("generation", 0) >= gen)
+            confirmed = sorted(w for w, i in live.items() if _covers(i.get("generation"), gen))
             failed = {
                 w: i.get("error") or "reload failed"
                 for w, i in live.items()
-                if w not in confirmed and (i.get("failed_generation") or -1) >= gen
+                if w not in confirmed and _covers(i.get("failed_generation"), gen)
             }
             missing = sorted(set(live) - set(confirmed) - set(failed))
             if not missing or time.monotonic() >= deadline:
@@ -194,8 +205,8 @@ class Reloader:
         return 200, body
 
     async def _follow(self) -> None:
-        """Report this worker every ``poll_s`` seconds; reload when a newer generation is
-        published."""
+        """Report this worker every ``poll_s`` seconds; reload when a generation other than
+        this worker's is published."""
         while True:
             try:
                 await self._step()
@@ -211,10 +222,12 @@ class Reloader:
     async def _step(self) -> None:
         gen = await self._store_call(self.store.generation)
         loc = self._local
-        if gen > loc.generation and gen != loc.failed_generation:
+        # not "newer than": a generation is a token, and none published (the key lost) asks
+        # for nothing
+        if gen is not None and gen not in (loc.generation, loc.failed_generation):
             async with self._lock:
                 loc = self._local
-                if gen > loc.generation and gen != loc.failed_generation:
+                if gen not in (loc.generation, loc.failed_generation):
                     try:
                         await self._reload_locked()
                         self._local = _Local(generation=gen)

@@ -29,8 +29,10 @@ bytes (``<prefix>m:<id>``), both with a Redis expiry of ``ttl_s`` renewed on eve
 append, a read with ``touch=True``, :meth:`~SessionStore.touch`; a read with ``touch=False``
 leaves the expiry as it is); a sorted set (``<prefix>lru``) of session ids by last touch bounds
 their number. Every operation is one Lua script, so concurrent appends from many workers are
-atomic and none is lost. The same database holds the model generation and the worker registry
-that let ``POST /admin/reload`` reach every worker (:mod:`warmrec.serving.reload`). A single
+atomic and none is lost. The same database holds the model generation (a token unique to each
+reload, not a counter: a counter lost with its key restarted below the workers' own) and the
+worker registry that let ``POST /admin/reload`` reach every worker
+(:mod:`warmrec.serving.reload`). A single
 Redis server (not Redis Cluster): the scripts touch keys of several sessions when they evict.
 A ``?prefix=name:`` in the URL keeps services that share one database apart (default
 ``warmrec:``). The in-process store's total bound does not apply: bound Redis with its own
@@ -42,6 +44,8 @@ A store that cannot be reached raises :class:`SessionStoreError` (the service an
 from __future__ import annotations
 
 import json
+import re
+import secrets
 import sys
 import threading
 import time
@@ -50,7 +54,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from warmrec.errors import ConfigError, WarmrecError
 
@@ -460,28 +464,84 @@ return out
 )
 
 
+# a model generation: Redis's time in microseconds, "-", a random tag of the publisher's (unique
+# even where two reloads publish in one microsecond); KEYS: the generation key; ARGV: the tag
+_PUBLISH = """
+local t = redis.call('TIME')
+local gen = t[1] .. string.format('%06d', tonumber(t[2])) .. '-' .. ARGV[1]
+redis.call('SET', KEYS[1], gen)
+return gen
+"""
+
+
+def generation_time(gen: Any) -> int:
+    """When a model generation was published: Redis's time in microseconds, the head of its
+    token (0 for no generation, or a counter an older warmrec published). Generations are told
+    apart by their token; the time only orders two reloads that overlap."""
+    head, dash, _ = gen.partition("-") if isinstance(gen, str) else ("", "", "")
+    return int(head) if dash and head.isdigit() else 0
+
+
 def _decode(joined: bytes) -> list[Any]:
     """The ids of a session from its JSON texts joined by commas (one reply, one parse)."""
     return json.loads(b"[" + joined + b"]")
 
 
+CREDENTIALS = frozenset({"password", "username"})
+"""Query parameters of a redis-py URL that carry credentials (never shown)."""
+SOCKET = "<socket>"
+"""What a message shows for the file-system path of a ``unix://`` URL."""
+
+
 def redact(url: str) -> str:
-    """A Redis URL without its password (for messages and ``/metadata``)."""
+    """A Redis URL as messages and ``/metadata`` show it: its scheme, host, port and database
+    only. Credentials, in the user part (``redis://me:pw@host``) or in the query
+    (``?password=pw``, ``?username=me``), become ``***@``; other query parameters are left out
+    but ``db``; the path of a ``unix://`` socket is never shown (:data:`SOCKET`)."""
+    if "://" not in url:  # no URL (``memory``, ``redis:/x``): as typed, less credentials
+        _, at, rest = url.partition("?")[0].rpartition("@")
+        return f"***@{rest}" if at else rest
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + host))
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    _, at, hostport = parts.netloc.rpartition("@")
+    secret = bool(at) or any(k.lower() in CREDENTIALS for k, _ in query)
+    if parts.scheme.lower() == "unix":
+        where, path = SOCKET, ""
+    else:
+        m = re.fullmatch(r"(\[[^\]]*\]|[^:]*)(:\d*)?(:.*)?", hostport)
+        where = (m.group(1) + (m.group(2) or "")) if m else ""
+        path = parts.path if re.fullmatch(r"/\d*", parts.path) else ""
+    dbs = [v for k, v in query if k == "db" and re.fullmatch(r"\d+", v)]
+    tail = f"?db={dbs[-1]}" if dbs else ""
+    return f"{parts.scheme}://{'***@' if secret else ''}{where}{path}{tail}"
+
+
+def _secrets(url: str) -> list[str]:
+    """The credentials and socket path of a Redis URL, as a redis-py error may quote them."""
+    parts = urlsplit(url)
+    found = [v for k, v in parse_qsl(parts.query) if k.lower() in CREDENTIALS]
+    for x in (parts.username, parts.password):
+        if x:
+            found += [x, unquote(x)]
+    if parts.scheme.lower() == "unix" and parts.path:
+        found += [parts.path, unquote(parts.path)]
+    return sorted({x for x in found if len(x) >= 3}, key=len, reverse=True)
+
+
+def _scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each of ``secrets`` in it replaced by ``***``."""
+    for x in secrets:
+        text = text.replace(x, "***")
+    return text
 
 
 class RedisSessionStore(SessionStore):
     """Sessions in a Redis database, shared by workers and servers (see the module docstring).
 
     ``url`` is a redis-py URL (``redis://[:password@]host:port/db``, ``rediss://``,
-    ``unix://path?db=0``) with an optional ``prefix`` query parameter for the key prefix.
+    ``unix:///path.sock?db=0``, credentials also as ``?password=``) with an optional ``prefix``
+    query parameter for the key prefix. Messages and :meth:`stats` show it as :func:`redact`
+    does (no credential, no socket path).
     Connecting is lazy; :meth:`ping` checks the server. Network calls time out after
     ``timeout_s`` and raise :class:`SessionStoreError`.
     """
@@ -511,16 +571,17 @@ class RedisSessionStore(SessionStore):
                 f"--session-store: expected memory or a redis://, rediss:// or unix:// URL, "
                 f"found {redact(url)!r}"
             )
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
+        base, _, query_text = url.partition("?")
+        query = parse_qsl(query_text, keep_blank_values=True)
         prefixes = [v for k, v in query if k == "prefix"]
-        rest = urlunsplit(
-            parts._replace(query=urlencode([(k, v) for k, v in query if k != "prefix"]))
-        )
+        kept = urlencode([(k, v) for k, v in query if k != "prefix"])
+        # not urlunsplit: it writes unix:///path as unix:/path, which redis-py refuses
+        rest = f"{base}?{kept}" if kept else base
         self.prefix = (
             prefix if prefix is not None else (prefixes[-1] if prefixes else DEFAULT_PREFIX)
         )
         self.url = redact(url)
+        self._secrets = _secrets(url)
         self._errors = redis.exceptions.RedisError
         try:
             self._r = redis.Redis.from_url(
@@ -531,12 +592,15 @@ class RedisSessionStore(SessionStore):
                 encoding_errors="surrogatepass",  # any str is a key, even a lone surrogate
             )
         except (ValueError, TypeError) as e:
-            raise ConfigError(f"--session-store {self.url}: {e}") from None
+            raise ConfigError(
+                f"--session-store {self.url}: {_scrub(str(e), self._secrets)}"
+            ) from None
         self._ttl_ms = max(1, round(self.ttl_s * 1000))
         reg = self._r.register_script
         self._append, self._get, self._delete = reg(_APPEND), reg(_GET), reg(_DELETE)
         self._peek, self._touch = reg(_PEEK), reg(_TOUCH)
         self._stats, self._report, self._live = reg(_STATS), reg(_REPORT), reg(_LIVE)
+        self._publish = reg(_PUBLISH)
         p = self.prefix
         self._lru, self._st = p + "lru", p + "stats"
         self._gen, self._workers, self._seen = p + "gen", p + "workers", p + "workers:seen"
@@ -548,7 +612,10 @@ class RedisSessionStore(SessionStore):
         try:
             return fn(*a, **kw)
         except self._errors as e:
-            raise SessionStoreError(f"session store {self.url}: {e}") from None
+            # a redis-py error may quote the socket path or a credential: never shown
+            raise SessionStoreError(
+                f"session store {self.url}: {_scrub(str(e), self._secrets)}"
+            ) from None
 
     def ping(self) -> None:
         """Raise :class:`SessionStoreError` unless the server answers."""
@@ -593,13 +660,16 @@ class RedisSessionStore(SessionStore):
         self._r.close()
 
     # -- the model generation and the worker registry (warmrec.serving.reload) ------------------
-    def generation(self) -> int:
-        """The model generation published by the last reload (0 before any)."""
-        return int(self._call(self._r.get, self._gen) or 0)
+    def generation(self) -> str | None:
+        """The model generation published by the last reload (None before any, or when the
+        key is gone: a Redis restart, ``FLUSHDB``, an eviction)."""
+        got = self._call(self._r.get, self._gen)
+        return None if got is None else got.decode("utf-8", "replace")
 
-    def next_generation(self) -> int:
-        """Publish a new model generation; its number."""
-        return int(self._call(self._r.incr, self._gen))
+    def next_generation(self) -> str:
+        """Publish a new model generation; its token (see :func:`generation_time`)."""
+        got = self._call(self._publish, keys=[self._gen], args=[secrets.token_hex(4)])
+        return got.decode("utf-8", "replace")
 
     def report_worker(self, worker_id: str, info: dict[str, Any]) -> None:
         """Record a worker's state (its model generation) and that it is alive now."""
