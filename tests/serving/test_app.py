@@ -475,7 +475,7 @@ def test_metadata_shows_no_path_nor_pid(pop_dir, request, store):
     assert meta["model_dir"] == pop_dir.name and str(pop_dir.parent) not in text
     assert len(meta["worker"]["id"]) == 8 and meta["sessions"]["store"] == store
     assert meta["worker"] == (
-        {"id": meta["worker"]["id"], "generation": 0}
+        {"id": meta["worker"]["id"], "generation": None}
         if store == "redis"
         else {"id": meta["worker"]["id"]}
     )
