@@ -163,3 +163,19 @@ def test_pretrain_multi_refuses_to_replace_a_folder_before_training(folders, tmp
                "--out", tmp_path / "out"])  # fmt: skip
     assert res.exit_code == 2 and "refusing to replace it" in res.output
     assert "pretrain-multi: step" not in res.stderr
+
+
+def test_pretrain_multi_gru4rec(folders, tmp_path):
+    """``--model gru4rec`` stopped with an AttributeError (session-parallel data had no target
+    count); each domain keeps its own untied input table."""
+    src, tgt = folders
+    args = ["pretrain-multi", "--model", "gru4rec", "--source", f"a={src}", "--source", f"b={tgt}"]
+    args += ["--steps", 6, *sets({"model.hidden_size": 8, "model.tied": "false"})]
+    res = run([*args, "--out", tmp_path / "m", "--json"])
+    assert res.exit_code == 0, res.output
+    a, b = Recommender.load(tmp_path / "m" / "a"), Recommender.load(tmp_path / "m" / "b")
+    sa, sb = a.net.state_dict(), b.net.state_dict()
+    assert all(np.array_equal(sa[k].numpy(), sb[k].numpy()) for k in sa if k.startswith("gru."))
+    assert not np.array_equal(sa["input.weight"].numpy(), sb["input.weight"].numpy())
+    bad = run([*args, "--set", "model.loss=sampled_ce", "--out", tmp_path / "x"])
+    assert bad.exit_code == 2 and "model.sparse_items = false" in bad.output

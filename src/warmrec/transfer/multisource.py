@@ -4,8 +4,11 @@ Catalogues of different sources are disjoint, so what several sources can share 
 but the item side: :func:`pretrain_multisource` builds one model per domain (the same model class
 and config, each bound to its own training data: its own item table and its own seen-item bias,
 which learns how the domain treats repeats) and makes them share **one** network for the rest
-(SASRec: positions, embedding norm, transformer blocks). A domain's config may override
-item-side keys (``item_repr``, the loss, ``n_negatives``: e.g. a sampled softmax on a
+(SASRec: positions, embedding norm, transformer blocks; GRU4Rec: the GRU). Every table of a
+domain's items or users stays with the domain (:data:`DOMAIN_MODULES`: SSE-PT's users, side
+features, GRU4Rec's input table). A GRU4Rec with sparse item tables (``sparse_items`` under a
+sampled loss) is refused: the one Adam optimizer takes dense gradients. A domain's config may
+override item-side keys (``item_repr``, the loss, ``n_negatives``: e.g. a sampled softmax on a
 100,000-item source), never the shared shapes.
 
 **Domain token** (``domain_token = true``): each domain's model also gets its own learned vector
@@ -56,8 +59,12 @@ from warmrec.models.neural import NeuralRecommender
 from warmrec.registry import get_model
 from warmrec.training.memory import peak_rss_mb
 
-DOMAIN_MODULES = ("item", "seen", "domain")
-"""Child modules of a network that belong to one domain; every other child is shared."""
+DOMAIN_MODULES = ("item", "input", "item_feat", "user", "user_feat", "seen", "domain")
+"""Child modules of a network that belong to one domain; every other child is shared: the item
+tables (``item``; GRU4Rec's untied input table ``input``), the side-feature tables and codes
+(``item_feat``, ``user_feat``: each domain encodes its own values), SSE-PT's user table
+(``user``: the domains' users are different people, even where their numbers match), the
+seen-item bias and the domain token."""
 SHAPE_KEYS = (
     "d",
     "n_layers",
@@ -194,6 +201,13 @@ def build_domain_models(
             raise ModelError(f"multi-source pre-training needs a neural model, '{model_name}'")
         torch.manual_seed(seed + i)
         model.setup_training(dom.train)
+        if model.sparse_parameters():
+            raise ConfigError(
+                f"domain {dom.name!r}: model '{model_name}' looks its item tables up with "
+                "sparse gradients (sparse_items with session-parallel training and loss "
+                f"{getattr(model.config, 'loss', '?')!r}), which the one Adam optimizer of "
+                "multi-source pre-training does not take; set model.sparse_items = false"
+            )
         models[dom.name] = model
     first = models[names[0]].net
     shared = [n for n, _ in first.named_children() if n not in DOMAIN_MODULES]
