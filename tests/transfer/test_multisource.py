@@ -287,3 +287,31 @@ def test_gru4rec_with_sparse_item_tables_is_refused_up_front():
     cfg = tiny_net("gru4rec", loss="sampled_ce", n_negatives=4)
     with pytest.raises(ConfigError, match="sparse_items = false"):
         pretrain_multisource("gru4rec", [domain("a", 1, 1), domain("b", 101, 2)], cfg)
+
+
+def test_sequential_counts_sum_to_the_steps_and_none_is_negative():
+    """Rounding each share on its own gave [2, 2, 2, -1] here (np.repeat's ValueError)."""
+    from warmrec.transfer.multisource import sequential_counts
+
+    p = list(domain_probabilities({"a": 750, "b": 750, "c": 750, "d": 5}, "size").values())
+    assert sequential_counts(p, 5) == [2, 2, 1, 0]
+    assert sequential_counts([0.5, 0.5], 40) == [20, 20]
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        q = rng.dirichlet(np.full(int(rng.integers(1, 6)), 0.3))
+        steps = int(rng.integers(1, 50))
+        counts = sequential_counts(q.tolist(), steps)
+        assert sum(counts) == steps and min(counts) >= 0
+        assert all(abs(c - x * steps) < 1 for c, x in zip(counts, q))
+
+
+def test_a_sequential_run_with_a_tiny_domain_trains():
+    """Four domains of 750, 750, 750 and 5 targets, 5 steps: the last domain's count came out
+    -1 (np.repeat raised ValueError)."""
+    doms = [
+        domain(k, 100 * i + 1, 1, n=n) for i, (k, n) in enumerate(zip("abcd", (150,) * 3 + (1,)))
+    ]
+    res = pretrain_multisource(
+        "sasrec", doms, CFG, {"order": "sequential", "sampling": "size", "steps": 5}
+    )
+    assert res.steps == {"a": 2, "b": 2, "c": 1, "d": 0}

@@ -176,6 +176,19 @@ def domain_probabilities(sizes: Mapping[str, int], sampling: str, temperature: f
     return {k: v / total for k, v in w.items()}
 
 
+def sequential_counts(probabilities: Sequence[float], steps: int) -> list[int]:
+    """Each domain's steps of a sequential run: its share ``p_k`` of ``steps`` by largest
+    remainder (every domain its whole steps, the left-over steps to the largest fractions,
+    earlier domains first on ties): they sum to ``steps`` and none is negative."""
+    shares = np.asarray(probabilities, dtype=np.float64) * steps
+    counts = np.floor(shares).astype(np.int64)
+    left = int(steps - counts.sum())
+    if left > 0:
+        order = np.argsort(-(shares - counts), kind="stable")
+        counts[order[:left]] += 1
+    return [int(c) for c in counts]
+
+
 def build_domain_models(
     model_name: str,
     domains: Sequence[Domain],
@@ -279,8 +292,7 @@ def pretrain_multisource(
     if cfg.order == "joint":
         schedule = rng.choice(len(names), size=cfg.steps, p=[probs[n] for n in names])
     else:
-        counts = [int(round(probs[n] * cfg.steps)) for n in names]
-        counts[-1] = cfg.steps - sum(counts[:-1])
+        counts = sequential_counts([probs[n] for n in names], cfg.steps)
         schedule = np.repeat(np.arange(len(names)), counts)
     for m in models.values():
         m.net.train()
