@@ -38,8 +38,10 @@ each file and turns every problem -- no such directory, invalid JSON, unknown mo
 that are not safetensors (a pickle, a truncated file), weights that do not fit the config, a
 missing or edited vocabulary, edited weights (checksum), a ``meta.item_counts`` that does not fit
 the vocabulary -- into one :class:`~warmrec.errors.ModelError` line naming the file. Only files
-inside the directory are read: a ``weights`` name in ``config.json`` that is a path, or a file
-that is a symbolic link leading outside the directory, is refused.
+inside the directory are read (:func:`inside`, for every file: ``config.json``, weights,
+vocabularies, a meta directory's files, an adapter directory's, a checkpoint's trainer state): a
+``weights`` name in ``config.json`` that is a path, or a file that is a symbolic link leading
+outside the directory, is refused.
 
 Format 1 (before the typed meta) is still read: its ``meta`` dict is converted to
 :class:`ModelMeta` (relative data paths resolved against the working directory, unknown keys
@@ -579,10 +581,11 @@ def read_info(path: str | Path) -> Artifact:
     if not p.is_dir():
         raise ModelError(f"{p}: not a warmrec model directory (no such directory)")
     cfg_path = p / CONFIG_FILE
-    legacy_adapter = not cfg_path.is_file() and (p / LEGACY_ADAPTER_CONFIG).is_file()
+    legacy_adapter = not os.path.lexists(cfg_path) and (p / LEGACY_ADAPTER_CONFIG).is_file()
     if legacy_adapter:
         cfg_path = p / LEGACY_ADAPTER_CONFIG
-    elif not cfg_path.is_file():
+    cfg_path = inside(p, cfg_path.name)
+    if not cfg_path.is_file():
         raise ModelError(f"{p}: not a warmrec model directory (no {CONFIG_FILE})")
     try:
         raw = json.loads(cfg_path.read_text(encoding="utf-8"))
@@ -749,7 +752,7 @@ def kind_class(kind: str) -> type:
 def read_meta_files(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """``(config, state)`` of a meta directory's ``meta.json`` and ``meta.safetensors``."""
     p = Path(path)
-    cfg_path = p / META_CONFIG_FILE
+    cfg_path = inside(p, META_CONFIG_FILE)
     if not cfg_path.is_file():
         raise ModelError(f"{cfg_path}: missing (not a meta-trained model directory)")
     try:
@@ -758,7 +761,8 @@ def read_meta_files(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
         raise ModelError(f"{cfg_path}: invalid JSON: {_first_line(e)}") from None
     if not isinstance(cfg, dict):
         raise ModelError(f"{cfg_path}: expected a JSON object, found {type(cfg).__name__}")
-    state = {k: v for k, v in read_weights(p / META_WEIGHTS_FILE).items() if k != "_none"}
+    weights = inside(p, META_WEIGHTS_FILE)
+    state = {k: v for k, v in read_weights(weights).items() if k != "_none"}
     return cfg, state
 
 

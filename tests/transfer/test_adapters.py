@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from tests.conftest import cyclic_log
+from tests.conftest import cyclic_log, tiny_net
 from tests.models.test_adapters import TRANSFORMER, bound, perturb, scores
 from warmrec import EvalSet, SequenceDataset, get_model
 from warmrec.data.vocab import ItemVocab
@@ -93,3 +93,22 @@ def test_strategies_add_no_attribute_to_the_model_or_its_modules(strategy, data)
             if type(mod).__module__ == "warmrec.models.adapters":
                 continue  # the wrapper modules themselves
             assert set(mod.__dict__) == keys, name  # no replaced forward, no stray state
+
+
+@pytest.mark.parametrize("name", ["vocab.json", "users.json"])
+def test_an_adapter_vocabulary_linked_to_outside_is_refused(tmp_path, name):
+    """An adapter folder's vocab.json and users.json were read through links leading outside
+    (a model folder's went through the inside-the-directory check)."""
+    df = cyclic_log(n_sessions=30, n_items=12, length=5, seed=0)
+    df = df.with_columns(user_id=df["session_id"] % 7)
+    train = SequenceDataset.from_frame(df)
+    model = get_model("ssept", {**tiny_net("ssept"), "max_len": 4}).fit(train, epochs=1)
+    model.save(tmp_path / "base")
+    inject_lora(model.net, {"r": 1}, seed=0)
+    save_adapters(model, tmp_path / "ad", include=["item.*", "user.*"])
+    load_adapters(tmp_path / "base", tmp_path / "ad")  # loads as saved
+    (tmp_path / "ad" / name).rename(tmp_path / name)
+    (tmp_path / "ad" / name).symlink_to(tmp_path / name)
+    with pytest.raises(ModelError, match="leads outside the model directory") as e:
+        load_adapters(tmp_path / "base", tmp_path / "ad")
+    assert name in str(e.value)

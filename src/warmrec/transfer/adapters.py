@@ -17,6 +17,7 @@ from warmrec.artifacts import (
     USERS_FILE,
     VOCAB_FILE,
     build_model,
+    inside,
     read_info,
     read_vocab,
     read_weights,
@@ -96,8 +97,8 @@ def load_adapters(base_model_dir: str | Path, adapter_dir: str | Path) -> Any:
     if art.info.model != base.name:
         raise ModelError(f"{a_dir}: adapters for a '{art.info.model}' model, base is '{base.name}'")
     model = build_model(art)
-    vocab = read_vocab(a_dir / VOCAB_FILE, art.info.vocab, required=False)
-    users = read_vocab(a_dir / USERS_FILE, art.info.users, required=False)
+    vocab = read_vocab(inside(a_dir, VOCAB_FILE), art.info.vocab, required=False)
+    users = read_vocab(inside(a_dir, USERS_FILE), art.info.users, required=False)
     model.vocab = vocab if vocab is not None else base.vocab
     model.user_vocab = users if users is not None else base.user_vocab
     model.device = base.device
