@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import polars as pl
 import pytest
 import torch
 
@@ -112,3 +113,54 @@ def test_an_adapter_vocabulary_linked_to_outside_is_refused(tmp_path, name):
     with pytest.raises(ModelError, match="leads outside the model directory") as e:
         load_adapters(tmp_path / "base", tmp_path / "ad")
     assert name in str(e.value)
+
+
+def _user_log(n_users: int) -> pl.DataFrame:
+    df = cyclic_log(n_sessions=n_users, n_items=12, length=5, seed=1)
+    return df.with_columns(user_id=df["session_id"]).drop("session_id")
+
+
+def test_adapters_of_a_target_without_users_load_without_users(tmp_path):
+    """An SSE-PT source with users, a target without (a session log): no users.json is saved,
+    and loading fell back to the source's users, built a user table of their size and failed
+    with a bare RuntimeError naming no file."""
+    from warmrec.transfer import transfer
+
+    source = get_model("ssept", {**tiny_net("ssept"), "max_len": 4})
+    source.fit(SequenceDataset.from_frame(_user_log(20)), epochs=1, progress=False)
+    assert source.user_vocab is not None and len(source.user_vocab) == 21
+    source.save(tmp_path / "base")
+    target_log = cyclic_log(n_sessions=30, n_items=12, length=5, seed=2)
+    target_train = SequenceDataset.from_frame(target_log)
+    assert target_train.user_vocab is None
+    target = transfer(source, target_train, strategy="lora", init="random",
+                      trainer={"epochs": 1, "progress": False})  # fmt: skip
+    save_adapters(target, tmp_path / "ad")
+    assert not (tmp_path / "ad" / "users.json").exists()
+    loaded = load_adapters(tmp_path / "base", tmp_path / "ad")
+    assert loaded.user_vocab is None and loaded.net.user.num_embeddings == 1
+    valid = EvalSet.from_sessions(target_log.head(40), target_train.vocab)
+    assert torch.equal(scores(loaded, valid), scores(target, valid))
+
+
+def test_adapters_that_do_not_fit_their_base_name_the_adapter_folder(tmp_path):
+    """A user table of another size than the adapter file's (here: users.json and its record
+    removed by hand) was a bare RuntimeError; it is one ModelError line naming the folder."""
+    from warmrec.transfer import transfer
+
+    source = get_model("ssept", {**tiny_net("ssept"), "max_len": 4})
+    source.fit(SequenceDataset.from_frame(_user_log(20)), epochs=1, progress=False)
+    source.save(tmp_path / "base")
+    target = transfer(source, SequenceDataset.from_frame(_user_log(9)), strategy="lora",
+                      init="random", trainer={"epochs": 1, "progress": False})  # fmt: skip
+    save_adapters(target, tmp_path / "ad")
+    (tmp_path / "ad" / "users.json").unlink()
+    info = json.loads((tmp_path / "ad" / "config.json").read_text())
+    info["users"] = None
+    (tmp_path / "ad" / "config.json").write_text(json.dumps(info))
+    with pytest.raises(ModelError) as e:
+        load_adapters(tmp_path / "base", tmp_path / "ad")
+    msg = str(e.value)
+    assert msg.startswith(f"{tmp_path / 'ad'}: weights of the adapter file do not fit")
+    assert "(12 items, 0 users)" in msg and "'user.weight' (10, 8), needs (1, 8)" in msg
+    assert "\n" not in msg
