@@ -606,7 +606,31 @@ def read_info(path: str | Path) -> Artifact:
         info = ArtifactInfo.model_validate(raw)
     except ValidationError as e:
         raise ModelError(f"{cfg_path}: {_validation_text(e)}") from None
+    _check_adapter_configs(info, cfg_path)
     return Artifact(p, info, legacy)
+
+
+def _check_adapter_configs(info: ArtifactInfo, cfg_path: Path) -> None:
+    """The ``adapter`` and ``lora`` configs of ``config.json``, checked as their config models
+    (one line naming the file and the field, e.g. ``field 'adapter.bottleneck'``)."""
+    if info.adapter is None and info.lora is None:
+        return
+    from warmrec.models.adapters import AdapterConfig, LoraConfig
+
+    for name, cls in (("adapter", AdapterConfig), ("lora", LoraConfig)):
+        value = getattr(info, name)
+        if value is None:
+            continue
+        try:
+            cls.model_validate(value)
+        except ConfigError as e:  # "AdapterConfig.bottleneck: expected ..., found 0"
+            text, prefix = str(e), cls.__name__
+            head, sep, rest = text.partition(": ")
+            if sep and head.startswith(f"{prefix}.") and " " not in head:
+                detail = f"field '{name}{head[len(prefix) :]}': {rest}"
+            else:  # an unknown key: "unknown key 'x' for AdapterConfig; valid keys: ..."
+                detail = f"field '{name}': {text.replace(prefix, repr(name))}"
+            raise ModelError(f"{cfg_path}: {detail}") from None
 
 
 def read_weights(path: str | Path, sha256: str | None = None) -> dict[str, torch.Tensor]:

@@ -164,3 +164,35 @@ def test_adapters_that_do_not_fit_their_base_name_the_adapter_folder(tmp_path):
     assert msg.startswith(f"{tmp_path / 'ad'}: weights of the adapter file do not fit")
     assert "(12 items, 0 users)" in msg and "'user.weight' (10, 8), needs (1, 8)" in msg
     assert "\n" not in msg
+
+
+def _bad_adapter(folder, **values) -> None:
+    info = json.loads((folder / "config.json").read_text())
+    info["adapter"] = {**info["adapter"], **values}
+    (folder / "config.json").write_text(json.dumps(info))
+
+
+def test_a_bad_adapter_config_names_config_json_and_the_field(data, tmp_path):
+    """``"adapter": {"bottleneck": 0}`` was a bare ConfigError naming no file (an adapter
+    folder) or named model.safetensors (a model folder carrying its adapters)."""
+    train, _ = data
+    model = get_model("sasrec", {**TRANSFORMER, "d": 32, "ffn_dim": 64})
+    model.fit(train, epochs=1, batch_size=64)
+    model.save(tmp_path / "base")
+    inject_adapters(model.net, {"bottleneck": 2}, seed=0)
+    save_adapters(model, tmp_path / "ad")
+    model.save(tmp_path / "full")
+    _bad_adapter(tmp_path / "ad", bottleneck=0)
+    with pytest.raises(ModelError) as e:
+        load_adapters(tmp_path / "base", tmp_path / "ad")
+    assert str(e.value).startswith(f"{tmp_path / 'ad' / 'config.json'}: field 'adapter.bottleneck'")
+    assert str(e.value).endswith("expected an integer >= 1, found 0")
+    _bad_adapter(tmp_path / "full", activation="swish")
+    with pytest.raises(ModelError) as e:
+        Recommender.load(tmp_path / "full")
+    msg = str(e.value)
+    assert msg.startswith(f"{tmp_path / 'full' / 'config.json'}: field 'adapter.activation'")
+    assert "model.safetensors" not in msg and "found 'swish'" in msg
+    _bad_adapter(tmp_path / "full", activation="gelu", width=3)
+    with pytest.raises(ModelError, match=r"config.json: field 'adapter': unknown key 'width'"):
+        Recommender.load(tmp_path / "full")
