@@ -401,3 +401,31 @@ print("ok")
 """
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "ok", (res.returncode, res.stderr[-500:])
+
+
+def _link_outside(folder: Path, name: str, outside: Path) -> None:
+    """Move ``folder/name`` to ``outside`` and leave a symbolic link to it in its place."""
+    (folder / name).rename(outside)
+    (folder / name).symlink_to(outside)
+
+
+def test_a_config_file_linked_to_outside_is_refused(saved, tmp_path):
+    """config.json was read through a link leading outside (only the weights and the
+    vocabularies went through the inside-the-directory check)."""
+    _link_outside(saved, "config.json", tmp_path / "elsewhere.json")
+    msg = _error(saved)
+    assert "config.json" in msg and "leads outside the model directory" in msg
+    with pytest.raises(ModelError, match="leads outside the model directory"):
+        read_info(saved)
+
+
+@pytest.mark.parametrize("name", ["meta.json", "meta.safetensors"])
+def test_a_meta_file_linked_to_outside_is_refused(saved, tmp_path, name):
+    from warmrec.artifacts import read_meta_files, write_meta_files
+
+    write_meta_files(saved, {"inner_steps": 1}, {"lr": torch.ones(2)})
+    assert read_meta_files(saved)[0] == {"inner_steps": 1}
+    _link_outside(saved, name, tmp_path / f"elsewhere-{name}")
+    with pytest.raises(ModelError, match="leads outside the model directory") as e:
+        read_meta_files(saved)
+    assert name in str(e.value)

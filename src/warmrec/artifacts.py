@@ -38,8 +38,10 @@ each file and turns every problem -- no such directory, invalid JSON, unknown mo
 that are not safetensors (a pickle, a truncated file), weights that do not fit the config, a
 missing or edited vocabulary, edited weights (checksum), a ``meta.item_counts`` that does not fit
 the vocabulary -- into one :class:`~warmrec.errors.ModelError` line naming the file. Only files
-inside the directory are read: a ``weights`` name in ``config.json`` that is a path, or a file
-that is a symbolic link leading outside the directory, is refused.
+inside the directory are read (:func:`inside`, for every file: ``config.json``, weights,
+vocabularies, a meta directory's files, an adapter directory's, a checkpoint's trainer state): a
+``weights`` name in ``config.json`` that is a path, or a file that is a symbolic link leading
+outside the directory, is refused.
 
 Format 1 (before the typed meta) is still read: its ``meta`` dict is converted to
 :class:`ModelMeta` (relative data paths resolved against the working directory, unknown keys
@@ -579,10 +581,11 @@ def read_info(path: str | Path) -> Artifact:
     if not p.is_dir():
         raise ModelError(f"{p}: not a warmrec model directory (no such directory)")
     cfg_path = p / CONFIG_FILE
-    legacy_adapter = not cfg_path.is_file() and (p / LEGACY_ADAPTER_CONFIG).is_file()
+    legacy_adapter = not os.path.lexists(cfg_path) and (p / LEGACY_ADAPTER_CONFIG).is_file()
     if legacy_adapter:
         cfg_path = p / LEGACY_ADAPTER_CONFIG
-    elif not cfg_path.is_file():
+    cfg_path = inside(p, cfg_path.name)
+    if not cfg_path.is_file():
         raise ModelError(f"{p}: not a warmrec model directory (no {CONFIG_FILE})")
     try:
         raw = json.loads(cfg_path.read_text(encoding="utf-8"))
@@ -603,7 +606,31 @@ def read_info(path: str | Path) -> Artifact:
         info = ArtifactInfo.model_validate(raw)
     except ValidationError as e:
         raise ModelError(f"{cfg_path}: {_validation_text(e)}") from None
+    _check_adapter_configs(info, cfg_path)
     return Artifact(p, info, legacy)
+
+
+def _check_adapter_configs(info: ArtifactInfo, cfg_path: Path) -> None:
+    """The ``adapter`` and ``lora`` configs of ``config.json``, checked as their config models
+    (one line naming the file and the field, e.g. ``field 'adapter.bottleneck'``)."""
+    if info.adapter is None and info.lora is None:
+        return
+    from warmrec.models.adapters import AdapterConfig, LoraConfig
+
+    for name, cls in (("adapter", AdapterConfig), ("lora", LoraConfig)):
+        value = getattr(info, name)
+        if value is None:
+            continue
+        try:
+            cls.model_validate(value)
+        except ConfigError as e:  # "AdapterConfig.bottleneck: expected ..., found 0"
+            text, prefix = str(e), cls.__name__
+            head, sep, rest = text.partition(": ")
+            if sep and head.startswith(f"{prefix}.") and " " not in head:
+                detail = f"field '{name}{head[len(prefix) :]}': {rest}"
+            else:  # an unknown key: "unknown key 'x' for AdapterConfig; valid keys: ..."
+                detail = f"field '{name}': {text.replace(prefix, repr(name))}"
+            raise ModelError(f"{cfg_path}: {detail}") from None
 
 
 def read_weights(path: str | Path, sha256: str | None = None) -> dict[str, torch.Tensor]:
@@ -749,7 +776,7 @@ def kind_class(kind: str) -> type:
 def read_meta_files(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """``(config, state)`` of a meta directory's ``meta.json`` and ``meta.safetensors``."""
     p = Path(path)
-    cfg_path = p / META_CONFIG_FILE
+    cfg_path = inside(p, META_CONFIG_FILE)
     if not cfg_path.is_file():
         raise ModelError(f"{cfg_path}: missing (not a meta-trained model directory)")
     try:
@@ -758,7 +785,8 @@ def read_meta_files(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
         raise ModelError(f"{cfg_path}: invalid JSON: {_first_line(e)}") from None
     if not isinstance(cfg, dict):
         raise ModelError(f"{cfg_path}: expected a JSON object, found {type(cfg).__name__}")
-    state = {k: v for k, v in read_weights(p / META_WEIGHTS_FILE).items() if k != "_none"}
+    weights = inside(p, META_WEIGHTS_FILE)
+    state = {k: v for k, v in read_weights(weights).items() if k != "_none"}
     return cfg, state
 
 

@@ -174,3 +174,29 @@ def test_transfer_refuses_model_settings_it_would_ignore(tmp_path):
                                    str(log), "--set", "model.dropout=0.9", "--out",
                                    str(tmp_path / "t")])  # fmt: skip
     assert res.exit_code == 2 and "[model] does not apply to a transfer run" in res.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--init", "bogus"], "--init: expected one of 'random', 'mean', 'popularity', 'text'"),
+        (["--set", "transfer.position_init=x"], "transfer.position_init: expected one of"),
+        (
+            ["--set", "transfer.init_options.nois=0.1"],
+            "transfer.init_options: nois not an option of init 'popularity' (it takes noise",
+        ),
+        (
+            ["--set", "transfer.strategy_options.lr_decay=5"],
+            "transfer.strategy_options: lr_decay: expected a number > 0 and <= 1, found 5",
+        ),
+        (["--strategy", "freeze"], "strategy 'freeze' needs freeze = [glob patterns"),
+    ],
+)
+def test_transfer_settings_are_checked_before_any_data_is_read(args, message, tmp_path):
+    """A bad init, position_init, init option or strategy option was found only after the
+    data was read and split and the source loaded: here neither exists, so the only way to
+    name the setting is to check it first."""
+    res = run(["transfer", "--from", tmp_path / "no-source", "--data", tmp_path / "no.csv",
+               *args, "--out", tmp_path / "x"])  # fmt: skip
+    assert res.exit_code == 2 and message in res.output, res.output
+    assert res.output.strip().count("\n") == 0

@@ -9,6 +9,7 @@ no target event, ranks the next unit's items first.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,3 +164,65 @@ def test_pretrain_multi_refuses_to_replace_a_folder_before_training(folders, tmp
                "--out", tmp_path / "out"])  # fmt: skip
     assert res.exit_code == 2 and "refusing to replace it" in res.output
     assert "pretrain-multi: step" not in res.stderr
+
+
+def test_pretrain_multi_gru4rec(folders, tmp_path):
+    """``--model gru4rec`` stopped with an AttributeError (session-parallel data had no target
+    count); each domain keeps its own untied input table."""
+    src, tgt = folders
+    args = ["pretrain-multi", "--model", "gru4rec", "--source", f"a={src}", "--source", f"b={tgt}"]
+    args += ["--steps", 6, *sets({"model.hidden_size": 8, "model.tied": "false"})]
+    res = run([*args, "--out", tmp_path / "m", "--json"])
+    assert res.exit_code == 0, res.output
+    a, b = Recommender.load(tmp_path / "m" / "a"), Recommender.load(tmp_path / "m" / "b")
+    sa, sb = a.net.state_dict(), b.net.state_dict()
+    assert all(np.array_equal(sa[k].numpy(), sb[k].numpy()) for k in sa if k.startswith("gru."))
+    assert not np.array_equal(sa["input.weight"].numpy(), sb["input.weight"].numpy())
+    bad = run([*args, "--set", "model.loss=sampled_ce", "--out", tmp_path / "x"])
+    assert bad.exit_code == 2 and "model.sparse_items = false" in bad.output
+
+
+def test_pretrain_multi_output_is_one_unit(folders, tmp_path, monkeypatch):
+    """A run that fails while saving leaves the earlier output whole: each domain folder was
+    renamed into place on its own, so a failure after the first left domains of two runs
+    (whose "shared" encoders differ) beside the earlier run's summary."""
+    from warmrec.models.neural import NeuralRecommender
+
+    src, tgt = folders
+    small = {k: v for k, v in TEXT_SETS.items() if k.startswith("model.")}
+    small["model.item_repr"] = "id"
+    args = ["pretrain-multi", "--source", f"a={src}", "--source", f"b={tgt}", "--steps", 4]
+    args += [*sets(small), "--out", tmp_path / "m"]
+    assert run(args).exit_code == 0
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "m").rglob("*.*")}
+    save = NeuralRecommender.save
+
+    def fail_on_b(self, path, *a, **k):
+        if Path(path).name == "b":
+            raise OSError("disk full")
+        return save(self, path, *a, **k)
+
+    monkeypatch.setattr(NeuralRecommender, "save", fail_on_b)
+    with pytest.raises(OSError, match="disk full"):
+        run([*args, "--set", "multi.seed=1"])
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "m").rglob("*.*")}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary folder left
+
+
+def test_pretrain_multi_refuses_an_out_it_would_wrongly_replace(folders, tmp_path):
+    """The output replaces --out as a whole: a folder holding other files is refused before
+    training (a file beside the domain folders was kept, now it would be removed), and so is
+    a label that does not name a folder under --out (``..`` wrote beside it)."""
+    src, tgt = folders
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    res = run(["pretrain-multi", "--source", f"a={src}", "--source", f"b={tgt}", "--steps", 2,
+               "--out", tmp_path / "out"])  # fmt: skip
+    assert res.exit_code == 2 and "refusing to replace it" in res.output
+    assert "found 'notes.txt', a file" in res.output
+    assert "pretrain-multi: step" not in res.stderr
+    res = run(["pretrain-multi", "--source", f"..={src}", "--source", f"b={tgt}", "--steps", 2,
+               "--out", tmp_path / "new" / "out"])  # fmt: skip
+    assert res.exit_code == 2 and "expected a label that names a folder" in res.output
+    assert not (tmp_path / "new").exists()

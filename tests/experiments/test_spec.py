@@ -308,3 +308,29 @@ def test_a_source_pre_trained_on_the_targets_test_events_is_refused(
         fit_run(spec, prepare_run(spec))
     same = spec_from_config({**cfg, "split": {"method": "last_session", "test_share": 0.05}})
     assert fit_run(same, prepare_run(same)) is not None  # its own split: apart by construction
+
+
+def test_transfer_spec_names_the_transfer_modules_choices() -> None:
+    """[transfer] init and position_init are Literal types (checked when the spec is built):
+    the same names as the transfer module's."""
+    from typing import get_args
+
+    from warmrec.experiments.spec import TransferSpec
+    from warmrec.transfer.embeddings import METHODS
+    from warmrec.transfer.transfer import POSITION_INITS
+
+    fields = TransferSpec.model_fields
+    assert get_args(fields["init"].annotation) == METHODS
+    assert get_args(fields["position_init"].annotation) == POSITION_INITS
+    for bad, match in [
+        ({"init": "bogus"}, "init: expected one of"),
+        ({"init": "random", "init_options": {"noise": 0.1}}, "it takes no options"),
+        ({"strategy_options": {"adapter": {"bottleneck": 0}}}, "adapter.bottleneck: expected"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            spec_from_config({"data": {"path": "x.csv"}, "transfer": {"source": "s", **bad}})
+    # scratch starts no item table from the source: the init's options are not read
+    spec_from_config(
+        {"data": {"path": "x.csv"}, "transfer": {"source": "s", "strategy": "scratch",
+                                                  "init_options": {"noise": 0.1}}}
+    )  # fmt: skip

@@ -358,3 +358,19 @@ def test_pause_resumes_to_the_uninterrupted_run_and_true_stops_for_good(data, tm
             get_model("sasrec", TINY), train_ds, valid, checkpoint_dir=stop, resume=True, **kw
         )
     assert res3.resumed_from == 2 and res3.epochs_run == 2
+
+
+@pytest.mark.parametrize("name", ["trainer_state.json", "trainer_state.safetensors"])
+def test_a_checkpoint_file_linked_to_outside_is_refused(data, tmp_path, name):
+    """The trainer state was read through a link leading outside the checkpoint directory."""
+    from warmrec.errors import ModelError
+
+    _finished(data, tmp_path / "ck")
+    latest = tmp_path / "ck" / LATEST
+    (latest / name).rename(tmp_path / name)
+    (latest / name).symlink_to(tmp_path / name)
+    train_ds, valid = data
+    with pytest.raises(ModelError, match="leads outside the model directory") as e:
+        train(get_model("sasrec", TINY), train_ds, valid, epochs=3, batch_size=32,
+              checkpoint_dir=str(tmp_path / "ck"), resume=True)  # fmt: skip
+    assert name in str(e.value)

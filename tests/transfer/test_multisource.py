@@ -33,8 +33,7 @@ def rule_log(offset: int, n_items: int, jump: int, n: int, length: int, seed: in
     return pl.DataFrame(rows, schema=COLS, orient="row")
 
 
-def domain(name: str, offset: int, jump: int, n: int = 120) -> Domain:
-    n_items = 12
+def domain(name: str, offset: int, jump: int, n: int = 120, n_items: int = 12) -> Domain:
     vocab = ItemVocab.from_ids(list(range(offset, offset + n_items)))
     log = rule_log(offset, n_items, jump, n, 6, seed=offset)
     train = SequenceDataset.from_frame(log, vocab)
@@ -253,3 +252,66 @@ def test_a_temperature_without_temperature_sampling_is_refused():
     with pytest.raises(ConfigError, match="applies to sampling 'temperature' only"):
         build_config(MultiSourceConfig, {"sampling": "size", "temperature": 7})
     assert build_config(MultiSourceConfig, {"temperature": 3}).temperature == 3
+
+
+# -- per-domain tables ----------------------------------------------------------------------------
+def test_ssept_users_stay_with_their_domain():
+    """Two domains with as many users each: SSE-PT's user table was shared (the domains' users
+    taken for the same people); with different numbers of users the run was refused."""
+    cfg = tiny_net("ssept", dropout_all=0.0, sse_item=0.0, sse_user=0.0)
+    for n_b in (120, 90):
+        doms = [domain("a", 1, 1), domain("b", 101, 2, n=n_b)]
+        res = pretrain_multisource("ssept", doms, cfg, {"steps": 4, "batch_size": 16})
+        a, b = res.models["a"].net, res.models["b"].net
+        assert "user" not in res.shared and "encoder" in res.shared
+        assert a.user is not b.user and a.encoder is b.encoder
+        assert b.user.num_embeddings == n_b + 1
+
+
+@pytest.mark.parametrize("training", ["session_parallel", "windows"])
+def test_gru4rec_pretrains_with_its_input_table_per_domain(training):
+    """GRU4Rec: session-parallel data had no ``n_targets_total`` (AttributeError), and the untied
+    input table ``input`` was shared (refused where the catalogues differ in size)."""
+    cfg = tiny_net("gru4rec", tied=False, embedding_dim=8, dropout_all=0.0, training=training)
+    doms = [domain("a", 1, 1), domain("b", 101, 2, n_items=10)]
+    res = pretrain_multisource("gru4rec", doms, cfg, {"steps": 200, "lr": 1e-2, "batch_size": 16})
+    a, b = res.models["a"].net, res.models["b"].net
+    assert "input" not in res.shared and "gru" in res.shared
+    assert a.input is not b.input and a.gru is b.gru
+    assert a.input.num_embeddings != b.input.num_embeddings
+    assert sum(res.steps.values()) == 200
+    assert res.valid["a"]["hr@10"] > 0.8 and res.valid["b"]["hr@10"] > 0.5
+
+
+def test_gru4rec_with_sparse_item_tables_is_refused_up_front():
+    cfg = tiny_net("gru4rec", loss="sampled_ce", n_negatives=4)
+    with pytest.raises(ConfigError, match="sparse_items = false"):
+        pretrain_multisource("gru4rec", [domain("a", 1, 1), domain("b", 101, 2)], cfg)
+
+
+def test_sequential_counts_sum_to_the_steps_and_none_is_negative():
+    """Rounding each share on its own gave [2, 2, 2, -1] here (np.repeat's ValueError)."""
+    from warmrec.transfer.multisource import sequential_counts
+
+    p = list(domain_probabilities({"a": 750, "b": 750, "c": 750, "d": 5}, "size").values())
+    assert sequential_counts(p, 5) == [2, 2, 1, 0]
+    assert sequential_counts([0.5, 0.5], 40) == [20, 20]
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        q = rng.dirichlet(np.full(int(rng.integers(1, 6)), 0.3))
+        steps = int(rng.integers(1, 50))
+        counts = sequential_counts(q.tolist(), steps)
+        assert sum(counts) == steps and min(counts) >= 0
+        assert all(abs(c - x * steps) < 1 for c, x in zip(counts, q))
+
+
+def test_a_sequential_run_with_a_tiny_domain_trains():
+    """Four domains of 750, 750, 750 and 5 targets, 5 steps: the last domain's count came out
+    -1 (np.repeat raised ValueError)."""
+    doms = [
+        domain(k, 100 * i + 1, 1, n=n) for i, (k, n) in enumerate(zip("abcd", (150,) * 3 + (1,)))
+    ]
+    res = pretrain_multisource(
+        "sasrec", doms, CFG, {"order": "sequential", "sampling": "size", "steps": 5}
+    )
+    assert res.steps == {"a": 2, "b": 2, "c": 1, "d": 0}

@@ -329,3 +329,42 @@ def test_a_lora_source_is_merged_and_an_adapter_source_refused(sources, domains)
                        trainer=TRAINER)  # fmt: skip
     with pytest.raises(ModelError, match="bottleneck adapters"):
         build_target_model(adapted, tgt, init="mean")
+
+
+@pytest.mark.parametrize("strategy", ["finetune", "scratch"])
+def test_ssept_target_users_without_sequences_are_unknown(strategy, sources, tmp_path):
+    """A target whose user vocabulary covers users without training sequences (the even users
+    train, the odd ones do not): as after ``fit``, only the training users are marked trained,
+    and an untrained user scores as an unknown user (the trained users' mean), saved and
+    loaded. The target once marked every user trained (its net built without SSE-PT's bind)."""
+    from warmrec.data.dataset import Batch
+
+    df = cyclic_user_log(60)
+    users = ItemVocab.from_ids(df["user_id"])
+    vocab = ItemVocab.from_ids(df["item_id"])
+    even = df.filter(pl.col("user_id") % 2 == 0)
+    train = SequenceDataset.from_frame(even, vocab, user_vocab=users)
+    n_train_users = len(np.unique(train.users))
+    assert n_train_users == 30 and len(users) == 61
+    fitted = get_model("ssept", CONFIGS["ssept"]).fit(train, epochs=1, progress=False)
+    assert int(fitted.net.trained.sum()) == n_train_users
+    target = transfer(sources["ssept"], train, strategy=strategy, init="random", trainer=TRAINER)
+    trained = target.net.trained
+    assert int(trained.sum()) == n_train_users
+    assert bool(trained[torch.from_numpy(np.unique(train.users))].all())
+    odd = users.encode(pl.Series([1, 3, 5]))
+    items = target.encode_histories([[3, 4, 5], [7, 8], [1]]).items
+    unknown = target.score(Batch(items, torch.zeros(3, dtype=torch.long)))
+    torch.testing.assert_close(target.score(Batch(items, torch.tensor(odd))), unknown)
+    loaded = Recommender.load(target.save(tmp_path / "t"))
+    assert torch.equal(loaded.net.trained, trained)
+
+
+def cyclic_user_log(n_users: int, length: int = 6) -> pl.DataFrame:
+    """One sequence per user ``0..n_users-1`` walking the cycle of 20 items."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(n_users):
+        start = int(rng.integers(0, 20))
+        rows += [(u, (start + j) % 20 + 1, float(u * 100 + j)) for j in range(length)]
+    return pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")

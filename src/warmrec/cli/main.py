@@ -74,6 +74,7 @@ _REWRITES: list[tuple[re.Pattern[str], Any]] = [
         re.compile(r"\b(?:RunSpec\.transfer|TransferSpec)\.(strategy|init|seed)\b"),
         lambda m: _flag_or("--" + m.group(1), "transfer." + m.group(1)),
     ),
+    (re.compile(r"\bTransferSpec\.(\w+)"), r"transfer.\1"),
     (re.compile(r"\bRunSpec\.(\w+)"), r"\1"),
     (re.compile(r"\bEvalSpec\.(\w+)"), r"eval.\1"),
     (re.compile(r"\bDataSpec\.(\w+)"), r"data.\1"),

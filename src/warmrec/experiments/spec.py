@@ -510,16 +510,19 @@ class TransferSpec(ConfigModel):
     """Transfer strategy (``warmrec.transfer.list_strategies()``): finetune, freeze, adapters,
     lora, ..., ``zeroshot`` (no target training: a text-aware source ranks the target's items
     by their text)."""
-    init: str = "popularity"
-    """How the target item table starts (random, mean, popularity, text, ...)."""
+    init: Literal["random", "mean", "popularity", "text", "item2vec"] = "popularity"
+    """How the target item table starts (:data:`warmrec.transfer.embeddings.METHODS`)."""
     strategy_options: dict[str, Any] = {}
-    """The strategy's own options."""
+    """The strategy's own options (:class:`~warmrec.transfer.strategies.StrategyOptions`,
+    checked when the spec is built)."""
     init_options: dict[str, Any] = {}
-    """The item-table initialisation's own options."""
+    """The item-table initialisation's own options (those ``init`` reads:
+    :data:`warmrec.transfer.transfer.INIT_OPTIONS`, checked when the spec is built)."""
     max_len: int | None = Field(None, ge=1)
     """Target history length (None: the source's)."""
-    position_init: str = "repeat"
-    """How position embeddings of a longer target are started."""
+    position_init: Literal["repeat", "interpolate"] = "repeat"
+    """How position embeddings of a longer target are started
+    (:data:`warmrec.transfer.transfer.POSITION_INITS`)."""
     seed: int = 0
     """Seed of the target-specific initialisation."""
     reset_domain: bool | None = None
@@ -551,6 +554,38 @@ class TransferSpec(ConfigModel):
         if v not in names:
             raise ValueError(f"expected one of {', '.join(names)}, found {v!r}")
         return v
+
+    @model_validator(mode="after")
+    def _options(self) -> TransferSpec:
+        """The strategy's and the init's options, checked before any data is read (they were
+        checked only once the data was split and the source loaded)."""
+        from warmrec.transfer.strategies import StrategyOptions
+        from warmrec.transfer.transfer import INIT_OPTIONS
+
+        try:
+            opts = build_config(StrategyOptions, {"seed": self.seed, **self.strategy_options})
+        except ConfigError as e:  # named by key within strategy_options (adapter.bottleneck)
+            text = str(e)
+            for cls, key in (("StrategyOptions", ""), ("AdapterConfig", "adapter"),
+                             ("LoraConfig", "lora")):  # fmt: skip
+                text = text.replace(f"{cls}.", f"{key}." if key else "")
+                text = text.replace(f" for {cls}", f" for {key}" if key else "")
+            raise ValueError(f"strategy_options: {text}") from None
+        if self.strategy == "freeze" and not opts.freeze:
+            raise ValueError(
+                "strategy_options: strategy 'freeze' needs freeze = [glob patterns of the "
+                "parameters to freeze], found none"
+            )
+        if self.strategy != "scratch":  # scratch starts no item table from the source
+            allowed = INIT_OPTIONS[self.init]
+            unknown = sorted(set(self.init_options) - set(allowed))
+            if unknown:
+                takes = f"takes {', '.join(allowed)}" if allowed else "takes no options"
+                raise ValueError(
+                    f"init_options: {', '.join(unknown)} not an option of init "
+                    f"{self.init!r} (it {takes})"
+                )
+        return self
 
 
 # -- the root ------------------------------------------------------------------------------------

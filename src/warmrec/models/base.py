@@ -133,6 +133,13 @@ class Recommender:
         self.vocab = train.vocab
         self.user_vocab = train.user_vocab
         self.meta.item_counts = train.item_counts().astype(np.int64).tolist()
+        self._bind_users(train)
+
+    def _bind_users(self, train: SequenceDataset) -> None:
+        """Note what the model needs of ``train``'s users beyond their vocabulary before its
+        net is built (SSE-PT: which users have training sequences); nothing by default. Called
+        by :meth:`_bind`, so also where a model is bound without its own ``_bind`` (a transfer
+        target keeps the source's feature encoding)."""
 
     def fit_choices(self) -> dict[str, str]:
         """What the last ``fit`` chose on its own (fusion weights, features kept, steps taken),

@@ -194,6 +194,12 @@ class SessionParallelData:
             out += [torch.from_numpy(pos), torch.from_numpy(first), items]
         return tuple(out)
 
+    @property
+    def n_targets_total(self) -> int:
+        """Training targets in all (every event after a sequence's first), as
+        :class:`~warmrec.models.neural.WindowData` counts them."""
+        return int(np.clip(self.seqs.lengths - 1, 0, None).sum())
+
     def n_batches(self, batch_size: int) -> int:
         return int(self._get(batch_size, None)[0].shape[0])
 

@@ -217,8 +217,7 @@ class SSEPT(FeatureSequenceModel):
         "sse_user": 0.0,
     }
 
-    def _bind(self, train: SequenceDataset) -> None:
-        super()._bind(train)
+    def _bind_users(self, train: SequenceDataset) -> None:
         self._trained_users = None
         if train.users is not None:
             self._trained_users = np.unique(np.asarray(train.users, dtype=np.int64))

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from warmrec.artifacts import read_weights, save_model, save_weights
+from warmrec.artifacts import inside, read_weights, save_model, save_weights
 from warmrec.config import config_dict
 from warmrec.errors import ConfigError, ModelError, WarmrecWarning
 
@@ -245,7 +245,7 @@ def load_checkpoint(
     if path is None:
         raise ModelError(f"{checkpoint_dir}: no checkpoint to resume from")
     try:
-        info = json.loads((path / "trainer_state.json").read_text())
+        info = json.loads(inside(path, "trainer_state.json").read_text())
     except (OSError, ValueError) as e:
         raise ModelError(f"{path}: unreadable checkpoint: {e}") from e
     if info.get("format") != CHECKPOINT_FORMAT:
@@ -258,7 +258,7 @@ def load_checkpoint(
             f"{path}: cannot resume, the checkpoint was made with other settings ({why}); "
             "use the same settings, another checkpoint_dir, or resume=false to start over"
         )
-    weights = read_weights(path / "model.safetensors")
+    weights = read_weights(inside(path, "model.safetensors"))
     try:
         model.net.load_state_dict(weights)
     except RuntimeError as e:
@@ -266,7 +266,7 @@ def load_checkpoint(
             f"{path / 'model.safetensors'}: weights do not fit the model: "
             f"{str(e).strip().splitlines()[0]}"
         ) from None
-    tensors = read_weights(path / "trainer_state.safetensors")
+    tensors = read_weights(inside(path, "trainer_state.safetensors"))
     optimizer.load_state_dict(unflatten_optimizer(tensors, info["optimizer"]))
     if scheduler is not None and info.get("scheduler") is not None:
         scheduler.load_state_dict(dict(info["scheduler"]))

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from warmrec.artifacts import (
+    CONFIG_FILE,
     USERS_FILE,
     VOCAB_FILE,
     build_model,
+    inside,
     read_info,
     read_vocab,
     read_weights,
@@ -85,8 +87,10 @@ def load_adapters(base_model_dir: str | Path, adapter_dir: str | Path) -> Any:
 
     The network is built from the adapter directory's model config (and vocabulary, when saved),
     filled with the base weights whose shapes fit, the adapters are injected and every
-    adapter-file entry loaded. Raises :class:`ModelError` when the two do not fit or some weight
-    is in neither.
+    adapter-file entry loaded. Where the adapter directory saved the target's vocabulary, its
+    users are its own (none without a ``users.json``: a target without users), never the base's.
+    Raises :class:`ModelError` naming the adapter directory when the two do not fit or some
+    weight is in neither.
     """
     art = read_info(adapter_dir)
     a_dir = art.path
@@ -96,19 +100,49 @@ def load_adapters(base_model_dir: str | Path, adapter_dir: str | Path) -> Any:
     if art.info.model != base.name:
         raise ModelError(f"{a_dir}: adapters for a '{art.info.model}' model, base is '{base.name}'")
     model = build_model(art)
-    vocab = read_vocab(a_dir / VOCAB_FILE, art.info.vocab, required=False)
-    users = read_vocab(a_dir / USERS_FILE, art.info.users, required=False)
-    model.vocab = vocab if vocab is not None else base.vocab
-    model.user_vocab = users if users is not None else base.user_vocab
+    vocab = read_vocab(inside(a_dir, VOCAB_FILE), art.info.vocab, required=False)
+    users = read_vocab(inside(a_dir, USERS_FILE), art.info.users, required=False)
+    if vocab is not None:  # the target's vocabularies: no user record means no users
+        model.vocab, model.user_vocab = vocab, users
+    else:  # adapters only: the base model's vocabularies
+        model.vocab, model.user_vocab = base.vocab, base.user_vocab
     model.device = base.device
-    model.net = model.build_net(model.n_items)
     state = read_weights(art.weights_path, art.info.weights_sha256)
+    try:
+        _fill(model, base, state, a_dir, art)
+    except (RuntimeError, ValueError, KeyError, IndexError) as e:
+        raise ModelError(
+            f"{a_dir}: the adapter folder does not fit its base model {base_model_dir}: "
+            + " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        ) from None
+    model.net.eval()
+    return model
+
+
+def _n(vocab: Any) -> int:
+    """Ids of a vocabulary (padding excluded); 0 for none."""
+    return len(vocab) - 1 if vocab is not None else 0
+
+
+def _fill(model: Any, base: Any, state: dict[str, Any], a_dir: Path, art: Any) -> None:
+    """Build ``model``'s net, fill it with the base's fitting weights and the adapter file's."""
+    model.net = model.build_net(model.n_items)
     own = model.net.state_dict()
     base_state = base.net.state_dict()
     fill = {
         k: base_state[k] for k in own if k in base_state and base_state[k].shape == own[k].shape
     }
     fill.update({k: v for k, v in state.items() if k in own})
+    bad = [k for k, v in fill.items() if v.shape != own[k].shape]
+    if bad:
+        found = "; ".join(
+            f"{k!r} {tuple(fill[k].shape)}, needs {tuple(own[k].shape)}" for k in bad[:4]
+        )
+        raise ModelError(
+            f"{a_dir}: weights of the adapter file do not fit the '{model.name}' model of its "
+            f"{CONFIG_FILE} and vocabularies ({_n(model.vocab)} items, {_n(model.user_vocab)} "
+            f"users): {found}" + (f" (and {len(bad) - 4} more)" if len(bad) > 4 else "")
+        )
     uncovered = sorted(k for k in own if k not in fill)
     if uncovered:
         raise ModelError(
@@ -124,5 +158,3 @@ def load_adapters(base_model_dir: str | Path, adapter_dir: str | Path) -> Any:
         load_adapter_state(model.net, state)
     except ModelError as e:
         raise ModelError(f"{art.weights_path}: {e}") from None
-    model.net.eval()
-    return model

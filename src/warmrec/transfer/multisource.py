@@ -4,8 +4,11 @@ Catalogues of different sources are disjoint, so what several sources can share 
 but the item side: :func:`pretrain_multisource` builds one model per domain (the same model class
 and config, each bound to its own training data: its own item table and its own seen-item bias,
 which learns how the domain treats repeats) and makes them share **one** network for the rest
-(SASRec: positions, embedding norm, transformer blocks). A domain's config may override
-item-side keys (``item_repr``, the loss, ``n_negatives``: e.g. a sampled softmax on a
+(SASRec: positions, embedding norm, transformer blocks; GRU4Rec: the GRU). Every table of a
+domain's items or users stays with the domain (:data:`DOMAIN_MODULES`: SSE-PT's users, side
+features, GRU4Rec's input table). A GRU4Rec with sparse item tables (``sparse_items`` under a
+sampled loss) is refused: the one Adam optimizer takes dense gradients. A domain's config may
+override item-side keys (``item_repr``, the loss, ``n_negatives``: e.g. a sampled softmax on a
 100,000-item source), never the shared shapes.
 
 **Domain token** (``domain_token = true``): each domain's model also gets its own learned vector
@@ -39,25 +42,35 @@ encoder being the shared one), with ``meta.item_counts`` and ``meta.role = "sour
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from pydantic import Field, model_validator
 
+from warmrec.artifacts import check_model_target, is_artifact, same_modes
 from warmrec.config import ConfigModel, build_config
 from warmrec.data.dataset import EvalSet, SequenceDataset
 from warmrec.errors import ConfigError, ModelError
+from warmrec.io import atomic_dir
 from warmrec.models.neural import NeuralRecommender
 from warmrec.registry import get_model
 from warmrec.training.memory import peak_rss_mb
 
-DOMAIN_MODULES = ("item", "seen", "domain")
-"""Child modules of a network that belong to one domain; every other child is shared."""
+SUMMARY_FILE = "multisource.json"
+"""The summary :func:`run_multisource` writes beside the domain folders."""
+DOMAIN_MODULES = ("item", "input", "item_feat", "user", "user_feat", "seen", "domain")
+"""Child modules of a network that belong to one domain; every other child is shared: the item
+tables (``item``; GRU4Rec's untied input table ``input``), the side-feature tables and codes
+(``item_feat``, ``user_feat``: each domain encodes its own values), SSE-PT's user table
+(``user``: the domains' users are different people, even where their numbers match), the
+seen-item bias and the domain token."""
 SHAPE_KEYS = (
     "d",
     "n_layers",
@@ -169,6 +182,19 @@ def domain_probabilities(sizes: Mapping[str, int], sampling: str, temperature: f
     return {k: v / total for k, v in w.items()}
 
 
+def sequential_counts(probabilities: Sequence[float], steps: int) -> list[int]:
+    """Each domain's steps of a sequential run: its share ``p_k`` of ``steps`` by largest
+    remainder (every domain its whole steps, the left-over steps to the largest fractions,
+    earlier domains first on ties): they sum to ``steps`` and none is negative."""
+    shares = np.asarray(probabilities, dtype=np.float64) * steps
+    counts = np.floor(shares).astype(np.int64)
+    left = int(steps - counts.sum())
+    if left > 0:
+        order = np.argsort(-(shares - counts), kind="stable")
+        counts[order[:left]] += 1
+    return [int(c) for c in counts]
+
+
 def build_domain_models(
     model_name: str,
     domains: Sequence[Domain],
@@ -194,6 +220,13 @@ def build_domain_models(
             raise ModelError(f"multi-source pre-training needs a neural model, '{model_name}'")
         torch.manual_seed(seed + i)
         model.setup_training(dom.train)
+        if model.sparse_parameters():
+            raise ConfigError(
+                f"domain {dom.name!r}: model '{model_name}' looks its item tables up with "
+                "sparse gradients (sparse_items with session-parallel training and loss "
+                f"{getattr(model.config, 'loss', '?')!r}), which the one Adam optimizer of "
+                "multi-source pre-training does not take; set model.sparse_items = false"
+            )
         models[dom.name] = model
     first = models[names[0]].net
     shared = [n for n, _ in first.named_children() if n not in DOMAIN_MODULES]
@@ -265,8 +298,7 @@ def pretrain_multisource(
     if cfg.order == "joint":
         schedule = rng.choice(len(names), size=cfg.steps, p=[probs[n] for n in names])
     else:
-        counts = [int(round(probs[n] * cfg.steps)) for n in names]
-        counts[-1] = cfg.steps - sum(counts[:-1])
+        counts = sequential_counts([probs[n] for n in names], cfg.steps)
         schedule = np.repeat(np.arange(len(names)), counts)
     for m in models.values():
         m.net.train()
@@ -329,12 +361,13 @@ def run_multisource(cfg: Mapping[str, Any], out: str | Any) -> dict[str, Any]:
     ``[data]``), optional ``split`` (as a run's ``[split]``; default ``auto``; ``train_fraction``
     subsamples a large source) and optional ``model`` (item-side overrides for that domain,
     e.g. ``loss = "sampled_ce"``). Returns the summary written to the JSON file.
-    """
-    import json
-    from pathlib import Path
 
+    ``out`` is written as one unit (:func:`~warmrec.io.atomic_dir`): the domain folders and the
+    JSON file in a temporary folder renamed over ``out`` at once, so a run that fails midway
+    leaves the earlier output whole. An existing ``out`` must be empty or an earlier output
+    (:func:`check_multisource_target`, checked before any training).
+    """
     from warmrec.experiments.spec import prepare_run, spec_from_config
-    from warmrec.io import atomic_write_text
 
     unknown = sorted(set(cfg) - {"model", "multi", "sources"})
     if unknown:
@@ -350,10 +383,9 @@ def run_multisource(cfg: Mapping[str, Any], out: str | Any) -> dict[str, Any]:
             "multi-source config: expected [sources.<label>] tables (--source LABEL=PATH), "
             "found none"
         )
-    from warmrec.artifacts import check_model_target
-
-    for label in sources:  # before any training: a folder that would be replaced is refused
-        check_model_target(Path(out) / str(label))
+    for label in sources:  # before any training: a label that is no folder name is refused
+        _check_label(label)
+    check_multisource_target(out)  # and so is an --out that the output would wrongly replace
     domains = []
     for label, src in sources.items():
         src = dict(src)
@@ -366,9 +398,56 @@ def run_multisource(cfg: Mapping[str, Any], out: str | Any) -> dict[str, Any]:
         prep = prepare_run(spec)
         domains.append(Domain(str(label), prep.train, prep.valid, dict(src.get("model") or {})))
     res = pretrain_multisource(name, domains, model, cfg.get("multi"))
-    root = Path(out)
-    for label, m in res.models.items():
-        m.save(root / label)
     info = {"model": name, **res.summary()}
-    atomic_write_text(root / "multisource.json", json.dumps(info, indent=2, default=str))
+    # one unit: every domain folder and the JSON in one temporary folder, renamed over ``out``
+    # at once (a crash midway leaves the earlier output whole, not domains of two runs)
+    with atomic_dir(out) as tmp:
+        for label, m in res.models.items():
+            m.save(tmp / label)
+        (tmp / SUMMARY_FILE).write_text(json.dumps(info, indent=2, default=str))
+        same_modes(tmp)
     return info
+
+
+def _check_label(label: Any) -> None:
+    """A source label names its folder under ``out``: a plain folder name, not the summary."""
+    text = str(label)
+    if (
+        not text
+        or text in (".", "..")
+        or text.startswith(".")
+        or any(c in text for c in "/\\\x00")
+        or text == SUMMARY_FILE
+    ):
+        raise ConfigError(
+            f"sources: expected a label that names a folder under --out (no '/' or '\\', "
+            f"not starting with '.', not {SUMMARY_FILE}), found {text!r}"
+        )
+
+
+def check_multisource_target(path: str | Path) -> None:
+    """Refuse an ``out`` that writing the pre-training's output would destroy: the output
+    replaces ``out`` as a whole, so an existing folder must be empty or an earlier output
+    (model directories and ``multisource.json``)."""
+    p = Path(path)
+    try:
+        if not p.is_dir():
+            return
+        entries = sorted(p.iterdir())
+    except OSError:
+        return  # unreadable: the write itself reports it
+    for entry in entries:
+        if entry.name == SUMMARY_FILE and entry.is_file():
+            continue
+        if entry.is_dir() and is_artifact(entry):
+            try:
+                check_model_target(entry)
+                continue
+            except ConfigError:
+                pass
+        what = "a folder that is not a model directory" if entry.is_dir() else "a file"
+        raise ConfigError(
+            f"{p}: refusing to replace it with the pre-trained sources (expected a new folder, "
+            f"an empty one or an earlier pretrain-multi output: model directories and "
+            f"{SUMMARY_FILE}; found {entry.name!r}, {what})"
+        )

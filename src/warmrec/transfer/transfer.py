@@ -14,7 +14,8 @@ loop (:func:`warmrec.training.loop.train` with ``fresh=False``):
    neighbours, one linear map); ``"random"`` draws each table at its own scale and sets output
    biases to zero (the models' own bias init). Items present in both domains copy their rows.
 4. **Users are new.** SSE-PT's user table is re-drawn, normal with the standard deviation of the
-   source's user rows. BST's and SSE-PT's side features are encoded with the *source's* feature
+   source's user rows; as after ``fit``, only the users with target training sequences are
+   marked trained (the others score as unknown users: the trained users' mean). BST's and SSE-PT's side features are encoded with the *source's* feature
    encoding so that the copied feature embeddings mean the same values; a target without those
    columns, or whose values the source never saw, raises :class:`~warmrec.errors.ModelError`.
 5. **Positions.** With a different target ``max_len`` the learned positions (last row = most
@@ -313,6 +314,8 @@ def build_target_model(
         )
     cfg.update(overrides)
     target = type(source)(cfg)
+    # the base bind (vocabularies, counts, the model's _bind_users: SSE-PT's trained users);
+    # side features take the source's encoding below, not a fit of their own
     Recommender._bind(target, target_train)
     if zero_shot:
         target.meta.item_counts = None  # no target interaction is used: every item is ranked
