@@ -138,3 +138,25 @@ def test_auto_loss_choice_is_recorded_in_the_train_result(cyclic_split, limit, w
     model.fit(train, epochs=1, batch_size=64)
     assert model.config.loss == "auto"
     assert model.train_result.extra["loss"] == want == model.loss_fn.name
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
+def test_seen_bias_covers_only_the_last_seen_len_items(cyclic_split, name):
+    """``seen_len`` 2 below ``max_len`` 8: the bias offsets the last two history items only
+    (it offset every item of the ``max_len`` window), as GRU4Rec's session-parallel training
+    learns it."""
+    train, _ = cyclic_split
+    cfg = {"max_len": 8, "seen_len": 2}
+    cfg.update({**FAST, "max_len": 8, "seen_len": 2} if name == "sasrec" else {})
+    model = get_model(name, cfg).fit(train, epochs=1, batch_size=64)
+    history = torch.as_tensor(model.vocab.encode([1, 2, 3, 4, 5, 6, 7, 8]))[None]
+    with torch.no_grad():
+        model.net.seen.value.fill_(-5.0)
+        on = model.score(Batch(history))[0]
+        model.net.seen.value.fill_(0.0)
+        off = model.score(Batch(history))[0]
+    diff = (on - off).numpy()
+    recent = model.vocab.encode([7, 8])
+    assert np.allclose(diff[recent], -5.0)
+    older = model.vocab.encode([1, 2, 3, 4, 5, 6])
+    assert np.allclose(diff[older], 0.0)

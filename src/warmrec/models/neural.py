@@ -285,10 +285,13 @@ class NeuralRecommender(Recommender):
         return self.loss_fn(hidden[keep], targets[keep], weight, bias, seen=seen)
 
     def add_seen(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """Offset the scores of the items in the batch's histories (a seen-item bias)."""
+        """Offset the scores of the items among the last ``seen_len`` items of the batch's
+        histories (a seen-item bias; the batch is ``history_len`` wide, which ``max_len`` sets
+        where it is the longer)."""
         seen = getattr(self.net, "seen", None)
         if seen is not None:
-            seen.add_(logits, batch.items)
+            n = getattr(self.config, "seen_len", None)
+            seen.add_(logits, batch.items if n is None else batch.items[:, -int(n) :])
         return logits
 
     def _output_layer(self) -> ItemEmbedding:
