@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from tests.conftest import cyclic_log
 from warmrec.cli.main import cli
 from warmrec.errors import ConfigError
+from warmrec.experiments.run import run_evaluate
 from warmrec.experiments.spec import (
     LooSplit,
     RunSpec,
@@ -334,3 +335,49 @@ def test_transfer_spec_names_the_transfer_modules_choices() -> None:
         {"data": {"path": "x.csv"}, "transfer": {"source": "s", "strategy": "scratch",
                                                   "init_options": {"noise": 0.1}}}
     )  # fmt: skip
+
+
+@pytest.fixture
+def user_log_csv(tmp_path: Path) -> Path:
+    """60 users x 8 events on 30 items (user_id, item_id, timestamp), drawn at random."""
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(0)
+    n_users, length = 60, 8
+    p = tmp_path / "users.csv"
+    pl.DataFrame(
+        {
+            "user_id": np.repeat(np.arange(n_users), length),
+            "item_id": rng.integers(1, 31, size=n_users * length),
+            "timestamp": np.repeat(np.arange(n_users) * 1000, length)
+            + np.tile(np.arange(length) * 10, n_users),
+        }
+    ).write_csv(p)
+    return p
+
+
+@pytest.mark.parametrize(
+    "split", [{"method": "loo_new"}, {"method": "time_new_learners", "cut": 40_000}]
+)
+def test_an_explicit_exclude_seen_false_survives_the_rebuild(
+    tmp_path: Path, user_log_csv: Path, split: dict
+) -> None:
+    """loo_new / time_new_learners turn exclude_seen on unless [eval] names it; an explicit
+    false equals the field's default and was dropped by to_config, so evaluate (and tuning
+    trials, --workers, studies: all rebuild from to_config) scored with seen items excluded."""
+    cfg = {"data": {"path": str(user_log_csv)}, "split": split, "model": {"name": "pop"},
+           "eval": {"exclude_seen": False}}  # fmt: skip
+    spec = spec_from_config(cfg)
+    assert spec.eval.exclude_seen is False
+    assert spec_from_config(spec.to_config()).eval.exclude_seen is False
+    forced = spec_from_config({k: v for k, v in cfg.items() if k != "eval"})
+    assert spec_from_config(forced.to_config()).eval.exclude_seen is True  # the default kept
+    if split["method"] != "loo_new":
+        return
+    out = save_run(fit_run(spec, prep := prepare_run(spec)), tmp_path / "m")
+    assert len(prep.valid)
+    recorded = Recommender.load(out).meta.run.valid["hr@10"]
+    res, info = run_evaluate(out, part="valid")
+    assert info["exclude_seen"] is False
+    assert res.summary["hr@10"] == pytest.approx(recorded)

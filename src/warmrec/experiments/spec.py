@@ -681,7 +681,8 @@ class RunSpec(ConfigModel):
         return train
 
     def to_config(self, *, absolute: bool = False) -> dict[str, Any]:
-        """The TOML-shaped dict (flat ``[model]``, only what differs from the defaults);
+        """The TOML-shaped dict (flat ``[model]``, only what differs from the defaults, but
+        ``[eval] exclude_seen`` always under the splits that turn it on unless given);
         ``absolute``: the data path made absolute (for a file read from another folder)."""
         out: dict[str, Any] = {}
         if self.data is not None:
@@ -695,6 +696,11 @@ class RunSpec(ConfigModel):
         if self.train:
             out["train"] = dict(self.train)
         ev = self.eval.model_dump(mode="json", exclude_defaults=True)
+        if isinstance(self.split, LooNewSplit | TimeNewLearnersSplit):
+            # these splits turn exclude_seen on unless it is given: an explicit false (the
+            # field's default) must be written, or the rebuilt spec would score with seen
+            # items excluded (evaluate, tuning trials, --workers, studies rebuild from here)
+            ev["exclude_seen"] = self.eval.exclude_seen
         if ev:
             out["eval"] = ev
         if self.pretrain:
