@@ -200,3 +200,18 @@ def test_transfer_settings_are_checked_before_any_data_is_read(args, message, tm
                *args, "--out", tmp_path / "x"])  # fmt: skip
     assert res.exit_code == 2 and message in res.output, res.output
     assert res.output.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "1"]])
+def test_train_refuses_a_model_and_a_transfer_source_together(pretrained, logs, tmp_path, workers):
+    """train fitted the [transfer] source and ignored [model]: `train --model pop` with a
+    config naming a source saved a sasrec."""
+    src, _ = pretrained
+    toml = tmp_path / "tr.toml"
+    toml.write_text(f'[transfer]\nsource = "{src}"\n')
+    out = tmp_path / "m"
+    res = CliRunner().invoke(cli, ["train", "--model", "pop", "--data", str(logs[1]), "--config",
+                                   str(toml), *workers, "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "both [model] (name 'pop') and [transfer] (source" in res.output
+    assert res.output.strip().count("\n") == 0 and not out.exists()

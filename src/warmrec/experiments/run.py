@@ -21,6 +21,7 @@ from warmrec.experiments.spec import (
     evaluate_run,
     fit_run,
     prepare_run,
+    refuse_model_with_transfer,
     save_run,
     spec_from_config,
     spec_of_model,
@@ -50,6 +51,7 @@ def run_train(cfg: Mapping[str, Any] | RunSpec, out: str | Path) -> dict[str, An
 
     The whole config is validated before any data is read."""
     spec = spec_from_config(cfg)
+    refuse_model_with_transfer(spec, "train")
     if spec.model is None and spec.transfer is None:
         raise ConfigError("no model: give --model NAME or [model] name in the config")
     prep = prepare_run(spec)

@@ -745,6 +745,18 @@ def spec_from_config(cfg: Mapping[str, Any] | RunSpec) -> RunSpec:
     return build_config(RunSpec, cfg)
 
 
+def refuse_model_with_transfer(spec: RunSpec, command: str = "train") -> None:
+    """Refuse a spec with both ``[model]`` and ``[transfer]`` for a command that fits
+    ``[model]`` from scratch (``train``, ``train --workers``): ``fit_run`` would transfer the
+    source and ignore ``[model]``, yet save the model under the run's name."""
+    if spec.model is not None and spec.transfer is not None:
+        raise ConfigError(
+            f"{command}: both [model] (name {spec.model.name!r}) and [transfer] (source "
+            f"{spec.transfer.source!r}) are given; {command} fits [model] from scratch: drop "
+            "[transfer], or run warmrec transfer without [model] (the source decides the model)"
+        )
+
+
 def run_schema() -> dict[str, Any]:
     """The JSON Schema of a run config (``warmrec models --schema run``)."""
     return RunSpec.model_json_schema()

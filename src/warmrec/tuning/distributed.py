@@ -344,13 +344,14 @@ def train_distributed(
     every event where ``refit_all``). ``bucket_mb``: the gradient bucket size (0: one
     all-reduce per parameter); ``lines``: worker 0 prints a line per epoch on its stderr
     (``progress`` unset), which Ray forwards to the driver's."""
-    from warmrec.experiments.spec import spec_from_config
+    from warmrec.experiments.spec import refuse_model_with_transfer, spec_from_config
 
     if workers < 1:
         raise ConfigError(f"--workers: expected an integer >= 1, found {workers}")
     if bucket_mb < 0:
         raise ConfigError(f"bucket_mb: expected a number >= 0, found {bucket_mb}")
     spec = spec_from_config(cfg)
+    refuse_model_with_transfer(spec, "train --workers")
     if spec.model is None:
         raise ConfigError("no model: give --model NAME or [model] name in the config")
     name = spec.model.name
