@@ -381,3 +381,20 @@ def test_an_explicit_exclude_seen_false_survives_the_rebuild(
     res, info = run_evaluate(out, part="valid")
     assert info["exclude_seen"] is False
     assert res.summary["hr@10"] == pytest.approx(recorded)
+
+
+def test_the_coldstart_split_refuses_a_training_fraction(user_log_csv: Path) -> None:
+    """train_fraction < 1 under the coldstart scenario was recorded but never applied (the
+    scenario returned before DataScarcity): the run said it trained on half the users."""
+    cfg = {"data": {"path": str(user_log_csv)}, "model": {"name": "pop"},
+           "split": {"method": "coldstart", "scenario": {"shots": [1, 3]}}}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"train_fraction: expected 1 with split method "
+                       r"'coldstart' .* found 0\.5"):  # fmt: skip
+        spec_from_config({**cfg, "split": {**cfg["split"], "train_fraction": 0.5}})
+    r = CliRunner().invoke(cli, ["train", "--model", "pop", "--data", str(user_log_csv),
+                                 "--split", "coldstart", "--set", "split.scenario.shots=[1,3]",
+                                 "--set", "split.train_fraction=0.5", "--out",
+                                 str(user_log_csv.parent / "m")])  # fmt: skip
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "train_fraction" in r.output
+    assert not (user_log_csv.parent / "m").exists()
+    assert spec_from_config(cfg).split.train_fraction == 1.0

@@ -143,7 +143,7 @@ class _Split(ConfigModel):
     train_fraction: float = Field(1.0, gt=0, le=1)
     """Keep this share of the training sequences (sessions, else users) after splitting: the
     :class:`~warmrec.experiments.scenarios.DataScarcity` scenario of learning curves (validation
-    and test unchanged)."""
+    and test unchanged; the coldstart split, which has no row training part, takes 1 only)."""
     fraction_seed: int = 0
     """Seed of the ``train_fraction`` draw (nested fractions for one seed)."""
 
@@ -315,6 +315,20 @@ class ColdStartSplit(_Split):
 
         ColdStartUsers(**v)
         return v
+
+    @model_validator(mode="after")
+    def _no_fraction(self) -> ColdStartSplit:
+        """``train_fraction`` subsamples a row split's training part
+        (:class:`~warmrec.experiments.scenarios.DataScarcity`); the scenario has none, and the
+        fraction was recorded but never applied."""
+        if self.train_fraction < 1.0:
+            raise ValueError(
+                f"train_fraction: expected 1 with split method 'coldstart' (the scenario "
+                f"splits users, not rows: no training part to subsample), found "
+                f"{self.train_fraction:g}; use a row split (loo, temporal, last_session, user) "
+                "for a learning curve"
+            )
+        return self
 
     def options(self) -> dict[str, Any]:
         return {"scenario": dict(self.scenario), "seed": self.seed, "shot": self.shot}
