@@ -4,6 +4,7 @@ record every saved model carries, and resume with the default number of epochs."
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -398,3 +399,29 @@ def test_the_coldstart_split_refuses_a_training_fraction(user_log_csv: Path) -> 
     assert r.exit_code == 2 and r.output.count("\n") == 1 and "train_fraction" in r.output
     assert not (user_log_csv.parent / "m").exists()
     assert spec_from_config(cfg).split.train_fraction == 1.0
+
+
+def test_the_coldstart_scenario_is_checked_for_training_events(
+    tmp_path: Path, user_log_csv: Path
+) -> None:
+    """The coldstart scenario has no row split: evaluating a loo model with it skipped the
+    training-event check (its targets were training events), and a coldstart model evaluated
+    with another split stopped on an AttributeError."""
+    shots = {"method": "coldstart", "scenario": {"shots": [1, 3]}}
+    models = {}
+    for name, split in (("loo", {"method": "loo"}), ("cs", shots)):
+        spec = spec_from_config(
+            {"data": {"path": str(user_log_csv)}, "split": split, "model": {"name": "pop"}}
+        )
+        models[name] = save_run(fit_run(spec, prepare_run(spec)), tmp_path / name)
+    leak = "were training events of the model (it was trained with the {} split"
+    with pytest.raises(ConfigError, match=re.escape(leak.format("loo"))):
+        run_evaluate(models["loo"], {"split": shots})
+    with pytest.raises(ConfigError, match=re.escape(leak.format("coldstart"))):
+        run_evaluate(models["cs"], {"split": {"method": "loo"}})
+    with pytest.raises(ConfigError, match=re.escape(leak.format("coldstart"))):
+        run_evaluate(models["cs"], {"split": {**shots, "seed": 1}})  # other meta-train users
+    own, info = run_evaluate(models["cs"])
+    assert info["split"] == "coldstart" and own.n_examples > 0
+    fewer, _ = run_evaluate(models["cs"], {"split": {**shots, "shot": 1}})  # same users
+    assert fewer.n_examples == own.n_examples

@@ -835,6 +835,11 @@ def _prepare_coldstart(spec: RunSpec, sp: ColdStartSplit, inter: Any, vocab: Any
     train = parts.subset(parts.train)
     valid = shot_eval_set(data, parts.valid, k)
     test = shot_eval_set(data, parts.test, k)
+    seqs = data.sequences
+    targets = {  # event k + 1 of each held-out user: what a part scores (no row split has it)
+        name: _sequence_events(data, inter.interactions, seqs.offsets[users] + k, users)
+        for name, users in (("valid", parts.valid), ("test", parts.test))
+    }
     info = {
         "split": "coldstart",
         "split_info": {
@@ -847,11 +852,53 @@ def _prepare_coldstart(spec: RunSpec, sp: ColdStartSplit, inter: Any, vocab: Any
         },  # fmt: skip
         "spec": spec.model_copy(update={"split": sp}),
         "interactions": inter,
+        "targets": targets,
     }
     return Prepared(
         inter.interactions, None, data.vocab, None, train, valid, test,
         inter.item_features, inter.user_features, info,
     )  # fmt: skip
+
+
+def _sequence_events(data: Any, frame: Any, rows: Any = None, users: Any = None) -> Any:
+    """Events of per-user sequences (a :class:`~warmrec.data.dataset.SequenceDataset`) as a
+    canonical table (user, item and time, typed as in ``frame``, the log): every event, or the
+    events at positions ``rows`` of the users at indices ``users`` (one row each)."""
+    import numpy as np
+    import polars as pl
+
+    from warmrec.data.schema import ITEM, TIME
+
+    seqs = data.sequences
+    if rows is None:
+        rows = np.arange(len(seqs.items))
+        keys = seqs.keys.gather(np.repeat(np.arange(len(seqs.lengths)), seqs.lengths))
+    else:
+        keys = seqs.keys.gather(np.asarray(users, dtype=np.int64))
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = {data.key: keys, ITEM: pl.Series(ITEM, data.vocab.decode(seqs.items[rows]))}
+    if seqs.timestamps is not None and TIME in frame.columns:
+        cols[TIME] = pl.Series(TIME, seqs.timestamps[rows])
+    out = pl.DataFrame(cols)
+    return out.with_columns(
+        pl.col(c).cast(frame.schema[c], strict=False) for c in out.columns if c in frame.columns
+    )
+
+
+def _part_events(prep: Any, part: str) -> Any:
+    """The events of ``prep``'s ``part`` (``train``, ``valid`` or ``test``) as a canonical
+    table: a row split's own table; under the coldstart scenario (no row split) every event of
+    the meta-train users for ``train``, the scored targets for ``valid`` / ``test``. None where
+    ``prep`` has neither."""
+    split = getattr(prep, "split", None)
+    if split is not None:
+        return getattr(split, part, None)
+    info = getattr(prep, "info", None) or {}
+    if info.get("split") != "coldstart":
+        return None
+    if part == "train":
+        return _sequence_events(prep.train, prep.frame)
+    return (info.get("targets") or {}).get(part)
 
 
 Callback = Callable[[int, dict[str, Any], Any], "bool | None"]
@@ -1153,7 +1200,7 @@ def _refuse_training_events(
     from warmrec.data.schema import ITEM, SESSION, TIME, USER
 
     rec = spec_of_model(model, where)
-    held = getattr(getattr(prep, "split", None), part, None)
+    held = _part_events(prep, part)
     if rec.data is None or held is None or held.height == 0:
         return
     if rec.data.model_dump() == spec.data.model_dump() and (
@@ -1166,9 +1213,12 @@ def _refuse_training_events(
 
     try:
         with warnings.catch_warnings(record=True):  # the record's split warned when trained
-            trained = prepare_run(rec, vocab=model.vocab, user_vocab=model.user_vocab).split.train
+            own = prepare_run(rec, vocab=model.vocab, user_vocab=model.user_vocab)
     except (WarmrecError, OSError, ValueError):
         return  # the recorded data cannot be read again (moved, deleted): nothing to compare
+    trained = _part_events(own, "train")  # the meta-train users' events under coldstart
+    if trained is None:
+        return
     cols = [c for c in (USER, SESSION, ITEM, TIME) if c in held.columns and c in trained.columns]
     if ITEM not in cols or not ({USER, SESSION} & set(cols)):
         return
