@@ -425,3 +425,16 @@ def test_the_coldstart_scenario_is_checked_for_training_events(
     assert info["split"] == "coldstart" and own.n_examples > 0
     fewer, _ = run_evaluate(models["cs"], {"split": {**shots, "shot": 1}})  # same users
     assert fewer.n_examples == own.n_examples
+
+
+def test_slices_refuse_the_coldstart_scenario_before_scoring(
+    tmp_path: Path, user_log_csv: Path
+) -> None:
+    """evaluate --slices on a coldstart model stopped on an AttributeError (no row split)."""
+    spec = spec_from_config({"data": {"path": str(user_log_csv)}, "model": {"name": "pop"},
+                             "split": {"method": "coldstart", "scenario": {"shots": [1, 3]}}})  # fmt: skip
+    out = save_run(fit_run(spec, prepare_run(spec)), tmp_path / "cs")
+    with pytest.raises(ConfigError, match="slices: expected a row split .* found 'coldstart'"):
+        run_evaluate(out, slices=True)
+    r = CliRunner().invoke(cli, ["evaluate", str(out), "--slices"])
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "row split" in r.output

@@ -45,6 +45,13 @@ def _before(prepared: Any, part: str) -> pl.DataFrame:
     """The events of the parts before ``part``."""
     if part not in _PARTS:
         raise ConfigError(f"part: expected one of {', '.join(_PARTS)}, found {part!r}")
+    if getattr(prepared, "split", None) is None:
+        found = (getattr(prepared, "info", None) or {}).get("split", "no split")
+        raise ConfigError(
+            f"slices: expected a row split (loo, temporal, last_session, user, given), found "
+            f"{found!r}: the slices read returning and new users and items from the parts' "
+            "events, and every held-out user of the coldstart scenario is new by construction"
+        )
     parts = [prepared.split.train] + ([prepared.split.valid] if part == "test" else [])
     return pl.concat([p for p in parts if p.height], how="diagonal_relaxed")
 
@@ -66,7 +73,8 @@ def cold_slices(prepared: Any, part: str = "test") -> dict[str, np.ndarray]:
     (:data:`SLICES`; the user slices only where the log has users), in slice order.
 
     Raises:
-        ConfigError: ``part`` is neither ``test`` nor ``valid``.
+        ConfigError: ``part`` is neither ``test`` nor ``valid``, or ``prepared`` has no row
+            split (the coldstart scenario).
     """
     before = _before(prepared, part)
     es: EvalSet = prepared.test if part == "test" else prepared.valid

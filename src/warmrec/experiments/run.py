@@ -162,6 +162,10 @@ def run_evaluate(
             f"{part} part empty{why})"
         )
     _refuse_training_events(model, spec, prep, part, model_dir)
+    if slices:  # before scoring: the coldstart scenario has no parts to slice by
+        from warmrec.evaluation.slices import cold_slices, split_result
+
+        index = cold_slices(prep, part)
     t0 = time.perf_counter()
     res = evaluate_run(model, es, spec, prep)
     eval_s = time.perf_counter() - t0
@@ -175,9 +179,7 @@ def run_evaluate(
         "n_dropped": dropped,
     }
     if slices:
-        from warmrec.evaluation.slices import cold_slices, split_result
-
-        info["slices"] = split_result(res, cold_slices(prep, part))
+        info["slices"] = split_result(res, index)
     return res, info
 
 
