@@ -120,3 +120,30 @@ def test_load_toml_resolves_relative_paths_against_the_file(tmp_path, monkeypatc
     assert cfg["train"]["checkpoint_dir"] == "/abs/ckpt"
     assert cfg["model"]["name"] == "sasrec" and cfg["train"]["lr"] == 0.1
     assert load_toml(p, resolve=False)["data"]["path"] == "../data/log.csv"
+
+
+def test_load_toml_resolves_feature_files_sources_and_caches_against_the_file(
+    tmp_path, monkeypatch
+):
+    """[data] items / users and [transfer] source (names that say nothing of a path) and a
+    text_cache folder were read from the working directory, not the config file's folder."""
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    p = folder / "run.toml"
+    p.write_text(
+        '[data]\npath = "log.csv"\nitems = "items.csv"\nusers = "~/users.csv"\n'
+        'format = "csv"\n[transfer]\nsource = "../pre"\nstrategy = "finetune"\n'
+        'model_options = { text_cache = "cache", item_repr = "text" }\n'
+        '[model]\nname = "sasrec"\ntext_cache = ""\n[eval]\nitems = "not a path"\n'
+    )
+    monkeypatch.chdir(tmp_path.parent)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cfg = load_toml(p)
+    assert cfg["data"]["items"] == str(folder / "items.csv")
+    assert cfg["data"]["users"] == str(tmp_path / "home" / "users.csv")
+    assert cfg["transfer"]["source"] == str(folder / "../pre")
+    assert cfg["transfer"]["model_options"]["text_cache"] == str(folder / "cache")
+    assert cfg["transfer"]["model_options"]["item_repr"] == "text"
+    assert cfg["model"]["text_cache"] == ""  # "": no cache, not a folder
+    assert cfg["data"]["format"] == "csv" and cfg["transfer"]["strategy"] == "finetune"
+    assert cfg["eval"]["items"] == "not a path"  # only [data] items names a file

@@ -8,7 +8,7 @@ numbers and one docstring per field (they become the JSON Schema's descriptions,
 was found and what is expected (``SASRecConfig.d: expected an integer > 0, found 'abc'``).
 :func:`apply_overrides` applies ``a.b=c`` strings (values parsed as TOML literals, falling back to
 plain strings). :func:`load_toml` reads an experiment file and resolves its relative paths
-against the file's folder.
+(the keys that name files and folders, :func:`resolve_paths`) against the file's folder.
 """
 
 from __future__ import annotations
@@ -265,17 +265,32 @@ def apply_overrides(config: dict[str, Any], overrides: Iterable[str]) -> dict[st
     return config
 
 
-def _is_path_key(key: str) -> bool:
-    return key == "path" or key.endswith("_dir") or key.endswith("_path")
+PATH_KEYS = frozenset({"path", "text_cache"})
+"""Keys that name a file or folder in any table (besides those ending in ``_dir`` or
+``_path``): ``[data] path``, a model's ``text_cache`` folder."""
+SECTION_PATH_KEYS = frozenset({("data", "items"), ("data", "users"), ("transfer", "source")})
+"""``(table, key)`` pairs whose names say nothing of a path but that name a file or folder:
+the item and user feature files of ``[data]``, the source model directory of ``[transfer]``."""
 
 
-def resolve_paths(cfg: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Make the relative paths of a config relative to ``base``: ``[data] path`` and every key
-    named ``path`` or ending in ``_dir`` / ``_path`` (in place and returned; ``~`` expanded)."""
+def _is_path_key(key: str, table: str | None = None) -> bool:
+    return (
+        key in PATH_KEYS
+        or key.endswith("_dir")
+        or key.endswith("_path")
+        or (table, key) in SECTION_PATH_KEYS
+    )
+
+
+def resolve_paths(cfg: dict[str, Any], base: Path, *, _table: str | None = None) -> dict[str, Any]:
+    """Make the relative paths of a config relative to ``base``: every key in
+    :data:`PATH_KEYS` or ending in ``_dir`` / ``_path``, and the keys of
+    :data:`SECTION_PATH_KEYS` in their table (``[data] items``, ``[transfer] source``) -- in
+    place and returned; ``~`` expanded."""
     for k, v in cfg.items():
         if isinstance(v, dict):
-            resolve_paths(v, base)
-        elif isinstance(v, str) and v and _is_path_key(k):
+            resolve_paths(v, base, _table=k)
+        elif isinstance(v, str) and v and _is_path_key(k, _table):
             p = Path(v).expanduser()
             cfg[k] = str(p if p.is_absolute() else base / p)
     return cfg
@@ -283,8 +298,9 @@ def resolve_paths(cfg: dict[str, Any], base: Path) -> dict[str, Any]:
 
 def load_toml(path: str | Path, *, resolve: bool = True) -> dict[str, Any]:
     """Read a TOML experiment file, with errors that name the file and line. Relative paths in it
-    (``[data] path``, ``*_dir``, ``*_path``) are resolved against the file's folder, not the
-    working directory (``resolve=False`` keeps them as written)."""
+    (``[data] path``, ``items`` and ``users``, ``[transfer] source``, ``text_cache``, ``*_dir``,
+    ``*_path``: :func:`resolve_paths`) are resolved against the file's folder, not the working
+    directory (``resolve=False`` keeps them as written)."""
     p = Path(path)
     try:
         with p.open("rb") as f:

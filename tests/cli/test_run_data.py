@@ -122,3 +122,22 @@ def test_run_pretrain_and_run_transfer_python_api(tmp_path):
     m = Recommender.load(tmp_path / "tgt")
     assert m.meta.run.split["method"] == "last_session"
     assert len(m.meta.item_counts) == len(m.vocab)
+
+
+def test_a_configs_item_feature_file_is_read_next_to_the_config(tmp_path, monkeypatch):
+    """[data] items was read from the working directory, not the config file's folder: a
+    config with its log and item file beside it failed from anywhere else."""
+    import polars as pl
+
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    cyclic_log(n_sessions=40, n_items=12, length=6).write_csv(exp / "log.csv")
+    items = pl.DataFrame({"item_id": range(1, 13), "title": [f"video {i}" for i in range(1, 13)]})
+    items.write_csv(exp / "items.csv")
+    (exp / "run.toml").write_text(
+        '[data]\npath = "log.csv"\nitems = "items.csv"\n[model]\nname = "pop"\n'
+    )
+    monkeypatch.chdir(tmp_path)  # neither file is here
+    res = CliRunner().invoke(cli, ["train", "--config", "exp/run.toml", "--out", "m"])
+    assert res.exit_code == 0, res.output
+    assert Recommender.load(tmp_path / "m").meta.run.data.items == str(exp / "items.csv")
