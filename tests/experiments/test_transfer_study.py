@@ -64,6 +64,9 @@ def test_study_runs_every_method_and_writes_outputs(study):
         assert study.paths[key].exists(), key
     assert "scratch" in study.paths["table_md"].read_text()
     assert "<img" in study.paths["report_html"].read_text()
+    # the setting one key: value line each (they ran together into one paragraph)
+    assert "## Setting\n\n- " in study.paths["report_md"].read_text()
+    assert '<h2>Setting</h2>\n<ul class="wr-lines"><li>' in study.paths["report_html"].read_text()
 
 
 def test_summary_matches_the_runs(study):

@@ -73,8 +73,10 @@ def test_study_report_writes_both_formats_with_setting_table_and_plot(tmp_path, 
     )  # fmt: skip
     assert set(paths) == {"report_md", "report_html"}
     md = paths["report_md"].read_text()
-    assert md.startswith("# Curve\n") and "protocol: loo\nseeds: 3" in md
+    # one setting per line: plain lines ran together into one paragraph in both formats
+    assert md.startswith("# Curve\n") and "## Setting\n\n- protocol: loo\n- seeds: 3\n\n" in md
     assert md.index("Ratios vs scratch.") < md.index("| sasrec | 0.3000 |")
     assert "![ndcg@10 vs fraction](img/pop.png)" in md and "*ndcg@10 vs fraction; loo*" in md
     h = paths["report_html"].read_text()
     assert "<title>Curve</title>" in h and "<figcaption>ndcg@10 vs fraction; loo</figcaption>" in h
+    assert "<li>protocol: loo</li><li>seeds: 3</li>" in h

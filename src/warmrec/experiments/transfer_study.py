@@ -599,7 +599,7 @@ def display_table(summary: pl.DataFrame, metrics: Sequence[str]) -> pl.DataFrame
 def write_outputs(result: StudyResult, metrics: Sequence[str]) -> dict[str, Path]:
     """Table (CSV + Markdown), one plot per metric and the Markdown + HTML report."""
     from warmrec.reports.plots import line_plot
-    from warmrec.reports.report import Heading, Image, Table, Text, write_report
+    from warmrec.reports.report import Heading, Image, Lines, Table, Text, write_report
     from warmrec.reports.tables import write_csv, write_markdown
 
     out = result.out_dir
@@ -625,10 +625,9 @@ def write_outputs(result: StudyResult, metrics: Sequence[str]) -> dict[str, Path
         )
         paths[f"plot_{m}"] = p
         images.append(Image(p, alt=f"{m} vs fraction", caption=f"{m} vs fraction"))
-    info = "\n".join(f"{k}: {v}" for k, v in result.info.items())
     blocks = [
         Heading("Setting"),
-        Text(info),
+        Lines([f"{k}: {v}" for k, v in result.info.items()]),
         Heading("Results"),
         Text(
             "Mean over seeds with the 95 % t-interval; ratio = NDCG@10 / scratch's NDCG@10; "

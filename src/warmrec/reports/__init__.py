@@ -6,6 +6,7 @@ Plots live in :mod:`warmrec.reports.plots` (imported on demand: it loads matplot
 from warmrec.reports.report import (
     Heading,
     Image,
+    Lines,
     Table,
     Text,
     render_html,
@@ -27,6 +28,7 @@ from warmrec.reports.tables import (
 __all__ = [
     "Heading",
     "Image",
+    "Lines",
     "Table",
     "Text",
     "format_value",

@@ -1,4 +1,5 @@
-"""Reports as a list of blocks (headings, text, tables, images) rendered to Markdown or HTML.
+"""Reports as a list of blocks (headings, text, lines, tables, images) rendered to Markdown or
+HTML.
 
 The HTML is self-contained: styles inline, images embedded as ``data:image/png;base64`` URIs, so
 one file can be mailed or attached to a CI run. The Markdown version links images by relative
@@ -42,6 +43,14 @@ class Text:
 
 
 @dataclass
+class Lines:
+    """Short lines shown one per line (a study's ``key: value`` settings): a bulleted list in
+    both formats, where :class:`Text` would run them into one paragraph."""
+
+    lines: Sequence[str]
+
+
+@dataclass
 class Table:
     df: pl.DataFrame
     caption: str | None = None
@@ -69,7 +78,7 @@ class Image:
         return data
 
 
-Block = Heading | Text | Table | Image
+Block = Heading | Text | Lines | Table | Image
 
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -86,9 +95,10 @@ figcaption { color: #555; font-size: 0.9em; }
 
 def _check(blocks: Sequence[Block]) -> None:
     for i, b in enumerate(blocks):
-        if not isinstance(b, Heading | Text | Table | Image):
+        if not isinstance(b, Heading | Text | Lines | Table | Image):
             raise ConfigError(
-                f"report block {i}: expected Heading, Text, Table or Image, found {type(b).__name__}"
+                f"report block {i}: expected Heading, Text, Lines, Table or Image, found "
+                f"{type(b).__name__}"
             )
 
 
@@ -107,6 +117,9 @@ def render_html(title: str, blocks: Sequence[Block]) -> str:
             parts.append(f"<h{lv}>{html.escape(b.text)}</h{lv}>")
         elif isinstance(b, Text):
             parts += [f"<p>{html.escape(p.strip())}</p>" for p in b.text.split("\n\n") if p.strip()]
+        elif isinstance(b, Lines):
+            items = "".join(f"<li>{html.escape(str(line))}</li>" for line in b.lines)
+            parts.append(f'<ul class="wr-lines">{items}</ul>')
         elif isinstance(b, Table):
             parts.append(to_html_table(b.df, digits=b.digits, caption=b.caption))
         else:
@@ -138,6 +151,8 @@ def render_markdown(title: str, blocks: Sequence[Block], base_dir: str | Path = 
             out += ["#" * min(max(b.level, 1), 6) + " " + b.text, ""]
         elif isinstance(b, Text):
             out += [b.text.strip(), ""]
+        elif isinstance(b, Lines):
+            out += [*(f"- {line}" for line in b.lines), ""]
         elif isinstance(b, Table):
             if b.caption:
                 out += [f"**{b.caption}**", ""]
@@ -193,7 +208,7 @@ def write_study_report(
     ``{"report_md": ..., "report_html": ...}``."""
     blocks = [
         Heading("Setting"),
-        Text("\n".join(f"{k}: {v}" for k, v in setting.items())),
+        Lines([f"{k}: {v}" for k, v in setting.items()]),
         Heading("Results"),
         Text(explain),
         Table(table),
