@@ -429,3 +429,68 @@ def test_a_meta_file_linked_to_outside_is_refused(saved, tmp_path, name):
     with pytest.raises(ModelError, match="leads outside the model directory") as e:
         read_meta_files(saved)
     assert name in str(e.value)
+
+
+# -- a save killed mid-way, a save over a symbolic link ----------------------------------------
+KILLED_SAVE = (
+    "import os, sys\n"
+    "import warmrec.io as wio\n"
+    "from warmrec.models import Recommender\n"
+    "target = os.path.abspath(sys.argv[1])\n"
+    "model = Recommender.load(target)\n"
+    "wio._renameat2 = lambda src, dst, flags: False  # no one-step swap: two renames\n"
+    "def killed_after(real):\n"
+    "    def rename(src, dst, *a, **kw):\n"
+    "        real(src, dst, *a, **kw)\n"
+    "        if os.path.abspath(src) == target:  # the previous model moved aside: killed\n"
+    "            os._exit(9)\n"
+    "    return rename\n"
+    "os.rename, os.replace = killed_after(os.rename), killed_after(os.replace)\n"
+    "model.save(target)\n"
+)
+
+
+def test_a_save_killed_between_its_two_renames_leaves_a_model_that_loads(tmp_path):
+    """A kill between moving the previous model aside (``.NAME.old``) and renaming the new one
+    into place left no ``NAME``: 'not a warmrec model directory' (only the checkpoint reader
+    looked aside). Loading now renames the aside model back."""
+    from tests.conftest import split_cyclic
+    from warmrec.models.popularity import Pop
+
+    m = tmp_path / "m_crash"
+    Pop().fit(split_cyclic()[0]).save(m)
+    res = subprocess.run([sys.executable, "-c", KILLED_SAVE, str(m)], check=False)
+    assert res.returncode == 9
+    model = Recommender.load(m)
+    assert model.name == "pop" and (m / "config.json").is_file()
+    # nothing aside any more; the killed writer's temporary folder goes with the next write
+    assert all(p.name.endswith(".tmp") for p in tmp_path.iterdir() if p != m)
+
+
+def test_evaluate_reads_a_model_a_killed_older_save_left_aside(mapped_log, monkeypatch):
+    """The state an older warmrec left after a kill between its renames: ``.m.old`` and no
+    ``m``; ``warmrec evaluate m`` said 'not a warmrec model directory'."""
+    monkeypatch.chdir(mapped_log)
+    _cli(["train", "--model", "pop", "--data", "log.csv", *COLS, "--out", "m"])
+    os.rename(mapped_log / "m", mapped_log / ".m.old")
+    res = _cli(["evaluate", "m", "--json"])
+    assert json.loads(res.stdout)["n"] == 12
+    assert (mapped_log / "m" / "config.json").is_file()
+    assert not (mapped_log / ".m.old").exists()
+
+
+def test_training_again_over_a_symlinked_output(mapped_log, monkeypatch):
+    """``--out link_m`` (a symbolic link): the second run failed ('.link_m.old: not a
+    directory') and left its complete temporary folder behind. The link itself is replaced by
+    the model directory; the folder it pointed to is left as it was."""
+    monkeypatch.chdir(mapped_log)
+    _cli(["train", "--model", "pop", "--data", "log.csv", *COLS, "--out", "real_m"])
+    before = (mapped_log / "real_m" / "config.json").read_bytes()
+    (mapped_log / "link_m").symlink_to("real_m")
+    for _ in range(3):
+        _cli(["train", "--model", "pop", "--data", "log.csv", *COLS, "--out", "link_m"])
+    link = mapped_log / "link_m"
+    assert link.is_dir() and not link.is_symlink()
+    assert Recommender.load(link).name == "pop"
+    assert (mapped_log / "real_m" / "config.json").read_bytes() == before
+    assert sorted(p.name for p in mapped_log.iterdir()) == ["link_m", "log.csv", "real_m"]

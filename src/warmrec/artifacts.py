@@ -63,7 +63,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ConfigError, DataError, ModelError, WarmrecError
-from warmrec.io import _mode, atomic_dir
+from warmrec.io import _mode, atomic_dir, recover_dir
 
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
@@ -576,8 +576,10 @@ def inside(folder: Path, name: str) -> Path:
 
 
 def read_info(path: str | Path) -> Artifact:
-    """Read and check ``<path>/config.json`` (or a format-1 adapter's ``adapter_config.json``)."""
-    p = Path(path)
+    """Read and check ``<path>/config.json`` (or a format-1 adapter's ``adapter_config.json``).
+
+    A directory a killed writer left moved aside is renamed back first (:func:`recover_dir`)."""
+    p = recover_dir(path)
     if not p.is_dir():
         raise ModelError(f"{p}: not a warmrec model directory (no such directory)")
     cfg_path = p / CONFIG_FILE
@@ -775,7 +777,7 @@ def kind_class(kind: str) -> type:
 
 def read_meta_files(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """``(config, state)`` of a meta directory's ``meta.json`` and ``meta.safetensors``."""
-    p = Path(path)
+    p = recover_dir(path)
     cfg_path = inside(p, META_CONFIG_FILE)
     if not cfg_path.is_file():
         raise ModelError(f"{cfg_path}: missing (not a meta-trained model directory)")

@@ -1,6 +1,10 @@
 """Atomic file and directory writes: write to a temporary name, then rename.
 
-A crash mid-write leaves the previous file or directory intact, never a half-written one.
+A crash mid-write leaves the previous file or directory intact, never a half-written one. A
+directory replaces the previous one in a single exchange of the two where the system offers it
+(Linux: ``renameat2(RENAME_EXCHANGE)``), else by two renames (the previous one moved aside as
+``.NAME.<pid>@<host>.<random>.old`` first); a kill between those two leaves ``NAME`` missing
+until the next reader or writer renames the aside folder back (:func:`recover_dir`).
 
 Temporary names say whose they are: a file being written to ``NAME`` is
 ``.NAME.warmrec-tmp-<pid>@<host>-<random>`` (:func:`temp_file`), a folder
@@ -14,16 +18,21 @@ its process is gone. :func:`check_output` checks an output path before any work 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import functools
 import hashlib
 import os
+import secrets
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from warmrec.errors import ConfigError
 
@@ -282,35 +291,246 @@ def check_output(
 clean_stale_temp_dirs = clean_stale  # the name the data layer used
 
 
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
+
+
+@functools.cache
+def _libc_renameat2() -> Any:
+    """glibc's (or musl's) ``renameat2``, or None (not Linux, or a C library without it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def _renameat2(src: Path, dst: Path, flags: int) -> bool:
+    """Linux ``renameat2(src, dst, flags)``: True when done, False where the system or the file
+    system does not offer it (then the caller falls back to plain renames); OSError otherwise."""
+    fn = _libc_renameat2()
+    if fn is None:
+        return False
+    at_fdcwd = -100
+    if fn(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dst), flags) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in _UNSUPPORTED:
+        return False
+    raise OSError(err, os.strerror(err), str(src), None, str(dst))
+
+
+def _rename_noreplace(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst`` unless something is there (FileExistsError): in one step where
+    the system offers it, else by a check before the rename."""
+    if _renameat2(src, dst, RENAME_NOREPLACE):
+        return
+    if os.path.lexists(dst):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
+    os.rename(src, dst)
+
+
+def _remove(path: Path) -> None:
+    """Remove a folder with its files, or a file or symbolic link (never what a link points to);
+    what cannot be removed stays, under a name the next writer's clean-up recognises."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+ASIDE_SUFFIX = ".old"
+"""Where renames cannot swap two folders in one step, :func:`atomic_dir` moves the previous
+``NAME`` aside as ``.NAME.<pid>@<host>.<random>.old`` (older versions: ``.NAME.old``)."""
+
+
+def _asides(p: Path) -> list[tuple[Path, bool | None]]:
+    """The earlier contents of ``p`` that :func:`atomic_dir` moved aside and did not remove, newest
+    first, each with whether its writer is gone (None: cannot be told, or the older fixed name
+    ``.NAME.old``, whose writer is not recorded)."""
+    head, host = f".{p.name}.", socket.gethostname()
+    legacy = f".{p.name}{ASIDE_SUFFIX}"
+    found: list[tuple[int, Path, bool | None]] = []
+    try:
+        entries = list(os.scandir(p.parent if str(p.parent) else "."))
+    except OSError:
+        return []
+    for q in entries:
+        name = q.name
+        if name == legacy:
+            stale: bool | None = None
+        elif name.startswith(head) and name.endswith(ASIDE_SUFFIX):
+            owner = name[len(head) : -len(ASIDE_SUFFIX)].rpartition(".")[0]
+            if "@" not in owner:
+                continue
+            stale = _stale_owner(owner, host)
+        else:
+            continue
+        try:
+            st = q.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        found.append((st.st_ctime_ns, Path(q.path), stale))
+    found.sort(key=lambda t: t[0], reverse=True)
+    return [(path, stale) for _, path, stale in found]
+
+
+def recover_dir(path: str | Path) -> Path:
+    """The folder to read for ``path``, written by :func:`atomic_dir`: ``path`` itself, unless
+    nothing is there and a writer killed between its two renames (where folders cannot be swapped
+    in one step, or by an older warmrec) left the previous folder aside (``.NAME.old``,
+    ``.NAME.<pid>@<host>.<random>.old``). That folder is then renamed back and ``path`` returned;
+    where it cannot be (a read-only folder), the aside folder itself is returned to read.
+
+    Readers of model, split and checkpoint folders call it; so does :func:`atomic_dir` before
+    writing. A folder moved aside by a writer still running is left to it."""
+    p = Path(path)
+    if os.path.lexists(p):
+        return p
+    for aside, stale in _asides(p):
+        if stale is False:  # a live writer between its two renames: its folder is its own
+            continue
+        if stale is None and aside.name == f".{p.name}{ASIDE_SUFFIX}" and not _real_dir(aside):
+            continue  # an older warmrec's leftover link or file, not a folder it moved aside
+        try:
+            _rename_noreplace(aside, p)
+        except OSError:
+            return p if os.path.lexists(p) else aside
+        return p
+    return p
+
+
+def _real_dir(p: Path) -> bool:
+    return p.is_dir() and not p.is_symlink()
+
+
+def clean_asides(path: str | Path, *, max_age_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove what :func:`atomic_dir` moved aside from ``path`` and a killed writer left behind,
+    once ``path`` is there again: one whose writer (on this host) is gone, or the older
+    ``.NAME.old``, at once; one of another host once older than ``max_age_s``. A symbolic link
+    or file moved aside is unlinked, never followed. Returns the removed paths."""
+    import time
+
+    p = Path(path)
+    if not os.path.lexists(p):
+        return []
+    removed: list[Path] = []
+    now = time.time()
+    for aside, stale in _asides(p):
+        if stale is None and aside.name != f".{p.name}{ASIDE_SUFFIX}":
+            try:
+                stale = now - aside.lstat().st_mtime > max_age_s
+            except OSError:
+                continue
+        if stale is not False:
+            _remove(aside)
+            removed.append(aside)
+    return removed
+
+
+def _named(e: OSError, p: Path) -> OSError:
+    """``e`` naming ``p`` (the user's path), not warmrec's temporary or aside name."""
+    return OSError(e.errno, e.strerror or str(e), str(p))
+
+
+def _swap_in(tmp: Path, p: Path) -> Path | None:
+    """Put the folder ``tmp`` at ``p``; return where what was at ``p`` now is (to remove), or
+    None when nothing was there.
+
+    On Linux the two are exchanged in one step (``renameat2(RENAME_EXCHANGE)``): ``p`` is never
+    missing, and concurrent writers each put theirs in place (the last one stays). Elsewhere (or
+    on a file system without it), ``p`` is renamed aside (:data:`ASIDE_SUFFIX`, a name of its
+    own per writer) and ``tmp`` renamed into place; a kill between the two leaves the previous
+    folder aside, which readers rename back (:func:`recover_dir`)."""
+    for _ in range(8):  # another writer may fill or empty ``p`` in between: try again
+        try:
+            if _renameat2(tmp, p, RENAME_EXCHANGE):
+                return tmp  # ``tmp``'s name now holds the previous ``p``
+        except FileNotFoundError:  # nothing at ``p``
+            try:
+                if _renameat2(tmp, p, RENAME_NOREPLACE):
+                    return None
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise _named(e, p) from None
+        except OSError as e:
+            raise _named(e, p) from None
+        break  # not offered here: two renames
+    return _swap_by_two_renames(tmp, p)
+
+
+def _swap_by_two_renames(tmp: Path, p: Path) -> Path | None:
+    """:func:`_swap_in` where folders cannot be exchanged in one step: ``p`` is renamed aside,
+    then ``tmp`` to ``p``. A failed second rename puts the aside back (or, when another writer's
+    folder took the name meanwhile, removes it and tries again: the last writer's stays)."""
+    for attempt in range(8):
+        aside = None
+        if os.path.lexists(p):
+            aside = p.with_name(f".{p.name}.{_owner()}.{secrets.token_hex(4)}{ASIDE_SUFFIX}")
+            try:
+                os.rename(p, aside)
+            except FileNotFoundError:  # another writer moved it meanwhile
+                continue
+            except OSError as e:
+                raise _named(e, p) from None
+        try:
+            os.replace(tmp, p)
+        except BaseException as e:
+            if aside is not None:
+                try:
+                    _rename_noreplace(aside, p)
+                except OSError:
+                    _remove(aside)  # another writer's folder is in place: this one is outdated
+            if not isinstance(e, OSError):
+                raise
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST) and attempt < 7:
+                continue  # another writer's folder took the name between the two renames
+            raise _named(e, p) from None
+        return aside
+    raise FileExistsError(errno.EEXIST, "written by other writers all along", str(p))
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a fresh temporary directory; on success it replaces ``path`` in one rename.
+    """Yield a fresh temporary directory; on success it replaces ``path`` as one unit.
 
-    An existing ``path`` is moved aside first and removed only once the new one is in place.
-    Temporary directories of killed earlier writers are removed first (:func:`clean_stale`);
-    SIGTERM while the caller writes removes this one (:func:`exit_on_signal`).
+    On Linux the new folder and the existing ``path`` are swapped in one step, so ``path`` is
+    never missing; elsewhere ``path`` is moved aside first (:func:`_swap_in`) and a kill between
+    the two renames is undone by the next reader or writer (:func:`recover_dir`). What was at
+    ``path`` is removed once the new folder is in place. Whatever fails, the temporary folder is
+    removed and ``path`` keeps its previous content.
+
+    ``path`` itself is replaced: where it is a symbolic link, the link (not the folder it points
+    to) is replaced by a real folder, and the folder it pointed to stays as it was; a file at
+    ``path`` is replaced too. Temporary directories and asides of killed earlier writers are
+    removed (:func:`clean_stale`, :func:`clean_asides`); SIGTERM while the caller writes
+    or while the folders are swapped removes this one (:func:`exit_on_signal`).
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale(p)
     with exit_on_signal():  # SIGTERM while the caller writes: the folder is removed
+        recover_dir(p)
+        clean_stale(p)
         tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(p), suffix=".tmp", dir=p.parent))
         try:
             tmp.chmod(_mode(0o777))
             yield tmp
+            previous = _swap_in(tmp, p)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            _remove(tmp)  # the unfinished folder, or (swapped in already) the previous one
             raise
-    old = None
-    if p.exists():
-        old = p.with_name(f".{p.name}.old")
-        if old.exists():
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(p, old)
-    os.replace(tmp, p)
-    aside = p.with_name(f".{p.name}.old")  # also one left by a writer killed between renames
-    if old is not None or aside.exists():
-        shutil.rmtree(aside, ignore_errors=True)
+        if previous is not None:
+            _remove(previous)
+        clean_asides(p)
 
 
 SAMPLE_BYTES = 1 << 20  # a fingerprint hashes the first and the last MiB of a file

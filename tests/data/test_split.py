@@ -775,6 +775,20 @@ def test_partial_or_mixed_split_folders_are_refused(tmp_path):
         load_interactions(out)
 
 
+def test_a_split_folder_a_killed_writer_left_aside_reads_again(tmp_path):
+    """A kill between atomic_dir's two renames left the previous split folder as ``.out.old``
+    and nothing at ``out``: reading ``out`` said 'no such file or folder'."""
+    from warmrec.data.readers import load_interactions
+    from warmrec.data.splitdir import write_split
+
+    sp = last_session_split(_basket_log(n_days=20))
+    write_split(sp, tmp_path / "out", method="last_session")
+    os.rename(tmp_path / "out", tmp_path / ".out.old")
+    inter = load_interactions(tmp_path / "out")
+    assert inter.parts is not None and inter.parts["test"].height == sp.test.height
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
 def test_write_split_never_replaces_a_folder_of_other_files(tmp_path):
     from warmrec.data.splitdir import write_split
 

@@ -207,6 +207,24 @@ def test_directory_without_index_builds_it_in_memory_and_add_index_writes_it(sav
     assert _answers(b2, model) == want
 
 
+def test_an_index_a_killed_add_index_left_aside_is_used_again(saved):
+    """``add_index`` moved ``knn_index`` aside as ``.knn_index.old`` before renaming the new one
+    into place; a kill in between left the model without its index (built in memory at every
+    load). Loading now renames it back; ``add_index`` again leaves nothing beside it."""
+    import os
+
+    model, path = saved
+    want = _answers(ModelBundle.load(path), model)
+    os.rename(path / INDEX_DIR, path / f".{INDEX_DIR}.old")
+    b = ModelBundle.load(path)
+    assert isinstance(b._knn.index.sess_items, np.memmap)  # read from disk, not rebuilt
+    assert (path / INDEX_DIR).is_dir() and not (path / f".{INDEX_DIR}.old").exists()
+    assert _answers(b, model) == want
+    add_index(path)
+    add_index(path)
+    assert not [p.name for p in path.iterdir() if p.name.startswith(f".{INDEX_DIR}")]
+
+
 def test_add_index_refuses_other_models(tmp_path):
     from tests.serving.conftest import save_model
 

@@ -193,13 +193,16 @@ def test_resume_says_that_it_resumed_and_from_which_epoch(data, tmp_path):
     assert res.resumed_from == 2 and len(res.history) == 3
 
 
-def test_find_checkpoint_falls_back_to_the_copy_moved_aside(tmp_path):
+def test_find_checkpoint_renames_back_the_copy_moved_aside(tmp_path):
+    """A kill between atomic_dir's two renames leaves only the previous checkpoint, aside: it
+    is renamed back (:func:`warmrec.io.recover_dir`, shared with the model and split readers)."""
     assert find_checkpoint(tmp_path) is None
     aside = tmp_path / f".{LATEST}.old"
     aside.mkdir()
     (aside / "trainer_state.json").write_text("{}")
     (aside / "trainer_state.safetensors").write_bytes(b"")
-    assert find_checkpoint(tmp_path) == aside
+    assert find_checkpoint(tmp_path) == tmp_path / LATEST
+    assert (tmp_path / LATEST / "trainer_state.json").is_file() and not aside.exists()
 
 
 WORKER = r"""

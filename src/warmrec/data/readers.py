@@ -264,7 +264,9 @@ def _read_log(
     time_outliers: str,
     names: Sequence[str] | None = None,
 ) -> Interactions:
-    p = Path(path)
+    from warmrec.io import recover_dir
+
+    p = recover_dir(path)  # a split folder a killed writer left moved aside: renamed back
     if not p.exists():
         raise DataError(
             "no such file or folder",

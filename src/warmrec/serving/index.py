@@ -46,9 +46,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,25 +219,17 @@ def write_index(model: Any, folder: str | Path) -> Path:
 
 def add_index(model_dir: str | Path) -> Path:
     """Add (or replace) the index of a saved SKNN/V-SKNN directory, e.g. one saved by an older
-    warmrec: written to a temporary folder beside it and renamed into place."""
+    warmrec: written to a temporary folder beside it that replaces ``knn_index`` as one unit
+    (:func:`warmrec.io.atomic_dir`)."""
     from warmrec.artifacts import load_model
+    from warmrec.io import atomic_dir
 
     d = Path(model_dir)
     model = load_model(d)
     if not is_session_knn(model):
         raise ModelError(f"{d}: holds a '{model.name}' model, not sknn or vsknn")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{INDEX_DIR}.", suffix=".tmp", dir=d))
-    try:
+    with atomic_dir(d / INDEX_DIR) as tmp:
         write_index(model, tmp)
-        old = d / f".{INDEX_DIR}.old"
-        if (d / INDEX_DIR).exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(d / INDEX_DIR, old)
-        os.replace(tmp, d / INDEX_DIR)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return d / INDEX_DIR
 
 
@@ -253,7 +242,9 @@ def is_session_knn(model: Any) -> bool:
 def open_index(model: Any, model_dir: str | Path | None) -> SessionIndex:
     """The model directory's saved index when it matches ``model``, else one built in memory
     (a warning says why when a saved one is refused)."""
-    folder = Path(model_dir) / INDEX_DIR if model_dir is not None else None
+    from warmrec.io import recover_dir
+
+    folder = recover_dir(Path(model_dir) / INDEX_DIR) if model_dir is not None else None
     if folder is not None and folder.is_dir():
         try:
             idx = SessionIndex.load(folder)

@@ -38,6 +38,7 @@ import torch
 from warmrec.artifacts import inside, read_weights, save_model, save_weights
 from warmrec.config import config_dict
 from warmrec.errors import ConfigError, ModelError, WarmrecWarning
+from warmrec.io import recover_dir
 
 CHECKPOINT_FORMAT = 1
 LATEST = "latest"
@@ -142,15 +143,13 @@ def _complete(p: Path) -> bool:
 def find_checkpoint(checkpoint_dir: str | Path) -> Path | None:
     """The latest complete checkpoint, or None.
 
-    :func:`~warmrec.io.atomic_dir` moves the previous directory aside (``.latest.old``) just
-    before renaming the new one into place; a kill between the two renames leaves only the aside
-    copy, which is then the one to resume from.
+    Where :func:`~warmrec.io.atomic_dir` cannot swap two directories in one step (or in an older
+    warmrec), it moves the previous directory aside just before renaming the new one into place;
+    a kill between the two renames leaves only the aside copy, which is renamed back
+    (:func:`~warmrec.io.recover_dir`) and resumed from.
     """
-    p = checkpoint_path(checkpoint_dir)
-    if _complete(p):
-        return p
-    aside = p.with_name(f".{LATEST}.old")
-    return aside if _complete(aside) else None
+    p = recover_dir(checkpoint_path(checkpoint_dir))
+    return p if _complete(p) else None
 
 
 def has_checkpoint(checkpoint_dir: str | Path) -> bool:
