@@ -505,3 +505,25 @@ def test_an_aside_folder_that_cannot_be_renamed_back_is_read_where_it_is(tmp_pat
 
     monkeypatch.setattr(wio, "_rename_noreplace", read_only)
     assert wio.recover_dir(tmp_path / "model") == aside
+
+
+def test_asides_of_another_folder_whose_name_starts_alike_are_left_alone(tmp_path):
+    """``.model.v2.<pid>@<host>.<hex>.old`` is model.v2's: neither recovering ``model`` nor
+    cleaning after a write to it may take or delete it."""
+    import os
+    import socket
+
+    from warmrec.io import atomic_dir, recover_dir
+
+    aside = tmp_path / f".model.v2.999999@{socket.gethostname()}.deadbeef.old"
+    aside.mkdir()
+    (aside / "weights").write_text("v2's previous model")
+    assert recover_dir(tmp_path / "model") == tmp_path / "model"
+    assert not (tmp_path / "model").exists() and aside.is_dir()
+    old = 3 * 24 * 3600
+    os.utime(aside, (aside.stat().st_atime - old, aside.stat().st_mtime - old))
+    with atomic_dir(tmp_path / "model") as tmp:
+        (tmp / "x").write_text("1")
+    assert aside.is_dir() and (aside / "weights").read_text() == "v2's previous model"
+    assert recover_dir(tmp_path / "model.v2") == tmp_path / "model.v2"
+    assert (tmp_path / "model.v2" / "weights").is_file()  # its own aside comes back

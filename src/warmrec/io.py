@@ -23,6 +23,7 @@ import errno
 import functools
 import hashlib
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -347,6 +348,7 @@ def _remove(path: Path) -> None:
         pass
 
 
+_ASIDE_OWNER = re.compile(r"(\d+@[^/]+)\.[0-9a-f]+")
 ASIDE_SUFFIX = ".old"
 """Where renames cannot swap two folders in one step, :func:`atomic_dir` moves the previous
 ``NAME`` aside as ``.NAME.<pid>@<host>.<random>.old`` (older versions: ``.NAME.old``)."""
@@ -368,10 +370,11 @@ def _asides(p: Path) -> list[tuple[Path, bool | None]]:
         if name == legacy:
             stale: bool | None = None
         elif name.startswith(head) and name.endswith(ASIDE_SUFFIX):
-            owner = name[len(head) : -len(ASIDE_SUFFIX)].rpartition(".")[0]
-            if "@" not in owner:
+            # exactly ``<pid>@<host>.<hex>`` between: ``.model.v2.<pid>@...`` is model.v2's
+            m = _ASIDE_OWNER.fullmatch(name[len(head) : -len(ASIDE_SUFFIX)])
+            if m is None:
                 continue
-            stale = _stale_owner(owner, host)
+            stale = _stale_owner(m.group(1), host)
         else:
             continue
         try:

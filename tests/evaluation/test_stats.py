@@ -382,3 +382,15 @@ def test_compare_resamples_the_users_of_the_results():
     tab = compare(res, "a", "ndcg@10", n_boot=2000)
     row = tab.row(0, named=True)
     assert (row["lo"], row["hi"]) == pytest.approx(bootstrap_ci(x, 2000, units=units)[1:])
+
+
+def test_paired_t_with_units_is_centred_on_the_example_mean():
+    """One user with 100 examples, ten with one: the t-interval of the mean over examples
+    (cluster-robust) holds that mean; the t-test of the users' means did not (CI -0.22, 0.22
+    around a difference of 0.9)."""
+    a = np.array([1.0] * 100 + [0.0] * 10)
+    b = np.array([0.0] * 100 + [0.1] * 10)
+    units = np.array([0] * 100 + list(range(1, 11)))
+    t = paired_test(a, b, "t", units=units)
+    assert t.mean_diff == pytest.approx(a.mean() - b.mean())
+    assert t.ci[0] < t.mean_diff < t.ci[1]

@@ -199,3 +199,11 @@ def test_normalise_fast_path_equals_the_masked_arithmetic(fusion):
     assert torch.equal(s.nan_to_num(), before.nan_to_num())  # the input is not modified
     with pytest.raises(ConfigError, match="fusion"):
         normalise(s, "rank")
+
+
+def test_target_ranks_puts_a_lost_target_out_of_the_ranking():
+    from warmrec.evaluation import metrics as M
+    from warmrec.models.hybrid import target_ranks
+
+    r = target_ranks(torch.tensor([[0.0, 1, 2, 3, -torch.inf]]), np.array([4]))
+    assert r.tolist() == [M.UNRANKED] and M.ndcg(r, 10).tolist() == [0.0]

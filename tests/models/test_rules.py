@@ -227,3 +227,12 @@ def test_fallback_breaks_only_ties_on_random_rows():
                     assert s[a] >= s[b], (raw[a], raw[b], s[a], s[b])
                 elif raw[a] == raw[b] and counts[a] > counts[b]:
                     assert s[a] > s[b]
+
+
+def test_fallback_breaks_float64_rounding_ties_by_popularity():
+    """Session-kNN sums in float64 that differ only by a rounding (0.1 + 0.2 against 0.3) are
+    one float32 score: a tie ordered by popularity, not a gap of 1e-17 that lost the term."""
+    r = sp.csr_matrix(np.array([[0, 0.1 + 0.2, 0.3, 0.3, 1.0, 0]], dtype=np.float64))
+    counts = torch.tensor([0.0, 1.0, 9.0, 5.0, 2.0, 7.0])
+    s = scores_with_fallback(r, counts, True)[0].numpy()
+    assert s[4] > s[2] > s[3] > s[1] > s[5]  # 1.0; the three 0.3 by count 9 > 5 > 1; then none

@@ -227,3 +227,32 @@ def test_a_generation_published_later_confirms(tmp_path, fake_redis):
         r = a.post("/admin/reload")
         assert r.status_code == 200, r.text
         assert r.json()["workers"]["confirmed"] == sorted([meta(a)["worker"]["id"], "later"])
+
+
+def test_a_poll_never_goes_back_to_an_older_generation(pop_dir):
+    """The poll read generation G1 outside the lock while this worker's own reload published
+    and loaded G2: it then loaded again and set G1 (and reloaded once more at the next poll)."""
+    import asyncio
+
+    from warmrec.serving.bundle import ModelBundle
+    from warmrec.serving.reload import Reloader
+
+    loads = []
+
+    def load() -> ModelBundle:
+        loads.append(1)
+        return ModelBundle.load(pop_dir)
+
+    class Store:
+        shared = True
+
+        def generation(self) -> str:
+            return "1000-0a0a0a0a"  # G1, published before this worker's G2
+
+        def report_worker(self, *a) -> None:
+            pass
+
+    r = Reloader(load, Store(), bundle=ModelBundle.load(pop_dir))
+    r._local.generation = "2000-0b0b0b0b"  # this worker already serves the later G2
+    asyncio.run(r._step())
+    assert loads == [] and r._local.generation == "2000-0b0b0b0b"

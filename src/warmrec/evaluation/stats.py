@@ -17,8 +17,9 @@ the examples are not independent, and resampling them gives intervals too narrow
 small. With ``units`` (per example its user, ``EvalResult.units``) :func:`bootstrap_ci` and
 :func:`paired_test` resample users (a cluster bootstrap: each replicate draws users with
 replacement and takes the mean over all their examples, so the estimate stays the mean over
-examples), the permutation test flips the sign of each user's differences together, and the
-t-test and Wilcoxon test run on the per-user mean differences. :func:`compare` passes the
+examples), the permutation test flips the sign of each user's differences together, the t-test takes a
+cluster-robust standard error of the mean over examples (users' residual sums, ``G - 1``
+degrees of freedom), and the Wilcoxon test runs on the per-user mean differences. :func:`compare` passes the
 results' units.
 """
 
@@ -314,19 +315,21 @@ def _paired_units(
     """:func:`paired_test` with users as the unit: ``sums``/``counts`` of the differences ``d``
     per user."""
     m, n = float(d.mean()), len(d)
-    if method in ("t", "wilcoxon"):  # on the per-user mean differences
-        t = paired_test(
-            sums / counts, np.zeros(len(sums)), method, n_boot=n_boot, alpha=alpha, seed=seed
-        )
-        p, ci = t.p_value, t.ci
-        if method == "wilcoxon":
-            ci = _interval(
-                d,
-                _boot_ratio(sums, counts, n_boot, np.random.default_rng(seed)),
-                alpha,
-                "percentile",
-            )
-        return PairedTest(m, ci, p, method, n, *means, alpha)
+    if method == "t":  # cluster-robust: the example mean's standard error from users' residuals
+        g = len(sums)
+        if g < 2:
+            raise DataError("a paired t-test needs at least 2 users", field="units", found=str(g))
+        resid = sums - m * counts  # per user, the sum of (d - m) over their examples
+        se = math.sqrt(g / (g - 1) * float(np.sum(resid**2))) / n
+        if se == 0.0:
+            return PairedTest(m, (m, m), 0.0, method, n, *means, alpha)
+        p = float(2 * sps.t.sf(abs(m) / se, g - 1))
+        h = float(sps.t.ppf(1 - alpha / 2, g - 1)) * se
+        return PairedTest(m, (m - h, m + h), p, method, n, *means, alpha)
+    if method == "wilcoxon":  # the location of the per-user mean differences
+        p = paired_test(sums / counts, np.zeros(len(sums)), method, n_boot=n_boot).p_value
+        boot = _boot_ratio(sums, counts, n_boot, np.random.default_rng(seed))
+        return PairedTest(m, _interval(d, boot, alpha, "percentile"), p, method, n, *means, alpha)
     rng = np.random.default_rng(seed)
     boot = _boot_ratio(sums, counts, n_boot, rng)
     ci = _interval(d, boot, alpha, "percentile")

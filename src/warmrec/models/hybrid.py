@@ -178,13 +178,14 @@ def _drop_seen(scores: torch.Tensor, valid: EvalSet, idx: np.ndarray) -> torch.T
 def target_ranks(scores: torch.Tensor, targets: np.ndarray) -> np.ndarray:
     """1-based ranks of ``targets`` in ``scores[B, n_items]``, as
     :func:`warmrec.evaluation.evaluate.evaluate` counts them (ties against the model, padding
-    and NaN never above the target, a non-finite target ranked last)."""
+    and NaN never above the target, a NaN or -inf target out of the ranking:
+    ``metrics.UNRANKED``, a miss at every cut-off)."""
     a = torch.where(torch.isnan(scores), -torch.inf, scores)
     a[:, 0] = -torch.inf
     a = a.numpy()
     t = a[np.arange(len(targets)), targets][:, None]
     r = np.count_nonzero(a >= t, axis=1)
-    return np.where(~(t[:, 0] > -np.inf), a.shape[1] - 1, r)
+    return np.where(~(t[:, 0] > -np.inf), M.UNRANKED, r)
 
 
 @register_model("hybrid")

@@ -98,7 +98,9 @@ def prune_rows(m: sp.csr_matrix, k: int, tiebreak: np.ndarray | None = None) -> 
 def _half_step(values: np.ndarray) -> float:
     """Half the smallest positive score or gap between two distinct scores of one row (1 for a
     row without a positive score)."""
-    v = np.unique(np.asarray(values, dtype=np.float64))
+    # the gaps of the float32 scores the rows are ranked by: two sums that differ only by a
+    # float64 rounding are one float32 score (a tie to break), not a gap of 1e-17
+    v = np.unique(np.asarray(values, dtype=np.float32).astype(np.float64))
     v = v[v > 0]
     if not len(v):
         return 1.0
@@ -112,7 +114,7 @@ def tie_scale(r: sp.csr_matrix) -> np.ndarray:
     scale = np.ones(b, dtype=np.float64)
     if r.nnz:
         rows = np.repeat(np.arange(b, dtype=np.int64), np.diff(r.indptr))
-        data = r.data.astype(np.float64)
+        data = r.data.astype(np.float32).astype(np.float64)  # as ranked (see _half_step)
         order = np.lexsort((data, rows))
         d, rw = data[order], rows[order]
         d, rw = d[d > 0], rw[d > 0]

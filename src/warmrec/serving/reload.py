@@ -227,7 +227,10 @@ class Reloader:
         if gen is not None and gen not in (loc.generation, loc.failed_generation):
             async with self._lock:
                 loc = self._local
-                if gen not in (loc.generation, loc.failed_generation):
+                # a reload of this worker may have published and loaded a later one meanwhile
+                # (the generation was read outside the lock): never go back to the older one
+                newer = loc.generation is not None and _covers(loc.generation, gen)
+                if gen not in (loc.generation, loc.failed_generation) and not newer:
                     try:
                         await self._reload_locked()
                         self._local = _Local(generation=gen)
