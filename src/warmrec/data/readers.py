@@ -113,6 +113,7 @@ from warmrec.data.text import (
     sniff_header,
 )
 from warmrec.errors import ConfigError, DataError, DataNote, DataWarning
+from warmrec.io import recover_dir
 
 __all__ = [
     "ALIASES",
@@ -264,8 +265,6 @@ def _read_log(
     time_outliers: str,
     names: Sequence[str] | None = None,
 ) -> Interactions:
-    from warmrec.io import recover_dir
-
     p = recover_dir(path)  # a split folder a killed writer left moved aside: renamed back
     if not p.exists():
         raise DataError(
