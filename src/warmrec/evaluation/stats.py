@@ -13,14 +13,14 @@ NaN values (for instance the mean popularity of an empty top-K list) are left ou
 functions a pair is left out when either value is NaN.
 
 Where one user gives several examples (session and time splits: one per prefix or per event),
-the examples are not independent, and resampling them gives intervals too narrow and p-values too
-small. With ``units`` (per example its user, ``EvalResult.units``) :func:`bootstrap_ci` and
+the examples are not independent, and resampling them gives intervals too narrow and p-values
+too small. With ``units`` (per example its user, ``EvalResult.units``) :func:`bootstrap_ci` and
 :func:`paired_test` resample users (a cluster bootstrap: each replicate draws users with
 replacement and takes the mean over all their examples, so the estimate stays the mean over
-examples), the permutation test flips the sign of each user's differences together, the t-test takes a
-cluster-robust standard error of the mean over examples (users' residual sums, ``G - 1``
-degrees of freedom), and the Wilcoxon test runs on the per-user mean differences. :func:`compare` passes the
-results' units.
+examples); the permutation test flips the sign of each user's differences together, the t-test
+takes a cluster-robust standard error of the mean over examples (users' residual sums, ``G - 1``
+degrees of freedom), and the Wilcoxon test runs on the per-user mean differences.
+:func:`compare` passes the results' units.
 """
 
 from __future__ import annotations

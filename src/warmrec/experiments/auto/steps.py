@@ -473,13 +473,14 @@ def _out_of_fold(
                     col[rows] = np.asarray(res.per_example[m], dtype=float)
                 else:
                     whole[k].setdefault(m, []).append(float(v))
+    units = example_units(full)[0]
     out = []
     for k in range(len(specs)):
         v = per[k][label]
         x = v if ctx.weights is None or len(ctx.weights) != len(v) else v * ctx.weights
         valid = {m: nan_mean(col) for m, col in per[k].items()}
         valid.update({m: float(np.mean(vs)) for m, vs in whole[k].items()})
-        out.append((float(x.mean()), _ci(x, example_units(full)[0]), valid))
+        out.append((float(x.mean()), _ci(x, units), valid))
     return out
 
 
