@@ -175,6 +175,45 @@ def test_exit_on_signal_leaves_a_handler_someone_else_installed():
     assert signal.getsignal(signal.SIGTERM) == old
 
 
+def test_a_signal_inside_a_library_callback_still_exits_with_its_status(tmp_path):
+    """CI, stop 42: SIGTERM while Polars wrote a CSV chunk to a file object made ``warmrec
+    predict`` exit 1: the handler's ``SystemExit`` raised inside Polars' write callback came back
+    as an ``OSError``. It is :class:`Terminated` again, 128 + 15, with the error chained; a signal
+    a library swallowed ends the block all the same."""
+    import io
+    import os
+    import signal
+
+    import polars as pl
+
+    from warmrec.io import Terminated, exit_on_signal
+
+    class KilledWhileWriting(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b) -> int:  # Polars calls it from its own threads, where no Python
+            # handler runs; what the main thread meets is the handler raising in a callback
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+            return len(b)
+
+    with pytest.raises(Terminated) as caught, exit_on_signal():
+        pl.DataFrame({"a": range(100)}).write_csv(KilledWhileWriting())
+    assert caught.value.code == 128 + signal.SIGTERM
+    assert isinstance(caught.value.__cause__, OSError)
+
+    with pytest.raises(Terminated) as caught, exit_on_signal():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except SystemExit:
+            pass  # swallowed, as a library's blanket handler would
+        done = True
+    assert done and caught.value.code == 128 + signal.SIGTERM
+    with exit_on_signal():  # an earlier block's signal does not end a later one
+        pass
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
 @pytest.mark.parametrize(
     ("make", "out", "kind", "message"),
     [

@@ -224,7 +224,11 @@ class Terminated(SystemExit):
     """Raised by :func:`exit_on_signal` when SIGTERM or SIGHUP arrives (exit status 128 + signal)."""
 
 
+_received: list[int] = []  # the signals exit_on_signal's handler took, in order
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
+    _received.append(signum)
     raise Terminated(128 + signum)
 
 
@@ -233,14 +237,29 @@ def exit_on_signal() -> Iterator[None]:
     """While the block runs, SIGTERM and SIGHUP raise :class:`Terminated` (a ``SystemExit``)
     instead of ending the process at once, so ``finally`` blocks and ``except BaseException``
     clean-ups run. Only signals left at their default action are taken over, and only in the main
-    thread: a handler someone else installed (a server's graceful shutdown) stays in charge."""
+    thread: a handler someone else installed (a server's graceful shutdown) stays in charge.
+
+    The handler raises wherever Python code runs, which may be a callback inside a compiled
+    library: Polars writing to a file object turns the ``SystemExit`` into an ``OSError``. So an
+    error leaving the block after a signal was taken becomes :class:`Terminated` again (exit status
+    128 + signal, the error chained), and a signal a library swallowed still ends the process at
+    the block's end."""
     taken: dict[int, object] = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
             if sig is not None and signal.getsignal(sig) == signal.SIG_DFL:
                 taken[sig] = signal.signal(sig, _raise_terminated)
+    mark = len(_received)
     try:
         yield
+        if taken and len(_received) > mark:  # a library swallowed the Terminated raised in it
+            raise Terminated(128 + _received[-1])
+    except Terminated:
+        raise
+    except BaseException as e:
+        if taken and len(_received) > mark:
+            raise Terminated(128 + _received[-1]) from e
+        raise
     finally:
         for sig, old in taken.items():
             signal.signal(sig, old)
