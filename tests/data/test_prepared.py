@@ -291,3 +291,23 @@ def test_printing_a_prepared_log_is_a_summary_not_its_arrays():
     model = get_model("markov")
     assert repr(model) == "Markov('markov', not fitted)"
     assert repr(model.fit(p.train)) == "Markov('markov', fitted on 4 items)"
+
+
+@pytest.mark.parametrize("name", ["online-retail", "diginetica"])
+def test_named_session_logs_with_missing_users_prepare_with_the_default_split(name):
+    # their user_id may be empty (guest invoices, anonymous sessions): the default split
+    # (last_session per user) raised a TypeError from NumPy on those nulls
+    from warmrec.data.catalogue import load_dataset
+    from warmrec.errors import DataWarning
+
+    inter = load_dataset(name, Path(__file__).parents[1] / "fixtures" / "datasets" / name)
+    assert inter.interactions["user_id"].null_count() > 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prep = prepare(inter)
+    assert prep.info["split"] == "last_session"
+    assert prep.info["split_info"]["sessions_without_user_in_train"] >= 1
+    assert any(
+        issubclass(w.category, DataWarning) and "no user_id" in str(w.message) for w in caught
+    )
+    assert prep.split.train.height == inter.interactions.height  # nothing lost

@@ -27,7 +27,7 @@ from warmrec.data.split import (
 )
 from warmrec.data.synthetic import SyntheticConfig, generate
 from warmrec.data.vocab import ItemVocab
-from warmrec.errors import ConfigError, DataError
+from warmrec.errors import ConfigError, DataError, DataWarning
 
 DAY = 86400.0
 
@@ -929,3 +929,85 @@ def test_a_typo_or_a_date_on_positions_is_named():
     positions = SESS.with_columns(pl.int_range(pl.len()).cast(pl.Float64).alias("timestamp"))
     with pytest.raises(ConfigError, match="is a date, but the log's times run from 0 to 14"):
         temporal_split(positions, test_start="2020-09-25")
+
+
+def _log_with_anonymous_sessions() -> pl.DataFrame:
+    """User 1 with three sessions (the middle one logged in half-way: its first row has no
+    user), and three sessions without any user (guest checkouts, anonymous visits)."""
+    rows = [  # session, user, item, time
+        (1, 1, "a", 0.0),
+        (1, 1, "b", 1.0),
+        (2, None, "a", 10.0),
+        (2, 1, "c", 11.0),
+        (3, 1, "b", 20.0),
+        (3, 1, "c", 21.0),
+        (4, None, "a", 30.0),
+        (4, None, "b", 31.0),
+        (5, None, "b", 40.0),
+        (5, None, "c", 41.0),
+        (6, None, "c", 50.0),
+        (6, None, "a", 51.0),
+    ]
+    return pl.DataFrame(
+        rows,
+        schema={
+            "session_id": pl.Int64,
+            "user_id": pl.Int64,
+            "item_id": pl.Utf8,
+            "timestamp": pl.Float64,
+        },
+        orient="row",
+    )
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_last_session_per_user_keeps_sessions_without_user_in_train(shuffle):
+    # a null user_id (Online Retail, Diginetica) crashed the contiguous path with a TypeError,
+    # and the window path made the anonymous sessions one user whose last session was a test
+    df = _log_with_anonymous_sessions()
+    if shuffle:  # interleaved sessions: the window path
+        df = df.sample(fraction=1.0, shuffle=True, seed=3)
+    with pytest.warns(DataWarning, match="3 of 6 sessions have no user_id"):
+        sp = last_session_split(df, drop_unseen=False)
+    assert sorted(sp.test["session_id"].unique().to_list()) == [3]
+    assert sorted(sp.valid["session_id"].unique().to_list()) == [2]  # its user is 1
+    assert sorted(sp.train["session_id"].unique().to_list()) == [1, 4, 5, 6]
+    assert sp.info["sessions_without_user_in_train"] == 3
+    assert sp.train.height + sp.valid.height + sp.test.height == df.height
+
+
+def test_per_user_splits_keep_rows_without_user_in_train():
+    df = _log_with_anonymous_sessions()
+    n_anonymous = df["user_id"].null_count()
+    # user_split: a null user joined no part and its rows vanished without a word
+    with pytest.warns(DataWarning, match="have no user_id"):
+        sp = user_split(df, test_frac=0.5, valid_frac=0.0, seed=0, drop_unseen=False)
+    assert sp.train.height + sp.valid.height + sp.test.height == df.height
+    assert sp.train["user_id"].null_count() == n_anonymous
+    assert sp.info["events_without_user_in_train"] == n_anonymous
+    # loo / loo_new: the rows without a user were one made-up user with a held-out last event
+    for method in ("loo", "loo_new"):
+        with pytest.warns(DataWarning, match="have no user_id"):
+            sp = split(df, method)
+        for part in (sp.valid, sp.test):
+            assert part["user_id"].null_count() == 0, method
+        assert sp.train["user_id"].null_count() == n_anonymous
+    # time_new_learners: rows without a user are no learner arriving after the cut
+    late = pl.DataFrame(
+        [  # user, item, time: user 1 trains, user 7 arrives after the cut, guests throughout
+            (1, "a", 0.0),
+            (1, "b", 1.0),
+            (None, "a", 2.0),
+            (7, "a", 10.0),
+            (7, "b", 11.0),
+            (None, "b", 12.0),
+            (None, "c", 13.0),
+        ],
+        schema={"user_id": pl.Int64, "item_id": pl.Utf8, "timestamp": pl.Float64},
+        orient="row",
+    )
+    with pytest.warns(DataWarning, match="have no user_id"):
+        sp = split(late, "time_new_learners", cut=10.0)
+    assert _rows(sp.test, "user_id", "item_id") == [(7, "b")]
+    assert sp.context is not None and _rows(sp.context, "user_id", "item_id") == [(7, "a")]
+    assert _rows(sp.train, "user_id", "item_id") == [(None, "a"), (1, "a"), (1, "b")]

@@ -30,6 +30,11 @@ Order and ties: events are ordered by timestamp; two events of the same key with
 timestamp keep their original row order (every sort here is stable), so the row order of the
 input decides ties, as in RecBole.
 
+Rows without a user: a session log may leave ``user_id`` empty (guest invoices, anonymous
+sessions). The per-user protocols (``loo``, ``loo_new``, ``last_session`` per user, ``user``,
+``time_new_learners``) keep such rows in train (after a cut: dropped), never as one made-up user
+with held-out events; ``Split.info`` counts them and a :class:`~warmrec.errors.DataWarning` says so.
+
 Held-out filtering (session protocols, and ``temporal`` on user logs), as in GRU4Rec's
 preprocessing: held-out events whose item never occurs in ``train`` are removed (no model could
 score them), then held-out sessions left with fewer than ``min_session_length`` (2) events are
@@ -355,7 +360,8 @@ def _when(use_np: bool, cond, a, b):
 
 def _last_two(keys: pl.Series) -> np.ndarray:
     """Part of each row of a table sorted by ``keys``: a key's last row -> TEST, second last ->
-    VALID, the rest -> TRAIN; keys with fewer than 3 rows stay in TRAIN."""
+    VALID, the rest -> TRAIN; keys with fewer than 3 rows stay in TRAIN, and so do rows without
+    a key (a null user is no one user: see :func:`_warn_without_user`)."""
     gid = keys.rle_id().to_numpy()
     counts = np.bincount(gid)
     ends = np.cumsum(counts)
@@ -364,7 +370,33 @@ def _last_two(keys: pl.Series) -> np.ndarray:
     part = np.full(len(gid), TRAIN, dtype=np.int32)
     part[(n >= 3) & (rev == 0)] = TEST
     part[(n >= 3) & (rev == 1)] = VALID
+    if keys.null_count():
+        part[keys.is_null().to_numpy()] = TRAIN
     return part
+
+
+def _warn_without_user(n: int, total: int, method: str, unit: str, info: dict) -> None:
+    """Count (in ``info``) and warn about the ``n`` events or sessions that have no user.
+
+    A session log may leave ``user_id`` empty (Online Retail's guest invoices, Diginetica's
+    anonymous sessions). A per-user protocol cannot hold out anything of a user it does not
+    know, and the rows without a user are not one user either (grouped as one, unrelated
+    sessions became a single made-up history with a held-out last event): they stay in train.
+    """
+    if n == 0:
+        return
+    info[f"{unit}_without_user_in_train"] = n
+    warnings.warn(
+        f"{method} split: {n:,} of {total:,} {unit} have no user_id; a per-user split holds "
+        "out nothing of them, so they are training data only"
+        + (
+            " (by_user=False splits the sessions by time instead)"
+            if method == "last_session"
+            else ""
+        ),
+        DataWarning,
+        stacklevel=3,
+    )
 
 
 def recbole_time(ts: pl.Series) -> pl.Series:
@@ -413,7 +445,8 @@ def leave_one_out(df: pl.DataFrame, key: str | None = None, time_order: str = "s
         raise ConfigError(f"time_order: expected 'stable' or 'recbole', found {time_order!r}")
     s = stable_sort(df, [key, TIME])
     s = s.with_columns(pl.Series(_PART, _last_two(s[key])))
-    info = {"method": "loo", "time_order": time_order}
+    info: dict[str, Any] = {"method": "loo", "time_order": time_order}
+    _warn_without_user(s[key].null_count(), s.height, "loo", "events", info)
     return Split(*_parts(s), "next_item", key, info)
 
 
@@ -454,7 +487,7 @@ def leave_last_new_out(df: pl.DataFrame, key: str | None = None, *, min_new: int
         pl.col("_new").reverse().cum_sum().reverse().over(key).alias("_new_after"),
         pl.col("_new").sum().over(key).alias("_n_new"),
     )
-    eligible = pl.col("_n_new") >= min_new
+    eligible = (pl.col("_n_new") >= min_new) & pl.col(key).is_not_null()
     is_new = pl.col("_new") == 1
     has_valid = eligible & (pl.col("_n_new") >= 3)
     is_valid = has_valid & is_new & (pl.col("_new_after") == 2)
@@ -490,6 +523,7 @@ def leave_last_new_out(df: pl.DataFrame, key: str | None = None, *, min_new: int
         "events_between_valid_and_test_history_only": int(counts["context"]),
         "valid_target_duplicates_dropped": int(counts["dup"]),
     }
+    _warn_without_user(s[key].null_count(), s.height, "loo_new", "events", info)
     lf = s.lazy()
     train, valid, test, context = pl.collect_all(
         [lf.filter(pl.col(_PART) == p).drop(_PART) for p in (TRAIN, VALID, TEST, CONTEXT)]
@@ -554,8 +588,11 @@ def time_new_learners(
     s = stable_sort(df, [key, TIME])
     first = pl.col(TIME).min().over(key)
     before = pl.col(TIME) < c
-    is_test_user = pl.col("_first") >= c
-    is_valid_user = (pl.col("_first") >= v) & ~is_test_user if v is not None else pl.lit(False)
+    known = pl.col(key).is_not_null()  # rows without a user are no learner (train, or dropped)
+    is_test_user = (pl.col("_first") >= c) & known
+    is_valid_user = (
+        (pl.col("_first") >= v) & ~is_test_user & known if v is not None else pl.lit(False)
+    )
     s = s.with_columns(first.alias("_first"))
     s = s.with_columns(
         (is_test_user | (is_valid_user & before)).alias("_held"),
@@ -628,6 +665,7 @@ def time_new_learners(
         "events_after_cut_of_learners_arriving_before": counts["earlier_learners_after_cut"],
         "new_learners_with_too_few_items_events_dropped": counts["too_few_new"],
     }
+    _warn_without_user(train[key].null_count(), df.height, "time_new_learners", "events", info)
     return Split(train, valid, test, "next_item", key, info, context)
 
 
@@ -845,18 +883,25 @@ def last_session_split(
     if lens is not None:  # each session's rows are contiguous: per-run NumPy, no join
         heads = np.r_[0, np.cumsum(lens)[:-1]]
         run = np.repeat(np.arange(len(lens)), lens)
+        users = df[USER]
+        if users.null_count():  # a session's user is its first known one (null: unknown)
+            runs = pl.DataFrame({"_run": run, USER: users}).lazy().group_by("_run")
+            first = runs.agg(pl.col(USER).drop_nulls().first()).sort("_run").collect()[USER]
+        else:
+            first = users.gather(heads)
         sess = pl.DataFrame(
             {
                 "_run": np.arange(len(lens)),
                 SESSION: df[SESSION].gather(heads),
-                USER: df[USER].gather(heads),
+                USER: first,
                 "_start": np.minimum.reduceat(df[TIME].to_numpy(), heads),
                 "_first": heads,
             }
         )
-        mixed = df[USER] != sess[USER].gather(run)
+        mixed = (users != sess[USER].gather(run)).fill_null(False)
         _check_one_user(sess.filter(pl.Series(np.bincount(run, mixed.to_numpy()) > 0)))
         sess = sess.sort([USER, "_start", "_first"])
+        n_sessions, n_anonymous = sess.height, sess[USER].null_count()
         part = np.empty(len(lens), dtype=np.int32)
         part[sess["_run"].to_numpy()] = _last_two(sess[USER])
         s = df.with_columns(pl.Series(_PART, np.repeat(part, lens)))
@@ -866,8 +911,8 @@ def last_session_split(
             s.lazy()
             .group_by(SESSION)
             .agg(
-                pl.col(USER).first(),
-                pl.col(USER).n_unique().alias("_nu"),
+                pl.col(USER).drop_nulls().first(),
+                pl.col(USER).drop_nulls().n_unique().alias("_nu"),
                 pl.col(TIME).min().alias("_start"),
                 pl.col("_row").min().alias("_first"),
             )
@@ -875,10 +920,12 @@ def last_session_split(
         )
         _check_one_user(sess.filter(pl.col("_nu") > 1))
         sess = sess.sort([USER, "_start", "_first"])
+        n_sessions, n_anonymous = sess.height, sess[USER].null_count()
         sess = sess.select(SESSION, pl.Series(_PART, _last_two(sess[USER]))).lazy()
         s = s.lazy().join(sess, on=SESSION, how="left", maintain_order="left").drop("_row")
         s = s.collect()
-    info = {"method": "last_session", "by_user": True}
+    info: dict[str, Any] = {"method": "last_session", "by_user": True}
+    _warn_without_user(n_anonymous, n_sessions, "last_session", "sessions", info)
     return _finish(s, "sessions", USER, info, drop_unseen, min_session_length, SESSION)
 
 
@@ -914,7 +961,7 @@ def user_split(
             f"test_frac={test_frac}, valid_frac={valid_frac}"
         )
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    users = df[key].unique().sort()
+    users = df[key].drop_nulls().unique().sort()  # rows without a user: train (see below)
     n = users.len()
     n_test, n_valid = round(test_frac * n), round(valid_frac * n)
     part = np.full(n, TRAIN, dtype=np.int32)
@@ -923,12 +970,16 @@ def user_split(
     part[perm[n_test : n_test + n_valid]] = VALID
     lookup = pl.DataFrame({key: users, _PART: part})
     s = df.lazy().join(lookup.lazy(), on=key, how="left", maintain_order="left").collect()
-    info = {
+    info: dict[str, Any] = {
         "method": "user",
         "test_frac": test_frac,
         "valid_frac": valid_frac,
         "seed": seed if isinstance(seed, int) else "generator",
     }
+    n_anonymous = s[key].null_count()
+    if n_anonymous:  # a null key joins no user: those rows had no part and vanished
+        s = s.with_columns(pl.col(_PART).fill_null(TRAIN))
+        _warn_without_user(n_anonymous, s.height, "user", "events", info)
     return _finish(s, "sessions", key, info, drop_unseen, min_session_length, sequence_key(df))
 
 
