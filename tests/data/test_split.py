@@ -1011,3 +1011,41 @@ def test_per_user_splits_keep_rows_without_user_in_train():
     assert _rows(sp.test, "user_id", "item_id") == [(7, "b")]
     assert sp.context is not None and _rows(sp.context, "user_id", "item_id") == [(7, "a")]
     assert _rows(sp.train, "user_id", "item_id") == [(None, "a"), (1, "a"), (1, "b")]
+
+
+def test_temporal_refuses_a_valid_start_that_leaves_training_empty():
+    # a valid_start at or before the first event gave an empty training part without a word;
+    # the command line then blamed an empty validation part ("give valid_start")
+    df = pl.DataFrame(
+        {
+            "session_id": [1, 1, 2, 2, 3, 3, 4, 4],
+            "item_id": [1, 2, 1, 2, 1, 2, 1, 2],
+            "timestamp": [0.0, 1, 10, 11, 20, 21, 30, 31],
+        }
+    )
+    for vs in (0.0, -5.0):
+        with pytest.raises(ConfigError, match="valid_start .* at or before the first event.*empty"):
+            temporal_split(df, test_start=20.0, valid_start=vs, min_test_sessions=0)
+    users = df.rename({"session_id": "user_id"})
+    with pytest.raises(ConfigError, match="training would be empty"):
+        temporal_split(users, test_start=20.0, valid_start=0.0, min_test_sessions=0)
+    sp = temporal_split(df, test_start=20.0, valid_start=10.0, min_test_sessions=0)
+    assert sp.train["session_id"].unique().to_list() == [1]
+
+
+def test_last_session_by_days_refuses_holding_out_the_whole_log():
+    df = pl.DataFrame(
+        {
+            "session_id": [1, 1, 2, 2, 3, 3],
+            "item_id": [1, 2, 1, 2, 1, 2],
+            "timestamp": [0.0, 60, DAY, DAY + 60, 2 * DAY, 2 * DAY + 60],
+        }
+    )
+    with pytest.raises(ConfigError, match="hold out 3 days, but the log spans 2.001 days"):
+        last_session_split(df, test_days=1.0, valid_days=2.0, drop_unseen=False)
+    with pytest.raises(ConfigError, match="test_days=3 and valid_days=0"):
+        last_session_split(df, test_days=3.0, valid_days=0.0, drop_unseen=False)
+    sp = last_session_split(
+        df, test_days=0.9, valid_days=0.9, drop_unseen=False, min_test_sessions=0
+    )
+    assert _rows(sp.train.unique("session_id"), "session_id") == [(1,)]

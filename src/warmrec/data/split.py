@@ -730,6 +730,13 @@ def temporal_split(
                 f"temporal split: valid_start {_shown(valid_start)} is after test_start "
                 f"{_shown(test_start)}: expected it before"
             )
+        lo = float(df[TIME].min())
+        if vs <= lo:  # train holds what lies before valid_start: nothing
+            raise ConfigError(
+                f"temporal split: valid_start {_shown(valid_start)} is at or before the first "
+                f"event ({_when_str(lo)}), so training would be empty; expected a time after "
+                f"{_when_str(lo)} and before test_start {_shown(test_start)}"
+            )
     else:
         share = DEFAULT_VALID_SHARE if valid_share is None else valid_share
         if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share < 1:
@@ -843,6 +850,14 @@ def last_session_split(
             ts = tmax - test_days * DAY
             vs = ts - vdays * DAY if vdays > 0 else ts
             how = {"test_days": test_days, "valid_days": vdays}
+            lo = float(df[TIME].min())
+            if vs <= lo:  # nothing before the held-out days: no training part
+                span = (tmax - lo) / DAY
+                raise ConfigError(
+                    f"last_session: test_days={test_days:g} and valid_days={vdays:g} hold out "
+                    f"{test_days + vdays:g} days, but the log spans {span:.4g} days, so training "
+                    "would be empty; expected fewer days held out (or test_share/valid_share)"
+                )
         else:
             if valid_days is not None:
                 raise ConfigError("last_session: valid_days needs test_days (or use valid_share)")
