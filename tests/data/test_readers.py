@@ -17,6 +17,7 @@ from warmrec.data.readers import (
     scale_epoch,
     to_seconds,
 )
+from warmrec.data.split import split as do_split
 from warmrec.errors import ConfigError, DataError
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
@@ -560,3 +561,25 @@ def test_a_split_folder_without_timestamps_is_numbered_train_valid_test(tmp_path
     t = {k: v["timestamp"].to_list() for k, v in r.parts.items()}
     assert max(t["train"]) < min(t["valid"]) and max(t["valid"]) < min(t["test"])
     assert r.parts["train"]["item_id"].to_list() == ["a", "b", "a", "c"]
+
+
+def test_recbole_benchmark_files_are_read_train_valid_test(tmp_path):
+    # NAME.train/.valid/.test.inter were concatenated by name: test first, so with
+    # --no-timestamp the test rows became the oldest events and leave-one-out trained on them
+    head = "user_id:token\titem_id:token\ttimestamp:float\n"
+    (tmp_path / "ml.train.inter").write_text(head + "1\t10\t5\n1\t11\t6\n2\t10\t5\n")
+    (tmp_path / "ml.valid.inter").write_text(head + "1\t12\t7\n")
+    (tmp_path / "ml.test.inter").write_text(head + "1\t13\t7\n")
+    ordinal = load_interactions(tmp_path, no_timestamp=True).interactions
+    assert ordinal["item_id"].to_list() == [10, 11, 10, 12, 13]
+    assert ordinal["timestamp"].to_list() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    sp = do_split(ordinal, "loo")
+    assert _rows(sp.test) == [(1, 13)] and _rows(sp.valid) == [(1, 12)]
+    # with times, events tied across files keep the order train, valid, test
+    timed = load_interactions(tmp_path).interactions
+    sp = do_split(timed, "loo")
+    assert _rows(sp.test) == [(1, 13)] and _rows(sp.valid) == [(1, 12)]
+
+
+def _rows(df):
+    return list(zip(df["user_id"].to_list(), df["item_id"].to_list()))

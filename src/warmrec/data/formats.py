@@ -213,6 +213,7 @@ def _read_recbole(p: Path, opts: ReadOptions) -> Interactions:
             expected="a file NAME.inter",
             found=_listing(folder),
         )
+    inters.sort(key=_inter_order)
     parts = [_read_inter(f, opts) for f in inters]
     df = parts[0] if len(parts) == 1 else concat_logs(parts, opts, folder)
     stem = inters[0].name.split(".")[0]
@@ -221,6 +222,16 @@ def _read_recbole(p: Path, opts: ReadOptions) -> Interactions:
     df, items = align_keys(df, items, ITEM)
     df, users = align_keys(df, users, USER)
     return Interactions(df, item_features=items, user_features=users, source=str(p))
+
+
+def _inter_order(f: Path) -> tuple[int, str]:
+    """Where a RecBole ``.inter`` file goes when a folder's files are read as one log: RecBole's
+    benchmark files (``NAME.train.inter``, ``NAME.valid.inter``, ``NAME.test.inter``) in the
+    order train, valid, test (by name, test came first: with ``--no-timestamp`` the test rows
+    were the oldest events), after any other file (by name)."""
+    bits = f.name.lower().split(".")
+    part = splitdir.PART_NAMES.get(bits[-2]) if len(bits) >= 3 else None
+    return (-1 if part is None else splitdir.PARTS.index(part), f.name)
 
 
 def recbole_header(path: Path) -> list[tuple[str, str]]:

@@ -37,7 +37,8 @@ The rules, in one place:
   ``time_unit`` is ``"ordinal"``, and what counts seconds (time spans, inactivity gaps, splits by
   days) refuses such a log (:func:`warmrec.data.schema.require_seconds`).
 - **Order.** Rows keep file order; nothing is sorted here. A folder is read file by file in
-  name order and concatenated; a folder of train/valid/test files is a split folder
+  name order and concatenated (RecBole's benchmark files ``NAME.train.inter``,
+  ``NAME.valid.inter``, ``NAME.test.inter`` in that order); a folder of train/valid/test files is a split folder
   (:mod:`warmrec.data.splitdir`): its parts are kept in ``Interactions.parts``.
 
 Layout: :mod:`warmrec.data.formats` (one reader per file format), :mod:`warmrec.data.text`
