@@ -207,3 +207,21 @@ def test_a_session_log_is_cut_again_by_its_own_sessions():
     out = sessionize(df, gap_seconds=1800, key="session_id")
     assert out.columns == ["session_id", "item_id", "timestamp"]
     assert out["session_id"].to_list() == [0, 1, 2] and out["item_id"].to_list() == ["a", "b", "a"]
+
+
+def test_sessionize_refuses_events_without_a_user():
+    # guest invoices / anonymous sessions: each event without a user had become a session of
+    # its own (the two-event session A came back as two one-event sessions) without a word
+    df = pl.DataFrame(
+        {
+            "session_id": ["A", "A", "B", "B", "C"],
+            "user_id": [None, None, None, None, 1],
+            "item_id": [1, 2, 3, 4, 5],
+            "timestamp": [0.0, 10.0, 5.0, 15.0, 0.0],
+        }
+    )
+    with pytest.raises(DataError, match="4 of 5 events without one.*row 1") as err:
+        sessionize(df)
+    assert "key='session_id'" in str(err.value)
+    out = sessionize(df, key="session_id")  # the log's own sessions, cut at the gap
+    assert out.group_by("session_id").len()["len"].sort().to_list() == [1, 2, 2]

@@ -211,9 +211,10 @@ def sessionize(
     event of the same key is strictly greater than ``gap_seconds``. Adds (or replaces) an Int64
     ``session_id`` column and keeps ``key`` (``user_id``) and every other column. Session ids are
     ``0, 1, 2, ...`` in order of (key, start time): they depend only on the data, not on its row
-    order. Rows come back sorted by key, then time (ties keep their original order). With
-    ``collapse_repeats=True`` consecutive repeats of an item within a session are dropped
-    (:func:`collapse_repeats`).
+    order. Rows come back sorted by key, then time (ties keep their original order). An event
+    without a ``key`` (the user of an anonymous session) is refused: each had become a session
+    of its own. With ``collapse_repeats=True`` consecutive repeats of an item within a session
+    are dropped (:func:`collapse_repeats`).
     """
     _require(df, [key, TIME])
     if not gap_seconds >= 0 or gap_seconds == float("inf"):  # NaN compares false
@@ -222,6 +223,21 @@ def sessionize(
             field="gap_seconds",
             expected="a number of seconds >= 0",
             found=str(gap_seconds),
+        )
+    missing = df[key].null_count()
+    if missing:  # each such event had become a session of its own, its real session lost
+        row = int(df[key].is_null().arg_max())
+        other = (
+            "key='session_id' (--key session_id) cuts the log's own sessions at the gap; "
+            if SESSION in df.columns and key != SESSION
+            else ""
+        )
+        raise DataError(
+            f"events without a {key} cannot be cut into that {key}'s sessions",
+            field=key,
+            expected=f"a {key} on every event ({other}or drop the events without one)",
+            found=f"{missing:,} of {df.height:,} events without one, the first at data row "
+            f"{row + 1:,}",
         )
     if key == SESSION:  # sessions cut again at the gap: new session ids replace the old
         inner = df.rename({SESSION: "_outer_session"})
