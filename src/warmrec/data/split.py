@@ -705,7 +705,8 @@ def temporal_split(
     :data:`DEFAULT_VALID_SHARE`, 10 %) of what lies before ``test_start``: of the sessions by
     start time, or of the events on a user log; ``info["valid_start"]`` states the cut-off chosen.
     ``valid_share=0`` leaves ``valid`` empty; giving both is an error. A ``test_start`` at or
-    before the first event, or after the last one, is refused (train or test would be empty).
+    before the first event, or after the last one, is refused (train or test would be empty),
+    and so is a ``valid_start`` at or before the first event (train would be empty).
     Held-out events of items unseen in train are
     removed and (sessions) held-out sessions shorter than ``min_session_length`` dropped
     (``drop_unseen=False`` keeps them). Row order of the input is kept within each part. Fewer
