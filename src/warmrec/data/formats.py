@@ -156,7 +156,7 @@ def _read_folder(p: Path, opts: ReadOptions) -> Interactions:
     if part_files is not None:  # train, valid, test: the order --no-timestamp numbers the rows in
         files = [part_files[k] for k in splitdir.PARTS if k in part_files]
     tables = [_READERS[SUFFIX_FORMATS[f.suffix.lower()]](f, opts).interactions for f in files]
-    df = concat_logs(tables, opts, p)
+    df = concat_logs(tables, opts, p, files)
     # the parts again, now with the merged table's types (and file-order timestamps)
     bounds = np.cumsum([0] + [t.height for t in tables])
     pieces = {f.name: df.slice(int(a), int(b - a)) for f, a, b in zip(files, bounds, bounds[1:])}
@@ -175,18 +175,51 @@ def _read_folder(p: Path, opts: ReadOptions) -> Interactions:
     return Interactions(df, source=str(p), parts=parts, split_info=info)
 
 
-def concat_logs(parts: Sequence[pl.DataFrame], opts: ReadOptions, path: Path) -> pl.DataFrame:
+def concat_logs(
+    parts: Sequence[pl.DataFrame],
+    opts: ReadOptions,
+    path: Path,
+    files: Sequence[Path] | None = None,
+) -> pl.DataFrame:
     """Concatenate canonical tables (ids of mixed types become strings) and re-validate.
 
     Rows keep their order (the parts are consecutive row ranges of the result). Where one
     file's ids read as integers and another's do not, the text ids that are integers (``15``,
     ``15.0``) are written as the integer is: each file's ``15.0`` had become the integer 15
-    alone, and would otherwise not meet another file's ``"15.0"``."""
+    alone, and would otherwise not meet another file's ``"15.0"``. Every part must have the
+    sequence key column another has (``files``, the parts' files, name both in the error)."""
+    _same_id_columns(parts, path, files)
     parts = [_ids_as_integer_text(p, parts) for p in parts]
     df = pl.concat(parts, how="diagonal_relaxed")
     if opts.no_timestamp:
         df = df.with_columns(file_order(df.height))
     return validate_interactions(df, source=str(path))
+
+
+def _same_id_columns(
+    parts: Sequence[pl.DataFrame], path: Path, files: Sequence[Path] | None
+) -> None:
+    """Refuse parts that disagree on the sequence key column: the rows of a file without the
+    ``session_id`` another file has (or, in user logs, without ``user_id``) would be events
+    without a key, refused as nulls at a row of the merged table that names no file. (A
+    ``user_id`` only some files of a session log have is a user unknown for the others.)"""
+    names = (
+        [f.name for f in files]
+        if files is not None
+        else [f"part {i + 1}" for i in range(len(parts))]
+    )
+    col = SESSION if any(SESSION in p.columns for p in parts) else USER
+    has = [col in p.columns for p in parts]
+    if not all(has):
+        with_it = names[has.index(True)] if any(has) else None
+        raise DataError(
+            f"the files disagree on the {col} column",
+            path=path,
+            field=col,
+            expected=f"a {col} column in every file",
+            found=f"{names[has.index(False)]} has none"
+            + (f", {with_it} has one" if with_it else ""),
+        )
 
 
 def _ids_as_integer_text(df: pl.DataFrame, parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
@@ -215,7 +248,7 @@ def _read_recbole(p: Path, opts: ReadOptions) -> Interactions:
         )
     inters.sort(key=_inter_order)
     parts = [_read_inter(f, opts) for f in inters]
-    df = parts[0] if len(parts) == 1 else concat_logs(parts, opts, folder)
+    df = parts[0] if len(parts) == 1 else concat_logs(parts, opts, folder, inters)
     stem = inters[0].name.split(".")[0]
     items = _read_features(_feature_file(folder, stem, ".item"), ITEM, opts)
     users = _read_features(_feature_file(folder, stem, ".user"), USER, opts)
