@@ -223,5 +223,9 @@ def test_sessionize_refuses_events_without_a_user():
     with pytest.raises(DataError, match="4 of 5 events without one.*row 1") as err:
         sessionize(df)
     assert "key='session_id'" in str(err.value)
+    # the gap report had counted each of them as a user of its own (n_keys 5 for one user)
+    with pytest.raises(DataError, match="cannot be measured.*4 of 5 events without one"):
+        gap_analysis(df)
+    assert gap_analysis(df, key="session_id").n_keys == 3
     out = sessionize(df, key="session_id")  # the log's own sessions, cut at the gap
     assert out.group_by("session_id").len()["len"].sort().to_list() == [1, 2, 2]

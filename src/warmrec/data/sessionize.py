@@ -41,6 +41,26 @@ def _require(df: pl.DataFrame, cols: list[str]) -> None:
             )
 
 
+def _require_key_values(df: pl.DataFrame, key: str, what: str) -> None:
+    """Refuse events without a ``key`` (a session log's anonymous users): they belong to no
+    key's events, so there is nothing to measure or cut them with."""
+    missing = df[key].null_count()
+    if not missing:
+        return
+    row = int(df[key].is_null().arg_max())
+    other = (
+        "key='session_id' (--key session_id) takes the log's own sessions; "
+        if SESSION in df.columns and key != SESSION
+        else ""
+    )
+    raise DataError(
+        f"events without a {key} cannot be {what}",
+        field=key,
+        expected=f"a {key} on every event ({other}or drop the events without one)",
+        found=f"{missing:,} of {df.height:,} events without one, the first at data row {row + 1:,}",
+    )
+
+
 @dataclass
 class GapReport:
     """Inactivity gaps between consecutive events of the same key, in seconds.
@@ -147,9 +167,11 @@ def gap_analysis(df: pl.DataFrame, key: str = USER) -> GapReport:
     the centre of the lowest bin between them (the middle of a run of equally low bins). If there
     is no second peak, the valley is not at most half as high as the lower peak, or it falls
     outside 1 minute .. 7 days, the suggestion falls back to 30 minutes (1800 s, the usual
-    choice in the literature), and ``rule`` says why.
+    choice in the literature), and ``rule`` says why. Events without a ``key`` are refused (each
+    had counted as a key of its own, with no gap).
     """
     _require(df, [key, TIME])
+    _require_key_values(df, key, "measured as that key's gaps")  # each counted as a key
     if df.height == 0:
         raise DataError(
             "no events to analyse", field=key, expected="at least one row", found="an empty table"
@@ -224,21 +246,8 @@ def sessionize(
             expected="a number of seconds >= 0",
             found=str(gap_seconds),
         )
-    missing = df[key].null_count()
-    if missing:  # each such event had become a session of its own, its real session lost
-        row = int(df[key].is_null().arg_max())
-        other = (
-            "key='session_id' (--key session_id) cuts the log's own sessions at the gap; "
-            if SESSION in df.columns and key != SESSION
-            else ""
-        )
-        raise DataError(
-            f"events without a {key} cannot be cut into that {key}'s sessions",
-            field=key,
-            expected=f"a {key} on every event ({other}or drop the events without one)",
-            found=f"{missing:,} of {df.height:,} events without one, the first at data row "
-            f"{row + 1:,}",
-        )
+    # an event without a key had become a session of its own, its real session lost
+    _require_key_values(df, key, f"cut into that {key}'s sessions")
     if key == SESSION:  # sessions cut again at the gap: new session ids replace the old
         inner = df.rename({SESSION: "_outer_session"})
         out = sessionize(inner, gap_seconds, "_outer_session", collapse_repeats)
