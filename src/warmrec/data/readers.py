@@ -38,8 +38,9 @@ The rules, in one place:
   days) refuses such a log (:func:`warmrec.data.schema.require_seconds`).
 - **Order.** Rows keep file order; nothing is sorted here. A folder is read file by file in
   name order and concatenated (RecBole's benchmark files ``NAME.train.inter``,
-  ``NAME.valid.inter``, ``NAME.test.inter`` in that order); a folder of train/valid/test files is a split folder
-  (:mod:`warmrec.data.splitdir`): its parts are kept in ``Interactions.parts``.
+  ``NAME.valid.inter``, ``NAME.test.inter`` in that order); a folder of train/valid/test
+  files is a split folder (:mod:`warmrec.data.splitdir`): its parts are kept in
+  ``Interactions.parts``.
 
 Layout: :mod:`warmrec.data.formats` (one reader per file format), :mod:`warmrec.data.text`
 (delimited text and its diagnosis), :mod:`warmrec.data.columns` (column resolution and value

@@ -375,20 +375,24 @@ def _last_two(keys: pl.Series) -> np.ndarray:
     return part
 
 
-def _warn_without_user(n: int, total: int, method: str, unit: str, info: dict) -> None:
+def _warn_without_user(
+    n: int, total: int, method: str, unit: str, info: dict, dropped: int = 0
+) -> None:
     """Count (in ``info``) and warn about the ``n`` events or sessions that have no user.
 
     A session log may leave ``user_id`` empty (Online Retail's guest invoices, Diginetica's
     anonymous sessions). A per-user protocol cannot hold out anything of a user it does not
     know, and the rows without a user are not one user either (grouped as one, unrelated
-    sessions became a single made-up history with a held-out last event): they stay in train.
+    sessions became a single made-up history with a held-out last event): they stay in train
+    (``dropped`` of them, after a cut-off, are dropped instead).
     """
-    if n == 0:
+    if n + dropped == 0:
         return
     info[f"{unit}_without_user_in_train"] = n
+    after = f" ({dropped:,} after the cut are dropped)" if dropped else ""
     warnings.warn(
-        f"{method} split: {n:,} of {total:,} {unit} have no user_id; a per-user split holds "
-        "out nothing of them, so they are training data only"
+        f"{method} split: {n + dropped:,} of {total:,} {unit} have no user_id; a per-user split "
+        f"holds out nothing of them, so they are training data only{after}"
         + (
             " (by_user=False splits the sessions by time instead)"
             if method == "last_session"
@@ -665,7 +669,9 @@ def time_new_learners(
         "events_after_cut_of_learners_arriving_before": counts["earlier_learners_after_cut"],
         "new_learners_with_too_few_items_events_dropped": counts["too_few_new"],
     }
-    _warn_without_user(train[key].null_count(), df.height, "time_new_learners", "events", info)
+    n_train = train[key].null_count()
+    n_after = df[key].null_count() - n_train
+    _warn_without_user(n_train, df.height, "time_new_learners", "events", info, n_after)
     return Split(train, valid, test, "next_item", key, info, context)
 
 
