@@ -317,3 +317,30 @@ def test_the_learned_loss_keeps_only_an_epoch_that_trained_its_network():
     res = meta.train_result
     assert res.best_epoch == 3 and res.extra["adaptive_loss_trained"] is True
     assert float(meta.net.loss_net.head.weight.abs().sum()) > 0
+
+
+def test_the_learned_loss_starts_from_the_config_seed_whatever_ran_before():
+    """The loss network's hidden layer was drawn from the global torch generator: two MAML++
+    runs with the learned loss and the same seed differed with what had run before them (a
+    resumed cold-start study, another method first)."""
+    m, train, _ = tiny()
+    m.net.float()
+    settings = {"algorithm": "mamlpp", "adaptive_loss": True, "first_order_epochs": 0,
+                "meta_epochs": 1, "meta_batch_size": 8, "inner_steps": 2,
+                "train_shots": (2, 3), "seed": 3}  # fmt: skip
+    torch.manual_seed(0)
+    a = MetaModel(m, settings)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(1)
+    b = MetaModel(m, settings)
+    for k, v in a.net.loss_net.state_dict().items():
+        torch.testing.assert_close(b.net.loss_net.state_dict()[k], v, rtol=0, atol=0)
+    torch.manual_seed(0)
+    MetaModel(m, settings)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global generator untouched
+    runs = []
+    for before in (0, 1):
+        torch.manual_seed(before)
+        runs.append(meta_train(m, train, settings).net.state_dict())
+    for k, v in runs[0].items():
+        torch.testing.assert_close(runs[1][k], v, rtol=0, atol=0)

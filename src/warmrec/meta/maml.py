@@ -127,7 +127,7 @@ class MetaConfig(ConfigModel):
     size epsilon, with plain SGD (None: 1.0, the paper's; the Adam rate 1e-3 moved the weights
     by 3e-4 of their norm in three meta-epochs, so "Reptile" measured per-user fine-tuning)."""
     seed: int = 0
-    """Seeds task sampling, support batches and the outer loop."""
+    """Seeds task sampling, support batches, the outer loop and the loss network's init."""
     device: str = "cpu"
     """Device of meta-training and adaptation."""
     adapt_when_scoring: bool = True
@@ -220,7 +220,14 @@ class MetaNet(nn.Module):
         if cfg.learns_lr and cfg.inner_steps:
             for name in trainable(base):
                 self.lrs[_key(name)] = nn.Parameter(torch.full((cfg.inner_steps,), cfg.inner_lr))
-        self.loss_net = LossNetwork(cfg.loss_hidden) if cfg.adaptive_loss else None
+        self.loss_net = None
+        if cfg.adaptive_loss:
+            # its hidden layer's random init is drawn from the config's seed (the global torch
+            # generator left as it was): drawn from the global state, the learned loss -- and so
+            # every MAML++ run with it -- depended on what had run before in the process
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.seed)
+                self.loss_net = LossNetwork(cfg.loss_hidden)
 
     def extras(self) -> dict[str, torch.Tensor]:
         """The meta-learned tensors that are not the model's weights."""
