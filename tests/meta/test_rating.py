@@ -338,3 +338,20 @@ def test_melo_refuses_a_split_by_time(tmp_path):
     data = melo_ratings(offset_ratings(n_users=20), min_user=5, min_item=1, max_len=30)
     with pytest.raises(ConfigError, match="splits its users at random"):
         split_rating_users(data, ColdStartSettings(order="time"), seed=0)
+
+
+def test_the_global_rating_model_is_the_same_for_a_seed_whatever_ran_before():
+    """The rating head's init was drawn from the global torch generator: the trainer's seed
+    left the global rating model (and every MELO figure built on it) to what had run before."""
+    import copy
+
+    data = melo_ratings(offset_ratings(n_users=30), min_user=5, min_item=1, max_len=30)
+    backbone = get_model("sasrec", tiny_net("sasrec", dropout_all=0.0, max_len=30))
+    backbone.fit(data.sequences(), epochs=1, seed=0, progress=False)
+    heads = []
+    for before in (0, 1):
+        torch.manual_seed(before)
+        gm = fit_rating_model(copy.deepcopy(backbone), data, {"epochs": 1, "seed": 5})
+        heads.append(gm.net.head.state_dict())
+    for k, v in heads[0].items():
+        torch.testing.assert_close(heads[1][k], v, rtol=0, atol=0)

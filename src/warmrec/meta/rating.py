@@ -311,11 +311,16 @@ def fit_rating_model(
     backbone: Any, data: RatingData, trainer: Mapping[str, Any] | None = None, hidden: int = 32
 ) -> RatingModel:
     """The global rating model: ``backbone`` (pre-trained; trained further) plus a head, fit on
-    every event of ``data`` by the training loop."""
+    every event of ``data`` by the training loop. The head's random init is drawn from the
+    trainer's ``seed`` (the global torch generator left as it was), as the loop's own draws are:
+    the same seed gives the same model whatever ran before."""
+    from warmrec.training.loop import TrainerConfig
     from warmrec.training.loop import train as run_training
 
-    model = RatingModel(backbone, hidden, float(data.ratings.mean()))
     cfg = {"epochs": 5, "batch_size": 128, "lr": 1e-3, "progress": False, **(trainer or {})}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TrainerConfig(**cfg).seed)
+        model = RatingModel(backbone, hidden, float(data.ratings.mean()))
     model.train_result = run_training(model, data, None, cfg, fresh=False)
     model.net.eval()
     return model
