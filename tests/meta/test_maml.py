@@ -344,3 +344,19 @@ def test_the_learned_loss_starts_from_the_config_seed_whatever_ran_before():
         runs.append(meta_train(m, train, settings).net.state_dict())
     for k, v in runs[0].items():
         torch.testing.assert_close(runs[1][k], v, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("override", "field"), [({"inner_steps": 3}, "inner_steps"),
+                                                  ({"loss_hidden": 4}, "loss_hidden")])  # fmt: skip
+def test_an_override_that_reshapes_a_learned_tensor_names_the_field(tmp_path, override, field):
+    """MetaModel.load(path, inner_steps=3) of a MAML++ model with 2 learned per-step rates
+    raised torch's RuntimeError listing every size mismatch."""
+    from warmrec.errors import ModelError
+
+    m, train, _ = tiny()
+    m.net.float()
+    meta = MetaModel(m, algorithm="mamlpp", inner_steps=2, adaptive_loss=True, loss_hidden=8)
+    meta.save(tmp_path / "mm")
+    with pytest.raises(ModelError, match=rf"learned with {field} = \d+ .*found {field} = "):
+        MetaModel.load(tmp_path / "mm", **override)
+    assert MetaModel.load(tmp_path / "mm", inner_lr=0.2).config.inner_lr == 0.2  # others load

@@ -471,8 +471,9 @@ class MetaModel(Recommender):
 
     @classmethod
     def load(cls, path: str | Path, **overrides: Any) -> MetaModel:
-        """Read a directory written by :meth:`save` (``overrides`` change e.g. ``inner_steps``
-        -- not the shapes of learned tensors)."""
+        """Read a directory written by :meth:`save` (``overrides`` change e.g. ``inner_lr`` --
+        not the shapes of learned tensors: ``inner_steps`` with learned per-step rates,
+        ``loss_hidden``, refused as a :class:`ModelError` naming the field)."""
         from warmrec.artifacts import META_CONFIG_FILE, load_base_model, read_meta_files
 
         p = Path(path)
@@ -485,6 +486,17 @@ class MetaModel(Recommender):
             model = cls(base, {**cfg, **overrides})
         except ConfigError as e:
             raise ModelError(f"{p / META_CONFIG_FILE}: {e}") from None
+        want = model.net.state_dict()
+        for k, v in state.items():
+            if k in want and tuple(want[k].shape) != tuple(v.shape):
+                # an override that reshapes a learned tensor raised torch's size-mismatch dump
+                field = "loss_hidden" if k.startswith("loss_net.") else "inner_steps"
+                saved = cfg.get(field, MetaConfig.model_fields[field].default)
+                raise ModelError(
+                    f"{p / 'meta.safetensors'}: {k} was learned with {field} = {saved} (shape "
+                    f"{list(v.shape)}), found {field} = {getattr(model.config, field)} (shape "
+                    f"{list(want[k].shape)}): leave {field} as saved"
+                )
         missing, unexpected = model.net.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("base.")]
         if missing or unexpected:
