@@ -391,3 +391,37 @@ def test_a_ray_search_is_not_resumed_into_its_folder(tmp_path: Path, log_csv: Pa
     r = CliRunner().invoke(cli, ["tune", "--backend", "ray", "--model", "sr", "--data",
                                  str(log_csv), "--trials", "1", "--out", str(tmp_path / "t")])  # fmt: skip
     assert r.exit_code == 2 and "a Ray search does not resume" in r.output
+
+
+def test_values_that_do_not_go_together_fail_their_trial_not_the_search(
+    tmp_path: Path, data: SearchData
+) -> None:
+    """The space checks each value of a range against the fixed ones, not each combination:
+    SASRec's d = 24 with n_heads = 16 raised a ConfigError out of the trial, which ended the
+    whole search (exit 2, no trials.csv, no best) after its completed trials."""
+    from warmrec.errors import ModelError
+
+    space = parse_space(
+        {
+            "search": {"metric": "ndcg@10"},
+            "model": {
+                "d": {"type": "categorical", "choices": [24, 32]},
+                "n_heads": {"type": "categorical", "choices": [1, 16]},
+                "max_len": 8,
+            },
+            "train": {"epochs": 1, "progress": False},
+        }
+    )
+    space.check("sasrec")
+    bad = {"model.d": 24, "model.n_heads": 16}
+    with pytest.raises(ModelError, match="model.d = 24, model.n_heads = 16.*divisor of d = 24"):
+        run_trial("sasrec", space, bad, data)
+    study = open_study(tmp_path, seed=0, pruner="none")
+    study.enqueue_trial(bad)
+    study.enqueue_trial({"model.d": 32, "model.n_heads": 16})
+    rows = search_local("sasrec", space, data, tmp_path, trials=2, pruner="none")
+    assert [(r.state, r.params) for r in rows] == [
+        ("failed", bad),
+        ("complete", {"model.d": 32, "model.n_heads": 16}),
+    ]
+    assert "divisor of d = 24" in rows[0].error

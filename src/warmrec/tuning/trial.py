@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from warmrec.data.dataset import EvalSet, SequenceDataset
+from warmrec.errors import ConfigError, ModelError
 from warmrec.evaluation.evaluate import evaluate
 from warmrec.evaluation.metrics import parse_metric
 from warmrec.tuning.space import SearchSpace
@@ -108,9 +109,18 @@ def run_trial(
 ) -> tuple[TrialOutcome, Any]:
     """Fit one configuration with :func:`~warmrec.experiments.spec.fit_run` and score it on
     validation: ``(outcome, fitted model)``. ``base``: the search's spec (data and split, kept
-    in the fitted model's run record)."""
+    in the fitted model's run record). Sampled values that do not go together (SASRec's
+    ``d = 24`` with ``n_heads = 16``: the space checks each value, not each combination) raise
+    a :class:`~warmrec.errors.ModelError`, a failed trial for the backends."""
     from warmrec.experiments.spec import fit_run
+    from warmrec.schema import check_configs
 
+    cfgs = model_configs(model_name, space, values)
+    try:  # each end of each range was checked with the space; a combination may still fail
+        check_configs(model_name, cfgs["model"], cfgs["train"])
+    except ConfigError as e:  # a failed trial (its reason in the tables), not a failed search
+        shown = ", ".join(f"{k} = {v!r}" for k, v in values.items())
+        raise ModelError(f"the trial's values ({shown}) do not go together: {e}") from None
     spec = trial_spec(model_name, space, values, exclude_seen=exclude_seen, base=base)
     metric = space.metric
     label = parse_metric(metric).label
