@@ -298,3 +298,39 @@ def test_seeds_that_scored_the_same_users_are_paired_per_user_not_pooled():
     pooled = paired_test(np.concatenate(meth), np.concatenate(base), n_boot=5000, seed=0)
     assert row["p_value"] == pytest.approx(pooled.p_value)
     assert pooled.ci[1] - pooled.ci[0] < want.ci[1] - want.ci[0]  # pooling narrowed it
+
+
+@pytest.mark.parametrize(
+    ("methods", "settings", "words"),
+    [
+        (("global", "fomaml", "mamlpp_loss"), {"meta": {"meta_epochs": 1}},
+         "[meta] for method mamlpp_loss: meta adaptive_loss"),
+        (("finetune",), {"meta": {"inner_step": 2}}, "unknown key 'inner_step' for MetaConfig"),
+        (("finetune",), {"lr_grid": [0.0, 0.1]}, "lr_grid: expected inner learning rates > 0"),
+        (("global", "mamlpp"), {"protocol": "melo", "melo_min_item": 1, "meta": {"inner_step": 2}},
+         "'inner_step'"),
+    ],
+)  # fmt: skip
+def test_meta_settings_a_chosen_method_refuses_fail_before_anything_is_trained(
+    tmp_path, methods, settings, words
+):
+    """[meta] was first read when its method's turn came: meta_epochs = 1 (within MAML++'s 2
+    first-order epochs) failed mamlpp_loss after the global model, the learning-rate search
+    and every method before it had run (hours on a real log)."""
+    from warmrec.errors import ConfigError
+    from warmrec.experiments.studies.coldstart import run_coldstart_study
+
+    log = planted_log(n_users=30)
+    if settings.get("protocol") == "melo":
+        log = log.with_columns(rating=pl.lit(4.0))
+    with pytest.raises(ConfigError) as e:
+        run_coldstart_study(
+            log,
+            model_config={"d": 8, "n_layers": 1, "n_heads": 1, "ffn_dim": 16, "max_len": 10},
+            methods=methods,
+            seeds=(0,),
+            settings={"shots": (1, 3), "pretrain": {"epochs": 1}, **settings},
+            out_dir=tmp_path / "out",
+        )
+    assert not (tmp_path / "out" / "models").exists()  # nothing was trained
+    assert words in str(e.value)

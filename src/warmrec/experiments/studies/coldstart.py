@@ -156,6 +156,33 @@ def split_users(data: SequenceDataset, settings: ColdStartUsers, seed: int) -> U
     return scenario(settings).split(data, seed)
 
 
+def check_meta(settings: ColdStartSettings, methods: Sequence[str]) -> None:
+    """Refuse, before anything is trained, an ``lr_grid`` or a ``[meta]`` section that a chosen
+    method's :class:`~warmrec.meta.maml.MetaConfig` refuses (a key misspelt, ``meta_epochs``
+    within MAML++'s first-order epochs for ``mamlpp_loss``): it was found when that method's
+    turn came, after the global model, the learning-rate search and the methods before it."""
+    from warmrec.meta.maml import MetaConfig
+
+    algorithms = {m: META_METHODS[m] for m in methods if m in META_METHODS}
+    if any(m in methods for m in ("finetune", "global")) or algorithms:
+        algorithms = {"finetune": {"algorithm": "finetune"}, **algorithms}
+    if not algorithms:
+        return
+    bad = [x for x in settings.lr_grid if not x > 0]
+    if not settings.lr_grid or bad:
+        raise ConfigError(
+            f"coldstart lr_grid: expected inner learning rates > 0, found {list(settings.lr_grid)}"
+        )
+    for method, algorithm in algorithms.items():
+        try:
+            build_config(
+                MetaConfig,
+                {**settings.meta, "seed": 0, **algorithm, "inner_lr": settings.lr_grid[0]},
+            )
+        except ConfigError as e:
+            raise ConfigError(f"[meta] for method {method}: {e}") from None
+
+
 def scenario(settings: ColdStartUsers) -> ColdStartUsers:
     """The :class:`ColdStartUsers` part of the study's settings."""
     return ColdStartUsers(**{k: getattr(settings, k) for k in ColdStartUsers.model_fields})
@@ -555,6 +582,7 @@ def run_coldstart_study(
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise ConfigError(f"cold-start methods {bad}: expected among {', '.join(METHODS)}")
+    check_meta(cfg, methods)
     out = Path(out_dir)
     if not resume and out.exists():
         shutil.rmtree(out)
@@ -671,6 +699,7 @@ def run_melo_study(
             f"cold-start methods {bad} under protocol 'melo': expected among "
             f"{', '.join(MELO_METHODS)} (pop and sknn predict no rating)"
         )
+    check_meta(cfg, methods)
     out = Path(out_dir)
     if not resume and out.exists():
         shutil.rmtree(out)
