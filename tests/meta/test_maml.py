@@ -360,3 +360,13 @@ def test_an_override_that_reshapes_a_learned_tensor_names_the_field(tmp_path, ov
     with pytest.raises(ModelError, match=rf"learned with {field} = \d+ .*found {field} = "):
         MetaModel.load(tmp_path / "mm", **override)
     assert MetaModel.load(tmp_path / "mm", inner_lr=0.2).config.inner_lr == 0.2  # others load
+
+
+def test_train_shots_longer_than_every_history_is_named_in_the_error():
+    """It said "no user has at least 21 events": not which setting asked for 21."""
+    from warmrec.errors import ModelError
+
+    m, train, _ = tiny()
+    longest = int(train.sequences.lengths.max())
+    with pytest.raises(ModelError, match=rf"train_shots \[20\] .*the longest has {longest}"):
+        meta_train(m, train, algorithm="fomaml", meta_epochs=1, train_shots=(20,))

@@ -355,3 +355,12 @@ def test_the_global_rating_model_is_the_same_for_a_seed_whatever_ran_before():
         heads.append(gm.net.head.state_dict())
     for k, v in heads[0].items():
         torch.testing.assert_close(heads[1][k], v, rtol=0, atol=0)
+
+
+def test_rating_train_shots_longer_than_every_user_is_named_in_the_error(rating_setup):
+    from warmrec.errors import ModelError
+    from warmrec.meta.maml import meta_train
+
+    _, train, _, gm = rating_setup
+    with pytest.raises(ModelError, match=r"train_shots \[40\] needs a user with at least 41"):
+        meta_train(gm, train, {"algorithm": "fomaml", "train_shots": (40,)}, cls=RatingMetaModel)

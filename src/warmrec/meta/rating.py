@@ -335,7 +335,12 @@ class RatingTaskStream:
         need = min(meta.config.train_shots) + 1
         self.eligible = np.flatnonzero(data.lengths >= need)
         if len(self.eligible) == 0:
-            raise ModelError(f"meta-training: no user has at least {need} ratings")
+            longest = int(data.lengths.max()) if len(data) else 0
+            raise ModelError(
+                f"meta-training: train_shots {list(meta.config.train_shots)} needs a user with at "
+                f"least {need} ratings (a support and a query rating), found none (the longest "
+                f"has {longest}): lower train_shots"
+            )
 
     def n_batches(self, batch_size: int) -> int:
         return math.ceil(len(self.eligible) / batch_size)

@@ -508,7 +508,16 @@ class TaskStream:
         else:
             need = min(self.episodes.shots) + 1 if self.episodes.shots else 3
             if not (source.sequences.lengths >= need).any():
-                raise ModelError(f"meta-training: no user has at least {need} events")
+                lens = source.sequences.lengths
+                longest = int(lens.max()) if len(lens) else 0
+                what = (
+                    f"train_shots {list(self.episodes.shots)}" if self.episodes.shots else "a task"
+                )
+                raise ModelError(
+                    f"meta-training: {what} needs a sequence of at least {need} events (a support "
+                    f"and a query event), found none (the longest has {longest}): lower "
+                    "train_shots, or meta-train on longer histories"
+                )
             self.tasks = make_tasks(source, by="sequence", min_len=need, support_frac=0.5)
         self.per_epoch, self.total, self.done = per_epoch, total, 0
 
