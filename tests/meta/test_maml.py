@@ -370,3 +370,26 @@ def test_train_shots_longer_than_every_history_is_named_in_the_error():
     longest = int(train.sequences.lengths.max())
     with pytest.raises(ModelError, match=rf"train_shots \[20\] .*the longest has {longest}"):
         meta_train(m, train, algorithm="fomaml", meta_epochs=1, train_shots=(20,))
+
+
+def test_early_stopping_counts_from_the_first_epoch_that_trains_the_learned_loss():
+    """MAML++ with the learned loss and first_order_epochs = 4: a validation plateau over the
+    first-order epochs stopped the loop after 1 + patience of them, before any second-order
+    epoch; the loss network came back all zeros (every example weighing 1) as "learned"."""
+    from warmrec.meta.maml import fit_meta
+
+    train, valid = split_cyclic(n_sessions=20, n_items=12, length=8, n_train=15, last_only=True)
+    cfg = {**get_model("sasrec").test_config, "d": 8, "ffn_dim": 16}
+    torch.manual_seed(0)
+    m = get_model("sasrec", cfg).fit(train, epochs=1, progress=False, seed=0)
+    settings = {"algorithm": "mamlpp", "adaptive_loss": True, "meta_epochs": 8,
+                "first_order_epochs": 4, "inner_steps": 1, "train_shots": (2,),
+                "meta_batch_size": 16, "outer_lr": 1e-7, "seed": 0}  # fmt: skip
+    meta = MetaModel(copy.deepcopy(m), settings)
+    res = fit_meta(meta, train, valid, trainer={"patience": 2})
+    scores = [h["valid_ndcg@10"] for h in res.history]
+    assert len(set(scores)) == 1  # the planted plateau: no epoch improves on the first
+    # kept: epoch 5, the first second-order one; stopped 2 evaluations after it
+    assert (res.epochs_run, res.best_epoch) == (7, 5)
+    assert res.extra["adaptive_loss_trained"] is True
+    assert float(meta.net.loss_net.head.weight.detach().abs().sum()) > 0

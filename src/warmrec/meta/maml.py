@@ -588,16 +588,26 @@ def fit_meta(
     can be kept: the loss network learns through second-order gradients alone, so an epoch
     within ``first_order_epochs`` carries it untrained (every example weighing 1), and keeping
     one had reported MAML++ with a fixed loss as the learned loss. ``adaptive_loss_trained``
-    in the result's ``extra`` says whether the kept epoch trained it."""
+    in the result's ``extra`` says whether the kept epoch trained it. Early stopping on
+    ``valid`` then counts its ``patience`` from the first of those epochs (the loop's, counting
+    from the first epoch, stopped on a plateau within the first-order epochs, before the loss
+    network had a gradient)."""
     from warmrec.training.loop import TrainerConfig, parse_metric
     from warmrec.training.loop import train as run_training
 
     cfg = meta.config
     first = cfg.first_order_epochs + 1 if cfg.adaptive_loss and cfg.algorithm == "mamlpp" else 1
     settings = {**outer_trainer(cfg), **dict(trainer or {})}
-    key = f"valid_{parse_metric(TrainerConfig(**settings).valid_metric).label}"
+    loop_cfg = TrainerConfig(**settings)
+    key = f"valid_{parse_metric(loop_cfg.valid_metric).label}"
+    # the loop's early stopping counted the first-order epochs too: with first_order_epochs >=
+    # patience + 1 a validation plateau there stopped training before the loss network had a
+    # gradient. Here the patience runs from the first epoch that can be kept.
+    patience = 0
+    if first > 1 and valid is not None and valid_score is None:
+        patience, settings["patience"] = loop_cfg.patience, 0
 
-    def on_epoch(epoch: int, record: dict[str, Any], model: Any) -> None:
+    def on_epoch(epoch: int, record: dict[str, Any], model: Any) -> bool:
         model.epoch = epoch  # epochs completed: the schedules' next (0-based) epoch
         for name in model.step_stats[0] if model.step_stats else ():
             values = [s[name] for s in model.step_stats if math.isfinite(s[name])]
@@ -611,11 +621,16 @@ def fit_meta(
             record["valid_score"] = value
         elif first > 1 and key in record:  # the loop's own choice could keep an earlier epoch
             value = float(record[key])
-        if value is not None and epoch >= first and (best["epoch"] == 0 or value > best["score"]):
-            best.update(epoch=epoch, score=value)
+        if value is None or epoch < first:
+            return False
+        if best["epoch"] == 0 or value > best["score"]:
+            best.update(epoch=epoch, score=value, bad=0)
             best["weights"] = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
+        else:
+            best["bad"] += 1
+        return bool(patience and best["bad"] >= patience)  # True: the loop stops
 
-    best: dict[str, Any] = {"epoch": 0, "score": -math.inf, "weights": None}
+    best: dict[str, Any] = {"epoch": 0, "score": -math.inf, "weights": None, "bad": 0}
     meta.epoch = 0
     meta.step_stats.clear()
     meta.train_result = run_training(
