@@ -60,3 +60,17 @@ def test_curve_plot_shows_trials_pruned_after_one_epoch(tmp_path, monkeypatch) -
     plot(rows, tmp_path, "recall@10", {})
     one = [ln for ln in drawn if list(ln.get_ydata()) == [0.05]]
     assert one and one[0].get_marker() not in (None, "None", "", " ")  # a visible point
+
+
+def test_ray_rows_score_pruned_and_failed_trials_as_the_local_rows_do() -> None:
+    """A pruned Ray trial scored its last epoch (the local backend: its best before it was
+    stopped), and a failed one the last epoch it reported (local: no score)."""
+    stopped = _result(
+        [
+            {"value": 0.3, "epoch": 1, "finished": False},
+            {"value": 0.1, "epoch": 2, "finished": False},
+        ]
+    )
+    failed = _result([{"value": 0.25, "epoch": 1, "finished": False}], error=RuntimeError("x"))
+    rows = _rows(_Grid([stopped, failed]))
+    assert [(r.state, r.value) for r in rows] == [("pruned", 0.3), ("failed", None)]

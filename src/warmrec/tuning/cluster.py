@@ -244,6 +244,14 @@ def _rows(grid: Any) -> list[TrialRow]:
         else:
             state = "pruned"
         error = str(res.error).strip().splitlines()[-1] if res.error is not None else ""
+        # as the local backend's rows: a pruned trial scores its best epoch before it was
+        # stopped (not its last), a failed one has no score
+        if state == "complete":
+            value = float(m[METRIC]) if METRIC in m else None
+        elif state == "pruned" and curve:
+            value = max(curve)
+        else:
+            value = None
         params = {k: v for k, v in (res.config or {}).items()}
         trial_id = m.get("trial_id", "")
         rows.append(
@@ -251,7 +259,7 @@ def _rows(grid: Any) -> list[TrialRow]:
                 number=i,
                 state=state,
                 params=params,
-                value=float(m[METRIC]) if METRIC in m else None,
+                value=value,
                 valid=dict(m.get("valid") or {}),
                 epochs=int(m.get("epoch", len(curve))),
                 seconds=float(m.get("seconds", m.get("time_total_s", 0.0)) or 0.0),
