@@ -156,29 +156,30 @@ def split_users(data: SequenceDataset, settings: ColdStartUsers, seed: int) -> U
     return scenario(settings).split(data, seed)
 
 
-def check_meta(settings: ColdStartSettings, methods: Sequence[str]) -> None:
+def check_meta(settings: ColdStartSettings, methods: Sequence[str], melo: bool = False) -> None:
     """Refuse, before anything is trained, an ``lr_grid`` or a ``[meta]`` section that a chosen
     method's :class:`~warmrec.meta.maml.MetaConfig` refuses (a key misspelt, ``meta_epochs``
     within MAML++'s first-order epochs for ``mamlpp_loss``): it was found when that method's
-    turn came, after the global model, the learning-rate search and the methods before it."""
+    turn came, after the global model, the learning-rate search and the methods before it.
+    ``melo``: the rating protocol, whose ``global`` is a meta-model too (no inner step)."""
     from warmrec.meta.maml import MetaConfig
 
-    algorithms = {m: META_METHODS[m] for m in methods if m in META_METHODS}
-    if any(m in methods for m in ("finetune", "global")) or algorithms:
-        algorithms = {"finetune": {"algorithm": "finetune"}, **algorithms}
-    if not algorithms:
-        return
-    bad = [x for x in settings.lr_grid if not x > 0]
-    if not settings.lr_grid or bad:
-        raise ConfigError(
-            f"coldstart lr_grid: expected inner learning rates > 0, found {list(settings.lr_grid)}"
-        )
-    for method, algorithm in algorithms.items():
-        try:
-            build_config(
-                MetaConfig,
-                {**settings.meta, "seed": 0, **algorithm, "inner_lr": settings.lr_grid[0]},
+    adapting = {m: META_METHODS.get(m, {"algorithm": "finetune"}) for m in methods
+                if m in META_METHODS or m == "finetune"}  # fmt: skip
+    if adapting:  # they adapt at a rate of the grid (searched with finetune)
+        bad = [x for x in settings.lr_grid if not x > 0]
+        if not settings.lr_grid or bad:
+            raise ConfigError(
+                "coldstart lr_grid: expected inner learning rates > 0, found "
+                f"{list(settings.lr_grid)}"
             )
+        adapting = {"finetune": {"algorithm": "finetune"}, **adapting}
+    checks = {m: {**a, "inner_lr": settings.lr_grid[0]} for m, a in adapting.items()}
+    if melo and "global" in methods:  # a meta-model without inner steps
+        checks["global"] = {"algorithm": "finetune", "inner_steps": 0}
+    for method, fixed in checks.items():
+        try:
+            build_config(MetaConfig, {**settings.meta, "seed": 0, **fixed})
         except ConfigError as e:
             raise ConfigError(f"[meta] for method {method}: {e}") from None
 
@@ -699,7 +700,7 @@ def run_melo_study(
             f"cold-start methods {bad} under protocol 'melo': expected among "
             f"{', '.join(MELO_METHODS)} (pop and sknn predict no rating)"
         )
-    check_meta(cfg, methods)
+    check_meta(cfg, methods, melo=True)
     out = Path(out_dir)
     if not resume and out.exists():
         shutil.rmtree(out)
