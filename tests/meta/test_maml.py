@@ -393,3 +393,19 @@ def test_early_stopping_counts_from_the_first_epoch_that_trains_the_learned_loss
     assert (res.epochs_run, res.best_epoch) == (7, 5)
     assert res.extra["adaptive_loss_trained"] is True
     assert float(meta.net.loss_net.head.weight.detach().abs().sum()) > 0
+
+
+def test_a_meta_model_trained_on_a_gpu_loads_and_scores_on_the_cpu(tmp_path):
+    """The saved config's device ("cuda", where it was meta-trained) came back with the net
+    on the CPU: scoring moved the batch to CUDA (no CUDA: AssertionError; a GPU: tensors on two
+    devices)."""
+    m, train, valid = tiny()
+    m.net.float()
+    meta = MetaModel(m, algorithm="mamlpp", inner_steps=2, device="cuda")  # as trained there
+    meta.save(tmp_path / "mm")
+    back = MetaModel.load(tmp_path / "mm")
+    assert back.device.type == "cpu" and back.config.device == "cpu"
+    assert next(back.net.parameters()).device.type == "cpu"
+    b = valid.subset(np.arange(2)).batch(np.arange(2), back.history_len)
+    here = MetaModel(m, algorithm="mamlpp", inner_steps=2)
+    torch.testing.assert_close(back.score(b), here.score(b))

@@ -473,7 +473,9 @@ class MetaModel(Recommender):
     def load(cls, path: str | Path, **overrides: Any) -> MetaModel:
         """Read a directory written by :meth:`save` (``overrides`` change e.g. ``inner_lr`` --
         not the shapes of learned tensors: ``inner_steps`` with learned per-step rates,
-        ``loss_hidden``, refused as a :class:`ModelError` naming the field)."""
+        ``loss_hidden``, refused as a :class:`ModelError` naming the field). The model loads on
+        the CPU, as every warmrec model does, whatever ``device`` it was meta-trained on;
+        ``device="cuda"`` moves it there."""
         from warmrec.artifacts import META_CONFIG_FILE, load_base_model, read_meta_files
 
         p = Path(path)
@@ -482,8 +484,10 @@ class MetaModel(Recommender):
         counts = state.pop("item_counts", None)
         if counts is not None:
             base.meta.item_counts = counts.to(torch.int64).tolist()
+        # the saved device is where it was meta-trained: the weights load on the CPU (a model
+        # meta-trained on "cuda" was scored there with its net on the CPU, and failed)
         try:
-            model = cls(base, {**cfg, **overrides})
+            model = cls(base, {**cfg, "device": "cpu", **overrides})
         except ConfigError as e:
             raise ModelError(f"{p / META_CONFIG_FILE}: {e}") from None
         want = model.net.state_dict()
@@ -504,6 +508,8 @@ class MetaModel(Recommender):
                 f"{p / 'meta.safetensors'}: does not fit {p / META_CONFIG_FILE} (missing "
                 f"{missing[:5]}, unexpected {list(unexpected)[:5]})"
             )
+        if model.device.type != "cpu":
+            model.to(model.device)
         model.net.eval()
         return model
 
