@@ -194,6 +194,27 @@ def test_seen_item_bias_histories_and_in_place_offset():
     assert logits[0].tolist() == [0.0, 0.0, -3.0, 0.0, -3.0, 0.0]
 
 
+def test_seen_item_bias_recent_histories_reach_before_the_window():
+    """The last ``seen_len`` items up to each kept position, most recent first, reaching into
+    the items before the window; left-padded or right-padded (first item first) windows."""
+    from warmrec.models.layers import SeenItemBias
+
+    before = torch.tensor([[0, 1, 2], [0, 0, 0]])
+    left = torch.tensor([[3, 4, 5], [0, 7, 8]])  # row 1: a window at its sequence's start
+    keep = torch.tensor([[True, False, True], [False, True, True]])
+    h = SeenItemBias.recent_histories(left, keep, 4, before)
+    assert h.tolist() == [[3, 2, 1, 0], [5, 4, 3, 2], [7, 0, 0, 0], [8, 7, 0, 0]]
+    right = torch.tensor([[3, 4, 5], [7, 8, 0]])
+    keep = torch.tensor([[True, True, False], [True, True, False]])
+    h = SeenItemBias.recent_histories(right, keep, 2, before)
+    assert h.tolist() == [[3, 2], [4, 3], [7, 0], [8, 7]]
+    # without items before it and seen_len >= L: the window prefix, as prefix_histories gives
+    keep = torch.ones(2, 3, dtype=torch.bool)
+    recent = SeenItemBias.recent_histories(left, keep, 10)
+    prefix = SeenItemBias.prefix_histories(left)[keep]
+    assert [set(r) - {0} for r in recent.tolist()] == [set(r) - {0} for r in prefix.tolist()]
+
+
 def test_offset_items_without_autograd_matches_the_differentiable_path():
     """Evaluation and serving take a gather/scatter over the history columns; training and
     meta-learning a mask: the same numbers, each item once, padding untouched."""

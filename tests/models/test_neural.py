@@ -85,3 +85,127 @@ def test_setup_training_is_what_the_loop_does_before_its_first_step(cyclic_split
         model, batch, make_optimizer(model.optimizer_groups(0.0), twin.trainer_config(lr=1e-2))
     )
     assert not torch.equal(model.net.item.embed.weight, before)
+
+
+# -- the seen set of a training target is the one scoring offsets ---------------------------------
+def _one_long_sequence(n: int = 13) -> SequenceDataset:
+    """One user's items ``1..n`` in order (each encoded as itself), one ``user_id``."""
+    df = pl.DataFrame(
+        {
+            "user_id": [1] * n,
+            "item_id": list(range(1, n + 1)),
+            "timestamp": [float(t) for t in range(n)],
+        }
+    )
+    ds = SequenceDataset.from_frame(df, ItemVocab.from_ids(df["item_id"]))
+    assert ds.sequences.items.tolist() == list(range(1, n + 1))
+    return ds
+
+
+def _training_seen_sets(name: str, cfg: dict, train: SequenceDataset):
+    """``(model, target -> the items its training loss offsets as seen)`` over one epoch of
+    ``name``'s own batches and ``training_step`` (the loss is intercepted)."""
+    import torch
+
+    model = get_model(name, cfg)
+    torch.manual_seed(0)
+    model.setup_training(train)
+    got: dict[int, set[int]] = {}
+
+    def loss(hidden, targets, weight, bias, seen=None):
+        history, _ = seen
+        for y, row in zip(targets.tolist(), history.tolist(), strict=True):
+            assert y not in got, f"target {y} trained twice"
+            got[y] = set(row) - {0}
+        return hidden.sum() * 0.0
+
+    model.loss_fn = loss
+    for batch in model.training_data(train).batches(2, np.random.default_rng(0)):
+        model.training_step(batch)
+    return model, got
+
+
+WINDOW_MODELS = [(n, {}) for n in SEEN_MODELS if n != "gru4rec"] + [
+    ("gru4rec", {"training": "windows"})
+]
+
+
+@pytest.mark.parametrize(("name", "extra"), WINDOW_MODELS, ids=[n for n, _ in WINDOW_MODELS])
+@pytest.mark.parametrize("seen_len", [20, 6, 4, 2])
+@pytest.mark.parametrize("random_phase", [False, True])
+def test_training_seen_set_is_the_last_seen_len_items_of_the_sequence(
+    name, extra, seen_len, random_phase
+):
+    """Items 1..13 in windows of 4: the target at position p (item p + 1) is trained with the
+    seen set {max(1, p + 1 - seen_len) .. p} -- what scoring offsets for the history 1..p --
+    wherever its window starts (before: only the window's prefix, e.g. {9, 10, 11, 12} for
+    item 13 with seen_len 20, while scoring offsets 1..12)."""
+    train = _one_long_sequence(13)
+    cfg = {
+        **model_class(name).test_config,
+        **extra,
+        "max_len": 4,
+        "seen_len": seen_len,
+        "random_phase": random_phase,
+    }
+    import torch
+
+    from tests.conftest import padded_batch
+
+    model, got = _training_seen_sets(name, cfg, train)
+    assert sorted(got) == list(range(2, 14))
+    for y, seen in got.items():
+        p = y - 1
+        assert seen == set(range(max(1, p + 1 - seen_len), p + 1)), (y, seen)
+    # what scoring offsets for the history 1..12 (the input of the last target, 13): the same
+    batch = padded_batch([list(range(1, 13))[-model.history_len :]])
+    plain = model.score(batch)
+    with torch.no_grad():
+        model.net.seen.value.fill_(-5.0)
+    offset = model.score(batch) - plain
+    assert set((offset[0] < -4).nonzero()[:, 0].tolist()) == got[13]
+
+
+def test_window_batches_carry_the_items_before_each_window():
+    """``context``: up to that many items of the window's sequence before its first input,
+    left-padded to the batch's widest; none where no window starts after its sequence."""
+    from tests.conftest import ranged_sequences
+    from warmrec.models.neural import WindowData
+
+    seqs = ranged_sequences([10, 3])  # items 1..10 | 11..13
+    data = WindowData(seqs, max_len=4, context=3)
+    # sequence 0 has 9 pairs: windows of inputs 6..9, 2..5 and 1; sequence 1 one of 11, 12
+    windows = {tuple(data.window(np.array([w]))[0][0].tolist()): w for w in range(len(data))}
+    assert sorted(windows) == [(0, 0, 0, 1), (0, 0, 11, 12), (2, 3, 4, 5), (6, 7, 8, 9)]
+    before = {w: data.before(np.array([windows[w]])) for w in windows}
+    assert before[(6, 7, 8, 9)].tolist() == [[3, 4, 5]]
+    assert before[(2, 3, 4, 5)].tolist() == [[1]]  # only one item before it
+    assert before[(0, 0, 0, 1)] is None and before[(0, 0, 11, 12)] is None
+    both = data.batch(np.array([windows[(2, 3, 4, 5)], windows[(6, 7, 8, 9)]]))
+    assert both["before"].tolist() == [[0, 0, 1], [3, 4, 5]]
+    assert "before" not in data.batch(np.array([windows[(0, 0, 0, 1)], windows[(0, 0, 11, 12)]]))
+    assert "before" not in WindowData(seqs, max_len=4).batch(np.arange(len(data)))
+
+
+@pytest.mark.parametrize("name", SEEN_MODELS)
+def test_seen_loss_unchanged_where_every_sequence_fits_its_window(name, cyclic_split):
+    """Sequences no longer than the window and ``seen_len >= max_len``: no ``"before"`` in the
+    batches, and the loss's seen histories are the windows' prefixes, as before."""
+    import torch
+
+    from warmrec.models.layers import SeenItemBias
+
+    train, _ = cyclic_split
+    assert int(train.sequences.lengths.max()) <= 9
+    cfg = {**model_class(name).test_config, "max_len": 8, "training": "windows"}
+    if name != "gru4rec":
+        cfg.pop("training")
+    model = get_model(name, cfg)
+    model.setup_training(train)
+    assert model.seen_context == 199
+    for batch in model.training_data(train).batches(16, np.random.default_rng(0)):
+        assert "before" not in batch
+        keep = batch["targets"] > 0
+        history, value = model.seen_for_loss(batch["items"], keep, batch.get("before"))
+        assert torch.equal(history, SeenItemBias.prefix_histories(batch["items"])[keep])
+        assert value is model.net.seen.value

@@ -182,7 +182,12 @@ class BST(FeatureSequenceModel):
     def training_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         q = self.net(batch["items"], known_users(batch["users"], n_users_of(self)))
         return self.window_loss(
-            q, batch["items"], batch["targets"], self.net.item_matrix(), self.net.item.output_bias
+            q,
+            batch["items"],
+            batch["targets"],
+            self.net.item_matrix(),
+            self.net.item.output_bias,
+            before=batch.get("before"),
         )
 
     def forward_scores(self, batch: Batch) -> torch.Tensor:

@@ -348,7 +348,9 @@ class GRU4Rec(NeuralRecommender):
         items, targets, lens = right_shift(batch["items"], batch["targets"])
         out = self.net.gru.outputs(self.net.embed(items), lens)
         item = self.net.item
-        return self.window_loss(out, items, targets, item.output_weight, item.output_bias)
+        return self.window_loss(
+            out, items, targets, item.output_weight, item.output_bias, before=batch.get("before")
+        )
 
     def forward_scores(self, batch: Batch) -> torch.Tensor:
         items, lens = right_align(batch.items[:, -self.config.max_len :])

@@ -166,6 +166,23 @@ class SeenItemBias(nn.Module):
         causal = torch.ones(length, length, dtype=torch.bool, device=items.device).tril()
         return items[:, None, :] * causal
 
+    @staticmethod
+    def recent_histories(
+        items: torch.Tensor, keep: torch.Tensor, seen_len: int, before: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``items[B, L]``, ``keep[B, L]`` -> ``[N, H]``, one row per kept position (row-major,
+        as ``x[keep]``): the last ``seen_len`` items up to and including ``items[b, t]`` of
+        ``before[b]`` (``[B, C]``, the items just before row ``b``, left-padded) followed by
+        ``items[b]`` (first item first, or left-padded), most recent first, 0 past the start;
+        ``H = min(seen_len, C + L)``. Scoring offsets the same set: the last ``seen_len``
+        items of the history."""
+        full = items if before is None else torch.cat([before.to(items.dtype), items], dim=1)
+        extra = full.shape[1] - items.shape[1]
+        b, t = keep.nonzero(as_tuple=True)
+        back = torch.arange(min(int(seen_len), full.shape[1]), device=items.device)
+        idx = (t + extra)[:, None] - back  # [N, H] columns of ``full``
+        return torch.where(idx >= 0, full[b[:, None], idx.clamp_min(0)], 0)
+
     def add_(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """Add the offset in place to ``logits[B, n_items]`` (no autograd) at ``history[B, H]``."""
         offset_items_(logits, history, self.value)

@@ -120,7 +120,9 @@ class NARM(NeuralRecommender):
         items, targets, lens = right_shift(batch["items"], batch["targets"])
         q = self.net(items, lens, last_only=False)
         item = self.net.item
-        return self.window_loss(q, items, targets, item.output_weight, item.output_bias)
+        return self.window_loss(
+            q, items, targets, item.output_weight, item.output_bias, before=batch.get("before")
+        )
 
     def forward_scores(self, batch: Batch) -> torch.Tensor:
         items, lens = right_shift(batch.items[:, -self.config.max_len :])

@@ -19,6 +19,9 @@ from the end into windows of ``max_len`` positions so that every position is a t
 once. With ``stride < max_len`` windows overlap and each keeps as targets only the positions the
 previous (later) window did not already cover, so later targets see at least
 ``max_len - stride`` items of context. Batches are built with :func:`pad_windows` (vectorised).
+A model with a seen-item bias also gets the items just before each window (``context``), so that
+the seen set of a training target is the one scoring uses: the last ``seen_len`` items of the
+sequence up to and including its input, however far back the window starts.
 """
 
 from __future__ import annotations
@@ -87,6 +90,12 @@ class WindowData:
     ``max_len`` by a random offset (see :func:`window_layout`): each target is still trained once
     per epoch, but with a context that changes from epoch to epoch (one extra window per long
     sequence).
+
+    With ``context > 0`` a batch also holds ``"before"`` ``[B, C]``: up to ``context`` items of
+    each window's sequence just before its first input (left-padded, 0 = none), ``C`` the most
+    any window of the batch has (no ``"before"`` where no window has any: a batch of sequences
+    that fit in their window is what it is without ``context``). The seen-item bias takes its
+    training histories from them (:meth:`NeuralRecommender.seen_for_loss`).
     """
 
     def __init__(
@@ -96,11 +105,13 @@ class WindowData:
         stride: int | None = None,
         *,
         random_phase: bool = False,
+        context: int = 0,
     ) -> None:
         self.stride = max_len if not stride else min(int(stride), max_len)
         self.max_len = max_len
         self.items = seqs.items
         self.random_phase = random_phase
+        self.context = max(int(context), 0)
         self._offsets = seqs.offsets
         self._lengths = seqs.lengths
         self.starts, self.in_ends, self.n_targets = window_layout(
@@ -130,6 +141,26 @@ class WindowData:
         targets[np.arange(L)[None, :] < (L - self.n_targets[index])[:, None]] = 0
         return inputs, targets
 
+    def before(self, index: np.ndarray) -> np.ndarray | None:
+        """``[n, C]``: up to ``context`` items of each window's sequence before its first input
+        (left-padded), ``C`` the most any of them has; None where none has any."""
+        if not self.context:
+            return None
+        s, e = self.starts[index], self.in_ends[index]
+        first = np.maximum(s, e - self.max_len)  # where each window's inputs start
+        width = min(self.context, int((first - s).max(initial=0)))
+        return pad_windows(self.items, s, first, width) if width > 0 else None
+
+    def batch(self, index: np.ndarray) -> dict[str, Any]:
+        """The batch of the windows at ``index``: ``"items"``, ``"targets"`` and, with
+        ``context``, ``"before"`` where any window has items before it."""
+        inputs, targets = self.window(index)
+        out = {"items": torch.from_numpy(inputs), "targets": torch.from_numpy(targets)}
+        before = self.before(index)
+        if before is not None:
+            out["before"] = torch.from_numpy(before)
+        return out
+
     def n_batches(self, batch_size: int) -> int:
         n = len(self)
         if self.random_phase:  # at most one extra window per long sequence
@@ -141,8 +172,7 @@ class WindowData:
             self.relayout(rng)
         order = rng.permutation(len(self))
         for lo in range(0, len(order), batch_size):
-            inputs, targets = self.window(order[lo : lo + batch_size])
-            yield {"items": torch.from_numpy(inputs), "targets": torch.from_numpy(targets)}
+            yield self.batch(order[lo : lo + batch_size])
 
 
 class NeuralRecommender(Recommender):
@@ -198,7 +228,11 @@ class NeuralRecommender(Recommender):
                 "override training_data"
             )
         return WindowData(
-            train.sequences, c.max_len, c.window_stride or None, random_phase=c.random_phase
+            train.sequences,
+            c.max_len,
+            c.window_stride or None,
+            random_phase=c.random_phase,
+            context=self.seen_context,
         )
 
     def training_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -261,13 +295,36 @@ class NeuralRecommender(Recommender):
             n = max(n, c.seen_len)
         return n
 
-    def seen_for_loss(self, items: torch.Tensor, keep: torch.Tensor) -> tuple | None:
+    @property
+    def seen_context(self) -> int:
+        """How many items before a training window its batches carry (``"before"``, see
+        :class:`WindowData`): ``seen_len - 1`` with a seen-item bias, so that a window's first
+        target too sees its last ``seen_len`` items; 0 without one."""
+        c = self.config
+        if isinstance(c, SeenBiasSettings) and c.seen_bias:
+            return int(c.seen_len) - 1
+        return 0
+
+    def seen_for_loss(
+        self, items: torch.Tensor, keep: torch.Tensor, before: torch.Tensor | None = None
+    ) -> tuple | None:
         """The losses' ``seen`` argument for windows ``items[B, L]`` (first item first, or
-        left-padded) at the target positions ``keep[B, L]``; None without a seen-item bias."""
+        left-padded) at the target positions ``keep[B, L]``; None without a seen-item bias.
+
+        The seen set of the target after column ``t`` is what scoring offsets
+        (:meth:`add_seen`): the last ``seen_len`` items of the sequence up to and including
+        ``items[:, t]``, reaching into ``before[B, C]`` (the items just before each window,
+        left-padded) where the window holds fewer. Without ``before`` and with ``seen_len`` at
+        least the window's width, it is the window's prefix up to ``t``
+        (:meth:`SeenItemBias.prefix_histories`)."""
         seen = getattr(self.net, "seen", None)
         if seen is None:
             return None
-        return SeenItemBias.prefix_histories(items)[keep], seen.value
+        n = getattr(self.config, "seen_len", None)
+        if before is None and (n is None or n >= items.shape[1]):
+            return SeenItemBias.prefix_histories(items)[keep], seen.value
+        n = int(n) if n is not None else items.shape[1] + before.shape[1]
+        return SeenItemBias.recent_histories(items, keep, n, before), seen.value
 
     def window_loss(
         self,
@@ -276,12 +333,14 @@ class NeuralRecommender(Recommender):
         targets: torch.Tensor,
         weight: torch.Tensor,
         bias: torch.Tensor | None,
+        before: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``self.loss_fn`` over every target position of windows: queries ``hidden[B, L, D]``,
-        inputs ``items[B, L]`` (whose prefixes feed the seen-item bias) and ``targets[B, L]``
-        (0 = no target), scored against ``weight`` / ``bias``."""
+        inputs ``items[B, L]`` and ``targets[B, L]`` (0 = no target), scored against ``weight``
+        / ``bias``; ``items`` and the items before each window (``before``, the batch's
+        ``"before"``) feed the seen-item bias (:meth:`seen_for_loss`)."""
         keep = targets > 0
-        seen = self.seen_for_loss(items, keep)
+        seen = self.seen_for_loss(items, keep, before)
         return self.loss_fn(hidden[keep], targets[keep], weight, bias, seen=seen)
 
     def add_seen(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:

@@ -243,7 +243,9 @@ class SASRec(NeuralRecommender):
                     hidden = hidden * keep
                 hidden = torch.cat([hidden, item.prior_profile(items)], dim=-1)
                 weight = torch.cat([weight, item.text], dim=-1)
-        return self.window_loss(hidden, items, batch["targets"], weight, bias)
+        return self.window_loss(
+            hidden, items, batch["targets"], weight, bias, before=batch.get("before")
+        )
 
     def forward_scores(self, batch: Batch) -> torch.Tensor:
         items = batch.items[:, -self.config.max_len :]

@@ -259,7 +259,12 @@ class SSEPT(FeatureSequenceModel):
         hidden = self.net(items, users)[..., : c.d_item]
         # the seen-item bias reads what the user really saw (before SSE replaced events)
         return self.window_loss(
-            hidden, batch["items"], targets, self.net.output_weight(), self.net.item.output_bias
+            hidden,
+            batch["items"],
+            targets,
+            self.net.output_weight(),
+            self.net.item.output_bias,
+            before=batch.get("before"),
         )
 
     def forward_scores(self, batch: Batch) -> torch.Tensor:

@@ -11,7 +11,6 @@ freshly built net.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ from warmrec.models.settings import FeatureSettings, UserFeatureSettings, Window
 class UserWindowData(WindowData):
     """:class:`WindowData` whose batches also carry each window's user index (``"users"``).
 
-    ``users`` holds one user index per sequence (``None``: all 0, unknown). Batching mirrors
+    ``users`` holds one user index per sequence (``None``: all 0, unknown). Batching is
     :meth:`WindowData.batches`; the user of a window is looked up from its start at batch time,
     so it stays right when ``random_phase`` moves the windows.
     """
@@ -42,8 +41,9 @@ class UserWindowData(WindowData):
         stride: int | None = None,
         *,
         random_phase: bool = False,
+        context: int = 0,
     ) -> None:
-        super().__init__(seqs, max_len, stride, random_phase=random_phase)
+        super().__init__(seqs, max_len, stride, random_phase=random_phase, context=context)
         self.seq_offsets = np.asarray(seqs.offsets, dtype=np.int64)
         self.seq_users = (
             np.zeros(len(seqs), dtype=np.int64)
@@ -55,18 +55,8 @@ class UserWindowData(WindowData):
         seq = np.searchsorted(self.seq_offsets, self.starts[index], side="right") - 1
         return self.seq_users[seq]
 
-    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[dict[str, Any]]:
-        if self.random_phase:
-            self.relayout(rng)
-        order = rng.permutation(len(self))
-        for lo in range(0, len(order), batch_size):
-            idx = order[lo : lo + batch_size]
-            inputs, targets = self.window(idx)
-            yield {
-                "items": torch.from_numpy(inputs),
-                "targets": torch.from_numpy(targets),
-                "users": torch.from_numpy(self.window_users(idx)),
-            }
+    def batch(self, index: np.ndarray) -> dict[str, Any]:
+        return {**super().batch(index), "users": torch.from_numpy(self.window_users(index))}
 
 
 def n_users_of(model: NeuralRecommender) -> int:
@@ -138,4 +128,5 @@ class FeatureSequenceModel(NeuralRecommender):
             c.max_len,
             c.window_stride or None,
             random_phase=c.random_phase,
+            context=self.seen_context,
         )
