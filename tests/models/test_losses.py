@@ -156,6 +156,23 @@ def test_make_loss_rejects_unknown_names_and_settings():
         L.make_loss(L.LossSpec(loss="sampled_ce", negative_sampling="pop"), 5)
 
 
+@pytest.mark.parametrize("loss", ["bce", "gbce"])
+def test_in_batch_with_a_bce_loss_is_refused_naming_the_field(loss):
+    """``in_batch = true`` with ``loss = "bce"`` (or gBCE) built a BCE over the sampled
+    negatives alone: the setting was silently ignored."""
+    from warmrec import get_model
+
+    with pytest.raises(
+        ConfigError, match=rf"SASRecConfig.in_batch: expected false with loss '{loss}'"
+    ):
+        get_model("sasrec", {"loss": loss, "in_batch": True})
+    with pytest.raises(ConfigError, match=r"LossSpec.in_batch: expected false"):
+        L.LossSpec(loss=loss, in_batch=True)
+    for fine in ("sampled_ce", "bpr-max", "auto", "ce"):  # used, or every item scored anyway
+        assert L.LossSpec(loss=fine, in_batch=True).in_batch
+    assert not get_model("sasrec", {"loss": loss}).config.in_batch
+
+
 def test_seen_mask_matches_brute_force():
     g = torch.Generator().manual_seed(0)
     history = torch.randint(0, 12, (40, 7), generator=g)  # 0 = padding

@@ -49,13 +49,13 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from warmrec.config import ConfigModel
 from warmrec.errors import ConfigError
 from warmrec.models.bpr_max_linear import BPRMaxLinear
-from warmrec.models.settings import LossName, LossSettings
+from warmrec.models.settings import LossName, LossSettings, check_in_batch
 
 LOSSES = ("ce", "sampled_ce", "bce", "gbce", "bpr-max")
 AUTO_FULL_MAX_ITEMS = 20_000
@@ -716,6 +716,11 @@ class LossSpec(ConfigModel):
     """BPR-max score regularisation."""
     elu_param: float = Field(0.0, ge=0)
     """ELU on the BPR-max scores (0 = off)."""
+
+    @model_validator(mode="after")
+    def _in_batch_has_a_use(self) -> LossSpec:
+        check_in_batch(self.loss, self.in_batch)
+        return self
 
 
 def loss_spec_from_config(config: LossSettings) -> LossSpec:

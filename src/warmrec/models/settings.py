@@ -112,7 +112,10 @@ class LossSettings(ConfigModel):
     ``"bce"``."""
 
     in_batch: bool = False
-    """Also use the batch's other targets as negatives (``"sampled_ce"``, ``"bpr-max"``)."""
+    """Also use the batch's other targets as negatives (``"sampled_ce"``, ``"bpr-max"``, and
+    ``"auto"`` where it resolves to sampled softmax; ``"ce"`` scores every item already).
+    ``"bce"`` / ``"gbce"`` refuse it: their negatives are the sampler's draws only (gBCE's
+    calibration assumes uniform ones)."""
 
     logq: float = Field(1.0, ge=0)
     """Strength of the logQ correction of ``"sampled_ce"`` (0 = off, 1 = full)."""
@@ -125,6 +128,27 @@ class LossSettings(ConfigModel):
 
     elu_param: float = Field(0.0, ge=0)
     """ELU applied to the scores of ``"bpr-max"`` first (0 = off; GRU4Rec's ``elu_param``)."""
+
+    @model_validator(mode="after")
+    def _in_batch_has_a_use(self) -> LossSettings:
+        check_in_batch(self.loss, self.in_batch)
+        return self
+
+
+IN_BATCH_LOSSES = ("sampled_ce", "bpr-max", "auto", "ce")
+"""Losses that take ``in_batch`` (``"ce"`` and ``"auto"`` resolved to it score every item, the
+batch's targets among them)."""
+
+
+def check_in_batch(loss: str, in_batch: bool) -> None:
+    """Refuse ``in_batch`` with a loss that would ignore it (``"bce"``, ``"gbce"``), as a
+    ``ValueError`` naming the field (pydantic reports it as a one-line config error)."""
+    if in_batch and loss.lower() not in IN_BATCH_LOSSES:
+        raise ValueError(
+            f"in_batch: expected false with loss {loss!r} (in-batch negatives are used by "
+            "'sampled_ce' and 'bpr-max'; BCE and gBCE score the sampled negatives only), "
+            "found true"
+        )
 
 
 class TransformerSettings(ConfigModel):
