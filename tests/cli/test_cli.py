@@ -444,6 +444,28 @@ def test_evaluate_refuses_a_split_whose_test_part_the_model_trained_on(runner, t
     assert res.exit_code == 0, res.output
 
 
+def test_evaluate_does_not_skip_the_training_event_check_in_silence(runner, tmp_path):
+    """The check read the model's recorded log again; where that failed it returned, so a
+    copy of the log scored under a temporal split read HR@10 0.97 (its training events)
+    with exit status 0. A log there but unreadable is now an error naming it; a log that
+    is gone (a model moved to another machine) is scored with a warning that says so."""
+    log = _trained_markov(runner, tmp_path)
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(log.read_bytes())
+    cut = ["--data", str(copy), "--split", "temporal"]
+    cut += ["--set", f"split.test_start={1_600_000_000 + 86_400 * 150}", "--json"]
+    log.write_text("this is not,a log\n")
+    res = run(runner, ["evaluate", str(tmp_path / "m"), *cut])
+    assert res.exit_code == 2, res.output
+    assert f"its recorded training log {log} is there but cannot be read" in res.stderr
+    log.unlink()
+    res = run(runner, ["evaluate", str(tmp_path / "m"), *cut])
+    assert res.exit_code == 0, res.output
+    assert f"its recorded training log {log} is not there, so the test part was not " in (
+        " ".join(res.stderr.split())
+    )
+
+
 def test_refit_all_trains_the_saved_model_on_every_event(runner, tmp_path):
     """User u walks x_u -> y_u -> z_u: leave-one-out trains on x_u alone, so only a model
     fitted again on the whole log knows that z_u follows y_u (a deployed model must)."""

@@ -1209,13 +1209,33 @@ def _refuse_training_events(
         return  # the model's own split: its parts are apart by construction
     import warnings
 
-    from warmrec.errors import WarmrecError
+    from warmrec.errors import DataWarning, WarmrecError
 
+    # the events alone are compared: the feature files are not read (one moved away does not
+    # stop the check)
+    events_only = rec.model_copy(
+        update={"data": rec.data.model_copy(update={"items": None, "users": None})}
+    )
     try:
         with warnings.catch_warnings(record=True):  # the record's split warned when trained
-            own = prepare_run(rec, vocab=model.vocab, user_vocab=model.user_vocab)
-    except (WarmrecError, OSError, ValueError):
-        return  # the recorded data cannot be read again (moved, deleted): nothing to compare
+            own = prepare_run(events_only, vocab=model.vocab, user_vocab=model.user_vocab)
+    except (WarmrecError, OSError, ValueError) as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if Path(str(rec.data.path)).exists():
+            # there but unreadable: the check cannot be made, and is not skipped in silence
+            raise ConfigError(
+                f"{where or 'the model'}: cannot check the {part} part for the model's "
+                f"training events: its recorded training log {rec.data.path} is there but "
+                f"cannot be read ({why}); make it readable again (as the model read it)"
+            ) from None
+        warnings.warn(  # moved or deleted (a model taken to another machine): nothing to read
+            f"{where or 'the model'}: its recorded training log {rec.data.path} is not there, "
+            f"so the {part} part was not checked for the model's training events (a part that "
+            "holds them reads too well)",
+            DataWarning,
+            stacklevel=3,
+        )
+        return
     trained = _part_events(own, "train")  # the meta-train users' events under coldstart
     if trained is None:
         return
