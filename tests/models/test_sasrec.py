@@ -9,7 +9,7 @@ import torch
 from tests.conftest import assert_learns_cycle, assert_roundtrip, ranged_sequences, tiny_net
 from warmrec import evaluate, get_model
 from warmrec.data.dataset import Batch
-from warmrec.models.neural import WindowData
+from warmrec.models.neural import WindowData, window_layout
 from warmrec.models.sasrec import SASRec
 
 FAST = tiny_net("sasrec", ffn_dim=32, dropout_all=0.0)
@@ -53,13 +53,41 @@ def test_random_phase_keeps_every_target_once_and_varies_contexts():
     layouts = set()
     for _ in range(6):
         batches = list(wd.batches(3, rng))
-        assert len(batches) <= wd.n_batches(3)
+        assert abs(len(batches) - wd.n_batches(3)) <= 1  # the mean over the phases
         t = torch.cat([b["targets"] for b in batches])
         x = torch.cat([b["items"] for b in batches])
         assert sorted(t[t > 0].tolist()) == want
         assert (t[t > 0] == x[t > 0] + 1).all()
         layouts.add(tuple(sorted(wd.in_ends.tolist())))
     assert len(layouts) > 1
+
+
+@pytest.mark.parametrize(("max_len", "stride"), [(4, None), (4, 2), (8, None), (5, 3), (4, 1)])
+def test_random_phase_batch_count_is_the_mean_over_the_phases(max_len, stride):
+    """``n_batches`` (the learning-rate schedule's length, the progress bar's total) counted one
+    window more for every long sequence, which only some phases give: on sequences one pair
+    longer than ``max_len`` (none get one) it said 19 batches where every epoch had 13, so a
+    cosine schedule ended at 23 % of the base rate instead of 0."""
+    lengths = [3, 12, 20, 5, 10, 9, 17, 2, 30]
+    seqs = ranged_sequences(lengths)
+    wd = WindowData(seqs, max_len=max_len, stride=stride, random_phase=True)
+    s = wd.stride
+    mean = 0.0  # every sequence's window count averaged over its equally likely phases
+    for n in lengths:
+        one = ranged_sequences([n])
+        phases = range(s) if n - 1 > max_len else [0]
+        counts = [len(window_layout(one.offsets, one.lengths, max_len, s, np.array([o]))[0])
+                  for o in phases]  # fmt: skip
+        mean += sum(counts) / len(counts)
+    assert wd.n_batches(4) == -(-round(mean) // 4)
+    assert wd.expected_windows() == pytest.approx(mean, abs=1e-12)
+    plain = WindowData(seqs, max_len=max_len, stride=stride)
+    assert plain.expected_windows() == len(plain) and plain.n_batches(4) == -(-len(plain) // 4)
+    # one pair beyond max_len: no phase adds a window, so the count is exact
+    short = WindowData(ranged_sequences([max_len + 2] * 50), max_len, stride, random_phase=True)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        assert len(list(short.batches(8, rng))) == short.n_batches(8) == -(-100 // 8)
 
 
 def test_window_batches_are_a_shuffled_partition():

@@ -29,6 +29,29 @@ def test_shards_split_the_common_order_evenly() -> None:
     assert ShardedData(_Batches(), 0, 2).n_batches(4) == 3
 
 
+def test_every_worker_gets_as_many_batches_when_an_epoch_has_fewer_than_counted() -> None:
+    """``random_phase`` windows vary in number by epoch, so ``n_batches`` is an estimate: the
+    shards took it as the count and, where an epoch had fewer batches, worker 0 got 7 and
+    worker 1 got 6 (its partner then waits on the 7th gradient all-reduce)."""
+    from tests.conftest import ranged_sequences
+    from warmrec.models.neural import WindowData
+
+    class Fewer(_Batches):
+        def n_batches(self, batch_size: int) -> int:
+            return 9  # an estimate above the 7 this epoch has
+
+    a = list(ShardedData(Fewer(), 0, 2).batches(4, None))
+    b = list(ShardedData(Fewer(), 1, 2).batches(4, None))
+    assert a == [0, 2, 4] and b == [1, 3, 5]
+    seqs = ranged_sequences([11, 12, 13, 14, 15, 16, 17] * 20)
+    for seed in range(5):
+        counts = [
+            len(list(ShardedData(WindowData(seqs, 8, random_phase=True), r, 3).batches(4, rng)))
+            for r, rng in ((r, np.random.default_rng(seed)) for r in range(3))
+        ]
+        assert len(set(counts)) == 1 and counts[0] > 0
+
+
 def _fit_one_and_two_workers(tmp: str) -> tuple[dict, dict]:
     """Both fits in a fresh process with RAY_AUTH_MODE=disabled set before Ray's import: a local
     Ray started and shut down earlier in the same process (auto's actor test, in the same xdist

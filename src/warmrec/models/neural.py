@@ -161,11 +161,27 @@ class WindowData:
             out["before"] = torch.from_numpy(before)
         return out
 
+    def expected_windows(self) -> float:
+        """Windows an epoch has: without ``random_phase`` its fixed count; with it the mean
+        over the phases (the count varies from epoch to epoch). A long sequence with
+        ``r = m - max_len`` pairs beyond its first window gets one window more than with phase
+        0 for the phases ``1 <= o < r mod stride`` (all ``o > 0`` where ``stride`` divides
+        ``r``), one of the ``stride`` equally likely phases each; the others give as many."""
+        pairs = np.clip(np.asarray(self._lengths, dtype=np.int64) - 1, 0, None)
+        pairs = pairs[pairs > 0]
+        n = int((1 + np.maximum(0, -(-(pairs - self.max_len) // self.stride))).sum())
+        if not self.random_phase:
+            return float(n)
+        r = pairs[pairs > self.max_len] - self.max_len
+        t = r % self.stride
+        more = np.where(t == 0, self.stride - 1, np.maximum(t - 1, 0)).sum()
+        return n + float(more) / self.stride
+
     def n_batches(self, batch_size: int) -> int:
-        n = len(self)
-        if self.random_phase:  # at most one extra window per long sequence
-            n += int((self._lengths - 1 > self.max_len).sum())
-        return -(-n // batch_size)
+        """Batches per epoch (the loop's learning-rate schedule and progress bar): exact
+        without ``random_phase``, the mean over the phases with it (an epoch may then have a
+        batch more or fewer)."""
+        return -(-round(self.expected_windows()) // batch_size)
 
     def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[dict[str, Any]]:
         if self.random_phase:

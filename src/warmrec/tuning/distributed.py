@@ -46,7 +46,10 @@ from warmrec.training.loop import epoch_lines
 
 class ShardedData:
     """Every ``world``-th batch of ``inner``'s batch order, from position ``rank``; every worker
-    gets the same number of batches."""
+    gets the same number of batches: the epoch's batches are taken in groups of ``world``, an
+    incomplete last group left out. The count comes from the epoch itself, not from
+    ``n_batches`` (an estimate where it varies by epoch: ``random_phase`` windows): a worker
+    with one batch more would wait for ever on its gradient all-reduce."""
 
     def __init__(self, inner: Any, rank: int, world: int) -> None:
         self.inner, self.rank, self.world = inner, rank, world
@@ -55,12 +58,12 @@ class ShardedData:
         return self.inner.n_batches(batch_size) // self.world
 
     def batches(self, batch_size: int, rng: Any) -> Iterator[Any]:
-        n = self.n_batches(batch_size) * self.world
-        for i, batch in enumerate(self.inner.batches(batch_size, rng)):
-            if i >= n:
-                break
-            if i % self.world == self.rank:
-                yield batch
+        group: list[Any] = []
+        for batch in self.inner.batches(batch_size, rng):
+            group.append(batch)
+            if len(group) == self.world:
+                yield group[self.rank]
+                group = []
 
 
 def average_gradients(net: Any, world: int) -> list[Any]:
