@@ -193,6 +193,63 @@ def test_resume_says_that_it_resumed_and_from_which_epoch(data, tmp_path):
     assert res.resumed_from == 2 and len(res.history) == 3
 
 
+def _schedule_warnings(record) -> list[str]:
+    return [str(w.message) for w in record if "learning-rate schedule" in str(w.message)]
+
+
+def test_resume_with_other_epochs_says_that_the_decay_is_planned_again(data, tmp_path):
+    """A cosine schedule is planned over the run's epochs: resumed with more epochs the rate
+    jumped from 0 (the end of the first plan) to half the base rate, without a word."""
+    import warnings
+
+    train_ds, valid = data
+    kw = dict(batch_size=16, lr=5e-3, seed=7, schedule="cosine")
+    first = train(get_model("sasrec", TINY), train_ds, valid, epochs=2,
+                  checkpoint_dir=str(tmp_path), **kw)  # fmt: skip
+    steps = 2 * -(-200 // 16)  # 2 epochs of 200 windows (100 sessions of 9 pairs, max_len 8)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        res = train(get_model("sasrec", TINY), train_ds, valid, epochs=4,
+                    checkpoint_dir=str(tmp_path), resume=True, **kw)  # fmt: skip
+    (msg,) = _schedule_warnings(rec)
+    assert all(issubclass(w.category, ResumeWarning) for w in rec)
+    assert (
+        f"the learning-rate schedule (cosine decay) was planned over {steps} optimizer steps "
+        f"and is now planned over {2 * steps}: at step {steps + 1} the rate is 50.0% of the "
+        "base rate instead of 0.0%; this run differs from an uninterrupted run of 4 epochs"
+    ) in msg
+    assert first.history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # the first plan's end
+    assert res.resumed_from == 2 and res.history[2]["lr"] > 0
+    # a checkpoint of an older warmrec (no planned steps): planned from its epochs setting
+    state = tmp_path / LATEST / "trainer_state.json"
+    info = json.loads(state.read_text())
+    info.pop("schedule_steps")
+    info["epoch"], info["stopped"] = 2, False
+    state.write_text(json.dumps(info))
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        train(get_model("sasrec", TINY), train_ds, valid, epochs=3,
+              checkpoint_dir=str(tmp_path), resume=True, **kw)  # fmt: skip
+    (msg,) = _schedule_warnings(rec)
+    assert f"was planned over {2 * steps} optimizer steps and is now planned over" in msg
+
+
+def test_resume_with_the_same_plan_or_no_schedule_does_not_warn_about_it(data, tmp_path):
+    import warnings
+
+    train_ds, valid = data
+    for schedule in ("cosine", "none"):
+        kw = dict(batch_size=16, seed=7, schedule=schedule, checkpoint_dir=str(tmp_path / schedule))
+        stop = [lambda epoch, record, model: "pause" if epoch == 1 else None]
+        train(get_model("sasrec", TINY), train_ds, valid, epochs=3, callbacks=stop, **kw)
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            epochs = 3 if schedule == "cosine" else 5  # no decay: other epochs change nothing
+            res = train(get_model("sasrec", TINY), train_ds, valid, epochs=epochs, resume=True,
+                        **kw)  # fmt: skip
+        assert res.resumed_from == 1 and not _schedule_warnings(rec)
+
+
 def test_find_checkpoint_renames_back_the_copy_moved_aside(tmp_path):
     """A kill between atomic_dir's two renames leaves only the previous checkpoint, aside: it
     is renamed back (:func:`warmrec.io.recover_dir`, shared with the model and split readers)."""

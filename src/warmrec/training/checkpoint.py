@@ -20,7 +20,8 @@ pickle (and no ``torch.load``).
 Resuming (:func:`load_checkpoint`) checks that the model name and config and the trainer
 settings that shape the result (:func:`resume_mismatch`: everything but :data:`RESUME_FREE`,
 which are where and how to run: device, threads, logging, checkpointing, and ``epochs`` to
-train longer) are those of the checkpoint, and refuses with a :class:`ConfigError` naming the
+train longer, after which the training loop warns where that replans a learning-rate schedule)
+are those of the checkpoint, and refuses with a :class:`ConfigError` naming the
 keys that differ: a changed ``seed`` or ``lr`` never silently returns the old model.
 """
 
@@ -76,6 +77,11 @@ class RunState:
     bad_evals: int = 0
     stopped: bool = False
     train_seconds: float = 0.0
+    schedule_steps: int | None = None
+    """Optimizer steps the learning-rate schedule was planned over (batches per epoch times
+    epochs); None in a checkpoint of an older warmrec."""
+    saved_epochs: int | None = None
+    """The checkpoint's ``epochs`` setting (None: the default), read by :func:`load_checkpoint`."""
 
 
 def _jsonable(value: Any) -> Any:
@@ -188,6 +194,7 @@ def save_checkpoint(
         "bad_evals": run.bad_evals,
         "stopped": run.stopped,
         "train_seconds": run.train_seconds,
+        "schedule_steps": run.schedule_steps,
         "optimizer": opt_info,
         "scheduler": _jsonable(scheduler.state_dict()) if scheduler is not None else None,
         "numpy_rng": _jsonable(rng.bit_generator.state),
@@ -289,4 +296,6 @@ def load_checkpoint(
         bad_evals=int(info["bad_evals"]),
         stopped=bool(info["stopped"]),
         train_seconds=float(info.get("train_seconds", 0.0)),
+        schedule_steps=None if info.get("schedule_steps") is None else int(info["schedule_steps"]),
+        saved_epochs=(info.get("trainer_config") or {}).get("epochs"),
     )

@@ -15,7 +15,9 @@ Randomness: ``seed`` seeds torch (weight init, dropout, negative sampling) and a
 ``Generator`` passed explicitly to the batch iterators. Same seed, same machine, same thread count
 -> same result. With ``checkpoint_dir`` the full state (weights, optimizer, scheduler, RNG states,
 best weights, history) is written atomically every ``checkpoint_every`` epochs; ``resume=True``
-continues from it and ends exactly where an uninterrupted run would. A callback that returns
+continues from it and ends exactly where an uninterrupted run would (with other ``epochs``, a
+decaying or warming-up learning-rate schedule is planned over the new length from the next step
+on, and a :class:`ResumeWarning` says how the rate changes). A callback that returns
 :data:`PAUSE` ends the fit after that epoch with a checkpoint that is *not* marked finished: the
 same run resumed from it goes on (a scheduler's cheap rungs: ``warmrec auto``); returning True
 stops the run for good.
@@ -507,6 +509,28 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     return 1.0 - progress
 
 
+def replanned_schedule(cfg: TrainerConfig, planned: int, total: int, step: int) -> str | None:
+    """What changes where a run resumed after ``step`` optimizer steps plans its learning-rate
+    schedule over ``total`` steps instead of the checkpoint's ``planned`` (another ``epochs``, or
+    another number of batches per epoch): the rate at the next step under both plans, as shares
+    of the base rate; None where the plans give the same rates from here on (no decay and no
+    warm-up left)."""
+    if planned == total:
+        return None
+    w_old = min(cfg.warmup_steps, planned // WARMUP_SHARE)
+    w_new = min(cfg.warmup_steps, total // WARMUP_SHARE)
+    if cfg.schedule == "none" and step >= max(w_old, w_new):
+        return None
+    before = lr_factor(step, planned, w_old, cfg.schedule)
+    after = lr_factor(step, total, w_new, cfg.schedule)
+    what = f"{cfg.schedule} decay" if cfg.schedule != "none" else "warm-up"
+    return (
+        f"the learning-rate schedule ({what}) was planned over {planned:,} optimizer steps and "
+        f"is now planned over {total:,}: at step {step + 1:,} the rate is {after:.1%} of the "
+        f"base rate instead of {before:.1%}"
+    )
+
+
 def make_scheduler(
     optimizer: torch.optim.Optimizer, cfg: TrainerConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
@@ -725,6 +749,23 @@ def _train(
             ResumeWarning,
             stacklevel=2,
         )
+        if not done:
+            planned = run.schedule_steps
+            if planned is None:  # a checkpoint of an older warmrec: from its epochs setting
+                saved = run.saved_epochs
+                if saved is None:
+                    saved = TrainerConfig().max_epochs(valid_set is not None)
+                planned = n_batches * int(saved)
+            why = replanned_schedule(cfg, planned, n_batches * n_epochs, scheduler.last_epoch)
+            if why:
+                warnings.warn(
+                    f"{cfg.checkpoint_dir}: {why}; this run differs from an uninterrupted run "
+                    f"of {n_epochs} epochs (resume with the checkpoint's epochs to follow the "
+                    "schedule as planned)",
+                    ResumeWarning,
+                    stacklevel=2,
+                )
+    run.schedule_steps = n_batches * n_epochs
     loggers = _Loggers(cfg)
     epochs = tqdm(
         range(run.epoch + 1, n_epochs + 1),
