@@ -334,6 +334,43 @@ def test_same_log_tells_a_touch_from_an_edit(tmp_path):
     assert same_log(before, None)  # not there to compare: nothing to say
 
 
+def test_same_log_sees_a_same_size_edit_in_the_middle_of_a_large_log(tmp_path):
+    """The fingerprint hashed the first and last MiB only: an edit in the middle of a log over
+    2 MiB that kept its size (other item ids of the same length) read as the same log, so a
+    saved model was scored on another split without the "log has changed" warning."""
+    import hashlib
+
+    from warmrec.io import fingerprint, same_log
+
+    f = tmp_path / "log.csv"
+    f.write_bytes(b"user_id,item_id\n" + b"u,i\n" * 1_000_000)  # 4 MB
+    before = fingerprint(f)
+    data = bytearray(f.read_bytes())
+    data[2_000_001:2_000_002] = b"j"  # a line in the middle: u,i -> u,j
+    f.write_bytes(bytes(data))
+    _later(f)  # (a write within the clock's tick may keep the time)
+    assert f.stat().st_size == int(before.split(":")[0])
+    assert not same_log(before, fingerprint(f))
+    small = tmp_path / "small.csv"  # up to 2 MiB the hash is the former sample's (all of it)
+    small.write_bytes(b"user_id,item_id\n" + b"u,i\n" * 1000)
+    assert fingerprint(small).endswith(hashlib.sha256(small.read_bytes()).hexdigest()[:16])
+    # a folder: a line moved from one file to the next keeps the bytes in order
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    (folder / "a.csv").write_bytes(b"1\n2\n")
+    (folder / "b.csv").write_bytes(b"3\n")
+    was = fingerprint(folder)
+    (folder / "a.csv").write_bytes(b"1\n")
+    (folder / "b.csv").write_bytes(b"2\n3\n")
+    _later(folder / "b.csv")
+    assert not same_log(was, fingerprint(folder))
+
+
+def _later(path) -> None:
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+
+
 # --- atomic_dir: the swap itself ------------------------------------------------------------------
 
 KILL_AT_FIRST_RENAME = (

@@ -555,51 +555,51 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         clean_asides(p)
 
 
-SAMPLE_BYTES = 1 << 20  # a fingerprint hashes the first and the last MiB of a file
-SAMPLE_BUDGET = 8 << 20  # at most this much read for a folder's files together
+HASH_CHUNK = 1 << 20  # a fingerprint reads its files in chunks of this size
 
 
 def fingerprint(path: str | Path) -> str | None:
-    """A cheap identity of a log on disk: size and modification time of the file (of a folder:
-    its files' count, total size and latest time), then ``#`` and a SHA-256 of the first and
-    last MiB of the file (of each file of a folder, 8 MiB in all); None where the path is not
-    there (a dataset name). Not a hash of everything: an edit in the middle that keeps the size
-    is not seen. :func:`same_log` compares two."""
+    """An identity of a log on disk: size and modification time of the file (of a folder: its
+    files' count, total size and latest time), then ``#`` and a SHA-256 of the whole content
+    (of a folder: each file's relative name, size and content, in name order); None where the
+    path is not there (a dataset name). :func:`same_log` compares two. Every byte is read, so an
+    edit that keeps the size is seen (12 ms for nowplaying-1m's 14 MB folder, against about
+    1 s to read it as a log); a file's hash is the former head-and-tail sample's where
+    that covered the whole file (up to 2 MiB)."""
     p = Path(path)
     try:
         if p.is_file():
             st = p.stat()
-            return f"{st.st_size}:{st.st_mtime_ns}#{_sample_digest([p])}"
+            return f"{st.st_size}:{st.st_mtime_ns}#{_content_digest(p)}"
         if p.is_dir():
             files = [f for f in sorted(p.rglob("*")) if f.is_file()]
             stats = [f.stat() for f in files]
             size = sum(st.st_size for st in stats)
             latest = max((st.st_mtime_ns for st in stats), default=0)
-            return f"{len(stats)}:{size}:{latest}#{_sample_digest(files)}"
+            return f"{len(stats)}:{size}:{latest}#{_content_digest(p, files)}"
     except OSError:
         return None
     return None
 
 
-def _sample_digest(files: list[Path]) -> str:
-    """SHA-256 of the head and tail of each file: a MiB each, less for a folder of many files
-    (:data:`SAMPLE_BUDGET` in all, at least 4 KiB each)."""
+def _content_digest(path: Path, files: list[Path] | None = None) -> str:
+    """SHA-256 of a file's bytes, or of a folder's ``files`` (relative name, size, bytes each:
+    a line moved from one file to the next is another folder), 16 hex digits."""
     h = hashlib.sha256()
-    n = max(4096, min(SAMPLE_BYTES, SAMPLE_BUDGET // (2 * max(len(files), 1))))
-    for f in files:
+    for f in [path] if files is None else files:
+        if files is not None:
+            h.update(f"{f.relative_to(path).as_posix()}\0{f.stat().st_size}\0".encode())
         with open(f, "rb") as fh:
-            h.update(fh.read(n))
-            size = fh.seek(0, 2)
-            if size > n:
-                fh.seek(max(n, size - n))
-                h.update(fh.read())
+            while chunk := fh.read(HASH_CHUNK):
+                h.update(chunk)
     return h.hexdigest()[:16]
 
 
 def same_log(recorded: str, now: str | None) -> bool:
     """Whether two :func:`fingerprint` values are of the same log: the same sizes and time,
-    or (a file touched or copied: a new time) the same sizes and sampled bytes. A record
-    without sampled bytes (an older model) compares size and time alone."""
+    or (a file touched or copied: a new time) the same sizes and content hash. A record
+    without a hash (an older model) compares size and time alone; one with the former
+    head-and-tail sample of a file over 2 MiB (or of a folder) reads as changed once touched."""
     if now is None or recorded == now:
         return True
     rec_quick, _, rec_sample = recorded.partition("#")
