@@ -208,6 +208,21 @@ def test_a_search_over_a_log_overwritten_under_its_name_does_not_resume(
     assert res.exit_code == 2 and "other settings (data_fingerprint)" in res.output
 
 
+def test_a_search_over_an_edited_feature_file_does_not_resume(tmp_path: Path, space: Path) -> None:
+    """The record's data fingerprint hashed the log's events only: a search run again with an
+    --items file edited under its name resumed, mixing trials trained on the old features."""
+    log = tmp_path / "log.csv"
+    cyclic_log(n_sessions=60, n_items=12, length=6).write_csv(log)
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,genre\n" + "".join(f"{i},g{i % 3}\n" for i in range(1, 13)))
+    args = ("--set", "model.epochs=1", "--pruner", "none", "--items", str(items))
+    assert tune(tmp_path, space, *args, data=str(log)).exit_code == 0
+    assert tune(tmp_path, space, *args, data=str(log)).exit_code == 0  # unchanged: resumes
+    items.write_text("item_id,genre\n" + "".join(f"{i},g{i % 2}\n" for i in range(1, 13)))
+    res = tune(tmp_path, space, *args, data=str(log))
+    assert res.exit_code == 2 and "other settings (data_fingerprint)" in res.output
+
+
 def test_a_start_whose_data_fails_leaves_the_folder_free(tmp_path: Path, space: Path) -> None:
     res = tune(tmp_path, space, "--pruner", "none")  # missing.csv
     assert res.exit_code == 2 and not (tmp_path / "out" / "study.json").exists()

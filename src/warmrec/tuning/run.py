@@ -169,7 +169,7 @@ def _check_folder(out: Path, space: Any, base: Any, backend: str, prepared: Any 
     log's content: a file overwritten under the same name is other data), split, metric or
     under other trainer defaults: resuming adds trials to the search found there. Without
     ``prepared`` (the data not read yet) all but the content is compared, nothing written."""
-    from warmrec.experiments.studies.stored import check_settings, data_fingerprint
+    from warmrec.experiments.studies.stored import check_settings, prepared_fingerprint
     from warmrec.training.defaults import trainer_defaults_key
 
     settings = {
@@ -180,7 +180,7 @@ def _check_folder(out: Path, space: Any, base: Any, backend: str, prepared: Any 
         "trainer_defaults": trainer_defaults_key(),
     }
     if prepared is not None:
-        settings["data_fingerprint"] = data_fingerprint(prepared.frame)
+        settings["data_fingerprint"] = prepared_fingerprint(prepared)
     check_settings(
         out,
         settings,

@@ -29,3 +29,16 @@ def test_the_data_fingerprint_follows_the_rows():
     assert data_fingerprint(a) == data_fingerprint(a.clone())
     assert data_fingerprint(a) != data_fingerprint(a.with_columns(pl.col("item_id") + 1))
     assert data_fingerprint(a) != data_fingerprint(a.head(2))
+
+
+def test_the_data_fingerprint_follows_the_feature_tables():
+    """Studies and searches resumed over an edited item (or user) feature file: the fingerprint
+    hashed the events only, so trials trained on the old features were kept."""
+    a = pl.DataFrame({"user_id": [1, 1, 2], "item_id": [3, 4, 3]})
+    items = pl.DataFrame({"item_id": [3, 4], "genre": [["a"], ["b", "c"]]})
+    assert data_fingerprint(a, None, None) == data_fingerprint(a)  # no features: as before
+    with_items = data_fingerprint(a, items, None)
+    assert with_items != data_fingerprint(a)
+    assert with_items == data_fingerprint(a, items.clone(), None)
+    assert with_items != data_fingerprint(a, items.with_columns(genre=pl.lit(["a"])), None)
+    assert with_items != data_fingerprint(a, None, items.rename({"item_id": "user_id"}))

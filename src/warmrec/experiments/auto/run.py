@@ -201,9 +201,9 @@ def auto(
     work = out / "work"
     prepared = prepare_run(base_spec, data=frame)
     base = prepared.info["spec"]
-    from warmrec.experiments.studies.stored import data_fingerprint
+    from warmrec.experiments.studies.stored import prepared_fingerprint
 
-    fp = data_fingerprint(prepared.frame)  # a log overwritten, or another frame, is other data
+    fp = prepared_fingerprint(prepared)  # a log (or feature file) overwritten, or another frame
     if state is not None and state.get("data_fingerprint", fp) != fp:
         raise ConfigError(
             f"--out {out}: holds an auto run on other data (the log's content differs from "
@@ -303,4 +303,7 @@ def _frame_fingerprint(frame: Any) -> str | bool:
     table = getattr(frame, "interactions", frame)
     if type(table).__module__.split(".")[0] == "pandas":
         table = pl.from_pandas(table)
-    return data_fingerprint(table) if isinstance(table, pl.DataFrame) else True
+    if not isinstance(table, pl.DataFrame):
+        return True
+    features = (getattr(frame, "item_features", None), getattr(frame, "user_features", None))
+    return data_fingerprint(table, *features)

@@ -393,9 +393,9 @@ def run_curve(
                        data=data)  # fmt: skip
     sizes = check_sizes(full, fr, seeds, min_train_sequences)
     from warmrec.evaluation.stats import example_units, per_user_values
-    from warmrec.experiments.studies.stored import data_fingerprint
+    from warmrec.experiments.studies.stored import prepared_fingerprint
 
-    fp = data_fingerprint(full.frame)
+    fp = prepared_fingerprint(full)
     n_users = example_units(full.test)[1]
     ran_spec: RunSpec = full.info["spec"]
     protocol = protocol_text(ran_spec.model_copy(update={"eval": base.eval}))

@@ -24,13 +24,30 @@ from warmrec.io import atomic_write_text
 SETTINGS_FILE = "study.json"
 
 
-def data_fingerprint(frame: pl.DataFrame) -> str:
-    """A short hash of a table's columns, shape and rows (16 hex digits)."""
+def data_fingerprint(frame: pl.DataFrame, *features: pl.DataFrame | None) -> str:
+    """A short hash of a table's columns, shape and rows (16 hex digits), and of the
+    ``features`` tables given (the item and user feature tables read with the log; None where
+    there is none): an edited feature file is other data to a run that trains on features.
+    Without any the hash is the table's alone."""
     h = hashlib.sha256()
-    h.update(",".join(frame.columns).encode())
-    h.update(str(frame.shape).encode())
-    h.update(frame.hash_rows(seed=0).to_numpy().tobytes())
+    for i, table in enumerate((frame, *features)):
+        if table is None:
+            continue
+        if i:
+            h.update(f"|features {i}|".encode())
+        h.update(",".join(table.columns).encode())
+        h.update(str(table.shape).encode())
+        h.update(table.hash_rows(seed=0).to_numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def prepared_fingerprint(prepared: Any) -> str:
+    """:func:`data_fingerprint` of prepared data: its events and feature tables."""
+    return data_fingerprint(
+        prepared.frame,
+        getattr(prepared, "item_features", None),
+        getattr(prepared, "user_features", None),
+    )
 
 
 def check_settings(
