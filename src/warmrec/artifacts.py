@@ -116,7 +116,7 @@ class DataSource(_Record):
     duplicates: str = "keep"
     """``--drop-duplicates``: ``"drop"`` where the exact duplicate events were dropped."""
     fingerprint: str | None = None
-    """The log's size, modification time and sampled bytes when it was read
+    """The log's size, modification time and content hash when it was read
     (:func:`warmrec.io.fingerprint`):
     reading the record's data again warns where they differ (the split may then differ)."""
 
