@@ -24,3 +24,22 @@ def test_the_report_says_whether_new_items_join_the_pick():
     assert new_items_line(no) == (
         "- new items need a refit: model 'gru4rec' cannot take new items without retraining"
     )
+
+
+def test_the_coldstart_scenario_finishes_with_a_pick_and_no_slices(logs, tmp_path):
+    """``--split coldstart`` searched its whole budget, then the final step asked for the
+    cold-start slices (which need a row split) and ended the command there: no leaderboard, no
+    model, and a folder that failed the same way on every resume. It now finishes without
+    slices (every held-out user of the scenario is new by construction)."""
+    import json
+
+    from warmrec.experiments.auto import auto
+
+    res = auto(logs["repeats"], out=tmp_path, budget=6, split="coldstart", families=["pop"],
+               progress=False)  # fmt: skip
+    w = res["winner"]
+    assert w["family"] == "pop" and w["test"]["ndcg@10"] > 0
+    assert w["slices"] == {}
+    assert (tmp_path / "model" / "config.json").is_file()
+    assert "by slice" not in (tmp_path / "report.md").read_text()
+    assert json.loads((tmp_path / "auto_state.json").read_text())["phase"] == "done"

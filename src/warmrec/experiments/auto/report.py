@@ -375,9 +375,15 @@ def new_items_line(w: dict[str, Any]) -> str:
 
 def _slices(res: Any, prepared: Any, label: str) -> dict[str, Any]:
     """The winner's test ``label`` on each cold-start slice, read from its test scoring
-    (:mod:`warmrec.evaluation.slices`): ``{slice: {"n": ..., label: value or None}}``."""
+    (:mod:`warmrec.evaluation.slices`): ``{slice: {"n": ..., label: value or None}}``; none
+    under the coldstart scenario (``--split coldstart``: no row split to read returning and new
+    users and items from, and every held-out user is new by construction), whose refusal had
+    ended the command at the final step, after the whole search, with no leaderboard, no
+    model and a folder that failed the same way on every resume."""
     from warmrec.evaluation.slices import cold_slices, split_result
 
+    if getattr(prepared, "split", None) is None:
+        return {}
     out = {}
     for name, r in split_result(res, cold_slices(prepared)).items():
         v = r.summary.get(label)
