@@ -223,3 +223,22 @@ def test_another_log_does_not_resume_or_read_back_a_folder(logs, tmp_path):
     a.head(a.height - 10).write_csv(log)
     with pytest.raises(ConfigError, match="on other data"):
         auto(log, out=tmp_path / "p", budget=6, families=["pop"], progress=False)
+
+
+def test_a_run_whose_every_trial_failed_says_so_not_give_more_time(logs, tmp_path, monkeypatch):
+    """Every family failing on a log (here: their fit raises) ended with "no model was fitted
+    and scored within the budget ... give more time", which more time would not cure; the
+    error now says that every trial failed, the first error and where the others are."""
+    from warmrec.registry import get_model
+
+    def boom(self, *args, **kwargs):
+        raise RuntimeError("a stand-in failure")
+
+    for fam in ("pop", "markov"):
+        monkeypatch.setattr(type(get_model(fam)), "fit", boom)
+    with pytest.raises(ConfigError) as e:
+        auto(logs["repeats"], out=tmp_path, budget=8, families=["pop", "markov"], progress=False)
+    msg = str(e.value)
+    assert "give more time" not in msg
+    assert "every trial failed" in msg and "RuntimeError: a stand-in failure" in msg
+    assert "trials.csv" in msg and "\n" not in msg

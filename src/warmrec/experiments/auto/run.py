@@ -285,12 +285,27 @@ def auto(
     finally:
         executor.close()
     if summary["winner"] is None:
-        raise ConfigError(
-            f"--budget {budget}: no model was fitted and scored within the budget (starting, "
-            f"reading and describing the log took {state['timings'].get('prepare_s', 0):.1f} "
-            "s); give more time"
-        )
+        raise ConfigError(_no_winner(search, out, budget))
     return summary
+
+
+def _no_winner(search: AutoSearch, out: Path, budget: str | float) -> str:
+    """Why no model was picked: every trial that ran failed (more time would not help: the
+    first error and where the others are), or no step fitted and scored within the budget."""
+    trials = list(search.trials.values())
+    failed = [t for t in trials if t.status == "failed"]
+    if failed and all(t.steps for t in trials):
+        return (
+            f"every trial failed, none was scored ({len(failed)} failed; the first, "
+            f"{failed[0].id}: {failed[0].error}); every error is in {out / 'trials.csv'}"
+        )
+    prepare_s = search.state["timings"].get("prepare_s", 0)
+    return (
+        f"--budget {budget}: no model was fitted and scored within the budget (starting, "
+        f"reading and describing the log took {prepare_s:.1f} s"
+        + (f"; {len(failed)} trials failed, see {out / 'trials.csv'}" if failed else "")
+        + "); give more time"
+    )
 
 
 def _frame_fingerprint(frame: Any) -> str | bool:
