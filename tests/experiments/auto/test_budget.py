@@ -112,3 +112,25 @@ def test_featrank_first_step_is_estimated_from_the_feature_values_it_will_read(l
     other = Trial("pop-001", "pop", "sampled")  # other families: unchanged
     s.trials[other.id] = other
     assert s.first_step_s(other) == 0.0
+
+
+def test_a_failed_step_is_not_the_unit_of_the_cost_priors():
+    """The priors' unit is the quickest one-shot step that fitted and scored: a family that
+    failed at once (0.004 s) had become it, and a network's first step (20 units) was then
+    estimated at the 3 s floor where Pop's 2 s step puts it at 40 s, and started with far too
+    little time left."""
+    import time
+
+    s = AutoSearch.__new__(AutoSearch)
+    pop = Trial("pop-000", "pop", "defaults", status="done", value=0.1, seconds=2.0, eval_s=1.5)
+    markov = Trial("markov-000", "markov", "defaults", status="failed", seconds=0.004, steps=1)
+    cut = Trial("sr-000", "sr", "defaults", status="cut", seconds=0.5, steps=1)
+    sasrec = Trial("sasrec-000", "sasrec", "defaults")
+    s.trials = {t.id: t for t in (pop, markov, cut, sasrec)}
+    s.state = {"exclude_seen": {}, "round": 1}
+    assert s.unit() == pytest.approx(2.0)
+    assert s.estimate(sasrec) == pytest.approx(40.0)
+    s.budget_s, s.n_test, s.n_valid = 600.0, 100, 100
+    s.save = lambda: None
+    s.end = time.time() + 20.0 + s.reserve()  # 20 s of search left: not enough for it
+    assert s.admit({"trial": "sasrec-000", "kind": "fit"}) is False

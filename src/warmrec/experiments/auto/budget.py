@@ -69,8 +69,14 @@ class SearchBudget:
     def unit(self) -> float:
         """The cost priors' unit: the quickest one-shot step measured so far (a fit and a
         validation scoring; the first step of a process also pays for imports, so the
-        quickest, not the first); 1 s before any."""
-        done = [t.seconds for t in self.trials.values() if t.seconds > 0 and not t.network]
+        quickest, not the first); 1 s before any. A failed or cut step is none: a family
+        that failed at once had made the unit 0.02 s, and with it every prior (a network's first
+        step estimated at 3 s where Pop's step took 2 s and the prior is 20 of them)."""
+        done = [
+            t.seconds
+            for t in self.trials.values()
+            if t.seconds > 0 and not t.network and t.status not in ("failed", "cut")
+        ]
         return max(0.02, min(done)) if done else 1.0
 
     def test_cost(self, t: Trial) -> float:
