@@ -242,3 +242,32 @@ def test_a_run_whose_every_trial_failed_says_so_not_give_more_time(logs, tmp_pat
     assert "give more time" not in msg
     assert "every trial failed" in msg and "RuntimeError: a stand-in failure" in msg
     assert "trials.csv" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("failing", ["sessionpop", "markov"])
+def test_a_trial_whose_test_scoring_fails_is_left_out_not_the_end_of_the_run(
+    logs, tmp_path, failing
+):
+    """The final step scores each family's best on test; one of them raising there (the pick,
+    or another family's best) had ended the whole command with its traceback after the search,
+    with no leaderboard or report. Like a model that does not load, it is now left out, said
+    in its leaderboard row, and the next best on validation is the pick."""
+    import warmrec.experiments.spec as spec_mod
+
+    real = spec_mod.evaluate_run
+
+    def evaluate_run(model, eval_set, spec, prepared, *args, **kwargs):
+        if eval_set is prepared.test and model.name == failing:
+            raise RuntimeError("a stand-in failure on test")
+        return real(model, eval_set, spec, prepared, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(spec_mod, "evaluate_run", evaluate_run)
+        res = auto(logs["repeats"], out=tmp_path, budget=8, families=["markov", "sessionpop"],
+                   progress=False)  # fmt: skip
+    other = "markov" if failing == "sessionpop" else "sessionpop"
+    assert res["winner"]["family"] == other  # sessionpop is the better family here
+    assert res["winner"]["test"]["ndcg@10"] > 0
+    rows = [x for x in (tmp_path / "leaderboard.md").read_text().splitlines() if failing in x]
+    assert len(rows) == 1 and "its test scoring failed: RuntimeError: a stand-in" in rows[0]
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "model" / "config.json").is_file()

@@ -131,6 +131,8 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
             bests[fam] = b
     ranked = rank_bests(bests.values())
 
+    final_errors: dict[str, str] = {}  # the final step's, shown in the leaderboard's status
+
     def load(t: Any) -> Any:
         """The trial's saved model, or None (said, and kept in ``t.error``) where it does not
         load: the final step goes on with the others rather than end the whole command."""
@@ -138,15 +140,30 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
             return Recommender.load(s.ctx.work / "models" / t.id)
         except WarmrecError as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            t.error = f"its saved model does not load: {first}"[:300]
+            t.error = final_errors[t.id] = f"its saved model does not load: {first}"[:300]
             s.say(f"{t.id}: {t.error}; left out of the final step")
             return None
 
-    loaded: dict[str, Any] = {}
-    while ranked:  # the pick is the best trial whose model loads
+    def test_score(t: Any, model: Any) -> Any:
+        """``t``'s test scoring, or None (said, and kept in ``t.error``) where it raises: one
+        candidate failing there must not end the command (the search's steps are guarded
+        alike), the others still have their test figures and the report is written."""
+        try:
+            with warnings_quiet():
+                return evaluate_run(model, prepared.test, s.clean_spec(t), prepared)
+        except Exception as e:  # noqa: BLE001 - as a failed step of the search
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            t.error = f"its test scoring failed: {type(e).__name__}: {msg}"[:300]
+            final_errors[t.id] = t.error
+            s.say(f"{t.id}: {t.error}; left out of the final step")
+            return None
+
+    scored: dict[str, Any] = {}
+    while ranked:  # the pick is the best trial whose model loads and scores on test
         model = load(ranked[0])
-        if model is not None:
-            loaded[ranked[0].id] = model
+        res = None if model is None else test_score(ranked[0], model)
+        if res is not None:
+            scored[ranked[0].id] = (model, res)
             break
         ranked.pop(0)
     winner = ranked[0] if ranked else None
@@ -157,12 +174,14 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
     for t in ranked:
         if t is not winner and time.time() + s.test_cost(t) > s.end:
             continue  # no time left for this one: its test column stays empty
-        model = loaded.pop(t.id, None) or load(t)
-        if model is None:
+        if t.id in scored:
+            model, res = scored.pop(t.id)
+        else:
+            model = load(t)
+            res = None if model is None else test_score(t, model)
+        if res is None:
             continue  # its test column stays empty, its error in the report
         spec = s.clean_spec(t)
-        with warnings_quiet():
-            res = evaluate_run(model, prepared.test, spec, prepared)
         t.test = {k: float(v) for k, v in res.summary.items()}
         t.test_ci = _ci(res.per_example[label], res.units)
         if t is winner:
@@ -219,7 +238,7 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
                 "epochs": t.epochs,
                 "seen_items": "excluded" if t.exclude_seen else "kept",
                 "tried": _tried(fam_trials),
-                "status": dropped.get(t.family, "to the end"),
+                "status": final_errors.get(t.id) or dropped.get(t.family, "to the end"),
             }
         )
     scored = {t.family for t in ranked}
