@@ -271,3 +271,17 @@ def test_a_trial_whose_test_scoring_fails_is_left_out_not_the_end_of_the_run(
     rows = [x for x in (tmp_path / "leaderboard.md").read_text().splitlines() if failing in x]
     assert len(rows) == 1 and "its test scoring failed: RuntimeError: a stand-in" in rows[0]
     assert (tmp_path / "report.md").is_file() and (tmp_path / "model" / "config.json").is_file()
+
+
+def test_families_that_all_leave_the_plan_are_refused_at_once(logs, tmp_path):
+    """``--families tfidf,bst`` on a log without item text or features: every named family is
+    left out of the plan, and the search ran nothing, then said "no model was fitted and scored
+    within the budget ... give more time". It is refused before the search, with the reasons."""
+    t0 = time.time()
+    with pytest.raises(ConfigError) as e:
+        auto(logs["repeats"], out=tmp_path, budget=30, families=["tfidf", "bst"], progress=False)
+    msg = str(e.value)
+    assert "none of them fits this log" in msg and "give more time" not in msg
+    assert "tfidf: the log has no item text" in msg and "bst: the log has no item" in msg
+    assert not (tmp_path / "auto_state.json").exists()
+    assert time.time() - t0 < 25

@@ -213,6 +213,12 @@ def auto(
     space_map = find_spaces(spaces)
     if state is None:
         plan = plan_portfolio(profile, families, spaces=space_map, metric=metric)
+        if not plan.families:  # it had searched nothing, then said "give more time"
+            why = "; ".join(f"{f}: {w}" for f, w in plan.left_out.items())
+            raise ConfigError(
+                f"--families {','.join(families or [])}: none of them fits this log ({why}); "
+                "name others, or leave --families out"
+            )
         text_s = settle_text_trials(plan, prepared.train, budget_s - (time.time() - t_start))
         state = {
             "version": STATE_VERSION,
