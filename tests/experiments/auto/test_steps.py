@@ -216,3 +216,38 @@ def test_a_network_stopped_at_the_deadline_is_valued_only_as_the_others_are():
     assert deadline_value(0.3, "catalogue", False, False) is None
     assert deadline_value(0.3, None, True, False) is None
     assert deadline_value(float("nan"), None, False, False) is None
+
+
+def _new_items_log(test_on_new_items: bool):
+    """40 users walking 20 items; the validation target of the first 10 is an item of its own
+    (no training event); the test target is a known item, or one that only the test brings."""
+    import polars as pl
+
+    rows = []
+    for u in range(40):
+        items = [(u + j) % 20 + 1 for j in range(5)]
+        items.append(500 + u if u < 10 else (u + 5) % 20 + 1)  # validation
+        items.append(1000 + u if test_on_new_items else (u + 6) % 20 + 1)  # test
+        rows += [(u, it, float(100 * u + j)) for j, it in enumerate(items)]
+    return pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+
+
+def test_the_catalogue_share_that_weighs_validation_ignores_items_only_test_brings():
+    """``--cold-target-share catalogue`` weighs validation by the catalogue's share of items
+    without a training event; the catalogue (the vocabulary) holds every item of the log, and
+    the 40 items only the test part brought had lifted that share from 1/3 to 5/7: the test
+    part changed the validation figure that chooses. Training and validation alike, the
+    weights (and the profile's share) are now the same whatever the test targets are."""
+    import numpy as np
+
+    from warmrec.experiments.auto import describe_log
+    from warmrec.experiments.auto.steps import cold_weights, resolve_cold_share
+
+    spec = spec_from_config({"split": {"method": "loo"}})
+    known, new = (prepare_run(spec, data=_new_items_log(x)) for x in (False, True))
+    assert len(new.vocab) == len(known.vocab) + 40
+    for prep in (known, new):
+        # 30 items known before the test part (1..20 and the 10 validation-only ones)
+        assert resolve_cold_share(prep, "catalogue") == pytest.approx(10 / 30)
+        assert describe_log(prep).catalogue_cold_share == pytest.approx(10 / 30)
+    np.testing.assert_allclose(cold_weights(new, "catalogue"), cold_weights(known, "catalogue"))

@@ -95,12 +95,45 @@ def target_seen_share(eval_set: Any) -> float:
     return float(eval_set.target_in_history().mean()) if len(eval_set) else 0.0
 
 
-def cold_item_share(train: Any) -> float:
-    """Share of the catalogue (``train``'s vocabulary) without an event in ``train``."""
+def cold_item_share(train: Any, known: Any = None) -> float:
+    """Share of the catalogue (``train``'s vocabulary, or its items where ``known`` is True:
+    :func:`known_items`) without an event in ``train``."""
     import numpy as np
 
-    counts = np.asarray(train.item_counts())
-    return float((counts[1:] == 0).mean()) if len(counts) > 1 else 0.0
+    counts = np.asarray(train.item_counts())[1:]
+    if known is not None:
+        counts = counts[np.asarray(known, dtype=bool)[1:]]
+    return float((counts == 0).mean()) if len(counts) else 0.0
+
+
+def known_items(prepared: Any) -> Any:
+    """A mask over the vocabulary: the items known before the test part -- those with an event
+    in training, validation or history-only rows, or in the item table (a catalogue given as
+    such) -- False for the items that occur only in test events (the padding index counts as
+    known); None without a row split. The vocabulary covers every part, so that held-out
+    items are ranked; counted in the catalogue's share of items without a training event, the
+    items only the test events bring had made the test part steer the choice on validation
+    (``--cold-target-share catalogue``) and the plan."""
+    import numpy as np
+    import polars as pl
+
+    from warmrec.data.schema import ITEM
+
+    sp = getattr(prepared, "split", None)
+    if sp is None or sp.test is None or not sp.test.height:
+        return None
+    seen = [p[ITEM] for p in (sp.train, sp.valid, sp.context) if p is not None and p.height]
+    table = prepared.item_features
+    if table is not None and ITEM in table.columns and table.height:
+        seen.append(table[ITEM].cast(sp.test[ITEM].dtype, strict=False).drop_nulls())
+    only = sp.test[ITEM].unique()
+    if seen:
+        only = only.filter(~only.is_in(pl.concat(seen).unique().implode()))
+    known = np.ones(len(prepared.vocab), dtype=bool)
+    if only.len():
+        known[np.asarray(prepared.vocab.encode(only), dtype=np.int64)] = False
+    known[0] = True
+    return known
 
 
 def cold_targets(train: Any, eval_set: Any) -> Any:
@@ -169,7 +202,7 @@ def describe_log(prepared: Any) -> LogProfile:
         integer_item_ids=(
             not prepared.train.vocab.is_str and prepared.train.vocab.ids.dtype.is_integer()
         ),
-        catalogue_cold_share=cold_item_share(prepared.train),
+        catalogue_cold_share=cold_item_share(prepared.train, known_items(prepared)),
         valid_target_cold_share=target_cold_share(prepared.train, prepared.valid),
     )
 

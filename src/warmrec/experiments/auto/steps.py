@@ -98,12 +98,13 @@ class StepContext:
 
 def resolve_cold_share(prepared: Any, share: float | str) -> float:
     """``share``, or for ``"catalogue"`` the share of the catalogue's items without an event in
-    ``prepared.train``."""
+    ``prepared.train`` (the items that only test events bring are not counted:
+    :func:`~warmrec.experiments.auto.profile.known_items`)."""
     if share != "catalogue":
         return float(share)
-    from warmrec.experiments.auto.profile import cold_item_share
+    from warmrec.experiments.auto.profile import cold_item_share, known_items
 
-    return cold_item_share(prepared.train)
+    return cold_item_share(prepared.train, known_items(prepared))
 
 
 def cold_weights(prepared: Any, share: float | str) -> Any:
