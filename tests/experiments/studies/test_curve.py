@@ -177,6 +177,23 @@ def test_arms_and_ratio_interval():
     assert r == lo == hi == pytest.approx(2.0)
 
 
+def test_a_labelled_scratch_arm_is_the_ratios_baseline(target, tmp_path):
+    """``LABEL=scratch`` is a scratch arm under another name; the ratio column looked for an
+    arm named "scratch" and stayed empty on every row. Two labelled scratch arms of a
+    deterministic model: the second is the first's exactly, ratio 1 with a [1, 1] interval."""
+    res = run_curve(base_spec(target), ["base=scratch", "again=scratch"], fractions=(0.5, 1.0),
+                    seeds=(0,), out_dir=tmp_path, n_boot=50)  # fmt: skip
+    rows = res.summary.sort("arm", "fraction").to_dicts()
+    assert [(r["arm"], r["fraction"]) for r in rows] == [
+        ("again", 0.5), ("again", 1.0), ("base", 0.5), ("base", 1.0)
+    ]  # fmt: skip
+    for r in rows:
+        assert r["ratio"] == pytest.approx(1.0), r
+        if r["arm"] == "again":
+            assert r["ratio_lo"] == pytest.approx(1.0) and r["ratio_hi"] == pytest.approx(1.0)
+    assert "| 1.0000 [1.0000, 1.0000] |" in (tmp_path / "results.md").read_text()
+
+
 def test_cli_study_curve_runs_and_resumes(target, tmp_path):
     out = tmp_path / "cli"
     args = ["study", "curve", "--data", str(target), "--split", "loo", "--model", "markov",

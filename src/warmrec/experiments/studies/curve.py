@@ -455,7 +455,10 @@ def run_curve(
         atomic_write_text(path, json.dumps(rec))
         records.append(rec)
         computed.append(run.key)
-    summary = summarize(records, metrics, primary, n_boot=n_boot)
+    # the ratio's baseline is the scratch arm by its name: one labelled ``LABEL=scratch`` had
+    # no row named "scratch" to be divided by, and every ratio of the table was empty
+    baseline = next((a.name for a in arm_list if a.is_scratch), SCRATCH)
+    summary = summarize(records, metrics, primary, baseline=baseline, n_boot=n_boot)
     table = display_table(summary, metrics)
     info = {
         "protocol": protocol,
