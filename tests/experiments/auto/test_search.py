@@ -110,6 +110,35 @@ def test_the_hybrid_is_formed_again_when_its_network_trained_on():
     ]
 
 
+def test_a_hybrid_or_fresh_step_that_a_kill_interrupted_is_formed_again_on_resume():
+    """A kill inside a formed model's step (after round 0) left it pending in the state; the
+    resumed run saw its members unchanged (the pair, or Fresh's base, already recorded) and
+    never formed it again: the hybrid was lost from that run. It is now run again."""
+    from warmrec.experiments.auto.plan import FRESH
+
+    search, formed = _hybrid_search({"vsknn-000": (0.30, "done"), "sasrec-000": (0.35, "paused")})
+    search.hybrid(1)
+    assert formed == [["vsknn-000", "sasrec-000"]]
+    # the kill: the step was running, and the resumed run set it back to pending
+    search.trials["hybrid-000"].status = "pending"
+    search.hybrid(2)
+    assert formed == [["vsknn-000", "sasrec-000"]] * 2
+    assert search.trials["hybrid-000"].status == "done"
+    assert [t for t in search.trials if t.startswith("hybrid")] == ["hybrid-000"]
+    search.hybrid(3)  # formed: not again
+    assert len(formed) == 2
+    # Fresh over the best model: the same
+    search.state.update(families=[FRESH], fresh_base=["hybrid-000"], fresh_value=0.40)
+    search.ctx = type("Ctx", (), {"cold_share": None})()
+    own = Trial(id="fresh-000", family=FRESH, origin="defaults", model={"base": "tfidf"})
+    over = Trial(id="fresh-over-000", family=FRESH, origin="fresh over hybrid-000",
+                 members=["hybrid-000"], status="pending")  # fmt: skip
+    search.trials["hybrid-000"].value, search.trials["hybrid-000"].kept = 0.40, True
+    search.trials.update({own.id: own, over.id: over})
+    search.fresh_over(3)
+    assert formed[-1] == ["hybrid-000"] and over.status == "done"
+
+
 def test_the_hybrid_pairs_the_best_network_with_the_best_knn_or_featrank():
     # FeatRank (item text, catalogue order, shared tags) is a partner as the session kNNs are:
     # the better of them on validation is paired with the best network; a rule model is not

@@ -484,9 +484,15 @@ class AutoSearch(SearchBudget, FamilySampler):
             return
         pair = [partner.id, net.id]
         values = [partner.value, net.value]
+        both = partner.exclude_seen != net.exclude_seen  # scored both ways where they differ
         if pair == self.state.get("hybrid_pair") and values == self.state.get(
             "hybrid_values", values
         ):
+            # formed already, unless a kill interrupted its step: the resumed run had it
+            # pending, never to run again (the pair unchanged), and lost the hybrid
+            again = self.interrupted(HYBRID, pair)
+            if again is not None:
+                self.form(again, "hybrid_pair", "hybrid_values", both)
             return
         n = len(self.of(HYBRID))
         ex = partner.exclude_seen if partner.exclude_seen == net.exclude_seen else False
@@ -510,13 +516,31 @@ class AutoSearch(SearchBudget, FamilySampler):
         self.trials[t.id] = t
         self.state["hybrid_pair"] = pair
         self.state["hybrid_values"] = values
+        self.form(t, "hybrid_pair", "hybrid_values", both)
+
+    def interrupted(self, family: str, members: list[str]) -> Trial | None:
+        """The formed trial of ``family`` over ``members`` whose step a kill interrupted (the
+        resumed run set it back to pending), if any."""
+        return next(
+            (
+                t
+                for t in self.of(family)
+                if t.members == members and t.status == "pending" and t.value is None
+            ),
+            None,
+        )
+
+    def form(self, t: Trial, pair_key: str, value_key: str, eval_both: bool | None = None) -> None:
+        """Run the step of the formed trial ``t``; where it is not admitted (no time), forget
+        it and the members it was formed from (``state[pair_key]``, ``state[value_key]``)."""
         step = self.step_of(t, math.inf)
-        step["eval_both"] = partner.exclude_seen != net.exclude_seen
+        if eval_both is not None:
+            step["eval_both"] = eval_both
         for s, res in self.executor.run([step], self.admit):
             self.absorb(s, res)
         if t.status == "pending":  # no time: forget it
             del self.trials[t.id]
-            self.state["hybrid_pair"] = self.state["hybrid_values"] = None
+            self.state[pair_key] = self.state[value_key] = None
 
     def fresh_over(self, r: int) -> None:
         """Fresh over the best model so far (where the plan has Fresh: validation targets on
@@ -538,6 +562,9 @@ class AutoSearch(SearchBudget, FamilySampler):
             return
         before = self.state.get("fresh_value")
         if before is not None and base.value <= before:  # a tie or worse: nothing new to wrap
+            again = self.interrupted(FRESH, [base.id])  # unless a kill interrupted its step
+            if again is not None:
+                self.form(again, "fresh_base", "fresh_value")
             return
         model = {k: v for k, v in own.model.items() if k != "cold_target_share"}
         if self.ctx.cold_share is not None:  # its weights chosen as the search chooses
@@ -556,11 +583,7 @@ class AutoSearch(SearchBudget, FamilySampler):
         )
         self.trials[t.id] = t
         self.state["fresh_base"], self.state["fresh_value"] = [base.id], base.value
-        for s, res in self.executor.run([self.step_of(t, math.inf)], self.admit):
-            self.absorb(s, res)
-        if t.status == "pending":  # no time: forget it
-            del self.trials[t.id]
-            self.state["fresh_base"] = self.state["fresh_value"] = None
+        self.form(t, "fresh_base", "fresh_value")
 
     def run(self) -> None:
         """Rounds until the search deadline or until nothing is left to try."""
