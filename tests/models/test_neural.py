@@ -209,3 +209,74 @@ def test_seen_loss_unchanged_where_every_sequence_fits_its_window(name, cyclic_s
         history, value = model.seen_for_loss(batch["items"], keep, batch.get("before"))
         assert torch.equal(history, SeenItemBias.prefix_histories(batch["items"])[keep])
         assert value is model.net.seen.value
+
+
+def _expected_targets(data, index: np.ndarray, items: np.ndarray, offsets: np.ndarray, n: int):
+    """Brute force, window by window in row-major order: each counted target's item and the set
+    scoring offsets for its history (the last ``n`` items of its sequence before it)."""
+    out = []
+    for w in index.tolist():
+        e, k = int(data.in_ends[w]), int(data.n_targets[w])
+        first = int(offsets[np.searchsorted(offsets, data.starts[w], side="right") - 1])
+        for p in range(e - k + 1, e + 1):  # flat positions of the window's counted targets
+            out.append((int(items[p]), set(items[max(first, p - n) : p].tolist()) - {0}))
+    return out
+
+
+@pytest.mark.parametrize("trial", range(8))
+@pytest.mark.parametrize(("name", "extra"), WINDOW_MODELS, ids=[n for n, _ in WINDOW_MODELS])
+def test_training_seen_sets_match_a_brute_force_over_random_windows(name, extra, trial):
+    """Random sequences with repeats, random ``max_len``, ``window_stride`` (overlapping windows
+    included), ``seen_len`` and ``random_phase``: over every batch of a few epochs, each
+    target the loss gets has the seen set of a direct computation on its sequence, and every
+    target of the sequences is trained once an epoch."""
+    import torch
+
+    rng = np.random.default_rng(100 + trial)
+    lengths = rng.integers(1, 30, size=7)
+    rows = [(s, int(rng.integers(1, 9)), float(t)) for s, m in enumerate(lengths) for t in range(m)]
+    df = pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+    train = SequenceDataset.from_frame(df, ItemVocab.from_ids(df["item_id"]))
+    max_len = int(rng.integers(2, 9))
+    stride = int(rng.integers(1, max_len)) if trial % 2 else 0  # odd: overlapping windows
+    seen_len = int(rng.integers(1, 3 * max_len + 2))
+    random_phase = trial % 4 >= 2
+    cfg = {
+        **model_class(name).test_config,
+        **extra,
+        "max_len": max_len,
+        "window_stride": stride,
+        "seen_len": seen_len,
+        "random_phase": random_phase,
+    }
+    model = get_model(name, cfg)
+    torch.manual_seed(0)
+    model.setup_training(train)
+    got: list = []
+
+    def loss(hidden, targets, weight, bias, seen=None):
+        history, _ = seen
+        assert history.shape[1] <= seen_len
+        got.extend(
+            (y, set(row) - {0}) for y, row in zip(targets.tolist(), history.tolist(), strict=True)
+        )
+        return hidden.sum() * 0.0
+
+    model.loss_fn = loss
+    data = model.training_data(train)
+    seqs = train.sequences
+    items, offsets = np.asarray(seqs.items), np.asarray(seqs.offsets)
+    n_pairs = int(np.clip(seqs.lengths - 1, 0, None).sum())
+    layout_rng = np.random.default_rng(trial)
+    for _epoch in range(3):
+        if random_phase:
+            data.relayout(layout_rng)
+        order = layout_rng.permutation(len(data))
+        want = []
+        got.clear()
+        for lo in range(0, len(order), 3):
+            index = order[lo : lo + 3]
+            model.training_step(data.batch(index))
+            want += _expected_targets(data, index, items, offsets, seen_len)
+        assert len(want) == n_pairs
+        assert got == want, (max_len, stride, seen_len, random_phase)
