@@ -156,6 +156,27 @@ def test_a_data_file_changed_under_its_name_runs_every_step_again(tmp_path, log_
     assert res.ran == ["eda", "markov", "flaky", "pop"]
 
 
+def test_data_fingerprints_of_an_older_warmrec_or_a_touched_file_resume_every_step(
+    tmp_path, log_path
+):
+    """The same log under a record of the former head-and-tail hash (same size and time), or
+    touched (same bytes, a new time): nothing runs again. Compared exactly, the whole-file hash
+    of a warmrec upgrade re-ran every finished step of a recipe over an unchanged log."""
+    import os
+
+    FAIL["on"] = False
+    out = tmp_path / "out"
+    run_recipe(Toy(), out, data={"log": str(log_path)})
+    state = json.loads((out / "state.json").read_text())
+    quick, _, digest = state["data_fingerprints"]["log"].partition("#")
+    state["data_fingerprints"]["log"] = f"{quick}#{'0' * len(digest)}"  # the former sample
+    (out / "state.json").write_text(json.dumps(state))
+    assert run_recipe(Toy(), out, data={"log": str(log_path)}).ran == []
+    st = log_path.stat()
+    os.utime(log_path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: same bytes
+    assert run_recipe(Toy(), out, data={"log": str(log_path)}).ran == []
+
+
 def test_transfer_steps_made_under_the_older_trainer_resolution_run_again(log_path):
     # transfer once trained with the loop's defaults instead of the model's trainer: a step that
     # transfers must not match a fingerprint recorded before (its settings alone), other steps do

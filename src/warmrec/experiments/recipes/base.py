@@ -528,6 +528,22 @@ def read_state(out: Path, recipe: str) -> dict[str, Any]:
     return state
 
 
+def data_changed(recorded: Mapping[str, Any], now: Mapping[str, str | None]) -> bool:
+    """Whether the data inputs differ from those a state recorded: another set of inputs, or
+    one whose log is not the same (:func:`~warmrec.io.same_log`: a file touched but not
+    changed is the same, and so is a record of an older warmrec's hash where size and time
+    are unchanged)."""
+    from warmrec.io import same_log
+
+    if set(recorded) != set(now):
+        return True
+    for k, fp in now.items():
+        rec = recorded[k]
+        if rec != fp and (rec is None or fp is None or not same_log(rec, fp)):
+            return True
+    return False
+
+
 def write_state(out: Path, state: Mapping[str, Any]) -> None:
     from warmrec.io import atomic_write_text
 
@@ -573,7 +589,7 @@ def run_recipe(
 
     data_fp = {k: fingerprint(v) for k, v in sorted(paths.items())}
     # a data file changed under its name: every step runs again
-    changed = state.get("data_fingerprints", data_fp) != data_fp
+    changed = data_changed(state.get("data_fingerprints", data_fp), data_fp)
     state.update(quick=quick, data=paths, data_fingerprints=data_fp)
     done = state["steps"]
     ctx = Context(out.resolve(), dict(paths), quick, progress=progress)
