@@ -494,3 +494,19 @@ def test_training_again_over_a_symlinked_output(mapped_log, monkeypatch):
     assert Recommender.load(link).name == "pop"
     assert (mapped_log / "real_m" / "config.json").read_bytes() == before
     assert sorted(p.name for p in mapped_log.iterdir()) == ["link_m", "log.csv", "real_m"]
+
+
+def test_a_bce_model_saved_with_in_batch_true_still_loads(train_ds, tmp_path):
+    """``in_batch = true`` with ``loss = "bce"`` is refused for new configs (it was ignored),
+    but a model an earlier warmrec trained and saved with it loads, as the model it was
+    (in_batch false), scoring the same: refused, evaluate/predict/serve of it failed."""
+    model = get_model("sasrec", {**TINY, "loss": "bce"}).fit(train_ds, epochs=1, batch_size=16)
+    d = model.save(tmp_path / "m")
+    cfg_path = d / "config.json"
+    raw = json.loads(cfg_path.read_text())
+    raw["config"]["in_batch"] = True  # as the earlier warmrec saved it
+    cfg_path.write_text(json.dumps(raw))
+    loaded = Recommender.load(d)
+    assert loaded.config.loss == "bce" and loaded.config.in_batch is False
+    batch = [[1, 2, 3], [4, 5]]
+    assert loaded.recommend(batch, k=5) == model.recommend(batch, k=5)

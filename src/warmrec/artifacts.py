@@ -703,6 +703,24 @@ def read_vocab(path: str | Path, record: VocabRecord | None, *, required: bool) 
     return vocab
 
 
+def _saved_config(config: Any) -> Any:
+    """A saved model's config as it trained: ``in_batch = true`` with loss ``"bce"`` /
+    ``"gbce"`` (refused for new configs since it was ignored: those losses use the sampled
+    negatives alone) becomes false, in nested member configs too, so that a model an earlier
+    warmrec saved with it still loads, unchanged."""
+    from warmrec.models.settings import IN_BATCH_LOSSES
+
+    if isinstance(config, Mapping):
+        out = {k: _saved_config(v) for k, v in config.items()}
+        loss = out.get("loss")
+        if out.get("in_batch") is True and isinstance(loss, str):
+            out["in_batch"] = loss.lower() in IN_BATCH_LOSSES  # what check_in_batch refuses
+        return out
+    if isinstance(config, list):
+        return [_saved_config(v) for v in config]
+    return config
+
+
 def build_model(art: Artifact) -> Any:
     """An unfitted model of the directory's class and config (errors name ``config.json``)."""
     from warmrec.registry import model_class
@@ -713,7 +731,7 @@ def build_model(art: Artifact) -> Any:
     except ModelError as e:
         raise ModelError(f"{cfg_path}: {e}") from None
     try:
-        model = klass(art.info.config)
+        model = klass(_saved_config(art.info.config))
     except (WarmrecError, TypeError, ValueError) as e:
         raise ModelError(
             f"{cfg_path}: invalid '{art.info.model}' config: {_first_line(e)}"
