@@ -214,3 +214,45 @@ def test_a_stream_samples_meta_batches_and_stops_after_total():
     assert full.n_batches(4) == 3
     firsts = [task.hist.items[0, -1].item() for b in full.batches(4, rng) for task in b]
     assert len(firsts) == 10
+
+
+def test_query_batch_with_context_trains_the_seen_bias_on_the_scoring_seen_sets():
+    """A long task in windows of 4: with the model's ``seen_context`` its query targets get the
+    last ``seen_len`` items of the sequence as seen set (as scoring), not the window's prefix;
+    without it (the default) the batch is as before."""
+    import torch
+
+    from warmrec import get_model
+    from warmrec.registry import model_class
+
+    n = 13
+    df = pl.DataFrame(
+        {
+            "user_id": [1] * n,
+            "item_id": list(range(1, n + 1)),
+            "timestamp": [float(t) for t in range(n)],
+        }
+    )
+    ds = SequenceDataset.from_frame(df)
+    assert ds.sequences.items.tolist() == list(range(1, n + 1))
+    tasks = make_tasks(ds, by="sequence", n_support=3)
+    cfg = {**model_class("sasrec").test_config, "max_len": 4, "seen_len": 20}
+    model = get_model("sasrec", cfg)
+    torch.manual_seed(0)
+    model.setup_training(ds)
+    got: dict[int, set[int]] = {}
+
+    def loss(hidden, targets, weight, bias, seen=None):
+        for y, row in zip(targets.tolist(), seen[0].tolist(), strict=True):
+            got[y] = set(row) - {0}
+        return hidden.sum() * 0.0
+
+    model.loss_fn = loss
+    batch = tasks.query_batch(0, 4, context=model.seen_context)
+    model.training_step(batch)
+    assert sorted(got) == list(range(4, n + 1))  # the query: items 4..13
+    assert all(seen == set(range(1, y)) for y, seen in got.items()), got
+    plain = tasks.query_batch(0, 4)
+    assert "before" not in plain
+    assert torch.equal(plain["targets"], batch["targets"])
+    assert torch.equal(plain["items"], batch["items"])

@@ -142,22 +142,22 @@ class TaskSet:
             ds.user_features,
         )
 
-    def query_batch(self, t: int, max_len: int) -> dict[str, Any]:
+    def query_batch(self, t: int, max_len: int, context: int = 0) -> dict[str, Any]:
         """All query targets of task ``t`` as windows ``{"items", "targets"}`` ``[n, max_len]``;
-        support events appear only as inputs (target 0 = not counted)."""
-        seqs, context = self.query(t)
-        data = WindowData(seqs, max_len)
+        support events appear only as inputs (target 0 = not counted). ``context``: also up to
+        that many items before each window (``"before"``, see
+        :class:`~warmrec.models.neural.WindowData`; a model's ``seen_context``, so that its
+        seen-item bias trains on the seen sets scoring uses)."""
+        seqs, context_len = self.query(t)
+        data = WindowData(seqs, max_len, context=context)
         index = np.arange(len(data))
-        inputs, targets = data.window(index)
+        batch: dict[str, Any] = data.batch(index)
+        targets = batch["targets"].numpy()  # shares the batch's tensor: masked in place
         # flat position of the target in column c of window w: in_end[w] - max_len + 1 + c
         pos = data.in_ends[index][:, None] - max_len + 1 + np.arange(max_len)[None, :]
         seq = seqs.sequence_of(data.starts[index])
-        first_query = (seqs.offsets[:-1] + context)[seq]
+        first_query = (seqs.offsets[:-1] + context_len)[seq]
         targets[pos < first_query[:, None]] = 0
-        batch: dict[str, Any] = {
-            "items": torch.from_numpy(inputs),
-            "targets": torch.from_numpy(targets),
-        }
         if self.dataset.users is not None:
             users = self.dataset.users[self.sequences(t)]
             n_sup = self._cuts(t)[1]
