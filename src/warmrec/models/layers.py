@@ -178,10 +178,13 @@ class SeenItemBias(nn.Module):
         items of the history."""
         full = items if before is None else torch.cat([before.to(items.dtype), items], dim=1)
         extra = full.shape[1] - items.shape[1]
+        h = min(int(seen_len), full.shape[1])
+        # a view of every position's last h columns (0 past the start), then one gather of the
+        # kept rows: 3 ms for 128 windows of 50 with 199 items before, against 10-15 ms for an
+        # [N, h] index matrix (one CPU thread)
+        windows = F.pad(full, (h - 1, 0)).unfold(1, h, 1)  # [B, C + L, h], oldest first
         b, t = keep.nonzero(as_tuple=True)
-        back = torch.arange(min(int(seen_len), full.shape[1]), device=items.device)
-        idx = (t + extra)[:, None] - back  # [N, H] columns of ``full``
-        return torch.where(idx >= 0, full[b[:, None], idx.clamp_min(0)], 0)
+        return windows[b, t + extra].flip(1)
 
     def add_(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """Add the offset in place to ``logits[B, n_items]`` (no autograd) at ``history[B, H]``."""
