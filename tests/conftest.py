@@ -75,6 +75,34 @@ def cyclic_split() -> tuple[SequenceDataset, EvalSet]:
     return split_cyclic()
 
 
+def growing_catalogue_log(k_new: int = 0, n_users: int = 40) -> pl.DataFrame:
+    """A user log over a time split at ``valid_start=100``, ``test_start=150``: each user walks
+    the cycle of items 1-10 in training (8 events, t < 100); in validation (2 events) the odd
+    users move to items 11-14, new then (no training event: cold), the even ones go on with
+    the cycle; in test (2 events) every user walks items 1-14. ``k_new`` more test events, on
+    items 1000, 1001, ... each, bring items that only the test part holds; the training and
+    validation parts do not depend on ``k_new``."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(n_users):
+        cur = int(rng.integers(1, 11))
+        for s in range(12):
+            if s < 8:
+                item, t = cur % 10 + 1, 10.0 * s
+            elif s < 10:
+                item, t = (10 + (u + s) % 4 + 1) if u % 2 else cur % 10 + 1, 100.0 + s
+            else:
+                item, t = cur % 14 + 1, 150.0 + s
+            rows.append((u, item, t))
+            cur = item
+    rows += [(j % n_users, 1000 + j, 200.0 + j) for j in range(k_new)]
+    return pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+
+
+GROWING_SPLIT = {"test_start": 150.0, "valid_start": 100.0, "drop_unseen": False}
+"""The ``temporal`` split options of :func:`growing_catalogue_log`."""
+
+
 def session_frame(rows: list[tuple[str, str, float]]) -> pl.DataFrame:
     """A log from ``(session_id, item_id, timestamp)`` rows."""
     df = pl.DataFrame(rows, schema=["session_id", "item_id", "timestamp"], orient="row")

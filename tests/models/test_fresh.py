@@ -8,9 +8,10 @@ import polars as pl
 import pytest
 import torch
 
-from tests.conftest import split_cyclic
+from tests.conftest import GROWING_SPLIT, growing_catalogue_log, split_cyclic
 from warmrec import evaluate, get_model
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
+from warmrec.data.prepared import prepare
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ConfigError, ModelError
 from warmrec.models.base import Recommender
@@ -18,6 +19,7 @@ from warmrec.models.fresh import (
     Fresh,
     centred_text,
     cold_share,
+    known_mask,
     numeric_ids,
     order_prior,
     text_term,
@@ -179,17 +181,18 @@ def test_cold_targets_weighed_by_cold_target_share():
     3/4 without. Weighed as they come (or by the catalogue's cold share, 2 of 6 items) a = 0 wins;
     with the cold targets at 0.6, a = 3 does (0.6 against 0.4)."""
     train, vocab = _catalogue()
+    train.item_features = pl.DataFrame({"item_id": [1, 2, 3, 4, 5, 6]})  # 5: a catalogue item
     i = {k: int(vocab.lookup([k])[0]) for k in range(1, 7)}
     row = [0.0] * 7
     for item, s in zip(range(1, 7), ROW[1:]):
         row[i[item]] = s
     valid = _eval_set([[i[2]], [i[3]], [i[4]], [i[2]]], [i[1], i[1], i[1], i[6]], 7)
 
-    def pick(share):
+    def pick(share, data=train):
         return Fresh.from_base(
             _Fixed(vocab, row), cold_grid=[0.0, 3.0], affinity_grid=[0.0],
             select_metric="hr@1", cold_target_share=share,
-        ).fit(train, valid)  # fmt: skip
+        ).fit(data, valid)  # fmt: skip
 
     assert pick(None).weights_[0] == 0.0
     assert pick("catalogue").weights_[0] == 0.0
@@ -199,6 +202,12 @@ def test_cold_targets_weighed_by_cold_target_share():
     assert curve == {0.0: pytest.approx(0.4), 3.0: pytest.approx(0.6)}
     cat = {r["cold_weight"]: r["hr@1"] for r in pick("catalogue").meta.history}
     assert cat == {0.0: pytest.approx(2 / 3), 3.0: pytest.approx(1 / 3)}
+    # without the item table, item 5 (in the vocabulary, no event in training or validation)
+    # is not a known item: the catalogue's cold share is 1/5 (item 6), not 2/6; no item is
+    # ranked on validation but the known ones (1-4, 6), so with a = 3 item 6 is first
+    untabled = SequenceDataset.from_frame(train.frame, vocab)
+    cat = {r["cold_weight"]: r["hr@1"] for r in pick("catalogue", untabled).meta.history}
+    assert cat == {0.0: pytest.approx(4 / 5), 3.0: pytest.approx(1 / 5)}
     with pytest.raises(ConfigError, match="cold_target_share: expected a share in"):
         pick(1.5)
 
@@ -302,3 +311,58 @@ def test_repeat_term_with_seen_items_excluded_on_validation():
     ).fit(train, valid)
     assert len(f.meta.history) == 5  # the seen grid's five points, all scored
     assert evaluate(f, valid, ["hr@1"], exclude_seen=True).summary["hr@1"] == 1.0
+
+
+def test_known_mask_holds_training_validation_and_item_table_items():
+    """Items 1-4 have training events, 6 is a validation target, 2 and 5 in validation
+    histories; with no item table, an item of the vocabulary in none of them (7) is unknown;
+    the item table makes it known (a catalogue item without events)."""
+    vocab = ItemVocab.from_ids([1, 2, 3, 4, 5, 6, 7])
+    df = pl.DataFrame({"session_id": [0, 0, 1], "item_id": [1, 2, 3], "timestamp": [1.0, 2, 3]})
+    train = SequenceDataset.from_frame(df, vocab)
+    i = {k: int(vocab.lookup([k])[0]) for k in range(1, 8)}
+    valid = _eval_set([[i[2], i[5]]], [i[6]], 8)
+    got = known_mask(train, valid)
+    assert [vocab.decode([j])[0] for j in np.flatnonzero(got.numpy())] == [1, 2, 3, 5, 6]
+    assert not got[0]  # padding
+    train.item_features = pl.DataFrame({"item_id": [7, 99]})  # 99: not in the vocabulary
+    assert bool(known_mask(train, valid)[i[7]])
+    assert known_mask(train).sum() == 4  # 1, 2, 3 from training, 7 from the table
+
+
+@pytest.mark.parametrize("share", [None, "catalogue"])
+def test_items_only_the_test_part_brings_do_not_change_the_validation_choice(share):
+    """Two logs with the same training and validation parts; the second's test part brings 30
+    items no other part (nor an item table) holds, so they are in its vocabulary with no
+    training event: cold. They were counted in the catalogue's cold share (4/14 -> 34/44) and
+    ranked, with the cold bonus, among the validation candidates, so the test part changed the
+    validation curve and the weights chosen ((-1, 8) -> (-2, 0) here). Now they are left out of
+    both; a new item that the item table lists (a catalogue item) is counted."""
+
+    def fitted(k_new, items=None):
+        prep = prepare(
+            growing_catalogue_log(k_new), split="temporal", split_options=GROWING_SPLIT,
+            item_features=items,
+        )  # fmt: skip
+        assert len(prep.vocab) - 1 == 14 + k_new
+        cfg = {"base": "markov", "cold_target_share": share, "select_metric": "ndcg@10"}
+        return get_model("fresh", cfg).fit(prep.train, prep.valid), prep
+
+    (f0, _), (f30, p30) = fitted(0), fitted(30)
+    assert f30.meta.history == f0.meta.history
+    assert f30.weights_ == f0.weights_ == (-1.0, 8.0, 0.0, 0.0, 0.0)
+    # at scoring time the new items are cold items of the catalogue, as in deployment
+    assert int(f30.cold.sum()) == 4 + 30
+    if share == "catalogue":
+        # the cold validation targets weigh 4/14 (items 11-14 of the 14 known); where the item
+        # table lists two of the new items (catalogue items, known before their events) 6/16
+        table = pl.DataFrame({"item_id": list(range(1, 15)) + [1000, 1001]})
+        cases = [((f30, p30), 14, 4 / 14), (fitted(30, table), 16, 6 / 16)]
+        for (f, prep), n_known, weight in cases:
+            known = known_mask(prep.train, prep.valid)
+            assert int(known.sum()) == n_known
+            on_cold = f.cold[prep.valid.targets].numpy() > 0
+            vc = f.validation_curve(prep.valid.subset(np.flatnonzero(on_cold)), known=known)
+            vw = f.validation_curve(prep.valid.subset(np.flatnonzero(~on_cold)), known=known)
+            want = [weight * c[5] + (1 - weight) * w[5] for c, w in zip(vc, vw)]
+            assert [r["ndcg@10"] for r in f.meta.history] == pytest.approx(want)

@@ -21,7 +21,9 @@ that follows the history. With the weights unset, ``fit`` picks them from ``cold
 grid outer); the validation items that are cold for the training data play the part of the new
 items, weighed as they come or by ``cold_target_share`` (e.g. the catalogue's cold share, where
 the validation period saw fewer new items than the served one will); the other weights join
-that grid where their term is on. ``a = b = 0`` (other terms off) ranks exactly as the base.
+that grid where their term is on. On validation the lists hold only the items known when the
+model is fitted (:func:`known_mask`: training or validation events, or the item table), not
+those that only the test events bring. ``a = b = 0`` (other terms off) ranks exactly as the base.
 Non-finite base scores stay at the bottom.
 
 The third term (off unless ``order_window > 0``; integer item ids only) is the **catalogue order**:
@@ -65,6 +67,7 @@ from pydantic import Field, field_validator
 
 from warmrec.config import ConfigModel
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
+from warmrec.data.schema import ITEM
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ModelError
 from warmrec.evaluation import metrics as M
@@ -81,10 +84,11 @@ class ColdShareSettings(ConfigModel):
     cold_target_share: float | Literal["catalogue"] | None = None
     """How much the validation targets on cold items weigh when the weights are chosen: None,
     as they come; a share in [0, 1] (the cold targets' mean metric times it plus the others'
-    times one minus it); ``"catalogue"``, the share of cold items in the catalogue. Use it when
-    the validation period has fewer targets on new items than the period the model will serve
-    (MARS: 7 % in the months before the cut, 33 % after it, where a third of the catalogue is
-    new). Without cold or without warm validation targets there is nothing to reweight."""
+    times one minus it); ``"catalogue"``, the share of cold items in the catalogue (the items
+    known when the model is fitted, :func:`known_mask`: not those only test events bring). Use
+    it when the validation period has fewer targets on new items than the period the model will
+    serve (MARS: 7 % in the months before the cut, 33 % after it, where a third of the
+    catalogue is new). Without cold or without warm validation targets there is nothing to reweight."""
 
     @field_validator("cold_target_share")
     @classmethod
@@ -94,12 +98,37 @@ class ColdShareSettings(ConfigModel):
         return v
 
 
-def resolve_share(share: float | str | None, cold: torch.Tensor) -> float | None:
+def resolve_share(
+    share: float | str | None, cold: torch.Tensor, known: torch.Tensor | None = None
+) -> float | None:
     """``cold_target_share`` as a number (``"catalogue"``: the share of the ``cold`` mask's
-    items, padding excluded), None as None."""
+    items among the ``known`` ones, :func:`known_mask`; None: every item; padding excluded),
+    None as None."""
     if share == "catalogue":
-        return float(cold[1:].mean()) if len(cold) > 1 else 0.0
+        c = cold[1:] if known is None else cold[1:][known[1:]]
+        return float(c.mean()) if len(c) else 0.0
     return share
+
+
+def known_mask(train: SequenceDataset, valid: EvalSet | None = None) -> torch.Tensor:
+    """``[n_items]`` bool: the items known when the model is fitted -- with an event in
+    ``train``, in ``valid`` (its histories, history-only rows and targets) or a row in
+    ``train``'s item table (a catalogue item, events or not); False for padding and for the
+    items that only the test events bring. The vocabulary covers every part of a split, so
+    that held-out items are ranked; a fit that ranked or counted those items on validation
+    (the catalogue's cold share, the cold bonus, the softmax's candidates, a per-list
+    normalisation) let the test part change the weights it chose."""
+    known = torch.from_numpy(np.asarray(train.item_counts()) > 0)
+    if valid is not None:
+        for idx in (valid.items, valid.targets):
+            idx = torch.from_numpy(np.array(idx, dtype=np.int64))
+            known[idx[(idx > 0) & (idx < len(known))]] = True
+    table = train.item_features
+    if table is not None and ITEM in table.columns and table.height:
+        idx = torch.from_numpy(train.vocab.lookup(table[ITEM].drop_nulls().to_list()))
+        known[idx[idx > 0]] = True
+    known[0] = False
+    return known
 
 
 def fit_base(
@@ -277,13 +306,32 @@ def seen_term(items: torch.Tensor, window: int, n_items: int) -> torch.Tensor:
     return out
 
 
-def base_scores(base: Recommender, batch: Batch, fusion: str) -> torch.Tensor:
+def base_scores(
+    base: Recommender, batch: Batch, fusion: str, keep: torch.Tensor | None = None
+) -> torch.Tensor:
     """``[B, n_items]``: ``base``'s scores of ``batch`` (its histories cut to the base's
-    ``history_len``), normalised per list (non-finite scores and padding stay ``-inf``)."""
+    ``history_len``), normalised per list (non-finite scores and padding stay ``-inf``); with
+    ``keep`` (``[n_items]`` bool) the other items are left out of the lists (``-inf``, not in
+    the normalisation)."""
     h = base.history_len
     items = batch.items[:, -h:] if batch.items.shape[1] > h else batch.items
     s = torch.as_tensor(base.score(Batch(items, batch.users))).detach().float().cpu()
-    return normalise(s, fusion)
+    return normalise_kept(s, fusion, keep)
+
+
+def normalise_kept(
+    scores: torch.Tensor, fusion: str, keep: torch.Tensor | None = None
+) -> torch.Tensor:
+    """:func:`~warmrec.models.hybrid.normalise` of the ``keep`` columns of ``scores[B, n_items]``
+    alone (``[n_items]`` bool; None: every column), as if the others were not in the
+    catalogue: they come out ``-inf``. The kept columns are normalised as one list of just
+    them, so the result does not depend on how many others there are, not even in rounding."""
+    if keep is None:
+        return normalise(scores, fusion)
+    cols = torch.cat([torch.zeros(1, dtype=torch.int64), torch.nonzero(keep[1:])[:, 0] + 1])
+    out = torch.full(scores.shape, -torch.inf)
+    out[:, cols] = normalise(scores[:, cols], fusion)
+    return out
 
 
 def centred_text(vectors: np.ndarray, mean: torch.Tensor | None = None) -> torch.Tensor:
@@ -413,7 +461,7 @@ class Fresh(Recommender):
             r = float(c.seen_weight or 0.0) if c.seen_window > 0 else 0.0
             self.weights_ = (float(c.cold_weight), float(c.affinity_weight), o, t, r)
         else:
-            curve = self.selection_curve(valid)
+            curve = self.selection_curve(valid, known_mask(train, valid))
             best = max(range(len(curve)), key=lambda i: (curve[i][5], -i))
             self.weights_ = curve[best][:5]
             self.meta.history = [
@@ -450,14 +498,18 @@ class Fresh(Recommender):
             return None
         return seen_term(items, self.config.seen_window, self.n_items)
 
-    def _text_term(self, items: torch.Tensor) -> torch.Tensor | None:
-        """``[B, n_items]``: the normalised dense-text similarity to the recent history; None
-        when the term is off."""
+    def _text_term(
+        self, items: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
+        """``[B, n_items]``: the normalised dense-text similarity to the recent history (with
+        ``keep``: normalised over those items, 0 on the others); None when the term is off."""
         if self.text is None:
             return None
         sim = text_term(items, self.text, self.config.text_window, self.config.decay)
-        out = normalise(sim, self.config.fusion)
+        out = normalise_kept(sim, self.config.fusion, keep)
         out[:, 0] = 0.0  # padding: the base's -inf stays
+        if keep is not None:
+            out[:, ~keep] = 0.0
         return out
 
     def _order_term(self, items: torch.Tensor) -> torch.Tensor | None:
@@ -467,23 +519,31 @@ class Fresh(Recommender):
             return None
         return order_term(items, self.id_num, self.order)
 
-    def selection_curve(self, valid: EvalSet) -> list[tuple[float, ...]]:
-        """:meth:`validation_curve` with the cold targets weighed by ``cold_target_share``."""
+    def selection_curve(
+        self, valid: EvalSet, known: torch.Tensor | None = None
+    ) -> list[tuple[float, ...]]:
+        """:meth:`validation_curve` with the cold targets weighed by ``cold_target_share``
+        (``"catalogue"``: the cold share of the ``known`` items; ``known`` also limits the
+        validation lists, :meth:`validation_curve`)."""
         share = self.config.cold_target_share
         if share is None or self.cold is None:
-            return self.validation_curve(valid)
-        share = resolve_share(share, self.cold)
+            return self.validation_curve(valid, known=known)
+        share = resolve_share(share, self.cold, known)
         on_cold = self.cold[torch.from_numpy(np.asarray(valid.targets, dtype=np.int64))] > 0
         ic, iw = np.flatnonzero(on_cold.numpy()), np.flatnonzero(~on_cold.numpy())
         if len(ic) == 0 or len(iw) == 0:
-            return self.validation_curve(valid)
-        cold = self.validation_curve(valid.subset(ic))
-        warm = self.validation_curve(valid.subset(iw))
+            return self.validation_curve(valid, known=known)
+        cold = self.validation_curve(valid.subset(ic), known=known)
+        warm = self.validation_curve(valid.subset(iw), known=known)
         return [(*w, share * vc + (1 - share) * vw) for (*w, vc), (*_, vw) in zip(cold, warm)]
 
-    def validation_curve(self, valid: EvalSet, batch_size: int = 512) -> list[tuple[float, ...]]:
+    def validation_curve(
+        self, valid: EvalSet, batch_size: int = 512, known: torch.Tensor | None = None
+    ) -> list[tuple[float, ...]]:
         """``(a, b, o, t, r, select_metric)`` on ``valid`` for every point of the grids (the base
-        scores each batch once)."""
+        scores each batch once). With ``known`` (:func:`known_mask`) the lists hold those items
+        only: an item that only test events bring is not ranked, normalised or given the cold
+        bonus on validation."""
         spec = M.parse_metric(self.config.select_metric)
         grid = self._grid()
         ranks = np.zeros((len(grid), len(valid)), dtype=np.int64)
@@ -491,10 +551,10 @@ class Fresh(Recommender):
             for lo in range(0, len(valid), batch_size):
                 idx = np.arange(lo, min(lo + batch_size, len(valid)))
                 batch = valid.batch(idx, self.history_len)
-                base = self._base_scores(batch)
+                base = self._base_scores(batch, known)
                 share = cold_share(batch.items, self.cold, self.config.recent, self.config.decay)
                 order = self._order_term(batch.items)
-                text = self._text_term(batch.items)
+                text = self._text_term(batch.items, known)
                 seen = self._seen_term(batch.items)
                 if self.config.select_exclude_seen:
                     for r, j in enumerate(idx):
@@ -544,11 +604,11 @@ class Fresh(Recommender):
         return {"weights": ", ".join(f"{k} {v:g}" for k, v in self.chosen_config().items())}
 
     # -- score --------------------------------------------------------------------------------
-    def _base_scores(self, batch: Batch) -> torch.Tensor:
+    def _base_scores(self, batch: Batch, keep: torch.Tensor | None = None) -> torch.Tensor:
         self._check_fitted()
         if self.base is None or self.cold is None:
             raise ModelError("model 'fresh' has no base: call fit() or load() first")
-        return base_scores(self.base, batch, self.config.fusion)
+        return base_scores(self.base, batch, self.config.fusion, keep)
 
     def score(self, batch: Batch) -> torch.Tensor:
         if self.weights_ is None:
