@@ -10,8 +10,10 @@ import polars as pl
 import pytest
 import torch
 
+from tests.conftest import GROWING_SPLIT, growing_catalogue_log
 from warmrec import evaluate, get_model
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
+from warmrec.data.prepared import prepare
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ModelError
 from warmrec.models.base import Recommender
@@ -530,3 +532,39 @@ def test_training_log_of_single_events_keeps_the_initial_weights():
         m = FeatRank(base="markov", transitions=transitions).fit(train)
         s = m.score(Batch(torch.tensor([[0, 1], [1, 2]])))
         assert s.shape == (2, len(vocab)) and torch.isfinite(s[:, 1:]).all()
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"cold_target_share": "catalogue"},
+        {"negatives": 4, "refit": "auto"},
+    ],
+)
+def test_items_only_the_test_part_brings_do_not_change_the_fitted_weights(config):
+    """Two logs with the same training and validation parts; the second's test part brings 30
+    items no other part (nor the item table) holds: in its vocabulary, cold. They were
+    candidates of every softmax of the fit (the whole catalogue, or the uniform sample of
+    ``negatives``), inside the per-list normalisation of the base, in the catalogue's cold share
+    (4/14 -> 34/44) and in the count a tag field's values are held against (a field of 8
+    values became a tag field: 8 > 15 // 2 but not 45 // 2), so the test part changed every
+    weight. Now the fit sees the known items only: the same weights, to the bit."""
+    topics = pl.DataFrame(
+        {"item_id": list(range(1, 15)), "topic": [f"t{i % 8}" for i in range(14)]}
+    )
+
+    def fitted(k_new):
+        prep = prepare(
+            growing_catalogue_log(k_new), split="temporal", split_options=GROWING_SPLIT,
+            item_features=topics,
+        )  # fmt: skip
+        assert len(prep.vocab) - 1 == 14 + k_new
+        return get_model("featrank", {"base": "markov", **config}).fit(prep.train, prep.valid)
+
+    f0, f30 = fitted(0), fitted(30)
+    assert "tag:topic" not in f0.names
+    assert f30.names == f0.names
+    assert torch.equal(f30.weights_, f0.weights_)
+    assert f30.refit_check == f0.refit_check
+    assert f30._known is None  # scoring ranks the whole catalogue, the new items as cold ones
+    assert int(f30.cold.sum()) == 4 + 30

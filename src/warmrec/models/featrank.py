@@ -34,7 +34,10 @@ last step raises the validation NDCG@10 out of fold (``refit``: it pays where va
 from another period than the training sequences, not where it is one more step of the same
 ones). Without a validation set the cold weights stay 0. It is Fresh's idea -- a model of how
 learners move through a catalogue that keeps growing -- with more signals and weights that are
-fitted rather than searched on a grid (14 on MARS: a grid would not do).
+fitted rather than searched on a grid (14 on MARS: a grid would not do). The fit's catalogue is
+the items known when it runs (:func:`~warmrec.models.fresh.known_mask`: training or validation
+events, or the item table): an item that only test events bring is no softmax candidate, not
+in the base's normalisation nor in the catalogue's cold share; scoring ranks every item.
 
 Scoring builds one ``[B, n_items]`` column per feature, histories in chunks of about 4 million
 item scores per column; the fit holds its rows' features (at most 200 million values).
@@ -67,6 +70,7 @@ from warmrec.models.fresh import (
     cold_mask,
     cold_share,
     fit_base,
+    known_mask,
     load_base,
     numeric_ids,
     order_prior,
@@ -312,6 +316,10 @@ class FeatRank(Recommender):
         self.refit_check: dict[str, float] | None = None
         """After a fit with ``refit = "auto"``: the out-of-fold validation NDCG@10 with the
         last step (``refit``) and without (``kept``); None otherwise."""
+        self._known: torch.Tensor | None = None
+        """During a fit, where the vocabulary holds items not known then (only test events
+        bring them; :func:`~warmrec.models.fresh.known_mask`): the known ones, the only
+        candidates of the fit; None otherwise (every item)."""
 
     @property
     def history_len(self) -> int:
@@ -378,7 +386,7 @@ class FeatRank(Recommender):
         rank last), each other column computed as it is taken."""
         if self.base is None or self.cold is None or self.pop is None:
             raise ModelError("model 'featrank' is not fitted: call fit() or load() first")
-        base = base_scores(self.base, batch, self.config.fusion)
+        base = base_scores(self.base, batch, self.config.fusion, self._known)
         usable = torch.isfinite(base)
         return usable, self._more(batch.items, torch.where(usable, base, torch.zeros(())))
 
@@ -460,9 +468,17 @@ class FeatRank(Recommender):
     ) -> FeatRank:
         """Fit the base if it is not yet, build the features, then fit the weights (module
         docstring): on training prefixes, then the cold ones (and all, near them) on ``valid``."""
-        c = self.config
         self._bind(train)
         self.base = fit_base(self, self.base, train, valid, trainer, callbacks)
+        known = known_mask(train, valid)
+        self._known = None if bool(known[1:].all()) else known
+        try:
+            return self._fit(train, valid)
+        finally:
+            self._known = None
+
+    def _fit(self, train: SequenceDataset, valid: EvalSet | None) -> FeatRank:
+        c = self.config
         counts = np.asarray(train.item_counts(), dtype=np.float64)
         self.cold = cold_mask(train)
         logc = torch.from_numpy(np.log1p(counts)).float()
@@ -548,7 +564,8 @@ class FeatRank(Recommender):
         import json
 
         judged = valid is not None and len(valid) > 0
-        key = json.dumps([self.config.model_dump(mode="json"), judged], default=str)
+        known = None if self._known is None else np.flatnonzero(self._known.numpy()).tolist()
+        key = json.dumps([self.config.model_dump(mode="json"), judged, known], default=str)
         # a base that learns with validation (a network stopped on it) makes the prefix
         # features depend on the validation set: not kept then
         base = self.base
@@ -635,13 +652,29 @@ class FeatRank(Recommender):
         self.refit_check = {k: v / total for k, v in got.items()}
         return got["refit"] > got["kept"]
 
-    def _sampled(self, targets: torch.Tensor, rng: np.random.Generator) -> torch.Tensor | None:
-        """Candidate columns per row (target first) when the catalogue is sampled, else None."""
-        n, k = self.n_items, self.config.negatives
-        if n - 1 <= k:
-            return None
-        neg = torch.from_numpy(rng.integers(1, n, size=(len(targets), k)))
-        return torch.cat([targets.unsqueeze(1), neg], dim=1)
+    def _pool(self) -> torch.Tensor | None:
+        """The items a fit may put in its softmax (:attr:`_known`); None: every item."""
+        return None if self._known is None else torch.nonzero(self._known)[:, 0]
+
+    def _sampled(
+        self, targets: torch.Tensor, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(candidate columns per row, the target's column per row)`` where the fit does not
+        take the whole catalogue: a uniform sample of the known items (:meth:`_pool`) after
+        the target, or every known item (padding first) where they are fewer than
+        ``negatives``; None: every column."""
+        n, k, pool = self.n_items, self.config.negatives, self._pool()
+        if pool is None:
+            if n - 1 <= k:
+                return None
+            neg = torch.from_numpy(rng.integers(1, n, size=(len(targets), k)))
+        elif len(pool) <= k:
+            cols = torch.cat([torch.zeros(1, dtype=torch.int64), pool])
+            return cols.expand(len(targets), -1), torch.searchsorted(cols, targets)
+        else:  # drawn as from 1..n-1 when every item is known: the same sample
+            neg = pool[torch.from_numpy(rng.integers(0, len(pool), size=(len(targets), k)))]
+        t = torch.zeros(len(targets), dtype=torch.int64)
+        return torch.cat([targets.unsqueeze(1), neg], dim=1), t
 
     def _gather(
         self, histories: torch.Tensor, targets: torch.Tensor, rng: np.random.Generator
@@ -649,7 +682,8 @@ class FeatRank(Recommender):
         """``(features [N, C, F], usable [N, C], target column [N], kept rows [N])`` of the
         histories (scored in batches), on the sampled columns (the target first) where the
         catalogue is sampled; rows whose target the base cannot score are not kept."""
-        cols = self._sampled(targets, rng)
+        sampled = self._sampled(targets, rng)
+        cols, t = (None, targets) if sampled is None else sampled
         fs, us = [], []
         step = self._row_chunk()
         for lo in range(0, len(targets), step):
@@ -661,13 +695,15 @@ class FeatRank(Recommender):
             fs.append(torch.where(usable.unsqueeze(2), f, torch.zeros(())))
             us.append(usable)
         f, usable = torch.cat(fs), torch.cat(us)
-        t = torch.zeros(len(targets), dtype=torch.int64) if cols is not None else targets
         keep = usable.gather(1, t.unsqueeze(1))[:, 0]
         return f[keep], usable[keep], t[keep], keep
 
     def _fit_cap(self) -> int:
-        """Rows fitted at most: ``max_fit_events``, and 200 million feature values."""
-        return _fit_cap(self.config, self.n_items, len(self.names))
+        """Rows fitted at most: ``max_fit_events``, and 200 million feature values (over the
+        known items' columns, :meth:`_pool`)."""
+        pool = self._pool()
+        n = self.n_items if pool is None else len(pool) + 1
+        return _fit_cap(self.config, n, len(self.names))
 
     def _prefix_features(self, train: SequenceDataset, rng: np.random.Generator):
         """The fit of the first step: prefixes of the training sequences (at least one item)
@@ -728,7 +764,7 @@ class FeatRank(Recommender):
         f, usable, t, keep = self._gather(batch.items, targets, rng)
         on_cold = self.cold[targets[keep]] > 0
         rows = idx[keep.numpy()]
-        share = resolve_share(self.config.cold_target_share, self.cold)
+        share = resolve_share(self.config.cold_target_share, self.cold, self._known)
         weight = torch.ones(len(t))
         n_cold, n_warm = int(on_cold.sum()), int((~on_cold).sum())
         if share is not None and n_cold and n_warm:
@@ -863,9 +899,13 @@ def _order_window(c: FeatRankConfig, train: SequenceDataset) -> int:
 
 
 def _item_fields_of(c: FeatRankConfig, train: SequenceDataset) -> tuple[list[str], list[str]]:
-    """The tag fields and the gap-field candidates of ``train``'s items under ``c``."""
+    """The tag fields and the gap-field candidates of ``train``'s items under ``c`` (a tag
+    field's values counted against the items known in training, :func:`known_mask`: the
+    vocabulary also holds those only test events bring, plus padding)."""
     feats = train.item_features
-    fields = c.tag_fields if c.tag_fields is not None else tag_fields(feats, len(train.vocab))
+    fields = c.tag_fields
+    if fields is None:
+        fields = tag_fields(feats, int(known_mask(train).sum()) + 1) if feats is not None else []
     gap = time_fields(feats) if c.gap_fields == "auto" else list(c.gap_fields)
     return list(fields), list(gap)
 
