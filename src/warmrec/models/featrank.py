@@ -561,10 +561,13 @@ class FeatRank(Recommender):
         leaves it), so that fitting again on the same training data with another validation
         set -- ``warmrec auto`` values FeatRank out of fold, on halves of its validation
         learners -- fits the validation steps alone, with the same result."""
+        import hashlib
         import json
 
         judged = valid is not None and len(valid) > 0
-        known = None if self._known is None else np.flatnonzero(self._known.numpy()).tolist()
+        known = None  # the fit's candidates (the known items) make a first step too
+        if self._known is not None:
+            known = hashlib.sha1(self._known.numpy().tobytes()).hexdigest()
         key = json.dumps([self.config.model_dump(mode="json"), judged, known], default=str)
         # a base that learns with validation (a network stopped on it) makes the prefix
         # features depend on the validation set: not kept then

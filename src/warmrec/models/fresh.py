@@ -326,7 +326,7 @@ def normalise_kept(
     alone (``[n_items]`` bool; None: every column), as if the others were not in the
     catalogue: they come out ``-inf``. The kept columns are normalised as one list of just
     them, so the result does not depend on how many others there are, not even in rounding."""
-    if keep is None:
+    if keep is None or bool(keep[1:].all()):
         return normalise(scores, fusion)
     cols = torch.cat([torch.zeros(1, dtype=torch.int64), torch.nonzero(keep[1:])[:, 0] + 1])
     out = torch.full(scores.shape, -torch.inf)
