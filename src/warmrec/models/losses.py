@@ -388,13 +388,17 @@ CE_CHUNK_ELEMENTS = 1 << 18
 in a core's L2 cache, and ``[N, n_items]`` is never materialised at once)."""
 
 
-def _first_occurrence(history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``history[N, H]`` sorted per row, and a 0/1 float weight that is 1 at the first copy of
-    each real item (0 for repeats and padding): a gather over it counts every item once."""
-    ordered = history.sort(dim=1).values
-    first = torch.ones_like(ordered, dtype=torch.bool)
-    first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-    return ordered, (first & (ordered > 0)).float()
+def _first_copies(history: torch.Tensor, scratch: torch.Tensor) -> torch.Tensor:
+    """0/1 float ``[n, H]`` for ``history[n, H]``: 1 at the first copy of each real item of a row
+    (0 for later copies and padding), so that a gather over it counts every item once. Each
+    item's smallest column is scattered into ``scratch`` (``[>= n, n_items]`` int32, any
+    contents: only the written cells are read back) and gathered again: no sort (sorting the
+    ``seen_len``-wide histories of a batch cost more than the rest of the seen offset)."""
+    n, width = history.shape
+    cols = torch.arange(width, dtype=torch.int32, device=history.device).expand(n, width)
+    s = scratch[:n]
+    s.scatter_reduce_(1, history, cols, reduce="amin", include_self=False)
+    return ((s.gather(1, history) == cols) & (history > 0)).float()
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -419,8 +423,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_v = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
             total = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
             if history is not None:
-                history, first = _first_occurrence(history)
                 offset = (history > 0).to(hidden.dtype) * value  # padding gets + 0
+                scratch = torch.empty(
+                    (min(chunk, n), weight.shape[0]), dtype=torch.int32, device=hidden.device
+                )
             for lo in range(0, n, chunk):
                 hi = min(lo + chunk, n)
                 h, t = hidden[lo:hi], targets[lo:hi, None]
@@ -435,7 +441,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 p.exp_()  # softmax
                 p.scatter_add_(1, t, torch.full_like(t, -1.0, dtype=p.dtype))  # - onehot
                 if history is not None:
-                    grad_v += (p.gather(1, hist) * first[lo:hi]).sum()
+                    first = _first_copies(hist, scratch).to(p.dtype)
+                    grad_v += (p.gather(1, hist) * first).sum()
                 if grad_b is not None:
                     grad_b += p.sum(dim=0)
                 torch.mm(p, weight, out=grad_h[lo:hi])
