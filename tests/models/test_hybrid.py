@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import split_cyclic
+from tests.conftest import GROWING_SPLIT, growing_catalogue_log, split_cyclic
 from warmrec import evaluate, get_model
 from warmrec.data.dataset import Batch, EvalSet
+from warmrec.data.prepared import prepare
 from warmrec.errors import ConfigError, ModelError
 from warmrec.models.base import Recommender
-from warmrec.models.hybrid import Hybrid, fuse, normalise
+from warmrec.models.hybrid import Hybrid, fuse, normalise, normalise_known
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +208,119 @@ def test_target_ranks_puts_a_lost_target_out_of_the_ranking():
 
     r = target_ranks(torch.tensor([[0.0, 1, 2, 3, -torch.inf]]), np.array([4]))
     assert r.tolist() == [M.UNRANKED] and M.ndcg(r, 10).tolist() == [0.0]
+
+
+@pytest.mark.parametrize("fusion", ["zscore", "minmax"])
+def test_normalise_known_takes_the_statistics_of_the_known_items(fusion):
+    """Known answer: items 1-3 known (scores 1, 2, 3), item 4 not (score 9): the list is
+    normalised by the known items' mean and std (or min and span) alone, item 4 on their scale
+    (or ``-inf`` with ``drop``); every item known, or None, is :func:`normalise` bit for bit."""
+    s = torch.tensor([[0.0, 1.0, 2.0, 3.0, 9.0], [0.0, 4.0, 4.0, 4.0, 5.0]])
+    known = torch.tensor([False, True, True, True, False])
+    got = normalise_known(s, fusion, known)
+    if fusion == "zscore":
+        c = math.sqrt(2 / 3)
+        want = torch.tensor([[-1 / c, 0.0, 1 / c, 7 / c], [0.0, 0.0, 0.0, 1.0]])
+    else:
+        want = torch.tensor([[0.0, 0.5, 1.0, 4.0], [0.0, 0.0, 0.0, 1.0]])
+    torch.testing.assert_close(got[:, 1:], want)
+    assert (got[:, 0] == -math.inf).all()
+    dropped = normalise_known(s, fusion, known, drop=True)
+    assert torch.equal(dropped[:, :4], got[:, :4]) and (dropped[:, 4] == -math.inf).all()
+    # the known items' values do not depend on how many other items there are
+    more = torch.cat([s, torch.full((2, 40), 7.0)], dim=1)
+    wider = torch.cat([known, torch.zeros(40, dtype=torch.bool)])
+    assert torch.equal(normalise_known(more, fusion, wider)[:, :4], got[:, :4])
+    # every kind of row (constant, a non-finite score, nothing finite): the known items as
+    # normalise() gives them in a list of their own, the others on their scale
+    g = torch.Generator().manual_seed(0)
+    r = torch.randn(7, 30, generator=g) * 3 + 1
+    r[1], r[2, 7], r[3, 9], r[4], r[5, 25], r[6, 26] = (
+        2.5,
+        -math.inf,
+        math.nan,
+        -math.inf,
+        9,
+        math.inf,
+    )
+    part = torch.arange(30) < 20
+    part[0] = False
+    got = normalise_known(r, fusion, part)
+    want = normalise(r[:, :20], fusion)
+    assert torch.equal(torch.isfinite(got[:, :20]), torch.isfinite(want))
+    torch.testing.assert_close(got[:, :20][torch.isfinite(want)], want[torch.isfinite(want)])
+    assert torch.isfinite(got[:, 20:]).sum() == 7 * 10 - 10 - 1  # row 4, and r[6, 26]
+    assert torch.equal(got[1, 20:], r[1, 20:] - 2.5)  # a flat list: scale 1
+    r[2, 4] = -math.inf
+    every = torch.ones(30, dtype=torch.bool)
+    assert torch.equal(normalise_known(r, fusion, every), normalise(r, fusion))
+    assert torch.equal(normalise_known(r, fusion, None), normalise(r, fusion))
+
+
+def _growing(k_new: int, fusion: str) -> tuple[Hybrid, object]:
+    prep = prepare(growing_catalogue_log(k_new), split="temporal", split_options=GROWING_SPLIT)
+    assert len(prep.vocab) - 1 == 14 + k_new
+    first, second = get_model("markov").fit(prep.train), get_model("pop").fit(prep.train)
+    grid = [round(0.02 * i, 2) for i in range(51)]
+    cfg = {"fusion": fusion, "select_metric": "ndcg@10", "weight_grid": grid}
+    return Hybrid.from_members(first, second, **cfg).fit(prep.train, prep.valid), prep
+
+
+@pytest.mark.parametrize("fusion", ["zscore", "minmax"])
+def test_items_only_the_test_part_brings_do_not_change_the_validation_curve(fusion, tmp_path):
+    """Two logs with the same training and validation parts; the second's test part brings 30
+    items no other part holds (in the vocabulary, with no training event). Each member's list
+    was normalised over the whole vocabulary, so they moved the validation curve and the
+    weight chosen (zscore: 0.16 -> 0.14, the point at w = 0.1: 0.351 -> 0.392). Now the
+    statistics are the known items' and the validation lists hold them alone; at scoring time
+    the new items are scored on that scale and the known items score as with k = 0, through a
+    save and load too."""
+    (h0, p0), (h30, p30) = _growing(0, fusion), _growing(30, fusion)
+    assert h30.weight_ == h0.weight_ == {"zscore": 0.16, "minmax": 0.24}[fusion]
+    assert h30.meta.history == h0.meta.history
+    assert h0.known_ is None and int(h30.known_.sum()) == 14
+    b0 = p0.valid.batch(np.arange(len(p0.valid)), h0.history_len)
+    b30 = p30.valid.batch(np.arange(len(p30.valid)), h30.history_len)
+    assert torch.equal(b0.items, b30.items)  # the same histories, items 1-14 alike
+    s0, s30 = h0.score(b0), h30.score(b30)
+    torch.testing.assert_close(s30[:, :15], s0, rtol=1e-6, atol=1e-6)
+    assert torch.isfinite(s30[:, 15:]).all()  # new items are still scored
+    loaded = Recommender.load(h30.save(tmp_path / "h"))
+    assert torch.equal(loaded.known_, h30.known_)
+    assert torch.equal(loaded.score(b30), s30)
+
+
+def test_every_item_known_keeps_the_plain_normalisation(data):
+    """Where every item is known (the common case) nothing changes: no mask is kept or saved
+    and each member's list is :func:`normalise` of its scores, bit for bit."""
+    train, valid = data
+    first, second = get_model("markov").fit(train), get_model("pop").fit(train)
+    h = Hybrid.from_members(first, second).fit(train, valid)
+    assert h.known_ is None and "known" not in h.get_state()
+    batch = valid.batch(np.arange(20), h.history_len)
+    for got, m in zip(h.member_scores(batch), (first, second)):
+        assert torch.equal(got, normalise(m.score(batch), "zscore"))
+
+
+def test_items_added_later_are_scored_on_the_scale_of_the_fitted_ones(data, tmp_path):
+    """``add_items`` grows both members; the added items are not in the statistics the weight
+    was chosen under, so the fitted items' scores do not move (they did: every list's mean and
+    spread took the new items' scores in) and the new ones are scored on their scale."""
+    import polars as pl
+
+    from warmrec.models.catalogue import add_items
+
+    train, valid = data
+    h = Hybrid.from_members(get_model("markov").fit(train), get_model("pop").fit(train), weight=0.5)
+    h.fit(train, valid)
+    n = h.n_items
+    batch = valid.batch(np.arange(20), h.history_len)
+    before = h.score(batch)
+    ids = h.vocab.ids
+    new = pl.DataFrame({"item_id": pl.Series([9001, 9002, 9003]).cast(ids.dtype)})
+    assert add_items(h, new) == [9001, 9002, 9003] and h.n_items == n + 3
+    after = h.score(batch)
+    assert torch.equal(after[:, :n], before) and torch.isfinite(after[:, n:]).all()
+    assert h.known_.tolist() == [False] + [True] * (n - 1) + [False] * 3
+    loaded = Recommender.load(h.save(tmp_path / "h"))
+    assert torch.equal(loaded.score(batch), after)

@@ -14,10 +14,18 @@ per list keeps the order; those two weights skip the sum, so a non-finite score 
 member cannot leak in). A list whose finite scores are all equal normalises to zeros: it then
 leaves the other member's order untouched. Non-finite scores stay at the bottom (``-inf``).
 
+The catalogue of the normalisation is the items known when the hybrid is fitted (training or
+validation events, or the item table: :func:`~warmrec.models.fresh.known_mask`): the vocabulary
+covers every part of a split, and an item that only the test events bring is left out of the
+validation lists and of every list's statistics, so it cannot move the weight chosen; at
+scoring time it, and any item added later, is scored on the known items' scale (kept with the
+model). Where every item is known this is the plain normalisation, bit for bit.
+
 The members are any registered models; ``fit`` trains those not yet fitted (a member with a
 training loop gets ``trainer`` and ``callbacks``), or :meth:`Hybrid.from_members` wraps fitted
-ones. The saved state is both members' states (prefixed ``network.`` / ``neighbours.``) and the
-chosen weight; the validation curve of the choice is kept in ``meta.history``.
+ones. The saved state is both members' states (prefixed ``network.`` / ``neighbours.``), the
+chosen weight and, where some item was not known at fit time, the known items (``known``); the
+validation curve of the choice is kept in ``meta.history``.
 """
 
 from __future__ import annotations
@@ -154,6 +162,68 @@ def _normalise_masked(scores: torch.Tensor, fusion: str) -> torch.Tensor:
     return torch.where(finite, out, torch.full((), -torch.inf))
 
 
+def normalise_known(
+    scores: torch.Tensor, fusion: str, known: torch.Tensor | None = None, drop: bool = False
+) -> torch.Tensor:
+    """:func:`normalise` of ``scores[B, n_items]`` with each row's statistics (mean and
+    standard deviation, or minimum and span) taken over the ``known`` items alone (``[n_items]``
+    bool, :func:`~warmrec.models.fresh.known_mask`; None or every item known: plain
+    :func:`normalise`, bit for bit) and applied to every item: an item the model did not know
+    when it was fitted is still scored, on the known items' scale (``"minmax"``: it may fall
+    outside [0, 1]); with ``drop`` it comes out ``-inf`` (left out of the list, as on
+    validation). The statistics are computed on the known columns gathered into one list, so
+    the known items' values do not depend on how many others there are, not even in rounding.
+    Non-finite scores come out ``-inf``; a row whose known finite scores are all equal keeps
+    them at 0 (its scale is 1)."""
+    if known is None or bool(known[1:].all()):
+        return normalise(scores, fusion)
+    if fusion not in ("zscore", "minmax"):
+        raise ConfigError(f"fusion: expected 'zscore' or 'minmax', found {fusion!r}")
+    x = scores.float()
+    shift, scale = _known_stats(x[:, torch.nonzero(known[1:])[:, 0] + 1], fusion)
+    out = torch.sub(x, shift).div_(scale)
+    out.masked_fill_(~torch.isfinite(x), -torch.inf)
+    out[:, 0] = -torch.inf
+    if drop:
+        out[:, ~known] = -torch.inf
+    return out
+
+
+def _known_stats(kx: torch.Tensor, fusion: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(shift, scale)``, each ``[B, 1]``: the statistics of each row of ``kx`` (a copy: the
+    known items' scores, gathered), so that ``(x - shift) / scale`` is :func:`normalise`'s map
+    of its finite scores; rows whose scores are all finite take :func:`normalise`'s in-place
+    passes, the others masked arithmetic."""
+    zero = torch.zeros((), dtype=kx.dtype)
+    one = torch.ones((), dtype=kx.dtype)
+    n = max(kx.shape[1], 1)
+    rowsum = kx.sum(dim=1, keepdim=True)
+    rows = (~torch.isfinite(rowsum[:, 0])).nonzero()[:, 0]
+    k = kx[rows]  # the rows with a non-finite score, before the in-place passes
+    if fusion == "zscore":
+        shift = rowsum / n
+        scale = torch.linalg.vector_norm(kx.sub_(shift), dim=1, keepdim=True) / math.sqrt(n)
+    else:
+        shift = kx.amin(dim=1, keepdim=True)
+        scale = kx.amax(dim=1, keepdim=True) - shift
+    if len(rows):
+        finite = torch.isfinite(k)
+        k0 = torch.where(finite, k, zero)
+        if fusion == "zscore":
+            count = finite.sum(dim=1, keepdim=True).clamp(min=1)
+            mean = k0.sum(dim=1, keepdim=True) / count
+            dev = torch.where(finite, k0 - mean, zero)
+            shift[rows] = mean
+            scale[rows] = (dev.square().sum(dim=1, keepdim=True) / count).sqrt()
+        else:
+            lo = torch.where(finite, k0, torch.full((), torch.inf)).amin(dim=1, keepdim=True)
+            hi = torch.where(finite, k0, torch.full((), -torch.inf)).amax(dim=1, keepdim=True)
+            shift[rows] = torch.where(torch.isfinite(lo), lo, zero)
+            scale[rows] = hi - lo
+    scale = torch.where(torch.isfinite(scale) & (scale > 0), scale, one)
+    return shift, scale
+
+
 def fuse(parts: Sequence[torch.Tensor], weight: float) -> torch.Tensor:
     """``weight * parts[0] + (1 - weight) * parts[1]`` of normalised lists; weight 1 or 0 is
     the member alone (no ``0 * -inf``)."""
@@ -207,6 +277,10 @@ class Hybrid(Recommender):
         self.members: dict[str, Recommender] | None = None
         self.weight_: float | None = None
         """The fusion weight in use (the config's, or the one chosen on validation)."""
+        self.known_: torch.Tensor | None = None
+        """``[n_items]`` bool: the items known when the hybrid was fitted
+        (:func:`~warmrec.models.fresh.known_mask`), whose scores alone set each list's
+        normalisation; None: every item (as where every item is known)."""
 
     @classmethod
     def from_members(cls, network: Recommender, neighbours: Recommender, **config: Any) -> Hybrid:
@@ -278,6 +352,10 @@ class Hybrid(Recommender):
                 )
         # a network with side features (BST, SSE-PT) rebuilds its feature tables from its meta
         self.meta.features = self.members["network"].meta.features
+        from warmrec.models.fresh import known_mask
+
+        known = known_mask(train, valid)
+        self.known_ = None if bool(known[1:].all()) else known
         if self.config.weight is not None:
             self.weight_ = float(self.config.weight)
         else:
@@ -294,14 +372,16 @@ class Hybrid(Recommender):
 
     def validation_curve(self, valid: EvalSet, batch_size: int = 512) -> list[tuple[float, float]]:
         """``(weight, select_metric)`` on ``valid`` for every weight of the grid (each member
-        scores each batch once)."""
+        scores each batch once). The lists hold the items known when the hybrid was fitted
+        (:attr:`known_`) alone: an item that only the test events bring is neither ranked nor
+        in the normalisation, so the test part cannot move the curve or the weight chosen."""
         spec = M.parse_metric(self.config.select_metric)
         grid = list(self.config.weight_grid)
         ranks = np.zeros((len(grid), len(valid)), dtype=np.int64)
         with torch.no_grad():
             for lo in range(0, len(valid), batch_size):
                 idx = np.arange(lo, min(lo + batch_size, len(valid)))
-                a, b = self.member_scores(valid.batch(idx, self.history_len))
+                a, b = self.member_scores(valid.batch(idx, self.history_len), drop=True)
                 if self.config.select_exclude_seen:
                     a, b = _drop_seen(a, valid, idx), _drop_seen(b, valid, idx)
                 rows = torch.arange(len(idx))
@@ -329,8 +409,12 @@ class Hybrid(Recommender):
         ]
 
     # -- score --------------------------------------------------------------------------------
-    def member_scores(self, batch: Batch) -> list[torch.Tensor]:
-        """Each member's normalised scores for ``batch`` (each reads its own history length)."""
+    def member_scores(self, batch: Batch, drop: bool = False) -> list[torch.Tensor]:
+        """Each member's normalised scores for ``batch`` (each reads its own history length),
+        each list's statistics taken over the items known when the hybrid was fitted
+        (:func:`normalise_known`, :attr:`known_`) and applied to every item, so that the weight
+        chosen on validation means the same at scoring time; with ``drop`` the other items come
+        out ``-inf`` (the validation lists)."""
         self._check_fitted()
         if self.members is None:
             raise ModelError("model 'hybrid' has no members: call fit() or load() first")
@@ -339,7 +423,7 @@ class Hybrid(Recommender):
             h = m.history_len
             items = batch.items[:, -h:] if batch.items.shape[1] > h else batch.items
             s = torch.as_tensor(m.score(Batch(items, batch.users))).detach().float().cpu()
-            out.append(normalise(s, self.config.fusion))
+            out.append(normalise_known(s, self.config.fusion, self.known_, drop))
         return out
 
     def score(self, batch: Batch) -> torch.Tensor:
@@ -373,6 +457,12 @@ class Hybrid(Recommender):
             self.members = before or self.members
             raise ModelError("hybrid: the members added different items")
         if added[0]:
+            # the added items are scored on the scale of the items known at fit time
+            known = self.known_
+            if known is None:
+                known = torch.ones(self.n_items, dtype=torch.bool)
+                known[0] = False
+            self.known_ = torch.cat([known, torch.zeros(len(added[0]), dtype=torch.bool)])
             grow(self, self.members["network"].vocab, len(added[0]))
         return added[0]
 
@@ -381,6 +471,8 @@ class Hybrid(Recommender):
         if self.members is None or self.weight_ is None:
             raise ModelError("model 'hybrid' is not fitted: nothing to save")
         state: dict[str, Any] = {"weight": torch.tensor([self.weight_], dtype=torch.float64)}
+        if self.known_ is not None:
+            state["known"] = self.known_.to(torch.uint8)
         for role, m in self.members.items():
             for k, v in m.get_state().items():
                 state[f"{role}.{k}"] = v
@@ -400,3 +492,11 @@ class Hybrid(Recommender):
             m.set_state({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
         self.members = members
         self.weight_ = float(state["weight"].reshape(-1)[0])
+        known = state.get("known")
+        if known is not None and len(known) != len(self.vocab):
+            raise ModelError(
+                f"model 'hybrid': the weights' 'known' holds {len(known)} items, the "
+                f"vocabulary {len(self.vocab)}"
+            )
+        # saved before the known items were kept (or every item known): every item
+        self.known_ = None if known is None else known.reshape(-1).bool()
