@@ -251,3 +251,31 @@ def test_the_catalogue_share_that_weighs_validation_ignores_items_only_test_brin
         assert resolve_cold_share(prep, "catalogue") == pytest.approx(10 / 30)
         assert describe_log(prep).catalogue_cold_share == pytest.approx(10 / 30)
     np.testing.assert_allclose(cold_weights(new, "catalogue"), cold_weights(known, "catalogue"))
+
+
+def test_the_catalogue_share_under_the_coldstart_scenario_ignores_items_only_test_users_bring():
+    """``--split coldstart`` has no row split: ``known_items`` returned None, so the items that
+    only the meta-test users have (in the vocabulary, which covers the whole log, without a
+    training event) counted as cold catalogue items: 0.5 of the catalogue on this log, whose
+    training and validation users share the ten items 1-10, against 0 where the test users
+    have those items too."""
+    import numpy as np
+    import polars as pl
+
+    from warmrec.experiments.auto import describe_log
+    from warmrec.experiments.auto.steps import resolve_cold_share
+    from warmrec.experiments.spec import RunSpec
+
+    rng = np.random.default_rng(0)
+    rows = [(u, int(rng.integers(1, 11)), float(u * 10 + j)) for u in range(40) for j in range(6)]
+    df = pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+    split = {"method": "coldstart", "scenario": {"shots": [2]}, "seed": 0}
+    spec = RunSpec.model_validate({"split": split})
+    base = prepare_run(spec, data=df)
+    test_users = base.test.keys.to_list()
+    own = pl.when(pl.col("user_id").is_in(test_users)).then(pl.col("item_id") + 1000)
+    prep = prepare_run(spec, data=df.with_columns(own.otherwise(pl.col("item_id"))))
+    assert prep.test.keys.to_list() == test_users and len(prep.vocab) - 1 == 20
+    for p in (base, prep):
+        assert resolve_cold_share(p, "catalogue") == 0.0
+        assert describe_log(p).catalogue_cold_share == 0.0

@@ -110,17 +110,21 @@ def known_items(prepared: Any) -> Any:
     """A mask over the vocabulary: the items known before the test part -- those with an event
     in training, validation or history-only rows, or in the item table (a catalogue given as
     such) -- False for the items that occur only in test events (the padding index counts as
-    known); None without a row split. The vocabulary covers every part, so that held-out
+    known); None without a test part. The vocabulary covers every part, so that held-out
     items are ranked; counted in the catalogue's share of items without a training event, the
     items only the test events bring had made the test part steer the choice on validation
-    (``--cold-target-share catalogue``) and the plan."""
+    (``--cold-target-share catalogue``) and the plan. Under the coldstart scenario (no row
+    split: the parts are users) the items of the training users, the validation examples
+    (revealed events and targets) and the item table: not those only test users bring."""
     import numpy as np
     import polars as pl
 
     from warmrec.data.schema import ITEM
 
     sp = getattr(prepared, "split", None)
-    if sp is None or sp.test is None or not sp.test.height:
+    if sp is None:
+        return _known_of_users(prepared)
+    if sp.test is None or not sp.test.height:
         return None
     seen = [p[ITEM] for p in (sp.train, sp.valid, sp.context) if p is not None and p.height]
     table = prepared.item_features
@@ -132,6 +136,25 @@ def known_items(prepared: Any) -> Any:
     known = np.ones(len(prepared.vocab), dtype=bool)
     if only.len():
         known[np.asarray(prepared.vocab.encode(only), dtype=np.int64)] = False
+    known[0] = True
+    return known
+
+
+def _known_of_users(prepared: Any) -> Any:
+    """:func:`known_items` under the coldstart scenario (:func:`~warmrec.models.fresh.known_mask`
+    of its training users and validation examples, and the item table); None without a test
+    part."""
+    from warmrec.data.schema import ITEM
+    from warmrec.models.fresh import known_mask
+
+    valid, test = getattr(prepared, "valid", None), getattr(prepared, "test", None)
+    if valid is None or test is None or not len(test):
+        return None
+    known = known_mask(prepared.train, valid).numpy().copy()
+    table = getattr(prepared, "item_features", None)
+    if table is not None and ITEM in table.columns and table.height:
+        idx = prepared.vocab.lookup(table[ITEM].drop_nulls().to_list())
+        known[idx[idx > 0]] = True
     known[0] = True
     return known
 
