@@ -366,27 +366,3 @@ def test_items_only_the_test_part_brings_do_not_change_the_validation_choice(sha
             vw = f.validation_curve(prep.valid.subset(np.flatnonzero(~on_cold)), known=known)
             want = [weight * c[5] + (1 - weight) * w[5] for c, w in zip(vc, vw)]
             assert [r["ndcg@10"] for r in f.meta.history] == pytest.approx(want)
-
-
-def test_known_mask_reads_only_the_validation_histories_not_a_shared_items_array():
-    """A cold-start validation set (shot_eval_set) shares the whole dataset's item array:
-    every user's full sequence, the test users' too. Item 9, which only the test user has,
-    was known (so counted and ranked on validation); the validation user's revealed history
-    (1, 2) and target (4) are, item 3 from training."""
-    from warmrec.experiments.scenarios import UserSplit, shot_eval_set
-
-    rows = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 1), (2, 2), (2, 4), (3, 1), (3, 9), (3, 9)]
-    df = pl.DataFrame(
-        {
-            "user_id": [u for u, _ in rows],
-            "item_id": [i for _, i in rows],
-            "timestamp": [float(t) for t in range(len(rows))],
-        }
-    )
-    vocab = ItemVocab.from_ids([1, 2, 3, 4, 9])
-    data = SequenceDataset.from_frame(df, vocab)
-    split = UserSplit(np.array([0, 1]), np.array([2]), np.array([3]), data)
-    valid = shot_eval_set(data, split.valid, 2)
-    assert len(valid.items) == len(rows)  # the shared array
-    got = known_mask(split.subset(split.train), valid)
-    assert [vocab.decode([j])[0] for j in np.flatnonzero(got.numpy())] == [1, 2, 3, 4]

@@ -112,15 +112,15 @@ def resolve_share(
 
 def known_mask(train: SequenceDataset, valid: EvalSet | None = None) -> torch.Tensor:
     """``[n_items]`` bool: the items known when the model is fitted -- with an event in
-    ``train``, in ``valid`` (its examples' histories and targets) or a row in ``train``'s item
-    table (a catalogue item, events or not); False for padding and for the items that only
-    the test events bring (a test history's too). The vocabulary covers every part of a split, so
+    ``train``, in ``valid`` (its histories, history-only rows and targets) or a row in
+    ``train``'s item table (a catalogue item, events or not); False for padding and for the
+    items that only the test events bring. The vocabulary covers every part of a split, so
     that held-out items are ranked; a fit that ranked or counted those items on validation
     (the catalogue's cold share, the cold bonus, the softmax's candidates, a per-list
     normalisation) let the test part change the weights it chose."""
     known = torch.from_numpy(np.asarray(train.item_counts()) > 0)
     if valid is not None:
-        for idx in (_history_items(valid), valid.targets):
+        for idx in (valid.items, valid.targets):
             idx = torch.from_numpy(np.array(idx, dtype=np.int64))
             known[idx[(idx > 0) & (idx < len(known))]] = True
     table = train.item_features
@@ -129,23 +129,6 @@ def known_mask(train: SequenceDataset, valid: EvalSet | None = None) -> torch.Te
         known[idx[idx > 0]] = True
     known[0] = False
     return known
-
-
-def _history_items(valid: EvalSet) -> np.ndarray:
-    """The items of ``valid``'s histories (``items[starts[j]:ends[j]]``, each position once):
-    not the whole ``items`` array, which may hold more than them -- a cold-start
-    :func:`~warmrec.experiments.scenarios.shot_eval_set` shares every user's whole sequence,
-    the test users' included."""
-    items = np.asarray(valid.items)
-    starts = np.asarray(valid.starts, dtype=np.int64)
-    ends = np.asarray(valid.ends, dtype=np.int64)
-    some = ends > starts
-    if not some.any():
-        return items[:0]
-    cover = np.zeros(len(items) + 1, dtype=np.int64)  # +1 where a history starts, -1 past it
-    np.add.at(cover, starts[some], 1)
-    np.add.at(cover, ends[some], -1)
-    return items[np.cumsum(cover[:-1]) > 0]
 
 
 def fit_base(
