@@ -121,3 +121,37 @@ def test_time_order_trains_no_user_who_starts_after_the_held_out_ones():
     assert parts.test.tolist() == [2, 6] and parts.valid.tolist() == [4, 8]  # from 6 on
     assert parts.train.tolist() == [0, 1, 3, 5, 7, 9, 10, 11]  # 11 (5.5) trains, 12 (9.5) not
     assert max(first[parts.train]) < min(first[np.r_[parts.valid, parts.test]])
+
+
+def test_a_shot_eval_set_holds_only_its_users_revealed_events_and_targets():
+    """shot_eval_set shared the dataset's items array: every user's whole sequence, the test
+    users' too. What reads a validation set's items as what that part holds (Fresh's and
+    FeatRank's known items, which leave out the items only the test part brings) then took
+    item 9, which only the test user has, as known. Now its items are each user's first
+    k + 1 events, with the same histories and targets."""
+    import polars as pl
+
+    from warmrec.data.dataset import SequenceDataset
+    from warmrec.data.vocab import ItemVocab
+    from warmrec.experiments.scenarios import UserSplit
+    from warmrec.models.fresh import known_mask
+
+    rows = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 1), (2, 2), (2, 4), (2, 3), (3, 1)]
+    rows += [(3, 9), (3, 9), (4, 3), (4, 1), (4, 2)]
+    df = pl.DataFrame(
+        {
+            "user_id": [u for u, _ in rows],
+            "item_id": [i for _, i in rows],
+            "timestamp": [float(t) for t in range(len(rows))],
+        }
+    )
+    vocab = ItemVocab.from_ids([1, 2, 3, 4, 9])
+    data = SequenceDataset.from_frame(df, vocab)
+    split = UserSplit(np.array([0, 1]), np.array([2, 4]), np.array([3]), data)
+    valid = shot_eval_set(data, split.valid, 2)
+    dec = vocab.decode
+    assert [list(dec(valid.history(j))) for j in range(2)] == [[1, 2], [3, 1]]
+    assert list(dec(valid.targets)) == [4, 2]
+    assert sorted(set(dec(valid.items))) == [1, 2, 3, 4]  # not 9 (the test user's)
+    got = known_mask(split.subset(split.train), valid)
+    assert [dec([j])[0] for j in np.flatnonzero(got.numpy())] == [1, 2, 3, 4]

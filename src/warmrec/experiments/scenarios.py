@@ -215,14 +215,12 @@ def shot_eval_set(data: SequenceDataset, users: np.ndarray, k: int) -> EvalSet:
             expected=f">= 1 revealed event and users with >= {k + 1} events",
             found=f"k = {k}",
         )
-    return EvalSet(
-        seqs.items,
-        starts,
-        starts + k,
-        seqs.items[starts + k],
-        len(data.vocab),
-        seqs.keys.gather(users),
-    )
+    # its own items array (each user's first k + 1 events), not the dataset's: an EvalSet's
+    # items are what that part holds (known_mask reads them), and the dataset's array held
+    # every user's whole sequence, the test users' too
+    items = seqs.items[starts[:, None] + np.arange(k + 1)].reshape(-1)
+    own = np.arange(len(users), dtype=np.int64) * (k + 1)
+    return EvalSet(items, own, own + k, items[own + k], len(data.vocab), seqs.keys.gather(users))
 
 
 class DataScarcity(ConfigModel):
