@@ -595,17 +595,29 @@ def _content_digest(path: Path, files: list[Path] | None = None) -> str:
     return h.hexdigest()[:16]
 
 
+def _whole(quick: str) -> bool:
+    """Whether a fingerprint's ``size:time`` part is of a file whose former head-and-tail
+    sample (the first and the last MiB) covered all of it, so that its hash is the same."""
+    parts = quick.split(":")
+    return len(parts) == 2 and parts[0].isdigit() and int(parts[0]) <= 2 * HASH_CHUNK
+
+
 def same_log(recorded: str, now: str | None) -> bool:
     """Whether two :func:`fingerprint` values are of the same log: the same sizes and time,
     or (a file touched or copied: a new time) the same sizes and content hash. A record
     without a hash (an older model) compares size and time alone; one with the former
-    head-and-tail sample of a file over 2 MiB (or of a folder) reads as changed once touched."""
+    head-and-tail sample of a file over 2 MiB (or of a folder) reads as changed once touched.
+    A file of up to 2 MiB whose hash differs is another log even with the same size and time
+    (both kinds of record hash all of it)."""
     if now is None or recorded == now:
         return True
     rec_quick, _, rec_sample = recorded.partition("#")
     now_quick, _, now_sample = now.partition("#")
     if rec_quick == now_quick:
-        return True
+        # the same size and time; but a file of up to 2 MiB was hashed whole by the former
+        # sample too, so another hash is another content (its time kept: copied with it, or
+        # written again within one step of the file system's clock)
+        return not (rec_sample and now_sample and rec_sample != now_sample and _whole(now_quick))
     if not rec_sample:
         return False
     return rec_quick.rsplit(":", 1)[0] == now_quick.rsplit(":", 1)[0] and rec_sample == now_sample

@@ -165,6 +165,10 @@ def test_data_fingerprints_of_an_older_warmrec_or_a_touched_file_resume_every_st
     import os
 
     FAIL["on"] = False
+    # over 2 MiB: the former sample (the first and the last MiB) was not the whole file's hash
+    # (of a smaller file it was: a record with another hash there is another log)
+    cyclic_log(n_sessions=12_000, n_items=12, length=10).write_csv(log_path)
+    assert log_path.stat().st_size > 2 << 20
     out = tmp_path / "out"
     run_recipe(Toy(), out, data={"log": str(log_path)})
     state = json.loads((out / "state.json").read_text())
