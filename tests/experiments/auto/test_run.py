@@ -285,3 +285,48 @@ def test_families_that_all_leave_the_plan_are_refused_at_once(logs, tmp_path):
     assert "tfidf: the log has no item text" in msg and "bst: the log has no item" in msg
     assert not (tmp_path / "auto_state.json").exists()
     assert time.time() - t0 < 25
+
+
+def test_a_run_whose_every_pick_fails_the_final_step_says_so_not_give_more_time(logs, tmp_path):
+    """Every family's best failing its test scoring left no pick, and the error was "no model
+    was fitted and scored within the budget ... give more time" (the sibling of the search's
+    all-failed message): more time would not cure it. It now says so, with the first error."""
+    import warmrec.experiments.spec as spec_mod
+
+    real = spec_mod.evaluate_run
+
+    def evaluate_run(model, eval_set, spec, prepared, *args, **kwargs):
+        if eval_set is prepared.test:
+            raise RuntimeError("a stand-in failure on test")
+        return real(model, eval_set, spec, prepared, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(spec_mod, "evaluate_run", evaluate_run)
+        with pytest.raises(ConfigError) as e:
+            auto(logs["repeats"], out=tmp_path, budget=8, families=["markov", "sessionpop"],
+                 progress=False)  # fmt: skip
+    msg = str(e.value)
+    assert "give more time" not in msg and "\n" not in msg
+    assert "left out of the final step" in msg and "RuntimeError: a stand-in failure" in msg
+    assert "stand-in failure on test" in (tmp_path / "trials.csv").read_text()
+
+
+def test_a_cut_trial_beside_failed_ones_is_not_every_trial_failed(tmp_path):
+    """One trial failed, the other was cut at the deadline: "every trial failed ... more time
+    would not help" was said although the cut one might have been scored with more time."""
+    from types import SimpleNamespace
+
+    from warmrec.experiments.auto.run import _no_winner
+
+    def trial(id, status, error=None):
+        return SimpleNamespace(id=id, status=status, steps=1, error=error, value=None)
+
+    failed = trial("pop-000", "failed", "RuntimeError: x")
+    search = SimpleNamespace(
+        trials={"pop-000": failed, "markov-000": trial("markov-000", "cut")},
+        state={"timings": {"prepare_s": 0.5}},
+    )
+    msg = _no_winner(search, tmp_path, 8)
+    assert "give more time" in msg and "1 trials failed" in msg
+    search.trials = {"pop-000": failed}
+    assert "every trial failed" in _no_winner(search, tmp_path, 8)

@@ -296,11 +296,22 @@ def auto(
 
 
 def _no_winner(search: AutoSearch, out: Path, budget: str | float) -> str:
-    """Why no model was picked: every trial that ran failed (more time would not help: the
-    first error and where the others are), or no step fitted and scored within the budget."""
+    """Why no model was picked: every family's best failed the final step, or every trial
+    failed (more time would not help either way: the first error and where the others are),
+    or no step fitted and scored within the budget (a trial cut or never run)."""
     trials = list(search.trials.values())
     failed = [t for t in trials if t.status == "failed"]
-    if failed and all(t.steps for t in trials):
+    # scored on validation, then left out of the final step (its model does not load, or its
+    # test scoring raised): every family's best was, and the run must not ask for more time
+    final = ("its saved model does not load", "its test scoring failed")  # report.finish's
+    left_out = [t for t in trials if t.value is not None and str(t.error or "").startswith(final)]
+    if left_out:
+        return (
+            f"no model was picked: every family's best was left out of the final step "
+            f"({len(left_out)}; the first, {left_out[0].id}: {left_out[0].error}); every error "
+            f"is in {out / 'trials.csv'}"
+        )
+    if failed and len(failed) == len(trials):  # a cut trial: more time would help
         return (
             f"every trial failed, none was scored ({len(failed)} failed; the first, "
             f"{failed[0].id}: {failed[0].error}); every error is in {out / 'trials.csv'}"
