@@ -67,12 +67,12 @@ from pydantic import Field, field_validator
 
 from warmrec.config import ConfigModel
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
-from warmrec.data.schema import ITEM
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ModelError
 from warmrec.evaluation import metrics as M
 from warmrec.models.base import Recommender
 from warmrec.models.hybrid import Fusion, normalise, rank_metric_label
+from warmrec.models.known import known_mask
 from warmrec.models.settings import TextFieldSettings, TextSettings
 from warmrec.registry import register_model
 
@@ -108,27 +108,6 @@ def resolve_share(
         c = cold[1:] if known is None else cold[1:][known[1:]]
         return float(c.mean()) if len(c) else 0.0
     return share
-
-
-def known_mask(train: SequenceDataset, valid: EvalSet | None = None) -> torch.Tensor:
-    """``[n_items]`` bool: the items known when the model is fitted -- with an event in
-    ``train``, in ``valid`` (its histories, history-only rows and targets) or a row in
-    ``train``'s item table (a catalogue item, events or not); False for padding and for the
-    items that only the test events bring. The vocabulary covers every part of a split, so
-    that held-out items are ranked; a fit that ranked or counted those items on validation
-    (the catalogue's cold share, the cold bonus, the softmax's candidates, a per-list
-    normalisation) let the test part change the weights it chose."""
-    known = torch.from_numpy(np.asarray(train.item_counts()) > 0)
-    if valid is not None:
-        for idx in (valid.items, valid.targets):
-            idx = torch.from_numpy(np.array(idx, dtype=np.int64))
-            known[idx[(idx > 0) & (idx < len(known))]] = True
-    table = train.item_features
-    if table is not None and ITEM in table.columns and table.height:
-        idx = torch.from_numpy(train.vocab.lookup(table[ITEM].drop_nulls().to_list()))
-        known[idx[idx > 0]] = True
-    known[0] = False
-    return known
 
 
 def fit_base(

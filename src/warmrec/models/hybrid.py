@@ -44,6 +44,7 @@ from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.errors import ConfigError, ModelError
 from warmrec.evaluation import metrics as M
 from warmrec.models.base import Recommender
+from warmrec.models.known import known_mask
 from warmrec.registry import register_model
 
 Fusion = Literal["zscore", "minmax"]
@@ -352,8 +353,6 @@ class Hybrid(Recommender):
                 )
         # a network with side features (BST, SSE-PT) rebuilds its feature tables from its meta
         self.meta.features = self.members["network"].meta.features
-        from warmrec.models.fresh import known_mask
-
         known = known_mask(train, valid)
         self.known_ = None if bool(known[1:].all()) else known
         if self.config.weight is not None:

@@ -145,7 +145,7 @@ def _known_of_users(prepared: Any) -> Any:
     of its training users and validation examples, and the item table); None without a test
     part."""
     from warmrec.data.schema import ITEM
-    from warmrec.models.fresh import known_mask
+    from warmrec.models.known import known_mask
 
     valid, test = getattr(prepared, "valid", None), getattr(prepared, "test", None)
     if valid is None or test is None or not len(test):
