@@ -3,6 +3,8 @@ base reproduced at a = b = 0, and the state round-trip."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import polars as pl
 import pytest
@@ -24,7 +26,7 @@ from warmrec.models.fresh import (
     order_prior,
     text_term,
 )
-from warmrec.models.hybrid import normalise
+from warmrec.models.hybrid import normalise, normalise_known
 
 
 def test_cold_share_known_answer():
@@ -77,6 +79,9 @@ ROW = [0.0, 5.0, 4.0, 3.0, 2.0, 0.5, 1.0]  # base order 1 > 2 > 3 > 4 > 6 > 5 (i
 
 
 def test_score_is_the_normalised_base_plus_the_cold_bonus():
+    """The base's list is normalised with the statistics of the items known at fit time (1-4,
+    the training items: mean 3.5, standard deviation sqrt(1.25)) applied to every item, so the
+    cold items 5 and 6, which no part of the fit holds, are scored on that scale."""
     train, vocab = _catalogue()
     idx = {i: int(vocab.lookup([i])[0]) for i in range(1, 7)}
     row = [0.0] * 7
@@ -86,7 +91,10 @@ def test_score_is_the_normalised_base_plus_the_cold_bonus():
     assert f.cold.tolist() == [0.0] + [float(i in (5, 6)) for i in vocab.decode(range(1, 7))]
     batch = Batch(torch.tensor([[idx[1], idx[5]], [0, idx[2]]]))
     got = f.score(batch)
-    base = normalise(torch.tensor([row, row]), "zscore")
+    known = torch.tensor([False] + [i in (1, 2, 3, 4) for i in vocab.decode(range(1, 7))])
+    assert torch.equal(f.known_, known)
+    base = normalise_known(torch.tensor([row, row]), "zscore", known)
+    assert float(base[0, idx[5]]) == pytest.approx((0.5 - 3.5) / 1.25**0.5)
     share = torch.tensor([1 / 1.5, 0.0])  # history 1 then 5: 5 weighs 1, 1 weighs 0.5
     want = base + (0.5 + share).unsqueeze(1) * f.cold
     torch.testing.assert_close(got, want)
@@ -116,7 +124,8 @@ def test_weights_chosen_on_validation_only():
     assert curve[(0.0, 8.0)] == curve[(-1.0, 8.0)] == 1.0
     # each point is what evaluate gives the fixed-weight model
     for (a, b), v in curve.items():
-        fixed = Fresh.from_base(_Fixed(vocab, row), cold_weight=a, affinity_weight=b).fit(train)
+        fixed = Fresh.from_base(_Fixed(vocab, row), cold_weight=a, affinity_weight=b)
+        fixed.fit(train, valid)  # the same items known (1-6): the same normalisation
         assert evaluate(fixed, valid, ["hr@1"])["hr@1"] == pytest.approx(v)
 
 
@@ -157,7 +166,8 @@ def test_order_prior_and_term_known_answer():
     assert f.weights_ == (0.0, 0.0, 3.0, 0.0, 0.0)
     ix = {i: int(train.vocab.lookup([i])[0]) for i in (10, 11, 12, 20)}
     batch = Batch(torch.tensor([[ix[12], ix[10]], [ix[11], ix[12]], [0, 0]]))
-    term = f.score(batch) - normalise(f.base.score(batch), "zscore")
+    assert f.known_.tolist() == [False, True, True, True, False]  # 20: no event, no table row
+    term = f.score(batch) - normalise_known(f.base.score(batch), "zscore", f.known_)
     want = torch.zeros(3, 5)
     want[0, ix[11]] = 3.0  # after 10: 11 is d = +1; 12 (d = +2) has p 0; 10 itself none
     want[1, ix[10]] = 1.5  # after 12: 10 is d = -2
@@ -291,7 +301,8 @@ def test_repeat_term_lifts_the_history_items_beyond_the_base():
     assert curve == {0.0: 0.0, 1.0: 0.5, 9.0: 1.0}  # r = 1 lifts 2 over 1, not 4 (base -1.0)
     assert f.weights_ == (0.0, 0.0, 0.0, 0.0, 9.0)
     batch = Batch(torch.tensor([[i[2], i[3]], [0, 0], [i[5], i[5]]]))
-    want = normalise(torch.tensor([row] * 3), "zscore")
+    assert f.known_.tolist() == [False] + [k != 6 for k in vocab.decode(range(1, 7))]
+    want = normalise_known(torch.tensor([row] * 3), "zscore", f.known_)
     want[0, [i[2], i[3]]] += 9.0
     want[2, i[5]] += 9.0  # an empty history (row 1) gets nothing
     torch.testing.assert_close(f.score(batch), want)
@@ -366,3 +377,72 @@ def test_items_only_the_test_part_brings_do_not_change_the_validation_choice(sha
             vw = f.validation_curve(prep.valid.subset(np.flatnonzero(~on_cold)), known=known)
             want = [weight * c[5] + (1 - weight) * w[5] for c, w in zip(vc, vw)]
             assert [r["ndcg@10"] for r in f.meta.history] == pytest.approx(want)
+
+
+def _growing(k_new: int, fusion: str = "zscore") -> tuple[Fresh, Any]:
+    prep = prepare(growing_catalogue_log(k_new), split="temporal", split_options=GROWING_SPLIT)
+    cfg = {"base": "markov", "fusion": fusion, "cold_weight": -1.0, "affinity_weight": 8.0}
+    return get_model("fresh", cfg).fit(prep.train, prep.valid), prep
+
+
+@pytest.mark.parametrize("fusion", ["zscore", "minmax"])
+def test_items_only_the_test_part_brings_do_not_move_the_known_items_scores(fusion, tmp_path):
+    """The weights are chosen on lists of the items known at fit time (14 here), normalised
+    over them; scoring normalised the base's list over the whole vocabulary, so the 30 items
+    that only the test part brings moved every known item's score (and the chosen weights
+    meant something else there). Now the known items' statistics are applied to every item:
+    the known items score as without the new ones, bit for bit, and as on validation; the new
+    ones are scored (cold, with the bonus) on that scale; the known items are saved."""
+    (f0, p0), (f30, p30) = _growing(0, fusion), _growing(30, fusion)
+    ids = list(range(1, 15))
+    cols = torch.from_numpy(p0.vocab.lookup(ids))
+    assert torch.equal(cols, torch.from_numpy(p30.vocab.lookup(ids)))
+    batch = p30.valid.batch(np.arange(len(p30.valid)), f30.history_len)
+    assert torch.equal(batch.items, p0.valid.batch(np.arange(len(p0.valid)), f0.history_len).items)
+    s0, s30 = f0.score(batch), f30.score(batch)
+    assert torch.equal(s30[:, cols], s0[:, cols])
+    # every item is known without the test part: the plain normalisation, bit for bit
+    assert f0.known_ is None and "known" not in f0.get_state()
+    raw = f0.base.score(batch)
+    share = cold_share(batch.items, f0.cold, 5, 0.5)
+    assert torch.equal(s0, normalise(raw, fusion) + (-1.0 + 8.0 * share).unsqueeze(1) * f0.cold)
+    # the known items' values are those of the validation lists
+    known = known_mask(p30.train, p30.valid)
+    assert torch.equal(f30.known_, known) and int(known.sum()) == 14
+    on_valid = f30._base_scores(batch, known)
+    assert torch.equal(f30._base_scores(batch)[:, known], on_valid[:, known])
+    # the new items are scored, cold, on the known items' scale
+    new = torch.from_numpy(p30.vocab.lookup(list(range(1000, 1030))))
+    assert torch.isfinite(s30[:, new]).all() and bool((f30.cold[new] == 1).all())
+    raw30 = f30.base.score(batch)
+    bonus = (-1.0 + 8.0 * share).unsqueeze(1) * f30.cold
+    assert torch.equal(s30, normalise_known(raw30, fusion, known) + bonus)
+    # saved and loaded, the same scores; saved without the known items (an older model): as before
+    loaded = Recommender.load(f30.save(tmp_path / "f"))
+    assert torch.equal(loaded.known_, known) and torch.equal(loaded.score(batch), s30)
+    old = Recommender.load(tmp_path / "f")
+    old.set_state({k: torch.as_tensor(v) for k, v in f30.get_state().items() if k != "known"})
+    assert old.known_ is None
+    assert torch.equal(old.score(batch), normalise(raw30, fusion) + bonus)
+    state = {k: torch.as_tensor(v) for k, v in f30.get_state().items()}
+    state["known"] = state["known"][:-1]
+    with pytest.raises(ModelError, match="'known' holds 44 items, the vocabulary 45"):
+        old.set_state(state)
+
+
+def test_items_added_later_do_not_move_the_fitted_items_scores(tmp_path):
+    """``add_items`` grows the base; the added items were in the statistics of the base's
+    normalisation, so every fitted item's score moved (the weights were chosen on the fitted
+    catalogue's scale). Now the fitted items score as before, bit for bit, and the added ones
+    (cold, with the bonus) on their scale; the grown model saves and loads."""
+    f, prep = _growing(0)
+    n = f.n_items
+    batch = prep.valid.batch(np.arange(len(prep.valid)), f.history_len)
+    before = f.score(batch)
+    new = pl.DataFrame({"item_id": pl.Series([9001, 9002, 9003]).cast(f.vocab.ids.dtype)})
+    assert f.add_items(new) == [9001, 9002, 9003] and f.n_items == n + 3
+    after = f.score(batch)
+    assert torch.equal(after[:, :n], before) and torch.isfinite(after[:, n:]).all()
+    assert f.known_.tolist() == [False] + [True] * (n - 1) + [False] * 3
+    loaded = Recommender.load(f.save(tmp_path / "f"))
+    assert torch.equal(loaded.score(batch), after)

@@ -23,8 +23,13 @@ items, weighed as they come or by ``cold_target_share`` (e.g. the catalogue's co
 the validation period saw fewer new items than the served one will); the other weights join
 that grid where their term is on. On validation the lists hold only the items known when the
 model is fitted (:func:`known_mask`: training or validation events, or the item table), not
-those that only the test events bring. ``a = b = 0`` (other terms off) ranks exactly as the base.
-Non-finite base scores stay at the bottom.
+those that only the test events bring. At scoring time every item is scored, each per-list
+normalisation (the base's, the text term's) taking its statistics from those known items alone
+and applying them to every item (:func:`~warmrec.models.hybrid.normalise_known`), so that the
+weights chosen on validation mean the same there: an item that only the test events bring, or
+one added later (:meth:`Fresh.add_items`), does not move the known items' scores, and is scored
+on their scale. ``a = b = 0`` (other terms off) ranks exactly as the base. Non-finite base scores
+stay at the bottom.
 
 The third term (off unless ``order_window > 0``; integer item ids only) is the **catalogue order**:
 where ids are given in publication order, the videos of one course get consecutive ids and
@@ -49,8 +54,9 @@ history), also beyond the few items a content base reads.
 
 The base is any registered model (default a ``hybrid``), fitted by ``fit`` if it is not yet
 (:meth:`Fresh.from_base` wraps a fitted one). Saved state: the base's (prefixed ``base.``), the
-weights ``(a, b, o, t, r)``, the cold mask, the order prior and the text vectors with their
-centre (a loaded model needs no encoder to score; adding items, :meth:`Fresh.add_items`, encodes
+weights ``(a, b, o, t, r)``, the cold mask, the order prior, the text vectors with their
+centre and, where some item was not known at fit time, the known items (``known``; a model saved
+without it scores as if every item were known, as before) (a loaded model needs no encoder to score; adding items, :meth:`Fresh.add_items`, encodes
 the new items' text and centres it on the fitted catalogue's mean); the validation grid is kept
 in ``meta.history``.
 """
@@ -71,7 +77,7 @@ from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ModelError
 from warmrec.evaluation import metrics as M
 from warmrec.models.base import Recommender
-from warmrec.models.hybrid import Fusion, normalise, rank_metric_label
+from warmrec.models.hybrid import Fusion, normalise, normalise_known, rank_metric_label
 from warmrec.models.known import known_mask
 from warmrec.models.settings import TextFieldSettings, TextSettings
 from warmrec.registry import register_model
@@ -286,16 +292,49 @@ def seen_term(items: torch.Tensor, window: int, n_items: int) -> torch.Tensor:
 
 
 def base_scores(
-    base: Recommender, batch: Batch, fusion: str, keep: torch.Tensor | None = None
+    base: Recommender,
+    batch: Batch,
+    fusion: str,
+    keep: torch.Tensor | None = None,
+    known: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``[B, n_items]``: ``base``'s scores of ``batch`` (its histories cut to the base's
     ``history_len``), normalised per list (non-finite scores and padding stay ``-inf``); with
-    ``keep`` (``[n_items]`` bool) the other items are left out of the lists (``-inf``, not in
-    the normalisation)."""
+    ``keep`` (``[n_items]`` bool, the validation lists) the other items are left out of the
+    lists (``-inf``, not in the normalisation); with ``known`` instead (scoring) every item is
+    scored, on the scale of the ``known`` items' statistics
+    (:func:`~warmrec.models.hybrid.normalise_known`: the same values as with ``keep`` on them)."""
     h = base.history_len
     items = batch.items[:, -h:] if batch.items.shape[1] > h else batch.items
     s = torch.as_tensor(base.score(Batch(items, batch.users))).detach().float().cpu()
-    return normalise_kept(s, fusion, keep)
+    if keep is not None:
+        return normalise_kept(s, fusion, keep)
+    return normalise_known(s, fusion, known)
+
+
+def grown_known(known: torch.Tensor | None, n_items: int, n_added: int) -> torch.Tensor:
+    """``known`` (:func:`known_mask`, ``[n_items]``; None: every item but padding) with
+    ``n_added`` items added after the fit, not known: they are scored on the known items'
+    scale and do not move it."""
+    if known is None:
+        known = torch.ones(n_items, dtype=torch.bool)
+        known[0] = False
+    return torch.cat([known, torch.zeros(n_added, dtype=torch.bool)])
+
+
+def saved_known(model: Recommender, state: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """The known items of a saved ``state`` (``"known"``, checked against ``model``'s
+    vocabulary); None where it holds none (every item known, or saved before they were kept:
+    such a model scores as it did)."""
+    known = state.get("known")
+    if known is None:
+        return None
+    if len(known) != len(model.vocab):
+        raise ModelError(
+            f"model '{model.name}': the weights' 'known' holds {len(known)} items, the "
+            f"vocabulary {len(model.vocab)}"
+        )
+    return known.reshape(-1).bool()
 
 
 def normalise_kept(
@@ -382,6 +421,10 @@ class Fresh(Recommender):
         self.id_num: torch.Tensor | None = None  # [n_items] float raw ids (0 at padding)
         self.text: torch.Tensor | None = None  # [n_items, d] centred unit text vectors
         self.text_mean: torch.Tensor | None = None  # [d] the centre (None: saved without it)
+        self.known_: torch.Tensor | None = None
+        """``[n_items]`` bool: the items known when the model was fitted (:func:`known_mask`),
+        whose scores alone set each per-list normalisation at scoring time; None: every item
+        (where every item was known, or a model saved before they were kept)."""
 
     @classmethod
     def from_base(cls, base: Recommender, **config: Any) -> Fresh:
@@ -423,6 +466,8 @@ class Fresh(Recommender):
         self._bind(train)
         self.base = fit_base(self, self.base, train, valid, trainer, callbacks)
         self.cold = cold_mask(train)
+        known = known_mask(train, valid)
+        self.known_ = None if bool(known[1:].all()) else known
         self.order, self.id_num = (None, None)
         if c.order_window > 0:
             self.id_num = numeric_ids(train.vocab)
@@ -440,7 +485,7 @@ class Fresh(Recommender):
             r = float(c.seen_weight or 0.0) if c.seen_window > 0 else 0.0
             self.weights_ = (float(c.cold_weight), float(c.affinity_weight), o, t, r)
         else:
-            curve = self.selection_curve(valid, known_mask(train, valid))
+            curve = self.selection_curve(valid, known)
             best = max(range(len(curve)), key=lambda i: (curve[i][5], -i))
             self.weights_ = curve[best][:5]
             self.meta.history = [
@@ -481,11 +526,15 @@ class Fresh(Recommender):
         self, items: torch.Tensor, keep: torch.Tensor | None = None
     ) -> torch.Tensor | None:
         """``[B, n_items]``: the normalised dense-text similarity to the recent history (with
-        ``keep``: normalised over those items, 0 on the others); None when the term is off."""
+        ``keep``: normalised over those items, 0 on the others; without: every item on the
+        scale of the items known at fit time, :attr:`known_`); None when the term is off."""
         if self.text is None:
             return None
         sim = text_term(items, self.text, self.config.text_window, self.config.decay)
-        out = normalise_kept(sim, self.config.fusion, keep)
+        if keep is not None:
+            out = normalise_kept(sim, self.config.fusion, keep)
+        else:
+            out = normalise_known(sim, self.config.fusion, self.known_)
         out[:, 0] = 0.0  # padding: the base's -inf stays
         if keep is not None:
             out[:, ~keep] = 0.0
@@ -584,10 +633,12 @@ class Fresh(Recommender):
 
     # -- score --------------------------------------------------------------------------------
     def _base_scores(self, batch: Batch, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """The base's normalised scores: with ``keep``, of those items alone (validation);
+        without, of every item on the scale of the items known at fit time (:attr:`known_`)."""
         self._check_fitted()
         if self.base is None or self.cold is None:
             raise ModelError("model 'fresh' has no base: call fit() or load() first")
-        return base_scores(self.base, batch, self.config.fusion, keep)
+        return base_scores(self.base, batch, self.config.fusion, keep, self.known_)
 
     def score(self, batch: Batch) -> torch.Tensor:
         if self.weights_ is None:
@@ -638,6 +689,8 @@ class Fresh(Recommender):
         if not added:
             return []
         n = len(added)
+        # the added items are scored on the scale of the items known at fit time
+        self.known_ = grown_known(self.known_, self.n_items, n)
         grow(self, self.base.vocab, n)
         self.cold = pad(self.cold, n, 1.0)
         if self.id_num is not None:
@@ -657,6 +710,8 @@ class Fresh(Recommender):
             "weights": torch.tensor(self.weights_, dtype=torch.float64),
             "cold": self.cold.clone(),
         }
+        if self.known_ is not None:
+            state["known"] = self.known_.to(torch.uint8)
         if self.order is not None and self.id_num is not None:
             state["order"], state["id_num"] = self.order.clone(), self.id_num.clone()
         if self.text is not None:
@@ -673,6 +728,7 @@ class Fresh(Recommender):
             raise ModelError("model 'fresh': the weights hold no 'weights' or 'cold'")
         self.base = load_base(self, state)
         self.cold = state["cold"].to(torch.float32)
+        self.known_ = saved_known(self, state)
         self.order, self.id_num = state.get("order"), state.get("id_num")
         self.text = state.get("text")
         if self.config.text_window > 0 and self.text is None:
