@@ -257,6 +257,26 @@ def test_normalise_known_takes_the_statistics_of_the_known_items(fusion):
     assert torch.equal(normalise_known(r, fusion, None), normalise(r, fusion))
 
 
+@pytest.mark.parametrize("fusion", ["zscore", "minmax"])
+def test_normalise_known_takes_a_spread_within_rounding_as_flat(fusion):
+    """A content base after a history of added items alone: the known items score alike but
+    for float32 rounding (spread about 3e-8 on 0.36), an added item 1.5. Dividing by that
+    spread put the added item at about 4e7 (any weight on the list then swamped every other
+    term); a spread under FLAT_SPREAD of the scores' size is no scale: the known items come out
+    about 0, the added one 1.5 minus the known items' mean (or minimum)."""
+    base = 0.3621
+    ulp = float(np.spacing(np.float32(base)))
+    s = torch.tensor([[0.0, base, base + ulp, base - ulp, 1.5]])
+    known = torch.tensor([False, True, True, True, False])
+    got = normalise_known(s, fusion, known)
+    shift = float(s[0, 1:4].mean()) if fusion == "zscore" else base - ulp
+    assert float(got[0, 4]) == pytest.approx(1.5 - shift)
+    assert got[0, 1:4].abs().max() < 1e-6
+    # a spread above it (FLAT_SPREAD is 1e-5) is a scale, as before
+    s[0, 2] = base * (1 + 1e-4)
+    assert normalise_known(s, fusion, known)[0, 1:4].abs().max() > 0.5
+
+
 def _growing(k_new: int, fusion: str) -> tuple[Hybrid, object]:
     prep = prepare(growing_catalogue_log(k_new), split="temporal", split_options=GROWING_SPLIT)
     assert len(prep.vocab) - 1 == 14 + k_new

@@ -175,7 +175,10 @@ def normalise_known(
     validation). The statistics are computed on the known columns gathered into one list, so
     the known items' values do not depend on how many others there are, not even in rounding.
     Non-finite scores come out ``-inf``; a row whose known finite scores are all equal keeps
-    them at 0 (its scale is 1)."""
+    them at 0 (its scale is 1), and so does one whose known scores differ by no more than
+    rounding (a spread under ``FLAT_SPREAD`` times their largest magnitude: a content base's
+    list after a history of added items alone, the known items all alike): dividing by that
+    spread put the other items' scores at millions, above or below every other term."""
     if known is None or bool(known[1:].all()):
         return normalise(scores, fusion)
     if fusion not in ("zscore", "minmax"):
@@ -190,13 +193,21 @@ def normalise_known(
     return out
 
 
+FLAT_SPREAD = 1e-5
+"""A row of known scores whose spread (standard deviation, or span) is at most this times their
+largest magnitude is flat for :func:`normalise_known` (scale 1): float32 rounding alone spreads
+equal scores by about 1e-7 of their size."""
+
+
 def _known_stats(kx: torch.Tensor, fusion: str) -> tuple[torch.Tensor, torch.Tensor]:
     """``(shift, scale)``, each ``[B, 1]``: the statistics of each row of ``kx`` (a copy: the
     known items' scores, gathered), so that ``(x - shift) / scale`` is :func:`normalise`'s map
     of its finite scores; rows whose scores are all finite take :func:`normalise`'s in-place
-    passes, the others masked arithmetic."""
+    passes, the others masked arithmetic; a spread within rounding of the scores' size
+    (:data:`FLAT_SPREAD`) is no scale (1)."""
     zero = torch.zeros((), dtype=kx.dtype)
     one = torch.ones((), dtype=kx.dtype)
+    mag = torch.where(torch.isfinite(kx), kx.abs(), zero).amax(dim=1, keepdim=True)
     n = max(kx.shape[1], 1)
     rowsum = kx.sum(dim=1, keepdim=True)
     rows = (~torch.isfinite(rowsum[:, 0])).nonzero()[:, 0]
@@ -221,7 +232,8 @@ def _known_stats(kx: torch.Tensor, fusion: str) -> tuple[torch.Tensor, torch.Ten
             hi = torch.where(finite, k0, torch.full((), -torch.inf)).amax(dim=1, keepdim=True)
             shift[rows] = torch.where(torch.isfinite(lo), lo, zero)
             scale[rows] = hi - lo
-    scale = torch.where(torch.isfinite(scale) & (scale > 0), scale, one)
+    ok = torch.isfinite(scale) & (scale > 0) & (scale > FLAT_SPREAD * mag)
+    scale = torch.where(ok, scale, one)
     return shift, scale
 
 
