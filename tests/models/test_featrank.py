@@ -25,6 +25,7 @@ from warmrec.models.featrank import (
     time_fields,
     transition_counts,
 )
+from warmrec.models.fresh import known_mask
 from warmrec.models.hybrid import normalise
 
 N_TOPICS, PER_TOPIC = 4, 10
@@ -305,7 +306,8 @@ def test_new_items_are_cold_with_their_tags_and_order(tmp_path):
     """Four videos added after fitting (a new course 140-142 on a new software value, s4, and
     one more s0 video): cold, popularity 0, their tags, years and ids read as the fitted
     items'; after 140, 141 the next video of the new course, 142, comes first. The fitted
-    items' features do not move (but for the base's, normalised over the catalogue); the grown model saves and loads."""
+    items' features do not move, the base's included (normalised on the fitted items' scale:
+    it took the added items in); the grown model saves and loads."""
     train, valid, _ = _data()
     cfg = {"base": "tfidf", "base_config": {"text_fields": ["title"]}, "gap_fields": ["year"]}
     m = FeatRank(cfg).fit(train, valid)
@@ -322,9 +324,9 @@ def test_new_items_are_cold_with_their_tags_and_order(tmp_path):
     assert m.add_items(extra) == [140, 141, 142, 143]
     assert m.add_items(extra) == []
     after, _ = m.features(batch)
-    # the known items' features do not move, but for the base's (normalised over the catalogue)
-    same = [k for k, name in enumerate(m.names) if "base" not in name]
-    torch.testing.assert_close(after[:, : before.shape[1], same], before[:, :, same])
+    # the known items' features do not move, the base's included
+    assert torch.equal(after[:, : before.shape[1]], before)
+    assert m.known_.tolist() == [False] + [True] * (before.shape[1] - 1) + [False] * 4
     assert m.cold[-4:].tolist() == [1.0] * 4 and m.pop[-4:].tolist() == [0.0] * 4
     assert m.tag_values["software"]["s4"] == 4
     assert m.recommend([[140, 141]], k=1)[0] == [142]
@@ -568,3 +570,33 @@ def test_items_only_the_test_part_brings_do_not_change_the_fitted_weights(config
     assert f30.refit_check == f0.refit_check
     assert f30._known is None  # scoring ranks the whole catalogue, the new items as cold ones
     assert int(f30.cold.sum()) == 4 + 30
+
+
+def test_items_only_the_test_part_brings_do_not_move_the_known_items_features(tmp_path):
+    """The fit normalises the base's lists over the known items (14 here); scoring normalised
+    them over the whole vocabulary, so the 30 items that only the test part brings moved every
+    known item's base feature (and score) from what the weights were fitted on. Now the known
+    items' statistics are applied to every item: the known items' features and scores are those
+    without the new ones, bit for bit; the new ones are scored on that scale; the known items
+    are saved with the model (not where every item is known)."""
+
+    def fitted(k_new):
+        prep = prepare(growing_catalogue_log(k_new), split="temporal", split_options=GROWING_SPLIT)
+        return get_model("featrank", {"base": "markov"}).fit(prep.train, prep.valid), prep
+
+    (f0, p0), (f30, p30) = fitted(0), fitted(30)
+    assert torch.equal(f30.weights_, f0.weights_)
+    cols = torch.from_numpy(p0.vocab.lookup(list(range(1, 15))))
+    assert torch.equal(cols, torch.from_numpy(p30.vocab.lookup(list(range(1, 15)))))
+    batch = p30.valid.batch(np.arange(len(p30.valid)), f30.history_len)
+    x0, _ = f0.features(batch)
+    x30, usable = f30.features(batch)
+    assert torch.equal(x30[:, cols], x0[:, cols])
+    s30 = f30.score(batch)
+    assert torch.equal(s30[:, cols], f0.score(batch)[:, cols])
+    new = torch.from_numpy(p30.vocab.lookup(list(range(1000, 1030))))
+    assert bool(usable[:, new].all()) and torch.isfinite(s30[:, new]).all()
+    assert f0.known_ is None and "known" not in f0.get_state()
+    assert torch.equal(f30.known_, known_mask(p30.train, p30.valid))
+    loaded = Recommender.load(f30.save(tmp_path / "f"))
+    assert torch.equal(loaded.known_, f30.known_) and torch.equal(loaded.score(batch), s30)

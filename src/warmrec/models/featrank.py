@@ -37,14 +37,20 @@ learners move through a catalogue that keeps growing -- with more signals and we
 fitted rather than searched on a grid (14 on MARS: a grid would not do). The fit's catalogue is
 the items known when it runs (:func:`~warmrec.models.fresh.known_mask`: training or validation
 events, or the item table): an item that only test events bring is no softmax candidate, not
-in the base's normalisation nor in the catalogue's cold share; scoring ranks every item.
+in the base's normalisation nor in the catalogue's cold share; scoring ranks every item, the
+base's scores normalised with the statistics of those known items alone applied to every item
+(:func:`~warmrec.models.hybrid.normalise_known`), so that the base feature means the same as in
+the fit: an item that only the test events bring, or one added later, does not move the known
+items' features.
 
 Scoring builds one ``[B, n_items]`` column per feature, histories in chunks of about 4 million
 item scores per column; the fit holds its rows' features (at most 200 million values).
 
 Saved state: the base's (prefixed ``base.``), the weights, the cold mask, the popularity
 feature, the order prior and ids, each tag field's item-value incidence with its values (so
-that added items reuse them), and each gap field's values with their spread.
+that added items reuse them), each gap field's values with their spread and, where some item
+was not known at fit time, the known items (``known``; a model saved without it scores as if
+every item were known, as before).
 """
 
 from __future__ import annotations
@@ -70,12 +76,14 @@ from warmrec.models.fresh import (
     cold_mask,
     cold_share,
     fit_base,
+    grown_known,
     known_mask,
     load_base,
     numeric_ids,
     order_prior,
     order_term,
     resolve_share,
+    saved_known,
     seen_term,
 )
 from warmrec.models.hybrid import Fusion, target_ranks
@@ -320,6 +328,10 @@ class FeatRank(Recommender):
         """During a fit, where the vocabulary holds items not known then (only test events
         bring them; :func:`~warmrec.models.fresh.known_mask`): the known ones, the only
         candidates of the fit; None otherwise (every item)."""
+        self.known_: torch.Tensor | None = None
+        """``[n_items]`` bool: the items known when the model was fitted, whose base scores
+        alone set the base's normalisation at scoring time; None: every item (where every item
+        was known, or a model saved before they were kept)."""
 
     @property
     def history_len(self) -> int:
@@ -386,7 +398,9 @@ class FeatRank(Recommender):
         rank last), each other column computed as it is taken."""
         if self.base is None or self.cold is None or self.pop is None:
             raise ModelError("model 'featrank' is not fitted: call fit() or load() first")
-        base = base_scores(self.base, batch, self.config.fusion, self._known)
+        # in the fit the lists hold the known items alone; scoring ranks every item on the scale
+        # of the items known at fit time (the same values on them)
+        base = base_scores(self.base, batch, self.config.fusion, self._known, self.known_)
         usable = torch.isfinite(base)
         return usable, self._more(batch.items, torch.where(usable, base, torch.zeros(())))
 
@@ -472,6 +486,7 @@ class FeatRank(Recommender):
         self.base = fit_base(self, self.base, train, valid, trainer, callbacks)
         known = known_mask(train, valid)
         self._known = None if bool(known[1:].all()) else known
+        self.known_ = self._known
         try:
             return self._fit(train, valid)
         finally:
@@ -804,6 +819,8 @@ class FeatRank(Recommender):
         if len(added) != len(new):  # pragma: no cover - the base adds the ids new_items finds
             raise ModelError(f"featrank: the base added {len(added)} items, expected {len(new)}")
         n = len(added)
+        # the added items are scored on the scale of the items known at fit time
+        self.known_ = grown_known(self.known_, self.n_items, n)
         grow(self, self.base.vocab, n)
         self.cold, self.pop = pad(self.cold, n, 1.0), pad(self.pop, n, 0.0)
         if self.id_num is not None:
@@ -828,6 +845,8 @@ class FeatRank(Recommender):
             "cold": self.cold.clone(),
             "pop": self.pop.clone(),
         }
+        if self.known_ is not None:
+            state["known"] = self.known_.to(torch.uint8)
         if self.order is not None and self.id_num is not None:
             state["order"], state["id_num"] = self.order.clone(), self.id_num.clone()
         if self.trans is not None:
@@ -853,6 +872,7 @@ class FeatRank(Recommender):
         self.base = load_base(self, state)
         self.cold = state["cold"].float()
         self.pop = state["pop"].float()
+        self.known_ = saved_known(self, state)
         self.order, self.id_num = state.get("order"), state.get("id_num")
         self.trans = self._trans_now = None
         if self.config.transitions:
