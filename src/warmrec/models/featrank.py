@@ -35,7 +35,7 @@ from another period than the training sequences, not where it is one more step o
 ones). Without a validation set the cold weights stay 0. It is Fresh's idea -- a model of how
 learners move through a catalogue that keeps growing -- with more signals and weights that are
 fitted rather than searched on a grid (14 on MARS: a grid would not do). The fit's catalogue is
-the items known when it runs (:func:`~warmrec.models.fresh.known_mask`: training or validation
+the items known when it runs (:func:`~warmrec.models.known.known_mask`: training or validation
 events, or the item table): an item that only test events bring is no softmax candidate, not
 in the base's normalisation nor in the catalogue's cold share; scoring ranks every item, the
 base's scores normalised with the statistics of those known items alone applied to every item
@@ -76,17 +76,16 @@ from warmrec.models.fresh import (
     cold_mask,
     cold_share,
     fit_base,
-    grown_known,
     known_mask,
     load_base,
     numeric_ids,
     order_prior,
     order_term,
     resolve_share,
-    saved_known,
     seen_term,
 )
 from warmrec.models.hybrid import Fusion, target_ranks
+from warmrec.models.known import grown_known, saved_known
 from warmrec.registry import register_model
 
 FOLDS = 5
@@ -326,7 +325,7 @@ class FeatRank(Recommender):
         last step (``refit``) and without (``kept``); None otherwise."""
         self._known: torch.Tensor | None = None
         """During a fit, where the vocabulary holds items not known then (only test events
-        bring them; :func:`~warmrec.models.fresh.known_mask`): the known ones, the only
+        bring them; :func:`~warmrec.models.known.known_mask`): the known ones, the only
         candidates of the fit; None otherwise (every item)."""
         self.known_: torch.Tensor | None = None
         """``[n_items]`` bool: the items known when the model was fitted, whose base scores

@@ -78,7 +78,7 @@ from warmrec.errors import ModelError
 from warmrec.evaluation import metrics as M
 from warmrec.models.base import Recommender
 from warmrec.models.hybrid import Fusion, normalise, normalise_known, rank_metric_label
-from warmrec.models.known import known_mask
+from warmrec.models.known import grown_known, known_mask, saved_known
 from warmrec.models.settings import TextFieldSettings, TextSettings
 from warmrec.registry import register_model
 
@@ -310,31 +310,6 @@ def base_scores(
     if keep is not None:
         return normalise_kept(s, fusion, keep)
     return normalise_known(s, fusion, known)
-
-
-def grown_known(known: torch.Tensor | None, n_items: int, n_added: int) -> torch.Tensor:
-    """``known`` (:func:`known_mask`, ``[n_items]``; None: every item but padding) with
-    ``n_added`` items added after the fit, not known: they are scored on the known items'
-    scale and do not move it."""
-    if known is None:
-        known = torch.ones(n_items, dtype=torch.bool)
-        known[0] = False
-    return torch.cat([known, torch.zeros(n_added, dtype=torch.bool)])
-
-
-def saved_known(model: Recommender, state: dict[str, torch.Tensor]) -> torch.Tensor | None:
-    """The known items of a saved ``state`` (``"known"``, checked against ``model``'s
-    vocabulary); None where it holds none (every item known, or saved before they were kept:
-    such a model scores as it did)."""
-    known = state.get("known")
-    if known is None:
-        return None
-    if len(known) != len(model.vocab):
-        raise ModelError(
-            f"model '{model.name}': the weights' 'known' holds {len(known)} items, the "
-            f"vocabulary {len(model.vocab)}"
-        )
-    return known.reshape(-1).bool()
 
 
 def normalise_kept(

@@ -15,7 +15,7 @@ member cannot leak in). A list whose finite scores are all equal normalises to z
 leaves the other member's order untouched. Non-finite scores stay at the bottom (``-inf``).
 
 The catalogue of the normalisation is the items known when the hybrid is fitted (training or
-validation events, or the item table: :func:`~warmrec.models.fresh.known_mask`): the vocabulary
+validation events, or the item table: :func:`~warmrec.models.known.known_mask`): the vocabulary
 covers every part of a split, and an item that only the test events bring is left out of the
 validation lists and of every list's statistics, so it cannot move the weight chosen; at
 scoring time it, and any item added later, is scored on the known items' scale (kept with the
@@ -44,7 +44,7 @@ from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.errors import ConfigError, ModelError
 from warmrec.evaluation import metrics as M
 from warmrec.models.base import Recommender
-from warmrec.models.known import known_mask
+from warmrec.models.known import grown_known, known_mask, saved_known
 from warmrec.registry import register_model
 
 Fusion = Literal["zscore", "minmax"]
@@ -168,7 +168,7 @@ def normalise_known(
 ) -> torch.Tensor:
     """:func:`normalise` of ``scores[B, n_items]`` with each row's statistics (mean and
     standard deviation, or minimum and span) taken over the ``known`` items alone (``[n_items]``
-    bool, :func:`~warmrec.models.fresh.known_mask`; None or every item known: plain
+    bool, :func:`~warmrec.models.known.known_mask`; None or every item known: plain
     :func:`normalise`, bit for bit) and applied to every item: an item the model did not know
     when it was fitted is still scored, on the known items' scale (``"minmax"``: it may fall
     outside [0, 1]); with ``drop`` it comes out ``-inf`` (left out of the list, as on
@@ -292,7 +292,7 @@ class Hybrid(Recommender):
         """The fusion weight in use (the config's, or the one chosen on validation)."""
         self.known_: torch.Tensor | None = None
         """``[n_items]`` bool: the items known when the hybrid was fitted
-        (:func:`~warmrec.models.fresh.known_mask`), whose scores alone set each list's
+        (:func:`~warmrec.models.known.known_mask`), whose scores alone set each list's
         normalisation; None: every item (as where every item is known)."""
 
     @classmethod
@@ -469,11 +469,7 @@ class Hybrid(Recommender):
             raise ModelError("hybrid: the members added different items")
         if added[0]:
             # the added items are scored on the scale of the items known at fit time
-            known = self.known_
-            if known is None:
-                known = torch.ones(self.n_items, dtype=torch.bool)
-                known[0] = False
-            self.known_ = torch.cat([known, torch.zeros(len(added[0]), dtype=torch.bool)])
+            self.known_ = grown_known(self.known_, self.n_items, len(added[0]))
             grow(self, self.members["network"].vocab, len(added[0]))
         return added[0]
 
@@ -503,11 +499,4 @@ class Hybrid(Recommender):
             m.set_state({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
         self.members = members
         self.weight_ = float(state["weight"].reshape(-1)[0])
-        known = state.get("known")
-        if known is not None and len(known) != len(self.vocab):
-            raise ModelError(
-                f"model 'hybrid': the weights' 'known' holds {len(known)} items, the "
-                f"vocabulary {len(self.vocab)}"
-            )
-        # saved before the known items were kept (or every item known): every item
-        self.known_ = None if known is None else known.reshape(-1).bool()
+        self.known_ = saved_known(self, state)

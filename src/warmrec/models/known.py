@@ -4,16 +4,20 @@ The vocabulary covers every part of a split, so that held-out items are ranked. 
 ranked or counted the items only the test events bring -- a catalogue's cold share, a cold
 bonus, a softmax's candidates, a per-list normalisation -- let the test part change what it
 chose on validation; Fresh, FeatRank, Hybrid and ``warmrec auto`` take their statistics over
-these items instead.
+these items instead, and keep them with the model (:func:`grown_known` as items are added,
+:func:`saved_known` when loaded).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
 
 from warmrec.data.dataset import EvalSet, SequenceDataset
 from warmrec.data.schema import ITEM
+from warmrec.errors import ModelError
 
 
 def known_mask(train: SequenceDataset, valid: EvalSet | None = None) -> torch.Tensor:
@@ -35,3 +39,28 @@ def known_mask(train: SequenceDataset, valid: EvalSet | None = None) -> torch.Te
         known[idx[idx > 0]] = True
     known[0] = False
     return known
+
+
+def grown_known(known: torch.Tensor | None, n_items: int, n_added: int) -> torch.Tensor:
+    """``known`` (:func:`known_mask`, ``[n_items]``; None: every item but padding) with
+    ``n_added`` items added after the fit, not known: they are scored on the known items'
+    scale and do not move it."""
+    if known is None:
+        known = torch.ones(n_items, dtype=torch.bool)
+        known[0] = False
+    return torch.cat([known, torch.zeros(n_added, dtype=torch.bool)])
+
+
+def saved_known(model: Any, state: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """The known items of a saved ``state`` (``"known"``, checked against ``model``'s
+    vocabulary); None where it holds none (every item known, or saved before they were kept:
+    such a model scores as it did)."""
+    known = state.get("known")
+    if known is None:
+        return None
+    if len(known) != len(model.vocab):
+        raise ModelError(
+            f"model '{model.name}': the weights' 'known' holds {len(known)} items, the "
+            f"vocabulary {len(model.vocab)}"
+        )
+    return known.reshape(-1).bool()
