@@ -22,6 +22,7 @@ from warmrec.models.fresh import (
     centred_text,
     cold_share,
     known_mask,
+    normalise_kept,
     numeric_ids,
     order_prior,
     text_term,
@@ -446,3 +447,45 @@ def test_items_added_later_do_not_move_the_fitted_items_scores(tmp_path):
     assert f.known_.tolist() == [False] + [True] * (n - 1) + [False] * 3
     loaded = Recommender.load(f.save(tmp_path / "f"))
     assert torch.equal(loaded.score(batch), after)
+
+
+@pytest.mark.parametrize("fusion", ["zscore", "minmax"])
+def test_validation_lists_take_the_scale_scoring_uses(fusion):
+    """The fit's lists (``keep``: Fresh's validation, FeatRank's fit) and scoring (``known``)
+    normalise the known items with the same statistics. They did not where the known items'
+    scores were equal up to float32 rounding: the fit stretched the rounding to unit spread
+    (z-scores 0, 1.41, -1.41, 0; minmax 0.5, 1, 0, 0.5) where scoring, since FLAT_SPREAD,
+    takes it as no scale (about 0), so the weights chosen on those lists met another base
+    term at scoring."""
+    train, vocab = _catalogue()
+    i = {k: int(vocab.lookup([k])[0]) for k in range(1, 7)}
+    base = 0.3621
+    ulp = float(np.spacing(np.float32(base)))
+    row = [0.0] * 7
+    for item, s in zip(range(1, 7), [base, base + ulp, base - ulp, base, 1.5, 2.0]):
+        row[i[item]] = s  # items 5 and 6 are not known at fit time
+    cfg = {"fusion": fusion, "cold_weight": 0.0, "affinity_weight": 0.0}
+    f = Fresh.from_base(_Fixed(vocab, row), **cfg).fit(train)
+    known = f.known_
+    assert known.tolist() == [False] + [k in (1, 2, 3, 4) for k in vocab.decode(range(1, 7))]
+    batch = Batch(torch.tensor([[i[1]], [i[3]]]))
+    fitted, scored = f._base_scores(batch, known), f._base_scores(batch)
+    assert torch.isinf(fitted[:, ~known]).all() and torch.isfinite(scored[:, [i[5], i[6]]]).all()
+    assert fitted[:, known].abs().max() < 1e-6  # the rounding is no scale
+    assert torch.equal(fitted[:, known], scored[:, known])
+
+
+@pytest.mark.parametrize("fusion", ["zscore", "minmax"])
+def test_kept_lists_with_non_finite_scores_match_scoring_to_the_bit(fusion):
+    """Rows with a non-finite score among the kept items: the fit's normalisation summed
+    padding's 0 into the statistics and scoring's did not, so the kept items' values differed
+    in their last bits (a tie on validation could be none at scoring)."""
+    gen = torch.Generator().manual_seed(5)
+    s = torch.randn(8, 301, generator=gen) * 3
+    s[torch.rand(8, 301, generator=gen) < 0.2] = -torch.inf
+    keep = torch.rand(301, generator=gen) < 0.7
+    keep[0] = False
+    got = normalise_kept(s, fusion, keep)
+    want = normalise_known(s, fusion, keep)
+    assert torch.isinf(got[:, ~keep]).all()
+    assert torch.equal(got[:, keep], want[:, keep])

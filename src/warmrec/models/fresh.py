@@ -77,7 +77,7 @@ from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ModelError
 from warmrec.evaluation import metrics as M
 from warmrec.models.base import Recommender
-from warmrec.models.hybrid import Fusion, normalise, normalise_known, rank_metric_label
+from warmrec.models.hybrid import Fusion, normalise_known, rank_metric_label
 from warmrec.models.known import grown_known, known_mask, saved_known
 from warmrec.models.settings import TextFieldSettings, TextSettings
 from warmrec.registry import register_model
@@ -317,14 +317,12 @@ def normalise_kept(
 ) -> torch.Tensor:
     """:func:`~warmrec.models.hybrid.normalise` of the ``keep`` columns of ``scores[B, n_items]``
     alone (``[n_items]`` bool; None: every column), as if the others were not in the
-    catalogue: they come out ``-inf``. The kept columns are normalised as one list of just
-    them, so the result does not depend on how many others there are, not even in rounding."""
-    if keep is None or bool(keep[1:].all()):
-        return normalise(scores, fusion)
-    cols = torch.cat([torch.zeros(1, dtype=torch.int64), torch.nonzero(keep[1:])[:, 0] + 1])
-    out = torch.full(scores.shape, -torch.inf)
-    out[:, cols] = normalise(scores[:, cols], fusion)
-    return out
+    catalogue: they come out ``-inf``. The kept columns take the statistics that scoring
+    applies to every item (:func:`~warmrec.models.hybrid.normalise_known` with ``drop``), so a
+    fit on these lists sees the values scoring gives its items, to the bit: a spread within
+    rounding is no scale in both, and rows with non-finite scores round alike. The result does
+    not depend on how many other columns there are, not even in rounding."""
+    return normalise_known(scores, fusion, keep, drop=True)
 
 
 def centred_text(vectors: np.ndarray, mean: torch.Tensor | None = None) -> torch.Tensor:
