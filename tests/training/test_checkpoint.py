@@ -24,7 +24,7 @@ from warmrec.training.checkpoint import (
     flatten_optimizer,
     unflatten_optimizer,
 )
-from warmrec.training.loop import ResumeWarning, train
+from warmrec.training.loop import ResumeWarning, TrainerConfig, replanned_schedule, train
 
 TINY = tiny_net("sasrec", ffn_dim=32, dropout=0.2, attn_dropout=0.1)
 
@@ -248,6 +248,21 @@ def test_resume_with_the_same_plan_or_no_schedule_does_not_warn_about_it(data, t
             res = train(get_model("sasrec", TINY), train_ds, valid, epochs=epochs, resume=True,
                         **kw)  # fmt: skip
         assert res.resumed_from == 1 and not _schedule_warnings(rec)
+
+
+def test_a_warm_up_that_both_plans_share_is_no_replanned_schedule():
+    """Without decay the rate depends on the plan's length only through the warm-up (its
+    steps, capped at a tenth of the plan): a resume during a warm-up of the same length in
+    both plans follows the same rates, and warned 'the rate is 11.0% of the base rate instead
+    of 11.0%' (this run differs from an uninterrupted run: it did not)."""
+    cfg = TrainerConfig(schedule="none", warmup_steps=100)
+    assert replanned_schedule(cfg, 2000, 4000, 10) is None  # 100 steps in both
+    # a warm-up the shorter plan caps (20 of 200 steps, 100 of 4000): the rates differ
+    msg = replanned_schedule(cfg, 200, 4000, 10)
+    assert msg is not None and "the rate is 11.0% of the base rate instead of 55.0%" in msg
+    # with a decay, another length is another schedule, in the warm-up too
+    cos = TrainerConfig(schedule="cosine", warmup_steps=100)
+    assert replanned_schedule(cos, 2000, 4000, 10) is not None
 
 
 def test_find_checkpoint_renames_back_the_copy_moved_aside(tmp_path):

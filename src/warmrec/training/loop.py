@@ -514,12 +514,14 @@ def replanned_schedule(cfg: TrainerConfig, planned: int, total: int, step: int) 
     schedule over ``total`` steps instead of the checkpoint's ``planned`` (another ``epochs``, or
     another number of batches per epoch): the rate at the next step under both plans, as shares
     of the base rate; None where the plans give the same rates from here on (no decay and no
-    warm-up left)."""
+    warm-up left, or no decay and the same warm-up in both)."""
     if planned == total:
         return None
     w_old = min(cfg.warmup_steps, planned // WARMUP_SHARE)
     w_new = min(cfg.warmup_steps, total // WARMUP_SHARE)
-    if cfg.schedule == "none" and step >= max(w_old, w_new):
+    # without decay only the warm-up depends on the plan: the same warm-up, or one over, is
+    # the same rate at every step from here on
+    if cfg.schedule == "none" and (w_old == w_new or step >= max(w_old, w_new)):
         return None
     before = lr_factor(step, planned, w_old, cfg.schedule)
     after = lr_factor(step, total, w_new, cfg.schedule)
