@@ -425,3 +425,35 @@ def test_values_that_do_not_go_together_fail_their_trial_not_the_search(
         ("complete", {"model.d": 32, "model.n_heads": 16}),
     ]
     assert "divisor of d = 24" in rows[0].error
+
+
+def test_a_trial_scores_the_same_with_one_job_or_two(tmp_path: Path, data: SearchData) -> None:
+    # two trials fitting at once in threads used to share torch's global generator: each
+    # re-seeded it at its start and drew the other's dropout masks, so the same configuration
+    # scored differently beside another trial than alone. Every trial here has one of two
+    # configurations: a value must depend on the configuration only.
+    space = parse_space(
+        {
+            "search": {"metric": "ndcg@10"},
+            "model": {"hidden_size": 16, "max_len": 8, "dropout_embed": 0.3},
+            "train": {
+                "epochs": 2,  # short of the cycle's perfect score: every value differs
+                "batch_size": 16,  # ~70 steps an epoch: the two trials' steps interleave
+                "patience": 0,
+                "seed": 4,
+                "lr": {"type": "categorical", "choices": [0.001, 0.002]},
+            },
+        }
+    )
+    space.check("gru4rec")
+    values: dict[float, set[float]] = {}  # lr -> the values its trials scored
+    for n_jobs in (1, 2):
+        rows = search_local(
+            "gru4rec", space, data, tmp_path / f"jobs{n_jobs}", trials=6, n_jobs=n_jobs,
+            seed=1, pruner="none",
+        )  # fmt: skip
+        assert [r.state for r in rows] == ["complete"] * 6
+        for r in rows:
+            values.setdefault(r.params["train.lr"], set()).add(r.value)
+    assert len(values) == 2, "TPE sampled only one of the two configurations"
+    assert all(len(v) == 1 for v in values.values()), values

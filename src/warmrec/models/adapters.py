@@ -58,7 +58,8 @@ from torch.nn.utils.rnn import PackedSequence
 
 from warmrec.config import ConfigModel, build_config
 from warmrec.errors import ModelError
-from warmrec.models.layers import GRUBlock, TransformerBlock
+from warmrec.models.layers import Dropout, GRUBlock, TransformerBlock
+from warmrec.rng import dropout as fit_dropout
 
 ADAPTER_PARTS = ("adapter", "adapters", "lora")
 _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
@@ -117,7 +118,7 @@ class BottleneckAdapter(nn.Module):
         super().__init__()
         self.down = nn.Linear(dim, bottleneck)
         self.act = _ACTIVATIONS[activation]()
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.up = nn.Linear(bottleneck, dim)
         with torch.no_grad():
             nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5), generator=generator)
@@ -158,7 +159,7 @@ class LoraLayer(nn.Module):
         with torch.no_grad():
             for s in range(len(slices)):
                 nn.init.kaiming_uniform_(self.lora_A[s], a=math.sqrt(5), generator=generator)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def delta_weight(self) -> torch.Tensor:
         """``[out, in]``: the row blocks' ``B_s A_s`` (without the scaling), zero elsewhere."""
@@ -235,9 +236,12 @@ def _dropout_seq(out: torch.Tensor | PackedSequence, p: float, training: bool) -
         return out
     if isinstance(out, PackedSequence):
         return PackedSequence(
-            F.dropout(out.data, p, True), out.batch_sizes, out.sorted_indices, out.unsorted_indices
+            fit_dropout(out.data, p, True),
+            out.batch_sizes,
+            out.sorted_indices,
+            out.unsorted_indices,
         )
-    return F.dropout(out, p, True)
+    return fit_dropout(out, p, True)
 
 
 _GRU_PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")

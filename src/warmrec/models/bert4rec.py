@@ -36,7 +36,7 @@ from torch import nn
 
 from warmrec.data.dataset import Batch, SequenceDataset
 from warmrec.data.sequences import SequenceData, pad_windows
-from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, TransformerStack
+from warmrec.models.layers import Dropout, ItemEmbedding, PositionalEmbedding, TransformerStack
 from warmrec.models.neural import NeuralRecommender
 from warmrec.models.settings import HistorySettings, LossSettings, TransformerSettings
 from warmrec.registry import register_model
@@ -133,7 +133,7 @@ class BERT4RecNet(nn.Module):
         self.n_items = n_items
         self.item = ItemEmbedding(n_items + 1, cfg.d, tied=True, bias=True)  # + [MASK]
         self.pos = PositionalEmbedding(cfg.max_len, cfg.d)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.encoder = TransformerStack(
             cfg.d,
             cfg.n_layers,

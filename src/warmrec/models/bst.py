@@ -54,7 +54,13 @@ from torch import nn
 
 from warmrec.data.dataset import Batch
 from warmrec.models.features import FeatureEmbedder, FeatureSpec
-from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, SeenItemBias, TransformerStack
+from warmrec.models.layers import (
+    Dropout,
+    ItemEmbedding,
+    PositionalEmbedding,
+    SeenItemBias,
+    TransformerStack,
+)
 from warmrec.models.settings import (
     LossSettings,
     SeenBiasSettings,
@@ -115,7 +121,7 @@ class BSTNet(nn.Module):
             FeatureEmbedder(user_specs, n_users, cfg.feature_dim, "concat") if user_specs else None
         )
         self.pos = PositionalEmbedding(cfg.max_len, d)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.encoder = TransformerStack(
             d,
             cfg.n_layers,
@@ -128,7 +134,7 @@ class BSTNet(nn.Module):
         width = d + (self.user_feat.out_dim if self.user_feat is not None else 0)
         layers: list[nn.Module] = []
         for w in cfg.mlp:
-            layers += [nn.Linear(width, int(w)), nn.LeakyReLU(), nn.Dropout(cfg.mlp_dropout)]
+            layers += [nn.Linear(width, int(w)), nn.LeakyReLU(), Dropout(cfg.mlp_dropout)]
             width = int(w)
         layers.append(nn.Linear(width, d))
         self.mlp = nn.Sequential(*layers)

@@ -62,6 +62,7 @@ from warmrec.data.dataset import Batch, SequenceDataset
 from warmrec.data.sequences import SequenceData
 from warmrec.models.bpr_max_linear import matmul_dtype
 from warmrec.models.layers import (
+    Dropout,
     GRUBlock,
     ItemEmbedding,
     SeenItemBias,
@@ -235,7 +236,7 @@ class GRU4RecNet(nn.Module):
         if not cfg.tied:
             in_dim = cfg.embedding_dim or h
             self.input = nn.Embedding(n_items, in_dim, padding_idx=0)
-        self.drop_embed = nn.Dropout(cfg.dropout_embed)
+        self.drop_embed = Dropout(cfg.dropout_embed)
         self.gru = GRUBlock(in_dim, h, cfg.n_layers, cfg.dropout_hidden)
         self.seen = SeenItemBias() if cfg.seen_bias else None
         self.reset_parameters()

@@ -26,6 +26,7 @@ from torch import nn
 
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ConfigError, DataError
+from warmrec.rng import dropout, generator
 
 _DROPOUT_LEVELS = 256  # a CPU mask compares random bytes with a threshold: p in steps of 1/256
 
@@ -40,15 +41,19 @@ def dropout_keep(
     0.25, ... exactly; 0.2 becomes 0.1992); scaling by ``1 / (1 - p')`` keeps the expectation.
     torch's own CPU dropout draws one Bernoulli variate per element through the generic
     sampler, about 10x slower (measured on a SASRec step: 6 ms per [32, 50, 64] mask, ~30 % of the
-    step). Elsewhere (CUDA) the mask is drawn the usual way, ``bernoulli_(1 - p)``. Both use the
-    global torch generator, so the training loop's seed and checkpointed RNG state cover them.
+    step). Elsewhere (CUDA) the mask is drawn the usual way, ``bernoulli_(1 - p)``. Both draw
+    from :func:`warmrec.rng.generator`: the running fit's own generator, seeded by the training
+    loop and kept in its checkpoints (torch's global generator outside a fit).
     """
+    gen = generator(device)
     if device.type != "cpu":
-        keep = torch.empty(tuple(shape), dtype=dtype, device=device).bernoulli_(1.0 - p)
+        keep = torch.empty(tuple(shape), dtype=dtype, device=device).bernoulli_(
+            1.0 - p, generator=gen
+        )
         return keep.div_(1.0 - p)
     n = math.prod(shape)
     level = min(int(round(p * _DROPOUT_LEVELS)), _DROPOUT_LEVELS - 1)
-    words = torch.randint(-(2**63), 2**63 - 1, ((n + 7) // 8,), dtype=torch.int64)
+    words = torch.randint(-(2**63), 2**63 - 1, ((n + 7) // 8,), dtype=torch.int64, generator=gen)
     random_bytes = words.view(torch.uint8)[:n].view(tuple(shape))
     scale = _DROPOUT_LEVELS / (_DROPOUT_LEVELS - level)
     return (random_bytes >= level).to(dtype).mul_(scale)
@@ -60,6 +65,14 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tens
     if not training or p <= 0.0:
         return x
     return x * dropout_keep(x.shape, p, x.dtype, x.device)
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` drawing its mask from the running fit's own generator
+    (:func:`warmrec.rng.dropout`; the same numbers as ``nn.Dropout`` for the same state)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
 
 
 class FastDropout(nn.Dropout):
@@ -450,7 +463,7 @@ class GRUBlock(nn.Module):
             batch_first=True,
             dropout=dropout if n_layers > 1 else 0.0,
         )
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def init_state(self, batch: int, device: torch.device | str) -> torch.Tensor:
         return torch.zeros(self.n_layers, batch, self.hidden_dim, device=device)

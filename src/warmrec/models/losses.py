@@ -56,6 +56,7 @@ from warmrec.config import ConfigModel
 from warmrec.errors import ConfigError
 from warmrec.models.bpr_max_linear import BPRMaxLinear
 from warmrec.models.settings import LossName, LossSettings, check_in_batch
+from warmrec.rng import generator
 
 LOSSES = ("ce", "sampled_ce", "bce", "gbce", "bpr-max")
 AUTO_FULL_MAX_ITEMS = 20_000
@@ -291,13 +292,14 @@ class NegativeSampler:
 
     def sample(self, shape: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
         n = math.prod(shape)
+        gen = generator("cpu")  # drawn on the CPU, then moved
         if self.distribution == "uniform":
-            out = torch.randint(1, self.n_items, (n,))
+            out = torch.randint(1, self.n_items, (n,), generator=gen)
         else:
             # alias method: two table reads per draw, where torch.multinomial passes over the
             # whole catalogue per call (1-2 ms a call for 121K items)
-            slot = torch.randint(0, len(self._support), (n,))
-            take = torch.rand(n, dtype=torch.float64) < self._keep[slot]
+            slot = torch.randint(0, len(self._support), (n,), generator=gen)
+            take = torch.rand(n, dtype=torch.float64, generator=gen) < self._keep[slot]
             out = torch.where(take, self._support[slot], self._alias[slot])
         return out.reshape(shape).to(device)
 

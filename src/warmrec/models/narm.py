@@ -30,7 +30,7 @@ from pydantic import Field
 from torch import nn
 
 from warmrec.data.dataset import Batch
-from warmrec.models.layers import GRUBlock, ItemEmbedding, SeenItemBias, right_shift
+from warmrec.models.layers import Dropout, GRUBlock, ItemEmbedding, SeenItemBias, right_shift
 from warmrec.models.neural import NeuralRecommender
 from warmrec.models.settings import LossSettings, SeenBiasSettings, WindowSettings
 from warmrec.registry import register_model
@@ -63,12 +63,12 @@ class NARMNet(nn.Module):
         d, h = cfg.embedding_dim, cfg.hidden_size
         self.item = ItemEmbedding(n_items, d, tied=True, init_std=cfg.init_std)
         self.seen = SeenItemBias() if cfg.seen_bias else None
-        self.emb_drop = nn.Dropout(cfg.dropout_embed)
+        self.emb_drop = Dropout(cfg.dropout_embed)
         self.gru = GRUBlock(d, h, cfg.n_layers)
         self.a1 = nn.Linear(h, h, bias=False)
         self.a2 = nn.Linear(h, h, bias=False)
         self.v = nn.Linear(h, 1, bias=False)
-        self.ctx_drop = nn.Dropout(cfg.dropout_context)
+        self.ctx_drop = Dropout(cfg.dropout_context)
         self.b = nn.Linear(2 * h, d, bias=False)
 
     def states(self, items: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:

@@ -83,6 +83,7 @@ from warmrec.models.settings import (
 )
 from warmrec.models.text import TextItemEmbedding, add_text_items, item_layer, text_vectors
 from warmrec.registry import register_model
+from warmrec.rng import generator
 
 
 class SASRecConfig(
@@ -239,7 +240,14 @@ class SASRec(NeuralRecommender):
             if item.prior_len:  # the text prior as extra dimensions: [h, p] . [w, text]
                 rate = self.config.prior_only
                 if rate > 0:  # some sequences scored by the prior alone (config.prior_only)
-                    keep = torch.rand(hidden.shape[0], 1, 1, device=hidden.device) >= rate
+                    draw = torch.rand(
+                        hidden.shape[0],
+                        1,
+                        1,
+                        device=hidden.device,
+                        generator=generator(hidden.device),
+                    )
+                    keep = draw >= rate
                     hidden = hidden * keep
                 hidden = torch.cat([hidden, item.prior_profile(items)], dim=-1)
                 weight = torch.cat([weight, item.text], dim=-1)

@@ -46,7 +46,13 @@ from torch import nn
 
 from warmrec.data.dataset import Batch, SequenceDataset
 from warmrec.models.features import FeatureEmbedder
-from warmrec.models.layers import ItemEmbedding, PositionalEmbedding, SeenItemBias, TransformerStack
+from warmrec.models.layers import (
+    Dropout,
+    ItemEmbedding,
+    PositionalEmbedding,
+    SeenItemBias,
+    TransformerStack,
+)
 from warmrec.models.settings import (
     FeatureSettings,
     LossSettings,
@@ -60,6 +66,7 @@ from warmrec.models.user_features import (
     n_users_of,
 )
 from warmrec.registry import register_model
+from warmrec.rng import generator
 
 
 class SSEPTConfig(WindowSettings, SeenBiasSettings, LossSettings, FeatureSettings):
@@ -116,7 +123,7 @@ class SSEPTNet(nn.Module):
         self.register_buffer("trained", trained)
         self.item_feat = FeatureEmbedder(item_specs, n_items, cfg.d_item) if item_specs else None
         self.pos = PositionalEmbedding(cfg.max_len, d)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.encoder = TransformerStack(
             d,
             cfg.n_layers,
@@ -176,9 +183,10 @@ def sse_replace(
     from ``pool`` (user indices) where given, else from ``1 .. n_users - 1``.
     """
     if p_item > 0 and n_items > 1:
-        hit = (torch.rand(items.shape, device=items.device) < p_item) & (items > 0)
-        r_in = torch.randint(1, n_items, items.shape, device=items.device)
-        r_out = torch.randint(1, n_items, items.shape, device=items.device)
+        gen = generator(items.device)
+        hit = (torch.rand(items.shape, device=items.device, generator=gen) < p_item) & (items > 0)
+        r_in = torch.randint(1, n_items, items.shape, device=items.device, generator=gen)
+        r_out = torch.randint(1, n_items, items.shape, device=items.device, generator=gen)
         items = torch.where(hit, r_in, items)
         prev = torch.zeros_like(hit)
         prev[:, :-1] = hit[:, 1:]  # the previous position's target is this event
@@ -187,11 +195,12 @@ def sse_replace(
         t = torch.where(prev & (targets > 0), shifted, targets)
         targets = torch.where(hit & (t > 0), r_out, t)
     if p_user > 0 and n_users > 2:
-        hit = torch.rand(users.shape, device=users.device) < p_user
+        gen = generator(users.device)
+        hit = torch.rand(users.shape, device=users.device, generator=gen) < p_user
         if pool is None:
-            other = torch.randint(1, n_users, users.shape, device=users.device)
+            other = torch.randint(1, n_users, users.shape, device=users.device, generator=gen)
         else:  # the trained users only (the others' rows would train as someone else's)
-            pick = torch.randint(0, len(pool), users.shape, device=users.device)
+            pick = torch.randint(0, len(pool), users.shape, device=users.device, generator=gen)
             other = pool.to(users.device)[pick]
         users = torch.where(hit, other, users)
     return items, targets, users

@@ -68,6 +68,7 @@ from warmrec.models.layers import FastDropout, ItemEmbedding
 from warmrec.models.settings import HistorySettings, TextFieldSettings, TextSettings
 from warmrec.models.state import csr_from_state
 from warmrec.registry import register_model
+from warmrec.rng import generator
 
 TextEncoder = Callable[[list[str]], np.ndarray]
 PLAIN_FIELDS = frozenset({"title", "movie_title", "name", "description", "text"})
@@ -500,7 +501,9 @@ class TextItemEmbedding(ItemEmbedding):
         that the text part alone must score well too)."""
         if not self.training or self.id_dropout <= 0:
             return self.trained
-        keep = torch.rand(self.trained.shape, device=self.trained.device) >= self.id_dropout
+        device = self.trained.device
+        draw = torch.rand(self.trained.shape, device=device, generator=generator(device))
+        keep = draw >= self.id_dropout
         return self.trained * keep
 
     def prior_profile(self, items: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,8 +171,13 @@ def save_checkpoint(
     run: RunState,
     rng: np.random.Generator,
     trainer_config: Any,
+    torch_states: Mapping[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write the whole training state as ``<checkpoint_dir>/latest`` atomically."""
+    """Write the whole training state as ``<checkpoint_dir>/latest`` atomically.
+
+    ``torch_states``: the fit's own torch generators' states by device (``"cpu"``,
+    ``"cuda:0"``: :meth:`warmrec.rng.FitGenerators.states`), kept in place of the global
+    generators' states of those devices (``rng/torch``, ``rng/cuda/<i>``)."""
     path = checkpoint_path(checkpoint_dir)
     tensors, opt_info = flatten_optimizer(optimizer.state_dict())
     if run.best_weights is not None:
@@ -181,6 +187,8 @@ def save_checkpoint(
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng/cuda/{i}"] = s
+    for key, state in (torch_states or {}).items():
+        tensors["rng/torch" if key == "cpu" else f"rng/cuda/{torch.device(key).index}"] = state
     info = {
         "format": CHECKPOINT_FORMAT,
         "model": model.name,

@@ -4,7 +4,11 @@
 stored in ``OUT/study.db`` (SQLite). Each epoch's validation value is reported to the trial
 (``trial.report``) through the training loop's callbacks (Item2Vec: its per-epoch hook); the
 pruner (median by default) raises ``TrialPruned`` there, which ends the fit. ``n_jobs`` runs that
-many trials at once in threads (the constant-liar TPE keeps them apart).
+many trials at once in threads (the constant-liar TPE keeps them apart). Each trial's fit draws
+from torch generators of its own (:mod:`warmrec.rng`: only the building of its net holds the
+process-wide generator, under a lock), so a configuration scores the same alone or beside other
+trials, whatever ``n_jobs`` is; which configurations TPE proposes with ``n_jobs > 1`` still
+depends on which trials finished first.
 
 Resuming: running the same search into the same folder continues the study. ``trials`` is the
 total number of finished trials wanted (complete + pruned + failed); trials left RUNNING by a
