@@ -43,3 +43,40 @@ def test_the_coldstart_scenario_finishes_with_a_pick_and_no_slices(logs, tmp_pat
     assert (tmp_path / "model" / "config.json").is_file()
     assert "by slice" not in (tmp_path / "report.md").read_text()
     assert json.loads((tmp_path / "auto_state.json").read_text())["phase"] == "done"
+
+
+def _tied(family: str, n: int, seconds: float, value: float = 0.3) -> object:
+    from warmrec.experiments.auto import Trial
+
+    return Trial(id=f"{family}-{n:03d}", family=family, origin="defaults", value=value,
+                 seconds=seconds)  # fmt: skip
+
+
+def test_a_tie_between_families_is_settled_by_cost_prior_and_order_not_by_seconds():
+    from warmrec.experiments.auto import rank_bests
+
+    # equal validation values; the measured seconds point the other way each time (a second
+    # run of the same search measures other seconds, and must pick the same winner)
+    pop, sasrec = _tied("pop", 0, seconds=50.0), _tied("sasrec", 0, seconds=1.0)
+    markov, sr = _tied("markov", 0, seconds=9.0), _tied("sr", 0, seconds=0.5)  # both prior 2
+    for order in ([sasrec, sr, markov, pop], [pop, markov, sr, sasrec]):
+        assert [t.id for t in rank_bests(order)] == [
+            "pop-000",
+            "markov-000",
+            "sr-000",
+            "sasrec-000",
+        ]
+    faster = _tied("sasrec", 0, seconds=0.1, value=0.31)
+    assert rank_bests([pop, faster])[0] is faster  # a better value still wins
+
+
+def test_the_best_trial_of_a_family_on_a_tie_is_the_earlier_one_not_the_quicker():
+    from warmrec.experiments.auto import AutoSearch
+
+    search = object.__new__(AutoSearch)
+    early, late = _tied("sasrec", 2, seconds=90.0), _tied("sasrec", 10, seconds=3.0)
+    other = _tied("gru4rec", 0, seconds=1.0)  # same prior as SASRec, later in the portfolio
+    for order in ([late, early, other], [other, early, late]):
+        search.trials = {t.id: t for t in order}
+        assert search.best(["sasrec"]) is early
+        assert search.best() is early

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from warmrec.errors import WarmrecError
-from warmrec.experiments.auto.plan import FAMILIES, HYBRID, Trial
+from warmrec.experiments.auto.plan import FAMILIES, HYBRID, Trial, tie_order
 from warmrec.experiments.auto.profile import LogProfile
 from warmrec.experiments.auto.search import AutoSearch
 from warmrec.experiments.auto.steps import _ci, warnings_quiet
@@ -62,9 +62,11 @@ def _short(t: Trial) -> str:
 def rank_bests(bests: Iterable[Trial]) -> list[Trial]:
     """Each family's best, best first: by validation value; on a tie a single model before one
     formed from saved members (a hybrid at weight 0 or 1 ranks exactly as one of its members,
-    Fresh with its terms at 0 as its base, and serving it would score them all), then the
-    quicker."""
-    return sorted(bests, key=lambda t: (t.value, not t.formed, -t.seconds), reverse=True)
+    Fresh with its terms at 0 as its base, and serving it would score them all), then by
+    :func:`~warmrec.experiments.auto.plan.tie_order` (the cheaper family by its cost prior,
+    then the portfolio's order, then the earlier trial). No measured time takes part, so two
+    runs with the same seed that reach the same values pick the same winner."""
+    return sorted(bests, key=lambda t: (-t.value, t.formed, tie_order(t)))
 
 
 def _plot(search: AutoSearch, path: Path, winner: Trial | None) -> None:

@@ -24,6 +24,7 @@ from warmrec.experiments.auto.plan import (
     NETWORKS,
     PARTNERS,
     Trial,
+    tie_order,
 )
 from warmrec.experiments.auto.sampling import FamilySampler
 from warmrec.experiments.auto.steps import StepContext, _label
@@ -140,12 +141,15 @@ class AutoSearch(SearchBudget, FamilySampler):
         return [t for t in self.trials.values() if t.family == fam]
 
     def best(self, fams: Any = None, kept: bool = False) -> Trial | None:
+        """The trial with the best validation value (among ``fams``; with ``kept``, those whose
+        model is saved); a tie goes by :func:`~warmrec.experiments.auto.plan.tie_order`, never
+        by measured seconds, so that runs with the same seed agree."""
         pool = [
             t
             for t in self.trials.values()
             if t.value is not None and (fams is None or t.family in fams) and (t.kept or not kept)
         ]
-        return max(pool, key=lambda t: (t.value, -t.seconds)) if pool else None
+        return min(pool, key=lambda t: (-t.value, tie_order(t))) if pool else None
 
     def score(self, fam: str) -> float:
         """A family's rank in the halving: its best value; a network still improving counts
