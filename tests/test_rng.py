@@ -12,7 +12,15 @@ import torch.nn.functional as F
 
 from tests.conftest import split_cyclic, tiny_net
 from warmrec import get_model
-from warmrec.rng import FitGenerators, current, dropout, generator, seeded_global, using
+from warmrec.rng import (
+    FitGenerators,
+    current,
+    dropout,
+    generator,
+    isolated,
+    seeded_global,
+    using,
+)
 
 
 def test_outside_a_fit_draws_take_the_global_generator() -> None:
@@ -97,3 +105,26 @@ def test_a_fit_gives_the_same_weights_whatever_another_thread_draws(
     assert alone.keys() == beside.keys()
     changed = [k for k in alone if not torch.equal(alone[k], beside[k])]
     assert changed == []
+
+
+def test_isolated_draws_repeat_inside_a_fit_and_leave_its_stream_alone() -> None:
+    """A seeded block inside a running fit (MetaModel scoring a history while its training
+    validates it) draws the same numbers every time, and the fit's own stream continues as if
+    the block had not run: the block had taken the fit's stream, so validation scores of a
+    meta-learner changed from epoch to epoch on unchanged weights."""
+    x = torch.ones(2000)
+    with seeded_global(5):
+        gens = FitGenerators.from_global()
+    with seeded_global(5):
+        ref = FitGenerators.from_global()
+    with using(gens):
+        with isolated(9):
+            first = dropout(x, 0.5)
+        gens_after_one = generator("cpu").get_state()
+        with isolated(9):
+            second = dropout(x, 0.5)
+        assert torch.equal(first, second)
+        assert torch.equal(gens_after_one, ref.get("cpu").get_state())
+        assert current() is gens
+    torch.manual_seed(9)
+    assert torch.equal(first, F.dropout(x, 0.5, True))

@@ -144,6 +144,25 @@ def using(gens: FitGenerators) -> Iterator[FitGenerators]:
         gens.to_global()
 
 
+@contextmanager
+def isolated(seed: int, devices: list[torch.device | str] | None = None) -> Iterator[None]:
+    """Within: every draw starts from ``seed`` and leaves no trace outside, as
+    ``torch.random.fork_rng`` + ``torch.manual_seed`` did before fits had generators of their
+    own. The global generators are forked and seeded (for module constructors, which draw from
+    them) and :func:`generator` answers ``None`` (the global generator) even inside a fit, so a
+    draw meant to repeat (a meta-learner adapting to one history while it is validated during
+    its own training, a net built from a seed) does not take the running fit's stream instead.
+    Holds :data:`GLOBAL_LOCK` throughout: no other thread seeds or copies the global generators
+    meanwhile (``devices``: the accelerators to fork besides the CPU)."""
+    with GLOBAL_LOCK, torch.random.fork_rng(devices=list(devices or [])):
+        torch.manual_seed(seed)
+        token = _CURRENT.set(None)
+        try:
+            yield
+        finally:
+            _CURRENT.reset(token)
+
+
 def current() -> FitGenerators | None:
     """The running fit's generators in this thread, or None outside a fit."""
     return _CURRENT.get()

@@ -76,6 +76,7 @@ from warmrec.meta.tasks import TaskStream as TaskStream
 from warmrec.meta.tasks import make_task as make_task
 from warmrec.meta.tasks import support_batches as support_batches
 from warmrec.models.base import Recommender
+from warmrec.rng import isolated
 
 ALGORITHMS = ("maml", "fomaml", "mamlpp", "reptile", "finetune")
 Algorithm = Literal["maml", "fomaml", "mamlpp", "reptile", "finetune"]
@@ -225,8 +226,7 @@ class MetaNet(nn.Module):
             # its hidden layer's random init is drawn from the config's seed (the global torch
             # generator left as it was): drawn from the global state, the learned loss -- and so
             # every MAML++ run with it -- depended on what had run before in the process
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(cfg.seed)
+            with isolated(cfg.seed):
                 self.loss_net = LossNetwork(cfg.loss_hidden)
 
     def extras(self) -> dict[str, torch.Tensor]:
@@ -446,8 +446,7 @@ class MetaModel(Recommender):
             one = Batch(
                 batch.items[i : i + 1], None if batch.users is None else batch.users[i : i + 1]
             )
-            with torch.random.fork_rng(devices=forked):
-                torch.manual_seed(self.config.seed)
+            with isolated(self.config.seed, forked):
                 rng = np.random.default_rng(self.config.seed)
                 learner = self.adapt(one.items[0].cpu().numpy(), rng)
             self.net.base.eval()

@@ -50,6 +50,7 @@ from warmrec.errors import DataError, ModelError
 from warmrec.meta.maml import MetaModel
 from warmrec.meta.tasks import Task
 from warmrec.meta.tasks import to_device as _to
+from warmrec.rng import isolated
 
 RATING_SCALE = 5.0
 """MELO's divisor: the top of a 1-5 star scale (the smallest top :func:`rating_scale` reads)."""
@@ -318,8 +319,7 @@ def fit_rating_model(
     from warmrec.training.loop import train as run_training
 
     cfg = {"epochs": 5, "batch_size": 128, "lr": 1e-3, "progress": False, **(trainer or {})}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(TrainerConfig(**cfg).seed)
+    with isolated(TrainerConfig(**cfg).seed):
         model = RatingModel(backbone, hidden, float(data.ratings.mean()))
     model.train_result = run_training(model, data, None, cfg, fresh=False)
     model.net.eval()
@@ -400,8 +400,7 @@ class RatingMetaModel(MetaModel):
                 out = self.base.predict(_to(task.query, self.device))
             return out.float().cpu().numpy()
         forked = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=forked), torch.enable_grad():
-            torch.manual_seed(self.config.seed)
+        with isolated(self.config.seed, forked), torch.enable_grad():
             sup = [_to(b, self.device) for b in task.support]
             learner, _ = self.run_task(Task(sup, None, None), True)
         self.net.base.eval()

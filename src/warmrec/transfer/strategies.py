@@ -74,6 +74,7 @@ from warmrec.models.layers import (
     SeenItemBias,
     TransformerBlock,
 )
+from warmrec.rng import isolated
 
 ROLES = ("item", "position", "feature", "user", "adapter", "domain", "encoder")
 
@@ -240,8 +241,7 @@ def apply_strategy(
         raise ConfigError("strategy 'freeze' needs freeze= glob patterns")
     if strategy == "scratch":
         model._check_fitted()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(opts.seed)
+        with isolated(opts.seed):
             model.init_net()
     net = model.net
     if net is None:

@@ -73,6 +73,7 @@ from warmrec.models.layers import (
 from warmrec.models.neural import NeuralRecommender
 from warmrec.models.settings import HistorySettings, TextSettings
 from warmrec.registry import get_model
+from warmrec.rng import isolated
 from warmrec.transfer.embeddings import METHODS, init_item_embeddings, shared_items
 from warmrec.transfer.strategies import StrategyOptions, apply_strategy
 
@@ -321,8 +322,7 @@ def build_target_model(
         target.meta.item_counts = None  # no target interaction is used: every item is ranked
     _transfer_features(source, target, target_train)
     _bind_text(source, target, target_train)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with isolated(seed):
         target.net = target.build_net(target.n_items)
     info: dict[str, Any] = {"n_shared_items": 0, "target_specific": []}
     if not copy_weights:
