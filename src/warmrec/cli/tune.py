@@ -76,7 +76,12 @@ from warmrec.cli.common import (
 @click.option("--cpus-per-trial", type=float, default=1.0, show_default=True, help="Ray only.")
 @click.option("--gpus-per-trial", type=float, default=0.0, show_default=True, help="Ray only.")
 @click.option(
-    "--max-failures", type=int, default=2, show_default=True, help="Ray: retries per trial."
+    "--max-failures",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Ray: retries per trial whose node or process dies or that crashes; a trial that fails "
+    "on warmrec's own error (values that do not go together, bad data) is not retried.",
 )
 @click.option(
     "--config", "config_file", default=None, help="TOML experiment file ([data], [split], [eval])."

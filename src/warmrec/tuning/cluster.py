@@ -10,7 +10,17 @@ and runs :func:`~warmrec.tuning.trial.run_trial` as Ray Tune trials:
 - every trial reserves ``cpus_per_trial`` CPUs (and ``gpus_per_trial`` GPUs) and reads and splits
   the data itself from the ``[data]``/``[split]`` record (a path every node can read): nothing
   big goes through the object store, and the test part is never built into a trial's view;
-- a trial whose node or process dies is retried from scratch up to ``max_failures`` times.
+- a trial whose node or process dies, or that raises anything else (``OSError``, a CUDA
+  out-of-memory ``RuntimeError``, ...), is retried from scratch up to ``max_failures`` times; a
+  trial that raises one of warmrec's own errors (:class:`~warmrec.errors.WarmrecError`: a
+  ``ModelError`` for sampled values that do not go together, a ``ConfigError``, a ``DataError``)
+  would fail the same way on every try, so it is not retried: :func:`_trainable` catches it and
+  sends a last report with its message (:data:`ERROR`), which ends the trial as failed at once,
+  as the local backend's ``catch=(ModelError,)`` does. Ray Tune (2.60) has no public way to
+  mark an exception as not to be retried, so the searcher and the scheduler are told apart from
+  that report: :func:`_failure_aware` subclasses ``OptunaSearch`` (the trial fails in its Optuna
+  study, as a failed local trial, instead of completing with no value) and ``ASHAScheduler``
+  (the report is no result for its rungs).
 
 The result rows are the same :class:`~warmrec.tuning.results.TrialRow` as the local backend's.
 Ray must be installed on every node (``pip install 'warmrec[ray]'``) with warmrec importable.
@@ -19,12 +29,14 @@ Ray must be installed on every node (``pip install 'warmrec[ray]'``) with warmre
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from warmrec.errors import ConfigError
+from warmrec.errors import ConfigError, WarmrecError
 from warmrec.tuning.results import TrialRow
 from warmrec.tuning.space import SearchSpace
 
@@ -32,10 +44,15 @@ METRIC = "value"
 FINISHED = "finished"
 """True in a trial's last report once it ran to its end. Not Ray's own ``done``, which Ray also
 sets on the last result of a trial its scheduler (ASHA) stopped: that one is pruned."""
+ERROR = "error"
+"""In the last report of a trial that one of warmrec's own errors ended, that error's message;
+the report's :data:`METRIC` is NaN. Absent from every other report."""
 
 
 def _trainable(config: dict[str, Any], *, model_name: str, space: SearchSpace, base: dict) -> None:
-    """One Ray Tune trial: read the data here, fit, report per epoch, report the outcome."""
+    """One Ray Tune trial: read the data here, fit, report per epoch, report the outcome. A
+    :class:`~warmrec.errors.WarmrecError` ends it with a last report that carries its message
+    (:data:`ERROR`), not with the exception, which Ray would retry ``max_failures`` times."""
     import time
 
     from ray import tune
@@ -44,16 +61,27 @@ def _trainable(config: dict[str, Any], *, model_name: str, space: SearchSpace, b
     from warmrec.tuning.trial import SearchData, run_trial
 
     t0 = time.perf_counter()
-    spec = spec_from_config(base)
-    prepared = prepare_run(spec)
-    data = SearchData.from_prepared(prepared)
-    del prepared  # the trial keeps train and validation only
 
     def report(epoch: int, value: float) -> None:
         tune.report({METRIC: value, "epoch": epoch, FINISHED: False})
 
-    ex = spec.eval.exclude_seen
-    outcome, _ = run_trial(model_name, space, config, data, report, exclude_seen=ex, base=spec)
+    try:
+        spec = spec_from_config(base)
+        prepared = prepare_run(spec)
+        data = SearchData.from_prepared(prepared)
+        del prepared  # the trial keeps train and validation only
+        ex = spec.eval.exclude_seen
+        outcome, _ = run_trial(model_name, space, config, data, report, exclude_seen=ex, base=spec)
+    except WarmrecError as e:  # the same values fail the same way on every try: a failed trial
+        tune.report(
+            {
+                METRIC: math.nan,  # Tune wants the metric in every report
+                FINISHED: False,
+                ERROR: str(e).strip() or type(e).__name__,
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        return
     tune.report(
         {
             METRIC: outcome.value,
@@ -63,6 +91,50 @@ def _trainable(config: dict[str, Any], *, model_name: str, space: SearchSpace, b
             "seconds": time.perf_counter() - t0,
         }
     )
+
+
+def _failed_report(result: dict[str, Any] | None) -> bool:
+    """Whether ``result`` is the last report of a trial that a warmrec error ended."""
+    return result is not None and ERROR in result
+
+
+@functools.cache
+def _failure_aware() -> tuple[type[Any], type[Any]]:
+    """``(searcher, scheduler)`` classes: Ray Tune's ``OptunaSearch`` and ``ASHAScheduler`` for
+    which a trial's :data:`ERROR` report ends it as failed. ``OptunaSearch`` would otherwise
+    ``tell`` its study a complete trial of value NaN, which Optuna refuses (Ray logs a warning,
+    and the trial stays running in that study, neither failed nor complete), and ASHA would
+    file the NaN at a rung. Built on first use: Ray is an optional dependency."""
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    class WarmrecOptunaSearch(OptunaSearch):
+        def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+            if not _failed_report(result):
+                super().on_trial_result(trial_id, result)
+
+        def on_trial_complete(
+            self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+        ) -> None:
+            if _failed_report(result):  # as a failed local trial: FAIL in the Optuna study
+                result, error = None, True
+            super().on_trial_complete(trial_id, result, error)
+
+    class WarmrecASHAScheduler(ASHAScheduler):
+        def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+            if _failed_report(result):  # the trial returns right after it: nothing to rank
+                return self.CONTINUE
+            return super().on_trial_result(tune_controller, trial, result)
+
+        def on_trial_complete(
+            self, tune_controller: Any, trial: Any, result: dict[str, Any]
+        ) -> None:
+            if _failed_report(result):
+                self.on_trial_remove(tune_controller, trial)  # its bracket forgets it
+            else:
+                super().on_trial_complete(tune_controller, trial, result)
+
+    return WarmrecOptunaSearch, WarmrecASHAScheduler
 
 
 PROBE_TIMEOUT_S = 5.0
@@ -171,8 +243,8 @@ def search_ray(
     """Run the search with Ray Tune; returns every trial as a :class:`TrialRow`."""
     try:
         from ray import tune
-        from ray.tune.schedulers import ASHAScheduler
-        from ray.tune.search.optuna import OptunaSearch
+
+        OptunaSearch, ASHAScheduler = _failure_aware()
     except ImportError as e:  # pragma: no cover - ray is in the `all` extra
         raise ConfigError("--backend ray needs Ray: pip install 'warmrec[ray]'") from e
     if trials < 1:
@@ -223,8 +295,11 @@ def search_ray(
 
 
 def _rows(grid: Any) -> list[TrialRow]:
+    """Ray Tune's results as the local backend's rows. A trial that a warmrec error ended (its
+    last report carries :data:`ERROR`) is ``failed``, with no score and that error's message,
+    as a failed local trial; one whose exception outlived its retries is ``failed`` too."""
     failures: dict[str, int] = {}
-    try:  # the number of retries lives on Ray's Trial objects
+    try:  # the number of failed tries lives on Ray's Trial objects
         for t in grid._experiment_analysis.trials:
             failures[t.trial_id] = int(getattr(t, "num_failures", 0))
     except AttributeError:  # pragma: no cover - private API moved
@@ -236,14 +311,17 @@ def _rows(grid: Any) -> list[TrialRow]:
         curve: list[float] = []
         if df is not None and METRIC in df.columns:
             keep = df[~df[FINISHED].fillna(False).astype(bool)] if FINISHED in df.columns else df
+            if ERROR in keep.columns:  # the failure report is no epoch
+                keep = keep[keep[ERROR].isna()]
             curve = [float(v) for v in keep[METRIC].tolist()]
         if m.get(FINISHED):
             state = "complete"
-        elif res.error is not None:
+        elif ERROR in m or res.error is not None:
             state = "failed"
         else:
             state = "pruned"
-        error = str(res.error).strip().splitlines()[-1] if res.error is not None else ""
+        reason = str(m[ERROR]) if ERROR in m else str(res.error or "")
+        error = reason.strip().splitlines()[-1] if reason.strip() else ""
         # as the local backend's rows: a pruned trial scores its best epoch before it was
         # stopped (not its last), a failed one has no score
         if state == "complete":
@@ -254,6 +332,9 @@ def _rows(grid: Any) -> list[TrialRow]:
             value = None
         params = {k: v for k, v in (res.config or {}).items()}
         trial_id = m.get("trial_id", "")
+        # every failed try but the last was retried; a trial that ended in an error was not
+        # retried after its last one
+        retries = max(0, failures.get(trial_id, 0) - (res.error is not None))
         rows.append(
             TrialRow(
                 number=i,
@@ -264,7 +345,7 @@ def _rows(grid: Any) -> list[TrialRow]:
                 epochs=int(m.get("epoch", len(curve))),
                 seconds=float(m.get("seconds", m.get("time_total_s", 0.0)) or 0.0),
                 curve=curve,
-                retries=failures.get(trial_id, 0),
+                retries=retries,
                 error=error,
             )
         )
