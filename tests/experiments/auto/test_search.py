@@ -214,3 +214,46 @@ def test_a_sampled_network_trains_as_long_as_the_defaults_trial_may():
     assert t.train["num_threads"] == 1  # what else the space fixes is kept
     k = Sampler().sample("markov", 1)  # not a network: as the space says
     assert k is not None and k.family == "markov"
+
+
+def test_the_first_step_may_use_the_reserve_and_a_network_is_not_cut_before_its_score(tmp_path):
+    """The package docstring lets the very first step use the reserve (without one score there
+    is nothing to pick). A network admitted there was given the search deadline all the same:
+    started in the reserve, its first batch was cut and the search ended with no score. With
+    30 s of the budget left and a reserve of 68 s it now trains its first epoch, is scored,
+    and pauses (3 epochs configured: the reserve is not spent on more); a later step is not
+    admitted there."""
+    from warmrec.data.synthetic import generate_repeats
+    from warmrec.experiments.auto import StepContext, run_step
+    from warmrec.experiments.spec import prepare_run, spec_from_config
+
+    prep = prepare_run(
+        spec_from_config({}), data=generate_repeats(n_users=40, n_items=80, length=15)
+    )
+    s = AutoSearch.__new__(AutoSearch)
+    s.progress = False
+    s.ctx = StepContext(prep, prep.info["spec"], tmp_path, "ndcg@10")
+    first = Trial(
+        "gru4rec-000",
+        "gru4rec",
+        "defaults",
+        model={"hidden_size": 16, "max_len": 10},
+        train={"epochs": 3, "patience": 0, "batch_size": 16, "num_threads": 1},
+    )
+    later = Trial("sasrec-000", "sasrec", "defaults", model={"hidden_size": 16, "max_len": 10})
+    s.trials = {t.id: t for t in (first, later)}
+    s.state = {"exclude_seen": {"gru4rec": False, "sasrec": False}, "round": 0}
+    s.budget_s, s.n_test, s.n_valid, s.save = 3000.0, 100, 100, lambda: None
+    s.end = time.time() + 30.0
+    assert s.reserve() == pytest.approx(3.0 + 60.0 + 1.5 * 2.0 + 2.0)  # no step measured yet
+    assert s.search_deadline() < time.time()  # only the reserve is left
+    step = s.step_of(first, 0.0)
+    assert s.admit(step) is True
+    assert step["deadline"] == s.end and step["pause_at"] == pytest.approx(s.search_deadline())
+    assert s.state["round0_left"] < 0  # the networks' round-0 share counted from this start
+    res = run_step(s.ctx, step)
+    assert res["status"] == "paused" and res["epochs"] == 1, res
+    assert res["value"] is not None and res["kept"] is True
+    first.value, first.status = res["value"], "paused"
+    # with a score, no later step is admitted in the reserve
+    assert s.admit(s.step_of(later, 0.0)) is False

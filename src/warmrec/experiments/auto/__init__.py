@@ -99,7 +99,9 @@ measured with torch loaded, at load 12 on the shared 2 cores). No step starts th
 search deadline (a one-shot family's cost from its own steps, else a prior in units of the
 quickest step's fit plus the validation scorings measured, which cost about the same for every
 family; a network's from its epochs, at least :data:`NETWORK_START_S` for a first one),
-except the very first, which may use the reserve: without one score there is nothing to pick. A
+except the very first, which may use the reserve: without one score there is nothing to pick
+(it is cut only at the budget's end, and a network among them still pauses after the epoch that
+gave it a score once the next would not end before the search deadline). A
 network pauses at the end of an epoch when the next one would not end before the deadline, and
 an epoch that runs into it anyway is cut
 (:func:`~warmrec.experiments.auto.steps._deadline_hooks`): the trial keeps its last

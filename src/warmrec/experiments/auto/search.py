@@ -237,10 +237,13 @@ class AutoSearch(SearchBudget, FamilySampler):
         t = self.trials[step["trial"]]
         dl = self.search_deadline()
         left = dl - time.time()
-        if all(x.value is None for x in self.trials.values()):
+        first = all(x.value is None for x in self.trials.values())
+        if first:
             # the first score: without one there is nothing to pick, so it may use the reserve
             if time.time() >= self.end:
                 return False
+            if t.network and t.round == 0 and self.state["round"] == 0:
+                self.state.setdefault("round0_left", left)  # the first network starts here
         elif left <= 0 or self.estimate(t) > left:
             return False
         elif (
@@ -260,6 +263,13 @@ class AutoSearch(SearchBudget, FamilySampler):
             if started and left - self.estimate(t) < 0.5 * start:
                 return False
         step["deadline"] = dl
+        if first:
+            # the step is cut only at the budget's end (given the search deadline, a network's
+            # first epoch started in the reserve was cut at its first batch and the search
+            # ended without a score); a network still pauses after its first epoch once the
+            # next would not end before the search deadline
+            step["deadline"] = self.end
+            step["pause_at"] = dl
         t.status = "running"
         self.save()
         return True

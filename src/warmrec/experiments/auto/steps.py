@@ -188,8 +188,10 @@ def run_step(ctx: StepContext, step: Mapping[str, Any]) -> dict[str, Any]:
     ``step``: ``trial``, ``family``, ``kind`` (``fit``, ``hybrid`` or ``fresh_over``),
     ``model``, ``train``, ``exclude_seen``, ``eval_both`` (also score with seen items treated
     the other way), ``spent`` (the trial's seconds so far), ``allowance`` (seconds it may reach
-    in this step), ``deadline`` (``time.time()`` at which the search ends), ``members`` (the
-    trials whose saved models a hybrid or Fresh is formed from)."""
+    in this step), ``deadline`` (``time.time()`` at which the step is cut: the search's end; for
+    the search's first score, the budget's), ``pause_at`` (optional, the search's end where
+    ``deadline`` is later: a network pauses after an epoch when the next would not end before
+    it), ``members`` (the trials whose saved models a hybrid or Fresh is formed from)."""
     t0 = time.time()
     base = {"trial": step["trial"], "family": step["family"]}
     try:
@@ -250,6 +252,7 @@ def _fit_step(ctx: StepContext, step: Mapping[str, Any], t0: float) -> dict[str,
     hooks = None
     if neural:
         spent, allowance = float(step["spent"]), float(step["allowance"])
+        pause_at = float(step.get("pause_at", deadline))
         base_lr = float(spec.trainer().lr)
         lrs: list[float] = []
 
@@ -259,8 +262,8 @@ def _fit_step(ctx: StepContext, step: Mapping[str, Any], t0: float) -> dict[str,
             if v is not None:
                 curve.append([float(epoch), float(v), now])
             last = float(record.get("train_seconds", 0.0)) + float(record.get("eval_seconds", 0.0))
-            if now + 1.1 * last >= deadline:
-                return PAUSE  # the next epoch would not end before the deadline
+            if now + 1.1 * last >= pause_at:
+                return PAUSE  # the next epoch would not end before the search's deadline
             used = spent + (now - t0)
             # a network is not judged during its learning-rate warm-up (SASRec's 200 steps
             # are 10 epochs of a small log), unless it has used 3x its allowance
