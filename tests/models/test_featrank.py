@@ -524,6 +524,29 @@ def test_first_step_values_are_what_the_first_step_reads(monkeypatch, extra, fit
     assert all(n < seen[0] for n in seen[fits:])
 
 
+def test_first_step_values_do_not_count_the_items_only_the_test_part_brings(monkeypatch):
+    """The fit's softmax takes the 14 items known at fit time (10 in training, 4 more in
+    validation) as its columns; :func:`first_step_values` took the whole vocabulary, so the 30
+    items only the test part brings tripled ``warmrec auto``'s estimate of the first step
+    (45 columns counted, 15 read). It now counts what the step reads, with or without them."""
+    from warmrec.models import featrank as fr
+
+    seen: list[int] = []
+    real = fr._fit_softmax
+    monkeypatch.setattr(fr, "_fit_softmax", lambda f, *a: seen.append(f.numel()) or real(f, *a))
+    cfg = {"base": "markov"}
+    values = []
+    for k_new in (0, 30):
+        prep = prepare(growing_catalogue_log(k_new), split="temporal", split_options=GROWING_SPLIT)
+        assert len(prep.vocab) == 15 + k_new
+        seen.clear()
+        fr._FIRST_STEPS.clear()
+        get_model("featrank", cfg).fit(prep.train, prep.valid)
+        values.append(first_step_values(prep.train, cfg, prep.valid))
+        assert seen[0] == values[-1]  # one first-step fit (no gap field)
+    assert values[0] == values[1] == 40 * 7 * 15 * 9  # prefixes x columns x features
+
+
 def test_training_log_of_single_events_keeps_the_initial_weights():
     """No training sequence has two events, so no prefix predicts a next item: the first step
     has nothing to fit (it failed on an empty concatenation) and the model keeps working."""

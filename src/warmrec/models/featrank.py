@@ -938,14 +938,19 @@ def _fit_cap(c: FeatRankConfig, n_items: int, n_features: int) -> int:
     return max(1, min(c.max_fit_events, 200_000_000 // max(width, 1)))
 
 
-def first_step_values(train: SequenceDataset, config: Any = None) -> int:
-    """What a FeatRank fit of ``train`` costs, known before it runs: the feature values its
-    first step reads per pass of the softmax fit (the training prefixes fitted, times the
-    softmax's columns, times the features), times the first-step fits (two where
-    ``gap_fields = "auto"`` finds a field that dates the items: with and without it). The
+def first_step_values(
+    train: SequenceDataset, config: Any = None, valid: EvalSet | None = None
+) -> int:
+    """What a FeatRank fit of ``train`` (and ``valid``) costs, known before it runs: the
+    feature values its first step reads per pass of the softmax fit (the training prefixes
+    fitted, times the softmax's columns, times the features), times the first-step fits (two
+    where ``gap_fields = "auto"`` finds a field that dates the items: with and without it). The
     first step is most of a fit (on MARS 62 s of 70, of which 49 s in the L-BFGS passes over
     these values) and it grows with the catalogue and the prefixes, so no constant prior can
-    stand for it (``warmrec auto``'s estimate reads this)."""
+    stand for it (``warmrec auto``'s estimate reads this). The softmax's columns and the row
+    cap count the items the fit knows (:func:`~warmrec.models.known.known_mask` of ``train``
+    and ``valid``, as the fit's candidates do), not the vocabulary, which also holds the items
+    only the test events bring."""
     c = config if isinstance(config, FeatRankConfig) else FeatRankConfig(**dict(config or {}))
     fields, gap = _item_fields_of(c, train)
     n_features = (
@@ -958,7 +963,7 @@ def first_step_values(train: SequenceDataset, config: Any = None) -> int:
         + len(gap)
         + 3  # cold, cold*share, cold*base
     )
-    n_items = len(train.vocab)
+    n_items = int(known_mask(train, valid).sum()) + 1  # the known items and padding
     lengths = np.diff(np.asarray(train.sequences.offsets, dtype=np.int64))
     prefixes = int(np.clip(lengths - 1, 0, None).sum())
     rows = min(prefixes, _fit_cap(c, n_items, n_features))

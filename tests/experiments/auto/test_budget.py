@@ -102,12 +102,12 @@ def test_featrank_first_step_is_estimated_from_the_feature_values_it_will_read(l
     s.state = {"exclude_seen": {"pop": False, "featrank": False}}
     alone = s.estimate(fr)  # no data to read: the prior only
     s.ctx = SimpleNamespace(prepared=prep)
-    values = first_step_values(prep.train, fr.model)
+    values = first_step_values(prep.train, fr.model, prep.valid)  # the items the fit knows
     assert values > 0
     assert s.estimate(fr) == pytest.approx(alone + FEATRANK_S_PER_VALUE * values)
     more = Trial("featrank-001", "featrank", "sampled", model={"max_fit_events": 3000})
     s.trials[more.id] = more
-    assert first_step_values(prep.train, more.model) > values
+    assert first_step_values(prep.train, more.model, prep.valid) > values
     assert s.estimate(more) > s.estimate(fr)
     other = Trial("pop-001", "pop", "sampled")  # other families: unchanged
     s.trials[other.id] = other

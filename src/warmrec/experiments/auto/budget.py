@@ -149,7 +149,7 @@ class SearchBudget:
         key = repr(sorted(t.model.items()))
         if key not in cache:
             try:
-                cache[key] = first_step_values(ctx.prepared.train, t.model)
+                cache[key] = first_step_values(ctx.prepared.train, t.model, ctx.prepared.valid)
             except ValueError:  # a config the step itself will refuse, with its own message
                 cache[key] = 0
         return FEATRANK_S_PER_VALUE * cache[key]
