@@ -221,6 +221,29 @@ def test_given_user_split_continues_the_train_history(tmp_path):
     assert prep.vocab.decode([prep.valid.history(0)[-1]]) == [2]
 
 
+def test_a_given_user_split_encoded_part_by_part_drops_what_prepare_drops(tmp_path):
+    """``Split.valid_set`` / ``Split.test_set`` promise the examples ``prepare`` cuts; on a given
+    user split they kept the targets without history that ``prepare`` drops (user e new in
+    valid, c new in test): 2 valid and 4 test examples where the run evaluates 1 and 3."""
+    h = "user_id\titem_id\ttimestamp"
+    root = tmp_path / "u"
+    _write(root, "train.csv", [("a", 1, 1), ("a", 2, 2), ("b", 3, 1), ("b", 4, 2)], h)
+    _write(root, "valid.csv", [("a", 3, 3), ("e", 4, 3)], h)
+    _write(root, "test.csv", [("a", 4, 4), ("b", 1, 3), ("c", 1, 5), ("c", 2, 6)], h)
+    prep = prepare(load_interactions(root))
+    sp = prep.split
+    assert (len(prep.valid), prep.valid.n_dropped) == (1, 1)
+    assert (len(prep.test), prep.test.n_dropped) == (3, 1)
+    assert sp.info["valid_without_history_dropped"] == sp.info["test_without_history_dropped"] == 1
+    valid, test = (
+        sp.valid_set(prep.vocab, prep.user_vocab),
+        sp.test_set(prep.vocab, prep.user_vocab),
+    )
+    _same_eval(prep.valid, valid)
+    _same_eval(prep.test, test)
+    assert valid.keys.to_list() == ["a"] and sorted(test.keys.to_list()) == ["a", "b", "c"]
+
+
 def test_interactions_not_split_still_use_the_named_method(tmp_path):
     inter = load_interactions(Path(__file__).parents[1] / "fixtures" / "split")
     assert inter.parts is None

@@ -289,14 +289,8 @@ class _Views:
         elif self.user_vocab is not None:
             users = self.user_vocab.encode(chosen[key])
         es = ex.eval_set(n_items, chosen[key], users)
-        if sp.info.get("method") == GIVEN:  # a user new in this part: no history to continue
-            empty = es.ends <= es.starts
-            if empty.any():
-                n_drop = es.n_dropped + int(empty.sum())
-                es = es.subset(np.flatnonzero(~empty))
-                es.n_dropped = n_drop
-                sp.info[f"{('valid', 'test')[part - 1]}_without_history_dropped"] = int(empty.sum())
-        return es
+        # a given user split drops a user new in this part's first target: no history to continue
+        return sp.held_out_examples(es, ("valid", "test")[part - 1])
 
 
 def _seq_users(sub: pl.DataFrame, key: str, seqs: SequenceData) -> np.ndarray:

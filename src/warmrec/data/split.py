@@ -23,6 +23,14 @@ name                      kind         held out
 user (:meth:`EvalSet.from_frames`). ``kind="sessions"``: every next item of each held-out
 sequence is a target given the sequence's prefix (:meth:`EvalSet.from_sessions`).
 
+Targets without history: ``loo``, ``loo_new``, ``time_new_learners`` and the session protocols
+never make one (too short a user or session trains, or is dropped). A ``temporal`` split of a
+user log keeps the first held-out event of a user new in that part as a target with an empty
+history, in valid and test alike: it is ranked by the model's empty-history fallback and the
+cold-start slices (``new_users``) report such users apart. A given user split (a split folder)
+drops it: :meth:`Split.held_out_examples`, which ``Split.valid_set`` / ``Split.test_set`` and
+:func:`~warmrec.data.prepared.prepare` share.
+
 For transfer studies, :func:`new_user_domains` cuts one log into two domains at a point in time:
 a source of the early users' early events and a target of the users who arrive later.
 
@@ -121,31 +129,59 @@ class Split:
         return df
 
     def valid_set(self, vocab: ItemVocab, user_vocab: ItemVocab | None = None) -> EvalSet:
-        """Validation examples: ``valid`` given ``train`` (next_item) or ``valid``'s sessions.
+        """Validation examples: ``valid`` given ``train`` (next_item) or ``valid``'s sessions,
+        as :meth:`held_out_examples` keeps them.
 
         Encodes this part alone; :func:`warmrec.prepare` encodes all parts once and cuts the
         same examples from that (use it when you need more than one part)."""
         if self.kind == "next_item":
             hist = self.train if self.context_after_valid else self._with_context(self.train)
-            return EvalSet.from_frames(
+            es = EvalSet.from_frames(
                 self._targets_frame(hist),
                 self._targets_frame(self.valid),
                 vocab,
                 user_vocab=user_vocab,
             )
+            return self.held_out_examples(es, "valid")
         return EvalSet.from_sessions(self.valid, vocab, user_vocab=user_vocab)
 
     def test_set(self, vocab: ItemVocab, user_vocab: ItemVocab | None = None) -> EvalSet:
-        """Test examples: ``test`` given ``train`` + ``valid`` (next_item) or ``test``'s sessions."""
+        """Test examples: ``test`` given ``train`` + ``valid`` (next_item) or ``test``'s
+        sessions, as :meth:`held_out_examples` keeps them (the same examples as
+        :func:`warmrec.prepare`'s)."""
         if self.kind == "next_item":
             hist = self._with_context(pl.concat([self.train, self.valid], how="vertical_relaxed"))
-            return EvalSet.from_frames(
+            es = EvalSet.from_frames(
                 self._targets_frame(hist),
                 self._targets_frame(self.test),
                 vocab,
                 user_vocab=user_vocab,
             )
+            return self.held_out_examples(es, "test")
         return EvalSet.from_sessions(self.test, vocab, user_vocab=user_vocab)
+
+    def held_out_examples(self, es: EvalSet, part: str) -> EvalSet:
+        """The examples of the held-out ``part`` (``"valid"`` or ``"test"``) that this split
+        evaluates, of ``es`` (every target of that part). A split folder used as given
+        (``info["method"] == "given"``, :func:`~warmrec.data.splitdir.given_split`) drops the
+        targets without history -- a user new in that part has no history to continue --
+        counting them in ``n_dropped`` and ``info["<part>_without_history_dropped"]``. Every
+        other protocol keeps all of them: ``loo``, ``loo_new``, ``time_new_learners`` and the
+        session protocols never make a target without history; a ``temporal`` split of a user
+        log ranks the first event of a user new in its part from an empty history (the model's
+        fallback), and the cold-start slices (:mod:`warmrec.evaluation.slices`, ``new_users``)
+        report those users apart."""
+        if part not in ("valid", "test"):
+            raise ConfigError(f"held-out part: expected 'valid' or 'test', found {part!r}")
+        if self.info.get("method") != "given":
+            return es
+        empty = es.ends <= es.starts
+        if not empty.any():
+            return es
+        self.info[f"{part}_without_history_dropped"] = int(empty.sum())
+        kept = es.subset(np.flatnonzero(~empty))
+        kept.n_dropped = es.n_dropped + int(empty.sum())
+        return kept
 
     def _with_context(self, hist: pl.DataFrame) -> pl.DataFrame:
         if self.context is None or self.context.height == 0:
