@@ -1061,7 +1061,7 @@ def multisource(args) -> None:
         f"Transfer (`warmrec study curve` runs): {res.protocol}. Fine-tune everything, the MARS "
         "item table started by popularity rank from the source's, the seen-item bias reset to 0 "
         "(`reset_domain = true`); the multi-source arms transfer the shared encoder with the "
-        f"{args.anchor} domain's item table and positions. Target training: at most "
+        f"{args.anchor} domain's item table and positions. Target training: "
         f"{cap(args.target_epochs, args.target_budget)}, early stopping on the (full) "
         f"MARS validation NDCG@10 with patience {args.target_patience}"
         + (" (SASRec's default since 2026-12-05)" if args.target_patience == 30 else "")
