@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import sys
@@ -1815,12 +1816,11 @@ def valid_means(records) -> dict[tuple[str, float], float]:
     return {k: float(np.mean(v)) for k, v in acc.items()}
 
 
-def verdict_lines(summary, arms: list[str], records=None, patience: int = 5) -> list[str]:
-    """The issue's two transfer goals, read off the curve summary, per fraction. With the run
-    ``records`` the transfer arm read against the goal is the one with the best validation
-    NDCG@10 (mean over seeds), not the best test ratio; without them (older calls) the best
-    test ratio, as the committed sections were written."""
-    vmean = valid_means(records or [])
+def verdict_lines(summary, arms: list[str], records, patience: int = 5) -> list[str]:
+    """The issue's two transfer goals, read off the curve summary, per fraction: the transfer
+    arm read against the goal is the one with the best validation NDCG@10 (mean over the seeds
+    of the run ``records``), never the best test ratio."""
+    vmean = valid_means(records)
     out = ["Goals, per fraction (ratio = NDCG@10 over scratch's, paired bootstrap 95 % CI):", ""]
     singles = [a for a in arms if not a.startswith("multi-")]
     multis = [a for a in arms if a.startswith("multi-")]
@@ -1837,11 +1837,8 @@ def verdict_lines(summary, arms: list[str], records=None, patience: int = 5) -> 
         got = [rows[a] for a in arms if a in rows and rows[a]["ratio"] is not None]
         if not got:
             continue
-        if vmean and all((r["arm"], float(frac)) in vmean for r in got):
-            best = max(got, key=lambda r: vmean[(r["arm"], float(frac))])
-            how = f"chosen on validation, valid NDCG@10 {vmean[(best['arm'], float(frac))]:.4f}"
-        else:
-            best, how = max(got, key=lambda r: r["ratio"]), "the best test ratio"
+        best = max(got, key=lambda r: vmean.get((r["arm"], float(frac)), -math.inf))
+        how = f"chosen on validation, valid NDCG@10 {vmean[(best['arm'], float(frac))]:.4f}"
         ok = best["ratio"] >= 1.3 and (best["p_value"] or 1) < 0.05
         bs = max((rows[a] for a in singles if a in rows), key=lambda r: r["ndcg@10"])
         bm = max((rows[a] for a in multis if a in rows), key=lambda r: r["ndcg@10"])

@@ -15,8 +15,9 @@ Randomness: ``seed`` seeds torch (weight init, dropout, negative sampling) and a
 ``Generator`` passed explicitly to the batch iterators. Same seed, same machine, same thread count
 -> same result, also while other fits run in other threads (``warmrec tune --n-jobs``): the net
 is built under :data:`warmrec.rng.GLOBAL_LOCK` from the seeded global generator, and the steps
-draw from the fit's own generators (:mod:`warmrec.rng`). With ``checkpoint_dir`` the full state (weights, optimizer, scheduler, RNG states,
-best weights, history) is written atomically every ``checkpoint_every`` epochs; ``resume=True``
+draw from the fit's own generators (:mod:`warmrec.rng`). With ``checkpoint_dir`` the full
+state (weights, optimizer, scheduler, RNG states, best weights, history) is written atomically
+every ``checkpoint_every`` epochs; ``resume=True``
 continues from it and ends exactly where an uninterrupted run would (with other ``epochs``, a
 decaying or warming-up learning-rate schedule is planned over the new length from the next step
 on, and a :class:`ResumeWarning` says how the rate changes). A callback that returns

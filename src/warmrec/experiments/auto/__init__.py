@@ -84,11 +84,12 @@ order carried by whatever ranks the known ones best. A formed model's validation
 of fold (:func:`~warmrec.experiments.auto.steps.validation_halves`: its weights chosen on one
 half of the validation sequences and scored on the other, both ways; in sample its grid, which
 holds its members, would beat them by luck), and one that ties one of its members loses the tie
-to it. Other ties are settled without a clock (:func:`~warmrec.experiments.auto.plan.tie_order`:
-the cheaper family by its cost prior, then the portfolio's order, then the earlier trial), so two
-runs with the same seed that reach the same values pick the same winner. So is a trial of a family whose fit fits weights to the validation targets
+to it. So is a trial of a family whose fit fits weights to the validation targets
 (``Recommender.fits_on_validation``: FeatRank, Fresh), fitted twice more on the halves; its
-in-sample figures stay in the trial's record as ``value_in_sample`` / ``valid_in_sample``.
+in-sample figures stay in the trial's record as ``value_in_sample`` / ``valid_in_sample``. Other
+ties are settled without a clock (:func:`~warmrec.experiments.auto.plan.tie_order`: the cheaper
+family by its cost prior, then the portfolio's order, then the earlier trial), so two runs with
+the same seed that reach the same values pick the same winner.
 
 **3. Budget.** The budget is wall-clock time for the whole command: start-up (the CLI counts
 from the process start), reading, describing, searching and the final step. The search stops at
