@@ -106,11 +106,13 @@ def mars_spec(extra: dict[str, Any] | None = None, data: Path | None = None):
     return spec_from_config(cfg)
 
 
-def transfer_curve(base, arms: dict[str, str], fractions, seeds, out_dir: Path):
-    """``run_curve`` of ``scratch`` and one transfer arm per ``{name: source dir}``: the result,
-    its table's reported columns and the seconds it took."""
+def transfer_curve(base, arms: dict[str, str], fractions, seeds, out_dir: Path, models=()):
+    """``run_curve`` of ``scratch``, one transfer arm per ``{name: source dir}`` and one arm
+    per baseline model name in ``models`` (``model:NAME``, at its defaults): the result, its
+    table's reported columns and the seconds it took."""
     t0 = time.perf_counter()
-    res = run_curve(base, ["scratch"] + [f"{k}=transfer:{v}" for k, v in arms.items()],
+    res = run_curve(base, ["scratch"] + [f"{k}=transfer:{v}" for k, v in arms.items()]
+                    + [f"{m}=model:{m}" for m in models],
                     fractions=fractions, seeds=seeds, out_dir=out_dir, progress=True)  # fmt: skip
     table = res.table.select(
         "arm", "fraction", "n_train", "n_seeds", "hr@10 [95% CI]", "ndcg@10 [95% CI]",
@@ -993,7 +995,8 @@ def multisource(args) -> None:
          "transfer": {"source": arms["ml100k"], "strategy": "finetune", "init": "popularity",
                       "reset_domain": True}}
     )  # fmt: skip
-    res, table, curve_s = transfer_curve(base, arms, args.fractions, args.seeds, work / "curve")
+    res, table, curve_s = transfer_curve(base, arms, args.fractions, args.seeds, work / "curve",
+                                         args.baselines)  # fmt: skip
     vm = valid_means(res.records)
     table = table.with_columns(
         pl.Series(
@@ -1066,14 +1069,23 @@ def multisource(args) -> None:
         f"{cap(args.target_epochs, args.target_budget)}, early stopping on the (full) "
         f"MARS validation NDCG@10 with patience {args.target_patience}"
         + (" (SASRec's default since 2026-12-05)" if args.target_patience == 30 else "")
-        + "; scratch = the same SASRec from random weights. Mean over seeds "
+        + "; scratch = the same SASRec from random weights"
+        + (
+            f"; baselines (`model:NAME` arms, fit on the same learners at their defaults, no "
+            f"source): {', '.join(args.baselines)}"
+            if args.baselines
+            else ""
+        )
+        + ". Mean over seeds "
         f"{', '.join(map(str, args.seeds))} with 95 % t-intervals; ratio to scratch with a 95 % "
         "per-learner paired bootstrap interval (each learner's mean over the seeds), p: paired "
         "bootstrap test of the difference.",
         "",
         to_markdown(table),
         "",
-        *verdict_lines(res.summary, list(arms), res.records, args.target_patience),
+        *verdict_lines(
+            res.summary, list(arms), res.records, args.target_patience, args.baselines
+        ),  # fmt: skip
         "",
         f"<!-- end: {sec} -->",
     ]
@@ -1816,10 +1828,21 @@ def valid_means(records) -> dict[tuple[str, float], float]:
     return {k: float(np.mean(v)) for k, v in acc.items()}
 
 
-def verdict_lines(summary, arms: list[str], records, patience: int = 5) -> list[str]:
+def arm_per_user(records, arm: str, frac: float) -> np.ndarray | None:
+    """An arm's per-learner NDCG@10 at ``frac``, each learner's mean over the seeds."""
+    got = sorted((r for r in records if r["arm"] == arm and float(r["fraction"]) == frac),
+                 key=lambda r: r["seed"])  # fmt: skip
+    return mean_over_seeds([r["per_user"] for r in got]) if got else None
+
+
+def verdict_lines(
+    summary, arms: list[str], records, patience: int = 5, baselines: tuple | list = ()
+) -> list[str]:
     """The issue's two transfer goals, read off the curve summary, per fraction: the transfer
     arm read against the goal is the one with the best validation NDCG@10 (mean over the seeds
-    of the run ``records``), never the best test ratio."""
+    of the run ``records``), never the best test ratio. With ``baselines`` (model arms), the
+    chosen transfer is also read against the best arm without a source (scratch or a
+    baseline), that one chosen on validation too."""
     vmean = valid_means(records)
     out = ["Goals, per fraction (ratio = NDCG@10 over scratch's, paired bootstrap 95 % CI):", ""]
     singles = [a for a in arms if not a.startswith("multi-")]
@@ -1853,6 +1876,19 @@ def verdict_lines(summary, arms: list[str], records, patience: int = 5) -> list[
             f"{bs['ndcg@10']:.4f}: multi >= single **{'met' if bm['ndcg@10'] >= bs['ndcg@10'] else 'not met'}**"
             f"; negative transfer (CI of the ratio below 1): {', '.join(neg) or 'none'}."
         )
+        plain = [a for a in ["scratch", *baselines] if (a, float(frac)) in vmean]
+        if baselines and plain:
+            alt = max(plain, key=lambda a: vmean[(a, float(frac))])
+            a = arm_per_user(records, best["arm"], float(frac))
+            b = arm_per_user(records, alt, float(frac))
+            r, lo, hi, p = ratio_p(a, b)
+            top = max((rows[x] for x in baselines if x in rows), key=lambda x: x["ndcg@10"])
+            out[-1] += (
+                f" Against the best arm without a source, chosen on validation ({alt}, valid "
+                f"NDCG@10 {vmean[(alt, float(frac))]:.4f}, test {rows[alt]['ndcg@10']:.4f}): "
+                f"{best['arm']} {r:.2f}x [{lo:.2f}, {hi:.2f}], p {p:.4f}; the best baseline on "
+                f"test: {top['arm']} {top['ndcg@10']:.4f} ({top['ratio']:.2f}x scratch)."
+            )
     return out
 
 
@@ -1902,6 +1938,9 @@ def main() -> None:
         "is 30; 5 is what the committed sections were measured with).",
     )
     p.add_argument("--section", help="multisource: the section's name (default multisource).")
+    p.add_argument("--baselines", nargs="*", default=[],
+                   help="multisource: registered models run beside the arms at every fraction, "
+                   "at their defaults (curve arms model:NAME), e.g. pop itemknn sr featrank")  # fmt: skip
     p.add_argument("--multi-steps", type=int, default=6000)
     p.add_argument("--multi-budget", type=float, default=420.0)
     p.add_argument("--np-fraction", type=float, default=0.3)

@@ -1,7 +1,8 @@
 """``warmrec study curve``: the learning curve (:mod:`warmrec.experiments.studies.curve`).
 
 A metric against the share of training sequences (``--fractions``), one line per arm
-(``--arms scratch,transfer:DIR,LABEL=transfer:DIR2``), ``--seeds`` seeds; every run is a run
+(``--arms scratch,transfer:DIR,LABEL=transfer:DIR2,model:NAME``: a model arm is a baseline at its
+defaults), ``--seeds`` seeds; every run is a run
 spec (the TOML ``--config`` with ``[data] [split] [model] [train] [eval] [transfer]``, the flags
 and ``--set`` over it) run by the run owner. Writes the table (95 % CIs over seeds, the ratio to
 scratch with a paired per-user bootstrap interval), the plot and a Markdown + HTML report to
@@ -49,7 +50,8 @@ def _csv(value: str, what: str, conv=str) -> tuple:
     "--arms",
     default="scratch",
     show_default=True,
-    help="Comma-separated: scratch, transfer:DIR (a pre-trained source), LABEL=transfer:DIR.",
+    help="Comma-separated: scratch, transfer:DIR (a pre-trained source), model:NAME (another "
+    "model at its defaults: a baseline), each optionally LABEL=...",
 )
 @click.option("--fractions", default="0.01,0.05,0.1,0.25,1", show_default=True)
 @click.option("--seeds", "n_seeds", default=3, show_default=True, type=int, help="Seeds 0..N-1.")

@@ -15,6 +15,11 @@ An *arm* is how the target model starts:
     the pre-trained source in ``DIR`` (``warmrec pretrain`` writes one) carried over with the
     base spec's ``[transfer]`` options (strategy, init and their options; ``source`` is the
     arm's). Scratch vs each source vs a multi-source model are three kinds of arm.
+``model:NAME`` (or ``LABEL=model:NAME``)
+    another registered model at its defaults, fit from the same data (no ``[transfer]``; the
+    base's ``[train]`` where it trains with the loop): the simple baselines a transfer has to
+    beat on the small target (popularity, SR, item-kNN, FeatRank, ...), each at every
+    fraction, its ratio read against ``scratch`` like every other arm's.
 
 Before any model is fit the sizes are checked (:func:`check_sizes`): a fraction that keeps fewer
 than ``min_train_sequences`` training sequences refuses in one line. Each finished run is
@@ -47,7 +52,14 @@ import numpy as np
 import polars as pl
 
 from warmrec.errors import ConfigError, DataError
-from warmrec.experiments.spec import RunSpec, evaluate_run, fit_run, prepare_run, spec_from_config
+from warmrec.experiments.spec import (
+    ModelSpec,
+    RunSpec,
+    evaluate_run,
+    fit_run,
+    prepare_run,
+    spec_from_config,
+)
 from warmrec.io import atomic_write_text
 
 FRACTIONS = (0.01, 0.05, 0.1, 0.25, 1.0)
@@ -67,24 +79,35 @@ SPLIT_NAMES = {
 
 @dataclass(frozen=True)
 class Arm:
-    """One line of the curve: ``scratch`` or a transfer from ``source``."""
+    """One line of the curve: ``scratch``, a transfer from ``source`` or another ``model``."""
 
     name: str
     source: str | None = None
+    model: str | None = None
 
     @property
     def is_scratch(self) -> bool:
-        return self.source is None
+        return self.source is None and self.model is None
 
 
 def parse_arm(text: str) -> Arm:
-    """``scratch``, ``transfer:DIR`` or ``LABEL=transfer:DIR`` -> :class:`Arm`."""
+    """``scratch``, ``transfer:DIR``, ``model:NAME`` or ``LABEL=`` one of them -> :class:`Arm`."""
     t = text.strip()
     label = None
-    if "=" in t and not t.startswith("transfer:"):
+    if "=" in t and not t.startswith(("transfer:", "model:")):
         label, t = (s.strip() for s in t.split("=", 1))
     if t == SCRATCH:
         return Arm(label or SCRATCH)
+    if t.startswith("model:") and t[len("model:") :].strip():
+        from warmrec.registry import available_models
+
+        name = t[len("model:") :].strip()
+        if name not in available_models():
+            raise ConfigError(
+                f"arm {text!r}: expected a registered model after model:, found {name!r} "
+                f"(known: {', '.join(sorted(available_models()))})"
+            )
+        return Arm(label or name, model=name)
     if t.startswith("transfer:") and t[len("transfer:") :].strip():
         src = t[len("transfer:") :].strip()
         if not Path(src).is_dir():
@@ -92,7 +115,9 @@ def parse_arm(text: str) -> Arm:
                 f"arm {text!r}: expected a pre-trained model directory, found no folder {src!r}"
             )
         return Arm(label or f"transfer:{Path(src).name}", src)
-    raise ConfigError(f"arm {text!r}: expected scratch, transfer:DIR or LABEL=transfer:DIR")
+    raise ConfigError(
+        f"arm {text!r}: expected scratch, transfer:DIR, model:NAME or LABEL= one of them"
+    )
 
 
 def parse_arms(texts: Sequence[str | Arm]) -> list[Arm]:
@@ -131,10 +156,17 @@ class CurveRun:
 
 def arm_spec(base: RunSpec, arm: Arm, fraction: float, seed: int) -> RunSpec:
     """The base spec at ``fraction`` (``fraction_seed`` = ``seed``), trained with ``seed``;
-    a transfer arm gets ``[transfer] source`` = its directory (and ``seed``)."""
+    a transfer arm gets ``[transfer] source`` = its directory (and ``seed``), a model arm
+    its model at its defaults in place of the base's (and no ``[transfer]``)."""
     cfg = base.to_config()
     cfg["split"] = {**cfg.get("split", {}), "train_fraction": fraction, "fraction_seed": seed}
-    if arm.source is not None or (base.model is not None and base.model.takes_trainer()):
+    if arm.model is not None:
+        cfg["model"] = {"name": arm.model}
+        cfg.pop("transfer", None)
+        if not ModelSpec(name=arm.model).takes_trainer():
+            cfg.pop("train", None)  # the loop's settings mean nothing to it
+    model = ModelSpec(name=cfg["model"]["name"]) if cfg.get("model") else None
+    if arm.source is not None or (model is not None and model.takes_trainer()):
         cfg["train"] = {**cfg.get("train", {}), "seed": seed}
     if arm.source is None:
         cfg.pop("transfer", None)
@@ -437,6 +469,7 @@ def run_curve(
         rec = {
             "arm": run.arm.name,
             "source": run.arm.source,
+            "model": run.spec.model.name if run.spec.model is not None else None,
             "fraction": run.fraction,
             "seed": run.seed,
             "n_train_sequences": len(prep.train.sequences),
@@ -462,7 +495,10 @@ def run_curve(
     table = display_table(summary, metrics)
     info = {
         "protocol": protocol,
-        "arms": ", ".join(f"{a.name}" + (f" ({a.source})" if a.source else "") for a in arm_list),
+        "arms": ", ".join(
+            a.name + (f" ({a.source})" if a.source else f" (model {a.model})" if a.model else "")
+            for a in arm_list
+        ),
         "fractions": ", ".join(f"{f:g} ({sizes[f]} training sequences)" for f in fr),
         "seeds": ", ".join(map(str, seeds)),
         "test examples": str(records[0]["n_test"]) if records else "0",
