@@ -80,3 +80,38 @@ def test_a_run_records_the_thread_count_it_ran_with(monkeypatch) -> None:
         assert model.train_result.trainer["num_threads"] == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_runs_sharing_the_process_get_one_share_decided_once(monkeypatch) -> None:
+    """Trials in threads of one process (``tune --n-jobs``): the count is measured once, when
+    the runs start sharing, and split among them; every run with nothing requested gets that
+    share from whatever thread it runs in, and torch is never set to another count."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for k in T.THREADS_ENV:
+        monkeypatch.delenv(k, raising=False)
+    measured = iter([2, 4, 6, 8, 10, 12])  # the machine's load changes between runs
+    monkeypatch.setattr(T, "policy_threads", lambda requested=0: requested or next(measured))
+    set_to: list[int] = []
+    real_set = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (set_to.append(n), real_set(n))[1])
+    before = torch.get_num_threads()
+    try:
+        with T.sharing(2) as share:
+            assert share == 1 and T.shared_threads() == 1
+            with ThreadPoolExecutor(4) as pool:  # Optuna's n_jobs workers
+                got = list(pool.map(lambda _: T.apply_threads(0), range(8)))
+            assert got == [1] * 8 and T.apply_threads() == 1
+            assert set(set_to) <= {1}
+            assert T.apply_threads(3) == 3  # --threads still wins
+            with T.sharing(2) as inner:  # nested: the outer share is split, not re-measured
+                assert inner == 1
+            monkeypatch.setenv("OMP_NUM_THREADS", "3")
+            torch.set_num_threads(3)
+            assert T.apply_threads() == 3  # the user's setting is kept
+            monkeypatch.delenv("OMP_NUM_THREADS")
+            assert T.apply_threads() == 1
+        assert T.shared_threads() is None and torch.get_num_threads() == before
+        assert T.apply_threads() == 4  # outside: measured again
+    finally:
+        real_set(before)

@@ -457,3 +457,42 @@ def test_a_trial_scores_the_same_with_one_job_or_two(tmp_path: Path, data: Searc
             values.setdefault(r.params["train.lr"], set()).add(r.value)
     assert len(values) == 2, "TPE sampled only one of the two configurations"
     assert all(len(v) == 1 for v in values.values()), values
+
+
+def test_trials_in_threads_share_one_thread_count(
+    tmp_path: Path, data: SearchData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # with --n-jobs 2 each trial measured the machine at its own start and took every free
+    # CPU (2 trials x 2 threads on 2 CPUs), recording whatever it had measured: the search now
+    # splits the CPUs free at its start between the trials, the same count for each
+    import torch
+
+    import warmrec.tuning.local as local_mod
+    from warmrec.training import threads
+
+    for k in threads.THREADS_ENV:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setattr(threads, "policy_threads", lambda requested=0: requested or 2)
+    recorded: list[tuple[int, int]] = []  # (trainer record, torch's count in the trial)
+
+    def run_trial_recorded(*args, **kwargs):  # type: ignore[no-untyped-def]
+        outcome, model = run_trial(*args, **kwargs)
+        recorded.append((model.train_result.trainer["num_threads"], torch.get_num_threads()))
+        return outcome, model
+
+    monkeypatch.setattr(local_mod, "run_trial", run_trial_recorded)
+    space = parse_space(
+        {
+            "search": {"metric": "ndcg@10"},
+            "model": {"hidden_size": 8, "max_len": 8},
+            "train": {"epochs": 1, "patience": 0, "lr": {"type": "log", "low": 1e-3, "high": 1e-2}},
+        }
+    )
+    space.check("gru4rec")
+    before = torch.get_num_threads()
+    rows = search_local(
+        "gru4rec", space, data, tmp_path / "s", trials=4, n_jobs=2, seed=0, pruner="none"
+    )
+    assert [r.state for r in rows] == ["complete"] * 4
+    assert recorded == [(1, 1)] * 4  # 2 CPUs free at the start, 2 trials at once
+    assert torch.get_num_threads() == before

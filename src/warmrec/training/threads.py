@@ -12,11 +12,31 @@ container's or ``taskset``'s limit counts) less the CPUs other work keeps busy r
 count), at least 1. ``TrainerConfig.num_threads`` (``--threads``) overrides it; ``OMP_NUM_THREADS``
 or an earlier ``torch.set_num_threads`` by the caller is respected (the policy then keeps
 torch's setting). The choice is made when a run starts, not revised during it.
+
+Runs that share one process (``warmrec tune --n-jobs N``: Optuna runs N trials at once in
+threads) are not each given the policy's count: each would measure the machine at its own start
+and use every free CPU, so N of them oversubscribe it, and ``torch.set_num_threads`` is
+process-wide (its count is what threads started later begin with, and MKL's is global), so
+they would race on one value. Inside :func:`sharing` (``with sharing(runs):``, entered by the
+search when it runs trials in threads) the count is decided once, at entry: the CPUs free then
+(:func:`policy_threads`) split among the ``runs`` concurrent runs, at least 1. Every
+:func:`apply_threads` with nothing requested, from any thread, sets and returns that share, so
+every trial runs with, and records, the same count; ``requested > 0`` and
+``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` still win as above. The share is a module-level value
+under a lock, not a context variable (Optuna's worker threads, a ``ThreadPoolExecutor``'s, do
+not inherit those). On exit the share and torch's count in force before are restored. Nothing
+else fits in threads of one process: the Ray backends (``tune --backend ray``, ``auto
+--address``) run each trial or step in a worker process of its own, whose ``OMP_NUM_THREADS``
+Ray sets to the CPUs it reserved (kept, as above), and ``warmrec auto`` on one machine runs its
+steps one after another.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 THREADS_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -86,15 +106,56 @@ def policy_threads(requested: int = 0) -> int:
     return max(1, min(cpus, int(cpus - busy_cpus() + 0.5)))
 
 
+_SHARE_LOCK = threading.Lock()
+_share: int | None = None
+"""Threads per run while runs share this process (:func:`sharing`); ``None`` outside."""
+
+
+def shared_threads() -> int | None:
+    """The per-run thread count fixed by the innermost active :func:`sharing`, else ``None``."""
+    with _SHARE_LOCK:
+        return _share
+
+
+@contextmanager
+def sharing(runs: int) -> Iterator[int]:
+    """Fix the thread count of every run started inside, from any thread, for ``runs`` runs at
+    once in this process (module docstring): ``max(1, policy_threads() // runs)``, measured
+    once here (inside another ``sharing``, that one's share is split instead). Yields the share.
+    Unless ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` is set, torch is set to it at entry; torch's
+    count and the previous share are restored on exit."""
+    import torch
+
+    global _share
+    if runs < 1:
+        raise ValueError(f"sharing: expected runs >= 1, found {runs}")
+    before = torch.get_num_threads()
+    with _SHARE_LOCK:
+        previous = _share
+        free = previous if previous is not None else policy_threads()
+        share = max(1, free // runs)
+        _share = share
+    try:
+        if not any(os.environ.get(k) for k in THREADS_ENV) and share != before:
+            torch.set_num_threads(share)  # threads started from here on begin with it
+        yield share
+    finally:
+        with _SHARE_LOCK:
+            _share = previous
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def apply_threads(requested: int = 0) -> int:
     """Set torch's intra-op threads for a run (see the module docstring); returns the count in
     force. With ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` set and nothing requested, torch's
-    setting is kept."""
+    setting is kept; inside :func:`sharing`, nothing requested gives the share fixed there."""
     import torch
 
     if requested <= 0 and any(os.environ.get(k) for k in THREADS_ENV):
         return torch.get_num_threads()
-    n = policy_threads(requested)
+    share = shared_threads() if requested <= 0 else None
+    n = share if share is not None else policy_threads(requested)
     if n != torch.get_num_threads():
         torch.set_num_threads(n)
     return n

@@ -8,7 +8,15 @@ many trials at once in threads (the constant-liar TPE keeps them apart). Each tr
 from torch generators of its own (:mod:`warmrec.rng`: only the building of its net holds the
 process-wide generator, under a lock), so a configuration scores the same alone or beside other
 trials, whatever ``n_jobs`` is; which configurations TPE proposes with ``n_jobs > 1`` still
-depends on which trials finished first.
+depends on which trials finished first. Trials in threads share the CPUs of one process: with
+``n_jobs > 1`` the search measures the free CPUs once, at its start, and splits them among the
+trials that run at once (:func:`~warmrec.training.threads.sharing`; ``min(n_jobs, trials
+left)``), so every trial without ``[train] num_threads`` runs with, and records in its trainer
+record, the same torch thread count, ``max(1, free CPUs // that)``, instead of each trial
+taking every CPU free at its own start (N trials oversubscribed the machine). Another count than
+a lone fit's may move a neural score in its last digits (float sums in another order). torch's
+count is restored when the search ends: the refit of the best trial runs alone, under the
+ordinary policy.
 
 Resuming: running the same search into the same folder continues the study. ``trials`` is the
 total number of finished trials wanted (complete + pruned + failed); trials left RUNNING by a
@@ -27,12 +35,13 @@ from __future__ import annotations
 import sqlite3
 import sys
 import time
-from contextlib import closing
+from contextlib import closing, nullcontext
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from warmrec.errors import ConfigError, ModelError
+from warmrec.training.threads import sharing
 from warmrec.tuning.results import TrialRow
 from warmrec.tuning.space import SearchSpace
 from warmrec.tuning.trial import SearchData, run_trial
@@ -256,13 +265,17 @@ def _search(
         )
 
     if remaining > 0:
-        study.optimize(
-            objective,
-            n_trials=remaining,
-            timeout=timeout,
-            n_jobs=n_jobs,
-            catch=(ModelError,),
-            callbacks=[show],
-            gc_after_trial=False,
-        )
+        concurrent = min(n_jobs, remaining)
+        # trials in threads: one thread count for all, decided here (warmrec.training.threads)
+        shared = sharing(concurrent) if concurrent > 1 else nullcontext()
+        with shared:
+            study.optimize(
+                objective,
+                n_trials=remaining,
+                timeout=timeout,
+                n_jobs=n_jobs,
+                catch=(ModelError,),
+                callbacks=[show],
+                gc_after_trial=False,
+            )
     return rows_of(study)
