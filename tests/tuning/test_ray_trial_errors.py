@@ -1,10 +1,18 @@
-"""A Ray trial that raises one of warmrec's own errors fails at once, as a local trial does;
-anything else (a crash a retry may survive) is still retried up to ``max_failures`` times.
+"""Which errors fail a trial and which end the search: the local backend's rule on Ray too. A
+``ModelError`` of a trial's values fails that trial at once, as a local trial does; any other of
+warmrec's own errors (the base config, the data: every trial would meet it) ends the search
+and is raised, of its class and with its message, after one try; anything else (a crash a retry
+may survive) is still retried up to ``max_failures`` times.
 
 Ray Tune retried every exception: a ``ModelError`` for sampled values that do not go together
 (SASRec's ``d = 24`` with ``n_heads = 16``) ran 1 + ``max_failures`` times, re-reading and
 re-splitting the data each time, and its row said ``retries = 3`` and
-``warmrec.errors.ModelError: ...`` where the local row says ``retries = 0`` and the message."""
+``warmrec.errors.ModelError: ...`` where the local row says ``retries = 0`` and the message.
+
+A ``DataError`` or ``ConfigError`` out of a Ray trial (each reads the data itself) then failed
+that trial only: every trial of the search met it in turn, and the search finished with N failed
+rows (or the CLI's "no trial completed"), where the local backend stopped at the first and the
+CLI said why in one line."""
 
 from __future__ import annotations
 
@@ -21,9 +29,13 @@ import pytest
 
 pytest.importorskip("ray")
 
+from click.testing import CliRunner  # noqa: E402
+
 from tests.conftest import cyclic_log, split_cyclic  # noqa: E402
-from warmrec.experiments.spec import spec_from_config  # noqa: E402
-from warmrec.tuning import cluster  # noqa: E402
+from warmrec.cli.main import cli  # noqa: E402
+from warmrec.errors import ConfigError, DataError, WarmrecError  # noqa: E402
+from warmrec.experiments.spec import prepare_run, spec_from_config  # noqa: E402
+from warmrec.tuning import cluster, local  # noqa: E402
 from warmrec.tuning.local import open_study, search_local  # noqa: E402
 from warmrec.tuning.space import SearchSpace, parse_space  # noqa: E402
 from warmrec.tuning.trial import SearchData  # noqa: E402
@@ -53,6 +65,7 @@ def _space(*ds: int) -> SearchSpace:
 
 
 def _base(tmp_path: Path) -> dict[str, Any]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     log = tmp_path / "log.csv"
     cyclic_log(n_sessions=1000, n_items=20, length=8).write_csv(log)
     return spec_from_config({"data": {"path": str(log)}}).to_config(absolute=True)
@@ -91,6 +104,67 @@ def test_a_warmrec_error_ends_the_trial_with_a_report_not_an_exception(
     assert math.isnan(last[cluster.METRIC]) and last[cluster.FINISHED] is False
     assert REASON in last[cluster.ERROR] and not last[cluster.ERROR].startswith("warmrec.")
     assert last["seconds"] > 0
+    assert cluster.FATAL not in last  # the trial's own values: the search goes on
+    assert not cluster._fatal_stopper()()("t", last)
+
+
+EVERY = "split.method: every trial fails on this (a planted error of the base config)"
+"""The message of the ConfigError that :func:`_every_trial_fails` raises."""
+
+
+def _every_trial_fails(*args: Any, **kw: Any) -> Any:
+    """A run_trial that raises a ConfigError that has nothing to do with the trial's values."""
+    raise ConfigError(EVERY)
+
+
+def test_an_error_of_the_base_config_or_the_data_ends_the_search_in_its_report(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Not a ModelError of the trial's values: the last report names the error's class and
+    carries its message as is, the stopper stops the whole run at it, and the driver rebuilds
+    the same error from the report."""
+    base = _base(tmp_path)
+    Path(base["data"]["path"]).unlink()  # the data gone after the driver's check
+    with pytest.raises(DataError) as in_driver:
+        prepare_run(spec_from_config(base))
+    (last,) = _reports_of_trainable(monkeypatch, base, {"model.d": 32, "model.n_heads": 16})
+    assert last[cluster.FATAL] == "DataError" and last[cluster.ERROR] == str(in_driver.value)
+    assert math.isnan(last[cluster.METRIC]) and last[cluster.FINISHED] is False
+    stopper = cluster._fatal_stopper()()
+    assert not stopper("t0", {cluster.METRIC: 0.1, "epoch": 1}) and not stopper.stop_all()
+    assert stopper("t", last) and stopper.stop_all()
+    raised = cluster._fatal_error(_Grid([_result([last], {})]))
+    assert type(raised) is DataError and str(raised) == str(in_driver.value)
+
+    import warmrec.tuning.trial as trial
+
+    monkeypatch.setattr(trial, "run_trial", _every_trial_fails)
+    (last,) = _reports_of_trainable(monkeypatch, _base(tmp_path / "b"), {"model.d": 32})
+    assert (last[cluster.FATAL], last[cluster.ERROR]) == ("ConfigError", EVERY)
+    raised = cluster._fatal_error(_Grid([_result([last], {})]))
+    assert type(raised) is ConfigError and str(raised) == EVERY
+    other = {**last, cluster.FATAL: "SessionStoreError"}  # not one of warmrec.errors': the base
+    raised = cluster._fatal_error(_Grid([_result([other], {})]))
+    assert type(raised) is WarmrecError and str(raised) == EVERY
+
+
+def test_locally_an_error_of_the_base_config_ends_the_search_at_its_first_trial(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The local backend's side of the rule: the ConfigError leaves the search as raised."""
+    calls: list[dict] = []
+
+    def fails(model_name: str, space: Any, values: dict, *args: Any, **kw: Any) -> Any:
+        calls.append(dict(values))
+        _every_trial_fails()
+
+    monkeypatch.setattr(local, "run_trial", fails)
+    train, valid = split_cyclic(n_sessions=120)
+    data = SearchData(train, valid, train.item_counts())
+    with pytest.raises(ConfigError) as e:
+        search_local("sasrec", _space(32), data, tmp_path, trials=3, pruner="none")
+    assert str(e.value) == EVERY and len(calls) == 1
+    assert [t.state.name for t in open_study(tmp_path, seed=0).trials] == ["FAIL"]
 
 
 def test_other_errors_leave_the_trainable_for_ray_to_retry(tmp_path: Path, monkeypatch) -> None:
@@ -210,5 +284,97 @@ def test_ray_tries_a_warmrec_error_once_and_retries_a_crash(tmp_path: Path, monk
         assert len(tries.read_text().splitlines()) == 2  # retried once
         assert (row.state, row.value, row.retries) == ("failed", None, 1)
         assert "RuntimeError: CUDA out of memory" in row.error
+    finally:
+        cluster.stop_ray(env)
+
+
+def _count_prepares() -> None:
+    """Ray worker setup hook: every try of a trial (each reads its data: ``prepare_run``)
+    appends a line to the file ``$TRIES`` names; ``d = 48`` raises a ConfigError of the base
+    config (:data:`EVERY`) in ``run_trial``."""
+    import warmrec.experiments.spec as spec
+    import warmrec.tuning.trial as trial
+
+    real_prepare, real_trial = spec.prepare_run, trial.run_trial
+
+    def prepare(*args: Any, **kw: Any) -> Any:
+        with open(os.environ[TRIES], "a") as f:
+            f.write("prepare_run\n")
+        return real_prepare(*args, **kw)
+
+    def run(model_name: str, space: Any, values: dict, *args: Any, **kw: Any) -> Any:
+        if values["model.d"] == 48:
+            _every_trial_fails()
+        return real_trial(model_name, space, values, *args, **kw)
+
+    spec.prepare_run, trial.run_trial = prepare, run
+
+
+SPACE48 = """
+[search]
+metric = "ndcg@10"
+[model]
+d = { type = "categorical", choices = [48] }
+n_heads = 16
+max_len = 8
+[train]
+epochs = 1
+"""
+
+
+@pytest.mark.slow
+def test_ray_stops_the_search_at_an_error_every_trial_would_meet(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """On a local Ray, 3 trials, ``max_failures = 2``: the data removed after the driver read
+    it (a DataError in the trial's ``prepare_run``), then a ConfigError in ``run_trial``, are
+    each raised by ``search_ray`` as they were raised in the trial, after one try of one trial
+    (not 3 failed trials, nor retries); ``warmrec tune`` says so in one line and exits 2, with
+    ``--backend ray`` as with ``--backend optuna``."""
+    tries = tmp_path / "tries.txt"
+    monkeypatch.setenv(TRIES, str(tries))
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path))
+    base = _base(tmp_path)
+    log = Path(base["data"]["path"])
+    env = cluster.start_ray(
+        None, num_cpus=1, runtime_env={"worker_process_setup_hook": _count_prepares}
+    )
+    try:
+        gone = _base(tmp_path / "gone")
+        Path(gone["data"]["path"]).unlink()
+        with pytest.raises(DataError) as in_driver:
+            prepare_run(spec_from_config(gone))
+        with pytest.raises(DataError) as e:
+            cluster.search_ray("sasrec", _space(24, 32), gone, tmp_path / "d", trials=3)
+        assert str(e.value) == str(in_driver.value)
+        assert tries.read_text().splitlines() == ["prepare_run"]  # one try of one trial
+
+        tries.unlink()
+        with pytest.raises(ConfigError) as e:
+            cluster.search_ray("sasrec", _space(48), base, tmp_path / "c", trials=3)
+        assert str(e.value) == EVERY and len(tries.read_text().splitlines()) == 1
+
+        tries.unlink()
+        (tmp_path / "space.toml").write_text(SPACE48)
+        args = ["tune", "--model", "sasrec", "--data", str(log), "--space",
+                str(tmp_path / "space.toml"), "--trials", "3", "--no-progress"]  # fmt: skip
+        ray = CliRunner().invoke(cli, [*args, "--backend", "ray", "--out", str(tmp_path / "r")])
+        assert len(tries.read_text().splitlines()) == 1
+        calls: list[tuple] = []
+
+        def fails(*a: Any, **kw: Any) -> Any:
+            calls.append(a)
+            _every_trial_fails()
+
+        monkeypatch.setattr(local, "run_trial", fails)
+        opt = CliRunner().invoke(cli, [*args, "--backend", "optuna", "--out", str(tmp_path / "o")])
+        assert len(calls) == 1
+        assert ray.exit_code == opt.exit_code == 2
+        assert (
+            ray.output.splitlines()[-1] == opt.output.splitlines()[-1] == f"warmrec: error: {EVERY}"
+        )
+        assert not (tmp_path / "r" / "trials.csv").exists()
     finally:
         cluster.stop_ray(env)

@@ -80,8 +80,9 @@ from warmrec.cli.common import (
     type=int,
     default=2,
     show_default=True,
-    help="Ray: retries per trial whose node or process dies or that crashes; a trial that fails "
-    "on warmrec's own error (values that do not go together, bad data) is not retried.",
+    help="Ray: retries per trial whose node or process dies or that crashes; warmrec's own "
+    "errors are not retried (values that do not go together fail the trial, bad data or "
+    "config stops the search, as with optuna).",
 )
 @click.option(
     "--config", "config_file", default=None, help="TOML experiment file ([data], [split], [eval])."

@@ -10,17 +10,23 @@ and runs :func:`~warmrec.tuning.trial.run_trial` as Ray Tune trials:
 - every trial reserves ``cpus_per_trial`` CPUs (and ``gpus_per_trial`` GPUs) and reads and splits
   the data itself from the ``[data]``/``[split]`` record (a path every node can read): nothing
   big goes through the object store, and the test part is never built into a trial's view;
+- which errors end a trial and which end the search is the local backend's rule: a
+  :class:`~warmrec.errors.ModelError` out of :func:`~warmrec.tuning.trial.run_trial` (sampled
+  values that do not go together) is that trial's own and a failed trial, its reason in the
+  tables; any other of warmrec's own errors (:class:`~warmrec.errors.WarmrecError`: a
+  ``ConfigError``, a ``DataError`` of the base config or the data, which every trial reads
+  itself and would hit alike) ends the whole search, and :func:`search_ray` raises it, of the
+  same class and with the same message, after the one trial that met it. Neither is retried: it
+  would fail the same way on every try. Ray Tune (2.60) retries every exception and has no
+  public way to mark one as not to be retried, so :func:`_trainable` catches them and sends a
+  last report with the message (:data:`ERROR`; for an error that ends the search, its class
+  in :data:`FATAL` too) and returns. :func:`_failure_aware` subclasses ``OptunaSearch`` (the
+  trial fails in its Optuna study, as a failed local trial, instead of completing with no
+  value) and ``ASHAScheduler`` (the report is no result for its rungs); :func:`_fatal_stopper`
+  stops the run at a :data:`FATAL` report (no new trial starts, running ones are stopped), and
+  :func:`search_ray` raises the error it names;
 - a trial whose node or process dies, or that raises anything else (``OSError``, a CUDA
-  out-of-memory ``RuntimeError``, ...), is retried from scratch up to ``max_failures`` times; a
-  trial that raises one of warmrec's own errors (:class:`~warmrec.errors.WarmrecError`: a
-  ``ModelError`` for sampled values that do not go together, a ``ConfigError``, a ``DataError``)
-  would fail the same way on every try, so it is not retried: :func:`_trainable` catches it and
-  sends a last report with its message (:data:`ERROR`), which ends the trial as failed at once,
-  as the local backend's ``catch=(ModelError,)`` does. Ray Tune (2.60) has no public way to
-  mark an exception as not to be retried, so the searcher and the scheduler are told apart from
-  that report: :func:`_failure_aware` subclasses ``OptunaSearch`` (the trial fails in its Optuna
-  study, as a failed local trial, instead of completing with no value) and ``ASHAScheduler``
-  (the report is no result for its rungs).
+  out-of-memory ``RuntimeError``, ...), is retried from scratch up to ``max_failures`` times.
 
 The result rows are the same :class:`~warmrec.tuning.results.TrialRow` as the local backend's.
 Ray must be installed on every node (``pip install 'warmrec[ray]'``) with warmrec importable.
@@ -36,7 +42,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from warmrec.errors import ConfigError, WarmrecError
+from warmrec.errors import ConfigError, DataError, ModelError, WarmrecError
 from warmrec.tuning.results import TrialRow
 from warmrec.tuning.space import SearchSpace
 
@@ -47,12 +53,24 @@ sets on the last result of a trial its scheduler (ASHA) stopped: that one is pru
 ERROR = "error"
 """In the last report of a trial that one of warmrec's own errors ended, that error's message;
 the report's :data:`METRIC` is NaN. Absent from every other report."""
+FATAL = "fatal"
+"""In the last report of a trial that a warmrec error other than a ``ModelError`` of
+:func:`~warmrec.tuning.trial.run_trial` ended (one every trial would hit), that error's class
+name; :data:`ERROR` is its message (``str``, as is). The search stops there and
+:func:`search_ray` raises it (:func:`_fatal_error`)."""
+ERRORS: dict[str, type[WarmrecError]] = {
+    c.__name__: c for c in (WarmrecError, ConfigError, DataError, ModelError)
+}
+"""The classes a :data:`FATAL` report is raised as by name; any other name is raised as a
+:class:`~warmrec.errors.WarmrecError`."""
 
 
 def _trainable(config: dict[str, Any], *, model_name: str, space: SearchSpace, base: dict) -> None:
     """One Ray Tune trial: read the data here, fit, report per epoch, report the outcome. A
     :class:`~warmrec.errors.WarmrecError` ends it with a last report that carries its message
-    (:data:`ERROR`), not with the exception, which Ray would retry ``max_failures`` times."""
+    (:data:`ERROR`), not with the exception, which Ray would retry ``max_failures`` times; one
+    that is not a ``ModelError`` of :func:`~warmrec.tuning.trial.run_trial` (the trial's own
+    values) names its class as well (:data:`FATAL`): it ends the search."""
     import time
 
     from ray import tune
@@ -65,22 +83,32 @@ def _trainable(config: dict[str, Any], *, model_name: str, space: SearchSpace, b
     def report(epoch: int, value: float) -> None:
         tune.report({METRIC: value, "epoch": epoch, FINISHED: False})
 
+    def fail(e: WarmrecError, **fatal: str) -> None:
+        tune.report(
+            {
+                METRIC: math.nan,  # Tune wants the metric in every report
+                FINISHED: False,
+                ERROR: str(e) if fatal else str(e).strip() or type(e).__name__,
+                **fatal,
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+
     try:
         spec = spec_from_config(base)
         prepared = prepare_run(spec)
         data = SearchData.from_prepared(prepared)
         del prepared  # the trial keeps train and validation only
         ex = spec.eval.exclude_seen
-        outcome, _ = run_trial(model_name, space, config, data, report, exclude_seen=ex, base=spec)
-    except WarmrecError as e:  # the same values fail the same way on every try: a failed trial
-        tune.report(
-            {
-                METRIC: math.nan,  # Tune wants the metric in every report
-                FINISHED: False,
-                ERROR: str(e).strip() or type(e).__name__,
-                "seconds": time.perf_counter() - t0,
-            }
-        )
+        try:
+            outcome, _ = run_trial(
+                model_name, space, config, data, report, exclude_seen=ex, base=spec
+            )
+        except ModelError as e:  # the trial's own values: a failed trial (as the local one)
+            fail(e)
+            return
+    except WarmrecError as e:  # the base config or the data: every trial would fail alike
+        fail(e, **{FATAL: type(e).__name__})
         return
     tune.report(
         {
@@ -135,6 +163,38 @@ def _failure_aware() -> tuple[type[Any], type[Any]]:
                 super().on_trial_complete(tune_controller, trial, result)
 
     return WarmrecOptunaSearch, WarmrecASHAScheduler
+
+
+@functools.cache
+def _fatal_stopper() -> type[Any]:
+    """A Ray Tune ``Stopper`` class that ends the whole run at a :data:`FATAL` report: no new
+    trial is started and the running ones are stopped (``stop_all``). Built on first use."""
+    from ray.tune.stopper import Stopper
+
+    class FatalErrorStopper(Stopper):
+        def __init__(self) -> None:
+            self.fatal = False
+
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            if FATAL in result:
+                self.fatal = True
+                return True
+            return False
+
+        def stop_all(self) -> bool:
+            return self.fatal
+
+    return FatalErrorStopper
+
+
+def _fatal_error(grid: Any) -> WarmrecError | None:
+    """The error a trial's :data:`FATAL` report names (the first such trial's), rebuilt as its
+    class (:data:`ERRORS`) with its message; ``None`` when no trial sent one."""
+    for res in grid:
+        m = res.metrics or {}
+        if m.get(FATAL):
+            return ERRORS.get(str(m[FATAL]), WarmrecError)(str(m.get(ERROR, "")))
+    return None
 
 
 PROBE_TIMEOUT_S = 5.0
@@ -240,7 +300,11 @@ def search_ray(
     reduction_factor: int = 2,
     progress: bool = False,
 ) -> list[TrialRow]:
-    """Run the search with Ray Tune; returns every trial as a :class:`TrialRow`."""
+    """Run the search with Ray Tune; returns every trial as a :class:`TrialRow`. A trial whose
+    values fail (a ``ModelError`` of :func:`~warmrec.tuning.trial.run_trial`) is a failed row;
+    any other :class:`~warmrec.errors.WarmrecError` in a trial stops the search and is raised
+    here, its class and message as the trial met them, as :func:`~warmrec.tuning.local.search_local`
+    lets it out of the study."""
     try:
         from ray import tune
 
@@ -281,6 +345,7 @@ def search_ray(
                 name="search",
                 storage_path=str(out / "ray"),
                 failure_config=tune.FailureConfig(max_failures=max_failures),
+                stop=_fatal_stopper()(),
                 verbose=1 if progress else 0,
             ),
         )
@@ -289,13 +354,16 @@ def search_ray(
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
         with contextlib.redirect_stdout(sys.stderr):  # Ray's status tables: keep --json clean
             grid = tuner.fit()
+        fatal = _fatal_error(grid)
+        if fatal is not None:  # the base config or the data: as the local backend, no rows
+            raise fatal
         return _rows(grid)
     finally:
         stop_ray(ray_env)
 
 
 def _rows(grid: Any) -> list[TrialRow]:
-    """Ray Tune's results as the local backend's rows. A trial that a warmrec error ended (its
+    """Ray Tune's results as the local backend's rows. A trial that a ``ModelError`` ended (its
     last report carries :data:`ERROR`) is ``failed``, with no score and that error's message,
     as a failed local trial; one whose exception outlived its retries is ``failed`` too."""
     failures: dict[str, int] = {}

@@ -28,6 +28,14 @@ first 3 twice. A ``study.db`` that is not a readable Optuna study (truncated, an
 refused in one line before any data is read (:func:`check_study`). The data is read and split
 once per process; trials see only train and validation
 (:class:`~warmrec.tuning.trial.SearchData`).
+
+Errors, the same rule as the Ray backend's (:mod:`warmrec.tuning.cluster`): a
+:class:`~warmrec.errors.ModelError` out of :func:`~warmrec.tuning.trial.run_trial` (sampled
+values that do not go together) fails that trial only (``catch=(ModelError,)``), its reason in
+the tables; any other of warmrec's own errors (a ``ConfigError``, a ``DataError``: the base
+config or the data, the same for every trial) ends the search at once and reaches the caller as
+it was raised, of its class and with its message (the CLI prints it in one line and exits 2).
+Neither is tried again.
 """
 
 from __future__ import annotations
@@ -176,7 +184,8 @@ def search_local(
 ) -> list[TrialRow]:
     """Run (or resume) the search in ``out``; returns every trial as a :class:`TrialRow`.
     ``base``: the search's spec, whose ``[eval]`` (protocol) every trial is scored under, as
-    the refit of the best one is."""
+    the refit of the best one is. A ``ModelError`` of a trial is a failed row; any other
+    :class:`~warmrec.errors.WarmrecError` a trial raises ends the search and is raised here."""
     import optuna
 
     if trials < 1:
