@@ -257,3 +257,26 @@ def test_the_first_step_may_use_the_reserve_and_a_network_is_not_cut_before_its_
     first.value, first.status = res["value"], "paused"
     # with a score, no later step is admitted in the reserve
     assert s.admit(s.step_of(later, 0.0)) is False
+
+
+def test_only_one_step_at_a_time_may_use_the_reserve_for_the_first_score(tmp_path):
+    """Ray's executor admits a step for every free actor before any has a score. Each of them
+    counted as 'the very first' and was handed the budget's end as its deadline: steps of the
+    first wave kept running into the final step's reserve after another had scored (a slow
+    one-shot step, a network's epoch), not cut at the search deadline. The reserve buys one
+    first score: a step started while the first runs is admitted and cut as any other."""
+    s = AutoSearch.__new__(AutoSearch)
+    s.progress = False
+    first = Trial("gru4rec-000", "gru4rec", "defaults", model={"hidden_size": 16})
+    other = Trial("featrank-000", "featrank", "defaults")
+    s.trials = {t.id: t for t in (first, other)}
+    s.state = {"exclude_seen": {"gru4rec": False, "featrank": False}, "round": 0}
+    s.budget_s, s.n_test, s.n_valid, s.save = 3000.0, 100, 100, lambda: None
+    s.end = time.time() + 30.0
+    assert s.search_deadline() < time.time()  # only the reserve is left
+    step = s.step_of(first, 0.0)
+    assert s.admit(step) is True and step["deadline"] == s.end
+    assert first.status == "running"
+    # a second actor is free while the first step runs, nothing scored yet: not in the reserve
+    assert s.admit(s.step_of(other, 0.0)) is False
+    assert other.status == "pending"

@@ -237,7 +237,9 @@ class AutoSearch(SearchBudget, FamilySampler):
         t = self.trials[step["trial"]]
         dl = self.search_deadline()
         left = dl - time.time()
-        first = all(x.value is None for x in self.trials.values())
+        # the very first step: nothing scored and no other step running (Ray's executor admits
+        # one per free actor before any has a score; only one of them may use the reserve)
+        first = all(x.value is None and x.status != "running" for x in self.trials.values())
         if first:
             # the first score: without one there is nothing to pick, so it may use the reserve
             if time.time() >= self.end:
