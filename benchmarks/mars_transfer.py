@@ -106,13 +106,25 @@ def mars_spec(extra: dict[str, Any] | None = None, data: Path | None = None):
     return spec_from_config(cfg)
 
 
+def baseline_arm(text: str):
+    """``NAME`` or ``LABEL=NAME:key=value,key=value`` (values read as JSON) -> a model arm."""
+    from warmrec.experiments.studies.curve import Arm
+
+    label, _, spec = text.partition("=") if "=" in text.split(":", 1)[0] else ("", "", text)
+    name, _, opts = spec.partition(":")
+    config = tuple(
+        (k.strip(), json.loads(v)) for k, v in (o.split("=", 1) for o in opts.split(",") if o)
+    )
+    return Arm(label or name, model=name, config=config)
+
+
 def transfer_curve(base, arms: dict[str, str], fractions, seeds, out_dir: Path, models=()):
     """``run_curve`` of ``scratch``, one transfer arm per ``{name: source dir}`` and one arm
     per baseline model name in ``models`` (``model:NAME``, at its defaults): the result, its
     table's reported columns and the seconds it took."""
     t0 = time.perf_counter()
     res = run_curve(base, ["scratch"] + [f"{k}=transfer:{v}" for k, v in arms.items()]
-                    + [f"{m}=model:{m}" for m in models],
+                    + [baseline_arm(m) for m in models],
                     fractions=fractions, seeds=seeds, out_dir=out_dir, progress=True)  # fmt: skip
     table = res.table.select(
         "arm", "fraction", "n_train", "n_seeds", "hr@10 [95% CI]", "ndcg@10 [95% CI]",
@@ -1072,8 +1084,15 @@ def multisource(args) -> None:
         + "; scratch = the same SASRec from random weights"
         + (
             f"; baselines (`model:NAME` arms, fit on the same learners at their defaults, no "
-            f"source): {', '.join(args.baselines)}"
+            f"source; `LABEL=NAME:key=value` sets a config key): {', '.join(args.baselines)}"
             if args.baselines
+            else ""
+        )
+        + (
+            " (FeatRank fits its cold weights, and where that pays out of fold every weight, on "
+            "the validation targets, which here are every learner's at every fraction; "
+            "`fit_valid=false` fits it on the training learners alone, as the networks are)"
+            if any("featrank" in b for b in args.baselines)
             else ""
         )
         + ". Mean over seeds "
@@ -1084,7 +1103,11 @@ def multisource(args) -> None:
         to_markdown(table),
         "",
         *verdict_lines(
-            res.summary, list(arms), res.records, args.target_patience, args.baselines
+            res.summary,
+            list(arms),
+            res.records,
+            args.target_patience,
+            [baseline_arm(b).name for b in args.baselines],
         ),  # fmt: skip
         "",
         f"<!-- end: {sec} -->",

@@ -275,6 +275,19 @@ def test_cold_weights_need_validation_and_follow_cold_target_share():
     assert high["cold"] + high["cold*share"] > low["cold"] + low["cold*share"]
 
 
+def test_fit_valid_false_fits_on_the_training_sequences_alone():
+    """``fit_valid = false``: the validation targets fit nothing (the same weights as a fit
+    without them, cold ones 0) where the default fits the cold weights on them."""
+    train, valid, _ = _data()
+    cfg = {"base": "pop", "cold_target_share": 0.95}
+    off = FeatRank(**cfg, fit_valid=False).fit(train, valid).weights()
+    alone = FeatRank(**cfg).fit(train).weights()
+    on = FeatRank(**cfg).fit(train, valid).weights()
+    assert off == pytest.approx(alone)
+    assert off["cold"] == off["cold*share"] == off["cold*base"] == 0.0
+    assert on["cold"] + on["cold*share"] > 0.0
+
+
 def test_sampled_negatives_learn_the_same_signals():
     train, valid, test = _data()
     full = FeatRank(base="pop").fit(train, valid)

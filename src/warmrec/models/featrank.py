@@ -159,6 +159,13 @@ class FeatRankConfig(ColdShareSettings):
     with the cold ones from validation). On MARS the refit pays on the time split (the
     validation months differ from the training years) and costs under leave-one-out, where
     validation is one more step of the same sequences (``benchmarks/results/mars.md``)."""
+    fit_valid: bool = True
+    """Whether the validation targets fit weights (the cold ones, the gap fields' choice, the
+    refit) and count as known items. False: every weight is fitted on the training sequences
+    alone, as a network's are, and validation only measures the model (early stopping and
+    selection elsewhere read it as they read any model's): the cold weights stay 0, no gap
+    field is kept, there is no refit. For comparisons where validation is larger than the
+    training data (a learning curve's small fractions keep the full validation set)."""
     seed: int = 0
     """Seed of the samples."""
 
@@ -482,6 +489,8 @@ class FeatRank(Recommender):
         """Fit the base if it is not yet, build the features, then fit the weights (module
         docstring): on training prefixes, then the cold ones (and all, near them) on ``valid``."""
         self._bind(train)
+        if not self.config.fit_valid:
+            valid = None  # the training sequences alone (the config's docstring)
         self.base = fit_base(self, self.base, train, valid, trainer, callbacks)
         known = known_mask(train, valid)
         self._known = None if bool(known[1:].all()) else known

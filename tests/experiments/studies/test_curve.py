@@ -13,7 +13,7 @@ from tests.conftest import cyclic_log, tiny_net
 from warmrec.cli.main import cli
 from warmrec.errors import ConfigError, DataError
 from warmrec.experiments.spec import fit_run, prepare_run, save_run, spec_from_config
-from warmrec.experiments.studies.curve import paired_ratio_ci, parse_arm, run_curve
+from warmrec.experiments.studies.curve import Arm, arm_spec, paired_ratio_ci, parse_arm, run_curve
 
 TRAIN = {"epochs": 3, "batch_size": 64, "lr": 5e-3, "patience": 0}
 
@@ -354,3 +354,11 @@ def test_cli_study_curve_takes_model_arms(target, tmp_path):
     assert (tmp_path / "runs" / "pop-f1-s0.json").is_file()
     r = CliRunner().invoke(cli, [*args[:8], "--arms", "scratch,model:nosuch", *args[10:]])
     assert r.exit_code == 2 and r.output.count("\n") == 1 and "nosuch" in r.output
+
+
+def test_a_model_arm_takes_config_keys_in_python(target):
+    arm = Arm("fr", model="featrank", config=(("fit_valid", False), ("base", "pop")))
+    spec = arm_spec(base_spec(target), arm, 0.5, 1)
+    assert spec.model.name == "featrank"
+    assert spec.model.config["fit_valid"] is False and spec.model.config["base"] == "pop"
+    assert spec.to_config()["split"]["fraction_seed"] == 1

@@ -19,7 +19,9 @@ An *arm* is how the target model starts:
     another registered model at its defaults, fit from the same data (no ``[transfer]``; the
     base's ``[train]`` where it trains with the loop): the simple baselines a transfer has to
     beat on the small target (popularity, SR, item-kNN, FeatRank, ...), each at every
-    fraction, its ratio read against ``scratch`` like every other arm's.
+    fraction, its ratio read against ``scratch`` like every other arm's. In Python an
+    :class:`Arm` may give the model config keys too (``Arm("fr", model="featrank",
+    config=(("fit_valid", False),))``).
 
 Before any model is fit the sizes are checked (:func:`check_sizes`): a fraction that keeps fewer
 than ``min_train_sequences`` training sequences refuses in one line. Each finished run is
@@ -84,6 +86,8 @@ class Arm:
     name: str
     source: str | None = None
     model: str | None = None
+    config: tuple[tuple[str, Any], ...] = ()
+    """A model arm's config keys (``(key, value)`` pairs; the model's defaults elsewhere)."""
 
     @property
     def is_scratch(self) -> bool:
@@ -161,7 +165,7 @@ def arm_spec(base: RunSpec, arm: Arm, fraction: float, seed: int) -> RunSpec:
     cfg = base.to_config()
     cfg["split"] = {**cfg.get("split", {}), "train_fraction": fraction, "fraction_seed": seed}
     if arm.model is not None:
-        cfg["model"] = {"name": arm.model}
+        cfg["model"] = {"name": arm.model, **dict(arm.config)}
         cfg.pop("transfer", None)
         if not ModelSpec(name=arm.model).takes_trainer():
             cfg.pop("train", None)  # the loop's settings mean nothing to it
@@ -496,7 +500,14 @@ def run_curve(
     info = {
         "protocol": protocol,
         "arms": ", ".join(
-            a.name + (f" ({a.source})" if a.source else f" (model {a.model})" if a.model else "")
+            a.name
+            + (
+                f" ({a.source})"
+                if a.source
+                else f" (model {a.model}{_shown(a.config)})"
+                if a.model
+                else ""
+            )
             for a in arm_list
         ),
         "fractions": ", ".join(f"{f:g} ({sizes[f]} training sequences)" for f in fr),
@@ -510,6 +521,10 @@ def run_curve(
     }
     paths = write_outputs(out, summary, table, info, primary)
     return CurveResult(summary, table, records, computed, paths, protocol)
+
+
+def _shown(config: tuple[tuple[str, Any], ...]) -> str:
+    return "".join(f", {k} = {json.dumps(v)}" for k, v in config)
 
 
 def _training_facts(model: Any) -> dict[str, Any]:
