@@ -1868,6 +1868,7 @@ def verdict_lines(
     baseline), that one chosen on validation too."""
     vmean = valid_means(records)
     out = ["Goals, per fraction (ratio = NDCG@10 over scratch's, paired bootstrap 95 % CI):", ""]
+    table: list[str] = []
     singles = [a for a in arms if not a.startswith("multi-")]
     multis = [a for a in arms if a.startswith("multi-")]
     scratch_words = (
@@ -1906,12 +1907,30 @@ def verdict_lines(
             b = arm_per_user(records, alt, float(frac))
             r, lo, hi, p = ratio_p(a, b)
             top = max((rows[x] for x in baselines if x in rows), key=lambda x: x["ndcg@10"])
+            for x in baselines:
+                if x in rows:
+                    rx = ratio_p(a, arm_per_user(records, x, float(frac)))
+                    table.append(
+                        f"| {frac:g} | {best['arm']} | {x} | {rows[x]['ndcg@10']:.4f} | "
+                        f"{rx[0]:.2f} [{rx[1]:.2f}, {rx[2]:.2f}] | {rx[3]:.4f} |"
+                    )
             out[-1] += (
                 f" Against the best arm without a source, chosen on validation ({alt}, valid "
                 f"NDCG@10 {vmean[(alt, float(frac))]:.4f}, test {rows[alt]['ndcg@10']:.4f}): "
                 f"{best['arm']} {r:.2f}x [{lo:.2f}, {hi:.2f}], p {p:.4f}; the best baseline on "
                 f"test: {top['arm']} {top['ndcg@10']:.4f} ({top['ratio']:.2f}x scratch)."
             )
+    if table:
+        out += [
+            "",
+            "The transfer chosen on validation against each baseline (NDCG@10 ratio, 95 % "
+            "per-learner paired bootstrap interval, p of the difference):",
+            "",
+            "| fraction | transfer | baseline | baseline ndcg@10 | transfer / baseline [95% CI] "
+            "| p |",
+            "|---:|---|---|---:|---|---:|",
+            *table,
+        ]
     return out
 
 
