@@ -4,6 +4,11 @@ shared real datasets."""
 from __future__ import annotations
 
 import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +20,7 @@ import torch
 from warmrec import Batch, EvalSet, SequenceData, SequenceDataset, evaluate
 from warmrec.data.vocab import ItemVocab
 from warmrec.models.base import Recommender
+from warmrec.rng import seeded_global
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # torch is imported above, so the variable alone comes too late for this process: the tests run
@@ -200,6 +206,37 @@ def tiny_net(
         cfg.update(dict.fromkeys(DROPOUT_KEYS[model], dropout_all))
     cfg.update(overrides)
     return cfg
+
+
+@contextmanager
+def global_generator_meddler() -> Iterator[None]:
+    """Within: another thread keeps doing what another fit's setup does -- seed torch's global
+    generator (under :data:`warmrec.rng.GLOBAL_LOCK`, :func:`~warmrec.rng.seeded_global`) and
+    draw from it -- with the interpreter switching threads every microsecond, so that any draw
+    of this thread from the global generator outside the lock meets the other thread's seeds."""
+    stop = threading.Event()
+    ready = threading.Event()
+
+    def meddle() -> None:
+        i = 0
+        while not stop.is_set():
+            with seeded_global(1000 + i):
+                torch.rand(64)
+            ready.set()
+            i += 1
+            time.sleep(1e-4)  # outside the lock: the other thread gets it too
+
+    interval = sys.getswitchinterval()
+    other = threading.Thread(target=meddle, daemon=True)
+    sys.setswitchinterval(1e-6)
+    try:
+        other.start()
+        ready.wait(5)
+        yield
+    finally:
+        stop.set()
+        other.join()
+        sys.setswitchinterval(interval)
 
 
 def require_shared(name: str) -> Path:

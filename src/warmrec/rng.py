@@ -26,6 +26,14 @@ generators, and two fits in threads give what each gives alone. Outside a fit (a
 meta-learner driving ``training_step`` itself) :func:`generator` is ``None``, which torch reads
 as its global generator.
 
+The training code beside the loop goes the same way: Reptile pre-training
+(:func:`warmrec.meta.reptile.reptile_pretrain`: its net built under :func:`seeded_global`, its
+steps the loop's) and multi-source pre-training
+(:func:`warmrec.transfer.multisource.pretrain_multisource`: the domains' nets built under
+:func:`seeded_global`, its own steps under :func:`using`). They used to seed the global
+generators without the lock and draw from them, so another fit in a thread changed their
+weights.
+
 Two draws still take the global generator, for want of a ``generator`` argument in torch: the
 attention dropout of ``F.scaled_dot_product_attention`` on an accelerator (on CPU the attention
 weights' mask is drawn with this module), and the dropout ``nn.GRU`` applies between its layers

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 import torch
 
-from tests.conftest import cyclic_log, tiny_net
+from tests.conftest import cyclic_log, global_generator_meddler, tiny_net
 from warmrec import EvalSet, SequenceDataset, evaluate, get_model
 from warmrec.config import build_config
 from warmrec.data.synthetic import generate_cross_domain
@@ -190,6 +190,27 @@ def test_deterministic_with_seed(cyclic_data):
     c = reptile_pretrain(get_model("sasrec", CFG), src, None, {**cfg, "seed": 4}).get_state()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_same_weights_whatever_another_thread_draws(cyclic_data):
+    """Beside another thread that keeps seeding torch's global generator (under the lock, as a
+    fit's setup does) and drawing from it, a run gives what it gives alone: the initial weights
+    are drawn under :func:`warmrec.rng.seeded_global`, the steps from the fit's own generators.
+    Before, the run seeded the global generator without the lock and drew its net from it while
+    the other thread re-seeded it."""
+    src, _ = cyclic_data
+    model_cfg = tiny_net("sasrec", max_len=10, dropout_all=0.3)  # dropout draws in the steps
+    cfg = {**META, "meta_iterations": 3, "inner_steps": 2, "seed": 3}
+
+    def weights() -> dict[str, torch.Tensor]:
+        model = reptile_pretrain(get_model("sasrec", model_cfg), src, None, cfg)
+        return {k: v.clone() for k, v in model.net.state_dict().items()}
+
+    alone = weights()
+    with global_generator_meddler():
+        beside = [weights() for _ in range(3)]
+    for run in beside:
+        assert [k for k in alone if not torch.equal(alone[k], run[k])] == []
 
 
 def test_validation_keeps_best(cyclic_data):

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 import torch
 
-from tests.conftest import tiny_net
+from tests.conftest import global_generator_meddler, tiny_net
 from warmrec.data.dataset import EvalSet, SequenceDataset
 from warmrec.data.vocab import ItemVocab
 from warmrec.errors import ConfigError
@@ -97,6 +97,31 @@ def test_item_tables_move_only_on_their_own_batches():
     # b never trained: its item table is still its initial one (zero padding row, small normal)
     w = res.models["b"].net.item.embed.weight.detach()
     assert float(w.std()) < 0.05
+
+
+@pytest.mark.parametrize("order", ["joint", "sequential"])
+def test_same_weights_whatever_another_thread_draws(order):
+    """Beside another thread that keeps seeding torch's global generator (under the lock, as a
+    fit's setup does) and drawing from it, a run gives what it gives alone: the nets are built
+    under :func:`warmrec.rng.seeded_global` and the steps (dropout, sampled negatives) draw
+    from the run's own generators. Before, every step drew from the global generator, which the
+    other thread kept re-seeding."""
+    cfg = tiny_net("sasrec", dropout_all=0.3, d=16, n_heads=1, ffn_dim=32, max_len=5,
+                   loss="sampled_ce", n_negatives=4)  # fmt: skip
+    multi = {"order": order, "steps": 20, "batch_size": 16, "lr": 1e-2, "warmup_steps": 2}
+
+    def weights() -> dict[str, torch.Tensor]:
+        res = pretrain_multisource("sasrec", [domain("a", 1, 1), domain("b", 101, 2)], cfg, multi)
+        return {
+            f"{d}/{k}": v.clone()
+            for d, m in res.models.items()
+            for k, v in m.net.state_dict().items()
+        }
+
+    alone = weights()
+    with global_generator_meddler():
+        beside = weights()
+    assert [k for k in alone if not torch.equal(alone[k], beside[k])] == []
 
 
 def test_shape_keys_cannot_differ_per_domain():

@@ -38,6 +38,9 @@ on the support part only; the meta-batch is averaged (the paper's "batched" Rept
 
 Randomness: ``seed`` seeds torch (init, dropout, negatives) and the numpy ``Generator`` that
 samples tasks and orders support batches. Same seed, same machine, same threads -> same weights.
+The initial weights are drawn under :func:`warmrec.rng.seeded_global` and the steps from the
+fit's own generators (:mod:`warmrec.rng`), so a run in a thread beside other fits (``warmrec
+tune --n-jobs 2``) gives the weights it gives alone.
 """
 
 from __future__ import annotations
@@ -48,7 +51,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from pydantic import Field, field_validator
 from pydantic.fields import FieldInfo
 
@@ -60,6 +62,7 @@ from warmrec.meta.maml import MetaConfig, MetaModel, fit_meta
 from warmrec.meta.tasks import Episodes, TaskSet, make_tasks
 from warmrec.models.neural import NeuralRecommender
 from warmrec.registry import get_model
+from warmrec.rng import seeded_global
 from warmrec.training.loop import TrainerConfig, check_metric, resolve_device
 
 
@@ -284,7 +287,6 @@ def reptile_pretrain(
         )
     elif len(tasks.dataset.vocab) != len(source_train.vocab):
         raise ModelError("reptile: the tasks are built on a different vocabulary than source_train")
-    torch.manual_seed(cfg.seed)
     model.device = resolve_device(cfg.device)
     if keep_weights:
         if model.net is None or model.vocab is None:
@@ -296,12 +298,17 @@ def reptile_pretrain(
                 f"reptile keep_weights: model '{model.name}' was trained on another vocabulary "
                 f"({len(model.vocab) - 1} items) than source_train ({len(source_train.vocab) - 1})"
             )
-        model.net.to(model.device)
-    else:
-        model._bind(source_train)
-        model.init_net()
-    model.prepare(source_train)
-    meta = _reptile_model(model, cfg, tasks)
+    # the initial weights: torch's global generators seeded and this thread's alone meanwhile
+    # (module constructors draw from them); the outer loop (fit_meta -> the training loop)
+    # seeds them again and draws its steps from the fit's own generators (warmrec.rng)
+    with seeded_global(cfg.seed):
+        if keep_weights:
+            model.net.to(model.device)
+        else:
+            model._bind(source_train)
+            model.init_net()
+        model.prepare(source_train)
+        meta = _reptile_model(model, cfg, tasks)
     res = fit_meta(meta, source_train, source_valid, cfg.trainer())
     key = f"valid_{parse_metric(cfg.valid_metric).label}"
     per = cfg.iterations_per_epoch

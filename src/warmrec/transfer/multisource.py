@@ -38,6 +38,13 @@ its own batches); the learning rate warms up and decays (cosine) over all the st
 each domain's validation set is scored. Each domain's model is a plain model of the registry
 (save it, transfer it: :func:`~warmrec.transfer.transfer` takes any of them as a source, its
 encoder being the shared one), with ``meta.item_counts`` and ``meta.role = "source"`` set.
+
+Randomness: domain ``k``'s net (0-based) draws its initial weights from torch's global
+generators seeded with ``seed + k`` (:func:`warmrec.rng.seeded_global`), and ``seed`` seeds the
+numpy generator that draws the domains and orders the batches. The steps (dropout, sampled
+negatives) draw from generators of the run's own that continue the global generators' streams
+where the nets left them, as a fit of the training loop does (:mod:`warmrec.rng`): a run in a
+thread beside other fits gives the weights it gives alone.
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ from warmrec.errors import ConfigError, ModelError
 from warmrec.io import atomic_dir
 from warmrec.models.neural import NeuralRecommender
 from warmrec.registry import get_model
+from warmrec.rng import FitGenerators, seeded_global, using
 from warmrec.training.memory import peak_rss_mb
 
 SUMMARY_FILE = "multisource.json"
@@ -202,7 +210,10 @@ def build_domain_models(
     seed: int = 0,
 ) -> tuple[dict[str, NeuralRecommender], list[str]]:
     """One model per domain, bound to its data, sharing every child module of the first
-    domain's network except :data:`DOMAIN_MODULES` -> ``(models, shared child names)``."""
+    domain's network except :data:`DOMAIN_MODULES` -> ``(models, shared child names)``.
+
+    Domain ``i``'s net draws its initial weights from torch's global generators seeded with
+    ``seed + i`` (:func:`warmrec.rng.seeded_global`: this thread's alone meanwhile)."""
     names = [d.name for d in domains]
     if len(set(names)) != len(names) or not names:
         raise ConfigError(f"domains: expected distinct names, found {names}")
@@ -218,8 +229,8 @@ def build_domain_models(
         model = get_model(model_name, {**base, **dict(dom.config)})
         if not isinstance(model, NeuralRecommender):
             raise ModelError(f"multi-source pre-training needs a neural model, '{model_name}'")
-        torch.manual_seed(seed + i)
-        model.setup_training(dom.train)
+        with seeded_global(seed + i):
+            model.setup_training(dom.train)
         if model.sparse_parameters():
             raise ConfigError(
                 f"domain {dom.name!r}: model '{model_name}' looks its item tables up with "
@@ -260,15 +271,19 @@ def pretrain_multisource(
     cfg = build_config(MultiSourceConfig, config)
     if cfg.num_threads:
         apply_threads(cfg.num_threads)
-    torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model_config = dict(model_config or {})
     if cfg.domain_token:
         model_config["domain_token"] = True
-    # a model without the option refuses the key (its config names it): no check of our own
-    models, shared = build_domain_models(model_name, domains, model_config, cfg.seed)
-    names = list(models)
-    data = {n: models[n].training_data(d.train) for n, d in zip(names, domains, strict=True)}
+    # the nets' initial weights: torch's global generators, this thread's alone meanwhile; the
+    # steps then draw from this run's own copy of them, as a fit of the training loop does
+    # (warmrec.rng), so that another fit in a thread neither takes nor re-seeds their stream
+    with seeded_global(cfg.seed):
+        # a model without the option refuses the key (its config names it): no check of our own
+        models, shared = build_domain_models(model_name, domains, model_config, cfg.seed)
+        names = list(models)
+        data = {n: models[n].training_data(d.train) for n, d in zip(names, domains, strict=True)}
+        gens = FitGenerators.from_global(*(m.device for m in models.values()))
     sizes = {n: max(int(data[n].n_targets_total), 1) for n in names}
     probs = domain_probabilities(sizes, cfg.sampling, cfg.temperature)
 
@@ -314,27 +329,28 @@ def pretrain_multisource(
             deadline[n] = acc
     progress = StepProgress(len(schedule), cfg.progress, "pretrain-multi")
     t0 = time.perf_counter()
-    for k in schedule:
-        name = names[int(k)]
-        if deadline[name] and time.perf_counter() - t0 >= deadline[name]:
-            if cfg.order == "joint":
-                break
-            progress.skip()
-            continue
-        # the loop's one step (training_step -> backward -> clip over this domain's net -> step);
-        # the other domains' item tables get no gradient from this batch
-        loss = optimizer_step(models[name], next_batch(name), opt, cfg.grad_clip)
-        sched.step()
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise ModelError(f"domain {name!r}: training loss is {value}; lower the lr")
-        if name in ema:
-            ema[name] = 0.98 * ema[name] + 0.02 * value
-        else:
-            ema[name] = value
-            ema = {n: ema[n] for n in names if n in ema}
-        steps[name] += 1
-        progress.step(ema, time.perf_counter() - t0)
+    with using(gens):  # the steps draw from this run's own generators
+        for k in schedule:
+            name = names[int(k)]
+            if deadline[name] and time.perf_counter() - t0 >= deadline[name]:
+                if cfg.order == "joint":
+                    break
+                progress.skip()
+                continue
+            # the loop's one step (training_step -> backward -> clip over this domain's net ->
+            # step); the other domains' item tables get no gradient from this batch
+            loss = optimizer_step(models[name], next_batch(name), opt, cfg.grad_clip)
+            sched.step()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise ModelError(f"domain {name!r}: training loss is {value}; lower the lr")
+            if name in ema:
+                ema[name] = 0.98 * ema[name] + 0.02 * value
+            else:
+                ema[name] = value
+                ema = {n: ema[n] for n in names if n in ema}
+            steps[name] += 1
+            progress.step(ema, time.perf_counter() - t0)
     seconds = time.perf_counter() - t0
     progress.close(ema, seconds, sum(steps.values()))
     valid: dict[str, dict[str, float]] = {}
