@@ -10,9 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from tests.conftest import cyclic_log, split_cyclic, tiny_net
 from warmrec import get_model
@@ -20,11 +21,19 @@ from warmrec.errors import ConfigError
 from warmrec.models import Recommender
 from warmrec.training.checkpoint import (
     LATEST,
+    cuda_rng_states,
     find_checkpoint,
     flatten_optimizer,
+    load_checkpoint,
     unflatten_optimizer,
 )
-from warmrec.training.loop import ResumeWarning, TrainerConfig, replanned_schedule, train
+from warmrec.training.loop import (
+    ResumeWarning,
+    TrainerConfig,
+    make_optimizer,
+    replanned_schedule,
+    train,
+)
 
 TINY = tiny_net("sasrec", ffn_dim=32, dropout=0.2, attn_dropout=0.1)
 
@@ -76,6 +85,39 @@ def test_checkpoint_is_a_model_directory_with_json_and_safetensors(data, tmp_pat
     loaded = Recommender.load(ckpt)  # the checkpoint is itself a loadable model
     batch = valid.batch(range(5), loaded.history_len)
     assert loaded.score(batch).shape == (5, train_ds.n_items)
+
+
+def _cuda_states(n: int) -> dict[str, torch.Tensor]:
+    """``rng/cuda/<i>`` entries of a checkpoint of ``n`` devices (device ``i``'s state: ``[i]``),
+    in the order the names sort as text."""
+    return {
+        k: torch.tensor([int(k.rsplit("/", 1)[1])])
+        for k in sorted(f"rng/cuda/{i}" for i in range(n))
+    }
+
+
+def test_cuda_rng_states_are_in_device_order():
+    # from 11 devices the names sort otherwise as text: rng/cuda/10 before rng/cuda/2
+    tensors = {"rng/torch": torch.tensor([-1]), **_cuda_states(12), "best/w": torch.zeros(1)}
+    assert [int(t) for t in cuda_rng_states(tensors)] == list(range(12))
+    assert cuda_rng_states({"rng/torch": torch.tensor([-1])}) == []
+
+
+def test_resume_gives_each_device_its_own_generator_state(data, tmp_path, monkeypatch):
+    """A checkpoint of 12 devices' generator states (faked: no GPU needed) gives device ``i`` the
+    state saved as ``rng/cuda/<i>``; sorted as text, device 2 got device 10's state."""
+    train_ds, valid = data
+    model = get_model("sasrec", TINY)
+    train(model, train_ds, valid, epochs=1, batch_size=32, checkpoint_dir=str(tmp_path))
+    state = tmp_path / LATEST / "trainer_state.safetensors"
+    save_file({**load_file(str(state)), **_cuda_states(12)}, str(state))
+    given: list[list[torch.Tensor]] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", given.append)
+    cfg = TrainerConfig()
+    optimizer = make_optimizer(model.optimizer_groups(cfg.weight_decay), cfg)
+    load_checkpoint(tmp_path, model, optimizer, None, np.random.default_rng(0))
+    assert [[int(t) for t in states] for states in given] == [list(range(12))]
 
 
 def test_resume_in_process_matches_an_uninterrupted_run(data, tmp_path):

@@ -242,6 +242,15 @@ def resume_mismatch(info: dict[str, Any], model: Any, trainer_config: Any) -> st
     return "; ".join(parts) or None
 
 
+def cuda_rng_states(tensors: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
+    """The ``rng/cuda/<i>`` states of a checkpoint's tensors in device order (``i`` as a
+    number: ``rng/cuda/2`` before ``rng/cuda/10``), as ``torch.cuda.set_rng_state_all`` takes
+    them."""
+    prefix = "rng/cuda/"
+    keys = [k for k in tensors if k.startswith(prefix)]
+    return [tensors[k] for k in sorted(keys, key=lambda k: int(k[len(prefix) :]))]
+
+
 def load_checkpoint(
     checkpoint_dir: str | Path,
     model: Any,
@@ -285,7 +294,7 @@ def load_checkpoint(
     if scheduler is not None and info.get("scheduler") is not None:
         scheduler.load_state_dict(dict(info["scheduler"]))
     torch.set_rng_state(tensors["rng/torch"])
-    cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng/cuda/")]
+    cuda_states = cuda_rng_states(tensors)
     if cuda_states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda_states)
     rng.bit_generator.state = info["numpy_rng"]
