@@ -1851,6 +1851,154 @@ def valid_means(records) -> dict[tuple[str, float], float]:
     return {k: float(np.mean(v)) for k, v in acc.items()}
 
 
+def hybrid_part(args) -> None:
+    """FeatRank (fitted on the training learners alone) fused with SASRec, from scratch and
+    transferred, at ``--fractions`` (5 % and 10 % by default): does transfer add anything to
+    the strongest small-data model? Reads the curve section's run files in ``--work``
+    (``multisource --section curve``): the transfer arm at each fraction is the one that
+    curve chose on validation; its SASRec fits are redone from the same specs (their test
+    NDCG@10 is checked against the run files), FeatRank is fitted, and each SASRec is fused
+    with it (``Hybrid.from_members``, the weight chosen on validation NDCG@10)."""
+    from warmrec.evaluation.stats import per_user_values
+    from warmrec.experiments.studies.curve import Arm, arm_spec
+    from warmrec.models.hybrid import Hybrid
+
+    load = LoadSampler()
+    t_all = time.perf_counter()
+    work = Path(args.work)
+    runs = work / "curve" / "runs"
+    records = [json.loads(f.read_text()) for f in sorted(runs.glob("*.json"))]
+    if not records:
+        raise SystemExit(f"{runs}: run `multisource --section curve` into this --work first")
+    vm = valid_means(records)
+    sources = {r["arm"]: r["source"] for r in records if r.get("source")}
+    base = mars_spec(
+        {"model": {"name": "sasrec", "d": D},
+         "train": {"epochs": args.target_epochs, "time_budget_s": args.target_budget,
+                   **FIXED_TRAIN, "patience": args.target_patience},
+         "transfer": {"source": next(iter(sources.values())), "strategy": "finetune",
+                      "init": "popularity", "reset_domain": True}}
+    )  # fmt: skip
+    fr_arm = Arm("featrank-train", model="featrank", config=(("fit_valid", False),))
+    cache = work / "hybrid"
+    cache.mkdir(parents=True, exist_ok=True)
+    out_rows: list[dict[str, Any]] = []
+    for frac in sorted(args.fractions):
+        frac = float(frac)
+        chosen = max(sources, key=lambda a: vm.get((a, frac), -math.inf))
+        for seed in args.seeds:
+            path = cache / f"f{frac:g}-s{seed}.json"
+            if path.is_file():
+                out_rows.append(json.loads(path.read_text()))
+                continue
+            specs = {
+                "scratch": arm_spec(base, Arm("scratch"), frac, seed),
+                chosen: arm_spec(base, Arm(chosen, sources[chosen]), frac, seed),
+                "featrank-train": arm_spec(base, fr_arm, frac, seed),
+            }
+            prep = prepare_run(specs["scratch"])
+            models, row = {}, {"fraction": frac, "seed": seed, "transfer": chosen}
+            for name, spec in specs.items():
+                print(f"[hybrid] {name} fraction {frac:g} seed {seed} ...", flush=True)
+                t0 = time.perf_counter()
+                models[name] = fit_run(spec, prep)
+                row[f"fit_s:{name}"] = time.perf_counter() - t0
+            for name in ("scratch", chosen):
+                models[f"hybrid:{name}"] = Hybrid.from_members(
+                    models[name], models["featrank-train"], select_metric="ndcg@10"
+                ).fit(prep.train, prep.valid)
+                row[f"weight:{name}"] = float(models[f"hybrid:{name}"].weight_)
+            for name, model in models.items():
+                res = evaluate_run(model, prep.test, specs["scratch"], prep)
+                row[f"ndcg:{name}"] = float(res.summary["ndcg@10"])
+                row[f"per_user:{name}"] = per_user_values(
+                    prep.test, res.per_example["ndcg@10"]
+                ).tolist()
+            for name in ("scratch", chosen):  # the refits against the curve's run files
+                rec = next(r for r in records if r["arm"] == name
+                           and float(r["fraction"]) == frac and r["seed"] == seed)  # fmt: skip
+                row[f"curve:{name}"] = rec["metrics"]["ndcg@10"]
+            path.write_text(json.dumps(row))
+            out_rows.append(row)
+    lines = hybrid_lines(out_rows, args, time.perf_counter() - t_all, load.stop())
+    write_section(args.out, "<!-- begin: hybrid -->", "<!-- end: hybrid -->",
+                  "\n".join(lines), TITLE)  # fmt: skip
+    print("\n".join(lines))
+
+
+def hybrid_lines(rows: list[dict[str, Any]], args, took: float, load: str) -> list[str]:
+    """The ``hybrid`` section: per fraction, each model's test NDCG@10 (mean over the seeds)
+    and the paired ratios that say what transfer adds to FeatRank."""
+    import polars as pl
+
+    from warmrec.reports.tables import to_markdown
+
+    table, ratios = [], []
+    checks = []
+    for frac in sorted({r["fraction"] for r in rows}):
+        got = sorted((r for r in rows if r["fraction"] == frac), key=lambda r: r["seed"])
+        t = got[0]["transfer"]
+        names = ["scratch", t, "featrank-train", "hybrid:scratch", f"hybrid:{t}"]
+        pu = {n: mean_over_seeds([r[f"per_user:{n}"] for r in got]) for n in names}
+        for n in names:
+            w = (
+                [r.get(f"weight:{n.split(':', 1)[1]}") for r in got]
+                if n.startswith("hybrid:")
+                else []
+            )
+            table.append({
+                "fraction": frac, "model": n.replace("hybrid:", "FeatRank-train + SASRec ")
+                .replace(f"SASRec {t}", f"SASRec transferred ({t})"),
+                "test ndcg@10 (seeds)": f"{np.mean([r[f'ndcg:{n}'] for r in got]):.4f} ("
+                + ", ".join(f"{r[f'ndcg:{n}']:.3f}" for r in got) + ")",
+                "SASRec weight (valid)": ", ".join(f"{x:g}" for x in w) if w else "",
+            })  # fmt: skip
+        for a, b, what in (
+            (f"hybrid:{t}", "hybrid:scratch", "what transfer adds to the hybrid"),
+            (f"hybrid:{t}", "scratch", "the transferred hybrid / scratch SASRec (the goal's baseline)"),
+            ("hybrid:scratch", "scratch", "the scratch hybrid / scratch SASRec"),
+            (f"hybrid:{t}", "featrank-train", "the transferred hybrid / FeatRank alone"),
+            (t, "scratch", "transfer alone / scratch SASRec (the curve's figure)"),
+        ):  # fmt: skip
+            r, lo, hi, pv = ratio_p(pu[a], pu[b])
+            ratios.append(f"| {frac:g} | {what} | {r:.3f} [{lo:.3f}, {hi:.3f}] | {pv:.4f} |")
+        for r in got:
+            for n in ("scratch", t):
+                checks.append(abs(r[f"ndcg:{n}"] - r[f"curve:{n}"]))
+    fits = sum(v for r in rows for k, v in r.items() if k.startswith("fit_s:"))
+    return [
+        "<!-- begin: hybrid -->",
+        "## What transfer adds to FeatRank: SASRec fused with FeatRank, from scratch and "
+        "transferred",
+        "",
+        f"Command: `OMP_NUM_THREADS=1 python {shlex.join(['benchmarks/mars_transfer.py', *sys.argv[1:]])}` "
+        f"(after `multisource --section curve` into the same `--work`; this invocation "
+        f"{took / 60:.0f} min, fits {fits / 60:.0f} min; 1-minute load average {load} on the "
+        "shared 2-core machine, one torch thread).",
+        "",
+        "Protocol `loo` (leave-one-out per learner, full ranking, seen items kept), the curve "
+        "section's fractions of the training learners (validation and test: every learner's). "
+        "At each fraction the transfer arm is the one the curve section chose on validation; "
+        "its SASRec and scratch SASRec are fitted again from the curve's run specs (largest "
+        f"difference to the curve's test NDCG@10: {max(checks):.4f}), FeatRank with `fit_valid = "
+        "false` (its weights on the training learners alone), and each SASRec is fused with that "
+        "FeatRank by `Hybrid.from_members` (z-scored scores, the SASRec weight w in 0, 0.1, ..., "
+        "1 chosen on validation NDCG@10). Seeds "
+        f"{', '.join(map(str, args.seeds))}: the subsample and the training seed.",
+        "",
+        to_markdown(pl.DataFrame(table)),
+        "",
+        "Ratios of test NDCG@10 (each learner's mean over the seeds; 95 % per-learner paired "
+        "bootstrap interval; p of the difference):",
+        "",
+        "| fraction | comparison | ratio [95% CI] | p |",
+        "|---:|---|---|---:|",
+        *ratios,
+        "",
+        "<!-- end: hybrid -->",
+    ]
+
+
 def arm_per_user(records, arm: str, frac: float) -> np.ndarray | None:
     """An arm's per-learner NDCG@10 at ``frac``, each learner's mean over the seeds."""
     got = sorted((r for r in records if r["arm"] == arm and float(r["fraction"]) == frac),
@@ -1946,6 +2094,7 @@ def main() -> None:
             "texttransfer",
             "mixing",
             "strategies",
+            "hybrid",
         ],  # fmt: skip
     )
     p.add_argument("--work", default="/tmp/warmrec-mars-transfer")
@@ -2035,6 +2184,7 @@ def main() -> None:
         "texttransfer": texttransfer,
         "mixing": mixing,
         "strategies": strategies,
+        "hybrid": hybrid_part,
     }[args.part](args)
 
 
