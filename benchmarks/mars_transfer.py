@@ -107,15 +107,33 @@ def mars_spec(extra: dict[str, Any] | None = None, data: Path | None = None):
 
 
 def baseline_arm(text: str):
-    """``NAME`` or ``LABEL=NAME:key=value,key=value`` (values read as JSON) -> a model arm."""
-    from warmrec.experiments.studies.curve import Arm
+    """``NAME`` or ``LABEL=NAME:key=value,key=value`` (values read as JSON) -> a model arm
+    (:func:`~warmrec.experiments.studies.curve.parse_arm` of ``LABEL=model:NAME``, with the
+    config keys)."""
+    from dataclasses import replace
+
+    from warmrec.experiments.studies.curve import parse_arm
 
     label, _, spec = text.partition("=") if "=" in text.split(":", 1)[0] else ("", "", text)
     name, _, opts = spec.partition(":")
     config = tuple(
         (k.strip(), json.loads(v)) for k, v in (o.split("=", 1) for o in opts.split(",") if o)
     )
-    return Arm(label or name, model=name, config=config)
+    return replace(parse_arm(f"{label or name}=model:{name}"), config=config)
+
+
+def curve_base(args, source: str):
+    """The base spec of the curve section's runs (and of ``hybrid``'s refits of them): ID
+    SASRec d 64 on MARS under leave-one-out, the target trainer of ``args``, fine-tuning from
+    ``source`` with a popularity item table and the seen-item bias reset (``source`` is
+    replaced by each transfer arm's)."""
+    return mars_spec(
+        {"model": {"name": "sasrec", "d": D},
+         "train": {"epochs": args.target_epochs, "time_budget_s": args.target_budget,
+                   **FIXED_TRAIN, "patience": args.target_patience},
+         "transfer": {"source": source, "strategy": "finetune", "init": "popularity",
+                      "reset_domain": True}}
+    )  # fmt: skip
 
 
 def transfer_curve(base, arms: dict[str, str], fractions, seeds, out_dir: Path, models=()):
@@ -1000,13 +1018,7 @@ def multisource(args) -> None:
         arms[name] = str(out)
         print(f"[multi] single {name}: {single[name]}", flush=True)
 
-    base = mars_spec(
-        {"model": {"name": "sasrec", "d": D},
-         "train": {"epochs": args.target_epochs, "time_budget_s": args.target_budget,
-                   **FIXED_TRAIN, "patience": args.target_patience},
-         "transfer": {"source": arms["ml100k"], "strategy": "finetune", "init": "popularity",
-                      "reset_domain": True}}
-    )  # fmt: skip
+    base = curve_base(args, arms["ml100k"])
     res, table, curve_s = transfer_curve(base, arms, args.fractions, args.seeds, work / "curve",
                                          args.baselines)  # fmt: skip
     vm = valid_means(res.records)
@@ -1872,13 +1884,7 @@ def hybrid_part(args) -> None:
         raise SystemExit(f"{runs}: run `multisource --section curve` into this --work first")
     vm = valid_means(records)
     sources = {r["arm"]: r["source"] for r in records if r.get("source")}
-    base = mars_spec(
-        {"model": {"name": "sasrec", "d": D},
-         "train": {"epochs": args.target_epochs, "time_budget_s": args.target_budget,
-                   **FIXED_TRAIN, "patience": args.target_patience},
-         "transfer": {"source": next(iter(sources.values())), "strategy": "finetune",
-                      "init": "popularity", "reset_domain": True}}
-    )  # fmt: skip
+    base = curve_base(args, next(iter(sources.values())))
     fr_arm = Arm("featrank-train", model="featrank", config=(("fit_valid", False),))
     cache = work / "hybrid"
     cache.mkdir(parents=True, exist_ok=True)

@@ -239,6 +239,16 @@ def test_the_searcher_records_the_failed_trial_as_failed_and_asha_ignores_it() -
     assert "t" not in scheduler._trial_info
 
 
+def _counting_ray(monkeypatch: Any, tries: Path, hook: Any) -> Any:
+    """A local Ray (1 CPU) whose workers run ``hook`` at start-up, counting into ``tries``."""
+    monkeypatch.setenv(TRIES, str(tries))
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    # the workers import this module (the hook) and the warmrec this test runs on
+    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path))
+    return cluster.start_ray(None, num_cpus=1, runtime_env={"worker_process_setup_hook": hook})
+
+
 def _count_tries() -> None:
     """Ray worker setup hook: every try of a trial appends its values to the file ``$TRIES``
     names; ``d = 32`` crashes with a RuntimeError (as a CUDA out-of-memory would)."""
@@ -261,15 +271,8 @@ def test_ray_tries_a_warmrec_error_once_and_retries_a_crash(tmp_path: Path, monk
     """On a local Ray: a ModelError (real: d = 24, n_heads = 16) is tried once, its row as a
     failed local trial's; a RuntimeError is tried 1 + max_failures times."""
     tries = tmp_path / "tries.jsonl"
-    monkeypatch.setenv(TRIES, str(tries))
-    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    # the workers import this module (the hook) and the warmrec this test runs on
-    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path))
     base = _base(tmp_path)
-    env = cluster.start_ray(
-        None, num_cpus=1, runtime_env={"worker_process_setup_hook": _count_tries}
-    )
+    env = _counting_ray(monkeypatch, tries, _count_tries)
     try:
         (row,) = cluster.search_ray(
             "sasrec", _space(24), base, tmp_path / "bad", trials=1, max_failures=1
@@ -332,15 +335,9 @@ def test_ray_stops_the_search_at_an_error_every_trial_would_meet(
     (not 3 failed trials, nor retries); ``warmrec tune`` says so in one line and exits 2, with
     ``--backend ray`` as with ``--backend optuna``."""
     tries = tmp_path / "tries.txt"
-    monkeypatch.setenv(TRIES, str(tries))
-    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path))
     base = _base(tmp_path)
     log = Path(base["data"]["path"])
-    env = cluster.start_ray(
-        None, num_cpus=1, runtime_env={"worker_process_setup_hook": _count_prepares}
-    )
+    env = _counting_ray(monkeypatch, tries, _count_prepares)
     try:
         gone = _base(tmp_path / "gone")
         Path(gone["data"]["path"]).unlink()

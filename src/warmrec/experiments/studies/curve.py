@@ -102,10 +102,9 @@ def parse_arm(text: str) -> Arm:
         label, t = (s.strip() for s in t.split("=", 1))
     if t == SCRATCH:
         return Arm(label or SCRATCH)
-    if t.startswith("model:") and t[len("model:") :].strip():
+    if t.startswith("model:") and (name := t.removeprefix("model:").strip()):
         from warmrec.registry import available_models
 
-        name = t[len("model:") :].strip()
         if name not in available_models():
             raise ConfigError(
                 f"arm {text!r}: expected a registered model after model:, found {name!r} "
@@ -166,15 +165,14 @@ def arm_spec(base: RunSpec, arm: Arm, fraction: float, seed: int) -> RunSpec:
     cfg["split"] = {**cfg.get("split", {}), "train_fraction": fraction, "fraction_seed": seed}
     if arm.model is not None:
         cfg["model"] = {"name": arm.model, **dict(arm.config)}
-        cfg.pop("transfer", None)
-        if not ModelSpec(name=arm.model).takes_trainer():
-            cfg.pop("train", None)  # the loop's settings mean nothing to it
-    model = ModelSpec(name=cfg["model"]["name"]) if cfg.get("model") else None
-    if arm.source is not None or (model is not None and model.takes_trainer()):
+    looped = bool(cfg.get("model")) and ModelSpec(name=cfg["model"]["name"]).takes_trainer()
+    if arm.model is not None and not looped:
+        cfg.pop("train", None)  # the loop's settings mean nothing to it
+    if arm.source is not None or looped:
         cfg["train"] = {**cfg.get("train", {}), "seed": seed}
     if arm.source is None:
         cfg.pop("transfer", None)
-        if base.model is None:
+        if arm.is_scratch and base.model is None:
             raise ConfigError("arm scratch: no model: give --model NAME or [model] name")
     else:
         cfg["transfer"] = {**cfg.get("transfer", {}), "source": arm.source, "seed": seed}
@@ -499,17 +497,7 @@ def run_curve(
     table = display_table(summary, metrics)
     info = {
         "protocol": protocol,
-        "arms": ", ".join(
-            a.name
-            + (
-                f" ({a.source})"
-                if a.source
-                else f" (model {a.model}{_shown(a.config)})"
-                if a.model
-                else ""
-            )
-            for a in arm_list
-        ),
+        "arms": ", ".join(_shown(a) for a in arm_list),
         "fractions": ", ".join(f"{f:g} ({sizes[f]} training sequences)" for f in fr),
         "seeds": ", ".join(map(str, seeds)),
         "test examples": str(records[0]["n_test"]) if records else "0",
@@ -523,8 +511,14 @@ def run_curve(
     return CurveResult(summary, table, records, computed, paths, protocol)
 
 
-def _shown(config: tuple[tuple[str, Any], ...]) -> str:
-    return "".join(f", {k} = {json.dumps(v)}" for k, v in config)
+def _shown(arm: Arm) -> str:
+    """An arm as the report names it: ``NAME (SOURCE)``, ``NAME (model M, key = value)``."""
+    if arm.source:
+        return f"{arm.name} ({arm.source})"
+    if arm.model:
+        keys = "".join(f", {k} = {json.dumps(v)}" for k, v in arm.config)
+        return f"{arm.name} (model {arm.model}{keys})"
+    return arm.name
 
 
 def _training_facts(model: Any) -> dict[str, Any]:
