@@ -170,16 +170,18 @@ LOGS: dict[str, dict] = {
                 "V-SKNN defaults",
                 0.1010,
                 0.6,
-                "HR@20 0.2765",
+                "HR@20 0.2763",
             ),
             Bench(
-                "neural_nowplaying.md (a hybrid, not a single model)",
+                "neural_nowplaying.md (a hybrid, not a single model; re-run 2026-12-07)",
                 "hybrid SASRec + V-SKNN",
-                0.1056,
-                2217,
-                "HR@20 0.2846; 540 s training budget, fit wall 2217 s",
+                0.1061,
+                689,
+                "HR@20 0.2879; 540 s CPU training budget, fit wall 689 s",
             ),
-            Bench("neural_nowplaying.md", "SASRec (sampled softmax)", 0.0927, 2046),
+            Bench(
+                "neural_nowplaying.md (re-run 2026-12-07)", "SASRec (sampled softmax)", 0.1029, 613
+            ),
         ],
     },
     "wikipedia": {
