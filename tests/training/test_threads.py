@@ -115,3 +115,28 @@ def test_runs_sharing_the_process_get_one_share_decided_once(monkeypatch) -> Non
         assert T.apply_threads() == 4  # outside: measured again
     finally:
         real_set(before)
+
+
+def test_a_callers_set_num_threads_is_replaced_and_the_docs_say_so(monkeypatch) -> None:
+    """Only ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` keep torch's count: an earlier
+    ``torch.set_num_threads`` cannot be told from torch's default, so the policy replaces it,
+    and the docs say that (they once claimed it was respected) and how to keep it instead."""
+    from warmrec.training.loop import TrainerConfig
+
+    for k in T.THREADS_ENV:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setattr(T, "policy_threads", lambda requested=0: requested or 1)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # the caller's choice, e.g. in a notebook
+        assert T.apply_threads() == 1 and torch.get_num_threads() == 1  # replaced
+        torch.set_num_threads(2)
+        assert T.apply_threads(torch.get_num_threads()) == 2  # passed: kept
+    finally:
+        torch.set_num_threads(before)
+    doc = " ".join(T.__doc__.split())
+    assert "``torch.set_num_threads`` by the caller is respected" not in doc
+    assert "``torch.set_num_threads`` by the caller is *not* detected" in doc
+    assert "num_threads=torch.get_num_threads()" in doc
+    field_doc = " ".join(TrainerConfig.model_fields["num_threads"].description.split())
+    assert "torch.set_num_threads`` is not" in field_doc

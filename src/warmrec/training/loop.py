@@ -131,7 +131,8 @@ class TrainerConfig(ConfigModel):
     num_threads: int = Field(0, ge=0)
     """torch CPU threads (``--threads``); 0 = the thread policy
     (:mod:`warmrec.training.threads`): the CPUs this process may use less those other work keeps
-    busy when the run starts, at least 1 (``OMP_NUM_THREADS``, where set, is kept). Results
+    busy when the run starts, at least 1 (``OMP_NUM_THREADS``, where set, is kept; a count set
+    earlier with ``torch.set_num_threads`` is not: pass it here to keep it). Results
     are bit-identical for one seed at one thread count, not across counts (float sums split
     differently): to reproduce a run, pin it; the run's record (``trainer``) names the count
     it ran with."""

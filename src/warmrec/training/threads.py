@@ -9,9 +9,13 @@ fair share would cost ~2.5x (issue "Speed that holds on any machine").
 :func:`policy_threads` takes the CPUs this process may run on (its affinity mask, so a
 container's or ``taskset``'s limit counts) less the CPUs other work keeps busy right now
 (runnable tasks from ``/proc/stat`` that stay runnable over a few readings, capped by the 1-minute load average so a burst does not
-count), at least 1. ``TrainerConfig.num_threads`` (``--threads``) overrides it; ``OMP_NUM_THREADS``
-or an earlier ``torch.set_num_threads`` by the caller is respected (the policy then keeps
-torch's setting). The choice is made when a run starts, not revised during it.
+count), at least 1. ``TrainerConfig.num_threads`` (``--threads``) overrides it; with
+``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` set the policy keeps torch's setting. An earlier
+``torch.set_num_threads`` by the caller is *not* detected, and the policy replaces it: torch does
+not say whether its count was set or is its default, and the default depends on its build
+(threading backend, MKL, how it counts cores), so the two cannot be told apart reliably.
+To keep a count set in the process, pass it (``num_threads=torch.get_num_threads()``). The
+choice is made when a run starts, not revised during it.
 
 Runs that share one process (``warmrec tune --n-jobs N``: Optuna runs N trials at once in
 threads) are not each given the policy's count: each would measure the machine at its own start
