@@ -112,6 +112,30 @@ def test_a_failed_run_leaves_the_old_file_and_no_temporary(model, tmp_path, monk
     assert [p.name for p in tmp_path.iterdir()] == ["p.csv"]
 
 
+def test_a_writer_that_fails_to_open_leaves_no_temporary_and_no_output(
+    model, tmp_path, monkeypatch
+):
+    """The temporary file is created when the writer is built, before predict() can abort it:
+    opening it failing (too many open files, a umask that leaves it read-only, a signal) left
+    the hidden ``.p.csv.warmrec-tmp-*`` behind."""
+    import errno
+
+    from warmrec.serving import predict as P
+
+    real_open = open
+
+    def failing_open(file, *args, **kwargs):
+        if "warmrec-tmp" in str(file):
+            raise OSError(errno.EMFILE, "Too many open files", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(P, "open", failing_open, raising=False)
+    h = histories_from_frame(cyclic_log(n_sessions=5), model.vocab)
+    with pytest.raises(OSError, match="Too many open files"):
+        predict(model, h, tmp_path / "p.csv", k=2, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(("k", "out"), [(0, "p.csv"), (2, "p.txt")])
 def test_bad_arguments(model, tmp_path, k, out):
     h = histories_from_frame(cyclic_log(n_sessions=5), model.vocab)

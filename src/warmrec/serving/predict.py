@@ -168,7 +168,11 @@ class _Writer:
         self.path, self.parquet = path, path.suffix.lower() == ".parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = temp_file(path)
-        self._f = None if self.parquet else open(self.tmp, "wb")  # noqa: SIM115
+        try:  # predict() aborts only a writer it holds: one that fails here cleans up itself
+            self._f = None if self.parquet else open(self.tmp, "wb")  # noqa: SIM115
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
         self._pq = None
         self.rows = 0
 
@@ -289,8 +293,9 @@ def predict(
             print(f"predict: {done:,}/{total:,} sequences, {elapsed:.1f} s", file=sys.stderr)
 
     with exit_on_signal():  # SIGTERM/SIGHUP: the temporary file is removed on the way out
-        writer = _Writer(out)
+        writer: _Writer | None = None
         try:
+            writer = _Writer(out)  # inside: an error from here on removes its temporary file
             with tqdm(
                 total=total,
                 unit="seq",
@@ -314,7 +319,8 @@ def predict(
                     n_fallback = len(empty)
             writer.close(pl.DataFrame(schema=schema))
         except BaseException:
-            writer.abort()
+            if writer is not None:
+                writer.abort()
             raise
     secs = time.perf_counter() - t0
     return PredictSummary(
