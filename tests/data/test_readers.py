@@ -217,6 +217,43 @@ def test_parquet_with_datetime_column(tmp_path):
     assert df["timestamp"].to_list() == [utc(2020, 1, 1), utc(2020, 1, 1, 0, 1)]
 
 
+@pytest.mark.parametrize("form", ["parquet datetime[ns]", "csv integer ns", "in-memory frame"])
+def test_nanosecond_times_that_tie_in_seconds_come_in_time_order(tmp_path, form):
+    """Times are float seconds (a date-time to the microsecond, floats ~0.24 us apart at today's
+    dates): events tens of nanoseconds apart tied there, and every later (stable) sort put them
+    in file order. Written in reverse, they must come in time order, in both sessions."""
+    import warnings
+
+    from warmrec.data.columns import canonical_table
+    from warmrec.data.sessionize import stable_sort
+
+    base = 1_700_000_000_000_000_000  # 2023-11-14 in nanoseconds since the epoch
+    ns = [base + 90, base + 50, base + 10, base + 5_000, base + 20, base]
+    df = pl.DataFrame(
+        {
+            "session_id": [1, 1, 1, 1, 2, 2],
+            "item_id": [3, 2, 1, 4, 8, 7],  # in time order: 1, 2, 3, 4 and 7, 8
+            "timestamp": pl.Series(ns).cast(pl.Datetime("ns")),
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the note that numbers were read as nanoseconds
+        if form == "parquet datetime[ns]":
+            df.write_parquet(tmp_path / "log.parquet")
+            got = load_interactions(tmp_path / "log.parquet").interactions
+        elif form == "csv integer ns":
+            df.with_columns(pl.Series("timestamp", ns)).write_csv(tmp_path / "log.csv")
+            got = load_interactions(tmp_path / "log.csv").interactions
+        else:
+            got = canonical_table(df)
+    assert got.height == 6 and got["timestamp"].n_unique() < 6  # they do tie in seconds
+    ordered = stable_sort(got, ["session_id", "timestamp"])
+    assert ordered.group_by("session_id", maintain_order=True).agg("item_id").rows() == [
+        (1, [1, 2, 3, 4]),
+        (2, [7, 8]),
+    ]
+
+
 def test_parquet_numeric_string_ids_become_integers(tmp_path):
     f = tmp_path / "log.parquet"
     pl.DataFrame(

@@ -203,9 +203,9 @@ def sample_dtypes(
     """Native types for the mapped columns, judged on the first ``n`` rows read as text:
     timestamps and ratings Float64 if the sample holds numbers (a value later in the file that
     is not one makes :func:`read_text` read the file again as text, and the checks name its
-    line). Ids are never given a native type: parsed as integers, ``"007"`` after the sample
-    would silently become user 7; they are read as text and :func:`normalise_ids` judges the
-    whole column.
+    line), timestamps that are integer nanoseconds Int64 (:func:`_nanosecond_text`). Ids are
+    never given a native type: parsed as integers, ``"007"`` after the sample would silently
+    become user 7; they are read as text and :func:`normalise_ids` judges the whole column.
     """
     head = read_text(
         path,
@@ -220,9 +220,17 @@ def sample_dtypes(
     for canon, col in mapping.items():
         s = head[col]
         if canon in (TIME, RATING) and _all_numbers(s):
-            out[col] = pl.Float64
+            out[col] = pl.Int64 if canon == TIME and _nanosecond_text(s) else pl.Float64
     extras = {col for canon, col in mapping.items() if canon not in CANONICAL_ORDER}
     return {col: dtype for col, dtype in out.items() if col not in extras}
+
+
+def _nanosecond_text(s: pl.Series) -> bool:
+    """Integers of 18 digits or more: nanoseconds since the epoch, which Float64 would round to
+    256 ns (events that close would tie); read as Int64 they keep their order
+    (:func:`finer_times`)."""
+    text = s.drop_nulls().str.strip_chars()
+    return bool(text.len() and text.str.contains(r"^\d{18,}$").all())
 
 
 def _all_numbers(s: pl.Series) -> bool:
@@ -420,7 +428,12 @@ def to_canonical(
     df = pl.DataFrame(converted)
     if opts.no_timestamp:
         df = df.with_columns(file_order(df.height))
-    return finish(df, src, opts)
+    out = finish(df, src, opts)
+    if TIME in df.columns and not opts.ordinal:
+        full = finer_times(raw[mapping[TIME]], opts.unit)
+        if full is not None:
+            out = order_ties(out, full)
+    return out
 
 
 def _convert(
@@ -718,6 +731,49 @@ def datetime_seconds(s: pl.Series) -> pl.Series:
     return s.dt.epoch("us").cast(pl.Float64) / 1e6
 
 
+def finer_times(raw: pl.Series, unit: str | None = None) -> pl.Series | None:
+    """The raw times of a column whose seconds can tie where its own values do not, as an
+    orderable series; ``None`` for every other column. Seconds are Float64 (about a quarter of a
+    microsecond apart at today's dates) and a date-time is taken to the microsecond
+    (:func:`datetime_seconds`), so only finer values lose order: nanosecond date-times, and
+    integer nanoseconds since the epoch (``unit`` ``"ns"``, or told by their size), as numbers
+    or as text."""
+    if isinstance(raw.dtype, pl.Datetime):
+        return raw if raw.dtype.time_unit == "ns" else None
+    if unit not in (None, "ns"):
+        return None
+    if raw.dtype == pl.Utf8:
+        if not (raw.str.len_bytes().max() or 0) > 17:  # nanoseconds past 1e17 (1973)
+            return None
+        ints = raw.str.strip_chars().cast(pl.Int64, strict=False)
+        if ints.null_count() != raw.null_count():
+            return None
+        raw = ints
+    if not raw.dtype.is_integer():
+        return None
+    if unit is None and not (
+        (raw.max() or 0) > _NS_ABOVE and epoch_unit(raw.cast(pl.Float64)) == "ns"
+    ):
+        return None
+    return raw
+
+
+def order_ties(df: pl.DataFrame, full: pl.Series) -> pl.DataFrame:
+    """``df`` (canonical, times in seconds) with the rows whose seconds tie put in the order of
+    their ``full`` times (:func:`finer_times`), each into one of its tie group's own rows; the
+    other rows stay where they are. Every later sort is stable (a tie keeps row order), so
+    events a few nanoseconds apart then come in time order rather than in file order."""
+    rows = pl.int_range(df.height, eager=True, dtype=pl.Int64)
+    times = pl.DataFrame({"t": df[TIME], "f": full, "r": rows})
+    slots = times.sort(["t", "r"])["r"].to_numpy()  # each tie group's rows, in row order
+    members = times.sort(["t", "f", "r"])["r"].to_numpy()  # the same groups, by full time
+    if np.array_equal(slots, members):
+        return df
+    take = np.empty(df.height, dtype=np.int64)
+    take[slots] = members
+    return df[take]
+
+
 def scale_epoch(s: pl.Series) -> pl.Series:
     """Numbers that look like milliseconds (or micro-, nanoseconds) since the epoch, as seconds.
 
@@ -773,7 +829,7 @@ def canonical_table(data: Any, what: str = "the interaction table") -> pl.DataFr
     """A table given in Python (a Polars or pandas DataFrame with the canonical column names)
     checked and cast as a log read from a file is (:func:`validate_interactions`): times as
     float seconds (a datetime column converted to the microsecond, numbers in milliseconds or
-    finer told by their size), no missing, NaN, infinite or negative time, none past the
+    finer told by their size; nanoseconds that tie there ordered by :func:`order_ties`), no missing, NaN, infinite or negative time, none past the
     calendar or far from the others, integer or text ids (text that is all integers read as
     integers). A text time column was sorted as text (``"10"`` before ``"8"``): it is
     refused."""
@@ -792,6 +848,7 @@ def canonical_table(data: Any, what: str = "the interaction table") -> pl.DataFr
     if ids:
         data = data.with_columns(normalise_ids(data[c]) for c in ids)
     numeric_time = TIME in data.columns and data[TIME].dtype.is_numeric()
+    full = finer_times(data[TIME]) if TIME in data.columns else None
     if TIME in data.columns and isinstance(data[TIME].dtype, pl.Datetime | pl.Date):
         data = data.with_columns(
             pl.col(TIME).cast(pl.Datetime("us")).dt.epoch("us").cast(pl.Float64) / 1e6
@@ -802,4 +859,4 @@ def canonical_table(data: Any, what: str = "the interaction table") -> pl.DataFr
         out = out.with_columns(scale_epoch(out[TIME]))
     check_ids(out, src)
     check_times(out, src)
-    return out
+    return out if full is None else order_ties(out, full)

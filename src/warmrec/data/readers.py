@@ -31,12 +31,16 @@ The rules, in one place:
   UTC). Negative times and far outliers are refused with their line (``time_outliers="warn"``
   keeps outliers, :mod:`warmrec.data.checks`). A log without timestamps is accepted only with
   ``order="column"`` (that numeric column becomes the timestamp) or ``no_timestamp=True`` (file
-  order 0, 1, 2, ... becomes the timestamp, and any time column is ignored).
+  order 0, 1, 2, ... becomes the timestamp, and any time column is ignored). Times are held as
+  float seconds (date-times to the microsecond; at today's dates a float is ~0.24 us apart):
+  nanosecond date-times and integer nanoseconds that tie there are put in the order of their
+  full values (:func:`warmrec.data.columns.order_ties`): they come in time order, not file order.
 - **Ordinal logs.** With ``time_unit="ordinal"``, ``order`` or ``no_timestamp`` (and for the
   ``sasrec`` and ``hahow`` datasets) the timestamps are event positions, not seconds: the result's
   ``time_unit`` is ``"ordinal"``, and what counts seconds (time spans, inactivity gaps, splits by
   days) refuses such a log (:func:`warmrec.data.schema.require_seconds`).
-- **Order.** Rows keep file order; nothing is sorted here. A folder is read file by file in
+- **Order.** Rows keep file order; nothing is sorted here (but for the nanosecond ties above,
+  which swap rows among the tied ones only). A folder is read file by file in
   name order and concatenated (RecBole's benchmark files ``NAME.train.inter``,
   ``NAME.valid.inter``, ``NAME.test.inter`` in that order); a folder of train/valid/test
   files is a split folder (:mod:`warmrec.data.splitdir`): its parts are kept in

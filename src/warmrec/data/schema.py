@@ -164,7 +164,7 @@ def validate_interactions(df: pl.DataFrame, *, source: str | None = None) -> pl.
     if ts.dtype.is_numeric():
         out[TIME] = ts.cast(pl.Float64)
     elif ts.dtype in (pl.Datetime, pl.Date):
-        out[TIME] = ts.cast(pl.Datetime("ms")).dt.epoch("ms").cast(pl.Float64) / 1000.0
+        out[TIME] = ts.cast(pl.Datetime("us")).dt.epoch("us").cast(pl.Float64) / 1e6
     else:
         raise DataError(
             "timestamps must be numbers or datetimes",
