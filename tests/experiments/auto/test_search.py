@@ -280,3 +280,27 @@ def test_only_one_step_at_a_time_may_use_the_reserve_for_the_first_score(tmp_pat
     # a second actor is free while the first step runs, nothing scored yet: not in the reserve
     assert s.admit(s.step_of(other, 0.0)) is False
     assert other.status == "pending"
+
+
+def test_the_progress_line_names_the_trial_the_final_ranking_would_pick():
+    """Fresh over SASRec that only equals its base (its terms at 0) is not the final pick: on a
+    tie the single model goes first (rank_bests). The progress line's "| best" went by value
+    and cost prior alone and named the Fresh-over trial (Fresh is cheaper than SASRec)."""
+    from types import SimpleNamespace
+
+    s = AutoSearch.__new__(AutoSearch)
+    base = Trial("sasrec-000", "sasrec", "defaults", status="done", value=0.3, kept=True)
+    fresh = Trial("fresh-over-000", "fresh", "fresh over sasrec-000", members=["sasrec-000"])
+    fresh.status = "running"
+    s.trials = {t.id: t for t in (base, fresh)}
+    s.ctx = SimpleNamespace(metric="ndcg@10")
+    said: list[str] = []
+    s.say, s.save, s.prune, s.tell = said.append, lambda: None, lambda: None, lambda t: None
+    s.clock = lambda when=None: 0.0
+    s.absorb({"trial": fresh.id}, {"status": "done", "value": 0.3, "kept": True, "seconds": 1.0})
+    assert fresh.value == 0.3 and fresh.kept
+    assert said[-1].endswith("| best sasrec-000 0.3000")
+    assert s.ranked()[0] is base  # the final step's order
+    fresh.value = 0.31  # better than its base: now the pick, and the line says so
+    s.absorb({"trial": base.id}, {"status": "done", "value": 0.3, "kept": True, "seconds": 1.0})
+    assert said[-1].endswith("| best fresh-over-000 0.3100")

@@ -160,9 +160,10 @@ from warmrec.experiments.auto.plan import (
     Trial,
     find_spaces,
     plan_portfolio,
+    rank_bests,
 )
 from warmrec.experiments.auto.profile import LogProfile, describe_log, target_seen_share
-from warmrec.experiments.auto.report import finish, rank_bests
+from warmrec.experiments.auto.report import finish
 from warmrec.experiments.auto.run import auto
 from warmrec.experiments.auto.sampling import FamilySampler
 from warmrec.experiments.auto.search import (

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -180,6 +180,17 @@ def tie_order(t: Trial) -> tuple[float, int, int, str]:
     fam = FAMILY.get(t.family)
     prior, place = (fam.prior, FAMILIES.index(fam)) if fam else (math.inf, len(FAMILIES))
     return (prior, place, len(t.id), t.id)  # "sasrec-999" before "sasrec-1000"
+
+
+def rank_bests(bests: Iterable[Trial]) -> list[Trial]:
+    """Each family's best, best first: by validation value; on a tie a single model before one
+    formed from saved members (a hybrid at weight 0 or 1 ranks exactly as one of its members,
+    Fresh with its terms at 0 as its base, and serving it would score them all), then by
+    :func:`tie_order` (the cheaper family by its cost prior, then the portfolio's order, then
+    the earlier trial). No measured time takes part, so two runs with the same seed that reach
+    the same values pick the same winner. The final step ranks by it, and so does the search's
+    progress line (:meth:`~warmrec.experiments.auto.search.AutoSearch.ranked`)."""
+    return sorted(bests, key=lambda t: (-t.value, t.formed, tie_order(t)))
 
 
 @dataclass

@@ -10,13 +10,12 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from warmrec.errors import WarmrecError
-from warmrec.experiments.auto.plan import FAMILIES, HYBRID, Trial, tie_order
+from warmrec.experiments.auto.plan import FAMILIES, HYBRID, Trial
 from warmrec.experiments.auto.profile import LogProfile
 from warmrec.experiments.auto.search import AutoSearch
 from warmrec.experiments.auto.steps import _ci, warnings_quiet
@@ -57,16 +56,6 @@ def _short(t: Trial) -> str:
     if not cfg and t.origin.startswith("defaults,"):
         return t.origin.split(",", 1)[1].strip()
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in cfg.items())
-
-
-def rank_bests(bests: Iterable[Trial]) -> list[Trial]:
-    """Each family's best, best first: by validation value; on a tie a single model before one
-    formed from saved members (a hybrid at weight 0 or 1 ranks exactly as one of its members,
-    Fresh with its terms at 0 as its base, and serving it would score them all), then by
-    :func:`~warmrec.experiments.auto.plan.tie_order` (the cheaper family by its cost prior,
-    then the portfolio's order, then the earlier trial). No measured time takes part, so two
-    runs with the same seed that reach the same values pick the same winner."""
-    return sorted(bests, key=lambda t: (-t.value, t.formed, tie_order(t)))
 
 
 def _plot(search: AutoSearch, path: Path, winner: Trial | None) -> None:
@@ -126,12 +115,7 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
     s.save()
     prepared = s.ctx.prepared
     label = s.label
-    bests = {}
-    for fam in {t.family for t in s.trials.values()}:
-        b = s.best([fam], kept=True)
-        if b is not None:
-            bests[fam] = b
-    ranked = rank_bests(bests.values())
+    ranked = s.ranked()
 
     final_errors: dict[str, str] = {}  # the final step's, shown in the leaderboard's status
 

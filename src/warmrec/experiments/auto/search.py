@@ -24,6 +24,7 @@ from warmrec.experiments.auto.plan import (
     NETWORKS,
     PARTNERS,
     Trial,
+    rank_bests,
     tie_order,
 )
 from warmrec.experiments.auto.sampling import FamilySampler
@@ -150,6 +151,13 @@ class AutoSearch(SearchBudget, FamilySampler):
             if t.value is not None and (fams is None or t.family in fams) and (t.kept or not kept)
         ]
         return min(pool, key=lambda t: (-t.value, tie_order(t))) if pool else None
+
+    def ranked(self) -> list[Trial]:
+        """Each family's best trial whose model is saved, best first (:func:`rank_bests`): the
+        final step's order, so the first is the pick it would make now (the progress line
+        names it)."""
+        bests = (self.best([fam], kept=True) for fam in {t.family for t in self.trials.values()})
+        return rank_bests(b for b in bests if b is not None)
 
     def score(self, fam: str) -> float:
         """A family's rank in the halving: its best value; a network still improving counts
@@ -328,7 +336,7 @@ class AutoSearch(SearchBudget, FamilySampler):
             t.curve.append([self.clock(), t.value])
         self.tell(t)
         self.prune()
-        lead = self.best()
+        lead = next(iter(self.ranked()), None)  # the final step's pick, were it now
         what = f"{self.ctx.metric} {t.value:.4f}" if t.value is not None else "no score"
         if t.network:
             what = f"{'paused' if t.status == 'paused' else 'finished'} at epoch {t.epochs}, {what}"
