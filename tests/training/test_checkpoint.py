@@ -292,6 +292,38 @@ def test_resume_with_the_same_plan_or_no_schedule_does_not_warn_about_it(data, t
         assert res.resumed_from == 1 and not _schedule_warnings(rec)
 
 
+def test_resume_of_an_older_random_phase_checkpoint_says_its_plan_is_guessed(data, tmp_path):
+    """A checkpoint of an older warmrec does not record the steps its schedule was planned over;
+    the plan is taken again from its epochs at today's batch count, which with random_phase
+    windows was counted otherwise then (93 batches where 83: one window more per long
+    sequence). Resuming one re-planned the decay without a word."""
+    import warnings
+
+    train_ds, valid = data
+    for phase in (True, False):
+        ckpt = tmp_path / str(phase)
+        kw = dict(batch_size=16, seed=7, schedule="cosine", checkpoint_dir=str(ckpt))
+        cfg = {**TINY, "random_phase": phase}
+        stop = [lambda epoch, record, model: "pause" if epoch == 1 else None]
+        train(get_model("sasrec", cfg), train_ds, valid, epochs=3, callbacks=stop, **kw)
+        state = ckpt / LATEST / "trainer_state.json"
+        info = json.loads(state.read_text())
+        info.pop("schedule_steps")  # as an older warmrec wrote it
+        state.write_text(json.dumps(info))
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            res = train(get_model("sasrec", cfg), train_ds, valid, epochs=3, resume=True, **kw)
+        assert res.resumed_from == 1
+        said = [str(w.message) for w in rec if "random_phase" in str(w.message)]
+        if not phase:  # windows fixed: the count is what it was, the plan is known
+            assert not said and not _schedule_warnings(rec)
+            continue
+        (msg,) = said
+        assert msg.startswith(f"{ckpt}: the checkpoint, of an older warmrec, does not record")
+        assert "planned again from its epochs" in msg and "may differ from an uninterrupted" in msg
+        assert all(issubclass(w.category, ResumeWarning) for w in rec)
+
+
 def test_a_warm_up_that_both_plans_share_is_no_replanned_schedule():
     """Without decay the rate depends on the plan's length only through the warm-up (its
     steps, capped at a tenth of the plan): a resume during a warm-up of the same length in

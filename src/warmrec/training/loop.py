@@ -20,7 +20,9 @@ state (weights, optimizer, scheduler, RNG states, best weights, history) is writ
 every ``checkpoint_every`` epochs; ``resume=True``
 continues from it and ends exactly where an uninterrupted run would (with other ``epochs``, a
 decaying or warming-up learning-rate schedule is planned over the new length from the next step
-on, and a :class:`ResumeWarning` says how the rate changes). A callback that returns
+on, and a :class:`ResumeWarning` says how the rate changes; one also says so where a checkpoint
+of an older warmrec, which did not record its schedule's steps, trained ``random_phase``
+windows, whose batches per epoch were counted otherwise then). A callback that returns
 :data:`PAUSE` ends the fit after that epoch with a checkpoint that is *not* marked finished: the
 same run resumed from it goes on (a scheduler's cheap rungs: ``warmrec auto``); returning True
 stops the run for good.
@@ -538,6 +540,27 @@ def replanned_schedule(cfg: TrainerConfig, planned: int, total: int, step: int) 
     )
 
 
+def guessed_phase_plan(cfg: TrainerConfig, data: Any, n_batches: int, step: int) -> str | None:
+    """What a resume from a checkpoint that did not record its schedule's steps (an older
+    warmrec) cannot know with ``random_phase`` windows, or None: the warmrec that saved it may
+    have counted more batches per epoch (one window more per long sequence, before the mean
+    over the phases), so a decay, or a warm-up not yet over, planned again from the checkpoint's
+    epochs at today's ``n_batches`` may not be the plan the run had."""
+    inner, phased = data, False
+    while inner is not None and not phased:  # through wrappers (ShardedData.inner)
+        phased = bool(getattr(inner, "random_phase", False))
+        inner = getattr(inner, "inner", None)
+    if not phased or (cfg.schedule == "none" and step >= cfg.warmup_steps):
+        return None
+    return (
+        "the checkpoint, of an older warmrec, does not record the optimizer steps its "
+        "learning-rate schedule was planned over, and with random_phase that warmrec may have "
+        f"counted more batches per epoch than the {n_batches:,} counted now: the schedule is "
+        "planned again from its epochs at today's count, so this run may differ from an "
+        "uninterrupted one"
+    )
+
+
 def make_scheduler(
     optimizer: torch.optim.Optimizer, cfg: TrainerConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
@@ -760,20 +783,24 @@ def _train(
             )
             if not done:
                 planned = run.schedule_steps
+                guessed = None
                 if planned is None:  # a checkpoint of an older warmrec: from its epochs setting
                     saved = run.saved_epochs
                     if saved is None:
                         saved = TrainerConfig().max_epochs(valid_set is not None)
                     planned = n_batches * int(saved)
+                    guessed = guessed_phase_plan(cfg, data, n_batches, scheduler.last_epoch)
                 why = replanned_schedule(cfg, planned, n_batches * n_epochs, scheduler.last_epoch)
                 if why:
                     warnings.warn(
                         f"{cfg.checkpoint_dir}: {why}; this run differs from an uninterrupted run "
                         f"of {n_epochs} epochs (resume with the checkpoint's epochs to follow the "
-                        "schedule as planned)",
+                        "schedule as planned)" + (f"; {guessed}" if guessed else ""),
                         ResumeWarning,
                         stacklevel=2,
                     )
+                elif guessed:
+                    warnings.warn(f"{cfg.checkpoint_dir}: {guessed}", ResumeWarning, stacklevel=2)
         gens = FitGenerators.from_global(device)
     run.schedule_steps = n_batches * n_epochs
     loggers = _Loggers(cfg)
