@@ -53,6 +53,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shlex
 import sys
 import time
@@ -107,19 +108,19 @@ def mars_spec(extra: dict[str, Any] | None = None, data: Path | None = None):
 
 
 def baseline_arm(text: str):
-    """``NAME`` or ``LABEL=NAME:key=value,key=value`` (values read as JSON) -> a model arm
-    (:func:`~warmrec.experiments.studies.curve.parse_arm` of ``LABEL=model:NAME``, with the
-    config keys)."""
-    from dataclasses import replace
-
+    """``NAME`` or ``LABEL=NAME:key=value,key=value`` -> a model arm: the library's
+    :func:`~warmrec.experiments.studies.curve.parse_arm` of ``LABEL=model:NAME:key=value:key=value``
+    (this script's commas between keys are the grammar's colons; values read as ``--set``
+    values, ``false``, ``0.5``, ``"x"``; a key the model does not take refuses naming the arm).
+    The library's own ``[LABEL=]model:NAME[:key=value...]`` is taken as it is."""
     from warmrec.experiments.studies.curve import parse_arm
 
     label, _, spec = text.partition("=") if "=" in text.split(":", 1)[0] else ("", "", text)
+    if spec.strip().startswith("model:"):
+        return parse_arm(text)
     name, _, opts = spec.partition(":")
-    config = tuple(
-        (k.strip(), json.loads(v)) for k, v in (o.split("=", 1) for o in opts.split(",") if o)
-    )
-    return replace(parse_arm(f"{label or name}=model:{name}"), config=config)
+    keys = re.split(r",(?=\s*[A-Za-z_][A-Za-z0-9_.]*\s*=)", opts) if opts.strip() else []
+    return parse_arm(f"{label or name}=model:{name}" + "".join(f":{k}" for k in keys))
 
 
 def curve_base(args, source: str):
@@ -2137,7 +2138,8 @@ def main() -> None:
     p.add_argument("--section", help="multisource: the section's name (default multisource).")
     p.add_argument("--baselines", nargs="*", default=[],
                    help="multisource: registered models run beside the arms at every fraction, "
-                   "at their defaults (curve arms model:NAME), e.g. pop itemknn sr featrank")  # fmt: skip
+                   "at their defaults (curve arms model:NAME) or LABEL=NAME:key=value,key=value, "
+                   "e.g. pop itemknn sr featrank featrank-train=featrank:fit_valid=false")  # fmt: skip
     p.add_argument("--multi-steps", type=int, default=6000)
     p.add_argument("--multi-budget", type=float, default=420.0)
     p.add_argument("--np-fraction", type=float, default=0.3)

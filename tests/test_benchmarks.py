@@ -157,3 +157,25 @@ def test_bench_quick_keeps_one_summary_section_per_machine(bench, tmp_path):
     assert text.count("<!-- bench_quick:intel-xeon-processor:begin -->") == 1
     assert "1.80x" in text and "1.93x" not in text and "2.12x" in text
     assert "- GRU4Rec ... **1.80x**" in text and text.count("Machine: X; load") == 2
+
+
+def test_mars_baseline_arms_are_the_curve_grammar(bench):
+    """``--baselines``: ``NAME`` and ``LABEL=NAME:key=value,key=value`` (the commands in
+    ``mars.md``) read by the library's ``parse_arm``; a key the model lacks names the arm."""
+    import mars_transfer
+
+    from warmrec.errors import ConfigError
+    from warmrec.experiments.studies.curve import Arm
+
+    arm = mars_transfer.baseline_arm
+    assert arm("pop") == Arm("pop", model="pop")
+    assert arm("featrank-train=featrank:fit_valid=false") == Arm(
+        "featrank-train", model="featrank", config=(("fit_valid", False),)
+    )
+    assert arm("fr=featrank:fit_valid=false,l2=0.5") == arm(
+        "fr=model:featrank:fit_valid=false:l2=0.5"
+    )
+    with pytest.raises(
+        ConfigError, match=r"arm 'fr=model:featrank:nosuch=1': unknown key 'nosuch'"
+    ):
+        arm("fr=featrank:nosuch=1")

@@ -1,12 +1,14 @@
 """``warmrec study curve``: the learning curve (:mod:`warmrec.experiments.studies.curve`).
 
 A metric against the share of training sequences (``--fractions``), one line per arm
-(``--arms scratch,transfer:DIR,LABEL=transfer:DIR2,model:NAME``: a model arm is a baseline at its
-defaults), ``--seeds`` seeds; every run is a run
-spec (the TOML ``--config`` with ``[data] [split] [model] [train] [eval] [transfer]``, the flags
-and ``--set`` over it) run by the run owner. Writes the table (95 % CIs over seeds, the ratio to
-scratch with a paired per-user bootstrap interval), the plot and a Markdown + HTML report to
-``--out`` with the protocol stated, and resumes there (``--no-resume`` starts over).
+(``--arms scratch,transfer:DIR,LABEL=transfer:DIR2,model:NAME,LABEL=model:NAME:key=value``: a
+model arm is a baseline at its defaults or with the config keys given after its name, values read
+as ``--set`` values; :func:`~warmrec.experiments.studies.curve.parse_arm`), ``--seeds`` seeds;
+every run is a run spec (the TOML ``--config`` with ``[data] [split] [model] [train] [eval]
+[transfer]``, the flags and ``--set`` over it) run by the run owner. Writes the table (95 % CIs
+over seeds, the ratio to scratch with a paired per-user bootstrap interval), the plot and a
+Markdown + HTML report to ``--out`` with the protocol stated, and resumes there (``--no-resume``
+starts over).
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ def _csv(value: str, what: str, conv=str) -> tuple:
     default="scratch",
     show_default=True,
     help="Comma-separated: scratch, transfer:DIR (a pre-trained source), model:NAME (another "
-    "model at its defaults: a baseline), each optionally LABEL=...",
+    "model at its defaults: a baseline; model:NAME:key=value:key2=value2 sets its config keys, "
+    "values as in --set), each optionally LABEL=..., e.g. "
+    "scratch,model:pop,fr=model:featrank:fit_valid=false",
 )
 @click.option("--fractions", default="0.01,0.05,0.1,0.25,1", show_default=True)
 @click.option("--seeds", "n_seeds", default=3, show_default=True, type=int, help="Seeds 0..N-1.")
@@ -90,7 +94,7 @@ def study_curve(
 ):
     """Learning curve: scratch vs transfer arms over fractions of the training data and seeds."""
     from warmrec.experiments.spec import spec_from_config
-    from warmrec.experiments.studies.curve import run_curve
+    from warmrec.experiments.studies.curve import run_curve, split_arms
 
     if n_seeds < 1:
         raise click.BadParameter(f"expected >= 1, found {n_seeds}", param_hint="--seeds")
@@ -102,7 +106,9 @@ def study_curve(
     if epochs is not None:
         flags["train"] = {"epochs": epochs}
     cfg = command_config(config_file, sets, flags)
-    arm_list = _csv(arms, "--arms")
+    arm_list = split_arms(arms)
+    if not arm_list:
+        raise click.BadParameter(f"expected at least one arm, found {arms!r}", param_hint="--arms")
     transfer = cfg.get("transfer")
     if transfer is None and not cfg.get("model") and any("transfer:" in a for a in arm_list):
         transfer = {}  # transfer arms only: the sources decide the model, --epochs trains them

@@ -13,7 +13,14 @@ from tests.conftest import cyclic_log, tiny_net
 from warmrec.cli.main import cli
 from warmrec.errors import ConfigError, DataError
 from warmrec.experiments.spec import fit_run, prepare_run, save_run, spec_from_config
-from warmrec.experiments.studies.curve import Arm, arm_spec, paired_ratio_ci, parse_arm, run_curve
+from warmrec.experiments.studies.curve import (
+    Arm,
+    arm_spec,
+    paired_ratio_ci,
+    parse_arm,
+    run_curve,
+    split_arms,
+)
 
 TRAIN = {"epochs": 3, "batch_size": 64, "lr": 5e-3, "patience": 0}
 
@@ -362,3 +369,46 @@ def test_a_model_arm_takes_config_keys_in_python(target):
     assert spec.model.name == "featrank"
     assert spec.model.config["fit_valid"] is False and spec.model.config["base"] == "pop"
     assert spec.to_config()["split"]["fraction_seed"] == 1
+
+
+def test_a_model_arm_takes_config_keys_in_text():
+    """``LABEL=model:NAME:key=value:key2=value2``: the keys of :class:`Arm`'s ``config``, values
+    read as ``--set`` values (a colon inside a value stays, a dotted key reaches a table)."""
+    a = parse_arm("fr=model:featrank:fit_valid=false:l2=0.5")
+    assert a == Arm("fr", model="featrank", config=(("fit_valid", False), ("l2", 0.5)))
+    b = parse_arm('model:featrank: tag_fields = ["a:b", "c"] :base_config.d=8')
+    assert (b.name, b.model) == ("featrank", "featrank")
+    assert dict(b.config) == {"tag_fields": ["a:b", "c"], "base_config": {"d": 8}}
+    assert parse_arm("model:markov").config == ()
+    with pytest.raises(
+        ConfigError, match=r"arm 'fr=model:featrank:nosuch=1': unknown key 'nosuch'"
+    ):
+        parse_arm("fr=model:featrank:nosuch=1")
+    with pytest.raises(ConfigError, match=r"arm 'model:markov:topk': expected key=value"):
+        parse_arm("model:markov:topk")
+    with pytest.raises(ConfigError, match=r"arm 'model:markov:topk=x': .*topk"):
+        parse_arm("model:markov:topk=x")
+    with pytest.raises(ConfigError, match=r"arm 'py': unknown key 'nosuch'"):
+        arm_spec(spec_from_config({"data": {"path": "x.csv"}, "model": {"name": "markov"}}),
+                 Arm("py", model="markov", config=(("nosuch", 1),)), 1.0, 0)  # fmt: skip
+
+
+def test_an_arm_list_keeps_the_commas_of_a_model_arm_value():
+    assert split_arms('scratch, fr=model:featrank:tag_fields=["a,b", "c"]:l2=1,model:pop') == [
+        "scratch", 'fr=model:featrank:tag_fields=["a,b", "c"]:l2=1', "model:pop"]  # fmt: skip
+    assert split_arms("t=transfer:/x/a[b,model:bst:mlp=[64, 32]") == [
+        "t=transfer:/x/a[b", "model:bst:mlp=[64, 32]"]  # fmt: skip
+
+
+def test_cli_study_curve_sets_a_model_arm_config_keys(target, tmp_path):
+    args = ["study", "curve", "--data", str(target), "--split", "loo", "--model", "markov",
+            "--arms", "scratch,top1=model:markov:topk=1:pop_fallback=false", "--fractions", "1",
+            "--seeds", "1", "--out", str(tmp_path)]  # fmt: skip
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    rec = json.loads((tmp_path / "runs" / "top1-f1-s0.json").read_text())
+    assert rec["spec"]["model"] == {"name": "markov", "topk": 1, "pop_fallback": False}
+    bad = [*args[:8], "--arms", "scratch,m=model:markov:nosuch=1", *args[10:]]
+    r = CliRunner().invoke(cli, bad)
+    assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
+    assert "arm 'm=model:markov:nosuch=1'" in r.output and "'nosuch'" in r.output

@@ -15,13 +15,19 @@ An *arm* is how the target model starts:
     the pre-trained source in ``DIR`` (``warmrec pretrain`` writes one) carried over with the
     base spec's ``[transfer]`` options (strategy, init and their options; ``source`` is the
     arm's). Scratch vs each source vs a multi-source model are three kinds of arm.
-``model:NAME`` (or ``LABEL=model:NAME``)
-    another registered model at its defaults, fit from the same data (no ``[transfer]``; the
-    base's ``[train]`` where it trains with the loop): the simple baselines a transfer has to
-    beat on the small target (popularity, SR, item-kNN, FeatRank, ...), each at every
-    fraction, its ratio read against ``scratch`` like every other arm's. In Python an
-    :class:`Arm` may give the model config keys too (``Arm("fr", model="featrank",
-    config=(("fit_valid", False),))``).
+``model:NAME`` (or ``LABEL=model:NAME``, ``LABEL=model:NAME:key=value:key2=value2``)
+    another registered model, fit from the same data (no ``[transfer]``; the base's ``[train]``
+    where it trains with the loop): the simple baselines a transfer has to beat on the small
+    target (popularity, SR, item-kNN, FeatRank, ...), each at every fraction, its ratio read
+    against ``scratch`` like every other arm's. At its defaults, or with the config keys given
+    after the name, each ``:key=value`` (a dotted key reaches a nested table) with the value
+    read as a ``--set`` value is (:func:`~warmrec.config.parse_value`: ``false``, ``0.5``,
+    ``[1, 2]``, ``"x"``, anything else a string); a key the model does not have refuses in one
+    line naming the arm and the key. In Python an :class:`Arm` gives them as pairs
+    (``Arm("fr", model="featrank", config=(("fit_valid", False),))``, the same as
+    ``parse_arm("fr=model:featrank:fit_valid=false")``). A list of arms in one string
+    (``--arms``) is split at the commas outside brackets and quotes (:func:`split_arms`), so a
+    list value such as ``ks=[10, 20]`` stays in its arm.
 
 Before any model is fit the sizes are checked (:func:`check_sizes`): a fraction that keeps fewer
 than ``min_train_sequences`` training sequences refuses in one line. Each finished run is
@@ -94,23 +100,56 @@ class Arm:
         return self.source is None and self.model is None
 
 
+_KEY_SEP = re.compile(r":(?=\s*[A-Za-z_][A-Za-z0-9_.]*\s*=)")
+"""Where a model arm's next ``:key=value`` starts: a colon followed by a key and ``=`` (a
+colon inside a value, e.g. a path, is kept)."""
+
+
+def check_model_config(arm: str, model: str, config: Mapping[str, Any]) -> None:
+    """Refuse config keys or values that ``model``'s config does not take, in one line naming
+    the arm (a :class:`~warmrec.errors.ConfigError`)."""
+    from warmrec.config import build_config
+    from warmrec.registry import model_class
+
+    try:
+        build_config(model_class(model).Config, dict(config))
+    except ConfigError as e:
+        raise ConfigError(f"arm {arm!r}: {e}") from None
+
+
+def _model_arm(text: str, label: str | None, body: str) -> Arm:
+    """``NAME`` or ``NAME:key=value:key2=value2`` (after ``model:``) -> a model arm."""
+    from warmrec.config import apply_overrides
+    from warmrec.registry import available_models
+
+    name, _, rest = body.partition(":")
+    name = name.strip()
+    if name not in available_models():
+        raise ConfigError(
+            f"arm {text!r}: expected a registered model after model:, found {name!r} "
+            f"(known: {', '.join(sorted(available_models()))})"
+        )
+    head, *pairs = _KEY_SEP.split(":" + rest) if rest.strip() else [""]
+    if head.strip():  # something after NAME: that is not key=value
+        raise ConfigError(
+            f"arm {text!r}: expected key=value after model:{name}:, found {rest.strip()!r}"
+        )
+    config = apply_overrides({}, pairs)
+    check_model_config(text, name, config)
+    return Arm(label or name, model=name, config=tuple(config.items()))
+
+
 def parse_arm(text: str) -> Arm:
-    """``scratch``, ``transfer:DIR``, ``model:NAME`` or ``LABEL=`` one of them -> :class:`Arm`."""
+    """``scratch``, ``transfer:DIR``, ``model:NAME[:key=value...]`` or ``LABEL=`` one of them
+    -> :class:`Arm` (a model arm's keys as in the module docstring)."""
     t = text.strip()
     label = None
     if "=" in t and not t.startswith(("transfer:", "model:")):
         label, t = (s.strip() for s in t.split("=", 1))
     if t == SCRATCH:
         return Arm(label or SCRATCH)
-    if t.startswith("model:") and (name := t.removeprefix("model:").strip()):
-        from warmrec.registry import available_models
-
-        if name not in available_models():
-            raise ConfigError(
-                f"arm {text!r}: expected a registered model after model:, found {name!r} "
-                f"(known: {', '.join(sorted(available_models()))})"
-            )
-        return Arm(label or name, model=name)
+    if t.startswith("model:") and t.removeprefix("model:").strip():
+        return _model_arm(text, label, t.removeprefix("model:"))
     if t.startswith("transfer:") and t[len("transfer:") :].strip():
         src = t[len("transfer:") :].strip()
         if not Path(src).is_dir():
@@ -119,8 +158,38 @@ def parse_arm(text: str) -> Arm:
             )
         return Arm(label or f"transfer:{Path(src).name}", src)
     raise ConfigError(
-        f"arm {text!r}: expected scratch, transfer:DIR, model:NAME or LABEL= one of them"
+        f"arm {text!r}: expected scratch, transfer:DIR, model:NAME[:key=value...] or LABEL= "
+        "one of them"
     )
+
+
+_MODEL_ARM = re.compile(r"\s*(?:[^=]*=)?\s*model:")
+
+
+def split_arms(text: str) -> list[str]:
+    """A comma-separated list of arms (``--arms``) -> one string per arm: split at every comma
+    but those inside a model arm's ``[...]``, ``{...}`` or quotes, so that a list or table value
+    (``ks=[10, 20]``) keeps its commas; a transfer arm's folder is taken as it is."""
+    parts: list[str] = []
+    cur = ""
+    depth, quote = 0, ""
+    for ch in text:
+        in_model = not cur.lstrip().startswith("transfer:") and _MODEL_ARM.match(cur)
+        if quote:
+            quote = "" if ch == quote else quote
+        elif in_model and ch in "\"'":
+            quote = ch
+        elif in_model and ch in "[{":
+            depth += 1
+        elif in_model and ch in "]}":
+            depth = max(depth - 1, 0)
+        elif ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+            continue
+        cur += ch
+    parts.append(cur)
+    return [p.strip() for p in parts if p.strip()]
 
 
 def parse_arms(texts: Sequence[str | Arm]) -> list[Arm]:
@@ -160,10 +229,12 @@ class CurveRun:
 def arm_spec(base: RunSpec, arm: Arm, fraction: float, seed: int) -> RunSpec:
     """The base spec at ``fraction`` (``fraction_seed`` = ``seed``), trained with ``seed``;
     a transfer arm gets ``[transfer] source`` = its directory (and ``seed``), a model arm
-    its model at its defaults in place of the base's (and no ``[transfer]``)."""
+    its model with the arm's config keys (the model's defaults elsewhere) in place of the
+    base's (and no ``[transfer]``); a key the model does not take refuses naming the arm."""
     cfg = base.to_config()
     cfg["split"] = {**cfg.get("split", {}), "train_fraction": fraction, "fraction_seed": seed}
     if arm.model is not None:
+        check_model_config(arm.name, arm.model, dict(arm.config))
         cfg["model"] = {"name": arm.model, **dict(arm.config)}
     looped = bool(cfg.get("model")) and ModelSpec(name=cfg["model"]["name"]).takes_trainer()
     if arm.model is not None and not looped:
