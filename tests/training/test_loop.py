@@ -214,3 +214,68 @@ def test_tensorboard_when_installed_else_a_warning(data, tmp_path):
     else:  # pragma: no cover - depends on the environment
         train(model, train_ds, epochs=1, batch_size=64, tensorboard_dir=str(tb))
         assert any(tb.iterdir())
+
+
+class _LockProbe(loop.LoopHooks):
+    """While the fit builds its training data, another thread does what another trial's setup
+    does -- takes :data:`warmrec.rng.GLOBAL_LOCK`, seeds torch's global generator and draws from
+    it -- and the fit waits (at most 5 s) for it to be done: ``taken`` says whether it was."""
+
+    def __init__(self) -> None:
+        self.taken: bool | None = None
+
+    def wrap_data(self, data):
+        import threading
+
+        from warmrec.rng import seeded_global
+
+        done = threading.Event()
+
+        def other_setup() -> None:
+            with seeded_global(123):
+                torch.rand(1000)
+            done.set()
+
+        threading.Thread(target=other_setup, daemon=True).start()
+        self.taken = done.wait(5)
+        return data
+
+
+@pytest.mark.parametrize(
+    ("name", "cfg"),
+    [
+        ("sasrec", {**TINY, "loss": "sampled_ce", "n_negatives": 5}),
+        ("gru4rec", tiny_net("gru4rec", dropout_all=0.3)),
+    ],
+)
+def test_the_global_lock_is_free_while_a_fit_builds_its_data(data, tmp_path, name, cfg):
+    """Only the net's init (and a checkpoint's RNG states) hold the lock: another thread's fit
+    can set up while this one builds its training data (``warmrec tune --n-jobs``: trials'
+    setups used to wait for each other), and the weights -- fresh or resumed -- and the global
+    generator's final state are the ones a fit alone gives."""
+    train_ds, valid = data
+    kw = dict(epochs=3, batch_size=16, seed=7, progress=False)
+    alone = get_model(name, cfg)
+    train(alone, train_ds, valid, **kw)
+    after_alone = torch.get_rng_state()
+    probe = _LockProbe()
+    beside = get_model(name, cfg)
+    train(beside, train_ds, valid, hooks=probe, **kw)
+    assert probe.taken is True
+    assert torch.equal(torch.get_rng_state(), after_alone)
+    a, b = _weights(alone), _weights(beside)
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    # resumed: the checkpoint's generator states are the fit's, whatever the other thread drew
+    train(
+        get_model(name, cfg), train_ds, valid, **{**kw, "epochs": 2}, checkpoint_dir=str(tmp_path)
+    )
+    probe = _LockProbe()
+    resumed = get_model(name, cfg)
+    with pytest.warns(loop.ResumeWarning, match="resumed"):
+        res = train(
+            resumed, train_ds, valid, hooks=probe, checkpoint_dir=str(tmp_path), resume=True, **kw
+        )
+    assert probe.taken is True and res.resumed_from == 2
+    assert torch.equal(torch.get_rng_state(), after_alone)
+    c = _weights(resumed)
+    assert [k for k in a if not torch.equal(a[k], c[k])] == []

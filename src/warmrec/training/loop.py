@@ -14,8 +14,13 @@ improvement and restores the best weights at the end. Validation is the only thi
 Randomness: ``seed`` seeds torch (weight init, dropout, negative sampling) and a numpy
 ``Generator`` passed explicitly to the batch iterators. Same seed, same machine, same thread count
 -> same result, also while other fits run in other threads (``warmrec tune --n-jobs``): the net
-is built under :data:`warmrec.rng.GLOBAL_LOCK` from the seeded global generator, and the steps
-draw from the fit's own generators (:mod:`warmrec.rng`). With ``checkpoint_dir`` the full
+is built under :data:`warmrec.rng.GLOBAL_LOCK` from the seeded global generator (the model's
+``setup_training``, or ``prepare`` for ``fresh=False``), and everything after it draws from the
+fit's own generators (:mod:`warmrec.rng`) with the lock free for other fits: the hooks, the
+training data, the optimizer and scheduler, and the steps. Only a resume takes the lock again,
+while the checkpoint's RNG states pass through the global generators into the fit's own. (The
+lock once covered the whole setup, so trials in threads built their data one at a time; a fit
+draws the same numbers either way.) With ``checkpoint_dir`` the full
 state (weights, optimizer, scheduler, RNG states, best weights, history) is written atomically
 every ``checkpoint_every`` epochs; ``resume=True``
 continues from it and ends exactly where an uninterrupted run would (with other ``epochs``, a
@@ -58,7 +63,7 @@ from warmrec.data.dataset import EvalSet, SequenceDataset
 from warmrec.errors import ConfigError, ModelError
 from warmrec.evaluation.evaluate import evaluate
 from warmrec.evaluation.metrics import parse_metric
-from warmrec.rng import FitGenerators, seeded_global, using
+from warmrec.rng import GLOBAL_LOCK, FitGenerators, seeded_global, using
 from warmrec.training.checkpoint import (
     ResumeWarning,
     RunState,
@@ -735,10 +740,9 @@ def _train(
     if cfg.reuse_memory:
         keep_freed_memory()
     device = resolve_device(cfg.device)
-    # the net's init and the checkpoint's RNG states: the global generators, this thread's
-    # alone meanwhile; the steps then draw from the fit's own copy (warmrec.rng)
+    # the net's init: the global generators, this thread's alone meanwhile (warmrec.rng); the
+    # rest of the setup and the steps draw from the fit's own copy, the lock free for others
     with seeded_global(cfg.seed):
-        rng = np.random.default_rng(cfg.seed)
         if fresh:
             model.device = device
             model.setup_training(train_data)
@@ -752,56 +756,80 @@ def _train(
                 )
             model.to(device)
             model.prepare(train_data)
-        hooks.on_ready(model)
-        loss_name = getattr(getattr(model, "loss_fn", None), "name", None)  # "auto" resolved
-        data = hooks.wrap_data(model.training_data(train_data))
-        n_batches = data.n_batches(cfg.batch_size)
-        if n_batches == 0:
-            raise ModelError(
-                f"model '{model.name}': no training examples (every sequence is shorter than 2 items)"
-            )
-        optimizer = make_optimizer(model.optimizer_groups(cfg.weight_decay), cfg)
-        n_epochs = cfg.max_epochs(valid_set is not None)
-        show = cfg.show_progress()
-        lines = not show and prints_lines(cfg.progress)
-        scheduler = make_scheduler(optimizer, cfg, n_batches * n_epochs)
-        metrics = [cfg.valid_metric] + [m for m in cfg.valid_metrics if m != cfg.valid_metric]
-        key_metric = parse_metric(cfg.valid_metric).label
-
-        run = RunState()
-        resumed_from = 0
-        paused = False
-        if cfg.resume and has_checkpoint(cfg.checkpoint_dir):
-            run = load_checkpoint(cfg.checkpoint_dir, model, optimizer, scheduler, rng, cfg)
-            resumed_from = run.epoch
-            done = run.stopped or run.epoch >= n_epochs
-            warnings.warn(
-                f"resumed {model.name} from checkpoint {cfg.checkpoint_dir} at epoch {run.epoch}"
-                + (" (already finished: no epoch to run)" if done else ""),
-                ResumeWarning,
-                stacklevel=2,
-            )
-            if not done:
-                planned = run.schedule_steps
-                guessed = None
-                if planned is None:  # a checkpoint of an older warmrec: from its epochs setting
-                    saved = run.saved_epochs
-                    if saved is None:
-                        saved = TrainerConfig().max_epochs(valid_set is not None)
-                    planned = n_batches * int(saved)
-                    guessed = guessed_phase_plan(cfg, data, n_batches, scheduler.last_epoch)
-                why = replanned_schedule(cfg, planned, n_batches * n_epochs, scheduler.last_epoch)
-                if why:
-                    warnings.warn(
-                        f"{cfg.checkpoint_dir}: {why}; this run differs from an uninterrupted run "
-                        f"of {n_epochs} epochs (resume with the checkpoint's epochs to follow the "
-                        "schedule as planned)" + (f"; {guessed}" if guessed else ""),
-                        ResumeWarning,
-                        stacklevel=2,
-                    )
-                elif guessed:
-                    warnings.warn(f"{cfg.checkpoint_dir}: {guessed}", ResumeWarning, stacklevel=2)
         gens = FitGenerators.from_global(device)
+    with using(gens):
+        return _run(model, train_data, valid_set, cfg, callbacks, hooks, device, threads, gens)
+
+
+def _run(
+    model: Any,
+    train_data: SequenceDataset,
+    valid_set: EvalSet | None,
+    cfg: TrainerConfig,
+    callbacks: Sequence[Callable[[int, dict[str, Any], Any], bool | None]],
+    hooks: LoopHooks,
+    device: torch.device,
+    threads: int,
+    gens: FitGenerators,
+) -> TrainResult:
+    """The fit after its net is built, drawing from its own generators ``gens`` (current):
+    the rest of the setup (hooks, training data, optimizer, a checkpoint to resume from) and
+    the epochs."""
+    rng = np.random.default_rng(cfg.seed)
+    hooks.on_ready(model)
+    loss_name = getattr(getattr(model, "loss_fn", None), "name", None)  # "auto" resolved
+    data = hooks.wrap_data(model.training_data(train_data))
+    n_batches = data.n_batches(cfg.batch_size)
+    if n_batches == 0:
+        raise ModelError(
+            f"model '{model.name}': no training examples (every sequence is shorter than 2 items)"
+        )
+    optimizer = make_optimizer(model.optimizer_groups(cfg.weight_decay), cfg)
+    n_epochs = cfg.max_epochs(valid_set is not None)
+    show = cfg.show_progress()
+    lines = not show and prints_lines(cfg.progress)
+    scheduler = make_scheduler(optimizer, cfg, n_batches * n_epochs)
+    metrics = [cfg.valid_metric] + [m for m in cfg.valid_metrics if m != cfg.valid_metric]
+    key_metric = parse_metric(cfg.valid_metric).label
+
+    run = RunState()
+    resumed_from = 0
+    paused = False
+    if cfg.resume and has_checkpoint(cfg.checkpoint_dir):
+        # the checkpoint's RNG states go through the global generators (load_checkpoint sets
+        # them): under the lock, from where the fit's stream is, and back into its generators
+        with GLOBAL_LOCK:
+            gens.to_global()
+            run = load_checkpoint(cfg.checkpoint_dir, model, optimizer, scheduler, rng, cfg)
+            gens.sync_from_global()
+        resumed_from = run.epoch
+        done = run.stopped or run.epoch >= n_epochs
+        warnings.warn(
+            f"resumed {model.name} from checkpoint {cfg.checkpoint_dir} at epoch {run.epoch}"
+            + (" (already finished: no epoch to run)" if done else ""),
+            ResumeWarning,
+            stacklevel=3,
+        )
+        if not done:
+            planned = run.schedule_steps
+            guessed = None
+            if planned is None:  # a checkpoint of an older warmrec: from its epochs setting
+                saved = run.saved_epochs
+                if saved is None:
+                    saved = TrainerConfig().max_epochs(valid_set is not None)
+                planned = n_batches * int(saved)
+                guessed = guessed_phase_plan(cfg, data, n_batches, scheduler.last_epoch)
+            why = replanned_schedule(cfg, planned, n_batches * n_epochs, scheduler.last_epoch)
+            if why:
+                warnings.warn(
+                    f"{cfg.checkpoint_dir}: {why}; this run differs from an uninterrupted run "
+                    f"of {n_epochs} epochs (resume with the checkpoint's epochs to follow the "
+                    "schedule as planned)" + (f"; {guessed}" if guessed else ""),
+                    ResumeWarning,
+                    stacklevel=3,
+                )
+            elif guessed:
+                warnings.warn(f"{cfg.checkpoint_dir}: {guessed}", ResumeWarning, stacklevel=3)
     run.schedule_steps = n_batches * n_epochs
     loggers = _Loggers(cfg)
     epochs = tqdm(
@@ -813,108 +841,107 @@ def _train(
         unit="epoch",
         **(size := bar_size() if show else {}),
     )
-    with using(gens):  # the steps draw from the fit's own generators
-        try:
-            for epoch in epochs:
-                if run.stopped:
-                    break
-                if cfg.time_budget_s and run.train_seconds >= cfg.time_budget_s:
-                    break
-                model.net.train()
-                t0, c0 = time.perf_counter(), time.process_time()
-                total = torch.zeros((), device=device)
-                steps = 0
-                batches = tqdm(
-                    data.batches(cfg.batch_size, rng),
-                    total=n_batches,
-                    leave=False,
-                    desc=f"epoch {epoch}",
-                    disable=not show,
-                    **size,
+    try:
+        for epoch in epochs:
+            if run.stopped:
+                break
+            if cfg.time_budget_s and run.train_seconds >= cfg.time_budget_s:
+                break
+            model.net.train()
+            t0, c0 = time.perf_counter(), time.process_time()
+            total = torch.zeros((), device=device)
+            steps = 0
+            batches = tqdm(
+                data.batches(cfg.batch_size, rng),
+                total=n_batches,
+                leave=False,
+                desc=f"epoch {epoch}",
+                disable=not show,
+                **size,
+            )
+            for batch in batches:
+                loss = optimizer_step(model, batch, optimizer, cfg.grad_clip, device)
+                scheduler.step()
+                total += loss.detach()
+                steps += 1
+            mean_loss = float(total) / max(steps, 1)
+            if not math.isfinite(mean_loss):
+                raise ModelError(
+                    f"model '{model.name}': training loss is {mean_loss} at epoch "
+                    f"{epoch}; lower the learning rate or clip gradients"
                 )
-                for batch in batches:
-                    loss = optimizer_step(model, batch, optimizer, cfg.grad_clip, device)
-                    scheduler.step()
-                    total += loss.detach()
-                    steps += 1
-                mean_loss = float(total) / max(steps, 1)
-                if not math.isfinite(mean_loss):
-                    raise ModelError(
-                        f"model '{model.name}': training loss is {mean_loss} at epoch "
-                        f"{epoch}; lower the learning rate or clip gradients"
-                    )
-                seconds = time.perf_counter() - t0
-                run.train_seconds += seconds
-                record: dict[str, Any] = {
-                    "epoch": epoch,
-                    "loss": mean_loss,
-                    "train_seconds": seconds,
-                    "train_cpu_seconds": time.process_time() - c0,
-                    "lr": optimizer.param_groups[0]["lr"],
-                }
-                last = epoch == n_epochs
-                if valid_set is not None and (epoch % cfg.eval_every == 0 or last):
-                    t1 = time.perf_counter()
-                    res = evaluate(
-                        model,
-                        valid_set,
-                        metrics,
-                        exclude_seen=cfg.exclude_seen,
-                        batch_size=cfg.valid_batch_size,
-                    )
-                    record.update({f"valid_{k}": v for k, v in res.summary.items()})
-                    record["eval_seconds"] = time.perf_counter() - t1
-                    value = res.summary[key_metric]
-                    if value > run.best_metric:
-                        run.best_metric, run.best_epoch, run.bad_evals = value, epoch, 0
-                        run.best_weights = {
-                            k: v.detach().clone() for k, v in model.net.state_dict().items()
-                        }
-                    else:
-                        run.bad_evals += 1
-                        if cfg.patience and run.bad_evals >= cfg.patience:
-                            run.stopped = True
-                elif valid_set is None:
-                    run.best_epoch = epoch
-                run.epoch = epoch
-                run.history.append(record)
-                loggers.log(record)
-                shown = {"loss": f"{mean_loss:.4f}"}
-                if f"valid_{key_metric}" in record:
-                    shown[key_metric] = f"{record[f'valid_{key_metric}']:.4f}"
-                    shown["best"] = f"{run.best_metric:.4f} (epoch {run.best_epoch})"
-                epochs.set_postfix(shown)
-                if lines:
-                    print(
-                        f"train {model.name}: epoch {epoch}/{n_epochs}, "
-                        + ", ".join(f"{k} {v}" for k, v in shown.items())
-                        + f", {seconds:.1f} s",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                answers = [cb(epoch, record, model) for cb in callbacks]
-                if any(isinstance(a, str) and a == PAUSE for a in answers):
-                    paused = True
-                if any(bool(a) for a in answers if not (isinstance(a, str) and a == PAUSE)):
-                    run.stopped = True
-                if cfg.checkpoint_dir and (
-                    epoch % cfg.checkpoint_every == 0 or last or run.stopped or paused
-                ):
-                    save_checkpoint(
-                        cfg.checkpoint_dir,
-                        model,
-                        optimizer,
-                        scheduler,
-                        run,
-                        rng,
-                        cfg,
-                        gens.states(),
-                    )
-                if paused and not run.stopped:
-                    break
-        finally:
-            loggers.close()
-            epochs.close()
+            seconds = time.perf_counter() - t0
+            run.train_seconds += seconds
+            record: dict[str, Any] = {
+                "epoch": epoch,
+                "loss": mean_loss,
+                "train_seconds": seconds,
+                "train_cpu_seconds": time.process_time() - c0,
+                "lr": optimizer.param_groups[0]["lr"],
+            }
+            last = epoch == n_epochs
+            if valid_set is not None and (epoch % cfg.eval_every == 0 or last):
+                t1 = time.perf_counter()
+                res = evaluate(
+                    model,
+                    valid_set,
+                    metrics,
+                    exclude_seen=cfg.exclude_seen,
+                    batch_size=cfg.valid_batch_size,
+                )
+                record.update({f"valid_{k}": v for k, v in res.summary.items()})
+                record["eval_seconds"] = time.perf_counter() - t1
+                value = res.summary[key_metric]
+                if value > run.best_metric:
+                    run.best_metric, run.best_epoch, run.bad_evals = value, epoch, 0
+                    run.best_weights = {
+                        k: v.detach().clone() for k, v in model.net.state_dict().items()
+                    }
+                else:
+                    run.bad_evals += 1
+                    if cfg.patience and run.bad_evals >= cfg.patience:
+                        run.stopped = True
+            elif valid_set is None:
+                run.best_epoch = epoch
+            run.epoch = epoch
+            run.history.append(record)
+            loggers.log(record)
+            shown = {"loss": f"{mean_loss:.4f}"}
+            if f"valid_{key_metric}" in record:
+                shown[key_metric] = f"{record[f'valid_{key_metric}']:.4f}"
+                shown["best"] = f"{run.best_metric:.4f} (epoch {run.best_epoch})"
+            epochs.set_postfix(shown)
+            if lines:
+                print(
+                    f"train {model.name}: epoch {epoch}/{n_epochs}, "
+                    + ", ".join(f"{k} {v}" for k, v in shown.items())
+                    + f", {seconds:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            answers = [cb(epoch, record, model) for cb in callbacks]
+            if any(isinstance(a, str) and a == PAUSE for a in answers):
+                paused = True
+            if any(bool(a) for a in answers if not (isinstance(a, str) and a == PAUSE)):
+                run.stopped = True
+            if cfg.checkpoint_dir and (
+                epoch % cfg.checkpoint_every == 0 or last or run.stopped or paused
+            ):
+                save_checkpoint(
+                    cfg.checkpoint_dir,
+                    model,
+                    optimizer,
+                    scheduler,
+                    run,
+                    rng,
+                    cfg,
+                    gens.states(),
+                )
+            if paused and not run.stopped:
+                break
+    finally:
+        loggers.close()
+        epochs.close()
     if cfg.restore_best and run.best_weights is not None:
         model.net.load_state_dict(run.best_weights)
     model.net.eval()
