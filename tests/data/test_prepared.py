@@ -3,6 +3,7 @@ the package's import weight and one counting convention for n_items."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import warnings
@@ -203,6 +204,30 @@ def test_resplit_merges_the_parts_and_splits_again(tmp_path):
         prepare(inter, split="loo")
     with pytest.raises(ConfigError, match="resplit"):
         prepare(inter, split_options={"test_days": 2})
+
+
+def test_recbole_benchmark_files_are_used_as_given_in_python_and_the_cli(tmp_path):
+    """``warmrec train --data DIR`` and ``prepare`` on RecBole's benchmark files use RecBole's
+    split: 2 test events per user here, where the default split (leave-one-out) of the merged
+    log, what they got before, held out 1; a split method needs ``--resplit``."""
+    from click.testing import CliRunner
+
+    from tests.data.test_readers import recbole_benchmark
+    from warmrec.cli.main import cli
+
+    root = recbole_benchmark(tmp_path / "rb")
+    prep = prepare(load_interactions(root))
+    assert prep.info["split"] == "given" and prep.split.kind == "next_item"
+    assert len(prep.test) == 12 and len(prep.valid) == 6
+    first = next(j for j in range(len(prep.test)) if prep.test.keys[j] == 1)
+    assert prep.vocab.decode(prep.test.history(first)) == [2, 3, 4, 5, 6, 7]  # train + valid
+    args = ["train", "--model", "pop", "--data", str(root), "--out", str(tmp_path / "m")]
+    r = CliRunner().invoke(cli, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["split"] == "given" and out["split_info"]["files"]["test"] == "x.test.inter"
+    r = CliRunner().invoke(cli, [*args, "--split", "loo"])
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "--resplit" in r.output
 
 
 def test_given_user_split_continues_the_train_history(tmp_path):

@@ -618,6 +618,49 @@ def test_recbole_benchmark_files_are_read_train_valid_test(tmp_path):
     assert _rows(sp.test) == [(1, 13)] and _rows(sp.valid) == [(1, 12)]
 
 
+def recbole_benchmark(root: Path, full: bool = False) -> Path:
+    """RecBole's benchmark files of 6 users, 8 events each: 5 in ``x.train.inter``, 1 in
+    ``x.valid.inter``, the last 2 in ``x.test.inter`` (a split leave-one-out would not give),
+    with ``x.item`` beside them; ``full``: also ``x.inter``, every event again."""
+    root.mkdir(parents=True, exist_ok=True)
+    head = "user_id:token\titem_id:token\ttimestamp:float\n"
+    rows: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
+    for u in range(1, 7):
+        for k in range(8):
+            part = "train" if k < 5 else "valid" if k == 5 else "test"
+            rows[part].append(f"{u}\t{(u + k) % 10 + 1}\t{100 * u + k}\n")
+    for part, lines in rows.items():
+        (root / f"x.{part}.inter").write_text(head + "".join(lines))
+    if full:
+        (root / "x.inter").write_text(head + "".join(sum(rows.values(), [])))
+    genres = "".join(f"{i}\tg{i % 3}\n" for i in range(1, 11))
+    (root / "x.item").write_text("item_id:token\tgenre:token\n" + genres)
+    return root
+
+
+def test_recbole_benchmark_files_are_a_split_folder(tmp_path):
+    """RecBole's ``NAME.train/valid/test.inter`` keep their parts (what RecBole's
+    ``benchmark_filename`` reads), as a folder of train/valid/test files does: they had been
+    merged into one log, which the default split then cut again."""
+    r = load_interactions(recbole_benchmark(tmp_path / "rb"))
+    assert r.parts is not None
+    assert {k: v.height for k, v in r.parts.items()} == {"train": 30, "valid": 6, "test": 12}
+    assert r.parts["test"].filter(pl.col("user_id") == 1)["item_id"].to_list() == [8, 9]
+    assert r.split_info["method"] == "given"
+    assert r.split_info["files"] == {
+        "train": "x.train.inter",
+        "valid": "x.valid.inter",
+        "test": "x.test.inter",
+    }
+    assert r.interactions.height == 48 and r.item_features["genre"].n_unique() == 3
+    # the full log beside its own parts would count every event twice
+    with pytest.raises(DataError, match="mixes split parts") as e:
+        load_interactions(recbole_benchmark(tmp_path / "both", full=True))
+    assert "x.inter" in str(e.value) and "x.train.inter" in str(e.value)
+    # one file of them, named as such, is a log like any other
+    assert load_interactions(tmp_path / "rb" / "x.train.inter").parts is None
+
+
 def _rows(df):
     return list(zip(df["user_id"].to_list(), df["item_id"].to_list()))
 

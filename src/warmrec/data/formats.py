@@ -237,6 +237,10 @@ def _ids_as_integer_text(df: pl.DataFrame, parts: Sequence[pl.DataFrame]) -> pl.
 
 
 def _read_recbole(p: Path, opts: ReadOptions) -> Interactions:
+    """A RecBole ``.inter`` file, or a folder of them read as one log (with ``NAME.item`` /
+    ``NAME.user``); RecBole's benchmark files ``NAME.train/valid/test.inter`` are a split folder
+    (:func:`~warmrec.data.splitdir.recbole_part_of`): their parts are kept, as RecBole's
+    ``benchmark_filename`` keeps them, and no other ``.inter`` file may sit beside them."""
     folder = p if p.is_dir() else p.parent
     inters = sorted(folder.glob("*.inter")) if p.is_dir() else [p]
     if not inters:
@@ -246,24 +250,45 @@ def _read_recbole(p: Path, opts: ReadOptions) -> Interactions:
             expected="a file NAME.inter",
             found=_listing(folder),
         )
+    part_files = splitdir.split_parts(inters, p, splitdir.recbole_part_of) if p.is_dir() else None
+    if part_files is not None:  # RecBole's benchmark files: a split folder, train/valid/test
+        inters = [part_files[k] for k in splitdir.PARTS if k in part_files]
     inters.sort(key=_inter_order)
-    parts = [_read_inter(f, opts) for f in inters]
-    df = parts[0] if len(parts) == 1 else concat_logs(parts, opts, folder, inters)
+    tables = [_read_inter(f, opts) for f in inters]
+    df = tables[0] if len(tables) == 1 else concat_logs(tables, opts, folder, inters)
     stem = inters[0].name.split(".")[0]
     items = _read_features(_feature_file(folder, stem, ".item"), ITEM, opts)
     users = _read_features(_feature_file(folder, stem, ".user"), USER, opts)
     df, items = align_keys(df, items, ITEM)
     df, users = align_keys(df, users, USER)
-    return Interactions(df, item_features=items, user_features=users, source=str(p))
+    if part_files is None:
+        return Interactions(df, item_features=items, user_features=users, source=str(p))
+    bounds = np.cumsum([0] + [t.height for t in tables])
+    pieces = {f.name: df.slice(int(a), int(b - a)) for f, a, b in zip(inters, bounds, bounds[1:])}
+    splitdir.check_no_overlap(pieces, p, split=True)
+    parts = {k: pieces[part_files[k].name] for k in splitdir.PARTS if k in part_files}
+    info: dict[str, Any] = {
+        "method": "given",
+        "folder": str(p),
+        "files": {k: f.name for k, f in part_files.items()},
+        "rows": {k: v.height for k, v in parts.items()},
+    }
+    return Interactions(
+        df,
+        item_features=items,
+        user_features=users,
+        source=str(p),
+        parts=parts,
+        split_info=info,
+    )
 
 
 def _inter_order(f: Path) -> tuple[int, str]:
-    """Where a RecBole ``.inter`` file goes when a folder's files are read as one log: RecBole's
-    benchmark files (``NAME.train.inter``, ``NAME.valid.inter``, ``NAME.test.inter``) in the
-    order train, valid, test (by name, test came first: with ``--no-timestamp`` the test rows
-    were the oldest events), after any other file (by name)."""
-    bits = f.name.lower().split(".")
-    part = splitdir.PART_NAMES.get(bits[-2]) if len(bits) >= 3 else None
+    """Where a RecBole ``.inter`` file goes when a folder's files are read as one table: RecBole's
+    benchmark files (``NAME.train.inter``, ``NAME.valid.inter``, ``NAME.test.inter``, a split
+    folder) in the order train, valid, test (by name, test came first: with ``--no-timestamp``
+    the test rows were the oldest events), any other file by name."""
+    part = splitdir.recbole_part_of(f)
     return (-1 if part is None else splitdir.PARTS.index(part), f.name)
 
 

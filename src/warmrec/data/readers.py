@@ -41,10 +41,12 @@ The rules, in one place:
   days) refuses such a log (:func:`warmrec.data.schema.require_seconds`).
 - **Order.** Rows keep file order; nothing is sorted here (but for the nanosecond ties above,
   which swap rows among the tied ones only). A folder is read file by file in
-  name order and concatenated (RecBole's benchmark files ``NAME.train.inter``,
-  ``NAME.valid.inter``, ``NAME.test.inter`` in that order); a folder of train/valid/test
-  files is a split folder (:mod:`warmrec.data.splitdir`): its parts are kept in
-  ``Interactions.parts``.
+  name order and concatenated; a folder of train/valid/test files is a split folder
+  (:mod:`warmrec.data.splitdir`), read in the order train, valid, test, and its parts are kept
+  in ``Interactions.parts`` (used as given by ``prepare`` and every command unless
+  ``resplit``). RecBole's benchmark files ``NAME.train.inter``, ``NAME.valid.inter``,
+  ``NAME.test.inter`` make a split folder too, as RecBole's ``benchmark_filename`` reads them
+  (they used to be merged into one log that the default split cut again).
 
 Layout: :mod:`warmrec.data.formats` (one reader per file format), :mod:`warmrec.data.text`
 (delimited text and its diagnosis), :mod:`warmrec.data.columns` (column resolution and value

@@ -1,7 +1,9 @@
 """Split folders: a log already cut into ``train`` / ``valid`` / ``test`` files.
 
 A *split folder* holds one file per part, named by the part (``train.csv``, ``valid.parquet``,
-``test.tsv``; ``validation`` and ``val`` name the valid part too). ``train`` and ``test`` are
+``test.tsv``; ``validation`` and ``val`` name the valid part too), or RecBole's benchmark files
+``NAME.train.inter``, ``NAME.valid.inter``, ``NAME.test.inter`` (:func:`recbole_part_of`: what
+RecBole's ``benchmark_filename`` reads, with ``NAME.item`` / ``NAME.user`` beside them). ``train`` and ``test`` are
 required, ``valid`` is optional; no other interaction file may sit beside them (a full log next to
 its own parts would double every event). Readers use such a folder as given
 (:attr:`warmrec.data.readers.Interactions.parts`); ``prepare(..., resplit=True)`` merges the
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +63,26 @@ def part_of(path: Path) -> str | None:
     return PART_NAMES.get(stem)
 
 
-def split_parts(files: list[Path], folder: Path) -> dict[str, Path] | None:
-    """``{part: file}`` when ``files`` form a split folder; None when no file is named as a part.
+def recbole_part_of(path: Path) -> str | None:
+    """The part a RecBole benchmark file's name gives (``NAME.train.inter`` -> ``train``,
+    ``NAME.valid.inter`` / ``NAME.val.inter`` -> ``valid``, ``NAME.test.inter`` -> ``test``), or
+    None (``NAME.inter``, a file of another format)."""
+    bits = path.name.lower().split(".")
+    if len(bits) < 3 or bits[-1] != "inter" or not bits[0]:
+        return None
+    return PART_NAMES.get(bits[-2])
+
+
+def split_parts(
+    files: list[Path], folder: Path, part: Callable[[Path], str | None] = part_of
+) -> dict[str, Path] | None:
+    """``{part: file}`` when ``files`` form a split folder; None when no file is named as a part
+    (``part``: what a file's name says, :func:`part_of` or :func:`recbole_part_of`).
 
     Raises :class:`DataError` for a folder that mixes part files with other files, names a part
     twice, or lacks ``train`` or ``test``.
     """
-    named = {f: part_of(f) for f in files}
+    named = {f: part(f) for f in files}
     if not any(named.values()):
         return None
     others = sorted(f.name for f, p in named.items() if p is None)
