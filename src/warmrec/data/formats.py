@@ -158,21 +158,37 @@ def _read_folder(p: Path, opts: ReadOptions) -> Interactions:
     tables = [_READERS[SUFFIX_FORMATS[f.suffix.lower()]](f, opts).interactions for f in files]
     df = concat_logs(tables, opts, p, files)
     # the parts again, now with the merged table's types (and file-order timestamps)
-    bounds = np.cumsum([0] + [t.height for t in tables])
-    pieces = {f.name: df.slice(int(a), int(b - a)) for f, a, b in zip(files, bounds, bounds[1:])}
+    pieces = _pieces(df, tables, files)
     splitdir.check_no_overlap(pieces, p, split=part_files is not None)
     if part_files is None:
         return Interactions(df, source=str(p))
-    parts = {k: pieces[part_files[k].name] for k in splitdir.PARTS if k in part_files}
-    info: dict[str, Any] = {
-        "method": "given",
-        "folder": str(p),
-        "files": {k: f.name for k, f in part_files.items()},
-        "rows": {k: v.height for k, v in parts.items()},
-    }
+    parts, info = _given(pieces, part_files, p)
     if manifest is not None:
         info["manifest"] = {"method": manifest.get("method"), "options": manifest.get("options")}
     return Interactions(df, source=str(p), parts=parts, split_info=info)
+
+
+def _pieces(
+    df: pl.DataFrame, tables: Sequence[pl.DataFrame], files: Sequence[Path]
+) -> dict[str, pl.DataFrame]:
+    """Each file's rows of ``df``, the files' ``tables`` concatenated in order (consecutive row
+    ranges), by file name."""
+    bounds = np.cumsum([0] + [t.height for t in tables])
+    return {f.name: df.slice(int(a), int(b - a)) for f, a, b in zip(files, bounds, bounds[1:])}
+
+
+def _given(
+    pieces: dict[str, pl.DataFrame], part_files: dict[str, Path], folder: Path
+) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
+    """A split folder's parts (train, valid, test: those it has) and its ``split_info``."""
+    parts = {k: pieces[part_files[k].name] for k in splitdir.PARTS if k in part_files}
+    info: dict[str, Any] = {
+        "method": "given",
+        "folder": str(folder),
+        "files": {k: f.name for k, f in part_files.items()},
+        "rows": {k: v.height for k, v in parts.items()},
+    }
+    return parts, info
 
 
 def concat_logs(
@@ -263,16 +279,9 @@ def _read_recbole(p: Path, opts: ReadOptions) -> Interactions:
     df, users = align_keys(df, users, USER)
     if part_files is None:
         return Interactions(df, item_features=items, user_features=users, source=str(p))
-    bounds = np.cumsum([0] + [t.height for t in tables])
-    pieces = {f.name: df.slice(int(a), int(b - a)) for f, a, b in zip(inters, bounds, bounds[1:])}
+    pieces = _pieces(df, tables, inters)
     splitdir.check_no_overlap(pieces, p, split=True)
-    parts = {k: pieces[part_files[k].name] for k in splitdir.PARTS if k in part_files}
-    info: dict[str, Any] = {
-        "method": "given",
-        "folder": str(p),
-        "files": {k: f.name for k, f in part_files.items()},
-        "rows": {k: v.height for k, v in parts.items()},
-    }
+    parts, info = _given(pieces, part_files, p)
     return Interactions(
         df,
         item_features=items,
