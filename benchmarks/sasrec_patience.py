@@ -187,7 +187,7 @@ def main() -> None:
         "| dataset | patience | valid ndcg@10 | test ndcg@10 | test hr@10 | epochs (best) | fit s |",
         "|---|---:|---|---|---:|---|---:|",
     ]
-    best: dict[str, tuple[int, float]] = {}
+    best: dict[str, tuple[list[int], float]] = {}  # every patience at the best validation
     for name in args.datasets:
         for pat in args.patience:
             rs = sorted(
@@ -199,7 +199,9 @@ def main() -> None:
             v = [r["valid_ndcg@10"] for r in rs]
             t = [r["test_ndcg@10"] for r in rs]
             if name not in best or np.mean(v) > best[name][1]:
-                best[name] = (pat, float(np.mean(v)))
+                best[name] = ([pat], float(np.mean(v)))
+            elif np.mean(v) == best[name][1]:  # the same validation: validation cannot choose
+                best[name][0].append(pat)
             lines.append(
                 f"| {name} | {pat} | {np.mean(v):.4f} ({', '.join(f'{x:.4f}' for x in v)}) | "
                 f"{np.mean(t):.4f} ({', '.join(f'{x:.4f}' for x in t)}) | "
@@ -208,8 +210,11 @@ def main() -> None:
                 + f" | {max(r['fit_s'] for r in rs):.0f} |"
             )
     lines += ["", "Chosen on validation (mean over the seeds):", ""]
-    for name, (pat, v) in best.items():
-        lines.append(f"- {name}: patience {pat} (valid NDCG@10 {v:.4f}).")
+    for name, (pats, v) in best.items():
+        tie = ": a tie, the same validation at each" if len(pats) > 1 else ""
+        lines.append(
+            f"- {name}: patience {' or '.join(map(str, pats))} (valid NDCG@10 {v:.4f}{tie})."
+        )
     lines += ["", "<!-- end: sasrec-patience -->"]
     write_section(Path(args.out), lines[0], lines[-1], "\n".join(lines), TITLE)
     print("\n".join(lines))

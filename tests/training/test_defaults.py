@@ -41,9 +41,12 @@ def test_sasrec_defaults_are_the_benchmarked_settings():
 
 def test_sasrec_patience_is_the_one_chosen_on_validation():
     # benchmarks/results/sasrec_patience.md lists the patience validation chose per dataset
+    # (every value at the best validation where they tie): the default is among each choice
     text = (BENCH.parent / "results" / "sasrec_patience.md").read_text()
-    chosen = {int(p) for p in re.findall(r"^- [\w%-]+: patience (\d+) \(valid", text, re.M)}
-    assert chosen == {SASRec.trainer_config().patience}
+    lines = re.findall(r"^- [\w%-]+: patience ([\d or]+) \(valid", text, re.M)
+    assert len(lines) == 3
+    for line in lines:
+        assert SASRec.trainer_config().patience in {int(p) for p in line.split(" or ")}
 
 
 def test_the_trainer_defaults_key_follows_every_models_default_trainer(monkeypatch):
