@@ -86,11 +86,11 @@ LOGS: dict[str, dict] = {
             Bench(
                 "mars.md (protocol loo, seen items kept, defaults; uses the videos' text)",
                 "SASRec id+text+prior",
-                0.4314,
-                289,
-                "HR@10 0.6186",
+                0.4340,
+                246,
+                "HR@10 0.6223",
             ),
-            Bench("mars.md (protocol loo, ids only)", "SASRec id", 0.4264, 106, "HR@10 0.6130"),
+            Bench("mars.md (protocol loo, ids only)", "SASRec id", 0.4307, 71, "HR@10 0.6136"),
         ],
     },
     "mars-time": {
