@@ -17,8 +17,8 @@ A fit of :mod:`warmrec.training.loop` now goes in three steps:
    variable). The rest of the fit's setup (its training data, optimizer) runs there without the
    lock, and the training draws -- dropout (:func:`dropout`), negative samples, stochastic
    shared embeddings, ... -- pass ``generator=generator(device)``. A resume restores the
-   checkpoint's states into the global generators and back (:meth:`FitGenerators.to_global`,
-   :meth:`FitGenerators.sync_from_global`) under the lock.
+   checkpoint's states into these generators (:func:`warmrec.training.checkpoint.load_checkpoint`
+   with ``generators``); the global ones are not touched.
 3. At the end :func:`using` hands the final state back to the global generators (under the
    lock), where the next code of the same thread expects it.
 
@@ -130,13 +130,6 @@ class FitGenerators:
         with GLOBAL_LOCK:
             for key, g in self.by_device.items():
                 _set_global_state(key, g.get_state())
-
-    def sync_from_global(self) -> None:
-        """Take the global generators' states into these generators (under
-        :data:`GLOBAL_LOCK`): after a checkpoint's RNG states were restored into them."""
-        with GLOBAL_LOCK:
-            for key, g in self.by_device.items():
-                g.set_state(_global_state(key))
 
 
 _CURRENT: ContextVar[FitGenerators | None] = ContextVar("warmrec_fit_generators", default=None)

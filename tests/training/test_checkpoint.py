@@ -19,6 +19,7 @@ from tests.conftest import cyclic_log, split_cyclic, tiny_net
 from warmrec import get_model
 from warmrec.errors import ConfigError
 from warmrec.models import Recommender
+from warmrec.rng import FitGenerators
 from warmrec.training.checkpoint import (
     LATEST,
     cuda_rng_states,
@@ -118,6 +119,25 @@ def test_resume_gives_each_device_its_own_generator_state(data, tmp_path, monkey
     optimizer = make_optimizer(model.optimizer_groups(cfg.weight_decay), cfg)
     load_checkpoint(tmp_path, model, optimizer, None, np.random.default_rng(0))
     assert [[int(t) for t in states] for states in given] == [list(range(12))]
+
+
+def test_resume_restores_the_fits_generators_and_leaves_the_global_ones(data, tmp_path):
+    """The training loop passes its fit's own generators: the checkpoint's state goes into them
+    and torch's global generator, which other fits in other threads seed and copy, is left as
+    it was (a resume used to route the state through it, under the lock)."""
+    train_ds, valid = data
+    model = get_model("sasrec", TINY)
+    train(model, train_ds, valid, epochs=1, batch_size=32, checkpoint_dir=str(tmp_path))
+    saved = load_file(str(tmp_path / LATEST / "trainer_state.safetensors"))["rng/torch"]
+    torch.manual_seed(123)
+    gens = FitGenerators.from_global()
+    before = torch.get_rng_state().clone()
+    assert not torch.equal(gens.by_device["cpu"].get_state(), saved)
+    cfg = TrainerConfig()
+    optimizer = make_optimizer(model.optimizer_groups(cfg.weight_decay), cfg)
+    load_checkpoint(tmp_path, model, optimizer, None, np.random.default_rng(0), generators=gens)
+    assert torch.equal(gens.by_device["cpu"].get_state(), saved)
+    assert torch.equal(torch.get_rng_state(), before)
 
 
 def test_resume_in_process_matches_an_uninterrupted_run(data, tmp_path):

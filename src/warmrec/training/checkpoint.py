@@ -41,6 +41,7 @@ from warmrec.artifacts import inside, read_weights, save_model, save_weights
 from warmrec.config import config_dict
 from warmrec.errors import ConfigError, ModelError, WarmrecWarning
 from warmrec.io import recover_dir
+from warmrec.rng import FitGenerators
 
 CHECKPOINT_FORMAT = 1
 LATEST = "latest"
@@ -251,6 +252,31 @@ def cuda_rng_states(tensors: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
     return [tensors[k] for k in sorted(keys, key=lambda k: int(k[len(prefix) :]))]
 
 
+def restore_torch_states(
+    tensors: Mapping[str, torch.Tensor], generators: FitGenerators | None = None
+) -> None:
+    """Set the checkpoint's ``rng/torch`` and ``rng/cuda/<i>`` states: into ``generators``
+    (one per device, made for a device they do not have yet) or, without them, into torch's
+    global generators. CUDA states are skipped where CUDA is not available, as on a machine
+    without the device."""
+    cuda_states = cuda_rng_states(tensors)
+    cuda = bool(cuda_states) and torch.cuda.is_available()
+    if generators is None:
+        torch.set_rng_state(tensors["rng/torch"])
+        if cuda:
+            torch.cuda.set_rng_state_all(cuda_states)
+        return
+    by_device = {"cpu": tensors["rng/torch"]}
+    if cuda:
+        by_device |= {
+            f"cuda:{i}": s for i, s in enumerate(cuda_states[: torch.cuda.device_count()])
+        }
+    for device, state in by_device.items():
+        g = generators.get(device)
+        if g is not None:
+            g.set_state(state)
+
+
 def load_checkpoint(
     checkpoint_dir: str | Path,
     model: Any,
@@ -258,11 +284,15 @@ def load_checkpoint(
     scheduler: Any,
     rng: np.random.Generator,
     trainer_config: Any = None,
+    generators: FitGenerators | None = None,
 ) -> RunState:
     """Restore weights, optimizer, scheduler and RNG states in place; return the run state.
 
     ``model`` must already be bound to the training vocabulary and have its net built. With
     ``trainer_config`` the checkpoint's trainer settings must match it (see the module doc).
+    The checkpoint's torch generator states go into ``generators`` (a fit's own,
+    :class:`warmrec.rng.FitGenerators`: the training loop's), leaving torch's global
+    generators as they are; without them, into the global generators.
     """
     path = find_checkpoint(checkpoint_dir)
     if path is None:
@@ -293,10 +323,7 @@ def load_checkpoint(
     optimizer.load_state_dict(unflatten_optimizer(tensors, info["optimizer"]))
     if scheduler is not None and info.get("scheduler") is not None:
         scheduler.load_state_dict(dict(info["scheduler"]))
-    torch.set_rng_state(tensors["rng/torch"])
-    cuda_states = cuda_rng_states(tensors)
-    if cuda_states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda_states)
+    restore_torch_states(tensors, generators)
     rng.bit_generator.state = info["numpy_rng"]
     device = next(model.net.parameters()).device
     best = None

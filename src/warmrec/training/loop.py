@@ -17,10 +17,9 @@ Randomness: ``seed`` seeds torch (weight init, dropout, negative sampling) and a
 is built under :data:`warmrec.rng.GLOBAL_LOCK` from the seeded global generator (the model's
 ``setup_training``, or ``prepare`` for ``fresh=False``), and everything after it draws from the
 fit's own generators (:mod:`warmrec.rng`) with the lock free for other fits: the hooks, the
-training data, the optimizer and scheduler, and the steps. Only a resume takes the lock again,
-while the checkpoint's RNG states pass through the global generators into the fit's own. (The
-lock once covered the whole setup, so trials in threads built their data one at a time; a fit
-draws the same numbers either way.) With ``checkpoint_dir`` the full
+training data, the optimizer and scheduler, the steps, and a resume, whose checkpoint RNG
+states go straight into the fit's own generators. (The lock once covered the whole setup, so
+trials in threads built their data one at a time; a fit draws the same numbers either way.) With ``checkpoint_dir`` the full
 state (weights, optimizer, scheduler, RNG states, best weights, history) is written atomically
 every ``checkpoint_every`` epochs; ``resume=True``
 continues from it and ends exactly where an uninterrupted run would (with other ``epochs``, a
@@ -63,7 +62,7 @@ from warmrec.data.dataset import EvalSet, SequenceDataset
 from warmrec.errors import ConfigError, ModelError
 from warmrec.evaluation.evaluate import evaluate
 from warmrec.evaluation.metrics import parse_metric
-from warmrec.rng import GLOBAL_LOCK, FitGenerators, seeded_global, using
+from warmrec.rng import FitGenerators, seeded_global, using
 from warmrec.training.checkpoint import (
     ResumeWarning,
     RunState,
@@ -796,12 +795,9 @@ def _run(
     resumed_from = 0
     paused = False
     if cfg.resume and has_checkpoint(cfg.checkpoint_dir):
-        # the checkpoint's RNG states go through the global generators (load_checkpoint sets
-        # them): under the lock, from where the fit's stream is, and back into its generators
-        with GLOBAL_LOCK:
-            gens.to_global()
-            run = load_checkpoint(cfg.checkpoint_dir, model, optimizer, scheduler, rng, cfg)
-            gens.sync_from_global()
+        run = load_checkpoint(
+            cfg.checkpoint_dir, model, optimizer, scheduler, rng, cfg, generators=gens
+        )
         resumed_from = run.epoch
         done = run.stopped or run.epoch >= n_epochs
         warnings.warn(
