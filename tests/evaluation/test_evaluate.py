@@ -451,3 +451,20 @@ def test_result_records_each_examples_user():
     from warmrec.evaluation.slices import subset_result
 
     assert subset_result(res, np.array([3, 0])).units.tolist() == [1, 0]
+
+
+def test_anonymous_sessions_are_units_of_their_own():
+    """A session log whose guest sessions have no user (user index 0): each anonymous session
+    is its own unit, as in a log without users; they had all been one made-up user, which
+    the cluster bootstrap of ``compare`` resampled as a single cluster."""
+    from warmrec.evaluation.evaluate import example_units
+    from warmrec.evaluation.stats import per_user_values
+
+    es = make_set([[1], [1], [2], [1], [1, 3]], [2, 3, 4, 2, 4], 6)
+    keys = pl.Series("session_id", ["s1", "s2", "s3", "s4", "s2"])
+    users = np.array([3, 0, 0, 3, 0])  # s1, s4: user 3; s2 (two examples), s3: no user
+    es = EvalSet(es.items, es.starts, es.ends, es.targets, 6, keys, users)
+    units, n_units = example_units(es)
+    assert units.tolist() == [0, 1, 2, 0, 1]
+    assert n_units == 3
+    assert per_user_values(es, [1.0, 0.0, 1.0, 0.0, 1.0]).tolist() == [0.5, 0.5, 1.0]

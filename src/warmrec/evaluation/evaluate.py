@@ -64,9 +64,9 @@ class EvalResult:
     """A digest of the examples scored (targets and history lengths, in order):
     :func:`~warmrec.evaluation.stats.compare` pairs only results of the same examples."""
     units: np.ndarray | None = None
-    """Per example the index of its user (its sequence key where the examples have no users),
-    numbered in the order of first appearance (:func:`example_units`): under session and time
-    splits a user gives many correlated examples, and
+    """Per example the index of its user (its sequence key where the examples, or this
+    example, have no user), numbered in the order of first appearance (:func:`example_units`):
+    under session and time splits a user gives many correlated examples, and
     :func:`~warmrec.evaluation.stats.compare` resamples users, not examples."""
 
     @property
@@ -389,8 +389,17 @@ def evaluate(
 def example_units(es: EvalSet) -> tuple[np.ndarray, int]:
     """Per test example the index of its user (the encoded user where the examples have
     users, else their sequence key: a session), users numbered in the order of their first
-    example; and the number of users."""
-    unit = es.users if es.users is not None else es.keys.to_numpy()
+    example; and the number of users. An example without a user (user index 0: an anonymous
+    session of a log whose other sessions have users) is its sequence's own unit, never one
+    made-up user shared by every anonymous session."""
+    if es.users is None:
+        unit = es.keys.to_numpy()
+    else:
+        unit = np.asarray(es.users, dtype=np.int64).copy()
+        anonymous = unit <= 0
+        if anonymous.any():  # one unit per anonymous sequence, apart from every user (>= 1)
+            keys = es.keys.to_numpy()[anonymous]
+            unit[anonymous] = -1 - np.ravel(np.unique(keys, return_inverse=True)[1])
     _, first, inverse = np.unique(np.asarray(unit), return_index=True, return_inverse=True)
     rank = np.empty(len(first), dtype=np.int64)
     rank[np.argsort(first, kind="stable")] = np.arange(len(first))
