@@ -761,7 +761,7 @@ def test_partial_or_mixed_split_folders_are_refused(tmp_path):
     out = tmp_path / "out"
     write_split(last_session_split(df), out, method="last_session")
     other = tmp_path / "other"
-    write_split(leave_one_out(df), other, method="loo")
+    write_split(last_session_split(df, test_share=0.2), other, method="last_session")
     (out / "test.parquet").unlink()  # a writer killed half-way (the old, file-by-file one)
     with pytest.raises(DataError, match="partial split folder") as e:
         load_interactions(out)
@@ -787,6 +787,28 @@ def test_a_split_folder_a_killed_writer_left_aside_reads_again(tmp_path):
     inter = load_interactions(tmp_path / "out")
     assert inter.parts is not None and inter.parts["test"].height == sp.test.height
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_write_split_refuses_parts_that_share_a_session_or_an_event(tmp_path):
+    """A split whose parts share a session or an event was written, and no command could read
+    the folder back ('a session appears in two parts of the split'): ``warmrec data split
+    --method last_pair`` wrote one. Refused before anything is written."""
+    from warmrec.data.readers import load_interactions
+    from warmrec.data.split import last_pair_split
+    from warmrec.data.splitdir import write_split
+
+    df = _basket_log(n_days=20)
+    with pytest.raises(ConfigError, match="last_pair split .* parts overlap"):
+        write_split(last_pair_split(df, n_test=5, n_valid=5), tmp_path / "a", method="last_pair")
+    with pytest.raises(DataError, match="a session appears in two parts"):
+        write_split(leave_one_out(df), tmp_path / "b", method="loo")  # each session's last events
+    users = df.rename({"session_id": "user_id"})  # a user log: the parts share no event
+    write_split(leave_one_out(users), tmp_path / "c", method="loo")
+    assert load_interactions(tmp_path / "c").parts["test"].height == users["user_id"].n_unique()
+    dup = pl.concat([users, users.filter(pl.col("user_id") == 0)])  # user 0's events twice
+    with pytest.raises(DataError, match="the same events are in two files"):
+        write_split(leave_one_out(dup), tmp_path / "d", method="loo")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
 
 
 def test_write_split_never_replaces_a_folder_of_other_files(tmp_path):

@@ -277,7 +277,10 @@ def write_split(
 
     ``out/train.parquet``, ``valid.parquet``, ``test.parquet`` and ``manifest.json`` are written
     into a temporary folder beside ``out`` that replaces ``out`` in one rename: a crash leaves the
-    previous folder (or none), never a mixture.
+    previous folder (or none), never a mixture. A split that no split folder can hold is refused
+    before anything is written: history-only rows (``Split.context``), parts that share a
+    session or an event (``last_pair``, leave-one-out of a session log), as reading the folder
+    back would refuse it (:func:`check_no_overlap`).
     """
     from warmrec._version import __version__
     from warmrec.io import atomic_dir
@@ -287,6 +290,15 @@ def write_split(
             f"{out}: the {method} split keeps history-only rows (neither train nor a target), "
             "which a split folder cannot hold: split at training time (--split " + method + ")"
         )
+    if sp.info.get("method") == "last_pair":
+        raise ConfigError(
+            f"{out}: the last_pair split trains on the query event of each held-out pair, so "
+            "its parts overlap, which a split folder cannot hold: split at training time "
+            "(--split last_pair)"
+        )
+    # a folder that reading refuses is never written: a session in two parts (leave-one-out
+    # of a session log), or the same event in two parts
+    check_no_overlap({f"{p}.parquet": getattr(sp, p) for p in PARTS}, Path(out), split=True)
     check_split_target(out)
     files: dict[str, dict[str, Any]] = {}
     with atomic_dir(out) as tmp:
