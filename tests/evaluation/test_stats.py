@@ -254,6 +254,11 @@ def test_seed_summary_clips_to_the_metric_range():
     assert (s.lo, s.hi) == (0.0, 1.0) and s.mean == pytest.approx(0.77)
     assert metric_bounds("ndcg@20") == (0.0, 1.0) and metric_bounds("rmse") == (0.0, math.inf)
     assert metric_bounds("loss") == (-math.inf, math.inf)
+    # evaluate's category metrics are shares too, and a mean training count is never negative
+    assert metric_bounds("cat_hr@10") == metric_bounds("cat_map@10") == (0.0, 1.0)
+    assert metric_bounds("popularity@10") == (0.0, math.inf)
+    cat = seed_summary([0.95, 0.995], bounds=metric_bounds("cat_hr@10"))
+    assert cat.hi == 1.0  # the t-interval reached 1.26
     inside = seed_summary([0.5, 0.52, 0.51], bounds=(0.0, 1.0))
     assert (inside.lo, inside.hi) == (
         seed_summary([0.5, 0.52, 0.51]).lo,

@@ -481,12 +481,14 @@ def mean_over_seeds(per_seed: Sequence[Sequence[float] | np.ndarray]) -> np.ndar
 
 def metric_bounds(name: str) -> tuple[float, float]:
     """The range a metric's value can take: ``[0, 1]`` for the ranking metrics (``hr@10``,
-    ``ndcg@10``, ``mrr``, recall, precision, MAP, coverage), ``[0, inf)`` for errors (RMSE,
-    MAE, MSE), unbounded otherwise."""
+    ``ndcg@10``, ``mrr``, recall, precision, MAP, coverage, the category metrics ``cat_hr``
+    and ``cat_map``), ``[0, inf)`` for errors (RMSE, MAE, MSE) and ``popularity`` (a mean
+    training count), unbounded otherwise."""
     base = name.split("@", 1)[0].strip().lower()
-    if base in ("hr", "hit", "ndcg", "mrr", "recall", "precision", "map", "coverage", "auc"):
+    unit = ("hr", "hit", "ndcg", "mrr", "recall", "precision", "map", "coverage", "auc")
+    if base in unit or base in ("cat_hr", "cat_map"):
         return 0.0, 1.0
-    if base in ("rmse", "mae", "mse"):
+    if base in ("rmse", "mae", "mse", "popularity"):
         return 0.0, math.inf
     return -math.inf, math.inf
 
