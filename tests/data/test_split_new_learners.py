@@ -107,6 +107,14 @@ def test_bad_options_raise_config_errors():
         time_new_learners(LOG, 1000.0)
     with pytest.raises(ConfigError, match="time_new_learners"):
         split(LOG, "time_new_learners", cut=CUT, test_start=CUT)
+    # at or before the first event (10): every learner arrives after it, nothing would train
+    # (the split had no word for it: an empty training part, every learner held out)
+    with pytest.raises(ConfigError, match="cut 10.0 is at or before the first event"):
+        time_new_learners(LOG, 10.0)
+    with pytest.raises(ConfigError, match="valid_start 5.0 is at or before the first event"):
+        time_new_learners(LOG, CUT, valid_start=5.0)
+    just_after = time_new_learners(LOG, CUT, valid_start=10.5)  # user 1 arrived before it
+    assert _rows(just_after.train) == _rows(time_new_learners(LOG, CUT, VALID_START).train)
 
 
 def test_spec_needs_a_cut_and_passes_the_options():

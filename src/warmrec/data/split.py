@@ -610,7 +610,9 @@ def time_new_learners(
     vocabulary of :func:`~warmrec.data.prepared.prepare` covers the whole log): ID models have no
     training signal for them, text-aware ones do. Rows come back sorted by key, then time (ties:
     input order). ``info`` counts learners, targets, the targets on items without a training
-    event and what was dropped.
+    event and what was dropped. A ``cut`` or ``valid_start`` at or before the first event is
+    refused: every learner would arrive at or after it, and nothing (or only the validation
+    window's learners with too few items) would train.
     """
     if isinstance(min_new, bool) or not isinstance(min_new, int) or min_new < 2:
         raise ConfigError(
@@ -625,6 +627,18 @@ def time_new_learners(
         )
     key = _user_key(df, key)
     _require(df, [key, ITEM, TIME])
+    lo = float(df[TIME].min())
+    empty = {
+        "cut": "training would be empty",
+        "valid_start": "no learner arrives before the validation window to train on",
+    }
+    for name, when, given in (("cut", c, cut), ("valid_start", v, valid_start)):
+        if when is not None and when <= lo:  # every learner arrives at or after it
+            raise ConfigError(
+                f"split 'time_new_learners': {name} {_shown(given)} is at or before the first "
+                f"event ({_when_str(lo)}), so {empty[name]}; expected a time after "
+                f"{_when_str(lo)}"
+            )
     s = stable_sort(df, [key, TIME])
     first = pl.col(TIME).min().over(key)
     before = pl.col(TIME) < c
