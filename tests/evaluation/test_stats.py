@@ -389,6 +389,17 @@ def test_compare_resamples_the_users_of_the_results():
     assert (row["lo"], row["hi"]) == pytest.approx(bootstrap_ci(x, 2000, units=units)[1:])
 
 
+def test_paired_test_refuses_units_of_another_length():
+    """Units that do not give one unit per pair: the DataError that bootstrap_ci gives, not
+    NumPy's 'boolean index did not match' IndexError."""
+    a, b = np.array([1.0, 0, 1, 0]), np.array([0.0, 0, 1, 1])
+    for units in ([1, 2, 3], [1, 1, 2, 2, 3]):
+        with pytest.raises(DataError, match="one unit per value"):
+            paired_test(a, b, units=units)
+        with pytest.raises(DataError, match="one unit per value"):
+            bootstrap_ci(a, units=units)
+
+
 def test_paired_t_with_units_is_centred_on_the_example_mean():
     """One user with 100 examples, ten with one: the t-interval of the mean over examples
     (cluster-robust) holds that mean; the t-test of the users' means did not (CI -0.22, 0.22

@@ -269,6 +269,15 @@ def paired_test(
         raise ConfigError(f"unknown test '{method}'; expected one of {', '.join(METHODS)}")
     _check_alpha(alpha, n_boot)
     x, y = _pairs(a, b)
+    if units is not None:
+        raw = np.asarray(a, np.float64)
+        if np.shape(units) != raw.shape:  # as bootstrap_ci says it (was an IndexError)
+            raise DataError(
+                "units must give one unit per value",
+                field="units",
+                expected=str(raw.shape),
+                found=str(np.shape(units)),
+            )
     d = x - y
     n = len(d)
     m = float(d.mean())
