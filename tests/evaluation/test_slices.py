@@ -137,6 +137,33 @@ def test_a_session_log_has_no_user_slices() -> None:
     assert tuple(s) == ("all", "new_items", "new_items_first")
 
 
+def test_an_anonymous_session_is_in_neither_user_slice() -> None:
+    """A session log whose guest sessions have no user: cold_slices failed on them ('index out
+    of the vocabulary': user index 0 decoded as a user), and with it ``warmrec evaluate
+    --slices`` and ``warmrec auto``'s final report."""
+    rows = [
+        ("a", "s1", 1, 10.0), ("a", "s1", 2, 11.0), (None, "s2", 2, 20.0), (None, "s2", 3, 21.0),
+        ("b", "s3", 1, 110.0), ("b", "s3", 3, 111.0),
+        ("a", "s4", 2, 210.0), ("a", "s4", 3, 211.0), ("c", "s5", 1, 220.0), ("c", "s5", 2, 221.0),
+        (None, "s6", 3, 230.0), (None, "s6", 1, 231.0),
+    ]  # fmt: skip
+    schema = {"user_id": pl.String, "session_id": pl.String, "item_id": pl.Int64}
+    log = pl.DataFrame(rows, schema={**schema, "timestamp": pl.Float64}, orient="row")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prep = prepare(
+            log,
+            split="temporal",
+            split_options={"test_start": 200.0, "valid_start": 100.0, "drop_unseen": False},
+        )
+    s = cold_slices(prep)
+    session = prep.test.keys.to_list()
+    assert sorted(session) == ["s4", "s5", "s6"]
+    assert [session[j] for j in s["returning_users"]] == ["s4"]  # a trained before
+    assert [session[j] for j in s["new_users"]] == ["s5"]  # c arrives in test; s6 has no user
+    assert len(s["all"]) == 3
+
+
 def test_cli_evaluate_slices(tmp_path: Path) -> None:
     p = tmp_path / "log.csv"
     _log().write_csv(p)

@@ -9,7 +9,8 @@ users and items may be new; under leave-one-out every user is returning):
 - ``all``: every example;
 - ``returning_users`` / ``new_users``: the example's user has / has no event in the parts
   before the evaluated one (train and valid for ``test``, train for ``valid``); only for logs
-  with users (a session log has no user to return);
+  with users (a session log has no user to return), and an anonymous session of such a log
+  (no ``user_id``) is in neither;
 - ``new_items``: the target item has no event in those parts (no event before the cut, on a
   time split: its ID embedding never trained); only its features or text can rank it. An item
   whose only earlier events are validation events counts as known under ``test`` (the model
@@ -56,15 +57,21 @@ def _before(prepared: Any, part: str) -> pl.DataFrame:
     return pl.concat([p for p in parts if p.height], how="diagonal_relaxed")
 
 
-def _example_users(prepared: Any, es: EvalSet, part: str) -> np.ndarray | None:
-    """The raw user id of each example, or None where the log has no users."""
+def _example_users(prepared: Any, es: EvalSet, part: str) -> pl.Series | None:
+    """The raw user id of each example (null for an anonymous session: user index 0), or
+    None where the log has no users."""
     table = prepared.split.test if part == "test" else prepared.split.valid
     if USER not in table.columns:
         return None
     if sequence_key(table) == USER:
-        return es.keys.to_numpy()
+        return es.keys
     if es.users is not None and prepared.user_vocab is not None:
-        return np.asarray(prepared.user_vocab.decode(es.users), dtype=object)
+        idx = np.asarray(es.users, dtype=np.int64)
+        known = np.flatnonzero(idx > 0)
+        raw: list[Any] = [None] * len(idx)
+        for j, u in zip(known.tolist(), prepared.user_vocab.decode(idx[known])):
+            raw[j] = u
+        return pl.Series(raw)
     return None
 
 
@@ -83,10 +90,14 @@ def cold_slices(prepared: Any, part: str = "test") -> dict[str, np.ndarray]:
     users = _example_users(prepared, es, part)
     if users is not None:
         known_users = before[USER].unique() if USER in before.columns else pl.Series([])
-        returning = pl.Series(users).is_in(known_users.implode()).to_numpy() if n else np.zeros(0)
-        returning = returning.astype(bool)
+        if n:
+            returning = users.is_in(known_users.implode()).fill_null(False).to_numpy()
+            has_user = users.is_not_null().to_numpy()
+        else:
+            returning = has_user = np.zeros(0, dtype=bool)
+        returning = returning.astype(bool) & has_user  # an anonymous session is in neither
         out["returning_users"] = np.flatnonzero(returning)
-        out["new_users"] = np.flatnonzero(~returning)
+        out["new_users"] = np.flatnonzero(~returning & has_user)
     known_items = before[ITEM].unique()
     targets = pl.Series(prepared.vocab.decode(es.targets)) if n else pl.Series([])
     new_item = ~targets.is_in(known_items.implode()).to_numpy() if n else np.zeros(0, bool)
