@@ -389,6 +389,22 @@ def test_compare_resamples_the_users_of_the_results():
     assert (row["lo"], row["hi"]) == pytest.approx(bootstrap_ci(x, 2000, units=units)[1:])
 
 
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "t"])
+def test_one_pair_or_one_user_is_no_evidence(method):
+    """A single differing pair (or every pair of a single user) cannot be resampled: p 1 and
+    an unbounded interval, as the exact sign flip says; the bootstrap said p = 1 / (n_boot + 1)
+    with a zero-width interval. The t-test refuses it."""
+    for a, b, units in (([0.8], [0.1], None), ([0.8, 0.6, 0.9], [0.1, 0.2, 0.0], [7, 7, 7])):
+        t = paired_test(a, b, method, n_boot=500, units=units)
+        assert t.p_value == 1.0 and not t.significant
+        assert t.ci == (-math.inf, math.inf)
+        assert t.mean_diff == pytest.approx(np.mean(a) - np.mean(b))
+    with pytest.raises(DataError, match="at least 2"):
+        paired_test([0.8, 0.6], [0.1, 0.2], "t", units=[7, 7])
+    # two users: resampled as before
+    assert paired_test([0.8, 0.6], [0.1, 0.2], method, n_boot=500, units=[1, 2]).ci[0] > 0
+
+
 def test_paired_test_refuses_units_of_another_length():
     """Units that do not give one unit per pair: the DataError that bootstrap_ci gives, not
     NumPy's 'boolean index did not match' IndexError."""

@@ -261,7 +261,9 @@ def paired_test(
       dropped). It tests the location of the differences, not their mean; the CI reported is
       the bootstrap interval of the mean difference.
 
-    Identical inputs give ``mean_diff = 0`` and ``p_value = 1`` for every method. Randomised
+    Identical inputs give ``mean_diff = 0`` and ``p_value = 1`` for every method; so does a
+    single differing pair (or user, with ``units``) for every method but ``"t"``, which refuses
+    it: one unit says nothing about the spread (interval ``(-inf, inf)``). Randomised
     methods are reproducible from ``seed``; their smallest p-value is ``1 / (n_boot + 1)``.
     With ``units`` (per example its user) users are the unit of every method (module docstring).
     """
@@ -284,11 +286,16 @@ def paired_test(
     means = float(x.mean()), float(y.mean())
     if not np.any(d != 0):
         return PairedTest(0.0, (0.0, 0.0), 1.0, method, n, *means, alpha)
+    grouped = None
     if units is not None:
         both = ~(np.isnan(np.asarray(a, np.float64)) | np.isnan(np.asarray(b, np.float64)))
         grouped = _unit_sums(d, np.asarray(units)[both])
-        if grouped is not None:
-            return _paired_units(d, *grouped, method, n_boot, alpha, seed, means)
+    if method != "t" and (n if grouped is None else len(grouped[0])) < 2:
+        # one pair (or one user): nothing to resample, so no evidence either way (the sign
+        # flip's exact answer); a bootstrap of it had a zero-width interval and p 1/(n_boot+1)
+        return PairedTest(m, (-math.inf, math.inf), 1.0, method, n, *means, alpha)
+    if grouped is not None:
+        return _paired_units(d, *grouped, method, n_boot, alpha, seed, means)
     if method == "t":
         if n < 2:
             raise DataError("a paired t-test needs at least 2 pairs", field="a, b", found=str(n))
