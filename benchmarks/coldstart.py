@@ -365,7 +365,9 @@ def main() -> None:
     notes = ""
     if results.is_file() and "<!-- notes -->" in results.read_text():
         notes = results.read_text().split("<!-- notes -->", 1)[1]
-    results.write_text("\n".join(lines) + "\n\n<!-- notes -->" + notes)
+    from warmrec.io import atomic_write_text  # a crash never leaves a half-written results file
+
+    atomic_write_text(results, "\n".join(lines) + "\n\n<!-- notes -->" + notes)
     print(results.read_text())
 
 
