@@ -127,6 +127,21 @@ def test_invalid_json(saved):
     assert "config.json" in msg and "invalid JSON" in msg
 
 
+@pytest.mark.parametrize("name", ["config.json", "vocab.json", "meta.json"])
+def test_json_nested_deeper_than_the_parser_allows_is_one_error(saved, name):
+    """A model file of ``[[[[...`` raised a RecursionError (a traceback from ``warmrec
+    evaluate``), not the one-line error naming the file."""
+    from warmrec.artifacts import read_meta_files, write_meta_files
+
+    if name == "meta.json":
+        write_meta_files(saved, {"inner_steps": 1}, {"lr": torch.ones(2)})
+    (saved / name).write_text("[" * 100_000)
+    with pytest.raises(ModelError) as e:
+        read_meta_files(saved) if name == "meta.json" else Recommender.load(saved)
+    msg = str(e.value)
+    assert "\n" not in msg and name in msg and "nests deeper" in msg, msg
+
+
 def test_config_json_with_a_bad_field(saved):
     info = json.loads((saved / "config.json").read_text())
     info["meta"]["item_counts"] = "many"

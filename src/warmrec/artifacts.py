@@ -421,7 +421,7 @@ def check_model_target(path: str | Path) -> None:
     for name in (CONFIG_FILE, LEGACY_ADAPTER_CONFIG):
         try:
             raw = json.loads((p / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             continue
         if isinstance(raw, dict) and (
             "warmrec_version" in raw or (raw.get("format") in READABLE_FORMATS and "model" in raw)
@@ -537,6 +537,8 @@ def write_meta_files(
 
 # -- reading -------------------------------------------------------------------------------------
 def _first_line(e: BaseException) -> str:
+    if isinstance(e, RecursionError):  # json's own text names Python's recursion limit
+        return "it nests deeper than the JSON parser allows"
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
 
@@ -595,6 +597,8 @@ def read_info(path: str | Path) -> Artifact:
         raise ModelError(f"{cfg_path}: not a text file ({e.reason})") from e
     except ValueError as e:
         raise ModelError(f"{cfg_path}: invalid JSON: {e}") from e
+    except RecursionError as e:  # ``[[[[...``: not a traceback
+        raise ModelError(f"{cfg_path}: invalid JSON: {_first_line(e)}") from None
     if not isinstance(raw, dict):
         raise ModelError(f"{cfg_path}: expected a JSON object, found {type(raw).__name__}")
     legacy = raw.get("format") == 1
@@ -686,7 +690,7 @@ def read_vocab(path: str | Path, record: VocabRecord | None, *, required: bool) 
     data = p.read_bytes()
     try:
         vocab = ItemVocab.from_dict(json.loads(data))
-    except (ValueError, KeyError, TypeError, DataError) as e:
+    except (ValueError, KeyError, TypeError, DataError, RecursionError) as e:
         raise ModelError(f"{p}: not a valid vocabulary: {_first_line(e)}") from None
     if record is not None:
         if vocab.n_ids != record.n_ids:
@@ -801,7 +805,7 @@ def read_meta_files(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
         raise ModelError(f"{cfg_path}: missing (not a meta-trained model directory)")
     try:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise ModelError(f"{cfg_path}: invalid JSON: {_first_line(e)}") from None
     if not isinstance(cfg, dict):
         raise ModelError(f"{cfg_path}: expected a JSON object, found {type(cfg).__name__}")

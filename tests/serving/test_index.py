@@ -175,6 +175,19 @@ def test_damaged_index_is_refused_and_rebuilt(saved):
     assert _answers(b, model) == want
 
 
+def test_an_index_json_nested_too_deep_is_refused_and_rebuilt(saved):
+    """``[[[[...`` as index.json raised a RecursionError through the load (the model did not
+    load at all), where any other unreadable index.json is refused and rebuilt."""
+    model, path = saved
+    want = _answers(ModelBundle.load(path, engine="sparse"), model)
+    (path / INDEX_DIR / "index.json").write_text("[" * 100_000)
+    with pytest.raises(ModelError, match="index.json: .*nests deeper"):
+        SessionIndex.load(path / INDEX_DIR)
+    with pytest.warns(UserWarning, match="index.json"):
+        b = ModelBundle.load(path)
+    assert _answers(b, model) == want
+
+
 @pytest.mark.parametrize("name", ["item_sess", "sess_items"])
 def test_ids_out_of_range_are_refused_and_rebuilt(saved, name):
     """Same dtype and length, ids far outside the index (no checksum covers ``knn_index/``):
