@@ -398,6 +398,22 @@ def test_saving_never_replaces_a_folder_that_is_not_a_model_directory(tmp_path):
     assert (empty / "config.json").is_file()
 
 
+def test_saving_never_replaces_a_file(tmp_path):
+    """``model.save("results.csv")`` over an existing file deleted the file: the check before
+    writing looked at folders only (the CLI's ``--out`` refused it; the Python API did not)."""
+    from tests.conftest import split_cyclic
+    from warmrec.errors import ConfigError
+    from warmrec.models.popularity import Pop
+
+    model = Pop().fit(split_cyclic()[0])
+    f = tmp_path / "results.csv"
+    f.write_text("precious")
+    with pytest.raises(ConfigError, match="refusing to replace it with a model directory.*a file"):
+        model.save(f)
+    assert f.read_text() == "precious"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]
+
+
 def test_a_loaded_model_survives_its_weights_file_being_truncated(tmp_path):
     """The weights were memory-mapped: truncating the file under a loaded kNN model (what
     ``cp new.safetensors`` does first) killed the process with SIGBUS at its next request."""

@@ -411,8 +411,14 @@ def _json(obj: Any) -> str:
 def check_model_target(path: str | Path) -> None:
     """Refuse a ``path`` that writing a model directory would destroy: the directory replaces
     ``path`` as a whole, so an existing folder must be empty or an earlier warmrec model directory
-    (a ``config.json`` warmrec wrote). ``--out ~`` must not delete a home folder."""
+    (a ``config.json`` warmrec wrote), and a file is never replaced. ``--out ~`` must not delete
+    a home folder, nor ``save("results.csv")`` a file."""
     p = Path(path)
+    if os.path.lexists(p) and not os.path.isdir(p):
+        raise ConfigError(
+            f"{p}: refusing to replace it with a model directory (expected a new folder, an "
+            "empty one or an earlier model directory, found a file)"
+        )
     try:
         if not p.is_dir() or not any(p.iterdir()):
             return
