@@ -5,6 +5,7 @@ arrays, served by default, and refused (rebuilt in memory) when stale or damaged
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -190,8 +191,8 @@ def test_an_index_json_nested_too_deep_is_refused_and_rebuilt(saved):
 
 @pytest.mark.parametrize("name", ["item_sess", "sess_items"])
 def test_ids_out_of_range_are_refused_and_rebuilt(saved, name):
-    """Same dtype and length, ids far outside the index (no checksum covers ``knn_index/``):
-    the scoring kernel wrote out of bounds with them and the server died (a segfault)."""
+    """Same dtype and length, ids far outside the index (refused before any checksum is
+    read): the scoring kernel wrote out of bounds with them and the server died (a segfault)."""
     model, path = saved
     want = _answers(ModelBundle.load(path, engine="sparse"), model)
     f = path / INDEX_DIR / f"{name}.npy"
@@ -202,6 +203,41 @@ def test_ids_out_of_range_are_refused_and_rebuilt(saved, name):
     with pytest.warns(UserWarning, match=name):
         b = ModelBundle.load(path)
     assert _answers(b, model) == want
+
+
+@pytest.mark.parametrize("name", ix.ARRAYS)
+def test_an_edited_index_array_is_refused_and_rebuilt(saved, name):
+    """Values edited within range (same dtype, length and bounds) passed every check: the
+    service answered from the edited index, other items than the model's, without a word.
+    index.json records each array's SHA-256, as config.json does the weights'."""
+    model, path = saved
+    want = _answers(ModelBundle.load(path, engine="sparse"), model)
+    f = path / INDEX_DIR / f"{name}.npy"
+    a = np.load(f)
+    if name == "idf":
+        a = a[::-1].copy()
+    elif name.endswith("_ptr"):  # still a running offset from 0 to the same end
+        a[1:-1] = np.minimum(a[1:-1] + 1, a[-1])
+    else:  # ids mirrored inside their range
+        a = (a.max() - a).astype(a.dtype)
+    np.save(f, a)
+    with pytest.raises(ModelError, match=f"{name}.npy: checksum"):
+        SessionIndex.load(path / INDEX_DIR)
+    with pytest.warns(UserWarning, match=f"{name}.npy"):
+        b = ModelBundle.load(path)
+    assert _answers(b, model) == want
+
+
+def test_an_index_saved_without_checksums_still_loads(saved):
+    model, path = saved
+    info_path = path / INDEX_DIR / ix.INDEX_FILE
+    info = json.loads(info_path.read_text())
+    del info["sha256"]
+    info_path.write_text(json.dumps(info))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        b = ModelBundle.load(path)
+    assert isinstance(b._knn.index.item_sess, np.memmap)
 
 
 def test_directory_without_index_builds_it_in_memory_and_add_index_writes_it(saved):

@@ -13,12 +13,14 @@ index for :class:`~warmrec.models.knn.SKNN` and :class:`~warmrec.models.knn.VSKN
   session's last timestamp (oldest first), so a session's id *is* its time rank: the recency
   that the candidate sample and the tie-break use; no separate timestamp array is needed.
   Written at save time (``Recommender.save`` of SKNN/V-SKNN) as plain ``.npy`` files in the
-  model directory's ``knn_index/`` folder with an ``index.json`` (format, sizes, and the SHA-256
-  of the model's session arrays and settings it was built from), and opened with
-  ``np.load(mmap_mode="r")``: only the pages a query touches are read. A directory without the
-  folder (saved by an older warmrec), or whose folder does not match its model (a stale or
-  edited index), gets the index built in memory at load, with a warning for the mismatch; the
-  model directory is never written at load (it may be read-only or shared by workers).
+  model directory's ``knn_index/`` folder with an ``index.json`` (format, sizes, the SHA-256 of
+  each array's file, and the SHA-256 of the model's session arrays and settings it was built
+  from), and opened with ``np.load(mmap_mode="r")``: only the pages a query touches stay
+  resident. A directory without the folder (saved by an older warmrec), or whose folder does
+  not match its model (a stale or edited index: an array whose checksum differs), gets the
+  index built in memory at load, with a warning for the mismatch; the model directory is never
+  written at load (it may be read-only or shared by workers). An ``index.json`` written before
+  the checksums were recorded loads without them.
 - :class:`IndexScorer` -- one history's candidate scores, in a numba kernel (the ``serve``
   extra): distinct items with their position weights and steps; for each item of positive
   weight (in ascending index order) its recent sessions, overlaps summed in a dense per-session
@@ -141,6 +143,8 @@ class SessionIndex:
     def save(self, folder: str | Path) -> Path:
         """Write the arrays and ``index.json`` into ``folder`` (a fresh directory: the model
         directory's temporary one at save time, see :func:`add_index` otherwise)."""
+        from warmrec.artifacts import file_sha256
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         for a in ARRAYS:
@@ -152,6 +156,7 @@ class SessionIndex:
             "sample_size": self.sample_size,
             "source_sha256": self.source,
             "arrays": {a: [str(getattr(self, a).dtype), len(getattr(self, a))] for a in ARRAYS},
+            "sha256": {a: file_sha256(folder / f"{a}.npy") for a in ARRAYS},
         }
         (folder / INDEX_FILE).write_text(json.dumps(info, indent=2))
         return folder
@@ -214,7 +219,31 @@ class SessionIndex:
                 )
         if not bool(np.isfinite(np.asarray(idx.idf)).all()):
             raise ModelError(f"{folder}: idf.npy holds non-finite values")
+        _check_sums(folder, info_path, info.get("sha256"))
         return idx
+
+
+def _check_sums(folder: Path, info_path: Path, sums: Any) -> None:
+    """Each array file's SHA-256 against ``index.json``'s record (None: an index saved before
+    it was recorded): values edited within range pass every other check, and the service
+    would answer from them."""
+    from warmrec.artifacts import file_sha256
+
+    if sums is None:
+        return
+    if not isinstance(sums, dict):
+        raise ModelError(f"{info_path}: field 'sha256': expected an object, found {sums!r}")
+    for a in ARRAYS:
+        p = folder / f"{a}.npy"
+        want = sums.get(a)
+        if not isinstance(want, str):
+            raise ModelError(f"{info_path}: field 'sha256.{a}': expected a SHA-256, found {want!r}")
+        got = file_sha256(p)
+        if got != want:
+            raise ModelError(
+                f"{p}: checksum {got[:12]}... differs from the {want[:12]}... recorded in "
+                f"{INDEX_FILE} (the file was changed after saving)"
+            )
 
 
 def write_index(model: Any, folder: str | Path) -> Path:
