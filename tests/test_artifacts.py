@@ -199,6 +199,15 @@ def test_not_a_directory_and_an_adapter_directory(tmp_path, saved):
     assert "load_adapters" in _error(saved)
 
 
+@pytest.mark.parametrize("name", ["config.json", "model.safetensors"])
+def test_a_file_of_the_directory_in_place_of_it_is_named_as_a_file(saved, name):
+    """``warmrec serve m/model.safetensors`` said "(no such directory)" of a file that is
+    there, as if the path were mistyped: it now says it found a file."""
+    msg = _error(saved / name)
+    assert "no such directory" not in msg, msg
+    assert f"{name}: not a warmrec model directory (found a file;" in msg, msg
+
+
 def _edit_info(saved, **fields) -> None:
     info = json.loads((saved / "config.json").read_text())
     for k, v in fields.items():

@@ -589,6 +589,11 @@ def read_info(path: str | Path) -> Artifact:
     A directory a killed writer left moved aside is renamed back first (:func:`recover_dir`)."""
     p = recover_dir(path)
     if not p.is_dir():
+        if p.exists():  # m/model.safetensors: one level too deep, not a mistyped path
+            raise ModelError(
+                f"{p}: not a warmrec model directory (found a file; a model directory holds "
+                f"{CONFIG_FILE}, {WEIGHTS_FILE} and {VOCAB_FILE})"
+            )
         raise ModelError(f"{p}: not a warmrec model directory (no such directory)")
     cfg_path = p / CONFIG_FILE
     legacy_adapter = not os.path.lexists(cfg_path) and (p / LEGACY_ADAPTER_CONFIG).is_file()
