@@ -378,6 +378,39 @@ def test_integral_floats_are_integer_ids_as_the_schema_says(client):
     assert r.status_code == 422
 
 
+def test_ids_beyond_two_to_the_53_are_answered_as_strings(tmp_path):
+    """The service takes an integer id beyond +-(2**53 - 1) only as a string (a JSON number
+    that large is not exact everywhere), but answered such ids as numbers: a JavaScript
+    client read 2**60 + 2 as 2**60, another item, and could not send it back."""
+    import polars as pl
+
+    from tests.conftest import cyclic_log
+    from warmrec import get_model
+    from warmrec.data.dataset import SequenceDataset
+
+    big = 2**60
+    df = cyclic_log(n_items=5).with_columns(pl.col("item_id") + big)
+    model = get_model("markov", {})
+    model.fit(SequenceDataset.from_frame(df))
+    with TestClient(create_app(model.save(tmp_path / "big"))) as c:
+        body = {"items": [str(big + 1)], "k": 5, "fallback": "popular"}
+        for r in (
+            c.post("/recommend", json=body),
+            c.post("/recommend", json={"items": [], "k": 5, "fallback": "popular"}),
+        ):
+            assert r.status_code == 200, r.text
+            ids = [x["item_id"] for x in r.json()["items"]]
+            assert ids and all(isinstance(i, str) for i in ids), r.text
+            assert sorted(ids) == sorted(str(big + i) for i in range(1, 6))
+            # each answered id is one the service takes back: none unknown
+            again = c.post("/recommend", json={"items": ids}).json()
+            assert again["unknown"] == [], again
+        small = c.post("/recommend", json={"items": [str(big + 1)], "k": 1}).json()
+        assert small["items"][0]["item_id"] == str(big + 2)
+    ok = model.recommend([[big + 1]], 1)  # the Python API keeps its ints
+    assert ok == [[big + 2]]
+
+
 def test_an_empty_history_is_what_the_schema_says(client):
     schema = client.get("/openapi.json").json()["components"]["schemas"]["RecommendRequest"]
     assert {"properties": {"fallback": {"const": "popular"}}, "required": ["fallback"]} in (
