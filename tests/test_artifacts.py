@@ -299,6 +299,25 @@ def test_a_format_1_directory_still_loads(sasrec, tmp_path, monkeypatch):
         assert read_info(d).legacy
 
 
+@pytest.mark.parametrize(
+    "meta, needle",
+    [
+        ([1, 2], "field 'meta': expected an object, found list"),
+        ("abc", "field 'meta': expected an object, found str"),
+        (5, "field 'meta': expected an object, found int"),
+        ({"run": 5}, "field 'meta.run'"),
+        ({"run": {"data": []}}, "field 'meta.run.data'"),
+    ],
+)
+def test_a_format_1_directory_with_a_bad_meta_is_one_error(saved, meta, needle):
+    """A format-1 config.json's meta is converted before it is checked: one that is not an
+    object raised TypeError or ValueError, a bad field pydantic's multi-line ValidationError,
+    where every other bad field is the one line naming config.json."""
+    _edit_info(saved, format=1, meta=meta)
+    msg = _error(saved)
+    assert "config.json" in msg and needle in msg, msg
+
+
 # -- the data source travels with the model --------------------------------------------------
 @pytest.fixture
 def mapped_log(tmp_path):

@@ -549,9 +549,9 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def _validation_text(e: ValidationError) -> str:
+def _validation_text(e: ValidationError, prefix: str = "") -> str:
     err = e.errors()[0]
-    loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+    loc = ".".join([*([prefix] if prefix else []), *(str(x) for x in err["loc"])]) or "(top level)"
     more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
     return f"field '{loc}': {err['msg']}{more}"
 
@@ -615,7 +615,15 @@ def read_info(path: str | Path) -> Artifact:
     legacy = raw.get("format") == 1
     if legacy:
         raw = dict(raw)
-        raw["meta"] = ModelMeta.from_legacy(raw.get("meta"), str(cfg_path)).model_dump()
+        meta = raw.get("meta")
+        if meta is not None and not isinstance(meta, dict):  # dict(meta) raised a TypeError
+            raise ModelError(
+                f"{cfg_path}: field 'meta': expected an object, found {type(meta).__name__}"
+            )
+        try:
+            raw["meta"] = ModelMeta.from_legacy(meta, str(cfg_path)).model_dump()
+        except ValidationError as e:
+            raise ModelError(f"{cfg_path}: {_validation_text(e, 'meta')}") from None
         if legacy_adapter:
             raw["kind"] = "adapter"
             raw["weights"] = LEGACY_ADAPTER_WEIGHTS
