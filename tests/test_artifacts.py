@@ -462,6 +462,19 @@ print("ok")
     assert res.returncode == 0 and res.stdout.strip() == "ok", (res.returncode, res.stderr[-500:])
 
 
+@pytest.mark.parametrize("field", ["adapter", "lora"])
+def test_adapters_recorded_for_a_model_without_a_network_are_one_error(tmp_path, field):
+    """``"adapter": {}`` in the config.json of a Pop (a valid, empty adapter config) raised
+    AttributeError: 'Pop' object has no attribute 'net'."""
+    from tests.conftest import split_cyclic
+    from warmrec.models.popularity import Pop
+
+    d = Pop().fit(split_cyclic()[0]).save(tmp_path / "pop")
+    _edit_info(d, **{field: {}})
+    msg = _error(d)
+    assert "config.json" in msg and f"field '{field}'" in msg and "no network" in msg, msg
+
+
 def _link_outside(folder: Path, name: str, outside: Path) -> None:
     """Move ``folder/name`` to ``outside`` and leave a symbolic link to it in its place."""
     (folder / name).rename(outside)

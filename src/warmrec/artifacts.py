@@ -889,6 +889,12 @@ def _load(
     )
 
     set_weights(model, {k: v for k, v in state.items() if not is_adapter_name(k)}, art.weights_path)
+    if getattr(model, "net", None) is None:  # a Pop, Markov, kNN...: no net to hold them
+        field = "adapter" if art.info.adapter is not None else "lora"
+        raise ModelError(
+            f"{art.path / CONFIG_FILE}: field '{field}': a '{art.info.model}' model has no "
+            "network to hold adapters (edited after saving?)"
+        )
     try:
         if art.info.adapter is not None:
             inject_adapters(model.net, art.info.adapter, seed=0)
