@@ -142,3 +142,38 @@ def test_a_history_scores_the_same_alone_in_a_batch_and_on_every_call(dirs):
     torch.manual_seed(123)  # the global generator plays no part
     torch.testing.assert_close(both[1], alone[0])
     torch.testing.assert_close(_scores(model), alone)
+
+
+@pytest.mark.parametrize(
+    "counts, found",
+    [
+        (torch.ones(3, 5), "found shape [3, 5]"),
+        (torch.ones(3), "found shape [3]"),
+        ("negative", "out of range"),
+        ("nan", "found NaN or inf"),
+    ],
+)
+def test_edited_item_counts_in_meta_safetensors_are_refused(dirs, tmp_path, counts, found):
+    """meta.safetensors (no checksum) carries the training counts that rank the popularity
+    fallback; they were taken unchecked: negative or NaN counts served a fallback ranked by
+    nonsense (scores of -9.2e18), a wrong length made the fallback say the model was 'saved by
+    an older warmrec', and a 2-D tensor raised pydantic's multi-line ValidationError."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    _, meta_dir = dirs
+    d = tmp_path / "meta"
+    shutil.copytree(meta_dir, d)
+    state = load_file(d / "meta.safetensors")
+    n = len(state["item_counts"])
+    if counts == "negative":
+        counts = -torch.ones(n, dtype=torch.float64)
+    elif counts == "nan":
+        counts = torch.full((n,), float("nan"), dtype=torch.float64)
+    save_file({**state, "item_counts": counts}, d / "meta.safetensors")
+    for load in (Recommender.load, ModelBundle.load):
+        with pytest.raises(ModelError) as e:
+            load(d)
+        msg = str(e.value)
+        assert "\n" not in msg and "meta.safetensors: item_counts" in msg and found in msg, msg

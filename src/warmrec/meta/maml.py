@@ -475,13 +475,33 @@ class MetaModel(Recommender):
         ``loss_hidden``, refused as a :class:`ModelError` naming the field). The model loads on
         the CPU, as every warmrec model does, whatever ``device`` it was meta-trained on;
         ``device="cuda"`` moves it there."""
-        from warmrec.artifacts import META_CONFIG_FILE, load_base_model, read_meta_files
+        from warmrec.artifacts import (
+            META_CONFIG_FILE,
+            META_WEIGHTS_FILE,
+            load_base_model,
+            read_meta_files,
+        )
 
         p = Path(path)
         cfg, state = read_meta_files(p)
         base = load_base_model(p)
         counts = state.pop("item_counts", None)
         if counts is not None:
+            # checked as config.json's meta.item_counts is (meta.safetensors has no checksum):
+            # they rank the popularity fallback and weigh the adaptation loss
+            n, c = len(base.vocab), counts.double()
+            if c.ndim != 1 or len(c) != n or not bool(torch.isfinite(c).all()):
+                found = f"shape {list(c.shape)}" if c.ndim != 1 or len(c) != n else "NaN or inf"
+            elif bool(((c < 0) | (c >= 2**63)).any()):
+                found = "a count out of range (negative or beyond 2**63)"
+            else:
+                found = None
+            if found is not None:
+                raise ModelError(
+                    f"{p / META_WEIGHTS_FILE}: item_counts: found {found}, expected {n} "
+                    "non-negative counts (one per item index, padding included; changed after "
+                    "saving?)"
+                )
             base.meta.item_counts = counts.to(torch.int64).tolist()
         # the saved device is where it was meta-trained: the weights load on the CPU (a model
         # meta-trained on "cuda" was scored there with its net on the CPU, and failed)
