@@ -8,6 +8,7 @@ import socket
 
 import pytest
 
+from warmrec.errors import ConfigError
 from warmrec.serving.guards import AllowedHosts, LoadShed
 
 
@@ -32,6 +33,17 @@ from warmrec.serving.guards import AllowedHosts, LoadShed
 )
 def test_allowed_hosts_for_a_bind(bind, host, ok):
     assert AllowedHosts.for_bind(bind).allows(host) is ok
+
+
+def test_an_allowed_name_given_with_its_port_allows_that_name():
+    """The Host check compares names, not ports: ``--allowed-host recs.example.com:8080`` kept
+    the port in the name and matched no request."""
+    hosts = AllowedHosts.for_bind("127.0.0.1", ["Recs.Example.com:8080", "[::1]:9000"])
+    assert hosts.allows(b"recs.example.com:8080") and hosts.allows(b"recs.example.com")
+    assert not hosts.allows(b"other.example.com:8080")
+    for bad in ("http://recs.example.com/", "recs.example.com:http", ":8080"):
+        with pytest.raises(ConfigError, match="expected a host name"):
+            AllowedHosts([bad])
 
 
 def test_extra_names_and_star():

@@ -30,6 +30,8 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from warmrec.errors import ConfigError
+
 MAX_HEAD_BYTES = 32 * 1024
 """Request line plus headers, in bytes (431 beyond)."""
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
@@ -49,6 +51,23 @@ def _is_ip(name: str) -> bool:
     return True
 
 
+def _host_name(given: str) -> str:
+    """A name for the allow-list as the Host check compares it: lower case, no trailing dot,
+    and no port (``recs.example.com:8080`` -> ``recs.example.com``: a Host header's port is
+    not compared, so a name kept with its port matched no request); a bracketed IPv6 address
+    gives ``""`` (every IP address is allowed anyway). Anything else (a URL, a path) is refused
+    with :class:`~warmrec.errors.ConfigError`."""
+    text = given.strip().lower()
+    if text == "*":
+        return text
+    m = _HOST_PORT.fullmatch(text)
+    if m is None or (m.group(2) is not None and not m.group(2).rstrip(".")) or "/" in text:
+        raise ConfigError(
+            f"allowed host {given!r}: expected a host name (optionally with :port) or '*'"
+        )
+    return "" if m.group(1) is not None else m.group(2).rstrip(".")
+
+
 class AllowedHosts:
     """Which ``Host`` header values a server answers.
 
@@ -58,7 +77,7 @@ class AllowedHosts:
     header (HTTP/1.0) is allowed."""
 
     def __init__(self, names: Iterable[str]) -> None:
-        self.names = frozenset(n.strip().lower().rstrip(".") for n in names if n.strip())
+        self.names = frozenset(_host_name(n) for n in names if n.strip()) - {""}
         self.any = "*" in self.names
 
     @classmethod
