@@ -409,3 +409,30 @@ def test_a_meta_model_trained_on_a_gpu_loads_and_scores_on_the_cpu(tmp_path):
     b = valid.subset(np.arange(2)).batch(np.arange(2), back.history_len)
     here = MetaModel(m, algorithm="mamlpp", inner_steps=2)
     torch.testing.assert_close(back.score(b), here.score(b))
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml", "reptile"])
+def test_session_parallel_gru4rec_is_refused_in_one_line_naming_windows(algorithm):
+    """Session-parallel batches walk one event per step: an inner step saw one transition (the
+    support's first ``inner_steps``, never its latest events) and second order failed inside the
+    GRU's fused step with torch's "differentiate twice"; window batches adapt on the support."""
+    from warmrec.errors import ModelError
+
+    train, _ = split_cyclic(n_sessions=30, n_items=12, length=8, n_train=24, last_only=True)
+    cfg = {**get_model("gru4rec").test_config, "hidden_size": 8}
+    base = get_model("gru4rec", {**cfg, "training": "session_parallel"}).fit(
+        train, epochs=1, progress=False, seed=0
+    )
+    meta_cfg = {"algorithm": algorithm, "meta_epochs": 1, "inner_steps": 2, "train_shots": (2, 3)}
+    with pytest.raises(ModelError, match="training='windows'"):
+        meta_train(base, train, meta_cfg)
+    per_user = MetaModel(base, algorithm="finetune", inner_steps=2)
+    with pytest.raises(ModelError, match="training='windows'"):
+        per_user.adapt(np.array([1, 2, 3, 4, 5, 6]))
+    windows = get_model("gru4rec", {**cfg, "training": "windows"}).fit(
+        train, epochs=1, progress=False, seed=0
+    )
+    meta_train(windows, train, meta_cfg)
+    per_user = MetaModel(windows, algorithm="finetune", inner_steps=2)
+    a, b = per_user.adapt(np.array([1, 2, 3, 4, 5, 6])), per_user.adapt(np.array([1, 2, 9, 8, 7]))
+    assert any(not torch.equal(a.params[n], b.params[n]) for n in a.params)

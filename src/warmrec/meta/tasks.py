@@ -433,6 +433,16 @@ def support_batches(
     out: list[dict[str, torch.Tensor]] = []
     for _ in range(n_steps):
         for batch in data.batches(batch_size, rng):
+            if "reset" in batch:
+                # session-parallel batches walk one event per lane and batch: every inner step
+                # saw one transition (the support's first n_steps), the rest of the support --
+                # its latest events -- never, and second order failed in the GRU's fused step
+                raise ModelError(
+                    f"model '{getattr(model, 'name', model)}': meta-learning adapts on whole "
+                    "support windows, and this model trains on session-parallel batches (one "
+                    "event per step: each inner step would see one transition of the support); "
+                    "set training='windows'"
+                )
             if "targets" in batch and not bool((batch["targets"] > 0).any()):
                 continue
             out.append(batch)
