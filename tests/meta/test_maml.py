@@ -436,3 +436,25 @@ def test_session_parallel_gru4rec_is_refused_in_one_line_naming_windows(algorith
     per_user = MetaModel(windows, algorithm="finetune", inner_steps=2)
     a, b = per_user.adapt(np.array([1, 2, 3, 4, 5, 6])), per_user.adapt(np.array([1, 2, 9, 8, 7]))
     assert any(not torch.equal(a.params[n], b.params[n]) for n in a.params)
+
+
+@pytest.mark.parametrize("algorithm", ["finetune", "mamlpp"])
+def test_a_meta_model_over_a_partly_frozen_base_scores_the_same_after_loading(tmp_path, algorithm):
+    """Frozen parameters (a transferred model's encoder under adapters) are not adapted; the
+    model file did not keep them frozen, so the loaded meta-learner adapted them too (other
+    scores) and MAML++'s learned rates, saved for the trainable ones only, did not load."""
+    from warmrec.models.base import Recommender
+
+    m, train, valid = tiny()
+    m.net.float()
+    for name, p in m.net.named_parameters():
+        p.requires_grad_(not name.startswith("encoder."))
+    frozen = sorted(n for n, p in m.net.named_parameters() if not p.requires_grad)
+    cfg = {"algorithm": algorithm, "meta_epochs": 1, "inner_steps": 2, "inner_lr": 0.5}
+    meta = meta_train(m, train, {**cfg, "train_shots": (2, 3)})
+    batch = valid.batch(np.arange(len(valid)), 8)
+    want = meta.score(batch)
+    meta.save(tmp_path / "meta")
+    loaded = Recommender.load(tmp_path / "meta")
+    assert torch.equal(loaded.score(batch), want)
+    assert sorted(n for n, p in loaded.base.net.named_parameters() if not p.requires_grad) == frozen

@@ -207,6 +207,11 @@ def step_weights(n_steps: int, epoch: int, msl_epochs: int) -> np.ndarray:
     return w
 
 
+FROZEN_KEY = "frozen"
+"""``meta.json``'s list of the base's parameters that the meta-learner leaves alone (those
+without ``requires_grad`` when saved; absent: none)."""
+
+
 def _key(name: str) -> str:
     return name.replace(".", "__")
 
@@ -457,13 +462,17 @@ class MetaModel(Recommender):
     # -- files ------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """A directory of kind ``"meta"``: the base model's files plus ``meta.safetensors``
-        and ``meta.json`` (:func:`warmrec.artifacts.write_meta_files`)."""
+        and ``meta.json`` (:func:`warmrec.artifacts.write_meta_files`; with the names of the
+        base's frozen parameters, which adaptation leaves alone, under ``frozen``)."""
         from warmrec.artifacts import save_model, write_meta_files
 
         extras = self.net.extras()
         if self.item_counts is not None:
             extras["item_counts"] = self.item_counts
         cfg = config_dict(self.config)
+        frozen = [n for n, p in self.net.base.named_parameters() if not p.requires_grad]
+        if frozen:  # what adaptation leaves alone: a model file does not keep requires_grad
+            cfg[FROZEN_KEY] = frozen
         return save_model(
             self.base, path, extra=lambda tmp: write_meta_files(tmp, cfg, extras), kind="meta"
         )
@@ -484,7 +493,20 @@ class MetaModel(Recommender):
 
         p = Path(path)
         cfg, state = read_meta_files(p)
+        frozen = cfg.pop(FROZEN_KEY, [])
         base = load_base_model(p)
+        # the parameters the meta-learner did not adapt stay so: loaded trainable, a frozen
+        # part (a transferred model's encoder under adapters or LoRA) was adapted to every
+        # history when scoring, and MAML++'s rates for it were missing from the file
+        params = dict(base.net.named_parameters())
+        unknown = [n for n in frozen if not isinstance(n, str) or n not in params]
+        if not isinstance(frozen, list) or unknown:
+            raise ModelError(
+                f"{p / META_CONFIG_FILE}: {FROZEN_KEY} names no parameter of the "
+                f"'{base.name}' model ({unknown[:3] if isinstance(frozen, list) else frozen!r})"
+            )
+        for name in frozen:
+            params[name].requires_grad_(False)
         counts = state.pop("item_counts", None)
         if counts is not None:
             # checked as config.json's meta.item_counts is (meta.safetensors has no checksum):
