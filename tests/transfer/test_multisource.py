@@ -340,3 +340,27 @@ def test_a_sequential_run_with_a_tiny_domain_trains():
         "sasrec", doms, CFG, {"order": "sequential", "sampling": "size", "steps": 5}
     )
     assert res.steps == {"a": 2, "b": 2, "c": 1, "d": 0}
+
+
+def test_weight_decay_falls_on_matrices_only(monkeypatch):
+    """As the training loop's ``decay_groups``: biases and norms are not decayed (one group
+    decayed every parameter, LayerNorm gains and biases pulled towards 0)."""
+    import warmrec.transfer.multisource as ms
+
+    seen: list[list[dict]] = []
+    real = torch.optim.Adam
+
+    def spy(groups, **kw):
+        groups = list(groups)
+        seen.append(groups)
+        return real(groups, **kw)
+
+    monkeypatch.setattr(ms.torch.optim, "Adam", spy)
+    doms = [domain("a", 1, 1), domain("b", 101, 2)]
+    pretrain_multisource("sasrec", doms, CFG, {"steps": 2, "weight_decay": 0.1})
+    (groups,) = seen
+    decay = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    assert decay and {d for d in decay.values()} == {0.0, 0.1}
+    for g in groups:
+        for p in g["params"]:
+            assert g["weight_decay"] == (0.1 if p.dim() >= 2 else 0.0)

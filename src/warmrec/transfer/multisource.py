@@ -108,6 +108,8 @@ class MultiSourceConfig(ConfigModel):
     batch_size: int = Field(64, ge=1)
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+    """L2 weight decay of Adam on the weight matrices (not on biases and norms, as in the
+    training loop)."""
     warmup_steps: int = Field(100, ge=0)
     grad_clip: float = Field(1.0, ge=0)
     """Clip the gradient norm of the whole step at this value (0: off)."""
@@ -293,7 +295,12 @@ def pretrain_multisource(
             if p.requires_grad:
                 params.setdefault(id(p), p)
     plist = list(params.values())
-    opt = torch.optim.Adam(plist, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # weight decay on matrices only, as the training loop's decay_groups: not biases, norms
+    groups = [
+        {"params": [p for p in plist if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in plist if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    opt = torch.optim.Adam([g for g in groups if g["params"]], lr=cfg.lr)
     warmup = min(cfg.warmup_steps, cfg.steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, cfg.steps, warmup, "cosine")
