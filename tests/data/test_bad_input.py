@@ -460,3 +460,18 @@ def test_a_role_whose_column_another_role_took_is_named(tmp_path):
         load_interactions(f, order="item_id")
     with pytest.raises(ConfigError, match="--col timestamp takes the column 'user_id'"):
         load_interactions(f, columns={"timestamp": "user_id"})
+
+
+def test_a_quoted_field_spanning_lines_does_not_shift_the_short_line_check(tmp_path):
+    """A legal quoted newline (in a column not read) made the check for short lines read the
+    line after it: a session log with an empty user_id was refused as 'wrong number of
+    fields' at the wrong line, and a short line was named by the wrong text."""
+    head = "session_id,user_id,item_id,timestamp,comment\n"
+    f = write(tmp_path, "nu.csv", head + 's1,u1,a,100,"nice\nvideo"\ns2,,c,200,ok\n')
+    df = load_interactions(f).interactions
+    assert df["item_id"].to_list() == ["a", "c"] and df["user_id"].to_list() == ["u1", None]
+    body = 'u1,a,100,5,"nice\nvideo"\nu1,c,200\nu2,d,300,4,x\n'
+    short = write(tmp_path, "short.csv", "user_id,item_id,timestamp,rating,comment\n" + body)
+    err = error_of(short)
+    assert err.line == 4 and "wrong number of fields" in str(err)
+    assert "3 field(s): 'u1,c,200'" in err.found

@@ -68,20 +68,12 @@ class Source:
         cells); None where it has them all, or the file has no lines to count."""
         if self.first_line != 2 or self.sep is None:  # a header line, then the data rows
             return None
-        import itertools
-
-        try:
-            with open(self.path, encoding="utf-8", errors="replace") as f:
-                want = len(header_cells(f.readline().rstrip("\r\n"), self.sep))
-                line = next(itertools.islice(f, row, None), None)
-        except OSError:
+        record = self._record(row)
+        if record is None:
             return None
-        if line is None:
-            return None
-        line = line.rstrip("\r\n")
+        line_no, want, got, line = record
         if not line.strip():
             return None  # an empty line: named as such by the missing-value check
-        got = len(header_cells(line, self.sep))
         if got >= want:
             return None
         other = [c for c in SEPARATORS if c not in (self.sep, " ") and c in line]
@@ -93,10 +85,40 @@ class Source:
         return DataError(
             "wrong number of fields",
             path=self.path,
-            line=self.first_line + row,
+            line=line_no,
             expected=f"{want} fields separated by {sep_name(self.sep)}, as the header",
             found=f"{got} field(s): {clip(line)!r}{hint}",
         )
+
+    def _record(self, row: int) -> tuple[int, int, int, str] | None:
+        """``(line, header fields, fields, text)`` of data row ``row`` of a file with a header
+        line; ``None`` past its end. Read line by line where no quote comes up to the row, else
+        as a CSV reader does: a quoted field spanning lines (legal) does not shift the rows
+        after it."""
+        import csv
+        import itertools
+
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as f:
+                want = len(header_cells(f.readline().rstrip("\r\n"), self.sep))
+                quoted = any('"' in line for line in itertools.islice(f, row))
+                line = None if quoted else next(f, None)
+                if line is None and not quoted:
+                    return None
+                if line is not None and '"' not in line:  # line by line: first_line + row
+                    line = line.rstrip("\r\n")
+                    return self.first_line + row, want, len(header_cells(line, self.sep)), line
+            with open(self.path, encoding="utf-8", errors="replace", newline="") as f:
+                reader = csv.reader(f, delimiter=self.sep, quotechar='"', skipinitialspace=True)
+                next(reader, None)
+                start = reader.line_num + 1
+                for i, cells in enumerate(reader):
+                    if i == row:
+                        return start, want, len(cells), self.sep.join(cells)
+                    start = reader.line_num + 1
+        except (OSError, csv.Error):
+            return None
+        return None
 
     def row_error(
         self, message: str, row: int, column: str | None, *, expected: str, found: str
