@@ -475,3 +475,17 @@ def test_a_quoted_field_spanning_lines_does_not_shift_the_short_line_check(tmp_p
     err = error_of(short)
     assert err.line == 4 and "wrong number of fields" in str(err)
     assert "3 field(s): 'u1,c,200'" in err.found
+
+
+@pytest.mark.parametrize(
+    ("item", "line"), [('"a,b"', 4), ('"a\nb,c"', 5)]
+)  # fmt: skip
+def test_a_line_with_too_many_fields_after_a_quoted_separator(tmp_path, item, line):
+    """The fields were counted by the separators on each line, quotes ignored: the error
+    named the legal line with a quoted comma (or newline), not the line with a field too
+    many."""
+    body = f"u1,{item},100\nu1,c,200\nu2,d,300,9\n"
+    f = write(tmp_path, "ragged.csv", "user_id,item_id,timestamp\n" + body)
+    err = error_of(f)
+    assert err.line == line and "wrong number of fields" in str(err)
+    assert err.found == "4 field(s): 'u2,d,300,9'"

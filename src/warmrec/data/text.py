@@ -256,7 +256,9 @@ def read_text(
         return (lf.select(select) if select else lf).collect()
     except (pl.exceptions.PolarsError, OSError) as exc:
         n_fields = len(names) if names is not None else None
-        raise diagnose(path, sep, exc, n_fields=n_fields, has_header=has_header) from exc
+        raise diagnose(
+            path, sep, exc, n_fields=n_fields, has_header=has_header, quote_char=quote_char
+        ) from exc
 
 
 def _padded_header(path: Path, kw: dict) -> dict[str, str]:
@@ -278,9 +280,16 @@ def _read_padded(
 
 
 def diagnose(
-    path: Path, sep: str, exc: Exception, *, n_fields: int | None = None, has_header: bool = True
+    path: Path,
+    sep: str,
+    exc: Exception,
+    *,
+    n_fields: int | None = None,
+    has_header: bool = True,
+    quote_char: str | None = '"',
 ) -> DataError:
-    """Turn a parser failure into a DataError naming the first bad line."""
+    """Turn a parser failure into a DataError naming the first bad line (fields counted as
+    the reader counts them: a separator inside quotes splits nothing)."""
     bad = first_bad_utf8(path)
     if bad is not None:
         line, data = bad
@@ -309,14 +318,22 @@ def diagnose(
     )
     if want is not None:
         ragged = (counts != want) & lines.is_not_null()
-        if ragged.any():
-            row = int(ragged.arg_max())
+        row = int(ragged.arg_max()) if ragged.any() else None
+        if (
+            row is not None
+            and quote_char is not None
+            and lines.head(row + 1).str.contains(quote_char, literal=True).any()
+        ):  # quoted fields up to that line: counted as a CSV reader counts them
+            row, got, want = _ragged_record(path, sep, quote_char, n_fields, has_header)
+        else:
+            got = None if row is None else int(counts[row])
+        if row is not None:
             return DataError(
                 "wrong number of fields",
                 path=path,
                 line=row + 1,
                 expected=f"{want} fields separated by {sep_name(sep)}",
-                found=f"{counts[row]} field(s): {clip(lines[row])!r}",
+                found=f"{got} field(s): {clip(lines[row])!r}",
             )
     odd = (lines.str.count_matches('"', literal=True) % 2 == 1) & lines.is_not_null()
     if odd.any():
@@ -334,6 +351,30 @@ def diagnose(
         expected=f"{sep_name(sep)}-separated text",
         found=short_error(exc),
     )
+
+
+def _ragged_record(
+    path: Path, sep: str, quote_char: str, n_fields: int | None, has_header: bool
+) -> tuple[int | None, int | None, int | None]:
+    """``(line index, fields, fields expected)`` of the first record whose number of fields
+    differs from the header's (or ``n_fields``), quotes honoured; ``row`` ``None`` if none
+    does."""
+    import csv
+
+    try:
+        with open(path, encoding="utf-8", errors="replace", newline="") as f:
+            reader = csv.reader(f, delimiter=sep, quotechar=quote_char)
+            want = n_fields
+            start = 0
+            for i, cells in enumerate(reader):
+                if i == 0 and has_header and want is None:
+                    want = len(cells)
+                elif cells and want is not None and len(cells) != want:
+                    return start, len(cells), want
+                start = reader.line_num
+    except (OSError, csv.Error):
+        pass
+    return None, None, n_fields
 
 
 def first_bad_utf8(path: Path, chunk: int = 1 << 24) -> tuple[int, bytes] | None:
