@@ -217,7 +217,9 @@ def test_parquet_with_datetime_column(tmp_path):
     assert df["timestamp"].to_list() == [utc(2020, 1, 1), utc(2020, 1, 1, 0, 1)]
 
 
-@pytest.mark.parametrize("form", ["parquet datetime[ns]", "csv integer ns", "in-memory frame"])
+@pytest.mark.parametrize(
+    "form", ["parquet datetime[ns]", "csv integer ns", "csv iso ns", "in-memory frame"]
+)
 def test_nanosecond_times_that_tie_in_seconds_come_in_time_order(tmp_path, form):
     """Times are float seconds (a date-time to the microsecond, floats ~0.24 us apart at today's
     dates): events tens of nanoseconds apart tied there, and every later (stable) sort put them
@@ -243,6 +245,10 @@ def test_nanosecond_times_that_tie_in_seconds_come_in_time_order(tmp_path, form)
             got = load_interactions(tmp_path / "log.parquet").interactions
         elif form == "csv integer ns":
             df.with_columns(pl.Series("timestamp", ns)).write_csv(tmp_path / "log.csv")
+            got = load_interactions(tmp_path / "log.csv").interactions
+        elif form == "csv iso ns":  # pandas' to_csv of datetime64[ns]: '... 22:13:20.000000090'
+            text = pl.col("timestamp").dt.strftime("%Y-%m-%d %H:%M:%S%.9f")
+            df.with_columns(text).write_csv(tmp_path / "log.csv")
             got = load_interactions(tmp_path / "log.csv").interactions
         else:
             got = canonical_table(df)

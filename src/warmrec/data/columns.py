@@ -88,6 +88,7 @@ _NOT_PLAIN_INT = r"^(\+|-0|0.)"
 _OFFSET = r"\d[+-]\d\d:?\d\d$"
 _INT_AS_FLOAT = r"^(0|-?[1-9]\d*)(\.0+)?$"  # 15.0: an integer id written by a float column
 _INT_AS_FLOAT_TAIL = r"\.0+$"
+_FINER_FRACTION = r"\d:\d\d\.\d{7}"  # a date-time's seconds past the microsecond
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _MS_ABOVE, _US_ABOVE, _NS_ABOVE = 1e11, 1e14, 1e17
 TIME_UNITS = ("auto", "s", "ms", "us", "ns", ORDINAL)
@@ -735,7 +736,8 @@ def finer_times(raw: pl.Series, unit: str | None = None) -> pl.Series | None:
     """The raw times of a column whose seconds can tie where its own values do not, as an
     orderable series; ``None`` for every other column. Seconds are Float64 (about a quarter of a
     microsecond apart at today's dates) and a date-time is taken to the microsecond
-    (:func:`datetime_seconds`), so only finer values lose order: nanosecond date-times, and
+    (:func:`datetime_seconds`), so only finer values lose order: nanosecond date-times (as
+    values or as ISO 8601 text with more than six digits of fractions), and
     integer nanoseconds since the epoch (``unit`` ``"ns"``, or told by their size), as numbers
     or as text."""
     if isinstance(raw.dtype, pl.Datetime):
@@ -743,8 +745,12 @@ def finer_times(raw: pl.Series, unit: str | None = None) -> pl.Series | None:
     if unit not in (None, "ns"):
         return None
     if raw.dtype == pl.Utf8:
-        if not (raw.str.len_bytes().max() or 0) > 17:  # nanoseconds past 1e17 (1973)
+        longest = raw.str.len_bytes().max() or 0
+        if not longest > 17:  # nanoseconds past 1e17 (1973)
             return None
+        # 2020-01-01 10:00:00.1234567: 27 characters at least
+        if unit is None and longest >= 27 and raw.str.contains(_FINER_FRACTION).any():
+            return _nanosecond_datetimes(raw)
         ints = raw.str.strip_chars().cast(pl.Int64, strict=False)
         if ints.null_count() != raw.null_count():
             return None
@@ -756,6 +762,22 @@ def finer_times(raw: pl.Series, unit: str | None = None) -> pl.Series | None:
     ):
         return None
     return raw
+
+
+def _nanosecond_datetimes(raw: pl.Series) -> pl.Series | None:
+    """ISO 8601 date-time text with fractions finer than the microsecond
+    (``2020-01-01 10:00:00.123456789``, as pandas writes ``datetime64[ns]``) parsed to the
+    nanosecond, in the layout of the column's first value (:func:`to_seconds`); ``None`` where
+    that does not parse every value."""
+    text = raw.str.strip_chars()
+    if text.str.ends_with("Z").any() and text.str.contains(_OFFSET).any():
+        text = text.str.replace(r"Z$", "+00:00")
+    present = text.drop_nulls()
+    fmt = iso_format(present[0]) if present.len() else None
+    if fmt is None:
+        return None
+    parsed = text.str.to_datetime(format=fmt, strict=False, time_unit="ns")
+    return parsed if parsed.null_count() == text.null_count() else None
 
 
 def order_ties(df: pl.DataFrame, full: pl.Series) -> pl.DataFrame:
