@@ -368,6 +368,20 @@ def test_sasrec_lines_in_file_order():
     assert df.rows() == [(1, 1, 0.0), (1, 2, 1.0), (2, 3, 2.0), (1, 3, 3.0)]
 
 
+@pytest.mark.parametrize(
+    ("name", "fmt", "text"),
+    [("x.txt", "sasrec", "1 5\n1 6\n2 5\n\n"),
+     ("ratings.dat", "movielens-1m", "1::5::4::978300760\n1::6::3::978300761\n2::5::3::978300762\n\n\n"),
+     ("u.data", "movielens-100k", "1\t5\t4\t881250949\n1\t6\t3\t881250950\n2\t5\t3\t881250951\r\n\r\n")],
+)  # fmt: skip
+def test_headerless_files_with_empty_last_lines(tmp_path, name, fmt, text):
+    """An empty line at the end of a SASRec or MovieLens file was refused as a line of
+    missing values (or of a wrong number of fields, 'found None')."""
+    (tmp_path / name).write_text(text)
+    df = load_interactions(tmp_path, format=fmt).interactions
+    assert df["user_id"].to_list() == [1, 1, 2] and df["item_id"].to_list() == [5, 6, 5]
+
+
 def test_load_interactions_accepts_dataset_names():
     r = load_interactions(DS / "sasrec" / "ml-1m.txt", format="sasrec")
     assert r.interactions.height == 4

@@ -318,6 +318,19 @@ def test_recbole_inter_path_finds_sibling_feature_files():
     assert detect_format(FIX / "recbole" / "tiny.inter") == "recbole"
 
 
+def test_recbole_files_with_empty_last_lines(tmp_path):
+    """A blank line at the end of a .inter or .item file was refused as a line of missing
+    values; delimited logs already read without it."""
+    (tmp_path / "x.inter").write_text(
+        "user_id:token\titem_id:token\ttimestamp:float\n1\t5\t100\n1\t6\t200\n\n"
+    )
+    (tmp_path / "x.item").write_text("item_id:token\ttitle:token_seq\n5\tA b\n6\tC\r\n\r\n")
+    r = load_interactions(tmp_path)
+    assert r.interactions.rows() == [(1, 5, 100.0), (1, 6, 200.0)]
+    assert r.item_features is not None
+    assert r.item_features.rows() == [(5, ["A", "b"]), (6, ["C"])]
+
+
 def test_format_override_and_dataset_name(tmp_path):
     f = tmp_path / "log.dat"
     f.write_text("user_id\titem_id\ttimestamp\n1\t2\t3\n")

@@ -324,7 +324,7 @@ def recbole_header(path: Path) -> list[tuple[str, str]]:
 def read_atomic(path: Path) -> tuple[pl.DataFrame, dict[str, str]]:
     """A RecBole atomic file as text columns named without types, and the name -> type map."""
     fields = recbole_header(path)
-    raw = read_text(path, sep="\t", quote_char=None)
+    raw = drop_trailing_blank_lines(read_text(path, sep="\t", quote_char=None), path)
     require_rows(raw, Source(path, sep="\t"))
     raw.columns = [name for name, _ in fields]
     return raw, dict(fields)
@@ -338,6 +338,7 @@ def _read_inter(path: Path, opts: ReadOptions) -> pl.DataFrame:
     dtypes = sample_dtypes(path, mapping, sep="\t", quote_char=None)
     select = sorted(set(mapping.values()))
     raw = read_text(path, sep="\t", quote_char=None, select=select, dtypes=dtypes)
+    raw = drop_trailing_blank_lines(raw, path)
     require_rows(raw, src)
     return to_canonical(raw, mapping, src, opts)
 
