@@ -288,6 +288,15 @@ def test_session_column_shared_by_users_is_refused(tmp_path):
     assert "--col session_id=" in err.expected
 
 
+def test_shared_session_names_the_first_users_line_after_a_quoted_newline(tmp_path):
+    """The first user's line was counted as if no quoted field spanned lines (line 3, the
+    quoted text's second line; the event is on line 4)."""
+    body = 's0,u0,z,50,"multi\nline"\ns1,u1,a,100,x\ns1,u2,b,200,y\n'
+    f = write(tmp_path, "s.csv", "session_id,user_id,item_id,timestamp,comment\n" + body)
+    err = error_of(f)
+    assert err.line == 5 and "under user 'u2' here and user 'u1' (line 4)" in err.found
+
+
 def test_sessions_of_one_user_each_are_fine(tmp_path):
     f = write(
         tmp_path,

@@ -155,7 +155,7 @@ def check_sessions(df: pl.DataFrame, src: Source) -> None:
         .sort("_row")
         .row(0, named=True)
     )
-    line0 = "" if src.first_line is None else f" (line {src.first_line + clash['_r0']})"
+    line0 = "" if src.first_line is None else f" (line {src.line(clash['_r0'])})"
     raise src.row_error(
         "a session id is shared by several users",
         clash["_row"],
