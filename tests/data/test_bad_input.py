@@ -248,6 +248,14 @@ def test_headerless_dataset_with_a_long_line(tmp_path):
     assert info.value.line == 2 and "4 fields" in info.value.expected
 
 
+def test_an_empty_line_inside_ratings_dat_is_named_as_such(tmp_path):
+    """It was reported as 'wrong number of fields (..., found None)'."""
+    f = write(tmp_path, "ratings.dat", "1::5::4::978300760\n\n1::6::3::978300761\n")
+    with pytest.raises(DataError) as info:
+        load_dataset("movielens-1m", f)
+    assert info.value.line == 2 and info.value.found == "an empty line"
+
+
 def test_dataset_file_not_found_in_folder(tmp_path):
     write(tmp_path, "other.txt", "x")
     with pytest.raises(DataError) as info:

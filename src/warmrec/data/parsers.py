@@ -179,7 +179,7 @@ def read_multichar(
             row,
             None,
             expected=f"{len(names)} fields separated by {delim!r}",
-            found=repr(lines[row]),
+            found="an empty line" if lines[row] is None else repr(lines[row]),
         )
     return pl.DataFrame({n: parts.list.get(i) for i, n in enumerate(names)}), src
 
