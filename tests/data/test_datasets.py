@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import shutil
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -380,6 +381,21 @@ def test_headerless_files_with_empty_last_lines(tmp_path, name, fmt, text):
     (tmp_path / name).write_text(text)
     df = load_interactions(tmp_path, format=fmt).interactions
     assert df["user_id"].to_list() == [1, 1, 2] and df["item_id"].to_list() == [5, 6, 5]
+
+
+def test_mars_folder_with_empty_last_lines(tmp_path):
+    """The MARS reader (and every other reader of delimited text) drops the blank last lines
+    of its files, as the CSV log reader does: items_en.csv ending in an empty line was refused
+    as an item of missing values."""
+    folder = tmp_path / "mars"
+    shutil.copytree(DS / "mars", folder)
+    for name in ("implicit_ratings_en.csv", "items_en.csv", "users_en.csv"):
+        with open(folder / name, "a") as f:
+            f.write("\n\r\n")
+    r, want = load_dataset("mars", folder), load_dataset("mars", DS / "mars")
+    assert r.interactions.equals(want.interactions)
+    assert r.item_features.equals(want.item_features)
+    assert r.user_features.equals(want.user_features)
 
 
 def test_load_interactions_accepts_dataset_names():

@@ -229,8 +229,25 @@ def read_text(
     the file does not fit, the file is read again as text and the caller's checks name the
     line. Structural problems (bad bytes, a wrong number of fields) raise a
     :class:`DataError` with the line. ``encoding`` other than utf8 decodes in memory (for
-    small files such as MovieLens' latin-1 ``u.item``).
+    small files such as MovieLens' latin-1 ``u.item``). Blank last lines of the file (an
+    editor's extra newline) give no rows (:func:`drop_trailing_blank_lines`; not with
+    ``n_rows``, a sample of the head).
     """
+    df = _read_text(path, sep, has_header, names, select, quote_char, encoding, dtypes, n_rows)
+    return df if n_rows is not None else drop_trailing_blank_lines(df, path)
+
+
+def _read_text(
+    path: Path,
+    sep: str,
+    has_header: bool,
+    names: Sequence[str] | None,
+    select: Sequence[str] | None,
+    quote_char: str | None,
+    encoding: str,
+    dtypes: dict[str, pl.DataType] | None,
+    n_rows: int | None,
+) -> pl.DataFrame:
     kw = dict(
         separator=sep,
         has_header=has_header,
