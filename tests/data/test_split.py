@@ -727,6 +727,28 @@ def test_last_session_share_options_are_checked():
         last_session_split(_basket_log(n_days=5), valid_days=1.0)
 
 
+def test_last_session_share_cut_on_tied_first_starts_names_the_share_not_valid_start():
+    """Nine of ten sessions start at t=0: the valid cut derived from the shares landed on that
+    first start, and the refusal spoke of a ``valid_start`` (and ``test_start``) never set."""
+    rows = [(s, 1 + j % 2, (0 if s < 9 else 100) + j) for s in range(10) for j in range(3)]
+    df = pl.DataFrame(rows, schema=["session_id", "item_id", "timestamp"], orient="row")
+    with pytest.raises(ConfigError) as err:
+        last_session_split(df)
+    msg = str(err.value)
+    assert "valid_start" not in msg and "test_start" not in msg
+    assert "test_share=0.1 and valid_share=0.1 (the default: test_share)" in msg
+    assert "9 of the 10 sessions share (a tie)" in msg
+    assert "expected test_share + valid_share of at most 0.1 (1 of the 10 sessions" in msg
+    with pytest.warns(DataWarning, match="only 1 test"):  # what the message offers works
+        sp = last_session_split(df, valid_share=0)
+    assert sp.test["session_id"].unique().to_list() == [9] and sp.valid.height == 0
+    with pytest.raises(ConfigError, match=r"test_share=0\.1: all 9 sessions start at once \(0\)"):
+        last_session_split(df.filter(pl.col("session_id") < 9))  # the test cut: no test_start
+    with pytest.raises(ConfigError, match="the log holds 1 session") as err:
+        last_session_split(df.filter(pl.col("session_id") == 0))
+    assert "test_start" not in str(err.value)
+
+
 # --- split folders written as one unit, with a manifest ------------------------------------------
 
 

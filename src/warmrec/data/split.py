@@ -255,6 +255,32 @@ def _share_cut(starts: np.ndarray, share: float) -> float:
     return float(starts[n - k])
 
 
+def _check_share_cuts(
+    starts: np.ndarray, ts: float, vs: float, test_share: float, valid_share: float, given: bool
+) -> None:
+    """Refuse cut-offs derived from shares that land on the earliest session start (sessions
+    tied on it, or a single session): nothing would start before them, so no training part."""
+    first, n = float(starts[0]), len(starts)
+    tied = int((starts == first).sum())
+    if ts <= first:  # the test cut is the latest start: every session starts at ``first``
+        found = "the log holds 1 session" if n == 1 else f"all {n:,} sessions start at once"
+        raise ConfigError(
+            f"last_session: test_share={test_share:g}: {found} ({_when_str(first)}), so no cut "
+            "by session start leaves training data; expected sessions that start at different "
+            "times"
+        )
+    if vs <= first:
+        later = n - tied
+        default = "" if given else " (the default: test_share)"
+        raise ConfigError(
+            f"last_session: test_share={test_share:g} and valid_share={valid_share:g}{default} "
+            f"put the validation cut at the earliest session start ({_when_str(first)}), which "
+            f"{tied:,} of the {n:,} sessions share (a tie), so training would be empty; "
+            f"expected test_share + valid_share of at most {later / n:.4g} ({later:,} of the "
+            f"{n:,} sessions start{'s' if later == 1 else ''} later): a smaller valid_share"
+        )
+
+
 def _check_test_start(times: pl.Series, ts: float, given: TimeLike) -> None:
     """Refuse a test start that leaves nothing to train on or nothing to test."""
     lo, hi = float(times.min()), float(times.max())
@@ -877,8 +903,10 @@ def last_session_split(
     By default the test part is the latest ``test_share`` (10 %) of sessions: ``test_start`` is
     the start time of the session at rank ``n - round(test_share * n)`` in order of session
     starts, and ``valid_start`` likewise for ``test_share + valid_share`` (``valid_share``
-    defaults to ``test_share``; 0 leaves valid empty). A fixed period ("the last day") can hold
-    almost nothing: on a basket log one day kept 6 test sessions of 21,064. ``test_days`` /
+    defaults to ``test_share``; 0 leaves valid empty); shares whose cut lands on the earliest
+    session start (sessions tied there) are refused, as training would be empty. A fixed
+    period ("the last day") can hold almost nothing: on a basket log one day kept 6 test
+    sessions of 21,064. ``test_days`` /
     ``valid_days`` instead count the cut-offs back from the last timestamp ``tmax`` in days, like
     GRU4Rec's last-day split (``valid_days`` defaults to ``test_days`` then). The split is
     :func:`temporal_split` with those cut-offs (``assign`` as there: by default a session belongs
@@ -926,6 +954,7 @@ def last_session_split(
                 )
             ts = _share_cut(starts, test_share)
             vs = _share_cut(starts, test_share + vshare) if vshare > 0 else ts
+            _check_share_cuts(starts, ts, vs, test_share, vshare, valid_share is not None)
             how = {"test_share": test_share, "valid_share": vshare}
         sp = temporal_split(
             df,
