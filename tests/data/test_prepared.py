@@ -359,3 +359,30 @@ def test_named_session_logs_with_missing_users_prepare_with_the_default_split(na
         issubclass(w.category, DataWarning) and "no user_id" in str(w.message) for w in caught
     )
     assert prep.split.train.height == inter.interactions.height  # nothing lost
+
+
+def test_a_user_split_holding_out_no_test_user_says_why():
+    # 4 users and test_frac 0.1: round(0.4) = 0 test users; the warning blamed sequences too
+    # short or held-out items unseen in training, neither of which was the case
+    from warmrec.errors import DataWarning
+
+    df = pl.DataFrame(
+        [(u, j, float(j)) for u in range(4) for j in range(4)],
+        schema=["user_id", "item_id", "timestamp"],
+        orient="row",
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        p = prepare(df, split="user")
+    msgs = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    assert msgs == [
+        "the user split leaves no test example (it holds out none: test_frac=0.1 of 4 users "
+        "rounds to 0; expected test_frac above 0.125, or more users): evaluating gives NaN"
+    ]
+    info = p.info["split_info"]
+    assert (info["users"], info["test_users"], info["valid_users"]) == (4, 0, 0)
+    # held-out users whose sequences are too short: the reason given before still holds
+    short = df.filter((pl.col("user_id") == 0) | (pl.col("item_id") == 0))
+    with pytest.warns(DataWarning, match=r"sequences too short for it"):
+        p = prepare(short, split="user", split_options={"test_frac": 0.3})
+    assert p.info["split_info"]["test_users"] == 1

@@ -187,14 +187,29 @@ def prepare(
         from warmrec.errors import DataWarning
 
         warnings.warn(
-            f"the {method} split leaves no test example (sequences too short for it, or "
-            "held-out items never seen in training): evaluating gives NaN",
+            f"the {method} split leaves no test example ({_no_test_reason(sp)}): "
+            "evaluating gives NaN",
             DataWarning,
             stacklevel=2,
         )
     return Prepared(
         frame, sp, vocab, user_vocab, train, valid, test, item_features, user_features, info, enc
     )
+
+
+def _no_test_reason(sp: Split) -> str:
+    """Why a split left no test example; a user split that held out no test user says so."""
+    info = sp.info
+    if info.get("method") == "user" and info.get("test_users") == 0:
+        frac, n = info["test_frac"], info["users"]
+        units = {USER: "users", SESSION: "sessions"}.get(sp.key, f"{sp.key} values")
+        if n == 0:
+            return f"it holds out none: the log has no {units}"
+        return (
+            f"it holds out none: test_frac={frac:g} of {n:,} {units} rounds to 0; "
+            f"expected test_frac above {0.5 / n:.4g}, or more {units}"
+        )
+    return "sequences too short for it, or held-out items never seen in training"
 
 
 def whole_train(prep: Prepared) -> SequenceDataset:

@@ -1052,7 +1052,8 @@ def user_split(
     test users, ``round(valid_frac * n)`` valid users and the rest. ``key`` defaults to
     ``user_id`` if present, else the sequence key (then sessions are the units). Returns
     ``kind="sessions"``: every next item of each held-out sequence (session if the table has
-    ``session_id``, else the user's whole sequence) is a target given its prefix.
+    ``session_id``, else the user's whole sequence) is a target given its prefix. ``info``
+    counts the ``users`` and the ``test_users`` and ``valid_users`` held out.
     """
     key = _user_key(df, key)
     _require(df, [key, ITEM, TIME])
@@ -1076,6 +1077,9 @@ def user_split(
         "test_frac": test_frac,
         "valid_frac": valid_frac,
         "seed": seed if isinstance(seed, int) else "generator",
+        "users": n,
+        "test_users": n_test,
+        "valid_users": n_valid,
     }
     n_anonymous = s[key].null_count()
     if n_anonymous:  # a null key joins no user: those rows had no part and vanished
