@@ -1093,3 +1093,17 @@ def test_last_session_by_days_refuses_holding_out_the_whole_log():
         df, test_days=0.9, valid_days=0.9, drop_unseen=False, min_test_sessions=0
     )
     assert _rows(sp.train.unique("session_id"), "session_id") == [(1,)]
+
+
+def test_temporal_valid_share_on_tied_first_starts_is_refused():
+    """The share's validation cut on session starts tied at the first one left every part
+    empty (train nothing, so valid and test lost every unseen item) with only a warning."""
+    rows = []
+    for s in range(9):
+        rows += [(f"u{s}", f"s{s}", 1 + s % 3, 0.0), (f"u{s}", f"s{s}", 2 + s % 3, 1.0)]
+    rows += [("u9", "s9", 1, 100.0), ("u9", "s9", 2, 101.0)]
+    df = pl.DataFrame(rows, schema=["user_id", "session_id", "item_id", "timestamp"], orient="row")
+    with pytest.raises(ConfigError, match=r"valid_share=0.1 puts the validation start at the"):
+        split(df, "temporal", test_start=100.0)
+    sp = split(df, "temporal", test_start=100.0, valid_share=0)  # what the message suggests
+    assert sp.train.height == 18 and sp.valid.height == 0

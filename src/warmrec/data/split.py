@@ -827,6 +827,16 @@ def temporal_split(
                 f"temporal split: valid_share: expected a number in [0, 1), found {share!r}"
             )
         vs = _valid_cut(df, ts, share)
+        lo = float(df[TIME].min())
+        if vs <= lo < ts:  # the share's cut on starts tied at the first one: nothing trains
+            unit = "session start" if SESSION in df.columns else "event time"
+            raise ConfigError(
+                f"temporal split: valid_share={share:g} puts the validation start at the "
+                f"earliest {unit} ({_when_str(lo)}), which those before test_start "
+                f"{_shown(test_start)} share as a tie, so training would be empty; expected a "
+                "smaller valid_share (0: no validation part) or a valid_start after "
+                f"{_when_str(lo)}"
+            )
     info: dict[str, Any] = {"method": "temporal", "valid_start": vs, "test_start": ts}
     if share is not None:
         info["valid_share"] = share
