@@ -127,6 +127,9 @@ def test_zeroshot_uses_no_target_interaction(zs, text_source):
         assert torch.equal(va, b.net.state_dict()[ka]), ka
     assert a.meta.item_counts is None
     assert hr(a, test) == hr(b, test)
+    # nothing trains, as the strategy says: every parameter is frozen (they stayed trainable)
+    assert not any(p.requires_grad for p in a.net.parameters())
+    assert a.meta.transfer.n_trainable == 0
 
 
 def test_zeroshot_needs_a_text_only_source(zs):

@@ -590,8 +590,7 @@ def transfer(
         seed=seed,
         match_items=match_items,
     )
-    if strategy != "zeroshot":
-        apply_strategy(target, strategy, s_opts)
+    apply_strategy(target, strategy, s_opts)  # zeroshot: every parameter frozen, as documented
     t_cfg = (
         trainer.model_dump(exclude_unset=True)
         if isinstance(trainer, TrainerConfig)
