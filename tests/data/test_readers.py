@@ -119,6 +119,14 @@ def test_iso_timestamps_are_parsed_as_utc():
         ("2014-04-07 10:51:09.5", utc(2014, 4, 7, 10, 51, 9) + 0.5),
         ("2014-04-07 10:51", utc(2014, 4, 7, 10, 51)),
         ("2014-04-07", utc(2014, 4, 7)),
+        # ISO 8601 layouts that were refused as unparsable: an offset of whole hours, and
+        # minutes without seconds but with a zone
+        ("2014-04-07T12:51:09+02", utc(2014, 4, 7, 10, 51, 9)),
+        ("2014-04-07 12:51:09.5+0200", utc(2014, 4, 7, 10, 51, 9) + 0.5),
+        ("2014-04-07T10:51Z", utc(2014, 4, 7, 10, 51)),
+        ("2014-04-07T12:51+02:00", utc(2014, 4, 7, 10, 51)),
+        ("2014-04-07T08:51-0200", utc(2014, 4, 7, 10, 51)),
+        ("2014-04-07 10:51Z", utc(2014, 4, 7, 10, 51)),
     ],
 )
 def test_iso_layouts(tmp_path, text, expected):

@@ -76,11 +76,19 @@ ISO_FORMATS = (
     "%Y-%m-%dT%H:%M:%S%.fZ",
     "%Y-%m-%dT%H:%M:%S%.f%:z",
     "%Y-%m-%dT%H:%M:%S%.f%z",
+    "%Y-%m-%dT%H:%M:%S%.f%#z",  # an offset of whole hours: +02
     "%Y-%m-%dT%H:%M:%S%.f",
     "%Y-%m-%d %H:%M:%S%.fZ",
     "%Y-%m-%d %H:%M:%S%.f%:z",
+    "%Y-%m-%d %H:%M:%S%.f%z",
+    "%Y-%m-%d %H:%M:%S%.f%#z",
     "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%MZ",  # ISO 8601 allows leaving out the seconds, with a zone too
+    "%Y-%m-%dT%H:%M%:z",
+    "%Y-%m-%dT%H:%M%z",
     "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%MZ",
+    "%Y-%m-%d %H:%M%:z",
     "%Y-%m-%d %H:%M",
     "%Y-%m-%d",
 )
