@@ -531,6 +531,8 @@ def test_blank_lines_at_the_end_are_skipped_and_one_inside_is_named(tmp_path, ne
     body = newline.join(["user_id,item_id,timestamp", "1,2,3", "1,3,4"]) + newline
     f.write_bytes((body + newline + newline).encode())  # two blank last lines
     assert load_interactions(f).interactions.height == 2
+    f.write_bytes((body + "   " + newline + "\t" + newline).encode())  # lines of spaces
+    assert load_interactions(f).interactions.height == 2  # was 'missing value' at line 4
     f.write_bytes((body + ",," + newline).encode())  # a line of empty fields is no blank line
     with pytest.raises(DataError, match="line 4: field 'user_id': missing value.*empty line"):
         load_interactions(f)

@@ -424,12 +424,18 @@ def require_rows(raw: pl.DataFrame, src: Source) -> None:
 
 def drop_trailing_blank_lines(raw: pl.DataFrame, path: Path) -> pl.DataFrame:
     """``raw`` without the rows the file's blank last lines became (an editor's or a script's
-    extra newline at the end; pandas skips them too). Only rows of nothing at the very end,
-    and only as many as the file has blank last lines: a line of empty fields (``,,``) stays,
-    to be refused with its line."""
+    extra newline at the end, or a line of spaces; pandas skips them too). Only rows of
+    nothing at the very end, and only as many as the file has blank last lines: a line of
+    empty fields (``,,``) stays, to be refused with its line."""
     if raw.height == 0 or raw.width == 0:
         return raw
-    empty = raw.select(pl.all_horizontal(pl.all().is_null())).to_series().to_numpy()
+    nothing = [  # a blank line's row: nulls, or text of spaces (a line of spaces)
+        pl.col(c).is_null() | (pl.col(c).str.strip_chars(" \t\r") == "").fill_null(True)
+        if t == pl.Utf8
+        else pl.col(c).is_null()
+        for c, t in raw.schema.items()
+    ]
+    empty = raw.select(pl.all_horizontal(nothing)).to_series().to_numpy()
     if not empty[-1]:
         return raw
     k = len(empty) - int(np.flatnonzero(~empty)[-1]) - 1 if (~empty).any() else len(empty)
