@@ -47,3 +47,12 @@ def test_sessionpop_respects_max_len(tiny):
         m.score(padded_batch([[D, B, D][-2:]]))[0].numpy(), [0, 0.75, 1.5, 0.75, 1.5]
     )
     assert m.recommend([["d", "d", "b", "c"]], k=2) == [["c", "b"]]
+
+
+def test_sessionpop_reads_only_the_last_max_len_items_of_a_wider_batch(tiny):
+    # a batch wider than max_len (a caller's own padding, a composite's wider window): the
+    # items before the last max_len do not count, as in the kNN and neural models
+    m = SessionPop(max_len=2).fit(tiny)
+    wide = m.score(padded_batch([[A, A, A, B, D]]))[0].numpy()
+    np.testing.assert_allclose(wide, m.score(padded_batch([[B, D]]))[0].numpy())
+    np.testing.assert_allclose(wide, [0, 0.75, 1.5, 0.75, 1.5])

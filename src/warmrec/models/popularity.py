@@ -48,8 +48,9 @@ class SessionPop(Pop):
     def score(self, batch: Batch) -> torch.Tensor:
         self._check_fitted()
         n = self.counts.shape[0]
+        items = batch.items[:, -self.config.max_len :].long().cpu()  # the last max_len only
         local = torch.zeros(len(batch), n)
-        local.scatter_add_(1, batch.items, torch.ones_like(batch.items, dtype=torch.float32))
+        local.scatter_add_(1, items, torch.ones_like(items, dtype=torch.float32))
         local[:, 0] = 0
         glob = self.counts / (self.counts.max() + 1.0)  # in [0, 1): breaks ties among local counts
         return local + glob.unsqueeze(0)
