@@ -167,3 +167,18 @@ def test_an_integer_log_scale_with_a_step_is_refused_before_the_search(tmp_path)
     p.write_text('[model]\nsteps = { type = "int", low = 1, high = 20, log = true, step = 2 }\n')
     with pytest.raises(ConfigError, match="steps: step and log cannot be combined"):
         load_space(p)
+
+
+@pytest.mark.parametrize(
+    ("text", "table"),
+    [
+        ("model = 3\n", "model"),
+        ('search = "x"\n[model]\nwindow = { type = "int", low = 1, high = 5 }\n', "search"),
+        ('train = [1, 2]\n[model]\nwindow = { type = "int", low = 1, high = 5 }\n', "train"),
+    ],
+)
+def test_a_table_given_as_a_plain_value_is_one_line(tmp_path: Path, text: str, table: str) -> None:
+    """``model = 3`` at the top of a space file raised a raw TypeError (``search = "x"`` a
+    ValueError) out of ``dict(...)``: a traceback from ``warmrec tune --space``."""
+    with pytest.raises(ConfigError, match=rf"expected \[{table}\] to be a table"):
+        load_space(_write(tmp_path, text), "item2vec")

@@ -282,6 +282,9 @@ def parse_space(data: Mapping[str, Any], source: str = "<space>") -> SearchSpace
         raise ConfigError(
             f"{source}: unknown table [{unknown[0]}]; valid: [search], [model], [train]"
         )
+    for table in ("search", *SECTIONS):
+        if not isinstance(data.get(table, {}), Mapping):
+            raise ConfigError(f"{source}: expected [{table}] to be a table, found {data[table]!r}")
     search = dict(data.get("search", {}))
     bad = sorted(set(search) - {"model", "metric"})
     if bad:
