@@ -182,3 +182,14 @@ def test_a_table_given_as_a_plain_value_is_one_line(tmp_path: Path, text: str, t
     ValueError) out of ``dict(...)``: a traceback from ``warmrec tune --space``."""
     with pytest.raises(ConfigError, match=rf"expected \[{table}\] to be a table"):
         load_space(_write(tmp_path, text), "item2vec")
+
+
+@pytest.mark.parametrize("step", ["0.5", "2.5"])
+def test_an_integer_parameter_with_a_fractional_step_is_refused(tmp_path: Path, step: str) -> None:
+    """``step = 0.5`` on an int parameter became ``int(0.5) == 0`` and Optuna raised a raw
+    ValueError in the first trial, after the data was read; ``step = 2.5`` was searched as 2."""
+    p = _write(
+        tmp_path, f'[model]\nwindow = {{ type = "int", low = 1, high = 9, step = {step} }}\n'
+    )
+    with pytest.raises(ConfigError, match=rf"model.window: expected an integer step, found {step}"):
+        load_space(p, "item2vec")

@@ -261,6 +261,8 @@ def _param(where: str, section: str, key: str, spec: Mapping[str, Any]) -> Param
         isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0
     ):
         raise ConfigError(f"{where}: parameter {name}: expected step > 0, found {step!r}")
+    if step is not None and kind == "int" and not isinstance(step, int):
+        raise ConfigError(f"{where}: parameter {name}: expected an integer step, found {step!r}")
     if step is not None and log and (kind != "int" or step != 1):
         raise ConfigError(f"{where}: parameter {name}: step and log cannot be combined")
     return Param(
