@@ -254,3 +254,23 @@ def test_a_search_metric_that_is_not_a_rank_metric_is_refused(tmp_path: Path) ->
     res = CliRunner().invoke(cli, ["tune", "--model", "markov", "--data", str(tmp_path / "missing.csv"),
                                    "--space", str(p), "--out", str(tmp_path / "o"), "--trials", "1"])  # fmt: skip
     assert res.exit_code == 2 and "expected a rank metric" in res.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--timeout", "0"), "--timeout: expected seconds > 0, found 0.0"),
+        (("--timeout", "-5"), "--timeout: expected seconds > 0, found -5.0"),
+        (("--timeout", "nan"), "--timeout: expected seconds > 0, found nan"),
+        (("--backend", "ray", "--cpus-per-trial", "0"), "a trial must reserve a CPU or a GPU"),
+        (("--backend", "ray", "--cpus-per-trial", "-1"), "--cpus-per-trial: expected a number"),
+        (("--backend", "ray", "--gpus-per-trial", "-1"), "--gpus-per-trial: expected a number"),
+    ],
+)
+def test_bad_timeout_and_trial_resources_are_refused_before_reading_data(
+    tmp_path: Path, space: Path, extra, message
+) -> None:
+    """``--timeout 0`` (or negative) read and split the log, ran no trial and ended with "no
+    trial completed"; ``nan`` meant no timeout; ``--cpus-per-trial 0`` with Ray was a raw
+    ValueError traceback from Ray after the data was read."""
+    assert message in one_line(tune(tmp_path, space, *extra))

@@ -8,6 +8,7 @@ the search with the chosen backend, and hands the trials to
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,16 @@ def run_tune(
 
     if backend not in BACKENDS:
         raise ConfigError(f"--backend: expected one of {', '.join(BACKENDS)}, found {backend!r}")
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise ConfigError(f"--timeout: expected seconds > 0, found {timeout}")
+    if backend == "ray":
+        for flag, v in (("--cpus-per-trial", cpus_per_trial), ("--gpus-per-trial", gpus_per_trial)):
+            if not (math.isfinite(v) and v >= 0):
+                raise ConfigError(f"{flag}: expected a number >= 0, found {v}")
+        if cpus_per_trial == 0 and gpus_per_trial == 0:
+            raise ConfigError(
+                "--cpus-per-trial 0 with --gpus-per-trial 0: a trial must reserve a CPU or a GPU"
+            )
     check_output(out, kind="dir")
     if backend == "optuna":
         if address is not None:
