@@ -330,3 +330,12 @@ def test_a_cut_trial_beside_failed_ones_is_not_every_trial_failed(tmp_path):
     assert "give more time" in msg and "1 trials failed" in msg
     search.trials = {"pop-000": failed}
     assert "every trial failed" in _no_winner(search, tmp_path, 8)
+
+
+def test_a_finished_run_whose_summary_is_damaged_is_one_line(logs, tmp_path):
+    """The summary of a finished run is read back; a damaged one was a raw JSONDecodeError
+    traceback (the state file, read the same way, was one line)."""
+    auto(logs["repeats"], out=tmp_path, budget=6, families=["pop"], progress=False)
+    (tmp_path / "summary.json").write_text('{"trunc')
+    with pytest.raises(ConfigError, match=r"summary.json: not a readable auto summary"):
+        auto(logs["repeats"], out=tmp_path, budget=6, families=["pop"], progress=False)

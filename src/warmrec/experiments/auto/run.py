@@ -188,7 +188,13 @@ def auto(
                 "settings to resume it, or another --out"
             )
         if state.get("phase") == "done" and (out / "summary.json").exists():
-            done = json.loads((out / "summary.json").read_text())
+            try:
+                done = json.loads((out / "summary.json").read_text())
+            except (OSError, ValueError) as e:
+                raise ConfigError(
+                    f"{out / 'summary.json'}: not a readable auto summary ({e}); move the "
+                    "folder away or choose another --out"
+                ) from None
             if abs(float(done.get("budget_s", budget_s)) - budget_s) > 0.5:
                 raise ConfigError(
                     f"--out {out}: holds a finished auto run with a budget of "
