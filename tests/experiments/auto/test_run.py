@@ -339,3 +339,16 @@ def test_a_finished_run_whose_summary_is_damaged_is_one_line(logs, tmp_path):
     (tmp_path / "summary.json").write_text('{"trunc')
     with pytest.raises(ConfigError, match=r"summary.json: not a readable auto summary"):
         auto(logs["repeats"], out=tmp_path, budget=6, families=["pop"], progress=False)
+
+
+def test_a_finished_run_is_not_read_back_over_a_log_overwritten_under_its_name(logs, tmp_path):
+    """A finished run's summary was returned for whatever the log now held (only a resumed
+    search compared the log's content): another log's pick, as if chosen on this one."""
+    a = pl.read_csv(logs["repeats"])
+    log = tmp_path / "log.csv"
+    a.write_csv(log)
+    first = auto(log, out=tmp_path / "p", budget=6, families=["pop"], progress=False)
+    assert auto(log, out=tmp_path / "p", budget=6, families=["pop"], progress=False) == first
+    a.head(a.height - 10).write_csv(log)
+    with pytest.raises(ConfigError, match="on other data"):
+        auto(log, out=tmp_path / "p", budget=6, families=["pop"], progress=False)

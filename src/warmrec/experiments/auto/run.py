@@ -164,6 +164,7 @@ def auto(
     )
     state_path = out / STATE
     state: dict[str, Any] | None = None
+    finished: dict[str, Any] | None = None  # read back once the data is known to be the same
     if state_path.exists():
         try:
             state = json.loads(state_path.read_text())
@@ -202,7 +203,7 @@ def auto(
                     "read back, not searched further); give another --out, or its budget to "
                     "read it"
                 )
-            return done
+            finished = done
     out.mkdir(parents=True, exist_ok=True)
     work = out / "work"
     prepared = prepare_run(base_spec, data=frame)
@@ -215,6 +216,8 @@ def auto(
             f"--out {out}: holds an auto run on other data (the log's content differs from "
             "what it searched); give another --out"
         )
+    if finished is not None:
+        return finished
     profile = describe_log(prepared)
     space_map = find_spaces(spaces)
     if state is None:
