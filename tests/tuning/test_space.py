@@ -193,3 +193,14 @@ def test_an_integer_parameter_with_a_fractional_step_is_refused(tmp_path: Path, 
     )
     with pytest.raises(ConfigError, match=rf"model.window: expected an integer step, found {step}"):
         load_space(p, "item2vec")
+
+
+@pytest.mark.parametrize("value", ['"false"', "0", '"yes"'])
+def test_a_log_flag_that_is_not_a_boolean_is_refused(tmp_path: Path, value: str) -> None:
+    """``log = "false"`` was read as ``bool("false")``: the parameter was quietly sampled on
+    a log scale."""
+    p = _write(
+        tmp_path, f'[model]\nwindow = {{ type = "int", low = 1, high = 9, log = {value} }}\n'
+    )
+    with pytest.raises(ConfigError, match=r"model.window: expected log = true or false"):
+        load_space(p, "item2vec")

@@ -253,7 +253,11 @@ def _param(where: str, section: str, key: str, spec: Mapping[str, Any]) -> Param
         )
     if low > high:
         raise ConfigError(f"{where}: parameter {name}: expected low <= high, found {low} > {high}")
-    log = kind == "log" or bool(spec.get("log", False))
+    if not isinstance(spec.get("log", False), bool):
+        raise ConfigError(
+            f"{where}: parameter {name}: expected log = true or false, found {spec['log']!r}"
+        )
+    log = kind == "log" or spec.get("log", False)
     if log and low <= 0:
         raise ConfigError(f"{where}: parameter {name}: a log scale needs low > 0, found {low}")
     step = spec.get("step")
