@@ -265,6 +265,28 @@ def test_an_empty_validation_or_test_part_is_refused_not_scored_as_zero(runner, 
     assert res.exit_code == 2 and "leaves the validation part empty" in res.stderr
 
 
+def test_a_user_split_holding_out_no_valid_user_says_why(runner, tmp_path):
+    """4 users: valid_frac 0.1 of them rounds to 0; the error named no reason."""
+    log = tmp_path / "u.csv"
+    rows = [
+        f"u{u},i{(u + j) % 5},{1_600_000_000 + 60 * (4 * u + j)}"
+        for u in range(4)
+        for j in range(4)
+    ]
+    log.write_text("user_id,item_id,timestamp\n" + "\n".join(rows) + "\n")
+    split_args = ["--method", "user", "--set", "test_frac=0.3", "--set", "valid_frac=0.1"]
+    res = runner.invoke(cli, ["data", "split", str(log), *split_args, "--out", str(tmp_path / "s")])
+    assert res.exit_code == 2
+    assert "valid_frac=0.1 of 4 users rounds to 0; expected valid_frac above 0.125" in res.stderr
+    train = ["train", "--model", "pop", "--data", str(log), "--split", "user"]
+    sets = ["--set", "split.test_frac=0.3", "--set", "split.valid_frac=0.1"]
+    res = runner.invoke(cli, [*train, *sets, "--out", str(tmp_path / "m")])
+    assert res.exit_code == 2
+    assert (
+        "valid_frac=0.1 of 4 users rounds to 0" in res.stderr and "split.valid_frac" in res.stderr
+    )
+
+
 def test_a_temporal_split_without_valid_start_validates_on_the_latest_tenth(runner, tmp_path):
     """Only test_start given: the latest 10 % of the events before it validate (the split used
     to leave validation empty, and training then refused to run)."""

@@ -240,7 +240,11 @@ def split(path, fmt, cols, no_timestamp, order, sep, method, sets, out, as_json)
     require_split_time(df, method, opts, inter.time_unit)
     sp = do_split(df, method, **opts)
     if sp.valid.height == 0:
+        from warmrec.data.prepared import held_out_none
+
         hint = " (give --set valid_start=DATE before test_start)" if method == "temporal" else ""
+        none = held_out_none(sp, "valid")
+        hint = f" ({none}: give --set valid_frac=...)" if none else hint
         raise ConfigError(
             f"{path}: the {method} split leaves the validation part empty{hint}; models are "
             "selected on validation"

@@ -199,17 +199,26 @@ def prepare(
 
 def _no_test_reason(sp: Split) -> str:
     """Why a split left no test example; a user split that held out no test user says so."""
-    info = sp.info
-    if info.get("method") == "user" and info.get("test_users") == 0:
-        frac, n = info["test_frac"], info["users"]
-        units = {USER: "users", SESSION: "sessions"}.get(sp.key, f"{sp.key} values")
-        if n == 0:
-            return f"it holds out none: the log has no {units}"
-        return (
-            f"it holds out none: test_frac={frac:g} of {n:,} {units} rounds to 0; "
-            f"expected test_frac above {0.5 / n:.4g}, or more {units}"
-        )
-    return "sequences too short for it, or held-out items never seen in training"
+    return held_out_none(sp, "test") or (
+        "sequences too short for it, or held-out items never seen in training"
+    )
+
+
+def held_out_none(sp: Any, part: str) -> str | None:
+    """Why a ``user`` split holds out no user for ``part`` (``"test"`` or ``"valid"``): its
+    share of the users rounds to 0 (or the log has none); None for any other split, or where
+    it holds some out."""
+    info = getattr(sp, "info", None) or {}
+    if info.get("method") != "user" or info.get(f"{part}_users") != 0:
+        return None
+    frac, n = info[f"{part}_frac"], info["users"]
+    units = {USER: "users", SESSION: "sessions"}.get(getattr(sp, "key", USER), "sequences")
+    if n == 0:
+        return f"it holds out none: the log has no {units}"
+    return (
+        f"it holds out none: {part}_frac={frac:g} of {n:,} {units} rounds to 0; "
+        f"expected {part}_frac above {0.5 / n:.4g}, or more {units}"
+    )
 
 
 def whole_train(prep: Prepared) -> SequenceDataset:

@@ -924,6 +924,10 @@ def fit_run(
         hint = (
             " (give --set split.valid_start=DATE before test_start)" if method == "temporal" else ""
         )
+        from warmrec.data.prepared import held_out_none
+
+        none = held_out_none(getattr(prepared, "split", None), "valid")
+        hint = f" ({none}: give --set split.valid_frac=...)" if none else hint
         raise ConfigError(
             f"the {method} split leaves the validation part empty{hint}; models are selected "
             "and stopped on validation"
