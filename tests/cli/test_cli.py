@@ -532,6 +532,23 @@ def test_recommend_says_how_many_items_popularity_filled(runner, tmp_path):
     assert "2 of the 2 items are ranked by training popularity alone" in res.stderr
 
 
+def test_recommend_json_gives_ids_beyond_two_to_the_53_as_strings(runner, tmp_path):
+    """As the service answers them: a JSON number that large reads as another id in
+    JavaScript (and jq); ``--json`` printed them as numbers."""
+    from tests.conftest import cyclic_log
+    from warmrec.data.dataset import SequenceDataset
+    from warmrec.models.rules import Markov
+
+    big = 2**60
+    df = cyclic_log(n_items=5).with_columns(pl.col("item_id") + big)
+    Markov().fit(SequenceDataset.from_frame(df)).save(tmp_path / "m")
+    res = run(runner, ["recommend", str(tmp_path / "m"), "--items", str(big + 1), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["history"] == [str(big + 1)] and out["items"][0] == str(big + 2)
+    assert all(isinstance(i, str) for i in out["items"])
+
+
 def test_evaluate_on_a_log_with_other_id_types_answers_not_a_traceback(runner, tmp_path):
     """The training-events check joined integer ids to text ids: polars' SchemaError."""
     df = cyclic_log(n_sessions=40, n_items=12, length=6).drop("session_id")

@@ -344,12 +344,14 @@ def recommend(model_dir, items, k, exclude_seen, fallback, as_json):
             err=True,
         )
     if as_json:
-        shown = [int(x) if not vocab.is_str and vocab.index_of(x) else x for x in hist]
+        from warmrec.serving.bundle import json_id
+
+        shown = [json_id(int(x)) if not vocab.is_str and vocab.index_of(x) else x for x in hist]
         emit_json(
             {
                 "model": bundle.model.name,
                 "history": shown,
-                "items": ranked.items,
+                "items": [json_id(i) for i in ranked.items],
                 "scores": ranked.scores,
                 "unknown": ranked.unknown,
                 "fallback_used": ranked.fallback_used,

@@ -85,7 +85,7 @@ from pydantic import (
 )
 
 from warmrec.errors import ConfigError, WarmrecError
-from warmrec.serving.bundle import EmptyHistoryError, ModelBundle, Ranked
+from warmrec.serving.bundle import MAX_SAFE_INT, EmptyHistoryError, ModelBundle, Ranked, json_id
 from warmrec.serving.guards import AllowedHosts, LoadShed, RequestGuard
 from warmrec.serving.reload import Reloader, model_loader
 from warmrec.serving.sessions import (
@@ -101,9 +101,6 @@ MAX_HISTORY = 1000
 MAX_LIST = 10_000
 MAX_ID_LEN = 128
 MAX_BODY_BYTES = 1 << 20
-MAX_SAFE_INT = 2**53 - 1
-"""Integer ids beyond +-(2**53 - 1) (not exact in JSON numbers everywhere) are sent as strings,
-both ways: a request gives them as canonical decimal strings, an answer names them so."""
 
 MIN_TOKEN_LEN = 16
 """The shortest admin token ``--admin-token-file`` and :func:`create_app` take."""
@@ -501,19 +498,11 @@ def read_token_file(path: str | Path) -> str:
     return check_token(token, f"--admin-token-file {p}")
 
 
-def _json_id(i: Any) -> Any:
-    """An id as an answer sends it: an integer beyond +-(2**53 - 1) as its decimal string (a
-    JSON number that large reads as another id in JavaScript; requests take the string)."""
-    if isinstance(i, int) and not -MAX_SAFE_INT <= i <= MAX_SAFE_INT:
-        return str(i)
-    return i
-
-
 def _answer(r: Ranked, model: str) -> dict[str, Any]:
     pairs = [(i, s) for i, s in zip(r.items, r.scores) if math.isfinite(s)]
     return {
         "model": model,
-        "items": [{"item_id": _json_id(i), "score": s} for i, s in pairs],
+        "items": [{"item_id": json_id(i), "score": s} for i, s in pairs],
         "unknown": r.unknown,
         "fallback_used": r.fallback_used,
         "popularity_filled": r.popularity_filled,

@@ -450,3 +450,17 @@ class ModelBundle:
             "threads": torch.get_num_threads(),
             "engine": self.engine,
         }
+
+
+MAX_SAFE_INT = 2**53 - 1
+"""Integer ids beyond +-(2**53 - 1) (not exact in JSON numbers everywhere) are sent as strings,
+both ways: a request gives them as canonical decimal strings, an answer names them so."""
+
+
+def json_id(i: Any) -> Any:
+    """An id as a JSON answer gives it (the service's and ``warmrec recommend --json``'s): an
+    integer beyond +-(2**53 - 1) as its decimal string (a JSON number that large reads as
+    another id in JavaScript; requests take the string)."""
+    if isinstance(i, int) and not -MAX_SAFE_INT <= i <= MAX_SAFE_INT:
+        return str(i)
+    return i
