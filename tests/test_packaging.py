@@ -71,3 +71,11 @@ def test_the_installed_package_finds_its_builtin_spaces(wheel: Path, tmp_path: P
     n, inside = proc.stdout.split()
     assert int(n) == len(list((site / "warmrec" / "tuning" / "spaces").glob("*.toml"))) >= 10
     assert inside == "True"
+
+
+def test_the_wheel_states_its_licence_as_an_spdx_expression(wheel: Path) -> None:
+    """``license = "MIT"`` (PEP 639): the TOML-table form is deprecated in setuptools, whose
+    builds refuse it from 2027-02-18 on, so a fresh install would stop building."""
+    meta = next(n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".dist-info/METADATA"))
+    text = zipfile.ZipFile(wheel).read(meta).decode()
+    assert "License-Expression: MIT" in text.splitlines()
