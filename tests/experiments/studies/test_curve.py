@@ -412,3 +412,15 @@ def test_cli_study_curve_sets_a_model_arm_config_keys(target, tmp_path):
     r = CliRunner().invoke(cli, bad)
     assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
     assert "arm 'm=model:markov:nosuch=1'" in r.output and "'nosuch'" in r.output
+
+
+def test_a_coverage_primary_metric_refuses_in_one_line_before_fitting(target, tmp_path):
+    """coverage@K has no per-example value to pair per user: a curve with it as --metric fit
+    the first model and then failed with a KeyError traceback."""
+    args = ["study", "curve", "--data", str(target), "--split", "loo", "--model", "markov",
+            "--fractions", "1", "--seeds", "1", "--set", 'eval.metrics=["ndcg@10", "coverage@10"]',
+            "--metric", "coverage@10", "--out", str(tmp_path / "c")]  # fmt: skip
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
+    assert "primary metric 'coverage@10'" in r.output
+    assert not list((tmp_path / "c").glob("runs/*.json"))

@@ -484,6 +484,12 @@ def run_curve(
     if primary not in metrics:
         raise ConfigError(f"primary metric {primary!r}: expected one of {', '.join(metrics)}")
     label = parse_metric(primary).label
+    if parse_metric(primary).name == "coverage":
+        # a catalogue-level value: no per-user values to pair (was a KeyError after a fit)
+        raise ConfigError(
+            f"primary metric {primary!r}: expected a per-example metric (ndcg@10, hr@10, ...); "
+            "coverage is one value per ranking of the whole test set"
+        )
     runs = curve_runs(base, arm_list, fractions, seeds)
     fr = check_fractions(fractions)
     out = Path(out_dir)
