@@ -424,3 +424,13 @@ def test_a_coverage_primary_metric_refuses_in_one_line_before_fitting(target, tm
     assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
     assert "primary metric 'coverage@10'" in r.output
     assert not list((tmp_path / "c").glob("runs/*.json"))
+
+
+def test_arms_whose_run_files_would_share_a_name_are_refused():
+    """Run files name the arm with odd characters replaced by ``_``: arms "a b" and "a_b"
+    wrote and read the same files, one arm's results read back as the other's."""
+    from warmrec.experiments.studies.curve import parse_arms
+
+    with pytest.raises(ConfigError, match="'a b' and 'a_b' share the run file name"):
+        parse_arms(["a b=scratch", "a_b=model:pop"])
+    assert [a.name for a in parse_arms(["a b=scratch", "ab=model:pop"])] == ["a b", "ab"]

@@ -198,6 +198,16 @@ def parse_arms(texts: Sequence[str | Arm]) -> list[Arm]:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ConfigError(f"arms: each needs its own name, found {', '.join(dup)} twice")
+    # run files are named by the arm's name with odd characters replaced: "a b" and "a_b" shared
+    # theirs, and one arm's runs were read back as the other's (or refused as another spec's)
+    files: dict[str, str] = {}
+    for n in names:
+        other = files.setdefault(_file_name(n), n)
+        if other != n:
+            raise ConfigError(
+                f"arms: {other!r} and {n!r} share the run file name {_file_name(n)!r}; "
+                "rename one (letters, digits and _ . + - only)"
+            )
     if not arms:
         raise ConfigError("arms: expected at least one (scratch, transfer:DIR), found none")
     return arms
@@ -222,8 +232,12 @@ class CurveRun:
 
     @property
     def key(self) -> str:
-        name = re.sub(r"[^A-Za-z0-9_.+-]+", "_", self.arm.name)
-        return f"{name}-f{self.fraction:g}-s{self.seed}"
+        return f"{_file_name(self.arm.name)}-f{self.fraction:g}-s{self.seed}"
+
+
+def _file_name(arm: str) -> str:
+    """An arm's name as its run files spell it."""
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", arm)
 
 
 def arm_spec(base: RunSpec, arm: Arm, fraction: float, seed: int) -> RunSpec:
