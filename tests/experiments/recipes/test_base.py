@@ -156,6 +156,22 @@ def test_a_data_file_changed_under_its_name_runs_every_step_again(tmp_path, log_
     assert res.ran == ["eda", "markov", "flaky", "pop"]
 
 
+def test_steps_after_a_rerun_step_are_not_resumed_when_the_rerun_is_killed(tmp_path, log_path):
+    """A changed log (or changed settings) reruns a step and every step after it; killed
+    midway, the state already held the new data's fingerprints and the later steps' old
+    records, and the next run resumed those: figures of the old log in the new report."""
+    FAIL["on"] = False
+    out = tmp_path / "out"
+    run_recipe(Toy(), out, data={"log": str(log_path)})
+    cyclic_log(n_sessions=80, n_items=12, length=6, seed=4).write_csv(log_path)
+    FAIL["on"] = True
+    with pytest.raises(RuntimeError, match="killed"):
+        run_recipe(Toy(), out, data={"log": str(log_path)})
+    FAIL["on"] = False
+    res = run_recipe(Toy(), out, data={"log": str(log_path)})
+    assert res.skipped == ["eda", "markov"] and res.ran == ["flaky", "pop"]
+
+
 def test_data_fingerprints_of_an_older_warmrec_or_a_touched_file_resume_every_step(
     tmp_path, log_path
 ):

@@ -605,11 +605,16 @@ def run_recipe(
             skipped.append(step.name)
             ctx.say(f"{i}/{len(steps)} {step.name}: finished earlier, skipped")
             continue
-        if prev and (changed or prev.get("fingerprint") != fp) and ctx.step_dir(step.name).is_dir():
-            # made under other settings or from other inputs: its outputs (a study's run
-            # files) are not resumed
+        if prev and ctx.step_dir(step.name).is_dir():
+            # made under other settings or from other inputs (or stale: a step before it ran
+            # again): its outputs (a study's run files) are not resumed
             shutil.rmtree(ctx.step_dir(step.name))
         changed = True  # the steps after this one may read what it writes
+        for later in steps[i:]:
+            # and are stale from now on: a run killed after this step had resumed them (the
+            # state already held the new data's fingerprints) with their old records
+            if later.name in done:
+                done[later.name]["status"] = "stale"
         ctx.say(f"{i}/{len(steps)} {step.name} ({step.kind}) ...")
         t0, c0 = time.perf_counter(), time.process_time()
         record = step.run(ctx)
