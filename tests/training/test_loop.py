@@ -279,3 +279,23 @@ def test_the_global_lock_is_free_while_a_fit_builds_its_data(data, tmp_path, nam
     assert torch.equal(torch.get_rng_state(), after_alone)
     c = _weights(resumed)
     assert [k for k in a if not torch.equal(a[k], c[k])] == []
+
+
+def test_a_spent_time_budget_validates_and_checkpoints_its_last_epoch(data, tmp_path):
+    # the budget is spent by the first epoch: it is the run's last, so it is validated (the
+    # best weights are a validated epoch's, not unselected ones) and checkpointed
+    train_ds, valid = data
+    model = get_model("sasrec", TINY).fit(
+        train_ds,
+        valid,
+        epochs=10,
+        batch_size=32,
+        eval_every=3,
+        time_budget_s=1e-9,
+        checkpoint_dir=str(tmp_path / "ckpt"),
+        checkpoint_every=5,
+    )
+    res = model.train_result
+    assert res.epochs_run == 1 and "valid_ndcg@10" in res.history[-1]
+    assert res.best_epoch == 1 and res.best_metric == res.history[-1]["valid_ndcg@10"]
+    assert loop.has_checkpoint(str(tmp_path / "ckpt"))

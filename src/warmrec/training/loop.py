@@ -127,7 +127,8 @@ class TrainerConfig(ConfigModel):
     exclude_seen: bool = False
     """Exclude history items when validating."""
     eval_every: int = Field(1, ge=1)
-    """Validate every this many epochs (and after the last)."""
+    """Validate every this many epochs (and after the last, also where the time budget ends
+    the run)."""
     restore_best: bool = True
     """Keep the weights of the best validated epoch at the end."""
     seed: int = 0
@@ -875,7 +876,9 @@ def _run(
                 "train_cpu_seconds": time.process_time() - c0,
                 "lr": optimizer.param_groups[0]["lr"],
             }
-            last = epoch == n_epochs
+            # the time budget ends the run after this epoch: validate and checkpoint it as the last
+            spent = bool(cfg.time_budget_s) and run.train_seconds >= cfg.time_budget_s
+            last = epoch == n_epochs or spent
             if valid_set is not None and (epoch % cfg.eval_every == 0 or last):
                 t1 = time.perf_counter()
                 res = evaluate(
