@@ -98,7 +98,8 @@ class LossSettings(ConfigModel):
 
     n_negatives: int = Field(0, ge=0)
     """Negatives per row for the sampled losses; 0 = the loss's default (1 for ``"bce"``, as in
-    the SASRec paper; 256 for the others)."""
+    the SASRec paper; 1024 for ``"auto"`` where it resolves to sampled softmax,
+    :data:`~warmrec.models.losses.AUTO_NEGATIVES`; 256 for the others)."""
 
     negative_sampling: Literal["uniform", "pop"] = "uniform"
     """How negatives are drawn: uniformly or by ``count ** pop_alpha``."""

@@ -182,6 +182,11 @@ def test_arms_and_ratio_interval():
     a = np.array([1.0, 0.0, 1.0, 1.0])
     r, lo, hi = paired_ratio_ci(a, a / 2, n_boot=200)
     assert r == lo == hi == pytest.approx(2.0)
+    # a user without a value (NaN in either arm) is left out, as paired_test leaves it out:
+    # the ratio was NaN
+    x, y = np.array([1.0, np.nan, 1.0, 1.0]), np.array([0.5, 0.5, np.nan, 0.5])
+    assert paired_ratio_ci(x, y, n_boot=200) == pytest.approx((2.0, 2.0, 2.0))
+    assert all(np.isnan(paired_ratio_ci(np.array([np.nan]), np.array([1.0]))))
 
 
 def test_a_labelled_scratch_arm_is_the_ratios_baseline(target, tmp_path):

@@ -316,11 +316,16 @@ def paired_ratio_ci(
     a: np.ndarray, b: np.ndarray, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
 ) -> tuple[float, float, float]:
     """``mean(a) / mean(b)`` and its percentile bootstrap interval, pairs resampled together
-    (NaN bounds when ``b`` sums to 0)."""
+    (NaN bounds when ``b`` sums to 0). A pair with a NaN (a user the metric has no value
+    for) is left out, as :func:`~warmrec.evaluation.stats.paired_test` leaves it out."""
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
     if a.shape != b.shape or a.ndim != 1 or not len(a):
         raise DataError("paired values", field="a, b", expected="equal 1-D", found=str(a.shape))
+    both = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[both], b[both]
+    if not len(a):
+        return float("nan"), float("nan"), float("nan")
     bm = b.mean()
     if bm <= 0:
         return float("nan"), float("nan"), float("nan")
