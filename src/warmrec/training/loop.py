@@ -100,7 +100,9 @@ class TrainerConfig(ConfigModel):
     lr: float = Field(1e-3, gt=0)
     """Learning rate."""
     weight_decay: float = Field(0.0, ge=0)
-    """Decoupled weight decay on weight matrices (not on biases and norms)."""
+    """Weight decay on weight matrices (not on biases and norms): decoupled under ``"adamw"``
+    (the default), an L2 penalty added to the gradient under ``"adam"``, ``"adagrad"`` and
+    ``"sgd"`` (torch's ``weight_decay`` of each)."""
     optimizer: Literal["adamw", "adam", "adagrad", "sgd"] = "adamw"
     """The optimizer."""
     momentum: float = Field(0.0, ge=0, lt=1)
