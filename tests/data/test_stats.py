@@ -41,3 +41,20 @@ def test_repeats_and_ties_of_an_empty_log():
         "tied_time_share": 0.0,
         "events_per_time": 1.0,
     }
+
+
+def test_describe_does_not_count_anonymous_sessions_as_a_user():
+    # a session log whose sessions 1 and 2 have no user (guests) and session 3 user 7: one user
+    df = pl.DataFrame(
+        {
+            "session_id": [1, 1, 2, 3],
+            "user_id": [None, None, None, 7],
+            "item_id": [1, 2, 1, 3],
+            "timestamp": [0.0, 1.0, 2.0, 3.0],
+        },
+        schema_overrides={"user_id": pl.Int64},
+    )
+    got = describe(df)
+    assert (got["users"], got["sessions"], got["sequences"], got["events"]) == (1, 3, 3, 4)
+    # a log of guests only has no user at all
+    assert describe(df.with_columns(pl.lit(None, dtype=pl.Int64).alias("user_id")))["users"] == 0

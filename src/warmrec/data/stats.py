@@ -41,8 +41,9 @@ def describe(df: pl.DataFrame, time_unit: str = SECONDS) -> dict[str, Any]:
         "sequences": n_seq,
         "items": n_items,
         "events": n_events,
-        "users": df[USER].n_unique() if USER in df.columns else None,
-        "sessions": df[SESSION].n_unique() if SESSION in df.columns else None,
+        # events without a user (a session log's anonymous sessions) are no user of their own
+        "users": df[USER].drop_nulls().n_unique() if USER in df.columns else None,
+        "sessions": df[SESSION].drop_nulls().n_unique() if SESSION in df.columns else None,
         "length_mean": float(lengths.mean()),
         "length_median": float(np.median(lengths)),
         "length_min": int(lengths.min()),
