@@ -457,6 +457,38 @@ def test_download_unpacks_zip(tmp_path, monkeypatch):
     assert load_dataset("tiny", dest).interactions.rows() == [(1, 2, 881250949.0, 5.0)]
 
 
+def test_download_unpacks_again_after_an_interrupted_unzip(tmp_path, monkeypatch):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("ml-100k/u.data", "1\t2\t5\t881250949\n")
+        zf.writestr("ml-100k/u.item", "2|Toy Story|01-Jan-1995||x|0\n")
+    payload = buf.getvalue()
+    spec = _spec(
+        tmp_path,
+        payload,
+        "ml-100k.zip",
+        hashlib.sha256(payload).hexdigest(),
+        parser=datasets.parse_movielens_100k,
+        files=("u.data", "u.item"),
+    )
+    monkeypatch.setitem(DATASETS, "tiny", spec)
+    extract = zipfile.ZipFile._extract_member
+
+    def interrupted(self, member, path, pwd):
+        name = member if isinstance(member, str) else member.filename
+        if name.endswith("u.item"):
+            raise KeyboardInterrupt  # Ctrl+C, a full disk: after u.data, before u.item
+        return extract(self, member, path, pwd)
+
+    monkeypatch.setattr(zipfile.ZipFile, "_extract_member", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        download("tiny", tmp_path / "data")
+    monkeypatch.setattr(zipfile.ZipFile, "_extract_member", extract)
+    # the verified archive is kept, but the half-unpacked folder is not trusted: unzipped again
+    dest = download("tiny", tmp_path / "data")
+    assert (dest / "ml-100k" / "u.data").is_file() and (dest / "ml-100k" / "u.item").is_file()
+
+
 def test_download_refuses_zip_members_outside_dest(tmp_path, monkeypatch):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:

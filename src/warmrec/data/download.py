@@ -55,7 +55,7 @@ def download(name: str, dest: str | Path, *, force: bool = False, timeout: float
         fresh = force or not target.is_file() or not _digest_ok(target, sha, md5)
         if fresh:
             _fetch(url, target, sha, md5, timeout=timeout, spec=spec)
-        if target.suffix.lower() == ".zip" and (fresh or not _unpacked(folder, spec)):
+        if target.suffix.lower() == ".zip" and (fresh or not _unpacked(folder, spec, target)):
             _unzip(target, folder)
     return folder
 
@@ -69,7 +69,15 @@ def _url_name(url: str) -> str:
     return name or "download"
 
 
-def _unpacked(folder: Path, spec: DatasetSpec) -> bool:
+def _unpacked_marker(archive: Path) -> Path:
+    """The file written once every member of ``archive`` was extracted."""
+    return archive.with_name(f".{archive.name}.unpacked")
+
+
+def _unpacked(folder: Path, spec: DatasetSpec, archive: Path) -> bool:
+    """Whether ``archive`` was unpacked to the end (an interrupted unzip is done again)."""
+    if not _unpacked_marker(archive).is_file():
+        return False
     return any(True for _ in folder.rglob(spec.files[0])) if spec.files else True
 
 
@@ -126,6 +134,8 @@ def _check_digest(url: str, kind: str, expected: str | None, found: str) -> None
 
 
 def _unzip(archive: Path, folder: Path) -> None:
+    marker = _unpacked_marker(archive)
+    marker.unlink(missing_ok=True)  # until every member is out, the folder is not trusted
     root = folder.resolve()
     with zipfile.ZipFile(archive) as zf:
         for member in zf.namelist():
@@ -135,3 +145,4 @@ def _unzip(archive: Path, folder: Path) -> None:
                     f"{archive}: refusing archive member outside the folder: {member!r}"
                 )
         zf.extractall(root)
+    marker.touch()
