@@ -76,3 +76,20 @@ def test_target_in_history_marks_the_repeats():
     assert es.subset(np.array([1])).target_in_history().tolist() == [False]
     none = EvalSet(items, np.array([0]), np.array([0]), np.array([1]), 6, pl.Series("k", [0]))
     assert none.target_in_history().tolist() == [False]
+
+
+def test_from_frames_never_reads_a_session_id_as_a_user_id():
+    # session-keyed frames without a user column: session 1 is no user 1 of the user vocabulary
+    hist = pl.DataFrame({"session_id": [1], "item_id": [10], "timestamp": [0.0]})
+    tgt = pl.DataFrame({"session_id": [1], "item_id": [11], "timestamp": [1.0]})
+    vocab, users = ItemVocab.from_ids([10, 11]), ItemVocab.from_ids([1, 2])
+    es = EvalSet.from_frames(hist, tgt, vocab, user_vocab=users)
+    assert es.history(0).tolist() == [1] and es.targets.tolist() == [2]
+    # as from_sessions of the same events: no user where the log has none
+    both = pl.concat([hist, tgt])
+    assert es.users is None and EvalSet.from_sessions(both, vocab, user_vocab=users).users is None
+    # with the user column, its user is read
+    with_user = EvalSet.from_frames(
+        hist, tgt.with_columns(user_id=pl.lit(2)), vocab, user_vocab=users
+    )
+    assert with_user.users.tolist() == [2]

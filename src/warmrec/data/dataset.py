@@ -192,9 +192,8 @@ class EvalSet:
         idx = allev["_idx"].to_numpy().astype(np.int64)
         ex = sorted_examples(allev[key], idx, is_t)
         users = None
-        if user_vocab is not None:
-            ucol = USER if USER in allev.columns else key
-            users = user_vocab.encode(allev.filter(pl.Series(ex.selected))[ucol])
+        if user_vocab is not None and USER in allev.columns:  # a session id is no user id
+            users = user_vocab.encode(allev.filter(pl.Series(ex.selected))[USER])
         return ex.eval_set(len(vocab), allev.filter(pl.Series(ex.selected))[key], users)
 
     @classmethod
