@@ -531,6 +531,17 @@ def test_describe():
     assert d["info"]["method"] == "temporal"
     d = leave_one_out(LOO).describe()
     assert d["test"]["items_not_in_train"] == 2 and d["test"]["targets"] == 2
+    # sessions without a user (guests) are no user of their own: 1 user, not 2
+    guests = pl.DataFrame(
+        {
+            "session_id": [1, 1, 2, 2, 3, 3],
+            "user_id": [None, None, None, None, 7, 7],
+            "item_id": [1, 2, 1, 2, 1, 2],
+            "timestamp": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0],
+        }
+    )
+    d = temporal_split(guests, test_start=4.0, valid_share=0).describe()
+    assert d["train"]["users"] == 0 and d["test"]["users"] == 1
 
 
 @pytest.mark.parametrize(

@@ -205,7 +205,8 @@ class Split:
             }
             for col in (USER, SESSION):
                 if col in df.columns and col != self.key:
-                    d[col.removesuffix("_id") + "s"] = df[col].n_unique() if df.height else 0
+                    # an anonymous session's missing user is no user of its own
+                    d[col.removesuffix("_id") + "s"] = df[col].drop_nulls().n_unique()
             if df.height:
                 d["time"] = [float(df[TIME].min()), float(df[TIME].max())]
             if name != "train":
