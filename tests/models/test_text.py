@@ -365,6 +365,18 @@ def test_tfidf_scores_by_text_similarity_to_recent_items(text_data, tmp_path):
         TfidfContent().fit(SequenceDataset.from_frame(walks(5), train.vocab))
 
 
+def test_tfidf_without_a_term_to_keep_fails_with_a_clear_error():
+    """Item text of stop words and one-letter words alone, or no word in ``min_df`` items:
+    a ModelError that says why, not scikit-learn's ValueError."""
+    vocab = ItemVocab.from_ids([1, 2])
+    log = pl.DataFrame({"session_id": [0, 0], "item_id": [1, 2], "timestamp": [0.0, 1.0]})
+    for titles, cfg in ((["the a", "x of"], {}), (["red box", "blue cup"], {"min_df": 2})):
+        items = pl.DataFrame({"item_id": [1, 2], "title": titles})
+        train = SequenceDataset.from_frame(log, vocab, item_features=items)
+        with pytest.raises(ModelError, match="tfidf: no term"):
+            TfidfContent({"text_fields": ("title",), **cfg}).fit(train)
+
+
 def train_batch(histories):
     from tests.conftest import padded_batch
 

@@ -677,7 +677,14 @@ class TfidfContent(Recommender):
         if not keep:
             raise ModelError("tfidf: no item has text")
         vec = self._vectorizer(fitted=False)
-        m = vec.fit_transform([texts[i] for i in keep]).tocoo()
+        try:
+            m = vec.fit_transform([texts[i] for i in keep]).tocoo()
+        except ValueError as e:  # scikit-learn's "empty vocabulary", "no terms remain"
+            raise ModelError(
+                f"tfidf: no term left in the item text of {', '.join(used)} (English stop "
+                f"words and one-letter words are dropped, and words in fewer than min_df="
+                f"{c.min_df} items): {e}"
+            ) from None
         rows = np.asarray(keep, dtype=np.int64)[m.row] + 1
         self.matrix = sparse.csr_matrix(
             (m.data, (rows, m.col)), shape=(len(train.vocab), m.shape[1]), dtype=np.float32
