@@ -103,6 +103,20 @@ def test_tag_fields_detected_by_cardinality():
     assert index == {"a": 0, "b": 1}
 
 
+def test_a_tag_value_listed_twice_counts_once():
+    """An item whose list repeats a value (["a", "a"]) shares the history's values as one
+    that lists it once: a history all on "a" gives both 1, not the repeat 2."""
+    pairs, _ = tag_incidence([None, ["a"], ["a", "a"], ["a", "b", "a"]])
+    assert pairs.tolist() == [[1, 2, 3, 3], [0, 0, 0, 1]]
+    items = pl.DataFrame({"item_id": [1, 2, 3, 4], "sw": [["a"], ["a", "a"], ["a", "b"], ["b"]]})
+    train = _seqs([[1, 2, 3, 4], [4, 3, 2, 1]], [1, 2, 3, 4], items)
+    m = FeatRank(base="pop", tag_fields=["sw"], order_window=0).fit(train)
+    ix = {i: int(train.vocab.lookup([i])[0]) for i in (1, 2, 3, 4)}
+    f, _ = m.features(Batch(torch.tensor([[ix[1]], [ix[2]]])))
+    col = f[:, :, m.names.index("tag:sw")]
+    assert col[:, [ix[1], ix[2], ix[3], ix[4]]].tolist() == [[1.0, 1.0, 1.0, 0.0]] * 2
+
+
 def test_time_fields_detected_by_type_and_range():
     import datetime as dt
 
@@ -371,14 +385,18 @@ def test_errors():
         FeatRank(base="pop", tag_fields=["software"]).fit(bare)
 
 
-def _seqs(sequences: list[list[int]], ids: list[int]) -> SequenceDataset:
+def _seqs(
+    sequences: list[list[int]], ids: list[int], items: pl.DataFrame | None = None
+) -> SequenceDataset:
     rows: dict[str, list] = {"session_id": [], "item_id": [], "timestamp": []}
     for s, seq in enumerate(sequences):
         for k, item in enumerate(seq):
             rows["session_id"].append(s)
             rows["item_id"].append(item)
             rows["timestamp"].append(float(100 * s + k))
-    return SequenceDataset.from_frame(pl.DataFrame(rows), ItemVocab.from_ids(ids))
+    return SequenceDataset.from_frame(
+        pl.DataFrame(rows), ItemVocab.from_ids(ids), item_features=items
+    )
 
 
 def test_transition_counts_known_answer():

@@ -205,15 +205,20 @@ def tag_incidence(
     values: list[Any], index: dict[str, int] | None = None
 ) -> tuple[torch.Tensor, dict[str, int]]:
     """``([2, nnz] (item index, value index) pairs, value -> index)`` of one field's values by
-    item (a string, a list of strings or None); ``index`` extended (a copy) if given."""
+    item (a string, a list of strings or None; a value listed twice counts once); ``index``
+    extended (a copy) if given."""
     index = dict(index or {})
     rows, cols = [], []
     for i, v in enumerate(values):
+        seen: set[int] = set()
         for t in v if isinstance(v, list) else ([] if v is None else [v]):
             if t is None:
                 continue
-            rows.append(i)
-            cols.append(index.setdefault(str(t), len(index)))
+            col = index.setdefault(str(t), len(index))
+            if col not in seen:
+                seen.add(col)
+                rows.append(i)
+                cols.append(col)
     return torch.tensor([rows, cols], dtype=torch.int64).reshape(2, -1), index
 
 
