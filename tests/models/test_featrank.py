@@ -399,6 +399,18 @@ def _seqs(
     )
 
 
+def test_a_second_fit_refits_the_base_on_its_own_data():
+    """Fitting a fitted model again learns from the new data alone: its base too, not the
+    one the first fit left (the same scores as a new model's)."""
+    ids = [1, 2, 3, 4]
+    a, b = _seqs([[1, 2, 3, 4], [1, 2, 3]], ids), _seqs([[4, 3, 2, 1], [4, 3, 2]], ids)
+    batch = Batch(torch.tensor([[0, 2], [3, 4]]))
+    new = FeatRank(base="markov").fit(b)
+    again = FeatRank(base="markov").fit(a).fit(b)
+    assert torch.equal(again.base.score(batch), new.base.score(batch))
+    assert torch.equal(again.score(batch), new.score(batch))
+
+
 def test_transition_counts_known_answer():
     train = _seqs([[1, 2, 2, 3], [2, 3], [3, 1]], [1, 2, 3, 4])
     ix = {i: int(train.vocab.lookup([i])[0]) for i in (1, 2, 3, 4)}

@@ -491,12 +491,13 @@ class FeatRank(Recommender):
         trainer: Any = None,
         callbacks: Sequence[Callable[[int, dict[str, Any], Any], bool | None]] = (),
     ) -> FeatRank:
-        """Fit the base if it is not yet, build the features, then fit the weights (module
-        docstring): on training prefixes, then the cold ones (and all, near them) on ``valid``."""
+        """Fit the base (a new one: a second fit does not keep the first's), build the
+        features, then fit the weights (module docstring): on training prefixes, then the cold
+        ones (and all, near them) on ``valid``."""
         self._bind(train)
         if not self.config.fit_valid:
             valid = None  # the training sequences alone (the config's docstring)
-        self.base = fit_base(self, self.base, train, valid, trainer, callbacks)
+        self.base = fit_base(self, None, train, valid, trainer, callbacks)
         known = known_mask(train, valid)
         self._known = None if bool(known[1:].all()) else known
         self.known_ = self._known
