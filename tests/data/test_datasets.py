@@ -438,19 +438,25 @@ def test_download_checks_md5_when_no_sha256(tmp_path, monkeypatch):
         download("tiny", tmp_path / "data")
 
 
-def test_download_unpacks_zip(tmp_path, monkeypatch):
+def _zip_spec(tmp_path: Path, members: dict[str, str]) -> DatasetSpec:
+    """An ml-100k-shaped zip of ``members`` (name under ``ml-100k/`` -> text), its spec."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("ml-100k/u.data", "1\t2\t5\t881250949\n")
+        for name, text in members.items():
+            zf.writestr(f"ml-100k/{name}", text)
     payload = buf.getvalue()
-    spec = _spec(
+    return _spec(
         tmp_path,
         payload,
         "ml-100k.zip",
         hashlib.sha256(payload).hexdigest(),
         parser=datasets.parse_movielens_100k,
-        files=("u.data",),
+        files=tuple(members),
     )
+
+
+def test_download_unpacks_zip(tmp_path, monkeypatch):
+    spec = _zip_spec(tmp_path, {"u.data": "1\t2\t5\t881250949\n"})
     monkeypatch.setitem(DATASETS, "tiny", spec)
     dest = download("tiny", tmp_path / "data")
     assert (dest / "ml-100k" / "u.data").is_file()
@@ -458,18 +464,9 @@ def test_download_unpacks_zip(tmp_path, monkeypatch):
 
 
 def test_download_unpacks_again_after_an_interrupted_unzip(tmp_path, monkeypatch):
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("ml-100k/u.data", "1\t2\t5\t881250949\n")
-        zf.writestr("ml-100k/u.item", "2|Toy Story|01-Jan-1995||x|0\n")
-    payload = buf.getvalue()
-    spec = _spec(
+    spec = _zip_spec(
         tmp_path,
-        payload,
-        "ml-100k.zip",
-        hashlib.sha256(payload).hexdigest(),
-        parser=datasets.parse_movielens_100k,
-        files=("u.data", "u.item"),
+        {"u.data": "1\t2\t5\t881250949\n", "u.item": "2|Toy Story|01-Jan-1995||x|0\n"},
     )
     monkeypatch.setitem(DATASETS, "tiny", spec)
     extract = zipfile.ZipFile._extract_member
