@@ -24,7 +24,6 @@ from warmrec.data.columns import find_alias, infer_extra, normalise_ids
 from warmrec.data.schema import ITEM, USER
 from warmrec.data.text import (
     Source,
-    drop_trailing_blank_lines,
     read_text,
     require_rows,
     sniff_header,
@@ -80,7 +79,7 @@ def read_feature_table(path: str | Path, key: str, *, sep: str | None = None) ->
         src = Source(p, first_line=None)
     else:
         sep, header = sniff_header(p, sep)
-        raw = drop_trailing_blank_lines(read_text(p, sep=sep), p)
+        raw = read_text(p, sep=sep)
         src = Source(p, first_line=2, sep=sep)
     column = find_alias(header, key, set(), path=p)
     if column is None:

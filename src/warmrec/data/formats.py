@@ -33,7 +33,6 @@ from warmrec.data.schema import ITEM, SESSION, USER, validate_interactions
 from warmrec.data.text import (
     Source,
     clip,
-    drop_trailing_blank_lines,
     first_line,
     read_text,
     require_rows,
@@ -119,7 +118,6 @@ def _read_delimited(p: Path, opts: ReadOptions, default_sep: str | None = None) 
     kw = {} if names is None else {"has_header": False, "names": list(names)}
     dtypes = sample_dtypes(p, mapping, sep=sep, **kw)
     raw = read_text(p, sep=sep, select=select, dtypes=dtypes, **kw)
-    raw = drop_trailing_blank_lines(raw, p)
     require_rows(raw, src)
     return Interactions(to_canonical(raw, mapping, src, opts), source=str(p))
 
@@ -324,7 +322,7 @@ def recbole_header(path: Path) -> list[tuple[str, str]]:
 def read_atomic(path: Path) -> tuple[pl.DataFrame, dict[str, str]]:
     """A RecBole atomic file as text columns named without types, and the name -> type map."""
     fields = recbole_header(path)
-    raw = drop_trailing_blank_lines(read_text(path, sep="\t", quote_char=None), path)
+    raw = read_text(path, sep="\t", quote_char=None)
     require_rows(raw, Source(path, sep="\t"))
     raw.columns = [name for name, _ in fields]
     return raw, dict(fields)
@@ -338,7 +336,6 @@ def _read_inter(path: Path, opts: ReadOptions) -> pl.DataFrame:
     dtypes = sample_dtypes(path, mapping, sep="\t", quote_char=None)
     select = sorted(set(mapping.values()))
     raw = read_text(path, sep="\t", quote_char=None, select=select, dtypes=dtypes)
-    raw = drop_trailing_blank_lines(raw, path)
     require_rows(raw, src)
     return to_canonical(raw, mapping, src, opts)
 

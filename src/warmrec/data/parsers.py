@@ -97,7 +97,6 @@ from warmrec.data.interactions import Interactions
 from warmrec.data.schema import ITEM, ORDINAL, RATING, SECONDS, SESSION, TIME, USER
 from warmrec.data.text import (
     Source,
-    drop_trailing_blank_lines,
     first_line,
     read_text,
     require_rows,
@@ -155,7 +154,6 @@ def _read_headerless(
     if ids_as_text:
         dtypes = {k: v for k, v in dtypes.items() if k not in (SESSION, USER, ITEM)}
     raw = read_text(f, sep=sep, has_header=False, names=names, dtypes=dtypes, quote_char=None)
-    raw = drop_trailing_blank_lines(raw, f)
     require_rows(raw, src)
     return raw, src
 
@@ -167,8 +165,7 @@ def read_multichar(
     src = Source(path, first_line=first, sep=delim)
     lines = read_text(
         path, sep="\x00", has_header=False, names=["line"], quote_char=None, encoding=encoding
-    )
-    lines = drop_trailing_blank_lines(lines, path)["line"]
+    )["line"]
     require_rows(lines.to_frame(), src)
     parts = lines.str.split(delim)
     bad = parts.list.len().fill_null(0) != len(names)
