@@ -19,9 +19,9 @@ is built under :data:`warmrec.rng.GLOBAL_LOCK` from the seeded global generator 
 fit's own generators (:mod:`warmrec.rng`) with the lock free for other fits: the hooks, the
 training data, the optimizer and scheduler, the steps, and a resume, whose checkpoint RNG
 states go straight into the fit's own generators. (The lock once covered the whole setup, so
-trials in threads built their data one at a time; a fit draws the same numbers either way.) With ``checkpoint_dir`` the full
-state (weights, optimizer, scheduler, RNG states, best weights, history) is written atomically
-every ``checkpoint_every`` epochs; ``resume=True``
+trials in threads built their data one at a time; a fit draws the same numbers either way.)
+With ``checkpoint_dir`` the full state (weights, optimizer, scheduler, RNG states, best
+weights, history) is written atomically every ``checkpoint_every`` epochs; ``resume=True``
 continues from it and ends exactly where an uninterrupted run would (with other ``epochs``, a
 decaying or warming-up learning-rate schedule is planned over the new length from the next step
 on, and a :class:`ResumeWarning` says how the rate changes; one also says so where a checkpoint
@@ -323,15 +323,24 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def decay_groups(net: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Parameter groups with weight decay on matrices only (not on biases and norms)."""
-    decay = [p for p in net.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in net.parameters() if p.requires_grad and p.dim() < 2]
+def decay_groups(
+    net: torch.nn.Module | Iterable[torch.Tensor], weight_decay: float
+) -> list[dict[str, Any]]:
+    """Parameter groups with weight decay on matrices only (not on biases and norms), of a
+    module's parameters or of the given ones (the trained ones: ``requires_grad``)."""
+    params = list(net.parameters() if isinstance(net, torch.nn.Module) else net)
+    decay = [p for p in params if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in params if p.requires_grad and p.dim() < 2]
     groups = [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
     return [g for g in groups if g["params"]]
+
+
+def _budget_spent(cfg: TrainerConfig, run: RunState) -> bool:
+    """Whether ``time_budget_s`` (0: none) is spent: no epoch starts after it."""
+    return bool(cfg.time_budget_s) and run.train_seconds >= cfg.time_budget_s
 
 
 def make_optimizer(
@@ -844,7 +853,7 @@ def _run(
         for epoch in epochs:
             if run.stopped:
                 break
-            if cfg.time_budget_s and run.train_seconds >= cfg.time_budget_s:
+            if _budget_spent(cfg, run):
                 break
             model.net.train()
             t0, c0 = time.perf_counter(), time.process_time()
@@ -879,8 +888,7 @@ def _run(
                 "lr": optimizer.param_groups[0]["lr"],
             }
             # the time budget ends the run after this epoch: validate and checkpoint it as the last
-            spent = bool(cfg.time_budget_s) and run.train_seconds >= cfg.time_budget_s
-            last = epoch == n_epochs or spent
+            last = epoch == n_epochs or _budget_spent(cfg, run)
             if valid_set is not None and (epoch % cfg.eval_every == 0 or last):
                 t1 = time.perf_counter()
                 res = evaluate(

@@ -266,7 +266,7 @@ def pretrain_multisource(
 ) -> MultiSourceResult:
     """Pre-train one shared encoder on every domain (module docstring)."""
     from warmrec.evaluation.evaluate import evaluate
-    from warmrec.training.loop import lr_factor, optimizer_step
+    from warmrec.training.loop import decay_groups, lr_factor, optimizer_step
     from warmrec.training.progress import StepProgress
     from warmrec.training.threads import apply_threads
 
@@ -295,12 +295,8 @@ def pretrain_multisource(
             if p.requires_grad:
                 params.setdefault(id(p), p)
     plist = list(params.values())
-    # weight decay on matrices only, as the training loop's decay_groups: not biases, norms
-    groups = [
-        {"params": [p for p in plist if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in plist if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    opt = torch.optim.Adam([g for g in groups if g["params"]], lr=cfg.lr)
+    # weight decay on matrices only, as every fit: not on biases and norms
+    opt = torch.optim.Adam(decay_groups(plist, cfg.weight_decay), lr=cfg.lr)
     warmup = min(cfg.warmup_steps, cfg.steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, cfg.steps, warmup, "cosine")
