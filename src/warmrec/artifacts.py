@@ -426,8 +426,8 @@ def check_model_target(path: str | Path) -> None:
         return  # unreadable: the write itself reports it
     for name in (CONFIG_FILE, LEGACY_ADAPTER_CONFIG):
         try:
-            raw = json.loads((p / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError):
+            raw = parse_json((p / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
             continue
         if isinstance(raw, dict) and (
             "warmrec_version" in raw or (raw.get("format") in READABLE_FORMATS and "model" in raw)
@@ -542,9 +542,17 @@ def write_meta_files(
 
 
 # -- reading -------------------------------------------------------------------------------------
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads``, with a document nested deeper than the parser allows (``[[[[...``) a
+    ``ValueError`` like any other invalid JSON, not a ``RecursionError`` (whose text names
+    Python's recursion limit): every reader of a model file refuses it in one line."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("it nests deeper than the JSON parser allows") from None
+
+
 def _first_line(e: BaseException) -> str:
-    if isinstance(e, RecursionError):  # json's own text names Python's recursion limit
-        return "it nests deeper than the JSON parser allows"
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
 
@@ -603,13 +611,11 @@ def read_info(path: str | Path) -> Artifact:
     if not cfg_path.is_file():
         raise ModelError(f"{p}: not a warmrec model directory (no {CONFIG_FILE})")
     try:
-        raw = json.loads(cfg_path.read_text(encoding="utf-8"))
+        raw = parse_json(cfg_path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
         raise ModelError(f"{cfg_path}: not a text file ({e.reason})") from e
     except ValueError as e:
         raise ModelError(f"{cfg_path}: invalid JSON: {e}") from e
-    except RecursionError as e:  # ``[[[[...``: not a traceback
-        raise ModelError(f"{cfg_path}: invalid JSON: {_first_line(e)}") from None
     if not isinstance(raw, dict):
         raise ModelError(f"{cfg_path}: expected a JSON object, found {type(raw).__name__}")
     legacy = raw.get("format") == 1
@@ -708,8 +714,8 @@ def read_vocab(path: str | Path, record: VocabRecord | None, *, required: bool) 
         return None
     data = p.read_bytes()
     try:
-        vocab = ItemVocab.from_dict(json.loads(data))
-    except (ValueError, KeyError, TypeError, DataError, RecursionError) as e:
+        vocab = ItemVocab.from_dict(parse_json(data))
+    except (ValueError, KeyError, TypeError, DataError) as e:
         raise ModelError(f"{p}: not a valid vocabulary: {_first_line(e)}") from None
     if record is not None:
         if vocab.n_ids != record.n_ids:
@@ -823,8 +829,8 @@ def read_meta_files(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
     if not cfg_path.is_file():
         raise ModelError(f"{cfg_path}: missing (not a meta-trained model directory)")
     try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        cfg = parse_json(cfg_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
         raise ModelError(f"{cfg_path}: invalid JSON: {_first_line(e)}") from None
     if not isinstance(cfg, dict):
         raise ModelError(f"{cfg_path}: expected a JSON object, found {type(cfg).__name__}")

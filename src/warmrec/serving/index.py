@@ -166,15 +166,12 @@ class SessionIndex:
         """Open a saved index (memory-mapped by default); a damaged folder is one ModelError."""
         folder = Path(folder)
         info_path = folder / INDEX_FILE
+        from warmrec.artifacts import parse_json
+
         try:
-            info = json.loads(info_path.read_text(encoding="utf-8"))
+            info = parse_json(info_path.read_text(encoding="utf-8"))
         except (OSError, ValueError, UnicodeDecodeError) as e:
             raise ModelError(f"{info_path}: unreadable index description ({e})") from None
-        except RecursionError:  # ``[[[[...``: refused (and rebuilt) as any other bad file
-            raise ModelError(
-                f"{info_path}: unreadable index description (it nests deeper than the JSON "
-                "parser allows)"
-            ) from None
         if not isinstance(info, dict) or info.get("format") != INDEX_FORMAT:
             found = info.get("format") if isinstance(info, dict) else type(info).__name__
             raise ModelError(f"{info_path}: format {found!r}, expected {INDEX_FORMAT}")
