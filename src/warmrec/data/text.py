@@ -9,7 +9,7 @@ errors elsewhere can name the line; :func:`diagnose` turns a parser failure into
 from __future__ import annotations
 
 import codecs
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,14 +108,10 @@ class Source:
                 if line is not None and '"' not in line:  # line by line: first_line + row
                     line = line.rstrip("\r\n")
                     return self.first_line + row, want, len(header_cells(line, self.sep)), line
-            with open(self.path, encoding="utf-8", errors="replace", newline="") as f:
-                reader = csv.reader(f, delimiter=self.sep, quotechar='"', skipinitialspace=True)
-                next(reader, None)
-                start = reader.line_num + 1
-                for i, cells in enumerate(reader):
-                    if i == row:
-                        return start, want, len(cells), self.sep.join(cells)
-                    start = reader.line_num + 1
+            records = csv_records(self.path, self.sep, skipinitialspace=True)
+            for i, (line_no, cells) in enumerate(records):
+                if i == row + 1:  # the header is record 0
+                    return line_no, want, len(cells), self.sep.join(cells)
         except (OSError, csv.Error):
             return None
         return None
@@ -378,20 +374,33 @@ def _ragged_record(
     does."""
     import csv
 
+    want = n_fields
     try:
-        with open(path, encoding="utf-8", errors="replace", newline="") as f:
-            reader = csv.reader(f, delimiter=sep, quotechar=quote_char)
-            want = n_fields
-            start = 0
-            for i, cells in enumerate(reader):
-                if i == 0 and has_header and want is None:
-                    want = len(cells)
-                elif cells and want is not None and len(cells) != want:
-                    return start, len(cells), want
-                start = reader.line_num
+        for i, (line, cells) in enumerate(csv_records(path, sep, quote_char)):
+            if i == 0 and has_header and want is None:
+                want = len(cells)
+            elif cells and want is not None and len(cells) != want:
+                return line - 1, len(cells), want
     except (OSError, csv.Error):
         pass
     return None, None, n_fields
+
+
+def csv_records(
+    path: Path, sep: str, quote_char: str = '"', *, skipinitialspace: bool = False
+) -> Iterator[tuple[int, list[str]]]:
+    """Each record of a delimited file as Python's CSV reader reads it (a quoted field may
+    span lines), with the 1-based line it starts on; raises ``OSError`` and ``csv.Error``."""
+    import csv
+
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        reader = csv.reader(
+            f, delimiter=sep, quotechar=quote_char, skipinitialspace=skipinitialspace
+        )
+        start = 1
+        for cells in reader:
+            yield start, cells
+            start = reader.line_num + 1
 
 
 def first_bad_utf8(path: Path, chunk: int = 1 << 24) -> tuple[int, bytes] | None:
