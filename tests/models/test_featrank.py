@@ -463,6 +463,37 @@ def test_markov_feature_is_cross_fitted_on_the_training_prefixes(tmp_path):
     assert g.shape[1] == 7 and g[0, 6, 1] == 0 and g[0, ix[4], 1] == pytest.approx(np.log1p(2))
 
 
+def test_pop_and_order_features_are_cross_fitted_on_the_training_prefixes():
+    """Scoring reads the whole training set's counts and id offsets; a training prefix reads
+    the other folds' alone (counts x 5/4), never its own sequence's: sequence 0 (1 2 3 4, id
+    offsets +1) and sequence 1 (3 5, offset +2) each see the other's popularity and offsets."""
+    train = _seqs([[1, 2, 3, 4], [3, 5]], [1, 2, 3, 4, 5])
+    m = FeatRank(base="pop", tag_fields=[], gap_fields=[]).fit(train)
+    pop, order = m.names.index("pop"), m.names.index("order")
+    ix = {i: int(train.vocab.lookup([i])[0]) for i in (1, 2, 3, 4, 5)}
+    logc = torch.log1p(torch.tensor([1.0, 1.0, 2.0, 1.0, 1.0]))  # items 1..5
+    mu, sd = float(logc.mean()), float(logc.std())
+
+    def z(count: float) -> float:
+        return (float(np.log1p(count)) - mu) / sd
+
+    # scoring: the whole training set (offset +1 three times, +2 once)
+    f, _ = m.features(Batch(torch.tensor([[0, ix[1]], [0, ix[3]]])))
+    assert f[0, ix[3], pop] == pytest.approx(z(2.0)) and f[0, ix[2], pop] == pytest.approx(z(1))
+    assert f[0, ix[2], order] == pytest.approx(1.0) and f[1, ix[5], order] == pytest.approx(1 / 3)
+    # the first step's rows: each prefix's target read through the other sequence alone
+    rows, _, targets, _ = m._prefix_features(train, np.random.default_rng(0))
+    got = {
+        train.vocab.decode([t])[0]: (float(r[t, pop]), float(r[t, order]))
+        for r, t in zip(rows, targets.tolist(), strict=True)
+    }
+    assert got.keys() == {2, 3, 4, 5}
+    assert got[2] == pytest.approx((z(0.0), 0.0))  # item 2, offset +1: only in sequence 0
+    assert got[3] == pytest.approx((z(1.25), 0.0))  # item 3 once in sequence 1 (x 5/4)
+    assert got[4] == pytest.approx((z(0.0), 0.0))
+    assert got[5] == pytest.approx((z(0.0), 0.0))  # item 5, offset +2: only in sequence 1
+
+
 def test_refit_on_validation_is_kept_only_where_it_pays_out_of_fold():
     """The last step (every weight refitted on validation) is chosen by the out-of-fold
     validation NDCG@10: kept where validation's learners behave otherwise than the training

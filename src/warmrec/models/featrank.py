@@ -12,12 +12,14 @@ items with no training events as they reach the others; the score is their weigh
   1 / gap), cross-fitted on the training prefixes (a prefix reads the counts of the other folds
   of sequences, so the first step does not see its own answer);
 - ``order`` (integer item ids in publication order): ``p(id(i) - id(last(h)))``, the share of
-  training transitions with that id offset (as :mod:`warmrec.models.fresh`);
+  training transitions with that id offset (as :mod:`warmrec.models.fresh`; cross-fitted as
+  ``markov``);
 - ``seen``: 1 on the last ``seen_window`` history items; ``last``: 1 on the last one;
 - ``tag:F`` for each categorical item field ``F`` (a string or a list of strings: software,
   theme, difficulty, ...): how much of the recent history (``decay ** age`` over the last
   ``recent`` items) shares the item's values;
-- ``pop``: the item's training count (``log1p``, z-scored; 0 for items without events);
+- ``pop``: the item's training count (``log1p``, z-scored; 0 for items without events;
+  cross-fitted as ``markov``: a training prefix reads the other folds' counts, scaled up);
 - ``gap:F`` for each numeric field in ``gap_fields`` (e.g. a publication year): minus the
   distance between the item's value and the last history item's, over the field's spread (by
   default the fields that date an item, kept where they pay on validation);
@@ -328,6 +330,9 @@ class FeatRank(Recommender):
         self._tag_m: dict[str, torch.Tensor] = {}
         self.trans: torch.Tensor | None = None  # [n_items, n_items] sparse transition counts
         self._trans_now: torch.Tensor | None = None  # the counts the features read now
+        self._pop_now: torch.Tensor | None = None  # the pop column read now (a fold's)
+        self._order_now: torch.Tensor | None = None  # the order prior read now (a fold's)
+        self._pop_scale: tuple[float, float] = (0.0, 1.0)  # pop's log-count mean and spread
         self.gap_check: dict[str, Any] | None = None
         """After a fit with ``gap_fields = "auto"``, candidates and a validation set: the
         first step's validation NDCG@10 with the gap features (``with``) and without
@@ -425,7 +430,8 @@ class FeatRank(Recommender):
             rows = torch.index_select(trans, 0, last.clamp(min=0)).to_dense()
             yield torch.log1p(rows) * (last > 0).unsqueeze(1)
         if self.order is not None and self.id_num is not None:
-            yield order_term(items, self.id_num, self.order)
+            order = self._order_now if self._order_now is not None else self.order
+            yield order_term(items, self.id_num, order)
         if c.seen_window > 0:
             yield seen_term(items, c.seen_window, n)
             yield seen_term(items, 1, n)
@@ -446,7 +452,7 @@ class FeatRank(Recommender):
             )
             profile[:, pad] = 0.0
             yield profile[:, idx].sum(dim=2) if pad > 0 else torch.zeros(n_b, n)
-        yield self.pop.expand(n_b, n)
+        yield (self._pop_now if self._pop_now is not None else self.pop).expand(n_b, n)
         for vals in self.gaps.values():
             g = -(vals.unsqueeze(0) - vals[last].unsqueeze(1)).abs()
             yield torch.nan_to_num(g, nan=0.0) * (last > 0).unsqueeze(1)
@@ -514,8 +520,8 @@ class FeatRank(Recommender):
         warm = self.cold == 0
         warm[0] = False
         mu, sd = logc[warm].mean(), logc[warm].std()
-        pop = torch.where(warm, (logc - mu) / (sd if sd > 0 else 1.0), torch.zeros(()))
-        self.pop = torch.nan_to_num(pop, nan=0.0)
+        self._pop_scale = (float(mu), float(sd) if sd > 0 else 1.0)
+        self.pop = self._pop_feature(counts)
         window = _order_window(c, train)
         self.order = self.id_num = None
         if window > 0:
@@ -528,6 +534,16 @@ class FeatRank(Recommender):
         self.names = self._feature_names()
         self.weights_ = self._fit_weights(train, valid)
         return self
+
+    def _pop_feature(self, counts: np.ndarray) -> torch.Tensor:
+        """The ``pop`` column from training counts per item: ``log1p``, z-scored with the whole
+        training set's statistics (:attr:`_pop_scale`); 0 on the items without training events
+        (:attr:`cold`), whatever ``counts`` gives them."""
+        mu, sd = self._pop_scale
+        logc = torch.from_numpy(np.log1p(counts)).float()
+        pop = torch.where(self.cold == 0, (logc - mu) / sd, torch.zeros(()))
+        pop[0] = 0.0
+        return torch.nan_to_num(pop, nan=0.0)
 
     def _item_fields(self, train: SequenceDataset) -> None:
         c, feats = self.config, train.item_features
@@ -764,24 +780,35 @@ class FeatRank(Recommender):
             h = items[max(s, p - size) : p]
             hist[r, size - len(h) :] = h
         hist_t, targets = torch.from_numpy(hist), torch.from_numpy(items[pos])
-        if self.trans is None:
-            f, usable, t, _ = self._gather(hist_t, targets, rng)
-            return f, usable, t, torch.ones(len(t))
-        # the markov feature cross-fitted: a prefix never reads its own sequence's transitions
-        fold = np.searchsorted(offs, starts, side="right") - 1  # the prefix's sequence
-        fold = fold % FOLDS
+        # the features read from training events (markov, pop, order) cross-fitted: a prefix
+        # reads the other folds' sequences alone, scaled up to the whole, never its own answer
+        n_seq = len(offs) - 1
+        fold = (np.searchsorted(offs, starts, side="right") - 1) % FOLDS  # the prefix's sequence
+        seq_of = np.repeat(np.arange(n_seq), np.diff(offs)) % FOLDS  # each event's fold
+        scale = FOLDS / (FOLDS - 1)
         parts = []
         try:
             for k in range(FOLDS):
                 rows = torch.from_numpy(np.flatnonzero(fold == k))
                 if len(rows) == 0:
                     continue
-                mask = np.arange(len(offs) - 1) % FOLDS == k
-                own = transition_counts(train, self.n_items, mask, self.config.transition_steps)
-                self._trans_now = (self.trans - own).coalesce() * (FOLDS / (FOLDS - 1))
+                other = items[seq_of != k]
+                counts = np.bincount(other, minlength=self.n_items)[: self.n_items] * scale
+                self._pop_now = self._pop_feature(counts.astype(np.float64))
+                if self.order is not None and self.id_num is not None:
+                    self._order_now = order_prior(
+                        train,
+                        self.id_num,
+                        (len(self.order) - 1) // 2,
+                        np.arange(n_seq) % FOLDS != k,
+                    )
+                if self.trans is not None:
+                    mask = np.arange(n_seq) % FOLDS == k
+                    own = transition_counts(train, self.n_items, mask, self.config.transition_steps)
+                    self._trans_now = (self.trans - own).coalesce() * scale
                 parts.append(self._gather(hist_t[rows], targets[rows], rng)[:3])
         finally:
-            self._trans_now = None
+            self._trans_now = self._pop_now = self._order_now = None
         f, usable, t = (torch.cat([part[i] for part in parts]) for i in range(3))
         return f, usable, t, torch.ones(len(t))
 

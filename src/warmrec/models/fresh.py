@@ -241,14 +241,24 @@ def numeric_ids(vocab: ItemVocab) -> torch.Tensor:
     return torch.cat([torch.zeros(1, dtype=torch.float64), num])
 
 
-def order_prior(train: SequenceDataset, id_num: torch.Tensor, window: int) -> torch.Tensor:
+def order_prior(
+    train: SequenceDataset,
+    id_num: torch.Tensor,
+    window: int,
+    sequences: np.ndarray | None = None,
+) -> torch.Tensor:
     """``[2 window + 1]``: for ``d = -window..window`` the share of the training transitions
     (consecutive events of a sequence on two different items) whose id offset is ``d``, over
-    the largest such share (0 at ``d = 0``, all 0 without transitions)."""
+    the largest such share (0 at ``d = 0``, all 0 without transitions). ``sequences``: a
+    boolean mask over the training sequences, the transitions of those alone (None: all)."""
     seq = train.sequences
     items = torch.from_numpy(np.array(seq.items, dtype=np.int64))
+    offs = np.asarray(seq.offsets, dtype=np.int64)
     same_seq = torch.ones(len(items), dtype=torch.bool)
-    same_seq[torch.from_numpy(np.asarray(seq.offsets[1:-1], dtype=np.int64))] = False
+    same_seq[torch.from_numpy(offs[1:-1])] = False
+    if sequences is not None:
+        mine = np.repeat(np.asarray(sequences, dtype=bool), np.diff(offs))
+        same_seq &= torch.from_numpy(mine)
     prev, nxt, keep = items[:-1], items[1:], same_seq[1:]
     keep = keep & (prev != nxt)
     d = (id_num[nxt] - id_num[prev])[keep]
