@@ -116,3 +116,28 @@ def test_encode_reads_text_ids_as_index_of_does():
     assert v.encode(text).tolist() == [v.index_of(x) for x in text] == [0, 3, 0, 0, 1, 0, 0, 0]
     assert v.encode(pl.Series([15.0, 15.5, float("nan")])).tolist() == [3, 0, 0]
     assert v.encode(pl.Series(["15", None])).tolist() == [3, 0]
+
+
+@pytest.mark.parametrize(
+    ("ids", "probe"),
+    [
+        ([1, 3, 7, 12], ["7", 7.0]),  # text and float spellings of one integer id
+        ([1, 3, 7, 12], [7, 7.0, "12"]),
+        ([1, 3, 7, 12], [7.0, "a", True, 3]),
+        (["7", "7.0", "a", "true", "True"], [True, "a"]),  # booleans are never ids
+        (["7", "7.0", "a", "true", "True"], [True]),
+        (["7", "7.0", "a", "true", "True"], [float("nan"), 7]),  # 7 is "7", not "7.0"
+    ],
+)
+def test_encode_of_a_mixed_list_agrees_with_index_of(ids, probe):
+    """A list that mixed kinds was converted to one column type first: ``["7", 7.0]`` became
+    text, ``"7.0"`` is no integer id, so an integer vocabulary encoded 7.0 as unknown although
+    ``index_of(7.0)`` finds it; ``[True]`` became ``"true"`` in a text vocabulary."""
+    v = ItemVocab(ids)
+    want = [v.index_of(x) for x in probe]
+    assert v.encode(probe).tolist() == want
+    assert [x in v for x in probe] == [bool(i) for i in want]
+    if ids[0] == 1:
+        assert v.encode(["7", 7.0]).tolist() == [3, 3]
+    else:
+        assert v.encode(pl.Series([True, False])).tolist() == [0, 0]

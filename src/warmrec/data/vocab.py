@@ -165,21 +165,29 @@ class ItemVocab:
     def _coerce(self, values: pl.Series) -> pl.Series:
         """Raw ids as the vocabulary's type, each read as :meth:`index_of` reads one."""
         if self.is_str:
+            if values.dtype == pl.Boolean:  # booleans are never ids (not "true")
+                return pl.repeat(None, len(values), dtype=pl.Utf8, eager=True)
             return values.cast(pl.Utf8)
         return as_int_ids(values)
 
     def encode(self, values: Iterable | pl.Series | np.ndarray) -> np.ndarray:
-        """Raw ids -> int64 indices; unknown ids become 0 (padding)."""
+        """Raw ids -> int64 indices; unknown ids become 0 (padding). Each id is read as
+        :meth:`index_of` reads it, whatever the other ids in ``values`` are: a list that mixes
+        kinds (``["7", 7.0]``, ``[True, "a"]``) is read one id at a time, never as a column
+        of one type that the mix was converted to."""
         if isinstance(values, pl.Series):
             s = values
         elif isinstance(values, np.ndarray):
             s = pl.Series("id", values)
         else:
             vals = list(values)
+            kinds = {type(v) for v in vals if v is not None}
+            if not (kinds <= {int} or kinds <= {str}):  # floats, bools, a mix: one at a time
+                return self.lookup(vals)
             try:
-                s = pl.Series("id", vals)
+                s = pl.Series("id", vals, dtype=pl.Int64 if kinds == {int} else pl.Utf8)
             except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
-                s = pl.Series("id", [str(v) for v in vals])  # mixed types: compare as text
+                return self.lookup(vals)  # an int beyond int64
         s = self._coerce(s.rename("id"))
         if s.len() == 0:
             return np.zeros(0, dtype=np.int64)
