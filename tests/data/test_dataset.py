@@ -2,9 +2,11 @@
 
 import numpy as np
 import polars as pl
+import pytest
 
 from warmrec.data.dataset import EvalSet, SequenceDataset
 from warmrec.data.vocab import ItemVocab
+from warmrec.errors import DataError
 
 
 def test_from_frames_history_is_strictly_earlier():
@@ -93,3 +95,45 @@ def test_from_frames_never_reads_a_session_id_as_a_user_id():
         hist, tgt.with_columns(user_id=pl.lit(2)), vocab, user_vocab=users
     )
     assert with_user.users.tolist() == [2]
+
+
+def test_a_sequence_belongs_to_the_user_of_its_events_whatever_their_order():
+    """The user of a sequence was the user of its first row in file order: a session whose
+    first row had no user (or whose rows came out of time order with the user-less one first)
+    was user 0 (unknown), although the splits give it the user of its other events."""
+    df = pl.DataFrame(
+        {
+            "session_id": [1, 1, 1, 2, 2],
+            "user_id": [None, "a", "a", "b", None],
+            "item_id": [3, 1, 2, 2, 1],
+            "timestamp": [9.0, 1, 2, 4, 5],  # session 1's first row is its latest
+        }
+    )
+    ds = SequenceDataset.from_frame(df)
+    assert ds.sequences.keys.to_list() == [1, 2]
+    assert ds.user_vocab.decode(ds.users) == ["a", "b"]
+    uv, v = ItemVocab.from_ids(["a", "b"]), ItemVocab.from_ids([1, 2, 3])
+    for frame in (df, df.reverse()):
+        es = EvalSet.from_sessions(frame, v, user_vocab=uv)
+        assert es.keys.to_list() == [1, 1, 2] and uv.decode(es.users) == ["a", "a", "b"]
+    anonymous = df.with_columns(pl.lit(None, dtype=pl.Utf8).alias("user_id"))
+    assert EvalSet.from_sessions(anonymous, v, user_vocab=uv).users.tolist() == [0, 0, 0]
+
+
+def test_a_sequence_under_several_users_is_refused_naming_them():
+    # the user was whichever came first in the file: b here, a in the reversed file
+    df = pl.DataFrame(
+        {
+            "session_id": [7, 7, 7],
+            "user_id": ["b", None, "a"],
+            "item_id": [1, 2, 3],
+            "timestamp": [2.0, 3, 1],
+        }
+    )
+    for frame in (df, df.reverse()):
+        with pytest.raises(DataError, match=r"session_id 7 under users '[ab]', '[ab]'"):
+            SequenceDataset.from_frame(frame)
+        with pytest.raises(DataError, match="several users"):
+            EvalSet.from_sessions(
+                frame, ItemVocab.from_ids([1, 2, 3]), user_vocab=ItemVocab.from_ids(["a", "b"])
+            )

@@ -321,6 +321,34 @@ def test_a_table_given_in_python_is_checked_as_a_file_would_be():
     )
 
 
+def test_sessions_whose_first_event_has_no_user_keep_their_user():
+    """prepare took a session's user from its first event with a known item: a session whose
+    first event had no user was user 0 (unknown) in train, valid and test. A table given in
+    Python whose session id spans two users was accepted (a file's is refused)."""
+    from warmrec.errors import DataError
+
+    rows = [
+        (s, None if k == 0 else "abcdef"[s], k + 1, 100.0 * s + k)
+        for s in range(6)
+        for k in range(3)
+    ]
+    df = pl.DataFrame(rows, schema=["session_id", "user_id", "item_id", "timestamp"], orient="row")
+    opts = {"test_start": 450.0, "valid_start": 350.0}
+    prep = prepare(df, split="temporal", split_options=opts)
+    assert prep.split.kind == "sessions"
+    uv = prep.user_vocab
+    assert uv.decode(prep.train.users) == ["a", "b", "c", "d"]
+    assert uv.decode(prep.valid.users) == ["e", "e"] and uv.decode(prep.test.users) == ["f", "f"]
+    sp = do_split(df, "temporal", **opts)  # the per-part constructors agree
+    _same_train(prep.train, SequenceDataset.from_frame(sp.train, prep.vocab, user_vocab=uv))
+    _same_eval(prep.test, sp.test_set(prep.vocab, uv))
+    two = df.with_columns(
+        user_id=pl.when(pl.col("timestamp") == 2.0).then(pl.lit("z")).otherwise("user_id")
+    )
+    with pytest.raises(DataError, match="session 0 under user 'z' here and user 'a'"):
+        prepare(two, split="temporal", split_options=opts)
+
+
 def test_printing_a_prepared_log_is_a_summary_not_its_arrays():
     from warmrec.data.prepared import prepare
     from warmrec.registry import get_model

@@ -861,8 +861,8 @@ def canonical_table(data: Any, what: str = "the interaction table") -> pl.DataFr
     float seconds (a datetime column converted to the microsecond, numbers in milliseconds or
     finer told by their size; nanoseconds that tie there ordered by :func:`order_ties`), no missing, NaN, infinite or negative time, none past the
     calendar or far from the others, integer or text ids (text that is all integers read as
-    integers). A text time column was sorted as text (``"10"`` before ``"8"``): it is
-    refused."""
+    integers), a session id under one user only (:func:`check_sessions`). A text time column
+    was sorted as text (``"10"`` before ``"8"``): it is refused."""
     if not isinstance(data, pl.DataFrame):
         if type(data).__module__.split(".")[0] == "pandas" and hasattr(data, "columns"):
             data = pl.from_pandas(data)
@@ -888,5 +888,6 @@ def canonical_table(data: Any, what: str = "the interaction table") -> pl.DataFr
     if numeric_time:  # milliseconds (or finer) told by their size, as in a file
         out = out.with_columns(scale_epoch(out[TIME]))
     check_ids(out, src)
+    check_sessions(out, src)
     check_times(out, src)
     return out if full is None else order_ties(out, full)

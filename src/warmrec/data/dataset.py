@@ -82,9 +82,7 @@ class SequenceDataset:
             if key == USER:
                 users = user_vocab.encode(seqs.keys)
             else:
-                first_user = df.group_by(key).agg(pl.col(USER).first())
-                first_user = pl.DataFrame({key: seqs.keys}).join(first_user, on=key, how="left")
-                users = user_vocab.encode(first_user[USER])
+                users = user_vocab.encode(sequence_users(df, key, seqs.keys))
         return cls(seqs, vocab, key, users, user_vocab, item_features, user_features, df)
 
     def item_counts(self) -> np.ndarray:
@@ -210,9 +208,7 @@ class EvalSet:
         seqs = SequenceData.from_frame(sessions, vocab, key)
         seq_users = None
         if user_vocab is not None and USER in sessions.columns:
-            first_user = sessions.group_by(key).agg(pl.col(USER).first())
-            first_user = pl.DataFrame({key: seqs.keys}).join(first_user, on=key, how="left")
-            seq_users = user_vocab.encode(first_user[USER])
+            seq_users = user_vocab.encode(sequence_users(sessions, key, seqs.keys))
         return cls.from_sequences(seqs, len(vocab), seq_users, last_only=last_only)
 
     @classmethod
@@ -242,6 +238,32 @@ class EvalSet:
             seq_users[seq] if seq_users is not None else None,
             0,
         )
+
+
+def sequence_users(df: pl.DataFrame, key: str, keys: pl.Series, user: str = USER) -> pl.Series:
+    """The user of each sequence in ``keys`` (values of column ``key`` of ``df``): the one
+    ``user`` value of its events that have one, whatever their row or time order (a session
+    whose first rows have no user belongs to the user of its later ones, as in the splits);
+    null for a sequence without any. Raises :class:`~warmrec.errors.DataError` naming the key
+    and its users when a sequence holds events of several users."""
+    known = df.select(key, user).filter(pl.col(user).is_not_null())
+    per = known.group_by(key, maintain_order=True).agg(
+        pl.col(user).first(), pl.col(user).n_unique().alias("_n_users")
+    )
+    bad = per.filter(pl.col("_n_users") > 1)
+    if bad.height:
+        k = bad[key][0]
+        names = known.filter(pl.col(key) == k)[user].unique(maintain_order=True)
+        shown = ", ".join(repr(u) for u in names.head(3).to_list())
+        more = f" and {names.len() - 3} more" if names.len() > 3 else ""
+        raise DataError(
+            f"a sequence holds events of several users ({bad.height:,} such)",
+            field=key,
+            expected=f"one user per {key}: {key} values unique across users",
+            found=f"{key} {k!r} under users {shown}{more}",
+        )
+    got = pl.DataFrame({key: keys}).join(per, on=key, how="left", maintain_order="left")
+    return got[user]
 
 
 def sequence_halves(keys: pl.Series, rng: np.random.Generator) -> np.ndarray | None:

@@ -30,7 +30,7 @@ import numpy as np
 import polars as pl
 
 from warmrec.data.columns import canonical_table
-from warmrec.data.dataset import EvalSet, SequenceDataset, sorted_examples
+from warmrec.data.dataset import EvalSet, SequenceDataset, sequence_users, sorted_examples
 from warmrec.data.schema import ITEM, SESSION, TIME, USER, sequence_key
 from warmrec.data.sequences import IDX, SequenceData
 from warmrec.data.split import Split, default_split
@@ -318,7 +318,9 @@ class _Views:
 
 
 def _seq_users(sub: pl.DataFrame, key: str, seqs: SequenceData) -> np.ndarray:
-    """A user index per sequence of ``seqs`` (the user of its first known event)."""
-    first = sub.filter(pl.col(IDX) > 0).group_by(key, maintain_order=True).agg(pl.col(UIDX).first())
-    got = pl.DataFrame({key: seqs.keys}).join(first, on=key, how="left", maintain_order="left")
-    return got[UIDX].fill_null(0).to_numpy().astype(np.int64)
+    """A user index per sequence of ``seqs``: the user of its events that have one
+    (:func:`~warmrec.data.dataset.sequence_users`), 0 for none or a user unknown to the user
+    vocabulary."""
+    if USER in sub.columns and key != USER:  # events without a user say nothing of it
+        sub = sub.filter(pl.col(USER).is_not_null())
+    return sequence_users(sub, key, seqs.keys, UIDX).fill_null(0).to_numpy().astype(np.int64)
