@@ -6,7 +6,7 @@ import pytest
 
 from warmrec.data.dataset import EvalSet, SequenceDataset
 from warmrec.data.vocab import ItemVocab
-from warmrec.errors import DataError
+from warmrec.errors import DataError, DataWarning
 
 
 def test_from_frames_history_is_strictly_earlier():
@@ -137,3 +137,30 @@ def test_a_sequence_under_several_users_is_refused_naming_them():
             EvalSet.from_sessions(
                 frame, ItemVocab.from_ids([1, 2, 3]), user_vocab=ItemVocab.from_ids(["a", "b"])
             )
+
+
+def test_targets_tied_in_time_are_ordered_by_their_rows():
+    """The documented order (time, then history before targets, then row order): of two targets
+    of one key at one time, the second in row order has the first in its history, never the
+    reverse; reversing the rows reverses who sees whom. ``prepare`` cuts the same examples."""
+    from warmrec.data.prepared import prepare
+
+    hist = pl.DataFrame({"user_id": [1, 1], "item_id": [1, 4], "timestamp": [1.0, 10.0]})
+    tgt = pl.DataFrame({"user_id": [1, 1], "item_id": [2, 3], "timestamp": [10.0, 10.0]})
+    v = ItemVocab.from_ids([1, 2, 3, 4])
+    es = EvalSet.from_frames(hist, tgt, v)
+    got = [(v.decode(es.history(j)), v.decode([es.targets[j]])[0]) for j in range(len(es))]
+    assert got == [([1, 4], 2), ([1, 4, 2], 3)]  # a history row tied with both comes first
+    es = EvalSet.from_frames(hist, tgt.reverse(), v)
+    got = [(v.decode(es.history(j)), v.decode([es.targets[j]])[0]) for j in range(len(es))]
+    assert got == [([1, 4], 3), ([1, 4, 3], 2)]
+    log = pl.DataFrame(
+        {"user_id": [1] * 5, "item_id": [1, 4, 2, 3, 5], "timestamp": [1.0, 2, 10, 10, 20]}
+    )
+    opts = {"test_start": 10.0, "valid_start": 2.0, "drop_unseen": False}
+    with pytest.warns(DataWarning, match="only 3 test events"):
+        prep = prepare(log, split="temporal", split_options=opts)
+    assert prep.split.kind == "next_item"
+    w, te = prep.vocab, prep.test
+    got = [(w.decode(te.history(j)), w.decode([te.targets[j]])[0]) for j in range(len(te))]
+    assert got == [([1, 4], 2), ([1, 4, 2], 3), ([1, 4, 2, 3], 5)]

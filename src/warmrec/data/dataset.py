@@ -163,7 +163,16 @@ class EvalSet:
         user_vocab: ItemVocab | None = None,
     ) -> EvalSet:
         """Each row of ``targets`` is one example; its history is every earlier event of the same
-        key in ``history`` and in ``targets`` (stable time order, history rows first on ties).
+        key in ``history`` and in ``targets``.
+
+        "Earlier" is the package's one order of events (:mod:`warmrec.data.split`, "Order and
+        ties"): by time, then, on equal times, ``history`` rows before ``targets`` rows and
+        each table's row order. So two targets of one key at the same time are not
+        simultaneous: the second in ``targets``' row order has the first in its history (as an
+        earlier item of a held-out session is in the prefix of a later one at the same time,
+        :meth:`from_sessions`, and as in RecBole), while the first never sees the second. No
+        target ever sees an event after it in that order; to treat tied events as one
+        step, give them distinct times (or drop the duplicates) before splitting.
 
         Targets whose item is unknown to the vocabulary are dropped and counted in ``n_dropped``.
         """
