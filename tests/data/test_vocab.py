@@ -141,3 +141,13 @@ def test_encode_of_a_mixed_list_agrees_with_index_of(ids, probe):
         assert v.encode(["7", 7.0]).tolist() == [3, 3]
     else:
         assert v.encode(pl.Series([True, False])).tolist() == [0, 0]
+
+
+@pytest.mark.parametrize(
+    ("ids", "found"), [([1, "a"], "int and str"), (["a", 1], "int and str"), ([1, 2**64], "int")]
+)
+def test_a_vocabulary_of_mixed_ids_is_refused_with_a_data_error(ids, found):
+    """Building one of ints and strings raised Polars' TypeError (no field, no hint)."""
+    for build in (ItemVocab, ItemVocab.from_ids):
+        with pytest.raises(DataError, match=f"all integers .int64. or all strings.*found {found}"):
+            build(ids)

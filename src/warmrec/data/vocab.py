@@ -43,6 +43,21 @@ def as_int_ids(values: pl.Series) -> pl.Series:
     return values.cast(pl.Int64, strict=False)
 
 
+def _id_series(ids: Sequence | np.ndarray) -> pl.Series:
+    """Raw vocabulary ids given in Python as a Series; a mix of kinds (ints and strings) is
+    refused with a :class:`~warmrec.errors.DataError`, not Polars' TypeError."""
+    try:
+        return pl.Series("id", ids)
+    except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError) as e:
+        kinds = sorted({type(v).__name__ for v in ids if v is not None})
+        raise DataError(
+            "vocabulary ids must be all integers (int64) or all strings",
+            field="item_id",
+            expected="one kind of id: int (within int64) or str",
+            found=" and ".join(kinds) + f" ({str(e).splitlines()[0]})",
+        ) from e
+
+
 class ItemVocab:
     """A fixed mapping from raw ids (all ints or all strings) to indices ``1..n``; 0 is padding.
 
@@ -52,7 +67,7 @@ class ItemVocab:
     """
 
     def __init__(self, ids: Sequence | np.ndarray | pl.Series) -> None:
-        series = pl.Series("id", ids) if not isinstance(ids, pl.Series) else ids.rename("id")
+        series = _id_series(ids) if not isinstance(ids, pl.Series) else ids.rename("id")
         if series.dtype.is_integer():
             series = series.cast(pl.Int64)
         elif series.dtype in (pl.Utf8, pl.String):
@@ -88,7 +103,7 @@ class ItemVocab:
     @classmethod
     def from_ids(cls, ids: Iterable | pl.Series) -> ItemVocab:
         """Build a vocabulary of the distinct ids, in sorted order (independent of row order)."""
-        s = ids if isinstance(ids, pl.Series) else pl.Series("id", list(ids))
+        s = ids if isinstance(ids, pl.Series) else _id_series(list(ids))
         s = s.drop_nulls()
         off = compact_offsets(s)
         if off is not None:  # compact integer ids: a bincount instead of a hash
