@@ -1,6 +1,7 @@
 """Plausibility checks on the values a reader produced, each naming the line it refuses.
 
-Run by :func:`warmrec.data.columns.finish` on every log read from a file:
+Run by :func:`warmrec.data.columns.finish` on every log read from a file, and by
+:func:`~warmrec.data.columns.canonical_table` on a table given in Python:
 
 - **Ids** (``session_id``, ``user_id``, ``item_id`` read as text) must hold no control character
   (NUL, tab, newline, ... U+0000-U+001F, U+007F) and at most :data:`MAX_ID_LENGTH` (256)
