@@ -164,3 +164,15 @@ def test_targets_tied_in_time_are_ordered_by_their_rows():
     w, te = prep.vocab, prep.test
     got = [(w.decode(te.history(j)), w.decode([te.targets[j]])[0]) for j in range(len(te))]
     assert got == [([1, 4], 2), ([1, 4, 2], 3), ([1, 4, 2, 3], 5)]
+
+
+def test_from_frames_without_history_reads_the_targets_alone():
+    """An empty history table without columns (``pl.DataFrame()``) raised Polars'
+    ColumnNotFoundError; one with the columns and no rows worked."""
+    tgt = pl.DataFrame({"user_id": [1, 1, 2], "item_id": [2, 3, 1], "timestamp": [1.0, 2, 1]})
+    v = ItemVocab.from_ids([1, 2, 3])
+    for hist in (pl.DataFrame(), tgt.head(0), tgt.head(0).drop("user_id").drop("timestamp")):
+        es = EvalSet.from_frames(hist, tgt, v)
+        assert [v.decode(es.history(j)) for j in range(3)] == [[], [2], []]
+    with pytest.raises(DataError, match="different sequence keys"):
+        EvalSet.from_frames(tgt.rename({"user_id": "session_id"}), tgt, v)

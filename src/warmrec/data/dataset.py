@@ -177,7 +177,9 @@ class EvalSet:
         Targets whose item is unknown to the vocabulary are dropped and counted in ``n_dropped``.
         """
         key = sequence_key(targets)
-        if key not in history.columns and history.height:
+        if history.height == 0:  # no history (``pl.DataFrame()`` included): the targets alone
+            history = targets.head(0)
+        if key not in history.columns:
             raise DataError(
                 "history and targets use different sequence keys",
                 field=key,
