@@ -136,6 +136,7 @@ def test_encode_of_a_mixed_list_agrees_with_index_of(ids, probe):
     v = ItemVocab(ids)
     want = [v.index_of(x) for x in probe]
     assert v.encode(probe).tolist() == want
+    assert v.encode(np.array(probe, dtype=object)).tolist() == want  # raised TypeError
     assert [x in v for x in probe] == [bool(i) for i in want]
     if ids[0] == 1:
         assert v.encode(["7", 7.0]).tolist() == [3, 3]

@@ -192,10 +192,10 @@ class ItemVocab:
         of one type that the mix was converted to."""
         if isinstance(values, pl.Series):
             s = values
-        elif isinstance(values, np.ndarray):
+        elif isinstance(values, np.ndarray) and values.dtype != object:
             s = pl.Series("id", values)
-        else:
-            vals = list(values)
+        else:  # a list, or an array of Python objects (which may mix kinds)
+            vals = values.tolist() if isinstance(values, np.ndarray) else list(values)
             kinds = {type(v) for v in vals if v is not None}
             if not (kinds <= {int} or kinds <= {str}):  # floats, bools, a mix: one at a time
                 return self.lookup(vals)
