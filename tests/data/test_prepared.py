@@ -349,6 +349,25 @@ def test_sessions_whose_first_event_has_no_user_keep_their_user():
         prepare(two, split="temporal", split_options=opts)
 
 
+def test_a_session_id_is_never_read_as_a_user_id_with_a_given_user_vocabulary():
+    """prepare of a session log without users, given a user vocabulary (a saved model's), read
+    the session ids of leave-one-out's examples as user ids (sessions 1 and 2 became users 1
+    and 2) where :meth:`EvalSet.from_frames` gives no user."""
+    df = pl.DataFrame(
+        {
+            "session_id": [1, 1, 1, 1, 2, 2, 2, 2],
+            "item_id": [1, 2, 3, 4, 2, 3, 4, 1],
+            "timestamp": [1.0, 2, 3, 4, 5, 6, 7, 8],
+        }
+    )
+    uv = ItemVocab.from_ids([1, 2])
+    prep = prepare(df, split="loo", user_vocab=uv)
+    assert prep.split.kind == "next_item" and prep.split.key == "session_id"
+    assert len(prep.test) == 2 and prep.test.users is None and prep.valid.users is None
+    _same_eval(prep.test, prep.split.test_set(prep.vocab, uv))
+    _same_eval(prep.valid, prep.split.valid_set(prep.vocab, uv))
+
+
 def test_printing_a_prepared_log_is_a_summary_not_its_arrays():
     from warmrec.data.prepared import prepare
     from warmrec.registry import get_model

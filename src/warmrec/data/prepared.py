@@ -308,10 +308,8 @@ class _Views:
         ex = sorted_examples(sub[key], sub[IDX].to_numpy().astype(np.int64, copy=False), is_t)
         chosen = sub.filter(pl.Series(ex.selected))
         users = None
-        if UIDX in chosen.columns:
+        if UIDX in chosen.columns:  # a log without users has none: a session id is no user id
             users = chosen[UIDX].to_numpy().astype(np.int64)
-        elif self.user_vocab is not None:
-            users = self.user_vocab.encode(chosen[key])
         es = ex.eval_set(n_items, chosen[key], users)
         # a given user split drops a user new in this part's first target: no history to continue
         return sp.held_out_examples(es, ("valid", "test")[part - 1])
