@@ -176,3 +176,14 @@ def test_from_frames_without_history_reads_the_targets_alone():
         assert [v.decode(es.history(j)) for j in range(3)] == [[], [2], []]
     with pytest.raises(DataError, match="different sequence keys"):
         EvalSet.from_frames(tgt.rename({"user_id": "session_id"}), tgt, v)
+
+
+def test_from_sessions_of_user_keyed_sequences_reads_their_users():
+    """Sequences keyed by ``user_id`` (a ``user`` split of a user log) raised Polars'
+    DuplicateError when given a user vocabulary (``Split.valid_set(vocab, user_vocab)``)."""
+    df = pl.DataFrame(
+        {"user_id": ["b", "b", "a", "a"], "item_id": [1, 2, 2, 3], "timestamp": [1.0, 2, 3, 4]}
+    )
+    uv, v = ItemVocab.from_ids(["a", "b"]), ItemVocab.from_ids([1, 2, 3])
+    es = EvalSet.from_sessions(df, v, user_vocab=uv)
+    assert es.keys.to_list() == ["b", "a"] and uv.decode(es.users) == ["b", "a"]

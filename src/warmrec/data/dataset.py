@@ -257,6 +257,8 @@ def sequence_users(df: pl.DataFrame, key: str, keys: pl.Series, user: str = USER
     whose first rows have no user belongs to the user of its later ones, as in the splits);
     null for a sequence without any. Raises :class:`~warmrec.errors.DataError` naming the key
     and its users when a sequence holds events of several users."""
+    if key == user:  # sequences keyed by their user
+        return keys.rename(user)
     known = df.select(key, user).filter(pl.col(user).is_not_null())
     per = known.group_by(key, maintain_order=True).agg(
         pl.col(user).first(), pl.col(user).n_unique().alias("_n_users")
