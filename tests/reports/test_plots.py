@@ -102,3 +102,28 @@ def test_a_point_without_an_interval_gets_no_error_bar():
     assert _yerr(y, np.array([np.nan, np.nan]), np.array([np.nan, np.nan])) is None
     err = _yerr(y, np.array([0.1, np.nan]), np.array([0.25, np.nan]))
     assert np.allclose(err[:, 0], [0.1, 0.05]) and np.isnan(err[:, 1]).all()
+
+
+def test_bar_plot_draws_a_missing_value_as_missing_not_as_zero(tmp_path, monkeypatch):
+    """A NaN (or null) bar was drawn as a bar of height 0: a missing value looked measured."""
+    import warmrec.reports.plots as plots
+
+    figs = []
+    save = plots.save_figure
+    monkeypatch.setattr(
+        plots, "save_figure", lambda fig, path: (figs.append(fig), save(fig, path))[1]
+    )
+    df = pl.DataFrame(
+        {
+            "model": ["pop", "sasrec", "gru4rec", "sknn"],
+            "hr": [0.1, float("nan"), 0.3, None],
+            "lo": [0.05, float("nan"), 0.2, None],
+            "hi": [0.15, float("nan"), 0.4, None],
+        }
+    )
+    png_size(bar_plot(df, "model", "hr", None, tmp_path / "bar.png", lo="lo", hi="hi"))
+    ax = figs[0].axes[0]
+    bars = sorted((round(p.get_x() + p.get_width() / 2, 6), p.get_height()) for p in ax.patches)
+    assert bars == [(0.0, 0.1), (2.0, 0.3)]  # no bar at 1 (NaN) or 3 (null)
+    marks = sorted((round(t.get_position()[0], 6), t.get_text()) for t in ax.texts)
+    assert marks == [(1.0, "n/a"), (3.0, "n/a")]

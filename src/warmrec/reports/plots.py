@@ -138,7 +138,10 @@ def bar_plot(
     ylabel: str | None = None,
 ) -> Path:
     """Bars of ``y`` for each category of ``x``, side by side per ``group``, error bars from
-    ``lo``/``hi`` (e.g. NDCG@10 per dataset, one bar per model)."""
+    ``lo``/``hi`` (e.g. NDCG@10 per dataset, one bar per model).
+
+    A missing value (null or NaN) gets no bar but an ``n/a`` mark in its place: drawn as a
+    zero bar it read as a measured 0."""
     df = _frame(df, [x, y, group, lo, hi])
     cats = df[x].unique(maintain_order=True).to_list()
     pos = {c: i for i, c in enumerate(cats)}
@@ -147,12 +150,31 @@ def bar_plot(
     fig, ax = new_figure((max(6.4, 0.5 * len(cats) * len(groups) + 2), 4.2))
     for j, (name, d) in enumerate(groups):
         xs = np.array([pos[c] for c in d[x].to_list()], dtype=np.float64)
+        xs = xs - 0.4 + width * (j + 0.5)
         ys = _col(d, y)
-        err = _yerr(ys, _col(d, lo), _col(d, hi))
-        ax.bar(
-            xs - 0.4 + width * (j + 0.5), np.nan_to_num(ys), width, yerr=err, capsize=3, label=name
+        known = np.isfinite(ys)
+        los, his = _col(d, lo), _col(d, hi)
+        err = _yerr(
+            ys[known],
+            None if los is None else los[known],
+            None if his is None else his[known],
         )
+        bars = ax.bar(xs[known], ys[known], width, yerr=err, capsize=3, label=name)
+        color = bars.patches[0].get_facecolor() if bars.patches else "#555555"
+        for xm in xs[~known]:  # x in data units, y in axes units: at the foot of the axes
+            ax.text(
+                xm,
+                0.02,
+                "n/a",
+                transform=ax.get_xaxis_transform(),
+                ha="center",
+                va="bottom",
+                rotation=90,
+                fontsize="x-small",
+                color=color,
+            )
     ax.set_xticks(range(len(cats)), [str(c) for c in cats])
+    ax.set_xlim(-0.5, len(cats) - 0.5)  # an n/a mark, not a bar, may stand at either end
     if max((len(str(c)) for c in cats), default=0) * len(cats) > 60:
         ax.tick_params(axis="x", labelrotation=30)
     ax.grid(False, axis="x")
