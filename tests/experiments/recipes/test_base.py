@@ -367,3 +367,21 @@ def test_cloudera_ours_tuned_on_valid_sessions_says_so():
     rec["w2v-tuned"]["valid"]["recall@10"] = 0.6  # the clean search wins: no caveat
     claims = {c.what: c.why for c in ClouderaW2V().claims(rec)}
     assert not any("out of sample" in w for w in claims.values())
+
+
+def test_the_report_keeps_the_digits_of_a_small_figure():
+    """A figure of 3e-05 showed as 0.0000 beside the source project's, as if it were zero;
+    the report now writes it as the other reports do (``format_value``)."""
+    from warmrec.experiments.recipes.report import claims_frame, fmt
+
+    class Tiny(Toy):
+        def claims(self, records: Mapping[str, Any]) -> list[Claim]:
+            return [
+                Claim("MRR of a rare item", "0.00003", None, "p", value=3e-5),
+                Claim("HR@1", "1.0", ("markov", "test", "full", "hr@1"), "p"),
+                Claim("missing", "0.1", ("nothing",), "p"),
+            ]
+
+    records = {"markov": {"test": {"full": {"hr@1": 0.25}}}}
+    assert claims_frame(Tiny(), records)["warmrec"].to_list() == ["3.00e-05", "0.2500", "-"]
+    assert fmt(0.0) == "0.0000" and fmt(0.04, 1) == "4.0e-02" and fmt(12.34, 1) == "12.3"

@@ -14,18 +14,23 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from warmrec.reports.tables import format_value
+
 if TYPE_CHECKING:  # base imports this module when a run ends
     from warmrec.experiments.recipes.base import Recipe, Step
 
 
 def fmt(v: Any, digits: int = 4) -> str:
-    """A figure for a table: floats to ``digits`` places, None as ``-``."""
+    """A figure for a table: floats as the other reports write them
+    (:func:`~warmrec.reports.tables.format_value`: ``digits`` places, in scientific notation
+    where those would round a nonzero value to zero, ``3.00e-05`` and not ``0.0000``), None as
+    ``-``."""
     if v is None:
         return "-"
     if isinstance(v, bool):
         return str(v)
     if isinstance(v, float):
-        return f"{v:.{digits}f}"
+        return format_value(v, digits)
     return str(v)
 
 
