@@ -86,6 +86,28 @@ def test_summary_matches_the_runs(study):
     assert ratio == pytest.approx(study.ratio(name, 0.5))
 
 
+def test_the_ratio_pairs_seeds_when_one_arm_misses_a_seed(study):
+    """Scratch without seed 2: the ratio divided finetune's mean over seeds 0-2 by scratch's over
+    0-1 (2.0 here, where the two are equal on every seed both ran)."""
+    from warmrec.experiments.transfer_study import summarize_study
+
+    def rec(seed, method, v):
+        kind = "scratch" if method == "scratch" else "transfer"
+        return {"fraction": 1.0, "seed": seed, "method": method, "kind": kind, "fit_s": 1.0,
+                "metrics": {"ndcg@10": v}, "per_user": {"ndcg@10": [v, v / 2]}}  # fmt: skip
+
+    recs = [rec(0, "scratch", 0.1), rec(1, "scratch", 0.2)]
+    recs += [rec(0, "finetune", 0.1), rec(1, "finetune", 0.2), rec(2, "finetune", 0.6)]
+    rows = {r["method"]: r for r in summarize_study(recs, ["ndcg@10"], n_boot=50).to_dicts()}
+    assert rows["finetune"]["ndcg@10"] == pytest.approx(0.3)  # its own mean: all its seeds
+    assert rows["finetune"]["ratio"] == pytest.approx(1.0)  # was 0.3 / 0.15 = 2.0
+    assert rows["finetune"]["diff"] == pytest.approx(0.0)
+    assert rows["scratch"]["ratio"] == pytest.approx(1.0)
+    assert "both means over the seeds both ran (paired by seed)" in " ".join(
+        study.paths["report_md"].read_text().split()
+    )
+
+
 def test_run_files_hold_per_example_values(study):
     rec = json.loads((study.out_dir / "runs" / f"{run_key(0.5, 1, 'scratch')}.json").read_text())
     per = np.asarray(rec["per_example"]["ndcg@10"])

@@ -111,8 +111,9 @@ class StudyResult:
     ``runs``: one row per run (``fraction, seed, method, kind, strategy, init``, the metrics,
     ``fit_s``, ``n_train_sequences``); ``summary``: one row per (fraction, method) with, for
     each metric, the mean over seeds and its CI (``<metric>``, ``<metric>_lo``, ``<metric>_hi``),
-    ``n_seeds``, and against scratch on per-example NDCG@10 (each example's mean over seeds): ``ratio`` (mean / scratch
-    mean), ``diff``, ``diff_lo``, ``diff_hi``, ``p_value``; ``table``: the display table;
+    ``n_seeds``, and against scratch on per-user NDCG@10 over the seeds both ran (paired by
+    seed; each user's mean over those seeds): ``ratio`` (mean / scratch's mean, both over the
+    paired seeds), ``diff``, ``diff_lo``, ``diff_hi``, ``p_value``; ``table``: the display table;
     ``computed``: the runs computed by this call (the rest were read from ``out_dir/runs``).
     """
 
@@ -125,7 +126,7 @@ class StudyResult:
     info: dict[str, Any] = field(default_factory=dict)
 
     def ratio(self, method: str, fraction: float) -> float:
-        """``method``'s mean NDCG@10 over scratch's at ``fraction``."""
+        """``method``'s mean NDCG@10 over scratch's at ``fraction`` (over the seeds both ran)."""
         row = self.summary.filter(
             (pl.col("method") == method) & ((pl.col("fraction") - fraction).abs() < 1e-12)
         )
@@ -546,7 +547,8 @@ def summarize_study(
     test_metric: str = TEST_METRIC,
     n_boot: int = 5000,
 ) -> pl.DataFrame:
-    """Mean and CI over seeds per (fraction, method) and the paired test against scratch."""
+    """Mean and CI over seeds per (fraction, method); the ratio to scratch and the paired test
+    against it on the seeds both ran (paired by seed)."""
     groups: dict[tuple[float, str], list[Mapping[str, Any]]] = {}
     for r in records:
         groups.setdefault((r["fraction"], r["method"]), []).append(r)
@@ -565,10 +567,13 @@ def summarize_study(
         row["fit_s"] = float(np.mean([r["fit_s"] for r in rs]))
         base = {r["seed"]: r for r in groups.get((f, "scratch"), [])}
         row.update(ratio=None, diff=None, diff_lo=None, diff_hi=None, p_value=None)
-        if base:
-            b_mean = float(np.mean([r["metrics"][test_metric] for r in base.values()]))
-            row["ratio"] = row[test_metric] / b_mean if b_mean > 0 else float("nan")
         paired = [r for r in rs if r["seed"] in base]
+        if paired:
+            # paired by seed, as the test below: both means over the seeds both arms ran (all
+            # of each arm's seeds compared other seed sets where one arm missed a seed)
+            a_mean = float(np.mean([r["metrics"][test_metric] for r in paired]))
+            b_mean = float(np.mean([base[r["seed"]]["metrics"][test_metric] for r in paired]))
+            row["ratio"] = a_mean / b_mean if b_mean > 0 else float("nan")
         runs = paired + [base[r["seed"]] for r in paired]
         unit = "per_user" if all("per_user" in r for r in runs) else "per_example"
         if method != "scratch" and paired and test_metric in paired[0][unit]:
@@ -630,10 +635,11 @@ def write_outputs(result: StudyResult, metrics: Sequence[str]) -> dict[str, Path
         Lines([f"{k}: {v}" for k, v in result.info.items()]),
         Heading("Results"),
         Text(
-            "Mean over seeds with the 95 % t-interval; ratio = NDCG@10 / scratch's NDCG@10; "
-            "diff and p_value: paired bootstrap test against scratch on per-user NDCG@10 (each "
-            "test user's mean over its examples), each user's mean over the seeds (the users "
-            "are resampled: a user's examples are not independent)."
+            "Mean over seeds with the 95 % t-interval; ratio = NDCG@10 / scratch's NDCG@10, "
+            "both means over the seeds both ran (paired by seed); diff and p_value: paired "
+            "bootstrap test against scratch on per-user NDCG@10 (each test user's mean over its "
+            "examples), each user's mean over the same paired seeds (the users are resampled: "
+            "a user's examples are not independent)."
         ),
         Table(result.table),
         Heading("Plots"),
