@@ -300,6 +300,38 @@ def test_seeds_that_scored_the_same_users_are_paired_per_user_not_pooled():
     assert pooled.ci[1] - pooled.ci[0] < want.ci[1] - want.ci[0]  # pooling narrowed it
 
 
+def test_the_report_says_how_the_seeds_users_were_paired(tmp_path):
+    """The report said "users pooled over seeds" where every seed scored the same users
+    (``order = "time"``) and the test took each user's mean over the seeds."""
+    from warmrec.experiments.studies.coldstart import write_outputs
+
+    rng = np.random.default_rng(0)
+
+    def rec(seed, method, vals, users):
+        return {"seed": seed, "method": method,
+                "metrics": {"3": {"hr@10": 0.5, "ndcg@10": float(vals.mean()), "mrr@10": 0.2}},
+                "per_user": {"3": vals.tolist()}, "user_keys": {"3": users}}  # fmt: skip
+
+    def report(records, name):
+        summary = summarize(records, (3,))
+        paths = write_outputs(tmp_path / name, summary, display_table(summary), {"seeds": "0, 1"})
+        return summary, " ".join(paths["report_md"].read_text().split())
+
+    vals = [rng.uniform(0, 1, 20) for _ in range(2)]
+    same = [rec(s, m, np.clip(vals[s] + d, 0, 1), "u") for s in range(2)
+            for m, d in (("finetune", 0.0), ("maml", 0.05))]  # fmt: skip
+    summary, text = report(same, "same")
+    assert set(summary["paired_users"]) == {"mean over seeds"}
+    assert "each user's mean over the seeds (every seed scored the same users)" in text
+    assert "pooled" not in text
+    other = [{**r, "user_keys": {"3": f"u{r['seed']}"}} for r in same]
+    summary, text = report(other, "other")
+    assert set(summary["paired_users"]) == {"pooled over seeds"}
+    assert "users pooled over the seeds (each seed scored other users)" in text
+    summary, text = report([r for r in same if r["seed"] == 0], "one")
+    assert set(summary["paired_users"]) == {"one seed"} and "the users of one seed" in text
+
+
 @pytest.mark.parametrize(
     ("methods", "settings", "words"),
     [

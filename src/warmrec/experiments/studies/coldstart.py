@@ -42,7 +42,9 @@ k >= 3.
 model per seed to ``out/models/global-s<seed>`` (a normal model directory) and then the table
 (mean over seeds with 95 % t-interval -- ``-`` with one seed, where the spread is unknown --
 NDCG@10 ratio to ``finetune`` and a paired bootstrap test against ``finetune`` on per-user
-NDCG@10 pooled over seeds), the plot (metric vs shots) and a Markdown + HTML report.
+NDCG@10: each user's mean over the seeds where every seed scored the same users, as
+``order = "time"`` does, else the seeds' users pooled; the summary's ``paired_users`` and the
+report say which), the plot (metric vs shots) and a Markdown + HTML report.
 """
 
 from __future__ import annotations
@@ -333,7 +335,9 @@ def summarize(
 
     Ranking: ratio = NDCG@10 / finetune's, paired test on per-user NDCG@10. Rating
     (``higher_better=False``, metrics RMSE, MAE): ratio = RMSE / finetune's, paired test on
-    per-user mean squared error (a negative diff is better)."""
+    per-user mean squared error (a negative diff is better). ``paired_users`` says how the
+    seeds' users were paired (:func:`_paired_users`): ``mean over seeds``, ``pooled over
+    seeds`` or ``one seed``."""
     rows = []
     by: dict[str, dict[int, Mapping[str, Any]]] = {}
     for r in records:
@@ -348,10 +352,12 @@ def summarize(
                     [runs[s]["metrics"][key][m] for s in sorted(runs)], bounds=metric_bounds(m)
                 )
                 row.update({m: s.mean, f"{m}_lo": s.lo, f"{m}_hi": s.hi})
-            row.update(ratio=None, diff=None, diff_lo=None, diff_hi=None, p_value=None)
+            row.update(
+                ratio=None, diff=None, diff_lo=None, diff_hi=None, p_value=None, paired_users=None
+            )
             paired = [s for s in sorted(runs) if s in base]
             if paired:
-                a, b = _paired_users(runs, base, paired, key)
+                a, b, row["paired_users"] = _paired_users(runs, base, paired, key)
                 bm = float(b.mean())
                 row["ratio"] = float(a.mean()) / bm if bm > 0 else None
                 if not higher_better:
@@ -367,6 +373,7 @@ def summarize(
             rows.append(row)
     df = pl.DataFrame(rows, infer_schema_length=None)
     cols = ("ratio", "diff", "diff_lo", "diff_hi", "p_value")
+    df = df.with_columns(pl.col("paired_users").cast(pl.String))
     primary = "ndcg@10" if higher_better else metrics[0]
     return df.with_columns([pl.col(c).cast(pl.Float64) for c in cols]).sort(
         ["shots", primary], descending=[False, higher_better]
@@ -385,19 +392,38 @@ def _paired_users(
     base: Mapping[int, Mapping[str, Any]],
     seeds: Sequence[int],
     key: str,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-user values of a method and of the baseline over ``seeds``, paired: each user's
-    mean over the seeds where every seed scored the same users (``order = "time"`` ignores
-    the seed: pooling their arrays counted each user once per seed, as if independent, and
-    read p 0.0002 where the per-user means give 0.019), else the seeds' users pooled (each
-    seed drew other users)."""
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Per-user values of a method and of the baseline over ``seeds``, paired, and how:
+    each user's mean over the seeds where every seed scored the same users (``order =
+    "time"`` ignores the seed: pooling their arrays counted each user once per seed, as if
+    independent, and read p 0.0002 where the per-user means give 0.019): ``"mean over
+    seeds"``; else the seeds' users pooled (each seed drew other users): ``"pooled over
+    seeds"``, or ``"one seed"``."""
     got = [r.get("user_keys", {}).get(key) for r in [*(runs[s] for s in seeds),
                                                  *(base[s] for s in seeds)]]  # fmt: skip
     a = [np.asarray(runs[s]["per_user"][key], dtype=np.float64) for s in seeds]
     b = [np.asarray(base[s]["per_user"][key], dtype=np.float64) for s in seeds]
     if len(seeds) > 1 and None not in got and len(set(got)) == 1:
-        return mean_over_seeds(a), mean_over_seeds(b)
-    return np.concatenate(a), np.concatenate(b)
+        return mean_over_seeds(a), mean_over_seeds(b), "mean over seeds"
+    how = "pooled over seeds" if len(seeds) > 1 else "one seed"
+    return np.concatenate(a), np.concatenate(b), how
+
+
+PAIRING_TEXT = {
+    "mean over seeds": "each user's mean over the seeds (every seed scored the same users)",
+    "pooled over seeds": "users pooled over the seeds (each seed scored other users)",
+    "one seed": "the users of one seed",
+}
+
+
+def pairing_text(summary: pl.DataFrame) -> str:
+    """How the paired test paired the users (the summary's ``paired_users``), in words: the
+    report said "pooled over seeds" where each user's mean over the seeds was taken."""
+    hows = [h for h in PAIRING_TEXT if h in set(summary["paired_users"].drop_nulls())]
+    if not hows:
+        return "no method was paired with per-user fine-tuning"
+    text = " or ".join(PAIRING_TEXT[h] for h in hows)
+    return text if len(hows) == 1 else f"{text} (per row: paired_users in summary.csv)"
 
 
 def display_table(summary: pl.DataFrame, metrics: Sequence[str] = METRICS) -> pl.DataFrame:
@@ -465,7 +491,7 @@ def write_outputs(
             "Mean over seeds with the 95 % t-interval (meta-test users, full-catalogue ranking "
             "of the event after the k revealed ones); ratio = NDCG@10 / per-user fine-tuning's; "
             "diff [95% CI] and p_value: paired bootstrap of the mean difference from per-user "
-            "fine-tuning in per-user NDCG@10, users pooled over seeds."
+            f"fine-tuning in per-user NDCG@10, {pairing_text(summary)}."
         )
     else:
         explain = (
@@ -473,8 +499,8 @@ def write_outputs(
             "RMSE and MAE in the rating scale's units over every rating after the k revealed "
             "ones); ratio = RMSE / "
             "per-user fine-tuning's (< 1 is better); diff [95% CI] and p_value: paired bootstrap of "
-            "the mean difference from per-user fine-tuning in per-user mean squared error, users "
-            "pooled over seeds."
+            "the mean difference from per-user fine-tuning in per-user mean squared error, "
+            f"{pairing_text(summary)}."
         )
     paths.update(
         write_study_report(
