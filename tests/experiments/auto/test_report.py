@@ -80,3 +80,14 @@ def test_the_best_trial_of_a_family_on_a_tie_is_the_earlier_one_not_the_quicker(
         search.trials = {t.id: t for t in order}
         assert search.best(["sasrec"]) is early
         assert search.best() is early
+
+
+def test_the_report_keeps_the_digits_of_a_small_figure():
+    """The leaderboard and the pick wrote 4 decimals: a test NDCG of 3e-05 with its interval
+    read ``0.0000 [0.0000, 0.0000]``, a zero; they are written as the other reports write
+    them now."""
+    from warmrec.experiments.auto.report import _fmt
+
+    assert _fmt(3e-5, [1e-5, 4e-5]) == "3.00e-05 [1.00e-05, 4.00e-05]"
+    assert _fmt(0.25, [0.2, 0.3]) == "0.2500 [0.2000, 0.3000]"
+    assert _fmt(None) == "-" and _fmt(0.0) == "0.0000"

@@ -22,9 +22,17 @@ from warmrec.experiments.auto.steps import _ci, warnings_quiet
 
 
 def _fmt(v: float | None, ci: list[float] | None = None) -> str:
+    """A figure (and its interval) as the other reports write it
+    (:func:`~warmrec.reports.tables.format_value`): 4 decimals, ``3.00e-05`` where those would
+    show a nonzero value as ``0.0000``."""
+    from warmrec.reports.tables import format_value
+
     if v is None:
         return "-"
-    return f"{v:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
+    v = float(v)
+    return format_value(v) + (
+        f" [{format_value(float(ci[0]))}, {format_value(float(ci[1]))}]" if ci else ""
+    )
 
 
 def _tried(trials: list[Trial]) -> str:
@@ -186,7 +194,7 @@ def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> di
             winner_growable = growable(model)
             head = [
                 f"# warmrec auto's pick: {t.id} ({t.origin}), validation {label} "
-                f"{t.value:.4f}, test {t.test.get(label, float('nan')):.4f}",
+                f"{_fmt(t.value)}, test {_fmt(t.test.get(label, float('nan')))}",
                 f"# `warmrec train --config {toml_path.name} --out DIR` fits it again from "
                 "scratch; the fitted model is in model/",
             ]
@@ -427,7 +435,7 @@ def _report(s: AutoSearch, summary: dict, profile: LogProfile, notes: list[str],
     ]
     for fam, v in sorted(summary["exclusion"].items()):
         lines.append(
-            f"- {fam}: seen items kept {v['kept']:.4f}, excluded {v['excluded']:.4f} "
+            f"- {fam}: seen items kept {_fmt(v['kept'])}, excluded {_fmt(v['excluded'])} "
             f"-> {'excluded' if v['excluded'] > v['kept'] else 'kept'}"
         )
     lines += ["", "## Leaderboard", "", table]
@@ -456,7 +464,7 @@ def _report(s: AutoSearch, summary: dict, profile: LogProfile, notes: list[str],
             new_items_line(w),
         ]
         parts = [
-            f"{name.replace('_', ' ')} {v[label]:.4f} (n {v['n']:,})"
+            f"{name.replace('_', ' ')} {_fmt(v[label])} (n {v['n']:,})"
             for name, v in (w.get("slices") or {}).items()
             if name != "all" and v["n"] and v[label] is not None
         ]
