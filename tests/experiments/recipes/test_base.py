@@ -385,3 +385,11 @@ def test_the_report_keeps_the_digits_of_a_small_figure():
     records = {"markov": {"test": {"full": {"hr@1": 0.25}}}}
     assert claims_frame(Tiny(), records)["warmrec"].to_list() == ["3.00e-05", "0.2500", "-"]
     assert fmt(0.0) == "0.0000" and fmt(0.04, 1) == "4.0e-02" and fmt(12.34, 1) == "12.3"
+
+
+def test_mooc_transfer_names_the_unit_of_its_study_test():
+    """The protocol said the study's paired test was on per-example NDCG@10; the study pairs
+    per-user values (each test user's mean over its examples), over the seeds both arms ran."""
+    text = " ".join(get_recipe("mooc-transfer").protocols())
+    assert "per-example" not in text
+    assert "over the seeds both ran, on per-user NDCG@10" in text

@@ -242,8 +242,9 @@ class MoocTransfer(Recipe):
             "(nowplaying-1m's given split folder merged and split again).",
             FULL_NOTE,
             "Transfer study: nested subsamples of the target's training sessions per seed; "
-            "valid and test are the full held-out parts; mean and 95 % CI over seeds; paired "
-            "test against scratch on per-example NDCG@10.",
+            "valid and test are the full held-out parts; mean and 95 % CI over seeds; ratio "
+            "to scratch and paired test against it over the seeds both ran, on per-user "
+            "NDCG@10 (each test user's mean over its examples, then over the seeds).",
         ]
 
     def report_blocks(self, records: Mapping[str, Any], out: Any) -> list[Any]:
