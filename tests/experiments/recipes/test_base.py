@@ -393,3 +393,17 @@ def test_mooc_transfer_names_the_unit_of_its_study_test():
     text = " ".join(get_recipe("mooc-transfer").protocols())
     assert "per-example" not in text
     assert "over the seeds both ran, on per-user NDCG@10" in text
+
+
+def test_cloudera_w2v_writes_a_small_figure_with_its_digits(tmp_path):
+    """Its goal line wrote 4 decimals: an MRR@10 of 3e-05 read 0.0000, as if zero."""
+    from warmrec.reports.report import Text
+
+    full = {"recall@10": 0.125, "mrr@10": 3e-5}
+    records = {
+        "w2v-source-best": {"test": {"full": full}, "fit_s": 10.0},
+        "w2v-tuned": {"test": {"full": {**full, "mrr@10": 4e-5}}, "fit_s": 5.0, "valid": {}},
+    }
+    blocks = get_recipe("cloudera-w2v").report_blocks(records, tmp_path)
+    text = " ".join(b.text for b in blocks if isinstance(b, Text))
+    assert "MRR@10 4.00e-05 vs 3.00e-05" in text and "Recall@10 0.1250 vs 0.1250" in text

@@ -292,6 +292,7 @@ class ClouderaW2V(Recipe):
     def report_blocks(self, records: Mapping[str, Any], out: Path) -> list[Any]:
         import polars as pl
 
+        from warmrec.experiments.recipes.report import fmt
         from warmrec.reports.plots import line_plot
         from warmrec.reports.report import Heading, Image, Text
 
@@ -303,8 +304,8 @@ class ClouderaW2V(Recipe):
                 Heading("The goal"),
                 Text(
                     f"Ours ({g['ours']}) vs Word2Vec with the source's best setting, test: "
-                    f"Recall@10 {g['recall@10'][0]:.4f} vs {g['recall@10'][1]:.4f}, MRR@10 "
-                    f"{g['mrr@10'][0]:.4f} vs {g['mrr@10'][1]:.4f}, fit "
+                    f"Recall@10 {fmt(g['recall@10'][0])} vs {fmt(g['recall@10'][1])}, MRR@10 "
+                    f"{fmt(g['mrr@10'][0])} vs {fmt(g['mrr@10'][1])}, fit "
                     f"{g['fit_s'][0]:.1f} s vs {g['fit_s'][1]:.1f} s: {verdict} (at least the "
                     "baseline's Recall@10 and MRR@10, in less fitting time)."
                     + (f" Caveat: {PRIOR_CAVEAT}." if g["ours"] == "w2v-prior-tuned" else "")
@@ -319,7 +320,7 @@ class ClouderaW2V(Recipe):
                 Text(
                     "The setting searched here alone (w2v-tuned: chosen on this protocol's "
                     f"validation pairs, nothing from elsewhere): test Recall@10 "
-                    f"{t['recall@10']:.4f}, MRR@10 {t['mrr@10']:.4f}; its search and refit "
+                    f"{fmt(t['recall@10'])}, MRR@10 {fmt(t['mrr@10'])}; its search and refit "
                     f"together took {cost:.0f} s against the source setting's "
                     f"{base['fit_s']:.0f} s of fitting. (w2v-prior-tuned's setting was tuned "
                     "earlier on this log's given validation file under another split, whose "
@@ -331,9 +332,9 @@ class ClouderaW2V(Recipe):
             peak = max(hist, key=lambda h: h.get("recall@10", -1.0))
             blocks.append(
                 Text(
-                    f"The source's setting on validation: Recall@10 {peak['recall@10']:.4f} at "
+                    f"The source's setting on validation: Recall@10 {fmt(peak['recall@10'])} at "
                     f"its best epoch ({peak['epoch']} of {len(hist)}), "
-                    f"{hist[-1]['recall@10']:.4f} at the last, which it keeps (as the source "
+                    f"{fmt(hist[-1]['recall@10'])} at the last, which it keeps (as the source "
                     "does)."
                 )
             )
