@@ -91,3 +91,26 @@ def test_the_report_keeps_the_digits_of_a_small_figure():
     assert _fmt(3e-5, [1e-5, 4e-5]) == "3.00e-05 [1.00e-05, 4.00e-05]"
     assert _fmt(0.25, [0.2, 0.3]) == "0.2500 [0.2000, 0.3000]"
     assert _fmt(None) == "-" and _fmt(0.0) == "0.0000"
+
+
+def test_the_progress_plot_leaves_the_callers_matplotlib_backend_alone(tmp_path):
+    """``matplotlib.use("Agg")`` in the plot switched the caller's backend (a notebook's
+    inline one) for the rest of its session; the plot uses the object API now."""
+    from types import SimpleNamespace
+
+    import matplotlib
+
+    from warmrec.experiments.auto.report import _plot
+
+    before = matplotlib.get_backend()
+    trial = SimpleNamespace(curve=[(1.0, 0.1), (2.0, 0.2)])
+    search = SimpleNamespace(
+        of=lambda fam: [trial] if fam == "pop" else [], ctx=SimpleNamespace(metric="ndcg@10")
+    )
+    try:
+        matplotlib.use("pdf")
+        _plot(search, tmp_path / "progress.png", SimpleNamespace(value=0.2))
+        assert matplotlib.get_backend() == "pdf"
+    finally:
+        matplotlib.use(before)
+    assert (tmp_path / "progress.png").read_bytes()[:4] == b"\x89PNG"

@@ -67,16 +67,17 @@ def _short(t: Trial) -> str:
 
 
 def _plot(search: AutoSearch, path: Path, winner: Trial | None) -> None:
-    import matplotlib
+    """The best validation score over time per family, as PNG: through the object API of
+    :mod:`warmrec.reports.plots` (``matplotlib.use("Agg")`` here switched the caller's
+    backend, a notebook's inline one included, for the rest of its session)."""
+    from matplotlib import colormaps
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from warmrec.reports.plots import new_figure, save_figure
 
-    from warmrec.io import atomic_write_bytes
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = new_figure((7, 4.5))
+    ax.grid(False)
     fams = [f.name for f in FAMILIES] + [HYBRID]
-    colours = plt.get_cmap("tab20").colors
+    colours = colormaps["tab20"].colors
     for i, fam in enumerate(fams):
         pts = sorted(p for t in search.of(fam) for p in t.curve)
         if not pts:
@@ -97,11 +98,7 @@ def _plot(search: AutoSearch, path: Path, winner: Trial | None) -> None:
     ax.set_title("best validation score over time, per family")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, ncol=2, loc="lower right")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path, dpi=100)
 
 
 def finish(search: AutoSearch, plan_notes: list[str], profile: LogProfile) -> dict[str, Any]:
