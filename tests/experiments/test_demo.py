@@ -50,3 +50,26 @@ def test_coldstart_demo_adaptation_finds_the_planted_per_user_preference(tmp_pat
         assert rmse[(k, "finetune")] < 0.75 * rmse[(k, "global")]
         assert rmse[(k, "fomaml")] < 0.75 * rmse[(k, "global")]
     assert (tmp_path / "cs" / "report.html").is_file()
+
+
+def test_the_demo_table_keeps_a_small_figure(tmp_path, monkeypatch):
+    """The table was rounded to 4 decimals before it was written: an NDCG@10 of 3e-05 was 0.0
+    in results.csv (documented as full precision), in results.md and in the table returned."""
+    import warmrec.experiments.demo as demo
+    from tests.conftest import cyclic_log
+
+    evaluate = demo.evaluate_model
+
+    def tiny_ndcg(*args, **kwargs):
+        res = evaluate(*args, **kwargs)
+        res.summary["ndcg@10"] = 3e-5
+        return res
+
+    monkeypatch.setattr(demo, "evaluate_model", tiny_ndcg)
+    cyclic_log(n_sessions=60, n_items=12, length=6).write_csv(tmp_path / "log.csv")
+    table, _ = run_demo(tmp_path / "log.csv", out=tmp_path / "out", models=("pop",),
+                        progress=False, transfer=False, coldstart=False)  # fmt: skip
+    assert table["ndcg@10"][0] == 3e-5
+    assert pl.read_csv(tmp_path / "out" / "results.csv")["ndcg@10"][0] == 3e-5
+    assert "| pop | " in (md := (tmp_path / "out" / "results.md").read_text())
+    assert " 3.00e-05 |" in md

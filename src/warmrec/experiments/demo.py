@@ -97,8 +97,9 @@ def run_demo(
         model, fit_s = timed(fit_model, name, prep, None, train_cfg)
         res, eval_s = timed(evaluate_model, model, prep.test, prep, metrics=DEMO_METRICS)
         rows.append({"model": name, **res.summary, "fit_s": fit_s, "eval_s": eval_s})
+    # unrounded: results.csv keeps full precision, results.md formats (format_value); rounded
+    # to 4 decimals here, a figure of 3e-05 was 0.0 in both
     table = pl.DataFrame(rows).sort("ndcg@10", descending=True)
-    table = table.with_columns([pl.col(c).round(4) for c in table.columns if c != "model"])
     info = {
         "data": source,
         "split": split,
@@ -198,11 +199,13 @@ def check_models(models: tuple[str, ...] | list[str] | None) -> list[str]:
 
 
 def render_markdown(table: pl.DataFrame, info: dict[str, Any]) -> str:
-    head = "| " + " | ".join(table.columns) + " |"
-    sep = "|" + "|".join("---" for _ in table.columns) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.iter_rows()]
+    """``results.md``: the setting, then the table with its figures as the reports write them
+    (:func:`~warmrec.reports.tables.to_markdown`: 4 decimals, ``3.00e-05`` where those would
+    show a nonzero figure as zero)."""
+    from warmrec.reports.tables import to_markdown
+
     meta = "\n".join(f"- {k}: {v}" for k, v in info.items())
-    return f"# warmrec demo\n\n{meta}\n\n" + "\n".join([head, sep, *body]) + "\n"
+    return f"# warmrec demo\n\n{meta}\n\n" + to_markdown(table)
 
 
 # -- the transfer part (``warmrec demo`` without --data / --models) -------------------------------
