@@ -127,3 +127,12 @@ def test_bar_plot_draws_a_missing_value_as_missing_not_as_zero(tmp_path, monkeyp
     assert bars == [(0.0, 0.1), (2.0, 0.3)]  # no bar at 1 (NaN) or 3 (null)
     marks = sorted((round(t.get_position()[0], 6), t.get_text()) for t in ax.texts)
     assert marks == [(1.0, "n/a"), (3.0, "n/a")]
+    # grouped: a category a group has no row for is marked too (model b has no "x")
+    figs.clear()
+    df = pl.DataFrame({"data": ["x", "y", "y"], "model": ["a", "a", "b"], "hr": [0.2, None, 0.4]})
+    bar_plot(df, "data", "hr", "model", tmp_path / "grouped.png")
+    ax = figs[0].axes[0]
+    bars = sorted((round(p.get_x() + p.get_width() / 2, 6), p.get_height()) for p in ax.patches)
+    assert bars == [(-0.2, 0.2), (1.2, 0.4)]
+    marks = sorted((round(t.get_position()[0], 6), t.get_text()) for t in ax.texts)
+    assert marks == [(0.2, "n/a"), (0.8, "n/a")]

@@ -140,8 +140,8 @@ def bar_plot(
     """Bars of ``y`` for each category of ``x``, side by side per ``group``, error bars from
     ``lo``/``hi`` (e.g. NDCG@10 per dataset, one bar per model).
 
-    A missing value (null or NaN) gets no bar but an ``n/a`` mark in its place: drawn as a
-    zero bar it read as a measured 0."""
+    A missing value (null or NaN, or no row for a category in a group) gets no bar but an
+    ``n/a`` mark in its place: a NaN was drawn as a zero bar, which read as a measured 0."""
     df = _frame(df, [x, y, group, lo, hi])
     cats = df[x].unique(maintain_order=True).to_list()
     pos = {c: i for i, c in enumerate(cats)}
@@ -149,8 +149,10 @@ def bar_plot(
     width = 0.8 / len(groups)
     fig, ax = new_figure((max(6.4, 0.5 * len(cats) * len(groups) + 2), 4.2))
     for j, (name, d) in enumerate(groups):
-        xs = np.array([pos[c] for c in d[x].to_list()], dtype=np.float64)
-        xs = xs - 0.4 + width * (j + 0.5)
+        shift = -0.4 + width * (j + 0.5)
+        xs = np.array([pos[c] for c in d[x].to_list()], dtype=np.float64) + shift
+        present = set(d[x].to_list())
+        absent = np.array([pos[c] for c in cats if c not in present], dtype=np.float64) + shift
         ys = _col(d, y)
         known = np.isfinite(ys)
         los, his = _col(d, lo), _col(d, hi)
@@ -161,7 +163,7 @@ def bar_plot(
         )
         bars = ax.bar(xs[known], ys[known], width, yerr=err, capsize=3, label=name)
         color = bars.patches[0].get_facecolor() if bars.patches else "#555555"
-        for xm in xs[~known]:  # x in data units, y in axes units: at the foot of the axes
+        for xm in [*xs[~known], *absent]:  # x in data units, y in axes units: at the foot
             ax.text(
                 xm,
                 0.02,
