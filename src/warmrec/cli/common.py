@@ -330,8 +330,18 @@ def emit_json(obj: Any) -> None:
 
 
 def format_table(df: pl.DataFrame) -> str:
+    """A table for the terminal; floats as the reports write them
+    (:func:`~warmrec.reports.tables.format_value`: 4 decimals, ``3.00e-05`` where those would
+    read 0)."""
     import polars as pl
 
+    from warmrec.reports.tables import format_value
+
+    df = df.with_columns(
+        pl.Series(c, [None if v is None else format_value(v) for v in df[c]], dtype=pl.Utf8)
+        for c in df.columns
+        if df[c].dtype.is_float()
+    )
     with pl.Config(
         tbl_formatting="ASCII_MARKDOWN",
         tbl_hide_column_data_types=True,
