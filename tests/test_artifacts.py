@@ -120,6 +120,40 @@ def test_weights_that_do_not_fit_the_config(saved):
     assert "model.safetensors" in msg and "has shape" in msg and "config and vocabulary" in msg
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("n_layers", 10**30, "n_layers = 10000000000000000000000000000"),
+        ("n_layers", 50, "n_layers = 50"),
+        ("max_len", 10**12, "config field 'max_len' = 1000000000000, the weights give 6"),
+        ("ffn_dim", 10**5, "config field 'ffn_dim' = 100000, the weights give 16"),
+        ("d", 10**15, "d = 1000000000000000"),
+    ],
+)
+def test_a_config_edited_to_huge_sizes_is_refused_before_anything_is_allocated(
+    saved, monkeypatch, field, value, needle
+):
+    # the net is first built where nothing is allocated (the meta device), and stops building
+    # once it holds far more than the weights: no hang, no exhausted memory
+    from warmrec.models.sasrec import SASRec
+
+    built = []
+    real = SASRec.build_net
+
+    def spy(self, n_items):
+        net = real(self, n_items)
+        built.append({p.device.type for p in net.parameters()})
+        return net
+
+    monkeypatch.setattr(SASRec, "build_net", spy)
+    info = json.loads((saved / "config.json").read_text())
+    info["config"][field] = value
+    (saved / "config.json").write_text(json.dumps(info))
+    msg = _error(saved)
+    assert "model.safetensors" in msg and "config" in msg and needle in msg, msg
+    assert all(devices == {"meta"} for devices in built), built
+
+
 def test_invalid_json(saved):
     text = (saved / "config.json").read_text()
     (saved / "config.json").write_text(text[: len(text) // 2])

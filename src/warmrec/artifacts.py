@@ -37,7 +37,10 @@ Reading (:func:`read_info`, :func:`read_weights`, :func:`read_vocab`, :func:`loa
 each file and turns every problem -- no such directory, invalid JSON, unknown model name, weights
 that are not safetensors (a pickle, a truncated file), weights that do not fit the config, a
 missing or edited vocabulary, edited weights (checksum), a ``meta.item_counts`` that does not fit
-the vocabulary -- into one :class:`~warmrec.errors.ModelError` line naming the file. Only files
+the vocabulary -- into one :class:`~warmrec.errors.ModelError` line naming the file. A neural
+model's config is checked against the weights before its net is allocated
+(:meth:`~warmrec.models.neural.NeuralRecommender.set_state`): an edited ``n_layers`` or a huge
+``d`` / ``max_len`` is that error too, not a hang or an exhausted memory. Only files
 inside the directory are read (:func:`inside`, for every file: ``config.json``, weights,
 vocabularies, a meta directory's files, an adapter directory's, a checkpoint's trainer state): a
 ``weights`` name in ``config.json`` that is a path, or a file that is a symbolic link leading

@@ -26,12 +26,15 @@ sequence up to and including its input, however far back the window starts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from warmrec.config import build_config
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
@@ -189,6 +192,101 @@ class WindowData:
         order = rng.permutation(len(self))
         for lo in range(0, len(order), batch_size):
             yield self.batch(order[lo : lo + batch_size])
+
+
+class _OverBudget(Exception):
+    """A net being built registered more parameters, buffers and modules than allowed."""
+
+
+@contextmanager
+def _registration_budget(limit: int) -> Iterator[None]:
+    """Raise :class:`_OverBudget` from the ``limit + 1``-th parameter, buffer or submodule this
+    thread registers on any module inside the block (torch's global registration hooks)."""
+    from torch.nn.modules import module as torch_module
+
+    me, count = threading.get_ident(), 0
+
+    def hook(*_: Any) -> None:
+        nonlocal count
+        if threading.get_ident() == me:
+            count += 1
+            if count > limit:
+                raise _OverBudget
+
+    handles = [
+        torch_module.register_module_parameter_registration_hook(hook),
+        torch_module.register_module_buffer_registration_hook(hook),
+        torch_module.register_module_module_registration_hook(hook),
+    ]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+class _SizedOnMeta(TorchFunctionMode):
+    """Tensors made from sizes alone (``torch.empty``, ``zeros``, ``randn``, ...) go to the
+    ``meta`` device (shapes, no memory); tensors made from data (``torch.tensor``,
+    ``as_tensor``, ``from_numpy``: item text vectors a net is built from) stay where they are,
+    their size bounded by the data."""
+
+    SIZED = frozenset(
+        {
+            torch.empty,
+            torch.empty_strided,
+            torch.zeros,
+            torch.ones,
+            torch.full,
+            torch.rand,
+            torch.randn,
+            torch.randint,
+            torch.randperm,
+            torch.arange,
+            torch.eye,
+            torch.linspace,
+        }
+    )
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None
+    ) -> Any:
+        kwargs = dict(kwargs or {})
+        if func in self.SIZED and kwargs.get("device") is None:
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
+def _int_fields(config: Any) -> dict[str, int]:
+    return {
+        k: v
+        for k, v in config.model_dump().items()
+        if isinstance(v, int) and not isinstance(v, bool)
+    }
+
+
+def _size_fields(config: Any) -> str:
+    """The config's whole-number fields that differ from their defaults, largest first (the
+    sizes an edited config inflates)."""
+    default = _int_fields(type(config)())
+    ints = [(k, v) for k, v in _int_fields(config).items() if default.get(k) != v]
+    ints.sort(key=lambda kv: -kv[1])
+    return ", ".join(f"{k} = {v}" for k, v in ints[:3]) or "its sizes"
+
+
+def _fields_giving(config: Any, built: tuple[int, ...], saved: tuple[int, ...]) -> str:
+    """`` (config field 'max_len' = 10**9, the weights give 6)`` where a dimension that differs
+    equals a whole-number config field; empty where none does."""
+    if len(built) != len(saved):
+        return ""
+    ints = _int_fields(config)
+    for b, s in zip(built, saved):
+        if b != s:
+            names = [k for k, v in ints.items() if v == b]
+            if names:
+                which = " or ".join(f"'{n}'" for n in names)
+                return f" (config field {which} = {b}, the weights give {s})"
+    return ""
 
 
 class NeuralRecommender(Recommender):
@@ -473,15 +571,13 @@ class NeuralRecommender(Recommender):
         return {k: v.detach() for k, v in self.net.state_dict().items()}
 
     def set_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Build the net of the config and vocabulary and load ``state`` into it. The net is
+        first built on the ``meta`` device (no memory) and checked against ``state``, so that a
+        config edited after saving (``n_layers = 10**30``, a huge ``d`` or ``max_len``) is one
+        error naming the weight or config field, not a hang or an exhausted memory."""
         self._check_fitted()
+        self._check_net_fits(state)
         self.net = self.build_net(self.n_items)
-        own = self.net.state_dict()
-        for k, v in state.items():
-            if k in own and tuple(own[k].shape) != tuple(v.shape):
-                raise ModelError(
-                    f"model '{self.name}': weight {k!r} has shape {tuple(v.shape)}, the config "
-                    f"and vocabulary give {tuple(own[k].shape)}"
-                )
         missing, unexpected = self.net.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ModelError(
@@ -489,3 +585,35 @@ class NeuralRecommender(Recommender):
                 f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})"
             )
         self.net.to(self.device)
+
+    def _check_net_fits(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Refuse ``state`` where the net of the config and vocabulary would hold other weights
+        (names or shapes), finding out on the ``meta`` device, where nothing is allocated. The
+        build registers at most :func:`_registration_budget` of ``len(state)`` parameters,
+        buffers and modules: a config that asks for far more than the weights hold (an edited
+        ``n_layers``) stops there instead of looping."""
+        limit = 16 * len(state) + 256
+        try:
+            with _registration_budget(limit), _SizedOnMeta():
+                own = self.build_net(self.n_items).state_dict()
+        except _OverBudget:
+            raise ModelError(
+                f"model '{self.name}': the config builds a network of more than {limit} "
+                f"parameters, buffers and modules, far more than the {len(state)} weights hold "
+                f"(edited after saving? sizes set: {_size_fields(self.config)})"
+            ) from None
+        except ModelError:
+            raise
+        except Exception as e:  # a size torch refuses (e.g. beyond 64 bits)
+            text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(
+                f"model '{self.name}': the config gives a network torch cannot build ({text}; "
+                f"edited after saving? sizes set: {_size_fields(self.config)})"
+            ) from None
+        for k, v in state.items():
+            if k in own and tuple(own[k].shape) != tuple(v.shape):
+                fields = _fields_giving(self.config, tuple(own[k].shape), tuple(v.shape))
+                raise ModelError(
+                    f"model '{self.name}': weight {k!r} has shape {tuple(v.shape)}, the config "
+                    f"and vocabulary give {tuple(own[k].shape)}{fields}"
+                )
