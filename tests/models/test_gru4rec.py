@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ import torch
 from tests.conftest import assert_learns_cycle, assert_roundtrip, ranged_sequences, tiny_net
 from warmrec import evaluate, get_model
 from warmrec.errors import ConfigError
+from warmrec.models import Recommender
 from warmrec.models.gru4rec import GRU4Rec, SessionParallelData, session_parallel_schedule
 from warmrec.models.neural import WindowData
 from warmrec.training.loop import TrainerConfig, inner_steps, make_optimizer, optimizer_step
@@ -136,6 +139,43 @@ def test_gru4rec_save_load_roundtrip(cyclic_split, tmp_path):
         train, epochs=1, batch_size=16
     )
     assert_roundtrip(model, valid, tmp_path / "g", n=12)
+
+
+def test_untied_gru4rec_keeps_no_unused_input_table(cyclic_split):
+    # untied: inputs are looked up in `input`, outputs scored against `item.out`; the output
+    # layer's own input table was allocated and saved, never read nor trained
+    train, _ = cyclic_split
+    model = get_model("gru4rec", dict(FAST, tied=False, embedding_dim=12)).fit(
+        train, epochs=1, batch_size=16
+    )
+    state = model.get_state()
+    assert "item.embed.weight" not in state
+    assert state["input.weight"].shape == (len(train.vocab), 12)
+    assert state["item.out"].shape == (len(train.vocab), 24)
+    assert model.net.item.n_items == len(train.vocab)
+
+
+def test_an_untied_gru4rec_saved_with_the_unused_table_still_loads(cyclic_split, tmp_path):
+    train, valid = cyclic_split
+    model = get_model("gru4rec", dict(FAST, tied=False, embedding_dim=12)).fit(
+        train, epochs=1, batch_size=16
+    )
+    path = model.save(tmp_path / "g")
+    # what an earlier warmrec wrote: the same weights plus item.embed.weight
+    from safetensors.torch import load_file, save_file
+
+    from warmrec.artifacts import file_sha256
+
+    state = load_file(path / "model.safetensors")
+    state["item.embed.weight"] = torch.randn(len(train.vocab), 24)
+    save_file(state, path / "model.safetensors")
+    info = json.loads((path / "config.json").read_text())
+    info["weights_sha256"] = file_sha256(path / "model.safetensors")
+    (path / "config.json").write_text(json.dumps(info))
+    loaded = Recommender.load(path)
+    batch = valid.batch(np.arange(12), loaded.history_len)
+    assert torch.equal(model.score(batch), loaded.score(batch))
+    assert "item.embed.weight" not in loaded.get_state()
 
 
 def test_gru4rec_config_errors():

@@ -257,7 +257,8 @@ class GRU4RecNet(nn.Module):
     def __init__(self, n_items: int, cfg: GRU4RecConfig) -> None:
         super().__init__()
         h = cfg.hidden_size
-        self.item = ItemEmbedding(n_items, h, tied=cfg.tied, bias=True)
+        # untied: the inputs are looked up in ``input``, so the output layer holds no input table
+        self.item = ItemEmbedding(n_items, h, tied=cfg.tied, bias=True, inputs=cfg.tied)
         in_dim = h
         self.input = None
         if not cfg.tied:
@@ -308,6 +309,12 @@ class GRU4Rec(NeuralRecommender):
 
     def build_net(self, n_items: int) -> GRU4RecNet:
         return GRU4RecNet(n_items, self.config)
+
+    def set_state(self, state: dict[str, torch.Tensor]) -> None:
+        if not self.config.tied and "item.embed.weight" in state:
+            # saved before untied nets dropped it: an input table nothing read (``input`` is)
+            state = {k: v for k, v in state.items() if k != "item.embed.weight"}
+        super().set_state(state)
 
     def prepare(self, train: SequenceDataset) -> None:
         spec = loss_spec_from_config(self.config)

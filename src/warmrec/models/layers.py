@@ -88,6 +88,8 @@ class ItemEmbedding(nn.Module):
 
     With ``tied=True`` the output weight is the input table itself (no second parameter, so
     saving never meets shared tensors); otherwise a separate ``[n_items, d]`` table is used.
+    ``inputs=False`` (untied only): the output layer alone, no input table (``embed`` is None),
+    for a network that embeds its inputs with a table of its own (untied GRU4Rec).
     """
 
     def __init__(
@@ -98,13 +100,17 @@ class ItemEmbedding(nn.Module):
         tied: bool = True,
         bias: bool = False,
         init_std: float = 0.02,
+        inputs: bool = True,
     ) -> None:
         super().__init__()
+        if tied and not inputs:
+            raise ValueError("ItemEmbedding: a tied output layer is its input table (inputs=True)")
         self.tied = tied
-        self.embed = nn.Embedding(n_items, dim, padding_idx=0)
-        nn.init.normal_(self.embed.weight, std=init_std)
-        with torch.no_grad():
-            self.embed.weight[0].zero_()
+        self.embed = nn.Embedding(n_items, dim, padding_idx=0) if inputs else None
+        if self.embed is not None:
+            nn.init.normal_(self.embed.weight, std=init_std)
+            with torch.no_grad():
+                self.embed.weight[0].zero_()
         self.out = None
         if not tied:
             self.out = nn.Parameter(torch.randn(n_items, dim) * init_std)
@@ -112,9 +118,11 @@ class ItemEmbedding(nn.Module):
 
     @property
     def n_items(self) -> int:
-        return self.embed.num_embeddings
+        return int(self.output_weight.shape[0])
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
+        if self.embed is None:
+            raise RuntimeError("ItemEmbedding: an output layer without an input table")
         return self.embed(items)
 
     @property
