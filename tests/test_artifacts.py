@@ -33,10 +33,14 @@ from warmrec.models import Recommender
 TINY = {"d": 8, "n_layers": 1, "n_heads": 1, "ffn_dim": 16, "max_len": 6}
 
 
-@pytest.fixture(scope="module")
-def train_ds():
+def sasrec_train() -> SequenceDataset:
     df = cyclic_log(n_sessions=40, n_items=30, length=6, seed=1)
     return SequenceDataset.from_frame(df, ItemVocab.from_ids(df["item_id"]))
+
+
+@pytest.fixture(scope="module")
+def train_ds():
+    return sasrec_train()
 
 
 @pytest.fixture(scope="module")
@@ -303,6 +307,43 @@ def test_edited_item_counts_are_refused(saved, edit, needle):
     (saved / "config.json").write_text(json.dumps(info))
     msg = _error(saved)
     assert "config.json" in msg and "meta.item_counts" in msg and needle in msg
+
+
+def test_a_directory_replaced_while_it_is_read_is_read_again(saved, sasrec, tmp_path, monkeypatch):
+    # another save swapped in a new folder after config.json was read: the weights' checksum
+    # then differed, reported as an edit; the directory is read again from the one save
+    import warmrec.artifacts as artifacts
+
+    other = get_model("sasrec", TINY)
+    other.fit(sasrec_train(), None, epochs=1, batch_size=32, seed=5)
+    read_weights, saves = artifacts.read_weights, []
+
+    def saved_meanwhile(path, sha256=None):
+        if not saves:
+            saves.append(other.save(saved))
+        return read_weights(path, sha256)
+
+    monkeypatch.setattr(artifacts, "read_weights", saved_meanwhile)
+    loaded = Recommender.load(saved)
+    batch = other.encode_histories([[1, 2, 3]])
+    assert saves and torch.equal(loaded.score(batch), other.score(batch))
+
+
+def test_a_directory_replaced_at_every_read_is_one_clear_error(saved, sasrec, monkeypatch):
+    import warmrec.artifacts as artifacts
+
+    read_weights, n = artifacts.read_weights, []
+
+    def saved_meanwhile(path, sha256=None):
+        n.append(1)
+        sasrec.save(saved)  # a new folder each time (another inode)
+        return read_weights(path, sha256)
+
+    monkeypatch.setattr(artifacts, "read_weights", saved_meanwhile)
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    msg = _error(saved)
+    assert "replaced while it was read" in msg and "checksum" not in msg, msg
+    assert len(n) == artifacts.LOAD_TRIES
 
 
 # -- format 1 ------------------------------------------------------------------------------------

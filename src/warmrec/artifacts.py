@@ -46,6 +46,12 @@ vocabularies, a meta directory's files, an adapter directory's, a checkpoint's t
 ``weights`` name in ``config.json`` that is a path, or a file that is a symbolic link leading
 outside the directory, is refused.
 
+Each file is opened by its name, so a directory another process replaces while it is read (a
+save swapping in its new folder: ``warmrec serve`` reloading while a training run saves) could
+give ``config.json`` of one save and the weights of the next, whose checksums differ:
+:func:`load_model` reads it again where the directory changed during the read
+(:func:`read_consistent`), and says so in one line where it keeps changing.
+
 Format 1 (before the typed meta) is still read: its ``meta`` dict is converted to
 :class:`ModelMeta` (relative data paths resolved against the working directory, unknown keys
 dropped with a warning) and its vocabularies are loaded without a checksum.
@@ -842,10 +848,61 @@ def read_meta_files(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
     return cfg, state
 
 
+LOAD_TRIES = 5
+"""Reads of a model directory that another process replaced while it was read, before
+:func:`load_model` gives up (:func:`read_consistent`)."""
+
+
+def _identity(path: str | Path) -> tuple | None:
+    """What tells one save of a directory from the next: the folder's inode and each file's
+    name, inode, size and modification time (None where it cannot be read)."""
+    try:
+        st = os.stat(path)
+        with os.scandir(path) as it:
+            files = []
+            for e in it:
+                f = e.stat(follow_symlinks=False)
+                files.append((e.name, f.st_ino, f.st_size, f.st_mtime_ns))
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, tuple(sorted(files)))
+
+
+def read_consistent(path: str | Path, read: Callable[[], Any]) -> Any:
+    """``read()`` of the directory at ``path``, from one save of it: where the directory was
+    replaced while it was read (a save swapping in a new folder, files copied over it), what was
+    read may mix two saves -- whose checksums then differ, an error that blamed an edit -- so it
+    is read again, up to :data:`LOAD_TRIES` times. An error of a directory that did not change
+    while it was read is raised as it is."""
+    import time
+
+    for attempt in range(LOAD_TRIES):
+        before = _identity(path)
+        try:
+            out = read()
+        except (ModelError, OSError):
+            if _identity(path) == before:
+                raise
+        else:
+            if _identity(path) == before:
+                return out
+        time.sleep(0.02 * (attempt + 1))
+    raise ModelError(
+        f"{path}: replaced while it was read, {LOAD_TRIES} times in a row (another save or a "
+        "copy under way?); load it again once it is complete"
+    )
+
+
 def load_model(path: str | Path, expect: type | None = None) -> Any:
     """Load a model or meta directory (``Recommender.load``) as what it is; ``expect``: the
     class it must be (a base). A meta directory loads as its meta-learner
-    (:data:`KIND_CLASSES`), or is refused in one line when ``expect`` is a plain model class."""
+    (:data:`KIND_CLASSES`), or is refused in one line when ``expect`` is a plain model class.
+    A directory replaced while it is read (a save of another process) is read again
+    (:func:`read_consistent`)."""
+    return read_consistent(path, lambda: _load_model(path, expect))
+
+
+def _load_model(path: str | Path, expect: type | None) -> Any:
     art = read_info(path)
     kind = kind_of(art)
     if kind == "meta":
@@ -864,6 +921,10 @@ def load_model(path: str | Path, expect: type | None = None) -> Any:
 def load_base_model(path: str | Path) -> Any:
     """The model a model or meta directory holds, *without* its meta-learner: for a meta
     directory, the un-adapted base (:meth:`~warmrec.meta.maml.MetaModel.load` builds on it)."""
+    return read_consistent(path, lambda: _load_base_model(path))
+
+
+def _load_base_model(path: str | Path) -> Any:
     art = read_info(path)
     if kind_of(art) not in ("model", "checkpoint", "meta"):
         return _load(art, None)  # refused there, in one line

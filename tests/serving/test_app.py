@@ -9,7 +9,9 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.conftest import cyclic_log
 from tests.serving.conftest import save_model
+from warmrec import SequenceDataset, get_model
 from warmrec._version import __version__
 from warmrec.serving.app import MAX_HISTORY, MAX_ID_LEN, MAX_K, create_app
 from warmrec.serving.bundle import ModelBundle
@@ -262,6 +264,28 @@ def test_reload_swaps_the_model_and_keeps_it_on_failure(tmp_path):
         r = c.post("/admin/reload")
         assert r.status_code == 409 and "still serving the old model" in r.json()["detail"]
         assert c.post("/recommend", json={"items": [25]}).status_code == 200
+
+
+def test_a_reload_during_a_save_loads_the_new_model_not_a_checksum_error(tmp_path, monkeypatch):
+    """A save that swapped in a new folder while the reload read the old one's config.json
+    failed the reload with a checksum error blaming an edit (409, the old model serving); the
+    directory is read again, from the one save."""
+    import warmrec.artifacts as artifacts
+
+    d = save_model("pop", tmp_path / "m", n_items=20)
+    new = get_model("pop").fit(SequenceDataset.from_frame(cyclic_log(n_items=30)))
+    with TestClient(create_app(d, admin_token=TOKEN), headers=ADMIN) as c:
+        read_weights, saves = artifacts.read_weights, []
+
+        def saved_meanwhile(path, sha256=None):
+            if not saves:  # config.json and vocab.json were read: the save lands now
+                saves.append(new.save(d))
+            return read_weights(path, sha256)
+
+        monkeypatch.setattr(artifacts, "read_weights", saved_meanwhile)
+        r = c.post("/admin/reload")
+        assert saves and r.status_code == 200, r.text
+        assert r.json()["n_items"] == 30 and c.get("/metadata").json()["n_items"] == 30
 
 
 def test_a_reload_that_fails_outside_warmrec_keeps_the_old_model(tmp_path, monkeypatch):

@@ -228,16 +228,18 @@ class ModelBundle:
         cls, path: str | Path, *, threads: int = 1, warm_up: bool = True, engine: str = "auto"
     ) -> ModelBundle:
         """Load any model directory (:func:`warmrec.artifacts.load_model`) on the CPU."""
-        from warmrec.artifacts import load_model, read_info
+        from warmrec.artifacts import load_model, read_consistent, read_info
 
         if threads >= 1:
             torch.set_num_threads(threads)
-        try:
-            model = load_model(path)
+        try:  # the model and its version from one save of the directory
+            model, version = read_consistent(
+                path, lambda: (load_model(path), read_info(path).info.warmrec_version)
+            )
             if hasattr(model, "to") and hasattr(model, "net"):
                 model.to("cpu")
             bundle = cls(model, path, threads=threads, engine=engine)
-            bundle.trained_with = read_info(path).info.warmrec_version
+            bundle.trained_with = version
             if warm_up:
                 bundle.warm_up()
         except WarmrecError:
