@@ -965,12 +965,19 @@ def _load(
             f"{art.path / CONFIG_FILE}: field '{field}': a '{art.info.model}' model has no "
             "network to hold adapters (edited after saving?)"
         )
-    try:
+    adapters = {k: v for k, v in state.items() if is_adapter_name(k)}
+
+    def inject(net: Any, seed: int | None) -> None:
         if art.info.adapter is not None:
-            inject_adapters(model.net, art.info.adapter, seed=0)
+            inject_adapters(net, art.info.adapter, seed=seed)
         if art.info.lora is not None:
-            inject_lora(model.net, art.info.lora, seed=0)
-        load_adapter_state(model.net, {k: v for k, v in state.items() if is_adapter_name(k)})
+            inject_lora(net, art.info.lora, seed=seed)
+        load_adapter_state(net, adapters)
+
+    try:
+        # on the meta device first: an edited bottleneck or rank is one error, not an allocation
+        model.meta_net(len(state), lambda net: inject(net, None))
+        inject(model.net, 0)
     except WarmrecError as e:
         raise ModelError(f"{art.weights_path}: {_first_line(e)}") from None
     model.net.eval()

@@ -196,3 +196,32 @@ def test_a_bad_adapter_config_names_config_json_and_the_field(data, tmp_path):
     _bad_adapter(tmp_path / "full", activation="gelu", width=3)
     with pytest.raises(ModelError, match=r"config.json: field 'adapter': unknown key 'width'"):
         Recommender.load(tmp_path / "full")
+
+
+def test_adapter_folders_edited_to_huge_sizes_are_refused_before_anything_is_allocated(
+    data, tmp_path
+):
+    """An adapter bottleneck edited to 10**11 allocated [10**11, d] (terabytes) while loading a
+    model folder; an adapter folder's model config edited to many layers built them all from the
+    config before any check (n_layers = 10**30: minutes, then the memory exhausted). Both are
+    now checked on the meta device first: one error naming the file."""
+    train, _ = data
+    model = get_model("sasrec", {**TRANSFORMER, "d": 32, "ffn_dim": 64})
+    model.fit(train, epochs=1, batch_size=64)
+    model.save(tmp_path / "base")
+    inject_adapters(model.net, {"bottleneck": 2}, seed=0)
+    save_adapters(model, tmp_path / "ad")
+    model.save(tmp_path / "full")
+    _bad_adapter(tmp_path / "full", bottleneck=10**11)
+    with pytest.raises(ModelError) as e:
+        Recommender.load(tmp_path / "full")
+    msg = str(e.value)
+    assert "model.safetensors" in msg and "expected (100000000000, 32)" in msg, msg
+    info = json.loads((tmp_path / "ad" / "config.json").read_text())
+    info["config"]["n_layers"] = 10**30
+    (tmp_path / "ad" / "config.json").write_text(json.dumps(info))
+    with pytest.raises(ModelError) as e:
+        load_adapters(tmp_path / "base", tmp_path / "ad")
+    msg = str(e.value)
+    assert msg.startswith(str(tmp_path / "ad" / "config.json")), msg
+    assert f"n_layers = {10**30}" in msg and "\n" not in msg, msg

@@ -39,7 +39,7 @@ from torch.overrides import TorchFunctionMode
 from warmrec.config import build_config
 from warmrec.data.dataset import Batch, EvalSet, SequenceDataset
 from warmrec.data.sequences import SequenceData, pad_windows
-from warmrec.errors import ModelError
+from warmrec.errors import ModelError, WarmrecError
 from warmrec.models.base import Recommender
 from warmrec.models.layers import ItemEmbedding, SeenItemBias
 from warmrec.models.losses import loss_spec_from_config, make_loss
@@ -586,23 +586,27 @@ class NeuralRecommender(Recommender):
             )
         self.net.to(self.device)
 
-    def _check_net_fits(self, state: Mapping[str, torch.Tensor]) -> None:
-        """Refuse ``state`` where the net of the config and vocabulary would hold other weights
-        (names or shapes), finding out on the ``meta`` device, where nothing is allocated. The
-        build registers at most :func:`_registration_budget` of ``len(state)`` parameters,
-        buffers and modules: a config that asks for far more than the weights hold (an edited
-        ``n_layers``) stops there instead of looping."""
-        limit = 16 * len(state) + 256
+    def meta_net(self, n_weights: int, then: Callable[[nn.Module], Any] | None = None) -> nn.Module:
+        """The net of the config and vocabulary built on the ``meta`` device (shapes, no
+        memory; tensors made from data, such as item text vectors, stay on the CPU), and
+        ``then(net)`` applied to it (e.g. injecting the adapters a file records), for checking
+        a model file before anything is allocated. The build may register at most
+        ``16 * n_weights + 256`` parameters, buffers and modules (``n_weights``: the entries of
+        the weights it is checked against): a config asking for far more (an edited
+        ``n_layers``) stops there instead of looping. Raises :class:`ModelError`."""
+        limit = 16 * n_weights + 256
         try:
             with _registration_budget(limit), _SizedOnMeta():
-                own = self.build_net(self.n_items).state_dict()
+                net = self.build_net(self.n_items)
+                if then is not None:
+                    then(net)
         except _OverBudget:
             raise ModelError(
                 f"model '{self.name}': the config builds a network of more than {limit} "
-                f"parameters, buffers and modules, far more than the {len(state)} weights hold "
+                f"parameters, buffers and modules, far more than the {n_weights} weights hold "
                 f"(edited after saving? sizes set: {_size_fields(self.config)})"
             ) from None
-        except ModelError:
+        except WarmrecError:
             raise
         except Exception as e:  # a size torch refuses (e.g. beyond 64 bits)
             text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -610,6 +614,12 @@ class NeuralRecommender(Recommender):
                 f"model '{self.name}': the config gives a network torch cannot build ({text}; "
                 f"edited after saving? sizes set: {_size_fields(self.config)})"
             ) from None
+        return net
+
+    def _check_net_fits(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Refuse ``state`` where the net of the config and vocabulary would hold other weights
+        (names or shapes), finding out on the ``meta`` device (:meth:`meta_net`)."""
+        own = self.meta_net(len(state)).state_dict()
         for k, v in state.items():
             if k in own and tuple(own[k].shape) != tuple(v.shape):
                 fields = _fields_giving(self.config, tuple(own[k].shape), tuple(v.shape))

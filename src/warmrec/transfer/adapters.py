@@ -125,10 +125,15 @@ def _n(vocab: Any) -> int:
 
 
 def _fill(model: Any, base: Any, state: dict[str, Any], a_dir: Path, art: Any) -> None:
-    """Build ``model``'s net, fill it with the base's fitting weights and the adapter file's."""
-    model.net = model.build_net(model.n_items)
-    own = model.net.state_dict()
+    """Build ``model``'s net, fill it with the base's fitting weights and the adapter file's.
+    Everything is checked on a net built on the meta device first (no memory:
+    :meth:`~warmrec.models.neural.NeuralRecommender.meta_net`), so an adapter folder whose
+    config was edited to huge sizes is one error, not a hang or an exhausted memory."""
     base_state = base.net.state_dict()
+    try:
+        own = model.meta_net(len(base_state) + len(state)).state_dict()
+    except ModelError as e:
+        raise ModelError(f"{a_dir / CONFIG_FILE}: {e}") from None
     fill = {
         k: base_state[k] for k in own if k in base_state and base_state[k].shape == own[k].shape
     }
@@ -149,12 +154,18 @@ def _fill(model: Any, base: Any, state: dict[str, Any], a_dir: Path, art: Any) -
             f"{a_dir}: weights {uncovered[:5]} are neither in the base model (same shape) nor "
             "in the adapter file; save the adapters with include= patterns that cover them"
         )
+
+    def inject(net: Any) -> None:
+        if art.info.adapter is not None:
+            inject_adapters(net, art.info.adapter)
+        if art.info.lora is not None:
+            inject_lora(net, art.info.lora)
+        try:
+            load_adapter_state(net, state)
+        except ModelError as e:
+            raise ModelError(f"{art.weights_path}: {e}") from None
+
+    model.meta_net(len(base_state) + len(state), inject)  # an edited bottleneck or rank
+    model.net = model.build_net(model.n_items)
     model.net.load_state_dict(fill)
-    if art.info.adapter is not None:
-        inject_adapters(model.net, art.info.adapter)
-    if art.info.lora is not None:
-        inject_lora(model.net, art.info.lora)
-    try:
-        load_adapter_state(model.net, state)
-    except ModelError as e:
-        raise ModelError(f"{art.weights_path}: {e}") from None
+    inject(model.net)
