@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 
 import polars as pl
 import pytest
@@ -212,6 +213,10 @@ def test_adapter_folders_edited_to_huge_sizes_are_refused_before_anything_is_all
     inject_adapters(model.net, {"bottleneck": 2}, seed=0)
     save_adapters(model, tmp_path / "ad")
     model.save(tmp_path / "full")
+    with warnings.catch_warnings():  # the check on the meta device is silent
+        warnings.simplefilter("error")
+        Recommender.load(tmp_path / "full")
+        load_adapters(tmp_path / "base", tmp_path / "ad")
     _bad_adapter(tmp_path / "full", bottleneck=10**11)
     with pytest.raises(ModelError) as e:
         Recommender.load(tmp_path / "full")

@@ -27,6 +27,7 @@ sequence up to and including its input, however far back the window starts.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -596,7 +597,12 @@ class NeuralRecommender(Recommender):
         ``n_layers``) stops there instead of looping. Raises :class:`ModelError`."""
         limit = 16 * n_weights + 256
         try:
-            with _registration_budget(limit), _SizedOnMeta():
+            with _registration_budget(limit), _SizedOnMeta(), warnings.catch_warnings():
+                # loading weights into the meta net checks their names and shapes, and copies
+                # nothing (torch warns that the copy is a no-op: that is the point)
+                warnings.filterwarnings(
+                    "ignore", message=".*to a meta parameter", category=UserWarning
+                )
                 net = self.build_net(self.n_items)
                 if then is not None:
                     then(net)
