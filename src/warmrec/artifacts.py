@@ -366,6 +366,12 @@ class ArtifactInfo(_Record):
     """LoRA config (adapter directories)."""
     extra_keys: list[str] = []
     """Non-adapter state entries an adapter directory carries."""
+    frozen: list[str] = []
+    """Network parameters that did not train when the model was saved (``requires_grad``
+    false: a transferred model's frozen encoder, a zero-shot model's every weight); frozen
+    again when it is loaded, so that training it further (``train(..., fresh=False)``,
+    ``meta_train``) or ``save_adapters`` treat it as before saving. Empty in directories
+    saved before it was recorded (everything loads trainable)."""
 
     @field_validator("weights")
     @classmethod
@@ -462,6 +468,7 @@ def write_artifact(
     lora: Mapping[str, Any] | None = None,
     extra_keys: list[str] | tuple[str, ...] = (),
     extra: Callable[[Path], None] | None = None,
+    frozen: Sequence[str] = (),
 ) -> Path:
     """Write one artifact directory atomically (see the module docstring); returns its path.
 
@@ -486,6 +493,7 @@ def write_artifact(
             adapter=dict(adapter) if adapter is not None else None,
             lora=dict(lora) if lora is not None else None,
             extra_keys=list(extra_keys),
+            frozen=list(frozen),
         )
         (tmp / CONFIG_FILE).write_text(_json(info.model_dump(mode="python")))
         if extra is not None:
@@ -519,10 +527,12 @@ def save_model(
 
     model._check_fitted()
     a_cfg = l_cfg = None
+    frozen: list[str] = []
     if getattr(model, "net", None) is not None:  # neural models: adapters travel with the model
         from warmrec.models.adapters import adapter_configs
 
         a_cfg, l_cfg = adapter_configs(model.net)
+        frozen = [n for n, p in model.net.named_parameters() if not p.requires_grad]
     return write_artifact(
         path,
         model=model.name,
@@ -535,6 +545,7 @@ def save_model(
         lora=config_dict(l_cfg) if l_cfg is not None else None,
         extra=extra,
         kind=kind,
+        frozen=frozen,
     )
 
 
@@ -949,6 +960,7 @@ def _load(
     state = read_weights(art.weights_path, art.info.weights_sha256)
     if art.info.adapter is None and art.info.lora is None:
         set_weights(model, state, art.weights_path)
+        freeze(art, model)
         return model
     # a model saved with adapters/LoRA in its net (e.g. by `transfer --strategy adapters`)
     from warmrec.models.adapters import (
@@ -980,8 +992,26 @@ def _load(
         inject(model.net, 0)
     except WarmrecError as e:
         raise ModelError(f"{art.weights_path}: {_first_line(e)}") from None
+    freeze(art, model)
     model.net.eval()
     return model
+
+
+def freeze(art: Artifact, model: Any) -> None:
+    """Freeze the parameters ``config.json`` records as ``frozen`` (a model that was saved
+    with them frozen); a name that is no parameter of the net was edited: one error."""
+    if not art.info.frozen:
+        return
+    net = getattr(model, "net", None)
+    params = dict(net.named_parameters()) if net is not None else {}
+    unknown = [n for n in art.info.frozen if n not in params]
+    if unknown:
+        raise ModelError(
+            f"{art.path / CONFIG_FILE}: field 'frozen': found {unknown[:3]}, expected names of "
+            f"parameters of the '{art.info.model}' network (edited after saving?)"
+        )
+    for name in art.info.frozen:
+        params[name].requires_grad_(False)
 
 
 def is_artifact(path: str | Path) -> bool:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import polars as pl
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from tests.conftest import tiny_net
 from warmrec import EvalSet, SequenceDataset, get_model
@@ -274,6 +277,50 @@ def test_saved_transferred_models_load_back(sources, domains, tmp_path):
     back = load_adapters(tmp_path / "source", tmp_path / "ad")
     assert back.vocab == tgt.vocab
     assert torch.equal(eval_scores(back, valid), eval_scores(adapted, valid))
+
+
+def frozen_names(model) -> list[str]:
+    return [n for n, p in model.net.named_parameters() if not p.requires_grad]
+
+
+def test_a_saved_transferred_model_loads_with_its_frozen_parameters_frozen(
+    sources, domains, tmp_path
+):
+    """Saved and loaded, a transferred model had every parameter trainable: training it
+    further (train(..., fresh=False)) trained its frozen encoder, and save_adapters of it wrote
+    the whole encoder into the adapter-only folder."""
+    from warmrec.training.loop import train
+
+    _, _, tgt, valid = domains
+    source = sources["sasrec"]
+    model = transfer(source, tgt, valid, strategy="freeze_encoder", init="mean", trainer=TRAINER)
+    frozen = frozen_names(model)
+    assert frozen and "encoder.blocks.0.qkv.weight" in frozen
+    loaded = Recommender.load(model.save(tmp_path / "m"))
+    assert frozen_names(loaded) == frozen
+    before = state(loaded)
+    train(loaded, tgt, None, type(loaded).trainer_config(TRAINER), fresh=False)
+    after = state(loaded)
+    assert all(torch.equal(before[n], after[n]) for n in frozen)
+    assert not torch.equal(before["item.embed.weight"], after["item.embed.weight"])
+    # LoRA: the adapter folder of the loaded model is the one of the model before saving
+    lora = transfer(source, tgt, valid, strategy="lora", init="mean", trainer=TRAINER)
+    want = save_adapters(lora, tmp_path / "ad1")
+    got = save_adapters(Recommender.load(lora.save(tmp_path / "l")), tmp_path / "ad2")
+    assert (
+        load_file(got / "model.safetensors").keys() == load_file(want / "model.safetensors").keys()
+    )
+    source.save(tmp_path / "source")
+    back = load_adapters(tmp_path / "source", want)
+    assert frozen_names(back) == frozen_names(lora)
+    # an edited record is one error naming the field
+    info = json.loads((tmp_path / "m" / "config.json").read_text())
+    info["frozen"] = ["no.such.weight"]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(info))
+    with pytest.raises(
+        ModelError, match=r"config.json: field 'frozen': found \['no.such.weight'\]"
+    ):
+        Recommender.load(tmp_path / "m")
 
 
 def test_transfer_errors(sources, domains):

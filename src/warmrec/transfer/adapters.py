@@ -18,6 +18,7 @@ from warmrec.artifacts import (
     USERS_FILE,
     VOCAB_FILE,
     build_model,
+    freeze,
     inside,
     read_info,
     read_vocab,
@@ -79,6 +80,7 @@ def save_adapters(model: Any, path: str | Path, *, include: Sequence[str] | None
         adapter=config_dict(a_cfg) if a_cfg is not None else None,
         lora=config_dict(l_cfg) if l_cfg is not None else None,
         extra_keys=extra,
+        frozen=[n for n, p in net.named_parameters() if not p.requires_grad],
     )
 
 
@@ -115,6 +117,7 @@ def load_adapters(base_model_dir: str | Path, adapter_dir: str | Path) -> Any:
             f"{a_dir}: the adapter folder does not fit its base model {base_model_dir}: "
             + " ".join(line.strip() for line in str(e).splitlines() if line.strip())
         ) from None
+    freeze(art, model)  # what did not train when the adapters were saved (the base's weights)
     model.net.eval()
     return model
 
