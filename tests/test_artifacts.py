@@ -71,6 +71,7 @@ def test_config_json_records_format_meta_and_vocabulary(saved, sasrec):
     assert info["model"] == "sasrec" and info["meta"]["role"] == "source"
     assert info["vocab"]["n_ids"] == sasrec.vocab.n_ids == 30
     assert len(info["vocab"]["sha256"]) == 64 and info["users"] is None
+    assert "frozen" not in info  # nothing frozen: the file an earlier warmrec wrote and reads
     loaded = Recommender.load(saved)
     assert isinstance(loaded.meta, ModelMeta) and loaded.meta.role == "source"
     assert loaded.meta == sasrec.meta

@@ -495,7 +495,10 @@ def write_artifact(
             extra_keys=list(extra_keys),
             frozen=list(frozen),
         )
-        (tmp / CONFIG_FILE).write_text(_json(info.model_dump(mode="python")))
+        record = info.model_dump(mode="python")
+        if not record["frozen"]:  # as before it was recorded: an older warmrec reads the file
+            del record["frozen"]
+        (tmp / CONFIG_FILE).write_text(_json(record))
         if extra is not None:
             extra(tmp)
         same_modes(tmp)
