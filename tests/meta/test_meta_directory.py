@@ -177,3 +177,30 @@ def test_edited_item_counts_in_meta_safetensors_are_refused(dirs, tmp_path, coun
             load(d)
         msg = str(e.value)
         assert "\n" not in msg and "meta.safetensors: item_counts" in msg and found in msg, msg
+
+
+@pytest.mark.parametrize(
+    "field, value", [("inner_steps", 10**11), ("loss_hidden", 10**11), ("inner_steps", 10**30)]
+)
+def test_a_meta_json_edited_to_huge_sizes_is_refused_before_anything_is_allocated(
+    dirs, tmp_path, field, value
+):
+    """meta.json's inner_steps (MAML++'s learned rates: [inner_steps] per parameter) and
+    loss_hidden (the loss network's width) made the meta-learner allocate them before the
+    learned tensors were compared with its config: 10**11 tried to allocate terabytes (a raw
+    RuntimeError out of load). The shapes are now found on the meta device first."""
+    import json
+
+    base_dir, _ = dirs
+    meta = MetaModel(
+        Recommender.load(base_dir), algorithm="mamlpp", inner_steps=2, adaptive_loss=True
+    )
+    d = meta.save(tmp_path / "meta")
+    cfg = json.loads((d / "meta.json").read_text())
+    cfg[field] = value
+    (d / "meta.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelError) as e:
+        Recommender.load(d)
+    msg = str(e.value)
+    assert "\n" not in msg and "meta.json" in msg, msg
+    assert f"field '{field}': found {value}" in msg or f"{field} = {value}" in msg, msg

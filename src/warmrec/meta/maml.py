@@ -76,6 +76,7 @@ from warmrec.meta.tasks import TaskStream as TaskStream
 from warmrec.meta.tasks import make_task as make_task
 from warmrec.meta.tasks import support_batches as support_batches
 from warmrec.models.base import Recommender
+from warmrec.models.neural import build_on_meta
 from warmrec.rng import isolated
 
 ALGORITHMS = ("maml", "fomaml", "mamlpp", "reptile", "finetune")
@@ -527,21 +528,36 @@ class MetaModel(Recommender):
             base.meta.item_counts = counts.to(torch.int64).tolist()
         # the saved device is where it was meta-trained: the weights load on the CPU (a model
         # meta-trained on "cuda" was scored there with its net on the CPU, and failed)
+        settings = {**cfg, "device": "cpu", **overrides}
         try:
-            model = cls(base, {**cfg, "device": "cpu", **overrides})
+            probe = build_config(cls.Config, settings)
         except ConfigError as e:
             raise ModelError(f"{p / META_CONFIG_FILE}: {e}") from None
-        want = model.net.state_dict()
+        # the learned tensors' shapes, on the meta device (no memory): an inner_steps or
+        # loss_hidden edited to a huge value is one error below, not an allocation
+        want = build_on_meta(
+            lambda: MetaNet(base.net, probe),
+            len(state),
+            f"{p / META_CONFIG_FILE}: the '{probe.algorithm}' meta-learner",
+            probe,
+        ).extras()
         for k, v in state.items():
             if k in want and tuple(want[k].shape) != tuple(v.shape):
                 # an override that reshapes a learned tensor raised torch's size-mismatch dump
                 field = "loss_hidden" if k.startswith("loss_net.") else "inner_steps"
                 saved = cfg.get(field, MetaConfig.model_fields[field].default)
+                if field not in overrides:  # meta.json itself does not fit the tensors
+                    raise ModelError(
+                        f"{p / META_CONFIG_FILE}: field '{field}': found {saved} (shape "
+                        f"{list(want[k].shape)} for {k}), {p / META_WEIGHTS_FILE} holds shape "
+                        f"{list(v.shape)} (edited after saving?)"
+                    )
                 raise ModelError(
                     f"{p / 'meta.safetensors'}: {k} was learned with {field} = {saved} (shape "
-                    f"{list(v.shape)}), found {field} = {getattr(model.config, field)} (shape "
+                    f"{list(v.shape)}), found {field} = {getattr(probe, field)} (shape "
                     f"{list(want[k].shape)}): leave {field} as saved"
                 )
+        model = cls(base, settings)
         missing, unexpected = model.net.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("base.")]
         if missing or unexpected:

@@ -258,6 +258,38 @@ class _SizedOnMeta(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+def build_on_meta(
+    build: Callable[[], nn.Module], n_weights: int, what: str, config: Any = None
+) -> nn.Module:
+    """``build()`` with every tensor made from sizes alone on the ``meta`` device (shapes, no
+    memory; tensors made from data stay where they are) and at most ``16 * n_weights + 256``
+    parameters, buffers and modules registered (``n_weights``: the entries of the weights the
+    result is checked against): a saved config edited to huge sizes is a :class:`ModelError`
+    naming ``what`` and the config's sizes (``config``), not a hang or an allocation."""
+    limit = 16 * n_weights + 256
+    sizes = _size_fields(config) if config is not None else "its sizes"
+    try:
+        with _registration_budget(limit), _SizedOnMeta(), warnings.catch_warnings():
+            # loading weights into the meta net checks their names and shapes, and copies
+            # nothing (torch warns that the copy is a no-op: that is the point)
+            warnings.filterwarnings("ignore", message=".*to a meta parameter", category=UserWarning)
+            return build()
+    except _OverBudget:
+        raise ModelError(
+            f"{what}: the config builds a network of more than {limit} parameters, buffers "
+            f"and modules, far more than the {n_weights} weights hold (edited after saving? "
+            f"sizes set: {sizes})"
+        ) from None
+    except WarmrecError:
+        raise
+    except Exception as e:  # a size torch refuses (e.g. beyond 64 bits)
+        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(
+            f"{what}: the config gives a network torch cannot build ({text}; edited after "
+            f"saving? sizes set: {sizes})"
+        ) from None
+
+
 def _int_fields(config: Any) -> dict[str, int]:
     return {
         k: v
@@ -595,32 +627,14 @@ class NeuralRecommender(Recommender):
         ``16 * n_weights + 256`` parameters, buffers and modules (``n_weights``: the entries of
         the weights it is checked against): a config asking for far more (an edited
         ``n_layers``) stops there instead of looping. Raises :class:`ModelError`."""
-        limit = 16 * n_weights + 256
-        try:
-            with _registration_budget(limit), _SizedOnMeta(), warnings.catch_warnings():
-                # loading weights into the meta net checks their names and shapes, and copies
-                # nothing (torch warns that the copy is a no-op: that is the point)
-                warnings.filterwarnings(
-                    "ignore", message=".*to a meta parameter", category=UserWarning
-                )
-                net = self.build_net(self.n_items)
-                if then is not None:
-                    then(net)
-        except _OverBudget:
-            raise ModelError(
-                f"model '{self.name}': the config builds a network of more than {limit} "
-                f"parameters, buffers and modules, far more than the {n_weights} weights hold "
-                f"(edited after saving? sizes set: {_size_fields(self.config)})"
-            ) from None
-        except WarmrecError:
-            raise
-        except Exception as e:  # a size torch refuses (e.g. beyond 64 bits)
-            text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ModelError(
-                f"model '{self.name}': the config gives a network torch cannot build ({text}; "
-                f"edited after saving? sizes set: {_size_fields(self.config)})"
-            ) from None
-        return net
+
+        def build() -> nn.Module:
+            net = self.build_net(self.n_items)
+            if then is not None:
+                then(net)
+            return net
+
+        return build_on_meta(build, n_weights, f"model '{self.name}'", self.config)
 
     def _check_net_fits(self, state: Mapping[str, torch.Tensor]) -> None:
         """Refuse ``state`` where the net of the config and vocabulary would hold other weights
