@@ -6,8 +6,10 @@ Every such directory holds:
     :class:`ArtifactInfo`: format version (:data:`FORMAT_VERSION`), ``kind`` (``"model"``,
     ``"checkpoint"`` (a model plus its trainer state; loads as the model at its last epoch),
     ``"adapter"`` or ``"meta"``), model name, model config, warmrec version, the typed :class:`ModelMeta`
-    (how the data was read, the split, transfer provenance, feature encodings, ...), and for each
-    vocabulary file its number of ids and SHA-256, so a vocabulary changed after saving is refused.
+    (how the data was read, the split, transfer provenance, feature encodings, ...), for each
+    vocabulary file its number of ids and SHA-256, so a vocabulary changed after saving is refused,
+    and (``frozen``, only where there are some) the network parameters that did not train when
+    saved (a transferred model's frozen encoder), frozen again when it is loaded.
 ``model.safetensors``
     The weights (or statistics) by name; an adapter directory holds only the adapter weights
     (plus the target-specific entries listed in ``extra_keys``). ``config.json`` records the
