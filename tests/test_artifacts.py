@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 import torch
 from click.testing import CliRunner
@@ -130,7 +131,7 @@ def test_weights_that_do_not_fit_the_config(saved):
     [
         ("n_layers", 10**30, "n_layers = 10000000000000000000000000000"),
         ("n_layers", 50, "n_layers = 50"),
-        ("max_len", 10**12, "config field 'max_len' = 1000000000000, the weights give 6"),
+        ("max_len", 10**5, "config field 'max_len' = 100000, the weights give 6"),
         ("ffn_dim", 10**5, "config field 'ffn_dim' = 100000, the weights give 16"),
         ("d", 10**15, "d = 1000000000000000"),
     ],
@@ -157,6 +158,29 @@ def test_a_config_edited_to_huge_sizes_is_refused_before_anything_is_allocated(
     msg = _error(saved)
     assert "model.safetensors" in msg and "config" in msg and needle in msg, msg
     assert all(devices == {"meta"} for devices in built), built
+
+
+@pytest.mark.parametrize("field", ["max_len", "seen_len"])
+def test_a_history_width_the_weights_do_not_pin_is_bounded(tmp_path, field):
+    """GRU4Rec's weights say nothing of ``max_len`` or ``seen_len``: an edited width loaded
+    and then padded every history to it at the first recommendation (``10**12``: a
+    MemoryError at the service's warm-up). Widths above MAX_HISTORY are refused as the file is
+    read, naming config.json and the field."""
+    from warmrec.models.settings import MAX_HISTORY
+
+    train = SequenceDataset.from_frame(
+        pl.DataFrame({"session_id": [0, 0, 0], "item_id": [1, 2, 3], "timestamp": [0.0, 1, 2]}),
+        ItemVocab.from_ids([1, 2, 3]),
+    )
+    path = get_model("gru4rec", hidden_size=4).fit(train, epochs=1).save(tmp_path / "g")
+    info = json.loads((path / "config.json").read_text())
+    info["config"][field] = MAX_HISTORY
+    (path / "config.json").write_text(json.dumps(info))
+    assert Recommender.load(path).config.model_dump()[field] == MAX_HISTORY  # the bound loads
+    info["config"][field] = 10**12
+    (path / "config.json").write_text(json.dumps(info))
+    msg = _error(path)
+    assert "config.json" in msg and f"{field}" in msg and "<= 100000" in msg, msg
 
 
 def test_invalid_json(saved):

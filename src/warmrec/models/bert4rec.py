@@ -38,7 +38,12 @@ from warmrec.data.dataset import Batch, SequenceDataset
 from warmrec.data.sequences import SequenceData, pad_windows
 from warmrec.models.layers import Dropout, ItemEmbedding, PositionalEmbedding, TransformerStack
 from warmrec.models.neural import NeuralRecommender
-from warmrec.models.settings import HistorySettings, LossSettings, TransformerSettings
+from warmrec.models.settings import (
+    MAX_HISTORY,
+    HistorySettings,
+    LossSettings,
+    TransformerSettings,
+)
 from warmrec.registry import register_model
 
 
@@ -46,7 +51,7 @@ class BERT4RecConfig(TransformerSettings, HistorySettings, LossSettings):
     """BERT4Rec settings (paper: ``d=64``, 2 layers, 2 heads, dropout 0.1; ``mask_prob`` 0.2
     on MovieLens-1M, ``max_len`` 200 there)."""
 
-    max_len: int = Field(50, ge=2)
+    max_len: int = Field(50, ge=2, le=MAX_HISTORY)
     """Window length, the ``[MASK]`` slot included at scoring time."""
     dropout: float = Field(0.1, ge=0, lt=1)
     """Dropout on the embeddings and inside the blocks (paper: 0.1)."""

@@ -51,10 +51,17 @@ long description comes last: an encoder that truncates (MiniLM: 256 word pieces)
 title and tags."""
 
 
+MAX_HISTORY = 100_000
+"""The most history items a model may read (``max_len``, ``seen_len``): far beyond any
+history a next-item model reads (the package's largest setting is 200), and small enough that
+a model file whose config was edited to a huge width is refused when it is read, not at its
+first recommendation (which pads every history to that width)."""
+
+
 class HistorySettings(ConfigModel):
     """How much of a history the model reads."""
 
-    max_len: int = Field(50, ge=1)
+    max_len: int = Field(50, ge=1, le=MAX_HISTORY)
     """Most recent history items the model reads (and the length of its training windows)."""
 
 
@@ -77,7 +84,7 @@ class SeenBiasSettings(HistorySettings):
     """Learn one scalar added to the scores of items already in the history: the model learns
     whether its domain repeats items (ml-100k users never rate a movie twice)."""
 
-    seen_len: int = Field(200, ge=1)
+    seen_len: int = Field(200, ge=1, le=MAX_HISTORY)
     """How many recent history items the seen-item bias covers at scoring time (may exceed
     ``max_len``: the network reads ``max_len``, the bias looks further back)."""
 
