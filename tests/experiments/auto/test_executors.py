@@ -1,12 +1,14 @@
-"""``warmrec auto``'s executors: the same steps run in Ray actors."""
+"""``warmrec auto``'s executors: the same steps run in Ray actors, within the budget."""
 
 from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
+from warmrec.errors import ConfigError
 from warmrec.experiments.auto import (
     auto,
 )
@@ -15,21 +17,27 @@ from warmrec.experiments.auto import (
 @pytest.mark.slow
 @pytest.mark.xdist_group("ray")  # one Ray at a time under --dist loadgroup
 def test_the_same_steps_run_in_ray_actors(logs, tmp_path):
+    """Quiet, the run ends in about 15 s with nothing left to try; the budget is generous
+    because on a loaded 2-core machine Ray's actors took up to 117 s to start (then a 90 s
+    budget, honoured, leaves nothing scored). That the budget holds however slowly the actors
+    start is the next test's."""
     pytest.importorskip("ray")
+    budget = 300
+    t0 = time.time()
     res = auto(
         logs["repeats"],
         out=tmp_path,
-        budget=90,
+        budget=budget,
         families=["pop", "markov", "sessionpop"],
         address="local",
         progress=False,
+        started=t0,
     )
-    assert res["elapsed_s"] <= 90
+    wall = time.time() - t0  # Ray's shutdown included
+    assert res["elapsed_s"] <= wall <= budget
     state = json.loads((tmp_path / "auto_state.json").read_text())
     scored = [t for t in state["trials"] if t["value"] is not None]
-    # every family ran in the actors (the budget is 90 s: with 45 s, a clean-clone CI run on
-    # a loaded 2-core machine scored two trials; quiet, the run ends in a few seconds, with
-    # nothing left to try), and the repeat-heavy log's best family, SessionPop, wins
+    # every family ran in the actors, and the repeat-heavy log's best family, SessionPop, wins
     assert {t["family"] for t in scored} == {"pop", "markov", "sessionpop"}
     best = max(scored, key=lambda t: t["value"])
     assert res["winner"]["family"] == best["family"] == "sessionpop"
@@ -37,3 +45,45 @@ def test_the_same_steps_run_in_ray_actors(logs, tmp_path):
     kept = {t["id"] for t in state["trials"] if t["kept"]}
     assert kept == set(os.listdir(tmp_path / "work" / "models"))
     assert res["winner"]["trial"] in kept
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")
+def test_a_ray_run_ends_within_its_budget_however_slowly_its_actors_start(
+    logs, tmp_path, monkeypatch
+):
+    """On a loaded 2-core machine Ray's actors took 117 s to start (a worker process, its
+    imports, the log read and split): the search had handed them its first steps and waited
+    for them without a bound, and a 90 s run ended after 143 s (``elapsed_s`` 142.7, Ray's
+    shutdown after that). Actors that take 90 s to start stand in for them here: the run
+    stops waiting at the budget's end (its step cut, the actor killed), shuts Ray down and
+    ends within the budget (+5 %, the package docstring's tolerance), with no model picked."""
+    pytest.importorskip("ray")
+    from warmrec.experiments.auto import executors
+
+    class SlowToStart(executors._RayWorker):  # a local class: Ray ships it by value
+        def __init__(self, *args):
+            time.sleep(90)
+            super().__init__(*args)
+
+    monkeypatch.setattr(executors, "_RayWorker", SlowToStart)
+    budget = 40
+    t0 = time.time()
+    error = ""
+    try:
+        auto(
+            logs["repeats"],
+            out=tmp_path,
+            budget=budget,
+            families=["pop"],
+            address="local",
+            progress=False,
+            started=t0,
+        )
+    except ConfigError as e:
+        error = str(e)
+    wall = time.time() - t0
+    assert wall <= 1.05 * budget, f"a {budget} s run took {wall:.1f} s"
+    assert "no model was fitted and scored within the budget" in error
+    state = json.loads((tmp_path / "auto_state.json").read_text())
+    assert [(t["id"], t["status"]) for t in state["trials"]] == [("pop-000", "cut")]

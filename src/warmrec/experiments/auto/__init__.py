@@ -131,7 +131,12 @@ description, how it steered the search, the leaderboard, timings), ``summary.jso
 **6. Where it runs.** Locally, steps run one after another in this process. With ``address``
 (``HOST:PORT`` of a Ray cluster) the same :func:`run_step` runs in Ray actors -- each reads and
 splits the data once from the ``[data]``/``[split]`` record (a path every node can read) -- as
-many at once as the cluster has CPUs; ``OUT`` must be on a file system every node sees.
+many at once as the cluster has CPUs; ``OUT`` must be on a file system every node sees. The
+budget holds there too: a step still running 2 % of the budget past the search deadline (the
+first score's: at the budget's end, less Ray's shutdown) is cut and its actor killed -- the
+time before a step starts on an actor (Ray starting it, the actor reading and splitting the
+log) escapes the step's own deadline checks -- and Ray is shut down before the final step, in
+time the reserve keeps for it.
 
 **Modules.** :mod:`~warmrec.experiments.auto.profile` (1, the log);
 :mod:`~warmrec.experiments.auto.plan` (the families, a trial, the round-0 plan);

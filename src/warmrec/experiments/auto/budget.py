@@ -24,6 +24,10 @@ estimated too low is started, cut at the deadline and wasted with all its second
 under a 90 s budget it took 77.5 s and left nothing to the networks), while one estimated too
 high only waits for a longer budget. The fit's other steps are the family's prior."""
 
+OVERRUN_SHARE = 0.02
+"""The reserve's share of the budget for steps that run past the search deadline: a Ray
+executor waits that long past it for a step in flight before it cuts it."""
+
 _BUDGET = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h)?\s*$", re.IGNORECASE)
 
 
@@ -85,10 +89,15 @@ class SearchBudget:
         return 0.5 + ev * self.n_test / self.n_valid
 
     def reserve(self) -> float:
-        """Seconds kept for the final step (package docstring, Budget)."""
+        """Seconds kept for the final step (package docstring, Budget), and for closing the
+        executor (Ray's shutdown, :data:`~warmrec.experiments.auto.executors.RAY_CLOSE_S`)."""
         evals = [self.test_cost(t) for t in self.trials.values() if t.eval_s]
         test = max(evals, default=2.0 * self.unit())
-        return 3.0 + 0.02 * self.budget_s + 1.5 * test + 0.5 + 1.5
+        return 3.0 + OVERRUN_SHARE * self.budget_s + 1.5 * test + 0.5 + 1.5 + self.close_s()
+
+    def close_s(self) -> float:
+        """Seconds the executor's close takes (0 for the local one)."""
+        return float(getattr(getattr(self, "executor", None), "close_s", 0.0))
 
     def search_deadline(self) -> float:
         return self.end - self.reserve()

@@ -296,9 +296,11 @@ def auto(
         search.save()
         with search.ticking():
             search.run()
-        summary = finish(search, state["notes"], profile)
     finally:
+        # before the final step (which runs here): Ray's shutdown is part of the command's
+        # time, and of elapsed_s (the reserve keeps its seconds)
         executor.close()
+    summary = finish(search, state["notes"], profile)
     if summary["winner"] is None:
         raise ConfigError(_no_winner(search, out, budget))
     return summary

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from warmrec.experiments.auto.budget import SearchBudget, _clock
+from warmrec.experiments.auto.budget import OVERRUN_SHARE, SearchBudget, _clock
 from warmrec.experiments.auto.plan import (
     _OWNED_TRAIN,
     FAMILY,
@@ -273,6 +273,10 @@ class AutoSearch(SearchBudget, FamilySampler):
             if started and left - self.estimate(t) < 0.5 * start:
                 return False
         step["deadline"] = dl
+        # where the executor can cut a step from outside (Ray: its actor killed), it waits for
+        # it past the search deadline by the reserve's 2 % of the budget at most (the rest of
+        # the reserve is the final step's)
+        step["cut_at"] = dl + OVERRUN_SHARE * self.budget_s
         if first:
             # the step is cut only at the budget's end (given the search deadline, a network's
             # first epoch started in the reserve was cut at its first batch and the search
@@ -280,6 +284,8 @@ class AutoSearch(SearchBudget, FamilySampler):
             # next would not end before the search deadline
             step["deadline"] = self.end
             step["pause_at"] = dl
+            # cut from outside in time for the executor's close to end by the budget's end
+            step["cut_at"] = self.end - self.close_s()
         t.status = "running"
         self.save()
         return True
