@@ -154,6 +154,19 @@ def _resumable(state: dict) -> list[dict]:
     ]
 
 
+def test_a_family_named_twice_is_one_family(logs, tmp_path):
+    """``--families pop,pop,markov`` was stored as a setting of its own: the same run with the
+    list tidied (``pop,markov``) was refused ("holds an auto run with other settings")."""
+    first = auto(logs["repeats"], out=tmp_path, budget=6, families=["pop", "pop", "markov"],
+                 progress=False)  # fmt: skip
+    state = json.loads((tmp_path / "auto_state.json").read_text())
+    assert state["args"]["families"] == ["markov", "pop"]
+    assert [t["id"] for t in state["trials"] if t["family"] == "pop"] == ["pop-000"]
+    again = auto(logs["repeats"], out=tmp_path, budget=6, families=["markov", "pop"],
+                 progress=False)  # fmt: skip
+    assert again == first  # the finished run, read back
+
+
 def test_resumes_after_a_kill(logs, tmp_path):
     """Killed mid-search: the rerun keeps every scored trial, resumes the paused network from
     its checkpoint and spends only what is left of the budget."""

@@ -42,7 +42,7 @@ def _state_args(
         "split": split,
         "metric": metric,
         "cold_target_share": cold_target_share,
-        "families": sorted(families) if families else None,
+        "families": sorted(set(families)) if families else None,
         "seed": seed,
         # what the search draws from (its files' content)
         "spaces": {name: sp.record() for name, sp in sorted(find_spaces(spaces).items())},
@@ -136,6 +136,7 @@ def auto(
                 f"--families: expected names among {', '.join(names)}, found "
                 f"{', '.join(bad) if bad else 'none'}"
             )
+        families = list(dict.fromkeys(families))  # a name given twice is one family
     out = check_output(out, kind="dir")
     frame = None
     if isinstance(data, (str, Path)):
@@ -178,7 +179,9 @@ def auto(
                 f"{state_path}: auto state version {state.get('version')!r}, expected "
                 f"{STATE_VERSION}; choose another --out"
             )
-        old = state.get("args", {})
+        old = dict(state.get("args", {}))
+        if isinstance(old.get("families"), list):  # stored with a name twice before 2026-12-08
+            old["families"] = sorted(set(old["families"]))
         diff = [k for k in args if old.get(k) != args[k]]
         if diff:
             k = diff[0]
