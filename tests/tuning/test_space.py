@@ -100,6 +100,11 @@ negative = { type = "int", low = 2, high = 10, when = { "model.sg" = true } }
             '[model]\nnegative = { type = "int", low = 2, high = 5, when = { "model.sg" = true } }',
             "is not a parameter",
         ),
+        (  # an empty list of values: the parameter was never sampled, silently
+            '[model]\nsg = { type = "categorical", choices = [true, false] }\n'
+            'negative = { type = "int", low = 2, high = 5, when = { "model.sg" = [] } }',
+            "parameter model.negative: expected when model.sg = a value or a non-empty list",
+        ),
         ("[model]\nwindow = 3", "no parameter to search"),
         ('[modle]\nwindow = { type = "int", low = 1, high = 5 }', "unknown table [modle]"),
     ],

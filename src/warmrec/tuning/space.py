@@ -233,6 +233,11 @@ def _param(where: str, section: str, key: str, spec: Mapping[str, Any]) -> Param
     if not isinstance(raw_when, Mapping):
         raise ConfigError(f"{where}: parameter {name}: expected when = a table, found {raw_when!r}")
     for k, v in raw_when.items():
+        if isinstance(v, list) and not v:  # no value could hold: never sampled, silently
+            raise ConfigError(
+                f"{where}: parameter {name}: expected when {k} = a value or a non-empty list "
+                "of values, found []"
+            )
         when[str(k)] = tuple(v) if isinstance(v, list) else (v,)
     if kind == "categorical":
         choices = spec.get("choices")
