@@ -265,6 +265,7 @@ def test_a_search_metric_that_is_not_a_rank_metric_is_refused(tmp_path: Path) ->
         (("--backend", "ray", "--cpus-per-trial", "0"), "a trial must reserve a CPU or a GPU"),
         (("--backend", "ray", "--cpus-per-trial", "-1"), "--cpus-per-trial: expected a number"),
         (("--backend", "ray", "--gpus-per-trial", "-1"), "--gpus-per-trial: expected a number"),
+        (("--backend", "ray", "--max-failures", "-1"), "--max-failures: expected an integer >= 0"),
     ],
 )
 def test_bad_timeout_and_trial_resources_are_refused_before_reading_data(
@@ -272,5 +273,7 @@ def test_bad_timeout_and_trial_resources_are_refused_before_reading_data(
 ) -> None:
     """``--timeout 0`` (or negative) read and split the log, ran no trial and ended with "no
     trial completed"; ``nan`` meant no timeout; ``--cpus-per-trial 0`` with Ray was a raw
-    ValueError traceback from Ray after the data was read."""
+    ValueError traceback from Ray after the data was read; ``--max-failures -1`` is Ray Tune's
+    "retry for ever" (a trial that crashed every time was tried 5 times in a 45 s search, and
+    without ``--timeout`` the search never ended)."""
     assert message in one_line(tune(tmp_path, space, *extra))

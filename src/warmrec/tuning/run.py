@@ -64,6 +64,10 @@ def run_tune(
             raise ConfigError(
                 "--cpus-per-trial 0 with --gpus-per-trial 0: a trial must reserve a CPU or a GPU"
             )
+        if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 0:
+            # Ray Tune reads -1 as "retry for ever": a trial that crashes every time was tried
+            # until --timeout (without one, never ended)
+            raise ConfigError(f"--max-failures: expected an integer >= 0, found {max_failures}")
     check_output(out, kind="dir")
     if backend == "optuna":
         if address is not None:
