@@ -223,6 +223,29 @@ def test_resume_names_every_differing_key(data, tmp_path):
         assert key in msg
 
 
+def test_a_run_its_time_budget_ended_resumes_under_a_larger_budget_and_says_so(data, tmp_path):
+    """``time_budget_s`` counts the run's training time, a resumed run's earlier epochs
+    included (it ends where the uninterrupted run would): resumed under the same budget, a run
+    that its budget ended has no epoch to run. The warning only said "resumed ... at epoch 1"
+    and the run stopped at once; it now says that the budget is spent and what to do."""
+    train_ds, valid = data
+    kw = dict(epochs=4, batch_size=32, checkpoint_dir=str(tmp_path), progress=False)
+    first = train(get_model("sasrec", TINY), train_ds, valid, time_budget_s=1e-9, **kw)
+    assert first.epochs_run == 1
+    with pytest.warns(ResumeWarning) as rec:
+        res = train(get_model("sasrec", TINY), train_ds, valid, time_budget_s=1e-9, resume=True,
+                    **kw)  # fmt: skip
+    assert res.epochs_run == 1  # nothing more: the same run's budget
+    (msg,) = [str(w.message) for w in rec]
+    assert msg.startswith("resumed sasrec from checkpoint") and "at epoch 1 (its time budget" in msg
+    assert "time_budget_s 1e-09 counts the training of every run" in msg
+    assert "raise it to train on" in msg
+    with pytest.warns(ResumeWarning, match="at epoch 1$"):  # a larger budget: it goes on
+        res = train(get_model("sasrec", TINY), train_ds, valid, time_budget_s=600, resume=True,
+                    **kw)  # fmt: skip
+    assert res.epochs_run == 4 and res.resumed_from == 1
+
+
 def test_resume_says_that_it_resumed_and_from_which_epoch(data, tmp_path):
     train_ds, valid = data
     first = _finished(data, tmp_path)

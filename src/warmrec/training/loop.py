@@ -164,7 +164,9 @@ class TrainerConfig(ConfigModel):
     resume: bool = False
     """Continue from ``checkpoint_dir`` when it holds a checkpoint."""
     time_budget_s: float = Field(0.0, ge=0)
-    """Start no epoch once this much training time is spent (0 = no budget)."""
+    """Start no epoch once this much training time is spent (0 = no budget). The time is the
+    run's: a run resumed from a checkpoint counts the epochs trained before (it ends where the
+    uninterrupted run would), so a run that its budget ended goes on only under a larger one."""
 
     @field_validator("optimizer", "schedule", mode="before")
     @classmethod
@@ -812,13 +814,21 @@ def _run(
         )
         resumed_from = run.epoch
         done = run.stopped or run.epoch >= n_epochs
+        spent = not done and _budget_spent(cfg, run)  # it counts the earlier runs' training
         warnings.warn(
             f"resumed {model.name} from checkpoint {cfg.checkpoint_dir} at epoch {run.epoch}"
-            + (" (already finished: no epoch to run)" if done else ""),
+            + (" (already finished: no epoch to run)" if done else "")
+            + (
+                f" (its time budget is spent: no epoch to run; time_budget_s "
+                f"{cfg.time_budget_s:g} counts the training of every run from this checkpoint, "
+                f"{run.train_seconds:.1f} s so far: raise it to train on)"
+                if spent
+                else ""
+            ),
             ResumeWarning,
             stacklevel=3,
         )
-        if not done:
+        if not (done or spent):
             planned = run.schedule_steps
             guessed = None
             if planned is None:  # a checkpoint of an older warmrec: from its epochs setting
