@@ -87,3 +87,43 @@ def test_a_ray_run_ends_within_its_budget_however_slowly_its_actors_start(
     assert "no model was fitted and scored within the budget" in error
     state = json.loads((tmp_path / "auto_state.json").read_text())
     assert [(t["id"], t["status"]) for t in state["trials"]] == [("pop-000", "cut")]
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")
+def test_a_ray_actor_that_cannot_start_or_dies_is_said_in_one_line(logs, tmp_path, monkeypatch):
+    """An actor that failed to read and split the data (a node without the data path) ended
+    the command with Ray's ``ActorDiedError`` traceback; it is now a one-line ConfigError with
+    the cause. An actor whose process dies in a step fails that trial: the others go on."""
+    pytest.importorskip("ray")
+    from warmrec.experiments.auto import executors
+
+    class CannotRead(executors._RayWorker):  # local classes: Ray ships them by value
+        def __init__(self, *args):
+            raise OSError("no such file on this node")
+
+    class DiesInMarkov(executors._RayWorker):
+        def run(self, step):
+            if step["trial"] == "markov-000":
+                os._exit(1)
+            return super().run(step)
+
+    monkeypatch.setattr(executors, "_RayWorker", CannotRead)
+    with pytest.raises(ConfigError) as e:
+        auto(logs["repeats"], out=tmp_path / "a", budget=120, families=["pop"], address="local",
+             progress=False)  # fmt: skip
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith("--address local: a Ray actor could not read and split the data")
+    assert "OSError: no such file on this node" in msg
+    if (os.cpu_count() or 1) < 2:
+        return  # one actor: its death ends the run ("every Ray actor died")
+    monkeypatch.setattr(executors, "_RayWorker", DiesInMarkov)
+    res = auto(logs["repeats"], out=tmp_path / "b", budget=300, families=["pop", "markov",
+               "sessionpop"], address="local", progress=False)  # fmt: skip
+    trials = {
+        t["id"]: t for t in json.loads((tmp_path / "b" / "auto_state.json").read_text())["trials"]
+    }
+    assert trials["markov-000"]["status"] == "failed"
+    assert trials["markov-000"]["error"].startswith("its Ray actor died")
+    assert res["winner"]["family"] == "sessionpop"

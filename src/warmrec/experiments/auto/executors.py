@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from warmrec.errors import ConfigError
 from warmrec.experiments.auto.steps import StepContext, run_step
 
 Admit = Callable[[dict[str, Any]], bool]
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the names in its error messages
 
 
 class LocalExecutor:
@@ -95,6 +97,7 @@ class RayExecutor:
         from warmrec.tuning.cluster import start_ray
 
         self.ray = ray
+        self.address = address
         self._ray_env = start_ray(address)
         n = max(1, int(ray.cluster_resources().get("CPU", 1)))
         actor = ray.remote(num_cpus=1)(_RayWorker)
@@ -121,9 +124,14 @@ class RayExecutor:
             wait = None if math.isinf(cut_at) else max(0.0, cut_at - time.time())
             done, _ = ray.wait(list(pending), num_returns=1, timeout=wait)
             if done:
-                a, step, _ = pending.pop(done[0])
-                free.append(a)
-                yield step, ray.get(done[0])
+                a, step, t0 = pending.pop(done[0])
+                try:
+                    res = ray.get(done[0])
+                except ray.exceptions.RayActorError as e:
+                    res = self._died(a, step, e, time.time() - t0)
+                else:
+                    free.append(a)
+                yield step, res
                 continue
             now = time.time()
             for ref in [r for r, (_, s, _) in pending.items() if s.get("cut_at", math.inf) <= now]:
@@ -131,6 +139,32 @@ class RayExecutor:
                 self._kill(a)
                 self.cut.append(step["trial"])
                 yield step, _cut(step, now - t0)
+
+    def _died(self, actor: Any, step: dict[str, Any], err: Any, seconds: float) -> dict[str, Any]:
+        """The outcome of a step whose actor died: a failed step (the actor is dropped, the
+        others go on); a :class:`~warmrec.errors.ConfigError` where the actor could not start
+        (reading and splitting the data failed there: every actor would fail alike) or where
+        no actor is left. Ray's own error had ended the command with its traceback."""
+        lines = [ln.strip() for ln in _ANSI.sub("", str(err)).splitlines() if ln.strip()]
+        why = (lines[-1] if lines else type(err).__name__).removeprefix("warmrec.errors.")
+        if getattr(err, "actor_init_failed", False):
+            raise ConfigError(
+                f"--address {self.address}: a Ray actor could not read and split the data "
+                f"({why}); every node must read the data path and import warmrec"
+            )
+        self._kill(actor)
+        if not self.actors:
+            raise ConfigError(
+                f"--address {self.address}: every Ray actor died (the last while it ran "
+                f"{step['trial']}: {why})"
+            )
+        return {
+            "status": "failed",
+            "trial": step["trial"],
+            "family": step["family"],
+            "seconds": seconds,
+            "error": f"its Ray actor died: {why}"[:300],
+        }
 
     def _kill(self, actor: Any) -> None:
         with contextlib.suppress(Exception):
