@@ -29,6 +29,14 @@ def _weights(model):
     return {k: v.clone() for k, v in model.net.state_dict().items()}
 
 
+def test_a_negative_seed_is_a_config_error(data):
+    """numpy's generators take no negative seed: ``seed=-1`` failed inside the fit with
+    numpy's ValueError (a traceback from ``warmrec train --set train.seed=-1``)."""
+    train_ds, valid = data
+    with pytest.raises(ConfigError, match=r"TrainerConfig.seed: expected an integer >= 0"):
+        get_model("sasrec", TINY).fit(train_ds, valid, epochs=1, batch_size=16, seed=-1)
+
+
 def test_same_seed_same_result_other_seed_differs(data):
     train_ds, valid = data
     runs = [

@@ -266,6 +266,8 @@ def test_a_search_metric_that_is_not_a_rank_metric_is_refused(tmp_path: Path) ->
         (("--backend", "ray", "--cpus-per-trial", "-1"), "--cpus-per-trial: expected a number"),
         (("--backend", "ray", "--gpus-per-trial", "-1"), "--gpus-per-trial: expected a number"),
         (("--backend", "ray", "--max-failures", "-1"), "--max-failures: expected an integer >= 0"),
+        (("--seed", "-1"), "--seed: expected an integer in [0, 4294967295], found -1"),
+        (("--seed", str(2**32)), "--seed: expected an integer in [0, 4294967295]"),
     ],
 )
 def test_bad_timeout_and_trial_resources_are_refused_before_reading_data(
@@ -275,5 +277,6 @@ def test_bad_timeout_and_trial_resources_are_refused_before_reading_data(
     trial completed"; ``nan`` meant no timeout; ``--cpus-per-trial 0`` with Ray was a raw
     ValueError traceback from Ray after the data was read; ``--max-failures -1`` is Ray Tune's
     "retry for ever" (a trial that crashed every time was tried 5 times in a 45 s search, and
-    without ``--timeout`` the search never ended)."""
+    without ``--timeout`` the search never ended); ``--seed -1`` (or one of 2**32 or more) was
+    numpy's ValueError traceback from Optuna's sampler after the data was read."""
     assert message in one_line(tune(tmp_path, space, *extra))

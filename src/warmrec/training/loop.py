@@ -133,8 +133,9 @@ class TrainerConfig(ConfigModel):
     the run)."""
     restore_best: bool = True
     """Keep the weights of the best validated epoch at the end."""
-    seed: int = 0
-    """Seeds torch and the batch order."""
+    seed: int = Field(0, ge=0, lt=2**63)
+    """Seeds torch and the batch order: an integer in [0, 2**63) (numpy's generators take no
+    negative seed, and ``-1`` failed in the fit with numpy's ``ValueError``)."""
     device: str = "auto"
     """``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ..."""
     num_threads: int = Field(0, ge=0)

@@ -56,6 +56,18 @@ from warmrec.tuning.trial import SearchData, run_trial
 
 STUDY_NAME = "warmrec"
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
+SEEDS = 2**32
+"""Optuna's samplers take a seed in ``[0, SEEDS)`` (numpy's legacy seeding): ``--seed`` is
+checked against it (:func:`check_seed`) and a seed derived from it is taken modulo it."""
+
+
+def check_seed(seed: Any, flag: str = "--seed") -> int:
+    """``seed`` as a sampler takes it: an integer in ``[0, 2**32)``. Another (``-1``) failed
+    with numpy's ``ValueError`` traceback once the data had been read (``warmrec auto``: after
+    its first round)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEEDS:
+        raise ConfigError(f"{flag}: expected an integer in [0, {SEEDS - 1}], found {seed!r}")
+    return seed
 
 
 def make_pruner(name: str | Any = "median") -> Any:
@@ -120,7 +132,8 @@ def open_study(out: Path, seed: int, pruner: Any = "median") -> Any:
     )
     n_before = len(study.get_trials(deepcopy=False))
     if n_before:  # resuming: continue with new draws (the same seed would repeat trials 0, 1, ...)
-        study.sampler = optuna.samplers.TPESampler(seed=seed + n_before, constant_liar=True)
+        sampler_seed = (seed + n_before) % SEEDS
+        study.sampler = optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=True)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         storage.set_trial_user_attr(t._trial_id, "interrupted", True)
         storage.set_trial_state_values(t._trial_id, TrialState.FAIL)

@@ -51,9 +51,11 @@ def run_tune(
     (:func:`~warmrec.tuning.space.builtin_space_path`)."""
     from warmrec.experiments.spec import SECTIONS, prepare_run, spec_from_config
     from warmrec.io import check_output
+    from warmrec.tuning.local import check_seed
 
     if backend not in BACKENDS:
         raise ConfigError(f"--backend: expected one of {', '.join(BACKENDS)}, found {backend!r}")
+    check_seed(seed)
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
         raise ConfigError(f"--timeout: expected seconds > 0, found {timeout}")
     if backend == "ray":

@@ -140,6 +140,11 @@ def test_another_run_into_the_same_folder_is_refused(logs, tmp_path, capsys):
         auto(logs["repeats"], out=tmp_path / "x", budget=6, metric="coverage@10")
     with pytest.raises(ConfigError, match="--families"):
         auto(logs["repeats"], out=tmp_path / "x", budget=6, families=["sasrec", "nope"])
+    # Optuna's samplers take seeds in [0, 2**32): -1 was numpy's ValueError traceback after
+    # the first round (the time spent); a large seed is taken modulo 2**32 where it is derived
+    with pytest.raises(ConfigError, match=r"--seed: expected an integer in \[0, 4294967295\]"):
+        auto(logs["repeats"], out=tmp_path / "x", budget=6, seed=-1)
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.slow

@@ -125,8 +125,10 @@ def auto(
     from warmrec.evaluation.metrics import parse_rank_metric
     from warmrec.experiments.spec import prepare_run, spec_from_config
     from warmrec.io import check_output
+    from warmrec.tuning.local import check_seed
 
     metric = parse_rank_metric(metric, "--metric").label
+    check_seed(seed)
     cold_target_share = check_cold_share(cold_target_share)
     if families is not None:
         names = [f.name for f in FAMILIES]

@@ -26,8 +26,10 @@ class FamilySampler:
         space = self.spaces[fam]
         told = [t for t in self.of(fam) if t.origin == "sampled" and t.value is not None]
         index = [f.name for f in FAMILIES].index(fam)
+        from warmrec.tuning.local import SEEDS
+
         sampler = optuna.samplers.TPESampler(
-            seed=self.seed * 1000 + index * 37 + len(told), n_startup_trials=4
+            seed=(self.seed * 1000 + index * 37 + len(told)) % SEEDS, n_startup_trials=4
         )
         study = optuna.create_study(direction="maximize", sampler=sampler)
         dists = _distributions(space)
