@@ -4,6 +4,7 @@ of one worker (within noise) on synthetic data; the sharding gives every worker 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,74 @@ def test_every_worker_gets_as_many_batches_when_an_epoch_has_fewer_than_counted(
             for r, rng in ((r, np.random.default_rng(seed)) for r in range(3))
         ]
         assert len(set(counts)) == 1 and counts[0] > 0
+
+
+class _SlowEnd:
+    """A shard whose epochs end ``pause`` seconds after their last batch: time counted by this
+    worker's clock, after the epoch's last gradient all-reduce."""
+
+    def __init__(self, inner, pause: float) -> None:
+        self.inner, self.pause = inner, pause
+
+    def n_batches(self, batch_size: int) -> int:
+        return self.inner.n_batches(batch_size)
+
+    def batches(self, batch_size: int, rng):
+        yield from self.inner.batches(batch_size, rng)
+        time.sleep(self.pause)
+
+
+def _budget_worker(rank: int, store: str, out: str) -> None:
+    import datetime
+
+    import torch.distributed as dist
+
+    from tests.conftest import split_cyclic, tiny_net
+    from warmrec import get_model
+    from warmrec.training.loop import train
+    from warmrec.tuning.distributed import DataParallelHooks
+
+    timeout = datetime.timedelta(seconds=60)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2,
+                            timeout=timeout)  # fmt: skip
+    try:
+        train_ds, valid = split_cyclic(120, n_items=30, length=10, seed=2, n_train=100,
+                                       last_only=True)  # fmt: skip
+        hooks = DataParallelHooks(rank, 2, bucket_mb=25.0)
+        shard = hooks.wrap_data
+        hooks.wrap_data = lambda data: _SlowEnd(shard(data), 3.0 if rank == 1 else 0.0)
+        model = get_model("sasrec", tiny_net("sasrec", ffn_dim=32))
+        dist.barrier()  # both start their first epoch together
+        try:
+            res = train(model, train_ds, valid, epochs=5, batch_size=16, time_budget_s=5.0,
+                        progress=False, hooks=hooks)  # fmt: skip
+            line = f"{res.epochs_run} {res.train_seconds:.2f}"
+        except Exception as e:  # noqa: BLE001 - the test reads what each worker met
+            line = f"error {type(e).__name__}: {str(e)[:200]}"
+        Path(f"{out}.{rank}").write_text(line)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_workers_stop_together_when_the_time_budget_is_spent(tmp_path: Path) -> None:
+    """Each data-parallel worker measures its own training time. Worker 1's epochs end 3 s
+    after its last gradient all-reduce, which worker 0 waits for at the start of its next
+    epoch: after epoch 2 worker 1 had spent the 5 s budget (6.3 s) and stopped, worker 0
+    (0.3 s) started epoch 3 and failed in its first all-reduce ("Connection closed by peer";
+    under Ray Train, where worker 1 goes on to a barrier, the collectives no longer match).
+    The workers now agree: spent for one, spent for all."""
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "res"
+    try:
+        mp.spawn(_budget_worker, args=(str(tmp_path / "store"), str(out)), nprocs=2, join=True)
+    except Exception:  # noqa: BLE001 - a worker that raised: its line says what
+        pass
+    lines = [Path(f"{out}.{r}").read_text() for r in range(2)]
+    assert not any(x.startswith("error") for x in lines), lines
+    epochs = [int(x.split()[0]) for x in lines]
+    assert epochs[0] == epochs[1] and epochs[0] < 5, lines  # the budget ended both at once
 
 
 def _fit_one_and_two_workers(tmp: str) -> tuple[dict, dict]:

@@ -341,9 +341,14 @@ def decay_groups(
     return [g for g in groups if g["params"]]
 
 
-def _budget_spent(cfg: TrainerConfig, run: RunState) -> bool:
-    """Whether ``time_budget_s`` (0: none) is spent: no epoch starts after it."""
-    return bool(cfg.time_budget_s) and run.train_seconds >= cfg.time_budget_s
+def _budget_spent(cfg: TrainerConfig, run: RunState, hooks: LoopHooks | None = None) -> bool:
+    """Whether ``time_budget_s`` (0: none) is spent: no epoch starts after it. With ``hooks``,
+    as its :meth:`LoopHooks.agree` makes it (data-parallel workers: spent for all where spent
+    for one)."""
+    if not cfg.time_budget_s:
+        return False
+    spent = run.train_seconds >= cfg.time_budget_s
+    return spent if hooks is None else bool(hooks.agree(spent))
 
 
 def make_optimizer(
@@ -668,11 +673,19 @@ class LoopHooks:
       returns what the loop iterates (e.g. one worker's shard of every epoch);
     - :meth:`on_ready` runs once the net exists and is on its device, before the optimizer is
       built (e.g. to hook gradient all-reduce);
+    - :meth:`agree` turns this run's decision that its time budget is spent into the one every
+      run in step with it takes (data-parallel workers each measure their own time: one that
+      stopped while another started an epoch left that one waiting in a gradient all-reduce);
     - :meth:`close` runs when training ends, normally or not.
     """
 
     def wrap_data(self, data: Any) -> Any:
         return data
+
+    def agree(self, spent: bool) -> bool:
+        """The decision that the time budget is spent (called once per epoch and once before
+        the first, on every worker alike, only where the run has a time budget)."""
+        return spent
 
     def on_ready(self, model: Any) -> None:
         return None
@@ -860,11 +873,12 @@ def _run(
         unit="epoch",
         **(size := bar_size() if show else {}),
     )
+    spent = _budget_spent(cfg, run, hooks)
     try:
         for epoch in epochs:
             if run.stopped:
                 break
-            if _budget_spent(cfg, run):
+            if spent:
                 break
             model.net.train()
             t0, c0 = time.perf_counter(), time.process_time()
@@ -899,7 +913,8 @@ def _run(
                 "lr": optimizer.param_groups[0]["lr"],
             }
             # the time budget ends the run after this epoch: validate and checkpoint it as the last
-            last = epoch == n_epochs or _budget_spent(cfg, run)
+            spent = _budget_spent(cfg, run, hooks)
+            last = epoch == n_epochs or spent
             if valid_set is not None and (epoch % cfg.eval_every == 0 or last):
                 t1 = time.perf_counter()
                 res = evaluate(

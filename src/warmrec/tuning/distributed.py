@@ -203,11 +203,25 @@ class DataParallelHooks:
     def __init__(self, rank: int, world: int, bucket_mb: float) -> None:
         self.rank, self.world, self.bucket_mb = rank, world, bucket_mb
         self.handles: list[Any] = []
+        self.device: Any = "cpu"
 
     def wrap_data(self, data: Any) -> Any:
         return ShardedData(data, self.rank, self.world)
 
+    def agree(self, spent: bool) -> bool:
+        """The time budget is spent for every worker once it is for one (each measures its own
+        time: a worker that stopped while another started an epoch left it waiting in its
+        first gradient all-reduce, or failing there once the stopped one had exited)."""
+        import torch
+        import torch.distributed as dist
+
+        # on the gradients' device (NCCL reduces only CUDA tensors)
+        flag = torch.tensor([1.0 if spent else 0.0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item() > 0)
+
     def on_ready(self, model: Any) -> None:
+        self.device = next(model.net.parameters()).device
         if self.bucket_mb > 0:
             self.handles.append(
                 GradBuckets(
