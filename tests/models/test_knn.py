@@ -67,13 +67,27 @@ def test_itemknn_lambda_and_alpha(tiny):
 
 
 def test_itemknn_event_counts(tiny):
+    """binary=False is Hidasi et al.'s item-kNN code: for every event of item i, each item of
+    its session counts once (``iarray[items_of_session] += 1``), supports count events. s3
+    (a c a d) holds a twice: from a, c and d count twice there; from c or d, a counts once
+    (the old code counted a's two events from c too: C symmetric, c -> a = 1)."""
     m = ItemKNN(lambda_=0.0, binary=False, topk=0, pop_fallback=False).fit(tiny)
-    # per-event counts (s3 holds a twice): co ab 1, ac 3, ad 2, bc 2, bd 1, cd 2;
-    # supports a 3, b 2, c 3, d 2
-    want = sym(
-        {(A, B): 1 / R6, (A, C): 1.0, (A, D): 2 / R6, (B, C): 2 / R6, (B, D): 0.5, (C, D): 2 / R6}
-    )
+    # events of i whose session holds j -- from a: b 1, c 1 + 2, d 2; from b: a 1, c 2, d 1;
+    # from c: a 1 + 1, b 2, d 2; from d: a 1, b 1, c 2; supports a 3, b 2, c 3, d 2
+    want = np.zeros((5, 5))
+    want[A, [B, C, D]] = [1 / R6, 3 / 3, 2 / R6]
+    want[B, [A, C, D]] = [1 / R6, 2 / R6, 1 / 2]
+    want[C, [A, B, D]] = [2 / 3, 2 / R6, 2 / R6]
+    want[D, [A, B, C]] = [1 / R6, 1 / 2, 2 / R6]
     np.testing.assert_allclose(m.matrix.toarray(), want, rtol=1e-6)
+    # a repeated candidate does not outweigh a second session: after i, j (in "i j j j") ranks
+    # below k (in "i k" twice), as in the reference; the old counts put j first (3 vs 2)
+    rows = [("s1", "i", 1), ("s1", "j", 2), ("s1", "j", 3), ("s1", "j", 4)]
+    rows += [(f"s{n}", x, 10 * n + t) for n in (2, 3) for t, x in enumerate(["i", "k"])]
+    data = SequenceDataset.from_frame(session_frame(rows))
+    i, j, k = data.vocab.encode(["i", "j", "k"]).tolist()
+    s = raw_scores(ItemKNN(lambda_=0.0, binary=False, pop_fallback=False).fit(data), [[i]])[0]
+    assert s[k] == pytest.approx(2 / np.sqrt(3 * 2)) and s[j] == pytest.approx(1 / 3)
 
 
 def test_itemknn_topk(tiny):

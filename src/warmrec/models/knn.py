@@ -70,7 +70,8 @@ class ItemKNNConfig(ItemToItemSettings):
     alpha: float = Field(0.5, ge=0, le=1)
     """Asymmetry of the cosine (0.5 = symmetric)."""
     binary: bool = True
-    """Count a session once per item (True) or every event, as Hidasi et al.'s code (False)."""
+    """Count a session once per item (True) or, as Hidasi et al.'s code (False), every event of
+    the scoring item and every event for an item's support."""
 
 
 @register_model("itemknn")
@@ -84,7 +85,9 @@ class ItemKNN(ItemToItemRecommender):
     where ``C[i, j]`` counts the sessions holding both items (``i != j``) and ``supp`` the
     sessions holding each item. ``lambda_ = 0, alpha = 0.5`` is the plain cosine of binary
     session vectors; ``lambda_`` damps rare items; ``alpha`` makes it asymmetric. Only the
-    ``topk`` most similar items per item are kept.
+    ``topk`` most similar items per item are kept. With ``binary=False`` (Hidasi et al.'s code)
+    ``supp`` counts events and ``C[i, j]`` the events of ``i`` whose session holds ``j``: ``j``
+    counts once per session however often it occurs there, so ``C`` is not symmetric.
     """
 
     Config = ItemKNNConfig
@@ -92,7 +95,10 @@ class ItemKNN(ItemToItemRecommender):
 
     def build_matrix(self, train: SequenceDataset) -> sp.csr_matrix:
         s = session_item_matrix(train, binary=self.config.binary)
-        c = (s.T @ s).tocsr().astype(np.float64)
+        # binary=False: row i adds, for every event of i, the items of its session once each
+        # (Hidasi et al.'s code): counts of i times presence of j, not counts times counts
+        c = s.T @ (s if self.config.binary else session_item_matrix(train, binary=True))
+        c = c.tocsr().astype(np.float64)
         c = (c - sp.diags(c.diagonal(), format="csr")).tocsr()  # no self-similarity
         c.eliminate_zeros()
         supp = np.asarray(s.sum(axis=0), dtype=np.float64).ravel() + self.config.lambda_
