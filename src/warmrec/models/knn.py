@@ -91,7 +91,7 @@ class ItemKNN(ItemToItemRecommender):
     """
 
     Config = ItemKNNConfig
-    learns_sequences: ClassVar[bool] = False  # symmetric co-occurrence
+    learns_sequences: ClassVar[bool] = False  # order-free co-occurrence
 
     def build_matrix(self, train: SequenceDataset) -> sp.csr_matrix:
         s = session_item_matrix(train, binary=self.config.binary)
