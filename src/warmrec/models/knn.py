@@ -70,8 +70,8 @@ class ItemKNNConfig(ItemToItemSettings):
     alpha: float = Field(0.5, ge=0, le=1)
     """Asymmetry of the cosine (0.5 = symmetric)."""
     binary: bool = True
-    """Count a session once per item (True) or, as Hidasi et al.'s code (False), every event of
-    the scoring item and every event for an item's support."""
+    """Count a session once per item (True) or, as Hidasi et al.'s code (False), once per event
+    of the scoring item, with supports counting events (see :class:`ItemKNN`)."""
 
 
 @register_model("itemknn")
