@@ -181,3 +181,27 @@ def test_users_without_training_sequences_are_unknown(tmp_path):
     state = {k: v for k, v in m.get_state().items() if not k.endswith("trained")}
     loaded.set_state(state)
     assert bool(loaded.net.trained[1:].all()) and not loaded.net.trained[0]
+
+
+def test_users_whose_training_sequences_have_one_event_are_unknown():
+    """A user with one event in training (before a temporal cut, say) has no training window:
+    its row never trained, yet it was marked trained, so it scored with its random init, was
+    averaged into the mean user and drawn by SSE as a substitute. It is an unknown user now,
+    as a user without training sequences is."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(30):
+        start = int(rng.integers(0, 20))
+        n = 1 if u < 5 else 6  # u0-u4: one training event each
+        rows += [(f"u{u}", int((start + j) % 20 + 1), float(u * 100 + j)) for j in range(n)]
+    df = pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+    train = SequenceDataset.from_frame(df)
+    m = get_model("ssept", FAST).fit(train, epochs=2, progress=False, seed=0)
+    one = train.user_vocab.lookup(["u0", "u1"]).tolist()
+    data = m.training_data(train)
+    assert not set(one) & set(data.window_users(np.arange(len(data))).tolist())
+    assert not m.net.trained[one].any()
+    assert int(m.net.trained.sum()) == 25
+    items = torch.tensor([[3, 4, 5], [3, 4, 5]])
+    own = m.score(Batch(items, torch.tensor(one)))
+    torch.testing.assert_close(own, m.score(Batch(items, torch.zeros(2, dtype=torch.long))))

@@ -19,9 +19,10 @@ by the training loop).
 
 Users: ``SequenceDataset.users`` / ``Batch.users`` are user-vocabulary indices; ``0`` is an
 unknown user (a new user at serving time, a history without a user, a log without ``user_id``).
-An unknown user (or one of the vocabulary without training sequences: a user first seen in
-validation or test, as under the cold-start split ``user``) gets the **mean** of the trained
-user embeddings (with no users at all the single
+An unknown user (or one of the vocabulary without a training sequence of two events or more:
+a user first seen in validation or test, as under the cold-start split ``user``, or one with a
+single event before a temporal split's cut, whose row no training window reaches) gets the
+**mean** of the trained user embeddings (with no users at all the single
 row 0 is trained and used for everyone, so the model is a SASRec of width ``d_i + d_u``).
 
 Optional item side features (``item_features``, via :mod:`warmrec.models.features`) are added to
@@ -116,8 +117,9 @@ class SSEPTNet(nn.Module):
         self.seen = SeenItemBias() if cfg.seen_bias else None
         self.user = nn.Embedding(n_users, cfg.d_user)
         nn.init.normal_(self.user.weight, std=0.02)
-        # the users with training sequences: the others (a user of the vocabulary first seen in
-        # validation or test, as under the cold-start split "user") have untrained rows
+        # the users with training windows: the others (a user of the vocabulary first seen in
+        # validation or test, as under the cold-start split "user", or with a single training
+        # event) have untrained rows
         trained = torch.ones(n_users, dtype=torch.bool)
         trained[0] = False
         self.register_buffer("trained", trained)
@@ -229,7 +231,10 @@ class SSEPT(FeatureSequenceModel):
     def _bind_users(self, train: SequenceDataset) -> None:
         self._trained_users = None
         if train.users is not None:
-            self._trained_users = np.unique(np.asarray(train.users, dtype=np.int64))
+            # a user's row trains only through its training windows: a sequence of one event
+            # gives none (no input with a target), so a user with no longer one is unknown
+            users = np.asarray(train.users, dtype=np.int64)
+            self._trained_users = np.unique(users[np.asarray(train.sequences.lengths) >= 2])
 
     def build_net(self, n_items: int) -> SSEPTNet:
         item_specs, _ = self.feature_specs()
