@@ -115,6 +115,25 @@ def test_unseen_items_score_minus_inf_and_empty_history_falls_back_to_popularity
     assert 500 not in model.recommend([[3]], k=train.n_items)[0]
 
 
+def test_items_only_ever_alone_in_a_sequence_have_no_vector() -> None:
+    """An item whose every training sequence holds it alone gives Word2Vec no pair: its vector
+    stayed gensim's random init (the same after 1 and 4 epochs) yet counted as known, so it was
+    scored by a random cosine and pulled a history's query in a random direction. It is an
+    item without a vector now, as one below min_count."""
+    train_df = clustered_log(200)
+    alone = pl.DataFrame({"session_id": [900, 901], "item_id": [500, 500]})
+    alone = alone.with_columns(timestamp=pl.Series([9e6, 9.1e6])).cast(train_df.schema)
+    train = SequenceDataset.from_frame(pl.concat([train_df, alone]))
+    x = int(train.vocab.encode([500])[0])
+    for epochs in (1, 4):
+        model = get_model("item2vec", FAST, epochs=epochs).fit(train)
+        assert not model.known[x] and not model.vectors[x].any()
+    s = model.score(Batch(torch.tensor([[0, 3], [3, x]])))
+    assert torch.isneginf(s[:, x]).all()
+    torch.testing.assert_close(s[0], s[1])  # in a history it reads as an item without vector
+    assert int(model.known.sum()) == train.n_items - 2  # every item but padding and x
+
+
 def test_history_per_epoch_and_validation_improves(fitted: Item2Vec) -> None:
     hist = fitted.history
     assert [h["epoch"] for h in hist] == list(range(1, FAST["epochs"] + 1))

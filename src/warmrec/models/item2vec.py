@@ -20,9 +20,10 @@ item (they usually score highest); use ``exclude_seen`` in ``recommend``/``evalu
 
 Documented choices:
 
-- Items that never got a vector (not in the training data, or below ``min_count``) and the padding
-  column score ``-inf``: below every other item, never recommended, and a target among them ranks
-  last in :func:`warmrec.evaluate`.
+- Items that never got a vector (not in the training data, below ``min_count``, or only ever
+  alone in a training sequence: Word2Vec then trains no pair for them and their vector stays
+  gensim's random init) and the padding column score ``-inf``: below every other item, never
+  recommended, and a target among them ranks last in :func:`warmrec.evaluate`.
 - A history with no item that has a vector (empty, or only unseen items) falls back to training
   popularity, scaled into ``(0, 1]``.
 - Per-epoch training loss: gensim accumulates a cumulative float32 counter over the whole
@@ -111,15 +112,31 @@ class Item2VecConfig(ConfigModel):
     """History items the seen offset covers."""
 
 
+def _bounds(train: SequenceDataset) -> np.ndarray:
+    """Where the sentences of :func:`_sentences` start in ``train.sequences.items``, and the
+    end: each sequence cut every ``_MAX_SENTENCE`` items."""
+    seqs = train.sequences
+    pos = np.arange(seqs.n_events, dtype=np.int64)
+    within = pos - np.repeat(seqs.offsets[:-1], seqs.lengths)
+    return np.append(np.flatnonzero(within % _MAX_SENTENCE == 0), seqs.n_events)
+
+
 def _sentences(train: SequenceDataset) -> list[list[str]]:
     """Training sequences as lists of str item-index tokens, cut every ``_MAX_SENTENCE`` items."""
-    seqs = train.sequences
-    tokens = seqs.items.astype(str)
-    pos = np.arange(len(tokens), dtype=np.int64)
-    within = pos - np.repeat(seqs.offsets[:-1], seqs.lengths)
-    cuts = np.flatnonzero(within % _MAX_SENTENCE == 0)
-    bounds = np.append(cuts, len(tokens))
+    tokens = train.sequences.items.astype(str)
+    bounds = _bounds(train)
     return [tokens[a:b].tolist() for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _in_context(train: SequenceDataset) -> np.ndarray:
+    """``[n_items]`` bool: the items of some training sentence of two items or more. A sentence
+    of one item gives Word2Vec no (item, context) pair, so an item only ever alone keeps
+    gensim's random initial vector."""
+    lengths = np.diff(_bounds(train))
+    own = np.repeat(lengths, lengths) >= 2
+    out = np.zeros(len(train.vocab), dtype=bool)
+    out[train.sequences.items[own]] = True
+    return out
 
 
 @register_model("item2vec")
@@ -224,6 +241,7 @@ class Item2Vec(NoEvidenceItems, Recommender):
             compute_loss=True,
         )
         sentences = _sentences(train)
+        self._context = torch.from_numpy(_in_context(train))
         w2v.build_vocab(sentences)
         if len(w2v.wv) == 0:
             raise ModelError(
@@ -249,7 +267,9 @@ class Item2Vec(NoEvidenceItems, Recommender):
         return self
 
     def _set_vectors(self, wv: Any) -> None:
-        """Normalised gensim vectors -> ``vectors [n_items, d]`` and ``known [n_items]``."""
+        """Normalised gensim vectors -> ``vectors [n_items, d]`` and ``known [n_items]``: the
+        items of gensim's vocabulary that some training sentence gives a neighbour (the others'
+        vectors are gensim's random init: they are left out, as items without a vector)."""
         n = len(self.vocab)
         idx = np.asarray(wv.index_to_key).astype(np.int64)
         mat = torch.zeros(n, wv.vector_size)
@@ -258,6 +278,8 @@ class Item2Vec(NoEvidenceItems, Recommender):
         mat[torch.from_numpy(idx)] = torch.nn.functional.normalize(vecs, dim=1)
         known = torch.zeros(n, dtype=torch.bool)
         known[torch.from_numpy(idx)] = True
+        known &= self._context
+        mat[~known] = 0.0
         self.vectors, self.known = mat, known
 
     # -- scoring ----------------------------------------------------------------------------
