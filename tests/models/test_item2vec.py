@@ -117,7 +117,7 @@ def test_unseen_items_score_minus_inf_and_empty_history_falls_back_to_popularity
 
 def test_items_only_ever_alone_in_a_sequence_have_no_vector() -> None:
     """An item whose every training sequence holds it alone gives Word2Vec no pair: its vector
-    stayed gensim's random init (the same after 1 and 4 epochs) yet counted as known, so it was
+    stayed gensim's random init (equal after 1 and 4 epochs) yet counted as known, so it was
     scored by a random cosine and pulled a history's query in a random direction. It is an
     item without a vector now, as one below min_count."""
     train_df = clustered_log(200)
@@ -132,6 +132,13 @@ def test_items_only_ever_alone_in_a_sequence_have_no_vector() -> None:
     assert torch.isneginf(s[:, x]).all()
     torch.testing.assert_close(s[0], s[1])  # in a history it reads as an item without vector
     assert int(model.known.sum()) == train.n_items - 2  # every item but padding and x
+    # alone once the items below min_count are dropped (gensim drops them from its sentences)
+    pair = pl.DataFrame({"session_id": [902, 902], "item_id": [600, 601]})
+    pair = pair.with_columns(timestamp=pl.Series([9.2e6, 9.2e6 + 1])).cast(train_df.schema)
+    other = pair.with_columns(session_id=pl.lit(903), item_id=pl.Series([600, 602]))
+    train = SequenceDataset.from_frame(pl.concat([train_df, pair, other.cast(train_df.schema)]))
+    model = get_model("item2vec", FAST, epochs=2, min_count=2).fit(train)
+    assert not model.known[int(train.vocab.encode([600])[0])]
 
 
 def test_history_per_epoch_and_validation_improves(fitted: Item2Vec) -> None:

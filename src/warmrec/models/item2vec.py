@@ -21,8 +21,8 @@ item (they usually score highest); use ``exclude_seen`` in ``recommend``/``evalu
 Documented choices:
 
 - Items that never got a vector (not in the training data, below ``min_count``, or only ever
-  alone in a training sequence: Word2Vec then trains no pair for them and their vector stays
-  gensim's random init) and the padding column score ``-inf``: below every other item, never
+  alone in a training sequence, items below ``min_count`` left out: Word2Vec then trains no pair
+  for them and their vector stays gensim's random init) and the padding column score ``-inf``: below every other item, never
   recommended, and a target among them ranks last in :func:`warmrec.evaluate`.
 - A history with no item that has a vector (empty, or only unseen items) falls back to training
   popularity, scaled into ``(0, 1]``.
@@ -128,14 +128,18 @@ def _sentences(train: SequenceDataset) -> list[list[str]]:
     return [tokens[a:b].tolist() for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _in_context(train: SequenceDataset) -> np.ndarray:
-    """``[n_items]`` bool: the items of some training sentence of two items or more. A sentence
-    of one item gives Word2Vec no (item, context) pair, so an item only ever alone keeps
-    gensim's random initial vector."""
+def _in_context(train: SequenceDataset, kept: np.ndarray) -> np.ndarray:
+    """``[n_items]`` bool: the items of some training sentence holding two or more ``kept``
+    items (``[n_items]`` bool, gensim's vocabulary: it drops the others from its sentences). A
+    sentence of one item gives Word2Vec no (item, context) pair, so an item only ever alone
+    keeps gensim's random initial vector."""
+    items = train.sequences.items
     lengths = np.diff(_bounds(train))
-    own = np.repeat(lengths, lengths) >= 2
+    sentence = np.repeat(np.arange(len(lengths)), lengths)
+    k = kept[items]
+    n_kept = np.bincount(sentence[k], minlength=len(lengths))
     out = np.zeros(len(train.vocab), dtype=bool)
-    out[train.sequences.items[own]] = True
+    out[items[k & (n_kept[sentence] >= 2)]] = True
     return out
 
 
@@ -241,12 +245,14 @@ class Item2Vec(NoEvidenceItems, Recommender):
             compute_loss=True,
         )
         sentences = _sentences(train)
-        self._context = torch.from_numpy(_in_context(train))
         w2v.build_vocab(sentences)
         if len(w2v.wv) == 0:
             raise ModelError(
                 f"item2vec: no item occurs at least min_count={cfg.min_count} times in training"
             )
+        kept = np.zeros(len(self.vocab), dtype=bool)
+        kept[np.asarray(w2v.wv.index_to_key).astype(np.int64)] = True
+        self._context = torch.from_numpy(_in_context(train, kept))
         w2v.train(
             sentences,
             total_examples=w2v.corpus_count,
