@@ -205,3 +205,38 @@ def test_users_whose_training_sequences_have_one_event_are_unknown():
     items = torch.tensor([[3, 4, 5], [3, 4, 5]])
     own = m.score(Batch(items, torch.tensor(one)))
     torch.testing.assert_close(own, m.score(Batch(items, torch.zeros(2, dtype=torch.long))))
+
+
+def test_sse_draws_replacing_items_from_the_training_items(monkeypatch):
+    """The vocabulary covers every part of a split: SSE drew its replacing items from all of it,
+    so an item that only the test events bring was trained as an input and, above all, as a
+    target at random (its score pulled up by the test part). It draws from the items with
+    training events now (and as before where every item has some)."""
+    import warmrec.models.ssept as ssept_module
+
+    df = with_users(cyclic_log(n_sessions=60, n_items=20, length=6, seed=0), 5)
+    held = pl.DataFrame({"session_id": [999, 999], "item_id": [21, 22]}).with_columns(
+        timestamp=pl.Series([9e9, 9e9 + 60])
+    )
+    vocab = ItemVocab.from_ids(
+        pl.concat([df["item_id"], held["item_id"].cast(df["item_id"].dtype)])
+    )
+    train = SequenceDataset.from_frame(df, vocab)
+    held_out = torch.tensor(vocab.encode([21, 22]).tolist())
+    seen: list[torch.Tensor] = []
+    real = ssept_module.sse_replace
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        seen.extend([out[0], out[1]])
+        return out
+
+    monkeypatch.setattr(ssept_module, "sse_replace", spy)
+    cfg = {**FAST, "sse_item": 0.9}
+    get_model("ssept", cfg).fit(train, epochs=2, progress=False, seed=0)
+    drawn = torch.cat([t.reshape(-1) for t in seen])
+    assert len(drawn) and not torch.isin(drawn, held_out).any()
+    # every item with training events: the pool is the whole range, drawn as before
+    m = get_model("ssept", cfg)
+    m.setup_training(SequenceDataset.from_frame(df))
+    assert m._item_pool is None

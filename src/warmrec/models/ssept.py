@@ -14,8 +14,10 @@ user index is replaced by a uniformly random user (the paper's ``1 - threshold_u
 MovieLens-1M), and with probability ``sse_item`` each input event is replaced by a random item
 (``1 - threshold_item``; 0.1). As in the official sampler, a replaced event changes both the
 input at its position (and so the previous position's target, which is the same event) and its
-own target, which becomes another random item. Replacements are drawn from torch's RNG (seeded
-by the training loop).
+own target, which becomes another random item. Replacing items are drawn from those with
+training events, replacing users from those with training windows (the vocabularies cover
+every part of a split: an item or user only the held-out parts bring would otherwise be trained
+at random); all from torch's RNG (seeded by the training loop).
 
 Users: ``SequenceDataset.users`` / ``Batch.users`` are user-vocabulary indices; ``0`` is an
 unknown user (a new user at serving time, a history without a user, a log without ``user_id``).
@@ -177,18 +179,26 @@ def sse_replace(
     n_items: int,
     n_users: int,
     pool: torch.Tensor | None = None,
+    item_pool: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Stochastic Shared Embeddings on a batch of windows (see the module docstring).
 
     ``items``/``targets`` are ``[B, L]`` left-padded windows (target ``t`` = input ``t + 1``);
     padding stays padding and positions without a target keep none. A replaced user is drawn
-    from ``pool`` (user indices) where given, else from ``1 .. n_users - 1``.
+    from ``pool`` (user indices) where given, else from ``1 .. n_users - 1``; a replacing item
+    from ``item_pool`` (item indices) where given, else from ``1 .. n_items - 1``.
     """
     if p_item > 0 and n_items > 1:
         gen = generator(items.device)
         hit = (torch.rand(items.shape, device=items.device, generator=gen) < p_item) & (items > 0)
-        r_in = torch.randint(1, n_items, items.shape, device=items.device, generator=gen)
-        r_out = torch.randint(1, n_items, items.shape, device=items.device, generator=gen)
+        if item_pool is None:
+            r_in = torch.randint(1, n_items, items.shape, device=items.device, generator=gen)
+            r_out = torch.randint(1, n_items, items.shape, device=items.device, generator=gen)
+        else:  # the training items only (the others would train as targets drawn at random)
+            n_pool, dev = len(item_pool), items.device
+            pool_i = item_pool.to(dev)
+            r_in = pool_i[torch.randint(0, n_pool, items.shape, device=dev, generator=gen)]
+            r_out = pool_i[torch.randint(0, n_pool, items.shape, device=dev, generator=gen)]
         items = torch.where(hit, r_in, items)
         prev = torch.zeros_like(hit)
         prev[:, :-1] = hit[:, 1:]  # the previous position's target is this event
@@ -236,6 +246,16 @@ class SSEPT(FeatureSequenceModel):
             users = np.asarray(train.users, dtype=np.int64)
             self._trained_users = np.unique(users[np.asarray(train.sequences.lengths) >= 2])
 
+    def prepare(self, train: SequenceDataset) -> None:
+        super().prepare(train)
+        # SSE's replacing items: those with training events. The vocabulary covers every part
+        # of a split; an item only validation or test events bring would otherwise be trained
+        # as a target at random (None where every item has events: the draw is as it was)
+        counts = np.asarray(train.item_counts())
+        items = np.flatnonzero(counts > 0)
+        items = items[items > 0]
+        self._item_pool = None if len(items) == len(counts) - 1 else torch.from_numpy(items)
+
     def build_net(self, n_items: int) -> SSEPTNet:
         item_specs, _ = self.feature_specs()
         net = SSEPTNet(n_items, n_users_of(self), self.config, item_specs)
@@ -269,6 +289,7 @@ class SSEPT(FeatureSequenceModel):
             n_items=self.n_items,
             n_users=n_users,
             pool=pool if len(pool) else None,
+            item_pool=getattr(self, "_item_pool", None),
         )
         hidden = self.net(items, users)[..., : c.d_item]
         # the seen-item bias reads what the user really saw (before SSE replaced events)
