@@ -99,7 +99,10 @@ def test_a_trainer_field_is_named_by_a_flag_only_where_the_command_has_it(tmp_pa
     line = one_line(
         run(["pretrain", "--data", log, "--set", "train.seed=abc", "--out", tmp_path / "p"])
     )
-    assert line == "warmrec: error: train.seed: expected an integer, found 'abc'"
+    assert line == (
+        "warmrec: error: train.seed: expected an integer >= 0 and < 9223372036854775808, "
+        "found 'abc'"
+    )
     study = ["study", "transfer", "--source", log, "--target", log, "--seeds", "1"]
     line = one_line(run([*study, "--set", "train.epochs=0", "--out", tmp_path / "s"]))
     assert line == "warmrec: error: train.epochs: expected an integer >= 1, found 0"
