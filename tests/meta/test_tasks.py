@@ -256,3 +256,34 @@ def test_query_batch_with_context_trains_the_seen_bias_on_the_scoring_seen_sets(
     assert "before" not in plain
     assert torch.equal(plain["targets"], batch["targets"])
     assert torch.equal(plain["items"], batch["items"])
+
+
+def test_meta_training_episodes_are_cold_users_for_ssept():
+    """A meta-training episode is a cold user's, as meta-test users are scored
+    (``MetaModel.adapt``: no user): SSE-PT reads its support as the unknown user (the mean user
+    vector). It read the task's own user row, which the global model learned from the whole
+    history -- the query included -- while the query scored as the unknown user."""
+    import torch
+
+    from warmrec import get_model
+    from warmrec.experiments.studies.coldstart import user_sequences
+    from warmrec.meta.maml import MetaModel, TaskStream
+    from warmrec.meta.tasks import support_batches
+
+    rows = [(u, (3 * u + i) % 10 + 1, i) for u in range(1, 9) for i in range(8)]
+    df = pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+    data = user_sequences(df)
+    base = get_model("ssept", {"d_item": 8, "d_user": 4, "n_heads": 1, "n_layers": 1, "max_len": 8})
+    base.fit(data, epochs=1, progress=False)
+    assert bool(base.net.trained[1:].all())  # every task's user has a learned row
+    meta = MetaModel(base, {"algorithm": "maml", "inner_steps": 1, "train_shots": [3]})
+    tasks = next(TaskStream(meta, data).batches(8, np.random.default_rng(0)))
+    assert len(tasks) == 8
+    for task in tasks:
+        assert task.hist.users is None  # the query: the unknown user
+        for batch in task.support:
+            assert torch.equal(batch["users"], torch.zeros_like(batch["users"]))
+    # the support batch is the one a meta-test user with those 3 events adapts on
+    items = data.sequences.items[:3]
+    cold = support_batches(base, items, 1, np.random.default_rng(0), data.vocab, "user_id")
+    assert cold[0]["users"].tolist() == [0]

@@ -40,6 +40,12 @@ support) and scores with the adapted weights: a query item is never given to ada
 a :class:`~warmrec.data.dataset.Batch` holds histories only. A one-event history has no
 (input, target) pair for a next-item objective: it is scored without adaptation.
 
+Every task is a cold user, in meta-training as at meta-test: no user id reaches an episode's
+support or query, so a user-aware model (SSE-PT) reads both as its unknown user, the mean of its
+trained user vectors, which the inner steps adapt. That is the choice for a user without a row
+(a meta-test user has none that was trained), not a defect; the meta-training user's own row was
+learned by the global model from its whole history, the query included, and is left out.
+
 A :class:`MetaModel` is a :class:`~warmrec.models.base.Recommender` (``recommend``,
 :func:`warmrec.evaluate`, the serving bundle): every history is adapted to before it is scored,
 also under :func:`torch.inference_mode` (adaptation leaves inference mode for its few steps).

@@ -182,7 +182,9 @@ class TaskSet:
         ``model``'s own training data, and the query. Every support event precedes every query
         event; a task of several sequences trains on each sequence's support part separately
         (no next-item pair crosses a sequence boundary) and its query histories run across
-        them in time order."""
+        them in time order. The task is a cold user's episode: no user id reaches the support
+        or the query (a user-aware model, SSE-PT, reads both as the unknown user, its mean user
+        vector, as it reads a meta-test user; ``TaskSet.support_dataset`` keeps the users)."""
         items = self.events(t)
         if episodes.max_len:
             items = items[: episodes.max_len]
@@ -203,8 +205,9 @@ class TaskSet:
         )
         one = len(self.sequences(t)) == 1
         pieces = None if one else self.support(t, k)
-        users = self.dataset.users
-        user = None if users is None else int(users[self.sequences(t)[0]])
+        # the episode is a cold user's, as at meta-test (MetaModel.adapt): no user row. The
+        # task's own row (SSE-PT) was learned by the global model from the whole history,
+        # query included, and only the support saw it (the query scores as the unknown user)
         return make_task(
             model,
             items[:q_end],
@@ -217,7 +220,6 @@ class TaskSet:
             windows if episodes.n_windows > 1 and one else None,
             pieces=pieces,
             batch_size=episodes.batch_size,
-            user=user,
         )
 
     def select(self, tasks: np.ndarray) -> TaskSet:
