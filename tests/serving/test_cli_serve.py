@@ -225,3 +225,29 @@ def test_a_busy_port_is_one_line_before_the_banner(pop_dir):
     assert res.returncode == 2, res.stderr
     assert res.stderr.strip().count("\n") == 0 and "cannot listen" in res.stderr
     assert "serving" not in res.stderr + res.stdout
+
+
+def test_several_workers_get_no_admin_route_from_an_inherited_token_file(
+    pop_dir, tmp_path, monkeypatch
+):
+    # the workers read their settings from the environment: a WARMREC_SERVE_ADMIN_TOKEN_FILE
+    # left there (an earlier serve in the same shell, a wrapper) gave them POST /admin/reload
+    # though this command was started without --admin-token-file
+    from warmrec.serving import server
+    from warmrec.serving.app import app_from_env
+
+    token = tmp_path / "token"
+    token.write_text("s3cret-token-0123456789")
+    monkeypatch.setattr(os, "environ", os.environ.copy())
+    os.environ["WARMREC_SERVE_ADMIN_TOKEN_FILE"] = str(token)
+    routes = []
+
+    def fake_run(app, sock, **kw):
+        sock.close()
+        routes.extend(r.path for r in app_from_env().routes)
+
+    monkeypatch.setattr(server, "run", fake_run)
+    args = ["--workers", "2", "--port", "0", "--no-docs"]
+    res = CliRunner().invoke(cli, ["serve", str(pop_dir), *args])
+    assert res.exit_code == 0, res.output
+    assert "/recommend" in routes and "/admin/reload" not in routes

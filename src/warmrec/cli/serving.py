@@ -301,6 +301,8 @@ def serve(
     }
     if admin_token_file:
         settings["WARMREC_SERVE_ADMIN_TOKEN_FILE"] = os.path.abspath(admin_token_file)
+    else:  # one left in the environment gave the workers an admin route the command never had
+        os.environ.pop("WARMREC_SERVE_ADMIN_TOKEN_FILE", None)
     bound, real_port = sock.getsockname()[:2]
     where = f"[{bound}]" if ":" in bound else bound
     docs = "no docs" if no_docs else "docs at /docs"
