@@ -61,6 +61,7 @@ import hmac
 import json
 import math
 import os
+import re
 import signal
 import sys
 from contextlib import asynccontextmanager
@@ -319,9 +320,9 @@ class BodyLimit:
 def _body_problem(scope: dict, body: bytes) -> tuple[int, str] | None:
     """Why a request body cannot be a JSON document, or None: no Content-Type, one other than
     JSON or a charset other than UTF-8 (415), bytes that are not UTF-8, text that is not JSON, a
-    nesting or a number beyond what the parser takes (422). FastAPI answered these with a
-    vague 400 ("There was an error parsing the body") or a 422 echoing the raw bytes (a JSON
-    body sent without a Content-Type too)."""
+    nesting deeper than :data:`MAX_JSON_DEPTH` or a number beyond what the parser takes (422).
+    FastAPI answered these with a vague 400 ("There was an error parsing the body") or a 422
+    echoing the raw bytes (a JSON body sent without a Content-Type too)."""
     headers = scope.get("headers", [])
     if not any(name == b"content-type" for name, _ in headers):
         return 415, "no Content-Type: expected application/json"
@@ -348,7 +349,30 @@ def _body_problem(scope: dict, body: bytes) -> tuple[int, str] | None:
         return 422, "body nests deeper than the JSON parser allows"
     except ValueError as e:  # an integer of more digits than Python converts
         return 422, f"body is not JSON the service can read: {str(e).splitlines()[0][:120]}"
+    depth = _json_depth(body)
+    if depth > MAX_JSON_DEPTH:
+        return 422, f"body nests {depth} levels deep: at most {MAX_JSON_DEPTH} (a request nests 2)"
     return None
+
+
+MAX_JSON_DEPTH = 32
+"""Levels of nested arrays and objects a body may have (a request has 2: an object of lists).
+The bound is the service's own, not the parser's recursion limit: a body that nested a few
+levels less than that limit passed this check and failed in FastAPI's deeper stack (its vague
+400 "There was an error parsing the body")."""
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def _json_depth(body: bytes) -> int:
+    """How deep the arrays and objects of a valid JSON document nest (0 for a scalar)."""
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:  # the common case: no scan
+        return 0
+    import numpy as np
+
+    codes = np.frombuffer(_JSON_STRING.sub(b"", body), dtype=np.uint8)
+    step = np.isin(codes, (91, 123)).astype(np.int32) - np.isin(codes, (93, 125))
+    return int(np.cumsum(step).max(initial=0))
 
 
 def _replay(msgs: list[dict], then: Any = None) -> Any:
