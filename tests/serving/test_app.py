@@ -638,6 +638,21 @@ def test_a_foreign_host_is_refused(pop_dir):
             assert r.status_code == 400 and "Host" in r.json()["detail"], host
 
 
+def test_two_host_headers_are_refused(pop_dir):
+    """The allow-list read the last Host header and the app (Starlette's ``request.headers``,
+    ``request.url``) the first: ``Host: evil.example`` then ``Host: localhost`` passed the
+    check. RFC 9112 wants a 400 for more than one Host header."""
+    from warmrec.serving.guards import AllowedHosts
+
+    app = create_app(pop_dir, allowed_hosts=AllowedHosts.for_bind("127.0.0.1"))
+    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+        for hosts in (["evil.example", "localhost"], ["localhost", "localhost"]):
+            r = c.get("/health", headers=[("host", h) for h in hosts])
+            assert r.status_code == 400, (hosts, r.text)
+            assert r.json() == {"detail": "2 Host headers: expected one"}
+        assert c.get("/health", headers={"host": "localhost"}).status_code == 200
+
+
 def test_docs_are_served_offline_and_can_be_switched_off(pop_dir):
     import re
 

@@ -7,7 +7,8 @@
 - a path that is not UTF-8 once percent-decoded -> 400 (the server decodes ``%FF`` and ``%FE``
   alike to U+FFFD, so ``/sessions/%FF`` and ``/sessions/%FE`` would name one session);
 - a ``Host`` header outside :class:`AllowedHosts` -> 400 (DNS rebinding: a web page whose name
-  resolves to this machine reaches the service with its own name in ``Host``).
+  resolves to this machine reaches the service with its own name in ``Host``), and more than one
+  ``Host`` header -> 400 (RFC 9112; the check read the last one, the app the first).
 
 :class:`LoadShed` bounds the requests a worker holds: past ``max_inflight`` a request is answered
 at once with 503 and ``Retry-After``, so that under overload the worker spends its time on
@@ -126,13 +127,15 @@ class RequestGuard:
         raw = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
         headers = scope.get("headers", [])
         size = len(raw) + len(scope.get("query_string", b""))
-        host = None
+        host, n_hosts = None, 0
         for name, value in headers:
             size += len(name) + len(value) + 4
             if name == b"host":
-                host = value
+                host, n_hosts = value, n_hosts + 1
         if size > self.max_head:
             answer = problem(431, f"request head over {self.max_head} bytes")
+        elif n_hosts > 1:  # RFC 9112 3.2: a 400; the check read the last, the app the first
+            answer = problem(400, f"{n_hosts} Host headers: expected one")
         elif b"%" in raw and not _utf8(urllib.parse.unquote_to_bytes(raw)):
             answer = problem(400, "the path is not UTF-8 once percent-decoded")
         elif self.allowed is not None and not self.allowed.allows(host):
