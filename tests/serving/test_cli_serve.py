@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
         (["--port", "70000"], "--port"),
         (["--max-session-bytes", "0"], "--max-session-bytes"),
         (["--session-store", "memcached://x"], "--session-store"),
+        # was uvicorn's KeyError traceback after the banner, the port bound
+        (["--log-level", "loud"], "--log-level"),
     ],
 )
 def test_bad_options(pop_dir, args, needle, monkeypatch):

@@ -201,7 +201,13 @@ def predict_cmd(
     "or ::. Other names are refused (400), against DNS rebinding.",
 )
 @click.option("--no-docs", is_flag=True, help="No /docs, /redoc nor /openapi.json.")
-@click.option("--log-level", default="warning", show_default=True)
+@click.option(
+    "--log-level",
+    # uvicorn's levels: another name was a KeyError traceback after the banner, the port bound
+    type=click.Choice(["critical", "error", "warning", "info", "debug", "trace"], False),
+    default="warning",
+    show_default=True,
+)
 def serve(
     model_dir,
     host,
