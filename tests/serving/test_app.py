@@ -747,3 +747,21 @@ def test_a_body_nested_past_the_bound_is_one_422_at_any_depth(client):
     deep_text = {"items": ["[" * 100, "{" * 100]}
     assert client.post("/recommend", json=deep_text).status_code == 400  # unknown ids only
     assert client.post("/recommend", json={"items": [1], "exclude": [2] * 40}).status_code == 200
+
+
+def test_a_compressed_body_is_a_415_naming_its_encoding(client):
+    """The service reads a body as sent: a gzip body was a 422 "body is not UTF-8 text (byte
+    1)", and plain JSON labelled gzip was answered as if the label were not there."""
+    import gzip
+
+    raw = b'{"items": [1, 2]}'
+    for body, coding in ((gzip.compress(raw), "gzip"), (raw, "gzip"), (raw, "br, identity")):
+        headers = {"Content-Type": "application/json", "Content-Encoding": coding}
+        r = client.post("/recommend", content=body, headers=headers)
+        assert r.status_code == 415, (coding, r.text)
+        assert r.json()["detail"] == (
+            f"Content-Encoding {coding!r}: expected none (the body sent as is)"
+        )
+    for coding in ("identity", "IDENTITY"):
+        headers = {"Content-Type": "application/json", "Content-Encoding": coding}
+        assert client.post("/recommend", content=raw, headers=headers).status_code == 200

@@ -30,7 +30,7 @@ Endpoints (OpenAPI docs at ``/docs``, the schema at ``/openapi.json``):
     machine without internet); ``docs=False`` (``--no-docs``) removes all three.
 
 Errors are 4xx, never 5xx: a body that is not JSON -> 415 (its Content-Type, missing or other
-than JSON, or its charset) or 422
+than JSON, its charset, or a Content-Encoding) or 422
 (naming what is wrong with it); a value out of its limits -> 422 (FastAPI's
 validation error, its echo of the input made JSON-safe: ``NaN``/``Infinity`` and lone
 surrogates come back as text; and clipped, at most ten errors of a few KB each whatever the
@@ -319,10 +319,11 @@ class BodyLimit:
 
 def _body_problem(scope: dict, body: bytes) -> tuple[int, str] | None:
     """Why a request body cannot be a JSON document, or None: no Content-Type, one other than
-    JSON or a charset other than UTF-8 (415), bytes that are not UTF-8, text that is not JSON, a
-    nesting deeper than :data:`MAX_JSON_DEPTH` or a number beyond what the parser takes (422).
-    FastAPI answered these with a vague 400 ("There was an error parsing the body") or a 422
-    echoing the raw bytes (a JSON body sent without a Content-Type too)."""
+    JSON, a charset other than UTF-8 or a Content-Encoding (gzip, ...) (415), bytes that are not
+    UTF-8, text that is not JSON, a nesting deeper than :data:`MAX_JSON_DEPTH` or a number
+    beyond what the parser takes (422). FastAPI answered these with a vague 400 ("There was an
+    error parsing the body") or a 422 echoing the raw bytes (a JSON body sent without a
+    Content-Type too)."""
     headers = scope.get("headers", [])
     if not any(name == b"content-type" for name, _ in headers):
         return 415, "no Content-Type: expected application/json"
@@ -337,6 +338,13 @@ def _body_problem(scope: dict, body: bytes) -> tuple[int, str] | None:
                 charset = val.strip().strip('"').lower()
                 if key.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
                     return 415, f"charset {charset!r}: expected utf-8"
+    for name, value in headers:
+        # the body is read as sent: a gzip one was "not UTF-8 text (byte 1)", and plain JSON
+        # labelled gzip was answered as if the label were not there
+        codings = [c.strip().lower() for c in value.decode("latin-1").split(",")]
+        if name == b"content-encoding" and any(c not in ("", "identity") for c in codings):
+            shown = value.decode("latin-1").strip()[:40]
+            return 415, f"Content-Encoding {shown!r}: expected none (the body sent as is)"
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
