@@ -364,3 +364,20 @@ def test_rating_train_shots_longer_than_every_user_is_named_in_the_error(rating_
     _, train, _, gm = rating_setup
     with pytest.raises(ModelError, match=r"train_shots \[40\] needs a user with at least 41"):
         meta_train(gm, train, {"algorithm": "fomaml", "train_shots": (40,)}, cls=RatingMetaModel)
+
+
+def test_melo_lr_grid_where_every_rate_diverges_is_one_clear_line(tmp_path):
+    """Every fine-tuning rate of the grid diverging (NaN RMSE on meta-valid users) left the rate
+    None: the error was MetaConfig's 'inner_lr: ... found None', and ``{seed}-lr.json`` held a
+    null that a resume read back. Now one line naming lr_grid and the RMSE of each rate."""
+    from click.testing import CliRunner
+
+    from warmrec.cli.main import cli
+
+    args, _ = _melo_cli(tmp_path, "finetune")
+    cfg = tmp_path / "melo.toml"
+    cfg.write_text(cfg.read_text().replace("lr_grid = [0.3]", "lr_grid = [1e30]"))
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2
+    assert "lr_grid" in r.output and "1e+30: nan" in r.output and "None" not in r.output
+    assert not (tmp_path / "out" / "runs" / "0-lr.json").exists()

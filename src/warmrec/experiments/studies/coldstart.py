@@ -779,15 +779,22 @@ def run_melo_study(
                 if lr_file.is_file():
                     lr = json.loads(lr_file.read_text())["inner_lr"]
                 else:
-                    best = np.inf
+                    best, found = np.inf, []
                     for cand in cfg.lr_grid:
                         ft = RatingMetaModel(
                             gm,
                             {**cfg.meta, "seed": seed, "algorithm": "finetune", "inner_lr": cand},
                         )
                         v = np.mean([r["summary"]["rmse"] for r in evaluate(ft, va).values()])
+                        found.append(f"{cand:g}: {v:g}")
                         if v < best:
                             best, lr = v, cand
+                    if lr is None:  # every rate diverged: was MetaConfig's 'inner_lr ... None'
+                        raise ConfigError(
+                            "coldstart lr_grid: per-user fine-tuning diverged at every rate on "
+                            f"meta-valid users (mean RMSE per rate: {', '.join(found)}); "
+                            "expected a rate with a finite RMSE: try smaller rates"
+                        )
                     atomic_write_text(lr_file, json.dumps({"inner_lr": lr}))
             bar.set_postfix_str(f"seed {seed} {method}")
             t0 = time.perf_counter()
