@@ -364,3 +364,23 @@ def test_weight_decay_falls_on_matrices_only(monkeypatch):
     for g in groups:
         for p in g["params"]:
             assert g["weight_decay"] == (0.1 if p.dim() >= 2 else 0.0)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "where", "found"),
+    [
+        ({"sources": 3}, "[sources.<label>] tables", "int 3"),
+        ({"sources": {"a": "log.csv"}}, "sources.a:", "str 'log.csv'"),
+        ({"model": "sasrec", "sources": {"a": {"data": {}}}}, "model:", "str 'sasrec'"),
+        ({"sources": {"a": {"data": {}, "model": 3}}}, "sources.a.model:", "int 3"),
+    ],
+)
+def test_a_config_section_that_is_no_table_is_one_config_error(cfg, where, found, tmp_path):
+    """A section given a value instead of a table (``--set sources=3``, ``--set
+    sources.a=log.csv``) was a TypeError/ValueError traceback: one ConfigError naming it."""
+    from warmrec.transfer.multisource import run_multisource
+
+    with pytest.raises(ConfigError, match="expected") as e:
+        run_multisource(cfg, tmp_path / "out")
+    assert where in str(e.value) and found in str(e.value)
+    assert not (tmp_path / "out").exists()

@@ -394,28 +394,29 @@ def run_multisource(cfg: Mapping[str, Any], out: str | Any) -> dict[str, Any]:
             f"multi-source config: unknown section(s) {', '.join(unknown)}; valid: model, "
             "multi, sources"
         )
-    model = dict(cfg.get("model") or {})
+    model = _table(cfg.get("model"), "model")
     name = model.pop("name", None) or "sasrec"
     sources = cfg.get("sources") or {}
-    if len(sources) < 1 or not isinstance(sources, Mapping):
+    if not isinstance(sources, Mapping) or len(sources) < 1:
         raise ConfigError(
             "multi-source config: expected [sources.<label>] tables (--source LABEL=PATH), "
-            "found none"
+            f"found {_shown(sources) if sources else 'none'}"
         )
     for label in sources:  # before any training: a label that is no folder name is refused
         _check_label(label)
     check_multisource_target(out)  # and so is an --out that the output would wrongly replace
     domains = []
     for label, src in sources.items():
-        src = dict(src)
+        src = _table(src, f"sources.{label}")
         bad = sorted(set(src) - {"data", "split", "model"})
         if bad or "data" not in src:
             raise ConfigError(
                 f"sources.{label}: expected data (and split, model), found {', '.join(src)}"
             )
+        overrides = _table(src.get("model"), f"sources.{label}.model")
         spec = spec_from_config({"data": src["data"], "split": src.get("split") or {}})
         prep = prepare_run(spec)
-        domains.append(Domain(str(label), prep.train, prep.valid, dict(src.get("model") or {})))
+        domains.append(Domain(str(label), prep.train, prep.valid, overrides))
     res = pretrain_multisource(name, domains, model, cfg.get("multi"))
     info = {"model": name, **res.summary()}
     # one unit: every domain folder and the JSON in one temporary folder, renamed over ``out``
@@ -426,6 +427,21 @@ def run_multisource(cfg: Mapping[str, Any], out: str | Any) -> dict[str, Any]:
         (tmp / SUMMARY_FILE).write_text(json.dumps(info, indent=2, default=str))
         same_modes(tmp)
     return info
+
+
+def _shown(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    """A config table (None: empty); anything else is one ConfigError naming ``where``."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"multi-source config: {where}: expected a table of settings, found {_shown(value)}"
+        )
+    return dict(value)
 
 
 def _check_label(label: Any) -> None:
