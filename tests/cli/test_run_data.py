@@ -141,3 +141,24 @@ def test_a_configs_item_feature_file_is_read_next_to_the_config(tmp_path, monkey
     res = CliRunner().invoke(cli, ["train", "--config", "exp/run.toml", "--out", "m"])
     assert res.exit_code == 0, res.output
     assert Recommender.load(tmp_path / "m").meta.run.data.items == str(exp / "items.csv")
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        ({"transfer": 3}, "transfer: expected a table of settings, found int 3"),
+        (
+            {"transfer": {"strategy_options": 3}, "strategy": {"lr_decay": 0.5}},
+            "transfer.strategy_options: expected a table (merged with [strategy]), found int 3",
+        ),
+    ],
+)
+def test_run_transfer_refuses_a_transfer_section_that_is_no_table(cfg, message, tmp_path):
+    """``--set transfer=3`` was a TypeError traceback ('int' object is not iterable), and so was
+    a transfer.strategy_options value beside a [strategy] table: one ConfigError each."""
+    from warmrec.errors import ConfigError
+    from warmrec.experiments.run import run_transfer
+
+    with pytest.raises(ConfigError) as e:
+        run_transfer(cfg, tmp_path / "out", source=tmp_path / "src")
+    assert message in str(e.value)

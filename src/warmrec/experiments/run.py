@@ -91,11 +91,22 @@ def run_transfer(
     on the training part, and save it. Keyword arguments fill ``[transfer]``."""
     if not isinstance(cfg, RunSpec):
         cfg = dict(cfg)
-        tr = dict(cfg.get("transfer", {}))
+        tr = cfg.get("transfer") or {}
+        if not isinstance(tr, Mapping):
+            raise ConfigError(
+                f"transfer: expected a table of settings, found {type(tr).__name__} {tr!r}"
+            )
+        tr = dict(tr)
         # [strategy] and [init] tables (the options of each) are read as [transfer] keys
         for section, key in (("strategy", "strategy_options"), ("init", "init_options")):
             if isinstance(cfg.get(section), Mapping):
-                tr[key] = {**tr.get(key, {}), **cfg.pop(section)}
+                own = tr.get(key) or {}
+                if not isinstance(own, Mapping):
+                    raise ConfigError(
+                        f"transfer.{key}: expected a table (merged with [{section}]), found "
+                        f"{type(own).__name__} {own!r}"
+                    )
+                tr[key] = {**own, **cfg.pop(section)}
         given = {"source": source, "strategy": strategy, "init": init, "seed": seed}
         tr.update({k: str(v) if k == "source" else v for k, v in given.items() if v is not None})
         if "source" not in tr:
