@@ -193,3 +193,13 @@ def test_a_freeze_pattern_that_matches_nothing_is_refused(train_data):
     model = sasrec(train_data)
     with pytest.raises(ConfigError, match=r"freeze: the pattern\(s\) 'nomatch\.\*' match no"):
         apply_strategy(model, "freeze", {"freeze": ["nomatch.*"]})
+
+
+@pytest.mark.parametrize("strategy", ["scratch", "adapters"])
+@pytest.mark.parametrize("seed", [2**64, -1])
+def test_a_strategy_seed_out_of_range_is_a_config_error(strategy, seed, train_data):
+    """strategy_options.seed = 2**64 was a ValueError traceback from torch ('Overflow when
+    unpacking long long'): it is bounded as train.seed, [0, 2**63), and named."""
+    model = sasrec(train_data)
+    with pytest.raises(ConfigError, match=r"seed.*2\*\*63|seed.*9223372036854775808"):
+        apply_strategy(model, strategy, {"seed": seed})

@@ -109,8 +109,9 @@ class StrategyOptions(ConfigModel):
     """Bottleneck adapter settings (strategy ``"adapters"``)."""
     lora: LoraConfig = Field(default_factory=LoraConfig)
     """LoRA settings (strategy ``"lora"``)."""
-    seed: int = 0
-    """Seed of adapter and scratch initialisation."""
+    seed: int = Field(0, ge=0, lt=2**63)
+    """Seed of adapter and scratch initialisation: an integer in [0, 2**63), as ``train.seed``
+    (torch's generators take no larger one)."""
 
 
 @dataclass
