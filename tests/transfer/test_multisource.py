@@ -384,3 +384,14 @@ def test_a_config_section_that_is_no_table_is_one_config_error(cfg, where, found
         run_multisource(cfg, tmp_path / "out")
     assert where in str(e.value) and found in str(e.value)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64])
+def test_a_multisource_seed_out_of_range_is_a_config_error(seed):
+    """multi.seed = -1 (numpy: 'expected non-negative integer') or 2**64 (torch: 'Overflow when
+    unpacking long long') were tracebacks: the seed is bounded as train.seed, [0, 2**63)."""
+    from warmrec.config import build_config
+    from warmrec.transfer.multisource import MultiSourceConfig
+
+    with pytest.raises(ConfigError, match=r"seed.*9223372036854775808"):
+        build_config(MultiSourceConfig, {"seed": seed})

@@ -113,7 +113,9 @@ class MultiSourceConfig(ConfigModel):
     warmup_steps: int = Field(100, ge=0)
     grad_clip: float = Field(1.0, ge=0)
     """Clip the gradient norm of the whole step at this value (0: off)."""
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)
+    """Seeds the nets (domain ``k``: ``seed + k``) and the draws: an integer in [0, 2**63), as
+    ``train.seed``."""
     num_threads: int | None = Field(None, ge=1)
     """torch threads (None: torch's default)."""
     domain_token: bool = False
