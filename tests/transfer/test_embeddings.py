@@ -265,3 +265,20 @@ def test_integer_ids_are_matched_only_when_asked():
     assert not torch.equal(out[1], emb[3])  # item 3 of the target draws its own row
     out = init_item_embeddings("random", emb, src, tgt, seed=0, match_items="ids")
     assert torch.equal(out[1], emb[3]) and torch.equal(out[2], emb[4])
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "what"),
+    [
+        ("noise", "abc", "a number, found str 'abc'"),
+        ("noise", True, "a number, found bool True"),
+        ("ridge", "abc", "a number, found str 'abc'"),
+        ("top_k", 2.5, "an integer, found float 2.5"),
+        ("n_anchors", "3", "an integer, found str '3'"),
+    ],
+)
+def test_an_init_option_of_the_wrong_type_is_a_config_error(key, value, what):
+    """``--set transfer.init_options.noise=abc`` was a TypeError traceback ('<' not supported
+    between 'str' and 'int'); noise=true trained with noise 1: one ConfigError naming it."""
+    with pytest.raises(ConfigError, match=f"init option {key}: expected {what}"):
+        init("mean", **{key: value})

@@ -229,6 +229,16 @@ def _encode(encoder: TextEncoder, texts: list[str], what: str) -> torch.Tensor:
     return torch.nn.functional.normalize(torch.from_numpy(out), dim=1)
 
 
+def _check_number(key: str, value: Any, integer: bool) -> None:
+    """An init option that must be a number (an integer): a string or a bool is one error."""
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise ConfigError(
+            f"init option {key}: expected {'an integer' if integer else 'a number'}, found "
+            f"{type(value).__name__} {value!r}"
+        )
+
+
 # -- the methods --------------------------------------------------------------------------------
 def init_item_embeddings(
     method: str,
@@ -266,6 +276,13 @@ def init_item_embeddings(
         raise ConfigError(f"item-embedding init {method!r}: expected one of {', '.join(METHODS)}")
     if overflow not in ("mean", "wrap"):
         raise ConfigError(f"popularity overflow {overflow!r}: expected 'mean' or 'wrap'")
+    for key, value, integer in (
+        ("noise", noise, False),
+        ("top_k", top_k, True),
+        ("n_anchors", n_anchors, True),
+        ("ridge", ridge, False),
+    ):
+        _check_number(key, value, integer)
     if noise < 0:
         raise ConfigError(f"init noise: expected >= 0, found {noise}")
     src = torch.as_tensor(source_emb).detach().float().cpu()
