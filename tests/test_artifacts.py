@@ -183,6 +183,37 @@ def test_a_history_width_the_weights_do_not_pin_is_bounded(tmp_path, field):
     assert "config.json" in msg and f"{field}" in msg and "<= 100000" in msg, msg
 
 
+def test_loads_in_threads_share_one_set_of_torch_hooks(saved):
+    """The load check counts registrations through torch's global hooks. Added and removed per
+    load, they mutated dicts torch iterates on every registration in every thread (another
+    thread's build could fail: "OrderedDict mutated during iteration"); now installed once and
+    kept, counting only for the thread whose build runs under a limit."""
+    import threading
+
+    from torch.nn.modules import module as torch_module
+
+    Recommender.load(saved)
+    hooks = dict(torch_module._global_parameter_registration_hooks)
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            for _ in range(3):
+                Recommender.load(saved)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for _ in range(20):  # builds in this thread, under no limit, while the others load
+        torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(20)])
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(hooks) >= 1 and dict(torch_module._global_parameter_registration_hooks) == hooks
+
+
 def test_invalid_json(saved):
     text = (saved / "config.json").read_text()
     (saved / "config.json").write_text(text[: len(text) // 2])

@@ -152,3 +152,14 @@ def test_a_vocabulary_of_mixed_ids_is_refused_with_a_data_error(ids, found):
     for build in (ItemVocab, ItemVocab.from_ids):
         with pytest.raises(DataError, match=f"all integers .int64. or all strings.*found {found}"):
             build(ids)
+
+
+def test_encode_of_a_list_of_numpy_scalars_takes_the_column_path(monkeypatch):
+    """``list(np_array)`` holds NumPy scalars, neither int nor str: encode read them one id at
+    a time (a million index_of calls on a million rows). They are read as Python values."""
+    v = ItemVocab.from_ids([10, 20, 30])
+    monkeypatch.setattr(v, "lookup", lambda ids: (_ for _ in ()).throw(AssertionError("slow")))
+    assert v.encode(list(np.array([30, 10, 99]))).tolist() == [3, 1, 0]
+    s = ItemVocab.from_ids(["a", "b"])
+    monkeypatch.setattr(s, "lookup", lambda ids: (_ for _ in ()).throw(AssertionError("slow")))
+    assert s.encode(list(np.array(["b", "z"]))).tolist() == [2, 0]

@@ -141,6 +141,14 @@ def test_items_only_ever_alone_in_a_sequence_have_no_vector() -> None:
     assert not model.known[int(train.vocab.encode([600])[0])]
 
 
+def test_a_log_of_lone_items_is_one_model_error() -> None:
+    """Sessions of one item each give Word2Vec no pair: every item would score -inf (a model
+    that ranks nothing, its targets all last); it is one ModelError, as min_count's."""
+    df = pl.DataFrame({"session_id": [0, 1, 2], "item_id": [1, 2, 1], "timestamp": [0.0, 1, 2]})
+    with pytest.raises(ModelError, match="no training sequence holds two items"):
+        get_model("item2vec", FAST, epochs=1).fit(SequenceDataset.from_frame(df))
+
+
 def test_history_per_epoch_and_validation_improves(fitted: Item2Vec) -> None:
     hist = fitted.history
     assert [h["epoch"] for h in hist] == list(range(1, FAST["epochs"] + 1))

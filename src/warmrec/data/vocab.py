@@ -196,6 +196,8 @@ class ItemVocab:
             s = pl.Series("id", values)
         else:  # a list, or an array of Python objects (which may mix kinds)
             vals = values.tolist() if isinstance(values, np.ndarray) else list(values)
+            if any(isinstance(v, np.generic) for v in vals):  # NumPy scalars as Python ones
+                vals = [v.item() if isinstance(v, np.generic) else v for v in vals]
             kinds = {type(v) for v in vals if v is not None}
             if not (kinds <= {int} or kinds <= {str}):  # floats, bools, a mix: one at a time
                 return self.lookup(vals)

@@ -253,6 +253,11 @@ class Item2Vec(NoEvidenceItems, Recommender):
         kept = np.zeros(len(self.vocab), dtype=bool)
         kept[np.asarray(w2v.wv.index_to_key).astype(np.int64)] = True
         self._context = torch.from_numpy(_in_context(train, kept))
+        if not bool(self._context.any()):  # every item would score -inf: nothing to rank
+            raise ModelError(
+                "item2vec: no training sequence holds two items that occur at least "
+                f"min_count={cfg.min_count} times: Word2Vec has no (item, context) pair to learn"
+            )
         w2v.train(
             sentences,
             total_examples=w2v.corpus_count,

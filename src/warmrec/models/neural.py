@@ -195,35 +195,56 @@ class WindowData:
             yield self.batch(order[lo : lo + batch_size])
 
 
-class _OverBudget(Exception):
-    """A net being built registered more parameters, buffers and modules than allowed."""
+class _OverBudget(BaseException):
+    """A net being built registered more parameters, buffers and modules than allowed (a
+    BaseException: an ``except Exception`` inside a model's ``build_net`` does not swallow it)."""
+
+
+_BUDGET = threading.local()  # this thread's registration limit and count, while a build runs
+_HOOKS_LOCK = threading.Lock()
+_HOOKS: list[Any] = []
+
+
+def _count_registration(*_: Any) -> None:
+    """torch's global registration hook: counts against this thread's limit, if it has one."""
+    limit = getattr(_BUDGET, "limit", None)
+    if limit is None:
+        return
+    _BUDGET.count += 1
+    if _BUDGET.count > limit:
+        raise _OverBudget
+
+
+def _install_hooks() -> None:
+    """Register :func:`_count_registration` with torch once, never removed: torch iterates its
+    global hook dicts on every registration in every thread, so adding and removing hooks per
+    load could fail another thread's build ("OrderedDict mutated during iteration")."""
+    with _HOOKS_LOCK:
+        if _HOOKS:
+            return
+        from torch.nn.modules import module as torch_module
+
+        _HOOKS.extend(
+            [
+                torch_module.register_module_parameter_registration_hook(_count_registration),
+                torch_module.register_module_buffer_registration_hook(_count_registration),
+                torch_module.register_module_module_registration_hook(_count_registration),
+            ]
+        )
 
 
 @contextmanager
 def _registration_budget(limit: int) -> Iterator[None]:
     """Raise :class:`_OverBudget` from the ``limit + 1``-th parameter, buffer or submodule this
-    thread registers on any module inside the block (torch's global registration hooks)."""
-    from torch.nn.modules import module as torch_module
-
-    me, count = threading.get_ident(), 0
-
-    def hook(*_: Any) -> None:
-        nonlocal count
-        if threading.get_ident() == me:
-            count += 1
-            if count > limit:
-                raise _OverBudget
-
-    handles = [
-        torch_module.register_module_parameter_registration_hook(hook),
-        torch_module.register_module_buffer_registration_hook(hook),
-        torch_module.register_module_module_registration_hook(hook),
-    ]
+    thread registers on any module inside the block (torch's global registration hooks,
+    installed once; other threads are not counted)."""
+    _install_hooks()
+    outer = (getattr(_BUDGET, "limit", None), getattr(_BUDGET, "count", 0))
+    _BUDGET.limit, _BUDGET.count = limit, 0
     try:
         yield
     finally:
-        for h in handles:
-            h.remove()
+        _BUDGET.limit, _BUDGET.count = outer
 
 
 class _SizedOnMeta(TorchFunctionMode):
