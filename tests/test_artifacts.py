@@ -402,6 +402,21 @@ def test_a_directory_replaced_at_every_read_is_one_clear_error(saved, sasrec, mo
     assert len(n) == artifacts.LOAD_TRIES
 
 
+def test_a_read_failing_while_the_directory_changes_keeps_its_reason(saved, sasrec, monkeypatch):
+    """A read that fails for a reason of its own while the folder also keeps changing: the
+    final error said only "replaced while it was read" and lost that reason."""
+    import warmrec.artifacts as artifacts
+
+    def failing(path, sha256=None):
+        sasrec.save(saved)
+        raise ModelError(f"{path}: weights are truncated (the real reason)")
+
+    monkeypatch.setattr(artifacts, "read_weights", failing)
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    msg = _error(saved)
+    assert "replaced while it was read" in msg and "the real reason" in msg, msg
+
+
 # -- format 1 ------------------------------------------------------------------------------------
 def test_a_format_1_directory_still_loads(sasrec, tmp_path, monkeypatch):
     d = tmp_path / "old"

@@ -892,20 +892,23 @@ def read_consistent(path: str | Path, read: Callable[[], Any]) -> Any:
     while it was read is raised as it is."""
     import time
 
+    last: BaseException | None = None
     for attempt in range(LOAD_TRIES):
         before = _identity(path)
         try:
             out = read()
-        except (ModelError, OSError):
+        except (ModelError, OSError) as e:
             if _identity(path) == before:
                 raise
+            last = e
         else:
             if _identity(path) == before:
                 return out
         time.sleep(0.02 * (attempt + 1))
+    why = f"; the last read failed: {_first_line(last)}" if last is not None else ""
     raise ModelError(
         f"{path}: replaced while it was read, {LOAD_TRIES} times in a row (another save or a "
-        "copy under way?); load it again once it is complete"
+        f"copy under way?); load it again once it is complete{why}"
     )
 
 
