@@ -173,9 +173,9 @@ def _bad_adapter(folder, **values) -> None:
     (folder / "config.json").write_text(json.dumps(info))
 
 
-def test_a_bad_adapter_config_names_config_json_and_the_field(data, tmp_path):
-    """``"adapter": {"bottleneck": 0}`` was a bare ConfigError naming no file (an adapter
-    folder) or named model.safetensors (a model folder carrying its adapters)."""
+def _three_folders(data, tmp_path) -> None:
+    """A fitted SASRec saved as ``base``, then with adapters: the adapter folder ``ad`` and the
+    model folder ``full`` carrying them."""
     train, _ = data
     model = get_model("sasrec", {**TRANSFORMER, "d": 32, "ffn_dim": 64})
     model.fit(train, epochs=1, batch_size=64)
@@ -183,6 +183,12 @@ def test_a_bad_adapter_config_names_config_json_and_the_field(data, tmp_path):
     inject_adapters(model.net, {"bottleneck": 2}, seed=0)
     save_adapters(model, tmp_path / "ad")
     model.save(tmp_path / "full")
+
+
+def test_a_bad_adapter_config_names_config_json_and_the_field(data, tmp_path):
+    """``"adapter": {"bottleneck": 0}`` was a bare ConfigError naming no file (an adapter
+    folder) or named model.safetensors (a model folder carrying its adapters)."""
+    _three_folders(data, tmp_path)
     _bad_adapter(tmp_path / "ad", bottleneck=0)
     with pytest.raises(ModelError) as e:
         load_adapters(tmp_path / "base", tmp_path / "ad")
@@ -206,13 +212,7 @@ def test_adapter_folders_edited_to_huge_sizes_are_refused_before_anything_is_all
     model folder; an adapter folder's model config edited to many layers built them all from the
     config before any check (n_layers = 10**30: minutes, then the memory exhausted). Both are
     now checked on the meta device first: one error naming the file."""
-    train, _ = data
-    model = get_model("sasrec", {**TRANSFORMER, "d": 32, "ffn_dim": 64})
-    model.fit(train, epochs=1, batch_size=64)
-    model.save(tmp_path / "base")
-    inject_adapters(model.net, {"bottleneck": 2}, seed=0)
-    save_adapters(model, tmp_path / "ad")
-    model.save(tmp_path / "full")
+    _three_folders(data, tmp_path)
     with warnings.catch_warnings():  # the check on the meta device is silent
         warnings.simplefilter("error")
         Recommender.load(tmp_path / "full")
