@@ -288,7 +288,6 @@ def build_on_meta(
     result is checked against): a saved config edited to huge sizes is a :class:`ModelError`
     naming ``what`` and the config's sizes (``config``), not a hang or an allocation."""
     limit = 16 * n_weights + 256
-    sizes = _size_fields(config) if config is not None else "its sizes"
     try:
         with _registration_budget(limit), _SizedOnMeta(), warnings.catch_warnings():
             # loading weights into the meta net checks their names and shapes, and copies
@@ -299,7 +298,7 @@ def build_on_meta(
         raise ModelError(
             f"{what}: the config builds a network of more than {limit} parameters, buffers "
             f"and modules, far more than the {n_weights} weights hold (edited after saving? "
-            f"sizes set: {sizes})"
+            f"sizes set: {_size_fields(config)})"
         ) from None
     except WarmrecError:
         raise
@@ -307,7 +306,7 @@ def build_on_meta(
         text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(
             f"{what}: the config gives a network torch cannot build ({text}; edited after "
-            f"saving? sizes set: {sizes})"
+            f"saving? sizes set: {_size_fields(config)})"
         ) from None
 
 
@@ -321,7 +320,9 @@ def _int_fields(config: Any) -> dict[str, int]:
 
 def _size_fields(config: Any) -> str:
     """The config's whole-number fields that differ from their defaults, largest first (the
-    sizes an edited config inflates)."""
+    sizes an edited config inflates); only built for an error message."""
+    if config is None:
+        return "its sizes"
     default = _int_fields(type(config)())
     ints = [(k, v) for k, v in _int_fields(config).items() if default.get(k) != v]
     ints.sort(key=lambda kv: -kv[1])
