@@ -157,6 +157,7 @@ def _fill(model: Any, base: Any, state: dict[str, Any], a_dir: Path, art: Any) -
             f"{a_dir}: weights {uncovered[:5]} are neither in the base model (same shape) nor "
             "in the adapter file; save the adapters with include= patterns that cover them"
         )
+    del own  # the meta net's state holds real copies of data tensors (item text): not kept
 
     def inject(net: Any) -> None:
         if art.info.adapter is not None:
